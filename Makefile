@@ -1,0 +1,46 @@
+# Two commands on a fresh Debian/Ubuntu machine:
+#   make run    install what is missing, then run the node + a worker (+ private redis)
+#   make test   install what is missing (with test tools), then run the test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+RUN_PKGS := redis-server
+TEST_PKGS := redis-server dcmtk orthanc dicom3tools libpixelmed-java default-jre-headless
+PYTEST_ARGS ?=
+
+.PHONY: run test system-deps system-test-deps venv lint bench clean
+
+run: system-deps venv
+	$(BIN)/mammocad serve
+
+test: system-test-deps venv
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check mammocad tests bench
+
+venv: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+	set -o pipefail; $(BIN)/python -m pip install -q -r requirements.lock 2>&1 | { grep -v "^WARNING: Location" || true; }
+	set -o pipefail; $(BIN)/python -m pip install -q --no-deps -e . 2>&1 | { grep -v "^WARNING: Location" || true; }
+	touch $(STAMP)
+
+# Installs Debian packages only when one is missing, so repeated runs need no root.
+system-deps:
+	@missing=$$(for p in $(RUN_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then echo "installing: $$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; fi
+
+system-test-deps:
+	@missing=$$(for p in $(TEST_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then echo "installing: $$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; fi
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

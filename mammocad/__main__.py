@@ -1,0 +1,5 @@
+import sys
+
+from mammocad.cli import main
+
+sys.exit(main())

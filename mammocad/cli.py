@@ -1,0 +1,55 @@
+"""The ``mammocad`` command: a thin dispatcher over each component's own CLI module.
+
+Each component registers its sub-commands with ``register(subparsers)``; a handler
+receives the parsed ``argparse.Namespace`` and returns an exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from mammocad import __version__
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mammocad",
+        description="DICOM CAD node for screening mammography (research use, not a diagnosis).",
+    )
+    parser.add_argument("--version", action="version", version=f"mammocad {__version__}")
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help="configuration file (default: $MAMMOCAD_CONFIG, else config/mammocad.toml)",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+
+    # Imported here so `mammocad --help` stays fast and a broken optional part
+    # (e.g. torch missing) does not take down the admin commands.
+    from mammocad.config import cli as config_cli
+    from mammocad.node import cli as node_cli
+    from mammocad.worker import cli as worker_cli
+    from mammocad.model import cli as model_cli
+
+    for module in (node_cli, worker_cli, config_cli, model_cli):
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,250 @@
+"""The one typed settings object of mammocad.
+
+Read from a TOML file (``--config PATH``, else ``$MAMMOCAD_CONFIG``, else
+``config/mammocad.toml``) with environment overrides such as
+``MAMMOCAD_NODE__PORT=11113`` (double underscore between section and key).
+Validation happens here, once: every other module may trust what it gets.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_CONFIG_PATH = Path("config/mammocad.toml")
+CONFIG_ENV_VAR = "MAMMOCAD_CONFIG"
+
+
+def validate_ae_title(value: str) -> str:
+    """Check an AE title against PS3.5 (AE VR): 1-16 chars, no backslash, no control chars."""
+    if not isinstance(value, str):
+        raise ValueError(f"AE title must be a string, got {value!r}")
+    stripped = value.strip()
+    if not 1 <= len(stripped) <= 16:
+        raise ValueError(f"AE title must be 1-16 characters, got {value!r} ({len(stripped)} characters)")
+    if "\\" in stripped:
+        raise ValueError(f"AE title must not contain a backslash, got {value!r}")
+    if any(ord(c) < 32 or ord(c) == 127 for c in stripped):
+        raise ValueError(f"AE title must not contain control characters, got {value!r}")
+    return stripped
+
+
+def _check_port(value: int) -> int:
+    if not 1 <= value <= 65535:
+        raise ValueError(f"port must be 1-65535, got {value}")
+    return value
+
+
+class OutputKind(str, Enum):
+    """Result objects a destination can receive."""
+
+    MAMMO_CAD_SR = "mammo-cad-sr"
+    TID1500_SR = "tid1500-sr"
+    SECONDARY_CAPTURE = "sc"
+    GSPS = "gsps"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class NodeSettings(_Section):
+    ae_title: str = "MAMMOCAD"
+    host: str = "0.0.0.0"
+    port: int = 11112
+    require_known_callers: bool = True
+    study_timeout_s: float = Field(30.0, gt=0)
+    spool_dir: Path = Path("var/spool")
+    #: 0 means unlimited: the fastest receive path measured (see bench/README.md).
+    max_pdu_size: int = Field(0, ge=0)
+    max_associations: int = Field(16, ge=1)
+    #: Images larger than this many pixels are refused (protects memory and the detector).
+    max_pixels: int = Field(120_000_000, gt=0)
+    #: Seconds a queueing failure (broker down) waits before the node tries again.
+    requeue_interval_s: float = Field(5.0, gt=0)
+
+    _ae = field_validator("ae_title")(classmethod(lambda cls, v: validate_ae_title(v)))
+    _port = field_validator("port")(classmethod(lambda cls, v: _check_port(v)))
+
+
+class Caller(_Section):
+    """An AE allowed to send images; ``host`` pins its network address when set."""
+
+    ae_title: str
+    host: str | None = None
+
+    _ae = field_validator("ae_title")(classmethod(lambda cls, v: validate_ae_title(v)))
+
+
+class Destination(_Section):
+    """A DICOM peer that receives results by C-STORE."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    ae_title: str
+    host: str
+    port: int
+    outputs: list[OutputKind] = Field(default_factory=lambda: list(OutputKind))
+
+    _ae = field_validator("ae_title")(classmethod(lambda cls, v: validate_ae_title(v)))
+    _port = field_validator("port")(classmethod(lambda cls, v: _check_port(v)))
+
+
+class BrokerSettings(_Section):
+    #: Empty: ``mammocad serve`` starts a private redis-server in the spool folder.
+    url: str = ""
+    #: Program used for the private broker.
+    redis_server: str = "redis-server"
+    #: Port of the private broker; 0 picks a free one.
+    private_port: int = Field(0, ge=0, le=65535)
+
+
+class WorkerSettings(_Section):
+    #: Checkpoint path; empty uses the demo weights shipped with the package.
+    weights: str = ""
+    #: "auto" (CUDA when present), "cpu", "cuda", "cuda:1"...
+    device: str = "auto"
+    concurrency: int = Field(1, ge=1)
+    soft_time_limit_s: int = Field(600, gt=0)
+    time_limit_s: int = Field(900, gt=0)
+    analysis_queue: str = "gpu"
+    results_queue: str = "results"
+
+    @model_validator(mode="after")
+    def _limits(self) -> WorkerSettings:
+        if self.soft_time_limit_s >= self.time_limit_s:
+            raise ValueError(
+                f"worker.soft_time_limit_s ({self.soft_time_limit_s}) must be below "
+                f"worker.time_limit_s ({self.time_limit_s})"
+            )
+        return self
+
+
+class DeliverySettings(_Section):
+    retry_initial_s: float = Field(5.0, gt=0)
+    retry_max_s: float = Field(300.0, gt=0)
+    #: After this long without Success an item goes to the dead-letter folder.
+    deadline_s: float = Field(3600.0, gt=0)
+    #: Seconds to wait for a peer to answer before the attempt counts as failed.
+    network_timeout_s: float = Field(30.0, gt=0)
+
+
+class Settings(BaseSettings):
+    """Everything an admin can configure. Build with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MAMMOCAD_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_assignment=True,
+    )
+
+    node: NodeSettings = Field(default_factory=NodeSettings)
+    callers: list[Caller] = Field(default_factory=list)
+    destinations: list[Destination] = Field(default_factory=list)
+    broker: BrokerSettings = Field(default_factory=BrokerSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    log_level: str = "INFO"
+    #: Log as JSON lines instead of key=value.
+    log_json: bool = False
+
+    @model_validator(mode="after")
+    def _unique_destinations(self) -> Settings:
+        names = [d.name for d in self.destinations]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"destinations: names must be unique, repeated: {', '.join(dupes)}")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _ACTIVE_TOML.get("path")
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    def caller_allowed(self, ae_title: str, host: str) -> bool:
+        """True when ``ae_title`` (from ``host``) is a listed caller."""
+        for caller in self.callers:
+            if caller.ae_title == ae_title.strip() and (caller.host is None or caller.host == host):
+                return True
+        return False
+
+    def destination(self, name: str) -> Destination:
+        for dest in self.destinations:
+            if dest.name == name:
+                return dest
+        known = ", ".join(d.name for d in self.destinations) or "none"
+        raise KeyError(f"no destination named {name!r} (configured: {known})")
+
+
+# pydantic-settings reads the TOML path when the class is instantiated; this holds it for
+# the duration of one load_settings() call.
+_ACTIVE_TOML: dict[str, Path | None] = {"path": None}
+
+
+class ConfigError(Exception):
+    """The configuration file or environment is invalid; the message names the key."""
+
+
+def resolve_config_path(path: str | os.PathLike[str] | None = None) -> Path:
+    """``--config`` wins, then ``$MAMMOCAD_CONFIG``, then ``config/mammocad.toml``."""
+    if path:
+        return Path(path)
+    env = os.environ.get(CONFIG_ENV_VAR)
+    if env:
+        return Path(env)
+    return DEFAULT_CONFIG_PATH
+
+
+def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Load and validate settings; raise :class:`ConfigError` naming the bad key.
+
+    A missing file is an error only when it was asked for explicitly; otherwise the
+    built-in defaults apply (the embedded default used by ``make run``).
+    """
+    config_path = resolve_config_path(path)
+    explicit = bool(path) or bool(os.environ.get(CONFIG_ENV_VAR))
+    if not config_path.exists():
+        if explicit:
+            raise ConfigError(f"configuration file {config_path} does not exist")
+        config_path_or_none: Path | None = None
+    else:
+        config_path_or_none = config_path
+    _ACTIVE_TOML["path"] = config_path_or_none
+    try:
+        return Settings(**overrides)
+    except Exception as exc:  # pydantic ValidationError or TOML decode error
+        raise ConfigError(_explain(exc, config_path_or_none)) from exc
+    finally:
+        _ACTIVE_TOML["path"] = None
+
+
+def _explain(exc: Exception, path: Path | None) -> str:
+    where = f"in {path}" if path else "in the environment"
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        lines = []
+        for err in errors():
+            key = ".".join(str(p) for p in err.get("loc", ())) or "(top level)"
+            lines.append(f"  {key}: {err.get('msg')} (got {err.get('input')!r})")
+        return f"invalid configuration {where}:\n" + "\n".join(lines)
+    return f"invalid configuration {where}: {exc}"

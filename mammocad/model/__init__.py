@@ -1,0 +1,1 @@
+"""mammocad model component."""
