@@ -1,4 +1,4 @@
-"""CLI for admins: ``mammocad aet|dest|config``.
+"""CLI for admins: ``mammocad aet|dest|config``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""CLI for the worker: ``mammocad worker`` and ``mammocad outbox``.
+"""CLI for the worker: ``mammocad worker`` and ``mammocad outbox``."""
 
 from __future__ import annotations
 
