@@ -1,9 +1,279 @@
-"""CLI for admins: ``mammocad aet|dest|config``."""
+"""CLI for admins: ``mammocad aet|dest|config``.
+
+Thin wrappers over :mod:`mammocad.config.editing` and :mod:`mammocad.config.echo`.
+Edits change the file only: the running node re-reads callers on its own; workers read
+destinations when they start, so the CLI tells the admin to restart the results worker.
+Exit status: 0 success, 1 the operation failed (invalid config, refused edit,
+failed echo), 2 bad command line (argparse).
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from typing import Any
+
+import tomlkit
+
+from mammocad.config import editing
+from mammocad.config.settings import (
+    ConfigError,
+    OutputKind,
+    Settings,
+    load_settings,
+    resolve_config_path,
+)
+
+_NO_RESTART = "a running node picks this up at the next association, no restart needed"
+#: Workers read destinations when they start (mammocad/worker/cli.py), so say so.
+_DEST_RESTART = ("workers read destinations at start: restart the results worker "
+                 "(systemctl restart mammocad-results-worker, or restart `mammocad serve`)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    pass
+    _register_aet(subparsers)
+    _register_dest(subparsers)
+    _register_config(subparsers)
+
+
+def _register_aet(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    aet = subparsers.add_parser("aet", help="list/add/remove AE titles allowed to send images (callers)",
+                                description="Manage [[callers]]: the AEs allowed to send images to the node.")
+    sub = aet.add_subparsers(dest="aet_command", metavar="ACTION", required=True)
+    sub.add_parser("list", help="show the allowed callers").set_defaults(handler=_aet_list)
+    add = sub.add_parser("add", help="allow an AE title (optionally only from one host)")
+    add.add_argument("ae_title", metavar="AE", help="calling AE title of the sender (1-16 characters)")
+    add.add_argument("--host", help="only accept this AE from this IP address")
+    add.set_defaults(handler=_aet_add)
+    rm = sub.add_parser("remove", help="stop accepting an AE title")
+    rm.add_argument("ae_title", metavar="AE")
+    rm.add_argument("--host", help="remove only the entry pinned to this host")
+    rm.set_defaults(handler=_aet_remove)
+
+
+def _register_dest(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    dest = subparsers.add_parser("dest", help="list/add/remove/echo result destinations (PACS)",
+                                 description="Manage [[destinations]]: DICOM peers that receive results.")
+    sub = dest.add_subparsers(dest="dest_command", metavar="ACTION", required=True)
+    sub.add_parser("list", help="show the destinations").set_defaults(handler=_dest_list)
+    add = sub.add_parser("add", help="add a destination")
+    add.add_argument("name", metavar="NAME", help="short name: letters, digits, '.', '_', '-'")
+    add.add_argument("--ae", required=True, dest="ae_title", metavar="AE", help="the peer's (called) AE title")
+    add.add_argument("--host", required=True, help="the peer's host name or IP address")
+    add.add_argument("--port", required=True, type=int, help="the peer's DICOM port")
+    kinds = ",".join(k.value for k in OutputKind)
+    add.add_argument("--outputs", type=_output_list, default=None, metavar="KINDS",
+                     help=f"comma-separated result kinds to send (default: all: {kinds})")
+    add.set_defaults(handler=_dest_add)
+    rm = sub.add_parser("remove", help="remove a destination (items already queued stay in the outbox)")
+    rm.add_argument("name", metavar="NAME")
+    rm.set_defaults(handler=_dest_remove)
+    echo = sub.add_parser("echo", help="C-ECHO a destination (as node.ae_title) and report why it fails")
+    echo.add_argument("name", metavar="NAME")
+    echo.add_argument("--timeout", type=float, default=None,
+                      help="seconds to wait at each step (default: delivery.network_timeout_s)")
+    echo.set_defaults(handler=_dest_echo)
+
+
+def _register_config(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    config = subparsers.add_parser("config", help="check or show the configuration")
+    sub = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    sub.add_parser("check", help="validate the file plus environment and print a summary"
+                   ).set_defaults(handler=_config_check)
+    sub.add_parser("show", help="print the effective settings (file + MAMMOCAD_* environment) as TOML"
+                   ).set_defaults(handler=_config_show)
+
+
+def _output_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _fail(message: str) -> int:
+    print(f"mammocad: {message}", file=sys.stderr)
+    return 1
+
+
+def _load(args: argparse.Namespace) -> Settings | None:
+    try:
+        return load_settings(args.config)
+    except ConfigError as exc:
+        print(f"mammocad: {exc}", file=sys.stderr)
+        print("mammocad: fix the key named above, then run `mammocad config check`", file=sys.stderr)
+        return None
+
+
+# --------------------------------------------------------------------------- aet
+
+
+def _aet_list(args: argparse.Namespace) -> int:
+    settings = _load(args)
+    if settings is None:
+        return 1
+    if not settings.callers:
+        print("no callers configured" + (" (node.require_known_callers is true: every sender is rejected)"
+                                          if settings.node.require_known_callers else ""))
+        return 0
+    print(f"{'AE TITLE':<16}  HOST")
+    for caller in settings.callers:
+        print(f"{caller.ae_title:<16}  {caller.host or '(any host)'}")
+    if not settings.node.require_known_callers:
+        print("note: node.require_known_callers is false: any AE may send, this list is not enforced")
+    return 0
+
+
+def _aet_add(args: argparse.Namespace) -> int:
+    path = resolve_config_path(args.config)
+    try:
+        editing.add_caller(path, args.ae_title, args.host)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    where = f" from {args.host}" if args.host else " from any host"
+    print(f"added caller {args.ae_title.strip()}{where} to {path}; {_NO_RESTART}")
+    return 0
+
+
+def _aet_remove(args: argparse.Namespace) -> int:
+    path = resolve_config_path(args.config)
+    try:
+        editing.remove_caller(path, args.ae_title, args.host)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    print(f"removed caller {args.ae_title.strip()} from {path}; {_NO_RESTART}")
+    return 0
+
+
+# --------------------------------------------------------------------------- dest
+
+
+def _dest_list(args: argparse.Namespace) -> int:
+    settings = _load(args)
+    if settings is None:
+        return 1
+    if not settings.destinations:
+        print("no destinations configured: results are built but sent nowhere")
+        return 0
+    print(f"{'NAME':<16}  {'AE TITLE':<16}  {'ADDRESS':<28}  OUTPUTS")
+    for d in settings.destinations:
+        outputs = ",".join(k.value for k in d.outputs)
+        print(f"{d.name:<16}  {d.ae_title:<16}  {d.host + ':' + str(d.port):<28}  {outputs}")
+    return 0
+
+
+def _dest_add(args: argparse.Namespace) -> int:
+    path = resolve_config_path(args.config)
+    try:
+        editing.add_destination(path, args.name, args.ae_title, args.host, args.port, args.outputs)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    print(f"added destination {args.name} ({args.ae_title}@{args.host}:{args.port}) to {path}; {_DEST_RESTART}")
+    print(f"test it with: mammocad dest echo {args.name}")
+    return 0
+
+
+def _dest_remove(args: argparse.Namespace) -> int:
+    path = resolve_config_path(args.config)
+    try:
+        editing.remove_destination(path, args.name)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    print(f"removed destination {args.name} from {path}; {_DEST_RESTART}")
+    return 0
+
+
+def _dest_echo(args: argparse.Namespace) -> int:
+    from mammocad.config.echo import echo  # pynetdicom import only when needed
+
+    settings = _load(args)
+    if settings is None:
+        return 1
+    try:
+        dest = settings.destination(args.name)
+    except KeyError as exc:
+        return _fail(str(exc.args[0]))
+    timeout = args.timeout if args.timeout is not None else settings.delivery.network_timeout_s
+    result = echo(dest, settings.node.ae_title, timeout)
+    if result.ok:
+        print(f"{result.message} (calling AE {settings.node.ae_title})")
+        return 0
+    return _fail(f"echo {args.name} failed [{result.kind}]: {result.message} "
+                 f"(calling AE {settings.node.ae_title})")
+
+
+# --------------------------------------------------------------------------- config
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    path = resolve_config_path(args.config)
+    settings = _load(args)
+    if settings is None:
+        return 1
+    source = str(path) if path.exists() else f"built-in defaults ({path} not found)"
+    node = settings.node
+    print(f"configuration OK: {source}")
+    print(f"node: AE {node.ae_title} on {node.host}:{node.port}, spool {node.spool_dir}")
+    callers = ", ".join(f"{c.ae_title}@{c.host}" if c.host else c.ae_title for c in settings.callers)
+    print(f"callers ({len(settings.callers)}): {callers or 'none'}"
+          + ("" if node.require_known_callers else " (not enforced: require_known_callers = false)"))
+    dests = ", ".join(f"{d.name}={d.ae_title}@{d.host}:{d.port}" for d in settings.destinations)
+    print(f"destinations ({len(settings.destinations)}): {dests or 'none'}")
+    broker = _redact(settings.broker.url) if settings.broker.url else "private redis-server started by `mammocad serve`"
+    print(f"broker: {broker}")
+    for warning in _warnings(settings):
+        print(f"warning: {warning}")
+    return 0
+
+
+def _warnings(settings: Settings) -> list[str]:
+    out = []
+    if settings.node.require_known_callers and not settings.callers:
+        out.append("node.require_known_callers is true and no [[callers]] are listed: every sender is rejected")
+    if not settings.destinations:
+        out.append("no [[destinations]]: results are built but sent nowhere")
+    if settings.worker.device not in ("auto", "cpu") and not settings.worker.device.startswith("cuda"):
+        out.append(f"worker.device {settings.worker.device!r} is not auto, cpu or cuda[:N]")
+    return out
+
+
+def _redact(url: str) -> str:
+    """Hide a password in redis://:secret@host URLs before printing."""
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
+
+
+def _config_show(args: argparse.Namespace) -> int:
+    settings = _load(args)
+    if settings is None:
+        return 1
+    data = _drop_none(settings.model_dump(mode="json"))
+    if data["broker"]["url"]:
+        data["broker"]["url"] = _redact(data["broker"]["url"])
+    doc = tomlkit.document()
+    doc.add(tomlkit.comment(f"effective settings: {resolve_config_path(args.config)} + MAMMOCAD_* environment"))
+    doc.add(tomlkit.comment("passwords in broker.url are shown as ***"))
+    for key, value in data.items():
+        if not isinstance(value, dict | list):
+            doc.add(key, value)
+    for key, value in data.items():
+        if isinstance(value, dict):
+            doc.add(key, value)
+    for key, value in data.items():
+        if isinstance(value, list):
+            aot = tomlkit.aot()
+            for item in value:
+                aot.append(tomlkit.item(item))
+            doc.add(key, aot)
+    sys.stdout.write(tomlkit.dumps(doc))
+    return 0
+
+
+def _drop_none(value: Any) -> Any:
+    """TOML has no null: an unset optional key (caller.host) is simply left out."""
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_none(v) for v in value]
+    return value

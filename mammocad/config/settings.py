@@ -9,7 +9,7 @@ Validation happens here, once: every other module may trust what it gets.
 from __future__ import annotations
 
 import os
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ def _check_port(value: int) -> int:
     return value
 
 
-class OutputKind(str, Enum):
+class OutputKind(StrEnum):
     """Result objects a destination can receive."""
 
     MAMMO_CAD_SR = "mammo-cad-sr"
@@ -238,13 +238,51 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
         _ACTIVE_TOML["path"] = None
 
 
+def _env_source(loc: tuple[Any, ...]) -> str:
+    """Name the MAMMOCAD_* variable when the bad value came from the environment."""
+    names = [str(p) for p in loc if not isinstance(p, int)]
+    for n in range(len(names), 0, -1):
+        var = "MAMMOCAD_" + "__".join(names[:n]).upper()
+        if var in os.environ:
+            return f" [from environment variable {var}]"
+    return ""
+
+
 def _explain(exc: Exception, path: Path | None) -> str:
     where = f"in {path}" if path else "in the environment"
     errors = getattr(exc, "errors", None)
     if callable(errors):
         lines = []
         for err in errors():
-            key = ".".join(str(p) for p in err.get("loc", ())) or "(top level)"
-            lines.append(f"  {key}: {err.get('msg')} (got {err.get('input')!r})")
+            loc = err.get("loc", ())
+            key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".") or "(top level)"
+            lines.append(f"  {key}: {err.get('msg')} (got {err.get('input')!r}){_env_source(loc)}")
         return f"invalid configuration {where}:\n" + "\n".join(lines)
     return f"invalid configuration {where}: {exc}"
+
+
+class _FileOnlySettings(Settings):
+    """Settings read from the given data alone: no environment, no file source."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
+def validate_config_data(data: dict[str, Any], path: Path | None = None) -> Settings:
+    """Validate the content of a config file on its own (environment ignored).
+
+    Used before an edit is written, so a bad ``MAMMOCAD_*`` variable in the admin's
+    shell neither blocks nor hides a problem in the file itself.
+    """
+    try:
+        return _FileOnlySettings(**data)
+    except Exception as exc:
+        raise ConfigError(_explain(exc, path)) from exc

@@ -1,9 +1,89 @@
-"""CLI for the node: ``mammocad serve`` and ``mammocad node`` (filled in by the node work)."""
+"""CLI for the node: ``mammocad node`` (SCP only) and ``mammocad serve`` (everything)."""
 
 from __future__ import annotations
 
 import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from mammocad.config import ConfigError, Settings, load_settings, resolve_config_path
+from mammocad.logs import configure_logging
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    pass
+    node = subparsers.add_parser(
+        "node", help="run the DICOM node alone (needs broker.url)",
+        description="Receive images by C-STORE into the spool and queue them on broker.url. "
+                    "Use `mammocad serve` to run broker, node and worker together.")
+    _common(node)
+    node.set_defaults(handler=run_node)
+    serve = subparsers.add_parser(
+        "serve", help="run broker (private redis), node and one worker in the foreground",
+        description="One foreground program: a private redis-server when broker.url is empty, "
+                    "the DICOM node and one Celery worker. Ctrl-C stops everything cleanly.")
+    _common(serve)
+    serve.set_defaults(handler=run_serve)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", type=int, help="listen on this port instead of node.port")
+    parser.add_argument("--ae-title", help="answer to this AE title instead of node.ae_title")
+
+
+def _settings(args: argparse.Namespace) -> tuple[Settings, Path | None]:
+    path = resolve_config_path(args.config)
+    settings = load_settings(args.config)
+    if args.port is not None:
+        settings.node.port = args.port
+    if args.ae_title is not None:
+        settings.node.ae_title = args.ae_title
+    configure_logging(settings.log_level, settings.log_json)
+    return settings, (path if path.exists() else None)
+
+
+def _fail(message: str) -> int:
+    print(f"mammocad: error: {message}", file=sys.stderr)
+    return 2
+
+
+def run_node(args: argparse.Namespace) -> int:
+    try:
+        settings, path = _settings(args)
+    except (ConfigError, ValueError) as exc:
+        return _fail(str(exc))
+    if not settings.broker.url:
+        return _fail("broker.url is empty: `mammocad node` queues on an existing Redis; set broker.url "
+                     "(or MAMMOCAD_BROKER__URL=redis://HOST:PORT/0), or run `mammocad serve`")
+    from mammocad.node.scp import Node
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        node = Node(settings, path)
+        node.start()
+    except OSError as exc:
+        return _fail(f"cannot start the node on {settings.node.host}:{settings.node.port} with spool "
+                     f"{settings.node.spool_dir}: {exc}")
+    try:
+        stop.wait()
+    finally:
+        node.stop()
+    return 0
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    try:
+        settings, path = _settings(args)
+    except (ConfigError, ValueError) as exc:
+        return _fail(str(exc))
+    from mammocad.node.serve import ServeError, serve
+
+    try:
+        return serve(settings, path)
+    except ServeError as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        return _fail(f"cannot start: {exc}")

@@ -1,9 +1,219 @@
-"""CLI for the worker: ``mammocad worker`` and ``mammocad outbox``."""
+"""CLI for the worker: ``mammocad worker`` and ``mammocad outbox list|retry``.
+
+``mammocad worker`` with both queues (the default) supervises two Celery workers, one per
+queue, because Celery has one concurrency per worker: the ``gpu`` queue wants one
+process per GPU, while the ``results`` queue must keep finalising and delivering while
+an analysis runs. A child that dies unexpectedly is restarted.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from mammocad.config import ConfigError, Settings, load_settings
+from mammocad.logs import configure_logging
+
+#: Processes of the results worker: finalising (CPU) and delivery (network waits).
+RESULTS_CONCURRENCY = 2
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    pass
+    w = subparsers.add_parser(
+        "worker", help="run Celery workers: analysis (queue gpu) and results + delivery (queue results)",
+        description="Runs the Celery workers of mammocad. Needs broker.url (or MAMMOCAD_BROKER__URL); "
+                    "`mammocad serve` starts one for you.")
+    w.add_argument("--queues", default="", metavar="Q1,Q2",
+                   help="queues to consume (default: worker.analysis_queue,worker.results_queue)")
+    w.add_argument("--concurrency", type=int, default=0, metavar="N",
+                   help="processes for the analysis queue (default: worker.concurrency; "
+                        f"the results queue uses {RESULTS_CONCURRENCY})")
+    w.add_argument("--loglevel", default="", help="log level (default: log_level from the config)")
+    w.set_defaults(handler=run_worker)
+
+    o = subparsers.add_parser("outbox", help="list or retry results waiting for (or given up by) a destination")
+    osub = o.add_subparsers(dest="outbox_command", metavar="COMMAND")
+    osub.required = True
+    ls = osub.add_parser("list", help="items waiting for delivery (or dead-lettered with --dead)")
+    ls.add_argument("--dead", action="store_true", help="list the dead-letter folder instead")
+    ls.set_defaults(handler=outbox_list)
+    rt = osub.add_parser("retry", help="move dead-letter items back to the outbox and queue their delivery")
+    rt.add_argument("item", nargs="?", help="item id, or DESTINATION/ITEM_ID")
+    rt.add_argument("--all", action="store_true", help="every dead-letter item")
+    rt.set_defaults(handler=outbox_retry)
+
+
+def _load(args: argparse.Namespace) -> Settings | None:
+    try:
+        return load_settings(getattr(args, "config", None))
+    except ConfigError as exc:
+        print(f"mammocad: {exc}", file=sys.stderr)
+        return None
+
+
+# --------------------------------------------------------------------------- worker
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    settings = _load(args)
+    if settings is None:
+        return 2
+    level = (args.loglevel or settings.log_level).upper()
+    configure_logging(level, settings.log_json)
+    if not settings.broker.url:
+        print("mammocad worker: broker.url is empty: set it (or MAMMOCAD_BROKER__URL=redis://HOST:PORT/0), "
+              "or run `mammocad serve`, which starts a private redis-server", file=sys.stderr)
+        return 2
+    w = settings.worker
+    queues = [q.strip() for q in (args.queues or f"{w.analysis_queue},{w.results_queue}").split(",") if q.strip()]
+    if len(queues) > 1:
+        return _supervise(args, queues, level, w.analysis_queue)
+    concurrency = args.concurrency or (w.concurrency if queues[0] == w.analysis_queue else RESULTS_CONCURRENCY)
+    return _run_one(settings, queues[0], concurrency, level)
+
+
+def _run_one(settings: Settings, queue: str, concurrency: int, level: str) -> int:
+    from mammocad.worker.app import make_celery
+    from mammocad.worker.tasks import register_tasks
+
+    app = make_celery(settings)
+    register_tasks(app, settings)
+    if queue == settings.worker.results_queue:
+        start_sweeper(app, settings)
+    worker = app.Worker(hostname=f"{queue}-{os.getpid()}@%h", queues=[queue], concurrency=concurrency,
+                        loglevel=level, quiet=True, pool_cls="prefork")
+    worker.start()
+    return int(worker.exitcode or 0)
+
+
+def start_sweeper(app, settings: Settings) -> threading.Thread:  # type: ignore[no-untyped-def]
+    """Requeue outbox items whose delivery task was lost: all due ones now, overdue ones later."""
+    from mammocad.worker.tasks import requeue_due
+
+    d = settings.delivery
+    interval = min(15.0, max(1.0, d.retry_initial_s))
+    grace = 2 * d.network_timeout_s + 30
+    spool = str(settings.node.spool_dir)
+
+    def loop() -> None:
+        first = True
+        while True:
+            try:
+                requeue_due(app, spool, 0.0 if first else grace)
+                first = False
+            except Exception:  # the broker may be down for a while: keep trying
+                import logging
+                logging.getLogger(__name__).warning("outbox sweep failed", exc_info=True)
+            time.sleep(interval)
+
+    thread = threading.Thread(target=loop, name="outbox-sweeper", daemon=True)
+    thread.start()
+    return thread
+
+
+def _supervise(args: argparse.Namespace, queues: list[str], level: str, analysis_queue: str) -> int:
+    """Run one child worker per queue; restart a child that dies; stop all on SIGTERM/SIGINT."""
+    base = [sys.executable, "-m", "mammocad"] + (["--config", args.config] if args.config else [])
+
+    def spawn(queue: str) -> subprocess.Popen[bytes]:
+        cmd = base + ["worker", "--queues", queue, "--loglevel", level]
+        if args.concurrency and queue == analysis_queue:
+            cmd += ["--concurrency", str(args.concurrency)]
+        return subprocess.Popen(cmd)
+
+    children = {q: spawn(q) for q in queues}
+    stopping = threading.Event()
+
+    def stop(signum: int, frame: object) -> None:
+        stopping.set()
+        for child in children.values():
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while not stopping.is_set():
+        for q, child in list(children.items()):
+            if child.poll() is not None and not stopping.is_set():
+                print(f"mammocad worker: the {q} worker exited with {child.returncode}; restarting it",
+                      file=sys.stderr)
+                time.sleep(1.0)
+                children[q] = spawn(q)
+        stopping.wait(0.5)
+    for child in children.values():
+        try:
+            child.wait(60)
+        except subprocess.TimeoutExpired:
+            child.kill()
+    return 0
+
+
+# --------------------------------------------------------------------------- outbox
+
+
+def outbox_list(args: argparse.Namespace) -> int:
+    from mammocad.worker.outbox import Outbox
+
+    settings = _load(args)
+    if settings is None:
+        return 2
+    items = Outbox(settings.node.spool_dir).items(dead=args.dead)
+    if not items:
+        print("dead-letter folder is empty" if args.dead else "outbox is empty")
+        return 0
+    now = time.time()
+    print(f"{'DESTINATION':<16} {'ITEM':<34} {'AGE_S':>7} {'TRIES':>5} {'NEXT_S':>7} {'FILES':>5}  LAST_ERROR")
+    for i in items:
+        nxt = "-" if args.dead else f"{max(0.0, i.next_attempt - now):.0f}"
+        print(f"{i.destination:<16} {i.item_id:<34} {now - i.created:>7.0f} {i.attempts:>5} {nxt:>7} "
+              f"{len(i.pending_files()):>5}  {i.last_error or ''}")
+    return 0
+
+
+def outbox_retry(args: argparse.Namespace) -> int:
+    from mammocad.worker.outbox import Outbox
+
+    settings = _load(args)
+    if settings is None:
+        return 2
+    if bool(args.item) == bool(args.all):
+        print("mammocad outbox retry: give one ITEM (or DESTINATION/ITEM) or --all", file=sys.stderr)
+        return 2
+    outbox = Outbox(settings.node.spool_dir)
+    dead = outbox.items(dead=True)
+    if args.item:
+        dest, _, item_id = args.item.rpartition("/")
+        dead = [i for i in dead if i.item_id == item_id and (not dest or i.destination == dest)]
+        if not dead:
+            print(f"mammocad outbox retry: no dead-letter item {args.item!r}; see `mammocad outbox list --dead`",
+                  file=sys.stderr)
+            return 1
+    app = _app_or_none(settings)
+    for item in dead:
+        revived = outbox.revive(item.destination, item.item_id)
+        if app is not None:
+            from mammocad.worker.tasks import schedule_delivery
+
+            schedule_delivery(app, str(settings.node.spool_dir), revived)
+        else:  # no broker known here: an empty token tells the running worker's sweeper to send it now
+            revived.token = ""
+            outbox.save(revived)
+        print(f"requeued {item.destination}/{item.item_id} ({len(revived.pending_files())} files)")
+    if app is None:
+        print("no broker.url configured here: the running worker will send these within "
+              f"{min(15.0, max(1.0, settings.delivery.retry_initial_s)):.0f} s")
+    return 0
+
+
+def _app_or_none(settings: Settings):  # type: ignore[no-untyped-def]
+    if not settings.broker.url:
+        return None
+    from mammocad.worker.app import make_celery
+
+    return make_celery(settings)
+

@@ -1,10 +1,59 @@
-"""``mammocad train``: placeholder until its implementation lands."""
+"""``mammocad model train``: train the detector from a TOML config (see ``mammocad.model.train``)."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import shlex
+import sys
+from pathlib import Path
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = subparsers.add_parser("train", help="(not implemented yet)")
-    p.set_defaults(handler=lambda args: 2)
+    p = subparsers.add_parser(
+        "train", help="train the detector from a TOML config (research use, not a diagnosis)",
+        description="Train the Faster R-CNN calcification detector. The config names the data, the "
+                    "detector and preprocessing specs, the optimiser and tile sampling; the run ends "
+                    "with thresholds chosen on validation data, held-out metrics and model.pt.")
+    p.add_argument("--config", dest="train_config", required=True, metavar="TOML",
+                   help="training config, e.g. config/train-demo.toml")
+    p.add_argument("--out", type=Path, metavar="DIR", help="run folder (default runs/<config name>)")
+    p.add_argument("--resume", type=Path, metavar="STATE", help="continue from a run's state.pt")
+    p.add_argument("--seed", type=int, help="override the config's seed")
+    p.add_argument("--steps", type=int, help="override train.steps (e.g. to finish early from --resume)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+    p.add_argument("--data", type=Path, metavar="PATH", help="train on this data instead of the config's")
+    p.add_argument("--data-format", default="manifest",
+                   help="format of --data: manifest, coco, cbis-ddsm, inbreast, vindr, mias")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+    p.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from mammocad.logs import configure_logging
+    from mammocad.model import train
+    from mammocad.model.dataset import DataSource
+    from mammocad.model.devices import DeviceError, configure_cpu_threads, resolve_device
+
+    configure_logging()
+    try:
+        cfg = train.load_config(Path(args.train_config))
+        if args.seed is not None:
+            cfg = dataclasses.replace(cfg, seed=args.seed, raw={**cfg.raw, "seed": args.seed})
+        if args.data is not None:
+            src = DataSource(format=args.data_format, path=args.data)
+            cfg = dataclasses.replace(cfg, data=(src,), raw={**cfg.raw, "data": src.to_dict()})
+        device = resolve_device(args.device)
+        if device == "cpu":
+            configure_cpu_threads()
+        out = args.out or Path("runs") / cfg.name
+        command = "mammocad " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else ""
+        path = train.run(cfg, out, device=device, resume=args.resume, steps=args.steps,
+                         command=command or f"mammocad model train --config {args.train_config}",
+                         progress=not args.no_progress)
+    except (train.TrainError, DeviceError, ValueError, FileNotFoundError) as exc:
+        print(f"mammocad model train: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"checkpoint written: {path}")
+    print("research use only, not for diagnostic use" + (" (trained on synthetic data only)" if cfg.synthetic else ""))
+    return 0

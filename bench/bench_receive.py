@@ -1,0 +1,68 @@
+"""Receive speed: the node against DCMTK storescp, same images, same sender, same run.
+
+    .venv/bin/python bench/bench_receive.py [-n 50]
+
+Generates N ≈27 MB mammograms (3328×4096 uint16), sends them with one storescu
+association to storescp (bit-preserving, no fsync) and to `mammocad node` (durable:
+fsync + rename + directory fsync per image), prints seconds, MB/s and node/storescp.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import free_port, make_images, node_process, wait_for_port  # noqa: E402
+
+
+def send(paths: list[Path], port: int, aec: str) -> float:
+    start = time.perf_counter()
+    result = subprocess.run(["storescu", "-aet", "BENCH", "-aec", aec, "127.0.0.1", str(port),
+                             *map(str, paths)], capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if result.returncode != 0:
+        raise SystemExit(f"storescu to {aec} failed:\n{result.stderr[-2000:]}")
+    return elapsed
+
+
+def run_storescp(paths: list[Path], work: Path, pdu: int) -> float:
+    out = work / "storescp-out"
+    out.mkdir()
+    port = free_port()
+    proc = subprocess.Popen(["storescp", "+B", "-pdu", str(pdu), "-od", str(out), "-aet", "STORESCP", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port)
+        return send(paths, port, "STORESCP")
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-n", "--count", type=int, default=50, help="number of images (default 50)")
+    parser.add_argument("--storescp-pdu", type=int, default=131072, help="storescp max PDU (4096..131072)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="mammocad-bench-") as tmp:
+        work = Path(tmp)
+        paths = make_images(work / "images", args.count)
+        megabytes = sum(p.stat().st_size for p in paths) / 1e6
+        dcmtk_s = run_storescp(paths, work, args.storescp_pdu)
+        with node_process(work / "node") as (port, _pid):
+            node_s = send(paths, port, "MAMMOCAD")
+        stored = len(list((work / "node" / "spool" / "studies").glob("*/images/*.dcm")))
+    print(f"images: {args.count} × {megabytes / args.count:.1f} MB = {megabytes:.0f} MB over loopback")
+    print(f"storescp (+B, no fsync):   {dcmtk_s:7.2f} s  {megabytes / dcmtk_s:7.1f} MB/s")
+    print(f"mammocad node (fsync):     {node_s:7.2f} s  {megabytes / node_s:7.1f} MB/s  ({stored} stored)")
+    print(f"ratio node/storescp time:  {node_s / dcmtk_s:.2f}  (below 1: node faster)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

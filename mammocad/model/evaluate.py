@@ -1,0 +1,164 @@
+"""Run a checkpoint over an annotated data set and compute every metric of ``metrics.py``.
+
+Images go through the same path as in production (standardise → tiled detection → boxes
+mapped back to the original pixels → breast risk over all views of the breast), and the
+metrics compare boxes in original-image coordinates with the annotations, so what is
+measured is what the node would report.
+
+Two thresholds matter and both come from the checkpoint (chosen on validation data when
+it was trained, see ``train.py``): the breast-level operating threshold
+(``DetectorSpec.operating_threshold``) and ``metadata["lesion_score_threshold"]``, the
+detection score at or above which a box counts as a finding for the lesion-level metrics.
+FROC uses every box the detector returns (score >= ``box_score_thresh``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from mammocad.model import metrics as m
+from mammocad.model import risk
+from mammocad.model.annotations import AnnotatedImage
+from mammocad.model.dataset import decode_image
+from mammocad.model.results import ImageRef, ImageResult, Lesion, LesionClass
+
+DEFAULT_LESION_SCORE_THRESHOLD = 0.5
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    """Predictions of one data set, ready for metrics (one entry per image)."""
+
+    items: list[AnnotatedImage]
+    results: list[ImageResult]
+
+
+def predict_items(det: Any, items: Sequence[AnnotatedImage], *, desc: str = "evaluate") -> Evaluated:
+    """Run the detector (``inference.Detector``) on every image, with a progress bar."""
+    results = []
+    for item in tqdm(items, desc=desc, unit="img"):
+        std = decode_image(item, det.preprocess)
+        pred = det.predict_standardised(std.image)
+        boxes = std.transform.clip_original(std.transform.to_original(pred.boxes)) if len(pred.boxes) else []
+        lesions = []
+        for box, label, score, p_mal in zip(boxes, pred.labels, pred.scores, pred.p_malignant, strict=True):
+            x1, y1, x2, y2 = (float(v) for v in box)
+            if x1 < x2 and y1 < y2:
+                lesions.append(Lesion(box=(x1, y1, x2, y2), lesion_class=LesionClass.from_label(int(label)),
+                                      probability_malignant=float(p_mal), score=float(score)))
+        rows, cols = std.transform.original_shape
+        ref = ImageRef(study_uid=str(item.extra.get("study_uid", "")), series_uid="",
+                       sop_instance_uid=str(item.extra.get("sop_instance_uid", item.image_path.name)),
+                       sop_class_uid="", laterality=item.laterality, view=item.view, rows=rows, columns=cols)
+        results.append(ImageResult(image=ref, lesions=tuple(lesions), model_name=det.model_name,
+                                   model_version=det.model_version, device=det.device))
+    return Evaluated(list(items), results)
+
+
+def truths_and_predictions(ev: Evaluated) -> tuple[list[m.ImageTruth], list[m.ImagePredictions]]:
+    truths, preds = [], []
+    for item, res in zip(ev.items, ev.results, strict=True):
+        truths.append(m.ImageTruth.make([les.box for les in item.lesions],
+                                        [les.lesion_class.label for les in item.lesions],
+                                        item.breast_id, item.malignant))
+        preds.append(m.ImagePredictions.make([les.box for les in res.lesions], [les.score for les in res.lesions],
+                                             [les.lesion_class.label for les in res.lesions]))
+    return truths, preds
+
+
+def breast_scores(ev: Evaluated, risk_method: str = "max") -> dict[str, float]:
+    """breast_id → risk over all its views, by the production rule (``risk.py``)."""
+    groups: dict[str, list[ImageResult]] = {}
+    for item, res in zip(ev.items, ev.results, strict=True):
+        groups.setdefault(item.breast_id, []).append(res)
+    out = {}
+    for breast_id, results in groups.items():
+        risks = risk.breast_risks(results, threshold=0.5, method=risk_method)
+        out[breast_id] = max((r.risk for r in risks), default=0.0)
+    return out
+
+
+def choose_thresholds(ev: Evaluated, *, risk_method: str = "max", method: str = "youden",
+                      target_sensitivity: float = 0.9, max_fp_per_image: float = 1.0) -> dict[str, float]:
+    """Operating thresholds from a *validation* set (see ``metrics.choose_threshold``)."""
+    truths, preds = truths_and_predictions(ev)
+    scores = breast_scores(ev, risk_method)
+    labels = {t.breast_id: t.breast_malignant for t in truths}
+    ids = sorted(scores)
+    breast_t = m.choose_threshold([labels[i] for i in ids], [scores[i] for i in ids], method=method,
+                                  target=target_sensitivity)
+    fpi, sens, thr = m.froc_curve(truths, preds)
+    lesion_t = m.threshold_for_fp_rate(fpi, sens, thr, max_fp_per_image)
+    return {"operating_threshold": float(min(1.0, max(0.0, breast_t))), "lesion_score_threshold": lesion_t}
+
+
+def compute_report(ev: Evaluated, *, breast_threshold: float, lesion_threshold: float, risk_method: str = "max",
+                   n_bootstrap: int = 1000, seed: int = 0, rule: str = "centre") -> dict[str, Any]:
+    """Every metric with bootstrap 95% intervals, FROC points and the curves for plots."""
+    truths, preds = truths_and_predictions(ev)
+    scores = breast_scores(ev, risk_method)
+    records = m.breast_records(truths, preds, scores, score_threshold=lesion_threshold, rule=rule)
+    point = m.summarise(records, breast_threshold)
+    ci = m.bootstrap_ci(records, lambda r: m.summarise(r, breast_threshold), n_resamples=n_bootstrap, seed=seed)
+    fpi, sens, thr = m.froc_curve(truths, preds, rule=rule)
+    y = [r.malignant for r in records]
+    s = [r.score for r in records]
+    fpr, tpr, _ = m.roc_curve(y, s)
+    return {
+        "definitions": {"detection_rule": rule, "lesion_score_threshold": lesion_threshold,
+                        "breast_threshold": breast_threshold, "risk_method": risk_method,
+                        "bootstrap": {"unit": "breast", "resamples": n_bootstrap, "seed": seed, "level": 0.95},
+                        "doc": "mammocad.model.metrics module docstring"},
+        "counts": m.counts_total(records),
+        "metrics": {k: _clean(v) for k, v in point.items()},
+        "ci95": {k: [_clean(a), _clean(b)] for k, (a, b) in ci.items()},
+        "froc": {"sensitivity_at_fp_per_image": m.froc_at(fpi, sens),
+                 "curve": {"fp_per_image": fpi.tolist(), "sensitivity": _clean_list(sens),
+                           "thresholds": thr.tolist()}},
+        "roc": {"fpr": fpr.tolist(), "tpr": tpr.tolist()},
+    }
+
+
+def _clean(v: float) -> float | None:
+    """JSON has no NaN: an undefined metric (e.g. no benign lesion in the set) becomes null."""
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+
+
+def _clean_list(values: np.ndarray) -> list[float | None]:
+    return [_clean(float(v)) for v in values]
+
+
+METRIC_LABELS = {
+    "lesion_detection_sensitivity": "lesion detection sensitivity",
+    "lesion_accuracy": "lesion accuracy (benign/malignant; misses wrong)",
+    "malignant_lesion_sensitivity": "malignant-lesion sensitivity",
+    "lesion_specificity": "lesion specificity (benign called benign)",
+    "false_positives_per_image": "false positives per image",
+    "breast_accuracy": "breast accuracy",
+    "breast_sensitivity": "breast sensitivity",
+    "breast_specificity": "breast specificity",
+    "breast_roc_auc": "breast ROC AUC",
+}
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """Plain-text table of the report for the terminal and the model card."""
+    lines = [f"{'metric':52s} {'value':>7s}   95% CI (bootstrap over breasts)"]
+    for key, label in METRIC_LABELS.items():
+        value = report["metrics"].get(key)
+        lo, hi = report["ci95"].get(key, [None, None])
+        val = "n/a" if value is None else f"{value:.3f}"
+        ci = "" if lo is None or hi is None else f"[{lo:.3f}, {hi:.3f}]"
+        lines.append(f"{label:52s} {val:>7s}   {ci}")
+    for rate, sens in report["froc"]["sensitivity_at_fp_per_image"].items():
+        lines.append(f"{'FROC sensitivity at ' + rate + ' FP/image':52s} {sens:7.3f}")
+    c = report["counts"]
+    lines.append(f"({c['images']} images, {c['breasts']} breasts of which {c['malignant_breasts']} malignant, "
+                 f"{c['lesions']} lesions: {c['malignant']} malignant, {c['benign']} benign)")
+    return "\n".join(lines)

@@ -1,0 +1,160 @@
+"""The detector as the worker and the CLI use it: load once, analyse many images.
+
+``Detector.analyze_dataset`` never raises for a bad image: the failure becomes an
+``ImageResult`` with ``error`` set, so one broken image cannot stop a study. Lesions are
+returned in the original image's pixel coordinates (``FrameTransform.to_original``).
+
+Per lesion, from the box head's softmax ``(p_bg, p_benign, p_malignant)`` of that box:
+``score = 1 − p_bg`` (it is a lesion), ``probability_malignant = p_malignant /
+(p_benign + p_malignant)`` (softmax restricted to the two lesion classes) and the class is
+the larger of the two. See ``detector.ProbRoIHeads`` for how the vector is kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+
+from mammocad.logs import log_event
+from mammocad.model import dicom_meta, risk
+from mammocad.model.checkpoint import LoadedCheckpoint, load_checkpoint, resolve_weights
+from mammocad.model.devices import configure_cpu_threads, default_batch_size, resolve_device
+from mammocad.model.results import BreastRisk, ImageRef, ImageResult, Lesion, LesionClass
+from mammocad.model.standardise import Standardised, standardise
+from mammocad.model.tiling import detect_tiled
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Model-frame output of one standardised image (for evaluation)."""
+
+    boxes: np.ndarray  # float[N, 4] model frame
+    labels: np.ndarray  # int[N], 1 benign / 2 malignant
+    scores: np.ndarray  # float[N], 1 - p_background
+    p_malignant: np.ndarray  # float[N], p_mal / (p_benign + p_mal)
+    tiles: int = 0
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        """Unpacks as (boxes, labels, scores, p_malignant)."""
+        return iter((self.boxes, self.labels, self.scores, self.p_malignant))
+
+
+class Detector:
+    """A loaded checkpoint on a device. Build with :meth:`load`."""
+
+    def __init__(self, checkpoint: LoadedCheckpoint, device: str, weights_path: Path | None = None) -> None:
+        self.checkpoint = checkpoint
+        self.model = checkpoint.model
+        self.spec = checkpoint.spec
+        self.preprocess = checkpoint.preprocess
+        self.metadata = checkpoint.metadata
+        self.device = device
+        self.weights_path = weights_path
+        self.model_name: str = str(checkpoint.metadata["model_name"])
+        self.model_version: str = str(checkpoint.metadata["version"])
+        self.synthetic_weights: bool = bool(checkpoint.metadata["synthetic"])
+        self.batch_size = default_batch_size(device)
+
+    @classmethod
+    def load(cls, weights: str | Path | None = None, device: str = "auto") -> Detector:
+        """Load ``weights`` (None/"" → the demo weights) onto ``device`` ("auto": CUDA if present).
+
+        Raises CheckpointError / DeviceError with a message saying what to do.
+        """
+        path = resolve_weights(weights)
+        resolved = resolve_device(device)
+        threads = configure_cpu_threads() if resolved == "cpu" else None
+        checkpoint = load_checkpoint(path, device=resolved)
+        det = cls(checkpoint, resolved, path)
+        log_event(logger, "detector_loaded", weights=str(path), device=resolved, model=det.model_name,
+                  version=det.model_version, synthetic=det.synthetic_weights, cpu_threads=threads)
+        return det
+
+    # -- model frame ---------------------------------------------------------------
+    def predict_standardised(self, image: np.ndarray) -> Prediction:
+        """Detect on a standardised image float32 [H, W] in [0, 1] (chest wall at x = 0).
+
+        Returns boxes in the model frame; unpack as ``boxes, labels, scores, p_malignant``.
+        """
+        det = detect_tiled(self.model, image, self.spec, device=self.device, batch_size=self.batch_size)
+        probs = det.probs
+        lesion_mass = np.maximum(probs[:, 1] + probs[:, 2], 1e-12) if len(probs) else np.zeros(0)
+        p_mal = (probs[:, 2] / lesion_mass).clip(0, 1) if len(probs) else np.zeros(0)
+        labels = np.where(p_mal >= 0.5, 2, 1).astype(np.int64)
+        return Prediction(det.boxes, labels, det.scores.clip(0, 1), p_mal, det.tiles)
+
+    # -- images ----------------------------------------------------------------------
+    def analyze_dataset(self, ds: Dataset) -> ImageResult:
+        """Analyse one DICOM image; failures come back as ``ImageResult.error``."""
+        started = time.perf_counter()
+        ref = image_ref(ds)
+        try:
+            std = standardise(ds, self.preprocess)
+            ref = _with_pixel_laterality(ref, std)
+            lesions = self._lesions(std)
+        except Exception as exc:  # one bad image must not stop a study: report it
+            seconds = time.perf_counter() - started
+            log_event(logger, "analyze_failed", logging.WARNING, sop=ref.sop_instance_uid,
+                      error=f"{type(exc).__name__}: {exc}")
+            return ImageResult(image=ref, model_name=self.model_name, model_version=self.model_version,
+                               device=self.device, seconds=seconds, error=f"{type(exc).__name__}: {exc}")
+        seconds = time.perf_counter() - started
+        log_event(logger, "analyzed", sop=ref.sop_instance_uid, lesions=len(lesions), seconds=round(seconds, 3),
+                  device=self.device)
+        return ImageResult(image=ref, lesions=lesions, model_name=self.model_name,
+                           model_version=self.model_version, device=self.device, seconds=seconds)
+
+    def analyze_file(self, path: str | Path) -> ImageResult:
+        """Read and analyse a DICOM file; unreadable files come back as ``error``."""
+        try:
+            ds = pydicom.dcmread(path)
+        except Exception as exc:
+            ref = ImageRef(study_uid="", series_uid="", sop_instance_uid="", sop_class_uid="", laterality="",
+                           view="", rows=0, columns=0)
+            return ImageResult(image=ref, model_name=self.model_name, model_version=self.model_version,
+                               device=self.device, error=f"{path}: not a readable DICOM file ({exc})")
+        return self.analyze_dataset(ds)
+
+    def breast_risks(self, results: Iterable[ImageResult]) -> tuple[BreastRisk, ...]:
+        """Per-breast risk over all views at the checkpoint's operating threshold."""
+        return risk.breast_risks(results, threshold=self.spec.operating_threshold, method=self.spec.risk_method)
+
+    def _lesions(self, std: Standardised) -> tuple[Lesion, ...]:
+        pred = self.predict_standardised(std.image)
+        if len(pred.boxes) == 0:
+            return ()
+        boxes = std.transform.clip_original(std.transform.to_original(pred.boxes))
+        lesions = []
+        for box, label, score, p_mal in zip(boxes, pred.labels, pred.scores, pred.p_malignant, strict=True):
+            x1, y1, x2, y2 = (float(v) for v in box)
+            if not (x1 < x2 and y1 < y2):
+                continue  # collapsed by clipping at the image border
+            lesions.append(Lesion(box=(x1, y1, x2, y2), lesion_class=LesionClass.from_label(int(label)),
+                                  probability_malignant=float(p_mal), score=float(score)))
+        return tuple(lesions)
+
+
+def image_ref(ds: Dataset) -> ImageRef:
+    """What a report needs to cite the image, from the header alone (never raises)."""
+    laterality, _ = dicom_meta.laterality_from_header(ds)
+    view, _ = dicom_meta.view_from_header(ds)
+    return ImageRef(
+        study_uid=str(ds.get("StudyInstanceUID", "")), series_uid=str(ds.get("SeriesInstanceUID", "")),
+        sop_instance_uid=str(ds.get("SOPInstanceUID", "")), sop_class_uid=str(ds.get("SOPClassUID", "")),
+        laterality=laterality, view=view, rows=int(ds.get("Rows", 0) or 0), columns=int(ds.get("Columns", 0) or 0))
+
+
+def _with_pixel_laterality(ref: ImageRef, std: Standardised) -> ImageRef:
+    """Fill an unknown laterality from standardisation (breast side in the pixels)."""
+    if ref.laterality or std.meta.get("laterality") not in ("L", "R"):
+        return ref
+    return ImageRef(**{**ref.to_dict(), "laterality": std.meta["laterality"]})

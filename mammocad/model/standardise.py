@@ -1,0 +1,302 @@
+"""Turn any mammogram into the one picture the detector was trained on.
+
+Output: float32 [H, W] in [0, 1], bright = dense tissue, chest wall at column 0 (breast on
+the left of the frame), cropped to the breast and resampled to ``working_spacing_mm`` so a
+calcification has the same size in pixels whatever the vendor. Every step is recorded in a
+:class:`~mammocad.model.frame.FrameTransform` so detections map back to the exact original
+pixels.
+
+Pipeline for DICOM: Modality LUT (rescale or LUT sequence) → VOI LUT (window or LUT
+sequence; percentile window when absent or for For Processing images, after a log for the
+latter) → MONOCHROME1 inversion → orientation (flips) → breast crop → resampling.
+Multi-frame images: only the first frame is analysed (mammography is single-frame; a
+multi-frame object here is usually a secondary capture or a tomosynthesis slab).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydicom.dataset import Dataset
+from pydicom.pixels import apply_modality_lut, apply_voi_lut
+from scipy import ndimage
+
+from mammocad.model import dicom_meta
+from mammocad.model.frame import FrameTransform
+
+#: Pixel size assumed when a header gives none (typical of digitised film and FFDM alike).
+FALLBACK_SPACING_MM = 0.1
+
+
+class StandardiseError(ValueError):
+    """The image cannot be standardised; the message says which attribute is wrong."""
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """How images are standardised; stored in every checkpoint so inference matches training.
+
+    working_spacing_mm: pixel size of the model frame (0.15 mm keeps a 0.3 mm
+        calcification at 2 pixels while a 2800×3500 field shrinks to ~1900×2300).
+    fallback_spacing_mm: used when neither Imager Pixel Spacing nor Pixel Spacing exists.
+    crop_breast: crop to the largest bright component plus ``crop_margin_mm``.
+    percentiles: the window used when the image carries no VOI (or is For Processing).
+    """
+
+    working_spacing_mm: float = 0.15
+    crop_breast: bool = True
+    fallback_spacing_mm: float = FALLBACK_SPACING_MM
+    crop_margin_mm: float = 5.0
+    percentiles: tuple[float, float] = (0.5, 99.8)
+
+    def __post_init__(self) -> None:
+        if self.working_spacing_mm <= 0 or self.fallback_spacing_mm <= 0:
+            raise ValueError("working_spacing_mm and fallback_spacing_mm must be positive")
+        lo, hi = self.percentiles
+        if not 0 <= lo < hi <= 100:
+            raise ValueError(f"percentiles must be 0 <= low < high <= 100, got {self.percentiles}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["percentiles"] = list(self.percentiles)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PreprocessSpec:
+        d = dict(d)
+        if "percentiles" in d:
+            d["percentiles"] = tuple(float(v) for v in d["percentiles"])
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class Standardised:
+    """image: float32 [H, W] in [0, 1], chest wall at x = 0, bright = dense."""
+
+    image: np.ndarray
+    transform: FrameTransform
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def standardise(ds: Dataset, spec: PreprocessSpec | None = None) -> Standardised:
+    """Standardise a DICOM image (pixel data decoded by pydicom's plugins)."""
+    spec = spec or PreprocessSpec()
+    if "PixelData" not in ds and "FloatPixelData" not in ds:
+        raise StandardiseError("the data set has no Pixel Data (7FE0,0010): nothing to analyse")
+    if int(ds.get("SamplesPerPixel", 1)) != 1:
+        raise StandardiseError(f"Samples per Pixel is {ds.SamplesPerPixel}: only grayscale images can be analysed")
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        raise StandardiseError(f"Photometric Interpretation {photometric!r} is not MONOCHROME1/2")
+    try:
+        pixels = ds.pixel_array
+    except Exception as exc:  # decoder missing, truncated data...
+        ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "unknown")
+        raise StandardiseError(f"cannot decode the pixel data (transfer syntax {ts}): {exc}") from exc
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if frames > 1 and pixels.ndim == 3:
+        pixels = pixels[0]
+    if pixels.ndim != 2:
+        raise StandardiseError(f"expected a 2-D grayscale image, got pixel array shape {pixels.shape}")
+
+    for_processing = "PROCESSING" in str(ds.get("PresentationIntentType", "")).upper() or str(
+        ds.get("SOPClassUID", "")).endswith(".1.2.1")
+    values = np.asarray(apply_modality_lut(pixels, ds), dtype=np.float64)
+    image, voi_source = _apply_voi(values, ds, for_processing, spec)
+    if photometric == "MONOCHROME1":
+        image = 1.0 - image
+
+    laterality, lat_source = dicom_meta.laterality_from_header(ds)
+    view, view_source = dicom_meta.view_from_header(ds)
+    spacing, spacing_source = dicom_meta.spacing_from_header(ds, spec.fallback_spacing_mm)
+    row_dir, col_dir = dicom_meta.orientation_from_header(ds)
+    meta = {"laterality": laterality, "laterality_source": lat_source, "view": view, "view_source": view_source,
+            "photometric": photometric, "voi": voi_source, "for_processing": for_processing,
+            "frames": frames, "patient_orientation": [row_dir, col_dir]}
+    return _finish(image, laterality=laterality, view=view, row_dir=row_dir, col_dir=col_dir,
+                   spacing=spacing, spacing_source=spacing_source, spec=spec, meta=meta)
+
+
+def standardise_array(
+    pixels: np.ndarray,
+    *,
+    laterality: str,
+    spacing_mm: float | tuple[float, float] | None,
+    photometric: str = "MONOCHROME2",
+    view: str = "",
+    spec: PreprocessSpec | None = None,
+) -> Standardised:
+    """Standardise a non-DICOM image (PNG/PGM of public data sets, synthetic arrays).
+
+    The array holds stored values (any integer or float range); a percentile window maps it
+    to [0, 1]. ``spacing_mm`` None uses ``spec.fallback_spacing_mm``.
+    """
+    spec = spec or PreprocessSpec()
+    arr = np.asarray(pixels)
+    if arr.ndim == 3 and arr.shape[2] in (3, 4):
+        arr = arr[..., :3].mean(axis=2)
+    if arr.ndim != 2:
+        raise StandardiseError(f"expected a 2-D grayscale image, got shape {arr.shape}")
+    image = _percentile_window(arr.astype(np.float64), spec)
+    if photometric.upper() == "MONOCHROME1":
+        image = 1.0 - image
+    if spacing_mm is None:
+        spacing, source = (spec.fallback_spacing_mm, spec.fallback_spacing_mm), "fallback"
+    elif isinstance(spacing_mm, tuple):
+        spacing, source = (float(spacing_mm[0]), float(spacing_mm[1])), "given"
+    else:
+        spacing, source = (float(spacing_mm), float(spacing_mm)), "given"
+    meta = {"laterality": laterality if laterality in ("L", "R") else "", "laterality_source": "given",
+            "view": view, "view_source": "given", "photometric": photometric.upper(), "voi": "percentile",
+            "for_processing": False, "frames": 1, "patient_orientation": ["", ""]}
+    return _finish(image, laterality=meta["laterality"], view=view, row_dir="", col_dir="", spacing=spacing,
+                   spacing_source=source, spec=spec, meta=meta)
+
+
+def _apply_voi(values: np.ndarray, ds: Dataset, for_processing: bool, spec: PreprocessSpec) -> tuple[np.ndarray, str]:
+    """Map modality values to [0, 1] with the image's own VOI when it has one."""
+    if for_processing:
+        # Raw detector signal is ~exponential in attenuation: log first, then a percentile window.
+        return _percentile_window(np.log1p(np.maximum(values - values.min(), 0.0)), spec), "log+percentile"
+    if ds.get("VOILUTSequence"):
+        lut_data = np.asarray(ds.VOILUTSequence[0].LUTData, dtype=np.float64)
+        # The LUT is indexed by (integer) modality values; pydicom warns on float input.
+        indices = np.rint(values).astype(np.int64)
+        out = np.asarray(apply_voi_lut(indices, ds, index=0, prefer_lut=True), dtype=np.float64)
+        lo, hi = float(lut_data.min()), float(lut_data.max())
+        if hi > lo:
+            return ((out - lo) / (hi - lo)).clip(0, 1), "VOILUTSequence"
+    if "WindowCenter" in ds and "WindowWidth" in ds:
+        y_min, y_max = _window_output_range(ds)
+        out = np.asarray(apply_voi_lut(values, ds, index=0, prefer_lut=False), dtype=np.float64)
+        if y_max > y_min:
+            return ((out - y_min) / (y_max - y_min)).clip(0, 1), "window"
+    return _percentile_window(values, spec), "percentile"
+
+
+def _window_output_range(ds: Dataset) -> tuple[float, float]:
+    """The output range pydicom's windowing writes into (PS3.3 C.11.2.1.2: the stored range)."""
+    bits = int(ds.BitsStored)
+    if ds.get("ModalityLUTSequence"):
+        y_min, y_max = 0.0, float(2 ** int(ds.ModalityLUTSequence[0].LUTDescriptor[2]) - 1)
+    elif int(ds.get("PixelRepresentation", 0)) == 0:
+        y_min, y_max = 0.0, float(2**bits - 1)
+    else:
+        y_min, y_max = float(-(2 ** (bits - 1))), float(2 ** (bits - 1) - 1)
+    slope, intercept = ds.get("RescaleSlope"), ds.get("RescaleIntercept")
+    if slope is not None and intercept is not None and not ds.get("ModalityLUTSequence"):
+        a, b = y_min * float(slope) + float(intercept), y_max * float(slope) + float(intercept)
+        y_min, y_max = min(a, b), max(a, b)
+    return y_min, y_max
+
+
+def _percentile_window(values: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    sample = values[:: max(1, values.shape[0] // 512), :: max(1, values.shape[1] // 512)]
+    lo, hi = np.percentile(sample, spec.percentiles)
+    if hi <= lo:
+        hi = lo + 1.0
+    return ((values - lo) / (hi - lo)).clip(0, 1)
+
+
+def _finish(image: np.ndarray, *, laterality: str, view: str, row_dir: str, col_dir: str,
+            spacing: tuple[float, float], spacing_source: str, spec: PreprocessSpec,
+            meta: dict[str, Any]) -> Standardised:
+    """Orientation, crop and resampling shared by DICOM and array sources."""
+    rows, cols = image.shape
+    chest_left, orient_source = _chest_wall_left(image, laterality, row_dir)
+    if not laterality:
+        # Without any header, the side the breast is attached to is the best evidence:
+        # standard orientation puts a left breast's chest wall at column 0.
+        laterality = "L" if chest_left else "R"
+        meta["laterality"], meta["laterality_source"] = laterality, "pixels"
+    flip_h = not chest_left
+    flip_v = dicom_meta.needs_vertical_flip(laterality, view, col_dir)
+    if flip_h:
+        image = image[:, ::-1]
+    if flip_v:
+        image = image[::-1, :]
+    crop = _breast_box(image, spacing, spec) if spec.crop_breast else (0, 0, cols, rows)
+    x0, y0, x1, y1 = crop
+    cropped = np.ascontiguousarray(image[y0:y1, x0:x1], dtype=np.float32)
+    out_rows = max(1, round((y1 - y0) * spacing[0] / spec.working_spacing_mm))
+    out_cols = max(1, round((x1 - x0) * spacing[1] / spec.working_spacing_mm))
+    resampled = _resize(cropped, out_rows, out_cols)
+    transform = FrameTransform(original_shape=(rows, cols), flip_h=flip_h, flip_v=flip_v, crop=crop,
+                               scale=(out_cols / (x1 - x0), out_rows / (y1 - y0)),
+                               model_shape=(out_rows, out_cols))
+    meta.update({"spacing_mm": [spacing[0], spacing[1]], "spacing_source": spacing_source,
+                 "working_spacing_mm": spec.working_spacing_mm, "flip_h": flip_h, "flip_v": flip_v,
+                 "orientation_source": orient_source, "crop": list(crop)})
+    return Standardised(image=resampled, transform=transform, meta=meta)
+
+
+def _chest_wall_left(image: np.ndarray, laterality: str, row_dir: str) -> tuple[bool, str]:
+    """Which side the breast is attached to: pixels when decisive, else the header.
+
+    Pixels win when they are clear because the output promise is geometric (breast on the
+    left) and headers are sometimes wrong (flipped acquisitions, digitiser conventions);
+    a disagreement is recorded in the source string.
+    """
+    header_left, header_source = dicom_meta.chest_wall_left_from_header(laterality, row_dir)
+    band = max(1, image.shape[1] // 5)
+    left, right = float(image[:, :band].mean()), float(image[:, -band:].mean())
+    decisive = abs(left - right) >= 0.05 and max(left, right) >= 1.25 * min(left, right)
+    if decisive:
+        pixel_left = left > right
+        if header_left is None or header_left == pixel_left:
+            return pixel_left, "pixels" if header_left is None else f"pixels+{header_source}"
+        return pixel_left, f"pixels (overrides {header_source})"
+    if header_left is not None:
+        return header_left, header_source
+    return True, "default"
+
+
+def _breast_box(image: np.ndarray, spacing: tuple[float, float], spec: PreprocessSpec) -> tuple[int, int, int, int]:
+    """Bounding box of the largest bright component (Otsu threshold on a small copy) + margin."""
+    rows, cols = image.shape
+    step = max(1, int(max(rows, cols) // 512))
+    small = image[::step, ::step]
+    threshold = _otsu(small)
+    mask = small > threshold
+    labels, n = ndimage.label(mask)
+    if n == 0:
+        return (0, 0, cols, rows)
+    sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, n + 1))
+    biggest = int(np.argmax(sizes)) + 1
+    ys, xs = np.nonzero(labels == biggest)
+    if sizes[biggest - 1] < 0.01 * mask.size:
+        return (0, 0, cols, rows)
+    my = int(round(spec.crop_margin_mm / spacing[0])) + step
+    mx = int(round(spec.crop_margin_mm / spacing[1])) + step
+    x0 = max(0, int(xs.min()) * step - mx)
+    y0 = max(0, int(ys.min()) * step - my)
+    x1 = min(cols, (int(xs.max()) + 1) * step + mx)
+    y1 = min(rows, (int(ys.max()) + 1) * step + my)
+    return (x0, y0, x1, y1)
+
+
+def _otsu(values: np.ndarray) -> float:
+    hist, edges = np.histogram(values, bins=256, range=(0.0, 1.0))
+    hist = hist.astype(np.float64)
+    centres = (edges[:-1] + edges[1:]) / 2
+    w0 = np.cumsum(hist)
+    w1 = w0[-1] - w0
+    m0 = np.cumsum(hist * centres)
+    mu0 = np.divide(m0, w0, out=np.zeros_like(m0), where=w0 > 0)
+    mu1 = np.divide(m0[-1] - m0, w1, out=np.zeros_like(m0), where=w1 > 0)
+    between = w0 * w1 * (mu0 - mu1) ** 2
+    return float(centres[int(np.argmax(between))])
+
+
+def _resize(image: np.ndarray, out_rows: int, out_cols: int) -> np.ndarray:
+    """Half-pixel-aligned resize (antialiased when shrinking), matching FrameTransform."""
+    if image.shape == (out_rows, out_cols):
+        return image.astype(np.float32, copy=False)
+    t = torch.from_numpy(image)[None, None]
+    shrinking = out_rows < image.shape[0] or out_cols < image.shape[1]
+    out = F.interpolate(t, size=(out_rows, out_cols), mode="bilinear", align_corners=False, antialias=shrinking)
+    return out[0, 0].clamp_(0, 1).numpy()

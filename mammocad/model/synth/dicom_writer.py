@@ -1,0 +1,201 @@
+"""DICOM headers for synthetic mammograms, with the header variations vendors really show.
+
+Most images are Digital Mammography X-Ray Image Storage - For Presentation; a few are
+Secondary Capture with Modality MG, as digitised-film archives (CBIS-DDSM) store them.
+Some profiles deliberately omit ImageLaterality or ViewCodeSequence (Type 1 in the MG
+IOD) because real archives do, and readers must fall back to Laterality/ViewPosition.
+Patients are synthetic ("SYNTH^0001"); UIDs are derived from the seed, so a re-run gives
+identical files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, ExplicitVRLittleEndian, generate_uid
+
+from mammocad import NOT_FOR_DIAGNOSIS
+
+MG_PRESENTATION = UID("1.2.840.10008.5.1.4.1.1.1.2")
+SECONDARY_CAPTURE = UID("1.2.840.10008.5.1.4.1.1.7")
+VIEW_CODES = {"CC": ("399162004", "cranio-caudal"), "MLO": ("399368009", "medio-lateral oblique")}
+ORIENTATION = {("R", "CC"): ["P", "L"], ("L", "CC"): ["A", "R"],
+               ("R", "MLO"): ["P", "F"], ("L", "MLO"): ["A", "F"]}
+
+
+@dataclass(frozen=True)
+class VendorProfile:
+    manufacturer: str
+    model: str
+    photometric: str
+    bits_stored: int
+    full_spacing_mm: float
+    spacing_tags: str  # "imager", "pixel" or "both"
+    laterality_tags: str  # "image", "laterality" or "both"
+    view_tags: str  # "both", "position" (no ViewCodeSequence) or "code"
+    secondary_capture: bool = False
+
+
+PROFILES = (
+    VendorProfile("HOLOGIC, Inc.", "Selenia Dimensions", "MONOCHROME2", 12, 0.07, "both", "image", "both"),
+    VendorProfile("GE MEDICAL SYSTEMS", "Senographe Pristina", "MONOCHROME1", 14, 0.1, "imager", "image", "both"),
+    VendorProfile("SIEMENS", "Mammomat Inspiration", "MONOCHROME2", 12, 0.085, "imager", "both", "position"),
+    VendorProfile("FUJIFILM Corporation", "AMULET Innovality", "MONOCHROME1", 12, 0.1, "pixel", "laterality", "both"),
+    VendorProfile("Planmed", "Clarity 2D", "MONOCHROME2", 14, 0.085, "both", "image", "code"),
+    VendorProfile("HOWTEK", "MultiRad 850 (digitised film)", "MONOCHROME2", 12, 0.0435, "pixel", "laterality",
+                  "none", secondary_capture=True),
+)
+PROFILE_WEIGHTS = (0.3, 0.2, 0.15, 0.15, 0.1, 0.1)
+
+
+def sample_profile(rng: np.random.Generator) -> VendorProfile:
+    return PROFILES[int(rng.choice(len(PROFILES), p=PROFILE_WEIGHTS))]
+
+
+@dataclass(frozen=True)
+class ImageIds:
+    seed: int
+    index: int
+    patient_id: str
+    laterality: str
+    view: str
+    instance: int
+
+    def uid(self, kind: str) -> str:
+        level = {"study": [], "series": [self.laterality, self.view]}.get(kind, [self.laterality, self.view])
+        return str(generate_uid(entropy_srcs=["mammocad-synth", str(self.seed), str(self.index), kind, *level]))
+
+
+def to_stored(img: np.ndarray, profile: VendorProfile) -> np.ndarray:
+    """Float 0..1 (bright = dense) → stored uint16 values in the profile's bit depth and polarity."""
+    top = (1 << profile.bits_stored) - 1
+    values = np.round(np.clip(img, 0.0, 1.0) * (0.94 * top) + 0.02 * top).astype(np.uint16)
+    if profile.photometric == "MONOCHROME1":
+        values = (top - values).astype(np.uint16)
+    return values
+
+
+def build_dataset(pixels: np.ndarray, ids: ImageIds, profile: VendorProfile, spacing: float) -> Dataset:
+    """A complete header around ``pixels`` (already stored values, uint16)."""
+    ds = Dataset()
+    sc = profile.secondary_capture
+    ds.SOPClassUID = SECONDARY_CAPTURE if sc else MG_PRESENTATION
+    ds.SOPInstanceUID = ids.uid("image")
+    ds.StudyInstanceUID = ids.uid("study")
+    ds.SeriesInstanceUID = ids.uid("series")
+    _patient_study(ds, ids)
+    ds.Modality = "MG"
+    ds.Manufacturer = profile.manufacturer
+    ds.ManufacturerModelName = profile.model
+    ds.SeriesDescription = f"{'RIGHT' if ids.laterality == 'R' else 'LEFT'} {ids.view} (synthetic)"
+    ds.ImageComments = f"SYNTHETIC image from mammocad synth - {NOT_FOR_DIAGNOSIS}"[:10240]
+    ds.BodyPartExamined = "BREAST"
+    ds.PatientOrientation = ORIENTATION[(ids.laterality, ids.view)]
+    _laterality_and_view(ds, ids, profile)
+    _spacing(ds, profile, spacing)
+    if sc:
+        ds.ConversionType = "DF"
+        ds.BurnedInAnnotation = "NO"
+    else:
+        _mammo_modules(ds, profile)
+    _pixel_module(ds, pixels, profile)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    ds.file_meta = meta
+    return ds
+
+
+def _patient_study(ds: Dataset, ids: ImageIds) -> None:
+    ds.PatientName = f"SYNTH^{ids.patient_id.split('_')[-1]}"
+    ds.PatientID = ids.patient_id
+    ds.PatientBirthDate = f"{1940 + (ids.seed + ids.index) % 40:04d}0101"
+    ds.PatientSex = "F"
+    ds.StudyDate = "20260101"
+    ds.StudyTime = "090000"
+    ds.ContentDate = "20260101"
+    ds.ContentTime = "090000"
+    ds.AccessionNumber = f"SYN{ids.index:07d}"
+    ds.ReferringPhysicianName = ""
+    ds.StudyID = str(ids.index)
+    ds.StudyDescription = "SYNTHETIC screening mammogram"
+    ds.SeriesNumber = ids.instance
+    ds.InstanceNumber = 1
+
+
+def _laterality_and_view(ds: Dataset, ids: ImageIds, profile: VendorProfile) -> None:
+    if profile.laterality_tags in ("image", "both"):
+        ds.ImageLaterality = ids.laterality
+    if profile.laterality_tags in ("laterality", "both"):
+        ds.Laterality = ids.laterality
+    if profile.view_tags in ("both", "position"):
+        ds.ViewPosition = ids.view
+    if profile.view_tags in ("both", "code"):
+        code = Dataset()
+        code.CodeValue, code.CodeMeaning = VIEW_CODES[ids.view]
+        code.CodingSchemeDesignator = "SCT"
+        code.ViewModifierCodeSequence = Sequence()
+        ds.ViewCodeSequence = Sequence([code])
+
+
+def _spacing(ds: Dataset, profile: VendorProfile, spacing: float) -> None:
+    value = [f"{spacing:.6g}", f"{spacing:.6g}"]
+    if profile.secondary_capture:
+        ds.NominalScannedPixelSpacing = value
+    if profile.spacing_tags in ("imager", "both"):
+        ds.ImagerPixelSpacing = value
+    if profile.spacing_tags in ("pixel", "both"):
+        ds.PixelSpacing = value
+        if not profile.secondary_capture:
+            ds.PixelSpacingCalibrationType = "GEOMETRY"
+            ds.PixelSpacingCalibrationDescription = "synthetic, no magnification"
+
+
+def _mammo_modules(ds: Dataset, profile: VendorProfile) -> None:
+    """DX Image / DX Detector / Mammography Image attributes of a For Presentation image."""
+    ds.ImageType = ["DERIVED", "PRIMARY"]
+    ds.PresentationIntentType = "FOR PRESENTATION"
+    ds.PositionerType = "MAMMOGRAPHIC"
+    ds.DetectorType = "DIRECT" if profile.bits_stored == 14 else "SCINTILLATOR"
+    ds.BreastImplantPresent = "NO"
+    ds.PartialView = "NO"
+    ds.OrganExposed = "BREAST"
+    ds.PixelIntensityRelationship = "LOG"
+    ds.PixelIntensityRelationshipSign = -1 if profile.photometric == "MONOCHROME2" else 1
+    ds.RescaleIntercept = "0"
+    ds.RescaleSlope = "1"
+    ds.RescaleType = "US"
+    ds.PresentationLUTShape = "IDENTITY" if profile.photometric == "MONOCHROME2" else "INVERSE"
+    ds.LossyImageCompression = "00"
+    ds.BurnedInAnnotation = "NO"
+    ds.ContrastBolusAgent = ""
+    ds.AcquisitionContextSequence = Sequence()
+    region = Dataset()
+    region.CodeValue, region.CodingSchemeDesignator, region.CodeMeaning = "76752008", "SCT", "Breast"
+    ds.AnatomicRegionSequence = Sequence([region])
+    ds.DetectorConfiguration = "AREA"
+    ds.KVP = "29"
+    ds.ExposureInuAs = 90000
+    ds.BodyPartThickness = "45"
+    ds.CompressionForce = "110"
+
+
+def _pixel_module(ds: Dataset, pixels: np.ndarray, profile: VendorProfile) -> None:
+    top = (1 << profile.bits_stored) - 1
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = profile.photometric
+    ds.Rows, ds.Columns = int(pixels.shape[0]), int(pixels.shape[1])
+    ds.BitsAllocated = 16
+    ds.BitsStored = profile.bits_stored
+    ds.HighBit = profile.bits_stored - 1
+    ds.PixelRepresentation = 0
+    ds.WindowCenter = [str(int(0.5 * top)), str(int(0.55 * top))]
+    ds.WindowWidth = [str(int(0.9 * top)), str(int(0.6 * top))]
+    ds.WindowCenterWidthExplanation = ["NORMAL", "HARDER"]
+    ds.VOILUTFunction = "LINEAR"
+    ds.PixelData = pixels.astype("<u2").tobytes()

@@ -1,0 +1,173 @@
+"""Synthetic 4-view screening studies with calcification ground truth.
+
+``generate_study`` builds one study in memory (pydicom datasets + AnnotatedImage);
+``generate_dataset`` writes N studies as DICOM files plus a ``manifest.json``. Every
+random draw comes from ``numpy.random.default_rng([seed, study_index, ...])``, so the
+same seed gives byte-identical files and study k does not depend on how many are made.
+Images are synthetic only: weights trained on them are demo weights, not a diagnosis.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from pydicom.dataset import Dataset
+from tqdm import tqdm
+
+from mammocad import NOT_FOR_DIAGNOSIS, __version__
+from mammocad.logs import log_event
+from mammocad.model.annotations import AnnotatedImage, AnnotatedLesion, save_manifest
+from mammocad.model.results import LesionClass
+from mammocad.model.synth.anatomy import Breast
+from mammocad.model.synth.calcifications import ClusterSpec, sample_cluster
+from mammocad.model.synth.dicom_writer import ImageIds, build_dataset, sample_profile, to_stored
+from mammocad.model.synth.raster import Box
+from mammocad.model.synth.views import compose_view
+
+logger = logging.getLogger(__name__)
+
+#: Detector field (height, width) in mm and default pixel spacing per size.
+FIELDS_MM = {"small": (200.0, 160.0), "full": (297.5, 238.0)}
+SMALL_SPACING_MM = 0.2
+VIEWS = (("R", "CC"), ("L", "CC"), ("R", "MLO"), ("L", "MLO"))
+DENSITIES = {"A": 0.1, "B": 0.3, "C": 0.55, "D": 0.8}
+
+
+@dataclass
+class SynthStudy:
+    """One study: the four datasets and their annotations (image_path relative)."""
+
+    patient_id: str
+    study_uid: str
+    datasets: list[Dataset] = field(default_factory=list)
+    annotations: list[AnnotatedImage] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Lesion:
+    spec: ClusterSpec
+    position: tuple[float, float, float]  # depth from nipple, lateral, superior (mm)
+    views: tuple[str, ...]
+
+
+def generate_study(index: int, *, seed: int, size: str = "small",
+                   spacing_mm: float | None = None) -> SynthStudy:
+    """Study number ``index`` of the data set made with ``seed`` (4 views, R/L × CC/MLO)."""
+    if size not in FIELDS_MM:
+        raise ValueError(f"size must be one of {sorted(FIELDS_MM)}, got {size!r}")
+    if spacing_mm is not None and not 0.03 <= spacing_mm <= 1.0:
+        raise ValueError(f"spacing_mm must be between 0.03 and 1.0 mm, got {spacing_mm}")
+    rng = np.random.default_rng([seed, index])
+    profile = sample_profile(rng)
+    spacing = spacing_mm or (SMALL_SPACING_MM if size == "small" else profile.full_spacing_mm)
+    field_mm = FIELDS_MM[size]
+    shape = (int(round(field_mm[0] / spacing)), int(round(field_mm[1] / spacing)))
+    density_letter = str(rng.choice(list(DENSITIES), p=[0.1, 0.4, 0.4, 0.1]))
+    patient_id = f"SYNTH_{index + 1:04d}"
+    breasts, lesions = {}, {}
+    for lat in ("R", "L"):
+        density = float(np.clip(DENSITIES[density_letter] + rng.normal(0, 0.04), 0.03, 0.95))
+        breasts[lat] = Breast.sample(rng, field_mm, density)
+        lesions[lat] = _sample_lesions(rng, breasts[lat], field_mm)
+    study = SynthStudy(patient_id=patient_id, study_uid="")
+    malignant = {lat: any(x.spec.lesion_class is LesionClass.MALIGNANT for x in lesions[lat]) for lat in breasts}
+    for number, (lat, view) in enumerate(VIEWS, start=1):
+        ids = ImageIds(seed=seed, index=index, patient_id=patient_id, laterality=lat, view=view, instance=number)
+        view_rng = np.random.default_rng([seed, index, number, 7])
+        drawn = [x for x in lesions[lat] if view in x.views]
+        centres = [(x.spec, breasts[lat].to_view_mm(view, x.position)) for x in drawn]
+        img, boxes = compose_view(breasts[lat], view, shape, spacing, view_rng, centres)
+        if lat == "R":  # stored with the chest wall on the image's right (see anatomy)
+            img = img[:, ::-1]
+            boxes = [_flip(b, shape[1]) for b in boxes]
+        ds = build_dataset(to_stored(np.ascontiguousarray(img), profile), ids, profile, spacing)
+        ann_lesions = tuple(AnnotatedLesion(box=b, lesion_class=x.spec.lesion_class, description=x.spec.description)
+                            for x, b in zip(drawn, boxes, strict=True) if b is not None)
+        study.datasets.append(ds)
+        study.annotations.append(AnnotatedImage(
+            image_path=Path(patient_id) / f"{lat}_{view}.dcm", laterality=lat, view=view,
+            breast_id=f"{patient_id}_{lat}", lesions=ann_lesions, breast_malignant=malignant[lat],
+            extra={"study_uid": ds.StudyInstanceUID, "sop_instance_uid": ds.SOPInstanceUID,
+                   "sop_class_uid": ds.SOPClassUID, "manufacturer": profile.manufacturer,
+                   "density": density_letter, "kinds": [x.spec.kind for x in drawn], "synthetic": True}))
+    study.study_uid = study.datasets[0].StudyInstanceUID
+    return study
+
+
+def _flip(box: Box | None, columns: int) -> Box | None:
+    if box is None:
+        return None
+    x1, y1, x2, y2 = box
+    return (columns - 1 - x2, y1, columns - 1 - x1, y2)
+
+
+def _sample_lesions(rng: np.random.Generator, breast: Breast, field_mm: tuple[float, float]) -> list[_Lesion]:
+    """0 lesions for most breasts, else 1-3; malignant ones are always seen on both views."""
+    count = int(rng.choice(4, p=[0.55, 0.28, 0.12, 0.05]))
+    out = []
+    for _ in range(count):
+        spec = sample_cluster(rng, malignant=bool(rng.random() < 0.45))
+        position = _place(rng, breast, spec, field_mm)
+        if position is None:
+            continue
+        views: tuple[str, ...] = ("CC", "MLO")
+        if spec.lesion_class is LesionClass.BENIGN and rng.random() < 0.15:
+            views = (str(rng.choice(["CC", "MLO"])),)
+        out.append(_Lesion(spec, position, views))
+    return out
+
+
+def _place(rng: np.random.Generator, breast: Breast, spec: ClusterSpec,
+           field_mm: tuple[float, float]) -> tuple[float, float, float] | None:
+    """A position whose projection lies well inside the breast (and off the pectoral) on both views."""
+    ext = spec.extent_mm()
+    for _ in range(80):
+        point = (float(rng.uniform(0.1, 0.85) * breast.depth_cc),
+                 float(rng.uniform(-0.75, 0.75) * breast.half_height_cc),
+                 float(rng.uniform(-0.75, 0.75) * breast.half_height_mlo))
+        if all(_fits(breast, view, point, ext, field_mm) for view in ("CC", "MLO")):
+            return point
+    return None
+
+
+def _fits(breast: Breast, view: str, point: tuple[float, float, float], ext: float,
+          field_mm: tuple[float, float]) -> bool:
+    row, col = breast.to_view_mm(view, point)
+    if row - ext < 3 or row + ext > field_mm[0] - 3 or col - ext < 8:
+        return False
+    rows = np.array([row - ext, row, row + ext])
+    if np.any(breast.width_profile(view, rows) < col + ext + 4):
+        return False
+    if view == "MLO":
+        frac = np.clip(1.0 - (row + ext) / breast.pectoral_height, 0.0, 1.0)
+        if col - ext < breast.pectoral_width * frac ** 0.85 + 4:
+            return False
+    return True
+
+
+def generate_dataset(out_dir: Path, n_studies: int, seed: int, size: str = "small",
+                     spacing_mm: float | None = None, *, progress: bool = True) -> list[AnnotatedImage]:
+    """Write ``n_studies`` studies under ``out_dir`` (DICOM + manifest.json); return the images."""
+    if n_studies < 1:
+        raise ValueError(f"n_studies must be at least 1, got {n_studies}")
+    out_dir = Path(out_dir)
+    images: list[AnnotatedImage] = []
+    for index in tqdm(range(n_studies), desc="synthetic studies", unit="study", disable=not progress):
+        study = generate_study(index, seed=seed, size=size, spacing_mm=spacing_mm)
+        for ds, ann in zip(study.datasets, study.annotations, strict=True):
+            path = out_dir / ann.image_path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            ds.save_as(path, enforce_file_format=True)
+            images.append(AnnotatedImage(image_path=path, laterality=ann.laterality, view=ann.view,
+                                         breast_id=ann.breast_id, lesions=ann.lesions,
+                                         breast_malignant=ann.breast_malignant, extra=ann.extra))
+    info = {"generator": "mammocad.model.synth", "mammocad_version": __version__, "seed": seed,
+            "size": size, "spacing_mm": spacing_mm, "n_studies": n_studies, "synthetic": True,
+            "note": f"synthetic data only; {NOT_FOR_DIAGNOSIS}"}
+    save_manifest(out_dir, images, info)
+    n_lesions = sum(len(i.lesions) for i in images)
+    log_event(logger, "synth_done", studies=n_studies, images=len(images), lesions=n_lesions, out=str(out_dir))
+    return images

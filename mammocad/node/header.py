@@ -1,0 +1,117 @@
+"""Read the few attributes the node needs from a received data set, without its pixels.
+
+The C-STORE handler runs while the sender waits, so it never decodes the whole data
+set: it reads element headers up to Pixel Data (skipping values it does not need) and
+checks that Pixel Data is there and complete.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from io import BytesIO
+from typing import BinaryIO
+
+from pydicom.dataset import Dataset
+from pydicom.filereader import read_dataset
+from pydicom.tag import BaseTag, Tag
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+_PIXEL_TAGS = {0x7FE00008, 0x7FE00009, 0x7FE00010}
+_WANTED = [Tag(k) for k in (
+    "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "Modality", "ImageLaterality",
+    "Laterality", "ViewPosition", "ViewCodeSequence", "Rows", "Columns", "NumberOfFrames",
+    "SpecificCharacterSet",
+)]
+_SEQ_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+#: View Code Sequence codes (SCT) → view position.
+_VIEW_CODES = {"399162004": "CC", "399368009": "MLO"}
+
+
+class HeaderError(ValueError):
+    """The data set cannot be used; ``status`` is the C-STORE failure status to answer."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Header:
+    sop_class: str
+    sop_uid: str
+    study_uid: str
+    modality: str
+    laterality: str
+    view: str
+    pixels: int
+
+
+def read_header(stream: BinaryIO, transfer_syntax: str) -> Header:
+    """Parse ``stream`` (the raw C-STORE data set); raise :class:`HeaderError` when unusable."""
+    ts = UID(transfer_syntax)
+    if ts == DeflatedExplicitVRLittleEndian:
+        stream.seek(0)
+        stream = BytesIO(zlib.decompress(stream.read(), -zlib.MAX_WBITS))
+    stream.seek(0, 2)
+    total = stream.tell()
+    stream.seek(0)
+    stopped: dict[str, int] = {}
+
+    def stop(tag: BaseTag, vr: str | None, length: int) -> bool:
+        if int(tag) in _PIXEL_TAGS:
+            stopped["tag"], stopped["length"] = int(tag), length
+            return True
+        return False
+
+    try:
+        ds = read_dataset(stream, ts == ImplicitVRLittleEndian, True, stop_when=stop,
+                          specific_tags=list(_WANTED))
+        header = _extract(ds)
+    except HeaderError:
+        raise
+    except Exception as exc:
+        raise HeaderError(0xC000, f"cannot parse data set: {exc}"[:1000]) from exc
+    _check_pixels(stream, stopped, total, ts == ImplicitVRLittleEndian)
+    return header
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    value = ds.get(keyword)
+    return "" if value is None else str(value).strip()
+
+
+def _extract(ds: Dataset) -> Header:
+    for keyword in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID"):
+        if not _text(ds, keyword):
+            raise HeaderError(0xC000, f"no {keyword} in data set; the sender must include it")
+    rows, columns = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
+    frames = int(ds.get("NumberOfFrames") or 1)
+    laterality = (_text(ds, "ImageLaterality") or _text(ds, "Laterality")).upper()
+    view = _text(ds, "ViewPosition").upper()
+    if view not in ("CC", "MLO"):
+        for item in ds.get("ViewCodeSequence") or []:
+            view = _VIEW_CODES.get(str(item.get("CodeValue", "")).strip(), view)
+    return Header(
+        sop_class=_text(ds, "SOPClassUID"), sop_uid=_text(ds, "SOPInstanceUID"),
+        study_uid=_text(ds, "StudyInstanceUID"), modality=_text(ds, "Modality").upper(),
+        laterality=laterality, view=view, pixels=rows * columns * max(frames, 1),
+    )
+
+
+def _check_pixels(stream: BinaryIO, stopped: dict[str, int], total: int, implicit: bool) -> None:
+    if "tag" not in stopped:
+        raise HeaderError(0xA900, "no Pixel Data (7FE0,0010) in data set: not an image")
+    length = stopped["length"]
+    if length == 0xFFFFFFFF:  # encapsulated: must end with a sequence delimiter
+        stream.seek(max(stream.tell(), total - 65536))
+        if _SEQ_DELIMITER not in stream.read():
+            raise HeaderError(0xC000, "data set truncated: encapsulated Pixel Data has no delimiter")
+        return
+    start = stream.tell()
+    stream.seek(start + 4)
+    vr = stream.read(2)
+    header_len = 12 if not implicit and vr in (b"OB", b"OW", b"OF", b"OD", b"UN") else 8
+    if length == 0 or start + header_len + length > total:
+        raise HeaderError(0xC000, f"data set truncated: Pixel Data is {length} bytes, "
+                                  f"{max(total - start - header_len, 0)} arrived")

@@ -1,0 +1,212 @@
+"""The DICOM node: Verification and Storage SCP in front of the spool.
+
+Hot path (the sender waits): read the header without pixels, write the Part 10 file
+(file meta + the data set bytes exactly as received) durably, answer. Everything else
+— Celery, study tracking — happens in the :class:`~mammocad.node.queueing.Dispatcher`.
+Failures become C-STORE statuses with an ErrorComment; the association goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pynetdicom import AE, evt
+from pynetdicom.dsutils import encode_file_meta
+
+from mammocad.config import ConfigError, Settings, load_settings
+from mammocad.logs import log_event
+from mammocad.node.header import Header, HeaderError, read_header
+from mammocad.node.queueing import Arrival, CeleryLike, Dispatcher, TaskSender
+from mammocad.node.requeue import recover
+from mammocad.node.sop_classes import TRANSFER_SYNTAXES, VERIFICATION, is_analysable, storage_sop_classes
+from mammocad.node.spool import InvalidUIDError, Spool
+from mammocad.node.studies import StudyTracker
+
+logger = logging.getLogger("mammocad.node")
+
+OUT_OF_RESOURCES = 0xA700
+TOO_LARGE = 0xC002
+BAD_UID = 0xC001
+REJECT_CALLING, REJECT_CALLED = 0x03, 0x07
+
+
+def _failure(status: int, comment: str) -> Dataset:
+    ds = Dataset()
+    ds.Status = status
+    ds.ErrorComment = comment[:64]  # LO: 64 characters at most; the log has the full text
+    return ds
+
+
+class CallerPolicy:
+    """Who may connect; re-read from the config file when it changes on disk."""
+
+    def __init__(self, settings: Settings, config_path: Path | None) -> None:
+        self.settings = settings
+        self.config_path = config_path
+        self._stamp = self._stat()
+        self._lock = threading.Lock()
+
+    def _stat(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.config_path) if self.config_path else None
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size) if st else None
+
+    def refresh(self) -> None:
+        if self.config_path is None:
+            return
+        with self._lock:
+            stamp = self._stat()
+            if stamp == self._stamp:
+                return
+            self._stamp = stamp
+            try:
+                new = load_settings(self.config_path)
+            except ConfigError as exc:
+                log_event(logger, "config_invalid", logging.ERROR, path=str(self.config_path),
+                          error=str(exc)[:500], action="keeping previous callers")
+                return
+            self.settings = self.settings.model_copy(update={"callers": new.callers})
+            self.settings.node.require_known_callers = new.node.require_known_callers
+            log_event(logger, "config_reloaded", path=str(self.config_path), callers=len(new.callers))
+
+    def allowed(self, ae_title: str, host: str) -> bool:
+        s = self.settings
+        return not s.node.require_known_callers or s.caller_allowed(ae_title, host)
+
+
+class Node:
+    """One running SCP. ``start()`` returns once it listens; ``stop()`` shuts it down."""
+
+    def __init__(self, settings: Settings, config_path: str | os.PathLike[str] | None = None,
+                 *, celery_app: CeleryLike | None = None, broker_url: str | None = None) -> None:
+        self.settings = settings
+        self.policy = CallerPolicy(settings, Path(config_path) if config_path else None)
+        self.spool = Spool(settings.node.spool_dir)
+        if celery_app is None:
+            from mammocad.worker.app import make_celery
+            app = make_celery(settings, broker_url)
+            # Fail fast when the broker is down (kombu would retry ~6 s per task): the
+            # dispatcher keeps the task and retries every node.requeue_interval_s itself.
+            app.conf.broker_transport_options = {**app.conf.broker_transport_options, "max_retries": 1,
+                                                 "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+            celery_app = app
+        sender = TaskSender(celery_app, settings.node.requeue_interval_s)
+        self.dispatcher = Dispatcher(self.spool, sender, StudyTracker(settings.node.study_timeout_s))
+        self.ae = self._make_ae()
+        self._server: Any = None
+
+    def _make_ae(self) -> AE:
+        node = self.settings.node
+        ae = AE(ae_title=node.ae_title)
+        ae.require_called_aet = True
+        ae.maximum_pdu_size = node.max_pdu_size
+        ae.maximum_associations = node.max_associations
+        ae.add_supported_context(VERIFICATION)
+        for sop_class in storage_sop_classes():
+            ae.add_supported_context(sop_class, list(TRANSFER_SYNTAXES))
+        return ae
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1]) if self._server else self.settings.node.port
+
+    def start(self) -> None:
+        self.spool.create()
+        recover(self.spool, self.dispatcher)
+        self.dispatcher.start()
+        node = self.settings.node
+        handlers = [(evt.EVT_REQUESTED, self._on_requested), (evt.EVT_ACCEPTED, self._on_accepted),
+                    (evt.EVT_C_ECHO, lambda event: 0x0000), (evt.EVT_C_STORE, self._on_store)]
+        self._server = self.ae.start_server((node.host, node.port), block=False, evt_handlers=handlers)
+        log_event(logger, "node_listening", ae_title=node.ae_title, host=node.host, port=self.port,
+                  spool=str(self.spool.root))
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+        self.dispatcher.stop()
+        log_event(logger, "node_stopped")
+
+    # -- association ------------------------------------------------------------------
+    def _on_requested(self, event: evt.Event) -> None:
+        self.policy.refresh()
+        rq = event.assoc.requestor
+        calling = str(rq.primitive.calling_ae_title).strip()
+        called = str(rq.primitive.called_ae_title).strip()
+        host = str(rq.address)
+        if called != self.settings.node.ae_title:
+            self._reject(event, REJECT_CALLED, calling, called, host, "called AE title not recognised")
+        elif not self.policy.allowed(calling, host):
+            self._reject(event, REJECT_CALLING, calling, called, host, "calling AE title not recognised")
+
+    def _reject(self, event: evt.Event, reason: int, calling: str, called: str, host: str, why: str) -> None:
+        log_event(logger, "association_rejected", logging.WARNING, calling_ae=calling, called_ae=called,
+                  peer=host, reason=why)
+        event.assoc.acse.send_reject(0x01, 0x01, reason)  # rejected-permanent, service-user
+        event.assoc.kill()  # as pynetdicom's own rejection does: waits until the A-ASSOCIATE-RJ is out
+
+    def _on_accepted(self, event: evt.Event) -> None:
+        rq = event.assoc.requestor
+        log_event(logger, "association_accepted", calling_ae=str(rq.ae_title).strip(), peer=rq.address,
+                  contexts=len(event.assoc.accepted_contexts))
+
+    # -- C-STORE ----------------------------------------------------------------------
+    def _on_store(self, event: evt.Event) -> int | Dataset:
+        try:
+            return self._store(event)
+        except Exception as exc:  # never let an exception kill the association
+            logger.exception("store_error", extra={"error": str(exc)[:300]})
+            return _failure(0xC000, f"node error while storing: {type(exc).__name__}: {exc}")
+
+    def _store(self, event: evt.Event) -> int | Dataset:
+        request = event.request
+        stream = request.DataSet
+        try:
+            header = read_header(stream, event.context.transfer_syntax)
+            self._check(header, str(request.AffectedSOPInstanceUID))
+            analysable = is_analysable(header.sop_class, header.modality)
+            path = (self.spool.image_path if analysable else self.spool.other_path)(header.study_uid, header.sop_uid)
+        except HeaderError as exc:
+            return self._refuse(request, exc.status, str(exc))
+        except InvalidUIDError as exc:
+            return self._refuse(request, BAD_UID, f"bad UID: {exc}")
+        if path.exists():
+            log_event(logger, "duplicate", sop=header.sop_uid, study=header.study_uid, status="0x0000")
+            return 0x0000
+        meta = encode_file_meta(event.file_meta)
+        try:
+            with stream.getbuffer() as body:
+                size = self.spool.write(path, (b"\x00" * 128, b"DICM", meta, body))
+        except OSError as exc:
+            log_event(logger, "store_failed", logging.ERROR, sop=header.sop_uid, status="0xA700",
+                      error=f"{exc.strerror or exc} ({path.parent})")
+            return _failure(OUT_OF_RESOURCES, f"out of resources: cannot write spool: {exc.strerror or exc}")
+        if analysable:
+            log_event(logger, "store", sop=header.sop_uid, study=header.study_uid, status="0x0000", bytes=size)
+            self.dispatcher.submit(Arrival(header.study_uid, header.sop_uid, header.laterality, header.view))
+        else:
+            log_event(logger, "set_aside", sop=header.sop_uid, study=header.study_uid, sop_class=header.sop_class,
+                      modality=header.modality, status="0x0000", bytes=size, path=str(path))
+        return 0x0000
+
+    def _check(self, header: Header, affected_sop: str) -> None:
+        if affected_sop and header.sop_uid != affected_sop.strip():
+            raise HeaderError(0xA900, f"SOPInstanceUID differs from Affected SOP Instance UID: "
+                                      f"{header.sop_uid} != {affected_sop}")
+        limit = self.settings.node.max_pixels
+        if header.pixels > limit:
+            raise HeaderError(TOO_LARGE, f"too many pixels: {header.pixels} > node.max_pixels {limit} "
+                                         "(Rows x Columns x frames); raise the limit to accept it")
+
+    def _refuse(self, request: Any, status: int, comment: str) -> Dataset:
+        log_event(logger, "store_refused", logging.WARNING, sop=str(request.AffectedSOPInstanceUID),
+                  status=f"0x{status:04X}", error=comment[:300])
+        return _failure(status, comment)

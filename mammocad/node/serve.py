@@ -1,0 +1,138 @@
+"""``mammocad serve``: broker, node and one worker as one foreground program.
+
+With ``broker.url`` empty a private redis-server runs in ``spool/redis`` with an
+append-only file, so queued tasks survive a restart. Ctrl-C / SIGTERM stop the node
+first (no new images), then the worker, then redis (which flushes its AOF on SIGTERM).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from mammocad.config import Settings
+from mammocad.logs import log_event
+from mammocad.node.scp import Node
+from mammocad.node.spool import ensure_dir
+
+logger = logging.getLogger("mammocad.serve")
+
+
+def _child_setup() -> None:
+    """Runs in each child before exec: own process group (a terminal's Ctrl-C reaches only
+    serve, which stops things in order) and SIGTERM when serve itself dies (no orphans)."""
+    os.setpgid(0, 0)
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+class ServeError(RuntimeError):
+    """A part of ``mammocad serve`` could not start; the message says what to do."""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ServeError(f"redis-server exited with status {proc.returncode} at start-up; "
+                             f"is port {port} taken? set broker.private_port or broker.url")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise ServeError(f"redis-server did not listen on 127.0.0.1:{port} within {timeout:.0f}s")
+
+
+def start_private_redis(settings: Settings) -> tuple[subprocess.Popen[bytes], str]:
+    exe = shutil.which(settings.broker.redis_server)
+    if exe is None:
+        raise ServeError(f"broker.redis_server {settings.broker.redis_server!r} not found: install redis-server "
+                         "or set broker.url to an existing Redis")
+    port = settings.broker.private_port or _free_port()
+    data_dir = Path(settings.node.spool_dir) / "redis"
+    ensure_dir(data_dir)
+    proc = subprocess.Popen(
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir.resolve()),
+         "--appendonly", "yes", "--save", "", "--protected-mode", "no"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, preexec_fn=_child_setup)
+    _wait_for_port(port, proc)
+    url = f"redis://127.0.0.1:{port}/0"
+    log_event(logger, "broker_started", url=url, dir=str(data_dir))
+    return proc, url
+
+
+def start_worker(config_path: Path | None, broker_url: str) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "mammocad"]
+    if config_path is not None:
+        cmd += ["--config", str(config_path)]
+    cmd.append("worker")
+    env = {**os.environ, "MAMMOCAD_BROKER__URL": broker_url}
+    proc = subprocess.Popen(cmd, env=env, preexec_fn=_child_setup)
+    log_event(logger, "worker_started", pid=proc.pid)
+    return proc
+
+
+def _terminate(proc: subprocess.Popen[bytes] | None, name: str, timeout: float = 30.0) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        log_event(logger, "kill", logging.WARNING, child=name, after_s=timeout)
+        proc.kill()
+        proc.wait()
+    log_event(logger, "stopped", child=name, status=proc.returncode)
+
+
+def serve(settings: Settings, config_path: Path | None) -> int:
+    """Run until SIGINT/SIGTERM or until the worker dies; return the exit status."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    redis_proc = worker = None
+    node: Node | None = None
+    status = 0
+    try:
+        url = settings.broker.url
+        if not url:
+            redis_proc, url = start_private_redis(settings)
+        # The worker starts before the node's threads exist (preexec_fn is not thread-safe).
+        worker = start_worker(config_path, url)
+        node = Node(settings, config_path, broker_url=url)
+        node.start()
+        while not stop.wait(0.5):
+            if worker.poll() is not None:
+                log_event(logger, "worker_exited", logging.ERROR, status=worker.returncode,
+                          hint="see the worker's messages above; fix and restart `mammocad serve`")
+                status = 1
+                break
+            if redis_proc is not None and redis_proc.poll() is not None:
+                log_event(logger, "broker_exited", logging.ERROR, status=redis_proc.returncode)
+                status = 1
+                break
+    finally:
+        if node is not None:
+            node.stop()
+        _terminate(worker, "worker")
+        _terminate(redis_proc, "redis-server")
+    return status

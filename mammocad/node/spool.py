@@ -1,0 +1,171 @@
+"""The spool on disk: durable writes and the paths of everything in it.
+
+A file exists under its final name only once its bytes are on disk: write to
+``tmp/``, fsync, rename, fsync the directory (and the parent of any directory we had
+to create). A crash leaves at most a stray file in ``tmp/``, never a half image that a
+worker would read. UIDs are checked before they become path components so a hostile
+UID cannot escape the spool.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import uuid
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+Chunks = bytes | bytearray | memoryview | Iterable[bytes | bytearray | memoryview]
+
+#: DICOM UID (PS3.5 §9): digits and dots, at most 64 characters. Leading zeros in a
+#: component are tolerated (some modalities write them) — they are harmless in paths.
+_UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+
+
+class InvalidUIDError(ValueError):
+    """A UID that is not a DICOM UID (and so must not become a file name)."""
+
+
+def validate_uid(value: object, what: str = "UID") -> str:
+    """Return ``value`` stripped if it is a DICOM UID; raise :class:`InvalidUIDError` if not."""
+    text = str(value).strip().rstrip("\x00") if value is not None else ""
+    if not text:
+        raise InvalidUIDError(f"{what} is missing")
+    if len(text) > 64 or not _UID_RE.match(text):
+        raise InvalidUIDError(f"{what} {text[:80]!r} is not a DICOM UID (digits and dots, at most 64)")
+    return text
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or creation inside ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def ensure_dir(path: Path) -> None:
+    """mkdir -p that fsyncs the parent of each directory it creates."""
+    if path.is_dir():
+        return
+    ensure_dir(path.parent)
+    try:
+        path.mkdir()
+    except FileExistsError:
+        return
+    fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data_or_chunks: Chunks,
+                       tmp_dir: str | os.PathLike[str] | None = None) -> int:
+    """Write ``data_or_chunks`` to ``path`` durably and atomically; return bytes written.
+
+    ``tmp_dir`` must be on the same filesystem as ``path`` (the spool's ``tmp/``);
+    default: the target's directory. Raises ``OSError`` (disk full, permission...) after
+    removing the temporary file; the target is then untouched.
+    """
+    target = Path(path)
+    tmp_root = Path(tmp_dir) if tmp_dir is not None else target.parent
+    ensure_dir(tmp_root)
+    ensure_dir(target.parent)
+    chunks = [data_or_chunks] if isinstance(data_or_chunks, (bytes, bytearray, memoryview)) else data_or_chunks
+    tmp = tmp_root / f".{target.name}.{uuid.uuid4().hex}.part"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    written = 0
+    try:
+        try:
+            for chunk in chunks:
+                view = memoryview(chunk).cast("B")
+                while view:
+                    n = os.write(fd, view)
+                    written += n
+                    view = view[n:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(target.parent)
+    return written
+
+
+def atomic_write_json(path: Path, payload: Any, tmp_dir: Path | None = None) -> None:
+    atomic_write_bytes(path, json.dumps(payload, indent=1, sort_keys=True).encode(), tmp_dir)
+
+
+class Spool:
+    """Paths of the spool layout described in docs/ARCHITECTURE.md."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.tmp = self.root / "tmp"
+        self.studies = self.root / "studies"
+        self.other = self.root / "other"
+
+    def create(self) -> Spool:
+        for d in (self.tmp, self.studies, self.other):
+            ensure_dir(d)
+        return self
+
+    def study_dir(self, study_uid: str) -> Path:
+        return self.studies / validate_uid(study_uid, "StudyInstanceUID")
+
+    def image_path(self, study_uid: str, sop_uid: str) -> Path:
+        return self.study_dir(study_uid) / "images" / f"{validate_uid(sop_uid, 'SOPInstanceUID')}.dcm"
+
+    def result_path(self, study_uid: str, sop_uid: str) -> Path:
+        return self.study_dir(study_uid) / "results" / f"{validate_uid(sop_uid, 'SOPInstanceUID')}.json"
+
+    def complete_path(self, study_uid: str) -> Path:
+        return self.study_dir(study_uid) / "complete.json"
+
+    def reports_dir(self, study_uid: str) -> Path:
+        return self.study_dir(study_uid) / "reports"
+
+    def other_path(self, study_uid: str, sop_uid: str) -> Path:
+        return (self.other / validate_uid(study_uid, "StudyInstanceUID")
+                / f"{validate_uid(sop_uid, 'SOPInstanceUID')}.dcm")
+
+    def write(self, path: Path, data_or_chunks: Chunks) -> int:
+        return atomic_write_bytes(path, data_or_chunks, self.tmp)
+
+    def study_uids(self) -> Iterator[str]:
+        """Study folders whose names are valid UIDs (anything else is ignored)."""
+        if not self.studies.is_dir():
+            return
+        for entry in sorted(self.studies.iterdir()):
+            if entry.is_dir() and _UID_RE.match(entry.name):
+                yield entry.name
+
+    def image_sops(self, study_uid: str) -> list[str]:
+        folder = self.study_dir(study_uid) / "images"
+        if not folder.is_dir():
+            return []
+        return sorted(p.stem for p in folder.glob("*.dcm") if _UID_RE.match(p.stem))
+
+    def read_complete(self, study_uid: str) -> list[str] | None:
+        """SOP UIDs of the last completion, or None when the study was never completed."""
+        path = self.complete_path(study_uid)
+        try:
+            return [str(s) for s in json.loads(path.read_text())["sop_uids"]]
+        except FileNotFoundError:
+            return None
+
+    def has_report_for(self, study_uid: str, sop_uids: Iterable[str]) -> bool:
+        """True when the worker finalised the study for exactly this set of images."""
+        wanted = sorted(sop_uids)
+        folder = self.reports_dir(study_uid)
+        if not folder.is_dir():
+            return False
+        for report in folder.glob("*.json"):
+            try:
+                if sorted(json.loads(report.read_text()).get("sop_uids", [])) == wanted:
+                    return True
+            except (OSError, ValueError, AttributeError):
+                continue
+        return False

@@ -1,0 +1,135 @@
+"""Coded concepts written into mammocad's DICOM outputs, each with an explicit meaning.
+
+Why not ``pydicom.sr.codedict.codes``: about 80 meanings in its dictionary carry
+non-ASCII characters (DCM 111034 holds a zero-width space) that become "?" under the
+default character set, and some concepts have context-group-specific codes (image
+laterality in the Mammography CAD SR must come from CID 6022, not the generic
+"Left"/"Right"). Every code here was checked against PS3.16 and the PixelMed SR
+validator; add new ones here, never inline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydicom.dataset import Dataset
+
+
+@dataclass(frozen=True)
+class Code:
+    """A coded concept (value, scheme, meaning) with ASCII meaning."""
+
+    value: str
+    scheme: str
+    meaning: str
+
+    def __post_init__(self) -> None:
+        if not self.meaning.isascii():
+            raise ValueError(f"code meaning must be ASCII, got {self.meaning!r} for {self.value}")
+
+    def to_dataset(self) -> Dataset:
+        """A Code Sequence item (Basic Coded Entry Attributes)."""
+        ds = Dataset()
+        ds.CodeValue = self.value
+        ds.CodingSchemeDesignator = self.scheme
+        ds.CodeMeaning = self.meaning
+        return ds
+
+    def to_hd(self):  # type: ignore[no-untyped-def]
+        """The same concept as a highdicom CodedConcept."""
+        from highdicom.sr import CodedConcept
+
+        return CodedConcept(self.value, self.scheme, self.meaning)
+
+
+# --- Mammography CAD SR structure (TID 4000 and children) -------------------------------
+MAMMOGRAPHY_CAD_REPORT = Code("111036", "DCM", "Mammography CAD Report")
+IMAGE_LIBRARY = Code("111028", "DCM", "Image Library")
+CAD_PROCESSING_SUMMARY = Code("111017", "DCM", "CAD Processing and Findings Summary")
+INDIVIDUAL_IMPRESSION = Code("111034", "DCM", "Individual Impression/Recommendation")
+SINGLE_IMAGE_FINDING = Code("111059", "DCM", "Single Image Finding")
+RENDERING_INTENT = Code("111056", "DCM", "Rendering Intent")
+PRESENTATION_REQUIRED = Code("111150", "DCM", "Presentation Required: Rendering device is expected to present")
+PRESENTATION_OPTIONAL = Code("111151", "DCM", "Presentation Optional: Rendering device may present")
+ALGORITHM_NAME = Code("111001", "DCM", "Algorithm Name")
+ALGORITHM_VERSION = Code("111003", "DCM", "Algorithm Version")
+ALGORITHM_PARAMETERS = Code("111002", "DCM", "Algorithm Parameters")
+CERTAINTY_OF_FINDING = Code("111012", "DCM", "Certainty of Finding")
+PROBABILITY_OF_CANCER = Code("111047", "DCM", "Probability of cancer")
+CENTER = Code("111010", "DCM", "Center")
+OUTLINE = Code("111041", "DCM", "Outline")
+DIFFERENTIAL_DIAGNOSIS = Code("111023", "DCM", "Differential Diagnosis/Impression")
+IMPRESSION_DESCRIPTION = Code("111033", "DCM", "Impression Description")
+SUMMARY_OF_DETECTIONS = Code("111064", "DCM", "Summary of Detections")
+SUMMARY_OF_ANALYSES = Code("111065", "DCM", "Summary of Analyses")
+SUCCESSFUL_DETECTIONS = Code("111063", "DCM", "Successful Detections")
+FAILED_DETECTIONS = Code("111025", "DCM", "Failed Detections")
+SUCCESSFUL_ANALYSES = Code("111062", "DCM", "Successful Analyses")
+FAILED_ANALYSES = Code("111024", "DCM", "Failed Analyses")
+DETECTION_PERFORMED = Code("111022", "DCM", "Detection Performed")
+ANALYSIS_PERFORMED = Code("111004", "DCM", "Analysis Performed")
+INDIVIDUAL_ANALYSIS = Code("111233", "DCM", "Individual Impression/Recommendation Analysis")
+OVERALL_ANALYSIS = Code("111234", "DCM", "Overall Impression/Recommendation Analysis")
+IMAGE_LATERALITY = Code("111027", "DCM", "Image Laterality")
+IMAGE_VIEW = Code("111031", "DCM", "Image View")
+PATIENT_ORIENTATION_ROW = Code("111044", "DCM", "Patient Orientation Row")
+PATIENT_ORIENTATION_COLUMN = Code("111043", "DCM", "Patient Orientation Column")
+STUDY_DATE = Code("111060", "DCM", "Study Date")
+HORIZONTAL_PIXEL_SPACING = Code("111026", "DCM", "Horizontal Pixel Spacing")
+VERTICAL_PIXEL_SPACING = Code("111066", "DCM", "Vertical Pixel Spacing")
+LANGUAGE = Code("121049", "DCM", "Language of Content Item and Descendants")
+ENGLISH = Code("en-US", "RFC5646", "English (United States)")
+LATERALITY = Code("272741003", "SCT", "Laterality")
+
+# CID 6042 Status of Results
+SUCCEEDED = Code("111222", "DCM", "Succeeded")
+PARTIALLY_SUCCEEDED = Code("111223", "DCM", "Partially Succeeded")
+FAILED = Code("111224", "DCM", "Failed")
+NOT_ATTEMPTED = Code("111225", "DCM", "Not Attempted")
+
+# CID 6047 CAD Processing and Findings Summary
+ALL_OK_NO_FINDINGS = Code("111241", "DCM", "All algorithms succeeded; without findings")
+ALL_OK_WITH_FINDINGS = Code("111242", "DCM", "All algorithms succeeded; with findings")
+SOME_OK_NO_FINDINGS = Code("111243", "DCM", "Not all algorithms succeeded; without findings")
+SOME_OK_WITH_FINDINGS = Code("111244", "DCM", "Not all algorithms succeeded; with findings")
+NONE_OK = Code("111245", "DCM", "No algorithms succeeded; without findings")
+
+# CID 6014 findings
+CALCIFICATION_CLUSTER = Code("129769006", "SCT", "Calcification Cluster")
+INDIVIDUAL_CALCIFICATION = Code("129770007", "SCT", "Individual Calcification")
+
+# Benign / malignant
+BENIGN = Code("30807003", "SCT", "Benign")
+MALIGNANT = Code("21594007", "SCT", "Malignant")
+
+# CID 6022 Side (image laterality in Mammography CAD SR) — breast codes
+LEFT_BREAST = Code("80248007", "SCT", "Left breast")
+RIGHT_BREAST = Code("73056007", "SCT", "Right breast")
+BREAST_LATERALITY = {"L": LEFT_BREAST, "R": RIGHT_BREAST}
+
+# CID 244 Laterality (finding site laterality in TID 1500)
+LEFT = Code("7771000", "SCT", "Left")
+RIGHT = Code("24028007", "SCT", "Right")
+SIDE = {"L": LEFT, "R": RIGHT}
+
+# Anatomy
+BREAST = Code("76752008", "SCT", "Breast")
+
+# CID 4014 View for Mammography
+VIEWS = {
+    "CC": Code("399162004", "SCT", "cranio-caudal"),
+    "MLO": Code("399368009", "SCT", "medio-lateral oblique"),
+    "ML": Code("399260004", "SCT", "medial-lateral"),
+    "LM": Code("399352003", "SCT", "latero-medial"),
+    "XCCM": Code("399101009", "SCT", "cranio-caudal exaggerated medially"),
+    "SIO": Code("399188001", "SCT", "superolateral to inferomedial oblique"),
+}
+
+# TID 1500
+IMAGING_PROCEDURE = Code("363679005", "SCT", "Imaging procedure")
+IMAGING_MEASUREMENT_REPORT = Code("126000", "DCM", "Imaging Measurement Report")
+FINDING = Code("121071", "DCM", "Finding")
+
+# Units (UCUM)
+PERCENT = Code("%", "UCUM", "Percent")
+MILLIMETER = Code("mm", "UCUM", "millimeter")

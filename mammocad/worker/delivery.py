@@ -1,0 +1,122 @@
+"""C-STORE of result files to one destination (pynetdicom SCU), with per-file status.
+
+One association per call. The proposed presentation contexts come from the files
+themselves (their SOP classes, each with its own transfer syntax plus the two
+uncompressed ones), so any PACS that accepts the objects at all can take them.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydicom import dcmread
+from pynetdicom import AE
+from pynetdicom.presentation import build_context
+from pynetdicom.status import code_to_category
+
+from mammocad.config import Destination
+from mammocad.logs import log_event
+
+logger = logging.getLogger(__name__)
+
+_UNCOMPRESSED = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2")
+_MAX_CONTEXTS = 128
+
+
+class DeliveryError(Exception):
+    """The destination could not be reached or refused the association."""
+
+
+@dataclass(frozen=True)
+class FileStatus:
+    """Outcome of one file: ``status`` is the DICOM status (None when never sent)."""
+
+    path: Path
+    sop_uid: str
+    status: int | None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        # Warnings (0xB000, 0xB006, 0xB007) mean the peer stored the object, possibly coerced.
+        return self.status is not None and code_to_category(self.status) in ("Success", "Warning")
+
+
+def store_files(
+    dest: Destination, files: list[Path], *, calling_ae: str, timeout_s: float
+) -> list[FileStatus]:
+    """Send ``files`` to ``dest`` over one association; raise DeliveryError if none could be.
+
+    A file that cannot be read, or whose context the peer rejected, gets ``status=None``
+    and an ``error``; the others are still sent.
+    """
+    datasets, statuses = {}, {}
+    for path in files:
+        try:
+            datasets[path] = dcmread(path)
+        except Exception as exc:
+            statuses[path] = FileStatus(path, path.stem, None, f"cannot read {path}: {exc}")
+    contexts = _contexts([ds for ds in datasets.values()])
+    ae = AE(ae_title=calling_ae)
+    ae.requested_contexts = contexts
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout_s
+    ae.connection_timeout = timeout_s
+    assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title)
+    if not assoc.is_established:
+        what = "rejected" if assoc.is_rejected else "aborted" if assoc.is_aborted else "failed"
+        raise DeliveryError(
+            f"association to {dest.name} ({dest.ae_title}@{dest.host}:{dest.port}) {what}: check that "
+            f"the PACS is running and lists AE {calling_ae!r} as a known modality"
+        )
+    try:
+        for path, ds in datasets.items():
+            statuses[path] = _send_one(assoc, path, ds)
+            if not assoc.is_established:
+                break
+    finally:
+        if assoc.is_established:
+            assoc.release()
+    return [statuses.get(p) or FileStatus(p, p.stem, None, "association ended before sending") for p in files]
+
+
+def _send_one(assoc, path: Path, ds) -> FileStatus:  # type: ignore[no-untyped-def]
+    sop = str(ds.SOPInstanceUID)
+    try:
+        rsp = assoc.send_c_store(ds)
+    except ValueError as exc:  # no accepted presentation context for this file
+        return FileStatus(path, sop, None, f"peer accepted no context for it: {exc}")
+    except Exception as exc:
+        return FileStatus(path, sop, None, f"{type(exc).__name__}: {exc}")
+    status = getattr(rsp, "Status", None)
+    if status is None:
+        return FileStatus(path, sop, None, "no response (timeout or connection lost)")
+    comment = str(rsp.get("ErrorComment", "") or "")
+    ok = code_to_category(int(status)) in ("Success", "Warning")
+    if not ok:
+        log_event(logger, "store_refused", level=logging.WARNING, sop=sop, status=f"0x{int(status):04X}",
+                  comment=comment)
+    return FileStatus(path, sop, int(status), None if ok else f"status 0x{int(status):04X} {comment}".strip())
+
+
+def _contexts(datasets: list) -> list:  # type: ignore[type-arg]
+    pairs: dict[str, list[str]] = {}
+    for ds in datasets:
+        sop_class = str(ds.SOPClassUID)
+        ts = str(ds.file_meta.TransferSyntaxUID)
+        syntaxes = pairs.setdefault(sop_class, [])
+        for t in (ts, *_UNCOMPRESSED):
+            if t not in syntaxes:
+                syntaxes.append(t)
+    contexts = []
+    for sop_class, syntaxes in sorted(pairs.items()):
+        # A compressed syntax gets its own context so that a peer refusing it still accepts
+        # the same class uncompressed in the next one.
+        compressed = [t for t in syntaxes if t not in _UNCOMPRESSED]
+        for t in compressed:
+            contexts.append(build_context(sop_class, [t]))
+        contexts.append(build_context(sop_class, list(_UNCOMPRESSED)))
+    if len(contexts) > _MAX_CONTEXTS:
+        raise DeliveryError(f"{len(contexts)} presentation contexts needed, at most {_MAX_CONTEXTS} allowed")
+    return contexts

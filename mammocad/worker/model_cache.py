@@ -1,0 +1,46 @@
+"""One detector per worker process, loaded on first use.
+
+Loading is lazy on purpose: Celery's prefork pool forks its children from the main
+process, and a CUDA context (or a large model) created before the fork is either broken
+or copied into every child. Each child loads the weights once, at its first task.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from mammocad.logs import log_event
+
+logger = logging.getLogger(__name__)
+
+_lock = threading.Lock()
+_cache: dict[tuple[str, str], Any] = {}
+
+
+def get_detector(weights: str, device: str) -> Any:
+    """The :class:`mammocad.model.inference.Detector` for ``weights`` on ``device`` (cached).
+
+    ``weights`` empty means the demo weights shipped with the package.
+    """
+    key = (weights, device)
+    with _lock:
+        det = _cache.get(key)
+        if det is None:
+            from mammocad.model.inference import Detector  # torch is heavy: import on first use
+
+            t0 = time.monotonic()
+            det = Detector.load(weights=weights or None, device=device)
+            _cache[key] = det
+            log_event(logger, "model_loaded", model=det.model_name, version=det.model_version,
+                      device=det.device, synthetic=det.synthetic_weights,
+                      seconds=round(time.monotonic() - t0, 2))
+        return det
+
+
+def clear() -> None:
+    """Forget loaded detectors (tests; a weights change needs a worker restart otherwise)."""
+    with _lock:
+        _cache.clear()

@@ -1,0 +1,202 @@
+"""The on-disk outbox: results waiting for a destination to confirm them.
+
+Layout (under ``node.spool_dir``)::
+
+    outbox/<destination>/<item_id>/<SOPInstanceUID>.dcm ... + item.json
+    deadletter/<destination>/<item_id>/...                    (same content)
+
+An item is one report's files for one destination. It appears atomically (built in
+``tmp/`` and renamed), its files are deleted only after the destination answered Success
+for every one of them, and after ``delivery.deadline_s`` without success it moves to the
+dead-letter folder, from where ``mammocad outbox retry`` brings it back.
+
+``item.json`` holds: destination, created, attempts, next_attempt, last_error, delivered
+(SOP UIDs already confirmed, so a retry resends only the rest) and ``token``: the id of
+the one scheduled ``deliver`` chain allowed to act on the item (see ``tasks.py``).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydicom.dataset import Dataset
+
+from mammocad.worker.studies import fsync_dir, write_json
+
+_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+ITEM_JSON = "item.json"
+
+
+def check_name(value: str, what: str) -> str:
+    if not isinstance(value, str) or not _ID_RE.match(value) or value in (".", ".."):
+        raise ValueError(f"{what} must be 1-128 characters of A-Z a-z 0-9 _ . -, got {value!r}")
+    return value
+
+
+@dataclass
+class OutboxItem:
+    """One delivery item; ``path`` is its folder (in outbox/ or deadletter/)."""
+
+    destination: str
+    item_id: str
+    created: float
+    next_attempt: float
+    attempts: int = 0
+    last_error: str | None = None
+    delivered: list[str] = field(default_factory=list)
+    token: str = ""
+    dead: bool = False
+    path: Path = Path()
+
+    def files(self) -> list[Path]:
+        return sorted(self.path.glob("*.dcm"))
+
+    def pending_files(self) -> list[Path]:
+        done = set(self.delivered)
+        return [p for p in self.files() if p.stem not in done]
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        del d["path"], d["dead"]
+        return d
+
+
+class Outbox:
+    """Outbox and dead-letter folders of one spool."""
+
+    def __init__(self, spool_dir: str | os.PathLike[str]) -> None:
+        self.spool = Path(spool_dir)
+        self.root = self.spool / "outbox"
+        self.dead_root = self.spool / "deadletter"
+
+    def _dir(self, destination: str, item_id: str, dead: bool = False) -> Path:
+        base = self.dead_root if dead else self.root
+        return base / check_name(destination, "destination") / check_name(item_id, "outbox item id")
+
+    def put(self, destination: str, item_id: str, datasets: list[Dataset]) -> OutboxItem | None:
+        """Create an item holding ``datasets``; None when it already exists (idempotent)."""
+        final = self._dir(destination, item_id)
+        if final.exists() or self._dir(destination, item_id, dead=True).exists():
+            return None
+        tmp_root = self.spool / "tmp"
+        tmp_root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=tmp_root, prefix=f".outbox-{item_id}-"))
+        try:
+            for ds in datasets:
+                path = tmp / f"{check_name(str(ds.SOPInstanceUID), 'SOP Instance UID')}.dcm"
+                ds.save_as(path, enforce_file_format=True)
+                with open(path, "rb+") as fh:
+                    os.fsync(fh.fileno())
+            t = time.time()
+            item = OutboxItem(destination=destination, item_id=item_id, created=t, next_attempt=t,
+                              token=uuid.uuid4().hex, path=final)
+            (tmp / ITEM_JSON).write_text(json.dumps(item.to_json(), indent=1))
+            with open(tmp / ITEM_JSON, "rb+") as fh:
+                os.fsync(fh.fileno())
+            fsync_dir(tmp)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(tmp, final)  # fails if a concurrent put won: then theirs stands
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if final.exists():
+                return None
+            raise
+        fsync_dir(final.parent)
+        return item
+
+    def get(self, destination: str, item_id: str, dead: bool = False) -> OutboxItem | None:
+        path = self._dir(destination, item_id, dead)
+        try:
+            data = json.loads((path / ITEM_JSON).read_text())
+        except FileNotFoundError:
+            return None
+        return OutboxItem(**data, dead=dead, path=path)
+
+    def save(self, item: OutboxItem) -> None:
+        write_json(item.path / ITEM_JSON, item.to_json(), self.spool)
+
+    def items(self, dead: bool = False, destination: str | None = None) -> list[OutboxItem]:
+        base = self.dead_root if dead else self.root
+        out = []
+        for item_json in sorted(base.glob(f"{destination or '*'}/*/{ITEM_JSON}")):
+            item = self.get(item_json.parent.parent.name, item_json.parent.name, dead)
+            if item is not None:
+                out.append(item)
+        return sorted(out, key=lambda i: i.created)
+
+    def complete(self, item: OutboxItem) -> None:
+        """Every file was confirmed: the item's job is done, delete it."""
+        shutil.rmtree(item.path)
+        fsync_dir(item.path.parent)
+
+    def dead_letter(self, item: OutboxItem) -> OutboxItem:
+        target = self._dir(item.destination, item.item_id, dead=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():  # an older dead copy of the same item: the newer state wins
+            shutil.rmtree(target)
+        os.rename(item.path, target)
+        fsync_dir(target.parent)
+        fsync_dir(item.path.parent)
+        item.path, item.dead = target, True
+        return item
+
+    def revive(self, destination: str, item_id: str) -> OutboxItem:
+        """Move a dead-letter item back with a fresh deadline; the caller queues delivery."""
+        item = self.get(destination, item_id, dead=True)
+        if item is None:
+            raise KeyError(f"no dead-letter item {destination}/{item_id} (see `mammocad outbox list --dead`)")
+        target = self._dir(destination, item_id)
+        if target.exists():
+            raise FileExistsError(f"{target} already exists in the outbox; it is being delivered")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(item.path, target)
+        fsync_dir(target.parent)
+        item.path, item.dead = target, False
+        t = time.time()
+        item.created, item.next_attempt, item.attempts = t, t, 0
+        item.token = uuid.uuid4().hex
+        self.save(item)
+        return item
+
+    def find(self, item_id: str, dead: bool = False) -> list[OutboxItem]:
+        """Items named ``item_id`` in any destination (an id is usually unique per study)."""
+        return [i for i in self.items(dead=dead) if i.item_id == item_id]
+
+    @contextmanager
+    def locked(self, item: OutboxItem, wait_s: float = 0.0) -> Iterator[bool]:
+        """Hold an exclusive lock on the item, waiting up to ``wait_s``; yields False if not got.
+
+        Two deliver tasks for one item (a sweeper requeue racing a scheduled retry) must
+        not send the same files at the same time.
+        """
+        try:
+            fd = os.open(item.path, os.O_RDONLY)
+        except FileNotFoundError:
+            yield False
+            return
+        try:
+            deadline = time.monotonic() + wait_s
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        yield False
+                        return
+                    time.sleep(0.05)
+            yield True
+        finally:
+            os.close(fd)

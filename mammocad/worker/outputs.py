@@ -1,0 +1,106 @@
+"""Turn a study's detector results into the DICOM objects destinations asked for.
+
+``build_outputs`` is the one entry point the worker calls. Every object it returns is
+complete (file meta included) and was checked against dciodvfy, dsrdump and PixelMed's
+SR validator by the tests; strings are written with pydicom's RAISE validation so an
+over-long value fails here rather than in the PACS.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Literal
+
+import pydicom.config
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
+
+from mammocad.config import OutputKind
+from mammocad.logs import log_event
+from mammocad.model.results import StudyResult
+from mammocad.worker.cad_sr import build_mammo_cad_sr
+from mammocad.worker.gsps import build_gsps, group_images
+from mammocad.worker.overlay_sc import build_secondary_capture
+from mammocad.worker.tid1500 import build_tid1500_sr
+from mammocad.worker.uids import OutputContext, sorted_sources
+
+logger = logging.getLogger(__name__)
+
+IMPLEMENTATION_VERSION = "MAMMOCAD"
+
+
+class _RaiseOnInvalid:
+    """Temporarily make pydicom raise on invalid values (over-long strings, bad UIDs)."""
+
+    def __enter__(self) -> None:
+        settings = pydicom.config.settings
+        self._saved = (settings.writing_validation_mode, settings.reading_validation_mode)
+        settings.writing_validation_mode = pydicom.config.RAISE
+        settings.reading_validation_mode = pydicom.config.RAISE
+
+    def __exit__(self, *exc: object) -> Literal[False]:
+        settings = pydicom.config.settings
+        settings.writing_validation_mode, settings.reading_validation_mode = self._saved
+        return False
+
+
+def _finish(ds: Dataset) -> Dataset:
+    """Add file meta (Explicit VR Little Endian) so the object can be written as Part 10."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    meta.ImplementationVersionName = IMPLEMENTATION_VERSION
+    ds.file_meta = meta
+    return ds
+
+
+def _one_kind(kind: OutputKind, ctx: OutputContext, sources: dict[str, Dataset]) -> list[Dataset]:
+    results = list(ctx.study.images)
+    if kind is OutputKind.MAMMO_CAD_SR:
+        return [build_mammo_cad_sr(ctx, sources)]
+    if kind is OutputKind.TID1500_SR:
+        return [build_tid1500_sr(ctx, sources)]
+    if kind is OutputKind.SECONDARY_CAPTURE:
+        return [
+            build_secondary_capture(r, sources[r.image.sop_instance_uid], ctx, i)
+            for i, r in enumerate(results) if r.analysed
+        ]
+    if kind is OutputKind.GSPS:
+        return [build_gsps(group, sources, ctx, i) for i, group in enumerate(group_images(results, sources))]
+    raise ValueError(f"unknown output kind {kind!r}: expected one of {[k.value for k in OutputKind]}")
+
+
+def build_outputs(
+    study: StudyResult,
+    sources: dict[str, Dataset],
+    kinds: Iterable[OutputKind],
+    *,
+    device: str = "",
+    predecessor: list[tuple[str, str, str]] | None = None,
+) -> list[Dataset]:
+    """Build the requested result objects for one study.
+
+    sources: the analysed images keyed by SOP Instance UID; header-only datasets
+        (``stop_before_pixels``) suffice for SR and GSPS, secondary capture needs pixels.
+    kinds: which objects; each kind is one series. SC: one per analysed image; GSPS: one
+        per breast; SRs: one each. A study where every image failed still gets SRs
+        (saying CAD failed) but no SC/GSPS.
+    predecessor: (study UID, series UID, SOP instance UID) of earlier SR versions of the
+        same kind (a study that gained images later); written as Predecessor Documents.
+    Returns datasets with file meta, ready for ``save_as(..., enforce_file_format=True)``.
+    """
+    if not study.images:
+        raise ValueError(f"study {study.study_uid} has no image results: nothing to report")
+    sorted_sources(study, sources)  # raises naming the missing SOP Instance UIDs
+    ctx = OutputContext(study=study, device=device, predecessor=tuple(predecessor or ()))
+    out: list[Dataset] = []
+    with _RaiseOnInvalid():
+        for kind in dict.fromkeys(OutputKind(k) for k in kinds):
+            built = [_finish(ds) for ds in _one_kind(kind, ctx, sources)]
+            log_event(logger, "outputs_built", kind=kind.value, count=len(built),
+                      images=len(study.images), failed=sum(not r.analysed for r in study.images))
+            out.extend(built)
+    return out

@@ -1,0 +1,316 @@
+"""The three Celery tasks: analyse an image, finalise a study, deliver an outbox item.
+
+Every task takes JSON arguments only (paths and UIDs) and is idempotent, because with
+``acks_late`` + ``reject_on_worker_lost`` a task can run again after a crash:
+
+- ``analyze_image`` skips when ``results/<sop>.json`` exists; a poison image that kills
+  its worker three times gets an error result instead of a crash loop.
+- ``finalize_study`` skips when its report exists; outbox items are named by the report
+  key, so a re-run finds them instead of making copies.
+- ``deliver`` acts only under an exclusive lock on the item and only for the item's
+  current ``token``.
+
+Delivery retries and the Redis visibility timeout: a retry is an ETA task, which the
+Redis transport keeps unacknowledged and re-delivers after ``visibility_timeout``. So the
+countdown is capped at half that timeout; a task that wakes before the item's
+``next_attempt`` just schedules itself again for the rest of the wait. The token makes
+exactly one chain live per item: the sweeper (:func:`requeue_due`, run by the results
+worker at start and periodically) replaces the token when it requeues an overdue item
+(e.g. after the broker lost its queue), and tasks of an older chain then drop out.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+from celery import Celery, Task
+from celery.exceptions import SoftTimeLimitExceeded
+from pydicom import dcmread
+
+from mammocad.config import OutputKind, Settings
+from mammocad.logs import log_event
+from mammocad.model.results import ImageResult, StudyResult
+from mammocad.worker import model_cache
+from mammocad.worker.app import TASK_ANALYZE_IMAGE, TASK_DELIVER, TASK_FINALIZE_STUDY
+from mammocad.worker.delivery import DeliveryError, store_files
+from mammocad.worker.outbox import Outbox, OutboxItem
+from mammocad.worker.studies import (
+    StudyFiles,
+    check_uid,
+    failed_result,
+    find_predecessor,
+    report_key,
+    write_json,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Analysis starts of one image before it is given up as poison.
+MAX_ANALYSIS_ATTEMPTS = 3
+
+_KIND_BY_SOP_CLASS = {
+    "1.2.840.10008.5.1.4.1.1.88.50": OutputKind.MAMMO_CAD_SR,
+    "1.2.840.10008.5.1.4.1.1.88.22": OutputKind.TID1500_SR,
+    "1.2.840.10008.5.1.4.1.1.88.33": OutputKind.TID1500_SR,
+    "1.2.840.10008.5.1.4.1.1.88.34": OutputKind.TID1500_SR,
+    "1.2.840.10008.5.1.4.1.1.7": OutputKind.SECONDARY_CAPTURE,
+    "1.2.840.10008.5.1.4.1.1.11.1": OutputKind.GSPS,
+}
+
+
+_SR_KINDS = (OutputKind.MAMMO_CAD_SR, OutputKind.TID1500_SR)
+
+
+def register_tasks(app: Celery, settings: Settings) -> None:
+    """Attach the tasks to ``app``; they read ``settings`` through ``app.mammocad_settings``."""
+    app.mammocad_settings = settings  # type: ignore[attr-defined]
+    common: dict[str, Any] = {"bind": True, "acks_late": True, "reject_on_worker_lost": True}
+    app.task(name=TASK_ANALYZE_IMAGE, **common)(analyze_image)
+    app.task(name=TASK_FINALIZE_STUDY, max_retries=None, **common)(finalize_study)
+    app.task(name=TASK_DELIVER, **common)(deliver)
+
+
+def _settings(task: Task) -> Settings:
+    return task.app.mammocad_settings  # type: ignore[attr-defined,no-any-return]
+
+
+# --------------------------------------------------------------------------- analyze
+
+
+def analyze_image(self: Task, spool_dir: str, study_uid: str, sop_uid: str) -> str:
+    """Run the detector on one spooled image; write its result JSON (the done marker)."""
+    settings = _settings(self)
+    files = StudyFiles(spool_dir, study_uid)
+    if files.result(sop_uid).exists():
+        log_event(logger, "analyze_skip", study=study_uid, sop=sop_uid, reason="result exists")
+        return "exists"
+    attempt = files.bump_attempts(sop_uid)
+    if attempt > MAX_ANALYSIS_ATTEMPTS:
+        result = failed_result(files, sop_uid, f"analysis stopped the worker {attempt - 1} times; image skipped")
+    else:
+        result = _analyze(settings, files, sop_uid)
+    files.write_result(result)
+    log_event(logger, "analyzed", study=study_uid, sop=sop_uid, lesions=len(result.lesions),
+              seconds=round(result.seconds, 2), error=result.error or "", attempt=attempt)
+    return "error" if result.error else "ok"
+
+
+def _analyze(settings: Settings, files: StudyFiles, sop_uid: str) -> ImageResult:
+    path = files.image(sop_uid)
+    try:
+        ds = dcmread(path)
+    except Exception as exc:
+        return failed_result(files, sop_uid, f"cannot read {path.name} as DICOM: {type(exc).__name__}: {exc}")
+    det = model_cache.get_detector(settings.worker.weights, settings.worker.device)
+    try:
+        return det.analyze_dataset(ds)  # type: ignore[no-any-return]
+    except SoftTimeLimitExceeded:
+        error = f"analysis exceeded worker.soft_time_limit_s ({settings.worker.soft_time_limit_s} s)"
+    except Exception as exc:  # undecodable pixels, unsupported geometry...
+        logger.warning("analysis failed", exc_info=True, extra={"sop": sop_uid})
+        error = f"analysis failed: {type(exc).__name__}: {exc}"
+    failed = failed_result(files, sop_uid, error)
+    return ImageResult(image=failed.image, model_name=det.model_name, model_version=det.model_version,
+                       device=det.device, error=error)
+
+
+# --------------------------------------------------------------------------- finalize
+
+
+def finalize_study(
+    self: Task, spool_dir: str, study_uid: str, sop_uids: list[str], first_try: float | None = None
+) -> str:
+    """Gather the study's image results, build the outputs, fill the outbox, write the report."""
+    settings = _settings(self)
+    files = StudyFiles(spool_dir, study_uid)
+    sop_uids = sorted({check_uid(s, "SOP Instance UID") for s in sop_uids})
+    det = model_cache.get_detector(settings.worker.weights, "cpu")  # only for version + breast risks
+    key = report_key(sop_uids, det.model_version)
+    if files.report(key).exists():
+        log_event(logger, "finalize_skip", study=study_uid, report=key, reason="report exists")
+        return "exists"
+    first_try = first_try or time.time()
+    missing = [s for s in sop_uids if not files.result(s).exists()]
+    if missing:
+        bound = settings.worker.time_limit_s * (len(sop_uids) + 1)
+        waited = time.time() - first_try
+        if waited < bound:
+            countdown = min(10.0, max(0.5, bound / 100))
+            log_event(logger, "finalize_wait", study=study_uid, missing=len(missing), waited=round(waited, 1))
+            raise self.retry(countdown=countdown, kwargs={"first_try": first_try})
+        for sop in missing:
+            if not files.result(sop).exists():
+                files.write_result(failed_result(files, sop, f"no analysis result after {bound} s"))
+        log_event(logger, "finalize_gave_up_waiting", level=logging.WARNING, study=study_uid, missing=len(missing))
+    study = _study_result(det, files, sop_uids)
+    items = _fill_outbox(settings, files, study, sop_uids, key)
+    objects = items.pop("__objects__")
+    report = {"sop_uids": sop_uids, "model_name": study.model_name, "model_version": det.model_version,
+              "outputs": [o["sop"] for o in objects], "objects": objects,
+              "destinations": {d: i.item_id for d, i in items.items()},
+              "failed_images": [r.image.sop_instance_uid for r in study.images if r.error],
+              "created": time.time()}
+    write_json(files.report(key), report, files.spool)
+    for item in items.values():
+        schedule_delivery(self.app, spool_dir, item)
+    log_event(logger, "finalized", study=study_uid, report=key, images=len(sop_uids),
+              outputs=len(report["outputs"]), destinations=len(items))
+    return key
+
+
+def _study_result(det: Any, files: StudyFiles, sop_uids: list[str]) -> StudyResult:
+    results = [files.read_result(s) for s in sop_uids]
+    analysed = [r for r in results if r.analysed]
+    breasts = tuple(det.breast_risks(analysed)) if analysed else ()
+    return StudyResult(study_uid=files.study_uid, images=tuple(results), breasts=breasts,
+                       model_name=det.model_name, model_version=det.model_version,
+                       synthetic_weights=bool(det.synthetic_weights))
+
+
+def _fill_outbox(
+    settings: Settings, files: StudyFiles, study: StudyResult, sop_uids: list[str], key: str
+) -> dict[str, Any]:
+    """Build each needed output once and give every destination the kinds it asked for."""
+    kinds = [k for k in OutputKind if any(k in d.outputs for d in settings.destinations)]
+    datasets = _build(files, study, sop_uids, kinds) if kinds else []
+    outbox = Outbox(files.spool)
+    items: dict[str, Any] = {"__objects__": [
+        {"study": str(ds.StudyInstanceUID), "series": str(ds.SeriesInstanceUID), "sop": str(ds.SOPInstanceUID),
+         "sop_class": str(ds.SOPClassUID), "kind": getattr(_kind(ds), "value", "")} for ds in datasets]}
+    for dest in settings.destinations:
+        wanted = [ds for ds in datasets if _kind(ds) in dest.outputs]
+        if not wanted:
+            continue
+        item = outbox.put(dest.name, key, wanted) or outbox.get(dest.name, key)
+        if item is not None:
+            items[dest.name] = item
+    return items
+
+
+def _build(files: StudyFiles, study: StudyResult, sop_uids: list[str], kinds: list[OutputKind]) -> list[Any]:
+    from mammocad.worker.outputs import build_outputs  # highdicom is heavy: import on use
+
+    sources = {sop: dcmread(files.image(sop)) for sop in sop_uids if files.image(sop).exists()}
+    earlier = find_predecessor(files, sop_uids, study.model_version)
+    device = next((r.device for r in study.images if r.device), "")
+    out: list[Any] = []
+    for kind in kinds:  # one call per kind: each SR cites only its own earlier version
+        predecessor = [(o["study"], o["series"], o["sop"]) for o in (earlier or {}).get("objects", [])
+                       if o.get("kind") == kind.value and kind in _SR_KINDS]
+        out += build_outputs(study, sources, [kind], device=device, predecessor=predecessor)
+    return out
+
+
+def _kind(ds: Any) -> OutputKind | None:
+    return _KIND_BY_SOP_CLASS.get(str(ds.SOPClassUID))
+
+
+# --------------------------------------------------------------------------- deliver
+
+
+def schedule_delivery(app: Celery, spool_dir: str, item: OutboxItem, countdown: float = 0.0) -> None:
+    """Queue one delivery attempt of ``item``'s chain (countdown kept below the visibility timeout)."""
+    vis = float(app.conf.broker_transport_options.get("visibility_timeout", 3600))
+    app.send_task(TASK_DELIVER, args=[str(spool_dir), item.destination, item.item_id],
+                  kwargs={"token": item.token}, countdown=max(0.0, min(countdown, vis / 2)))
+
+
+def deliver(self: Task, spool_dir: str, destination: str, item_id: str, token: str | None = None) -> str:
+    """One C-STORE attempt of one outbox item; reschedules itself with backoff on failure."""
+    settings = _settings(self)
+    outbox = Outbox(spool_dir)
+    item = outbox.get(destination, item_id)
+    if item is None:
+        return "gone"
+    # Wait for a concurrent attempt (at most one network timeout per file batch) rather
+    # than drop this task: it may carry the item's current token.
+    with outbox.locked(item, wait_s=2 * settings.delivery.network_timeout_s + 10) as got:
+        item = outbox.get(destination, item_id) if got else None  # reread under the lock
+        if item is None:
+            return "busy-or-gone"
+        if token and token != item.token:
+            return "stale"
+        wait = item.next_attempt - time.time()
+        if wait <= 1.0:
+            outcome, wait = _attempt(settings, outbox, item)
+        else:
+            outcome = "not-due" if token else "early"
+    if wait is not None and token and outcome in ("retry", "not-due"):
+        # After releasing the lock, so the next task never finds it held by this one.
+        schedule_delivery(self.app, spool_dir, item, wait)
+    return outcome
+
+
+def _attempt(settings: Settings, outbox: Outbox, item: OutboxItem) -> tuple[str, float | None]:
+    """Send the pending files; return the outcome and, on failure, the seconds until the next try."""
+    error = None
+    try:
+        dest = settings.destination(item.destination)
+        statuses = store_files(dest, item.pending_files(), calling_ae=settings.node.ae_title,
+                               timeout_s=settings.delivery.network_timeout_s)
+    except (KeyError, DeliveryError) as exc:
+        statuses, error = [], str(exc).strip("'\"")
+    except Exception as exc:
+        statuses, error = [], f"{type(exc).__name__}: {exc}"
+    item.delivered += [s.sop_uid for s in statuses if s.ok and s.sop_uid not in item.delivered]
+    if not item.pending_files():
+        outbox.complete(item)
+        log_event(logger, "delivered", dest=item.destination, item=item.item_id, files=len(item.delivered),
+                  attempts=item.attempts + 1, seconds=round(time.time() - item.created, 2))
+        return "delivered", None
+    item.attempts += 1
+    item.last_error = error or next((s.error for s in statuses if not s.ok), "unknown error")
+    t = time.time()
+    d = settings.delivery
+    if t - item.created >= d.deadline_s:
+        outbox.save(item)
+        outbox.dead_letter(item)
+        log_event(logger, "dead_letter", level=logging.ERROR, dest=item.destination, item=item.item_id,
+                  attempts=item.attempts, error=item.last_error,
+                  dead_items=len(outbox.items(dead=True, destination=item.destination)))
+        return "dead", None
+    delay = min(d.retry_max_s, d.retry_initial_s * 2 ** (item.attempts - 1))
+    delay = max(0.0, min(delay, item.created + d.deadline_s - t))  # one last try at the deadline
+    item.next_attempt = t + delay
+    outbox.save(item)
+    log_event(logger, "delivery_retry", level=logging.WARNING, dest=item.destination, item=item.item_id,
+              attempts=item.attempts, retry_in=round(delay, 1), error=item.last_error)
+    return "retry", delay
+
+
+def requeue_due(app: Celery, spool_dir: str, grace_s: float) -> int:
+    """Start a new delivery chain for every item overdue by more than ``grace_s``.
+
+    Recovers items whose scheduled task was lost (broker restarted without its data, a
+    crash between writing the outbox and queueing). Returns how many were requeued.
+    """
+    outbox = Outbox(spool_dir)
+    n = 0
+    for item in outbox.items():
+        if item.token and time.time() < item.next_attempt + grace_s:
+            continue  # an empty token means nobody scheduled it (e.g. `outbox retry` without a broker)
+        with outbox.locked(item) as got:
+            fresh = outbox.get(item.destination, item.item_id) if got else None
+            if fresh is not None:
+                fresh.token = uuid.uuid4().hex
+                outbox.save(fresh)
+        if fresh is not None:
+            schedule_delivery(app, spool_dir, fresh)
+            n += 1
+    if n:
+        log_event(logger, "outbox_requeued", items=n, grace=grace_s)
+    return n
+
+
+def revive(app: Celery, spool_dir: str, destination: str, item_id: str) -> OutboxItem:
+    """Move a dead-letter item back to the outbox and queue its delivery now."""
+    item = Outbox(spool_dir).revive(destination, item_id)
+    schedule_delivery(app, spool_dir, item)
+    return item
+
+
+# Re-exported for the CLI and tests.
+__all__ = ["register_tasks", "schedule_delivery", "requeue_due", "revive", "write_json"]

@@ -1,0 +1,93 @@
+"""The deployment files are checked by the tools that will read them: argparse, systemd, redis."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+import redis
+
+from mammocad.cli import build_parser
+from mammocad.config import load_settings
+from tests.config.conftest import MAMMOCAD, REPO, SHIPPED_CONFIG
+from tests.services import free_port, wait_for_port
+
+DEPLOY = REPO / "deploy"
+UNITS = sorted((DEPLOY / "systemd").glob("*.service"))
+INSTALLED = "/opt/mammocad/.venv/bin/mammocad"
+
+
+def _exec_lines(unit: Path) -> list[list[str]]:
+    lines = re.findall(r"^ExecStart(?:Pre)?=(.+)$", unit.read_text(), flags=re.M)
+    return [line.split() for line in lines]
+
+
+def test_units_present() -> None:
+    assert [u.name for u in UNITS] == [
+        "mammocad-node.service", "mammocad-results-worker.service", "mammocad-worker@.service"]
+
+
+@pytest.mark.parametrize("unit", UNITS, ids=lambda u: u.name)
+def test_unit_commands_parse_with_the_real_cli(unit: Path) -> None:
+    commands = _exec_lines(unit)
+    assert commands, f"{unit.name} has no ExecStart"
+    for argv in commands:
+        assert argv[0] == INSTALLED
+        args = build_parser().parse_args(argv[1:])  # SystemExit (test error) on an unknown flag
+        assert callable(args.handler)
+    text = unit.read_text()
+    assert "EnvironmentFile=/etc/mammocad/mammocad.env" in text
+    if "worker@" in unit.name:
+        assert "Environment=CUDA_VISIBLE_DEVICES=%i" in text
+        assert commands[-1][1:] == ["worker", "--queues", "gpu", "--concurrency", "1"]
+
+
+def test_systemd_analyze_verify(tmp_path: Path) -> None:
+    """systemd's own parser: unknown keys or bad values are reported on stderr."""
+    exe = shutil.which("systemd-analyze")
+    assert exe, "systemd-analyze is missing (Debian package systemd)"
+    names = []
+    for unit in UNITS:
+        name = unit.name.replace("@.", "@0.")
+        (tmp_path / name).write_text(unit.read_text().replace(INSTALLED, str(MAMMOCAD)))
+        names.append(f"./{name}")
+    out = subprocess.run([exe, "verify", *names], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    problems = [ln for ln in out.stderr.splitlines() if "mammocad" in ln]
+    assert out.returncode == 0 and not problems, out.stderr
+
+
+def test_env_example_is_valid(monkeypatch: pytest.MonkeyPatch, clean_env: None) -> None:
+    pairs = [ln.split("=", 1) for ln in (DEPLOY / "mammocad.env.example").read_text().splitlines()
+             if ln.strip() and not ln.startswith("#")]
+    assert {k for k, _ in pairs} >= {"MAMMOCAD_CONFIG", "MAMMOCAD_BROKER__URL", "MAMMOCAD_NODE__SPOOL_DIR"}
+    for key, value in pairs:
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("MAMMOCAD_CONFIG", str(SHIPPED_CONFIG))
+    settings = load_settings()
+    assert settings.broker.url.startswith("redis://:") and settings.log_json is True
+    assert str(settings.node.spool_dir) == "/var/lib/mammocad/spool"
+
+
+def test_redis_snippet_accepted_by_redis_server(tmp_path: Path) -> None:
+    exe = shutil.which("redis-server")
+    assert exe, "redis-server is not installed: run `make test`"
+    port = free_port()
+    conf = (DEPLOY / "redis" / "mammocad.conf").read_text().replace("CHANGE_ME", "s3cret-test")
+    conf = conf.replace("bind 127.0.0.1 -::1", "bind 127.0.0.1").replace("port 6379", f"port {port}")
+    (tmp_path / "redis.conf").write_text(conf + f'\ndir "{tmp_path}"\n')
+    proc = subprocess.Popen([exe, str(tmp_path / "redis.conf")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port, timeout=10)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:  # no password
+            raw.sendall(b"PING\r\n")
+            assert raw.recv(100).startswith(b"-NOAUTH")
+        client = redis.Redis(port=port, password="s3cret-test")
+        assert client.config_get("appendonly") == {"appendonly": "yes"}
+        assert client.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
+    finally:
+        proc.kill()  # nothing to keep; a clean shutdown would fsync and snapshot for seconds
+        proc.wait(10)

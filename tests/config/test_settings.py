@@ -1,0 +1,115 @@
+"""The typed settings reject what a PACS or the node could not work with, naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mammocad.config import ConfigError, OutputKind, load_settings, validate_ae_title
+from mammocad.config.settings import validate_config_data
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "m.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("value", ["A", "MAMMOCAD", "X" * 16, "PACS-1_ROOM.2", "  PACS  "])
+def test_valid_ae_titles(value: str) -> None:
+    assert validate_ae_title(value) == value.strip()
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("", "1-16 characters"),
+        ("   ", "1-16 characters"),
+        ("X" * 17, "1-16 characters"),
+        ("PA\\CS", "backslash"),
+        ("PA\tCS", "control characters"),
+        ("PA\x01CS", "control characters"),
+        ("PA\x7fCS", "control characters"),
+    ],
+)
+def test_invalid_ae_titles(value: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        validate_ae_title(value)
+
+
+@pytest.mark.parametrize(("port", "ok"), [(0, False), (1, True), (104, True), (65535, True), (65536, False)])
+def test_port_range_node_and_destination(tmp_path: Path, clean_env: None, port: int, ok: bool) -> None:
+    node = _write(tmp_path, f"[node]\nport = {port}\n")
+    dest = tmp_path / "d.toml"
+    dest.write_text(f'[[destinations]]\nname = "p"\nae_title = "P"\nhost = "h"\nport = {port}\n')
+    if ok:
+        assert load_settings(node).node.port == port
+        assert load_settings(dest).destinations[0].port == port
+    else:
+        with pytest.raises(ConfigError, match=r"node\.port: .*port must be 1-65535"):
+            load_settings(node)
+        with pytest.raises(ConfigError, match=r"destinations\[0\]\.port: .*port must be 1-65535"):
+            load_settings(dest)
+
+
+def test_bad_ae_in_file_names_key_and_file(tmp_path: Path, clean_env: None) -> None:
+    path = _write(tmp_path, '[node]\nae_title = "WAY_TOO_LONG_AE_TITLE"\n[[callers]]\nae_title = "A\\\\B"\n')
+    with pytest.raises(ConfigError) as err:
+        load_settings(path)
+    text = str(err.value)
+    assert str(path) in text
+    assert "node.ae_title" in text and "1-16 characters" in text
+    assert "callers[0].ae_title" in text and "backslash" in text
+
+
+def test_destination_names_must_be_unique(tmp_path: Path, clean_env: None) -> None:
+    entry = '[[destinations]]\nname = "pacs"\nae_title = "P{0}"\nhost = "h"\nport = 104\n'
+    path = _write(tmp_path, entry.format(1) + entry.format(2))
+    with pytest.raises(ConfigError, match="destinations: names must be unique, repeated: pacs"):
+        load_settings(path)
+
+
+def test_unknown_key_and_unknown_output_are_named(tmp_path: Path, clean_env: None) -> None:
+    path = _write(tmp_path, '[node]\naetitle = "X"\n')
+    with pytest.raises(ConfigError, match=r"node\.aetitle: Extra inputs are not permitted"):
+        load_settings(path)
+    path = _write(tmp_path, '[[destinations]]\nname = "p"\nae_title = "P"\nhost = "h"\nport = 1\noutputs = ["pdf"]\n')
+    with pytest.raises(ConfigError, match=r"destinations\[0\]\.outputs\[0\]"):
+        load_settings(path)
+
+
+def test_env_override_wins_over_file(tmp_path: Path, clean_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _write(tmp_path, "[node]\nport = 11112\n")
+    monkeypatch.setenv("MAMMOCAD_NODE__PORT", "11113")
+    assert load_settings(path).node.port == 11113
+
+
+def test_bad_env_override_names_the_variable(tmp_path: Path, clean_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _write(tmp_path, "[node]\nport = 11112\n")
+    monkeypatch.setenv("MAMMOCAD_NODE__PORT", "70000")
+    with pytest.raises(ConfigError, match=r"node\.port: .*\[from environment variable MAMMOCAD_NODE__PORT\]"):
+        load_settings(path)
+
+
+def test_file_only_validation_ignores_environment(clean_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAMMOCAD_NODE__PORT", "70000")
+    assert validate_config_data({"node": {"port": 104}}).node.port == 104
+
+
+def test_missing_explicit_file_is_an_error(tmp_path: Path, clean_env: None) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.toml")
+
+
+def test_worker_time_limits_checked(tmp_path: Path, clean_env: None) -> None:
+    path = _write(tmp_path, "[worker]\nsoft_time_limit_s = 900\ntime_limit_s = 900\n")
+    with pytest.raises(ConfigError, match="soft_time_limit_s .* must be below"):
+        load_settings(path)
+
+
+def test_shipped_config_is_valid(clean_env: None) -> None:
+    settings = load_settings(Path(__file__).resolve().parents[2] / "config" / "mammocad.toml")
+    assert settings.node.ae_title == "MAMMOCAD"
+    assert settings.destination("pacs").outputs == list(OutputKind)
+    assert settings.caller_allowed("PACS", "127.0.0.1") and not settings.caller_allowed("PACS", "10.0.0.1")

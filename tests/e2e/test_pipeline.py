@@ -1,0 +1,137 @@
+"""Orthanc → node → workers → Orthanc, with a second destination that is down.
+
+One `mammocad serve` and one real Orthanc: the study is uploaded to Orthanc by REST, Orthanc
+C-STOREs it to the node, and the results must come back into Orthanc's study, valid,
+citing exactly the sent images, with the lesion coordinates `mammocad analyze` reports.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+
+from tests.e2e.conftest import elapsed
+from tests.factories import make_four_view_study, write
+from tests.orthanc import Orthanc, wait_for
+from tests.services import free_port
+from tests.validators import all_problems
+
+pytestmark = pytest.mark.e2e
+
+MAMMO_CAD_SR = "1.2.840.10008.5.1.4.1.1.88.50"
+SR_CLASSES = {MAMMO_CAD_SR, "1.2.840.10008.5.1.4.1.1.88.22", "1.2.840.10008.5.1.4.1.1.88.33",
+              "1.2.840.10008.5.1.4.1.1.88.34"}
+
+
+def _walk(items: Any) -> Any:
+    for item in items or []:
+        yield item
+        yield from _walk(item.get("ContentSequence"))
+
+
+def _referenced_images(sr: Dataset) -> set[str]:
+    return {str(ref.ReferencedSOPInstanceUID) for item in _walk(sr.ContentSequence)
+            if item.get("ValueType") == "IMAGE" for ref in item.ReferencedSOPSequence}
+
+
+def _outlines(sr: Dataset) -> dict[str, list[tuple[float, ...]]]:
+    """Outline polylines per image SOP UID, converted back to pixel-centre boxes."""
+    out: dict[str, list[tuple[float, ...]]] = {}
+    for item in _walk(sr.ContentSequence):
+        if item.get("ValueType") == "SCOORD" and item.GraphicType == "POLYLINE":
+            xs, ys = item.GraphicData[0::2], item.GraphicData[1::2]
+            sop = str(item.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID)
+            out.setdefault(sop, []).append((min(xs) - 0.5, min(ys) - 0.5, max(xs) - 0.5, max(ys) - 0.5))
+    return out
+
+
+def _analyze_json(weights: Path, files: list[Path]) -> dict[str, list[tuple[float, ...]]]:
+    proc = subprocess.run([sys.executable, "-m", "mammocad", "analyze", "--json", "--weights", str(weights),
+                           "--device", "cpu", *map(str, files)], capture_output=True, text=True, timeout=180)
+    assert proc.returncode in (0, 1), proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    return {im["image"]["sop_instance_uid"]: [tuple(les["box"]) for les in im["lesions"]]
+            for st in report["studies"] for im in st["images"]}
+
+
+def _results_in_orthanc(orthanc: Orthanc, study_id: str, wanted: set[str]) -> list[dict[str, Any]]:
+    held = orthanc.instances(study_id)
+    got = {i["MainDicomTags"]["SOPInstanceUID"] for i in held}
+    return held if wanted <= got else []
+
+
+def test_study_round_trip_through_orthanc(tmp_path: Path, random_weights: Path, pipelines, orthancs) -> None:
+    orthanc_dicom = free_port()
+    pipe = pipelines(tmp_path / "node", random_weights, destinations=[
+        {"name": "orthanc", "ae_title": "ORTHANC", "host": "127.0.0.1", "port": orthanc_dicom},
+        {"name": "offline", "ae_title": "NOBODY", "host": "127.0.0.1", "port": free_port(),
+         "outputs": ["mammo-cad-sr"]},
+    ])
+    orthanc = orthancs(tmp_path / "orthanc", {"mammocad": pipe.modality}, dicom_port=orthanc_dicom)
+    study = make_four_view_study(rows=256, columns=200)
+    study_uid = str(study[0].StudyInstanceUID)
+    sent = [write(ds, tmp_path / "sent" / f"{i}.dcm") for i, ds in enumerate(study)]
+    for path in sent:
+        orthanc.upload(path)
+    study_id = orthanc.study_id(study_uid)
+    t0 = time.monotonic()
+    orthanc.post("/modalities/mammocad/store", {"Resources": [study_id], "Synchronous": True})
+    report = pipe.wait_report(study_uid)
+    wanted = set(report["outputs"])
+    held = wait_for(lambda: _results_in_orthanc(orthanc, study_id, wanted), 60, "all results in Orthanc")
+    took = elapsed(t0)
+    # Four views complete the study at once (no timeout wait); a down second destination costs nothing.
+    assert took < 45, f"results took {took:.1f} s"
+
+    modalities = {s["MainDicomTags"].get("Modality") for s in orthanc.get(f"/studies/{study_id}/series")}
+    assert {"SR", "PR"} <= modalities and len(modalities) >= 3, modalities
+    files = {}
+    for inst in held:
+        sop = inst["MainDicomTags"]["SOPInstanceUID"]
+        if sop in wanted:
+            files[sop] = tmp_path / "got" / f"{sop}.dcm"
+            files[sop].parent.mkdir(exist_ok=True)
+            files[sop].write_bytes(orthanc.instance_file(inst["ID"]))
+    assert set(files) == wanted and len(held) == 4 + len(wanted)
+
+    # The SRs cite exactly the four sent images.
+    sent_uids = {str(ds.SOPInstanceUID) for ds in study}
+    srs = [dcmread(p) for p in files.values() if str(dcmread(p, stop_before_pixels=True).SOPClassUID) in SR_CLASSES]
+    assert len(srs) >= 2
+    for sr in srs:
+        assert _referenced_images(sr) == sent_uids, sr.SOPClassUID
+
+    # Lesion coordinates are what `mammocad analyze` finds with the same weights.
+    expected = _analyze_json(random_weights, sent)
+    cad = next(sr for sr in srs if sr.SOPClassUID == MAMMO_CAD_SR)
+    outlines = _outlines(cad)
+    assert sum(len(v) for v in expected.values()) > 0, "the random checkpoint found nothing: test is blind"
+    for sop, boxes in expected.items():
+        got = sorted(outlines.get(sop, []))
+        assert len(got) == len(boxes), (sop, len(got), len(boxes))
+        for a, b in zip(got, sorted(boxes), strict=True):
+            assert all(abs(x - y) < 0.05 for x, y in zip(a, b, strict=True)), (a, b)
+
+    # Every result object Orthanc holds passes the validators.
+    sr_files = [p for p in files.values() if str(dcmread(p, stop_before_pixels=True).SOPClassUID) in SR_CLASSES]
+    other = [p for p in files.values() if p not in sr_files]
+    problems = all_problems(sr_files, sr=True) | all_problems(other)
+    assert problems == {}, problems
+
+    # The offline destination keeps its own item, retrying.
+    pending = json.loads(next((pipe.spool / "outbox" / "offline").glob("*/item.json")).read_text())
+    assert pending["attempts"] >= 1 and "NOBODY" in pending["last_error"]
+
+    # The same study sent again: no second report, no duplicate objects in Orthanc.
+    orthanc.post("/modalities/mammocad/store", {"Resources": [study_id], "Synchronous": True})
+    time.sleep(6)  # > study_timeout_s + a finalize round
+    assert len(pipe.reports(study_uid)) == 1
+    assert len(orthanc.instances(study_id)) == 4 + len(wanted)

@@ -1,0 +1,36 @@
+"""Fixtures of the detector core: one tiny randomly initialised checkpoint per session.
+
+resnet18 with 128-px tiles keeps a forward pass well under a second on 2 CPU cores; the
+weights are random, so tests check geometry and contracts, never what the model finds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from mammocad.model.checkpoint import save_checkpoint
+from mammocad.model.detector import DetectorSpec, build_detector
+from mammocad.model.standardise import PreprocessSpec
+
+TINY_SPEC = DetectorSpec(backbone="resnet18", tile_size=128, tile_overlap=16, detections_per_img=20)
+TINY_META = {"model_name": "mammocad-test-tiny", "version": "0.0.1-test", "synthetic": True,
+             "training": {"command": "none: random initialisation for tests"}, "metrics": {}}
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    model = build_detector(TINY_SPEC)
+    path = tmp_path_factory.mktemp("weights") / "tiny.pt"
+    return save_checkpoint(path, model, TINY_SPEC, PreprocessSpec(), TINY_META)
+
+
+@pytest.fixture(scope="session")
+def tiny_detector(tiny_checkpoint: Path):  # type: ignore[no-untyped-def]
+    from mammocad.model.inference import Detector
+
+    return Detector.load(str(tiny_checkpoint), device="cpu")

@@ -1,0 +1,51 @@
+"""``mammocad analyze`` as a user runs it: a real subprocess on real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.factories import make_mammogram, write
+
+MAMMOCAD = [sys.executable, "-m", "mammocad"]
+
+
+def run_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAMMOCAD_")}
+    env["OMP_NUM_THREADS"] = "2"
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    return subprocess.run(MAMMOCAD + args, cwd=cwd, env=env, capture_output=True, text=True, timeout=240)
+
+
+def test_analyze_folder_json_reports_images_breasts_and_skips(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    folder = tmp_path / "in"
+    write(make_mammogram(laterality="L", view="CC", rows=200, columns=160, study_uid="1.2.826.0.1.3680043.8.498.1"),
+          folder / "a" / "lcc.dcm")
+    write(make_mammogram(laterality="R", view="MLO", rows=200, columns=160, study_uid="1.2.826.0.1.3680043.8.498.1"),
+          folder / "rmlo.dcm")
+    (folder / "notes.txt").write_text("not dicom")
+    proc = run_cli(["analyze", str(folder), "--json", "--weights", str(tiny_checkpoint), "--device", "cpu"], tmp_path)
+    assert proc.returncode == 1, proc.stderr  # 1: a file was skipped
+    report = json.loads(proc.stdout)
+    assert report["model_name"] == "mammocad-test-tiny" and report["synthetic_weights"] is True
+    assert "not a diagnosis" in report["notice"].lower() or "not for diagnostic use" in report["notice"]
+    assert [s["path"].endswith("notes.txt") for s in report["skipped"]] == [True]
+    (study,) = report["studies"]
+    assert len(study["images"]) == 2 and all(im["error"] is None for im in study["images"])
+    assert sorted(b["laterality"] for b in study["breasts"]) == ["L", "R"]
+    for image in study["images"]:
+        for lesion in image["lesions"]:
+            x1, y1, x2, y2 = lesion["box"]
+            assert 0 <= x1 < x2 <= 159 and 0 <= y1 < y2 <= 199
+
+
+def test_analyze_text_output_and_clear_errors(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    path = write(make_mammogram(rows=160, columns=128), tmp_path / "one.dcm")
+    proc = run_cli(["analyze", str(path), "--weights", str(tiny_checkpoint), "--device", "cpu"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "NOT a diagnosis" in proc.stdout and "SYNTHETIC" in proc.stdout and "breast L: risk" in proc.stdout
+    proc = run_cli(["analyze", str(path), "--weights", str(tmp_path / "missing.pt")], tmp_path)
+    assert proc.returncode == 2 and "does not exist" in proc.stderr

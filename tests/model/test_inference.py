@@ -1,0 +1,82 @@
+"""The Detector on CPU with a tiny random checkpoint: contracts, not accuracy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydicom.uid import JPEG2000Lossless
+
+from mammocad.model.checkpoint import CheckpointError
+from mammocad.model.inference import Detector
+from mammocad.model.results import ImageResult
+from mammocad.model.standardise import standardise
+from tests.factories import make_four_view_study, make_mammogram, write
+from tests.model.conftest import TINY_META
+
+
+def test_load_exposes_model_identity(tiny_detector: Detector) -> None:
+    assert tiny_detector.model_name == TINY_META["model_name"]
+    assert tiny_detector.model_version == TINY_META["version"]
+    assert tiny_detector.synthetic_weights is True and tiny_detector.device == "cpu"
+
+
+def test_lesions_are_in_original_pixels_of_the_image(tiny_detector: Detector) -> None:
+    ds = make_mammogram(laterality="L", rows=400, columns=300)
+    result = tiny_detector.analyze_dataset(ds)
+    assert result.error is None and result.model_version == TINY_META["version"]
+    assert result.image.sop_instance_uid == ds.SOPInstanceUID and result.image.laterality == "L"
+    assert (result.image.rows, result.image.columns) == (400, 300)
+    assert result.lesions, "random weights with score threshold 0.05 always find boxes"
+    std = standardise(ds, tiny_detector.preprocess)
+    for lesion in result.lesions:
+        x1, y1, x2, y2 = lesion.box
+        assert 0 <= x1 < x2 <= 299 and 0 <= y1 < y2 <= 399
+        # The model saw this box inside its (flipped, cropped, resampled) frame.
+        mx1, my1, mx2, my2 = std.transform.to_model(np.array([lesion.box]))[0]
+        assert -1 <= mx1 and mx2 <= std.image.shape[1] and -1 <= my1 and my2 <= std.image.shape[0]
+        assert 0 <= lesion.probability_malignant <= 1 and 0 <= lesion.score <= 1
+        assert (lesion.lesion_class.label == 2) == (lesion.probability_malignant >= 0.5)
+    assert ImageResult.from_dict(result.to_dict()) == result
+
+
+def test_predict_standardised_for_evaluation(tiny_detector: Detector) -> None:
+    image = standardise(make_mammogram(rows=300, columns=240)).image
+    boxes, labels, scores, p_mal = tiny_detector.predict_standardised(image)
+    assert boxes.shape[1] == 4 and len(boxes) == len(labels) == len(scores) == len(p_mal)
+    assert set(labels.tolist()) <= {1, 2}
+    assert (boxes[:, 2] <= image.shape[1] - 1).all() and (boxes[:, 3] <= image.shape[0] - 1).all()
+
+
+def test_negative_image_gives_no_lesion_and_low_risk(tiny_detector: Detector) -> None:
+    ds = make_mammogram(laterality="R", rows=200, columns=160)
+    ds.PixelData = bytes(len(ds.PixelData))  # nothing but background
+    result = tiny_detector.analyze_dataset(ds)
+    assert result.error is None and result.lesions == ()
+    (breast,) = tiny_detector.breast_risks([result])
+    assert breast.laterality == "R" and breast.risk == 0.0 and not breast.malignant
+
+
+def test_bad_images_become_errors_not_exceptions(tiny_detector: Detector, tmp_path: Path) -> None:
+    ds = make_mammogram()
+    del ds.PixelData
+    result = tiny_detector.analyze_dataset(ds)
+    assert result.error and "Pixel Data" in result.error and result.image.sop_instance_uid == ds.SOPInstanceUID
+    junk = tmp_path / "junk.dcm"
+    junk.write_bytes(b"\x00" * 10)
+    assert "not a readable DICOM" in (tiny_detector.analyze_file(junk).error or "")
+
+
+def test_four_view_study_compressed_files(tiny_detector: Detector, tmp_path: Path) -> None:
+    paths = [write(ds, tmp_path / f"{i}.dcm")
+             for i, ds in enumerate(make_four_view_study(rows=160, columns=128, transfer_syntax=JPEG2000Lossless))]
+    results = [tiny_detector.analyze_file(p) for p in paths]
+    assert all(r.error is None for r in results)
+    breasts = tiny_detector.breast_risks(results)
+    assert [b.laterality for b in breasts] == ["L", "R"] and all(b.n_images == 2 for b in breasts)
+
+
+def test_missing_weights_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="does not exist"):
+        Detector.load(str(tmp_path / "none.pt"), device="cpu")

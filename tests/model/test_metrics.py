@@ -1,0 +1,158 @@
+"""Metrics on hand-made cases whose right answers are worked out by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from mammocad.model import metrics as m
+from mammocad.model.metrics import ImagePredictions as P
+from mammocad.model.metrics import ImageTruth as T
+
+BOX_A = (10, 10, 30, 30)
+BOX_B = (100, 100, 140, 140)
+
+
+def _records(truths, preds, scores, thr=0.5, **kw):
+    return m.breast_records(truths, preds, scores, score_threshold=thr, **kw)
+
+
+def test_perfect_detection_and_classification() -> None:
+    truths = [T.make([BOX_A, BOX_B], [1, 2], "p1-L"), T.make([], [], "p2-R")]
+    preds = [P.make([BOX_A, BOX_B], [0.9, 0.8], [1, 2]), P.make([], [], [])]
+    recs = _records(truths, preds, {"p1-L": 0.9, "p2-R": 0.1})
+    s = m.summarise(recs, threshold=0.5)
+    assert s["lesion_detection_sensitivity"] == 1.0
+    assert s["lesion_accuracy"] == 1.0
+    assert s["malignant_lesion_sensitivity"] == 1.0
+    assert s["lesion_specificity"] == 1.0
+    assert s["false_positives_per_image"] == 0.0
+    assert s["breast_accuracy"] == s["breast_sensitivity"] == s["breast_specificity"] == 1.0
+    assert s["breast_roc_auc"] == 1.0
+
+
+def test_all_missed() -> None:
+    truths = [T.make([BOX_A], [2], "a"), T.make([BOX_B], [1], "b")]
+    preds = [P.make([], [], []), P.make([(200, 200, 210, 210)], [0.9], [1])]
+    s = m.summarise(_records(truths, preds, {"a": 0.0, "b": 0.0}), threshold=0.5)
+    assert s["lesion_detection_sensitivity"] == 0.0
+    assert s["lesion_accuracy"] == 0.0
+    assert s["malignant_lesion_sensitivity"] == 0.0
+    assert s["lesion_specificity"] == 0.0
+    assert s["false_positives_per_image"] == 0.5
+    assert s["breast_sensitivity"] == 0.0 and s["breast_specificity"] == 1.0
+
+
+def test_undetected_lesions_count_as_wrong() -> None:
+    # 4 lesions: 1 detected and right, 1 detected and wrong class, 2 missed.
+    truths = [T.make([BOX_A, BOX_B, (200, 10, 220, 30), (300, 10, 320, 30)], [2, 1, 2, 1], "x")]
+    preds = [P.make([BOX_A, BOX_B], [0.9, 0.9], [2, 2])]
+    s = m.summarise(_records(truths, preds, {"x": 1.0}), threshold=0.5)
+    assert s["lesion_detection_sensitivity"] == 0.5
+    assert s["lesion_accuracy"] == 0.25  # the reference study's code would have said 0.5
+    assert s["malignant_lesion_sensitivity"] == 0.5
+    assert s["lesion_specificity"] == 0.0
+
+
+def test_centre_rule_vs_iou_rule_and_best_match() -> None:
+    gt = T.make([(0, 0, 100, 100)], [2], "b")
+    # Small box whose centre is inside: detected by centre, not by IoU 0.3.
+    small = P.make([(40, 40, 50, 50)], [0.9], [2])
+    assert m.match_lesions(gt, small).tolist() == [0]
+    assert m.match_lesions(gt, small, rule="iou").tolist() == [-1]
+    # Two hits: best = higher score (centre rule), whose class decides accuracy.
+    two = P.make([(40, 40, 50, 50), (0, 0, 90, 90)], [0.6, 0.95], [1, 2])
+    assert m.match_lesions(gt, two).tolist() == [1]
+    assert m.match_lesions(gt, two, rule="iou").tolist() == [1]
+    with pytest.raises(ValueError, match="rule"):
+        m.match_lesions(gt, two, rule="dice")
+
+
+def test_one_false_positive_and_score_threshold() -> None:
+    truths = [T.make([BOX_A], [1], "n")]
+    preds = [P.make([BOX_A, (50, 50, 60, 60), (70, 70, 80, 80)], [0.9, 0.7, 0.2], [1, 1, 2])]
+    s = m.summarise(_records(truths, preds, {"n": 0.1}, thr=0.5), threshold=0.5)
+    assert s["false_positives_per_image"] == 1.0  # the 0.2 box is below the threshold
+    assert s["lesion_accuracy"] == 1.0
+
+
+def test_negative_breasts_count_in_breast_metrics() -> None:
+    truths = [T.make([BOX_A], [2], "m1"), T.make([], [], "n1"), T.make([], [], "n2"), T.make([], [], "n2")]
+    preds = [P.make([], [], [])] * 4
+    recs = _records(truths, preds, {"m1": 0.8, "n1": 0.6, "n2": 0.2})
+    assert len(recs) == 3  # two images of n2 make one breast
+    s = m.summarise(recs, threshold=0.5)
+    assert s["breast_specificity"] == 0.5
+    assert s["breast_accuracy"] == pytest.approx(2 / 3)
+    assert s["breast_roc_auc"] == 1.0
+    assert m.counts_total(recs)["images"] == 4
+
+
+def test_auc_ties_count_half() -> None:
+    assert m.roc_auc([1, 0], [0.5, 0.5]) == 0.5
+    # pos {0.8, 0.5}, neg {0.5, 0.1}: pairs 1 + 1 + 0.5 + 1 = 3.5 of 4.
+    assert m.roc_auc([1, 1, 0, 0], [0.8, 0.5, 0.5, 0.1]) == pytest.approx(3.5 / 4)
+    assert m.roc_auc([0, 0, 1], [0.9, 0.8, 0.1]) == 0.0
+    assert math.isnan(m.roc_auc([1, 1], [0.1, 0.2]))
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 200).astype(bool)
+    s = rng.integers(0, 5, 200).astype(float)  # many ties
+    brute = np.mean([1.0 if a > b else 0.5 if a == b else 0.0 for a in s[y] for b in s[~y]])
+    assert m.roc_auc(y, s) == pytest.approx(brute)
+
+
+def test_roc_curve_endpoints() -> None:
+    fpr, tpr, thr = m.roc_curve([1, 0, 1, 0], [0.9, 0.8, 0.4, 0.1])
+    assert (fpr[0], tpr[0]) == (0.0, 0.0) and (fpr[-1], tpr[-1]) == (1.0, 1.0)
+    assert np.isinf(thr[0])
+
+
+def test_froc_interpolation() -> None:
+    # Image 1: lesion A detected at score 0.9; FP at 0.8. Image 2: lesion B detected at 0.6; FP at 0.3.
+    truths = [T.make([BOX_A], [2], "1"), T.make([BOX_B], [1], "2")]
+    preds = [P.make([BOX_A, (50, 50, 60, 60)], [0.9, 0.8], [2, 2]),
+             P.make([BOX_B, (300, 300, 310, 310)], [0.6, 0.3], [1, 1])]
+    fpi, sens, thr = m.froc_curve(truths, preds)
+    assert thr.tolist() == [0.9, 0.8, 0.6, 0.3]
+    assert fpi.tolist() == [0.0, 0.5, 0.5, 1.0]
+    assert sens.tolist() == [0.5, 0.5, 1.0, 1.0]
+    at = m.froc_at(fpi, sens, rates=(0.25, 0.5, 1.0, 4.0))
+    # (0, 0.5) -> (0.5, 1.0): 0.25 lies halfway; at 0.5 the best of the tied points counts.
+    assert at == {"0.25": 0.75, "0.5": 1.0, "1": 1.0, "4": 1.0}
+
+
+def test_froc_without_predictions() -> None:
+    fpi, sens, thr = m.froc_curve([T.make([BOX_A], [1], "1")], [P.make([], [], [])])
+    assert len(thr) == 0
+    assert m.froc_at(fpi, sens)["1"] == 0.0
+
+
+def test_choose_threshold() -> None:
+    y = [0, 0, 0, 1, 1, 1]
+    s = [0.1, 0.2, 0.6, 0.4, 0.8, 0.9]
+    t = m.choose_threshold(y, s)  # Youden: best J = 2/3 at t in (0.6, 0.8] or (0.2, 0.4]; higher wins
+    assert t == pytest.approx(0.7)
+    t_sens = m.choose_threshold(y, s, method="sensitivity", target=1.0)
+    assert t_sens == pytest.approx(0.3)
+    assert all(v >= t_sens for v, lab in zip(s, y, strict=True) if lab)
+    with pytest.raises(ValueError, match="both classes"):
+        m.choose_threshold([1, 1], [0.2, 0.3])
+
+
+def test_bootstrap_is_seeded_and_brackets_estimate() -> None:
+    rng = np.random.default_rng(0)
+    recs = []
+    for i in range(60):
+        mal = bool(i % 2)
+        rec = m.BreastRecord(str(i), mal, float(rng.normal(1.0 if mal else 0.0, 1.0)))
+        rec.counts.update(lesions=2, detected=1 + (i % 2), correct=1, images=2)
+        recs.append(rec)
+    point = m.summarise(recs, 0.5)
+    ci1 = m.bootstrap_ci(recs, lambda r: m.summarise(r, 0.5), n_resamples=300, seed=7)
+    ci2 = m.bootstrap_ci(recs, lambda r: m.summarise(r, 0.5), n_resamples=300, seed=7)
+    assert repr(ci1) == repr(ci2)  # NaN (no benign lesions here) != NaN, so compare text
+    lo, hi = ci1["breast_roc_auc"]
+    assert lo < point["breast_roc_auc"] < hi and hi - lo > 0.05
+    assert ci1["lesion_detection_sensitivity"][0] < 0.75 < ci1["lesion_detection_sensitivity"][1]

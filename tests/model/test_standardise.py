@@ -1,0 +1,226 @@
+"""Standardisation: pixels, orientation and the box mapping agree with each other.
+
+The central check draws a bright marker on the *original* stored pixels, standardises, finds
+the marker in the model image and compares it with where FrameTransform says it is.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+
+from mammocad.model.frame import FrameTransform
+from mammocad.model.standardise import PreprocessSpec, StandardiseError, standardise, standardise_array
+from tests.factories import MG_PROCESSING, make_mammogram
+
+ROWS, COLS, SIZE = 300, 240, 8
+
+
+def with_marker(ds: Dataset, x0: int, y0: int, size: int = SIZE) -> np.ndarray:
+    """Paint the brightest possible square (dense) at (x0, y0); return its centre-convention box."""
+    arr = ds.pixel_array.copy()
+    top = (1 << int(ds.BitsStored)) - 1
+    arr[y0:y0 + size, x0:x0 + size] = 0 if ds.PhotometricInterpretation == "MONOCHROME1" else top
+    ds.PixelData = arr.tobytes()
+    return np.array([[x0, y0, x0 + size - 1, y0 + size - 1]], dtype=float)
+
+
+def marker_dataset(lat: str, view: str, photometric: str, spacing: float = 0.1) -> tuple[Dataset, np.ndarray]:
+    ds = make_mammogram(laterality=lat, view=view, rows=ROWS, columns=COLS, photometric=photometric,
+                        pixel_spacing_mm=spacing, bits_stored=14)
+    # Factory breasts: chest wall at column 0 for R, at the last column for L.
+    x0 = 30 if lat == "R" else COLS - 30 - SIZE
+    return ds, with_marker(ds, x0, 120)
+
+
+def found_centre(image: np.ndarray) -> np.ndarray:
+    ys, xs = np.nonzero(image > 0.85)
+    assert len(xs), "marker not found in the standardised image"
+    return np.array([xs.mean(), ys.mean()])
+
+
+def centre(boxes: np.ndarray) -> np.ndarray:
+    b = boxes[0]
+    return np.array([(b[0] + b[2]) / 2, (b[1] + b[3]) / 2])
+
+
+@pytest.mark.parametrize("lat", ["L", "R"])
+@pytest.mark.parametrize("view", ["CC", "MLO"])
+@pytest.mark.parametrize("photometric", ["MONOCHROME1", "MONOCHROME2"])
+def test_marker_lands_where_the_transform_says(lat: str, view: str, photometric: str) -> None:
+    ds, box = marker_dataset(lat, view, photometric)
+    std = standardise(ds, PreprocessSpec())
+    assert std.image.dtype == np.float32 and std.image.min() >= 0 and std.image.max() <= 1
+    assert std.image.shape == std.transform.model_shape
+    model_box = std.transform.to_model(box)
+    assert np.abs(found_centre(std.image) - centre(model_box)).max() <= 1.0
+    assert np.abs(std.transform.to_original(model_box) - box).max() < 1e-6
+    # Breast on the left of the frame: chest wall at x = 0.
+    band = std.image.shape[1] // 5
+    assert std.image[:, :band].mean() > 2 * std.image[:, -band:].mean()
+    assert std.meta["laterality"] == lat and std.meta["view"] == view
+    assert std.meta["flip_h"] == (lat == "L")
+
+
+def test_monochrome1_and_2_give_the_same_image() -> None:
+    one = standardise(make_mammogram(photometric="MONOCHROME1", seed=3))
+    two = standardise(make_mammogram(photometric="MONOCHROME2", seed=3))
+    assert one.image.shape == two.image.shape
+    assert np.abs(one.image - two.image).max() < 0.01
+
+
+def test_upside_down_oblique_is_flipped_back_and_maps_exactly() -> None:
+    ds, box = marker_dataset("R", "MLO", "MONOCHROME2")
+    ds.PatientOrientation = ["P", "H"]  # head down the columns: acquired upside down
+    std = standardise(ds)
+    assert std.meta["flip_v"] is True
+    assert np.abs(found_centre(std.image) - centre(std.transform.to_model(box))).max() <= 1.0
+    upright = standardise(marker_dataset("R", "MLO", "MONOCHROME2")[0])
+    assert np.allclose(std.image, upright.image[::-1, :], atol=1e-5)
+
+
+def test_pixels_win_over_a_wrong_orientation_header() -> None:
+    ds, box = marker_dataset("L", "CC", "MONOCHROME2")
+    ds.PatientOrientation = ["P", "R"]  # claims chest wall on the right... pixels say left
+    ds.PixelData = ds.pixel_array[:, ::-1].copy().tobytes()
+    box = np.array([[COLS - 1 - box[0, 2], box[0, 1], COLS - 1 - box[0, 0], box[0, 3]]])
+    std = standardise(ds)
+    assert std.meta["flip_h"] is False and "overrides" in std.meta["orientation_source"]
+    assert np.abs(found_centre(std.image) - centre(std.transform.to_model(box))).max() <= 1.0
+
+
+@pytest.mark.parametrize("spacing", [0.07, 0.2])
+def test_resampling_to_working_spacing(spacing: float) -> None:
+    ds, box = marker_dataset("R", "CC", "MONOCHROME2", spacing=spacing)
+    spec = PreprocessSpec(crop_breast=False)
+    std = standardise(ds, spec)
+    expected = (round(ROWS * spacing / 0.15), round(COLS * spacing / 0.15))
+    assert std.image.shape == expected
+    assert std.meta["spacing_source"] == "ImagerPixelSpacing"
+    assert np.abs(found_centre(std.image) - centre(std.transform.to_model(box))).max() <= 1.0
+
+
+def test_spacing_sources_in_order() -> None:
+    ds = make_mammogram(pixel_spacing_mm=0.1)
+    ds.PixelSpacing = [0.05, 0.05]
+    assert standardise(ds).meta["spacing_mm"] == [0.1, 0.1]
+    del ds.ImagerPixelSpacing
+    assert standardise(ds).meta["spacing_source"] == "PixelSpacing"
+    del ds.PixelSpacing
+    std = standardise(ds, PreprocessSpec(fallback_spacing_mm=0.3, crop_breast=False))
+    assert std.meta["spacing_source"] == "fallback" and std.image.shape == (ds.Rows * 2, ds.Columns * 2)
+
+
+def test_crop_keeps_the_breast_and_drops_empty_background() -> None:
+    ds = make_mammogram(laterality="R", rows=300, columns=500)  # breast ~ 0.8 × 500 wide
+    box = with_marker(ds, 60, 140)
+    std = standardise(ds, PreprocessSpec(working_spacing_mm=0.1))
+    x0, y0, x1, y1 = std.meta["crop"]
+    assert x0 == 0 and x1 < 460
+    assert std.image.shape[1] == x1 - x0
+    assert np.abs(found_centre(std.image) - centre(std.transform.to_model(box))).max() <= 1.0
+
+
+def test_round_trip_of_random_boxes_through_many_transforms() -> None:
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        rows, cols = (int(v) for v in rng.integers(50, 4000, 2))
+        x0, y0 = int(rng.integers(0, cols // 3)), int(rng.integers(0, rows // 3))
+        t = FrameTransform(original_shape=(rows, cols), flip_h=bool(rng.integers(2)), flip_v=bool(rng.integers(2)),
+                           crop=(x0, y0, cols, rows), scale=(float(rng.uniform(0.3, 2)), float(rng.uniform(0.3, 2))),
+                           model_shape=(10, 10))
+        a = rng.uniform(0, min(rows, cols) / 2, (20, 2))
+        boxes = np.concatenate([a, a + rng.uniform(1, 50, (20, 2))], axis=1)
+        there = t.to_model(boxes)
+        assert (there[:, 0] < there[:, 2]).all() and (there[:, 1] < there[:, 3]).all()
+        assert np.abs(t.to_original(there) - boxes).max() < 1e-6
+        assert FrameTransform.from_dict(t.to_dict()) == t
+
+
+def _plain(bits: int = 12) -> Dataset:
+    ds = make_mammogram(bits_stored=bits, rows=64, columns=64, pixel_spacing_mm=0.15)
+    ds.ImagerPixelSpacing = ds.PixelSpacing = [0.15, 0.15]
+    return ds
+
+
+def test_voi_lut_sequence_is_applied() -> None:
+    ds = _plain()
+    del ds.WindowCenter, ds.WindowWidth
+    lut = Dataset()
+    lut.LUTDescriptor = [4096, 0, 16]
+    lut_values = (np.sqrt(np.arange(4096) / 4095.0) * 60000).astype(np.uint16)
+    lut.LUTData = lut_values.tolist()
+    ds.VOILUTSequence = Sequence([lut])
+    std = standardise(ds, PreprocessSpec(crop_breast=False))
+    expected = lut_values[ds.pixel_array.astype(int)] / lut_values.max()
+    assert std.meta["voi"] == "VOILUTSequence" and std.image.shape == (64, 64)
+    flip = std.meta["flip_h"]
+    got = std.image[:, ::-1] if flip else std.image
+    assert np.abs(got - expected).max() < 1e-4
+
+
+def test_window_is_applied_in_modality_units() -> None:
+    ds = _plain()
+    ds.RescaleSlope, ds.RescaleIntercept = 2, -100
+    ds.WindowCenter, ds.WindowWidth = 2000, 3000
+    std = standardise(ds, PreprocessSpec(crop_breast=False))
+    v = ds.pixel_array.astype(float) * 2 - 100
+    expected = np.clip(((v - 1999.5) / 2999 + 0.5), 0, 1)
+    got = std.image[:, ::-1] if std.meta["flip_h"] else std.image
+    assert std.meta["voi"] == "window" and np.abs(got - expected).max() < 1e-3
+
+
+def test_without_voi_a_percentile_window_is_used_and_16_bit_works() -> None:
+    ds = _plain(bits=16)
+    del ds.WindowCenter, ds.WindowWidth
+    std = standardise(ds)
+    assert std.meta["voi"] == "percentile" and 0 <= std.image.min() and std.image.max() <= 1
+    assert std.image.max() > 0.9
+
+
+def test_for_processing_uses_log_window() -> None:
+    ds = make_mammogram(sop_class=MG_PROCESSING, bits_stored=14)
+    std = standardise(ds)
+    assert std.meta["for_processing"] and std.meta["voi"] == "log+percentile"
+    assert std.image.max() > 0.9 and std.image.min() >= 0
+
+
+def test_multi_frame_uses_the_first_frame() -> None:
+    ds = make_mammogram(rows=64, columns=64)
+    first = standardise(ds, PreprocessSpec(crop_breast=False)).image
+    ds.NumberOfFrames = 2
+    ds.PixelData = ds.PixelData + bytes(len(ds.PixelData))
+    std = standardise(ds, PreprocessSpec(crop_breast=False))
+    assert std.meta["frames"] == 2 and np.allclose(std.image, first)
+
+
+def test_laterality_and_view_fallbacks() -> None:
+    ds = make_mammogram(laterality="R", view="MLO")
+    del ds.ImageLaterality, ds.ViewCodeSequence, ds.ViewPosition
+    ds.SeriesDescription = "R MLO"
+    std = standardise(ds)
+    assert (std.meta["laterality"], std.meta["view"]) == ("R", "MLO")
+    del ds.SeriesDescription, ds.PatientOrientation
+    std = standardise(ds)  # only the pixels are left: chest wall at column 0
+    assert std.meta["laterality_source"] == "pixels" and std.meta["view"] == ""
+
+
+def test_standardise_array_for_non_dicom_sources() -> None:
+    ds = make_mammogram(laterality="L", rows=200, columns=160)
+    std = standardise_array(ds.pixel_array, laterality="L", spacing_mm=None)
+    assert std.meta["spacing_source"] == "fallback" and std.meta["flip_h"] is True
+    band = std.image.shape[1] // 5
+    assert std.image[:, :band].mean() > std.image[:, -band:].mean()
+
+
+def test_unusable_images_raise_a_clear_error() -> None:
+    ds = make_mammogram()
+    del ds.PixelData
+    with pytest.raises(StandardiseError, match="no Pixel Data"):
+        standardise(ds)
+    ds = make_mammogram()
+    ds.PhotometricInterpretation = "PALETTE COLOR"
+    with pytest.raises(StandardiseError, match="Photometric"):
+        standardise(ds)

@@ -1,0 +1,150 @@
+"""The synthetic generator: DICOM validity, geometry, lesions, reproducibility, CLI."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+
+from mammocad.cli import main
+from mammocad.model.annotations import AnnotatedImage, load_manifest
+from mammocad.model.results import LesionClass
+from mammocad.model.synth import generate_dataset, generate_study
+from mammocad.model.synth.dicom_writer import PROFILES, ImageIds, build_dataset, sample_profile, to_stored
+
+SEED, INDEX = 5, 2  # a Hologic study: R breast 3 benign clusters, L breast malignant + benign
+
+
+@pytest.fixture(scope="module")
+def study():  # type: ignore[no-untyped-def]
+    return generate_study(INDEX, seed=SEED, size="small")
+
+
+def display(ds: Dataset) -> np.ndarray:
+    """Pixels as MONOCHROME2 0..1 whatever the stored polarity."""
+    top = (1 << ds.BitsStored) - 1
+    arr = ds.pixel_array.astype(np.float64)
+    return (top - arr) / top if ds.PhotometricInterpretation == "MONOCHROME1" else arr / top
+
+
+def test_four_views_with_mammography_headers(study) -> None:  # type: ignore[no-untyped-def]
+    views = [(a.laterality, a.view) for a in study.annotations]
+    assert sorted(views) == [("L", "CC"), ("L", "MLO"), ("R", "CC"), ("R", "MLO")]
+    uids = {ds.SOPInstanceUID for ds in study.datasets}
+    assert len(uids) == 4 and len({ds.StudyInstanceUID for ds in study.datasets}) == 1
+    for ds, ann in zip(study.datasets, study.annotations, strict=True):
+        assert ds.Modality == "MG" and str(ds.PatientName).startswith("SYNTH^")
+        assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.1.2"
+        assert (ds.Rows, ds.Columns) == (1000, 800)  # small: 200 x 160 mm field at 0.2 mm
+        assert float(ds.ImagerPixelSpacing[0]) == pytest.approx(0.2)
+        assert ds.pixel_array.max() < (1 << ds.BitsStored)
+        assert ds.ImageLaterality == ann.laterality and ds.ViewPosition == ann.view
+        assert ann.breast_id == f"{ann.extra['study_uid'] and 'SYNTH_0003'}_{ann.laterality}"
+
+
+def test_chest_wall_side_matches_patient_orientation(study) -> None:  # type: ignore[no-untyped-def]
+    for ds, ann in zip(study.datasets, study.annotations, strict=True):
+        img = display(ds)
+        breast = img > 0.1
+        left, right = breast[:, :40].mean(), breast[:, -40:].mean()
+        row_dir, col_dir = list(ds.PatientOrientation)
+        if ann.laterality == "R":  # chest wall (posterior) on the image's right
+            assert right > 0.3 > left and row_dir == "P"
+        else:
+            assert left > 0.3 > right and row_dir == "A"
+        assert col_dir == ({"R": "L", "L": "R"}[ann.laterality] if ann.view == "CC" else "F")
+
+
+def test_lesions_visible_inside_breast_and_seen_on_both_views(study) -> None:  # type: ignore[no-untyped-def]
+    anns = {(a.laterality, a.view): (a, ds) for a, ds in zip(study.annotations, study.datasets, strict=True)}
+    assert sum(len(a.lesions) for a in study.annotations) >= 8
+    for ann, ds in anns.values():
+        img = display(ds)
+        for les in ann.lesions:
+            x1, y1, x2, y2 = (int(round(v)) for v in les.box)
+            assert 0 <= x1 < x2 < ds.Columns and 0 <= y1 < y2 < ds.Rows
+            inside = img[y1:y2 + 1, x1:x2 + 1]
+            ring = img[max(y1 - 15, 0):y2 + 16, max(x1 - 15, 0):x2 + 16]
+            assert np.median(ring) > 0.1, "lesion box must lie on the breast"
+            assert inside.max() - np.median(ring) > 0.08, f"calcifications not visible in {les}"
+            assert les.description and "calcification" in les.description
+    # The malignant cluster of the left breast: on CC and MLO, same depth from the nipple.
+    depth = {}
+    for view in ("CC", "MLO"):
+        ann, ds = anns[("L", view)]
+        mal = [x for x in ann.lesions if x.lesion_class is LesionClass.MALIGNANT]
+        assert len(mal) == 1 and ann.breast_malignant is True
+        nipple_col = np.nonzero((display(ds) > 0.1).any(axis=0))[0].max()
+        depth[view] = (nipple_col - (mal[0].box[0] + mal[0].box[2]) / 2) * 0.2
+    assert abs(depth["CC"] - depth["MLO"]) < 12.0, depth
+    assert anns[("R", "CC")][0].breast_malignant is False
+
+
+def test_same_seed_same_bytes_other_seed_differs() -> None:
+    a = generate_study(1, seed=3, spacing_mm=0.5)
+    b = generate_study(1, seed=3, spacing_mm=0.5)
+    c = generate_study(1, seed=4, spacing_mm=0.5)
+    for x, y, z in zip(a.datasets, b.datasets, c.datasets, strict=True):
+        assert x.PixelData == y.PixelData and x.SOPInstanceUID == y.SOPInstanceUID
+        assert x.PixelData != z.PixelData and x.SOPInstanceUID != z.SOPInstanceUID
+    assert [x.to_dict() for x in a.annotations] == [y.to_dict() for y in b.annotations]
+
+
+def test_vendor_profiles_vary_and_follow_their_flags(tmp_path: Path) -> None:
+    seen = {sample_profile(np.random.default_rng([0, i])).manufacturer for i in range(60)}
+    assert len(seen) >= 5
+    pixels = to_stored(np.linspace(0, 1, 64 * 48, dtype=np.float32).reshape(64, 48), PROFILES[0])
+    for profile in PROFILES:
+        ids = ImageIds(seed=0, index=0, patient_id="SYNTH_0001", laterality="L", view="MLO", instance=1)
+        ds = build_dataset(to_stored(np.full((64, 48), 0.5, np.float32), profile), ids, profile, 0.1)
+        assert ("ImageLaterality" in ds) == (profile.laterality_tags in ("image", "both"))
+        assert ("Laterality" in ds) == (profile.laterality_tags in ("laterality", "both"))
+        assert ("ViewCodeSequence" in ds) == (profile.view_tags in ("both", "code"))
+        assert ("ImagerPixelSpacing" in ds) == (profile.spacing_tags in ("imager", "both"))
+        assert ds.BitsStored in (12, 14) and ds.PhotometricInterpretation == profile.photometric
+        if profile.secondary_capture:
+            assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.7" and ds.Modality == "MG"
+    assert pixels.max() <= 4095
+
+
+@pytest.mark.parametrize("profile_index", [0, 5])
+def test_conformant_profiles_pass_dciodvfy(tmp_path: Path, profile_index: int) -> None:
+    assert shutil.which("dciodvfy"), "dciodvfy (dicom3tools) is required"
+    profile = PROFILES[profile_index]
+    ids = ImageIds(seed=0, index=0, patient_id="SYNTH_0001", laterality="R", view="CC", instance=1)
+    ds = build_dataset(to_stored(np.full((64, 48), 0.5, np.float32), profile), ids, profile, 0.1)
+    path = tmp_path / "x.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    out = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
+    errors = [line for line in (out.stdout + out.stderr).splitlines() if line.startswith("Error")]
+    assert errors == []
+
+
+def test_cli_writes_dicom_and_manifest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "synth"
+    assert main(["model", "synth", "--out", str(out), "--studies", "2", "--seed", "5", "--spacing", "0.5",
+                 "--quiet"]) == 0
+    assert "wrote 8 images" in capsys.readouterr().out
+    images = load_manifest(out)
+    assert len(images) == 8 and all(isinstance(i, AnnotatedImage) for i in images)
+    for img in images:
+        ds = pydicom.dcmread(img.image_path)
+        assert ds.SOPInstanceUID == img.extra["sop_instance_uid"]
+        assert float((ds.get("ImagerPixelSpacing") or ds.get("PixelSpacing"))[0]) == pytest.approx(0.5)
+    again = generate_dataset(tmp_path / "again", 2, 5, spacing_mm=0.5, progress=False)
+    assert [i.to_dict(root=tmp_path / "again") for i in again] == [i.to_dict(root=out) for i in images]
+
+
+def test_cli_rejects_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["model", "synth", "--out", str(tmp_path / "x"), "--studies", "0"]) == 2
+    assert "--studies" in capsys.readouterr().err
+    assert main(["model", "synth", "--out", str(tmp_path / "x"), "--spacing", "5"]) == 2
+    assert "spacing" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["model", "synth", "--help"])
+    assert exc.value.code == 0

@@ -1,0 +1,73 @@
+"""Who may connect: called/calling AE titles, caller hosts, and live edits of the callers list."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import pytest
+from pynetdicom import AE
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+from tests.node.conftest import AE as NODE_AE
+from tests.node.conftest import NodeEnv
+
+CALLING_REASON = "Calling AE Title Not Recognized"
+CALLED_REASON = "Called AE Title Not Recognized"
+
+
+def _rejected(result_stderr: str, reason: str) -> bool:
+    return "Rejected Permanent" in result_stderr and "Service User" in result_stderr and reason in result_stderr
+
+
+def test_wrong_called_ae_rejected(start_node: Callable[..., NodeEnv]) -> None:
+    env = start_node()
+    result = env.echoscu(aec="NOTMAMMO")
+    assert result.returncode != 0
+    assert _rejected(result.stderr, CALLED_REASON), result.stderr
+
+
+def test_unknown_calling_ae_rejected(start_node: Callable[..., NodeEnv]) -> None:
+    env = start_node()
+    result = env.echoscu(aet="STRANGER")
+    assert result.returncode != 0
+    assert _rejected(result.stderr, CALLING_REASON), result.stderr
+
+
+def test_unknown_callers_allowed_when_not_required(start_node: Callable[..., NodeEnv]) -> None:
+    env = start_node(extra_node="require_known_callers = false\n")
+    assert env.echoscu(aet="STRANGER").returncode == 0
+
+
+def test_known_caller_from_wrong_host_rejected(start_node: Callable[..., NodeEnv]) -> None:
+    callers = '[[callers]]\nae_title = "PACS"\nhost = "127.0.0.1"\n\n[[callers]]\nae_title = "FAR"\nhost = "10.9.9.9"\n'
+    env = start_node(callers=callers)
+    assert env.echoscu(aet="PACS").returncode == 0
+    result = env.echoscu(aet="FAR")  # echoscu connects from 127.0.0.1, not 10.9.9.9
+    assert _rejected(result.stderr, CALLING_REASON), result.stderr
+    # The same AE title from another loopback address (pynetdicom can bind the source address).
+    scu = AE(ae_title="PACS")
+    scu.add_requested_context(Verification)
+    assoc = scu.associate("127.0.0.1", env.port, ae_title=NODE_AE, bind_address=("127.0.0.2", 0))
+    assert assoc.is_rejected
+    assert assoc.acceptor.primitive.diagnostic == 0x03  # calling AE title not recognised
+
+
+def test_callers_hot_reloaded(start_node: Callable[..., NodeEnv], caplog: pytest.LogCaptureFixture) -> None:
+    env = start_node()
+    assert _rejected(env.echoscu(aet="NEWPACS").stderr, CALLING_REASON)
+    text = env.config.read_text()
+    env.config.write_text(text + '\n[[callers]]\nae_title = "NEWPACS"\n')
+    result = env.echoscu(aet="NEWPACS")
+    assert result.returncode == 0, result.stderr
+    # An invalid edit keeps the previous callers (and is logged).
+    time.sleep(0.01)
+    env.config.write_text(text + '\n[[callers]]\nae_title = "THIS AE TITLE IS FAR TOO LONG"\n')
+    with caplog.at_level(logging.INFO, logger="mammocad"):
+        assert env.echoscu(aet="NEWPACS").returncode == 0
+    assert env.echoscu(aet="ECHOSCU").returncode == 0
+    assert any(r.getMessage() == "config_invalid" for r in caplog.records)
+    # Removing a caller takes effect too.
+    env.config.write_text(text.replace('ae_title = "ECHOSCU"', 'ae_title = "OTHER"'))
+    assert _rejected(env.echoscu(aet="ECHOSCU").stderr, CALLING_REASON)

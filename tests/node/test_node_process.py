@@ -1,0 +1,85 @@
+"""`mammocad node` as a real process: full disk answered with 0xA700, clean stop, CLI errors."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from tests import factories
+from tests.node.conftest import AE, config_text, queued_tasks, run_dcmtk
+from tests.services import free_port, wait_for_port
+
+# The node process may write files of at most this size: bigger writes fail with EFBIG,
+# which the node must treat like a full disk (root ignores read-only folders, and
+# mounting a tiny tmpfs needs privileges the CI may not have).
+_FSIZE_LIMIT = 40_000
+_LIMITED_NODE = (
+    "import resource, signal, sys;"
+    "signal.signal(signal.SIGXFSZ, signal.SIG_IGN);"
+    f"resource.setrlimit(resource.RLIMIT_FSIZE, ({_FSIZE_LIMIT}, {_FSIZE_LIMIT}));"
+    "from mammocad.cli import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
+def test_full_disk_answers_out_of_resources(tmp_path: Path, redis_url: str) -> None:
+    port = free_port()
+    spool = tmp_path / "spool"
+    cfg = tmp_path / "mammocad.toml"
+    cfg.write_text(config_text(spool, port, redis_url))
+    proc = subprocess.Popen([sys.executable, "-c", _LIMITED_NODE, "--config", str(cfg), "node"],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_port(port, timeout=30)
+        big = factories.make_mammogram()                       # ~100 kB: over the limit
+        small = factories.make_mammogram(rows=64, columns=64)  # ~9 kB: fits
+        files = [factories.write(ds, tmp_path / f"{i}.dcm") for i, ds in enumerate((big, small))]
+        result = run_dcmtk(["storescu", "-d", "-nh", "-aet", "STORESCU", "-aec", AE, "127.0.0.1", str(port),
+                            *map(str, files)])
+        assert "0xa700: Refused: Out of resources" in result.stderr, result.stderr
+        assert "ErrorComment" in result.stderr and "0x0000: Success" in result.stderr, result.stderr
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, log = proc.communicate(timeout=30)
+    assert proc.returncode == 0, log
+    assert not list((spool / "studies").glob(f"*/images/{big.SOPInstanceUID}.dcm"))
+    assert list((spool / "tmp").iterdir()) == []  # the failed write left nothing behind
+    assert (spool / "studies" / small.StudyInstanceUID / "images" / f"{small.SOPInstanceUID}.dcm").exists()
+    assert [args[2] for _, args in queued_tasks(redis_url, "gpu")] == [small.SOPInstanceUID]
+    assert "event=store_failed" in log and "status=0xA700" in log
+    assert str(big.PatientName) not in log and str(big.PatientID) not in log  # no patient data in the logs
+
+
+def test_node_without_broker_url_explains(tmp_path: Path) -> None:
+    cfg = tmp_path / "mammocad.toml"
+    cfg.write_text(config_text(tmp_path / "spool", free_port(), ""))
+    result = subprocess.run([sys.executable, "-m", "mammocad", "--config", str(cfg), "node"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "broker.url is empty" in result.stderr and "mammocad serve" in result.stderr
+
+
+def test_serve_runs_broker_and_node_and_reports_worker(tmp_path: Path) -> None:
+    port = free_port()
+    spool = tmp_path / "spool"
+    cfg = tmp_path / "mammocad.toml"
+    cfg.write_text(config_text(spool, port, ""))
+    proc = subprocess.Popen([sys.executable, "-m", "mammocad", "--config", str(cfg), "serve"],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_port(port, timeout=30)
+        echo = run_dcmtk(["echoscu", "-aet", "ECHOSCU", "-aec", AE, "127.0.0.1", str(port)])
+        worker_alive = proc.poll() is None
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        _, log = proc.communicate(timeout=60)
+    assert "event=broker_started" in log and (spool / "redis").is_dir(), log
+    if worker_alive and "event=worker_exited" not in log:
+        assert echo.returncode == 0, echo.stderr
+        assert proc.returncode == 0, log            # SIGTERM: clean stop
+        assert "child=redis-server" in log and "child=worker" in log
+    else:  # the worker command failed: serve must say so and stop everything
+        assert proc.returncode == 1 and "event=worker_exited" in log, log
+    assert "event=node_stopped" in log

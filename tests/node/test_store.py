@@ -1,0 +1,163 @@
+"""C-STORE into the node with DCMTK storescu: bytes kept exactly, failures answered per image."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from pydicom import dcmread
+from pydicom.uid import (
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGLSLossless,
+    RLELossless,
+)
+from pynetdicom import AE, _config
+
+from tests import factories
+from tests.node.conftest import AE as NODE_AE
+from tests.node.conftest import NodeEnv, data_set_bytes
+
+# (file name, transfer syntax made by pydicom, storescu options proposing exactly that syntax)
+SYNTAXES = [
+    ("explicit", ExplicitVRLittleEndian, ("-R",)),
+    ("implicit", ImplicitVRLittleEndian, ("-R", "-xi")),
+    ("j2k", JPEG2000Lossless, ("-R", "-xv")),
+    ("jls", JPEGLSLossless, ("-R", "-xt")),
+    ("rle", RLELossless, ("-R", "-xr")),
+]
+
+
+def test_echo(start_node: Callable[..., NodeEnv]) -> None:
+    env = start_node()
+    result = env.echoscu()
+    assert result.returncode == 0, result.stderr
+    assert "Received Echo Response (Success)" in result.stderr
+
+
+def _assert_spooled_identical(env: NodeEnv, sent: Path) -> Path:
+    ds = dcmread(sent, stop_before_pixels=True)
+    out = env.spool.image_path(ds.StudyInstanceUID, ds.SOPInstanceUID)
+    assert out.exists(), f"{sent.name} not spooled"
+    assert data_set_bytes(out) == data_set_bytes(sent), f"{sent.name}: spooled bytes differ"
+    assert dcmread(out, stop_before_pixels=True).file_meta.TransferSyntaxUID == ds.file_meta.TransferSyntaxUID
+    return out
+
+
+def test_transfer_syntaxes_stored_byte_for_byte(start_node: Callable[..., NodeEnv], tmp_path: Path) -> None:
+    env = start_node()
+    sent = []
+    for i, (name, ts, opts) in enumerate(SYNTAXES):
+        photometric = "MONOCHROME1" if i % 2 else "MONOCHROME2"
+        path = factories.write(factories.make_mammogram(transfer_syntax=ts, photometric=photometric, seed=i),
+                               tmp_path / f"{name}.dcm")
+        result = env.storescu(path, opts=(*opts, "-v"))
+        assert result.returncode == 0 and "Store Response (Success)" in result.stderr, result.stderr
+        sent.append(path)
+    # JPEG Lossless SV1 made by DCMTK itself (pydicom has no encoder for it).
+    sv1 = tmp_path / "sv1.dcm"
+    plain = factories.write(factories.make_mammogram(seed=9), tmp_path / "plain.dcm")
+    subprocess.run(["dcmcjpeg", "+e1", str(plain), str(sv1)], check=True, capture_output=True)
+    result = env.storescu(sv1, opts=("-R", "-xs", "-v"))
+    assert "Store Response (Success)" in result.stderr, result.stderr
+    sent.append(sv1)
+    for path in sent:
+        out = _assert_spooled_identical(env, path)
+        assert dcmread(out).pixel_array.shape == (256, 200)  # decodable with the installed plugins
+    env.settle()
+    assert len(env.tasks("gpu")) == len(sent)
+
+
+def test_deflated_transfer_syntax(start_node: Callable[..., NodeEnv], tmp_path: Path) -> None:
+    env = start_node()
+    ds = factories.make_mammogram(photometric="MONOCHROME1")
+    path = factories.write(ds, tmp_path / "plain.dcm")
+    result = env.storescu(path, opts=("-R", "-xd", "-v"))
+    assert "Deflated" in result.stderr and "Store Response (Success)" in result.stderr, result.stderr
+    out = dcmread(env.spool.image_path(ds.StudyInstanceUID, ds.SOPInstanceUID))
+    assert out.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1.99"
+    assert out.PhotometricInterpretation == "MONOCHROME1"
+    assert (out.pixel_array == ds.pixel_array).all()
+
+
+def test_failures_answered_and_association_continues(start_node: Callable[..., NodeEnv], tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    env = start_node(extra_node="max_pixels = 60000\n")
+    study = "1.2.826.0.1.3680043.8.498.1"
+    no_pixels = factories.make_mammogram(study_uid=study)
+    del no_pixels.PixelData
+    too_big = factories.make_mammogram(study_uid=study, rows=300, columns=300)
+    good = factories.make_mammogram(study_uid=study)
+    files = [factories.write(ds, tmp_path / f"{i}.dcm") for i, ds in enumerate((no_pixels, too_big, good))]
+    result = env.storescu(*files, opts=("-v", "-nh"))
+    responses = [line for line in result.stderr.splitlines() if "Received Store Response" in line]
+    assert len(responses) == 3 and "Success" not in responses[0] and "Success" not in responses[1], result.stderr
+    assert "Success" in responses[2], result.stderr
+    assert not env.spool.image_path(study, no_pixels.SOPInstanceUID).exists()
+    assert not env.spool.image_path(study, too_big.SOPInstanceUID).exists()
+    assert env.spool.image_path(study, good.SOPInstanceUID).exists()
+
+    # Missing StudyInstanceUID and a truncated data set: storescu will not send those, pynetdicom will.
+    missing_study = factories.make_mammogram()
+    del missing_study.StudyInstanceUID
+    truncated = factories.write(factories.make_mammogram(study_uid=study), tmp_path / "cut.dcm")
+    truncated.write_bytes(truncated.read_bytes()[:-5000])  # cut inside Pixel Data
+    monkeypatch.setattr(_config, "STORE_SEND_CHUNKED_DATASET", True)  # send file bytes undecoded
+    scu = AE(ae_title="STORESCU")
+    scu.add_requested_context(factories.MG_PRESENTATION, ExplicitVRLittleEndian)
+    assoc = scu.associate("127.0.0.1", env.port, ae_title=NODE_AE)
+    assert assoc.is_established
+    try:
+        status = assoc.send_c_store(missing_study)
+        assert status.Status == 0xC000 and "StudyInstanceUID" in status.ErrorComment
+        status = assoc.send_c_store(truncated)
+        assert status.Status == 0xC000 and "truncated" in status.ErrorComment
+        last = factories.make_mammogram(study_uid=study)
+        status = assoc.send_c_store(last)
+        assert status.Status == 0x0000
+    finally:
+        assoc.release()
+    assert env.spool.image_path(study, last.SOPInstanceUID).exists()
+
+
+def test_duplicate_stored_and_queued_once(start_node: Callable[..., NodeEnv], tmp_path: Path) -> None:
+    env = start_node()
+    ds = factories.make_mammogram()
+    path = factories.write(ds, tmp_path / "a.dcm")
+    for _ in range(2):
+        result = env.storescu(path, opts=("-v",))
+        assert "Store Response (Success)" in result.stderr, result.stderr
+    env.settle()
+    assert [args[2] for _, args in env.tasks("gpu")] == [ds.SOPInstanceUID]
+
+
+@pytest.mark.parametrize("modality", ["MG", "OT"])
+def test_secondary_capture_analysed_only_when_mg(start_node: Callable[..., NodeEnv], tmp_path: Path,
+                                                 modality: str) -> None:
+    env = start_node()
+    ds = factories.make_mammogram(sop_class=factories.SECONDARY_CAPTURE)
+    ds.Modality = modality
+    result = env.storescu(factories.write(ds, tmp_path / "sc.dcm"), opts=("-v",))
+    assert "Store Response (Success)" in result.stderr, result.stderr
+    env.settle()
+    analysed = env.spool.image_path(ds.StudyInstanceUID, ds.SOPInstanceUID).exists()
+    aside = env.spool.other_path(ds.StudyInstanceUID, ds.SOPInstanceUID).exists()
+    assert (analysed, aside) == ((True, False) if modality == "MG" else (False, True))
+    assert len(env.tasks("gpu")) == (1 if modality == "MG" else 0)
+
+
+def test_other_sop_class_set_aside(start_node: Callable[..., NodeEnv], tmp_path: Path) -> None:
+    env = start_node()
+    ct = factories.make_mammogram(sop_class=factories.CT_IMAGE)
+    ct.Modality = "CT"
+    path = factories.write(ct, tmp_path / "ct.dcm")
+    result = env.storescu(path, opts=("-v",))
+    assert "Store Response (Success)" in result.stderr, result.stderr
+    aside = env.spool.other_path(ct.StudyInstanceUID, ct.SOPInstanceUID)
+    assert aside.exists() and data_set_bytes(aside) == data_set_bytes(path)
+    env.settle()
+    assert not env.spool.study_dir(ct.StudyInstanceUID).exists()
+    assert env.tasks("gpu") == [] and env.tasks("results") == []

@@ -1,0 +1,117 @@
+"""Fixtures of the worker pipeline tests: real DCMTK storescp, real redis, real Celery worker.
+
+(The results builders' fixtures live in ``outputs_fixtures.py``.)
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mammocad.config import Destination, Settings
+from tests.services import free_port, wait_for_port
+
+
+def make_settings(spool: Path, destinations: list[Destination] | None = None, **sections: Any) -> Settings:
+    """Settings for a test: its own spool, fast delivery retries, the given destinations."""
+    delivery = {"retry_initial_s": 0.2, "retry_max_s": 1.0, "deadline_s": 30.0, "network_timeout_s": 3.0}
+    delivery.update(sections.pop("delivery", {}))
+    worker = {"soft_time_limit_s": 60, "time_limit_s": 90, "device": "cpu"}
+    worker.update(sections.pop("worker", {}))
+    return Settings(node={"spool_dir": spool, "ae_title": "MAMMOCAD"}, destinations=destinations or [],
+                    delivery=delivery, worker=worker, **sections)
+
+
+class StoreSCP:
+    """A DCMTK storescp writing what it receives into ``folder``."""
+
+    def __init__(self, folder: Path, port: int | None = None, ae_title: str = "PACS") -> None:
+        self.folder, self.port, self.ae_title = folder, port or free_port(), ae_title
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> StoreSCP:
+        exe = shutil.which("storescp")
+        if exe is None:
+            raise RuntimeError("DCMTK storescp is not installed: run `make test`, which installs dcmtk")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen([exe, "-aet", self.ae_title, "+xa", "-od", str(self.folder), str(self.port)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_port(self.port)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+    def received(self) -> list[Path]:
+        return sorted(p for p in self.folder.iterdir() if p.is_file())
+
+    def destination(self, name: str = "pacs", **kw: Any) -> Destination:
+        return Destination(name=name, ae_title=self.ae_title, host="127.0.0.1", port=self.port, **kw)
+
+
+@pytest.fixture
+def storescp(tmp_path: Path) -> Iterator[StoreSCP]:
+    scp = StoreSCP(tmp_path / "received").start()
+    yield scp
+    scp.stop()
+
+
+def wait_until(cond: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
+    """Poll ``cond`` until truthy; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@pytest.fixture(scope="session")
+def random_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny randomly initialised checkpoint (the demo weights may not exist yet)."""
+    import torch
+
+    from mammocad.model.checkpoint import save_checkpoint
+    from mammocad.model.detector import DetectorSpec, build_detector
+    from mammocad.model.standardise import PreprocessSpec
+
+    torch.manual_seed(0)
+    spec = DetectorSpec(backbone="resnet18", tile_size=128, tile_overlap=16, detections_per_img=20,
+                        rpn_pre_nms_top_n_test=200, rpn_post_nms_top_n_test=50)
+    path = tmp_path_factory.mktemp("weights") / "random.pt"
+    return save_checkpoint(path, build_detector(spec), spec, PreprocessSpec(working_spacing_mm=0.2),
+                           {"model_name": "mammocad-test-random", "version": "0.0.0-random",
+                            "synthetic": True})
+
+
+@pytest.fixture
+def celery_worker(redis_url: str, tmp_path: Path) -> Iterator[Callable[[Settings], Any]]:
+    """Start a real Celery worker (threads, in this process) on both queues for given settings."""
+    from celery.contrib.testing.worker import start_worker
+
+    from mammocad.worker.app import make_celery
+    from mammocad.worker.tasks import register_tasks
+
+    stack: list[Any] = []
+
+    def start(settings: Settings) -> Any:
+        app = make_celery(settings, broker_url=redis_url)
+        register_tasks(app, settings)
+        ctx = start_worker(app, pool="threads", concurrency=3, perform_ping_check=False, loglevel="WARNING",
+                           queues=[settings.worker.analysis_queue, settings.worker.results_queue])
+        ctx.__enter__()
+        stack.append(ctx)
+        return app
+
+    yield start
+    for ctx in reversed(stack):
+        ctx.__exit__(None, None, None)

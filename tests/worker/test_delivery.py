@@ -1,0 +1,107 @@
+"""Delivery to real DCMTK storescp peers: C-STORE, backoff, dead-letter, retry, isolation."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from pydicom import dcmread
+
+from mammocad.config import Destination
+from mammocad.worker.delivery import DeliveryError, store_files
+from mammocad.worker.outbox import Outbox
+from mammocad.worker.tasks import revive, schedule_delivery
+from tests.factories import make_mammogram, write
+from tests.services import free_port
+from tests.worker.conftest import StoreSCP, make_settings, wait_until
+
+
+def _files(folder: Path, n: int = 2) -> list[Path]:
+    return [write(make_mammogram(rows=32, columns=24, seed=i), folder / f"{i}.dcm") for i in range(n)]
+
+
+def test_store_files_arrive(tmp_path: Path, storescp: StoreSCP) -> None:
+    files = _files(tmp_path / "out", 3)
+    statuses = store_files(storescp.destination(), files, calling_ae="MAMMOCAD", timeout_s=5)
+    assert [s.ok for s in statuses] == [True] * 3 and all(s.status == 0 for s in statuses)
+    got = {str(dcmread(p).SOPInstanceUID) for p in storescp.received()}
+    assert got == {str(dcmread(p).SOPInstanceUID) for p in files}
+
+
+def test_store_files_closed_port_names_the_peer(tmp_path: Path) -> None:
+    dest = Destination(name="down", ae_title="PACS", host="127.0.0.1", port=free_port())
+    with pytest.raises(DeliveryError, match=r"down \(PACS@127.0.0.1:\d+\).*running"):
+        store_files(dest, _files(tmp_path), calling_ae="MAMMOCAD", timeout_s=2)
+
+
+def test_unreadable_file_is_reported_others_sent(tmp_path: Path, storescp: StoreSCP) -> None:
+    files = _files(tmp_path / "out", 1)
+    bad = tmp_path / "out" / "bad.dcm"
+    bad.write_bytes(b"not dicom")
+    statuses = store_files(storescp.destination(), files + [bad], calling_ae="MAMMOCAD", timeout_s=5)
+    assert statuses[0].ok and not statuses[1].ok and "cannot read" in statuses[1].error
+    assert len(storescp.received()) == 1
+
+
+def test_deliver_task_sends_and_deletes(tmp_path: Path, storescp: StoreSCP, celery_worker) -> None:
+    spool = tmp_path / "spool"
+    settings = make_settings(spool, [storescp.destination()])
+    app = celery_worker(settings)
+    item = Outbox(spool).put("pacs", "rep", [make_mammogram(rows=32, columns=24, seed=i) for i in range(2)])
+    schedule_delivery(app, str(spool), item)
+    wait_until(lambda: Outbox(spool).get("pacs", "rep") is None, 20, "the item to be delivered and removed")
+    assert len(storescp.received()) == 2
+
+
+def test_down_destination_backs_off_then_dead_letters_and_retry_sends(tmp_path: Path, celery_worker) -> None:
+    spool = tmp_path / "spool"
+    scp = StoreSCP(tmp_path / "late", port=free_port())
+    settings = make_settings(spool, [scp.destination("late")],
+                             delivery={"retry_initial_s": 0.2, "retry_max_s": 0.8, "deadline_s": 2.5})
+    app = celery_worker(settings)
+    item = Outbox(spool).put("late", "rep", [make_mammogram(rows=32, columns=24)])
+    t0 = time.monotonic()
+    schedule_delivery(app, str(spool), item)
+    dead = wait_until(lambda: Outbox(spool).items(dead=True), 20, "the item to reach the dead-letter folder")
+    elapsed = time.monotonic() - t0
+    # 0.2, 0.4, 0.8, 0.8... until 2.5 s: a handful of attempts, not a tight loop nor a single one
+    assert 4 <= dead[0].attempts <= 8, dead[0].attempts
+    assert 2.5 <= elapsed < 15
+    assert "late (PACS@127.0.0.1" in dead[0].last_error
+    assert Outbox(spool).items() == []
+    scp.start()
+    try:
+        revive(app, str(spool), "late", "rep")
+        wait_until(lambda: scp.received(), 20, "the revived item to arrive")
+        wait_until(lambda: not Outbox(spool).items(), 10, "the outbox to empty")
+    finally:
+        scp.stop()
+
+
+def test_one_destination_down_does_not_delay_the_other(tmp_path: Path, storescp: StoreSCP, celery_worker) -> None:
+    spool = tmp_path / "spool"
+    down = Destination(name="down", ae_title="PACS", host="127.0.0.1", port=free_port())
+    settings = make_settings(spool, [down, storescp.destination("up")], delivery={"deadline_s": 60})
+    app = celery_worker(settings)
+    outbox = Outbox(spool)
+    ds = [make_mammogram(rows=32, columns=24)]
+    for name in ("down", "up"):
+        schedule_delivery(app, str(spool), outbox.put(name, "rep", ds))
+    t0 = time.monotonic()
+    wait_until(lambda: storescp.received(), 10, "the healthy destination to receive its item")
+    assert time.monotonic() - t0 < 5
+    retrying = wait_until(lambda: [i for i in outbox.items() if i.attempts >= 2], 10, "retries of the down one")
+    assert [i.destination for i in retrying] == ["down"]
+
+
+def test_sweeper_requeues_items_without_a_live_task(tmp_path: Path, storescp: StoreSCP, celery_worker) -> None:
+    from mammocad.worker.tasks import requeue_due
+
+    spool = tmp_path / "spool"
+    app = celery_worker(make_settings(spool, [storescp.destination()]))
+    outbox = Outbox(spool)
+    outbox.put("pacs", "orphan", [make_mammogram(rows=32, columns=24)])  # never scheduled (crash)
+    assert requeue_due(app, str(spool), grace_s=60) == 0  # not overdue by the grace yet
+    assert requeue_due(app, str(spool), grace_s=0) == 1  # worker start: everything due goes
+    wait_until(lambda: storescp.received(), 15, "the orphan item to be delivered")

@@ -1,0 +1,117 @@
+"""The on-disk outbox and `mammocad outbox list|retry` (real files, real redis for retry)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from mammocad.cli import main
+from mammocad.worker.outbox import Outbox
+from tests.factories import make_mammogram
+
+
+def _datasets(n: int = 2) -> list:
+    return [make_mammogram(rows=32, columns=24, seed=i) for i in range(n)]
+
+
+def test_put_is_atomic_and_idempotent(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path)
+    ds = _datasets()
+    item = outbox.put("pacs", "key1", ds)
+    assert item is not None
+    assert sorted(p.stem for p in item.files()) == sorted(str(d.SOPInstanceUID) for d in ds)
+    meta = json.loads((item.path / "item.json").read_text())
+    assert meta["destination"] == "pacs" and meta["attempts"] == 0 and meta["token"]
+    assert outbox.put("pacs", "key1", _datasets(3)) is None  # second put of the same report: no copy
+    assert len(outbox.get("pacs", "key1").files()) == 2
+    assert not list((tmp_path / "tmp").iterdir())  # no leftovers of the build folder
+
+
+def test_pending_files_skip_confirmed_ones(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path)
+    item = outbox.put("pacs", "k", _datasets(3))
+    item.delivered.append(item.files()[0].stem)
+    outbox.save(item)
+    again = outbox.get("pacs", "k")
+    assert len(again.pending_files()) == 2
+
+
+def test_dead_letter_and_revive(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path)
+    item = outbox.put("pacs", "k", _datasets())
+    item.attempts, item.last_error = 7, "association to pacs failed"
+    outbox.save(item)
+    outbox.dead_letter(item)
+    assert outbox.items() == []
+    dead = outbox.items(dead=True)
+    assert [(d.item_id, d.attempts) for d in dead] == [("k", 7)]
+    assert (tmp_path / "deadletter" / "pacs" / "k" / "item.json").exists()
+    assert outbox.put("pacs", "k", _datasets()) is None  # a dead item blocks a duplicate too
+    revived = outbox.revive("pacs", "k")
+    assert revived.attempts == 0 and revived.token != item.token
+    assert [i.item_id for i in outbox.items()] == ["k"] and outbox.items(dead=True) == []
+    with pytest.raises(KeyError, match="outbox list --dead"):
+        outbox.revive("pacs", "k")
+
+
+def test_lock_is_exclusive(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path)
+    item = outbox.put("pacs", "k", _datasets(1))
+    with outbox.locked(item) as first:
+        with outbox.locked(outbox.get("pacs", "k")) as second:
+            assert first and not second
+    with outbox.locked(item) as again:
+        assert again
+
+
+def test_names_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="outbox item id"):
+        Outbox(tmp_path).put("pacs", "../escape", _datasets(1))
+
+
+def _config(tmp_path: Path, broker: str = "") -> Path:
+    cfg = tmp_path / "mammocad.toml"
+    cfg.write_text(f'[node]\nspool_dir = "{tmp_path / "spool"}"\n[broker]\nurl = "{broker}"\n'
+                   '[[destinations]]\nname = "pacs"\nae_title = "PACS"\nhost = "127.0.0.1"\nport = 1\n')
+    return cfg
+
+
+def test_cli_list_and_retry_without_broker(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = _config(tmp_path)
+    outbox = Outbox(tmp_path / "spool")
+    item = outbox.put("pacs", "rep1", _datasets())
+    assert main(["--config", str(cfg), "outbox", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "pacs" in out and "rep1" in out
+    item.last_error = "association to pacs (PACS@127.0.0.1:1) failed"
+    outbox.save(item)
+    outbox.dead_letter(item)
+    assert main(["--config", str(cfg), "outbox", "list", "--dead"]) == 0
+    assert "PACS@127.0.0.1:1" in capsys.readouterr().out
+    assert main(["--config", str(cfg), "outbox", "retry", "nope"]) == 1
+    assert "no dead-letter item" in capsys.readouterr().err
+    assert main(["--config", str(cfg), "outbox", "retry"]) == 2
+    assert main(["--config", str(cfg), "outbox", "retry", "pacs/rep1"]) == 0
+    assert "running worker will send" in capsys.readouterr().out
+    back = outbox.get("pacs", "rep1")
+    assert back is not None and back.token == ""  # the sweeper sends unscheduled items at once
+
+
+def test_cli_retry_queues_a_delivery(tmp_path: Path, redis_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    import redis
+
+    cfg = _config(tmp_path, redis_url)
+    outbox = Outbox(tmp_path / "spool")
+    for key in ("a", "b"):
+        outbox.dead_letter(outbox.put("pacs", key, _datasets(1)))
+    os.environ.pop("MAMMOCAD_BROKER__URL", None)
+    assert main(["--config", str(cfg), "outbox", "retry", "--all"]) == 0
+    assert capsys.readouterr().out.count("requeued") == 2
+    queued = [json.loads(m) for m in redis.Redis.from_url(redis_url).lrange("results", 0, -1)]
+    tasks = sorted((m["headers"]["task"], m["headers"]["argsrepr"]) for m in queued)
+    assert [t[0] for t in tasks] == ["mammocad.deliver"] * 2
+    assert all(str(tmp_path / "spool") in t[1] for t in tasks)
+    assert {i.item_id for i in outbox.items()} == {"a", "b"}

@@ -1,0 +1,127 @@
+"""The Celery tasks with a real redis and a real worker, on a tiny random checkpoint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydicom import dcmread
+
+from mammocad.model.results import ImageResult
+from mammocad.worker.app import TASK_ANALYZE_IMAGE, TASK_FINALIZE_STUDY
+from mammocad.worker.studies import StudyFiles, report_key
+from tests.factories import make_four_view_study, write
+from tests.worker.conftest import StoreSCP, make_settings, wait_until
+
+
+def _spool_study(spool: Path) -> tuple[str, list[str]]:
+    """Put a four-view study where the node would (spool/studies/<S>/images/<sop>.dcm)."""
+    study = make_four_view_study(rows=256, columns=200)
+    uid = str(study[0].StudyInstanceUID)
+    files = StudyFiles(spool, uid)
+    for ds in study:
+        write(ds, files.image(str(ds.SOPInstanceUID)))
+    return uid, [str(ds.SOPInstanceUID) for ds in study]
+
+
+def test_analyze_writes_result_once(tmp_path: Path, random_weights: Path, celery_worker) -> None:
+    spool = tmp_path / "spool"
+    app = celery_worker(make_settings(spool, worker={"weights": str(random_weights)}))
+    study_uid, sops = _spool_study(spool)
+    files = StudyFiles(spool, study_uid)
+    app.send_task(TASK_ANALYZE_IMAGE, args=[str(spool), study_uid, sops[0]])
+    path = wait_until(lambda: files.result(sops[0]).exists() and files.result(sops[0]), 60, "the image result")
+    result = files.read_result(sops[0])
+    assert result.error is None and result.model_version == "0.0.0-random"
+    assert result.image.sop_instance_uid == sops[0] and (result.image.laterality, result.image.view) == ("R", "CC")
+    assert result.image.rows == 256 and result.image.columns == 200
+    stamp = path.stat().st_mtime_ns
+    # Idempotent: a re-delivered task (late ack after a crash) must not analyse again.
+    app.send_task(TASK_ANALYZE_IMAGE, args=[str(spool), study_uid, sops[0]])
+    app.send_task(TASK_ANALYZE_IMAGE, args=[str(spool), study_uid, sops[1]])
+    wait_until(lambda: files.result(sops[1]).exists(), 60, "the second image's result")
+    assert path.stat().st_mtime_ns == stamp
+    assert files.attempts(sops[0]).read_text() == "1"
+
+
+def test_corrupt_and_poison_images_give_error_results(tmp_path: Path, random_weights: Path, celery_worker) -> None:
+    spool = tmp_path / "spool"
+    app = celery_worker(make_settings(spool, worker={"weights": str(random_weights)}))
+    study_uid, sops = _spool_study(spool)
+    files = StudyFiles(spool, study_uid)
+    ds = dcmread(files.image(sops[0]))
+    ds.PixelData = ds.PixelData[:100]  # truncated pixels: header fine, decoding fails
+    ds.save_as(files.image(sops[0]))
+    files.image(sops[1]).write_bytes(b"garbage, not DICOM")
+    files.attempts(sops[2]).parent.mkdir(parents=True, exist_ok=True)
+    files.attempts(sops[2]).write_text("3")  # it already killed its worker three times
+    for sop in sops[:3]:
+        app.send_task(TASK_ANALYZE_IMAGE, args=[str(spool), study_uid, sop])
+    wait_until(lambda: all(files.result(s).exists() for s in sops[:3]), 60, "three error results")
+    results = [files.read_result(s) for s in sops[:3]]
+    assert all(r.error for r in results), [r.error for r in results]
+    assert results[0].image.laterality == "R"  # header still cited
+    assert "not DICOM" in results[1].error or "cannot read" in results[1].error
+    assert "3 times" in results[2].error
+
+
+def test_finalize_waits_for_results_then_reports(tmp_path: Path, random_weights: Path, celery_worker) -> None:
+    spool = tmp_path / "spool"
+    app = celery_worker(make_settings(spool, worker={"weights": str(random_weights)}))
+    study_uid, sops = _spool_study(spool)
+    files = StudyFiles(spool, study_uid)
+    app.send_task(TASK_FINALIZE_STUDY, args=[str(spool), study_uid, sops])  # before any analysis
+    report = files.report(report_key(sops, "0.0.0-random"))
+    wait_until(lambda: (files.root / "results").exists() is False, 1, "nothing analysed yet")
+    for sop in sops:
+        app.send_task(TASK_ANALYZE_IMAGE, args=[str(spool), study_uid, sop])
+    wait_until(report.exists, 90, "the study report")
+    data = json.loads(report.read_text())
+    assert data["sop_uids"] == sorted(sops) and data["model_version"] == "0.0.0-random"
+    assert data["failed_images"] == [] and data["outputs"] == []  # no destinations configured
+    # A second finalize for the same set is a no-op (the report is the done marker).
+    stamp = report.stat().st_mtime_ns
+    app.send_task(TASK_FINALIZE_STUDY, args=[str(spool), study_uid, list(reversed(sops))])
+    app.send_task(TASK_ANALYZE_IMAGE, args=[str(spool), study_uid, sops[0]])
+    wait_until(lambda: files.attempts(sops[0]).read_text() == "1", 5, "the worker to settle")
+    assert report.stat().st_mtime_ns == stamp and len(list(report.parent.iterdir())) == 1
+
+
+def test_finalize_gives_up_on_missing_images(tmp_path: Path, random_weights: Path, celery_worker) -> None:
+    spool = tmp_path / "spool"
+    # time_limit_s 2 → wait bound 2 × (4 + 1) = 10 s for a four-image study
+    app = celery_worker(make_settings(spool, worker={"weights": str(random_weights), "soft_time_limit_s": 1,
+                                                     "time_limit_s": 2}))
+    study_uid, sops = _spool_study(spool)
+    files = StudyFiles(spool, study_uid)
+    for sop in sops[:3]:
+        app.send_task(TASK_ANALYZE_IMAGE, args=[str(spool), study_uid, sop])
+    app.send_task(TASK_FINALIZE_STUDY, args=[str(spool), study_uid, sops])
+    report = files.report(report_key(sops, "0.0.0-random"))
+    wait_until(report.exists, 40, "the report after the bounded wait")
+    data = json.loads(report.read_text())
+    assert data["failed_images"] == [sops[3]]
+    missing = ImageResult.from_dict(json.loads(files.result(sops[3]).read_text()))
+    assert "no analysis result" in missing.error and missing.image.view == "MLO"
+
+
+def test_finalize_fills_outbox_per_destination_kinds(tmp_path: Path, random_weights: Path, storescp: StoreSCP,
+                                                      celery_worker) -> None:
+    spool = tmp_path / "spool"
+    dests = [storescp.destination("all"), storescp.destination("sronly", outputs=["mammo-cad-sr"])]
+    app = celery_worker(make_settings(spool, dests, worker={"weights": str(random_weights)}))
+    study_uid, sops = _spool_study(spool)
+    for sop in sops:
+        app.send_task(TASK_ANALYZE_IMAGE, args=[str(spool), study_uid, sop])
+    app.send_task(TASK_FINALIZE_STUDY, args=[str(spool), study_uid, sops])
+    report = StudyFiles(spool, study_uid).report(report_key(sops, "0.0.0-random"))
+    wait_until(report.exists, 120, "the study report")
+    data = json.loads(report.read_text())
+    kinds = sorted({o["kind"] for o in data["objects"]})
+    assert kinds == ["gsps", "mammo-cad-sr", "sc", "tid1500-sr"], kinds
+    n_all = len(data["objects"])
+    n_sr = sum(o["kind"] == "mammo-cad-sr" for o in data["objects"])
+    # both items reach the same storescp: all objects once, the Mammo CAD SR twice
+    wait_until(lambda: len(storescp.received()) >= n_all + n_sr, 60, "both destinations' files")
+    received = [str(dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in storescp.received()]
+    assert sorted(set(received)) == sorted(data["outputs"])
