@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import make_images, node_process, peak_rss_mb  # noqa: E402
+from _node_bench import make_images, node_process, peak_rss_mb  # noqa: E402
 
 
 def main() -> int:

@@ -46,7 +46,7 @@ __all__ = [
 #: Written when ``add`` finds no config file: the structure of config/mammocad.toml.
 TEMPLATE = """\
 # mammocad configuration. Edit by hand or with `mammocad aet ...` / `mammocad dest ...`;
-# a running node picks up caller and destination changes without a restart.
+# a running node picks up caller changes without a restart; workers read destinations at start.
 # Check it with `mammocad config check`; see docs/ADMIN.md for every key.
 # Environment overrides: MAMMOCAD_NODE__PORT=11113, MAMMOCAD_BROKER__URL=redis://host:6379/0 ...
 
@@ -88,6 +88,7 @@ def add_caller(path: str | os.PathLike[str], ae_title: str, host: str | None = N
     """Allow ``ae_title`` (optionally only from ``host``) to send images."""
     ae = _checked_ae(ae_title, "caller AE title")
     host = _checked_host(host)
+
     def mutate(doc: TOMLDocument) -> None:
         for entry in _entries(doc, "callers"):
             if str(entry.get("ae_title", "")).strip() == ae and entry.get("host") == host:
@@ -104,6 +105,7 @@ def add_caller(path: str | os.PathLike[str], ae_title: str, host: str | None = N
 def remove_caller(path: str | os.PathLike[str], ae_title: str, host: str | None = None) -> Settings:
     """Stop accepting images from ``ae_title`` (every listed host, or only ``host``)."""
     ae = _checked_ae(ae_title, "caller AE title")
+
     def mutate(doc: TOMLDocument) -> None:
         entries = _entries(doc, "callers")
         hits = [
@@ -132,6 +134,7 @@ def add_destination(
     if not host:
         raise EditError("destination host must not be empty: give the peer's name or IP address")
     kinds = _checked_outputs(outputs)
+
     def mutate(doc: TOMLDocument) -> None:
         if any(e.get("name") == name for e in _entries(doc, "destinations")):
             raise EditError(
@@ -147,6 +150,7 @@ def add_destination(
 
 def remove_destination(path: str | os.PathLike[str], name: str) -> Settings:
     """Stop sending results to destination ``name`` (queued items stay in the outbox)."""
+
     def mutate(doc: TOMLDocument) -> None:
         entries = _entries(doc, "destinations")
         hits = [i for i, e in enumerate(entries) if e.get("name") == name]
@@ -229,13 +233,15 @@ def _edit(path: Path, mutate: Callable[[TOMLDocument], None], create: bool) -> S
 
 def _atomic_write(path: Path, text: str) -> None:
     folder = path.resolve().parent
-    mode = path.stat().st_mode & 0o7777 if path.exists() else 0o644
+    old = path.stat() if path.exists() else None
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
-            os.fchmod(fh.fileno(), mode)
+            os.fchmod(fh.fileno(), old.st_mode & 0o7777 if old else 0o644)
+            if old is not None:
+                _keep_owner(fh.fileno(), old)
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -246,6 +252,17 @@ def _atomic_write(path: Path, text: str) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def _keep_owner(fd: int, old: os.stat_result) -> None:
+    """Keep the file's owner and group (root can; a group member can keep the group),
+    so an admin's edit does not take the file away from the service that reads it."""
+    for uid in (old.st_uid, -1):
+        try:
+            os.fchown(fd, uid, old.st_gid)
+            return
+        except PermissionError:
+            continue
 
 
 # --------------------------------------------------------------------------- array-of-tables surgery

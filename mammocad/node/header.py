@@ -47,15 +47,19 @@ class Header:
     pixels: int
 
 
-def read_header(stream: BinaryIO, transfer_syntax: str) -> Header:
-    """Parse ``stream`` (the raw C-STORE data set); raise :class:`HeaderError` when unusable."""
+def read_header(stream: BinaryIO, transfer_syntax: str, start: int = 0) -> Header:
+    """Parse the raw C-STORE data set at ``start`` in ``stream``; raise :class:`HeaderError` when unusable."""
     ts = UID(transfer_syntax)
     if ts == DeflatedExplicitVRLittleEndian:
-        stream.seek(0)
-        stream = BytesIO(zlib.decompress(stream.read(), -zlib.MAX_WBITS))
+        stream.seek(start)
+        try:
+            stream = BytesIO(zlib.decompress(stream.read(), -zlib.MAX_WBITS))
+        except zlib.error as exc:
+            raise HeaderError(0xC000, f"cannot inflate deflated data set: {exc}") from exc
+        start = 0
     stream.seek(0, 2)
     total = stream.tell()
-    stream.seek(0)
+    stream.seek(start)
     stopped: dict[str, int] = {}
 
     def stop(tag: BaseTag, vr: str | None, length: int) -> bool:

@@ -20,6 +20,7 @@ from pynetdicom.dsutils import encode_file_meta
 
 from mammocad.config import ConfigError, Settings, load_settings
 from mammocad.logs import log_event
+from mammocad.node import receive
 from mammocad.node.header import Header, HeaderError, read_header
 from mammocad.node.queueing import Arrival, CeleryLike, Dispatcher, TaskSender
 from mammocad.node.requeue import recover
@@ -101,6 +102,7 @@ class Node:
         self.dispatcher = Dispatcher(self.spool, sender, StudyTracker(settings.node.study_timeout_s))
         self.ae = self._make_ae()
         self._server: Any = None
+        self.streaming = False
 
     def _make_ae(self) -> AE:
         node = self.settings.node
@@ -124,14 +126,16 @@ class Node:
         node = self.settings.node
         handlers = [(evt.EVT_REQUESTED, self._on_requested), (evt.EVT_ACCEPTED, self._on_accepted),
                     (evt.EVT_C_ECHO, lambda event: 0x0000), (evt.EVT_C_STORE, self._on_store)]
+        self.streaming = receive.register(self.ae, self.spool.tmp)
         self._server = self.ae.start_server((node.host, node.port), block=False, evt_handlers=handlers)
         log_event(logger, "node_listening", ae_title=node.ae_title, host=node.host, port=self.port,
-                  spool=str(self.spool.root))
+                  spool=str(self.spool.root), streaming=self.streaming)
 
     def stop(self) -> None:
         if self._server is not None:
             self._server.shutdown()
             self._server = None
+        receive.unregister(self.ae)
         self.dispatcher.stop()
         log_event(logger, "node_stopped")
 
@@ -168,9 +172,11 @@ class Node:
 
     def _store(self, event: evt.Event) -> int | Dataset:
         request = event.request
-        stream = request.DataSet
+        streamed = receive.streamed_file(request)
+        if streamed is not None and streamed.error is not None:
+            return self._write_failed(str(request.AffectedSOPInstanceUID), streamed.error, self.spool.tmp)
         try:
-            header = read_header(stream, event.context.transfer_syntax)
+            header = self._read(request, streamed, event.context.transfer_syntax)
             self._check(header, str(request.AffectedSOPInstanceUID))
             analysable = is_analysable(header.sop_class, header.modality)
             path = (self.spool.image_path if analysable else self.spool.other_path)(header.study_uid, header.sop_uid)
@@ -181,14 +187,10 @@ class Node:
         if path.exists():
             log_event(logger, "duplicate", sop=header.sop_uid, study=header.study_uid, status="0x0000")
             return 0x0000
-        meta = encode_file_meta(event.file_meta)
         try:
-            with stream.getbuffer() as body:
-                size = self.spool.write(path, (b"\x00" * 128, b"DICM", meta, body))
+            size = self._write(event, streamed, path)
         except OSError as exc:
-            log_event(logger, "store_failed", logging.ERROR, sop=header.sop_uid, status="0xA700",
-                      error=f"{exc.strerror or exc} ({path.parent})")
-            return _failure(OUT_OF_RESOURCES, f"out of resources: cannot write spool: {exc.strerror or exc}")
+            return self._write_failed(header.sop_uid, exc, path.parent)
         if analysable:
             log_event(logger, "store", sop=header.sop_uid, study=header.study_uid, status="0x0000", bytes=size)
             self.dispatcher.submit(Arrival(header.study_uid, header.sop_uid, header.laterality, header.view))
@@ -196,6 +198,30 @@ class Node:
             log_event(logger, "set_aside", sop=header.sop_uid, study=header.study_uid, sop_class=header.sop_class,
                       modality=header.modality, status="0x0000", bytes=size, path=str(path))
         return 0x0000
+
+    @staticmethod
+    def _read(request: Any, streamed: receive.SpoolTempFile | None, transfer_syntax: str) -> Header:
+        if streamed is None:
+            return read_header(request.DataSet, transfer_syntax)
+        with open(streamed.name, "rb") as fh:
+            try:
+                start = receive.data_set_offset(fh)
+            except ValueError as exc:
+                raise HeaderError(0xC000, str(exc)) from exc
+            return read_header(fh, transfer_syntax, start)
+
+    def _write(self, event: evt.Event, streamed: receive.SpoolTempFile | None, path: Path) -> int:
+        """Part 10 file: preamble, DICM, file meta, then the data set bytes as received."""
+        if streamed is not None:
+            return streamed.commit(path, self.spool.tmp)
+        meta = encode_file_meta(event.file_meta)
+        with event.request.DataSet.getbuffer() as body:
+            return self.spool.write(path, (b"\x00" * 128, b"DICM", meta, body))
+
+    def _write_failed(self, sop_uid: str, exc: OSError, where: Path) -> Dataset:
+        log_event(logger, "store_failed", logging.ERROR, sop=sop_uid, status="0xA700",
+                  error=f"{exc.strerror or exc} ({where})")
+        return _failure(OUT_OF_RESOURCES, f"out of resources: cannot write spool: {exc.strerror or exc}")
 
     def _check(self, header: Header, affected_sop: str) -> None:
         if affected_sop and header.sop_uid != affected_sop.strip():

@@ -50,6 +50,8 @@ logger = logging.getLogger(__name__)
 
 #: Analysis starts of one image before it is given up as poison.
 MAX_ANALYSIS_ATTEMPTS = 3
+#: How often a finalize that waits for image results looks again (a stat per image).
+FINALIZE_POLL_S = 1.0
 
 _KIND_BY_SOP_CLASS = {
     "1.2.840.10008.5.1.4.1.1.88.50": OutputKind.MAMMO_CAD_SR,
@@ -138,7 +140,7 @@ def finalize_study(
         bound = settings.worker.time_limit_s * (len(sop_uids) + 1)
         waited = time.time() - first_try
         if waited < bound:
-            countdown = min(10.0, max(0.5, bound / 100))
+            countdown = FINALIZE_POLL_S
             log_event(logger, "finalize_wait", study=study_uid, missing=len(missing), waited=round(waited, 1))
             raise self.retry(countdown=countdown, kwargs={"first_try": first_try})
         for sop in missing:

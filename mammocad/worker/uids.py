@@ -56,8 +56,9 @@ def result_uid(study: StudyResult, kind: str, role: str, index: int = 0) -> UID:
     Same study, same image set, same model version, same kind → same UID.
     """
     sops = sorted(r.image.sop_instance_uid for r in study.images)
+    # Keep pydicom's default prefix: with prefix=None pydicom ignores entropy_srcs and
+    # returns a random UUID-derived 2.25 UID, which would make every re-send a duplicate.
     return generate_uid(
-        prefix=None,
         entropy_srcs=[study.study_uid, *sops, study.model_version, kind, role, str(index)],
     )
 

@@ -166,3 +166,14 @@ def test_file_mode_preserved(config_file: Path, clean_env: None) -> None:
     os.chmod(config_file, 0o640)
     add_caller(config_file, "NEW")
     assert config_file.stat().st_mode & 0o777 == 0o640
+
+
+def test_concurrent_edits_lose_nothing(config_file: Path, clean_env: None) -> None:
+    """Two admins at once: the folder lock serialises read-modify-write, no edit is lost."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = [f"AE{i}" for i in range(12)]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        list(pool.map(lambda ae: add_caller(config_file, ae), names))
+    listed = {c.ae_title for c in load_settings(config_file).callers}
+    assert set(names) <= listed

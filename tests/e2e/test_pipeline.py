@@ -29,6 +29,9 @@ pytestmark = pytest.mark.e2e
 MAMMO_CAD_SR = "1.2.840.10008.5.1.4.1.1.88.50"
 SR_CLASSES = {MAMMO_CAD_SR, "1.2.840.10008.5.1.4.1.1.88.22", "1.2.840.10008.5.1.4.1.1.88.33",
               "1.2.840.10008.5.1.4.1.1.88.34"}
+#: dsrdump notes about its own limits, not about the file.
+_DSRDUMP_INFO = ("W: The VR checker does not support this Specific Character Set",
+                 "W: Check for template constraints not yet supported")
 
 
 def _walk(items: Any) -> Any:
@@ -79,8 +82,7 @@ def test_study_round_trip_through_orthanc(tmp_path: Path, random_weights: Path, 
     study = make_four_view_study(rows=256, columns=200)
     study_uid = str(study[0].StudyInstanceUID)
     sent = [write(ds, tmp_path / "sent" / f"{i}.dcm") for i, ds in enumerate(study)]
-    for path in sent:
-        orthanc.upload(path)
+    originals = [orthanc.upload(path) for path in sent]
     study_id = orthanc.study_id(study_uid)
     t0 = time.monotonic()
     orthanc.post("/modalities/mammocad/store", {"Resources": [study_id], "Synchronous": True})
@@ -88,6 +90,7 @@ def test_study_round_trip_through_orthanc(tmp_path: Path, random_weights: Path, 
     wanted = set(report["outputs"])
     held = wait_for(lambda: _results_in_orthanc(orthanc, study_id, wanted), 60, "all results in Orthanc")
     took = elapsed(t0)
+    print(f"results in Orthanc {took:.1f} s after the store request")
     # Four views complete the study at once (no timeout wait); a down second destination costs nothing.
     assert took < 45, f"results took {took:.1f} s"
 
@@ -123,15 +126,16 @@ def test_study_round_trip_through_orthanc(tmp_path: Path, random_weights: Path, 
     # Every result object Orthanc holds passes the validators.
     sr_files = [p for p in files.values() if str(dcmread(p, stop_before_pixels=True).SOPClassUID) in SR_CLASSES]
     other = [p for p in files.values() if p not in sr_files]
-    problems = all_problems(sr_files, sr=True) | all_problems(other)
+    problems = {name: real for name, found in (all_problems(sr_files, sr=True) | all_problems(other)).items()
+                if (real := [p for p in found if not p.startswith(_DSRDUMP_INFO)])}
     assert problems == {}, problems
 
     # The offline destination keeps its own item, retrying.
     pending = json.loads(next((pipe.spool / "outbox" / "offline").glob("*/item.json")).read_text())
     assert pending["attempts"] >= 1 and "NOBODY" in pending["last_error"]
 
-    # The same study sent again: no second report, no duplicate objects in Orthanc.
-    orthanc.post("/modalities/mammocad/store", {"Resources": [study_id], "Synchronous": True})
+    # The same images sent again: no second report, no duplicate objects in Orthanc.
+    orthanc.post("/modalities/mammocad/store", {"Resources": originals, "Synchronous": True})
     time.sleep(6)  # > study_timeout_s + a finalize round
     assert len(pipe.reports(study_uid)) == 1
     assert len(orthanc.instances(study_id)) == 4 + len(wanted)

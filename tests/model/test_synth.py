@@ -44,7 +44,7 @@ def test_four_views_with_mammography_headers(study) -> None:  # type: ignore[no-
         assert float(ds.ImagerPixelSpacing[0]) == pytest.approx(0.2)
         assert ds.pixel_array.max() < (1 << ds.BitsStored)
         assert ds.ImageLaterality == ann.laterality and ds.ViewPosition == ann.view
-        assert ann.breast_id == f"{ann.extra['study_uid'] and 'SYNTH_0003'}_{ann.laterality}"
+        assert ann.breast_id == f"SYNTH_0003_{ann.laterality}"
 
 
 def test_chest_wall_side_matches_patient_orientation(study) -> None:  # type: ignore[no-untyped-def]

@@ -17,10 +17,12 @@ KIND = [OutputKind.MAMMO_CAD_SR]
 
 @pytest.fixture(scope="module")
 def sr_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Three documents: many lesions + a failed image (MONOCHROME1), no lesions, all failed."""
+    """Documents from several inputs; PixelMed's XSLT grows steeply with size (a 30-lesion
+    SR takes ~60 s), so it checks the small ones and DCMTK/dicom3tools check them all."""
     folder = tmp_path_factory.mktemp("cad_sr")
     cases = {
-        "many_failed_mono1": make_case((30, 2, 0, 1), failed=(2,), photometric="MONOCHROME1"),
+        "few_failed_mono1": make_case((3, 1, 0, 2), failed=(2,), photometric="MONOCHROME1"),
+        "many": make_case((30, 2, 5, 1)),
         "no_lesions": make_case((0, 0, 0, 0)),
         "all_failed": make_case((1, 1, 1, 1), failed=(0, 1, 2, 3)),
     }
@@ -37,7 +39,7 @@ def test_cad_sr_passes_all_validators(sr_files: dict[str, Path]) -> None:
         found = V.dciodvfy_errors(path) + V.dsrdump_real_problems(path)
         if found:
             problems[name] = found
-    pixelmed = V.pixelmed_sr_problems_many([sr_files["many_failed_mono1"], sr_files["no_lesions"]])
+    pixelmed = V.pixelmed_sr_problems_many([sr_files["few_failed_mono1"], sr_files["no_lesions"]])
     for name, found in pixelmed.items():
         real = V.pixelmed_real_problems(found)
         if real:

@@ -19,7 +19,7 @@ FORMATS: dict[str, str] = {
     "manifest": "", "coco": "coco", "cbis-ddsm": "cbis_ddsm", "inbreast": "inbreast",
     "vindr": "vindr", "mias": "mias",
 }
-ALIASES = {"synth": "manifest", "mammocad": "manifest", "cbis_ddsm": "cbis-ddsm", "cbis": "cbis-ddsm",
+ALIASES = {"synth": "manifest", "synthetic": "manifest", "mammocad": "manifest", "cbis_ddsm": "cbis-ddsm", "cbis": "cbis-ddsm",
            "vindr-mammo": "vindr", "vindr_mammo": "vindr", "mini-mias": "mias", "minimias": "mias"}
 
 

@@ -48,11 +48,20 @@ def read(path: Path, *, calc_only: bool = True, images_dir: Path | None = None,
     if not csvs:
         raise FileNotFoundError(f"no CBIS-DDSM case description CSV ({', '.join(patterns)}) in {root}")
     rows = [(row, csv_path) for csv_path in csvs for row in _rows(csv_path)]
-    grouped: dict[str, list[tuple[dict[str, str], Path]]] = {}
+    # Group by the file a row resolves to: CSV paths of one image are not always identical.
+    resolved: dict[str, Path | None] = {}
+    grouped: dict[Path, list[tuple[dict[str, str], Path]]] = {}
     for row, csv_path in rows:
-        grouped.setdefault(row["image file path"].strip(), []).append((row, csv_path))
-    images = [_image(image_root, key, items) for key, items in grouped.items()]
-    return with_breast_truth([img for img in images if img is not None])
+        key = row["image file path"].strip()
+        if key not in resolved:
+            resolved[key] = _resolve(image_root, key, want_mask=False, shape=None)
+            if resolved[key] is None:
+                log_event(logger, "cbis_image_missing", path=key)
+        full = resolved[key]
+        if full is not None:
+            grouped.setdefault(full, []).append((row, csv_path))
+    images = [_image(full, items) for full, items in grouped.items()]
+    return with_breast_truth(images)
 
 
 def _rows(csv_path: Path) -> list[dict[str, str]]:
@@ -64,12 +73,9 @@ def _rows(csv_path: Path) -> list[dict[str, str]]:
     return rows
 
 
-def _image(image_root: Path, key: str, items: list[tuple[dict[str, str], Path]]) -> AnnotatedImage | None:
+def _image(full: Path, items: list[tuple[dict[str, str], Path]]) -> AnnotatedImage:
     first, csv_path = items[0]
-    full = _resolve(image_root, key, want_mask=False, shape=None)
-    if full is None:
-        log_event(logger, "cbis_image_missing", path=key)
-        return None
+    image_root = _image_root_of(full, first["image file path"].strip())
     head = pydicom.dcmread(full, stop_before_pixels=True)
     shape = (int(head.Rows), int(head.Columns))
     lesions = []
@@ -90,6 +96,15 @@ def _image(image_root: Path, key: str, items: list[tuple[dict[str, str], Path]])
                "split": "test" if "test" in csv_path.name else "train",
                "breast_density": first.get("breast density", ""), "assessment": [r["assessment"] for r, _ in items],
                "subtlety": [r.get("subtlety", "") for r, _ in items]})
+
+
+def _image_root_of(full: Path, csv_path: str) -> Path:
+    """The folder holding the subject folders (the full image's subject folder's parent)."""
+    subject = Path(csv_path.replace("\\", "/")).parts[0]
+    for parent in full.parents:
+        if parent.name == subject:
+            return parent.parent
+    return full.parent
 
 
 def _describe(row: dict[str, str]) -> str:
@@ -124,4 +139,5 @@ def _mask_box(path: Path, shape: tuple[int, int]) -> tuple[float, float, float, 
     if len(xs) == 0:
         return None
     sy, sx = shape[0] / mask.shape[0], shape[1] / mask.shape[1]  # a few masks differ in size
-    return ((xs.min() - 0.5) * sx, (ys.min() - 0.5) * sy, (xs.max() + 0.5) * sx, (ys.max() + 0.5) * sy)
+    return (float(max(xs.min() - 0.5, 0) * sx), float(max(ys.min() - 0.5, 0) * sy),
+            float((xs.max() + 0.5) * sx), float((ys.max() + 0.5) * sy))

@@ -3,9 +3,9 @@
 Info.txt lines: ``REFNUM BG CLASS [SEVERITY X Y RADIUS]``; CLASS CALC is calcification,
 SEVERITY B/M. X, Y have their origin at the image's *bottom-left* corner, so the row is
 ``1024 - Y``; the box is the circle's square (centre ± RADIUS) clipped to the image.
-Laterality: the images come in left/right pairs of one patient, odd REFNUMs (mdb001)
-left, even ones (mdb002) right — the convention the data set's documentation and the
-literature use; patient = (n + 1) // 2. Some CALC rows give no coordinates: those images
+Laterality: the images come in left/right pairs of one patient; odd REFNUMs (mdb001)
+are taken as left, even ones (mdb002) as right, the convention common in the literature
+(documented in docs/DATASETS.md; check it on your copy); patient = (n + 1) // 2. Some CALC rows give no coordinates: those images
 are dropped (``skip_unlocalised``) as their lesion cannot be boxed.
 """
 

@@ -45,7 +45,7 @@ PROFILES = (
     VendorProfile("SIEMENS", "Mammomat Inspiration", "MONOCHROME2", 12, 0.085, "imager", "both", "position"),
     VendorProfile("FUJIFILM Corporation", "AMULET Innovality", "MONOCHROME1", 12, 0.1, "pixel", "laterality", "both"),
     VendorProfile("Planmed", "Clarity 2D", "MONOCHROME2", 14, 0.085, "both", "image", "code"),
-    VendorProfile("HOWTEK", "MultiRad 850 (digitised film)", "MONOCHROME2", 12, 0.0435, "pixel", "laterality",
+    VendorProfile("HOWTEK", "MultiRad 850 (digitised film)", "MONOCHROME2", 12, 0.1, "pixel", "laterality",
                   "none", secondary_capture=True),
 )
 PROFILE_WEIGHTS = (0.3, 0.2, 0.15, 0.15, 0.1, 0.1)

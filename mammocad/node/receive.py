@@ -1,0 +1,184 @@
+"""Stream received data sets straight into the spool's ``tmp/`` while they arrive.
+
+Why: the sender waits for our answer until the image is durable, and the fsync of a
+27 MB image costs as much as receiving it. Writing each fragment to ``spool/tmp`` as it
+arrives and asking the kernel to start writeback every few MB (``sync_file_range``)
+overlaps disk and network, so the final fsync has little left to do; the node also
+never holds a whole image in memory.
+
+How: pynetdicom can already write C-STORE data sets to a temporary file
+(``_config.STORE_RECV_CHUNKED_DATASET``), but the switch is process-wide and the file
+goes to the system temp folder. We install a switch that is true only on the threads
+of a registered node's associations, and a file factory that writes into that node's
+spool. Any other pynetdicom SCP in the process keeps the default in-memory behaviour.
+If pynetdicom's internals change, :func:`install` does nothing and the node falls back
+to writing from memory (same result, slower).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import logging
+import os
+import tempfile
+import threading
+import uuid
+import weakref
+from pathlib import Path
+from typing import Any
+
+from mammocad.node.spool import atomic_write_bytes, ensure_dir, fsync_dir
+
+logger = logging.getLogger("mammocad.node")
+
+_KICK_BYTES = 4 << 20
+_SYNC_FILE_RANGE_WRITE = 2
+_REGISTRY: weakref.WeakKeyDictionary[Any, Path] = weakref.WeakKeyDictionary()
+_LOCK = threading.Lock()
+_installed = False
+
+try:
+    _libc = ctypes.CDLL(None, use_errno=True)
+    _sync_file_range = _libc.sync_file_range
+    _sync_file_range.argtypes = [ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint]
+except (OSError, AttributeError):  # not Linux/glibc: writeback starts at fsync
+    _sync_file_range = None
+
+
+class SpoolTempFile:
+    """The file-like object pynetdicom writes a data set into (write/flush/close/name/file).
+
+    A write error (disk full, file too large) is remembered instead of raised: raising
+    would kill the association's network thread; the C-STORE handler answers 0xA700.
+    """
+
+    def __init__(self, tmp_dir: Path) -> None:
+        ensure_dir(tmp_dir)
+        self.name = str(tmp_dir / f".rx-{uuid.uuid4().hex}.part")
+        self._fd: int | None = os.open(self.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        self.size = 0
+        self._kicked = 0
+        self.error: OSError | None = None
+
+    @property
+    def file(self) -> SpoolTempFile:  # pynetdicom calls ``.file.flush()``
+        return self
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        if self.error is not None or self._fd is None:
+            return len(data)
+        view = memoryview(data).cast("B")
+        try:
+            while view:
+                n = os.write(self._fd, view)
+                self.size += n
+                view = view[n:]
+        except OSError as exc:
+            self.error = exc
+            return len(data)
+        if _sync_file_range is not None and self.size - self._kicked >= _KICK_BYTES:
+            _sync_file_range(self._fd, self._kicked, self.size - self._kicked, _SYNC_FILE_RANGE_WRITE)
+            self._kicked = self.size
+        return len(data)
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        """Nothing buffered in user space."""
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def commit(self, target: Path, tmp_dir: Path) -> int:
+        """fsync, rename to ``target``, fsync its folder; return the file size."""
+        if self._fd is None:
+            raise OSError(errno.EBADF, "received data set file already closed")
+        os.fsync(self._fd)
+        ensure_dir(target.parent)
+        try:
+            os.replace(self.name, target)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            with open(self.name, "rb") as fh:  # tmp on another filesystem: copy durably
+                return atomic_write_bytes(target, iter(lambda: fh.read(1 << 20), b""), tmp_dir)
+        fsync_dir(target.parent)
+        return self.size
+
+
+def _registered_tmp() -> Path | None:
+    thread: Any = threading.current_thread()
+    assoc = getattr(thread, "assoc", thread)  # DUL thread → its association; else the association thread
+    ae = getattr(assoc, "ae", None)
+    return _REGISTRY.get(ae) if ae is not None else None
+
+
+class _PerNodeSwitch:
+    """Truthy only on threads of a registered node (pynetdicom reads it with ``if``)."""
+
+    def __init__(self, previous: object) -> None:
+        self.previous = previous
+
+    def __bool__(self) -> bool:
+        return _registered_tmp() is not None or bool(self.previous)
+
+
+def _temp_file_factory(original: Any) -> Any:
+    def factory(*args: Any, **kwargs: Any) -> Any:
+        tmp = _registered_tmp()
+        return SpoolTempFile(tmp) if tmp is not None else original(*args, **kwargs)
+
+    return factory
+
+
+def install() -> bool:
+    """Patch pynetdicom once per process; False when its internals are not as expected."""
+    global _installed
+    with _LOCK:
+        if _installed:
+            return True
+        try:
+            from pynetdicom import _config
+            from pynetdicom import dimse_messages
+
+            if not hasattr(_config, "STORE_RECV_CHUNKED_DATASET") or \
+                    getattr(dimse_messages, "NamedTemporaryFile", None) is not tempfile.NamedTemporaryFile:
+                return False
+            dimse_messages.NamedTemporaryFile = _temp_file_factory(tempfile.NamedTemporaryFile)  # type: ignore[attr-defined]
+            _config.STORE_RECV_CHUNKED_DATASET = _PerNodeSwitch(_config.STORE_RECV_CHUNKED_DATASET)  # type: ignore[assignment]
+        except ImportError:
+            return False
+        _installed = True
+        return True
+
+
+def register(ae: Any, tmp_dir: Path) -> bool:
+    """Stream the associations of ``ae`` into ``tmp_dir``; False if streaming is unavailable."""
+    if not install():
+        logger.warning("streaming_receive_unavailable", extra={"fallback": "in-memory"})
+        return False
+    _REGISTRY[ae] = tmp_dir
+    return True
+
+
+def unregister(ae: Any) -> None:
+    _REGISTRY.pop(ae, None)
+
+
+def streamed_file(request: Any) -> SpoolTempFile | None:
+    """The spool temp file holding this C-STORE request's data set, if it was streamed."""
+    f = getattr(request, "_dataset_file", None)
+    return f if isinstance(f, SpoolTempFile) else None
+
+
+def data_set_offset(fh: Any) -> int:
+    """Offset of the data set in a Part 10 file whose meta starts with its group length."""
+    fh.seek(128)
+    head = fh.read(16)
+    if head[:4] != b"DICM" or head[4:8] != b"\x02\x00\x00\x00":
+        raise ValueError("received file has no DICM prefix and file meta group length")
+    return 144 + int.from_bytes(head[12:16], "little")
