@@ -49,8 +49,9 @@ def make_mammogram(
     rng = np.random.default_rng(seed)
     max_value = (1 << bits_stored) - 1
     yy, xx = np.mgrid[0:rows, 0:columns]
-    # Breast attached to the chest wall: left side for R images, right side for L (as displayed).
-    chest_x = 0 if laterality == "R" else columns - 1
+    # Conventional display: R breasts have the chest wall on the image's right (row direction
+    # towards Posterior, PatientOrientation P\\L), L breasts on the left (A\\R).
+    chest_x = columns - 1 if laterality == "R" else 0
     r = np.sqrt(((xx - chest_x) / (0.8 * columns)) ** 2 + ((yy - rows / 2) / (0.45 * rows)) ** 2)
     tissue = np.clip(1.0 - r, 0, 1) ** 0.3
     img = (tissue * 0.6 * max_value + rng.normal(0, 0.02 * max_value, (rows, columns)) * (tissue > 0))
