@@ -75,6 +75,10 @@ class DetectorSpec:
     #: Width of the box head's two fully connected layers (torchvision default 1024; its
     #: first layer alone is 12.8 M parameters at 1024).
     box_head_size: int = 1024
+    #: Tile size used at inference (at least tile_size; 0: tile_size). The network is fully convolutional, so
+    #: tiles larger than the training tiles give the same features with far less overlap
+    #: and per-tile overhead (see ``tiling.py``); evaluation runs the same path.
+    inference_tile_size: int = 768
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
@@ -99,6 +103,8 @@ class DetectorSpec:
                              f"anchor_sizes needs {levels} tuples, got {len(self.anchor_sizes)}")
         if not self.returned_layers or any(v not in (1, 2, 3, 4) for v in self.returned_layers):
             raise ValueError(f"returned_layers must be a non-empty subset of 1-4, got {self.returned_layers}")
+        if self.inference_tile_size < 0 or self.inference_tile_size % 32:
+            raise ValueError(f"inference_tile_size must be 0 or a multiple of 32, got {self.inference_tile_size}")
         if self.box_head_size < 16:
             raise ValueError(f"box_head_size must be >= 16, got {self.box_head_size}")
 
@@ -109,6 +115,11 @@ class DetectorSpec:
     @property
     def max_size(self) -> int:
         return self.tile_size
+
+    @property
+    def run_tile_size(self) -> int:
+        """The tile size inference actually uses: never below the training tile."""
+        return max(self.tile_size, self.inference_tile_size)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

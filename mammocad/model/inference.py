@@ -63,6 +63,8 @@ class Detector:
         self.model_version: str = str(checkpoint.metadata["version"])
         self.synthetic_weights: bool = bool(checkpoint.metadata["synthetic"])
         self.batch_size = default_batch_size(device)
+        #: Mixed precision (fp16 on CUDA, bf16 on CPUs with native bf16; see tiling.py).
+        self.amp = True
 
     @classmethod
     def load(cls, weights: str | Path | None = None, device: str = "auto") -> Detector:
@@ -85,7 +87,8 @@ class Detector:
 
         Returns boxes in the model frame; unpack as ``boxes, labels, scores, p_malignant``.
         """
-        det = detect_tiled(self.model, image, self.spec, device=self.device, batch_size=self.batch_size)
+        det = detect_tiled(self.model, image, self.spec, device=self.device, batch_size=self.batch_size,
+                           amp=self.amp)
         probs = det.probs
         lesion_mass = np.maximum(probs[:, 1] + probs[:, 2], 1e-12) if len(probs) else np.zeros(0)
         p_mal = (probs[:, 2] / lesion_mass).clip(0, 1) if len(probs) else np.zeros(0)

@@ -142,8 +142,7 @@ def install() -> bool:
         if _installed:
             return True
         try:
-            from pynetdicom import _config
-            from pynetdicom import dimse_messages
+            from pynetdicom import _config, dimse_messages
 
             if not hasattr(_config, "STORE_RECV_CHUNKED_DATASET") or \
                     getattr(dimse_messages, "NamedTemporaryFile", None) is not tempfile.NamedTemporaryFile:

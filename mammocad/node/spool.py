@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -107,9 +108,21 @@ class Spool:
         self.studies = self.root / "studies"
         self.other = self.root / "other"
 
-    def create(self) -> Spool:
+    def create(self, stale_after_s: float = 3600.0) -> Spool:
+        """Make the folders; remove temporary files a crash left behind.
+
+        Only files older than ``stale_after_s`` go: a worker sharing the spool may be
+        writing its own temporary files right now.
+        """
         for d in (self.tmp, self.studies, self.other):
             ensure_dir(d)
+        cutoff = time.time() - stale_after_s
+        for entry in self.tmp.iterdir():
+            try:
+                if entry.is_file() and entry.stat().st_mtime < cutoff:
+                    entry.unlink()
+            except OSError:
+                continue
         return self
 
     def study_dir(self, study_uid: str) -> Path:

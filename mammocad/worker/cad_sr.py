@@ -24,7 +24,13 @@ from pydicom.dataset import Dataset
 from mammocad.model.results import BreastRisk, ImageRef, ImageResult, Lesion, LesionClass, LesionType
 from mammocad.worker import codes as C
 from mammocad.worker.codes import Code
-from mammocad.worker.uids import DISCLAIMER, OutputContext, copy_patient_study, predecessor_sequence, set_common
+from mammocad.worker.uids import (
+    DISCLAIMER,
+    OutputContext,
+    copy_patient_study,
+    predecessor_sequence,
+    set_common,
+)
 
 MAMMO_CAD_SR = "1.2.840.10008.5.1.4.1.1.88.50"
 KIND = "mammo-cad-sr"

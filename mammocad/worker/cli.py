@@ -92,7 +92,9 @@ def _run_one(settings: Settings, queue: str, concurrency: int, level: str) -> in
         import mammocad.worker.outputs  # noqa: F401
     if queue == settings.worker.results_queue:
         start_sweeper(app, settings)
-    worker = app.Worker(hostname=f"{queue}-{os.getpid()}@%h", queues=[queue], concurrency=concurrency,
+    from celery.utils.nodenames import host_format
+
+    worker = app.Worker(hostname=host_format(f"{queue}-{os.getpid()}@%h"), queues=[queue], concurrency=concurrency,
                         loglevel=level, quiet=True, pool_cls="prefork")
     worker.start()
     return int(worker.exitcode or 0)

@@ -14,7 +14,7 @@ from typing import Literal
 
 import pydicom.config
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
 
 from mammocad.config import OutputKind
 from mammocad.logs import log_event

@@ -75,7 +75,7 @@ class OutputContext:
 
     @property
     def timestamp(self) -> _dt.datetime:
-        return self.when or _dt.datetime.now(_dt.timezone.utc)
+        return self.when or _dt.datetime.now(_dt.UTC)
 
     @property
     def model_label(self) -> str:

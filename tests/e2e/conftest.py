@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -64,6 +65,10 @@ class Pipeline:
             wait_for_port(self.port, timeout=60)
         except TimeoutError as exc:
             raise AssertionError(f"the node did not listen; serve log:\n{self.log_text()[-4000:]}") from exc
+        try:  # both Celery workers (gpu and results) up, so timings measure the pipeline, not imports
+            wait_for(lambda: len(re.findall(r"@\S+ ready\.", self.log_text())) >= 2, 90, "the workers to be ready")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; serve log:\n{self.log_text()[-4000:]}") from None
         return self
 
     def stop(self) -> None:

@@ -92,7 +92,7 @@ def test_study_round_trip_through_orthanc(tmp_path: Path, random_weights: Path, 
     took = elapsed(t0)
     print(f"results in Orthanc {took:.1f} s after the store request")
     # Four views complete the study at once (no timeout wait); a down second destination costs nothing.
-    assert took < 45, f"results took {took:.1f} s"
+    assert took < 20, f"results took {took:.1f} s"
 
     modalities = {s["MainDicomTags"].get("Modality") for s in orthanc.get(f"/studies/{study_id}/series")}
     assert {"SR", "PR"} <= modalities and len(modalities) >= 3, modalities

@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from mammocad.config import Settings, load_settings
+from mammocad.node import receive
 from mammocad.node.scp import Node
 from mammocad.node.spool import Spool
 from tests.services import free_port
@@ -96,7 +97,8 @@ def start_node(tmp_path: Path, redis_url: str) -> Iterator[Callable[..., NodeEnv
     """Start a node (config written to a TOML file); stopped at the end of the test."""
     started: list[Node] = []
 
-    def start(*, broker_url: str | None = None, **config: Any) -> NodeEnv:
+    def start(*, broker_url: str | None = None, streaming: bool = True, **config: Any) -> NodeEnv:
+        """``streaming=False``: the in-memory receive path (used when pynetdicom cannot stream)."""
         url = broker_url or redis_url
         spool = tmp_path / "spool"
         port = free_port()
@@ -106,6 +108,10 @@ def start_node(tmp_path: Path, redis_url: str) -> Iterator[Callable[..., NodeEnv
         node = Node(settings, cfg)
         node.start()
         started.append(node)
+        assert node.streaming, "streaming receive could not be installed on this pynetdicom"
+        if not streaming:
+            receive.unregister(node.ae)
+            node.streaming = False
         return NodeEnv(node, settings, cfg, Spool(spool), url, port, tmp_path)
 
     yield start

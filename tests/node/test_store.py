@@ -47,8 +47,10 @@ def _assert_spooled_identical(env: NodeEnv, sent: Path) -> Path:
     return out
 
 
-def test_transfer_syntaxes_stored_byte_for_byte(start_node: Callable[..., NodeEnv], tmp_path: Path) -> None:
-    env = start_node()
+@pytest.mark.parametrize("streaming", [True, False], ids=["streamed", "in-memory"])
+def test_transfer_syntaxes_stored_byte_for_byte(start_node: Callable[..., NodeEnv], tmp_path: Path,
+                                                streaming: bool) -> None:
+    env = start_node(streaming=streaming)
     sent = []
     for i, (name, ts, opts) in enumerate(SYNTAXES):
         photometric = "MONOCHROME1" if i % 2 else "MONOCHROME2"
@@ -71,8 +73,9 @@ def test_transfer_syntaxes_stored_byte_for_byte(start_node: Callable[..., NodeEn
     assert len(env.tasks("gpu")) == len(sent)
 
 
-def test_deflated_transfer_syntax(start_node: Callable[..., NodeEnv], tmp_path: Path) -> None:
-    env = start_node()
+@pytest.mark.parametrize("streaming", [True, False], ids=["streamed", "in-memory"])
+def test_deflated_transfer_syntax(start_node: Callable[..., NodeEnv], tmp_path: Path, streaming: bool) -> None:
+    env = start_node(streaming=streaming)
     ds = factories.make_mammogram(photometric="MONOCHROME1")
     path = factories.write(ds, tmp_path / "plain.dcm")
     result = env.storescu(path, opts=("-R", "-xd", "-v"))
@@ -83,9 +86,10 @@ def test_deflated_transfer_syntax(start_node: Callable[..., NodeEnv], tmp_path: 
     assert (out.pixel_array == ds.pixel_array).all()
 
 
+@pytest.mark.parametrize("streaming", [True, False], ids=["streamed", "in-memory"])
 def test_failures_answered_and_association_continues(start_node: Callable[..., NodeEnv], tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    env = start_node(extra_node="max_pixels = 60000\n")
+                                                     monkeypatch: pytest.MonkeyPatch, streaming: bool) -> None:
+    env = start_node(extra_node="max_pixels = 60000\n", streaming=streaming)
     study = "1.2.826.0.1.3680043.8.498.1"
     no_pixels = factories.make_mammogram(study_uid=study)
     del no_pixels.PixelData
@@ -113,6 +117,10 @@ def test_failures_answered_and_association_continues(start_node: Callable[..., N
     try:
         status = assoc.send_c_store(missing_study)
         assert status.Status == 0xC000 and "StudyInstanceUID" in status.ErrorComment
+        hostile = factories.make_mammogram()
+        hostile.StudyInstanceUID = "1.2.3/../../../etc"  # must never become a path
+        status = assoc.send_c_store(hostile)
+        assert status.Status == 0xC001 and "not a DICOM UID" in status.ErrorComment
         status = assoc.send_c_store(truncated)
         assert status.Status == 0xC000 and "truncated" in status.ErrorComment
         last = factories.make_mammogram(study_uid=study)
@@ -121,6 +129,7 @@ def test_failures_answered_and_association_continues(start_node: Callable[..., N
     finally:
         assoc.release()
     assert env.spool.image_path(study, last.SOPInstanceUID).exists()
+    assert list(env.spool.tmp.iterdir()) == []  # refused data sets left no temporary file
 
 
 def test_duplicate_stored_and_queued_once(start_node: Callable[..., NodeEnv], tmp_path: Path) -> None:
