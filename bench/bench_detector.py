@@ -2,8 +2,9 @@
 
     .venv/bin/python bench/bench_detector.py [--device cpu|cuda|auto] [--runs 3] [--weights PATH]
 
-Uses the demo weights when present, else a randomly initialised default detector (same
-architecture and cost; weights do not change the time except through the number of boxes).
+Uses the demo weights when present, else a randomly initialised detector with the demo's
+architecture and preprocessing from config/train-demo.toml (same cost; weights change the
+time only through the number of boxes). ``--default-spec`` benches DetectorSpec() instead.
 Prints seconds per image (standardisation and detection separately), tiles run, peak RSS
 and the ratio against the 15 s per image target.
 """
@@ -27,7 +28,9 @@ def main() -> int:
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     parser.add_argument("--runs", type=int, default=3, help="timed runs after one warm-up (default 3)")
     parser.add_argument("--weights", help="checkpoint (default: demo weights, else random weights)")
-    parser.add_argument("--backbone", default=None, help="with random weights: resnet18|resnet50|mobilenet_v3_large")
+    parser.add_argument("--backbone", default=None, help="random weights with this backbone and default spec")
+    parser.add_argument("--default-spec", action="store_true", help="random weights, DetectorSpec() defaults")
+    parser.add_argument("--no-amp", action="store_true", help="float32 only (no bf16/fp16 autocast)")
     args = parser.parse_args()
 
     import torch
@@ -36,13 +39,13 @@ def main() -> int:
     from mammocad.model.detector import DetectorSpec, build_detector
     from mammocad.model.devices import configure_cpu_threads, default_batch_size, resolve_device
     from mammocad.model.standardise import PreprocessSpec, standardise
-    from mammocad.model.tiling import detect_tiled
+    from mammocad.model.tiling import cpu_has_bf16, detect_tiled
     from tests.factories import make_mammogram
 
     device = resolve_device(args.device)
     threads = configure_cpu_threads()
     weights = Path(args.weights) if args.weights else default_weights_path()
-    if weights.is_file() and not args.backbone:
+    if weights.is_file() and not (args.backbone or args.default_spec):
         from mammocad.model.checkpoint import load_checkpoint
 
         loaded = load_checkpoint(weights, device=device)
@@ -50,9 +53,9 @@ def main() -> int:
         source = f"{weights.name} ({loaded.metadata.get('model_name')} {loaded.metadata.get('version')})"
     else:
         torch.manual_seed(0)
-        spec = DetectorSpec(backbone=args.backbone) if args.backbone else DetectorSpec()
-        model, preprocess = build_detector(spec).to(device).eval(), PreprocessSpec()
-        source = "random weights (demo weights missing)"
+        spec, preprocess = _random_specs(args, DetectorSpec, PreprocessSpec)
+        model = build_detector(spec).to(device).eval()
+        source = "random weights" + ("" if args.backbone or args.default_spec else ", demo architecture")
 
     ds = make_mammogram(rows=3500, columns=2800, bits_stored=14, pixel_spacing_mm=0.085, laterality="L", seed=1)
     batch = default_batch_size(device)
@@ -61,7 +64,7 @@ def main() -> int:
         t0 = time.perf_counter()
         std = standardise(ds, preprocess)
         t1 = time.perf_counter()
-        det = detect_tiled(model, std.image, spec, device=device, batch_size=batch)
+        det = detect_tiled(model, std.image, spec, device=device, batch_size=batch, amp=not args.no_amp)
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         t2 = time.perf_counter()
@@ -71,8 +74,10 @@ def main() -> int:
         tiles, boxes = det.tiles, len(det.boxes)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     total = statistics.median(s + d for s, d in zip(std_times, det_times, strict=True))
-    print(f"device: {device}  threads: {threads}  batch: {batch}  model: {spec.backbone} tile {spec.tile_size}/"
-          f"{spec.tile_overlap}  weights: {source}")
+    amp = "off" if args.no_amp else ("fp16" if device.startswith("cuda") else ("bf16" if cpu_has_bf16() else "off"))
+    print(f"device: {device}  threads: {threads}  batch: {batch}  amp: {amp}  weights: {source}")
+    print(f"model: {spec.backbone} FPN layers {list(spec.returned_layers)} box head {spec.box_head_size}  "
+          f"train tile {spec.tile_size}  inference tile {spec.run_tile_size}/{spec.tile_overlap}")
     print(f"image: 3500x2800 14-bit at 0.085 mm -> model frame {std.image.shape[0]}x{std.image.shape[1]} "
           f"at {preprocess.working_spacing_mm} mm, tiles run: {tiles}, boxes: {boxes}")
     print(f"standardise: {statistics.median(std_times):.2f} s  detect: {statistics.median(det_times):.2f} s  "
@@ -82,6 +87,19 @@ def main() -> int:
         print(f"peak CUDA memory: {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")
     print(f"target {TARGET_S:.0f} s/image: ratio {total / TARGET_S:.2f} ({'meets' if total <= TARGET_S else 'misses'})")
     return 0
+
+
+def _random_specs(args: argparse.Namespace, detector_spec: type, preprocess_spec: type) -> tuple[object, object]:
+    """DetectorSpec/PreprocessSpec for random weights: the demo config's, unless asked otherwise."""
+    import tomllib
+
+    if args.backbone:
+        return detector_spec(backbone=args.backbone), preprocess_spec()
+    demo = Path(__file__).resolve().parents[1] / "config" / "train-demo.toml"
+    if args.default_spec or not demo.is_file():
+        return detector_spec(), preprocess_spec()
+    raw = tomllib.loads(demo.read_text())
+    return detector_spec.from_dict(raw.get("detector", {})), preprocess_spec.from_dict(raw.get("preprocess", {}))
 
 
 if __name__ == "__main__":

@@ -152,6 +152,10 @@ class ProbRoIHeads(RoIHeads):
 
     def postprocess_detections(self, class_logits: Tensor, box_regression: Tensor, proposals: list[Tensor],
                                image_shapes: list[tuple[int, int]]) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+        # Under autocast the head runs in fp16/bf16; decode and softmax in fp32 so box
+        # coordinates keep sub-pixel precision and probabilities sum to 1.
+        class_logits, box_regression = class_logits.float(), box_regression.float()
+        proposals = [p.float() for p in proposals]
         device = class_logits.device
         per_image = [p.shape[0] for p in proposals]
         pred_boxes = self.box_coder.decode(box_regression, proposals).split(per_image, 0)

@@ -8,6 +8,11 @@ Per lesion, from the box head's softmax ``(p_bg, p_benign, p_malignant)`` of tha
 ``score = 1 − p_bg`` (it is a lesion), ``probability_malignant = p_malignant /
 (p_benign + p_malignant)`` (softmax restricted to the two lesion classes) and the class is
 the larger of the two. See ``detector.ProbRoIHeads`` for how the vector is kept.
+
+Reported lesions are those with ``score >= metadata["lesion_score_threshold"]`` (chosen on
+validation data when the checkpoint was trained; the model's own ``box_score_thresh``
+when absent); breast risk uses the same lesions (``risk.py``). ``predict_standardised``
+returns every box, unfiltered, for evaluation (FROC needs them all).
 """
 
 from __future__ import annotations
@@ -63,6 +68,10 @@ class Detector:
         self.model_version: str = str(checkpoint.metadata["version"])
         self.synthetic_weights: bool = bool(checkpoint.metadata["synthetic"])
         self.batch_size = default_batch_size(device)
+        #: Boxes below this score are not reported (chosen on validation data at training:
+        #: metadata["lesion_score_threshold"]; else every box the model returns).
+        self.lesion_score_threshold = float(checkpoint.metadata.get("lesion_score_threshold",
+                                                                    checkpoint.spec.box_score_thresh))
         #: Mixed precision (fp16 on CUDA, bf16 on CPUs with native bf16; see tiling.py).
         self.amp = True
 
@@ -128,8 +137,9 @@ class Detector:
         return self.analyze_dataset(ds)
 
     def breast_risks(self, results: Iterable[ImageResult]) -> tuple[BreastRisk, ...]:
-        """Per-breast risk over all views at the checkpoint's operating threshold."""
-        return risk.breast_risks(results, threshold=self.spec.operating_threshold, method=self.spec.risk_method)
+        """Per-breast risk over all views at the checkpoint's operating threshold (reported lesions only)."""
+        return risk.breast_risks(results, threshold=self.spec.operating_threshold, method=self.spec.risk_method,
+                                 min_score=self.lesion_score_threshold)
 
     def _lesions(self, std: Standardised) -> tuple[Lesion, ...]:
         pred = self.predict_standardised(std.image)
@@ -139,7 +149,7 @@ class Detector:
         lesions = []
         for box, label, score, p_mal in zip(boxes, pred.labels, pred.scores, pred.p_malignant, strict=True):
             x1, y1, x2, y2 = (float(v) for v in box)
-            if not (x1 < x2 and y1 < y2):
+            if score < self.lesion_score_threshold or not (x1 < x2 and y1 < y2):
                 continue  # collapsed by clipping at the image border
             lesions.append(Lesion(box=(x1, y1, x2, y2), lesion_class=LesionClass.from_label(int(label)),
                                   probability_malignant=float(p_mal), score=float(score)))

@@ -11,6 +11,10 @@ not add up to a malignant call, and because it matches the reference study's rul
 breast is malignant when either view holds a malignant box above the threshold).
 ``noisy_or`` (1 − Π(1 − p_i·s_i)) is available for models calibrated on independent
 findings. A breast with images but no lesion has risk 0.
+
+``min_score``: lesions below it are ignored. The Detector passes its reporting threshold
+(``metadata["lesion_score_threshold"]``), so the breast risk always comes from findings that
+are shown to the reader: a breast is never called malignant without a reported lesion.
 """
 
 from __future__ import annotations
@@ -40,7 +44,8 @@ def aggregate(evidence: Iterable[float], method: str = "max") -> float:
     raise ValueError(f"risk method must be one of {', '.join(METHODS)}, got {method!r}")
 
 
-def breast_risks(results: Iterable[ImageResult], *, threshold: float, method: str = "max") -> tuple[BreastRisk, ...]:
+def breast_risks(results: Iterable[ImageResult], *, threshold: float, method: str = "max",
+                 min_score: float = 0.0) -> tuple[BreastRisk, ...]:
     """One BreastRisk per laterality (L first) that has at least one analysed image.
 
     Images with an error or an unknown laterality do not contribute (they are reported
@@ -54,7 +59,8 @@ def breast_risks(results: Iterable[ImageResult], *, threshold: float, method: st
     for side, images in per_side.items():
         if not images:
             continue
-        risk = aggregate((lesion_evidence(les) for r in images for les in r.lesions), method)
+        risk = aggregate((lesion_evidence(les) for r in images for les in r.lesions if les.score >= min_score),
+                         method)
         out.append(BreastRisk(laterality=side, risk=risk, malignant=risk >= threshold, threshold=threshold,
                               n_images=len(images)))
     return tuple(out)

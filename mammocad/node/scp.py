@@ -52,12 +52,14 @@ class CallerPolicy:
         self._stamp = self._stat()
         self._lock = threading.Lock()
 
-    def _stat(self) -> tuple[int, int] | None:
+    def _stat(self) -> tuple[int, ...] | None:
         try:
             st = os.stat(self.config_path) if self.config_path else None
         except OSError:
             return None
-        return (st.st_mtime_ns, st.st_size) if st else None
+        # inode and ctime too: an editor's atomic replace or two same-size edits within the
+        # filesystem's mtime granularity must still count as a change.
+        return (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino) if st else None
 
     def refresh(self) -> None:
         if self.config_path is None:
@@ -183,7 +185,7 @@ class Node:
         except HeaderError as exc:
             return self._refuse(request, exc.status, str(exc))
         except InvalidUIDError as exc:
-            return self._refuse(request, BAD_UID, f"bad UID: {exc}")
+            return self._refuse(request, BAD_UID, str(exc))
         if path.exists():
             log_event(logger, "duplicate", sop=header.sop_uid, study=header.study_uid, status="0x0000")
             return 0x0000

@@ -35,7 +35,7 @@ def validate_uid(value: object, what: str = "UID") -> str:
     if not text:
         raise InvalidUIDError(f"{what} is missing")
     if len(text) > 64 or not _UID_RE.match(text):
-        raise InvalidUIDError(f"{what} {text[:80]!r} is not a DICOM UID (digits and dots, at most 64)")
+        raise InvalidUIDError(f"{what} is not a DICOM UID (digits and dots, at most 64): {text[:80]!r}")
     return text
 
 
@@ -162,11 +162,17 @@ class Spool:
         return sorted(p.stem for p in folder.glob("*.dcm") if _UID_RE.match(p.stem))
 
     def read_complete(self, study_uid: str) -> list[str] | None:
-        """SOP UIDs of the last completion, or None when the study was never completed."""
+        """SOP UIDs of the last completion, or None when the study was never completed.
+
+        An unreadable complete.json counts as never completed: the study then completes
+        again and the file is rewritten.
+        """
         path = self.complete_path(study_uid)
         try:
             return [str(s) for s in json.loads(path.read_text())["sop_uids"]]
         except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError):
             return None
 
     def has_report_for(self, study_uid: str, sop_uids: Iterable[str]) -> bool:

@@ -30,8 +30,8 @@ def with_marker(ds: Dataset, x0: int, y0: int, size: int = SIZE) -> np.ndarray:
 def marker_dataset(lat: str, view: str, photometric: str, spacing: float = 0.1) -> tuple[Dataset, np.ndarray]:
     ds = make_mammogram(laterality=lat, view=view, rows=ROWS, columns=COLS, photometric=photometric,
                         pixel_spacing_mm=spacing, bits_stored=14)
-    # Factory breasts: chest wall at column 0 for R, at the last column for L.
-    x0 = 30 if lat == "R" else COLS - 30 - SIZE
+    # Factory breasts follow PS3.3 (LCC A\\R, RCC P\\L): chest wall at column 0 for L only.
+    x0 = 30 if lat == "L" else COLS - 30 - SIZE
     return ds, with_marker(ds, x0, 120)
 
 
@@ -61,7 +61,7 @@ def test_marker_lands_where_the_transform_says(lat: str, view: str, photometric:
     band = std.image.shape[1] // 5
     assert std.image[:, :band].mean() > 2 * std.image[:, -band:].mean()
     assert std.meta["laterality"] == lat and std.meta["view"] == view
-    assert std.meta["flip_h"] == (lat == "L")
+    assert std.meta["flip_h"] == (lat == "R")
 
 
 def test_monochrome1_and_2_give_the_same_image() -> None:
@@ -84,8 +84,6 @@ def test_upside_down_oblique_is_flipped_back_and_maps_exactly() -> None:
 def test_pixels_win_over_a_wrong_orientation_header() -> None:
     ds, box = marker_dataset("L", "CC", "MONOCHROME2")
     ds.PatientOrientation = ["P", "R"]  # claims chest wall on the right... pixels say left
-    ds.PixelData = ds.pixel_array[:, ::-1].copy().tobytes()
-    box = np.array([[COLS - 1 - box[0, 2], box[0, 1], COLS - 1 - box[0, 0], box[0, 3]]])
     std = standardise(ds)
     assert std.meta["flip_h"] is False and "overrides" in std.meta["orientation_source"]
     assert np.abs(found_centre(std.image) - centre(std.transform.to_model(box))).max() <= 1.0
@@ -93,7 +91,7 @@ def test_pixels_win_over_a_wrong_orientation_header() -> None:
 
 @pytest.mark.parametrize("spacing", [0.07, 0.2])
 def test_resampling_to_working_spacing(spacing: float) -> None:
-    ds, box = marker_dataset("R", "CC", "MONOCHROME2", spacing=spacing)
+    ds, box = marker_dataset("L", "CC", "MONOCHROME2", spacing=spacing)
     spec = PreprocessSpec(crop_breast=False)
     std = standardise(ds, spec)
     expected = (round(ROWS * spacing / 0.15), round(COLS * spacing / 0.15))
@@ -114,7 +112,7 @@ def test_spacing_sources_in_order() -> None:
 
 
 def test_crop_keeps_the_breast_and_drops_empty_background() -> None:
-    ds = make_mammogram(laterality="R", rows=300, columns=500)  # breast ~ 0.8 × 500 wide
+    ds = make_mammogram(laterality="L", rows=300, columns=500)  # breast ~ 0.8 × 500 wide
     box = with_marker(ds, 60, 140)
     std = standardise(ds, PreprocessSpec(working_spacing_mm=0.1))
     x0, y0, x1, y1 = std.meta["crop"]
@@ -205,11 +203,12 @@ def test_laterality_and_view_fallbacks() -> None:
     del ds.SeriesDescription, ds.PatientOrientation
     std = standardise(ds)  # only the pixels are left: chest wall at column 0
     assert std.meta["laterality_source"] == "pixels" and std.meta["view"] == ""
+    assert std.meta["laterality"] == "R"  # chest wall on the right: a right breast by convention
 
 
 def test_standardise_array_for_non_dicom_sources() -> None:
-    ds = make_mammogram(laterality="L", rows=200, columns=160)
-    std = standardise_array(ds.pixel_array, laterality="L", spacing_mm=None)
+    ds = make_mammogram(laterality="R", rows=200, columns=160)
+    std = standardise_array(ds.pixel_array, laterality="R", spacing_mm=None)
     assert std.meta["spacing_source"] == "fallback" and std.meta["flip_h"] is True
     band = std.image.shape[1] // 5
     assert std.image[:, :band].mean() > std.image[:, -band:].mean()

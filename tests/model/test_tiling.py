@@ -103,7 +103,7 @@ def test_real_network_boxes_stay_inside_the_image() -> None:
 
 
 def test_large_inference_tiles_reach_the_network_unresized() -> None:
-    spec = DetectorSpec(tile_size=128, tile_overlap=32, inference_tile_size=256)
+    spec = DetectorSpec(tile_size=128, tile_overlap=32, inference_tile_size=256, rpn_post_nms_top_n_test=200)
     model = build_detector(spec).eval()
     prepare_for_tiles(model, spec)
     images, _ = model.transform([torch.zeros(3, 256, 256)])

@@ -86,6 +86,7 @@ def test_deflated_transfer_syntax(start_node: Callable[..., NodeEnv], tmp_path: 
     assert (out.pixel_array == ds.pixel_array).all()
 
 
+@pytest.mark.filterwarnings("ignore:Invalid value for VR UI")
 @pytest.mark.parametrize("streaming", [True, False], ids=["streamed", "in-memory"])
 def test_failures_answered_and_association_continues(start_node: Callable[..., NodeEnv], tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch, streaming: bool) -> None:

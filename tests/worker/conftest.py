@@ -86,7 +86,8 @@ def random_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     torch.manual_seed(0)
     spec = DetectorSpec(backbone="resnet18", tile_size=128, tile_overlap=16, detections_per_img=20,
-                        rpn_pre_nms_top_n_test=200, rpn_post_nms_top_n_test=50)
+                        rpn_pre_nms_top_n_test=200, rpn_post_nms_top_n_test=50,
+                        inference_tile_size=0)  # 0: infer on the training tile (random weights find boxes there)
     path = tmp_path_factory.mktemp("weights") / "random.pt"
     return save_checkpoint(path, build_detector(spec), spec, PreprocessSpec(working_spacing_mm=0.2),
                            {"model_name": "mammocad-test-random", "version": "0.0.0-random",
