@@ -12,6 +12,7 @@ and the ratio against the 15 s per image target.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import resource
 import statistics
 import sys
@@ -31,6 +32,8 @@ def main() -> int:
     parser.add_argument("--backbone", default=None, help="random weights with this backbone and default spec")
     parser.add_argument("--default-spec", action="store_true", help="random weights, DetectorSpec() defaults")
     parser.add_argument("--no-amp", action="store_true", help="float32 only (no bf16/fp16 autocast)")
+    parser.add_argument("--inference-tile", type=int, default=None,
+                        help="override DetectorSpec.inference_tile_size (0: the training tile size)")
     args = parser.parse_args()
 
     import torch
@@ -57,6 +60,8 @@ def main() -> int:
         model = build_detector(spec).to(device).eval()
         source = "random weights" + ("" if args.backbone or args.default_spec else ", demo architecture")
 
+    if args.inference_tile is not None:
+        spec = dataclasses.replace(spec, inference_tile_size=args.inference_tile)
     ds = make_mammogram(rows=3500, columns=2800, bits_stored=14, pixel_spacing_mm=0.085, laterality="L", seed=1)
     batch = default_batch_size(device)
     std_times, det_times, tiles, boxes = [], [], 0, 0

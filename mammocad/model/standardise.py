@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from pydicom.dataset import Dataset
-from pydicom.pixels import apply_modality_lut, apply_voi_lut
+from pydicom.pixels import apply_modality_lut, apply_voi_lut, pixel_array
 from scipy import ndimage
 
 from mammocad.model import dicom_meta
@@ -92,13 +92,14 @@ def standardise(ds: Dataset, spec: PreprocessSpec | None = None) -> Standardised
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
         raise StandardiseError(f"Photometric Interpretation {photometric!r} is not MONOCHROME1/2")
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
     try:
-        pixels = ds.pixel_array
+        # Multi-frame: decode only the first frame (and leave ds's own pixel options alone).
+        pixels = pixel_array(ds, index=0) if frames > 1 else ds.pixel_array
     except Exception as exc:  # decoder missing, truncated data...
         ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "unknown")
         raise StandardiseError(f"cannot decode the pixel data (transfer syntax {ts}): {exc}") from exc
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    if frames > 1 and pixels.ndim == 3:
+    if pixels.ndim == 3 and frames > 1:
         pixels = pixels[0]
     if pixels.ndim != 2:
         raise StandardiseError(f"expected a 2-D grayscale image, got pixel array shape {pixels.shape}")

@@ -75,9 +75,10 @@ def detect_tiled(model: torch.nn.Module, image: np.ndarray, spec: DetectorSpec, 
                  device: str | torch.device = "cpu", batch_size: int = 4, amp: bool = True) -> Detections:
     """Run ``model`` (eval mode, from ``build_detector``) over ``image`` float32 [H, W] in [0, 1]."""
     rows, cols = image.shape
-    tile = spec.run_tile_size
+    # Small images need no more than one tile of their own size (multiple of 32, >= training tile).
+    tile = max(spec.tile_size, min(spec.run_tile_size, -(-max(rows, cols) // 32) * 32))
     device = torch.device(device)
-    prepare_for_tiles(model, spec)
+    prepare_for_tiles(model, spec, tile)
     full = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).to(device)
     grid = [(x0, y0) for x0, y0 in tile_grid((rows, cols), tile, spec.tile_overlap)
             if _has_tissue(full[y0:y0 + tile, x0:x0 + tile])]
@@ -127,15 +128,15 @@ def cpu_has_bf16() -> bool:
         return False
 
 
-def prepare_for_tiles(model: torch.nn.Module, spec: DetectorSpec) -> None:
-    """Make a torchvision Faster R-CNN take ``run_tile_size`` tiles unresized (idempotent).
+def prepare_for_tiles(model: torch.nn.Module, spec: DetectorSpec, tile: int | None = None) -> None:
+    """Make a torchvision Faster R-CNN take ``tile`` (default ``run_tile_size``) tiles unresized.
 
     Sets the transform's min/max size to the tile (so it never rescales), scales the RPN's
     per-image proposal budgets with the tile area relative to training tiles (capped at
     3000 before NMS, 1000 after) and puts the backbone in channels-last layout (faster
     convolutions with oneDNN and cuDNN; the same numbers).
     """
-    tile = spec.run_tile_size
+    tile = tile or spec.run_tile_size
     if getattr(model, "_mammocad_tile", None) == tile:
         return
     transform, rpn = getattr(model, "transform", None), getattr(model, "rpn", None)

@@ -137,11 +137,15 @@ def config_from_dict(raw: dict[str, Any]) -> TrainConfig:
     test = DataSource.from_dict(raw["test"]) if raw.get("test") else None
     split = raw.get("split", {})
     detector = DetectorSpec.from_dict(dict(raw.get("detector", {})))
+    tiles = _section(raw, "tiles", TileConfig)
+    if tiles.size != detector.tile_size:
+        raise ValueError(f"[tiles] size ({tiles.size}) must equal [detector] tile_size ({detector.tile_size}): "
+                         "the model is trained on the tiles inference will cut")
     return TrainConfig(
         name=str(raw.get("name", "run")), version=str(raw.get("version", mammocad.__version__)),
         seed=int(raw.get("seed", 0)), data=sources, val_fraction=float(split.get("val_fraction", 0.15)),
         test=test, detector=detector, preprocess=PreprocessSpec.from_dict(dict(raw.get("preprocess", {}))),
-        optim=_section(raw, "train", OptimConfig), tiles=_section(raw, "tiles", TileConfig),
+        optim=_section(raw, "train", OptimConfig), tiles=tiles,
         augment=_section(raw, "augment", AugmentConfig), thresholds=_section(raw, "thresholds", ThresholdConfig),
         n_bootstrap=int(raw.get("evaluation", {}).get("n_bootstrap", 1000)), raw=raw)
 
@@ -264,6 +268,7 @@ def train_steps(state: TrainState, sampler: TileSampler, cfg: TrainConfig, out: 
     """Run the optimisation from ``state.step`` to ``steps``; returns the loss rows written."""
     amp = cfg.optim.amp and device.startswith("cuda")
     rows: list[dict[str, float]] = []
+    out.mkdir(parents=True, exist_ok=True)
     csv_path = out / CSV_NAME
     _truncate_csv(csv_path, state.step)
     bar = tqdm(total=steps, initial=state.step, desc="train", unit="step", disable=not progress)
@@ -289,7 +294,7 @@ def train_steps(state: TrainState, sampler: TileSampler, cfg: TrainConfig, out: 
         state.scaler.update()
         state.scheduler.step()
         state.step += 1
-        row = {"step": state.step, "loss": float(loss), **{k: float(v) for k, v in losses.items()},
+        row = {"step": state.step, "loss": loss.item(), **{k: v.item() for k, v in losses.items()},
                "lr": state.optimizer.param_groups[0]["lr"], "seconds": round(time.perf_counter() - started, 2)}
         rows.append(row)
         _append_csv(csv_path, row)

@@ -40,6 +40,12 @@ def get_detector(weights: str, device: str) -> Any:
         return det
 
 
+#: The detector keeps per-call state (e.g. its RoI heads' class probabilities), so one
+#: loaded model runs one image at a time; the prefork pool has one per process anyway,
+#: this only matters for thread pools (tests, `--pool threads`).
+analysis_lock = threading.Lock()
+
+
 def clear() -> None:
     """Forget loaded detectors (tests; a weights change needs a worker restart otherwise)."""
     with _lock:

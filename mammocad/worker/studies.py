@@ -7,10 +7,13 @@ half-written file cannot exist, but a file from an older version may lack fields
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +69,22 @@ class StudyFiles:
 
     def report(self, key: str) -> Path:
         return self.root / "reports" / f"{key}.json"
+
+    @contextmanager
+    def finalize_lock(self) -> Iterator[bool]:
+        """Exclusive, non-blocking lock of this study's finalisation; yields False if held."""
+        path = self.root / ".finalize.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+        finally:
+            os.close(fd)
 
     def complete(self) -> dict[str, Any] | None:
         path = self.root / "complete.json"

@@ -97,7 +97,23 @@ def analyze_image(self: Task, spool_dir: str, study_uid: str, sop_uid: str) -> s
     files.write_result(result)
     log_event(logger, "analyzed", study=study_uid, sop=sop_uid, lesions=len(result.lesions),
               seconds=round(result.seconds, 2), error=result.error or "", attempt=attempt)
+    _kick_finalize(self.app, files)
     return "error" if result.error else "ok"
+
+
+def _kick_finalize(app: Celery, files: StudyFiles) -> None:
+    """Queue finalize now when this was the study's last missing result.
+
+    The node's finalize task polls every FINALIZE_POLL_S; this saves that wait on the
+    critical path. A duplicate finalize is harmless: it skips once the report exists and
+    the finalize lock keeps two from building at once.
+    """
+    complete = files.complete()
+    if not complete:
+        return
+    sops = list(complete.get("sop_uids", []))
+    if sops and all(files.result(s).exists() for s in sops):
+        app.send_task(TASK_FINALIZE_STUDY, args=[str(files.spool), files.study_uid, sops])
 
 
 def _analyze(settings: Settings, files: StudyFiles, sop_uid: str) -> ImageResult:
@@ -108,7 +124,8 @@ def _analyze(settings: Settings, files: StudyFiles, sop_uid: str) -> ImageResult
         return failed_result(files, sop_uid, f"cannot read {path.name} as DICOM: {type(exc).__name__}: {exc}")
     det = model_cache.get_detector(settings.worker.weights, settings.worker.device)
     try:
-        return det.analyze_dataset(ds)  # type: ignore[no-any-return]
+        with model_cache.analysis_lock:
+            return det.analyze_dataset(ds)  # type: ignore[no-any-return]
     except SoftTimeLimitExceeded:
         error = f"analysis exceeded worker.soft_time_limit_s ({settings.worker.soft_time_limit_s} s)"
     except Exception as exc:  # undecodable pixels, unsupported geometry...
@@ -134,7 +151,18 @@ def finalize_study(
     if files.report(key).exists():
         log_event(logger, "finalize_skip", study=study_uid, report=key, reason="report exists")
         return "exists"
-    first_try = first_try or time.time()
+    with files.finalize_lock() as got:
+        if not got:  # another finalize of this study is at work: look again after it
+            raise self.retry(countdown=FINALIZE_POLL_S, kwargs={"first_try": first_try or time.time()})
+        return _finalize_locked(self, files, sop_uids, key, det, first_try or time.time())
+
+
+def _finalize_locked(self: Task, files: StudyFiles, sop_uids: list[str], key: str, det: Any,
+                     first_try: float) -> str:
+    settings = _settings(self)
+    study_uid = files.study_uid
+    if files.report(key).exists():
+        return "exists"
     missing = [s for s in sop_uids if not files.result(s).exists()]
     if missing:
         bound = settings.worker.time_limit_s * (len(sop_uids) + 1)
@@ -157,7 +185,7 @@ def finalize_study(
               "created": time.time()}
     write_json(files.report(key), report, files.spool)
     for item in items.values():
-        schedule_delivery(self.app, spool_dir, item)
+        schedule_delivery(self.app, str(files.spool), item)
     log_event(logger, "finalized", study=study_uid, report=key, images=len(sop_uids),
               outputs=len(report["outputs"]), destinations=len(items))
     return key

@@ -18,7 +18,7 @@ import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 
-from tests.e2e.conftest import elapsed
+from tests.e2e.harness import elapsed
 from tests.factories import make_four_view_study, write
 from tests.orthanc import Orthanc, wait_for
 from tests.services import free_port

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import send_with_storescu
+from tests.e2e.harness import send_with_storescu
 from tests.factories import make_four_view_study, write
 from tests.orthanc import wait_for
 from tests.services import free_port

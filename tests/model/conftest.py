@@ -15,7 +15,9 @@ from mammocad.model.checkpoint import save_checkpoint
 from mammocad.model.detector import DetectorSpec, build_detector
 from mammocad.model.standardise import PreprocessSpec
 
-TINY_SPEC = DetectorSpec(backbone="resnet18", tile_size=128, tile_overlap=16, detections_per_img=20)
+TINY_SPEC = DetectorSpec(backbone="resnet18", tile_size=128, tile_overlap=16, detections_per_img=20,
+                         inference_tile_size=256, box_head_size=64, rpn_pre_nms_top_n_test=200,
+                         rpn_post_nms_top_n_test=50)
 TINY_META = {"model_name": "mammocad-test-tiny", "version": "0.0.1-test", "synthetic": True,
              "training": {"command": "none: random initialisation for tests"}, "metrics": {}}
 

@@ -44,8 +44,11 @@ def test_analyze_folder_json_reports_images_breasts_and_skips(tmp_path: Path, ti
 
 def test_analyze_text_output_and_clear_errors(tmp_path: Path, tiny_checkpoint: Path) -> None:
     path = write(make_mammogram(rows=160, columns=128), tmp_path / "one.dcm")
-    proc = run_cli(["analyze", str(path), "--weights", str(tiny_checkpoint), "--device", "cpu"], tmp_path)
+    proc = run_cli(["analyze", str(path), "--weights", str(tiny_checkpoint), "--device", "cpu",
+                    "--out", str(tmp_path / "out")], tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "NOT a diagnosis" in proc.stdout and "SYNTHETIC" in proc.stdout and "breast L: risk" in proc.stdout
+    written = sorted(p.name.split("_")[0] for p in (tmp_path / "out").iterdir())
+    assert "SR" in written and "PR" in written, written  # CAD SR / TID 1500 SR, GSPS from the builders
     proc = run_cli(["analyze", str(path), "--weights", str(tmp_path / "missing.pt")], tmp_path)
     assert proc.returncode == 2 and "does not exist" in proc.stderr

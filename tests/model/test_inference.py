@@ -80,3 +80,16 @@ def test_four_view_study_compressed_files(tiny_detector: Detector, tmp_path: Pat
 def test_missing_weights_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="does not exist"):
         Detector.load(str(tmp_path / "none.pt"), device="cpu")
+
+
+def test_only_lesions_at_the_reporting_threshold_are_reported(tiny_checkpoint: Path) -> None:
+    det = Detector.load(str(tiny_checkpoint), device="cpu")
+    ds = make_mammogram(laterality="L", rows=600, columns=450, seed=5)
+    everything = det.analyze_dataset(ds)
+    scores = sorted(les.score for les in everything.lesions)
+    assert len(scores) >= 2 and scores[0] < scores[-1]
+    det.lesion_score_threshold = scores[-1]
+    reported = det.analyze_dataset(ds)
+    assert reported.lesions == tuple(les for les in everything.lesions if les.score >= scores[-1])
+    det.lesion_score_threshold = 1.01
+    assert det.breast_risks([everything])[0].risk == 0.0

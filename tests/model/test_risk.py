@@ -48,3 +48,9 @@ def test_threshold_and_method_checks() -> None:
     assert aggregate([]) == 0.0 and lesion_evidence(result("L", (0.5, 0.5)).lesions[0]) == 0.25
     with pytest.raises(ValueError, match="risk method"):
         aggregate([0.1], "mean")
+
+
+def test_min_score_ignores_unreported_boxes() -> None:
+    images = [result("L", (0.9, 0.3), (0.2, 0.8))]
+    assert breast_risks(images, threshold=0.5)[0].risk == pytest.approx(0.27)
+    assert breast_risks(images, threshold=0.5, min_score=0.5)[0].risk == pytest.approx(0.16)

@@ -40,7 +40,7 @@ class BlobDetector(torch.nn.Module):
         return out
 
 
-SPEC = DetectorSpec(tile_size=128, tile_overlap=32, inference_tile_size=0)
+SPEC = DetectorSpec(tile_size=128, tile_overlap=32, inference_tile_size=0, box_head_size=64)
 
 
 def image_with(*squares: tuple[int, int, int]) -> np.ndarray:

@@ -84,7 +84,7 @@ def test_finalize_waits_for_results_then_reports(tmp_path: Path, random_weights:
     app.send_task(TASK_FINALIZE_STUDY, args=[str(spool), study_uid, list(reversed(sops))])
     app.send_task(TASK_ANALYZE_IMAGE, args=[str(spool), study_uid, sops[0]])
     wait_until(lambda: files.attempts(sops[0]).read_text() == "1", 5, "the worker to settle")
-    assert report.stat().st_mtime_ns == stamp and len(list(report.parent.iterdir())) == 1
+    assert report.stat().st_mtime_ns == stamp and len(list(report.parent.glob("*.json"))) == 1
 
 
 def test_finalize_gives_up_on_missing_images(tmp_path: Path, random_weights: Path, celery_worker) -> None:
@@ -108,20 +108,26 @@ def test_finalize_gives_up_on_missing_images(tmp_path: Path, random_weights: Pat
 def test_finalize_fills_outbox_per_destination_kinds(tmp_path: Path, random_weights: Path, storescp: StoreSCP,
                                                       celery_worker) -> None:
     spool = tmp_path / "spool"
-    dests = [storescp.destination("all"), storescp.destination("sronly", outputs=["mammo-cad-sr"])]
-    app = celery_worker(make_settings(spool, dests, worker={"weights": str(random_weights)}))
-    study_uid, sops = _spool_study(spool)
-    for sop in sops:
-        app.send_task(TASK_ANALYZE_IMAGE, args=[str(spool), study_uid, sop])
-    app.send_task(TASK_FINALIZE_STUDY, args=[str(spool), study_uid, sops])
-    report = StudyFiles(spool, study_uid).report(report_key(sops, "0.0.0-random"))
-    wait_until(report.exists, 120, "the study report")
-    data = json.loads(report.read_text())
-    kinds = sorted({o["kind"] for o in data["objects"]})
-    assert kinds == ["gsps", "mammo-cad-sr", "sc", "tid1500-sr"], kinds
-    n_all = len(data["objects"])
-    n_sr = sum(o["kind"] == "mammo-cad-sr" for o in data["objects"])
-    # both items reach the same storescp: all objects once, the Mammo CAD SR twice
-    wait_until(lambda: len(storescp.received()) >= n_all + n_sr, 60, "both destinations' files")
-    received = [str(dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in storescp.received()]
-    assert sorted(set(received)) == sorted(data["outputs"])
+    sr_only = StoreSCP(tmp_path / "sr_only").start()
+    try:
+        dests = [storescp.destination("all"), sr_only.destination("sronly", outputs=["mammo-cad-sr"])]
+        app = celery_worker(make_settings(spool, dests, worker={"weights": str(random_weights)}))
+        study_uid, sops = _spool_study(spool)
+        for sop in sops:
+            app.send_task(TASK_ANALYZE_IMAGE, args=[str(spool), study_uid, sop])
+        app.send_task(TASK_FINALIZE_STUDY, args=[str(spool), study_uid, sops])
+        report = StudyFiles(spool, study_uid).report(report_key(sops, "0.0.0-random"))
+        wait_until(report.exists, 120, "the study report")
+        data = json.loads(report.read_text())
+        kinds = sorted({o["kind"] for o in data["objects"]})
+        assert kinds == ["gsps", "mammo-cad-sr", "sc", "tid1500-sr"], kinds
+        assert set(data["destinations"]) == {"all", "sronly"}
+        wait_until(lambda: len(storescp.received()) == len(data["objects"]), 60, "every object at 'all'")
+        wait_until(lambda: sr_only.received(), 60, "the SR at 'sronly'")
+        got = {str(dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in storescp.received()}
+        assert got == set(data["outputs"])
+        sr = [str(dcmread(p, stop_before_pixels=True).SOPClassUID) for p in sr_only.received()]
+        assert sr == ["1.2.840.10008.5.1.4.1.1.88.50"]
+        wait_until(lambda: not list((spool / "outbox").glob("*/*/item.json")), 10, "the outbox to empty")
+    finally:
+        sr_only.stop()

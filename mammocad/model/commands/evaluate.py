@@ -1,10 +1,78 @@
-"""``mammocad evaluate``: placeholder until its implementation lands."""
+"""``mammocad model evaluate``: run a checkpoint on annotated data and report every metric.
+
+Prints a table with bootstrap 95% intervals and writes ``metrics.json``, ``roc.png`` and
+``froc.png`` into ``--out``. Definitions: ``mammocad.model.metrics``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from pathlib import Path
+
+#: As ``mammocad.model.dataset.FORMATS`` minus "synthetic" (kept here so --help imports no numpy).
+DATA_FORMATS = ("manifest", "coco", "cbis-ddsm", "inbreast", "vindr", "mias")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = subparsers.add_parser("evaluate", help="(not implemented yet)")
-    p.set_defaults(handler=lambda args: 2)
+    p = subparsers.add_parser(
+        "evaluate", help="measure a checkpoint on annotated images (table, metrics.json, ROC/FROC plots)",
+        description="Run the detector on every image of an annotated data set and compute lesion-level, "
+                    "breast-level and FROC metrics with bootstrap 95%% intervals (research use only).")
+    p.add_argument("--data", required=True, type=Path, metavar="DIR_OR_MANIFEST",
+                   help="data set folder or manifest.json (or the folder of a public data set, see --data-format)")
+    p.add_argument("--data-format", default="manifest", choices=DATA_FORMATS,
+                   help="format of --data (default: manifest)")
+    p.add_argument("--weights", default=None, metavar="PATH", help="checkpoint (default: the demo weights)")
+    p.add_argument("--out", type=Path, default=Path("runs/evaluate"), metavar="DIR",
+                   help="where metrics.json, roc.png and froc.png go (default runs/evaluate)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+    p.add_argument("--rule", choices=("centre", "iou"), default="centre",
+                   help="when a lesion counts as detected: prediction centre inside it, or IoU >= 0.3")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from mammocad.logs import configure_logging
+    from mammocad.model.checkpoint import CheckpointError
+    from mammocad.model.dataset import DataSource, load_source
+    from mammocad.model.devices import DeviceError
+    from mammocad.model.evaluate import (
+        DEFAULT_LESION_SCORE_THRESHOLD,
+        compute_report,
+        format_table,
+        predict_items,
+    )
+    from mammocad.model.inference import Detector
+    from mammocad.model.plots import froc_png, roc_png
+
+    configure_logging("WARNING")
+    try:
+        items = load_source(DataSource(format=args.data_format, path=args.data))
+        if not items:
+            raise ValueError(f"{args.data}: the data set holds no images")
+        det = Detector.load(args.weights, args.device)
+        ev = predict_items(det, items)
+    except (CheckpointError, DeviceError, ValueError, FileNotFoundError, KeyError) as exc:
+        print(f"mammocad model evaluate: error: {exc}", file=sys.stderr)
+        return 2
+    lesion_t = float(det.metadata.get("lesion_score_threshold", DEFAULT_LESION_SCORE_THRESHOLD))
+    report = compute_report(ev, breast_threshold=det.spec.operating_threshold, lesion_threshold=lesion_t,
+                            risk_method=det.spec.risk_method, n_bootstrap=args.bootstrap, seed=args.seed,
+                            rule=args.rule)
+    report["model"] = {"name": det.model_name, "version": det.model_version, "synthetic": det.synthetic_weights,
+                       "weights": str(det.weights_path)}
+    report["data"] = {"path": str(args.data), "format": args.data_format}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "metrics.json").write_text(json.dumps(report, indent=1))
+    roc_png(report, args.out / "roc.png", title=f"Breast-level ROC — {det.model_name} {det.model_version}")
+    froc_png(report, args.out / "froc.png", title=f"Lesion FROC — {det.model_name} {det.model_version}")
+    print(f"{det.model_name} {det.model_version} on {args.data} ({args.data_format})"
+          + (" — weights trained on synthetic data only" if det.synthetic_weights else ""))
+    print(format_table(report))
+    print(f"written: {args.out / 'metrics.json'}, {args.out / 'roc.png'}, {args.out / 'froc.png'}")
+    print("research use only, not for diagnostic use")
+    return 0

@@ -24,7 +24,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
     p.add_argument("--data", type=Path, metavar="PATH", help="train on this data instead of the config's")
     p.add_argument("--data-format", default="manifest",
-                   help="format of --data: manifest, coco, cbis-ddsm, inbreast, vindr, mias")
+                   choices=("manifest", "coco", "cbis-ddsm", "inbreast", "vindr", "mias"),
+                   help="format of --data (default: manifest)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
     p.set_defaults(handler=_run)
 
