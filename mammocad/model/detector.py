@@ -148,7 +148,12 @@ class DetectorSpec:
 
 
 class ProbRoIHeads(RoIHeads):
-    """RoIHeads whose eval output keeps the softmax vector of each kept box (see module doc)."""
+    """RoIHeads whose eval output keeps the softmax vector of each kept box (see module doc).
+
+    The vector travels from ``postprocess_detections`` to ``forward`` through an attribute,
+    so one model instance must not run forward passes from several threads at once (the
+    worker runs one task at a time per process; the CLI is single-threaded).
+    """
 
     def postprocess_detections(self, class_logits: Tensor, box_regression: Tensor, proposals: list[Tensor],
                                image_shapes: list[tuple[int, int]]) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:

@@ -26,7 +26,8 @@ about 2× faster there; float32 otherwise or when ``amp=False``.
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,19 +74,21 @@ def tile_grid(shape: tuple[int, int], tile: int, overlap: int) -> list[tuple[int
 
 def detect_tiled(model: torch.nn.Module, image: np.ndarray, spec: DetectorSpec, *,
                  device: str | torch.device = "cpu", batch_size: int = 4, amp: bool = True) -> Detections:
-    """Run ``model`` (eval mode, from ``build_detector``) over ``image`` float32 [H, W] in [0, 1]."""
+    """Run ``model`` (eval mode, from ``build_detector``) over ``image`` float32 [H, W] in [0, 1].
+
+    Tiles are ``spec.run_tile_size`` px (one smaller tile when the whole image fits in it).
+    """
     rows, cols = image.shape
     # Small images need no more than one tile of their own size (multiple of 32, >= training tile).
     tile = max(spec.tile_size, min(spec.run_tile_size, -(-max(rows, cols) // 32) * 32))
     device = torch.device(device)
-    prepare_for_tiles(model, spec, tile)
     full = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).to(device)
     grid = [(x0, y0) for x0, y0 in tile_grid((rows, cols), tile, spec.tile_overlap)
             if _has_tissue(full[y0:y0 + tile, x0:x0 + tile])]
     if not grid:
         return Detections.empty(spec.num_classes)
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
-    with torch.inference_mode(), autocast_for(device, amp):
+    with torch.inference_mode(), autocast_for(device, amp), tile_mode(model, spec, tile):
         for start in range(0, len(grid), batch_size):
             batch = grid[start:start + batch_size]
             inputs = [_tile_tensor(full, x0, y0, tile) for x0, y0 in batch]
@@ -128,25 +131,35 @@ def cpu_has_bf16() -> bool:
         return False
 
 
-def prepare_for_tiles(model: torch.nn.Module, spec: DetectorSpec, tile: int | None = None) -> None:
-    """Make a torchvision Faster R-CNN take ``tile`` (default ``run_tile_size``) tiles unresized.
+@contextmanager
+def tile_mode(model: torch.nn.Module, spec: DetectorSpec, tile: int | None = None) -> Iterator[None]:
+    """Within the block, a torchvision Faster R-CNN takes ``tile``-px tiles unresized.
 
-    Sets the transform's min/max size to the tile (so it never rescales), scales the RPN's
-    per-image proposal budgets with the tile area relative to training tiles (capped at
-    3000 before NMS, 1000 after) and puts the backbone in channels-last layout (faster
-    convolutions with oneDNN and cuDNN; the same numbers).
+    Sets the transform's min/max size to the tile (so it never rescales) and scales the
+    RPN's per-image proposal budgets with the tile area relative to training tiles (capped
+    at 3000 before NMS, 1000 after); both are restored on exit, so a model that is still
+    being trained (validation during training) keeps its training transform. The backbone
+    is also put in channels-last layout once (faster oneDNN/cuDNN convolutions, same numbers).
     """
     tile = tile or spec.run_tile_size
-    if getattr(model, "_mammocad_tile", None) == tile:
-        return
     transform, rpn = getattr(model, "transform", None), getattr(model, "rpn", None)
-    if transform is not None and rpn is not None:
-        transform.min_size, transform.max_size = (tile,), tile
-        ratio = (tile / spec.tile_size) ** 2
-        rpn._pre_nms_top_n["testing"] = int(min(max(spec.rpn_pre_nms_top_n_test * ratio, 1), 3000))
-        rpn._post_nms_top_n["testing"] = int(min(max(spec.rpn_post_nms_top_n_test * ratio, 1), 1000))
+    if transform is None or rpn is None:  # not a torchvision R-CNN: nothing to adapt
+        yield
+        return
+    saved = (transform.min_size, transform.max_size, rpn._pre_nms_top_n["testing"],
+             rpn._post_nms_top_n["testing"])
+    ratio = (tile / spec.tile_size) ** 2
+    transform.min_size, transform.max_size = (tile,), tile
+    rpn._pre_nms_top_n["testing"] = int(min(max(spec.rpn_pre_nms_top_n_test * ratio, 1), 3000))
+    rpn._post_nms_top_n["testing"] = int(min(max(spec.rpn_post_nms_top_n_test * ratio, 1), 1000))
+    if not getattr(model, "_mammocad_channels_last", False):
         model.backbone.to(memory_format=torch.channels_last)
-    model._mammocad_tile = tile
+        model._mammocad_channels_last = True
+    try:
+        yield
+    finally:
+        transform.min_size, transform.max_size = saved[0], saved[1]
+        rpn._pre_nms_top_n["testing"], rpn._post_nms_top_n["testing"] = saved[2], saved[3]
 
 
 def _has_tissue(tile: torch.Tensor) -> bool:

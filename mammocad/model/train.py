@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import random
+import shutil
 import time
 import tomllib
 from collections.abc import Sequence
@@ -105,6 +106,9 @@ class TrainConfig:
     augment: AugmentConfig
     thresholds: ThresholdConfig
     n_bootstrap: int = 1000
+    #: Where the finished checkpoint is also copied (the demo config names the packaged
+    #: ``mammocad/model/weights/demo.pt``, so its one command rebuilds the shipped file).
+    release_path: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -147,7 +151,8 @@ def config_from_dict(raw: dict[str, Any]) -> TrainConfig:
         test=test, detector=detector, preprocess=PreprocessSpec.from_dict(dict(raw.get("preprocess", {}))),
         optim=_section(raw, "train", OptimConfig), tiles=tiles,
         augment=_section(raw, "augment", AugmentConfig), thresholds=_section(raw, "thresholds", ThresholdConfig),
-        n_bootstrap=int(raw.get("evaluation", {}).get("n_bootstrap", 1000)), raw=raw)
+        n_bootstrap=int(raw.get("evaluation", {}).get("n_bootstrap", 1000)),
+        release_path=Path(raw["release_path"]) if raw.get("release_path") else None, raw=raw)
 
 
 def load_config(path: Path) -> TrainConfig:
@@ -426,4 +431,10 @@ def run(cfg: TrainConfig, out: Path, *, device: str, resume: Path | None = None,
         state.load(resume)
         log_event(logger, "train_resumed", step=state.step, state=str(resume))
     train_steps(state, sampler, cfg, out, device, steps=steps or cfg.optim.steps, progress=progress)
-    return finalize(state, cfg, out, device, val_items, test_items, command)
+    path = finalize(state, cfg, out, device, val_items, test_items, command)
+    if cfg.release_path is not None:
+        cfg.release_path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, cfg.release_path)
+        log_event(logger, "train_released", checkpoint=str(cfg.release_path))
+        return cfg.release_path
+    return path

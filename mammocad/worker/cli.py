@@ -78,9 +78,15 @@ def run_worker(args: argparse.Namespace) -> int:
 
 
 def _run_one(settings: Settings, queue: str, concurrency: int, level: str) -> int:
+    from mammocad.model.checkpoint import CheckpointError, resolve_weights
     from mammocad.worker.app import make_celery
     from mammocad.worker.tasks import register_tasks
 
+    try:  # fail at start, not at the first image, when the weights are missing
+        resolve_weights(settings.worker.weights)
+    except CheckpointError as exc:
+        print(f"mammocad worker: {exc}", file=sys.stderr)
+        return 2
     app = make_celery(settings)
     register_tasks(app, settings)
     # Import torch and the model code once here, before the prefork pool forks: each child
@@ -95,7 +101,9 @@ def _run_one(settings: Settings, queue: str, concurrency: int, level: str) -> in
     from celery.utils.nodenames import host_format
 
     worker = app.Worker(hostname=host_format(f"{queue}-{os.getpid()}@%h"), queues=[queue], concurrency=concurrency,
-                        loglevel=level, quiet=True, pool_cls="prefork")
+                        loglevel=level, quiet=True, pool_cls="prefork",
+                        # no revokes or worker events are used: skip the start-up sync and chatter
+                        without_mingle=True, without_gossip=True)
     worker.start()
     return int(worker.exitcode or 0)
 
@@ -136,6 +144,8 @@ def _supervise(args: argparse.Namespace, queues: list[str], level: str, analysis
         return subprocess.Popen(cmd)
 
     children = {q: spawn(q) for q in queues}
+    started = {q: time.monotonic() for q in queues}
+    quick_failures = 0
     stopping = threading.Event()
 
     def stop(signum: int, frame: object) -> None:
@@ -148,18 +158,26 @@ def _supervise(args: argparse.Namespace, queues: list[str], level: str, analysis
     signal.signal(signal.SIGINT, stop)
     while not stopping.is_set():
         for q, child in list(children.items()):
-            if child.poll() is not None and not stopping.is_set():
-                print(f"mammocad worker: the {q} worker exited with {child.returncode}; restarting it",
-                      file=sys.stderr)
-                time.sleep(1.0)
-                children[q] = spawn(q)
+            if child.poll() is None or stopping.is_set():
+                continue
+            if child.returncode != 0 and time.monotonic() - started[q] < 60:
+                quick_failures += 1
+            if quick_failures >= 3:  # a broken setup, not a crash: restarting will not help
+                print(f"mammocad worker: the {q} worker keeps failing at start (exit {child.returncode}); "
+                      "see its messages above", file=sys.stderr)
+                stop(signal.SIGTERM, None)
+                break
+            print(f"mammocad worker: the {q} worker exited with {child.returncode}; restarting it",
+                  file=sys.stderr)
+            time.sleep(1.0)
+            children[q], started[q] = spawn(q), time.monotonic()
         stopping.wait(0.5)
     for child in children.values():
         try:
             child.wait(60)
         except subprocess.TimeoutExpired:
             child.kill()
-    return 0
+    return 1 if quick_failures >= 3 else 0
 
 
 # --------------------------------------------------------------------------- outbox

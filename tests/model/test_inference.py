@@ -93,3 +93,13 @@ def test_only_lesions_at_the_reporting_threshold_are_reported(tiny_checkpoint: P
     assert reported.lesions == tuple(les for les in everything.lesions if les.score >= scores[-1])
     det.lesion_score_threshold = 1.01
     assert det.breast_risks([everything])[0].risk == 0.0
+
+
+def test_unknown_or_absent_device_is_a_clear_error(tiny_checkpoint: Path) -> None:
+    from mammocad.model.devices import DeviceError, resolve_device
+
+    with pytest.raises(DeviceError, match="cuda:63"):
+        Detector.load(str(tiny_checkpoint), device="cuda:63")
+    with pytest.raises(DeviceError, match="unknown device"):
+        resolve_device("tpu")
+    assert resolve_device("auto") in ("cpu", "cuda")

@@ -13,7 +13,7 @@ import torch
 from scipy import ndimage
 
 from mammocad.model.detector import DetectorSpec, build_detector
-from mammocad.model.tiling import detect_tiled, merge_detections, prepare_for_tiles, tile_grid, tile_starts
+from mammocad.model.tiling import detect_tiled, merge_detections, tile_grid, tile_mode, tile_starts
 
 
 @pytest.mark.parametrize("length", [50, 128, 129, 500, 1000, 2333])
@@ -105,8 +105,10 @@ def test_real_network_boxes_stay_inside_the_image() -> None:
 def test_large_inference_tiles_reach_the_network_unresized() -> None:
     spec = DetectorSpec(tile_size=128, tile_overlap=32, inference_tile_size=256, rpn_post_nms_top_n_test=200)
     model = build_detector(spec).eval()
-    prepare_for_tiles(model, spec)
-    images, _ = model.transform([torch.zeros(3, 256, 256)])
-    assert tuple(images.tensors.shape[-2:]) == (256, 256) and images.image_sizes == [(256, 256)]
-    assert model.rpn._post_nms_top_n["testing"] == spec.rpn_post_nms_top_n_test * 4
+    with tile_mode(model, spec):
+        images, _ = model.transform([torch.zeros(3, 256, 256)])
+        assert tuple(images.tensors.shape[-2:]) == (256, 256) and images.image_sizes == [(256, 256)]
+        assert model.rpn._post_nms_top_n["testing"] == spec.rpn_post_nms_top_n_test * 4
+    # Restored afterwards: a model still in training keeps its training-tile transform.
+    assert model.transform.min_size == (128,) and model.rpn._post_nms_top_n["testing"] == 200
     assert tile_grid((600, 600), spec.run_tile_size, 32) == [(x, y) for y in (0, 172, 344) for x in (0, 172, 344)]

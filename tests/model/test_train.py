@@ -130,4 +130,4 @@ def test_negative_tiles_come_from_lesion_free_images() -> None:
     model = train.make_state(model_cfg, "cpu").model
     images, targets = train.to_batch([(tile, boxes, labels)], "cpu")
     losses = copy.deepcopy(model)(images, targets)
-    assert float(losses["loss_box_reg"]) == 0.0 and float(losses["loss_classifier"]) > 0
+    assert losses["loss_box_reg"].item() == 0.0 and losses["loss_classifier"].item() > 0

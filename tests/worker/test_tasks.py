@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from pydicom import dcmread
@@ -89,20 +90,22 @@ def test_finalize_waits_for_results_then_reports(tmp_path: Path, random_weights:
 
 def test_finalize_gives_up_on_missing_images(tmp_path: Path, random_weights: Path, celery_worker) -> None:
     spool = tmp_path / "spool"
-    # time_limit_s 2 → wait bound 2 × (4 + 1) = 10 s for a four-image study
+    # time_limit_s 2 → wait bound 2 × (2 images + 1) = 6 s
     app = celery_worker(make_settings(spool, worker={"weights": str(random_weights), "soft_time_limit_s": 1,
                                                      "time_limit_s": 2}))
     study_uid, sops = _spool_study(spool)
     files = StudyFiles(spool, study_uid)
-    for sop in sops[:3]:
-        app.send_task(TASK_ANALYZE_IMAGE, args=[str(spool), study_uid, sop])
+    sops = sops[2:]  # R MLO is analysed, L MLO never is
+    app.send_task(TASK_ANALYZE_IMAGE, args=[str(spool), study_uid, sops[0]])
+    t0 = time.monotonic()
     app.send_task(TASK_FINALIZE_STUDY, args=[str(spool), study_uid, sops])
     report = files.report(report_key(sops, "0.0.0-random"))
-    wait_until(report.exists, 40, "the report after the bounded wait")
+    wait_until(report.exists, 30, "the report after the bounded wait")
+    assert time.monotonic() - t0 >= 5.5  # it did wait for the missing image first
     data = json.loads(report.read_text())
-    assert data["failed_images"] == [sops[3]]
-    missing = ImageResult.from_dict(json.loads(files.result(sops[3]).read_text()))
-    assert "no analysis result" in missing.error and missing.image.view == "MLO"
+    assert data["failed_images"] == [sops[1]]
+    missing = ImageResult.from_dict(json.loads(files.result(sops[1]).read_text()))
+    assert "no analysis result" in missing.error and (missing.image.laterality, missing.image.view) == ("L", "MLO")
 
 
 def test_finalize_fills_outbox_per_destination_kinds(tmp_path: Path, random_weights: Path, storescp: StoreSCP,
@@ -131,3 +134,30 @@ def test_finalize_fills_outbox_per_destination_kinds(tmp_path: Path, random_weig
         wait_until(lambda: not list((spool / "outbox").glob("*/*/item.json")), 10, "the outbox to empty")
     finally:
         sr_only.stop()
+
+
+def test_late_image_report_cites_the_earlier_sr(tmp_path: Path, random_weights: Path, storescp: StoreSCP,
+                                                celery_worker) -> None:
+    spool = tmp_path / "spool"
+    app = celery_worker(make_settings(spool, [storescp.destination(outputs=["mammo-cad-sr"])],
+                                      worker={"weights": str(random_weights)}))
+    study_uid, sops = _spool_study(spool)
+    files = StudyFiles(spool, study_uid)
+    for sop in sops:
+        app.send_task(TASK_ANALYZE_IMAGE, args=[str(spool), study_uid, sop])
+    # Declared complete by timeout with three images, then the fourth arrives late.
+    first = files.report(report_key(sops[:3], "0.0.0-random"))
+    app.send_task(TASK_FINALIZE_STUDY, args=[str(spool), study_uid, sops[:3]])
+    wait_until(first.exists, 60, "the first report")
+    app.send_task(TASK_FINALIZE_STUDY, args=[str(spool), study_uid, sops])
+    second = files.report(report_key(sops, "0.0.0-random"))
+    wait_until(second.exists, 60, "the second report")
+    old, new = json.loads(first.read_text()), json.loads(second.read_text())
+    assert old["outputs"] != new["outputs"]  # a new version, not an overwrite
+    wait_until(lambda: len(storescp.received()) == 2, 30, "both SR versions")
+    srs = {str(ds.SOPInstanceUID): ds for ds in (dcmread(p) for p in storescp.received())}
+    newest = srs[new["outputs"][0]]
+    cited = [ref.ReferencedSOPInstanceUID for st in newest.PredecessorDocumentsSequence
+             for se in st.ReferencedSeriesSequence for ref in se.ReferencedSOPSequence]
+    assert cited == old["outputs"]
+    assert "PredecessorDocumentsSequence" not in srs[old["outputs"][0]]

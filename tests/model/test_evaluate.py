@@ -1,0 +1,91 @@
+"""End to end on tiny synthetic data: ``mammocad model train`` then ``mammocad model evaluate``.
+
+The real commands run as subprocesses (as a user runs them); the model is trained for a
+few steps only, so these tests check the contracts (files, metadata, thresholds, report
+shape), not detection quality.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import tomlkit
+import torch
+
+from mammocad.model.checkpoint import load_checkpoint
+from tests.model.test_train import tiny_config
+
+PNG = b"\x89PNG\r\n\x1a\n"
+ENV = {**os.environ, "OMP_NUM_THREADS": "2"}
+
+
+def _mammocad(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "mammocad", *args], capture_output=True, text=True,
+                          timeout=timeout, env=ENV)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("train_cli")
+    config = root / "tiny.toml"
+    config.write_text(tomlkit.dumps(tiny_config(root / "data", root / "test", steps=4)))
+    proc = _mammocad("model", "train", "--config", str(config), "--out", str(root / "run"), "--device", "cpu",
+                     "--no-progress")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "not for diagnostic use" in proc.stdout
+    return root
+
+
+def test_train_command_writes_a_described_checkpoint(trained: Path) -> None:
+    run = trained / "run"
+    for name in ("model.pt", "state.pt", "train.csv", "loss.png", "metrics.json", "roc.png", "froc.png"):
+        assert (run / name).is_file(), name
+    ckpt = load_checkpoint(run / "model.pt")
+    meta = ckpt.metadata
+    assert meta["model_name"] == "mammocad-frcnn-resnet18" and meta["version"] == "0.0.1-test"
+    assert meta["synthetic"] is True
+    assert meta["training"]["command"].startswith("mammocad model train --config")
+    assert meta["training"]["config"]["train"]["steps"] == 4 and meta["training"]["steps"] == 4
+    assert meta["thresholds"]["chosen_on"] == "validation"
+    assert ckpt.spec.operating_threshold == pytest.approx(meta["thresholds"]["operating_threshold"])
+    assert 0.0 <= meta["lesion_score_threshold"] <= 1.0
+    assert set(meta["metrics"]) == {"validation", "test"}
+    assert "breast_roc_auc" in meta["metrics"]["test"]["metrics"]
+    # Release weights are stored in half precision (the demo file must stay small).
+    payload = torch.load(run / "model.pt", map_location="cpu", weights_only=True)
+    assert payload["state_dict"]["rpn.head.conv.0.0.weight"].dtype == torch.float16
+
+
+def test_evaluate_command_writes_metrics_and_plots(trained: Path) -> None:
+    out = trained / "eval"
+    proc = _mammocad("model", "evaluate", "--data", str(trained / "test"), "--weights",
+                     str(trained / "run" / "model.pt"), "--out", str(out), "--device", "cpu", "--bootstrap", "50")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "breast ROC AUC" in proc.stdout and "FROC sensitivity at 1 FP/image" in proc.stdout
+    assert "trained on synthetic data only" in proc.stdout
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["model"]["name"] == "mammocad-frcnn-resnet18"
+    assert report["counts"]["images"] == 4 and report["counts"]["breasts"] == 2
+    assert set(report["froc"]["sensitivity_at_fp_per_image"]) == {"0.25", "0.5", "1", "2", "4"}
+    for key in ("lesion_accuracy", "breast_sensitivity", "breast_roc_auc"):
+        assert key in report["metrics"] and key in report["ci95"]
+    assert report["definitions"]["detection_rule"] == "centre"
+    for name in ("roc.png", "froc.png"):
+        assert (out / name).read_bytes()[:8] == PNG
+
+
+def test_evaluate_command_explains_bad_input(tmp_path: Path) -> None:
+    proc = _mammocad("model", "evaluate", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"))
+    assert proc.returncode == 2
+    assert "does not exist" in proc.stderr
+    assert _mammocad("model", "evaluate", "--help").stdout.count("--data-format") >= 1
+
+
+def test_train_command_explains_a_missing_config(tmp_path: Path) -> None:
+    proc = _mammocad("model", "train", "--config", str(tmp_path / "none.toml"))
+    assert proc.returncode == 2 and "does not exist" in proc.stderr
