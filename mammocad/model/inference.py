@@ -108,7 +108,13 @@ class Detector:
     def analyze_dataset(self, ds: Dataset) -> ImageResult:
         """Analyse one DICOM image; failures come back as ``ImageResult.error``."""
         started = time.perf_counter()
-        ref = image_ref(ds)
+        try:
+            ref = image_ref(ds)
+        except Exception as exc:  # malformed header values: still answer with an error result
+            ref = ImageRef(study_uid="", series_uid="", sop_instance_uid="", sop_class_uid="", laterality="",
+                           view="", rows=0, columns=0)
+            return ImageResult(image=ref, model_name=self.model_name, model_version=self.model_version,
+                               device=self.device, error=f"unreadable header: {type(exc).__name__}: {exc}")
         try:
             std = standardise(ds, self.preprocess)
             ref = _with_pixel_laterality(ref, std)
@@ -157,7 +163,7 @@ class Detector:
 
 
 def image_ref(ds: Dataset) -> ImageRef:
-    """What a report needs to cite the image, from the header alone (never raises)."""
+    """What a report needs to cite the image, from the header alone."""
     laterality, _ = dicom_meta.laterality_from_header(ds)
     view, _ = dicom_meta.view_from_header(ds)
     return ImageRef(

@@ -341,6 +341,3 @@ def revive(app: Celery, spool_dir: str, destination: str, item_id: str) -> Outbo
     schedule_delivery(app, spool_dir, item)
     return item
 
-
-# Re-exported for the CLI and tests.
-__all__ = ["register_tasks", "schedule_delivery", "requeue_due", "revive", "write_json"]
