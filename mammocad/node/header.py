@@ -7,6 +7,7 @@ checks that Pixel Data is there and complete.
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 from dataclasses import dataclass
 from io import BytesIO
@@ -45,6 +46,9 @@ class Header:
     laterality: str
     view: str
     pixels: int
+    #: False for objects without Pixel Data (SR, presentation states...): fine to set aside,
+    #: an error only for an image the detector must read.
+    has_pixels: bool = True
 
 
 def read_header(stream: BinaryIO, transfer_syntax: str, start: int = 0) -> Header:
@@ -76,6 +80,8 @@ def read_header(stream: BinaryIO, transfer_syntax: str, start: int = 0) -> Heade
         raise
     except Exception as exc:
         raise HeaderError(0xC000, f"cannot parse data set: {exc}"[:1000]) from exc
+    if "tag" not in stopped:
+        return dataclasses.replace(header, has_pixels=False)
     _check_pixels(stream, stopped, total, ts == ImplicitVRLittleEndian)
     return header
 
@@ -104,8 +110,6 @@ def _extract(ds: Dataset) -> Header:
 
 
 def _check_pixels(stream: BinaryIO, stopped: dict[str, int], total: int, implicit: bool) -> None:
-    if "tag" not in stopped:
-        raise HeaderError(0xA900, "no Pixel Data (7FE0,0010) in data set: not an image")
     length = stopped["length"]
     if length == 0xFFFFFFFF:  # encapsulated: must end with a sequence delimiter
         stream.seek(max(stream.tell(), total - 65536))

@@ -181,6 +181,8 @@ class Node:
             header = self._read(request, streamed, event.context.transfer_syntax)
             self._check(header, str(request.AffectedSOPInstanceUID))
             analysable = is_analysable(header.sop_class, header.modality)
+            if analysable and not header.has_pixels:
+                raise HeaderError(0xA900, "no Pixel Data (7FE0,0010) in a mammography image: nothing to analyse")
             path = (self.spool.image_path if analysable else self.spool.other_path)(header.study_uid, header.sop_uid)
         except HeaderError as exc:
             return self._refuse(request, exc.status, str(exc))

@@ -171,3 +171,38 @@ def test_other_sop_class_set_aside(start_node: Callable[..., NodeEnv], tmp_path:
     env.settle()
     assert not env.spool.study_dir(ct.StudyInstanceUID).exists()
     assert env.tasks("gpu") == [] and env.tasks("results") == []
+
+
+def test_structured_report_without_pixels_set_aside(start_node: Callable[..., NodeEnv], tmp_path: Path) -> None:
+    """A PACS forwarding a whole study sends our own SRs back too: accept them, never analyse."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import generate_uid
+
+    sr = Dataset()
+    sr.SOPClassUID = "1.2.840.10008.5.1.4.1.1.88.50"
+    sr.SOPInstanceUID = generate_uid()
+    sr.StudyInstanceUID = generate_uid()
+    sr.SeriesInstanceUID = generate_uid()
+    sr.Modality = "SR"
+    sr.file_meta = FileMetaDataset()
+    sr.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    sr.file_meta.MediaStorageSOPClassUID = sr.SOPClassUID
+    sr.file_meta.MediaStorageSOPInstanceUID = sr.SOPInstanceUID
+    path = tmp_path / "sr.dcm"
+    sr.save_as(path, enforce_file_format=True)
+    env = start_node()
+    result = env.storescu(path, opts=("-v",))
+    assert "Store Response (Success)" in result.stderr, result.stderr
+    assert env.spool.other_path(sr.StudyInstanceUID, sr.SOPInstanceUID).exists()
+    env.settle()
+    assert env.tasks("gpu") == []
+
+
+def test_mammogram_without_pixels_refused(start_node: Callable[..., NodeEnv], tmp_path: Path) -> None:
+    ds = factories.make_mammogram()
+    del ds.PixelData
+    path = factories.write(ds, tmp_path / "nopixels.dcm")
+    env = start_node()
+    result = env.storescu(path, opts=("-v", "-nh"))
+    assert "DataSetDoesNotMatchSOPClass" in result.stderr, result.stderr  # 0xA900
+    assert not env.spool.image_path(ds.StudyInstanceUID, ds.SOPInstanceUID).exists()

@@ -36,7 +36,7 @@ def sr_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def test_cad_sr_passes_all_validators(sr_files: dict[str, Path]) -> None:
     problems = {}
     for name, path in sr_files.items():
-        found = V.dciodvfy_errors(path) + V.dsrdump_real_problems(path)
+        found = V.dciodvfy_errors(path) + V.dsrdump_problems(path)
         if found:
             problems[name] = found
     pixelmed = V.pixelmed_sr_problems_many([sr_files["few_failed_mono1"], sr_files["no_lesions"]])

@@ -25,7 +25,7 @@ def test_tid1500_passes_validators(tmp_path: Path) -> None:
     many = build_outputs(*make_case((30, 0, 0, 0)), KIND)
     none = build_outputs(*make_case((0, 0, 0, 0)), KIND)
     paths = write_all(small + many + none, tmp_path)
-    problems = {p.name: V.dciodvfy_errors(p) + V.dsrdump_real_problems(p) for p in paths}
+    problems = {p.name: V.dciodvfy_errors(p) + V.dsrdump_problems(p) for p in paths}
     pm = V.pixelmed_real_problems(V.pixelmed_sr_problems(paths[0]), allow_not_in_template=QUALITATIVE)
     problems["pixelmed"] = pm
     assert {k: v for k, v in problems.items() if v} == {}
