@@ -26,8 +26,8 @@ from mammocad.config.settings import (
 
 _NO_RESTART = "a running node picks this up at the next association, no restart needed"
 #: Workers read destinations when they start (mammocad/worker/cli.py), so say so.
-_DEST_RESTART = ("workers read destinations at start: restart the results worker "
-                 "(systemctl restart mammocad-results-worker, or restart `mammocad serve`)")
+_DEST_RESTART = ("results workers pick the change up at their next task, no restart needed "
+                 "(workers on other machines read their own copy of the file)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

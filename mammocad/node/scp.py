@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,8 @@ from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
 from pynetdicom.dsutils import encode_file_meta
 
-from mammocad.config import ConfigError, Settings, load_settings
+from mammocad.config import Settings
+from mammocad.config.watch import ConfigWatcher
 from mammocad.logs import log_event
 from mammocad.node import receive
 from mammocad.node.header import Header, HeaderError, read_header
@@ -49,35 +49,13 @@ class CallerPolicy:
     def __init__(self, settings: Settings, config_path: Path | None) -> None:
         self.settings = settings
         self.config_path = config_path
-        self._stamp = self._stat()
-        self._lock = threading.Lock()
-
-    def _stat(self) -> tuple[int, ...] | None:
-        try:
-            st = os.stat(self.config_path) if self.config_path else None
-        except OSError:
-            return None
-        # inode and ctime too: an editor's atomic replace or two same-size edits within the
-        # filesystem's mtime granularity must still count as a change.
-        return (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino) if st else None
+        self._watcher = ConfigWatcher(settings, config_path)
 
     def refresh(self) -> None:
-        if self.config_path is None:
-            return
-        with self._lock:
-            stamp = self._stat()
-            if stamp == self._stamp:
-                return
-            self._stamp = stamp
-            try:
-                new = load_settings(self.config_path)
-            except ConfigError as exc:
-                log_event(logger, "config_invalid", logging.ERROR, path=str(self.config_path),
-                          error=str(exc)[:500], action="keeping previous callers")
-                return
+        new = self._watcher.poll()
+        if new is not None:
             self.settings = self.settings.model_copy(update={"callers": new.callers})
             self.settings.node.require_known_callers = new.node.require_known_callers
-            log_event(logger, "config_reloaded", path=str(self.config_path), callers=len(new.callers))
 
     def allowed(self, ae_title: str, host: str) -> bool:
         s = self.settings

@@ -15,8 +15,9 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
-from mammocad.config import ConfigError, Settings, load_settings
+from mammocad.config import ConfigError, Settings, load_settings, resolve_config_path
 from mammocad.logs import configure_logging
 
 #: Processes of the results worker: finalising (CPU) and delivery (network waits).
@@ -74,10 +75,12 @@ def run_worker(args: argparse.Namespace) -> int:
     if len(queues) > 1:
         return _supervise(args, queues, level, w.analysis_queue)
     concurrency = args.concurrency or (w.concurrency if queues[0] == w.analysis_queue else RESULTS_CONCURRENCY)
-    return _run_one(settings, queues[0], concurrency, level)
+    config_path = resolve_config_path(getattr(args, "config", None))
+    return _run_one(settings, queues[0], concurrency, level, config_path if config_path.exists() else None)
 
 
-def _run_one(settings: Settings, queue: str, concurrency: int, level: str) -> int:
+def _run_one(settings: Settings, queue: str, concurrency: int, level: str,
+             config_path: Path | None = None) -> int:
     from mammocad.model.checkpoint import CheckpointError, resolve_weights
     from mammocad.worker.app import make_celery
     from mammocad.worker.tasks import register_tasks
@@ -88,7 +91,7 @@ def _run_one(settings: Settings, queue: str, concurrency: int, level: str) -> in
         print(f"mammocad worker: {exc}", file=sys.stderr)
         return 2
     app = make_celery(settings)
-    register_tasks(app, settings)
+    register_tasks(app, settings, config_path)
     # Import torch and the model code once here, before the prefork pool forks: each child
     # then starts in milliseconds instead of re-importing (seconds). No weights are
     # loaded and no CUDA context is made before the fork (see model_cache.py).

@@ -22,6 +22,7 @@ worker at start and periodically) replaces the token when it requeues an overdue
 from __future__ import annotations
 
 import logging
+import os
 import time
 import uuid
 from typing import Any
@@ -31,6 +32,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from pydicom import dcmread
 
 from mammocad.config import OutputKind, Settings
+from mammocad.config.watch import ConfigWatcher
 from mammocad.logs import log_event
 from mammocad.model.results import ImageResult, StudyResult
 from mammocad.worker import model_cache
@@ -66,9 +68,15 @@ _KIND_BY_SOP_CLASS = {
 _SR_KINDS = (OutputKind.MAMMO_CAD_SR, OutputKind.TID1500_SR)
 
 
-def register_tasks(app: Celery, settings: Settings) -> None:
-    """Attach the tasks to ``app``; they read ``settings`` through ``app.mammocad_settings``."""
+def register_tasks(app: Celery, settings: Settings, config_path: str | os.PathLike[str] | None = None) -> None:
+    """Attach the tasks to ``app``; they read ``settings`` through ``app.mammocad_settings``.
+
+    With ``config_path``, destinations and delivery settings follow edits of that file
+    (``mammocad dest add/remove``) without a worker restart; the rest (weights, device,
+    queues) is fixed for the life of the process, because a loaded model depends on it.
+    """
     app.mammocad_settings = settings  # type: ignore[attr-defined]
+    app.mammocad_watcher = ConfigWatcher(settings, config_path)  # type: ignore[attr-defined]
     common: dict[str, Any] = {"bind": True, "acks_late": True, "reject_on_worker_lost": True}
     app.task(name=TASK_ANALYZE_IMAGE, **common)(analyze_image)
     app.task(name=TASK_FINALIZE_STUDY, max_retries=None, **common)(finalize_study)
@@ -76,7 +84,14 @@ def register_tasks(app: Celery, settings: Settings) -> None:
 
 
 def _settings(task: Task) -> Settings:
-    return task.app.mammocad_settings  # type: ignore[attr-defined,no-any-return]
+    base: Settings = task.app.mammocad_settings  # type: ignore[attr-defined]
+    watcher: ConfigWatcher | None = getattr(task.app, "mammocad_watcher", None)
+    if watcher is None or watcher.path is None:
+        return base
+    latest = watcher.current()
+    if latest is base:
+        return base
+    return base.model_copy(update={"destinations": latest.destinations, "delivery": latest.delivery})
 
 
 # --------------------------------------------------------------------------- analyze

@@ -104,9 +104,9 @@ def celery_worker(redis_url: str, tmp_path: Path) -> Iterator[Callable[[Settings
 
     stack: list[Any] = []
 
-    def start(settings: Settings) -> Any:
+    def start(settings: Settings, config_path: Path | None = None) -> Any:
         app = make_celery(settings, broker_url=redis_url)
-        register_tasks(app, settings)
+        register_tasks(app, settings, config_path)
         ctx = start_worker(app, pool="threads", concurrency=3, perform_ping_check=False, loglevel="WARNING",
                            queues=[settings.worker.analysis_queue, settings.worker.results_queue])
         ctx.__enter__()

@@ -161,3 +161,32 @@ def test_late_image_report_cites_the_earlier_sr(tmp_path: Path, random_weights: 
              for se in st.ReferencedSeriesSequence for ref in se.ReferencedSOPSequence]
     assert cited == old["outputs"]
     assert "PredecessorDocumentsSequence" not in srs[old["outputs"][0]]
+
+
+def test_destination_added_to_the_file_is_used_without_restart(tmp_path: Path, random_weights: Path,
+                                                               storescp: StoreSCP, celery_worker) -> None:
+    from mammocad.config import load_settings
+    from mammocad.config.editing import add_destination
+
+    spool = tmp_path / "spool"
+    config = tmp_path / "mammocad.toml"
+    config.write_text(
+        f'[node]\nspool_dir = "{spool}"\n\n[worker]\nweights = "{random_weights}"\ndevice = "cpu"\n'
+        'soft_time_limit_s = 60\ntime_limit_s = 90\n\n'
+        '[delivery]\nretry_initial_s = 0.2\nretry_max_s = 1.0\nnetwork_timeout_s = 3.0\n')
+    app = celery_worker(load_settings(config), config)
+    study_uid, sops = _spool_study(spool)
+    files = StudyFiles(spool, study_uid)
+    for sop in sops:
+        app.send_task(TASK_ANALYZE_IMAGE, args=[str(spool), study_uid, sop])
+    app.send_task(TASK_FINALIZE_STUDY, args=[str(spool), study_uid, sops[:3]])
+    first = files.report(report_key(sops[:3], "0.0.0-random"))
+    wait_until(first.exists, 60, "the first report")
+    assert not json.loads(first.read_text())["destinations"]
+
+    add_destination(config, "pacs", storescp.ae_title, "127.0.0.1", storescp.port, outputs=["mammo-cad-sr"])
+    app.send_task(TASK_FINALIZE_STUDY, args=[str(spool), study_uid, sops])
+    second = files.report(report_key(sops, "0.0.0-random"))
+    wait_until(second.exists, 60, "the second report")
+    assert set(json.loads(second.read_text())["destinations"]) == {"pacs"}
+    wait_until(lambda: len(storescp.received()) == 1, 30, "the SR at the newly added destination")
