@@ -220,13 +220,18 @@ FORMATS = ("synthetic", "manifest", "coco", "cbis-ddsm", "inbreast", "vindr", "m
 
 @dataclass(frozen=True)
 class DataSource:
-    """Where images come from. ``synthetic``: generated into ``path`` when its manifest is absent."""
+    """Where images come from. ``synthetic``: generated into ``path`` when its manifest is absent.
+
+    options: passed to the format's reader (e.g. ``{split = "train"}`` for CBIS-DDSM,
+    ``{calc_mode = "clusters"}`` for INbreast; see ``mammocad.model.readers``).
+    """
 
     format: str
     path: Path
     n_studies: int = 0
     seed: int = 0
     size: str = "small"
+    options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -236,7 +241,7 @@ class DataSource:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], base: Path | None = None) -> DataSource:
-        known = {"format", "path", "n_studies", "seed", "size"}
+        known = {"format", "path", "n_studies", "seed", "size", "options"}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"unknown data source keys: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
@@ -244,11 +249,12 @@ class DataSource:
             raise ValueError(f"a data source needs 'format' and 'path', got {d}")
         path = Path(d["path"])
         return cls(format=str(d["format"]), path=path, n_studies=int(d.get("n_studies", 0)),
-                   seed=int(d.get("seed", 0)), size=str(d.get("size", "small")))
+                   seed=int(d.get("seed", 0)), size=str(d.get("size", "small")),
+                   options=dict(d.get("options", {})))
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": self.format, "path": str(self.path), "n_studies": self.n_studies, "seed": self.seed,
-                "size": self.size}
+                "size": self.size, "options": dict(self.options)}
 
 
 def load_source(src: DataSource) -> list[AnnotatedImage]:
@@ -267,4 +273,4 @@ def load_source(src: DataSource) -> list[AnnotatedImage]:
         return load_manifest(src.path)
     from mammocad.model.readers import read_dataset
 
-    return list(read_dataset(src.format, src.path))
+    return list(read_dataset(src.format, src.path, **src.options))

@@ -353,16 +353,17 @@ def counts_total(records: Sequence[BreastRecord]) -> dict[str, int]:
 
 def threshold_for_fp_rate(fpi: np.ndarray, sens: np.ndarray, thresholds: np.ndarray, max_fp_per_image: float
                           ) -> float:
-    """Detection-score threshold with the best sensitivity while FP/image stays <= the budget.
+    """Lowest detection-score threshold whose FP/image stays <= the budget (chosen on validation).
 
-    Chosen on validation. Among equally sensitive points the highest threshold (fewest FPs)
-    wins; with no point inside the budget the highest threshold is returned (1.0 when there
-    are no predictions at all).
+    Lowest, because sensitivity and lesion accuracy only grow as the threshold falls: the
+    whole false-positive budget is spent on finding lesions (a threshold that merely ties
+    the best validation sensitivity sits too high and generalises worse). With no point
+    inside the budget the highest threshold is returned (1.0 when there are no predictions).
     """
+    del sens  # monotone in the threshold: the budget alone decides
     if len(thresholds) == 0:
         return 1.0
     ok = np.nonzero(np.asarray(fpi) <= max_fp_per_image)[0]
     if len(ok) == 0:
         return float(thresholds[0])
-    best = ok[np.argmax(np.asarray(sens)[ok])]  # thresholds descend: first maximum = highest
-    return float(thresholds[best])
+    return float(thresholds[ok[-1]])  # thresholds descend: the last point inside is the lowest

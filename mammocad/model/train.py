@@ -69,6 +69,10 @@ class OptimConfig:
     warmup_steps: int = 50
     schedule: str = "cosine"  # cosine | constant
     min_lr_fraction: float = 0.05
+    #: Cosine with warm restarts (SGDR): lengths of the cycles, summing to ``steps``; cycle k
+    #: peaks at ``lr * restart_peak**k``. Empty: one cosine over all steps.
+    cycle_steps: tuple[int, ...] = ()
+    restart_peak: float = 0.4
     grad_clip: float = 10.0
     checkpoint_every: int = 200
     amp: bool = True  # used on CUDA only
@@ -82,6 +86,9 @@ class OptimConfig:
             raise ValueError(f"train.schedule must be 'cosine' or 'constant', got {self.schedule!r}")
         if self.steps < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
             raise ValueError("train.steps, train.batch_size and train.checkpoint_every must be >= 1")
+        if self.cycle_steps and (sum(self.cycle_steps) != self.steps or min(self.cycle_steps) < 1):
+            raise ValueError(f"train.cycle_steps {list(self.cycle_steps)} must be positive and sum to "
+                             f"train.steps ({self.steps})")
 
 
 @dataclass(frozen=True)
@@ -181,15 +188,23 @@ def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> tuple[torch.opt
     else:
         opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
-    def factor(step: int) -> float:
-        warm = min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
-        if cfg.schedule == "constant":
-            return warm
-        progress = min(1.0, step / max(cfg.steps, 1))
-        cosine = cfg.min_lr_fraction + (1 - cfg.min_lr_fraction) * 0.5 * (1 + math.cos(math.pi * progress))
-        return warm * cosine
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(cfg, step))
 
-    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+def lr_factor(cfg: OptimConfig, step: int) -> float:
+    """Multiplier of ``lr`` at ``step``: linear warm-up, then cosine (per cycle when restarting)."""
+    warm = min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
+    if cfg.schedule == "constant":
+        return warm
+    start, length, peak = 0, cfg.steps, 1.0
+    for k, cycle in enumerate(cfg.cycle_steps):
+        length, peak = cycle, cfg.restart_peak ** k
+        if step < start + cycle or k == len(cfg.cycle_steps) - 1:
+            break
+        start += cycle
+    progress = min(1.0, (step - start) / max(length, 1))
+    cosine = cfg.min_lr_fraction + (1 - cfg.min_lr_fraction) * 0.5 * (1 + math.cos(math.pi * progress))
+    return warm * peak * cosine
 
 
 def to_batch(draws: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], device: str
@@ -244,6 +259,10 @@ class TrainState:
         if payload["rng"]["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(payload["rng"]["cuda"])
         self.step = int(payload["step"])
+        # The learning rate follows the schedule of *this* config at the resumed step, so a
+        # resumed run with a longer schedule equals a straight run with that schedule.
+        for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs, strict=True):
+            group["lr"] = base * self.scheduler.lr_lambdas[0](self.step)
 
 
 def prepare_data(cfg: TrainConfig) -> tuple[list[Any], list[Any], list[Any]]:

@@ -156,3 +156,13 @@ def test_bootstrap_is_seeded_and_brackets_estimate() -> None:
     lo, hi = ci1["breast_roc_auc"]
     assert lo < point["breast_roc_auc"] < hi and hi - lo > 0.05
     assert ci1["lesion_detection_sensitivity"][0] < 0.75 < ci1["lesion_detection_sensitivity"][1]
+
+
+def test_threshold_for_fp_rate_spends_the_budget() -> None:
+    fpi = np.array([0.0, 0.5, 0.5, 1.0, 2.0])
+    sens = np.array([0.5, 0.5, 0.8, 0.9, 1.0])
+    thr = np.array([0.9, 0.8, 0.6, 0.3, 0.1])
+    assert m.threshold_for_fp_rate(fpi, sens, thr, 1.0) == 0.3
+    assert m.threshold_for_fp_rate(fpi, sens, thr, 0.5) == 0.6
+    assert m.threshold_for_fp_rate(fpi[1:], sens[1:], thr[1:], 0.1) == 0.8  # none inside: highest
+    assert m.threshold_for_fp_rate(np.zeros(0), np.zeros(0), np.zeros(0), 1.0) == 1.0

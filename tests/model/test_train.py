@@ -74,11 +74,24 @@ def test_resume_continues_the_step_count_and_the_random_streams(tiny_data: Path,
     resumed, _ = _state_and_sampler(cfg)
     resumed.load(tmp_path / "b" / train.STATE_NAME)
     assert resumed.step == 4
+    assert resumed.optimizer.param_groups[0]["lr"] == pytest.approx(cfg.optim.lr * train.lr_factor(cfg.optim, 4))
     rows = train.train_steps(resumed, sampler, cfg, tmp_path / "b", "cpu", steps=6, progress=False)
     assert [r["step"] for r in rows] == [5, 6]
     # Same tiles, same RoI sampling, same weights: the resumed steps repeat the straight run.
     np.testing.assert_allclose([r["loss"] for r in rows], [r["loss"] for r in ref[4:]], rtol=1e-4)
     assert [r["step"] for r in train.read_losses(tmp_path / "b" / train.CSV_NAME)] == [1, 2, 3, 4, 5, 6]
+
+
+def test_learning_rate_schedule_with_a_warm_restart() -> None:
+    one = train.OptimConfig(steps=100, warmup_steps=10)
+    two = train.OptimConfig(steps=160, warmup_steps=10, cycle_steps=(100, 60), restart_peak=0.5)
+    # The first cycle is the plain cosine; the restart jumps to half the peak, then anneals.
+    assert [train.lr_factor(two, s) for s in range(100)] == [train.lr_factor(one, s) for s in range(100)]
+    assert train.lr_factor(one, 5) == pytest.approx(0.6 * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * 0.05))))
+    assert train.lr_factor(two, 100) == pytest.approx(0.5)
+    assert train.lr_factor(two, 159) == pytest.approx(0.5 * 0.05, rel=0.02)
+    with pytest.raises(ValueError, match="sum to"):
+        train.OptimConfig(steps=100, cycle_steps=(50, 40))
 
 
 def test_resume_refuses_a_file_that_is_not_a_training_state(tiny_data: Path, tmp_path: Path) -> None:

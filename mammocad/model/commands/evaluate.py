@@ -24,6 +24,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
                    help="data set folder or manifest.json (or the folder of a public data set, see --data-format)")
     p.add_argument("--data-format", default="manifest", choices=DATA_FORMATS,
                    help="format of --data (default: manifest)")
+    p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="reader option, repeatable (e.g. split=test for CBIS-DDSM, calc_mode=clusters for INbreast)")
     p.add_argument("--weights", default=None, metavar="PATH", help="checkpoint (default: the demo weights)")
     p.add_argument("--out", type=Path, default=Path("runs/evaluate"), metavar="DIR",
                    help="where metrics.json, roc.png and froc.png go (default runs/evaluate)")
@@ -51,7 +53,8 @@ def _run(args: argparse.Namespace) -> int:
 
     configure_logging("WARNING")
     try:
-        items = load_source(DataSource(format=args.data_format, path=args.data))
+        items = load_source(DataSource(format=args.data_format, path=args.data,
+                                       options=parse_options(args.data_option)))
         if not items:
             raise ValueError(f"{args.data}: the data set holds no images")
         det = Detector.load(args.weights, args.device)
@@ -65,7 +68,7 @@ def _run(args: argparse.Namespace) -> int:
                             rule=args.rule)
     report["model"] = {"name": det.model_name, "version": det.model_version, "synthetic": det.synthetic_weights,
                        "weights": str(det.weights_path)}
-    report["data"] = {"path": str(args.data), "format": args.data_format}
+    report["data"] = {"path": str(args.data), "format": args.data_format, "options": parse_options(args.data_option)}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "metrics.json").write_text(json.dumps(report, indent=1))
     roc_png(report, args.out / "roc.png", title=f"Breast-level ROC — {det.model_name} {det.model_version}")
@@ -76,3 +79,24 @@ def _run(args: argparse.Namespace) -> int:
     print(f"written: {args.out / 'metrics.json'}, {args.out / 'roc.png'}, {args.out / 'froc.png'}")
     print("research use only, not for diagnostic use")
     return 0
+
+
+def parse_options(pairs: list[str]) -> dict[str, object]:
+    """``["split=test", "all_findings=true"]`` → ``{"split": "test", "all_findings": True}``."""
+    out: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--data-option must be KEY=VALUE, got {pair!r}")
+        low = value.lower()
+        out[key] = True if low == "true" else False if low == "false" else _number(value)
+    return out
+
+
+def _number(value: str) -> object:
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value

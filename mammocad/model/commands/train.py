@@ -26,6 +26,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     p.add_argument("--data-format", default="manifest",
                    choices=("manifest", "coco", "cbis-ddsm", "inbreast", "vindr", "mias"),
                    help="format of --data (default: manifest)")
+    p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="reader option for --data, repeatable (e.g. split=train for CBIS-DDSM)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
     p.set_defaults(handler=_run)
 
@@ -44,7 +46,9 @@ def _run(args: argparse.Namespace) -> int:
         if args.data is not None:
             # Your own data: the config's synthetic test set means nothing for it and the
             # packaged demo weights must not be overwritten; evaluate with `mammocad model evaluate`.
-            src = DataSource(format=args.data_format, path=args.data)
+            from mammocad.model.commands.evaluate import parse_options
+
+            src = DataSource(format=args.data_format, path=args.data, options=parse_options(args.data_option))
             raw = {k: v for k, v in cfg.raw.items() if k not in ("test", "release_path")}
             cfg = dataclasses.replace(cfg, data=(src,), test=None, release_path=None,
                                       raw={**raw, "data": src.to_dict()})
