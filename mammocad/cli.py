@@ -32,9 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     # Imported here so `mammocad --help` stays fast and a broken optional part
     # (e.g. torch missing) does not take down the admin commands.
     from mammocad.config import cli as config_cli
+    from mammocad.model import cli as model_cli
     from mammocad.node import cli as node_cli
     from mammocad.worker import cli as worker_cli
-    from mammocad.model import cli as model_cli
 
     for module in (node_cli, worker_cli, config_cli, model_cli):
         module.register(subparsers)

@@ -9,11 +9,11 @@ JSON only.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class LesionClass(str, Enum):
+class LesionClass(StrEnum):
     """Detector classes (label 1 and 2; 0 is background)."""
 
     BENIGN = "benign"
@@ -32,7 +32,7 @@ class LesionClass(str, Enum):
         raise ValueError(f"label must be 1 (benign) or 2 (malignant), got {label}")
 
 
-class LesionType(str, Enum):
+class LesionType(StrEnum):
     """What the box holds: a cluster of calcifications or a single one (CID 6014)."""
 
     CALCIFICATION_CLUSTER = "calcification_cluster"  # SCT 129769006
