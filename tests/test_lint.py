@@ -1,0 +1,15 @@
+"""ruff over the whole tree: style regressions fail CI like any other defect."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_ruff_clean() -> None:
+    proc = subprocess.run([sys.executable, "-m", "ruff", "check", "mammocad", "tests", "bench"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
