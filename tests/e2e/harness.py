@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.orthanc import wait_for
 from tests.services import free_port, wait_for_port
+from tests.services import wait_until as wait_for
 
 
 class Pipeline:

@@ -20,8 +20,9 @@ from pydicom.dataset import Dataset
 
 from tests.e2e.harness import elapsed
 from tests.factories import make_four_view_study, write
-from tests.orthanc import Orthanc, wait_for
+from tests.orthanc import Orthanc
 from tests.services import free_port
+from tests.services import wait_until as wait_for
 from tests.validators import all_problems
 
 pytestmark = pytest.mark.e2e

@@ -15,8 +15,8 @@ import pytest
 
 from tests.e2e.harness import send_with_storescu
 from tests.factories import make_four_view_study, write
-from tests.orthanc import wait_for
 from tests.services import free_port
+from tests.services import wait_until as wait_for
 
 pytestmark = pytest.mark.e2e
 

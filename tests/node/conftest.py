@@ -18,7 +18,10 @@ from mammocad.config import Settings, load_settings
 from mammocad.node import receive
 from mammocad.node.scp import Node
 from mammocad.node.spool import Spool
-from tests.services import free_port
+from tests.services import (
+    free_port,
+    wait_until,  # noqa: F401  (re-exported for the node tests)
+)
 
 AE = "MAMMOCAD"
 
@@ -74,14 +77,6 @@ def queued_tasks(url: str, queue: str) -> list[tuple[str, list[Any]]]:
     return out
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def data_set_bytes(path: Path) -> bytes:

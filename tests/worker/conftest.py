@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,11 @@ from typing import Any
 import pytest
 
 from mammocad.config import Destination, Settings
-from tests.services import free_port, wait_for_port
+from tests.services import (
+    free_port,
+    wait_for_port,
+    wait_until,  # noqa: F401  (re-exported for the worker tests)
+)
 
 
 def make_settings(spool: Path, destinations: list[Destination] | None = None, **sections: Any) -> Settings:
@@ -64,15 +67,6 @@ def storescp(tmp_path: Path) -> Iterator[StoreSCP]:
     scp.stop()
 
 
-def wait_until(cond: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
-    """Poll ``cond`` until truthy; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 @pytest.fixture(scope="session")
