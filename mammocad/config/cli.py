@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import tomlkit
@@ -121,23 +123,30 @@ def _aet_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _aet_add(args: argparse.Namespace) -> int:
+def _edit(args: argparse.Namespace, edit: Callable[..., object], *edit_args: object) -> Path | None:
+    """Apply one edit to the config file; None (the error already printed) when it was refused."""
     path = resolve_config_path(args.config)
     try:
-        editing.add_caller(path, args.ae_title, args.host)
+        edit(path, *edit_args)
     except ConfigError as exc:
-        return _fail(str(exc))
+        _fail(str(exc))
+        return None
+    return path
+
+
+def _aet_add(args: argparse.Namespace) -> int:
+    path = _edit(args, editing.add_caller, args.ae_title, args.host)
+    if path is None:
+        return 1
     where = f" from {args.host}" if args.host else " from any host"
     print(f"added caller {args.ae_title.strip()}{where} to {path}; {_NO_RESTART}")
     return 0
 
 
 def _aet_remove(args: argparse.Namespace) -> int:
-    path = resolve_config_path(args.config)
-    try:
-        editing.remove_caller(path, args.ae_title, args.host)
-    except ConfigError as exc:
-        return _fail(str(exc))
+    path = _edit(args, editing.remove_caller, args.ae_title, args.host)
+    if path is None:
+        return 1
     print(f"removed caller {args.ae_title.strip()} from {path}; {_NO_RESTART}")
     return 0
 
@@ -160,22 +169,18 @@ def _dest_list(args: argparse.Namespace) -> int:
 
 
 def _dest_add(args: argparse.Namespace) -> int:
-    path = resolve_config_path(args.config)
-    try:
-        editing.add_destination(path, args.name, args.ae_title, args.host, args.port, args.outputs)
-    except ConfigError as exc:
-        return _fail(str(exc))
+    path = _edit(args, editing.add_destination, args.name, args.ae_title, args.host, args.port, args.outputs)
+    if path is None:
+        return 1
     print(f"added destination {args.name} ({args.ae_title}@{args.host}:{args.port}) to {path}; {_DEST_RESTART}")
     print(f"test it with: mammocad dest echo {args.name}")
     return 0
 
 
 def _dest_remove(args: argparse.Namespace) -> int:
-    path = resolve_config_path(args.config)
-    try:
-        editing.remove_destination(path, args.name)
-    except ConfigError as exc:
-        return _fail(str(exc))
+    path = _edit(args, editing.remove_destination, args.name)
+    if path is None:
+        return 1
     print(f"removed destination {args.name} from {path}; {_DEST_RESTART}")
     return 0
 

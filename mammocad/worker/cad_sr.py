@@ -28,6 +28,7 @@ from mammocad.worker.uids import (
     DISCLAIMER,
     OutputContext,
     copy_patient_study,
+    hierarchical_references,
     predecessor_sequence,
     set_common,
 )
@@ -288,26 +289,8 @@ def content_tree(ctx: OutputContext, sources: dict[str, Dataset]) -> Dataset:
 
 def evidence_sequence(results: list[ImageResult]) -> list[Dataset]:
     """Current Requested Procedure Evidence: every referenced image, by study and series."""
-    by_study: dict[str, dict[str, list[ImageRef]]] = {}
-    for r in results:
-        by_study.setdefault(r.image.study_uid, {}).setdefault(r.image.series_uid, []).append(r.image)
-    out = []
-    for study_uid, series in by_study.items():
-        st = Dataset()
-        st.StudyInstanceUID = study_uid
-        st.ReferencedSeriesSequence = []
-        for series_uid, refs in series.items():
-            se = Dataset()
-            se.SeriesInstanceUID = series_uid
-            se.ReferencedSOPSequence = []
-            for ref in refs:
-                sop = Dataset()
-                sop.ReferencedSOPClassUID = ref.sop_class_uid
-                sop.ReferencedSOPInstanceUID = ref.sop_instance_uid
-                se.ReferencedSOPSequence.append(sop)
-            st.ReferencedSeriesSequence.append(se)
-        out.append(st)
-    return out
+    return hierarchical_references(
+        (r.image.study_uid, r.image.series_uid, r.image.sop_class_uid, r.image.sop_instance_uid) for r in results)
 
 
 def build_mammo_cad_sr(ctx: OutputContext, sources: dict[str, Dataset]) -> Dataset:

@@ -143,11 +143,14 @@ def sorted_sources(study: StudyResult, sources: dict[str, Dataset]) -> list[Data
     return [sources[r.image.sop_instance_uid] for r in study.images]
 
 
-def predecessor_sequence(items: Iterable[tuple[str, str, str]], sop_class_uid: str) -> list[Dataset]:
-    """Hierarchical SOP instance references (study → series → instance) for predecessors."""
-    by_study: dict[str, dict[str, list[str]]] = {}
-    for study_uid, series_uid, sop_uid in items:
-        by_study.setdefault(study_uid, {}).setdefault(series_uid, []).append(sop_uid)
+def hierarchical_references(refs: Iterable[tuple[str, str, str, str]]) -> list[Dataset]:
+    """Study → series → instance reference items from (study, series, SOP class, SOP instance).
+
+    The shape of both Current Requested Procedure Evidence and Predecessor Documents.
+    """
+    by_study: dict[str, dict[str, list[tuple[str, str]]]] = {}
+    for study_uid, series_uid, sop_class_uid, sop_uid in refs:
+        by_study.setdefault(study_uid, {}).setdefault(series_uid, []).append((sop_class_uid, sop_uid))
     out = []
     for study_uid, series in by_study.items():
         st = Dataset()
@@ -157,11 +160,16 @@ def predecessor_sequence(items: Iterable[tuple[str, str, str]], sop_class_uid: s
             se = Dataset()
             se.SeriesInstanceUID = series_uid
             se.ReferencedSOPSequence = []
-            for sop in sops:
+            for sop_class_uid, sop_uid in sops:
                 ref = Dataset()
                 ref.ReferencedSOPClassUID = sop_class_uid
-                ref.ReferencedSOPInstanceUID = sop
+                ref.ReferencedSOPInstanceUID = sop_uid
                 se.ReferencedSOPSequence.append(ref)
             st.ReferencedSeriesSequence.append(se)
         out.append(st)
     return out
+
+
+def predecessor_sequence(items: Iterable[tuple[str, str, str]], sop_class_uid: str) -> list[Dataset]:
+    """Predecessor Documents Sequence for earlier versions (study, series, SOP instance) of one class."""
+    return hierarchical_references((study, series, sop_class_uid, sop) for study, series, sop in items)
