@@ -66,6 +66,8 @@ def _register_dest(subparsers: argparse._SubParsersAction) -> None:  # type: ign
     kinds = ",".join(k.value for k in OutputKind)
     add.add_argument("--outputs", type=_output_list, default=None, metavar="KINDS",
                      help=f"comma-separated result kinds to send (default: all: {kinds})")
+    add.add_argument("--associations", type=int, default=None, metavar="N",
+                     help="concurrent associations per delivery (default 4; 1 for a PACS that allows only one)")
     add.set_defaults(handler=_dest_add)
     rm = sub.add_parser("remove", help="remove a destination (items already queued stay in the outbox)")
     rm.add_argument("name", metavar="NAME")
@@ -169,7 +171,8 @@ def _dest_list(args: argparse.Namespace) -> int:
 
 
 def _dest_add(args: argparse.Namespace) -> int:
-    path = _edit(args, editing.add_destination, args.name, args.ae_title, args.host, args.port, args.outputs)
+    path = _edit(args, editing.add_destination, args.name, args.ae_title, args.host, args.port, args.outputs,
+                 args.associations)
     if path is None:
         return 1
     print(f"added destination {args.name} ({args.ae_title}@{args.host}:{args.port}) to {path}; {_DEST_RESTART}")

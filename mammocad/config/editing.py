@@ -127,8 +127,12 @@ def add_destination(
     host: str,
     port: int,
     outputs: list[str] | list[OutputKind] | None = None,
+    associations: int | None = None,
 ) -> Settings:
-    """Add a DICOM peer that receives results; ``outputs`` None means every kind."""
+    """Add a DICOM peer that receives results; ``outputs`` None means every kind.
+
+    ``associations`` None leaves the setting out of the file (the default applies).
+    """
     ae = _checked_ae(ae_title, "destination AE title")
     host = _checked_host(host) or ""
     if not host:
@@ -141,9 +145,10 @@ def add_destination(
                 f"destination {name!r} already exists in {path}; remove it first "
                 f"(`mammocad dest remove {name}`) to change it"
             )
-        _append_entry(doc, "destinations", {
-            "name": name, "ae_title": ae, "host": host, "port": int(port), "outputs": kinds,
-        })
+        entry: dict[str, Any] = {"name": name, "ae_title": ae, "host": host, "port": int(port), "outputs": kinds}
+        if associations is not None:
+            entry["associations"] = int(associations)
+        _append_entry(doc, "destinations", entry)
 
     return _edit(Path(path), mutate, create=True)
 

@@ -94,6 +94,10 @@ class Destination(_Section):
     host: str
     port: int
     outputs: list[OutputKind] = Field(default_factory=lambda: list(OutputKind))
+    #: Concurrent associations a delivery opens to this peer (a PACS commits each object
+    #: before answering; concurrent associations overlap those waits). 1 for a PACS that
+    #: allows a single association per calling AE.
+    associations: int = Field(4, ge=1, le=16)
 
     _ae = field_validator("ae_title")(classmethod(lambda cls, v: validate_ae_title(v)))
     _port = field_validator("port")(classmethod(lambda cls, v: _check_port(v)))
@@ -138,6 +142,13 @@ class DeliverySettings(_Section):
     network_timeout_s: float = Field(30.0, gt=0)
 
 
+class ResultsSettings(_Section):
+    #: Secondary captures are stored as JPEG baseline of this quality (a display aid: ~0.5 MB
+    #: instead of ~7 MB per image); 0 stores them uncompressed RGB. A PACS that refuses JPEG
+    #: gets them decompressed at delivery either way.
+    sc_jpeg_quality: int = Field(90, ge=0, le=100)
+
+
 class Settings(BaseSettings):
     """Everything an admin can configure. Build with :func:`load_settings`."""
 
@@ -154,6 +165,7 @@ class Settings(BaseSettings):
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    results: ResultsSettings = Field(default_factory=ResultsSettings)
     log_level: str = "INFO"
     #: Log as JSON lines instead of key=value.
     log_json: bool = False

@@ -48,12 +48,26 @@ class TileConfig:
     min_visible: float = 0.5
     #: A random tile is redrawn (up to 10 times) when less of it than this is breast.
     min_breast: float = 0.3
+    #: Share of tiles centred on a mined false positive (``hard_negatives.py``), once the
+    #: pool has any; taken from the random tiles' share.
+    hard_negative_fraction: float = 0.0
+    #: Mine every this many steps (0: never), from step ``hard_negative_start`` on.
+    hard_negative_every: int = 0
+    hard_negative_start: int = 0
+    #: Images looked at per mining round (0: all), and the lowest score that counts.
+    hard_negative_images: int = 0
+    hard_negative_min_score: float = 0.3
 
     def __post_init__(self) -> None:
         if self.size < 32:
             raise ValueError(f"tiles.size must be >= 32, got {self.size}")
         if not 0.0 <= self.positive_fraction <= 1.0:
             raise ValueError(f"tiles.positive_fraction must be in [0, 1], got {self.positive_fraction}")
+        if not 0.0 <= self.hard_negative_fraction <= 1.0 - self.positive_fraction:
+            raise ValueError(f"tiles.hard_negative_fraction must be in [0, 1 - positive_fraction], got "
+                             f"{self.hard_negative_fraction}")
+        if self.hard_negative_every < 0 or self.hard_negative_start < 0 or self.hard_negative_images < 0:
+            raise ValueError("tiles.hard_negative_every, hard_negative_start and hard_negative_images must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -131,6 +145,8 @@ class TileSampler:
     samples: Sequence[Sample]
     tiles: TileConfig = field(default_factory=TileConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    #: Mined false positives (image index, x, y, score) in the working frame; see hard_negatives.py.
+    hard_negatives: list[tuple[int, float, float, float]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.samples:
@@ -139,8 +155,11 @@ class TileSampler:
         self._by_class = {c: [(i, j) for i, j in self._lesions if self.samples[i].labels[j] == c] for c in (1, 2)}
 
     def draw(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        if self._lesions and rng.random() < self.tiles.positive_fraction:
+        r = rng.random()
+        if self._lesions and r < self.tiles.positive_fraction:
             image_idx, origin = self._positive_origin(rng)
+        elif self.hard_negatives and r < self.tiles.positive_fraction + self.tiles.hard_negative_fraction:
+            image_idx, origin = self._hard_negative_origin(rng)
         else:
             image_idx, origin = self._negative_origin(rng)
         tile, boxes, labels = self._cut(self.samples[image_idx], origin)
@@ -156,6 +175,13 @@ class TileSampler:
         half = self.tiles.size / 2
         cx = (x1 + x2) / 2 + rng.uniform(-1, 1) * self.tiles.jitter * half
         cy = (y1 + y2) / 2 + rng.uniform(-1, 1) * self.tiles.jitter * half
+        return i, self._clamp(self.samples[i], cx - half, cy - half)
+
+    def _hard_negative_origin(self, rng: np.random.Generator) -> tuple[int, tuple[int, int]]:
+        i, cx, cy, _ = self.hard_negatives[int(rng.integers(len(self.hard_negatives)))]
+        half = self.tiles.size / 2
+        cx += rng.uniform(-1, 1) * self.tiles.jitter * half
+        cy += rng.uniform(-1, 1) * self.tiles.jitter * half
         return i, self._clamp(self.samples[i], cx - half, cy - half)
 
     def _negative_origin(self, rng: np.random.Generator) -> tuple[int, tuple[int, int]]:

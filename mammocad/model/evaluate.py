@@ -5,7 +5,8 @@ mapped back to the original pixels → breast risk over all views of the breast)
 metrics compare boxes in original-image coordinates with the annotations, so what is
 measured is what the node would report.
 
-Two thresholds matter and both come from the checkpoint (chosen on validation data when
+Breast risks use only the boxes at or above the lesion threshold, exactly as the Detector
+does in production. Two thresholds matter and both come from the checkpoint (chosen on validation data when
 it was trained, see ``train.py``): the breast-level operating threshold
 (``DetectorSpec.operating_threshold``) and ``metadata["lesion_score_threshold"]``, the
 detection score at or above which a box counts as a finding for the lesion-level metrics.
@@ -72,14 +73,18 @@ def truths_and_predictions(ev: Evaluated) -> tuple[list[m.ImageTruth], list[m.Im
     return truths, preds
 
 
-def breast_scores(ev: Evaluated, risk_method: str = "max") -> dict[str, float]:
-    """breast_id → risk over all its views, by the production rule (``risk.py``)."""
+def breast_scores(ev: Evaluated, risk_method: str = "max", min_score: float = 0.0) -> dict[str, float]:
+    """breast_id → risk over all its views, by the production rule (``risk.py``).
+
+    ``min_score``: the lesion reporting threshold; the Detector drops boxes below it before
+    computing breast risks, so evaluation must too, or it measures a risk nobody is shown.
+    """
     groups: dict[str, list[ImageResult]] = {}
     for item, res in zip(ev.items, ev.results, strict=True):
         groups.setdefault(item.breast_id, []).append(res)
     out = {}
     for breast_id, results in groups.items():
-        risks = risk.breast_risks(results, threshold=0.5, method=risk_method)
+        risks = risk.breast_risks(results, threshold=0.5, method=risk_method, min_score=min_score)
         out[breast_id] = max((r.risk for r in risks), default=0.0)
     return out
 
@@ -88,13 +93,13 @@ def choose_thresholds(ev: Evaluated, *, risk_method: str = "max", method: str = 
                       target_sensitivity: float = 0.9, max_fp_per_image: float = 1.0) -> dict[str, float]:
     """Operating thresholds from a *validation* set (see ``metrics.choose_threshold``)."""
     truths, preds = truths_and_predictions(ev)
-    scores = breast_scores(ev, risk_method)
+    fpi, sens, thr = m.froc_curve(truths, preds)
+    lesion_t = m.threshold_for_fp_rate(fpi, sens, thr, max_fp_per_image)
+    scores = breast_scores(ev, risk_method, min_score=lesion_t)
     labels = {t.breast_id: t.breast_malignant for t in truths}
     ids = sorted(scores)
     breast_t = m.choose_threshold([labels[i] for i in ids], [scores[i] for i in ids], method=method,
                                   target=target_sensitivity)
-    fpi, sens, thr = m.froc_curve(truths, preds)
-    lesion_t = m.threshold_for_fp_rate(fpi, sens, thr, max_fp_per_image)
     return {"operating_threshold": float(min(1.0, max(0.0, breast_t))), "lesion_score_threshold": lesion_t}
 
 
@@ -102,7 +107,7 @@ def compute_report(ev: Evaluated, *, breast_threshold: float, lesion_threshold: 
                    n_bootstrap: int = 1000, seed: int = 0, rule: str = "centre") -> dict[str, Any]:
     """Every metric with bootstrap 95% intervals, FROC points and the curves for plots."""
     truths, preds = truths_and_predictions(ev)
-    scores = breast_scores(ev, risk_method)
+    scores = breast_scores(ev, risk_method, min_score=lesion_threshold)
     records = m.breast_records(truths, preds, scores, score_threshold=lesion_threshold, rule=rule)
     point = m.summarise(records, breast_threshold)
     ci = m.bootstrap_ci(records, lambda r: m.summarise(r, breast_threshold), n_resamples=n_bootstrap, seed=seed)

@@ -73,6 +73,9 @@ class OptimConfig:
     #: peaks at ``lr * restart_peak**k``. Empty: one cosine over all steps.
     cycle_steps: tuple[int, ...] = ()
     restart_peak: float = 0.4
+    #: Explicit peak of each cycle (overrides ``restart_peak**k``), e.g. to extend a run with
+    #: a cycle that learns faster than the geometric rule allows.
+    cycle_peaks: tuple[float, ...] = ()
     grad_clip: float = 10.0
     checkpoint_every: int = 200
     amp: bool = True  # used on CUDA only
@@ -89,6 +92,9 @@ class OptimConfig:
         if self.cycle_steps and (sum(self.cycle_steps) != self.steps or min(self.cycle_steps) < 1):
             raise ValueError(f"train.cycle_steps {list(self.cycle_steps)} must be positive and sum to "
                              f"train.steps ({self.steps})")
+        if self.cycle_peaks and len(self.cycle_peaks) != len(self.cycle_steps):
+            raise ValueError(f"train.cycle_peaks needs one value per cycle ({len(self.cycle_steps)}), "
+                             f"got {list(self.cycle_peaks)}")
 
 
 @dataclass(frozen=True)
@@ -198,7 +204,7 @@ def lr_factor(cfg: OptimConfig, step: int) -> float:
         return warm
     start, length, peak = 0, cfg.steps, 1.0
     for k, cycle in enumerate(cfg.cycle_steps):
-        length, peak = cycle, cfg.restart_peak ** k
+        length, peak = cycle, cfg.cycle_peaks[k] if cfg.cycle_peaks else cfg.restart_peak ** k
         if step < start + cycle or k == len(cfg.cycle_steps) - 1:
             break
         start += cycle
@@ -227,12 +233,16 @@ class TrainState:
     scaler: torch.amp.GradScaler
     rng: np.random.Generator
     step: int = 0
+    #: Mined false positives and the step they were mined at (-1: never); see hard_negatives.py.
+    hard_negatives: list[tuple[int, float, float, float]] = field(default_factory=list)
+    mined_at: int = -1
 
     def save(self, path: Path, cfg: TrainConfig) -> Path:
         payload = {
             "format": "mammocad-train-state/1", "step": self.step, "config": cfg.raw,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+            "hard_negatives": [list(h) for h in self.hard_negatives], "mined_at": self.mined_at,
             "rng": {"numpy": self.rng.bit_generator.state, "torch": torch.get_rng_state(),
                     "python": random.getstate(),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
@@ -254,6 +264,9 @@ class TrainState:
         self.scheduler.load_state_dict(payload["scheduler"])
         self.scaler.load_state_dict(payload["scaler"])
         self.rng.bit_generator.state = payload["rng"]["numpy"]
+        self.hard_negatives = [(int(i), float(x), float(y), float(sc))
+                               for i, x, y, sc in payload.get("hard_negatives", [])]
+        self.mined_at = int(payload.get("mined_at", -1))
         torch.set_rng_state(payload["rng"]["torch"])
         random.setstate(payload["rng"]["python"])
         if payload["rng"]["cuda"] and torch.cuda.is_available():
@@ -299,6 +312,7 @@ def train_steps(state: TrainState, sampler: TileSampler, cfg: TrainConfig, out: 
     started, bad = time.perf_counter(), 0
     state.model.train()
     while state.step < steps:
+        _mine_if_due(state, sampler, cfg, device)
         draws = [sampler.draw(state.rng) for _ in range(cfg.optim.batch_size)]
         images, targets = to_batch(draws, device)
         with torch.autocast("cuda", dtype=torch.float16) if amp else nullcontext():
@@ -330,6 +344,24 @@ def train_steps(state: TrainState, sampler: TileSampler, cfg: TrainConfig, out: 
             log_event(logger, "train_checkpoint", step=state.step, loss=round(row["loss"], 4))
     bar.close()
     return rows
+
+
+def _mine_if_due(state: TrainState, sampler: TileSampler, cfg: TrainConfig, device: str) -> None:
+    """Refresh the hard-negative pool at its steps (seeded by step, so a resume repeats it)."""
+    t = cfg.tiles
+    due = (t.hard_negative_every > 0 and t.hard_negative_fraction > 0 and state.step >= t.hard_negative_start
+           and (state.step - t.hard_negative_start) % t.hard_negative_every == 0 and state.mined_at != state.step)
+    if due:
+        from mammocad.model.hard_negatives import mine
+
+        started = time.perf_counter()
+        state.hard_negatives = mine(state.model, sampler.samples, cfg.detector, device=device,
+                                    rng=np.random.default_rng([cfg.seed, state.step]), n_images=t.hard_negative_images,
+                                    min_score=t.hard_negative_min_score)
+        state.mined_at = state.step
+        log_event(logger, "hard_negatives_mined", step=state.step, found=len(state.hard_negatives),
+                  seconds=round(time.perf_counter() - started, 1))
+    sampler.hard_negatives = state.hard_negatives
 
 
 def _append_csv(path: Path, row: dict[str, float]) -> None:

@@ -1,17 +1,21 @@
 """C-STORE of result files to one destination (pynetdicom SCU), with per-file status.
 
-One association per call. The proposed presentation contexts come from the files
-themselves (their SOP classes, each with its own transfer syntax plus the two
-uncompressed ones), so any PACS that accepts the objects at all can take them.
+One association per call, or per share of the files (``store_files``). The proposed
+presentation contexts come from the files themselves (their SOP classes, each with its own
+transfer syntax plus the two uncompressed ones), so any PACS that accepts the objects at
+all can take them: a file whose compressed syntax the peer refused (a JPEG secondary capture) is decompressed and
+sent uncompressed instead.
 """
 
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydicom import dcmread
+from pydicom.dataset import Dataset
 from pynetdicom import AE
 from pynetdicom.presentation import build_context
 from pynetdicom.status import code_to_category
@@ -45,12 +49,14 @@ class FileStatus:
 
 
 def store_files(
-    dest: Destination, files: list[Path], *, calling_ae: str, timeout_s: float
+    dest: Destination, files: list[Path], *, calling_ae: str, timeout_s: float, associations: int = 1
 ) -> list[FileStatus]:
-    """Send ``files`` to ``dest`` over one association; raise DeliveryError if none could be.
+    """Send ``files`` to ``dest``; raise DeliveryError if no association could be opened.
 
-    A file that cannot be read, or whose context the peer rejected, gets ``status=None``
-    and an ``error``; the others are still sent.
+    With ``associations`` > 1 the files are spread over that many concurrent associations:
+    a PACS commits each object to disk before it answers (Orthanc: ~0.1 s an object here),
+    and concurrent associations overlap those waits. A file that cannot be read, or whose
+    context the peer rejected, gets ``status=None`` and an ``error``; the others are still sent.
     """
     datasets, statuses = {}, {}
     for path in files:
@@ -58,33 +64,64 @@ def store_files(
             datasets[path] = dcmread(path)
         except Exception as exc:
             statuses[path] = FileStatus(path, path.stem, None, f"cannot read {path}: {exc}")
-    contexts = _contexts([ds for ds in datasets.values()])
+    items = list(datasets.items())
+    if not items:
+        return [statuses[p] for p in files]
+    n = max(1, min(associations, len(items)))
+    chunks = [items[i::n] for i in range(n)]
+    if n == 1:
+        outcomes: list[dict[Path, FileStatus] | DeliveryError] = [_store_chunk(dest, chunks[0], calling_ae, timeout_s)]
+    else:
+        with ThreadPoolExecutor(n, thread_name_prefix=f"store-{dest.name}") as pool:
+            outcomes = list(pool.map(lambda c: _store_chunk(dest, c, calling_ae, timeout_s), chunks))
+    errors = [o for o in outcomes if isinstance(o, DeliveryError)]
+    if len(errors) == len(outcomes):
+        raise errors[0]
+    for outcome in outcomes:
+        if isinstance(outcome, DeliveryError):
+            continue
+        statuses.update(outcome)
+    reason = str(errors[0]) if errors else "association ended before sending"
+    return [statuses.get(p) or FileStatus(p, p.stem, None, reason) for p in files]
+
+
+def _store_chunk(dest: Destination, items: list[tuple[Path, Dataset]], calling_ae: str, timeout_s: float
+                 ) -> dict[Path, FileStatus] | DeliveryError:
+    """One association sending ``items`` in order (the error is returned, for the thread pool)."""
     ae = AE(ae_title=calling_ae)
-    ae.requested_contexts = contexts
+    ae.requested_contexts = _contexts([ds for _, ds in items])
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout_s
     ae.connection_timeout = timeout_s
     assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title)
     if not assoc.is_established:
         what = "rejected" if assoc.is_rejected else "aborted" if assoc.is_aborted else "failed"
-        raise DeliveryError(
+        return DeliveryError(
             f"association to {dest.name} ({dest.ae_title}@{dest.host}:{dest.port}) {what}: check that "
             f"the PACS is running and lists AE {calling_ae!r} as a known modality"
         )
+    statuses: dict[Path, FileStatus] = {}
     try:
-        for path, ds in datasets.items():
+        for path, ds in items:
             statuses[path] = _send_one(assoc, path, ds)
             if not assoc.is_established:
                 break
     finally:
         if assoc.is_established:
             assoc.release()
-    return [statuses.get(p) or FileStatus(p, p.stem, None, "association ended before sending") for p in files]
+    return statuses
 
 
 def _send_one(assoc, path: Path, ds) -> FileStatus:  # type: ignore[no-untyped-def]
     sop = str(ds.SOPInstanceUID)
     try:
-        rsp = assoc.send_c_store(ds)
+        try:
+            rsp = assoc.send_c_store(ds)
+        except ValueError:  # no accepted context for the file's own syntax
+            if not ds.file_meta.TransferSyntaxUID.is_compressed:
+                raise
+            ds.decompress(generate_instance_uid=False)  # same object: RGB, Explicit VR Little Endian
+            log_event(logger, "store_decompressed", sop=sop, reason="peer refused the compressed transfer syntax")
+            rsp = assoc.send_c_store(ds)
     except ValueError as exc:  # no accepted presentation context for this file
         return FileStatus(path, sop, None, f"peer accepted no context for it: {exc}")
     except Exception as exc:

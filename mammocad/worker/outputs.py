@@ -46,11 +46,16 @@ class _RaiseOnInvalid:
 
 
 def _finish(ds: Dataset) -> Dataset:
-    """Add file meta (Explicit VR Little Endian) so the object can be written as Part 10."""
+    """Add file meta so the object can be written as Part 10.
+
+    Explicit VR Little Endian unless the builder encapsulated its pixels and set its own
+    transfer syntax (JPEG secondary captures).
+    """
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = ds.SOPClassUID
     meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    own = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    meta.TransferSyntaxUID = own or ExplicitVRLittleEndian
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     meta.ImplementationVersionName = IMPLEMENTATION_VERSION
     ds.file_meta = meta
@@ -80,6 +85,7 @@ def build_outputs(
     *,
     device: str = "",
     predecessor: list[tuple[str, str, str]] | None = None,
+    sc_jpeg_quality: int = 90,
 ) -> list[Dataset]:
     """Build the requested result objects for one study.
 
@@ -90,12 +96,14 @@ def build_outputs(
         (saying CAD failed) but no SC/GSPS.
     predecessor: (study UID, series UID, SOP instance UID) of earlier SR versions of the
         same kind (a study that gained images later); written as Predecessor Documents.
+    sc_jpeg_quality: JPEG baseline quality of the secondary captures; 0 = uncompressed.
     Returns datasets with file meta, ready for ``save_as(..., enforce_file_format=True)``.
     """
     if not study.images:
         raise ValueError(f"study {study.study_uid} has no image results: nothing to report")
     sorted_sources(study, sources)  # raises naming the missing SOP Instance UIDs
-    ctx = OutputContext(study=study, device=device, predecessor=tuple(predecessor or ()))
+    ctx = OutputContext(study=study, device=device, predecessor=tuple(predecessor or ()),
+                        sc_jpeg_quality=sc_jpeg_quality)
     out: list[Dataset] = []
     with _RaiseOnInvalid():
         for kind in dict.fromkeys(OutputKind(k) for k in kinds):

@@ -6,19 +6,26 @@ inverted so it looks as on the modality, then converted to RGB. Lesions are boxe
 (malignant red, benign cyan) with their probability of cancer, and a banner on top names
 the model, the breast risks and "NOT FOR DIAGNOSTIC USE".
 
-Images wider or taller than ``MAX_SIDE`` pixels are downscaled (aspect kept) so a SC
-stays a few MB instead of ~80 MB RGB for a 4k x 3k mammogram; boxes are scaled with it.
+Images wider or taller than ``MAX_SIDE`` pixels are reduced by the smallest integer factor
+that fits (a box filter: cheap, and exact for the marks' geometry); boxes are scaled with
+them. The pixels are then stored as JPEG baseline (``jpeg_quality``, 4:2:2, marked lossy):
+a full-field overlay is ~0.5 MB instead of ~7 MB of RGB, which is what the PACS spends its
+time receiving. The SC is a display aid labelled not for diagnostic use; quality 0 stores
+it uncompressed, and delivery decompresses it for a PACS that refuses JPEG.
 """
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
+from pydicom.uid import JPEGBaseline8Bit
 
 from mammocad.model.results import ImageResult, LesionClass
 from mammocad.worker.uids import OutputContext, copy_patient_study, set_common
@@ -49,8 +56,13 @@ class Layout:
         return x * self.scale, y * self.scale + self.top
 
 
+def reduction(rows: int, columns: int) -> int:
+    """Integer downscale factor so that neither side exceeds MAX_SIDE."""
+    return max(1, -(-max(rows, columns) // MAX_SIDE))
+
+
 def _scaled_width(rows: int, columns: int) -> int:
-    return max(1, round(columns * min(1.0, MAX_SIDE / max(rows, columns))))
+    return -(-columns // reduction(rows, columns))
 
 
 def font_size_for(rows: int, columns: int) -> int:
@@ -60,12 +72,12 @@ def font_size_for(rows: int, columns: int) -> int:
 
 def layout(rows: int, columns: int, n_lines: int) -> Layout:
     """Geometry of the SC for a ``rows`` x ``columns`` image with ``n_lines`` banner lines."""
-    scale = min(1.0, MAX_SIDE / max(rows, columns))
+    k = reduction(rows, columns)
     width = _scaled_width(rows, columns)
-    height = max(1, round(rows * scale))
+    height = -(-rows // k)
     font_size = font_size_for(rows, columns)
     top = n_lines * (font_size + 4) + 6
-    return Layout(scale, top, width, height + top, font_size)
+    return Layout(1.0 / k, top, width, height + top, font_size)
 
 
 def wrap(lines: list[str], font: ImageFont.FreeTypeFont | ImageFont.ImageFont, width: int) -> list[str]:
@@ -92,20 +104,46 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
 
 
 def display_gray(ds: Dataset) -> np.ndarray:
-    """8-bit grey image as displayed: modality LUT, VOI window/LUT, MONOCHROME1 inverted."""
+    """8-bit grey image as displayed: modality LUT, VOI window/LUT, MONOCHROME1 inverted.
+
+    The whole chain maps one stored value to one grey level, so it is computed once per
+    stored value present in the range (at most 65,536) and applied as a lookup table: a
+    full-field mammogram costs one indexing pass instead of four float64 passes.
+    """
     arr = ds.pixel_array
     if arr.ndim == 3:  # multi-frame: show the first frame
         arr = arr[0]
-    values = apply_modality_lut(arr, ds).astype(np.float64)
+    if arr.dtype.kind not in "ui" or arr.dtype.itemsize > 2:
+        return _grey_levels(arr, ds, arr)
+    lo, hi = int(arr.min()), int(arr.max())
+    if arr.dtype.kind == "u":
+        offset = arr - arr.dtype.type(lo) if lo else arr  # stays unsigned: arr >= lo
+    else:
+        offset = arr.astype(np.int32) - lo
+    values = np.arange(lo, hi + 1).astype(arr.dtype)
+    return _grey_levels(values, ds, values[[0, -1]])[offset]
+
+
+def _grey_levels(values: np.ndarray, ds: Dataset, present: np.ndarray) -> np.ndarray:
+    """Display grey level (uint8) of each stored value in ``values``.
+
+    ``present``: stored values whose display values set the full-range scaling used when
+    the image has no window (the image's lowest and highest stored values; exact for the
+    monotonic LUTs of real images).
+    """
+    out_values = apply_modality_lut(values, ds).astype(np.float64)
     if "WindowCenter" in ds and "WindowWidth" in ds:
         center = float(ds.WindowCenter[0] if ds["WindowCenter"].VM > 1 else ds.WindowCenter)
         width = float(ds.WindowWidth[0] if ds["WindowWidth"].VM > 1 else ds.WindowWidth)
-        scaled = (values - (center - 0.5)) / max(width - 1.0, 1.0) + 0.5
+        scaled = (out_values - (center - 0.5)) / max(width - 1.0, 1.0) + 0.5
     else:
         if "VOILUTSequence" in ds:
-            values = apply_voi_lut(arr, ds).astype(np.float64)
-        lo, hi = float(values.min()), float(values.max())
-        scaled = (values - lo) / max(hi - lo, 1.0)
+            out_values = apply_voi_lut(values, ds).astype(np.float64)
+            ref = apply_voi_lut(present, ds).astype(np.float64)
+        else:
+            ref = apply_modality_lut(present, ds).astype(np.float64)
+        lo, hi = float(ref.min()), float(ref.max())
+        scaled = (out_values - lo) / max(hi - lo, 1.0)
     out = np.clip(scaled, 0.0, 1.0)
     if str(ds.get("PhotometricInterpretation", "")) == "MONOCHROME1":
         out = 1.0 - out
@@ -132,10 +170,12 @@ def render(result: ImageResult, source: Dataset, ctx: OutputContext) -> tuple[np
     lines = wrap(banner_lines(result, ctx), font, _scaled_width(rows, columns))
     lay = layout(rows, columns, len(lines))
     gray = Image.fromarray(display_gray(source), mode="L")
-    if lay.scale < 1.0:
-        gray = gray.resize((lay.width, lay.height - lay.top), Image.Resampling.LANCZOS)
-    canvas = Image.new("RGB", (lay.width, lay.height), (0, 0, 0))
-    canvas.paste(gray.convert("RGB"), (0, lay.top))
+    k = reduction(rows, columns)
+    if k > 1:
+        gray = gray.reduce(k)
+    pixels = np.zeros((lay.height, lay.width, 3), dtype=np.uint8)
+    pixels[lay.top:] = np.asarray(gray)[:, :, None]
+    canvas = Image.fromarray(pixels, mode="RGB")
     draw = ImageDraw.Draw(canvas)
     for i, line in enumerate(lines):
         draw.text((4, 3 + i * (lay.font_size + 4)), line, fill=BANNER_RGB, font=font)
@@ -151,6 +191,13 @@ def render(result: ImageResult, source: Dataset, ctx: OutputContext) -> tuple[np
     return np.asarray(canvas, dtype=np.uint8), lay
 
 
+def jpeg_baseline(pixels: np.ndarray, quality: int) -> bytes:
+    """One JPEG baseline frame, chroma halved horizontally (Photometric Interpretation YBR_FULL_422)."""
+    out = io.BytesIO()
+    Image.fromarray(pixels, mode="RGB").save(out, format="JPEG", quality=quality, subsampling=1)
+    return out.getvalue()
+
+
 def _source_image_sequence(source: Dataset) -> list[Dataset]:
     ref = Dataset()
     ref.ReferencedSOPClassUID = source.SOPClassUID
@@ -164,7 +211,11 @@ def _source_image_sequence(source: Dataset) -> list[Dataset]:
 
 
 def build_secondary_capture(result: ImageResult, source: Dataset, ctx: OutputContext, index: int) -> Dataset:
-    """One RGB Secondary Capture for an analysed image (needs the source's pixels)."""
+    """One colour Secondary Capture for an analysed image (needs the source's pixels).
+
+    With ``ctx.sc_jpeg_quality`` > 0 the dataset carries its file meta with the JPEG
+    baseline transfer syntax (the pixel data is encapsulated).
+    """
     if "PixelData" not in source:
         raise ValueError(
             f"secondary capture of {result.image.sop_instance_uid} needs pixel data: load the "
@@ -182,7 +233,6 @@ def build_secondary_capture(result: ImageResult, source: Dataset, ctx: OutputCon
     ds.ImageType = ["DERIVED", "SECONDARY"]
     ds.BurnedInAnnotation = "YES"
     ds.RecognizableVisualFeatures = "NO"
-    ds.LossyImageCompression = "00"
     ds.DerivationDescription = "mammogram windowed as displayed, CAD marks burned in, may be downscaled"
     ds.ImageComments = ctx.comment()[:10240]
     ds.PatientOrientation = source.get("PatientOrientation", "") or ""
@@ -194,12 +244,25 @@ def build_secondary_capture(result: ImageResult, source: Dataset, ctx: OutputCon
     ds.Laterality = lat if lat in ("L", "R") else ""
     ds.SourceImageSequence = _source_image_sequence(source)
     ds.SamplesPerPixel = 3
-    ds.PhotometricInterpretation = "RGB"
     ds.PlanarConfiguration = 0
     ds.Rows, ds.Columns = int(pixels.shape[0]), int(pixels.shape[1])
     ds.BitsAllocated = 8
     ds.BitsStored = 8
     ds.HighBit = 7
     ds.PixelRepresentation = 0
-    ds.PixelData = pixels.tobytes()
+    if ctx.sc_jpeg_quality > 0:
+        frame = jpeg_baseline(pixels, ctx.sc_jpeg_quality)
+        ds.PhotometricInterpretation = "YBR_FULL_422"
+        ds.LossyImageCompression = "01"
+        ds.LossyImageCompressionRatio = f"{pixels.size / len(frame):.2f}"[:16]
+        ds.LossyImageCompressionMethod = "ISO_10918_1"
+        ds.DerivationDescription += "; JPEG baseline (lossy)"
+        ds.PixelData = encapsulate([frame])
+        ds["PixelData"].VR = "OB"
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    else:
+        ds.PhotometricInterpretation = "RGB"
+        ds.LossyImageCompression = "00"
+        ds.PixelData = pixels.tobytes()
     return ds

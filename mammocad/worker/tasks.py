@@ -220,7 +220,7 @@ def _fill_outbox(
 ) -> dict[str, Any]:
     """Build each needed output once and give every destination the kinds it asked for."""
     kinds = [k for k in OutputKind if any(k in d.outputs for d in settings.destinations)]
-    datasets = _build(files, study, sop_uids, kinds) if kinds else []
+    datasets = _build(files, study, sop_uids, kinds, settings.results.sc_jpeg_quality) if kinds else []
     outbox = Outbox(files.spool)
     items: dict[str, Any] = {"__objects__": [
         {"study": str(ds.StudyInstanceUID), "series": str(ds.SeriesInstanceUID), "sop": str(ds.SOPInstanceUID),
@@ -235,7 +235,8 @@ def _fill_outbox(
     return items
 
 
-def _build(files: StudyFiles, study: StudyResult, sop_uids: list[str], kinds: list[OutputKind]) -> list[Any]:
+def _build(files: StudyFiles, study: StudyResult, sop_uids: list[str], kinds: list[OutputKind],
+           sc_jpeg_quality: int) -> list[Any]:
     from mammocad.worker.outputs import build_outputs  # highdicom is heavy: import on use
 
     sources = {sop: dcmread(files.image(sop)) for sop in sop_uids if files.image(sop).exists()}
@@ -245,7 +246,8 @@ def _build(files: StudyFiles, study: StudyResult, sop_uids: list[str], kinds: li
     for kind in kinds:  # one call per kind: each SR cites only its own earlier version
         predecessor = [(o["study"], o["series"], o["sop"]) for o in (earlier or {}).get("objects", [])
                        if o.get("kind") == kind.value and kind in _SR_KINDS]
-        out += build_outputs(study, sources, [kind], device=device, predecessor=predecessor)
+        out += build_outputs(study, sources, [kind], device=device, predecessor=predecessor,
+                             sc_jpeg_quality=sc_jpeg_quality)
     return out
 
 
@@ -295,7 +297,7 @@ def _attempt(settings: Settings, outbox: Outbox, item: OutboxItem) -> tuple[str,
     try:
         dest = settings.destination(item.destination)
         statuses = store_files(dest, item.pending_files(), calling_ae=settings.node.ae_title,
-                               timeout_s=settings.delivery.network_timeout_s)
+                               timeout_s=settings.delivery.network_timeout_s, associations=dest.associations)
     except (KeyError, DeliveryError) as exc:
         statuses, error = [], str(exc).strip("'\"")
     except Exception as exc:

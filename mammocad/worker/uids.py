@@ -72,6 +72,8 @@ class OutputContext:
     #: (study UID, series UID, SOP instance UID) of earlier versions this output replaces.
     predecessor: tuple[tuple[str, str, str], ...] = ()
     when: _dt.datetime | None = None
+    #: Secondary captures as JPEG baseline of this quality (1-100); 0 stores them uncompressed.
+    sc_jpeg_quality: int = 90
 
     @property
     def timestamp(self) -> _dt.datetime:

@@ -55,6 +55,12 @@ def test_dest_list_add_remove(mammocad: Runner, config_file: Path) -> None:
     out = mammocad("dest", "add", "bad", "--ae", "B", "--host", "h", "--port", "1", "--outputs", "sc,pdf")
     assert out.returncode == 1 and "unknown output kind 'pdf'" in out.stderr
 
+    out = mammocad("dest", "add", "old", "--ae", "OLD", "--host", "h", "--port", "104", "--associations", "1")
+    assert out.returncode == 0, out.stderr
+    assert tomllib.loads(config_file.read_text())["destinations"][-1]["associations"] == 1
+    out = mammocad("dest", "add", "bad", "--ae", "B", "--host", "h", "--port", "1", "--associations", "0")
+    assert out.returncode == 1 and "associations" in out.stderr
+
     out = mammocad("dest", "remove", "archive")
     assert out.returncode == 0, out.stderr
     assert "archive" not in config_file.read_text()

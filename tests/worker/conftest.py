@@ -34,8 +34,11 @@ def make_settings(spool: Path, destinations: list[Destination] | None = None, **
 class StoreSCP:
     """A DCMTK storescp writing what it receives into ``folder``."""
 
-    def __init__(self, folder: Path, port: int | None = None, ae_title: str = "PACS") -> None:
+    def __init__(self, folder: Path, port: int | None = None, ae_title: str = "PACS",
+                 accept_compressed: bool = True) -> None:
         self.folder, self.port, self.ae_title = folder, port or free_port(), ae_title
+        #: False: DCMTK's default, uncompressed transfer syntaxes only (an old PACS).
+        self.accept_compressed = accept_compressed
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> StoreSCP:
@@ -43,7 +46,8 @@ class StoreSCP:
         if exe is None:
             raise RuntimeError("DCMTK storescp is not installed: run `make test`, which installs dcmtk")
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen([exe, "-aet", self.ae_title, "+xa", "-od", str(self.folder), str(self.port)],
+        syntaxes = ["+xa"] if self.accept_compressed else []
+        self.proc = subprocess.Popen([exe, "-aet", self.ae_title, *syntaxes, "-od", str(self.folder), str(self.port)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for_port(self.port)
         return self
@@ -52,6 +56,12 @@ class StoreSCP:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(10)
+
+    def __enter__(self) -> StoreSCP:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     def received(self) -> list[Path]:
         return sorted(p for p in self.folder.iterdir() if p.is_file())

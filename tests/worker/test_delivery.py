@@ -21,18 +21,51 @@ def _files(folder: Path, n: int = 2) -> list[Path]:
     return [write(make_mammogram(rows=32, columns=24, seed=i), folder / f"{i}.dcm") for i in range(n)]
 
 
-def test_store_files_arrive(tmp_path: Path, storescp: StoreSCP) -> None:
-    files = _files(tmp_path / "out", 3)
-    statuses = store_files(storescp.destination(), files, calling_ae="MAMMOCAD", timeout_s=5)
-    assert [s.ok for s in statuses] == [True] * 3 and all(s.status == 0 for s in statuses)
+@pytest.mark.parametrize("associations", [1, 3, 8])
+def test_store_files_arrive(tmp_path: Path, storescp: StoreSCP, associations: int) -> None:
+    files = _files(tmp_path / "out", 5)
+    statuses = store_files(storescp.destination(), files, calling_ae="MAMMOCAD", timeout_s=5,
+                           associations=associations)
+    assert [s.path for s in statuses] == files  # one status per file, in the order given
+    assert [s.ok for s in statuses] == [True] * 5 and all(s.status == 0 for s in statuses)
     got = {str(dcmread(p).SOPInstanceUID) for p in storescp.received()}
     assert got == {str(dcmread(p).SOPInstanceUID) for p in files}
+
+
+@pytest.mark.parametrize("accept_compressed", [True, False])
+def test_jpeg_secondary_capture_is_decompressed_for_a_peer_that_refuses_jpeg(tmp_path: Path,
+                                                                            accept_compressed: bool) -> None:
+    from mammocad.config import OutputKind
+    from mammocad.worker.outputs import build_outputs
+    from tests.worker.outputs_fixtures import make_case, write_all
+
+    study, sources = make_case((2, 0))
+    files = write_all(build_outputs(study, sources, [OutputKind.SECONDARY_CAPTURE, OutputKind.MAMMO_CAD_SR]),
+                      tmp_path / "out")
+    assert {str(dcmread(f).file_meta.TransferSyntaxUID) for f in files} >= {"1.2.840.10008.1.2.4.50"}
+    with StoreSCP(tmp_path / "pacs", accept_compressed=accept_compressed) as scp:
+        statuses = store_files(scp.destination(), files, calling_ae="MAMMOCAD", timeout_s=5)
+        assert [s.ok for s in statuses] == [True] * len(files), statuses
+        received = {str(d.SOPInstanceUID): d for d in map(dcmread, scp.received())}
+    for f in files:
+        sent = dcmread(f)
+        got = received[str(sent.SOPInstanceUID)]
+        if sent.SOPClassUID != "1.2.840.10008.5.1.4.1.1.7":
+            continue
+        if accept_compressed:  # stored as sent, byte for byte
+            assert got.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.50" and got.PixelData == sent.PixelData
+        else:  # the same picture, uncompressed RGB
+            assert not got.file_meta.TransferSyntaxUID.is_compressed and got.PhotometricInterpretation == "RGB"
+            assert got.pixel_array.shape == sent.pixel_array.shape
+            assert abs(got.pixel_array.astype(int) - sent.pixel_array.astype(int)).max() <= 2
 
 
 def test_store_files_closed_port_names_the_peer(tmp_path: Path) -> None:
     dest = Destination(name="down", ae_title="PACS", host="127.0.0.1", port=free_port())
     with pytest.raises(DeliveryError, match=r"down \(PACS@127.0.0.1:\d+\).*running"):
         store_files(dest, _files(tmp_path), calling_ae="MAMMOCAD", timeout_s=2)
+    with pytest.raises(DeliveryError, match=r"down \(PACS@127.0.0.1:\d+\).*running"):
+        store_files(dest, _files(tmp_path), calling_ae="MAMMOCAD", timeout_s=2, associations=2)
 
 
 def test_unreadable_file_is_reported_others_sent(tmp_path: Path, storescp: StoreSCP) -> None:
