@@ -85,8 +85,8 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, spec: DetectorSpec
     return path
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> LoadedCheckpoint:
-    """Load, check and build the model in eval mode on ``device``."""
+def read_header(path: str | Path) -> tuple[DetectorSpec, PreprocessSpec, dict[str, Any], dict[str, Any]]:
+    """Check a checkpoint and return (spec, preprocess, metadata, payload) without building the model."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
@@ -108,6 +108,12 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
     _check_metadata(metadata, where=str(path))
     if tuple(spec.classes) != CLASSES or tuple(metadata.get("classes", CLASSES)) != CLASSES:
         raise CheckpointError(f"{path}: classes {list(spec.classes)} differ from this version's {list(CLASSES)}")
+    return spec, preprocess, metadata, payload
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> LoadedCheckpoint:
+    """Load, check and build the model in eval mode on ``device``."""
+    spec, preprocess, metadata, payload = read_header(path)
     model = build_detector(spec)
     try:
         model.load_state_dict(payload["state_dict"], strict=True)

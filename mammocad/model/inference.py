@@ -17,6 +17,7 @@ returns every box, unfiltered, for evaluation (FROC needs them all).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Iterable
@@ -28,9 +29,10 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from mammocad.logs import log_event
-from mammocad.model import dicom_meta, risk
+from mammocad.model import dicom_meta
 from mammocad.model.checkpoint import LoadedCheckpoint, load_checkpoint, resolve_weights
 from mammocad.model.devices import configure_cpu_threads, default_batch_size, resolve_device
+from mammocad.model.info import DetectorInfo
 from mammocad.model.results import BreastRisk, ImageRef, ImageResult, Lesion, LesionClass
 from mammocad.model.standardise import Standardised, standardise
 from mammocad.model.tiling import detect_tiled
@@ -64,16 +66,24 @@ class Detector:
         self.metadata = checkpoint.metadata
         self.device = device
         self.weights_path = weights_path
-        self.model_name: str = str(checkpoint.metadata["model_name"])
-        self.model_version: str = str(checkpoint.metadata["version"])
-        self.synthetic_weights: bool = bool(checkpoint.metadata["synthetic"])
+        #: Names, thresholds and the breast-risk rule (shared with the results workers).
+        self.info = DetectorInfo.from_header(checkpoint.spec, checkpoint.metadata)
+        self.model_name: str = self.info.model_name
+        self.model_version: str = self.info.model_version
+        self.synthetic_weights: bool = self.info.synthetic_weights
         self.batch_size = default_batch_size(device)
-        #: Boxes below this score are not reported (chosen on validation data at training:
-        #: metadata["lesion_score_threshold"]; else every box the model returns).
-        self.lesion_score_threshold = float(checkpoint.metadata.get("lesion_score_threshold",
-                                                                    checkpoint.spec.box_score_thresh))
         #: Mixed precision (fp16 on CUDA, bf16 on CPUs with native bf16; see tiling.py).
         self.amp = True
+
+    @property
+    def lesion_score_threshold(self) -> float:
+        """Boxes below this score are not reported (chosen on validation data at training:
+        metadata["lesion_score_threshold"]; else every box the model returns)."""
+        return self.info.lesion_score_threshold
+
+    @lesion_score_threshold.setter
+    def lesion_score_threshold(self, value: float) -> None:
+        self.info = dataclasses.replace(self.info, lesion_score_threshold=float(value))
 
     @classmethod
     def load(cls, weights: str | Path | None = None, device: str = "auto") -> Detector:
@@ -144,8 +154,7 @@ class Detector:
 
     def breast_risks(self, results: Iterable[ImageResult]) -> tuple[BreastRisk, ...]:
         """Per-breast risk over all views at the checkpoint's operating threshold (reported lesions only)."""
-        return risk.breast_risks(results, threshold=self.spec.operating_threshold, method=self.spec.risk_method,
-                                 min_score=self.lesion_score_threshold)
+        return self.info.breast_risks(results)
 
     def _lesions(self, std: Standardised) -> tuple[Lesion, ...]:
         pred = self.predict_standardised(std.image)

@@ -98,8 +98,10 @@ def _run_one(settings: Settings, queue: str, concurrency: int, level: str,
     import mammocad.model.inference  # noqa: F401
 
     if queue == settings.worker.results_queue:
-        import mammocad.worker.outputs  # noqa: F401
-    if queue == settings.worker.results_queue:
+        from mammocad.worker import model_cache, outputs
+
+        outputs.warm_caches()
+        model_cache.get_info(settings.worker.weights)  # header only: every child inherits it
         start_sweeper(app, settings)
     from celery.utils.nodenames import host_format
 

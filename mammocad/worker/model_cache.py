@@ -40,6 +40,21 @@ def get_detector(weights: str, device: str) -> Any:
         return det
 
 
+def get_info(weights: str) -> Any:
+    """The checkpoint's :class:`mammocad.model.info.DetectorInfo` (cached; no model is built).
+
+    Safe to call before the prefork pool forks: it reads the header only (no CUDA).
+    """
+    key = (weights, "info")
+    with _lock:
+        info = _cache.get(key)
+        if info is None:
+            from mammocad.model.info import DetectorInfo
+
+            info = _cache[key] = DetectorInfo.read(weights or None)
+        return info
+
+
 #: The detector keeps per-call state (e.g. its RoI heads' class probabilities), so one
 #: loaded model runs one image at a time; the prefork pool has one per process anyway,
 #: this only matters for thread pools (tests, `--pool threads`).

@@ -9,7 +9,9 @@ over-long value fails here rather than in the PACS.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
 import pydicom.config
@@ -45,6 +47,23 @@ class _RaiseOnInvalid:
         return False
 
 
+def warm_caches() -> None:
+    """Load highdicom's tables of the standard now (0.3 s of JSON parsing on first use).
+
+    The results worker calls this before its prefork pool forks, so no child pays it on its
+    first study. highdicom keeps them behind private, cached functions: if a later version
+    moves them, the first study is just slower.
+    """
+    try:
+        from highdicom import _standard_utils as standard
+    except ImportError:
+        return
+    for name in ("get_module_attribute_map", "get_iod_module_map", "get_sop_class_iod_map"):
+        loader = getattr(standard, name, None)
+        if callable(loader):
+            loader()
+
+
 def _finish(ds: Dataset) -> Dataset:
     """Add file meta so the object can be written as Part 10.
 
@@ -69,10 +88,12 @@ def _one_kind(kind: OutputKind, ctx: OutputContext, sources: dict[str, Dataset])
     if kind is OutputKind.TID1500_SR:
         return [build_tid1500_sr(ctx, sources)]
     if kind is OutputKind.SECONDARY_CAPTURE:
-        return [
-            build_secondary_capture(r, sources[r.image.sop_instance_uid], ctx, i)
-            for i, r in enumerate(results) if r.analysed
-        ]
+        # Decoding, windowing, reducing and JPEG-encoding run mostly outside the GIL: one
+        # thread per image uses the cores the analysis has just left idle.
+        jobs = [(i, r) for i, r in enumerate(results) if r.analysed]
+        with ThreadPoolExecutor(max(1, min(len(jobs), os.cpu_count() or 1))) as pool:
+            return list(pool.map(lambda job: build_secondary_capture(job[1], sources[job[1].image.sop_instance_uid],
+                                                                     ctx, job[0]), jobs))
     if kind is OutputKind.GSPS:
         return [build_gsps(group, sources, ctx, i) for i, group in enumerate(group_images(results, sources))]
     raise ValueError(f"unknown output kind {kind!r}: expected one of {[k.value for k in OutputKind]}")

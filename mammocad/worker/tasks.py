@@ -161,18 +161,18 @@ def finalize_study(
     settings = _settings(self)
     files = StudyFiles(spool_dir, study_uid)
     sop_uids = sorted({check_uid(s, "SOP Instance UID") for s in sop_uids})
-    det = model_cache.get_detector(settings.worker.weights, "cpu")  # only for version + breast risks
-    key = report_key(sop_uids, det.model_version)
+    info = model_cache.get_info(settings.worker.weights)  # version and breast-risk rule, no network
+    key = report_key(sop_uids, info.model_version)
     if files.report(key).exists():
         log_event(logger, "finalize_skip", study=study_uid, report=key, reason="report exists")
         return "exists"
     with files.finalize_lock() as got:
         if not got:  # another finalize of this study is at work: look again after it
             raise self.retry(countdown=FINALIZE_POLL_S, kwargs={"first_try": first_try or time.time()})
-        return _finalize_locked(self, files, sop_uids, key, det, first_try or time.time())
+        return _finalize_locked(self, files, sop_uids, key, info, first_try or time.time())
 
 
-def _finalize_locked(self: Task, files: StudyFiles, sop_uids: list[str], key: str, det: Any,
+def _finalize_locked(self: Task, files: StudyFiles, sop_uids: list[str], key: str, info: Any,
                      first_try: float) -> str:
     settings = _settings(self)
     study_uid = files.study_uid
@@ -190,10 +190,10 @@ def _finalize_locked(self: Task, files: StudyFiles, sop_uids: list[str], key: st
             if not files.result(sop).exists():
                 files.write_result(failed_result(files, sop, f"no analysis result after {bound} s"))
         log_event(logger, "finalize_gave_up_waiting", level=logging.WARNING, study=study_uid, missing=len(missing))
-    study = _study_result(det, files, sop_uids)
+    study = _study_result(info, files, sop_uids)
     items = _fill_outbox(settings, files, study, sop_uids, key)
     objects = items.pop("__objects__")
-    report = {"sop_uids": sop_uids, "model_name": study.model_name, "model_version": det.model_version,
+    report = {"sop_uids": sop_uids, "model_name": study.model_name, "model_version": info.model_version,
               "outputs": [o["sop"] for o in objects], "objects": objects,
               "destinations": {d: i.item_id for d, i in items.items()},
               "failed_images": [r.image.sop_instance_uid for r in study.images if r.error],
@@ -206,13 +206,13 @@ def _finalize_locked(self: Task, files: StudyFiles, sop_uids: list[str], key: st
     return key
 
 
-def _study_result(det: Any, files: StudyFiles, sop_uids: list[str]) -> StudyResult:
+def _study_result(info: Any, files: StudyFiles, sop_uids: list[str]) -> StudyResult:
     results = [files.read_result(s) for s in sop_uids]
     analysed = [r for r in results if r.analysed]
-    breasts = tuple(det.breast_risks(analysed)) if analysed else ()
+    breasts = tuple(info.breast_risks(analysed)) if analysed else ()
     return StudyResult(study_uid=files.study_uid, images=tuple(results), breasts=breasts,
-                       model_name=det.model_name, model_version=det.model_version,
-                       synthetic_weights=bool(det.synthetic_weights))
+                       model_name=info.model_name, model_version=info.model_version,
+                       synthetic_weights=bool(info.synthetic_weights))
 
 
 def _fill_outbox(

@@ -103,3 +103,17 @@ def test_unknown_or_absent_device_is_a_clear_error(tiny_checkpoint: Path) -> Non
     with pytest.raises(DeviceError, match="unknown device"):
         resolve_device("tpu")
     assert resolve_device("auto") in ("cpu", "cuda")
+
+
+def test_header_only_info_reports_like_the_detector(tiny_checkpoint: Path) -> None:
+    """Results workers use DetectorInfo (no network in memory): same identity, same risks."""
+    from mammocad.model.info import DetectorInfo
+
+    det = Detector.load(str(tiny_checkpoint), device="cpu")
+    info = DetectorInfo.read(str(tiny_checkpoint))
+    assert info == det.info
+    assert (info.model_name, info.model_version) == (det.model_name, det.model_version)
+    results = [det.analyze_dataset(make_mammogram(laterality=lat, rows=600, columns=450, seed=s))
+               for lat, s in (("L", 5), ("R", 6))]
+    assert info.breast_risks(results) == det.breast_risks(results)
+    assert [b.laterality for b in info.breast_risks(results)] == ["L", "R"]
