@@ -249,8 +249,11 @@ def test_mias_info_txt_origin_and_laterality(tmp_path: Path, study: SynthStudy) 
     images = {i.extra["refnum"]: i for i in read_dataset("mias", root)}
     assert set(images) == {"mdb001", "mdb002", "mdb003"}  # mdb004: CALC without coordinates
     first = images["mdb001"]
-    assert first.laterality == "L" and images["mdb002"].laterality == "R" and first.view == "MLO"
-    assert first.breast_id == "mias_001_L" and images["mdb002"].breast_id == "mias_001_R"
+    # The database README: "left (even filename numbers) and right mammograms (odd filename numbers)".
+    assert first.laterality == "R" and images["mdb002"].laterality == "L" and first.view == "MLO"
+    assert first.breast_id == "mias_001_R" and images["mdb002"].breast_id == "mias_001_L"
+    flipped = {i.extra["refnum"]: i for i in read_dataset("mias", root, odd_is_left=True)}
+    assert flipped["mdb001"].laterality == "L" and flipped["mdb002"].breast_id == "mias_001_R"
     assert first.pixel_spacing_mm == 0.2 and first.image_path == root / "mdb001.pgm"
     assert first.lesions[0].box == (260.0, 284.0, 340.0, 364.0)  # row = 1024 - 700
     assert first.lesions[1].box == (970.0, 974.0, 1023.0, 1023.0)  # clipped at the image edge

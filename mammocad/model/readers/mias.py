@@ -3,10 +3,12 @@
 Info.txt lines: ``REFNUM BG CLASS [SEVERITY X Y RADIUS]``; CLASS CALC is calcification,
 SEVERITY B/M. X, Y have their origin at the image's *bottom-left* corner, so the row is
 ``1024 - Y``; the box is the circle's square (centre ± RADIUS) clipped to the image.
-Laterality: the images come in left/right pairs of one patient; odd REFNUMs (mdb001)
-are taken as left, even ones (mdb002) as right, the convention common in the literature
-(documented in docs/DATASETS.md; check it on your copy); patient = (n + 1) // 2. Some CALC rows give no coordinates: those images
-are dropped (``skip_unlocalised``) as their lesion cannot be boxed.
+Laterality, from the database's own README: "The list is arranged in pairs of films,
+where each pair represents the left (even filename numbers) and right mammograms (odd
+filename numbers) of a single patient": mdb001 is right, mdb002 left, both patient 1
+(patient = (n + 1) // 2). ``odd_is_left=True`` reverses it for a copy that differs.
+Some CALC rows give no coordinates: those images are dropped (``skip_unlocalised``) as
+their lesion cannot be boxed.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ SPACING_MM = 0.2
 _LINE = re.compile(r"^\s*(mdb\d{3})\s+([FGD])\s+([A-Z]+)(?:\s+([BM]))?(?:\s+(\d+)\s+(\d+)\s+(\d+))?", re.I)
 
 
-def read(path: Path, *, calc_only: bool = True, skip_unlocalised: bool = True) -> list[AnnotatedImage]:
+def read(path: Path, *, calc_only: bool = True, skip_unlocalised: bool = True,
+         odd_is_left: bool = False) -> list[AnnotatedImage]:
     """path: the folder holding Info.txt and the PGMs (or Info.txt itself)."""
     path = require(Path(path), "mini-MIAS folder")
     info = path if path.is_file() else _find_info(path)
@@ -53,7 +56,7 @@ def read(path: Path, *, calc_only: bool = True, skip_unlocalised: bool = True) -
         if unlocalised and skip_unlocalised:
             continue
         number = int(ref[3:])
-        lat = "L" if number % 2 == 1 else "R"
+        lat = "L" if (number % 2 == 1) == odd_is_left else "R"
         images.append(AnnotatedImage(
             image_path=info.parent / f"{ref}.pgm", laterality=lat, view="MLO",
             breast_id=f"mias_{(number + 1) // 2:03d}_{lat}", lesions=tuple(lesions), pixel_spacing_mm=SPACING_MM,
