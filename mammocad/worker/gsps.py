@@ -1,8 +1,10 @@
 """Grayscale Softcopy Presentation State: CAD marks drawn by the viewer over the originals.
 
-One GSPS per breast (General Series Laterality must be R or L, and a GSPS without it
-fails dciodvfy) referencing every analysed image of that breast: lesion boxes as closed POLYLINEs and labels as text, on two graphic
-layers (malignant / benign) so a viewer can toggle them. The image's own modality LUT
+One GSPS per study referencing every analysed image: lesion boxes as closed POLYLINEs and
+labels as text, on two graphic layers (malignant / benign) so a viewer can toggle them.
+General Series Laterality is Type 2C for a paired body part: it names the breast when all
+images are of one breast and is present but empty (unknown, the value the standard allows)
+for a state spanning both, which dciodvfy accepts. The image's own modality LUT
 and VOI window are copied (highdicom does so from the references), so applying the
 state does not change how the mammogram looks. The Presentation LUT is INVERSE for
 MONOCHROME1 images and IDENTITY otherwise; since one GSPS has one Presentation LUT, a
@@ -71,7 +73,7 @@ def _annotations(result: ImageResult, source: Dataset, ctx: OutputContext) -> li
 
 def build_gsps(results: list[ImageResult], sources: dict[str, Dataset], ctx: OutputContext,
                index: int = 0) -> Dataset:
-    """One GSPS over ``results`` (one breast, one photometric interpretation)."""
+    """One GSPS over ``results`` (one photometric interpretation; one or both breasts)."""
     images = [sources[r.image.sop_instance_uid] for r in results]
     photometric = {str(ds.get("PhotometricInterpretation", "MONOCHROME2")) for ds in images}
     if len(photometric) != 1:
@@ -98,21 +100,23 @@ def build_gsps(results: list[ImageResult], sources: dict[str, Dataset], ctx: Out
     )
     gsps.SoftwareVersions = [mammocad.__version__, (ctx.study.model_version or "unknown")[:64]]
     lateralities = {r.image.laterality for r in results}
-    if len(lateralities) != 1:
-        raise ValueError(f"one GSPS covers one breast (General Series Laterality), got {sorted(lateralities)}")
-    # Type 2C in General Series for a paired body part: without it dciodvfy fails the GSPS.
-    gsps.Laterality = lateralities.pop() if lateralities <= {"L", "R"} else ""
+    # Type 2C in General Series for a paired body part: present, and empty when both breasts.
+    gsps.Laterality = lateralities.pop() if len(lateralities) == 1 and lateralities <= {"L", "R"} else ""
     if "BodyPartExamined" in images[0]:
         gsps.BodyPartExamined = images[0].BodyPartExamined
     return gsps
 
 
 def group_images(results: list[ImageResult], sources: dict[str, Dataset]) -> list[list[ImageResult]]:
-    """Analysed images grouped so each group can share one GSPS: same breast, same photometric."""
-    groups: dict[tuple[str, str], list[ImageResult]] = {}
+    """Analysed images grouped so each group can share one GSPS (and its Presentation LUT).
+
+    One group per photometric interpretation, so one GSPS per study unless the study mixes
+    MONOCHROME1 and MONOCHROME2 images.
+    """
+    groups: dict[str, list[ImageResult]] = {}
     for r in results:
         if not r.analysed:
             continue
         photometric = str(sources[r.image.sop_instance_uid].get("PhotometricInterpretation", ""))
-        groups.setdefault((r.image.laterality, photometric), []).append(r)
+        groups.setdefault(photometric, []).append(r)
     return [groups[k] for k in sorted(groups)]

@@ -113,7 +113,7 @@ def build_outputs(
     sources: the analysed images keyed by SOP Instance UID; header-only datasets
         (``stop_before_pixels``) suffice for SR and GSPS, secondary capture needs pixels.
     kinds: which objects; each kind is one series. SC: one per analysed image; GSPS: one
-        per breast; SRs: one each. A study where every image failed still gets SRs
+        per study (two if it mixes MONOCHROME1 and 2); SRs: one each. A study where every image failed still gets SRs
         (saying CAD failed) but no SC/GSPS.
     predecessor: (study UID, series UID, SOP instance UID) of earlier SR versions of the
         same kind (a study that gained images later); written as Predecessor Documents.

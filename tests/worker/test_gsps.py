@@ -1,4 +1,4 @@
-"""GSPS: valid, one per breast, references each analysed image, keeps the image's own window."""
+"""GSPS: valid, one per study, references each analysed image, keeps the image's own window."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ def test_gsps_valid_and_references_each_analysed_image(tmp_path: Path) -> None:
     study, sources = make_case((2, 1, 0, 3), failed=(2,), photometric="MONOCHROME1")
     outs = build_outputs(study, sources, KIND, device="cpu")
     paths = write_all(outs, tmp_path)
+    assert len(paths) == 1, "one GSPS for the study"
     assert {p.name: e for p in paths if (e := V.dciodvfy_errors(p))} == {}
     analysed = {r.image.sop_instance_uid: r for r in study.images if r.analysed}
     seen: list[str] = []
@@ -30,8 +31,8 @@ def test_gsps_valid_and_references_each_analysed_image(tmp_path: Path) -> None:
         gsps = pydicom.dcmread(path)
         refs = _referenced(gsps)
         seen += refs
-        assert gsps.Laterality in ("L", "R")
-        assert {analysed[u].image.laterality for u in refs} == {gsps.Laterality}
+        assert {analysed[u].image.laterality for u in refs} == {"L", "R"}
+        assert "Laterality" in gsps and gsps.Laterality == ""  # Type 2C: present, empty for both breasts
         assert gsps.PresentationLUTShape == "INVERSE"  # MONOCHROME1 sources
         assert "NOT FOR DIAGNOSTIC USE" in gsps.SeriesDescription
         for voi in gsps.SoftcopyVOILUTSequence:
@@ -59,6 +60,24 @@ def test_gsps_monochrome2_identity_and_header_only_sources(tmp_path: Path) -> No
     paths = write_all(list(sources.values()), tmp_path / "src")
     headers = {str(d.SOPInstanceUID): d for d in (pydicom.dcmread(p, stop_before_pixels=True) for p in paths)}
     outs = build_outputs(study, headers, KIND)
-    assert len(outs) == 2 and {g.PresentationLUTShape for g in outs} == {"IDENTITY"}
+    assert len(outs) == 1 and {g.PresentationLUTShape for g in outs} == {"IDENTITY"}
     out_paths = write_all(outs, tmp_path / "out")
     assert {p.name: e for p in out_paths if (e := V.dciodvfy_errors(p))} == {}
+
+
+def test_one_breast_names_it_and_mixed_photometric_splits(tmp_path: Path) -> None:
+    from tests.factories import make_mammogram
+
+    right = [make_mammogram(laterality="R", view=v, seed=i) for i, v in enumerate(("CC", "MLO"))]
+    study, sources = make_case((1, 2), datasets=right)
+    (gsps,) = build_outputs(study, sources, KIND)
+    assert gsps.Laterality == "R" and len(_referenced(gsps)) == 2
+
+    mixed = [make_mammogram(laterality="R", photometric="MONOCHROME1", seed=1),
+             make_mammogram(laterality="L", photometric="MONOCHROME2", seed=2)]
+    study, sources = make_case((1, 1), datasets=mixed)
+    outs = build_outputs(study, sources, KIND)
+    assert sorted(g.PresentationLUTShape for g in outs) == ["IDENTITY", "INVERSE"]
+    assert len({g.SOPInstanceUID for g in outs}) == 2
+    paths = write_all(outs, tmp_path)
+    assert {p.name: e for p in paths if (e := V.dciodvfy_errors(p))} == {}

@@ -38,8 +38,8 @@ def test_all_kinds_share_study_and_identity() -> None:
     assert all(len(series) == 1 for series in by_kind.values())  # one series per kind
     assert len({s for v in by_kind.values() for s in v}) == 4
     assert len({ds.SOPInstanceUID for ds in outs}) == len(outs)
-    # 1 CAD SR + 1 TID 1500 + 3 SC (analysed images) + 2 GSPS (one per breast)
-    assert len(outs) == 7
+    # 1 CAD SR + 1 TID 1500 + 3 SC (analysed images) + 1 GSPS (the study)
+    assert len(outs) == 6
 
 
 def test_uids_are_deterministic_and_follow_the_image_set() -> None:
