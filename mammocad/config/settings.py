@@ -72,6 +72,9 @@ class NodeSettings(_Section):
     max_pixels: int = Field(120_000_000, gt=0)
     #: Seconds a queueing failure (broker down) waits before the node tries again.
     requeue_interval_s: float = Field(5.0, gt=0)
+    #: Days a delivered study (and a set-aside object) stays in the spool; 0 keeps all.
+    #: Studies with results still owed to a destination are never removed (retention.py).
+    retention_days: float = Field(30.0, ge=0)
 
     _ae = field_validator("ae_title")(classmethod(lambda cls, v: validate_ae_title(v)))
     _port = field_validator("port")(classmethod(lambda cls, v: _check_port(v)))

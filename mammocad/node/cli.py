@@ -25,6 +25,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                     "the DICOM node and one Celery worker. Ctrl-C stops everything cleanly.")
     _common(serve)
     serve.set_defaults(handler=run_serve)
+    spool = subparsers.add_parser("spool", help="spool maintenance: prune delivered studies")
+    sub = spool.add_subparsers(dest="spool_command", required=True, metavar="COMMAND")
+    prune = sub.add_parser(
+        "prune", help="remove delivered studies and set-aside objects older than node.retention_days",
+        description="Removes study folders whose results every destination confirmed and that did not "
+                    "change for the retention period, and set-aside objects as old. Studies with results "
+                    "still in the outbox or the dead-letter folder, or never finalised, are kept and listed. "
+                    "The results worker runs this hourly.")
+    prune.add_argument("--days", type=float, default=None, help="age in days (default: node.retention_days)")
+    prune.add_argument("--dry-run", action="store_true", help="list what would go; delete nothing")
+    prune.set_defaults(handler=run_prune)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -46,6 +57,26 @@ def _settings(args: argparse.Namespace) -> tuple[Settings, Path | None]:
 def _fail(message: str) -> int:
     print(f"mammocad: error: {message}", file=sys.stderr)
     return 2
+
+
+def run_prune(args: argparse.Namespace) -> int:
+    from mammocad.node.retention import DAY_S, prune
+
+    try:
+        settings = load_settings(args.config)
+    except (ConfigError, ValueError) as exc:
+        return _fail(str(exc))
+    days = settings.node.retention_days if args.days is None else args.days
+    if days <= 0:
+        return _fail("retention is 0 days (keep everything): give --days N to prune anyway")
+    configure_logging(settings.log_level, settings.log_json)
+    report = prune(settings.node.spool_dir, days * DAY_S, dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    print(f"{verb} {len(report.studies)} studies and {len(report.other)} set-aside folders older than "
+          f"{days:g} days ({report.bytes / 1e6:.1f} MB) from {settings.node.spool_dir}")
+    for uid, reason in sorted(report.kept.items()):
+        print(f"kept {uid}: {reason}")
+    return 0
 
 
 def run_node(args: argparse.Namespace) -> int:

@@ -113,8 +113,17 @@ def _run_one(settings: Settings, queue: str, concurrency: int, level: str,
     return int(worker.exitcode or 0)
 
 
+#: How often the results worker prunes the spool (node.retention_days).
+PRUNE_INTERVAL_S = 3600.0
+
+
 def start_sweeper(app, settings: Settings) -> threading.Thread:  # type: ignore[no-untyped-def]
-    """Requeue outbox items whose delivery task was lost: all due ones now, overdue ones later."""
+    """Requeue outbox items whose delivery task was lost: all due ones now, overdue ones later.
+
+    The same thread prunes the spool hourly (``node.retention_days``; 0 never), starting an
+    interval after start-up so a restart loop cannot turn into a deletion loop.
+    """
+    from mammocad.node.retention import DAY_S, prune
     from mammocad.worker.tasks import requeue_due
 
     d = settings.delivery
@@ -122,15 +131,24 @@ def start_sweeper(app, settings: Settings) -> threading.Thread:  # type: ignore[
     grace = 2 * d.network_timeout_s + 30
     spool = str(settings.node.spool_dir)
 
+    retention_s = settings.node.retention_days * DAY_S
+
     def loop() -> None:
-        first = True
+        import logging
+
+        first, next_prune = True, time.monotonic() + PRUNE_INTERVAL_S
         while True:
             try:
                 requeue_due(app, spool, 0.0 if first else grace)
                 first = False
             except Exception:  # the broker may be down for a while: keep trying
-                import logging
                 logging.getLogger(__name__).warning("outbox sweep failed", exc_info=True)
+            if retention_s > 0 and time.monotonic() >= next_prune:
+                next_prune = time.monotonic() + PRUNE_INTERVAL_S
+                try:
+                    prune(spool, retention_s)
+                except Exception:
+                    logging.getLogger(__name__).warning("spool prune failed", exc_info=True)
             time.sleep(interval)
 
     thread = threading.Thread(target=loop, name="outbox-sweeper", daemon=True)

@@ -1,0 +1,127 @@
+"""Spool retention: remove what the PACS already has back, once it is old enough.
+
+The spool is a working area, not an archive (the PACS keeps the images and receives the
+results), so studies must not pile up forever. A study folder goes only when all of this
+holds, so pruning can never lose work that is still owed to someone:
+
+- nothing in it changed for ``older_than_s`` (no late image, result or report);
+- it was finalised: at least one report exists and every spooled image is in a report;
+- none of its reports has an outbox or dead-letter item left, i.e. every destination
+  confirmed every result (a dead-letter item waits for an admin's ``outbox retry``).
+
+Set-aside objects (``other/``: SOP classes that are not analysed) go after the same age.
+A folder is first renamed into ``tmp/`` (atomic) and then deleted, so a crash midway
+leaves no half study for the node or a worker to trip over.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mammocad.logs import log_event
+from mammocad.node.spool import Spool
+
+logger = logging.getLogger(__name__)
+
+DAY_S = 86400.0
+
+
+@dataclass
+class PruneReport:
+    """What a prune removed (or, with ``dry_run``, would remove), and what it kept and why."""
+
+    studies: list[str] = field(default_factory=list)
+    other: list[str] = field(default_factory=list)
+    bytes: int = 0
+    kept: dict[str, str] = field(default_factory=dict)  # study UID -> reason (old studies only)
+
+
+def _newest_mtime(folder: Path) -> float:
+    newest = folder.stat().st_mtime
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            try:
+                newest = max(newest, os.stat(os.path.join(root, name)).st_mtime)
+            except FileNotFoundError:
+                continue
+    return newest
+
+
+def _size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def _why_kept(spool_root: Path, study: Path) -> str | None:
+    """None when the study may go; else the reason it must stay."""
+    reports = []
+    for path in sorted((study / "reports").glob("*.json")):
+        try:
+            reports.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            return f"unreadable report {path.name}"
+    if not reports:
+        return "never finalised (no report)"
+    reported = {str(s) for r in reports for s in r.get("sop_uids", [])}
+    images = {p.stem for p in (study / "images").glob("*.dcm")}
+    if images - reported:
+        return f"{len(images - reported)} image(s) in no report"
+    for report in reports:
+        for dest, item_id in (report.get("destinations") or {}).items():
+            for box in ("outbox", "deadletter"):
+                if (spool_root / box / str(dest) / str(item_id)).exists():
+                    return f"results for {dest} still in {box}/"
+    return None
+
+
+def _remove(spool: Spool, folder: Path) -> None:
+    doomed = spool.tmp / f".pruned-{folder.name}-{uuid.uuid4().hex[:8]}"
+    os.rename(folder, doomed)
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+def prune(spool_dir: str | os.PathLike[str], older_than_s: float, *, dry_run: bool = False,
+          now: float | None = None) -> PruneReport:
+    """Remove delivered studies and set-aside objects untouched for ``older_than_s``."""
+    spool = Spool(spool_dir)
+    spool.tmp.mkdir(parents=True, exist_ok=True)
+    cutoff = (now if now is not None else time.time()) - older_than_s
+    report = PruneReport()
+    for uid in list(spool.study_uids()):
+        folder = spool.studies / uid
+        try:
+            if _newest_mtime(folder) >= cutoff:
+                continue
+            reason = _why_kept(spool.root, folder)
+            if reason:
+                report.kept[uid] = reason
+                continue
+            size = _size(folder)
+            if not dry_run:
+                _remove(spool, folder)
+        except FileNotFoundError:  # removed under us (another prune)
+            continue
+        report.studies.append(uid)
+        report.bytes += size
+    if spool.other.is_dir():
+        for folder in sorted(p for p in spool.other.iterdir() if p.is_dir()):
+            try:
+                if _newest_mtime(folder) >= cutoff:
+                    continue
+                size = _size(folder)
+                if not dry_run:
+                    _remove(spool, folder)
+            except FileNotFoundError:
+                continue
+            report.other.append(folder.name)
+            report.bytes += size
+    if report.studies or report.other or report.kept:
+        log_event(logger, "spool_pruned", studies=len(report.studies), other=len(report.other),
+                  mb=round(report.bytes / 1e6, 1), kept=len(report.kept), dry_run=dry_run)
+    return report

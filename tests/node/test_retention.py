@@ -1,0 +1,100 @@
+"""Spool retention: only studies whose results every destination confirmed, and old enough, go."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mammocad.node.retention import DAY_S, prune
+from mammocad.node.spool import Spool
+
+NOW = time.time()
+OLD = NOW - 40 * DAY_S
+
+
+def _study(spool: Path, uid: str, *, images: int = 2, reported: int | None = None, item: str | None = None,
+           age: float = OLD) -> Path:
+    """A study folder with images, results and (optionally) a report naming outbox item ``item``."""
+    root = spool / "studies" / uid
+    sops = [f"{uid}.{i}" for i in range(images)]
+    for sop in sops:
+        (root / "images").mkdir(parents=True, exist_ok=True)
+        (root / "images" / f"{sop}.dcm").write_bytes(b"\0" * 1000)
+        (root / "results").mkdir(exist_ok=True)
+        (root / "results" / f"{sop}.json").write_text("{}")
+    if reported is not None:
+        (root / "reports").mkdir()
+        report = {"sop_uids": sops[:reported], "destinations": {"pacs": item or f"key-{uid}"}}
+        (root / "reports" / f"key-{uid}.json").write_text(json.dumps(report))
+    _age(root, age)
+    return root
+
+
+def _age(folder: Path, when: float) -> None:
+    for path in [folder, *folder.rglob("*")]:
+        os.utime(path, (when, when))
+
+
+def test_only_delivered_old_studies_and_old_set_aside_objects_go(tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    Spool(spool).create()
+    _study(spool, "1.1", reported=2)                                  # delivered, old: goes
+    _study(spool, "1.2", reported=2, item="waiting")                  # results still owed: stays
+    (spool / "outbox" / "pacs" / "waiting").mkdir(parents=True)
+    _study(spool, "1.3", reported=2, item="dead")                     # dead-lettered: stays
+    (spool / "deadletter" / "pacs" / "dead").mkdir(parents=True)
+    _study(spool, "1.4", reported=None)                               # never finalised: stays
+    _study(spool, "1.5", images=3, reported=2)                        # a late image unreported: stays
+    _study(spool, "1.6", reported=2, age=NOW - 2 * DAY_S)             # delivered but recent: stays
+    late = _study(spool, "1.7", reported=2)                           # old study, result touched today
+    os.utime(late / "results" / "1.7.0.json", (NOW, NOW))
+    other_old = spool / "other" / "9.1"
+    other_old.mkdir(parents=True)
+    (other_old / "9.1.1.dcm").write_bytes(b"x" * 500)
+    _age(other_old, OLD)
+    other_new = spool / "other" / "9.2"
+    other_new.mkdir(parents=True)
+    (other_new / "9.2.1.dcm").write_bytes(b"x")
+
+    expected_bytes = sum(f.stat().st_size for d in (spool / "studies" / "1.1", other_old)
+                         for f in d.rglob("*") if f.is_file())
+    dry = prune(spool, 30 * DAY_S, dry_run=True, now=NOW)
+    assert dry.studies == ["1.1"] and dry.other == ["9.1"] and dry.bytes == expected_bytes > 2500
+    assert (spool / "studies" / "1.1").is_dir() and other_old.is_dir()  # dry run deletes nothing
+
+    done = prune(spool, 30 * DAY_S, now=NOW)
+    assert done.studies == ["1.1"] and done.other == ["9.1"]
+    left = sorted(p.name for p in (spool / "studies").iterdir())
+    assert left == ["1.2", "1.3", "1.4", "1.5", "1.6", "1.7"]
+    assert not other_old.exists() and other_new.is_dir()
+    assert done.kept == {"1.2": "results for pacs still in outbox/", "1.3": "results for pacs still in deadletter/",
+                         "1.4": "never finalised (no report)", "1.5": "1 image(s) in no report"}
+    assert not [p for p in (spool / "tmp").iterdir()], "the renamed folders are deleted"
+
+    shutil.rmtree(spool / "outbox" / "pacs" / "waiting")  # delivered at last
+    assert prune(spool, 30 * DAY_S, now=NOW).studies == ["1.2"]
+
+
+def test_prune_command(tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    Spool(spool).create()
+    _study(spool, "1.1", reported=2)
+    _study(spool, "1.4", reported=None)
+    config = tmp_path / "mammocad.toml"
+    config.write_text(f'[node]\nspool_dir = "{spool}"\nretention_days = 30\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAMMOCAD_")}
+    exe = [sys.executable, "-m", "mammocad", "--config", str(config), "spool", "prune"]
+    out = subprocess.run([*exe, "--dry-run"], capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "would remove 1 studies" in out.stdout and "kept 1.4: never finalised" in out.stdout
+    assert (spool / "studies" / "1.1").is_dir()
+    out = subprocess.run(exe, capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0 and "removed 1 studies" in out.stdout
+    assert not (spool / "studies" / "1.1").exists() and (spool / "studies" / "1.4").is_dir()
+    out = subprocess.run([*exe, "--days", "0"], capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 2 and "keep everything" in out.stderr
