@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.e2e.harness import Pipeline  # noqa: E402
 from tests.factories import make_four_view_study, write  # noqa: E402
-from tests.orthanc import Orthanc, wait_for  # noqa: E402
-from tests.services import free_port  # noqa: E402
+from tests.orthanc import Orthanc  # noqa: E402
+from tests.services import free_port, wait_until  # noqa: E402
 
 
 def pick_weights(arg: str | None, workdir: Path) -> tuple[str, str]:
@@ -64,8 +64,8 @@ def one_study(orthanc: Orthanc, pipe: Pipeline, workdir: Path, rows: int, column
     report = pipe.wait_report(uid, timeout=1800)
     wanted = set(report["outputs"])
     study_id = orthanc.study_id(uid)
-    wait_for(lambda: wanted <= {x["MainDicomTags"]["SOPInstanceUID"] for x in orthanc.instances(study_id)},
-             600, "the results in Orthanc", interval=0.02)
+    wait_until(lambda: wanted <= {x["MainDicomTags"]["SOPInstanceUID"] for x in orthanc.instances(study_id)},
+               600, "the results in Orthanc", interval=0.02)
     t_stored = time.time()
     root = pipe.spool / "studies" / uid
     t_recv = max(p.stat().st_mtime for p in (root / "images").glob("*.dcm"))

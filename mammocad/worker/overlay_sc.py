@@ -163,8 +163,8 @@ def banner_lines(result: ImageResult, ctx: OutputContext) -> list[str]:
     return lines
 
 
-def render(result: ImageResult, source: Dataset, ctx: OutputContext) -> tuple[np.ndarray, Layout]:
-    """The RGB pixels (H, W, 3 uint8) of the SC and the layout used."""
+def render(result: ImageResult, source: Dataset, ctx: OutputContext) -> tuple[Image.Image, Layout]:
+    """The SC as an RGB image and the layout used."""
     rows, columns = int(source.Rows), int(source.Columns)
     font = _font(font_size_for(rows, columns))
     lines = wrap(banner_lines(result, ctx), font, _scaled_width(rows, columns))
@@ -173,9 +173,8 @@ def render(result: ImageResult, source: Dataset, ctx: OutputContext) -> tuple[np
     k = reduction(rows, columns)
     if k > 1:
         gray = gray.reduce(k)
-    pixels = np.zeros((lay.height, lay.width, 3), dtype=np.uint8)
-    pixels[lay.top:] = np.asarray(gray)[:, :, None]
-    canvas = Image.fromarray(pixels, mode="RGB")
+    canvas = Image.new("RGB", (lay.width, lay.height), (0, 0, 0))
+    canvas.paste(gray.convert("RGB"), (0, lay.top))
     draw = ImageDraw.Draw(canvas)
     for i, line in enumerate(lines):
         draw.text((4, 3 + i * (lay.font_size + 4)), line, fill=BANNER_RGB, font=font)
@@ -188,13 +187,13 @@ def render(result: ImageResult, source: Dataset, ctx: OutputContext) -> tuple[np
         label = f"{lesion.probability_malignant * 100:.0f}%"
         ty = y1 - lay.font_size - 2 if y1 - lay.font_size - 2 >= lay.top else y2 + 2
         draw.text((round(x1), round(ty)), label, fill=colour, font=font)
-    return np.asarray(canvas, dtype=np.uint8), lay
+    return canvas, lay
 
 
-def jpeg_baseline(pixels: np.ndarray, quality: int) -> bytes:
+def jpeg_baseline(image: Image.Image, quality: int) -> bytes:
     """One JPEG baseline frame, chroma halved horizontally (Photometric Interpretation YBR_FULL_422)."""
     out = io.BytesIO()
-    Image.fromarray(pixels, mode="RGB").save(out, format="JPEG", quality=quality, subsampling=1)
+    image.save(out, format="JPEG", quality=quality, subsampling=1)
     return out.getvalue()
 
 
@@ -221,7 +220,7 @@ def build_secondary_capture(result: ImageResult, source: Dataset, ctx: OutputCon
             f"secondary capture of {result.image.sop_instance_uid} needs pixel data: load the "
             "source without stop_before_pixels"
         )
-    pixels, _ = render(result, source, ctx)
+    image, _ = render(result, source, ctx)
     ds = Dataset()
     copy_patient_study(ds, source)
     ds.SpecificCharacterSet = "ISO_IR 192"
@@ -245,16 +244,16 @@ def build_secondary_capture(result: ImageResult, source: Dataset, ctx: OutputCon
     ds.SourceImageSequence = _source_image_sequence(source)
     ds.SamplesPerPixel = 3
     ds.PlanarConfiguration = 0
-    ds.Rows, ds.Columns = int(pixels.shape[0]), int(pixels.shape[1])
+    ds.Rows, ds.Columns = image.height, image.width
     ds.BitsAllocated = 8
     ds.BitsStored = 8
     ds.HighBit = 7
     ds.PixelRepresentation = 0
     if ctx.sc_jpeg_quality > 0:
-        frame = jpeg_baseline(pixels, ctx.sc_jpeg_quality)
+        frame = jpeg_baseline(image, ctx.sc_jpeg_quality)
         ds.PhotometricInterpretation = "YBR_FULL_422"
         ds.LossyImageCompression = "01"
-        ds.LossyImageCompressionRatio = f"{pixels.size / len(frame):.2f}"[:16]
+        ds.LossyImageCompressionRatio = f"{3 * image.width * image.height / len(frame):.2f}"[:16]
         ds.LossyImageCompressionMethod = "ISO_10918_1"
         ds.DerivationDescription += "; JPEG baseline (lossy)"
         ds.PixelData = encapsulate([frame])
@@ -264,5 +263,5 @@ def build_secondary_capture(result: ImageResult, source: Dataset, ctx: OutputCon
     else:
         ds.PhotometricInterpretation = "RGB"
         ds.LossyImageCompression = "00"
-        ds.PixelData = pixels.tobytes()
+        ds.PixelData = image.tobytes()
     return ds
