@@ -1,0 +1,28 @@
+"""Every benchmark in bench/ still starts (imports resolve, arguments parse): a refactor of the
+code they use must not leave a benchmark that only fails when someone needs its figures."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+SCRIPTS = sorted(p for p in BENCH.glob("*.py") if not p.name.startswith("_"))
+
+
+def test_the_documented_benchmarks_exist() -> None:
+    names = {p.name for p in SCRIPTS}
+    assert {"bench_receive.py", "bench_node_memory.py", "bench_detector.py", "bench_e2e.py"} <= names
+    readme = (BENCH / "README.md").read_text()
+    assert all(name in readme for name in names), "every benchmark is documented in bench/README.md"
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+def test_benchmark_answers_help(script: Path) -> None:
+    out = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=120,
+                         cwd=BENCH.parent)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "usage:" in out.stdout
