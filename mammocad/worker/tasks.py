@@ -239,7 +239,8 @@ def _build(files: StudyFiles, study: StudyResult, sop_uids: list[str], kinds: li
            sc_jpeg_quality: int) -> list[Any]:
     from mammocad.worker.outputs import build_outputs  # highdicom is heavy: import on use
 
-    sources = {sop: dcmread(files.image(sop)) for sop in sop_uids if files.image(sop).exists()}
+    # Pixel data is read on first access (by the secondary captures, one thread each), not here.
+    sources = {sop: dcmread(files.image(sop), defer_size="1 MB") for sop in sop_uids if files.image(sop).exists()}
     earlier = find_predecessor(files, sop_uids, study.model_version)
     device = next((r.device for r in study.images if r.device), "")
     out: list[Any] = []
