@@ -1,4 +1,4 @@
-"""ruff over the whole tree: style regressions fail CI like any other defect."""
+"""ruff and mypy over the tree: style and type regressions fail CI like any other defect."""
 
 from __future__ import annotations
 
@@ -13,3 +13,9 @@ def test_ruff_clean() -> None:
     proc = subprocess.run([sys.executable, "-m", "ruff", "check", "mammocad", "tests", "bench"],
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_mypy_clean() -> None:
+    """Type errors fail CI too; settings (plugins, untyped packages) live in pyproject's [tool.mypy]."""
+    proc = subprocess.run([sys.executable, "-m", "mypy", "mammocad"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pynetdicom import AE, evt
+from pynetdicom.pdu import A_ABORT_RQ, A_ASSOCIATE_RJ
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from mammocad.config.settings import Destination
@@ -87,11 +88,11 @@ def echo(dest: Destination, calling_ae: str, timeout: float = 10.0) -> EchoResul
         seen["connected"] = True
 
     def on_pdu(event: evt.Event) -> None:
-        name = type(event.pdu).__name__
-        if name == "A_ASSOCIATE_RJ":
-            seen["rj"] = (event.pdu.result, event.pdu.source, event.pdu.reason_diagnostic)
-        elif name == "A_ABORT_RQ":
-            seen["abort"] = (event.pdu.source, event.pdu.reason_diagnostic)
+        pdu = event.pdu
+        if isinstance(pdu, A_ASSOCIATE_RJ):
+            seen["rj"] = (pdu.result, pdu.source, pdu.reason_diagnostic)
+        elif isinstance(pdu, A_ABORT_RQ):
+            seen["abort"] = (pdu.source, pdu.reason_diagnostic)
 
     recorder = _Recorder()
     pn_logger = logging.getLogger("pynetdicom")

@@ -19,7 +19,7 @@ detection score is ``1 − p(background)``; NMS is class-agnostic (a lesion is o
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -222,7 +222,8 @@ def build_detector(spec: DetectorSpec | None = None) -> FasterRCNN:
         rpn_pre_nms_top_n_test=spec.rpn_pre_nms_top_n_test, rpn_post_nms_top_n_test=spec.rpn_post_nms_top_n_test,
         box_score_thresh=spec.box_score_thresh, box_nms_thresh=spec.box_nms_thresh,
         box_detections_per_img=spec.detections_per_img,
-        box_head=TwoMLPHead(backbone.out_channels * 7 * 7, spec.box_head_size),
+        # out_channels: the int torchvision's FPN backbones set; nn.Module's typing only knows Tensor | Module.
+        box_head=TwoMLPHead(cast(int, backbone.out_channels) * 7 * 7, spec.box_head_size),
         box_predictor=FastRCNNPredictor(spec.box_head_size, spec.num_classes),
     )
     old = model.roi_heads

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -148,7 +148,8 @@ def false_positive_mask(truth: ImageTruth, preds: ImagePredictions) -> np.ndarra
         return np.zeros(0, dtype=bool)
     if len(truth.boxes) == 0:
         return np.ones(len(preds.boxes), dtype=bool)
-    return ~centre_inside(preds.boxes, truth.boxes).any(axis=1)
+    # any(axis=1) of the 2-D [N, M] array is [N]; numpy's stubs also allow a scalar.
+    return cast(np.ndarray, ~centre_inside(preds.boxes, truth.boxes).any(axis=1))
 
 
 # Per-breast counts: the unit that the bootstrap resamples.

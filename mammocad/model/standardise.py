@@ -151,9 +151,10 @@ def standardise_array(
         spacing, source = (float(spacing_mm[0]), float(spacing_mm[1])), "given"
     else:
         spacing, source = (float(spacing_mm), float(spacing_mm)), "given"
-    meta = {"laterality": laterality if laterality in ("L", "R") else "", "laterality_source": "given",
-            "view": view, "view_source": "given", "photometric": photometric.upper(), "voi": "percentile",
-            "for_processing": False, "frames": 1, "patient_orientation": ["", ""]}
+    meta: dict[str, Any] = {
+        "laterality": laterality if laterality in ("L", "R") else "", "laterality_source": "given",
+        "view": view, "view_source": "given", "photometric": photometric.upper(), "voi": "percentile",
+        "for_processing": False, "frames": 1, "patient_orientation": ["", ""]}
     return _finish(image, laterality=meta["laterality"], view=view, row_dir="", col_dir="", spacing=spacing,
                    spacing_source=source, spec=spec, meta=meta)
 

@@ -154,7 +154,8 @@ def tile_mode(model: torch.nn.Module, spec: DetectorSpec, tile: int | None = Non
     rpn._post_nms_top_n["testing"] = int(min(max(spec.rpn_post_nms_top_n_test * ratio, 1), 1000))
     if not getattr(model, "_mammocad_channels_last", False):
         model.backbone.to(memory_format=torch.channels_last)
-        model._mammocad_channels_last = True
+        # torch types Module.__setattr__ for Tensor | Module only; a plain attribute is fine at runtime.
+        model._mammocad_channels_last = True  # type: ignore[assignment]
     try:
         yield
     finally:

@@ -25,6 +25,7 @@ import tempfile
 import threading
 import uuid
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ _REGISTRY: weakref.WeakKeyDictionary[Any, Path] = weakref.WeakKeyDictionary()
 _LOCK = threading.Lock()
 _installed = False
 
+_sync_file_range: Callable[..., int] | None  # sync_file_range(fd, offset, nbytes, flags) -> 0 or -1
 try:
     _libc = ctypes.CDLL(None, use_errno=True)
     _sync_file_range = _libc.sync_file_range

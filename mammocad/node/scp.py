@@ -11,10 +11,11 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
+from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dsutils import encode_file_meta
 
 from mammocad.config import Settings
@@ -104,8 +105,9 @@ class Node:
         recover(self.spool, self.dispatcher)
         self.dispatcher.start()
         node = self.settings.node
-        handlers = [(evt.EVT_REQUESTED, self._on_requested), (evt.EVT_ACCEPTED, self._on_accepted),
-                    (evt.EVT_C_ECHO, lambda event: 0x0000), (evt.EVT_C_STORE, self._on_store)]
+        handlers: list[evt.EventHandlerType] = [
+            (evt.EVT_REQUESTED, self._on_requested), (evt.EVT_ACCEPTED, self._on_accepted),
+            (evt.EVT_C_ECHO, lambda event: 0x0000), (evt.EVT_C_STORE, self._on_store)]
         self.streaming = receive.register(self.ae, self.spool.tmp)
         self._server = self.ae.start_server((node.host, node.port), block=False, evt_handlers=handlers)
         log_event(logger, "node_listening", ae_title=node.ae_title, host=node.host, port=self.port,
@@ -123,8 +125,10 @@ class Node:
     def _on_requested(self, event: evt.Event) -> None:
         self.policy.refresh()
         rq = event.assoc.requestor
-        calling = str(rq.primitive.calling_ae_title).strip()
-        called = str(rq.primitive.called_ae_title).strip()
+        primitive = rq.primitive
+        assert primitive is not None  # pynetdicom sets the A-ASSOCIATE request before EVT_REQUESTED
+        calling = str(primitive.calling_ae_title).strip()
+        called = str(primitive.called_ae_title).strip()
         host = str(rq.address)
         if called != self.settings.node.ae_title:
             self._reject(event, REJECT_CALLED, calling, called, host, "called AE title not recognised")
@@ -151,7 +155,7 @@ class Node:
             return _failure(0xC000, f"node error while storing: {type(exc).__name__}: {exc}")
 
     def _store(self, event: evt.Event) -> int | Dataset:
-        request = event.request
+        request = cast(C_STORE, event.request)  # EVT_C_STORE always carries a C-STORE request
         streamed = receive.streamed_file(request)
         if streamed is not None and streamed.error is not None:
             return self._write_failed(str(request.AffectedSOPInstanceUID), streamed.error, self.spool.tmp)
@@ -197,7 +201,9 @@ class Node:
         if streamed is not None:
             return streamed.commit(path, self.spool.tmp)
         meta = encode_file_meta(event.file_meta)
-        with event.request.DataSet.getbuffer() as body:
+        data_set = cast(C_STORE, event.request).DataSet
+        assert data_set is not None  # not streamed: held in memory, and _read has already parsed it
+        with data_set.getbuffer() as body:
             return self.spool.write(path, (b"\x00" * 128, b"DICM", meta, body))
 
     def _write_failed(self, sop_uid: str, exc: OSError, where: Path) -> Dataset:

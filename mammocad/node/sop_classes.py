@@ -8,6 +8,8 @@ failure, but those instances are only set aside in ``spool/other``.
 
 from __future__ import annotations
 
+from typing import cast
+
 from pydicom.uid import (
     JPEG2000,
     UID,
@@ -53,7 +55,8 @@ TRANSFER_SYNTAXES: tuple[UID, ...] = (
 
 def storage_sop_classes() -> list[UID]:
     """Every storage SOP class pynetdicom knows, analysed ones included."""
-    classes = [UID(cx.abstract_syntax) for cx in AllStoragePresentationContexts]
+    # Every context of AllStoragePresentationContexts is built with its abstract syntax.
+    classes = [UID(cast(UID, cx.abstract_syntax)) for cx in AllStoragePresentationContexts]
     for uid in (MG_PRESENTATION, MG_PROCESSING, SECONDARY_CAPTURE):
         if uid not in classes:
             classes.append(uid)

@@ -10,6 +10,7 @@ sent uncompressed instead.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,7 +86,7 @@ def store_files(
     return [statuses.get(p) or FileStatus(p, p.stem, None, reason) for p in files]
 
 
-def _store_chunk(dest: Destination, items: list[tuple[Path, Dataset]], calling_ae: str, timeout_s: float
+def _store_chunk(dest: Destination, items: Sequence[tuple[Path, Dataset]], calling_ae: str, timeout_s: float
                  ) -> dict[Path, FileStatus] | DeliveryError:
     """One association sending ``items`` in order (the error is returned, for the thread pool)."""
     ae = AE(ae_title=calling_ae)

@@ -98,7 +98,9 @@ def build_gsps(results: list[ImageResult], sources: dict[str, Dataset], ctx: Out
         presentation_lut_transformation=PresentationLUTTransformation(presentation_lut_shape=shape),
         series_description=ctx.description("CAD marks"),
     )
-    gsps.SoftwareVersions = [mammocad.__version__, (ctx.study.model_version or "unknown")[:64]]
+    # highdicom annotates SoftwareVersions as str | tuple[str] (one item); pydicom takes a list for LO VM 1-n.
+    gsps.SoftwareVersions = [  # type: ignore[assignment]
+        mammocad.__version__, (ctx.study.model_version or "unknown")[:64]]
     lateralities = {r.image.laterality for r in results}
     # Type 2C in General Series for a paired body part: present, and empty when both breasts.
     gsps.Laterality = lateralities.pop() if len(lateralities) == 1 and lateralities <= {"L", "R"} else ""

@@ -30,6 +30,7 @@ from typing import Any
 from celery import Celery, Task
 from celery.exceptions import SoftTimeLimitExceeded
 from pydicom import dcmread
+from pydicom.dataset import Dataset
 
 from mammocad.config import OutputKind, Settings
 from mammocad.config.watch import ConfigWatcher
@@ -240,7 +241,8 @@ def _build(files: StudyFiles, study: StudyResult, sop_uids: list[str], kinds: li
     from mammocad.worker.outputs import build_outputs  # highdicom is heavy: import on use
 
     # Pixel data is read on first access (by the secondary captures, one thread each), not here.
-    sources = {sop: dcmread(files.image(sop), defer_size="1 MB") for sop in sop_uids if files.image(sop).exists()}
+    sources: dict[str, Dataset] = {sop: dcmread(files.image(sop), defer_size="1 MB") for sop in sop_uids
+                                   if files.image(sop).exists()}
     earlier = find_predecessor(files, sop_uids, study.model_version)
     device = next((r.device for r in study.images if r.device), "")
     out: list[Any] = []
@@ -281,6 +283,7 @@ def deliver(self: Task, spool_dir: str, destination: str, item_id: str, token: s
             return "busy-or-gone"
         if token and token != item.token:
             return "stale"
+        wait: float | None  # _attempt gives None when no further try is owed (delivered or dead-lettered)
         wait = item.next_attempt - time.time()
         if wait <= 1.0:
             outcome, wait = _attempt(settings, outbox, item)

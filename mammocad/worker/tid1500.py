@@ -157,7 +157,9 @@ def build_tid1500_sr(ctx: OutputContext, sources: dict[str, Dataset]) -> Dataset
         content_date=ts.date(),
         content_time=ts.time().replace(microsecond=0),
     )
-    sr.SoftwareVersions = [mammocad.__version__, (ctx.study.model_version or "unknown")[:64]]
+    # highdicom annotates SoftwareVersions as str | tuple[str] (one item); pydicom takes a list for LO VM 1-n.
+    sr.SoftwareVersions = [  # type: ignore[assignment]
+        mammocad.__version__, (ctx.study.model_version or "unknown")[:64]]
     sr.ManufacturerModelName = (ctx.study.model_name or "mammocad")[:64]
     if ctx.predecessor:
         sr.PredecessorDocumentsSequence = predecessor_sequence(ctx.predecessor, COMPREHENSIVE_SR)

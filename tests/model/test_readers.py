@@ -262,3 +262,9 @@ def test_mias_info_txt_origin_and_laterality(tmp_path: Path, study: SynthStudy) 
     with_masses = {i.extra["refnum"]: i for i in read_dataset("mias", root / "Info.txt", calc_only=False)}
     assert with_masses["mdb003"].lesions[0].box == (338.0, 402.0, 732.0, 796.0)
     assert len(read_dataset("mini-mias", root, skip_unlocalised=False)) == 4
+
+
+def test_inbreast_without_alldicoms_names_the_folder(tmp_path: Path) -> None:
+    (tmp_path / "INbreast").mkdir()
+    with pytest.raises(FileNotFoundError, match="AllDICOMs folder not found"):
+        read_dataset("inbreast", tmp_path / "INbreast")

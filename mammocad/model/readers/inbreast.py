@@ -36,7 +36,8 @@ def read(path: Path, *, calc_mode: str = "clusters", malignant_birads: float = 4
     if calc_mode not in CALC_MODES:
         raise ValueError(f"calc_mode must be one of {sorted(CALC_MODES)}, got {calc_mode!r}")
     root = require(Path(path), "INbreast folder")
-    dicom_dir = require(_first_dir(root, ("AllDICOMs", "AllDICOMS")), "INbreast AllDICOMs folder")
+    dicom_dir = require(_first_dir(root, ("AllDICOMs", "AllDICOMS")) or root / "AllDICOMs",
+                        "INbreast AllDICOMs folder")
     xml_dir = _first_dir(root, ("AllXML",))
     table = _read_table(root)
     images = []

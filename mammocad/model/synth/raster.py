@@ -88,7 +88,8 @@ def _extent(discs: np.ndarray, d_rad: np.ndarray, s0: np.ndarray, s1: np.ndarray
     return np.min(lows, axis=0), np.max(highs, axis=0)
 
 
-def _window(sub: np.ndarray, centre: np.ndarray, reach: float) -> tuple[slice, slice, np.ndarray, np.ndarray]:
+def _window(sub: np.ndarray, centre: np.ndarray, reach: float | np.floating
+            ) -> tuple[slice, slice, np.ndarray, np.ndarray]:
     r0 = max(int(centre[0] - reach) - 1, 0)
     c0 = max(int(centre[1] - reach) - 1, 0)
     r1 = min(int(centre[0] + reach) + 2, sub.shape[0])
