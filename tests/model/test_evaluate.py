@@ -77,6 +77,13 @@ def test_evaluate_command_writes_metrics_and_plots(trained: Path) -> None:
     assert report["definitions"]["detection_rule"] == "centre"
     for name in ("roc.png", "froc.png"):
         assert (out / name).read_bytes()[:8] == PNG
+    # The same set given twice pools into one report with twice the breasts (ids kept apart).
+    pooled = _mammocad("model", "evaluate", "--data", str(trained / "test"), "--data", str(trained / "test"),
+                       "--weights", str(trained / "run" / "model.pt"), "--out", str(trained / "pooled"),
+                       "--device", "cpu", "--bootstrap", "20")
+    assert pooled.returncode == 0, pooled.stderr[-3000:]
+    counts = json.loads((trained / "pooled" / "metrics.json").read_text())["counts"]
+    assert counts["images"] == 8 and counts["breasts"] == 4
 
 
 def test_evaluate_command_explains_bad_input(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ Prints a table with bootstrap 95% intervals and writes ``metrics.json``, ``roc.p
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -20,8 +21,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         "evaluate", help="measure a checkpoint on annotated images (table, metrics.json, ROC/FROC plots)",
         description="Run the detector on every image of an annotated data set and compute lesion-level, "
                     "breast-level and FROC metrics with bootstrap 95%% intervals (research use only).")
-    p.add_argument("--data", required=True, type=Path, metavar="DIR_OR_MANIFEST",
-                   help="data set folder or manifest.json (or the folder of a public data set, see --data-format)")
+    p.add_argument("--data", required=True, type=Path, action="append", metavar="DIR_OR_MANIFEST",
+                   help="data set folder or manifest.json (or the folder of a public data set, see --data-format); "
+                        "repeat to pool several sets into one report (their breasts are kept apart)")
     p.add_argument("--data-format", default="manifest", choices=DATA_FORMATS,
                    help="format of --data (default: manifest)")
     p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
@@ -53,10 +55,15 @@ def _run(args: argparse.Namespace) -> int:
 
     configure_logging("WARNING")
     try:
-        items = load_source(DataSource(format=args.data_format, path=args.data,
-                                       options=parse_options(args.data_option)))
-        if not items:
-            raise ValueError(f"{args.data}: the data set holds no images")
+        items = []
+        for k, path in enumerate(args.data, start=1):
+            found = load_source(DataSource(format=args.data_format, path=path,
+                                           options=parse_options(args.data_option)))
+            if not found:
+                raise ValueError(f"{path}: the data set holds no images")
+            # Pooled sets reuse patient ids (SYNTH_0001 in every synthetic set): keep breasts apart.
+            items += [dataclasses.replace(i, breast_id=f"set{k}:{i.breast_id}") for i in found] \
+                if len(args.data) > 1 else found
         det = Detector.load(args.weights, args.device)
         ev = predict_items(det, items)
     except (CheckpointError, DeviceError, ValueError, FileNotFoundError, KeyError) as exc:
@@ -68,12 +75,13 @@ def _run(args: argparse.Namespace) -> int:
                             rule=args.rule)
     report["model"] = {"name": det.model_name, "version": det.model_version, "synthetic": det.synthetic_weights,
                        "weights": str(det.weights_path)}
-    report["data"] = {"path": str(args.data), "format": args.data_format, "options": parse_options(args.data_option)}
+    where = ", ".join(str(d) for d in args.data)
+    report["data"] = {"path": where, "format": args.data_format, "options": parse_options(args.data_option)}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "metrics.json").write_text(json.dumps(report, indent=1))
     roc_png(report, args.out / "roc.png", title=f"Breast-level ROC — {det.model_name} {det.model_version}")
     froc_png(report, args.out / "froc.png", title=f"Lesion FROC — {det.model_name} {det.model_version}")
-    print(f"{det.model_name} {det.model_version} on {args.data} ({args.data_format})"
+    print(f"{det.model_name} {det.model_version} on {where} ({args.data_format})"
           + (" — weights trained on synthetic data only" if det.synthetic_weights else ""))
     print(format_table(report))
     print(f"written: {args.out / 'metrics.json'}, {args.out / 'roc.png'}, {args.out / 'froc.png'}")
