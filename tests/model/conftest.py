@@ -36,3 +36,14 @@ def tiny_detector(tiny_checkpoint: Path):  # type: ignore[no-untyped-def]
     from mammocad.model.inference import Detector
 
     return Detector.load(str(tiny_checkpoint), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three tiny synthetic studies at 1 mm/pixel (200x160) for training tests."""
+    from mammocad.model.synth import generate_dataset
+
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    folder = tmp_path_factory.mktemp("synth") / "train"
+    generate_dataset(folder, 3, seed=7, spacing_mm=1.0, progress=False)
+    return folder

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from mammocad.model import train
 from mammocad.model.dataset import AugmentConfig, Sample, TileConfig, TileSampler
@@ -44,16 +43,6 @@ def test_sampler_centres_its_share_of_tiles_on_the_pool() -> None:
 def test_hard_negative_share_is_checked() -> None:
     with pytest.raises(ValueError, match="hard_negative_fraction"):
         TileConfig(positive_fraction=0.8, hard_negative_fraction=0.3)
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from mammocad.model.synth import generate_dataset
-
-    torch.set_num_threads(min(2, torch.get_num_threads()))
-    folder = tmp_path_factory.mktemp("synth-hn") / "train"
-    generate_dataset(folder, 3, seed=7, spacing_mm=1.0, progress=False)
-    return folder
 
 
 def test_mining_runs_on_schedule_and_a_resume_repeats_it(tiny_data: Path, tmp_path: Path) -> None:

@@ -16,7 +16,6 @@ import torch
 
 from mammocad.model import train
 from mammocad.model.dataset import AugmentConfig, Sample, TileConfig, TileSampler
-from mammocad.model.synth import generate_dataset
 
 
 def tiny_config(data_dir: Path, test_dir: Path | None = None, steps: int = 6, **train_kw: Any) -> dict[str, Any]:
@@ -36,14 +35,6 @@ def tiny_config(data_dir: Path, test_dir: Path | None = None, steps: int = 6, **
     if test_dir is not None:
         raw["test"] = {"format": "synthetic", "path": str(test_dir), "n_studies": 1, "seed": 1001}
     return raw
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.set_num_threads(min(2, torch.get_num_threads()))
-    folder = tmp_path_factory.mktemp("synth") / "train"
-    generate_dataset(folder, 3, seed=7, spacing_mm=1.0, progress=False)
-    return folder
 
 
 def _state_and_sampler(cfg: train.TrainConfig) -> tuple[train.TrainState, TileSampler]:
