@@ -3,8 +3,8 @@
 One association per call, or per share of the files (``store_files``). The proposed
 presentation contexts come from the files themselves (their SOP classes, each with its own
 transfer syntax plus the two uncompressed ones), so any PACS that accepts the objects at
-all can take them: a file whose compressed syntax the peer refused (a JPEG secondary capture) is decompressed and
-sent uncompressed instead.
+all can take them: a file whose compressed syntax the peer refused (a JPEG secondary
+capture) is decompressed and sent uncompressed instead.
 """
 
 from __future__ import annotations
@@ -70,11 +70,8 @@ def store_files(
         return [statuses[p] for p in files]
     n = max(1, min(associations, len(items)))
     chunks = [items[i::n] for i in range(n)]
-    if n == 1:
-        outcomes: list[dict[Path, FileStatus] | DeliveryError] = [_store_chunk(dest, chunks[0], calling_ae, timeout_s)]
-    else:
-        with ThreadPoolExecutor(n, thread_name_prefix=f"store-{dest.name}") as pool:
-            outcomes = list(pool.map(lambda c: _store_chunk(dest, c, calling_ae, timeout_s), chunks))
+    with ThreadPoolExecutor(n, thread_name_prefix=f"store-{dest.name}") as pool:
+        outcomes = list(pool.map(lambda c: _store_chunk(dest, c, calling_ae, timeout_s), chunks))
     errors = [o for o in outcomes if isinstance(o, DeliveryError)]
     if len(errors) == len(outcomes):
         raise errors[0]

@@ -8,10 +8,10 @@ the model, the breast risks and "NOT FOR DIAGNOSTIC USE".
 
 Images wider or taller than ``MAX_SIDE`` pixels are reduced by the smallest integer factor
 that fits (a box filter: cheap, and exact for the marks' geometry); boxes are scaled with
-them. The pixels are then stored as JPEG baseline (``jpeg_quality``, 4:2:2, marked lossy):
-a full-field overlay is ~0.5 MB instead of ~7 MB of RGB, which is what the PACS spends its
-time receiving. The SC is a display aid labelled not for diagnostic use; quality 0 stores
-it uncompressed, and delivery decompresses it for a PACS that refuses JPEG.
+them. The pixels are then stored as JPEG baseline (``OutputContext.sc_jpeg_quality``, 4:2:2,
+marked lossy): a full-field overlay is ~0.5 MB instead of ~7 MB of RGB in the spool, on the
+network and in the PACS. The SC is a display aid labelled not for diagnostic use; quality 0
+stores it uncompressed, and delivery decompresses it for a PACS that refuses JPEG.
 """
 
 from __future__ import annotations
