@@ -9,6 +9,7 @@ an analysis runs. A child that dies unexpectedly is restarted.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import subprocess
@@ -19,6 +20,8 @@ from pathlib import Path
 
 from mammocad.config import ConfigError, Settings, load_settings, resolve_config_path
 from mammocad.logs import configure_logging
+
+logger = logging.getLogger(__name__)
 
 #: Processes of the results worker: finalising (CPU) and delivery (network waits).
 RESULTS_CONCURRENCY = 2
@@ -134,21 +137,19 @@ def start_sweeper(app, settings: Settings) -> threading.Thread:  # type: ignore[
     retention_s = settings.node.retention_days * DAY_S
 
     def loop() -> None:
-        import logging
-
         first, next_prune = True, time.monotonic() + PRUNE_INTERVAL_S
         while True:
             try:
                 requeue_due(app, spool, 0.0 if first else grace)
                 first = False
             except Exception:  # the broker may be down for a while: keep trying
-                logging.getLogger(__name__).warning("outbox sweep failed", exc_info=True)
+                logger.warning("outbox sweep failed", exc_info=True)
             if retention_s > 0 and time.monotonic() >= next_prune:
                 next_prune = time.monotonic() + PRUNE_INTERVAL_S
                 try:
                     prune(spool, retention_s)
                 except Exception:
-                    logging.getLogger(__name__).warning("spool prune failed", exc_info=True)
+                    logger.warning("spool prune failed", exc_info=True)
             time.sleep(interval)
 
     thread = threading.Thread(target=loop, name="outbox-sweeper", daemon=True)
