@@ -1,0 +1,163 @@
+"""The training config: the TOML file's sections as typed, validated dataclasses.
+
+Kept apart from the training loop (``train.py``) so a config can be read, checked and
+documented without importing torch's optimisers, and so the schedule (``lr_factor``) can be
+tested on its own. Errors name the TOML section and key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mammocad
+from mammocad.model.dataset import AugmentConfig, DataSource, TileConfig
+from mammocad.model.detector import DetectorSpec
+from mammocad.model.standardise import PreprocessSpec
+
+
+class TrainError(RuntimeError):
+    """Training cannot go on; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    steps: int = 1000
+    batch_size: int = 4
+    optimizer: str = "adamw"  # adamw | sgd
+    lr: float = 5e-4
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup_steps: int = 50
+    schedule: str = "cosine"  # cosine | constant
+    min_lr_fraction: float = 0.05
+    #: Cosine with warm restarts (SGDR): lengths of the cycles, summing to ``steps``; cycle k
+    #: peaks at ``lr * restart_peak**k``. Empty: one cosine over all steps.
+    cycle_steps: tuple[int, ...] = ()
+    restart_peak: float = 0.4
+    #: Explicit peak of each cycle (overrides ``restart_peak**k``), e.g. to extend a run with
+    #: a cycle that learns faster than the geometric rule allows.
+    cycle_peaks: tuple[float, ...] = ()
+    grad_clip: float = 10.0
+    checkpoint_every: int = 200
+    amp: bool = True  # used on CUDA only
+    #: RoIs sampled per tile for the box head loss (torchvision 512; fewer is faster on CPU).
+    roi_batch_size_per_image: int = 128
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("adamw", "sgd"):
+            raise ValueError(f"train.optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
+        if self.schedule not in ("cosine", "constant"):
+            raise ValueError(f"train.schedule must be 'cosine' or 'constant', got {self.schedule!r}")
+        if self.steps < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
+            raise ValueError("train.steps, train.batch_size and train.checkpoint_every must be >= 1")
+        if self.cycle_steps and (sum(self.cycle_steps) != self.steps or min(self.cycle_steps) < 1):
+            raise ValueError(f"train.cycle_steps {list(self.cycle_steps)} must be positive and sum to "
+                             f"train.steps ({self.steps})")
+        if self.cycle_peaks and len(self.cycle_peaks) != len(self.cycle_steps):
+            raise ValueError(f"train.cycle_peaks needs one value per cycle ({len(self.cycle_steps)}), "
+                             f"got {list(self.cycle_peaks)}")
+
+
+@dataclass(frozen=True)
+class ThresholdConfig:
+    method: str = "youden"  # youden | sensitivity (breast level)
+    target_sensitivity: float = 0.9
+    max_fp_per_image: float = 1.0  # lesion score threshold budget
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    name: str
+    version: str
+    seed: int
+    data: tuple[DataSource, ...]
+    val_fraction: float
+    test: DataSource | None
+    detector: DetectorSpec
+    preprocess: PreprocessSpec
+    optim: OptimConfig
+    tiles: TileConfig
+    augment: AugmentConfig
+    thresholds: ThresholdConfig
+    n_bootstrap: int = 1000
+    #: Where the finished checkpoint is also copied (the demo config names the packaged
+    #: ``mammocad/model/weights/demo.pt``, so its one command rebuilds the shipped file).
+    release_path: Path | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def model_name(self) -> str:
+        return f"mammocad-frcnn-{self.detector.backbone}"
+
+    @property
+    def synthetic(self) -> bool:
+        return all(src.format == "synthetic" for src in self.data)
+
+
+def _section(raw: dict[str, Any], key: str, cls: type) -> Any:
+    values = dict(raw.get(key, {}))
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"[{key}]: unknown keys {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    for name, value in values.items():
+        if isinstance(value, list):
+            values[name] = tuple(value)
+    return cls(**values)
+
+
+def config_from_dict(raw: dict[str, Any]) -> TrainConfig:
+    """Validate a parsed TOML training config (errors name the section and key)."""
+    data = raw.get("data")
+    if data is None:
+        raise ValueError("the training config needs a [data] table (or [[data]] tables)")
+    sources = tuple(DataSource.from_dict(d) for d in (data if isinstance(data, list) else [data]))
+    test = DataSource.from_dict(raw["test"]) if raw.get("test") else None
+    split = raw.get("split", {})
+    detector = DetectorSpec.from_dict(dict(raw.get("detector", {})))
+    tiles = _section(raw, "tiles", TileConfig)
+    if tiles.size != detector.tile_size:
+        raise ValueError(f"[tiles] size ({tiles.size}) must equal [detector] tile_size ({detector.tile_size}): "
+                         "the model is trained on the tiles inference will cut")
+    return TrainConfig(
+        name=str(raw.get("name", "run")), version=str(raw.get("version", mammocad.__version__)),
+        seed=int(raw.get("seed", 0)), data=sources, val_fraction=float(split.get("val_fraction", 0.15)),
+        test=test, detector=detector, preprocess=PreprocessSpec.from_dict(dict(raw.get("preprocess", {}))),
+        optim=_section(raw, "train", OptimConfig), tiles=tiles,
+        augment=_section(raw, "augment", AugmentConfig), thresholds=_section(raw, "thresholds", ThresholdConfig),
+        n_bootstrap=int(raw.get("evaluation", {}).get("n_bootstrap", 1000)),
+        release_path=Path(raw["release_path"]) if raw.get("release_path") else None, raw=raw)
+
+
+def load_config(path: Path) -> TrainConfig:
+    try:
+        raw = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError as exc:
+        raise TrainError(f"training config {path} does not exist") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise TrainError(f"training config {path} is not valid TOML: {exc}") from exc
+    try:
+        return config_from_dict(raw)
+    except (ValueError, TypeError) as exc:
+        raise TrainError(f"training config {path}: {exc}") from exc
+
+
+def lr_factor(cfg: OptimConfig, step: int) -> float:
+    """Multiplier of ``lr`` at ``step``: linear warm-up, then cosine (per cycle when restarting)."""
+    warm = min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
+    if cfg.schedule == "constant":
+        return warm
+    start, length, peak = 0, cfg.steps, 1.0
+    for k, cycle in enumerate(cfg.cycle_steps):
+        length, peak = cycle, cfg.cycle_peaks[k] if cfg.cycle_peaks else cfg.restart_peak ** k
+        if step < start + cycle or k == len(cfg.cycle_steps) - 1:
+            break
+        start += cycle
+    progress = min(1.0, (step - start) / max(length, 1))
+    cosine = cfg.min_lr_fraction + (1 - cfg.min_lr_fraction) * 0.5 * (1 + math.cos(math.pi * progress))
+    return warm * peak * cosine
