@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from mammocad.model.detector import DetectorSpec
+from mammocad.model.metrics import centre_inside, centres
 from mammocad.model.tiling import detect_tiled
 
 HardNegative = tuple[int, float, float, float]
@@ -29,17 +30,16 @@ HardNegative = tuple[int, float, float, float]
 
 def false_positive_centres(boxes: np.ndarray, scores: np.ndarray, truth: np.ndarray, min_score: float
                            ) -> list[tuple[float, float, float]]:
-    """(x, y, score) of boxes scoring >= ``min_score`` whose centre is in no ``truth`` box."""
-    out = []
-    for (x1, y1, x2, y2), score in zip(np.asarray(boxes).reshape(-1, 4), np.asarray(scores), strict=True):
-        if score < min_score:
-            continue
-        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-        t = np.asarray(truth, dtype=np.float64).reshape(-1, 4)
-        inside = (t[:, 0] <= cx) & (cx <= t[:, 2]) & (t[:, 1] <= cy) & (cy <= t[:, 3])
-        if not inside.any():
-            out.append((float(cx), float(cy), float(score)))
-    return out
+    """(x, y, score) of boxes scoring >= ``min_score`` whose centre is in no ``truth`` box.
+
+    The false-positive rule of the FROC (``metrics.centre_inside``), so training mines what
+    evaluation counts.
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    scores = np.asarray(scores, dtype=np.float64)
+    keep = (scores >= min_score) & ~centre_inside(boxes, np.asarray(truth, dtype=np.float64).reshape(-1, 4)).any(axis=1)
+    xy = centres(boxes[keep])
+    return [(float(x), float(y), float(sc)) for (x, y), sc in zip(xy, scores[keep], strict=True)]
 
 
 def mine(model: torch.nn.Module, samples: Sequence[Any], spec: DetectorSpec, *, device: str,

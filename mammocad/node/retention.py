@@ -43,19 +43,19 @@ class PruneReport:
     kept: dict[str, str] = field(default_factory=dict)  # study UID -> reason (old studies only)
 
 
-def _newest_mtime(folder: Path) -> float:
-    newest = folder.stat().st_mtime
+def _age_and_size(folder: Path) -> tuple[float, int]:
+    """(newest modification time of the folder or anything in it, total bytes of its files)."""
+    newest, size = folder.stat().st_mtime, 0
     for root, dirs, files in os.walk(folder):
-        for name in dirs + files:
-            try:
-                newest = max(newest, os.stat(os.path.join(root, name)).st_mtime)
-            except FileNotFoundError:
-                continue
-    return newest
-
-
-def _size(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+        for is_file, names in ((False, dirs), (True, files)):
+            for name in names:
+                try:
+                    st = os.stat(os.path.join(root, name))
+                except FileNotFoundError:
+                    continue
+                newest = max(newest, st.st_mtime)
+                size += st.st_size if is_file else 0
+    return newest, size
 
 
 def _why_kept(spool_root: Path, study: Path) -> str | None:
@@ -96,13 +96,13 @@ def prune(spool_dir: str | os.PathLike[str], older_than_s: float, *, dry_run: bo
     for uid in list(spool.study_uids()):
         folder = spool.studies / uid
         try:
-            if _newest_mtime(folder) >= cutoff:
+            newest, size = _age_and_size(folder)
+            if newest >= cutoff:
                 continue
             reason = _why_kept(spool.root, folder)
             if reason:
                 report.kept[uid] = reason
                 continue
-            size = _size(folder)
             if not dry_run:
                 _remove(spool, folder)
         except FileNotFoundError:  # removed under us (another prune)
@@ -112,9 +112,9 @@ def prune(spool_dir: str | os.PathLike[str], older_than_s: float, *, dry_run: bo
     if spool.other.is_dir():
         for folder in sorted(p for p in spool.other.iterdir() if p.is_dir()):
             try:
-                if _newest_mtime(folder) >= cutoff:
+                newest, size = _age_and_size(folder)
+                if newest >= cutoff:
                     continue
-                size = _size(folder)
                 if not dry_run:
                     _remove(spool, folder)
             except FileNotFoundError:

@@ -18,6 +18,7 @@ logger = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _cache: dict[tuple[str, str], Any] = {}
+_info_cache: dict[str, Any] = {}
 
 
 def get_detector(weights: str, device: str) -> Any:
@@ -45,13 +46,12 @@ def get_info(weights: str) -> Any:
 
     Safe to call before the prefork pool forks: it reads the header only (no CUDA).
     """
-    key = (weights, "info")
     with _lock:
-        info = _cache.get(key)
+        info = _info_cache.get(weights)
         if info is None:
             from mammocad.model.info import DetectorInfo
 
-            info = _cache[key] = DetectorInfo.read(weights or None)
+            info = _info_cache[weights] = DetectorInfo.read(weights or None)
         return info
 
 
@@ -65,3 +65,4 @@ def clear() -> None:
     """Forget loaded detectors (tests; a weights change needs a worker restart otherwise)."""
     with _lock:
         _cache.clear()
+        _info_cache.clear()
