@@ -11,13 +11,19 @@ RUN_PKGS := redis-server
 TEST_PKGS := redis-server dcmtk orthanc dicom3tools libpixelmed-java default-jre-headless systemd
 PYTEST_ARGS ?=
 
-.PHONY: run test system-deps system-test-deps venv lint bench clean
+.PHONY: run test system-deps system-test-deps venv lint bench clean demo-weights
 
 run: system-deps venv
 	$(BIN)/mammocad serve
 
 test: system-test-deps venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Rebuilds mammocad/model/weights/demo.pt from scratch (synthetic data only; hours on CPU):
+# stage 1 at 0.3 mm from random weights, stage 2 fine-tunes it at 0.2 mm and releases it.
+demo-weights: venv
+	$(BIN)/mammocad model train --config config/train-demo.toml
+	$(BIN)/mammocad model train --config config/train-demo-fine.toml
 
 lint: venv
 	$(BIN)/ruff check mammocad tests bench

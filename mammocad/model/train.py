@@ -161,6 +161,38 @@ def make_state(cfg: TrainConfig, device: str) -> TrainState:
     return TrainState(model, optimizer, scheduler, scaler, np.random.default_rng(cfg.seed))
 
 
+def init_weights(model: torch.nn.Module, cfg: TrainConfig) -> None:
+    """Copy a checkpoint's weights into the fresh model (``init_from``); a resume overrides it.
+
+    The checkpoint's architecture must equal [detector]'s, or fine-tuning would silently
+    start from a half-random model; its thresholds and preprocessing are not taken (they are
+    chosen again on validation data for this run's config).
+    """
+    from mammocad.model.checkpoint import CheckpointError, load_checkpoint
+
+    assert cfg.init_from is not None
+    try:
+        source = load_checkpoint(cfg.init_from, "cpu")
+    except CheckpointError as exc:
+        raise TrainError(f"init_from: {exc}") from exc
+    mine, theirs = _architecture(cfg.detector), _architecture(source.spec)
+    if mine != theirs:
+        diff = {k: (theirs[k], mine[k]) for k in mine if mine[k] != theirs[k]}
+        raise TrainError(f"init_from {cfg.init_from}: its architecture differs from [detector] "
+                         f"(checkpoint, config): {diff}")
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in source.model.state_dict().items()})
+    log_event(logger, "train_init_from", checkpoint=str(cfg.init_from),
+              version=str(source.metadata.get("version", "")))
+
+
+def _architecture(spec: DetectorSpec) -> dict[str, Any]:
+    """The spec fields that shape the weights (tiling, thresholds and NMS do not)."""
+    keys = ("backbone", "norm_layer", "returned_layers", "anchor_sizes", "aspect_ratios", "box_head_size", "classes",
+            "image_mean", "image_std")
+    d = spec.to_dict()
+    return {k: d.get(k) for k in keys}
+
+
 def train_steps(state: TrainState, sampler: TileSampler, cfg: TrainConfig, out: Path, device: str,
                 *, steps: int, progress: bool = True) -> list[dict[str, float]]:
     """Run the optimisation from ``state.step`` to ``steps``; returns the loss rows written."""
@@ -339,6 +371,8 @@ def run(cfg: TrainConfig, out: Path, *, device: str, resume: Path | None = None,
     samples, val_items, test_items = prepare_data(cfg)
     sampler = TileSampler(samples, cfg.tiles, cfg.augment)
     state = make_state(cfg, device)
+    if cfg.init_from is not None and resume is None:
+        init_weights(state.model, cfg)
     if resume is not None:
         state.load(resume)
         log_event(logger, "train_resumed", step=state.step, state=str(resume))

@@ -88,6 +88,11 @@ class TrainConfig:
     #: Where the finished checkpoint is also copied (the demo config names the packaged
     #: ``mammocad/model/weights/demo.pt``, so its one command rebuilds the shipped file).
     release_path: Path | None = None
+    #: Start from the weights of this checkpoint (a ``model.pt`` or released file) instead of a
+    #: random initialisation: fine-tuning, e.g. the demo's second stage at a finer working
+    #: spacing, or a user's own model on more data. Only the weights are taken; the
+    #: architecture must match [detector], and preprocessing comes from this config.
+    init_from: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -131,7 +136,8 @@ def config_from_dict(raw: dict[str, Any]) -> TrainConfig:
         optim=_section(raw, "train", OptimConfig), tiles=tiles,
         augment=_section(raw, "augment", AugmentConfig), thresholds=_section(raw, "thresholds", ThresholdConfig),
         n_bootstrap=int(raw.get("evaluation", {}).get("n_bootstrap", 1000)),
-        release_path=Path(raw["release_path"]) if raw.get("release_path") else None, raw=raw)
+        release_path=Path(raw["release_path"]) if raw.get("release_path") else None,
+        init_from=Path(raw["init_from"]) if raw.get("init_from") else None, raw=raw)
 
 
 def load_config(path: Path) -> TrainConfig:

@@ -73,6 +73,43 @@ def test_resume_continues_the_step_count_and_the_random_streams(tiny_data: Path,
     assert [r["step"] for r in train.read_losses(tmp_path / "b" / train.CSV_NAME)] == [1, 2, 3, 4, 5, 6]
 
 
+def test_init_from_starts_from_a_checkpoints_weights_and_refuses_another_architecture(
+        tiny_data: Path, tmp_path: Path) -> None:
+    from mammocad.model.checkpoint import save_checkpoint
+
+    cfg = train.config_from_dict(tiny_config(tiny_data))
+    donor = train.make_state(cfg, "cpu").model
+    with torch.no_grad():
+        for p in donor.parameters():
+            p.add_(torch.randn_like(p))  # far from any seeded initialisation
+    donor.half()  # released checkpoints are fp16; training must continue in fp32
+    saved = save_checkpoint(tmp_path / "donor.pt", donor, cfg.detector, cfg.preprocess,
+                            {"model_name": "donor", "version": "9.9", "synthetic": True, "training": {}, "metrics": {}})
+
+    # Preprocessing and tiling may change (the demo's second stage changes the spacing).
+    raw = tiny_config(tiny_data)
+    raw["init_from"] = str(saved)
+    raw["preprocess"]["working_spacing_mm"] = 0.8
+    raw["detector"]["tile_overlap"] = 24
+    fine = train.config_from_dict(raw)
+    state = train.make_state(fine, "cpu")
+    train.init_weights(state.model, fine)
+    for (name, mine), theirs in zip(state.model.state_dict().items(), donor.state_dict().values(), strict=True):
+        assert mine.dtype == (torch.float32 if theirs.is_floating_point() else theirs.dtype), name
+        torch.testing.assert_close(mine, theirs.to(mine.dtype), msg=name)
+    rows = train.train_steps(state, TileSampler(train.prepare_data(fine)[0], fine.tiles, fine.augment), fine,
+                             tmp_path / "run", "cpu", steps=2, progress=False)
+    assert np.isfinite([r["loss"] for r in rows]).all()
+
+    raw["detector"]["box_head_size"] = 48
+    with pytest.raises(train.TrainError, match="box_head_size"):
+        train.init_weights(train.make_state(train.config_from_dict(raw), "cpu").model, train.config_from_dict(raw))
+    raw["detector"]["box_head_size"] = 32
+    raw["init_from"] = str(tmp_path / "missing.pt")
+    with pytest.raises(train.TrainError, match="init_from.*does not exist"):
+        train.init_weights(state.model, train.config_from_dict(raw))
+
+
 def test_learning_rate_schedule_with_a_warm_restart() -> None:
     one = train.OptimConfig(steps=100, warmup_steps=10)
     two = train.OptimConfig(steps=160, warmup_steps=10, cycle_steps=(100, 60), restart_peak=0.5)
