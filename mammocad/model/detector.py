@@ -32,6 +32,8 @@ from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.ops import boxes as box_ops
 from torchvision.ops.misc import FrozenBatchNorm2d
 
+from mammocad.model.risk import METHODS as RISK_METHODS
+
 CLASSES: tuple[str, ...] = ("background", "benign", "malignant")
 BACKBONES = ("resnet18", "resnet50", "mobilenet_v3_large")
 
@@ -48,7 +50,7 @@ class DetectorSpec:
         our only option without downloads) or "frozen" (FrozenBatchNorm2d, torchvision's
         default for fine-tuning pretrained backbones).
     operating_threshold: breast risk at or above it → breast called malignant.
-    risk_method: "max" or "noisy_or" (see ``mammocad.model.risk``).
+    risk_method: "max", "two_view" or "noisy_or" (see ``mammocad.model.risk``).
     """
 
     backbone: str = "resnet18"
@@ -95,8 +97,8 @@ class DetectorSpec:
             raise ValueError(f"num_classes ({self.num_classes}) must equal len(classes) ({len(self.classes)})")
         if not 0.0 <= self.operating_threshold <= 1.0:
             raise ValueError(f"operating_threshold must be in [0, 1], got {self.operating_threshold}")
-        if self.risk_method not in ("max", "noisy_or"):
-            raise ValueError(f"risk_method must be 'max' or 'noisy_or', got {self.risk_method!r}")
+        if self.risk_method not in RISK_METHODS:
+            raise ValueError(f"risk_method must be one of {', '.join(RISK_METHODS)}, got {self.risk_method!r}")
         levels = len(self.returned_layers) + 1
         if self.backbone.startswith("resnet") and len(self.anchor_sizes) != levels:
             raise ValueError(f"ResNet FPN with returned_layers {list(self.returned_layers)} has {levels} levels: "

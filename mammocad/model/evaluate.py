@@ -15,6 +15,7 @@ FROC uses every box the detector returns (score >= ``box_score_thresh``).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from mammocad.model.dataset import decode_image
 from mammocad.model.results import ImageRef, ImageResult, Lesion, LesionClass
 
 DEFAULT_LESION_SCORE_THRESHOLD = 0.5
+DEFAULT_MALIGNANT_THRESHOLD = 0.5
 
 
 @dataclass(frozen=True)
@@ -89,18 +91,56 @@ def breast_scores(ev: Evaluated, risk_method: str = "max", min_score: float = 0.
     return out
 
 
+def matched_malignancy(ev: Evaluated, lesion_threshold: float, rule: str = "centre") -> tuple[np.ndarray, np.ndarray]:
+    """(probability_malignant of the best-matching reported box, truth is malignant) per detected lesion."""
+    probs: list[float] = []
+    truth_mal: list[bool] = []
+    for item, res in zip(ev.items, ev.results, strict=True):
+        kept = [les for les in res.lesions if les.score >= lesion_threshold]
+        truth = m.ImageTruth.make([les.box for les in item.lesions], [les.lesion_class.label for les in item.lesions],
+                                  item.breast_id)
+        pred = m.ImagePredictions.make([les.box for les in kept], [les.score for les in kept],
+                                       [les.lesion_class.label for les in kept])
+        for gt, k in enumerate(m.match_lesions(truth, pred, rule=rule)):
+            if k >= 0:
+                probs.append(kept[k].probability_malignant)
+                truth_mal.append(bool(truth.labels[gt] == m.MALIGNANT))
+    return np.asarray(probs, dtype=np.float64), np.asarray(truth_mal, dtype=bool)
+
+
+def relabel(ev: Evaluated, malignant_threshold: float) -> Evaluated:
+    """The same predictions with each box's class decided at ``malignant_threshold`` (as the Detector does)."""
+    results = []
+    for res in ev.results:
+        lesions = tuple(dataclasses.replace(les, lesion_class=LesionClass.MALIGNANT
+                                            if les.probability_malignant >= malignant_threshold else LesionClass.BENIGN)
+                        for les in res.lesions)
+        results.append(dataclasses.replace(res, lesions=lesions))
+    return Evaluated(ev.items, results)
+
+
 def choose_thresholds(ev: Evaluated, *, risk_method: str = "max", method: str = "youden",
-                      target_sensitivity: float = 0.9, max_fp_per_image: float = 1.0) -> dict[str, float]:
-    """Operating thresholds from a *validation* set (see ``metrics.choose_threshold``)."""
+                      target_sensitivity: float = 0.9, max_fp_per_image: float = 1.0,
+                      class_threshold: bool = True) -> dict[str, float]:
+    """Operating thresholds from a *validation* set (``metrics`` module doc).
+
+    Lesion score threshold first (the FP budget), then on the lesions it reports the
+    malignant cut-off (``class_threshold=False`` keeps 0.5), then the breast operating
+    threshold on the breast risks those lesions give, by ``risk_method``.
+    """
     truths, preds = truths_and_predictions(ev)
     fpi, sens, thr = m.froc_curve(truths, preds)
     lesion_t = m.threshold_for_fp_rate(fpi, sens, thr, max_fp_per_image)
+    malignant_t = DEFAULT_MALIGNANT_THRESHOLD
+    if class_threshold:
+        malignant_t = m.choose_class_threshold(*matched_malignancy(ev, lesion_t))
     scores = breast_scores(ev, risk_method, min_score=lesion_t)
     labels = {t.breast_id: t.breast_malignant for t in truths}
     ids = sorted(scores)
     breast_t = m.choose_threshold([labels[i] for i in ids], [scores[i] for i in ids], method=method,
                                   target=target_sensitivity)
-    return {"operating_threshold": float(min(1.0, max(0.0, breast_t))), "lesion_score_threshold": lesion_t}
+    return {"operating_threshold": float(min(1.0, max(0.0, breast_t))), "lesion_score_threshold": lesion_t,
+            "malignant_threshold": malignant_t}
 
 
 def compute_report(ev: Evaluated, *, breast_threshold: float, lesion_threshold: float, risk_method: str = "max",

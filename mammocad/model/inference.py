@@ -7,7 +7,9 @@ returned in the original image's pixel coordinates (``FrameTransform.to_original
 Per lesion, from the box head's softmax ``(p_bg, p_benign, p_malignant)`` of that box:
 ``score = 1 − p_bg`` (it is a lesion), ``probability_malignant = p_malignant /
 (p_benign + p_malignant)`` (softmax restricted to the two lesion classes) and the class is
-the larger of the two. See ``detector.ProbRoIHeads`` for how the vector is kept.
+malignant when ``probability_malignant >= metadata["malignant_threshold"]`` (chosen on
+validation lesions at training; 0.5, the larger of the two, when absent). See
+``detector.ProbRoIHeads`` for how the vector is kept.
 
 Reported lesions are those with ``score >= metadata["lesion_score_threshold"]`` (chosen on
 validation data when the checkpoint was trained; the model's own ``box_score_thresh``
@@ -111,7 +113,7 @@ class Detector:
         probs = det.probs
         lesion_mass = np.maximum(probs[:, 1] + probs[:, 2], 1e-12) if len(probs) else np.zeros(0)
         p_mal = (probs[:, 2] / lesion_mass).clip(0, 1) if len(probs) else np.zeros(0)
-        labels = np.where(p_mal >= 0.5, 2, 1).astype(np.int64)
+        labels = np.where(p_mal >= self.info.malignant_threshold, 2, 1).astype(np.int64)
         return Prediction(det.boxes, labels, det.scores.clip(0, 1), p_mal, det.tiles)
 
     # -- images ----------------------------------------------------------------------

@@ -30,13 +30,17 @@ class DetectorInfo:
     risk_method: str
     #: Boxes below this score are not reported and do not count towards breast risk.
     lesion_score_threshold: float
+    #: A box is called malignant when its probability_malignant is at or above this
+    #: (metadata["malignant_threshold"], chosen on validation lesions; 0.5 when absent).
+    malignant_threshold: float = 0.5
 
     @classmethod
     def from_header(cls, spec: DetectorSpec, metadata: dict[str, Any]) -> DetectorInfo:
         return cls(model_name=str(metadata["model_name"]), model_version=str(metadata["version"]),
                    synthetic_weights=bool(metadata["synthetic"]), operating_threshold=spec.operating_threshold,
                    risk_method=spec.risk_method,
-                   lesion_score_threshold=float(metadata.get("lesion_score_threshold", spec.box_score_thresh)))
+                   lesion_score_threshold=float(metadata.get("lesion_score_threshold", spec.box_score_thresh)),
+                   malignant_threshold=float(metadata.get("malignant_threshold", 0.5)))
 
     @classmethod
     def read(cls, weights: str | Path | None) -> DetectorInfo:

@@ -35,6 +35,11 @@ Definitions (the numbers in a model card mean exactly this):
   threshold whose sensitivity reaches ``target``. Thresholds are midpoints between
   consecutive distinct scores so that a score equal to a validation score is not on a
   knife edge; ties in J go to the higher threshold (fewer recalls).
+* **Malignant cut-off** (chosen on validation lesions): a reported box is called malignant
+  when its ``probability_malignant >= cut-off``. Over the validation lesions that are
+  detected, with their best-matching box's probability, the cut-off maximises the share
+  called with their true class; ties go to the cut-off nearest 0.5. Default 0.5 (the
+  larger of the two lesion-class probabilities).
 """
 
 from __future__ import annotations
@@ -266,6 +271,27 @@ def choose_threshold(y_true: Any, scores: Any, *, method: str = "youden", target
         ok = np.nonzero(sens >= target)[0]
         return float(candidates[ok[0]]) if len(ok) else float(candidates[-1])
     raise ValueError(f"method must be 'youden' or 'sensitivity', got {method!r}")
+
+
+def choose_class_threshold(p_malignant: Any, is_malignant: Any) -> float:
+    """Malignant cut-off on ``probability_malignant`` from validation lesions (see module doc).
+
+    Why not 0.5: a detector trained with classes balanced per tile is not calibrated to the
+    benign/malignant mix of whole images; the cut-off that classifies validation lesions
+    best corrects that without retraining. Raises ValueError without lesions of both classes.
+    """
+    p = np.asarray(p_malignant, dtype=np.float64).reshape(-1)
+    y = np.asarray(is_malignant, dtype=bool).reshape(-1)
+    if len(p) != len(y):
+        raise ValueError(f"{len(p)} probabilities but {len(y)} labels")
+    if y.sum() == 0 or (~y).sum() == 0:
+        raise ValueError("the malignant cut-off needs detected validation lesions of both classes; "
+                         f"got {int(y.sum())} malignant and {int((~y).sum())} benign")
+    u = np.unique(np.concatenate([p, [0.0, 1.0]]))
+    candidates = np.concatenate([(u[1:] + u[:-1]) / 2.0, [0.5]])
+    correct = np.array([((p >= t) == y).sum() for t in candidates])
+    best = np.nonzero(correct == correct.max())[0]
+    return float(candidates[best[np.argmin(np.abs(candidates[best] - 0.5))]])
 
 
 def froc_curve(truths: Sequence[ImageTruth], preds: Sequence[ImagePredictions], *, rule: str = "centre",

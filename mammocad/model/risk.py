@@ -4,13 +4,24 @@ Per lesion the evidence is ``p_i · s_i``: the probability the box is malignant 
 lesion (``probability_malignant``) times the probability it is a lesion at all (``score``
 = 1 − p(background)); that product is the box head's softmax probability of "malignant".
 
-Default rule, ``max``: the breast's risk is its most suspicious lesion's evidence.
-Chosen because the CC and MLO views usually show the *same* lesion twice (a noisy-OR would
-count it twice and inflate every two-view breast), because many faint false positives must
-not add up to a malignant call, and because it matches the reference study's rule (a
-breast is malignant when either view holds a malignant box above the threshold).
-``noisy_or`` (1 − Π(1 − p_i·s_i)) is available for models calibrated on independent
-findings. A breast with images but no lesion has risk 0.
+Rules (``method``; the checkpoint's ``DetectorSpec.risk_method`` says which one it uses):
+
+* ``max``: the breast's risk is its most suspicious lesion's evidence, over all its views.
+  It matches the reference study's rule (a breast is malignant when either view holds a
+  malignant box above the threshold) and never counts one lesion twice.
+* ``two_view``: per image, ``e_v`` = the evidence of its most suspicious lesion (0 when it
+  has none); the breast's risk is the mean of its two largest ``e_v``, so a breast with
+  CC and MLO scores ``(e_CC + e_MLO) / 2``. A breast with a single analysed image scores
+  its ``e_v`` (the missing view cannot be held against it). Why: a real lesion is
+  projected in both standard views, a false positive (overlapping tissue, noise) usually
+  in one, and readers use exactly this two-view correlation to dismiss summation
+  artefacts. A lesion seen in one view only still counts, at half weight. With the demo
+  weights it lifted the validation breasts' ROC AUC from 0.91 to 0.93 (model card).
+* ``noisy_or`` (1 − Π(1 − p_i·s_i)): for models calibrated on independent findings; the
+  CC and MLO views usually show the *same* lesion twice, so it inflates two-view breasts.
+
+Many faint false positives never add up to a malignant call under ``max`` or
+``two_view``. A breast with images but no lesion has risk 0.
 
 ``min_score``: lesions below it are ignored. The Detector passes its reporting threshold
 (``metadata["lesion_score_threshold"]``), so the breast risk always comes from findings that
@@ -23,7 +34,7 @@ from collections.abc import Iterable
 
 from mammocad.model.results import BreastRisk, ImageResult, Lesion
 
-METHODS = ("max", "noisy_or")
+METHODS = ("max", "two_view", "noisy_or")
 
 
 def lesion_evidence(lesion: Lesion) -> float:
@@ -32,10 +43,17 @@ def lesion_evidence(lesion: Lesion) -> float:
 
 
 def aggregate(evidence: Iterable[float], method: str = "max") -> float:
-    """Combine per-lesion evidence into one risk in [0, 1] (0 for no lesions)."""
+    """Combine per-lesion evidence into one risk in [0, 1] (0 for no lesions).
+
+    For ``two_view`` the values are per-image maxima (one per analysed view, zeros
+    included), as :func:`breast_risks` passes them.
+    """
     values = [min(1.0, max(0.0, float(v))) for v in evidence]
     if method == "max":
         return max(values, default=0.0)
+    if method == "two_view":
+        top = sorted(values, reverse=True)[:2]
+        return sum(top) / len(top) if top else 0.0
     if method == "noisy_or":
         keep = 1.0
         for v in values:
@@ -59,8 +77,12 @@ def breast_risks(results: Iterable[ImageResult], *, threshold: float, method: st
     for side, images in per_side.items():
         if not images:
             continue
-        risk = aggregate((lesion_evidence(les) for r in images for les in r.lesions if les.score >= min_score),
-                         method)
+        if method == "two_view":
+            evidence = [max((lesion_evidence(les) for les in r.lesions if les.score >= min_score), default=0.0)
+                        for r in images]
+        else:
+            evidence = [lesion_evidence(les) for r in images for les in r.lesions if les.score >= min_score]
+        risk = aggregate(evidence, method)
         out.append(BreastRisk(laterality=side, risk=risk, malignant=risk >= threshold, threshold=threshold,
                               n_images=len(images)))
     return tuple(out)

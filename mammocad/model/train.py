@@ -145,6 +145,9 @@ def prepare_data(cfg: TrainConfig) -> tuple[list[Any], list[Any], list[Any]]:
     train_items, val_items = split_by_breast(items, cfg.val_fraction, cfg.seed)
     if not train_items:
         raise TrainError(f"no training images left after the validation split ({len(items)} images in total)")
+    for k, src in enumerate(cfg.validation, start=1):
+        # Synthetic sets reuse patient ids (SYNTH_0001 in each): keep their breasts apart.
+        val_items += [dataclasses.replace(it, breast_id=f"val{k}:{it.breast_id}") for it in load_source(src)]
     test_items = load_source(cfg.test) if cfg.test else []
     log_event(logger, "train_data", images=len(items), train=len(train_items), val=len(val_items),
               test=len(test_items), lesions=sum(len(i.lesions) for i in train_items))
@@ -295,7 +298,7 @@ def finalize(state: TrainState, cfg: TrainConfig, out: Path, device: str, val_it
              test_items: list[Any], command: str) -> Path:
     """Thresholds on validation, metrics on test, then the release checkpoint (fp16)."""
     from mammocad.model.checkpoint import save_checkpoint
-    from mammocad.model.evaluate import choose_thresholds, compute_report, predict_items
+    from mammocad.model.evaluate import choose_thresholds, compute_report, predict_items, relabel
     from mammocad.model.inference import Detector
 
     spec = cfg.detector
@@ -304,6 +307,7 @@ def finalize(state: TrainState, cfg: TrainConfig, out: Path, device: str, val_it
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "training": {"command": command, "config": _jsonable(cfg.raw), "steps": state.step,
                      "data": [s.to_dict() for s in cfg.data], "test": cfg.test.to_dict() if cfg.test else None,
+                     "validation": [s.to_dict() for s in cfg.validation],
                      "mammocad_version": mammocad.__version__, "torch_version": str(torch.__version__)},
         "lesion_score_threshold": 0.5,
         "not_for_diagnosis": "research use only; not for diagnostic use"
@@ -318,14 +322,19 @@ def finalize(state: TrainState, cfg: TrainConfig, out: Path, device: str, val_it
         try:
             chosen = choose_thresholds(ev_val, risk_method=spec.risk_method, method=cfg.thresholds.method,
                                        target_sensitivity=cfg.thresholds.target_sensitivity,
-                                       max_fp_per_image=cfg.thresholds.max_fp_per_image)
+                                       max_fp_per_image=cfg.thresholds.max_fp_per_image,
+                                       class_threshold=cfg.thresholds.class_threshold)
         except ValueError as exc:
             log_event(logger, "threshold_default", logging.WARNING, reason=str(exc))
-            chosen = {"operating_threshold": spec.operating_threshold, "lesion_score_threshold": 0.5}
+            chosen = {"operating_threshold": spec.operating_threshold, "lesion_score_threshold": 0.5,
+                      "malignant_threshold": 0.5}
         spec = dataclasses.replace(spec, operating_threshold=chosen["operating_threshold"])
         metadata["lesion_score_threshold"] = chosen["lesion_score_threshold"]
-        metadata["thresholds"] = {**chosen, "chosen_on": "validation", "method": dataclasses.asdict(cfg.thresholds)}
-        report["validation"] = compute_report(ev_val, breast_threshold=spec.operating_threshold,
+        metadata["malignant_threshold"] = chosen["malignant_threshold"]
+        metadata["thresholds"] = {**chosen, "chosen_on": "validation", "validation_images": len(val_items),
+                                  "method": dataclasses.asdict(cfg.thresholds)}
+        report["validation"] = compute_report(relabel(ev_val, chosen["malignant_threshold"]),
+                                              breast_threshold=spec.operating_threshold,
                                               lesion_threshold=chosen["lesion_score_threshold"],
                                               risk_method=spec.risk_method, n_bootstrap=200, seed=cfg.seed)
         _save_fp16(save_checkpoint, path, state.model, spec, cfg.preprocess, metadata)

@@ -68,6 +68,9 @@ class ThresholdConfig:
     method: str = "youden"  # youden | sensitivity (breast level)
     target_sensitivity: float = 0.9
     max_fp_per_image: float = 1.0  # lesion score threshold budget
+    #: Choose the malignant cut-off on validation lesions (``metrics.choose_class_threshold``);
+    #: false keeps 0.5.
+    class_threshold: bool = True
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,10 @@ class TrainConfig:
     augment: AugmentConfig
     thresholds: ThresholdConfig
     n_bootstrap: int = 1000
+    #: Images for validation only ([validation] or [[validation]]), added to the patients the
+    #: split holds out: more validation data makes the thresholds steadier without taking
+    #: images from training. Never trained on.
+    validation: tuple[DataSource, ...] = ()
     #: Where the finished checkpoint is also copied (the demo config names the packaged
     #: ``mammocad/model/weights/demo.pt``, so its one command rebuilds the shipped file).
     release_path: Path | None = None
@@ -123,6 +130,8 @@ def config_from_dict(raw: dict[str, Any]) -> TrainConfig:
         raise ValueError("the training config needs a [data] table (or [[data]] tables)")
     sources = tuple(DataSource.from_dict(d) for d in (data if isinstance(data, list) else [data]))
     test = DataSource.from_dict(raw["test"]) if raw.get("test") else None
+    val = raw.get("validation") or []
+    validation = tuple(DataSource.from_dict(d) for d in (val if isinstance(val, list) else [val]))
     split = raw.get("split", {})
     detector = DetectorSpec.from_dict(dict(raw.get("detector", {})))
     tiles = _section(raw, "tiles", TileConfig)
@@ -135,7 +144,7 @@ def config_from_dict(raw: dict[str, Any]) -> TrainConfig:
         test=test, detector=detector, preprocess=PreprocessSpec.from_dict(dict(raw.get("preprocess", {}))),
         optim=_section(raw, "train", OptimConfig), tiles=tiles,
         augment=_section(raw, "augment", AugmentConfig), thresholds=_section(raw, "thresholds", ThresholdConfig),
-        n_bootstrap=int(raw.get("evaluation", {}).get("n_bootstrap", 1000)),
+        n_bootstrap=int(raw.get("evaluation", {}).get("n_bootstrap", 1000)), validation=validation,
         release_path=Path(raw["release_path"]) if raw.get("release_path") else None,
         init_from=Path(raw["init_from"]) if raw.get("init_from") else None, raw=raw)
 

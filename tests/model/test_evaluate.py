@@ -53,7 +53,8 @@ def test_train_command_writes_a_described_checkpoint(trained: Path) -> None:
     assert meta["training"]["config"]["train"]["steps"] == 4 and meta["training"]["steps"] == 4
     assert meta["thresholds"]["chosen_on"] == "validation"
     assert ckpt.spec.operating_threshold == pytest.approx(meta["thresholds"]["operating_threshold"])
-    assert 0.0 <= meta["lesion_score_threshold"] <= 1.0
+    assert 0.0 <= meta["lesion_score_threshold"] <= 1.0 and 0.0 < meta["malignant_threshold"] < 1.0
+    assert meta["thresholds"]["malignant_threshold"] == meta["malignant_threshold"]
     assert set(meta["metrics"]) == {"validation", "test"}
     assert "breast_roc_auc" in meta["metrics"]["test"]["metrics"]
     # Release weights are stored in half precision (the demo file must stay small).

@@ -117,3 +117,24 @@ def test_header_only_info_reports_like_the_detector(tiny_checkpoint: Path) -> No
                for lat, s in (("L", 5), ("R", 6))]
     assert info.breast_risks(results) == det.breast_risks(results)
     assert [b.laterality for b in info.breast_risks(results)] == ["L", "R"]
+
+
+def test_malignant_cut_off_from_the_checkpoint_decides_each_class(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """metadata["malignant_threshold"] (chosen on validation) replaces 0.5, in the Detector and its info."""
+    from mammocad.model.checkpoint import load_checkpoint, save_checkpoint
+    from mammocad.model.info import DetectorInfo
+
+    ds = make_mammogram(laterality="L", rows=600, columns=450, seed=5)
+    plain = Detector.load(str(tiny_checkpoint), device="cpu").analyze_dataset(ds)
+    probs = sorted(les.probability_malignant for les in plain.lesions)
+    assert len(probs) >= 2 and probs[0] < probs[-1]
+    cut = (probs[0] + probs[-1]) / 2
+    ckpt = load_checkpoint(tiny_checkpoint)
+    path = save_checkpoint(tmp_path / "cut.pt", ckpt.model, ckpt.spec, ckpt.preprocess,
+                           {**ckpt.metadata, "malignant_threshold": cut})
+    det = Detector.load(str(path), device="cpu")
+    assert det.info.malignant_threshold == cut == DetectorInfo.read(path).malignant_threshold
+    result = det.analyze_dataset(ds)
+    assert [les.probability_malignant for les in result.lesions] == [les.probability_malignant for les in plain.lesions]
+    assert all((les.lesion_class.label == 2) == (les.probability_malignant >= cut) for les in result.lesions)
+    assert {les.lesion_class.label for les in result.lesions} == {1, 2}

@@ -166,3 +166,15 @@ def test_threshold_for_fp_rate_spends_the_budget() -> None:
     assert m.threshold_for_fp_rate(fpi, sens, thr, 0.5) == 0.6
     assert m.threshold_for_fp_rate(fpi[1:], sens[1:], thr[1:], 0.1) == 0.8  # none inside: highest
     assert m.threshold_for_fp_rate(np.zeros(0), np.zeros(0), np.zeros(0), 1.0) == 1.0
+
+
+def test_class_threshold_maximises_lesion_accuracy_and_ties_go_nearest_half() -> None:
+    # Malignant lesions at 0.35, 0.45, 0.8; benign at 0.1, 0.2, 0.4: only a cut in (0.4, 0.45]
+    # gets 5/6 right besides 0.3 < t <= 0.35 (also 5/6); the one nearer 0.5 wins.
+    t = m.choose_class_threshold([0.35, 0.45, 0.8, 0.1, 0.2, 0.4], [1, 1, 1, 0, 0, 0])
+    assert t == pytest.approx(0.425)
+    assert m.choose_class_threshold([0.9, 0.95, 0.05, 0.3], [1, 1, 0, 0]) == 0.5  # separable: 0.5 stays
+    low = m.choose_class_threshold([0.2, 0.25, 0.3, 0.05, 0.1], [1, 1, 1, 0, 0])
+    assert 0.1 < low <= 0.2
+    with pytest.raises(ValueError, match="both classes"):
+        m.choose_class_threshold([0.2, 0.7], [1, 1])

@@ -54,3 +54,24 @@ def test_min_score_ignores_unreported_boxes() -> None:
     images = [result("L", (0.9, 0.3), (0.2, 0.8))]
     assert breast_risks(images, threshold=0.5)[0].risk == pytest.approx(0.27)
     assert breast_risks(images, threshold=0.5, min_score=0.5)[0].risk == pytest.approx(0.16)
+
+
+def test_two_view_keeps_a_lesion_seen_on_both_views_and_halves_a_single_view_finding() -> None:
+    both = [result("R", (0.6, 0.9)), result("R", (0.6, 0.9), view="MLO")]
+    assert breast_risks(both, threshold=0.5, method="two_view")[0].risk == pytest.approx(0.54)
+    one = [result("L", (0.9, 1.0), (0.2, 0.5)), result("L", view="MLO")]
+    assert breast_risks(one, threshold=0.5, method="two_view")[0].risk == pytest.approx(0.45)
+    assert breast_risks(one, threshold=0.5, method="max")[0].risk == pytest.approx(0.9)
+
+
+def test_two_view_uses_the_two_most_suspicious_views_and_a_lone_view_alone() -> None:
+    three = [result("L", (0.8, 1.0)), result("L", (0.6, 1.0), view="MLO"), result("L", view="ML")]
+    assert breast_risks(three, threshold=0.5, method="two_view")[0].risk == pytest.approx(0.7)
+    lone = [result("R", (0.7, 1.0))]
+    assert breast_risks(lone, threshold=0.5, method="two_view")[0].risk == pytest.approx(0.7)
+    assert breast_risks([result("R"), result("R", view="MLO")], threshold=0.5, method="two_view")[0].risk == 0.0
+
+
+def test_two_view_ignores_unreported_boxes_per_view() -> None:
+    images = [result("L", (0.9, 0.3), (0.5, 0.8)), result("L", (0.9, 0.35), view="MLO")]
+    assert breast_risks(images, threshold=0.5, method="two_view", min_score=0.5)[0].risk == pytest.approx(0.2)

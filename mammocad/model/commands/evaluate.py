@@ -73,6 +73,7 @@ def _run(args: argparse.Namespace) -> int:
     report = compute_report(ev, breast_threshold=det.spec.operating_threshold, lesion_threshold=lesion_t,
                             risk_method=det.spec.risk_method, n_bootstrap=args.bootstrap, seed=args.seed,
                             rule=args.rule)
+    report["definitions"]["malignant_threshold"] = det.info.malignant_threshold
     report["model"] = {"name": det.model_name, "version": det.model_version, "synthetic": det.synthetic_weights,
                        "weights": str(det.weights_path)}
     where = ", ".join(str(d) for d in args.data)
@@ -84,6 +85,9 @@ def _run(args: argparse.Namespace) -> int:
     print(f"{det.model_name} {det.model_version} on {where} ({args.data_format})"
           + (" — weights trained on synthetic data only" if det.synthetic_weights else ""))
     print(format_table(report))
+    print(f"thresholds (chosen on validation data at training): lesion reported at score >= {lesion_t:.3f}; "
+          f"called malignant at p(malignant) >= {det.info.malignant_threshold:.3f}; breast called malignant at "
+          f"risk >= {det.spec.operating_threshold:.3f} (breast risk rule {det.spec.risk_method!r})")
     print(f"written: {args.out / 'metrics.json'}, {args.out / 'roc.png'}, {args.out / 'froc.png'}")
     print("research use only, not for diagnostic use")
     return 0

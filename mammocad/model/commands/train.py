@@ -44,13 +44,14 @@ def _run(args: argparse.Namespace) -> int:
         if args.seed is not None:
             cfg = dataclasses.replace(cfg, seed=args.seed, raw={**cfg.raw, "seed": args.seed})
         if args.data is not None:
-            # Your own data: the config's synthetic test set means nothing for it and the
-            # packaged demo weights must not be overwritten; evaluate with `mammocad model evaluate`.
+            # Your own data: the config's synthetic test and validation sets mean nothing for it
+            # and the packaged demo weights must not be overwritten; evaluate with
+            # `mammocad model evaluate`.
             from mammocad.model.commands.evaluate import parse_options
 
             src = DataSource(format=args.data_format, path=args.data, options=parse_options(args.data_option))
-            raw = {k: v for k, v in cfg.raw.items() if k not in ("test", "release_path")}
-            cfg = dataclasses.replace(cfg, data=(src,), test=None, release_path=None,
+            raw = {k: v for k, v in cfg.raw.items() if k not in ("test", "validation", "release_path")}
+            cfg = dataclasses.replace(cfg, data=(src,), test=None, validation=(), release_path=None,
                                       raw={**raw, "data": src.to_dict()})
         device = resolve_device(args.device)
         if device == "cpu":

@@ -1,0 +1,87 @@
+"""Choosing the thresholds on validation predictions: lesion score, malignant cut-off, breast.
+
+Hand-made predictions (no model), so the right thresholds are known: these check that
+``evaluate.choose_thresholds`` and ``relabel`` apply the rules of ``metrics`` to a data set
+the way the Detector reports it, and that [validation] sources join the held-out patients.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mammocad.model import evaluate as ev_mod
+from mammocad.model import train
+from mammocad.model.annotations import AnnotatedImage, AnnotatedLesion
+from mammocad.model.results import ImageRef, ImageResult, Lesion, LesionClass
+from tests.model.test_train import tiny_config
+
+BOX = (10.0, 10.0, 30.0, 30.0)
+FAR = (200.0, 200.0, 220.0, 220.0)
+
+
+def _image(breast: str, view: str, truth: list[tuple[tuple[float, ...], str]],
+           found: list[tuple[tuple[float, ...], float, float]]) -> tuple[AnnotatedImage, ImageResult]:
+    item = AnnotatedImage(image_path=Path(f"{breast}_{view}.dcm"), laterality=breast[-1], view=view,
+                          breast_id=breast, lesions=tuple(AnnotatedLesion(box=b, lesion_class=LesionClass(c))
+                                                          for b, c in truth))
+    ref = ImageRef(study_uid="1", series_uid="2", sop_instance_uid=f"{breast}.{view}", sop_class_uid="",
+                   laterality=breast[-1], view=view, rows=300, columns=300)
+    lesions = tuple(Lesion(box=b, lesion_class=LesionClass.MALIGNANT if p >= 0.5 else LesionClass.BENIGN,
+                           probability_malignant=p, score=s) for b, s, p in found)
+    return item, ImageResult(image=ref, lesions=lesions)
+
+
+def _evaluated() -> ev_mod.Evaluated:
+    """Malignant lesions whose p(malignant) is only 0.3-0.4, benign ones at 0.1: 0.5 calls all benign."""
+    pairs = [
+        _image("p1_L", "CC", [(BOX, "malignant")], [(BOX, 0.9, 0.35)]),
+        _image("p1_L", "MLO", [(BOX, "malignant")], [(BOX, 0.8, 0.3)]),
+        _image("p2_R", "CC", [(BOX, "benign")], [(BOX, 0.9, 0.1), (FAR, 0.2, 0.9)]),
+        _image("p2_R", "MLO", [(BOX, "benign")], [(BOX, 0.7, 0.12)]),
+        _image("p3_L", "CC", [], [(FAR, 0.6, 0.9)]),  # a false positive on one view only
+        _image("p3_L", "MLO", [], []),
+        _image("p4_R", "CC", [(BOX, "malignant")], [(BOX, 0.95, 0.4)]),
+        _image("p4_R", "MLO", [(BOX, "malignant")], [(BOX, 0.9, 0.38)]),
+    ]
+    return ev_mod.Evaluated([p[0] for p in pairs], [p[1] for p in pairs])
+
+
+def test_thresholds_chosen_on_validation_predictions() -> None:
+    ev = _evaluated()
+    chosen = ev_mod.choose_thresholds(ev, risk_method="two_view", max_fp_per_image=0.125)
+    # 8 images: one FP allowed. The 0.6 FP fits, the 0.2 one would make two.
+    assert chosen["lesion_score_threshold"] == pytest.approx(0.6)
+    assert 0.12 < chosen["malignant_threshold"] <= 0.3
+    # two_view: p3_L's lone false positive counts half (0.27) against p1_L's 0.28, p4_R's 0.36.
+    assert 0.27 < chosen["operating_threshold"] <= 0.28
+    fixed = ev_mod.choose_thresholds(ev, risk_method="max", max_fp_per_image=0.125, class_threshold=False)
+    assert fixed["malignant_threshold"] == 0.5
+    # Under max the FP (0.54) outranks both malignant breasts: the best cut calls p3_L malignant.
+    assert fixed["operating_threshold"] == pytest.approx((0.09 + 0.315) / 2)
+    auc = {method: ev_mod.compute_report(ev, breast_threshold=0.3, lesion_threshold=0.6, risk_method=method,
+                                         n_bootstrap=5)["metrics"]["breast_roc_auc"] for method in ("max", "two_view")}
+    assert auc == {"max": 0.5, "two_view": 1.0}
+
+
+def test_relabel_changes_classes_and_the_lesion_accuracy() -> None:
+    ev = _evaluated()
+    before = ev_mod.compute_report(ev, breast_threshold=0.3, lesion_threshold=0.6, n_bootstrap=5)
+    after = ev_mod.compute_report(ev_mod.relabel(ev, 0.25), breast_threshold=0.3, lesion_threshold=0.6,
+                                  n_bootstrap=5)
+    assert before["metrics"]["lesion_accuracy"] == pytest.approx(2 / 6)
+    assert after["metrics"]["lesion_accuracy"] == pytest.approx(1.0)
+    assert [les.lesion_class for les in ev.results[0].lesions] == [LesionClass.BENIGN]  # input untouched
+
+
+def test_validation_sources_join_the_held_out_patients(tiny_data: Path, tmp_path: Path) -> None:
+    raw = tiny_config(tiny_data)
+    plain = train.prepare_data(train.config_from_dict(raw))[1]
+    raw["validation"] = {"format": "synthetic", "path": str(tmp_path / "val"), "n_studies": 1, "seed": 5}
+    cfg = train.config_from_dict(raw)
+    samples, val, _ = train.prepare_data(cfg)
+    extra = [i for i in val if i.breast_id.startswith("val1:")]
+    assert len(extra) == 4 and len(val) == len(plain) + 4
+    # Same patient ids as the training set (SYNTH_0001...), kept apart as other breasts.
+    assert {i.breast_id for i in extra}.isdisjoint({s.breast_id for s in samples})
