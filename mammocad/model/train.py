@@ -297,8 +297,9 @@ def _plot_losses(csv_path: Path, out: Path) -> None:
 def finalize(state: TrainState, cfg: TrainConfig, out: Path, device: str, val_items: list[Any],
              test_items: list[Any], command: str) -> Path:
     """Thresholds on validation, metrics on test, then the release checkpoint (fp16)."""
+    from mammocad.model import calibrate as calibration
     from mammocad.model.checkpoint import save_checkpoint
-    from mammocad.model.evaluate import choose_thresholds, compute_report, predict_items, relabel
+    from mammocad.model.evaluate import compute_report, predict_items
     from mammocad.model.inference import Detector
 
     spec = cfg.detector
@@ -318,25 +319,11 @@ def finalize(state: TrainState, cfg: TrainConfig, out: Path, device: str, val_it
     report: dict[str, Any] = {}
     if val_items:
         det = Detector.load(path, device)
-        ev_val = predict_items(det, val_items, desc="validate")
-        try:
-            chosen = choose_thresholds(ev_val, risk_method=spec.risk_method, method=cfg.thresholds.method,
-                                       target_sensitivity=cfg.thresholds.target_sensitivity,
-                                       max_fp_per_image=cfg.thresholds.max_fp_per_image,
-                                       class_threshold=cfg.thresholds.class_threshold)
-        except ValueError as exc:
-            log_event(logger, "threshold_default", logging.WARNING, reason=str(exc))
-            chosen = {"operating_threshold": spec.operating_threshold, "lesion_score_threshold": 0.5,
-                      "malignant_threshold": 0.5}
-        spec = dataclasses.replace(spec, operating_threshold=chosen["operating_threshold"])
-        metadata["lesion_score_threshold"] = chosen["lesion_score_threshold"]
-        metadata["malignant_threshold"] = chosen["malignant_threshold"]
-        metadata["thresholds"] = {**chosen, "chosen_on": "validation", "validation_images": len(val_items),
-                                  "method": dataclasses.asdict(cfg.thresholds)}
-        report["validation"] = compute_report(relabel(ev_val, chosen["malignant_threshold"]),
-                                              breast_threshold=spec.operating_threshold,
-                                              lesion_threshold=chosen["lesion_score_threshold"],
-                                              risk_method=spec.risk_method, n_bootstrap=200, seed=cfg.seed)
+        cal = calibration.calibrate(predict_items(det, val_items, desc="validate"), risk_method=spec.risk_method,
+                                    rules=cfg.thresholds, fallback_operating_threshold=spec.operating_threshold,
+                                    seed=cfg.seed)
+        spec, metadata = calibration.apply(spec, metadata, cal, rules=cfg.thresholds)
+        report["validation"] = cal.report
         _save_fp16(save_checkpoint, path, state.model, spec, cfg.preprocess, metadata)
     if test_items:
         det = Detector.load(path, device)

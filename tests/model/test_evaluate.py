@@ -97,3 +97,45 @@ def test_evaluate_command_explains_bad_input(tmp_path: Path) -> None:
 def test_train_command_explains_a_missing_config(tmp_path: Path) -> None:
     proc = _mammocad("model", "train", "--config", str(tmp_path / "none.toml"))
     assert proc.returncode == 2 and "does not exist" in proc.stderr
+
+
+def test_calibrate_command_rechooses_thresholds_and_keeps_the_weights(trained: Path) -> None:
+    source = trained / "run" / "model.pt"
+    outs = {}
+    for budget in ("0", "4"):
+        out = trained / f"calibrated-{budget}.pt"
+        proc = _mammocad("model", "calibrate", "--data", str(trained / "data"), "--data", str(trained / "test"),
+                         "--weights", str(source), "--out", str(out), "--device", "cpu", "--risk-method", "two_view",
+                         "--max-fp-per-image", budget, "--version", f"0.0.2-cal{budget}")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert "breast ROC AUC" in proc.stdout and "not for diagnostic use" in proc.stdout
+        assert "measure on other images" in proc.stdout
+        outs[budget] = load_checkpoint(out)
+    before, cal = load_checkpoint(source), outs["4"]
+    meta = cal.metadata
+    assert cal.spec.risk_method == "two_view" and before.spec.risk_method == "max"
+    assert meta["version"] == "0.0.2-cal4" and meta["calibration"]["previous"]["version"] == "0.0.1-test"
+    assert meta["thresholds"]["method"]["max_fp_per_image"] == 4.0 and meta["thresholds"]["chosen_on"].endswith(
+        "(manifest)")
+    assert meta["thresholds"]["validation_images"] == 16  # 3 + 1 studies, pooled
+    assert cal.spec.operating_threshold == pytest.approx(meta["thresholds"]["operating_threshold"])
+    assert set(meta["metrics"]) == {"calibration"}  # the old thresholds' figures are gone
+    # A tighter false-positive budget can only raise the lesion score threshold.
+    assert outs["0"].metadata["lesion_score_threshold"] >= meta["lesion_score_threshold"]
+    for (name, a), b in zip(before.model.state_dict().items(), cal.model.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, msg=name)
+    payload = torch.load(trained / "calibrated-4.pt", map_location="cpu", weights_only=True)
+    assert payload["state_dict"]["rpn.head.conv.0.0.weight"].dtype == torch.float16
+    # Evaluating the calibrated file reports at its new thresholds.
+    proc = _mammocad("model", "evaluate", "--data", str(trained / "test"), "--weights", str(trained / "calibrated-4.pt"),
+                     "--out", str(trained / "eval-cal"), "--device", "cpu", "--bootstrap", "10")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "breast risk rule 'two_view'" in proc.stdout
+    assert f"score >= {meta['lesion_score_threshold']:.3f}" in proc.stdout
+
+
+def test_calibrate_command_refuses_to_overwrite_its_input(trained: Path) -> None:
+    source = trained / "run" / "model.pt"
+    proc = _mammocad("model", "calibrate", "--data", str(trained / "test"), "--weights", str(source),
+                     "--out", str(source), "--device", "cpu")
+    assert proc.returncode == 2 and "write a new file" in proc.stderr

@@ -7,7 +7,6 @@ Prints a table with bootstrap 95% intervals and writes ``metrics.json``, ``roc.p
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -42,7 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
 def _run(args: argparse.Namespace) -> int:
     from mammocad.logs import configure_logging
     from mammocad.model.checkpoint import CheckpointError
-    from mammocad.model.dataset import DataSource, load_source
+    from mammocad.model.commands.pooled import load_pooled
     from mammocad.model.devices import DeviceError
     from mammocad.model.evaluate import (
         DEFAULT_LESION_SCORE_THRESHOLD,
@@ -55,15 +54,7 @@ def _run(args: argparse.Namespace) -> int:
 
     configure_logging("WARNING")
     try:
-        items = []
-        for k, path in enumerate(args.data, start=1):
-            found = load_source(DataSource(format=args.data_format, path=path,
-                                           options=parse_options(args.data_option)))
-            if not found:
-                raise ValueError(f"{path}: the data set holds no images")
-            # Pooled sets reuse patient ids (SYNTH_0001 in every synthetic set): keep breasts apart.
-            items += [dataclasses.replace(i, breast_id=f"set{k}:{i.breast_id}") for i in found] \
-                if len(args.data) > 1 else found
+        items = load_pooled(args.data, args.data_format, parse_options(args.data_option))
         det = Detector.load(args.weights, args.device)
         ev = predict_items(det, items)
     except (CheckpointError, DeviceError, ValueError, FileNotFoundError, KeyError) as exc:

@@ -1,0 +1,83 @@
+"""Choose a checkpoint's reporting thresholds on validation data, at training or afterwards.
+
+Three numbers decide what the node reports, and none of them is learnt by the network:
+the lesion score threshold (which boxes are shown), the malignant cut-off (which of them
+are called malignant) and the breast operating threshold (which breasts are called
+malignant, by the checkpoint's breast-risk rule). ``train.finalize`` chooses them on the
+run's validation images; ``mammocad model calibrate`` chooses them again for an existing
+checkpoint on a site's own annotated images, so a site can set its operating point (e.g.
+a breast sensitivity target) without retraining. The network's weights are never changed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from mammocad.logs import log_event
+from mammocad.model.detector import DetectorSpec
+from mammocad.model.evaluate import Evaluated, choose_thresholds, compute_report, relabel
+from mammocad.model.train_config import ThresholdConfig
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Thresholds chosen on ``validation_images`` images, and the validation report at them."""
+
+    operating_threshold: float
+    lesion_score_threshold: float
+    malignant_threshold: float
+    risk_method: str
+    validation_images: int
+    report: dict[str, Any]
+
+    def thresholds(self) -> dict[str, float]:
+        return {"operating_threshold": self.operating_threshold, "lesion_score_threshold": self.lesion_score_threshold,
+                "malignant_threshold": self.malignant_threshold}
+
+
+def calibrate(ev: Evaluated, *, risk_method: str, rules: ThresholdConfig, fallback_operating_threshold: float = 0.5,
+              malignant_threshold: float | None = None, n_bootstrap: int = 200, seed: int = 0) -> Calibration:
+    """Thresholds for ``risk_method`` from validation predictions (``evaluate.choose_thresholds``).
+
+    ``malignant_threshold``: keep this cut-off instead of choosing one (``rules.class_threshold``
+    false means 0.5).
+
+    Validation data without both classes (no malignant breast, no benign lesion found)
+    cannot set a threshold: the defaults stand (0.5 for score and cut-off, the fallback for
+    the breast) and a warning is logged, so a tiny run still ends with a checkpoint.
+    """
+    try:
+        chosen = choose_thresholds(ev, risk_method=risk_method, method=rules.method,
+                                   target_sensitivity=rules.target_sensitivity,
+                                   max_fp_per_image=rules.max_fp_per_image,
+                                   class_threshold=rules.class_threshold and malignant_threshold is None)
+    except ValueError as exc:
+        log_event(logger, "threshold_default", logging.WARNING, reason=str(exc))
+        chosen = {"operating_threshold": fallback_operating_threshold, "lesion_score_threshold": 0.5,
+                  "malignant_threshold": 0.5}
+    if malignant_threshold is not None:
+        chosen["malignant_threshold"] = malignant_threshold
+    report = compute_report(relabel(ev, chosen["malignant_threshold"]), breast_threshold=chosen["operating_threshold"],
+                            lesion_threshold=chosen["lesion_score_threshold"], risk_method=risk_method,
+                            n_bootstrap=n_bootstrap, seed=seed)
+    return Calibration(operating_threshold=chosen["operating_threshold"],
+                       lesion_score_threshold=chosen["lesion_score_threshold"],
+                       malignant_threshold=chosen["malignant_threshold"], risk_method=risk_method,
+                       validation_images=len(ev.items), report=report)
+
+
+def apply(spec: DetectorSpec, metadata: dict[str, Any], cal: Calibration, *, rules: ThresholdConfig,
+          chosen_on: str = "validation") -> tuple[DetectorSpec, dict[str, Any]]:
+    """The checkpoint header with ``cal``'s thresholds (new objects; the inputs are not changed)."""
+    new_spec = dataclasses.replace(spec, operating_threshold=cal.operating_threshold, risk_method=cal.risk_method)
+    meta = dict(metadata)
+    meta["lesion_score_threshold"] = cal.lesion_score_threshold
+    meta["malignant_threshold"] = cal.malignant_threshold
+    meta["thresholds"] = {**cal.thresholds(), "risk_method": cal.risk_method, "chosen_on": chosen_on,
+                          "validation_images": cal.validation_images, "method": dataclasses.asdict(rules)}
+    return new_spec, meta

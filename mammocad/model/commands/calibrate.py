@@ -1,0 +1,104 @@
+"""``mammocad model calibrate``: choose a checkpoint's thresholds again on your own annotated images.
+
+Writes a new checkpoint (same weights, new thresholds in its header) and prints the
+validation table at the new thresholds. The images used here are then validation data:
+measure the result with ``mammocad model evaluate`` on *other* images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from mammocad.model.commands.evaluate import DATA_FORMATS, parse_options
+
+#: As ``mammocad.model.risk.METHODS`` (kept here so --help imports no numpy).
+RISK_METHODS = ("max", "two_view", "noisy_or")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser(
+        "calibrate", help="choose a checkpoint's reporting thresholds on your own annotated images",
+        description="Run a checkpoint on annotated validation images and choose its lesion score threshold, "
+                    "malignant cut-off and breast operating threshold again (the weights are not changed); "
+                    "writes a new checkpoint. Research use only, not for diagnostic use.")
+    p.add_argument("--data", required=True, type=Path, action="append", metavar="DIR_OR_MANIFEST",
+                   help="validation data set (repeat to pool several); keep it apart from the images you "
+                        "report metrics on")
+    p.add_argument("--data-format", default="manifest", choices=DATA_FORMATS,
+                   help="format of --data (default: manifest)")
+    p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="reader option, repeatable (e.g. split=train for CBIS-DDSM)")
+    p.add_argument("--weights", default=None, metavar="PATH", help="checkpoint to calibrate (default: the demo weights)")
+    p.add_argument("--out", required=True, type=Path, metavar="PATH",
+                   help="the calibrated checkpoint to write (must not be --weights)")
+    p.add_argument("--risk-method", choices=RISK_METHODS, default=None,
+                   help="breast risk rule (default: the checkpoint's own)")
+    p.add_argument("--method", choices=("youden", "sensitivity"), default="youden",
+                   help="breast operating threshold: Youden's J, or the highest with --target-sensitivity")
+    p.add_argument("--target-sensitivity", type=float, default=0.9, metavar="S",
+                   help="breast sensitivity to reach with --method sensitivity (default 0.9)")
+    p.add_argument("--max-fp-per-image", type=float, default=1.0, metavar="N",
+                   help="false positives per image allowed at the lesion score threshold (default 1)")
+    p.add_argument("--keep-class-cutoff", action="store_true",
+                   help="keep the checkpoint's malignant cut-off instead of choosing it on these images")
+    p.add_argument("--version", default=None, help="version label of the new checkpoint (default: unchanged)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+    p.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from mammocad.logs import configure_logging
+    from mammocad.model import calibrate as calibration
+    from mammocad.model.checkpoint import CheckpointError, load_checkpoint, resolve_weights, save_checkpoint
+    from mammocad.model.commands.pooled import load_pooled
+    from mammocad.model.devices import DeviceError
+    from mammocad.model.evaluate import format_table, predict_items
+    from mammocad.model.inference import Detector
+    from mammocad.model.train_config import ThresholdConfig
+
+    configure_logging("WARNING")
+    try:
+        source = resolve_weights(args.weights)
+        if args.out.resolve() == source.resolve():
+            raise ValueError(f"--out {args.out} is the checkpoint being calibrated: write a new file")
+        rules = ThresholdConfig(method=args.method, target_sensitivity=args.target_sensitivity,
+                                max_fp_per_image=args.max_fp_per_image, class_threshold=not args.keep_class_cutoff)
+        items = load_pooled(args.data, args.data_format, parse_options(args.data_option))
+        det = Detector.load(source, args.device)
+        cal = calibration.calibrate(predict_items(det, items, desc="calibrate"),
+                                    risk_method=args.risk_method or det.spec.risk_method, rules=rules,
+                                    fallback_operating_threshold=det.spec.operating_threshold,
+                                    malignant_threshold=det.info.malignant_threshold if args.keep_class_cutoff else None)
+        ckpt = load_checkpoint(source)
+        where = ", ".join(str(d) for d in args.data)
+        spec, meta = calibration.apply(ckpt.spec, ckpt.metadata, cal, rules=rules,
+                                       chosen_on=f"{where} ({args.data_format})")
+        meta["calibration"] = {
+            "command": "mammocad " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "from": str(source),
+            "previous": {**dataclasses.asdict(det.info), "version": ckpt.metadata.get("version")},
+        }
+        # Metrics measured at the old thresholds no longer describe this file.
+        meta["metrics"] = {"calibration": {k: cal.report[k] for k in ("metrics", "ci95", "counts")}}
+        if args.version:
+            meta["version"] = args.version
+        save_checkpoint(args.out, ckpt.model.half(), spec, ckpt.preprocess, meta)
+    except (CheckpointError, DeviceError, ValueError, FileNotFoundError, KeyError) as exc:
+        print(f"mammocad model calibrate: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{meta['model_name']} {meta['version']} calibrated on {where} ({len(items)} images)"
+          + (" — weights trained on synthetic data only" if meta.get("synthetic") else ""))
+    print(format_table(cal.report))
+    print(f"thresholds: lesion reported at score >= {cal.lesion_score_threshold:.3f}; called malignant at "
+          f"p(malignant) >= {cal.malignant_threshold:.3f}; breast called malignant at risk >= "
+          f"{cal.operating_threshold:.3f} (breast risk rule {cal.risk_method!r})")
+    print("these figures are on the calibration images themselves: measure on other images with "
+          "`mammocad model evaluate`")
+    print(f"written: {args.out}")
+    print("research use only, not for diagnostic use")
+    return 0

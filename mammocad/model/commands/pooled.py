@@ -1,0 +1,24 @@
+"""Annotated images from one or more ``--data`` sets, as ``evaluate`` and ``calibrate`` take them."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+
+def load_pooled(paths: list[Path], data_format: str, options: dict[str, Any]) -> list[Any]:
+    """Every image of every set; with several sets each breast id is prefixed by its set.
+
+    Pooled sets reuse patient ids (SYNTH_0001 in every synthetic set): without the prefix
+    two different breasts would be scored as one. Raises ValueError for an empty set.
+    """
+    from mammocad.model.dataset import DataSource, load_source
+
+    items: list[Any] = []
+    for k, path in enumerate(paths, start=1):
+        found = load_source(DataSource(format=data_format, path=path, options=options))
+        if not found:
+            raise ValueError(f"{path}: the data set holds no images")
+        items += [dataclasses.replace(i, breast_id=f"set{k}:{i.breast_id}") for i in found] if len(paths) > 1 else found
+    return items
