@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_detector.py [--device cpu|cuda|auto] [--runs 3] [--weights PATH]
 
 Uses the demo weights when present, else a randomly initialised detector with the demo's
-architecture and preprocessing from config/train-demo.toml (same cost; weights change the
+architecture and preprocessing from config/train-demo-fine.toml (same cost; weights change the
 time only through the number of boxes). ``--default-spec`` benches DetectorSpec() instead.
 Prints seconds per image (standardisation and detection separately), tiles run, peak RSS
 and the ratio against the 15 s per image target.
@@ -100,7 +100,7 @@ def _random_specs(args: argparse.Namespace, detector_spec: type, preprocess_spec
 
     if args.backbone:
         return detector_spec(backbone=args.backbone), preprocess_spec()
-    demo = Path(__file__).resolve().parents[1] / "config" / "train-demo.toml"
+    demo = Path(__file__).resolve().parents[1] / "config" / "train-demo-fine.toml"
     if args.default_spec or not demo.is_file():
         return detector_spec(), preprocess_spec()
     raw = tomllib.loads(demo.read_text())

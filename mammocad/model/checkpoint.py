@@ -27,7 +27,7 @@ from mammocad.model.standardise import PreprocessSpec
 
 FORMAT = "mammocad-detector/1"
 DEMO_WEIGHTS = Path(mammocad.model.__file__).resolve().parent / "weights" / "demo.pt"
-DEMO_HOWTO = "mammocad model train --config config/train-demo.toml"
+DEMO_HOWTO = "make demo-weights"
 REQUIRED_METADATA = {"model_name": str, "version": str, "synthetic": bool}
 
 
@@ -55,7 +55,7 @@ def resolve_weights(weights: str | Path | None) -> Path:
         if not weights:
             raise CheckpointError(
                 f"the demo weights {path} are missing: produce them with `{DEMO_HOWTO}` "
-                "(trains on synthetic data, CPU, a few minutes) or pass --weights PATH")
+                "(trains on synthetic data: about two hours on a 2-core CPU) or pass --weights PATH")
         raise CheckpointError(f"weights file {path} does not exist: check the path (--weights / worker.weights)")
     return path
 

@@ -267,7 +267,8 @@ def _append_csv(path: Path, row: dict[str, float]) -> None:
         writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
         if new:
             writer.writeheader()
-        writer.writerow({k: row.get(k, "") for k in fields})
+        # Rows read back on resume hold floats: keep the step an integer in the file.
+        writer.writerow({k: int(row[k]) if k == "step" and k in row else row.get(k, "") for k in fields})
 
 
 def _truncate_csv(path: Path, step: int) -> None:

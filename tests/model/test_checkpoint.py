@@ -61,7 +61,7 @@ def test_classes_and_metadata_are_checked(tmp_path: Path, tiny_checkpoint: Path)
 
 def test_missing_demo_weights_say_how_to_make_them(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(ckpt, "DEMO_WEIGHTS", tmp_path / "weights" / "demo.pt")
-    with pytest.raises(CheckpointError, match="mammocad model train --config config/train-demo.toml"):
+    with pytest.raises(CheckpointError, match="make demo-weights"):
         resolve_weights(None)
     with pytest.raises(CheckpointError, match="does not exist"):
         resolve_weights(tmp_path / "nope.pt")

@@ -71,6 +71,7 @@ def test_resume_continues_the_step_count_and_the_random_streams(tiny_data: Path,
     # Same tiles, same RoI sampling, same weights: the resumed steps repeat the straight run.
     np.testing.assert_allclose([r["loss"] for r in rows], [r["loss"] for r in ref[4:]], rtol=1e-4)
     assert [r["step"] for r in train.read_losses(tmp_path / "b" / train.CSV_NAME)] == [1, 2, 3, 4, 5, 6]
+    assert (tmp_path / "b" / train.CSV_NAME).read_text().splitlines()[1].startswith("1,")  # not "1.0" after resume
 
 
 def test_init_from_starts_from_a_checkpoints_weights_and_refuses_another_architecture(
