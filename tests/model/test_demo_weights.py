@@ -1,0 +1,64 @@
+"""The shipped demo weights as a fresh clone has them: labelled honestly, and they work.
+
+``mammocad analyze`` runs without ``--weights`` (the packaged file) on a synthetic study
+the test generates: the first study of its seed with one malignant breast and a benign
+finding, whatever kinds they are. Every cluster must be found, each with its class, and
+the malignant breast must be the one called.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mammocad.model.checkpoint import default_weights_path, read_header
+from mammocad.model.synth.generate import generate_study
+from tests.model.test_analyze_cli import run_cli
+
+#: The first study of seed 424242 with one malignant breast and a benign finding: an amorphous
+#: cluster (the faintest kind) on left CC and MLO, round/punctate calcifications on right CC.
+STUDY_SEED, STUDY_INDEX = 424242, 5
+
+
+def test_demo_weights_are_labelled_and_described_by_their_card() -> None:
+    path = default_weights_path()
+    spec, preprocess, meta, _ = read_header(path)
+    assert path.stat().st_size <= 25 * 2**20
+    assert meta["synthetic"] is True and "synthetic data only" in meta["not_for_diagnosis"]
+    assert meta["version"].endswith("-demo") and meta["thresholds"]["chosen_on"] == "validation"
+    card = (path.parent / "MODEL_CARD.md").read_text()
+    assert "NOT FOR CLINICAL USE" in card and f"`{meta['version']}`" in card
+    # The card states the thresholds and the rule the file really uses.
+    for value in (meta["lesion_score_threshold"], meta["malignant_threshold"], spec.operating_threshold):
+        assert f"{value:.3f}" in card, value
+    assert f"`{spec.risk_method}`" in card and f"{preprocess.working_spacing_mm:g} mm/pixel" in card
+
+
+def test_analyze_finds_a_synthetic_studys_calcifications_with_the_shipped_weights(tmp_path: Path) -> None:
+    study = generate_study(STUDY_INDEX, seed=STUDY_SEED)
+    folder = tmp_path / "study"
+    for ds, ann in zip(study.datasets, study.annotations, strict=True):
+        (folder / ann.image_path).parent.mkdir(parents=True, exist_ok=True)
+        ds.save_as(folder / ann.image_path, enforce_file_format=True)
+    truth = {ann.extra["sop_instance_uid"]: ann for ann in study.annotations}
+    (bad,) = {ann.laterality for ann in study.annotations if ann.breast_malignant}
+    other = "R" if bad == "L" else "L"
+    assert any(les.lesion_class.value == "benign" for ann in study.annotations for les in ann.lesions)
+
+    proc = run_cli(["analyze", str(folder), "--json", "--device", "cpu"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout)
+    assert report["synthetic_weights"] is True and report["model_version"].endswith("-demo")
+    (result,) = report["studies"]
+    for image in result["images"]:
+        ann = truth[image["image"]["sop_instance_uid"]]
+        for gt in ann.lesions:
+            x1, y1, x2, y2 = gt.box
+            inside = [les for les in image["lesions"]
+                      if x1 <= (les["box"][0] + les["box"][2]) / 2 <= x2 and y1 <= (les["box"][1] + les["box"][3]) / 2 <= y2]
+            assert inside, f"{ann.laterality} {ann.view}: {gt.description} not found"
+            best = max(inside, key=lambda les: les["score"])
+            assert best["lesion_class"] == gt.lesion_class.value, f"{ann.laterality} {ann.view}: {gt.description}"
+    breasts = {b["laterality"]: b for b in result["breasts"]}
+    assert breasts[bad]["malignant"] and not breasts[other]["malignant"]
+    assert breasts[bad]["risk"] > breasts[other]["risk"]
