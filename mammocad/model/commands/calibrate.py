@@ -14,7 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-from mammocad.model.commands.evaluate import DATA_FORMATS, parse_options
+from mammocad.model.commands.evaluate import parse_options
+from mammocad.model.commands.pooled import add_data_arguments
 
 #: As ``mammocad.model.risk.METHODS`` (kept here so --help imports no numpy).
 RISK_METHODS = ("max", "two_view", "noisy_or")
@@ -26,13 +27,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         description="Run a checkpoint on annotated validation images and choose its lesion score threshold, "
                     "malignant cut-off and breast operating threshold again (the weights are not changed); "
                     "writes a new checkpoint. Research use only, not for diagnostic use.")
-    p.add_argument("--data", required=True, type=Path, action="append", metavar="DIR_OR_MANIFEST",
-                   help="validation data set (repeat to pool several); keep it apart from the images you "
-                        "report metrics on")
-    p.add_argument("--data-format", default="manifest", choices=DATA_FORMATS,
-                   help="format of --data (default: manifest)")
-    p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="reader option, repeatable (e.g. split=train for CBIS-DDSM)")
+    add_data_arguments(p, data_help="validation data set (repeat to pool several); keep it apart from the images "
+                                     "you report metrics on", option_example="split=train for CBIS-DDSM")
     p.add_argument("--weights", default=None, metavar="PATH", help="checkpoint to calibrate (default: the demo weights)")
     p.add_argument("--out", required=True, type=Path, metavar="PATH",
                    help="the calibrated checkpoint to write (must not be --weights)")

@@ -11,8 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-#: As ``mammocad.model.dataset.FORMATS`` minus "synthetic" (kept here so --help imports no numpy).
-DATA_FORMATS = ("manifest", "coco", "cbis-ddsm", "inbreast", "vindr", "mias")
+from mammocad.model.commands.pooled import add_data_arguments
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -20,13 +19,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         "evaluate", help="measure a checkpoint on annotated images (table, metrics.json, ROC/FROC plots)",
         description="Run the detector on every image of an annotated data set and compute lesion-level, "
                     "breast-level and FROC metrics with bootstrap 95%% intervals (research use only).")
-    p.add_argument("--data", required=True, type=Path, action="append", metavar="DIR_OR_MANIFEST",
-                   help="data set folder or manifest.json (or the folder of a public data set, see --data-format); "
-                        "repeat to pool several sets into one report (their breasts are kept apart)")
-    p.add_argument("--data-format", default="manifest", choices=DATA_FORMATS,
-                   help="format of --data (default: manifest)")
-    p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="reader option, repeatable (e.g. split=test for CBIS-DDSM, calc_mode=clusters for INbreast)")
+    add_data_arguments(p, data_help="data set folder or manifest.json (or the folder of a public data set, see "
+                                     "--data-format); repeat to pool several sets into one report (their breasts "
+                                     "are kept apart)",
+                       option_example="split=test for CBIS-DDSM, calc_mode=clusters for INbreast")
     p.add_argument("--weights", default=None, metavar="PATH", help="checkpoint (default: the demo weights)")
     p.add_argument("--out", type=Path, default=Path("runs/evaluate"), metavar="DIR",
                    help="where metrics.json, roc.png and froc.png go (default runs/evaluate)")

@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from pathlib import Path
 from typing import Any
+
+#: As ``mammocad.model.dataset.FORMATS`` minus "synthetic" (kept here so --help imports no numpy).
+DATA_FORMATS = ("manifest", "coco", "cbis-ddsm", "inbreast", "vindr", "mias")
+
+
+def add_data_arguments(p: argparse.ArgumentParser, *, data_help: str, option_example: str) -> None:
+    """``--data`` (repeatable), ``--data-format`` and ``--data-option``, read by :func:`load_pooled`."""
+    p.add_argument("--data", required=True, type=Path, action="append", metavar="DIR_OR_MANIFEST", help=data_help)
+    p.add_argument("--data-format", default="manifest", choices=DATA_FORMATS,
+                   help="format of --data (default: manifest)")
+    p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
+                   help=f"reader option, repeatable (e.g. {option_example})")
 
 
 def load_pooled(paths: list[Path], data_format: str, options: dict[str, Any]) -> list[Any]:
