@@ -31,6 +31,9 @@ def make_settings(spool: Path, destinations: list[Destination] | None = None, **
                     delivery=delivery, worker=worker, **sections)
 
 
+DONE_SUFFIX = ".received"
+
+
 class StoreSCP:
     """A DCMTK storescp writing what it receives into ``folder``."""
 
@@ -47,7 +50,11 @@ class StoreSCP:
             raise RuntimeError("DCMTK storescp is not installed: run `make test`, which installs dcmtk")
         self.folder.mkdir(parents=True, exist_ok=True)
         syntaxes = ["+xa"] if self.accept_compressed else []
-        self.proc = subprocess.Popen([exe, "-aet", self.ae_title, *syntaxes, "-od", str(self.folder), str(self.port)],
+        # storescp writes each file in place while it arrives; the command it runs on
+        # reception (after the file is complete) leaves a marker, so received() never lists
+        # a file still being written.
+        self.proc = subprocess.Popen([exe, "-aet", self.ae_title, *syntaxes, "-od", str(self.folder),
+                                      "-xcr", f"touch #p/#f{DONE_SUFFIX}", str(self.port)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for_port(self.port)
         return self
@@ -64,7 +71,9 @@ class StoreSCP:
         self.stop()
 
     def received(self) -> list[Path]:
-        return sorted(p for p in self.folder.iterdir() if p.is_file())
+        """The objects received completely so far."""
+        return sorted(p for p in self.folder.iterdir()
+                      if p.is_file() and p.suffix != DONE_SUFFIX and p.with_name(p.name + DONE_SUFFIX).exists())
 
     def destination(self, name: str = "pacs", **kw: Any) -> Destination:
         return Destination(name=name, ae_title=self.ae_title, host="127.0.0.1", port=self.port, **kw)
