@@ -18,7 +18,14 @@ from typing import Any
 
 from mammocad.logs import log_event
 from mammocad.model.detector import DetectorSpec
-from mammocad.model.evaluate import Evaluated, choose_thresholds, compute_report, relabel
+from mammocad.model.evaluate import (
+    DEFAULT_LESION_SCORE_THRESHOLD,
+    Evaluated,
+    choose_thresholds,
+    compute_report,
+    relabel,
+)
+from mammocad.model.results import DEFAULT_MALIGNANT_THRESHOLD
 from mammocad.model.train_config import ThresholdConfig
 
 logger = logging.getLogger(__name__)
@@ -58,8 +65,9 @@ def calibrate(ev: Evaluated, *, risk_method: str, rules: ThresholdConfig, fallba
                                    class_threshold=rules.class_threshold and malignant_threshold is None)
     except ValueError as exc:
         log_event(logger, "threshold_default", logging.WARNING, reason=str(exc))
-        chosen = {"operating_threshold": fallback_operating_threshold, "lesion_score_threshold": 0.5,
-                  "malignant_threshold": 0.5}
+        chosen = {"operating_threshold": fallback_operating_threshold,
+                  "lesion_score_threshold": DEFAULT_LESION_SCORE_THRESHOLD,
+                  "malignant_threshold": DEFAULT_MALIGNANT_THRESHOLD}
     if malignant_threshold is not None:
         chosen["malignant_threshold"] = malignant_threshold
     report = compute_report(relabel(ev, chosen["malignant_threshold"]), breast_threshold=chosen["operating_threshold"],

@@ -13,6 +13,7 @@ config), ``metrics``, ``created``. ``classes`` is filled from the spec.
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,6 +84,17 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, spec: DetectorSpec
     torch.save(payload, tmp)
     tmp.replace(path)
     return path
+
+
+def save_release_checkpoint(path: str | Path, model: torch.nn.Module, spec: DetectorSpec,
+                            preprocess: PreprocessSpec, metadata: dict[str, Any]) -> Path:
+    """:func:`save_checkpoint` of a half-precision CPU copy (``model`` itself is not changed).
+
+    Released weights are fp16: half the file (the demo file must stay small), no measurable
+    change in detections; loading builds the model in fp32 again.
+    """
+    half = copy.deepcopy(model).cpu().half()
+    return save_checkpoint(path, half, spec, preprocess, metadata)
 
 
 def read_header(path: str | Path) -> tuple[DetectorSpec, PreprocessSpec, dict[str, Any], dict[str, Any]]:

@@ -28,10 +28,9 @@ from mammocad.model import metrics as m
 from mammocad.model import risk
 from mammocad.model.annotations import AnnotatedImage
 from mammocad.model.dataset import decode_image
-from mammocad.model.results import ImageRef, ImageResult, Lesion, LesionClass
+from mammocad.model.results import DEFAULT_MALIGNANT_THRESHOLD, ImageRef, ImageResult, Lesion, LesionClass
 
 DEFAULT_LESION_SCORE_THRESHOLD = 0.5
-DEFAULT_MALIGNANT_THRESHOLD = 0.5
 
 
 @dataclass(frozen=True)
@@ -95,15 +94,11 @@ def matched_malignancy(ev: Evaluated, lesion_threshold: float, rule: str = "cent
     """(probability_malignant of the best-matching reported box, truth is malignant) per detected lesion."""
     probs: list[float] = []
     truth_mal: list[bool] = []
-    for item, res in zip(ev.items, ev.results, strict=True):
-        kept = [les for les in res.lesions if les.score >= lesion_threshold]
-        truth = m.ImageTruth.make([les.box for les in item.lesions], [les.lesion_class.label for les in item.lesions],
-                                  item.breast_id)
-        pred = m.ImagePredictions.make([les.box for les in kept], [les.score for les in kept],
-                                       [les.lesion_class.label for les in kept])
-        for gt, k in enumerate(m.match_lesions(truth, pred, rule=rule)):
+    for res, truth, pred in zip(ev.results, *truths_and_predictions(ev), strict=True):
+        kept = np.nonzero(pred.scores >= lesion_threshold)[0]  # pred.above() keeps this order
+        for gt, k in enumerate(m.match_lesions(truth, pred.above(lesion_threshold), rule=rule)):
             if k >= 0:
-                probs.append(kept[k].probability_malignant)
+                probs.append(res.lesions[kept[k]].probability_malignant)
                 truth_mal.append(bool(truth.labels[gt] == m.MALIGNANT))
     return np.asarray(probs, dtype=np.float64), np.asarray(truth_mal, dtype=bool)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from mammocad.model import risk
 from mammocad.model.detector import DetectorSpec
-from mammocad.model.results import BreastRisk, ImageResult
+from mammocad.model.results import DEFAULT_MALIGNANT_THRESHOLD, BreastRisk, ImageResult
 
 
 @dataclass(frozen=True)
@@ -31,8 +31,8 @@ class DetectorInfo:
     #: Boxes below this score are not reported and do not count towards breast risk.
     lesion_score_threshold: float
     #: A box is called malignant when its probability_malignant is at or above this
-    #: (metadata["malignant_threshold"], chosen on validation lesions; 0.5 when absent).
-    malignant_threshold: float = 0.5
+    #: (metadata["malignant_threshold"], chosen on validation lesions).
+    malignant_threshold: float = DEFAULT_MALIGNANT_THRESHOLD
 
     @classmethod
     def from_header(cls, spec: DetectorSpec, metadata: dict[str, Any]) -> DetectorInfo:
@@ -40,7 +40,7 @@ class DetectorInfo:
                    synthetic_weights=bool(metadata["synthetic"]), operating_threshold=spec.operating_threshold,
                    risk_method=spec.risk_method,
                    lesion_score_threshold=float(metadata.get("lesion_score_threshold", spec.box_score_thresh)),
-                   malignant_threshold=float(metadata.get("malignant_threshold", 0.5)))
+                   malignant_threshold=float(metadata.get("malignant_threshold", DEFAULT_MALIGNANT_THRESHOLD)))
 
     @classmethod
     def read(cls, weights: str | Path | None) -> DetectorInfo:

@@ -12,6 +12,11 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
+#: A box is called malignant when probability_malignant >= the checkpoint's cut-off
+#: (metadata["malignant_threshold"], chosen on validation lesions); this when it has none:
+#: the larger of the two lesion-class probabilities.
+DEFAULT_MALIGNANT_THRESHOLD = 0.5
+
 
 class LesionClass(StrEnum):
     """Detector classes (label 1 and 2; 0 is background)."""

@@ -44,10 +44,11 @@ def lesion_evidence(lesion: Lesion) -> float:
 
 
 def aggregate(evidence: Iterable[float], method: str = "max") -> float:
-    """Combine per-lesion evidence into one risk in [0, 1] (0 for no lesions).
+    """Combine evidence values into one risk in [0, 1] (0 for none).
 
-    For ``two_view`` the values are per-image maxima (one per analysed view, zeros
-    included), as :func:`breast_risks` passes them.
+    ``max`` and ``noisy_or`` take every lesion's evidence; ``two_view`` takes one value per
+    analysed image (its strongest finding, 0 without one): :func:`combine_views` passes
+    each rule what it needs.
     """
     values = [min(1.0, max(0.0, float(v))) for v in evidence]
     if method == "max":
@@ -61,6 +62,14 @@ def aggregate(evidence: Iterable[float], method: str = "max") -> float:
             keep *= 1.0 - v
         return 1.0 - keep
     raise ValueError(f"risk method must be one of {', '.join(METHODS)}, got {method!r}")
+
+
+def combine_views(per_image: Iterable[Iterable[float]], method: str = "max") -> float:
+    """One breast's risk from the lesion evidence of each of its analysed images."""
+    images = [list(values) for values in per_image]
+    if method == "two_view":
+        return aggregate((max(values, default=0.0) for values in images), method)
+    return aggregate((v for values in images for v in values), method)
 
 
 def breast_risks(results: Iterable[ImageResult], *, threshold: float, method: str = "max",
@@ -78,12 +87,8 @@ def breast_risks(results: Iterable[ImageResult], *, threshold: float, method: st
     for side, images in per_side.items():
         if not images:
             continue
-        if method == "two_view":
-            evidence = [max((lesion_evidence(les) for les in r.lesions if les.score >= min_score), default=0.0)
-                        for r in images]
-        else:
-            evidence = [lesion_evidence(les) for r in images for les in r.lesions if les.score >= min_score]
-        risk = aggregate(evidence, method)
+        risk = combine_views(([lesion_evidence(les) for les in r.lesions if les.score >= min_score] for r in images),
+                             method)
         out.append(BreastRisk(laterality=side, risk=risk, malignant=risk >= threshold, threshold=threshold,
                               n_images=len(images)))
     return tuple(out)

@@ -15,7 +15,6 @@ test set. The config's sections and the learning-rate schedule live in ``train_c
 
 from __future__ import annotations
 
-import copy
 import csv
 import dataclasses
 import json
@@ -42,7 +41,6 @@ from mammocad.model.dataset import (
     split_by_breast,
 )
 from mammocad.model.detector import DetectorSpec, build_detector
-from mammocad.model.standardise import PreprocessSpec
 from mammocad.model.train_config import (  # noqa: F401  (re-exported: the public names of training)
     OptimConfig,
     ThresholdConfig,
@@ -299,7 +297,7 @@ def finalize(state: TrainState, cfg: TrainConfig, out: Path, device: str, val_it
              test_items: list[Any], command: str) -> Path:
     """Thresholds on validation, metrics on test, then the release checkpoint (fp16)."""
     from mammocad.model import calibrate as calibration
-    from mammocad.model.checkpoint import save_checkpoint
+    from mammocad.model.checkpoint import save_release_checkpoint
     from mammocad.model.evaluate import compute_report, predict_items
     from mammocad.model.inference import Detector
 
@@ -316,7 +314,7 @@ def finalize(state: TrainState, cfg: TrainConfig, out: Path, device: str, val_it
         + ("; trained on synthetic data only" if cfg.synthetic else ""),
     }
     path = out / MODEL_NAME
-    _save_fp16(save_checkpoint, path, state.model, spec, cfg.preprocess, metadata)
+    save_release_checkpoint(path, state.model, spec, cfg.preprocess, metadata)
     report: dict[str, Any] = {}
     if val_items:
         det = Detector.load(path, device)
@@ -325,7 +323,7 @@ def finalize(state: TrainState, cfg: TrainConfig, out: Path, device: str, val_it
                                     seed=cfg.seed)
         spec, metadata = calibration.apply(spec, metadata, cal, rules=cfg.thresholds)
         report["validation"] = cal.report
-        _save_fp16(save_checkpoint, path, state.model, spec, cfg.preprocess, metadata)
+        save_release_checkpoint(path, state.model, spec, cfg.preprocess, metadata)
     if test_items:
         det = Detector.load(path, device)
         ev_test = predict_items(det, test_items, desc="test")
@@ -335,18 +333,11 @@ def finalize(state: TrainState, cfg: TrainConfig, out: Path, device: str, val_it
         _write_plots(report["test"], out)
     metadata["metrics"] = {k: {"metrics": v["metrics"], "ci95": v["ci95"], "counts": v["counts"],
                                "froc": v["froc"]["sensitivity_at_fp_per_image"]} for k, v in report.items()}
-    _save_fp16(save_checkpoint, path, state.model, spec, cfg.preprocess, metadata)
+    save_release_checkpoint(path, state.model, spec, cfg.preprocess, metadata)
     (out / "metrics.json").write_text(json.dumps(report, indent=1))
     log_event(logger, "train_done", checkpoint=str(path), steps=state.step,
               operating_threshold=spec.operating_threshold)
     return path
-
-
-def _save_fp16(save: Any, path: Path, model: torch.nn.Module, spec: DetectorSpec, pre: PreprocessSpec,
-               metadata: dict[str, Any]) -> None:
-    """Release weights in half precision: half the file, no measurable change in detections."""
-    half = copy.deepcopy(model).cpu().half()
-    save(path, half, spec, pre, metadata)
 
 
 def _write_plots(report: dict[str, Any], out: Path) -> None:

@@ -16,9 +16,7 @@ from pathlib import Path
 
 from mammocad.model.commands.evaluate import parse_options
 from mammocad.model.commands.pooled import add_data_arguments
-
-#: As ``mammocad.model.risk.METHODS`` (kept here so --help imports no numpy).
-RISK_METHODS = ("max", "two_view", "noisy_or")
+from mammocad.model.risk import METHODS as RISK_METHODS  # risk.py imports neither numpy nor torch
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -50,7 +48,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
 def _run(args: argparse.Namespace) -> int:
     from mammocad.logs import configure_logging
     from mammocad.model import calibrate as calibration
-    from mammocad.model.checkpoint import CheckpointError, load_checkpoint, resolve_weights, save_checkpoint
+    from mammocad.model.checkpoint import CheckpointError, resolve_weights, save_release_checkpoint
     from mammocad.model.commands.pooled import load_pooled
     from mammocad.model.devices import DeviceError
     from mammocad.model.evaluate import format_table, predict_items
@@ -70,7 +68,7 @@ def _run(args: argparse.Namespace) -> int:
                                     risk_method=args.risk_method or det.spec.risk_method, rules=rules,
                                     fallback_operating_threshold=det.spec.operating_threshold,
                                     malignant_threshold=det.info.malignant_threshold if args.keep_class_cutoff else None)
-        ckpt = load_checkpoint(source)
+        ckpt = det.checkpoint
         where = ", ".join(str(d) for d in args.data)
         spec, meta = calibration.apply(ckpt.spec, ckpt.metadata, cal, rules=rules,
                                        chosen_on=f"{where} ({args.data_format})")
@@ -83,7 +81,7 @@ def _run(args: argparse.Namespace) -> int:
         meta["metrics"] = {"calibration": {k: cal.report[k] for k in ("metrics", "ci95", "counts")}}
         if args.version:
             meta["version"] = args.version
-        save_checkpoint(args.out, ckpt.model.half(), spec, ckpt.preprocess, meta)
+        save_release_checkpoint(args.out, ckpt.model, spec, ckpt.preprocess, meta)
     except (CheckpointError, DeviceError, ValueError, FileNotFoundError, KeyError) as exc:
         print(f"mammocad model calibrate: error: {exc}", file=sys.stderr)
         return 2

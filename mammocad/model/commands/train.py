@@ -8,6 +8,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from mammocad.model.commands.pooled import DATA_FORMATS
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = subparsers.add_parser(
@@ -24,7 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
     p.add_argument("--data", type=Path, metavar="PATH", help="train on this data instead of the config's")
     p.add_argument("--data-format", default="manifest",
-                   choices=("manifest", "coco", "cbis-ddsm", "inbreast", "vindr", "mias"),
+                   choices=DATA_FORMATS,
                    help="format of --data (default: manifest)")
     p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
                    help="reader option for --data, repeatable (e.g. split=train for CBIS-DDSM)")
