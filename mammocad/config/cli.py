@@ -125,19 +125,33 @@ def _aet_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _edit(args: argparse.Namespace, edit: Callable[..., object], *edit_args: object) -> Path | None:
-    """Apply one edit to the config file; None (the error already printed) when it was refused."""
+def _edit(args: argparse.Namespace, section: str, edit: Callable[..., object], *edit_args: object) -> Path | None:
+    """Apply one edit to the config file; None (the error already printed) when it was refused.
+
+    Every attempt is audited (who, which command, the section before and after) when the
+    file's ``[audit]`` section says where to (mammocad/audit/oneshot.py).
+    """
+    from mammocad.audit.oneshot import config_section, record_config_change
+
     path = resolve_config_path(args.config)
+    before = config_section(path, section)
     try:
-        edit(path, *edit_args)
+        settings = edit(path, *edit_args)
     except ConfigError as exc:
         _fail(str(exc))
+        try:
+            current: Settings | None = load_settings(args.config)
+        except ConfigError:
+            current = None
+        record_config_change(current, path, section, before, before, error=str(exc).splitlines()[0])
         return None
+    record_config_change(settings if isinstance(settings, Settings) else None, path, section, before,
+                         config_section(path, section))
     return path
 
 
 def _aet_add(args: argparse.Namespace) -> int:
-    path = _edit(args, editing.add_caller, args.ae_title, args.host)
+    path = _edit(args, "callers", editing.add_caller, args.ae_title, args.host)
     if path is None:
         return 1
     where = f" from {args.host}" if args.host else " from any host"
@@ -146,7 +160,7 @@ def _aet_add(args: argparse.Namespace) -> int:
 
 
 def _aet_remove(args: argparse.Namespace) -> int:
-    path = _edit(args, editing.remove_caller, args.ae_title, args.host)
+    path = _edit(args, "callers", editing.remove_caller, args.ae_title, args.host)
     if path is None:
         return 1
     print(f"removed caller {args.ae_title.strip()} from {path}; {_NO_RESTART}")
@@ -171,8 +185,8 @@ def _dest_list(args: argparse.Namespace) -> int:
 
 
 def _dest_add(args: argparse.Namespace) -> int:
-    path = _edit(args, editing.add_destination, args.name, args.ae_title, args.host, args.port, args.outputs,
-                 args.associations)
+    path = _edit(args, "destinations", editing.add_destination, args.name, args.ae_title, args.host, args.port,
+                 args.outputs, args.associations)
     if path is None:
         return 1
     print(f"added destination {args.name} ({args.ae_title}@{args.host}:{args.port}) to {path}; {_DEST_RESTART}")
@@ -181,7 +195,7 @@ def _dest_add(args: argparse.Namespace) -> int:
 
 
 def _dest_remove(args: argparse.Namespace) -> int:
-    path = _edit(args, editing.remove_destination, args.name)
+    path = _edit(args, "destinations", editing.remove_destination, args.name)
     if path is None:
         return 1
     print(f"removed destination {args.name} from {path}; {_DEST_RESTART}")

@@ -1,0 +1,201 @@
+"""The audit events mammocad reports, built from what the caller knows.
+
+Mapping to PS3.15 A.5.3 (documented for admins in docs/ADMIN.md, "Audit trail"):
+
+| what happened | EventID | EventTypeCode | outcome |
+| --- | --- | --- | --- |
+| a service starts / stops | 110100 Application Activity | 110120 / 110121 | 0 |
+| an association is accepted | 110114 User Authentication | 110122 Login | 0 |
+| an association is rejected (who and why) | 110113 Security Alert | 110126 Node Authentication | 4 |
+| a TLS handshake fails | 110113 Security Alert | 110126 Node Authentication | 8 |
+| instances received, per association | 110104 DICOM Instances Transferred (C) | | 0 / 4 |
+| instances sent to a destination | 110104 DICOM Instances Transferred (R) | | 0 / 8 |
+| callers or destinations edited | 110113 Security Alert | 110129 / 110128 | 0 |
+
+Received instances are reported once per association (not per instance): the association
+knows who sent them (calling AE title and address), and a study sent in two associations
+is two transfers. Patient IDs appear here, in the audit trail, and never in logs.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import socket
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from mammocad.audit import codes
+from mammocad.audit.messages import ActiveParticipant, AuditMessage, ParticipantObject, SOPClassCount
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who reports: this program, its AE title and host (``AuditSourceIdentification``)."""
+
+    ae_title: str
+    source_id: str
+    site_id: str = ""
+    host: str = ""
+    program: str = "mammocad"
+
+    @classmethod
+    def make(cls, ae_title: str, source_id: str = "", site_id: str = "", program: str = "mammocad") -> Identity:
+        host = socket.gethostname()
+        return cls(ae_title, source_id or f"{ae_title}@{host}", site_id, host, program)
+
+    def process(self, requestor: bool, roles: tuple[codes.Code, ...] = (codes.APPLICATION,)) -> ActiveParticipant:
+        """This process as a participant: UserID the program, AE titles as AlternativeUserID (A.5.2.2)."""
+        return ActiveParticipant(user_id=f"{self.program}[{os.getpid()}]", requestor=requestor, roles=roles,
+                                 alternative_user_id=f"AETITLES={self.ae_title}", access_point=self.host,
+                                 access_point_type=codes.ACCESS_POINT_NAME if self.host else "")
+
+    def message(self, **kwargs: Any) -> AuditMessage:
+        return AuditMessage(source_id=self.source_id, site_id=self.site_id, **kwargs)
+
+
+@dataclass(frozen=True)
+class Peer:
+    """The DICOM application at the other end of an association."""
+
+    ae_title: str
+    host: str
+
+    def participant(self, requestor: bool, roles: tuple[codes.Code, ...] = ()) -> ActiveParticipant:
+        return ActiveParticipant(user_id=self.ae_title or "(no AE title)", requestor=requestor, roles=roles,
+                                 alternative_user_id=f"AETITLES={self.ae_title}" if self.ae_title else "",
+                                 access_point=self.host, access_point_type=_access_point_type(self.host))
+
+
+@dataclass(frozen=True)
+class StudyTransfer:
+    """What moved for one study: SOP class counts, patient ID and accession numbers (may be empty)."""
+
+    study_uid: str
+    sop_classes: Mapping[str, int]
+    patient_id: str = ""
+    accessions: tuple[str, ...] = ()
+
+
+def _access_point_type(host: str) -> str:
+    if not host:
+        return ""
+    try:
+        socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+    except OSError:
+        return codes.ACCESS_POINT_NAME
+    return codes.ACCESS_POINT_IP
+
+
+def os_user() -> ActiveParticipant:
+    """The person at the keyboard: the OS user, and the sudo caller when run through sudo."""
+    user = getpass.getuser()
+    sudo = os.environ.get("SUDO_USER", "")
+    host = socket.gethostname()
+    return ActiveParticipant(user_id=user, requestor=True, user_name=f"sudo by {sudo}" if sudo else "",
+                             alternative_user_id=f"uid={os.getuid()}", access_point=host,
+                             access_point_type=codes.ACCESS_POINT_NAME)
+
+
+def application_activity(me: Identity, started: bool) -> AuditMessage:
+    """A.5.3.1: the service started or stopped; the launcher is the OS user running it."""
+    launcher = os_user()
+    launcher = ActiveParticipant(user_id=launcher.user_id, requestor=True, roles=(codes.APPLICATION_LAUNCHER,),
+                                 user_name=launcher.user_name, alternative_user_id=launcher.alternative_user_id)
+    return me.message(event_id=codes.APPLICATION_ACTIVITY, action=codes.ACTION_EXECUTE,
+                      outcome=codes.OUTCOME_SUCCESS,
+                      event_types=(codes.APPLICATION_START if started else codes.APPLICATION_STOP,),
+                      participants=(me.process(requestor=False), launcher))
+
+
+def association_accepted(me: Identity, caller: Peer) -> AuditMessage:
+    """A.5.3.11 User Authentication (Login): a calling AE passed the node's checks."""
+    return me.message(event_id=codes.USER_AUTHENTICATION, action=codes.ACTION_EXECUTE,
+                      outcome=codes.OUTCOME_SUCCESS, event_types=(codes.LOGIN,),
+                      participants=(caller.participant(requestor=True), me.process(requestor=False)))
+
+
+def association_rejected(me: Identity, caller: Peer, called_ae: str, reason: str) -> AuditMessage:
+    """A.5.3.10 Security Alert (Node Authentication, minor failure): who was refused, and why."""
+    subject = ParticipantObject(object_id=f"{caller.ae_title}@{caller.host}", id_type=codes.NODE_ID,
+                                type_code=codes.OBJECT_SYSTEM,
+                                details=(("Alert Description", reason.encode()),
+                                         ("Called AE Title", called_ae.encode())))
+    return me.message(event_id=codes.SECURITY_ALERT, action=codes.ACTION_EXECUTE, outcome=codes.OUTCOME_MINOR,
+                      event_types=(codes.NODE_AUTHENTICATION,), outcome_description=reason,
+                      participants=(me.process(requestor=False), caller.participant(requestor=True)),
+                      objects=(subject,))
+
+
+def security_alert(me: Identity, peer: Peer, reason: str, outcome: int = codes.OUTCOME_SERIOUS) -> AuditMessage:
+    """A.5.3.10 Security Alert (Node Authentication): a TLS handshake or other node check failed."""
+    subject = ParticipantObject(object_id=peer.host or peer.ae_title, id_type=codes.NODE_ID,
+                                type_code=codes.OBJECT_SYSTEM, details=(("Alert Description", reason.encode()),))
+    return me.message(event_id=codes.SECURITY_ALERT, action=codes.ACTION_EXECUTE, outcome=outcome,
+                      event_types=(codes.NODE_AUTHENTICATION,), outcome_description=reason,
+                      participants=(me.process(requestor=False), peer.participant(requestor=True)),
+                      objects=(subject,))
+
+
+def _study_objects(studies: Iterable[StudyTransfer]) -> tuple[ParticipantObject, ...]:
+    objects: list[ParticipantObject] = []
+    patients: set[str] = set()
+    for study in studies:
+        objects.append(ParticipantObject(
+            object_id=study.study_uid, id_type=codes.STUDY_INSTANCE_UID, type_code=codes.OBJECT_SYSTEM,
+            role=codes.ROLE_REPORT, accessions=tuple(a for a in study.accessions if a),
+            sop_classes=tuple(SOPClassCount(uid, n) for uid, n in sorted(study.sop_classes.items()))))
+        if study.patient_id:
+            patients.add(study.patient_id)
+    for patient in sorted(patients):
+        objects.append(ParticipantObject(object_id=patient, id_type=codes.PATIENT_NUMBER,
+                                         type_code=codes.OBJECT_PERSON, role=codes.ROLE_PATIENT))
+    return tuple(objects)
+
+
+def instances_received(me: Identity, caller: Peer, studies: Iterable[StudyTransfer], refused: int = 0
+                       ) -> AuditMessage:
+    """A.5.3.4 DICOM Instances Transferred (Create), as the receiver, for one association."""
+    outcome = codes.OUTCOME_MINOR if refused else codes.OUTCOME_SUCCESS
+    return me.message(event_id=codes.INSTANCES_TRANSFERRED, action=codes.ACTION_CREATE, outcome=outcome,
+                      outcome_description=f"{refused} instance(s) refused" if refused else "",
+                      participants=(caller.participant(requestor=True, roles=(codes.SOURCE,)),
+                                    me.process(requestor=False, roles=(codes.DESTINATION,))),
+                      objects=_study_objects(studies))
+
+
+def instances_sent(me: Identity, destination: Peer, studies: Iterable[StudyTransfer], error: str = ""
+                   ) -> AuditMessage:
+    """A.5.3.4 DICOM Instances Transferred (Read, the sender's view) to one destination.
+
+    ``error`` set: the destination never confirmed them (dead-lettered), a serious failure.
+    """
+    return me.message(event_id=codes.INSTANCES_TRANSFERRED, action=codes.ACTION_READ,
+                      outcome=codes.OUTCOME_SERIOUS if error else codes.OUTCOME_SUCCESS,
+                      outcome_description=error,
+                      participants=(me.process(requestor=True, roles=(codes.SOURCE,)),
+                                    destination.participant(requestor=False, roles=(codes.DESTINATION,))),
+                      objects=_study_objects(studies))
+
+
+def config_changed(me: Identity, path: str, section: str, command: list[str], before: Any, after: Any,
+                   outcome: int = codes.OUTCOME_SUCCESS, error: str = "") -> AuditMessage:
+    """A.5.3.10 Security Alert (configuration): who edited which section, with which command, before/after.
+
+    Callers are the node's access control (110129 Security Configuration); destinations are
+    where patient data goes (110128 Network Configuration).
+    """
+    security = section == "callers"
+    event_type = codes.SECURITY_CONFIGURATION if security else codes.NETWORK_CONFIGURATION
+    uri = "file://" + os.path.abspath(path)
+    subject = ParticipantObject(
+        object_id=uri, id_type=codes.URI, type_code=codes.OBJECT_SYSTEM, name=f"[[{section}]]",
+        role=codes.ROLE_SECURITY_RESOURCE if security else codes.ROLE_MASTER_FILE,
+        details=(("Command", json.dumps(command).encode()),
+                 ("Before", json.dumps(before, sort_keys=True, default=str).encode()),
+                 ("After", json.dumps(after, sort_keys=True, default=str).encode())))
+    return me.message(event_id=codes.SECURITY_ALERT, action=codes.ACTION_EXECUTE, outcome=outcome,
+                      event_types=(event_type,), outcome_description=error,
+                      participants=(os_user(), me.process(requestor=False)), objects=(subject,))

@@ -1,0 +1,204 @@
+"""The audit trail: a bounded queue and one sender thread per process.
+
+``emit`` never blocks and never raises, because it is called from the DICOM path (an
+association thread) and from Celery tasks. The sender thread appends each message to the
+audit file (one XML message per line, fsync per batch) and sends it to the syslog
+collector. When the collector is down a message is dropped for syslog only (the file still
+has it), counted (``mammocad_audit_messages_total{sink="syslog",outcome="dropped"}``) and
+logged, and the sender backs off (1 s doubling to 30 s) so a dead collector cannot stall
+the file. When the queue is full, new messages are dropped and counted the same way.
+
+The thread starts at the first ``emit`` in each process, so a trail made before Celery's
+prefork pool forks works in every child.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mammocad.audit.events import Identity
+from mammocad.audit.messages import AuditMessage
+from mammocad.audit.syslog import SEVERITY_NOTICE, SEVERITY_WARNING, SyslogClient, frame
+from mammocad.logs import log_event
+
+if TYPE_CHECKING:
+    from mammocad.config.settings import AuditSettings
+
+logger = logging.getLogger("mammocad.audit")
+
+_BACKOFF_START_S, _BACKOFF_MAX_S = 1.0, 30.0
+_LOG_EVERY_S = 60.0
+
+
+def _count(sink: str, outcome: str) -> None:
+    from mammocad.metrics.definitions import AUDIT_MESSAGES  # imported late: see metrics/multiprocess.py
+
+    AUDIT_MESSAGES.labels(sink, outcome).inc()
+
+
+class AuditTrail:
+    """Where this process's audit messages go; ``enabled`` is False when nothing is configured."""
+
+    def __init__(self, identity: Identity, file: str | os.PathLike[str] | None = None,
+                 syslog: SyslogClient | None = None, queue_size: int = 10000) -> None:
+        self.identity = identity
+        self.file = Path(file) if file else None
+        self.syslog = syslog
+        self.queue_size = queue_size
+        self.dropped = {"file": 0, "syslog": 0, "queue": 0}
+        self._pid = -1
+        self._lock = threading.Lock()
+        self._queue: queue.Queue[AuditMessage | None] = queue.Queue(queue_size)
+        self._thread: threading.Thread | None = None
+        self._fd: int | None = None
+        self._retry_at = 0.0
+        self._backoff = _BACKOFF_START_S
+        self._last_log = 0.0
+
+    @classmethod
+    def from_settings(cls, audit: AuditSettings, ae_title: str, program: str = "mammocad") -> AuditTrail:
+        from mammocad.config.settings import syslog_address
+
+        identity = Identity.make(ae_title, audit.source_id, audit.site_id, program)
+        client = None
+        if audit.syslog:
+            scheme, host, port = syslog_address(audit.syslog)
+            client = SyslogClient(scheme, host, port, ca_file=audit.ca_certificates, cert_file=audit.certificate,
+                                  key_file=audit.private_key)
+        return cls(identity, audit.file or None, client, audit.queue_size)
+
+    @property
+    def enabled(self) -> bool:
+        return self.file is not None or self.syslog is not None
+
+    # -- producer side (any thread) -----------------------------------------------------
+    def emit(self, message: AuditMessage) -> None:
+        """Queue ``message``; drop and count it when the queue is full. Never raises."""
+        if not self.enabled:
+            return
+        try:
+            self._ensure_thread()
+            self._queue.put_nowait(message)
+        except queue.Full:
+            self._drop("queue", "audit queue full", capacity=self.queue_size)
+        except Exception as exc:  # an audit problem must never reach the DICOM path
+            self._drop("queue", f"{type(exc).__name__}: {exc}")
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Send what is queued (up to ``timeout_s``), then stop the thread and close the sinks."""
+        thread = self._thread
+        if thread is not None and self._pid == os.getpid() and thread.is_alive():
+            try:
+                self._queue.put(None, timeout=timeout_s)
+            except queue.Full:
+                pass
+            thread.join(timeout_s)
+        self._thread = None
+        self._close_sinks()
+
+    def _ensure_thread(self) -> None:
+        pid = os.getpid()
+        if self._pid == pid and self._thread is not None:
+            return
+        with self._lock:
+            if self._pid == pid and self._thread is not None:
+                return
+            if self._pid != pid:  # a forked child: the parent's queue, thread and sockets are not ours
+                self._queue = queue.Queue(self.queue_size)
+                self._fd = None
+                if self.syslog is not None:
+                    self.syslog._sock = None
+            self._pid = pid
+            self._thread = threading.Thread(target=self._run, name="mammocad-audit", daemon=True)
+            self._thread.start()
+
+    # -- sender thread ------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < 256:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            stop = None in batch
+            messages = [m for m in batch if m is not None]
+            try:
+                self._write(messages)
+            except Exception as exc:  # keep the thread alive whatever happens
+                logger.exception("audit_sender_error", extra={"error": str(exc)[:300]})
+            if stop:
+                return
+
+    def _write(self, messages: list[AuditMessage]) -> None:
+        lines = [(m, m.to_xml()) for m in messages]
+        if self.file is not None:
+            self._append([xml for _, xml in lines])
+        if self.syslog is not None:
+            for message, xml in lines:
+                self._send(message, xml)
+
+    def _append(self, xmls: list[bytes]) -> None:
+        assert self.file is not None
+        try:
+            if self._fd is None:
+                self.file.parent.mkdir(parents=True, exist_ok=True)
+                self._fd = os.open(self.file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            for xml in xmls:  # one write per line: O_APPEND keeps lines of several processes whole
+                os.write(self._fd, xml + b"\n")
+                _count("file", "written")
+            os.fsync(self._fd)
+        except OSError as exc:
+            self._close_file()
+            for _ in xmls:
+                self._drop("file", f"cannot write {self.file}: {exc.strerror or exc}")
+
+    def _send(self, message: AuditMessage, xml: bytes) -> None:
+        assert self.syslog is not None
+        now = time.monotonic()
+        if now < self._retry_at:
+            self._drop("syslog", "collector unavailable, backing off", collector=self.syslog.address)
+            return
+        severity = SEVERITY_NOTICE if message.outcome == 0 else SEVERITY_WARNING
+        try:
+            self.syslog.send(frame(xml, severity=severity, hostname=self.identity.host))
+        except OSError as exc:
+            self._retry_at = now + self._backoff
+            self._backoff = min(self._backoff * 2, _BACKOFF_MAX_S)
+            self._drop("syslog", f"{type(exc).__name__}: {exc}"[:300], collector=self.syslog.address)
+            return
+        if self._backoff > _BACKOFF_START_S:
+            log_event(logger, "audit_syslog_recovered", collector=self.syslog.address,
+                      dropped=self.dropped["syslog"])
+        self._backoff = _BACKOFF_START_S
+        _count("syslog", "written")
+
+    def _drop(self, sink: str, why: str, **fields: object) -> None:
+        self.dropped[sink] += 1
+        try:
+            _count(sink, "dropped")
+        except Exception:
+            pass
+        now = time.monotonic()
+        if now - self._last_log >= _LOG_EVERY_S or self.dropped[sink] == 1:
+            self._last_log = now
+            log_event(logger, "audit_dropped", logging.WARNING, sink=sink, error=why, dropped=self.dropped[sink],
+                      **fields)
+
+    def _close_file(self) -> None:
+        if self._fd is not None:
+            try:
+                os.close(self._fd)
+            finally:
+                self._fd = None
+
+    def _close_sinks(self) -> None:
+        self._close_file()
+        if self.syslog is not None:
+            self.syslog.close()

@@ -1,0 +1,59 @@
+"""`mammocad aet|dest add|remove` leave an audit record: who, which command, before and after."""
+
+from __future__ import annotations
+
+import base64
+import getpass
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from tests.audit.listener import SyslogListener
+from tests.audit.schema import problems
+from tests.services import wait_until
+
+
+def _mammocad(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "mammocad", "--config", str(config), *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def _details(xml: bytes) -> dict[str, object]:
+    root = ET.fromstring(xml)
+    return {d.get("type", ""): json.loads(base64.b64decode(d.get("value", "")))
+            for d in root.iter("ParticipantObjectDetail")}
+
+
+def test_caller_and_destination_edits_are_audited(tmp_path: Path) -> None:
+    audit_file = tmp_path / "audit.log"
+    config = tmp_path / "mammocad.toml"
+    with SyslogListener("tcp") as listener:
+        config.write_text(f'[audit]\nfile = "{audit_file}"\nsyslog = "{listener.url}"\n\n'
+                          '[[callers]]\nae_title = "PACS"\n')
+        assert _mammocad(config, "aet", "add", "MG_ROOM1", "--host", "10.0.0.7").returncode == 0
+        assert _mammocad(config, "dest", "add", "pacs", "--ae", "ORTHANC", "--host", "10.0.0.5",
+                         "--port", "4242").returncode == 0
+        refused = _mammocad(config, "aet", "add", "PACS")  # already listed: refused, still audited
+        assert refused.returncode == 1
+        wait_until(lambda: len(listener.received) >= 3, 10, "3 syslog messages")
+    lines = audit_file.read_bytes().splitlines()
+    assert len(lines) == 3 and all(problems(line) == [] for line in lines)
+    assert [m.xml for m in listener.received] == lines
+
+    added = ET.fromstring(lines[0])
+    assert added.find("EventIdentification/EventTypeCode").get("csd-code") == "110129"  # type: ignore[union-attr]
+    assert added.find("ActiveParticipant").get("UserID") == getpass.getuser()  # type: ignore[union-attr]
+    details = _details(lines[0])
+    assert details["Command"] == ["mammocad", "--config", str(config), "aet", "add", "MG_ROOM1", "--host", "10.0.0.7"]
+    assert details["Before"] == [{"ae_title": "PACS"}]
+    assert details["After"] == [{"ae_title": "PACS"}, {"ae_title": "MG_ROOM1", "host": "10.0.0.7"}]
+
+    dest = ET.fromstring(lines[1])
+    assert dest.find("EventIdentification/EventTypeCode").get("csd-code") == "110128"  # type: ignore[union-attr]
+    assert _details(lines[1])["After"][0]["name"] == "pacs"  # type: ignore[index]
+
+    failed = ET.fromstring(lines[2])
+    assert failed.find("EventIdentification").get("EventOutcomeIndicator") == "4"  # type: ignore[union-attr]
+    assert "already listed" in (failed.findtext("EventIdentification/EventOutcomeDescription") or "")

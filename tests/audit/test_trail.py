@@ -1,0 +1,126 @@
+"""The audit sender against real collectors on loopback: UDP, TCP (octet counting) and TLS
+(certificates made here), the audit file, and a collector that is down."""
+
+from __future__ import annotations
+
+import ssl
+import time
+from pathlib import Path
+
+import pytest
+
+from mammocad.audit import events
+from mammocad.audit.events import Identity, Peer, StudyTransfer
+from mammocad.audit.syslog import SyslogClient
+from mammocad.audit.trail import AuditTrail
+from mammocad.config.settings import AuditSettings
+from tests.audit.certs import make_certs
+from tests.audit.listener import SyslogListener
+from tests.audit.schema import problems
+from tests.services import free_port, wait_until
+
+ME = Identity.make("MAMMOCAD")
+
+
+def _study_messages() -> list:  # type: ignore[type-arg]
+    study = StudyTransfer("1.2.3", {"1.2.840.10008.5.1.4.1.1.7": 2}, patient_id="P1")
+    return [events.application_activity(ME, True), events.association_accepted(ME, Peer("PACS", "127.0.0.1")),
+            events.instances_received(ME, Peer("PACS", "127.0.0.1"), [study]),
+            events.instances_sent(ME, Peer("ORTHANC", "127.0.0.1"), [study]),
+            events.application_activity(ME, False)]
+
+
+def _check_received(listener: SyslogListener, n: int) -> None:
+    wait_until(lambda: len(listener.received) >= n, 10, f"{n} syslog messages")
+    assert listener.errors == []
+    for got in listener.received:
+        assert got.pri == 10 * 8 + 5 and got.app_name == "mammocad" and got.msgid == "IHE+RFC-3881"
+        assert problems(got.xml) == []
+
+
+@pytest.mark.parametrize("scheme", ["udp", "tcp"])
+def test_plain_syslog_receives_valid_messages(scheme: str, tmp_path: Path) -> None:
+    with SyslogListener(scheme) as listener:
+        trail = AuditTrail.from_settings(AuditSettings(syslog=listener.url, file=str(tmp_path / "audit.log")),
+                                         "MAMMOCAD")
+        for message in _study_messages():
+            trail.emit(message)
+        trail.close()
+        _check_received(listener, 5)
+    lines = (tmp_path / "audit.log").read_bytes().splitlines()
+    assert len(lines) == 5 and all(problems(line) == [] for line in lines)
+    assert (tmp_path / "audit.log").stat().st_mode & 0o777 == 0o640
+
+
+def _server_context(certs, require_client: bool) -> ssl.SSLContext:  # type: ignore[no-untyped-def]
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(certs.server_cert, certs.server_key)
+    if require_client:
+        ctx.load_verify_locations(certs.ca)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+def test_tls_syslog_with_client_certificate(tmp_path: Path) -> None:
+    certs = make_certs(tmp_path / "certs")
+    with SyslogListener("tls", server_context=_server_context(certs, require_client=True)) as listener:
+        settings = AuditSettings(syslog=listener.url, ca_certificates=str(certs.ca),
+                                 certificate=str(certs.client_cert), private_key=str(certs.client_key))
+        trail = AuditTrail.from_settings(settings, "MAMMOCAD")
+        for message in _study_messages():
+            trail.emit(message)
+        trail.close()
+        _check_received(listener, 5)
+        assert trail.dropped["syslog"] == 0
+
+
+def test_tls_collector_with_an_untrusted_certificate_gets_nothing(tmp_path: Path) -> None:
+    certs, other = make_certs(tmp_path / "certs"), make_certs(tmp_path / "other")
+    with SyslogListener("tls", server_context=_server_context(certs, require_client=False)) as listener:
+        trail = AuditTrail.from_settings(AuditSettings(syslog=listener.url, ca_certificates=str(other.ca)),
+                                         "MAMMOCAD")
+        trail.emit(events.application_activity(ME, True))
+        trail.close()
+        assert trail.dropped["syslog"] == 1 and listener.received == []
+
+
+def test_collector_down_never_blocks_drops_are_counted_and_the_file_keeps_everything(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens: connections are refused
+    trail = AuditTrail(ME, tmp_path / "audit.log", SyslogClient("tcp", "127.0.0.1", port, timeout_s=2))
+    for _ in range(200):
+        trail.emit(events.application_activity(ME, True))
+    trail.close()
+    assert trail.dropped["syslog"] == 200 and trail.dropped["queue"] == 0
+    assert len((tmp_path / "audit.log").read_bytes().splitlines()) == 200
+
+    # the collector comes back: after the back-off, messages flow again
+    with SyslogListener("tcp", port=port) as listener:
+        trail = AuditTrail(ME, None, SyslogClient("tcp", "127.0.0.1", port, timeout_s=2))
+        trail.emit(events.application_activity(ME, False))
+        trail.close()
+        _check_received(listener, 1)
+
+
+def test_full_queue_drops_and_counts_instead_of_blocking(tmp_path: Path) -> None:
+    class Stuck(SyslogClient):
+        def send(self, message: bytes) -> None:
+            time.sleep(0.5)
+
+    trail = AuditTrail(ME, None, Stuck("udp", "127.0.0.1", free_port()), queue_size=10)
+    for _ in range(100):
+        trail.emit(events.application_activity(ME, True))
+    assert trail.dropped["queue"] >= 50  # emit dropped instead of waiting for the stuck sender
+    trail.close(timeout_s=0.1)
+
+
+def test_nothing_configured_means_disabled(tmp_path: Path) -> None:
+    trail = AuditTrail.from_settings(AuditSettings(), "MAMMOCAD")
+    assert not trail.enabled
+    trail.emit(events.application_activity(ME, True))
+    trail.close()
+
+
+@pytest.mark.parametrize("url", ["syslog://h:1", "udp://", "tcp://h:x", "tls://h:70000", "h:514"])
+def test_bad_syslog_urls_are_refused_naming_the_form(url: str) -> None:
+    with pytest.raises(ValueError, match="syslog"):
+        AuditSettings(syslog=url)
