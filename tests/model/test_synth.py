@@ -17,7 +17,7 @@ from mammocad.model.results import LesionClass
 from mammocad.model.synth import generate_dataset, generate_study
 from mammocad.model.synth.dicom_writer import PROFILES, ImageIds, build_dataset, sample_profile, to_stored
 
-SEED, INDEX = 5, 2  # a Hologic study: R breast 3 benign clusters, L breast malignant + benign
+SEED, INDEX = 360, 5  # a Hologic study: R breast 3 benign clusters, L breast malignant + benign
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def test_four_views_with_mammography_headers(study) -> None:  # type: ignore[no-
         assert float(ds.ImagerPixelSpacing[0]) == pytest.approx(0.2)
         assert ds.pixel_array.max() < (1 << ds.BitsStored)
         assert ds.ImageLaterality == ann.laterality and ds.ViewPosition == ann.view
-        assert ann.breast_id == f"SYNTH_0003_{ann.laterality}"
+        assert ann.breast_id == f"SYNTH_{INDEX + 1:04d}_{ann.laterality}"
 
 
 def test_chest_wall_side_matches_patient_orientation(study) -> None:  # type: ignore[no-untyped-def]

@@ -1,189 +1,282 @@
-"""Calcification clusters after BI-RADS 5th edition morphology and distribution.
+"""Calcification clusters after BI-RADS 5th edition morphology and distribution, as 3-D objects.
 
-A cluster is built once in 3-D (mm, axes: depth from the nipple, lateral, superior) from
-three primitives: discs (round specks), segments (linear / rod / vessel-wall casts) and
-rings (eggshell). Each view projects the same cluster, so a lesion seen on CC and MLO
-is the same object at a consistent depth from the nipple.
+A cluster is built once in 3-D (mm, axes: x toward the nipple, y lateral, z superior) from the
+solids of ``calc_primitives`` with real sizes and a fill fraction of full hydroxyapatite
+density. Each view projects the same cluster (``raster.render_cluster``), so a lesion seen on CC
+and MLO is the same object at a consistent depth from the nipple, and its contrast follows from
+its size and composition through ``physics``, never from a drawn intensity.
+
+Classes follow how a radiologist reports them (``../shared/README.md`` "Detector notes"):
+suspicious morphologies (amorphous, coarse heterogeneous, fine pleomorphic, fine-linear
+branching) are MALIGNANT; typically benign ones that are reported (round/punctate, popcorn, rim,
+large rod-like, milk of calcium) are BENIGN; vascular and skin calcifications are usually not
+reported and are drawn as background with no label (``labelled=False``, from
+:func:`sample_unlabelled`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from mammocad.model.results import LesionClass
-
-# Columns: discs (x, y, z, radius, amp); segments (x0, y0, z0, x1, y1, z1, width, amp);
-# rings (x, y, z, radius, wall, amp). x = toward the nipple, y = lateral, z = superior.
+from mammocad.model.synth.calc_primitives import (
+    Cylinders,
+    Ellipsoids,
+    Sediments,
+    Shells,
+    random_rotations,
+)
 
 
 @dataclass(frozen=True)
 class ClusterSpec:
+    """One cluster (or one group of unreported calcifications when ``labelled`` is False)."""
+
     kind: str
     lesion_class: LesionClass
     description: str
-    discs: np.ndarray
-    segments: np.ndarray
-    rings: np.ndarray
-    haze_mm: float = 0.0  # extra blur (amorphous calcifications look hazy)
+    distribution: str = "grouped"
+    ellipsoids: Ellipsoids = field(default_factory=Ellipsoids.empty)
+    cylinders: Cylinders = field(default_factory=Cylinders.empty)
+    shells: Shells = field(default_factory=Shells.empty)
+    sediments: Sediments = field(default_factory=Sediments.empty)
+    #: Amorphous calcifications are clouds of particles below the detector's resolution; their
+    #: calcium is spread by a Gaussian of this sigma (mm) so the cloud looks hazy.
+    haze_mm: float = 0.0
+    #: False for calcifications a radiologist would not report (vascular, skin): background.
+    labelled: bool = True
 
     def extent_mm(self) -> float:
-        """Radius (mm) of a sphere holding the whole cluster, to place it in the breast."""
-        pts = [np.abs(self.discs[:, :3]).max(initial=0) + 1.0]
-        if len(self.segments):
-            pts.append(np.abs(self.segments[:, :6]).max() + 1.0)
-        if len(self.rings):
-            pts.append(np.abs(self.rings[:, :3]).max() + self.rings[:, 3].max())
-        return float(max(pts))
+        """Radius (mm) of a sphere around the origin holding the whole cluster, to place it."""
+        reach = [1.0]
+        e = self.ellipsoids
+        if len(e):
+            reach.append(float((np.linalg.norm(e.centres, axis=1) + e.axes.max(axis=1)).max()))
+        c = self.cylinders
+        if len(c):
+            ends = np.maximum(np.linalg.norm(c.p0, axis=1), np.linalg.norm(c.p1, axis=1))
+            reach.append(float((ends + c.radius).max()))
+        for s in (self.shells, self.sediments):
+            if len(s):
+                reach.append(float((np.linalg.norm(s.centres, axis=1) + s.radius).max()))
+        return max(reach)
 
+    def calcium_volume_mm3(self) -> float:
+        """Hydroxyapatite volume (mm³ at full density) in the cluster: what its contrast integrates."""
+        return float(sum(float((p.volumes() * p.fill).sum())
+                         for p in (self.ellipsoids, self.cylinders, self.shells, self.sediments)))
+
+
+# --- distributions: where the specks of a cluster lie (offsets from its centre, mm) ---------
 
 def _ball(rng: np.random.Generator, n: int, radius: float, squash: float = 1.0) -> np.ndarray:
-    """n points uniform in a ball (z squashed), mm."""
     v = rng.normal(size=(n, 3))
     v /= np.linalg.norm(v, axis=1, keepdims=True)
-    r = radius * rng.uniform(0, 1, n) ** (1 / 3)
-    pts = v * r[:, None]
+    pts = v * (radius * rng.uniform(0, 1, n) ** (1 / 3))[:, None]
     pts[:, 2] *= squash
     return pts
 
 
-def _irregular(rng: np.random.Generator, centres: np.ndarray, r_lo: float, r_hi: float,
-               amp: tuple[float, float], lobes: tuple[int, int]) -> np.ndarray:
-    """Irregular specks: each a few overlapping small discs (pleomorphic shapes)."""
-    out = []
+def _line(rng: np.random.Generator, n: int, length: float) -> np.ndarray:
+    """Along a gently curved duct running toward the nipple (+x)."""
+    t = np.sort(rng.uniform(-0.5, 0.5, n)) * length
+    bend = rng.normal(0, 0.08, 2)
+    pts = np.column_stack([t, bend[0] * t ** 2 / max(length, 1.0), bend[1] * t ** 2 / max(length, 1.0)])
+    return pts + rng.normal(0, 0.35, (n, 3))
+
+
+def _segment(rng: np.random.Generator, n: int, length: float) -> np.ndarray:
+    """A wedge of a duct system: narrow toward the nipple (+x), widening toward the chest wall."""
+    t = rng.uniform(-0.5, 0.5, n)
+    half_width = (0.55 - t) * length * 0.18
+    lateral = rng.uniform(-1, 1, (n, 2)) * half_width[:, None]
+    return np.column_stack([t * length, lateral])
+
+
+def _distribute(rng: np.random.Generator, n: int, choices: dict[str, float]) -> tuple[str, np.ndarray]:
+    name = str(rng.choice(list(choices), p=list(choices.values())))
+    if name == "grouped":  # BI-RADS: at least 5 calcifications within 1 cm
+        return name, _ball(rng, n, rng.uniform(2.0, 4.5))
+    if name == "linear":
+        return name, _line(rng, n, rng.uniform(8.0, 22.0))
+    if name == "segmental":
+        return name, _segment(rng, n, rng.uniform(15.0, 35.0))
+    return name, _ball(rng, n, rng.uniform(9.0, 18.0), squash=0.8)  # regional: > 2 cm
+
+
+# --- specks ---------------------------------------------------------------------------------
+
+def _specks(rng: np.random.Generator, centres: np.ndarray, semi: tuple[float, float], elongation: float,
+            fill: tuple[float, float], lobes: tuple[int, int] = (1, 1)) -> Ellipsoids:
+    """One speck per centre, each a union of 1..k ellipsoids (irregular, pleomorphic shapes).
+
+    semi: range of the largest semi-axis (mm); elongation: the other axes are shorter by a
+    factor up to this; lobes overlap so a speck's outline is irregular, not a sum of discs.
+    """
+    rows_c, rows_a, fills = [], [], []
     for c in centres:
         k = int(rng.integers(lobes[0], lobes[1] + 1))
-        r = rng.uniform(r_lo, r_hi, k)
-        off = rng.normal(0, r_hi * 0.7, (k, 3))
-        a = rng.uniform(*amp)
+        big = rng.uniform(*semi)
+        f = rng.uniform(*fill)
         for j in range(k):
-            out.append([*(c + off[j]), r[j], a])
-    return np.asarray(out, dtype=np.float64).reshape(-1, 5)
-
-
-def _empty(cols: int) -> np.ndarray:
-    return np.zeros((0, cols))
+            a = big * (1.0 if j == 0 else rng.uniform(0.4, 0.8))
+            axes = a * np.concatenate([[1.0], rng.uniform(1.0 / elongation, 1.0, 2)])
+            offset = np.zeros(3) if j == 0 else rng.normal(0, 0.6 * big, 3)
+            rows_c.append(c + offset)
+            rows_a.append(axes)
+            fills.append(f)
+    n = len(rows_c)
+    return Ellipsoids.build(np.asarray(rows_c), np.asarray(rows_a), random_rotations(rng, n), np.asarray(fills))
 
 
 def fine_pleomorphic(rng: np.random.Generator) -> ClusterSpec:
-    segmental = rng.random() < 0.3
-    n = int(rng.integers(8, 31))
-    if segmental:  # wedge pointing at the nipple
-        pts = _ball(rng, n, 1.0) * np.array([rng.uniform(8, 14), 3.5, 3.5])
-    else:
-        pts = _ball(rng, n, rng.uniform(2.5, 5.0))
-    discs = _irregular(rng, pts, 0.06, 0.22, (0.35, 0.6), (1, 3))
-    dist = "segmental" if segmental else "grouped"
+    dist, pts = _distribute(rng, int(rng.integers(8, 36)), {"grouped": 0.6, "linear": 0.15, "segmental": 0.25})
+    specks = _specks(rng, pts, (0.08, 0.25), 2.5, (0.6, 1.0), (1, 3))
     return ClusterSpec("fine_pleomorphic", LesionClass.MALIGNANT,
-                       f"fine pleomorphic calcifications, {dist} distribution (BI-RADS 4C)",
-                       discs, _empty(8), _empty(6))
+                       f"fine pleomorphic calcifications, {dist} distribution (BI-RADS 4C)", dist, specks)
 
 
-def fine_linear_branching(rng: np.random.Generator) -> ClusterSpec:
-    segs: list[list[float]] = []
-    length = rng.uniform(8, 22)
-    trunk_dir = np.array([1.0, rng.normal(0, 0.25), rng.normal(0, 0.25)])
-    _casting(rng, -trunk_dir * length / 2, trunk_dir, length, segs)
-    for _ in range(int(rng.integers(2, 6))):
-        start = -trunk_dir * length / 2 + trunk_dir * length * rng.uniform(0.1, 0.8)
-        d = trunk_dir + rng.normal(0, 0.6, 3)
-        _casting(rng, start, d, rng.uniform(2, 7), segs)
-    specks = _irregular(rng, _ball(rng, int(rng.integers(3, 10)), length / 3), 0.06, 0.15, (0.35, 0.55), (1, 2))
-    return ClusterSpec("fine_linear_branching", LesionClass.MALIGNANT,
-                       "fine-linear branching calcifications, linear distribution (BI-RADS 5)",
-                       specks, np.asarray(segs).reshape(-1, 8), _empty(6))
-
-
-def _casting(rng: np.random.Generator, start: np.ndarray, direction: np.ndarray, length: float,
-             segs: list[list[float]]) -> None:
-    """Interrupted thin casts along a duct: dashes of 0.5-3 mm with small gaps."""
+def _cast(rng: np.random.Generator, start: np.ndarray, direction: np.ndarray, length: float,
+          out: list[tuple[np.ndarray, np.ndarray, float, float]]) -> None:
+    """Interrupted thin casts filling a duct lumen: dashes of 0.5-3 mm with small gaps."""
     d = direction / np.linalg.norm(direction)
     pos, done = start.astype(float), 0.0
+    radius, fill = rng.uniform(0.06, 0.2), rng.uniform(0.5, 0.95)
     while done < length:
         dash = rng.uniform(0.5, 3.0)
         d = d + rng.normal(0, 0.12, 3)
         d /= np.linalg.norm(d)
         end = pos + d * dash
-        segs.append([*pos, *end, rng.uniform(0.12, 0.3), rng.uniform(0.35, 0.55)])
+        out.append((pos, end, radius * rng.uniform(0.7, 1.2), fill))
         gap = rng.uniform(0.2, 1.2)
         pos = end + d * gap
         done += dash + gap
 
 
+def fine_linear_branching(rng: np.random.Generator) -> ClusterSpec:
+    casts: list[tuple[np.ndarray, np.ndarray, float, float]] = []
+    length = rng.uniform(8, 22)
+    trunk = np.array([1.0, rng.normal(0, 0.25), rng.normal(0, 0.25)])
+    _cast(rng, -trunk * length / 2, trunk, length, casts)
+    for _ in range(int(rng.integers(2, 6))):
+        start = -trunk * length / 2 + trunk * length * rng.uniform(0.1, 0.8)
+        _cast(rng, start, trunk + rng.normal(0, 0.6, 3), rng.uniform(2, 7), casts)
+    dots = _specks(rng, _ball(rng, int(rng.integers(3, 10)), length / 3), (0.05, 0.15), 2.0, (0.5, 0.9))
+    cyl = Cylinders.build(np.array([c[0] for c in casts]), np.array([c[1] for c in casts]),
+                          np.array([c[2] for c in casts]), np.zeros(len(casts)), np.array([c[3] for c in casts]))
+    dist = "linear" if rng.random() < 0.6 else "segmental"
+    return ClusterSpec("fine_linear_branching", LesionClass.MALIGNANT,
+                       f"fine-linear branching calcifications, {dist} distribution (BI-RADS 5)", dist,
+                       dots, cyl)
+
+
 def amorphous(rng: np.random.Generator) -> ClusterSpec:
-    pts = _ball(rng, int(rng.integers(15, 45)), rng.uniform(3.0, 6.0))
-    discs = _irregular(rng, pts, 0.06, 0.15, (0.3, 0.42), (1, 1))
+    dist, pts = _distribute(rng, int(rng.integers(20, 70)), {"grouped": 0.75, "linear": 0.1, "segmental": 0.15})
+    specks = _specks(rng, pts, (0.05, 0.15), 1.5, (0.3, 0.7))
     return ClusterSpec("amorphous", LesionClass.MALIGNANT,
-                       "amorphous calcifications, grouped distribution (BI-RADS 4B)",
-                       discs, _empty(8), _empty(6), haze_mm=0.07)
+                       f"amorphous calcifications, {dist} distribution (BI-RADS 4B)", dist, specks,
+                       haze_mm=float(rng.uniform(0.05, 0.12)))
 
 
 def coarse_heterogeneous(rng: np.random.Generator) -> ClusterSpec:
-    pts = _ball(rng, int(rng.integers(6, 16)), rng.uniform(3.0, 5.0))
-    discs = _irregular(rng, pts, 0.2, 0.4, (0.4, 0.6), (2, 4))
+    pts = _ball(rng, int(rng.integers(6, 16)), rng.uniform(2.5, 5.0))
+    specks = _specks(rng, pts, (0.25, 0.5), 2.0, (0.5, 0.9), (2, 3))
     return ClusterSpec("coarse_heterogeneous", LesionClass.MALIGNANT,
-                       "coarse heterogeneous calcifications, grouped distribution (BI-RADS 4B)",
-                       discs, _empty(8), _empty(6))
+                       "coarse heterogeneous calcifications, grouped distribution (BI-RADS 4B)", "grouped", specks)
 
 
 def punctate(rng: np.random.Generator) -> ClusterSpec:
-    pts = _ball(rng, int(rng.integers(5, 18)), rng.uniform(6.0, 14.0))
-    r = rng.uniform(0.12, 0.45, len(pts))
-    discs = np.column_stack([pts, r, rng.uniform(0.45, 0.7, len(pts))])
+    dist, pts = _distribute(rng, int(rng.integers(5, 20)), {"regional": 0.5, "grouped": 0.5})
+    specks = _specks(rng, pts, (0.1, 0.5), 1.2, (0.6, 1.0))
     return ClusterSpec("punctate", LesionClass.BENIGN,
-                       "round and punctate calcifications, regional distribution (BI-RADS 2)",
-                       discs, _empty(8), _empty(6))
+                       f"round and punctate calcifications, {dist} distribution (BI-RADS 2)", dist, specks)
 
 
 def popcorn(rng: np.random.Generator) -> ClusterSpec:
-    clumps = _ball(rng, int(rng.integers(1, 3)), 4.0)
-    parts = []
-    for c in clumps:
-        blobs = c + _ball(rng, int(rng.integers(4, 9)), rng.uniform(1.5, 3.0))
-        parts.append(np.column_stack([blobs, rng.uniform(0.5, 1.4, len(blobs)),
-                                      np.full(len(blobs), rng.uniform(0.6, 0.8))]))
+    parts = Ellipsoids.empty()
+    for c in _ball(rng, int(rng.integers(1, 3)), 4.0):
+        lobes = c + _ball(rng, int(rng.integers(4, 10)), rng.uniform(1.2, 2.5))
+        parts = parts.concat(_specks(rng, lobes, (0.5, 1.2), 1.8, (0.7, 1.0)))
     return ClusterSpec("popcorn", LesionClass.BENIGN,
-                       "coarse popcorn-like calcifications (involuting fibroadenoma), BI-RADS 2",
-                       np.vstack(parts), _empty(8), _empty(6))
+                       "coarse popcorn-like calcifications (involuting fibroadenoma), BI-RADS 2", "grouped", parts)
 
 
 def rim(rng: np.random.Generator) -> ClusterSpec:
     n = int(rng.integers(1, 4))
-    centres = _ball(rng, n, 5.0)
-    rings = np.column_stack([centres, rng.uniform(1.0, 4.0, n), rng.uniform(0.3, 0.6, n),
-                             rng.uniform(0.45, 0.65, n)])
-    return ClusterSpec("rim", LesionClass.BENIGN, "rim (eggshell) calcifications, BI-RADS 2",
-                       _empty(5), _empty(8), rings)
-
-
-def vascular(rng: np.random.Generator) -> ClusterSpec:
-    length = rng.uniform(15, 35)
-    t = np.linspace(-0.5, 0.5, 24)
-    bend = rng.uniform(2, 6) * np.sin(np.pi * t * rng.uniform(1, 2))
-    axis = np.column_stack([t * length, bend, 0.3 * bend])
-    half = rng.uniform(0.6, 1.1)
-    segs = [[*axis[i], *axis[i + 1], 2 * half + 0.4, 0.05] for i in range(len(axis) - 1)]
-    for side in (-1, 1):
-        for i in range(len(axis) - 1):
-            if rng.random() < 0.75:
-                off = np.array([0, side * half, side * half * 0.3])
-                segs.append([*(axis[i] + off), *(axis[i + 1] + off), rng.uniform(0.2, 0.4), rng.uniform(0.4, 0.55)])
-    return ClusterSpec("vascular", LesionClass.BENIGN,
-                       "vascular calcifications (parallel tracks), BI-RADS 2",
-                       _empty(5), np.asarray(segs), _empty(6))
+    radius = rng.uniform(1.0, 4.0, n)
+    shells = Shells.build(_ball(rng, n, 5.0), radius, np.minimum(rng.uniform(0.1, 0.35, n), radius),
+                          rng.uniform(0.6, 1.0, n))
+    return ClusterSpec("rim", LesionClass.BENIGN, "rim (eggshell) calcifications, BI-RADS 2", "grouped",
+                       shells=shells)
 
 
 def rod(rng: np.random.Generator) -> ClusterSpec:
-    segs = []
-    for c in _ball(rng, int(rng.integers(2, 7)), 8.0):
-        d = np.array([1.0, rng.normal(0, 0.2), rng.normal(0, 0.2)])
-        d = d / np.linalg.norm(d) * rng.uniform(3, 10) / 2
-        segs.append([*(c - d), *(c + d), rng.uniform(0.8, 1.5), rng.uniform(0.6, 0.8)])
+    centres = _ball(rng, int(rng.integers(2, 8)), 8.0)
+    d = np.column_stack([np.ones(len(centres)), rng.normal(0, 0.2, (len(centres), 2))])
+    d *= (rng.uniform(3, 10, len(centres)) / 2 / np.linalg.norm(d, axis=1))[:, None]
+    radius = rng.uniform(0.25, 0.6, len(centres))
+    # Periductal (secretory) rods often have a lucent centre: a tube.
+    inner = np.where(rng.random(len(centres)) < 0.3, radius * rng.uniform(0.3, 0.6, len(centres)), 0.0)
+    cyl = Cylinders.build(centres - d, centres + d, radius, inner, rng.uniform(0.8, 1.0, len(centres)))
     return ClusterSpec("rod", LesionClass.BENIGN,
-                       "large rod-like (secretory) calcifications, ductal orientation, BI-RADS 2",
-                       _empty(5), np.asarray(segs), _empty(6))
+                       "large rod-like (secretory) calcifications, ductal orientation, BI-RADS 2", "segmental",
+                       cylinders=cyl)
+
+
+def milk_of_calcium(rng: np.random.Generator) -> ClusterSpec:
+    n = int(rng.integers(3, 11))
+    sed = Sediments.build(_ball(rng, n, rng.uniform(4.0, 10.0)), rng.uniform(0.5, 2.0, n),
+                          rng.uniform(0.15, 0.4, n), rng.uniform(0.3, 0.6, n))
+    return ClusterSpec("milk_of_calcium", LesionClass.BENIGN,
+                       "milk of calcium (sedimented, teacup-shaped on the oblique view), BI-RADS 2", "regional",
+                       sediments=sed)
+
+
+def vascular(rng: np.random.Generator) -> ClusterSpec:
+    """A calcified artery: patchy plaques in the wall of a curved tube.
+
+    Plaques on the sides of the tube are crossed edge-on by the rays, so the projection shows
+    the two parallel tracks typical of vascular calcification in every view.
+    """
+    length = rng.uniform(15, 40)
+    bend_amp, bend_freq = rng.uniform(2, 6), rng.uniform(1, 2)
+    radius = rng.uniform(0.6, 1.2)
+    n = int(rng.integers(25, 70))
+    s = rng.uniform(-0.5, 0.5, n)
+    theta = rng.uniform(0, 2 * np.pi, n)
+
+    def centre_line(t: np.ndarray) -> np.ndarray:
+        bend = bend_amp * np.sin(np.pi * t * bend_freq)
+        return np.column_stack([t * length, bend, 0.3 * bend])
+
+    axis_pts = centre_line(s)
+    tangent = centre_line(s + 1e-3) - centre_line(s - 1e-3)
+    tangent /= np.linalg.norm(tangent, axis=1, keepdims=True)
+    helper = np.where(np.abs(tangent[:, 2:3]) < 0.9, np.array([[0.0, 0.0, 1.0]]), np.array([[0.0, 1.0, 0.0]]))
+    e1 = np.cross(tangent, helper)
+    e1 /= np.linalg.norm(e1, axis=1, keepdims=True)
+    e2 = np.cross(tangent, e1)
+    radial = np.cos(theta)[:, None] * e1 + np.sin(theta)[:, None] * e2
+    around = np.cross(tangent, radial)
+    centres = axis_pts + radius * radial
+    axes = np.column_stack([rng.uniform(0.3, 1.5, n), rng.uniform(0.04, 0.12, n), rng.uniform(0.2, 0.5, n)])
+    rotations = np.stack([tangent, radial, around], axis=2)
+    plaques = Ellipsoids.build(centres, axes, rotations, rng.uniform(0.5, 0.9, n))
+    return ClusterSpec("vascular", LesionClass.BENIGN, "vascular calcifications (parallel tracks), not reported",
+                       "linear", plaques, labelled=False)
+
+
+def skin(rng: np.random.Generator) -> ClusterSpec:
+    """Dermal calcifications: small round specks with lucent centres (the caller puts them near the skin)."""
+    n = int(rng.integers(3, 11))
+    radius = rng.uniform(0.3, 1.0, n)
+    shells = Shells.build(_ball(rng, n, rng.uniform(4.0, 12.0)), radius,
+                          np.minimum(rng.uniform(0.1, 0.3, n), radius), rng.uniform(0.5, 0.9, n))
+    return ClusterSpec("skin", LesionClass.BENIGN, "skin calcifications (lucent centres), not reported", "regional",
+                       shells=shells, labelled=False)
 
 
 MALIGNANT_KINDS: dict[str, Callable[[np.random.Generator], ClusterSpec]] = {
@@ -191,14 +284,24 @@ MALIGNANT_KINDS: dict[str, Callable[[np.random.Generator], ClusterSpec]] = {
     "amorphous": amorphous, "coarse_heterogeneous": coarse_heterogeneous,
 }
 BENIGN_KINDS: dict[str, Callable[[np.random.Generator], ClusterSpec]] = {
-    "punctate": punctate, "popcorn": popcorn, "rim": rim, "vascular": vascular, "rod": rod,
+    "punctate": punctate, "popcorn": popcorn, "rim": rim, "rod": rod, "milk_of_calcium": milk_of_calcium,
 }
+UNLABELLED_KINDS: dict[str, Callable[[np.random.Generator], ClusterSpec]] = {"vascular": vascular, "skin": skin}
 MALIGNANT_WEIGHTS = (0.4, 0.25, 0.2, 0.15)
-BENIGN_WEIGHTS = (0.35, 0.2, 0.15, 0.15, 0.15)
+BENIGN_WEIGHTS = (0.4, 0.15, 0.15, 0.15, 0.15)
 
 
 def sample_cluster(rng: np.random.Generator, malignant: bool) -> ClusterSpec:
+    """A reportable cluster: suspicious morphology when ``malignant``, else typically benign."""
     kinds = MALIGNANT_KINDS if malignant else BENIGN_KINDS
     weights = MALIGNANT_WEIGHTS if malignant else BENIGN_WEIGHTS
     name = list(kinds)[int(rng.choice(len(kinds), p=weights))]
     return kinds[name](rng)
+
+
+def sample_unlabelled(rng: np.random.Generator, kind: str | None = None) -> ClusterSpec:
+    """Vascular or skin calcifications: drawn into the image, never given a truth box."""
+    name = kind or str(rng.choice(list(UNLABELLED_KINDS)))
+    if name not in UNLABELLED_KINDS:
+        raise ValueError(f"kind must be one of {sorted(UNLABELLED_KINDS)}, got {name!r}")
+    return UNLABELLED_KINDS[name](rng)
