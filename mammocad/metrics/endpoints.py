@@ -1,0 +1,71 @@
+"""Start the metrics endpoint of a node or of a worker from the settings.
+
+Ports (``[metrics]``, docs/ADMIN.md): the node serves on ``port``; a worker on
+``--metrics-port`` when given, else ``worker_port`` for the results queue and
+``worker_port + 1`` for the analysis queue; 0 turns an endpoint off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.registry import Collector
+
+from mammocad.config import Settings
+from mammocad.metrics.server import MetricsServer
+from mammocad.metrics.state import BrokerCollector, SpoolCollector, broker_check, spool_check
+
+
+class _Union(Collector):
+    """Several collectors served as one registry (a fresh registry per endpoint, so a second
+    node in the same process, e.g. in tests, does not collide in the global one)."""
+
+    def __init__(self, *sources: Any) -> None:
+        self.sources = sources
+
+    def collect(self) -> Iterator[Any]:
+        for source in self.sources:
+            yield from source.collect()
+
+
+def _checks(settings: Settings, broker_url: str) -> dict[str, Any]:
+    checks: dict[str, Any] = {"spool": spool_check(Path(settings.node.spool_dir))}
+    if broker_url:
+        checks = {"broker": broker_check(broker_url), **checks}
+    return checks
+
+
+def start_node_endpoint(settings: Settings, broker_url: str, destinations: Any = None) -> MetricsServer | None:
+    """The node's ``/metrics``: its own counters, queue depths, outbox and dead-letter counts."""
+    if not settings.metrics.port:
+        return None
+    from prometheus_client import REGISTRY, CollectorRegistry
+
+    import mammocad.metrics.definitions  # noqa: F401  (the node's counters live in the default registry)
+
+    w = settings.worker
+    names = destinations or (lambda: [d.name for d in settings.destinations])
+    registry = CollectorRegistry()
+    registry.register(_Union(REGISTRY, BrokerCollector(broker_url, [w.analysis_queue, w.results_queue]),
+                             SpoolCollector(Path(settings.node.spool_dir), names)))
+    return MetricsServer(registry, _checks(settings, broker_url), settings.metrics.host,
+                         settings.metrics.port).start()
+
+
+def worker_port(settings: Settings, queue: str, override: int | None = None) -> int:
+    if override is not None:
+        return override
+    base = settings.metrics.worker_port
+    if not base:
+        return 0
+    return base if queue == settings.worker.results_queue else base + 1
+
+
+def start_worker_endpoint(settings: Settings, port: int) -> MetricsServer:
+    """A worker's ``/metrics``: the sum over its pool processes (multiprocess mode, prepared first)."""
+    from mammocad.metrics import multiprocess
+
+    return MetricsServer(multiprocess.registry(), _checks(settings, settings.broker.url), settings.metrics.host,
+                         port).start()

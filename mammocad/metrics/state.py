@@ -1,0 +1,137 @@
+"""Metrics read at scrape time from the broker and the spool, plus the readiness checks.
+
+Queue depths come from Redis (Celery's Redis transport keeps each queue as a list of that
+name); outbox and dead-letter counts from the spool's folders. Both are read when
+Prometheus scrapes, so they are right even after a restart, and exported by the node only
+(one per install) to avoid counting them once per worker.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+OUTBOX, DEADLETTER = "outbox", "deadletter"
+#: Seconds a readiness or depth probe may wait for Redis: a scrape must answer quickly.
+PROBE_TIMEOUT_S = 1.0
+
+
+def _redis(url: str) -> Any:
+    import redis
+
+    return redis.Redis.from_url(url, socket_timeout=PROBE_TIMEOUT_S, socket_connect_timeout=PROBE_TIMEOUT_S)
+
+
+class BrokerCollector(Collector):
+    """``mammocad_queue_depth{queue}`` and ``mammocad_broker_up``."""
+
+    def __init__(self, url: str, queues: list[str]) -> None:
+        self.url, self.queues = url, queues
+        self._client: Any = None
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        up = GaugeMetricFamily("mammocad_broker_up", "1 when the node reaches the broker (Redis), else 0")
+        depth = GaugeMetricFamily("mammocad_queue_depth", "Tasks waiting in each Celery queue", labels=["queue"])
+        try:
+            if self._client is None:
+                self._client = _redis(self.url)
+            counts = [int(self._client.llen(q)) for q in self.queues]
+        except Exception:
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        for queue, n in zip(self.queues, counts, strict=True):
+            depth.add_metric([queue], n)
+        yield up
+        yield depth
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily("mammocad_broker_up", "")
+        yield GaugeMetricFamily("mammocad_queue_depth", "", labels=["queue"])
+
+
+def count_items(spool: Path, folder: str) -> dict[str, int]:
+    """Items per destination under ``spool/<folder>/<destination>/<item>/``."""
+    out: dict[str, int] = {}
+    base = spool / folder
+    if not base.is_dir():
+        return out
+    for dest in base.iterdir():
+        if dest.is_dir():
+            out[dest.name] = sum(1 for item in dest.iterdir() if item.is_dir())
+    return out
+
+
+class SpoolCollector(Collector):
+    """``mammocad_outbox_items{destination}`` and ``mammocad_deadletter_items{destination}``.
+
+    Configured destinations are always listed (0 when empty), so an alert on dead letters
+    has a series to watch from the start.
+    """
+
+    def __init__(self, spool: Path, destinations: Callable[[], list[str]]) -> None:
+        self.spool, self.destinations = Path(spool), destinations
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        for folder, name, text in ((OUTBOX, "mammocad_outbox_items", "Result items waiting for a destination"),
+                                   (DEADLETTER, "mammocad_deadletter_items",
+                                    "Result items a destination never confirmed (see `mammocad outbox list --dead`)")):
+            counts = count_items(self.spool, folder)
+            family = GaugeMetricFamily(name, text, labels=["destination"])
+            for dest in sorted(set(counts) | set(self.destinations())):
+                family.add_metric([dest], counts.get(dest, 0))
+            yield family
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily("mammocad_outbox_items", "", labels=["destination"])
+        yield GaugeMetricFamily("mammocad_deadletter_items", "", labels=["destination"])
+
+
+def broker_check(url: str) -> Callable[[], str | None]:
+    """Readiness: Redis answers PING."""
+    holder: dict[str, Any] = {}
+
+    def check() -> str | None:
+        try:
+            if "client" not in holder:
+                holder["client"] = _redis(url)
+            holder["client"].ping()
+        except Exception as exc:
+            return f"broker {_safe(url)} unreachable: {type(exc).__name__}: {exc}"[:300]
+        return None
+
+    return check
+
+
+def spool_check(spool: Path) -> Callable[[], str | None]:
+    """Readiness: the spool exists and a file can be created in it (disk not full, mounted)."""
+
+    def check() -> str | None:
+        folder = Path(spool) / "tmp" if (Path(spool) / "tmp").is_dir() else Path(spool)
+        if not folder.is_dir():
+            return f"spool {spool} does not exist (not mounted?)"
+        try:
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=".readyz-") as fh:
+                fh.write(b"x")
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            return f"spool {spool} not writable: {exc.strerror or exc}"
+        return None
+
+    return check
+
+
+def _safe(url: str) -> str:
+    """The broker URL without its password."""
+    if "@" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
