@@ -13,11 +13,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from pynetdicom import AE, evt
+from pynetdicom import evt
 from pynetdicom.pdu import A_ABORT_RQ, A_ASSOCIATE_RJ
-from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from mammocad.config.settings import Destination
+from mammocad.dicom import network
 
 # PS3.8 9.3.4 (A-ASSOCIATE-RJ) and 9.3.8 (A-ABORT), in words.
 _RJ_RESULT = {1: "rejected-permanent", 2: "rejected-transient"}
@@ -76,12 +76,7 @@ def echo(dest: Destination, calling_ae: str, timeout: float = 10.0) -> EchoResul
     except socket.gaierror as exc:
         return EchoResult(False, "unknown-host", f"cannot resolve host {dest.host!r} ({exc.strerror}): "
                           "check destinations.host and DNS")
-    ae = AE(ae_title=calling_ae)
-    ae.add_requested_context(Verification)
-    ae.connection_timeout = timeout
-    ae.acse_timeout = timeout
-    ae.dimse_timeout = timeout
-    ae.network_timeout = timeout
+    ae = network.verification_scu(calling_ae, timeout_s=timeout)
     seen: dict[str, Any] = {"connected": False, "rj": None, "abort": None}
 
     def on_open(event: evt.Event) -> None:
@@ -99,7 +94,7 @@ def echo(dest: Destination, calling_ae: str, timeout: float = 10.0) -> EchoResul
     pn_logger.addHandler(recorder)
     try:
         start = time.monotonic()
-        assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title, evt_handlers=[
+        assoc = network.associate(ae, dest, evt_handlers=[
             (evt.EVT_CONN_OPEN, on_open), (evt.EVT_PDU_RECV, on_pdu)])
         if not assoc.is_established:
             return _association_failure(peer, assoc, seen, recorder.messages, timeout)

@@ -30,8 +30,8 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 
+from mammocad.dicom import header as dicom_header
 from mammocad.logs import log_event
-from mammocad.model import dicom_meta
 from mammocad.model.checkpoint import LoadedCheckpoint, load_checkpoint, resolve_weights
 from mammocad.model.devices import configure_cpu_threads, default_batch_size, resolve_device
 from mammocad.model.info import DetectorInfo
@@ -175,8 +175,8 @@ class Detector:
 
 def image_ref(ds: Dataset) -> ImageRef:
     """What a report needs to cite the image, from the header alone."""
-    laterality, _ = dicom_meta.laterality_from_header(ds)
-    view, _ = dicom_meta.view_from_header(ds)
+    laterality, _ = dicom_header.laterality_from_header(ds)
+    view, _ = dicom_header.view_from_header(ds)
     return ImageRef(
         study_uid=str(ds.get("StudyInstanceUID", "")), series_uid=str(ds.get("SeriesInstanceUID", "")),
         sop_instance_uid=str(ds.get("SOPInstanceUID", "")), sop_class_uid=str(ds.get("SOPClassUID", "")),

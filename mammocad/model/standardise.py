@@ -25,7 +25,7 @@ from pydicom.dataset import Dataset
 from pydicom.pixels import apply_modality_lut, apply_voi_lut, pixel_array
 from scipy import ndimage
 
-from mammocad.model import dicom_meta
+from mammocad.dicom import header as dicom_header
 from mammocad.model.frame import FrameTransform
 
 #: Pixel size assumed when a header gives none (typical of digitised film and FFDM alike).
@@ -111,10 +111,10 @@ def standardise(ds: Dataset, spec: PreprocessSpec | None = None) -> Standardised
     if photometric == "MONOCHROME1":
         image = 1.0 - image
 
-    laterality, lat_source = dicom_meta.laterality_from_header(ds)
-    view, view_source = dicom_meta.view_from_header(ds)
-    spacing, spacing_source = dicom_meta.spacing_from_header(ds, spec.fallback_spacing_mm)
-    row_dir, col_dir = dicom_meta.orientation_from_header(ds)
+    laterality, lat_source = dicom_header.laterality_from_header(ds)
+    view, view_source = dicom_header.view_from_header(ds)
+    spacing, spacing_source = dicom_header.spacing_from_header(ds, spec.fallback_spacing_mm)
+    row_dir, col_dir = dicom_header.orientation_from_header(ds)
     meta = {"laterality": laterality, "laterality_source": lat_source, "view": view, "view_source": view_source,
             "photometric": photometric, "voi": voi_source, "for_processing": for_processing,
             "frames": frames, "patient_orientation": [row_dir, col_dir]}
@@ -216,7 +216,7 @@ def _finish(image: np.ndarray, *, laterality: str, view: str, row_dir: str, col_
         laterality = "L" if chest_left else "R"
         meta["laterality"], meta["laterality_source"] = laterality, "pixels"
     flip_h = not chest_left
-    flip_v = dicom_meta.needs_vertical_flip(laterality, view, col_dir)
+    flip_v = dicom_header.needs_vertical_flip(laterality, view, col_dir)
     if flip_h:
         image = image[:, ::-1]
     if flip_v:
@@ -243,7 +243,7 @@ def _chest_wall_left(image: np.ndarray, laterality: str, row_dir: str) -> tuple[
     left) and headers are sometimes wrong (flipped acquisitions, digitiser conventions);
     a disagreement is recorded in the source string.
     """
-    header_left, header_source = dicom_meta.chest_wall_left_from_header(laterality, row_dir)
+    header_left, header_source = dicom_header.chest_wall_left_from_header(laterality, row_dir)
     band = max(1, image.shape[1] // 5)
     left, right = float(image[:, :band].mean()), float(image[:, -band:].mean())
     decisive = abs(left - right) >= 0.05 and max(left, right) >= 1.25 * min(left, right)

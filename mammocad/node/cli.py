@@ -60,7 +60,7 @@ def _fail(message: str) -> int:
 
 
 def run_prune(args: argparse.Namespace) -> int:
-    from mammocad.node.retention import DAY_S, prune
+    from mammocad.spool.retention import DAY_S, prune
 
     try:
         settings = load_settings(args.config)

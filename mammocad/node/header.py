@@ -18,15 +18,14 @@ from pydicom.filereader import read_dataset
 from pydicom.tag import BaseTag, Tag
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ImplicitVRLittleEndian
 
+from mammocad.dicom.header import HEADER_KEYWORDS, laterality_view
+
 _PIXEL_TAGS = {0x7FE00008, 0x7FE00009, 0x7FE00010}
 _WANTED = [Tag(k) for k in (
-    "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "Modality", "ImageLaterality",
-    "Laterality", "ViewPosition", "ViewCodeSequence", "Rows", "Columns", "NumberOfFrames",
-    "SpecificCharacterSet",
+    "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "Modality", "Rows", "Columns", "NumberOfFrames",
+    "SpecificCharacterSet", *HEADER_KEYWORDS,
 )]
 _SEQ_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
-#: View Code Sequence codes (SCT) → view position.
-_VIEW_CODES = {"399162004": "CC", "399368009": "MLO"}
 
 
 class HeaderError(ValueError):
@@ -97,11 +96,7 @@ def _extract(ds: Dataset) -> Header:
             raise HeaderError(0xC000, f"no {keyword} in data set; the sender must include it")
     rows, columns = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
     frames = int(ds.get("NumberOfFrames") or 1)
-    laterality = (_text(ds, "ImageLaterality") or _text(ds, "Laterality")).upper()
-    view = _text(ds, "ViewPosition").upper()
-    if view not in ("CC", "MLO"):
-        for item in ds.get("ViewCodeSequence") or []:
-            view = _VIEW_CODES.get(str(item.get("CodeValue", "")).strip(), view)
+    laterality, view = laterality_view(ds)
     return Header(
         sop_class=_text(ds, "SOPClassUID"), sop_uid=_text(ds, "SOPInstanceUID"),
         study_uid=_text(ds, "StudyInstanceUID"), modality=_text(ds, "Modality").upper(),

@@ -17,9 +17,14 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from mammocad.logs import log_event
-from mammocad.node.spool import Spool, atomic_write_json
 from mammocad.node.studies import Completion, StudyTracker
-from mammocad.worker.app import TASK_ANALYZE_IMAGE, TASK_FINALIZE_STUDY
+from mammocad.spool.layout import Spool, atomic_write_json
+from mammocad.spool.tasks import (
+    TASK_ANALYZE_IMAGE,
+    TASK_FINALIZE_STUDY,
+    analyze_image_args,
+    finalize_study_args,
+)
 
 logger = logging.getLogger("mammocad.node.queue")
 
@@ -101,10 +106,10 @@ class Dispatcher(threading.Thread):
         self._inbox.put_nowait(item)
 
     def queue_analysis(self, study_uid: str, sop_uid: str) -> None:
-        self.sender.send(TASK_ANALYZE_IMAGE, [str(self.spool.root), study_uid, sop_uid])
+        self.sender.send(TASK_ANALYZE_IMAGE, analyze_image_args(self.spool.root, study_uid, sop_uid))
 
     def queue_finalize(self, study_uid: str, sop_uids: list[str]) -> None:
-        self.sender.send(TASK_FINALIZE_STUDY, [str(self.spool.root), study_uid, sorted(sop_uids)])
+        self.sender.send(TASK_FINALIZE_STUDY, finalize_study_args(self.spool.root, study_uid, sop_uids))
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stopped.set()

@@ -6,13 +6,11 @@ arrives and asking the kernel to start writeback every few MB (``sync_file_range
 overlaps disk and network, so the final fsync has little left to do; the node also
 never holds a whole image in memory.
 
-How: pynetdicom can already write C-STORE data sets to a temporary file
-(``_config.STORE_RECV_CHUNKED_DATASET``), but the switch is process-wide and the file
-goes to the system temp folder. We install a switch that is true only on the threads
-of a registered node's associations, and a file factory that writes into that node's
-spool. Any other pynetdicom SCP in the process keeps the default in-memory behaviour.
-If pynetdicom's internals change, :func:`install` does nothing and the node falls back
-to writing from memory (same result, slower).
+How: :func:`mammocad.dicom.chunked.install_chunked_receive` (the one function that
+touches pynetdicom's private internals) streams only on the threads of a registered
+node's associations, into that node's spool. Any other pynetdicom SCP in the process
+keeps the default in-memory behaviour. If pynetdicom's internals change, :func:`install`
+returns False and the node falls back to writing from memory (same result, slower).
 """
 
 from __future__ import annotations
@@ -21,23 +19,20 @@ import ctypes
 import errno
 import logging
 import os
-import tempfile
-import threading
 import uuid
 import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mammocad.node.spool import atomic_write_bytes, ensure_dir, fsync_dir
+from mammocad.dicom.chunked import current_ae, install_chunked_receive, received_dataset_file
+from mammocad.spool.layout import atomic_write_bytes, ensure_dir, fsync_dir
 
 logger = logging.getLogger("mammocad.node")
 
 _KICK_BYTES = 4 << 20
 _SYNC_FILE_RANGE_WRITE = 2
 _REGISTRY: weakref.WeakKeyDictionary[Any, Path] = weakref.WeakKeyDictionary()
-_LOCK = threading.Lock()
-_installed = False
 
 _sync_file_range: Callable[..., int] | None  # sync_file_range(fd, offset, nbytes, flags) -> 0 or -1
 try:
@@ -113,48 +108,22 @@ class SpoolTempFile:
 
 
 def _registered_tmp() -> Path | None:
-    thread: Any = threading.current_thread()
-    assoc = getattr(thread, "assoc", thread)  # DUL thread → its association; else the association thread
-    ae = getattr(assoc, "ae", None)
+    ae = current_ae()
     return _REGISTRY.get(ae) if ae is not None else None
 
 
-class _PerNodeSwitch:
-    """Truthy only on threads of a registered node (pynetdicom reads it with ``if``)."""
-
-    def __init__(self, previous: object) -> None:
-        self.previous = previous
-
-    def __bool__(self) -> bool:
-        return _registered_tmp() is not None or bool(self.previous)
+def _streaming() -> bool:
+    return _registered_tmp() is not None
 
 
-def _temp_file_factory(original: Any) -> Any:
-    def factory(*args: Any, **kwargs: Any) -> Any:
-        tmp = _registered_tmp()
-        return SpoolTempFile(tmp) if tmp is not None else original(*args, **kwargs)
-
-    return factory
+def _spool_file() -> SpoolTempFile | None:
+    tmp = _registered_tmp()
+    return SpoolTempFile(tmp) if tmp is not None else None
 
 
 def install() -> bool:
     """Patch pynetdicom once per process; False when its internals are not as expected."""
-    global _installed
-    with _LOCK:
-        if _installed:
-            return True
-        try:
-            from pynetdicom import _config, dimse_messages
-
-            if not hasattr(_config, "STORE_RECV_CHUNKED_DATASET") or \
-                    getattr(dimse_messages, "NamedTemporaryFile", None) is not tempfile.NamedTemporaryFile:
-                return False
-            dimse_messages.NamedTemporaryFile = _temp_file_factory(tempfile.NamedTemporaryFile)  # type: ignore[attr-defined]
-            _config.STORE_RECV_CHUNKED_DATASET = _PerNodeSwitch(_config.STORE_RECV_CHUNKED_DATASET)  # type: ignore[assignment]
-        except ImportError:
-            return False
-        _installed = True
-        return True
+    return install_chunked_receive(_streaming, _spool_file)
 
 
 def register(ae: Any, tmp_dir: Path) -> bool:
@@ -172,7 +141,7 @@ def unregister(ae: Any) -> None:
 
 def streamed_file(request: Any) -> SpoolTempFile | None:
     """The spool temp file holding this C-STORE request's data set, if it was streamed."""
-    f = getattr(request, "_dataset_file", None)
+    f = received_dataset_file(request)
     return f if isinstance(f, SpoolTempFile) else None
 
 

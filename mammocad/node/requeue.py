@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 from pydicom import dcmread
 
+from mammocad.dicom.header import HEADER_KEYWORDS, laterality_view
 from mammocad.logs import log_event
-from mammocad.node.header import _VIEW_CODES
 from mammocad.node.queueing import Dispatcher
-from mammocad.node.spool import Spool
+from mammocad.spool.layout import Spool
 
 logger = logging.getLogger("mammocad.node.requeue")
 
@@ -33,12 +33,8 @@ def _views_of(spool: Spool, study_uid: str, sops: list[str]) -> dict[str, tuple[
     for sop in sops:
         try:
             ds = dcmread(spool.image_path(study_uid, sop), stop_before_pixels=True,
-                         specific_tags=["ImageLaterality", "Laterality", "ViewPosition", "ViewCodeSequence"])
-            lat = str(ds.get("ImageLaterality") or ds.get("Laterality") or "").strip().upper()
-            view = str(ds.get("ViewPosition") or "").strip().upper()
-            if view not in ("CC", "MLO"):
-                for item in ds.get("ViewCodeSequence") or []:
-                    view = _VIEW_CODES.get(str(item.get("CodeValue", "")).strip(), view)
+                         specific_tags=list(HEADER_KEYWORDS))
+            lat, view = laterality_view(ds)
         except Exception as exc:
             log_event(logger, "recover_unreadable", logging.WARNING, study=study_uid, sop=sop, error=str(exc)[:200])
             lat, view = "", ""

@@ -20,14 +20,15 @@ from pynetdicom.dsutils import encode_file_meta
 
 from mammocad.config import Settings
 from mammocad.config.watch import ConfigWatcher
+from mammocad.dicom import network
+from mammocad.dicom.sop_classes import is_analysable
 from mammocad.logs import log_event
 from mammocad.node import receive
 from mammocad.node.header import Header, HeaderError, read_header
 from mammocad.node.queueing import Arrival, CeleryLike, Dispatcher, TaskSender
 from mammocad.node.requeue import recover
-from mammocad.node.sop_classes import TRANSFER_SYNTAXES, VERIFICATION, is_analysable, storage_sop_classes
-from mammocad.node.spool import InvalidUIDError, Spool
 from mammocad.node.studies import StudyTracker
+from mammocad.spool.layout import InvalidUIDError, Spool
 
 logger = logging.getLogger("mammocad.node")
 
@@ -72,7 +73,7 @@ class Node:
         self.policy = CallerPolicy(settings, Path(config_path) if config_path else None)
         self.spool = Spool(settings.node.spool_dir)
         if celery_app is None:
-            from mammocad.worker.app import make_celery
+            from mammocad.spool.broker import make_celery
             app = make_celery(settings, broker_url)
             # Fail fast when the broker is down (kombu would retry ~6 s per task): the
             # dispatcher keeps the task and retries every node.requeue_interval_s itself.
@@ -87,14 +88,8 @@ class Node:
 
     def _make_ae(self) -> AE:
         node = self.settings.node
-        ae = AE(ae_title=node.ae_title)
-        ae.require_called_aet = True
-        ae.maximum_pdu_size = node.max_pdu_size
-        ae.maximum_associations = node.max_associations
-        ae.add_supported_context(VERIFICATION)
-        for sop_class in storage_sop_classes():
-            ae.add_supported_context(sop_class, list(TRANSFER_SYNTAXES))
-        return ae
+        return network.storage_scp(node.ae_title, max_pdu_size=node.max_pdu_size,
+                                   max_associations=node.max_associations)
 
     @property
     def port(self) -> int:
@@ -109,7 +104,7 @@ class Node:
             (evt.EVT_REQUESTED, self._on_requested), (evt.EVT_ACCEPTED, self._on_accepted),
             (evt.EVT_C_ECHO, lambda event: 0x0000), (evt.EVT_C_STORE, self._on_store)]
         self.streaming = receive.register(self.ae, self.spool.tmp)
-        self._server = self.ae.start_server((node.host, node.port), block=False, evt_handlers=handlers)
+        self._server = network.serve(self.ae, node.host, node.port, handlers)
         log_event(logger, "node_listening", ae_title=node.ae_title, host=node.host, port=self.port,
                   spool=str(self.spool.root), streaming=self.streaming)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from mammocad.config import Settings
 from mammocad.logs import log_event
 from mammocad.node.scp import Node
-from mammocad.node.spool import ensure_dir
+from mammocad.spool.layout import Spool, ensure_dir
 
 logger = logging.getLogger("mammocad.serve")
 
@@ -68,7 +68,7 @@ def start_private_redis(settings: Settings) -> tuple[subprocess.Popen[bytes], st
         raise ServeError(f"broker.redis_server {settings.broker.redis_server!r} not found: install redis-server "
                          "or set broker.url to an existing Redis")
     port = settings.broker.private_port or _free_port()
-    data_dir = Path(settings.node.spool_dir) / "redis"
+    data_dir = Spool(settings.node.spool_dir).redis
     ensure_dir(data_dir)
     proc = subprocess.Popen(
         [exe, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir.resolve()),

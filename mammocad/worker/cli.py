@@ -85,7 +85,7 @@ def run_worker(args: argparse.Namespace) -> int:
 def _run_one(settings: Settings, queue: str, concurrency: int, level: str,
              config_path: Path | None = None) -> int:
     from mammocad.model.checkpoint import CheckpointError, resolve_weights
-    from mammocad.worker.app import make_celery
+    from mammocad.spool.broker import make_celery
     from mammocad.worker.tasks import register_tasks
 
     try:  # fail at start, not at the first image, when the weights are missing
@@ -101,7 +101,8 @@ def _run_one(settings: Settings, queue: str, concurrency: int, level: str,
     import mammocad.model.inference  # noqa: F401
 
     if queue == settings.worker.results_queue:
-        from mammocad.worker import model_cache, outputs
+        from mammocad.results import outputs
+        from mammocad.worker import model_cache
 
         outputs.warm_caches()
         model_cache.get_info(settings.worker.weights)  # header only: every child inherits it
@@ -126,7 +127,7 @@ def start_sweeper(app, settings: Settings) -> threading.Thread:  # type: ignore[
     The same thread prunes the spool hourly (``node.retention_days``; 0 never), starting an
     interval after start-up so a restart loop cannot turn into a deletion loop.
     """
-    from mammocad.node.retention import DAY_S, prune
+    from mammocad.spool.retention import DAY_S, prune
     from mammocad.worker.tasks import requeue_due
 
     d = settings.delivery
@@ -208,7 +209,7 @@ def _supervise(args: argparse.Namespace, queues: list[str], level: str, analysis
 
 
 def outbox_list(args: argparse.Namespace) -> int:
-    from mammocad.worker.outbox import Outbox
+    from mammocad.spool.outbox import Outbox
 
     settings = _load(args)
     if settings is None:
@@ -227,7 +228,7 @@ def outbox_list(args: argparse.Namespace) -> int:
 
 
 def outbox_retry(args: argparse.Namespace) -> int:
-    from mammocad.worker.outbox import Outbox
+    from mammocad.spool.outbox import Outbox
 
     settings = _load(args)
     if settings is None:
@@ -264,7 +265,7 @@ def outbox_retry(args: argparse.Namespace) -> int:
 def _app_or_none(settings: Settings):  # type: ignore[no-untyped-def]
     if not settings.broker.url:
         return None
-    from mammocad.worker.app import make_celery
+    from mammocad.spool.broker import make_celery
 
     return make_celery(settings)
 

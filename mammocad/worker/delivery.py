@@ -17,11 +17,11 @@ from pathlib import Path
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pynetdicom import AE
 from pynetdicom.presentation import build_context
 from pynetdicom.status import code_to_category
 
 from mammocad.config import Destination
+from mammocad.dicom import network
 from mammocad.logs import log_event
 
 logger = logging.getLogger(__name__)
@@ -86,11 +86,8 @@ def store_files(
 def _store_chunk(dest: Destination, items: Sequence[tuple[Path, Dataset]], calling_ae: str, timeout_s: float
                  ) -> dict[Path, FileStatus] | DeliveryError:
     """One association sending ``items`` in order (the error is returned, for the thread pool)."""
-    ae = AE(ae_title=calling_ae)
-    ae.requested_contexts = _contexts([ds for _, ds in items])
-    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout_s
-    ae.connection_timeout = timeout_s
-    assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title)
+    ae = network.scu(calling_ae, timeout_s=timeout_s, contexts=_contexts([ds for _, ds in items]))
+    assoc = network.associate(ae, dest)
     if not assoc.is_established:
         what = "rejected" if assoc.is_rejected else "aborted" if assoc.is_aborted else "failed"
         return DeliveryError(

@@ -36,18 +36,19 @@ from mammocad.config import OutputKind, Settings
 from mammocad.config.watch import ConfigWatcher
 from mammocad.logs import log_event
 from mammocad.model.results import ImageResult, StudyResult
-from mammocad.worker import model_cache
-from mammocad.worker.app import TASK_ANALYZE_IMAGE, TASK_DELIVER, TASK_FINALIZE_STUDY
-from mammocad.worker.delivery import DeliveryError, store_files
-from mammocad.worker.outbox import Outbox, OutboxItem
-from mammocad.worker.studies import (
-    StudyFiles,
-    check_uid,
-    failed_result,
-    find_predecessor,
-    report_key,
-    write_json,
+from mammocad.spool.layout import validate_uid
+from mammocad.spool.outbox import Outbox, OutboxItem
+from mammocad.spool.studies import StudyFiles, find_predecessor, report_key, write_json
+from mammocad.spool.tasks import (
+    TASK_ANALYZE_IMAGE,
+    TASK_DELIVER,
+    TASK_FINALIZE_STUDY,
+    deliver_args,
+    finalize_study_args,
 )
+from mammocad.worker import model_cache
+from mammocad.worker.delivery import DeliveryError, store_files
+from mammocad.worker.failures import failed_result
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +130,7 @@ def _kick_finalize(app: Celery, files: StudyFiles) -> None:
         return
     sops = list(complete.get("sop_uids", []))
     if sops and all(files.result(s).exists() for s in sops):
-        app.send_task(TASK_FINALIZE_STUDY, args=[str(files.spool), files.study_uid, sops])
+        app.send_task(TASK_FINALIZE_STUDY, args=finalize_study_args(files.spool, files.study_uid, sops))
 
 
 def _analyze(settings: Settings, files: StudyFiles, sop_uid: str) -> ImageResult:
@@ -161,7 +162,7 @@ def finalize_study(
     """Gather the study's image results, build the outputs, fill the outbox, write the report."""
     settings = _settings(self)
     files = StudyFiles(spool_dir, study_uid)
-    sop_uids = sorted({check_uid(s, "SOP Instance UID") for s in sop_uids})
+    sop_uids = sorted({validate_uid(s, "SOPInstanceUID") for s in sop_uids})
     info = model_cache.get_info(settings.worker.weights)  # version and breast-risk rule, no network
     key = report_key(sop_uids, info.model_version)
     if files.report(key).exists():
@@ -238,7 +239,7 @@ def _fill_outbox(
 
 def _build(files: StudyFiles, study: StudyResult, sop_uids: list[str], kinds: list[OutputKind],
            sc_jpeg_quality: int) -> list[Any]:
-    from mammocad.worker.outputs import build_outputs  # highdicom is heavy: import on use
+    from mammocad.results.outputs import build_outputs  # highdicom is heavy: import on use
 
     # Pixel data is read on first access (by the secondary captures, one thread each), not here.
     sources: dict[str, Dataset] = {sop: dcmread(files.image(sop), defer_size="1 MB") for sop in sop_uids
@@ -264,7 +265,7 @@ def _kind(ds: Any) -> OutputKind | None:
 def schedule_delivery(app: Celery, spool_dir: str, item: OutboxItem, countdown: float = 0.0) -> None:
     """Queue one delivery attempt of ``item``'s chain (countdown kept below the visibility timeout)."""
     vis = float(app.conf.broker_transport_options.get("visibility_timeout", 3600))
-    app.send_task(TASK_DELIVER, args=[str(spool_dir), item.destination, item.item_id],
+    app.send_task(TASK_DELIVER, args=deliver_args(spool_dir, item.destination, item.item_id),
                   kwargs={"token": item.token}, countdown=max(0.0, min(countdown, vis / 2)))
 
 

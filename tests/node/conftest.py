@@ -17,7 +17,7 @@ import redis
 from mammocad.config import Settings, load_settings
 from mammocad.node import receive
 from mammocad.node.scp import Node
-from mammocad.node.spool import Spool
+from mammocad.spool.layout import Spool
 from tests.services import (
     free_port,
     wait_until,  # noqa: F401  (re-exported for the node tests)

@@ -112,7 +112,7 @@ def celery_worker(redis_url: str, tmp_path: Path) -> Iterator[Callable[[Settings
     """Start a real Celery worker (threads, in this process) on both queues for given settings."""
     from celery.contrib.testing.worker import start_worker
 
-    from mammocad.worker.app import make_celery
+    from mammocad.spool.broker import make_celery
     from mammocad.worker.tasks import register_tasks
 
     stack: list[Any] = []

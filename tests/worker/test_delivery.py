@@ -9,8 +9,8 @@ import pytest
 from pydicom import dcmread
 
 from mammocad.config import Destination
+from mammocad.spool.outbox import Outbox
 from mammocad.worker.delivery import DeliveryError, store_files
-from mammocad.worker.outbox import Outbox
 from mammocad.worker.tasks import revive, schedule_delivery
 from tests.factories import make_mammogram, write
 from tests.services import free_port
@@ -36,8 +36,8 @@ def test_store_files_arrive(tmp_path: Path, storescp: StoreSCP, associations: in
 def test_jpeg_secondary_capture_is_decompressed_for_a_peer_that_refuses_jpeg(tmp_path: Path,
                                                                             accept_compressed: bool) -> None:
     from mammocad.config import OutputKind
-    from mammocad.worker.outputs import build_outputs
-    from tests.worker.outputs_fixtures import make_case, write_all
+    from mammocad.results.outputs import build_outputs
+    from tests.results.outputs_fixtures import make_case, write_all
 
     study, sources = make_case((2, 0))
     files = write_all(build_outputs(study, sources, [OutputKind.SECONDARY_CAPTURE, OutputKind.MAMMO_CAD_SR]),

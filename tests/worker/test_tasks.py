@@ -9,8 +9,8 @@ from pathlib import Path
 from pydicom import dcmread
 
 from mammocad.model.results import ImageResult
-from mammocad.worker.app import TASK_ANALYZE_IMAGE, TASK_FINALIZE_STUDY
-from mammocad.worker.studies import StudyFiles, report_key
+from mammocad.spool.studies import StudyFiles, report_key
+from mammocad.spool.tasks import TASK_ANALYZE_IMAGE, TASK_FINALIZE_STUDY
 from tests.factories import make_four_view_study, write
 from tests.worker.conftest import StoreSCP, make_settings, wait_until
 

@@ -30,8 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     p.add_argument("--weights", metavar="PATH",
                    help="checkpoint (default: worker.weights from the configuration, else the demo weights)")
     p.add_argument("--device", metavar="D", help="auto, cpu, cuda, cuda:N (default: worker.device, else auto)")
-    # --out: results builders (Mammo CAD SR, TID 1500 SR, SC, GSPS) written as DICOM files.
-    # Wired to mammocad.worker.outputs.build_outputs when that module is importable.
+    # --out: the worker's results builders (mammocad.results), written as DICOM files.
     p.add_argument("--out", metavar="DIR", type=Path,
                    help="also write the DICOM results (CAD SR, TID 1500 SR, SC, GSPS) into DIR")
     p.set_defaults(handler=run)
@@ -133,11 +132,8 @@ def analyze_files(det: Any, files: list[Path], out_dir: Path | None = None) -> d
 
 def write_outputs(study: Any, sources: dict[str, Any], out_dir: Path) -> list[str]:
     """--out: build the DICOM results with the worker's builders and save them in ``out_dir``."""
-    try:
-        from mammocad.worker.outputs import build_outputs
-    except ImportError as exc:
-        return [f"not written: results builders unavailable ({exc})"]
     from mammocad.config.settings import OutputKind
+    from mammocad.results.outputs import build_outputs  # highdicom is heavy: import on use
 
     analysed = [r for r in study.images if r.analysed]
     if not analysed:

@@ -6,7 +6,7 @@ an MLO view the top is superior (axilla). ``generate`` flips right-breast images
 as stored, the chest wall of an R image is on the image's right and of an L image on the
 left; PatientOrientation then reads RCC ``P\\L``, LCC ``A\\R``, RMLO ``P\\F``, LMLO ``A\\F``
 (row direction, column direction: the direction of increasing column, then of increasing
-row), as PS3.3 defines Patient Orientation; mammocad.model.dicom_meta reads it back so.
+row), as PS3.3 defines Patient Orientation; mammocad.dicom.header reads it back so.
 """
 
 from __future__ import annotations

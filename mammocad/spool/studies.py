@@ -1,4 +1,4 @@
-"""The worker's view of the spool: where a study's images, results and reports live.
+"""One study in the spool: its images, results, reports and finalisation lock.
 
 Every file here is a done marker for some step (see docs/ARCHITECTURE.md), so each one is
 written durably (tmp + fsync + rename + directory fsync) and read back tolerantly: a
@@ -11,69 +11,49 @@ import fcntl
 import hashlib
 import json
 import os
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from pydicom import dcmread
-from pydicom.dataset import Dataset
-
-from mammocad.model.results import ImageRef, ImageResult
-from mammocad.node.spool import atomic_write_bytes
-
-_UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
-
-
-def check_uid(uid: str, what: str = "UID") -> str:
-    """Reject anything that is not a DICOM UID before it becomes a path component."""
-    if not isinstance(uid, str) or len(uid) > 64 or not _UID_RE.match(uid):
-        raise ValueError(f"{what} must be a DICOM UID (digits and dots, at most 64 characters), got {uid!r}")
-    return uid
+from mammocad.model.results import ImageResult
+from mammocad.spool.layout import Spool, atomic_write_bytes, atomic_write_json, validate_uid
 
 
 def durable_write(path: Path, data: bytes, spool_dir: Path) -> None:
     """Write ``data`` to ``path`` so that a reader sees all of it or nothing, even after a crash."""
-    atomic_write_bytes(path, data, Path(spool_dir) / "tmp")
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    atomic_write_bytes(path, data, Spool(spool_dir).tmp)
 
 
 def write_json(path: Path, obj: Any, spool_dir: Path) -> None:
-    durable_write(path, json.dumps(obj, indent=1, sort_keys=True).encode(), spool_dir)
+    atomic_write_json(path, obj, Spool(spool_dir).tmp)
 
 
 class StudyFiles:
     """Paths of one study in the spool; UIDs are checked on construction."""
 
     def __init__(self, spool_dir: str | os.PathLike[str], study_uid: str) -> None:
-        self.spool = Path(spool_dir)
-        self.study_uid = check_uid(study_uid, "study UID")
-        self.root = self.spool / "studies" / study_uid
+        self.layout = Spool(spool_dir)
+        self.spool = self.layout.root
+        self.study_uid = validate_uid(study_uid, "StudyInstanceUID")
+        self.root = self.layout.study_dir(self.study_uid)
 
     def image(self, sop_uid: str) -> Path:
-        return self.root / "images" / f"{check_uid(sop_uid, 'SOP Instance UID')}.dcm"
+        return self.layout.image_path(self.study_uid, sop_uid)
 
     def result(self, sop_uid: str) -> Path:
-        return self.root / "results" / f"{check_uid(sop_uid, 'SOP Instance UID')}.json"
+        return self.layout.result_path(self.study_uid, sop_uid)
 
     def attempts(self, sop_uid: str) -> Path:
-        return self.root / "results" / f"{check_uid(sop_uid, 'SOP Instance UID')}.attempts"
+        return self.layout.attempts_path(self.study_uid, sop_uid)
 
     def report(self, key: str) -> Path:
-        return self.root / "reports" / f"{key}.json"
+        return self.layout.report_path(self.study_uid, key)
 
     @contextmanager
     def finalize_lock(self) -> Iterator[bool]:
         """Exclusive, non-blocking lock of this study's finalisation; yields False if held."""
-        path = self.root / ".finalize.lock"
+        path = self.layout.finalize_lock_path(self.study_uid)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -87,7 +67,7 @@ class StudyFiles:
             os.close(fd)
 
     def complete(self) -> dict[str, Any] | None:
-        path = self.root / "complete.json"
+        path = self.layout.complete_path(self.study_uid)
         if not path.exists():
             return None
         return json.loads(path.read_text())
@@ -107,7 +87,7 @@ class StudyFiles:
 
     def reports(self) -> list[dict[str, Any]]:
         """Every finished report of this study, oldest first."""
-        folder = self.root / "reports"
+        folder = self.layout.reports_dir(self.study_uid)
         if not folder.is_dir():
             return []
         out = []
@@ -137,30 +117,3 @@ def find_predecessor(files: StudyFiles, sop_uids: list[str], model_version: str)
         if earlier and earlier < wanted and (best is None or len(earlier) >= len(best["sop_uids"])):
             best = report
     return best
-
-
-def image_ref_from_header(ds: Dataset) -> ImageRef:
-    """What a report needs to cite an image, from its header alone (no pixel decoding)."""
-    lat = str(ds.get("ImageLaterality", "") or ds.get("Laterality", "") or "").upper()
-    view = str(ds.get("ViewPosition", "") or "").upper()
-    return ImageRef(
-        study_uid=str(ds.get("StudyInstanceUID", "")),
-        series_uid=str(ds.get("SeriesInstanceUID", "")),
-        sop_instance_uid=str(ds.get("SOPInstanceUID", "")),
-        sop_class_uid=str(ds.get("SOPClassUID", "")),
-        laterality=lat if lat in ("L", "R") else "",
-        view=view,
-        rows=int(ds.get("Rows", 0) or 0),
-        columns=int(ds.get("Columns", 0) or 0),
-    )
-
-
-def failed_result(files: StudyFiles, sop_uid: str, error: str) -> ImageResult:
-    """An ImageResult with ``error`` set, citing the image as well as its header allows."""
-    try:
-        ref = image_ref_from_header(dcmread(files.image(sop_uid), stop_before_pixels=True))
-    except Exception:
-        ref = ImageRef(study_uid=files.study_uid, series_uid="", sop_instance_uid=sop_uid,
-                       sop_class_uid="", laterality="", view="", rows=0, columns=0)
-    return ImageResult(image=ref, error=error)
-

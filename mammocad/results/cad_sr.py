@@ -22,9 +22,9 @@ from __future__ import annotations
 from pydicom.dataset import Dataset
 
 from mammocad.model.results import BreastRisk, ImageRef, ImageResult, Lesion, LesionClass, LesionType
-from mammocad.worker import codes as C
-from mammocad.worker.codes import Code
-from mammocad.worker.uids import (
+from mammocad.results import codes as C
+from mammocad.results.codes import Code
+from mammocad.results.uids import (
     DISCLAIMER,
     OutputContext,
     copy_patient_study,

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mammocad.logs import log_event
-from mammocad.node.spool import Spool
+from mammocad.spool.layout import Spool
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def _age_and_size(folder: Path) -> tuple[float, int]:
     return newest, size
 
 
-def _why_kept(spool_root: Path, study: Path) -> str | None:
+def _why_kept(spool: Spool, study: Path) -> str | None:
     """None when the study may go; else the reason it must stay."""
     reports = []
     for path in sorted((study / "reports").glob("*.json")):
@@ -74,9 +74,9 @@ def _why_kept(spool_root: Path, study: Path) -> str | None:
         return f"{len(images - reported)} image(s) in no report"
     for report in reports:
         for dest, item_id in (report.get("destinations") or {}).items():
-            for box in ("outbox", "deadletter"):
-                if (spool_root / box / str(dest) / str(item_id)).exists():
-                    return f"results for {dest} still in {box}/"
+            for box in (spool.outbox, spool.deadletter):
+                if (box / str(dest) / str(item_id)).exists():
+                    return f"results for {dest} still in {box.name}/"
     return None
 
 
@@ -99,7 +99,7 @@ def prune(spool_dir: str | os.PathLike[str], older_than_s: float, *, dry_run: bo
             newest, size = _age_and_size(folder)
             if newest >= cutoff:
                 continue
-            reason = _why_kept(spool.root, folder)
+            reason = _why_kept(spool, folder)
             if reason:
                 report.kept[uid] = reason
                 continue

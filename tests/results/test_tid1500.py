@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from mammocad.config import OutputKind
-from mammocad.worker.outputs import build_outputs
+from mammocad.results.outputs import build_outputs
 from tests import validators as V
-from tests.worker.outputs_fixtures import concept, content_items, make_case, write_all
+from tests.results.outputs_fixtures import concept, content_items, make_case, write_all
 
 KIND = [OutputKind.TID1500_SR]
 #: PixelMed has no rows for TID 1500's parameterised qualitative evaluations.

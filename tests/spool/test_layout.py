@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mammocad.node.spool import InvalidUIDError, Spool, atomic_write_bytes, validate_uid
+from mammocad.spool.layout import InvalidUIDError, Spool, atomic_write_bytes, validate_uid
 
 
 @pytest.mark.parametrize("bad", ["", "../../etc", "1.2/3", "1..2", ".1.2", "1.2.", "1.2.a", "1" * 65, None])

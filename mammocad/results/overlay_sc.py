@@ -28,7 +28,7 @@ from pydicom.pixels import apply_modality_lut, apply_voi_lut
 from pydicom.uid import JPEGBaseline8Bit
 
 from mammocad.model.results import ImageResult, LesionClass
-from mammocad.worker.uids import OutputContext, copy_patient_study, set_common
+from mammocad.results.uids import OutputContext, copy_patient_study, set_common
 
 KIND = "sc"
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"

@@ -21,11 +21,11 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
 from mammocad.config import OutputKind
 from mammocad.logs import log_event
 from mammocad.model.results import StudyResult
-from mammocad.worker.cad_sr import build_mammo_cad_sr
-from mammocad.worker.gsps import build_gsps, group_images
-from mammocad.worker.overlay_sc import build_secondary_capture
-from mammocad.worker.tid1500 import build_tid1500_sr
-from mammocad.worker.uids import OutputContext, sorted_sources
+from mammocad.results.cad_sr import build_mammo_cad_sr
+from mammocad.results.gsps import build_gsps, group_images
+from mammocad.results.overlay_sc import build_secondary_capture
+from mammocad.results.tid1500 import build_tid1500_sr
+from mammocad.results.uids import OutputContext, sorted_sources
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The one module that creates mammocad's Celery app.
+"""The one module that creates mammocad's Celery app, for the node (sender) and the workers.
 
 Settings come from the typed config. Reliability choices (see ../shared notes):
 late acks + reject on worker lost so a killed worker's task returns to the queue,
@@ -12,12 +12,7 @@ from __future__ import annotations
 from celery import Celery
 
 from mammocad.config import Settings
-
-#: Task names are the contract between the node and the workers (they may run on
-#: different machines with different code loaded), so they are spelled out here.
-TASK_ANALYZE_IMAGE = "mammocad.analyze_image"
-TASK_FINALIZE_STUDY = "mammocad.finalize_study"
-TASK_DELIVER = "mammocad.deliver"
+from mammocad.spool.tasks import TASK_QUEUES
 
 
 def make_celery(settings: Settings, broker_url: str | None = None) -> Celery:
@@ -41,11 +36,8 @@ def make_celery(settings: Settings, broker_url: str | None = None) -> Celery:
         task_soft_time_limit=w.soft_time_limit_s,
         task_time_limit=w.time_limit_s,
         task_default_queue=w.results_queue,
-        task_routes={
-            TASK_ANALYZE_IMAGE: {"queue": w.analysis_queue},
-            TASK_FINALIZE_STUDY: {"queue": w.results_queue},
-            TASK_DELIVER: {"queue": w.results_queue},
-        },
+        task_routes={name: {"queue": w.analysis_queue if queue == "analysis" else w.results_queue}
+                     for name, queue in TASK_QUEUES.items()},
         broker_transport_options={"visibility_timeout": w.time_limit_s * 2},
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,

@@ -1,8 +1,14 @@
 """What a mammogram's header says about laterality, view, orientation and pixel size.
 
-Headers vary: modern DR writes Image Laterality and the View Code Sequence (SCT codes);
-digitised film (CBIS-DDSM) may only have Laterality, or the view only in a description.
-Each reader returns the value *and* where it came from, so the result can say how it knew.
+The one header reader of mammocad: the node (four-views rule, start-up recovery), the
+worker (citing failed images) and the model (standardisation, inference) all read
+laterality and view here, so they cannot disagree about which image is which.
+
+Headers vary: modern DR writes Image Laterality and the View Code Sequence (SCT codes,
+or the older SRT designator with the same values); digitised film (CBIS-DDSM) may only
+have Laterality, or the view only in a description. Each reader returns the value *and*
+where it came from, so the result can say how it knew. A reader that parses only part of
+a data set (the node's C-STORE path) must read at least :data:`HEADER_KEYWORDS`.
 """
 
 from __future__ import annotations
@@ -26,10 +32,25 @@ VIEW_CODES: dict[str, str] = {
     "399265009": "XCC",
     "441555000": "CV",
     "399181007": "AT",
+    # The same views under the retired SNOMED RT designator (SRT), still written by older systems.
+    "R-10242": "CC",
+    "R-10226": "MLO",
+    "R-10224": "ML",
+    "R-10228": "LM",
+    "R-10230": "LMO",
 }
+#: Code Meanings of the two screening views, for codes from neither table.
+_VIEW_MEANINGS = {"CRANIO-CAUDAL": "CC", "MEDIO-LATERAL OBLIQUE": "MLO"}
 _VIEW_WORDS = ("XCCL", "XCCM", "MLO", "LMO", "CC", "ML", "LM", "FB", "SIO", "AT")
 _TEXT_FIELDS = ("SeriesDescription", "ProtocolName", "ImageComments", "AcquisitionDeviceProcessingDescription",
                 "StudyDescription")
+
+#: Every attribute :func:`laterality_from_header`, :func:`view_from_header` and
+#: :func:`orientation_from_header` look at, for readers that parse only some tags.
+HEADER_KEYWORDS: tuple[str, ...] = (
+    "ImageLaterality", "Laterality", "SharedFunctionalGroupsSequence", "ViewCodeSequence", "ViewPosition",
+    "PatientOrientation", *_TEXT_FIELDS,
+)
 
 
 def _text(ds: Dataset, keyword: str) -> str:
@@ -72,6 +93,9 @@ def view_from_header(ds: Dataset) -> tuple[str, str]:
         code = str(item.get("CodeValue", "")).strip()
         if code in VIEW_CODES:
             return VIEW_CODES[code], "ViewCodeSequence"
+        meaning = _text(item, "CodeMeaning")
+        if meaning in _VIEW_MEANINGS:
+            return _VIEW_MEANINGS[meaning], "ViewCodeSequence"
     position = _text(ds, "ViewPosition")
     if position:
         return position, "ViewPosition"
@@ -81,6 +105,11 @@ def view_from_header(ds: Dataset) -> tuple[str, str]:
             if re.search(rf"(?:^|[^A-Z]|[LR]){word}(?:$|[^A-Z])", text):
                 return word, keyword
     return "", "unknown"
+
+
+def laterality_view(ds: Dataset) -> tuple[str, str]:
+    """(laterality "L"|"R"|"", view e.g. "CC"|"MLO"|"") without the sources."""
+    return laterality_from_header(ds)[0], view_from_header(ds)[0]
 
 
 def spacing_from_header(ds: Dataset, fallback_mm: float) -> tuple[tuple[float, float], str]:

@@ -11,8 +11,8 @@ import pytest
 
 from mammocad.config import OutputKind
 from mammocad.model.results import LesionClass
-from mammocad.worker.outputs import build_outputs
-from mammocad.worker.overlay_sc import (
+from mammocad.results.outputs import build_outputs
+from mammocad.results.overlay_sc import (
     BANNER_RGB,
     BENIGN_RGB,
     MALIGNANT_RGB,
@@ -22,7 +22,7 @@ from mammocad.worker.overlay_sc import (
 )
 from tests import validators as V
 from tests.factories import make_mammogram
-from tests.worker.outputs_fixtures import make_case, write_all
+from tests.results.outputs_fixtures import make_case, write_all
 
 KIND = [OutputKind.SECONDARY_CAPTURE]
 

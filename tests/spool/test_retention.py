@@ -10,8 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from mammocad.node.retention import DAY_S, prune
-from mammocad.node.spool import Spool
+from mammocad.spool.layout import Spool
+from mammocad.spool.retention import DAY_S, prune
 
 NOW = time.time()
 OLD = NOW - 40 * DAY_S

@@ -7,9 +7,9 @@ from pathlib import Path
 import pydicom
 
 from mammocad.config import OutputKind
-from mammocad.worker.outputs import build_outputs
+from mammocad.results.outputs import build_outputs
 from tests import validators as V
-from tests.worker.outputs_fixtures import make_case, write_all
+from tests.results.outputs_fixtures import make_case, write_all
 
 KIND = [OutputKind.GSPS]
 

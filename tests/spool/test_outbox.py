@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mammocad.cli import main
-from mammocad.worker.outbox import Outbox
+from mammocad.spool.outbox import Outbox
 from tests.factories import make_mammogram
 
 

@@ -28,8 +28,8 @@ from pydicom.dataset import Dataset
 
 import mammocad
 from mammocad.model.results import ImageResult, LesionClass
-from mammocad.worker.cad_sr import box_outline
-from mammocad.worker.uids import (
+from mammocad.results.cad_sr import box_outline
+from mammocad.results.uids import (
     DISCLAIMER,
     MANUFACTURER,
     SERIES_NUMBERS,

@@ -1,4 +1,8 @@
-"""The spool on disk: durable writes and the paths of everything in it.
+"""The spool on disk: durable writes, UID validation and the paths of everything in it.
+
+This is the one description of the layout (docs/ARCHITECTURE.md has the table); the node
+and the workers both build their paths here, so they cannot disagree about where a file is.
+
 
 A file exists under its final name only once its bytes are on disk: write to
 ``tmp/``, fsync, rename, fsync the directory (and the parent of any directory we had
@@ -20,21 +24,35 @@ from typing import Any
 
 Chunks = bytes | bytearray | memoryview | Iterable[bytes | bytearray | memoryview]
 
-#: DICOM UID (PS3.5 §9): digits and dots, at most 64 characters. Leading zeros in a
-#: component are tolerated (some modalities write them) — they are harmless in paths.
+#: The one UID rule for every UID that becomes a path component, on both sides of the
+#: queue: digits and dots, components not empty, at most 64 characters (PS3.5 §9.1).
+#: Leading zeros in a component ("1.2.03") break PS3.5's rule but some modalities write
+#: them; they are harmless in paths, so the spool tolerates them (the node accepts such an
+#: image, and the worker must then be able to find it). Whatever writes a UID into a
+#: *new* DICOM object must not copy such a UID blindly.
 _UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+UID_MAX_LENGTH = 64
 
 
 class InvalidUIDError(ValueError):
     """A UID that is not a DICOM UID (and so must not become a file name)."""
 
 
+def is_uid(text: str) -> bool:
+    """True when ``text`` (already stripped) passes the spool's UID rule."""
+    return len(text) <= UID_MAX_LENGTH and _UID_RE.match(text) is not None
+
+
 def validate_uid(value: object, what: str = "UID") -> str:
-    """Return ``value`` stripped if it is a DICOM UID; raise :class:`InvalidUIDError` if not."""
+    """Return ``value`` stripped if it is a DICOM UID; raise :class:`InvalidUIDError` if not.
+
+    Surrounding spaces and the trailing NUL padding of an even-length UI value are
+    removed first (they are encoding, not part of the UID).
+    """
     text = str(value).strip().rstrip("\x00") if value is not None else ""
     if not text:
         raise InvalidUIDError(f"{what} is missing")
-    if len(text) > 64 or not _UID_RE.match(text):
+    if not is_uid(text):
         raise InvalidUIDError(f"{what} is not a DICOM UID (digits and dots, at most 64): {text[:80]!r}")
     return text
 
@@ -107,6 +125,9 @@ class Spool:
         self.tmp = self.root / "tmp"
         self.studies = self.root / "studies"
         self.other = self.root / "other"
+        self.outbox = self.root / "outbox"
+        self.deadletter = self.root / "deadletter"
+        self.redis = self.root / "redis"
 
     def create(self, stale_after_s: float = 3600.0) -> Spool:
         """Make the folders; remove temporary files a crash left behind.
@@ -134,11 +155,21 @@ class Spool:
     def result_path(self, study_uid: str, sop_uid: str) -> Path:
         return self.study_dir(study_uid) / "results" / f"{validate_uid(sop_uid, 'SOPInstanceUID')}.json"
 
+    def attempts_path(self, study_uid: str, sop_uid: str) -> Path:
+        """Count of analysis starts of one image (poison-image guard of the GPU worker)."""
+        return self.study_dir(study_uid) / "results" / f"{validate_uid(sop_uid, 'SOPInstanceUID')}.attempts"
+
     def complete_path(self, study_uid: str) -> Path:
         return self.study_dir(study_uid) / "complete.json"
 
     def reports_dir(self, study_uid: str) -> Path:
         return self.study_dir(study_uid) / "reports"
+
+    def report_path(self, study_uid: str, report_key: str) -> Path:
+        return self.reports_dir(study_uid) / f"{report_key}.json"
+
+    def finalize_lock_path(self, study_uid: str) -> Path:
+        return self.study_dir(study_uid) / ".finalize.lock"
 
     def other_path(self, study_uid: str, sop_uid: str) -> Path:
         return (self.other / validate_uid(study_uid, "StudyInstanceUID")
@@ -152,14 +183,14 @@ class Spool:
         if not self.studies.is_dir():
             return
         for entry in sorted(self.studies.iterdir()):
-            if entry.is_dir() and _UID_RE.match(entry.name):
+            if entry.is_dir() and is_uid(entry.name):
                 yield entry.name
 
     def image_sops(self, study_uid: str) -> list[str]:
         folder = self.study_dir(study_uid) / "images"
         if not folder.is_dir():
             return []
-        return sorted(p.stem for p in folder.glob("*.dcm") if _UID_RE.match(p.stem))
+        return sorted(p.stem for p in folder.glob("*.dcm") if is_uid(p.stem))
 
     def read_complete(self, study_uid: str) -> list[str] | None:
         """SOP UIDs of the last completion, or None when the study was never completed.

@@ -10,10 +10,10 @@ import pytest
 
 import mammocad
 from mammocad.config import OutputKind
-from mammocad.worker.outputs import build_outputs
+from mammocad.results.outputs import build_outputs
 from tests import validators as V
 from tests.factories import make_four_view_study
-from tests.worker.outputs_fixtures import make_case, write_all
+from tests.results.outputs_fixtures import make_case, write_all
 
 ALL = list(OutputKind)
 

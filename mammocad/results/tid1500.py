@@ -34,9 +34,9 @@ from pydicom.dataset import Dataset
 
 import mammocad
 from mammocad.model.results import BreastRisk, ImageResult, Lesion, LesionClass, LesionType
-from mammocad.worker import codes as C
-from mammocad.worker.cad_sr import box_outline
-from mammocad.worker.uids import (
+from mammocad.results import codes as C
+from mammocad.results.cad_sr import box_outline
+from mammocad.results.uids import (
     MANUFACTURER,
     SERIES_NUMBERS,
     OutputContext,

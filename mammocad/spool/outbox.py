@@ -33,7 +33,7 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
-from mammocad.worker.studies import fsync_dir, write_json
+from mammocad.spool.layout import Spool, atomic_write_json, fsync_dir
 
 _ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 ITEM_JSON = "item.json"
@@ -77,9 +77,10 @@ class Outbox:
     """Outbox and dead-letter folders of one spool."""
 
     def __init__(self, spool_dir: str | os.PathLike[str]) -> None:
-        self.spool = Path(spool_dir)
-        self.root = self.spool / "outbox"
-        self.dead_root = self.spool / "deadletter"
+        self.layout = Spool(spool_dir)
+        self.spool = self.layout.root
+        self.root = self.layout.outbox
+        self.dead_root = self.layout.deadletter
 
     def _dir(self, destination: str, item_id: str, dead: bool = False) -> Path:
         base = self.dead_root if dead else self.root
@@ -90,7 +91,7 @@ class Outbox:
         final = self._dir(destination, item_id)
         if final.exists() or self._dir(destination, item_id, dead=True).exists():
             return None
-        tmp_root = self.spool / "tmp"
+        tmp_root = self.layout.tmp
         tmp_root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=tmp_root, prefix=f".outbox-{item_id}-"))
         try:
@@ -125,7 +126,7 @@ class Outbox:
         return OutboxItem(**data, dead=dead, path=path)
 
     def save(self, item: OutboxItem) -> None:
-        write_json(item.path / ITEM_JSON, item.to_json(), self.spool)
+        atomic_write_json(item.path / ITEM_JSON, item.to_json(), self.layout.tmp)
 
     def items(self, dead: bool = False, destination: str | None = None) -> list[OutboxItem]:
         base = self.dead_root if dead else self.root
