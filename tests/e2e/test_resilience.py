@@ -69,6 +69,8 @@ def test_worker_killed_and_pacs_down_still_delivers_once(tmp_path: Path, random_
     wait_for(arrived, 30, "the results after the PACS came back")
     assert time.monotonic() - t0 < 15  # retry_max_s is 2 s: no resend by hand needed
     wait_for(lambda: not any(item_json.glob("*/item.json")), 10, "the outbox to empty")
+    # The worker logs "delivered" just after it removed the item: wait for the line too.
+    wait_for(lambda: "event=delivered dest=pacs" in pipe.log_text(), 10, "the delivered log line")
 
     log = pipe.log_text()
     assert log.count(f"event=finalized study={study_uid}") == 1
