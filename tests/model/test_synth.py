@@ -1,4 +1,5 @@
-"""The synthetic generator: DICOM validity, geometry, lesions, reproducibility, CLI."""
+"""The synthetic generator (synth v2): DICOM validity, geometry, physics, film and DR modes, texture
+statistics, lesions, reproducibility, CLI."""
 
 from __future__ import annotations
 
@@ -10,12 +11,15 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.dataset import Dataset
+from scipy import ndimage
 
 from mammocad.cli import main
 from mammocad.model.annotations import AnnotatedImage, load_manifest
 from mammocad.model.results import LesionClass
 from mammocad.model.synth import generate_dataset, generate_study
+from mammocad.model.synth.anatomy import Breast, view_maps
 from mammocad.model.synth.dicom_writer import PROFILES, ImageIds, build_dataset, sample_profile, to_stored
+from mammocad.model.synth.spectrum import roi_betas
 
 SEED, INDEX = 360, 5  # a Hologic study: R breast 3 benign clusters, L breast malignant + benign
 
@@ -106,10 +110,14 @@ def test_vendor_profiles_vary_and_follow_their_flags(tmp_path: Path) -> None:
         assert ("Laterality" in ds) == (profile.laterality_tags in ("laterality", "both"))
         assert ("ViewCodeSequence" in ds) == (profile.view_tags in ("both", "code"))
         assert ("ImagerPixelSpacing" in ds) == (profile.spacing_tags in ("imager", "both"))
-        assert ds.BitsStored in (12, 14) and ds.PhotometricInterpretation == profile.photometric
+        assert ds.BitsStored in (12, 14, 16) and ds.PhotometricInterpretation == profile.photometric
         if profile.secondary_capture:
             assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.7" and ds.Modality == "MG"
+            assert ds.PhotometricInterpretation == "MONOCHROME2" and ds.BurnedInAnnotation == "YES"
+            assert "ViewPosition" not in ds and "ImageLaterality" not in ds and ds.Laterality == "L"
     assert pixels.max() <= 4095
+    film = sum(sample_profile(np.random.default_rng([1, i])).secondary_capture for i in range(400))
+    assert 160 <= film <= 240, "about half the studies should be digitised film"
 
 
 @pytest.mark.parametrize("profile_index", [0, 5])
@@ -148,3 +156,53 @@ def test_cli_rejects_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture
     with pytest.raises(SystemExit) as exc:
         main(["model", "synth", "--help"])
     assert exc.value.code == 0
+
+
+def test_texture_power_spectrum_is_that_of_real_breasts(study) -> None:  # type: ignore[no-untyped-def]
+    """β of 256² regions at 0.2 mm inside the breast, as measured on real film (≈ 3.0–3.2)."""
+    betas = []
+    for ds in study.datasets:
+        img = display(ds)
+        inside = ndimage.binary_erosion(img > 0.1, iterations=4)
+        betas += roi_betas(img, 0.2, inside)
+    assert len(betas) >= 12
+    assert 2.8 <= float(np.median(betas)) <= 3.4, np.round(betas, 2)
+
+
+def test_compressed_breast_thins_towards_the_skin_and_muscle_only_on_mlo() -> None:
+    rng = np.random.default_rng(0)
+    breast = Breast.sample(rng, (200.0, 160.0), 0.3, compression_rng=np.random.default_rng(1))
+    assert 40.0 <= breast.thickness <= 80.0 and 1.0 <= breast.skin <= 2.0
+    spacing = 0.5
+    cc = view_maps(breast, "CC", (400, 320), spacing)
+    row = int(round(breast.centre_cc / spacing))
+    path = cc.tissue_mm[row] + cc.skin_mm[row]
+    inner = int(0.2 * breast.depth_cc / spacing)
+    assert path[inner] == pytest.approx(breast.thickness, rel=0.02)  # uniform in the middle
+    tip = int(breast.depth_cc / spacing)
+    profile = path[inner:tip]
+    assert np.all(np.diff(profile) <= 1e-3), "thickness must fall monotonically towards the nipple"
+    assert profile[-1] < 0.5 * breast.thickness and cc.skin_mm[row, tip - 2] > 2 * breast.skin
+    assert not cc.muscle_mm.any() and not cc.pectoral.any()
+    mlo = view_maps(breast, "MLO", (400, 320), spacing)
+    assert mlo.muscle_mm[2, 0] > 0.2 * breast.thickness
+    # The muscle edge is soft: its path grows gradually, never a step of more than a few mm per pixel.
+    assert np.abs(np.diff(mlo.muscle_mm, axis=1)).max() < 0.25 * breast.muscle
+
+
+def test_digitised_film_is_stored_like_cbis_ddsm_with_burned_in_labels() -> None:
+    film = next(s for s in (generate_study(i, seed=11, spacing_mm=0.5) for i in range(12))
+                if s.datasets[0].SOPClassUID == "1.2.840.10008.5.1.4.1.1.7")
+    for ds, ann in zip(film.datasets, film.annotations, strict=True):
+        assert ds.Modality == "MG" and ds.PhotometricInterpretation == "MONOCHROME2"
+        assert "ViewPosition" not in ds and "ImageLaterality" not in ds and ds.Laterality == ann.laterality
+        img = display(ds)
+        breast = ndimage.binary_dilation(img > 0.15, iterations=1)
+        lab, n = ndimage.label(breast)
+        sizes = ndimage.sum(breast, lab, range(1, n + 1))
+        big = lab == 1 + int(np.argmax(sizes))
+        off_breast = ~ndimage.binary_dilation(big, iterations=6)
+        off_breast[:16], off_breast[-16:], off_breast[:, :16], off_breast[:, -16:] = False, False, False, False
+        # Background of exposed film is dark; labels and markers off the breast are bright.
+        assert np.median(img[off_breast]) < 0.15
+        assert (img[off_breast] > 0.6).sum() > 20, "no burned-in label found off the breast"

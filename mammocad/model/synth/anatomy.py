@@ -1,5 +1,11 @@
 """Breast geometry for synthetic views, in millimetres, shared by a breast's CC and MLO.
 
+The compressed breast is a slab of ``thickness`` mm between the paddles whose edge is a
+half-ellipse: thickness is uniform in the middle and falls to zero at the skin line over
+``rolloff`` mm, which is why real mammograms darken towards the skin before processing.
+Skin is a shell of ``skin`` mm (seen tangentially at the edge as a brighter line); on MLO the
+pectoral muscle's path length grows smoothly from its edge, displacing breast tissue.
+
 Canonical frame: the chest wall is column 0 and the nipple points toward increasing
 columns; rows go from the top of the image down. For a CC view the top is lateral, for
 an MLO view the top is superior (axilla). ``generate`` flips right-breast images so that,
@@ -35,10 +41,20 @@ class Breast:
     exponent: float
     wobble_seed: int
     density: float  # fibroglandular fraction 0.05-0.9 (BI-RADS a-d)
+    thickness: float = 55.0  # compressed thickness, mm
+    rolloff: float = 25.0  # in-plane width of the thinning edge band, mm
+    skin: float = 1.5  # skin thickness, mm
+    nipple: float = 5.0  # nipple protrusion beyond the contour, mm
+    muscle: float = 20.0  # largest pectoral path length on MLO, mm
+    muscle_edge: float = 8.0  # distance over which the muscle path grows from 0, mm
 
     @classmethod
     def sample(cls, rng: np.random.Generator, field_mm: tuple[float, float],
-               density: float) -> Breast:
+               density: float, compression_rng: np.random.Generator | None = None) -> Breast:
+        """A breast drawn from ``rng``; thickness, skin and muscle from ``compression_rng``.
+
+        The separate stream keeps the v1 draws (outline, lesions) of a seed unchanged.
+        """
         height, width = field_mm
         depth_cc = float(rng.uniform(0.42, 0.78) * min(width, 165.0))
         depth_mlo = min(depth_cc * rng.uniform(1.05, 1.15), 0.92 * width)
@@ -52,7 +68,7 @@ class Breast:
             pectoral_width=float(depth_mlo * rng.uniform(0.25, 0.45)),
             pectoral_height=float(height * rng.uniform(0.3, 0.5)),
             exponent=float(rng.uniform(1.8, 2.6)), wobble_seed=int(rng.integers(0, 2**31)),
-            density=density,
+            density=density, **_compression(compression_rng or rng, density),
         )
 
     def view_geometry(self, view: str) -> tuple[float, float, float]:
@@ -75,7 +91,9 @@ class Breast:
         wobble_rng = np.random.default_rng(self.wobble_seed + (0 if view == "CC" else 1))
         knots = wobble_rng.normal(0.0, 0.025, size=9)
         wobble = np.interp(rows_mm, np.linspace(rows_mm.min(), rows_mm.max(), 9), knots)
-        return ellipse * (1.0 + wobble)
+        # The nipple: a small rounded bump in profile on the nipple row.
+        bump = self.nipple * np.sqrt(np.clip(1.0 - ((rows_mm - centre) / (1.4 * self.nipple + 2.0)) ** 2, 0.0, None))
+        return ellipse * (1.0 + wobble) + bump
 
     def to_view_mm(self, view: str, point: tuple[float, float, float]) -> tuple[float, float]:
         """Breast point (depth from nipple, lateral, superior) in mm → (row, col) in mm."""
@@ -89,39 +107,77 @@ class Breast:
 
 @dataclass(frozen=True)
 class ViewMaps:
-    """Per-pixel maps of one view in the canonical frame."""
+    """Per-pixel maps of one view in the canonical frame; path lengths in mm."""
 
     mask: np.ndarray  # breast coverage 0..1 (anti-aliased edge)
     edge_mm: np.ndarray  # distance to the skin line inside the breast, mm
     pectoral: np.ndarray  # pectoral muscle coverage 0..1 (MLO only)
     nipple: tuple[float, float]  # (row, col) in pixels
     half_height_px: float
+    tissue_mm: np.ndarray  # adipose + glandular path between the skin layers
+    skin_mm: np.ndarray  # skin path (top and bottom, longer where the edge is tangential)
+    muscle_mm: np.ndarray  # pectoral muscle path (MLO only)
 
 
 def view_maps(breast: Breast, view: str, shape: tuple[int, int], spacing: float) -> ViewMaps:
-    """Masks of ``view`` for an image of ``shape`` pixels at ``spacing`` mm."""
+    """Masks and path lengths of ``view`` for an image of ``shape`` pixels at ``spacing`` mm."""
     rows, cols = shape
     rows_mm = (np.arange(rows, dtype=np.float32) + 0.5) * spacing
     cols_mm = (np.arange(cols, dtype=np.float32) + 0.5) * spacing
     width = breast.width_profile(view, rows_mm).astype(np.float32)
     mask = np.clip((width[:, None] - cols_mm[None, :]) / spacing + 0.5, 0.0, 1.0)
-    edge_mm = _edge_distance(breast, view, shape, spacing)
+    # The exact horizontal distance to the contour keeps the thin edge band sharp.
+    edge_mm = np.clip(np.minimum(_edge_distance(breast, view, shape, spacing),
+                                 width[:, None] - cols_mm[None, :]), 0.0, None).astype(np.float32)
+    total, inner = _slab(breast, edge_mm)
+    skin_mm = (total - inner) * mask
     pectoral = np.zeros(shape, dtype=np.float32)
+    muscle_mm = np.zeros(shape, dtype=np.float32)
     if view != "CC":
-        # Convex-edged triangle on the chest wall, widest at the top edge.
+        # Convex-edged triangle on the chest wall, widest at the top edge; the muscle's path
+        # length grows from 0 at its edge (a wedge seen obliquely), so there is no hard step.
         pw, ph = breast.pectoral_width, breast.pectoral_height
         frac = np.clip(1.0 - rows_mm / ph, 0.0, 1.0)
         edge = pw * frac ** 0.85
-        pectoral = np.clip((edge[:, None] - cols_mm[None, :]) / spacing + 0.5, 0.0, 1.0) * mask
+        inside = edge[:, None] - cols_mm[None, :]
+        pectoral = np.clip(inside / spacing + 0.5, 0.0, 1.0) * mask
+        grow = np.clip(inside / breast.muscle_edge, 0.0, None)
+        muscle_mm = breast.muscle * (1.0 - np.exp(-grow - 0.5 * grow ** 2)) * mask
+        muscle_mm = np.minimum(muscle_mm, 0.9 * inner)
+    tissue_mm = np.clip(inner - muscle_mm, 0.0, None) * mask
     depth, centre, half = breast.view_geometry(view)
     return ViewMaps(mask=mask.astype(np.float32), edge_mm=edge_mm, pectoral=pectoral.astype(np.float32),
-                    nipple=(centre / spacing, depth / spacing), half_height_px=half / spacing)
+                    nipple=(centre / spacing, depth / spacing), half_height_px=half / spacing,
+                    tissue_mm=tissue_mm.astype(np.float32), skin_mm=skin_mm.astype(np.float32),
+                    muscle_mm=muscle_mm.astype(np.float32))
+
+
+def _slab(breast: Breast, edge_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Path through the whole breast and through the part inside the skin at ``edge_mm`` from the skin line.
+
+    The edge is a half-ellipse with semi-axes ``rolloff`` (in plane) and thickness/2; the
+    inner (sub-skin) surface is the same ellipse shrunk by the skin thickness.
+    """
+    half_t, width, skin = breast.thickness / 2, breast.rolloff, breast.skin
+    u = np.clip(1.0 - edge_mm / width, 0.0, 1.0)
+    total = 2 * half_t * np.sqrt(1.0 - u * u)
+    v = np.clip((width - edge_mm) / (width - skin), 0.0, 1.0)
+    inner = np.where(edge_mm > skin, 2 * (half_t - skin) * np.sqrt(1.0 - v * v), 0.0)
+    return total.astype(np.float32), inner.astype(np.float32)
+
+
+def _compression(rng: np.random.Generator, density: float) -> dict[str, float]:
+    """Compressed thickness, edge and skin of one breast (dense breasts compress less)."""
+    thickness = float(np.clip(rng.normal(52.0 + 12.0 * density, 8.0), 40.0, 80.0))
+    return {"thickness": thickness, "rolloff": float(thickness * rng.uniform(0.6, 1.1)),
+            "skin": float(rng.uniform(1.0, 2.0)), "nipple": float(rng.uniform(2.0, 6.0)),
+            "muscle": float(thickness * rng.uniform(0.3, 0.7)), "muscle_edge": float(rng.uniform(4.0, 14.0))}
 
 
 def _edge_distance(breast: Breast, view: str, shape: tuple[int, int], spacing: float) -> np.ndarray:
     """Distance to the skin (mm), computed on a 1 mm grid and interpolated up."""
     rows, cols = shape
-    grid = 1.0
+    grid = 0.5
     r_mm = np.arange(int(np.ceil(rows * spacing / grid)) + 1) * grid
     c_mm = np.arange(int(np.ceil(cols * spacing / grid)) + 1) * grid
     width = breast.width_profile(view, r_mm)

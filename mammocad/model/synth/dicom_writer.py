@@ -1,7 +1,9 @@
 """DICOM headers for synthetic mammograms, with the header variations vendors really show.
 
-Most images are Digital Mammography X-Ray Image Storage - For Presentation; a few are
-Secondary Capture with Modality MG, as digitised-film archives (CBIS-DDSM) store them.
+About half the studies are digital (DR): Digital Mammography X-Ray Image Storage - For
+Presentation. The other half are digitised film (``film``), stored as digitised-film archives
+(CBIS-DDSM) store them: Secondary Capture, Modality MG, MONOCHROME2, no ViewPosition or
+ImageLaterality (only ``Laterality``).
 Some profiles deliberately omit ImageLaterality or ViewCodeSequence (Type 1 in the MG
 IOD) because real archives do, and readers must fall back to Laterality/ViewPosition.
 Patients are synthetic ("SYNTH^0001"); UIDs are derived from the seed, so a re-run gives
@@ -47,8 +49,13 @@ PROFILES = (
     VendorProfile("Planmed", "Clarity 2D", "MONOCHROME2", 14, 0.085, "both", "image", "code"),
     VendorProfile("HOWTEK", "MultiRad 850 (digitised film)", "MONOCHROME2", 12, 0.1, "pixel", "laterality",
                   "none", secondary_capture=True),
+    VendorProfile("LUMISYS", "Lumiscan 85 (digitised film)", "MONOCHROME2", 16, 0.1, "pixel", "laterality",
+                  "none", secondary_capture=True),
+    VendorProfile("DBA Systems", "M2100 ImageClear (digitised film)", "MONOCHROME2", 16, 0.085, "pixel",
+                  "laterality", "none", secondary_capture=True),
 )
-PROFILE_WEIGHTS = (0.3, 0.2, 0.15, 0.15, 0.1, 0.1)
+#: Half digital, half digitised film (the archives a detector is judged on are film).
+PROFILE_WEIGHTS = (0.17, 0.1, 0.08, 0.08, 0.07, 0.2, 0.15, 0.15)
 
 
 def sample_profile(rng: np.random.Generator) -> VendorProfile:
@@ -70,8 +77,14 @@ class ImageIds:
 
 
 def to_stored(img: np.ndarray, profile: VendorProfile) -> np.ndarray:
-    """Float 0..1 (bright = dense) → stored uint16 values in the profile's bit depth and polarity."""
+    """Float 0..1 (bright = dense) → stored uint16 values in the profile's bit depth and polarity.
+
+    Digitised film uses the full range (unscanned/black film at 0, as CBIS-DDSM has it);
+    DR output keeps a small margin at both ends, as vendors' LUTs do.
+    """
     top = (1 << profile.bits_stored) - 1
+    if profile.secondary_capture:
+        return np.round(np.clip(img, 0.0, 1.0) * top).astype(np.uint16)
     values = np.round(np.clip(img, 0.0, 1.0) * (0.94 * top) + 0.02 * top).astype(np.uint16)
     if profile.photometric == "MONOCHROME1":
         values = (top - values).astype(np.uint16)
@@ -98,7 +111,7 @@ def build_dataset(pixels: np.ndarray, ids: ImageIds, profile: VendorProfile, spa
     _spacing(ds, profile, spacing)
     if sc:
         ds.ConversionType = "DF"
-        ds.BurnedInAnnotation = "NO"
+        ds.BurnedInAnnotation = "YES"  # the film's own labels and markers, scanned with it
     else:
         _mammo_modules(ds, profile)
     _pixel_module(ds, pixels, profile)

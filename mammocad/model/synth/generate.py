@@ -21,11 +21,22 @@ from mammocad import NOT_FOR_DIAGNOSIS, __version__
 from mammocad.logs import log_event
 from mammocad.model.annotations import AnnotatedImage, AnnotatedLesion, save_manifest
 from mammocad.model.results import LesionClass
+from mammocad.model.synth import physics
+from mammocad.model.synth.acquisition import DrSettings, detect_dr, present
 from mammocad.model.synth.anatomy import Breast
 from mammocad.model.synth.calcifications import ClusterSpec, sample_cluster
-from mammocad.model.synth.dicom_writer import ImageIds, build_dataset, sample_profile, to_stored
+from mammocad.model.synth.confusers import add_confusers
+from mammocad.model.synth.dicom_writer import (
+    ImageIds,
+    VendorProfile,
+    build_dataset,
+    sample_profile,
+    to_stored,
+)
+from mammocad.model.synth.film import acquire_film
+from mammocad.model.synth.film_marks import FilmLabel
 from mammocad.model.synth.raster import Box
-from mammocad.model.synth.views import compose_view
+from mammocad.model.synth.views import project_view
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +45,8 @@ FIELDS_MM = {"small": (200.0, 160.0), "full": (297.5, 238.0)}
 SMALL_SPACING_MM = 0.2
 VIEWS = (("R", "CC"), ("L", "CC"), ("R", "MLO"), ("L", "MLO"))
 DENSITIES = {"A": 0.1, "B": 0.3, "C": 0.55, "D": 0.8}
+#: Generator version recorded in manifests (2: physical projection, DR and film acquisition).
+SYNTH_VERSION = 2
 
 
 @dataclass
@@ -70,7 +83,8 @@ def generate_study(index: int, *, seed: int, size: str = "small",
     breasts, lesions = {}, {}
     for lat in ("R", "L"):
         density = float(np.clip(DENSITIES[density_letter] + rng.normal(0, 0.04), 0.03, 0.95))
-        breasts[lat] = Breast.sample(rng, field_mm, density)
+        breasts[lat] = Breast.sample(rng, field_mm, density,
+                                     compression_rng=np.random.default_rng([seed, index, ord(lat), 3]))
         lesions[lat] = _sample_lesions(rng, breasts[lat], field_mm)
     study = SynthStudy(patient_id=patient_id, study_uid="")
     malignant = {lat: any(x.spec.lesion_class is LesionClass.MALIGNANT for x in lesions[lat]) for lat in breasts}
@@ -79,11 +93,8 @@ def generate_study(index: int, *, seed: int, size: str = "small",
         view_rng = np.random.default_rng([seed, index, number, 7])
         drawn = [x for x in lesions[lat] if view in x.views]
         centres = [(x.spec, breasts[lat].to_view_mm(view, x.position)) for x in drawn]
-        img, boxes = compose_view(breasts[lat], view, shape, spacing, view_rng, centres)
-        if lat == "R":  # stored with the chest wall on the image's right (see anatomy)
-            img = img[:, ::-1]
-            boxes = [_flip(b, shape[1]) for b in boxes]
-        ds = build_dataset(to_stored(np.ascontiguousarray(img), profile), ids, profile, spacing)
+        img, boxes = render_view(breasts[lat], lat, view, shape, spacing, view_rng, centres, profile)
+        ds = build_dataset(to_stored(img, profile), ids, profile, spacing)
         ann_lesions = tuple(AnnotatedLesion(box=b, lesion_class=x.spec.lesion_class, description=x.spec.description)
                             for x, b in zip(drawn, boxes, strict=True) if b is not None)
         study.datasets.append(ds)
@@ -95,6 +106,30 @@ def generate_study(index: int, *, seed: int, size: str = "small",
                    "density": density_letter, "kinds": [x.spec.kind for x in drawn], "synthetic": True}))
     study.study_uid = study.datasets[0].StudyInstanceUID
     return study
+
+
+def render_view(breast: Breast, laterality: str, view: str, shape: tuple[int, int], spacing: float,
+                rng: np.random.Generator, clusters: list[tuple[ClusterSpec, tuple[float, float]]],
+                profile: VendorProfile) -> tuple[np.ndarray, list[Box | None]]:
+    """Display image 0..1 (bright = dense, as stored) of one view and its cluster boxes.
+
+    The view is projected in the canonical frame, turned to its stored orientation (right
+    breasts flipped so the chest wall is on the image's right), then acquired: digitised film
+    for Secondary Capture profiles, a DR detector with vendor processing otherwise. Labels on
+    film are drawn after the flip so that they read the right way round.
+    """
+    energy = float(rng.uniform(*physics.ENERGY_RANGE_KEV))
+    proj = project_view(breast, view, shape, spacing, rng, clusters, energy)
+    line, mask, boxes = proj.line_integral, proj.maps.mask, proj.boxes
+    if laterality == "R":
+        line, mask = np.ascontiguousarray(line[:, ::-1]), np.ascontiguousarray(mask[:, ::-1])
+        boxes = [_flip(b, shape[1]) for b in boxes]
+    # Unlabelled look-alikes (dust, lint, film defects, fibrous crossings) join the line integral.
+    add_confusers(rng, line, mask, spacing, "film" if profile.secondary_capture else "dr", energy_kev=energy)
+    if profile.secondary_capture:
+        return acquire_film(line, mask, spacing, FilmLabel(laterality, view), rng), boxes
+    settings = DrSettings.sample(rng)
+    return present(detect_dr(line, mask, spacing, settings, rng), mask, spacing, settings), boxes
 
 
 def _flip(box: Box | None, columns: int) -> Box | None:
@@ -164,7 +199,7 @@ def generate_dataset(out_dir: Path, n_studies: int, seed: int, size: str = "smal
             images.append(AnnotatedImage(image_path=path, laterality=ann.laterality, view=ann.view,
                                          breast_id=ann.breast_id, lesions=ann.lesions,
                                          breast_malignant=ann.breast_malignant, extra=ann.extra))
-    info = {"generator": "mammocad.model.synth", "mammocad_version": __version__, "seed": seed,
+    info = {"generator": "mammocad.model.synth", "synth_version": SYNTH_VERSION, "mammocad_version": __version__, "seed": seed,
             "size": size, "spacing_mm": spacing_mm, "n_studies": n_studies, "synthetic": True,
             "note": f"synthetic data only; {NOT_FOR_DIAGNOSIS}"}
     save_manifest(out_dir, images, info)

@@ -1,31 +1,33 @@
-"""Background structures of a synthetic mammogram: parenchyma and vessels.
+"""Random-field and curve primitives for the breast background, in physical units (mm).
 
-Real breast parenchyma has a power-law spectrum (P(f) ~ 1/f^beta, beta close to 3), so
-that is what the texture is made of; vessels are smooth, bright, slowly curving lines.
+- ``power_law_field``: Gaussian noise whose power spectrum falls as 1/f^β (f in cycles/mm),
+  the statistics of projected breast parenchyma (Burgess; β ≈ 3).
+- ``lobule_cells``: a warped cellular (Worley) pattern — fat lobules separated by thin septa,
+  the compartment structure that VICTRE and OpenVCT build their phantoms from.
+- ``tubes``: tube-like curves (vessels, ducts, ligament edges) as projected path lengths.
 Everything works on float32 arrays in the *canonical frame* (chest wall at column 0).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import ndimage
 
 
-def power_law_noise(shape: tuple[int, int], beta: float, rng: np.random.Generator,
-                    *, min_freq: float = 2.0, aniso: float = 1.0) -> np.ndarray:
-    """Zero-mean, unit-std noise with spectrum 1/f^beta (f in cycles per longest side).
+def power_law_field(shape: tuple[int, int], spacing: float, beta: float, rng: np.random.Generator,
+                    *, largest_mm: float = 60.0, aniso: float = 1.0) -> np.ndarray:
+    """Zero-mean, unit-std noise with power spectrum 1/f^β for f above 1/``largest_mm`` cycles/mm.
 
-    min_freq caps the largest structures (else one blob fills the breast);
-    aniso > 1 stretches structures along the columns (x axis).
+    aniso > 1 makes structures longer along the columns than along the rows.
     """
     rows, cols = shape
-    scale = float(max(rows, cols))
-    fy = np.fft.fftfreq(rows)[:, None] * scale
-    fx = np.fft.rfftfreq(cols)[None, :] * scale * aniso
+    fy = np.fft.fftfreq(rows, d=spacing)[:, None]
+    fx = np.fft.rfftfreq(cols, d=spacing)[None, :] * aniso
     f = np.sqrt(fx * fx + fy * fy)
-    amp = (np.maximum(f, min_freq)) ** (-beta / 2.0)
-    phase = rng.uniform(0, 2 * np.pi, size=amp.shape)
-    spec = amp * np.exp(1j * phase)
+    amp = np.maximum(f, 1.0 / largest_mm) ** (-beta / 2.0)
+    spec = amp * (rng.standard_normal(amp.shape) + 1j * rng.standard_normal(amp.shape))
     spec[0, 0] = 0.0
     out = np.fft.irfft2(spec, s=shape).astype(np.float32)
     out -= out.mean()
@@ -33,24 +35,68 @@ def power_law_noise(shape: tuple[int, int], beta: float, rng: np.random.Generato
     return out / (std if std > 0 else 1.0)
 
 
-def radial_strands(shape: tuple[int, int], nipple: tuple[float, float],
-                   rng: np.random.Generator) -> np.ndarray:
-    """Streaks converging on the nipple (ducts, Cooper's ligaments), zero mean, unit std.
+def power_law_noise(shape: tuple[int, int], beta: float, rng: np.random.Generator,
+                    *, min_freq: float = 2.0, aniso: float = 1.0) -> np.ndarray:
+    """As ``power_law_field`` with f in cycles per longest side (kept for callers of synth v1)."""
+    side = float(max(shape))
+    return power_law_field(shape, 1.0, beta, rng, largest_mm=side / min_freq, aniso=aniso)
 
-    Made as anisotropic noise in (radius, angle) space and warped back to the image.
+
+@dataclass(frozen=True)
+class Cells:
+    """A cellular pattern: ``chord`` 0..1 is a round cell's relative thickness (1 at its centre),
+    ``gap_mm`` the distance from a point to the nearest cell wall (0 on the septum)."""
+
+    chord: np.ndarray
+    gap_mm: np.ndarray
+
+
+def lobule_cells(shape: tuple[int, int], spacing: float, cell_mm: float, rng: np.random.Generator,
+                 *, warp: float = 0.35) -> Cells:
+    """Jittered-grid Worley cells of about ``cell_mm`` with curved walls (domain-warped)."""
+    rows, cols = shape
+    n_r, n_c = int(rows * spacing / cell_mm) + 3, int(cols * spacing / cell_mm) + 3
+    grid_rc = np.mgrid[0:n_r, 0:n_c]
+    seeds = (np.stack([grid_rc[0], grid_rc[1]], axis=-1) + rng.uniform(0.1, 0.9, (n_r, n_c, 2))).astype(np.float32)
+    y = (np.arange(rows, dtype=np.float32) + 0.5) * spacing / cell_mm
+    x = (np.arange(cols, dtype=np.float32) + 0.5) * spacing / cell_mm
+    yy = np.broadcast_to(y[:, None], shape) + warp * power_law_field(shape, spacing, 4.0, rng, largest_mm=4 * cell_mm)
+    xx = np.broadcast_to(x[None, :], shape) + warp * power_law_field(shape, spacing, 4.0, rng, largest_mm=4 * cell_mm)
+    yy, xx = yy + 1.0, xx + 1.0
+    iy, ix = np.floor(yy).astype(np.int32), np.floor(xx).astype(np.int32)
+    d1 = np.full(shape, np.inf, np.float32)
+    d2 = np.full(shape, np.inf, np.float32)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            sy, sx = np.clip(iy + dy, 0, n_r - 1), np.clip(ix + dx, 0, n_c - 1)
+            s = seeds[sy, sx]
+            d = np.hypot(yy - s[..., 0], xx - s[..., 1])
+            d2 = np.where(d < d1, d1, np.minimum(d2, d))
+            d1 = np.minimum(d1, d)
+    s_rel = 2 * d1 / (d1 + d2)  # 0 at the seed, 1 on the wall
+    chord = np.sqrt(np.clip(1.0 - s_rel ** 2, 0.0, 1.0))
+    return Cells(chord=chord.astype(np.float32), gap_mm=((d2 - d1) * 0.5 * cell_mm).astype(np.float32))
+
+
+def radial_field(shape: tuple[int, int], spacing: float, centre_mm: tuple[float, float], beta: float,
+                 rng: np.random.Generator, *, stretch: float = 4.0) -> np.ndarray:
+    """Power-law noise stretched along rays from ``centre_mm`` (strands converging on the nipple).
+
+    Made as anisotropic noise in (angle, log-radius) coordinates and mapped back, unit std.
     """
     rows, cols = shape
-    small = (256, 256)
-    polar = power_law_noise(small, 2.6, rng, min_freq=3.0, aniso=0.25)
-    yy, xx = np.mgrid[0:rows:4, 0:cols:4].astype(np.float32)
-    dy, dx = yy - nipple[0], xx - nipple[1]
-    radius = np.sqrt(dx * dx + dy * dy) / max(rows, cols) * (small[1] - 1)
-    angle = (np.arctan2(dy, -dx) / np.pi + 1.0) * 0.5 * (small[0] - 1)
-    low = ndimage.map_coordinates(polar, [angle, radius], order=1, mode="wrap")
-    return upsample(low, shape)
+    polar_shape = (512, 256)
+    polar = power_law_field(polar_shape, 1.0, beta, rng, largest_mm=120.0, aniso=stretch)
+    r_mm = (np.arange(rows, dtype=np.float32)[:, None] + 0.5) * spacing - centre_mm[0]
+    c_mm = (np.arange(cols, dtype=np.float32)[None, :] + 0.5) * spacing - centre_mm[1]
+    radius = np.log1p(np.hypot(r_mm, c_mm) / 10.0) * 60.0
+    angle = (np.arctan2(r_mm, -c_mm) / np.pi + 1.0) * 0.5 * polar_shape[0]
+    return ndimage.map_coordinates(polar, [angle, np.minimum(radius, polar_shape[1] - 1)], order=1,
+                                   mode="grid-wrap").astype(np.float32)
 
 
 def upsample(low: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Linear interpolation of ``low`` onto ``shape`` (edges held)."""
     zoom = (shape[0] / low.shape[0], shape[1] / low.shape[1])
     up = ndimage.zoom(low, zoom, order=1)
     out = np.zeros(shape, dtype=np.float32)
@@ -63,39 +109,45 @@ def upsample(low: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return out
 
 
-def vessel_curves(rng: np.random.Generator, *, depth_px: float, half_height_px: float,
-                  centre_row: float, count: int) -> list[np.ndarray]:
-    """Smooth polylines (N×2 as row, col) from near the chest wall toward the nipple."""
-    curves = []
-    for _ in range(count):
-        n = 200
-        t = np.linspace(0.0, 1.0, n)
-        start_row = centre_row + rng.uniform(-0.7, 0.7) * half_height_px
-        end_row = centre_row + rng.uniform(-0.4, 0.4) * half_height_px
-        length = rng.uniform(0.4, 0.9) * depth_px
-        col = rng.uniform(0.0, 0.15) * depth_px + t * length
-        bend = rng.normal(0, 0.06) * half_height_px * np.sin(np.pi * t * rng.uniform(0.8, 2.2))
-        row = start_row + (end_row - start_row) * t + bend
-        curves.append(np.stack([row, col], axis=1))
-    return curves
+def wander(rng: np.random.Generator, start: np.ndarray, heading: float, length: float, step: float,
+           tortuosity: float) -> np.ndarray:
+    """A smooth random path (N×2, row/col in mm) of ``length`` from ``start`` along ``heading`` (rad)."""
+    n = max(int(length / step), 2)
+    turn = ndimage.gaussian_filter1d(rng.normal(0.0, tortuosity, n), 4.0) * np.sqrt(step)
+    ang = heading + np.cumsum(turn)
+    pts = np.cumsum(np.stack([np.sin(ang), np.cos(ang)], axis=1) * step, axis=0)
+    return start[None, :] + pts
 
 
-def draw_curves(shape: tuple[int, int], curves: list[np.ndarray], width_px: float,
-                amplitude: float) -> np.ndarray:
-    """Render curves as soft bright lines of Gaussian profile ``width_px`` wide (FWHM)."""
-    layer = np.zeros(shape, dtype=np.float32)
-    for curve in curves:
-        seg = np.diff(curve, axis=0)
-        length = float(np.sum(np.sqrt((seg ** 2).sum(axis=1))))
-        n = max(int(length * 2), 2)
-        t = np.linspace(0, len(curve) - 1, n)
-        rows = np.interp(t, np.arange(len(curve)), curve[:, 0])
-        cols = np.interp(t, np.arange(len(curve)), curve[:, 1])
-        taper = np.linspace(1.0, 0.4, n)
-        ri, ci = np.round(rows).astype(int), np.round(cols).astype(int)
+def tubes(shape: tuple[int, int], spacing: float, paths: list[np.ndarray],
+          radii: list[np.ndarray]) -> np.ndarray:
+    """Projected path length (mm) through tubes along ``paths`` (mm) of ``radii`` (mm, per point).
+
+    A tube of radius r has a chord profile 2·sqrt(r² − x²); it is drawn as a Gaussian of the
+    same area and peak, by splatting points into width classes and blurring each class once.
+    """
+    out = np.zeros(shape, dtype=np.float32)
+    if not paths:
+        return out
+    pts = np.concatenate(paths) / spacing - 0.5
+    rad = np.concatenate(radii)
+    classes = np.geomspace(max(rad.min(), 1e-3), max(rad.max(), 1e-3) * 1.0001, 5)
+    which = np.clip(np.digitize(rad, classes) - 1, 0, len(classes) - 2)
+    for k in range(len(classes) - 1):
+        sel = which == k
+        if not sel.any():
+            continue
+        r_mm = float(np.sqrt(classes[k] * classes[k + 1]))
+        sigma_px = max(0.6 * r_mm / spacing, 0.5)
+        layer = np.zeros(shape, dtype=np.float32)
+        ri, ci = np.round(pts[sel, 0]).astype(int), np.round(pts[sel, 1]).astype(int)
         ok = (ri >= 0) & (ri < shape[0]) & (ci >= 0) & (ci < shape[1])
-        np.add.at(layer, (ri[ok], ci[ok]), taper[ok] * 0.5)
-    sigma = max(width_px / 2.355, 0.6)
-    layer = ndimage.gaussian_filter(layer, sigma)
-    peak = 1.0 / (np.sqrt(2 * np.pi) * sigma)
-    return np.minimum(layer / peak, 1.5) * amplitude
+        # Each splat is a point sample along the path: weight = path step in pixels × peak chord.
+        np.add.at(layer, (ri[ok], ci[ok]), 2 * rad[sel][ok])
+        out += ndimage.gaussian_filter(layer, sigma_px) * (np.sqrt(2 * np.pi) * sigma_px) * _step_px(paths, spacing)
+    return out
+
+
+def _step_px(paths: list[np.ndarray], spacing: float) -> float:
+    seg = np.concatenate([np.diff(p, axis=0) for p in paths])
+    return float(np.mean(np.hypot(seg[:, 0], seg[:, 1]))) / spacing

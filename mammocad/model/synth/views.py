@@ -1,86 +1,51 @@
-"""Compose one view: anatomy + parenchyma + vessels + calcifications → attenuation 0..1.
+"""Project one view: path lengths of each material → line integral of attenuation ``L = ∫µ dl``.
 
-The value model is that of a processed ("For Presentation") image in MONOCHROME2 sense:
-background near 0, fat grey, fibroglandular tissue and pectoral muscle bright,
-calcifications brightest. Peripheral equalisation is imitated by a soft fall-off of
-brightness in the last centimetre before the skin.
+The anatomy gives path lengths in mm (adipose+glandular tissue, skin, pectoral muscle), the
+background gives the glandular fraction and thin structures, and the calcifications arrive as
+a map of hydroxyapatite path length (mm). ``physics`` turns them into one dimensionless line
+integral at the image's effective energy; the acquisition (``acquisition``/``film``) then makes
+exposure, noise, blur and stored values from it, so specks and tissue share one chain.
 """
 
 from __future__ import annotations
 
-import numpy as np
-from scipy import special
+from dataclasses import dataclass
 
-from mammocad.model.synth.anatomy import Breast, view_maps
+import numpy as np
+
+from mammocad.model.synth import physics
+from mammocad.model.synth.anatomy import Breast, ViewMaps, view_maps
 from mammocad.model.synth.calcifications import ClusterSpec
 from mammocad.model.synth.raster import Box, render_cluster
-from mammocad.model.synth.texture import (
-    draw_curves,
-    power_law_noise,
-    radial_strands,
-    upsample,
-    vessel_curves,
-)
+from mammocad.model.synth.tissue import build_tissue
 
-TEXTURE_GRID_MM = 0.2
+@dataclass(frozen=True)
+class Projection:
+    """One view before acquisition, in the canonical frame."""
+
+    line_integral: np.ndarray  # ∫µ dl per pixel (0 outside the breast)
+    maps: ViewMaps
+    energy_kev: float
+    boxes: list[Box | None]  # one per requested cluster (None when not drawn)
 
 
-def compose_view(breast: Breast, view: str, shape: tuple[int, int], spacing: float,
-                 rng: np.random.Generator,
-                 clusters: list[tuple[ClusterSpec, tuple[float, float]]]) -> tuple[np.ndarray, list[Box | None]]:
-    """Float image in the canonical frame and each cluster's box (None when not drawn).
-
-    clusters: (spec, centre in mm as (row, col)) pairs.
-    """
+def project_view(breast: Breast, view: str, shape: tuple[int, int], spacing: float,
+                 rng: np.random.Generator, clusters: list[tuple[ClusterSpec, tuple[float, float]]],
+                 energy_kev: float) -> Projection:
+    """Line integral of ``view`` with ``clusters`` ((spec, centre (row, col) in mm) pairs) inside it."""
     maps = view_maps(breast, view, shape, spacing)
-    thick = 1.0 - np.exp(-maps.edge_mm / 9.0)
-    img = maps.mask * (0.26 + 0.14 * thick)
-    img += maps.mask * thick * _background(breast, view, shape, spacing, rng)
-    img += maps.mask * 0.05 * np.exp(-maps.edge_mm / 0.8)  # skin line
-    img += maps.pectoral * (0.16 + 0.06 * _soft_gradient(shape))
+    tissue = build_tissue(breast, view, maps, shape, spacing, rng)
+    gland_mm = tissue.glandular * maps.tissue_mm + tissue.extra_mm * maps.mask * np.clip(maps.tissue_mm / 10.0, 0, 1)
+    thick = maps.tissue_mm
+    fraction = np.divide(gland_mm, thick, out=np.zeros_like(thick), where=thick > 1e-3)
+    line = physics.tissue_line_integral(thick, np.clip(fraction, 0.0, 1.0), energy_kev)
+    line += np.float32(physics.attenuation_per_mm("skin", energy_kev)) * maps.skin_mm
+    line += np.float32(physics.attenuation_per_mm("muscle", energy_kev)) * maps.muscle_mm
+    calcium = np.zeros(shape, dtype=np.float32)
     boxes = []
     for spec, (row_mm, col_mm) in clusters:
         centre_px = (row_mm / spacing - 0.5, col_mm / spacing - 0.5)
-        boxes.append(render_cluster(img, spec, view, centre_px, spacing))
-    img += rng.normal(0.0, 0.006, size=shape).astype(np.float32) * (0.3 + maps.mask)
-    return np.clip(img, 0.0, 1.0).astype(np.float32), boxes
-
-
-def _background(breast: Breast, view: str, shape: tuple[int, int], spacing: float,
-                rng: np.random.Generator) -> np.ndarray:
-    """Parenchyma and vessels, made on a grid of at least 0.2 mm and interpolated up.
-
-    Texture statistics are then the same in mm whatever the output spacing, and a
-    full-size image costs little more than a small one.
-    """
-    step = max(spacing, TEXTURE_GRID_MM)
-    tex_shape = (max(int(round(shape[0] * spacing / step)), 8), max(int(round(shape[1] * spacing / step)), 8))
-    depth, centre, half = breast.view_geometry(view)
-    nipple = (centre / step, depth / step)
-    tex = 0.85 * _parenchyma(breast.density, nipple, half / step, tex_shape, rng)
-    curves = vessel_curves(rng, depth_px=nipple[1], half_height_px=half / step,
-                           centre_row=nipple[0], count=int(rng.integers(3, 8)))
-    tex += draw_curves(tex_shape, curves, rng.uniform(1.0, 2.2) / step, rng.uniform(0.035, 0.06))
-    return tex if tex_shape == shape else upsample(tex, shape)
-
-
-def _parenchyma(density: float, nipple: tuple[float, float], half_height_px: float,
-                shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
-    """Fibroglandular tissue: thresholded 1/f^3 noise whose local fraction follows density."""
-    rows, cols = shape
-    nr, nc = nipple
-    rr = (np.arange(rows, dtype=np.float32)[:, None] - nr) / max(half_height_px, 1.0)
-    cc = np.arange(cols, dtype=np.float32)[None, :] / max(nc, 1.0)
-    across = np.exp(-((rr + 0.1) / 0.6) ** 2)
-    along = 0.35 + 0.65 * np.maximum(np.sin(np.pi * np.clip(0.15 + 0.75 * cc, 0.0, 1.0)), 0.0) ** 0.7
-    frac = np.clip(density * 1.5 * across * along, 0.01, 0.97)
-    noise = power_law_noise(shape, 3.0, rng, min_freq=4.0)
-    fine = power_law_noise(shape, 2.2, rng, min_freq=8.0)
-    gland = special.expit((noise + 0.35 * fine - special.ndtri(1.0 - frac)) / 0.35)
-    strands = radial_strands(shape, nipple, rng)
-    return (0.36 * gland + 0.035 * strands * (0.3 + across) + 0.02 * fine).astype(np.float32)
-
-
-def _soft_gradient(shape: tuple[int, int]) -> np.ndarray:
-    rows, cols = shape
-    return (1.0 - np.arange(cols, dtype=np.float32)[None, :] / cols) * np.ones((rows, 1), np.float32)
+        boxes.append(render_cluster(calcium, spec, view, centre_px, spacing))
+    if clusters:
+        line += physics.calcification_line_integral(calcium, energy_kev)
+    return Projection(line_integral=line.astype(np.float32), maps=maps, energy_kev=energy_kev, boxes=boxes)
