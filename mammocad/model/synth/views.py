@@ -19,6 +19,7 @@ from mammocad.model.synth.calcifications import ClusterSpec
 from mammocad.model.synth.raster import Box, render_cluster
 from mammocad.model.synth.tissue import build_tissue
 
+
 @dataclass(frozen=True)
 class Projection:
     """One view before acquisition, in the canonical frame."""
