@@ -152,13 +152,17 @@ class DetectorSpec:
 class ProbRoIHeads(RoIHeads):
     """RoIHeads whose eval output keeps the softmax vector of each kept box (see module doc).
 
-    The vector travels from ``postprocess_detections`` to ``forward`` through an attribute,
-    so one model instance must not run forward passes from several threads at once (the
-    worker runs one task at a time per process; the CLI is single-threaded).
+    Stateless between calls: the eval path is :meth:`forward` → :meth:`detections`, and the
+    vectors travel as return values, never through an attribute of the module. So one
+    model object may be called twice, or from two threads, and each call gets its own
+    probabilities. (The ROI heads have no mask or keypoint branch here, so the eval path
+    is torchvision's without those.)
     """
 
-    def postprocess_detections(self, class_logits: Tensor, box_regression: Tensor, proposals: list[Tensor],
-                               image_shapes: list[tuple[int, int]]) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+    def detections(self, class_logits: Tensor, box_regression: Tensor, proposals: list[Tensor],
+                   image_shapes: list[tuple[int, int]]
+                   ) -> tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor]]:
+        """Boxes, scores, labels and softmax vectors kept per image (score filter, NMS, top-k)."""
         # Under autocast the head runs in fp16/bf16; decode and softmax in fp32 so box
         # coordinates keep sub-pixel precision and probabilities sum to 1.
         class_logits, box_regression = class_logits.float(), box_regression.float()
@@ -181,16 +185,22 @@ class ProbRoIHeads(RoIHeads):
             out_scores.append(scores[keep])
             out_labels.append(labels[keep])
             out_probs.append(probs[keep])
-        self._last_probs = out_probs
-        return out_boxes, out_scores, out_labels
+        return out_boxes, out_scores, out_labels, out_probs
+
+    def postprocess_detections(self, class_logits: Tensor, box_regression: Tensor, proposals: list[Tensor],
+                               image_shapes: list[tuple[int, int]]) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+        boxes, scores, labels, _ = self.detections(class_logits, box_regression, proposals, image_shapes)
+        return boxes, scores, labels
 
     def forward(self, features: dict[str, Tensor], proposals: list[Tensor], image_shapes: list[tuple[int, int]],
                 targets: list[dict[str, Tensor]] | None = None) -> tuple[list[dict[str, Tensor]], dict[str, Tensor]]:
-        result, losses = super().forward(features, proposals, image_shapes, targets)
-        if not self.training:
-            for det, probs in zip(result, self._last_probs, strict=True):
-                det["class_probs"] = probs
-        return result, losses
+        if self.training:
+            return super().forward(features, proposals, image_shapes, targets)
+        box_features = self.box_head(self.box_roi_pool(features, proposals, image_shapes))
+        class_logits, box_regression = self.box_predictor(box_features)
+        boxes, scores, labels, probs = self.detections(class_logits, box_regression, proposals, image_shapes)
+        return [{"boxes": b, "labels": lab, "scores": sc, "class_probs": pr}
+                for b, sc, lab, pr in zip(boxes, scores, labels, probs, strict=True)], {}
 
 
 def _backbone(spec: DetectorSpec) -> tuple[nn.Module, tuple[tuple[int, ...], ...]]:

@@ -55,9 +55,10 @@ def get_info(weights: str) -> Any:
         return info
 
 
-#: The detector keeps per-call state (e.g. its RoI heads' class probabilities), so one
-#: loaded model runs one image at a time; the prefork pool has one per process anyway,
-#: this only matters for thread pools (tests, `--pool threads`).
+#: One image at a time per loaded model: calls are safe to overlap (the detector keeps no
+#: state between forward passes), but two at once would double the accelerator's memory
+#: for no gain in throughput. The prefork pool has one model per process anyway; this
+#: only matters for thread pools (tests, `--pool threads`).
 analysis_lock = threading.Lock()
 
 
