@@ -23,6 +23,8 @@ import numpy as np
 from scipy import ndimage
 
 MLO_ANGLE_DEG = 45.0
+#: Fraction of the pectoral muscle's path that replaces breast tissue rather than adding to it.
+MUSCLE_DISPLACES = 0.7
 
 
 @dataclass(frozen=True)
@@ -144,7 +146,8 @@ def view_maps(breast: Breast, view: str, shape: tuple[int, int], spacing: float)
         grow = np.clip(inside / breast.muscle_edge, 0.0, None)
         muscle_mm = breast.muscle * (1.0 - np.exp(-grow - 0.5 * grow ** 2)) * mask
         muscle_mm = np.minimum(muscle_mm, 0.9 * inner)
-    tissue_mm = np.clip(inner - muscle_mm, 0.0, None) * mask
+    # The muscle mostly displaces breast tissue; the rest (the axillary tail is thicker) adds path.
+    tissue_mm = np.clip(inner - MUSCLE_DISPLACES * muscle_mm, 0.0, None) * mask
     depth, centre, half = breast.view_geometry(view)
     return ViewMaps(mask=mask.astype(np.float32), edge_mm=edge_mm, pectoral=pectoral.astype(np.float32),
                     nipple=(centre / spacing, depth / spacing), half_height_px=half / spacing,
@@ -171,7 +174,7 @@ def _compression(rng: np.random.Generator, density: float) -> dict[str, float]:
     thickness = float(np.clip(rng.normal(52.0 + 12.0 * density, 8.0), 40.0, 80.0))
     return {"thickness": thickness, "rolloff": float(thickness * rng.uniform(0.6, 1.1)),
             "skin": float(rng.uniform(1.0, 2.0)), "nipple": float(rng.uniform(2.0, 6.0)),
-            "muscle": float(thickness * rng.uniform(0.3, 0.7)), "muscle_edge": float(rng.uniform(4.0, 14.0))}
+            "muscle": float(thickness * rng.uniform(0.4, 0.9)), "muscle_edge": float(rng.uniform(4.0, 14.0))}
 
 
 def _edge_distance(breast: Breast, view: str, shape: tuple[int, int], spacing: float) -> np.ndarray:

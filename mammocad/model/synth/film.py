@@ -42,7 +42,7 @@ class FilmSettings:
     @classmethod
     def sample(cls, rng: np.random.Generator) -> FilmSettings:
         return cls(gamma=float(rng.uniform(2.5, 3.5)), d_min=float(rng.uniform(0.15, 0.25)),
-                   d_max=float(rng.uniform(3.6, 4.2)), d_breast=float(rng.uniform(1.0, 1.7)),
+                   d_max=float(rng.uniform(3.6, 4.2)), d_breast=float(rng.uniform(0.9, 1.4)),
                    scatter_to_primary=float(rng.uniform(0.2, 0.6)), scatter_sigma_mm=float(rng.uniform(15, 35)),
                    screen_sigma_mm=float(rng.uniform(0.06, 0.12)), photons_behind=float(rng.uniform(300, 1000)),
                    grain=float(rng.uniform(0.008, 0.02)), scan_pitch_mm=float(rng.choice([0.05, 0.0435, 0.1, 0.2])),
@@ -68,7 +68,7 @@ def expose_film(line_integral: np.ndarray, mask: np.ndarray, spacing: float, set
     counts = detector_blur(counts, spacing, settings.screen_sigma_mm, 0.05)
     log_e = np.log10(np.maximum(counts, 0.5) / np.float32(n0))
     # Exposure control: the typical breast tissue lands on d_breast.
-    ref = float(np.percentile(log_e[inside], 40)) if inside.any() else -0.5
+    ref = float(np.percentile(log_e[inside], 25)) if inside.any() else -0.5
     span = settings.d_max - settings.d_min
     frac = (settings.d_breast - settings.d_min) / span
     log_e0 = ref - float(special.logit(frac)) * span / (4.0 * settings.gamma)

@@ -73,19 +73,28 @@ def _envelope(breast: Breast, edge: np.ndarray, nipple: tuple[float, float], hal
 
 def _glandular(breast: Breast, edge: np.ndarray, nipple: tuple[float, float], half: float,
                shape: tuple[int, int], step: float, rng: np.random.Generator) -> np.ndarray:
-    """Fibroglandular fraction: power-law clouds, thresholded softly, holed by fat lobules."""
+    """Fibroglandular fraction: soft power-law clouds and strands, holed by layers of fat lobules.
+
+    Along each ray the beam crosses several layers of fat lobules (5–15 mm spheres wrapped in
+    fibrous septa). Each layer removes a sphere's chord of gland, so their projection is the
+    net of dark round lobules with bright rims seen on every mammogram.
+    """
     env = _envelope(breast, edge, nipple, half, shape, step, rng)
     coverage = np.clip(breast.density * 1.6 * env, 0.005, 0.97)
-    cloud = power_law_field(shape, step, 2.9, rng, largest_mm=rng.uniform(30, 70), aniso=rng.uniform(1.0, 1.6))
-    strands = radial_field(shape, step, nipple, 2.9, rng, stretch=rng.uniform(2.5, 5.0))
+    cloud = power_law_field(shape, step, 2.8, rng, largest_mm=rng.uniform(30, 70), aniso=rng.uniform(1.0, 1.6))
+    strands = radial_field(shape, step, nipple, 3.0, rng, stretch=rng.uniform(2.5, 5.0))
     mix = rng.uniform(0.15, 0.5)
     cloud = (np.sqrt(1 - mix) * cloud + np.sqrt(mix) * strands).astype(np.float32)
-    tissue = special.expit((cloud - special.ndtri(1.0 - coverage)) / rng.uniform(0.35, 0.6))
-    cells = lobule_cells(shape, step, rng.uniform(5.0, 11.0), rng)
-    fat_holes = rng.uniform(0.35, 0.7) * cells.chord * (1.0 - 0.5 * breast.density)
-    gland = tissue * (1.0 - fat_holes)
+    tissue = special.expit((cloud - special.ndtri(1.0 - coverage)) / rng.uniform(0.6, 1.1))
+    layers = int(rng.integers(2, 4))
+    lobule_fat = rng.uniform(0.4, 0.7) * (1.0 - 0.4 * breast.density)
+    holes = np.zeros(shape, dtype=np.float32)
+    for _ in range(layers):
+        holes += lobule_cells(shape, step, rng.uniform(8.0, 20.0), rng, warp=0.25).chord
+    holes *= lobule_fat / (0.67 * layers)
+    gland = tissue * np.clip(1.0 - holes, 0.0, 1.0)
     # The projection sums many layers: most pixels hold some gland and some fat.
-    peak = rng.uniform(0.45, 0.75) + 0.2 * breast.density
+    peak = rng.uniform(0.6, 0.85) + 0.15 * breast.density
     return (peak * gland + 0.04 * env).astype(np.float32)
 
 
@@ -98,12 +107,12 @@ def _ligaments(breast: Breast, edge: np.ndarray, shape: tuple[int, int], step: f
     subcutaneous fat and fade towards the thin edge.
     """
     out = np.zeros(shape, dtype=np.float32)
-    for _ in range(2):
-        cells = lobule_cells(shape, step, rng.uniform(8.0, 20.0), rng, warp=0.5)
-        width = rng.uniform(0.15, 0.35)
+    for _ in range(int(rng.integers(1, 3))):
+        cells = lobule_cells(shape, step, rng.uniform(15.0, 35.0), rng, warp=0.25)
+        width = rng.uniform(0.35, 0.7)
         strength = power_law_field(shape, step, 3.0, rng, largest_mm=30.0)
-        line = np.exp(-((cells.gap_mm / width) ** 2)) * np.clip(0.6 + 0.6 * strength, 0.0, None)
-        out += rng.uniform(0.8, 2.5) * line
+        line = np.exp(-((cells.gap_mm / width) ** 2)) * np.clip(0.5 + 0.7 * strength, 0.0, None)
+        out += rng.uniform(0.6, 1.8) * line
     return (out * np.clip(edge / 8.0, 0.0, 1.0)).astype(np.float32)
 
 
