@@ -96,6 +96,11 @@ def decode_image(item: AnnotatedImage, preprocess: Any) -> Any:
                                     view=item.view, spec=preprocess)
     import pydicom
 
+    if item.extra.get("real_background", {}).get("patches"):
+        # A real image with simulated clusters: the cached patches go over the original pixels.
+        from mammocad.model.readers.real_background import dataset_with_inserts
+
+        return st.standardise(dataset_with_inserts(item), preprocess)
     return st.standardise(pydicom.dcmread(path), preprocess)
 
 
@@ -241,7 +246,7 @@ class TileSampler:
         return np.clip(tile, 0, 1).astype(np.float32), boxes, labels
 
 
-FORMATS = ("synthetic", "manifest", "coco", "cbis-ddsm", "inbreast", "vindr", "mias")
+FORMATS = ("synthetic", "manifest", "coco", "cbis-ddsm", "inbreast", "vindr", "mias", "real-background")
 
 
 @dataclass(frozen=True)
@@ -299,4 +304,6 @@ def load_source(src: DataSource) -> list[AnnotatedImage]:
         return load_manifest(src.path)
     from mammocad.model.readers import read_dataset
 
+    if src.format == "real-background":  # the source's seed draws the inserted clusters
+        return list(read_dataset(src.format, src.path, **{"seed": src.seed, **src.options}))
     return list(read_dataset(src.format, src.path, **src.options))

@@ -28,7 +28,7 @@ from mammocad.model.synth.generate import SynthStudy
 
 @pytest.fixture(scope="module")
 def study() -> SynthStudy:
-    return generate_study(2, seed=5, spacing_mm=0.5)  # R: benign clusters; L: malignant + benign
+    return generate_study(5, seed=360, spacing_mm=0.5)  # R: benign clusters; L: malignant + benign
 
 
 def lesion_images(study: SynthStudy) -> list[tuple[Dataset, AnnotatedImage]]:

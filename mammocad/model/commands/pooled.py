@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 #: As ``mammocad.model.dataset.FORMATS`` minus "synthetic" (kept here so --help imports no numpy).
-DATA_FORMATS = ("manifest", "coco", "cbis-ddsm", "inbreast", "vindr", "mias")
+DATA_FORMATS = ("manifest", "coco", "cbis-ddsm", "inbreast", "vindr", "mias", "real-background")
 
 
 def add_data_arguments(p: argparse.ArgumentParser, *, data_help: str, option_example: str) -> None:

@@ -17,10 +17,11 @@ from mammocad.model.annotations import AnnotatedImage, load_manifest
 #: format name → module under mammocad.model.readers (its ``read(path, **opts)``).
 FORMATS: dict[str, str] = {
     "manifest": "", "coco": "coco", "cbis-ddsm": "cbis_ddsm", "inbreast": "inbreast",
-    "vindr": "vindr", "mias": "mias",
+    "vindr": "vindr", "mias": "mias", "real-background": "real_background",
 }
 ALIASES = {"synth": "manifest", "synthetic": "manifest", "mammocad": "manifest", "cbis_ddsm": "cbis-ddsm", "cbis": "cbis-ddsm",
-           "vindr-mammo": "vindr", "vindr_mammo": "vindr", "mini-mias": "mias", "minimias": "mias"}
+           "vindr-mammo": "vindr", "vindr_mammo": "vindr", "mini-mias": "mias", "minimias": "mias",
+           "real_background": "real-background"}
 
 
 def reader(fmt: str) -> Callable[..., list[AnnotatedImage]]:

@@ -228,8 +228,10 @@ def rod(rng: np.random.Generator) -> ClusterSpec:
 
 def milk_of_calcium(rng: np.random.Generator) -> ClusterSpec:
     n = int(rng.integers(3, 11))
+    # The sediment is calcium suspended in cyst fluid: dilute (fill 0.2-0.4), so the CC view shows
+    # a faint smudge; the oblique view sees the layer edge-on, a longer path: a brighter crescent.
     sed = Sediments.build(_ball(rng, n, rng.uniform(4.0, 10.0)), rng.uniform(0.5, 2.0, n),
-                          rng.uniform(0.15, 0.4, n), rng.uniform(0.3, 0.6, n))
+                          rng.uniform(0.1, 0.3, n), rng.uniform(0.2, 0.4, n))
     return ClusterSpec("milk_of_calcium", LesionClass.BENIGN,
                        "milk of calcium (sedimented, teacup-shaped on the oblique view), BI-RADS 2", "regional",
                        sediments=sed)

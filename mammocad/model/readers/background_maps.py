@@ -1,0 +1,124 @@
+"""Where a simulated cluster may go in a real mammogram: breast mask, skin distance, labels, pectoral.
+
+Computed on a copy reduced to about 0.5 mm per pixel (block means), which is enough to place a
+cluster and to measure the tissue's value range, and costs little even for 5000 × 4000 images.
+The breast is the largest bright component after an opening (which cuts it from thin film
+edges and rulers); other bright components are labels, markers or tape, and clusters keep away
+from them. The chest wall is not skin: distances are measured to the breast's own edge only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+REDUCED_SPACING_MM = 0.5
+#: Clusters keep this far (beyond their own radius) from the skin line and from other bright objects.
+SKIN_MARGIN_MM = 6.0
+LABEL_MARGIN_MM = 10.0
+#: The value model is fitted to the breast this far inside the skin line (where the thickness is full).
+INTERIOR_MM = 10.0
+
+
+@dataclass(frozen=True)
+class BreastMaps:
+    """Maps on the reduced grid. factor: full-resolution pixels per reduced pixel."""
+
+    factor: int
+    spacing_mm: float  # of the reduced grid
+    reduced: np.ndarray  # stored values, block means
+    breast: np.ndarray
+    interior: np.ndarray
+    skin_mm: np.ndarray  # distance to the skin line inside the breast
+    other_mm: np.ndarray  # distance to the nearest bright object that is not the breast
+    pectoral: np.ndarray
+
+
+def _otsu(x: np.ndarray) -> float:
+    hist, edges = np.histogram(x, bins=256, range=(0.0, 1.0))
+    hist = hist.astype(np.float64)
+    centres = (edges[:-1] + edges[1:]) / 2
+    w0 = np.cumsum(hist)
+    w1 = w0[-1] - w0
+    m0 = np.cumsum(hist * centres)
+    mu0 = np.divide(m0, w0, out=np.zeros_like(m0), where=w0 > 0)
+    mu1 = np.divide(m0[-1] - m0, w1, out=np.zeros_like(m0), where=w1 > 0)
+    return float(centres[int(np.argmax(w0 * w1 * (mu0 - mu1) ** 2))])
+
+
+def breast_maps(stored: np.ndarray, spacing: float, *, invert: bool, vmax: float, view: str) -> BreastMaps:
+    """invert: True when the breast is *darker* than the background in stored values
+    (MONOCHROME1 presentation data, or raw data, which are linear in exposure)."""
+    f = max(1, int(round(REDUCED_SPACING_MM / spacing)))
+    rows, cols = (stored.shape[0] // f) * f, (stored.shape[1] // f) * f
+    reduced = stored[:rows, :cols].astype(np.float64).reshape(rows // f, f, cols // f, f).mean(axis=(1, 3))
+    step = f * spacing
+    bright = vmax - reduced if invert else reduced
+    smooth = ndimage.gaussian_filter(bright, 1.0 / step)
+    lo, hi = np.percentile(smooth, [0.5, 99.5])
+    x = np.clip((smooth - lo) / max(hi - lo, 1e-9), 0.0, 1.0)
+    above = x > _otsu(x)
+    opened = ndimage.binary_opening(above, structure=_disk(max(1, int(round(2.0 / step)))))
+    labels, n = ndimage.label(opened)
+    if n == 0:
+        raise ValueError("no breast found in the image (nothing brighter than the background)")
+    sizes = ndimage.sum_labels(opened, labels, index=np.arange(1, n + 1))
+    breast = ndimage.binary_fill_holes(labels == int(np.argmax(sizes)) + 1)
+    near_breast = ndimage.binary_dilation(breast, structure=_disk(max(1, int(round(2.0 / step)))))
+    other = above & ~near_breast
+    skin_mm = ndimage.distance_transform_edt(breast) * step
+    other_mm = ndimage.distance_transform_edt(~other) * step if other.any() else np.full(breast.shape, np.inf)
+    pectoral = _pectoral(breast) if view == "MLO" else np.zeros_like(breast)
+    interior = (skin_mm >= INTERIOR_MM) & ~pectoral & (other_mm >= LABEL_MARGIN_MM)
+    if interior.sum() < 100:
+        interior = breast & (skin_mm >= 3.0)
+    return BreastMaps(f, step, reduced, breast, interior, skin_mm, other_mm, pectoral)
+
+
+def _disk(radius: int) -> np.ndarray:
+    yy, xx = np.mgrid[-radius:radius + 1, -radius:radius + 1]
+    return np.asarray(yy ** 2 + xx ** 2 <= radius ** 2)
+
+
+def _pectoral(breast: np.ndarray) -> np.ndarray:
+    """The upper chest-wall triangle of an MLO view (where the pectoral muscle lies), generously."""
+    rows, cols = breast.shape
+    band = max(1, cols // 5)
+    chest_left = breast[:, :band].mean() >= breast[:, -band:].mean()
+    filled = np.nonzero(breast.any(axis=1))[0]
+    if len(filled) == 0:
+        return np.zeros_like(breast)
+    top, bottom = int(filled[0]), int(filled[-1])
+    depth = int(breast.sum(axis=1).max())
+    r = np.arange(rows)[:, None]
+    c = np.arange(cols)[None, :]
+    from_chest = c if chest_left else cols - 1 - c
+    reach = 0.4 * depth * np.clip(1.0 - (r - top) / max(0.5 * (bottom - top), 1.0), 0.0, 1.0)
+    return np.asarray((from_chest < reach) & breast)
+
+
+def pick_centre(maps: BreastMaps, extent_mm: float, taken: list[tuple[tuple[float, float], float]],
+                rng: np.random.Generator) -> tuple[float, float] | None:
+    """A full-resolution (row, col) for a cluster of radius ``extent_mm``, or None if none fits.
+
+    taken: (centre, radius in full-resolution pixels) of clusters already placed; a new one
+    keeps 2 mm clear of them.
+    """
+    f = maps.factor
+    rows, cols = maps.breast.shape
+    border = (extent_mm + SKIN_MARGIN_MM) / maps.spacing_mm  # the image edge: the chest wall, or cut off
+    rr, cc = np.mgrid[0:rows, 0:cols]
+    inside = (rr >= border) & (rr < rows - border) & (cc >= border) & (cc < cols - border)
+    ok = ((maps.skin_mm >= extent_mm + SKIN_MARGIN_MM) & (maps.other_mm >= extent_mm + LABEL_MARGIN_MM)
+          & ~maps.pectoral & maps.breast & inside)
+    if taken:
+        for (row, col), radius_px in taken:
+            gap = (radius_px + extent_mm / (maps.spacing_mm / f) + 2.0 / (maps.spacing_mm / f)) / f
+            ok &= (rr + 0.5 - row / f) ** 2 + (cc + 0.5 - col / f) ** 2 > gap ** 2
+    candidates = np.argwhere(ok)
+    if len(candidates) == 0:
+        return None
+    r, c = candidates[int(rng.integers(len(candidates)))]
+    return float((r + rng.uniform()) * f - 0.5), float((c + rng.uniform()) * f - 0.5)

@@ -1,0 +1,199 @@
+"""Put a simulated calcification cluster into a real mammogram through the same physics.
+
+A real image's stored values are not line integrals, but near the breast they are a smooth,
+monotone function of L = ∫µ dl, which this module approximates from the image itself
+(:class:`ValueModel`):
+
+- **For Processing (raw)** data are linear in exposure, so L = −ln(v − pedestal) exactly.
+- **DR "For Presentation"** data are log-like before the VOI LUT (which only changes the display):
+  v ≈ v0 ± k·L, with + for MONOCHROME2 and − for MONOCHROME1. The slope k (stored units per unit
+  of L) is not in the header; it is estimated from the breast's own tissue: the spread between the
+  5th and 95th percentile of the smoothed breast interior is taken to be a difference in
+  glandular fraction of ``gland_span`` (≈ 0.45) over the compressed thickness T, i.e.
+  ΔL = T · (µ_gland − µ_fat) · gland_span. The calcification-to-tissue contrast ratio,
+  (µ_HA − µ_gland) / (µ_gland − µ_fat) ≈ 68, hardly changes between 17 and 22 keV, so the
+  energy drawn matters little; T and gland_span are drawn per image and set the contrast.
+- **Digitised film**: stored values are an optical-density scale (bright = low density in
+  MONOCHROME2). The film's characteristic (H&D) curve makes the slope fall towards the toe and
+  the shoulder; it is modelled as a logistic between ``low`` (the density of direct exposure)
+  and ``high`` (clear film), fitted to the same tissue percentiles. A large speck therefore
+  saturates toward clear film instead of growing without bound, and specks in the dark
+  periphery have low contrast, as on real film.
+
+The speck's calcium map (``raster.render_cluster``, exact volume) is turned into ΔL by
+``physics.calcification_line_integral``, blurred by a Gaussian PSF (the system's MTF: screen and
+digitiser for film, pixel and focal spot for DR), mapped through the model, and given the extra
+quantum noise the lost photons cause: a region that transmits exp(−ΔL) of the photons has a
+relative noise exp(ΔL/2) times higher, so noise of std σ·sqrt(exp(ΔL) − 1) is added, σ being
+the image's own local noise (from the residual to the 4-neighbour mean). The real image's noise
+stays where it was.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from scipy import ndimage, special
+
+from mammocad.model.synth import physics
+from mammocad.model.synth.calcifications import ClusterSpec
+from mammocad.model.synth.raster import Box, render_cluster
+
+ACQUISITIONS = ("film", "dr", "raw")
+#: Draw ranges per acquisition: effective energy (keV), PSF sigma (mm).
+ENERGY_KEV = {"film": (17.0, 20.0), "dr": (18.0, 22.0), "raw": (18.0, 22.0)}
+PSF_SIGMA_MM = {"film": (0.06, 0.12), "dr": (0.04, 0.08), "raw": (0.04, 0.08)}
+THICKNESS_MM = (40.0, 70.0)
+GLAND_SPAN = (0.35, 0.6)
+
+
+@dataclass(frozen=True)
+class Acquisition:
+    """The per-image physics draw: effective energy, compressed thickness, the glandular-fraction
+    difference the tissue percentiles stand for, and the PSF."""
+
+    energy_kev: float
+    thickness_mm: float
+    gland_span: float
+    psf_sigma_mm: float
+
+    @classmethod
+    def sample(cls, rng: np.random.Generator, acquisition: str,
+               psf_sigma_mm: tuple[float, float] | None = None) -> Acquisition:
+        if acquisition not in ACQUISITIONS:
+            raise ValueError(f"acquisition must be one of {ACQUISITIONS}, got {acquisition!r}")
+        return cls(energy_kev=float(rng.uniform(*ENERGY_KEV[acquisition])),
+                   thickness_mm=float(rng.uniform(*THICKNESS_MM)), gland_span=float(rng.uniform(*GLAND_SPAN)),
+                   psf_sigma_mm=float(rng.uniform(*(psf_sigma_mm or PSF_SIGMA_MM[acquisition]))))
+
+    def tissue_span_l(self) -> float:
+        """ΔL between the breast's fattier and denser tissue (5th → 95th percentile)."""
+        delta = (physics.attenuation_per_mm("glandular", self.energy_kev)
+                 - physics.attenuation_per_mm("adipose", self.energy_kev))
+        return self.thickness_mm * delta * self.gland_span
+
+
+@dataclass(frozen=True)
+class ValueModel:
+    """Stored value ↔ line integral near the breast (see the module docstring).
+
+    Values are first *oriented* so that they grow with L (MONOCHROME1: ``vmax − v``); ``raw``
+    data are used as they are (linear in exposure). ``slope``: film, the logistic's rate; dr,
+    stored units per unit of L. ``low``/``high``: film, the asymptotes; raw, ``low`` is the pedestal.
+    """
+
+    acquisition: str
+    inverted: bool
+    slope: float
+    low: float
+    high: float
+    vmax: float
+
+    def orient(self, stored: np.ndarray) -> np.ndarray:
+        v = np.asarray(stored, dtype=np.float64)
+        return self.vmax - v if self.inverted else v
+
+    def add_line_integral(self, oriented: np.ndarray, delta_l: np.ndarray) -> np.ndarray:
+        """Oriented values after adding ``delta_l`` to the line integral."""
+        if self.acquisition == "raw":
+            exposure = np.maximum(oriented - self.low, 1e-6)
+            return self.low + exposure * np.exp(-delta_l)
+        if self.acquisition == "dr":
+            return oriented + self.slope * delta_l
+        span = self.high - self.low
+        frac = np.clip((oriented - self.low) / span, 1e-6, 1 - 1e-6)
+        return self.low + span * special.expit(special.logit(frac) + self.slope * delta_l)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+
+def estimate_value_model(stored: np.ndarray, interior: np.ndarray, acquisition: str, acq: Acquisition, *,
+                         inverted: bool, vmax: float) -> ValueModel:
+    """Fit the model to one image. stored: the image (any resolution, e.g. a reduced copy);
+    interior: bool mask of the breast away from the skin line (same shape)."""
+    if acquisition not in ACQUISITIONS:
+        raise ValueError(f"acquisition must be one of {ACQUISITIONS}, got {acquisition!r}")
+    if acquisition == "raw":
+        pedestal = float(np.percentile(stored, 0.1)) - 1.0
+        return ValueModel("raw", False, 1.0, pedestal, vmax, vmax)
+    values = np.asarray(stored, dtype=np.float64)
+    oriented = vmax - values if inverted else values
+    tissue = oriented[interior]
+    if tissue.size < 100:
+        raise ValueError("the breast interior is too small to estimate the image's contrast scale")
+    lo_t, hi_t = (float(v) for v in np.percentile(tissue, [5.0, 95.0]))
+    if hi_t - lo_t <= 1e-6 * max(vmax, 1.0):
+        raise ValueError("the breast has no contrast (flat image): cannot estimate its value scale")
+    span_l = acq.tissue_span_l()
+    if acquisition == "dr":
+        return ValueModel("dr", inverted, (hi_t - lo_t) / span_l, 0.0, vmax, vmax)
+    # Film: logistic H&D curve between direct exposure (low) and clear film (high).
+    low = min(float(np.percentile(oriented, 0.5)), lo_t - 0.05 * (hi_t - lo_t))
+    high = max(float(np.percentile(oriented, 99.95)) * 1.02, hi_t + 0.1 * (hi_t - lo_t))
+    high = min(high, vmax * 1.05)
+    span = high - low
+    rate = (special.logit((hi_t - low) / span) - special.logit((lo_t - low) / span)) / span_l
+    return ValueModel("film", inverted, float(rate), low, high, vmax)
+
+
+def local_noise(oriented: np.ndarray) -> float:
+    """Noise std (oriented units) from the residual to the 4-neighbour mean (robust MAD)."""
+    v = np.asarray(oriented, dtype=np.float64)
+    if min(v.shape) < 3:
+        return 0.0
+    resid = v[1:-1, 1:-1] - 0.25 * (v[:-2, 1:-1] + v[2:, 1:-1] + v[1:-1, :-2] + v[1:-1, 2:])
+    mad = float(np.median(np.abs(resid - np.median(resid))))
+    return 1.4826 * mad / np.sqrt(1.25)
+
+
+@dataclass(frozen=True)
+class Insertion:
+    """The changed rectangle of one image: origin (row, col) and the new stored values there."""
+
+    origin: tuple[int, int]
+    values: np.ndarray
+    box: Box
+    peak_delta_l: float
+
+
+def insert_cluster(stored: np.ndarray, model: ValueModel, spec: ClusterSpec, view: str,
+                   centre_px: tuple[float, float], spacing: float, acq: Acquisition,
+                   rng: np.random.Generator) -> Insertion | None:
+    """Simulate ``spec`` at ``centre_px`` of the real image ``stored``; the image is not changed.
+
+    Returns the new values of the affected rectangle (same dtype as ``stored``) and the truth
+    box in the image's pixels, or None when the cluster falls off the image.
+    """
+    rows, cols = stored.shape
+    reach = int(np.ceil((spec.extent_mm() + 4 * acq.psf_sigma_mm + spec.haze_mm * 3) / spacing)) + 4
+    r0, c0 = max(int(centre_px[0]) - reach, 0), max(int(centre_px[1]) - reach, 0)
+    r1, c1 = min(int(centre_px[0]) + reach + 1, rows), min(int(centre_px[1]) + reach + 1, cols)
+    if r1 - r0 < 3 or c1 - c0 < 3:
+        return None
+    calcium = np.zeros((r1 - r0, c1 - c0), dtype=np.float64)
+    box = render_cluster(calcium, spec, view, (centre_px[0] - r0, centre_px[1] - c0), spacing)
+    if box is None:
+        return None
+    delta_l = physics.calcification_line_integral(calcium, acq.energy_kev).astype(np.float64)
+    delta_l = ndimage.gaussian_filter(delta_l, acq.psf_sigma_mm / spacing, mode="constant")
+    oriented = model.orient(stored[r0:r1, c0:c1])
+    out = model.add_line_integral(oriented, delta_l)
+    sigma = local_noise(oriented)
+    if sigma > 0:
+        noise = ndimage.gaussian_filter(rng.normal(size=delta_l.shape), max(acq.psf_sigma_mm / spacing, 0.5) * 0.5)
+        noise /= max(float(noise.std()), 1e-12)
+        if model.acquisition == "raw":
+            extra = sigma * np.sqrt(np.exp(-delta_l) * -np.expm1(-delta_l))
+        else:
+            extra = sigma * np.sqrt(np.expm1(np.maximum(delta_l, 0.0)))
+        out = out + extra * noise
+    back = model.vmax - out if model.inverted else out
+    info = np.iinfo(stored.dtype) if np.issubdtype(stored.dtype, np.integer) else None
+    if info is not None:
+        back = np.clip(np.rint(back), info.min, min(info.max, model.vmax))
+    x1, y1, x2, y2 = box
+    return Insertion((r0, c0), back.astype(stored.dtype), (x1 + c0, y1 + r0, x2 + c0, y2 + r0),
+                     float(delta_l.max()))

