@@ -36,8 +36,8 @@ import pydicom
 from pydicom.dataset import Dataset
 from tqdm import tqdm
 
+from mammocad.dicom import header as dicom_header
 from mammocad.logs import log_event
-from mammocad.model import dicom_meta
 from mammocad.model.annotations import (
     MANIFEST_NAME,
     AnnotatedImage,
@@ -252,7 +252,7 @@ def _insert_specs(specs: list[ClusterSpec], stored: np.ndarray, model: insertion
 
 
 def _spacing(ds: Dataset, im: _Image, opts: Options) -> float:
-    (row_mm, col_mm), source = dicom_meta.spacing_from_header(ds, opts.fallback_spacing_mm or 0.0)
+    (row_mm, col_mm), source = dicom_header.spacing_from_header(ds, opts.fallback_spacing_mm or 0.0)
     if source == "fallback":
         if opts.fallback_spacing_mm is None:
             raise ValueError(f"{im.rel} has no pixel spacing (Imager Pixel Spacing, Pixel Spacing or Nominal "
