@@ -46,12 +46,31 @@ def _check_port(value: int) -> int:
 
 
 class OutputKind(StrEnum):
-    """Result objects a destination can receive."""
+    """Result objects a destination can receive: the one list of output kinds.
+
+    The config names them (``destinations.outputs``), the results builders build them
+    (``mammocad.results.outputs``), the reports record them (``mammocad.spool.records``),
+    and a built object's kind is always carried with it, never recovered from its SOP class.
+    """
 
     MAMMO_CAD_SR = "mammo-cad-sr"
     TID1500_SR = "tid1500-sr"
     SECONDARY_CAPTURE = "sc"
     GSPS = "gsps"
+
+    @property
+    def is_report(self) -> bool:
+        """A structured report: a new version cites the earlier one as its predecessor."""
+        return self in (OutputKind.MAMMO_CAD_SR, OutputKind.TID1500_SR)
+
+    @property
+    def series_number(self) -> int:
+        """Series Number of the kind's series: high enough not to collide with the modality's."""
+        return _SERIES_NUMBERS[self]
+
+
+_SERIES_NUMBERS = {OutputKind.MAMMO_CAD_SR: 9901, OutputKind.TID1500_SR: 9902,
+                   OutputKind.SECONDARY_CAPTURE: 9903, OutputKind.GSPS: 9904}
 
 
 class _Section(BaseModel):

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from mammocad.logs import log_event
 from mammocad.node.studies import Completion, StudyTracker
 from mammocad.spool.layout import Spool, atomic_write_json
+from mammocad.spool.records import CompletionRecord
 from mammocad.spool.tasks import (
     TASK_ANALYZE_IMAGE,
     TASK_FINALIZE_STUDY,
@@ -146,7 +147,7 @@ class Dispatcher(threading.Thread):
             self._declare(done)
 
     def _declare(self, done: Completion) -> None:
-        payload = {"sop_uids": sorted(done.sop_uids), "reason": done.reason, "declared_at": time.time()}
-        atomic_write_json(self.spool.complete_path(done.study_uid), payload, self.spool.tmp)
+        record = CompletionRecord(sop_uids=tuple(done.sop_uids), reason=done.reason, declared_at=time.time())
+        atomic_write_json(self.spool.complete_path(done.study_uid), record.to_json(), self.spool.tmp)
         log_event(logger, "study_complete", study=done.study_uid, reason=done.reason, images=len(done.sop_uids))
         self.queue_finalize(done.study_uid, done.sop_uids)

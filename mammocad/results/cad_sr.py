@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from pydicom.dataset import Dataset
 
+from mammocad.config.settings import OutputKind
 from mammocad.model.results import BreastRisk, ImageRef, ImageResult, Lesion, LesionClass, LesionType
 from mammocad.results import codes as C
 from mammocad.results.codes import Code
@@ -34,7 +35,7 @@ from mammocad.results.uids import (
 )
 
 MAMMO_CAD_SR = "1.2.840.10008.5.1.4.1.1.88.50"
-KIND = "mammo-cad-sr"
+KIND = OutputKind.MAMMO_CAD_SR
 
 # --- generic content items -----------------------------------------------------------
 

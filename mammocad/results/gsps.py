@@ -27,17 +27,17 @@ from highdicom.pr import (
 from pydicom.dataset import Dataset
 
 import mammocad
+from mammocad.config.settings import OutputKind
 from mammocad.model.results import ImageResult, LesionClass
 from mammocad.results.cad_sr import box_outline
 from mammocad.results.uids import (
     DISCLAIMER,
     MANUFACTURER,
-    SERIES_NUMBERS,
     OutputContext,
     result_uid,
 )
 
-KIND = "gsps"
+KIND = OutputKind.GSPS
 GSPS_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.11.1"
 MALIGNANT_LAYER = GraphicLayer("CAD_MALIGNANT", order=1, description="CAD: malignant calcifications",
                                display_color=CIELabColor(53.2, 80.1, 67.2))
@@ -84,7 +84,7 @@ def build_gsps(results: list[ImageResult], sources: dict[str, Dataset], ctx: Out
     gsps = GrayscaleSoftcopyPresentationState(
         referenced_images=images,
         series_instance_uid=result_uid(ctx.study, KIND, "series"),
-        series_number=SERIES_NUMBERS[KIND],
+        series_number=KIND.series_number,
         sop_instance_uid=result_uid(ctx.study, KIND, "sop", index),
         instance_number=index + 1,
         manufacturer=MANUFACTURER,

@@ -27,10 +27,11 @@ from pydicom.encaps import encapsulate
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 from pydicom.uid import JPEGBaseline8Bit
 
+from mammocad.config.settings import OutputKind
 from mammocad.model.results import ImageResult, LesionClass
 from mammocad.results.uids import OutputContext, copy_patient_study, set_common
 
-KIND = "sc"
+KIND = OutputKind.SECONDARY_CAPTURE
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 MAX_SIDE = 2048
 MALIGNANT_RGB = (255, 32, 32)

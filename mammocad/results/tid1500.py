@@ -33,18 +33,18 @@ from highdicom.sr.coding import CodedConcept
 from pydicom.dataset import Dataset
 
 import mammocad
+from mammocad.config.settings import OutputKind
 from mammocad.model.results import BreastRisk, ImageResult, Lesion, LesionClass, LesionType
 from mammocad.results import codes as C
 from mammocad.results.cad_sr import box_outline
 from mammocad.results.uids import (
     MANUFACTURER,
-    SERIES_NUMBERS,
     OutputContext,
     predecessor_sequence,
     result_uid,
 )
 
-KIND = "tid1500-sr"
+KIND = OutputKind.TID1500_SR
 COMPREHENSIVE_SR = "1.2.840.10008.5.1.4.1.1.88.33"
 DEVICE_OBSERVER = CodedConcept("121007", "DCM", "Device")
 CLINICAL_INTERPRETATION = C.Code("122147", "DCM", "Clinical Interpretation")
@@ -147,7 +147,7 @@ def build_tid1500_sr(ctx: OutputContext, sources: dict[str, Dataset]) -> Dataset
         evidence=evidence,
         content=report,
         series_instance_uid=result_uid(ctx.study, KIND, "series"),
-        series_number=SERIES_NUMBERS[KIND],
+        series_number=KIND.series_number,
         sop_instance_uid=result_uid(ctx.study, KIND, "sop"),
         instance_number=1,
         manufacturer=MANUFACTURER,

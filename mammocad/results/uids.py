@@ -20,13 +20,12 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID, generate_uid
 
 import mammocad
+from mammocad.config.settings import OutputKind
 from mammocad.model.results import StudyResult
 
 MANUFACTURER = "mammocad"
 DISCLAIMER = "NOT FOR DIAGNOSTIC USE"
 
-#: Series numbers per output kind: high enough not to collide with modality series.
-SERIES_NUMBERS = {"mammo-cad-sr": 9901, "tid1500-sr": 9902, "sc": 9903, "gsps": 9904}
 
 #: Patient / General Study attributes copied from the source image (Type 1/2 only where present).
 _PATIENT_STUDY_TAGS = (
@@ -50,7 +49,7 @@ _TYPE2_PATIENT_STUDY = ("PatientName", "PatientID", "PatientBirthDate", "Patient
                         "StudyTime", "AccessionNumber", "ReferringPhysicianName", "StudyID")
 
 
-def result_uid(study: StudyResult, kind: str, role: str, index: int = 0) -> UID:
+def result_uid(study: StudyResult, kind: OutputKind, role: str, index: int = 0) -> UID:
     """UID for one result object (``role`` e.g. "series", "sop", "tracking").
 
     Same study, same image set, same model version, same kind → same UID.
@@ -59,7 +58,7 @@ def result_uid(study: StudyResult, kind: str, role: str, index: int = 0) -> UID:
     # Keep pydicom's default prefix: with prefix=None pydicom ignores entropy_srcs and
     # returns a random UUID-derived 2.25 UID, which would make every re-send a duplicate.
     return generate_uid(
-        entropy_srcs=[study.study_uid, *sops, study.model_version, kind, role, str(index)],
+        entropy_srcs=[study.study_uid, *sops, study.model_version, OutputKind(kind).value, role, str(index)],
     )
 
 
@@ -113,12 +112,12 @@ def copy_patient_study(target: Dataset, source: Dataset) -> None:
         target.SpecificCharacterSet = source.SpecificCharacterSet
 
 
-def set_common(target: Dataset, ctx: OutputContext, kind: str, *, modality: str, what: str,
+def set_common(target: Dataset, ctx: OutputContext, kind: OutputKind, *, modality: str, what: str,
                index: int = 0, series_index: int = 0) -> None:
     """Series, equipment, SOP common and content date/time of one output object."""
     target.SeriesInstanceUID = result_uid(ctx.study, kind, "series", series_index)
     target.SOPInstanceUID = result_uid(ctx.study, kind, "sop", index)
-    target.SeriesNumber = SERIES_NUMBERS.get(kind, 9900)
+    target.SeriesNumber = OutputKind(kind).series_number
     target.InstanceNumber = index + 1
     target.Modality = modality
     target.SeriesDescription = ctx.description(what)

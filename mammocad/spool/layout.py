@@ -22,6 +22,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from mammocad.spool.records import CompletionRecord, RecordError, ReportRecord
+
 Chunks = bytes | bytearray | memoryview | Iterable[bytes | bytearray | memoryview]
 
 #: The one UID rule for every UID that becomes a path component, on both sides of the
@@ -192,30 +194,36 @@ class Spool:
             return []
         return sorted(p.stem for p in folder.glob("*.dcm") if is_uid(p.stem))
 
-    def read_complete(self, study_uid: str) -> list[str] | None:
-        """SOP UIDs of the last completion, or None when the study was never completed.
+    def completion(self, study_uid: str) -> CompletionRecord | None:
+        """The study's last completion, or None when it was never completed.
 
         An unreadable complete.json counts as never completed: the study then completes
         again and the file is rewritten.
         """
-        path = self.complete_path(study_uid)
         try:
-            return [str(s) for s in json.loads(path.read_text())["sop_uids"]]
-        except FileNotFoundError:
+            return CompletionRecord.read(self.complete_path(study_uid))
+        except (OSError, RecordError):
             return None
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
+
+    def read_complete(self, study_uid: str) -> list[str] | None:
+        """SOP UIDs of the last completion, or None when the study was never completed."""
+        record = self.completion(study_uid)
+        return list(record.sop_uids) if record is not None else None
+
+    def reports(self, study_uid: str) -> list[ReportRecord]:
+        """Every readable report of the study, oldest first (unreadable ones are skipped)."""
+        folder = self.reports_dir(study_uid)
+        if not folder.is_dir():
+            return []
+        out = []
+        for path in folder.glob("*.json"):
+            try:
+                out.append((path.stat().st_mtime, ReportRecord.read(path)))
+            except (OSError, RecordError):
+                continue
+        return [record for _, record in sorted(out, key=lambda pair: pair[0])]
 
     def has_report_for(self, study_uid: str, sop_uids: Iterable[str]) -> bool:
         """True when the worker finalised the study for exactly this set of images."""
-        wanted = sorted(sop_uids)
-        folder = self.reports_dir(study_uid)
-        if not folder.is_dir():
-            return False
-        for report in folder.glob("*.json"):
-            try:
-                if sorted(json.loads(report.read_text()).get("sop_uids", [])) == wanted:
-                    return True
-            except (OSError, ValueError, AttributeError):
-                continue
-        return False
+        wanted = tuple(sorted(sop_uids))
+        return any(report.sop_uids == wanted for report in self.reports(study_uid))

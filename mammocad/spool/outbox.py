@@ -27,13 +27,14 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from pydicom.dataset import Dataset
 
 from mammocad.spool.layout import Spool, atomic_write_json, fsync_dir
+from mammocad.spool.records import OUTBOX_ITEM_VERSION, RecordError, check_version, load_json
 
 _ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 ITEM_JSON = "item.json"
@@ -70,7 +71,17 @@ class OutboxItem:
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         del d["path"], d["dead"]
-        return d
+        return {"version": OUTBOX_ITEM_VERSION, **d}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], *, dead: bool, path: Path) -> OutboxItem:
+        """Read ``item.json``: version 0 (no ``version`` field) and 1 have the same fields."""
+        check_version(data, OUTBOX_ITEM_VERSION, f"{path.name}/{ITEM_JSON}")
+        known = {f.name for f in fields(cls)} - {"path", "dead"}
+        try:
+            return cls(**{k: v for k, v in data.items() if k in known}, dead=dead, path=path)
+        except TypeError as exc:  # a required field is missing
+            raise RecordError(f"{path.name}/{ITEM_JSON}: {exc}") from exc
 
 
 class Outbox:
@@ -120,10 +131,10 @@ class Outbox:
     def get(self, destination: str, item_id: str, dead: bool = False) -> OutboxItem | None:
         path = self._dir(destination, item_id, dead)
         try:
-            data = json.loads((path / ITEM_JSON).read_text())
+            data = load_json(path / ITEM_JSON)
         except FileNotFoundError:
             return None
-        return OutboxItem(**data, dead=dead, path=path)
+        return OutboxItem.from_json(data, dead=dead, path=path)
 
     def save(self, item: OutboxItem) -> None:
         atomic_write_json(item.path / ITEM_JSON, item.to_json(), self.layout.tmp)

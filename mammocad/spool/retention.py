@@ -16,7 +16,6 @@ leaves no half study for the node or a worker to trip over.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -27,6 +26,7 @@ from pathlib import Path
 
 from mammocad.logs import log_event
 from mammocad.spool.layout import Spool
+from mammocad.spool.records import RecordError, ReportRecord
 
 logger = logging.getLogger(__name__)
 
@@ -63,17 +63,17 @@ def _why_kept(spool: Spool, study: Path) -> str | None:
     reports = []
     for path in sorted((study / "reports").glob("*.json")):
         try:
-            reports.append(json.loads(path.read_text()))
-        except (OSError, ValueError):
+            reports.append(ReportRecord.read(path))
+        except (OSError, RecordError):
             return f"unreadable report {path.name}"
     if not reports:
         return "never finalised (no report)"
-    reported = {str(s) for r in reports for s in r.get("sop_uids", [])}
+    reported = {s for r in reports for s in r.sop_uids}
     images = {p.stem for p in (study / "images").glob("*.dcm")}
     if images - reported:
         return f"{len(images - reported)} image(s) in no report"
     for report in reports:
-        for dest, item_id in (report.get("destinations") or {}).items():
+        for dest, item_id in report.destinations.items():
             for box in (spool.outbox, spool.deadletter):
                 if (box / str(dest) / str(item_id)).exists():
                     return f"results for {dest} still in {box.name}/"

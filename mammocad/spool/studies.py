@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +17,7 @@ from typing import Any
 
 from mammocad.model.results import ImageResult
 from mammocad.spool.layout import Spool, atomic_write_bytes, atomic_write_json, validate_uid
+from mammocad.spool.records import CompletionRecord, ReportRecord, image_result_json, read_image_result
 
 
 def durable_write(path: Path, data: bytes, spool_dir: Path) -> None:
@@ -66,17 +66,15 @@ class StudyFiles:
         finally:
             os.close(fd)
 
-    def complete(self) -> dict[str, Any] | None:
-        path = self.layout.complete_path(self.study_uid)
-        if not path.exists():
-            return None
-        return json.loads(path.read_text())
+    def complete(self) -> CompletionRecord | None:
+        """The node's last completion of this study (None: not declared, or unreadable)."""
+        return self.layout.completion(self.study_uid)
 
     def write_result(self, result: ImageResult) -> None:
-        write_json(self.result(result.image.sop_instance_uid), result.to_dict(), self.spool)
+        write_json(self.result(result.image.sop_instance_uid), image_result_json(result), self.spool)
 
     def read_result(self, sop_uid: str) -> ImageResult:
-        return ImageResult.from_dict(json.loads(self.result(sop_uid).read_text()))
+        return read_image_result(self.result(sop_uid))
 
     def bump_attempts(self, sop_uid: str) -> int:
         """Count analysis starts of one image, so a poison image cannot crash-loop a worker."""
@@ -85,17 +83,12 @@ class StudyFiles:
         durable_write(path, str(n).encode(), self.spool)
         return n
 
-    def reports(self) -> list[dict[str, Any]]:
+    def write_report(self, report: ReportRecord) -> None:
+        write_json(self.report(report.report_key), report.to_json(), self.spool)
+
+    def reports(self) -> list[ReportRecord]:
         """Every finished report of this study, oldest first."""
-        folder = self.layout.reports_dir(self.study_uid)
-        if not folder.is_dir():
-            return []
-        out = []
-        for path in sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime):
-            report = json.loads(path.read_text())
-            report.setdefault("report_key", path.stem)
-            out.append(report)
-        return out
+        return self.layout.reports(self.study_uid)
 
 
 def report_key(sop_uids: list[str], model_version: str) -> str:
@@ -104,16 +97,16 @@ def report_key(sop_uids: list[str], model_version: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def find_predecessor(files: StudyFiles, sop_uids: list[str], model_version: str) -> dict[str, Any] | None:
+def find_predecessor(files: StudyFiles, sop_uids: list[str], model_version: str) -> ReportRecord | None:
     """The newest earlier report of the same study over a strict subset of ``sop_uids``.
 
     When late images arrive after a timeout-declared study, the new report supersedes
     the earlier one; the results builders cite it (Predecessor Documents Sequence).
     """
     wanted = set(sop_uids)
-    best: dict[str, Any] | None = None
+    best: ReportRecord | None = None
     for report in files.reports():
-        earlier = set(report.get("sop_uids", []))
-        if earlier and earlier < wanted and (best is None or len(earlier) >= len(best["sop_uids"])):
+        earlier = set(report.sop_uids)
+        if earlier and earlier < wanted and (best is None or len(earlier) >= len(best.sop_uids)):
             best = report
     return best

@@ -38,7 +38,8 @@ from mammocad.logs import log_event
 from mammocad.model.results import ImageResult, StudyResult
 from mammocad.spool.layout import validate_uid
 from mammocad.spool.outbox import Outbox, OutboxItem
-from mammocad.spool.studies import StudyFiles, find_predecessor, report_key, write_json
+from mammocad.spool.records import OutputObject, ReportRecord
+from mammocad.spool.studies import StudyFiles, find_predecessor, report_key
 from mammocad.spool.tasks import (
     TASK_ANALYZE_IMAGE,
     TASK_DELIVER,
@@ -56,19 +57,6 @@ logger = logging.getLogger(__name__)
 MAX_ANALYSIS_ATTEMPTS = 3
 #: How often a finalize that waits for image results looks again (a stat per image).
 FINALIZE_POLL_S = 1.0
-
-_KIND_BY_SOP_CLASS = {
-    "1.2.840.10008.5.1.4.1.1.88.50": OutputKind.MAMMO_CAD_SR,
-    "1.2.840.10008.5.1.4.1.1.88.22": OutputKind.TID1500_SR,
-    "1.2.840.10008.5.1.4.1.1.88.33": OutputKind.TID1500_SR,
-    "1.2.840.10008.5.1.4.1.1.88.34": OutputKind.TID1500_SR,
-    "1.2.840.10008.5.1.4.1.1.7": OutputKind.SECONDARY_CAPTURE,
-    "1.2.840.10008.5.1.4.1.1.11.1": OutputKind.GSPS,
-}
-
-
-_SR_KINDS = (OutputKind.MAMMO_CAD_SR, OutputKind.TID1500_SR)
-
 
 def register_tasks(app: Celery, settings: Settings, config_path: str | os.PathLike[str] | None = None) -> None:
     """Attach the tasks to ``app``; they read ``settings`` through ``app.mammocad_settings``.
@@ -126,9 +114,9 @@ def _kick_finalize(app: Celery, files: StudyFiles) -> None:
     the finalize lock keeps two from building at once.
     """
     complete = files.complete()
-    if not complete:
+    if complete is None:
         return
-    sops = list(complete.get("sop_uids", []))
+    sops = list(complete.sop_uids)
     if sops and all(files.result(s).exists() for s in sops):
         app.send_task(TASK_FINALIZE_STUDY, args=finalize_study_args(files.spool, files.study_uid, sops))
 
@@ -193,18 +181,17 @@ def _finalize_locked(self: Task, files: StudyFiles, sop_uids: list[str], key: st
                 files.write_result(failed_result(files, sop, f"no analysis result after {bound} s"))
         log_event(logger, "finalize_gave_up_waiting", level=logging.WARNING, study=study_uid, missing=len(missing))
     study = _study_result(info, files, sop_uids)
-    items = _fill_outbox(settings, files, study, sop_uids, key)
-    objects = items.pop("__objects__")
-    report = {"sop_uids": sop_uids, "model_name": study.model_name, "model_version": info.model_version,
-              "outputs": [o["sop"] for o in objects], "objects": objects,
-              "destinations": {d: i.item_id for d, i in items.items()},
-              "failed_images": [r.image.sop_instance_uid for r in study.images if r.error],
-              "created": time.time()}
-    write_json(files.report(key), report, files.spool)
+    objects, items = _fill_outbox(settings, files, study, sop_uids, key)
+    report = ReportRecord(report_key=key, sop_uids=tuple(sop_uids), model_name=study.model_name,
+                          model_version=info.model_version, objects=tuple(objects),
+                          destinations={d: i.item_id for d, i in items.items()},
+                          failed_images=tuple(r.image.sop_instance_uid for r in study.images if r.error),
+                          created=time.time())
+    files.write_report(report)
     for item in items.values():
         schedule_delivery(self.app, str(files.spool), item)
     log_event(logger, "finalized", study=study_uid, report=key, images=len(sop_uids),
-              outputs=len(report["outputs"]), destinations=len(items))
+              outputs=len(objects), destinations=len(items))
     return key
 
 
@@ -219,26 +206,30 @@ def _study_result(info: Any, files: StudyFiles, sop_uids: list[str]) -> StudyRes
 
 def _fill_outbox(
     settings: Settings, files: StudyFiles, study: StudyResult, sop_uids: list[str], key: str
-) -> dict[str, Any]:
-    """Build each needed output once and give every destination the kinds it asked for."""
+) -> tuple[list[OutputObject], dict[str, OutboxItem]]:
+    """Build each needed output once and give every destination the kinds it asked for.
+
+    Returns the objects built (for the report) and the outbox item of each destination.
+    """
     kinds = [k for k in OutputKind if any(k in d.outputs for d in settings.destinations)]
-    datasets = _build(files, study, sop_uids, kinds, settings.results.sc_jpeg_quality) if kinds else []
+    built = _build(files, study, sop_uids, kinds, settings.results.sc_jpeg_quality) if kinds else []
     outbox = Outbox(files.spool)
-    items: dict[str, Any] = {"__objects__": [
-        {"study": str(ds.StudyInstanceUID), "series": str(ds.SeriesInstanceUID), "sop": str(ds.SOPInstanceUID),
-         "sop_class": str(ds.SOPClassUID), "kind": getattr(_kind(ds), "value", "")} for ds in datasets]}
+    objects = [OutputObject(study=str(ds.StudyInstanceUID), series=str(ds.SeriesInstanceUID),
+                            sop=str(ds.SOPInstanceUID), sop_class=str(ds.SOPClassUID), kind=kind)
+               for kind, ds in built]
+    items: dict[str, OutboxItem] = {}
     for dest in settings.destinations:
-        wanted = [ds for ds in datasets if _kind(ds) in dest.outputs]
+        wanted = [ds for kind, ds in built if kind in dest.outputs]
         if not wanted:
             continue
         item = outbox.put(dest.name, key, wanted) or outbox.get(dest.name, key)
         if item is not None:
             items[dest.name] = item
-    return items
+    return objects, items
 
 
 def _build(files: StudyFiles, study: StudyResult, sop_uids: list[str], kinds: list[OutputKind],
-           sc_jpeg_quality: int) -> list[Any]:
+           sc_jpeg_quality: int) -> list[tuple[OutputKind, Dataset]]:
     from mammocad.results.outputs import build_outputs  # highdicom is heavy: import on use
 
     # Pixel data is read on first access (by the secondary captures, one thread each), not here.
@@ -246,17 +237,13 @@ def _build(files: StudyFiles, study: StudyResult, sop_uids: list[str], kinds: li
                                    if files.image(sop).exists()}
     earlier = find_predecessor(files, sop_uids, study.model_version)
     device = next((r.device for r in study.images if r.device), "")
-    out: list[Any] = []
+    out: list[tuple[OutputKind, Dataset]] = []
     for kind in kinds:  # one call per kind: each SR cites only its own earlier version
-        predecessor = [(o["study"], o["series"], o["sop"]) for o in (earlier or {}).get("objects", [])
-                       if o.get("kind") == kind.value and kind in _SR_KINDS]
-        out += build_outputs(study, sources, [kind], device=device, predecessor=predecessor,
-                             sc_jpeg_quality=sc_jpeg_quality)
+        predecessor = [(o.study, o.series, o.sop) for o in (earlier.objects_of(kind) if earlier else [])
+                       if kind.is_report]
+        out += [(kind, ds) for ds in build_outputs(study, sources, [kind], device=device, predecessor=predecessor,
+                                                   sc_jpeg_quality=sc_jpeg_quality)]
     return out
-
-
-def _kind(ds: Any) -> OutputKind | None:
-    return _KIND_BY_SOP_CLASS.get(str(ds.SOPClassUID))
 
 
 # --------------------------------------------------------------------------- deliver

@@ -9,6 +9,7 @@ from pathlib import Path
 from pydicom import dcmread
 
 from mammocad.model.results import ImageResult
+from mammocad.spool.records import ReportRecord
 from mammocad.spool.studies import StudyFiles, report_key
 from mammocad.spool.tasks import TASK_ANALYZE_IMAGE, TASK_FINALIZE_STUDY
 from tests.factories import make_four_view_study, write
@@ -113,7 +114,8 @@ def test_finalize_fills_outbox_per_destination_kinds(tmp_path: Path, random_weig
     spool = tmp_path / "spool"
     sr_only = StoreSCP(tmp_path / "sr_only").start()
     try:
-        dests = [storescp.destination("all"), sr_only.destination("sronly", outputs=["mammo-cad-sr"])]
+        # "__objects__" once collided with a key of the report's untyped dict.
+        dests = [storescp.destination("all"), sr_only.destination("__objects__", outputs=["mammo-cad-sr"])]
         app = celery_worker(make_settings(spool, dests, worker={"weights": str(random_weights)}))
         study_uid, sops = _spool_study(spool)
         for sop in sops:
@@ -124,7 +126,8 @@ def test_finalize_fills_outbox_per_destination_kinds(tmp_path: Path, random_weig
         data = json.loads(report.read_text())
         kinds = sorted({o["kind"] for o in data["objects"]})
         assert kinds == ["gsps", "mammo-cad-sr", "sc", "tid1500-sr"], kinds
-        assert set(data["destinations"]) == {"all", "sronly"}
+        assert set(data["destinations"]) == {"all", "__objects__"}
+        assert ReportRecord.read(report).destinations == data["destinations"]
         wait_until(lambda: len(storescp.received()) == len(data["objects"]), 60, "every object at 'all'")
         wait_until(lambda: sr_only.received(), 60, "the SR at 'sronly'")
         got = {str(dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in storescp.received()}

@@ -1,0 +1,194 @@
+"""Typed, versioned records of the spool: what one side writes and the other reads.
+
+Each record is a JSON file with a ``version`` field. Writers always write the current
+version; readers accept the current one and every earlier one this code has written
+(files written before versions existed count as version 0 and have the same fields), so
+a spool from an older release keeps working after an upgrade. A file of a *newer*
+version than the reader knows is refused with :class:`RecordError` rather than misread.
+
+| file | record | written by |
+| --- | --- | --- |
+| ``studies/<study>/results/<sop>.json`` | :func:`image_result_json` / :func:`read_image_result` | GPU worker |
+| ``studies/<study>/complete.json`` | :class:`CompletionRecord` | node |
+| ``studies/<study>/reports/<key>.json`` | :class:`ReportRecord` | results worker |
+| ``outbox/<dest>/<item>/item.json`` | :class:`~mammocad.spool.outbox.OutboxItem` | results worker |
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mammocad.config.settings import OutputKind
+from mammocad.model.results import ImageResult
+
+IMAGE_RESULT_VERSION = 1
+COMPLETION_VERSION = 1
+REPORT_VERSION = 1
+OUTBOX_ITEM_VERSION = 1
+
+
+class RecordError(ValueError):
+    """A spool record that cannot be read: not JSON, wrong shape, or from a newer release."""
+
+
+def load_json(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``; FileNotFoundError passes, anything else is RecordError."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise RecordError(f"{path.name}: unreadable record: {exc}") from exc
+    if not isinstance(data, dict):
+        raise RecordError(f"{path.name}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def check_version(data: Mapping[str, Any], current: int, what: str) -> int:
+    """The record's version (0 when absent); RecordError when newer than ``current``."""
+    version = data.get("version", 0)
+    if not isinstance(version, int) or version < 0:
+        raise RecordError(f"{what}: bad version {version!r}")
+    if version > current:
+        raise RecordError(f"{what}: version {version} is newer than this release reads ({current}); "
+                          "upgrade every node and worker that shares the spool")
+    return version
+
+
+# --------------------------------------------------------------------------- image result
+
+
+def image_result_json(result: ImageResult) -> dict[str, Any]:
+    """``results/<sop>.json``: the model's :class:`ImageResult` plus the record version."""
+    return {"version": IMAGE_RESULT_VERSION, **result.to_dict()}
+
+
+def image_result_from_json(data: Mapping[str, Any], what: str = "image result") -> ImageResult:
+    check_version(data, IMAGE_RESULT_VERSION, what)
+    try:
+        return ImageResult.from_dict({k: v for k, v in data.items() if k != "version"})
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RecordError(f"{what}: {type(exc).__name__}: {exc}") from exc
+
+
+def read_image_result(path: Path) -> ImageResult:
+    return image_result_from_json(load_json(path), path.name)
+
+
+# --------------------------------------------------------------------------- completion
+
+
+@dataclass(frozen=True)
+class CompletionRecord:
+    """``complete.json``: the node declared the study complete for exactly these images.
+
+    ``reason``: "four_views" (L/R × CC/MLO arrived) or "timeout" (``study_timeout_s`` of
+    silence). A later image makes the node declare again with the larger set.
+    """
+
+    sop_uids: tuple[str, ...]
+    reason: str
+    declared_at: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"version": COMPLETION_VERSION, "sop_uids": sorted(self.sop_uids), "reason": self.reason,
+                "declared_at": self.declared_at}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], what: str = "complete.json") -> CompletionRecord:
+        check_version(data, COMPLETION_VERSION, what)
+        sops = data.get("sop_uids")
+        if not isinstance(sops, list) or not all(isinstance(s, str) for s in sops):
+            raise RecordError(f"{what}: sop_uids must be a list of UIDs")
+        try:
+            declared = float(data.get("declared_at", 0.0))
+        except (TypeError, ValueError) as exc:
+            raise RecordError(f"{what}: declared_at: {exc}") from exc
+        return cls(sop_uids=tuple(sorted(sops)), reason=str(data.get("reason", "")), declared_at=declared)
+
+    @classmethod
+    def read(cls, path: Path) -> CompletionRecord:
+        return cls.from_json(load_json(path), path.name)
+
+
+# --------------------------------------------------------------------------- report
+
+
+@dataclass(frozen=True)
+class OutputObject:
+    """One DICOM object a report produced; ``kind`` None only in records that predate kinds."""
+
+    study: str
+    series: str
+    sop: str
+    sop_class: str
+    kind: OutputKind | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"study": self.study, "series": self.series, "sop": self.sop, "sop_class": self.sop_class,
+                "kind": self.kind.value if self.kind is not None else ""}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> OutputObject:
+        raw = str(data.get("kind") or "")
+        kind = OutputKind(raw) if raw in {k.value for k in OutputKind} else None
+        return cls(study=str(data.get("study", "")), series=str(data.get("series", "")),
+                   sop=str(data.get("sop", "")), sop_class=str(data.get("sop_class", "")), kind=kind)
+
+
+@dataclass(frozen=True)
+class ReportRecord:
+    """``reports/<report_key>.json``: the study was finalised for these images by this model.
+
+    Its existence is the done marker of ``finalize_study``. ``destinations`` maps each
+    destination name to its outbox item id (retention keeps the study while one is left);
+    ``failed_images`` are the images the report calls "CAD failed".
+    """
+
+    report_key: str
+    sop_uids: tuple[str, ...]
+    model_name: str
+    model_version: str
+    objects: tuple[OutputObject, ...] = ()
+    destinations: Mapping[str, str] = field(default_factory=dict)
+    failed_images: tuple[str, ...] = ()
+    created: float = 0.0
+
+    @property
+    def outputs(self) -> list[str]:
+        """SOP Instance UIDs of the objects produced."""
+        return [o.sop for o in self.objects]
+
+    def objects_of(self, kind: OutputKind) -> list[OutputObject]:
+        return [o for o in self.objects if o.kind is kind]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"version": REPORT_VERSION, "report_key": self.report_key, "sop_uids": sorted(self.sop_uids),
+                "model_name": self.model_name, "model_version": self.model_version, "outputs": self.outputs,
+                "objects": [o.to_json() for o in self.objects], "destinations": dict(self.destinations),
+                "failed_images": list(self.failed_images), "created": self.created}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], report_key: str, what: str = "report") -> ReportRecord:
+        """``report_key``: the file's stem (version 0 records did not store it)."""
+        check_version(data, REPORT_VERSION, what)
+        sops, objects, dests = data.get("sop_uids"), data.get("objects") or [], data.get("destinations") or {}
+        if not isinstance(sops, list) or not isinstance(objects, list) or not isinstance(dests, dict):
+            raise RecordError(f"{what}: sop_uids and objects must be lists, destinations an object")
+        try:
+            return cls(report_key=str(data.get("report_key") or report_key), sop_uids=tuple(sorted(map(str, sops))),
+                       model_name=str(data.get("model_name", "")), model_version=str(data.get("model_version", "")),
+                       objects=tuple(OutputObject.from_json(o) for o in objects if isinstance(o, dict)),
+                       destinations={str(k): str(v) for k, v in dests.items()},
+                       failed_images=tuple(map(str, data.get("failed_images") or [])),
+                       created=float(data.get("created", 0.0)))
+        except (TypeError, ValueError) as exc:
+            raise RecordError(f"{what}: {type(exc).__name__}: {exc}") from exc
+
+    @classmethod
+    def read(cls, path: Path) -> ReportRecord:
+        return cls.from_json(load_json(path), path.stem, path.name)

@@ -1,0 +1,131 @@
+"""Typed spool records: round trips, files written before versions existed, newer versions refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mammocad.config.settings import OutputKind
+from mammocad.model.results import ImageRef, ImageResult, Lesion, LesionClass
+from mammocad.spool.layout import Spool
+from mammocad.spool.outbox import Outbox
+from mammocad.spool.records import (
+    CompletionRecord,
+    OutputObject,
+    RecordError,
+    ReportRecord,
+    image_result_from_json,
+    image_result_json,
+    read_image_result,
+)
+from mammocad.spool.studies import StudyFiles, find_predecessor
+
+STUDY = "1.2.826.0.1.3680043.8.498.1"
+SOPS = ["1.2.826.0.1.3680043.8.498.11", "1.2.826.0.1.3680043.8.498.12"]
+
+
+def _result(sop: str = SOPS[0]) -> ImageResult:
+    ref = ImageRef(study_uid=STUDY, series_uid="1.2.3", sop_instance_uid=sop, sop_class_uid="1.2.840.10008.5.1.4.1.1.1.2",
+                   laterality="L", view="CC", rows=100, columns=80)
+    lesion = Lesion(box=(1.0, 2.0, 30.0, 40.0), lesion_class=LesionClass.MALIGNANT, probability_malignant=0.7,
+                    score=0.9)
+    return ImageResult(image=ref, lesions=(lesion,), model_name="m", model_version="1", device="cpu", seconds=0.5)
+
+
+def _report(**kw: object) -> ReportRecord:
+    objects = (OutputObject(STUDY, "1.2.9", "1.2.9.1", "1.2.840.10008.5.1.4.1.1.88.50", OutputKind.MAMMO_CAD_SR),
+               OutputObject(STUDY, "1.2.8", "1.2.8.1", "1.2.840.10008.5.1.4.1.1.7", OutputKind.SECONDARY_CAPTURE))
+    fields: dict[str, object] = {"report_key": "k1", "sop_uids": tuple(SOPS), "model_name": "m", "model_version": "1",
+                                 "objects": objects, "destinations": {"__objects__": "k1", "pacs": "k1"},
+                                 "failed_images": (SOPS[1],), "created": 12.5}
+    fields.update(kw)
+    return ReportRecord(**fields)  # type: ignore[arg-type]
+
+
+def test_image_result_round_trip_and_version_0() -> None:
+    result = _result()
+    data = image_result_json(result)
+    assert data["version"] == 1
+    assert image_result_from_json(json.loads(json.dumps(data))) == result
+    old = result.to_dict()  # what the code wrote before records had versions
+    assert "version" not in old and image_result_from_json(old) == result
+
+
+def test_completion_round_trip_and_version_0(tmp_path: Path) -> None:
+    record = CompletionRecord(sop_uids=tuple(reversed(SOPS)), reason="four_views", declared_at=5.0)
+    data = record.to_json()
+    assert data == {"version": 1, "sop_uids": SOPS, "reason": "four_views", "declared_at": 5.0}
+    assert CompletionRecord.from_json(data) == CompletionRecord(tuple(SOPS), "four_views", 5.0)
+    spool = Spool(tmp_path).create()
+    path = spool.complete_path(STUDY)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"sop_uids": SOPS, "reason": "timeout", "declared_at": 1.0}))  # version 0
+    assert spool.read_complete(STUDY) == SOPS
+    assert StudyFiles(tmp_path, STUDY).complete() == CompletionRecord(tuple(SOPS), "timeout", 1.0)
+
+
+def test_report_round_trip_with_any_destination_name(tmp_path: Path) -> None:
+    report = _report()
+    again = ReportRecord.from_json(json.loads(json.dumps(report.to_json())), "ignored")
+    assert again == report
+    assert again.outputs == ["1.2.9.1", "1.2.8.1"]
+    assert [o.sop for o in again.objects_of(OutputKind.MAMMO_CAD_SR)] == ["1.2.9.1"]
+
+
+def test_report_version_0_as_written_before(tmp_path: Path) -> None:
+    """The exact shape finalize_study wrote before typed records (no version, no report_key)."""
+    files = StudyFiles(tmp_path, STUDY)
+    old = {"sop_uids": SOPS[:1], "model_name": "m", "model_version": "1", "outputs": ["1.2.9.1"],
+           "objects": [{"study": STUDY, "series": "1.2.9", "sop": "1.2.9.1",
+                        "sop_class": "1.2.840.10008.5.1.4.1.1.88.50", "kind": "mammo-cad-sr"},
+                       {"study": STUDY, "series": "1.2.7", "sop": "1.2.7.1", "sop_class": "1.2.3", "kind": ""}],
+           "destinations": {"pacs": "oldkey"}, "failed_images": [], "created": 3.0}
+    path = files.report("oldkey")
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(old))
+    (record,) = files.reports()
+    assert record.report_key == "oldkey" and record.sop_uids == (SOPS[0],)
+    assert [o.kind for o in record.objects] == [OutputKind.MAMMO_CAD_SR, None]
+    assert Spool(tmp_path).has_report_for(STUDY, SOPS[:1])
+    assert find_predecessor(files, SOPS, "1") == record
+
+
+def test_newer_versions_are_refused_not_misread(tmp_path: Path) -> None:
+    with pytest.raises(RecordError, match="newer"):
+        CompletionRecord.from_json({"version": 99, "sop_uids": SOPS, "reason": "timeout"})
+    with pytest.raises(RecordError, match="newer"):
+        ReportRecord.from_json({**_report().to_json(), "version": 2}, "k")
+    with pytest.raises(RecordError, match="newer"):
+        image_result_from_json({**image_result_json(_result()), "version": 2})
+    bad = tmp_path / "r.json"
+    bad.write_text("[1, 2]")
+    with pytest.raises(RecordError, match="JSON object"):
+        read_image_result(bad)
+
+
+def test_unreadable_completion_counts_as_never_completed(tmp_path: Path) -> None:
+    spool = Spool(tmp_path).create()
+    path = spool.complete_path(STUDY)
+    path.parent.mkdir(parents=True)
+    for text in ("{", '{"sop_uids": "1.2"}', '{"version": 7, "sop_uids": []}'):
+        path.write_text(text)
+        assert spool.read_complete(STUDY) is None
+
+
+def test_outbox_item_version_0_and_unknown_fields(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path)
+    folder = outbox.root / "pacs" / "item1"
+    folder.mkdir(parents=True)
+    old = {"destination": "pacs", "item_id": "item1", "created": 1.0, "next_attempt": 2.0, "attempts": 3,
+           "last_error": "refused", "delivered": ["1.2.3"], "token": "t"}
+    (folder / "item.json").write_text(json.dumps(old))
+    item = outbox.get("pacs", "item1")
+    assert item is not None and (item.attempts, item.delivered, item.token) == (3, ["1.2.3"], "t")
+    outbox.save(item)
+    saved = json.loads((folder / "item.json").read_text())
+    assert saved["version"] == 1 and {k: saved[k] for k in old} == old
+    (folder / "item.json").write_text(json.dumps({**old, "version": 2}))
+    with pytest.raises(RecordError, match="newer"):
+        outbox.get("pacs", "item1")
