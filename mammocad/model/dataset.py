@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +96,11 @@ def decode_image(item: AnnotatedImage, preprocess: Any) -> Any:
                                     view=item.view, spec=preprocess)
     import pydicom
 
+    # A reader that knows the pixel size of header-less files (digitised film) says so per item;
+    # it must not become the checkpoint's fallback for every other image at inference.
+    declared = item.pixel_spacing_mm or item.extra.get("spacing_mm")
+    if declared:
+        preprocess = replace(preprocess, fallback_spacing_mm=float(declared))
     if item.extra.get("real_background", {}).get("patches"):
         # A real image with simulated clusters: the cached patches go over the original pixels.
         from mammocad.model.readers.real_background import dataset_with_inserts
