@@ -49,6 +49,7 @@ class Breast:
     nipple: float = 5.0  # nipple protrusion beyond the contour, mm
     muscle: float = 20.0  # largest pectoral path length on MLO, mm
     muscle_edge: float = 8.0  # distance over which the muscle path grows from 0, mm
+    pectoral_exponent: float = 0.85  # shape of the muscle edge: < 1 convex, 1 straight
 
     @classmethod
     def sample(cls, rng: np.random.Generator, field_mm: tuple[float, float],
@@ -97,6 +98,14 @@ class Breast:
         bump = self.nipple * np.sqrt(np.clip(1.0 - ((rows_mm - centre) / (1.4 * self.nipple + 2.0)) ** 2, 0.0, None))
         return ellipse * (1.0 + wobble) + bump
 
+    def pectoral_edge(self, rows_mm: np.ndarray) -> np.ndarray:
+        """Column (mm from the chest wall) of the pectoral muscle's edge on MLO at each row."""
+        frac = np.clip(1.0 - np.asarray(rows_mm, dtype=np.float64) / self.pectoral_height, 0.0, 1.0)
+        wobble_rng = np.random.default_rng(self.wobble_seed + 2)
+        knots = wobble_rng.normal(0.0, 0.03, size=6)
+        wobble = np.interp(frac, np.linspace(0.0, 1.0, 6), knots)
+        return (self.pectoral_width * frac ** self.pectoral_exponent * (1.0 + wobble)).astype(np.float32)
+
     def to_view_mm(self, view: str, point: tuple[float, float, float]) -> tuple[float, float]:
         """Breast point (depth from nipple, lateral, superior) in mm → (row, col) in mm."""
         d_nipple, lateral, superior = point
@@ -138,13 +147,12 @@ def view_maps(breast: Breast, view: str, shape: tuple[int, int], spacing: float)
     if view != "CC":
         # Convex-edged triangle on the chest wall, widest at the top edge; the muscle's path
         # length grows from 0 at its edge (a wedge seen obliquely), so there is no hard step.
-        pw, ph = breast.pectoral_width, breast.pectoral_height
-        frac = np.clip(1.0 - rows_mm / ph, 0.0, 1.0)
-        edge = pw * frac ** 0.85
+        edge = breast.pectoral_edge(rows_mm)
         inside = edge[:, None] - cols_mm[None, :]
         pectoral = np.clip(inside / spacing + 0.5, 0.0, 1.0) * mask
         grow = np.clip(inside / breast.muscle_edge, 0.0, None)
         muscle_mm = breast.muscle * (1.0 - np.exp(-grow - 0.5 * grow ** 2)) * mask
+        muscle_mm *= _fibres(breast, shape, spacing)
         muscle_mm = np.minimum(muscle_mm, 0.9 * inner)
     # The muscle mostly displaces breast tissue; the rest (the axillary tail is thicker) adds path.
     tissue_mm = np.clip(inner - MUSCLE_DISPLACES * muscle_mm, 0.0, None) * mask
@@ -174,7 +182,23 @@ def _compression(rng: np.random.Generator, density: float) -> dict[str, float]:
     thickness = float(np.clip(rng.normal(52.0 + 12.0 * density, 8.0), 40.0, 80.0))
     return {"thickness": thickness, "rolloff": float(thickness * rng.uniform(0.6, 1.1)),
             "skin": float(rng.uniform(1.0, 2.0)), "nipple": float(rng.uniform(2.0, 6.0)),
-            "muscle": float(thickness * rng.uniform(0.4, 0.9)), "muscle_edge": float(rng.uniform(4.0, 14.0))}
+            "muscle": float(thickness * rng.uniform(0.4, 0.9)), "muscle_edge": float(rng.uniform(4.0, 14.0)),
+            "pectoral_exponent": float(rng.uniform(0.6, 1.05))}
+
+
+def _fibres(breast: Breast, shape: tuple[int, int], spacing: float) -> np.ndarray:
+    """Muscle fibre bundles: ±6 % of the muscle's path, streaks along the muscle (down and in)."""
+    rng = np.random.default_rng(breast.wobble_seed + 3)
+    coarse = (max(shape[0] // 4, 8), max(shape[1] // 4, 8))
+    fy = np.fft.fftfreq(coarse[0], d=4 * spacing)[:, None]
+    fx = np.fft.rfftfreq(coarse[1], d=4 * spacing)[None, :]
+    along, across = (fy + fx) / np.sqrt(2), (fy - fx) / np.sqrt(2)
+    amp = np.maximum(np.hypot(4.0 * along, across), 0.05) ** -1.5
+    noise = np.fft.irfft2(amp * (rng.standard_normal(amp.shape) + 1j * rng.standard_normal(amp.shape)), s=coarse)
+    noise = (noise - noise.mean()) / max(float(noise.std()), 1e-9)
+    up = ndimage.zoom(noise, (shape[0] / coarse[0], shape[1] / coarse[1]), order=1)[:shape[0], :shape[1]]
+    up = np.pad(up, ((0, shape[0] - up.shape[0]), (0, shape[1] - up.shape[1])), mode="edge")
+    return (1.0 + 0.06 * up).astype(np.float32)
 
 
 def _edge_distance(breast: Breast, view: str, shape: tuple[int, int], spacing: float) -> np.ndarray:

@@ -44,7 +44,7 @@ class FilmSettings:
         return cls(gamma=float(rng.uniform(2.5, 3.5)), d_min=float(rng.uniform(0.15, 0.25)),
                    d_max=float(rng.uniform(3.6, 4.2)), d_breast=float(rng.uniform(0.9, 1.4)),
                    scatter_to_primary=float(rng.uniform(0.2, 0.6)), scatter_sigma_mm=float(rng.uniform(15, 35)),
-                   screen_sigma_mm=float(rng.uniform(0.06, 0.12)), photons_behind=float(rng.uniform(300, 1000)),
+                   screen_sigma_mm=float(rng.uniform(0.06, 0.12)), photons_behind=float(rng.uniform(800, 2500)),
                    grain=float(rng.uniform(0.008, 0.02)), scan_pitch_mm=float(rng.choice([0.05, 0.0435, 0.1, 0.2])),
                    scan_bits=int(rng.choice([8, 12, 12, 16])), scan_d_max=float(rng.uniform(3.0, 3.8)))
 

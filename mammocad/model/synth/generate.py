@@ -103,7 +103,8 @@ def generate_study(index: int, *, seed: int, size: str = "small",
             breast_id=f"{patient_id}_{lat}", lesions=ann_lesions, breast_malignant=malignant[lat],
             extra={"study_uid": ds.StudyInstanceUID, "sop_instance_uid": ds.SOPInstanceUID,
                    "sop_class_uid": ds.SOPClassUID, "manufacturer": profile.manufacturer,
-                   "density": density_letter, "kinds": [x.spec.kind for x in drawn], "synthetic": True}))
+                   "density": density_letter, "acquisition": "film" if profile.secondary_capture else "dr",
+                   "kinds": [x.spec.kind for x in drawn], "synthetic": True}))
     study.study_uid = study.datasets[0].StudyInstanceUID
     return study
 
@@ -177,8 +178,7 @@ def _fits(breast: Breast, view: str, point: tuple[float, float, float], ext: flo
     if np.any(breast.width_profile(view, rows) < col + ext + 4):
         return False
     if view == "MLO":
-        frac = np.clip(1.0 - (row + ext) / breast.pectoral_height, 0.0, 1.0)
-        if col - ext < breast.pectoral_width * frac ** 0.85 + 4:
+        if col - ext < float(breast.pectoral_edge(np.array([row - ext]))[0]) + 4:
             return False
     return True
 
