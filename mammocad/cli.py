@@ -38,7 +38,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     for module in (node_cli, worker_cli, config_cli, model_cli):
         module.register(subparsers)
+    _global_options_everywhere(subparsers)
     return parser
+
+
+def _global_options_everywhere(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Accept ``--config`` after any sub-command too (``mammocad serve --config FILE``).
+
+    The copy uses ``default=SUPPRESS`` so that, when it is not given after the
+    sub-command, the value given before it (or the default) stands.
+    """
+    for sub in subparsers.choices.values():
+        if not any("--config" in a.option_strings for a in sub._actions):
+            sub.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
+                             help="configuration file (also accepted before the command)")
+        for action in sub._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _global_options_everywhere(action)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -17,7 +17,7 @@ from typing import Any
 
 import tomlkit
 
-from mammocad.config import editing
+from mammocad.config import advice, editing
 from mammocad.config.settings import (
     ConfigError,
     OutputKind,
@@ -45,7 +45,11 @@ def _register_aet(subparsers: argparse._SubParsersAction) -> None:  # type: igno
     sub.add_parser("list", help="show the allowed callers").set_defaults(handler=_aet_list)
     add = sub.add_parser("add", help="allow an AE title (optionally only from one host)")
     add.add_argument("ae_title", metavar="AE", help="calling AE title of the sender (1-16 characters)")
-    add.add_argument("--host", help="only accept this AE from this IP address")
+    add.add_argument("--host", help="only accept this AE from this IP address, CIDR range (10.1.0.0/16) "
+                                    "or host name (resolved when the config is loaded)")
+    add.add_argument("--certificate-subject", metavar="SUBJECT",
+                     help="only accept this AE over DICOM TLS with a client certificate whose subject "
+                          "holds these attributes, e.g. 'CN=pacs.example, O=Hospital'")
     add.set_defaults(handler=_aet_add)
     rm = sub.add_parser("remove", help="stop accepting an AE title")
     rm.add_argument("ae_title", metavar="AE")
@@ -68,6 +72,10 @@ def _register_dest(subparsers: argparse._SubParsersAction) -> None:  # type: ign
                      help=f"comma-separated result kinds to send (default: all: {kinds})")
     add.add_argument("--associations", type=int, default=None, metavar="N",
                      help="concurrent associations per delivery (default 4; 1 for a PACS that allows only one)")
+    add.add_argument("--tls", action="store_true", help="send over DICOM TLS (needs --ca-certificates)")
+    add.add_argument("--ca-certificates", metavar="PEM", help="CA file that signed the peer's certificate")
+    add.add_argument("--certificate", metavar="PEM", help="our client certificate, when the peer asks for one")
+    add.add_argument("--private-key", metavar="PEM", help="the client certificate's private key")
     add.set_defaults(handler=_dest_add)
     rm = sub.add_parser("remove", help="remove a destination (items already queued stay in the outbox)")
     rm.add_argument("name", metavar="NAME")
@@ -117,9 +125,9 @@ def _aet_list(args: argparse.Namespace) -> int:
         print("no callers configured" + (" (node.require_known_callers is true: every sender is rejected)"
                                           if settings.node.require_known_callers else ""))
         return 0
-    print(f"{'AE TITLE':<16}  HOST")
+    print(f"{'AE TITLE':<16}  {'HOST':<24}  CERTIFICATE SUBJECT")
     for caller in settings.callers:
-        print(f"{caller.ae_title:<16}  {caller.host or '(any host)'}")
+        print(f"{caller.ae_title:<16}  {caller.host or '(any host)':<24}  {caller.certificate_subject or '-'}")
     if not settings.node.require_known_callers:
         print("note: node.require_known_callers is false: any AE may send, this list is not enforced")
     return 0
@@ -151,7 +159,7 @@ def _edit(args: argparse.Namespace, section: str, edit: Callable[..., object], *
 
 
 def _aet_add(args: argparse.Namespace) -> int:
-    path = _edit(args, "callers", editing.add_caller, args.ae_title, args.host)
+    path = _edit(args, "callers", editing.add_caller, args.ae_title, args.host, args.certificate_subject)
     if path is None:
         return 1
     where = f" from {args.host}" if args.host else " from any host"
@@ -185,8 +193,12 @@ def _dest_list(args: argparse.Namespace) -> int:
 
 
 def _dest_add(args: argparse.Namespace) -> int:
+    tls = None
+    if args.tls or args.ca_certificates or args.certificate or args.private_key:
+        tls = {"ca_certificates": args.ca_certificates or "", "certificate": args.certificate or "",
+               "private_key": args.private_key or ""}
     path = _edit(args, "destinations", editing.add_destination, args.name, args.ae_title, args.host, args.port,
-                 args.outputs, args.associations)
+                 args.outputs, args.associations, tls)
     if path is None:
         return 1
     print(f"added destination {args.name} ({args.ae_title}@{args.host}:{args.port}) to {path}; {_DEST_RESTART}")
@@ -233,27 +245,21 @@ def _config_check(args: argparse.Namespace) -> int:
     node = settings.node
     print(f"configuration OK: {source}")
     print(f"node: AE {node.ae_title} on {node.host}:{node.port}, spool {node.spool_dir}")
+    if node.tls.enabled:
+        plain = "TLS only" if node.tls.port in (0, node.port) else f"plain on {node.port}, TLS on {node.tls.port}"
+        print(f"node TLS: {plain}; client certificates "
+              f"{'required' if node.tls.require_client_certificate else 'optional'}")
     callers = ", ".join(f"{c.ae_title}@{c.host}" if c.host else c.ae_title for c in settings.callers)
     print(f"callers ({len(settings.callers)}): {callers or 'none'}"
           + ("" if node.require_known_callers else " (not enforced: require_known_callers = false)"))
-    dests = ", ".join(f"{d.name}={d.ae_title}@{d.host}:{d.port}" for d in settings.destinations)
+    dests = ", ".join(f"{d.name}={d.ae_title}@{d.host}:{d.port}{' (TLS)' if d.tls else ''}"
+                      for d in settings.destinations)
     print(f"destinations ({len(settings.destinations)}): {dests or 'none'}")
     broker = _redact(settings.broker.url) if settings.broker.url else "private redis-server started by `mammocad serve`"
     print(f"broker: {broker}")
-    for warning in _warnings(settings):
+    for warning in advice.warnings(settings):
         print(f"warning: {warning}")
     return 0
-
-
-def _warnings(settings: Settings) -> list[str]:
-    out = []
-    if settings.node.require_known_callers and not settings.callers:
-        out.append("node.require_known_callers is true and no [[callers]] are listed: every sender is rejected")
-    if not settings.destinations:
-        out.append("no [[destinations]]: results are built but sent nowhere")
-    if settings.worker.device not in ("auto", "cpu") and not settings.worker.device.startswith("cuda"):
-        out.append(f"worker.device {settings.worker.device!r} is not auto, cpu or cuda[:N]")
-    return out
 
 
 def _redact(url: str) -> str:

@@ -26,6 +26,7 @@ from tomlkit.exceptions import TOMLKitError
 from tomlkit.items import AoT, Comment, Item, Table, Whitespace
 from tomlkit.toml_document import TOMLDocument
 
+from mammocad.config.security import host_networks
 from mammocad.config.settings import (
     ConfigError,
     OutputKind,
@@ -52,7 +53,7 @@ TEMPLATE = """\
 
 [node]
 ae_title = "MAMMOCAD"
-host = "0.0.0.0"
+host = "127.0.0.1"             # loopback; "0.0.0.0" to accept images from other machines
 port = 11112
 require_known_callers = true   # reject associations from AEs not listed under [[callers]]
 study_timeout_s = 30           # a study is complete after this long without a new image
@@ -84,10 +85,17 @@ class EditError(ConfigError):
 # --------------------------------------------------------------------------- public API
 
 
-def add_caller(path: str | os.PathLike[str], ae_title: str, host: str | None = None) -> Settings:
-    """Allow ``ae_title`` (optionally only from ``host``) to send images."""
+def add_caller(path: str | os.PathLike[str], ae_title: str, host: str | None = None,
+               certificate_subject: str | None = None) -> Settings:
+    """Allow ``ae_title`` (optionally only from ``host``: IP, CIDR or name; and only with a
+    TLS client certificate whose subject holds ``certificate_subject``) to send images."""
     ae = _checked_ae(ae_title, "caller AE title")
     host = _checked_host(host)
+    if host is not None:
+        try:
+            host_networks(host)
+        except ValueError as exc:
+            raise EditError(str(exc)) from exc
 
     def mutate(doc: TOMLDocument) -> None:
         for entry in _entries(doc, "callers"):
@@ -97,6 +105,8 @@ def add_caller(path: str | os.PathLike[str], ae_title: str, host: str | None = N
         fields: dict[str, Any] = {"ae_title": ae}
         if host:
             fields["host"] = host
+        if certificate_subject:
+            fields["certificate_subject"] = certificate_subject.strip()
         _append_entry(doc, "callers", fields)
 
     return _edit(Path(path), mutate, create=True)
@@ -128,10 +138,12 @@ def add_destination(
     port: int,
     outputs: list[str] | list[OutputKind] | None = None,
     associations: int | None = None,
+    tls: dict[str, str] | None = None,
 ) -> Settings:
     """Add a DICOM peer that receives results; ``outputs`` None means every kind.
 
     ``associations`` None leaves the setting out of the file (the default applies).
+    ``tls`` (``ca_certificates``, optional ``certificate`` and ``private_key``) turns on DICOM TLS.
     """
     ae = _checked_ae(ae_title, "destination AE title")
     host = _checked_host(host) or ""
@@ -148,6 +160,9 @@ def add_destination(
         entry: dict[str, Any] = {"name": name, "ae_title": ae, "host": host, "port": int(port), "outputs": kinds}
         if associations is not None:
             entry["associations"] = int(associations)
+        if tls is not None:
+            entry["tls"] = True
+            entry.update({k: v for k, v in tls.items() if v})
         _append_entry(doc, "destinations", entry)
 
     return _edit(Path(path), mutate, create=True)
@@ -237,7 +252,10 @@ def _edit(path: Path, mutate: Callable[[TOMLDocument], None], create: bool) -> S
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    folder = path.resolve().parent
+    # Through a symlink the real file is replaced and the link stays a link (config
+    # management often links /etc/mammocad.toml to a versioned file).
+    path = path.resolve()
+    folder = path.parent
     old = path.stat() if path.exists() else None
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
     try:

@@ -9,11 +9,12 @@ Validation happens here, once: every other module may trust what it gets.
 from __future__ import annotations
 
 import os
+import ssl
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -21,8 +22,18 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from mammocad.config.security import (
+    Network,
+    NodeTLSSettings,
+    address_in,
+    check_destination_tls,
+    host_networks,
+)
+from mammocad.dicom import tls
+
 DEFAULT_CONFIG_PATH = Path("config/mammocad.toml")
 CONFIG_ENV_VAR = "MAMMOCAD_CONFIG"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def validate_ae_title(value: str) -> str:
@@ -79,7 +90,8 @@ class _Section(BaseModel):
 
 class NodeSettings(_Section):
     ae_title: str = "MAMMOCAD"
-    host: str = "0.0.0.0"
+    #: Loopback by default: listening on every address is a decision (see config check's warning).
+    host: str = "127.0.0.1"
     port: int = 11112
     require_known_callers: bool = True
     study_timeout_s: float = Field(30.0, gt=0)
@@ -94,18 +106,39 @@ class NodeSettings(_Section):
     #: Days a delivered study (and a set-aside object) stays in the spool; 0 keeps all.
     #: Studies with results still owed to a destination are never removed (retention.py).
     retention_days: float = Field(30.0, ge=0)
+    tls: NodeTLSSettings = Field(default_factory=NodeTLSSettings)
 
     _ae = field_validator("ae_title")(classmethod(lambda cls, v: validate_ae_title(v)))
     _port = field_validator("port")(classmethod(lambda cls, v: _check_port(v)))
 
 
 class Caller(_Section):
-    """An AE allowed to send images; ``host`` pins its network address when set."""
+    """An AE allowed to send images.
+
+    ``host`` (IP, CIDR range or name, resolved at load) pins its address;
+    ``certificate_subject`` (``"CN=pacs, O=Hospital"``) requires it to come over TLS with a
+    client certificate whose subject holds those attributes.
+    """
 
     ae_title: str
     host: str | None = None
+    certificate_subject: str | None = None
+    _networks: tuple[Network, ...] = PrivateAttr(default=())
+    _subject: dict[str, str] = PrivateAttr(default_factory=dict)
 
     _ae = field_validator("ae_title")(classmethod(lambda cls, v: validate_ae_title(v)))
+
+    @model_validator(mode="after")
+    def _rules(self) -> Caller:
+        self._networks = host_networks(self.host) if self.host else ()
+        self._subject = tls.parse_subject(self.certificate_subject) if self.certificate_subject else {}
+        return self
+
+    def host_allowed(self, address: str) -> bool:
+        return self.host is None or address_in(address, self._networks)
+
+    def subject_allowed(self, subject: dict[str, str] | None) -> bool:
+        return not self._subject or tls.subject_matches(self._subject, subject)
 
 
 class Destination(_Section):
@@ -120,9 +153,26 @@ class Destination(_Section):
     #: before answering; concurrent associations overlap those waits). 1 for a PACS that
     #: allows a single association per calling AE.
     associations: int = Field(4, ge=1, le=16)
+    #: DICOM TLS to this peer: trust ``ca_certificates``; present ``certificate`` (+ key) when given.
+    tls: bool = False
+    ca_certificates: str = ""
+    certificate: str = ""
+    private_key: str = ""
 
     _ae = field_validator("ae_title")(classmethod(lambda cls, v: validate_ae_title(v)))
     _port = field_validator("port")(classmethod(lambda cls, v: _check_port(v)))
+
+    @model_validator(mode="after")
+    def _tls(self) -> Destination:
+        check_destination_tls(self.name, self.tls, self.ca_certificates, self.certificate, self.private_key)
+        return self
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The SCU context for this peer, None for plain DICOM."""
+        if not self.tls:
+            return None
+        return tls.client_context(ca_certificates=self.ca_certificates, certificate=self.certificate,
+                                  private_key=self.private_key, what=f"destination {self.name}")
 
 
 class BrokerSettings(_Section):
@@ -144,6 +194,14 @@ class WorkerSettings(_Section):
     time_limit_s: int = Field(900, gt=0)
     analysis_queue: str = "gpu"
     results_queue: str = "results"
+
+    @field_validator("weights")
+    @classmethod
+    def _weights(cls, value: str) -> str:
+        # The worker refuses to start without them; say so at `config check`, not at start.
+        if value and not Path(value).is_file():
+            raise ValueError(f"weights file {value} does not exist (empty uses the demo weights)")
+        return value
 
     @model_validator(mode="after")
     def _limits(self) -> WorkerSettings:
@@ -261,9 +319,18 @@ class Settings(BaseSettings):
     results: ResultsSettings = Field(default_factory=ResultsSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    #: DEBUG, INFO, WARNING, ERROR or CRITICAL.
     log_level: str = "INFO"
     #: Log as JSON lines instead of key=value.
     log_json: bool = False
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}, got {value!r}")
+        return level
 
     @model_validator(mode="after")
     def _unique_destinations(self) -> Settings:
@@ -290,10 +357,25 @@ class Settings(BaseSettings):
 
     def caller_allowed(self, ae_title: str, host: str) -> bool:
         """True when ``ae_title`` (from ``host``) is a listed caller."""
-        for caller in self.callers:
-            if caller.ae_title == ae_title.strip() and (caller.host is None or caller.host == host):
-                return True
-        return False
+        return self.caller_refusal(ae_title, host) is None
+
+    def caller_refusal(self, ae_title: str, host: str, subject: dict[str, str] | None = None) -> str | None:
+        """None when a [[callers]] entry allows this caller, else the rule that failed, in words.
+
+        ``subject`` is the TLS client certificate's subject (None on plain DICOM).
+        """
+        entries = [c for c in self.callers if c.ae_title == ae_title.strip()]
+        if not entries:
+            return "calling AE title not recognised"
+        from_host = [c for c in entries if c.host_allowed(host)]
+        if not from_host:
+            rules = ", ".join(str(c.host) for c in entries)
+            return f"calling AE title known but not from host {host} (allowed hosts: {rules})"
+        if any(c.subject_allowed(subject) for c in from_host):
+            return None
+        wanted = "; ".join(str(c.certificate_subject) for c in from_host)
+        return (f"certificate subject {tls.subject_text(subject)} does not match the caller's "
+                f"certificate_subject ({wanted})")
 
     def destination(self, name: str) -> Destination:
         for dest in self.destinations:

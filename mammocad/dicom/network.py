@@ -8,6 +8,7 @@ Callers pass plain values, not settings, so this module stays below the config.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
@@ -52,9 +53,14 @@ def storage_scp(ae_title: str, *, max_pdu_size: int, max_associations: int,
     return ae
 
 
-def serve(ae: AE, host: str, port: int, handlers: list[evt.EventHandlerType]) -> Any:
-    """Start ``ae`` listening on (host, port) without blocking; returns pynetdicom's server."""
-    return ae.start_server((host, port), block=False, evt_handlers=handlers)
+def serve(ae: AE, host: str, port: int, handlers: list[evt.EventHandlerType],
+          ssl_context: ssl.SSLContext | None = None) -> Any:
+    """Start ``ae`` listening on (host, port) without blocking; returns pynetdicom's server.
+
+    With ``ssl_context`` (:func:`mammocad.dicom.tls.server_context`) every connection must
+    complete a TLS handshake first. One AE may serve a plain and a TLS port side by side.
+    """
+    return ae.start_server((host, port), block=False, evt_handlers=handlers, ssl_context=ssl_context)
 
 
 def scu(calling_ae: str, *, timeout_s: float, contexts: Sequence[PresentationContext]) -> AE:
@@ -72,7 +78,9 @@ def verification_scu(calling_ae: str, *, timeout_s: float) -> AE:
     return scu(calling_ae, timeout_s=timeout_s, contexts=[build_context(VERIFICATION)])
 
 
-def associate(ae: AE, peer: Peer, *, evt_handlers: list[evt.EventHandlerType] | None = None) -> Association:
-    """Request an association with ``peer``; check ``is_established`` on the result."""
+def associate(ae: AE, peer: Peer, *, evt_handlers: list[evt.EventHandlerType] | None = None,
+              tls: ssl.SSLContext | None = None) -> Association:
+    """Request an association with ``peer`` (over TLS with ``tls``, from
+    :func:`mammocad.dicom.tls.client_context`); check ``is_established`` on the result."""
     return ae.associate(peer.host, peer.port, ae_title=peer.ae_title, max_pdu=DEFAULT_MAX_PDU,
-                        evt_handlers=evt_handlers)
+                        evt_handlers=evt_handlers, tls_args=(tls, peer.host) if tls is not None else None)

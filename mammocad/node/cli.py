@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -88,7 +89,13 @@ def run_node(args: argparse.Namespace) -> int:
         return _fail("broker.url is empty: `mammocad node` queues on an existing Redis; set broker.url "
                      "(or MAMMOCAD_BROKER__URL=redis://HOST:PORT/0), or run `mammocad serve`")
     from mammocad.node.scp import Node
+    from mammocad.spool.layout import InstanceLock, SpoolInUse
 
+    os.umask(0o027)
+    try:
+        lock = InstanceLock(settings.node.spool_dir).acquire()
+    except SpoolInUse as exc:
+        return _fail(str(exc))
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -102,6 +109,7 @@ def run_node(args: argparse.Namespace) -> int:
         stop.wait()
     finally:
         node.stop()
+        lock.release()
     return 0
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from mammocad.dicom.chunked import current_ae, install_chunked_receive, received_dataset_file
-from mammocad.spool.layout import atomic_write_bytes, ensure_dir, fsync_dir
+from mammocad.spool.layout import FILE_MODE, atomic_write_bytes, ensure_dir, fsync_dir
 
 logger = logging.getLogger("mammocad.node")
 
@@ -53,7 +53,7 @@ class SpoolTempFile:
     def __init__(self, tmp_dir: Path) -> None:
         ensure_dir(tmp_dir)
         self.name = str(tmp_dir / f".rx-{uuid.uuid4().hex}.part")
-        self._fd: int | None = os.open(self.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        self._fd: int | None = os.open(self.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
         self.size = 0
         self._kicked = 0
         self.error: OSError | None = None

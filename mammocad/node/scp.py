@@ -22,6 +22,7 @@ from mammocad.config import Settings
 from mammocad.config.watch import ConfigWatcher
 from mammocad.dicom import network
 from mammocad.dicom.sop_classes import is_analysable
+from mammocad.dicom.tls import peer_subject
 from mammocad.logs import log_event
 from mammocad.node import receive
 from mammocad.node.header import Header, HeaderError, read_header
@@ -60,8 +61,15 @@ class CallerPolicy:
             self.settings.node.require_known_callers = new.node.require_known_callers
 
     def allowed(self, ae_title: str, host: str) -> bool:
+        return self.refusal(ae_title, host) is None
+
+    def refusal(self, ae_title: str, host: str, subject: dict[str, str] | None = None) -> str | None:
+        """None when the caller may associate, else the failed rule in words (AE title, host
+        or certificate subject), for the log, the audit trail and the admin."""
         s = self.settings
-        return not s.node.require_known_callers or s.caller_allowed(ae_title, host)
+        if not s.node.require_known_callers:
+            return None
+        return s.caller_refusal(ae_title, host, subject)
 
 
 class Node:
@@ -84,6 +92,7 @@ class Node:
         self.dispatcher = Dispatcher(self.spool, sender, StudyTracker(settings.node.study_timeout_s))
         self.ae = self._make_ae()
         self._server: Any = None
+        self._tls_server: Any = None
         self.streaming = False
 
     def _make_ae(self) -> AE:
@@ -93,7 +102,13 @@ class Node:
 
     @property
     def port(self) -> int:
-        return int(self._server.server_address[1]) if self._server else self.settings.node.port
+        """The plain DICOM port (the TLS port when the node listens on TLS only)."""
+        server = self._server or self._tls_server
+        return int(server.server_address[1]) if server else self.settings.node.port
+
+    @property
+    def tls_port(self) -> int | None:
+        return int(self._tls_server.server_address[1]) if self._tls_server else None
 
     def start(self) -> None:
         self.spool.create()
@@ -104,14 +119,27 @@ class Node:
             (evt.EVT_REQUESTED, self._on_requested), (evt.EVT_ACCEPTED, self._on_accepted),
             (evt.EVT_C_ECHO, lambda event: 0x0000), (evt.EVT_C_STORE, self._on_store)]
         self.streaming = receive.register(self.ae, self.spool.tmp)
-        self._server = network.serve(self.ae, node.host, node.port, handlers)
-        log_event(logger, "node_listening", ae_title=node.ae_title, host=node.host, port=self.port,
-                  spool=str(self.spool.root), streaming=self.streaming)
+        tls = node.tls
+        if tls.enabled:
+            ctx = tls.server_context(on_failure=self._tls_failed)
+            tls_port = tls.port or node.port
+            self._tls_server = network.serve(self.ae, node.host, tls_port, handlers, ssl_context=ctx)
+        if not tls.enabled or tls.port not in (0, node.port):
+            self._server = network.serve(self.ae, node.host, node.port, handlers)
+        log_event(logger, "node_listening", ae_title=node.ae_title, host=node.host,
+                  port=self.port if self._server else None, tls_port=self.tls_port,
+                  client_certificates=("required" if tls.require_client_certificate else "optional")
+                  if tls.enabled else None, spool=str(self.spool.root), streaming=self.streaming)
+        from mammocad.config.advice import warnings
+
+        for warning in warnings(self.settings):
+            log_event(logger, "config_warning", logging.WARNING, warning=warning)
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server = None
+        for server in (self._server, self._tls_server):
+            if server is not None:
+                server.shutdown()
+        self._server = self._tls_server = None
         receive.unregister(self.ae)
         self.dispatcher.stop()
         log_event(logger, "node_stopped")
@@ -127,8 +155,15 @@ class Node:
         host = str(rq.address)
         if called != self.settings.node.ae_title:
             self._reject(event, REJECT_CALLED, calling, called, host, "called AE title not recognised")
-        elif not self.policy.allowed(calling, host):
-            self._reject(event, REJECT_CALLING, calling, called, host, "calling AE title not recognised")
+            return
+        why = self.policy.refusal(calling, host, peer_subject(getattr(event.assoc.dul.socket, "socket", None)))
+        if why is not None:
+            # DICOM has one reason code for all of these; the log and audit trail name the rule.
+            self._reject(event, REJECT_CALLING, calling, called, host, why)
+
+    def _tls_failed(self, host: str, why: str) -> None:
+        """A caller failed the TLS handshake (runs in the server's accept loop: log only)."""
+        log_event(logger, "tls_handshake_failed", logging.WARNING, peer=host, reason=why[:300])
 
     def _reject(self, event: evt.Event, reason: int, calling: str, called: str, host: str, why: str) -> None:
         log_event(logger, "association_rejected", logging.WARNING, calling_ae=calling, called_ae=called,

@@ -21,7 +21,7 @@ from pathlib import Path
 from mammocad.config import Settings
 from mammocad.logs import log_event
 from mammocad.node.scp import Node
-from mammocad.spool.layout import Spool, ensure_dir
+from mammocad.spool.layout import InstanceLock, Spool, SpoolInUse, ensure_dir
 
 logger = logging.getLogger("mammocad.serve")
 
@@ -112,6 +112,11 @@ def serve(settings: Settings, config_path: Path | None) -> int:
     redis_proc = worker = None
     node: Node | None = None
     status = 0
+    os.umask(0o027)  # redis's files and every spool file: no access for others (children inherit)
+    try:
+        lock = InstanceLock(settings.node.spool_dir).acquire()
+    except SpoolInUse as exc:
+        raise ServeError(str(exc)) from exc
     try:
         url = settings.broker.url
         if not url:
@@ -135,4 +140,5 @@ def serve(settings: Settings, config_path: Path | None) -> int:
             node.stop()
         _terminate(worker, "worker")
         _terminate(redis_proc, "redis-server")
+        lock.release()
     return status

@@ -13,6 +13,7 @@ UID cannot escape the spool.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -68,13 +69,18 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+#: Spool files hold patient images: owner read/write, group (a worker account) read, others nothing.
+FILE_MODE = 0o640
+DIR_MODE = 0o750
+
+
 def ensure_dir(path: Path) -> None:
-    """mkdir -p that fsyncs the parent of each directory it creates."""
+    """mkdir -p (mode 0750) that fsyncs the parent of each directory it creates."""
     if path.is_dir():
         return
     ensure_dir(path.parent)
     try:
-        path.mkdir()
+        path.mkdir(mode=DIR_MODE)
     except FileExistsError:
         return
     fsync_dir(path.parent)
@@ -94,7 +100,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data_or_chunks: Chunks,
     ensure_dir(target.parent)
     chunks = [data_or_chunks] if isinstance(data_or_chunks, (bytes, bytearray, memoryview)) else data_or_chunks
     tmp = tmp_root / f".{target.name}.{uuid.uuid4().hex}.part"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     written = 0
     try:
         try:
@@ -227,3 +233,40 @@ class Spool:
         """True when the worker finalised the study for exactly this set of images."""
         wanted = tuple(sorted(sop_uids))
         return any(report.sop_uids == wanted for report in self.reports(study_uid))
+
+
+class SpoolInUse(RuntimeError):
+    """Another ``mammocad serve``/``node`` holds the spool; the message names its pid."""
+
+
+class InstanceLock:
+    """One node (``serve`` or ``node``) per spool: an exclusive ``flock`` on ``spool/instance.lock``.
+
+    Two ``serve`` on one spool would run two redis-servers on one append-only file and two
+    SCPs answering for the same studies. The lock goes with the process (also on a crash),
+    so a stale lock file never blocks a restart. Workers do not take it: several may share a spool.
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.path = Path(root) / "instance.lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> InstanceLock:
+        ensure_dir(self.path.parent)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise SpoolInUse(f"spool {self.path.parent} is in use by another mammocad node (pid {holder}); "
+                             "stop it first, or give this one its own node.spool_dir") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

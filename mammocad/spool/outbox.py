@@ -33,7 +33,7 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
-from mammocad.spool.layout import Spool, atomic_write_json, fsync_dir
+from mammocad.spool.layout import DIR_MODE, FILE_MODE, Spool, atomic_write_json, ensure_dir, fsync_dir
 from mammocad.spool.records import OUTBOX_ITEM_VERSION, RecordError, check_version, load_json
 
 _ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
@@ -105,20 +105,23 @@ class Outbox:
         tmp_root = self.layout.tmp
         tmp_root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=tmp_root, prefix=f".outbox-{item_id}-"))
+        os.chmod(tmp, DIR_MODE)
         try:
             for ds in datasets:
                 path = tmp / f"{check_name(str(ds.SOPInstanceUID), 'SOP Instance UID')}.dcm"
                 ds.save_as(path, enforce_file_format=True)
                 with open(path, "rb+") as fh:
+                    os.fchmod(fh.fileno(), FILE_MODE)
                     os.fsync(fh.fileno())
             t = time.time()
             item = OutboxItem(destination=destination, item_id=item_id, created=t, next_attempt=t,
                               token=uuid.uuid4().hex, path=final)
             (tmp / ITEM_JSON).write_text(json.dumps(item.to_json(), indent=1))
             with open(tmp / ITEM_JSON, "rb+") as fh:
+                os.fchmod(fh.fileno(), FILE_MODE)
                 os.fsync(fh.fileno())
             fsync_dir(tmp)
-            final.parent.mkdir(parents=True, exist_ok=True)
+            ensure_dir(final.parent)
             os.rename(tmp, final)  # fails if a concurrent put won: then theirs stands
         except OSError:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -155,7 +158,7 @@ class Outbox:
 
     def dead_letter(self, item: OutboxItem) -> OutboxItem:
         target = self._dir(item.destination, item.item_id, dead=True)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        ensure_dir(target.parent)
         if target.exists():  # an older dead copy of the same item: the newer state wins
             shutil.rmtree(target)
         os.rename(item.path, target)
@@ -172,7 +175,7 @@ class Outbox:
         target = self._dir(destination, item_id)
         if target.exists():
             raise FileExistsError(f"{target} already exists in the outbox; it is being delivered")
-        target.parent.mkdir(parents=True, exist_ok=True)
+        ensure_dir(target.parent)
         os.rename(item.path, target)
         fsync_dir(target.parent)
         item.path, item.dead = target, False

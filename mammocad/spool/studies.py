@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mammocad.model.results import ImageResult
-from mammocad.spool.layout import Spool, atomic_write_bytes, atomic_write_json, validate_uid
+from mammocad.spool.layout import FILE_MODE, Spool, atomic_write_bytes, atomic_write_json, validate_uid
 from mammocad.spool.records import CompletionRecord, ReportRecord, image_result_json, read_image_result
 
 
@@ -55,7 +55,7 @@ class StudyFiles:
         """Exclusive, non-blocking lock of this study's finalisation; yields False if held."""
         path = self.layout.finalize_lock_path(self.study_uid)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

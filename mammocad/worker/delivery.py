@@ -10,6 +10,7 @@ capture) is decompressed and sent uncompressed instead.
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from pynetdicom.status import code_to_category
 
 from mammocad.config import Destination
 from mammocad.dicom import network
+from mammocad.dicom.failures import Watch
 from mammocad.logs import log_event
 
 logger = logging.getLogger(__name__)
@@ -70,8 +72,12 @@ def store_files(
         return [statuses[p] for p in files]
     n = max(1, min(associations, len(items)))
     chunks = [items[i::n] for i in range(n)]
+    try:
+        tls = dest.tls_context()
+    except ValueError as exc:  # a certificate file went missing since the config was loaded
+        raise DeliveryError(f"[tls] {exc}") from exc
     with ThreadPoolExecutor(n, thread_name_prefix=f"store-{dest.name}") as pool:
-        outcomes = list(pool.map(lambda c: _store_chunk(dest, c, calling_ae, timeout_s), chunks))
+        outcomes = list(pool.map(lambda c: _store_chunk(dest, c, calling_ae, timeout_s, tls), chunks))
     errors = [o for o in outcomes if isinstance(o, DeliveryError)]
     if len(errors) == len(outcomes):
         raise errors[0]
@@ -83,17 +89,22 @@ def store_files(
     return [statuses.get(p) or FileStatus(p, p.stem, None, reason) for p in files]
 
 
-def _store_chunk(dest: Destination, items: Sequence[tuple[Path, Dataset]], calling_ae: str, timeout_s: float
-                 ) -> dict[Path, FileStatus] | DeliveryError:
-    """One association sending ``items`` in order (the error is returned, for the thread pool)."""
+def _store_chunk(dest: Destination, items: Sequence[tuple[Path, Dataset]], calling_ae: str, timeout_s: float,
+                 tls: ssl.SSLContext | None = None) -> dict[Path, FileStatus] | DeliveryError:
+    """One association sending ``items`` in order (the error is returned, for the thread pool).
+
+    A failed association becomes one DeliveryError naming the cause (refused, timeout,
+    TLS, rejected with the peer's reason, aborted); pynetdicom's own lines are swallowed
+    (mammocad/dicom/failures.py), so each attempt is one line in the worker's log.
+    """
     ae = network.scu(calling_ae, timeout_s=timeout_s, contexts=_contexts([ds for _, ds in items]))
-    assoc = network.associate(ae, dest)
+    watch = Watch()
+    assoc = network.associate(ae, dest, evt_handlers=watch.handlers(), tls=tls)
     if not assoc.is_established:
-        what = "rejected" if assoc.is_rejected else "aborted" if assoc.is_aborted else "failed"
-        return DeliveryError(
-            f"association to {dest.name} ({dest.ae_title}@{dest.host}:{dest.port}) {what}: check that "
-            f"the PACS is running and lists AE {calling_ae!r} as a known modality"
-        )
+        failure = watch.explain(f"{dest.name} ({dest.ae_title}@{dest.host}:{dest.port})", assoc, timeout_s)
+        if failure.kind == "rejected" and failure.details.get("reason") == 3:
+            failure.message += f" (our calling AE is {calling_ae!r})"
+        return DeliveryError(f"[{failure.kind}] {failure.message}")
     statuses: dict[Path, FileStatus] = {}
     try:
         for path, ds in items:

@@ -288,10 +288,13 @@ def _attempt(settings: Settings, outbox: Outbox, item: OutboxItem) -> tuple[str,
     error = None
     try:
         dest = settings.destination(item.destination)
+    except KeyError:
+        return _removed_destination(outbox, item)
+    try:
         statuses = store_files(dest, item.pending_files(), calling_ae=settings.node.ae_title,
                                timeout_s=settings.delivery.network_timeout_s, associations=dest.associations)
-    except (KeyError, DeliveryError) as exc:
-        statuses, error = [], str(exc).strip("'\"")
+    except DeliveryError as exc:
+        statuses, error = [], str(exc)
     except Exception as exc:
         statuses, error = [], f"{type(exc).__name__}: {exc}"
     item.delivered += [s.sop_uid for s in statuses if s.ok and s.sop_uid not in item.delivered]
@@ -318,6 +321,21 @@ def _attempt(settings: Settings, outbox: Outbox, item: OutboxItem) -> tuple[str,
     log_event(logger, "delivery_retry", level=logging.WARNING, dest=item.destination, item=item.item_id,
               attempts=item.attempts, retry_in=round(delay, 1), error=item.last_error)
     return "retry", delay
+
+
+def _removed_destination(outbox: Outbox, item: OutboxItem) -> tuple[str, None]:
+    """The destination is no longer configured: retrying cannot help, dead-letter now.
+
+    ``mammocad outbox retry`` brings it back once the destination is added again;
+    ``mammocad outbox drop`` gives it up (and lets retention prune the study).
+    """
+    item.last_error = (f"destination {item.destination!r} is not in the configuration (removed?): "
+                       "not retried; `mammocad outbox retry` after adding it back, or `mammocad outbox drop`")
+    outbox.save(item)
+    outbox.dead_letter(item)
+    log_event(logger, "dead_letter", level=logging.ERROR, dest=item.destination, item=item.item_id,
+              attempts=item.attempts, error=item.last_error)
+    return "dead", None
 
 
 def requeue_due(app: Celery, spool_dir: str, grace_s: float) -> int:

@@ -1,0 +1,178 @@
+"""DICOM TLS (PS3.15 B.9 / BCP 195) contexts for the node, delivery and ``dest echo``.
+
+The profile is the one DCMTK uses by default ("BCP 195, non-downgrading", ``+py``):
+TLS 1.2 or newer, and for TLS 1.2 only the ECDHE/DHE AES-GCM suites. TLS 1.3 suites are
+OpenSSL's (all AEAD). Certificates are verified against the configured CA file; as in
+DCMTK, the peer's host name is not compared with the certificate (PACS certificates
+rarely name the address the modality uses), so trust rests on the CA file: give a CA
+that signs only DICOM peers.
+
+Plain values in, contexts out: this module sits below the config.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+#: BCP 195 TLS 1.2 suites in DCMTK's order (OpenSSL names).
+BCP195_CIPHERS = ":".join((
+    "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
+    "DHE-RSA-AES128-GCM-SHA256", "DHE-RSA-AES256-GCM-SHA384",
+))
+#: Seconds a caller has to finish the handshake: it runs in the node's accept loop.
+HANDSHAKE_TIMEOUT_S = 10.0
+
+#: ``(peer host, reason)`` of a failed server-side handshake.
+FailureHook = Callable[[str, str], None]
+
+
+class TLSConfigError(ValueError):
+    """A certificate, key or CA file is missing or unusable; the message names the file."""
+
+
+def _base(purpose: ssl.Purpose) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(purpose)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers(BCP195_CIPHERS)
+    return ctx
+
+
+def _load_chain(ctx: ssl.SSLContext, certificate: str, private_key: str, what: str) -> None:
+    try:
+        ctx.load_cert_chain(certificate, private_key)
+    except FileNotFoundError as exc:
+        raise TLSConfigError(f"{what}: file not found: {exc.filename}") from exc
+    except (ssl.SSLError, OSError) as exc:
+        raise TLSConfigError(f"{what}: cannot load certificate {certificate!r} with key {private_key!r}: "
+                             f"{exc} (PEM files, key unencrypted and matching the certificate)") from exc
+
+
+def _load_ca(ctx: ssl.SSLContext, ca_certificates: str, what: str) -> None:
+    try:
+        ctx.load_verify_locations(cafile=ca_certificates)
+    except FileNotFoundError as exc:
+        raise TLSConfigError(f"{what}: CA file not found: {ca_certificates}") from exc
+    except (ssl.SSLError, OSError) as exc:
+        raise TLSConfigError(f"{what}: cannot load CA certificates {ca_certificates!r}: {exc}") from exc
+
+
+class _ServerContext(ssl.SSLContext):
+    """Server context that bounds the handshake and reports failed ones.
+
+    pynetdicom wraps each accepted socket in its accept loop and drops a failed handshake
+    without a word; this subclass gives the caller a hook for the log and the audit trail.
+    """
+
+    on_failure: FailureHook | None = None
+
+    def wrap_socket(self, sock: socket.socket, *args: Any, **kwargs: Any) -> ssl.SSLSocket:  # type: ignore[override]
+        try:
+            host = str(sock.getpeername()[0])
+        except OSError:
+            host = ""
+        sock.settimeout(HANDSHAKE_TIMEOUT_S)
+        try:
+            wrapped = super().wrap_socket(sock, *args, **kwargs)
+        except (ssl.SSLError, OSError) as exc:
+            if self.on_failure is not None:
+                self.on_failure(host, describe_failure(exc))
+            raise
+        wrapped.settimeout(None)
+        return wrapped
+
+
+def describe_failure(exc: BaseException) -> str:
+    """A handshake error in words an admin can act on."""
+    reason = getattr(exc, "reason", None) or ""
+    text = str(exc)
+    if reason == "PEER_DID_NOT_RETURN_A_CERTIFICATE" or "did not return a certificate" in text:
+        return "caller presented no client certificate (node.tls.require_client_certificate is true)"
+    if reason in ("CERTIFICATE_VERIFY_FAILED", "TLSV1_ALERT_UNKNOWN_CA") or "unknown ca" in text.lower():
+        return f"certificate not trusted (not signed by a CA in the CA file): {text}"
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return f"no TLS handshake within {HANDSHAKE_TIMEOUT_S:g} s (a plain DICOM caller on the TLS port?)"
+    if reason in ("WRONG_VERSION_NUMBER", "HTTP_REQUEST", "UNSUPPORTED_PROTOCOL"):
+        return f"not a TLS 1.2+ client hello ({reason}): a plain DICOM caller on the TLS port?"
+    return f"TLS handshake failed: {text}"
+
+
+def server_context(*, certificate: str, private_key: str, ca_certificates: str = "",
+                   require_client_certificate: bool = True, on_failure: FailureHook | None = None
+                   ) -> ssl.SSLContext:
+    """The node's context; with ``require_client_certificate`` a caller must present a
+    certificate signed by a CA in ``ca_certificates``."""
+    ctx = _ServerContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers(BCP195_CIPHERS)
+    ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
+    _load_chain(ctx, certificate, private_key, "node.tls")
+    if ca_certificates:
+        _load_ca(ctx, ca_certificates, "node.tls.ca_certificates")
+    if require_client_certificate:
+        if not ca_certificates:
+            raise TLSConfigError("node.tls.require_client_certificate needs node.tls.ca_certificates "
+                                 "(the CA whose certificates callers must present)")
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    elif ca_certificates:
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+    ctx.on_failure = on_failure
+    return ctx
+
+
+def client_context(*, ca_certificates: str, certificate: str = "", private_key: str = "",
+                   what: str = "destination") -> ssl.SSLContext:
+    """An SCU context trusting ``ca_certificates``, presenting ``certificate`` when given."""
+    ctx = _base(ssl.Purpose.SERVER_AUTH)
+    ctx.check_hostname = False  # see the module docstring; the chain is still verified
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    if ca_certificates:
+        _load_ca(ctx, ca_certificates, f"{what}.ca_certificates")
+    if certificate or private_key:
+        if not (certificate and private_key):
+            raise TLSConfigError(f"{what}: certificate and private_key go together: give both or neither")
+        _load_chain(ctx, certificate, private_key, what)
+    return ctx
+
+
+def peer_subject(sock: object) -> dict[str, str] | None:
+    """The subject of the certificate the peer presented (``{"CN": ..., "O": ...}``), or
+    None on a plain connection or when it presented none."""
+    if not isinstance(sock, ssl.SSLSocket):
+        return None
+    cert = sock.getpeercert()
+    if not cert:
+        return None
+    out: dict[str, str] = {}
+    for rdn in cert.get("subject", ()):
+        for pair in rdn:
+            key, value = str(pair[0]), str(pair[1])
+            out[_SHORT.get(key, key)] = value
+    return out
+
+
+_SHORT = {"commonName": "CN", "organizationName": "O", "organizationalUnitName": "OU", "countryName": "C",
+          "stateOrProvinceName": "ST", "localityName": "L", "emailAddress": "emailAddress"}
+
+
+def parse_subject(text: str) -> dict[str, str]:
+    """``"CN=pacs, O=Hospital"`` → ``{"CN": "pacs", "O": "Hospital"}``; ValueError when malformed."""
+    out: dict[str, str] = {}
+    for part in text.split(","):
+        key, sep, value = part.strip().partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ValueError(f"certificate subject must be KEY=VALUE[, KEY=VALUE...] (e.g. CN=pacs), got {text!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def subject_matches(required: dict[str, str], presented: dict[str, str] | None) -> bool:
+    """Every KEY=VALUE of ``required`` is in the presented subject."""
+    return presented is not None and all(presented.get(k) == v for k, v in required.items())
+
+
+def subject_text(subject: dict[str, str] | None) -> str:
+    return ", ".join(f"{k}={v}" for k, v in subject.items()) if subject else "(none)"

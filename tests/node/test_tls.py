@@ -1,0 +1,134 @@
+"""DICOM TLS at the node with DCMTK as the caller: certificates made here with openssl.
+
+Handshake refused without a client certificate and with an untrusted one, accepted with a
+good one; a caller entry's certificate_subject enforced; plain and TLS side by side; and
+``mammocad dest echo``'s code (config.echo) over TLS, including a CA that does not match.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from mammocad.config.echo import echo
+from mammocad.config.settings import Destination
+from tests import factories
+from tests.node.conftest import AE as NODE_AE
+from tests.node.conftest import NodeEnv, run_dcmtk
+from tests.services import free_port
+from tests.tls_certs import TestPKI, make_pki
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> TestPKI:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+def _tls_section(pki: TestPKI, port: int = 0, require: bool = True) -> str:
+    return ("[node.tls]\nenabled = true\n"
+            f'certificate = "{pki.node.certificate}"\nprivate_key = "{pki.node.private_key}"\n'
+            f'ca_certificates = "{pki.ca.certificate}"\nrequire_client_certificate = {str(require).lower()}\n'
+            f"port = {port}\n")
+
+
+_CALLERS = ('[[callers]]\nae_title = "ECHOSCU"\n\n[[callers]]\nae_title = "STORESCU"\n\n'
+            '[[callers]]\nae_title = "MODALITY1"\ncertificate_subject = "CN=modality1, O=Test Hospital"\n')
+
+
+def _echo(env: NodeEnv, port: int, tls: tuple[str, ...], aet: str = "ECHOSCU") -> tuple[int, str]:
+    result = run_dcmtk(["echoscu", "-v", "-aet", aet, "-aec", NODE_AE, *tls, "127.0.0.1", str(port)])
+    return result.returncode, result.stdout + result.stderr
+
+
+def test_tls_only_node_handshakes(start_node: Callable[..., NodeEnv], pki: TestPKI,
+                                  caplog: pytest.LogCaptureFixture) -> None:
+    env = start_node(extra_node=_tls_section(pki), callers=_CALLERS)
+    assert env.node.tls_port == env.port and env.node._server is None  # TLS only on node.port
+    ca = ("+cf", str(pki.ca.certificate))
+    good = ("+tls", str(pki.client.private_key), str(pki.client.certificate), *ca)
+
+    with caplog.at_level(logging.WARNING, logger="mammocad.node"):
+        rc, out = _echo(env, env.port, ())  # plain DICOM on the TLS port
+        assert rc != 0, out
+        rc, out = _echo(env, env.port, ("+tla", *ca))  # TLS, no client certificate
+        assert rc != 0, out
+        rc, out = _echo(env, env.port, ("+tls", str(pki.untrusted_client.private_key),
+                                        str(pki.untrusted_client.certificate), *ca))
+        assert rc != 0, out
+    failures = [r for r in caplog.records if r.getMessage() == "tls_handshake_failed"]
+    reasons = " | ".join(str(getattr(r, "reason", "")) for r in failures)
+    assert len(failures) >= 3, reasons
+    assert "no client certificate" in reasons and "not trusted" in reasons
+
+    rc, out = _echo(env, env.port, good)
+    assert rc == 0, out
+
+    study = factories.make_four_view_study()
+    path = factories.write(study[0], env.tmp / "cc.dcm")
+    result = run_dcmtk(["storescu", "-aet", "STORESCU", "-aec", NODE_AE, *good, "127.0.0.1", str(env.port),
+                        str(path)])
+    assert result.returncode == 0, result.stderr
+    assert env.spool.image_path(str(study[0].StudyInstanceUID), str(study[0].SOPInstanceUID)).exists()
+
+
+def test_caller_certificate_subject(start_node: Callable[..., NodeEnv], pki: TestPKI,
+                                    caplog: pytest.LogCaptureFixture) -> None:
+    env = start_node(extra_node=_tls_section(pki), callers=_CALLERS)
+    ca = ("+cf", str(pki.ca.certificate))
+    rc, out = _echo(env, env.port, ("+tls", str(pki.client.private_key), str(pki.client.certificate), *ca),
+                    aet="MODALITY1")
+    assert rc == 0, out
+    with caplog.at_level(logging.WARNING, logger="mammocad.node"):
+        rc, out = _echo(env, env.port, ("+tls", str(pki.other_client.private_key),
+                                        str(pki.other_client.certificate), *ca), aet="MODALITY1")
+    assert rc != 0 and "Calling AE Title Not Recognized" in out, out
+    rejected = [r for r in caplog.records if r.getMessage() == "association_rejected"]
+    assert rejected and "certificate subject CN=modality2" in str(rejected[-1].reason)
+
+
+def test_plain_and_tls_side_by_side(start_node: Callable[..., NodeEnv], pki: TestPKI) -> None:
+    tls_port = free_port()
+    env = start_node(extra_node=_tls_section(pki, port=tls_port), callers=_CALLERS)
+    assert env.node.port == env.port and env.node.tls_port == tls_port
+    assert _echo(env, env.port, ())[0] == 0
+    rc, out = _echo(env, tls_port, ("+tls", str(pki.client.private_key), str(pki.client.certificate),
+                                    "+cf", str(pki.ca.certificate)))
+    assert rc == 0, out
+
+
+def test_dest_echo_over_tls(start_node: Callable[..., NodeEnv], pki: TestPKI) -> None:
+    env = start_node(extra_node=_tls_section(pki), callers=_CALLERS)
+    common = {"name": "self", "ae_title": NODE_AE, "host": "127.0.0.1", "port": env.port}
+    good = Destination(**common, tls=True, ca_certificates=str(pki.ca.certificate),
+                       certificate=str(pki.client.certificate), private_key=str(pki.client.private_key))
+    result = echo(good, "ECHOSCU", timeout=10)
+    assert result.ok, result.message
+
+    no_cert = Destination(**common, tls=True, ca_certificates=str(pki.ca.certificate))
+    result = echo(no_cert, "ECHOSCU", timeout=10)
+    assert not result.ok and result.kind in ("tls", "aborted", "network-error"), result
+
+    wrong_ca = Destination(**common, tls=True, ca_certificates=str(pki.untrusted_ca.certificate),
+                           certificate=str(pki.client.certificate), private_key=str(pki.client.private_key))
+    result = echo(wrong_ca, "ECHOSCU", timeout=10)
+    assert not result.ok and result.kind == "tls" and "certificate verify failed" in result.message, result
+
+
+def test_tls_settings_checked_at_load(tmp_path: Path, pki: TestPKI) -> None:
+    from mammocad.config.settings import ConfigError, load_settings
+
+    cfg = tmp_path / "m.toml"
+    cfg.write_text(f'[node.tls]\nenabled = true\ncertificate = "{pki.node.certificate}"\n'
+                   f'private_key = "{tmp_path / "missing.key"}"\nca_certificates = "{pki.ca.certificate}"\n')
+    with pytest.raises(ConfigError, match="missing.key"):
+        load_settings(cfg)
+    cfg.write_text(f'[node.tls]\nenabled = true\ncertificate = "{pki.node.certificate}"\n'
+                   f'private_key = "{pki.node.private_key}"\n')
+    with pytest.raises(ConfigError, match="require_client_certificate needs node.tls.ca_certificates"):
+        load_settings(cfg)
+    cfg.write_text('[[destinations]]\nname = "p"\nae_title = "P"\nhost = "h"\nport = 104\ntls = true\n')
+    with pytest.raises(ConfigError, match="tls = true needs ca_certificates"):
+        load_settings(cfg)
