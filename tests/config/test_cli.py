@@ -72,7 +72,7 @@ def test_config_check_ok_and_invalid(mammocad: Runner, config_file: Path) -> Non
     out = mammocad("config", "check")
     assert out.returncode == 0, out.stderr
     assert "configuration OK" in out.stdout
-    assert "node: AE MAMMOCAD on 0.0.0.0:11112" in out.stdout
+    assert "node: AE MAMMOCAD on 127.0.0.1:11112" in out.stdout
     assert "callers (3): PACS@127.0.0.1, STORESCU, ECHOSCU" in out.stdout
     assert "destinations (1): pacs=PACS@127.0.0.1:4242" in out.stdout
     assert "broker: private redis-server" in out.stdout
