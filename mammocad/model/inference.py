@@ -30,7 +30,6 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 
-from mammocad.dicom import header as dicom_header
 from mammocad.logs import log_event
 from mammocad.model.checkpoint import LoadedCheckpoint, load_checkpoint, resolve_weights
 from mammocad.model.devices import configure_cpu_threads, default_batch_size, resolve_device
@@ -121,7 +120,7 @@ class Detector:
         """Analyse one DICOM image; failures come back as ``ImageResult.error``."""
         started = time.perf_counter()
         try:
-            ref = image_ref(ds)
+            ref = ImageRef.from_header(ds)
         except Exception as exc:  # malformed header values: still answer with an error result
             ref = ImageRef(study_uid="", series_uid="", sop_instance_uid="", sop_class_uid="", laterality="",
                            view="", rows=0, columns=0)
@@ -171,16 +170,6 @@ class Detector:
             lesions.append(Lesion(box=(x1, y1, x2, y2), lesion_class=LesionClass.from_label(int(label)),
                                   probability_malignant=float(p_mal), score=float(score)))
         return tuple(lesions)
-
-
-def image_ref(ds: Dataset) -> ImageRef:
-    """What a report needs to cite the image, from the header alone."""
-    laterality, _ = dicom_header.laterality_from_header(ds)
-    view, _ = dicom_header.view_from_header(ds)
-    return ImageRef(
-        study_uid=str(ds.get("StudyInstanceUID", "")), series_uid=str(ds.get("SeriesInstanceUID", "")),
-        sop_instance_uid=str(ds.get("SOPInstanceUID", "")), sop_class_uid=str(ds.get("SOPClassUID", "")),
-        laterality=laterality, view=view, rows=int(ds.get("Rows", 0) or 0), columns=int(ds.get("Columns", 0) or 0))
 
 
 def _with_pixel_laterality(ref: ImageRef, std: Standardised) -> ImageRef:

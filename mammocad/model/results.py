@@ -12,6 +12,10 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from pydicom.dataset import Dataset
+
+from mammocad.dicom.header import laterality_view
+
 #: A box is called malignant when probability_malignant >= the checkpoint's cut-off
 #: (metadata["malignant_threshold"], chosen on validation lesions); this when it has none:
 #: the larger of the two lesion-class probabilities.
@@ -103,6 +107,19 @@ class ImageRef:
     view: str  # "CC", "MLO", ... ("" when unknown)
     rows: int
     columns: int
+
+    @classmethod
+    def from_header(cls, ds: Dataset) -> ImageRef:
+        """What a report needs to cite the image, from its header alone (no pixel decoding).
+
+        Laterality and view come from the one header reader (:mod:`mammocad.dicom.header`),
+        as the node's four-views rule reads them.
+        """
+        laterality, view = laterality_view(ds)
+        return cls(study_uid=str(ds.get("StudyInstanceUID", "")), series_uid=str(ds.get("SeriesInstanceUID", "")),
+                   sop_instance_uid=str(ds.get("SOPInstanceUID", "")), sop_class_uid=str(ds.get("SOPClassUID", "")),
+                   laterality=laterality, view=view, rows=int(ds.get("Rows", 0) or 0),
+                   columns=int(ds.get("Columns", 0) or 0))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

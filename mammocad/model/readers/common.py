@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pydicom
 
+from mammocad.dicom.header import laterality_view
 from mammocad.model.annotations import AnnotatedImage
 
 _BIRADS = re.compile(r"(\d)\s*([abc])?", re.IGNORECASE)
@@ -40,13 +41,10 @@ def with_breast_truth(images: list[AnnotatedImage]) -> list[AnnotatedImage]:
 
 
 def header_laterality_view(path: Path) -> tuple[str, str]:
-    """(laterality, view) from a DICOM header, with the fall-backs real archives need."""
+    """(laterality, view) from a DICOM header (the one header reader, as the node and the
+    inference read it), then from the file name, as some archives only say it there."""
     ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
-    lat = str(ds.get("ImageLaterality", "") or ds.get("Laterality", "") or "").upper()
-    view = str(ds.get("ViewPosition", "") or "").upper()
-    if not view and ds.get("ViewCodeSequence"):
-        meaning = str(ds.ViewCodeSequence[0].get("CodeMeaning", "")).lower()
-        view = "MLO" if "oblique" in meaning else "CC" if "caudal" in meaning else ""
+    lat, view = laterality_view(ds)
     text = f"{ds.get('SeriesDescription', '')} {path.name}".upper()
     if lat not in ("L", "R"):
         lat, _ = name_laterality_view(text)
