@@ -17,7 +17,8 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-OUTBOX, DEADLETTER = "outbox", "deadletter"
+from mammocad.spool.layout import Spool
+
 #: Seconds a readiness or depth probe may wait for Redis: a scrape must answer quickly.
 PROBE_TIMEOUT_S = 1.0
 
@@ -57,10 +58,9 @@ class BrokerCollector(Collector):
         yield GaugeMetricFamily("mammocad_queue_depth", "", labels=["queue"])
 
 
-def count_items(spool: Path, folder: str) -> dict[str, int]:
-    """Items per destination under ``spool/<folder>/<destination>/<item>/``."""
+def count_items(base: Path) -> dict[str, int]:
+    """Items per destination under ``base/<destination>/<item>/`` (the outbox or dead-letter folder)."""
     out: dict[str, int] = {}
-    base = spool / folder
     if not base.is_dir():
         return out
     for dest in base.iterdir():
@@ -77,13 +77,14 @@ class SpoolCollector(Collector):
     """
 
     def __init__(self, spool: Path, destinations: Callable[[], list[str]]) -> None:
-        self.spool, self.destinations = Path(spool), destinations
+        self.spool, self.destinations = Spool(spool), destinations
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        for folder, name, text in ((OUTBOX, "mammocad_outbox_items", "Result items waiting for a destination"),
-                                   (DEADLETTER, "mammocad_deadletter_items",
+        for folder, name, text in ((self.spool.outbox, "mammocad_outbox_items",
+                                    "Result items waiting for a destination"),
+                                   (self.spool.deadletter, "mammocad_deadletter_items",
                                     "Result items a destination never confirmed (see `mammocad outbox list --dead`)")):
-            counts = count_items(self.spool, folder)
+            counts = count_items(folder)
             family = GaugeMetricFamily(name, text, labels=["destination"])
             for dest in sorted(set(counts) | set(self.destinations())):
                 family.add_metric([dest], counts.get(dest, 0))
@@ -114,7 +115,8 @@ def spool_check(spool: Path) -> Callable[[], str | None]:
     """Readiness: the spool exists and a file can be created in it (disk not full, mounted)."""
 
     def check() -> str | None:
-        folder = Path(spool) / "tmp" if (Path(spool) / "tmp").is_dir() else Path(spool)
+        tmp = Spool(spool).tmp
+        folder = tmp if tmp.is_dir() else Path(spool)
         if not folder.is_dir():
             return f"spool {spool} does not exist (not mounted?)"
         try:
