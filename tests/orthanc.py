@@ -24,7 +24,11 @@ class Orthanc:
     """One Orthanc process; ``modalities`` maps a name to (AE title, host, port)."""
 
     def __init__(self, workdir: Path, modalities: dict[str, tuple[str, str, int]] | None = None,
-                 ae_title: str = "ORTHANC", http_port: int | None = None, dicom_port: int | None = None) -> None:
+                 ae_title: str = "ORTHANC", http_port: int | None = None, dicom_port: int | None = None,
+                 tls: dict[str, str] | None = None) -> None:
+        """``tls`` (``certificate``, ``private_key``, ``ca_certificates``): Orthanc speaks DICOM
+        TLS only, on its DICOM port and to every modality, and requires client certificates."""
+        self.tls = tls
         self.workdir = workdir
         self.ae_title = ae_title
         self.http_port = http_port or free_port()
@@ -39,6 +43,19 @@ class Orthanc:
 
     def config(self) -> dict[str, Any]:
         storage = self.workdir / "storage"
+        config = self._plain_config(storage)
+        if self.tls is not None:
+            config.update({
+                "DicomTlsEnabled": True, "DicomTlsCertificate": self.tls["certificate"],
+                "DicomTlsPrivateKey": self.tls["private_key"],
+                "DicomTlsTrustedCertificates": self.tls["ca_certificates"],
+                "DicomTlsRemoteCertificateRequired": True,
+                "DicomModalities": {name: {"AET": ae, "Host": host, "Port": port, "UseDicomTls": True}
+                                    for name, (ae, host, port) in self.modalities.items()},
+            })
+        return config
+
+    def _plain_config(self, storage: Path) -> dict[str, Any]:
         return {
             "Name": "mammocad-test-pacs",
             "StorageDirectory": str(storage),

@@ -21,7 +21,7 @@ class Pipeline:
 
     def __init__(self, workdir: Path, weights: Path | str, destinations: list[dict[str, Any]],
                  callers: tuple[str, ...] = ("ORTHANC", "STORESCU"), study_timeout_s: float = 2.0,
-                 delivery: dict[str, float] | None = None, threads: int = 1) -> None:
+                 delivery: dict[str, float] | None = None, threads: int = 1, node_extra: str = "") -> None:
         self.workdir = workdir
         self.spool = workdir / "spool"
         self.port = free_port()
@@ -35,6 +35,7 @@ class Pipeline:
             'log_level = "INFO"',
             "[node]", 'ae_title = "MAMMOCAD"', 'host = "127.0.0.1"', f"port = {self.port}",
             f"study_timeout_s = {study_timeout_s}", f'spool_dir = "{self.spool}"', "requeue_interval_s = 1",
+            node_extra,
             "[worker]", f'weights = "{weights}"', 'device = "cpu"', "soft_time_limit_s = 60", "time_limit_s = 90",
             "[delivery]", *[f"{k} = {v}" for k, v in d.items()],
         ]
