@@ -8,11 +8,72 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
+import traceback
+from functools import lru_cache
+from types import TracebackType
 from typing import Any
 
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+
+
+#: Fields whose values may carry text from a received data set (exception messages).
+REDACTED_FIELDS = frozenset({"error", "comment", "detail"})
+_BYTES_RE = re.compile(r"""b(['"])(?:\\.|(?!\1).)*\1""")
+_QUOTED_RE = re.compile(r"""(['"])((?:\\.|(?!\1).)*)\1""")
+_PN_RE = re.compile(r"\S*\^\S*")
+_SAFE_QUOTED_RE = re.compile(r"^(?:[0-9.]*|[a-z][a-z0-9]*(?:_[a-z0-9]+)+|[A-Z][A-Za-z0-9]{0,63}|\.[a-z0-9]{1,8})$")
+MAX_REDACTED = 300
+
+
+@lru_cache(maxsize=4096)
+def _is_keyword(text: str) -> bool:
+    from pydicom.datadict import tag_for_keyword
+
+    return tag_for_keyword(text) is not None
+
+
+def _safe_quoted(text: str) -> bool:
+    if not _SAFE_QUOTED_RE.match(text):
+        return False
+    return not text[:1].isupper() or _is_keyword(text)
+
+
+def redact(text: object) -> str:
+    """``text`` with anything that may be patient data replaced by ``<redacted>``.
+
+    Exception messages from pydicom, pynetdicom, highdicom and Python itself quote the
+    offending value ('DOE^JANE', b'\\x08\\x00...'); a received data set can put any
+    bytes there (a UID whose length field swallows the patient module). Kept: quoted
+    UIDs (digits and dots), DICOM keywords, snake_case identifiers and file suffixes;
+    dropped: every other quoted value, byte literal, ``^``-joined word (a PN) and
+    non-ASCII character. One line, at most ``MAX_REDACTED`` characters.
+    """
+    out = _BYTES_RE.sub("b'<redacted>'", str(text))
+    out = _QUOTED_RE.sub(lambda m: m.group(0) if _safe_quoted(m.group(2)) else "'<redacted>'", out)
+    out = _PN_RE.sub("<redacted>", out)
+    out = "".join(c if " " <= c <= "~" else "?" for c in out.replace("\n", " "))
+    return out[:MAX_REDACTED]
+
+
+def safe_error(exc: BaseException) -> str:
+    """``TypeName: message`` of an exception, redacted for the logs (see :func:`redact`)."""
+    return redact(f"{type(exc).__name__}: {exc}")
+
+
+def safe_traceback(exc_info: tuple[type[BaseException], BaseException, TracebackType | None]) -> str:
+    """Where an exception came from (file, line, function) and its redacted message.
+
+    The standard traceback quotes source lines and every chained message; the frames are
+    what a developer needs, and messages may hold data set values.
+    """
+    _, exc, tb = exc_info
+    lines = ["Traceback (frames only; messages redacted):"]
+    lines += [f'  File "{f.filename}", line {f.lineno}, in {f.name}' for f in traceback.extract_tb(tb)]
+    lines.append(safe_error(exc))
+    return "\n".join(lines)
 
 
 class KeyValueFormatter(logging.Formatter):
@@ -22,16 +83,23 @@ class KeyValueFormatter(logging.Formatter):
         super().__init__()
         self.json_lines = json_lines
 
+    def formatException(self, ei: Any) -> str:  # noqa: N802 (logging's name)
+        return safe_traceback(ei) if ei and ei[1] is not None else ""
+
     def format(self, record: logging.LogRecord) -> str:
-        fields = {k: v for k, v in record.__dict__.items() if k not in _RESERVED}
+        fields = {k: (redact(v) if k in REDACTED_FIELDS else v)
+                  for k, v in record.__dict__.items() if k not in _RESERVED}
+        message = record.getMessage()
+        if not record.name.startswith("mammocad"):  # third-party text may quote received values
+            message = redact(message)
         ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created))
         if self.json_lines:
             payload = {"ts": ts, "level": record.levelname, "logger": record.name,
-                       "msg": record.getMessage(), **fields}
+                       "msg": message, **fields}
             if record.exc_info:
                 payload["exc"] = self.formatException(record.exc_info)
             return json.dumps(payload, default=str)
-        parts = [ts, record.levelname, record.name, f"event={_quote(record.getMessage())}"]
+        parts = [ts, record.levelname, record.name, f"event={_quote(message)}"]
         parts += [f"{k}={_quote(v)}" for k, v in fields.items()]
         line = " ".join(parts)
         if record.exc_info:
@@ -58,6 +126,9 @@ def configure_logging(level: str = "INFO", json_lines: bool = False) -> None:
     handler.setFormatter(KeyValueFormatter(json_lines=json_lines))
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Python warnings (pydicom's "Invalid value for VR ..." quotes the value) become log
+    # records, so the formatter redacts them like every other third-party message.
+    logging.captureWarnings(True)
     # pynetdicom is chatty at INFO and logs patient data in some debug paths: keep it quiet.
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
     logging.getLogger("celery").setLevel(max(logging.INFO, root.level))

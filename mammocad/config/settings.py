@@ -94,7 +94,11 @@ class NodeSettings(_Section):
     host: str = "127.0.0.1"
     port: int = 11112
     require_known_callers: bool = True
-    study_timeout_s: float = Field(30.0, gt=0)
+    #: Silence after which a study without the four screening views is reported anyway.
+    #: Five minutes: a PACS retries a refused or interrupted send minutes later, and a
+    #: report sent before the retry would need an amendment (docs/FAULTS.md). Complete
+    #: four-view studies do not wait for it.
+    study_timeout_s: float = Field(300.0, gt=0)
     spool_dir: Path = Path("var/spool")
     #: 0 means unlimited: the fastest receive path measured (see bench/README.md).
     max_pdu_size: int = Field(0, ge=0)
@@ -107,6 +111,15 @@ class NodeSettings(_Section):
     #: Studies with results still owed to a destination are never removed (retention.py).
     retention_days: float = Field(30.0, ge=0)
     tls: NodeTLSSettings = Field(default_factory=NodeTLSSettings)
+    #: Seconds between two passes of the reconciler, which compares the spool (the source
+    #: of truth) with the broker and re-queues acknowledged work that nobody holds
+    #: (docs/FAULTS.md). An item is re-queued when two passes in a row miss it.
+    reconcile_interval_s: float = Field(10.0, gt=0)
+    #: Seconds a connection may take to send its A-ASSOCIATE-RQ, and the longest silence
+    #: in the middle of a PDU, before the node drops it (ARTIM and read timeout).
+    association_timeout_s: float = Field(10.0, gt=0)
+    #: Largest data set the node inflates to read a Deflated Explicit VR header (MB).
+    max_inflated_mb: float = Field(64.0, gt=0)
 
     _ae = field_validator("ae_title")(classmethod(lambda cls, v: validate_ae_title(v)))
     _port = field_validator("port")(classmethod(lambda cls, v: _check_port(v)))
@@ -194,6 +207,13 @@ class WorkerSettings(_Section):
     time_limit_s: int = Field(900, gt=0)
     analysis_queue: str = "gpu"
     results_queue: str = "results"
+    #: An analysis refreshes its lease (``results/<sop>.lease``) every lease_s / 6; a lease
+    #: not refreshed for lease_s means its worker died, and the reconciler re-queues the image.
+    lease_s: float = Field(30.0, gt=0)
+    #: Memory budget of one decoded image (MB): Rows x Columns x frames x samples x bytes,
+    #: checked against the header and against the compressed stream's own size fields
+    #: before decoding. The detector needs roughly 60x this in working memory (docs/FAULTS.md).
+    max_decoded_mb: float = Field(128.0, gt=0)
 
     @field_validator("weights")
     @classmethod

@@ -49,6 +49,10 @@ DELIVERIES = Counter(
     ["destination", "outcome"])
 
 # -- both ------------------------------------------------------------------------------
+FAULTS = Counter(
+    "mammocad_faults", "Fault events, each also logged as event=<name> (docs/FAULTS.md): reports built as "
+    "CAD failed, outputs that failed, work re-queued by the reconciler, expired analysis leases, refused bombs",
+    ["event"])
 AUDIT_MESSAGES = Counter(
     "mammocad_audit_messages", "Audit messages by sink (file, syslog) and outcome (written, dropped)",
     ["sink", "outcome"])

@@ -14,9 +14,10 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from mammocad.logs import log_event
+from mammocad.logs import log_event, safe_error
+from mammocad.metrics.faults import count_fault
 from mammocad.node.studies import Completion, StudyTracker
 from mammocad.spool.layout import Spool, atomic_write_json
 from mammocad.spool.records import CompletionRecord
@@ -26,6 +27,9 @@ from mammocad.spool.tasks import (
     analyze_image_args,
     finalize_study_args,
 )
+
+if TYPE_CHECKING:
+    from mammocad.node.reconciler import NodeReconciler
 
 logger = logging.getLogger("mammocad.node.queue")
 
@@ -91,20 +95,34 @@ def _short(args: list[Any]) -> str:
 class Dispatcher(threading.Thread):
     """The node's single background thread for queueing and study completion."""
 
-    def __init__(self, spool: Spool, sender: TaskSender, tracker: StudyTracker, tick_s: float = 0.2) -> None:
+    def __init__(self, spool: Spool, sender: TaskSender, tracker: StudyTracker, tick_s: float = 0.2,
+                 reconciler: NodeReconciler | None = None) -> None:
         super().__init__(name="mammocad-dispatcher", daemon=True)
         self.spool = spool
         self.sender = sender
         self.tracker = tracker
         self.tick_s = tick_s
+        self.reconciler = reconciler
         self._inbox: queue.Queue[Arrival | Completion | None] = queue.Queue()
         self._stopped = threading.Event()
+        #: Set when every submitted item has been handled (tests and shutdown wait on it).
         self.idle = threading.Event()
+        self.idle.set()
+        self._in_flight = 0
+        self._count_lock = threading.Lock()
 
     def submit(self, item: Arrival | Completion) -> None:
         """Called from association threads; never blocks."""
-        self.idle.clear()
+        with self._count_lock:  # counted before it is queued: idle can never be set while it waits
+            self._in_flight += 1
+            self.idle.clear()
         self._inbox.put_nowait(item)
+
+    def _handled(self) -> None:
+        with self._count_lock:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self.idle.set()
 
     def queue_analysis(self, study_uid: str, sop_uid: str) -> None:
         self.sender.send(TASK_ANALYZE_IMAGE, analyze_image_args(self.spool.root, study_uid, sop_uid))
@@ -132,10 +150,13 @@ class Dispatcher(threading.Thread):
                 for completion in self.tracker.due():
                     self._declare(completion)
                 self.sender.retry_due()
+                if self.reconciler is not None and self.reconciler.due():
+                    self.reconciler.run(self.tracker, self.queue_analysis_of, self.queue_finalize)
             except Exception as exc:  # keep the thread alive whatever happens
-                logger.exception("dispatcher_error", extra={"error": str(exc)})
-            if self._inbox.empty():
-                self.idle.set()
+                log_event(logger, "dispatcher_error", logging.ERROR, error=safe_error(exc))
+            finally:
+                if item is not None:
+                    self._handled()
 
     def _arrived(self, item: Arrival) -> None:
         self.queue_analysis(item.study_uid, item.sop_uid)
@@ -146,8 +167,21 @@ class Dispatcher(threading.Thread):
         if done is not None:
             self._declare(done)
 
+    def queue_analysis_of(self, study_uid: str, sop_uids: list[str]) -> None:
+        for sop in sop_uids:
+            self.queue_analysis(study_uid, sop)
+
     def _declare(self, done: Completion) -> None:
+        """Write complete.json and queue finalize; a failed write is retried, never dropped."""
         record = CompletionRecord(sop_uids=tuple(done.sop_uids), reason=done.reason, declared_at=time.time())
-        atomic_write_json(self.spool.complete_path(done.study_uid), record.to_json(), self.spool.tmp)
+        try:
+            atomic_write_json(self.spool.complete_path(done.study_uid), record.to_json(), self.spool.tmp)
+        except OSError as exc:  # disk full, permissions: the images are safe, the completion waits
+            self.tracker.declare_failed(done)
+            log_event(logger, "declare_failed", logging.ERROR, study=done.study_uid, images=len(done.sop_uids),
+                      error=safe_error(exc), retry_in_s=self.tracker.timeout_s)
+            count_fault("declare_failed")
+            return
+        self.tracker.declared(done)
         log_event(logger, "study_complete", study=done.study_uid, reason=done.reason, images=len(done.sop_uids))
         self.queue_finalize(done.study_uid, done.sop_uids)

@@ -28,7 +28,7 @@ class RecoveryReport:
     resumed_studies: int = 0
 
 
-def _views_of(spool: Spool, study_uid: str, sops: list[str]) -> dict[str, tuple[str, str]]:
+def views_of(spool: Spool, study_uid: str, sops: list[str]) -> dict[str, tuple[str, str]]:
     views: dict[str, tuple[str, str]] = {}
     for sop in sops:
         try:
@@ -65,7 +65,7 @@ def recover(spool: Spool, dispatcher: Dispatcher) -> RecoveryReport:
         if not sops:
             continue
         newest = max(spool.image_path(study_uid, s).stat().st_mtime for s in sops)
-        views = _views_of(spool, study_uid, sops)
+        views = views_of(spool, study_uid, sops)
         dispatcher.tracker.resume(study_uid, views, time.time() - newest, completed_once=completed is not None)
         report.resumed_studies += 1
     log_event(logger, "recovered", images_requeued=report.images,

@@ -27,9 +27,11 @@ from mammocad.logs import log_event
 from mammocad.node import receive
 from mammocad.node.header import Header, HeaderError, read_header
 from mammocad.node.queueing import Arrival, CeleryLike, Dispatcher, TaskSender
+from mammocad.node.reconciler import BrokerReader, NodeReconciler
 from mammocad.node.requeue import recover
 from mammocad.node.studies import StudyTracker
 from mammocad.spool.layout import InvalidUIDError, Spool
+from mammocad.spool.reconcile import read_broker, redis_client
 
 logger = logging.getLogger("mammocad.node")
 
@@ -44,6 +46,15 @@ def _failure(status: int, comment: str) -> Dataset:
     ds.Status = status
     ds.ErrorComment = comment[:64]  # LO: 64 characters at most; the log has the full text
     return ds
+
+
+def _broker_reader(url: str, settings: Settings) -> BrokerReader | None:
+    """What the broker holds for the reconciler; None for a broker other than Redis."""
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        return None
+    queues = [settings.worker.analysis_queue, settings.worker.results_queue]
+    client = redis_client(url)
+    return lambda: read_broker(client, queues)
 
 
 class CallerPolicy:
@@ -80,16 +91,21 @@ class Node:
         self.settings = settings
         self.policy = CallerPolicy(settings, Path(config_path) if config_path else None)
         self.spool = Spool(settings.node.spool_dir)
+        read_broker = None
         if celery_app is None:
             from mammocad.spool.broker import make_celery
             app = make_celery(settings, broker_url)
+            read_broker = _broker_reader(str(app.conf.broker_url), settings)
             # Fail fast when the broker is down (kombu would retry ~6 s per task): the
             # dispatcher keeps the task and retries every node.requeue_interval_s itself.
             app.conf.broker_transport_options = {**app.conf.broker_transport_options, "max_retries": 1,
                                                  "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
             celery_app = app
         sender = TaskSender(celery_app, settings.node.requeue_interval_s)
-        self.dispatcher = Dispatcher(self.spool, sender, StudyTracker(settings.node.study_timeout_s))
+        reconciler = NodeReconciler(self.spool, read_broker, lease_s=settings.worker.lease_s,
+                                    interval_s=settings.node.reconcile_interval_s)
+        self.dispatcher = Dispatcher(self.spool, sender, StudyTracker(settings.node.study_timeout_s),
+                                     reconciler=reconciler)
         self.ae = self._make_ae()
         self._server: Any = None
         self._tls_server: Any = None

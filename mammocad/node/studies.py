@@ -4,7 +4,8 @@ Screening mammography is R/L × CC/MLO. A study is declared complete as soon as 
 four views are in, or after ``study_timeout_s`` without a new image (extra views,
 missing views, film archives without view attributes). An image arriving after the
 declaration reopens the study; it then completes again by timeout with the bigger set.
-The tracker is pure bookkeeping: the dispatcher thread owns it and writes the files.
+The tracker is pure bookkeeping: the dispatcher thread owns it and writes the files, and
+tells it (``declared`` / ``declare_failed``) whether the write worked.
 """
 
 from __future__ import annotations
@@ -67,11 +68,28 @@ class StudyTracker:
         return None
 
     def due(self) -> list[Completion]:
-        """Studies quiet for ``timeout_s``: complete them now."""
+        """Studies quiet for ``timeout_s``: complete them now.
+
+        They stay open until :meth:`declared` says their completion is on disk; a
+        completion that could not be written (:meth:`declare_failed`) is tried again
+        after another ``timeout_s``, never dropped.
+        """
         now = self._now()
         quiet = [uid for uid, s in self._open.items() if now - s.last_seen >= self.timeout_s]
         return [self._complete(uid, "timeout") for uid in quiet]
 
+    def declared(self, completion: Completion) -> None:
+        """The completion is durable: stop following the study (unless it grew meanwhile)."""
+        study = self._open.get(completion.study_uid)
+        if study is not None and sorted(study.views) == completion.sop_uids:
+            del self._open[completion.study_uid]
+
+    def declare_failed(self, completion: Completion) -> None:
+        """Writing the completion failed: keep the study and try again after ``timeout_s``."""
+        study = self._open.get(completion.study_uid)
+        if study is not None:
+            study.last_seen = self._now()
+
     def _complete(self, study_uid: str, reason: str) -> Completion:
-        study = self._open.pop(study_uid)
+        study = self._open[study_uid]
         return Completion(study_uid, sorted(study.views), reason)

@@ -2,7 +2,8 @@
 
 ``build_outputs`` is the one entry point the worker calls. Every object it returns is
 complete (file meta included) and was checked against dciodvfy, dsrdump and PixelMed's
-SR validator by the tests; strings are written with pydicom's RAISE validation so an
+SR validator by the tests; each object's own values are checked against their VR once it
+is built (:mod:`mammocad.results.validate`, no process-wide pydicom switch), so an
 over-long value fails here rather than in the PACS.
 """
 
@@ -12,9 +13,7 @@ import logging
 import os
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Literal
 
-import pydicom.config
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
 
@@ -26,25 +25,11 @@ from mammocad.results.gsps import build_gsps, group_images
 from mammocad.results.overlay_sc import build_secondary_capture
 from mammocad.results.tid1500 import build_tid1500_sr
 from mammocad.results.uids import OutputContext, sorted_sources
+from mammocad.results.validate import received_values, validate_output
 
 logger = logging.getLogger(__name__)
 
 IMPLEMENTATION_VERSION = "MAMMOCAD"
-
-
-class _RaiseOnInvalid:
-    """Temporarily make pydicom raise on invalid values (over-long strings, bad UIDs)."""
-
-    def __enter__(self) -> None:
-        settings = pydicom.config.settings
-        self._saved = (settings.writing_validation_mode, settings.reading_validation_mode)
-        settings.writing_validation_mode = pydicom.config.RAISE
-        settings.reading_validation_mode = pydicom.config.RAISE
-
-    def __exit__(self, *exc: object) -> Literal[False]:
-        settings = pydicom.config.settings
-        settings.writing_validation_mode, settings.reading_validation_mode = self._saved
-        return False
 
 
 def warm_caches() -> None:
@@ -126,10 +111,12 @@ def build_outputs(
     ctx = OutputContext(study=study, device=device, predecessor=tuple(predecessor or ()),
                         sc_jpeg_quality=sc_jpeg_quality)
     out: list[Dataset] = []
-    with _RaiseOnInvalid():
-        for kind in dict.fromkeys(OutputKind(k) for k in kinds):
-            built = [_finish(ds) for ds in _one_kind(kind, ctx, sources)]
-            log_event(logger, "outputs_built", kind=kind.value, count=len(built),
-                      images=len(study.images), failed=sum(not r.analysed for r in study.images))
-            out.extend(built)
+    received = received_values(sources.values())
+    for kind in dict.fromkeys(OutputKind(k) for k in kinds):
+        built = [_finish(ds) for ds in _one_kind(kind, ctx, sources)]
+        for ds in built:
+            validate_output(ds, received)
+        log_event(logger, "outputs_built", kind=kind.value, count=len(built),
+                  images=len(study.images), failed=sum(not r.analysed for r in study.images))
+        out.extend(built)
     return out

@@ -156,6 +156,8 @@ class ReportRecord:
     objects: tuple[OutputObject, ...] = ()
     destinations: Mapping[str, str] = field(default_factory=dict)
     failed_images: tuple[str, ...] = ()
+    #: Output kinds that could not be built, with why (the rest was delivered).
+    failed_outputs: Mapping[str, str] = field(default_factory=dict)
     created: float = 0.0
 
     @property
@@ -170,7 +172,8 @@ class ReportRecord:
         return {"version": REPORT_VERSION, "report_key": self.report_key, "sop_uids": sorted(self.sop_uids),
                 "model_name": self.model_name, "model_version": self.model_version, "outputs": self.outputs,
                 "objects": [o.to_json() for o in self.objects], "destinations": dict(self.destinations),
-                "failed_images": list(self.failed_images), "created": self.created}
+                "failed_images": list(self.failed_images), "failed_outputs": dict(self.failed_outputs),
+                "created": self.created}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], report_key: str, what: str = "report") -> ReportRecord:
@@ -185,6 +188,7 @@ class ReportRecord:
                        objects=tuple(OutputObject.from_json(o) for o in objects if isinstance(o, dict)),
                        destinations={str(k): str(v) for k, v in dests.items()},
                        failed_images=tuple(map(str, data.get("failed_images") or [])),
+                       failed_outputs={str(k): str(v) for k, v in (data.get("failed_outputs") or {}).items()},
                        created=float(data.get("created", 0.0)))
         except (TypeError, ValueError) as exc:
             raise RecordError(f"{what}: {type(exc).__name__}: {exc}") from exc

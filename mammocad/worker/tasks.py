@@ -28,15 +28,19 @@ import uuid
 from typing import Any
 
 from celery import Celery, Task
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import Retry, SoftTimeLimitExceeded
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 
 from mammocad.config import OutputKind, Settings
 from mammocad.config.watch import ConfigWatcher
-from mammocad.logs import log_event
+from mammocad.dicom.frame_size import DecodeBudgetError, check_decoded_size
+from mammocad.logs import log_event, safe_error
+from mammocad.metrics.faults import count_fault
 from mammocad.model.results import ImageResult, StudyResult
+from mammocad.spool import leases
 from mammocad.spool.layout import validate_uid
+from mammocad.spool.leases import lease_path
 from mammocad.spool.outbox import Outbox, OutboxItem
 from mammocad.spool.records import OutputObject, ReportRecord
 from mammocad.spool.studies import StudyFiles, find_predecessor, report_key
@@ -48,6 +52,7 @@ from mammocad.spool.tasks import (
     finalize_study_args,
 )
 from mammocad.worker import model_cache
+from mammocad.worker.building import Built, build_study
 from mammocad.worker.delivery import DeliveryError, store_files
 from mammocad.worker.failures import failed_result
 
@@ -57,6 +62,9 @@ logger = logging.getLogger(__name__)
 MAX_ANALYSIS_ATTEMPTS = 3
 #: How often a finalize that waits for image results looks again (a stat per image).
 FINALIZE_POLL_S = 1.0
+#: Longest wait between two looks (the last missing result also queues finalize at once).
+FINALIZE_POLL_MAX_S = 30.0
+
 
 def register_tasks(app: Celery, settings: Settings, config_path: str | os.PathLike[str] | None = None) -> None:
     """Attach the tasks to ``app``; they read ``settings`` through ``app.mammocad_settings``.
@@ -97,8 +105,11 @@ def analyze_image(self: Task, spool_dir: str, study_uid: str, sop_uid: str) -> s
     attempt = files.bump_attempts(sop_uid)
     if attempt > MAX_ANALYSIS_ATTEMPTS:
         result = failed_result(files, sop_uid, f"analysis stopped the worker {attempt - 1} times; image skipped")
+        count_fault("poison_image")
     else:
-        result = _analyze(settings, files, sop_uid)
+        lease = lease_path(files.layout, study_uid, sop_uid)
+        with leases.held(lease, files.layout.tmp, settings.worker.lease_s):
+            result = _analyze(settings, files, sop_uid)
     files.write_result(result)
     log_event(logger, "analyzed", study=study_uid, sop=sop_uid, lesions=len(result.lesions),
               seconds=round(result.seconds, 2), error=result.error or "", attempt=attempt)
@@ -125,8 +136,13 @@ def _analyze(settings: Settings, files: StudyFiles, sop_uid: str) -> ImageResult
     path = files.image(sop_uid)
     try:
         ds = dcmread(path)
+        check_decoded_size(ds, settings.worker.max_decoded_mb)
+    except DecodeBudgetError as exc:
+        log_event(logger, "decode_refused", logging.WARNING, study=files.study_uid, sop=sop_uid, error=str(exc))
+        count_fault("decode_refused")
+        return failed_result(files, sop_uid, f"not decoded: {exc}")
     except Exception as exc:
-        return failed_result(files, sop_uid, f"cannot read {path.name} as DICOM: {type(exc).__name__}: {exc}")
+        return failed_result(files, sop_uid, f"cannot read {path.name} as DICOM: {safe_error(exc)}")
     det = model_cache.get_detector(settings.worker.weights, settings.worker.device)
     try:
         with model_cache.analysis_lock:
@@ -134,8 +150,8 @@ def _analyze(settings: Settings, files: StudyFiles, sop_uid: str) -> ImageResult
     except SoftTimeLimitExceeded:
         error = f"analysis exceeded worker.soft_time_limit_s ({settings.worker.soft_time_limit_s} s)"
     except Exception as exc:  # undecodable pixels, unsupported geometry...
-        logger.warning("analysis failed", exc_info=True, extra={"sop": sop_uid})
-        error = f"analysis failed: {type(exc).__name__}: {exc}"
+        error = f"analysis failed: {safe_error(exc)}"
+        log_event(logger, "analysis_failed", logging.WARNING, study=files.study_uid, sop=sop_uid, error=error)
     failed = failed_result(files, sop_uid, error)
     return ImageResult(image=failed.image, model_name=det.model_name, model_version=det.model_version,
                        device=det.device, error=error)
@@ -145,9 +161,15 @@ def _analyze(settings: Settings, files: StudyFiles, sop_uid: str) -> ImageResult
 
 
 def finalize_study(
-    self: Task, spool_dir: str, study_uid: str, sop_uids: list[str], first_try: float | None = None
+    self: Task, spool_dir: str, study_uid: str, sop_uids: list[str], first_try: float | None = None,
+    polls: int = 0,
 ) -> str:
-    """Gather the study's image results, build the outputs, fill the outbox, write the report."""
+    """Gather the study's image results, build the outputs, fill the outbox, write the report.
+
+    Never lost silently: a retry the broker refuses is logged (``finalize_retry_lost``)
+    and left to the reconciler, which re-queues any completed study without a report; any
+    other failure is logged as ``finalize_failed`` and counted before Celery sees it.
+    """
     settings = _settings(self)
     files = StudyFiles(spool_dir, study_uid)
     sop_uids = sorted({validate_uid(s, "SOPInstanceUID") for s in sop_uids})
@@ -156,14 +178,37 @@ def finalize_study(
     if files.report(key).exists():
         log_event(logger, "finalize_skip", study=study_uid, report=key, reason="report exists")
         return "exists"
-    with files.finalize_lock() as got:
-        if not got:  # another finalize of this study is at work: look again after it
-            raise self.retry(countdown=FINALIZE_POLL_S, kwargs={"first_try": first_try or time.time()})
-        return _finalize_locked(self, files, sop_uids, key, info, first_try or time.time())
+    first_try = first_try or time.time()
+    try:
+        with files.finalize_lock() as got:
+            if not got:  # another finalize of this study is at work: look again after it
+                return _retry_later(self, study_uid, first_try, polls)
+            return _finalize_locked(self, files, sop_uids, key, info, first_try, polls)
+    except Retry:
+        raise
+    except Exception as exc:
+        log_event(logger, "finalize_failed", logging.ERROR, study=study_uid, report=key, error=safe_error(exc),
+                  hint="the reconciler queues it again; see docs/FAULTS.md")
+        count_fault("finalize_failed")
+        raise
+
+
+def _retry_later(self: Task, study_uid: str, first_try: float, polls: int) -> str:
+    """Look again with backoff (1 s doubling to FINALIZE_POLL_MAX_S); a refused retry is left to the reconciler."""
+    countdown = min(FINALIZE_POLL_MAX_S, FINALIZE_POLL_S * 2 ** min(polls, 10))
+    try:
+        raise self.retry(countdown=countdown, kwargs={"first_try": first_try, "polls": polls + 1})
+    except Retry:
+        raise
+    except Exception as exc:  # the broker is down: the task is acknowledged, the spool still says "owed"
+        log_event(logger, "finalize_retry_lost", logging.WARNING, study=study_uid, error=safe_error(exc),
+                  hint="the reconciler queues it again once the broker is back")
+        count_fault("finalize_retry_lost")
+        return "retry-lost"
 
 
 def _finalize_locked(self: Task, files: StudyFiles, sop_uids: list[str], key: str, info: Any,
-                     first_try: float) -> str:
+                     first_try: float, polls: int) -> str:
     settings = _settings(self)
     study_uid = files.study_uid
     if files.report(key).exists():
@@ -173,25 +218,32 @@ def _finalize_locked(self: Task, files: StudyFiles, sop_uids: list[str], key: st
         bound = settings.worker.time_limit_s * (len(sop_uids) + 1)
         waited = time.time() - first_try
         if waited < bound:
-            countdown = FINALIZE_POLL_S
-            log_event(logger, "finalize_wait", study=study_uid, missing=len(missing), waited=round(waited, 1))
-            raise self.retry(countdown=countdown, kwargs={"first_try": first_try})
+            log_event(logger, "finalize_wait", logging.DEBUG, study=study_uid, missing=len(missing),
+                      waited=round(waited, 1))
+            return _retry_later(self, study_uid, first_try, polls)
         for sop in missing:
             if not files.result(sop).exists():
                 files.write_result(failed_result(files, sop, f"no analysis result after {bound} s"))
         log_event(logger, "finalize_gave_up_waiting", level=logging.WARNING, study=study_uid, missing=len(missing))
+        count_fault("finalize_gave_up_waiting")
     study = _study_result(info, files, sop_uids)
-    objects, items = _fill_outbox(settings, files, study, sop_uids, key)
+    built, study = _build(settings, files, study, sop_uids)
+    objects = [OutputObject(study=str(ds.StudyInstanceUID), series=str(ds.SeriesInstanceUID),
+                            sop=str(ds.SOPInstanceUID), sop_class=str(ds.SOPClassUID), kind=kind)
+               for kind, ds in built.objects]
+    items = _fill_outbox(settings, files, built.objects, key)
     report = ReportRecord(report_key=key, sop_uids=tuple(sop_uids), model_name=study.model_name,
                           model_version=info.model_version, objects=tuple(objects),
                           destinations={d: i.item_id for d, i in items.items()},
                           failed_images=tuple(r.image.sop_instance_uid for r in study.images if r.error),
+                          failed_outputs={k.value: why for k, why in built.failed.items()},
                           created=time.time())
     files.write_report(report)
     for item in items.values():
         schedule_delivery(self.app, str(files.spool), item)
     log_event(logger, "finalized", study=study_uid, report=key, images=len(sop_uids),
-              outputs=len(objects), destinations=len(items))
+              outputs=len(objects), destinations=len(items), failed_images=len(report.failed_images),
+              failed_outputs=",".join(report.failed_outputs) or "-")
     return key
 
 
@@ -204,19 +256,10 @@ def _study_result(info: Any, files: StudyFiles, sop_uids: list[str]) -> StudyRes
                        synthetic_weights=bool(info.synthetic_weights))
 
 
-def _fill_outbox(
-    settings: Settings, files: StudyFiles, study: StudyResult, sop_uids: list[str], key: str
-) -> tuple[list[OutputObject], dict[str, OutboxItem]]:
-    """Build each needed output once and give every destination the kinds it asked for.
-
-    Returns the objects built (for the report) and the outbox item of each destination.
-    """
-    kinds = [k for k in OutputKind if any(k in d.outputs for d in settings.destinations)]
-    built = _build(files, study, sop_uids, kinds, settings.results.sc_jpeg_quality) if kinds else []
+def _fill_outbox(settings: Settings, files: StudyFiles, built: list[tuple[OutputKind, Dataset]],
+                 key: str) -> dict[str, OutboxItem]:
+    """Give every destination the kinds it asked for (one outbox item each)."""
     outbox = Outbox(files.spool)
-    objects = [OutputObject(study=str(ds.StudyInstanceUID), series=str(ds.SeriesInstanceUID),
-                            sop=str(ds.SOPInstanceUID), sop_class=str(ds.SOPClassUID), kind=kind)
-               for kind, ds in built]
     items: dict[str, OutboxItem] = {}
     for dest in settings.destinations:
         wanted = [ds for kind, ds in built if kind in dest.outputs]
@@ -225,25 +268,25 @@ def _fill_outbox(
         item = outbox.put(dest.name, key, wanted) or outbox.get(dest.name, key)
         if item is not None:
             items[dest.name] = item
-    return objects, items
+    return items
 
 
-def _build(files: StudyFiles, study: StudyResult, sop_uids: list[str], kinds: list[OutputKind],
-           sc_jpeg_quality: int) -> list[tuple[OutputKind, Dataset]]:
-    from mammocad.results.outputs import build_outputs  # highdicom is heavy: import on use
-
-    # Pixel data is read on first access (by the secondary captures, one thread each), not here.
-    sources: dict[str, Dataset] = {sop: dcmread(files.image(sop), defer_size="1 MB") for sop in sop_uids
-                                   if files.image(sop).exists()}
+def _build(settings: Settings, files: StudyFiles, study: StudyResult,
+           sop_uids: list[str]) -> tuple[Built, StudyResult]:
+    """Build each kind some destination wants; a failing kind is reported, never fatal."""
+    kinds = [k for k in OutputKind if any(k in d.outputs for d in settings.destinations)]
+    if not kinds:
+        return Built(), study
     earlier = find_predecessor(files, sop_uids, study.model_version)
+
+    def predecessors(kind: OutputKind) -> list[tuple[str, str, str]]:
+        # Each SR cites only its own earlier version.
+        return [(o.study, o.series, o.sop) for o in (earlier.objects_of(kind) if earlier else [])
+                if kind.is_report]
+
     device = next((r.device for r in study.images if r.device), "")
-    out: list[tuple[OutputKind, Dataset]] = []
-    for kind in kinds:  # one call per kind: each SR cites only its own earlier version
-        predecessor = [(o.study, o.series, o.sop) for o in (earlier.objects_of(kind) if earlier else [])
-                       if kind.is_report]
-        out += [(kind, ds) for ds in build_outputs(study, sources, [kind], device=device, predecessor=predecessor,
-                                                   sc_jpeg_quality=sc_jpeg_quality)]
-    return out
+    return build_study(study, files, sop_uids, kinds, device=device, predecessors=predecessors,
+                       sc_jpeg_quality=settings.results.sc_jpeg_quality)
 
 
 # --------------------------------------------------------------------------- deliver

@@ -1,0 +1,174 @@
+"""The spool is the source of truth; the broker is a to-do list that can be lost.
+
+Redis restarted without its data, a finalize retry the broker refused, a worker whose
+disk filled, a GPU worker killed mid-image: each leaves work the node acknowledged
+(answered Success for) that no queue holds any more. The reconciler compares what the
+spool says is owed with what the broker holds and queues the difference again:
+
+- an image without a result, when no ``analyze_image`` for it is queued or held, or when
+  the one held belongs to a dead worker (its lease, :mod:`mammocad.spool.leases`, is
+  older than ``lease_s``);
+- a completed study (``complete.json``) without a report for that set of images, when no
+  ``finalize_study`` for it is queued or held and no finalize holds the study's lock.
+
+What the broker holds is read from kombu's Redis structures (each queue's list and the
+``unacked`` hash, where a worker's running and countdown tasks wait), so a long backlog
+is never duplicated. A message moves from a list to ``unacked`` in two steps, so an item
+is re-queued only when two passes in a row (``node.reconcile_interval_s`` apart) miss it;
+an expired lease is re-queued at the first pass that sees it.
+A duplicate is harmless anyway: every task is idempotent.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from mammocad.spool.layout import Spool
+from mammocad.spool.leases import lease_age, lease_path
+from mammocad.spool.tasks import TASK_ANALYZE_IMAGE, TASK_FINALIZE_STUDY
+
+logger = logging.getLogger(__name__)
+
+#: kombu's Redis transport: priority lists are "<queue>\x06\x16<priority>" next to "<queue>".
+_PRIORITY_SEP = "\x06\x16"
+_PRIORITY_STEPS = (3, 6, 9)
+_UNACKED = "unacked"
+
+Key = tuple[str, str, str]  # (task name, study UID, SOP UID or "" for a finalize)
+
+
+@dataclass
+class BrokerView:
+    """The tasks a broker holds: ``ready`` in a queue, ``held`` by a worker (running or waiting)."""
+
+    ready: set[Key] = field(default_factory=set)
+    held: set[Key] = field(default_factory=set)
+
+    def __contains__(self, key: Key) -> bool:
+        return key in self.ready or key in self.held
+
+
+def task_key(message: dict[str, Any]) -> Key | None:
+    """(task, study, sop) of one kombu message holding a mammocad task; None for others."""
+    headers = message.get("headers") or {}
+    name = str(headers.get("task", ""))
+    if name not in (TASK_ANALYZE_IMAGE, TASK_FINALIZE_STUDY):
+        return None
+    body = message.get("body", "")
+    if (message.get("properties") or {}).get("body_encoding") == "base64":
+        body = base64.b64decode(body)
+    args = json.loads(body)[0]
+    if name == TASK_ANALYZE_IMAGE:
+        return name, str(args[1]), str(args[2])
+    return name, str(args[1]), ""
+
+
+def _keys(raw: Iterable[bytes | str], unacked: bool) -> set[Key]:
+    out: set[Key] = set()
+    for item in raw:
+        try:
+            decoded = json.loads(item)
+            key = task_key(decoded[0] if unacked else decoded)
+        except (ValueError, TypeError, KeyError, IndexError):
+            continue
+        if key is not None:
+            out.add(key)
+    return out
+
+
+def read_broker(client: Any, queues: Iterable[str]) -> BrokerView:
+    """What a Redis broker (a ``redis.Redis`` client) holds for ``queues``."""
+    view = BrokerView()
+    for queue in queues:
+        for name in (queue, *(f"{queue}{_PRIORITY_SEP}{p}" for p in _PRIORITY_STEPS)):
+            view.ready |= _keys(client.lrange(name, 0, -1), unacked=False)
+    view.held = _keys(client.hvals(_UNACKED), unacked=True)
+    return view
+
+
+def redis_client(url: str, timeout_s: float = 3.0) -> Any:
+    import redis  # the broker's own client library (a kombu dependency)
+
+    return redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+
+
+@dataclass(frozen=True)
+class Owed:
+    """One piece of acknowledged work the broker does not hold; ``why`` for the log."""
+
+    task: str
+    study_uid: str
+    sop_uids: tuple[str, ...]
+    why: str
+
+    @property
+    def key(self) -> Key:
+        return self.task, self.study_uid, self.sop_uids[0] if self.task == TASK_ANALYZE_IMAGE else ""
+
+
+def _finalize_running(spool: Spool, study_uid: str) -> bool:
+    import fcntl
+    import os
+
+    path = spool.finalize_lock_path(study_uid)
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing releases a lock we took
+    return False
+
+
+def owed_work(spool: Spool, view: BrokerView, lease_s: float, now: float | None = None) -> list[Owed]:
+    """Everything the spool says is owed and ``view`` does not cover, in spool order."""
+    now = time.time() if now is None else now
+    out: list[Owed] = []
+    for study_uid in spool.study_uids():
+        for sop in spool.image_sops(study_uid):
+            if spool.result_path(study_uid, sop).exists():
+                continue
+            key = (TASK_ANALYZE_IMAGE, study_uid, sop)
+            age = lease_age(lease_path(spool, study_uid, sop), now)
+            if age is not None and age > lease_s and key not in view.ready:
+                out.append(Owed(TASK_ANALYZE_IMAGE, study_uid, (sop,), f"lease expired {age:.0f} s ago"))
+            elif age is None and key not in view:
+                out.append(Owed(TASK_ANALYZE_IMAGE, study_uid, (sop,), "not queued"))
+        completed = spool.read_complete(study_uid)
+        if not completed or spool.has_report_for(study_uid, completed):
+            continue
+        if (TASK_FINALIZE_STUDY, study_uid, "") not in view and not _finalize_running(spool, study_uid):
+            out.append(Owed(TASK_FINALIZE_STUDY, study_uid, tuple(sorted(completed)), "not queued"))
+    return out
+
+
+class Reconciler:
+    """Confirms owed work over two passes, so a message in transit is not duplicated."""
+
+    def __init__(self, spool: Spool, lease_s: float) -> None:
+        self.spool = spool
+        self.lease_s = lease_s
+        self._suspects: set[Key] = set()
+
+    def due(self, view: BrokerView, now: float | None = None) -> list[Owed]:
+        """Owed work seen missing in this pass and the previous one (re-queue it now)."""
+        found = owed_work(self.spool, view, self.lease_s, now)
+        keys = {o.key for o in found}
+        # A stale lease is proof on its own (its process is gone); "not queued" may be a
+        # message between a list and the unacked hash, so it must be seen twice.
+        confirmed = [o for o in found if o.key in self._suspects or o.why.startswith("lease")]
+        self._suspects = keys - {o.key for o in confirmed}
+        for owed in confirmed:
+            if owed.task == TASK_ANALYZE_IMAGE and owed.why.startswith("lease"):
+                lease_path(self.spool, owed.study_uid, owed.sop_uids[0]).unlink(missing_ok=True)
+        return confirmed

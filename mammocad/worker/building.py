@@ -1,0 +1,166 @@
+"""Build a study's result objects so that a bad input costs at most one kind of output.
+
+Whatever the node accepted must end in a delivered report (docs/FAULTS.md): results for
+what could be analysed, "CAD failed" for the rest. So:
+
+- each received header is checked explicitly, per object, before any builder sees it
+  (:func:`load_sources`): a missing Type 2 attribute is added empty, an inconsistent
+  VOI window (two centres, one width) is dropped; nothing is switched process-wide;
+- each output kind is built on its own: a builder that raises loses that kind only,
+  with an ``output_failed`` event and a ``mammocad_faults{event="output_failed"}`` count;
+- when the Mammography CAD SR itself cannot be built from the results, it is built
+  again with every image marked "CAD failed", so the study still gets a report that
+  says so.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+
+from mammocad.config import OutputKind
+from mammocad.logs import log_event, safe_error
+from mammocad.metrics.faults import count_fault
+from mammocad.model.results import ImageResult, StudyResult
+from mammocad.spool.studies import StudyFiles
+from mammocad.worker.failures import failed_result
+
+logger = logging.getLogger(__name__)
+
+#: Type 2 attributes of the Patient and General Study modules the builders copy.
+TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+                "AccessionNumber", "ReferringPhysicianName", "StudyID")
+_VOI_WINDOW = ("WindowCenter", "WindowWidth", "WindowCenterWidthExplanation")
+
+Predecessors = Callable[[OutputKind], list[tuple[str, str, str]]]
+
+
+@dataclass
+class Built:
+    """What a study's build produced: (kind, object) pairs and the kinds that failed, with why."""
+
+    objects: list[tuple[OutputKind, Dataset]] = field(default_factory=list)
+    failed: dict[OutputKind, str] = field(default_factory=dict)
+
+
+def _values(ds: Dataset, keyword: str) -> list[Any]:
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return []
+    return list(value) if isinstance(value, MultiValue) else [value]
+
+
+def fix_header(ds: Dataset) -> list[str]:
+    """Make one received header safe to cite; return what was changed (attribute names only)."""
+    changed = []
+    for keyword in TYPE2_COPIED:
+        if keyword not in ds:
+            setattr(ds, keyword, "")
+            changed.append(f"{keyword} added empty")
+    centres, widths = _values(ds, "WindowCenter"), _values(ds, "WindowWidth")
+    if (centres or widths) and len(centres) != len(widths):
+        for keyword in _VOI_WINDOW:
+            if keyword in ds:
+                del ds[keyword]
+        changed.append(f"VOI window dropped ({len(centres)} centres, {len(widths)} widths)")
+    return changed
+
+
+def load_sources(files: StudyFiles, sop_uids: list[str]) -> tuple[dict[str, Dataset], dict[str, str]]:
+    """The images' data sets for the builders (pixels read on first use), checked per object.
+
+    Returns the usable data sets and, per image that cannot be read at all, the error.
+    """
+    sources: dict[str, Dataset] = {}
+    unreadable: dict[str, str] = {}
+    for sop in sop_uids:
+        path = files.image(sop)
+        try:
+            ds = dcmread(path, defer_size="1 MB")
+        except Exception as exc:  # noqa: BLE001 - any read failure makes the image "CAD failed"
+            unreadable[sop] = f"cannot read the image to cite it: {safe_error(exc)}"
+            continue
+        changed = fix_header(ds)
+        if changed:
+            log_event(logger, "source_header_fixed", study=files.study_uid, sop=sop, changes="; ".join(changed))
+        sources[sop] = ds
+    return sources, unreadable
+
+
+def _placeholder(files: StudyFiles, sop: str) -> Dataset:
+    """A header that cites an unreadable image by its UIDs alone (study, SOP)."""
+    ds = Dataset()
+    ds.StudyInstanceUID = files.study_uid
+    ds.SOPInstanceUID = sop
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.1.2"
+    ds.SeriesInstanceUID = ""
+    fix_header(ds)
+    return ds
+
+
+def build_study(study: StudyResult, files: StudyFiles, sop_uids: list[str], kinds: list[OutputKind], *,
+                device: str, predecessors: Predecessors, sc_jpeg_quality: int) -> tuple[Built, StudyResult]:
+    """Build every kind in ``kinds``; returns what was built and the study as reported.
+
+    The returned study differs from ``study`` when images had to be marked "CAD failed"
+    because their files could not be read to cite them.
+    """
+    from mammocad.results.outputs import build_outputs  # highdicom is heavy: import on use
+
+    sources, unreadable = load_sources(files, sop_uids)
+    if unreadable:
+        images = tuple(failed_result(files, r.image.sop_instance_uid, unreadable[r.image.sop_instance_uid])
+                       if r.image.sop_instance_uid in unreadable else r for r in study.images)
+        study = _replace_images(study, images)
+        sources.update({sop: _placeholder(files, sop) for sop in unreadable})
+    built = Built()
+    for kind in kinds:  # one call per kind: one bad builder loses one kind, and each SR cites its own predecessor
+        try:
+            objects = build_outputs(study, sources, [kind], device=device, predecessor=predecessors(kind),
+                                    sc_jpeg_quality=sc_jpeg_quality)
+        except Exception as exc:  # noqa: BLE001 - reported below, never lost
+            built.failed[kind] = safe_error(exc)
+            log_event(logger, "output_failed", logging.ERROR, study=files.study_uid, kind=kind.value,
+                      error=built.failed[kind])
+            count_fault("output_failed")
+            continue
+        built.objects += [(kind, ds) for ds in objects]
+    if OutputKind.MAMMO_CAD_SR in built.failed:
+        _cad_failed_report(built, study, sources, files, device, predecessors)
+    return built, study
+
+
+def _replace_images(study: StudyResult, images: tuple[ImageResult, ...]) -> StudyResult:
+    return StudyResult(study_uid=study.study_uid, images=images, breasts=study.breasts,
+                       model_name=study.model_name, model_version=study.model_version,
+                       synthetic_weights=study.synthetic_weights)
+
+
+def _cad_failed_report(built: Built, study: StudyResult, sources: dict[str, Dataset], files: StudyFiles,
+                       device: str, predecessors: Predecessors) -> None:
+    """Last resort: the Mammography CAD SR with every image "CAD failed" (no findings to build)."""
+    from mammocad.results.outputs import build_outputs
+
+    reason = built.failed[OutputKind.MAMMO_CAD_SR]
+    failed = tuple(r if r.error else ImageResult(image=r.image, model_name=r.model_name,
+                                                  model_version=r.model_version, device=r.device,
+                                                  error=f"report could not be built: {reason}")
+                   for r in study.images)
+    try:
+        objects = build_outputs(_replace_images(study, failed), sources, [OutputKind.MAMMO_CAD_SR], device=device,
+                                predecessor=predecessors(OutputKind.MAMMO_CAD_SR))
+    except Exception as exc:  # noqa: BLE001
+        log_event(logger, "cad_failed_report_failed", logging.CRITICAL, study=files.study_uid,
+                  error=safe_error(exc))
+        count_fault("cad_failed_report_failed")
+        return
+    del built.failed[OutputKind.MAMMO_CAD_SR]
+    built.objects += [(OutputKind.MAMMO_CAD_SR, ds) for ds in objects]
+    log_event(logger, "cad_failed_report", logging.WARNING, study=files.study_uid, images=len(failed), error=reason)
+    count_fault("cad_failed_report")
