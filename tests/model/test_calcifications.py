@@ -113,6 +113,12 @@ def test_speck_sizes_and_fill_stay_in_the_physical_ranges() -> None:
             e = make(rng).ellipsoids
             assert np.all(2 * e.axes.max(axis=1) <= 1.0 + 1e-9)  # individual specks 0.1-1 mm
             assert np.all((e.fill >= 0.3) & (e.fill <= 1.0))
-    truth = raster.speck_truth(calc.punctate(rng), "CC", (100.0, 100.0), 0.1)
-    assert truth and all(0.05 < t.diameter_mm <= 1.0 and t.calcium_mm3 > 0 for t in truth)
-    assert set(truth[0].to_dict()) == {"row", "col", "diameter_mm", "fill", "calcium_mm3", "shape"}
+    spec = calc.punctate(rng)
+    truth = raster.speck_truth(spec, "CC", (100.0, 100.0), 0.1)
+    assert len(truth) == len(spec.ellipsoids) and all(0.05 < t.diameter_mm <= 1.0 for t in truth)
+    assert sum(t.calcium_mm3 for t in truth) == pytest.approx(spec.calcium_volume_mm3())
+    assert set(truth[0].to_dict()) == {"x", "y", "diameter_mm", "fill", "calcium_mm3", "shape"}
+    # The lobes of an irregular speck are one speck: as many as the distribution placed.
+    pleo = calc.fine_pleomorphic(np.random.default_rng(2))
+    specks = raster.speck_truth(pleo, "MLO", (100.0, 100.0), 0.1)
+    assert len(specks) == len(set(pleo.ellipsoids.speck.tolist())) < len(pleo.ellipsoids)

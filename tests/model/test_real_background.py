@@ -135,3 +135,35 @@ def test_real_backgrounds_train_from_the_cli_mixed_with_synthetic_data(tmp_path:
     # The data source is an ordinary one: the manifest in the cache evaluates like any other set.
     items = load_source(DataSource(format="manifest", path=tmp_path / "rb"))
     assert len(items) == 8 and sum(len(i.lesions) for i in items) >= 4
+
+
+@pytest.fixture(scope="module")
+def dr_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two synthetic DR studies as stand-ins for a site's normals: GE-like MONOCHROME1, Hologic-like MONOCHROME2."""
+    from mammocad.model.synth import generate_study
+
+    folder = tmp_path_factory.mktemp("dr")
+    for seed in (2, 3):
+        study = generate_study(0, seed=seed, spacing_mm=0.2)
+        for ds, ann in zip(study.datasets, study.annotations, strict=True):
+            path = folder / f"s{seed}" / ann.image_path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            ds.save_as(path, enforce_file_format=True)
+    return folder
+
+
+def test_dr_presentation_images_of_either_polarity_get_brighter_specks(dr_folder: Path, tmp_path: Path) -> None:
+    from mammocad.model.standardise import standardise
+
+    items = rb.read(dr_folder, seed=2, cache=tmp_path / "c", lesion_fraction=1.0, progress=False)
+    photometric = set()
+    for it in (i for i in items if i.lesions):
+        assert it.extra["acquisition"] == "dr" and it.extra["specks"]
+        before = standardise(pydicom.dcmread(it.image_path))
+        after = standardise(rb.dataset_with_inserts(it))
+        photometric.add(before.meta["photometric"])
+        boxes = before.transform.to_model(np.array([les.box for les in it.lesions], dtype=np.float64))
+        for x1, y1, x2, y2 in boxes.round().astype(int):
+            gain = after.image[y1:y2 + 1, x1:x2 + 1] - before.image[y1:y2 + 1, x1:x2 + 1]
+            assert gain.max() > 0.05, it.extra["real_background"]["clusters"]  # brighter as displayed
+    assert photometric == {"MONOCHROME1", "MONOCHROME2"}

@@ -14,7 +14,9 @@ a site's archive is not copied. ``dataset.decode_image`` pastes the patches back
 decoded original (:func:`dataset_with_inserts`). Same folder + seed + options → same clusters;
 breast k's clusters do not depend on the other breasts.
 
-Per breast (patient + laterality): with probability ``lesion_fraction`` it gets 1..``max_clusters``
+Breasts are grouped by Patient ID (a trailing ``_RIGHT_MLO``-style suffix removed, as CBIS-DDSM
+writes it; the folder name when empty) and laterality: export pseudonymised IDs that stay distinct
+per woman. Per breast: with probability ``lesion_fraction`` it gets 1..``max_clusters``
 clusters (malignant with probability ``malignant_fraction``), the same 3-D clusters projected into
 each of its views at a position drawn per view; the other breasts stay negative. Positions lie
 inside the breast at least 6 mm from the skin line, 10 mm from other bright objects (film labels,
@@ -54,7 +56,7 @@ from mammocad.model.synth.raster import speck_truth
 logger = logging.getLogger(__name__)
 
 #: Bump when the insertion changes, so an old cache is not reused.
-INSERTION_VERSION = 1
+INSERTION_VERSION = 2
 #: Key of AnnotatedImage.extra that makes ``decode_image`` paste the patches.
 EXTRA_KEY = "real_background"
 _SC_PREFIX = "1.2.840.10008.5.1.4.1.1.7"
@@ -215,7 +217,9 @@ def _insert_into(im: _Image, breast_id: str, specs: list[ClusterSpec], opts: Opt
     patch_file.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(patch_file, shape=np.array(stored.shape), **patches)
     malignant = any(les.lesion_class.value == "malignant" for les in lesions)
-    extra = {**base.extra, EXTRA_KEY: {"patches": str(patch_file), "clusters": clusters,
+    # Top-level "specks" (x, y, diameter_mm in this image's pixels) is what the realism report reads.
+    specks = [speck for cluster in clusters for speck in cluster["specks"]]
+    extra = {**base.extra, "specks": specks, EXTRA_KEY: {"patches": str(patch_file), "clusters": clusters,
                                        "value_model": model.to_dict(), "physics": asdict(acq)}}
     return AnnotatedImage(image_path=im.path, laterality=im.laterality, view=im.view, breast_id=breast_id,
                           lesions=tuple(lesions), breast_malignant=malignant, extra=extra)

@@ -27,25 +27,30 @@ def _rows(a: np.ndarray | list[list[float]], cols: int) -> np.ndarray:
 @dataclass(frozen=True)
 class Ellipsoids:
     """Solid specks. centres [N, 3]; axes [N, 3] semi-axes (mm); rotations [N, 3, 3] whose
-    columns are the directions of the three axes; fill [N] in 0..1."""
+    columns are the directions of the three axes; fill [N] in 0..1; speck [N]: which speck
+    each ellipsoid belongs to (an irregular speck is a union of overlapping lobes)."""
 
     centres: np.ndarray
     axes: np.ndarray
     rotations: np.ndarray
     fill: np.ndarray
+    speck: np.ndarray
 
     def __len__(self) -> int:
         return len(self.centres)
 
     @classmethod
     def empty(cls) -> Ellipsoids:
-        return cls(np.zeros((0, 3)), np.zeros((0, 3)), np.zeros((0, 3, 3)), np.zeros(0))
+        return cls(np.zeros((0, 3)), np.zeros((0, 3)), np.zeros((0, 3, 3)), np.zeros(0), np.zeros(0, dtype=np.int64))
 
     @classmethod
-    def build(cls, centres: np.ndarray, axes: np.ndarray, rotations: np.ndarray, fill: np.ndarray) -> Ellipsoids:
+    def build(cls, centres: np.ndarray, axes: np.ndarray, rotations: np.ndarray, fill: np.ndarray,
+              speck: np.ndarray | None = None) -> Ellipsoids:
+        """speck None: every ellipsoid is a speck of its own."""
         n = len(centres)
+        ids = np.arange(n) if speck is None else np.asarray(speck, dtype=np.int64).reshape(n)
         out = cls(_rows(centres, 3), _rows(axes, 3), np.asarray(rotations, float).reshape(n, 3, 3),
-                  np.asarray(fill, float).reshape(n))
+                  np.asarray(fill, float).reshape(n), ids)
         if np.any(out.axes <= 0) or np.any((out.fill <= 0) | (out.fill > 1)):
             raise ValueError("ellipsoid semi-axes must be > 0 and fill in (0, 1]")
         return out
@@ -54,8 +59,10 @@ class Ellipsoids:
         return 4.0 / 3.0 * np.pi * np.prod(self.axes, axis=1)
 
     def concat(self, other: Ellipsoids) -> Ellipsoids:
+        offset = int(self.speck.max()) + 1 if len(self) else 0
         return Ellipsoids(np.vstack([self.centres, other.centres]), np.vstack([self.axes, other.axes]),
-                          np.concatenate([self.rotations, other.rotations]), np.concatenate([self.fill, other.fill]))
+                          np.concatenate([self.rotations, other.rotations]), np.concatenate([self.fill, other.fill]),
+                          np.concatenate([self.speck, other.speck + offset]))
 
 
 @dataclass(frozen=True)

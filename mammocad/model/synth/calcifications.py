@@ -116,8 +116,8 @@ def _specks(rng: np.random.Generator, centres: np.ndarray, semi: tuple[float, fl
     semi: range of the largest semi-axis (mm); elongation: the other axes are shorter by a
     factor up to this; lobes overlap so a speck's outline is irregular, not a sum of discs.
     """
-    rows_c, rows_a, fills = [], [], []
-    for c in centres:
+    rows_c, rows_a, fills, ids = [], [], [], []
+    for speck, c in enumerate(centres):
         k = int(rng.integers(lobes[0], lobes[1] + 1))
         big = rng.uniform(*semi)
         f = rng.uniform(*fill)
@@ -128,8 +128,10 @@ def _specks(rng: np.random.Generator, centres: np.ndarray, semi: tuple[float, fl
             rows_c.append(c + offset)
             rows_a.append(axes)
             fills.append(f)
+            ids.append(speck)
     n = len(rows_c)
-    return Ellipsoids.build(np.asarray(rows_c), np.asarray(rows_a), random_rotations(rng, n), np.asarray(fills))
+    return Ellipsoids.build(np.asarray(rows_c), np.asarray(rows_a), random_rotations(rng, n), np.asarray(fills),
+                            np.asarray(ids))
 
 
 def fine_pleomorphic(rng: np.random.Generator) -> ClusterSpec:

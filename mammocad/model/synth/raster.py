@@ -38,8 +38,8 @@ class SpeckTruth:
     """Where one solid of a cluster lands in a view, for measurements (contrast-to-noise by size).
 
     row, col: pixel coordinates of its centre; diameter_mm: diameter of the sphere of the same
-    volume (a cast reports its own diameter); fill: fraction of full density; calcium_mm3: its
-    hydroxyapatite volume at full density (volume × fill).
+    volume (casts, shells and sediments report their own diameter); fill: fraction of full
+    density; calcium_mm3: its hydroxyapatite volume at full density (volume × fill).
     """
 
     row: float
@@ -50,7 +50,8 @@ class SpeckTruth:
     shape: str
 
     def to_dict(self) -> dict[str, float | str]:
-        return {"row": round(self.row, 2), "col": round(self.col, 2), "diameter_mm": round(self.diameter_mm, 4),
+        """As ``AnnotatedImage.extra["specks"]`` entries (x = column, y = row; realism_sources.py)."""
+        return {"x": round(self.col, 2), "y": round(self.row, 2), "diameter_mm": round(self.diameter_mm, 4),
                 "fill": round(self.fill, 3), "calcium_mm3": round(self.calcium_mm3, 6), "shape": self.shape}
 
 
@@ -108,13 +109,26 @@ def render_cluster(calcium_mm: np.ndarray, spec: ClusterSpec, view: str, centre_
 
 
 def speck_truth(spec: ClusterSpec, view: str, centre_px: tuple[float, float], spacing: float) -> list[SpeckTruth]:
-    """Every solid's projected centre and size in this view (lobes of one irregular speck separately)."""
+    """Every speck's projected centre and size in this view.
+
+    The lobes of one irregular speck are reported as one speck (volume-weighted centre, the
+    diameter of a sphere of their total volume); casts, shells and sediments each as one.
+    """
     out = []
+    groups: dict[int, list[_Solid]] = {}
     for solid in _solids(spec, view_axes(view), centre_px, spacing):
-        volume = solid.volume
-        diameter = solid.diameter if solid.diameter > 0 else float((6 * volume / np.pi) ** (1 / 3))
-        out.append(SpeckTruth(float(solid.centre[0]), float(solid.centre[1]), diameter, solid.fill,
-                              volume * solid.fill, solid.shape))
+        if solid.shape == "ellipsoid":
+            groups.setdefault(int(spec.ellipsoids.speck[solid.index]), []).append(solid)
+        else:
+            out.append(SpeckTruth(float(solid.centre[0]), float(solid.centre[1]), solid.diameter, solid.fill,
+                                  solid.volume * solid.fill, solid.shape))
+    for lobes in groups.values():
+        volumes = np.array([lobe.volume for lobe in lobes])
+        centre = (np.array([lobe.centre for lobe in lobes]) * volumes[:, None]).sum(axis=0) / volumes.sum()
+        fill = float((np.array([lobe.fill for lobe in lobes]) * volumes).sum() / volumes.sum())
+        total = float(volumes.sum())
+        out.append(SpeckTruth(float(centre[0]), float(centre[1]), float((6 * total / np.pi) ** (1 / 3)), fill,
+                              total * fill, "speck"))
     return out
 
 
