@@ -73,6 +73,9 @@ def test_same_seed_same_clusters_other_seed_other_clusters(built: list[Annotated
             assert np.array_equal(rb.dataset_with_inserts(a).pixel_array, rb.dataset_with_inserts(b).pixel_array)
     other = rb.read(CASES, seed=4, cache=tmp_path / "other", **OPTIONS)
     assert [it.lesions for it in other] != [it.lesions for it in built]
+    # A cache built with other options is rebuilt, never silently reused.
+    reused = rb.read(CASES, seed=3, cache=tmp_path / "other", **OPTIONS)
+    assert [it.lesions for it in reused] == [it.lesions for it in built]
 
 
 def test_negative_breasts_are_kept_unchanged_and_views_of_a_breast_share_its_truth(

@@ -29,6 +29,7 @@ import hashlib
 import json
 import logging
 import re
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -118,15 +119,27 @@ def read(path: Path, *, seed: int = 0, cache: str | Path | None = None, lesion_f
     if not images:
         raise ValueError(f"{root}: no DICOM mammograms found (any *.dcm / *.dicom or extension-less DICOM file)")
     folder = Path(cache) if cache is not None else Path("var/real-background") / _digest(root, images, opts)
-    if (folder / MANIFEST_NAME).is_file():
-        return load_manifest(folder)
-    out = _build(images, opts, folder, progress)
     info = {"generator": "mammocad.model.readers.real_background", "source": str(root),
-            "options": opts.digest_items(), "note": "real backgrounds with simulated calcifications"}
+            "options": opts.digest_items(), "images": len(images),
+            "note": "real backgrounds with simulated calcifications"}
+    if _cache_matches(folder, info):
+        return load_manifest(folder)
+    if (folder / "patches").is_dir():  # built with other options or another folder: rebuild
+        shutil.rmtree(folder / "patches")
+    out = _build(images, opts, folder, progress)
     save_manifest(folder, out, info)
     log_event(logger, "real_background_built", images=len(out), inserted=sum(bool(i.lesions) for i in out),
               cache=str(folder))
     return load_manifest(folder)
+
+
+def _cache_matches(folder: Path, info: dict[str, Any]) -> bool:
+    """The cache holds a build of this folder with these options (by this insertion version)."""
+    try:
+        saved = json.loads((folder / MANIFEST_NAME).read_text()).get("info", {})
+    except (OSError, ValueError):
+        return False
+    return all(saved.get(key) == info[key] for key in ("generator", "source", "options", "images"))
 
 
 def _scan(root: Path) -> list[_Image]:
