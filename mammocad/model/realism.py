@@ -9,7 +9,8 @@ Anatomical noise (β), exactly as ``shared/README.md`` "Realism statistics" defi
 resample to 0.2 mm, take 256×256 regions fully inside the breast (and clear of film labels,
 markers and borders, see :func:`breast_mask`), subtract each region's mean, apply a 2-D Hann
 window, radially average |FFT|², fit log P against log f over 0.15–0.8 cycles/mm; β is minus
-the slope. Real breast tissue gives β ≈ 3 (literature 2.8–3.2).
+the slope. Real breast tissue gives β ≈ 3 (literature 2.8–3.2). The breast mask (and what it
+keeps ROIs away from) is ``realism_mask.breast_mask``.
 
 High-frequency noise power (``nps_hf``): the same spectra, normalised as a noise power
 spectrum (|FFT|² · Δx·Δy / Σw², units intensity²·mm² on the [0, 1] scale), averaged over
@@ -22,7 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import ndimage
+
+from mammocad.model.realism_mask import BreastMask, breast_mask
 
 #: Pixel size at which β and the noise power are measured (shared/README.md).
 REALISM_SPACING_MM = 0.2
@@ -32,109 +34,6 @@ ROI_PX = 256
 BETA_BAND = (0.15, 0.8)
 #: Frequency band of the high-frequency noise power, cycles/mm.
 NPS_BAND = (1.5, 2.5)
-
-
-@dataclass(frozen=True)
-class BreastMask:
-    """Boolean masks [H, W] of one image.
-
-    breast: the largest bright component (Otsu on a lightly smoothed copy), holes filled,
-        thin strips (film borders touching the breast) opened away.
-    artefacts: bright things that are not the breast (labels, markers, tape, film borders),
-        grown by a margin.
-    usable: breast, minus a band along the image edges, minus the grown artefacts, minus a
-        thin rim inside the skin line: where regions of interest and histograms may look.
-    """
-
-    breast: np.ndarray
-    artefacts: np.ndarray
-    usable: np.ndarray
-
-
-def breast_mask(image: np.ndarray, spacing_mm: float, *, edge_mm: float = 1.0, artefact_margin_mm: float = 5.0,
-                rim_mm: float = 1.0, strip_mm: float = 2.0) -> BreastMask:
-    """Segment the breast of a standardised image and mark what ROIs must avoid.
-
-    Digitised film carries burned-in labels, tape and bright film borders that touch the
-    breast; a region that includes one has a spectrum of text edges, not of tissue. Bright
-    components other than the breast become artefacts; strips narrower than ``2·strip_mm``
-    are opened off the breast first, so a film border joined to the chest wall is one too.
-    """
-    img = np.asarray(image, dtype=np.float32)
-    if img.ndim != 2:
-        raise ValueError(f"image must be 2-D, got shape {img.shape}")
-    px = lambda mm: max(1, int(round(mm / spacing_mm)))  # noqa: E731 - local unit helper
-    smooth = ndimage.gaussian_filter(img, max(0.5, 0.4 / spacing_mm))
-    # Halfway between the background and Otsu's cut: Otsu alone splits fat from dense tissue
-    # on film and drops the skin-line fall-off, which belongs to the breast.
-    background = float(np.percentile(smooth[::4, ::4], 5))
-    foreground = smooth > background + 0.5 * (otsu_threshold(smooth) - background)
-    opened = _dilate(_erode(foreground, px(strip_mm)), px(strip_mm))
-    labels, n = ndimage.label(opened)
-    if n == 0:
-        empty = np.zeros(img.shape, dtype=bool)
-        return BreastMask(empty, foreground, empty)
-    sizes = ndimage.sum_labels(opened, labels, index=np.arange(1, n + 1))
-    breast = ndimage.binary_fill_holes(labels == int(np.argmax(sizes)) + 1)
-    # What the opening cut off near the breast is its own ragged rim; farther out, a strip.
-    near = _dilate(breast, px(strip_mm) + 1)
-    artefacts = _dilate(foreground & ~near, px(artefact_margin_mm))
-    edge = _edge_bands(foreground, px(edge_mm), max_strip_px=px(10.0), margin_px=px(2.0))
-    inner = _erode(breast, px(rim_mm))
-    return BreastMask(breast=breast, artefacts=artefacts | (edge & foreground), usable=inner & ~artefacts & ~edge)
-
-
-def _edge_bands(foreground: np.ndarray, edge_px: int, *, max_strip_px: int, margin_px: int) -> np.ndarray:
-    """A band along each image edge: ``edge_px`` wide, wider where a film border runs along it.
-
-    A film border is a bright strip a few mm wide along an edge. Where it meets the breast it
-    cannot be told from tissue by brightness, but along the rest of that edge it stands
-    alone: many lines start with a short bright run. The band then covers the widest such
-    run plus ``margin_px``.
-    """
-    band = np.zeros(foreground.shape, dtype=bool)
-    views = ((foreground, lambda w: (slice(None), slice(0, w))),
-             (foreground[:, ::-1], lambda w: (slice(None), slice(foreground.shape[1] - w, None))),
-             (foreground.T, lambda w: (slice(0, w), slice(None))),
-             (foreground.T[:, ::-1], lambda w: (slice(foreground.shape[0] - w, None), slice(None))))
-    for lines, where in views:
-        # Length of the bright run that starts at the edge, per line (the whole line when all bright).
-        runs = np.where(lines.all(axis=1), lines.shape[1], np.argmin(lines, axis=1))
-        short = runs[(runs > 0) & (runs <= max_strip_px)]
-        width = edge_px
-        if short.size:
-            # A border has one width; the breast's own outline crossing the edge has all widths.
-            median = float(np.median(short))
-            strip = short[np.abs(short - median) <= max(2.0, 0.3 * median)]
-            if strip.size >= 0.05 * len(runs):
-                width = max(width, int(np.percentile(strip, 95)) + margin_px)
-        band[where(width)] = True
-    return band
-
-
-def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
-    """Otsu's threshold of values in [0, 1] (between-class variance maximum)."""
-    hist, edges = np.histogram(values, bins=bins, range=(0.0, 1.0))
-    hist = hist.astype(np.float64)
-    centres = (edges[:-1] + edges[1:]) / 2
-    w0 = np.cumsum(hist)
-    w1 = w0[-1] - w0
-    m0 = np.cumsum(hist * centres)
-    mu0 = np.divide(m0, w0, out=np.zeros_like(m0), where=w0 > 0)
-    mu1 = np.divide(m0[-1] - m0, w1, out=np.zeros_like(m0), where=w1 > 0)
-    return float(centres[int(np.argmax(w0 * w1 * (mu0 - mu1) ** 2))])
-
-
-def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
-    """Binary dilation by a disc of ``radius`` px (a distance transform: O(pixels), any radius)."""
-    if not mask.any():
-        return np.zeros(mask.shape, dtype=bool)
-    return np.asarray(ndimage.distance_transform_edt(~mask) <= radius)
-
-
-def _erode(mask: np.ndarray, radius: int) -> np.ndarray:
-    """Binary erosion by a disc; outside the image counts as inside the mask (no edge effect)."""
-    return ~_dilate(~mask, radius)
 
 
 def roi_origins(usable: np.ndarray, roi_px: int = ROI_PX, *, max_overlap: float = 0.5,
@@ -271,3 +170,8 @@ def power_spectrum_beta(image: np.ndarray, spacing_mm: float, mask: np.ndarray |
         # A resampled pixel is usable only when everything it averages was.
         usable = resample(np.asarray(mask, dtype=np.float32), spacing_mm) > 0.999
     return spectrum_stats(work, usable, roi_px=roi_px, beta_band=band)
+
+
+__all__ = ["BETA_BAND", "NPS_BAND", "REALISM_SPACING_MM", "ROI_PX", "BreastMask", "SpectrumStats", "band_power",
+           "breast_mask", "fit_beta", "power_spectrum_beta", "radial_power_spectrum", "resample", "roi_origins",
+           "spectrum_stats"]

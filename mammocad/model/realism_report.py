@@ -40,6 +40,8 @@ class ImageMeasure:
     spacing_source: str = ""
     marks: int | None = None
     malignant_marks: int | None = None
+    #: The reported lesions' boxes (x1, y1, x2, y2, score) in original pixels: where the marks fell.
+    mark_boxes: list[list[float]] = field(default_factory=list)
     error: str | None = None
 
 
@@ -109,6 +111,7 @@ def _count_marks(out: ImageMeasure, ds: Any, detector: Any, assumed_spacing_mm: 
         out.error = f"detector: {result.error}"
         return
     out.marks = len(result.lesions)
+    out.mark_boxes = [[round(v, 1) for v in les.box] + [round(les.score, 3)] for les in result.lesions]
     out.malignant_marks = sum(1 for les in result.lesions if les.lesion_class.value == "malignant")
 
 
@@ -185,7 +188,7 @@ def _per_image(m: ImageMeasure) -> dict[str, Any]:
     return {"path": m.path, "n_rois": m.spectrum.n, "beta_mean": _num(m.spectrum.beta_mean, 3),
             "nps_hf_mean": _num(float(np.mean(m.spectrum.nps_hf)) if m.spectrum.nps_hf else None, 9),
             "spacing_mm": _num(m.spacing_mm), "spacing_source": m.spacing_source, "marks": m.marks,
-            "error": m.error}
+            "mark_boxes": m.mark_boxes, "error": m.error}
 
 
 def compare(synthetic: dict[str, Any], real: dict[str, Any]) -> dict[str, Any]:

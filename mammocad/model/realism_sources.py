@@ -6,8 +6,9 @@ with lesion boxes and, when the generator records them, individual specks), or f
 format the readers know (``mammocad.model.readers``), e.g. an annotated real set.
 
 Speck truth is read from ``AnnotatedImage.extra["specks"]``: a list of
-``{"x": float, "y": float, "diameter_mm": float}`` (also accepted: ``[x, y, diameter_mm]``),
-x/y the speck's centre in the original image's pixels (the same frame as lesion boxes).
+``{"x": float, "y": float, "diameter_mm": float}`` (also accepted: ``"col"``/``"row"`` for x/y, as
+``synth.raster.SpeckTruth.to_dict`` writes them, and ``[x, y, diameter_mm]``), x/y the speck's
+centre in the original image's pixels (the same frame as lesion boxes).
 """
 
 from __future__ import annotations
@@ -104,7 +105,8 @@ def parse_specks(raw: Any) -> tuple[tuple[float, float, float], ...]:
     out = []
     for entry in raw:
         if isinstance(entry, dict):
-            x, y = float(entry["x"]), float(entry["y"])
+            # x/y, or row/col as synth v2's SpeckTruth.to_dict writes them.
+            x, y = float(entry["x" if "x" in entry else "col"]), float(entry["y" if "y" in entry else "row"])
             d = float(entry.get("diameter_mm", entry.get("size_mm")) or 0.0)
         else:
             x, y, d = (float(v) for v in entry[:3])

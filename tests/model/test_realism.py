@@ -78,6 +78,25 @@ def test_breast_mask_keeps_rois_off_labels_and_film_borders() -> None:
         assert breast[r:r + 256, c:c + 256].all()
 
 
+def test_pectoral_muscle_is_found_on_an_mlo_and_never_on_a_cc() -> None:
+    rng = np.random.default_rng(4)
+    yy, xx = np.mgrid[0:1000, 0:600]
+    img = np.zeros((1000, 600), dtype=np.float32)
+    mlo = (xx < 420 * np.sqrt(np.clip(1 - ((yy - 300) / 700.0) ** 2, 0, None)))  # runs along the top edge
+    img[mlo] = 0.45 + 0.03 * rng.normal(size=int(mlo.sum()))
+    muscle = (xx / 250.0 + yy / 450.0 < 1.0) & mlo
+    img[muscle] += 0.2
+    mask = realism.breast_mask(img, 0.2)
+    found = mask.pectoral
+    assert (found & muscle).sum() >= 0.8 * muscle.sum() and (found & ~muscle).sum() <= 0.1 * muscle.sum()
+    assert not (mask.usable & muscle).any()
+    cc = np.zeros_like(img)
+    breast = ((yy - 500) / 420.0) ** 2 + (xx / 450.0) ** 2 <= 1.0
+    cc[breast] = 0.45 + 0.03 * rng.normal(size=int(breast.sum()))
+    cc[(xx < 120) & breast] += 0.2  # bright tissue along the chest wall is not a muscle
+    assert not realism.breast_mask(cc, 0.2).pectoral.any()
+
+
 def test_beta_of_a_real_film_mammogram_is_in_the_literature_range() -> None:
     ds = pydicom.dcmread(REAL / "sfm-malign-0" / "1-280.dcm")
     std = standardise(ds, PreprocessSpec(working_spacing_mm=0.2, fallback_spacing_mm=0.05, crop_breast=False))
@@ -110,7 +129,8 @@ def test_histogram_distances() -> None:
 
 
 def test_speck_annotations_are_read_in_both_spellings() -> None:
-    assert parse_specks([{"x": 1, "y": 2, "diameter_mm": 0.3}, [4, 5, 0.2]]) == ((1.0, 2.0, 0.3), (4.0, 5.0, 0.2))
+    assert parse_specks([{"x": 1, "y": 2, "diameter_mm": 0.3}, [4, 5, 0.2], {"row": 7, "col": 6, "diameter_mm": 0.1}]) == (
+        (1.0, 2.0, 0.3), (4.0, 5.0, 0.2), (6.0, 7.0, 0.1))
     with pytest.raises(ValueError):
         parse_specks([[1, 2, 0]])
 
@@ -128,11 +148,27 @@ SET_KEYS = {"label", "source", "n_images", "n_measured", "failed", "beta", "nps_
             "per_image"}
 
 
-def test_command_end_to_end_on_tiny_sets(tmp_path: Path, tiny_checkpoint: Path,
+@pytest.fixture(scope="module")
+def coarse_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny random detector of conftest at 0.4 mm: a 4700-row film costs a few tiles."""
+    import torch
+
+    from mammocad.model.checkpoint import save_checkpoint
+    from mammocad.model.detector import build_detector
+    from tests.model.conftest import TINY_META, TINY_SPEC
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "tiny-0.4mm.pt"
+    return save_checkpoint(path, build_detector(TINY_SPEC), TINY_SPEC, PreprocessSpec(working_spacing_mm=0.4),
+                           TINY_META)
+
+
+def test_command_end_to_end_on_tiny_sets(tmp_path: Path, coarse_checkpoint: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     from mammocad.model.synth import generate_dataset
 
-    generate_dataset(tmp_path / "synth", 1, seed=4, size="small", progress=False)
+    # One study at 0.4 mm (500 x 400 px): cheap to draw, still a breast wide enough for 51 mm ROIs.
+    generate_dataset(tmp_path / "synth", 1, seed=4, size="small", spacing_mm=0.4, progress=False)
     real = tmp_path / "real"
     real.mkdir()
     for name in ("1-280.dcm", "1-281.dcm"):
@@ -140,7 +176,7 @@ def test_command_end_to_end_on_tiny_sets(tmp_path: Path, tiny_checkpoint: Path,
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAMMOCAD_")}
     env.update(OMP_NUM_THREADS="2", PYTHONPATH=str(Path(__file__).resolve().parents[2]))
     proc = subprocess.run([sys.executable, "-m", "mammocad", "model", "realism", "--synthetic", str(tmp_path / "synth"),
-                           "--real", str(real), "--weights", str(tiny_checkpoint), "--device", "cpu", "--json",
+                           "--real", str(real), "--weights", str(coarse_checkpoint), "--device", "cpu", "--json",
                            "--quiet"], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout)

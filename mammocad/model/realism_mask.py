@@ -1,0 +1,178 @@
+"""Where in a mammogram texture may be measured: the breast, minus what is not tissue.
+
+Digitised film carries burned-in labels, tape, markers and bright film borders; an MLO view
+carries the pectoral muscle. A region of interest that includes one measures their edges, not
+breast tissue. :func:`breast_mask` finds the breast and marks all of them, on a standardised
+image (bright = dense, chest wall at column 0, as ``mammocad.model.standardise`` makes it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+
+@dataclass(frozen=True)
+class BreastMask:
+    """Boolean masks [H, W] of one image.
+
+    breast: the largest bright component (Otsu on a lightly smoothed copy), holes filled,
+        thin strips (film borders touching the breast) opened away.
+    artefacts: bright things that are not the breast (labels, markers, tape, film borders),
+        grown by a margin.
+    pectoral: the pectoral muscle when one was found (:func:`pectoral_mask`), else all False.
+    usable: breast, minus a band along the image edges, minus the grown artefacts and the
+        pectoral muscle, minus a thin rim inside the skin line: where regions of interest and
+        histograms may look.
+    """
+
+    breast: np.ndarray
+    artefacts: np.ndarray
+    usable: np.ndarray
+    pectoral: np.ndarray
+
+
+def breast_mask(image: np.ndarray, spacing_mm: float, *, edge_mm: float = 1.0, artefact_margin_mm: float = 5.0,
+                rim_mm: float = 1.0, strip_mm: float = 2.0, pectoral_margin_mm: float = 3.0) -> BreastMask:
+    """Segment the breast of a standardised image and mark what ROIs must avoid.
+
+    Digitised film carries burned-in labels, tape and bright film borders that touch the
+    breast; a region that includes one has a spectrum of text edges, not of tissue. Bright
+    components other than the breast become artefacts; strips narrower than ``2·strip_mm``
+    are opened off the breast first, so a film border joined to the chest wall is one too.
+    """
+    img = np.asarray(image, dtype=np.float32)
+    if img.ndim != 2:
+        raise ValueError(f"image must be 2-D, got shape {img.shape}")
+    px = lambda mm: max(1, int(round(mm / spacing_mm)))  # noqa: E731 - local unit helper
+    smooth = ndimage.gaussian_filter(img, max(0.5, 0.4 / spacing_mm))
+    # Halfway between the background and Otsu's cut: Otsu alone splits fat from dense tissue
+    # on film and drops the skin-line fall-off, which belongs to the breast.
+    background = float(np.percentile(smooth[::4, ::4], 5))
+    foreground = smooth > background + 0.5 * (otsu_threshold(smooth) - background)
+    opened = _dilate(_erode(foreground, px(strip_mm)), px(strip_mm))
+    labels, n = ndimage.label(opened)
+    if n == 0:
+        empty = np.zeros(img.shape, dtype=bool)
+        return BreastMask(empty, foreground, empty, empty)
+    sizes = ndimage.sum_labels(opened, labels, index=np.arange(1, n + 1))
+    breast = ndimage.binary_fill_holes(labels == int(np.argmax(sizes)) + 1)
+    # What the opening cut off near the breast is its own ragged rim; farther out, a strip.
+    near = _dilate(breast, px(strip_mm) + 1)
+    artefacts = _dilate(foreground & ~near, px(artefact_margin_mm))
+    edge = _edge_bands(foreground, px(edge_mm), max_strip_px=px(10.0), margin_px=px(2.0))
+    inner = _erode(breast, px(rim_mm))
+    pectoral = pectoral_mask(img, breast, spacing_mm)
+    usable = inner & ~artefacts & ~edge & ~_dilate(pectoral, px(pectoral_margin_mm))
+    return BreastMask(breast=breast, artefacts=artefacts | (edge & foreground), usable=usable, pectoral=pectoral)
+
+
+def _edge_bands(foreground: np.ndarray, edge_px: int, *, max_strip_px: int, margin_px: int) -> np.ndarray:
+    """A band along each image edge: ``edge_px`` wide, wider where a film border runs along it.
+
+    A film border is a bright strip a few mm wide along an edge. Where it meets the breast it
+    cannot be told from tissue by brightness, but along the rest of that edge it stands
+    alone: many lines start with a short bright run. The band then covers the widest such
+    run plus ``margin_px``.
+    """
+    band = np.zeros(foreground.shape, dtype=bool)
+    views = ((foreground, lambda w: (slice(None), slice(0, w))),
+             (foreground[:, ::-1], lambda w: (slice(None), slice(foreground.shape[1] - w, None))),
+             (foreground.T, lambda w: (slice(0, w), slice(None))),
+             (foreground.T[:, ::-1], lambda w: (slice(foreground.shape[0] - w, None), slice(None))))
+    for lines, where in views:
+        # Length of the bright run that starts at the edge, per line (the whole line when all bright).
+        runs = np.where(lines.all(axis=1), lines.shape[1], np.argmin(lines, axis=1))
+        short = runs[(runs > 0) & (runs <= max_strip_px)]
+        width = edge_px
+        if short.size:
+            # A border has one width; the breast's own outline crossing the edge has all widths.
+            median = float(np.median(short))
+            strip = short[np.abs(short - median) <= max(2.0, 0.3 * median)]
+            if strip.size >= 0.05 * len(runs):
+                width = max(width, int(np.percentile(strip, 95)) + margin_px)
+        band[where(width)] = True
+    return band
+
+
+def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
+    """Otsu's threshold of values in [0, 1] (between-class variance maximum)."""
+    hist, edges = np.histogram(values, bins=bins, range=(0.0, 1.0))
+    hist = hist.astype(np.float64)
+    centres = (edges[:-1] + edges[1:]) / 2
+    w0 = np.cumsum(hist)
+    w1 = w0[-1] - w0
+    m0 = np.cumsum(hist * centres)
+    mu0 = np.divide(m0, w0, out=np.zeros_like(m0), where=w0 > 0)
+    mu1 = np.divide(m0[-1] - m0, w1, out=np.zeros_like(m0), where=w1 > 0)
+    return float(centres[int(np.argmax(w0 * w1 * (mu0 - mu1) ** 2))])
+
+
+def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Binary dilation by a disc of ``radius`` px (a distance transform: O(pixels), any radius)."""
+    if not mask.any():
+        return np.zeros(mask.shape, dtype=bool)
+    return np.asarray(ndimage.distance_transform_edt(~mask) <= radius)
+
+
+def _erode(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Binary erosion by a disc; outside the image counts as inside the mask (no edge effect)."""
+    return ~_dilate(~mask, radius)
+
+
+def pectoral_mask(image: np.ndarray, breast: np.ndarray, spacing_mm: float, *, min_contrast: float = 0.03
+                  ) -> np.ndarray:
+    """The pectoral muscle of an MLO view as a triangle in the upper chest-wall corner, or nothing.
+
+    Headers of digitised film often do not say the view, so the pixels decide: the muscle is
+    a brighter triangle whose base is the chest wall (column 0) and whose apex edge meets the
+    top of the image, bounded by a nearly straight edge. Every line from (row 0, column a) to
+    (row b, column 0) is tried on a 2 mm grid; the one with the largest mean brightness step
+    across it (8 mm bands either side, inside the breast) wins when the step is at least
+    ``min_contrast`` and the muscle side is brighter along at least 4 of 5 stretches of the
+    line. A CC view, whose breast does not run along the top edge, never has one.
+    """
+    step = max(1, int(round(2.0 / spacing_mm)))
+    grid_mm = step * spacing_mm
+    rows, cols = image.shape
+    small = ndimage.uniform_filter(np.asarray(image, dtype=np.float32), step)[::step, ::step]
+    tissue = breast[::step, ::step]
+    # The muscle needs the breast to run along the top edge from the chest wall.
+    top = tissue[min(2, tissue.shape[0] - 1)]
+    run = int(np.argmin(top)) if not top.all() else len(top)
+    if run * grid_mm < 15.0:
+        return np.zeros((rows, cols), dtype=bool)
+    yy, xx = np.mgrid[0:small.shape[0], 0:small.shape[1]].astype(np.float32) * np.float32(grid_mm)
+    band = 8.0
+    best = (0.0, 0.0, 0.0)
+    for a in np.arange(15.0, run * grid_mm * 0.95, 4.0):
+        for b in np.arange(20.0, small.shape[0] * grid_mm * 0.9, 4.0):
+            dist = (xx / a + yy / b - 1.0) / np.sqrt(1.0 / a**2 + 1.0 / b**2)  # signed, mm
+            inner = tissue & (dist > -band) & (dist < 0)
+            outer = tissue & (dist > 0) & (dist < band)
+            if inner.sum() < 20 or outer.sum() < 20:
+                continue
+            contrast = float(small[inner].mean() - small[outer].mean())
+            if contrast > best[0]:
+                best = (contrast, a, b)
+    contrast, a, b = best
+    if contrast < min_contrast or not _consistent_edge(small, tissue, xx, yy, a, b, band):
+        return np.zeros((rows, cols), dtype=bool)
+    ry, rx = np.mgrid[0:rows, 0:cols].astype(np.float32) * np.float32(spacing_mm)
+    return np.asarray((rx / a + ry / b < 1.0) & breast)
+
+
+def _consistent_edge(small: np.ndarray, tissue: np.ndarray, xx: np.ndarray, yy: np.ndarray, a: float, b: float,
+                     band: float) -> bool:
+    """The muscle side is brighter along at least 4 of 5 stretches of the edge (not one blob)."""
+    dist = (xx / a + yy / b - 1.0) / np.sqrt(1.0 / a**2 + 1.0 / b**2)
+    along = np.clip(yy / b, 0.0, 1.0)  # 0 at the top of the edge, 1 at the chest wall
+    brighter = 0
+    for k in range(5):
+        part = tissue & (along >= k / 5) & (along < (k + 1) / 5)
+        inner, outer = part & (dist > -band) & (dist < 0), part & (dist > 0) & (dist < band)
+        if inner.sum() >= 5 and outer.sum() >= 5 and small[inner].mean() > small[outer].mean():
+            brighter += 1
+    return brighter >= 4
