@@ -115,9 +115,12 @@ class NodeSettings(_Section):
     #: of truth) with the broker and re-queues acknowledged work that nobody holds
     #: (docs/FAULTS.md). An item is re-queued when two passes in a row miss it.
     reconcile_interval_s: float = Field(10.0, gt=0)
-    #: Seconds a connection may take to send its A-ASSOCIATE-RQ, and the longest silence
-    #: in the middle of a PDU, before the node drops it (ARTIM and read timeout).
+    #: Seconds a connection may take to send its A-ASSOCIATE-RQ before the node drops it
+    #: (ARTIM); such connections never count against max_associations.
     association_timeout_s: float = Field(10.0, gt=0)
+    #: Seconds of silence on a connection (inside a PDU, or between requests) before the
+    #: node closes it.
+    network_timeout_s: float = Field(60.0, gt=0)
     #: Largest data set the node inflates to read a Deflated Explicit VR header (MB).
     max_inflated_mb: float = Field(64.0, gt=0)
 

@@ -37,16 +37,21 @@ class Peer(Protocol):
 
 def storage_scp(ae_title: str, *, max_pdu_size: int, max_associations: int,
                 sop_classes: Iterable[str] | None = None,
-                transfer_syntaxes: Sequence[str] = TRANSFER_SYNTAXES) -> AE:
+                transfer_syntaxes: Sequence[str] = TRANSFER_SYNTAXES,
+                acse_timeout: float = 30.0, network_timeout: float = 60.0) -> AE:
     """The node's AE: Verification plus every storage SOP class in ``transfer_syntaxes``.
 
     Associations must name ``ae_title`` as the called AE (checked again by the node's
-    own A-ASSOCIATE handler, which also answers the rejection).
+    own A-ASSOCIATE handler, which also answers the rejection). ``acse_timeout`` bounds
+    the wait for a connection's A-ASSOCIATE-RQ (ARTIM), ``network_timeout`` any silence
+    on the socket, including inside a PDU.
     """
     ae = AE(ae_title=ae_title)
     ae.require_called_aet = True
     ae.maximum_pdu_size = max_pdu_size
     ae.maximum_associations = max_associations
+    ae.acse_timeout = acse_timeout
+    ae.network_timeout = network_timeout
     ae.add_supported_context(VERIFICATION)
     for sop_class in (storage_sop_classes() if sop_classes is None else sop_classes):
         ae.add_supported_context(sop_class, list(transfer_syntaxes))

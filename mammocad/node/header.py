@@ -19,6 +19,7 @@ from pydicom.tag import BaseTag, Tag
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from mammocad.dicom.header import HEADER_KEYWORDS, laterality_view
+from mammocad.spool.layout import is_uid
 
 _PIXEL_TAGS = {0x7FE00008, 0x7FE00009, 0x7FE00010}
 _WANTED = [Tag(k) for k in (
@@ -26,6 +27,10 @@ _WANTED = [Tag(k) for k in (
     "SpecificCharacterSet", *HEADER_KEYWORDS,
 )]
 _SEQ_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+
+
+#: C-STORE status of a data set whose identifying UIDs are not UIDs (Cannot understand).
+INVALID_UID = 0xC001
 
 
 class HeaderError(ValueError):
@@ -50,15 +55,35 @@ class Header:
     has_pixels: bool = True
 
 
-def read_header(stream: BinaryIO, transfer_syntax: str, start: int = 0) -> Header:
-    """Parse the raw C-STORE data set at ``start`` in ``stream``; raise :class:`HeaderError` when unusable."""
+#: Default inflation limit of a Deflated Explicit VR data set (``node.max_inflated_mb``).
+MAX_INFLATED_BYTES = 64 << 20
+
+
+def _inflate(stream: BinaryIO, start: int, limit: int) -> BytesIO:
+    """The inflated data set, refused once it passes ``limit`` bytes (a 548 KB deflate bomb
+    would otherwise take hundreds of MB while the sender waits)."""
+    stream.seek(start)
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    try:
+        data = inflater.decompress(stream.read(), limit + 1)
+    except zlib.error as exc:
+        raise HeaderError(0xC000, f"cannot inflate deflated data set: {exc}") from None
+    if len(data) > limit:
+        raise HeaderError(0xA700, f"deflated data set inflates to more than node.max_inflated_mb "
+                                  f"({limit / 2**20:g} MB); refused")
+    return BytesIO(data)
+
+
+def read_header(stream: BinaryIO, transfer_syntax: str, start: int = 0,
+                max_inflated: int = MAX_INFLATED_BYTES) -> Header:
+    """Parse the raw C-STORE data set at ``start`` in ``stream``; raise :class:`HeaderError` when unusable.
+
+    Error messages name attributes and sizes, never values: a malformed data set can put
+    patient data where a UID should be, and the message is logged.
+    """
     ts = UID(transfer_syntax)
     if ts == DeflatedExplicitVRLittleEndian:
-        stream.seek(start)
-        try:
-            stream = BytesIO(zlib.decompress(stream.read(), -zlib.MAX_WBITS))
-        except zlib.error as exc:
-            raise HeaderError(0xC000, f"cannot inflate deflated data set: {exc}") from exc
+        stream = _inflate(stream, start, max_inflated)
         start = 0
     stream.seek(0, 2)
     total = stream.tell()
@@ -78,7 +103,7 @@ def read_header(stream: BinaryIO, transfer_syntax: str, start: int = 0) -> Heade
     except HeaderError:
         raise
     except Exception as exc:
-        raise HeaderError(0xC000, f"cannot parse data set: {exc}"[:1000]) from exc
+        raise HeaderError(0xC000, f"cannot parse data set: {type(exc).__name__}") from None
     if "tag" not in stopped:
         return dataclasses.replace(header, has_pixels=False)
     _check_pixels(stream, stopped, total, ts == ImplicitVRLittleEndian)
@@ -92,8 +117,12 @@ def _text(ds: Dataset, keyword: str) -> str:
 
 def _extract(ds: Dataset) -> Header:
     for keyword in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID"):
-        if not _text(ds, keyword):
+        text = _text(ds, keyword).rstrip("\x00")
+        if not text:
             raise HeaderError(0xC000, f"no {keyword} in data set; the sender must include it")
+        if not is_uid(text):  # e.g. a length field that swallowed the next elements: never echo it
+            raise HeaderError(INVALID_UID, f"{keyword} is not a DICOM UID ({len(text)} characters; "
+                                           "digits and dots, at most 64)")
     rows, columns = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
     frames = int(ds.get("NumberOfFrames") or 1)
     laterality, view = laterality_view(ds)

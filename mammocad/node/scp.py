@@ -23,14 +23,15 @@ from mammocad.config.watch import ConfigWatcher
 from mammocad.dicom import network
 from mammocad.dicom.sop_classes import is_analysable
 from mammocad.dicom.tls import peer_subject
-from mammocad.logs import log_event
-from mammocad.node import receive
+from mammocad.logs import log_event, safe_error
+from mammocad.metrics.faults import count_fault
+from mammocad.node import limits, receive
 from mammocad.node.header import Header, HeaderError, read_header
 from mammocad.node.queueing import Arrival, CeleryLike, Dispatcher, TaskSender
 from mammocad.node.reconciler import BrokerReader, NodeReconciler
 from mammocad.node.requeue import recover
 from mammocad.node.studies import StudyTracker
-from mammocad.spool.layout import InvalidUIDError, Spool
+from mammocad.spool.layout import InvalidUIDError, Spool, is_uid
 from mammocad.spool.reconcile import read_broker, redis_client
 
 logger = logging.getLogger("mammocad.node")
@@ -55,6 +56,12 @@ def _broker_reader(url: str, settings: Settings) -> BrokerReader | None:
     queues = [settings.worker.analysis_queue, settings.worker.results_queue]
     client = redis_client(url)
     return lambda: read_broker(client, queues)
+
+
+def safe_uid(value: object) -> str:
+    """A UID from the command set, for the logs; anything else is not echoed."""
+    text = str(value or "").strip().rstrip("\x00")
+    return text if is_uid(text) else f"<not a UID, {len(text)} characters>"
 
 
 class CallerPolicy:
@@ -114,7 +121,8 @@ class Node:
     def _make_ae(self) -> AE:
         node = self.settings.node
         return network.storage_scp(node.ae_title, max_pdu_size=node.max_pdu_size,
-                                   max_associations=node.max_associations)
+                                   max_associations=limits.connection_cap(node.max_associations),
+                                   acse_timeout=node.association_timeout_s, network_timeout=node.network_timeout_s)
 
     @property
     def port(self) -> int:
@@ -132,6 +140,7 @@ class Node:
         self.dispatcher.start()
         node = self.settings.node
         handlers: list[evt.EventHandlerType] = [
+            (evt.EVT_CONN_OPEN, limits.read_timeout(node.network_timeout_s)),
             (evt.EVT_REQUESTED, self._on_requested), (evt.EVT_ACCEPTED, self._on_accepted),
             (evt.EVT_C_ECHO, lambda event: 0x0000), (evt.EVT_C_STORE, self._on_store)]
         self.streaming = receive.register(self.ae, self.spool.tmp)
@@ -172,6 +181,13 @@ class Node:
         if called != self.settings.node.ae_title:
             self._reject(event, REJECT_CALLED, calling, called, host, "called AE title not recognised")
             return
+        busy = limits.negotiated(self.ae, event.assoc)
+        if busy >= self.settings.node.max_associations:
+            log_event(logger, "association_rejected", logging.WARNING, calling_ae=calling, called_ae=called,
+                      peer=host, reason=f"node.max_associations ({busy}) reached; retry later")
+            count_fault("association_limit")
+            limits.reject_busy(event.assoc)
+            return
         why = self.policy.refusal(calling, host, peer_subject(getattr(event.assoc.dul.socket, "socket", None)))
         if why is not None:
             # DICOM has one reason code for all of these; the log and audit trail name the rule.
@@ -197,17 +213,19 @@ class Node:
         try:
             return self._store(event)
         except Exception as exc:  # never let an exception kill the association
-            logger.exception("store_error", extra={"error": str(exc)[:300]})
-            return _failure(0xC000, f"node error while storing: {type(exc).__name__}: {exc}")
+            log_event(logger, "store_error", logging.ERROR, sop=safe_uid(getattr(event.request, "AffectedSOPInstanceUID", "")),
+                      error=safe_error(exc))
+            count_fault("store_error")
+            return _failure(0xC000, f"node error while storing: {type(exc).__name__}")
 
     def _store(self, event: evt.Event) -> int | Dataset:
         request = cast(C_STORE, event.request)  # EVT_C_STORE always carries a C-STORE request
         streamed = receive.streamed_file(request)
         if streamed is not None and streamed.error is not None:
-            return self._write_failed(str(request.AffectedSOPInstanceUID), streamed.error, self.spool.tmp)
+            return self._write_failed(safe_uid(request.AffectedSOPInstanceUID), streamed.error, self.spool.tmp)
         try:
             header = self._read(request, streamed, event.context.transfer_syntax)
-            self._check(header, str(request.AffectedSOPInstanceUID))
+            self._check(header, str(request.AffectedSOPInstanceUID), str(event.context.abstract_syntax))
             analysable = is_analysable(header.sop_class, header.modality)
             if analysable and not header.has_pixels:
                 raise HeaderError(0xA900, "no Pixel Data (7FE0,0010) in a mammography image: nothing to analyse")
@@ -231,16 +249,16 @@ class Node:
                       modality=header.modality, status="0x0000", bytes=size, path=str(path))
         return 0x0000
 
-    @staticmethod
-    def _read(request: Any, streamed: receive.SpoolTempFile | None, transfer_syntax: str) -> Header:
+    def _read(self, request: Any, streamed: receive.SpoolTempFile | None, transfer_syntax: str) -> Header:
+        limit = int(self.settings.node.max_inflated_mb * 2**20)
         if streamed is None:
-            return read_header(request.DataSet, transfer_syntax)
+            return read_header(request.DataSet, transfer_syntax, max_inflated=limit)
         with open(streamed.name, "rb") as fh:
             try:
                 start = receive.data_set_offset(fh)
             except ValueError as exc:
                 raise HeaderError(0xC000, str(exc)) from exc
-            return read_header(fh, transfer_syntax, start)
+            return read_header(fh, transfer_syntax, start, max_inflated=limit)
 
     def _write(self, event: evt.Event, streamed: receive.SpoolTempFile | None, path: Path) -> int:
         """Part 10 file: preamble, DICM, file meta, then the data set bytes as received."""
@@ -257,16 +275,21 @@ class Node:
                   error=f"{exc.strerror or exc} ({where})")
         return _failure(OUT_OF_RESOURCES, f"out of resources: cannot write spool: {exc.strerror or exc}")
 
-    def _check(self, header: Header, affected_sop: str) -> None:
+    def _check(self, header: Header, affected_sop: str, context_class: str) -> None:
         if affected_sop and header.sop_uid != affected_sop.strip():
             raise HeaderError(0xA900, f"SOPInstanceUID differs from Affected SOP Instance UID: "
-                                      f"{header.sop_uid} != {affected_sop}")
+                                      f"{header.sop_uid} != {safe_uid(affected_sop)}")
+        if context_class and header.sop_class != context_class:
+            # An MG image sent under a CT context would be analysed as something it was not negotiated as.
+            raise HeaderError(0xA900, f"SOPClassUID {header.sop_class} does not match the presentation "
+                                      f"context's {context_class}")
         limit = self.settings.node.max_pixels
         if header.pixels > limit:
             raise HeaderError(TOO_LARGE, f"too many pixels: {header.pixels} > node.max_pixels {limit} "
                                          "(Rows x Columns x frames); raise the limit to accept it")
 
     def _refuse(self, request: Any, status: int, comment: str) -> Dataset:
-        log_event(logger, "store_refused", logging.WARNING, sop=str(request.AffectedSOPInstanceUID),
+        log_event(logger, "store_refused", logging.WARNING, sop=safe_uid(request.AffectedSOPInstanceUID),
                   status=f"0x{status:04X}", error=comment[:300])
+        count_fault("store_refused")
         return _failure(status, comment)

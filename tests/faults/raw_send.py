@@ -1,0 +1,83 @@
+"""Send exactly the bytes a test wants over a real association (pynetdicom SCU).
+
+pynetdicom streams a data set from a file without decoding it when
+``STORE_SEND_CHUNKED_DATASET`` is on, taking the SOP class, instance and transfer syntax
+from the file meta. So a test can send a data set whose SOP class differs from the
+presentation context, or whose element lengths are absurd, as a broken sender would.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from pydicom.dataset import FileMetaDataset
+from pydicom.filewriter import write_file_meta_info
+from pydicom.uid import ExplicitVRLittleEndian
+from pynetdicom import AE, _config
+
+MG = "1.2.840.10008.5.1.4.1.1.1.2"
+
+
+@contextmanager
+def chunked_send() -> Iterator[None]:
+    saved = _config.STORE_SEND_CHUNKED_DATASET
+    _config.STORE_SEND_CHUNKED_DATASET = True
+    try:
+        yield
+    finally:
+        _config.STORE_SEND_CHUNKED_DATASET = saved
+
+
+def part10(path: Path, body: bytes, *, sop_class: str = MG, sop_uid: str = "1.2.3.4",
+           transfer_syntax: str = ExplicitVRLittleEndian) -> Path:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.TransferSyntaxUID = transfer_syntax
+    meta.ImplementationClassUID = "1.2.826.0.1.3680043.8.498.1"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as fh:
+        fh.write(b"\x00" * 128 + b"DICM")
+        write_file_meta_info(fh, meta, enforce_standard=True)
+        fh.write(body)
+    return path
+
+
+def send_files(port: int, files: list[Path], *, contexts: list[tuple[str, str]],
+               calling: str = "STORESCU", called: str = "MAMMOCAD", timeout_s: float = 30) -> list[int | None]:
+    """C-STORE each file raw under its file-meta SOP class; statuses (None: no answer)."""
+    ae = AE(ae_title=calling)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout_s
+    for sop_class, syntax in dict.fromkeys(contexts):
+        ae.add_requested_context(sop_class, syntax)
+    assoc = ae.associate("127.0.0.1", port, ae_title=called)
+    assert assoc.is_established, "association refused"
+    statuses: list[int | None] = []
+    try:
+        with chunked_send():
+            for path in files:
+                rsp = assoc.send_c_store(path)
+                statuses.append(int(rsp.Status) if rsp and "Status" in rsp else None)
+    finally:
+        assoc.release()
+    return statuses
+
+
+def stalled_requests(port: int, n: int, nbytes: int = 20) -> list[socket.socket]:
+    """``n`` connections that send the first ``nbytes`` of an A-ASSOCIATE-RQ and stall."""
+    head = bytes([0x01, 0x00]) + (200).to_bytes(4, "big") + b"\x00\x01\x00\x00" + b"MAMMOCAD".ljust(16)
+    out = []
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s.sendall(head[:nbytes])
+        out.append(s)
+    return out
+
+
+def probes(port: int, n: int) -> None:
+    """``n`` bare connect + close probes (a port scan, a TCP health check)."""
+    for _ in range(n):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
