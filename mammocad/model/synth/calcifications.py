@@ -146,7 +146,7 @@ def _cast(rng: np.random.Generator, start: np.ndarray, direction: np.ndarray, le
     """Interrupted thin casts filling a duct lumen: dashes of 0.5-3 mm with small gaps."""
     d = direction / np.linalg.norm(direction)
     pos, done = start.astype(float), 0.0
-    radius, fill = rng.uniform(0.06, 0.2), rng.uniform(0.5, 0.95)
+    radius, fill = rng.uniform(0.05, 0.15), rng.uniform(0.5, 0.95)  # casts 0.1-0.35 mm wide
     while done < length:
         dash = rng.uniform(0.5, 3.0)
         d = d + rng.normal(0, 0.12, 3)
