@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import re
 import shutil
@@ -33,8 +34,11 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
+from mammocad.logs import log_event
 from mammocad.spool.layout import DIR_MODE, FILE_MODE, Spool, atomic_write_json, ensure_dir, fsync_dir
 from mammocad.spool.records import OUTBOX_ITEM_VERSION, RecordError, check_version, load_json
+
+logger = logging.getLogger(__name__)
 
 _ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 ITEM_JSON = "item.json"
@@ -146,7 +150,12 @@ class Outbox:
         base = self.dead_root if dead else self.root
         out = []
         for item_json in sorted(base.glob(f"{destination or '*'}/*/{ITEM_JSON}")):
-            item = self.get(item_json.parent.parent.name, item_json.parent.name, dead)
+            try:
+                item = self.get(item_json.parent.parent.name, item_json.parent.name, dead)
+            except (RecordError, ValueError) as exc:  # one bad item must not hide the others
+                log_event(logger, "outbox_item_unreadable", logging.ERROR, item=str(item_json.parent),
+                          error=str(exc)[:300])
+                continue
             if item is not None:
                 out.append(item)
         return sorted(out, key=lambda i: i.created)

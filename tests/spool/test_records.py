@@ -129,3 +129,14 @@ def test_outbox_item_version_0_and_unknown_fields(tmp_path: Path) -> None:
     (folder / "item.json").write_text(json.dumps({**old, "version": 2}))
     with pytest.raises(RecordError, match="newer"):
         outbox.get("pacs", "item1")
+
+
+def test_an_unreadable_item_does_not_hide_the_others(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    outbox = Outbox(tmp_path)
+    for item_id, text in (("good", json.dumps({"destination": "pacs", "item_id": "good", "created": 1.0,
+                                              "next_attempt": 1.0})), ("bad", "{"), ("newer", '{"version": 9}')):
+        folder = outbox.root / "pacs" / item_id
+        folder.mkdir(parents=True)
+        (folder / "item.json").write_text(text)
+    assert [i.item_id for i in outbox.items()] == ["good"]
+    assert caplog.text.count("outbox_item_unreadable") == 2
