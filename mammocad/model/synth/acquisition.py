@@ -50,8 +50,8 @@ class DrSettings:
 
 
 def coarse_blur(values: np.ndarray, spacing: float, sigma_mm: float) -> np.ndarray:
-    """Gaussian blur of a smooth field, done on a COARSE_MM grid and interpolated back."""
-    factor = max(int(round(COARSE_MM / spacing)), 1)
+    """Gaussian blur of ``sigma_mm``, done on a grid of up to COARSE_MM (and at most σ/3) and interpolated back."""
+    factor = max(int(min(COARSE_MM, sigma_mm / 3.0) / spacing), 1)
     rows, cols = values.shape
     pr, pc = (-rows) % factor, (-cols) % factor
     padded = np.pad(values, ((0, pr), (0, pc)), mode="edge")
@@ -98,7 +98,7 @@ def present(log_signal: np.ndarray, mask: np.ndarray, spacing: float, settings: 
     ref = float(np.percentile(local[inner > 0], 40)) if inner.any() else float(local.max())
     lift = settings.equalisation * np.clip(ref - local, 0.0, None) * np.clip(norm * 2.0, 0.0, 1.0)
     img = log_signal + lift * weight
-    blur = ndimage.gaussian_filter(img, settings.unsharp_sigma_mm / spacing)
+    blur = coarse_blur(img, spacing, settings.unsharp_sigma_mm)
     img = img + settings.unsharp_gain * (img - blur) * weight
     if weight.any():
         lo, hi = np.percentile(img[weight > 0], [0.5, 99.7])

@@ -182,7 +182,7 @@ def _compression(rng: np.random.Generator, density: float) -> dict[str, float]:
     thickness = float(np.clip(rng.normal(52.0 + 12.0 * density, 8.0), 40.0, 80.0))
     return {"thickness": thickness, "rolloff": float(thickness * rng.uniform(0.6, 1.1)),
             "skin": float(rng.uniform(1.0, 2.0)), "nipple": float(rng.uniform(2.0, 6.0)),
-            "muscle": float(thickness * rng.uniform(0.4, 0.9)), "muscle_edge": float(rng.uniform(4.0, 14.0)),
+            "muscle": float(thickness * rng.uniform(0.3, 0.75)), "muscle_edge": float(rng.uniform(4.0, 14.0)),
             "pectoral_exponent": float(rng.uniform(0.6, 1.05))}
 
 

@@ -42,7 +42,7 @@ class FilmSettings:
     @classmethod
     def sample(cls, rng: np.random.Generator) -> FilmSettings:
         return cls(gamma=float(rng.uniform(2.5, 3.5)), d_min=float(rng.uniform(0.15, 0.25)),
-                   d_max=float(rng.uniform(3.6, 4.2)), d_breast=float(rng.uniform(0.9, 1.4)),
+                   d_max=float(rng.uniform(3.6, 4.2)), d_breast=float(rng.uniform(1.2, 1.8)),
                    scatter_to_primary=float(rng.uniform(0.2, 0.6)), scatter_sigma_mm=float(rng.uniform(15, 35)),
                    screen_sigma_mm=float(rng.uniform(0.06, 0.12)), photons_behind=float(rng.uniform(800, 2500)),
                    grain=float(rng.uniform(0.008, 0.02)), scan_pitch_mm=float(rng.choice([0.05, 0.0435, 0.1, 0.2])),
@@ -57,8 +57,13 @@ def hd_curve(log_exposure: np.ndarray, settings: FilmSettings, log_e0: float) ->
 
 
 def expose_film(line_integral: np.ndarray, mask: np.ndarray, spacing: float, settings: FilmSettings,
-                rng: np.random.Generator) -> np.ndarray:
-    """Optical density of the developed film (before labels), with screen blur, mottle and grain."""
+                rng: np.random.Generator, aec_line_integral: float) -> np.ndarray:
+    """Optical density of the developed film (before labels), with screen blur, mottle and grain.
+
+    aec_line_integral: the line integral the automatic exposure control was set for (the
+    breast's thickness of a typical fat/gland mix): that path lands on ``d_breast``, so fatty
+    breasts come out darker and dense ones brighter, as on real film.
+    """
     exposure = exposure_of(line_integral, mask, spacing, settings.scatter_to_primary, settings.scatter_sigma_mm)
     inside = mask > 0.99
     per_pixel = settings.photons_behind * (spacing / 0.1) ** 2
@@ -67,8 +72,7 @@ def expose_film(line_integral: np.ndarray, mask: np.ndarray, spacing: float, set
     counts = rng.poisson(np.float64(n0) * exposure).astype(np.float32)
     counts = detector_blur(counts, spacing, settings.screen_sigma_mm, 0.05)
     log_e = np.log10(np.maximum(counts, 0.5) / np.float32(n0))
-    # Exposure control: the typical breast tissue lands on d_breast.
-    ref = float(np.percentile(log_e[inside], 25)) if inside.any() else -0.5
+    ref = float(np.log10(np.exp(-aec_line_integral) * (1.0 + settings.scatter_to_primary)))
     span = settings.d_max - settings.d_min
     frac = (settings.d_breast - settings.d_min) / span
     log_e0 = ref - float(special.logit(frac)) * span / (4.0 * settings.gamma)
@@ -90,9 +94,9 @@ def digitise(density: np.ndarray, spacing: float, settings: FilmSettings, rng: n
 
 
 def acquire_film(line_integral: np.ndarray, mask: np.ndarray, spacing: float, label: FilmLabel,
-                 rng: np.random.Generator) -> np.ndarray:
+                 rng: np.random.Generator, aec_line_integral: float) -> np.ndarray:
     """The whole film chain for one (already display-oriented) view → display values 0..1."""
     settings = FilmSettings.sample(rng)
-    density = expose_film(line_integral, mask, spacing, settings, rng)
+    density = expose_film(line_integral, mask, spacing, settings, rng, aec_line_integral)
     density = add_marks(density, mask, spacing, label, settings.d_min, rng)
     return digitise(density, spacing, settings, rng)

@@ -128,7 +128,10 @@ def render_view(breast: Breast, laterality: str, view: str, shape: tuple[int, in
     # Unlabelled look-alikes (dust, lint, film defects, fibrous crossings) join the line integral.
     add_confusers(rng, line, mask, spacing, "film" if profile.secondary_capture else "dr", energy_kev=energy)
     if profile.secondary_capture:
-        return acquire_film(line, mask, spacing, FilmLabel(laterality, view), rng), boxes
+        # The exposure control is set for the breast's thickness of a 20-50 % glandular mix.
+        aec = float(physics.tissue_line_integral(np.array([breast.thickness]), np.array([rng.uniform(0.2, 0.5)]),
+                                                 energy)[0])
+        return acquire_film(line, mask, spacing, FilmLabel(laterality, view), rng, aec), boxes
     settings = DrSettings.sample(rng)
     return present(detect_dr(line, mask, spacing, settings, rng), mask, spacing, settings), boxes
 

@@ -114,17 +114,24 @@ def radial_field(shape: tuple[int, int], spacing: float, centre_mm: tuple[float,
 
 
 def upsample(low: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Linear interpolation of ``low`` onto ``shape`` (edges held)."""
-    zoom = (shape[0] / low.shape[0], shape[1] / low.shape[1])
-    up = ndimage.zoom(low, zoom, order=1)
-    out = np.zeros(shape, dtype=np.float32)
-    r, c = min(shape[0], up.shape[0]), min(shape[1], up.shape[1])
-    out[:r, :c] = up[:r, :c]
-    if r < shape[0]:
-        out[r:, :] = out[r - 1:r, :]
-    if c < shape[1]:
-        out[:, c:] = out[:, c - 1:c]
-    return out
+    """Bilinear interpolation of ``low`` onto ``shape``, both covering the same field (pixel centres
+    aligned, edges held). Separable and vectorised: far cheaper than ``ndimage.zoom`` at full size."""
+    low = np.asarray(low, dtype=np.float32)
+    by_rows = _lerp_axis(low, shape[0], axis=0)
+    return _lerp_axis(by_rows, shape[1], axis=1)
+
+
+def _lerp_axis(values: np.ndarray, n_out: int, axis: int) -> np.ndarray:
+    n_in = values.shape[axis]
+    if n_in == n_out:
+        return values
+    src = np.clip((np.arange(n_out, dtype=np.float64) + 0.5) * n_in / n_out - 0.5, 0.0, n_in - 1)
+    i0 = np.minimum(np.floor(src).astype(np.intp), max(n_in - 2, 0))
+    w = (src - i0).astype(np.float32)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    if axis == 0:
+        return values[i0] * (1 - w)[:, None] + values[i1] * w[:, None]
+    return values[:, i0] * (1 - w)[None, :] + values[:, i1] * w[None, :]
 
 
 def wander(rng: np.random.Generator, start: np.ndarray, heading: float, length: float, step: float,

@@ -23,7 +23,7 @@ from mammocad.model.synth.anatomy import Breast, ViewMaps
 from mammocad.model.synth.texture import lobule_cells, power_law_field, radial_field, tubes, upsample, wander
 
 #: Coarsest grid (mm) the background is built on; finer output spacings get it interpolated.
-TISSUE_GRID_MM = 0.2
+TISSUE_GRID_MM = 0.1
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ def _glandular(breast: Breast, edge: np.ndarray, nipple: tuple[float, float], ha
     cloud = (np.sqrt(1 - mix) * cloud + np.sqrt(mix) * strands).astype(np.float32)
     tissue = special.expit((cloud - special.ndtri(1.0 - coverage)) / rng.uniform(0.6, 1.1))
     layers = int(rng.integers(2, 4))
-    lobule_fat = rng.uniform(0.4, 0.7) * (1.0 - 0.4 * breast.density)
+    lobule_fat = rng.uniform(0.4, 0.7) * (1.0 - 0.7 * breast.density)
     holes = np.zeros(shape, dtype=np.float32)
     for _ in range(layers):
         holes += lobule_cells(shape, step, rng.uniform(8.0, 20.0), rng, warp=0.25).chord
