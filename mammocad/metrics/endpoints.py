@@ -1,9 +1,5 @@
-"""Start the metrics endpoint of a node or of a worker from the settings.
-
-Ports (``[metrics]``, docs/ADMIN.md): the node serves on ``port``; a worker on
-``--metrics-port`` when given, else ``worker_port`` for the results queue and
-``worker_port + 1`` for the analysis queue; 0 turns an endpoint off.
-"""
+"""Start the metrics endpoint of a node or of a worker from the settings (ports:
+:func:`mammocad.metrics.worker_port`)."""
 
 from __future__ import annotations
 
@@ -52,15 +48,6 @@ def start_node_endpoint(settings: Settings, broker_url: str, destinations: Any =
                              SpoolCollector(Path(settings.node.spool_dir), names)))
     return MetricsServer(registry, _checks(settings, broker_url), settings.metrics.host,
                          settings.metrics.port).start()
-
-
-def worker_port(settings: Settings, queue: str, override: int | None = None) -> int:
-    if override is not None:
-        return override
-    base = settings.metrics.worker_port
-    if not base:
-        return 0
-    return base if queue == settings.worker.results_queue else base + 1
 
 
 def start_worker_endpoint(settings: Settings, port: int) -> MetricsServer:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from io import BytesIO
 from typing import BinaryIO
 
@@ -24,7 +24,7 @@ from mammocad.spool.layout import is_uid
 _PIXEL_TAGS = {0x7FE00008, 0x7FE00009, 0x7FE00010}
 _WANTED = [Tag(k) for k in (
     "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "Modality", "Rows", "Columns", "NumberOfFrames",
-    "SpecificCharacterSet", *HEADER_KEYWORDS,
+    "SpecificCharacterSet", "PatientID", "AccessionNumber", *HEADER_KEYWORDS,
 )]
 _SEQ_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
 
@@ -53,6 +53,9 @@ class Header:
     #: False for objects without Pixel Data (SR, presentation states...): fine to set aside,
     #: an error only for an image the detector must read.
     has_pixels: bool = True
+    #: For the audit trail only (mammocad/node/observer.py); never logged.
+    patient_id: str = field(default="", repr=False)
+    accession: str = ""
 
 
 #: Default inflation limit of a Deflated Explicit VR data set (``node.max_inflated_mb``).
@@ -130,6 +133,7 @@ def _extract(ds: Dataset) -> Header:
         sop_class=_text(ds, "SOPClassUID"), sop_uid=_text(ds, "SOPInstanceUID"),
         study_uid=_text(ds, "StudyInstanceUID"), modality=_text(ds, "Modality").upper(),
         laterality=laterality, view=view, pixels=rows * columns * max(frames, 1),
+        patient_id=_text(ds, "PatientID"), accession=_text(ds, "AccessionNumber"),
     )
 
 

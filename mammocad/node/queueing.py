@@ -13,6 +13,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -96,13 +97,15 @@ class Dispatcher(threading.Thread):
     """The node's single background thread for queueing and study completion."""
 
     def __init__(self, spool: Spool, sender: TaskSender, tracker: StudyTracker, tick_s: float = 0.2,
-                 reconciler: NodeReconciler | None = None) -> None:
+                 reconciler: NodeReconciler | None = None,
+                 on_declared: Callable[[str], None] | None = None) -> None:
         super().__init__(name="mammocad-dispatcher", daemon=True)
         self.spool = spool
         self.sender = sender
         self.tracker = tracker
         self.tick_s = tick_s
         self.reconciler = reconciler
+        self.on_declared = on_declared  # called with the completion reason (metrics)
         self._inbox: queue.Queue[Arrival | Completion | None] = queue.Queue()
         self._stopped = threading.Event()
         #: Set when every submitted item has been handled (tests and shutdown wait on it).
@@ -184,4 +187,6 @@ class Dispatcher(threading.Thread):
             return
         self.tracker.declared(done)
         log_event(logger, "study_complete", study=done.study_uid, reason=done.reason, images=len(done.sop_uids))
+        if self.on_declared is not None:
+            self.on_declared(done.reason)
         self.queue_finalize(done.study_uid, done.sop_uids)

@@ -27,6 +27,7 @@ from mammocad.logs import log_event, safe_error
 from mammocad.metrics.faults import count_fault
 from mammocad.node import limits, receive
 from mammocad.node.header import Header, HeaderError, read_header
+from mammocad.node.observer import NodeObserver
 from mammocad.node.queueing import Arrival, CeleryLike, Dispatcher, TaskSender
 from mammocad.node.reconciler import BrokerReader, NodeReconciler
 from mammocad.node.requeue import recover
@@ -99,6 +100,9 @@ class Node:
         self.policy = CallerPolicy(settings, Path(config_path) if config_path else None)
         self.spool = Spool(settings.node.spool_dir)
         read_broker = None
+        self.observer = NodeObserver(settings)
+        self.broker_url = broker_url or settings.broker.url
+        self._metrics: Any = None
         if celery_app is None:
             from mammocad.spool.broker import make_celery
             app = make_celery(settings, broker_url)
@@ -112,7 +116,7 @@ class Node:
         reconciler = NodeReconciler(self.spool, read_broker, lease_s=settings.worker.lease_s,
                                     interval_s=settings.node.reconcile_interval_s)
         self.dispatcher = Dispatcher(self.spool, sender, StudyTracker(settings.node.study_timeout_s),
-                                     reconciler=reconciler)
+                                     reconciler=reconciler, on_declared=self.observer.declared)
         self.ae = self._make_ae()
         self._server: Any = None
         self._tls_server: Any = None
@@ -142,7 +146,8 @@ class Node:
         handlers: list[evt.EventHandlerType] = [
             (evt.EVT_CONN_OPEN, limits.read_timeout(node.network_timeout_s)),
             (evt.EVT_REQUESTED, self._on_requested), (evt.EVT_ACCEPTED, self._on_accepted),
-            (evt.EVT_C_ECHO, lambda event: 0x0000), (evt.EVT_C_STORE, self._on_store)]
+            (evt.EVT_C_ECHO, lambda event: 0x0000), (evt.EVT_C_STORE, self._on_store),
+            (evt.EVT_CONN_CLOSE, lambda event: self.observer.closed(id(event.assoc)))]
         self.streaming = receive.register(self.ae, self.spool.tmp)
         tls = node.tls
         if tls.enabled:
@@ -159,6 +164,11 @@ class Node:
 
         for warning in warnings(self.settings):
             log_event(logger, "config_warning", logging.WARNING, warning=warning)
+        self.observer.started()
+        from mammocad.metrics.endpoints import start_node_endpoint
+
+        self._metrics = start_node_endpoint(self.settings, self.broker_url,
+                                            lambda: [d.name for d in self.policy.settings.destinations])
 
     def stop(self) -> None:
         for server in (self._server, self._tls_server):
@@ -167,7 +177,11 @@ class Node:
         self._server = self._tls_server = None
         receive.unregister(self.ae)
         self.dispatcher.stop()
+        if self._metrics is not None:
+            self._metrics.stop()
+            self._metrics = None
         log_event(logger, "node_stopped")
+        self.observer.stopped()
 
     # -- association ------------------------------------------------------------------
     def _on_requested(self, event: evt.Event) -> None:
@@ -196,10 +210,12 @@ class Node:
     def _tls_failed(self, host: str, why: str) -> None:
         """A caller failed the TLS handshake (runs in the server's accept loop: log only)."""
         log_event(logger, "tls_handshake_failed", logging.WARNING, peer=host, reason=why[:300])
+        self.observer.security_alert(host, why)
 
     def _reject(self, event: evt.Event, reason: int, calling: str, called: str, host: str, why: str) -> None:
         log_event(logger, "association_rejected", logging.WARNING, calling_ae=calling, called_ae=called,
                   peer=host, reason=why)
+        self.observer.rejected(calling, called, host, "called_ae" if reason == REJECT_CALLED else "calling_ae", why)
         event.assoc.acse.send_reject(0x01, 0x01, reason)  # rejected-permanent, service-user
         event.assoc.kill()  # as pynetdicom's own rejection does: waits until the A-ASSOCIATE-RJ is out
 
@@ -207,6 +223,7 @@ class Node:
         rq = event.assoc.requestor
         log_event(logger, "association_accepted", calling_ae=str(rq.ae_title).strip(), peer=rq.address,
                   contexts=len(event.assoc.accepted_contexts))
+        self.observer.accepted(id(event.assoc), str(rq.ae_title).strip(), str(rq.address))
 
     # -- C-STORE ----------------------------------------------------------------------
     def _on_store(self, event: evt.Event) -> int | Dataset:
@@ -216,12 +233,14 @@ class Node:
             log_event(logger, "store_error", logging.ERROR, sop=safe_uid(getattr(event.request, "AffectedSOPInstanceUID", "")),
                       error=safe_error(exc))
             count_fault("store_error")
+            self.observer.not_stored(id(event.assoc), 0xC000, "failed")
             return _failure(0xC000, f"node error while storing: {type(exc).__name__}")
 
     def _store(self, event: evt.Event) -> int | Dataset:
         request = cast(C_STORE, event.request)  # EVT_C_STORE always carries a C-STORE request
         streamed = receive.streamed_file(request)
         if streamed is not None and streamed.error is not None:
+            self.observer.not_stored(id(event.assoc), OUT_OF_RESOURCES, "failed")
             return self._write_failed(safe_uid(request.AffectedSOPInstanceUID), streamed.error, self.spool.tmp)
         try:
             header = self._read(request, streamed, event.context.transfer_syntax)
@@ -231,16 +250,21 @@ class Node:
                 raise HeaderError(0xA900, "no Pixel Data (7FE0,0010) in a mammography image: nothing to analyse")
             path = (self.spool.image_path if analysable else self.spool.other_path)(header.study_uid, header.sop_uid)
         except HeaderError as exc:
+            self.observer.not_stored(id(event.assoc), exc.status, "refused")
             return self._refuse(request, exc.status, str(exc))
         except InvalidUIDError as exc:
+            self.observer.not_stored(id(event.assoc), BAD_UID, "refused")
             return self._refuse(request, BAD_UID, str(exc))
         if path.exists():
             log_event(logger, "duplicate", sop=header.sop_uid, study=header.study_uid, status="0x0000")
+            self._stored(event, header, "duplicate", 0)
             return 0x0000
         try:
             size = self._write(event, streamed, path)
         except OSError as exc:
+            self.observer.not_stored(id(event.assoc), OUT_OF_RESOURCES, "failed")
             return self._write_failed(header.sop_uid, exc, path.parent)
+        self._stored(event, header, "analysed" if analysable else "set_aside", size)
         if analysable:
             log_event(logger, "store", sop=header.sop_uid, study=header.study_uid, status="0x0000", bytes=size)
             self.dispatcher.submit(Arrival(header.study_uid, header.sop_uid, header.laterality, header.view))
@@ -248,6 +272,10 @@ class Node:
             log_event(logger, "set_aside", sop=header.sop_uid, study=header.study_uid, sop_class=header.sop_class,
                       modality=header.modality, status="0x0000", bytes=size, path=str(path))
         return 0x0000
+
+    def _stored(self, event: evt.Event, header: Header, kind: str, size: int) -> None:
+        self.observer.stored(id(event.assoc), study_uid=header.study_uid, sop_class=header.sop_class,
+                             patient_id=header.patient_id, accession=header.accession, kind=kind, size=size)
 
     def _read(self, request: Any, streamed: receive.SpoolTempFile | None, transfer_syntax: str) -> Header:
         limit = int(self.settings.node.max_inflated_mb * 2**20)

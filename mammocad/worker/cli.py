@@ -16,6 +16,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from mammocad.config import ConfigError, Settings, load_settings, resolve_config_path
@@ -38,6 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                    help="processes for the analysis queue (default: worker.concurrency; "
                         f"the results queue uses {RESULTS_CONCURRENCY})")
     w.add_argument("--loglevel", default="", help="log level (default: log_level from the config)")
+    w.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
+                   help="serve /metrics, /healthz, /readyz on this port (default: metrics.worker_port for the "
+                        "results queue, the port after it for the analysis queue; 0 = off)")
     w.set_defaults(handler=run_worker)
 
     o = subparsers.add_parser("outbox", help="list or retry results waiting for (or given up by) a destination")
@@ -79,20 +84,28 @@ def run_worker(args: argparse.Namespace) -> int:
         return _supervise(args, queues, level, w.analysis_queue)
     concurrency = args.concurrency or (w.concurrency if queues[0] == w.analysis_queue else RESULTS_CONCURRENCY)
     config_path = resolve_config_path(getattr(args, "config", None))
-    return _run_one(settings, queues[0], concurrency, level, config_path if config_path.exists() else None)
+    from mammocad.metrics import worker_port
+
+    port = worker_port(settings, queues[0], args.metrics_port)
+    return _run_one(settings, queues[0], concurrency, level, config_path if config_path.exists() else None, port)
 
 
 def _run_one(settings: Settings, queue: str, concurrency: int, level: str,
-             config_path: Path | None = None) -> int:
+             config_path: Path | None = None, metrics_port: int = 0) -> int:
     from mammocad.model.checkpoint import CheckpointError, resolve_weights
-    from mammocad.spool.broker import make_celery
-    from mammocad.worker.tasks import register_tasks
 
     try:  # fail at start, not at the first image, when the weights are missing
         resolve_weights(settings.worker.weights)
     except CheckpointError as exc:
         print(f"mammocad worker: {exc}", file=sys.stderr)
         return 2
+    if metrics_port:  # before anything imports prometheus_client (multiprocess.py)
+        from mammocad.metrics import multiprocess
+
+        multiprocess.prepare(multiprocess.default_dir(metrics_port))
+    from mammocad.spool.broker import make_celery
+    from mammocad.worker.tasks import register_tasks
+
     app = make_celery(settings)
     register_tasks(app, settings, config_path)
     # Import torch and the model code once here, before the prefork pool forks: each child
@@ -113,8 +126,32 @@ def _run_one(settings: Settings, queue: str, concurrency: int, level: str,
                         loglevel=level, quiet=True, pool_cls="prefork",
                         # no revokes or worker events are used: skip the start-up sync and chatter
                         without_mingle=True, without_gossip=True)
-    worker.start()
+    with _observed(app, settings, metrics_port):
+        worker.start()
     return int(worker.exitcode or 0)
+
+
+@contextmanager
+def _observed(app, settings: Settings, metrics_port: int) -> Iterator[None]:  # type: ignore[no-untyped-def]
+    """Audit the worker's start and stop; serve its metrics (summed over pool processes)."""
+    from celery.signals import worker_process_shutdown
+
+    from mammocad.audit import events
+    from mammocad.metrics import multiprocess
+    from mammocad.metrics.endpoints import start_worker_endpoint
+
+    trail = app.mammocad_audit
+    server = start_worker_endpoint(settings, metrics_port) if metrics_port else None
+    worker_process_shutdown.connect(lambda pid=None, **_: multiprocess.process_exited(pid or os.getpid()),
+                                    weak=False)
+    trail.emit(events.application_activity(trail.identity, started=True))
+    try:
+        yield
+    finally:
+        trail.emit(events.application_activity(trail.identity, started=False))
+        trail.close()
+        if server is not None:
+            server.stop()
 
 
 #: How often the results worker prunes the spool (node.retention_days).
@@ -164,6 +201,8 @@ def _supervise(args: argparse.Namespace, queues: list[str], level: str, analysis
 
     def spawn(queue: str) -> subprocess.Popen[bytes]:
         cmd = base + ["worker", "--queues", queue, "--loglevel", level]
+        if args.metrics_port is not None:  # the results worker takes it, the analysis worker the next one
+            cmd += ["--metrics-port", str(args.metrics_port + (queue == analysis_queue) if args.metrics_port else 0)]
         if args.concurrency and queue == analysis_queue:
             cmd += ["--concurrency", str(args.concurrency)]
         return subprocess.Popen(cmd)

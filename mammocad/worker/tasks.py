@@ -32,7 +32,8 @@ from celery.exceptions import Retry, SoftTimeLimitExceeded
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 
-from mammocad.config import OutputKind, Settings
+from mammocad.audit import AuditTrail
+from mammocad.config import Destination, OutputKind, Settings
 from mammocad.config.watch import ConfigWatcher
 from mammocad.dicom.frame_size import DecodeBudgetError, check_decoded_size
 from mammocad.logs import log_event, safe_error
@@ -51,7 +52,7 @@ from mammocad.spool.tasks import (
     deliver_args,
     finalize_study_args,
 )
-from mammocad.worker import model_cache
+from mammocad.worker import model_cache, observer
 from mammocad.worker.building import Built, build_study
 from mammocad.worker.delivery import DeliveryError, store_files
 from mammocad.worker.failures import failed_result
@@ -75,6 +76,7 @@ def register_tasks(app: Celery, settings: Settings, config_path: str | os.PathLi
     """
     app.mammocad_settings = settings  # type: ignore[attr-defined]
     app.mammocad_watcher = ConfigWatcher(settings, config_path)  # type: ignore[attr-defined]
+    app.mammocad_audit = observer.make_trail(settings)  # type: ignore[attr-defined]
     common: dict[str, Any] = {"bind": True, "acks_late": True, "reject_on_worker_lost": True}
     app.task(name=TASK_ANALYZE_IMAGE, **common)(analyze_image)
     app.task(name=TASK_FINALIZE_STUDY, max_retries=None, **common)(finalize_study)
@@ -103,14 +105,17 @@ def analyze_image(self: Task, spool_dir: str, study_uid: str, sop_uid: str) -> s
         log_event(logger, "analyze_skip", study=study_uid, sop=sop_uid, reason="result exists")
         return "exists"
     attempt = files.bump_attempts(sop_uid)
+    if attempt == 1:
+        observer.image_waited(files.image(sop_uid))
     if attempt > MAX_ANALYSIS_ATTEMPTS:
         result = failed_result(files, sop_uid, f"analysis stopped the worker {attempt - 1} times; image skipped")
         count_fault("poison_image")
     else:
         lease = lease_path(files.layout, study_uid, sop_uid)
-        with leases.held(lease, files.layout.tmp, settings.worker.lease_s):
+        with leases.held(lease, files.layout.tmp, settings.worker.lease_s), observer.stage("analyse"):
             result = _analyze(settings, files, sop_uid)
     files.write_result(result)
+    observer.analysed(result)
     log_event(logger, "analyzed", study=study_uid, sop=sop_uid, lesions=len(result.lesions),
               seconds=round(result.seconds, 2), error=result.error or "", attempt=attempt)
     _kick_finalize(self.app, files)
@@ -227,7 +232,8 @@ def _finalize_locked(self: Task, files: StudyFiles, sop_uids: list[str], key: st
         log_event(logger, "finalize_gave_up_waiting", level=logging.WARNING, study=study_uid, missing=len(missing))
         count_fault("finalize_gave_up_waiting")
     study = _study_result(info, files, sop_uids)
-    built, study = _build(settings, files, study, sop_uids)
+    with observer.stage("build"):
+        built, study = _build(settings, files, study, sop_uids)
     objects = [OutputObject(study=str(ds.StudyInstanceUID), series=str(ds.SeriesInstanceUID),
                             sop=str(ds.SOPInstanceUID), sop_class=str(ds.SOPClassUID), kind=kind)
                for kind, ds in built.objects]
@@ -317,7 +323,7 @@ def deliver(self: Task, spool_dir: str, destination: str, item_id: str, token: s
         wait: float | None  # _attempt gives None when no further try is owed (delivered or dead-lettered)
         wait = item.next_attempt - time.time()
         if wait <= 1.0:
-            outcome, wait = _attempt(settings, outbox, item)
+            outcome, wait = _attempt(settings, outbox, item, getattr(self.app, "mammocad_audit", None))
         else:
             outcome = "not-due" if token else "early"
     if wait is not None and token and outcome in ("retry", "not-due"):
@@ -326,25 +332,32 @@ def deliver(self: Task, spool_dir: str, destination: str, item_id: str, token: s
     return outcome
 
 
-def _attempt(settings: Settings, outbox: Outbox, item: OutboxItem) -> tuple[str, float | None]:
+def _attempt(settings: Settings, outbox: Outbox, item: OutboxItem, trail: AuditTrail | None = None
+             ) -> tuple[str, float | None]:
     """Send the pending files; return the outcome and, on failure, the seconds until the next try."""
     error = None
+    dest: Destination | None = None
     try:
         dest = settings.destination(item.destination)
     except KeyError:
-        return _removed_destination(outbox, item)
+        return _removed_destination(outbox, item, trail)
     try:
-        statuses = store_files(dest, item.pending_files(), calling_ae=settings.node.ae_title,
-                               timeout_s=settings.delivery.network_timeout_s, associations=dest.associations)
+        with observer.stage("send"):
+            statuses = store_files(dest, item.pending_files(), calling_ae=settings.node.ae_title,
+                                   timeout_s=settings.delivery.network_timeout_s, associations=dest.associations)
     except DeliveryError as exc:
         statuses, error = [], str(exc)
     except Exception as exc:
         statuses, error = [], f"{type(exc).__name__}: {exc}"
     item.delivered += [s.sop_uid for s in statuses if s.ok and s.sop_uid not in item.delivered]
+    trail = trail or observer.make_trail(settings)
     if not item.pending_files():
+        studies = observer.item_studies(item.files())  # read before the item's files go
         outbox.complete(item)
         log_event(logger, "delivered", dest=item.destination, item=item.item_id, files=len(item.delivered),
                   attempts=item.attempts + 1, seconds=round(time.time() - item.created, 2))
+        observer.delivered(trail, dest, item.destination, studies,
+                           observer.last_received(outbox.spool, [s.study_uid for s in studies], item.item_id))
         return "delivered", None
     item.attempts += 1
     item.last_error = error or next((s.error for s in statuses if not s.ok), "unknown error")
@@ -353,6 +366,7 @@ def _attempt(settings: Settings, outbox: Outbox, item: OutboxItem) -> tuple[str,
     if t - item.created >= d.deadline_s:
         outbox.save(item)
         outbox.dead_letter(item)
+        observer.dead(trail, dest, item.destination, observer.item_studies(item.files()), item.last_error or "")
         log_event(logger, "dead_letter", level=logging.ERROR, dest=item.destination, item=item.item_id,
                   attempts=item.attempts, error=item.last_error,
                   dead_items=len(outbox.items(dead=True, destination=item.destination)))
@@ -361,12 +375,14 @@ def _attempt(settings: Settings, outbox: Outbox, item: OutboxItem) -> tuple[str,
     delay = max(0.0, min(delay, item.created + d.deadline_s - t))  # one last try at the deadline
     item.next_attempt = t + delay
     outbox.save(item)
+    observer.retried(item.destination)
     log_event(logger, "delivery_retry", level=logging.WARNING, dest=item.destination, item=item.item_id,
               attempts=item.attempts, retry_in=round(delay, 1), error=item.last_error)
     return "retry", delay
 
 
-def _removed_destination(outbox: Outbox, item: OutboxItem) -> tuple[str, None]:
+def _removed_destination(outbox: Outbox, item: OutboxItem, trail: AuditTrail | None = None
+                         ) -> tuple[str, None]:
     """The destination is no longer configured: retrying cannot help, dead-letter now.
 
     ``mammocad outbox retry`` brings it back once the destination is added again;
@@ -376,6 +392,7 @@ def _removed_destination(outbox: Outbox, item: OutboxItem) -> tuple[str, None]:
                        "not retried; `mammocad outbox retry` after adding it back, or `mammocad outbox drop`")
     outbox.save(item)
     outbox.dead_letter(item)
+    observer.dead(trail, None, item.destination, observer.item_studies(item.files()), item.last_error)
     log_event(logger, "dead_letter", level=logging.ERROR, dest=item.destination, item=item.item_id,
               attempts=item.attempts, error=item.last_error)
     return "dead", None

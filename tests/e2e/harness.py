@@ -17,11 +17,12 @@ from tests.services import wait_until as wait_for
 
 
 class Pipeline:
-    """A `mammocad serve` process with its own config, spool and log file."""
+    """A `mammocad serve` process with its own config, spool and log file (``extra``: more TOML)."""
 
     def __init__(self, workdir: Path, weights: Path | str, destinations: list[dict[str, Any]],
                  callers: tuple[str, ...] = ("ORTHANC", "STORESCU"), study_timeout_s: float = 2.0,
-                 delivery: dict[str, float] | None = None, threads: int = 1, node_extra: str = "") -> None:
+                 delivery: dict[str, float] | None = None, threads: int = 1, node_extra: str = "",
+                 extra: str = "") -> None:
         self.workdir = workdir
         self.spool = workdir / "spool"
         self.port = free_port()
@@ -43,6 +44,7 @@ class Pipeline:
             lines += ["[[callers]]", f'ae_title = "{caller}"']
         for dest in destinations:
             lines += ["[[destinations]]", *[f"{k} = {json.dumps(v)}" for k, v in dest.items()]]
+        lines.append(extra)  # more TOML sections, e.g. [audit] or [metrics]
         workdir.mkdir(parents=True, exist_ok=True)
         self.config.write_text("\n".join(lines) + "\n")
 

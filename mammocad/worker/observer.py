@@ -1,0 +1,136 @@
+"""What the workers report: stage durations, model time, detector errors, delivery
+outcomes, the latency from last image received to results accepted, and audit messages.
+
+Called from the Celery tasks; every function swallows its own errors (a metric or audit
+problem must never fail an analysis or a delivery) and logs them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from pydicom import dcmread
+
+from mammocad.audit import AuditTrail, Peer, StudyTransfer, events
+from mammocad.config import Destination, Settings
+from mammocad.metrics import definitions as m
+from mammocad.spool.studies import StudyFiles
+
+logger = logging.getLogger(__name__)
+
+_HEADER_TAGS = ["StudyInstanceUID", "SOPClassUID", "PatientID", "AccessionNumber"]
+
+
+def make_trail(settings: Settings) -> AuditTrail:
+    return AuditTrail.from_settings(settings.audit, settings.node.ae_title, "mammocad-worker")
+
+
+@contextmanager
+def stage(name: str) -> Iterator[None]:
+    """Time a pipeline stage (wait, analyse, build, send) into ``mammocad_stage_seconds``."""
+    t0 = time.monotonic()
+    try:
+        yield
+    finally:
+        m.STAGE_SECONDS.labels(name).observe(time.monotonic() - t0)
+
+
+def image_waited(image: Path) -> None:
+    """Stage ``wait``: from the image's arrival in the spool (its mtime) to analysis start."""
+    try:
+        m.STAGE_SECONDS.labels("wait").observe(max(0.0, time.time() - image.stat().st_mtime))
+    except OSError:
+        pass
+
+
+def _error_reason(error: str) -> str:
+    if error.startswith("cannot read"):
+        return "unreadable"
+    if "soft_time_limit" in error:
+        return "time_limit"
+    if "stopped the worker" in error:
+        return "crashed"
+    return "failed"
+
+
+def analysed(result: Any) -> None:
+    """Model seconds for an analysed image; a detector error (with its reason) otherwise."""
+    if result.error:
+        m.IMAGES_ANALYSED.labels("error").inc()
+        m.DETECTOR_ERRORS.labels(_error_reason(str(result.error))).inc()
+        return
+    m.IMAGES_ANALYSED.labels("ok").inc()
+    m.MODEL_SECONDS.labels(result.device or "unknown").observe(float(result.seconds))
+
+
+def item_studies(files: list[Path]) -> list[StudyTransfer]:
+    """Per study: SOP classes and counts, patient ID and accession of result files (headers only)."""
+    studies: dict[str, tuple[Counter[str], set[str], set[str]]] = {}
+    for path in files:
+        try:
+            ds = dcmread(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
+        except Exception:
+            continue
+        classes, patients, accessions = studies.setdefault(str(ds.get("StudyInstanceUID", "")),
+                                                           (Counter(), set(), set()))
+        classes[str(ds.get("SOPClassUID", ""))] += 1
+        patients.add(str(ds.get("PatientID", "") or ""))
+        accessions.add(str(ds.get("AccessionNumber", "") or ""))
+    return [StudyTransfer(uid, dict(classes), sorted(p for p in patients if p)[0] if any(patients) else "",
+                          tuple(sorted(a for a in accessions if a)))
+            for uid, (classes, patients, accessions) in sorted(studies.items()) if uid]
+
+
+def last_received(spool_dir: str | Path, study_uids: list[str], report_key: str) -> float | None:
+    """When the node received the last image of the report's studies (the images' mtime).
+
+    The images the report was built from when its report file lists them; else every image
+    of the study. None when none can be found (pruned, or not a study of this spool).
+    """
+    newest: float | None = None
+    for uid in study_uids:
+        try:
+            files = StudyFiles(spool_dir, uid)
+            report = files.report(report_key)
+            if report.exists():
+                images = [files.image(s) for s in json.loads(report.read_text()).get("sop_uids", [])]
+            else:
+                folder = files.image("1.2").parent
+                images = list(folder.glob("*.dcm")) if folder.is_dir() else []
+            for image in images:
+                mtime = image.stat().st_mtime if image.exists() else None
+                if mtime is not None and (newest is None or mtime > newest):
+                    newest = mtime
+        except (OSError, ValueError):
+            continue
+    return newest
+
+
+def delivered(trail: AuditTrail, dest: Destination | None, destination: str, studies: list[StudyTransfer],
+              last_received: float | None) -> None:
+    """Results accepted by ``destination``: latency, delivery counter, audit message."""
+    m.DELIVERIES.labels(destination, "delivered").inc()
+    if last_received is not None:
+        m.RESULT_LATENCY.labels(destination).observe(max(0.0, time.time() - last_received))
+    if studies:
+        peer = Peer(dest.ae_title, dest.host) if dest is not None else Peer(destination, "")
+        trail.emit(events.instances_sent(trail.identity, peer, studies))
+
+
+def retried(destination: str) -> None:
+    m.DELIVERIES.labels(destination, "retry").inc()
+
+
+def dead(trail: AuditTrail, dest: Destination | None, destination: str, studies: list[StudyTransfer],
+         error: str) -> None:
+    """An item dead-lettered: counted, and audited as a transfer that failed."""
+    m.DELIVERIES.labels(destination, "dead").inc()
+    peer = Peer(dest.ae_title, dest.host) if dest is not None else Peer(destination, "")
+    trail.emit(events.instances_sent(trail.identity, peer, studies, error=error or "not confirmed"))
