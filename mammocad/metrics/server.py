@@ -27,7 +27,11 @@ class MetricsServer:
 
     def __init__(self, registry: Any, checks: dict[str, Check], host: str = "127.0.0.1", port: int = 0) -> None:
         self.registry, self.checks = registry, checks
-        self._httpd = ThreadingHTTPServer((host, port), self._handler())
+        try:
+            self._httpd = ThreadingHTTPServer((host, port), self._handler())
+        except OSError as exc:  # name the [metrics] port, not the DICOM one
+            raise OSError(exc.errno, f"metrics endpoint {host}:{port} ([metrics] settings): "
+                                     f"{exc.strerror or exc}") from exc
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="mammocad-metrics", daemon=True)
 
