@@ -83,7 +83,7 @@ def item_studies(files: list[Path]) -> list[StudyTransfer]:
         classes[str(ds.get("SOPClassUID", ""))] += 1
         patients.add(str(ds.get("PatientID", "") or ""))
         accessions.add(str(ds.get("AccessionNumber", "") or ""))
-    return [StudyTransfer(uid, dict(classes), sorted(p for p in patients if p)[0] if any(patients) else "",
+    return [StudyTransfer(uid, dict(classes), min((p for p in patients if p), default=""),
                           tuple(sorted(a for a in accessions if a)))
             for uid, (classes, patients, accessions) in sorted(studies.items()) if uid]
 
@@ -113,13 +113,13 @@ def last_received(spool_dir: str | Path, study_uids: list[str], report_key: str)
     return newest
 
 
-def delivered(trail: AuditTrail, dest: Destination | None, destination: str, studies: list[StudyTransfer],
+def delivered(trail: AuditTrail | None, dest: Destination | None, destination: str, studies: list[StudyTransfer],
               last_received: float | None) -> None:
     """Results accepted by ``destination``: latency, delivery counter, audit message."""
     m.DELIVERIES.labels(destination, "delivered").inc()
     if last_received is not None:
         m.RESULT_LATENCY.labels(destination).observe(max(0.0, time.time() - last_received))
-    if studies:
+    if studies and trail is not None:
         peer = Peer(dest.ae_title, dest.host) if dest is not None else Peer(destination, "")
         trail.emit(events.instances_sent(trail.identity, peer, studies))
 
@@ -128,9 +128,11 @@ def retried(destination: str) -> None:
     m.DELIVERIES.labels(destination, "retry").inc()
 
 
-def dead(trail: AuditTrail, dest: Destination | None, destination: str, studies: list[StudyTransfer],
+def dead(trail: AuditTrail | None, dest: Destination | None, destination: str, studies: list[StudyTransfer],
          error: str) -> None:
     """An item dead-lettered: counted, and audited as a transfer that failed."""
     m.DELIVERIES.labels(destination, "dead").inc()
+    if trail is None:
+        return
     peer = Peer(dest.ae_title, dest.host) if dest is not None else Peer(destination, "")
     trail.emit(events.instances_sent(trail.identity, peer, studies, error=error or "not confirmed"))

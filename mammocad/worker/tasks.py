@@ -350,7 +350,6 @@ def _attempt(settings: Settings, outbox: Outbox, item: OutboxItem, trail: AuditT
     except Exception as exc:
         statuses, error = [], f"{type(exc).__name__}: {exc}"
     item.delivered += [s.sop_uid for s in statuses if s.ok and s.sop_uid not in item.delivered]
-    trail = trail or observer.make_trail(settings)
     if not item.pending_files():
         studies = observer.item_studies(item.files())  # read before the item's files go
         outbox.complete(item)
