@@ -7,7 +7,6 @@ problem must never fail an analysis or a delivery) and logs them.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import Counter
@@ -21,7 +20,7 @@ from pydicom import dcmread
 from mammocad.audit import AuditTrail, Peer, StudyTransfer, events
 from mammocad.config import Destination, Settings
 from mammocad.metrics import definitions as m
-from mammocad.spool.studies import StudyFiles
+from mammocad.spool.layout import Spool
 
 logger = logging.getLogger(__name__)
 
@@ -89,25 +88,23 @@ def item_studies(files: list[Path]) -> list[StudyTransfer]:
 
 
 def last_received(spool_dir: str | Path, study_uids: list[str], report_key: str) -> float | None:
-    """When the node received the last image of the report's studies (the images' mtime).
+    """When the node received the last image of the report's studies: the newest image
+    file's modification time (the node writes each image once, on receipt).
 
-    The images the report was built from when its report file lists them; else every image
-    of the study. None when none can be found (pruned, or not a study of this spool).
+    The images the report was built from when the report is found; else every image of
+    the study. None when none can be found (pruned, or not a study of this spool).
     """
+    spool = Spool(spool_dir)
     newest: float | None = None
     for uid in study_uids:
         try:
-            files = StudyFiles(spool_dir, uid)
-            report = files.report(report_key)
-            if report.exists():
-                images = [files.image(s) for s in json.loads(report.read_text()).get("sop_uids", [])]
-            else:
-                folder = files.image("1.2").parent
-                images = list(folder.glob("*.dcm")) if folder.is_dir() else []
-            for image in images:
-                mtime = image.stat().st_mtime if image.exists() else None
-                if mtime is not None and (newest is None or mtime > newest):
-                    newest = mtime
+            report = next((r for r in spool.reports(uid) if r.report_key == report_key), None)
+            sops = list(report.sop_uids) if report is not None else spool.image_sops(uid)
+            for sop in sops:
+                image = spool.image_path(uid, sop)
+                if image.exists():
+                    mtime = image.stat().st_mtime
+                    newest = mtime if newest is None else max(newest, mtime)
         except (OSError, ValueError):
             continue
     return newest
