@@ -10,16 +10,12 @@ counts, accession numbers and the patient ID (see mammocad/audit/events.py).
 from __future__ import annotations
 
 import logging
-import socket
-import ssl
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
 
 from mammocad.audit import AuditTrail, Peer, StudyTransfer, events
 from mammocad.config import Settings
-from mammocad.logs import log_event
 from mammocad.metrics import definitions as m
 
 logger = logging.getLogger("mammocad.node")
@@ -68,34 +64,10 @@ class NodeObserver:
         self.trail.emit(events.association_accepted(self.trail.identity, caller))
 
     def security_alert(self, host: str, why: str) -> None:
-        """A TLS handshake (or another node check) failed before any association."""
+        """A TLS handshake (or another node check) failed before any association
+        (the ``on_failure`` hook of the node's TLS context, mammocad/dicom/tls.py)."""
         m.ASSOCIATIONS.labels("rejected", "tls").inc()
         self.trail.emit(events.security_alert(self.trail.identity, Peer("", host), why))
-
-    def watch_tls(self, context: ssl.SSLContext) -> ssl.SSLContext:
-        """Audit failed TLS handshakes on ``context`` (the node's server context).
-
-        pynetdicom wraps each accepted socket with ``context.wrap_socket`` and drops a
-        connection whose handshake fails without telling anyone; this records who it was
-        and why (no client certificate, untrusted certificate, protocol) as a security alert.
-        """
-        original = context.wrap_socket
-
-        def wrap_socket(sock: socket.socket, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
-            try:  # before the handshake: a failed wrap leaves the socket closed
-                host = str(sock.getpeername()[0])
-            except OSError:
-                host = "unknown"
-            try:
-                return original(sock, *args, **kwargs)
-            except OSError as exc:  # ssl.SSLError and resets during the handshake
-                why = f"TLS handshake failed: {getattr(exc, 'verify_message', None) or getattr(exc, 'reason', None) or exc}"
-                log_event(logger, "tls_handshake_failed", logging.WARNING, peer=host, error=why[:300])
-                self.security_alert(host, why)
-                raise
-
-        context.wrap_socket = wrap_socket  # type: ignore[method-assign]
-        return context
 
     def closed(self, assoc_id: int) -> None:
         """The connection ended: audit what it brought, once."""

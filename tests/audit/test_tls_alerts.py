@@ -1,6 +1,6 @@
 """A failed DICOM TLS handshake at the node becomes a security alert naming the peer and
-the reason: a real pynetdicom server with TLS, real clients with no or an untrusted
-client certificate, certificates made here."""
+the reason: a real pynetdicom server with the node's TLS context (mammocad.dicom.tls),
+real clients with no or an untrusted client certificate, certificates made here."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 
 from mammocad.config import Settings
+from mammocad.dicom import tls
 from mammocad.node.observer import NodeObserver
 from tests.audit.certs import make_certs
 from tests.audit.schema import problems
@@ -23,16 +24,14 @@ from tests.services import free_port, wait_until
 @pytest.fixture
 def tls_node(tmp_path: Path):  # type: ignore[no-untyped-def]
     certs = make_certs(tmp_path / "certs")
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(certs.server_cert, certs.server_key)
-    ctx.load_verify_locations(certs.ca)
-    ctx.verify_mode = ssl.CERT_REQUIRED
     audit = tmp_path / "audit.log"
     observer = NodeObserver(Settings(node={"spool_dir": tmp_path}, audit={"file": str(audit)}))
+    ctx = tls.server_context(certificate=str(certs.server_cert), private_key=str(certs.server_key),
+                             ca_certificates=str(certs.ca), on_failure=observer.security_alert)
     ae = AE("MAMMOCAD")
     ae.add_supported_context(Verification)
     port = free_port()
-    server = ae.start_server(("127.0.0.1", port), block=False, ssl_context=observer.watch_tls(ctx))
+    server = ae.start_server(("127.0.0.1", port), block=False, ssl_context=ctx)
     yield port, certs, audit, observer
     server.shutdown()
     observer.trail.close()
@@ -67,7 +66,7 @@ def test_handshake_without_or_with_an_untrusted_client_certificate_is_alerted(tl
         assert alert.find("EventIdentification/EventID").get("csd-code") == "110113"  # type: ignore[union-attr]
         assert alert.find("EventIdentification/EventTypeCode").get("csd-code") == "110126"  # type: ignore[union-attr]
         assert alert.find("EventIdentification").get("EventOutcomeIndicator") == "8"  # type: ignore[union-attr]
-        assert "TLS handshake failed" in alert.findtext("EventIdentification/EventOutcomeDescription", "")
+        assert "certificate" in alert.findtext("EventIdentification/EventOutcomeDescription", "")
         peer = [p for p in alert.findall("ActiveParticipant") if p.get("UserIsRequestor") == "true"]
         assert [p.get("NetworkAccessPointID") for p in peer] == ["127.0.0.1"]
 
