@@ -92,11 +92,21 @@ def test_negative_breasts_are_kept_unchanged_and_views_of_a_breast_share_its_tru
     assert not any(it.lesions for it in none) and not (tmp_path / "none" / "patches").exists()
 
 
-def test_missing_pixel_spacing_must_be_given_explicitly(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="fallback_spacing_mm"):
+def test_missing_pixel_spacing_must_be_given_explicitly_and_unusable_images_are_skipped(tmp_path: Path) -> None:
+    with pytest.raises(rb.MissingSpacingError, match="fallback_spacing_mm"):
         rb.read(CASES, seed=1, cache=tmp_path / "c", lesion_fraction=1.0, progress=False)
     with pytest.raises(ValueError, match="acquisition"):
         rb.read(CASES, cache=tmp_path / "d", acquisition="xray", fallback_spacing_mm=0.05)
+    # A blank image (no breast to find) is left out with a log line; the others are used.
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "good.dcm").write_bytes((CASES / "sfm-benign-0" / "1-130.dcm").read_bytes())
+    blank = pydicom.dcmread(CASES / "sfm-benign-0" / "1-131.dcm")
+    blank.PatientID = "Blank_P_1_LEFT_MLO"
+    blank.set_pixel_data(np.zeros((400, 300), np.uint16), "MONOCHROME2", 16)
+    blank.save_as(folder / "blank.dcm")
+    items = rb.read(folder, cache=tmp_path / "m", fallback_spacing_mm=0.05, lesion_fraction=1.0, progress=False)
+    assert [it.image_path.name for it in items] == ["good.dcm"] and items[0].lesions
 
 
 def test_value_models_invert_the_acquisition() -> None:

@@ -30,7 +30,7 @@ import json
 import logging
 import re
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,10 @@ EXTRA_KEY = "real_background"
 _SC_PREFIX = "1.2.840.10008.5.1.4.1.1.7"
 _FILM_DIGITISERS = ("HOWTEK", "LUMISYS", "DBA", "VIDAR", "ARRAY")
 _TRAILING_VIEW = re.compile(r"[_ -](LEFT|RIGHT|L|R)[_ -](CC|MLO|ML|LM|XCCL)$", re.IGNORECASE)
+
+
+class MissingSpacingError(ValueError):
+    """An image has no pixel spacing and no ``fallback_spacing_mm`` was given: a config error."""
 
 
 @dataclass(frozen=True)
@@ -127,6 +131,8 @@ def read(path: Path, *, seed: int = 0, cache: str | Path | None = None, lesion_f
     if (folder / "patches").is_dir():  # built with other options or another folder: rebuild
         shutil.rmtree(folder / "patches")
     out = _build(images, opts, folder, progress)
+    if not out:
+        raise ValueError(f"{root}: no image could take inserted clusters (see the real_background_skipped log lines)")
     save_manifest(folder, out, info)
     log_event(logger, "real_background_built", images=len(out), inserted=sum(bool(i.lesions) for i in out),
               cache=str(folder))
@@ -152,6 +158,9 @@ def _scan(root: Path) -> list[_Image]:
         except Exception:  # not DICOM: skipped, the folder may hold other files
             continue
         if "Rows" not in ds:
+            continue
+        if int(ds.get("NumberOfFrames", 1) or 1) > 1 or int(ds.get("SamplesPerPixel", 1)) != 1:
+            log_event(logger, "real_background_skipped", path=p.name, reason="not a single-frame grayscale image")
             continue
         lat, view = _laterality_view(ds, p)
         if lat not in ("L", "R"):
@@ -199,9 +208,18 @@ def _build(images: list[_Image], opts: Options, folder: Path, progress: bool) ->
         if rng.random() < opts.lesion_fraction:
             n = int(rng.integers(1, opts.max_clusters + 1))
             specs = [sample_cluster(rng, malignant=bool(rng.random() < opts.malignant_fraction)) for _ in range(n)]
+        done = []
         for im in views:
-            out.append(_insert_into(im, breast_id, specs, opts, folder))
+            try:
+                done.append(_insert_into(im, breast_id, specs, opts, folder))
+            except MissingSpacingError:
+                raise
+            except ValueError as exc:  # no breast found, a flat image...: left out, said why
+                log_event(logger, "real_background_skipped", logging.WARNING, path=im.rel, reason=str(exc))
             bar.update()
+        # Breast truth is the breast's: a view where a cluster found no room still belongs to it.
+        malignant = any(les.lesion_class.value == "malignant" for item in done for les in item.lesions)
+        out += [replace(item, breast_malignant=malignant) for item in done]
     bar.close()
     return out
 
@@ -272,7 +290,7 @@ def _spacing(ds: Dataset, im: _Image, opts: Options) -> float:
     (row_mm, col_mm), source = dicom_header.spacing_from_header(ds, opts.fallback_spacing_mm or 0.0)
     if source == "fallback":
         if opts.fallback_spacing_mm is None:
-            raise ValueError(f"{im.rel} has no pixel spacing (Imager Pixel Spacing, Pixel Spacing or Nominal "
+            raise MissingSpacingError(f"{im.rel} has no pixel spacing (Imager Pixel Spacing, Pixel Spacing or Nominal "
                              "Scanned Pixel Spacing); set the option fallback_spacing_mm (DDSM scans: 0.05) and "
                              "the same [preprocess] fallback_spacing_mm")
         return opts.fallback_spacing_mm
@@ -316,4 +334,4 @@ def dataset_with_inserts(item: AnnotatedImage) -> Dataset:
     return ds
 
 
-__all__ = ["EXTRA_KEY", "BreastMaps", "Options", "dataset_with_inserts", "read"]
+__all__ = ["EXTRA_KEY", "BreastMaps", "MissingSpacingError", "Options", "dataset_with_inserts", "read"]
