@@ -142,6 +142,9 @@ def test_command_refuses_both_a_folder_and_a_seed(tmp_path: Path, capsys: pytest
     assert "not both" in capsys.readouterr().err
     assert main(["model", "realism", "--synthetic", str(tmp_path), "--no-detector"]) == 2
     assert "mammocad model synth" in capsys.readouterr().err  # says how to make a synthetic set
+    assert main(["model", "realism", "--weights", str(tmp_path / "missing.pt"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "missing.pt" in err and "--no-detector" in err
 
 
 SET_KEYS = {"label", "source", "n_images", "n_measured", "failed", "beta", "nps_hf", "intensity", "cnr", "marks",

@@ -53,6 +53,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     p.set_defaults(handler=run)
 
 
+class DetectorUnavailable(RuntimeError):
+    """The weights or the device named cannot be used; the message says what to do."""
+
+
 def _options(pairs: list[str]) -> dict[str, Any] | None:
     out: dict[str, Any] = {}
     for pair in pairs:
@@ -83,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
             report = build_report(args, options, Path(tmp))
         except (FileNotFoundError, ValueError) as exc:
             return _error(str(exc))
-        except RuntimeError as exc:  # detector could not be loaded (CheckpointError, DeviceError)
+        except DetectorUnavailable as exc:
             return _error(str(exc))
     if args.json:
         print(json.dumps(report, indent=1, allow_nan=False))
@@ -99,6 +103,8 @@ def build_report(args: argparse.Namespace, options: dict[str, Any], tmp: Path) -
     from mammocad.model import realism_sources as src
 
     progress = not args.quiet
+    # First the detector: a wrong --weights should fail before minutes of generation.
+    detector = None if args.no_detector else rr.with_fallback_spacing(_load_detector(args), args.real_spacing)
     if args.synthetic is not None:
         synthetic = src.annotated_set(args.synthetic)
         syn_source = str(args.synthetic)
@@ -115,7 +121,6 @@ def build_report(args: argparse.Namespace, options: dict[str, Any], tmp: Path) -
         real = src.dicom_folder(real_folder)
     else:
         real = src.annotated_set(real_folder, args.real_format, options)
-    detector = None if args.no_detector else _load_detector(args)
     syn_m = rr.measure_set(synthetic, args.real_spacing, detector=detector, desc="synthetic", progress=progress)
     real_m = rr.measure_set(real, args.real_spacing, detector=detector, desc="real", progress=progress)
     syn_sum = rr.summarise("synthetic", syn_source, syn_m)
@@ -133,7 +138,7 @@ def _load_detector(args: argparse.Namespace) -> Any:
     try:
         return Detector.load(weights=args.weights, device=args.device)
     except (CheckpointError, DeviceError) as exc:
-        raise RuntimeError(f"{exc} (or run with --no-detector)") from exc
+        raise DetectorUnavailable(f"{exc} (or run with --no-detector)") from exc
 
 
 def _detector_info(det: Any) -> dict[str, Any] | None:
