@@ -34,9 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
     from mammocad.config import cli as config_cli
     from mammocad.model import cli as model_cli
     from mammocad.node import cli as node_cli
+    from mammocad.studies import cli as studies_cli
     from mammocad.worker import cli as worker_cli
 
-    for module in (node_cli, worker_cli, config_cli, model_cli):
+    for module in (node_cli, worker_cli, studies_cli, config_cli, model_cli):
         module.register(subparsers)
     _global_options_everywhere(subparsers)
     return parser

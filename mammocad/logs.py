@@ -16,6 +16,7 @@ from functools import lru_cache
 from types import TracebackType
 from typing import Any
 
+_EVENT_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
 
@@ -77,7 +78,12 @@ def safe_traceback(exc_info: tuple[type[BaseException], BaseException, Traceback
 
 
 class KeyValueFormatter(logging.Formatter):
-    """``2026-11-25T03:10:29Z INFO mammocad.node event=store sop=1.2.3 status=0x0000``."""
+    """``2026-11-25T03:10:29Z INFO mammocad.node event=store sop=1.2.3 status=0x0000``.
+
+    Lines from other libraries (Celery, kombu, pynetdicom, highdicom, Python warnings) get
+    the same shape: ``event=log`` (or ``event=warning``) with their text as ``msg="..."``,
+    so every line parses as key=value. A traceback stays on the line as ``exc="..."``.
+    """
 
     def __init__(self, json_lines: bool = False) -> None:
         super().__init__()
@@ -89,22 +95,33 @@ class KeyValueFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         fields = {k: (redact(v) if k in REDACTED_FIELDS else v)
                   for k, v in record.__dict__.items() if k not in _RESERVED}
-        message = record.getMessage()
+        text = record.getMessage()
         if not record.name.startswith("mammocad"):  # third-party text may quote received values
-            message = redact(message)
+            text = redact(text)
         ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created))
+        event, message = text, None
+        if not _is_event(record.name, text):
+            event, message = ("warning" if record.name == "py.warnings" else "log"), text
         if self.json_lines:
-            payload = {"ts": ts, "level": record.levelname, "logger": record.name,
-                       "msg": message, **fields}
+            payload = {"ts": ts, "level": record.levelname, "logger": record.name, "msg": event, **fields}
+            if message is not None:
+                payload["msg"], payload["text"] = event, message
             if record.exc_info:
                 payload["exc"] = self.formatException(record.exc_info)
             return json.dumps(payload, default=str)
-        parts = [ts, record.levelname, record.name, f"event={_quote(message)}"]
+        parts = [ts, record.levelname, record.name, f"event={_quote(event)}"]
+        if message is not None:
+            parts.append(f"msg={_quote(message.strip())}")
         parts += [f"{k}={_quote(v)}" for k, v in fields.items()]
-        line = " ".join(parts)
         if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
-        return line
+            parts.append(f"exc={_quote(self.formatException(record.exc_info))}")
+        return " ".join(parts)
+
+
+def _is_event(logger_name: str, message: str) -> bool:
+    """An event name (``store``, ``delivery_retry``: what ``log_event`` writes), not free text
+    (a library's sentence, a warning)."""
+    return logger_name != "py.warnings" and _EVENT_RE.match(message) is not None
 
 
 def _quote(value: Any) -> str:
@@ -126,9 +143,7 @@ def configure_logging(level: str = "INFO", json_lines: bool = False) -> None:
     handler.setFormatter(KeyValueFormatter(json_lines=json_lines))
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # Python warnings (pydicom's "Invalid value for VR ..." quotes the value) become log
-    # records, so the formatter redacts them like every other third-party message.
-    logging.captureWarnings(True)
+    logging.captureWarnings(True)  # highdicom/pydicom warnings become key=value lines too
     # pynetdicom is chatty at INFO and logs patient data in some debug paths: keep it quiet.
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
     logging.getLogger("celery").setLevel(max(logging.INFO, root.level))

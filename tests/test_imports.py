@@ -25,6 +25,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "mammocad.config": ("mammocad.dicom",),
     "mammocad.spool": ("mammocad.dicom", "mammocad.model.results"),
     "mammocad.node": ("mammocad.dicom", "mammocad.spool"),
+    "mammocad.studies": ("mammocad.dicom", "mammocad.spool"),
     "mammocad.model.commands.analyze": ("mammocad.model", "mammocad.dicom", "mammocad.results"),
     "mammocad.model": ("mammocad.dicom",),
     "mammocad.results": ("mammocad.dicom", "mammocad.model.results"),

@@ -36,3 +36,22 @@ def test_json_lines() -> None:
     rec = _record("t.json", "reject", calling_ae="EVIL", reason="unknown caller")
     payload = json.loads(KeyValueFormatter(json_lines=True).format(rec))
     assert payload["msg"] == "reject" and payload["calling_ae"] == "EVIL" and payload["level"] == "INFO"
+
+
+def test_third_party_lines_keep_the_format() -> None:
+    """Celery/highdicom/warnings text becomes event=log msg="..." (issue 10: they broke the format)."""
+    celery = logging.LogRecord("celery.worker.consumer", logging.INFO, __file__, 1, "Connected to redis://x", (), None)
+    line = KeyValueFormatter().format(celery)
+    assert 'event=log msg="Connected to redis://x"' in line and "\n" not in line
+    warning = logging.LogRecord("py.warnings", logging.WARNING, __file__, 1, "highdicom: value\ntruncated", (), None)
+    assert 'event=warning msg="highdicom: value\\ntruncated"' in KeyValueFormatter().format(warning)
+    own = logging.LogRecord("mammocad.node", logging.INFO, __file__, 1, "store", (), None)
+    assert " event=store" in KeyValueFormatter().format(own)
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        import sys
+
+        failing = logging.LogRecord("mammocad.x", logging.ERROR, __file__, 1, "store_error", (), sys.exc_info())
+    formatted = KeyValueFormatter().format(failing)
+    assert "\n" not in formatted and 'exc="Traceback' in formatted

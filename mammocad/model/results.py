@@ -205,10 +205,14 @@ class StudyResult:
     #: True when the weights were trained on synthetic data only (the demo weights).
     synthetic_weights: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    #: 0 for the first report on these images with this model; N for the N-th re-analysis
+    #: an admin asked for (``mammocad studies reanalyse``): new result UIDs, an amended report.
+    revision: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "study_uid": self.study_uid,
+            "revision": self.revision,
             "images": [r.to_dict() for r in self.images],
             "breasts": [b.to_dict() for b in self.breasts],
             "model_name": self.model_name,

@@ -21,7 +21,7 @@ from pathlib import Path
 from mammocad.config import Settings
 from mammocad.logs import log_event
 from mammocad.node.scp import Node
-from mammocad.spool.layout import InstanceLock, Spool, SpoolInUse, ensure_dir
+from mammocad.spool.layout import InstanceLock, Spool, SpoolInUse, atomic_write_bytes, ensure_dir
 
 logger = logging.getLogger("mammocad.serve")
 
@@ -76,6 +76,8 @@ def start_private_redis(settings: Settings) -> tuple[subprocess.Popen[bytes], st
         stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, preexec_fn=_child_setup)
     _wait_for_port(port, proc)
     url = f"redis://127.0.0.1:{port}/0"
+    spool = Spool(settings.node.spool_dir)
+    atomic_write_bytes(spool.broker_url_file, url.encode(), spool.root)
     log_event(logger, "broker_started", url=url, dir=str(data_dir))
     return proc, url
 
@@ -140,5 +142,7 @@ def serve(settings: Settings, config_path: Path | None) -> int:
             node.stop()
         _terminate(worker, "worker")
         _terminate(redis_proc, "redis-server")
+        if redis_proc is not None:
+            Spool(settings.node.spool_dir).broker_url_file.unlink(missing_ok=True)
         lock.release()
     return status

@@ -52,9 +52,12 @@ _TYPE2_PATIENT_STUDY = ("PatientName", "PatientID", "PatientBirthDate", "Patient
 def result_uid(study: StudyResult, kind: OutputKind, role: str, index: int = 0) -> UID:
     """UID for one result object (``role`` e.g. "series", "sop", "tracking").
 
-    Same study, same image set, same model version, same kind → same UID.
+    Same study, same image set, same model version, same kind (and same revision: an
+    admin's re-analysis is a new version with new UIDs) → same UID.
     """
     sops = sorted(r.image.sop_instance_uid for r in study.images)
+    if study.revision:  # revision 0 adds nothing: UIDs of first reports stay as they were
+        sops.append(f"revision:{study.revision}")
     # Keep pydicom's default prefix: with prefix=None pydicom ignores entropy_srcs and
     # returns a random UUID-derived 2.25 UID, which would make every re-send a duplicate.
     return generate_uid(

@@ -136,6 +136,8 @@ class Spool:
         self.outbox = self.root / "outbox"
         self.deadletter = self.root / "deadletter"
         self.redis = self.root / "redis"
+        #: The private broker's URL while ``mammocad serve`` runs (admin commands queue tasks on it).
+        self.broker_url_file = self.root / "broker.url"
 
     def create(self, stale_after_s: float = 3600.0) -> Spool:
         """Make the folders; remove temporary files a crash left behind.
@@ -178,6 +180,10 @@ class Spool:
 
     def finalize_lock_path(self, study_uid: str) -> Path:
         return self.study_dir(study_uid) / ".finalize.lock"
+
+    def outputs_dir(self, study_uid: str, report_key: str) -> Path:
+        """The DICOM objects one report produced, kept so ``studies resend`` sends the same bytes."""
+        return self.study_dir(study_uid) / "outputs" / report_key
 
     def other_path(self, study_uid: str, sop_uid: str) -> Path:
         return (self.other / validate_uid(study_uid, "StudyInstanceUID")

@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from pydicom import dcmread
 from pydicom.dataset import Dataset
 
 from mammocad.logs import log_event
@@ -67,6 +68,22 @@ class OutboxItem:
 
     def files(self) -> list[Path]:
         return sorted(self.path.glob("*.dcm"))
+
+    def study(self) -> tuple[str, str, dict[str, int]]:
+        """(Study Instance UID, Accession Number, SOP class counts) read from the item's files."""
+        study, accession = "", ""
+        classes: dict[str, int] = {}
+        for path in self.files():
+            try:
+                ds = dcmread(path, stop_before_pixels=True, specific_tags=[
+                    "StudyInstanceUID", "AccessionNumber", "SOPClassUID"])
+            except Exception:  # a damaged file: the listing still shows the rest
+                continue
+            study = study or str(ds.get("StudyInstanceUID", ""))
+            accession = accession or str(ds.get("AccessionNumber", "") or "")
+            sop_class = str(ds.get("SOPClassUID", ""))
+            classes[sop_class] = classes.get(sop_class, 0) + 1
+        return study, accession, classes
 
     def pending_files(self) -> list[Path]:
         done = set(self.delivered)
@@ -193,6 +210,20 @@ class Outbox:
         item.token = uuid.uuid4().hex
         self.save(item)
         return item
+
+    def drop(self, item: OutboxItem, study_uid: str = "") -> None:
+        """Give up on ``item`` for good (``mammocad outbox drop``): its files go, the study
+        no longer waits for this destination and retention may prune it.
+
+        With ``study_uid`` a marker ``studies/<uid>/dropped/<destination>.<item>`` records
+        it, so ``mammocad studies`` shows "dropped" rather than "delivered".
+        """
+        if study_uid:
+            marker = self.layout.study_dir(study_uid) / "dropped" / f"{item.destination}.{item.item_id}"
+            atomic_write_json(marker, {"destination": item.destination, "item": item.item_id,
+                                       "last_error": item.last_error, "dropped_at": time.time()}, self.layout.tmp)
+        shutil.rmtree(item.path)
+        fsync_dir(item.path.parent)
 
     def find(self, item_id: str, dead: bool = False) -> list[OutboxItem]:
         """Items named ``item_id`` in any destination (an id is usually unique per study)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import io
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -91,10 +92,45 @@ class StudyFiles:
         return self.layout.reports(self.study_uid)
 
 
-def report_key(sop_uids: list[str], model_version: str) -> str:
-    """Deterministic name of a report: same images + same model → same key → done once."""
+def report_key(sop_uids: list[str], model_version: str, revision: int = 0) -> str:
+    """Deterministic name of a report: same images + same model (+ revision) → same key → done once.
+
+    ``revision`` N > 0 (an admin's re-analysis) appends ``.rN``: the report is new, its
+    outputs get new UIDs and cite the previous report as predecessor.
+    """
     text = "\n".join(sorted(set(sop_uids))) + "\n" + model_version
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
+    base = hashlib.sha256(text.encode()).hexdigest()[:32]
+    return f"{base}.r{revision}" if revision else base
+
+
+def keep_outputs(files: StudyFiles, key: str, datasets: list[Any]) -> None:
+    """Keep a copy of the report's DICOM objects beside it (``studies/<uid>/outputs/<key>/``).
+
+    The outbox deletes its copy once a destination confirms; this one lets
+    ``mammocad studies resend`` send the very same objects again, to any destination.
+    Written before the report record, so a report always has its outputs (or none, for
+    reports made before this existed).
+    """
+    folder = files.layout.outputs_dir(files.study_uid, key)
+    for ds in datasets:
+        path = folder / f"{validate_uid(str(ds.SOPInstanceUID), 'SOP Instance UID')}.dcm"
+        if path.exists():
+            continue
+        buffer = io.BytesIO()
+        ds.save_as(buffer, enforce_file_format=True)
+        durable_write(path, buffer.getvalue(), files.spool)
+
+
+def report_revision(key: str) -> int:
+    """The revision encoded in a report key (0 for a first report)."""
+    _, sep, rev = key.rpartition(".r")
+    return int(rev) if sep and rev.isdigit() else 0
+
+
+def latest_report(files: StudyFiles) -> ReportRecord | None:
+    """The study's newest report (what ``studies resend`` sends and ``reanalyse`` amends)."""
+    reports = files.reports()
+    return max(reports, key=lambda r: r.created) if reports else None
 
 
 def find_predecessor(files: StudyFiles, sop_uids: list[str], model_version: str) -> ReportRecord | None:

@@ -8,7 +8,7 @@ places that put argument lists together, so a change of signature is a change he
 | task | queue (``worker.*_queue``) | args | kwargs |
 | --- | --- | --- | --- |
 | ``mammocad.analyze_image`` | analysis | ``[spool_dir, study_uid, sop_uid]`` | — |
-| ``mammocad.finalize_study`` | results | ``[spool_dir, study_uid, sorted sop_uids]`` | ``first_try`` (retries) |
+| ``mammocad.finalize_study`` | results | ``[spool_dir, study_uid, sorted sop_uids]`` | ``first_try`` (retries), ``revision`` (re-analysis) |
 | ``mammocad.deliver`` | results | ``[spool_dir, destination, item_id]`` | ``token`` |
 """
 

@@ -15,6 +15,7 @@ what could be analysed, "CAD failed" for the rest. So:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -137,9 +138,7 @@ def build_study(study: StudyResult, files: StudyFiles, sop_uids: list[str], kind
 
 
 def _replace_images(study: StudyResult, images: tuple[ImageResult, ...]) -> StudyResult:
-    return StudyResult(study_uid=study.study_uid, images=images, breasts=study.breasts,
-                       model_name=study.model_name, model_version=study.model_version,
-                       synthetic_weights=study.synthetic_weights)
+    return dataclasses.replace(study, images=images)  # keeps every other field (revision too)
 
 
 def _cad_failed_report(built: Built, study: StudyResult, sources: dict[str, Dataset], files: StudyFiles,

@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from mammocad.config import ConfigError, Settings, load_settings, resolve_config_path
 from mammocad.logs import configure_logging
@@ -55,6 +56,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     rt.add_argument("item", nargs="?", help="item id, or DESTINATION/ITEM_ID")
     rt.add_argument("--all", action="store_true", help="every dead-letter item")
     rt.set_defaults(handler=outbox_retry)
+    dr = osub.add_parser("drop", help="give up on items for good (audited): the study stops waiting for them",
+                         description="Deletes outbox or dead-letter items without sending them, and writes an "
+                                     "audit record (DICOM Instances Transferred, failed: given up). Use it for "
+                                     "results a destination will never take; retention can then prune the study.")
+    dr.add_argument("item", nargs="?", help="item id, or DESTINATION/ITEM_ID (see `mammocad outbox list`)")
+    dr.add_argument("--dest", metavar="NAME", help="every item (waiting and dead) for this destination")
+    dr.set_defaults(handler=outbox_drop)
 
 
 def _load(args: argparse.Namespace) -> Settings | None:
@@ -181,13 +189,13 @@ def start_sweeper(app, settings: Settings) -> threading.Thread:  # type: ignore[
                 requeue_due(app, spool, 0.0 if first else grace)
                 first = False
             except Exception:  # the broker may be down for a while: keep trying
-                logger.warning("outbox sweep failed", exc_info=True)
+                logger.warning("outbox_sweep_failed", exc_info=True)
             if retention_s > 0 and time.monotonic() >= next_prune:
                 next_prune = time.monotonic() + PRUNE_INTERVAL_S
                 try:
                     prune(spool, retention_s)
                 except Exception:
-                    logger.warning("spool prune failed", exc_info=True)
+                    logger.warning("spool_prune_failed", exc_info=True)
             time.sleep(interval)
 
     thread = threading.Thread(target=loop, name="outbox-sweeper", daemon=True)
@@ -258,12 +266,67 @@ def outbox_list(args: argparse.Namespace) -> int:
         print("dead-letter folder is empty" if args.dead else "outbox is empty")
         return 0
     now = time.time()
-    print(f"{'DESTINATION':<16} {'ITEM':<34} {'AGE_S':>7} {'TRIES':>5} {'NEXT_S':>7} {'FILES':>5}  LAST_ERROR")
+    print(f"{'DESTINATION':<16} {'ITEM':<36} {'STUDY UID':<64} {'ACCESSION':<16} {'AGE_S':>7} {'TRIES':>5} "
+          f"{'NEXT_S':>7} {'FILES':>5}  LAST_ERROR")
     for i in items:
         nxt = "-" if args.dead else f"{max(0.0, i.next_attempt - now):.0f}"
-        print(f"{i.destination:<16} {i.item_id:<34} {now - i.created:>7.0f} {i.attempts:>5} {nxt:>7} "
-              f"{len(i.pending_files()):>5}  {i.last_error or ''}")
+        study, accession, _ = i.study()
+        print(f"{i.destination:<16} {i.item_id:<36} {study or '?':<64} {accession[:16] or '-':<16} "
+              f"{now - i.created:>7.0f} {i.attempts:>5} {nxt:>7} {len(i.pending_files()):>5}  {i.last_error or ''}")
     return 0
+
+
+def outbox_drop(args: argparse.Namespace) -> int:
+    from mammocad.spool.outbox import Outbox
+
+    settings = _load(args)
+    if settings is None:
+        return 2
+    if bool(args.item) == bool(args.dest):
+        print("mammocad outbox drop: give one ITEM (or DESTINATION/ITEM) or --dest NAME", file=sys.stderr)
+        return 2
+    outbox = Outbox(settings.node.spool_dir)
+    items = outbox.items() + outbox.items(dead=True)
+    if args.dest:
+        items = [i for i in items if i.destination == args.dest]
+    else:
+        dest, _, item_id = args.item.rpartition("/")
+        items = [i for i in items if i.item_id == item_id and (not dest or i.destination == dest)]
+    if not items:
+        print(f"mammocad outbox drop: no item {args.item or 'for ' + args.dest!r}; see `mammocad outbox list` "
+              "and `mammocad outbox list --dead`", file=sys.stderr)
+        return 1
+    for item in items:
+        with outbox.locked(item, wait_s=5.0) as got:  # not while a delivery attempt is sending it
+            if not got:
+                print(f"skipped {item.destination}/{item.item_id}: a delivery attempt holds it; try again",
+                      file=sys.stderr)
+                continue
+            study, _, classes = item.study()
+            outbox.drop(item, study)
+        _audit_drop(settings, item, study, classes)
+        print(f"dropped {item.destination}/{item.item_id} (study {study or '?'}, {len(item.pending_files())} "
+              f"objects never confirmed)")
+    return 0
+
+
+def _audit_drop(settings: Settings, item: Any, study: str, classes: dict[str, int]) -> None:
+    """DICOM Instances Transferred (serious failure): these results will never reach the destination."""
+    from mammocad.audit import AuditTrail, Peer, StudyTransfer, events
+
+    trail = AuditTrail.from_settings(settings.audit, settings.node.ae_title, program="mammocad-outbox")
+    if not trail.enabled:
+        return
+    try:
+        dest = settings.destination(item.destination)
+        peer = Peer(dest.ae_title, dest.host)
+    except KeyError:
+        peer = Peer(item.destination, "")
+    who = events.os_user().user_id
+    why = f"given up by {who} with `mammocad outbox drop`; last error: {item.last_error or 'none'}"
+    trail.emit(events.instances_sent(trail.identity, peer, [StudyTransfer(study, classes)] if study else [],
+                                     error=why))
+    trail.close()
 
 
 def outbox_retry(args: argparse.Namespace) -> int:

@@ -44,7 +44,7 @@ from mammocad.spool.layout import validate_uid
 from mammocad.spool.leases import lease_path
 from mammocad.spool.outbox import Outbox, OutboxItem
 from mammocad.spool.records import OutputObject, ReportRecord
-from mammocad.spool.studies import StudyFiles, find_predecessor, report_key
+from mammocad.spool.studies import StudyFiles, find_predecessor, keep_outputs, latest_report, report_key
 from mammocad.spool.tasks import (
     TASK_ANALYZE_IMAGE,
     TASK_DELIVER,
@@ -167,19 +167,21 @@ def _analyze(settings: Settings, files: StudyFiles, sop_uid: str) -> ImageResult
 
 def finalize_study(
     self: Task, spool_dir: str, study_uid: str, sop_uids: list[str], first_try: float | None = None,
-    polls: int = 0,
+    polls: int = 0, revision: int = 0,
 ) -> str:
     """Gather the study's image results, build the outputs, fill the outbox, write the report.
 
     Never lost silently: a retry the broker refuses is logged (``finalize_retry_lost``)
     and left to the reconciler, which re-queues any completed study without a report; any
     other failure is logged as ``finalize_failed`` and counted before Celery sees it.
+    ``revision`` > 0: an admin's re-analysis (``mammocad studies reanalyse``), issued as an
+    amended report: new UIDs, citing the study's previous report as predecessor.
     """
     settings = _settings(self)
     files = StudyFiles(spool_dir, study_uid)
     sop_uids = sorted({validate_uid(s, "SOPInstanceUID") for s in sop_uids})
     info = model_cache.get_info(settings.worker.weights)  # version and breast-risk rule, no network
-    key = report_key(sop_uids, info.model_version)
+    key = report_key(sop_uids, info.model_version, revision)
     if files.report(key).exists():
         log_event(logger, "finalize_skip", study=study_uid, report=key, reason="report exists")
         return "exists"
@@ -187,8 +189,8 @@ def finalize_study(
     try:
         with files.finalize_lock() as got:
             if not got:  # another finalize of this study is at work: look again after it
-                return _retry_later(self, study_uid, first_try, polls)
-            return _finalize_locked(self, files, sop_uids, key, info, first_try, polls)
+                return _retry_later(self, study_uid, first_try, polls, revision)
+            return _finalize_locked(self, files, sop_uids, key, info, first_try, polls, revision)
     except Retry:
         raise
     except Exception as exc:
@@ -198,11 +200,12 @@ def finalize_study(
         raise
 
 
-def _retry_later(self: Task, study_uid: str, first_try: float, polls: int) -> str:
+def _retry_later(self: Task, study_uid: str, first_try: float, polls: int, revision: int = 0) -> str:
     """Look again with backoff (1 s doubling to FINALIZE_POLL_MAX_S); a refused retry is left to the reconciler."""
     countdown = min(FINALIZE_POLL_MAX_S, FINALIZE_POLL_S * 2 ** min(polls, 10))
     try:
-        raise self.retry(countdown=countdown, kwargs={"first_try": first_try, "polls": polls + 1})
+        raise self.retry(countdown=countdown, kwargs={"first_try": first_try, "polls": polls + 1,
+                                                        "revision": revision})
     except Retry:
         raise
     except Exception as exc:  # the broker is down: the task is acknowledged, the spool still says "owed"
@@ -213,7 +216,7 @@ def _retry_later(self: Task, study_uid: str, first_try: float, polls: int) -> st
 
 
 def _finalize_locked(self: Task, files: StudyFiles, sop_uids: list[str], key: str, info: Any,
-                     first_try: float, polls: int) -> str:
+                     first_try: float, polls: int, revision: int = 0) -> str:
     settings = _settings(self)
     study_uid = files.study_uid
     if files.report(key).exists():
@@ -225,18 +228,19 @@ def _finalize_locked(self: Task, files: StudyFiles, sop_uids: list[str], key: st
         if waited < bound:
             log_event(logger, "finalize_wait", logging.DEBUG, study=study_uid, missing=len(missing),
                       waited=round(waited, 1))
-            return _retry_later(self, study_uid, first_try, polls)
+            return _retry_later(self, study_uid, first_try, polls, revision)
         for sop in missing:
             if not files.result(sop).exists():
                 files.write_result(failed_result(files, sop, f"no analysis result after {bound} s"))
         log_event(logger, "finalize_gave_up_waiting", level=logging.WARNING, study=study_uid, missing=len(missing))
         count_fault("finalize_gave_up_waiting")
-    study = _study_result(info, files, sop_uids)
+    study = _study_result(info, files, sop_uids, revision)
     with observer.stage("build"):
         built, study = _build(settings, files, study, sop_uids)
     objects = [OutputObject(study=str(ds.StudyInstanceUID), series=str(ds.SeriesInstanceUID),
                             sop=str(ds.SOPInstanceUID), sop_class=str(ds.SOPClassUID), kind=kind)
                for kind, ds in built.objects]
+    keep_outputs(files, key, [ds for _, ds in built.objects])
     items = _fill_outbox(settings, files, built.objects, key)
     report = ReportRecord(report_key=key, sop_uids=tuple(sop_uids), model_name=study.model_name,
                           model_version=info.model_version, objects=tuple(objects),
@@ -253,13 +257,13 @@ def _finalize_locked(self: Task, files: StudyFiles, sop_uids: list[str], key: st
     return key
 
 
-def _study_result(info: Any, files: StudyFiles, sop_uids: list[str]) -> StudyResult:
+def _study_result(info: Any, files: StudyFiles, sop_uids: list[str], revision: int = 0) -> StudyResult:
     results = [files.read_result(s) for s in sop_uids]
     analysed = [r for r in results if r.analysed]
     breasts = tuple(info.breast_risks(analysed)) if analysed else ()
     return StudyResult(study_uid=files.study_uid, images=tuple(results), breasts=breasts,
                        model_name=info.model_name, model_version=info.model_version,
-                       synthetic_weights=bool(info.synthetic_weights))
+                       synthetic_weights=bool(info.synthetic_weights), revision=revision)
 
 
 def _fill_outbox(settings: Settings, files: StudyFiles, built: list[tuple[OutputKind, Dataset]],
@@ -284,6 +288,8 @@ def _build(settings: Settings, files: StudyFiles, study: StudyResult,
     if not kinds:
         return Built(), study
     earlier = find_predecessor(files, sop_uids, study.model_version)
+    if study.revision:  # an amended report replaces the study's newest report, whatever its images
+        earlier = latest_report(files)
 
     def predecessors(kind: OutputKind) -> list[tuple[str, str, str]]:
         # Each SR cites only its own earlier version.

@@ -1,0 +1,146 @@
+"""The admin's actions on a study: re-send its last report, re-analyse it.
+
+Both go through the node–worker contract (``mammocad.spool``): ``resend`` puts the kept
+objects of the newest report (``studies/<uid>/outputs/<key>/``) into the outbox as a new
+item per destination and queues its delivery; ``reanalyse`` removes the image results and
+queues a fresh analysis of every image plus a finalisation with the next revision, which
+the results worker issues as an amended report (new UIDs, Predecessor Documents Sequence
+citing the report it replaces).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from celery import Celery
+from pydicom import dcmread
+
+from mammocad.config import Settings
+from mammocad.spool.broker import make_celery
+from mammocad.spool.layout import Spool
+from mammocad.spool.outbox import Outbox, OutboxItem
+from mammocad.spool.records import ReportRecord
+from mammocad.spool.studies import StudyFiles, latest_report, report_revision
+from mammocad.spool.tasks import (
+    TASK_ANALYZE_IMAGE,
+    TASK_DELIVER,
+    TASK_FINALIZE_STUDY,
+    analyze_image_args,
+    deliver_args,
+    finalize_study_args,
+)
+
+
+class ActionError(Exception):
+    """The action cannot be done; the message says why and what to do."""
+
+
+def broker_url(settings: Settings) -> str:
+    """broker.url, else the private broker of a running ``mammocad serve`` on this spool."""
+    if settings.broker.url:
+        return settings.broker.url
+    path = Spool(settings.node.spool_dir).broker_url_file
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        return ""
+
+
+def _app(settings: Settings) -> Celery | None:
+    url = broker_url(settings)
+    return make_celery(settings, url) if url else None
+
+
+def _report(files: StudyFiles) -> ReportRecord:
+    report = latest_report(files)
+    if report is None:
+        raise ActionError(f"study {files.study_uid} has no report yet: nothing to re-send "
+                          "(`mammocad studies show` says how far it got)")
+    return report
+
+
+def resend(settings: Settings, study_uid: str, destinations: list[str] | None = None) -> list[OutboxItem]:
+    """Queue the newest report's objects again for ``destinations`` (default: every configured one).
+
+    The objects are the very ones first sent (same UIDs: a PACS replaces, not duplicates).
+    Returns the new outbox items; the running worker delivers them.
+    """
+    files = StudyFiles(settings.node.spool_dir, study_uid)
+    if not files.root.is_dir():
+        raise ActionError(f"no study {study_uid} in {settings.node.spool_dir}")
+    report = _report(files)
+    folder = files.layout.outputs_dir(files.study_uid, report.report_key)
+    kinds = {o.sop: o.kind for o in report.objects}
+    paths = sorted(folder.glob("*.dcm")) if folder.is_dir() else []
+    if not paths:
+        raise ActionError(f"report {report.report_key} of study {study_uid} kept no objects (made before "
+                          "`studies resend` existed, or pruned): use `mammocad studies reanalyse` instead")
+    targets = [settings.destination(name) for name in destinations] if destinations else settings.destinations
+    if not targets:
+        raise ActionError("no destinations configured: add one with `mammocad dest add`")
+    outbox, items = Outbox(settings.node.spool_dir), []
+    for dest in targets:
+        wanted = [p for p in paths if kinds.get(p.stem) in dest.outputs]
+        if not wanted:
+            continue
+        item_id = _next_id(outbox, dest.name, report.report_key)
+        item = outbox.put(dest.name, item_id, [dcmread(p) for p in wanted])
+        if item is not None:
+            items.append(item)
+    _queue_delivery(settings, outbox, items)
+    return items
+
+
+def _next_id(outbox: Outbox, destination: str, key: str) -> str:
+    taken = {i.item_id for dead in (False, True) for i in outbox.items(dead=dead, destination=destination)}
+    n = 1
+    while f"{key}.s{n}" in taken:
+        n += 1
+    return f"{key}.s{n}"
+
+
+def _queue_delivery(settings: Settings, outbox: Outbox, items: list[OutboxItem]) -> None:
+    app = _app(settings)
+    for item in items:
+        if app is None:  # an empty token makes the running worker's sweeper send it at once
+            item.token = ""
+            outbox.save(item)
+            continue
+        app.send_task(TASK_DELIVER, args=deliver_args(settings.node.spool_dir, item.destination, item.item_id),
+                      kwargs={"token": item.token})
+
+
+def reanalyse(settings: Settings, study_uid: str) -> int:
+    """Analyse every image of the study again and issue the result as an amended report.
+
+    Returns the new revision. Needs the broker (the analysis runs on the workers).
+    """
+    files = StudyFiles(settings.node.spool_dir, study_uid)
+    completion = files.complete()
+    sops = list(completion.sop_uids) if completion else files.layout.image_sops(files.study_uid)
+    sops = [s for s in sops if files.image(s).exists()]
+    if not sops:
+        raise ActionError(f"study {study_uid} has no images in {settings.node.spool_dir} "
+                          "(never received, or pruned): send it again from the PACS")
+    app = _app(settings)
+    if app is None:
+        raise ActionError("no broker to queue the analysis on: run this where `mammocad serve` runs (same "
+                          "node.spool_dir), or set broker.url / MAMMOCAD_BROKER__URL")
+    revision = 1 + max((report_revision(r.report_key) for r in files.reports()), default=0)
+    for sop in sops:  # a fresh analysis: the model runs again (possibly new weights)
+        for path in (files.result(sop), files.attempts(sop)):
+            _remove(path)
+    spool_dir = str(settings.node.spool_dir)
+    for sop in sops:
+        app.send_task(TASK_ANALYZE_IMAGE, args=analyze_image_args(spool_dir, files.study_uid, sop))
+    app.send_task(TASK_FINALIZE_STUDY, args=finalize_study_args(spool_dir, files.study_uid, sops),
+                  kwargs={"revision": revision})
+    return revision
+
+
+def _remove(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

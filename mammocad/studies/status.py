@@ -1,0 +1,127 @@
+"""One line per study: received, analysed, reported, and where each destination stands.
+
+A destination's state for a study comes from the study's newest report (which outbox item
+it got) and where that item is now: still in ``outbox/`` → pending, in ``deadletter/`` →
+dead, dropped by an admin → dropped, gone → delivered (the outbox deletes an item only
+after the destination confirmed every file). Re-sent copies (``studies resend``) count too.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydicom import dcmread
+
+from mammocad.spool.layout import Spool
+from mammocad.spool.outbox import Outbox, OutboxItem
+from mammocad.spool.records import ReportRecord
+from mammocad.spool.studies import StudyFiles, report_revision
+
+STATES = ("failed", "pending", "delivered")
+#: Worst first: a study shows its worst destination.
+_ORDER = {"dead": 0, "pending": 1, "dropped": 2, "delivered": 3}
+
+
+@dataclass
+class StudyStatus:
+    study_uid: str
+    accession: str = ""
+    received: float | None = None
+    images: int = 0
+    analysed: int = 0
+    failed_images: int = 0
+    report: str = ""
+    revision: int | None = None
+    reports: int = 0
+    destinations: dict[str, str] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def state(self) -> str:
+        """failed (a destination dead-lettered), pending (not reported or not yet delivered), delivered."""
+        if "dead" in self.destinations.values():
+            return "failed"
+        if not self.report or "pending" in self.destinations.values():
+            return "pending"
+        return "delivered"
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "state": self.state}
+
+
+class Index:
+    """The outbox and dead-letter folders, read once for many studies."""
+
+    def __init__(self, spool_dir: str | os.PathLike[str]) -> None:
+        self.spool = Spool(spool_dir)
+        outbox = Outbox(spool_dir)
+        self.items: dict[tuple[str, str], tuple[str, OutboxItem]] = {}
+        for dead in (False, True):
+            for item in outbox.items(dead=dead):
+                self.items[(item.destination, item.item_id)] = ("dead" if dead else "pending", item)
+
+    def destination_state(self, study_uid: str, destination: str, item_id: str) -> tuple[str, str]:
+        """(state, last error) of one report's item for ``destination``, re-sends included."""
+        found = [v for (d, i), v in self.items.items()
+                 if d == destination and (i == item_id or i.startswith(item_id + ".s"))]
+        if found:
+            state, item = min(found, key=lambda v: _ORDER[v[0]])
+            return state, item.last_error or ""
+        dropped = self.spool.study_dir(study_uid) / "dropped" / f"{destination}.{item_id}"
+        return ("dropped", "") if dropped.exists() else ("delivered", "")
+
+
+def study_status(spool_dir: str | os.PathLike[str], study_uid: str, index: Index | None = None) -> StudyStatus:
+    index = index or Index(spool_dir)
+    files = StudyFiles(spool_dir, study_uid)
+    sops = files.layout.image_sops(files.study_uid)
+    status = StudyStatus(study_uid=files.study_uid, images=len(sops))
+    images = [files.image(s) for s in sops]
+    if images:
+        status.received = max(_mtime(p) for p in images)
+        status.accession = _accession(images[0])
+    for sop in sops:
+        path = files.result(sop)
+        if path.exists():
+            status.analysed += 1
+            try:
+                status.failed_images += int(bool(files.read_result(sop).error))
+            except Exception:  # unreadable result: counted as analysed, shown by `studies show`
+                continue
+    reports = files.reports()
+    status.reports = len(reports)
+    if reports:
+        latest: ReportRecord = max(reports, key=lambda r: r.created)
+        status.report, status.revision = latest.report_key, report_revision(latest.report_key)
+        for dest, item_id in sorted(latest.destinations.items()):
+            state, error = index.destination_state(files.study_uid, dest, item_id)
+            status.destinations[dest] = state
+            if error:
+                status.errors[dest] = error
+    return status
+
+
+def all_statuses(spool_dir: str | os.PathLike[str], state: str | None = None) -> list[StudyStatus]:
+    """Every study in the spool, newest first; ``state`` keeps only failed/pending/delivered."""
+    index = Index(spool_dir)
+    out = [study_status(spool_dir, uid, index) for uid in index.spool.study_uids()]
+    out = [s for s in out if state is None or s.state == state]
+    return sorted(out, key=lambda s: s.received or 0.0, reverse=True)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _accession(path: Path) -> str:
+    try:
+        ds = dcmread(path, stop_before_pixels=True, specific_tags=["AccessionNumber"])
+    except Exception:
+        return ""
+    return str(ds.get("AccessionNumber", "") or "")

@@ -1,0 +1,122 @@
+"""``mammocad studies`` and ``mammocad outbox drop`` against a real worker, redis and storescp.
+
+One study through analysis and delivery to two destinations (one down), then: the status per
+destination, ``resend`` (same objects again), ``reanalyse`` (an amended report with new UIDs
+citing the previous one), ``outbox drop`` (audited, study no longer waits), and items of a
+removed destination dead-lettered at once with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from pydicom import dcmread
+
+from mammocad.config import load_settings
+from mammocad.spool.outbox import Outbox
+from mammocad.spool.studies import StudyFiles, report_key
+from mammocad.spool.tasks import TASK_ANALYZE_IMAGE, TASK_FINALIZE_STUDY
+from mammocad.studies.actions import reanalyse, resend
+from mammocad.studies.status import all_statuses, study_status
+from mammocad.worker.tasks import _attempt
+from tests.services import free_port
+from tests.worker.conftest import StoreSCP, make_settings, wait_until
+from tests.worker.test_tasks import _spool_study
+
+SR = "1.2.840.10008.5.1.4.1.1.88.50"
+
+
+def _config(tmp_path: Path, spool: Path, redis_url: str, weights: Path, pacs_port: int) -> Path:
+    cfg = tmp_path / "mammocad.toml"
+    cfg.write_text(
+        f'[node]\nspool_dir = "{spool}"\n\n[broker]\nurl = "{redis_url}"\n\n'
+        f'[worker]\nweights = "{weights}"\ndevice = "cpu"\nsoft_time_limit_s = 60\ntime_limit_s = 90\n\n'
+        "[delivery]\nretry_initial_s = 0.5\nretry_max_s = 1\ndeadline_s = 600\nnetwork_timeout_s = 3\n\n"
+        f'[audit]\nfile = "{tmp_path / "audit.log"}"\n\n'
+        f'[[destinations]]\nname = "pacs"\nae_title = "PACS"\nhost = "127.0.0.1"\nport = {pacs_port}\n'
+        'outputs = ["mammo-cad-sr"]\n\n'
+        f'[[destinations]]\nname = "down"\nae_title = "DOWN"\nhost = "127.0.0.1"\nport = {free_port()}\n'
+        'outputs = ["mammo-cad-sr"]\n')
+    return cfg
+
+
+def _mammocad(cfg: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "mammocad", *args, "--config", str(cfg)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_see_and_act_on_a_study(tmp_path: Path, random_weights: Path, storescp: StoreSCP, celery_worker,
+                                redis_url: str) -> None:
+    spool = tmp_path / "spool"
+    cfg = _config(tmp_path, spool, redis_url, random_weights, storescp.port)
+    settings = load_settings(cfg)
+    app = celery_worker(settings, cfg)
+    study_uid, sops = _spool_study(spool)
+    for sop in sops:
+        app.send_task(TASK_ANALYZE_IMAGE, args=[str(spool), study_uid, sop])
+    app.send_task(TASK_FINALIZE_STUDY, args=[str(spool), study_uid, sops])
+    files = StudyFiles(spool, study_uid)
+    first = files.report(report_key(sops, "0.0.0-random"))
+    wait_until(first.exists, 120, "the study report")
+    wait_until(lambda: study_status(spool, study_uid).destinations.get("pacs") == "delivered", 60, "delivery")
+    wait_until(lambda: "down" in study_status(spool, study_uid).errors, 60, "a failed attempt at 'down'")
+
+    status = study_status(spool, study_uid)
+    assert (status.images, status.analysed, status.revision) == (4, 4, 0)
+    assert status.destinations == {"pacs": "delivered", "down": "pending"} and status.state == "pending"
+    assert "connection refused" in status.errors["down"]
+    assert [s.study_uid for s in all_statuses(spool, "pending")] == [study_uid]
+    assert all_statuses(spool, "delivered") == []
+    listing = _mammocad(cfg, "studies", "list")
+    assert listing.returncode == 0 and study_uid in listing.stdout and "down=pending, pacs=delivered" in listing.stdout
+    rows = [json.loads(line) for line in _mammocad(cfg, "studies", "list", "--json").stdout.splitlines()]
+    assert rows[0]["destinations"] == {"down": "pending", "pacs": "delivered"}
+    outbox_listing = _mammocad(cfg, "outbox", "list")
+    assert study_uid in outbox_listing.stdout, outbox_listing.stdout  # the study, not only a hash
+
+    # resend: the same SR (same UID) is queued and confirmed again.
+    original = {str(dcmread(p).SOPInstanceUID) for p in storescp.received()}
+    items = resend(settings, study_uid, ["pacs"])
+    assert [i.item_id for i in items] == [f"{first.stem}.s1"]
+    wait_until(lambda: Outbox(spool).get("pacs", items[0].item_id) is None, 60, "the re-sent item confirmed")
+    assert {str(dcmread(p).SOPInstanceUID) for p in storescp.received()} == original
+
+    # reanalyse: a new SR (new UID) citing the first as predecessor.
+    assert reanalyse(settings, study_uid) == 1
+    amended = files.report(report_key(sops, "0.0.0-random", 1))
+    wait_until(amended.exists, 120, "the amended report")
+    wait_until(lambda: len(storescp.received()) == 2, 60, "the amended SR at the PACS")
+    srs = {str(ds.SOPInstanceUID): ds for ds in map(dcmread, storescp.received())}
+    new_uid = (set(srs) - original).pop()
+    cited = [ref.ReferencedSOPInstanceUID for st in srs[new_uid].PredecessorDocumentsSequence
+             for se in st.ReferencedSeriesSequence for ref in se.ReferencedSOPSequence]
+    assert cited == sorted(original) and str(srs[new_uid].SOPClassUID) == SR
+    assert study_status(spool, study_uid).revision == 1
+
+    # outbox drop: every item for the down destination goes, audited; the study stops waiting.
+    dropped = _mammocad(cfg, "outbox", "drop", "--dest", "down")
+    assert dropped.returncode == 0, dropped.stderr
+    assert not Outbox(spool).items(destination="down") and not Outbox(spool).items(dead=True, destination="down")
+    status = study_status(spool, study_uid)
+    assert status.destinations == {"down": "dropped", "pacs": "delivered"}
+    audit = (tmp_path / "audit.log").read_text()
+    assert "mammocad outbox drop" in audit and study_uid in audit
+    shown = _mammocad(cfg, "studies", "show", study_uid)
+    assert "down" in shown.stdout and "dropped" in shown.stdout and "version 1" in shown.stdout
+
+
+def test_removed_destination_is_dead_lettered_with_the_reason(tmp_path: Path) -> None:
+    from tests.factories import make_mammogram
+
+    spool = tmp_path / "spool"
+    outbox = Outbox(spool)
+    item = outbox.put("gone", "item1", [make_mammogram(rows=64, columns=48)])
+    assert item is not None
+    outcome, wait = _attempt(make_settings(spool, []), outbox, item)
+    assert (outcome, wait) == ("dead", None)
+    dead = outbox.get("gone", "item1", dead=True)
+    assert dead is not None and "not in the configuration (removed?)" in (dead.last_error or "")
+    assert outbox.get("gone", "item1") is None
