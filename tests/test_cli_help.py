@@ -30,7 +30,8 @@ def test_the_expected_commands_exist() -> None:
         "aet list", "aet add", "aet remove",
         "dest list", "dest add", "dest remove", "dest echo",
         "config check",
-        "outbox list", "outbox retry",
+        "outbox list", "outbox retry", "outbox drop",
+        "studies list", "studies show", "studies resend", "studies reanalyse",
         "model synth", "model train", "model evaluate", "model calibrate", "model realism",
     }
     missing = expected - names
