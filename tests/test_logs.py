@@ -44,7 +44,7 @@ def test_third_party_lines_keep_the_format() -> None:
     line = KeyValueFormatter().format(celery)
     assert 'event=log msg="Connected to redis://x"' in line and "\n" not in line
     warning = logging.LogRecord("py.warnings", logging.WARNING, __file__, 1, "highdicom: value\ntruncated", (), None)
-    assert 'event=warning msg="highdicom: value\\ntruncated"' in KeyValueFormatter().format(warning)
+    assert 'event=warning msg="highdicom: value truncated"' in KeyValueFormatter().format(warning)
     own = logging.LogRecord("mammocad.node", logging.INFO, __file__, 1, "store", (), None)
     assert " event=store" in KeyValueFormatter().format(own)
     try:
