@@ -55,7 +55,7 @@ class Header:
     has_pixels: bool = True
     #: For the audit trail only (mammocad/node/observer.py); never logged.
     patient_id: str = field(default="", repr=False)
-    accession: str = ""
+    accession: str = field(default="", repr=False)
 
 
 #: Default inflation limit of a Deflated Explicit VR data set (``node.max_inflated_mb``).
