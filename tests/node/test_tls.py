@@ -8,6 +8,7 @@ good one; a caller entry's certificate_subject enforced; plain and TLS side by s
 from __future__ import annotations
 
 import logging
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -71,7 +72,11 @@ def test_tls_only_node_handshakes(start_node: Callable[..., NodeEnv], pki: TestP
     result = run_dcmtk(["storescu", "-aet", "STORESCU", "-aec", NODE_AE, *good, "127.0.0.1", str(env.port),
                         str(path)])
     assert result.returncode == 0, result.stderr
-    assert env.spool.image_path(str(study[0].StudyInstanceUID), str(study[0].SOPInstanceUID)).exists()
+    stored = env.spool.image_path(str(study[0].StudyInstanceUID), str(study[0].SOPInstanceUID))
+    assert stored.exists()
+    # Spooled images are patient data: 0640, in 0750 folders (they were world-readable before).
+    assert stat.S_IMODE(stored.stat().st_mode) == 0o640
+    assert stat.S_IMODE(stored.parent.stat().st_mode) == 0o750
 
 
 def test_caller_certificate_subject(start_node: Callable[..., NodeEnv], pki: TestPKI,
