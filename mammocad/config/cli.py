@@ -257,6 +257,13 @@ def _config_check(args: argparse.Namespace) -> int:
     print(f"destinations ({len(settings.destinations)}): {dests or 'none'}")
     broker = _redact(settings.broker.url) if settings.broker.url else "private redis-server started by `mammocad serve`"
     print(f"broker: {broker}")
+    audit = [f"file {settings.audit.file}"] if settings.audit.file else []
+    audit += [f"syslog {settings.audit.syslog}"] if settings.audit.syslog else []
+    print(f"audit trail: {', '.join(audit) or 'off (set [audit] file and/or syslog)'}")
+    m = settings.metrics
+    ports = [f"node {m.host}:{m.port}"] if m.port else []
+    ports += [f"workers {m.host}:{m.worker_port} (results), {m.worker_port + 1} (analysis)"] if m.worker_port else []
+    print(f"metrics: {'; '.join(ports) or 'off'}")
     for warning in advice.warnings(settings):
         print(f"warning: {warning}")
     return 0

@@ -57,3 +57,15 @@ def test_caller_and_destination_edits_are_audited(tmp_path: Path) -> None:
     failed = ET.fromstring(lines[2])
     assert failed.find("EventIdentification").get("EventOutcomeIndicator") == "4"  # type: ignore[union-attr]
     assert "already listed" in (failed.findtext("EventIdentification/EventOutcomeDescription") or "")
+
+
+def test_config_check_shows_where_audit_messages_and_metrics_go(tmp_path: Path) -> None:
+    config = tmp_path / "mammocad.toml"
+    config.write_text(f'[audit]\nfile = "{tmp_path / "audit.log"}"\nsyslog = "tcp://127.0.0.1:6514"\n'
+                      "[metrics]\nport = 9464\nworker_port = 9465\n")
+    out = _mammocad(config, "config", "check").stdout
+    assert f"audit trail: file {tmp_path / 'audit.log'}, syslog tcp://127.0.0.1:6514" in out
+    assert "metrics: node 127.0.0.1:9464; workers 127.0.0.1:9465 (results), 9466 (analysis)" in out
+    config.write_text("")
+    out = _mammocad(config, "config", "check").stdout
+    assert "audit trail: off" in out and "metrics: off" in out
