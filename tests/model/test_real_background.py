@@ -127,6 +127,9 @@ def test_value_models_invert_the_acquisition() -> None:
                                           inverted=False, vmax=65535.0)
     bright = film.add_line_integral(np.array([20000.0, 39000.0]), np.array([50.0, 50.0]))
     assert np.all(bright <= film.high) and np.all(bright > 39000.0)  # saturates toward clear film
+    # ... where the curve is flat, so a saturated speck carries less noise than mid-grey tissue.
+    assert film.slope_at(bright).max() < 0.2 * film.slope_at(np.array([35000.0]))[0]
+    assert np.allclose(model.slope_at(oriented[:2, :2]), model.slope)
 
 
 def test_real_backgrounds_train_from_the_cli_mixed_with_synthetic_data(tmp_path: Path) -> None:

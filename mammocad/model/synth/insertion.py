@@ -24,9 +24,10 @@ The speck's calcium map (``raster.render_cluster``, exact volume) is turned into
 ``physics.calcification_line_integral``, blurred by a Gaussian PSF (the system's MTF: screen and
 digitiser for film, pixel and focal spot for DR), mapped through the model, and given the extra
 quantum noise the lost photons cause: a region that transmits exp(−ΔL) of the photons has a
-relative noise exp(ΔL/2) times higher, so noise of std σ·sqrt(exp(ΔL) − 1) is added, σ being
-the image's own local noise (from the residual to the 4-neighbour mean). The real image's noise
-stays where it was.
+relative noise exp(ΔL/2) times higher; in stored values the noise also scales with the curve's
+slope (constant for DR, falling toward clear film), so noise of std σ·sqrt(exp(ΔL)·g² − 1) is
+added (g: slope after / slope before; nothing where that is negative), σ being the image's own
+local noise (from the residual to the 4-neighbour mean). The real image's noise stays where it was.
 """
 
 from __future__ import annotations
@@ -105,6 +106,16 @@ class ValueModel:
         span = self.high - self.low
         frac = np.clip((oriented - self.low) / span, 1e-6, 1 - 1e-6)
         return self.low + span * special.expit(special.logit(frac) + self.slope * delta_l)
+
+    def slope_at(self, oriented: np.ndarray) -> np.ndarray:
+        """d(oriented value)/dL at these values (dr: constant; film: the logistic's slope)."""
+        if self.acquisition == "film":
+            span = self.high - self.low
+            frac = np.clip((oriented - self.low) / span, 0.0, 1.0)
+            return self.slope * span * frac * (1.0 - frac)
+        if self.acquisition == "raw":
+            return np.maximum(oriented - self.low, 0.0)
+        return np.full(np.shape(oriented), self.slope)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items()}
@@ -188,7 +199,10 @@ def insert_cluster(stored: np.ndarray, model: ValueModel, spec: ClusterSpec, vie
         if model.acquisition == "raw":
             extra = sigma * np.sqrt(np.exp(-delta_l) * -np.expm1(-delta_l))
         else:
-            extra = sigma * np.sqrt(np.expm1(np.maximum(delta_l, 0.0)))
+            # Quantum noise in L grows by exp(ΔL/2); in stored values it also follows the
+            # curve's slope, which on film falls toward clear film (a saturated speck is quiet).
+            gain = model.slope_at(out) / np.maximum(model.slope_at(oriented), 1e-12)
+            extra = sigma * np.sqrt(np.maximum(np.exp(np.maximum(delta_l, 0.0)) * gain ** 2 - 1.0, 0.0))
         out = out + extra * noise
     back = model.vmax - out if model.inverted else out
     info = np.iinfo(stored.dtype) if np.issubdtype(stored.dtype, np.integer) else None
