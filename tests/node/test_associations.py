@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from pynetdicom import AE
@@ -71,3 +72,23 @@ def test_callers_hot_reloaded(start_node: Callable[..., NodeEnv], caplog: pytest
     # Removing a caller takes effect too.
     env.config.write_text(text.replace('ae_title = "ECHOSCU"', 'ae_title = "OTHER"'))
     assert _rejected(env.echoscu(aet="ECHOSCU").stderr, CALLING_REASON)
+
+
+def test_delivery_rejection_names_the_peer_reason(start_node: Callable[..., NodeEnv], tmp_path: Path,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """A rejected delivery says why in one line (the peer's reason in words), no pynetdicom ERROR lines."""
+    from mammocad.config import Destination
+    from mammocad.worker.delivery import DeliveryError, store_files
+    from tests.factories import make_mammogram, write
+
+    env = start_node()
+    files = [write(make_mammogram(rows=64, columns=48), tmp_path / "out" / "a.dcm")]
+    wrong_called = Destination(name="n", ae_title="NOTMAMMO", host="127.0.0.1", port=env.port)
+    with caplog.at_level(logging.DEBUG), pytest.raises(DeliveryError) as info:
+        store_files(wrong_called, files, calling_ae="STORESCU", timeout_s=5)
+    assert "[rejected]" in str(info.value) and "reason 7 (called AE title not recognised)" in str(info.value)
+    right = Destination(name="n", ae_title=NODE_AE, host="127.0.0.1", port=env.port)
+    with caplog.at_level(logging.DEBUG), pytest.raises(DeliveryError) as info:
+        store_files(right, files, calling_ae="STRANGER", timeout_s=5)
+    assert "reason 3 (calling AE title not recognised)" in str(info.value) and "'STRANGER'" in str(info.value)
+    assert not [r for r in caplog.records if r.name.startswith("pynetdicom") and r.levelno >= logging.ERROR]
