@@ -28,7 +28,7 @@ from mammocad.audit.syslog import SEVERITY_NOTICE, SEVERITY_WARNING, SyslogClien
 from mammocad.logs import log_event
 
 if TYPE_CHECKING:
-    from mammocad.config.settings import AuditSettings
+    from mammocad.config.services import AuditSettings
 
 logger = logging.getLogger("mammocad.audit")
 
@@ -63,7 +63,7 @@ class AuditTrail:
 
     @classmethod
     def from_settings(cls, audit: AuditSettings, ae_title: str, program: str = "mammocad") -> AuditTrail:
-        from mammocad.config.settings import syslog_address
+        from mammocad.config.services import syslog_address
 
         identity = Identity.make(ae_title, audit.source_id, audit.site_id, program)
         client = None

@@ -14,7 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -22,6 +22,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from mammocad.config.base import Section as _Section
+from mammocad.config.base import check_port as _check_port
 from mammocad.config.security import (
     Network,
     NodeTLSSettings,
@@ -29,6 +31,7 @@ from mammocad.config.security import (
     check_destination_tls,
     host_networks,
 )
+from mammocad.config.services import AuditSettings, MetricsSettings
 from mammocad.dicom import tls
 
 DEFAULT_CONFIG_PATH = Path("config/mammocad.toml")
@@ -48,12 +51,6 @@ def validate_ae_title(value: str) -> str:
     if any(ord(c) < 32 or ord(c) == 127 for c in stripped):
         raise ValueError(f"AE title must not contain control characters, got {value!r}")
     return stripped
-
-
-def _check_port(value: int) -> int:
-    if not 1 <= value <= 65535:
-        raise ValueError(f"port must be 1-65535, got {value}")
-    return value
 
 
 class OutputKind(StrEnum):
@@ -82,10 +79,6 @@ class OutputKind(StrEnum):
 
 _SERIES_NUMBERS = {OutputKind.MAMMO_CAD_SR: 9901, OutputKind.TID1500_SR: 9902,
                    OutputKind.SECONDARY_CAPTURE: 9903, OutputKind.GSPS: 9904}
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class NodeSettings(_Section):
@@ -250,77 +243,6 @@ class ResultsSettings(_Section):
     #: instead of ~7 MB per image); 0 stores them uncompressed RGB. A PACS that refuses JPEG
     #: gets them decompressed at delivery either way.
     sc_jpeg_quality: int = Field(90, ge=0, le=100)
-
-
-_SYSLOG_SCHEMES = {"udp": 514, "tcp": 514, "tls": 6514}
-
-
-class AuditSettings(_Section):
-    """DICOM PS3.15 A.5 audit trail (IHE ATNA); see mammocad/audit and docs/ADMIN.md."""
-
-    #: One XML audit message per line, appended; empty: no audit file.
-    file: str = ""
-    #: RFC 5424 syslog collector: ``udp://host:514``, ``tcp://host:514`` (RFC 6587 octet
-    #: counting) or ``tls://host:6514`` (RFC 5425); empty: none.
-    syslog: str = ""
-    #: CA file to verify a ``tls://`` collector; empty: the system trust store.
-    ca_certificates: str = ""
-    #: Client certificate and key for ``tls://`` (ATNA asks for mutual TLS); optional.
-    certificate: str = ""
-    private_key: str = ""
-    #: AuditSourceID; empty: ``<node.ae_title>@<host name>``.
-    source_id: str = ""
-    #: AuditEnterpriseSiteID (the hospital), optional.
-    site_id: str = ""
-    #: Messages waiting for the sender thread; beyond this new messages are dropped and counted.
-    queue_size: int = Field(10000, ge=10)
-
-    @field_validator("syslog")
-    @classmethod
-    def _syslog(cls, value: str) -> str:
-        value = value.strip()
-        if value:
-            syslog_address(value)
-        return value
-
-    @model_validator(mode="after")
-    def _tls_pair(self) -> AuditSettings:
-        if bool(self.certificate) != bool(self.private_key):
-            raise ValueError("audit.certificate and audit.private_key go together: give both or neither")
-        return self
-
-
-def syslog_address(url: str) -> tuple[str, str, int]:
-    """``tcp://host:port`` → ``("tcp", host, port)``; ValueError naming what is wrong."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme not in _SYSLOG_SCHEMES:
-        raise ValueError(f"syslog must be udp://HOST[:PORT], tcp://HOST[:PORT] or tls://HOST[:PORT], got {url!r}")
-    host, colon, port_text = rest.rstrip("/").rpartition(":")
-    if not colon:
-        host, port_text = rest.rstrip("/"), str(_SYSLOG_SCHEMES[scheme])
-    host = host.strip("[]")
-    if not host or not port_text.isdigit():
-        raise ValueError(f"syslog {url!r}: expected {scheme}://HOST:PORT")
-    return scheme, host, _check_port(int(port_text))
-
-
-class MetricsSettings(_Section):
-    """Prometheus endpoints (``/metrics``, ``/healthz``, ``/readyz``); 0 turns one off."""
-
-    #: Address the endpoints listen on; loopback unless Prometheus scrapes from another box.
-    host: str = "127.0.0.1"
-    #: The node's endpoint (``mammocad node`` / ``mammocad serve``); 0 = off.
-    port: int = Field(0, ge=0, le=65535)
-    #: A worker's endpoint; 0 = off. Under one ``mammocad worker`` (both queues) the results
-    #: worker takes this port and the analysis worker the next one; ``--metrics-port`` overrides.
-    worker_port: int = Field(0, ge=0, le=65535)
-
-    @model_validator(mode="after")
-    def _distinct(self) -> MetricsSettings:
-        if self.port and self.worker_port and self.port in (self.worker_port, self.worker_port + 1):
-            raise ValueError(f"metrics.port ({self.port}) must differ from metrics.worker_port "
-                             f"({self.worker_port}) and the port after it (the analysis worker's)")
-        return self
 
 
 class Settings(BaseSettings):
