@@ -61,12 +61,32 @@ def breast_mask(image: np.ndarray, spacing_mm: float, *, edge_mm: float = 1.0, a
     breast = ndimage.binary_fill_holes(labels == int(np.argmax(sizes)) + 1)
     # What the opening cut off near the breast is its own ragged rim; farther out, a strip.
     near = _dilate(breast, px(strip_mm) + 1)
-    artefacts = _dilate(foreground & ~near, px(artefact_margin_mm))
+    artefacts = _dilate(_bright_components(img, foreground & ~near, breast, px(5.0)), px(artefact_margin_mm))
     edge = _edge_bands(foreground, px(edge_mm), max_strip_px=px(10.0), margin_px=px(2.0))
     inner = _erode(breast, px(rim_mm))
     pectoral = pectoral_mask(img, breast, spacing_mm)
     usable = inner & ~artefacts & ~edge & ~_dilate(pectoral, px(pectoral_margin_mm))
     return BreastMask(breast=breast, artefacts=artefacts | (edge & foreground), usable=usable, pectoral=pectoral)
+
+
+def _bright_components(image: np.ndarray, candidates: np.ndarray, breast: np.ndarray, near_px: int) -> np.ndarray:
+    """The components of ``candidates`` that are not breast: labels, markers, tape, film edges.
+
+    Faint islands hugging the breast are its own thin periphery, cut off by the threshold (a
+    fatty or underexposed skin zone); calling them artefacts would eat the breast. A component
+    is an artefact when it lies farther than ``near_px`` from the breast, or when it is bright
+    (90th percentile at the breast's upper quartile: burned-in text next to the skin line).
+    """
+    labels, n = ndimage.label(candidates)
+    if n == 0 or not breast.any():
+        return np.zeros(candidates.shape, dtype=bool)
+    index = np.arange(1, n + 1)
+    distance = ndimage.distance_transform_edt(~breast)
+    far = np.asarray(ndimage.minimum(distance, labels, index)) > near_px
+    level = float(np.percentile(image[breast], 75))
+    bright = np.asarray(ndimage.mean(image >= level, labels, index)) >= 0.1  # its 90th percentile reaches it
+    keep = np.concatenate([[False], far | bright])
+    return np.asarray(keep[labels])
 
 
 def _edge_bands(foreground: np.ndarray, edge_px: int, *, max_strip_px: int, margin_px: int) -> np.ndarray:

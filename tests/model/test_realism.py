@@ -70,7 +70,9 @@ def test_breast_mask_keeps_rois_off_labels_and_film_borders() -> None:
     img[breast] = 0.5 + 0.05 * rng.normal(size=int(breast.sum()))
     img[:, :12] = 1.0  # a film border running along the chest wall, touching the breast
     img[60:110, 560:660] = 1.0  # a burned-in label in the background
+    img[440:460, 530:542] = 0.2  # a faint island of skin-line tissue just off the breast: not an artefact
     mask = realism.breast_mask(img, 0.2)
+    assert not mask.artefacts[450, 536] and mask.usable[450, 300]
     assert mask.breast[450, 200] and not mask.breast[80, 600]
     assert mask.artefacts[80, 600] and not mask.usable[:, :12].any()
     for r, c in realism.roi_origins(mask.usable):
