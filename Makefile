@@ -11,13 +11,18 @@ RUN_PKGS := redis-server
 TEST_PKGS := redis-server dcmtk orthanc dicom3tools libpixelmed-java default-jre-headless systemd openssl
 PYTEST_ARGS ?=
 
-.PHONY: run test system-deps system-test-deps venv lint bench clean demo-weights
+.PHONY: run test test-faults system-deps system-test-deps venv lint bench clean demo-weights
 
 run: system-deps venv
 	$(BIN)/mammocad serve
 
 test: system-test-deps venv
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not faults" $(PYTEST_ARGS)
+
+# The fault suite (tests/faults, docs/FAULTS.md): kills node, workers and redis mid-study,
+# fills the disk, takes the PACS down, sends poison and hostile input; about 10 minutes.
+test-faults: system-test-deps venv
+	$(BIN)/python -m pytest -m faults tests/faults $(PYTEST_ARGS)
 
 # Rebuilds mammocad/model/weights/demo.pt from scratch (hours on CPU): stage 1 at 0.3 mm from
 # random weights, stage 2 fine-tunes it at 0.2 mm, stage 3 fine-tunes that on synth v2 plus real

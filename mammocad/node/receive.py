@@ -52,7 +52,7 @@ class SpoolTempFile:
 
     def __init__(self, tmp_dir: Path) -> None:
         ensure_dir(tmp_dir)
-        self.name = str(tmp_dir / f".rx-{uuid.uuid4().hex}.part")
+        self.name = str(tmp_dir / f"{RX_PREFIX}{uuid.uuid4().hex}.part")
         self._fd: int | None = os.open(self.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
         self.size = 0
         self._kicked = 0
@@ -105,6 +105,27 @@ class SpoolTempFile:
                 return atomic_write_bytes(target, iter(lambda: fh.read(1 << 20), b""), tmp_dir)
         fsync_dir(target.parent)
         return self.size
+
+
+RX_PREFIX = ".rx-"
+
+
+def clean_leftovers(tmp_dir: Path) -> int:
+    """Remove the partial receive files a killed node left in ``tmp_dir``; return how many.
+
+    Only the node writes ``.rx-*`` files and one node runs per spool (the instance lock),
+    so at start-up every one of them is a leftover, whatever its age.
+    """
+    removed = 0
+    if not tmp_dir.is_dir():
+        return 0
+    for path in tmp_dir.glob(f"{RX_PREFIX}*.part"):
+        try:
+            path.unlink()
+            removed += 1
+        except OSError:
+            continue
+    return removed
 
 
 def _registered_tmp() -> Path | None:

@@ -140,6 +140,9 @@ class Node:
 
     def start(self) -> None:
         self.spool.create()
+        leftovers = receive.clean_leftovers(self.spool.tmp)
+        if leftovers:
+            log_event(logger, "receive_leftovers_removed", logging.WARNING, files=leftovers)
         recover(self.spool, self.dispatcher)
         self.dispatcher.start()
         node = self.settings.node

@@ -25,6 +25,10 @@ def make_celery(settings: Settings, broker_url: str | None = None) -> Celery:
         )
     w = settings.worker
     app = Celery("mammocad", broker=url, set_as_current=False)
+    if url.startswith(("redis://", "rediss://")):
+        from mammocad.spool.kombu_redis import TRANSPORT
+
+        app.conf.broker_transport = TRANSPORT  # kombu's Redis transport, surviving broker outages
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],

@@ -152,22 +152,43 @@ def owed_work(spool: Spool, view: BrokerView, lease_s: float, now: float | None 
     return out
 
 
+#: Longest pause between two re-queues of the same work (it keeps failing: disk full...).
+MAX_BACKOFF_S = 300.0
+
+
 class Reconciler:
-    """Confirms owed work over two passes, so a message in transit is not duplicated."""
+    """Confirms owed work over two passes, so a message in transit is not duplicated.
+
+    Work re-queued once and owed again (its task failed: a full disk, a poison study) is
+    re-queued with a doubling pause, up to MAX_BACKOFF_S, so a lasting fault costs one
+    attempt every few minutes, not one per pass.
+    """
 
     def __init__(self, spool: Spool, lease_s: float) -> None:
         self.spool = spool
         self.lease_s = lease_s
         self._suspects: set[Key] = set()
+        self._backoff: dict[Key, tuple[float, float]] = {}  # key -> (not before, pause)
 
     def due(self, view: BrokerView, now: float | None = None) -> list[Owed]:
         """Owed work seen missing in this pass and the previous one (re-queue it now)."""
+        now = time.time() if now is None else now
         found = owed_work(self.spool, view, self.lease_s, now)
         keys = {o.key for o in found}
+        self._backoff = {k: v for k, v in self._backoff.items() if k in keys}  # done: forget
         # A stale lease is proof on its own (its process is gone); "not queued" may be a
         # message between a list and the unacked hash, so it must be seen twice.
         confirmed = [o for o in found if o.key in self._suspects or o.why.startswith("lease")]
         self._suspects = keys - {o.key for o in confirmed}
+        due = []
+        for owed in confirmed:
+            not_before, pause = self._backoff.get(owed.key, (0.0, 0.0))
+            if now < not_before:
+                continue
+            pause = min(MAX_BACKOFF_S, pause * 2) if pause else max(self.lease_s, 5.0)
+            self._backoff[owed.key] = (now + pause, pause)
+            due.append(owed)
+        confirmed = due
         for owed in confirmed:
             if owed.task == TASK_ANALYZE_IMAGE and owed.why.startswith("lease"):
                 lease_path(self.spool, owed.study_uid, owed.sop_uids[0]).unlink(missing_ok=True)

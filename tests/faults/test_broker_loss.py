@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import redis
 
 from mammocad.spool.tasks import TASK_ANALYZE_IMAGE, TASK_FINALIZE_STUDY
 from tests.factories import make_four_view_study, write
 from tests.services import wait_until
+
+pytestmark = pytest.mark.faults
 
 
 def test_node_requeues_what_an_empty_redis_forgot(tmp_path: Path, start_node) -> None:

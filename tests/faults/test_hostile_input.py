@@ -22,6 +22,8 @@ from tests.factories import make_four_view_study, make_mammogram, write
 from tests.faults.raw_send import MG, part10, probes, send_files, stalled_requests
 from tests.services import wait_until
 
+pytestmark = pytest.mark.faults
+
 CT = "1.2.840.10008.5.1.4.1.1.2"
 PHI_NAME, PHI_ID = "QQPHINAME^ZZSECRET", "PHIID7734XQ"
 

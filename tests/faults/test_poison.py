@@ -20,6 +20,8 @@ from mammocad.spool.tasks import TASK_ANALYZE_IMAGE, TASK_FINALIZE_STUDY
 from tests.factories import make_mammogram, write
 from tests.worker.conftest import StoreSCP, make_settings, wait_until
 
+pytestmark = pytest.mark.faults
+
 MAMMO_CAD_SR = "1.2.840.10008.5.1.4.1.1.88.50"
 
 

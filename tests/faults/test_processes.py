@@ -1,0 +1,117 @@
+"""Kill things mid-study, with every part a real process (issue 12, item 6).
+
+One installation (redis, node, analysis worker, results worker, Orthanc) serves the whole
+module; each test breaks one part mid-study, brings it back as a supervisor would, and
+reconciles: images acknowledged = images analysed = images in exactly one delivered
+report, per study, in Orthanc. Nothing is restarted that the scenario did not kill.
+"""
+
+from __future__ import annotations
+
+import resource
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.faults.cluster import Cluster, fresh_study, in_flight
+from tests.services import wait_until
+
+pytestmark = pytest.mark.faults
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, random_weights: Path) -> Iterator[Cluster]:
+    c = Cluster(tmp_path_factory.mktemp("cluster"), random_weights)
+    try:
+        yield c.start_all()
+    finally:
+        c.stop()
+
+
+def _alive(cluster: Cluster, *roles: str) -> None:
+    for role in roles:
+        assert cluster.procs[role].poll() is None, f"the {role} process died:\n{cluster.log_text(role)[-3000:]}"
+
+
+def test_node_killed_mid_study_and_the_pacs_resends(cluster: Cluster, tmp_path: Path) -> None:
+    uid, sops, paths = fresh_study(tmp_path, "node")
+    cluster.send(paths[:2])
+    cluster.kill("node")
+    cluster.start("node")
+    cluster.send(paths)  # the sender retries the whole study
+    cluster.reconcile(uid, sops)
+    assert not list((cluster.spool / "tmp").glob(".rx-*"))  # no receive leftovers
+
+
+def test_gpu_worker_killed_mid_image_reruns_from_its_lease(cluster: Cluster, tmp_path: Path) -> None:
+    uid, sops, paths = fresh_study(tmp_path, "gpu", rows=384, columns=300)
+    cluster.send(paths)
+    wait_until(lambda: in_flight(cluster, uid, sops), 120, "an analysis in flight", interval=0.01)
+    cluster.kill("gpu")  # main process and pool child: the task stays unacknowledged in redis
+    cluster.start("gpu")
+    cluster.reconcile(uid, sops)
+    assert 'why="lease expired' in cluster.log_text("node")  # not the 3-minute visibility timeout
+
+
+def test_results_worker_killed_mid_study(cluster: Cluster, tmp_path: Path) -> None:
+    uid, sops, paths = fresh_study(tmp_path, "results")
+    cluster.send(paths)
+    wait_until(lambda: (cluster.spool / "studies" / uid / "complete.json").exists(), 60, "the study declared")
+    cluster.kill("results")
+    cluster.start("results")
+    cluster.reconcile(uid, sops)
+
+
+@pytest.mark.parametrize("aof", [False, True], ids=["empty", "aof"])
+def test_redis_killed_mid_study(cluster: Cluster, tmp_path: Path, aof: bool) -> None:
+    uid, sops, paths = fresh_study(tmp_path, f"redis-{aof}")
+    cluster.send(paths[:3])
+    cluster.kill("redis")
+    if not aof:
+        for f in (cluster.workdir / "redis").rglob("*"):
+            if f.is_file():
+                f.unlink()
+    cluster.send(paths[3:])  # the node acknowledges while the broker is down
+    cluster.start_redis(aof=aof)
+    cluster.reconcile(uid, sops)
+    _alive(cluster, "node", "gpu", "results")  # workers survive the broker outage
+
+
+def test_pacs_down_for_the_backoff_schedule(cluster: Cluster, tmp_path: Path) -> None:
+    assert cluster.orthanc is not None
+    cluster.orthanc.stop()
+    uid, sops, paths = fresh_study(tmp_path, "pacs")
+    cluster.send(paths)
+    items = cluster.spool / "outbox" / "pacs"
+    wait_until(lambda: any('"attempts": 3' in p.read_text() for p in items.glob("*/item.json")), 120,
+               "three failed delivery attempts")
+    cluster.start_orthanc()
+    cluster.reconcile(uid, sops)
+
+
+def _limit_file_size(cluster: Cluster, role: str, limit: int) -> None:
+    """A full disk, as RLIMIT_FSIZE (soft limit) on the role's processes: writes fail with EFBIG."""
+    for pid in cluster.pids(role):
+        resource.prlimit(pid, resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+
+
+def test_node_disk_full_refuses_then_the_resend_is_reported_once(cluster: Cluster, tmp_path: Path) -> None:
+    uid, sops, paths = fresh_study(tmp_path, "nodefull")
+    cluster.send(paths[:2])
+    _limit_file_size(cluster, "node", 2048)  # every image write fails now (EFBIG): "disk full"
+    refused = cluster.send(paths[2:], check=False)
+    assert "0xa700" in (refused.stdout + refused.stderr).lower() or refused.returncode != 0
+    _limit_file_size(cluster, "node", resource.RLIM_INFINITY)
+    cluster.send(paths)  # the sender retries
+    cluster.reconcile(uid, sops)
+
+
+def test_results_worker_disk_full_recovers_without_restart(cluster: Cluster, tmp_path: Path) -> None:
+    _limit_file_size(cluster, "results", 1024)  # the SR cannot be written into the outbox
+    uid, sops, paths = fresh_study(tmp_path, "workerfull")
+    cluster.send(paths)
+    wait_until(lambda: f"event=finalize_failed study={uid}" in cluster.log_text("results"), 120,
+               "a finalize that failed on the full disk")
+    _limit_file_size(cluster, "results", resource.RLIM_INFINITY)
+    cluster.reconcile(uid, sops)  # re-queued by the reconciler; nothing restarted
