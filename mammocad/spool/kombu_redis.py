@@ -33,19 +33,20 @@ TRANSPORT = "mammocad.spool.kombu_redis:Transport"
 
 class QoS(kombu_redis.QoS):  # type: ignore[misc]
     def restore_unacked(self, client: Any = None) -> None:
+        delivered: Any = self._delivered  # an OrderedDict once the QoS exists
         connection = getattr(self.channel, "connection", None)
         if client is None and getattr(connection, "client", None) is None:
-            log_event(logger, "unacked_restore_skipped", logging.WARNING, tasks=len(self._delivered),
+            log_event(logger, "unacked_restore_skipped", logging.WARNING, tasks=len(delivered),
                       reason="broker connection already closed; the visibility timeout and the "
                              "reconciler bring the tasks back")
-            self._delivered.clear()
+            delivered.clear()
             return
         try:
             super().restore_unacked(client)
         except AttributeError as exc:  # the connection went away while restoring
-            log_event(logger, "unacked_restore_skipped", logging.WARNING, tasks=len(self._delivered),
+            log_event(logger, "unacked_restore_skipped", logging.WARNING, tasks=len(delivered),
                       error=safe_error(exc))
-            self._delivered.clear()
+            delivered.clear()
 
 
 class Channel(kombu_redis.Channel):  # type: ignore[misc]
