@@ -311,7 +311,9 @@ def finalize(state: TrainState, cfg: TrainConfig, out: Path, device: str, val_it
                      "mammocad_version": mammocad.__version__, "torch_version": str(torch.__version__)},
         "lesion_score_threshold": 0.5,
         "not_for_diagnosis": "research use only; not for diagnostic use"
-        + ("; trained on synthetic data only" if cfg.synthetic else ""),
+        + ("; trained on synthetic data only (simulated calcifications"
+           + ("; some backgrounds are real images)" if any(s.format != "synthetic" for s in cfg.data) else ")")
+           if cfg.synthetic else ""),
     }
     path = out / MODEL_NAME
     save_release_checkpoint(path, state.model, spec, cfg.preprocess, metadata)

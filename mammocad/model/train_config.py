@@ -19,6 +19,9 @@ from mammocad.model.dataset import AugmentConfig, DataSource, TileConfig
 from mammocad.model.detector import DetectorSpec
 from mammocad.model.standardise import PreprocessSpec
 
+#: Data formats whose lesions are all simulated: a model trained only on them is "synthetic".
+SIMULATED_LESION_FORMATS = ("synthetic", "real-background")
+
 
 class TrainError(RuntimeError):
     """Training cannot go on; the message says what to change."""
@@ -108,7 +111,9 @@ class TrainConfig:
 
     @property
     def synthetic(self) -> bool:
-        return all(src.format == "synthetic" for src in self.data)
+        """Every lesion the model learned from was simulated (synthetic studies, or clusters inserted
+        into real backgrounds): such weights must say so on every output, as the demo weights do."""
+        return all(src.format in SIMULATED_LESION_FORMATS for src in self.data)
 
 
 def _section(raw: dict[str, Any], key: str, cls: type) -> Any:

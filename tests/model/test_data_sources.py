@@ -35,3 +35,14 @@ def test_package_paths_resolve_inside_installed_packages() -> None:
     assert src.path == CBIS.parent.parent / "sfm-benign-0" and src.path.is_dir()
     with pytest.raises(ValueError, match="no installed Python package 'no_such_pkg'"):
         DataSource.from_dict({"format": "manifest", "path": "package:no_such_pkg/x"})
+
+
+def test_weights_trained_on_simulated_lesions_are_labelled_synthetic() -> None:
+    from mammocad.model.train_config import config_from_dict
+
+    synth = {"format": "synthetic", "path": "x", "n_studies": 1}
+    real_bg = {"format": "real-background", "path": "y"}
+    annotated = {"format": "mias", "path": "z"}
+    tiles = {"detector": {"tile_size": 192}, "tiles": {"size": 192}}
+    assert config_from_dict({"data": [synth, real_bg], **tiles}).synthetic
+    assert not config_from_dict({"data": [synth, annotated], **tiles}).synthetic
