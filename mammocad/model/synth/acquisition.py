@@ -41,12 +41,12 @@ class DrSettings:
 
     @classmethod
     def sample(cls, rng: np.random.Generator) -> DrSettings:
-        return cls(photons_behind=float(rng.uniform(2000, 6000)), scatter_to_primary=float(rng.uniform(0.2, 0.6)),
+        return cls(photons_behind=float(rng.uniform(3000, 8000)), scatter_to_primary=float(rng.uniform(0.2, 0.6)),
                    scatter_sigma_mm=float(rng.uniform(15, 35)), mtf_sigma_mm=float(rng.uniform(0.05, 0.1)),
                    glare=float(rng.uniform(0.02, 0.1)), electronic=float(rng.uniform(0.05, 0.3)),
                    equalisation=float(rng.uniform(0.5, 0.95)), unsharp_gain=float(rng.uniform(0.1, 0.6)),
                    unsharp_sigma_mm=float(rng.uniform(1.0, 4.0)), gamma=float(rng.uniform(0.8, 1.3)),
-                   contrast=float(rng.uniform(3.0, 6.0)))
+                   contrast=float(rng.uniform(2.5, 5.0)))
 
 
 def coarse_blur(values: np.ndarray, spacing: float, sigma_mm: float) -> np.ndarray:

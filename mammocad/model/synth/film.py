@@ -42,7 +42,7 @@ class FilmSettings:
     @classmethod
     def sample(cls, rng: np.random.Generator) -> FilmSettings:
         return cls(gamma=float(rng.uniform(2.5, 3.5)), d_min=float(rng.uniform(0.15, 0.25)),
-                   d_max=float(rng.uniform(3.6, 4.2)), d_breast=float(rng.uniform(1.2, 1.8)),
+                   d_max=float(rng.uniform(3.6, 4.2)), d_breast=float(rng.uniform(0.7, 1.3)),
                    scatter_to_primary=float(rng.uniform(0.2, 0.6)), scatter_sigma_mm=float(rng.uniform(15, 35)),
                    screen_sigma_mm=float(rng.uniform(0.06, 0.12)), photons_behind=float(rng.uniform(800, 2500)),
                    grain=float(rng.uniform(0.008, 0.02)), scan_pitch_mm=float(rng.choice([0.05, 0.0435, 0.1, 0.2])),

@@ -131,11 +131,13 @@ def _scratch(shape: tuple[int, int], spacing: float, rng: np.random.Generator) -
 
 
 def _border(density: np.ndarray, spacing: float, d_min: float, rng: np.random.Generator) -> None:
-    """The clear unexposed margin of the film along some image edges (a few mm, slightly ragged)."""
+    """The clear unexposed margin of the film along up to three image edges (a few mm, slightly ragged).
+
+    Never all four: a scan is cropped on at least one side, as archive images are.
+    """
     rows, cols = density.shape
-    for side in range(4):
-        if rng.random() < 0.5:
-            continue
+    n_sides = int(rng.choice([0, 1, 1, 2, 2, 3]))
+    for side in sorted(int(x) for x in rng.permutation(4)[:n_sides]):
         n = cols if side < 2 else rows
         width = rng.uniform(0.5, 6.0) / spacing + np.cumsum(rng.normal(0, 0.02, n))
         depth = np.arange(rows if side < 2 else cols, dtype=np.float32)
