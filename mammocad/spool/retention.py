@@ -21,6 +21,7 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,10 +81,38 @@ def _why_kept(spool: Spool, study: Path) -> str | None:
     return None
 
 
-def _remove(spool: Spool, folder: Path) -> None:
+def _merge_back(doomed: Path, folder: Path) -> None:
+    """Move everything in ``doomed`` back under ``folder`` (keeping what is there now)."""
+    if not folder.exists():
+        os.rename(doomed, folder)
+        return
+    for path in sorted(doomed.rglob("*")):
+        target = folder / path.relative_to(doomed)
+        if path.is_file() and not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(path, target)
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+def _remove(spool: Spool, folder: Path, check: Callable[[Path], str | None] | None = None) -> bool:
+    """Remove ``folder`` unless an image arrived between the checks and the rename.
+
+    The node may commit an image into the study (and answer Success) after the age and
+    report checks ran. The folder is renamed away first (atomic), then ``check`` runs
+    again on what was moved: an image in no report, or a new folder the node created in
+    the meantime, puts everything back, so nothing answered Success is ever deleted.
+    Returns False when the study was put back.
+    """
     doomed = spool.tmp / f".pruned-{folder.name}-{uuid.uuid4().hex[:8]}"
     os.rename(folder, doomed)
+    reason = check(doomed) if check is not None else None
+    if reason is not None or folder.exists():
+        _merge_back(doomed, folder)
+        log_event(logger, "prune_raced_arrival", logging.WARNING, study=folder.name,
+                  reason=reason or "an image arrived while the study was being removed")
+        return False
     shutil.rmtree(doomed, ignore_errors=True)
+    return True
 
 
 def prune(spool_dir: str | os.PathLike[str], older_than_s: float, *, dry_run: bool = False,
@@ -103,8 +132,8 @@ def prune(spool_dir: str | os.PathLike[str], older_than_s: float, *, dry_run: bo
             if reason:
                 report.kept[uid] = reason
                 continue
-            if not dry_run:
-                _remove(spool, folder)
+            if not dry_run and not _remove(spool, folder, lambda moved: _why_kept(spool, moved)):
+                continue
         except FileNotFoundError:  # removed under us (another prune)
             continue
         report.studies.append(uid)

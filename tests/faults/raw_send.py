@@ -9,16 +9,29 @@ presentation context, or whose element lengths are absurd, as a broken sender wo
 from __future__ import annotations
 
 import socket
+import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from pydicom.dataset import FileMetaDataset
-from pydicom.filewriter import write_file_meta_info
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset, write_file_meta_info
 from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE, _config
 
 MG = "1.2.840.10008.5.1.4.1.1.1.2"
+PHI_NAME, PHI_ID = "QQPHINAME^ZZSECRET", "PHIID7734XQ"
+SECRETS = ("QQPHINAME", "ZZSECRET", PHI_ID)
+
+
+def body_of(ds: Any) -> bytes:
+    """The data set encoded Explicit VR Little Endian, as it travels in C-STORE."""
+    fp = DicomBytesIO()
+    fp.is_little_endian, fp.is_implicit_VR = True, False
+    write_dataset(fp, ds)
+    return fp.getvalue()
 
 
 @contextmanager
@@ -81,3 +94,23 @@ def probes(port: int, n: int) -> None:
     """``n`` bare connect + close probes (a port scan, a TCP health check)."""
     for _ in range(n):
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
+
+
+def absurd_uid_bodies() -> list[tuple[str, bytes]]:
+    """Data sets whose SOP Instance UID length field swallows the patient module (or more)."""
+    from tests.factories import make_mammogram
+
+    ds = make_mammogram(rows=16, columns=16, patient_name=PHI_NAME, patient_id=PHI_ID)
+    body = body_of(ds)
+    tag = struct.pack("<HH", 0x0008, 0x0018) + b"UI"
+    at = body.index(tag)
+    old = struct.unpack("<H", body[at + 6:at + 8])[0]
+    out = []
+    for name, length in (("swallows the name", old + 200), ("past the end", 0xFFF0)):
+        out.append((name, body[:at + 6] + struct.pack("<H", length) + body[at + 8:]))
+    # And a UID whose value carries the name itself, well-formed lengths.
+    value = (str(ds.SOPInstanceUID) + "." + PHI_NAME + PHI_ID).encode()
+    value += b"\x00" * (len(value) % 2)
+    swapped = body[:at + 6] + struct.pack("<H", len(value)) + value + body[at + 8 + old:]
+    out.append(("carries the name", swapped))
+    return out

@@ -13,27 +13,27 @@ import zlib
 from pathlib import Path
 
 import pytest
-from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import write_dataset
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 
 from mammocad.logs import KeyValueFormatter
 from tests.factories import make_four_view_study, make_mammogram, write
-from tests.faults.raw_send import MG, part10, probes, send_files, stalled_requests
+from tests.faults.raw_send import (
+    MG,
+    PHI_ID,
+    absurd_uid_bodies,
+    body_of,
+    part10,
+    probes,
+    send_files,
+    stalled_requests,
+)
 from tests.services import wait_until
 
 pytestmark = pytest.mark.faults
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
-PHI_NAME, PHI_ID = "QQPHINAME^ZZSECRET", "PHIID7734XQ"
 
 
-def _body(ds) -> bytes:
-    """The data set encoded Explicit VR Little Endian, as it travels in C-STORE."""
-    fp = DicomBytesIO()
-    fp.is_little_endian, fp.is_implicit_VR = True, False
-    write_dataset(fp, ds)
-    return fp.getvalue()
 
 
 def _closed_by_peer(sock: socket.socket) -> bool:
@@ -69,7 +69,7 @@ def test_a_deflate_bomb_is_refused_before_it_is_inflated(tmp_path: Path, start_n
     env = start_node(extra_node="max_inflated_mb = 16")
     ds = make_mammogram(rows=64, columns=48)
     del ds.PixelData
-    head = _body(ds)
+    head = body_of(ds)
     deflater = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
     size = 600 << 20  # 600 MB of zeros in a 7FE0,0010 OB element
     out = [deflater.compress(head + struct.pack("<HH2sHI", 0x7FE0, 0x0010, b"OB", 0, size))]
@@ -88,34 +88,16 @@ def test_a_deflate_bomb_is_refused_before_it_is_inflated(tmp_path: Path, start_n
 def test_a_data_set_under_another_sop_class_s_context_is_refused(tmp_path: Path, start_node) -> None:
     env = start_node()
     ds = make_mammogram(rows=64, columns=48)  # Digital Mammography, sent under a CT context
-    path = part10(tmp_path / "mg-as-ct.dcm", _body(ds), sop_class=CT, sop_uid=str(ds.SOPInstanceUID))
+    path = part10(tmp_path / "mg-as-ct.dcm", body_of(ds), sop_class=CT, sop_uid=str(ds.SOPInstanceUID))
     assert send_files(env.port, [path], contexts=[(CT, ExplicitVRLittleEndian)]) == [0xA900]
     assert not list(env.spool.studies.rglob("*.dcm")) and not list(env.spool.other.rglob("*.dcm"))
-
-
-def _absurd_uid_bodies() -> list[tuple[str, bytes]]:
-    """Data sets whose SOP Instance UID length field swallows the patient module (or more)."""
-    ds = make_mammogram(rows=16, columns=16, patient_name=PHI_NAME, patient_id=PHI_ID)
-    body = _body(ds)
-    tag = struct.pack("<HH", 0x0008, 0x0018) + b"UI"
-    at = body.index(tag)
-    old = struct.unpack("<H", body[at + 6:at + 8])[0]
-    out = []
-    for name, length in (("swallows the name", old + 200), ("past the end", 0xFFF0)):
-        out.append((name, body[:at + 6] + struct.pack("<H", length) + body[at + 8:]))
-    # And a UID whose value carries the name itself, well-formed lengths.
-    value = (str(ds.SOPInstanceUID) + "." + PHI_NAME + PHI_ID).encode()
-    value += b"\x00" * (len(value) % 2)
-    swapped = body[:at + 6] + struct.pack("<H", len(value)) + value + body[at + 8 + old:]
-    out.append(("carries the name", swapped))
-    return out
 
 
 def test_malformed_data_sets_never_put_patient_data_in_the_log(tmp_path: Path, start_node,
                                                                caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     env = start_node()
-    paths = [part10(tmp_path / f"phi{i}.dcm", body) for i, (_, body) in enumerate(_absurd_uid_bodies())]
+    paths = [part10(tmp_path / f"phi{i}.dcm", body) for i, (_, body) in enumerate(absurd_uid_bodies())]
     statuses = send_files(env.port, paths, contexts=[(MG, ExplicitVRLittleEndian)])
     assert all(s is not None and s != 0 for s in statuses), statuses
     text = "\n".join(KeyValueFormatter().format(r) for r in caplog.records)

@@ -90,6 +90,29 @@ def test_pacs_down_for_the_backoff_schedule(cluster: Cluster, tmp_path: Path) ->
     cluster.reconcile(uid, sops)
 
 
+def test_no_patient_data_in_any_log(cluster: Cluster, tmp_path: Path) -> None:
+    """Malformed data sets and a whole study with distinctive names: node, workers, celery, redis logs."""
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    from tests.factories import make_mammogram, write
+    from tests.faults.raw_send import MG, PHI_ID, PHI_NAME, SECRETS, absurd_uid_bodies, part10, send_files
+
+    bad = [part10(tmp_path / f"bad{i}.dcm", body) for i, (_, body) in enumerate(absurd_uid_bodies())]
+    statuses = send_files(cluster.port, bad, contexts=[(MG, ExplicitVRLittleEndian)])
+    assert all(s not in (None, 0) for s in statuses), statuses
+    study = generate_uid()
+    images = [make_mammogram(laterality=lat, view=view, rows=64, columns=48, study_uid=study, seed=i,
+                             patient_name=PHI_NAME, patient_id=PHI_ID)
+              for i, (lat, view) in enumerate([("R", "CC"), ("L", "CC"), ("R", "MLO"), ("L", "MLO")])]
+    images[1].PixelData = images[1].PixelData[:40]  # one undecodable image: an error path too
+    cluster.send([write(ds, tmp_path / "phi" / f"{i}.dcm") for i, ds in enumerate(images)])
+    cluster.wait_delivered(study, [str(ds.SOPInstanceUID) for ds in images])
+    logs = cluster.log_text()
+    assert "store_refused" in logs
+    for secret in SECRETS:
+        assert secret not in logs
+
+
 def _limit_file_size(cluster: Cluster, role: str, limit: int) -> None:
     """A full disk, as RLIMIT_FSIZE (soft limit) on the role's processes: writes fail with EFBIG."""
     for pid in cluster.pids(role):

@@ -98,3 +98,25 @@ def test_prune_command(tmp_path: Path) -> None:
     assert not (spool / "studies" / "1.1").exists() and (spool / "studies" / "1.4").is_dir()
     out = subprocess.run([*exe, "--days", "0"], capture_output=True, text=True, env=env, timeout=60)
     assert out.returncode == 2 and "keep everything" in out.stderr
+
+
+def test_an_image_arriving_while_its_study_is_pruned_is_never_deleted(tmp_path: Path) -> None:
+    """Retention checked the study, then the node committed an image (and answered Success)."""
+    from mammocad.spool.retention import _remove, _why_kept
+
+    spool = Spool(tmp_path / "spool").create()
+    folder = _study(spool.root, "1.2.3", reported=2)
+    (folder / "images" / "1.2.3.9.dcm").write_bytes(b"late")  # between the checks and the rename
+    assert not _remove(spool, folder, lambda moved: _why_kept(spool, moved))
+    assert (folder / "images" / "1.2.3.9.dcm").read_bytes() == b"late"
+    assert len(list((folder / "reports").glob("*.json"))) == 1  # the rest is back too
+
+    def node_commits_after_the_rename(moved: Path) -> str | None:
+        (folder / "images").mkdir(parents=True)
+        (folder / "images" / "1.2.3.10.dcm").write_bytes(b"later")
+        return _why_kept(spool, moved)
+
+    (folder / "images" / "1.2.3.9.dcm").unlink()
+    assert not _remove(spool, folder, node_commits_after_the_rename)
+    assert (folder / "images" / "1.2.3.10.dcm").exists() and len(list((folder / "images").glob("*.dcm"))) == 3
+    assert list((folder / "reports").glob("*.json")) and not list(spool.tmp.glob(".pruned-*"))
