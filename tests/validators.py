@@ -4,7 +4,7 @@
 * ``dsrdump -v`` (DCMTK): parses the SR tree and checks the IOD's relationship
   constraints; any "E:" / "W:" line counts (warnings about constraints matter for SR).
 * PixelMed ``DicomSRValidator``: the only one here that checks templates and context
-  groups. One file per JVM, so callers should validate few, representative files.
+  groups. ``pixelmed_batch`` runs it over many files in one JVM.
 """
 
 from __future__ import annotations
@@ -99,6 +99,42 @@ def pixelmed_sr_problems_many(paths: list[Path], workers: int = 2) -> dict[str, 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         found = list(pool.map(pixelmed_sr_problems, paths))
     return {p.name: f for p, f in zip(paths, found, strict=True)}
+
+
+_BATCH = Path(__file__).parent / "pixelmed" / "BatchSRValidator.java"
+
+
+def pixelmed_batch(paths: list[Path], timeout_s: float = 3600) -> dict[Path, list[str]]:
+    """PixelMed on many files in one JVM (``tests/pixelmed/BatchSRValidator.java``, run by the
+    JDK's source launcher): errors and warnings per file, a "failed" entry when one could not
+    be validated. Loading the compiled templates is most of a run, so this is how every SR
+    the suite writes gets checked."""
+    if not paths:
+        return {}
+    cmd = [_tool("java"), *_JAVA_FLAGS, "-cp", pixelmed_classpath(), str(_BATCH), *map(str, paths)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+    found: dict[Path, list[str]] = {}
+    current: Path | None = None
+    by_name = {str(p): p for p in paths}
+    for line in proc.stdout.splitlines():
+        text = line.strip()
+        if text.startswith("=== FILE "):
+            current = by_name[text[len("=== FILE "):]]
+            found[current] = []
+        elif text.startswith("=== FAILED ") and current is not None:
+            found[current].append(f"DicomSRValidator failed: {text}")
+        elif current is not None and (text.startswith(("Error", "Warning")) or "Error:" in text
+                                      or "Warning:" in text):
+            found[current].append(text)
+    for path in paths:
+        if path not in found:
+            found[path] = [f"DicomSRValidator did not report (rc={proc.returncode}): {proc.stderr[-1500:]}"]
+    return found
+
+
+def pixelmed_errors(problems: list[str]) -> list[str]:
+    """Only the errors (the acceptance bar is zero errors; warnings are reviewed by hand)."""
+    return [p for p in problems if not p.startswith("Warning")]
 
 
 #: PixelMed's own tables misspell these meanings ("Failed  Detections" with two spaces,

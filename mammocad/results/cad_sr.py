@@ -3,18 +3,25 @@
 highdicom has no Mammography CAD SR class, so the content tree is written here item by
 item, with explicit code meanings (``codes.py``). What a viewer gets:
 
-* an Image Library (TID 4020) with every image of the study set, analysed or not;
-* the CAD Processing and Findings Summary (TID 4001), inferred from one Individual
-  Impression/Recommendation (TID 4003) per lesion holding a Single Image Finding
-  (TID 4006: finding type, algorithm, certainty, probability of cancer, centre and
-  outline SCOORDs selected from the image, benign/malignant) and one per breast with the
-  breast-level risk;
-* Summary of Detections / Analyses (TID 4015/4016): images the detector failed on are
-  listed under "Failed Detections"/"Failed Analyses", so a viewer can say "CAD failed".
+* an Image Library (TID 4020) with every image of the study set, analysed or not: laterality
+  (CID 6022), view (CID 4014), patient orientation when valid, study date/time, content
+  date/time and pixel spacing;
+* the CAD Processing and Findings Summary (TID 4001) whose body (TID 4002) holds the
+  per-breast Probability of cancer (NUM, laterality modifier from CID 6022) and a text
+  impression, inferred from one Individual Impression/Recommendation (TID 4003) per
+  finding holding a Single Image Finding (TID 4006): Calcification Cluster or Individual
+  Calcification, Rendering Intent from the CAD operating point (``operating_points.py``)
+  with its CAD Operating Point when Optional, algorithm, certainty, probability of cancer,
+  centre and outline SCOORDs that reference their Image Library entry by reference; a
+  cluster's Individual Impression also holds the Individual Calcifications the detector
+  resolved inside it (Not for Presentation: the cluster's evidence, with the cluster's
+  Number of calcifications);
+* Summary of Detections / Analyses (TID 4015/4016): what was performed on which images, the
+  CAD Operating Points table (TID 4023), and the images or analyses that failed, so a
+  viewer can say "CAD failed".
 
-Coordinates are the detector's boxes in the original image's pixel frame; SCOORD uses
-the DICOM convention of the top-left pixel's top-left corner at (0, 0), so a box stored
-with pixel centres at integers is shifted by +0.5.
+No finding carries a pathology code: benign/malignant is conveyed by the probability of
+cancer and the operating point (docs/CONFORMANCE.md).
 """
 
 from __future__ import annotations
@@ -22,13 +29,27 @@ from __future__ import annotations
 from pydicom.dataset import Dataset
 
 from mammocad.config.settings import OutputKind
-from mammocad.model.results import BreastRisk, ImageRef, ImageResult, Lesion, LesionClass, LesionType
+from mammocad.model.results import ImageRef, ImageResult, LesionType
 from mammocad.results import codes as C
+from mammocad.results import operating_points as OP
 from mammocad.results.codes import Code
+from mammocad.results.sanitize import copy_patient_study, patient_orientation, problem
+from mammocad.results.sr_items import (
+    box_center,
+    box_outline,
+    by_reference,
+    code_item,
+    container,
+    date_item,
+    image_item,
+    num_item,
+    scoord_item,
+    text_item,
+    time_item,
+)
 from mammocad.results.uids import (
     DISCLAIMER,
     OutputContext,
-    copy_patient_study,
     hierarchical_references,
     predecessor_sequence,
     set_common,
@@ -36,184 +57,146 @@ from mammocad.results.uids import (
 
 MAMMO_CAD_SR = "1.2.840.10008.5.1.4.1.1.88.50"
 KIND = OutputKind.MAMMO_CAD_SR
-
-# --- generic content items -----------------------------------------------------------
-
-
-def _item(rel: str | None, value_type: str, name: Code | None) -> Dataset:
-    ds = Dataset()
-    if rel is not None:
-        ds.RelationshipType = rel
-    ds.ValueType = value_type
-    if name is not None:
-        ds.ConceptNameCodeSequence = [name.to_dataset()]
-    return ds
-
-
-def container(rel: str | None, name: Code, children: list[Dataset], template: str | None = None) -> Dataset:
-    ds = _item(rel, "CONTAINER", name)
-    ds.ContinuityOfContent = "SEPARATE"
-    if template:
-        tpl = Dataset()
-        tpl.MappingResource = "DCMR"
-        tpl.TemplateIdentifier = template
-        ds.ContentTemplateSequence = [tpl]
-    if children:
-        ds.ContentSequence = children
-    return ds
-
-
-def code_item(rel: str, name: Code, value: Code, children: list[Dataset] | None = None) -> Dataset:
-    ds = _item(rel, "CODE", name)
-    ds.ConceptCodeSequence = [value.to_dataset()]
-    if children:
-        ds.ContentSequence = children
-    return ds
-
-
-def text_item(rel: str, name: Code, text: str) -> Dataset:
-    ds = _item(rel, "TEXT", name)
-    ds.TextValue = text
-    return ds
-
-
-def num_item(rel: str, name: Code, value: float, unit: Code) -> Dataset:
-    ds = _item(rel, "NUM", name)
-    mv = Dataset()
-    mv.NumericValue = _ds_str(value)
-    mv.MeasurementUnitsCodeSequence = [unit.to_dataset()]
-    ds.MeasuredValueSequence = [mv]
-    return ds
-
-
-def date_item(rel: str, name: Code, date: str) -> Dataset:
-    ds = _item(rel, "DATE", name)
-    ds.Date = date
-    return ds
-
-
-def image_item(rel: str, ref: ImageRef, children: list[Dataset] | None = None) -> Dataset:
-    ds = _item(rel, "IMAGE", None)
-    sop = Dataset()
-    sop.ReferencedSOPClassUID = ref.sop_class_uid
-    sop.ReferencedSOPInstanceUID = ref.sop_instance_uid
-    ds.ReferencedSOPSequence = [sop]
-    if children:
-        ds.ContentSequence = children
-    return ds
-
-
-def scoord_item(rel: str, name: Code, graphic_type: str, points: list[tuple[float, float]],
-                ref: ImageRef) -> Dataset:
-    ds = _item(rel, "SCOORD", name)
-    ds.GraphicType = graphic_type
-    ds.GraphicData = [float(v) for xy in points for v in xy]
-    ds.ContentSequence = [image_item("SELECTED FROM", ref)]
-    return ds
-
-
-def _ds_str(value: float) -> str:
-    """A DS string (max 16 chars) for a number."""
-    text = f"{value:.6g}"
-    return text if len(text) <= 16 else f"{value:.4e}"
-
-
-# --- geometry -------------------------------------------------------------------------
-
-
-def box_outline(box: tuple[float, float, float, float]) -> list[tuple[float, float]]:
-    """Closed polyline (5 points) of a pixel-centre box, in SCOORD image coordinates."""
-    x1, y1, x2, y2 = (v + 0.5 for v in box)
-    return [(x1, y1), (x2, y1), (x2, y2), (x1, y2), (x1, y1)]
-
-
-def box_center(box: tuple[float, float, float, float]) -> tuple[float, float]:
-    x1, y1, x2, y2 = box
-    return ((x1 + x2) / 2.0 + 0.5, (y1 + y2) / 2.0 + 0.5)
-
-
-# --- template parts --------------------------------------------------------------------
+#: Positions (1-based) of the root's children; the library entries are [1, 2, k].
+_LIBRARY, _SUMMARY = 2, 3
+_INTENT = {OP.RenderingIntent.PRESENTATION_REQUIRED: C.PRESENTATION_REQUIRED,
+           OP.RenderingIntent.PRESENTATION_OPTIONAL: C.PRESENTATION_OPTIONAL,
+           OP.RenderingIntent.NOT_FOR_PRESENTATION: C.NOT_FOR_PRESENTATION}
+#: The two finding types the detector reports (TID 4017 Detection Performed values).
+DETECTIONS = (C.CALCIFICATION_CLUSTER, C.INDIVIDUAL_CALCIFICATION)
 
 
 def _algorithm(rel: str, ctx: OutputContext) -> list[Dataset]:
     s = ctx.study
     params = f"device={ctx.device or 'unknown'}; synthetic_weights={'yes' if s.synthetic_weights else 'no'}"
     return [
-        text_item(rel, C.ALGORITHM_NAME, s.model_name or "mammocad detector"),
-        text_item(rel, C.ALGORITHM_VERSION, s.model_version or "unknown"),
-        text_item(rel, C.ALGORITHM_PARAMETERS, params),
+        text_item(rel, C.ALGORITHM_NAME, (s.model_name or "mammocad detector")[:64] or "mammocad detector"),
+        text_item(rel, C.ALGORITHM_VERSION, (s.model_version or "unknown")[:64]),
+        text_item(rel, C.ALGORITHM_PARAMETERS, params[:1024]),
     ]
 
 
+def _spacing(source: Dataset) -> tuple[float, float] | None:
+    for keyword in ("ImagerPixelSpacing", "PixelSpacing"):
+        value = source.get(keyword)
+        try:
+            row, col = float(value[0]), float(value[1])  # type: ignore[index]
+        except (TypeError, ValueError, IndexError):
+            continue
+        if row > 0 and col > 0:
+            return row, col
+    return None
+
+
+def _valid(vr_check: str, value: object) -> str:
+    text = str(value or "").strip()
+    return text if text and problem(vr_check, text) is None else ""
+
+
 def _library_entry(ref: ImageRef, source: Dataset) -> Dataset:
-    """TID 4020 entry: laterality (CID 6022), view (CID 4014), orientation, date, spacing."""
+    """TID 4020 entry: laterality (CID 6022), view (CID 4014), orientation, dates, spacing."""
     acq: list[Dataset] = []
     if ref.laterality in C.BREAST_LATERALITY:
         acq.append(code_item("HAS ACQ CONTEXT", C.IMAGE_LATERALITY, C.BREAST_LATERALITY[ref.laterality]))
     if ref.view in C.VIEWS:
         acq.append(code_item("HAS ACQ CONTEXT", C.IMAGE_VIEW, C.VIEWS[ref.view]))
-    orientation = list(source.get("PatientOrientation", []) or [])
-    if len(orientation) == 2 and all(orientation):
-        acq.append(text_item("HAS ACQ CONTEXT", C.PATIENT_ORIENTATION_ROW, str(orientation[0])))
-        acq.append(text_item("HAS ACQ CONTEXT", C.PATIENT_ORIENTATION_COLUMN, str(orientation[1])))
-    if source.get("StudyDate"):
-        acq.append(date_item("HAS ACQ CONTEXT", C.STUDY_DATE, str(source.StudyDate)))
-    spacing = source.get("ImagerPixelSpacing") or source.get("PixelSpacing")
-    if spacing and len(spacing) == 2:
-        acq.append(num_item("HAS ACQ CONTEXT", C.HORIZONTAL_PIXEL_SPACING, float(spacing[1]), C.MILLIMETER))
-        acq.append(num_item("HAS ACQ CONTEXT", C.VERTICAL_PIXEL_SPACING, float(spacing[0]), C.MILLIMETER))
+    orientation = patient_orientation(source)
+    if orientation:
+        acq.append(text_item("HAS ACQ CONTEXT", C.PATIENT_ORIENTATION_ROW, orientation[0]))
+        acq.append(text_item("HAS ACQ CONTEXT", C.PATIENT_ORIENTATION_COLUMN, orientation[1]))
+    for keyword, name, make, vr in (("StudyDate", C.STUDY_DATE, date_item, "DA"),
+                                    ("StudyTime", C.STUDY_TIME, time_item, "TM"),
+                                    ("ContentDate", C.CONTENT_DATE, date_item, "DA"),
+                                    ("ContentTime", C.CONTENT_TIME, time_item, "TM")):
+        value = _valid(vr, source.get(keyword))
+        if value:
+            acq.append(make("HAS ACQ CONTEXT", name, value))
+    spacing = _spacing(source)
+    if spacing:
+        acq.append(num_item("HAS ACQ CONTEXT", C.HORIZONTAL_PIXEL_SPACING, spacing[1], C.MILLIMETER))
+        acq.append(num_item("HAS ACQ CONTEXT", C.VERTICAL_PIXEL_SPACING, spacing[0], C.MILLIMETER))
     return image_item("CONTAINS", ref, acq)
 
 
-def _finding_code(lesion: Lesion) -> Code:
-    if lesion.lesion_type is LesionType.INDIVIDUAL_CALCIFICATION:
+def _finding_code(mark: OP.Mark) -> Code:
+    if mark.lesion.lesion_type is LesionType.INDIVIDUAL_CALCIFICATION:
         return C.INDIVIDUAL_CALCIFICATION
     return C.CALCIFICATION_CLUSTER
 
 
-def _lesion_impression(lesion: Lesion, ref: ImageRef, ctx: OutputContext) -> Dataset:
-    """TID 4003 container holding one TID 4006 Single Image Finding.
+def _intent_item(mark: OP.Mark) -> Dataset:
+    """Rendering Intent, with the CAD Operating Point below it when Presentation Optional."""
+    children = None
+    if mark.operating_point is not None:
+        children = [num_item("HAS PROPERTIES", C.CAD_OPERATING_POINT, mark.operating_point,
+                             C.OPERATING_POINT_RANGE)]
+    return code_item("HAS CONCEPT MOD", C.RENDERING_INTENT, _INTENT[mark.intent], children)
 
-    Malignant calls are "Presentation Required", benign ones "Presentation Optional", with
-    the probability of cancer beside them: the template's coded slots for a verdict
-    (CID 6002 change, CID 6026 BI-RADS assessment) do not fit a CAD's call, and DCMTK's
-    IOD constraints forbid text properties on the container.
-    """
-    malignant = lesion.lesion_class is LesionClass.MALIGNANT
-    intent = C.PRESENTATION_REQUIRED if malignant else C.PRESENTATION_OPTIONAL
-    finding_children = [
-        code_item("HAS CONCEPT MOD", C.RENDERING_INTENT, intent),
+
+def _single_image_finding(mark: OP.Mark, library_pos: list[int], ctx: OutputContext,
+                          n_specks: int = 0) -> Dataset:
+    """TID 4006: finding type, Rendering Intent, algorithm, certainty, probability, geometry."""
+    lesion = mark.lesion
+    count = [num_item("HAS PROPERTIES", C.NUMBER_OF_CALCIFICATIONS, n_specks, C.NO_UNITS)] if n_specks else []
+    children = [
+        _intent_item(mark),
         *_algorithm("HAS PROPERTIES", ctx),
         num_item("HAS PROPERTIES", C.CERTAINTY_OF_FINDING, round(lesion.score * 100.0, 4), C.PERCENT),
         num_item("HAS PROPERTIES", C.PROBABILITY_OF_CANCER,
                  round(lesion.probability_malignant * 100.0, 4), C.PERCENT),
-        scoord_item("HAS PROPERTIES", C.CENTER, "POINT", [box_center(lesion.box)], ref),
-        scoord_item("HAS PROPERTIES", C.OUTLINE, "POLYLINE", box_outline(lesion.box), ref),
+        *count,
+        scoord_item("HAS PROPERTIES", C.CENTER, "POINT", [box_center(lesion.box)], library_pos),
+        scoord_item("HAS PROPERTIES", C.OUTLINE, "POLYLINE", box_outline(lesion.box), library_pos),
     ]
+    return code_item("CONTAINS", C.SINGLE_IMAGE_FINDING, _finding_code(mark), children)
+
+
+def _impression(mark: OP.Mark, specks: list[OP.Mark], ctx: OutputContext) -> Dataset:
+    """TID 4003 container: one presented finding and, for a cluster, the individual
+    calcifications the detector resolved inside it (Not for Presentation: its evidence)."""
+    findings = [_single_image_finding(mark, [1, _LIBRARY, mark.image_index + 1], ctx, len(specks))]
+    findings += [_single_image_finding(s, [1, _LIBRARY, s.image_index + 1], ctx) for s in specks]
     return container("INFERRED FROM", C.INDIVIDUAL_IMPRESSION, [
-        code_item("HAS CONCEPT MOD", C.RENDERING_INTENT, intent),
-        code_item("CONTAINS", C.SINGLE_IMAGE_FINDING, _finding_code(lesion), finding_children),
-    ])
+        code_item("HAS CONCEPT MOD", C.RENDERING_INTENT, _INTENT[mark.intent]), *findings])
 
 
-def breast_text(breast: BreastRisk) -> str:
-    side = "Left" if breast.laterality == "L" else "Right"
-    verdict = "MALIGNANT" if breast.malignant else "benign"
-    return (f"{side} breast: CAD call {verdict}, malignancy risk {breast.risk * 100:.1f}% "
-            f"(operating threshold {breast.threshold * 100:.1f}%, {breast.n_images} image(s) analysed)")
+def _side(laterality: str) -> str:
+    return "Left" if laterality == "L" else "Right"
 
 
-def _study_impression(ctx: OutputContext) -> list[Dataset]:
-    """TID 4002 at summary level: the algorithm and one Impression Description (the breasts)."""
-    lines = [breast_text(b) for b in sorted(ctx.study.breasts, key=lambda b: b.laterality, reverse=True)]
-    failed = sum(not r.analysed for r in ctx.study.images)
+def breast_lines(ctx: OutputContext, found: list[OP.Mark]) -> list[str]:
+    """One sentence per breast: probability of cancer against the operating point."""
+    lines = []
+    for breast in sorted(ctx.study.breasts, key=lambda b: b.laterality, reverse=True):
+        called = OP.breast_called_malignant(ctx.study, breast.laterality, found)
+        required = sum(m.laterality == breast.laterality and m.intent is OP.RenderingIntent.PRESENTATION_REQUIRED
+                       for m in found)
+        verdict = ("AT OR ABOVE the CAD operating point" if called else "below the CAD operating point")
+        lines.append(f"{_side(breast.laterality)} breast: probability of cancer {breast.risk * 100:.1f}%, {verdict} "
+                     f"({breast.threshold * 100:.1f}%); {required} mark(s) Presentation Required; "
+                     f"{breast.n_images} image(s) analysed")
+    return lines
+
+
+def _body(ctx: OutputContext, found: list[OP.Mark]) -> list[Dataset]:
+    """TID 4002 at summary level: algorithm, per-breast probability of cancer, impression text."""
+    lines = breast_lines(ctx, found)
+    failed = [r for r in ctx.study.images if not r.analysed]
     if failed:
-        lines.append(f"CAD FAILED on {failed} image(s): those images were not analysed")
+        lines.append(f"CAD FAILED on {len(failed)} image(s): those images were not analysed")
+    for name in ctx.failed_analyses:
+        lines.append(f"CAD FAILED: {name} could not be computed")
     lines.append(f"Model {ctx.model_label}. {DISCLAIMER}")
     if ctx.study.synthetic_weights:
         lines.append("Demo weights trained on synthetic data only.")
+    risks = [
+        num_item("HAS PROPERTIES", C.PROBABILITY_OF_CANCER, round(b.risk * 100.0, 4), C.PERCENT, [
+            code_item("HAS CONCEPT MOD", C.LATERALITY, C.BREAST_LATERALITY[b.laterality])])
+        for b in sorted(ctx.study.breasts, key=lambda b: b.laterality, reverse=True)
+        if "breast risk" not in ctx.failed_analyses
+    ]
     return [*_algorithm("HAS PROPERTIES", ctx),
-            text_item("HAS PROPERTIES", C.IMPRESSION_DESCRIPTION, "\n".join(lines))]
+            text_item("HAS PROPERTIES", C.IMPRESSION_DESCRIPTION, "\n".join(lines)[:10240]), *risks]
 
 
 def _status(ok: int, failed: int) -> Code:
@@ -224,45 +207,59 @@ def _status(ok: int, failed: int) -> Code:
     return C.FAILED if failed else C.NOT_ATTEMPTED
 
 
-def by_reference(rel: str, position: list[int]) -> Dataset:
-    """A by-reference relationship to the content item at ``position`` (e.g. [1, 2, 3])."""
-    ds = Dataset()
-    ds.RelationshipType = rel
-    ds.ReferencedContentItemIdentifier = position
-    return ds
+def _operating_points() -> list[Dataset]:
+    """TID 4023 row 1: N Presentation Optional bins. The recommended point (0: Required
+    marks only) is stated in the conformance statement, not as row 2, whose unit PixelMed
+    checks against a misspelt meaning ("range:0:n")."""
+    return [num_item("HAS PROPERTIES", C.MAXIMUM_CAD_OPERATING_POINT, OP.MAX_OPERATING_POINT, C.ARBITRARY_UNIT)]
 
 
-def _performed(name: Code, value: Code, positions: list[list[int]], ctx: OutputContext) -> Dataset:
+def _performed(name: Code, value: Code, positions: list[list[int]], ctx: OutputContext,
+               extra: list[Dataset] | None = None) -> Dataset:
     """TID 4017/4018: what was done, by which algorithm, on which library images (by reference)."""
     children = _algorithm("HAS PROPERTIES", ctx) + [by_reference("HAS PROPERTIES", p) for p in positions]
-    return code_item("CONTAINS", name, value, children)
+    return code_item("CONTAINS", name, value, children + (extra or []))
 
 
-def _summary(results: list[ImageResult], ctx: OutputContext, *, detections: bool) -> Dataset:
-    """TID 4015 (detections) or TID 4016 (analyses) with successful and failed images."""
-    # Library entries sit at 1 (root) . 2 (Image Library) . k (k-th image, 1-based).
-    ok = [[1, 2, k] for k, r in enumerate(results, 1) if r.analysed]
-    bad = [[1, 2, k] for k, r in enumerate(results, 1) if not r.analysed]
-    if detections:
-        title, good_c, bad_c, item, value = (C.SUMMARY_OF_DETECTIONS, C.SUCCESSFUL_DETECTIONS,
-                                             C.FAILED_DETECTIONS, C.DETECTION_PERFORMED,
-                                             C.CALCIFICATION_CLUSTER)
-    else:
-        title, good_c, bad_c, item, value = (C.SUMMARY_OF_ANALYSES, C.SUCCESSFUL_ANALYSES,
-                                             C.FAILED_ANALYSES, C.ANALYSIS_PERFORMED,
-                                             C.INDIVIDUAL_ANALYSIS)
+def _detections(results: list[ImageResult], ctx: OutputContext) -> Dataset:
+    """TID 4015: calcification detection per image, successful and failed."""
+    ok = [[1, _LIBRARY, k] for k, r in enumerate(results, 1) if r.analysed]
+    bad = [[1, _LIBRARY, k] for k, r in enumerate(results, 1) if not r.analysed]
     children = []
     if ok:
-        children.append(container("INFERRED FROM", good_c, [_performed(item, value, ok, ctx)]))
+        children.append(container("INFERRED FROM", C.SUCCESSFUL_DETECTIONS, [
+            _performed(C.DETECTION_PERFORMED, value, ok, ctx, _operating_points()) for value in DETECTIONS]))
     if bad:
-        children.append(container("INFERRED FROM", bad_c, [_performed(item, value, bad, ctx)]))
-    return code_item("CONTAINS", title, _status(len(ok), len(bad)), children)
+        children.append(container("INFERRED FROM", C.FAILED_DETECTIONS, [
+            _performed(C.DETECTION_PERFORMED, value, bad, ctx) for value in DETECTIONS]))
+    return code_item("CONTAINS", C.SUMMARY_OF_DETECTIONS, _status(len(ok), len(bad)), children)
 
 
-def _overall(results: list[ImageResult]) -> Code:
+def _analyses(results: list[ImageResult], ctx: OutputContext) -> Dataset:
+    """TID 4016: per-finding analysis on the analysed images, breast-level analysis on the study."""
+    ok = [[1, _LIBRARY, k] for k, r in enumerate(results, 1) if r.analysed]
+    bad = [[1, _LIBRARY, k] for k, r in enumerate(results, 1) if not r.analysed]
+    overall_failed = "breast risk" in ctx.failed_analyses or not ok
+    good_items, bad_items = [], []
+    if ok:
+        good_items.append(_performed(C.ANALYSIS_PERFORMED, C.INDIVIDUAL_ANALYSIS, ok, ctx))
+    if bad:
+        bad_items.append(_performed(C.ANALYSIS_PERFORMED, C.INDIVIDUAL_ANALYSIS, bad, ctx))
+    everything = ok + bad
+    (bad_items if overall_failed else good_items).append(
+        _performed(C.ANALYSIS_PERFORMED, C.OVERALL_ANALYSIS, everything, ctx))
+    children = []
+    if good_items:
+        children.append(container("INFERRED FROM", C.SUCCESSFUL_ANALYSES, good_items))
+    if bad_items:
+        children.append(container("INFERRED FROM", C.FAILED_ANALYSES, bad_items))
+    return code_item("CONTAINS", C.SUMMARY_OF_ANALYSES, _status(len(good_items), len(bad_items)), children)
+
+
+def _overall(results: list[ImageResult], found: list[OP.Mark], ctx: OutputContext) -> Code:
     n_ok = sum(r.analysed for r in results)
-    n_bad = len(results) - n_ok
-    findings = any(r.lesions for r in results if r.analysed)
+    n_bad = len(results) - n_ok + len(ctx.failed_analyses)
+    findings = bool(found)
     if n_ok == 0:
         return C.NONE_OK
     if n_bad:
@@ -270,22 +267,26 @@ def _overall(results: list[ImageResult]) -> Code:
     return C.ALL_OK_WITH_FINDINGS if findings else C.ALL_OK_NO_FINDINGS
 
 
+def _findings(ctx: OutputContext, found: list[OP.Mark]) -> list[Dataset]:
+    """Individual Impressions: one per presented finding, a cluster with its calcifications."""
+    return [_impression(m, [c for c in found if c.parent == (m.image_index, m.lesion_index)], ctx)
+            for m in found if m.parent is None]
+
+
 def content_tree(ctx: OutputContext, sources: dict[str, Dataset]) -> Dataset:
     """The root CONTAINER (TID 4000) with its whole tree, as a Dataset."""
     results = list(ctx.study.images)
+    found = OP.marks(ctx.study)
     library = [_library_entry(r.image, sources[r.image.sop_instance_uid]) for r in results]
-    impressions = _study_impression(ctx)
-    impressions += [
-        _lesion_impression(lesion, r.image, ctx) for r in results if r.analysed for lesion in r.lesions
-    ]
-    root = container(None, C.MAMMOGRAPHY_CAD_REPORT, [
+    body = _body(ctx, found)
+    summary = body + _findings(ctx, found)
+    return container(None, C.MAMMOGRAPHY_CAD_REPORT, [
         code_item("HAS CONCEPT MOD", C.LANGUAGE, C.ENGLISH),
         container("CONTAINS", C.IMAGE_LIBRARY, library),
-        code_item("CONTAINS", C.CAD_PROCESSING_SUMMARY, _overall(results), impressions),
-        _summary(results, ctx, detections=True),
-        _summary(results, ctx, detections=False),
+        code_item("CONTAINS", C.CAD_PROCESSING_SUMMARY, _overall(results, found, ctx), summary),
+        _detections(results, ctx),
+        _analyses(results, ctx),
     ], template="4000")
-    return root
 
 
 def evidence_sequence(results: list[ImageResult]) -> list[Dataset]:
@@ -299,9 +300,7 @@ def build_mammo_cad_sr(ctx: OutputContext, sources: dict[str, Dataset]) -> Datas
     results = list(ctx.study.images)
     first = sources[results[0].image.sop_instance_uid]
     ds = Dataset()
-    ds.SpecificCharacterSet = "ISO_IR 192"
     copy_patient_study(ds, first)
-    ds.SpecificCharacterSet = "ISO_IR 192"
     ds.SOPClassUID = MAMMO_CAD_SR
     set_common(ds, ctx, KIND, modality="SR", what="Mammography CAD SR")
     ds.ReferencedPerformedProcedureStepSequence = []

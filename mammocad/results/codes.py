@@ -51,6 +51,18 @@ SINGLE_IMAGE_FINDING = Code("111059", "DCM", "Single Image Finding")
 RENDERING_INTENT = Code("111056", "DCM", "Rendering Intent")
 PRESENTATION_REQUIRED = Code("111150", "DCM", "Presentation Required: Rendering device is expected to present")
 PRESENTATION_OPTIONAL = Code("111151", "DCM", "Presentation Optional: Rendering device may present")
+NOT_FOR_PRESENTATION = Code("111152", "DCM", "Not for Presentation: Rendering device expected not to present")
+# TID 4006 row 3 and TID 4023 CAD Operating Points
+CAD_OPERATING_POINT = Code("111071", "DCM", "CAD Operating Point")
+MAXIMUM_CAD_OPERATING_POINT = Code("111072", "DCM", "Maximum CAD Operating Point")
+ARBITRARY_UNIT = Code("[arb'U]", "UCUM", "arbitrary unit")
+NUMBER_OF_CALCIFICATIONS = Code("111038", "DCM", "Number of calcifications")
+NO_UNITS = Code("1", "UCUM", "no units")
+#: Units of CAD Operating Point values as TID 4006 row 3 writes them: DT ({1:n}, UCUM,
+#: "range: 1:n"). Written literally (a valid UCUM annotation); n is given by the Maximum
+#: CAD Operating Point of TID 4023 beside the detections. PixelMed's validator requires
+#: the literal form (see docs/CONFORMANCE.md).
+OPERATING_POINT_RANGE = Code("{1:n}", "UCUM", "range: 1:n")
 ALGORITHM_NAME = Code("111001", "DCM", "Algorithm Name")
 ALGORITHM_VERSION = Code("111003", "DCM", "Algorithm Version")
 ALGORITHM_PARAMETERS = Code("111002", "DCM", "Algorithm Parameters")
@@ -75,6 +87,9 @@ IMAGE_VIEW = Code("111031", "DCM", "Image View")
 PATIENT_ORIENTATION_ROW = Code("111044", "DCM", "Patient Orientation Row")
 PATIENT_ORIENTATION_COLUMN = Code("111043", "DCM", "Patient Orientation Column")
 STUDY_DATE = Code("111060", "DCM", "Study Date")
+STUDY_TIME = Code("111061", "DCM", "Study Time")
+CONTENT_DATE = Code("111018", "DCM", "Content Date")
+CONTENT_TIME = Code("111019", "DCM", "Content Time")
 HORIZONTAL_PIXEL_SPACING = Code("111026", "DCM", "Horizontal Pixel Spacing")
 VERTICAL_PIXEL_SPACING = Code("111066", "DCM", "Vertical Pixel Spacing")
 LANGUAGE = Code("121049", "DCM", "Language of Content Item and Descendants")

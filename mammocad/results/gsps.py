@@ -1,14 +1,14 @@
 """Grayscale Softcopy Presentation State: CAD marks drawn by the viewer over the originals.
 
-One GSPS per study referencing every analysed image: lesion boxes as closed POLYLINEs and
-labels as text, on two graphic layers (malignant / benign) so a viewer can toggle them.
-General Series Laterality is Type 2C for a paired body part: it names the breast when all
-images are of one breast and is present but empty (unknown, the value the standard allows)
-for a state spanning both, which dciodvfy accepts. The image's own modality LUT
-and VOI window are copied (highdicom does so from the references), so applying the
-state does not change how the mammogram looks. The Presentation LUT is INVERSE for
-MONOCHROME1 images and IDENTITY otherwise; since one GSPS has one Presentation LUT, a
-study mixing both gets one GSPS per photometric interpretation.
+One GSPS per analysed image, in one series per breast (General Series Laterality R or L):
+lesion boxes as closed POLYLINEs and labels as text, on graphic layers (malignant /
+benign / info) a viewer can toggle. Each state carries *its own image's* VOI window(s)
+(every centre/width pair, with explanations) or VOI LUT and that image's displayed area, so
+applying it shows the mammogram as the modality intended. A GSPS fixes the window while it
+is applied (PS3.4 N.2): a viewer that applies it overrides the reader's own window (Weasis
+issue 746). Destinations whose viewers do that can ask for graphics-only output
+(``graphics_only``: SR + SC instead of GSPS). The Presentation LUT is INVERSE for
+MONOCHROME1 and IDENTITY otherwise.
 """
 
 from __future__ import annotations
@@ -16,25 +16,35 @@ from __future__ import annotations
 import numpy as np
 from highdicom import PresentationLUTTransformation
 from highdicom.color import CIELabColor
+from highdicom.content import VOILUT
 from highdicom.enum import PresentationLUTShapeValues
 from highdicom.pr import (
     GraphicAnnotation,
     GraphicLayer,
     GraphicObject,
     GrayscaleSoftcopyPresentationState,
+    SoftcopyVOILUTTransformation,
     TextObject,
 )
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 
 import mammocad
 from mammocad.config.settings import OutputKind
 from mammocad.model.results import ImageResult, LesionClass
-from mammocad.results.cad_sr import box_outline
+from mammocad.results.overlay_sc import instance_index
+from mammocad.results.sanitize import repaired
+from mammocad.results.sr_items import box_outline
 from mammocad.results.uids import (
     DISCLAIMER,
     MANUFACTURER,
+    MODEL_NAME,
     OutputContext,
+    device_serial,
     result_uid,
+    series_number,
+    set_times,
+    software_versions,
 )
 
 KIND = OutputKind.GSPS
@@ -71,54 +81,115 @@ def _annotations(result: ImageResult, source: Dataset, ctx: OutputContext) -> li
     ]
 
 
-def build_gsps(results: list[ImageResult], sources: dict[str, Dataset], ctx: OutputContext,
-               index: int = 0) -> Dataset:
-    """One GSPS over ``results`` (one photometric interpretation; one or both breasts)."""
-    images = [sources[r.image.sop_instance_uid] for r in results]
-    photometric = {str(ds.get("PhotometricInterpretation", "MONOCHROME2")) for ds in images}
-    if len(photometric) != 1:
-        raise ValueError(f"one GSPS needs one photometric interpretation, got {sorted(photometric)}")
-    shape = (PresentationLUTShapeValues.INVERSE if photometric == {"MONOCHROME1"}
+def voi_transformations(source: Dataset) -> tuple[list[SoftcopyVOILUTTransformation] | None, list[str]]:
+    """The image's own VOI: every window (centre, width, explanation) it carries, else its VOI LUT.
+
+    Values are read tolerantly: two centres with one width keep the pairs that exist (and
+    log it); a window with width <= 0 is skipped. None when the image has no usable VOI.
+    Also returns the windows' explanations (set by the caller: highdicom splits a single
+    explanation string into letters).
+    """
+    centers = _numbers(source, "WindowCenter")
+    widths = _numbers(source, "WindowWidth")
+    if len(centers) != len(widths) and centers and widths:
+        repaired("WindowCenter", f"{len(centers)} centres, {len(widths)} widths", "kept matching pairs")
+    pairs = [(c, w) for c, w in zip(centers, widths, strict=False) if w > 0]
+    if pairs:
+        explanations = [str(e)[:64] for e in _values(source, "WindowCenterWidthExplanation")]
+        keep = explanations[: len(pairs)] if len(explanations) >= len(pairs) and all(explanations[: len(pairs)]) \
+            else []
+        return [SoftcopyVOILUTTransformation(
+            window_center=[c for c, _ in pairs] if len(pairs) > 1 else pairs[0][0],
+            window_width=[w for _, w in pairs] if len(pairs) > 1 else pairs[0][1])], keep
+    if source.get("VOILUTSequence"):
+        luts = [VOILUT(lut_data=_lut_16bit(item), first_mapped_value=int(item.LUTDescriptor[1]),
+                       lut_explanation=str(item.get("LUTExplanation", "") or "")[:64] or None)
+                for item in source.VOILUTSequence]
+        return [SoftcopyVOILUTTransformation(voi_luts=luts)], []
+    return None, []
+
+
+def _lut_array(item: Dataset) -> np.ndarray:
+    """LUT Data as numbers, whether it was read as US values or as OW bytes."""
+    bits = int(item.LUTDescriptor[2]) if "LUTDescriptor" in item else 16
+    dtype = np.uint8 if bits <= 8 else np.uint16
+    data = item.LUTData
+    if isinstance(data, bytes | bytearray):
+        return np.frombuffer(data, dtype="<u2").astype(dtype)
+    return np.asarray(data if isinstance(data, list | MultiValue) else [data]).astype(dtype)
+
+
+def _lut_16bit(item: Dataset) -> np.ndarray:
+    """The image's VOI LUT rescaled to 16-bit output.
+
+    A Softcopy VOI LUT's output range is 0..2^bits-1 of its descriptor and its bits must be
+    8 or 16; a 12-bit image LUT copied as is would display at a sixteenth of full
+    brightness, so its values are scaled to the 16-bit range (the displayed image is the same).
+    """
+    data = _lut_array(item).astype(np.float64)
+    bits = int(item.LUTDescriptor[2]) if "LUTDescriptor" in item else 16
+    top = float(2**bits - 1) if data.max(initial=0) < 2**bits else float(data.max())
+    return np.round(data * (65535.0 / max(top, 1.0))).astype(np.uint16)
+
+
+def _values(source: Dataset, keyword: str) -> list:  # type: ignore[type-arg]
+    value = source.get(keyword)
+    if value is None or value == "":
+        return []
+    return list(value) if isinstance(value, MultiValue | list) else [value]
+
+
+def _numbers(source: Dataset, keyword: str) -> list[float]:
+    out = []
+    for v in _values(source, keyword):
+        try:
+            out.append(float(v))
+        except (TypeError, ValueError):
+            repaired(keyword, "not a number", "value skipped")
+    return out
+
+
+def build_gsps(result: ImageResult, source: Dataset, ctx: OutputContext, index: int = 0) -> Dataset:
+    """One GSPS for one image: its marks, its own VOI window(s) and its own displayed area.
+
+    Series per breast (General Series Laterality is constant in a series).
+    """
+    photometric = str(source.get("PhotometricInterpretation", "MONOCHROME2"))
+    shape = (PresentationLUTShapeValues.INVERSE if photometric == "MONOCHROME1"
              else PresentationLUTShapeValues.IDENTITY)
-    annotations = [a for r in results for a in _annotations(r, sources[r.image.sop_instance_uid], ctx)]
+    lat = result.image.laterality if result.image.laterality in ("L", "R") else ""
+    series_kind = f"{KIND}-{lat}" if lat else KIND
+    voi, explanations = voi_transformations(source)
     gsps = GrayscaleSoftcopyPresentationState(
-        referenced_images=images,
-        series_instance_uid=result_uid(ctx.study, KIND, "series"),
-        series_number=KIND.series_number,
+        referenced_images=[source],
+        series_instance_uid=result_uid(ctx.study, series_kind, "series"),
+        series_number=series_number(series_kind, ctx.version),
         sop_instance_uid=result_uid(ctx.study, KIND, "sop", index),
         instance_number=index + 1,
         manufacturer=MANUFACTURER,
-        manufacturer_model_name=(ctx.study.model_name or "mammocad")[:64],
+        manufacturer_model_name=MODEL_NAME,
         software_versions=mammocad.__version__,
-        device_serial_number=ctx.device[:64] or "unknown",
+        device_serial_number=device_serial(),
         content_label="MAMMOCAD_CAD",
         content_description=ctx.description("CAD marks")[:64],
-        graphic_annotations=annotations,
+        graphic_annotations=_annotations(result, source, ctx),
         graphic_layers=[MALIGNANT_LAYER, BENIGN_LAYER, TEXT_LAYER],
+        voi_lut_transformations=voi,
         presentation_lut_transformation=PresentationLUTTransformation(presentation_lut_shape=shape),
-        series_description=ctx.description("CAD marks"),
+        series_description=ctx.description(f"CAD marks {'right' if lat == 'R' else 'left' if lat == 'L' else ''}"
+                                           .strip()),
     )
     # highdicom annotates SoftwareVersions as str | tuple[str] (one item); pydicom takes a list for LO VM 1-n.
-    gsps.SoftwareVersions = [  # type: ignore[assignment]
-        mammocad.__version__, (ctx.study.model_version or "unknown")[:64]]
-    lateralities = {r.image.laterality for r in results}
-    # Type 2C in General Series for a paired body part: present, and empty when both breasts.
-    gsps.Laterality = lateralities.pop() if len(lateralities) == 1 and lateralities <= {"L", "R"} else ""
-    if "BodyPartExamined" in images[0]:
-        gsps.BodyPartExamined = images[0].BodyPartExamined
+    gsps.SoftwareVersions = software_versions(ctx)  # type: ignore[assignment]
+    if explanations:
+        gsps.SoftcopyVOILUTSequence[0].WindowCenterWidthExplanation = explanations
+    gsps.Laterality = lat or None  # Type 2C for a paired body part: empty when unknown
+    gsps.BodyPartExamined = "BREAST"
+    set_times(gsps, ctx)
     return gsps
 
 
-def group_images(results: list[ImageResult], sources: dict[str, Dataset]) -> list[list[ImageResult]]:
-    """Analysed images grouped so each group can share one GSPS (and its Presentation LUT).
-
-    One group per photometric interpretation, so one GSPS per study unless the study mixes
-    MONOCHROME1 and MONOCHROME2 images.
-    """
-    groups: dict[str, list[ImageResult]] = {}
-    for r in results:
-        if not r.analysed:
-            continue
-        photometric = str(sources[r.image.sop_instance_uid].get("PhotometricInterpretation", ""))
-        groups.setdefault(photometric, []).append(r)
-    return [groups[k] for k in sorted(groups)]
+def gsps_order(results: list[ImageResult]) -> list[tuple[int, ImageResult]]:
+    """Analysed images with their instance index (RCC, LCC, RMLO, LMLO first)."""
+    analysed = [r for r in results if r.analysed]
+    return [(instance_index(r, analysed), r) for r in analysed]

@@ -10,8 +10,9 @@ Images wider or taller than ``MAX_SIDE`` pixels are reduced by the smallest inte
 that fits (a box filter: cheap, and exact for the marks' geometry); boxes are scaled with
 them. The pixels are then stored as JPEG baseline (``OutputContext.sc_jpeg_quality``, 4:2:2,
 marked lossy): a full-field overlay is ~0.5 MB instead of ~7 MB of RGB in the spool, on the
-network and in the PACS. The SC is a display aid labelled not for diagnostic use; quality 0
-stores it uncompressed, and delivery decompresses it for a PACS that refuses JPEG.
+network and in the PACS. ``results.sc_lossless`` stores JPEG-LS lossless instead (about
+half the RGB size), quality 0 uncompressed; delivery decompresses for a PACS that refuses
+the compressed syntax. The SC is a display aid labelled not for diagnostic use.
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ from PIL import Image, ImageDraw, ImageFont
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
-from pydicom.uid import JPEGBaseline8Bit
+from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, JPEGLSLossless
 
 from mammocad.config.settings import OutputKind
 from mammocad.model.results import ImageResult, LesionClass
-from mammocad.results.uids import OutputContext, copy_patient_study, set_common
+from mammocad.results import codes as C
+from mammocad.results.sanitize import copy_patient_study, first_number, patient_orientation
+from mammocad.results.uids import OutputContext, set_common
 
 KIND = OutputKind.SECONDARY_CAPTURE
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
@@ -133,9 +136,8 @@ def _grey_levels(values: np.ndarray, ds: Dataset, present: np.ndarray) -> np.nda
     monotonic LUTs of real images).
     """
     out_values = apply_modality_lut(values, ds).astype(np.float64)
-    if "WindowCenter" in ds and "WindowWidth" in ds:
-        center = float(ds.WindowCenter[0] if ds["WindowCenter"].VM > 1 else ds.WindowCenter)
-        width = float(ds.WindowWidth[0] if ds["WindowWidth"].VM > 1 else ds.WindowWidth)
+    center, width = first_number(ds, "WindowCenter"), first_number(ds, "WindowWidth")
+    if center is not None and width is not None and width > 0:
         scaled = (out_values - (center - 0.5)) / max(width - 1.0, 1.0) + 0.5
     else:
         if "VOILUTSequence" in ds:
@@ -210,11 +212,44 @@ def _source_image_sequence(source: Dataset) -> list[Dataset]:
     return [ref]
 
 
+#: Hanging order of the screening views: instance numbers follow it (RCC, LCC, RMLO, LMLO).
+VIEW_ORDER = (("R", "CC"), ("L", "CC"), ("R", "MLO"), ("L", "MLO"))
+
+
+def instance_index(result: ImageResult, all_results: list[ImageResult]) -> int:
+    """0-based instance position: screening views first in RCC, LCC, RMLO, LMLO order,
+    other images after them in the study's order (stable across re-runs)."""
+    key = (result.image.laterality, result.image.view)
+    if key in VIEW_ORDER:
+        return VIEW_ORDER.index(key)
+    others = [r for r in all_results if (r.image.laterality, r.image.view) not in VIEW_ORDER]
+    return len(VIEW_ORDER) + others.index(result)
+
+
+def _positioning(ds: Dataset, result: ImageResult) -> None:
+    """Laterality (General Series, one breast per SC series) and the view as SCT code.
+
+    The view is written from the header reader's result, so a source's SRT or empty view
+    sequences never reach the SC; View Position helps hanging protocols that read it.
+    """
+    lat = result.image.laterality
+    ds.Laterality = lat if lat in ("L", "R") else None
+    ds.BodyPartExamined = "BREAST"
+    view = C.VIEWS.get(result.image.view)
+    if view is not None:
+        ds.ViewCodeSequence = [view.to_dataset()]
+    if result.image.view in ("CC", "MLO", "ML", "LM", "XCCL", "XCCM", "FB", "SIO"):
+        ds.ViewPosition = result.image.view
+
+
 def build_secondary_capture(result: ImageResult, source: Dataset, ctx: OutputContext, index: int) -> Dataset:
     """One colour Secondary Capture for an analysed image (needs the source's pixels).
 
-    With ``ctx.sc_jpeg_quality`` > 0 the dataset carries its file meta with the JPEG
-    baseline transfer syntax (the pixel data is encapsulated).
+    Modality MG and one series per breast (Laterality R or L), so mammography hanging
+    protocols place it beside the originals; Image Type DERIVED\\SECONDARY, Burned In
+    Annotation YES and the series description say what it is. With ``ctx.sc_lossless`` the
+    pixels are JPEG-LS lossless; otherwise JPEG baseline at ``ctx.sc_jpeg_quality`` (> 0)
+    or uncompressed RGB.
     """
     if "PixelData" not in source:
         raise ValueError(
@@ -224,9 +259,10 @@ def build_secondary_capture(result: ImageResult, source: Dataset, ctx: OutputCon
     image, _ = render(result, source, ctx)
     ds = Dataset()
     copy_patient_study(ds, source)
-    ds.SpecificCharacterSet = "ISO_IR 192"
     ds.SOPClassUID = SECONDARY_CAPTURE
-    set_common(ds, ctx, KIND, modality="OT", what="CAD overlay", index=index)
+    lat = result.image.laterality if result.image.laterality in ("L", "R") else ""
+    side = {"R": "right breast", "L": "left breast"}.get(lat, "")
+    set_common(ds, ctx, KIND, modality="MG", what=f"CAD overlay {side}".strip(), index=index, series_key=lat)
     ds.ConversionType = "WSD"
     ds.DateOfSecondaryCapture = ds.ContentDate
     ds.TimeOfSecondaryCapture = ds.ContentTime
@@ -235,13 +271,9 @@ def build_secondary_capture(result: ImageResult, source: Dataset, ctx: OutputCon
     ds.RecognizableVisualFeatures = "NO"
     ds.DerivationDescription = "mammogram windowed as displayed, CAD marks burned in, may be downscaled"
     ds.ImageComments = ctx.comment()[:10240]
-    ds.PatientOrientation = source.get("PatientOrientation", "") or ""
-    # Laterality (General Series), not ImageLaterality: dciodvfy rejects Laterality beside it.
-    for keyword in ("BodyPartExamined", "ViewPosition", "ViewCodeSequence"):
-        if keyword in source:
-            ds[keyword] = source[keyword]
-    lat = result.image.laterality or str(source.get("ImageLaterality", source.get("Laterality", "")))
-    ds.Laterality = lat if lat in ("L", "R") else ""
+    orientation = patient_orientation(source)
+    ds.PatientOrientation = list(orientation) if orientation else None
+    _positioning(ds, result)
     ds.SourceImageSequence = _source_image_sequence(source)
     ds.SamplesPerPixel = 3
     ds.PlanarConfiguration = 0
@@ -250,7 +282,20 @@ def build_secondary_capture(result: ImageResult, source: Dataset, ctx: OutputCon
     ds.BitsStored = 8
     ds.HighBit = 7
     ds.PixelRepresentation = 0
-    if ctx.sc_jpeg_quality > 0:
+    _pixels(ds, image, ctx)
+    return ds
+
+
+def _pixels(ds: Dataset, image: Image.Image, ctx: OutputContext) -> None:
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    if ctx.sc_lossless:
+        ds.PhotometricInterpretation = "RGB"
+        ds.LossyImageCompression = "00"
+        ds.PixelData = image.tobytes()
+        ds.compress(JPEGLSLossless, np.asarray(image), encoding_plugin="pyjpegls")
+        ds.DerivationDescription += "; JPEG-LS lossless"
+    elif ctx.sc_jpeg_quality > 0:
         frame = jpeg_baseline(image, ctx.sc_jpeg_quality)
         ds.PhotometricInterpretation = "YBR_FULL_422"
         ds.LossyImageCompression = "01"
@@ -259,10 +304,8 @@ def build_secondary_capture(result: ImageResult, source: Dataset, ctx: OutputCon
         ds.DerivationDescription += "; JPEG baseline (lossy)"
         ds.PixelData = encapsulate([frame])
         ds["PixelData"].VR = "OB"
-        ds.file_meta = FileMetaDataset()
         ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
     else:
         ds.PhotometricInterpretation = "RGB"
         ds.LossyImageCompression = "00"
         ds.PixelData = image.tobytes()
-    return ds

@@ -1,12 +1,16 @@
-"""TID 1500 Measurement Report (Comprehensive SR) built with highdicom.
+"""TID 1500 Measurement Report in a Comprehensive 3D SR, as IHE AI Results (AIR) asks.
 
-Viewers that do not read the Mammography CAD SR (OHIF, 3D Slicer, most web viewers) do
-read TID 1500. Each lesion is one Planar ROI group (TID 1410) with its own tracking UID
-(OHIF merges groups that share one), its box as a closed POLYLINE in image pixel
-coordinates, finding type, finding site breast + laterality, probability of cancer and
-detection certainty in %, and the benign/malignant call. Each breast gets one
-image-level group (TID 1501) with its risk. procedure_reported is SCT 363679005
-"Imaging procedure": the Mammography code fails template validation.
+Viewers that do not read the Mammography CAD SR (OHIF v3, 3D Slicer, most web viewers) do
+read TID 1500. The document is FINAL and COMPLETE, Verification UNVERIFIED (no human
+signed it), with a TID 1600 image library of every analysed image. Each finding is one
+Planar ROI group (TID 1410) with its own tracking identifier and UID (OHIF merges groups
+that share a UID), the box as a closed POLYLINE in image pixel coordinates, the finding
+type (CID 6014), finding site breast with laterality, TID 4019 algorithm identification,
+probability of cancer and certainty of finding in %, and as qualitative evaluation the
+Rendering Intent (CID 6034) the operating point gives it. Each breast gets one TID 1501
+group with its probability of cancer. No pathology code is written: a CAD cannot assert
+benign or malignant. procedure_reported is SCT 363679005 "Imaging procedure" (the
+Mammography code fails template validation).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from highdicom.sr import (
     AlgorithmIdentification,
-    ComprehensiveSR,
+    Comprehensive3DSR,
     DeviceObserverIdentifyingAttributes,
     FindingSite,
     ImageRegion,
@@ -32,23 +36,31 @@ from highdicom.sr import (
 from highdicom.sr.coding import CodedConcept
 from pydicom.dataset import Dataset
 
-import mammocad
 from mammocad.config.settings import OutputKind
-from mammocad.model.results import BreastRisk, ImageResult, Lesion, LesionClass, LesionType
+from mammocad.model.results import BreastRisk, ImageResult, LesionType
 from mammocad.results import codes as C
-from mammocad.results.cad_sr import box_outline
+from mammocad.results import operating_points as OP
+from mammocad.results.sanitize import copy_patient_study
+from mammocad.results.sr_items import box_outline
 from mammocad.results.uids import (
     MANUFACTURER,
+    MODEL_NAME,
     OutputContext,
+    device_serial,
     predecessor_sequence,
+    product_uid,
     result_uid,
+    series_number,
+    set_equipment,
+    set_times,
 )
 
 KIND = OutputKind.TID1500_SR
-COMPREHENSIVE_SR = "1.2.840.10008.5.1.4.1.1.88.33"
+COMPREHENSIVE_3D_SR = "1.2.840.10008.5.1.4.1.1.88.34"
 DEVICE_OBSERVER = CodedConcept("121007", "DCM", "Device")
-CLINICAL_INTERPRETATION = C.Code("122147", "DCM", "Clinical Interpretation")
-CERTAINTY = C.CERTAINTY_OF_FINDING
+_INTENT = {OP.RenderingIntent.PRESENTATION_REQUIRED: C.PRESENTATION_REQUIRED,
+           OP.RenderingIntent.PRESENTATION_OPTIONAL: C.PRESENTATION_OPTIONAL,
+           OP.RenderingIntent.NOT_FOR_PRESENTATION: C.NOT_FOR_PRESENTATION}
 
 
 def _algorithm(ctx: OutputContext) -> AlgorithmIdentification:
@@ -62,17 +74,16 @@ def _algorithm(ctx: OutputContext) -> AlgorithmIdentification:
     )
 
 
-def _verdict(malignant: bool) -> QualitativeEvaluation:
-    value = C.MALIGNANT if malignant else C.BENIGN
-    return QualitativeEvaluation(CLINICAL_INTERPRETATION.to_hd(), value.to_hd())
+def _intent(intent: OP.RenderingIntent) -> QualitativeEvaluation:
+    return QualitativeEvaluation(C.RENDERING_INTENT.to_hd(), _INTENT[intent].to_hd())
 
 
-def _lesion_group(n: int, lesion: Lesion, result: ImageResult, source: Dataset,
+def _lesion_group(n: int, mark: OP.Mark, result: ImageResult, source: Dataset,
                   ctx: OutputContext) -> PlanarROIMeasurementsAndQualitativeEvaluations:
-    outline = np.array(box_outline(lesion.box), dtype=float)
+    lesion = mark.lesion
     region = ImageRegion(
         graphic_type="POLYLINE",
-        graphic_data=outline,
+        graphic_data=np.array(box_outline(lesion.box), dtype=float),
         source_image=SourceImageForRegion.from_source_image(source),
     )
     finding = (C.INDIVIDUAL_CALCIFICATION if lesion.lesion_type is LesionType.INDIVIDUAL_CALCIFICATION
@@ -81,7 +92,8 @@ def _lesion_group(n: int, lesion: Lesion, result: ImageResult, source: Dataset,
         if result.image.laterality in C.SIDE else [FindingSite(C.BREAST.to_hd())]
     return PlanarROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=TrackingIdentifier(
-            uid=result_uid(ctx.study, KIND, "tracking", n), identifier=f"Lesion {n + 1}"),
+            uid=result_uid(ctx.study, KIND, "tracking", f"{mark.image_index}.{mark.lesion_index}"),
+            identifier=f"Finding {n + 1}"),
         referenced_region=region,
         finding_type=finding.to_hd(),
         algorithm_id=_algorithm(ctx),
@@ -89,49 +101,55 @@ def _lesion_group(n: int, lesion: Lesion, result: ImageResult, source: Dataset,
         measurements=[
             Measurement(C.PROBABILITY_OF_CANCER.to_hd(), round(lesion.probability_malignant * 100.0, 4),
                         C.PERCENT.to_hd()),
-            Measurement(CERTAINTY.to_hd(), round(lesion.score * 100.0, 4), C.PERCENT.to_hd()),
+            Measurement(C.CERTAINTY_OF_FINDING.to_hd(), round(lesion.score * 100.0, 4), C.PERCENT.to_hd()),
         ],
-        qualitative_evaluations=[_verdict(lesion.lesion_class is LesionClass.MALIGNANT)],
+        qualitative_evaluations=[_intent(mark.intent)],
     )
 
 
-def _breast_group(n: int, breast: BreastRisk, ctx: OutputContext,
-                  sources: dict[str, Dataset]) -> MeasurementsAndQualitativeEvaluations:
+def _breast_group(breast: BreastRisk, ctx: OutputContext, sources: dict[str, Dataset],
+                  found: list[OP.Mark]) -> MeasurementsAndQualitativeEvaluations:
     images = [sources[r.image.sop_instance_uid] for r in ctx.study.images
               if r.analysed and r.image.laterality == breast.laterality]
+    called = OP.breast_called_malignant(ctx.study, breast.laterality, found)
+    intent = OP.RenderingIntent.PRESENTATION_REQUIRED if called else OP.RenderingIntent.PRESENTATION_OPTIONAL
     return MeasurementsAndQualitativeEvaluations(
         tracking_identifier=TrackingIdentifier(
-            uid=result_uid(ctx.study, KIND, "breast", n),
+            uid=result_uid(ctx.study, KIND, "breast", breast.laterality),
             identifier=f"{'Left' if breast.laterality == 'L' else 'Right'} breast"),
         finding_type=C.BREAST.to_hd(),
         algorithm_id=_algorithm(ctx),
         finding_sites=[FindingSite(C.BREAST.to_hd(), laterality=C.SIDE[breast.laterality].to_hd())],
         measurements=[Measurement(C.PROBABILITY_OF_CANCER.to_hd(), round(breast.risk * 100.0, 4),
                                   C.PERCENT.to_hd())],
-        qualitative_evaluations=[_verdict(breast.malignant)],
+        qualitative_evaluations=[_intent(intent)],
         source_images=[SourceImageForMeasurementGroup.from_source_image(ds) for ds in images] or None,
     )
 
 
+def _library_images(ctx: OutputContext, sources: dict[str, Dataset]) -> list[Dataset]:
+    """The TID 1600 Image Library: every analysed image (header-only sources suffice)."""
+    analysed = [sources[r.image.sop_instance_uid] for r in ctx.study.images if r.analysed]
+    return analysed or [sources[ctx.study.images[0].image.sop_instance_uid]]
+
+
 def build_tid1500_sr(ctx: OutputContext, sources: dict[str, Dataset]) -> Dataset:
-    """One TID 1500 Comprehensive SR for the study (header-only sources suffice)."""
+    """One TID 1500 Comprehensive 3D SR for the study (header-only sources suffice)."""
     results = list(ctx.study.images)
-    groups: list = []
-    n = 0
-    for r in results:
-        if not r.analysed:
-            continue
-        for lesion in r.lesions:
-            groups.append(_lesion_group(n, lesion, r, sources[r.image.sop_instance_uid], ctx))
-            n += 1
-    groups += [_breast_group(i, b, ctx, sources) for i, b in enumerate(ctx.study.breasts)]
+    found = [m for m in OP.marks(ctx.study) if m.intent is not OP.RenderingIntent.NOT_FOR_PRESENTATION]
+    groups: list = [
+        _lesion_group(n, m, results[m.image_index], sources[results[m.image_index].image.sop_instance_uid], ctx)
+        for n, m in enumerate(found)]
+    if "breast risk" not in ctx.failed_analyses:
+        groups += [_breast_group(b, ctx, sources, found) for b in ctx.study.breasts]
     observer = ObserverContext(
         observer_type=DEVICE_OBSERVER,
         observer_identifying_attributes=DeviceObserverIdentifyingAttributes(
-            uid=result_uid(ctx.study, KIND, "device"),
+            uid=product_uid("device", device_serial()),
             name="mammocad",
             manufacturer_name=MANUFACTURER,
-            model_name=(ctx.study.model_name or "mammocad")[:64],
+            model_name=MODEL_NAME,
+            serial_number=device_serial(),
         ),
     )
     report = MeasurementReport(
@@ -139,28 +157,27 @@ def build_tid1500_sr(ctx: OutputContext, sources: dict[str, Dataset]) -> Dataset
         procedure_reported=C.IMAGING_PROCEDURE.to_hd(),
         imaging_measurements=groups or None,
         title=C.IMAGING_MEASUREMENT_REPORT.to_hd(),
-        referenced_images=None if groups else [sources[r.image.sop_instance_uid] for r in results],
+        referenced_images=_library_images(ctx, sources),
     )
-    evidence = [sources[r.image.sop_instance_uid] for r in results]
-    ts = ctx.timestamp
-    sr = ComprehensiveSR(
-        evidence=evidence,
+    sr = Comprehensive3DSR(
+        evidence=[sources[r.image.sop_instance_uid] for r in results],
         content=report,
         series_instance_uid=result_uid(ctx.study, KIND, "series"),
-        series_number=KIND.series_number,
+        series_number=series_number(KIND, ctx.version),
         sop_instance_uid=result_uid(ctx.study, KIND, "sop"),
         instance_number=1,
         manufacturer=MANUFACTURER,
         is_complete=True,
-        is_final=False,
-        series_description=ctx.description("CAD measurements"),
-        content_date=ts.date(),
-        content_time=ts.time().replace(microsecond=0),
+        is_final=True,
+        is_verified=False,
+        series_description=ctx.description("CAD findings"),
     )
-    # highdicom annotates SoftwareVersions as str | tuple[str] (one item); pydicom takes a list for LO VM 1-n.
-    sr.SoftwareVersions = [  # type: ignore[assignment]
-        mammocad.__version__, (ctx.study.model_version or "unknown")[:64]]
-    sr.ManufacturerModelName = (ctx.study.model_name or "mammocad")[:64]
+    header = Dataset()
+    copy_patient_study(header, sources[results[0].image.sop_instance_uid])
+    for elem in header:
+        sr[elem.keyword] = elem
+    set_equipment(sr, ctx)
+    set_times(sr, ctx)
     if ctx.predecessor:
-        sr.PredecessorDocumentsSequence = predecessor_sequence(ctx.predecessor, COMPREHENSIVE_SR)
+        sr.PredecessorDocumentsSequence = predecessor_sequence(ctx.predecessor, COMPREHENSIVE_3D_SR)
     return sr

@@ -1,68 +1,99 @@
-"""Deterministic UIDs and the shared header identity of every mammocad output.
+"""UIDs, identity and versioning shared by every mammocad output.
 
-A result's UIDs derive only from what it describes (study, the sorted SOP Instance UIDs
-analysed, the model version, the output kind, an index), so re-sending a study's results
-replaces the earlier objects in the PACS instead of duplicating them, and a study that
-gained an image later gets new objects (new UIDs) that can point to the old ones as
-predecessors.
+UID root: mammocad owns ``2.25.<the integer of one UUID>`` (ISO/IEC 9834-8, PS3.5 B.2), a
+root that needs no registration; every UID mammocad creates is that root plus one
+component of at most 19 digits taken from a SHA-256 of what the UID names. 64-bit-class
+hashes make an accidental collision negligible (about 1 in 10^7 after 10^6 objects).
 
-The header helpers live here too because every builder (SR, SC, GSPS) needs the same
-patient/study copy and the same equipment and disclaimer attributes.
+* Series and study linkage are deterministic: a series UID derives from the study, the
+  sorted analysed SOP Instance UIDs, the model version, the output kind and (for secondary
+  captures) the breast, so every object of one run joins the same series.
+* A SOP Instance UID derives from the object's *content* (``content_uid`` in
+  ``outputs.py``: a digest of the encoded data set without its own UIDs), so PS3.5 §9's
+  rule holds by construction: different content (a new ContentTime included) always gets
+  a new UID, and an identical object keeps its UID.
+* Amended reports (a study that gained images) are new series whose numbers do not collide
+  with the earlier version's: ``series_number`` adds ten per version.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
+import os
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cache
 
 from pydicom.dataset import Dataset
-from pydicom.uid import UID, generate_uid
+from pydicom.uid import UID
 
 import mammocad
-from mammocad.config.settings import OutputKind
 from mammocad.model.results import StudyResult
 
-MANUFACTURER = "mammocad"
+#: mammocad's UID root: 2.25 + the integer of UUID 0f37c24c-5170-4ea7-950a-fc8d5f11b0f2.
+UID_ROOT = "2.25.20227937098000670044535573200032084210"
+#: Implementation Class UID written in the file meta of every output.
+IMPLEMENTATION_CLASS_UID = UID(f"{UID_ROOT}.1")
+IMPLEMENTATION_VERSION = f"MAMMOCAD_{mammocad.__version__}"[:16]
+
+MANUFACTURER = "mammocad project"
+MODEL_NAME = "mammocad CAD node"
 DISCLAIMER = "NOT FOR DIAGNOSTIC USE"
 
-
-#: Patient / General Study attributes copied from the source image (Type 1/2 only where present).
-_PATIENT_STUDY_TAGS = (
-    "PatientName",
-    "PatientID",
-    "IssuerOfPatientID",
-    "PatientBirthDate",
-    "PatientSex",
-    "PatientAge",
-    "OtherPatientIDsSequence",
-    "StudyInstanceUID",
-    "StudyDate",
-    "StudyTime",
-    "AccessionNumber",
-    "ReferringPhysicianName",
-    "StudyID",
-    "StudyDescription",
-    "IssuerOfAccessionNumberSequence",
-)
-_TYPE2_PATIENT_STUDY = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate",
-                        "StudyTime", "AccessionNumber", "ReferringPhysicianName", "StudyID")
+#: Series number offset per output series (9900 + 10 × (version − 1) + offset).
+SERIES_OFFSETS = {"mammo-cad-sr": 1, "tid1500-sr": 2, "sc-R": 3, "sc-L": 4, "sc": 5, "gsps-R": 6, "gsps-L": 7, "gsps": 8}
+SERIES_BASE = 9900
 
 
-def result_uid(study: StudyResult, kind: OutputKind, role: str, index: int = 0) -> UID:
-    """UID for one result object (``role`` e.g. "series", "sop", "tracking").
+def product_uid(*parts: object) -> UID:
+    """A UID under :data:`UID_ROOT` named by ``parts`` (same parts → same UID)."""
+    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
+    suffix = int.from_bytes(digest[:8], "big") % 10**19
+    return UID(f"{UID_ROOT}.{suffix or 1}")
 
-    Same study, same image set, same model version, same kind (and same revision: an
-    admin's re-analysis is a new version with new UIDs) → same UID.
+
+def result_uid(study: StudyResult, kind: str, role: str, index: object = 0) -> UID:
+    """Deterministic UID for one part of a result (``role`` e.g. "series", "tracking").
+
+    Same study, same image set, same model version, same kind, same revision (an admin's
+    re-analysis is a new version with new UIDs) → same UID.
     """
     sops = sorted(r.image.sop_instance_uid for r in study.images)
-    if study.revision:  # revision 0 adds nothing: UIDs of first reports stay as they were
-        sops.append(f"revision:{study.revision}")
-    # Keep pydicom's default prefix: with prefix=None pydicom ignores entropy_srcs and
-    # returns a random UUID-derived 2.25 UID, which would make every re-send a duplicate.
-    return generate_uid(
-        entropy_srcs=[study.study_uid, *sops, study.model_version, OutputKind(kind).value, role, str(index)],
-    )
+    revision = [f"revision:{study.revision}"] if getattr(study, "revision", 0) else []
+    return product_uid(study.study_uid, *sops, *revision, study.model_version, kind, role, index)
+
+
+@cache
+def device_serial() -> str:
+    """This host's identity as DeviceSerialNumber: the machine id (systemd), else the host name.
+
+    Stable across restarts, distinct between hosts, and free of patient data.
+    """
+    for path in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
+        try:
+            with open(path, encoding="ascii") as fh:
+                text = fh.read().strip()
+        except OSError:
+            continue
+        if text:
+            return f"host-{text[:16]}"
+    name = socket.gethostname() or os.environ.get("HOSTNAME", "") or "unknown-host"
+    return name.encode("ascii", "replace").decode()[:64]
+
+
+def local_now() -> _dt.datetime:
+    """Now, in the host's local time zone (DICOM dates and times are local)."""
+    return _dt.datetime.now().astimezone()
+
+
+def tz_offset(ts: _dt.datetime) -> str:
+    """TimezoneOffsetFromUTC ("+HHMM"/"-HHMM") of an aware datetime."""
+    offset = ts.utcoffset() or _dt.timedelta(0)
+    minutes = int(offset.total_seconds() // 60)
+    sign = "+" if minutes >= 0 else "-"
+    return f"{sign}{abs(minutes) // 60:02d}{abs(minutes) % 60:02d}"
 
 
 @dataclass(frozen=True)
@@ -76,10 +107,17 @@ class OutputContext:
     when: _dt.datetime | None = None
     #: Secondary captures as JPEG baseline of this quality (1-100); 0 stores them uncompressed.
     sc_jpeg_quality: int = 90
+    #: Secondary captures without loss (RLE); wins over sc_jpeg_quality.
+    sc_lossless: bool = False
+    #: 1 for a study's first report, 2 for the first amendment, ...
+    version: int = 1
+    #: Study-level analyses that failed (e.g. "breast risk"): reported as Failed Analyses.
+    failed_analyses: tuple[str, ...] = ()
 
     @property
     def timestamp(self) -> _dt.datetime:
-        return self.when or _dt.datetime.now(_dt.UTC)
+        ts = self.when or local_now()
+        return ts if ts.tzinfo else ts.astimezone()
 
     @property
     def model_label(self) -> str:
@@ -103,30 +141,45 @@ class OutputContext:
         return "; ".join(parts)
 
 
-def copy_patient_study(target: Dataset, source: Dataset) -> None:
-    """Copy the Patient and General Study modules so the output joins the source study."""
-    for keyword in _PATIENT_STUDY_TAGS:
-        if keyword in source:
-            target[keyword] = source[keyword]
-    for keyword in _TYPE2_PATIENT_STUDY:
-        if keyword not in target:
-            setattr(target, keyword, "")
-    if "SpecificCharacterSet" in source:
-        target.SpecificCharacterSet = source.SpecificCharacterSet
+def series_number(kind: str, version: int) -> int:
+    """Series Number of one output series; amended versions never reuse a number."""
+    return SERIES_BASE + 10 * (max(1, version) - 1) + SERIES_OFFSETS.get(kind, 9)
 
 
-def set_common(target: Dataset, ctx: OutputContext, kind: OutputKind, *, modality: str, what: str,
-               index: int = 0, series_index: int = 0) -> None:
-    """Series, equipment, SOP common and content date/time of one output object."""
-    target.SeriesInstanceUID = result_uid(ctx.study, kind, "series", series_index)
+def set_common(target: Dataset, ctx: OutputContext, kind: str, *, modality: str, what: str,
+               index: int = 0, series_key: str = "") -> None:
+    """Series, equipment, SOP common and content date/time of one output object.
+
+    The SOP Instance UID set here is provisional: ``outputs.py`` replaces it by the
+    content-derived one once the object is complete.
+    """
+    series_kind = f"{kind}-{series_key}" if series_key else kind
+    target.SeriesInstanceUID = result_uid(ctx.study, series_kind, "series")
     target.SOPInstanceUID = result_uid(ctx.study, kind, "sop", index)
-    target.SeriesNumber = OutputKind(kind).series_number
+    target.SeriesNumber = series_number(series_kind, ctx.version)
     target.InstanceNumber = index + 1
     target.Modality = modality
     target.SeriesDescription = ctx.description(what)
+    set_equipment(target, ctx)
+    set_times(target, ctx)
+
+
+def set_equipment(target: Dataset, ctx: OutputContext) -> None:
+    """General Equipment: the product, its versions and this host."""
     target.Manufacturer = MANUFACTURER
-    target.ManufacturerModelName = (ctx.study.model_name or "mammocad")[:64]
-    target.SoftwareVersions = [mammocad.__version__, (ctx.study.model_version or "unknown")[:64]]
+    target.ManufacturerModelName = MODEL_NAME
+    target.SoftwareVersions = software_versions(ctx)
+    target.DeviceSerialNumber = device_serial()
+
+
+def software_versions(ctx: OutputContext) -> list[str]:
+    """mammocad's version, then the model's name and version (LO, VM 1-n)."""
+    model = f"{ctx.study.model_name or 'model'} {ctx.study.model_version or 'unknown'}"
+    return [f"mammocad {mammocad.__version__}"[:64], model[:64]]
+
+
+def set_times(target: Dataset, ctx: OutputContext) -> None:
+    """Content, instance creation and series date/time in local time, with the UTC offset."""
     ts = ctx.timestamp
     target.ContentDate = ts.strftime("%Y%m%d")
     target.ContentTime = ts.strftime("%H%M%S")
@@ -134,6 +187,14 @@ def set_common(target: Dataset, ctx: OutputContext, kind: OutputKind, *, modalit
     target.InstanceCreationTime = target.ContentTime
     target.SeriesDate = target.ContentDate
     target.SeriesTime = target.ContentTime
+    target.TimezoneOffsetFromUTC = tz_offset(ts)
+    if "PresentationCreationDate" in target:  # GSPS
+        target.PresentationCreationDate = target.ContentDate
+        target.PresentationCreationTime = target.ContentTime
+    # highdicom names itself as contributing equipment, stamped with the wall clock.
+    for item in target.get("ContributingEquipmentSequence", []) or []:
+        if "ContributionDateTime" in item:
+            item.ContributionDateTime = ts.strftime("%Y%m%d%H%M%S") + tz_offset(ts)
 
 
 def sorted_sources(study: StudyResult, sources: dict[str, Dataset]) -> list[Dataset]:

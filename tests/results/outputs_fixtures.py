@@ -96,6 +96,11 @@ def make_case(
     return study, {str(ds.SOPInstanceUID): ds for ds in datasets}
 
 
+#: Every SR file the results tests write; PixelMed validates them all at the end of the
+#: session in one JVM (conftest.py), so no SR the suite produces goes unchecked.
+WRITTEN_SRS: list[Path] = []
+
+
 def write_all(datasets: list[Dataset], folder: Path) -> list[Path]:
     """Write each output as a Part 10 file (as the outbox will) and return the paths."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -104,7 +109,17 @@ def write_all(datasets: list[Dataset], folder: Path) -> list[Path]:
         path = folder / f"{i:03d}_{ds.Modality}.dcm"
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)
+        if ds.Modality == "SR":
+            WRITTEN_SRS.append(path)
     return paths
+
+
+def resolve(sr: Dataset, position: list[int] | tuple[int, ...]) -> Dataset:
+    """The content item at a by-reference position ([1, 2, 3] = root's 2nd child's 3rd child)."""
+    item = sr
+    for k in list(position)[1:]:
+        item = item.ContentSequence[int(k) - 1]
+    return item
 
 
 def content_items(ds: Dataset, position: tuple[int, ...] = (1,)) -> Iterator[tuple[tuple[int, ...], Dataset]]:

@@ -1,4 +1,5 @@
-"""Mammography CAD SR: valid for dciodvfy, dsrdump and PixelMed; content matches the results."""
+"""Mammography CAD SR: valid for dciodvfy and dsrdump (PixelMed: every SR, conftest.py);
+content matches the results; Rendering Intent follows the CAD operating point."""
 
 from __future__ import annotations
 
@@ -8,17 +9,17 @@ import pydicom
 import pytest
 
 from mammocad.config import OutputKind
+from mammocad.model.results import BreastRisk, Lesion, LesionClass, LesionType
 from mammocad.results.outputs import build_outputs
 from tests import validators as V
-from tests.results.outputs_fixtures import concept, content_items, make_case, write_all
+from tests.results.outputs_fixtures import concept, content_items, make_case, resolve, write_all
 
 KIND = [OutputKind.MAMMO_CAD_SR]
+REQUIRED, OPTIONAL, NOT_SHOWN = "111150", "111151", "111152"
 
 
 @pytest.fixture(scope="module")
 def sr_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Documents from several inputs; PixelMed's XSLT grows steeply with size (a 30-lesion
-    SR takes ~60 s), so it checks the small ones and DCMTK/dicom3tools check them all."""
     folder = tmp_path_factory.mktemp("cad_sr")
     cases = {
         "few_failed_mono1": make_case((3, 1, 0, 2), failed=(2,), photometric="MONOCHROME1"),
@@ -33,43 +34,50 @@ def sr_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return out
 
 
-def test_cad_sr_passes_all_validators(sr_files: dict[str, Path]) -> None:
-    problems = {}
-    for name, path in sr_files.items():
-        found = V.dciodvfy_errors(path) + V.dsrdump_problems(path)
-        if found:
-            problems[name] = found
-    pixelmed = V.pixelmed_sr_problems_many([sr_files["few_failed_mono1"], sr_files["no_lesions"]])
-    for name, found in pixelmed.items():
-        real = V.pixelmed_real_problems(found)
-        if real:
-            problems[f"pixelmed {name}"] = real
+def test_cad_sr_passes_dciodvfy_and_dsrdump(sr_files: dict[str, Path]) -> None:
+    problems = {name: found for name, path in sr_files.items()
+                if (found := V.dciodvfy_errors(path) + V.dsrdump_problems(path))}
     assert problems == {}
+
+
+def _intent(finding: pydicom.Dataset) -> tuple[str, int | None]:
+    item = next(it for it in finding.ContentSequence if concept(it) == "111056")
+    value = item.ConceptCodeSequence[0].CodeValue
+    point = None
+    for child in item.get("ContentSequence", []):
+        if concept(child) == "111071":
+            point = int(float(child.MeasuredValueSequence[0].NumericValue))
+            assert child.MeasuredValueSequence[0].MeasurementUnitsCodeSequence[0].CodeValue == "{1:n}"
+    return value, point
+
+
+def _findings(sr: pydicom.Dataset) -> list[tuple[tuple[int, ...], pydicom.Dataset]]:
+    return [(pos, it) for pos, it in content_items(sr) if concept(it) == "111059"]
 
 
 def test_sr_references_exactly_the_sources_and_coordinates_match() -> None:
     study, sources = make_case((3, 0, 2, 1), failed=(1,))
     (sr,) = build_outputs(study, sources, KIND)
-    evidence = {
-        ref.ReferencedSOPInstanceUID
-        for st in sr.CurrentRequestedProcedureEvidenceSequence
-        for se in st.ReferencedSeriesSequence
-        for ref in se.ReferencedSOPSequence
-    }
+    evidence = {ref.ReferencedSOPInstanceUID for st in sr.CurrentRequestedProcedureEvidenceSequence
+                for se in st.ReferencedSeriesSequence for ref in se.ReferencedSOPSequence}
     assert evidence == set(sources)
     items = list(content_items(sr))
     library = [it for pos, it in items if len(pos) == 3 and pos[1] == 2 and it.ValueType == "IMAGE"]
     assert [it.ReferencedSOPSequence[0].ReferencedSOPInstanceUID for it in library] == [
         r.image.sop_instance_uid for r in study.images]
-    expected = sorted(
-        (r.image.sop_instance_uid, le.box) for r in study.images if r.analysed for le in r.lesions)
+    expected = sorted((r.image.sop_instance_uid, le.box) for r in study.images if r.analysed for le in r.lesions)
     outlines = []
     for _, it in items:
+        if concept(it) in ("111041", "111010"):
+            (selected,) = it.ContentSequence
+            assert selected.RelationshipType == "SELECTED FROM" and "ValueType" not in selected
+            target = resolve(sr, selected.ReferencedContentItemIdentifier)  # an Image Library entry
+            assert target in library
         if concept(it) == "111041":
             g = [float(v) for v in it.GraphicData]
-            sop = it.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID
             assert it.GraphicType == "POLYLINE" and g[:2] == g[-2:], "outline must be a closed polyline"
-            outlines.append((sop, (g[0] - 0.5, g[1] - 0.5, g[4] - 0.5, g[5] - 0.5)))
+            sop = resolve(sr, it.ContentSequence[0].ReferencedContentItemIdentifier).ReferencedSOPSequence[0]
+            outlines.append((sop.ReferencedSOPInstanceUID, (g[0] - 0.5, g[1] - 0.5, g[4] - 0.5, g[5] - 0.5)))
     assert sorted(outlines) == expected
 
 
@@ -84,9 +92,8 @@ def test_failed_image_is_reported_as_failed_detection() -> None:
     pos, _ = by_concept["111025"]  # Failed Detections
     refs = [it.ReferencedContentItemIdentifier for p, it in items.items()
             if p[:len(pos)] == pos and "ReferencedContentItemIdentifier" in it]
-    assert len(refs) == 1
-    target = items[tuple(int(v) for v in refs[0])]
-    assert target.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == failed_uid
+    assert refs and all(resolve(sr, r).ReferencedSOPSequence[0].ReferencedSOPInstanceUID == failed_uid
+                        for r in refs)
     text = by_concept["111033"][1].TextValue
     assert "CAD FAILED on 1 image" in text and "NOT FOR DIAGNOSTIC USE" in text
 
@@ -94,8 +101,7 @@ def test_failed_image_is_reported_as_failed_detection() -> None:
 def test_laterality_view_and_meanings(tmp_path: Path) -> None:
     study, sources = make_case((1, 1, 1, 1))
     (sr,) = build_outputs(study, sources, KIND, device="cpu")
-    path = write_all([sr], tmp_path)[0]
-    back = pydicom.dcmread(path)
+    back = pydicom.dcmread(write_all([sr], tmp_path)[0])
     codes = {}
     for _, it in content_items(back):
         for seq in ("ConceptNameCodeSequence", "ConceptCodeSequence"):
@@ -106,6 +112,78 @@ def test_laterality_view_and_meanings(tmp_path: Path) -> None:
     assert "7771000" not in codes  # generic "Left" is wrong here (CID 6022)
     assert {"399162004", "399368009"} <= set(codes)
     assert codes["111034"] == "Individual Impression/Recommendation"
+    assert not {"21594007", "30807003", "111042"} & set(codes), "no pathology claim"
     texts = {concept(it): str(it.get("TextValue", "")) for _, it in content_items(back)}
     assert texts["111001"] == study.model_name and texts["111003"] == study.model_version
     assert "device=cpu" in texts["111002"]
+    library = [it for pos, it in content_items(back) if len(pos) == 3 and pos[1] == 2]
+    for entry in library:
+        names = {concept(c) for c in entry.ContentSequence}
+        assert {"111027", "111031", "111044", "111043", "111060", "111026", "111066"} <= names
+        row = next(c for c in entry.ContentSequence if concept(c) == "111044").TextValue
+        assert row in ("A", "P")  # one direction, never a split string such as "C\\C"
+
+
+def _with(study, lesions_by_image, breasts):  # type: ignore[no-untyped-def]
+    import dataclasses
+
+    images = tuple(dataclasses.replace(r, lesions=tuple(lesions_by_image.get(i, ()))) for i, r in
+                   enumerate(study.images))
+    return dataclasses.replace(study, images=images, breasts=tuple(breasts))
+
+
+def test_rendering_intent_follows_the_operating_point_and_breast_calls_agree(tmp_path: Path) -> None:
+    study, sources = make_case((0, 0, 0, 0))
+    cluster = Lesion((10, 10, 60, 60), LesionClass.BENIGN, 0.39, 0.99)  # 0.386 < 0.5: optional
+    strong = Lesion((20, 100, 50, 130), LesionClass.MALIGNANT, 0.9, 0.9)  # 0.81: required
+    speck = Lesion((30, 30, 34, 34), LesionClass.BENIGN, 0.2, 0.6, LesionType.INDIVIDUAL_CALCIFICATION)
+    # images: 0 RCC, 1 LCC, 2 RMLO, 3 LMLO
+    case = _with(study, {0: [cluster, speck], 1: [strong]},
+                 [BreastRisk("L", 0.81, True, 0.5, 2), BreastRisk("R", 0.386, False, 0.5, 2)])
+    (sr,) = build_outputs(case, sources, KIND)
+    write_all([sr], tmp_path)
+    found = {}
+    for pos, f in _findings(sr):
+        container = resolve(sr, pos[:-1])
+        outer = next(it for it in container.ContentSequence if concept(it) == "111056")
+        if pos[-1] == 2:  # the presented finding; calcifications of a cluster follow it
+            assert outer.ConceptCodeSequence[0].CodeValue == _intent(f)[0], "container and finding agree"
+        found[f.ConceptCodeSequence[0].CodeValue + ("-speck" if f.ConceptCodeSequence[0].CodeValue == "129770007"
+                                                    else ""), round(float(next(
+                it for it in f.ContentSequence if concept(it) == "111012").MeasuredValueSequence[0].NumericValue))] = (
+            pos, f)
+    (cpos, cfind), = [v for k, v in found.items() if k == ("129769006", 99)]
+    assert _intent(cfind) == (OPTIONAL, 1)  # just below the operating point: bin 1
+    (spos, sfind), = [v for k, v in found.items() if k[0] == "129770007-speck"]
+    assert _intent(sfind) == (NOT_SHOWN, None)  # evidence of the cluster, in its container
+    assert spos[:-1] == cpos[:-1] and spos[-1] == cpos[-1] + 1
+    count = next(it for it in cfind.ContentSequence if concept(it) == "111038")
+    assert float(count.MeasuredValueSequence[0].NumericValue) == 1
+    (mpos, mfind), = [v for k, v in found.items() if k == ("129769006", 90)]
+    assert _intent(mfind) == (REQUIRED, None)
+    text = next(it for _, it in content_items(sr) if concept(it) == "111033").TextValue
+    assert "Left breast: probability of cancer 81.0%, AT OR ABOVE" in text
+    assert "Right breast: probability of cancer 38.6%, below" in text
+    risks = [it for pos, it in content_items(sr) if concept(it) == "111047" and len(pos) == 3]
+    sides = {it.ContentSequence[0].ConceptCodeSequence[0].CodeValue: float(it.MeasuredValueSequence[0].NumericValue)
+             for it in risks}
+    assert sides == {"80248007": 81.0, "73056007": 38.6}
+    max_op = [it for _, it in content_items(sr) if concept(it) == "111072"]
+    assert max_op and all(float(it.MeasuredValueSequence[0].NumericValue) == 4 for it in max_op)
+
+
+def test_malignant_breast_without_required_finding_promotes_its_strongest(tmp_path: Path) -> None:
+    study, sources = make_case((0, 0, 0, 0))
+    weak = [Lesion((10, 10, 40, 40), LesionClass.MALIGNANT, 0.45, 0.9), Lesion((50, 50, 80, 80),
+                                                                            LesionClass.BENIGN, 0.3, 0.9)]
+    # e.g. noisy_or: 1-(1-0.405)(1-0.27) = 0.566 >= 0.5 with no single finding above it
+    case = _with(study, {1: weak}, [BreastRisk("L", 0.566, True, 0.5, 2), BreastRisk("R", 0.0, False, 0.5, 2)])
+    (sr,) = build_outputs(case, sources, KIND)
+    write_all([sr], tmp_path)
+    intents = sorted(_intent(f)[0] for _, f in _findings(sr))
+    assert intents == [REQUIRED, OPTIONAL]
+    # A malignant call with no finding at all is not worded as one.
+    case = _with(study, {}, [BreastRisk("L", 0.6, True, 0.5, 2), BreastRisk("R", 0.0, False, 0.5, 2)])
+    (sr,) = build_outputs(case, sources, KIND)
+    text = next(it for _, it in content_items(sr) if concept(it) == "111033").TextValue
+    assert "AT OR ABOVE" not in text

@@ -50,17 +50,22 @@ def _assert_box_edges(sc: pydicom.Dataset, lesion, scale: float, top: int,  # ty
     assert _is_colour(px[y2 + top, (x1 + x2) // 2], colour, tolerance)
 
 
-@pytest.mark.parametrize("quality", [0, 90])
-def test_sc_valid_and_boxes_coloured(tmp_path: Path, quality: int) -> None:
+@pytest.mark.parametrize(("quality", "lossless"), [(0, False), (90, False), (90, True)])
+def test_sc_valid_and_boxes_coloured(tmp_path: Path, quality: int, lossless: bool) -> None:
     study, sources = make_case((3, 2, 0, 1), failed=(3,), photometric="MONOCHROME1")
-    outs = build_outputs(study, sources, KIND, device="cpu", sc_jpeg_quality=quality)
+    outs = build_outputs(study, sources, KIND, device="cpu", sc_jpeg_quality=quality, sc_lossless=lossless)
+    if lossless:
+        quality = 0  # pixels must come back exactly
     analysed = [r for r in study.images if r.analysed]
     assert len(outs) == len(analysed)
     paths = write_all(outs, tmp_path)
     assert {p.name: e for p in paths if (e := V.dciodvfy_errors(p))} == {}
     for path, result in zip(paths, analysed, strict=True):
         sc = pydicom.dcmread(path)
-        if quality:
+        assert sc.Modality == "MG" and sc.ImageType == ["DERIVED", "SECONDARY"]
+        if lossless:
+            assert sc.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.80" and sc.LossyImageCompression == "00"
+        elif quality:
             assert sc.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.50"
             assert sc.PhotometricInterpretation == "YBR_FULL_422" and sc.LossyImageCompression == "01"
             assert sc.LossyImageCompressionMethod == "ISO_10918_1" and float(sc.LossyImageCompressionRatio) > 2

@@ -1,0 +1,249 @@
+"""Strict write, tolerant read: every value copied from a source image is checked first.
+
+The node accepts what a PACS sends (tolerant read); a result object must still be valid
+(strict write), so each attribute taken from a source image passes through here:
+
+* text values are checked against their VR (length, characters) and VM; an over-long
+  descriptive text is cut to fit, an invalid identifier, date, time, age or code string is
+  left empty (Type 2) or out (Type 3) — never passed on;
+* empty sequences and sequence items that do not validate are dropped;
+* Patient Orientation is written only when it is two valid direction strings;
+* legacy SNOMED-RT (SRT) codes are mapped to SNOMED CT (SCT) where the standard gives the
+  mapping;
+* text is decoded with the source's character set and re-encoded as UTF-8 (ISO_IR 192),
+  so names in ISO 2022 (Japanese, Korean), Latin-1 or GB18030 all arrive intact.
+
+Every repair is logged (``source_attribute_repaired``) with the attribute and the reason,
+never the value (it may be a patient name).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from pydicom import config
+from pydicom.datadict import dictionary_VM, dictionary_VR
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pydicom.valuerep import PersonName, validate_value
+
+from mammocad.logs import log_event
+
+logger = logging.getLogger(__name__)
+
+#: Character set of every object mammocad writes.
+CHARSET = "ISO_IR 192"
+
+#: Patient and General Study attributes copied so the output joins the source's study.
+PATIENT_STUDY = ("PatientName", "PatientID", "IssuerOfPatientID", "PatientBirthDate", "PatientSex",
+                 "PatientAge", "OtherPatientIDsSequence", "StudyInstanceUID", "StudyDate", "StudyTime",
+                 "AccessionNumber", "ReferringPhysicianName", "StudyID", "StudyDescription",
+                 "IssuerOfAccessionNumberSequence")
+#: Type 2 attributes of the Patient and General Study modules: present, possibly empty.
+TYPE2_PATIENT_STUDY = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate",
+                       "StudyTime", "AccessionNumber", "ReferringPhysicianName", "StudyID")
+#: Free text that may be shortened to fit its VR (identifiers never are).
+_TRUNCATABLE = frozenset({"StudyDescription", "SeriesDescription", "BodyPartExamined"})
+_MAX_LEN = {"AE": 16, "AS": 4, "CS": 16, "DA": 8, "LO": 64, "SH": 16, "ST": 1024, "LT": 10240, "UI": 64}
+
+#: SNOMED-RT → SNOMED CT for the codes mammography headers carry (PS3.16 Annex O mappings).
+SRT_TO_SCT: dict[str, tuple[str, str]] = {
+    "R-10242": ("399162004", "cranio-caudal"),
+    "R-10226": ("399368009", "medio-lateral oblique"),
+    "R-10224": ("399260004", "medial-lateral"),
+    "R-10228": ("399352003", "latero-medial"),
+    "R-10230": ("399099002", "latero-medial oblique"),
+    "R-1024A": ("399101009", "cranio-caudal exaggerated laterally"),
+    "R-1024B": ("399188001", "cranio-caudal exaggerated medially"),
+    "R-102D0": ("399197009", "superolateral to inferomedial oblique"),
+    "T-04000": ("76752008", "Breast"),
+    "G-A100": ("7771000", "Left"),
+    "G-A101": ("24028007", "Right"),
+}
+
+_DIRECTION = re.compile(r"^[APRLHF]{1,3}$")
+
+
+def repaired(keyword: str, reason: str, action: str) -> None:
+    """One log line per repair: the attribute and why, never its value."""
+    log_event(logger, "source_attribute_repaired", attribute=keyword, reason=reason, action=action)
+
+
+def problem(vr: str, value: object) -> str | None:
+    """Why ``value`` is not valid for ``vr`` (pydicom's per-call validation), or None."""
+    values = list(value) if isinstance(value, list | tuple | MultiValue) else [value]
+    for v in values:
+        if not isinstance(v, str) or v == "":
+            continue  # numbers (IS, DS) and None are checked by pydicom when written
+        if vr in _MAX_LEN and isinstance(v, str) and len(v) > _MAX_LEN[vr]:
+            return f"longer than {_MAX_LEN[vr]} characters"
+        if vr == "UI" and isinstance(v, str) and any(p.startswith("0") and p != "0" for p in v.split(".")):
+            return "UID component with a leading zero"
+        try:
+            validate_value(vr, v, config.RAISE)
+        except (ValueError, TypeError) as exc:
+            return str(exc).split("\n")[0][:120] or "invalid"
+    return None
+
+
+def _vm_ok(keyword: str, value: object) -> bool:
+    vm = dictionary_VM(keyword)
+    n = len(value) if isinstance(value, list | tuple | MultiValue) else (0 if value in ("", None) else 1)
+    if vm == "1":
+        return n <= 1
+    if vm == "2":
+        return n in (0, 2)
+    return True
+
+
+def text_value(source: Dataset, keyword: str) -> object:
+    """A copied text value, decoded from the source's character set; PN as plain str."""
+    value = source.get(keyword)
+    if isinstance(value, PersonName):
+        return str(value)
+    if isinstance(value, MultiValue):
+        return [str(v) if isinstance(v, PersonName) else v for v in value]
+    return value
+
+
+def copy_checked(target: Dataset, source: Dataset, keyword: str, *, type2: bool = False) -> bool:
+    """Copy one attribute if its value is valid (repairing free text); True when written.
+
+    ``type2``: write it empty when the source's value is absent or cannot be repaired.
+    """
+    if keyword not in source:
+        if type2:
+            setattr(target, keyword, None)
+        return False
+    vr = dictionary_VR(keyword)
+    if vr == "SQ":
+        return _copy_sequence(target, source, keyword)
+    try:
+        value = text_value(source, keyword)
+    except Exception as exc:  # undecodable bytes in the source
+        repaired(keyword, f"cannot decode: {type(exc).__name__}", "left empty" if type2 else "left out")
+        value = None
+    if value is None or value == "":
+        if type2:
+            setattr(target, keyword, None)
+        return False
+    if vr == "PN":
+        value = _person_name(keyword, value)
+    why = problem(vr, value) or (None if _vm_ok(keyword, value) else f"VM not {dictionary_VM(keyword)}")
+    if why and keyword in _TRUNCATABLE and isinstance(value, str) and vr in _MAX_LEN:
+        value = value[:_MAX_LEN[vr]].rstrip()
+        repaired(keyword, why, "truncated")
+        why = problem(vr, value)
+    if why:
+        repaired(keyword, why, "left empty" if type2 else "left out")
+        if type2:
+            setattr(target, keyword, None)
+        return False
+    target[keyword] = DataElement(source[keyword].tag, vr, value)
+    return True
+
+
+def _person_name(keyword: str, value: object) -> object:
+    """PN components are at most 64 characters per group: cut each group, keep the rest."""
+    if not isinstance(value, str):
+        return value
+    groups = value.split("=")[:3]
+    fixed = ["^".join(c[:64] for c in g.split("^")[:5])[:64] for g in groups]
+    out = "=".join(fixed).rstrip("=")
+    if out != value:
+        repaired(keyword, "over-long or too many name components", "shortened")
+    return out
+
+
+def _copy_sequence(target: Dataset, source: Dataset, keyword: str) -> bool:
+    """Copy a sequence whose items all validate; drop empty ones and invalid items."""
+    items = []
+    for item in source.get(keyword) or []:
+        clean = checked_item(item)
+        if clean is not None:
+            items.append(clean)
+        else:
+            repaired(keyword, "item with invalid or no content", "item dropped")
+    if not items:
+        if keyword in source and source[keyword].value:
+            repaired(keyword, "no valid item", "left out")
+        return False
+    target[keyword] = DataElement(source[keyword].tag, "SQ", items)
+    return True
+
+
+def checked_item(item: Dataset) -> Dataset | None:
+    """A copy of a sequence item with only its valid, non-empty attributes (None if nothing)."""
+    out = Dataset()
+    for elem in item:
+        if elem.keyword == "":
+            continue
+        if elem.VR == "SQ":
+            _copy_sequence(out, item, elem.keyword)
+        else:
+            copy_checked(out, item, elem.keyword)
+    if "CodingSchemeDesignator" in out and "CodeValue" in out:
+        out = map_code(out)
+    return out if len(out) else None
+
+
+def map_code(code: Dataset) -> Dataset:
+    """A coded entry with SRT codes the standard maps replaced by their SCT equivalents."""
+    if str(code.get("CodingSchemeDesignator", "")) != "SRT":
+        return code
+    mapped = SRT_TO_SCT.get(str(code.CodeValue))
+    if mapped is None:
+        return code
+    out = Dataset()
+    out.CodeValue, out.CodeMeaning = mapped
+    out.CodingSchemeDesignator = "SCT"
+    repaired("CodeValue", "legacy SNOMED-RT code", "mapped to SNOMED CT")
+    return out
+
+
+def copy_patient_study(target: Dataset, source: Dataset) -> None:
+    """Copy the Patient and General Study modules, each value checked, in UTF-8.
+
+    The Study Instance UID is copied as received even when it is not valid (a leading zero
+    in a component): the output must join the study the PACS holds. That is logged.
+    """
+    target.SpecificCharacterSet = CHARSET
+    for keyword in PATIENT_STUDY:
+        if keyword == "StudyInstanceUID":
+            target.StudyInstanceUID = str(source.StudyInstanceUID).strip().rstrip("\x00")
+            why = problem("UI", target.StudyInstanceUID)
+            if why:
+                repaired(keyword, why, "kept to join the source study")
+            continue
+        copy_checked(target, source, keyword, type2=keyword in TYPE2_PATIENT_STUDY)
+
+
+def patient_orientation(source: Dataset) -> tuple[str, str] | None:
+    """(row, column) directions when the source's Patient Orientation is valid, else None.
+
+    Valid: two values (VM 2), each of 1-3 letters from A P R L H F. Digitised film often
+    writes the view ("CC", VM 1) here instead.
+    """
+    value = source.get("PatientOrientation")
+    if value in (None, ""):
+        return None
+    values = [str(v).strip().upper() for v in (value if isinstance(value, MultiValue | list) else [value])]
+    if len(values) == 2 and all(_DIRECTION.match(v) for v in values):
+        return values[0], values[1]
+    repaired("PatientOrientation", f"not two direction values (VM {len(values)})", "left empty")
+    return None
+
+
+def first_number(source: Dataset, keyword: str) -> float | None:
+    """The first value of a numeric attribute (window centre, width...), None when unusable."""
+    value = source.get(keyword)
+    if value is None or value == "":
+        return None
+    first = value[0] if isinstance(value, MultiValue | list) else value
+    try:
+        return float(first)
+    except (TypeError, ValueError):
+        repaired(keyword, "not a number", "ignored")
+        return None
