@@ -162,6 +162,10 @@ class Destination(_Section):
     #: before answering; concurrent associations overlap those waits). 1 for a PACS that
     #: allows a single association per calling AE.
     associations: int = Field(4, ge=1, le=16)
+    #: The viewer behind this peer applies a GSPS's window over the reader's own (e.g.
+    #: Weasis): send the marks as graphics only, i.e. secondary capture instead of GSPS (SRs
+    #: as configured). See docs/CONFORMANCE.md.
+    graphics_only: bool = False
     #: DICOM TLS to this peer: trust ``ca_certificates``; present ``certificate`` (+ key) when given.
     tls: bool = False
     ca_certificates: str = ""
@@ -175,6 +179,14 @@ class Destination(_Section):
     def _tls(self) -> Destination:
         check_destination_tls(self.name, self.tls, self.ca_certificates, self.certificate, self.private_key)
         return self
+
+    @property
+    def wanted_outputs(self) -> list[OutputKind]:
+        """The kinds this peer receives: ``outputs``, with GSPS replaced by SC when graphics-only."""
+        if not self.graphics_only or OutputKind.GSPS not in self.outputs:
+            return list(self.outputs)
+        kinds: list[OutputKind] = [k for k in self.outputs if k is not OutputKind.GSPS]
+        return kinds if OutputKind.SECONDARY_CAPTURE in kinds else [*kinds, OutputKind.SECONDARY_CAPTURE]
 
     def tls_context(self) -> ssl.SSLContext | None:
         """The SCU context for this peer, None for plain DICOM."""
@@ -243,6 +255,9 @@ class ResultsSettings(_Section):
     #: instead of ~7 MB per image); 0 stores them uncompressed RGB. A PACS that refuses JPEG
     #: gets them decompressed at delivery either way.
     sc_jpeg_quality: int = Field(90, ge=0, le=100)
+    #: Secondary captures without loss (JPEG-LS lossless, about half the RGB size) instead of
+    #: JPEG baseline; delivery decompresses them for a PACS that refuses JPEG-LS.
+    sc_lossless: bool = False
 
 
 class Settings(BaseSettings):

@@ -106,7 +106,8 @@ def _placeholder(files: StudyFiles, sop: str) -> Dataset:
 
 
 def build_study(study: StudyResult, files: StudyFiles, sop_uids: list[str], kinds: list[OutputKind], *,
-                device: str, predecessors: Predecessors, sc_jpeg_quality: int) -> tuple[Built, StudyResult]:
+                device: str, predecessors: Predecessors, sc_jpeg_quality: int, sc_lossless: bool = False,
+                version: int = 1) -> tuple[Built, StudyResult]:
     """Build every kind in ``kinds``; returns what was built and the study as reported.
 
     The returned study differs from ``study`` when images had to be marked "CAD failed"
@@ -124,7 +125,7 @@ def build_study(study: StudyResult, files: StudyFiles, sop_uids: list[str], kind
     for kind in kinds:  # one call per kind: one bad builder loses one kind, and each SR cites its own predecessor
         try:
             objects = build_outputs(study, sources, [kind], device=device, predecessor=predecessors(kind),
-                                    sc_jpeg_quality=sc_jpeg_quality)
+                                    sc_jpeg_quality=sc_jpeg_quality, sc_lossless=sc_lossless, version=version)
         except Exception as exc:  # noqa: BLE001 - reported below, never lost
             built.failed[kind] = safe_error(exc)
             log_event(logger, "output_failed", logging.ERROR, study=files.study_uid, kind=kind.value,
@@ -133,7 +134,7 @@ def build_study(study: StudyResult, files: StudyFiles, sop_uids: list[str], kind
             continue
         built.objects += [(kind, ds) for ds in objects]
     if OutputKind.MAMMO_CAD_SR in built.failed:
-        _cad_failed_report(built, study, sources, files, device, predecessors)
+        _cad_failed_report(built, study, sources, files, device, predecessors, version)
     return built, study
 
 
@@ -142,7 +143,7 @@ def _replace_images(study: StudyResult, images: tuple[ImageResult, ...]) -> Stud
 
 
 def _cad_failed_report(built: Built, study: StudyResult, sources: dict[str, Dataset], files: StudyFiles,
-                       device: str, predecessors: Predecessors) -> None:
+                       device: str, predecessors: Predecessors, version: int = 1) -> None:
     """Last resort: the Mammography CAD SR with every image "CAD failed" (no findings to build)."""
     from mammocad.results.outputs import build_outputs
 
@@ -153,7 +154,8 @@ def _cad_failed_report(built: Built, study: StudyResult, sources: dict[str, Data
                    for r in study.images)
     try:
         objects = build_outputs(_replace_images(study, failed), sources, [OutputKind.MAMMO_CAD_SR], device=device,
-                                predecessor=predecessors(OutputKind.MAMMO_CAD_SR))
+                                predecessor=predecessors(OutputKind.MAMMO_CAD_SR), version=version,
+                                failed_analyses=("breast risk",))
     except Exception as exc:  # noqa: BLE001
         log_event(logger, "cad_failed_report_failed", logging.CRITICAL, study=files.study_uid,
                   error=safe_error(exc))

@@ -272,7 +272,7 @@ def _fill_outbox(settings: Settings, files: StudyFiles, built: list[tuple[Output
     outbox = Outbox(files.spool)
     items: dict[str, OutboxItem] = {}
     for dest in settings.destinations:
-        wanted = [ds for kind, ds in built if kind in dest.outputs]
+        wanted = [ds for kind, ds in built if kind in dest.wanted_outputs]
         if not wanted:
             continue
         item = outbox.put(dest.name, key, wanted) or outbox.get(dest.name, key)
@@ -284,7 +284,7 @@ def _fill_outbox(settings: Settings, files: StudyFiles, built: list[tuple[Output
 def _build(settings: Settings, files: StudyFiles, study: StudyResult,
            sop_uids: list[str]) -> tuple[Built, StudyResult]:
     """Build each kind some destination wants; a failing kind is reported, never fatal."""
-    kinds = [k for k in OutputKind if any(k in d.outputs for d in settings.destinations)]
+    kinds = [k for k in OutputKind if any(k in d.wanted_outputs for d in settings.destinations)]
     if not kinds:
         return Built(), study
     earlier = find_predecessor(files, sop_uids, study.model_version)
@@ -297,8 +297,11 @@ def _build(settings: Settings, files: StudyFiles, study: StudyResult,
                 if kind.is_report]
 
     device = next((r.device for r in study.images if r.device), "")
+    # Amended versions get their own series numbers: count the reports this one supersedes.
+    version = 1 + sum(1 for r in files.reports() if set(r.sop_uids) < set(sop_uids))
     return build_study(study, files, sop_uids, kinds, device=device, predecessors=predecessors,
-                       sc_jpeg_quality=settings.results.sc_jpeg_quality)
+                       sc_jpeg_quality=settings.results.sc_jpeg_quality,
+                       sc_lossless=settings.results.sc_lossless, version=version)
 
 
 # --------------------------------------------------------------------------- deliver

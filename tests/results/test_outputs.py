@@ -133,3 +133,13 @@ def test_missing_source_is_named() -> None:
     del sources[missing]
     with pytest.raises(ValueError, match=missing):
         build_outputs(study, sources, [OutputKind.MAMMO_CAD_SR])
+
+
+def test_graphics_only_destination_gets_sc_instead_of_gsps() -> None:
+    from mammocad.config.settings import Destination
+
+    plain = Destination(name="pacs", ae_title="PACS", host="127.0.0.1", port=104)
+    assert plain.wanted_outputs == list(OutputKind)
+    weasis = Destination(name="weasis", ae_title="WEASIS", host="127.0.0.1", port=104, graphics_only=True,
+                         outputs=[OutputKind.MAMMO_CAD_SR, OutputKind.GSPS])
+    assert weasis.wanted_outputs == [OutputKind.MAMMO_CAD_SR, OutputKind.SECONDARY_CAPTURE]
