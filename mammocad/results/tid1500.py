@@ -40,7 +40,7 @@ from mammocad.config.settings import OutputKind
 from mammocad.model.results import BreastRisk, ImageResult, LesionType
 from mammocad.results import codes as C
 from mammocad.results import operating_points as OP
-from mammocad.results.sanitize import copy_patient_study
+from mammocad.results.sanitize import copy_patient_study, patient_orientation
 from mammocad.results.sr_items import box_outline
 from mammocad.results.uids import (
     MANUFACTURER,
@@ -127,10 +127,36 @@ def _breast_group(breast: BreastRisk, ctx: OutputContext, sources: dict[str, Dat
     )
 
 
+def _library_header(source: Dataset) -> Dataset:
+    """What highdicom's TID 1600 entry may read of one image, checked first.
+
+    highdicom reads Patient Orientation and Imager Pixel Spacing unchecked for projection
+    radiography (MG, CR, DX...) and fails without them or splits a one-value orientation
+    into letters ("CC" -> "C", "C"). So it gets a header holding them only when both are
+    valid; otherwise no modality, and the entry carries the generic descriptors only.
+    """
+    out = Dataset()
+    for keyword in ("SOPClassUID", "SOPInstanceUID", "Rows", "Columns"):
+        out[keyword] = source[keyword]
+    orientation = patient_orientation(source)
+    spacing = source.get("ImagerPixelSpacing")
+    try:
+        spacing_ok = spacing is not None and len(spacing) == 2 and all(float(v) > 0 for v in spacing)
+    except (TypeError, ValueError):
+        spacing_ok = False
+    if orientation and spacing_ok:
+        out.Modality = source.get("Modality", "")
+        out.PatientOrientation = list(orientation)
+        out.ImagerPixelSpacing = [float(v) for v in spacing]
+    else:
+        out.Modality = ""
+    return out
+
+
 def _library_images(ctx: OutputContext, sources: dict[str, Dataset]) -> list[Dataset]:
     """The TID 1600 Image Library: every analysed image (header-only sources suffice)."""
     analysed = [sources[r.image.sop_instance_uid] for r in ctx.study.images if r.analysed]
-    return analysed or [sources[ctx.study.images[0].image.sop_instance_uid]]
+    return [_library_header(ds) for ds in analysed or [sources[ctx.study.images[0].image.sop_instance_uid]]]
 
 
 def build_tid1500_sr(ctx: OutputContext, sources: dict[str, Dataset]) -> Dataset:

@@ -61,7 +61,7 @@ def result_uid(study: StudyResult, kind: str, role: str, index: object = 0) -> U
     re-analysis is a new version with new UIDs) → same UID.
     """
     sops = sorted(r.image.sop_instance_uid for r in study.images)
-    revision = [f"revision:{study.revision}"] if getattr(study, "revision", 0) else []
+    revision = [f"revision:{study.revision}"] if study.revision else []
     return product_uid(study.study_uid, *sops, *revision, study.model_version, kind, role, index)
 
 

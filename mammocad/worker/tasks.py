@@ -297,8 +297,8 @@ def _build(settings: Settings, files: StudyFiles, study: StudyResult,
                 if kind.is_report]
 
     device = next((r.device for r in study.images if r.device), "")
-    # Amended versions get their own series numbers: count the reports this one supersedes.
-    version = 1 + sum(1 for r in files.reports() if set(r.sop_uids) < set(sop_uids))
+    # Every later report of a study (late images, re-analysis) gets series numbers of its own.
+    version = 1 + len(files.reports())
     return build_study(study, files, sop_uids, kinds, device=device, predecessors=predecessors,
                        sc_jpeg_quality=settings.results.sc_jpeg_quality,
                        sc_lossless=settings.results.sc_lossless, version=version)
