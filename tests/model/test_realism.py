@@ -168,6 +168,9 @@ def coarse_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
                            TINY_META)
 
 
+# ~30 s of CPU (two real 4700-row films decoded, measured and shown to a detector); 380 s of
+# wall time were seen on 2 cores shared with a load average of 18, beyond the default 300 s.
+@pytest.mark.timeout(900)
 def test_command_end_to_end_on_tiny_sets(tmp_path: Path, coarse_checkpoint: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     from mammocad.model.synth import generate_dataset
