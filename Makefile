@@ -20,7 +20,7 @@ test: system-test-deps venv
 	$(BIN)/python -m pytest -m "not faults" $(PYTEST_ARGS)
 
 # The fault suite (tests/faults, docs/FAULTS.md): kills node, workers and redis mid-study,
-# fills the disk, takes the PACS down, sends poison and hostile input; about 10 minutes.
+# fills the disk, takes the PACS down, sends poison and hostile input; 10-15 minutes on 2 cores.
 test-faults: system-test-deps venv
 	$(BIN)/python -m pytest -m faults tests/faults $(PYTEST_ARGS)
 

@@ -1,6 +1,6 @@
 """Fixtures of the fault suite: real redis, Celery, DCMTK peers and node processes.
 
-Every test module here is marked ``faults``: ``make test-faults`` runs them (about ten
+Every test module here is marked ``faults``: ``make test-faults`` runs them (10-15
 minutes on two cores), ``make test`` leaves them out; ``.ci/run`` runs both.
 """
 

@@ -16,7 +16,7 @@ from mammocad.spool.tasks import TASK_FINALIZE_STUDY, finalize_study_args
 from tests.faults.cluster import Cluster, fresh_study
 from tests.services import wait_until
 
-pytestmark = pytest.mark.faults
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(900)]  # a whole installation starts on 2 busy cores
 
 
 def _held_message_channel(url: str, transport: str | None) -> object:

@@ -17,7 +17,7 @@ import pytest
 from tests.faults.cluster import Cluster, fresh_study, in_flight
 from tests.services import wait_until
 
-pytestmark = pytest.mark.faults
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(900)]  # a whole installation starts on 2 busy cores
 
 
 @pytest.fixture(scope="module")
