@@ -18,6 +18,7 @@ import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 
+from mammocad.spool.records import CompletionRecord
 from tests.e2e.harness import elapsed
 from tests.factories import make_four_view_study, write
 from tests.orthanc import Orthanc
@@ -87,10 +88,10 @@ def test_study_round_trip_through_orthanc(tmp_path: Path, random_weights: Path, 
     report = pipe.wait_report(study_uid)
     wanted = set(report["outputs"])
     held = wait_for(lambda: _results_in_orthanc(orthanc, study_id, wanted), 60, "all results in Orthanc")
-    took = elapsed(t0)
-    print(f"results in Orthanc {took:.1f} s after the store request")
-    # Four views complete the study at once (no timeout wait); a down second destination costs nothing.
-    assert took < 20, f"results took {took:.1f} s"
+    print(f"results in Orthanc {elapsed(t0):.1f} s after the store request")
+    # Four views complete the study at once, not by the timeout (a fact, not a stopwatch on a shared machine).
+    completion = CompletionRecord.read(pipe.spool / "studies" / study_uid / "complete.json")
+    assert completion.reason == "four_views", completion
 
     modalities = {s["MainDicomTags"].get("Modality") for s in orthanc.get(f"/studies/{study_id}/series")}
     assert {"SR", "PR"} <= modalities and len(modalities) >= 3, modalities
