@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -99,14 +99,13 @@ def decode_image(item: AnnotatedImage, preprocess: Any) -> Any:
     # A reader that knows the pixel size of header-less files (digitised film) says so per item;
     # it must not become the checkpoint's fallback for every other image at inference.
     declared = item.pixel_spacing_mm or item.extra.get("spacing_mm")
-    if declared:
-        preprocess = replace(preprocess, fallback_spacing_mm=float(declared))
+    known = float(declared) if declared else None
     if item.extra.get("real_background", {}).get("patches"):
         # A real image with simulated clusters: the cached patches go over the original pixels.
         from mammocad.model.readers.real_background import dataset_with_inserts
 
-        return st.standardise(dataset_with_inserts(item), preprocess)
-    return st.standardise(pydicom.dcmread(path), preprocess)
+        return st.standardise(dataset_with_inserts(item), preprocess, spacing_mm=known)
+    return st.standardise(pydicom.dcmread(path), preprocess, spacing_mm=known)
 
 
 def to_sample(item: AnnotatedImage, preprocess: Any) -> Sample:

@@ -67,7 +67,7 @@ def measure_image(item: RealismImage, assumed_spacing_mm: float, detector: Any =
     lesion; give it the same fallback spacing (:func:`with_fallback_spacing`).
     """
     spec = PreprocessSpec(working_spacing_mm=realism.REALISM_SPACING_MM, crop_breast=False,
-                          fallback_spacing_mm=assumed_spacing_mm)
+                          fallback_spacing_mm=assumed_spacing_mm, fallback_field_mm=0.0)
     out = ImageMeasure(path=str(item.path))
     try:
         std, ds = read_standardised(item, spec)
@@ -119,7 +119,8 @@ def with_fallback_spacing(detector: Any, spacing_mm: float) -> Any:
     Its checkpoint's fallback (0.1 mm by default) would shrink a 0.05 mm film breast 2x; the
     report must show the detector each image at its true scale. Headers with a spacing win.
     """
-    detector.preprocess = dataclasses.replace(detector.preprocess, fallback_spacing_mm=spacing_mm)
+    detector.preprocess = dataclasses.replace(detector.preprocess, fallback_spacing_mm=spacing_mm,
+                                              fallback_field_mm=0.0)
     return detector
 
 

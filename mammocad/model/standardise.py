@@ -28,8 +28,15 @@ from scipy import ndimage
 from mammocad.dicom import header as dicom_header
 from mammocad.model.frame import FrameTransform
 
-#: Pixel size assumed when a header gives none (typical of digitised film and FFDM alike).
+#: Pixel size assumed when a header gives none and the image's size says nothing better.
 FALLBACK_SPACING_MM = 0.1
+#: A header-less image (digitised film, mostly) is taken to span this many mm along its longer
+#: side: screening films and detectors are 24 × 30 or 18 × 24 cm, and film digitisers scan them
+#: whole (CBIS-DDSM: ~4700 px at 0.05 mm = 235 mm; mini-MIAS: 1024 px at 0.2 mm = 205 mm). A fixed
+#: pixel size would be 2× wrong for both; this estimate is within ~15 %.
+FALLBACK_FIELD_MM = 230.0
+#: Estimated pixel sizes outside this range are clipped (no mammogram is finer or coarser).
+ESTIMATED_SPACING_RANGE_MM = (0.03, 0.3)
 
 
 class StandardiseError(ValueError):
@@ -42,7 +49,10 @@ class PreprocessSpec:
 
     working_spacing_mm: pixel size of the model frame (0.15 mm keeps a 0.3 mm
         calcification at 2 pixels while a 2800×3500 field shrinks to ~1900×2300).
-    fallback_spacing_mm: used when neither Imager Pixel Spacing nor Pixel Spacing exists.
+    fallback_spacing_mm: used when neither Imager Pixel Spacing nor Pixel Spacing exists and
+        ``fallback_field_mm`` is 0.
+    fallback_field_mm: without a spacing in the header, the pixel size is estimated so that the
+        image's longer side spans this many mm (0: use ``fallback_spacing_mm``).
     crop_breast: crop to the largest bright component plus ``crop_margin_mm``.
     percentiles: the window used when the image carries no VOI (or is For Processing).
     """
@@ -50,12 +60,15 @@ class PreprocessSpec:
     working_spacing_mm: float = 0.15
     crop_breast: bool = True
     fallback_spacing_mm: float = FALLBACK_SPACING_MM
+    fallback_field_mm: float = FALLBACK_FIELD_MM
     crop_margin_mm: float = 5.0
     percentiles: tuple[float, float] = (0.5, 99.8)
 
     def __post_init__(self) -> None:
         if self.working_spacing_mm <= 0 or self.fallback_spacing_mm <= 0:
             raise ValueError("working_spacing_mm and fallback_spacing_mm must be positive")
+        if self.fallback_field_mm < 0:
+            raise ValueError(f"fallback_field_mm must be >= 0 (0: off), got {self.fallback_field_mm}")
         lo, hi = self.percentiles
         if not 0 <= lo < hi <= 100:
             raise ValueError(f"percentiles must be 0 <= low < high <= 100, got {self.percentiles}")
@@ -82,8 +95,13 @@ class Standardised:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-def standardise(ds: Dataset, spec: PreprocessSpec | None = None) -> Standardised:
-    """Standardise a DICOM image (pixel data decoded by pydicom's plugins)."""
+def standardise(ds: Dataset, spec: PreprocessSpec | None = None, *,
+                spacing_mm: float | None = None) -> Standardised:
+    """Standardise a DICOM image (pixel data decoded by pydicom's plugins).
+
+    spacing_mm: the pixel size a caller knows for an image whose header has none (a data set's
+    documentation, e.g. DDSM's 0.05 mm); a spacing in the header always wins.
+    """
     spec = spec or PreprocessSpec()
     if "PixelData" not in ds and "FloatPixelData" not in ds:
         raise StandardiseError("the data set has no Pixel Data (7FE0,0010): nothing to analyse")
@@ -113,13 +131,28 @@ def standardise(ds: Dataset, spec: PreprocessSpec | None = None) -> Standardised
 
     laterality, lat_source = dicom_header.laterality_from_header(ds)
     view, view_source = dicom_header.view_from_header(ds)
-    spacing, spacing_source = dicom_header.spacing_from_header(ds, spec.fallback_spacing_mm)
+    spacing, spacing_source = _spacing(ds, pixels.shape, spec, spacing_mm)
     row_dir, col_dir = dicom_header.orientation_from_header(ds)
     meta = {"laterality": laterality, "laterality_source": lat_source, "view": view, "view_source": view_source,
             "photometric": photometric, "voi": voi_source, "for_processing": for_processing,
             "frames": frames, "patient_orientation": [row_dir, col_dir]}
     return _finish(image, laterality=laterality, view=view, row_dir=row_dir, col_dir=col_dir,
                    spacing=spacing, spacing_source=spacing_source, spec=spec, meta=meta)
+
+
+def _spacing(ds: Dataset, shape: tuple[int, ...], spec: PreprocessSpec,
+             known_mm: float | None) -> tuple[tuple[float, float], str]:
+    """The header's pixel size; else the caller's; else one estimated from the image's size."""
+    spacing, source = dicom_header.spacing_from_header(ds, spec.fallback_spacing_mm)
+    if source != "fallback":
+        return spacing, source
+    if known_mm:
+        return (float(known_mm), float(known_mm)), "given"
+    if spec.fallback_field_mm > 0:
+        lo, hi = ESTIMATED_SPACING_RANGE_MM
+        estimate = float(np.clip(spec.fallback_field_mm / max(shape[:2]), lo, hi))
+        return (estimate, estimate), "estimated_from_size"
+    return spacing, source
 
 
 def standardise_array(

@@ -18,7 +18,7 @@ def _item(**kwargs: object) -> AnnotatedImage:
 
 
 def test_declared_spacing_of_a_headerless_image_is_used() -> None:
-    spec = PreprocessSpec(working_spacing_mm=2.0, fallback_spacing_mm=0.1)
+    spec = PreprocessSpec(working_spacing_mm=2.0, fallback_spacing_mm=0.1, fallback_field_mm=0)
     default = decode_image(_item(), spec).image
     declared = decode_image(_item(extra={"spacing_mm": 0.05}), spec).image
     ratio = declared.shape[0] / default.shape[0]

