@@ -11,6 +11,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+# How long a freshly started Celery worker may take to log "ready." (a deadline, not a speed
+# assertion): importing torch/torchvision on a loaded 2-core machine takes ~150 s.
+WORKER_READY_TIMEOUT = 300.0
+
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.services import free_port, wait_for_port
+from tests.services import WORKER_READY_TIMEOUT, free_port, wait_for_port
 from tests.services import wait_until as wait_for
 
 
@@ -65,7 +65,8 @@ class Pipeline:
         except TimeoutError as exc:
             raise AssertionError(f"the node did not listen; serve log:\n{self.log_text()[-4000:]}") from exc
         try:  # both Celery workers (gpu and results) up, so timings measure the pipeline, not imports
-            wait_for(lambda: len(re.findall(r"@\S+ ready\.", self.log_text())) >= 2, 90, "the workers to be ready")
+            wait_for(lambda: len(re.findall(r"@\S+ ready\.", self.log_text())) >= 2, WORKER_READY_TIMEOUT,
+                     "the workers to be ready")
         except AssertionError as exc:
             raise AssertionError(f"{exc}; serve log:\n{self.log_text()[-4000:]}") from None
         return self

@@ -24,7 +24,7 @@ from typing import Any
 from pydicom import dcmread
 
 from tests.orthanc import Orthanc
-from tests.services import free_port, wait_for_port, wait_until
+from tests.services import WORKER_READY_TIMEOUT, free_port, wait_for_port, wait_until
 
 MAMMO_CAD_SR = "1.2.840.10008.5.1.4.1.1.88.50"
 ROLES = ("node", "gpu", "results")
@@ -77,7 +77,8 @@ class Cluster:
         if role == "node":
             wait_for_port(self.port, timeout=60)
         else:
-            wait_until(lambda: self.log_text(role).count(" ready.") > before, 120, f"the {role} worker")
+            wait_until(lambda: self.log_text(role).count(" ready.") > before, WORKER_READY_TIMEOUT,
+                       f"the {role} worker")
 
     def _spawn(self, role: str, cmd: list[str]) -> None:
         """Start ``cmd``; its output reaches the role's log through a pipe, so a file-size

@@ -19,7 +19,7 @@ from mammocad.config.settings import Destination
 from tests import factories
 from tests.node.conftest import AE as NODE_AE
 from tests.node.conftest import NodeEnv, run_dcmtk
-from tests.services import free_port
+from tests.services import free_port, wait_until
 from tests.tls_certs import TestPKI, make_pki
 
 
@@ -59,10 +59,20 @@ def test_tls_only_node_handshakes(start_node: Callable[..., NodeEnv], pki: TestP
         rc, out = _echo(env, env.port, ("+tls", str(pki.untrusted_client.private_key),
                                         str(pki.untrusted_client.certificate), *ca))
         assert rc != 0, out
-    failures = [r for r in caplog.records if r.getMessage() == "tls_handshake_failed"]
-    reasons = " | ".join(str(getattr(r, "reason", "")) for r in failures)
-    assert len(failures) >= 3, reasons
-    assert "no client certificate" in reasons and "not trusted" in reasons
+
+        def failures() -> list[logging.LogRecord]:
+            return [r for r in caplog.records if r.getMessage() == "tls_handshake_failed"]
+
+        def reasons() -> str:
+            return " | ".join(str(getattr(r, "reason", "")) for r in failures())
+
+        # The server thread logs a refused handshake after the client has already given up:
+        # wait (with a deadline) for the three lines instead of counting them at once.
+        try:
+            wait_until(lambda: len(failures()) >= 3 and "no client certificate" in reasons()
+                       and "not trusted" in reasons(), 20, "three tls_handshake_failed lines")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}: {reasons()}") from None
 
     rc, out = _echo(env, env.port, good)
     assert rc == 0, out

@@ -17,7 +17,7 @@ from mammocad.config import Destination, Settings
 from tests.services import (
     free_port,
     wait_for_port,
-    wait_until,  # noqa: F401  (re-exported for the worker tests)
+    wait_until,  # also re-exported for the worker tests
 )
 
 
@@ -70,8 +70,20 @@ class StoreSCP:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def received(self) -> list[Path]:
-        """The objects received completely so far."""
+    def received(self, timeout: float = 30.0) -> list[Path]:
+        """The objects received so far, each complete.
+
+        storescp writes a file before it answers the C-STORE, but runs its on-reception
+        command (the marker) only after answering, in a child it does not wait for. So right
+        after a store returns its file may exist without its marker: listing only marked files
+        then misses it (the JPEG delivery case read its objects that way and found one short).
+        Here every file present is waited for until its marker exists, then all are returned.
+        """
+        def pending() -> list[Path]:
+            return [p for p in self.folder.iterdir() if p.is_file() and p.suffix != DONE_SUFFIX
+                    and not p.with_name(p.name + DONE_SUFFIX).exists()]
+
+        wait_until(lambda: not pending(), timeout, f"storescp to finish the files in {self.folder}")
         return sorted(p for p in self.folder.iterdir()
                       if p.is_file() and p.suffix != DONE_SUFFIX and p.with_name(p.name + DONE_SUFFIX).exists())
 
