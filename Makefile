@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 RUN_PKGS := redis-server
-TEST_PKGS := redis-server dcmtk orthanc dicom3tools libpixelmed-java default-jre-headless systemd openssl
+TEST_PKGS := redis-server dcmtk orthanc dicom3tools libpixelmed-java default-jre-headless openjdk-17-jdk-headless systemd openssl
 PYTEST_ARGS ?=
 
 .PHONY: run test test-faults system-deps system-test-deps venv lint bench clean demo-weights

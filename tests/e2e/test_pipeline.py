@@ -24,7 +24,7 @@ from tests.factories import make_four_view_study, write
 from tests.orthanc import Orthanc
 from tests.services import free_port
 from tests.services import wait_until as wait_for
-from tests.validators import all_problems
+from tests.validators import all_problems, pixelmed_batch, pixelmed_errors
 
 pytestmark = pytest.mark.e2e
 
@@ -126,6 +126,7 @@ def test_study_round_trip_through_orthanc(tmp_path: Path, random_weights: Path, 
     sr_files = [p for p in files.values() if str(dcmread(p, stop_before_pixels=True).SOPClassUID) in SR_CLASSES]
     other = [p for p in files.values() if p not in sr_files]
     problems = all_problems(sr_files, sr=True) | all_problems(other)
+    problems |= {p.name: e for p, found in pixelmed_batch(sr_files).items() if (e := pixelmed_errors(found))}
     assert problems == {}, problems
 
     # The offline destination keeps its own item, retrying.
