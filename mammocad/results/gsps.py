@@ -33,7 +33,7 @@ import mammocad
 from mammocad.config.settings import OutputKind
 from mammocad.model.results import ImageResult, LesionClass
 from mammocad.results.overlay_sc import instance_index
-from mammocad.results.sanitize import repaired
+from mammocad.results.sanitize import PATIENT_STUDY, copy_patient_study, repaired
 from mammocad.results.sr_items import box_outline
 from mammocad.results.uids import (
     DISCLAIMER,
@@ -109,6 +109,17 @@ def voi_transformations(source: Dataset) -> tuple[list[SoftcopyVOILUTTransformat
     return None, []
 
 
+def _checked_header(source: Dataset) -> Dataset:
+    """The image's header (no pixels) with its Patient/Study values checked, for highdicom,
+    which reads and copies them unchecked (and fails on an absent Type 2 Study ID)."""
+    out = Dataset()
+    for elem in source:
+        if elem.tag != 0x7FE00010 and elem.keyword not in PATIENT_STUDY:
+            out.add(elem)
+    copy_patient_study(out, source)
+    return out
+
+
 def _lut_array(item: Dataset) -> np.ndarray:
     """LUT Data as numbers, whether it was read as US values or as OW bytes."""
     bits = int(item.LUTDescriptor[2]) if "LUTDescriptor" in item else 16
@@ -161,7 +172,7 @@ def build_gsps(result: ImageResult, source: Dataset, ctx: OutputContext, index: 
     series_kind = f"{KIND}-{lat}" if lat else KIND
     voi, explanations = voi_transformations(source)
     gsps = GrayscaleSoftcopyPresentationState(
-        referenced_images=[source],
+        referenced_images=[_checked_header(source)],
         series_instance_uid=result_uid(ctx.study, series_kind, "series"),
         series_number=series_number(series_kind, ctx.version),
         sop_instance_uid=result_uid(ctx.study, KIND, "sop", index),
@@ -183,6 +194,10 @@ def build_gsps(result: ImageResult, source: Dataset, ctx: OutputContext, index: 
     gsps.SoftwareVersions = software_versions(ctx)  # type: ignore[assignment]
     if explanations:
         gsps.SoftcopyVOILUTSequence[0].WindowCenterWidthExplanation = explanations
+    for keyword in PATIENT_STUDY:  # highdicom copied them unchecked from the image
+        if keyword in gsps:
+            del gsps[keyword]
+    copy_patient_study(gsps, source)
     gsps.Laterality = lat or None  # Type 2C for a paired body part: empty when unknown
     gsps.BodyPartExamined = "BREAST"
     set_times(gsps, ctx)
