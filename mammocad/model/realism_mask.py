@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from mammocad.model.standardise import otsu_threshold
+
 
 @dataclass(frozen=True)
 class BreastMask:
@@ -115,19 +117,6 @@ def _edge_bands(foreground: np.ndarray, edge_px: int, *, max_strip_px: int, marg
                 width = max(width, int(np.percentile(strip, 95)) + margin_px)
         band[where(width)] = True
     return band
-
-
-def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
-    """Otsu's threshold of values in [0, 1] (between-class variance maximum)."""
-    hist, edges = np.histogram(values, bins=bins, range=(0.0, 1.0))
-    hist = hist.astype(np.float64)
-    centres = (edges[:-1] + edges[1:]) / 2
-    w0 = np.cumsum(hist)
-    w1 = w0[-1] - w0
-    m0 = np.cumsum(hist * centres)
-    mu0 = np.divide(m0, w0, out=np.zeros_like(m0), where=w0 > 0)
-    mu1 = np.divide(m0[-1] - m0, w1, out=np.zeros_like(m0), where=w1 > 0)
-    return float(centres[int(np.argmax(w0 * w1 * (mu0 - mu1) ** 2))])
 
 
 def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:

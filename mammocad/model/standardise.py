@@ -295,7 +295,7 @@ def _breast_box(image: np.ndarray, spacing: tuple[float, float], spec: Preproces
     rows, cols = image.shape
     step = max(1, int(max(rows, cols) // 512))
     small = image[::step, ::step]
-    threshold = _otsu(small)
+    threshold = otsu_threshold(small)
     mask = small > threshold
     labels, n = ndimage.label(mask)
     if n == 0:
@@ -314,8 +314,10 @@ def _breast_box(image: np.ndarray, spacing: tuple[float, float], spec: Preproces
     return (x0, y0, x1, y1)
 
 
-def _otsu(values: np.ndarray) -> float:
-    hist, edges = np.histogram(values, bins=256, range=(0.0, 1.0))
+def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
+    """Otsu's threshold of values in [0, 1] (between-class variance maximum); shared by the breast
+    crop here, the realism mask and the real-background maps so all three cut the same way."""
+    hist, edges = np.histogram(values, bins=bins, range=(0.0, 1.0))
     hist = hist.astype(np.float64)
     centres = (edges[:-1] + edges[1:]) / 2
     w0 = np.cumsum(hist)

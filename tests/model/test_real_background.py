@@ -147,7 +147,9 @@ def test_real_backgrounds_train_from_the_cli_mixed_with_synthetic_data(tmp_path:
                           capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "2"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     meta = load_checkpoint(tmp_path / "run" / "model.pt").metadata
-    assert meta["synthetic"] is False and meta["training"]["config"]["data"][0]["format"] == "real-background"
+    # Every lesion it learned from was simulated: such weights are labelled synthetic, and say why.
+    assert meta["synthetic"] is True and "some backgrounds are real images" in meta["not_for_diagnosis"]
+    assert meta["training"]["config"]["data"][0]["format"] == "real-background"
     # The data source is an ordinary one: the manifest in the cache evaluates like any other set.
     items = load_source(DataSource(format="manifest", path=tmp_path / "rb"))
     assert len(items) == 4 and sum(len(i.lesions) for i in items) >= 2

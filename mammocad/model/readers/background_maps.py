@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from mammocad.model.standardise import otsu_threshold
+
 REDUCED_SPACING_MM = 0.5
 #: Clusters keep this far (beyond their own radius) from the skin line and from other bright objects.
 SKIN_MARGIN_MM = 6.0
@@ -36,18 +38,6 @@ class BreastMaps:
     pectoral: np.ndarray
 
 
-def _otsu(x: np.ndarray) -> float:
-    hist, edges = np.histogram(x, bins=256, range=(0.0, 1.0))
-    hist = hist.astype(np.float64)
-    centres = (edges[:-1] + edges[1:]) / 2
-    w0 = np.cumsum(hist)
-    w1 = w0[-1] - w0
-    m0 = np.cumsum(hist * centres)
-    mu0 = np.divide(m0, w0, out=np.zeros_like(m0), where=w0 > 0)
-    mu1 = np.divide(m0[-1] - m0, w1, out=np.zeros_like(m0), where=w1 > 0)
-    return float(centres[int(np.argmax(w0 * w1 * (mu0 - mu1) ** 2))])
-
-
 def breast_maps(stored: np.ndarray, spacing: float, *, invert: bool, vmax: float, view: str) -> BreastMaps:
     """invert: True when the breast is *darker* than the background in stored values
     (MONOCHROME1 presentation data, or raw data, which are linear in exposure)."""
@@ -59,7 +49,7 @@ def breast_maps(stored: np.ndarray, spacing: float, *, invert: bool, vmax: float
     smooth = ndimage.gaussian_filter(bright, 1.0 / step)
     lo, hi = np.percentile(smooth, [0.5, 99.5])
     x = np.clip((smooth - lo) / max(hi - lo, 1e-9), 0.0, 1.0)
-    above = x > _otsu(x)
+    above = x > otsu_threshold(x)
     opened = ndimage.binary_opening(above, structure=_disk(max(1, int(round(2.0 / step)))))
     labels, n = ndimage.label(opened)
     if n == 0:
