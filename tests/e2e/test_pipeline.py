@@ -22,6 +22,7 @@ from mammocad.spool.records import CompletionRecord
 from tests.e2e.harness import elapsed
 from tests.factories import make_four_view_study, write
 from tests.orthanc import Orthanc
+from tests.results.outputs_fixtures import resolve
 from tests.services import free_port
 from tests.services import wait_until as wait_for
 from tests.validators import all_problems, pixelmed_batch, pixelmed_errors
@@ -50,7 +51,10 @@ def _outlines(sr: Dataset) -> dict[str, list[tuple[float, ...]]]:
     for item in _walk(sr.ContentSequence):
         if item.get("ValueType") == "SCOORD" and item.GraphicType == "POLYLINE":
             xs, ys = item.GraphicData[0::2], item.GraphicData[1::2]
-            sop = str(item.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID)
+            image = item.ContentSequence[0]
+            if "ReferencedContentItemIdentifier" in image:  # the SCOORD selects an Image Library entry by reference
+                image = resolve(sr, image.ReferencedContentItemIdentifier)
+            sop = str(image.ReferencedSOPSequence[0].ReferencedSOPInstanceUID)
             out.setdefault(sop, []).append((min(xs) - 0.5, min(ys) - 0.5, max(xs) - 0.5, max(ys) - 0.5))
     return out
 
