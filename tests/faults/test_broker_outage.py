@@ -63,7 +63,7 @@ def test_results_worker_holding_tasks_survives_repeated_redis_outages(tmp_path: 
                        "a finalize held for its countdown")
             cluster.kill("redis")
             cluster.start_redis(aof=False)
-            wait_until(lambda n=outage: cluster.log_text("results").count("event=\"Connected to ") > n + 1, 60,
+            wait_until(lambda n=outage: cluster.log_text("results").count("msg=\"Connected to ") > n + 1, 60,
                        "the worker to reconnect")
             assert cluster.procs["results"].poll() is None, cluster.log_text("results")[-3000:]
         assert "Unrecoverable error" not in cluster.log_text("results")
