@@ -7,21 +7,7 @@ spelled as the standard spells them, so a collector that matches on text finds t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-
-@dataclass(frozen=True)
-class Code:
-    """A coded value: ``Code("110100", "DCM", "Application Activity")``."""
-
-    value: str
-    scheme: str
-    meaning: str
-
-    def __post_init__(self) -> None:
-        for name in ("value", "scheme", "meaning"):
-            if not getattr(self, name).strip():
-                raise ValueError(f"Code.{name} must not be empty, got {getattr(self, name)!r}")
+from mammocad.dicom.codes import Code
 
 
 def _dcm(value: str, meaning: str) -> Code:

@@ -10,37 +10,7 @@ validator; add new ones here, never inline.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from pydicom.dataset import Dataset
-
-
-@dataclass(frozen=True)
-class Code:
-    """A coded concept (value, scheme, meaning) with ASCII meaning."""
-
-    value: str
-    scheme: str
-    meaning: str
-
-    def __post_init__(self) -> None:
-        if not self.meaning.isascii():
-            raise ValueError(f"code meaning must be ASCII, got {self.meaning!r} for {self.value}")
-
-    def to_dataset(self) -> Dataset:
-        """A Code Sequence item (Basic Coded Entry Attributes)."""
-        ds = Dataset()
-        ds.CodeValue = self.value
-        ds.CodingSchemeDesignator = self.scheme
-        ds.CodeMeaning = self.meaning
-        return ds
-
-    def to_hd(self):  # type: ignore[no-untyped-def]
-        """The same concept as a highdicom CodedConcept."""
-        from highdicom.sr import CodedConcept
-
-        return CodedConcept(self.value, self.scheme, self.meaning)
-
+from mammocad.dicom.codes import Code
 
 # --- Mammography CAD SR structure (TID 4000 and children) -------------------------------
 MAMMOGRAPHY_CAD_REPORT = Code("111036", "DCM", "Mammography CAD Report")
