@@ -71,15 +71,6 @@ class OutputKind(StrEnum):
         """A structured report: a new version cites the earlier one as its predecessor."""
         return self in (OutputKind.MAMMO_CAD_SR, OutputKind.TID1500_SR)
 
-    @property
-    def series_number(self) -> int:
-        """Series Number of the kind's series: high enough not to collide with the modality's."""
-        return _SERIES_NUMBERS[self]
-
-
-_SERIES_NUMBERS = {OutputKind.MAMMO_CAD_SR: 9901, OutputKind.TID1500_SR: 9902,
-                   OutputKind.SECONDARY_CAPTURE: 9903, OutputKind.GSPS: 9904}
-
 
 class NodeSettings(_Section):
     ae_title: str = "MAMMOCAD"
