@@ -15,3 +15,17 @@ def check_port(value: int) -> int:
     if not 1 <= value <= 65535:
         raise ValueError(f"port must be 1-65535, got {value}")
     return value
+
+
+def validate_ae_title(value: str) -> str:
+    """Check an AE title against PS3.5 (AE VR): 1-16 chars, no backslash, no control chars."""
+    if not isinstance(value, str):
+        raise ValueError(f"AE title must be a string, got {value!r}")
+    stripped = value.strip()
+    if not 1 <= len(stripped) <= 16:
+        raise ValueError(f"AE title must be 1-16 characters, got {value!r} ({len(stripped)} characters)")
+    if "\\" in stripped:
+        raise ValueError(f"AE title must not contain a backslash, got {value!r}")
+    if any(ord(c) < 32 or ord(c) == 127 for c in stripped):
+        raise ValueError(f"AE title must not contain control characters, got {value!r}")
+    return stripped

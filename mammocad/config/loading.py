@@ -1,0 +1,101 @@
+"""Reading the config: which file, environment overrides, and errors that name the bad key."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
+
+from mammocad.config.schema import ACTIVE_TOML, Settings
+
+DEFAULT_CONFIG_PATH = Path("config/mammocad.toml")
+CONFIG_ENV_VAR = "MAMMOCAD_CONFIG"
+
+
+class ConfigError(Exception):
+    """The configuration file or environment is invalid; the message names the key."""
+
+
+def resolve_config_path(path: str | os.PathLike[str] | None = None) -> Path:
+    """``--config`` wins, then ``$MAMMOCAD_CONFIG``, then ``config/mammocad.toml``."""
+    if path:
+        return Path(path)
+    env = os.environ.get(CONFIG_ENV_VAR)
+    if env:
+        return Path(env)
+    return DEFAULT_CONFIG_PATH
+
+
+def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Load and validate settings; raise :class:`ConfigError` naming the bad key.
+
+    A missing file is an error only when it was asked for explicitly; otherwise the
+    built-in defaults apply (the embedded default used by ``make run``).
+    """
+    config_path = resolve_config_path(path)
+    explicit = bool(path) or bool(os.environ.get(CONFIG_ENV_VAR))
+    if not config_path.exists():
+        if explicit:
+            raise ConfigError(f"configuration file {config_path} does not exist")
+        config_path_or_none: Path | None = None
+    else:
+        config_path_or_none = config_path
+    ACTIVE_TOML["path"] = config_path_or_none
+    try:
+        return Settings(**overrides)
+    except Exception as exc:  # pydantic ValidationError or TOML decode error
+        raise ConfigError(_explain(exc, config_path_or_none)) from exc
+    finally:
+        ACTIVE_TOML["path"] = None
+
+
+def _env_source(loc: tuple[Any, ...]) -> str:
+    """Name the MAMMOCAD_* variable when the bad value came from the environment."""
+    names = [str(p) for p in loc if not isinstance(p, int)]
+    for n in range(len(names), 0, -1):
+        var = "MAMMOCAD_" + "__".join(names[:n]).upper()
+        if var in os.environ:
+            return f" [from environment variable {var}]"
+    return ""
+
+
+def _explain(exc: Exception, path: Path | None) -> str:
+    where = f"in {path}" if path else "in the environment"
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        lines = []
+        for err in errors():
+            loc = err.get("loc", ())
+            key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".") or "(top level)"
+            lines.append(f"  {key}: {err.get('msg')} (got {err.get('input')!r}){_env_source(loc)}")
+        return f"invalid configuration {where}:\n" + "\n".join(lines)
+    return f"invalid configuration {where}: {exc}"
+
+
+class _FileOnlySettings(Settings):
+    """Settings read from the given data alone: no environment, no file source."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
+def validate_config_data(data: dict[str, Any], path: Path | None = None) -> Settings:
+    """Validate the content of a config file on its own (environment ignored).
+
+    Used before an edit is written, so a bad ``MAMMOCAD_*`` variable in the admin's
+    shell neither blocks nor hides a problem in the file itself.
+    """
+    try:
+        return _FileOnlySettings(**data)
+    except Exception as exc:
+        raise ConfigError(_explain(exc, path)) from exc

@@ -1,0 +1,116 @@
+"""The whole config document: :class:`Settings`, its sections, and where its values come from
+(keyword arguments, then ``MAMMOCAD_*`` variables, then the TOML file being loaded)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from mammocad.config.peers import Caller, Destination
+from mammocad.config.sections import (
+    BrokerSettings,
+    DeliverySettings,
+    NodeSettings,
+    ResultsSettings,
+    WorkerSettings,
+)
+from mammocad.config.services import AuditSettings, MetricsSettings
+from mammocad.dicom import tls
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+# pydantic-settings reads the TOML path when the class is instantiated; this holds it for
+# the duration of one load_settings() call (mammocad/config/loading.py).
+ACTIVE_TOML: dict[str, Path | None] = {"path": None}
+
+
+class Settings(BaseSettings):
+    """Everything an admin can configure. Build with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MAMMOCAD_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_assignment=True,
+    )
+
+    node: NodeSettings = Field(default_factory=NodeSettings)
+    callers: list[Caller] = Field(default_factory=list)
+    destinations: list[Destination] = Field(default_factory=list)
+    broker: BrokerSettings = Field(default_factory=BrokerSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    results: ResultsSettings = Field(default_factory=ResultsSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    #: DEBUG, INFO, WARNING, ERROR or CRITICAL.
+    log_level: str = "INFO"
+    #: Log as JSON lines instead of key=value.
+    log_json: bool = False
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}, got {value!r}")
+        return level
+
+    @model_validator(mode="after")
+    def _unique_destinations(self) -> Settings:
+        names = [d.name for d in self.destinations]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"destinations: names must be unique, repeated: {', '.join(dupes)}")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = ACTIVE_TOML.get("path")
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    def caller_allowed(self, ae_title: str, host: str) -> bool:
+        """True when ``ae_title`` (from ``host``) is a listed caller."""
+        return self.caller_refusal(ae_title, host) is None
+
+    def caller_refusal(self, ae_title: str, host: str, subject: dict[str, str] | None = None) -> str | None:
+        """None when a [[callers]] entry allows this caller, else the rule that failed, in words.
+
+        ``subject`` is the TLS client certificate's subject (None on plain DICOM).
+        """
+        entries = [c for c in self.callers if c.ae_title == ae_title.strip()]
+        if not entries:
+            return "calling AE title not recognised"
+        from_host = [c for c in entries if c.host_allowed(host)]
+        if not from_host:
+            rules = ", ".join(str(c.host) for c in entries)
+            return f"calling AE title known but not from host {host} (allowed hosts: {rules})"
+        if any(c.subject_allowed(subject) for c in from_host):
+            return None
+        wanted = "; ".join(str(c.certificate_subject) for c in from_host)
+        return (f"certificate subject {tls.subject_text(subject)} does not match the caller's "
+                f"certificate_subject ({wanted})")
+
+    def destination(self, name: str) -> Destination:
+        for dest in self.destinations:
+            if dest.name == name:
+                return dest
+        known = ", ".join(d.name for d in self.destinations) or "none"
+        raise KeyError(f"no destination named {name!r} (configured: {known})")
