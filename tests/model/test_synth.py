@@ -204,3 +204,50 @@ def test_digitised_film_is_stored_like_cbis_ddsm_with_burned_in_labels() -> None
         # Background of exposed film is dark; labels and markers off the breast are bright.
         assert np.median(img[off_breast]) < 0.15
         assert (img[off_breast] > 0.6).sum() > 20, "no burned-in label found off the breast"
+
+
+def test_manifest_records_every_speck_inside_its_cluster_box(study) -> None:  # type: ignore[no-untyped-def]
+    """Per-speck truth feeds the realism report's contrast-to-noise by size (realism_sources)."""
+    seen = set()
+    for ann in study.annotations:
+        specks = ann.extra["specks"]
+        assert bool(specks) == bool(ann.lesions)
+        for speck in specks:
+            inside = [b for b in (les.box for les in ann.lesions)
+                      if b[0] - 1 <= speck["x"] <= b[2] + 1 and b[1] - 1 <= speck["y"] <= b[3] + 1]
+            assert inside, (ann.laterality, ann.view, speck)
+            assert 0.05 < speck["diameter_mm"] < 25
+        seen.add(ann.laterality)
+    assert seen == {"R", "L"}  # both breasts, so the right-breast flip is covered
+
+
+def test_unlabelled_vascular_and_skin_calcifications_have_no_truth_box() -> None:
+    """About a third of breasts carry vascular or skin calcifications that must never be marked."""
+    breasts: dict[str, tuple[list[str], int, int]] = {}
+    for index in range(12):
+        for ann in generate_study(index, seed=77, spacing_mm=0.5).annotations:
+            unlabelled, kinds = ann.extra["unlabelled"], ann.extra["kinds"]
+            assert set(unlabelled) <= {"vascular", "skin"}
+            assert not set(kinds) & {"vascular", "skin"}  # never among the labelled clusters
+            assert len(ann.lesions) <= len(kinds)
+            breasts[ann.breast_id] = (unlabelled, len(ann.lesions), len(ann.extra["specks"]))
+    with_unlabelled = [b for b, (u, _, _) in breasts.items() if u]
+    assert 2 <= len(with_unlabelled) <= 14, with_unlabelled  # 24 breasts at a rate of 0.3
+
+
+def test_unlabelled_calcifications_leave_earlier_draws_of_a_seed_unchanged() -> None:
+    """They draw from their own stream: a seed's labelled clusters are what they were before."""
+    from mammocad.model.synth import generate as gen
+
+    base = generate_study(3, seed=77, spacing_mm=0.5)
+    assert {u for a in base.annotations for u in a.extra["unlabelled"]} == {"skin", "vascular"}
+    rate = gen.UNLABELLED_RATE
+    try:
+        gen.UNLABELLED_RATE = 0.0
+        plain = generate_study(3, seed=77, spacing_mm=0.5)
+    finally:
+        gen.UNLABELLED_RATE = rate
+    assert [a.lesions for a in base.annotations] == [a.lesions for a in plain.annotations]
+    # ... and the pixels differ: the calcifications are really drawn.
+    assert any((a.pixel_array != b.pixel_array).any() for a, b in zip(base.datasets, plain.datasets, strict=True))
+    assert all(not a.extra["unlabelled"] for a in plain.annotations)

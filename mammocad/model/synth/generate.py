@@ -9,6 +9,7 @@ Images are synthetic only: weights trained on them are demo weights, not a diagn
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ from mammocad.model.results import LesionClass
 from mammocad.model.synth import physics
 from mammocad.model.synth.acquisition import DrSettings, detect_dr, present
 from mammocad.model.synth.anatomy import Breast
-from mammocad.model.synth.calcifications import ClusterSpec, sample_cluster
+from mammocad.model.synth.calcifications import ClusterSpec, sample_cluster, sample_unlabelled
 from mammocad.model.synth.confusers import add_confusers
 from mammocad.model.synth.dicom_writer import (
     ImageIds,
@@ -35,7 +36,7 @@ from mammocad.model.synth.dicom_writer import (
 )
 from mammocad.model.synth.film import acquire_film
 from mammocad.model.synth.film_marks import FilmLabel
-from mammocad.model.synth.raster import Box
+from mammocad.model.synth.raster import Box, SpeckTruth, speck_truth
 from mammocad.model.synth.views import project_view
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,9 @@ VIEWS = (("R", "CC"), ("L", "CC"), ("R", "MLO"), ("L", "MLO"))
 DENSITIES = {"A": 0.1, "B": 0.3, "C": 0.55, "D": 0.8}
 #: Generator version recorded in manifests (2: physical projection, DR and film acquisition).
 SYNTH_VERSION = 2
+#: Chance that a breast carries unlabelled vascular or skin calcifications (common in screening
+#: populations; a detector never shown them marks them on real images).
+UNLABELLED_RATE = 0.3
 
 
 @dataclass
@@ -86,6 +90,9 @@ def generate_study(index: int, *, seed: int, size: str = "small",
         breasts[lat] = Breast.sample(rng, field_mm, density,
                                      compression_rng=np.random.default_rng([seed, index, ord(lat), 3]))
         lesions[lat] = _sample_lesions(rng, breasts[lat], field_mm)
+    # Their own stream, so adding them left every earlier draw of a seed as it was.
+    unlabelled = {lat: _sample_unlabelled(np.random.default_rng([seed, index, ord(lat), 11]), breasts[lat], field_mm)
+                  for lat in breasts}
     study = SynthStudy(patient_id=patient_id, study_uid="")
     malignant = {lat: any(x.spec.lesion_class is LesionClass.MALIGNANT for x in lesions[lat]) for lat in breasts}
     for number, (lat, view) in enumerate(VIEWS, start=1):
@@ -93,10 +100,14 @@ def generate_study(index: int, *, seed: int, size: str = "small",
         view_rng = np.random.default_rng([seed, index, number, 7])
         drawn = [x for x in lesions[lat] if view in x.views]
         centres = [(x.spec, breasts[lat].to_view_mm(view, x.position)) for x in drawn]
-        img, boxes = render_view(breasts[lat], lat, view, shape, spacing, view_rng, centres, profile)
+        background = [(x.spec, breasts[lat].to_view_mm(view, x.position)) for x in unlabelled[lat]]
+        img, all_boxes = render_view(breasts[lat], lat, view, shape, spacing, view_rng, centres + background, profile)
+        boxes = all_boxes[:len(centres)]
         ds = build_dataset(to_stored(img, profile), ids, profile, spacing)
         ann_lesions = tuple(AnnotatedLesion(box=b, lesion_class=x.spec.lesion_class, description=x.spec.description)
                             for x, b in zip(drawn, boxes, strict=True) if b is not None)
+        specks = [t.to_dict() for (spec, centre), b in zip(centres, boxes, strict=True) if b is not None
+                  for t in _view_specks(spec, view, centre, spacing, lat, shape)]
         study.datasets.append(ds)
         study.annotations.append(AnnotatedImage(
             image_path=Path(patient_id) / f"{lat}_{view}.dcm", laterality=lat, view=view,
@@ -104,7 +115,8 @@ def generate_study(index: int, *, seed: int, size: str = "small",
             extra={"study_uid": ds.StudyInstanceUID, "sop_instance_uid": ds.SOPInstanceUID,
                    "sop_class_uid": ds.SOPClassUID, "manufacturer": profile.manufacturer,
                    "density": density_letter, "acquisition": "film" if profile.secondary_capture else "dr",
-                   "kinds": [x.spec.kind for x in drawn], "synthetic": True}))
+                   "kinds": [x.spec.kind for x in drawn], "specks": specks,
+                   "unlabelled": [x.spec.kind for x in unlabelled[lat]], "synthetic": True}))
     study.study_uid = study.datasets[0].StudyInstanceUID
     return study
 
@@ -136,6 +148,15 @@ def render_view(breast: Breast, laterality: str, view: str, shape: tuple[int, in
     return present(detect_dr(line, mask, spacing, settings, rng), mask, spacing, settings), boxes
 
 
+def _view_specks(spec: ClusterSpec, view: str, centre_mm: tuple[float, float], spacing: float, laterality: str,
+                 shape: tuple[int, int]) -> list[SpeckTruth]:
+    """The cluster's specks in stored pixels (right breasts flipped like their image)."""
+    truth = speck_truth(spec, view, (centre_mm[0] / spacing - 0.5, centre_mm[1] / spacing - 0.5), spacing)
+    if laterality == "R":
+        truth = [dataclasses.replace(t, col=shape[1] - 1 - t.col) for t in truth]
+    return truth
+
+
 def _flip(box: Box | None, columns: int) -> Box | None:
     if box is None:
         return None
@@ -157,6 +178,19 @@ def _sample_lesions(rng: np.random.Generator, breast: Breast, field_mm: tuple[fl
             views = (str(rng.choice(["CC", "MLO"])),)
         out.append(_Lesion(spec, position, views))
     return out
+
+
+def _sample_unlabelled(rng: np.random.Generator, breast: Breast, field_mm: tuple[float, float]) -> list[_Lesion]:
+    """Vascular or skin calcifications drawn into both views with no truth box.
+
+    Dermal calcifications project anywhere over the breast (the skin covers both compressed
+    surfaces), so both kinds are placed like a cluster.
+    """
+    if rng.random() >= UNLABELLED_RATE:
+        return []
+    spec = sample_unlabelled(rng, "vascular" if rng.random() < 0.6 else "skin")
+    position = _place(rng, breast, spec, field_mm)
+    return [] if position is None else [_Lesion(spec, position, ("CC", "MLO"))]
 
 
 def _place(rng: np.random.Generator, breast: Breast, spec: ClusterSpec,
