@@ -10,6 +10,7 @@ failed echo), 2 bad command line (argparse).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -188,15 +189,19 @@ def _dest_list(args: argparse.Namespace) -> int:
     print(f"{'NAME':<16}  {'AE TITLE':<16}  {'ADDRESS':<28}  OUTPUTS")
     for d in settings.destinations:
         outputs = ",".join(k.value for k in d.outputs)
-        print(f"{d.name:<16}  {d.ae_title:<16}  {d.host + ':' + str(d.port):<28}  {outputs}")
+        address = f"{d.host}:{d.port}" + (" (TLS)" if d.tls else "")
+        print(f"{d.name:<16}  {d.ae_title:<16}  {address:<28}  {outputs}")
     return 0
 
 
 def _dest_add(args: argparse.Namespace) -> int:
     tls = None
     if args.tls or args.ca_certificates or args.certificate or args.private_key:
-        tls = {"ca_certificates": args.ca_certificates or "", "certificate": args.certificate or "",
-               "private_key": args.private_key or ""}
+        # Absolute paths: the services do not run from the admin's folder. abspath, not
+        # resolve(): a symlink such as certbot's live/ folder must stay, so renewals apply.
+        tls = {key: os.path.abspath(value) if value else ""
+               for key, value in (("ca_certificates", args.ca_certificates), ("certificate", args.certificate),
+                                  ("private_key", args.private_key))}
     path = _edit(args, "destinations", editing.add_destination, args.name, args.ae_title, args.host, args.port,
                  args.outputs, args.associations, tls)
     if path is None:

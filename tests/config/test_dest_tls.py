@@ -1,0 +1,95 @@
+"""``mammocad dest add --tls`` end to end: the installed script writes the TLS keys, ``config
+check`` reports them, and ``dest echo`` reaches a TLS-only DCMTK storescp (which requires a
+client certificate) with them. Certificates are made here (tests/tls_certs.py)."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from tests.config.conftest import Runner
+from tests.config.test_echo import storescp
+from tests.tls_certs import TestPKI, make_pki
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> TestPKI:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+def _add(mammocad: Runner, name: str, port: int, *tls: str) -> tuple[int, str, str]:
+    out = mammocad("dest", "add", name, "--ae", "SECURE", "--host", "127.0.0.1", "--port", str(port),
+                   "--outputs", "mammo-cad-sr", *tls)
+    return out.returncode, out.stdout, out.stderr
+
+
+def test_dest_add_tls_writes_keys_and_echo_works(mammocad: Runner, config_file: Path, tmp_path: Path,
+                                                 pki: TestPKI) -> None:
+    server = ("+tls", str(pki.node.private_key), str(pki.node.certificate), "+cf", str(pki.ca.certificate))
+    with storescp(tmp_path / "scp", "SECURE", *server) as port:
+        # paths relative to the admin's folder (the runner's cwd is the config's folder)
+        cwd = config_file.parent
+        rel = {key: os.path.relpath(path, cwd) for key, path in
+               (("ca", pki.ca.certificate), ("crt", pki.client.certificate), ("key", pki.client.private_key))}
+        rc, stdout, stderr = _add(mammocad, "secure", port, "--tls", "--ca-certificates", rel["ca"],
+                                  "--certificate", rel["crt"], "--private-key", rel["key"])
+        assert rc == 0, stderr
+        assert "mammocad dest echo secure" in stdout
+        entry = tomllib.loads(config_file.read_text())["destinations"][-1]
+        assert entry == {"name": "secure", "ae_title": "SECURE", "host": "127.0.0.1", "port": port,
+                         "outputs": ["mammo-cad-sr"], "tls": True,
+                         "ca_certificates": str(pki.ca.certificate), "certificate": str(pki.client.certificate),
+                         "private_key": str(pki.client.private_key)}  # absolute: services run elsewhere
+
+        check = mammocad("config", "check")
+        assert check.returncode == 0, check.stderr
+        assert f"secure=SECURE@127.0.0.1:{port} (TLS)" in check.stdout
+        assert f"127.0.0.1:{port} (TLS)" in mammocad("dest", "list").stdout
+
+        echo = mammocad("dest", "echo", "secure", "--timeout", "10")
+        assert echo.returncode == 0, echo.stdout + echo.stderr
+        assert f"C-ECHO to SECURE@127.0.0.1:{port} succeeded" in echo.stdout
+
+        # the peer requires a client certificate: without one the handshake fails, and says so
+        rc, _, stderr = _add(mammocad, "nocert", port, "--tls", "--ca-certificates", str(pki.ca.certificate))
+        assert rc == 0, stderr
+        assert tomllib.loads(config_file.read_text())["destinations"][-1]["tls"] is True
+        echo = mammocad("dest", "echo", "nocert", "--timeout", "10")
+        assert echo.returncode == 1, echo.stdout
+        assert "echo nocert failed [tls]" in echo.stderr  # TLS 1.3: "certificate required"
+
+        # trusting a CA that did not sign the peer's certificate
+        rc, _, stderr = _add(mammocad, "wrongca", port, "--tls", "--ca-certificates",
+                             str(pki.untrusted_ca.certificate), "--certificate", str(pki.client.certificate),
+                             "--private-key", str(pki.client.private_key))
+        assert rc == 0, stderr
+        echo = mammocad("dest", "echo", "wrongca", "--timeout", "10")
+        assert echo.returncode == 1, echo.stdout
+        assert "echo wrongca failed [tls]" in echo.stderr and "certificate verify failed" in echo.stderr
+
+        # the same peer over plain DICOM: refused by the TLS-only peer
+        rc, _, stderr = _add(mammocad, "plain", port)
+        assert rc == 0, stderr
+        assert "tls" not in tomllib.loads(config_file.read_text())["destinations"][-1]
+        assert mammocad("dest", "echo", "plain", "--timeout", "10").returncode == 1
+
+
+def test_dest_add_tls_refuses_incomplete_keys(mammocad: Runner, config_file: Path, tmp_path: Path,
+                                              pki: TestPKI) -> None:
+    before = config_file.read_bytes()
+    cases = [
+        (("--tls",), "tls = true needs ca_certificates"),
+        (("--tls", "--ca-certificates", str(tmp_path / "missing-ca.crt")), "missing-ca.crt"),
+        (("--tls", "--ca-certificates", str(pki.ca.certificate), "--certificate", str(pki.client.certificate)),
+         "certificate and private_key go together"),
+        (("--tls", "--ca-certificates", str(pki.ca.certificate), "--certificate", str(pki.client.certificate),
+          "--private-key", str(pki.other_client.private_key)), "key values mismatch"),
+    ]
+    for args, reason in cases:
+        rc, _, stderr = _add(mammocad, "secure", 11112, *args)
+        assert rc == 1 and reason in stderr, (args, stderr)
+        assert config_file.read_bytes() == before, args
+    assert mammocad("config", "check").returncode == 0
