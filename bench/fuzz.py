@@ -28,6 +28,12 @@ from tests.faults.fuzzing import fuzz_data_sets, fuzz_pdus, node_alive  # noqa: 
 from tests.services import free_port, wait_for_port  # noqa: E402
 
 
+def _memory_mb(pid: int) -> tuple[float, float]:
+    """(VmRSS, VmHWM) of ``pid`` in MB: the node's resident and peak memory."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -52,6 +58,7 @@ def main() -> int:
     try:
         wait_for_port(redis_port)
         wait_for_port(port, timeout=60)
+        idle_mb = _memory_mb(node.pid)[0]
         t0 = time.monotonic()
         report = fuzz_data_sets(port, work / "cases", args.cases, args.seed)
         fuzz_pdus(port, max(1, args.cases // 3), args.seed, report)
@@ -59,6 +66,7 @@ def main() -> int:
         alive = node.poll() is None and node_alive(port, write(make_mammogram(rows=32, columns=24),
                                                                work / "valid.dcm"))
         problems = report.problems(work / "spool", log.read_text(errors="replace"), alive)
+        rss_mb, peak_mb = _memory_mb(node.pid) if node.poll() is None else (float("nan"), float("nan"))
     finally:
         node.terminate()
         node.wait(30)
@@ -67,6 +75,7 @@ def main() -> int:
     sent = sum(report.statuses.values())
     print(f"data sets: {args.cases} cases, {sent} answered, {report.aborted} associations aborted; "
           f"PDU garbage: {report.pdus} connections; {seconds:.0f} s (seed {args.seed})")
+    print(f"node memory: {idle_mb:.0f} MB idle, {rss_mb:.0f} MB at the end, {peak_mb:.0f} MB peak (VmHWM)")
     for status, n in report.statuses.most_common():
         print(f"  status {status}: {n}")
     print("problems: none" if not problems else "problems:\n  " + "\n  ".join(problems))

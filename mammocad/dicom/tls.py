@@ -23,7 +23,8 @@ BCP195_CIPHERS = ":".join((
     "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
     "DHE-RSA-AES128-GCM-SHA256", "DHE-RSA-AES256-GCM-SHA384",
 ))
-#: Seconds a caller has to finish the handshake: it runs in the node's accept loop.
+#: Seconds a caller has to finish the handshake when its socket has no read timeout of its
+#: own (the node gives every accepted socket ``node.network_timeout_s``, which then applies).
 HANDSHAKE_TIMEOUT_S = 10.0
 
 #: ``(peer host, reason)`` of a failed server-side handshake.
@@ -60,33 +61,80 @@ def _load_ca(ctx: ssl.SSLContext, ca_certificates: str, what: str) -> None:
         raise TLSConfigError(f"{what}: cannot load CA certificates {ca_certificates!r}: {exc}") from exc
 
 
-class _ServerContext(ssl.SSLContext):
-    """Server context that bounds the handshake and reports failed ones.
+class _AcceptedSocket(ssl.SSLSocket):
+    """A server-side TLS socket whose handshake runs in the connection's own thread.
 
-    pynetdicom wraps each accepted socket in its accept loop and drops a failed handshake
-    without a word; this subclass gives the caller a hook for the log and the audit trail.
+    pynetdicom wraps each accepted socket in its accept loop. Handshaking there (Python's
+    default) let one caller that opened TCP and sent nothing, or half a ClientHello, stop
+    the loop for the whole handshake timeout, and N of them lock every real sender out for
+    N times that. The handshake is therefore deferred to the first read or write, which
+    pynetdicom does from the association's thread; it is bounded by the socket's read
+    timeout (:data:`HANDSHAKE_TIMEOUT_S` when it has none), a failure is reported through
+    the context's hook, and the connection then reads as closed by the peer.
+    """
+
+    _handshaken = False
+    _failed = False
+
+    def _handshake_once(self) -> bool:
+        """Run the handshake on first use; False when it failed (the caller then sees a
+        closed connection, which pynetdicom ends quietly: the hook has logged why)."""
+        if not self._handshaken:
+            self._handshaken = True
+            previous = self.gettimeout()
+            self.settimeout(previous if previous is not None else HANDSHAKE_TIMEOUT_S)
+            try:
+                self.do_handshake()
+            except (ssl.SSLError, OSError) as exc:
+                self._failed = True
+                hook = getattr(self.context, "on_failure", None)
+                if hook is not None:
+                    hook(_peer_host(self), describe_failure(exc, self.gettimeout()))
+            finally:
+                self.settimeout(previous)
+        return not self._failed
+
+    def recv(self, buflen: int = 1024, flags: int = 0) -> bytes:
+        return super().recv(buflen, flags) if self._handshake_once() else b""
+
+    def recv_into(self, buffer: Any, nbytes: int | None = None, flags: int = 0) -> int:
+        return super().recv_into(buffer, nbytes, flags) if self._handshake_once() else 0  # type: ignore[arg-type]
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        if not self._handshake_once():
+            raise ConnectionAbortedError("TLS handshake failed")
+        return super().send(data, flags)
+
+    def sendall(self, data: Any, flags: int = 0) -> None:
+        if not self._handshake_once():
+            raise ConnectionAbortedError("TLS handshake failed")
+        super().sendall(data, flags)
+
+
+def _peer_host(sock: socket.socket) -> str:
+    try:
+        return str(sock.getpeername()[0])
+    except OSError:
+        return ""
+
+
+class _ServerContext(ssl.SSLContext):
+    """Server context whose sockets handshake outside the accept loop and report failures.
+
+    pynetdicom drops a failed handshake without a word; ``on_failure`` gives the node a
+    hook for the log and the audit trail.
     """
 
     on_failure: FailureHook | None = None
+    sslsocket_class = _AcceptedSocket
 
     def wrap_socket(self, sock: socket.socket, *args: Any, **kwargs: Any) -> ssl.SSLSocket:  # type: ignore[override]
-        try:
-            host = str(sock.getpeername()[0])
-        except OSError:
-            host = ""
-        sock.settimeout(HANDSHAKE_TIMEOUT_S)
-        try:
-            wrapped = super().wrap_socket(sock, *args, **kwargs)
-        except (ssl.SSLError, OSError) as exc:
-            if self.on_failure is not None:
-                self.on_failure(host, describe_failure(exc))
-            raise
-        wrapped.settimeout(None)
-        return wrapped
+        kwargs["do_handshake_on_connect"] = False  # no I/O here: see _AcceptedSocket
+        return super().wrap_socket(sock, *args, **kwargs)
 
 
-def describe_failure(exc: BaseException) -> str:
-    """A handshake error in words an admin can act on."""
+def describe_failure(exc: BaseException, timeout_s: float | None = HANDSHAKE_TIMEOUT_S) -> str:
+    """A handshake error in words an admin can act on (``timeout_s``: the bound that expired)."""
     reason = getattr(exc, "reason", None) or ""
     text = str(exc)
     if reason == "PEER_DID_NOT_RETURN_A_CERTIFICATE" or "did not return a certificate" in text:
@@ -94,7 +142,7 @@ def describe_failure(exc: BaseException) -> str:
     if reason in ("CERTIFICATE_VERIFY_FAILED", "TLSV1_ALERT_UNKNOWN_CA") or "unknown ca" in text.lower():
         return f"certificate not trusted (not signed by a CA in the CA file): {text}"
     if isinstance(exc, TimeoutError | socket.timeout):
-        return f"no TLS handshake within {HANDSHAKE_TIMEOUT_S:g} s (a plain DICOM caller on the TLS port?)"
+        return f"no TLS handshake within {timeout_s or HANDSHAKE_TIMEOUT_S:g} s (a plain DICOM caller on the TLS port?)"
     if reason in ("WRONG_VERSION_NUMBER", "HTTP_REQUEST", "UNSUPPORTED_PROTOCOL"):
         return f"not a TLS 1.2+ client hello ({reason}): a plain DICOM caller on the TLS port?"
     return f"TLS handshake failed: {text}"

@@ -211,7 +211,7 @@ class Node:
             self._reject(event, REJECT_CALLING, calling, called, host, why)
 
     def _tls_failed(self, host: str, why: str) -> None:
-        """A caller failed the TLS handshake (runs in the server's accept loop: log only)."""
+        """A caller failed the TLS handshake (runs in its connection's thread, before any PDU: log only)."""
         log_event(logger, "tls_handshake_failed", logging.WARNING, peer=host, reason=why[:300])
         self.observer.security_alert(host, why)
 

@@ -8,6 +8,8 @@ good one; a caller entry's certificate_subject enforced; plain and TLS side by s
 from __future__ import annotations
 
 import logging
+import socket
+import ssl
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -87,6 +89,56 @@ def test_tls_only_node_handshakes(start_node: Callable[..., NodeEnv], pki: TestP
     # Spooled images are patient data: 0640, in 0750 folders (they were world-readable before).
     assert stat.S_IMODE(stored.stat().st_mode) == 0o640
     assert stat.S_IMODE(stored.parent.stat().st_mode) == 0o750
+
+
+def _client_hello() -> bytes:
+    """The first flight of a real TLS client (a ClientHello record), made in memory."""
+    ctx = ssl.create_default_context()
+    tls = ctx.wrap_bio(ssl.MemoryBIO(), outgoing := ssl.MemoryBIO(), server_hostname="localhost")
+    with pytest.raises(ssl.SSLWantReadError):
+        tls.do_handshake()
+    return outgoing.read()
+
+
+def _closed(sock: socket.socket) -> bool:
+    """True once the node has closed ``sock`` (anything it sent before, e.g. an alert, is read)."""
+    sock.settimeout(0.2)
+    try:
+        while sock.recv(4096):
+            pass
+        return True
+    except TimeoutError:
+        return False
+    except OSError:
+        return True
+
+
+def test_stalled_tls_handshakes_do_not_lock_senders_out(start_node: Callable[..., NodeEnv], pki: TestPKI,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    """Connections that open TCP to the TLS port and send nothing or half a ClientHello stay
+    open while a real TLS sender gets through; the node then drops them on its own."""
+    env = start_node(extra_node="association_timeout_s = 20\nnetwork_timeout_s = 20\n" + _tls_section(pki),
+                     callers=_CALLERS)
+    hello = _client_hello()
+    assert hello[:1] == b"\x16" and len(hello) > 60  # a TLS handshake record
+    stalled = [socket.create_connection(("127.0.0.1", env.port), timeout=5) for _ in range(16)]
+    try:
+        for sock in stalled[8:]:
+            sock.sendall(hello[:40])  # a partial ClientHello
+        good = ("+tls", str(pki.client.private_key), str(pki.client.certificate), "+cf", str(pki.ca.certificate))
+        with caplog.at_level(logging.WARNING, logger="mammocad.node"):
+            rc, out = _echo(env, env.port, good)  # queued behind all 16 in the accept backlog
+            assert rc == 0, out
+            # Served while every stalled handshake was still pending (before, the accept loop
+            # waited out each one in turn and dropped them before it reached the echo).
+            assert not [s for s in stalled if _closed(s)], "a stalled connection was dropped before the echo"
+            wait_until(lambda: all(_closed(s) for s in stalled), 120, "the node to drop the stalled connections")
+            reasons = [str(getattr(r, "reason", "")) for r in caplog.records
+                       if r.getMessage() == "tls_handshake_failed"]
+        assert sum("no TLS handshake within 20 s" in r for r in reasons) >= 8, reasons
+    finally:
+        for sock in stalled:
+            sock.close()
 
 
 def test_caller_certificate_subject(start_node: Callable[..., NodeEnv], pki: TestPKI,
