@@ -10,6 +10,8 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
+
 from tests.audit.listener import SyslogListener
 from tests.audit.schema import problems
 from tests.services import wait_until
@@ -26,10 +28,12 @@ def _details(xml: bytes) -> dict[str, object]:
             for d in root.iter("ParticipantObjectDetail")}
 
 
-def test_caller_and_destination_edits_are_audited(tmp_path: Path) -> None:
+@pytest.mark.parametrize("scheme", ["tcp", "udp"])
+def test_caller_and_destination_edits_are_audited(scheme: str, tmp_path: Path) -> None:
+    """UDP too: each short-lived command's datagram leaves before the process ends."""
     audit_file = tmp_path / "audit.log"
     config = tmp_path / "mammocad.toml"
-    with SyslogListener("tcp") as listener:
+    with SyslogListener(scheme) as listener:
         config.write_text(f'[audit]\nfile = "{audit_file}"\nsyslog = "{listener.url}"\n\n'
                           '[[callers]]\nae_title = "PACS"\n')
         assert _mammocad(config, "aet", "add", "MG_ROOM1", "--host", "10.0.0.7").returncode == 0
