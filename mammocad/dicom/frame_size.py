@@ -9,6 +9,10 @@ data the worker checks, from bytes it already has:
 - the image size the compressed stream itself declares (JPEG 2000 SIZ, JPEG/JPEG-LS SOF)
   against Rows and Columns: a decoder allocates what the stream says, not what the
   header says.
+
+The node runs the same checks on what it receives (mammocad/node/header.py reads the first
+fragment's head from the spooled file), so such an image is refused with a DICOM status
+while the sender waits instead of being answered Success and reported "CAD failed".
 """
 
 from __future__ import annotations
@@ -67,18 +71,40 @@ def stream_size(transfer_syntax: str, fragment: bytes) -> tuple[int, int] | None
     return None
 
 
+def check_budget(size: int, budget_mb: float) -> None:
+    """Raise :class:`DecodeBudgetError` when ``size`` decoded bytes exceed ``budget_mb``."""
+    if size > budget_mb * 1e6:
+        raise DecodeBudgetError(f"decoded image would be {size / 1e6:.0f} MB (Rows x Columns x frames x samples), "
+                                f"over worker.max_decoded_mb {budget_mb:g}")
+
+
+def is_sized_stream(transfer_syntax: str) -> bool:
+    """True for the compressed syntaxes whose stream declares its own image size."""
+    return transfer_syntax in _JPEG2000 or transfer_syntax in _JPEG
+
+
+def check_stream(transfer_syntax: str, fragment: bytes, rows: int, columns: int) -> None:
+    """Raise :class:`DecodeBudgetError` when the first compressed fragment declares another
+    image size than Rows x Columns (a decoder allocates what the stream says)."""
+    check_stream_size(stream_size(transfer_syntax, fragment), rows, columns)
+
+
+def check_stream_size(found: tuple[int, int] | None, rows: int, columns: int) -> None:
+    """Raise :class:`DecodeBudgetError` when a stream's (columns, rows) is not the header's."""
+    if found is not None and found != (columns, rows):
+        raise DecodeBudgetError(f"compressed stream declares {found[0]} x {found[1]} pixels, "
+                                f"the header {columns} x {rows}")
+
+
 def check_decoded_size(ds: Dataset, budget_mb: float) -> None:
     """Raise :class:`DecodeBudgetError` unless ``ds`` may be decoded within ``budget_mb``.
 
     ``ds`` must still hold its pixel data undecoded (as read by ``dcmread``).
     """
-    size = declared_bytes(ds)
-    if size > budget_mb * 1e6:
-        raise DecodeBudgetError(f"decoded image would be {size / 1e6:.0f} MB (Rows x Columns x frames x samples), "
-                                f"over worker.max_decoded_mb {budget_mb:g}")
+    check_budget(declared_bytes(ds), budget_mb)
     meta = getattr(ds, "file_meta", None)
     syntax = str(getattr(meta, "TransferSyntaxUID", "") or "")
-    if "PixelData" not in ds or not (syntax in _JPEG2000 or syntax in _JPEG):
+    if "PixelData" not in ds or not is_sized_stream(syntax):
         return
     try:
         fragments = generate_fragments(ds.PixelData)
@@ -86,8 +112,4 @@ def check_decoded_size(ds: Dataset, budget_mb: float) -> None:
         fragment = next(fragments)
     except (StopIteration, ValueError) as exc:
         raise DecodeBudgetError(f"encapsulated Pixel Data has no readable fragment: {type(exc).__name__}") from None
-    found = stream_size(syntax, fragment)
-    rows, columns = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
-    if found is not None and found != (columns, rows):
-        raise DecodeBudgetError(f"compressed stream declares {found[0]} x {found[1]} pixels, "
-                                f"the header {columns} x {rows}")
+    check_stream(syntax, fragment, int(ds.get("Rows") or 0), int(ds.get("Columns") or 0))

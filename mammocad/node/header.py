@@ -18,15 +18,20 @@ from pydicom.filereader import read_dataset
 from pydicom.tag import BaseTag, Tag
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ImplicitVRLittleEndian
 
+from mammocad.dicom.frame_size import declared_bytes, is_sized_stream, stream_size
 from mammocad.dicom.header import HEADER_KEYWORDS, laterality_view
 from mammocad.spool.layout import is_uid
 
 _PIXEL_TAGS = {0x7FE00008, 0x7FE00009, 0x7FE00010}
 _WANTED = [Tag(k) for k in (
     "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "Modality", "Rows", "Columns", "NumberOfFrames",
+    "SamplesPerPixel", "BitsAllocated",
     "SpecificCharacterSet", "PatientID", "AccessionNumber", *HEADER_KEYWORDS,
 )]
 _SEQ_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+_ITEM = b"\xfe\xff\x00\xe0"
+#: Bytes of the first compressed fragment read to find the size its stream declares.
+_FRAGMENT_HEAD = 1 << 16
 
 
 #: C-STORE status of a data set whose identifying UIDs are not UIDs (Cannot understand).
@@ -50,6 +55,14 @@ class Header:
     laterality: str
     view: str
     pixels: int
+    rows: int = 0
+    columns: int = 0
+    #: Bytes of the decoded pixel data the header declares (Rows x Columns x frames x
+    #: samples x bytes per sample), checked against worker.max_decoded_mb.
+    decoded_bytes: int = 0
+    #: (columns, rows) the first compressed fragment's stream declares (JPEG 2000 SIZ,
+    #: JPEG/JPEG-LS SOF); None when not compressed that way or not found.
+    stream_size: tuple[int, int] | None = None
     #: False for objects without Pixel Data (SR, presentation states...): fine to set aside,
     #: an error only for an image the detector must read.
     has_pixels: bool = True
@@ -109,8 +122,31 @@ def read_header(stream: BinaryIO, transfer_syntax: str, start: int = 0,
         raise HeaderError(0xC000, f"cannot parse data set: {type(exc).__name__}") from None
     if "tag" not in stopped:
         return dataclasses.replace(header, has_pixels=False)
+    if stopped["length"] == 0xFFFFFFFF and is_sized_stream(ts):
+        at = stream.tell()
+        head = _first_fragment(stream, ts == ImplicitVRLittleEndian)
+        stream.seek(at)
+        if head:
+            header = dataclasses.replace(header, stream_size=stream_size(ts, head))
     _check_pixels(stream, stopped, total, ts == ImplicitVRLittleEndian)
     return header
+
+
+def _first_fragment(stream: BinaryIO, implicit: bool) -> bytes:
+    """The head of the first fragment of encapsulated Pixel Data (the stream is at the
+    element's tag); empty when the items are not where PS3.5 A.4 puts them."""
+    start = stream.tell()
+    stream.seek(start + 4)
+    vr = stream.read(2)
+    stream.seek(start + (12 if not implicit and vr in (b"OB", b"OW", b"UN") else 8))
+    offsets = stream.read(8)  # the Basic Offset Table item, maybe empty
+    if len(offsets) < 8 or offsets[:4] != _ITEM:
+        return b""
+    stream.seek(int.from_bytes(offsets[4:8], "little"), 1)
+    item = stream.read(8)
+    if len(item) < 8 or item[:4] != _ITEM:
+        return b""
+    return stream.read(min(int.from_bytes(item[4:8], "little"), _FRAGMENT_HEAD))
 
 
 def _text(ds: Dataset, keyword: str) -> str:
@@ -132,7 +168,8 @@ def _extract(ds: Dataset) -> Header:
     return Header(
         sop_class=_text(ds, "SOPClassUID"), sop_uid=_text(ds, "SOPInstanceUID"),
         study_uid=_text(ds, "StudyInstanceUID"), modality=_text(ds, "Modality").upper(),
-        laterality=laterality, view=view, pixels=rows * columns * max(frames, 1),
+        laterality=laterality, view=view, pixels=rows * columns * max(frames, 1), rows=rows, columns=columns,
+        decoded_bytes=declared_bytes(ds),
         patient_id=_text(ds, "PatientID"), accession=_text(ds, "AccessionNumber"),
     )
 

@@ -21,6 +21,7 @@ from pynetdicom.dsutils import encode_file_meta
 from mammocad.config import Settings
 from mammocad.config.watch import ConfigWatcher
 from mammocad.dicom import network
+from mammocad.dicom.frame_size import DecodeBudgetError, check_budget, check_stream_size
 from mammocad.dicom.sop_classes import is_analysable
 from mammocad.dicom.tls import peer_subject
 from mammocad.logs import log_event, safe_error
@@ -251,6 +252,8 @@ class Node:
             analysable = is_analysable(header.sop_class, header.modality)
             if analysable and not header.has_pixels:
                 raise HeaderError(0xA900, "no Pixel Data (7FE0,0010) in a mammography image: nothing to analyse")
+            if analysable:
+                self._check_decodable(header)
             path = (self.spool.image_path if analysable else self.spool.other_path)(header.study_uid, header.sop_uid)
         except HeaderError as exc:
             self.observer.not_stored(id(event.assoc), exc.status, "refused")
@@ -318,6 +321,20 @@ class Node:
         if header.pixels > limit:
             raise HeaderError(TOO_LARGE, f"too many pixels: {header.pixels} > node.max_pixels {limit} "
                                          "(Rows x Columns x frames); raise the limit to accept it")
+
+    def _check_decodable(self, header: Header) -> None:
+        """Refuse an image the worker would refuse to decode (docs/FAULTS.md, memory budget):
+        a declared decoded size over worker.max_decoded_mb, or a compressed stream that
+        declares another size than Rows x Columns (a 934-byte JPEG 2000 stream declaring
+        10,000 x 12,000 pixels). Checked from the header and the first fragment's head only."""
+        try:
+            check_budget(header.decoded_bytes, self.settings.worker.max_decoded_mb)
+        except DecodeBudgetError as exc:
+            raise HeaderError(TOO_LARGE, f"{exc}; raise the limit to accept it") from None
+        try:
+            check_stream_size(header.stream_size, header.rows, header.columns)
+        except DecodeBudgetError as exc:
+            raise HeaderError(0xC000, f"{exc}: refused before anything decodes it") from None
 
     def _refuse(self, request: Any, status: int, comment: str) -> Dataset:
         log_event(logger, "store_refused", logging.WARNING, sop=safe_uid(request.AffectedSOPInstanceUID),

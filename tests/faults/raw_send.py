@@ -79,6 +79,19 @@ def send_files(port: int, files: list[Path], *, contexts: list[tuple[str, str]],
     return statuses
 
 
+def declare_stream_size(ds: Any, columns: int, rows: int) -> None:
+    """Make a JPEG 2000 image's codestream (SIZ) declare another size, as the 934-byte bomb
+    did (10,000 x 12,000 pixels); its header's Rows and Columns are left alone."""
+    from pydicom.encaps import encapsulate, generate_fragments
+
+    frags = generate_fragments(ds.PixelData)
+    next(frags)  # Basic Offset Table
+    frag = bytearray(next(frags))
+    at = frag.find(b"\xff\x4f\xff\x51") + 4
+    frag[at + 4:at + 8], frag[at + 8:at + 12] = columns.to_bytes(4, "big"), rows.to_bytes(4, "big")
+    ds.PixelData = encapsulate([bytes(frag)])
+
+
 def stalled_requests(port: int, n: int, nbytes: int = 20) -> list[socket.socket]:
     """``n`` connections that send the first ``nbytes`` of an A-ASSOCIATE-RQ and stall."""
     head = bytes([0x01, 0x00]) + (200).to_bytes(4, "big") + b"\x00\x01\x00\x00" + b"MAMMOCAD".ljust(16)

@@ -13,7 +13,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, JPEG2000Lossless
 
 from mammocad.logs import KeyValueFormatter
 from tests.factories import make_four_view_study, make_mammogram, write
@@ -22,6 +22,7 @@ from tests.faults.raw_send import (
     PHI_ID,
     absurd_uid_bodies,
     body_of,
+    declare_stream_size,
     part10,
     probes,
     send_files,
@@ -83,6 +84,37 @@ def test_a_deflate_bomb_is_refused_before_it_is_inflated(tmp_path: Path, start_n
     statuses = send_files(env.port, [path], contexts=[(MG, DeflatedExplicitVRLittleEndian)])
     assert statuses == [0xA700]
     assert not list(env.spool.studies.rglob("*.dcm"))
+
+
+def test_a_jpeg2000_bomb_is_refused_at_the_node(tmp_path: Path, start_node,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    """A small JPEG 2000 stream declaring 10,000 x 12,000 pixels never reaches a decoder: the
+    node reads the stream's SIZ from the first fragment and refuses it while the sender waits."""
+    caplog.set_level(logging.WARNING, logger="mammocad.node")
+    env = start_node()  # worker.max_decoded_mb: the default 128 MB
+
+    def j2k(name: str, header: tuple[int, int] | None) -> tuple[Path, str]:
+        ds = make_mammogram(rows=64, columns=48)
+        ds.compress(JPEG2000Lossless)
+        if header is not None:
+            declare_stream_size(ds, 10_000, 12_000)
+            ds.Rows, ds.Columns = header
+        body = body_of(ds)
+        assert len(body) < 8000  # a few kB on the wire
+        return part10(tmp_path / f"{name}.dcm", body, sop_uid=str(ds.SOPInstanceUID),
+                      transfer_syntax=JPEG2000Lossless), str(ds.SOPInstanceUID)
+
+    lying, lying_sop = j2k("lying", (64, 48))  # the header says 48 x 64, the stream 10,000 x 12,000
+    honest, honest_sop = j2k("honest", (12_000, 10_000))  # 240 MB decoded: inside node.max_pixels
+    valid, valid_sop = j2k("valid", None)
+    statuses = send_files(env.port, [lying, honest, valid], contexts=[(MG, JPEG2000Lossless)])
+    assert statuses == [0xC000, 0xC002, 0x0000]
+    stored = {p.stem for p in env.spool.studies.rglob("*.dcm")}
+    assert stored == {valid_sop}, stored
+    refused = {str(getattr(r, "sop", "")): str(getattr(r, "error", "")) for r in caplog.records
+               if r.getMessage() == "store_refused"}
+    assert "declares 10000 x 12000 pixels, the header 48 x 64" in refused[lying_sop]
+    assert "240 MB" in refused[honest_sop] and "worker.max_decoded_mb 128" in refused[honest_sop]
 
 
 def test_a_data_set_under_another_sop_class_s_context_is_refused(tmp_path: Path, start_node) -> None:
