@@ -112,6 +112,7 @@ def _run_one(settings: Settings, queue: str, concurrency: int, level: str,
 
         multiprocess.prepare(multiprocess.default_dir(metrics_port))
     from mammocad.spool.broker import make_celery
+    from mammocad.worker import celery_notices
     from mammocad.worker.tasks import register_tasks
 
     app = make_celery(settings)
@@ -134,6 +135,7 @@ def _run_one(settings: Settings, queue: str, concurrency: int, level: str,
                         loglevel=level, quiet=True, pool_cls="prefork",
                         # no revokes or worker events are used: skip the start-up sync and chatter
                         without_mingle=True, without_gossip=True)
+    celery_notices.route()  # "worker: Warm shutdown" and friends as event=log lines
     with _observed(app, settings, metrics_port):
         worker.start()
     return int(worker.exitcode or 0)
