@@ -8,7 +8,10 @@ import pytest
 
 from tests.e2e.harness import Pipeline
 from tests.orthanc import Orthanc
-from tests.worker.conftest import random_weights  # noqa: F401  (session fixture: tiny random checkpoint)
+from tests.worker.conftest import (  # noqa: F401  (session fixtures: tiny checkpoints)
+    no_findings_weights,
+    random_weights,
+)
 
 
 @pytest.fixture

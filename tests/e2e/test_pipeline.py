@@ -142,3 +142,50 @@ def test_study_round_trip_through_orthanc(tmp_path: Path, random_weights: Path, 
     time.sleep(6)  # > study_timeout_s + a finalize round
     assert len(pipe.reports(study_uid)) == 1
     assert len(orthanc.instances(study_id)) == 4 + len(wanted)
+
+
+def _concepts(sr: Dataset) -> set[str]:
+    return {str(item.ConceptNameCodeSequence[0].CodeValue) for item in _walk(sr.ContentSequence)
+            if item.get("ConceptNameCodeSequence")}
+
+
+def test_a_normal_study_yields_valid_reports_in_orthanc(tmp_path: Path, no_findings_weights: Path, pipelines,
+                                                        orthancs) -> None:
+    """A study with no findings (a detector that finds nothing): a valid TID 1500 SR and a
+    valid Mammography CAD SR, both citing the four images, delivered to Orthanc."""
+    orthanc_dicom = free_port()
+    pipe = pipelines(tmp_path / "node", no_findings_weights, destinations=[
+        {"name": "orthanc", "ae_title": "ORTHANC", "host": "127.0.0.1", "port": orthanc_dicom,
+         "outputs": ["mammo-cad-sr", "tid1500-sr"]}])
+    orthanc = orthancs(tmp_path / "orthanc", {"mammocad": pipe.modality}, dicom_port=orthanc_dicom)
+    study = make_four_view_study(rows=256, columns=200)
+    study_uid = str(study[0].StudyInstanceUID)
+    for i, ds in enumerate(study):
+        orthanc.upload(write(ds, tmp_path / "sent" / f"{i}.dcm"))
+    study_id = orthanc.study_id(study_uid)
+    orthanc.post("/modalities/mammocad/store", {"Resources": [study_id], "Synchronous": True})
+    report = pipe.wait_report(study_uid)
+    assert report["failed_images"] == [] and report["failed_outputs"] == {}, report
+    results = [json.loads(p.read_text()) for p in (pipe.spool / "studies" / study_uid / "results").glob("*.json")]
+    assert len(results) == 4 and all(r["error"] is None and r["lesions"] == [] for r in results)
+
+    wanted = set(report["outputs"])
+    held = wait_for(lambda: _results_in_orthanc(orthanc, study_id, wanted), 60, "the reports in Orthanc")
+    files = []
+    for inst in held:
+        if inst["MainDicomTags"]["SOPInstanceUID"] in wanted:
+            files.append(tmp_path / "got" / f"{inst['MainDicomTags']['SOPInstanceUID']}.dcm")
+            files[-1].parent.mkdir(exist_ok=True)
+            files[-1].write_bytes(orthanc.instance_file(inst["ID"]))
+    srs = {str(dcmread(p).SOPClassUID): dcmread(p) for p in files}
+    assert sorted(srs) == sorted([MAMMO_CAD_SR, "1.2.840.10008.5.1.4.1.1.88.34"]) and len(files) == 2, sorted(srs)
+    sent = {str(ds.SOPInstanceUID) for ds in study}
+    for sr in srs.values():
+        assert _referenced_images(sr) == sent, sr.SOPClassUID
+    assert "111059" not in _concepts(srs[MAMMO_CAD_SR])  # no Single Image Finding
+    assert not _outlines(srs[MAMMO_CAD_SR])
+    assert not [item for item in _walk(srs["1.2.840.10008.5.1.4.1.1.88.34"].ContentSequence)
+                if item.get("ValueType") in ("SCOORD", "SCOORD3D")]  # no finding regions
+    problems = all_problems(files, sr=True)
+    problems |= {p.name: e for p, found in pixelmed_batch(files).items() if (e := pixelmed_errors(found))}
+    assert problems == {}, problems

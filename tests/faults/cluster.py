@@ -31,7 +31,8 @@ ROLES = ("node", "gpu", "results")
 
 
 class Cluster:
-    def __init__(self, workdir: Path, weights: Path, *, lease_s: float = 4.0, study_timeout_s: float = 3.0) -> None:
+    def __init__(self, workdir: Path, weights: Path, *, lease_s: float = 4.0, study_timeout_s: float = 3.0,
+                 outputs: tuple[str, ...] = ("mammo-cad-sr",)) -> None:
         self.workdir = workdir
         self.spool = workdir / "spool"
         self.port = free_port()
@@ -40,6 +41,7 @@ class Cluster:
         self.config = workdir / "mammocad.toml"
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.orthanc: Orthanc | None = None
+        self.study_timeout_s = study_timeout_s
         lines = [
             'log_level = "INFO"',
             "[node]", 'ae_title = "MAMMOCAD"', 'host = "127.0.0.1"', f"port = {self.port}",
@@ -51,7 +53,7 @@ class Cluster:
             "[delivery]", "retry_initial_s = 0.5", "retry_max_s = 2.0", "deadline_s = 600.0", "network_timeout_s = 5.0",
             "[[callers]]", 'ae_title = "STORESCU"',
             "[[destinations]]", 'name = "pacs"', 'ae_title = "ORTHANC"', 'host = "127.0.0.1"',
-            f"port = {self.orthanc_dicom}", 'outputs = ["mammo-cad-sr"]', "associations = 1",
+            f"port = {self.orthanc_dicom}", f"outputs = {json.dumps(list(outputs))}", "associations = 1",
         ]
         workdir.mkdir(parents=True, exist_ok=True)
         self.config.write_text("\n".join(lines) + "\n")

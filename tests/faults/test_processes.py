@@ -11,18 +11,25 @@ from __future__ import annotations
 import resource
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.faults.cluster import Cluster, fresh_study, in_flight
+from mammocad.spool.records import CompletionRecord
+from tests.faults.cluster import MAMMO_CAD_SR, Cluster, fresh_study, in_flight, settle
 from tests.services import wait_until
+
+COMPREHENSIVE_3D_SR = "1.2.840.10008.5.1.4.1.1.88.34"  # the TID 1500 SR
+#: A short partial-study wait for the tests (the default is 300 s, docs/FAULTS.md).
+STUDY_TIMEOUT_S = 3.0
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(900)]  # a whole installation starts on 2 busy cores
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, random_weights: Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path_factory.mktemp("cluster"), random_weights)
+    c = Cluster(tmp_path_factory.mktemp("cluster"), random_weights, study_timeout_s=STUDY_TIMEOUT_S,
+                outputs=("mammo-cad-sr", "tid1500-sr"))
     try:
         yield c.start_all()
     finally:
@@ -138,3 +145,76 @@ def test_results_worker_disk_full_recovers_without_restart(cluster: Cluster, tmp
                "a finalize that failed on the full disk")
     _limit_file_size(cluster, "results", resource.RLIM_INFINITY)
     cluster.reconcile(uid, sops)  # re-queued by the reconciler; nothing restarted
+
+
+def _reports_in_pacs(cluster: Cluster, study_uid: str) -> dict[str, list[Any]]:
+    """The study's structured reports Orthanc holds, by SOP class (CAD SR, TID 1500 SR)."""
+    out: dict[str, list[Any]] = {MAMMO_CAD_SR: [], COMPREHENSIVE_3D_SR: []}
+    for ds in cluster.pacs_objects(study_uid):
+        out.setdefault(str(ds.SOPClassUID), []).append(ds)
+    return out
+
+
+def _cited(ds: Any) -> set[str]:
+    return {str(item.ReferencedSOPInstanceUID) for study in ds.get("PredecessorDocumentsSequence", [])
+            for series in study.ReferencedSeriesSequence for item in series.ReferencedSOPSequence}
+
+
+def _evidence(ds: Any) -> set[str]:
+    return {str(item.ReferencedSOPInstanceUID) for study in ds.CurrentRequestedProcedureEvidenceSequence
+            for series in study.ReferencedSeriesSequence for item in series.ReferencedSOPSequence}
+
+
+def test_a_partial_study_waits_for_the_timeout_then_is_reported_once(cluster: Cluster, tmp_path: Path) -> None:
+    """3 of 4 views: nothing reaches the PACS until study_timeout_s of silence has declared
+    the study, then exactly one result set over the three images."""
+    uid, sops, paths = fresh_study(tmp_path, "partial")
+    sent = sops[:3]
+    cluster.send(paths[:3])
+    folder = cluster.spool / "studies" / uid
+
+    def declared() -> bool:
+        was_declared = (folder / "complete.json").exists()  # looked at before the PACS is
+        held = cluster.pacs_objects(uid)
+        assert was_declared or not held, "results reached the PACS before the study was declared"
+        return was_declared
+
+    wait_until(declared, 120, "the partial study declared by its timeout", interval=0.2)
+    completion = CompletionRecord.read(folder / "complete.json")
+    assert completion.reason == "timeout" and sorted(completion.sop_uids) == sorted(sent), completion
+    # Declared only after the quiet spell: the node's own record against the last image's write.
+    last_image = max((folder / "images" / f"{sop}.dcm").stat().st_mtime for sop in sent)
+    assert completion.declared_at - last_image >= STUDY_TIMEOUT_S - 0.01, (completion.declared_at, last_image)
+    cluster.reconcile(uid, sent)
+    settle(2 * STUDY_TIMEOUT_S)  # room for a second (duplicate) declaration, were there one
+    assert len(cluster.reports(uid)) == 1
+    held = _reports_in_pacs(cluster, uid)
+    assert len(held[MAMMO_CAD_SR]) == 1 and len(held[COMPREHENSIVE_3D_SR]) == 1, held
+
+
+def test_a_late_image_yields_one_amended_report(cluster: Cluster, tmp_path: Path) -> None:
+    """A fifth image after the study was reported: one amended result set (new UIDs, each SR
+    citing its predecessor), never a second report of the first four or a parallel one."""
+    from tests.factories import make_mammogram, write
+
+    uid, sops, paths = fresh_study(tmp_path, "late")
+    cluster.send(paths)
+    first = cluster.wait_delivered(uid, sops)
+    extra = make_mammogram(laterality="R", view="CC", rows=64, columns=48, study_uid=uid, seed=7)
+    cluster.send([write(extra, tmp_path / "late" / "extra.dcm")])
+    every = [*sops, str(extra.SOPInstanceUID)]
+    cluster.reconcile(uid, every)
+    settle(2 * STUDY_TIMEOUT_S)  # room for a third declaration, were there one
+    reports = cluster.reports(uid)
+    assert [sorted(r["sop_uids"]) for r in reports] == [sorted(sops), sorted(every)] or \
+        [sorted(r["sop_uids"]) for r in reports] == [sorted(every), sorted(sops)], reports
+    amended = next(r for r in reports if len(r["sop_uids"]) == 5)
+    assert not set(amended["outputs"]) & set(first["outputs"]), "the amended report reused UIDs"
+    for sop_class, held in _reports_in_pacs(cluster, uid).items():
+        if sop_class not in (MAMMO_CAD_SR, COMPREHENSIVE_3D_SR):
+            continue
+        assert len(held) == 2, (sop_class, [str(ds.SOPInstanceUID) for ds in held])
+        old = next(ds for ds in held if str(ds.SOPInstanceUID) in first["outputs"])
+        new = next(ds for ds in held if str(ds.SOPInstanceUID) in amended["outputs"])
+        assert _cited(new) == {str(old.SOPInstanceUID)} and not _cited(old), sop_class
+        assert _evidence(new) == set(every) and _evidence(old) == set(sops), sop_class

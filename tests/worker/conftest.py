@@ -100,9 +100,7 @@ def storescp(tmp_path: Path) -> Iterator[StoreSCP]:
 
 
 
-@pytest.fixture(scope="session")
-def random_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny randomly initialised checkpoint (the demo weights may not exist yet)."""
+def _tiny_checkpoint(path: Path, name: str, *, finds_nothing: bool = False) -> Path:
     import torch
 
     from mammocad.model.checkpoint import save_checkpoint
@@ -113,10 +111,25 @@ def random_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     spec = DetectorSpec(backbone="resnet18", tile_size=128, tile_overlap=16, detections_per_img=20,
                         rpn_pre_nms_top_n_test=200, rpn_post_nms_top_n_test=50,
                         inference_tile_size=0)  # 0: infer on the training tile (random weights find boxes there)
-    path = tmp_path_factory.mktemp("weights") / "random.pt"
-    return save_checkpoint(path, build_detector(spec), spec, PreprocessSpec(working_spacing_mm=0.2),
-                           {"model_name": "mammocad-test-random", "version": "0.0.0-random",
-                            "synthetic": True})
+    model = build_detector(spec)
+    if finds_nothing:  # the box classifier calls every proposal background (class 0)
+        with torch.no_grad():
+            model.roi_heads.box_predictor.cls_score.bias[0] = 50.0
+    return save_checkpoint(path, model, spec, PreprocessSpec(working_spacing_mm=0.2),
+                           {"model_name": name, "version": "0.0.0-random", "synthetic": True})
+
+
+@pytest.fixture(scope="session")
+def random_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny randomly initialised checkpoint (the demo weights may not exist yet)."""
+    return _tiny_checkpoint(tmp_path_factory.mktemp("weights") / "random.pt", "mammocad-test-random")
+
+
+@pytest.fixture(scope="session")
+def no_findings_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same tiny detector, except that it finds nothing: every study is normal (negative)."""
+    return _tiny_checkpoint(tmp_path_factory.mktemp("weights") / "negative.pt", "mammocad-test-negative",
+                            finds_nothing=True)
 
 
 @pytest.fixture
