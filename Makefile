@@ -23,12 +23,12 @@ run: system-deps venv
 	$(BIN)/mammocad serve
 
 test: system-test-deps venv
-	$(BIN)/python -m pytest -m "not faults" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not faults" --durations=25 $(PYTEST_ARGS)
 
 # The fault suite (tests/faults, docs/FAULTS.md): kills node, workers and redis mid-study,
 # fills the disk, takes the PACS down, sends poison and hostile input; 10-15 minutes on 2 cores.
 test-faults: system-test-deps venv
-	$(BIN)/python -m pytest -m faults tests/faults $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m faults tests/faults --durations=25 $(PYTEST_ARGS)
 
 # Rebuilds mammocad/model/weights/demo.pt from scratch (hours on CPU): stage 1 at 0.3 mm from
 # random weights, stage 2 fine-tunes it at 0.2 mm, stage 3 fine-tunes that on synth v2 plus real
