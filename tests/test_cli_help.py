@@ -46,6 +46,7 @@ def test_help(path: tuple[str, ...], capsys: pytest.CaptureFixture[str]) -> None
     out = capsys.readouterr().out
     assert out.startswith("usage: mammocad")
     assert "not implemented" not in out
+    assert "%%" not in out and "%(" not in out  # an escaped or unexpanded percent sign reads as a typo
 
 
 def test_console_script_runs() -> None:

@@ -18,7 +18,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     p = subparsers.add_parser(
         "evaluate", help="measure a checkpoint on annotated images (table, metrics.json, ROC/FROC plots)",
         description="Run the detector on every image of an annotated data set and compute lesion-level, "
-                    "breast-level and FROC metrics with bootstrap 95%% intervals (research use only).")
+                    "breast-level and FROC metrics with bootstrap 95 % intervals (research use only).")
     add_data_arguments(p, data_help="data set folder or manifest.json (or the folder of a public data set, see "
                                      "--data-format); repeat to pool several sets into one report (their breasts "
                                      "are kept apart)",
