@@ -81,16 +81,26 @@ class SyslogClient:
 
     def _peer_closed(self, sock: socket.socket) -> bool:
         """A collector that went away is seen only at the next write, which would then vanish
-        into the kernel buffer: look for its close first (a readable socket reading EOF)."""
+        into the kernel buffer: look for its close first (a readable socket reading EOF).
+
+        The look must not wait. A TLS 1.3 collector sends session tickets after the
+        handshake: they make the socket readable but carry no application data, so a read
+        in the socket's timeout mode waited ``timeout_s`` for data that never comes, then
+        took the timeout for a dead collector and reconnected (5 s and a new handshake per
+        message, and lost messages when ``close`` gave up waiting)."""
         readable, _, _ = select.select([sock], [], [], 0)
         if not readable:
             return False
+        timeout = sock.gettimeout()
+        sock.setblocking(False)
         try:
             data = sock.recv(1) if self._context is not None else sock.recv(1, socket.MSG_PEEK)
         except (BlockingIOError, ssl.SSLWantReadError):
-            return False
+            return False  # TLS records without data (session tickets): the collector is there
         except OSError:
             return True
+        finally:
+            sock.settimeout(timeout)
         return data == b""
 
     def send(self, message: bytes) -> None:

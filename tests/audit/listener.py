@@ -45,6 +45,8 @@ class SyslogListener:
         self.context = server_context
         self.received: list[Received] = []
         self.errors: list[str] = []
+        #: connections accepted (TCP, TLS): a sender that keeps one connection open makes one
+        self.connections = 0
         self._sock: socket.socket | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -96,12 +98,13 @@ class SyslogListener:
                 continue
             except OSError:
                 return
+            self.connections += 1
             self._spawn(self._stream, conn)
 
     def _stream(self, conn: socket.socket) -> None:
         try:
             if self.context is not None:
-                conn.settimeout(5)
+                conn.settimeout(30)  # a deadline for the handshake on a loaded machine, not a speed
                 conn = self.context.wrap_socket(conn, server_side=True)
             conn.settimeout(0.2)
             buffer = b""
