@@ -10,8 +10,11 @@
 from __future__ import annotations
 
 import glob
+import hashlib
+import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -102,33 +105,101 @@ def pixelmed_sr_problems_many(paths: list[Path], workers: int = 2) -> dict[str, 
 
 
 _BATCH = Path(__file__).parent / "pixelmed" / "BatchSRValidator.java"
+#: Verdicts already given in this test session, by SHA-256 of the file's bytes: an SR checked
+#: by its own test is not validated again by the end-of-session sweep (tests/results/conftest.py).
+_VERDICTS: dict[str, list[str]] = {}
 
 
-def pixelmed_batch(paths: list[Path], timeout_s: float = 3600) -> dict[Path, list[str]]:
-    """PixelMed on many files in one JVM (``tests/pixelmed/BatchSRValidator.java``, run by the
-    JDK's source launcher): errors and warnings per file, a "failed" entry when one could not
-    be validated. Loading the compiled templates is most of a run, so this is how every SR
-    the suite writes gets checked."""
-    if not paths:
-        return {}
-    cmd = [_tool("java"), *_JAVA_FLAGS, "-cp", pixelmed_classpath(), str(_BATCH), *map(str, paths)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
-    found: dict[Path, list[str]] = {}
-    current: Path | None = None
+def _cache_root() -> Path:
+    """Per-machine cache for test tools: $MAMMOCAD_TEST_CACHE, else $XDG_CACHE_HOME or ~/.cache."""
+    if os.environ.get("MAMMOCAD_TEST_CACHE"):
+        return Path(os.environ["MAMMOCAD_TEST_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "mammocad-tests"
+
+
+def batch_key(source: bytes, jar: Path) -> str:
+    """Cache key of the compiled batch validator: its source and the PixelMed jar (path, size)."""
+    return hashlib.sha256(source + f"\0{jar}:{jar.stat().st_size}".encode()).hexdigest()[:16]
+
+
+def batch_validator_classes(cache: Path | None = None) -> Path:
+    """The folder holding the compiled ``BatchSRValidator.class``, compiled at most once per
+    machine: the cache folder is keyed by the source's hash and the PixelMed jar it was built
+    against, so an edit or a new PixelMed compiles again and nothing stale is run. Compiled
+    into a private folder and renamed into place, so two sessions never see a half-written one."""
+    jar = Path(pixelmed_classpath()).resolve()
+    root = cache or _cache_root()
+    target = root / f"pixelmed-batch-{batch_key(_BATCH.read_bytes(), jar)}"
+    if (target / "BatchSRValidator.class").is_file():
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".compiling-", dir=root))
+    try:
+        proc = subprocess.run([_tool("javac"), "-nowarn", "-cp", str(jar), "-d", str(work), str(_BATCH)],
+                              capture_output=True, text=True, timeout=600)
+        if proc.returncode != 0:
+            raise RuntimeError(f"javac failed on {_BATCH.name}: {proc.stderr[-2000:]}")
+        try:
+            work.rename(target)
+        except OSError:  # another session put it there first
+            if not (target / "BatchSRValidator.class").is_file():
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return target
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def pixelmed_batch(paths: list[Path], timeout_s: float = 1200) -> dict[Path, list[str]]:
+    """PixelMed on many files in one JVM (``tests/pixelmed/BatchSRValidator.java``, compiled
+    once per machine): errors and warnings per file. A file the validator threw on, or whose
+    report was cut off (no "=== DONE" line), gets an error entry, so a crash is never a pass.
+    Compiling the template stylesheet is seconds per JVM, a file then well under a second (see
+    the Java source for why), so every SR the suite writes is checked in one JVM; files
+    already validated in this session (same bytes) are not run again."""
+    digests = {p: _digest(p) for p in paths}
+    todo = list({digests[p]: p for p in paths if digests[p] not in _VERDICTS}.values())  # one file per content
+    if todo:
+        classes = batch_validator_classes()
+        cmd = [_tool("java"), *_JAVA_FLAGS, "-cp", f"{pixelmed_classpath()}{os.pathsep}{classes}",
+               "BatchSRValidator", *map(str, todo)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+        for path, found in _parse_batch(proc.stdout, todo).items():
+            if found and found[-1] == _NOT_DONE:
+                found[-1] = f"DicomSRValidator did not finish this file (rc={proc.returncode}): {proc.stderr[-1500:]}"
+            _VERDICTS[digests[path]] = found
+    return {p: list(_VERDICTS[digests[p]]) for p in paths}
+
+
+_NOT_DONE = "\0not done"
+
+
+def _parse_batch(stdout: str, paths: list[Path]) -> dict[Path, list[str]]:
+    """Errors and warnings per file from BatchSRValidator's output; ``_NOT_DONE`` last when the
+    file's "=== DONE" line is missing."""
     by_name = {str(p): p for p in paths}
-    for line in proc.stdout.splitlines():
+    found: dict[Path, list[str]] = {p: [] for p in paths}
+    done: set[Path] = set()
+    current: Path | None = None
+    for line in stdout.splitlines():
         text = line.strip()
         if text.startswith("=== FILE "):
             current = by_name[text[len("=== FILE "):]]
-            found[current] = []
+        elif text.startswith("=== DONE "):
+            done.add(by_name[text[len("=== DONE "):]])
+            current = None
         elif text.startswith("=== FAILED ") and current is not None:
             found[current].append(f"DicomSRValidator failed: {text}")
         elif current is not None and (text.startswith(("Error", "Warning")) or "Error:" in text
                                       or "Warning:" in text):
             found[current].append(text)
     for path in paths:
-        if path not in found:
-            found[path] = [f"DicomSRValidator did not report (rc={proc.returncode}): {proc.stderr[-1500:]}"]
+        if path not in done:
+            found[path].append(_NOT_DONE)
     return found
 
 
