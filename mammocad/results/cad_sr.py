@@ -208,10 +208,11 @@ def _status(ok: int, failed: int) -> Code:
 
 
 def _operating_points() -> list[Dataset]:
-    """TID 4023 row 1: N Presentation Optional bins. The recommended point (0: Required
-    marks only) is stated in the conformance statement, not as row 2, whose unit PixelMed
-    checks against a misspelt meaning ("range:0:n")."""
-    return [num_item("HAS PROPERTIES", C.MAXIMUM_CAD_OPERATING_POINT, OP.MAX_OPERATING_POINT, C.ARBITRARY_UNIT)]
+    """TID 4023 rows 1 and 2: N Presentation Optional bins, and the point a workstation should
+    show first (0: the Presentation Required marks only, where the model was tuned)."""
+    return [num_item("HAS PROPERTIES", C.MAXIMUM_CAD_OPERATING_POINT, OP.MAX_OPERATING_POINT, C.ARBITRARY_UNIT),
+            num_item("HAS PROPERTIES", C.RECOMMENDED_CAD_OPERATING_POINT, OP.RECOMMENDED_OPERATING_POINT,
+                     C.RECOMMENDED_POINT_RANGE)]
 
 
 def _performed(name: Code, value: Code, positions: list[list[int]], ctx: OutputContext,

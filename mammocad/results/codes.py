@@ -25,6 +25,7 @@ NOT_FOR_PRESENTATION = Code("111152", "DCM", "Not for Presentation: Rendering de
 # TID 4006 row 3 and TID 4023 CAD Operating Points
 CAD_OPERATING_POINT = Code("111071", "DCM", "CAD Operating Point")
 MAXIMUM_CAD_OPERATING_POINT = Code("111072", "DCM", "Maximum CAD Operating Point")
+RECOMMENDED_CAD_OPERATING_POINT = Code("111092", "DCM", "Recommended CAD Operating Point")
 ARBITRARY_UNIT = Code("[arb'U]", "UCUM", "arbitrary unit")
 NUMBER_OF_CALCIFICATIONS = Code("111038", "DCM", "Number of calcifications")
 NO_UNITS = Code("1", "UCUM", "no units")
@@ -33,6 +34,8 @@ NO_UNITS = Code("1", "UCUM", "no units")
 #: CAD Operating Point of TID 4023 beside the detections. PixelMed's validator requires
 #: the literal form (see docs/CONFORMANCE.md).
 OPERATING_POINT_RANGE = Code("{1:n}", "UCUM", "range: 1:n")
+#: Units of the Recommended CAD Operating Point, TID 4023 row 2: DT ({0:n}, UCUM, "range: 0:n").
+RECOMMENDED_POINT_RANGE = Code("{0:n}", "UCUM", "range: 0:n")
 ALGORITHM_NAME = Code("111001", "DCM", "Algorithm Name")
 ALGORITHM_VERSION = Code("111003", "DCM", "Algorithm Version")
 ALGORITHM_PARAMETERS = Code("111002", "DCM", "Algorithm Parameters")

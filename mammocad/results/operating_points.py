@@ -8,8 +8,8 @@ checkpoint's breast-level operating threshold (chosen on validation data):
 * score ≥ operating point → Presentation Required (PS3.4 O.2.2.1: a workstation shows it);
 * below it → Presentation Optional with a CAD Operating Point (TID 4006 row 3) of 1..N,
   in N equal bins of score below the threshold (1 = just below), so a workstation that
-  offers more sensitive operating points (PS3.17 E.4) can show them; the statement
-  recommends point 0 (Required marks only), the operating point the model was tuned at;
+  offers more sensitive operating points (PS3.17 E.4) can show them; the SR
+  recommends point 0 (TID 4023 row 2: Required marks only), where the model was tuned;
 * individual calcifications that lie inside a reported cluster are its evidence (the
   cluster is INFERRED FROM them): Not for Presentation, the cluster's outline shows them.
 

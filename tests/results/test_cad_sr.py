@@ -187,3 +187,29 @@ def test_malignant_breast_without_required_finding_promotes_its_strongest(tmp_pa
     (sr,) = build_outputs(case, sources, KIND)
     text = next(it for _, it in content_items(sr) if concept(it) == "111033").TextValue
     assert "AT OR ABOVE" not in text
+
+
+def test_operating_points_follow_tid_4023(sr_files: dict[str, Path]) -> None:
+    """Each successful Detection Performed carries TID 4023 rows 1 and 2 in order: Maximum CAD
+    Operating Point ([arb'U]) and Recommended CAD Operating Point ({0:n}, "range: 0:n"), the
+    point a workstation shows first (0: the Presentation Required marks, where the model was
+    tuned). No finding's CAD Operating Point exceeds the maximum (TID 4023 row 1's description).
+    PixelMed validates every one of these SRs against TID 4023 (conftest.py)."""
+    sr = pydicom.dcmread(sr_files["many"])
+    items = list(content_items(sr))
+    performed = [it for _, successful in items if concept(successful) == "111063"  # Successful Detections
+                 for it in successful.ContentSequence if concept(it) == "111022"]
+    assert performed
+    for detection in performed:
+        names = [concept(child) for child in detection.ContentSequence]
+        assert names[-2:] == ["111072", "111092"], names
+        maximum, recommended = detection.ContentSequence[-2:]
+        assert float(maximum.MeasuredValueSequence[0].NumericValue) == 4
+        assert float(recommended.MeasuredValueSequence[0].NumericValue) == 0
+        unit = recommended.MeasuredValueSequence[0].MeasurementUnitsCodeSequence[0]
+        assert (unit.CodeValue, unit.CodingSchemeDesignator, unit.CodeMeaning) == ("{0:n}", "UCUM", "range: 0:n")
+        assert all(child.RelationshipType == "HAS PROPERTIES" for child in (maximum, recommended))
+    points = [float(it.MeasuredValueSequence[0].NumericValue) for _, it in items if concept(it) == "111071"]
+    assert points and all(1 <= p <= 4 for p in points)
+    failed = pydicom.dcmread(sr_files["all_failed"])
+    assert not [it for _, it in content_items(failed) if concept(it) == "111092"]  # no detection, no point
