@@ -7,6 +7,9 @@ import pytest
 
 from tests.services import redis_server
 
+# Every service a test starts (tests/processes.py) stops with its test, even a killed one.
+pytest_plugins = ["tests.process_plugin"]
+
 
 @pytest.fixture
 def redis_url(tmp_path: Path) -> Iterator[str]:

@@ -15,6 +15,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from tests import processes
 from tests.services import free_port, wait_for_port
 
 ORTHANC = "/usr/sbin/Orthanc"
@@ -25,10 +26,12 @@ class Orthanc:
 
     def __init__(self, workdir: Path, modalities: dict[str, tuple[str, str, int]] | None = None,
                  ae_title: str = "ORTHANC", http_port: int | None = None, dicom_port: int | None = None,
-                 tls: dict[str, str] | None = None) -> None:
+                 tls: dict[str, str] | None = None, lifetime: str | None = None) -> None:
         """``tls`` (``certificate``, ``private_key``, ``ca_certificates``): Orthanc speaks DICOM
-        TLS only, on its DICOM port and to every modality, and requires client certificates."""
+        TLS only, on its DICOM port and to every modality, and requires client certificates.
+        ``lifetime``: see ``tests.processes.spawn`` (by default the fixture's or test's that starts it)."""
         self.tls = tls
+        self.lifetime = lifetime
         self.workdir = workdir
         self.ae_title = ae_title
         self.http_port = http_port or free_port()
@@ -84,8 +87,9 @@ class Orthanc:
         cfg = self.workdir / "orthanc.json"
         cfg.write_text(json.dumps(self.config(), indent=1))
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([ORTHANC if Path(ORTHANC).exists() else "Orthanc", str(cfg)],
-                                         stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir)
+            self.proc = processes.spawn([ORTHANC if Path(ORTHANC).exists() else "Orthanc", str(cfg)],
+                                        name="Orthanc", lifetime=self.lifetime, stdout=log,
+                                        stderr=subprocess.STDOUT, cwd=self.workdir)
         try:
             wait_for_port(self.http_port, timeout=timeout)
             wait_for_port(self.dicom_port, timeout=timeout)
@@ -95,13 +99,8 @@ class Orthanc:
         return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            processes.stop(self.proc, grace=20)
         self.proc = None
 
     def __enter__(self) -> Orthanc:

@@ -11,6 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from tests import processes
+
 # How long a freshly started Celery worker may take to log "ready." (a deadline, not a speed
 # assertion): importing torch/torchvision on a loaded 2-core machine takes ~150 s.
 WORKER_READY_TIMEOUT = 300.0
@@ -41,7 +43,7 @@ def redis_server(workdir: Path, port: int | None = None) -> Iterator[str]:
         raise RuntimeError("redis-server is not installed: run `make test`, which installs it")
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen(
+    proc = processes.spawn(
         [exe, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir),
          "--appendonly", "yes", "--save", "", "--protected-mode", "no"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -50,11 +52,7 @@ def redis_server(workdir: Path, port: int | None = None) -> Iterator[str]:
         wait_for_port(port)
         yield f"redis://127.0.0.1:{port}/0"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        processes.stop(proc)
 
 
 def wait_until(cond: Callable[[], Any], timeout: float = 10.0, what: str = "condition",

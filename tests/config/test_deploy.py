@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import signal
 import socket
 import subprocess
 from pathlib import Path
@@ -13,6 +14,7 @@ import redis
 
 from mammocad.cli import build_parser
 from mammocad.config import load_settings
+from tests import processes
 from tests.config.conftest import MAMMOCAD, REPO, SHIPPED_CONFIG
 from tests.services import free_port, wait_for_port
 
@@ -79,7 +81,7 @@ def test_redis_snippet_accepted_by_redis_server(tmp_path: Path) -> None:
     conf = (DEPLOY / "redis" / "mammocad.conf").read_text().replace("CHANGE_ME", "s3cret-test")
     conf = conf.replace("bind 127.0.0.1 -::1", "bind 127.0.0.1").replace("port 6379", f"port {port}")
     (tmp_path / "redis.conf").write_text(conf + f'\ndir "{tmp_path}"\n')
-    proc = subprocess.Popen([exe, str(tmp_path / "redis.conf")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = processes.spawn([exe, str(tmp_path / "redis.conf")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         wait_for_port(port, timeout=10)
         with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:  # no password
@@ -89,5 +91,4 @@ def test_redis_snippet_accepted_by_redis_server(tmp_path: Path) -> None:
         assert client.config_get("appendonly") == {"appendonly": "yes"}
         assert client.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
     finally:
-        proc.kill()  # nothing to keep; a clean shutdown would fsync and snapshot for seconds
-        proc.wait(10)
+        processes.stop(proc, sig=signal.SIGKILL)  # nothing to keep; a clean shutdown would fsync and snapshot

@@ -15,6 +15,7 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from mammocad.config.echo import echo
 from mammocad.config.editing import add_destination
 from mammocad.config.settings import Destination
+from tests import processes
 from tests.config.conftest import Runner
 from tests.services import free_port, wait_for_port
 
@@ -26,14 +27,13 @@ def storescp(workdir: Path, ae_title: str = "STORESCP", *extra: str) -> Iterator
     assert exe, "storescp (dcmtk) is not installed: run `make test`, which installs it"
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen([exe, "-aet", ae_title, *extra, str(port)], cwd=workdir,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = processes.spawn([exe, "-aet", ae_title, *extra, str(port)], cwd=workdir,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_port(port)
         yield port
     finally:
-        proc.terminate()
-        proc.wait(10)
+        processes.stop(proc)
 
 
 @contextmanager

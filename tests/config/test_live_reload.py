@@ -6,6 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
+from tests import processes
 from tests.config.conftest import MAMMOCAD, Runner
 from tests.services import free_port, wait_for_port
 
@@ -22,8 +23,8 @@ def test_caller_edits_apply_to_running_node(
     env = {"MAMMOCAD_BROKER__URL": redis_url, "MAMMOCAD_NODE__SPOOL_DIR": str(tmp_path / "spool"),
            "MAMMOCAD_NODE__PORT": str(port), "MAMMOCAD_NODE__HOST": "127.0.0.1"}
     with open(tmp_path / "node.log", "wb") as log:
-        node = subprocess.Popen([str(MAMMOCAD), "--config", str(config_file), "node"],
-                                env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
+        node = processes.spawn([str(MAMMOCAD), "--config", str(config_file), "node"],
+                               env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_for_port(port)
         assert _echoscu(port, "NEWMODALITY").returncode != 0  # not a caller yet
@@ -32,8 +33,7 @@ def test_caller_edits_apply_to_running_node(
         assert mammocad("aet", "remove", "NEWMODALITY").returncode == 0
         assert _echoscu(port, "NEWMODALITY").returncode != 0
     finally:
-        node.terminate()
-        node.wait(30)
+        processes.stop(node, grace=30)
     log_text = (tmp_path / "node.log").read_text()
     assert "event=config_reloaded" in log_text
     assert 'reason="calling AE title not recognised"' in log_text

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import signal
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from mammocad.config.editing import add_destination
+from tests import processes
 from tests.config.conftest import REPO, Runner
 from tests.services import free_port, wait_for_port
 
@@ -38,14 +40,13 @@ def orthanc(workdir: Path, **overrides: object) -> Iterator[tuple[int, int]]:
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "orthanc.json").write_text(json.dumps(config))
     with open(workdir / "orthanc.log", "wb") as log:
-        proc = subprocess.Popen([exe, str(workdir / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT)
+        proc = processes.spawn([exe, str(workdir / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_for_port(dicom)
         wait_for_port(http)
         yield dicom, http
     finally:
-        proc.kill()  # throw-away database: a clean shutdown only costs seconds
-        proc.wait(20)
+        processes.stop(proc, sig=signal.SIGKILL)  # throw-away database: a clean shutdown only costs seconds
 
 
 def test_echo_orthanc_from_admin_example(mammocad: Runner, config_file: Path, tmp_path: Path) -> None:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from tests import processes
 from tests.services import WORKER_READY_TIMEOUT, free_port, wait_for_port
 from tests.services import wait_until as wait_for
 
@@ -57,29 +57,29 @@ class Pipeline:
         env = {**os.environ, "OMP_NUM_THREADS": str(self.threads), "PYTHONUNBUFFERED": "1"}
         env.pop("MAMMOCAD_BROKER__URL", None)
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "mammocad", "--config", str(self.config), "serve"],
-                                         stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.workdir,
-                                         start_new_session=True)
+            self.proc = processes.spawn([sys.executable, "-m", "mammocad", "--config", str(self.config), "serve"],
+                                        name="mammocad serve", stdout=log, stderr=subprocess.STDOUT, env=env,
+                                        cwd=self.workdir)
         try:
-            wait_for_port(self.port, timeout=60)
-        except TimeoutError as exc:
-            raise AssertionError(f"the node did not listen; serve log:\n{self.log_text()[-4000:]}") from exc
-        try:  # both Celery workers (gpu and results) up, so timings measure the pipeline, not imports
-            wait_for(lambda: len(re.findall(r"@\S+ ready\.", self.log_text())) >= 2, WORKER_READY_TIMEOUT,
-                     "the workers to be ready")
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}; serve log:\n{self.log_text()[-4000:]}") from None
+            try:
+                wait_for_port(self.port, timeout=60)
+            except TimeoutError as exc:
+                raise AssertionError(f"the node did not listen; serve log:\n{self.log_text()[-4000:]}") from exc
+            try:  # both Celery workers (gpu and results) up, so timings measure the pipeline, not imports
+                wait_for(lambda: len(re.findall(r"@\S+ ready\.", self.log_text())) >= 2, WORKER_READY_TIMEOUT,
+                         "the workers to be ready")
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}; serve log:\n{self.log_text()[-4000:]}") from None
+        except BaseException:  # the caller gets no pipeline to stop: stop it here
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        """SIGTERM to serve (it stops its node, workers and redis in order), SIGKILL to all
+        of them after 60 s."""
+        if self.proc is not None:
+            processes.stop(self.proc, grace=60)
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""

@@ -23,6 +23,7 @@ from typing import Any
 
 from pydicom import dcmread
 
+from tests import processes
 from tests.orthanc import Orthanc
 from tests.services import WORKER_READY_TIMEOUT, free_port, wait_for_port, wait_until
 
@@ -42,6 +43,8 @@ class Cluster:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.orthanc: Orthanc | None = None
         self.study_timeout_s = study_timeout_s
+        #: a cluster made in a module fixture keeps the processes it restarts inside tests
+        self.lifetime = processes.current_lifetime()
         lines = [
             'log_level = "INFO"',
             "[node]", 'ae_title = "MAMMOCAD"', 'host = "127.0.0.1"', f"port = {self.port}",
@@ -87,8 +90,8 @@ class Cluster:
         limit put on the process (a "full disk") does not stop it from logging."""
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
         env.pop("MAMMOCAD_BROKER__URL", None)
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-                                cwd=self.workdir, start_new_session=True)
+        proc = processes.spawn(cmd, name=role, lifetime=self.lifetime, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, env=env, cwd=self.workdir)
         self.procs[role] = proc
         path = self.log(role)
 
@@ -103,7 +106,8 @@ class Cluster:
 
     def start_orthanc(self) -> Orthanc:
         self.orthanc = Orthanc(self.workdir / "orthanc", {"mammocad": ("MAMMOCAD", "127.0.0.1", self.port)},
-                               http_port=self.orthanc_http, dicom_port=self.orthanc_dicom).start()
+                               http_port=self.orthanc_http, dicom_port=self.orthanc_dicom,
+                               lifetime=self.lifetime).start()
         return self.orthanc
 
     def start_all(self) -> Cluster:
@@ -115,12 +119,7 @@ class Cluster:
 
     def kill(self, role: str) -> None:
         """kill -9 of the role's whole process group (a worker's pool children die with it)."""
-        proc = self.procs.pop(role)
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
+        processes.stop(self.procs.pop(role), sig=signal.SIGKILL)
 
     def pids(self, role: str) -> list[int]:
         proc = self.procs[role]
@@ -136,14 +135,7 @@ class Cluster:
 
     def stop(self) -> None:
         for role in list(self.procs):
-            proc = self.procs.pop(role)
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                    proc.wait(30)
-                except (ProcessLookupError, subprocess.TimeoutExpired):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
+            processes.stop(self.procs.pop(role), grace=30)
         if self.orthanc is not None:
             self.orthanc.stop()
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests import factories
+from tests import factories, processes
 from tests.node.conftest import AE, config_text, queued_tasks, run_dcmtk
 from tests.services import free_port, wait_for_port
 
@@ -28,8 +28,8 @@ def test_full_disk_answers_out_of_resources(tmp_path: Path, redis_url: str) -> N
     spool = tmp_path / "spool"
     cfg = tmp_path / "mammocad.toml"
     cfg.write_text(config_text(spool, port, redis_url))
-    proc = subprocess.Popen([sys.executable, "-c", _LIMITED_NODE, "--config", str(cfg), "node"],
-                            stderr=subprocess.PIPE, text=True)
+    proc = processes.spawn([sys.executable, "-c", _LIMITED_NODE, "--config", str(cfg), "node"],
+                           name="mammocad node", stderr=subprocess.PIPE, text=True)
     try:
         wait_for_port(port, timeout=30)
         big = factories.make_mammogram()                       # ~100 kB: over the limit
@@ -65,8 +65,8 @@ def test_serve_runs_broker_and_node_and_reports_worker(tmp_path: Path) -> None:
     spool = tmp_path / "spool"
     cfg = tmp_path / "mammocad.toml"
     cfg.write_text(config_text(spool, port, ""))
-    proc = subprocess.Popen([sys.executable, "-m", "mammocad", "--config", str(cfg), "serve"],
-                            stderr=subprocess.PIPE, text=True)
+    proc = processes.spawn([sys.executable, "-m", "mammocad", "--config", str(cfg), "serve"],
+                           name="mammocad serve", stderr=subprocess.PIPE, text=True)
     try:
         wait_for_port(port, timeout=30)
         echo = run_dcmtk(["echoscu", "-aet", "ECHOSCU", "-aec", AE, "127.0.0.1", str(port)])

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from mammocad.config import Destination, Settings
+from tests import processes
 from tests.services import (
     free_port,
     wait_for_port,
@@ -53,16 +54,15 @@ class StoreSCP:
         # storescp writes each file in place while it arrives; the command it runs on
         # reception (after the file is complete) leaves a marker, so received() never lists
         # a file still being written.
-        self.proc = subprocess.Popen([exe, "-aet", self.ae_title, *syntaxes, "-od", str(self.folder),
-                                      "-xcr", f"touch #p/#f{DONE_SUFFIX}", str(self.port)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = processes.spawn([exe, "-aet", self.ae_title, *syntaxes, "-od", str(self.folder),
+                                     "-xcr", f"touch #p/#f{DONE_SUFFIX}", str(self.port)],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for_port(self.port)
         return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
+        if self.proc is not None:
+            processes.stop(self.proc)
 
     def __enter__(self) -> StoreSCP:
         return self.start()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import processes
 from tests.log_lines import parse
 from tests.services import WORKER_READY_TIMEOUT, redis_server, wait_until
 
@@ -26,10 +27,9 @@ def test_shutdown_lines_parse(stop: signal.Signals, exitcode: int, tmp_path: Pat
                           f'[broker]\nurl = "{url}"\n[worker]\ndevice = "cpu"\n')
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         env = {k: v for k, v in env.items() if not k.startswith("MAMMOCAD_")}
-        proc = subprocess.Popen([sys.executable, "-m", "mammocad", "--config", str(config), "worker",
-                                 "--queues", "gpu", "--concurrency", "1"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                                cwd=tmp_path, start_new_session=True)
+        proc = processes.spawn([sys.executable, "-m", "mammocad", "--config", str(config), "worker",
+                                "--queues", "gpu", "--concurrency", "1"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
         out: dict[str, list[str]] = {"stdout": [], "stderr": []}
 
         def read(name: str) -> None:
@@ -50,9 +50,7 @@ def test_shutdown_lines_parse(stop: signal.Signals, exitcode: int, tmp_path: Pat
             os.killpg(proc.pid, stop)  # systemd's KillMode=control-group; a terminal's Ctrl+C
             assert proc.wait(120) == exitcode, "\n".join(out["stderr"])
         finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            processes.stop(proc, sig=signal.SIGKILL)
         for reader in readers:
             reader.join(10)
 
