@@ -7,9 +7,12 @@ Planar ROI group (TID 1410) with its own tracking identifier and UID (OHIF merge
 that share a UID), the box as a closed POLYLINE in image pixel coordinates, the finding
 type (CID 6014), finding site breast with laterality, TID 4019 algorithm identification,
 probability of cancer and certainty of finding in %, and as qualitative evaluation the
-Rendering Intent (CID 6034) the operating point gives it. Each breast gets one TID 1501
-group with its probability of cancer. No pathology code is written: a CAD cannot assert
-benign or malignant. procedure_reported is SCT 363679005 "Imaging procedure" (the
+Rendering Intent (CID 6034) the operating point gives it. Every group has geometry: the
+per-breast probability of cancer is in the Mammography CAD SR only, because OHIF v3's SR
+reader fails the whole report on a group without geometry whose NUM has no children
+(``_processNonGeometricallyDefinedMeasurement`` in extensions/cornerstone-dicom-sr,
+getSopClassHandlerModule.ts, dereferences each NUM's ContentSequence). No pathology code is
+written: a CAD cannot assert benign or malignant. procedure_reported is SCT 363679005 "Imaging procedure" (the
 Mammography code fails template validation).
 """
 
@@ -29,7 +32,6 @@ from highdicom.sr import (
     ObserverContext,
     PlanarROIMeasurementsAndQualitativeEvaluations,
     QualitativeEvaluation,
-    SourceImageForMeasurementGroup,
     SourceImageForRegion,
     TrackingIdentifier,
 )
@@ -37,7 +39,7 @@ from highdicom.sr.coding import CodedConcept
 from pydicom.dataset import Dataset
 
 from mammocad.config.settings import OutputKind
-from mammocad.model.results import BreastRisk, ImageResult, LesionType
+from mammocad.model.results import ImageResult, LesionType
 from mammocad.results import codes as C
 from mammocad.results import operating_points as OP
 from mammocad.results.sanitize import copy_patient_study, patient_orientation
@@ -107,24 +109,22 @@ def _lesion_group(n: int, mark: OP.Mark, result: ImageResult, source: Dataset,
     )
 
 
-def _breast_group(breast: BreastRisk, ctx: OutputContext, sources: dict[str, Dataset],
-                  found: list[OP.Mark]) -> MeasurementsAndQualitativeEvaluations:
-    images = [sources[r.image.sop_instance_uid] for r in ctx.study.images
-              if r.analysed and r.image.laterality == breast.laterality]
-    called = OP.breast_called_malignant(ctx.study, breast.laterality, found)
-    intent = OP.RenderingIntent.PRESENTATION_REQUIRED if called else OP.RenderingIntent.PRESENTATION_OPTIONAL
-    return MeasurementsAndQualitativeEvaluations(
+_SIDE_NAME = {"L": "Left", "R": "Right"}
+
+
+def _analysed_breast_groups(ctx: OutputContext) -> list[MeasurementsAndQualitativeEvaluations]:
+    """With nothing to show, one group per analysed breast says it was analysed (TID 1500 needs
+    at least one group): finding site and algorithm, no NUM, so OHIF draws nothing for it."""
+    sides = sorted({r.image.laterality for r in ctx.study.images if r.analysed} & set(C.SIDE), reverse=True)
+    return [MeasurementsAndQualitativeEvaluations(
         tracking_identifier=TrackingIdentifier(
-            uid=result_uid(ctx.study, KIND, "breast", breast.laterality),
-            identifier=f"{'Left' if breast.laterality == 'L' else 'Right'} breast"),
+            uid=result_uid(ctx.study, KIND, "breast", side or "unknown"),
+            identifier=f"{_SIDE_NAME[side]} breast: nothing found" if side else "Nothing found"),
         finding_type=C.BREAST.to_hd(),
         algorithm_id=_algorithm(ctx),
-        finding_sites=[FindingSite(C.BREAST.to_hd(), laterality=C.SIDE[breast.laterality].to_hd())],
-        measurements=[Measurement(C.PROBABILITY_OF_CANCER.to_hd(), round(breast.risk * 100.0, 4),
-                                  C.PERCENT.to_hd())],
-        qualitative_evaluations=[_intent(intent)],
-        source_images=[SourceImageForMeasurementGroup.from_source_image(ds) for ds in images] or None,
-    )
+        finding_sites=[FindingSite(C.BREAST.to_hd(), laterality=C.SIDE[side].to_hd()) if side
+                       else FindingSite(C.BREAST.to_hd())],
+    ) for side in sides or [""]]
 
 
 def _library_header(source: Dataset) -> Dataset:
@@ -195,12 +195,7 @@ def build_tid1500_sr(ctx: OutputContext, sources: dict[str, Dataset]) -> Dataset
     found = [m for m in OP.marks(ctx.study) if m.intent is not OP.RenderingIntent.NOT_FOR_PRESENTATION]
     groups: list = [
         _lesion_group(n, m, results[m.image_index], sources[results[m.image_index].image.sop_instance_uid], ctx)
-        for n, m in enumerate(found)]
-    # PixelMed's validator checks every group against TID 1410 when the report holds exactly
-    # one Image Region SCOORD, so breast groups (no geometry) would fail it beside a single
-    # finding; then the breast risk is left to the Mammography CAD SR (docs/CONFORMANCE.md).
-    if "breast risk" not in ctx.failed_analyses and len(groups) != 1:
-        groups += [_breast_group(b, ctx, sources, found) for b in ctx.study.breasts]
+        for n, m in enumerate(found)] or _analysed_breast_groups(ctx)
     observer = ObserverContext(
         observer_type=DEVICE_OBSERVER,
         observer_identifying_attributes=DeviceObserverIdentifyingAttributes(
@@ -214,7 +209,7 @@ def build_tid1500_sr(ctx: OutputContext, sources: dict[str, Dataset]) -> Dataset
     report = MeasurementReport(
         observation_context=ObservationContext(observer_device_context=observer),
         procedure_reported=C.IMAGING_PROCEDURE.to_hd(),
-        imaging_measurements=groups or None,
+        imaging_measurements=groups,
         title=C.IMAGING_MEASUREMENT_REPORT.to_hd(),
         referenced_images=_library_images(ctx, sources),
     )
