@@ -150,3 +150,12 @@ def test_a_killed_session_leaves_no_service_behind(tmp_path: Path, sig: signal.S
                    f"the redis-servers {pids} to die with the {sig.name}-ed session")
     finally:
         processes.stop(proc)
+
+
+def test_tests_start_their_processes_through_the_harness() -> None:
+    """A bare Popen in a test would bring the leaks back (subprocess.run waits, so it may stay)."""
+    needle = "Popen" + "("
+    offenders = [f"{path.relative_to(ROOT)}:{n}" for path in sorted((ROOT / "tests").rglob("*.py"))
+                 if path.name != "processes.py"
+                 for n, line in enumerate(path.read_text().splitlines(), 1) if needle in line]
+    assert offenders == [], f"start these with tests.processes.spawn: {offenders}"
