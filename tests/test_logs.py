@@ -55,3 +55,16 @@ def test_third_party_lines_keep_the_format() -> None:
         failing = logging.LogRecord("mammocad.x", logging.ERROR, __file__, 1, "store_error", (), sys.exc_info())
     formatted = KeyValueFormatter().format(failing)
     assert "\n" not in formatted and 'exc="Traceback' in formatted
+
+
+def test_celery_task_context_is_redacted() -> None:
+    """Celery logs a failed task with the exception and traceback in ``extra={"data": ...}``;
+    a pydicom message there may quote a patient name."""
+    record = logging.LogRecord("celery.app.trace", logging.ERROR, __file__, 1, "Task %(name)s[%(id)s] raised", (),
+                               None)
+    record.data = {"id": "1", "name": "mammocad.finalize_study",
+                   "exc": "ValueError(\"Invalid value for VR PN: 'DOE^JANE'\")",
+                   "traceback": "Traceback ...\nValueError: 'Mass-Test_P_00173_LEFT_CC' is not a valid name"}
+    for json_lines in (False, True):
+        line = KeyValueFormatter(json_lines=json_lines).format(record)
+        assert "DOE" not in line and "P_00173" not in line and "<redacted>" in line

@@ -52,3 +52,21 @@ def test_analyze_text_output_and_clear_errors(tmp_path: Path, tiny_checkpoint: P
     assert "SR" in written and "PR" in written, written  # CAD SR / TID 1500 SR, GSPS from the builders
     proc = run_cli(["analyze", str(path), "--weights", str(tmp_path / "missing.pt")], tmp_path)
     assert proc.returncode == 2 and "does not exist" in proc.stderr
+
+
+def test_analyze_out_keeps_names_out_of_stderr(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    """A CBIS-style one-component name makes highdicom warn, quoting it; stderr (often collected
+    into a log) gets the warning redacted, the written results keep the name."""
+    name = "Mass-Test_P_00173_LEFT_CC"
+    path = write(make_mammogram(rows=160, columns=128, patient_name=name, patient_id="CBIS-P-00173-Q"),
+                 tmp_path / "one.dcm")
+    proc = run_cli(["analyze", str(path), "--weights", str(tiny_checkpoint), "--device", "cpu",
+                    "--out", str(tmp_path / "out")], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    warned = [line for line in proc.stderr.splitlines() if "unlikely to represent the intended person name" in line]
+    assert warned and all("<redacted>" in line for line in warned), proc.stderr[-2000:]
+    assert "P_00173" not in proc.stderr and "CBIS-P-00173-Q" not in proc.stderr
+    import pydicom
+
+    written = [pydicom.dcmread(p, stop_before_pixels=True) for p in (tmp_path / "out").glob("SR_*.dcm")]
+    assert written and {str(ds.PatientName) for ds in written} == {name}

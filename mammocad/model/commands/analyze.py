@@ -60,6 +60,7 @@ def _settings_defaults(args: argparse.Namespace) -> tuple[str | None, str]:
 
 def run(args: argparse.Namespace) -> int:
     from mammocad.config.settings import ConfigError
+    from mammocad.logs import configure_logging
     from mammocad.model.checkpoint import CheckpointError
     from mammocad.model.devices import DeviceError
 
@@ -68,6 +69,9 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"mammocad analyze: {exc}", file=sys.stderr)
         return 2
+    # Library warnings (highdicom quotes a one-component patient name) go through the redacting
+    # formatter too, as in the services: stderr is often collected into a log.
+    configure_logging("WARNING")
     files = find_files(args.paths)
     missing = [str(f) for f in files if not f.exists()]
     if missing:
