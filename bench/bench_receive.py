@@ -10,6 +10,7 @@ fsync + rename + directory fsync per image), prints seconds, MB/s and node/store
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -19,6 +20,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _node_bench import free_port, make_images, node_process, wait_for_port  # noqa: E402
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds ``pid`` (all its threads) has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed_send(paths: list[Path], port: int, aec: str, pid: int) -> tuple[float, float]:
+    """(wall seconds, receiver CPU seconds) of one send: CPU time does not depend on what
+    else the machine runs, wall time does."""
+    before = cpu_seconds(pid)
+    elapsed = send(paths, port, aec)
+    return elapsed, cpu_seconds(pid) - before
 
 
 def send(paths: list[Path], port: int, aec: str) -> float:
@@ -31,7 +46,7 @@ def send(paths: list[Path], port: int, aec: str) -> float:
     return elapsed
 
 
-def run_storescp(paths: list[Path], work: Path, pdu: int) -> float:
+def run_storescp(paths: list[Path], work: Path, pdu: int) -> tuple[float, float]:
     out = work / "storescp-out"
     out.mkdir(parents=True)
     port = free_port()
@@ -39,7 +54,7 @@ def run_storescp(paths: list[Path], work: Path, pdu: int) -> float:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_port(port)
-        return send(paths, port, "STORESCP")
+        return timed_send(paths, port, "STORESCP", proc.pid)
     finally:
         proc.terminate()
         proc.wait(30)
@@ -56,11 +71,15 @@ def main() -> int:
         work = Path(tmp)
         paths = make_images(work / "images", args.count)
         megabytes = sum(p.stat().st_size for p in paths) / 1e6
-        dcmtk_runs, node_runs = [], []
+        dcmtk_runs, node_runs, dcmtk_cpu, node_cpu = [], [], [], []
         for r in range(args.rounds):
-            dcmtk_runs.append(run_storescp(paths, work / f"scp{r}", args.storescp_pdu))
-            with node_process(work / f"node{r}") as (port, _pid):
-                node_runs.append(send(paths, port, "MAMMOCAD"))
+            wall, cpu = run_storescp(paths, work / f"scp{r}", args.storescp_pdu)
+            dcmtk_runs.append(wall)
+            dcmtk_cpu.append(cpu)
+            with node_process(work / f"node{r}") as (port, pid):
+                wall, cpu = timed_send(paths, port, "MAMMOCAD", pid)
+            node_runs.append(wall)
+            node_cpu.append(cpu)
             stored = len(list((work / f"node{r}" / "spool" / "studies").glob("*/images/*.dcm")))
             shutil.rmtree(work / f"scp{r}")
             shutil.rmtree(work / f"node{r}")
@@ -72,6 +91,8 @@ def main() -> int:
     print(f"storescp (+B, no fsync):   {dcmtk_s:7.2f} s  {megabytes / dcmtk_s:7.1f} MB/s")
     print(f"mammocad node (fsync):     {node_s:7.2f} s  {megabytes / node_s:7.1f} MB/s  ({stored} stored)")
     print(f"ratio node/storescp time:  {node_s / dcmtk_s:.2f}  (below 1: node faster)")
+    print(f"receiver CPU s (best):     storescp {min(dcmtk_cpu):.2f}, node {min(node_cpu):.2f} "
+          f"(ratio {min(node_cpu) / max(min(dcmtk_cpu), 1e-9):.2f}; less sensitive to other load than wall time)")
     return 0
 
 
