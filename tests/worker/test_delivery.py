@@ -107,7 +107,7 @@ def test_down_destination_backs_off_then_dead_letters_and_retry_sends(tmp_path: 
     elapsed = time.monotonic() - t0
     # 0.2, 0.4, 0.8, 0.8... until 2.5 s: a handful of attempts, not a tight loop nor a single one
     assert 4 <= dead[0].attempts <= 8, dead[0].attempts
-    assert 2.5 <= elapsed < 15
+    assert elapsed >= 2.5  # it kept trying until the deadline (a lower bound: load only adds to it)
     assert "late (PACS@127.0.0.1" in dead[0].last_error
     assert Outbox(spool).items() == []
     scp.start()
@@ -128,9 +128,10 @@ def test_one_destination_down_does_not_delay_the_other(tmp_path: Path, storescp:
     ds = [make_mammogram(rows=32, columns=24)]
     for name in ("down", "up"):
         schedule_delivery(app, str(spool), outbox.put(name, "rep", ds))
-    t0 = time.monotonic()
-    wait_until(lambda: storescp.received(), 10, "the healthy destination to receive its item")
-    assert time.monotonic() - t0 < 5
+    wait_until(lambda: storescp.received(), 30, "the healthy destination to receive its item")
+    # The healthy item is done while the down one still retries (deadline 60 s): no waiting on it.
+    wait_until(lambda: [i.destination for i in outbox.items()] == ["down"], 30, "the healthy item to be removed")
+    assert not outbox.items(dead=True)
     retrying = wait_until(lambda: [i for i in outbox.items() if i.attempts >= 2], 10, "retries of the down one")
     assert [i.destination for i in retrying] == ["down"]
 
