@@ -130,10 +130,14 @@ def batch_validator_classes(cache: Path | None = None) -> Path:
     into a private folder and renamed into place, so two sessions never see a half-written one."""
     jar = Path(pixelmed_classpath()).resolve()
     root = cache or _cache_root()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError:  # a read-only home (some CI runners): the machine's temp folder instead
+        root = Path(tempfile.gettempdir()) / f"mammocad-tests-{os.getuid()}"
+        root.mkdir(parents=True, exist_ok=True)
     target = root / f"pixelmed-batch-{batch_key(_BATCH.read_bytes(), jar)}"
     if (target / "BatchSRValidator.class").is_file():
         return target
-    root.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".compiling-", dir=root))
     try:
         proc = subprocess.run([_tool("javac"), "-nowarn", "-cp", str(jar), "-d", str(work), str(_BATCH)],
