@@ -42,7 +42,7 @@ def _state_and_sampler(cfg: train.TrainConfig) -> tuple[train.TrainState, TileSa
     return train.make_state(cfg, "cpu"), TileSampler(samples, cfg.tiles, cfg.augment)
 
 
-@pytest.mark.timeout(900)  # 60 CPU training steps: ~300 s when the 2 cores are shared with a training run
+@pytest.mark.timeout(900)  # 40 CPU training steps: ~300 s when the 2 cores are shared with a training run
 def test_loss_falls_over_a_short_run(tiny_data: Path, tmp_path: Path) -> None:
     cfg = train.config_from_dict(tiny_config(tiny_data, steps=40, checkpoint_every=40))
     state, sampler = _state_and_sampler(cfg)
