@@ -138,6 +138,14 @@ class Orthanc:
         """POST /instances; returns the Orthanc id of the stored instance."""
         return str(self.post("/instances", path.read_bytes())["ID"])
 
+    def send_study(self, paths: list[Path], modality: str = "mammocad") -> str:
+        """Upload a study's files, then C-STORE the whole study to ``modality`` (as a PACS
+        forwards to a CAD node); returns the Orthanc study id."""
+        ids = [self.upload(path) for path in paths]
+        study = str(self.get(f"/instances/{ids[0]}/study")["ID"])
+        self.post(f"/modalities/{modality}/store", {"Resources": [study], "Synchronous": True})
+        return study
+
     def study_id(self, study_uid: str) -> str | None:
         found = self.request("POST", "/tools/lookup", study_uid.encode(), "text/plain")
         for hit in found or []:

@@ -160,10 +160,7 @@ def test_a_normal_study_yields_valid_reports_in_orthanc(tmp_path: Path, no_findi
     orthanc = orthancs(tmp_path / "orthanc", {"mammocad": pipe.modality}, dicom_port=orthanc_dicom)
     study = make_four_view_study(rows=256, columns=200)
     study_uid = str(study[0].StudyInstanceUID)
-    for i, ds in enumerate(study):
-        orthanc.upload(write(ds, tmp_path / "sent" / f"{i}.dcm"))
-    study_id = orthanc.study_id(study_uid)
-    orthanc.post("/modalities/mammocad/store", {"Resources": [study_id], "Synchronous": True})
+    study_id = orthanc.send_study([write(ds, tmp_path / "sent" / f"{i}.dcm") for i, ds in enumerate(study)])
     report = pipe.wait_report(study_uid)
     assert report["failed_images"] == [] and report["failed_outputs"] == {}, report
     results = [json.loads(p.read_text()) for p in (pipe.spool / "studies" / study_uid / "results").glob("*.json")]

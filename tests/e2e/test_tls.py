@@ -44,10 +44,7 @@ def test_tls_only_orthanc_round_trip(tmp_path: Path, random_weights: Path, pipel
 
     study = make_four_view_study(rows=256, columns=200)
     study_uid = str(study[0].StudyInstanceUID)
-    for i, ds in enumerate(study):
-        orthanc.upload(write(ds, tmp_path / "sent" / f"{i}.dcm"))
-    study_id = orthanc.study_id(study_uid)
-    orthanc.post("/modalities/mammocad/store", {"Resources": [study_id], "Synchronous": True})
+    study_id = orthanc.send_study([write(ds, tmp_path / "sent" / f"{i}.dcm") for i, ds in enumerate(study)])
     report = pipe.wait_report(study_uid)
     wanted = set(report["outputs"])
     held = wait_for(lambda: wanted <= {i["MainDicomTags"]["SOPInstanceUID"] for i in orthanc.instances(study_id)},
