@@ -63,14 +63,21 @@ def make_images(folder: Path, count: int, rows: int = 4096, columns: int = 3328,
     return paths
 
 
+def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """A private, non-persistent redis-server on a free loopback port, data under ``workdir/redis``."""
+    port = free_port()
+    (workdir / "redis").mkdir(parents=True, exist_ok=True)
+    redis = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port", str(port),
+                              "--bind", "127.0.0.1", "--dir", str(workdir / "redis"), "--save", ""],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return redis, port
+
+
 @contextmanager
 def node_process(workdir: Path, *, max_pdu: int = 0, timeout_s: float = 300) -> Iterator[tuple[int, int]]:
     """A private redis-server and ``mammocad node`` as subprocesses; yields (port, node pid)."""
-    redis_port, port = free_port(), free_port()
-    (workdir / "redis").mkdir(parents=True, exist_ok=True)
-    redis = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port", str(redis_port),
-                              "--bind", "127.0.0.1", "--dir", str(workdir / "redis"), "--save", ""],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    redis, redis_port = start_redis(workdir)
+    port = free_port()
     cfg = workdir / "mammocad.toml"
     cfg.write_text(f'[node]\nae_title = "MAMMOCAD"\nhost = "127.0.0.1"\nport = {port}\n'
                    f'spool_dir = "{workdir / "spool"}"\nmax_pdu_size = {max_pdu}\nstudy_timeout_s = {timeout_s}\n'

@@ -23,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._node_bench import start_redis  # noqa: E402
 from tests.factories import make_mammogram, write  # noqa: E402
 from tests.faults.fuzzing import fuzz_data_sets, fuzz_pdus, node_alive  # noqa: E402
 from tests.services import free_port, wait_for_port  # noqa: E402
@@ -42,11 +43,8 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the work folder (spool, node log)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="mammocad-fuzz-"))
-    redis_port, port = free_port(), free_port()
-    (work / "redis").mkdir()
-    redis = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port", str(redis_port),
-                              "--bind", "127.0.0.1", "--dir", str(work / "redis"), "--save", ""],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    redis, redis_port = start_redis(work)
+    port = free_port()
     cfg = work / "mammocad.toml"
     cfg.write_text(f'log_level = "DEBUG"\n[node]\nae_title = "MAMMOCAD"\nhost = "127.0.0.1"\nport = {port}\n'
                    f'spool_dir = "{work / "spool"}"\nrequire_known_callers = false\nassociation_timeout_s = 2\n'
