@@ -51,6 +51,7 @@ class SyslogClient:
         if scheme not in ("udp", "tcp", "tls"):
             raise ValueError(f"syslog transport must be udp, tcp or tls, got {scheme!r}")
         self.scheme, self.host, self.port, self.timeout_s = scheme, host, port, timeout_s
+        self._files = (ca_file, cert_file, key_file)
         self._context: ssl.SSLContext | None = None
         if scheme == "tls":
             ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_file or None)
@@ -63,6 +64,17 @@ class SyslogClient:
     @property
     def address(self) -> str:
         return f"{self.scheme}://{self.host}:{self.port}"
+
+    @property
+    def connected(self) -> bool:
+        return self._sock is not None
+
+    def fresh(self) -> SyslogClient:
+        """The same collector with nothing shared: a forked child's own client. The parent's
+        SSL context carries OpenSSL state (session cache, locks) that is the parent's."""
+        ca_file, cert_file, key_file = self._files
+        return SyslogClient(self.scheme, self.host, self.port, ca_file=ca_file, cert_file=cert_file,
+                            key_file=key_file, timeout_s=self.timeout_s)
 
     def _connect(self) -> socket.socket:
         if self.scheme == "udp":

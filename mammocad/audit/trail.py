@@ -9,7 +9,11 @@ logged, and the sender backs off (1 s doubling to 30 s) so a dead collector cann
 the file. When the queue is full, new messages are dropped and counted the same way.
 
 The thread starts at the first ``emit`` in each process, so a trail made before Celery's
-prefork pool forks works in every child.
+prefork pool forks works in every child. A fork waits for the sender's batch in flight
+(``os.register_at_fork``): a child forked while the parent's sender was inside an OpenSSL
+handshake inherited OpenSSL's locks held by a thread it does not have, and its own sender
+then hung for good on its first TLS message (the file had the message, the collector never
+did, and nothing was logged). The child then makes its own syslog client.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import os
 import queue
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,6 +39,9 @@ logger = logging.getLogger("mammocad.audit")
 
 _BACKOFF_START_S, _BACKOFF_MAX_S = 1.0, 30.0
 _LOG_EVERY_S = 60.0
+#: The longest a fork waits for the sender's batch in flight: above the socket timeouts, so
+#: it is reached only by a sender that is stuck for another reason.
+_FORK_WAIT_S = 30.0
 
 
 def _count(sink: str, outcome: str) -> None:
@@ -60,6 +68,9 @@ class AuditTrail:
         self._retry_at = 0.0
         self._backoff = _BACKOFF_START_S
         self._last_log = 0.0
+        self._io_lock = threading.Lock()  # held by the sender while it writes; a fork takes it first
+        self._held_for_fork = False
+        _quiesce_at_fork(self)
 
     @classmethod
     def from_settings(cls, audit: AuditSettings, ae_title: str, program: str = "mammocad") -> AuditTrail:
@@ -100,7 +111,12 @@ class AuditTrail:
                 pass
             thread.join(timeout_s)
         self._thread = None
-        self._close_sinks()
+        held = self._io_lock.acquire(timeout=timeout_s)  # not under a sender still writing
+        try:
+            self._close_sinks()
+        finally:
+            if held:
+                self._io_lock.release()
 
     def _ensure_thread(self) -> None:
         pid = os.getpid()
@@ -113,7 +129,8 @@ class AuditTrail:
                 self._queue = queue.Queue(self.queue_size)
                 self._fd = None
                 if self.syslog is not None:
-                    self.syslog._sock = None
+                    inherited, self.syslog = self.syslog, self.syslog.fresh()
+                    inherited.close()  # our copy of the parent's socket: the parent keeps its own
             self._pid = pid
             self._thread = threading.Thread(target=self._run, name="mammocad-audit", daemon=True)
             self._thread.start()
@@ -130,7 +147,8 @@ class AuditTrail:
             stop = None in batch
             messages = [m for m in batch if m is not None]
             try:
-                self._write(messages)
+                with self._io_lock:
+                    self._write(messages)
             except Exception as exc:  # keep the thread alive whatever happens
                 logger.exception("audit_sender_error", extra={"error": str(exc)[:300]})
             if stop:
@@ -202,3 +220,24 @@ class AuditTrail:
         self._close_file()
         if self.syslog is not None:
             self.syslog.close()
+
+
+def _quiesce_at_fork(trail: AuditTrail) -> None:
+    """Make ``os.fork`` wait for ``trail``'s sender to finish the batch in flight.
+
+    One hook per trail, holding it weakly: a trail that is gone costs a dead reference.
+    """
+    ref = weakref.ref(trail)
+
+    def before() -> None:
+        t = ref()
+        if t is not None:
+            t._held_for_fork = t._io_lock.acquire(timeout=_FORK_WAIT_S)
+
+    def after() -> None:
+        t = ref()
+        if t is not None and t._held_for_fork:
+            t._held_for_fork = False
+            t._io_lock.release()
+
+    os.register_at_fork(before=before, after_in_parent=after, after_in_child=after)

@@ -40,9 +40,12 @@ def parse(message: bytes) -> Received:
 class SyslogListener:
     """``udp``, ``tcp`` or ``tls`` (with ``server_context``) on 127.0.0.1:``port``."""
 
-    def __init__(self, scheme: str, port: int | None = None, server_context: ssl.SSLContext | None = None) -> None:
+    def __init__(self, scheme: str, port: int | None = None, server_context: ssl.SSLContext | None = None,
+                 handshake_delay_s: float = 0.0) -> None:
         self.scheme, self.port = scheme, port or free_port()
         self.context = server_context
+        #: TLS: accept, then wait this long before answering the ClientHello (a slow collector)
+        self.handshake_delay_s = handshake_delay_s
         self.received: list[Received] = []
         self.errors: list[str] = []
         #: connections accepted (TCP, TLS): a sender that keeps one connection open makes one
@@ -104,6 +107,7 @@ class SyslogListener:
     def _stream(self, conn: socket.socket) -> None:
         try:
             if self.context is not None:
+                self._stop.wait(self.handshake_delay_s)
                 conn.settimeout(30)  # a deadline for the handshake on a loaded machine, not a speed
                 conn = self.context.wrap_socket(conn, server_side=True)
             conn.settimeout(0.2)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import ssl
 import time
 from pathlib import Path
@@ -90,6 +92,44 @@ def test_tls_collector_with_an_untrusted_certificate_gets_nothing(tmp_path: Path
         trail.emit(events.application_activity(ME, True))
         trail.close()
         assert trail.dropped["syslog"] == 1 and listener.received == []
+
+
+def test_a_fork_waits_for_the_tls_send_in_flight_and_the_child_audits_on_its_own(tmp_path: Path) -> None:
+    """Celery's prefork pool forks while the parent's sender may be mid-handshake (its start
+    message). A child forked inside the handshake inherited OpenSSL's locks held by a thread
+    it does not have: its first TLS message then hung for good, in the file but never at the
+    collector. The collector here answers the handshake late, so an unguarded fork lands in it."""
+    certs = make_certs(tmp_path / "certs")
+    context = _server_context(certs, require_client=True)
+    with SyslogListener("tls", server_context=context, handshake_delay_s=1.0) as listener:
+        settings = AuditSettings(syslog=listener.url, ca_certificates=str(certs.ca),
+                                 certificate=str(certs.client_cert), private_key=str(certs.client_key))
+        trail = AuditTrail.from_settings(settings, "MAMMOCAD")
+        trail.emit(events.application_activity(ME, True))
+        wait_until(lambda: listener.connections == 1, 60, "the sender's connection")  # now in the handshake
+        pid = os.fork()
+        if pid == 0:  # the child: exit 0; 3 forked mid-send, 4 its own message dropped, 5 an error
+            status = 5
+            try:
+                status = 0 if trail.syslog is not None and trail.syslog.connected else 3
+                trail.emit(events.instances_sent(ME, Peer("PACS", "127.0.0.1"),
+                                                 [StudyTransfer("1.2.3", {"1.2.840.10008.5.1.4.1.1.7": 1})]))
+                trail.close(timeout_s=60)
+                status = status or (0 if trail.dropped["syslog"] == 0 else 4)
+            finally:
+                os._exit(status)  # never back into pytest
+        try:
+            _check_received(listener, 2)  # the parent's start and the child's transfer
+            _, exited = wait_until(lambda: [r for r in [os.waitpid(pid, os.WNOHANG)] if r[0]], 60,
+                                   "the child's exit")[0]
+            pid = 0
+            assert os.waitstatus_to_exitcode(exited) == 0
+        finally:
+            if pid:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+        trail.close()
+        assert listener.connections == 2 and trail.dropped["syslog"] == 0
 
 
 def test_collector_down_never_blocks_drops_are_counted_and_the_file_keeps_everything(tmp_path: Path) -> None:

@@ -98,7 +98,13 @@ def test_a_study_is_audited_and_measured(scheme: str, tmp_path: Path, random_wei
             assert get(port, "/readyz")[0] == 200 and get(port, "/healthz")[0] == 200
 
         # audit: delivered results
-        wait_for(lambda: _with([m.xml for m in collector.received], "110104", "R"), 30, "the transfer audit")
+        try:
+            wait_for(lambda: _with([m.xml for m in collector.received], "110104", "R"), 30, "the transfer audit")
+        except AssertionError as exc:  # say whether the file has it and what the senders logged
+            in_file = len(_with(audit_file.read_bytes().splitlines(), "110104", "R"))
+            logged = [line for line in pipe.log_text().splitlines() if "mammocad.audit" in line]
+            raise AssertionError(f"{exc}; transfer audits in the file: {in_file}; audit log lines: {logged}; "
+                                 f"collector errors: {collector.errors}") from None
         pipe.stop()
         wait_for(lambda: len(_with([m.xml for m in collector.received], "110100")) >= 6, 30,
                  "start and stop of node and both workers")
