@@ -15,7 +15,11 @@ and the ring runs from d/2 + 0.6 mm to d/2 + 1.6 mm; for a lesion box (when the 
 list no specks) the object is the box and the ring lies 0.5–2 mm outside it. The ring's
 spread is the noise a reader (or a detector) must see the object against: quantum noise,
 film grain and anatomical texture together. A speck with CNR ≥ 3 counts as detectable
-(the Rose criterion's usual threshold in mammography phantom work).
+(the Rose criterion's usual threshold in mammography phantom work). A ring flatter than
+MIN_RING_NOISE (a 10-bit step) is not noise but saturation: film beyond the digitiser's
+range, or the empty background past the skin line. Such a speck has no CNR (NaN, left out
+of the size bins); dividing by a floor instead once reported a CNR of 10,636 for dermal
+calcifications on saturated skin.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ DETECTABLE_CNR = 3.0
 #: Speck diameter bins (mm): [lo, hi).
 SPECK_SIZE_BINS_MM = ((0.0, 0.2), (0.2, 0.3), (0.3, 0.5), (0.5, 1.0), (1.0, float("inf")))
 _MAD_TO_SD = 1.4826
+#: Below this ring spread (standardised units) the ring is saturated, not noisy.
+MIN_RING_NOISE = 1.0 / 1024
 
 
 def intensity_histogram(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -118,10 +124,9 @@ def box_cnr(image: np.ndarray, box: tuple[float, float, float, float], spacing_m
 
 
 def _cnr(peak: float, background: float, noise: float) -> float:
-    if not np.isfinite(background) or not np.isfinite(noise):
-        return float("nan")
-    # A perfectly flat ring (synthetic, no noise) would divide by zero: floor at one 16-bit step.
-    return (peak - background) / max(noise, 1.0 / 65535)
+    if not np.isfinite(background) or not np.isfinite(noise) or noise < MIN_RING_NOISE:
+        return float("nan")  # no ring, or a saturated one: nothing to measure the speck against
+    return (peak - background) / noise
 
 
 def size_bin_label(lo: float, hi: float) -> str:

@@ -1,10 +1,12 @@
-"""Unlabelled confusers: drawn into the line-integral map, deterministic, where they belong."""
+"""Unlabelled confusers: deterministic, where they belong (anatomy in the line integral, defects
+at the detector, applied after its blur)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from mammocad.model.synth.acquisition import DrSettings, detect_dr
 from mammocad.model.synth.confusers import PICK_OFF_L, add_confusers
 
 
@@ -14,16 +16,22 @@ def _mask() -> np.ndarray:
     return mask
 
 
+def _draw(seed: int, mask: np.ndarray, spacing: float, mode: str, rate: float):  # type: ignore[no-untyped-def]
+    line, layer = np.zeros(mask.shape), np.zeros(mask.shape)
+    drawn = add_confusers(np.random.default_rng(seed), line, layer, mask, spacing, mode, rate=rate)
+    return line, layer, drawn
+
+
 def test_film_confusers_are_deterministic_and_crossings_stay_in_the_breast() -> None:
-    a, b = np.zeros((400, 300)), np.zeros((400, 300))
-    drawn_a = add_confusers(np.random.default_rng(3), a, _mask(), 0.1, "film", rate=3.0)
-    drawn_b = add_confusers(np.random.default_rng(3), b, _mask(), 0.1, "film", rate=3.0)
-    assert np.array_equal(a, b) and drawn_a == drawn_b
+    line_a, layer_a, drawn_a = _draw(3, _mask(), 0.1, "film", 3.0)
+    line_b, layer_b, drawn_b = _draw(3, _mask(), 0.1, "film", 3.0)
+    assert np.array_equal(line_a, line_b) and np.array_equal(layer_a, layer_b) and drawn_a == drawn_b
     kinds = {c.kind for c in drawn_a}
     assert {"dust", "fibrous_crossing"} <= kinds
-    assert a.max() <= PICK_OFF_L + 3.0  # nothing brighter than clear film plus overlaps
+    assert line_a.min() >= 0 and line_a[_mask()].any()  # tissue crossings only: dark spots are at the film
+    assert layer_a.max() <= PICK_OFF_L + 3.0  # nothing brighter than clear film plus overlaps
     if "dark_spot" in kinds:
-        assert a.min() < 0
+        assert layer_a.min() < 0
     for c in drawn_a:
         if c.kind == "fibrous_crossing":
             assert _mask()[int(c.row), int(c.col)]
@@ -31,22 +39,39 @@ def test_film_confusers_are_deterministic_and_crossings_stay_in_the_breast() -> 
 
 
 def test_dust_is_sharp_and_dr_mode_has_no_film_defects() -> None:
-    film = np.zeros((400, 300))
-    drawn = add_confusers(np.random.default_rng(5), film, np.zeros((400, 300), bool), 0.05, "film", rate=4.0)
+    line, layer, drawn = _draw(5, np.zeros((400, 300), bool), 0.05, "film", 4.0)
     dust = [c for c in drawn if c.kind == "dust"]
-    assert dust
+    assert dust and not line.any()  # no breast: no crossings, and dust is never in the line integral
     r, c = int(dust[0].row), int(dust[0].col)
-    assert film[max(r - 1, 0):r + 2, max(c - 1, 0):c + 2].max() > 0.3  # -ln(0.7) at least, not blurred away
-    dr = np.zeros((400, 300))
-    kinds = {c.kind for c in add_confusers(np.random.default_rng(5), dr, _mask(), 0.1, "dr", rate=4.0)}
-    assert kinds <= {"fibrous_crossing", "paddle_dust", "defective_pixel"}
+    assert layer[max(r - 1, 0):r + 2, max(c - 1, 0):c + 2].max() > 0.3  # -ln(0.7) at least, not blurred away
+    _, _, dr = _draw(5, _mask(), 0.1, "dr", 4.0)
+    assert {c.kind for c in dr} <= {"fibrous_crossing", "paddle_dust", "defective_pixel"}
+
+
+def test_a_defect_at_the_detector_stays_sharper_than_the_same_attenuation_in_the_breast() -> None:
+    """The detector's MTF blurs what the X-rays carry, not what lies on the detector."""
+    shape, spacing = (64, 64), 0.05
+    mask = np.ones(shape)
+    settings = DrSettings(photons_behind=1e6, scatter_to_primary=0.0, scatter_sigma_mm=20.0, mtf_sigma_mm=0.1,
+                          glare=0.0, electronic=0.0, equalisation=0.0, unsharp_gain=0.0, unsharp_sigma_mm=1.0,
+                          gamma=1.0, contrast=3.0)
+    base = np.full(shape, 2.0)
+    speck = np.zeros(shape)
+    speck[32, 32] = 1.0
+    in_breast = detect_dr(base + speck, mask, spacing, settings, np.random.default_rng(0))
+    at_detector = detect_dr(base, mask, spacing, settings, np.random.default_rng(0), detector_layer=speck)
+    background = float(np.median(at_detector))
+    assert at_detector[32, 32] - background > 0.9  # the full −ln(t) of the defect
+    assert in_breast[32, 32] - background < 0.2  # spread over the MTF's σ = 2 pixels
 
 
 def test_rate_zero_draws_nothing_and_bad_arguments_are_refused() -> None:
+    line, layer, drawn = _draw(1, np.ones((100, 100), bool), 0.1, "film", 0.0)
+    assert drawn == [] and not line.any() and not layer.any()
     img = np.zeros((100, 100))
-    assert add_confusers(np.random.default_rng(1), img, np.ones((100, 100)), 0.1, "film", rate=0.0) == []
-    assert not img.any()
     with pytest.raises(ValueError, match="mode"):
-        add_confusers(np.random.default_rng(1), img, np.ones((100, 100)), 0.1, "cr")
+        add_confusers(np.random.default_rng(1), img, img.copy(), np.ones((100, 100)), 0.1, "cr")
     with pytest.raises(ValueError, match="mask shape"):
-        add_confusers(np.random.default_rng(1), img, np.ones((10, 10)), 0.1, "film")
+        add_confusers(np.random.default_rng(1), img, img.copy(), np.ones((10, 10)), 0.1, "film")
+    with pytest.raises(ValueError, match="detector layer shape"):
+        add_confusers(np.random.default_rng(1), img, np.zeros((10, 10)), np.ones((100, 100)), 0.1, "film")

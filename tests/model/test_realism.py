@@ -122,6 +122,16 @@ def test_speck_cnr_is_contrast_over_noise() -> None:
     assert rows[0]["detectable_fraction"] == 1.0 and rows[2]["detectable_fraction"] == 0.0
 
 
+def test_a_speck_on_a_saturated_ring_has_no_cnr() -> None:
+    """Saturated film (or the background past the skin) has no noise: no CNR, not a huge one."""
+    img = np.full((80, 80), 1.0)
+    img[30:50, 30:50] = 0.5 + np.random.default_rng(1).normal(0, 0.01, (20, 20))
+    img[10, 10] = 0.9  # a speck drawn on the flat, saturated part
+    assert np.isnan(realism_stats.speck_cnr(img, realism_stats.Speck(x=10, y=10, diameter_px=2.0), 0.2))
+    assert np.isnan(realism_stats.box_cnr(img, (9, 9, 11, 11), 0.2))
+    assert realism_stats.cnr_by_size([1.5], [float("nan")])[-1]["n"] == 0
+
+
 def test_histogram_distances() -> None:
     a = realism_stats.intensity_histogram(np.full((10, 10), 0.3), np.ones((10, 10), bool))
     b = realism_stats.intensity_histogram(np.full((10, 10), 0.5), np.ones((10, 10), bool))

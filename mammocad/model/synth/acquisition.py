@@ -76,8 +76,12 @@ def detector_blur(values: np.ndarray, spacing: float, sigma_mm: float, glare: fl
 
 
 def detect_dr(line_integral: np.ndarray, mask: np.ndarray, spacing: float, settings: DrSettings,
-              rng: np.random.Generator) -> np.ndarray:
-    """Log signal −ln(counts / open-beam counts) of a DR detector, with its noise and blur."""
+              rng: np.random.Generator, detector_layer: np.ndarray | None = None) -> np.ndarray:
+    """Log signal −ln(counts / open-beam counts) of a DR detector, with its noise and blur.
+
+    detector_layer: attenuation at the detector itself (defective pixels, ``confusers``),
+    applied after the blur.
+    """
     exposure = exposure_of(line_integral, mask, spacing, settings.scatter_to_primary, settings.scatter_sigma_mm)
     inside = mask > 0.99
     behind = float(np.median(exposure[inside])) if inside.any() else 0.3
@@ -85,6 +89,8 @@ def detect_dr(line_integral: np.ndarray, mask: np.ndarray, spacing: float, setti
     n0 = per_pixel / max(behind, 1e-4)
     counts = rng.poisson(np.float64(n0) * exposure).astype(np.float32)
     counts = detector_blur(counts, spacing, settings.mtf_sigma_mm, settings.glare)
+    if detector_layer is not None:
+        counts *= np.exp(-detector_layer).astype(np.float32)
     counts += rng.normal(0.0, settings.electronic * np.sqrt(per_pixel), counts.shape).astype(np.float32)
     return (-np.log(np.maximum(counts, 1.0) / np.float32(n0))).astype(np.float32)
 

@@ -1,13 +1,18 @@
 """Things that look like calcifications and are not: drawn with no label at all.
 
 A detector trained only on breasts whose every bright dot is a calcification fires on dust,
-lint and film defects in real images. These confusers are drawn into the **line-integral map**
-L = ∫µ dl (positive = more attenuation = brighter in a MONOCHROME2 display), **after** the
-detector blur and **before** quantum noise, the film's characteristic curve or the vendor's
-processing: they sit at the detector (dust between screen and film, fibres, emulsion damage)
-and so are sharper than anything the X-ray optics blurred. A light-blocking particle on a
-film-screen cassette lowers the light the film receives by a factor t, the same as adding
-−ln(t) to L; emulsion picked off the film leaves clear base, the same as a very large L.
+lint and film defects in real images. Confusers are drawn as attenuation (line integral
+L = ∫µ dl: positive = more attenuation = brighter in a MONOCHROME2 display) into one of two
+maps, by where the object sits:
+- **in the breast or above it** (fibrous crossings, dust on the compression paddle): into
+  the projection's line integral, so the X-ray optics and the detector blur them like any
+  anatomy;
+- **at the detector** (dust between screen and film, lint, emulsion pick-off, pressure
+  marks, defective DR pixels): into ``detector_layer``, which the acquisition applies
+  *after* its blur (``exposure × e^(−layer)``), so they keep edges sharper than anything the
+  optics could draw. A light-blocking particle on a screen lowers the light the film
+  receives by a factor t, the same as −ln(t) in the layer; emulsion picked off the film
+  leaves clear base, the same as a very large value.
 
 Kinds (``mode``):
 - ``film``: dust (sharp, irregular, 0.05-0.4 mm), lint fibres (thin curved lines), emulsion
@@ -47,9 +52,11 @@ class Confuser:
                 "size_mm": round(self.size_mm, 3)}
 
 
-def add_confusers(rng: np.random.Generator, line_integral: np.ndarray, mask: np.ndarray, spacing: float,
-                  mode: str, *, energy_kev: float = 19.0, rate: float = 1.0) -> list[Confuser]:
-    """Add confusers into ``line_integral`` (float array, in place) and list what was drawn.
+def add_confusers(rng: np.random.Generator, line_integral: np.ndarray, detector_layer: np.ndarray,
+                  mask: np.ndarray, spacing: float, mode: str, *, energy_kev: float = 19.0,
+                  rate: float = 1.0) -> list[Confuser]:
+    """Add confusers (in place) into ``line_integral`` or ``detector_layer`` (float arrays of
+    one shape, see the module docstring) and list what was drawn.
 
     mask: breast coverage (bool or 0..1) of the same shape; fibrous crossings go inside it,
     detector and film defects anywhere. spacing: mm per pixel. rate: multiplies the expected
@@ -59,6 +66,9 @@ def add_confusers(rng: np.random.Generator, line_integral: np.ndarray, mask: np.
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if line_integral.shape != mask.shape:
         raise ValueError(f"mask shape {mask.shape} differs from the image's {line_integral.shape}")
+    if detector_layer.shape != line_integral.shape:
+        raise ValueError(f"detector layer shape {detector_layer.shape} differs from the image's "
+                         f"{line_integral.shape}")
     if spacing <= 0 or rate < 0:
         raise ValueError("spacing must be positive and rate >= 0")
     inside = np.argwhere(np.asarray(mask) > 0.5)
@@ -68,14 +78,14 @@ def add_confusers(rng: np.random.Generator, line_integral: np.ndarray, mask: np.
             drawn.append(_crossing(rng, line_integral, inside, spacing, energy_kev))
     if mode == "film":
         for _ in range(rng.poisson(6 * rate)):
-            drawn.append(_speck(rng, line_integral, spacing, "dust", (0.05, 0.4),
+            drawn.append(_speck(rng, detector_layer, spacing, "dust", (0.05, 0.4),
                                 float(-np.log(rng.uniform(*DUST_TRANSMISSION)))))
         for _ in range(rng.poisson(1.0 * rate)):
-            drawn.append(_fibre(rng, line_integral, spacing))
+            drawn.append(_fibre(rng, detector_layer, spacing))
         for _ in range(rng.poisson(0.8 * rate)):
-            drawn.append(_speck(rng, line_integral, spacing, "emulsion_pick_off", (0.1, 0.6), PICK_OFF_L))
+            drawn.append(_speck(rng, detector_layer, spacing, "emulsion_pick_off", (0.1, 0.6), PICK_OFF_L))
         for _ in range(rng.poisson(1.5 * rate)):
-            drawn.append(_speck(rng, line_integral, spacing, "dark_spot", (0.1, 0.5), -rng.uniform(0.3, 1.2),
+            drawn.append(_speck(rng, detector_layer, spacing, "dark_spot", (0.1, 0.5), -rng.uniform(0.3, 1.2),
                                 soften=0.6))
     else:
         for _ in range(rng.poisson(1.5 * rate)):
@@ -83,7 +93,7 @@ def add_confusers(rng: np.random.Generator, line_integral: np.ndarray, mask: np.
                                 soften=2.0))
         for _ in range(rng.poisson(1.0 * rate)):
             r, c = (int(rng.integers(0, n)) for n in line_integral.shape)
-            line_integral[r, c] += rng.choice([-1.0, 1.0]) * rng.uniform(0.5, 2.0)
+            detector_layer[r, c] += rng.choice([-1.0, 1.0]) * rng.uniform(0.5, 2.0)
             drawn.append(Confuser("defective_pixel", float(r), float(c), spacing))
     return drawn
 

@@ -57,12 +57,15 @@ def hd_curve(log_exposure: np.ndarray, settings: FilmSettings, log_e0: float) ->
 
 
 def expose_film(line_integral: np.ndarray, mask: np.ndarray, spacing: float, settings: FilmSettings,
-                rng: np.random.Generator, aec_line_integral: float) -> np.ndarray:
+                rng: np.random.Generator, aec_line_integral: float,
+                detector_layer: np.ndarray | None = None) -> np.ndarray:
     """Optical density of the developed film (before labels), with screen blur, mottle and grain.
 
     aec_line_integral: the line integral the automatic exposure control was set for (the
     breast's thickness of a typical fat/gland mix): that path lands on ``d_breast``, so fatty
-    breasts come out darker and dense ones brighter, as on real film.
+    breasts come out darker and dense ones brighter, as on real film. detector_layer: what
+    lies between screen and film (dust, lint, ``confusers``): it dims the screen's light
+    after the screen's blur.
     """
     exposure = exposure_of(line_integral, mask, spacing, settings.scatter_to_primary, settings.scatter_sigma_mm)
     inside = mask > 0.99
@@ -71,6 +74,8 @@ def expose_film(line_integral: np.ndarray, mask: np.ndarray, spacing: float, set
     n0 = per_pixel / max(behind, 1e-4)
     counts = rng.poisson(np.float64(n0) * exposure).astype(np.float32)
     counts = detector_blur(counts, spacing, settings.screen_sigma_mm, 0.05)
+    if detector_layer is not None:
+        counts *= np.exp(-detector_layer).astype(np.float32)
     log_e = np.log10(np.maximum(counts, 0.5) / np.float32(n0))
     ref = float(np.log10(np.exp(-aec_line_integral) * (1.0 + settings.scatter_to_primary)))
     span = settings.d_max - settings.d_min
@@ -94,9 +99,10 @@ def digitise(density: np.ndarray, spacing: float, settings: FilmSettings, rng: n
 
 
 def acquire_film(line_integral: np.ndarray, mask: np.ndarray, spacing: float, label: FilmLabel,
-                 rng: np.random.Generator, aec_line_integral: float) -> np.ndarray:
+                 rng: np.random.Generator, aec_line_integral: float,
+                 detector_layer: np.ndarray | None = None) -> np.ndarray:
     """The whole film chain for one (already display-oriented) view → display values 0..1."""
     settings = FilmSettings.sample(rng)
-    density = expose_film(line_integral, mask, spacing, settings, rng, aec_line_integral)
+    density = expose_film(line_integral, mask, spacing, settings, rng, aec_line_integral, detector_layer)
     density = add_marks(density, mask, spacing, label, settings.d_min, rng)
     return digitise(density, spacing, settings, rng)

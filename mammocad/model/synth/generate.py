@@ -137,15 +137,18 @@ def render_view(breast: Breast, laterality: str, view: str, shape: tuple[int, in
     if laterality == "R":
         line, mask = np.ascontiguousarray(line[:, ::-1]), np.ascontiguousarray(mask[:, ::-1])
         boxes = [_flip(b, shape[1]) for b in boxes]
-    # Unlabelled look-alikes (dust, lint, film defects, fibrous crossings) join the line integral.
-    add_confusers(rng, line, mask, spacing, "film" if profile.secondary_capture else "dr", energy_kev=energy)
+    # Unlabelled look-alikes: fibrous crossings and paddle dust join the line integral, dust,
+    # lint and film or pixel defects the detector layer (applied after the detector's blur).
+    at_detector = np.zeros_like(line)
+    add_confusers(rng, line, at_detector, mask, spacing, "film" if profile.secondary_capture else "dr",
+                  energy_kev=energy)
     if profile.secondary_capture:
         # The exposure control is set for the breast's thickness of a 20-50 % glandular mix.
         aec = float(physics.tissue_line_integral(np.array([breast.thickness]), np.array([rng.uniform(0.2, 0.5)]),
                                                  energy)[0])
-        return acquire_film(line, mask, spacing, FilmLabel(laterality, view), rng, aec), boxes
+        return acquire_film(line, mask, spacing, FilmLabel(laterality, view), rng, aec, at_detector), boxes
     settings = DrSettings.sample(rng)
-    return present(detect_dr(line, mask, spacing, settings, rng), mask, spacing, settings), boxes
+    return present(detect_dr(line, mask, spacing, settings, rng, at_detector), mask, spacing, settings), boxes
 
 
 def _view_specks(spec: ClusterSpec, view: str, centre_mm: tuple[float, float], spacing: float, laterality: str,
