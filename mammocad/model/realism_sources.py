@@ -33,6 +33,7 @@ class RealismImage:
     specks: (x, y, diameter_mm) in original pixels.
     annotated: the source carries truth, so an image without boxes is a negative.
     pixel_spacing_mm: for non-DICOM images (PNG/PGM); DICOM headers carry their own.
+    acquisition: "film" or "dr" where the source says (synthetic manifests), else "".
     """
 
     path: Path
@@ -43,6 +44,7 @@ class RealismImage:
     specks: tuple[tuple[float, float, float], ...] = ()
     annotated: bool = False
     pixel_spacing_mm: float | None = None
+    acquisition: str = ""
 
     @property
     def negative(self) -> bool:
@@ -94,7 +96,7 @@ def annotated_set(folder: Path, fmt: str = "manifest", options: dict[str, Any] |
             boxes=tuple(tuple(float(v) for v in les.box) for les in item.lesions),  # type: ignore[misc]
             classes=tuple(les.lesion_class.value for les in item.lesions),
             specks=parse_specks(item.extra.get("specks")), annotated=True,
-            pixel_spacing_mm=item.pixel_spacing_mm))
+            pixel_spacing_mm=item.pixel_spacing_mm, acquisition=str(item.extra.get("acquisition", "") or "")))
     return out
 
 
@@ -118,3 +120,19 @@ def parse_specks(raw: Any) -> tuple[tuple[float, float, float], ...]:
 
 def is_raster(path: Path) -> bool:
     return path.suffix.lower() in _IMAGE_SUFFIXES
+
+
+def of_acquisition(items: list[RealismImage], acquisition: str) -> list[RealismImage]:
+    """The images of one acquisition mode ("film", "dr"; "all" keeps every one).
+
+    Digitised film and processed DR differ most in their fine-grain noise; a real set of one
+    mode is compared fairly with the synthetic images of the same mode only.
+    """
+    if acquisition == "all":
+        return items
+    kept = [item for item in items if item.acquisition == acquisition]
+    if not kept:
+        modes = sorted({item.acquisition or "unknown" for item in items})
+        raise ValueError(f"no synthetic image has acquisition {acquisition!r} (the set has: {', '.join(modes)}); "
+                         "use --acquisition all, or a set with that mode")
+    return kept

