@@ -124,9 +124,11 @@ def to_sample(item: AnnotatedImage, preprocess: Any) -> Sample:
     return Sample(image, boxes[ok].astype(np.float32), labels[ok], item.breast_id)
 
 
-def load_samples(items: Sequence[AnnotatedImage], preprocess: Any, *, desc: str = "decode") -> list[Sample]:
+def load_samples(items: Sequence[AnnotatedImage], preprocess: Any, *, desc: str = "decode",
+                 progress: bool = True) -> list[Sample]:
     """Decode and standardise every image once (progress bar: this is the slow part)."""
-    return [to_sample(item, preprocess) for item in tqdm(items, desc=desc, unit="img", leave=False)]
+    return [to_sample(item, preprocess)
+            for item in tqdm(items, desc=desc, unit="img", leave=False, disable=not progress)]
 
 
 def split_by_breast(items: Sequence[AnnotatedImage], val_fraction: float, seed: int
@@ -312,7 +314,7 @@ class DataSource:
                 "size": self.size, "options": dict(self.options)}
 
 
-def load_source(src: DataSource) -> list[AnnotatedImage]:
+def load_source(src: DataSource, *, progress: bool = True) -> list[AnnotatedImage]:
     """The annotated images of a source (generating synthetic data on first use)."""
     from mammocad.model.annotations import MANIFEST_NAME, load_manifest
 
@@ -320,7 +322,7 @@ def load_source(src: DataSource) -> list[AnnotatedImage]:
         if not (src.path / MANIFEST_NAME).is_file():
             from mammocad.model.synth import generate_dataset
 
-            generate_dataset(src.path, src.n_studies, src.seed, size=src.size)
+            generate_dataset(src.path, src.n_studies, src.seed, size=src.size, progress=progress)
         return load_manifest(src.path)
     if not src.path.exists():
         raise FileNotFoundError(f"data path {src.path} does not exist (format {src.format})")
@@ -329,5 +331,5 @@ def load_source(src: DataSource) -> list[AnnotatedImage]:
     from mammocad.model.readers import read_dataset
 
     if src.format == "real-background":  # the source's seed draws the inserted clusters
-        return list(read_dataset(src.format, src.path, **{"seed": src.seed, **src.options}))
+        return list(read_dataset(src.format, src.path, **{"seed": src.seed, "progress": progress, **src.options}))
     return list(read_dataset(src.format, src.path, **src.options))

@@ -41,10 +41,11 @@ class Evaluated:
     results: list[ImageResult]
 
 
-def predict_items(det: Any, items: Sequence[AnnotatedImage], *, desc: str = "evaluate") -> Evaluated:
+def predict_items(det: Any, items: Sequence[AnnotatedImage], *, desc: str = "evaluate",
+                  progress: bool = True) -> Evaluated:
     """Run the detector (``inference.Detector``) on every image, with a progress bar."""
     results = []
-    for item in tqdm(items, desc=desc, unit="img"):
+    for item in tqdm(items, desc=desc, unit="img", disable=not progress):
         std = decode_image(item, det.preprocess)
         pred = det.predict_standardised(std.image)
         boxes = std.transform.clip_original(std.transform.to_original(pred.boxes)) if len(pred.boxes) else []

@@ -137,19 +137,19 @@ class TrainState:
             group["lr"] = base * self.scheduler.lr_lambdas[0](self.step)
 
 
-def prepare_data(cfg: TrainConfig) -> tuple[list[Any], list[Any], list[Any]]:
+def prepare_data(cfg: TrainConfig, *, progress: bool = True) -> tuple[list[Any], list[Any], list[Any]]:
     """(train samples, validation items, test items); validation split by patient."""
-    items = [it for src in cfg.data for it in load_source(src)]
+    items = [it for src in cfg.data for it in load_source(src, progress=progress)]
     train_items, val_items = split_by_breast(items, cfg.val_fraction, cfg.seed)
     if not train_items:
         raise TrainError(f"no training images left after the validation split ({len(items)} images in total)")
     for k, src in enumerate(cfg.validation, start=1):
         # Synthetic sets reuse patient ids (SYNTH_0001 in each): keep their breasts apart.
-        val_items += [dataclasses.replace(it, breast_id=f"val{k}:{it.breast_id}") for it in load_source(src)]
-    test_items = load_source(cfg.test) if cfg.test else []
+        val_items += [dataclasses.replace(it, breast_id=f"val{k}:{it.breast_id}") for it in load_source(src, progress=progress)]
+    test_items = load_source(cfg.test, progress=progress) if cfg.test else []
     log_event(logger, "train_data", images=len(items), train=len(train_items), val=len(val_items),
               test=len(test_items), lesions=sum(len(i.lesions) for i in train_items))
-    return load_samples(train_items, cfg.preprocess, desc="decode train"), val_items, test_items
+    return load_samples(train_items, cfg.preprocess, desc="decode train", progress=progress), val_items, test_items
 
 
 def make_state(cfg: TrainConfig, device: str) -> TrainState:
@@ -294,7 +294,7 @@ def _plot_losses(csv_path: Path, out: Path) -> None:
 
 
 def finalize(state: TrainState, cfg: TrainConfig, out: Path, device: str, val_items: list[Any],
-             test_items: list[Any], command: str) -> Path:
+             test_items: list[Any], command: str, *, progress: bool = True) -> Path:
     """Thresholds on validation, metrics on test, then the release checkpoint (fp16)."""
     from mammocad.model import calibrate as calibration
     from mammocad.model.checkpoint import save_release_checkpoint
@@ -320,7 +320,7 @@ def finalize(state: TrainState, cfg: TrainConfig, out: Path, device: str, val_it
     report: dict[str, Any] = {}
     if val_items:
         det = Detector.load(path, device)
-        cal = calibration.calibrate(predict_items(det, val_items, desc="validate"), risk_method=spec.risk_method,
+        cal = calibration.calibrate(predict_items(det, val_items, desc="validate", progress=progress), risk_method=spec.risk_method,
                                     rules=cfg.thresholds, fallback_operating_threshold=spec.operating_threshold,
                                     seed=cfg.seed)
         spec, metadata = calibration.apply(spec, metadata, cal, rules=cfg.thresholds)
@@ -328,7 +328,7 @@ def finalize(state: TrainState, cfg: TrainConfig, out: Path, device: str, val_it
         save_release_checkpoint(path, state.model, spec, cfg.preprocess, metadata)
     if test_items:
         det = Detector.load(path, device)
-        ev_test = predict_items(det, test_items, desc="test")
+        ev_test = predict_items(det, test_items, desc="test", progress=progress)
         report["test"] = compute_report(ev_test, breast_threshold=spec.operating_threshold,
                                         lesion_threshold=metadata["lesion_score_threshold"],
                                         risk_method=spec.risk_method, n_bootstrap=cfg.n_bootstrap, seed=cfg.seed)
@@ -358,7 +358,7 @@ def run(cfg: TrainConfig, out: Path, *, device: str, resume: Path | None = None,
     """The whole training run (see module doc); returns the release checkpoint path."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(_jsonable(cfg.raw), indent=1))
-    samples, val_items, test_items = prepare_data(cfg)
+    samples, val_items, test_items = prepare_data(cfg, progress=progress)
     sampler = TileSampler(samples, cfg.tiles, cfg.augment)
     state = make_state(cfg, device)
     if cfg.init_from is not None and resume is None:
@@ -367,7 +367,7 @@ def run(cfg: TrainConfig, out: Path, *, device: str, resume: Path | None = None,
         state.load(resume)
         log_event(logger, "train_resumed", step=state.step, state=str(resume))
     train_steps(state, sampler, cfg, out, device, steps=steps or cfg.optim.steps, progress=progress)
-    path = finalize(state, cfg, out, device, val_items, test_items, command)
+    path = finalize(state, cfg, out, device, val_items, test_items, command, progress=progress)
     if cfg.release_path is not None:
         cfg.release_path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, cfg.release_path)

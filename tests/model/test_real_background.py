@@ -135,8 +135,7 @@ def test_value_models_invert_the_acquisition() -> None:
 def test_real_backgrounds_train_from_the_cli_mixed_with_synthetic_data(tmp_path: Path) -> None:
     raw = tiny_config(tmp_path / "synth", steps=2)
     raw["data"] = [{"format": "real-background", "path": str(CASES / "sfm-malign-0"), "seed": 5,
-                    "options": {"fallback_spacing_mm": 0.05, "lesion_fraction": 1.0, "cache": str(tmp_path / "rb"),
-                                "progress": False}},
+                    "options": {"fallback_spacing_mm": 0.05, "lesion_fraction": 1.0, "cache": str(tmp_path / "rb")}},
                    {"format": "synthetic", "path": str(tmp_path / "synth"), "n_studies": 1, "seed": 7}]
     raw["split"] = {"val_fraction": 0.0}
     raw["preprocess"] = {"working_spacing_mm": 0.6, "crop_margin_mm": 2.0, "fallback_spacing_mm": 0.05}
@@ -146,6 +145,8 @@ def test_real_backgrounds_train_from_the_cli_mixed_with_synthetic_data(tmp_path:
                            str(tmp_path / "run"), "--device", "cpu", "--no-progress"],
                           capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "2"})
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # --no-progress: logs only, no bar from generating, inserting, decoding or evaluating
+    assert "%|" not in proc.stderr and "event=train_checkpoint" in proc.stderr
     meta = load_checkpoint(tmp_path / "run" / "model.pt").metadata
     # Every lesion it learned from was simulated: such weights are labelled synthetic, and say why.
     assert meta["synthetic"] is True and "some backgrounds are real images" in meta["not_for_diagnosis"]
