@@ -174,3 +174,21 @@ def test_negative_tiles_come_from_lesion_free_images() -> None:
     images, targets = train.to_batch([(tile, boxes, labels)], "cpu")
     losses = copy.deepcopy(model)(images, targets)
     assert losses["loss_box_reg"].item() == 0.0 and losses["loss_classifier"].item() > 0
+
+
+def test_the_validation_split_tells_apart_patients_of_different_sources(tiny_data: Path) -> None:
+    """Two synthetic sets both have SYNTH_0001..3: six patients, each wholly on one side."""
+    raw = tiny_config(tiny_data)
+    raw["data"] = [raw["data"], {**raw["data"], "path": str(tiny_data)}]  # the same ids (and images) twice
+    raw["split"] = {"val_fraction": 0.5}
+    cfg = train.config_from_dict(raw)
+    items = [it for src in cfg.data for it in train.load_source(src, progress=False)]
+    _, val_items, _ = train.prepare_data(cfg, progress=False)
+    val_patients = {it.breast_id[:-2] for it in val_items}  # SYNTH_0001_L: patient SYNTH_0001
+    assert all(p.startswith(("src1:", "src2:")) for p in val_patients)
+    # 0.5 of six patients: some, not all, and not the same choice in both sources (seeded by name)
+    assert 0 < len(val_patients) < 6
+    assert len(val_items) == 4 * len(val_patients) and len(items) == 24
+    # one id may go to validation in one source and train in the other: they are different women
+    assert {p.split(":")[1] for p in val_patients if p.startswith("src1:")} != \
+        {p.split(":")[1] for p in val_patients if p.startswith("src2:")}
