@@ -175,7 +175,7 @@ def start_sweeper(app, settings: Settings) -> threading.Thread:  # type: ignore[
     interval after start-up so a restart loop cannot turn into a deletion loop.
     """
     from mammocad.spool.retention import DAY_S, prune
-    from mammocad.worker.tasks import requeue_due
+    from mammocad.worker.outbox_delivery import requeue_due
 
     d = settings.delivery
     interval = min(15.0, max(1.0, d.retry_initial_s))
@@ -353,7 +353,7 @@ def outbox_retry(args: argparse.Namespace) -> int:
     for item in dead:
         revived = outbox.revive(item.destination, item.item_id)
         if app is not None:
-            from mammocad.worker.tasks import schedule_delivery
+            from mammocad.worker.outbox_delivery import schedule_delivery
 
             schedule_delivery(app, str(settings.node.spool_dir), revived)
         else:  # no broker known here: an empty token tells the running worker's sweeper to send it now

@@ -14,7 +14,7 @@ Delivery retries and the Redis visibility timeout: a retry is an ETA task, which
 Redis transport keeps unacknowledged and re-delivers after ``visibility_timeout``. So the
 countdown is capped at half that timeout; a task that wakes before the item's
 ``next_attempt`` just schedules itself again for the rest of the wait. The token makes
-exactly one chain live per item: the sweeper (:func:`requeue_due`, run by the results
+exactly one chain live per item: the sweeper (``outbox_delivery.requeue_due``, run by the results
 worker at start and periodically) replaces the token when it requeues an overdue item
 (e.g. after the broker lost its queue), and tasks of an older chain then drop out.
 """
@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-import uuid
 from typing import Any
 
 from celery import Celery, Task
@@ -32,8 +31,7 @@ from celery.exceptions import Retry, SoftTimeLimitExceeded
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 
-from mammocad.audit import AuditTrail
-from mammocad.config import Destination, OutputKind, Settings
+from mammocad.config import OutputKind, Settings
 from mammocad.config.watch import ConfigWatcher
 from mammocad.dicom.frame_size import DecodeBudgetError, check_decoded_size
 from mammocad.logs import log_event, safe_error
@@ -49,13 +47,12 @@ from mammocad.spool.tasks import (
     TASK_ANALYZE_IMAGE,
     TASK_DELIVER,
     TASK_FINALIZE_STUDY,
-    deliver_args,
     finalize_study_args,
 )
 from mammocad.worker import model_cache, observer
 from mammocad.worker.building import Built, build_study
-from mammocad.worker.delivery import DeliveryError, store_files
 from mammocad.worker.failures import failed_result
+from mammocad.worker.outbox_delivery import attempt, schedule_delivery
 
 logger = logging.getLogger(__name__)
 
@@ -307,13 +304,6 @@ def _build(settings: Settings, files: StudyFiles, study: StudyResult,
 # --------------------------------------------------------------------------- deliver
 
 
-def schedule_delivery(app: Celery, spool_dir: str, item: OutboxItem, countdown: float = 0.0) -> None:
-    """Queue one delivery attempt of ``item``'s chain (countdown kept below the visibility timeout)."""
-    vis = float(app.conf.broker_transport_options.get("visibility_timeout", 3600))
-    app.send_task(TASK_DELIVER, args=deliver_args(spool_dir, item.destination, item.item_id),
-                  kwargs={"token": item.token}, countdown=max(0.0, min(countdown, vis / 2)))
-
-
 def deliver(self: Task, spool_dir: str, destination: str, item_id: str, token: str | None = None) -> str:
     """One C-STORE attempt of one outbox item; reschedules itself with backoff on failure."""
     settings = _settings(self)
@@ -329,110 +319,13 @@ def deliver(self: Task, spool_dir: str, destination: str, item_id: str, token: s
             return "busy-or-gone"
         if token and token != item.token:
             return "stale"
-        wait: float | None  # _attempt gives None when no further try is owed (delivered or dead-lettered)
+        wait: float | None  # attempt gives None when no further try is owed (delivered or dead-lettered)
         wait = item.next_attempt - time.time()
         if wait <= 1.0:
-            outcome, wait = _attempt(settings, outbox, item, getattr(self.app, "mammocad_audit", None))
+            outcome, wait = attempt(settings, outbox, item, getattr(self.app, "mammocad_audit", None))
         else:
             outcome = "not-due" if token else "early"
     if wait is not None and token and outcome in ("retry", "not-due"):
         # After releasing the lock, so the next task never finds it held by this one.
         schedule_delivery(self.app, spool_dir, item, wait)
     return outcome
-
-
-def _attempt(settings: Settings, outbox: Outbox, item: OutboxItem, trail: AuditTrail | None = None
-             ) -> tuple[str, float | None]:
-    """Send the pending files; return the outcome and, on failure, the seconds until the next try."""
-    error = None
-    dest: Destination | None = None
-    try:
-        dest = settings.destination(item.destination)
-    except KeyError:
-        return _removed_destination(outbox, item, trail)
-    try:
-        with observer.stage("send"):
-            statuses = store_files(dest, item.pending_files(), calling_ae=settings.node.ae_title,
-                                   timeout_s=settings.delivery.network_timeout_s, associations=dest.associations)
-    except DeliveryError as exc:
-        statuses, error = [], str(exc)
-    except Exception as exc:
-        statuses, error = [], f"{type(exc).__name__}: {exc}"
-    item.delivered += [s.sop_uid for s in statuses if s.ok and s.sop_uid not in item.delivered]
-    if not item.pending_files():
-        studies = observer.item_studies(item.files())  # read before the item's files go
-        outbox.complete(item)
-        log_event(logger, "delivered", dest=item.destination, item=item.item_id, files=len(item.delivered),
-                  attempts=item.attempts + 1, seconds=round(time.time() - item.created, 2))
-        observer.delivered(trail, dest, item.destination, studies,
-                           observer.last_received(outbox.spool, [s.study_uid for s in studies], item.item_id))
-        return "delivered", None
-    item.attempts += 1
-    item.last_error = error or next((s.error for s in statuses if not s.ok), "unknown error")
-    t = time.time()
-    d = settings.delivery
-    if t - item.created >= d.deadline_s:
-        outbox.save(item)
-        outbox.dead_letter(item)
-        observer.dead(trail, dest, item.destination, observer.item_studies(item.files()), item.last_error or "")
-        log_event(logger, "dead_letter", level=logging.ERROR, dest=item.destination, item=item.item_id,
-                  attempts=item.attempts, error=item.last_error,
-                  dead_items=len(outbox.items(dead=True, destination=item.destination)))
-        return "dead", None
-    delay = min(d.retry_max_s, d.retry_initial_s * 2 ** (item.attempts - 1))
-    delay = max(0.0, min(delay, item.created + d.deadline_s - t))  # one last try at the deadline
-    item.next_attempt = t + delay
-    outbox.save(item)
-    observer.retried(item.destination)
-    log_event(logger, "delivery_retry", level=logging.WARNING, dest=item.destination, item=item.item_id,
-              attempts=item.attempts, retry_in=round(delay, 1), error=item.last_error)
-    return "retry", delay
-
-
-def _removed_destination(outbox: Outbox, item: OutboxItem, trail: AuditTrail | None = None
-                         ) -> tuple[str, None]:
-    """The destination is no longer configured: retrying cannot help, dead-letter now.
-
-    ``mammocad outbox retry`` brings it back once the destination is added again;
-    ``mammocad outbox drop`` gives it up (and lets retention prune the study).
-    """
-    item.last_error = (f"destination {item.destination!r} is not in the configuration (removed?): "
-                       "not retried; `mammocad outbox retry` after adding it back, or `mammocad outbox drop`")
-    outbox.save(item)
-    outbox.dead_letter(item)
-    observer.dead(trail, None, item.destination, observer.item_studies(item.files()), item.last_error)
-    log_event(logger, "dead_letter", level=logging.ERROR, dest=item.destination, item=item.item_id,
-              attempts=item.attempts, error=item.last_error)
-    return "dead", None
-
-
-def requeue_due(app: Celery, spool_dir: str, grace_s: float) -> int:
-    """Start a new delivery chain for every item overdue by more than ``grace_s``.
-
-    Recovers items whose scheduled task was lost (broker restarted without its data, a
-    crash between writing the outbox and queueing). Returns how many were requeued.
-    """
-    outbox = Outbox(spool_dir)
-    n = 0
-    for item in outbox.items():
-        if item.token and time.time() < item.next_attempt + grace_s:
-            continue  # an empty token means nobody scheduled it (e.g. `outbox retry` without a broker)
-        with outbox.locked(item) as got:
-            fresh = outbox.get(item.destination, item.item_id) if got else None
-            if fresh is not None:
-                fresh.token = uuid.uuid4().hex
-                outbox.save(fresh)
-        if fresh is not None:
-            schedule_delivery(app, spool_dir, fresh)
-            n += 1
-    if n:
-        log_event(logger, "outbox_requeued", items=n, grace=grace_s)
-    return n
-
-
-def revive(app: Celery, spool_dir: str, destination: str, item_id: str) -> OutboxItem:
-    """Move a dead-letter item back to the outbox and queue its delivery now."""
-    item = Outbox(spool_dir).revive(destination, item_id)
-    schedule_delivery(app, spool_dir, item)
-    return item
-

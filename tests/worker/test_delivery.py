@@ -12,7 +12,7 @@ from pydicom import dcmread
 from mammocad.config import Destination
 from mammocad.spool.outbox import Outbox
 from mammocad.worker.delivery import DeliveryError, store_files
-from mammocad.worker.tasks import revive, schedule_delivery
+from mammocad.worker.outbox_delivery import revive, schedule_delivery
 from tests.factories import make_mammogram, write
 from tests.services import free_port
 from tests.worker.conftest import StoreSCP, make_settings, wait_until
@@ -137,7 +137,7 @@ def test_one_destination_down_does_not_delay_the_other(tmp_path: Path, storescp:
 
 
 def test_sweeper_requeues_items_without_a_live_task(tmp_path: Path, storescp: StoreSCP, celery_worker) -> None:
-    from mammocad.worker.tasks import requeue_due
+    from mammocad.worker.outbox_delivery import requeue_due
 
     spool = tmp_path / "spool"
     app = celery_worker(make_settings(spool, [storescp.destination()]))

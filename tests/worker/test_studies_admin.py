@@ -21,7 +21,7 @@ from mammocad.spool.studies import StudyFiles, report_key
 from mammocad.spool.tasks import TASK_ANALYZE_IMAGE, TASK_FINALIZE_STUDY
 from mammocad.studies.actions import reanalyse, resend
 from mammocad.studies.status import all_statuses, study_status
-from mammocad.worker.tasks import _attempt
+from mammocad.worker.outbox_delivery import attempt
 from tests.services import free_port
 from tests.worker.conftest import StoreSCP, make_settings, wait_until
 from tests.worker.test_tasks import _spool_study
@@ -115,7 +115,7 @@ def test_removed_destination_is_dead_lettered_with_the_reason(tmp_path: Path) ->
     outbox = Outbox(spool)
     item = outbox.put("gone", "item1", [make_mammogram(rows=64, columns=48)])
     assert item is not None
-    outcome, wait = _attempt(make_settings(spool, []), outbox, item)
+    outcome, wait = attempt(make_settings(spool, []), outbox, item)
     assert (outcome, wait) == ("dead", None)
     dead = outbox.get("gone", "item1", dead=True)
     assert dead is not None and "not in the configuration (removed?)" in (dead.last_error or "")
