@@ -68,11 +68,19 @@ def exposure_of(line_integral: np.ndarray, mask: np.ndarray, spacing: float, spr
     return (primary + scatter).astype(np.float32)
 
 
-def detector_blur(values: np.ndarray, spacing: float, sigma_mm: float, glare: float) -> np.ndarray:
-    """Gaussian core of ``sigma_mm`` plus a ``glare`` fraction spread over millimetres."""
+def detector_blur(values: np.ndarray, spacing: float, sigma_mm: float, glare: float,
+                  on_detector: np.ndarray | None = None) -> np.ndarray:
+    """Gaussian core of ``sigma_mm`` plus a ``glare`` fraction spread over millimetres.
+
+    on_detector: attenuation lying on the detector itself (dust, lint, defective pixels:
+    ``confusers``), applied after the blur, which does not reach it.
+    """
     core = ndimage.gaussian_filter(values, sigma_mm / spacing) if sigma_mm / spacing > 0.2 else values
     wide = coarse_blur(values, spacing, 1.5) if glare > 0 else values
-    return ((1.0 - glare) * core + glare * wide).astype(np.float32)
+    blurred = ((1.0 - glare) * core + glare * wide).astype(np.float32)
+    if on_detector is not None:
+        blurred *= np.exp(-on_detector).astype(np.float32)
+    return blurred
 
 
 def detect_dr(line_integral: np.ndarray, mask: np.ndarray, spacing: float, settings: DrSettings,
@@ -88,9 +96,7 @@ def detect_dr(line_integral: np.ndarray, mask: np.ndarray, spacing: float, setti
     per_pixel = settings.photons_behind * (spacing / 0.1) ** 2
     n0 = per_pixel / max(behind, 1e-4)
     counts = rng.poisson(np.float64(n0) * exposure).astype(np.float32)
-    counts = detector_blur(counts, spacing, settings.mtf_sigma_mm, settings.glare)
-    if detector_layer is not None:
-        counts *= np.exp(-detector_layer).astype(np.float32)
+    counts = detector_blur(counts, spacing, settings.mtf_sigma_mm, settings.glare, detector_layer)
     counts += rng.normal(0.0, settings.electronic * np.sqrt(per_pixel), counts.shape).astype(np.float32)
     return (-np.log(np.maximum(counts, 1.0) / np.float32(n0))).astype(np.float32)
 

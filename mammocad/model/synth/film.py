@@ -73,9 +73,7 @@ def expose_film(line_integral: np.ndarray, mask: np.ndarray, spacing: float, set
     behind = float(np.median(exposure[inside])) if inside.any() else 0.3
     n0 = per_pixel / max(behind, 1e-4)
     counts = rng.poisson(np.float64(n0) * exposure).astype(np.float32)
-    counts = detector_blur(counts, spacing, settings.screen_sigma_mm, 0.05)
-    if detector_layer is not None:
-        counts *= np.exp(-detector_layer).astype(np.float32)
+    counts = detector_blur(counts, spacing, settings.screen_sigma_mm, 0.05, detector_layer)
     log_e = np.log10(np.maximum(counts, 0.5) / np.float32(n0))
     ref = float(np.log10(np.exp(-aec_line_integral) * (1.0 + settings.scatter_to_primary)))
     span = settings.d_max - settings.d_min
