@@ -48,15 +48,22 @@ class TileConfig:
     min_visible: float = 0.5
     #: A random tile is redrawn (up to 10 times) when less of it than this is breast.
     min_breast: float = 0.3
-    #: Share of tiles centred on a mined false positive (``hard_negatives.py``), once the
-    #: pool has any; taken from the random tiles' share.
+    #: Share of tiles centred on a mined false positive (``mining.py``), once the pool has
+    #: any; taken from the random tiles' share.
     hard_negative_fraction: float = 0.0
-    #: Mine every this many steps (0: never), from step ``hard_negative_start`` on.
+    #: Mine (false positives and misses alike) every this many steps (0: never), from step
+    #: ``hard_negative_start`` on.
     hard_negative_every: int = 0
     hard_negative_start: int = 0
-    #: Images looked at per mining round (0: all), and the lowest score that counts.
+    #: Images looked at per mining round (0: all), and the lowest score that counts as a
+    #: false positive.
     hard_negative_images: int = 0
     hard_negative_min_score: float = 0.3
+    #: Share of the *lesion* tiles centred on a lesion the model missed at the last mining
+    #: round (no box scoring ``hard_positive_max_score`` or more centred in it), once the
+    #: pool has any (``mining.py``). 0 mines no misses.
+    hard_positive_fraction: float = 0.0
+    hard_positive_max_score: float = 0.5
 
     def __post_init__(self) -> None:
         if self.size < 32:
@@ -68,6 +75,15 @@ class TileConfig:
                              f"{self.hard_negative_fraction}")
         if self.hard_negative_every < 0 or self.hard_negative_start < 0 or self.hard_negative_images < 0:
             raise ValueError("tiles.hard_negative_every, hard_negative_start and hard_negative_images must be >= 0")
+        if not 0.0 <= self.hard_positive_fraction <= 1.0:
+            raise ValueError(f"tiles.hard_positive_fraction must be in [0, 1], got {self.hard_positive_fraction}")
+        if not 0.0 < self.hard_positive_max_score <= 1.0:
+            raise ValueError(f"tiles.hard_positive_max_score must be in (0, 1], got {self.hard_positive_max_score}")
+
+    @property
+    def mines(self) -> bool:
+        """Whether a mining round has any pool to fill."""
+        return self.hard_negative_every > 0 and (self.hard_negative_fraction > 0 or self.hard_positive_fraction > 0)
 
 
 @dataclass(frozen=True)
@@ -156,8 +172,10 @@ class TileSampler:
     samples: Sequence[Sample]
     tiles: TileConfig = field(default_factory=TileConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    #: Mined false positives (image index, x, y, score) in the working frame; see hard_negatives.py.
+    #: Mined false positives (image index, x, y, score) in the working frame; see mining.py.
     hard_negatives: list[tuple[int, float, float, float]] = field(default_factory=list)
+    #: Mined misses (image index, lesion index, best score); see mining.py.
+    hard_positives: list[tuple[int, int, float]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.samples:
@@ -177,11 +195,16 @@ class TileSampler:
         return self._augment(tile, boxes, labels, rng)
 
     def _positive_origin(self, rng: np.random.Generator) -> tuple[int, tuple[int, int]]:
-        pool = self._lesions
-        if self.tiles.balance_classes:
-            classes = [c for c in (1, 2) if self._by_class[c]]
-            pool = self._by_class[classes[int(rng.integers(len(classes)))]]
-        i, j = pool[int(rng.integers(len(pool)))]
+        # rng is drawn from only when there is a pool, so a run without misses mined draws
+        # exactly the tiles it drew before hard positives existed.
+        if self.hard_positives and rng.random() < self.tiles.hard_positive_fraction:
+            i, j, _ = self.hard_positives[int(rng.integers(len(self.hard_positives)))]
+        else:
+            pool = self._lesions
+            if self.tiles.balance_classes:
+                classes = [c for c in (1, 2) if self._by_class[c]]
+                pool = self._by_class[classes[int(rng.integers(len(classes)))]]
+            i, j = pool[int(rng.integers(len(pool)))]
         x1, y1, x2, y2 = self.samples[i].boxes[j]
         half = self.tiles.size / 2
         cx = (x1 + x2) / 2 + rng.uniform(-1, 1) * self.tiles.jitter * half

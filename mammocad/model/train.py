@@ -92,8 +92,9 @@ class TrainState:
     scaler: torch.amp.GradScaler
     rng: np.random.Generator
     step: int = 0
-    #: Mined false positives and the step they were mined at (-1: never); see hard_negatives.py.
+    #: Mined false positives and misses, and the step they were mined at (-1: never); see mining.py.
     hard_negatives: list[tuple[int, float, float, float]] = field(default_factory=list)
+    hard_positives: list[tuple[int, int, float]] = field(default_factory=list)
     mined_at: int = -1
 
     def save(self, path: Path, cfg: TrainConfig) -> Path:
@@ -101,7 +102,8 @@ class TrainState:
             "format": "mammocad-train-state/1", "step": self.step, "config": cfg.raw,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-            "hard_negatives": [list(h) for h in self.hard_negatives], "mined_at": self.mined_at,
+            "hard_negatives": [list(h) for h in self.hard_negatives],
+            "hard_positives": [list(h) for h in self.hard_positives], "mined_at": self.mined_at,
             "rng": {"numpy": self.rng.bit_generator.state, "torch": torch.get_rng_state(),
                     "python": random.getstate(),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
@@ -125,6 +127,7 @@ class TrainState:
         self.rng.bit_generator.state = payload["rng"]["numpy"]
         self.hard_negatives = [(int(i), float(x), float(y), float(sc))
                                for i, x, y, sc in payload.get("hard_negatives", [])]
+        self.hard_positives = [(int(i), int(j), float(sc)) for i, j, sc in payload.get("hard_positives", [])]
         self.mined_at = int(payload.get("mined_at", -1))
         torch.set_rng_state(payload["rng"]["torch"])
         random.setstate(payload["rng"]["python"])
@@ -247,21 +250,25 @@ def train_steps(state: TrainState, sampler: TileSampler, cfg: TrainConfig, out: 
 
 
 def _mine_if_due(state: TrainState, sampler: TileSampler, cfg: TrainConfig, device: str) -> None:
-    """Refresh the hard-negative pool at its steps (seeded by step, so a resume repeats it)."""
+    """Refresh the mined pools at their steps (seeded by step, so a resume repeats it)."""
     t = cfg.tiles
-    due = (t.hard_negative_every > 0 and t.hard_negative_fraction > 0 and state.step >= t.hard_negative_start
+    due = (t.mines and state.step >= t.hard_negative_start
            and (state.step - t.hard_negative_start) % t.hard_negative_every == 0 and state.mined_at != state.step)
     if due:
-        from mammocad.model.hard_negatives import mine
+        from mammocad.model.mining import mine
 
         started = time.perf_counter()
-        state.hard_negatives = mine(state.model, sampler.samples, cfg.detector, device=device,
-                                    rng=np.random.default_rng([cfg.seed, state.step]), n_images=t.hard_negative_images,
-                                    min_score=t.hard_negative_min_score)
+        mined = mine(state.model, sampler.samples, cfg.detector, device=device,
+                     rng=np.random.default_rng([cfg.seed, state.step]), n_images=t.hard_negative_images,
+                     min_score=t.hard_negative_min_score,
+                     positive_max_score=t.hard_positive_max_score if t.hard_positive_fraction > 0 else 0.0)
+        state.hard_negatives = mined.negatives if t.hard_negative_fraction > 0 else []
+        state.hard_positives = mined.positives
         state.mined_at = state.step
-        log_event(logger, "hard_negatives_mined", step=state.step, found=len(state.hard_negatives),
-                  seconds=round(time.perf_counter() - started, 1))
+        log_event(logger, "hard_examples_mined", step=state.step, false_positives=len(state.hard_negatives),
+                  misses=len(state.hard_positives), seconds=round(time.perf_counter() - started, 1))
     sampler.hard_negatives = state.hard_negatives
+    sampler.hard_positives = state.hard_positives
 
 
 def _append_csv(path: Path, row: dict[str, float]) -> None:

@@ -1,5 +1,6 @@
-"""Hard-negative mining: only boxes off the annotations are kept, tiles centre on them, and
-a resumed run mines and draws exactly as a straight one."""
+"""Hard-example mining: only boxes off the annotations are false positives, only lesions no
+good box is centred in are misses, tiles centre on both, and a resumed run mines and draws
+exactly as a straight one."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from mammocad.model import train
 from mammocad.model.dataset import AugmentConfig, Sample, TileConfig, TileSampler
-from mammocad.model.hard_negatives import false_positive_centres
+from mammocad.model.mining import false_positive_centres, missed_lesions
 from tests.model.test_train import tiny_config
 
 
@@ -24,6 +25,54 @@ def test_only_boxes_centred_off_every_lesion_are_false_positives() -> None:
     got = false_positive_centres(boxes, scores, truth, min_score=0.3)
     assert got == [(42.5, 42.5, pytest.approx(0.8)), (75.0, 75.0, pytest.approx(0.7))]
     assert false_positive_centres(boxes, scores, np.zeros((0, 4)), 0.3)[0][:2] == (20.0, 20.0)
+
+
+def test_a_lesion_is_missed_unless_a_box_scoring_enough_is_centred_in_it() -> None:
+    truth = np.array([[10, 10, 30, 30],     # a box centred in it scores 0.9: found
+                      [50, 50, 70, 70],     # only a 0.4 box is centred in it: missed, best 0.4
+                      [100, 100, 120, 120],  # a 0.95 box overlaps it, centred outside: missed, best 0
+                      ], np.float32)
+    boxes = np.array([[12, 12, 28, 28], [55, 55, 65, 65], [110, 110, 160, 160]])
+    scores = np.array([0.9, 0.4, 0.95])
+    assert missed_lesions(boxes, scores, truth, max_score=0.5) == [(1, pytest.approx(0.4)), (2, 0.0)]
+    assert missed_lesions(boxes, scores, truth, max_score=0.3) == [(2, 0.0)]
+    assert missed_lesions(np.zeros((0, 4)), np.zeros(0), truth, 0.5) == [(0, 0.0), (1, 0.0), (2, 0.0)]
+    assert missed_lesions(boxes, scores, np.zeros((0, 4)), 0.5) == []
+
+
+def test_sampler_centres_its_share_of_lesion_tiles_on_the_misses() -> None:
+    image = np.full((400, 400), 0.5, np.float32)
+    image[300:310, 300:310] = 1.0  # the missed lesion
+    image[40:50, 40:50] = 0.9      # the lesion the model finds
+    boxes = np.array([[40, 40, 50, 50], [300, 300, 310, 310]], np.float32)
+    sample = Sample(image, boxes, np.array([1, 1], np.int64), "a")
+    tiles = TileConfig(size=64, positive_fraction=1.0, hard_positive_fraction=0.8, jitter=0.5)
+    sampler = TileSampler([sample], tiles, AugmentConfig(hflip=0, vflip=0, gamma=(1, 1), contrast=(1, 1),
+                                                           noise_std=0))
+    rng = np.random.default_rng(5)
+    before = sum((sampler.draw(rng)[0] == 1.0).any() for _ in range(200))
+    assert 70 <= before <= 130, before  # no pool: each lesion in about half the tiles
+    sampler.hard_positives = [(0, 1, 0.1)]
+    hits = sum((sampler.draw(rng)[0] == 1.0).any() for _ in range(200))
+    assert 160 <= hits <= 195, hits  # 0.8 + 0.2 / 2 = 0.9 of the tiles hold the miss
+
+
+def test_without_a_pool_the_sampler_draws_what_it_drew_before_misses_were_mined() -> None:
+    """Old configs (no hard_positive_fraction) must reproduce their released weights' tiles."""
+    image = np.random.default_rng(0).random((300, 300)).astype(np.float32)
+    sample = Sample(image, np.array([[100, 100, 120, 120]], np.float32), np.array([2], np.int64), "a")
+    plain = TileSampler([sample], TileConfig(size=64, positive_fraction=0.7))
+    with_share = TileSampler([sample], TileConfig(size=64, positive_fraction=0.7, hard_positive_fraction=0.5))
+    a, b = np.random.default_rng(9), np.random.default_rng(9)
+    for _ in range(20):
+        assert np.array_equal(plain.draw(a)[0], with_share.draw(b)[0])
+
+
+def test_shares_are_checked() -> None:
+    with pytest.raises(ValueError, match="hard_positive_fraction"):
+        TileConfig(hard_positive_fraction=1.5)
+    with pytest.raises(ValueError, match="hard_positive_max_score"):
+        TileConfig(hard_positive_max_score=0.0)
 
 
 def test_sampler_centres_its_share_of_tiles_on_the_pool() -> None:
@@ -48,7 +97,8 @@ def test_hard_negative_share_is_checked() -> None:
 def test_mining_runs_on_schedule_and_a_resume_repeats_it(tiny_data: Path, tmp_path: Path) -> None:
     raw = tiny_config(tiny_data, steps=6)
     raw["tiles"].update({"positive_fraction": 0.5, "hard_negative_fraction": 0.5, "hard_negative_every": 2,
-                         "hard_negative_start": 2, "hard_negative_min_score": 0.0})
+                         "hard_negative_start": 2, "hard_negative_min_score": 0.0,
+                         "hard_positive_fraction": 0.5, "hard_positive_max_score": 1.0})
     cfg = train.config_from_dict(raw)
     samples, _, _ = train.prepare_data(cfg)
 
@@ -60,6 +110,10 @@ def test_mining_runs_on_schedule_and_a_resume_repeats_it(tiny_data: Path, tmp_pa
     assert straight.mined_at == 4  # mined at steps 2 and 4 (6 is the end)
     assert straight.hard_negatives, "an untrained model fires everywhere: the pool cannot be empty"
     assert all(0 <= i < len(samples) for i, *_ in straight.hard_negatives)
+    # No score reaches 1.0, so every lesion of the mined images is a miss.
+    assert straight.hard_positives == [(i, j, best) for i, j, best in straight.hard_positives
+                                       if j < len(samples[i].labels) and best < 1.0]
+    assert len(straight.hard_positives) == sum(len(s.labels) for s in samples), "all images are mined here"
 
     first, sampler = fresh()
     train.train_steps(first, sampler, cfg, tmp_path / "b", "cpu", steps=3, progress=False)
@@ -67,9 +121,11 @@ def test_mining_runs_on_schedule_and_a_resume_repeats_it(tiny_data: Path, tmp_pa
     resumed, sampler = fresh()
     resumed.load(tmp_path / "b" / "state.pt")
     assert resumed.hard_negatives == first.hard_negatives and resumed.mined_at == 2
+    assert resumed.hard_positives == first.hard_positives and resumed.hard_positives
     rows = train.train_steps(resumed, sampler, cfg, tmp_path / "b", "cpu", steps=6, progress=False)
     assert [round(r["loss"], 5) for r in rows] == [round(r["loss"], 5) for r in ref[3:]]
     assert resumed.hard_negatives == straight.hard_negatives
+    assert resumed.hard_positives == straight.hard_positives
 
 
 def test_cycle_peaks_override_the_geometric_rule() -> None:
