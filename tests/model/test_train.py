@@ -192,3 +192,14 @@ def test_the_validation_split_tells_apart_patients_of_different_sources(tiny_dat
     # one id may go to validation in one source and train in the other: they are different women
     assert {p.split(":")[1] for p in val_patients if p.startswith("src1:")} != \
         {p.split(":")[1] for p in val_patients if p.startswith("src2:")}
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[2] / "config").glob("train-*.toml")),
+                         ids=lambda p: p.name)
+def test_every_shipped_training_config_is_valid(path: Path) -> None:
+    """`make demo-weights` runs these one after another for an hour or more: a typo in the
+    last stage must fail here, not at its end."""
+    cfg = train.load_config(path)
+    assert cfg.optim.steps > 0 and cfg.data
+    if cfg.tiles.hard_positive_fraction > 0:
+        assert cfg.tiles.mines, "misses are only mined when a mining schedule is set"
