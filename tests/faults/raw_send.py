@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from pydicom.dataset import FileMetaDataset
-from pydicom.filebase import DicomBytesIO
+from pydicom.filebase import DicomBytesIO, DicomFileLike
 from pydicom.filewriter import write_dataset, write_file_meta_info
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRLittleEndian
 from pynetdicom import AE, _config
 
 MG = "1.2.840.10008.5.1.4.1.1.1.2"
@@ -47,14 +47,14 @@ def chunked_send() -> Iterator[None]:
 def part10(path: Path, body: bytes, *, sop_class: str = MG, sop_uid: str = "1.2.3.4",
            transfer_syntax: str = ExplicitVRLittleEndian) -> Path:
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = sop_uid
-    meta.TransferSyntaxUID = transfer_syntax
-    meta.ImplementationClassUID = "1.2.826.0.1.3680043.8.498.1"
+    meta.MediaStorageSOPClassUID = UID(sop_class)
+    meta.MediaStorageSOPInstanceUID = UID(sop_uid)
+    meta.TransferSyntaxUID = UID(transfer_syntax)
+    meta.ImplementationClassUID = UID("1.2.826.0.1.3680043.8.498.1")
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as fh:
         fh.write(b"\x00" * 128 + b"DICM")
-        write_file_meta_info(fh, meta, enforce_standard=True)
+        write_file_meta_info(DicomFileLike(fh), meta, enforce_standard=True)
         fh.write(body)
     return path
 
