@@ -1,4 +1,10 @@
-"""Shared helpers of the benchmarks: synthetic full-field mammograms and a node subprocess."""
+"""Shared helpers of the benchmarks: synthetic full-field mammograms and a node subprocess.
+
+Every process a benchmark starts goes through ``tests.processes.spawn``, like the test
+suite's: it dies with the benchmark even when the benchmark is killed (process group,
+``PR_SET_PDEATHSIG`` and a reaper process), so an interrupted run leaves no node, redis or
+DCMTK peer holding a port.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +17,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.processes import spawn, stop  # noqa: E402
 
 MG_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.2"
 
@@ -63,13 +73,13 @@ def make_images(folder: Path, count: int, rows: int = 4096, columns: int = 3328,
     return paths
 
 
-def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
+def start_redis(workdir: Path) -> tuple[subprocess.Popen[Any], int]:
     """A private, non-persistent redis-server on a free loopback port, data under ``workdir/redis``."""
     port = free_port()
     (workdir / "redis").mkdir(parents=True, exist_ok=True)
-    redis = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port", str(port),
-                              "--bind", "127.0.0.1", "--dir", str(workdir / "redis"), "--save", ""],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    redis = spawn([shutil.which("redis-server") or "redis-server", "--port", str(port),
+                   "--bind", "127.0.0.1", "--dir", str(workdir / "redis"), "--save", ""],
+                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return redis, port
 
 
@@ -83,15 +93,13 @@ def node_process(workdir: Path, *, max_pdu: int = 0, timeout_s: float = 300) -> 
                    f'spool_dir = "{workdir / "spool"}"\nmax_pdu_size = {max_pdu}\nstudy_timeout_s = {timeout_s}\n'
                    f'require_known_callers = false\n\n[broker]\nurl = "redis://127.0.0.1:{redis_port}/0"\n')
     env = {**os.environ, "MAMMOCAD_LOG_LEVEL": "WARNING"}
-    node = subprocess.Popen([sys.executable, "-m", "mammocad", "--config", str(cfg), "node"], env=env)
+    node = spawn([sys.executable, "-m", "mammocad", "--config", str(cfg), "node"], name="mammocad node", env=env)
     try:
         wait_for_port(port)
         yield port, node.pid
     finally:
-        node.terminate()
-        node.wait(30)
-        redis.terminate()
-        redis.wait(30)
+        stop(node)
+        stop(redis)
 
 
 def peak_rss_mb(pid: int) -> tuple[float, float]:

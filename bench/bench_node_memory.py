@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _node_bench import make_images, node_process, peak_rss_mb  # noqa: E402
+from _node_bench import make_images, node_process, peak_rss_mb, spawn  # noqa: E402
 
 
 def main() -> int:
@@ -33,8 +33,8 @@ def main() -> int:
         with node_process(work / "node") as (port, pid):
             _, idle_rss = peak_rss_mb(pid)
             start = time.perf_counter()
-            senders = [subprocess.Popen(["storescu", "-aet", f"BENCH{s}", "-aec", "MAMMOCAD", "127.0.0.1",
-                                         str(port), *map(str, batch)], stderr=subprocess.PIPE, text=True)
+            senders = [spawn(["storescu", "-aet", f"BENCH{s}", "-aec", "MAMMOCAD", "127.0.0.1",
+                              str(port), *map(str, batch)], stderr=subprocess.PIPE, text=True)
                        for s, batch in enumerate(batches)]
             failures = [p.communicate()[1][-500:] for p in senders if p.wait() != 0]
             elapsed = time.perf_counter() - start

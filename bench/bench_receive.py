@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _node_bench import free_port, make_images, node_process, wait_for_port  # noqa: E402
+from _node_bench import free_port, make_images, node_process, spawn, stop, wait_for_port  # noqa: E402
 
 
 def cpu_seconds(pid: int) -> float:
@@ -50,14 +50,13 @@ def run_storescp(paths: list[Path], work: Path, pdu: int) -> tuple[float, float]
     out = work / "storescp-out"
     out.mkdir(parents=True)
     port = free_port()
-    proc = subprocess.Popen(["storescp", "+B", "-pdu", str(pdu), "-od", str(out), "-aet", "STORESCP", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = spawn(["storescp", "+B", "-pdu", str(pdu), "-od", str(out), "-aet", "STORESCP", str(port)],
+                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_port(port)
         return timed_send(paths, port, "STORESCP", proc.pid)
     finally:
-        proc.terminate()
-        proc.wait(30)
+        stop(proc)
 
 
 def main() -> int:

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._node_bench import start_redis  # noqa: E402
 from tests.factories import make_mammogram, write  # noqa: E402
 from tests.faults.fuzzing import fuzz_data_sets, fuzz_pdus, node_alive  # noqa: E402
+from tests.processes import spawn, stop  # noqa: E402
 from tests.services import free_port, wait_for_port  # noqa: E402
 
 
@@ -51,8 +52,8 @@ def main() -> int:
                    f'network_timeout_s = 2\nmax_inflated_mb = 8\n[broker]\nurl = "redis://127.0.0.1:{redis_port}/0"\n')
     log = work / "node.log"
     with open(log, "wb") as out:
-        node = subprocess.Popen([sys.executable, "-m", "mammocad", "--config", str(cfg), "node"],
-                                stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        node = spawn([sys.executable, "-m", "mammocad", "--config", str(cfg), "node"], name="mammocad node",
+                     stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         wait_for_port(redis_port)
         wait_for_port(port, timeout=60)
@@ -66,10 +67,8 @@ def main() -> int:
         problems = report.problems(work / "spool", log.read_text(errors="replace"), alive)
         rss_mb, peak_mb = _memory_mb(node.pid) if node.poll() is None else (float("nan"), float("nan"))
     finally:
-        node.terminate()
-        node.wait(30)
-        redis.terminate()
-        redis.wait(30)
+        stop(node)
+        stop(redis)
     sent = sum(report.statuses.values())
     print(f"data sets: {args.cases} cases, {sent} answered, {report.aborted} associations aborted; "
           f"PDU garbage: {report.pdus} connections; {seconds:.0f} s (seed {args.seed})")
