@@ -196,7 +196,7 @@ def test_the_validation_split_tells_apart_patients_of_different_sources(tiny_dat
 
 @pytest.mark.parametrize("path", sorted((Path(__file__).parents[2] / "config").glob("train-*.toml")),
                          ids=lambda p: p.name)
-def test_every_shipped_training_config_is_valid(path: Path) -> None:
+def test_every_training_config_in_the_repository_is_valid(path: Path) -> None:
     """`make demo-weights` runs these one after another for an hour or more: a typo in the
     last stage must fail here, not at its end."""
     cfg = train.load_config(path)
