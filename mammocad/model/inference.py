@@ -14,7 +14,9 @@ validation lesions at training; 0.5, the larger of the two, when absent). See
 Reported lesions are those with ``score >= metadata["lesion_score_threshold"]`` (chosen on
 validation data when the checkpoint was trained; the model's own ``box_score_thresh``
 when absent); breast risk uses the same lesions (``risk.py``). ``predict_standardised``
-returns every box, unfiltered, for evaluation (FROC needs them all).
+returns every box whatever its score, for evaluation (FROC needs them all), but never one
+centred outside the breast (burned-in labels and markers in the air beside it:
+``breast_mask.inside_breast``), so evaluation measures what the node reports.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from mammocad.logs import log_event
+from mammocad.model.breast_mask import inside_breast
 from mammocad.model.checkpoint import LoadedCheckpoint, load_checkpoint, resolve_weights
 from mammocad.model.devices import configure_cpu_threads, default_batch_size, resolve_device
 from mammocad.model.info import DetectorInfo
@@ -109,6 +112,8 @@ class Detector:
         """
         det = detect_tiled(self.model, image, self.spec, device=self.device, batch_size=self.batch_size,
                            amp=self.amp)
+        if len(det.boxes):  # marks on film labels and markers beside the breast (breast_mask.py)
+            det = det.select(inside_breast(det.boxes, image, self.preprocess.working_spacing_mm))
         probs = det.probs
         lesion_mass = np.maximum(probs[:, 1] + probs[:, 2], 1e-12) if len(probs) else np.zeros(0)
         p_mal = (probs[:, 2] / lesion_mass).clip(0, 1) if len(probs) else np.zeros(0)

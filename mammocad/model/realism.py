@@ -10,7 +10,7 @@ resample to 0.2 mm, take 256×256 regions fully inside the breast (and clear of 
 markers and borders, see :func:`breast_mask`), subtract each region's mean, apply a 2-D Hann
 window, radially average |FFT|², fit log P against log f over 0.15–0.8 cycles/mm; β is minus
 the slope. Real breast tissue gives β ≈ 3 (literature 2.8–3.2). The breast mask (and what it
-keeps ROIs away from) is ``realism_mask.breast_mask``.
+keeps ROIs away from) is ``breast_mask.breast_mask``.
 
 High-frequency noise power (``nps_hf``): the same spectra, normalised as a noise power
 spectrum (|FFT|² · Δx·Δy / Σw², units intensity²·mm² on the [0, 1] scale), averaged over
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mammocad.model.realism_mask import BreastMask, breast_mask
+from mammocad.model.breast_mask import BreastMask, breast_mask
 
 #: Pixel size at which β and the noise power are measured (shared/README.md).
 REALISM_SPACING_MM = 0.2

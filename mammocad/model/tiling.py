@@ -57,6 +57,10 @@ class Detections:
     def empty(cls, num_classes: int = 3, tiles: int = 0) -> Detections:
         return cls(np.zeros((0, 4)), np.zeros(0), np.zeros((0, num_classes)), tiles)
 
+    def select(self, keep: np.ndarray) -> Detections:
+        """The detections where ``keep`` (bool [N]) is True."""
+        return Detections(self.boxes[keep], self.scores[keep], self.probs[keep], self.tiles)
+
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     """Evenly spread starts covering [0, length) with at least ``overlap`` between tiles."""
