@@ -53,7 +53,7 @@ def breast_mask(image: np.ndarray, spacing_mm: float, *, edge_mm: float = 1.0, a
     """
     img = np.asarray(image, dtype=np.float32)
     px = lambda mm: max(1, int(round(mm / spacing_mm)))  # noqa: E731 - local unit helper
-    foreground, breast = _segment(img, spacing_mm, strip_mm)
+    foreground, breast = _segment(img, spacing_mm, strip_mm, cut=0.5)
     if not breast.any():
         empty = np.zeros(img.shape, dtype=bool)
         return BreastMask(empty, foreground, empty, empty)
@@ -67,18 +67,19 @@ def breast_mask(image: np.ndarray, spacing_mm: float, *, edge_mm: float = 1.0, a
     return BreastMask(breast=breast, artefacts=artefacts | (edge & foreground), usable=usable, pectoral=pectoral)
 
 
-def _segment(img: np.ndarray, spacing_mm: float, strip_mm: float) -> tuple[np.ndarray, np.ndarray]:
-    """(foreground, breast): everything brighter than the background, and its largest
-    component once strips narrower than ``2·strip_mm`` are opened away, holes filled (all
-    False when there is no foreground)."""
+def _segment(img: np.ndarray, spacing_mm: float, strip_mm: float, *, cut: float
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """(foreground, breast): what is brighter than the background by ``cut`` of the way to
+    Otsu's threshold, and its largest component once strips narrower than ``2·strip_mm`` are
+    opened away, holes filled (all False when there is no foreground)."""
     if img.ndim != 2:
         raise ValueError(f"image must be 2-D, got shape {img.shape}")
     px = max(1, int(round(strip_mm / spacing_mm)))
     smooth = ndimage.gaussian_filter(img, max(0.5, 0.4 / spacing_mm))
-    # Halfway between the background and Otsu's cut: Otsu alone splits fat from dense tissue
-    # on film and drops the skin-line fall-off, which belongs to the breast.
+    # Otsu alone splits fat from dense tissue on film and drops the skin-line fall-off, which
+    # belongs to the breast: the cut sits between the background and Otsu's threshold.
     background = float(np.percentile(smooth[::4, ::4], 5))
-    foreground = smooth > background + 0.5 * (otsu_threshold(smooth) - background)
+    foreground = smooth > background + cut * (otsu_threshold(smooth) - background)
     opened = _dilate(_erode(foreground, px), px)
     labels, n = ndimage.label(opened)
     if n == 0:
@@ -88,18 +89,24 @@ def _segment(img: np.ndarray, spacing_mm: float, strip_mm: float) -> tuple[np.nd
 
 
 def inside_breast(boxes: np.ndarray, image: np.ndarray, spacing_mm: float, *, margin_mm: float = 2.0,
-                  min_breast_fraction: float = 0.02, strip_mm: float = 2.0) -> np.ndarray:
+                  min_breast_fraction: float = 0.02, strip_mm: float = 2.0, cut: float = 0.05) -> np.ndarray:
     """[N] bool: the box's centre lies in the breast of ``image`` grown by ``margin_mm``.
 
-    The margin keeps skin and skin-line calcifications, which sit on the breast's edge. When
-    no breast is found (it covers under ``min_breast_fraction`` of the image: a blank or
-    inverted image), every box is kept: a segmentation failure must not hide findings.
+    The breast here is everything just above the background (``cut`` = 5 % of the way to
+    Otsu's threshold, not the realism mask's 50 %) that is connected to the largest object:
+    film burns the thin periphery out almost to black, and an image cropped so tightly that
+    it holds no air has fat as its darkest tenth. At 50 %, 10 of the 330 clusters of five
+    synth v2 seeds fell outside; at 5 %, none that lies in the image. Letters and markers
+    stand apart in the air, so they stay separate objects. The margin keeps skin and
+    skin-line calcifications. When no breast is found (it covers under
+    ``min_breast_fraction`` of the image: a blank or inverted image), every box is kept: a
+    segmentation failure must not hide findings.
     """
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     img = np.asarray(image, dtype=np.float32)
     if len(boxes) == 0:
         return np.zeros(0, dtype=bool)
-    _, breast = _segment(img, spacing_mm, strip_mm)
+    _, breast = _segment(img, spacing_mm, strip_mm, cut=cut)
     if breast.mean() < min_breast_fraction:
         return np.ones(len(boxes), dtype=bool)
     grown = _dilate(breast, max(1, int(round(margin_mm / spacing_mm))))

