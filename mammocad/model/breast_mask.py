@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from mammocad.model.standardise import otsu_threshold
+from mammocad.model.segment import dilate, erode, segment_breast
 
 
 @dataclass(frozen=True)
@@ -53,39 +53,18 @@ def breast_mask(image: np.ndarray, spacing_mm: float, *, edge_mm: float = 1.0, a
     """
     img = np.asarray(image, dtype=np.float32)
     px = lambda mm: max(1, int(round(mm / spacing_mm)))  # noqa: E731 - local unit helper
-    foreground, breast = _segment(img, spacing_mm, strip_mm, cut=0.5)
+    foreground, breast = segment_breast(img, spacing_mm, strip_mm, cut=0.5)
     if not breast.any():
         empty = np.zeros(img.shape, dtype=bool)
         return BreastMask(empty, foreground, empty, empty)
     # What the opening cut off near the breast is its own ragged rim; farther out, a strip.
-    near = _dilate(breast, px(strip_mm) + 1)
-    artefacts = _dilate(_bright_components(img, foreground & ~near, breast, px(5.0)), px(artefact_margin_mm))
+    near = dilate(breast, px(strip_mm) + 1)
+    artefacts = dilate(_bright_components(img, foreground & ~near, breast, px(5.0)), px(artefact_margin_mm))
     edge = _edge_bands(foreground, px(edge_mm), max_strip_px=px(10.0), margin_px=px(2.0))
-    inner = _erode(breast, px(rim_mm))
+    inner = erode(breast, px(rim_mm))
     pectoral = pectoral_mask(img, breast, spacing_mm)
-    usable = inner & ~artefacts & ~edge & ~_dilate(pectoral, px(pectoral_margin_mm))
+    usable = inner & ~artefacts & ~edge & ~dilate(pectoral, px(pectoral_margin_mm))
     return BreastMask(breast=breast, artefacts=artefacts | (edge & foreground), usable=usable, pectoral=pectoral)
-
-
-def _segment(img: np.ndarray, spacing_mm: float, strip_mm: float, *, cut: float
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """(foreground, breast): what is brighter than the background by ``cut`` of the way to
-    Otsu's threshold, and its largest component once strips narrower than ``2·strip_mm`` are
-    opened away, holes filled (all False when there is no foreground)."""
-    if img.ndim != 2:
-        raise ValueError(f"image must be 2-D, got shape {img.shape}")
-    px = max(1, int(round(strip_mm / spacing_mm)))
-    smooth = ndimage.gaussian_filter(img, max(0.5, 0.4 / spacing_mm))
-    # Otsu alone splits fat from dense tissue on film and drops the skin-line fall-off, which
-    # belongs to the breast: the cut sits between the background and Otsu's threshold.
-    background = float(np.percentile(smooth[::4, ::4], 5))
-    foreground = smooth > background + cut * (otsu_threshold(smooth) - background)
-    opened = _dilate(_erode(foreground, px), px)
-    labels, n = ndimage.label(opened)
-    if n == 0:
-        return foreground, np.zeros(img.shape, dtype=bool)
-    sizes = ndimage.sum_labels(opened, labels, index=np.arange(1, n + 1))
-    return foreground, ndimage.binary_fill_holes(labels == int(np.argmax(sizes)) + 1)
 
 
 def inside_breast(boxes: np.ndarray, image: np.ndarray, spacing_mm: float, *, margin_mm: float = 2.0,
@@ -106,10 +85,10 @@ def inside_breast(boxes: np.ndarray, image: np.ndarray, spacing_mm: float, *, ma
     img = np.asarray(image, dtype=np.float32)
     if len(boxes) == 0:
         return np.zeros(0, dtype=bool)
-    _, breast = _segment(img, spacing_mm, strip_mm, cut=cut)
+    _, breast = segment_breast(img, spacing_mm, strip_mm, cut=cut)
     if breast.mean() < min_breast_fraction:
         return np.ones(len(boxes), dtype=bool)
-    grown = _dilate(breast, max(1, int(round(margin_mm / spacing_mm))))
+    grown = dilate(breast, max(1, int(round(margin_mm / spacing_mm))))
     rows, cols = grown.shape
     x = np.clip(np.floor((boxes[:, 0] + boxes[:, 2]) / 2), 0, cols - 1).astype(np.int64)
     y = np.clip(np.floor((boxes[:, 1] + boxes[:, 3]) / 2), 0, rows - 1).astype(np.int64)
@@ -162,18 +141,6 @@ def _edge_bands(foreground: np.ndarray, edge_px: int, *, max_strip_px: int, marg
                 width = max(width, int(np.percentile(strip, 95)) + margin_px)
         band[where(width)] = True
     return band
-
-
-def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
-    """Binary dilation by a disc of ``radius`` px (a distance transform: O(pixels), any radius)."""
-    if not mask.any():
-        return np.zeros(mask.shape, dtype=bool)
-    return np.asarray(ndimage.distance_transform_edt(~mask) <= radius)
-
-
-def _erode(mask: np.ndarray, radius: int) -> np.ndarray:
-    """Binary erosion by a disc; outside the image counts as inside the mask (no edge effect)."""
-    return ~_dilate(~mask, radius)
 
 
 def pectoral_mask(image: np.ndarray, breast: np.ndarray, spacing_mm: float, *, min_contrast: float = 0.03

@@ -23,10 +23,10 @@ import torch
 import torch.nn.functional as F
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_modality_lut, apply_voi_lut, pixel_array
-from scipy import ndimage
 
 from mammocad.dicom import header as dicom_header
 from mammocad.model.frame import FrameTransform
+from mammocad.model.segment import segment_breast
 
 #: Pixel size assumed when a header gives none and the image's size says nothing better.
 FALLBACK_SPACING_MM = 0.1
@@ -291,20 +291,21 @@ def _chest_wall_left(image: np.ndarray, laterality: str, row_dir: str) -> tuple[
 
 
 def _breast_box(image: np.ndarray, spacing: tuple[float, float], spec: PreprocessSpec) -> tuple[int, int, int, int]:
-    """Bounding box of the largest bright component (Otsu threshold on a small copy) + margin."""
+    """Bounding box of the breast (``segment.segment_breast`` on a small copy) + margin.
+
+    The cut sits just above the background (5 % of the way to Otsu's threshold), with strips
+    narrower than 4 mm opened away. Otsu's threshold itself picked the brightest object, not
+    the breast: a film border along the bottom edge of a dim film (a 53-row strip kept, the
+    breast thrown away) or the pectoral muscle of a DR MLO (the breast beyond it cut off): 5
+    of 330 synth v2 clusters were cropped out of their images that way.
+    """
     rows, cols = image.shape
     step = max(1, int(max(rows, cols) // 512))
-    small = image[::step, ::step]
-    threshold = otsu_threshold(small)
-    mask = small > threshold
-    labels, n = ndimage.label(mask)
-    if n == 0:
+    small = np.ascontiguousarray(image[::step, ::step], dtype=np.float32)
+    _, breast = segment_breast(small, min(spacing) * step, 2.0, cut=0.05)
+    if breast.sum() < 0.01 * breast.size:
         return (0, 0, cols, rows)
-    sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, n + 1))
-    biggest = int(np.argmax(sizes)) + 1
-    ys, xs = np.nonzero(labels == biggest)
-    if sizes[biggest - 1] < 0.01 * mask.size:
-        return (0, 0, cols, rows)
+    ys, xs = np.nonzero(breast)
     my = int(round(spec.crop_margin_mm / spacing[0])) + step
     mx = int(round(spec.crop_margin_mm / spacing[1])) + step
     x0 = max(0, int(xs.min()) * step - mx)
@@ -312,21 +313,6 @@ def _breast_box(image: np.ndarray, spacing: tuple[float, float], spec: Preproces
     x1 = min(cols, (int(xs.max()) + 1) * step + mx)
     y1 = min(rows, (int(ys.max()) + 1) * step + my)
     return (x0, y0, x1, y1)
-
-
-def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
-    """Otsu's threshold of values in [0, 1] (between-class variance maximum); shared by the breast
-    crop here, the realism mask and the real-background maps so all three cut the same way."""
-    hist, edges = np.histogram(values, bins=bins, range=(0.0, 1.0))
-    hist = hist.astype(np.float64)
-    centres = (edges[:-1] + edges[1:]) / 2
-    w0 = np.cumsum(hist)
-    w1 = w0[-1] - w0
-    m0 = np.cumsum(hist * centres)
-    mu0 = np.divide(m0, w0, out=np.zeros_like(m0), where=w0 > 0)
-    mu1 = np.divide(m0[-1] - m0, w1, out=np.zeros_like(m0), where=w1 > 0)
-    between = w0 * w1 * (mu0 - mu1) ** 2
-    return float(centres[int(np.argmax(between))])
 
 
 def _resize(image: np.ndarray, out_rows: int, out_cols: int) -> np.ndarray:

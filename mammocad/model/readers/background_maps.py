@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from mammocad.model.standardise import otsu_threshold
+from mammocad.model.segment import otsu_threshold
 
 REDUCED_SPACING_MM = 0.5
 #: Clusters keep this far (beyond their own radius) from the skin line and from other bright objects.
