@@ -247,3 +247,25 @@ def test_headerless_film_gets_a_pixel_size_from_its_size() -> None:
     assert fixed.meta["spacing_source"] == "fallback" and fixed.meta["spacing_mm"][0] == 0.1
     ds.PixelSpacing = [0.07, 0.07]
     assert standardise(ds, spec, spacing_mm=0.05).meta["spacing_mm"][0] == 0.07  # the header wins
+
+
+@pytest.mark.parametrize("case", ["film border below a dim breast", "bright pectoral muscle"])
+def test_the_crop_keeps_the_whole_breast_not_the_brightest_object(case: str) -> None:
+    """Otsu's brightest object used to be the crop: a bright film border along the bottom of a
+    dim film (53 rows kept, the breast gone) or a DR MLO's pectoral muscle (the breast beyond
+    it cut off). Synth v2 lost 5 of 330 clusters that way."""
+    from mammocad.model.standardise import _breast_box
+
+    rng = np.random.default_rng(3)
+    img = np.zeros((1000, 800), np.float32)
+    yy, xx = np.mgrid[0:1000, 0:800]
+    breast = ((yy - 450) / 380.0) ** 2 + (xx / 600.0) ** 2 <= 1.0  # chest wall at column 0, 0.2 mm pixels
+    img[breast] = 0.12 + 0.02 * rng.normal(size=int(breast.sum()))
+    if case == "film border below a dim breast":
+        img[950:, :] = 1.0
+        img[850:880, 150:250] = 0.95  # and a burned-in label
+    else:
+        img[breast & (xx < 300 - 0.4 * yy)] = 0.9  # the pectoral triangle, far brighter than the breast
+    x0, y0, x1, y1 = _breast_box(img, (0.2, 0.2), PreprocessSpec())
+    ys, xs = np.nonzero(breast)
+    assert x0 <= xs.min() and xs.max() < x1 and y0 <= ys.min() and ys.max() < y1, (x0, y0, x1, y1)
