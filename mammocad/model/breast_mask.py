@@ -75,7 +75,8 @@ def inside_breast(boxes: np.ndarray, image: np.ndarray, spacing_mm: float, *, ma
     Otsu's threshold, not the realism mask's 50 %) that is connected to the largest object:
     film burns the thin periphery out almost to black, and an image cropped so tightly that
     it holds no air has fat as its darkest tenth. At 50 %, 10 of the 330 clusters of five
-    synth v2 seeds fell outside; at 5 %, none that lies in the image. Letters and markers
+    synth v2 seeds fell outside (measured before the crop fix); at 5 %, none that lay in the
+    image. Letters and markers
     stand apart in the air, so they stay separate objects. The margin keeps skin and
     skin-line calcifications. When no breast is found (it covers under
     ``min_breast_fraction`` of the image: a blank or inverted image), every box is kept: a
