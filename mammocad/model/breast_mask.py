@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from mammocad.model.segment import dilate, erode, segment_breast
+from mammocad.model.segment import BREAST_CUT, STRIP_MM, dilate, erode, segment_breast
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ def breast_mask(image: np.ndarray, spacing_mm: float, *, edge_mm: float = 1.0, a
 
 
 def inside_breast(boxes: np.ndarray, image: np.ndarray, spacing_mm: float, *, margin_mm: float = 2.0,
-                  min_breast_fraction: float = 0.02, strip_mm: float = 2.0, cut: float = 0.05) -> np.ndarray:
+                  min_breast_fraction: float = 0.02, strip_mm: float = STRIP_MM, cut: float = BREAST_CUT) -> np.ndarray:
     """[N] bool: the box's centre lies in the breast of ``image`` grown by ``margin_mm``.
 
     The breast here is everything just above the background (``cut`` = 5 % of the way to

@@ -10,6 +10,12 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+#: Where the breast starts for the crop and for the detector's marks: just above the background,
+#: this share of the way to Otsu's threshold (the realism mask uses 0.5, see breast_mask.py).
+BREAST_CUT = 0.05
+#: Bright strips narrower than twice this (film borders, tape) are opened off the breast.
+STRIP_MM = 2.0
+
 
 def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
     """Otsu's threshold of values in [0, 1] (between-class variance maximum); shared by the breast

@@ -26,7 +26,7 @@ from pydicom.pixels import apply_modality_lut, apply_voi_lut, pixel_array
 
 from mammocad.dicom import header as dicom_header
 from mammocad.model.frame import FrameTransform
-from mammocad.model.segment import segment_breast
+from mammocad.model.segment import BREAST_CUT, STRIP_MM, segment_breast
 
 #: Pixel size assumed when a header gives none and the image's size says nothing better.
 FALLBACK_SPACING_MM = 0.1
@@ -302,7 +302,7 @@ def _breast_box(image: np.ndarray, spacing: tuple[float, float], spec: Preproces
     rows, cols = image.shape
     step = max(1, int(max(rows, cols) // 512))
     small = np.ascontiguousarray(image[::step, ::step], dtype=np.float32)
-    _, breast = segment_breast(small, min(spacing) * step, 2.0, cut=0.05)
+    _, breast = segment_breast(small, min(spacing) * step, STRIP_MM, cut=BREAST_CUT)
     if breast.sum() < 0.01 * breast.size:
         return (0, 0, cols, rows)
     ys, xs = np.nonzero(breast)
