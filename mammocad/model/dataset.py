@@ -17,12 +17,15 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm import tqdm
 
 from mammocad.model.annotations import AnnotatedImage
+
+if TYPE_CHECKING:
+    from mammocad.model.mining import HardNegative, HardPositive
 
 
 @dataclass(frozen=True)
@@ -173,9 +176,9 @@ class TileSampler:
     tiles: TileConfig = field(default_factory=TileConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     #: Mined false positives (image index, x, y, score) in the working frame; see mining.py.
-    hard_negatives: list[tuple[int, float, float, float]] = field(default_factory=list)
+    hard_negatives: list[HardNegative] = field(default_factory=list)
     #: Mined misses (image index, lesion index, best score); see mining.py.
-    hard_positives: list[tuple[int, int, float]] = field(default_factory=list)
+    hard_positives: list[HardPositive] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.samples:

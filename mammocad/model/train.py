@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -50,6 +50,9 @@ from mammocad.model.train_config import (  # noqa: F401  (re-exported: the publi
     load_config,
     lr_factor,
 )
+
+if TYPE_CHECKING:
+    from mammocad.model.mining import HardNegative, HardPositive
 
 logger = logging.getLogger(__name__)
 LOSS_KEYS = ("loss", "loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg")
@@ -93,8 +96,8 @@ class TrainState:
     rng: np.random.Generator
     step: int = 0
     #: Mined false positives and misses, and the step they were mined at (-1: never); see mining.py.
-    hard_negatives: list[tuple[int, float, float, float]] = field(default_factory=list)
-    hard_positives: list[tuple[int, int, float]] = field(default_factory=list)
+    hard_negatives: list[HardNegative] = field(default_factory=list)
+    hard_positives: list[HardPositive] = field(default_factory=list)
     mined_at: int = -1
 
     def save(self, path: Path, cfg: TrainConfig) -> Path:
