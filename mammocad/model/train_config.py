@@ -128,15 +128,19 @@ def _section(raw: dict[str, Any], key: str, cls: type) -> Any:
     return cls(**values)
 
 
+def _sources(raw: dict[str, Any], key: str) -> tuple[DataSource, ...]:
+    """The data sources of a ``[key]`` table or ``[[key]]`` tables (none when absent)."""
+    tables = raw.get(key) or []
+    return tuple(DataSource.from_dict(d) for d in (tables if isinstance(tables, list) else [tables]))
+
+
 def config_from_dict(raw: dict[str, Any]) -> TrainConfig:
     """Validate a parsed TOML training config (errors name the section and key)."""
-    data = raw.get("data")
-    if data is None:
+    if raw.get("data") is None:
         raise ValueError("the training config needs a [data] table (or [[data]] tables)")
-    sources = tuple(DataSource.from_dict(d) for d in (data if isinstance(data, list) else [data]))
+    sources = _sources(raw, "data")
     test = DataSource.from_dict(raw["test"]) if raw.get("test") else None
-    val = raw.get("validation") or []
-    validation = tuple(DataSource.from_dict(d) for d in (val if isinstance(val, list) else [val]))
+    validation = _sources(raw, "validation")
     split = raw.get("split", {})
     detector = DetectorSpec.from_dict(dict(raw.get("detector", {})))
     tiles = _section(raw, "tiles", TileConfig)
@@ -154,17 +158,37 @@ def config_from_dict(raw: dict[str, Any]) -> TrainConfig:
         init_from=Path(raw["init_from"]) if raw.get("init_from") else None, raw=raw)
 
 
-def load_config(path: Path) -> TrainConfig:
+def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        raw = tomllib.loads(Path(path).read_text())
+        return tomllib.loads(Path(path).read_text())
     except FileNotFoundError as exc:
         raise TrainError(f"training config {path} does not exist") from exc
     except tomllib.TOMLDecodeError as exc:
         raise TrainError(f"training config {path} is not valid TOML: {exc}") from exc
+
+
+def load_config(path: Path) -> TrainConfig:
+    raw = _read_toml(path)
     try:
         return config_from_dict(raw)
     except (ValueError, TypeError) as exc:
         raise TrainError(f"training config {path}: {exc}") from exc
+
+
+def load_validation_sources(path: Path) -> tuple[DataSource, ...]:
+    """The ``[[validation]]`` sets of a training config, or of a file that holds only those.
+
+    ``calibrate`` reads them so that thresholds can be chosen again on exactly the sets a
+    training run chose them on, with each set's own format, seed and reader options.
+    """
+    raw = _read_toml(path)
+    try:
+        sources = _sources(raw, "validation")
+    except (ValueError, TypeError) as exc:
+        raise TrainError(f"training config {path}: {exc}") from exc
+    if not sources:
+        raise TrainError(f"training config {path} has no [[validation]] tables")
+    return sources
 
 
 def lr_factor(cfg: OptimConfig, step: int) -> float:

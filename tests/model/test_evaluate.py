@@ -139,3 +139,32 @@ def test_calibrate_command_refuses_to_overwrite_its_input(trained: Path) -> None
     proc = _mammocad("model", "calibrate", "--data", str(trained / "test"), "--weights", str(source),
                      "--out", str(source), "--device", "cpu")
     assert proc.returncode == 2 and "write a new file" in proc.stderr
+
+
+def test_calibrate_reads_the_validation_sets_of_a_training_config(trained: Path) -> None:
+    """--validation-of pools the config's sets exactly as --data does; its errors say what is wrong."""
+    source = trained / "run" / "model.pt"
+    config = trained / "validation.toml"
+    config.write_text(tomlkit.dumps({"name": "only-validation", "validation": [
+        {"format": "manifest", "path": str(trained / "data")}, {"format": "manifest", "path": str(trained / "test")}]}))
+    proc = _mammocad("model", "calibrate", "--validation-of", str(config), "--weights", str(source),
+                     "--out", str(trained / "cal-of.pt"), "--device", "cpu", "--risk-method", "two_view",
+                     "--max-fp-per-image", "4")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    of, by_data = load_checkpoint(trained / "cal-of.pt").metadata, load_checkpoint(trained / "calibrated-4.pt").metadata
+    assert of["thresholds"]["chosen_on"] == f"[[validation]] of {config}: data (manifest, seed 0), test (manifest, seed 0)"
+    assert of["thresholds"]["validation_images"] == 16
+    for key in ("operating_threshold", "lesion_score_threshold", "malignant_threshold"):
+        assert of["thresholds"][key] == pytest.approx(by_data["thresholds"][key]), key
+
+    empty = trained / "no-validation.toml"
+    empty.write_text('name = "x"\n')
+    proc = _mammocad("model", "calibrate", "--validation-of", str(empty), "--weights", str(source),
+                     "--out", str(trained / "never.pt"), "--device", "cpu")
+    assert proc.returncode == 2 and "has no [[validation]] tables" in proc.stderr
+    assert not (trained / "never.pt").exists()
+    both = _mammocad("model", "calibrate", "--validation-of", str(config), "--data", str(trained / "test"),
+                     "--out", str(trained / "never.pt"))
+    assert both.returncode == 2 and "not allowed with argument" in both.stderr
+    neither = _mammocad("model", "calibrate", "--out", str(trained / "never.pt"))
+    assert neither.returncode == 2 and "one of the arguments --data --validation-of is required" in neither.stderr

@@ -25,8 +25,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         description="Run a checkpoint on annotated validation images and choose its lesion score threshold, "
                     "malignant cut-off and breast operating threshold again (the weights are not changed); "
                     "writes a new checkpoint. Research use only, not for diagnostic use.")
+    sets = p.add_mutually_exclusive_group(required=True)
     add_data_arguments(p, data_help="validation data set (repeat to pool several); keep it apart from the images "
-                                     "you report metrics on", option_example="split=train for CBIS-DDSM")
+                                     "you report metrics on", option_example="split=train for CBIS-DDSM",
+                       data_group=sets)
+    sets.add_argument("--validation-of", type=Path, metavar="TOML",
+                      help="instead of --data: the [[validation]] sets of a training config (each with its own "
+                           "format, seed and options; synthetic sets are generated when absent)")
     p.add_argument("--weights", default=None, metavar="PATH", help="checkpoint to calibrate (default: the demo weights)")
     p.add_argument("--out", required=True, type=Path, metavar="PATH",
                    help="the calibrated checkpoint to write (must not be --weights)")
@@ -49,11 +54,11 @@ def _run(args: argparse.Namespace) -> int:
     from mammocad.logs import configure_logging
     from mammocad.model import calibrate as calibration
     from mammocad.model.checkpoint import CheckpointError, resolve_weights, save_release_checkpoint
-    from mammocad.model.commands.pooled import load_pooled
+    from mammocad.model.commands.pooled import load_pooled, load_sources
     from mammocad.model.devices import DeviceError
     from mammocad.model.evaluate import format_table, predict_items
     from mammocad.model.inference import Detector
-    from mammocad.model.train_config import ThresholdConfig
+    from mammocad.model.train_config import ThresholdConfig, TrainError, load_validation_sources
 
     configure_logging("WARNING")
     try:
@@ -62,16 +67,24 @@ def _run(args: argparse.Namespace) -> int:
             raise ValueError(f"--out {args.out} is the checkpoint being calibrated: write a new file")
         rules = ThresholdConfig(method=args.method, target_sensitivity=args.target_sensitivity,
                                 max_fp_per_image=args.max_fp_per_image, class_threshold=not args.keep_class_cutoff)
-        items = load_pooled(args.data, args.data_format, parse_options(args.data_option))
+        if args.validation_of is not None:
+            if args.data_option or args.data_format != "manifest":
+                raise ValueError("--data-format and --data-option describe --data; the sets of --validation-of "
+                                 "carry their own format and options")
+            sources = load_validation_sources(args.validation_of)
+            items = load_sources(sources)
+            where = f"[[validation]] of {args.validation_of}: " + ", ".join(
+                f"{s.path.name} ({s.format}, seed {s.seed})" for s in sources)
+        else:
+            items = load_pooled(args.data, args.data_format, parse_options(args.data_option))
+            where = ", ".join(str(d) for d in args.data) + f" ({args.data_format})"
         det = Detector.load(source, args.device)
         cal = calibration.calibrate(predict_items(det, items, desc="calibrate"),
                                     risk_method=args.risk_method or det.spec.risk_method, rules=rules,
                                     fallback_operating_threshold=det.spec.operating_threshold,
                                     malignant_threshold=det.info.malignant_threshold if args.keep_class_cutoff else None)
         ckpt = det.checkpoint
-        where = ", ".join(str(d) for d in args.data)
-        spec, meta = calibration.apply(ckpt.spec, ckpt.metadata, cal, rules=rules,
-                                       chosen_on=f"{where} ({args.data_format})")
+        spec, meta = calibration.apply(ckpt.spec, ckpt.metadata, cal, rules=rules, chosen_on=where)
         meta["calibration"] = {
             "command": "mammocad " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "from": str(source),
@@ -82,10 +95,10 @@ def _run(args: argparse.Namespace) -> int:
         if args.version:
             meta["version"] = args.version
         save_release_checkpoint(args.out, ckpt.model, spec, ckpt.preprocess, meta)
-    except (CheckpointError, DeviceError, ValueError, FileNotFoundError, KeyError) as exc:
+    except (CheckpointError, DeviceError, TrainError, ValueError, FileNotFoundError, KeyError) as exc:
         print(f"mammocad model calibrate: error: {exc}", file=sys.stderr)
         return 2
-    print(f"{meta['model_name']} {meta['version']} calibrated on {where} ({len(items)} images)"
+    print(f"{meta['model_name']} {meta['version']} calibrated on {where}, {len(items)} images"
           + (" — weights trained on synthetic data only" if meta.get("synthetic") else ""))
     print(format_table(cal.report))
     print(f"thresholds: lesion reported at score >= {cal.lesion_score_threshold:.3f}; called malignant at "

@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mammocad.model.dataset import DataSource
 
 #: As ``mammocad.model.dataset.FORMATS`` minus "synthetic" (kept here so --help imports no numpy).
 DATA_FORMATS = ("manifest", "coco", "cbis-ddsm", "inbreast", "vindr", "mias", "real-background")
 
 
-def add_data_arguments(p: argparse.ArgumentParser, *, data_help: str, option_example: str) -> None:
-    """``--data`` (repeatable), ``--data-format`` and ``--data-option``, read by :func:`load_pooled`."""
-    p.add_argument("--data", required=True, type=Path, action="append", metavar="DIR_OR_MANIFEST", help=data_help)
+def add_data_arguments(p: argparse.ArgumentParser, *, data_help: str, option_example: str,
+                       data_group: argparse._MutuallyExclusiveGroup | None = None) -> None:
+    """``--data`` (repeatable), ``--data-format`` and ``--data-option``, read by :func:`load_pooled`.
+
+    With ``data_group``, ``--data`` joins that (required) group instead of being required itself.
+    """
+    (data_group or p).add_argument("--data", required=data_group is None, type=Path, action="append",
+                                   metavar="DIR_OR_MANIFEST", help=data_help)
     p.add_argument("--data-format", default="manifest", choices=DATA_FORMATS,
                    help="format of --data (default: manifest)")
     p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
@@ -21,17 +30,25 @@ def add_data_arguments(p: argparse.ArgumentParser, *, data_help: str, option_exa
 
 
 def load_pooled(paths: list[Path], data_format: str, options: dict[str, Any]) -> list[Any]:
-    """Every image of every set; with several sets each breast id is prefixed by its set.
+    """Every image of every ``--data`` set (see :func:`load_sources`)."""
+    from mammocad.model.dataset import DataSource
+
+    return load_sources([DataSource(format=data_format, path=path, options=options) for path in paths])
+
+
+def load_sources(sources: Sequence[DataSource]) -> list[Any]:
+    """Every image of every source; with several sources each breast id is prefixed by its set.
 
     Pooled sets reuse patient ids (SYNTH_0001 in every synthetic set): without the prefix
     two different breasts would be scored as one. Raises ValueError for an empty set.
     """
-    from mammocad.model.dataset import DataSource, load_source
+    from mammocad.model.dataset import load_source
 
     items: list[Any] = []
-    for k, path in enumerate(paths, start=1):
-        found = load_source(DataSource(format=data_format, path=path, options=options))
+    for k, src in enumerate(sources, start=1):
+        found = load_source(src)
         if not found:
-            raise ValueError(f"{path}: the data set holds no images")
-        items += [dataclasses.replace(i, breast_id=f"set{k}:{i.breast_id}") for i in found] if len(paths) > 1 else found
+            raise ValueError(f"{src.path}: the data set holds no images")
+        items += ([dataclasses.replace(i, breast_id=f"set{k}:{i.breast_id}") for i in found]
+                  if len(sources) > 1 else found)
     return items
