@@ -81,8 +81,8 @@ class Detector:
 
     @property
     def lesion_score_threshold(self) -> float:
-        """Boxes below this score are not reported (chosen on validation data at training:
-        metadata["lesion_score_threshold"]; else every box the model returns)."""
+        """Boxes below this score are not reported (chosen on validation data at training or by
+        ``mammocad model calibrate``: metadata["lesion_score_threshold"]; else every box the model returns)."""
         return self.info.lesion_score_threshold
 
     @lesion_score_threshold.setter
@@ -134,7 +134,7 @@ class Detector:
         try:
             std = standardise(ds, self.preprocess)
             ref = _with_pixel_laterality(ref, std)
-            lesions = self._lesions(std)
+            lesions = self.reported_lesions(std)
         except Exception as exc:  # one bad image must not stop a study: report it
             seconds = time.perf_counter() - started
             log_event(logger, "analyze_failed", logging.WARNING, sop=ref.sop_instance_uid,
@@ -162,7 +162,13 @@ class Detector:
         """Per-breast risk over all views at the checkpoint's operating threshold (reported lesions only)."""
         return self.info.breast_risks(results)
 
-    def _lesions(self, std: Standardised) -> tuple[Lesion, ...]:
+    def reported_lesions(self, std: Standardised) -> tuple[Lesion, ...]:
+        """The lesions a user is shown for an image standardised with ``self.preprocess``, in its
+        original pixels: boxes at or above the lesion score threshold, classed by the cut-off.
+
+        Public for images that are not DICOM (the PGM/PNG of public film sets), which reach the
+        detector through ``standardise_array`` instead of :meth:`analyze_dataset`.
+        """
         pred = self.predict_standardised(std.image)
         if len(pred.boxes) == 0:
             return ()

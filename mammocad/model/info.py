@@ -25,7 +25,7 @@ class DetectorInfo:
     model_name: str
     model_version: str
     synthetic_weights: bool
-    #: Breast-level operating threshold (chosen on validation data at training).
+    #: Breast-level operating threshold (chosen on validation data at training or by ``calibrate``).
     operating_threshold: float
     risk_method: str
     #: Boxes below this score are not reported and do not count towards breast risk.

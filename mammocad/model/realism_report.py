@@ -48,16 +48,19 @@ class ImageMeasure:
 def read_standardised(item: RealismImage, spec: PreprocessSpec) -> tuple[Standardised, Any]:
     """(standardised image, the DICOM data set or None for raster files)."""
     if is_raster(item.path):
-        from PIL import Image
-
-        with Image.open(item.path) as im:
-            arr = np.asarray(im)
-        return standardise_array(arr, laterality=item.laterality or "L", spacing_mm=item.pixel_spacing_mm,
+        return standardise_array(_raster(item), laterality=item.laterality or "L", spacing_mm=item.pixel_spacing_mm,
                                  view=item.view, spec=spec), None
     import pydicom
 
     ds = pydicom.dcmread(item.path)
     return standardise(ds, spec), ds
+
+
+def _raster(item: RealismImage) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(item.path) as im:
+        return np.asarray(im)
 
 
 def measure_image(item: RealismImage, assumed_spacing_mm: float, detector: Any = None) -> ImageMeasure:
@@ -82,8 +85,8 @@ def measure_image(item: RealismImage, assumed_spacing_mm: float, detector: Any =
     out.spacing_mm = float(std.meta["spacing_mm"][0])
     out.spacing_source = str(std.meta["spacing_source"])
     _measure_cnr(out, item, std)
-    if detector is not None and item.negative and ds is not None:
-        _count_marks(out, ds, detector)
+    if detector is not None and item.negative:
+        _count_marks(out, item, ds, detector, assumed_spacing_mm)
     return out
 
 
@@ -102,15 +105,30 @@ def _measure_cnr(out: ImageMeasure, item: RealismImage, std: Standardised) -> No
             out.box_cnr.append((cls, realism_stats.box_cnr(std.image, (x1, y1, x2, y2), spacing)))
 
 
-def _count_marks(out: ImageMeasure, ds: Any, detector: Any) -> None:
-    """Marks the detector reports at its shipped operating point (its own lesion score threshold)."""
-    result = detector.analyze_dataset(ds)
-    if result.error:
-        out.error = f"detector: {result.error}"
-        return
-    out.marks = len(result.lesions)
-    out.malignant_marks = sum(1 for les in result.lesions if les.lesion_class.value == "malignant")
-    out.mark_boxes = [[round(v, 1) for v in les.box] + [round(les.score, 3)] for les in result.lesions]
+def _count_marks(out: ImageMeasure, item: RealismImage, ds: Any, detector: Any, assumed_spacing_mm: float) -> None:
+    """Marks the detector reports at its shipped operating point (its own lesion score threshold).
+
+    A DICOM image goes through ``analyze_dataset`` as in the node. A raster file (mini-MIAS
+    PGM, PNG) goes through ``standardise_array``, the path ``evaluate`` takes for such sets:
+    public film sets come as rasters, and their false marks are the ones to know.
+    """
+    if ds is not None:
+        result = detector.analyze_dataset(ds)
+        if result.error:
+            out.error = f"detector: {result.error}"
+            return
+        lesions = result.lesions
+    else:
+        try:
+            std = standardise_array(_raster(item), laterality=item.laterality or "L", view=item.view,
+                                    spacing_mm=item.pixel_spacing_mm or assumed_spacing_mm, spec=detector.preprocess)
+            lesions = detector.reported_lesions(std)
+        except Exception as exc:  # as analyze_dataset: one bad image is reported, not fatal
+            out.error = f"detector: {type(exc).__name__}: {exc}"
+            return
+    out.marks = len(lesions)
+    out.malignant_marks = sum(1 for les in lesions if les.lesion_class.value == "malignant")
+    out.mark_boxes = [[round(v, 1) for v in les.box] + [round(les.score, 3)] for les in lesions]
 
 
 def with_fallback_spacing(detector: Any, spacing_mm: float) -> Any:

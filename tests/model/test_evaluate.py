@@ -68,6 +68,7 @@ def test_evaluate_command_writes_metrics_and_plots(trained: Path) -> None:
                      str(trained / "run" / "model.pt"), "--out", str(out), "--device", "cpu", "--bootstrap", "50")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "breast ROC AUC" in proc.stdout and "FROC sensitivity at 1 FP/image" in proc.stdout
+    assert "chosen on validation data at training" in proc.stdout
     assert "trained on synthetic data only" in proc.stdout
     report = json.loads((out / "metrics.json").read_text())
     assert report["model"]["name"] == "mammocad-frcnn-resnet18"
@@ -132,6 +133,7 @@ def test_calibrate_command_rechooses_thresholds_and_keeps_the_weights(trained: P
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "breast risk rule 'two_view'" in proc.stdout
     assert f"score >= {meta['lesion_score_threshold']:.3f}" in proc.stdout
+    assert "chosen on validation data by `mammocad model calibrate`" in proc.stdout
 
 
 def test_calibrate_command_refuses_to_overwrite_its_input(trained: Path) -> None:

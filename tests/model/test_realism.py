@@ -250,3 +250,54 @@ def test_acquisition_keeps_only_the_synthetic_images_of_that_mode(tmp_path: Path
     proc = report(only_dr)
     assert proc.returncode == 2 and "no synthetic image has acquisition 'film'" in proc.stderr
     assert "the set has: dr" in proc.stderr
+
+
+def _film_as_8_bit(name: str) -> np.ndarray:
+    """A real film as public film sets ship it (mini-MIAS): 0.2 mm pixels (4 x 4 means of the
+    0.05 mm scan), 8 bits."""
+    ds = pydicom.dcmread(REAL / "sfm-malign-0" / name)
+    a = ds.pixel_array.astype(np.float64)
+    h, w = a.shape[0] // 4 * 4, a.shape[1] // 4 * 4
+    a = a[:h, :w].reshape(h // 4, 4, w // 4, 4).mean(axis=(1, 3))
+    return np.clip(np.round(a / (2 ** int(ds.BitsStored) - 1) * 255), 0, 255).astype(np.uint8)
+
+
+def _as_dicom(pixels: np.ndarray) -> pydicom.Dataset:
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    ds = pydicom.Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.1.2"
+    ds.SOPInstanceUID, ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid(), generate_uid()
+    ds.Modality, ds.ImageLaterality, ds.ViewPosition = "MG", "L", "CC"
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PixelSpacing = [0.2, 0.2]
+    ds.PixelData = pixels.tobytes()
+    return ds
+
+
+def test_false_marks_are_counted_on_raster_film_as_on_dicom(tmp_path: Path) -> None:
+    """Public film sets (mini-MIAS) are PGM files. The report used to count marks only on
+    DICOM images, so a raster real set showed no false marks at all. The same pixels as a PGM
+    and as a DICOM must get the same marks from the shipped detector."""
+    from PIL import Image
+
+    from mammocad.model.inference import Detector
+    from mammocad.model.realism_report import measure_image
+    from mammocad.model.realism_sources import RealismImage
+
+    pixels = _film_as_8_bit("1-283.dcm")
+    pgm = tmp_path / "mdb001.pgm"
+    Image.fromarray(pixels).save(pgm)
+    det = Detector.load(None, "cpu")
+    raster = measure_image(RealismImage(path=pgm, laterality="L", view="CC", pixel_spacing_mm=0.2), 0.05, det)
+    assert raster.error is None and raster.marks is not None
+    dicom = det.analyze_dataset(_as_dicom(pixels))
+    assert dicom.error is None and raster.marks == len(dicom.lesions) >= 1
+    assert raster.malignant_marks == sum(les.lesion_class.value == "malignant" for les in dicom.lesions)
+    for got, les in zip(raster.mark_boxes, dicom.lesions, strict=True):
+        np.testing.assert_allclose(got, [*les.box, les.score], atol=0.1)

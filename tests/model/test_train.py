@@ -203,3 +203,17 @@ def test_every_training_config_in_the_repository_is_valid(path: Path) -> None:
     assert cfg.optim.steps > 0 and cfg.data
     if cfg.tiles.hard_positive_fraction > 0:
         assert cfg.tiles.mines, "misses are only mined when a mining schedule is set"
+
+
+def test_the_calibration_sets_of_the_demo_weights_are_valid() -> None:
+    """config/calibrate-demo.toml is read by `calibrate --validation-of`, not by train: it holds
+    only [[validation]] tables, none of them a set any training config trains on."""
+    from mammocad.model.train_config import load_validation_sources
+
+    root = Path(__file__).parents[2] / "config"
+    sources = load_validation_sources(root / "calibrate-demo.toml")
+    assert {s.format for s in sources} == {"synthetic", "real-background"}
+    trained_on = {(d.format, d.seed, str(d.path)) for p in root.glob("train-*.toml") for d in train.load_config(p).data}
+    assert not trained_on & {(s.format, s.seed, str(s.path)) for s in sources}
+    with pytest.raises(train.TrainError, match="no \\[\\[validation\\]\\] tables"):
+        load_validation_sources(root / "mammocad.toml")

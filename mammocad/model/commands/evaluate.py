@@ -72,7 +72,9 @@ def _run(args: argparse.Namespace) -> int:
     print(f"{det.model_name} {det.model_version} on {where} ({args.data_format})"
           + (" — weights trained on synthetic data only" if det.synthetic_weights else ""))
     print(format_table(report))
-    print(f"thresholds (chosen on validation data at training): lesion reported at score >= {lesion_t:.3f}; "
+    chosen_on = det.metadata.get("thresholds", {}).get("chosen_on", "validation")
+    when = "at training" if chosen_on == "validation" else "by `mammocad model calibrate`"
+    print(f"thresholds (chosen on validation data {when}): lesion reported at score >= {lesion_t:.3f}; "
           f"called malignant at p(malignant) >= {det.info.malignant_threshold:.3f}; breast called malignant at "
           f"risk >= {det.spec.operating_threshold:.3f} (breast risk rule {det.spec.risk_method!r})")
     print(f"written: {args.out / 'metrics.json'}, {args.out / 'roc.png'}, {args.out / 'froc.png'}")
