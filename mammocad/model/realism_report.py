@@ -215,7 +215,7 @@ def _per_image(m: ImageMeasure) -> dict[str, Any]:
     return {"path": m.path, "n_rois": m.spectrum.n, "beta_mean": _num(m.spectrum.beta_mean, 3),
             "nps_hf_mean": _num(float(np.mean(m.spectrum.nps_hf)) if m.spectrum.nps_hf else None, 9),
             "spacing_mm": _num(m.spacing_mm), "spacing_source": m.spacing_source, "marks": m.marks,
-            "mark_boxes": m.mark_boxes, "error": m.error}
+            "malignant_marks": m.malignant_marks, "mark_boxes": m.mark_boxes, "error": m.error}
 
 
 def compare(synthetic: dict[str, Any], real: dict[str, Any]) -> dict[str, Any]:
