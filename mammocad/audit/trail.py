@@ -60,7 +60,7 @@ class AuditTrail:
         self.syslog = syslog
         self.queue_size = queue_size
         self.dropped = {"file": 0, "syslog": 0, "queue": 0}
-        self._pid = -1
+        self._pid = os.getpid()  # the sender thread starts on first use; a forked child makes its own
         self._lock = threading.Lock()
         self._queue: queue.Queue[AuditMessage | None] = queue.Queue(queue_size)
         self._thread: threading.Thread | None = None

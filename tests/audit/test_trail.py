@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import ssl
-import time
+import threading
 from pathlib import Path
 
 import pytest
@@ -150,15 +150,23 @@ def test_collector_down_never_blocks_drops_are_counted_and_the_file_keeps_everyt
 
 
 def test_full_queue_drops_and_counts_instead_of_blocking(tmp_path: Path) -> None:
-    class Stuck(SyslogClient):
+    sending, release = threading.Event(), threading.Event()
+
+    class Stuck(SyslogClient):  # a collector that never answers, held until the test lets it go
         def send(self, message: bytes) -> None:
-            time.sleep(0.5)
+            sending.set()
+            release.wait(60)
 
     trail = AuditTrail(ME, None, Stuck("udp", "127.0.0.1", free_port()), queue_size=10)
-    for _ in range(100):
+    try:
         trail.emit(events.application_activity(ME, True))
-    assert trail.dropped["queue"] >= 50  # emit dropped instead of waiting for the stuck sender
-    trail.close(timeout_s=0.1)
+        assert sending.wait(60), "the sender never took the first message"
+        for _ in range(100):  # the sender is stuck: 10 fit in the queue, the rest must not wait
+            trail.emit(events.application_activity(ME, True))
+        assert trail.dropped["queue"] == 90
+    finally:
+        release.set()
+        trail.close(timeout_s=10)
 
 
 def test_nothing_configured_means_disabled(tmp_path: Path) -> None:
