@@ -58,6 +58,37 @@ def test_without_a_breast_every_box_is_kept() -> None:
     assert inside_breast(boxes, np.zeros((200, 200), np.float32), 0.2).all()
 
 
+def test_boxes_on_a_film_border_joined_to_the_breast_are_dropped() -> None:
+    """A bright film border 3.4 mm wide runs along the top and the right edge and meets the
+    breast at the chest wall: at the detector's low cut they are one object."""
+    img = _film_like()
+    img[:40, :120] = 0.5 + 0.05 * np.random.default_rng(5).normal(size=(40, 120))  # tissue up to the top edge
+    img[:17, :] = 0.9
+    img[:, -17:] = 0.9
+    boxes = np.array([[600, 0, 640, 20],      # on the top border, far from the breast
+                      [200, 0, 240, 16],      # on the border, 16 mm beyond the tissue it joins
+                      [680, 400, 700, 420],   # on the right border
+                      [20, 60, 60, 100],      # breast tissue 13 mm below the border
+                      [280, 430, 320, 470]],  # mid-breast
+                     dtype=np.float64)
+    assert inside_breast(boxes, img, 0.2).tolist() == [False, False, False, True, True]
+
+
+def test_a_skin_line_meeting_the_chest_wall_at_a_shallow_angle_is_not_a_border() -> None:
+    """The inframammary fold of an MLO view can run into the chest-wall edge almost parallel
+    to it: a hundred rows then start with short bright runs of growing length. A film border
+    has one width along most of its edge; a band here would hide clusters by the chest wall."""
+    rng = np.random.default_rng(7)
+    img = np.zeros((900, 700), dtype=np.float32)
+    yy, xx = np.mgrid[0:900, 0:700]
+    upper = (yy < 650) & (xx <= 520 * np.sqrt(np.clip(1 - ((yy - 350) / 350.0) ** 2, 0, None)))
+    fold = (yy >= 650) & (xx <= 50 * (900 - yy) / 250.0)  # 10 mm wide at row 650, nothing at 900
+    breast = upper | fold
+    img[breast] = 0.5 + 0.05 * rng.normal(size=int(breast.sum()))
+    boxes = np.array([[5, 760, 25, 780], [0, 700, 30, 730]], np.float64)  # in the fold, by the chest wall
+    assert inside_breast(boxes, img, 0.2).tolist() == [True, True]
+
+
 def test_the_shipped_detector_does_not_mark_the_label_letters_of_a_real_film() -> None:
     """1-283.dcm (L MLO): 0.7.0-demo marked the "O" of its "L MLO" label (score 0.72). The
     region was located by eye on the film, in original pixels (0.05 mm)."""
