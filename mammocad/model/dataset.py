@@ -91,12 +91,34 @@ class TileConfig:
 
 @dataclass(frozen=True)
 class AugmentConfig:
+    """Per-tile augmentation. ``blur``, ``sharpen`` and ``quantise`` are probabilities of an
+    acquisition change: a softer or a crisper 0.2 mm grid than the training image's (Gaussian
+    blur of ``blur_sigma`` px; unsharp mask of ``sharpen_amount`` at 1 px) and a coarse digitiser
+    (intensities rounded to ``quantise_levels`` levels: an 8-bit film scan stretched by the
+    window). The same films scanned differently drew different marks from 0.7.0-demo."""
+
     hflip: float = 0.5
     vflip: float = 0.5
     transpose: float = 0.0
     gamma: tuple[float, float] = (0.8, 1.25)
     contrast: tuple[float, float] = (0.9, 1.1)
     noise_std: float = 0.01
+    blur: float = 0.0
+    blur_sigma: tuple[float, float] = (0.3, 0.8)
+    sharpen: float = 0.0
+    sharpen_amount: tuple[float, float] = (0.3, 1.0)
+    quantise: float = 0.0
+    quantise_levels: tuple[int, int] = (64, 256)
+
+    def __post_init__(self) -> None:
+        for name in ("hflip", "vflip", "transpose", "blur", "sharpen", "quantise"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"[augment] {name} is a probability in [0, 1], got {getattr(self, name)}")
+        if not 2 <= self.quantise_levels[0] <= self.quantise_levels[1]:
+            raise ValueError(f"[augment] quantise_levels must be [low, high] with 2 <= low <= high, "
+                             f"got {list(self.quantise_levels)}")
+        if not 0.0 < self.blur_sigma[0] <= self.blur_sigma[1]:
+            raise ValueError(f"[augment] blur_sigma must be [low, high] px with 0 < low <= high, got {list(self.blur_sigma)}")
 
 
 def decode_image(item: AnnotatedImage, preprocess: Any) -> Any:
@@ -275,7 +297,21 @@ class TileSampler:
         tile = np.clip(tile, 0, 1) ** gamma * contrast
         if a.noise_std > 0:
             tile = tile + rng.normal(0, a.noise_std, tile.shape).astype(np.float32) * (tile > 0)
-        return np.clip(tile, 0, 1).astype(np.float32), boxes, labels
+        return np.clip(acquire(tile, a, rng), 0, 1).astype(np.float32), boxes, labels
+
+
+def acquire(tile: np.ndarray, a: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
+    """The tile as another digitiser or detector would have given it (``AugmentConfig``)."""
+    from scipy import ndimage
+
+    if a.blur > 0 and rng.random() < a.blur:
+        tile = ndimage.gaussian_filter(tile, rng.uniform(*a.blur_sigma), mode="nearest")
+    elif a.sharpen > 0 and rng.random() < a.sharpen:
+        tile = tile + rng.uniform(*a.sharpen_amount) * (tile - ndimage.gaussian_filter(tile, 1.0, mode="nearest"))
+    if a.quantise > 0 and rng.random() < a.quantise:
+        levels = int(rng.integers(a.quantise_levels[0], a.quantise_levels[1] + 1)) - 1
+        tile = np.round(np.clip(tile, 0, 1) * levels) / levels
+    return tile
 
 
 FORMATS = ("synthetic", "manifest", "coco", "cbis-ddsm", "inbreast", "vindr", "mias", "real-background")

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from mammocad.model import train
-from mammocad.model.dataset import AugmentConfig, Sample, TileConfig, TileSampler
+from mammocad.model.dataset import AugmentConfig, Sample, TileConfig, TileSampler, acquire
 
 
 def tiny_config(data_dir: Path, test_dir: Path | None = None, steps: int = 6, **train_kw: Any) -> dict[str, Any]:
@@ -162,6 +162,30 @@ def test_augmentation_moves_boxes_with_the_pixels() -> None:
         assert (tile[y1:y2, x1:x2] == 1.0).all() and (tile == 1.0).sum() == 24
         seen.add((x1, y1))
     assert len(seen) >= 4  # several flips were drawn
+
+
+def _fine_power(tile: np.ndarray) -> float:
+    """Mean squared difference of neighbouring pixels: the grid's finest detail."""
+    return float(np.mean(np.diff(tile, axis=0) ** 2) + np.mean(np.diff(tile, axis=1) ** 2))
+
+
+def test_acquisition_augmentation_softens_sharpens_and_quantises() -> None:
+    rng = np.random.default_rng(5)
+    tile = np.clip(0.5 + 0.1 * rng.normal(size=(64, 64)), 0, 1).astype(np.float32)
+    plain = AugmentConfig()
+    assert np.array_equal(acquire(tile, plain, np.random.default_rng(0)), tile)  # off by default: old configs unchanged
+    blurred = acquire(tile, AugmentConfig(blur=1.0), np.random.default_rng(0))
+    sharpened = acquire(tile, AugmentConfig(sharpen=1.0), np.random.default_rng(0))
+    assert _fine_power(blurred) < 0.7 * _fine_power(tile) < _fine_power(tile) < _fine_power(sharpened)
+    coarse = acquire(tile, AugmentConfig(quantise=1.0, quantise_levels=(16, 16)), np.random.default_rng(0))
+    assert len(np.unique(coarse)) <= 16 and np.abs(coarse - tile).max() <= 0.5 / 15 + 1e-6
+    with pytest.raises(ValueError, match="quantise_levels"):
+        AugmentConfig(quantise=0.5, quantise_levels=(1, 256))
+    with pytest.raises(ValueError, match="blur is a probability"):
+        AugmentConfig(blur=1.5)
+    raw = tiny_config(Path("unused"))
+    cfg = train.config_from_dict({**raw, "augment": {"blur": 0.2, "quantise": 0.3, "quantise_levels": [64, 256]}})
+    assert cfg.augment.quantise_levels == (64, 256) and cfg.augment.blur == 0.2
 
 
 def test_negative_tiles_come_from_lesion_free_images() -> None:
