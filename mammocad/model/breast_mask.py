@@ -84,10 +84,10 @@ def inside_breast(boxes: np.ndarray, image: np.ndarray, spacing_mm: float, *, ma
     segmentation failure must not hide findings.
 
     A film border (a bright strip of one width along a quarter or more of an image edge,
-    :func:`_edge_bands`, plus ``border_margin_mm``) is not breast even where it joins it: at this low cut the strip and
-    the breast are one object, and the opening keeps a strip that lies on the image edge. It
-    holds no image of the patient, yet its straight edge drew marks: 0.7.0-demo marked the top
-    border of a CBIS-DDSM film digitised at 0.2 mm and 8 bits (1-280, score 0.65).
+    :func:`_edge_bands`, plus ``border_margin_mm``) is not breast even where it joins it: at
+    this low cut the strip and the breast are one object, and the opening keeps a strip that
+    lies on the image edge. It holds no image of the patient, yet its straight edge drew marks:
+    0.7.0-demo marked the top border of a CBIS-DDSM film (1-280, score 0.86).
     """
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     img = np.asarray(image, dtype=np.float32)

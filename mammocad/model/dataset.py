@@ -93,7 +93,8 @@ class TileConfig:
 class AugmentConfig:
     """Per-tile augmentation. ``blur``, ``sharpen`` and ``quantise`` are probabilities of an
     acquisition change: a softer or a crisper 0.2 mm grid than the training image's (Gaussian
-    blur of ``blur_sigma`` px; unsharp mask of ``sharpen_amount`` at 1 px) and a coarse digitiser
+    blur of ``blur_sigma`` px; else, with ``sharpen``, an unsharp mask of ``sharpen_amount`` at
+    1 px) and a coarse digitiser
     (intensities rounded to ``quantise_levels`` levels: an 8-bit film scan stretched by the
     window). The same films scanned differently drew different marks from 0.7.0-demo."""
 
