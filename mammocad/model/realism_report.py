@@ -134,8 +134,10 @@ def _count_marks(out: ImageMeasure, item: RealismImage, ds: Any, detector: Any, 
 def with_fallback_spacing(detector: Any, spacing_mm: float) -> Any:
     """The detector, analysing images without a pixel size at ``spacing_mm``.
 
-    Its checkpoint's fallback (0.1 mm by default) would shrink a 0.05 mm film breast 2x; the
-    report must show the detector each image at its true scale. Headers with a spacing win.
+    Its checkpoint's fallback is an estimate from the image's size (the longer side taken as
+    ``fallback_field_mm``, 230 mm: 0.049 mm for the CBIS-DDSM scans); the report shows the
+    detector each image at the spacing the user states for the archive, so the node's figures
+    and the report's can differ by that estimate. Headers with a spacing win.
     """
     detector.preprocess = dataclasses.replace(detector.preprocess, fallback_spacing_mm=spacing_mm,
                                               fallback_field_mm=0.0)
