@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from mammocad.model.segment import BREAST_CUT, STRIP_MM, dilate, erode, segment_breast
+from mammocad.model.segment import BREAST_CUT, STRIP_MM, dilate, erode, mm_to_px, segment_breast
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,9 @@ def breast_mask(image: np.ndarray, spacing_mm: float, *, edge_mm: float = 1.0, a
     are opened off the breast first, so a film border joined to the chest wall is one too.
     """
     img = np.asarray(image, dtype=np.float32)
-    px = lambda mm: max(1, int(round(mm / spacing_mm)))  # noqa: E731 - local unit helper
+    def px(mm: float) -> int:
+        return mm_to_px(mm, spacing_mm)
+
     foreground, breast = segment_breast(img, spacing_mm, strip_mm, cut=0.5)
     if not breast.any():
         empty = np.zeros(img.shape, dtype=bool)
@@ -96,11 +98,11 @@ def inside_breast(boxes: np.ndarray, image: np.ndarray, spacing_mm: float, *, ma
     foreground, breast = segment_breast(img, spacing_mm, strip_mm, cut=cut)
     if breast.mean() < min_breast_fraction:
         return np.ones(len(boxes), dtype=bool)
-    px = lambda mm: max(1, int(round(mm / spacing_mm)))  # noqa: E731 - local unit helper
     # A quarter of the edge, not the realism mask's 5 %: the skin line leaving an edge at a
     # shallow angle also starts lines with short runs, and here a wrong band hides findings.
-    border = _edge_bands(foreground, 0, max_strip_px=px(10.0), margin_px=px(border_margin_mm), min_share=0.25)
-    grown = dilate(breast, px(margin_mm)) & ~border
+    border = _edge_bands(foreground, 0, max_strip_px=mm_to_px(10.0, spacing_mm),
+                         margin_px=mm_to_px(border_margin_mm, spacing_mm), min_share=0.25)
+    grown = dilate(breast, mm_to_px(margin_mm, spacing_mm)) & ~border
     rows, cols = grown.shape
     x = np.clip(np.floor((boxes[:, 0] + boxes[:, 2]) / 2), 0, cols - 1).astype(np.int64)
     y = np.clip(np.floor((boxes[:, 1] + boxes[:, 3]) / 2), 0, rows - 1).astype(np.int64)
@@ -168,7 +170,7 @@ def pectoral_mask(image: np.ndarray, breast: np.ndarray, spacing_mm: float, *, m
     ``min_contrast`` and the muscle side is brighter along at least 4 of 5 stretches of the
     line. A CC view, whose breast does not run along the top edge, never has one.
     """
-    step = max(1, int(round(2.0 / spacing_mm)))
+    step = mm_to_px(2.0, spacing_mm)
     grid_mm = step * spacing_mm
     rows, cols = image.shape
     small = ndimage.uniform_filter(np.asarray(image, dtype=np.float32), step)[::step, ::step]

@@ -17,6 +17,11 @@ BREAST_CUT = 0.05
 STRIP_MM = 2.0
 
 
+def mm_to_px(mm: float, spacing_mm: float) -> int:
+    """``mm`` in whole pixels of ``spacing_mm``, at least one (a radius, a step, a margin)."""
+    return max(1, int(round(mm / spacing_mm)))
+
+
 def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
     """Otsu's threshold of values in [0, 1] (between-class variance maximum); shared by the breast
     crop, the realism mask and the real-background maps so all three cut the same way."""
@@ -39,7 +44,7 @@ def segment_breast(img: np.ndarray, spacing_mm: float, strip_mm: float, *, cut: 
     opened away, holes filled (all False when there is no foreground)."""
     if img.ndim != 2:
         raise ValueError(f"image must be 2-D, got shape {img.shape}")
-    px = max(1, int(round(strip_mm / spacing_mm)))
+    px = mm_to_px(strip_mm, spacing_mm)
     smooth = ndimage.gaussian_filter(img, max(0.5, 0.4 / spacing_mm))
     # Otsu alone splits fat from dense tissue on film and drops the skin-line fall-off, which
     # belongs to the breast: the cut sits between the background and Otsu's threshold.

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from mammocad.model.segment import otsu_threshold
+from mammocad.model.segment import mm_to_px, otsu_threshold
 
 REDUCED_SPACING_MM = 0.5
 #: Clusters keep this far (beyond their own radius) from the skin line and from other bright objects.
@@ -41,7 +41,7 @@ class BreastMaps:
 def breast_maps(stored: np.ndarray, spacing: float, *, invert: bool, vmax: float, view: str) -> BreastMaps:
     """invert: True when the breast is *darker* than the background in stored values
     (MONOCHROME1 presentation data, or raw data, which are linear in exposure)."""
-    f = max(1, int(round(REDUCED_SPACING_MM / spacing)))
+    f = mm_to_px(REDUCED_SPACING_MM, spacing)
     rows, cols = (stored.shape[0] // f) * f, (stored.shape[1] // f) * f
     reduced = stored[:rows, :cols].astype(np.float64).reshape(rows // f, f, cols // f, f).mean(axis=(1, 3))
     step = f * spacing
@@ -50,13 +50,13 @@ def breast_maps(stored: np.ndarray, spacing: float, *, invert: bool, vmax: float
     lo, hi = np.percentile(smooth, [0.5, 99.5])
     x = np.clip((smooth - lo) / max(hi - lo, 1e-9), 0.0, 1.0)
     above = x > otsu_threshold(x)
-    opened = ndimage.binary_opening(above, structure=_disk(max(1, int(round(2.0 / step)))))
+    opened = ndimage.binary_opening(above, structure=_disk(mm_to_px(2.0, step)))
     labels, n = ndimage.label(opened)
     if n == 0:
         raise ValueError("no breast found in the image (nothing brighter than the background)")
     sizes = ndimage.sum_labels(opened, labels, index=np.arange(1, n + 1))
     breast = ndimage.binary_fill_holes(labels == int(np.argmax(sizes)) + 1)
-    near_breast = ndimage.binary_dilation(breast, structure=_disk(max(1, int(round(2.0 / step)))))
+    near_breast = ndimage.binary_dilation(breast, structure=_disk(mm_to_px(2.0, step)))
     other = above & ~near_breast
     skin_mm = ndimage.distance_transform_edt(breast) * step
     other_mm = ndimage.distance_transform_edt(~other) * step if other.any() else np.full(breast.shape, np.inf)
