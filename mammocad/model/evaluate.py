@@ -185,6 +185,7 @@ METRIC_LABELS = {
     "breast_sensitivity": "breast sensitivity",
     "breast_specificity": "breast specificity",
     "breast_roc_auc": "breast ROC AUC",
+    "image_roc_auc": "image ROC AUC (lesion vs none; top reported mark)",
 }
 
 
@@ -200,6 +201,7 @@ def format_table(report: dict[str, Any]) -> str:
     for rate, sens in report["froc"]["sensitivity_at_fp_per_image"].items():
         lines.append(f"{'FROC sensitivity at ' + rate + ' FP/image':52s} {sens:7.3f}")
     c = report["counts"]
-    lines.append(f"({c['images']} images, {c['breasts']} breasts of which {c['malignant_breasts']} malignant, "
+    lines.append(f"({c['images']} images, {c['images_with_lesions']} of them with lesions, {c['breasts']} breasts "
+                 f"of which {c['malignant_breasts']} malignant, "
                  f"{c['lesions']} lesions: {c['malignant']} malignant, {c['benign']} benign)")
     return "\n".join(lines)

@@ -20,6 +20,12 @@ Definitions (the numbers in a model card mean exactly this):
   Accuracy, sensitivity, specificity use ``score >= threshold`` as the positive call.
   ROC AUC is the Mann–Whitney U statistic / (n_pos * n_neg) with mid-ranks, so a tie
   between a positive and a negative counts one half.
+* **Image level.** One score per image: the highest detection score among its *reported*
+  boxes (score >= the lesion threshold in use), 0 when none is reported, which is what a
+  reader of the node's output sees. Truth is "the image has an annotated lesion". Image
+  ROC AUC (calcification vs none) is the same Mann–Whitney AUC over images; images without
+  any box tie at 0 and count one half against each other. Issue 9's real-data check states
+  its image-level target this way.
 * **Bootstrap 95% intervals** resample *breasts* with replacement (lesions and images
   travel with their breast), percentile method, seeded: the same inputs give the same
   interval.
@@ -170,6 +176,8 @@ class BreastRecord:
     malignant: bool
     score: float
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_COUNT_KEYS, 0))
+    #: (image has a lesion, image score) for each of the breast's images (module doc, "Image level").
+    images: list[tuple[bool, float]] = field(default_factory=list)
 
 
 def image_counts(truth: ImageTruth, preds: ImagePredictions, *, rule: str = "centre",
@@ -206,10 +214,17 @@ def breast_records(truths: Sequence[ImageTruth], preds: Sequence[ImagePrediction
         rec = records.setdefault(truth.breast_id, BreastRecord(truth.breast_id, False,
                                                                float(breast_scores[truth.breast_id])))
         rec.malignant = rec.malignant or truth.breast_malignant
-        counts = image_counts(truth, pred.above(score_threshold), rule=rule, iou_threshold=iou_threshold)
+        reported = pred.above(score_threshold)
+        counts = image_counts(truth, reported, rule=rule, iou_threshold=iou_threshold)
         for key, value in counts.items():
             rec.counts[key] += value
+        rec.images.append((len(truth.labels) > 0, image_score(reported)))
     return list(records.values())
+
+
+def image_score(reported: ImagePredictions) -> float:
+    """The image's score for image-level AUC: its most confident reported box, 0 without one."""
+    return float(reported.scores.max()) if len(reported.scores) else 0.0
 
 
 def _ratio(num: float, den: float) -> float:
@@ -343,6 +358,8 @@ def summarise(records: Sequence[BreastRecord], threshold: float) -> dict[str, fl
         "breast_sensitivity": _ratio((call & y).sum(), y.sum()),
         "breast_specificity": _ratio((~call & ~y).sum(), (~y).sum()),
         "breast_roc_auc": roc_auc(y, s),
+        "image_roc_auc": roc_auc([has for r in records for has, _ in r.images],
+                                 [score for r in records for _, score in r.images]),
     }
 
 
@@ -374,6 +391,7 @@ def counts_total(records: Sequence[BreastRecord]) -> dict[str, int]:
         for key in _COUNT_KEYS:
             tot[key] += rec.counts[key]
     tot["breasts"] = len(records)
+    tot["images_with_lesions"] = sum(has for r in records for has, _ in r.images)
     tot["malignant_breasts"] = sum(1 for r in records if r.malignant)
     return tot
 

@@ -90,6 +90,27 @@ def test_negative_breasts_count_in_breast_metrics() -> None:
     assert m.counts_total(recs)["images"] == 4
 
 
+def test_image_auc_ranks_images_by_their_top_reported_mark() -> None:
+    # Images with a lesion: top reported marks 0.9 and 0.6 (the 0.3 box is below the 0.5
+    # threshold). Images without: 0.7, and nothing reported (0.4 is below the threshold) -> 0.
+    truths = [T.make([BOX_A], [1], "b1"), T.make([BOX_B], [2], "b1"),
+              T.make([], [], "b2"), T.make([], [], "b3")]
+    preds = [P.make([BOX_A, BOX_B], [0.9, 0.55], [1, 1]),
+             P.make([BOX_A, BOX_B], [0.6, 0.3], [2, 2]),
+             P.make([BOX_A], [0.7], [1]),
+             P.make([BOX_B], [0.4], [1])]
+    recs = _records(truths, preds, {"b1": 0.9, "b2": 0.7, "b3": 0.0})
+    assert [img for r in recs for img in r.images] == [(True, 0.9), (True, 0.6), (False, 0.7), (False, 0.0)]
+    # pairs: 0.9 > 0.7, 0.9 > 0, 0.6 < 0.7, 0.6 > 0 -> 3 of 4.
+    assert m.summarise(recs, threshold=0.5)["image_roc_auc"] == pytest.approx(3 / 4)
+    assert m.counts_total(recs)["images_with_lesions"] == 2
+    # The image is the unit, not the breast: b1 holds two images, and its breast AUC is 1.
+    assert m.summarise(recs, threshold=0.5)["breast_roc_auc"] == 1.0
+    # A reported mark in a lesion-free image that outscores every lesion image drags it down.
+    hot = _records(truths, preds[:3] + [P.make([BOX_B], [0.99], [1])], {"b1": 0.9, "b2": 0.7, "b3": 0.99})
+    assert m.summarise(hot, threshold=0.5)["image_roc_auc"] == pytest.approx(1 / 4)
+
+
 def test_auc_ties_count_half() -> None:
     assert m.roc_auc([1, 0], [0.5, 0.5]) == 0.5
     # pos {0.8, 0.5}, neg {0.5, 0.1}: pairs 1 + 1 + 0.5 + 1 = 3.5 of 4.
