@@ -142,8 +142,9 @@ def decode_image(item: AnnotatedImage, preprocess: Any) -> Any:
     # it must not become the checkpoint's fallback for every other image at inference.
     declared = item.pixel_spacing_mm or item.extra.get("spacing_mm")
     known = float(declared) if declared else None
-    if item.extra.get("real_background", {}).get("patches"):
-        # A real image with simulated clusters: the cached patches go over the original pixels.
+    if item.extra.get("real_background"):
+        # A real image with simulated clusters: the cached patches go over the original pixels
+        # (and the image is rendered as its source's options asked).
         from mammocad.model.readers.real_background import dataset_with_inserts
 
         return st.standardise(dataset_with_inserts(item), preprocess, spacing_mm=known)

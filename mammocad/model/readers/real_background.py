@@ -21,6 +21,13 @@ clusters (malignant with probability ``malignant_fraction``), the same 3-D clust
 each of its views at a position drawn per view; the other breasts stay negative. Positions lie
 inside the breast at least 6 mm from the skin line, 10 mm from other bright objects (film labels,
 markers), off the pectoral region of MLO views and apart from each other.
+
+``render_spacing_mm`` / ``render_bits`` show each image, after the insertion, as public film sets
+ship their scans (mini-MIAS: 0.2 mm, 8 bits): means over blocks of whole pixels down to about
+that spacing, then the stored values rounded to that many bits. The clusters go in at the scan's
+own resolution first, so they are digitised with the film. Truth boxes and specks are in the
+rendered image's pixels. A detector trained only on the full scans marks such renderings
+differently (docs/DATASETS.md); this lets training see both.
 """
 
 from __future__ import annotations
@@ -80,6 +87,8 @@ class Options:
     acquisition: str = "auto"
     fallback_spacing_mm: float | None = None
     psf_sigma_mm: tuple[float, float] | None = None
+    render_spacing_mm: float | None = None
+    render_bits: int | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.lesion_fraction <= 1 or not 0 <= self.malignant_fraction <= 1:
@@ -90,13 +99,20 @@ class Options:
             raise ValueError(f"acquisition must be auto, film, dr or raw, got {self.acquisition!r}")
         if self.fallback_spacing_mm is not None and not 0.01 <= self.fallback_spacing_mm <= 1.0:
             raise ValueError(f"fallback_spacing_mm must be 0.01..1.0 mm, got {self.fallback_spacing_mm}")
+        if self.render_spacing_mm is not None and not 0.01 <= self.render_spacing_mm <= 1.0:
+            raise ValueError(f"render_spacing_mm must be 0.01..1.0 mm, got {self.render_spacing_mm}")
+        if self.render_bits is not None and not 6 <= self.render_bits <= 16:
+            raise ValueError(f"render_bits must be 6..16, got {self.render_bits}")
 
     def digest_items(self) -> dict[str, Any]:
         return {"seed": self.seed, "lesion_fraction": self.lesion_fraction,
                 "malignant_fraction": self.malignant_fraction, "max_clusters": self.max_clusters,
                 "acquisition": self.acquisition, "fallback_spacing_mm": self.fallback_spacing_mm,
                 "psf_sigma_mm": list(self.psf_sigma_mm) if self.psf_sigma_mm else None,
-                "version": INSERTION_VERSION}
+                "version": INSERTION_VERSION,
+                # Only when set, so caches built before these options still match.
+                **({"render_spacing_mm": self.render_spacing_mm} if self.render_spacing_mm else {}),
+                **({"render_bits": self.render_bits} if self.render_bits else {})}
 
 
 @dataclass(frozen=True)
@@ -111,13 +127,16 @@ class _Image:
 def read(path: Path, *, seed: int = 0, cache: str | Path | None = None, lesion_fraction: float = 0.5,
          malignant_fraction: float = 0.5, max_clusters: int = 2, acquisition: str = "auto",
          fallback_spacing_mm: float | None = None, psf_sigma_mm: list[float] | None = None,
+         render_spacing_mm: float | None = None, render_bits: int | None = None,
          progress: bool = True) -> list[AnnotatedImage]:
     """Images of the folder ``path`` with clusters inserted (built once into the cache)."""
     opts = Options(seed=int(seed), lesion_fraction=float(lesion_fraction),
                    malignant_fraction=float(malignant_fraction), max_clusters=int(max_clusters),
                    acquisition=str(acquisition),
                    fallback_spacing_mm=None if fallback_spacing_mm is None else float(fallback_spacing_mm),
-                   psf_sigma_mm=(float(psf_sigma_mm[0]), float(psf_sigma_mm[1])) if psf_sigma_mm else None)
+                   psf_sigma_mm=(float(psf_sigma_mm[0]), float(psf_sigma_mm[1])) if psf_sigma_mm else None,
+                   render_spacing_mm=None if render_spacing_mm is None else float(render_spacing_mm),
+                   render_bits=None if render_bits is None else int(render_bits))
     root = require(Path(path), "folder of real mammograms").resolve()
     images = _scan(root)
     if not images:
@@ -228,9 +247,11 @@ def _insert_into(im: _Image, breast_id: str, specs: list[ClusterSpec], opts: Opt
     ds = pydicom.dcmread(im.path)
     spacing = _spacing(ds, im, opts)
     acquisition = _acquisition(ds) if opts.acquisition == "auto" else opts.acquisition
+    render = _render(spacing, opts)
     base = AnnotatedImage(image_path=im.path, laterality=im.laterality, view=im.view, breast_id=breast_id,
                           lesions=(), breast_malignant=False,
-                          extra={"source": im.rel, "spacing_mm": spacing, "acquisition": acquisition})
+                          extra={"source": im.rel, "spacing_mm": spacing * render["factor"] if render else spacing,
+                                 "acquisition": acquisition, **({EXTRA_KEY: {"render": render}} if render else {})})
     if not specs:
         return base
     stored = _pixels(ds)
@@ -244,6 +265,8 @@ def _insert_into(im: _Image, breast_id: str, specs: list[ClusterSpec], opts: Opt
     lesions, patches, clusters = _insert_specs(specs, stored, model, maps, acq, projection, spacing, rng, im.rel)
     if not lesions:
         return base
+    if render:
+        lesions, clusters = _rendered_truth(lesions, clusters, render["factor"])
     patch_file = (folder / "patches" / f"{_stable(im.rel):016x}.npz").resolve()
     patch_file.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(patch_file, shape=np.array(stored.shape), **patches)
@@ -251,7 +274,8 @@ def _insert_into(im: _Image, breast_id: str, specs: list[ClusterSpec], opts: Opt
     # Top-level "specks" (x, y, diameter_mm in this image's pixels) is what the realism report reads.
     specks = [speck for cluster in clusters for speck in cluster["specks"]]
     extra = {**base.extra, "specks": specks, EXTRA_KEY: {"patches": str(patch_file), "clusters": clusters,
-                                       "value_model": model.to_dict(), "physics": asdict(acq)}}
+                                       "value_model": model.to_dict(), "physics": asdict(acq),
+                                       **({"render": render} if render else {})}}
     return AnnotatedImage(image_path=im.path, laterality=im.laterality, view=im.view, breast_id=breast_id,
                           lesions=tuple(lesions), breast_malignant=malignant, extra=extra)
 
@@ -286,6 +310,28 @@ def _insert_specs(specs: list[ClusterSpec], stored: np.ndarray, model: insertion
     return lesions, patches, clusters
 
 
+def _render(spacing: float, opts: Options) -> dict[str, int] | None:
+    """Block size and bit depth of the rendering (``Options``); None when the scan is shown as it is."""
+    factor = max(1, round(opts.render_spacing_mm / spacing)) if opts.render_spacing_mm else 1
+    if factor == 1 and not opts.render_bits:
+        return None
+    return {"factor": factor, **({"bits": opts.render_bits} if opts.render_bits else {})}
+
+
+def _rendered_truth(lesions: list[AnnotatedLesion], clusters: list[dict[str, Any]], factor: int
+                    ) -> tuple[list[AnnotatedLesion], list[dict[str, Any]]]:
+    """Truth in the rendered image's pixels: a block of ``factor`` pixels becomes one."""
+    if factor == 1:
+        return lesions, clusters
+    scaled = [replace(les, box=tuple(v / factor for v in les.box)) for les in lesions]  # type: ignore[arg-type]
+    out = []
+    for cluster in clusters:
+        centre = [round(c / factor, 1) for c in cluster["centre"]]
+        specks = [{**sp, "x": sp["x"] / factor, "y": sp["y"] / factor} for sp in cluster["specks"]]
+        out.append({**cluster, "centre": centre, "specks": specks})
+    return scaled, out
+
+
 def _spacing(ds: Dataset, im: _Image, opts: Options) -> float:
     (row_mm, col_mm), source = dicom_header.spacing_from_header(ds, opts.fallback_spacing_mm or 0.0)
     if source == "fallback":
@@ -317,20 +363,51 @@ def _pixels(ds: Dataset) -> np.ndarray:
 
 
 def dataset_with_inserts(item: AnnotatedImage) -> Dataset:
-    """The image's DICOM data set with the cached cluster patches pasted into its pixels."""
+    """The image's DICOM data set with the cached cluster patches pasted into its pixels, rendered
+    as the options asked (``render_spacing_mm``, ``render_bits``)."""
     info = item.extra[EXTRA_KEY]
     ds = pydicom.dcmread(item.image_path)
     stored = _pixels(ds)
-    with np.load(info["patches"]) as data:
+    if info.get("patches"):
+        _paste(stored, info["patches"], item)
+    if info.get("render"):
+        return _rendered(ds, stored, int(info["render"]["factor"]), info["render"].get("bits"))
+    ds.set_pixel_data(stored, str(ds.PhotometricInterpretation), int(ds.BitsStored), generate_instance_uid=False)
+    return ds
+
+
+def _paste(stored: np.ndarray, patches: str, item: AnnotatedImage) -> None:
+    with np.load(patches) as data:
         if tuple(int(v) for v in data["shape"]) != stored.shape:
             raise ValueError(f"{item.image_path} changed since its clusters were inserted; delete the cache "
-                             f"{Path(info['patches']).parent.parent} to rebuild it")
+                             f"{Path(patches).parent.parent} to rebuild it")
         for key in data.files:
             if key.startswith("origin_"):
                 r0, c0 = (int(v) for v in data[key])
                 values = data["values_" + key.split("_", 1)[1]]
                 stored[r0:r0 + values.shape[0], c0:c0 + values.shape[1]] = values
-    ds.set_pixel_data(stored, str(ds.PhotometricInterpretation), int(ds.BitsStored), generate_instance_uid=False)
+
+
+def _rendered(ds: Dataset, stored: np.ndarray, factor: int, bits: int | None) -> Dataset:
+    """``stored`` as a coarser, shallower scan of the same film (``Options.render_spacing_mm``).
+
+    The values are rounded to ``2**bits`` levels but kept in the stored range and bit depth, so
+    the header's Modality LUT, VOI LUT and windows still apply unchanged: only levels are lost.
+    """
+    rows, cols = (stored.shape[0] // factor) * factor, (stored.shape[1] // factor) * factor
+    arr = stored[:rows, :cols].astype(np.float64)
+    if factor > 1:
+        arr = arr.reshape(rows // factor, factor, cols // factor, factor).mean(axis=(1, 3))
+    stored_bits = int(ds.get("BitsStored", 16))
+    if bits and bits < stored_bits:
+        step = (2 ** stored_bits - 1) / (2 ** bits - 1)
+        arr = np.round(arr / step) * step
+    limits = np.iinfo(stored.dtype)
+    out = np.clip(np.round(arr), limits.min, limits.max).astype(stored.dtype)
+    for keyword in ("PixelSpacing", "ImagerPixelSpacing", "NominalScannedPixelSpacing"):
+        if keyword in ds:
+            setattr(ds, keyword, [float(v) * factor for v in ds.get(keyword)])
+    ds.set_pixel_data(out, str(ds.PhotometricInterpretation), stored_bits, generate_instance_uid=False)
     return ds
 
 
