@@ -6,9 +6,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    TomlConfigSettingsSource,
+)
 
-from mammocad.config.schema import ACTIVE_TOML, Settings
+from mammocad.config.schema import Settings
 
 DEFAULT_CONFIG_PATH = Path("config/mammocad.toml")
 CONFIG_ENV_VAR = "MAMMOCAD_CONFIG"
@@ -42,13 +48,16 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
         config_path_or_none: Path | None = None
     else:
         config_path_or_none = config_path
-    ACTIVE_TOML["path"] = config_path_or_none
     try:
-        return Settings(**overrides)
+        # The sources of this one call, highest first; no state outlives it, so a reload in
+        # the config watcher's thread cannot change what another thread is loading.
+        sources: list[PydanticBaseSettingsSource] = [InitSettingsSource(Settings, init_kwargs=overrides),
+                                                     EnvSettingsSource(Settings)]
+        if config_path_or_none is not None:
+            sources.append(TomlConfigSettingsSource(Settings, toml_file=config_path_or_none))
+        return Settings(_build_sources=(tuple(sources), overrides))
     except Exception as exc:  # pydantic ValidationError or TOML decode error
         raise ConfigError(_explain(exc, config_path_or_none)) from exc
-    finally:
-        ACTIVE_TOML["path"] = None
 
 
 def _env_source(loc: tuple[Any, ...]) -> str:

@@ -1,17 +1,11 @@
-"""The whole config document: :class:`Settings`, its sections, and where its values come from
-(keyword arguments, then ``MAMMOCAD_*`` variables, then the TOML file being loaded)."""
+"""The whole config document: :class:`Settings` and its sections. Where the values come from
+(keyword arguments, then ``MAMMOCAD_*`` variables, then the TOML file) is decided by
+:func:`mammocad.config.loading.load_settings`, per call."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    TomlConfigSettingsSource,
-)
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mammocad.config.peers import Caller, Destination
 from mammocad.config.sections import (
@@ -25,10 +19,6 @@ from mammocad.config.services import AuditSettings, MetricsSettings
 from mammocad.dicom import tls
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-
-# pydantic-settings reads the TOML path when the class is instantiated; this holds it for
-# the duration of one load_settings() call (mammocad/config/loading.py).
-ACTIVE_TOML: dict[str, Path | None] = {"path": None}
 
 
 class Settings(BaseSettings):
@@ -70,21 +60,6 @@ class Settings(BaseSettings):
         if dupes:
             raise ValueError(f"destinations: names must be unique, repeated: {', '.join(dupes)}")
         return self
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        path = ACTIVE_TOML.get("path")
-        if path is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
-        return tuple(sources)
 
     def caller_allowed(self, ae_title: str, host: str) -> bool:
         """True when ``ae_title`` (from ``host``) is a listed caller."""

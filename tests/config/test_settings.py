@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mammocad.config import ConfigError, OutputKind, load_settings, validate_ae_title
+from mammocad.config import ConfigError, OutputKind, Settings, load_settings, validate_ae_title
 from mammocad.config.settings import validate_config_data
 
 
@@ -83,6 +83,16 @@ def test_env_override_wins_over_file(tmp_path: Path, clean_env: None, monkeypatc
     path = _write(tmp_path, "[node]\nport = 11112\n")
     monkeypatch.setenv("MAMMOCAD_NODE__PORT", "11113")
     assert load_settings(path).node.port == 11113
+
+
+def test_keyword_overrides_win_over_environment_and_file(tmp_path: Path, clean_env: None,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _write(tmp_path, "[node]\nport = 11112\nae_title = \"FROMFILE\"\n")
+    monkeypatch.setenv("MAMMOCAD_NODE__PORT", "11113")
+    settings = load_settings(path, log_level="debug", node={"port": 11114, "ae_title": "KWARG"})
+    assert (settings.node.port, settings.node.ae_title, settings.log_level) == (11114, "KWARG", "DEBUG")
+    # The file was read for this call only: a bare Settings() sees the environment, not the file.
+    assert Settings().node.port == 11113 and Settings().node.ae_title != "FROMFILE"
 
 
 def test_bad_env_override_names_the_variable(tmp_path: Path, clean_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
