@@ -71,8 +71,9 @@ def breast_mask(image: np.ndarray, spacing_mm: float, *, edge_mm: float = 1.0, a
 
 def inside_breast(boxes: np.ndarray, image: np.ndarray, spacing_mm: float, *, margin_mm: float = 2.0,
                   min_breast_fraction: float = 0.02, strip_mm: float = STRIP_MM, cut: float = BREAST_CUT,
-                  border_margin_mm: float = 1.0) -> np.ndarray:
-    """[N] bool: the box's centre lies in the breast of ``image`` grown by ``margin_mm``.
+                  border_margin_mm: float = 1.0, pectoral_depth_mm: float = 5.0) -> np.ndarray:
+    """[N] bool: the box's centre lies in the breast of ``image`` grown by ``margin_mm``, and
+    not deep in the pectoral muscle.
 
     The breast here is everything just above the background (``cut`` = 5 % of the way to
     Otsu's threshold, not the realism mask's 50 %) that is connected to the largest object:
@@ -90,6 +91,15 @@ def inside_breast(boxes: np.ndarray, image: np.ndarray, spacing_mm: float, *, ma
     this low cut the strip and the breast are one object, and the opening keeps a strip that
     lies on the image edge. It holds no image of the patient, yet its straight edge drew marks:
     0.7.0-demo marked the top border of a CBIS-DDSM film (1-280, score 0.86).
+
+    The pectoral muscle of an MLO view (:func:`pectoral_mask`) is not breast tissue either: a
+    mark centred ``pectoral_depth_mm`` or more inside it is dropped. Its fibres and the film
+    grain over it drew 0.7.0-demo's marks in the upper chest-wall corner of real film (1-131,
+    16.8 mm inside the muscle; 1-281 where a mini-MIAS-style clip cuts the muscle at the top
+    edge), and every mini-MIAS image is an MLO. The depth keeps findings at the muscle's edge,
+    which the straight-line estimate of that edge may cut by a few mm. What this hides:
+    calcifications of axillary lymph nodes projected over the muscle (rare, mostly benign;
+    docs/ARCHITECTURE.md).
     """
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     img = np.asarray(image, dtype=np.float32)
@@ -103,6 +113,9 @@ def inside_breast(boxes: np.ndarray, image: np.ndarray, spacing_mm: float, *, ma
     border = _edge_bands(foreground, 0, max_strip_px=mm_to_px(10.0, spacing_mm),
                          margin_px=mm_to_px(border_margin_mm, spacing_mm), min_share=0.25)
     grown = dilate(breast, mm_to_px(margin_mm, spacing_mm)) & ~border
+    pectoral = pectoral_mask(img, breast, spacing_mm)
+    if pectoral.any():
+        grown &= ndimage.distance_transform_edt(pectoral) * spacing_mm < pectoral_depth_mm
     rows, cols = grown.shape
     x = np.clip(np.floor((boxes[:, 0] + boxes[:, 2]) / 2), 0, cols - 1).astype(np.int64)
     y = np.clip(np.floor((boxes[:, 1] + boxes[:, 3]) / 2), 0, rows - 1).astype(np.int64)

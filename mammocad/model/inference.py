@@ -15,8 +15,9 @@ Reported lesions are those with ``score >= metadata["lesion_score_threshold"]`` 
 validation data when the checkpoint was trained; the model's own ``box_score_thresh``
 when absent); breast risk uses the same lesions (``risk.py``). ``predict_standardised``
 returns every box whatever its score, for evaluation (FROC needs them all), but never one
-centred outside the breast (burned-in labels and markers in the air beside it:
-``breast_mask.inside_breast``), so evaluation measures what the node reports.
+centred outside the breast (burned-in labels and markers in the air beside it, film borders,
+deep in the pectoral muscle: ``breast_mask.inside_breast``), so evaluation measures what the
+node reports.
 """
 
 from __future__ import annotations
