@@ -38,12 +38,18 @@ class BreastMaps:
     pectoral: np.ndarray
 
 
+def block_mean(stored: np.ndarray, factor: int) -> np.ndarray:
+    """Means over ``factor`` × ``factor`` blocks (float64); rows and columns past the last whole block are dropped."""
+    rows, cols = (stored.shape[0] // factor) * factor, (stored.shape[1] // factor) * factor
+    arr = stored[:rows, :cols].astype(np.float64)
+    return arr.reshape(rows // factor, factor, cols // factor, factor).mean(axis=(1, 3)) if factor > 1 else arr
+
+
 def breast_maps(stored: np.ndarray, spacing: float, *, invert: bool, vmax: float, view: str) -> BreastMaps:
     """invert: True when the breast is *darker* than the background in stored values
     (MONOCHROME1 presentation data, or raw data, which are linear in exposure)."""
     f = mm_to_px(REDUCED_SPACING_MM, spacing)
-    rows, cols = (stored.shape[0] // f) * f, (stored.shape[1] // f) * f
-    reduced = stored[:rows, :cols].astype(np.float64).reshape(rows // f, f, cols // f, f).mean(axis=(1, 3))
+    reduced = block_mean(stored, f)
     step = f * spacing
     bright = vmax - reduced if invert else reduced
     smooth = ndimage.gaussian_filter(bright, 1.0 / step)

@@ -55,7 +55,7 @@ from mammocad.model.annotations import (
     load_manifest,
     save_manifest,
 )
-from mammocad.model.readers.background_maps import BreastMaps, breast_maps, pick_centre
+from mammocad.model.readers.background_maps import BreastMaps, block_mean, breast_maps, pick_centre
 from mammocad.model.readers.common import header_laterality_view, name_laterality_view, require
 from mammocad.model.synth import insertion
 from mammocad.model.synth.calcifications import ClusterSpec, sample_cluster
@@ -394,10 +394,7 @@ def _rendered(ds: Dataset, stored: np.ndarray, factor: int, bits: int | None) ->
     The values are rounded to ``2**bits`` levels but kept in the stored range and bit depth, so
     the header's Modality LUT, VOI LUT and windows still apply unchanged: only levels are lost.
     """
-    rows, cols = (stored.shape[0] // factor) * factor, (stored.shape[1] // factor) * factor
-    arr = stored[:rows, :cols].astype(np.float64)
-    if factor > 1:
-        arr = arr.reshape(rows // factor, factor, cols // factor, factor).mean(axis=(1, 3))
+    arr = block_mean(stored, factor)
     stored_bits = int(ds.get("BitsStored", 16))
     if bits and bits < stored_bits:
         step = (2 ** stored_bits - 1) / (2 ** bits - 1)
