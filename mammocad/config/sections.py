@@ -72,6 +72,8 @@ class WorkerSettings(Section):
     results_queue: str = "results"
     #: An analysis refreshes its lease (``results/<sop>.lease``) every lease_s / 6; a lease
     #: not refreshed for lease_s means its worker died, and the reconciler re-queues the image.
+    #: Each worker's presence file (``workers/<worker>.json``) beats at the same pace; tasks
+    #: only dead workers hold are re-queued the same way (docs/FAULTS.md).
     lease_s: float = Field(30.0, gt=0)
     #: Memory budget of one decoded image (MB): Rows x Columns x frames x samples x bytes,
     #: checked against the header and against the compressed stream's own size fields

@@ -136,6 +136,8 @@ class Spool:
         self.outbox = self.root / "outbox"
         self.deadletter = self.root / "deadletter"
         self.redis = self.root / "redis"
+        #: One heartbeat file per running worker (:mod:`mammocad.spool.presence`).
+        self.workers = self.root / "workers"
         #: The private broker's URL while ``mammocad serve`` runs (admin commands queue tasks on it).
         self.broker_url_file = self.root / "broker.url"
 
@@ -184,6 +186,11 @@ class Spool:
     def outputs_dir(self, study_uid: str, report_key: str) -> Path:
         """The DICOM objects one report produced, kept so ``studies resend`` sends the same bytes."""
         return self.study_dir(study_uid) / "outputs" / report_key
+
+    def presence_path(self, worker: str) -> Path:
+        """``workers/<worker>.json``; the Celery node name made safe as a file name."""
+        safe = re.sub(r"[^A-Za-z0-9._@-]", "_", worker)[:200].lstrip(".") or "worker"
+        return self.workers / f"{safe}.json"
 
     def other_path(self, study_uid: str, sop_uid: str) -> Path:
         return (self.other / validate_uid(study_uid, "StudyInstanceUID")

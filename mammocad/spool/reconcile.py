@@ -7,15 +7,19 @@ spool says is owed with what the broker holds and queues the difference again:
 
 - an image without a result, when no ``analyze_image`` for it is queued or held, or when
   the one held belongs to a dead worker (its lease, :mod:`mammocad.spool.leases`, is
-  older than ``lease_s``);
+  older than ``lease_s``, or only dead workers hold its message);
 - a completed study (``complete.json``) without a report for that set of images, when no
-  ``finalize_study`` for it is queued or held and no finalize holds the study's lock.
+  ``finalize_study`` for it is queued or held by a live worker and no finalize holds the
+  study's lock.
+
+Which worker holds a message is told by the workers' presence files
+(:mod:`mammocad.spool.presence`); a message no live worker may hold is owed at once.
 
 What the broker holds is read from kombu's Redis structures (each queue's list and the
 ``unacked`` hash, where a worker's running and countdown tasks wait), so a long backlog
 is never duplicated. A message moves from a list to ``unacked`` in two steps, so an item
 is re-queued only when two passes in a row (``node.reconcile_interval_s`` apart) miss it;
-an expired lease is re-queued at the first pass that sees it.
+an expired lease or a dead holder is re-queued at the first pass that sees it.
 A duplicate is harmless anyway: every task is idempotent.
 """
 
@@ -29,6 +33,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from mammocad.logs import log_event
+from mammocad.spool import presence
 from mammocad.spool.layout import Spool
 from mammocad.spool.leases import lease_age, lease_path
 from mammocad.spool.tasks import TASK_ANALYZE_IMAGE, TASK_FINALIZE_STUDY
@@ -45,13 +51,25 @@ Key = tuple[str, str, str]  # (task name, study UID, SOP UID or "" for a finaliz
 
 @dataclass
 class BrokerView:
-    """The tasks a broker holds: ``ready`` in a queue, ``held`` by a worker (running or waiting)."""
+    """The tasks a broker holds: ``ready`` in a queue, ``held`` by a worker (running or waiting).
+
+    ``held_tags``: the delivery tags under which each held task waits in ``unacked`` (one
+    task may be held twice, e.g. a finalize queued by the node and by the last analysis).
+    """
 
     ready: set[Key] = field(default_factory=set)
-    held: set[Key] = field(default_factory=set)
+    held_tags: dict[Key, set[str]] = field(default_factory=dict)
+
+    @property
+    def held(self) -> set[Key]:
+        return set(self.held_tags)
+
+    @property
+    def unacked_tags(self) -> set[str]:
+        return {tag for tags in self.held_tags.values() for tag in tags}
 
     def __contains__(self, key: Key) -> bool:
-        return key in self.ready or key in self.held
+        return key in self.ready or key in self.held_tags
 
 
 def task_key(message: dict[str, Any]) -> Key | None:
@@ -69,17 +87,12 @@ def task_key(message: dict[str, Any]) -> Key | None:
     return name, str(args[1]), ""
 
 
-def _keys(raw: Iterable[bytes | str], unacked: bool) -> set[Key]:
-    out: set[Key] = set()
-    for item in raw:
-        try:
-            decoded = json.loads(item)
-            key = task_key(decoded[0] if unacked else decoded)
-        except (ValueError, TypeError, KeyError, IndexError):
-            continue
-        if key is not None:
-            out.add(key)
-    return out
+def _key(item: bytes | str, unacked: bool) -> Key | None:
+    try:
+        decoded = json.loads(item)
+        return task_key(decoded[0] if unacked else decoded)
+    except (ValueError, TypeError, KeyError, IndexError):
+        return None
 
 
 def read_broker(client: Any, queues: Iterable[str]) -> BrokerView:
@@ -87,8 +100,11 @@ def read_broker(client: Any, queues: Iterable[str]) -> BrokerView:
     view = BrokerView()
     for queue in queues:
         for name in (queue, *(f"{queue}{_PRIORITY_SEP}{p}" for p in _PRIORITY_STEPS)):
-            view.ready |= _keys(client.lrange(name, 0, -1), unacked=False)
-    view.held = _keys(client.hvals(_UNACKED), unacked=True)
+            view.ready |= {k for k in (_key(m, unacked=False) for m in client.lrange(name, 0, -1)) if k}
+    for tag, item in client.hgetall(_UNACKED).items():
+        key = _key(item, unacked=True)
+        if key is not None:
+            view.held_tags.setdefault(key, set()).add(tag.decode() if isinstance(tag, bytes) else str(tag))
     return view
 
 
@@ -106,6 +122,8 @@ class Owed:
     study_uid: str
     sop_uids: tuple[str, ...]
     why: str
+    #: Owed for certain (a stale lease, only dead holders): no second pass needed.
+    proven: bool = False
 
     @property
     def key(self) -> Key:
@@ -133,6 +151,18 @@ def _finalize_running(spool: Spool, study_uid: str) -> bool:
 def owed_work(spool: Spool, view: BrokerView, lease_s: float, now: float | None = None) -> list[Owed]:
     """Everything the spool says is owed and ``view`` does not cover, in spool order."""
     now = time.time() if now is None else now
+    known = presence.holders(spool, lease_s, now) if view.held_tags else {}
+
+    def held_by_dead(key: Key) -> str | None:
+        """Why ``key`` is owed although held: every worker holding it is dead; else None."""
+        if key in view.ready or key not in view.held_tags:
+            return None
+        dead = presence.dead_holders(view.held_tags[key], known)
+        if dead is None:
+            return None
+        who = ", ".join(sorted({f"{h.worker} (silent {h.silent_s:.0f} s)" for h in dead}))
+        return f"held by a dead worker: {who}"
+
     out: list[Owed] = []
     for study_uid in spool.study_uids():
         for sop in spool.image_sops(study_uid):
@@ -141,13 +171,18 @@ def owed_work(spool: Spool, view: BrokerView, lease_s: float, now: float | None 
             key = (TASK_ANALYZE_IMAGE, study_uid, sop)
             age = lease_age(lease_path(spool, study_uid, sop), now)
             if age is not None and age > lease_s and key not in view.ready:
-                out.append(Owed(TASK_ANALYZE_IMAGE, study_uid, (sop,), f"lease expired {age:.0f} s ago"))
+                out.append(Owed(TASK_ANALYZE_IMAGE, study_uid, (sop,), f"lease expired {age:.0f} s ago", True))
+            elif age is None and (why := held_by_dead(key)):
+                out.append(Owed(TASK_ANALYZE_IMAGE, study_uid, (sop,), why, True))
             elif age is None and key not in view:
                 out.append(Owed(TASK_ANALYZE_IMAGE, study_uid, (sop,), "not queued"))
         completed = spool.read_complete(study_uid)
-        if not completed or spool.has_report_for(study_uid, completed):
+        if not completed or spool.has_report_for(study_uid, completed) or _finalize_running(spool, study_uid):
             continue
-        if (TASK_FINALIZE_STUDY, study_uid, "") not in view and not _finalize_running(spool, study_uid):
+        key = (TASK_FINALIZE_STUDY, study_uid, "")
+        if why := held_by_dead(key):
+            out.append(Owed(TASK_FINALIZE_STUDY, study_uid, tuple(sorted(completed)), why, True))
+        elif key not in view:
             out.append(Owed(TASK_FINALIZE_STUDY, study_uid, tuple(sorted(completed)), "not queued"))
     return out
 
@@ -174,11 +209,13 @@ class Reconciler:
         """Owed work seen missing in this pass and the previous one (re-queue it now)."""
         now = time.time() if now is None else now
         found = owed_work(self.spool, view, self.lease_s, now)
+        for worker in presence.prune(self.spool, self.lease_s, view.unacked_tags, now):
+            log_event(logger, "presence_pruned", logging.DEBUG, worker=worker, reason="dead, holds nothing")
         keys = {o.key for o in found}
         self._backoff = {k: v for k, v in self._backoff.items() if k in keys}  # done: forget
-        # A stale lease is proof on its own (its process is gone); "not queued" may be a
-        # message between a list and the unacked hash, so it must be seen twice.
-        confirmed = [o for o in found if o.key in self._suspects or o.why.startswith("lease")]
+        # A stale lease or a dead holder is proof on its own (its process is gone); "not
+        # queued" may be a message between a list and the unacked hash: it must be seen twice.
+        confirmed = [o for o in found if o.key in self._suspects or o.proven]
         self._suspects = keys - {o.key for o in confirmed}
         due = []
         for owed in confirmed:

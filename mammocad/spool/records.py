@@ -12,6 +12,7 @@ version than the reader knows is refused with :class:`RecordError` rather than m
 | ``studies/<study>/complete.json`` | :class:`CompletionRecord` | node |
 | ``studies/<study>/reports/<key>.json`` | :class:`ReportRecord` | results worker |
 | ``outbox/<dest>/<item>/item.json`` | :class:`~mammocad.spool.outbox.OutboxItem` | results worker |
+| ``workers/<worker>.json`` | :class:`PresenceRecord` | every worker (its main process) |
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ IMAGE_RESULT_VERSION = 1
 COMPLETION_VERSION = 1
 REPORT_VERSION = 1
 OUTBOX_ITEM_VERSION = 1
+PRESENCE_VERSION = 1
 
 
 class RecordError(ValueError):
@@ -196,3 +198,46 @@ class ReportRecord:
     @classmethod
     def read(cls, path: Path) -> ReportRecord:
         return cls.from_json(load_json(path), path.stem, path.name)
+
+
+# --------------------------------------------------------------------------- worker presence
+
+
+@dataclass(frozen=True)
+class PresenceRecord:
+    """``workers/<worker>.json``: a live worker and the broker messages it holds.
+
+    The file's modification time is the heartbeat (:mod:`mammocad.spool.presence`);
+    ``held`` are the kombu delivery tags of the task messages the worker received, running
+    or waiting for a countdown, so the node can tell a task held by a dead worker from one
+    held by a live one. ``lease_s`` is the worker's own setting (it beats every
+    ``lease_s / 6``): a node configured with a shorter one must not call it dead between beats.
+    """
+
+    worker: str
+    host: str
+    pid: int
+    started: float
+    held: tuple[str, ...]
+    lease_s: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"version": PRESENCE_VERSION, "worker": self.worker, "host": self.host, "pid": self.pid,
+                "started": self.started, "held": list(self.held), "lease_s": self.lease_s}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], what: str = "worker presence") -> PresenceRecord:
+        check_version(data, PRESENCE_VERSION, what)
+        held = data.get("held", [])
+        if not isinstance(held, list) or not all(isinstance(t, str) for t in held):
+            raise RecordError(f"{what}: held must be a list of delivery tags")
+        try:
+            return cls(worker=str(data["worker"]), host=str(data.get("host", "")), pid=int(data.get("pid", 0)),
+                       started=float(data.get("started", 0.0)), held=tuple(held),
+                       lease_s=float(data.get("lease_s", 0.0)))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RecordError(f"{what}: {type(exc).__name__}: {exc}") from exc
+
+    @classmethod
+    def read(cls, path: Path) -> PresenceRecord:
+        return cls.from_json(load_json(path), path.name)

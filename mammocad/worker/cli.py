@@ -131,13 +131,21 @@ def _run_one(settings: Settings, queue: str, concurrency: int, level: str,
         start_sweeper(app, settings)
     from celery.utils.nodenames import host_format
 
-    worker = app.Worker(hostname=host_format(f"{queue}-{os.getpid()}@%h"), queues=[queue], concurrency=concurrency,
+    from mammocad.worker.presence import start_presence
+
+    name = host_format(f"{queue}-{os.getpid()}@%h")
+    worker = app.Worker(hostname=name, queues=[queue], concurrency=concurrency,
                         loglevel=level, quiet=True, pool_cls="prefork",
                         # no revokes or worker events are used: skip the start-up sync and chatter
                         without_mingle=True, without_gossip=True)
     celery_notices.route()  # "worker: Warm shutdown" and friends as event=log lines
-    with _observed(app, settings, metrics_port):
-        worker.start()
+    # Before the pool forks: the main process, which holds the messages, beats for them.
+    beacon = start_presence(settings, name)
+    try:
+        with _observed(app, settings, metrics_port):
+            worker.start()
+    finally:
+        beacon.stop()
     return int(worker.exitcode or 0)
 
 

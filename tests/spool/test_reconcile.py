@@ -11,7 +11,8 @@ from mammocad.config import Settings
 from mammocad.spool.broker import make_celery
 from mammocad.spool.layout import Spool, atomic_write_json
 from mammocad.spool.leases import held, lease_path
-from mammocad.spool.reconcile import Reconciler, read_broker, redis_client, task_key
+from mammocad.spool.reconcile import BrokerView, Reconciler, read_broker, redis_client, task_key
+from mammocad.spool.records import PresenceRecord
 from mammocad.spool.tasks import (
     TASK_ANALYZE_IMAGE,
     TASK_FINALIZE_STUDY,
@@ -32,7 +33,7 @@ def _spool(tmp_path: Path) -> Spool:
     return spool
 
 
-def _view(url: str) -> object:
+def _view(url: str) -> BrokerView:
     return read_broker(redis_client(url), ["gpu", "results"])
 
 
@@ -75,3 +76,76 @@ def test_a_held_task_whose_lease_expired_is_owed_at_once(tmp_path: Path, redis_u
         owed = rec.due(_view(redis_url))
         assert [(o.sop_uids, o.why.split()[0]) for o in owed] == [((SOPS[0],), "lease")]
         assert not lease.exists()  # removed, so the re-queued task is not re-queued again
+
+
+def _hold(client: object, queue: str, key: tuple[str, str, str], tag: str) -> None:
+    """Move ``key``'s message from ``queue`` to "unacked" under ``tag``, as kombu does for a worker."""
+    raw = [m for m in client.lrange(queue, 0, -1) if task_key(json.loads(m)) == key]  # type: ignore[attr-defined]
+    client.lrem(queue, 1, raw[0])  # type: ignore[attr-defined]
+    client.hset("unacked", tag, json.dumps([json.loads(raw[0]), "", queue]))  # type: ignore[attr-defined]
+
+
+def _presence(spool: Spool, worker: str, held: list[str], silent_s: float = 0.0) -> Path:
+    path = spool.presence_path(worker)
+    record = PresenceRecord(worker=worker, host="box", pid=1, started=time.time() - 100, held=tuple(held))
+    atomic_write_json(path, record.to_json(), spool.tmp)
+    then = time.time() - silent_s
+    os.utime(path, (then, then))
+    return path
+
+
+def test_a_finalize_held_only_by_a_dead_worker_is_owed_at_once(tmp_path: Path, redis_url: str) -> None:
+    """A results worker killed while its finalize waited for a countdown: owed now, not after the
+    visibility timeout; held by a live worker, or by a worker that wrote no presence, it is not."""
+    spool = _spool(tmp_path)
+    client = redis_client(redis_url)
+    app = make_celery(Settings(), broker_url=redis_url)
+    atomic_write_json(spool.complete_path(STUDY), {"sop_uids": SOPS, "reason": "four_views"}, spool.tmp)
+    for sop in SOPS:
+        atomic_write_json(spool.result_path(STUDY, sop), {"done": True}, spool.tmp)
+    for _ in range(2):  # the node's finalize and the last analysis's
+        app.send_task(TASK_FINALIZE_STUDY, args=finalize_study_args(spool.root, STUDY, SOPS), countdown=60)
+    key = (TASK_FINALIZE_STUDY, STUDY, "")
+    _hold(client, "results", key, "tag-a")
+    _hold(client, "results", key, "tag-b")
+    rec = Reconciler(spool, lease_s=30)
+
+    assert rec.due(_view(redis_url)) == [] and rec.due(_view(redis_url)) == []  # nobody listed them
+    _presence(spool, "results-1@box", ["tag-a"], silent_s=60)  # dead
+    live = _presence(spool, "results-2@box", ["tag-b", "tag-x"])
+    assert rec.due(_view(redis_url)) == []  # one copy is with a live worker
+    live.unlink()
+    _presence(spool, "results-2@box", ["tag-b"], silent_s=45)  # now both holders are dead
+    owed = rec.due(_view(redis_url))
+    assert [(o.task, o.sop_uids) for o in owed] == [(TASK_FINALIZE_STUDY, tuple(sorted(SOPS)))]
+    assert owed[0].why.startswith("held by a dead worker: results-1@box (silent 60 s), results-2@box")
+    assert rec.due(_view(redis_url)) == []  # re-queued once, then a doubling pause
+
+
+def test_an_analysis_taken_but_not_started_by_a_dead_worker_is_owed(tmp_path: Path, redis_url: str) -> None:
+    spool = _spool(tmp_path)
+    client = redis_client(redis_url)
+    app = make_celery(Settings(), broker_url=redis_url)
+    for sop in SOPS:
+        app.send_task(TASK_ANALYZE_IMAGE, args=analyze_image_args(spool.root, STUDY, sop))
+    _hold(client, "gpu", (TASK_ANALYZE_IMAGE, STUDY, SOPS[0]), "tag-1")  # prefetched: no lease yet
+    rec = Reconciler(spool, lease_s=30)
+    beat = _presence(spool, "gpu-7@box", ["tag-1"])
+    assert rec.due(_view(redis_url)) == [] and rec.due(_view(redis_url)) == []
+    old = time.time() - 31
+    os.utime(beat, (old, old))
+    owed = rec.due(_view(redis_url))
+    assert [(o.sop_uids, o.why.split(":")[0]) for o in owed] == [((SOPS[0],), "held by a dead worker")]
+
+
+def test_dead_presence_files_go_once_the_broker_holds_none_of_their_tasks(tmp_path: Path, redis_url: str) -> None:
+    spool = _spool(tmp_path)
+    client = redis_client(redis_url)
+    app = make_celery(Settings(), broker_url=redis_url)
+    app.send_task(TASK_ANALYZE_IMAGE, args=analyze_image_args(spool.root, STUDY, SOPS[0]))
+    _hold(client, "gpu", (TASK_ANALYZE_IMAGE, STUDY, SOPS[0]), "tag-1")
+    holding = _presence(spool, "gpu-1@box", ["tag-1"], silent_s=300)
+    done = _presence(spool, "gpu-2@box", ["tag-0"], silent_s=300)
+    alive = _presence(spool, "gpu-3@box", [])
+    Reconciler(spool, lease_s=30).due(_view(redis_url))
+    assert holding.exists() and alive.exists() and not done.exists()

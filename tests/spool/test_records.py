@@ -14,6 +14,7 @@ from mammocad.spool.outbox import Outbox
 from mammocad.spool.records import (
     CompletionRecord,
     OutputObject,
+    PresenceRecord,
     RecordError,
     ReportRecord,
     image_result_from_json,
@@ -99,6 +100,8 @@ def test_newer_versions_are_refused_not_misread(tmp_path: Path) -> None:
         ReportRecord.from_json({**_report().to_json(), "version": 2}, "k")
     with pytest.raises(RecordError, match="newer"):
         image_result_from_json({**image_result_json(_result()), "version": 2})
+    with pytest.raises(RecordError, match="newer"):
+        PresenceRecord.from_json({**_presence().to_json(), "version": 2})
     bad = tmp_path / "r.json"
     bad.write_text("[1, 2]")
     with pytest.raises(RecordError, match="JSON object"):
@@ -140,3 +143,19 @@ def test_an_unreadable_item_does_not_hide_the_others(tmp_path: Path, caplog: pyt
         (folder / "item.json").write_text(text)
     assert [i.item_id for i in outbox.items()] == ["good"]
     assert caplog.text.count("outbox_item_unreadable") == 2
+
+
+def _presence() -> PresenceRecord:
+    return PresenceRecord(worker="results-12@box", host="box", pid=12, started=1.5, held=("t1", "t2"))
+
+
+def test_presence_round_trip_and_a_file_name_from_any_node_name(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    assert PresenceRecord.from_json(json.loads(json.dumps(_presence().to_json()))) == _presence()
+    with pytest.raises(RecordError, match="held"):
+        PresenceRecord.from_json({**_presence().to_json(), "held": [1]})
+    # A host name is not a safe file name: no separator, no hidden file, in the workers folder.
+    for name in ("results-1@box", "../../etc/x", ".hidden@h", "gpu 1@a/b"):
+        path = spool.presence_path(name)
+        assert path.parent == spool.workers and "/" not in path.name and not path.name.startswith(".")
+    assert spool.presence_path("results-1@box").name == "results-1@box.json"

@@ -1,0 +1,172 @@
+"""Worker presence: how the node tells a task held by a dead worker from a live worker's.
+
+With late acknowledgement, kombu keeps every task message a worker has taken (running, or
+waiting for its countdown: a finalize polling for image results, a delivery backing off)
+in Redis's ``unacked`` hash, and gives it back only after the visibility timeout (twice
+``worker.time_limit_s``: half an hour). Nothing in that hash says which worker holds a
+message, so a results worker killed while it held a study's finalize used to delay that
+report by up to the whole visibility timeout: the reconciler saw the task "held" and
+waited.
+
+So every worker keeps ``workers/<worker>.json`` in the spool (:class:`PresenceRecord`):
+the delivery tags of the messages it received, rewritten every ``lease_s / 6``. A file not
+rewritten for ``lease_s`` belongs to a worker that is gone (killed, out of memory, its
+machine off), and a message that only such workers list is work nobody will finish: the
+reconciler queues it again at once (:mod:`mammocad.spool.reconcile`). Analysis leases
+(:mod:`mammocad.spool.leases`) say the same for a running analysis; presence also covers
+what they cannot: a finalize or a delivery waiting in a dead worker, and a task it had
+taken but not yet started.
+
+A message no file lists (taken a moment ago, or by a worker of an older release) still
+counts as held by a live worker, as before; the visibility timeout brings it back. A
+wrong "dead" only ever causes a duplicate task, which every task skips (docs/FAULTS.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from mammocad.logs import log_event, safe_error
+from mammocad.spool.layout import Spool, atomic_write_json
+from mammocad.spool.records import PresenceRecord, RecordError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Holder:
+    """A worker that listed a delivery tag, and how long ago it last said it was alive."""
+
+    worker: str
+    silent_s: float
+    alive: bool
+
+
+def holders(spool: Spool, lease_s: float, now: float | None = None) -> dict[str, list[Holder]]:
+    """Delivery tag -> the workers whose presence file lists it (unreadable files are skipped)."""
+    now = time.time() if now is None else now
+    out: dict[str, list[Holder]] = {}
+    if not spool.workers.is_dir():
+        return out
+    for path in sorted(spool.workers.glob("*.json")):
+        try:
+            silent = max(0.0, now - path.stat().st_mtime)
+            record = PresenceRecord.read(path)
+        except (OSError, RecordError):
+            continue
+        holder = Holder(record.worker, silent, silent <= max(lease_s, record.lease_s))
+        for tag in record.held:
+            out.setdefault(tag, []).append(holder)
+    return out
+
+
+def dead_holders(tags: Iterable[str], known: dict[str, list[Holder]]) -> list[Holder] | None:
+    """The dead workers holding every one of ``tags``, or None when any tag may be alive.
+
+    A tag no worker lists counts as alive: it may have been taken a moment ago.
+    """
+    dead: list[Holder] = []
+    for tag in tags:
+        listed = known.get(tag)
+        if not listed or any(h.alive for h in listed):
+            return None
+        dead.extend(listed)
+    return dead or None
+
+
+def prune(spool: Spool, lease_s: float, unacked_tags: Iterable[str], now: float | None = None) -> list[str]:
+    """Remove the files of dead workers that hold nothing the broker still keeps; their names."""
+    now = time.time() if now is None else now
+    still = set(unacked_tags)
+    removed: list[str] = []
+    if not spool.workers.is_dir():
+        return removed
+    for path in spool.workers.glob("*.json"):
+        try:
+            silent = now - path.stat().st_mtime
+            if silent <= lease_s:
+                continue
+            record = PresenceRecord.read(path)
+            if silent <= record.lease_s or still.intersection(record.held):
+                continue
+            path.unlink()
+            removed.append(record.worker)
+        except (OSError, RecordError):
+            continue
+    return removed
+
+
+class PresenceBeacon:
+    """A worker's presence file, rewritten from a daemon thread every ``lease_s / 6``.
+
+    :meth:`received` is called for each task message the worker takes (Celery's
+    ``task_received`` signal, in the worker's main process, the one that holds messages).
+    A tag is listed for ``keep_s``: at least the broker's visibility timeout, after which
+    kombu gives an unacknowledged message back anyway.
+    """
+
+    def __init__(self, spool: Spool, worker: str, *, lease_s: float, keep_s: float) -> None:
+        self.spool = spool
+        self.worker = worker
+        self.path = spool.presence_path(worker)
+        self.lease_s = lease_s
+        self.keep_s = keep_s
+        self.started = time.time()
+        self._held: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._write_lock = threading.Lock()  # the beat and a received message write in turn
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._failing = False
+
+    def received(self, tag: str) -> None:
+        with self._lock:
+            self._held[tag] = time.time()
+        self.write()  # at once: a kill right after taking a message must not hide it
+
+    def held(self) -> tuple[str, ...]:
+        cutoff = time.time() - self.keep_s
+        with self._lock:
+            self._held = {t: at for t, at in self._held.items() if at >= cutoff}
+            return tuple(sorted(self._held))
+
+    def write(self) -> None:
+        """Rewrite the file; a failure (disk full) is logged once, then retried every beat."""
+        try:
+            with self._write_lock:
+                record = PresenceRecord(worker=self.worker, host=socket.gethostname(), pid=os.getpid(),
+                                        started=self.started, held=self.held(), lease_s=self.lease_s)
+                atomic_write_json(self.path, record.to_json(), self.spool.tmp)
+        except OSError as exc:
+            if not self._failing:
+                log_event(logger, "presence_write_failed", logging.WARNING, worker=self.worker,
+                          error=safe_error(exc), hint="the node may re-queue this worker's tasks; "
+                          "check the spool's disk and permissions")
+            self._failing = True
+            return
+        if self._failing:
+            log_event(logger, "presence_write_recovered", worker=self.worker)
+        self._failing = False
+
+    def start(self) -> PresenceBeacon:
+        self.write()
+
+        def beat() -> None:
+            while not self._stop.wait(self.lease_s / 6):
+                self.write()
+
+        self._thread = threading.Thread(target=beat, name="worker-presence", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop beating. The file stays: tags still in the broker then read as a dead worker's."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)

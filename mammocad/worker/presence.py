@@ -1,0 +1,31 @@
+"""A worker's presence in the spool (:mod:`mammocad.spool.presence`), fed by Celery.
+
+Celery's ``task_received`` signal fires in the worker's main process for every task
+message it takes, before a countdown is waited out, with the kombu message whose
+delivery tag is the key of that message in Redis's ``unacked`` hash.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mammocad.config import Settings
+from mammocad.spool.layout import Spool
+from mammocad.spool.presence import PresenceBeacon
+
+
+def start_presence(settings: Settings, worker: str) -> PresenceBeacon:
+    """Write ``workers/<worker>.json`` now and every ``worker.lease_s / 6``; list taken messages."""
+    from celery.signals import task_received
+
+    w = settings.worker
+    # Listed as long as the broker could keep the message unacknowledged (its visibility timeout).
+    beacon = PresenceBeacon(Spool(settings.node.spool_dir), worker, lease_s=w.lease_s, keep_s=2.0 * w.time_limit_s)
+
+    def on_received(request: Any = None, **_: Any) -> None:
+        tag = getattr(getattr(request, "message", None), "delivery_tag", None)
+        if tag:
+            beacon.received(str(tag))
+
+    task_received.connect(on_received, weak=False)
+    return beacon.start()
