@@ -6,6 +6,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from mammocad.config import Settings
 from mammocad.spool.broker import make_celery
@@ -37,6 +38,13 @@ def _view(url: str) -> BrokerView:
     return read_broker(redis_client(url), ["gpu", "results"])
 
 
+def _hold(client: Any, queue: str, key: tuple[str, str, str], tag: str) -> None:
+    """Move ``key``'s message from ``queue`` to "unacked" under ``tag``, as kombu does for a worker."""
+    raw = [m for m in client.lrange(queue, 0, -1) if task_key(json.loads(m)) == key]
+    client.lrem(queue, 1, raw[0])
+    client.hset("unacked", tag, json.dumps([json.loads(raw[0]), "", queue]))
+
+
 def test_only_work_the_broker_does_not_hold_is_owed_and_only_after_two_passes(tmp_path: Path, redis_url: str) -> None:
     spool = _spool(tmp_path)
     app = make_celery(Settings(), broker_url=redis_url)
@@ -62,11 +70,7 @@ def test_a_held_task_whose_lease_expired_is_owed_at_once(tmp_path: Path, redis_u
     app = make_celery(Settings(), broker_url=redis_url)
     for sop in SOPS:
         app.send_task(TASK_ANALYZE_IMAGE, args=analyze_image_args(spool.root, STUDY, sop))
-    # Move SOPS[0]'s message to "unacked" the way kombu does when a worker takes it.
-    raw = [m for m in client.lrange("gpu", 0, -1)
-           if task_key(json.loads(m)) == (TASK_ANALYZE_IMAGE, STUDY, SOPS[0])]
-    client.lrem("gpu", 1, raw[0])
-    client.hset("unacked", "tag-1", json.dumps([json.loads(raw[0]), "", "gpu"]))
+    _hold(client, "gpu", (TASK_ANALYZE_IMAGE, STUDY, SOPS[0]), "tag-1")  # a worker took it
     rec = Reconciler(spool, lease_s=30)
     lease = lease_path(spool, STUDY, SOPS[0])
     with held(lease, spool.tmp, lease_s=30):
@@ -76,13 +80,6 @@ def test_a_held_task_whose_lease_expired_is_owed_at_once(tmp_path: Path, redis_u
         owed = rec.due(_view(redis_url))
         assert [(o.sop_uids, o.why.split()[0]) for o in owed] == [((SOPS[0],), "lease")]
         assert not lease.exists()  # removed, so the re-queued task is not re-queued again
-
-
-def _hold(client: object, queue: str, key: tuple[str, str, str], tag: str) -> None:
-    """Move ``key``'s message from ``queue`` to "unacked" under ``tag``, as kombu does for a worker."""
-    raw = [m for m in client.lrange(queue, 0, -1) if task_key(json.loads(m)) == key]  # type: ignore[attr-defined]
-    client.lrem(queue, 1, raw[0])  # type: ignore[attr-defined]
-    client.hset("unacked", tag, json.dumps([json.loads(raw[0]), "", queue]))  # type: ignore[attr-defined]
 
 
 def _presence(spool: Spool, worker: str, held: list[str], silent_s: float = 0.0) -> Path:
