@@ -34,7 +34,7 @@ from mammocad.node.reconciler import BrokerReader, NodeReconciler
 from mammocad.node.requeue import recover
 from mammocad.node.studies import StudyTracker
 from mammocad.spool.layout import InvalidUIDError, Spool, is_uid
-from mammocad.spool.reconcile import read_broker, redis_client
+from mammocad.spool.reconcile import is_redis_url, read_broker, redis_client
 
 logger = logging.getLogger("mammocad.node")
 
@@ -53,7 +53,7 @@ def _failure(status: int, comment: str) -> Dataset:
 
 def _broker_reader(url: str, settings: Settings) -> BrokerReader | None:
     """What the broker holds for the reconciler; None for a broker other than Redis."""
-    if not url.startswith(("redis://", "rediss://", "unix://")):
+    if not is_redis_url(url):
         return None
     queues = [settings.worker.analysis_queue, settings.worker.results_queue]
     client = redis_client(url)

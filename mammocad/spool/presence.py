@@ -29,7 +29,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from mammocad.logs import log_event, safe_error
@@ -107,11 +107,14 @@ class PresenceBeacon:
 
     :meth:`received` is called for each task message the worker takes (Celery's
     ``task_received`` signal, in the worker's main process, the one that holds messages).
-    A tag is listed for ``keep_s``: at least the broker's visibility timeout, after which
-    kombu gives an unacknowledged message back anyway.
+    A tag is listed until ``still_held`` (which of these tags the broker still keeps
+    unacknowledged) leaves it out, and at most for ``keep_s``: the broker's visibility
+    timeout, after which kombu gives an unacknowledged message back anyway. Without
+    ``still_held`` (a broker that cannot be asked), tags leave after ``keep_s`` only.
     """
 
-    def __init__(self, spool: Spool, worker: str, *, lease_s: float, keep_s: float) -> None:
+    def __init__(self, spool: Spool, worker: str, *, lease_s: float, keep_s: float,
+                 still_held: Callable[[Sequence[str]], set[str]] | None = None) -> None:
         self.spool = spool
         self.worker = worker
         self.path = spool.presence_path(worker)
@@ -124,6 +127,7 @@ class PresenceBeacon:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._failing = False
+        self._still_held = still_held
 
     def received(self, tag: str) -> None:
         with self._lock:
@@ -135,6 +139,23 @@ class PresenceBeacon:
         with self._lock:
             self._held = {t: at for t, at in self._held.items() if at >= cutoff}
             return tuple(sorted(self._held))
+
+    def forget_acknowledged(self) -> None:
+        """Drop the tags the broker no longer keeps (done tasks); on any error keep them all."""
+        if self._still_held is None:
+            return
+        with self._lock:
+            asked = list(self._held)
+        if not asked:
+            return
+        try:
+            kept = self._still_held(asked)
+        except Exception as exc:  # the broker is away: listing too much only costs a duplicate
+            log_event(logger, "presence_prune_skipped", logging.DEBUG, worker=self.worker, error=safe_error(exc))
+            return
+        with self._lock:  # a tag received meanwhile was not asked about: it stays
+            for tag in set(asked) - kept:
+                self._held.pop(tag, None)
 
     def write(self) -> None:
         """Rewrite the file; a failure (disk full) is logged once, then retried every beat."""
@@ -159,6 +180,7 @@ class PresenceBeacon:
 
         def beat() -> None:
             while not self._stop.wait(self.lease_s / 6):
+                self.forget_acknowledged()
                 self.write()
 
         self._thread = threading.Thread(target=beat, name="worker-presence", daemon=True)

@@ -29,7 +29,7 @@ import base64
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,6 +106,19 @@ def read_broker(client: Any, queues: Iterable[str]) -> BrokerView:
         if key is not None:
             view.held_tags.setdefault(key, set()).add(tag.decode() if isinstance(tag, bytes) else str(tag))
     return view
+
+
+def still_unacked(client: Any, tags: Sequence[str]) -> set[str]:
+    """Which of ``tags`` a Redis broker still keeps unacknowledged (the others were acked)."""
+    pipe = client.pipeline(transaction=False)
+    for tag in tags:
+        pipe.hexists(_UNACKED, tag)
+    return {tag for tag, kept in zip(tags, pipe.execute(), strict=True) if kept}
+
+
+def is_redis_url(url: str) -> bool:
+    """Only a Redis broker's structures can be read (the reconciler, worker presence)."""
+    return url.startswith(("redis://", "rediss://", "unix://"))
 
 
 def redis_client(url: str, timeout_s: float = 3.0) -> Any:

@@ -7,11 +7,13 @@ delivery tag is the key of that message in Redis's ``unacked`` hash.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from mammocad.config import Settings
 from mammocad.spool.layout import Spool
 from mammocad.spool.presence import PresenceBeacon
+from mammocad.spool.reconcile import is_redis_url, redis_client, still_unacked
 
 
 def start_presence(settings: Settings, worker: str) -> PresenceBeacon:
@@ -19,8 +21,13 @@ def start_presence(settings: Settings, worker: str) -> PresenceBeacon:
     from celery.signals import task_received
 
     w = settings.worker
-    # Listed as long as the broker could keep the message unacknowledged (its visibility timeout).
-    beacon = PresenceBeacon(Spool(settings.node.spool_dir), worker, lease_s=w.lease_s, keep_s=2.0 * w.time_limit_s)
+    still_held = None
+    if is_redis_url(settings.broker.url):  # a done task's tag leaves the list at the next beat
+        client = redis_client(settings.broker.url)
+        still_held = partial(still_unacked, client)
+    # Listed at most as long as the broker could keep the message unacknowledged (its visibility timeout).
+    beacon = PresenceBeacon(Spool(settings.node.spool_dir), worker, lease_s=w.lease_s, keep_s=2.0 * w.time_limit_s,
+                            still_held=still_held)
 
     def on_received(request: Any = None, **_: Any) -> None:
         tag = getattr(getattr(request, "message", None), "delivery_tag", None)

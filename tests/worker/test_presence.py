@@ -17,7 +17,7 @@ from mammocad.spool.broker import make_celery
 from mammocad.spool.layout import Spool, atomic_write_json
 from mammocad.spool.reconcile import BrokerView, Owed, Reconciler, read_broker, redis_client
 from mammocad.spool.records import PresenceRecord
-from mammocad.spool.tasks import TASK_FINALIZE_STUDY, finalize_study_args
+from mammocad.spool.tasks import TASK_DELIVER, TASK_FINALIZE_STUDY, deliver_args, finalize_study_args
 from tests import processes
 from tests.services import WORKER_READY_TIMEOUT, redis_server, wait_until
 
@@ -52,15 +52,23 @@ def test_a_killed_results_worker_s_held_finalize_is_queued_again(tmp_path: Path)
                        WORKER_READY_TIMEOUT, "the results worker")
             assert proc.poll() is None, (tmp_path / "worker.log").read_text()
             app = make_celery(Settings(), broker_url=url)
+            # A task done at once ("gone": no such outbox item), then the finalize that waits.
+            app.send_task(TASK_DELIVER, args=deliver_args(spool.root, "pacs", "no-such-item"))
             app.send_task(TASK_FINALIZE_STUDY, args=finalize_study_args(spool.root, STUDY, SOPS), countdown=600)
 
             def listed() -> set[str]:
                 files = list(spool.workers.glob("*.json"))
                 return {t for f in files for t in PresenceRecord.read(f).held} if files else set()
 
-            wait_until(lambda: client.hkeys("unacked") and
-                       {t.decode() for t in client.hkeys("unacked")} <= listed(), 60,
-                       "the worker holding the finalize and listing it")
+            def unacked() -> set[str]:
+                return {t.decode() for t in client.hkeys("unacked")}
+
+            def finalize_tags() -> set[str]:
+                return view().held_tags.get((TASK_FINALIZE_STUDY, STUDY, ""), set())
+
+            # Exactly what it holds: the finalize; the done task's tag has left the list at a beat.
+            wait_until(lambda: finalize_tags() and listed() == unacked() == finalize_tags(), 60,
+                       "the worker listing exactly the finalize it holds")
             (beat,) = spool.workers.glob("*.json")
             assert PresenceRecord.read(beat).pid == proc.pid  # the main process beats, not a pool child
             rec = Reconciler(spool, lease_s=LEASE_S)
