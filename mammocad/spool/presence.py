@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from mammocad.logs import log_event, safe_error
 from mammocad.spool.layout import Spool, atomic_write_json
@@ -48,10 +49,21 @@ class Holder:
     alive: bool
 
 
-def holders(spool: Spool, lease_s: float, now: float | None = None) -> dict[str, list[Holder]]:
-    """Delivery tag -> the workers whose presence file lists it (unreadable files are skipped)."""
+@dataclass(frozen=True)
+class WorkerState:
+    """One presence file as the node sees it: the record, its silence, alive or not."""
+
+    path: Path
+    record: PresenceRecord
+    silent_s: float
+    alive: bool
+
+
+def worker_states(spool: Spool, lease_s: float, now: float | None = None) -> list[WorkerState]:
+    """Every readable presence file, by worker name. Alive: rewritten within ``lease_s``, or
+    within the worker's own ``lease_s`` when that is longer (boxes may be set differently)."""
     now = time.time() if now is None else now
-    out: dict[str, list[Holder]] = {}
+    out: list[WorkerState] = []
     if not spool.workers.is_dir():
         return out
     for path in sorted(spool.workers.glob("*.json")):
@@ -60,8 +72,16 @@ def holders(spool: Spool, lease_s: float, now: float | None = None) -> dict[str,
             record = PresenceRecord.read(path)
         except (OSError, RecordError):
             continue
-        holder = Holder(record.worker, silent, silent <= max(lease_s, record.lease_s))
-        for tag in record.held:
+        out.append(WorkerState(path, record, silent, silent <= max(lease_s, record.lease_s)))
+    return out
+
+
+def holders(spool: Spool, lease_s: float, now: float | None = None) -> dict[str, list[Holder]]:
+    """Delivery tag -> the workers whose presence file lists it (unreadable files are skipped)."""
+    out: dict[str, list[Holder]] = {}
+    for state in worker_states(spool, lease_s, now):
+        holder = Holder(state.record.worker, state.silent_s, state.alive)
+        for tag in state.record.held:
             out.setdefault(tag, []).append(holder)
     return out
 
@@ -85,20 +105,14 @@ def prune(spool: Spool, lease_s: float, unacked_tags: Iterable[str], now: float 
     now = time.time() if now is None else now
     still = set(unacked_tags)
     removed: list[str] = []
-    if not spool.workers.is_dir():
-        return removed
-    for path in spool.workers.glob("*.json"):
-        try:
-            silent = now - path.stat().st_mtime
-            if silent <= lease_s:
-                continue
-            record = PresenceRecord.read(path)
-            if silent <= record.lease_s or still.intersection(record.held):
-                continue
-            path.unlink()
-            removed.append(record.worker)
-        except (OSError, RecordError):
+    for state in worker_states(spool, lease_s, now):
+        if state.alive or still.intersection(state.record.held):
             continue
+        try:
+            state.path.unlink()
+        except OSError:
+            continue
+        removed.append(state.record.worker)
     return removed
 
 

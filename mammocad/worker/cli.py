@@ -23,6 +23,7 @@ from typing import Any
 
 from mammocad.config import ConfigError, Settings, load_settings, resolve_config_path
 from mammocad.logs import configure_logging
+from mammocad.worker import workers_cli
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                    help="serve /metrics, /healthz, /readyz on this port (default: metrics.worker_port for the "
                         "results queue, the port after it for the analysis queue; 0 = off)")
     w.set_defaults(handler=run_worker)
+    workers_cli.register(subparsers)
 
     o = subparsers.add_parser("outbox", help="list or retry results waiting for (or given up by) a destination")
     osub = o.add_subparsers(dest="outbox_command", metavar="COMMAND")

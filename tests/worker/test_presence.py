@@ -6,11 +6,15 @@ taken for a live one."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
 
 from mammocad.config import Settings
 from mammocad.spool.broker import make_celery
@@ -89,3 +93,35 @@ def test_a_killed_results_worker_s_held_finalize_is_queued_again(tmp_path: Path)
         finally:
             processes.stop(proc, sig=signal.SIGKILL)
             log.close()
+
+
+def test_workers_lists_alive_and_silent_and_fails_for_a_queue_without_a_live_one(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mammocad.cli import main
+
+    spool = Spool(tmp_path / "spool").create()
+    config = tmp_path / "mammocad.toml"
+    config.write_text(f'[node]\nspool_dir = "{spool.root}"\n[worker]\nlease_s = 30\n')
+
+    def beat(worker: str, held: tuple[str, ...], silent_s: float, lease_s: float = 30.0) -> Path:
+        path = spool.presence_path(worker)
+        record = PresenceRecord(worker=worker, host="box", pid=7, started=1.7e9, held=held, lease_s=lease_s)
+        atomic_write_json(path, record.to_json(), spool.tmp)
+        os.utime(path, (time.time() - silent_s,) * 2)
+        return path
+
+    beat("gpu-11@box", (), 2)
+    beat("results-12@box", ("t1", "t2"), 600)  # killed ten minutes ago, holding two tasks
+    assert main(["workers", "--config", str(config)]) == 1
+    out, err = capsys.readouterr()
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[1:]}
+    assert rows["gpu-11@box"][1:3] == ["gpu", "alive"]
+    assert rows["results-12@box"][1:3] == ["results", "silent"] and rows["results-12@box"][5] == "2"
+    assert err.startswith(f"no live worker for queue results in {spool.root}:")
+
+    # A box whose own lease is longer beats more slowly: not dead to a node set shorter.
+    beat("results-13@other", ("t3",), 100, lease_s=300)
+    assert main(["--config", str(config), "workers", "--json"]) == 0
+    listed = {d["worker"]: d for d in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert listed["results-13@other"]["alive"] is True and listed["results-13@other"]["held"] == 1
+    assert listed["results-12@box"]["alive"] is False
