@@ -8,7 +8,10 @@ report, per study, in Orthanc. Nothing is restarted that the scenario did not ki
 
 from __future__ import annotations
 
+import os
+import re
 import resource
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -68,6 +71,59 @@ def test_results_worker_killed_mid_study(cluster: Cluster, tmp_path: Path) -> No
     cluster.kill("results")
     cluster.start("results")
     cluster.reconcile(uid, sops)
+
+
+def _caught_holding_the_finalize(cluster: Cluster, uid: str, sops: list[str]) -> bool:
+    """Freeze the results worker (SIGSTOP) while it holds the study's finalize with every image
+    analysed, no report written and no other finalize queued; False when that moment passed."""
+    from mammocad.spool.layout import Spool
+    from mammocad.spool.presence import holders
+    from mammocad.spool.reconcile import read_broker, redis_client
+    from mammocad.spool.tasks import TASK_FINALIZE_STUDY
+
+    client = redis_client(f"redis://127.0.0.1:{cluster.redis_port}/0")
+    spool = Spool(cluster.spool)
+    key = (TASK_FINALIZE_STUDY, uid, "")
+
+    def state() -> str | None:
+        if cluster.reports(uid):
+            return "missed"
+        if not all(spool.result_path(uid, s).exists() for s in sops):
+            return None
+        view = read_broker(client, ["gpu", "results"])
+        tags = view.held_tags.get(key, set())
+        return "held" if tags and key not in view.ready and tags <= set(holders(spool, 60)) else None
+
+    if wait_until(state, 120, "the finalize held or the study reported", interval=0.005) == "missed":
+        return False
+    group = cluster.procs["results"].pid
+    os.killpg(group, signal.SIGSTOP)
+    settle(1.0)  # the analysis worker's own finalize for the last image, if it was on its way
+    if state() == "held":
+        return True
+    os.killpg(group, signal.SIGCONT)
+    return False
+
+
+def test_results_worker_killed_holding_the_study_s_finalize(cluster: Cluster, tmp_path: Path) -> None:
+    """Every image analysed; the results worker killed while it holds (runs, or waits out the
+    countdown of) the study's only finalize. Redis keeps that task unacknowledged for its
+    visibility timeout (3 minutes here, 30 by default); the worker's silent presence file makes
+    the node queue the finalize again after worker.lease_s."""
+    for attempt in range(5):  # the moment lasts a build, hundreds of ms: it may pass unseen
+        uid, sops, paths = fresh_study(tmp_path, f"held-{attempt}")
+        cluster.send(paths)
+        if _caught_holding_the_finalize(cluster, uid, sops):
+            break
+        cluster.reconcile(uid, sops)
+    else:
+        pytest.fail("in 5 studies the results worker was never caught holding a finalize")
+    cluster.kill("results")
+    cluster.start("results")
+    cluster.reconcile(uid, sops)
+    node = cluster.log_text("node")
+    assert re.search(rf'event=reconcile_requeued task=mammocad.finalize_study study={uid} .*'
+                     r'why="held by a dead worker: results-', node), node[-3000:]
 
 
 @pytest.mark.parametrize("aof", [False, True], ids=["empty", "aof"])
