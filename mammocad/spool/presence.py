@@ -181,7 +181,7 @@ class PresenceBeacon:
         except OSError as exc:
             if not self._failing:
                 log_event(logger, "presence_write_failed", logging.WARNING, worker=self.worker,
-                          error=safe_error(exc), hint="the node may re-queue this worker's tasks; "
+                          path=str(self.path), error=safe_error(exc), hint="the node may re-queue this worker's tasks; "
                           "check the spool's disk and permissions")
             self._failing = True
             return

@@ -1,0 +1,54 @@
+"""The presence beacon in-process: what it lists, and a spool it cannot write to."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from mammocad.spool.layout import Spool
+from mammocad.spool.presence import PresenceBeacon, holders
+from mammocad.spool.records import PresenceRecord
+
+
+def test_a_beacon_lists_what_the_broker_still_holds_and_keeps_all_when_it_cannot_ask(tmp_path: Path) -> None:
+    spool = Spool(tmp_path).create()
+    broker_holds = {"a", "b"}
+    asked: list[list[str]] = []
+
+    def still_held(tags: list[str]) -> set[str]:
+        asked.append(sorted(tags))
+        if broker_holds is None:
+            raise ConnectionError("redis is away")
+        return broker_holds & set(tags)
+
+    beacon = PresenceBeacon(spool, "results-1@box", lease_s=30, keep_s=1800, still_held=still_held)
+    for tag in ("a", "b", "c"):
+        beacon.received(tag)  # each written at once
+    assert PresenceRecord.read(beacon.path).held == ("a", "b", "c")
+    beacon.forget_acknowledged()
+    beacon.write()
+    assert PresenceRecord.read(beacon.path).held == ("a", "b") and asked == [["a", "b", "c"]]
+    broker_holds = None  # type: ignore[assignment]
+    beacon.forget_acknowledged()  # an error keeps every tag: a duplicate is cheaper than a wait
+    assert beacon.held() == ("a", "b")
+    assert set(holders(spool, 30)) == {"a", "b"}
+
+
+def test_a_spool_the_beacon_cannot_write_is_logged_once_then_its_recovery(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    spool = Spool(tmp_path).create()
+    spool.workers.write_text("not a folder")  # every write of workers/<name>.json fails
+    beacon = PresenceBeacon(spool, "gpu-2@box", lease_s=30, keep_s=1800)
+    with caplog.at_level(logging.INFO, logger="mammocad.spool.presence"):
+        beacon.received("t1")
+        beacon.write()
+        spool.workers.unlink()
+        beacon.write()
+    events = [r.getMessage() for r in caplog.records]
+    assert events == ["presence_write_failed", "presence_write_recovered"]
+    failed = caplog.records[0]
+    assert failed.levelno == logging.WARNING and "spool" in str(getattr(failed, "hint", ""))
+    assert getattr(failed, "path", "") == str(beacon.path) and "Not a directory" in str(getattr(failed, "error", ""))
+    assert PresenceRecord.read(beacon.path).held == ("t1",)
