@@ -45,6 +45,16 @@ def _hold(client: Any, queue: str, key: tuple[str, str, str], tag: str) -> None:
     client.hset("unacked", tag, json.dumps([json.loads(raw[0]), "", queue]))
 
 
+
+def _analyses_queued_first_taken(tmp_path: Path, redis_url: str) -> Spool:
+    """Every image's analysis queued, and the first one's taken by a worker (tag "tag-1")."""
+    spool = _spool(tmp_path)
+    app = make_celery(Settings(), broker_url=redis_url)
+    for sop in SOPS:
+        app.send_task(TASK_ANALYZE_IMAGE, args=analyze_image_args(spool.root, STUDY, sop))
+    _hold(redis_client(redis_url), "gpu", (TASK_ANALYZE_IMAGE, STUDY, SOPS[0]), "tag-1")
+    return spool
+
 def test_only_work_the_broker_does_not_hold_is_owed_and_only_after_two_passes(tmp_path: Path, redis_url: str) -> None:
     spool = _spool(tmp_path)
     app = make_celery(Settings(), broker_url=redis_url)
@@ -65,12 +75,7 @@ def test_only_work_the_broker_does_not_hold_is_owed_and_only_after_two_passes(tm
 
 
 def test_a_held_task_whose_lease_expired_is_owed_at_once(tmp_path: Path, redis_url: str) -> None:
-    spool = _spool(tmp_path)
-    client = redis_client(redis_url)
-    app = make_celery(Settings(), broker_url=redis_url)
-    for sop in SOPS:
-        app.send_task(TASK_ANALYZE_IMAGE, args=analyze_image_args(spool.root, STUDY, sop))
-    _hold(client, "gpu", (TASK_ANALYZE_IMAGE, STUDY, SOPS[0]), "tag-1")  # a worker took it
+    spool = _analyses_queued_first_taken(tmp_path, redis_url)  # a worker took it
     rec = Reconciler(spool, lease_s=30)
     lease = lease_path(spool, STUDY, SOPS[0])
     with held(lease, spool.tmp, lease_s=30):
@@ -120,12 +125,7 @@ def test_a_finalize_held_only_by_a_dead_worker_is_owed_at_once(tmp_path: Path, r
 
 
 def test_an_analysis_taken_but_not_started_by_a_dead_worker_is_owed(tmp_path: Path, redis_url: str) -> None:
-    spool = _spool(tmp_path)
-    client = redis_client(redis_url)
-    app = make_celery(Settings(), broker_url=redis_url)
-    for sop in SOPS:
-        app.send_task(TASK_ANALYZE_IMAGE, args=analyze_image_args(spool.root, STUDY, sop))
-    _hold(client, "gpu", (TASK_ANALYZE_IMAGE, STUDY, SOPS[0]), "tag-1")  # prefetched: no lease yet
+    spool = _analyses_queued_first_taken(tmp_path, redis_url)  # prefetched: no lease yet
     rec = Reconciler(spool, lease_s=30)
     beat = _presence(spool, "gpu-7@box", ["tag-1"])
     assert rec.due(_view(redis_url)) == [] and rec.due(_view(redis_url)) == []
