@@ -61,10 +61,6 @@ class BrokerView:
     held_tags: dict[Key, set[str]] = field(default_factory=dict)
 
     @property
-    def held(self) -> set[Key]:
-        return set(self.held_tags)
-
-    @property
     def unacked_tags(self) -> set[str]:
         return {tag for tags in self.held_tags.values() for tag in tags}
 
