@@ -17,6 +17,12 @@ reconciler queues it again at once (:mod:`mammocad.spool.reconcile`). Analysis l
 what they cannot: a finalize or a delivery waiting in a dead worker, and a task it had
 taken but not yet started.
 
+A live worker can let go of a message too: when its broker connection closes (Redis
+restarted, a network blip), Celery forgets the tasks it was waiting to run, since their
+acknowledgement belonged to that connection, while Redis keeps them unacknowledged until
+the visibility timeout. The worker lists those as ``dropped``, and a message that every
+listing worker is dead for or has dropped is owed the same way.
+
 A message no file lists (taken a moment ago, or by a worker of an older release) still
 counts as held by a live worker, as before; the visibility timeout brings it back. A
 wrong "dead" only ever causes a duplicate task, which every task skips (docs/FAULTS.md).
@@ -42,11 +48,23 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Holder:
-    """A worker that listed a delivery tag, and how long ago it last said it was alive."""
+    """A worker that listed a delivery tag, how long ago it last said it was alive, and
+    whether it dropped the message (its broker connection closed after it took it)."""
 
     worker: str
     silent_s: float
     alive: bool
+    dropped: bool = False
+
+    @property
+    def holding(self) -> bool:
+        return self.alive and not self.dropped
+
+    def why_not(self) -> str:
+        """Why this worker will not finish the task (for the reconciler's log line)."""
+        if not self.alive:
+            return f"{self.worker} (silent {self.silent_s:.0f} s)"
+        return f"{self.worker} (dropped it: its broker connection closed)"
 
 
 @dataclass(frozen=True)
@@ -80,24 +98,26 @@ def holders(spool: Spool, lease_s: float, now: float | None = None) -> dict[str,
     """Delivery tag -> the workers whose presence file lists it (unreadable files are skipped)."""
     out: dict[str, list[Holder]] = {}
     for state in worker_states(spool, lease_s, now):
-        holder = Holder(state.record.worker, state.silent_s, state.alive)
         for tag in state.record.held:
-            out.setdefault(tag, []).append(holder)
+            out.setdefault(tag, []).append(Holder(state.record.worker, state.silent_s, state.alive))
+        for tag in state.record.dropped:
+            out.setdefault(tag, []).append(Holder(state.record.worker, state.silent_s, state.alive, True))
     return out
 
 
-def dead_holders(tags: Iterable[str], known: dict[str, list[Holder]]) -> list[Holder] | None:
-    """The dead workers holding every one of ``tags``, or None when any tag may be alive.
+def abandoned(tags: Iterable[str], known: dict[str, list[Holder]]) -> list[Holder] | None:
+    """The workers that listed ``tags`` when none of them still holds any (each is dead or
+    dropped it); None when one of the tags may still be held.
 
-    A tag no worker lists counts as alive: it may have been taken a moment ago.
+    A tag no worker lists counts as held: it may have been taken a moment ago.
     """
-    dead: list[Holder] = []
+    gone: list[Holder] = []
     for tag in tags:
         listed = known.get(tag)
-        if not listed or any(h.alive for h in listed):
+        if not listed or any(h.holding for h in listed):
             return None
-        dead.extend(listed)
-    return dead or None
+        gone.extend(listed)
+    return gone or None
 
 
 def prune(spool: Spool, lease_s: float, unacked_tags: Iterable[str], now: float | None = None) -> list[str]:
@@ -136,6 +156,7 @@ class PresenceBeacon:
         self.keep_s = keep_s
         self.started = time.time()
         self._held: dict[str, float] = {}
+        self._dropped_if: dict[str, Callable[[], bool]] = {}
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()  # the beat and a received message write in turn
         self._stop = threading.Event()
@@ -143,16 +164,25 @@ class PresenceBeacon:
         self._failing = False
         self._still_held = still_held
 
-    def received(self, tag: str) -> None:
+    def received(self, tag: str, dropped: Callable[[], bool] | None = None) -> None:
+        """Note a taken message; ``dropped`` says, when asked later, whether the worker let it go."""
         with self._lock:
             self._held[tag] = time.time()
+            if dropped is not None:
+                self._dropped_if[tag] = dropped
         self.write()  # at once: a kill right after taking a message must not hide it
 
-    def held(self) -> tuple[str, ...]:
+    def listing(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(held, dropped) tags, each listed for at most ``keep_s``."""
         cutoff = time.time() - self.keep_s
         with self._lock:
             self._held = {t: at for t, at in self._held.items() if at >= cutoff}
-            return tuple(sorted(self._held))
+            self._dropped_if = {t: f for t, f in self._dropped_if.items() if t in self._held}
+            gone = {t for t, f in self._dropped_if.items() if f()}
+            return tuple(sorted(set(self._held) - gone)), tuple(sorted(gone))
+
+    def held(self) -> tuple[str, ...]:
+        return self.listing()[0]
 
     def forget_acknowledged(self) -> None:
         """Drop the tags the broker no longer keeps (done tasks); on any error keep them all."""
@@ -170,13 +200,15 @@ class PresenceBeacon:
         with self._lock:  # a tag received meanwhile was not asked about: it stays
             for tag in set(asked) - kept:
                 self._held.pop(tag, None)
+                self._dropped_if.pop(tag, None)
 
     def write(self) -> None:
         """Rewrite the file; a failure (disk full) is logged once, then retried every beat."""
         try:
             with self._write_lock:
+                held, dropped = self.listing()
                 record = PresenceRecord(worker=self.worker, host=socket.gethostname(), pid=os.getpid(),
-                                        started=self.started, held=self.held(), lease_s=self.lease_s)
+                                        started=self.started, held=held, lease_s=self.lease_s, dropped=dropped)
                 atomic_write_json(self.path, record.to_json(), self.spool.tmp)
         except OSError as exc:
             if not self._failing:

@@ -163,14 +163,14 @@ def owed_work(spool: Spool, view: BrokerView, lease_s: float, now: float | None 
     known = presence.holders(spool, lease_s, now) if view.held_tags else {}
 
     def held_by_dead(key: Key) -> str | None:
-        """Why ``key`` is owed although held: every worker holding it is dead; else None."""
+        """Why ``key`` is owed although held: no worker that took it still holds it; else None."""
         if key in view.ready or key not in view.held_tags:
             return None
-        dead = presence.dead_holders(view.held_tags[key], known)
-        if dead is None:
+        gone = presence.abandoned(view.held_tags[key], known)
+        if gone is None:
             return None
-        who = ", ".join(sorted({f"{h.worker} (silent {h.silent_s:.0f} s)" for h in dead}))
-        return f"held by a dead worker: {who}"
+        who = ", ".join(sorted({h.why_not() for h in gone}))
+        return f"held by a dead worker: {who}" if not any(h.alive for h in gone) else f"dropped by its worker: {who}"
 
     out: list[Owed] = []
     for study_uid in spool.study_uids():

@@ -7,6 +7,8 @@ delivery tag is the key of that message in Redis's ``unacked`` hash.
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -30,9 +32,24 @@ def start_presence(settings: Settings, worker: str) -> PresenceBeacon:
                             still_held=still_held)
 
     def on_received(request: Any = None, **_: Any) -> None:
-        tag = getattr(getattr(request, "message", None), "delivery_tag", None)
+        message = getattr(request, "message", None)
+        tag = getattr(message, "delivery_tag", None)
         if tag:
-            beacon.received(str(tag))
+            beacon.received(str(tag), _channel_closed(getattr(message, "channel", None)))
 
     task_received.connect(on_received, weak=False)
     return beacon.start()
+
+
+def _channel_closed(channel: Any) -> Callable[[], bool] | None:
+    """Whether the message's channel has closed: Celery then forgets the tasks it took on it
+    that are not running (``Consumer.on_close``), while Redis keeps them unacknowledged."""
+    if channel is None:
+        return None
+    ref = weakref.ref(channel)
+
+    def closed() -> bool:
+        live = ref()
+        return live is None or bool(getattr(live, "closed", False))
+
+    return closed

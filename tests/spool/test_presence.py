@@ -52,3 +52,20 @@ def test_a_spool_the_beacon_cannot_write_is_logged_once_then_its_recovery(
     assert failed.levelno == logging.WARNING and "spool" in str(getattr(failed, "hint", ""))
     assert getattr(failed, "path", "") == str(beacon.path) and "Not a directory" in str(getattr(failed, "error", ""))
     assert PresenceRecord.read(beacon.path).held == ("t1",)
+
+
+def test_a_message_taken_on_a_closed_connection_is_listed_as_dropped_until_taken_again(tmp_path: Path) -> None:
+    spool = Spool(tmp_path).create()
+    beacon = PresenceBeacon(spool, "results-1@box", lease_s=30, keep_s=1800)
+    closed = {"first": False, "second": False}
+    beacon.received("a", lambda: closed["first"])
+    beacon.received("b")  # no channel known: listed as held
+    assert beacon.listing() == (("a", "b"), ())
+    closed["first"] = True  # the broker connection went away
+    beacon.write()
+    record = PresenceRecord.read(beacon.path)
+    assert (record.held, record.dropped) == (("b",), ("a",))
+    gone = holders(spool, 30)["a"]
+    assert [(h.worker, h.alive, h.holding) for h in gone] == [("results-1@box", True, False)]
+    beacon.received("a", lambda: closed["second"])  # kombu gave it back and the worker took it again
+    assert beacon.listing() == (("a", "b"), ())

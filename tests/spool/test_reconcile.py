@@ -87,9 +87,10 @@ def test_a_held_task_whose_lease_expired_is_owed_at_once(tmp_path: Path, redis_u
         assert not lease.exists()  # removed, so the re-queued task is not re-queued again
 
 
-def _presence(spool: Spool, worker: str, held: list[str], silent_s: float = 0.0) -> Path:
+def _presence(spool: Spool, worker: str, held: list[str], silent_s: float = 0.0, dropped: tuple[str, ...] = ()) -> Path:
     path = spool.presence_path(worker)
-    record = PresenceRecord(worker=worker, host="box", pid=1, started=time.time() - 100, held=tuple(held))
+    record = PresenceRecord(worker=worker, host="box", pid=1, started=time.time() - 100, held=tuple(held),
+                            dropped=dropped)
     atomic_write_json(path, record.to_json(), spool.tmp)
     then = time.time() - silent_s
     os.utime(path, (then, then))
@@ -146,3 +147,23 @@ def test_dead_presence_files_go_once_the_broker_holds_none_of_their_tasks(tmp_pa
     alive = _presence(spool, "gpu-3@box", [])
     Reconciler(spool, lease_s=30).due(_view(redis_url))
     assert holding.exists() and alive.exists() and not done.exists()
+
+
+def test_a_finalize_its_live_worker_dropped_is_owed_unless_another_worker_took_it(
+        tmp_path: Path, redis_url: str) -> None:
+    """Redis restarted from its append-only file: the worker that held the finalize lives, but
+    Celery forgot the task with the old connection; the message waits in "unacked"."""
+    spool = _spool(tmp_path)
+    app = make_celery(Settings(), broker_url=redis_url)
+    atomic_write_json(spool.complete_path(STUDY), {"sop_uids": SOPS, "reason": "four_views"}, spool.tmp)
+    for sop in SOPS:
+        atomic_write_json(spool.result_path(STUDY, sop), {"done": True}, spool.tmp)
+    app.send_task(TASK_FINALIZE_STUDY, args=finalize_study_args(spool.root, STUDY, SOPS), countdown=60)
+    _hold(redis_client(redis_url), "results", (TASK_FINALIZE_STUDY, STUDY, ""), "tag-a")
+    rec = Reconciler(spool, lease_s=30)
+    other = _presence(spool, "results-2@box", ["tag-a"])  # a second worker took it again meanwhile
+    _presence(spool, "results-1@box", [], dropped=("tag-a",))
+    assert rec.due(_view(redis_url)) == []
+    other.unlink()
+    owed = rec.due(_view(redis_url))
+    assert [o.why for o in owed] == ["dropped by its worker: results-1@box (dropped it: its broker connection closed)"]

@@ -146,7 +146,8 @@ def test_an_unreadable_item_does_not_hide_the_others(tmp_path: Path, caplog: pyt
 
 
 def _presence() -> PresenceRecord:
-    return PresenceRecord(worker="results-12@box", host="box", pid=12, started=1.5, held=("t1", "t2"))
+    return PresenceRecord(worker="results-12@box", host="box", pid=12, started=1.5, held=("t1", "t2"),
+                          lease_s=30.0, dropped=("t0",))
 
 
 def test_presence_round_trip_and_a_file_name_from_any_node_name(tmp_path: Path) -> None:
@@ -154,6 +155,8 @@ def test_presence_round_trip_and_a_file_name_from_any_node_name(tmp_path: Path) 
     assert PresenceRecord.from_json(json.loads(json.dumps(_presence().to_json()))) == _presence()
     with pytest.raises(RecordError, match="held"):
         PresenceRecord.from_json({**_presence().to_json(), "held": [1]})
+    with pytest.raises(RecordError, match="dropped"):
+        PresenceRecord.from_json({**_presence().to_json(), "dropped": "t0"})
     # A host name is not a safe file name: no separator, no hidden file, in the workers folder.
     for name in ("results-1@box", "../../etc/x", ".hidden@h", "gpu 1@a/b"):
         path = spool.presence_path(name)
