@@ -163,6 +163,7 @@ class PresenceBeacon:
         self._thread: threading.Thread | None = None
         self._failing = False
         self._still_held = still_held
+        self._broker_unknown = False  # the last question to the broker failed
 
     def received(self, tag: str, dropped: Callable[[], bool] | None = None) -> None:
         """Note a taken message; ``dropped`` says, when asked later, whether the worker let it go."""
@@ -196,7 +197,9 @@ class PresenceBeacon:
             kept = self._still_held(asked)
         except Exception as exc:  # the broker is away: listing too much only costs a duplicate
             log_event(logger, "presence_prune_skipped", logging.DEBUG, worker=self.worker, error=safe_error(exc))
+            self._broker_unknown = True
             return
+        self._broker_unknown = False
         with self._lock:  # a tag received meanwhile was not asked about: it stays
             for tag in set(asked) - kept:
                 self._held.pop(tag, None)
@@ -234,7 +237,16 @@ class PresenceBeacon:
         return self
 
     def stop(self) -> None:
-        """Stop beating. The file stays: tags still in the broker then read as a dead worker's."""
+        """Stop beating; remove the file when the broker keeps nothing the worker took.
+
+        Otherwise (the broker could not be asked, or kept messages a clean shutdown could
+        not give back) the file stays and goes silent: the node then queues their work again.
+        """
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
+        if self._still_held is None:
+            return
+        self.forget_acknowledged()
+        if self.listing() == ((), ()) and not self._broker_unknown:
+            self.path.unlink(missing_ok=True)

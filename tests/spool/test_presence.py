@@ -69,3 +69,16 @@ def test_a_message_taken_on_a_closed_connection_is_listed_as_dropped_until_taken
     assert [(h.worker, h.alive, h.holding) for h in gone] == [("results-1@box", True, False)]
     beacon.received("a", lambda: closed["second"])  # kombu gave it back and the worker took it again
     assert beacon.listing() == (("a", "b"), ())
+
+
+def test_a_clean_stop_removes_the_file_only_when_the_broker_keeps_nothing_the_worker_took(tmp_path: Path) -> None:
+    spool = Spool(tmp_path).create()
+    kept: set[str] = {"a"}
+    beacon = PresenceBeacon(spool, "gpu-1@box", lease_s=30, keep_s=1800,
+                            still_held=lambda tags: kept & set(tags)).start()
+    beacon.received("a")
+    beacon.stop()  # "a" could not be given back: the file stays, and goes silent
+    assert PresenceRecord.read(beacon.path).held == ("a",)
+    kept.clear()
+    beacon.stop()
+    assert not beacon.path.exists()

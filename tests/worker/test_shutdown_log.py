@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -44,11 +45,14 @@ def test_shutdown_lines_parse(stop: signal.Signals, exitcode: int, tmp_path: Pat
             wait_until(lambda: any(" ready." in line for line in out["stderr"]) or proc.poll() is not None,
                        WORKER_READY_TIMEOUT, "the worker")
             assert proc.poll() is None, "\n".join(out["stderr"])
+            workers = tmp_path / "spool" / "workers"
+            assert [p.name for p in workers.glob("*.json")] == [f"gpu-{proc.pid}@{socket.gethostname()}.json"]
             if stop == signal.SIGTERM:  # an admin's `kill -USR1`: Celery dumps every thread's stack
                 os.kill(proc.pid, signal.SIGUSR1)
                 wait_until(lambda: any("celery_thread_dump" in line for line in out["stderr"]), 30, "the dump")
             os.killpg(proc.pid, stop)  # systemd's KillMode=control-group; a terminal's Ctrl+C
             assert proc.wait(120) == exitcode, "\n".join(out["stderr"])
+            assert not list(workers.glob("*.json"))  # a clean stop holding nothing leaves no presence
         finally:
             processes.stop(proc, sig=signal.SIGKILL)
         for reader in readers:
