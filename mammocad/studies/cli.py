@@ -63,7 +63,7 @@ def studies_list(args: argparse.Namespace) -> int:
     settings = _load(args)
     if settings is None:
         return 2
-    statuses = all_statuses(settings.node.spool_dir, args.state)
+    statuses = all_statuses(settings.node.spool_dir, args.state, lease_s=settings.worker.lease_s)
     if args.json:
         for s in statuses:
             print(json.dumps(s.to_json()))
@@ -87,7 +87,7 @@ def studies_show(args: argparse.Namespace) -> int:
     if settings is None:
         return 2
     try:
-        status = study_status(settings.node.spool_dir, args.uid)
+        status = study_status(settings.node.spool_dir, args.uid, lease_s=settings.worker.lease_s)
     except ValueError as exc:
         print(f"mammocad studies show: {exc}", file=sys.stderr)
         return 1
@@ -105,6 +105,8 @@ def studies_show(args: argparse.Namespace) -> int:
     print(f"report     {status.report or 'none yet'}"
           + (f" (version {status.revision}; {status.reports} report(s) in all)" if status.report else ""))
     print(f"state      {status.state}")
+    if status.waiting_for:
+        print(f"waiting    for {status.waiting_for}")
     for dest, state in status.destinations.items():
         error = status.errors.get(dest)
         print(f"  {dest:<16} {state}" + (f"  last error: {error}" if error else ""))

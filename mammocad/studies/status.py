@@ -9,6 +9,7 @@ after the destination confirmed every file). Re-sent copies (``studies resend``)
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from pydicom import dcmread
 
 from mammocad.spool.layout import Spool
+from mammocad.spool.leases import lease_age, lease_path
 from mammocad.spool.outbox import Outbox, OutboxItem
 from mammocad.spool.records import ReportRecord
 from mammocad.spool.studies import StudyFiles, report_revision
@@ -38,6 +40,23 @@ class StudyStatus:
     reports: int = 0
     destinations: dict[str, str] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    #: The node's completion reason ("four_views", "timeout"); "" while it waits for images.
+    declared: str = ""
+    #: Images without a result whose analysis lease is fresh: running on a live worker now.
+    analysing: int = 0
+
+    @property
+    def waiting_for(self) -> str:
+        """What a study without a report waits for now, in words; "" once it has one."""
+        if self.report:
+            return ""
+        if not self.declared:
+            return ("the rest of the study: the node declares it when both breasts' CC and MLO are in, "
+                    "or after node.study_timeout_s without a new image")
+        queued = self.images - self.analysed - self.analysing
+        if queued > 0 or self.analysing:
+            return f"analysis: {self.analysing} image(s) running, {queued} queued or re-queued (see `mammocad workers`)"
+        return "the results worker to build and send the report (see `mammocad workers`)"
 
     @property
     def state(self) -> str:
@@ -49,7 +68,7 @@ class StudyStatus:
         return "delivered"
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "state": self.state}
+        return {**asdict(self), "state": self.state, "waiting_for": self.waiting_for}
 
 
 class Index:
@@ -74,18 +93,26 @@ class Index:
         return ("dropped", "") if dropped.exists() else ("delivered", "")
 
 
-def study_status(spool_dir: str | os.PathLike[str], study_uid: str, index: Index | None = None) -> StudyStatus:
+def study_status(spool_dir: str | os.PathLike[str], study_uid: str, index: Index | None = None,
+                 lease_s: float = 30.0) -> StudyStatus:
+    """``lease_s``: the workers' ``worker.lease_s`` (a lease older than that is a dead worker's)."""
     index = index or Index(spool_dir)
     files = StudyFiles(spool_dir, study_uid)
     sops = files.layout.image_sops(files.study_uid)
     status = StudyStatus(study_uid=files.study_uid, images=len(sops))
+    completion = files.complete()
+    status.declared = (completion.reason or "declared") if completion is not None else ""
     images = [files.image(s) for s in sops]
     if images:
         status.received = max(_mtime(p) for p in images)
         status.accession = _accession(images[0])
+    now = time.time()
     for sop in sops:
         path = files.result(sop)
-        if path.exists():
+        if not path.exists():
+            age = lease_age(lease_path(files.layout, files.study_uid, sop), now)
+            status.analysing += int(age is not None and age <= lease_s)
+        else:
             status.analysed += 1
             try:
                 status.failed_images += int(bool(files.read_result(sop).error))
@@ -104,10 +131,11 @@ def study_status(spool_dir: str | os.PathLike[str], study_uid: str, index: Index
     return status
 
 
-def all_statuses(spool_dir: str | os.PathLike[str], state: str | None = None) -> list[StudyStatus]:
+def all_statuses(spool_dir: str | os.PathLike[str], state: str | None = None,
+                 lease_s: float = 30.0) -> list[StudyStatus]:
     """Every study in the spool, newest first; ``state`` keeps only failed/pending/delivered."""
     index = Index(spool_dir)
-    out = [study_status(spool_dir, uid, index) for uid in index.spool.study_uids()]
+    out = [study_status(spool_dir, uid, index, lease_s) for uid in index.spool.study_uids()]
     out = [s for s in out if state is None or s.state == state]
     return sorted(out, key=lambda s: s.received or 0.0, reverse=True)
 

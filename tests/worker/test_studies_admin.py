@@ -9,13 +9,16 @@ removed destination dead-lettered at once with the reason.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from pydicom import dcmread
 
 from mammocad.config import load_settings
+from mammocad.spool.leases import held, lease_path
 from mammocad.spool.outbox import Outbox
 from mammocad.spool.studies import StudyFiles, report_key
 from mammocad.spool.tasks import TASK_ANALYZE_IMAGE, TASK_FINALIZE_STUDY
@@ -120,3 +123,30 @@ def test_removed_destination_is_dead_lettered_with_the_reason(tmp_path: Path) ->
     dead = outbox.get("gone", "item1", dead=True)
     assert dead is not None and "not in the configuration (removed?)" in (dead.last_error or "")
     assert outbox.get("gone", "item1") is None
+
+
+def test_a_pending_study_says_what_it_waits_for(tmp_path: Path) -> None:
+    """Spool only: not declared yet, then analysing (a fresh lease is a running image; a stale
+    one is not), then waiting for the results worker."""
+    spool = tmp_path / "spool"
+    study_uid, sops = _spool_study(spool)
+    files = StudyFiles(spool, study_uid)
+    assert study_status(spool, study_uid).waiting_for.startswith("the rest of the study")
+    files.layout.write(files.layout.complete_path(study_uid),
+                       json.dumps({"version": 1, "sop_uids": sops, "reason": "four_views"}).encode())
+    with held(lease_path(files.layout, study_uid, sops[0]), files.layout.tmp, lease_s=30):
+        stale = lease_path(files.layout, study_uid, sops[1])
+        stale.write_text("gpu box, killed\n")
+        os.utime(stale, (time.time() - 120,) * 2)
+        status = study_status(spool, study_uid, lease_s=30)
+        assert (status.declared, status.analysing) == ("four_views", 1)
+        assert status.waiting_for.startswith("analysis: 1 image(s) running, 3 queued or re-queued")
+        cfg = tmp_path / "mammocad.toml"
+        cfg.write_text(f'[node]\nspool_dir = "{spool}"\n')
+        shown = _mammocad(cfg, "studies", "show", study_uid)
+        assert "waiting    for analysis: 1 image(s) running" in shown.stdout, shown.stdout + shown.stderr
+    for sop in sops:
+        files.layout.write(files.result(sop), b'{"version": 1}')
+    assert study_status(spool, study_uid).waiting_for.startswith("the results worker")
+    assert json.loads(_mammocad(cfg, "studies", "show", study_uid, "--json").stdout)["waiting_for"].startswith(
+        "the results worker")
