@@ -11,7 +11,13 @@ from prometheus_client.registry import Collector
 
 from mammocad.config import Settings
 from mammocad.metrics.server import MetricsServer
-from mammocad.metrics.state import BrokerCollector, SpoolCollector, broker_check, spool_check
+from mammocad.metrics.state import (
+    BrokerCollector,
+    SpoolCollector,
+    WorkersCollector,
+    broker_check,
+    spool_check,
+)
 
 
 class _Union(Collector):
@@ -34,7 +40,7 @@ def _checks(settings: Settings, broker_url: str) -> dict[str, Any]:
 
 
 def start_node_endpoint(settings: Settings, broker_url: str, destinations: Any = None) -> MetricsServer | None:
-    """The node's ``/metrics``: its own counters, queue depths, outbox and dead-letter counts."""
+    """The node's ``/metrics``: its own counters, queue depths, outbox and dead-letter counts, workers."""
     if not settings.metrics.port:
         return None
     from prometheus_client import REGISTRY, CollectorRegistry
@@ -44,8 +50,10 @@ def start_node_endpoint(settings: Settings, broker_url: str, destinations: Any =
     w = settings.worker
     names = destinations or (lambda: [d.name for d in settings.destinations])
     registry = CollectorRegistry()
-    registry.register(_Union(REGISTRY, BrokerCollector(broker_url, [w.analysis_queue, w.results_queue]),
-                             SpoolCollector(Path(settings.node.spool_dir), names)))
+    queues = [w.analysis_queue, w.results_queue]
+    registry.register(_Union(REGISTRY, BrokerCollector(broker_url, queues),
+                             SpoolCollector(Path(settings.node.spool_dir), names),
+                             WorkersCollector(Path(settings.node.spool_dir), queues, w.lease_s)))
     return MetricsServer(registry, _checks(settings, broker_url), settings.metrics.host,
                          settings.metrics.port).start()
 

@@ -18,6 +18,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from mammocad.spool.layout import Spool
+from mammocad.spool.presence import worker_states
 
 #: Seconds a readiness or depth probe may wait for Redis: a scrape must answer quickly.
 PROBE_TIMEOUT_S = 1.0
@@ -93,6 +94,32 @@ class SpoolCollector(Collector):
     def describe(self) -> Iterator[GaugeMetricFamily]:
         yield GaugeMetricFamily("mammocad_outbox_items", "", labels=["destination"])
         yield GaugeMetricFamily("mammocad_deadletter_items", "", labels=["destination"])
+
+
+class WorkersCollector(Collector):
+    """``mammocad_workers{queue, state}``: workers sharing the spool, alive or silent.
+
+    Read from their presence files (:mod:`mammocad.spool.presence`), so one scrape of the
+    node covers every GPU box, including one nobody added to Prometheus. The configured
+    queues are always listed (0 alive when none is), so an alert has a series to watch.
+    """
+
+    def __init__(self, spool: Path, queues: list[str], lease_s: float) -> None:
+        self.spool, self.queues, self.lease_s = Spool(spool), queues, lease_s
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        counts = {(q, state): 0 for q in self.queues for state in ("alive", "silent")}
+        for worker in worker_states(self.spool, self.lease_s):
+            key = (worker.queue, "alive" if worker.alive else "silent")
+            counts[key] = counts.get(key, 0) + 1
+        family = GaugeMetricFamily("mammocad_workers", "Workers sharing the spool by queue and state (alive: "
+                                   "beat within worker.lease_s; silent: taken for dead)", labels=["queue", "state"])
+        for (queue, state), n in sorted(counts.items()):
+            family.add_metric([queue, state], n)
+        yield family
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily("mammocad_workers", "", labels=["queue", "state"])
 
 
 def broker_check(url: str) -> Callable[[], str | None]:

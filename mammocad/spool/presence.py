@@ -76,6 +76,11 @@ class WorkerState:
     silent_s: float
     alive: bool
 
+    @property
+    def queue(self) -> str:
+        """The queue the worker serves, from its Celery node name ``<queue>-<pid>@<host>``."""
+        return self.record.worker.split("@", 1)[0].rsplit("-", 1)[0]
+
 
 def worker_states(spool: Spool, lease_s: float, now: float | None = None) -> list[WorkerState]:
     """Every readable presence file, by worker name. Alive: rewritten within ``lease_s``, or

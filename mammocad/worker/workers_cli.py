@@ -32,14 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.set_defaults(handler=workers_list)
 
 
-def _queue(state: WorkerState) -> str:
-    """The queue a worker serves, from its Celery node name ``<queue>-<pid>@<host>``."""
-    return state.record.worker.split("@", 1)[0].rsplit("-", 1)[0]
-
-
 def _as_json(state: WorkerState) -> dict[str, object]:
     r = state.record
-    return {"worker": r.worker, "queue": _queue(state), "host": r.host, "pid": r.pid, "started": r.started,
+    return {"worker": r.worker, "queue": state.queue, "host": r.host, "pid": r.pid, "started": r.started,
             "silent_s": round(state.silent_s, 1), "alive": state.alive, "held": len(r.held)}
 
 
@@ -49,7 +44,7 @@ def _print_table(states: list[WorkerState]) -> None:
     print(f"{'WORKER':<40}  {'QUEUE':<8}  {'STATE':<6}  {'LAST BEAT':>9}  {'HELD':>4}  STARTED")
     for state in states:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(state.record.started))
-        print(f"{state.record.worker:<40}  {_queue(state):<8}  {'alive' if state.alive else 'silent':<6}  "
+        print(f"{state.record.worker:<40}  {state.queue:<8}  {'alive' if state.alive else 'silent':<6}  "
               f"{state.silent_s:>7.0f} s  {len(state.record.held):>4}  {started}")
 
 
@@ -67,7 +62,7 @@ def workers_list(args: argparse.Namespace) -> int:
         _print_table(states)
     w = settings.worker
     missing = [q for q in (w.analysis_queue, w.results_queue)
-               if not any(s.alive and _queue(s) == q for s in states)]
+               if not any(s.alive and s.queue == q for s in states)]
     if missing:
         print(f"no live worker for queue {', '.join(missing)} in {settings.node.spool_dir}: start one "
               f"(systemctl start mammocad-worker@… / mammocad-results-worker, or `mammocad worker "

@@ -10,7 +10,7 @@ from pathlib import Path
 from prometheus_client.metrics import MetricWrapperBase
 
 import mammocad.metrics.definitions as definitions
-from mammocad.metrics.state import BrokerCollector, SpoolCollector
+from mammocad.metrics.state import BrokerCollector, SpoolCollector, WorkersCollector
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARD = REPO / "deploy" / "grafana" / "mammocad.json"
@@ -23,6 +23,7 @@ def exported() -> set[str]:
     families = [f for obj in vars(definitions).values() if isinstance(obj, MetricWrapperBase) for f in obj.describe()]
     families += list(BrokerCollector("redis://127.0.0.1:1/0", []).describe())
     families += list(SpoolCollector(Path("."), lambda: []).describe())
+    families += list(WorkersCollector(Path("."), [], 30.0).describe())
     names = {f.name + suffix for f in families for suffix in _SUFFIXES[f.type]}
     return names | {"mammocad_ready"}  # written by MetricsServer.readiness_samples
 

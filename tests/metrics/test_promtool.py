@@ -77,7 +77,7 @@ def _check_metrics(promtool: str, text: str) -> None:
 def test_promtool_accepts_the_rules(promtool: str) -> None:
     proc = _run(promtool, "check", "rules", str(ALERTS))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "SUCCESS: 8 rules found" in proc.stdout + proc.stderr
+    assert "SUCCESS: 9 rules found" in proc.stdout + proc.stderr
 
 
 def test_every_alert_has_unit_tests_and_they_pass(promtool: str) -> None:
@@ -99,6 +99,10 @@ def test_node_endpoint_passes_check_metrics(promtool: str, tmp_path: Path) -> No
     spool = tmp_path / "spool"
     (spool / "outbox" / "pacs" / "item-1").mkdir(parents=True)
     (spool / "deadletter" / "pacs" / "item-2").mkdir(parents=True)
+    from mammocad.spool.layout import Spool
+    from mammocad.spool.presence import PresenceBeacon
+
+    PresenceBeacon(Spool(spool), "gpu-12@box", lease_s=30, keep_s=60).write()  # one live analysis worker
     with redis_server(tmp_path / "redis") as url:
         text = _scrape(f"""
             import urllib.request
@@ -114,7 +118,9 @@ def test_node_endpoint_passes_check_metrics(promtool: str, tmp_path: Path) -> No
             server.stop()
         """)
     for sample in ('mammocad_queue_depth{queue="gpu"} 0', 'mammocad_outbox_items{destination="pacs"} 1',
-                   'mammocad_deadletter_items{destination="pacs"} 1', 'mammocad_ready{check="broker"} 1'):
+                   'mammocad_deadletter_items{destination="pacs"} 1', 'mammocad_ready{check="broker"} 1',
+                   'mammocad_workers{queue="gpu",state="alive"} 1',
+                   'mammocad_workers{queue="results",state="alive"} 0'):
         assert sample in text, sample
     _check_metrics(promtool, text)
 
