@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import time
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
@@ -200,13 +201,28 @@ def fuzz_pdus(port: int, cases: int, seed_value: int, report: FuzzReport) -> Non
     one()
 
 
-def node_alive(port: int, valid_image: Path) -> bool:
-    """C-ECHO answers and a valid image is stored (Success)."""
+def _rejected_transient(assoc: Any) -> bool:
+    """A-ASSOCIATE-RJ with result 2 (rejected-transient: try again later)."""
+    primitive = getattr(assoc.acceptor, "primitive", None)
+    return bool(assoc.is_rejected and getattr(primitive, "result", None) == 0x02)
+
+
+def node_alive(port: int, valid_image: Path, transient_for_s: float = 60.0) -> bool:
+    """C-ECHO answers and a valid image is stored (Success).
+
+    A transient rejection ("local limit exceeded": the fuzzer's last hundred connections
+    still hold acceptor threads until they close or time out) is retried, as a sender
+    would, for ``transient_for_s``; a node that stays full or refuses for good is not alive.
+    """
     ae = AE(ae_title="STORESCU")
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
     ae.add_requested_context("1.2.840.10008.1.1")
     ae.add_requested_context(MG, ExplicitVRLittleEndian)
+    deadline = time.monotonic() + transient_for_s
     assoc = ae.associate("127.0.0.1", port, ae_title="MAMMOCAD")
+    while _rejected_transient(assoc) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        assoc = ae.associate("127.0.0.1", port, ae_title="MAMMOCAD")
     if not assoc.is_established:
         return False
     try:
