@@ -47,27 +47,6 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Holder:
-    """A worker that listed a delivery tag, how long ago it last said it was alive, and
-    whether it dropped the message (its broker connection closed after it took it)."""
-
-    worker: str
-    silent_s: float
-    alive: bool
-    dropped: bool = False
-
-    @property
-    def holding(self) -> bool:
-        return self.alive and not self.dropped
-
-    def why_not(self) -> str:
-        """Why this worker will not finish the task (for the reconciler's log line)."""
-        if not self.alive:
-            return f"{self.worker} (silent {self.silent_s:.0f} s)"
-        return f"{self.worker} (dropped it: its broker connection closed)"
-
-
-@dataclass(frozen=True)
 class WorkerState:
     """One presence file as the node sees it: the record, its silence, alive or not."""
 
@@ -80,6 +59,33 @@ class WorkerState:
     def queue(self) -> str:
         """The queue the worker serves, from its Celery node name ``<queue>-<pid>@<host>``."""
         return self.record.worker.split("@", 1)[0].rsplit("-", 1)[0]
+
+
+@dataclass(frozen=True)
+class Holder:
+    """A worker that listed a delivery tag (its presence as the node sees it), and whether it
+    dropped the message (its broker connection closed after it took it)."""
+
+    state: WorkerState
+    dropped: bool = False
+
+    @property
+    def worker(self) -> str:
+        return self.state.record.worker
+
+    @property
+    def alive(self) -> bool:
+        return self.state.alive
+
+    @property
+    def holding(self) -> bool:
+        return self.alive and not self.dropped
+
+    def why_not(self) -> str:
+        """Why this worker will not finish the task (for the reconciler's log line)."""
+        if not self.alive:
+            return f"{self.worker} (silent {self.state.silent_s:.0f} s)"
+        return f"{self.worker} (dropped it: its broker connection closed)"
 
 
 def worker_states(spool: Spool, lease_s: float, now: float | None = None) -> list[WorkerState]:
@@ -99,15 +105,19 @@ def worker_states(spool: Spool, lease_s: float, now: float | None = None) -> lis
     return out
 
 
-def holders(spool: Spool, lease_s: float, now: float | None = None) -> dict[str, list[Holder]]:
-    """Delivery tag -> the workers whose presence file lists it (unreadable files are skipped)."""
+def holders_of(states: Iterable[WorkerState]) -> dict[str, list[Holder]]:
+    """Delivery tag -> the workers whose presence lists it, held or dropped."""
     out: dict[str, list[Holder]] = {}
-    for state in worker_states(spool, lease_s, now):
-        for tag in state.record.held:
-            out.setdefault(tag, []).append(Holder(state.record.worker, state.silent_s, state.alive))
-        for tag in state.record.dropped:
-            out.setdefault(tag, []).append(Holder(state.record.worker, state.silent_s, state.alive, True))
+    for state in states:
+        for tags, dropped in ((state.record.held, False), (state.record.dropped, True)):
+            for tag in tags:
+                out.setdefault(tag, []).append(Holder(state, dropped))
     return out
+
+
+def holders(spool: Spool, lease_s: float, now: float | None = None) -> dict[str, list[Holder]]:
+    """:func:`holders_of` every readable presence file of ``spool``."""
+    return holders_of(worker_states(spool, lease_s, now))
 
 
 def abandoned(tags: Iterable[str], known: dict[str, list[Holder]]) -> list[Holder] | None:
@@ -125,12 +135,11 @@ def abandoned(tags: Iterable[str], known: dict[str, list[Holder]]) -> list[Holde
     return gone or None
 
 
-def prune(spool: Spool, lease_s: float, unacked_tags: Iterable[str], now: float | None = None) -> list[str]:
+def prune(states: Iterable[WorkerState], unacked_tags: Iterable[str]) -> list[str]:
     """Remove the files of dead workers that hold nothing the broker still keeps; their names."""
-    now = time.time() if now is None else now
     still = set(unacked_tags)
     removed: list[str] = []
-    for state in worker_states(spool, lease_s, now):
+    for state in states:
         if state.alive or still.intersection(state.record.held):
             continue
         try:

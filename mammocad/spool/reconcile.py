@@ -157,10 +157,16 @@ def _finalize_running(spool: Spool, study_uid: str) -> bool:
     return False
 
 
-def owed_work(spool: Spool, view: BrokerView, lease_s: float, now: float | None = None) -> list[Owed]:
-    """Everything the spool says is owed and ``view`` does not cover, in spool order."""
+def owed_work(spool: Spool, view: BrokerView, lease_s: float, now: float | None = None,
+              workers: list[presence.WorkerState] | None = None) -> list[Owed]:
+    """Everything the spool says is owed and ``view`` does not cover, in spool order.
+
+    ``workers``: the presence files already read in this pass (read here when None).
+    """
     now = time.time() if now is None else now
-    known = presence.holders(spool, lease_s, now) if view.held_tags else {}
+    if workers is None and view.held_tags:
+        workers = presence.worker_states(spool, lease_s, now)
+    known = presence.holders_of(workers or [])
 
     def held_by_dead(key: Key) -> str | None:
         """Why ``key`` is owed although held: no worker that took it still holds it; else None."""
@@ -217,8 +223,9 @@ class Reconciler:
     def due(self, view: BrokerView, now: float | None = None) -> list[Owed]:
         """Owed work seen missing in this pass and the previous one (re-queue it now)."""
         now = time.time() if now is None else now
-        found = owed_work(self.spool, view, self.lease_s, now)
-        for worker in presence.prune(self.spool, self.lease_s, view.unacked_tags, now):
+        workers = presence.worker_states(self.spool, self.lease_s, now)  # read once per pass
+        found = owed_work(self.spool, view, self.lease_s, now, workers)
+        for worker in presence.prune(workers, view.unacked_tags):
             log_event(logger, "presence_pruned", logging.DEBUG, worker=worker, reason="dead, holds nothing")
         keys = {o.key for o in found}
         self._backoff = {k: v for k, v in self._backoff.items() if k in keys}  # done: forget
