@@ -345,6 +345,8 @@ class DataSource:
 
     options: passed to the format's reader (e.g. ``{split = "train"}`` for CBIS-DDSM,
     ``{calc_mode = "clusters"}`` for INbreast; see ``mammocad.model.readers``).
+    ``spacing_mm`` (synthetic only): draw at that pixel size instead of ``size``'s, e.g. 0.1 mm
+    for a detector that works at 0.1 mm; the same seed draws the same breasts and clusters.
     """
 
     format: str
@@ -353,16 +355,20 @@ class DataSource:
     seed: int = 0
     size: str = "small"
     options: dict[str, Any] = field(default_factory=dict)
+    spacing_mm: float | None = None
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
             raise ValueError(f"data format must be one of {', '.join(FORMATS)}, got {self.format!r}")
         if self.format == "synthetic" and self.n_studies < 1:
             raise ValueError(f"a synthetic data source needs n_studies >= 1 (path {self.path})")
+        if self.spacing_mm is not None and (self.format != "synthetic" or not 0.03 <= self.spacing_mm <= 1.0):
+            raise ValueError(f"spacing_mm is for synthetic sources, 0.03..1.0 mm; got {self.spacing_mm} "
+                             f"for format {self.format} (path {self.path})")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], base: Path | None = None) -> DataSource:
-        known = {"format", "path", "n_studies", "seed", "size", "options"}
+        known = {"format", "path", "n_studies", "seed", "size", "options", "spacing_mm"}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"unknown data source keys: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
@@ -371,11 +377,27 @@ class DataSource:
         path = resolve_data_path(str(d["path"]))
         return cls(format=str(d["format"]), path=path, n_studies=int(d.get("n_studies", 0)),
                    seed=int(d.get("seed", 0)), size=str(d.get("size", "small")),
-                   options=dict(d.get("options", {})))
+                   options=dict(d.get("options", {})),
+                   spacing_mm=None if d.get("spacing_mm") is None else float(d["spacing_mm"]))
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": self.format, "path": str(self.path), "n_studies": self.n_studies, "seed": self.seed,
-                "size": self.size, "options": dict(self.options)}
+                "size": self.size, "options": dict(self.options),
+                **({"spacing_mm": self.spacing_mm} if self.spacing_mm is not None else {})}
+
+
+def _check_drawn_as_asked(src: DataSource) -> None:
+    """A cached synthetic folder drawn with another seed, size or spacing would train on the wrong images."""
+    import json
+
+    from mammocad.model.annotations import MANIFEST_NAME
+
+    info = json.loads((src.path / MANIFEST_NAME).read_text()).get("info", {})
+    asked = {"seed": src.seed, "size": src.size, "spacing_mm": src.spacing_mm}
+    drawn = {k: info.get(k) for k in asked}
+    if any(k in info for k in asked) and drawn != asked:
+        raise ValueError(f"{src.path} holds synthetic data drawn with {drawn}, but the config asks for {asked}: "
+                         "point path at another folder, or delete this one to draw it again")
 
 
 def load_source(src: DataSource, *, progress: bool = True) -> list[AnnotatedImage]:
@@ -386,7 +408,9 @@ def load_source(src: DataSource, *, progress: bool = True) -> list[AnnotatedImag
         if not (src.path / MANIFEST_NAME).is_file():
             from mammocad.model.synth import generate_dataset
 
-            generate_dataset(src.path, src.n_studies, src.seed, size=src.size, progress=progress)
+            generate_dataset(src.path, src.n_studies, src.seed, size=src.size, spacing_mm=src.spacing_mm,
+                             progress=progress)
+        _check_drawn_as_asked(src)
         return load_manifest(src.path)
     if not src.path.exists():
         raise FileNotFoundError(f"data path {src.path} does not exist (format {src.format})")

@@ -199,11 +199,17 @@ def init_weights(model: torch.nn.Module, cfg: TrainConfig) -> None:
 
 
 def _architecture(spec: DetectorSpec) -> dict[str, Any]:
-    """The spec fields that shape the weights (tiling, thresholds and NMS do not)."""
-    keys = ("backbone", "norm_layer", "returned_layers", "anchor_sizes", "aspect_ratios", "box_head_size", "classes",
-            "image_mean", "image_std")
+    """The spec fields that shape the weights (tiling, thresholds and NMS do not).
+
+    Anchor sizes are geometry: only the number of anchors per place on each level shapes the
+    RPN head, so a fine-tune to another working spacing may scale them (0.2 -> 0.1 mm doubles
+    them) and keep every weight.
+    """
+    keys = ("backbone", "norm_layer", "returned_layers", "box_head_size", "classes", "image_mean", "image_std")
     d = spec.to_dict()
-    return {k: d.get(k) for k in keys}
+    arch = {k: d.get(k) for k in keys}
+    arch["anchors_per_place"] = [len(sizes) * len(spec.aspect_ratios) for sizes in spec.anchor_sizes]
+    return arch
 
 
 def train_steps(state: TrainState, sampler: TileSampler, cfg: TrainConfig, out: Path, device: str,

@@ -78,7 +78,7 @@ def test_relabel_changes_classes_and_the_lesion_accuracy() -> None:
 def test_validation_sources_join_the_held_out_patients(tiny_data: Path, tmp_path: Path) -> None:
     raw = tiny_config(tiny_data)
     plain = train.prepare_data(train.config_from_dict(raw))[1]
-    raw["validation"] = {"format": "synthetic", "path": str(tmp_path / "val"), "n_studies": 1, "seed": 5}
+    raw["validation"] = {"format": "synthetic", "path": str(tmp_path / "val"), "n_studies": 1, "seed": 5, "spacing_mm": 1.0}
     cfg = train.config_from_dict(raw)
     samples, val, _ = train.prepare_data(cfg)
     extra = [i for i in val if i.breast_id.startswith("val1:")]

@@ -46,3 +46,26 @@ def test_weights_trained_on_simulated_lesions_are_labelled_synthetic() -> None:
     tiles = {"detector": {"tile_size": 192}, "tiles": {"size": 192}}
     assert config_from_dict({"data": [synth, real_bg], **tiles}).synthetic
     assert not config_from_dict({"data": [synth, annotated], **tiles}).synthetic
+
+
+def test_a_synthetic_source_draws_at_its_spacing_and_refuses_a_folder_drawn_otherwise(tmp_path: Path) -> None:
+    """A cached folder is reused by path: one drawn at 0.2 mm must not feed a 0.1-mm detector."""
+    import json
+
+    import pytest
+
+    from mammocad.model.annotations import MANIFEST_NAME
+    from mammocad.model.dataset import DataSource, load_source
+
+    raw = {"format": "synthetic", "path": str(tmp_path / "s"), "n_studies": 1, "seed": 3, "spacing_mm": 0.8}
+    items = load_source(DataSource.from_dict(raw), progress=False)
+    assert len(items) == 4
+    assert json.loads((tmp_path / "s" / MANIFEST_NAME).read_text())["info"]["spacing_mm"] == 0.8
+    assert DataSource.from_dict(raw).to_dict()["spacing_mm"] == 0.8
+    assert [i.image_path for i in load_source(DataSource.from_dict(raw), progress=False)] == \
+        [i.image_path for i in items]  # drawn once, then read back
+    for other in ({"spacing_mm": 0.4}, {"seed": 4}, {"spacing_mm": None}):
+        with pytest.raises(ValueError, match="drawn with .* but the config asks for .*delete this one"):
+            load_source(DataSource.from_dict({**raw, **other}), progress=False)
+    with pytest.raises(ValueError, match="spacing_mm is for synthetic sources"):
+        DataSource.from_dict({"format": "manifest", "path": "x", "spacing_mm": 0.1})

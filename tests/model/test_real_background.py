@@ -168,7 +168,7 @@ def test_real_backgrounds_train_from_the_cli_mixed_with_synthetic_data(tmp_path:
     raw = tiny_config(tmp_path / "synth", steps=2)
     raw["data"] = [{"format": "real-background", "path": str(CASES / "sfm-malign-0"), "seed": 5,
                     "options": {"fallback_spacing_mm": 0.05, "lesion_fraction": 1.0, "cache": str(tmp_path / "rb")}},
-                   {"format": "synthetic", "path": str(tmp_path / "synth"), "n_studies": 1, "seed": 7}]
+                   {"format": "synthetic", "path": str(tmp_path / "synth"), "n_studies": 1, "seed": 7, "spacing_mm": 1.0}]
     raw["split"] = {"val_fraction": 0.0}
     raw["preprocess"] = {"working_spacing_mm": 0.6, "crop_margin_mm": 2.0, "fallback_spacing_mm": 0.05}
     config = tmp_path / "rb.toml"

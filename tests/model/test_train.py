@@ -22,7 +22,7 @@ def tiny_config(data_dir: Path, test_dir: Path | None = None, steps: int = 6, **
     """A complete training config (TOML-shaped dict) for tiny 1-mm synthetic images."""
     raw: dict[str, Any] = {
         "name": "tiny", "version": "0.0.1-test", "seed": 11,
-        "data": {"format": "synthetic", "path": str(data_dir), "n_studies": 3, "seed": 7},
+        "data": {"format": "synthetic", "path": str(data_dir), "n_studies": 3, "seed": 7, "spacing_mm": 1.0},
         "split": {"val_fraction": 0.3},
         "preprocess": {"working_spacing_mm": 1.0, "crop_margin_mm": 2.0},
         "detector": {"returned_layers": [1, 2, 3], "anchor_sizes": [[8], [16], [32], [64]], "box_head_size": 32,
@@ -33,7 +33,7 @@ def tiny_config(data_dir: Path, test_dir: Path | None = None, steps: int = 6, **
         "evaluation": {"n_bootstrap": 20},
     }
     if test_dir is not None:
-        raw["test"] = {"format": "synthetic", "path": str(test_dir), "n_studies": 1, "seed": 1001}
+        raw["test"] = {"format": "synthetic", "path": str(test_dir), "n_studies": 1, "seed": 1001, "spacing_mm": 1.0}
     return raw
 
 
@@ -93,6 +93,8 @@ def test_init_from_starts_from_a_checkpoints_weights_and_refuses_another_archite
     raw["init_from"] = str(saved)
     raw["preprocess"]["working_spacing_mm"] = 0.8
     raw["detector"]["tile_overlap"] = 24
+    # Anchors are geometry: scaled with the spacing, the same count per place keeps every weight.
+    raw["detector"]["anchor_sizes"] = [[2 * v for v in sizes] for sizes in raw["detector"]["anchor_sizes"]]
     fine = train.config_from_dict(raw)
     state = train.make_state(fine, "cpu")
     train.init_weights(state.model, fine)
@@ -107,6 +109,9 @@ def test_init_from_starts_from_a_checkpoints_weights_and_refuses_another_archite
     with pytest.raises(train.TrainError, match="box_head_size"):
         train.init_weights(train.make_state(train.config_from_dict(raw), "cpu").model, train.config_from_dict(raw))
     raw["detector"]["box_head_size"] = 32
+    raw["detector"]["anchor_sizes"] = [[*sizes, 3 * sizes[-1]] for sizes in raw["detector"]["anchor_sizes"]]
+    with pytest.raises(train.TrainError, match="anchors_per_place"):
+        train.init_weights(train.make_state(train.config_from_dict(raw), "cpu").model, train.config_from_dict(raw))
     raw["init_from"] = str(tmp_path / "missing.pt")
     with pytest.raises(train.TrainError, match="init_from.*does not exist"):
         train.init_weights(state.model, train.config_from_dict(raw))
