@@ -19,15 +19,10 @@ from prometheus_client.registry import Collector
 
 from mammocad.spool.layout import Spool
 from mammocad.spool.presence import worker_states
+from mammocad.spool.reconcile import redis_client
 
 #: Seconds a readiness or depth probe may wait for Redis: a scrape must answer quickly.
 PROBE_TIMEOUT_S = 1.0
-
-
-def _redis(url: str) -> Any:
-    import redis
-
-    return redis.Redis.from_url(url, socket_timeout=PROBE_TIMEOUT_S, socket_connect_timeout=PROBE_TIMEOUT_S)
 
 
 class BrokerCollector(Collector):
@@ -42,7 +37,7 @@ class BrokerCollector(Collector):
         depth = GaugeMetricFamily("mammocad_queue_depth", "Tasks waiting in each Celery queue", labels=["queue"])
         try:
             if self._client is None:
-                self._client = _redis(self.url)
+                self._client = redis_client(self.url, PROBE_TIMEOUT_S)
             counts = [int(self._client.llen(q)) for q in self.queues]
         except Exception:
             up.add_metric([], 0)
@@ -129,7 +124,7 @@ def broker_check(url: str) -> Callable[[], str | None]:
     def check() -> str | None:
         try:
             if "client" not in holder:
-                holder["client"] = _redis(url)
+                holder["client"] = redis_client(url, PROBE_TIMEOUT_S)
             holder["client"].ping()
         except Exception as exc:
             return f"broker {_safe(url)} unreachable: {type(exc).__name__}: {exc}"[:300]
