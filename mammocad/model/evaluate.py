@@ -104,6 +104,25 @@ def matched_malignancy(ev: Evaluated, lesion_threshold: float, rule: str = "cent
     return np.asarray(probs, dtype=np.float64), np.asarray(truth_mal, dtype=bool)
 
 
+def found_by_description(ev: Evaluated, lesion_threshold: float, rule: str = "centre") -> list[dict[str, Any]]:
+    """Lesions, found and found with the right class, per annotated description, most common first.
+
+    Which kinds a detector misses (amorphous clusters, say) is what the next training run must
+    change; one sensitivity figure hides it. Lesions without a description are "(none)".
+    """
+    tally: dict[str, list[int]] = {}
+    for item, res, truth, pred in zip(ev.items, ev.results, *truths_and_predictions(ev), strict=True):
+        kept = np.nonzero(pred.scores >= lesion_threshold)[0]
+        for les, k in zip(item.lesions, m.match_lesions(truth, pred.above(lesion_threshold), rule=rule), strict=True):
+            row = tally.setdefault(les.description or "(none)", [0, 0, 0])
+            row[0] += 1
+            if k >= 0:
+                row[1] += 1
+                row[2] += res.lesions[kept[k]].lesion_class is les.lesion_class
+    return [{"description": d, "lesions": n, "found": f, "class_right": c}
+            for d, (n, f, c) in sorted(tally.items(), key=lambda kv: (-kv[1][0], kv[0]))]
+
+
 def relabel(ev: Evaluated, malignant_threshold: float) -> Evaluated:
     """The same predictions with each box's class decided at ``malignant_threshold`` (as the Detector does)."""
     results = []
@@ -163,6 +182,7 @@ def compute_report(ev: Evaluated, *, breast_threshold: float, lesion_threshold: 
                  "curve": {"fp_per_image": fpi.tolist(), "sensitivity": _clean_list(sens),
                            "thresholds": thr.tolist()}},
         "roc": {"fpr": fpr.tolist(), "tpr": tpr.tolist()},
+        "by_description": found_by_description(ev, lesion_threshold, rule),
     }
 
 
@@ -204,4 +224,11 @@ def format_table(report: dict[str, Any]) -> str:
     lines.append(f"({c['images']} images, {c['images_with_lesions']} of them with lesions, {c['breasts']} breasts "
                  f"of which {c['malignant_breasts']} malignant, "
                  f"{c['lesions']} lesions: {c['malignant']} malignant, {c['benign']} benign)")
+    rows = report.get("by_description", [])
+    # Only where descriptions name kinds (synthetic, BI-RADS text), not one free text per lesion.
+    if rows and len(rows) < sum(r["lesions"] for r in rows):
+        lines.append("misses at the lesion threshold, by description (lesions, missed, found but called the wrong class):")
+        for r in rows:
+            lines.append(f"  {r['lesions']:4d} {r['lesions'] - r['found']:4d} {r['found'] - r['class_right']:4d}  "
+                         f"{r['description']}")
     return "\n".join(lines)

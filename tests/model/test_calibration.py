@@ -7,6 +7,7 @@ the way the Detector reports it, and that [validation] sources join the held-out
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -85,3 +86,26 @@ def test_validation_sources_join_the_held_out_patients(tiny_data: Path, tmp_path
     assert len(extra) == 4 and len(val) == len(plain) + 4
     # Same patient ids as the training set (SYNTH_0001...), kept apart as other breasts.
     assert {i.breast_id for i in extra}.isdisjoint({s.breast_id for s in samples})
+
+
+def test_misses_are_counted_by_description() -> None:
+    """Which kinds are missed or called wrong, counted at the lesion threshold and printed."""
+    ev = _evaluated()
+    kinds = ["amorphous", "amorphous", "popcorn", "popcorn", "", "", "amorphous", "amorphous"]
+    items = [dataclasses.replace(it, lesions=tuple(dataclasses.replace(les, description=kind) for les in it.lesions))
+             for it, kind in zip(ev.items, kinds, strict=True)]
+    # p2_R's MLO lesion (score 0.7) is missed at 0.8; the malignant ones are called benign at 0.5.
+    report = ev_mod.compute_report(ev_mod.Evaluated(items, ev.results), breast_threshold=0.3, lesion_threshold=0.8,
+                                   n_bootstrap=5)
+    assert report["by_description"] == [
+        {"description": "amorphous", "lesions": 4, "found": 4, "class_right": 0},
+        {"description": "popcorn", "lesions": 2, "found": 1, "class_right": 1}]
+    table = ev_mod.format_table(report)
+    assert "misses at the lesion threshold, by description" in table
+    assert "     4    0    4  amorphous" in table and "     2    1    0  popcorn" in table
+    # One free text per lesion (INbreast ROI names) groups nothing: no table, the JSON keeps it.
+    unique = [dataclasses.replace(it, lesions=tuple(dataclasses.replace(les, description=f"roi {i}")
+                                                    for les in it.lesions)) for i, it in enumerate(ev.items)]
+    plain = ev_mod.compute_report(ev_mod.Evaluated(unique, ev.results), breast_threshold=0.3, lesion_threshold=0.8,
+                                  n_bootstrap=5)
+    assert len(plain["by_description"]) == 6 and "by description" not in ev_mod.format_table(plain)
