@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from mammocad.model import metrics as m
 from mammocad.model import risk
-from mammocad.model.annotations import AnnotatedImage
+from mammocad.model.annotations import AnnotatedImage, AnnotatedLesion
 from mammocad.model.dataset import decode_image
 from mammocad.model.results import DEFAULT_MALIGNANT_THRESHOLD, ImageRef, ImageResult, Lesion, LesionClass
 
@@ -91,17 +91,20 @@ def breast_scores(ev: Evaluated, risk_method: str = "max", min_score: float = 0.
     return out
 
 
+def matched_lesions(ev: Evaluated, lesion_threshold: float, rule: str = "centre"
+                    ) -> Iterator[tuple[AnnotatedLesion, Lesion | None]]:
+    """Every annotated lesion with the reported box that found it (None: missed), image by image."""
+    for item, res, truth, pred in zip(ev.items, ev.results, *truths_and_predictions(ev), strict=True):
+        kept = np.nonzero(pred.scores >= lesion_threshold)[0]  # pred.above() keeps this order
+        for les, k in zip(item.lesions, m.match_lesions(truth, pred.above(lesion_threshold), rule=rule), strict=True):
+            yield les, (res.lesions[kept[k]] if k >= 0 else None)
+
+
 def matched_malignancy(ev: Evaluated, lesion_threshold: float, rule: str = "centre") -> tuple[np.ndarray, np.ndarray]:
     """(probability_malignant of the best-matching reported box, truth is malignant) per detected lesion."""
-    probs: list[float] = []
-    truth_mal: list[bool] = []
-    for res, truth, pred in zip(ev.results, *truths_and_predictions(ev), strict=True):
-        kept = np.nonzero(pred.scores >= lesion_threshold)[0]  # pred.above() keeps this order
-        for gt, k in enumerate(m.match_lesions(truth, pred.above(lesion_threshold), rule=rule)):
-            if k >= 0:
-                probs.append(res.lesions[kept[k]].probability_malignant)
-                truth_mal.append(bool(truth.labels[gt] == m.MALIGNANT))
-    return np.asarray(probs, dtype=np.float64), np.asarray(truth_mal, dtype=bool)
+    found = [(box.probability_malignant, les.lesion_class is LesionClass.MALIGNANT)
+             for les, box in matched_lesions(ev, lesion_threshold, rule) if box is not None]
+    return (np.asarray([p for p, _ in found], dtype=np.float64), np.asarray([t for _, t in found], dtype=bool))
 
 
 def found_by_description(ev: Evaluated, lesion_threshold: float, rule: str = "centre") -> list[dict[str, Any]]:
@@ -111,14 +114,12 @@ def found_by_description(ev: Evaluated, lesion_threshold: float, rule: str = "ce
     change; one sensitivity figure hides it. Lesions without a description are "(none)".
     """
     tally: dict[str, list[int]] = {}
-    for item, res, truth, pred in zip(ev.items, ev.results, *truths_and_predictions(ev), strict=True):
-        kept = np.nonzero(pred.scores >= lesion_threshold)[0]
-        for les, k in zip(item.lesions, m.match_lesions(truth, pred.above(lesion_threshold), rule=rule), strict=True):
-            row = tally.setdefault(les.description or "(none)", [0, 0, 0])
-            row[0] += 1
-            if k >= 0:
-                row[1] += 1
-                row[2] += res.lesions[kept[k]].lesion_class is les.lesion_class
+    for les, box in matched_lesions(ev, lesion_threshold, rule):
+        row = tally.setdefault(les.description or "(none)", [0, 0, 0])
+        row[0] += 1
+        if box is not None:
+            row[1] += 1
+            row[2] += box.lesion_class is les.lesion_class
     return [{"description": d, "lesions": n, "found": f, "class_right": c}
             for d, (n, f, c) in sorted(tally.items(), key=lambda kv: (-kv[1][0], kv[0]))]
 
