@@ -387,13 +387,14 @@ class DataSource:
 
 
 def _check_drawn_as_asked(src: DataSource) -> None:
-    """A cached synthetic folder drawn with another seed, size or spacing would train on the wrong images."""
+    """A cached synthetic folder drawn with another seed, size, spacing or generator would train on the wrong images."""
     import json
 
     from mammocad.model.annotations import MANIFEST_NAME
+    from mammocad.model.synth.generate import SYNTH_VERSION
 
     info = json.loads((src.path / MANIFEST_NAME).read_text()).get("info", {})
-    asked = {"seed": src.seed, "size": src.size, "spacing_mm": src.spacing_mm}
+    asked = {"seed": src.seed, "size": src.size, "spacing_mm": src.spacing_mm, "synth_version": SYNTH_VERSION}
     drawn = {k: info.get(k) for k in asked}
     if any(k in info for k in asked) and drawn != asked:
         raise ValueError(f"{src.path} holds synthetic data drawn with {drawn}, but the config asks for {asked}: "

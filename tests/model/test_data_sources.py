@@ -49,7 +49,7 @@ def test_weights_trained_on_simulated_lesions_are_labelled_synthetic() -> None:
 
 
 def test_a_synthetic_source_draws_at_its_spacing_and_refuses_a_folder_drawn_otherwise(tmp_path: Path) -> None:
-    """A cached folder is reused by path: one drawn at 0.2 mm must not feed a 0.1-mm detector."""
+    """A cached folder is reused by path: one drawn at 0.2 mm, or by synth v2, must not feed a v3 0.1-mm detector."""
     import json
 
     import pytest
@@ -67,5 +67,11 @@ def test_a_synthetic_source_draws_at_its_spacing_and_refuses_a_folder_drawn_othe
     for other in ({"spacing_mm": 0.4}, {"seed": 4}, {"spacing_mm": None}):
         with pytest.raises(ValueError, match="drawn with .* but the config asks for .*delete this one"):
             load_source(DataSource.from_dict({**raw, **other}), progress=False)
+    manifest = tmp_path / "s" / MANIFEST_NAME  # a folder an older generator drew is not this one's data
+    older = json.loads(manifest.read_text())
+    older["info"]["synth_version"] -= 1
+    manifest.write_text(json.dumps(older))
+    with pytest.raises(ValueError, match="'synth_version': .* but the config asks for"):
+        load_source(DataSource.from_dict(raw), progress=False)
     with pytest.raises(ValueError, match="spacing_mm is for synthetic sources"):
         DataSource.from_dict({"format": "manifest", "path": "x", "spacing_mm": 0.1})

@@ -5,7 +5,8 @@ The chain of a full-field digital mammography system, with every setting drawn p
    ratio 0.2–0.6 behind an anti-scatter grid);
 2. quantum (Poisson) noise at a realistic dose: a few thousand photons per 0.1 mm pixel behind
    the breast, counted over the output pixel;
-3. detector blur (MTF: a Gaussian core of 0.05–0.1 mm plus a little long-range glare) and
+3. detector blur (MTF: a Gaussian core of 0.05–0.1 mm plus a little long-range glare, applied as
+   a continuous transfer function so it is the same at every drawing spacing: ``mtf``) and
    electronic noise;
 4. the log transform, then "For Presentation" processing: peripheral equalisation (the thin
    edge is lifted towards the interior's level), unsharp masking, and a window/gamma LUT.
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage, special
 
+from mammocad.model.synth.mtf import gaussian_blur
 from mammocad.model.synth.texture import upsample
 
 #: Grid (mm) for the wide, smooth operations (scatter, peripheral equalisation).
@@ -75,7 +77,7 @@ def detector_blur(values: np.ndarray, spacing: float, sigma_mm: float, glare: fl
     on_detector: attenuation lying on the detector itself (dust, lint, defective pixels:
     ``confusers``), applied after the blur, which does not reach it.
     """
-    core = ndimage.gaussian_filter(values, sigma_mm / spacing) if sigma_mm / spacing > 0.2 else values
+    core = gaussian_blur(values, spacing, sigma_mm)
     wide = coarse_blur(values, spacing, 1.5) if glare > 0 else values
     blurred = ((1.0 - glare) * core + glare * wide).astype(np.float32)
     if on_detector is not None:

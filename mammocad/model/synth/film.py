@@ -9,7 +9,8 @@
 4. What is on the film besides the breast: burned-in labels and lead markers, tape, scratches,
    and the clear, unexposed border (``film_marks``).
 5. The digitiser: a light-transmission scan with an aperture of 50–200 µm, values linear in
-   density over its range (dense film → dark), 8–16 bits.
+   density over its range (dense film → dark), 8–16 bits. Drawn coarser than the scan pitch,
+   the image is that scan as the standardiser's resize leaves it (``mtf.resampling_mtf``).
 Display values are 0..1, bright = transparent film = dense tissue (MONOCHROME2).
 """
 
@@ -18,10 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage, special
+from scipy import special
 
 from mammocad.model.synth.acquisition import detector_blur, exposure_of
 from mammocad.model.synth.film_marks import FilmLabel, add_marks
+from mammocad.model.synth.mtf import gaussian_blur, resampling_mtf
 
 
 @dataclass(frozen=True)
@@ -33,8 +35,13 @@ class FilmSettings:
     scatter_to_primary: float
     scatter_sigma_mm: float
     screen_sigma_mm: float
-    photons_behind: float  # per 0.1 mm pixel; quantum mottle of the screen
-    grain: float  # density noise std at D = 1 for a 0.1 mm aperture
+    # Quanta absorbed per 0.1 mm pixel behind the breast: screens absorb 16-50 thousand per mm²
+    # (far fewer than DR), so their quantum mottle is most of film's noise below 2 cycles/mm.
+    photons_behind: float
+    # Density noise std at D = 1 for a 0.1 mm aperture: the film's grain plus the digitiser's
+    # own noise. The ranges of both are matched (synth v3) to the CBIS-DDSM films' noise power
+    # at 0.1 mm in 1.5-2.5 and 2.5-5 cycles/mm (MODEL_CARD.md, "Working resolution").
+    grain: float
     scan_pitch_mm: float
     scan_bits: int
     scan_d_max: float  # density the digitiser maps to black
@@ -44,8 +51,8 @@ class FilmSettings:
         return cls(gamma=float(rng.uniform(2.5, 3.5)), d_min=float(rng.uniform(0.15, 0.25)),
                    d_max=float(rng.uniform(3.6, 4.2)), d_breast=float(rng.uniform(0.7, 1.3)),
                    scatter_to_primary=float(rng.uniform(0.2, 0.6)), scatter_sigma_mm=float(rng.uniform(15, 35)),
-                   screen_sigma_mm=float(rng.uniform(0.06, 0.12)), photons_behind=float(rng.uniform(800, 2500)),
-                   grain=float(rng.uniform(0.008, 0.02)), scan_pitch_mm=float(rng.choice([0.05, 0.0435, 0.1, 0.2])),
+                   screen_sigma_mm=float(rng.uniform(0.06, 0.12)), photons_behind=float(rng.uniform(160, 500)),
+                   grain=float(rng.uniform(0.016, 0.04)), scan_pitch_mm=float(rng.choice([0.05, 0.0435, 0.1, 0.2])),
                    scan_bits=int(rng.choice([8, 12, 12, 16])), scan_d_max=float(rng.uniform(3.0, 3.8)))
 
 
@@ -81,15 +88,13 @@ def expose_film(line_integral: np.ndarray, mask: np.ndarray, spacing: float, set
     log_e0 = ref - float(special.logit(frac)) * span / (4.0 * settings.gamma)
     density = hd_curve(log_e, settings, log_e0)
     grain = rng.normal(0.0, 1.0, density.shape).astype(np.float32)
-    grain = ndimage.gaussian_filter(grain, 0.5) * 2.0 if spacing < 0.08 else grain
-    scale = settings.grain * (0.1 / spacing)  # std falls with the area averaged
+    scale = settings.grain * (0.1 / spacing)  # Selwyn: std falls with the area averaged, power per mm² does not
     return density + scale * np.sqrt(np.maximum(density, 0.05)) * grain
 
 
 def digitise(density: np.ndarray, spacing: float, settings: FilmSettings, rng: np.random.Generator) -> np.ndarray:
     """Scanner output 0..1 (bright = low density), blurred by its aperture and quantised to its bits."""
-    sigma = 0.5 * settings.scan_pitch_mm / spacing
-    scanned = ndimage.gaussian_filter(density, sigma) if sigma > 0.2 else density
+    scanned = gaussian_blur(density, spacing, 0.5 * settings.scan_pitch_mm)
     value = np.clip(1.0 - scanned / settings.scan_d_max, 0.0, 1.0)
     value += rng.normal(0.0, 0.5 / (1 << settings.scan_bits), value.shape).astype(np.float32)
     levels = (1 << settings.scan_bits) - 1
@@ -103,4 +108,4 @@ def acquire_film(line_integral: np.ndarray, mask: np.ndarray, spacing: float, la
     settings = FilmSettings.sample(rng)
     density = expose_film(line_integral, mask, spacing, settings, rng, aec_line_integral, detector_layer)
     density = add_marks(density, mask, spacing, label, settings.d_min, rng)
-    return digitise(density, spacing, settings, rng)
+    return resampling_mtf(digitise(density, spacing, settings, rng), spacing, settings.scan_pitch_mm)

@@ -36,6 +36,7 @@ from mammocad.model.synth.dicom_writer import (
 )
 from mammocad.model.synth.film import acquire_film
 from mammocad.model.synth.film_marks import FilmLabel
+from mammocad.model.synth.mtf import resampling_mtf
 from mammocad.model.synth.raster import Box, SpeckTruth, speck_truth
 from mammocad.model.synth.views import project_view
 
@@ -46,8 +47,10 @@ FIELDS_MM = {"small": (200.0, 160.0), "full": (297.5, 238.0)}
 SMALL_SPACING_MM = 0.2
 VIEWS = (("R", "CC"), ("L", "CC"), ("R", "MLO"), ("L", "MLO"))
 DENSITIES = {"A": 0.1, "B": 0.3, "C": 0.55, "D": 0.8}
-#: Generator version recorded in manifests (2: physical projection, DR and film acquisition).
-SYNTH_VERSION = 2
+#: Generator version recorded in manifests (2: physical projection, DR and film acquisition;
+#: 3: blurs exact at every spacing, and drawings coarser than the detector's pitch resized as the
+#: standardiser resizes real images).
+SYNTH_VERSION = 3
 #: Chance that a breast carries unlabelled vascular or skin calcifications (common in screening
 #: populations; a detector never shown them marks them on real images).
 UNLABELLED_RATE = 0.3
@@ -148,7 +151,8 @@ def render_view(breast: Breast, laterality: str, view: str, shape: tuple[int, in
                                                  energy)[0])
         return acquire_film(line, mask, spacing, FilmLabel(laterality, view), rng, aec, at_detector), boxes
     settings = DrSettings.sample(rng)
-    return present(detect_dr(line, mask, spacing, settings, rng, at_detector), mask, spacing, settings), boxes
+    shown = present(detect_dr(line, mask, spacing, settings, rng, at_detector), mask, spacing, settings)
+    return resampling_mtf(shown, spacing, profile.full_spacing_mm), boxes
 
 
 def _view_specks(spec: ClusterSpec, view: str, centre_mm: tuple[float, float], spacing: float, laterality: str,

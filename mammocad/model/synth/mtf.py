@@ -1,0 +1,71 @@
+"""Blurs applied as continuous transfer functions, so that they are the same at every drawing spacing.
+
+Why not ``ndimage.gaussian_filter``: a detector's or screen's blur (σ 0.05–0.12 mm) is a quarter
+to half a pixel at 0.2 mm, where a sampled Gaussian kernel hardly blurs at all. Drawn at 0.2 mm,
+synth v2's noise kept 1.9× the power at 1.5–2.5 cycles/mm it kept drawn at 0.1 mm
+(MODEL_CARD.md, "Working resolution"). Multiplying the spectrum by the continuous MTF
+``exp(−2π²σ²f²)`` blurs by the same amount in millimetres whatever the pixel size.
+
+``resampling_mtf`` is the other half: every real image reaches the detector through the
+standardiser's anti-aliased bilinear resize (``standardise._resize``), a separable tent one
+output pixel wide on each side, whose transfer is ``sinc²(f·s)`` per axis. An image drawn at a
+pitch coarser than the detector's own is that resize's output, so it carries that transfer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import fft
+
+#: Below this, a σ (mm) blurs nothing a pixel ≥ 0.03 mm can hold.
+MIN_SIGMA_MM = 1e-4
+
+
+def apply_mtf(values: np.ndarray, spacing: float, *, gaussian_sigma_mm: float = 0.0,
+              tent_mm: float = 0.0) -> np.ndarray:
+    """``values`` through a Gaussian blur of ``gaussian_sigma_mm`` and a tent resize of ``tent_mm``.
+
+    Both are applied in one Fourier pass on an edge-reflected pad wide enough that the
+    periodic wrap of the transform never reaches the image. Returns float32, same shape.
+    """
+    sigma = max(float(gaussian_sigma_mm), 0.0)
+    tent = max(float(tent_mm), 0.0)
+    arr = np.asarray(values, dtype=np.float32)
+    if sigma < MIN_SIGMA_MM and tent <= 0.0:
+        return arr.copy()
+    margin = int(np.ceil((4.0 * sigma + 2.0 * tent) / spacing)) + 2
+    rows, cols = arr.shape
+    shape = (fft.next_fast_len(rows + 2 * margin, real=True), fft.next_fast_len(cols + 2 * margin, real=True))
+    pad = ((margin, shape[0] - rows - margin), (margin, shape[1] - cols - margin))
+    padded = np.pad(arr, pad, mode="reflect" if min(arr.shape) > max(max(p) for p in pad) else "symmetric")
+    spectrum = fft.rfft2(padded)
+    fy = np.fft.fftfreq(shape[0], d=spacing).astype(np.float32)[:, None]
+    fx = np.fft.rfftfreq(shape[1], d=spacing).astype(np.float32)[None, :]
+    transfer = np.exp(np.float32(-2.0 * np.pi ** 2 * sigma ** 2) * (fy ** 2 + fx ** 2))
+    if tent > 0.0:
+        transfer = transfer * (np.sinc(fy * tent) ** 2 * np.sinc(fx * tent) ** 2).astype(np.float32)
+    out = fft.irfft2(spectrum * transfer, s=shape)
+    return np.ascontiguousarray(out[margin:margin + rows, margin:margin + cols], dtype=np.float32)
+
+
+def gaussian_blur(values: np.ndarray, spacing: float, sigma_mm: float) -> np.ndarray:
+    """The continuous Gaussian blur of ``sigma_mm``, exact at any ``spacing`` (no sub-pixel cut-off)."""
+    return apply_mtf(values, spacing, gaussian_sigma_mm=sigma_mm)
+
+
+def resampling_tent_mm(spacing: float, native_pitch_mm: float) -> float:
+    """The tent of the resize from the detector's ``native_pitch_mm`` to ``spacing``; 0 when not coarser.
+
+    A drawing within 1.5× of the native pitch stands for the native image itself (the
+    standardiser resizes it once, later); a coarser one stands for its resize.
+    """
+    return float(spacing) if spacing > 1.5 * native_pitch_mm else 0.0
+
+
+def resampling_mtf(values: np.ndarray, spacing: float, native_pitch_mm: float) -> np.ndarray:
+    """``values`` as the standardiser's resize from ``native_pitch_mm`` would have left them."""
+    tent = resampling_tent_mm(spacing, native_pitch_mm)
+    return apply_mtf(values, spacing, tent_mm=tent) if tent else np.asarray(values, dtype=np.float32)
+
+
+__all__ = ["apply_mtf", "gaussian_blur", "resampling_mtf", "resampling_tent_mm"]
