@@ -16,6 +16,8 @@ High-frequency noise power (``nps_hf``): the same spectra, normalised as a noise
 spectrum (|FFT|² · Δx·Δy / Σw², units intensity²·mm² on the [0, 1] scale), averaged over
 1.5–2.5 cycles/mm. At 0.2 mm that band ends at Nyquist and includes the resampling's
 anti-alias filter on purpose: it is the fine-grain noise the detector actually sees.
+The fine band (``FINE_NPS_BAND``, 2.5–5 cycles/mm) is measured the same way at 0.1 mm, on
+images acquired at 0.1 mm or finer: it is where film grain and quantum noise dominate.
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ ROI_PX = 256
 BETA_BAND = (0.15, 0.8)
 #: Frequency band of the high-frequency noise power, cycles/mm.
 NPS_BAND = (1.5, 2.5)
+#: The fine band: measured at FINE_SPACING_MM on images acquired at that pixel size or finer.
+#: 0.2 mm cannot hold it, and it is where grain and quantum noise, not anatomy, set the power.
+FINE_SPACING_MM = 0.1
+FINE_NPS_BAND = (2.5, 5.0)
 
 
 def roi_origins(usable: np.ndarray, roi_px: int = ROI_PX, *, max_overlap: float = 0.5,
@@ -172,6 +178,6 @@ def power_spectrum_beta(image: np.ndarray, spacing_mm: float, mask: np.ndarray |
     return spectrum_stats(work, usable, roi_px=roi_px, beta_band=band)
 
 
-__all__ = ["BETA_BAND", "NPS_BAND", "REALISM_SPACING_MM", "ROI_PX", "BreastMask", "SpectrumStats", "band_power",
+__all__ = ["BETA_BAND", "FINE_NPS_BAND", "FINE_SPACING_MM", "NPS_BAND", "REALISM_SPACING_MM", "ROI_PX", "BreastMask", "SpectrumStats", "band_power",
            "breast_mask", "fit_beta", "power_spectrum_beta", "radial_power_spectrum", "resample", "roi_origins",
            "spectrum_stats"]

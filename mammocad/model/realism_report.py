@@ -33,6 +33,8 @@ class ImageMeasure:
 
     path: str
     spectrum: realism.SpectrumStats = field(default_factory=realism.SpectrumStats)
+    #: Noise power in FINE_NPS_BAND at FINE_SPACING_MM, per ROI; empty when acquired coarser.
+    nps_fine: tuple[float, ...] = ()
     histogram: np.ndarray | None = None
     speck_cnr: list[tuple[float, float]] = field(default_factory=list)  # (diameter mm, CNR)
     box_cnr: list[tuple[str, float]] = field(default_factory=list)  # (class, CNR)
@@ -84,10 +86,21 @@ def measure_image(item: RealismImage, assumed_spacing_mm: float, detector: Any =
     out.histogram = realism_stats.intensity_histogram(image, mask.usable)
     out.spacing_mm = float(std.meta["spacing_mm"][0])
     out.spacing_source = str(std.meta["spacing_source"])
+    if out.spacing_mm <= realism.FINE_SPACING_MM + 1e-6:
+        out.nps_fine = _fine_noise_power(item, ds, spec)
     _measure_cnr(out, item, std)
     if detector is not None and item.negative:
         _count_marks(out, item, ds, detector, assumed_spacing_mm)
     return out
+
+
+def _fine_noise_power(item: RealismImage, ds: Any, spec: PreprocessSpec) -> tuple[float, ...]:
+    """Per-ROI noise power in the fine band, the image standardised to 0.1 mm instead of 0.2 mm."""
+    fine = dataclasses.replace(spec, working_spacing_mm=realism.FINE_SPACING_MM)
+    std = standardise(ds, fine) if ds is not None else read_standardised(item, fine)[0]
+    usable = realism.breast_mask(std.image, realism.FINE_SPACING_MM).usable
+    return realism.spectrum_stats(std.image, usable, spacing_mm=realism.FINE_SPACING_MM,
+                                  nps_band=realism.FINE_NPS_BAND).nps_hf
 
 
 def _measure_cnr(out: ImageMeasure, item: RealismImage, std: Standardised) -> None:
@@ -163,6 +176,7 @@ def summarise(label: str, source: str, measures: list[ImageMeasure]) -> dict[str
     ok = [m for m in measures if m.histogram is not None]
     betas = [b for m in ok for b in m.spectrum.betas if np.isfinite(b)]
     nps = [v for m in ok for v in m.spectrum.nps_hf if np.isfinite(v)]
+    fine = [v for m in ok for v in m.nps_fine if np.isfinite(v)]
     hists = [m.histogram for m in ok if m.histogram is not None and m.histogram.sum() > 0]
     pooled = np.mean(hists, axis=0) if hists else np.zeros(realism_stats.HIST_BINS)
     centres = (np.arange(realism_stats.HIST_BINS) + 0.5) / realism_stats.HIST_BINS
@@ -175,6 +189,7 @@ def summarise(label: str, source: str, measures: list[ImageMeasure]) -> dict[str
         "beta": {**_mean_sd(betas, 4), "n_rois": len(betas),
                  "n_images_with_roi": sum(1 for m in ok if m.spectrum.n)},
         "nps_hf": {**_mean_sd(nps, 9), "n_rois": len(nps)},
+        "nps_fine": {**_mean_sd(fine, 9), "n_rois": len(fine), "n_images": sum(1 for m in ok if m.nps_fine)},
         "intensity": intensity,
         "cnr": _cnr_summary(ok),
         "marks": _marks_summary(marked),
@@ -216,6 +231,7 @@ def _marks_summary(marked: list[ImageMeasure]) -> dict[str, Any] | None:
 def _per_image(m: ImageMeasure) -> dict[str, Any]:
     return {"path": m.path, "n_rois": m.spectrum.n, "beta_mean": _num(m.spectrum.beta_mean, 3),
             "nps_hf_mean": _num(float(np.mean(m.spectrum.nps_hf)) if m.spectrum.nps_hf else None, 9),
+            "nps_fine_mean": _num(float(np.mean(m.nps_fine)) if m.nps_fine else None, 9),
             "spacing_mm": _num(m.spacing_mm), "spacing_source": m.spacing_source, "marks": m.marks,
             "malignant_marks": m.malignant_marks, "mark_boxes": m.mark_boxes, "error": m.error}
 
@@ -225,12 +241,13 @@ def compare(synthetic: dict[str, Any], real: dict[str, Any]) -> dict[str, Any]:
     def diff(a: float | None, b: float | None) -> float | None:
         return None if a is None or b is None else round(a - b, 4)
 
-    nps_ratio = None
-    if synthetic["nps_hf"]["mean"] and real["nps_hf"]["mean"]:
-        nps_ratio = round(synthetic["nps_hf"]["mean"] / real["nps_hf"]["mean"], 3)
+    def ratio(key: str) -> float | None:
+        a, b = synthetic[key]["mean"], real[key]["mean"]
+        return round(a / b, 3) if a and b else None
+
     distances = realism_stats.histogram_distances(synthetic["_histogram"], real["_histogram"])
     return {"beta_difference": diff(synthetic["beta"]["mean"], real["beta"]["mean"]),
-            "nps_hf_ratio": nps_ratio,
+            "nps_hf_ratio": ratio("nps_hf"), "nps_fine_ratio": ratio("nps_fine"),
             "intensity_wasserstein": _num(distances["wasserstein"]), "intensity_ks": _num(distances["ks"])}
 
 
@@ -238,6 +255,7 @@ def method() -> dict[str, Any]:
     """The fixed parameters of every figure (part of the JSON so a number is never orphaned)."""
     return {"spacing_mm": realism.REALISM_SPACING_MM, "roi_px": realism.ROI_PX,
             "beta_band_cycles_per_mm": list(realism.BETA_BAND), "nps_band_cycles_per_mm": list(realism.NPS_BAND),
+            "nps_fine_band_cycles_per_mm": list(realism.FINE_NPS_BAND), "nps_fine_spacing_mm": realism.FINE_SPACING_MM,
             "nps_units": "intensity^2 mm^2 on the standardised [0, 1] scale",
             "intensity_scale": "mammocad.model.standardise at 0.2 mm, inside the usable breast mask",
             "cnr": "(peak - ring median) / (1.4826 MAD of ring), see mammocad/model/realism_stats.py",

@@ -159,8 +159,8 @@ def test_command_refuses_both_a_folder_and_a_seed(tmp_path: Path, capsys: pytest
     assert "missing.pt" in err and "--no-detector" in err
 
 
-SET_KEYS = {"label", "source", "n_images", "n_measured", "failed", "beta", "nps_hf", "intensity", "cnr", "marks",
-            "per_image"}
+SET_KEYS = {"label", "source", "n_images", "n_measured", "failed", "beta", "nps_hf", "nps_fine", "intensity", "cnr",
+            "marks", "per_image"}
 
 
 @pytest.fixture(scope="module")
@@ -201,7 +201,8 @@ def test_command_end_to_end_on_tiny_sets(tmp_path: Path, coarse_checkpoint: Path
     assert set(report) == {"format", "method", "detector", "sets", "comparison", "notice"}
     assert report["format"] == "mammocad-realism/1"
     assert report["detector"]["model_name"] == "mammocad-test-tiny"
-    assert set(report["comparison"]) == {"beta_difference", "nps_hf_ratio", "intensity_wasserstein", "intensity_ks"}
+    assert set(report["comparison"]) == {"beta_difference", "nps_hf_ratio", "nps_fine_ratio", "intensity_wasserstein",
+                                         "intensity_ks"}
     syn, real_set = report["sets"]["synthetic"], report["sets"]["real"]
     for s in (syn, real_set):
         assert set(s) == SET_KEYS
@@ -211,13 +212,17 @@ def test_command_end_to_end_on_tiny_sets(tmp_path: Path, coarse_checkpoint: Path
         assert s["marks"] is not None and s["marks"]["n_images"] >= 1
     assert real_set["n_images"] == 2 and real_set["marks"]["n_images"] == 2  # no truth: every image counts
     assert all(im["spacing_source"] == "fallback" and im["spacing_mm"] == 0.05 for im in real_set["per_image"])
+    # The fine band needs 0.1 mm or finer: the 0.05-mm films have it, the 0.4-mm drawing has not.
+    assert real_set["nps_fine"]["n_images"] == 2 and real_set["nps_fine"]["mean"] > 0
+    assert syn["nps_fine"] == {"mean": None, "sd": None, "n_rois": 0, "n_images": 0}
+    assert report["comparison"]["nps_fine_ratio"] is None
     assert real_set["cnr"]["basis"] is None  # no truth on the real side: n/a
     assert syn["cnr"]["basis"] in ("specks", "boxes")
     assert report["comparison"]["intensity_ks"] is not None
 
     realism_cmd.print_table(report)
     table = capsys.readouterr().out
-    for label in ("beta", "NPS", "intensity in breast p50", "CNR", "marks/image", "Wasserstein", "KS", "0.05 mm"):
+    for label in ("beta", "NPS", "2.5-5.0 c/mm at 0.1 mm", "intensity in breast p50", "CNR", "marks/image", "Wasserstein", "KS", "0.05 mm"):
         assert label in table
     assert "n/a" in table  # CNR without truth on the real side
 

@@ -172,12 +172,15 @@ def print_table(report: dict[str, Any]) -> None:
     rows.append((f"beta, {m['beta_band_cycles_per_mm'][0]}-{m['beta_band_cycles_per_mm'][1]} c/mm", beta(syn),
                  beta(real)))
 
-    def nps(s: dict[str, Any]) -> str:
-        v = s["nps_hf"]["mean"]
+    def nps(s: dict[str, Any], key: str = "nps_hf") -> str:
+        v = s[key]["mean"]
         return "n/a" if v is None else f"{v * 1e6:.3f}e-6"
 
     rows.append((f"NPS {m['nps_band_cycles_per_mm'][0]}-{m['nps_band_cycles_per_mm'][1]} c/mm (mm²)", nps(syn),
                  nps(real)))
+    band = m["nps_fine_band_cycles_per_mm"]
+    rows.append((f"NPS {band[0]}-{band[1]} c/mm at {m['nps_fine_spacing_mm']} mm (mm²)", nps(syn, "nps_fine"),
+                 nps(real, "nps_fine")))
     for key in ("p5", "p25", "p50", "p75", "p95", "mean"):
         rows.append((f"intensity in breast {key}", _fmt(syn["intensity"][key]), _fmt(real["intensity"][key])))
     rows += _cnr_rows(syn, real)
@@ -189,7 +192,7 @@ def print_table(report: dict[str, Any]) -> None:
     for name, a, b in rows:
         print(f"{name:<{width}}  {a:<{col}}  {b}")
     print(f"beta difference (synthetic - real): {_fmt(cmp['beta_difference'], '+.2f')}; NPS ratio: "
-          f"{_fmt(cmp['nps_hf_ratio'], '.2f')}; intensity distance: Wasserstein {_fmt(cmp['intensity_wasserstein'])}, "
+          f"{_fmt(cmp['nps_hf_ratio'], '.2f')} (fine band {_fmt(cmp['nps_fine_ratio'], '.2f')}); intensity distance: Wasserstein {_fmt(cmp['intensity_wasserstein'])}, "
           f"KS {_fmt(cmp['intensity_ks'])}")
     det = report["detector"]
     if det:
