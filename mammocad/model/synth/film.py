@@ -35,12 +35,13 @@ class FilmSettings:
     scatter_to_primary: float
     scatter_sigma_mm: float
     screen_sigma_mm: float
-    # Quanta absorbed per 0.1 mm pixel behind the breast: screens absorb 16-50 thousand per mm²
-    # (far fewer than DR), so their quantum mottle is most of film's noise below 2 cycles/mm.
+    # Quanta absorbed per 0.1 mm pixel behind the breast (40-125 thousand per mm², fewer than
+    # DR): quantum mottle, white below the screen's blur. More mottle than this flattens the
+    # breast's spectrum below real film's β (160-500 gave 2.84 against 3.15).
     photons_behind: float
     # Density noise std at D = 1 for a 0.1 mm aperture: the film's grain plus the digitiser's
-    # own noise. The ranges of both are matched (synth v3) to the CBIS-DDSM films' noise power
-    # at 0.1 mm in 1.5-2.5 and 2.5-5 cycles/mm (MODEL_CARD.md, "Working resolution").
+    # own noise, set (synth v3) so the noise power at 0.1 mm, 2.5-5 cycles/mm, comes near the
+    # CBIS-DDSM films' (MODEL_CARD.md, "Working resolution").
     grain: float
     scan_pitch_mm: float
     scan_bits: int
@@ -51,7 +52,7 @@ class FilmSettings:
         return cls(gamma=float(rng.uniform(2.5, 3.5)), d_min=float(rng.uniform(0.15, 0.25)),
                    d_max=float(rng.uniform(3.6, 4.2)), d_breast=float(rng.uniform(0.7, 1.3)),
                    scatter_to_primary=float(rng.uniform(0.2, 0.6)), scatter_sigma_mm=float(rng.uniform(15, 35)),
-                   screen_sigma_mm=float(rng.uniform(0.06, 0.12)), photons_behind=float(rng.uniform(160, 500)),
+                   screen_sigma_mm=float(rng.uniform(0.06, 0.12)), photons_behind=float(rng.uniform(400, 1250)),
                    grain=float(rng.uniform(0.016, 0.04)), scan_pitch_mm=float(rng.choice([0.05, 0.0435, 0.1, 0.2])),
                    scan_bits=int(rng.choice([8, 12, 12, 16])), scan_d_max=float(rng.uniform(3.0, 3.8)))
 
