@@ -37,8 +37,7 @@ def apply_mtf(values: np.ndarray, spacing: float, *, gaussian_sigma_mm: float = 
     rows, cols = arr.shape
     shape = (fft.next_fast_len(rows + 2 * margin, real=True), fft.next_fast_len(cols + 2 * margin, real=True))
     pad = ((margin, shape[0] - rows - margin), (margin, shape[1] - cols - margin))
-    padded = np.pad(arr, pad, mode="reflect" if min(arr.shape) > max(max(p) for p in pad) else "symmetric")
-    spectrum = fft.rfft2(padded)
+    spectrum = fft.rfft2(np.pad(arr, pad, mode="reflect"))
     fy = np.fft.fftfreq(shape[0], d=spacing).astype(np.float32)[:, None]
     fx = np.fft.rfftfreq(shape[1], d=spacing).astype(np.float32)[None, :]
     transfer = np.exp(np.float32(-2.0 * np.pi ** 2 * sigma ** 2) * (fy ** 2 + fx ** 2))
