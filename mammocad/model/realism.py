@@ -18,6 +18,12 @@ spectrum (|FFT|² · Δx·Δy / Σw², units intensity²·mm² on the [0, 1] sca
 anti-alias filter on purpose: it is the fine-grain noise the detector actually sees.
 The fine band (``FINE_NPS_BAND``, 2.5–5 cycles/mm) is measured the same way at 0.1 mm, on
 images acquired at 0.1 mm or finer: it is where film grain and quantum noise dominate.
+
+Tissue contrast (``tissue_power``): the same normalised spectra of smaller 128×128 regions
+(25.6 mm; five times as many fit in a film's breast as 51.2 mm ones), averaged over
+0.2–0.4 cycles/mm: how much the anatomy varies at 2.5–5 mm periods, the scale of lobules and
+strands that a calcification cluster sits in. β says how the power falls with frequency, not
+how much there is: synth v3's film had the films' β with a third of their tissue power.
 """
 
 from __future__ import annotations
@@ -40,6 +46,9 @@ NPS_BAND = (1.5, 2.5)
 #: 0.2 mm cannot hold it, and it is where grain and quantum noise, not anatomy, set the power.
 FINE_SPACING_MM = 0.1
 FINE_NPS_BAND = (2.5, 5.0)
+#: Tissue contrast: power at 2.5-5 mm periods, in regions this many pixels wide at REALISM_SPACING_MM.
+TISSUE_BAND = (0.2, 0.4)
+TISSUE_ROI_PX = 128
 
 
 def roi_origins(usable: np.ndarray, roi_px: int = ROI_PX, *, max_overlap: float = 0.5,
@@ -151,6 +160,11 @@ def spectrum_stats(image: np.ndarray, usable: np.ndarray, *, spacing_mm: float =
     return SpectrumStats(betas=tuple(betas), nps_hf=tuple(nps), origins=tuple(origins))
 
 
+def tissue_power(image: np.ndarray, usable: np.ndarray) -> tuple[float, ...]:
+    """Per-ROI power in TISSUE_BAND of 128×128 regions in ``usable`` (image at 0.2 mm)."""
+    return spectrum_stats(image, usable, roi_px=TISSUE_ROI_PX, nps_band=TISSUE_BAND).nps_hf
+
+
 def power_spectrum_beta(image: np.ndarray, spacing_mm: float, mask: np.ndarray | None = None, *,
                         roi_px: int = ROI_PX, band: tuple[float, float] = BETA_BAND) -> SpectrumStats:
     """β of the breast's power spectrum, the shared/README.md way (reusable in tests).
@@ -178,6 +192,7 @@ def power_spectrum_beta(image: np.ndarray, spacing_mm: float, mask: np.ndarray |
     return spectrum_stats(work, usable, roi_px=roi_px, beta_band=band)
 
 
-__all__ = ["BETA_BAND", "FINE_NPS_BAND", "FINE_SPACING_MM", "NPS_BAND", "REALISM_SPACING_MM", "ROI_PX", "BreastMask", "SpectrumStats", "band_power",
-           "breast_mask", "fit_beta", "power_spectrum_beta", "radial_power_spectrum", "resample", "roi_origins",
-           "spectrum_stats"]
+__all__ = ["BETA_BAND", "FINE_NPS_BAND", "FINE_SPACING_MM", "NPS_BAND", "REALISM_SPACING_MM", "ROI_PX", "TISSUE_BAND",
+           "TISSUE_ROI_PX", "BreastMask", "SpectrumStats", "band_power", "breast_mask", "fit_beta",
+           "power_spectrum_beta", "radial_power_spectrum", "resample", "roi_origins", "spectrum_stats",
+           "tissue_power"]

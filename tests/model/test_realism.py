@@ -159,8 +159,8 @@ def test_command_refuses_both_a_folder_and_a_seed(tmp_path: Path, capsys: pytest
     assert "missing.pt" in err and "--no-detector" in err
 
 
-SET_KEYS = {"label", "source", "n_images", "n_measured", "failed", "beta", "nps_hf", "nps_fine", "intensity", "cnr",
-            "marks", "per_image"}
+SET_KEYS = {"label", "source", "n_images", "n_measured", "failed", "beta", "nps_hf", "nps_fine", "tissue_power",
+            "intensity", "cnr", "marks", "per_image"}
 
 
 @pytest.fixture(scope="module")
@@ -201,13 +201,14 @@ def test_command_end_to_end_on_tiny_sets(tmp_path: Path, coarse_checkpoint: Path
     assert set(report) == {"format", "method", "detector", "sets", "comparison", "notice"}
     assert report["format"] == "mammocad-realism/1"
     assert report["detector"]["model_name"] == "mammocad-test-tiny"
-    assert set(report["comparison"]) == {"beta_difference", "nps_hf_ratio", "nps_fine_ratio", "intensity_wasserstein",
-                                         "intensity_ks"}
+    assert set(report["comparison"]) == {"beta_difference", "nps_hf_ratio", "nps_fine_ratio", "tissue_power_ratio",
+                                         "intensity_wasserstein", "intensity_ks"}
     syn, real_set = report["sets"]["synthetic"], report["sets"]["real"]
     for s in (syn, real_set):
         assert set(s) == SET_KEYS
         assert s["beta"]["n_rois"] >= 1 and s["beta"]["mean"] is not None
         assert s["nps_hf"]["mean"] > 0
+        assert s["tissue_power"]["n_rois"] > s["beta"]["n_rois"] and s["tissue_power"]["median"] > 0
         assert 0 < s["intensity"]["p5"] < s["intensity"]["p50"] < s["intensity"]["p95"] <= 1
         assert s["marks"] is not None and s["marks"]["n_images"] >= 1
     assert real_set["n_images"] == 2 and real_set["marks"]["n_images"] == 2  # no truth: every image counts
@@ -219,10 +220,12 @@ def test_command_end_to_end_on_tiny_sets(tmp_path: Path, coarse_checkpoint: Path
     assert real_set["cnr"]["basis"] is None  # no truth on the real side: n/a
     assert syn["cnr"]["basis"] in ("specks", "boxes")
     assert report["comparison"]["intensity_ks"] is not None
+    assert report["comparison"]["tissue_power_ratio"] == pytest.approx(
+        syn["tissue_power"]["median"] / real_set["tissue_power"]["median"], rel=1e-2)
 
     realism_cmd.print_table(report)
     table = capsys.readouterr().out
-    for label in ("beta", "NPS", "2.5-5.0 c/mm at 0.1 mm", "intensity in breast p50", "CNR", "marks/image", "Wasserstein", "KS", "0.05 mm"):
+    for label in ("beta", "NPS", "2.5-5.0 c/mm at 0.1 mm", "tissue power 0.2-0.4 c/mm", "intensity in breast p50", "CNR", "marks/image", "Wasserstein", "KS", "0.05 mm"):
         assert label in table
     assert "n/a" in table  # CNR without truth on the real side
 

@@ -181,6 +181,14 @@ def print_table(report: dict[str, Any]) -> None:
     band = m["nps_fine_band_cycles_per_mm"]
     rows.append((f"NPS {band[0]}-{band[1]} c/mm at {m['nps_fine_spacing_mm']} mm (mm²)", nps(syn, "nps_fine"),
                  nps(real, "nps_fine")))
+    tband = m["tissue_band_cycles_per_mm"]
+
+    def tissue(s: dict[str, Any]) -> str:
+        t = s["tissue_power"]
+        return "n/a" if t["median"] is None else f"{t['median'] * 1e6:.0f}e-6 (n={t['n_rois']} ROIs)"
+
+    rows.append((f"tissue power {tband[0]}-{tband[1]} c/mm, median of {m['tissue_roi_px']}-px ROIs (mm²)",
+                 tissue(syn), tissue(real)))
     for key in ("p5", "p25", "p50", "p75", "p95", "mean"):
         rows.append((f"intensity in breast {key}", _fmt(syn["intensity"][key]), _fmt(real["intensity"][key])))
     rows += _cnr_rows(syn, real)
@@ -192,7 +200,8 @@ def print_table(report: dict[str, Any]) -> None:
     for name, a, b in rows:
         print(f"{name:<{width}}  {a:<{col}}  {b}")
     print(f"beta difference (synthetic - real): {_fmt(cmp['beta_difference'], '+.2f')}; NPS ratio: "
-          f"{_fmt(cmp['nps_hf_ratio'], '.2f')} (fine band {_fmt(cmp['nps_fine_ratio'], '.2f')}); intensity distance: Wasserstein {_fmt(cmp['intensity_wasserstein'])}, "
+          f"{_fmt(cmp['nps_hf_ratio'], '.2f')} (fine band {_fmt(cmp['nps_fine_ratio'], '.2f')}); tissue power ratio: "
+          f"{_fmt(cmp['tissue_power_ratio'], '.2f')}; intensity distance: Wasserstein {_fmt(cmp['intensity_wasserstein'])}, "
           f"KS {_fmt(cmp['intensity_ks'])}")
     det = report["detector"]
     if det:
