@@ -253,29 +253,26 @@ def test_unlabelled_calcifications_leave_earlier_draws_of_a_seed_unchanged() -> 
     assert all(not a.extra["unlabelled"] for a in plain.annotations)
 
 
-def _tissue_power_and_median(datasets: list[Dataset]) -> tuple[float, float]:
-    """Median tissue power (0.2-0.4 c/mm, 128-px ROIs) and median intensity in the breast, the
-    realism report's way (``realism_report.measure_image``)."""
+def _median_tissue_power(datasets: list[Dataset]) -> float:
+    """Median power at 0.2-0.4 c/mm of 128-px ROIs in the breast, the realism report's way
+    (``realism_report.measure_image``)."""
     from mammocad.model import realism
     from mammocad.model.standardise import PreprocessSpec, standardise
 
     spec = PreprocessSpec(working_spacing_mm=0.2, crop_breast=False, fallback_spacing_mm=0.05, fallback_field_mm=0.0)
     power: list[float] = []
-    medians: list[float] = []
     for ds in datasets:
         image = standardise(ds, spec).image
-        usable = realism.breast_mask(image, 0.2).usable
-        power += realism.tissue_power(image, usable)
-        medians.append(float(np.median(image[usable])))
+        power += realism.tissue_power(image, realism.breast_mask(image, 0.2).usable)
     assert len(power) >= 40, len(power)
-    return float(np.median(power)), float(np.median(medians))
+    return float(np.median(power))
 
 
 # ~40 s of CPU: 8 studies drawn at 0.2 mm and the 8 real 4700-row films standardised.
 @pytest.mark.timeout(900)
-def test_film_tissue_contrast_and_density_are_those_of_the_cbis_films() -> None:
-    """Synth v3's film had the films' β but a third of their tissue power at 2.5-5 mm periods
-    (0.39×) and a brighter breast (median 0.60 against 0.51); synth v4 measured 1.03× and 0.52."""
+def test_film_tissue_contrast_is_that_of_the_cbis_films() -> None:
+    """Synth v3's film had the films' β with 0.39× their tissue power at 2.5-5 mm periods;
+    synth v4 measured 0.99× on these views (0.65-0.80× on seed 77's)."""
     from mammocad.model.realism_sources import default_real_folder
 
     real = [pydicom.dcmread(p) for p in sorted(default_real_folder().rglob("*.dcm"))]
@@ -286,7 +283,5 @@ def test_film_tissue_contrast_and_density_are_those_of_the_cbis_films() -> None:
         film += [ds for ds, a in zip(drawn.datasets, drawn.annotations, strict=True)
                  if a.extra["acquisition"] == "film" and not a.lesions]
     assert len(film) >= 8
-    real_power, real_median = _tissue_power_and_median(real)
-    film_power, film_median = _tissue_power_and_median(film)
-    assert 0.6 <= film_power / real_power <= 1.6, (film_power, real_power)
-    assert abs(film_median - real_median) <= 0.05, (film_median, real_median)
+    ratio = _median_tissue_power(film) / _median_tissue_power(real)
+    assert 0.6 <= ratio <= 1.6, ratio
