@@ -268,7 +268,7 @@ def _median_tissue_power(datasets: list[Dataset]) -> float:
     return float(np.median(power))
 
 
-# ~40 s of CPU: 8 studies drawn at 0.2 mm and the 8 real 4700-row films standardised.
+# ~30 s of CPU: 4 studies drawn at 0.2 mm and the 8 real 4700-row films standardised.
 @pytest.mark.timeout(900)
 def test_film_tissue_contrast_is_that_of_the_cbis_films() -> None:
     """Synth v3's film had the films' β with 0.39× their tissue power at 2.5-5 mm periods;
@@ -278,10 +278,10 @@ def test_film_tissue_contrast_is_that_of_the_cbis_films() -> None:
     real = [pydicom.dcmread(p) for p in sorted(default_real_folder().rglob("*.dcm"))]
     assert len(real) == 8
     film: list[Dataset] = []
-    for index in range(8):
+    for index in (0, 3, 4, 6):  # the film studies among seed 5105's first eight
         drawn = generate_study(index, seed=5105, size="small")
         film += [ds for ds, a in zip(drawn.datasets, drawn.annotations, strict=True)
                  if a.extra["acquisition"] == "film" and not a.lesions]
-    assert len(film) >= 8
+    assert len(film) == 12
     ratio = _median_tissue_power(film) / _median_tissue_power(real)
     assert 0.6 <= ratio <= 1.6, ratio
