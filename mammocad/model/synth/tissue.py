@@ -81,9 +81,9 @@ def _glandular(breast: Breast, edge: np.ndarray, nipple: tuple[float, float], ha
     """
     env = _envelope(breast, edge, nipple, half, shape, step, rng)
     coverage = np.clip(breast.density * 1.6 * env, 0.005, 0.97)
-    # Synth v4: the cloud's power sits at 3-20 mm scales (β 3.0, flat below 1/(9-21 mm)), as on
-    # the CBIS-DDSM films; a flat floor at 30-70 mm put most of a unit-variance field into slow
-    # swells and left a third of the films' power at 2.5-5 mm periods (DATASETS.md, "synth v4").
+    # Synth v4: the cloud's power sits at 3-20 mm scales (β 3.0, flat below 1/(9-21 mm)). v3's
+    # flat floor at 30-70 mm put most of a unit-variance field into slow swells and left synthetic
+    # film a third of the CBIS-DDSM films' power at 2.5-5 mm periods (DATASETS.md, "Tissue contrast").
     cloud = power_law_field(shape, step, 3.0, rng, largest_mm=rng.uniform(9, 21), aniso=rng.uniform(1.0, 1.6))
     strands = radial_field(shape, step, nipple, 3.0, rng, stretch=rng.uniform(2.5, 5.0))
     mix = rng.uniform(0.15, 0.5)
