@@ -67,14 +67,20 @@ def _raster(item: RealismImage) -> np.ndarray:
         return np.asarray(im)
 
 
+def realism_spec(assumed_spacing_mm: float) -> PreprocessSpec:
+    """How every realism statistic sees an image: at 0.2 mm, uncropped (the breast mask, not the
+    detector's crop, picks the regions), ``assumed_spacing_mm`` where the header has no pixel size."""
+    return PreprocessSpec(working_spacing_mm=realism.REALISM_SPACING_MM, crop_breast=False,
+                          fallback_spacing_mm=assumed_spacing_mm, fallback_field_mm=0.0)
+
+
 def measure_image(item: RealismImage, assumed_spacing_mm: float, detector: Any = None) -> ImageMeasure:
     """All statistics of one image; failures come back as ``error`` (one bad file is not fatal).
 
     detector: a :class:`mammocad.model.inference.Detector`, shown the image when it has no
     lesion; give it the same fallback spacing (:func:`with_fallback_spacing`).
     """
-    spec = PreprocessSpec(working_spacing_mm=realism.REALISM_SPACING_MM, crop_breast=False,
-                          fallback_spacing_mm=assumed_spacing_mm, fallback_field_mm=0.0)
+    spec = realism_spec(assumed_spacing_mm)
     out = ImageMeasure(path=str(item.path))
     try:
         std, ds = read_standardised(item, spec)

@@ -254,12 +254,12 @@ def test_unlabelled_calcifications_leave_earlier_draws_of_a_seed_unchanged() -> 
 
 
 def _median_tissue_power(datasets: list[Dataset]) -> float:
-    """Median power at 0.2-0.4 c/mm of 128-px ROIs in the breast, the realism report's way
-    (``realism_report.measure_image``)."""
+    """Median power at 0.2-0.4 c/mm of 128-px ROIs in the breast, the realism report's way."""
     from mammocad.model import realism
-    from mammocad.model.standardise import PreprocessSpec, standardise
+    from mammocad.model.realism_report import realism_spec
+    from mammocad.model.standardise import standardise
 
-    spec = PreprocessSpec(working_spacing_mm=0.2, crop_breast=False, fallback_spacing_mm=0.05, fallback_field_mm=0.0)
+    spec = realism_spec(0.05)
     power: list[float] = []
     for ds in datasets:
         image = standardise(ds, spec).image
