@@ -160,7 +160,7 @@ def test_command_refuses_both_a_folder_and_a_seed(tmp_path: Path, capsys: pytest
 
 
 SET_KEYS = {"label", "source", "n_images", "n_measured", "failed", "beta", "nps_hf", "nps_fine", "tissue_power",
-            "intensity", "cnr", "marks", "per_image"}
+            "intensity", "cnr", "marks", "marks_rendered", "per_image"}
 
 
 @pytest.fixture(scope="module")
@@ -195,7 +195,7 @@ def test_command_end_to_end_on_tiny_sets(tmp_path: Path, coarse_checkpoint: Path
     env.update(OMP_NUM_THREADS="2", PYTHONPATH=str(Path(__file__).resolve().parents[2]))
     proc = subprocess.run([sys.executable, "-m", "mammocad", "model", "realism", "--synthetic", str(tmp_path / "synth"),
                            "--real", str(real), "--weights", str(coarse_checkpoint), "--device", "cpu", "--json",
-                           "--quiet"], env=env, capture_output=True, text=True, timeout=600)
+                           "--quiet", "--marks-rendered", "0.2:8"], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout)
     assert set(report) == {"format", "method", "detector", "sets", "comparison", "notice"}
@@ -212,6 +212,9 @@ def test_command_end_to_end_on_tiny_sets(tmp_path: Path, coarse_checkpoint: Path
         assert 0 < s["intensity"]["p5"] < s["intensity"]["p50"] < s["intensity"]["p95"] <= 1
         assert s["marks"] is not None and s["marks"]["n_images"] >= 1
     assert real_set["n_images"] == 2 and real_set["marks"]["n_images"] == 2  # no truth: every image counts
+    assert report["method"]["marks_rendering"] == {"spacing_mm": 0.2, "bits": 8}
+    assert real_set["marks_rendered"]["n_images"] == 2
+    assert all(im["rendered_marks"] is not None for im in real_set["per_image"])
     assert all(im["spacing_source"] == "fallback" and im["spacing_mm"] == 0.05 for im in real_set["per_image"])
     # The fine band needs 0.1 mm or finer: the 0.05-mm films have it, the 0.4-mm drawing has not.
     assert real_set["nps_fine"]["n_images"] == 2 and real_set["nps_fine"]["mean"] > 0
@@ -225,7 +228,8 @@ def test_command_end_to_end_on_tiny_sets(tmp_path: Path, coarse_checkpoint: Path
 
     realism_cmd.print_table(report)
     table = capsys.readouterr().out
-    for label in ("beta", "NPS", "2.5-5.0 c/mm at 0.1 mm", "tissue power 0.2-0.4 c/mm", "intensity in breast p50", "CNR", "marks/image", "Wasserstein", "KS", "0.05 mm"):
+    for label in ("beta", "NPS", "2.5-5.0 c/mm at 0.1 mm", "tissue power 0.2-0.4 c/mm", "intensity in breast p50", "CNR",
+                  "marks/image", "rendered at 0.2 mm, 8 bits", "Wasserstein", "KS", "0.05 mm"):
         assert label in table
     assert "n/a" in table  # CNR without truth on the real side
 
@@ -270,7 +274,8 @@ def _film_as_8_bit(name: str) -> np.ndarray:
     return np.clip(np.round(a / (2 ** int(ds.BitsStored) - 1) * 255), 0, 255).astype(np.uint8)
 
 
-def _as_dicom(pixels: np.ndarray) -> pydicom.Dataset:
+def _as_dicom(pixels: np.ndarray, like: pydicom.Dataset | None = None) -> pydicom.Dataset:
+    """An 8-bit 0.2 mm DICOM of ``pixels``; laterality and view those of ``like`` when given (L CC else)."""
     from pydicom.dataset import FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
@@ -285,6 +290,12 @@ def _as_dicom(pixels: np.ndarray) -> pydicom.Dataset:
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
     ds.PixelSpacing = [0.2, 0.2]
     ds.PixelData = pixels.tobytes()
+    if like is not None:
+        for keyword in ("ImageLaterality", "ViewPosition", "PatientOrientation"):
+            if keyword in like:
+                setattr(ds, keyword, like.get(keyword))
+            elif keyword in ds:
+                delattr(ds, keyword)
     return ds
 
 
@@ -309,3 +320,36 @@ def test_false_marks_are_counted_on_raster_film_as_on_dicom(tmp_path: Path) -> N
     assert raster.malignant_marks == sum(les.lesion_class.value == "malignant" for les in dicom.lesions)
     for got, les in zip(raster.mark_boxes, dicom.lesions, strict=True):
         np.testing.assert_allclose(got, [*les.box, les.score], atol=0.1)
+
+
+def test_marks_rendered_are_those_on_the_film_as_public_sets_ship_it() -> None:
+    """``--marks-rendered 0.2:8`` shows the detector each real scan as mini-MIAS ships scans. The
+    CBIS-DDSM films have no pixel size in the header: the rendering must carry 0.2 mm, or the
+    detector would read it at the 0.05 mm fallback. Its marks must be those on the same film made
+    into a 0.2 mm, 8-bit DICOM here by hand."""
+    from mammocad.model.inference import Detector
+    from mammocad.model.realism_report import Rendering, measure_image, with_fallback_spacing
+    from mammocad.model.realism_sources import RealismImage
+
+    det = with_fallback_spacing(Detector.load(None, "cpu"), 0.05)
+    path = REAL / "sfm-malign-0" / "1-283.dcm"
+    got = measure_image(RealismImage(path=path), 0.05, det, Rendering(0.2, 8))
+    assert got.error is None and got.rendered_marks is not None
+    by_hand = det.analyze_dataset(_as_dicom(_film_as_8_bit("1-283.dcm"), like=pydicom.dcmread(path)))
+    assert by_hand.error is None and got.rendered_marks == len(by_hand.lesions) >= 1
+    assert got.rendered_malignant_marks == sum(les.lesion_class.value == "malignant" for les in by_hand.lesions)
+
+
+@pytest.mark.parametrize("text", ["", "0", "-0.2", "0.2:4", "0.2:x", "mias"])
+def test_a_bad_rendering_is_refused_with_its_form(text: str) -> None:
+    from mammocad.model.realism_report import Rendering
+
+    with pytest.raises(ValueError, match="MM or MM:BITS"):
+        Rendering.parse(text)
+
+
+def test_marks_rendered_needs_the_detector(capsys: pytest.CaptureFixture[str]) -> None:
+    from mammocad.cli import main
+
+    assert main(["model", "realism", "--no-detector", "--marks-rendered", "0.2:8"]) == 2
+    assert "drop --no-detector" in capsys.readouterr().err

@@ -55,8 +55,9 @@ from mammocad.model.annotations import (
     load_manifest,
     save_manifest,
 )
-from mammocad.model.readers.background_maps import BreastMaps, block_mean, breast_maps, pick_centre
+from mammocad.model.readers.background_maps import BreastMaps, breast_maps, pick_centre
 from mammocad.model.readers.common import header_laterality_view, name_laterality_view, require
+from mammocad.model.readers.film_rendering import block_factor, render_coarser
 from mammocad.model.synth import insertion
 from mammocad.model.synth.calcifications import ClusterSpec, sample_cluster
 from mammocad.model.synth.raster import speck_truth
@@ -312,7 +313,7 @@ def _insert_specs(specs: list[ClusterSpec], stored: np.ndarray, model: insertion
 
 def _render(spacing: float, opts: Options) -> dict[str, int] | None:
     """Block size and bit depth of the rendering (``Options``); None when the scan is shown as it is."""
-    factor = max(1, round(opts.render_spacing_mm / spacing)) if opts.render_spacing_mm else 1
+    factor = block_factor(spacing, opts.render_spacing_mm) if opts.render_spacing_mm else 1
     if factor == 1 and not opts.render_bits:
         return None
     return {"factor": factor, **({"bits": opts.render_bits} if opts.render_bits else {})}
@@ -371,7 +372,7 @@ def dataset_with_inserts(item: AnnotatedImage) -> Dataset:
     if info.get("patches"):
         _paste(stored, info["patches"], item)
     if info.get("render"):
-        return _rendered(ds, stored, int(info["render"]["factor"]), info["render"].get("bits"))
+        return render_coarser(ds, stored, int(info["render"]["factor"]), info["render"].get("bits"))
     ds.set_pixel_data(stored, str(ds.PhotometricInterpretation), int(ds.BitsStored), generate_instance_uid=False)
     return ds
 
@@ -386,26 +387,6 @@ def _paste(stored: np.ndarray, patches: str, item: AnnotatedImage) -> None:
                 r0, c0 = (int(v) for v in data[key])
                 values = data["values_" + key.split("_", 1)[1]]
                 stored[r0:r0 + values.shape[0], c0:c0 + values.shape[1]] = values
-
-
-def _rendered(ds: Dataset, stored: np.ndarray, factor: int, bits: int | None) -> Dataset:
-    """``stored`` as a coarser, shallower scan of the same film (``Options.render_spacing_mm``).
-
-    The values are rounded to ``2**bits`` levels but kept in the stored range and bit depth, so
-    the header's Modality LUT, VOI LUT and windows still apply unchanged: only levels are lost.
-    """
-    arr = block_mean(stored, factor)
-    stored_bits = int(ds.get("BitsStored", 16))
-    if bits and bits < stored_bits:
-        step = (2 ** stored_bits - 1) / (2 ** bits - 1)
-        arr = np.round(arr / step) * step
-    limits = np.iinfo(stored.dtype)
-    out = np.clip(np.round(arr), limits.min, limits.max).astype(stored.dtype)
-    for keyword in ("PixelSpacing", "ImagerPixelSpacing", "NominalScannedPixelSpacing"):
-        if keyword in ds:
-            setattr(ds, keyword, [float(v) * factor for v in ds.get(keyword)])
-    ds.set_pixel_data(out, str(ds.PhotometricInterpretation), stored_bits, generate_instance_uid=False)
-    return ds
 
 
 __all__ = ["EXTRA_KEY", "BreastMaps", "MissingSpacingError", "Options", "dataset_with_inserts", "read"]
