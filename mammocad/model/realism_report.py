@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from mammocad.logs import log_event
-from mammocad.model import realism, realism_stats
+from mammocad.model import realism, realism_shape, realism_stats
 from mammocad.model.realism_sources import RealismImage, is_raster
 from mammocad.model.standardise import PreprocessSpec, Standardised, standardise, standardise_array
 
@@ -37,6 +37,8 @@ class ImageMeasure:
     nps_fine: tuple[float, ...] = ()
     #: Power in TISSUE_BAND of each 128-px ROI (tissue contrast at 2.5-5 mm periods).
     tissue_power: tuple[float, ...] = ()
+    #: (line share, blob share) of the curvature energy (``realism_shape``): strands or clouds.
+    curvature: tuple[float, float] = (float("nan"), float("nan"))
     histogram: np.ndarray | None = None
     speck_cnr: list[tuple[float, float]] = field(default_factory=list)  # (diameter mm, CNR)
     box_cnr: list[tuple[str, float]] = field(default_factory=list)  # (class, CNR)
@@ -131,6 +133,7 @@ def measure_image(item: RealismImage, assumed_spacing_mm: float, detector: Any =
     mask = realism.breast_mask(image, realism.REALISM_SPACING_MM)
     out.spectrum = realism.spectrum_stats(image, mask.usable)
     out.tissue_power = realism.tissue_power(image, mask.usable)
+    out.curvature = realism_shape.curvature_shape(image, mask.usable)
     out.histogram = realism_stats.intensity_histogram(image, mask.usable)
     out.spacing_mm = float(std.meta["spacing_mm"][0])
     out.spacing_source = str(std.meta["spacing_source"])
@@ -253,6 +256,7 @@ def summarise(label: str, source: str, measures: list[ImageMeasure]) -> dict[str
     nps = [v for m in ok for v in m.spectrum.nps_hf if np.isfinite(v)]
     fine = [v for m in ok for v in m.nps_fine if np.isfinite(v)]
     tissue = [v for m in ok for v in m.tissue_power if np.isfinite(v)]
+    shaped = [m.curvature for m in ok if np.isfinite(m.curvature[0])]
     hists = [m.histogram for m in ok if m.histogram is not None and m.histogram.sum() > 0]
     pooled = np.mean(hists, axis=0) if hists else np.zeros(realism_stats.HIST_BINS)
     centres = (np.arange(realism_stats.HIST_BINS) + 0.5) / realism_stats.HIST_BINS
@@ -270,6 +274,8 @@ def summarise(label: str, source: str, measures: list[ImageMeasure]) -> dict[str
         # Median too: a few ROIs across the pectoral edge or a dense/fatty border dominate the mean.
         "tissue_power": {**_mean_sd(tissue, 9), "median": _num(float(np.median(tissue)), 9) if tissue else None,
                          "n_rois": len(tissue)},
+        "curvature": {"line_share": _mean_sd([c[0] for c in shaped], 4),
+                      "blob_share": _mean_sd([c[1] for c in shaped], 4), "n_images": len(shaped)},
         "intensity": intensity,
         "cnr": _cnr_summary(ok),
         "marks": _marks_summary(marked),
@@ -315,6 +321,7 @@ def _per_image(m: ImageMeasure) -> dict[str, Any]:
             "nps_hf_mean": _num(float(np.mean(m.spectrum.nps_hf)) if m.spectrum.nps_hf else None, 9),
             "nps_fine_mean": _num(float(np.mean(m.nps_fine)) if m.nps_fine else None, 9),
             "tissue_power_median": _num(float(np.median(m.tissue_power)) if m.tissue_power else None, 9),
+            "line_share": _num(m.curvature[0]), "blob_share": _num(m.curvature[1]),
             "spacing_mm": _num(m.spacing_mm), "spacing_source": m.spacing_source, "marks": m.marks,
             "malignant_marks": m.malignant_marks, "mark_boxes": m.mark_boxes, "rendered_marks": m.rendered_marks,
             "rendered_malignant_marks": m.rendered_malignant_marks, "error": m.error}
@@ -333,6 +340,10 @@ def compare(synthetic: dict[str, Any], real: dict[str, Any]) -> dict[str, Any]:
     return {"beta_difference": diff(synthetic["beta"]["mean"], real["beta"]["mean"]),
             "nps_hf_ratio": ratio("nps_hf"), "nps_fine_ratio": ratio("nps_fine"),
             "tissue_power_ratio": ratio("tissue_power", "median"),
+            "line_share_difference": diff(synthetic["curvature"]["line_share"]["mean"],
+                                          real["curvature"]["line_share"]["mean"]),
+            "blob_share_difference": diff(synthetic["curvature"]["blob_share"]["mean"],
+                                          real["curvature"]["blob_share"]["mean"]),
             "intensity_wasserstein": _num(distances["wasserstein"]), "intensity_ks": _num(distances["ks"])}
 
 
@@ -342,6 +353,8 @@ def method() -> dict[str, Any]:
             "beta_band_cycles_per_mm": list(realism.BETA_BAND), "nps_band_cycles_per_mm": list(realism.NPS_BAND),
             "nps_fine_band_cycles_per_mm": list(realism.FINE_NPS_BAND), "nps_fine_spacing_mm": realism.FINE_SPACING_MM,
             "tissue_band_cycles_per_mm": list(realism.TISSUE_BAND), "tissue_roi_px": realism.TISSUE_ROI_PX,
+            "curvature_sigma_mm": realism_shape.CURVATURE_SIGMA_MM, "curvature_line_ratio": realism_shape.LINE_RATIO,
+            "curvature_blob_ratio": realism_shape.BLOB_RATIO,
             "nps_units": "intensity^2 mm^2 on the standardised [0, 1] scale",
             "intensity_scale": "mammocad.model.standardise at 0.2 mm, inside the usable breast mask",
             "cnr": "(peak - ring median) / (1.4826 MAD of ring), see mammocad/model/realism_stats.py",

@@ -160,7 +160,7 @@ def test_command_refuses_both_a_folder_and_a_seed(tmp_path: Path, capsys: pytest
 
 
 SET_KEYS = {"label", "source", "n_images", "n_measured", "failed", "beta", "nps_hf", "nps_fine", "tissue_power",
-            "intensity", "cnr", "marks", "marks_rendered", "per_image"}
+            "curvature", "intensity", "cnr", "marks", "marks_rendered", "per_image"}
 
 
 @pytest.fixture(scope="module")
@@ -202,6 +202,7 @@ def test_command_end_to_end_on_tiny_sets(tmp_path: Path, coarse_checkpoint: Path
     assert report["format"] == "mammocad-realism/1"
     assert report["detector"]["model_name"] == "mammocad-test-tiny"
     assert set(report["comparison"]) == {"beta_difference", "nps_hf_ratio", "nps_fine_ratio", "tissue_power_ratio",
+                                         "line_share_difference", "blob_share_difference",
                                          "intensity_wasserstein", "intensity_ks"}
     syn, real_set = report["sets"]["synthetic"], report["sets"]["real"]
     for s in (syn, real_set):
@@ -209,6 +210,7 @@ def test_command_end_to_end_on_tiny_sets(tmp_path: Path, coarse_checkpoint: Path
         assert s["beta"]["n_rois"] >= 1 and s["beta"]["mean"] is not None
         assert s["nps_hf"]["mean"] > 0
         assert s["tissue_power"]["n_rois"] > s["beta"]["n_rois"] and s["tissue_power"]["median"] > 0
+        assert s["curvature"]["n_images"] >= 1 and 0 < s["curvature"]["line_share"]["mean"] < 1
         assert 0 < s["intensity"]["p5"] < s["intensity"]["p50"] < s["intensity"]["p95"] <= 1
         assert s["marks"] is not None and s["marks"]["n_images"] >= 1
     assert real_set["n_images"] == 2 and real_set["marks"]["n_images"] == 2  # no truth: every image counts
@@ -228,7 +230,8 @@ def test_command_end_to_end_on_tiny_sets(tmp_path: Path, coarse_checkpoint: Path
 
     realism_cmd.print_table(report)
     table = capsys.readouterr().out
-    for label in ("beta", "NPS", "2.5-5.0 c/mm at 0.1 mm", "tissue power 0.2-0.4 c/mm", "intensity in breast p50", "CNR",
+    for label in ("beta", "NPS", "2.5-5.0 c/mm at 0.1 mm", "tissue power 0.2-0.4 c/mm", "curvature at 0.5 mm: line / blob",
+                  "line share difference", "intensity in breast p50", "CNR",
                   "marks/image", "rendered at 0.2 mm, 8 bits", "Wasserstein", "KS", "0.05 mm"):
         assert label in table
     assert "n/a" in table  # CNR without truth on the real side
@@ -353,3 +356,37 @@ def test_marks_rendered_needs_the_detector(capsys: pytest.CaptureFixture[str]) -
 
     assert main(["model", "realism", "--no-detector", "--marks-rendered", "0.2:8"]) == 2
     assert "drop --no-detector" in capsys.readouterr().err
+
+
+def test_curvature_shape_tells_strands_from_blobs() -> None:
+    """Thin bright lines put their curvature energy in the line share; round bright spots in the
+    blob share. β cannot tell them apart; this is the statistic that can."""
+    from mammocad.model.realism_shape import curvature_shape
+
+    yy, xx = np.mgrid[0:400, 0:400].astype(np.float64)
+    lines = np.zeros((400, 400))
+    for k, angle in enumerate(np.linspace(0.1, 2.9, 9)):
+        d = np.abs((xx - 200) * np.sin(angle) - (yy - 200) * np.cos(angle) - (k - 4) * 30.0)
+        lines += np.exp(-(d / 1.5) ** 2)
+    blobs = np.zeros((400, 400))
+    rng = np.random.default_rng(3)
+    for cy, cx in rng.uniform(20, 380, (60, 2)):
+        blobs += np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * 2.5 ** 2))
+    usable = np.ones((400, 400), dtype=bool)
+    line_share, blob_share = curvature_shape(lines, usable)
+    assert line_share > 0.6 and blob_share < 0.05
+    line_share, blob_share = curvature_shape(blobs, usable)
+    assert blob_share > 0.25 and line_share < 0.2
+    assert all(np.isnan(v) for v in curvature_shape(lines, np.zeros((400, 400), dtype=bool)))
+
+
+def test_real_film_texture_is_strands() -> None:
+    """Every CBIS-DDSM film: line share above a third, blob share under 0.06 (0.35-0.44 and
+    0.03-0.05 measured; synth v4 film gave 0.26-0.33 and 0.06-0.11)."""
+    from mammocad.model.realism_report import realism_spec
+    from mammocad.model.realism_shape import curvature_shape
+
+    for path in sorted(REAL.glob("*/*.dcm")):
+        std = standardise(pydicom.dcmread(path), realism_spec(0.05))
+        line_share, blob_share = curvature_shape(std.image, realism.breast_mask(std.image, 0.2).usable)
+        assert line_share > 0.33 and blob_share < 0.06, (path.name, line_share, blob_share)

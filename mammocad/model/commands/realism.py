@@ -200,6 +200,13 @@ def print_table(report: dict[str, Any]) -> None:
 
     rows.append((f"tissue power {tband[0]}-{tband[1]} c/mm, median of {m['tissue_roi_px']}-px ROIs (mm²)",
                  tissue(syn), tissue(real)))
+
+    def shape(s: dict[str, Any]) -> str:
+        c = s["curvature"]
+        return (f"{_fmt(c['line_share']['mean'], '.2f')} / {_fmt(c['blob_share']['mean'], '.3f')} "
+                f"(n={c['n_images']} images)")
+
+    rows.append((f"curvature at {m['curvature_sigma_mm']} mm: line / blob share", shape(syn), shape(real)))
     for key in ("p5", "p25", "p50", "p75", "p95", "mean"):
         rows.append((f"intensity in breast {key}", _fmt(syn["intensity"][key]), _fmt(real["intensity"][key])))
     rows += _cnr_rows(syn, real)
@@ -218,7 +225,8 @@ def print_table(report: dict[str, Any]) -> None:
         print(f"{name:<{width}}  {a:<{col}}  {b}")
     print(f"beta difference (synthetic - real): {_fmt(cmp['beta_difference'], '+.2f')}; NPS ratio: "
           f"{_fmt(cmp['nps_hf_ratio'], '.2f')} (fine band {_fmt(cmp['nps_fine_ratio'], '.2f')}); tissue power ratio: "
-          f"{_fmt(cmp['tissue_power_ratio'], '.2f')}; intensity distance: Wasserstein {_fmt(cmp['intensity_wasserstein'])}, "
+          f"{_fmt(cmp['tissue_power_ratio'], '.2f')}; line share difference: {_fmt(cmp['line_share_difference'], '+.2f')}; "
+          f"intensity distance: Wasserstein {_fmt(cmp['intensity_wasserstein'])}, "
           f"KS {_fmt(cmp['intensity_ks'])}")
     det = report["detector"]
     if det:
