@@ -24,6 +24,17 @@ from mammocad.model.synth.texture import lobule_cells, power_law_field, radial_f
 
 #: Coarsest grid (mm) the background is built on; finer output spacings get it interpolated.
 TISSUE_GRID_MM = 0.1
+#: The glandular cloud's spectrum: power law of this β, flat below 1/(a floor drawn in this range, mm).
+CLOUD_BETA = 3.7
+CLOUD_FLOOR_MM = (5.0, 12.0)
+#: Fibrous strands (``_trabeculae``), set (synth v5) so film's curvature shape, β and tissue power
+#: come near the CBIS-DDSM films' (DATASETS.md, "Strands").
+STRAND_DENSITY = 0.45  # strand length per breast area, mm/mm²
+STRAND_LENGTH_MM = (8.0, 30.0)
+STRAND_RADIUS_MM = (0.15, 0.35)
+STRAND_DEPTH_MM = (2.0, 6.0)  # path along the beam of a septum seen edge-on
+STRAND_SPREAD_RAD = 0.5  # sd of a strand's heading about the direction to the nipple
+STRAND_TORTUOSITY = 0.07
 
 
 @dataclass(frozen=True)
@@ -44,6 +55,7 @@ def build_tissue(breast: Breast, view: str, maps: ViewMaps, shape: tuple[int, in
     extra = _ligaments(breast, edge, grid, step, rng)
     extra += _ducts(breast, nipple, half, grid, step, rng)
     extra += _vessels(breast, view, nipple, half, grid, step, rng)
+    extra += _trabeculae(edge, nipple, grid, step, np.random.default_rng(rng.integers(2 ** 63)))
     if grid != shape:
         gland, extra = upsample(gland, shape), upsample(extra, shape)
     return Tissue(glandular=np.clip(gland, 0.0, 1.0).astype(np.float32), extra_mm=extra.astype(np.float32))
@@ -81,10 +93,12 @@ def _glandular(breast: Breast, edge: np.ndarray, nipple: tuple[float, float], ha
     """
     env = _envelope(breast, edge, nipple, half, shape, step, rng)
     coverage = np.clip(breast.density * 1.6 * env, 0.005, 0.97)
-    # Synth v4: the cloud's power sits at 3-20 mm scales (β 3.0, flat below 1/(9-21 mm)). v3's
-    # flat floor at 30-70 mm put most of a unit-variance field into slow swells and left synthetic
-    # film a third of the CBIS-DDSM films' power at 2.5-5 mm periods (DATASETS.md, "Tissue contrast").
-    cloud = power_law_field(shape, step, 3.0, rng, largest_mm=rng.uniform(9, 21), aniso=rng.uniform(1.0, 1.6))
+    # Synth v5: the cloud is steeper (β 3.7) and flat only below 1/(5-12 mm), so its power sits at
+    # lobule scales; the thin strands of ``_trabeculae`` carry the fine structure. v4's cloud (β 3.0,
+    # floor 9-21 mm) had the films' β but made the texture soft clouds: line share 0.29 against
+    # the films' 0.37, blob share 0.070 against 0.044 (DATASETS.md, "Strands").
+    cloud = power_law_field(shape, step, CLOUD_BETA, rng, largest_mm=rng.uniform(*CLOUD_FLOOR_MM),
+                            aniso=rng.uniform(1.0, 1.6))
     strands = radial_field(shape, step, nipple, 3.0, rng, stretch=rng.uniform(2.5, 5.0))
     mix = rng.uniform(0.15, 0.5)
     cloud = (np.sqrt(1 - mix) * cloud + np.sqrt(mix) * strands).astype(np.float32)
@@ -117,6 +131,42 @@ def _ligaments(breast: Breast, edge: np.ndarray, shape: tuple[int, int], step: f
         line = np.exp(-((cells.gap_mm / width) ** 2)) * np.clip(0.5 + 0.7 * strength, 0.0, None)
         out += rng.uniform(0.6, 1.8) * line
     return (out * np.clip(edge / 8.0, 0.0, 1.0)).astype(np.float32)
+
+
+def _trabeculae(edge: np.ndarray, nipple: tuple[float, float], shape: tuple[int, int], step: float,
+                rng: np.random.Generator) -> np.ndarray:
+    """Fibrous strands: septa and trabeculae seen edge-on, long thin bright lines, crossing.
+
+    On film most of the parenchyma's fine structure is such strands at every depth, running
+    roughly towards the nipple and crossing at shallow angles. Each is a smooth curve of
+    ``STRAND_LENGTH_MM`` with a half-width of ``STRAND_RADIUS_MM`` tapering at its ends; being a
+    sheet seen edge-on, its path along the beam is its depth (``STRAND_DEPTH_MM``), not a tube's
+    chord. ``STRAND_DENSITY`` is their length per breast area (mm/mm²).
+    """
+    inside = np.argwhere(edge > 2.0)
+    out = np.zeros(shape, dtype=np.float32)
+    if not len(inside):
+        return out
+    n = int(STRAND_DENSITY * len(inside) * step * step / float(np.mean(STRAND_LENGTH_MM)))
+    picks = inside[rng.integers(0, len(inside), n)]
+    groups: list[tuple[list[np.ndarray], list[np.ndarray]]] = [([], []) for _ in range(3)]
+    for r, c in picks:
+        start = (np.array([r, c], dtype=np.float64) + 0.5) * step
+        heading = float(np.arctan2(nipple[0] - start[0], nipple[1] - start[1])) + rng.normal(0.0, STRAND_SPREAD_RAD)
+        half = rng.uniform(*STRAND_LENGTH_MM) / 2
+        fwd = wander(rng, start, heading, half, step, STRAND_TORTUOSITY)
+        back = wander(rng, start, heading + np.pi, half, step, STRAND_TORTUOSITY)
+        path = np.concatenate([back[::-1], start[None, :], fwd])
+        taper = np.sin(np.linspace(0.1, np.pi - 0.1, len(path))) ** 0.5
+        k = int(rng.integers(0, 3))
+        groups[k][0].append(path)
+        groups[k][1].append(rng.uniform(*STRAND_RADIUS_MM) * taper)
+    lo, hi = STRAND_DEPTH_MM
+    for k, (paths, radii) in enumerate(groups):
+        if paths:  # three depth classes: one blur pass per class, not per strand
+            chord = 2 * float(np.mean(np.concatenate(radii)))
+            out += tubes(shape, step, paths, radii) * ((lo + (hi - lo) * (k + 0.5) / 3) / chord)
+    return (out * np.clip(edge / 6.0, 0.0, 1.0)).astype(np.float32)
 
 
 def _ducts(breast: Breast, nipple: tuple[float, float], half: float, shape: tuple[int, int], step: float,
