@@ -1,9 +1,10 @@
 """``mammocad model realism``: synthetic images beside real ones, on the same statistics.
 
-Prints a side-by-side table (or ``--json``): β of the breast power spectrum, intensity
-percentiles in the breast and the distance between the two distributions, high-frequency
-noise power, calcification CNR by speck size (or per lesion box), and the marks per image the
-detector puts on images without lesions. Definitions: ``mammocad/model/realism.py`` and
+Prints a side-by-side table (or ``--json``): β of the breast power spectrum, tissue power,
+the curvature shape (strands or clouds), intensity percentiles in the breast and the distance
+between the two distributions, high-frequency noise power, calcification CNR by speck size (or
+per lesion box), and the marks per image the detector puts on images without lesions (with
+``--marks-rendered``, also on them rendered as public film sets ship scans). Definitions: ``mammocad/model/realism.py`` and
 ``realism_stats.py``; how to read the figures: docs/DATASETS.md "Realism report".
 Exit status: 0 report printed, 1 some images could not be measured (listed), 2 bad arguments.
 """

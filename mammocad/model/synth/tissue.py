@@ -3,7 +3,8 @@
 Returned as physical quantities, for the projection (``views``) to turn into attenuation:
 - ``glandular``: the fraction of the adipose+glandular path that is fibroglandular, 0..1;
 - ``extra_mm``: extra glandular-equivalent path (mm) of thin structures — Cooper's ligaments
-  (septa between fat lobules, seen edge-on as thin bright arcs), ducts converging on the
+  (septa between fat lobules, seen edge-on as thin bright arcs), fibrous strands (septa and
+  trabeculae at every depth, the mesh of lines real film shows), ducts converging on the
   nipple, and vessels (long tortuous tubes; blood attenuates about like gland).
 
 The model follows the virtual-clinical-trial phantoms (VICTRE breastPhantom, OpenVCT) in
@@ -55,6 +56,7 @@ def build_tissue(breast: Breast, view: str, maps: ViewMaps, shape: tuple[int, in
     extra = _ligaments(breast, edge, grid, step, rng)
     extra += _ducts(breast, nipple, half, grid, step, rng)
     extra += _vessels(breast, view, nipple, half, grid, step, rng)
+    # Their own stream: how many strands a breast holds must not shift what is drawn after them.
     extra += _trabeculae(edge, nipple, grid, step, np.random.default_rng(rng.integers(2 ** 63)))
     if grid != shape:
         gland, extra = upsample(gland, shape), upsample(extra, shape)
