@@ -60,7 +60,7 @@ class Rendering:
 
     The node's path standardises a 0.05 mm scan with an anti-aliased resize; a set that was
     reduced to 0.2 mm by block means is sharper, and a detector can mark it several times as
-    often (MODEL_CARD.md, "False marks on real film"), so the report shows both.
+    often (MODEL_CARD.md, "Experiments not shipped"), so the report shows both.
     """
 
     spacing_mm: float
@@ -262,8 +262,8 @@ def summarise(label: str, source: str, measures: list[ImageMeasure]) -> dict[str
     centres = (np.arange(realism_stats.HIST_BINS) + 0.5) / realism_stats.HIST_BINS
     intensity: dict[str, Any] = {k: _num(v) for k, v in realism_stats.histogram_percentiles(pooled).items()}
     intensity["mean"] = _num(float((pooled * centres).sum())) if hists else None
-    marked = [m for m in ok if m.marks is not None]
-    rendered = [m for m in ok if m.rendered_marks is not None]
+    marks = [(m.marks, m.malignant_marks) for m in ok if m.marks is not None]
+    rendered = [(m.rendered_marks, m.rendered_malignant_marks) for m in ok if m.rendered_marks is not None]
     return {
         "label": label, "source": source, "n_images": len(measures), "n_measured": len(ok),
         "failed": [{"path": m.path, "error": m.error} for m in measures if m.error],
@@ -278,8 +278,8 @@ def summarise(label: str, source: str, measures: list[ImageMeasure]) -> dict[str
                       "blob_share": _mean_sd([c[1] for c in shaped], 4), "n_images": len(shaped)},
         "intensity": intensity,
         "cnr": _cnr_summary(ok),
-        "marks": _marks_summary(marked),
-        "marks_rendered": _marks_summary(rendered, rendered=True),
+        "marks": _marks_summary(marks),
+        "marks_rendered": _marks_summary(rendered),
         "per_image": [_per_image(m) for m in measures],
         "_histogram": pooled,
     }
@@ -305,13 +305,13 @@ def _cnr_summary(ok: list[ImageMeasure]) -> dict[str, Any]:
     return {"basis": basis, "detectable_cnr": realism_stats.DETECTABLE_CNR, "by_size": rows, "boxes_by_class": by_class}
 
 
-def _marks_summary(marked: list[ImageMeasure], rendered: bool = False) -> dict[str, Any] | None:
-    if not marked:
+def _marks_summary(counts: Sequence[tuple[int | None, int | None]]) -> dict[str, Any] | None:
+    """Summary of per-image (marks, malignant marks)."""
+    if not counts:
         return None
-    marks = np.array([m.rendered_marks if rendered else m.marks for m in marked], dtype=np.float64)
-    malignant = np.array([m.rendered_malignant_marks if rendered else m.malignant_marks for m in marked],
-                         dtype=np.float64)
-    return {"n_images": len(marked), "per_image_mean": _num(marks.mean(), 3), "per_image_max": int(marks.max()),
+    marks = np.array([c[0] for c in counts], dtype=np.float64)
+    malignant = np.array([c[1] for c in counts], dtype=np.float64)
+    return {"n_images": len(counts), "per_image_mean": _num(marks.mean(), 3), "per_image_max": int(marks.max()),
             "malignant_per_image_mean": _num(malignant.mean(), 3),
             "images_with_marks": int((marks > 0).sum())}
 

@@ -5,7 +5,7 @@ bright strands can share both. Real parenchyma on film is mostly strands: Cooper
 ducts, vessels and fibrous trabeculae, crossing at every depth, around dark fat lobules. Synth
 v4's film had the films' β and most of their tissue power, yet its texture was clouds, and a
 detector trained on it marked the strands' crossings on real film, often as malignant
-(MODEL_CARD.md, "False marks on real film").
+(MODEL_CARD.md, "Experiments not shipped").
 
 The statistic: the Hessian of the image at ``CURVATURE_SIGMA_MM`` (strands 0.5–1.5 mm wide)
 gives two curvatures per pixel. A pixel is on a *line* when its stronger curvature is a

@@ -5,10 +5,10 @@ mean of the finer scan's pixels under it, so it keeps more fine detail (noise, g
 of specks) than the standardiser's anti-aliased resize of the same scan, whose tent is one
 output pixel wide on each side. A detector that never saw such images marks them differently:
 a synth v4 retrain that put 0.88 marks per image on the 8 CBIS-DDSM films through the node's
-path put 2.38 on the block means of the same films at 0.2 mm, 16 bits (MODEL_CARD.md, "False
-marks on real film"). Two users need the same rendering: training on real backgrounds
+path put 2.38 on the block means of the same films at 0.2 mm, 16 bits (MODEL_CARD.md,
+"Experiments not shipped"). Two users need the same rendering: training on real backgrounds
 (``real_background``, options ``render_spacing_mm`` / ``render_bits``) and the realism report's
-marks on rendered real images (``mammocad model realism --render-real``).
+marks on rendered real images (``mammocad model realism --marks-rendered``).
 """
 
 from __future__ import annotations
