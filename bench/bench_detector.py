@@ -31,7 +31,7 @@ def main() -> int:
     parser.add_argument("--weights", help="checkpoint (default: demo weights, else random weights)")
     parser.add_argument("--backbone", default=None, help="random weights with this backbone and default spec")
     parser.add_argument("--default-spec", action="store_true", help="random weights, DetectorSpec() defaults")
-    parser.add_argument("--no-amp", action="store_true", help="float32 only (no bf16/fp16 autocast)")
+    parser.add_argument("--no-amp", action="store_true", help="float32 on CUDA too (no fp16 autocast; CPUs always run float32)")
     parser.add_argument("--inference-tile", type=int, default=None,
                         help="override DetectorSpec.inference_tile_size (0: the training tile size)")
     args = parser.parse_args()
@@ -42,7 +42,7 @@ def main() -> int:
     from mammocad.model.detector import DetectorSpec, build_detector
     from mammocad.model.devices import configure_cpu_threads, default_batch_size, resolve_device
     from mammocad.model.standardise import PreprocessSpec, standardise
-    from mammocad.model.tiling import cpu_has_bf16, detect_tiled
+    from mammocad.model.tiling import detect_tiled
     from tests.factories import make_mammogram
 
     device = resolve_device(args.device)
@@ -79,7 +79,7 @@ def main() -> int:
         tiles, boxes = det.tiles, len(det.boxes)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     total = statistics.median(s + d for s, d in zip(std_times, det_times, strict=True))
-    amp = "off" if args.no_amp else ("fp16" if device.startswith("cuda") else ("bf16" if cpu_has_bf16() else "off"))
+    amp = "fp16" if device.startswith("cuda") and not args.no_amp else "off"
     print(f"device: {device}  threads: {threads}  batch: {batch}  amp: {amp}  weights: {source}")
     print(f"model: {spec.backbone} FPN layers {list(spec.returned_layers)} box head {spec.box_head_size}  "
           f"train tile {spec.tile_size}  inference tile {spec.run_tile_size}/{spec.tile_overlap}")

@@ -77,7 +77,7 @@ class Detector:
         self.model_version: str = self.info.model_version
         self.synthetic_weights: bool = self.info.synthetic_weights
         self.batch_size = default_batch_size(device)
-        #: Mixed precision (fp16 on CUDA, bf16 on CPUs with native bf16; see tiling.py).
+        #: float16 autocast on CUDA; CPUs always run float32 (tiling.py says why).
         self.amp = True
 
     @property

@@ -19,8 +19,12 @@ a 96-px overlap would run every pixel ~2.5 times and pay the RPN/box-head overhe
 The RPN's proposal budgets (per image in torchvision) are scaled with the tile area, capped,
 so a big tile keeps roughly the proposal density the model was trained with.
 
-Precision: autocast float16 on CUDA; bfloat16 on CPUs with native bf16 (AVX512-BF16/AMX),
-about 2× faster there; float32 otherwise or when ``amp=False``.
+Precision: autocast float16 on CUDA, float32 on every CPU (and when ``amp=False``). The same
+image must get the same marks on every worker of a site. bfloat16 autocast on CPUs with native
+bf16 (AVX512-BF16/AMX) did not: on an H200 box (2026-12-04) the demo weights' CUDA float16 marks
+matched float32 within 0.4 px and 0.004 in score, while the same box's CPU in bfloat16 moved a
+cluster box by 10 px and dropped a malignant mark scored 0.567 (bench/README.md, "Precision").
+It was also no faster end to end on the 2-core development machine.
 """
 
 from __future__ import annotations
@@ -117,22 +121,10 @@ def detect_tiled(model: torch.nn.Module, image: np.ndarray, spec: DetectorSpec, 
 
 
 def autocast_for(device: torch.device, amp: bool = True) -> Any:
-    """The autocast context for ``device`` (see module doc); a no-op when ``amp`` is False."""
-    if not amp:
-        return nullcontext()
-    if device.type == "cuda":
+    """float16 autocast on CUDA when ``amp``; float32 (no autocast) on CPUs (see module doc)."""
+    if amp and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.float16)
-    if device.type == "cpu" and cpu_has_bf16():
-        return torch.autocast("cpu", dtype=torch.bfloat16)
     return nullcontext()
-
-
-def cpu_has_bf16() -> bool:
-    """True when oneDNN runs bfloat16 natively on this CPU (emulated bf16 would be slower)."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 @contextmanager

@@ -112,3 +112,16 @@ def test_large_inference_tiles_reach_the_network_unresized() -> None:
     # Restored afterwards: a model still in training keeps its training-tile transform.
     assert model.transform.min_size == (128,) and model.rpn._post_nms_top_n["testing"] == 200
     assert tile_grid((600, 600), spec.run_tile_size, 32) == [(x, y) for y in (0, 172, 344) for x in (0, 172, 344)]
+
+
+def test_cpu_detection_is_float32_whatever_the_cpu() -> None:
+    """The same image must get the same marks on every worker. bfloat16 autocast on CPUs with
+    native bf16 once moved boxes by 10 px and dropped a mark against float32 (tiling.py)."""
+    torch.manual_seed(1)
+    model = build_detector(SPEC).eval()
+    image = np.random.default_rng(1).uniform(0.2, 0.8, (260, 190)).astype(np.float32)
+    mixed = detect_tiled(model, image, SPEC, batch_size=2, amp=True)
+    full = detect_tiled(model, image, SPEC, batch_size=2, amp=False)
+    assert len(full.boxes) > 0
+    assert np.array_equal(mixed.boxes, full.boxes) and np.array_equal(mixed.scores, full.scores)
+    assert np.array_equal(mixed.probs, full.probs)
