@@ -22,7 +22,7 @@ so a big tile keeps roughly the proposal density the model was trained with.
 Precision: autocast float16 on CUDA, float32 on every CPU (and when ``amp=False``). The same
 image must get the same marks on every worker of a site. bfloat16 autocast on CPUs with native
 bf16 (AVX512-BF16/AMX) did not: on an H200 box (2026-12-04) the demo weights' CUDA float16 marks
-matched float32 within 0.4 px and 0.004 in score, while the same box's CPU in bfloat16 moved a
+matched float32 within 0.4 px and 0.005 in score, while the same box's CPU in bfloat16 moved a
 cluster box by 10 px and dropped a malignant mark scored 0.567 (bench/README.md, "Precision").
 It was also no faster end to end on the 2-core development machine.
 """

@@ -8,7 +8,7 @@ stay finite.
 First run on a GPU: an NVIDIA H200 (torch 2.11.0+cu130), 2026-12-04. The training test passed.
 The lesions test failed against a CPU reference that then ran bfloat16 on CPUs with native
 bf16: one box 10 px off. CUDA float16 itself matched CPU float32 on all four views (boxes
-within 0.4 px, scores within 0.004, the same classes), so CPUs now always run float32
+within 0.4 px, scores within 0.005, the same classes), so CPUs now always run float32
 (``tiling.autocast_for``), the reference this test compares with.
 """
 
