@@ -45,7 +45,7 @@ def test_dust_is_sharp_and_dr_mode_has_no_film_defects() -> None:
     r, c = int(dust[0].row), int(dust[0].col)
     assert layer[max(r - 1, 0):r + 2, max(c - 1, 0):c + 2].max() > 0.3  # -ln(0.7) at least, not blurred away
     _, _, dr = _draw(5, _mask(), 0.1, "dr", 4.0)
-    assert {c.kind for c in dr} <= {"fibrous_crossing", "paddle_dust", "defective_pixel"}
+    assert {c.kind for c in dr} <= {"fibrous_crossing", "paddle_dust", "defective_pixel", "skin_marker"}
 
 
 def test_a_defect_at_the_detector_stays_sharper_than_the_same_attenuation_in_the_breast() -> None:
@@ -75,3 +75,33 @@ def test_rate_zero_draws_nothing_and_bad_arguments_are_refused() -> None:
         add_confusers(np.random.default_rng(1), img, img.copy(), np.ones((10, 10)), 0.1, "film")
     with pytest.raises(ValueError, match="detector layer shape"):
         add_confusers(np.random.default_rng(1), img, np.zeros((10, 10)), np.ones((100, 100)), 0.1, "film")
+
+
+def test_a_skin_marker_is_an_opaque_disc_on_the_breast_that_film_shows_bright() -> None:
+    """Lead BBs on the skin: a real film's BB drew a 0.98 mark from a detector that never saw one."""
+    from mammocad.model.synth.confusers import MARKER_L_MAX, SKIN_MARKER_MM
+    from mammocad.model.synth.film import acquire_film
+    from mammocad.model.synth.film_marks import FilmLabel
+
+    mask, spacing = _mask(), 0.1
+    markers = []
+    for seed in range(20):
+        line, layer = np.where(mask, 3.0, 0.0), np.zeros(mask.shape)
+        rng = np.random.default_rng(seed)
+        markers = [c for c in add_confusers(rng, line, layer, mask, spacing, "film", rate=4.0)
+                   if c.kind == "skin_marker"]
+        if markers:
+            break
+    assert markers
+    m = markers[0]
+    r, c = int(round(m.row)), int(round(m.col))
+    assert SKIN_MARKER_MM[0] <= m.size_mm <= SKIN_MARKER_MM[1]
+    assert mask[r, c] and c > 2  # on the breast or its skin line, never on the chest-wall border
+    radius = m.size_mm / 2 / spacing
+    assert line[r, c] >= MARKER_L_MAX  # lead: opaque, capped
+    near = np.hypot(*np.mgrid[-r:mask.shape[0] - r, -c:mask.shape[1] - c]) <= radius + 1
+    opaque = (line >= 8.0) & near
+    assert 0.75 * np.pi * radius ** 2 <= opaque.sum() <= 1.25 * np.pi * radius ** 2
+    film = acquire_film(line, mask, spacing, FilmLabel("L", "CC"), rng, 3.0, layer)
+    # Brighter than 99 % of the breast (film labels and emulsion pick-off can be brighter still).
+    assert film[r, c] > np.percentile(film[mask], 99) > np.median(film[mask])

@@ -20,6 +20,12 @@ Kinds (``mode``):
   bright fibrous crossings (two tissue strands overlapping: a soft bright knot, anatomy).
 - ``dr``: fibrous crossings, dust on the compression paddle (out of focus: soft and faint)
   and defective detector pixels (single bright or dark pixels).
+- both: **skin markers**, lead spheres (BBs) 1-2.5 mm across taped on the skin over the nipple,
+  a mole or a scar. They lie on the breast, so they join the line integral; lead is opaque, so
+  they are the brightest round discs on the image, and only scatter fills them in. A detector
+  trained without them marked one on a real film at 0.98 (docs/DATASETS.md, "Skin markers").
+  Half sit on the skin line, where a marked nipple or a mole on the edge projects, half anywhere
+  over the breast (a marker on the compressed surface). ``SKIN_MARKERS_PER_VIEW`` on average.
 """
 
 from __future__ import annotations
@@ -36,6 +42,13 @@ MODES = ("film", "dr")
 DUST_TRANSMISSION = (0.1, 0.7)
 #: Line integral equivalent to clear film base (the film saturates long before).
 PICK_OFF_L = 4.0
+#: Skin markers (lead BBs) per view, on average; diameters in mm (commercial nipple and mole
+#: markers are 1.5 and 2.3 mm; smaller BBs exist).
+SKIN_MARKERS_PER_VIEW = 0.25
+SKIN_MARKER_MM = (1.0, 2.5)
+#: Cap on a marker's line integral: e^-20 of the primary passes, which is none for any film or
+#: detector, and keeps the arithmetic finite.
+MARKER_L_MAX = 20.0
 
 
 @dataclass(frozen=True)
@@ -95,7 +108,34 @@ def add_confusers(rng: np.random.Generator, line_integral: np.ndarray, detector_
             r, c = (int(rng.integers(0, n)) for n in line_integral.shape)
             detector_layer[r, c] += rng.choice([-1.0, 1.0]) * rng.uniform(0.5, 2.0)
             drawn.append(Confuser("defective_pixel", float(r), float(c), spacing))
+    for _ in range(rng.poisson(SKIN_MARKERS_PER_VIEW * rate)):
+        if len(inside):
+            drawn.append(_skin_marker(rng, line_integral, np.asarray(mask) > 0.5, inside, spacing, energy_kev))
     return drawn
+
+
+def _skin_marker(rng: np.random.Generator, image: np.ndarray, breast: np.ndarray, inside: np.ndarray,
+                 spacing: float, energy_kev: float) -> Confuser:
+    """A lead sphere on the skin: line integral µ_Pb × chord, capped (see MARKER_L_MAX)."""
+    diameter = float(rng.uniform(*SKIN_MARKER_MM))
+    if rng.random() < 0.5:
+        edge = np.argwhere(breast & ~ndimage.binary_erosion(breast, iterations=2, border_value=1))
+        row, col = (float(v) for v in (edge if len(edge) else inside)[int(rng.integers(len(edge) or len(inside)))])
+    else:
+        row, col = (float(v) for v in inside[int(rng.integers(len(inside)))])
+    radius = diameter / 2 / spacing
+    ss = 4
+    half = int(np.ceil(radius)) + 1
+    g = (np.arange((2 * half + 1) * ss) + 0.5) / ss - (half + 0.5)
+    yy, xx = np.meshgrid(g, g, indexing="ij")
+    chord_mm = 2.0 * np.sqrt(np.maximum(radius ** 2 - yy ** 2 - xx ** 2, 0.0)) * spacing
+    n = 2 * half + 1
+    line = np.minimum(chord_mm * physics.attenuation_per_mm("lead", energy_kev), MARKER_L_MAX)
+    # Mean transmission over each pixel, not mean attenuation: an opaque disc's edge pixel
+    # passes the share of the pixel it does not cover.
+    passed = np.exp(-line).reshape(n, ss, n, ss).mean(axis=(1, 3))
+    _add(image, -np.log(np.maximum(passed, np.exp(-MARKER_L_MAX))), int(round(row)), int(round(col)))
+    return Confuser("skin_marker", row, col, diameter)
 
 
 def _coverage(rng: np.random.Generator, size_px: float, ss: int = 4) -> np.ndarray:

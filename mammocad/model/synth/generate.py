@@ -50,8 +50,9 @@ DENSITIES = {"A": 0.1, "B": 0.3, "C": 0.55, "D": 0.8}
 #: Generator version recorded in manifests (2: physical projection, DR and film acquisition;
 #: 3: blurs exact at every spacing, and drawings coarser than the detector's pitch resized as the
 #: standardiser resizes real images; 4: tissue contrast at 2.5–5 mm periods nearer the
-#: CBIS-DDSM films'; 5: fibrous strands and a steeper, finer cloud: texture of strands, not clouds).
-SYNTH_VERSION = 5
+#: CBIS-DDSM films'; 5: fibrous strands and a steeper, finer cloud: texture of strands, not clouds;
+#: 6: lead skin markers (BBs) among the unlabelled confusers).
+SYNTH_VERSION = 6
 #: Chance that a breast carries unlabelled vascular or skin calcifications (common in screening
 #: populations; a detector never shown them marks them on real images).
 UNLABELLED_RATE = 0.3
