@@ -23,16 +23,22 @@ def test_load_exposes_model_identity(tiny_detector: Detector) -> None:
 
 
 def test_lesions_are_in_original_pixels_of_the_image(tiny_detector: Detector) -> None:
-    ds = make_mammogram(laterality="L", rows=400, columns=300)
-    result = tiny_detector.analyze_dataset(ds)
+    # Random weights put their boxes where they please, often on the padded image edge, which
+    # the breast rule then drops (breast_mask.inside_breast): take the first image size that
+    # leaves some. In float32 (CPU inference since 2026-12-04) 400x300 leaves none.
+    for rows, columns in ((400, 300), (500, 360), (450, 330), (360, 280)):
+        ds = make_mammogram(laterality="L", rows=rows, columns=columns)
+        result = tiny_detector.analyze_dataset(ds)
+        if result.lesions:
+            break
     assert result.error is None and result.model_version == TINY_META["version"]
     assert result.image.sop_instance_uid == ds.SOPInstanceUID and result.image.laterality == "L"
-    assert (result.image.rows, result.image.columns) == (400, 300)
-    assert result.lesions, "random weights with score threshold 0.05 always find boxes"
+    assert (result.image.rows, result.image.columns) == (rows, columns)
+    assert result.lesions, "random weights with score threshold 0.05 find boxes in one of these breasts"
     std = standardise(ds, tiny_detector.preprocess)
     for lesion in result.lesions:
         x1, y1, x2, y2 = lesion.box
-        assert 0 <= x1 < x2 <= 299 and 0 <= y1 < y2 <= 399
+        assert 0 <= x1 < x2 <= columns - 1 and 0 <= y1 < y2 <= rows - 1
         # The model saw this box inside its (flipped, cropped, resampled) frame.
         mx1, my1, mx2, my2 = std.transform.to_model(np.array([lesion.box]))[0]
         assert -1 <= mx1 and mx2 <= std.image.shape[1] and -1 <= my1 and my2 <= std.image.shape[0]
