@@ -118,11 +118,11 @@ def _skin_marker(rng: np.random.Generator, image: np.ndarray, breast: np.ndarray
                  spacing: float, energy_kev: float) -> Confuser:
     """A lead sphere on the skin: line integral µ_Pb × chord, capped (see MARKER_L_MAX)."""
     diameter = float(rng.uniform(*SKIN_MARKER_MM))
-    if rng.random() < 0.5:
+    pool = inside
+    if rng.random() < 0.5:  # on the skin line (the image border is the chest wall, not skin)
         edge = np.argwhere(breast & ~ndimage.binary_erosion(breast, iterations=2, border_value=1))
-        row, col = (float(v) for v in (edge if len(edge) else inside)[int(rng.integers(len(edge) or len(inside)))])
-    else:
-        row, col = (float(v) for v in inside[int(rng.integers(len(inside)))])
+        pool = edge if len(edge) else inside
+    row, col = (float(v) for v in pool[int(rng.integers(len(pool)))])
     radius = diameter / 2 / spacing
     ss = 4
     half = int(np.ceil(radius)) + 1
