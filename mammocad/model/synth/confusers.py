@@ -84,7 +84,8 @@ def add_confusers(rng: np.random.Generator, line_integral: np.ndarray, detector_
                          f"{line_integral.shape}")
     if spacing <= 0 or rate < 0:
         raise ValueError("spacing must be positive and rate >= 0")
-    inside = np.argwhere(np.asarray(mask) > 0.5)
+    breast = np.asarray(mask) > 0.5
+    inside = np.argwhere(breast)
     drawn: list[Confuser] = []
     for _ in range(rng.poisson(7 * rate)):
         if len(inside):
@@ -110,7 +111,7 @@ def add_confusers(rng: np.random.Generator, line_integral: np.ndarray, detector_
             drawn.append(Confuser("defective_pixel", float(r), float(c), spacing))
     for _ in range(rng.poisson(SKIN_MARKERS_PER_VIEW * rate)):
         if len(inside):
-            drawn.append(_skin_marker(rng, line_integral, np.asarray(mask) > 0.5, inside, spacing, energy_kev))
+            drawn.append(_skin_marker(rng, line_integral, breast, inside, spacing, energy_kev))
     return drawn
 
 
