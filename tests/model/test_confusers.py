@@ -103,5 +103,8 @@ def test_a_skin_marker_is_an_opaque_disc_on_the_breast_that_film_shows_bright() 
     opaque = (line >= 8.0) & near
     assert 0.75 * np.pi * radius ** 2 <= opaque.sum() <= 1.25 * np.pi * radius ** 2
     film = acquire_film(line, mask, spacing, FilmLabel("L", "CC"), rng, 3.0, layer)
-    # Brighter than 99 % of the breast (film labels and emulsion pick-off can be brighter still).
-    assert film[r, c] > np.percentile(film[mask], 99) > np.median(film[mask])
+    # Brighter than 99 % of the breast away from the film's edges (a clear film border can cover
+    # the breast's edge, and labels and emulsion pick-off can be brighter still).
+    inner = np.zeros_like(mask)
+    inner[50:-50, 50:-50] = mask[50:-50, 50:-50]
+    assert film[r, c] > np.percentile(film[inner], 99) > np.median(film[inner])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -159,11 +160,17 @@ def test_cli_rejects_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture
 
 
 def test_texture_power_spectrum_is_that_of_real_breasts(study) -> None:  # type: ignore[no-untyped-def]
-    """β of 256² regions at 0.2 mm inside the breast, as measured on real film (≈ 3.0–3.2)."""
+    """β of 256² regions at 0.2 mm inside the breast, as measured on real film (≈ 3.0–3.2).
+
+    Pooled over the seed's first four DR studies: one study's β moves with its density (synth
+    v7: 2.76 for this density-B study, 3.28 for the density-C ones), more than the band allows.
+    """
     betas: list[float] = []
-    for ds in study.datasets:
-        betas += power_spectrum_beta(display(ds), 0.2).betas
-    assert len(betas) >= 4
+    for drawn in (study, *(generate_study(i, seed=SEED, size="small") for i in (2, 6, 9))):
+        assert drawn.annotations[0].extra["acquisition"] == "dr"
+        for ds in drawn.datasets:
+            betas += power_spectrum_beta(display(ds), 0.2).betas
+    assert len(betas) >= 40
     assert 2.8 <= float(np.median(betas)) <= 3.4, np.round(betas, 2)
 
 
@@ -253,8 +260,9 @@ def test_unlabelled_calcifications_leave_earlier_draws_of_a_seed_unchanged() -> 
     assert all(not a.extra["unlabelled"] for a in plain.annotations)
 
 
-def _texture(datasets: list[Dataset]) -> tuple[float, float, float]:
-    """(median tissue power of 128-px ROIs, mean line share, mean blob share), the realism report's way."""
+def _texture(datasets: Sequence[Dataset]) -> tuple[float, float, float, float]:
+    """(median tissue power of 128-px ROIs, mean line share, mean blob share, mean β of 256-px ROIs),
+    the realism report's way."""
     from mammocad.model import realism
     from mammocad.model.realism_report import realism_spec
     from mammocad.model.realism_shape import curvature_shape
@@ -263,14 +271,16 @@ def _texture(datasets: list[Dataset]) -> tuple[float, float, float]:
     spec = realism_spec(0.05)
     power: list[float] = []
     shapes: list[tuple[float, float]] = []
+    betas: list[float] = []
     for ds in datasets:
         image = standardise(ds, spec).image
         usable = realism.breast_mask(image, 0.2).usable
         power += realism.tissue_power(image, usable)
         shapes.append(curvature_shape(image, usable))
-    assert len(power) >= 40, len(power)
+        betas += realism.spectrum_stats(image, usable).betas
+    assert len(power) >= 40 and len(betas) >= 5, (len(power), len(betas))
     line, blob = np.nanmean(np.array(shapes), axis=0)
-    return float(np.median(power)), float(line), float(blob)
+    return float(np.median(power)), float(line), float(blob), float(np.mean(betas))
 
 
 # ~30 s of CPU: 4 studies drawn at 0.2 mm and the 8 real 4700-row films standardised.
@@ -289,8 +299,11 @@ def test_film_tissue_contrast_is_that_of_the_cbis_films() -> None:
         film += [ds for ds, a in zip(drawn.datasets, drawn.annotations, strict=True)
                  if a.extra["acquisition"] == "film" and not a.lesions]
     assert len(film) == 12
-    (syn_power, syn_line, syn_blob), (real_power, real_line, real_blob) = _texture(film), _texture(real)
+    (syn_power, syn_line, syn_blob, syn_beta), (real_power, real_line, real_blob, real_beta) = _texture(film), _texture(real)
     assert 0.6 <= syn_power / real_power <= 1.6, syn_power / real_power
     # Strands, not clouds: on these views synth v4's film had line share 0.278 and blob share
-    # 0.081 against the films' 0.373 and 0.044; synth v5 0.317 and 0.060 (0.36 and 0.056 drawn at 0.1 mm).
-    assert abs(syn_line - real_line) <= 0.075 and syn_blob <= 0.07, (syn_line, real_line, syn_blob, real_blob)
+    # 0.081 against the films' 0.373 and 0.044; synth v5 0.317 and 0.060 (0.36 and 0.056 drawn at
+    # 0.1 mm); synth v6 0.318 and 0.059; synth v7 (gland contrast 0.7×) 0.352 and 0.054.
+    assert abs(syn_line - real_line) <= 0.05 and syn_blob <= 0.06, (syn_line, real_line, syn_blob, real_blob)
+    # The issue's band: β within ±0.2 of the films' (synth v6 here 3.31, v7 3.00; films 3.15).
+    assert abs(syn_beta - real_beta) <= 0.2, (syn_beta, real_beta)

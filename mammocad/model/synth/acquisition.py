@@ -64,9 +64,17 @@ def coarse_blur(values: np.ndarray, spacing: float, sigma_mm: float) -> np.ndarr
 
 def exposure_of(line_integral: np.ndarray, mask: np.ndarray, spacing: float, spr: float,
                 scatter_sigma_mm: float) -> np.ndarray:
-    """Relative exposure (1 = open beam) at the detector: primary + scatter from the breast."""
+    """Relative exposure (1 = open beam) at the detector: primary + scatter from the breast.
+
+    Each ray scatters in proportion to what it loses, 1 − e^(−L), and what it keeps carries the
+    scatter out: its source is primary × (1 − e^(−L)), SPR × primary in the thick middle. So
+    the thinning rim scatters little, and an opaque skin marker there stays in shadow, white on
+    film, as on real films. (Synth v2–v6 spread SPR × primary from every breast pixel, rim
+    included: a lead BB on a fatty breast's rim got 1.5–1.7× the exposure the film was set for.)
+    """
     primary = np.exp(-line_integral).astype(np.float32)
-    scatter = spr * coarse_blur(primary * mask, spacing, scatter_sigma_mm)
+    source = primary * -np.expm1(-line_integral) * mask
+    scatter = spr * coarse_blur(source.astype(np.float32), spacing, scatter_sigma_mm)
     return (primary + scatter).astype(np.float32)
 
 

@@ -51,8 +51,9 @@ DENSITIES = {"A": 0.1, "B": 0.3, "C": 0.55, "D": 0.8}
 #: 3: blurs exact at every spacing, and drawings coarser than the detector's pitch resized as the
 #: standardiser resizes real images; 4: tissue contrast at 2.5–5 mm periods nearer the
 #: CBIS-DDSM films'; 5: fibrous strands and a steeper, finer cloud: texture of strands, not clouds;
-#: 6: lead skin markers (BBs) among the unlabelled confusers).
-SYNTH_VERSION = 6
+#: 6: lead skin markers (BBs) among the unlabelled confusers; 7: gland contrast 0.7× (the films'
+#: tissue power and β on a larger drawing) and scatter made by tissue, not by the breast's outline).
+SYNTH_VERSION = 7
 #: Chance that a breast carries unlabelled vascular or skin calcifications (common in screening
 #: populations; a detector never shown them marks them on real images).
 UNLABELLED_RATE = 0.3

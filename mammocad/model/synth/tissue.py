@@ -28,6 +28,12 @@ TISSUE_GRID_MM = 0.1
 #: The glandular cloud's spectrum: power law of this β, flat below 1/(a floor drawn in this range, mm).
 CLOUD_BETA = 3.7
 CLOUD_FLOOR_MM = (5.0, 12.0)
+#: Fibroglandular fraction of the path where the cloud is gland: drawn in this range, plus this
+#: × density. Synth v7 lowered it from 0.6-0.85 + 0.15 × density (0.7×): on a 12-study film
+#: drawing that put tissue power at the CBIS-DDSM films' (1.0×, was 1.7×) and brought β from
+#: 3.37 to 3.13 (films 3.15) and the line share nearer theirs (DATASETS.md, "Gland contrast").
+GLAND_PEAK = (0.42, 0.595)
+GLAND_PEAK_PER_DENSITY = 0.105
 #: Fibrous strands (``_trabeculae``), set (synth v5) so film's curvature shape, β and tissue power
 #: come near the CBIS-DDSM films' (DATASETS.md, "Strands").
 STRAND_DENSITY = 0.45  # strand length per breast area, mm/mm²
@@ -113,7 +119,7 @@ def _glandular(breast: Breast, edge: np.ndarray, nipple: tuple[float, float], ha
     holes *= lobule_fat / (0.67 * layers)
     gland = tissue * np.clip(1.0 - holes, 0.0, 1.0)
     # The projection sums many layers: most pixels hold some gland and some fat.
-    peak = rng.uniform(0.6, 0.85) + 0.15 * breast.density
+    peak = rng.uniform(*GLAND_PEAK) + GLAND_PEAK_PER_DENSITY * breast.density
     return (peak * gland + 0.04 * env).astype(np.float32)
 
 
