@@ -13,6 +13,7 @@ standardised once and kept in memory: fine for the small sets CPU training can u
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from mammocad.model.annotations import AnnotatedImage
+from mammocad.model.parallel import ordered_map
 
 if TYPE_CHECKING:
     from mammocad.model.mining import HardNegative, HardPositive
@@ -168,10 +170,12 @@ def to_sample(item: AnnotatedImage, preprocess: Any) -> Sample:
 
 
 def load_samples(items: Sequence[AnnotatedImage], preprocess: Any, *, desc: str = "decode",
-                 progress: bool = True) -> list[Sample]:
-    """Decode and standardise every image once (progress bar: this is the slow part)."""
-    return [to_sample(item, preprocess)
-            for item in tqdm(items, desc=desc, unit="img", leave=False, disable=not progress)]
+                 progress: bool = True, workers: int = 1) -> list[Sample]:
+    """Decode and standardise every image once (progress bar: this is the slow part), in
+    ``workers`` processes (:mod:`mammocad.model.parallel`: the same samples in the same order)."""
+    decode = functools.partial(to_sample, preprocess=preprocess)
+    return list(tqdm(ordered_map(decode, items, workers), total=len(items), desc=desc, unit="img", leave=False,
+                     disable=not progress))
 
 
 def split_by_breast(items: Sequence[AnnotatedImage], val_fraction: float, seed: int
@@ -401,8 +405,8 @@ def _check_drawn_as_asked(src: DataSource) -> None:
                          "point path at another folder, or delete this one to draw it again")
 
 
-def load_source(src: DataSource, *, progress: bool = True) -> list[AnnotatedImage]:
-    """The annotated images of a source (generating synthetic data on first use)."""
+def load_source(src: DataSource, *, progress: bool = True, workers: int = 1) -> list[AnnotatedImage]:
+    """The annotated images of a source (generating synthetic data on first use, in ``workers`` processes)."""
     from mammocad.model.annotations import MANIFEST_NAME, load_manifest
 
     if src.format == "synthetic":
@@ -410,7 +414,7 @@ def load_source(src: DataSource, *, progress: bool = True) -> list[AnnotatedImag
             from mammocad.model.synth import generate_dataset
 
             generate_dataset(src.path, src.n_studies, src.seed, size=src.size, spacing_mm=src.spacing_mm,
-                             progress=progress)
+                             progress=progress, workers=workers)
         _check_drawn_as_asked(src)
         return load_manifest(src.path)
     if not src.path.exists():

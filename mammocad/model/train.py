@@ -143,7 +143,7 @@ class TrainState:
             group["lr"] = base * self.scheduler.lr_lambdas[0](self.step)
 
 
-def prepare_data(cfg: TrainConfig, *, progress: bool = True) -> tuple[list[Any], list[Any], list[Any]]:
+def prepare_data(cfg: TrainConfig, *, progress: bool = True, workers: int = 1) -> tuple[list[Any], list[Any], list[Any]]:
     """(train samples, validation items, test items); validation split by patient.
 
     Patients are told apart per data source: synthetic sets reuse their ids (SYNTH_0001 in
@@ -151,17 +151,19 @@ def prepare_data(cfg: TrainConfig, *, progress: bool = True) -> tuple[list[Any],
     patients (none at all for one seed) and merged the breasts of eight patients into one.
     """
     items = [dataclasses.replace(it, breast_id=f"src{k}:{it.breast_id}")
-             for k, src in enumerate(cfg.data, start=1) for it in load_source(src, progress=progress)]
+             for k, src in enumerate(cfg.data, start=1) for it in load_source(src, progress=progress, workers=workers)]
     train_items, val_items = split_by_breast(items, cfg.val_fraction, cfg.seed)
     if not train_items:
         raise TrainError(f"no training images left after the validation split ({len(items)} images in total)")
     for k, src in enumerate(cfg.validation, start=1):
         # Synthetic sets reuse patient ids (SYNTH_0001 in each): keep their breasts apart.
-        val_items += [dataclasses.replace(it, breast_id=f"val{k}:{it.breast_id}") for it in load_source(src, progress=progress)]
-    test_items = load_source(cfg.test, progress=progress) if cfg.test else []
+        val_items += [dataclasses.replace(it, breast_id=f"val{k}:{it.breast_id}")
+                      for it in load_source(src, progress=progress, workers=workers)]
+    test_items = load_source(cfg.test, progress=progress, workers=workers) if cfg.test else []
     log_event(logger, "train_data", images=len(items), train=len(train_items), val=len(val_items),
               test=len(test_items), lesions=sum(len(i.lesions) for i in train_items))
-    return load_samples(train_items, cfg.preprocess, desc="decode train", progress=progress), val_items, test_items
+    return (load_samples(train_items, cfg.preprocess, desc="decode train", progress=progress, workers=workers),
+            val_items, test_items)
 
 
 def make_state(cfg: TrainConfig, device: str) -> TrainState:
@@ -376,11 +378,15 @@ def _jsonable(value: Any) -> Any:
 
 
 def run(cfg: TrainConfig, out: Path, *, device: str, resume: Path | None = None, steps: int | None = None,
-        command: str = "", progress: bool = True) -> Path:
-    """The whole training run (see module doc); returns the release checkpoint path."""
+        command: str = "", progress: bool = True, workers: int = 1) -> Path:
+    """The whole training run (see module doc); returns the release checkpoint path.
+
+    workers: processes that draw missing synthetic sets and decode the training images
+    (the same data whatever the number; :mod:`mammocad.model.parallel`).
+    """
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(_jsonable(cfg.raw), indent=1))
-    samples, val_items, test_items = prepare_data(cfg, progress=progress)
+    samples, val_items, test_items = prepare_data(cfg, progress=progress, workers=workers)
     sampler = TileSampler(samples, cfg.tiles, cfg.augment)
     state = make_state(cfg, device)
     if cfg.init_from is not None and resume is None:

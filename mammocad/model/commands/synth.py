@@ -25,6 +25,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
                    help="small: 0.2 mm pixels, ~800x1000 (fast, CPU training); "
                         "full: vendor spacing 0.07-0.1 mm, ~2800x3500")
     p.add_argument("--spacing", type=float, default=None, metavar="MM", help="override the pixel spacing in mm")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="draw in N processes (default 1; the same files whatever N)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=run)
 
@@ -35,12 +37,15 @@ def run(args: argparse.Namespace) -> int:
     if args.studies < 1:
         print("error: --studies must be at least 1", file=sys.stderr)
         return 2
+    if args.workers < 1:
+        print("error: --workers must be at least 1", file=sys.stderr)
+        return 2
     if args.out.exists() and not args.out.is_dir():
         print(f"error: --out {args.out} exists and is not a folder; choose another path", file=sys.stderr)
         return 2
     try:
         images = generate_dataset(args.out, args.studies, args.seed, size=args.size,
-                                  spacing_mm=args.spacing, progress=not args.quiet)
+                                  spacing_mm=args.spacing, progress=not args.quiet, workers=args.workers)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

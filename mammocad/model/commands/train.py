@@ -30,6 +30,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
                    help="format of --data (default: manifest)")
     p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
                    help="reader option for --data, repeatable (e.g. split=train for CBIS-DDSM)")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="processes that draw missing synthetic sets and decode the training images "
+                        "(default 1; the same data whatever N; a GPU machine wants about its cores)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
     p.set_defaults(handler=_run)
 
@@ -41,6 +44,9 @@ def _run(args: argparse.Namespace) -> int:
     from mammocad.model.devices import DeviceError, configure_cpu_threads, resolve_device
 
     configure_logging()
+    if args.workers < 1:
+        print("mammocad model train: error: --workers must be at least 1", file=sys.stderr)
+        return 2
     try:
         cfg = train.load_config(Path(args.train_config))
         if args.seed is not None:
@@ -62,7 +68,7 @@ def _run(args: argparse.Namespace) -> int:
         command = "mammocad " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else ""
         path = train.run(cfg, out, device=device, resume=args.resume, steps=args.steps,
                          command=command or f"mammocad model train --config {args.train_config}",
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, workers=args.workers)
     except (train.TrainError, DeviceError, ValueError, FileNotFoundError) as exc:
         print(f"mammocad model train: error: {exc}", file=sys.stderr)
         return 2

@@ -10,6 +10,7 @@ Images are synthetic only: weights trained on them are demo weights, not a diagn
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from tqdm import tqdm
 from mammocad import NOT_FOR_DIAGNOSIS, __version__
 from mammocad.logs import log_event
 from mammocad.model.annotations import AnnotatedImage, AnnotatedLesion, save_manifest
+from mammocad.model.parallel import ordered_map
 from mammocad.model.results import LesionClass
 from mammocad.model.synth import physics
 from mammocad.model.synth.acquisition import DrSettings, detect_dr, present
@@ -74,6 +76,20 @@ class _Lesion:
     spec: ClusterSpec
     position: tuple[float, float, float]  # depth from nipple, lateral, superior (mm)
     views: tuple[str, ...]
+
+
+def _write_study(index: int, *, out_dir: Path, seed: int, size: str, spacing_mm: float | None) -> list[AnnotatedImage]:
+    """Draw study ``index`` and write its four files; its annotations with their written paths."""
+    study = generate_study(index, seed=seed, size=size, spacing_mm=spacing_mm)
+    images = []
+    for ds, ann in zip(study.datasets, study.annotations, strict=True):
+        path = out_dir / ann.image_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ds.save_as(path, enforce_file_format=True)
+        images.append(AnnotatedImage(image_path=path, laterality=ann.laterality, view=ann.view,
+                                     breast_id=ann.breast_id, lesions=ann.lesions,
+                                     breast_malignant=ann.breast_malignant, extra=ann.extra))
+    return images
 
 
 def generate_study(index: int, *, seed: int, size: str = "small",
@@ -231,21 +247,22 @@ def _fits(breast: Breast, view: str, point: tuple[float, float, float], ext: flo
 
 
 def generate_dataset(out_dir: Path, n_studies: int, seed: int, size: str = "small",
-                     spacing_mm: float | None = None, *, progress: bool = True) -> list[AnnotatedImage]:
-    """Write ``n_studies`` studies under ``out_dir`` (DICOM + manifest.json); return the images."""
+                     spacing_mm: float | None = None, *, progress: bool = True, workers: int = 1) -> list[AnnotatedImage]:
+    """Write ``n_studies`` studies under ``out_dir`` (DICOM + manifest.json); return the images.
+
+    workers: draw in that many processes; every study depends only on (seed, index), so the
+    files are the same whatever the number.
+    """
     if n_studies < 1:
         raise ValueError(f"n_studies must be at least 1, got {n_studies}")
+    if size not in FIELDS_MM:  # before any process starts
+        raise ValueError(f"size must be one of {sorted(FIELDS_MM)}, got {size!r}")
     out_dir = Path(out_dir)
+    draw = functools.partial(_write_study, out_dir=out_dir, seed=seed, size=size, spacing_mm=spacing_mm)
     images: list[AnnotatedImage] = []
-    for index in tqdm(range(n_studies), desc="synthetic studies", unit="study", disable=not progress):
-        study = generate_study(index, seed=seed, size=size, spacing_mm=spacing_mm)
-        for ds, ann in zip(study.datasets, study.annotations, strict=True):
-            path = out_dir / ann.image_path
-            path.parent.mkdir(parents=True, exist_ok=True)
-            ds.save_as(path, enforce_file_format=True)
-            images.append(AnnotatedImage(image_path=path, laterality=ann.laterality, view=ann.view,
-                                         breast_id=ann.breast_id, lesions=ann.lesions,
-                                         breast_malignant=ann.breast_malignant, extra=ann.extra))
+    for written in tqdm(ordered_map(draw, range(n_studies), workers), total=n_studies, desc="synthetic studies",
+                        unit="study", disable=not progress):
+        images += written
     info = {"generator": "mammocad.model.synth", "synth_version": SYNTH_VERSION, "mammocad_version": __version__, "seed": seed,
             "size": size, "spacing_mm": spacing_mm, "n_studies": n_studies, "synthetic": True,
             "note": f"synthetic data only; {NOT_FOR_DIAGNOSIS}"}
