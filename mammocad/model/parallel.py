@@ -2,7 +2,7 @@
 and decoding images.
 
 A GPU trains faster than one process can draw or decode: on the H200 lease (MODEL_CARD.md,
-"GPU") one process drew a 0.1 mm study in 9 s while a training step took 0.08 s. Each item is
+"GPU") one process drew a 0.1 mm study in 9-22 s while a training step took 0.08 s. Each item is
 independent and deterministic (a study is a function of its seed and index, a sample of its
 file), so the result is the same whatever the number of processes, in the same order.
 """
