@@ -13,11 +13,12 @@ from tests.factories import make_mammogram, write
 MAMMOCAD = [sys.executable, "-m", "mammocad"]
 
 
-def run_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+def run_cli(args: list[str], cwd: Path, *, program: tuple[str, ...] = tuple(MAMMOCAD)) -> subprocess.CompletedProcess[str]:
+    """``mammocad ARGS`` (or ``program ARGS``) in a child process with this checkout on its path."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAMMOCAD_")}
     env["OMP_NUM_THREADS"] = "2"
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
-    return subprocess.run(MAMMOCAD + args, cwd=cwd, env=env, capture_output=True, text=True, timeout=240)
+    return subprocess.run([*program, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=240)
 
 
 def test_analyze_folder_json_reports_images_breasts_and_skips(tmp_path: Path, tiny_checkpoint: Path) -> None:
