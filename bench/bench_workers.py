@@ -74,9 +74,8 @@ def main() -> int:
         print(f"{rows[0][3]} images of {args.data} decoded to 0.2 mm (nothing drawn)")
     print(f"{'workers':>7} {'draw s/study':>13} {'decode s/img':>13} {'draw speed-up':>14} {'decode speed-up':>16} same data")
     for n, draw_s, decode_s, images, same in rows:
-        drawn = (f"{draw_s / args.studies:>13.2f} {ref_draw / draw_s:>14.2f}" if args.data is None
-                 else f"{'-':>13} {'-':>14}")
-        print(f"{n:>7} {drawn.split()[0]:>13} {decode_s / images:>13.3f} {drawn.split()[1]:>14} "
+        per_study, speed_up = ("-", "-") if args.data else (f"{draw_s / args.studies:.2f}", f"{ref_draw / draw_s:.2f}")
+        print(f"{n:>7} {per_study:>13} {decode_s / images:>13.3f} {speed_up:>14} "
               f"{ref_decode / decode_s:>16.2f} {'yes' if same else 'NO'}")
     return 0 if all(r[4] for r in rows) else 1
 

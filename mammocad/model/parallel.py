@@ -29,11 +29,12 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Itera
 
     One process maps in this one (no pool, no pickling). The pool's processes are started
     fresh (spawn), not forked: a fork of a process that holds torch's thread pools can hang.
-    ``fn`` must be a module-level function and its items picklable.
+    ``fn`` must be a module-level function and its items picklable. A bad ``workers`` fails
+    here, at the call, not at the first result.
     """
-    check_workers(workers)
-    if workers == 1:
-        yield from map(fn, items)
-        return
+    return map(fn, items) if check_workers(workers) == 1 else _pooled(fn, items, workers)
+
+
+def _pooled(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[R]:
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         yield from pool.map(fn, items)

@@ -92,13 +92,17 @@ def _write_study(index: int, *, out_dir: Path, seed: int, size: str, spacing_mm:
     return images
 
 
-def generate_study(index: int, *, seed: int, size: str = "small",
-                   spacing_mm: float | None = None) -> SynthStudy:
-    """Study number ``index`` of the data set made with ``seed`` (4 views, R/L × CC/MLO)."""
+def _check_drawing(size: str, spacing_mm: float | None) -> None:
     if size not in FIELDS_MM:
         raise ValueError(f"size must be one of {sorted(FIELDS_MM)}, got {size!r}")
     if spacing_mm is not None and not 0.03 <= spacing_mm <= 1.0:
         raise ValueError(f"spacing_mm must be between 0.03 and 1.0 mm, got {spacing_mm}")
+
+
+def generate_study(index: int, *, seed: int, size: str = "small",
+                   spacing_mm: float | None = None) -> SynthStudy:
+    """Study number ``index`` of the data set made with ``seed`` (4 views, R/L × CC/MLO)."""
+    _check_drawing(size, spacing_mm)
     rng = np.random.default_rng([seed, index])
     profile = sample_profile(rng)
     spacing = spacing_mm or (SMALL_SPACING_MM if size == "small" else profile.full_spacing_mm)
@@ -255,8 +259,7 @@ def generate_dataset(out_dir: Path, n_studies: int, seed: int, size: str = "smal
     """
     if n_studies < 1:
         raise ValueError(f"n_studies must be at least 1, got {n_studies}")
-    if size not in FIELDS_MM:  # before any process starts
-        raise ValueError(f"size must be one of {sorted(FIELDS_MM)}, got {size!r}")
+    _check_drawing(size, spacing_mm)  # here too: before any worker process starts
     out_dir = Path(out_dir)
     draw = functools.partial(_write_study, out_dir=out_dir, seed=seed, size=size, spacing_mm=spacing_mm)
     images: list[AnnotatedImage] = []
