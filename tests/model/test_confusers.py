@@ -80,7 +80,7 @@ def test_rate_zero_draws_nothing_and_bad_arguments_are_refused() -> None:
 def test_a_skin_marker_is_an_opaque_disc_on_the_breast_that_film_shows_bright() -> None:
     """Lead BBs on the skin: a real film's BB drew a 0.98 mark from a detector that never saw one."""
     from mammocad.model.synth.confusers import MARKER_L_MAX, SKIN_MARKER_MM
-    from mammocad.model.synth.film import acquire_film
+    from mammocad.model.synth.film import FilmSettings, acquire_film
     from mammocad.model.synth.film_marks import FilmLabel
 
     mask, spacing = _mask(), 0.1
@@ -102,7 +102,7 @@ def test_a_skin_marker_is_an_opaque_disc_on_the_breast_that_film_shows_bright() 
     near = np.hypot(*np.mgrid[-r:mask.shape[0] - r, -c:mask.shape[1] - c]) <= radius + 1
     opaque = (line >= 8.0) & near
     assert 0.75 * np.pi * radius ** 2 <= opaque.sum() <= 1.25 * np.pi * radius ** 2
-    film = acquire_film(line, mask, spacing, FilmLabel("L", "CC"), rng, 3.0, layer)
+    film = acquire_film(line, mask, spacing, FilmLabel("L", "CC"), rng, FilmSettings.sample(rng), layer)
     # Brighter than 99 % of the breast away from the film's edges (a clear film border can cover
     # the breast's edge, and labels and emulsion pick-off can be brighter still).
     inner = np.zeros_like(mask)

@@ -16,7 +16,7 @@ import pytest
 
 from mammocad.model import realism
 from mammocad.model.synth.acquisition import DrSettings, detect_dr
-from mammocad.model.synth.film import FilmSettings, digitise, expose_film
+from mammocad.model.synth.film import FilmSettings, FilmView, digitise, expose_film
 from mammocad.model.synth.mtf import apply_mtf, gaussian_blur, resampling_mtf, resampling_tent_mm
 
 FIELD_MM = 76.8
@@ -42,7 +42,8 @@ def flat_view(kind: str, spacing: float, native_mm: float) -> np.ndarray:
     else:
         settings = dataclasses.replace(FilmSettings.sample(np.random.default_rng(1)), scan_pitch_mm=native_mm,
                                        scan_bits=16)
-        image = digitise(expose_film(line, mask, spacing, settings, rng, 2.0), spacing, settings, rng)
+        view = FilmView.sample(np.random.default_rng(2))
+        image = digitise(expose_film(line, mask, spacing, settings, view, rng), spacing, settings, rng)
     return realism.resample(resampling_mtf(image, spacing, native_mm), spacing, WORKING_MM)
 
 

@@ -1,12 +1,16 @@
 """Screen-film acquisition and digitisation, as in the archives (DDSM/CBIS-DDSM) the detector meets.
 
 1. Exposure behind the breast (primary + scatter), with screen unsharpness and a little quantum
-   mottle (screens need far fewer photons than DR detectors).
+   mottle (screens need far fewer photons than DR detectors). A photo-timer ends the exposure
+   (synth v8): its sensor sits under the breast 25-55 mm from the chest wall, and the exposure
+   stops when what reaches it would develop to the exam's target density, so a fatty breast
+   gets a short exposure and a dense one a long one, each landing near the target where the
+   sensor is (``aec_chamber``).
 2. The film's characteristic (H&D) curve: optical density against log exposure, a sigmoid
    with toe and shoulder and a gamma (maximal slope) of 3.2–4.4 (mammographic film is
    high-contrast; synth v4 raised it from 2.5–3.5, with the tissue's cloud, towards the
-   CBIS-DDSM films' tissue power at 2.5–5 mm periods); the exposure is set so the breast lies on
-   the straight part, as an automatic exposure control does.
+   CBIS-DDSM films' tissue power at 2.5–5 mm periods); the photo-timer puts the breast on the
+   straight part.
 3. Film grain (density noise growing with density).
 4. What is on the film besides the breast: burned-in labels and lead markers, tape, scratches,
    and the clear, unexposed border (``film_marks``).
@@ -14,6 +18,8 @@
    density over its range (dense film → dark), 8–16 bits. Drawn coarser than the scan pitch,
    the image is that scan as the standardiser's resize leaves it (``mtf.resampling_mtf``).
 Display values are 0..1, bright = transparent film = dense tissue (MONOCHROME2).
+The four films of an exam share one ``FilmSettings`` (film, screens, processor, exposure
+setting, digitiser); scatter, the sensor's place and its error are each view's (``FilmView``).
 """
 
 from __future__ import annotations
@@ -27,16 +33,30 @@ from mammocad.model.synth.acquisition import detector_blur, exposure_of
 from mammocad.model.synth.film_marks import FilmLabel, add_marks
 from mammocad.model.synth.mtf import gaussian_blur, resampling_mtf
 
+#: Radius (mm) of the photo-timer's sensor; film units' sensors are a few cm².
+AEC_SENSOR_RADIUS_MM = 8.0
+#: Where the sensor sits, mm from the chest wall (technologists move it under the densest
+#: tissue; it stays within the breast's inner half when the breast is short).
+AEC_SENSOR_FROM_WALL_MM = (25.0, 55.0)
+#: Range of the exam's target density under the sensor: with 0.7-1.3 the films came out brighter
+#: than the CBIS-DDSM films (median 0.61 against 0.52 in the breast, DATASETS.md "Film exposure").
+D_TARGET = (0.8, 1.8)
+
 
 @dataclass(frozen=True)
 class FilmSettings:
+    """One exam's film, screens, processor, exposure setting and digitiser: its four films share them."""
+
     gamma: float  # film contrast: largest slope dD/dlog10(E)
     d_min: float  # base + fog
     d_max: float
-    d_breast: float  # density the exposure control aims at in the fatty part of the breast
-    scatter_to_primary: float
-    scatter_sigma_mm: float
+    d_target: float  # density the photo-timer ends the exposure on, under its sensor
     screen_sigma_mm: float
+    # Share of the screen's light spread over millimetres (its low-frequency drop). Small: a
+    # lead BB in the open beam beside the breast shows white on real films, though the beam
+    # there is 50-150 times what the photo-timer ends on; synth v2-v7's 5 % filled a BB on a
+    # thin rim with its bright surround's light and turned it dark.
+    screen_glare: float
     # Quanta absorbed per 0.1 mm pixel behind the breast (40-125 thousand per mm², fewer than
     # DR): quantum mottle, white below the screen's blur. More mottle than this flattens the
     # breast's spectrum below real film's β (160-500 gave 2.84 against 3.15).
@@ -52,11 +72,50 @@ class FilmSettings:
     @classmethod
     def sample(cls, rng: np.random.Generator) -> FilmSettings:
         return cls(gamma=float(rng.uniform(3.2, 4.4)), d_min=float(rng.uniform(0.15, 0.25)),
-                   d_max=float(rng.uniform(3.6, 4.2)), d_breast=float(rng.uniform(0.7, 1.3)),
-                   scatter_to_primary=float(rng.uniform(0.2, 0.6)), scatter_sigma_mm=float(rng.uniform(15, 35)),
-                   screen_sigma_mm=float(rng.uniform(0.06, 0.12)), photons_behind=float(rng.uniform(400, 1250)),
+                   d_max=float(rng.uniform(3.6, 4.2)), d_target=float(rng.uniform(*D_TARGET)),
+                   screen_sigma_mm=float(rng.uniform(0.06, 0.12)), screen_glare=float(rng.uniform(0.003, 0.012)),
+                   photons_behind=float(rng.uniform(400, 1250)),
                    grain=float(rng.uniform(0.016, 0.04)), scan_pitch_mm=float(rng.choice([0.05, 0.0435, 0.1, 0.2])),
                    scan_bits=int(rng.choice([8, 12, 12, 16])), scan_d_max=float(rng.uniform(3.0, 3.8)))
+
+
+@dataclass(frozen=True)
+class FilmView:
+    """What differs between an exam's films: scatter (with the breast's thickness), where the
+    technologist put the photo-timer's sensor, and how far its exposure missed the target."""
+
+    scatter_to_primary: float
+    scatter_sigma_mm: float
+    sensor_from_wall_mm: float
+    aec_error_d: float  # density error of the photo-timer at its sensor (QC allows ±0.15)
+
+    @classmethod
+    def sample(cls, rng: np.random.Generator) -> FilmView:
+        return cls(scatter_to_primary=float(rng.uniform(0.2, 0.6)), scatter_sigma_mm=float(rng.uniform(15, 35)),
+                   sensor_from_wall_mm=float(rng.uniform(*AEC_SENSOR_FROM_WALL_MM)),
+                   aec_error_d=float(np.clip(rng.normal(0.0, 0.07), -0.15, 0.15)))
+
+
+def aec_chamber(mask: np.ndarray, spacing: float, from_wall_mm: float) -> np.ndarray:
+    """The photo-timer's sensor: a disc ``from_wall_mm`` from the chest wall (the image edge the
+    breast covers most), at the breast's mid-height there, clipped to the breast; never further
+    in than half the breast's depth. The whole breast when there is no breast to put it under."""
+    inside = mask > 0.99
+    if not inside.any():
+        return np.ones(mask.shape, dtype=bool)
+    cols = np.nonzero(inside.any(axis=0))[0]
+    wall_left = inside[:, 0].sum() >= inside[:, -1].sum()
+    depth = (cols.max() if wall_left else mask.shape[1] - 1 - cols.min()) + 1
+    offset = int(min(from_wall_mm / spacing, 0.5 * depth))
+    col = offset if wall_left else mask.shape[1] - 1 - offset
+    rows = np.nonzero(inside[:, col])[0]
+    if not len(rows):
+        return inside
+    row = 0.5 * (rows.min() + rows.max())
+    rr, cc = np.ogrid[:mask.shape[0], :mask.shape[1]]
+    disc = np.hypot(rr - row, cc - col) <= AEC_SENSOR_RADIUS_MM / spacing
+    sensor = disc & inside
+    return sensor if sensor.any() else inside
 
 
 def hd_curve(log_exposure: np.ndarray, settings: FilmSettings, log_e0: float) -> np.ndarray:
@@ -67,28 +126,28 @@ def hd_curve(log_exposure: np.ndarray, settings: FilmSettings, log_e0: float) ->
 
 
 def expose_film(line_integral: np.ndarray, mask: np.ndarray, spacing: float, settings: FilmSettings,
-                rng: np.random.Generator, aec_line_integral: float,
-                detector_layer: np.ndarray | None = None) -> np.ndarray:
+                view: FilmView, rng: np.random.Generator, detector_layer: np.ndarray | None = None) -> np.ndarray:
     """Optical density of the developed film (before labels), with screen blur, mottle and grain.
 
-    aec_line_integral: the line integral the automatic exposure control was set for (the
-    breast's thickness of a typical fat/gland mix): that path lands on ``d_breast``, so fatty
-    breasts come out darker and dense ones brighter, as on real film. detector_layer: what
-    lies between screen and film (dust, lint, ``confusers``): it dims the screen's light
-    after the screen's blur.
+    The photo-timer ends the exposure when its sensor (``aec_chamber``) has what develops to
+    the exam's target density (give or take its error), so fatty and dense breasts both land
+    there under the sensor; tissue fattier than the sensor's comes out darker, denser brighter.
+    detector_layer: what lies between screen and film (dust, lint, ``confusers``): it dims the
+    screen's light after the screen's blur.
     """
-    exposure = exposure_of(line_integral, mask, spacing, settings.scatter_to_primary, settings.scatter_sigma_mm)
+    exposure = exposure_of(line_integral, mask, spacing, view.scatter_to_primary, view.scatter_sigma_mm)
     inside = mask > 0.99
     per_pixel = settings.photons_behind * (spacing / 0.1) ** 2
     behind = float(np.median(exposure[inside])) if inside.any() else 0.3
     n0 = per_pixel / max(behind, 1e-4)
+    sensed = float(np.mean(exposure[aec_chamber(mask, spacing, view.sensor_from_wall_mm)]))
     counts = rng.poisson(np.float64(n0) * exposure).astype(np.float32)
-    counts = detector_blur(counts, spacing, settings.screen_sigma_mm, 0.05, detector_layer)
+    counts = detector_blur(counts, spacing, settings.screen_sigma_mm, settings.screen_glare, detector_layer)
     log_e = np.log10(np.maximum(counts, 0.5) / np.float32(n0))
-    ref = float(np.log10(np.exp(-aec_line_integral) * (1.0 + settings.scatter_to_primary)))
     span = settings.d_max - settings.d_min
-    frac = (settings.d_breast - settings.d_min) / span
-    log_e0 = ref - float(special.logit(frac)) * span / (4.0 * settings.gamma)
+    target = float(np.clip(settings.d_target + view.aec_error_d, settings.d_min + 0.05, settings.d_max - 0.05))
+    frac = (target - settings.d_min) / span
+    log_e0 = float(np.log10(max(sensed, 1e-12))) - float(special.logit(frac)) * span / (4.0 * settings.gamma)
     density = hd_curve(log_e, settings, log_e0)
     grain = rng.normal(0.0, 1.0, density.shape).astype(np.float32)
     scale = settings.grain * (0.1 / spacing)  # Selwyn: std falls with the area averaged, power per mm² does not
@@ -105,10 +164,11 @@ def digitise(density: np.ndarray, spacing: float, settings: FilmSettings, rng: n
 
 
 def acquire_film(line_integral: np.ndarray, mask: np.ndarray, spacing: float, label: FilmLabel,
-                 rng: np.random.Generator, aec_line_integral: float,
+                 rng: np.random.Generator, settings: FilmSettings,
                  detector_layer: np.ndarray | None = None) -> np.ndarray:
-    """The whole film chain for one (already display-oriented) view → display values 0..1."""
-    settings = FilmSettings.sample(rng)
-    density = expose_film(line_integral, mask, spacing, settings, rng, aec_line_integral, detector_layer)
+    """The whole film chain for one (already display-oriented) view of an exam filmed and
+    scanned with ``settings`` → display values 0..1."""
+    view = FilmView.sample(rng)
+    density = expose_film(line_integral, mask, spacing, settings, view, rng, detector_layer)
     density = add_marks(density, mask, spacing, label, settings.d_min, rng)
     return resampling_mtf(digitise(density, spacing, settings, rng), spacing, settings.scan_pitch_mm)

@@ -36,7 +36,7 @@ from mammocad.model.synth.dicom_writer import (
     sample_profile,
     to_stored,
 )
-from mammocad.model.synth.film import acquire_film
+from mammocad.model.synth.film import FilmSettings, acquire_film
 from mammocad.model.synth.film_marks import FilmLabel
 from mammocad.model.synth.mtf import resampling_mtf
 from mammocad.model.synth.raster import Box, SpeckTruth, speck_truth
@@ -54,8 +54,10 @@ DENSITIES = {"A": 0.1, "B": 0.3, "C": 0.55, "D": 0.8}
 #: standardiser resizes real images; 4: tissue contrast at 2.5–5 mm periods nearer the
 #: CBIS-DDSM films'; 5: fibrous strands and a steeper, finer cloud: texture of strands, not clouds;
 #: 6: lead skin markers (BBs) among the unlabelled confusers; 7: gland contrast 0.7× (the films'
-#: tissue power and β on a larger drawing) and scatter made by tissue, not by the breast's outline).
-SYNTH_VERSION = 7
+#: tissue power and β on a larger drawing) and scatter made by tissue, not by the breast's outline;
+#: 8: film exposure ended by a photo-timer under the breast, and one film, processor and
+#: digitiser per exam).
+SYNTH_VERSION = 8
 #: Chance that a breast carries unlabelled vascular or skin calcifications (common in screening
 #: populations; a detector never shown them marks them on real images).
 UNLABELLED_RATE = 0.3
@@ -119,6 +121,9 @@ def generate_study(index: int, *, seed: int, size: str = "small",
     # Their own stream, so adding them left every earlier draw of a seed as it was.
     unlabelled = {lat: _sample_unlabelled(np.random.default_rng([seed, index, ord(lat), 11]), breasts[lat], field_mm)
                   for lat in breasts}
+    # One film box, processor, exposure setting and digitiser for the exam's four films, from a
+    # stream of its own so that the breasts and clusters of a seed stay as they were.
+    film = FilmSettings.sample(np.random.default_rng([seed, index, 13])) if profile.secondary_capture else None
     study = SynthStudy(patient_id=patient_id, study_uid="")
     malignant = {lat: any(x.spec.lesion_class is LesionClass.MALIGNANT for x in lesions[lat]) for lat in breasts}
     for number, (lat, view) in enumerate(VIEWS, start=1):
@@ -127,7 +132,8 @@ def generate_study(index: int, *, seed: int, size: str = "small",
         drawn = [x for x in lesions[lat] if view in x.views]
         centres = [(x.spec, breasts[lat].to_view_mm(view, x.position)) for x in drawn]
         background = [(x.spec, breasts[lat].to_view_mm(view, x.position)) for x in unlabelled[lat]]
-        img, all_boxes = render_view(breasts[lat], lat, view, shape, spacing, view_rng, centres + background, profile)
+        img, all_boxes = render_view(breasts[lat], lat, view, shape, spacing, view_rng, centres + background, profile,
+                                     film=film)
         boxes = all_boxes[:len(centres)]
         ds = build_dataset(to_stored(img, profile), ids, profile, spacing)
         ann_lesions = tuple(AnnotatedLesion(box=b, lesion_class=x.spec.lesion_class, description=x.spec.description)
@@ -149,13 +155,14 @@ def generate_study(index: int, *, seed: int, size: str = "small",
 
 def render_view(breast: Breast, laterality: str, view: str, shape: tuple[int, int], spacing: float,
                 rng: np.random.Generator, clusters: list[tuple[ClusterSpec, tuple[float, float]]],
-                profile: VendorProfile) -> tuple[np.ndarray, list[Box | None]]:
+                profile: VendorProfile, *, film: FilmSettings | None = None) -> tuple[np.ndarray, list[Box | None]]:
     """Display image 0..1 (bright = dense, as stored) of one view and its cluster boxes.
 
     The view is projected in the canonical frame, turned to its stored orientation (right
     breasts flipped so the chest wall is on the image's right), then acquired: digitised film
     for Secondary Capture profiles, a DR detector with vendor processing otherwise. Labels on
-    film are drawn after the flip so that they read the right way round.
+    film are drawn after the flip so that they read the right way round. film: the exam's film
+    settings (``generate_study`` shares one per exam); a lone view draws its own.
     """
     energy = float(rng.uniform(*physics.ENERGY_RANGE_KEV))
     proj = project_view(breast, view, shape, spacing, rng, clusters, energy)
@@ -169,10 +176,8 @@ def render_view(breast: Breast, laterality: str, view: str, shape: tuple[int, in
     add_confusers(rng, line, at_detector, mask, spacing, "film" if profile.secondary_capture else "dr",
                   energy_kev=energy)
     if profile.secondary_capture:
-        # The exposure control is set for the breast's thickness of a 20-50 % glandular mix.
-        aec = float(physics.tissue_line_integral(np.array([breast.thickness]), np.array([rng.uniform(0.2, 0.5)]),
-                                                 energy)[0])
-        return acquire_film(line, mask, spacing, FilmLabel(laterality, view), rng, aec, at_detector), boxes
+        return acquire_film(line, mask, spacing, FilmLabel(laterality, view), rng, film or FilmSettings.sample(rng),
+                            at_detector), boxes
     settings = DrSettings.sample(rng)
     shown = present(detect_dr(line, mask, spacing, settings, rng, at_detector), mask, spacing, settings)
     return resampling_mtf(shown, spacing, profile.full_spacing_mm), boxes
