@@ -42,15 +42,30 @@ def _state_and_sampler(cfg: train.TrainConfig) -> tuple[train.TrainState, TileSa
     return train.make_state(cfg, "cpu"), TileSampler(samples, cfg.tiles, cfg.augment)
 
 
+def _fixed_batch_loss(model: torch.nn.Module, draws: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> float:
+    """Training loss of a copy of ``model`` on the same tiles, with the same proposal sampling."""
+    probe = copy.deepcopy(model).train()
+    images, targets = train.to_batch(draws, "cpu")
+    torch.manual_seed(0)
+    with torch.no_grad():
+        return float(sum(probe(images, targets).values()))
+
+
 @pytest.mark.timeout(900)  # 40 CPU training steps: ~300 s when the 2 cores are shared with a training run
 def test_loss_falls_over_a_short_run(tiny_data: Path, tmp_path: Path) -> None:
+    """Judged on one fixed set of 16 training tiles before and after: the loss of single steps swings
+    with what each batch holds (at 1 mm a cluster is a few pixels), so the first and last steps'
+    own losses can rise or fall by chance whatever the optimiser does."""
     cfg = train.config_from_dict(tiny_config(tiny_data, steps=40, checkpoint_every=40))
     state, sampler = _state_and_sampler(cfg)
+    fixed_rng = np.random.default_rng(123)
+    fixed = [sampler.draw(fixed_rng) for _ in range(16)]
+    before = _fixed_batch_loss(state.model, fixed)
     rows = train.train_steps(state, sampler, cfg, tmp_path, "cpu", steps=40, progress=False)
     losses = np.array([r["loss"] for r in rows])
     assert len(losses) == 40 and np.isfinite(losses).all()
-    first, last = losses[:10].mean(), losses[-10:].mean()
-    assert last < 0.7 * first, f"mean loss of the first 10 steps {first:.3f}, of the last 10 {last:.3f}"
+    after = _fixed_batch_loss(state.model, fixed)
+    assert after < 0.7 * before, f"loss on 16 fixed training tiles {before:.3f} before, {after:.3f} after 40 steps"
     assert (tmp_path / "train.csv").read_text().count("\n") == 41  # header + one row per step
     assert (tmp_path / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
