@@ -54,8 +54,8 @@ class FilmSettings:
     screen_sigma_mm: float
     # Share of the screen's light spread over millimetres (its low-frequency drop). Small: a
     # lead BB in the open beam beside the breast shows white on real films, though the beam
-    # there is 50-150 times what the photo-timer ends on; synth v2-v7's 5 % filled a BB on a
-    # thin rim with its bright surround's light and turned it dark.
+    # there is up to about 200 times what the photo-timer ends on; synth v2-v7's 5 % filled
+    # such a BB with the open beam's light and turned it black.
     screen_glare: float
     # Quanta absorbed per 0.1 mm pixel behind the breast (40-125 thousand per mm², fewer than
     # DR): quantum mottle, white below the screen's blur. More mottle than this flattens the
