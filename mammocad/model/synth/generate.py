@@ -40,6 +40,12 @@ from mammocad.model.synth.film import FilmSettings, acquire_film
 from mammocad.model.synth.film_marks import FilmLabel
 from mammocad.model.synth.mtf import resampling_mtf
 from mammocad.model.synth.raster import Box, SpeckTruth, speck_truth
+from mammocad.model.synth.soft_tissue import (
+    AXILLARY_NODE_RATE,
+    SoftFinding,
+    sample_breast_findings,
+    sample_finding,
+)
 from mammocad.model.synth.views import project_view
 
 logger = logging.getLogger(__name__)
@@ -56,8 +62,9 @@ DENSITIES = {"A": 0.1, "B": 0.3, "C": 0.55, "D": 0.8}
 #: 6: lead skin markers (BBs) among the unlabelled confusers; 7: gland contrast 0.7× (the films'
 #: tissue power and β on a larger drawing) and scatter made by tissue, not by the breast's outline;
 #: 8: film exposure ended by a photo-timer under the breast, and one film, processor and
-#: digitiser per exam).
-SYNTH_VERSION = 8
+#: digitiser per exam; 9: soft-tissue findings with no truth: lymph nodes in the breast and the
+#: axilla, cysts, fibroadenomas, spiculated masses).
+SYNTH_VERSION = 9
 #: Chance that a breast carries unlabelled vascular or skin calcifications (common in screening
 #: populations; a detector never shown them marks them on real images).
 UNLABELLED_RATE = 0.3
@@ -121,6 +128,9 @@ def generate_study(index: int, *, seed: int, size: str = "small",
     # Their own stream, so adding them left every earlier draw of a seed as it was.
     unlabelled = {lat: _sample_unlabelled(np.random.default_rng([seed, index, ord(lat), 11]), breasts[lat], field_mm)
                   for lat in breasts}
+    # Soft-tissue findings (no truth) from streams of their own, for the same reason.
+    findings = {lat: _place_findings(np.random.default_rng([seed, index, ord(lat), 17]), breasts[lat], field_mm)
+                for lat in breasts}
     # One film box, processor, exposure setting and digitiser for the exam's four films, from a
     # stream of its own so that the breasts and clusters of a seed stay as they were.
     film = FilmSettings.sample(np.random.default_rng([seed, index, 13])) if profile.secondary_capture else None
@@ -132,8 +142,11 @@ def generate_study(index: int, *, seed: int, size: str = "small",
         drawn = [x for x in lesions[lat] if view in x.views]
         centres = [(x.spec, breasts[lat].to_view_mm(view, x.position)) for x in drawn]
         background = [(x.spec, breasts[lat].to_view_mm(view, x.position)) for x in unlabelled[lat]]
+        soft = [(f, breasts[lat].to_view_mm(view, position)) for f, position in findings[lat]]
+        if view == "MLO":
+            soft += _axillary_nodes(np.random.default_rng([seed, index, number, 19]), breasts[lat], field_mm)
         img, all_boxes = render_view(breasts[lat], lat, view, shape, spacing, view_rng, centres + background, profile,
-                                     film=film)
+                                     film=film, findings=soft)
         boxes = all_boxes[:len(centres)]
         ds = build_dataset(to_stored(img, profile), ids, profile, spacing)
         ann_lesions = tuple(AnnotatedLesion(box=b, lesion_class=x.spec.lesion_class, description=x.spec.description)
@@ -148,24 +161,28 @@ def generate_study(index: int, *, seed: int, size: str = "small",
                    "sop_class_uid": ds.SOPClassUID, "manufacturer": profile.manufacturer,
                    "density": density_letter, "acquisition": "film" if profile.secondary_capture else "dr",
                    "kinds": [x.spec.kind for x in drawn], "specks": specks,
-                   "unlabelled": [x.spec.kind for x in unlabelled[lat]], "synthetic": True}))
+                   "unlabelled": [x.spec.kind for x in unlabelled[lat]],
+                   "soft_tissue": [f.kind for f, _ in soft], "synthetic": True}))
     study.study_uid = study.datasets[0].StudyInstanceUID
     return study
 
 
 def render_view(breast: Breast, laterality: str, view: str, shape: tuple[int, int], spacing: float,
                 rng: np.random.Generator, clusters: list[tuple[ClusterSpec, tuple[float, float]]],
-                profile: VendorProfile, *, film: FilmSettings | None = None) -> tuple[np.ndarray, list[Box | None]]:
+                profile: VendorProfile, *, film: FilmSettings | None = None,
+                findings: list[tuple[SoftFinding, tuple[float, float]]] | None = None,
+                ) -> tuple[np.ndarray, list[Box | None]]:
     """Display image 0..1 (bright = dense, as stored) of one view and its cluster boxes.
 
     The view is projected in the canonical frame, turned to its stored orientation (right
     breasts flipped so the chest wall is on the image's right), then acquired: digitised film
     for Secondary Capture profiles, a DR detector with vendor processing otherwise. Labels on
     film are drawn after the flip so that they read the right way round. film: the exam's film
-    settings (``generate_study`` shares one per exam); a lone view draws its own.
+    settings (``generate_study`` shares one per exam); a lone view draws its own. findings:
+    soft-tissue findings ((finding, centre (row, col) mm) pairs), drawn with no truth box.
     """
     energy = float(rng.uniform(*physics.ENERGY_RANGE_KEV))
-    proj = project_view(breast, view, shape, spacing, rng, clusters, energy)
+    proj = project_view(breast, view, shape, spacing, rng, clusters, energy, findings or ())
     line, mask, boxes = proj.line_integral, proj.maps.mask, proj.boxes
     if laterality == "R":
         line, mask = np.ascontiguousarray(line[:, ::-1]), np.ascontiguousarray(mask[:, ::-1])
@@ -228,10 +245,38 @@ def _sample_unlabelled(rng: np.random.Generator, breast: Breast, field_mm: tuple
     return [] if position is None else [_Lesion(spec, position, ("CC", "MLO"))]
 
 
-def _place(rng: np.random.Generator, breast: Breast, spec: ClusterSpec,
+def _place_findings(rng: np.random.Generator, breast: Breast,
+                    field_mm: tuple[float, float]) -> list[tuple[SoftFinding, tuple[float, float, float]]]:
+    """The breast's soft-tissue findings, each where it fits inside the breast on both views."""
+    out = []
+    for finding in sample_breast_findings(rng, 0.45 * breast.thickness):
+        position = _place(rng, breast, finding.extent_mm(), field_mm)
+        if position is not None:
+            out.append((finding, position))
+    return out
+
+
+def _axillary_nodes(rng: np.random.Generator, breast: Breast,
+                    field_mm: tuple[float, float]) -> list[tuple[SoftFinding, tuple[float, float]]]:
+    """Nodes of the axilla on an oblique view: high up, over or just beyond the pectoral's edge."""
+    if rng.random() >= AXILLARY_NODE_RATE:
+        return []
+    out = []
+    for _ in range(int(rng.integers(1, 4))):
+        node = sample_finding(rng, "axillary_node", 0.45 * breast.thickness)
+        half = max(node.semi_axes_mm)
+        row = float(rng.uniform(0.08, 0.5) * breast.pectoral_height)
+        col = float(breast.pectoral_edge(np.array([row]))[0] * rng.uniform(0.6, 1.4) + half)
+        if row - half > 3 and col + half + 3 < float(breast.width_profile("MLO", np.array([row]))[0]):
+            out.append((node, (row, col)))
+    return out
+
+
+def _place(rng: np.random.Generator, breast: Breast, spec: ClusterSpec | float,
            field_mm: tuple[float, float]) -> tuple[float, float, float] | None:
-    """A position whose projection lies well inside the breast (and off the pectoral) on both views."""
-    ext = spec.extent_mm()
+    """A position whose projection lies well inside the breast (and off the pectoral) on both
+    views, for a cluster or for anything of that radius (mm)."""
+    ext = spec if isinstance(spec, float) else spec.extent_mm()
     for _ in range(80):
         point = (float(rng.uniform(0.1, 0.85) * breast.depth_cc),
                  float(rng.uniform(-0.75, 0.75) * breast.half_height_cc),
