@@ -54,9 +54,10 @@ def calibrate(ev: Evaluated, *, risk_method: str, rules: ThresholdConfig, fallba
     ``malignant_threshold``: keep this cut-off instead of choosing one (``rules.class_threshold``
     false means 0.5).
 
-    Validation data without both classes (no malignant breast, no benign lesion found)
-    cannot set a threshold: the defaults stand (0.5 for score and cut-off, the fallback for
-    the breast) and a warning is logged, so a tiny run still ends with a checkpoint.
+    Validation data without both classes of breast cannot set the breast threshold: the
+    defaults stand (0.5 for score and cut-off, the fallback for the breast) and a warning is
+    logged, so a tiny run still ends with a checkpoint. Reported lesions of one class only
+    leave just the cut-off at 0.5 (``choose_thresholds``).
     """
     try:
         chosen = choose_thresholds(ev, risk_method=risk_method, method=rules.method,

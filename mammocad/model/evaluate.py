@@ -16,6 +16,7 @@ FROC uses every box the detector returns (score >= ``box_score_thresh``).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -24,11 +25,14 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from mammocad.logs import log_event
 from mammocad.model import metrics as m
 from mammocad.model import risk
 from mammocad.model.annotations import AnnotatedImage, AnnotatedLesion
 from mammocad.model.dataset import decode_image
 from mammocad.model.results import DEFAULT_MALIGNANT_THRESHOLD, ImageRef, ImageResult, Lesion, LesionClass
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_LESION_SCORE_THRESHOLD = 0.5
 
@@ -142,14 +146,21 @@ def choose_thresholds(ev: Evaluated, *, risk_method: str = "max", method: str = 
 
     Lesion score threshold first (the FP budget), then on the lesions it reports the
     malignant cut-off (``class_threshold=False`` keeps 0.5), then the breast operating
-    threshold on the breast risks those lesions give, by ``risk_method``.
+    threshold on the breast risks those lesions give, by ``risk_method``. When the lesions
+    reported at that budget are all of one class (or none), the cut-off stays 0.5 and a
+    warning says why; the budget's lesion threshold stands, so a tighter budget never gives a
+    lower one. Raises ValueError when the breast threshold cannot be chosen (one class of breast).
     """
     truths, preds = truths_and_predictions(ev)
     fpi, sens, thr = m.froc_curve(truths, preds)
     lesion_t = m.threshold_for_fp_rate(fpi, sens, thr, max_fp_per_image)
     malignant_t = DEFAULT_MALIGNANT_THRESHOLD
     if class_threshold:
-        malignant_t = m.choose_class_threshold(*matched_malignancy(ev, lesion_t))
+        try:
+            malignant_t = m.choose_class_threshold(*matched_malignancy(ev, lesion_t))
+        except ValueError as exc:
+            log_event(logger, "threshold_default", logging.WARNING, threshold="malignant",
+                      value=DEFAULT_MALIGNANT_THRESHOLD, lesion_score_threshold=round(lesion_t, 4), reason=str(exc))
     scores = breast_scores(ev, risk_method, min_score=lesion_t)
     labels = {t.breast_id: t.breast_malignant for t in truths}
     ids = sorted(scores)

@@ -109,3 +109,33 @@ def test_misses_are_counted_by_description() -> None:
     plain = ev_mod.compute_report(ev_mod.Evaluated(unique, ev.results), breast_threshold=0.3, lesion_threshold=0.8,
                                   n_bootstrap=5)
     assert len(plain["by_description"]) == 6 and "by description" not in ev_mod.format_table(plain)
+
+
+
+def test_a_budget_that_reports_one_class_keeps_its_lesion_threshold_and_the_default_cut_off(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """With no false positive allowed only the malignant lesions (0.9, 0.95) are reported, above
+    the 0.8 false positive: no benign one to set the cut-off against, so it stays 0.5 with a
+    warning, while the lesion and breast thresholds are still the budget's (a tighter budget
+    never lowers the lesion threshold)."""
+    pairs = [
+        _image("a_L", "CC", [(BOX, "malignant")], [(BOX, 0.95, 0.4)]),
+        _image("a_L", "MLO", [(BOX, "malignant")], [(BOX, 0.9, 0.35)]),
+        _image("b_R", "CC", [(BOX, "benign")], [(BOX, 0.5, 0.1)]),
+        _image("b_R", "MLO", [(BOX, "benign")], [(BOX, 0.45, 0.12)]),
+        _image("c_L", "CC", [], [(FAR, 0.8, 0.9)]),
+        _image("c_L", "MLO", [], []),
+    ]
+    ev = ev_mod.Evaluated([p[0] for p in pairs], [p[1] for p in pairs])
+    caplog.set_level("WARNING", logger="mammocad.model.evaluate")
+    tight = ev_mod.choose_thresholds(ev, risk_method="two_view", max_fp_per_image=0.0)
+    assert tight["lesion_score_threshold"] == pytest.approx(0.9)
+    assert tight["malignant_threshold"] == 0.5
+    assert 0.0 < tight["operating_threshold"] < 1.0
+    warned = [r for r in caplog.records if r.getMessage() == "threshold_default"]
+    assert len(warned) == 1 and getattr(warned[0], "threshold", "") == "malignant"
+    assert "both classes" in str(getattr(warned[0], "reason", ""))
+    loose = ev_mod.choose_thresholds(ev, risk_method="two_view", max_fp_per_image=0.2)
+    assert loose["lesion_score_threshold"] == pytest.approx(0.45)
+    assert 0.12 < loose["malignant_threshold"] <= 0.35
+    assert len([r for r in caplog.records if r.getMessage() == "threshold_default"]) == 1
