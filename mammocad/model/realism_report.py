@@ -13,6 +13,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -51,6 +52,9 @@ class ImageMeasure:
     #: Marks on the image rendered as a public film set (``Rendering``), when one was asked for.
     rendered_marks: int | None = None
     rendered_malignant_marks: int | None = None
+    #: PNGs of the image (and its rendering) with the marks drawn, when pictures were asked for.
+    marks_picture: str | None = None
+    rendered_marks_picture: str | None = None
     error: str | None = None
 
 
@@ -114,12 +118,13 @@ def realism_spec(assumed_spacing_mm: float) -> PreprocessSpec:
 
 
 def measure_image(item: RealismImage, assumed_spacing_mm: float, detector: Any = None,
-                  rendering: Rendering | None = None) -> ImageMeasure:
+                  rendering: Rendering | None = None, picture: Path | None = None) -> ImageMeasure:
     """All statistics of one image; failures come back as ``error`` (one bad file is not fatal).
 
     detector: a :class:`mammocad.model.inference.Detector`, shown the image when it has no
     lesion; give it the same fallback spacing (:func:`with_fallback_spacing`). rendering: also
-    show it the image rendered so (:func:`_count_rendered_marks`).
+    show it the image rendered so (:func:`_count_rendered_marks`). picture: where to write a PNG
+    of the marks (``marks_picture``; the rendering's gets ``-rendered`` added to its name).
     """
     spec = realism_spec(assumed_spacing_mm)
     out = ImageMeasure(path=str(item.path))
@@ -141,9 +146,9 @@ def measure_image(item: RealismImage, assumed_spacing_mm: float, detector: Any =
         out.nps_fine = _fine_noise_power(item, ds, spec)
     _measure_cnr(out, item, std)
     if detector is not None and item.negative:
-        _count_marks(out, item, ds, detector, assumed_spacing_mm)
+        _count_marks(out, item, ds, detector, assumed_spacing_mm, picture)
         if rendering is not None and out.error is None:
-            _count_rendered_marks(out, ds, detector, rendering)
+            _count_rendered_marks(out, ds, detector, rendering, picture)
     return out
 
 
@@ -171,7 +176,8 @@ def _measure_cnr(out: ImageMeasure, item: RealismImage, std: Standardised) -> No
             out.box_cnr.append((cls, realism_stats.box_cnr(std.image, (x1, y1, x2, y2), spacing)))
 
 
-def _count_marks(out: ImageMeasure, item: RealismImage, ds: Any, detector: Any, assumed_spacing_mm: float) -> None:
+def _count_marks(out: ImageMeasure, item: RealismImage, ds: Any, detector: Any, assumed_spacing_mm: float,
+                 picture: Path | None = None) -> None:
     """Marks the detector reports at its shipped operating point (its own lesion score threshold).
 
     A DICOM image goes through ``analyze_dataset`` as in the node. A raster file (mini-MIAS
@@ -195,9 +201,31 @@ def _count_marks(out: ImageMeasure, item: RealismImage, ds: Any, detector: Any, 
     out.marks = len(lesions)
     out.malignant_marks = sum(1 for les in lesions if les.lesion_class.value == "malignant")
     out.mark_boxes = [[round(v, 1) for v in les.box] + [round(les.score, 3)] for les in lesions]
+    if picture is not None:
+        pixels = ds.pixel_array if ds is not None else _raster(item)
+        out.marks_picture = _picture(out, picture, pixels, ds, lesions, detector)
 
 
-def _count_rendered_marks(out: ImageMeasure, ds: Any, detector: Any, rendering: Rendering) -> None:
+def _picture(out: ImageMeasure, path: Path, pixels: np.ndarray, ds: Any, lesions: Sequence[Any],
+             detector: Any) -> str | None:
+    """Write the marks' picture; a failure to write is reported on the image, not fatal."""
+    from mammocad.model.marks_picture import save_marks_picture
+
+    malignant = sum(1 for les in lesions if les.lesion_class.value == "malignant")
+    caption = (f"{len(lesions)} marks ({malignant} malignant) | {detector.model_name} {detector.model_version}"
+               + (" | trained on synthetic data" if detector.synthetic_weights else "")
+               + " | research use, not a diagnosis")
+    monochrome1 = ds is not None and str(getattr(ds, "PhotometricInterpretation", "")) == "MONOCHROME1"
+    try:
+        return str(save_marks_picture(path, pixels, lesions, monochrome1=monochrome1, caption=caption))
+    except OSError as exc:
+        out.error = f"marks picture {path}: {exc}"
+        log_event(logger, "realism_picture_failed", logging.WARNING, path=str(path), error=str(exc))
+        return None
+
+
+def _count_rendered_marks(out: ImageMeasure, ds: Any, detector: Any, rendering: Rendering,
+                          picture: Path | None = None) -> None:
     """Marks on the DICOM image as block means to about ``rendering.spacing_mm``, rounded to its bits.
 
     A raster file already is a rendering (that is how public film sets ship): its marks are
@@ -205,6 +233,7 @@ def _count_rendered_marks(out: ImageMeasure, ds: Any, detector: Any, rendering: 
     """
     if ds is None:
         out.rendered_marks, out.rendered_malignant_marks = out.marks, out.malignant_marks
+        out.rendered_marks_picture = out.marks_picture
         return
     import copy
 
@@ -219,6 +248,9 @@ def _count_rendered_marks(out: ImageMeasure, ds: Any, detector: Any, rendering: 
         return
     out.rendered_marks = len(result.lesions)
     out.rendered_malignant_marks = sum(1 for les in result.lesions if les.lesion_class.value == "malignant")
+    if picture is not None:
+        out.rendered_marks_picture = _picture(out, picture.with_name(picture.stem + "-rendered.png"),
+                                              rendered.pixel_array, rendered, result.lesions, detector)
 
 
 def with_fallback_spacing(detector: Any, spacing_mm: float) -> Any:
@@ -235,12 +267,16 @@ def with_fallback_spacing(detector: Any, spacing_mm: float) -> Any:
 
 
 def measure_set(items: Sequence[RealismImage], assumed_spacing_mm: float, *, detector: Any = None,
-                rendering: Rendering | None = None, desc: str = "images", progress: bool = True
-                ) -> list[ImageMeasure]:
+                rendering: Rendering | None = None, desc: str = "images", progress: bool = True,
+                pictures: Path | None = None) -> list[ImageMeasure]:
+    """Every image of one side; ``pictures``: a folder for the marks' PNGs, named
+    ``<desc>-<number>-<file stem>.png`` so that two sides and equal file names never collide."""
     from tqdm import tqdm
 
-    return [measure_image(item, assumed_spacing_mm, detector, rendering)
-            for item in tqdm(items, desc=desc, unit="img", file=sys.stderr, disable=not progress or None)]
+    return [measure_image(item, assumed_spacing_mm, detector, rendering,
+                          None if pictures is None else pictures / f"{desc}-{k:03d}-{Path(item.path).stem}.png")
+            for k, item in enumerate(tqdm(items, desc=desc, unit="img", file=sys.stderr,
+                                          disable=not progress or None), start=1)]
 
 
 def _num(value: float | np.floating | None, digits: int = 4) -> float | None:
@@ -324,7 +360,8 @@ def _per_image(m: ImageMeasure) -> dict[str, Any]:
             "line_share": _num(m.curvature[0]), "blob_share": _num(m.curvature[1]),
             "spacing_mm": _num(m.spacing_mm), "spacing_source": m.spacing_source, "marks": m.marks,
             "malignant_marks": m.malignant_marks, "mark_boxes": m.mark_boxes, "rendered_marks": m.rendered_marks,
-            "rendered_malignant_marks": m.rendered_malignant_marks, "error": m.error}
+            "rendered_malignant_marks": m.rendered_malignant_marks, "marks_picture": m.marks_picture,
+            "rendered_marks_picture": m.rendered_marks_picture, "error": m.error}
 
 
 def compare(synthetic: dict[str, Any], real: dict[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from PIL import Image
 
 from mammocad.model import realism, realism_stats
 from mammocad.model.commands import realism as realism_cmd
@@ -195,7 +196,8 @@ def test_command_end_to_end_on_tiny_sets(tmp_path: Path, coarse_checkpoint: Path
     env.update(OMP_NUM_THREADS="2", PYTHONPATH=str(Path(__file__).resolve().parents[2]))
     proc = subprocess.run([sys.executable, "-m", "mammocad", "model", "realism", "--synthetic", str(tmp_path / "synth"),
                            "--real", str(real), "--weights", str(coarse_checkpoint), "--device", "cpu", "--json",
-                           "--quiet", "--marks-rendered", "0.2:8"], env=env, capture_output=True, text=True, timeout=600)
+                           "--quiet", "--marks-rendered", "0.2:8", "--marks-pictures", str(tmp_path / "pictures")],
+                          env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout)
     assert set(report) == {"format", "method", "detector", "sets", "comparison", "notice"}
@@ -218,6 +220,16 @@ def test_command_end_to_end_on_tiny_sets(tmp_path: Path, coarse_checkpoint: Path
     assert real_set["marks_rendered"]["n_images"] == 2
     assert all(im["rendered_marks"] is not None for im in real_set["per_image"])
     assert all(im["spacing_source"] == "fallback" and im["spacing_mm"] == 0.05 for im in real_set["per_image"])
+    # A picture of the marks for every image the detector saw, and for its rendering.
+    assert report["method"]["marks_pictures"] == str(tmp_path / "pictures")
+    shown = [im for s in (syn, real_set) for im in s["per_image"] if im["marks"] is not None]
+    pictures = [Path(im[key]) for im in shown for key in ("marks_picture", "rendered_marks_picture")]
+    assert len(shown) >= 3 and sorted(p.name for p in (tmp_path / "pictures").iterdir()) == sorted(
+        p.name for p in pictures)
+    assert {p.name for p in pictures} >= {"real-001-1-280.png", "real-001-1-280-rendered.png", "real-002-1-281.png"}
+    for path in pictures:
+        with Image.open(path) as im:
+            assert im.format == "PNG" and max(im.size) <= 1200 + 18
     # The fine band needs 0.1 mm or finer: the 0.05-mm films have it, the 0.4-mm drawing has not.
     assert real_set["nps_fine"]["n_images"] == 2 and real_set["nps_fine"]["mean"] > 0
     assert syn["nps_fine"] == {"mean": None, "sd": None, "n_rois": 0, "n_images": 0}
@@ -356,6 +368,8 @@ def test_marks_rendered_needs_the_detector(capsys: pytest.CaptureFixture[str]) -
 
     assert main(["model", "realism", "--no-detector", "--marks-rendered", "0.2:8"]) == 2
     assert "drop --no-detector" in capsys.readouterr().err
+    assert main(["model", "realism", "--no-detector", "--marks-pictures", "pictures"]) == 2
+    assert "--marks-pictures draws the detector's marks; drop --no-detector" in capsys.readouterr().err
 
 
 def test_curvature_shape_tells_strands_from_blobs() -> None:

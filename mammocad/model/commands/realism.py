@@ -57,6 +57,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
                           "their scans: block means to about MM mm, rounded to BITS bits (mini-MIAS: 0.2:8). A detector "
                           "can mark such sharper renderings far more often than the node's resized images; raster "
                           "files count as they are")
+    det.add_argument("--marks-pictures", type=Path, metavar="DIR",
+                     help="write one PNG per image without lesions into DIR (created if absent): the image with the "
+                          "detector's marks drawn and scored, to see what they fall on (and its rendering, with "
+                          "--marks-rendered)")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=run)
@@ -93,6 +97,13 @@ def run(args: argparse.Namespace) -> int:
         return _error("--real-option takes KEY=VALUE")
     if args.marks_rendered is not None and args.no_detector:
         return _error("--marks-rendered counts the detector's marks; drop --no-detector")
+    if args.marks_pictures is not None:
+        if args.no_detector:
+            return _error("--marks-pictures draws the detector's marks; drop --no-detector")
+        try:
+            args.marks_pictures.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            return _error(f"cannot make the pictures folder {args.marks_pictures}: {exc}; give a folder you can write")
     with tempfile.TemporaryDirectory(prefix="mammocad-realism-") as tmp:
         try:
             report = build_report(args, options, Path(tmp))
@@ -137,13 +148,14 @@ def build_report(args: argparse.Namespace, options: dict[str, Any], tmp: Path) -
     else:
         real = src.annotated_set(real_folder, args.real_format, options)
     syn_m = rr.measure_set(synthetic, args.real_spacing, detector=detector, rendering=rendering, desc="synthetic",
-                           progress=progress)
+                           progress=progress, pictures=args.marks_pictures)
     real_m = rr.measure_set(real, args.real_spacing, detector=detector, rendering=rendering, desc="real",
-                            progress=progress)
+                            progress=progress, pictures=args.marks_pictures)
     syn_sum = rr.summarise("synthetic", syn_source, syn_m)
     real_sum = rr.summarise("real", f"{real_folder} ({args.real_format})", real_m)
     return {"format": rr.FORMAT, "method": {**rr.method(), "real_assumed_spacing_mm": args.real_spacing,
-                                            "marks_rendering": rendering.to_dict() if rendering else None},
+                                            "marks_rendering": rendering.to_dict() if rendering else None,
+                                            "marks_pictures": str(args.marks_pictures) if args.marks_pictures else None},
             "detector": _detector_info(detector), "sets": {"synthetic": rr.public(syn_sum), "real": rr.public(real_sum)},
             "comparison": rr.compare(syn_sum, real_sum), "notice": NOT_FOR_DIAGNOSIS}
 
@@ -234,6 +246,8 @@ def print_table(report: dict[str, Any]) -> None:
         print(f"detector: {det['model_name']} {det['model_version']} ({det['weights']}), reported marks = score >= "
               f"{det['lesion_score_threshold']:.3f}")
     print(f"real images without a pixel size in the header assumed at {m['real_assumed_spacing_mm']} mm")
+    if m.get("marks_pictures"):
+        print(f"pictures of the marks (one PNG per image without lesions): {m['marks_pictures']}")
     for s in (syn, real):
         for item in s["failed"]:
             print(f"not measured ({s['label']}): {item['path']}: {item['error']}")
