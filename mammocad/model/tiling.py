@@ -10,7 +10,11 @@ least one tile. Merging, in model-frame pixels:
 2. the rest are clustered across tiles (IoU ≥ ``box_nms_thresh``, or one covering half of
    the other when they come from different tiles) and fused: the box is the score-weighted
    mean (the union when pieces were cut in every tile), the score the maximum and the class
-   probabilities the score-weighted mean.
+   probabilities the score-weighted mean;
+3. a box from the same tile that lies for at least half of its area inside a better-scored one
+   (or holds it so) is absorbed: one spot gets one mark. Torchvision's NMS (IoU) lets a small
+   box inside a large one stand, and the shipped detector put such a pair on one spot of a
+   real film (1-131); a reader sees two marks, the FROC two false positives.
 Background tiles (almost no tissue) are skipped.
 
 Inference tiles are ``spec.run_tile_size`` (default 768 px), larger than the training tiles:
@@ -217,7 +221,9 @@ def merge_detections(boxes: np.ndarray, scores: np.ndarray, probs: np.ndarray, c
     area, inter = area[keep], inter[np.ix_(keep, keep)]
     iou = inter / (area[:, None] + area[None, :] - inter)
     min_cover = inter / np.minimum(area[:, None], area[None, :])
-    same = (iou >= iou_thresh) | ((tile_ids[:, None] != tile_ids[None, :]) & (min_cover >= cover))
+    same_tile = tile_ids[:, None] == tile_ids[None, :]
+    same = (iou >= iou_thresh) | (~same_tile & (min_cover >= cover))
+    nested = same_tile & (min_cover >= cover) & ~same
     order = np.argsort(-scores, kind="stable")
     taken = np.zeros(len(boxes), dtype=bool)
     out_b, out_s, out_p = [], [], []
@@ -227,6 +233,7 @@ def merge_detections(boxes: np.ndarray, scores: np.ndarray, probs: np.ndarray, c
         members = np.where(same[lead] & ~taken)[0]
         members = np.union1d(members, [lead])
         taken[members] = True
+        taken[nested[lead]] = True  # absorbed, not fused: the lead's box and score stand
         w = scores[members] / max(float(scores[members].sum()), 1e-12)
         if cut[members].any() and len(np.unique(tile_ids[members])) > 1:
             b = boxes[members]
