@@ -84,7 +84,8 @@ def test_merge_keeps_separate_lesions_and_fuses_duplicates() -> None:
 
 
 def test_a_box_inside_a_better_one_of_the_same_tile_is_absorbed_not_fused() -> None:
-    """One spot, one mark: torchvision's NMS (IoU 0.3) keeps a small box inside a large one."""
+    """One spot, one mark: torchvision's NMS (IoU 0.3) keeps a small box inside a large one. The
+    mark takes the better score and classes, and the tighter box (the one centred on a cluster)."""
     boxes = np.array([[10, 10, 60, 60], [20, 20, 35, 35],  # small inside large, the large leads
                       [100, 100, 130, 130], [110, 110, 120, 120],  # the small one leads
                       [50, 150, 80, 180], [70, 150, 100, 180]], float)  # a third inside the other: both stay
@@ -94,8 +95,9 @@ def test_a_box_inside_a_better_one_of_the_same_tile_is_absorbed_not_fused() -> N
     det = merge_detections(boxes, scores, probs, np.zeros(6, bool), np.zeros(6, int), iou_thresh=0.3)
     order = np.argsort(-det.scores)
     np.testing.assert_allclose(det.scores[order], [0.9, 0.85, 0.6, 0.55])
-    np.testing.assert_allclose(det.boxes[order][:2], [boxes[0], boxes[3]])  # the leads' own boxes
-    np.testing.assert_allclose(det.probs[order][0], probs[0])  # the absorbed box's classes do not count
+    np.testing.assert_allclose(det.boxes[order][:2], [boxes[1], boxes[3]])  # each spot's tighter box
+    np.testing.assert_allclose(det.probs[order][0], probs[0])  # with the better box's score and classes
+    np.testing.assert_allclose(det.boxes[order][2:], boxes[4:])
     # From two tiles the same pair is one lesion seen twice: fused, as before.
     fused = merge_detections(boxes[:2], scores[:2], probs[:2], np.zeros(2, bool), np.array([0, 1]))
     assert len(fused.boxes) == 1 and not np.allclose(fused.boxes[0], boxes[0])
