@@ -137,10 +137,30 @@ def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **f
     logger.log(level, event, extra=fields)
 
 
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler on ``sys.stderr`` as it is at configuration, which moves to ``sys.stderr``
+    as it is now only when its own stream has been closed since.
+
+    Why: a command run in-process under a test's captured stderr (closed when that test ends)
+    left the root logger writing into a closed stream, and every later line, a Celery worker
+    thread's included, failed with "I/O operation on closed file". It does not follow
+    ``sys.stderr`` otherwise: a Celery worker points ``sys.stderr`` at a logger, and writing
+    there would log the line again.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(self.stream, "closed", False):
+            self.stream = sys.stderr
+        super().emit(record)
+
+
 def configure_logging(level: str = "INFO", json_lines: bool = False) -> None:
     """Install the structured formatter on the root logger (idempotent)."""
     root = logging.getLogger()
-    handler = logging.StreamHandler(sys.stderr)
+    handler = StderrHandler()
     handler.setFormatter(KeyValueFormatter(json_lines=json_lines))
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -3,6 +3,8 @@ from __future__ import annotations
 import json
 import logging
 
+import pytest
+
 from mammocad.logs import KeyValueFormatter, log_event
 
 
@@ -68,3 +70,30 @@ def test_celery_task_context_is_redacted() -> None:
     for json_lines in (False, True):
         line = KeyValueFormatter(json_lines=json_lines).format(record)
         assert "DOE" not in line and "P_00173" not in line and "<redacted>" in line
+
+
+def test_the_root_handler_leaves_a_closed_stderr_for_the_current_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A command run in-process under a captured stderr (closed after its test) must not leave
+    the root logger writing into that closed stream: later lines go to stderr as it is then."""
+    import io
+    import sys
+
+    from mammocad.logs import configure_logging
+
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    first, second = io.StringIO(), io.StringIO()
+    try:
+        monkeypatch.setattr(sys, "stderr", first)
+        configure_logging("INFO")
+        log_event(logging.getLogger("t.stderr"), "first_line")
+        monkeypatch.setattr(sys, "stderr", second)
+        log_event(logging.getLogger("t.stderr"), "still_first")  # an open stream is kept
+        assert "event=still_first" in first.getvalue() and not second.getvalue()
+        first.close()  # as pytest closes a test's capture
+        log_event(logging.getLogger("t.stderr"), "second_line")
+        assert "event=second_line" in second.getvalue()
+        assert "Logging error" not in second.getvalue()
+    finally:
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])
