@@ -222,7 +222,7 @@ def _sample_lesions(rng: np.random.Generator, breast: Breast, field_mm: tuple[fl
     out = []
     for _ in range(count):
         spec = sample_cluster(rng, malignant=bool(rng.random() < 0.45))
-        position = _place(rng, breast, spec, field_mm)
+        position = _place(rng, breast, spec.extent_mm(), field_mm)
         if position is None:
             continue
         views: tuple[str, ...] = ("CC", "MLO")
@@ -241,7 +241,7 @@ def _sample_unlabelled(rng: np.random.Generator, breast: Breast, field_mm: tuple
     if rng.random() >= UNLABELLED_RATE:
         return []
     spec = sample_unlabelled(rng, "vascular" if rng.random() < 0.6 else "skin")
-    position = _place(rng, breast, spec, field_mm)
+    position = _place(rng, breast, spec.extent_mm(), field_mm)
     return [] if position is None else [_Lesion(spec, position, ("CC", "MLO"))]
 
 
@@ -272,11 +272,10 @@ def _axillary_nodes(rng: np.random.Generator, breast: Breast,
     return out
 
 
-def _place(rng: np.random.Generator, breast: Breast, spec: ClusterSpec | float,
+def _place(rng: np.random.Generator, breast: Breast, ext: float,
            field_mm: tuple[float, float]) -> tuple[float, float, float] | None:
     """A position whose projection lies well inside the breast (and off the pectoral) on both
-    views, for a cluster or for anything of that radius (mm)."""
-    ext = spec if isinstance(spec, float) else spec.extent_mm()
+    views, for anything of radius ``ext`` (mm): a cluster, a soft-tissue finding."""
     for _ in range(80):
         point = (float(rng.uniform(0.1, 0.85) * breast.depth_cc),
                  float(rng.uniform(-0.75, 0.75) * breast.half_height_cc),
