@@ -1,7 +1,6 @@
 """Time the detector on one full-field mammogram (2800×3500, 14-bit, 0.085 mm) per run.
 
     .venv/bin/python bench/bench_detector.py [--device cpu|cuda|auto] [--runs 3] [--weights PATH]
-                                             [--test-time-flips 1|2|4]
 
 Uses the demo weights when present, else a randomly initialised detector with the demo's
 architecture and preprocessing from config/train-demo-fine.toml (same cost; weights change the
@@ -19,7 +18,6 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -36,8 +34,6 @@ def main() -> int:
     parser.add_argument("--no-amp", action="store_true", help="float32 on CUDA too (no fp16 autocast; CPUs always run float32)")
     parser.add_argument("--inference-tile", type=int, default=None,
                         help="override DetectorSpec.inference_tile_size (0: the training tile size)")
-    parser.add_argument("--test-time-flips", type=int, choices=(1, 2, 4), default=None,
-                        help="override DetectorSpec.test_time_flips (passes per image; default: the checkpoint's)")
     args = parser.parse_args()
 
     import torch
@@ -66,46 +62,31 @@ def main() -> int:
 
     if args.inference_tile is not None:
         spec = dataclasses.replace(spec, inference_tile_size=args.inference_tile)
-    reference = spec
-    if args.test_time_flips is not None:
-        spec = dataclasses.replace(spec, test_time_flips=args.test_time_flips)
     ds = make_mammogram(rows=3500, columns=2800, bits_stored=14, pixel_spacing_mm=0.085, laterality="L", seed=1)
     batch = default_batch_size(device)
-
-    def timed(run_spec: DetectorSpec) -> tuple[list[float], list[float], int, int, Any]:
-        std_times, det_times, tiles, boxes = [], [], 0, 0
-        for run in range(args.runs + 1):
-            t0 = time.perf_counter()
-            std = standardise(ds, preprocess)
-            t1 = time.perf_counter()
-            det = detect_tiled(model, std.image, run_spec, device=device, batch_size=batch, amp=not args.no_amp)
-            if device.startswith("cuda"):
-                torch.cuda.synchronize()
-            t2 = time.perf_counter()
-            if run:  # the first run warms up allocators and kernels
-                std_times.append(t1 - t0)
-                det_times.append(t2 - t1)
-            tiles, boxes = det.tiles, len(det.boxes)
-        return std_times, det_times, tiles, boxes, std
-
-    std_times, det_times, tiles, boxes, std = timed(spec)
-    # Test-time flips: the one-pass reference in the same process, so the ratio holds on a loaded machine.
-    ref_total = (statistics.median(s + d for s, d in zip(*timed(reference)[:2], strict=True))
-                 if reference.test_time_flips != spec.test_time_flips else None)
+    std_times, det_times, tiles, boxes = [], [], 0, 0
+    for run in range(args.runs + 1):
+        t0 = time.perf_counter()
+        std = standardise(ds, preprocess)
+        t1 = time.perf_counter()
+        det = detect_tiled(model, std.image, spec, device=device, batch_size=batch, amp=not args.no_amp)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        t2 = time.perf_counter()
+        if run:  # the first run warms up allocators and kernels
+            std_times.append(t1 - t0)
+            det_times.append(t2 - t1)
+        tiles, boxes = det.tiles, len(det.boxes)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     total = statistics.median(s + d for s, d in zip(std_times, det_times, strict=True))
     amp = "fp16" if device.startswith("cuda") and not args.no_amp else "off"
     print(f"device: {device}  threads: {threads}  batch: {batch}  amp: {amp}  weights: {source}")
     print(f"model: {spec.backbone} FPN layers {list(spec.returned_layers)} box head {spec.box_head_size}  "
-          f"train tile {spec.tile_size}  inference tile {spec.run_tile_size}/{spec.tile_overlap}  "
-          f"passes: {spec.test_time_flips}")
+          f"train tile {spec.tile_size}  inference tile {spec.run_tile_size}/{spec.tile_overlap}")
     print(f"image: 3500x2800 14-bit at 0.085 mm -> model frame {std.image.shape[0]}x{std.image.shape[1]} "
           f"at {preprocess.working_spacing_mm} mm, tiles run: {tiles}, boxes: {boxes}")
     print(f"standardise: {statistics.median(std_times):.2f} s  detect: {statistics.median(det_times):.2f} s  "
           f"total: {total:.2f} s/image (median of {args.runs})")
-    if ref_total is not None:
-        print(f"{reference.test_time_flips} pass(es) in the same run: {ref_total:.2f} s/image; "
-              f"{spec.test_time_flips} passes cost {total / ref_total:.2f}x that")
     print(f"peak RSS: {peak_mb:.0f} MiB")
     if device.startswith("cuda"):
         print(f"peak CUDA memory: {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")

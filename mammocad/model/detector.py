@@ -81,10 +81,6 @@ class DetectorSpec:
     #: tiles larger than the training tiles give the same features with far less overlap
     #: and per-tile overhead (see ``tiling.py``); evaluation runs the same path.
     inference_tile_size: int = 768
-    #: Passes at inference: 1 (the image as it is), 2 (also mirrored left-right) or 4 (also
-    #: up-down and both), fused by ``tiling.fuse_passes``. Part of the operating point: the
-    #: thresholds in a checkpoint were chosen with its own setting.
-    test_time_flips: int = 1
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
@@ -111,8 +107,6 @@ class DetectorSpec:
             raise ValueError(f"returned_layers must be a non-empty subset of 1-4, got {self.returned_layers}")
         if self.inference_tile_size < 0 or self.inference_tile_size % 32:
             raise ValueError(f"inference_tile_size must be 0 or a multiple of 32, got {self.inference_tile_size}")
-        if self.test_time_flips not in (1, 2, 4):
-            raise ValueError(f"test_time_flips must be 1, 2 or 4, got {self.test_time_flips}")
         if self.box_head_size < 16:
             raise ValueError(f"box_head_size must be >= 16, got {self.box_head_size}")
 

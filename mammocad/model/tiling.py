@@ -20,14 +20,6 @@ least one tile. Merging, in model-frame pixels:
    (keeping the large box lost 2 of 94 clusters of a synthetic seed for one candidate, MODEL_CARD.md).
 Background tiles (almost no tissue) are skipped.
 
-Test-time flips (``DetectorSpec.test_time_flips``: 1, 2 or 4 passes): the image is run again
-mirrored left-right (2), and up-down and both (4), each pass tiled and merged as above, and the
-passes fused by :func:`fuse_passes`: a spot scores the mean of the passes' scores there, so a
-mark that only one orientation produces sinks below the reporting threshold. The training
-augmentation mirrors tiles both ways, so every pass is an image the detector learnt from. It
-costs one full pass per flip; the thresholds are chosen with the same setting
-(``mammocad model calibrate --test-time-flips``), since fused scores are lower than single ones.
-
 Inference tiles are ``spec.run_tile_size`` (default 768 px), larger than the training tiles:
 the network is fully convolutional, so the features are the same, while a 256-px tile with
 a 96-px overlap would run every pixel ~2.5 times and pay the RPN/box-head overhead per tile.
@@ -44,9 +36,8 @@ It was also no faster end to end on the 2-core development machine.
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -96,42 +87,16 @@ def tile_grid(shape: tuple[int, int], tile: int, overlap: int) -> list[tuple[int
     return [(x0, y0) for y0 in tile_starts(rows, tile, overlap) for x0 in tile_starts(cols, tile, overlap)]
 
 
-#: The passes of each ``DetectorSpec.test_time_flips``: (mirror left-right, mirror up-down).
-FLIP_PASSES: dict[int, tuple[tuple[bool, bool], ...]] = {
-    1: ((False, False),),
-    2: ((False, False), (True, False)),
-    4: ((False, False), (True, False), (False, True), (True, True)),
-}
-
-
 def detect_tiled(model: torch.nn.Module, image: np.ndarray, spec: DetectorSpec, *,
                  device: str | torch.device = "cpu", batch_size: int = 4, amp: bool = True) -> Detections:
     """Run ``model`` (eval mode, from ``build_detector``) over ``image`` float32 [H, W] in [0, 1].
 
     Tiles are ``spec.run_tile_size`` px (one smaller tile when the whole image fits in it).
-    With ``spec.test_time_flips`` > 1 the image is also run mirrored and the passes are fused
-    (:func:`fuse_passes`); ``tiles`` counts the tiles of every pass.
     """
-    rows, cols = image.shape
-    passes = []
-    for mirror_x, mirror_y in FLIP_PASSES[spec.test_time_flips]:
-        view = image[::-1 if mirror_y else 1, ::-1 if mirror_x else 1]
-        det = _detect_pass(model, view, spec, device=torch.device(device), batch_size=batch_size, amp=amp)
-        passes.append(_unmirror(det, cols, rows, mirror_x, mirror_y))
-    merged = passes[0] if len(passes) == 1 else fuse_passes(passes, iou_thresh=spec.box_nms_thresh)
-    keep = np.argsort(-merged.scores, kind="stable")[: spec.detections_per_img]
-    boxes = merged.boxes[keep]
-    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, cols - 1)  # fusion arithmetic may step 1e-6 outside
-    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, rows - 1)
-    return Detections(boxes, merged.scores[keep], merged.probs[keep], tiles=sum(p.tiles for p in passes))
-
-
-def _detect_pass(model: torch.nn.Module, image: np.ndarray, spec: DetectorSpec, *, device: torch.device,
-                 batch_size: int, amp: bool) -> Detections:
-    """One tiled pass over ``image``, merged across tiles (``merge_detections``), not yet capped."""
     rows, cols = image.shape
     # Small images need no more than one tile of their own size (multiple of 32, >= training tile).
     tile = max(spec.tile_size, min(spec.run_tile_size, -(-max(rows, cols) // 32) * 32))
+    device = torch.device(device)
     full = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).to(device)
     grid = [(x0, y0) for x0, y0 in tile_grid((rows, cols), tile, spec.tile_overlap)
             if _has_tissue(full[y0:y0 + tile, x0:x0 + tile])]
@@ -155,17 +120,11 @@ def _detect_pass(model: torch.nn.Module, image: np.ndarray, spec: DetectorSpec, 
                               out["class_probs"].float().cpu().numpy(), cut, tile_ids))
     boxes, scores, probs, cut, tile_ids = (np.concatenate([p[i] for p in parts]) for i in range(5))
     merged = merge_detections(boxes, scores, probs, cut, tile_ids, iou_thresh=spec.box_nms_thresh)
-    return dataclasses.replace(merged, tiles=len(grid))
-
-
-def _unmirror(det: Detections, cols: int, rows: int, mirror_x: bool, mirror_y: bool) -> Detections:
-    """Boxes found on a mirrored image, put back in the image's own frame (pixel-edge coordinates)."""
-    boxes = det.boxes.copy()
-    if mirror_x:
-        boxes[:, [0, 2]] = cols - boxes[:, [2, 0]]
-    if mirror_y:
-        boxes[:, [1, 3]] = rows - boxes[:, [3, 1]]
-    return dataclasses.replace(det, boxes=boxes)
+    keep = np.argsort(-merged.scores, kind="stable")[: spec.detections_per_img]
+    boxes = merged.boxes[keep]
+    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, cols - 1)  # fusion arithmetic may step 1e-6 outside
+    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, rows - 1)
+    return Detections(boxes, merged.scores[keep], merged.probs[keep], tiles=len(grid))
 
 
 def autocast_for(device: torch.device, amp: bool = True) -> Any:
@@ -293,45 +252,3 @@ def merge_detections(boxes: np.ndarray, scores: np.ndarray, probs: np.ndarray, c
         out_s.append(float(scores[members].max()))
         out_p.append((probs[members] * w[:, None]).sum(axis=0))
     return Detections(np.array(out_b), np.array(out_s), np.array(out_p))
-
-
-def fuse_passes(passes: Sequence[Detections], *, iou_thresh: float = 0.3, cover: float = 0.5) -> Detections:
-    """One detection per spot seen in any pass (test-time flips), scored by how many passes agree.
-
-    Spots are grouped greedily from the best score down: boxes overlapping the lead by IoU ≥
-    ``iou_thresh``, or one covering at least ``cover`` of the other (one spot, one mark, as
-    in ``merge_detections``). Each pass adds its best box of the spot; the spot's score is the
-    *mean over all passes*, a pass that saw nothing there counting 0, so a mark one mirror
-    image alone produces (noise, a texture that looks like specks one way round) sinks, while
-    a cluster every pass finds keeps its score. Box and class probabilities are the
-    score-weighted means of the passes' boxes.
-    """
-    num_classes = passes[0].probs.shape[1] if passes and passes[0].probs.ndim == 2 else 3
-    tiles = sum(p.tiles for p in passes)
-    if not passes or not any(len(p.boxes) for p in passes):
-        return Detections.empty(num_classes, tiles)
-    boxes = np.concatenate([p.boxes.reshape(-1, 4) for p in passes]).astype(np.float64)
-    scores = np.concatenate([p.scores for p in passes]).astype(np.float64)
-    probs = np.concatenate([p.probs.reshape(-1, num_classes) for p in passes]).astype(np.float64)
-    pass_ids = np.concatenate([np.full(len(p.boxes), i) for i, p in enumerate(passes)])
-    area = np.maximum(_area(boxes), 1e-6)
-    inter = _intersection(boxes, boxes)
-    iou = inter / (area[:, None] + area[None, :] - inter)
-    min_cover = inter / np.minimum(area[:, None], area[None, :])
-    same = (iou >= iou_thresh) | (min_cover >= cover)
-    taken = np.zeros(len(boxes), dtype=bool)
-    out_b, out_s, out_p = [], [], []
-    for lead in np.argsort(-scores, kind="stable"):
-        if taken[lead]:
-            continue
-        spot = np.where(same[lead] & ~taken)[0]
-        spot = np.union1d(spot, [lead])
-        taken[spot] = True
-        # The best box of each pass at this spot (the lead is its own pass's best).
-        members = np.array([spot[pass_ids[spot] == i][np.argmax(scores[spot][pass_ids[spot] == i])]
-                            for i in np.unique(pass_ids[spot])])
-        w = scores[members] / max(float(scores[members].sum()), 1e-12)
-        out_b.append((boxes[members] * w[:, None]).sum(axis=0))
-        out_s.append(float(scores[members].sum()) / len(passes))
-        out_p.append((probs[members] * w[:, None]).sum(axis=0))
-    return Detections(np.array(out_b), np.array(out_s), np.array(out_p), tiles)

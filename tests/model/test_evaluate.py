@@ -137,24 +137,6 @@ def test_calibrate_command_rechooses_thresholds_and_keeps_the_weights(trained: P
     assert "chosen on validation data by `mammocad model calibrate`" in proc.stdout
 
 
-def test_calibrate_command_sets_test_time_flips_with_the_thresholds_for_them(trained: Path) -> None:
-    source = trained / "run" / "model.pt"
-    out = trained / "flips2.pt"
-    proc = _mammocad("model", "calibrate", "--data", str(trained / "test"), "--weights", str(source),
-                     "--out", str(out), "--device", "cpu", "--test-time-flips", "2", "--max-fp-per-image", "4")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    cal = load_checkpoint(out)
-    assert load_checkpoint(source).spec.test_time_flips == 1
-    assert cal.spec.test_time_flips == 2 and cal.metadata["calibration"]["previous"]["test_time_flips"] == 1
-    proc = _mammocad("model", "evaluate", "--data", str(trained / "test"), "--weights", str(out),
-                     "--out", str(trained / "eval-flips2"), "--device", "cpu", "--bootstrap", "10")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "2 passes per image (test-time flips)" in proc.stdout
-    bad = _mammocad("model", "calibrate", "--data", str(trained / "test"), "--weights", str(source),
-                    "--out", str(trained / "never.pt"), "--test-time-flips", "3")
-    assert bad.returncode == 2 and "invalid choice: 3" in bad.stderr
-
-
 def test_calibrate_command_refuses_to_overwrite_its_input(trained: Path) -> None:
     source = trained / "run" / "model.pt"
     proc = _mammocad("model", "calibrate", "--data", str(trained / "test"), "--weights", str(source),

@@ -7,23 +7,13 @@ known exactly; the real network is exercised in test_inference.py.
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
 from scipy import ndimage
 
 from mammocad.model.detector import DetectorSpec, build_detector
-from mammocad.model.tiling import (
-    Detections,
-    detect_tiled,
-    fuse_passes,
-    merge_detections,
-    tile_grid,
-    tile_mode,
-    tile_starts,
-)
+from mammocad.model.tiling import detect_tiled, merge_detections, tile_grid, tile_mode, tile_starts
 
 
 @pytest.mark.parametrize("length", [50, 128, 129, 500, 1000, 2333])
@@ -155,54 +145,3 @@ def test_cpu_detection_is_float32_whatever_the_cpu() -> None:
     assert len(full.boxes) > 0
     assert np.array_equal(mixed.boxes, full.boxes) and np.array_equal(mixed.scores, full.scores)
     assert np.array_equal(mixed.probs, full.probs)
-
-
-class LeftHalfDetector(BlobDetector):
-    """BlobDetector that sees only blobs in the left half of its tile: an orientation-bound mark."""
-
-    def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
-        return [{key: value[out["boxes"][:, 2] < image.shape[-1] / 2] for key, value in out.items()}
-                for image, out in zip(images, super().forward(images), strict=True)]
-
-
-@pytest.mark.parametrize("flips", [2, 4])
-def test_test_time_flips_find_the_same_lesions_in_every_pass(flips: int) -> None:
-    image = image_with((40, 40, 10), (150, 200, 20))
-    once = detect_tiled(BlobDetector(), image, SPEC)
-    fused = detect_tiled(BlobDetector(), image, dataclasses.replace(SPEC, test_time_flips=flips))
-    assert fused.tiles == flips * once.tiles
-    order = np.argsort(fused.boxes[:, 0])
-    # BlobDetector's boxes are pixel centres, the mirror maps pixel edges: at most half a pixel apart.
-    assert np.allclose(fused.boxes[order], once.boxes[np.argsort(once.boxes[:, 0])], atol=0.5)
-    assert np.allclose(fused.scores, 0.9) and np.allclose(fused.probs[:, 2], 0.7)
-
-
-def test_a_mark_that_one_orientation_alone_makes_sinks_with_test_time_flips() -> None:
-    image = np.full((128, 128), 0.3, dtype=np.float32)  # one tile: the tile is the image
-    image[20:30, 20:30] = 1.0  # left half: seen unmirrored and mirrored up-down only
-    spec = dataclasses.replace(SPEC, test_time_flips=4)
-    fused = detect_tiled(LeftHalfDetector(), image, spec)
-    assert len(fused.boxes) == 1 and fused.scores[0] == pytest.approx(0.9 * 2 / 4)
-    assert np.allclose(fused.boxes[0], [20, 20, 29, 29], atol=0.5)
-    assert detect_tiled(LeftHalfDetector(), image, SPEC).scores[0] == pytest.approx(0.9)
-
-
-def test_fuse_passes_gives_a_spot_one_mark_scored_by_the_passes_that_agree() -> None:
-    probs = np.array([[0.1, 0.6, 0.3]])
-    spot = Detections(np.array([[10.0, 10, 30, 30]]), np.array([0.8]), probs)
-    nested = Detections(np.array([[14.0, 14, 26, 26], [100, 100, 120, 120]]), np.array([0.4, 0.6]),
-                        np.array([[0.6, 0.1, 0.3], [0.4, 0.3, 0.3]]), tiles=3)
-    fused = fuse_passes([spot, nested, Detections.empty(tiles=2)])
-    assert len(fused.boxes) == 2 and fused.tiles == 5
-    first, second = np.argsort(-fused.scores)
-    assert fused.scores[first] == pytest.approx((0.8 + 0.4) / 3)  # nested in another pass: the same spot
-    assert np.allclose(fused.boxes[first], (2 * np.array([10, 10, 30, 30]) + [14, 14, 26, 26]) / 3)
-    assert np.allclose(fused.probs[first], (2 * probs[0] + [0.6, 0.1, 0.3]) / 3)
-    assert fused.scores[second] == pytest.approx(0.6 / 3)
-    assert len(fuse_passes([Detections.empty(), Detections.empty()]).boxes) == 0
-
-
-def test_detector_spec_allows_one_two_or_four_passes() -> None:
-    with pytest.raises(ValueError, match="test_time_flips must be 1, 2 or 4"):
-        DetectorSpec(test_time_flips=3)
-    assert DetectorSpec.from_dict(DetectorSpec(test_time_flips=4).to_dict()).test_time_flips == 4

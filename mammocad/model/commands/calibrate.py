@@ -45,10 +45,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
                    help="false positives per image allowed at the lesion score threshold (default 1)")
     p.add_argument("--keep-class-cutoff", action="store_true",
                    help="keep the checkpoint's malignant cut-off instead of choosing it on these images")
-    p.add_argument("--test-time-flips", type=int, choices=(1, 2, 4), default=None, metavar="N",
-                   help="passes per image the new checkpoint runs: 1, 2 (also mirrored left-right) or 4 (also "
-                        "up-down and both); N times the analysis time, thresholds chosen for it (default: the "
-                        "checkpoint's own)")
     p.add_argument("--version", default=None, help="version label of the new checkpoint (default: unchanged)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
     p.set_defaults(handler=_run)
@@ -83,10 +79,6 @@ def _run(args: argparse.Namespace) -> int:
             items = load_pooled(args.data, args.data_format, parse_options(args.data_option))
             where = ", ".join(str(d) for d in args.data) + f" ({args.data_format})"
         det = Detector.load(source, args.device)
-        previous_flips = det.spec.test_time_flips
-        if args.test_time_flips is not None:
-            det = Detector(dataclasses.replace(det.checkpoint, spec=dataclasses.replace(
-                det.spec, test_time_flips=args.test_time_flips)), det.device, det.weights_path)
         cal = calibration.calibrate(predict_items(det, items, desc="calibrate"),
                                     risk_method=args.risk_method or det.spec.risk_method, rules=rules,
                                     fallback_operating_threshold=det.spec.operating_threshold,
@@ -96,8 +88,7 @@ def _run(args: argparse.Namespace) -> int:
         meta["calibration"] = {
             "command": "mammocad " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "from": str(source),
-            "previous": {**dataclasses.asdict(det.info), "version": ckpt.metadata.get("version"),
-                         "test_time_flips": previous_flips},
+            "previous": {**dataclasses.asdict(det.info), "version": ckpt.metadata.get("version")},
         }
         # Metrics measured at the old thresholds no longer describe this file.
         meta["metrics"] = {"calibration": {k: cal.report[k] for k in ("metrics", "ci95", "counts")}}

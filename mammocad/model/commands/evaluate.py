@@ -62,7 +62,7 @@ def _run(args: argparse.Namespace) -> int:
                             rule=args.rule)
     report["definitions"]["malignant_threshold"] = det.info.malignant_threshold
     report["model"] = {"name": det.model_name, "version": det.model_version, "synthetic": det.synthetic_weights,
-                       "weights": str(det.weights_path), "test_time_flips": det.spec.test_time_flips}
+                       "weights": str(det.weights_path)}
     where = ", ".join(str(d) for d in args.data)
     report["data"] = {"path": where, "format": args.data_format, "options": parse_options(args.data_option)}
     args.out.mkdir(parents=True, exist_ok=True)
@@ -76,8 +76,7 @@ def _run(args: argparse.Namespace) -> int:
     when = "at training" if chosen_on == "validation" else "by `mammocad model calibrate`"
     print(f"thresholds (chosen on validation data {when}): lesion reported at score >= {lesion_t:.3f}; "
           f"called malignant at p(malignant) >= {det.info.malignant_threshold:.3f}; breast called malignant at "
-          f"risk >= {det.spec.operating_threshold:.3f} (breast risk rule {det.spec.risk_method!r})"
-          + (f"; {det.spec.test_time_flips} passes per image (test-time flips)" if det.spec.test_time_flips > 1 else ""))
+          f"risk >= {det.spec.operating_threshold:.3f} (breast risk rule {det.spec.risk_method!r})")
     print(f"written: {args.out / 'metrics.json'}, {args.out / 'roc.png'}, {args.out / 'froc.png'}")
     print("research use only, not for diagnostic use")
     return 0
