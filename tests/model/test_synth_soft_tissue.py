@@ -1,4 +1,5 @@
-"""Soft-tissue findings (synth v9): lymph nodes, cysts, fibroadenomas, spiculated masses, with no truth."""
+"""Soft-tissue findings (synth v9): lymph nodes, cysts, fibroadenomas, spiculated masses, with no truth;
+masses around clusters (synth v10)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import pytest
 from mammocad.model.synth import generate as gen
 from mammocad.model.synth import physics, soft_tissue
 from mammocad.model.synth.anatomy import Breast
-from mammocad.model.synth.soft_tissue import SoftFinding, draw_findings, sample_finding
+from mammocad.model.synth.calcifications import sample_cluster
+from mammocad.model.synth.soft_tissue import SoftFinding, draw_findings, sample_finding, sample_host
 from mammocad.model.synth.views import project_view
 
 SPACING = 0.1
@@ -119,9 +121,55 @@ def test_studies_list_their_findings_with_no_truth_and_keep_their_clusters(monke
     assert seen.get("axillary_node", 0) >= 2 and len(seen) >= 3, seen
     # Without any finding, every study keeps its clusters and their boxes: own random streams.
     monkeypatch.setattr(gen, "AXILLARY_NODE_RATE", 0.0)
-    for kind in list(soft_tissue.FINDING_RATES):
-        monkeypatch.setitem(soft_tissue.FINDING_RATES, kind, 0.0)
+    for rates in (soft_tissue.FINDING_RATES, soft_tissue.HOST_RATES):
+        for kind in list(rates):
+            monkeypatch.setitem(rates, kind, 0.0)
     for index, study in enumerate(with_findings):
         bare = gen.generate_study(index, seed=4242)
         assert all(not ann.extra["soft_tissue"] for ann in bare.annotations)
         assert [ann.lesions for ann in bare.annotations] == [ann.lesions for ann in study.annotations]
+
+
+def test_a_host_mass_is_drawn_round_a_cancer_or_a_popcorn_cluster_and_no_other(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(soft_tissue.HOST_RATES, "malignant", 1.0)
+    monkeypatch.setitem(soft_tissue.HOST_RATES, "popcorn", 1.0)
+    rng = np.random.default_rng(2)
+    for extent in (2.0, 12.0, 60.0):
+        mass = sample_host(rng, "fine_pleomorphic", True, extent, 25.0)
+        assert mass is not None and mass.kind == "spiculated_mass" and mass.holds_cluster
+        a, b = mass.semi_axes_mm
+        # Most of the cluster inside the core, never a mass larger than HOST_MAX_HALF_MM.
+        assert b >= min(0.7 * extent, soft_tissue.HOST_MAX_HALF_MM * b / a) - 1e-9
+        assert a <= soft_tissue.HOST_MAX_HALF_MM + 1e-9 and mass.depth_mm <= 25.0
+    fibroadenoma = sample_host(rng, "popcorn", False, 3.0, 25.0)
+    assert fibroadenoma is not None and fibroadenoma.kind == "fibroadenoma" and fibroadenoma.holds_cluster
+    assert sample_host(rng, "punctate", False, 3.0, 25.0) is None
+    monkeypatch.setattr(soft_tissue, "ILL_DEFINED_SHARE", 1.0)
+    ill = sample_host(rng, "amorphous", True, 5.0, 25.0)
+    assert ill is not None and ill.spicules == 0 and ill.margin_mm >= 1.0
+
+
+def test_host_masses_sit_on_their_clusters_seen_on_both_views(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(soft_tissue.HOST_RATES, "malignant", 1.0)
+    breast = Breast.sample(np.random.default_rng(11), FIELD, 0.3)
+    rng = np.random.default_rng(5)
+    cancer = gen._Lesion(sample_cluster(rng, malignant=True), (0.4 * breast.depth_cc, 0.0, 0.0), ("CC", "MLO"))
+    one_view = gen._Lesion(sample_cluster(rng, malignant=True), (0.5 * breast.depth_cc, 5.0, 5.0), ("CC",))
+    hosts = gen._host_masses(np.random.default_rng(1), breast, [cancer, one_view], FIELD)
+    assert len(hosts) == 1
+    mass, position = hosts[0]
+    assert np.abs(np.subtract(position, cancer.position)).max() <= 0.2 * min(mass.semi_axes_mm) + 1e-9
+
+
+def test_studies_list_the_masses_that_hold_their_clusters(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(soft_tissue.HOST_RATES, "malignant", 1.0)
+    monkeypatch.setitem(soft_tissue.HOST_RATES, "popcorn", 1.0)
+    hosted = 0
+    for index in range(4):
+        for ann in gen.generate_study(index, seed=4242).annotations:
+            masses = ann.extra["calcified_masses"]
+            hosted += len(masses)
+            assert all(kind in ann.extra["soft_tissue"] for kind in masses)
+            if masses:  # only breasts with a cancer or popcorn cluster get one
+                assert ann.breast_malignant or "popcorn" in ann.extra["kinds"]
+    assert hosted >= 2

@@ -45,6 +45,7 @@ from mammocad.model.synth.soft_tissue import (
     SoftFinding,
     sample_breast_findings,
     sample_finding,
+    sample_host,
 )
 from mammocad.model.synth.views import project_view
 
@@ -63,8 +64,9 @@ DENSITIES = {"A": 0.1, "B": 0.3, "C": 0.55, "D": 0.8}
 #: tissue power and β on a larger drawing) and scatter made by tissue, not by the breast's outline;
 #: 8: film exposure ended by a photo-timer under the breast, and one film, processor and
 #: digitiser per exam; 9: soft-tissue findings with no truth: lymph nodes in the breast and the
-#: axilla, cysts, fibroadenomas, spiculated masses).
-SYNTH_VERSION = 9
+#: axilla, cysts, fibroadenomas, spiculated masses; 10: masses around clusters: a cancer's
+#: calcifications in a spiculated or ill-defined mass, popcorn in a fibroadenoma).
+SYNTH_VERSION = 10
 #: Chance that a breast carries unlabelled vascular or skin calcifications (common in screening
 #: populations; a detector never shown them marks them on real images).
 UNLABELLED_RATE = 0.3
@@ -131,6 +133,10 @@ def generate_study(index: int, *, seed: int, size: str = "small",
     # Soft-tissue findings (no truth) from streams of their own, for the same reason.
     findings = {lat: _place_findings(np.random.default_rng([seed, index, ord(lat), 17]), breasts[lat], field_mm)
                 for lat in breasts}
+    # Masses around clusters (no truth of their own: the cluster's box is the truth), likewise.
+    for lat in breasts:
+        findings[lat] += _host_masses(np.random.default_rng([seed, index, ord(lat), 23]), breasts[lat],
+                                      lesions[lat], field_mm)
     # One film box, processor, exposure setting and digitiser for the exam's four films, from a
     # stream of its own so that the breasts and clusters of a seed stay as they were.
     film = FilmSettings.sample(np.random.default_rng([seed, index, 13])) if profile.secondary_capture else None
@@ -162,7 +168,8 @@ def generate_study(index: int, *, seed: int, size: str = "small",
                    "density": density_letter, "acquisition": "film" if profile.secondary_capture else "dr",
                    "kinds": [x.spec.kind for x in drawn], "specks": specks,
                    "unlabelled": [x.spec.kind for x in unlabelled[lat]],
-                   "soft_tissue": [f.kind for f, _ in soft], "synthetic": True}))
+                   "soft_tissue": [f.kind for f, _ in soft],
+                   "calcified_masses": [f.kind for f, _ in soft if f.holds_cluster], "synthetic": True}))
     study.study_uid = study.datasets[0].StudyInstanceUID
     return study
 
@@ -253,6 +260,27 @@ def _place_findings(rng: np.random.Generator, breast: Breast,
         position = _place(rng, breast, finding.extent_mm(), field_mm)
         if position is not None:
             out.append((finding, position))
+    return out
+
+
+def _host_masses(rng: np.random.Generator, breast: Breast, lesions: list[_Lesion],
+                 field_mm: tuple[float, float]) -> list[tuple[SoftFinding, tuple[float, float, float]]]:
+    """Masses that hold the breast's clusters seen on both views (``soft_tissue.sample_host``).
+
+    Centred near the cluster (within a fifth of the mass's shorter half-axis in each direction)
+    and only where the mass's core fits inside the breast on both views.
+    """
+    out = []
+    for lesion in lesions:
+        host = sample_host(rng, lesion.spec.kind, lesion.spec.lesion_class is LesionClass.MALIGNANT,
+                           lesion.spec.extent_mm(), 0.45 * breast.thickness)
+        if host is None or len(lesion.views) < 2:
+            continue
+        shift = rng.uniform(-0.2, 0.2, 3) * min(host.semi_axes_mm)
+        position = (lesion.position[0] + shift[0], lesion.position[1] + shift[1], lesion.position[2] + shift[2])
+        core = max(host.semi_axes_mm) * (1.0 + 2 * host.lobulation)
+        if all(_fits(breast, view, position, core, field_mm) for view in ("CC", "MLO")):
+            out.append((host, position))
     return out
 
 

@@ -17,7 +17,7 @@ Prevalences are chosen so that most breasts hold something to learn from, not me
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import ndimage
@@ -30,6 +30,14 @@ FINDING_RATES = {"lymph_node": 0.2, "cyst": 0.15, "fibroadenoma": 0.12, "spicula
 #: the pectoral muscle's edge).
 AXILLARY_NODE_RATE = 0.6
 KINDS = (*FINDING_RATES, "axillary_node")
+#: Chance that a cluster seen on both views lies in a mass of its own: a cancer's calcifications
+#: inside or at the edge of the tumour, and the popcorn calcifications of an involuting
+#: fibroadenoma (the classic benign pair). Other benign kinds lie in plain tissue.
+HOST_RATES = {"malignant": 0.3, "popcorn": 0.6}
+#: Share of the masses around malignant clusters drawn without spicules: irregular, ill-defined.
+ILL_DEFINED_SHARE = 0.4
+#: Largest half length (mm) a host mass grows to around a wide cluster.
+HOST_MAX_HALF_MM = 25.0
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,7 @@ class SoftFinding:
     spicule_length_mm: float
     margin_mm: float  # blur of the outline: 0 circumscribed, ~1 ill-defined
     seed: int  # the drawing's own details (orientation, lobes, spicules) per view
+    holds_cluster: bool = False  # drawn around a calcification cluster (``sample_host``)
 
     def extent_mm(self) -> float:
         """Radius (mm) that holds the whole finding, to place it inside the breast."""
@@ -77,6 +86,27 @@ def sample_finding(rng: np.random.Generator, kind: str, max_depth_mm: float) -> 
                            int(rng.integers(10, 31)), float(rng.uniform(5.0, 20.0)), float(rng.uniform(0.5, 1.2)),
                            seed)
     raise ValueError(f"unknown soft-tissue finding {kind!r}; known: {', '.join(KINDS)}")
+
+
+def sample_host(rng: np.random.Generator, cluster_kind: str, malignant: bool, cluster_extent_mm: float,
+                max_depth_mm: float) -> SoftFinding | None:
+    """The mass a cluster lies in, or None (most clusters lie in plain tissue; ``HOST_RATES``).
+
+    The mass grows until its core's shorter half-axis is 0.7 of the cluster's radius, so most
+    specks lie inside it and the widest clusters spill over its edge, as a cancer's
+    calcifications do; its centre is the cluster's, give or take (``generate``).
+    """
+    rate = HOST_RATES["malignant"] if malignant else HOST_RATES.get(cluster_kind, 0.0)
+    if rng.random() >= rate:
+        return None
+    finding = sample_finding(rng, "spiculated_mass" if malignant else "fibroadenoma", max_depth_mm)
+    a, b = finding.semi_axes_mm
+    grow = min(max(1.0, 0.7 * cluster_extent_mm / b), HOST_MAX_HALF_MM / a)
+    finding = replace(finding, semi_axes_mm=(a * grow, b * grow), depth_mm=min(finding.depth_mm * grow, max_depth_mm),
+                      holds_cluster=True)
+    if malignant and rng.random() < ILL_DEFINED_SHARE:
+        finding = replace(finding, spicules=0, spicule_length_mm=0.0, margin_mm=float(rng.uniform(1.0, 2.0)))
+    return finding
 
 
 def sample_breast_findings(rng: np.random.Generator, max_depth_mm: float) -> list[SoftFinding]:
