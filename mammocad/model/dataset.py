@@ -27,6 +27,8 @@ from mammocad.model.annotations import AnnotatedImage
 from mammocad.model.parallel import ordered_map
 
 if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
+
     from mammocad.model.mining import HardNegative, HardPositive
 
 
@@ -138,19 +140,31 @@ def decode_image(item: AnnotatedImage, preprocess: Any) -> Any:
             arr = np.asarray(im)
         return st.standardise_array(arr, laterality=item.laterality, spacing_mm=item.pixel_spacing_mm,
                                     view=item.view, spec=preprocess)
-    import pydicom
-
     # A reader that knows the pixel size of header-less files (digitised film) says so per item;
     # it must not become the checkpoint's fallback for every other image at inference.
     declared = item.pixel_spacing_mm or item.extra.get("spacing_mm")
     known = float(declared) if declared else None
+    return st.standardise(image_dataset(item, known), preprocess, spacing_mm=known)
+
+
+def image_dataset(item: AnnotatedImage, spacing_mm: float | None = None) -> Dataset:
+    """The DICOM data set the model learns from: the file, with a real background's inserted
+    clusters pasted in, rendered as its source's options asked (``spacing_mm``: the item's
+    declared pitch, for files without one in the header)."""
+    import pydicom
+
     if item.extra.get("real_background"):
-        # A real image with simulated clusters: the cached patches go over the original pixels
-        # (and the image is rendered as its source's options asked).
         from mammocad.model.readers.real_background import dataset_with_inserts
 
-        return st.standardise(dataset_with_inserts(item), preprocess, spacing_mm=known)
-    return st.standardise(pydicom.dcmread(path), preprocess, spacing_mm=known)
+        return dataset_with_inserts(item)
+    ds: Dataset = pydicom.dcmread(item.image_path)
+    render = item.extra.get("render")
+    if render:  # a synthetic view shown as public film sets ship theirs (film_rendering.SourceRendering)
+        from mammocad.model.readers.film_rendering import render_coarser
+
+        ds = render_coarser(ds, np.array(ds.pixel_array, copy=True), int(render["factor"]), render.get("bits"),
+                            spacing_mm=spacing_mm)
+    return ds
 
 
 def to_sample(item: AnnotatedImage, preprocess: Any) -> Sample:
@@ -351,6 +365,9 @@ class DataSource:
     ``{calc_mode = "clusters"}`` for INbreast; see ``mammocad.model.readers``).
     ``spacing_mm`` (synthetic only): draw at that pixel size instead of ``size``'s, e.g. 0.1 mm
     for a detector that works at 0.1 mm; the same seed draws the same breasts and clusters.
+    A synthetic source's options only render its views coarser when they are read
+    (``render_spacing_mm``, ``render_bits``, ``render_acquisitions``: film_rendering.SourceRendering);
+    the folder on disk stays as drawn, so one folder can be listed as drawn and rendered.
     """
 
     format: str
@@ -369,6 +386,10 @@ class DataSource:
         if self.spacing_mm is not None and (self.format != "synthetic" or not 0.03 <= self.spacing_mm <= 1.0):
             raise ValueError(f"spacing_mm is for synthetic sources, 0.03..1.0 mm; got {self.spacing_mm} "
                              f"for format {self.format} (path {self.path})")
+        if self.format == "synthetic":
+            from mammocad.model.readers.film_rendering import SourceRendering
+
+            SourceRendering.from_options(self.options)  # unknown or bad options fail when the config is read
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], base: Path | None = None) -> DataSource:
@@ -405,6 +426,30 @@ def _check_drawn_as_asked(src: DataSource) -> None:
                          "point path at another folder, or delete this one to draw it again")
 
 
+def _rendered(items: list[AnnotatedImage], src: DataSource) -> list[AnnotatedImage]:
+    """A synthetic folder's items as its options render them (as drawn without options)."""
+    from mammocad.model.readers.film_rendering import SourceRendering
+
+    rendering = SourceRendering.from_options(src.options)
+    if rendering is None:
+        return items
+    return [rendering.apply(item, _drawn_spacing(item)) for item in items]
+
+
+def _drawn_spacing(item: AnnotatedImage) -> float:
+    """A synthetic view's pitch from its header (the generator writes one on every view)."""
+    import pydicom
+
+    from mammocad.dicom import header as dicom_header
+
+    (row_mm, col_mm), source = dicom_header.spacing_from_header(
+        pydicom.dcmread(item.image_path, stop_before_pixels=True), 0.0)
+    if source == "fallback":
+        raise ValueError(f"{item.image_path} has no pixel spacing in its header; a synthetic view always has one: "
+                         "draw the folder again")
+    return float(np.sqrt(row_mm * col_mm))
+
+
 def load_source(src: DataSource, *, progress: bool = True, workers: int = 1) -> list[AnnotatedImage]:
     """The annotated images of a source (generating synthetic data on first use, in ``workers`` processes)."""
     from mammocad.model.annotations import MANIFEST_NAME, load_manifest
@@ -416,7 +461,7 @@ def load_source(src: DataSource, *, progress: bool = True, workers: int = 1) -> 
             generate_dataset(src.path, src.n_studies, src.seed, size=src.size, spacing_mm=src.spacing_mm,
                              progress=progress, workers=workers)
         _check_drawn_as_asked(src)
-        return load_manifest(src.path)
+        return _rendered(load_manifest(src.path), src)
     if not src.path.exists():
         raise FileNotFoundError(f"data path {src.path} does not exist (format {src.format})")
     if src.format == "manifest":

@@ -75,3 +75,61 @@ def test_a_synthetic_source_draws_at_its_spacing_and_refuses_a_folder_drawn_othe
         load_source(DataSource.from_dict(raw), progress=False)
     with pytest.raises(ValueError, match="spacing_mm is for synthetic sources"):
         DataSource.from_dict({"format": "manifest", "path": "x", "spacing_mm": 0.1})
+
+
+def test_a_synthetic_source_renders_its_film_views_like_a_public_film_set(tmp_path: Path) -> None:
+    """render_spacing_mm/render_bits on a synthetic source: film views become block means at the
+    coarser pitch, rounded to 8 bits, with the truth in the rendered pixels; DR views and the
+    folder on disk stay as drawn, so one folder can be listed both ways."""
+    import numpy as np
+    import pydicom
+    import pytest
+
+    from mammocad.model.dataset import DataSource, image_dataset, load_source, to_sample
+
+    raw = {"format": "synthetic", "path": str(tmp_path / "s"), "n_studies": 2, "seed": 2, "spacing_mm": 0.4}
+    drawn = load_source(DataSource.from_dict(raw), progress=False)
+    rendered = load_source(DataSource.from_dict(
+        {**raw, "options": {"render_spacing_mm": 0.8, "render_bits": 8}}), progress=False)
+    acquisitions = [it.extra["acquisition"] for it in drawn]
+    assert "film" in acquisitions and "dr" in acquisitions  # seed 2: one study of each
+    spec = PreprocessSpec(working_spacing_mm=0.8)
+    with_lesions = 0
+    for full, small in zip(drawn, rendered, strict=True):
+        if full.extra["acquisition"] == "dr":
+            assert small == full
+            continue
+        assert small.breast_id == full.breast_id + "@0.8mm-8bit"
+        ds = image_dataset(small)
+        pixels = ds.pixel_array.astype(np.float64)
+        scan = pydicom.dcmread(full.image_path).pixel_array.astype(np.float64)
+        rows, cols = pixels.shape
+        assert (rows, cols) == (scan.shape[0] // 2, scan.shape[1] // 2)
+        step = (2 ** int(ds.BitsStored) - 1) / 255
+        means = scan[:rows * 2, :cols * 2].reshape(rows, 2, cols, 2).mean(axis=(1, 3))
+        assert np.array_equal(pixels, np.clip(np.round(np.round(means / step) * step), 0, 2 ** int(ds.BitsStored) - 1))
+        assert [float(v) for v in ds.PixelSpacing] == pytest.approx([0.8, 0.8])
+        # The truth follows the pixels: at the rendered pitch both copies put the boxes in the same place.
+        assert [v for les in small.lesions for v in les.box] == pytest.approx(
+            [v / 2 for les in full.lesions for v in les.box])
+        # Standardised at the rendered pitch, the boxes sit where each copy's frame puts the same
+        # place of the breast (the breast crops may start a row or two apart; the two resizes differ by
+        # under a pixel).
+        a, b = to_sample(full, spec), to_sample(small, spec)
+        if full.lesions:
+            corner_full = decode_image(full, spec).transform.to_model(np.array([[0.0, 0.0, 1.0, 1.0]]))[0, :2]
+            corner_small = decode_image(small, spec).transform.to_model(np.array([[0.0, 0.0, 0.5, 0.5]]))[0, :2]
+            shift = np.tile(corner_full - corner_small, 2)
+            assert np.abs(a.boxes - b.boxes - shift).max() < 1.0  # within a working pixel
+        assert [sp["x"] for sp in small.extra["specks"]] == pytest.approx([sp["x"] / 2 for sp in full.extra["specks"]])
+        with_lesions += bool(full.lesions)
+    assert with_lesions >= 2
+    both = load_source(DataSource.from_dict({**raw, "options": {"render_spacing_mm": 0.8,
+                                                                   "render_acquisitions": ["film", "dr"]}}), progress=False)
+    assert all(it.extra["render"] == {"factor": 2} for it in both)  # 16 bits kept without render_bits
+    for bad, message in (({"render_bit": 8}, "unknown options for a synthetic source: render_bit"),
+                         ({"render_bits": 8}, "need render_spacing_mm"),
+                         ({"render_spacing_mm": 0.2, "render_acquisitions": ["raw"]}, "render_acquisitions"),
+                         ({"render_spacing_mm": 0.2, "render_bits": 4}, "render_bits must be 6..16")):
+        with pytest.raises(ValueError, match=message):
+            DataSource.from_dict({**raw, "options": bad})

@@ -6,16 +6,21 @@ of specks) than the standardiser's anti-aliased resize of the same scan, whose t
 output pixel wide on each side. A detector that never saw such images marks them differently:
 a synth v4 retrain that put 0.88 marks per image on the 8 CBIS-DDSM films through the node's
 path put 2.38 on the block means of the same films at 0.2 mm, 16 bits (MODEL_CARD.md,
-"Experiments not shipped"). Two users need the same rendering: training on real backgrounds
-(``real_background``, options ``render_spacing_mm`` / ``render_bits``) and the realism report's
-marks on rendered real images (``mammocad model realism --marks-rendered``).
+"Experiments not shipped"). Three users need the same rendering: training on real backgrounds
+(``real_background``, options ``render_spacing_mm`` / ``render_bits``), training on synthetic
+folders shown the same way (:class:`SourceRendering`, the same option names) and the realism
+report's marks on rendered images (``mammocad model realism --marks-rendered``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+from typing import Any
+
 import numpy as np
 from pydicom.dataset import Dataset
 
+from mammocad.model.annotations import AnnotatedImage
 from mammocad.model.readers.background_maps import block_mean
 
 #: Header attributes that carry the pixel size; each present one is scaled by the block size.
@@ -56,4 +61,72 @@ def render_coarser(ds: Dataset, stored: np.ndarray, factor: int, bits: int | Non
     return ds
 
 
-__all__ = ["SPACING_KEYWORDS", "block_factor", "render_coarser"]
+#: Where :class:`SourceRendering` keeps an item's block size and bits, for ``decode_image``.
+RENDER_KEY = "render"
+
+
+@dataclass(frozen=True)
+class SourceRendering:
+    """A synthetic source's images shown as public film sets ship theirs (``[data] options``:
+    ``render_spacing_mm``, ``render_bits``, ``render_acquisitions``).
+
+    Why: a detector trained only on synthetic film as drawn puts more marks on the same film at
+    0.2 mm / 8 bits (synthetic as real: MODEL_CARD.md, "Experiments not shipped"); training on
+    renderings is the way to teach it those images. Only views of ``acquisitions`` (film by
+    default: DR is not shipped as 8-bit scans) are rendered; the rest pass as drawn. Truth moves
+    into the rendered pixels, and the breast gets its own id so that a folder listed twice, as
+    drawn and rendered, does not merge two copies of a breast into one.
+    """
+
+    spacing_mm: float
+    bits: int | None = None
+    acquisitions: tuple[str, ...] = ("film",)
+
+    OPTION_NAMES = ("render_spacing_mm", "render_bits", "render_acquisitions")
+
+    def __post_init__(self) -> None:
+        if not 0.01 <= self.spacing_mm <= 1.0:
+            raise ValueError(f"render_spacing_mm must be 0.01..1.0 mm, got {self.spacing_mm}")
+        if self.bits is not None and not 6 <= self.bits <= 16:
+            raise ValueError(f"render_bits must be 6..16, got {self.bits}")
+        unknown = sorted(set(self.acquisitions) - {"film", "dr"})
+        if not self.acquisitions or unknown:
+            raise ValueError(f"render_acquisitions lists film and/or dr, got {list(self.acquisitions)}")
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> SourceRendering | None:
+        """The rendering a synthetic source's options ask for; None without ``render_spacing_mm``."""
+        unknown = sorted(set(options) - set(cls.OPTION_NAMES))
+        if unknown:
+            raise ValueError(f"unknown options for a synthetic source: {', '.join(unknown)} "
+                             f"(known: {', '.join(cls.OPTION_NAMES)})")
+        if options.get("render_spacing_mm") is None:
+            if options:
+                raise ValueError("render_bits and render_acquisitions need render_spacing_mm (e.g. 0.2)")
+            return None
+        bits = options.get("render_bits")
+        acquisitions = options.get("render_acquisitions", ["film"])
+        if isinstance(acquisitions, str):
+            acquisitions = [acquisitions]
+        return cls(float(options["render_spacing_mm"]), None if bits is None else int(bits),
+                   tuple(str(a) for a in acquisitions))
+
+    def label(self) -> str:
+        return f"{self.spacing_mm:g}mm" + (f"-{self.bits}bit" if self.bits else "")
+
+    def apply(self, item: AnnotatedImage, spacing_mm: float) -> AnnotatedImage:
+        """``item`` as :func:`render_coarser` will show it, or as it is when its acquisition is not
+        rendered; ``spacing_mm`` is its drawn pitch."""
+        if item.extra.get("acquisition") not in self.acquisitions:
+            return item
+        factor = block_factor(spacing_mm, self.spacing_mm)
+        lesions = tuple(replace(les, box=(les.box[0] / factor, les.box[1] / factor, les.box[2] / factor,
+                                          les.box[3] / factor)) for les in item.lesions)
+        extra = dict(item.extra)
+        if extra.get("specks"):
+            extra["specks"] = [{**sp, "x": sp["x"] / factor, "y": sp["y"] / factor} for sp in extra["specks"]]
+        extra[RENDER_KEY] = {"factor": factor, **({"bits": self.bits} if self.bits else {})}
+        return replace(item, lesions=lesions, breast_id=f"{item.breast_id}@{self.label()}", extra=extra)
+
+
+__all__ = ["RENDER_KEY", "SPACING_KEYWORDS", "SourceRendering", "block_factor", "render_coarser"]
