@@ -14,13 +14,14 @@ report's marks on rendered images (``mammocad model realism --marks-rendered``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset
 
-from mammocad.model.annotations import AnnotatedImage
+from mammocad.model.annotations import AnnotatedImage, AnnotatedLesion
 from mammocad.model.readers.background_maps import block_mean
 
 #: Header attributes that carry the pixel size; each present one is scaled by the block size.
@@ -59,6 +60,17 @@ def render_coarser(ds: Dataset, stored: np.ndarray, factor: int, bits: int | Non
         ds.NominalScannedPixelSpacing = [float(spacing_mm) * factor] * 2
     ds.set_pixel_data(out, str(ds.PhotometricInterpretation), stored_bits, generate_instance_uid=False)
     return ds
+
+
+def rendered_lesions(lesions: Sequence[AnnotatedLesion], factor: int) -> tuple[AnnotatedLesion, ...]:
+    """Truth boxes in a rendering's pixels: a block of ``factor`` pixels becomes one."""
+    return tuple(replace(les, box=(les.box[0] / factor, les.box[1] / factor, les.box[2] / factor,
+                                   les.box[3] / factor)) for les in lesions)
+
+
+def rendered_specks(specks: Sequence[dict[str, Any]], factor: int) -> list[dict[str, Any]]:
+    """Speck truth (``{"x", "y", ...}`` in stored pixels) in a rendering's pixels."""
+    return [{**sp, "x": sp["x"] / factor, "y": sp["y"] / factor} for sp in specks]
 
 
 #: Where :class:`SourceRendering` keeps an item's block size and bits, for ``decode_image``.
@@ -120,13 +132,12 @@ class SourceRendering:
         if item.extra.get("acquisition") not in self.acquisitions:
             return item
         factor = block_factor(spacing_mm, self.spacing_mm)
-        lesions = tuple(replace(les, box=(les.box[0] / factor, les.box[1] / factor, les.box[2] / factor,
-                                          les.box[3] / factor)) for les in item.lesions)
         extra = dict(item.extra)
         if extra.get("specks"):
-            extra["specks"] = [{**sp, "x": sp["x"] / factor, "y": sp["y"] / factor} for sp in extra["specks"]]
+            extra["specks"] = rendered_specks(extra["specks"], factor)
         extra[RENDER_KEY] = {"factor": factor, **({"bits": self.bits} if self.bits else {})}
-        return replace(item, lesions=lesions, breast_id=f"{item.breast_id}@{self.label()}", extra=extra)
+        return replace(item, lesions=rendered_lesions(item.lesions, factor), breast_id=f"{item.breast_id}@{self.label()}", extra=extra)
 
 
-__all__ = ["RENDER_KEY", "SPACING_KEYWORDS", "SourceRendering", "block_factor", "render_coarser"]
+__all__ = ["RENDER_KEY", "SPACING_KEYWORDS", "SourceRendering", "block_factor", "render_coarser", "rendered_lesions",
+           "rendered_specks"]

@@ -57,7 +57,12 @@ from mammocad.model.annotations import (
 )
 from mammocad.model.readers.background_maps import BreastMaps, breast_maps, pick_centre
 from mammocad.model.readers.common import header_laterality_view, name_laterality_view, require
-from mammocad.model.readers.film_rendering import block_factor, render_coarser
+from mammocad.model.readers.film_rendering import (
+    block_factor,
+    render_coarser,
+    rendered_lesions,
+    rendered_specks,
+)
 from mammocad.model.synth import insertion
 from mammocad.model.synth.calcifications import ClusterSpec, sample_cluster
 from mammocad.model.synth.raster import speck_truth
@@ -324,13 +329,9 @@ def _rendered_truth(lesions: list[AnnotatedLesion], clusters: list[dict[str, Any
     """Truth in the rendered image's pixels: a block of ``factor`` pixels becomes one."""
     if factor == 1:
         return lesions, clusters
-    scaled = [replace(les, box=tuple(v / factor for v in les.box)) for les in lesions]  # type: ignore[arg-type]
-    out = []
-    for cluster in clusters:
-        centre = [round(c / factor, 1) for c in cluster["centre"]]
-        specks = [{**sp, "x": sp["x"] / factor, "y": sp["y"] / factor} for sp in cluster["specks"]]
-        out.append({**cluster, "centre": centre, "specks": specks})
-    return scaled, out
+    out = [{**cluster, "centre": [round(c / factor, 1) for c in cluster["centre"]],
+            "specks": rendered_specks(cluster["specks"], factor)} for cluster in clusters]
+    return list(rendered_lesions(lesions, factor)), out
 
 
 def _spacing(ds: Dataset, im: _Image, opts: Options) -> float:
