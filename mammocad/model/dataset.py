@@ -34,12 +34,14 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Sample:
-    """One standardised image. boxes: float[M, 4] in model-frame pixels; labels: int[M] 1/2."""
+    """One standardised image. boxes: float[M, 4] in model-frame pixels; labels: int[M] 1/2;
+    ignore: float[K, 4], lesions taught neither as lesion nor as background (``TileConfig.ignore_lesions``)."""
 
     image: np.ndarray
     boxes: np.ndarray
     labels: np.ndarray
     breast_id: str
+    ignore: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,13 @@ class TileConfig:
     #: pool has any (``mining.py``). 0 mines no misses.
     hard_positive_fraction: float = 0.0
     hard_positive_max_score: float = 0.5
+    #: Lesions whose description holds one of these words (e.g. "amorphous") are left out of
+    #: training: no tile is centred on them, no tile that overlaps them is drawn (up to 10 tries,
+    #: then the tile is kept), and mining does not take the model's marks on them for false
+    #: positives. For kinds the model cannot see at its working resolution: taught as lesions they
+    #: teach it to mark plain tissue, taught as background they teach it to miss them. Evaluation
+    #: still counts them, and counts their misses.
+    ignore_lesions: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.size < 32:
@@ -167,27 +176,37 @@ def image_dataset(item: AnnotatedImage, spacing_mm: float | None = None) -> Data
     return ds
 
 
-def to_sample(item: AnnotatedImage, preprocess: Any) -> Sample:
+def to_sample(item: AnnotatedImage, preprocess: Any, ignore_lesions: Sequence[str] = ()) -> Sample:
+    """The image standardised, its boxes in the model's frame; lesions whose description holds a
+    word of ``ignore_lesions`` go to ``Sample.ignore`` instead of the boxes."""
     std = decode_image(item, preprocess)
     image = np.asarray(std.image, dtype=np.float32)
-    if item.lesions:
-        boxes = std.transform.to_model(np.array([les.box for les in item.lesions], dtype=np.float64))
-        labels = np.array([les.lesion_class.label for les in item.lesions], dtype=np.int64)
-    else:
-        boxes, labels = np.zeros((0, 4)), np.zeros(0, dtype=np.int64)
-    h, w = image.shape
-    boxes = boxes.copy()
-    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
-    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
+    words = [w.lower() for w in ignore_lesions]
+    ignored = [any(w in les.description.lower() for w in words) for les in item.lesions]
+    taught = [les for les, skip in zip(item.lesions, ignored, strict=True) if not skip]
+    boxes = _model_boxes(std, [les.box for les in taught], image.shape)
+    labels = np.array([les.lesion_class.label for les in taught], dtype=np.int64)
     ok = (boxes[:, 2] - boxes[:, 0] >= 1) & (boxes[:, 3] - boxes[:, 1] >= 1)
-    return Sample(image, boxes[ok].astype(np.float32), labels[ok], item.breast_id)
+    skipped = [les.box for les, skip in zip(item.lesions, ignored, strict=True) if skip]
+    return Sample(image, boxes[ok], labels[ok], item.breast_id, ignore=_model_boxes(std, skipped, image.shape))
+
+
+def _model_boxes(std: Any, boxes: Sequence[Sequence[float]], shape: tuple[int, ...]) -> np.ndarray:
+    """Original-pixel boxes in the standardised image's frame, clipped to it (float32[N, 4])."""
+    if not boxes:
+        return np.zeros((0, 4), np.float32)
+    out = std.transform.to_model(np.array(boxes, dtype=np.float64)).copy()
+    h, w = shape
+    out[:, [0, 2]] = out[:, [0, 2]].clip(0, w)
+    out[:, [1, 3]] = out[:, [1, 3]].clip(0, h)
+    return out.astype(np.float32)
 
 
 def load_samples(items: Sequence[AnnotatedImage], preprocess: Any, *, desc: str = "decode",
-                 progress: bool = True, workers: int = 1) -> list[Sample]:
+                 progress: bool = True, workers: int = 1, ignore_lesions: Sequence[str] = ()) -> list[Sample]:
     """Decode and standardise every image once (progress bar: this is the slow part), in
     ``workers`` processes (:mod:`mammocad.model.parallel`: the same samples in the same order)."""
-    decode = functools.partial(to_sample, preprocess=preprocess)
+    decode = functools.partial(to_sample, preprocess=preprocess, ignore_lesions=tuple(ignore_lesions))
     return list(tqdm(ordered_map(decode, items, workers), total=len(items), desc=desc, unit="img", leave=False,
                      disable=not progress))
 
@@ -231,13 +250,28 @@ class TileSampler:
     def draw(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         r = rng.random()
         if self._lesions and r < self.tiles.positive_fraction:
-            image_idx, origin = self._positive_origin(rng)
+            pick = self._positive_origin
         elif self.hard_negatives and r < self.tiles.positive_fraction + self.tiles.hard_negative_fraction:
-            image_idx, origin = self._hard_negative_origin(rng)
+            pick = self._hard_negative_origin
         else:
-            image_idx, origin = self._negative_origin(rng)
+            pick = self._negative_origin
+        image_idx, origin = pick(rng)
+        # Ignored lesions (TileConfig.ignore_lesions) would be taught as background: draw again.
+        # Images without any draw nothing more, so runs without the option draw the same tiles.
+        for _ in range(10):
+            if not self._overlaps_ignored(self.samples[image_idx], origin):
+                break
+            image_idx, origin = pick(rng)
         tile, boxes, labels = self._cut(self.samples[image_idx], origin)
         return self._augment(tile, boxes, labels, rng)
+
+    def _overlaps_ignored(self, s: Sample, origin: tuple[int, int]) -> bool:
+        if not len(s.ignore):
+            return False
+        x0, y0 = origin
+        t = self.tiles.size
+        b = s.ignore
+        return bool(((b[:, 0] < x0 + t) & (b[:, 2] > x0) & (b[:, 1] < y0 + t) & (b[:, 3] > y0)).any())
 
     def _positive_origin(self, rng: np.random.Generator) -> tuple[int, tuple[int, int]]:
         # rng is drawn from only when there is a pool, so a run without misses mined draws

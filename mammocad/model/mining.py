@@ -96,7 +96,9 @@ def mine(model: torch.nn.Module, samples: Sequence[Any], spec: DetectorSpec, *, 
     for i in indices:
         s = samples[int(i)]
         det = detect_tiled(frozen, s.image, spec, device=device, amp=device.startswith("cuda"))
-        found = false_positive_centres(det.boxes, det.scores, s.boxes, min_score)
+        # A mark on an ignored lesion (TileConfig.ignore_lesions) is no false positive.
+        truth = np.concatenate([s.boxes.reshape(-1, 4), s.ignore.reshape(-1, 4)])
+        found = false_positive_centres(det.boxes, det.scores, truth, min_score)
         found.sort(key=lambda f: -f[2])
         mined.negatives.extend((int(i), x, y, score) for x, y, score in found[:per_image])
         if positive_max_score > 0:

@@ -162,7 +162,8 @@ def prepare_data(cfg: TrainConfig, *, progress: bool = True, workers: int = 1) -
     test_items = load_source(cfg.test, progress=progress, workers=workers) if cfg.test else []
     log_event(logger, "train_data", images=len(items), train=len(train_items), val=len(val_items),
               test=len(test_items), lesions=sum(len(i.lesions) for i in train_items))
-    return (load_samples(train_items, cfg.preprocess, desc="decode train", progress=progress, workers=workers),
+    return (load_samples(train_items, cfg.preprocess, desc="decode train", progress=progress, workers=workers,
+                         ignore_lesions=cfg.tiles.ignore_lesions),
             val_items, test_items)
 
 

@@ -135,3 +135,49 @@ def test_cycle_peaks_override_the_geometric_rule() -> None:
     assert train.lr_factor(cfg, 10) == pytest.approx(0.4)
     with pytest.raises(ValueError, match="cycle_peaks"):
         train.OptimConfig(steps=20, cycle_steps=(10, 10), cycle_peaks=(1.0,))
+
+
+def test_ignored_lesions_are_neither_lesion_nor_background(tiny_data: Path) -> None:
+    """[tiles] ignore_lesions: the lesions named go to Sample.ignore (not taught as boxes), no tile
+    overlaps them while another can be drawn, and the model's marks on them are not false positives."""
+    import dataclasses
+
+    from mammocad.model.annotations import AnnotatedLesion, LesionClass
+    from mammocad.model.dataset import load_source, to_sample
+    from mammocad.model.mining import mine
+
+    raw = tiny_config(tiny_data)
+    raw["tiles"]["ignore_lesions"] = ["Amorphous"]
+    cfg = train.config_from_dict(raw)
+    assert cfg.tiles.ignore_lesions == ("Amorphous",)
+    item = next(it for it in load_source(cfg.data[0], progress=False) if it.lesions)
+    faint = AnnotatedLesion(box=item.lesions[0].box, lesion_class=LesionClass.MALIGNANT,
+                            description="amorphous calcifications, grouped distribution (BI-RADS 4B)")
+    item = dataclasses.replace(item, lesions=(*item.lesions, faint))
+    taught = to_sample(item, cfg.preprocess)
+    split = to_sample(item, cfg.preprocess, ignore_lesions=cfg.tiles.ignore_lesions)
+    assert len(split.boxes) == len(taught.boxes) - 1 and split.labels.tolist() == taught.labels[:-1].tolist()
+    assert np.array_equal(split.ignore, taught.boxes[-1:])  # the same place, in the same frame
+
+    # Tiles: a lesion to centre on at (100, 100), an ignored one (marked 1.0) at (300, 300).
+    image = np.full((400, 400), 0.5, np.float32)
+    image[295:305, 295:305] = 1.0
+    sample = Sample(image, np.array([[95, 95, 105, 105]], np.float32), np.array([1], np.int64), "a",
+                    ignore=np.array([[295, 295, 305, 305]], np.float32))
+    plain_aug = AugmentConfig(hflip=0, vflip=0, gamma=(1, 1), contrast=(1, 1), noise_std=0)
+    sampler = TileSampler([sample], TileConfig(size=64, positive_fraction=0.5, jitter=0.6), plain_aug)
+    rng = np.random.default_rng(4)
+    random_tiles = [sampler._negative_origin(rng)[1] for _ in range(300)]
+    assert any(sampler._overlaps_ignored(sample, o) for o in random_tiles), "random tiles do fall on it"
+    draws = [sampler.draw(rng) for _ in range(300)]
+    assert not any((tile == 1.0).any() for tile, _, _ in draws)  # the redraw keeps every tile off it
+    assert 100 <= sum(len(boxes) for _, boxes, _ in draws) <= 200  # half the tiles still hold the lesion
+
+    # Mining: an untrained model fires everywhere, but not "falsely" inside an ignored region.
+    state = train.make_state(cfg, "cpu")
+    everywhere = Sample(image, np.zeros((0, 4), np.float32), np.zeros(0, np.int64), "a")
+    found = mine(state.model, [everywhere], cfg.detector, device="cpu", rng=np.random.default_rng(0), min_score=0.0)
+    assert found.negatives, "an untrained model marks a blank image"
+    covered = dataclasses.replace(everywhere, ignore=np.array([[0, 0, 400, 400]], np.float32))
+    assert mine(state.model, [covered], cfg.detector, device="cpu", rng=np.random.default_rng(0),
+                min_score=0.0).negatives == []
