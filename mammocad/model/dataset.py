@@ -166,11 +166,11 @@ def image_dataset(item: AnnotatedImage, spacing_mm: float | None = None) -> Data
         from mammocad.model.readers.real_background import dataset_with_inserts
 
         return dataset_with_inserts(item)
-    ds: Dataset = pydicom.dcmread(item.image_path)
-    render = item.extra.get("render")
-    if render:  # a synthetic view shown as public film sets ship theirs (film_rendering.SourceRendering)
-        from mammocad.model.readers.film_rendering import render_coarser
+    from mammocad.model.readers.film_rendering import RENDER_KEY, render_coarser
 
+    ds: Dataset = pydicom.dcmread(item.image_path)
+    render = item.extra.get(RENDER_KEY)
+    if render:  # a synthetic view shown as public film sets ship theirs (film_rendering.SourceRendering)
         ds = render_coarser(ds, np.array(ds.pixel_array, copy=True), int(render["factor"]), render.get("bits"),
                             spacing_mm=spacing_mm)
     return ds

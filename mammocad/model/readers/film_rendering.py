@@ -136,7 +136,8 @@ class SourceRendering:
         if extra.get("specks"):
             extra["specks"] = rendered_specks(extra["specks"], factor)
         extra[RENDER_KEY] = {"factor": factor, **({"bits": self.bits} if self.bits else {})}
-        return replace(item, lesions=rendered_lesions(item.lesions, factor), breast_id=f"{item.breast_id}@{self.label()}", extra=extra)
+        return replace(item, lesions=rendered_lesions(item.lesions, factor),
+                       breast_id=f"{item.breast_id}@{self.label()}", extra=extra)
 
 
 __all__ = ["RENDER_KEY", "SPACING_KEYWORDS", "SourceRendering", "block_factor", "render_coarser", "rendered_lesions",
