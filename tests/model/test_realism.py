@@ -355,6 +355,40 @@ def test_marks_rendered_are_those_on_the_film_as_public_sets_ship_it() -> None:
     assert got.rendered_malignant_marks == sum(les.lesion_class.value == "malignant" for les in by_hand.lesions)
 
 
+def test_lesion_threshold_counts_the_marks_at_the_score_given(tmp_path: Path) -> None:
+    """Two checkpoints are compared on real film at the same false-mark rate, not each at its own
+    operating point: ``--lesion-threshold`` must move the score the marks are counted at, and the
+    report must say the threshold was given."""
+    from mammocad.cli import build_parser
+    from mammocad.model.realism_report import measure_image
+    from mammocad.model.realism_sources import RealismImage
+
+    pgm = tmp_path / "mdb001.pgm"
+    Image.fromarray(_film_as_8_bit("1-283.dcm")).save(pgm)
+    film = RealismImage(path=pgm, laterality="L", view="CC", pixel_spacing_mm=0.2)
+    own = measure_image(film, 0.05, realism_cmd._load_detector(
+        build_parser().parse_args(["model", "realism", "--device", "cpu"])))
+    assert own.error is None and own.marks is not None and own.marks >= 1
+    lowest = min(box[4] for box in own.mark_boxes)
+    args = build_parser().parse_args(["model", "realism", "--device", "cpu", "--lesion-threshold", f"{lowest + 0.001}"])
+    det = realism_cmd._load_detector(args)
+    above = measure_image(film, 0.05, det)
+    assert above.marks == own.marks - sum(1 for box in own.mark_boxes if box[4] <= lowest + 0.0005)
+    assert all(box[4] > lowest for box in above.mark_boxes)
+    info = realism_cmd._detector_info(det, args.lesion_threshold)
+    assert info is not None and info["lesion_score_threshold"] == pytest.approx(lowest + 0.001)
+    assert info["threshold_source"] == "--lesion-threshold"
+
+
+@pytest.mark.parametrize("argv", [["--lesion-threshold", "1.5"], ["--lesion-threshold", "0"],
+                                  ["--no-detector", "--lesion-threshold", "0.5"]])
+def test_a_bad_lesion_threshold_is_refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    from mammocad.cli import main
+
+    assert main(["model", "realism", *argv]) == 2
+    assert "--lesion-threshold" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("text", ["", "0", "-0.2", "0.2:4", "0.2:x", "mias"])
 def test_a_bad_rendering_is_refused_with_its_form(text: str) -> None:
     from mammocad.model.realism_report import Rendering

@@ -57,6 +57,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
                           "their scans: block means to about MM mm, rounded to BITS bits (mini-MIAS: 0.2:8). A detector "
                           "can mark such sharper renderings far more often than the node's resized images; raster "
                           "files count as they are")
+    det.add_argument("--lesion-threshold", type=float, metavar="T",
+                     help="count the marks scoring T or more instead of the checkpoint's own threshold: compare two "
+                          "checkpoints at the same false-mark rate, e.g. each at the score that gives 0.72 marks per "
+                          "image on the same synthetic seed (its metrics.json FROC curve)")
     det.add_argument("--marks-pictures", type=Path, metavar="DIR",
                      help="write one PNG per image without lesions into DIR (created if absent): the image with the "
                           "detector's marks drawn and scored, to see what they fall on (and its rendering, with "
@@ -95,6 +99,11 @@ def run(args: argparse.Namespace) -> int:
     options = _options(args.real_option)
     if options is None:
         return _error("--real-option takes KEY=VALUE")
+    if args.lesion_threshold is not None:
+        if args.no_detector:
+            return _error("--lesion-threshold sets the detector's threshold; drop --no-detector")
+        if not 0.0 < args.lesion_threshold < 1.0:
+            return _error(f"--lesion-threshold is a lesion score between 0 and 1, got {args.lesion_threshold}")
     if args.marks_rendered is not None and args.no_detector:
         return _error("--marks-rendered counts the detector's marks; drop --no-detector")
     if args.marks_pictures is not None:
@@ -156,7 +165,7 @@ def build_report(args: argparse.Namespace, options: dict[str, Any], tmp: Path) -
     return {"format": rr.FORMAT, "method": {**rr.method(), "real_assumed_spacing_mm": args.real_spacing,
                                             "marks_rendering": rendering.to_dict() if rendering else None,
                                             "marks_pictures": str(args.marks_pictures) if args.marks_pictures else None},
-            "detector": _detector_info(detector), "sets": {"synthetic": rr.public(syn_sum), "real": rr.public(real_sum)},
+            "detector": _detector_info(detector, args.lesion_threshold), "sets": {"synthetic": rr.public(syn_sum), "real": rr.public(real_sum)},
             "comparison": rr.compare(syn_sum, real_sum), "notice": NOT_FOR_DIAGNOSIS}
 
 
@@ -166,17 +175,21 @@ def _load_detector(args: argparse.Namespace) -> Any:
     from mammocad.model.inference import Detector
 
     try:
-        return Detector.load(weights=args.weights, device=args.device)
+        detector = Detector.load(weights=args.weights, device=args.device)
     except (CheckpointError, DeviceError) as exc:
         raise DetectorUnavailable(f"{exc} (or run with --no-detector)") from exc
+    if args.lesion_threshold is not None:
+        detector.lesion_score_threshold = args.lesion_threshold
+    return detector
 
 
-def _detector_info(det: Any) -> dict[str, Any] | None:
+def _detector_info(det: Any, given_threshold: float | None) -> dict[str, Any] | None:
     if det is None:
         return None
+    threshold_source = "--lesion-threshold" if given_threshold is not None else "checkpoint"
     return {"weights": str(det.weights_path), "model_name": det.model_name, "model_version": det.model_version,
-            "lesion_score_threshold": det.lesion_score_threshold, "device": det.device,
-            "working_spacing_mm": det.preprocess.working_spacing_mm}
+            "lesion_score_threshold": det.lesion_score_threshold, "threshold_source": threshold_source,
+            "device": det.device, "working_spacing_mm": det.preprocess.working_spacing_mm}
 
 
 def _fmt(value: Any, spec: str = ".3f") -> str:
@@ -244,7 +257,7 @@ def print_table(report: dict[str, Any]) -> None:
     det = report["detector"]
     if det:
         print(f"detector: {det['model_name']} {det['model_version']} ({det['weights']}), reported marks = score >= "
-              f"{det['lesion_score_threshold']:.3f}")
+              f"{det['lesion_score_threshold']:.3f} ({det['threshold_source']})")
     print(f"real images without a pixel size in the header assumed at {m['real_assumed_spacing_mm']} mm")
     if m.get("marks_pictures"):
         print(f"pictures of the marks (one PNG per image without lesions): {m['marks_pictures']}")
