@@ -370,7 +370,8 @@ def test_lesion_threshold_counts_the_marks_at_the_score_given(tmp_path: Path) ->
         build_parser().parse_args(["model", "realism", "--device", "cpu"])))
     assert own.error is None and own.marks is not None and own.marks >= 1
     lowest = min(box[4] for box in own.mark_boxes)
-    args = build_parser().parse_args(["model", "realism", "--device", "cpu", "--lesion-threshold", f"{lowest + 0.001}"])
+    args = build_parser().parse_args(["model", "realism", "--device", "cpu",
+                                      "--lesion-threshold", f"{lowest + 0.001}"])
     det = realism_cmd._load_detector(args)
     above = measure_image(film, 0.05, det)
     assert above.marks == own.marks - sum(1 for box in own.mark_boxes if box[4] <= lowest + 0.0005)

@@ -165,7 +165,8 @@ def build_report(args: argparse.Namespace, options: dict[str, Any], tmp: Path) -
     return {"format": rr.FORMAT, "method": {**rr.method(), "real_assumed_spacing_mm": args.real_spacing,
                                             "marks_rendering": rendering.to_dict() if rendering else None,
                                             "marks_pictures": str(args.marks_pictures) if args.marks_pictures else None},
-            "detector": _detector_info(detector, args.lesion_threshold), "sets": {"synthetic": rr.public(syn_sum), "real": rr.public(real_sum)},
+            "detector": _detector_info(detector, args.lesion_threshold),
+            "sets": {"synthetic": rr.public(syn_sum), "real": rr.public(real_sum)},
             "comparison": rr.compare(syn_sum, real_sum), "notice": NOT_FOR_DIAGNOSIS}
 
 
