@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from mammocad.logs import log_event
-from mammocad.model import realism, realism_shape, realism_stats
+from mammocad.model import realism, realism_layout, realism_shape, realism_stats
 from mammocad.model.realism_sources import RealismImage, is_raster
 from mammocad.model.standardise import PreprocessSpec, Standardised, standardise, standardise_array
 
@@ -40,6 +40,8 @@ class ImageMeasure:
     tissue_power: tuple[float, ...] = ()
     #: (line share, blob share) of the curvature energy (``realism_shape``): strands or clouds.
     curvature: tuple[float, float] = (float("nan"), float("nan"))
+    #: (patch contrast, roll-off contrast) (``realism_layout``): where the dense tissue lies.
+    layout: tuple[float, float] = (float("nan"), float("nan"))
     histogram: np.ndarray | None = None
     speck_cnr: list[tuple[float, float]] = field(default_factory=list)  # (diameter mm, CNR)
     box_cnr: list[tuple[str, float]] = field(default_factory=list)  # (class, CNR)
@@ -139,6 +141,7 @@ def measure_image(item: RealismImage, assumed_spacing_mm: float, detector: Any =
     out.spectrum = realism.spectrum_stats(image, mask.usable)
     out.tissue_power = realism.tissue_power(image, mask.usable)
     out.curvature = realism_shape.curvature_shape(image, mask.usable)
+    out.layout = realism_layout.layout_contrast(image, mask.breast, mask.usable)
     out.histogram = realism_stats.intensity_histogram(image, mask.usable)
     out.spacing_mm = float(std.meta["spacing_mm"][0])
     out.spacing_source = str(std.meta["spacing_source"])
@@ -293,6 +296,7 @@ def summarise(label: str, source: str, measures: list[ImageMeasure]) -> dict[str
     fine = [v for m in ok for v in m.nps_fine if np.isfinite(v)]
     tissue = [v for m in ok for v in m.tissue_power if np.isfinite(v)]
     shaped = [m.curvature for m in ok if np.isfinite(m.curvature[0])]
+    laid = [m.layout for m in ok if np.isfinite(m.layout[0])]
     hists = [m.histogram for m in ok if m.histogram is not None and m.histogram.sum() > 0]
     pooled = np.mean(hists, axis=0) if hists else np.zeros(realism_stats.HIST_BINS)
     centres = (np.arange(realism_stats.HIST_BINS) + 0.5) / realism_stats.HIST_BINS
@@ -312,6 +316,8 @@ def summarise(label: str, source: str, measures: list[ImageMeasure]) -> dict[str
                          "n_rois": len(tissue)},
         "curvature": {"line_share": _mean_sd([c[0] for c in shaped], 4),
                       "blob_share": _mean_sd([c[1] for c in shaped], 4), "n_images": len(shaped)},
+        "layout": {"patch_contrast": _mean_sd([c[0] for c in laid], 4),
+                   "rolloff_contrast": _mean_sd([c[1] for c in laid], 4), "n_images": len(laid)},
         "intensity": intensity,
         "cnr": _cnr_summary(ok),
         "marks": _marks_summary(marks),
@@ -358,6 +364,7 @@ def _per_image(m: ImageMeasure) -> dict[str, Any]:
             "nps_fine_mean": _num(float(np.mean(m.nps_fine)) if m.nps_fine else None, 9),
             "tissue_power_median": _num(float(np.median(m.tissue_power)) if m.tissue_power else None, 9),
             "line_share": _num(m.curvature[0]), "blob_share": _num(m.curvature[1]),
+            "patch_contrast": _num(m.layout[0]), "rolloff_contrast": _num(m.layout[1]),
             "spacing_mm": _num(m.spacing_mm), "spacing_source": m.spacing_source, "marks": m.marks,
             "malignant_marks": m.malignant_marks, "mark_boxes": m.mark_boxes, "rendered_marks": m.rendered_marks,
             "rendered_malignant_marks": m.rendered_malignant_marks, "marks_picture": m.marks_picture,
@@ -369,8 +376,9 @@ def compare(synthetic: dict[str, Any], real: dict[str, Any]) -> dict[str, Any]:
     def diff(a: float | None, b: float | None) -> float | None:
         return None if a is None or b is None else round(a - b, 4)
 
-    def ratio(key: str, stat: str = "mean") -> float | None:
-        a, b = synthetic[key][stat], real[key][stat]
+    def ratio(key: str, stat: str = "mean", part: str | None = None) -> float | None:
+        a, b = (synthetic[key][stat], real[key][stat]) if part is None else (
+            synthetic[key][part][stat], real[key][part][stat])
         return round(a / b, 3) if a and b else None
 
     distances = realism_stats.histogram_distances(synthetic["_histogram"], real["_histogram"])
@@ -381,6 +389,8 @@ def compare(synthetic: dict[str, Any], real: dict[str, Any]) -> dict[str, Any]:
                                           real["curvature"]["line_share"]["mean"]),
             "blob_share_difference": diff(synthetic["curvature"]["blob_share"]["mean"],
                                           real["curvature"]["blob_share"]["mean"]),
+            "patch_contrast_ratio": ratio("layout", part="patch_contrast"),
+            "rolloff_contrast_ratio": ratio("layout", part="rolloff_contrast"),
             "intensity_wasserstein": _num(distances["wasserstein"]), "intensity_ks": _num(distances["ks"])}
 
 
@@ -392,6 +402,8 @@ def method() -> dict[str, Any]:
             "tissue_band_cycles_per_mm": list(realism.TISSUE_BAND), "tissue_roi_px": realism.TISSUE_ROI_PX,
             "curvature_sigma_mm": realism_shape.CURVATURE_SIGMA_MM, "curvature_line_ratio": realism_shape.LINE_RATIO,
             "curvature_blob_ratio": realism_shape.BLOB_RATIO,
+            "layout_sigma_mm": realism_layout.LAYOUT_SIGMA_MM, "layout_band_mm": realism_layout.BAND_MM,
+            "layout_max_depth_mm": realism_layout.MAX_DEPTH_MM,
             "nps_units": "intensity^2 mm^2 on the standardised [0, 1] scale",
             "intensity_scale": "mammocad.model.standardise at 0.2 mm, inside the usable breast mask",
             "cnr": "(peak - ring median) / (1.4826 MAD of ring), see mammocad/model/realism_stats.py",

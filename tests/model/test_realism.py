@@ -161,7 +161,7 @@ def test_command_refuses_both_a_folder_and_a_seed(tmp_path: Path, capsys: pytest
 
 
 SET_KEYS = {"label", "source", "n_images", "n_measured", "failed", "beta", "nps_hf", "nps_fine", "tissue_power",
-            "curvature", "intensity", "cnr", "marks", "marks_rendered", "per_image"}
+            "curvature", "layout", "intensity", "cnr", "marks", "marks_rendered", "per_image"}
 
 
 @pytest.fixture(scope="module")
@@ -205,6 +205,7 @@ def test_command_end_to_end_on_tiny_sets(tmp_path: Path, coarse_checkpoint: Path
     assert report["detector"]["model_name"] == "mammocad-test-tiny"
     assert set(report["comparison"]) == {"beta_difference", "nps_hf_ratio", "nps_fine_ratio", "tissue_power_ratio",
                                          "line_share_difference", "blob_share_difference",
+                                         "patch_contrast_ratio", "rolloff_contrast_ratio",
                                          "intensity_wasserstein", "intensity_ks"}
     syn, real_set = report["sets"]["synthetic"], report["sets"]["real"]
     for s in (syn, real_set):
@@ -213,6 +214,8 @@ def test_command_end_to_end_on_tiny_sets(tmp_path: Path, coarse_checkpoint: Path
         assert s["nps_hf"]["mean"] > 0
         assert s["tissue_power"]["n_rois"] > s["beta"]["n_rois"] and s["tissue_power"]["median"] > 0
         assert s["curvature"]["n_images"] >= 1 and 0 < s["curvature"]["line_share"]["mean"] < 1
+        assert s["layout"]["n_images"] >= 1 and s["layout"]["patch_contrast"]["mean"] > 0
+        assert s["layout"]["rolloff_contrast"]["mean"] > 0
         assert 0 < s["intensity"]["p5"] < s["intensity"]["p50"] < s["intensity"]["p95"] <= 1
         assert s["marks"] is not None and s["marks"]["n_images"] >= 1
     assert real_set["n_images"] == 2 and real_set["marks"]["n_images"] == 2  # no truth: every image counts
@@ -239,10 +242,13 @@ def test_command_end_to_end_on_tiny_sets(tmp_path: Path, coarse_checkpoint: Path
     assert report["comparison"]["intensity_ks"] is not None
     assert report["comparison"]["tissue_power_ratio"] == pytest.approx(
         syn["tissue_power"]["median"] / real_set["tissue_power"]["median"], rel=1e-2)
+    assert report["comparison"]["patch_contrast_ratio"] == pytest.approx(
+        syn["layout"]["patch_contrast"]["mean"] / real_set["layout"]["patch_contrast"]["mean"], rel=1e-2)
 
     realism_cmd.print_table(report)
     table = capsys.readouterr().out
     for label in ("beta", "NPS", "2.5-5.0 c/mm at 0.1 mm", "tissue power 0.2-0.4 c/mm", "curvature at 0.5 mm: line / blob",
+                  "layout at 2.5 mm: patch / roll-off contrast", "patch contrast ratio",
                   "line share difference", "intensity in breast p50", "CNR",
                   "marks/image", "rendered at 0.2 mm, 8 bits", "Wasserstein", "KS", "0.05 mm"):
         assert label in table

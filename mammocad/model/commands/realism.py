@@ -1,7 +1,8 @@
 """``mammocad model realism``: synthetic images beside real ones, on the same statistics.
 
 Prints a side-by-side table (or ``--json``): β of the breast power spectrum, tissue power,
-the curvature shape (strands or clouds), intensity percentiles in the breast and the distance
+the curvature shape (strands or clouds), the layout (dense patches at one distance from the
+skin, and the roll-off towards it), intensity percentiles in the breast and the distance
 between the two distributions, high-frequency noise power, calcification CNR by speck size (or
 per lesion box), and the marks per image the detector puts on images without lesions (with
 ``--marks-rendered``, also on them rendered as public film sets ship scans). Definitions: ``mammocad/model/realism.py`` and
@@ -234,6 +235,13 @@ def print_table(report: dict[str, Any]) -> None:
                 f"(n={c['n_images']} images)")
 
     rows.append((f"curvature at {m['curvature_sigma_mm']} mm: line / blob share", shape(syn), shape(real)))
+
+    def layout(s: dict[str, Any]) -> str:
+        c = s["layout"]
+        return (f"{_fmt(c['patch_contrast']['mean'], '.3f')} / {_fmt(c['rolloff_contrast']['mean'], '.3f')} "
+                f"(n={c['n_images']} images)")
+
+    rows.append((f"layout at {m['layout_sigma_mm']} mm: patch / roll-off contrast", layout(syn), layout(real)))
     for key in ("p5", "p25", "p50", "p75", "p95", "mean"):
         rows.append((f"intensity in breast {key}", _fmt(syn["intensity"][key]), _fmt(real["intensity"][key])))
     rows += _cnr_rows(syn, real)
@@ -253,6 +261,7 @@ def print_table(report: dict[str, Any]) -> None:
     print(f"beta difference (synthetic - real): {_fmt(cmp['beta_difference'], '+.2f')}; NPS ratio: "
           f"{_fmt(cmp['nps_hf_ratio'], '.2f')} (fine band {_fmt(cmp['nps_fine_ratio'], '.2f')}); tissue power ratio: "
           f"{_fmt(cmp['tissue_power_ratio'], '.2f')}; line share difference: {_fmt(cmp['line_share_difference'], '+.2f')}; "
+          f"patch contrast ratio: {_fmt(cmp['patch_contrast_ratio'], '.2f')}; "
           f"intensity distance: Wasserstein {_fmt(cmp['intensity_wasserstein'])}, "
           f"KS {_fmt(cmp['intensity_ks'])}")
     det = report["detector"]
