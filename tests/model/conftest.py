@@ -6,6 +6,8 @@ weights are random, so tests check geometry and contracts, never what the model 
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -47,3 +49,17 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("synth") / "train"
     generate_dataset(folder, 3, seed=7, spacing_mm=1.0, progress=False)
     return folder
+
+
+@pytest.fixture
+def logging_restored() -> Iterator[None]:
+    """For tests that run a command in this process (``mammocad.cli.main``): the commands install
+    their log handler on the root logger and set logger levels; the tests that follow get back
+    the handlers and levels they had."""
+    root = logging.getLogger()
+    handlers = root.handlers[:]
+    levels = {name: logging.getLogger(name).level for name in [None, *logging.Logger.manager.loggerDict]}
+    yield
+    root.handlers[:] = handlers
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)

@@ -8,6 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from mammocad.cli import main
 from tests.factories import make_mammogram, write
 
 MAMMOCAD = [sys.executable, "-m", "mammocad"]
@@ -43,7 +46,8 @@ def test_analyze_folder_json_reports_images_breasts_and_skips(tmp_path: Path, ti
             assert 0 <= x1 < x2 <= 159 and 0 <= y1 < y2 <= 199
 
 
-def test_analyze_text_output_and_clear_errors(tmp_path: Path, tiny_checkpoint: Path) -> None:
+def test_analyze_text_output_and_clear_errors(tmp_path: Path, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str], logging_restored: None) -> None:
     path = write(make_mammogram(rows=160, columns=128), tmp_path / "one.dcm")
     proc = run_cli(["analyze", str(path), "--weights", str(tiny_checkpoint), "--device", "cpu",
                     "--out", str(tmp_path / "out")], tmp_path)
@@ -51,8 +55,13 @@ def test_analyze_text_output_and_clear_errors(tmp_path: Path, tiny_checkpoint: P
     assert "NOT a diagnosis" in proc.stdout and "SYNTHETIC" in proc.stdout and "breast L: risk" in proc.stdout
     written = sorted(p.name.split("_")[0] for p in (tmp_path / "out").iterdir())
     assert "SR" in written and "PR" in written, written  # CAD SR / TID 1500 SR, GSPS from the builders
-    proc = run_cli(["analyze", str(path), "--weights", str(tmp_path / "missing.pt")], tmp_path)
-    assert proc.returncode == 2 and "does not exist" in proc.stderr
+    # The refusal ends before any model work: the same entry point in this process, as run_cli would
+    # run it (no MAMMOCAD_ settings, in tmp_path), without a second child's start-up.
+    for name in [k for k in os.environ if k.startswith("MAMMOCAD_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    code = main(["analyze", str(path), "--weights", str(tmp_path / "missing.pt")])
+    assert code == 2 and "does not exist" in capsys.readouterr().err
 
 
 def test_analyze_out_keeps_names_out_of_stderr(tmp_path: Path, tiny_checkpoint: Path) -> None:

@@ -2,7 +2,9 @@
 
 The real commands run as subprocesses (as a user runs them); the model is trained for a
 few steps only, so these tests check the contracts (files, metadata, thresholds, report
-shape), not detection quality.
+shape), not detection quality. Commands whose output several tests read run once per module
+(fixtures); the refusals run through the same ``mammocad.cli.main`` in this process, since
+they end before any model work and a child process would only add its start-up.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import pytest
 import tomlkit
 import torch
 
+from mammocad.cli import main
 from mammocad.model.checkpoint import load_checkpoint
 from tests.model.test_train import tiny_config
 
@@ -29,6 +32,21 @@ def _mammocad(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[s
                           timeout=timeout, env=ENV)
 
 
+def _refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """Exit status and stderr of ``mammocad ARGV`` run in this process (argparse's refusals exit)."""
+    capsys.readouterr()
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    return code, capsys.readouterr().err
+
+
+@pytest.fixture(autouse=True)
+def _in_process_runs_leave_logging_as_it_was(logging_restored: None) -> None:
+    """The refusals run ``main`` here: see conftest's ``logging_restored``."""
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("train_cli")
@@ -39,6 +57,33 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "not for diagnostic use" in proc.stdout
     return root
+
+
+@pytest.fixture(scope="module")
+def calibrated(trained: Path) -> dict[str, Path]:
+    """The trained checkpoint calibrated on the pooled sets at two false-positive budgets (0 and 4)."""
+    outs = {}
+    for budget in ("0", "4"):
+        out = trained / f"calibrated-{budget}.pt"
+        proc = _mammocad("model", "calibrate", "--data", str(trained / "data"), "--data", str(trained / "test"),
+                         "--weights", str(trained / "run" / "model.pt"), "--out", str(out), "--device", "cpu",
+                         "--risk-method", "two_view", "--max-fp-per-image", budget, "--version", f"0.0.2-cal{budget}")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert "breast ROC AUC" in proc.stdout and "not for diagnostic use" in proc.stdout
+        assert "measure on other images" in proc.stdout
+        outs[budget] = out
+    return outs
+
+
+@pytest.fixture(scope="module")
+def pooled_calibrated(trained: Path, calibrated: dict[str, Path]) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """``evaluate`` of the calibrated file on the test set given twice: read by the pooling test
+    (counts do not depend on the weights) and by the calibration test (the thresholds it reports)."""
+    out = trained / "pooled"
+    proc = _mammocad("model", "evaluate", "--data", str(trained / "test"), "--data", str(trained / "test"),
+                     "--weights", str(calibrated["4"]), "--out", str(out), "--device", "cpu", "--bootstrap", "20")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc, out
 
 
 def test_train_command_writes_a_described_checkpoint(trained: Path) -> None:
@@ -62,7 +107,8 @@ def test_train_command_writes_a_described_checkpoint(trained: Path) -> None:
     assert payload["state_dict"]["rpn.head.conv.0.0.weight"].dtype == torch.float16
 
 
-def test_evaluate_command_writes_metrics_and_plots(trained: Path) -> None:
+def test_evaluate_command_writes_metrics_and_plots(
+        trained: Path, pooled_calibrated: tuple[subprocess.CompletedProcess[str], Path]) -> None:
     out = trained / "eval"
     proc = _mammocad("model", "evaluate", "--data", str(trained / "test"), "--weights",
                      str(trained / "run" / "model.pt"), "--out", str(out), "--device", "cpu", "--bootstrap", "50")
@@ -81,38 +127,28 @@ def test_evaluate_command_writes_metrics_and_plots(trained: Path) -> None:
     for name in ("roc.png", "froc.png"):
         assert (out / name).read_bytes()[:8] == PNG
     # The same set given twice pools into one report with twice the breasts (ids kept apart).
-    pooled = _mammocad("model", "evaluate", "--data", str(trained / "test"), "--data", str(trained / "test"),
-                       "--weights", str(trained / "run" / "model.pt"), "--out", str(trained / "pooled"),
-                       "--device", "cpu", "--bootstrap", "20")
-    assert pooled.returncode == 0, pooled.stderr[-3000:]
-    counts = json.loads((trained / "pooled" / "metrics.json").read_text())["counts"]
+    counts = json.loads((pooled_calibrated[1] / "metrics.json").read_text())["counts"]
     assert counts["images"] == 8 and counts["breasts"] == 4
 
 
-def test_evaluate_command_explains_bad_input(tmp_path: Path) -> None:
-    proc = _mammocad("model", "evaluate", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"))
-    assert proc.returncode == 2
-    assert "does not exist" in proc.stderr
+def test_evaluate_command_explains_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = _refused(["model", "evaluate", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")],
+                         capsys)
+    assert code == 2
+    assert "does not exist" in err
     assert _mammocad("model", "evaluate", "--help").stdout.count("--data-format") >= 1
 
 
-def test_train_command_explains_a_missing_config(tmp_path: Path) -> None:
-    proc = _mammocad("model", "train", "--config", str(tmp_path / "none.toml"))
-    assert proc.returncode == 2 and "does not exist" in proc.stderr
+def test_train_command_explains_a_missing_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = _refused(["model", "train", "--config", str(tmp_path / "none.toml")], capsys)
+    assert code == 2 and "does not exist" in err
 
 
-def test_calibrate_command_rechooses_thresholds_and_keeps_the_weights(trained: Path) -> None:
+def test_calibrate_command_rechooses_thresholds_and_keeps_the_weights(
+        trained: Path, calibrated: dict[str, Path], pooled_calibrated: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
     source = trained / "run" / "model.pt"
-    outs = {}
-    for budget in ("0", "4"):
-        out = trained / f"calibrated-{budget}.pt"
-        proc = _mammocad("model", "calibrate", "--data", str(trained / "data"), "--data", str(trained / "test"),
-                         "--weights", str(source), "--out", str(out), "--device", "cpu", "--risk-method", "two_view",
-                         "--max-fp-per-image", budget, "--version", f"0.0.2-cal{budget}")
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        assert "breast ROC AUC" in proc.stdout and "not for diagnostic use" in proc.stdout
-        assert "measure on other images" in proc.stdout
-        outs[budget] = load_checkpoint(out)
+    outs = {budget: load_checkpoint(path) for budget, path in calibrated.items()}
     before, cal = load_checkpoint(source), outs["4"]
     meta = cal.metadata
     assert cal.spec.risk_method == "two_view" and before.spec.risk_method == "max"
@@ -126,25 +162,24 @@ def test_calibrate_command_rechooses_thresholds_and_keeps_the_weights(trained: P
     assert outs["0"].metadata["lesion_score_threshold"] >= meta["lesion_score_threshold"]
     for (name, a), b in zip(before.model.state_dict().items(), cal.model.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, msg=name)
-    payload = torch.load(trained / "calibrated-4.pt", map_location="cpu", weights_only=True)
+    payload = torch.load(calibrated["4"], map_location="cpu", weights_only=True)
     assert payload["state_dict"]["rpn.head.conv.0.0.weight"].dtype == torch.float16
     # Evaluating the calibrated file reports at its new thresholds.
-    proc = _mammocad("model", "evaluate", "--data", str(trained / "test"), "--weights", str(trained / "calibrated-4.pt"),
-                     "--out", str(trained / "eval-cal"), "--device", "cpu", "--bootstrap", "10")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = pooled_calibrated[0]
     assert "breast risk rule 'two_view'" in proc.stdout
     assert f"score >= {meta['lesion_score_threshold']:.3f}" in proc.stdout
     assert "chosen on validation data by `mammocad model calibrate`" in proc.stdout
 
 
-def test_calibrate_command_refuses_to_overwrite_its_input(trained: Path) -> None:
+def test_calibrate_command_refuses_to_overwrite_its_input(trained: Path, capsys: pytest.CaptureFixture[str]) -> None:
     source = trained / "run" / "model.pt"
-    proc = _mammocad("model", "calibrate", "--data", str(trained / "test"), "--weights", str(source),
-                     "--out", str(source), "--device", "cpu")
-    assert proc.returncode == 2 and "write a new file" in proc.stderr
+    code, err = _refused(["model", "calibrate", "--data", str(trained / "test"), "--weights", str(source),
+                          "--out", str(source), "--device", "cpu"], capsys)
+    assert code == 2 and "write a new file" in err
 
 
-def test_calibrate_reads_the_validation_sets_of_a_training_config(trained: Path) -> None:
+def test_calibrate_reads_the_validation_sets_of_a_training_config(
+        trained: Path, calibrated: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
     """--validation-of pools the config's sets exactly as --data does; its errors say what is wrong."""
     source = trained / "run" / "model.pt"
     config = trained / "validation.toml"
@@ -154,7 +189,7 @@ def test_calibrate_reads_the_validation_sets_of_a_training_config(trained: Path)
                      "--out", str(trained / "cal-of.pt"), "--device", "cpu", "--risk-method", "two_view",
                      "--max-fp-per-image", "4")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    of, by_data = load_checkpoint(trained / "cal-of.pt").metadata, load_checkpoint(trained / "calibrated-4.pt").metadata
+    of, by_data = load_checkpoint(trained / "cal-of.pt").metadata, load_checkpoint(calibrated["4"]).metadata
     assert of["thresholds"]["chosen_on"] == f"[[validation]] of {config}: data (manifest, seed 0), test (manifest, seed 0)"
     assert of["thresholds"]["validation_images"] == 16
     for key in ("operating_threshold", "lesion_score_threshold", "malignant_threshold"):
@@ -162,12 +197,12 @@ def test_calibrate_reads_the_validation_sets_of_a_training_config(trained: Path)
 
     empty = trained / "no-validation.toml"
     empty.write_text('name = "x"\n')
-    proc = _mammocad("model", "calibrate", "--validation-of", str(empty), "--weights", str(source),
-                     "--out", str(trained / "never.pt"), "--device", "cpu")
-    assert proc.returncode == 2 and "has no [[validation]] tables" in proc.stderr
+    code, err = _refused(["model", "calibrate", "--validation-of", str(empty), "--weights", str(source),
+                          "--out", str(trained / "never.pt"), "--device", "cpu"], capsys)
+    assert code == 2 and "has no [[validation]] tables" in err
     assert not (trained / "never.pt").exists()
-    both = _mammocad("model", "calibrate", "--validation-of", str(config), "--data", str(trained / "test"),
-                     "--out", str(trained / "never.pt"))
-    assert both.returncode == 2 and "not allowed with argument" in both.stderr
-    neither = _mammocad("model", "calibrate", "--out", str(trained / "never.pt"))
-    assert neither.returncode == 2 and "one of the arguments --data --validation-of is required" in neither.stderr
+    code, err = _refused(["model", "calibrate", "--validation-of", str(config), "--data", str(trained / "test"),
+                          "--out", str(trained / "never.pt")], capsys)
+    assert code == 2 and "not allowed with argument" in err
+    code, err = _refused(["model", "calibrate", "--out", str(trained / "never.pt")], capsys)
+    assert code == 2 and "one of the arguments --data --validation-of is required" in err
