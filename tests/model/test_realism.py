@@ -255,7 +255,9 @@ def test_command_end_to_end_on_tiny_sets(tmp_path: Path, coarse_checkpoint: Path
     assert "n/a" in table  # CNR without truth on the real side
 
 
-def test_acquisition_keeps_only_the_synthetic_images_of_that_mode(tmp_path: Path) -> None:
+def test_acquisition_keeps_only_the_synthetic_images_of_that_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str],
+                                                                   logging_restored: None) -> None:
     """Film beside a real film archive: DR images (far noisier at high frequency) left out."""
     from mammocad.model.synth import generate_dataset
 
@@ -280,9 +282,17 @@ def test_acquisition_keeps_only_the_synthetic_images_of_that_mode(tmp_path: Path
 
     only_dr = tmp_path / "only-dr"
     generate_dataset(only_dr, 1, seed=3, size="small", spacing_mm=0.4, progress=False)
-    proc = report(only_dr)
-    assert proc.returncode == 2 and "no synthetic image has acquisition 'film'" in proc.stderr
-    assert "the set has: dr" in proc.stderr
+    # The refusal comes before any image is measured: the same command in this process, with the
+    # environment report() gives its child, and no second start-up.
+    from mammocad.cli import main
+
+    for name in [k for k in os.environ if k.startswith("MAMMOCAD_")]:
+        monkeypatch.delenv(name)
+    code = main(["model", "realism", "--synthetic", str(only_dr), "--real", str(real), "--no-detector", "--json",
+                 "--quiet", "--acquisition", "film"])
+    err = capsys.readouterr().err
+    assert code == 2 and "no synthetic image has acquisition 'film'" in err
+    assert "the set has: dr" in err
 
 
 def _film_as_8_bit(name: str) -> np.ndarray:
