@@ -65,8 +65,9 @@ DENSITIES = {"A": 0.1, "B": 0.3, "C": 0.55, "D": 0.8}
 #: 8: film exposure ended by a photo-timer under the breast, and one film, processor and
 #: digitiser per exam; 9: soft-tissue findings with no truth: lymph nodes in the breast and the
 #: axilla, cysts, fibroadenomas, spiculated masses; 10: masses around clusters: a cancer's
-#: calcifications in a spiculated or ill-defined mass, popcorn in a fibroadenoma).
-SYNTH_VERSION = 10
+#: calcifications in a spiculated or ill-defined mass, popcorn in a fibroadenoma; 11: the gland
+#: gathered into dense regions with fatty ones between, from a stream of each view's own).
+SYNTH_VERSION = 11
 #: Chance that a breast carries unlabelled vascular or skin calcifications (common in screening
 #: populations; a detector never shown them marks them on real images).
 UNLABELLED_RATE = 0.3
@@ -152,7 +153,8 @@ def generate_study(index: int, *, seed: int, size: str = "small",
         if view == "MLO":
             soft += _axillary_nodes(np.random.default_rng([seed, index, number, 19]), breasts[lat], field_mm)
         img, all_boxes = render_view(breasts[lat], lat, view, shape, spacing, view_rng, centres + background, profile,
-                                     film=film, findings=soft)
+                                     film=film, findings=soft,
+                                     layout_rng=np.random.default_rng([seed, index, number, 29]))
         boxes = all_boxes[:len(centres)]
         ds = build_dataset(to_stored(img, profile), ids, profile, spacing)
         ann_lesions = tuple(AnnotatedLesion(box=b, lesion_class=x.spec.lesion_class, description=x.spec.description)
@@ -178,6 +180,7 @@ def render_view(breast: Breast, laterality: str, view: str, shape: tuple[int, in
                 rng: np.random.Generator, clusters: list[tuple[ClusterSpec, tuple[float, float]]],
                 profile: VendorProfile, *, film: FilmSettings | None = None,
                 findings: list[tuple[SoftFinding, tuple[float, float]]] | None = None,
+                layout_rng: np.random.Generator | None = None,
                 ) -> tuple[np.ndarray, list[Box | None]]:
     """Display image 0..1 (bright = dense, as stored) of one view and its cluster boxes.
 
@@ -187,9 +190,10 @@ def render_view(breast: Breast, laterality: str, view: str, shape: tuple[int, in
     film are drawn after the flip so that they read the right way round. film: the exam's film
     settings (``generate_study`` shares one per exam); a lone view draws its own. findings:
     soft-tissue findings ((finding, centre (row, col) mm) pairs), drawn with no truth box.
+    layout_rng: the stream of the view's dense regions (``tissue.build_tissue``).
     """
     energy = float(rng.uniform(*physics.ENERGY_RANGE_KEV))
-    proj = project_view(breast, view, shape, spacing, rng, clusters, energy, findings or ())
+    proj = project_view(breast, view, shape, spacing, rng, clusters, energy, findings or (), layout_rng)
     line, mask, boxes = proj.line_integral, proj.maps.mask, proj.boxes
     if laterality == "R":
         line, mask = np.ascontiguousarray(line[:, ::-1]), np.ascontiguousarray(mask[:, ::-1])

@@ -18,10 +18,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import special
+from scipy import ndimage, special
 
 from mammocad.model.synth.anatomy import Breast, ViewMaps
-from mammocad.model.synth.texture import lobule_cells, power_law_field, radial_field, tubes, upsample, wander
+from mammocad.model.synth.texture import (
+    lobule_cells,
+    power_law_field,
+    radial_field,
+    smooth_field,
+    tubes,
+    upsample,
+    wander,
+)
 
 #: Coarsest grid (mm) the background is built on; finer output spacings get it interpolated.
 TISSUE_GRID_MM = 0.1
@@ -42,6 +50,20 @@ STRAND_RADIUS_MM = (0.15, 0.35)
 STRAND_DEPTH_MM = (2.0, 6.0)  # path along the beam of a septum seen edge-on
 STRAND_SPREAD_RAD = 0.5  # sd of a strand's heading about the direction to the nipple
 STRAND_TORTUOSITY = 0.07
+#: Dense regions and fatty ones (synth v11, ``_layout``): a smooth field of unit sd, part a
+#: Gaussian blur of white noise (σ in this range, mm; no power in β's band), LAYOUT_POWER_SHARE of
+#: its variance a power law (β 4) flat beyond a scale in LAYOUT_LARGEST_MM (ragged outlines; it
+#: also keeps β where it was). Scaled by 4·d·(1 − d) for the breast's density d, it moves the
+#: cloud's coverage by LAYOUT_COVERAGE per sd on the logit scale and the gland's peak fraction by
+#: exp(LAYOUT_PEAK per sd). Chosen on 12 film views drawn at 0.2 mm (DATASETS.md, "Dense regions"):
+#: patch contrast 0.031 → 0.063 (the CBIS films' 0.084) with β, tissue power and curvature shape
+#: about where they were; a larger peak factor (0.6) put clusters in dense regions so near white
+#: on DR displays that a large rod-like cluster stood only 0.05 above its surroundings.
+LAYOUT_SIGMA_MM = (6.0, 12.0)
+LAYOUT_LARGEST_MM = (30.0, 60.0)
+LAYOUT_POWER_SHARE = 0.6
+LAYOUT_COVERAGE = 2.5
+LAYOUT_PEAK = 0.45
 
 
 @dataclass(frozen=True)
@@ -51,14 +73,21 @@ class Tissue:
 
 
 def build_tissue(breast: Breast, view: str, maps: ViewMaps, shape: tuple[int, int], spacing: float,
-                 rng: np.random.Generator) -> Tissue:
-    """Background of ``view`` on the output grid (``shape`` at ``spacing`` mm)."""
+                 rng: np.random.Generator, layout_rng: np.random.Generator | None = None) -> Tissue:
+    """Background of ``view`` on the output grid (``shape`` at ``spacing`` mm).
+
+    layout_rng: the stream of the dense regions (``_layout``); ``generate_study`` gives each view
+    one of its own so the rest of a seed's draws stay as synth v10 made them. Without it, it is
+    taken from ``rng``.
+    """
+    if layout_rng is None:
+        layout_rng = np.random.default_rng(rng.integers(2 ** 63))
     step = max(spacing, TISSUE_GRID_MM)
     grid = (max(int(round(shape[0] * spacing / step)), 8), max(int(round(shape[1] * spacing / step)), 8))
     edge = _on_grid(maps.edge_mm, grid)
     nipple = (maps.nipple[0] * spacing, maps.nipple[1] * spacing)  # mm
     half = maps.half_height_px * spacing
-    gland = _glandular(breast, edge, nipple, half, grid, step, rng)
+    gland = _glandular(breast, edge, nipple, half, grid, step, rng, _layout(grid, step, layout_rng))
     extra = _ligaments(breast, edge, grid, step, rng)
     extra += _ducts(breast, nipple, half, grid, step, rng)
     extra += _vessels(breast, view, nipple, half, grid, step, rng)
@@ -91,16 +120,38 @@ def _envelope(breast: Breast, edge: np.ndarray, nipple: tuple[float, float], hal
     return (across * along * subcut).astype(np.float32)
 
 
+def _layout(shape: tuple[int, int], step: float, rng: np.random.Generator) -> np.ndarray:
+    """Where the gland gathers: a smooth zero-mean field of unit sd (see LAYOUT_SIGMA_MM).
+
+    Fibroglandular tissue is not spread evenly through a breast: it lies in dense regions with
+    fatty ones between, so at one distance from the skin a film shows near-white tissue beside
+    dark fat. Synth v2-v10 spread it evenly (patch contrast 0.4× the CBIS-DDSM films',
+    ``realism_layout``). The Gaussian part carries the regions without adding power at the
+    1-7 mm periods β is fitted on; the power-law part gives them ragged outlines.
+    """
+    coarse = (max(int(shape[0] * step), 8), max(int(shape[1] * step), 8))  # a 1 mm grid
+    blur = ndimage.gaussian_filter(rng.standard_normal(coarse), rng.uniform(*LAYOUT_SIGMA_MM) / (shape[0] * step
+                                                                                                  / coarse[0]))
+    blur = upsample((blur / max(float(blur.std()), 1e-9)).astype(np.float32), shape)
+    ragged = smooth_field(shape, step, 4.0, rng, largest_mm=rng.uniform(*LAYOUT_LARGEST_MM))
+    return (np.sqrt(1.0 - LAYOUT_POWER_SHARE) * blur + np.sqrt(LAYOUT_POWER_SHARE) * ragged).astype(np.float32)
+
+
 def _glandular(breast: Breast, edge: np.ndarray, nipple: tuple[float, float], half: float,
-               shape: tuple[int, int], step: float, rng: np.random.Generator) -> np.ndarray:
+               shape: tuple[int, int], step: float, rng: np.random.Generator, layout: np.ndarray) -> np.ndarray:
     """Fibroglandular fraction: soft power-law clouds and strands, holed by layers of fat lobules.
 
     Along each ray the beam crosses several layers of fat lobules (5–15 mm spheres wrapped in
     fibrous septa). Each layer removes a sphere's chord of gland, so their projection is the
-    net of dark round lobules with bright rims seen on every mammogram.
+    net of dark round lobules with bright rims seen on every mammogram. ``layout`` (``_layout``)
+    gathers the gland into dense regions: more of the cloud is gland there, and denser gland.
     """
     env = _envelope(breast, edge, nipple, half, shape, step, rng)
     coverage = np.clip(breast.density * 1.6 * env, 0.005, 0.97)
+    # BI-RADS B and C are the patchy ones ("scattered areas", "heterogeneously dense"); an almost
+    # entirely fatty or an extremely dense breast is much the same throughout.
+    layout = (4.0 * breast.density * (1.0 - breast.density)) * layout
+    coverage = special.expit(special.logit(coverage) + LAYOUT_COVERAGE * layout)
     # Synth v5: the cloud is steeper (β 3.7) and flat only below 1/(5-12 mm), so its power sits at
     # lobule scales; the thin strands of ``_trabeculae`` carry the fine structure. v4's cloud (β 3.0,
     # floor 9-21 mm) had the films' β but made the texture soft clouds: line share 0.29 against
@@ -119,7 +170,7 @@ def _glandular(breast: Breast, edge: np.ndarray, nipple: tuple[float, float], ha
     holes *= lobule_fat / (0.67 * layers)
     gland = tissue * np.clip(1.0 - holes, 0.0, 1.0)
     # The projection sums many layers: most pixels hold some gland and some fat.
-    peak = rng.uniform(*GLAND_PEAK) + GLAND_PEAK_PER_DENSITY * breast.density
+    peak = (rng.uniform(*GLAND_PEAK) + GLAND_PEAK_PER_DENSITY * breast.density) * np.exp(LAYOUT_PEAK * layout)
     return (peak * gland + 0.04 * env).astype(np.float32)
 
 

@@ -35,11 +35,12 @@ class Projection:
 
 def project_view(breast: Breast, view: str, shape: tuple[int, int], spacing: float,
                  rng: np.random.Generator, clusters: list[tuple[ClusterSpec, tuple[float, float]]],
-                 energy_kev: float, findings: Sequence[tuple[SoftFinding, tuple[float, float]]] = ()) -> Projection:
+                 energy_kev: float, findings: Sequence[tuple[SoftFinding, tuple[float, float]]] = (),
+                 layout_rng: np.random.Generator | None = None) -> Projection:
     """Line integral of ``view`` with ``clusters`` ((spec, centre (row, col) in mm) pairs) inside it,
-    and soft-tissue ``findings`` (the same pairs) that carry no truth."""
+    and soft-tissue ``findings`` (the same pairs) that carry no truth. layout_rng: see ``build_tissue``."""
     maps = view_maps(breast, view, shape, spacing)
-    tissue = build_tissue(breast, view, maps, shape, spacing, rng)
+    tissue = build_tissue(breast, view, maps, shape, spacing, rng, layout_rng)
     gland_mm = tissue.glandular * maps.tissue_mm + tissue.extra_mm * maps.mask * np.clip(maps.tissue_mm / 10.0, 0, 1)
     if findings:  # they displace fat: bold in a fatty breast, half hidden in a dense one
         gland_mm += draw_findings(shape, spacing, list(findings), view) * maps.mask * (1.0 - tissue.glandular)
