@@ -129,9 +129,9 @@ def _layout(shape: tuple[int, int], step: float, rng: np.random.Generator) -> np
     ``realism_layout``). The Gaussian part carries the regions without adding power at the
     1-7 mm periods β is fitted on; the power-law part gives them ragged outlines.
     """
-    coarse = (max(int(shape[0] * step), 8), max(int(shape[1] * step), 8))  # a 1 mm grid
-    blur = ndimage.gaussian_filter(rng.standard_normal(coarse), rng.uniform(*LAYOUT_SIGMA_MM) / (shape[0] * step
-                                                                                                  / coarse[0]))
+    coarse = (max(int(shape[0] * step), 8), max(int(shape[1] * step), 8))  # about 1 mm pixels
+    pixel_mm = shape[0] * step / coarse[0]
+    blur = ndimage.gaussian_filter(rng.standard_normal(coarse), rng.uniform(*LAYOUT_SIGMA_MM) / pixel_mm)
     blur = upsample((blur / max(float(blur.std()), 1e-9)).astype(np.float32), shape)
     ragged = smooth_field(shape, step, 4.0, rng, largest_mm=rng.uniform(*LAYOUT_LARGEST_MM))
     return (np.sqrt(1.0 - LAYOUT_POWER_SHARE) * blur + np.sqrt(LAYOUT_POWER_SHARE) * ragged).astype(np.float32)
