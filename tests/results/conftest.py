@@ -1,10 +1,12 @@
-"""Results tests: PixelMed checks every SR the session wrote, in one JVM, at the end."""
+"""Results tests: PixelMed checks every SR the session wrote, in one JVM, at the end (per
+pytest-xdist worker: each checks what its own tests wrote; the controller reports and fails)."""
 
 from __future__ import annotations
 
 import pytest
 
 from tests import validators as V
+from tests.process_plugin import report_at_session_end
 from tests.results.outputs_fixtures import WRITTEN_SRS
 
 
@@ -14,13 +16,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if not paths:
         return
     errors = {str(p): e for p, found in V.pixelmed_batch(paths).items() if (e := V.pixelmed_errors(found))}
-    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    line = f"PixelMed DicomSRValidator: {len(paths)} SR(s) written by the results tests, {len(errors)} with errors"
-    if reporter is not None:
-        reporter.write_line(line)
-        for path, found in errors.items():
-            reporter.write_line(f"  {path}:")
-            for text in found[:20]:
-                reporter.write_line(f"    {text[:400]}")
-    if errors:
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    lines = [f"PixelMed DicomSRValidator: {len(paths)} SR(s) written by the results tests, {len(errors)} with errors"]
+    for path, found in errors.items():
+        lines.append(f"  {path}:")
+        lines += [f"    {text[:400]}" for text in found[:20]]
+    report_at_session_end(session, lines, failed=bool(errors))
