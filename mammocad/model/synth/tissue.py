@@ -40,11 +40,11 @@ CLOUD_FLOOR_MM = (5.0, 12.0)
 #: × density. Synth v7 lowered it from 0.6-0.85 + 0.15 × density (0.7×): on a 12-study film
 #: drawing that put tissue power at the CBIS-DDSM films' (1.0×, was 1.7×) and brought β from
 #: 3.37 to 3.13 (films 3.15) and the line share nearer theirs (DATASETS.md, "Gland contrast").
-GLAND_PEAK = (0.42, 0.595)
+GLAND_PEAK = (0.40, 0.56)
 GLAND_PEAK_PER_DENSITY = 0.105
 #: Fibrous strands (``_trabeculae``), set (synth v5) so film's curvature shape, β and tissue power
 #: come near the CBIS-DDSM films' (DATASETS.md, "Strands").
-STRAND_DENSITY = 0.45  # strand length per breast area, mm/mm²
+STRAND_DENSITY = 0.1  # strand length per breast area, mm/mm² (0.45 until synth v12)
 STRAND_LENGTH_MM = (8.0, 30.0)
 STRAND_RADIUS_MM = (0.15, 0.35)
 STRAND_DEPTH_MM = (2.0, 6.0)  # path along the beam of a septum seen edge-on
@@ -62,8 +62,18 @@ STRAND_TORTUOSITY = 0.07
 LAYOUT_SIGMA_MM = (6.0, 12.0)
 LAYOUT_LARGEST_MM = (30.0, 60.0)
 LAYOUT_POWER_SHARE = 0.6
-LAYOUT_COVERAGE = 2.5
-LAYOUT_PEAK = 0.45
+LAYOUT_COVERAGE = 3.0
+LAYOUT_PEAK = 0.5
+#: The septa between fat lobules (synth v12, ``_septa``): each wall of ``_glandular``'s lobule
+#: layers is a fibrous sheet; seen edge-on it is a line of SEPTA_PATH_MM glandular-equivalent
+#: path (the wall's extent along the beam) and a half-width drawn in SEPTA_WIDTH_MM (a 0.25 mm
+#: sheet 6 mm deep, blurred), fragmented by a smooth field (a wall tilted to the beam adds
+#: little). Chosen with the strands thinned from 0.45 to 0.1 mm/mm², the gland's peak lowered
+#: from 0.42-0.595, the layout's coverage raised from 2.5 and its peak from 0.45 (DATASETS.md,
+#: "Septa"). On seed 5105's 12 film views (``test_film_tissue_contrast…``) line share 0.332 →
+#: 0.351 (the CBIS films' 0.373), β 2.97 → 3.12 (films 3.15), tissue power 1.20× → 1.37×.
+SEPTA_PATH_MM = 6.0
+SEPTA_WIDTH_MM = (0.2, 0.4)
 
 
 @dataclass(frozen=True)
@@ -87,8 +97,11 @@ def build_tissue(breast: Breast, view: str, maps: ViewMaps, shape: tuple[int, in
     edge = _on_grid(maps.edge_mm, grid)
     nipple = (maps.nipple[0] * spacing, maps.nipple[1] * spacing)  # mm
     half = maps.half_height_px * spacing
-    gland = _glandular(breast, edge, nipple, half, grid, step, rng, _layout(grid, step, layout_rng))
-    extra = _ligaments(breast, edge, grid, step, rng)
+    layout = _layout(grid, step, layout_rng)
+    # The septa draw from the layout's stream after it: every synth v11 draw stays as it was.
+    gland, septa = _glandular(breast, edge, nipple, half, grid, step, rng, layout,
+                              np.random.default_rng(layout_rng.integers(2 ** 63)))
+    extra = septa + _ligaments(breast, edge, grid, step, rng)
     extra += _ducts(breast, nipple, half, grid, step, rng)
     extra += _vessels(breast, view, nipple, half, grid, step, rng)
     # Their own stream: how many strands a breast holds must not shift what is drawn after them.
@@ -138,8 +151,10 @@ def _layout(shape: tuple[int, int], step: float, rng: np.random.Generator) -> np
 
 
 def _glandular(breast: Breast, edge: np.ndarray, nipple: tuple[float, float], half: float,
-               shape: tuple[int, int], step: float, rng: np.random.Generator, layout: np.ndarray) -> np.ndarray:
-    """Fibroglandular fraction: soft power-law clouds and strands, holed by layers of fat lobules.
+               shape: tuple[int, int], step: float, rng: np.random.Generator, layout: np.ndarray,
+               septa_rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(fibroglandular fraction, the lobules' septa in mm): soft power-law clouds and strands,
+    holed by layers of fat lobules, the walls between lobules fibrous septa (``_septa``).
 
     Along each ray the beam crosses several layers of fat lobules (5–15 mm spheres wrapped in
     fibrous septa). Each layer removes a sphere's chord of gland, so their projection is the
@@ -165,13 +180,38 @@ def _glandular(breast: Breast, edge: np.ndarray, nipple: tuple[float, float], ha
     layers = int(rng.integers(2, 4))
     lobule_fat = rng.uniform(0.4, 0.7) * (1.0 - 0.7 * breast.density)
     holes = np.zeros(shape, dtype=np.float32)
+    septa = np.zeros(shape, dtype=np.float32)
     for _ in range(layers):
-        holes += lobule_cells(shape, step, rng.uniform(8.0, 20.0), rng, warp=0.25).chord
+        cell_mm = rng.uniform(8.0, 20.0)
+        cells = lobule_cells(shape, step, cell_mm, rng, warp=0.25)
+        holes += cells.chord
+        septa += _septa(cells.gap_mm, cell_mm, shape, step, septa_rng)
     holes *= lobule_fat / (0.67 * layers)
     gland = tissue * np.clip(1.0 - holes, 0.0, 1.0)
     # The projection sums many layers: most pixels hold some gland and some fat.
     peak = (rng.uniform(*GLAND_PEAK) + GLAND_PEAK_PER_DENSITY * breast.density) * np.exp(LAYOUT_PEAK * layout)
-    return (peak * gland + 0.04 * env).astype(np.float32)
+    septa *= np.clip(edge / 6.0, 0.0, 1.0)
+    return (peak * gland + 0.04 * env).astype(np.float32), septa.astype(np.float32)
+
+
+def _septa(gap_mm: np.ndarray, cell_mm: float, shape: tuple[int, int], step: float,
+           rng: np.random.Generator) -> np.ndarray:
+    """Glandular-equivalent path (mm) of the fibrous septa between one layer of fat lobules.
+
+    Real films show the fat lobules outlined by bright curved lines that meet and cross where
+    lobules touch and layers overlap (VICTRE and OpenVCT build the breast from such fat
+    compartments wrapped in fibrous walls). Synth v2-v11 drew the lobules only as holes in the
+    gland, so fat showed flat and the lines were long straight strands: an arc junction on a
+    real film was a pattern the detector had never seen as background, and it marked them.
+    Each wall is a sheet; edge-on it adds SEPTA_PATH_MM along the beam in a line of half-width
+    SEPTA_WIDTH_MM. A wall tilted to the beam spreads that path thin, so a smooth field (on the
+    lobules' own scale) fades whole stretches of wall. A round shell (a sphere's wall: path
+    2R(√(1 − s²) − √((1 − t/R)² − s²))) was tried first: its long inward tails put the power at
+    lobule scales and took β to 3.4.
+    """
+    line = SEPTA_PATH_MM * np.exp(-((gap_mm / rng.uniform(*SEPTA_WIDTH_MM)) ** 2))
+    visible = np.clip(0.35 + 0.8 * smooth_field(shape, step, 3.0, rng, largest_mm=2.0 * cell_mm), 0.0, None)
+    return (line * visible).astype(np.float32)
 
 
 def _ligaments(breast: Breast, edge: np.ndarray, shape: tuple[int, int], step: float,
