@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -16,6 +17,12 @@ from tests import processes
 # How long a freshly started Celery worker may take to log "ready." (a deadline, not a speed
 # assertion): importing torch/torchvision on a loaded 2-core machine takes ~150 s.
 WORKER_READY_TIMEOUT = 300.0
+
+
+def torch_threads(most: int = 2) -> str:
+    """OMP_NUM_THREADS for a command a test starts: ``most``, or fewer where this process has
+    fewer (a pytest-xdist worker's share of the cores, tests/conftest.py)."""
+    return str(min(most, int(os.environ.get("OMP_NUM_THREADS") or most)))
 
 
 def free_port() -> int:

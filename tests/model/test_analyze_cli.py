@@ -12,6 +12,7 @@ import pytest
 
 from mammocad.cli import main
 from tests.factories import make_mammogram, write
+from tests.services import torch_threads
 
 MAMMOCAD = [sys.executable, "-m", "mammocad"]
 
@@ -19,7 +20,7 @@ MAMMOCAD = [sys.executable, "-m", "mammocad"]
 def run_cli(args: list[str], cwd: Path, *, program: tuple[str, ...] = tuple(MAMMOCAD)) -> subprocess.CompletedProcess[str]:
     """``mammocad ARGS`` (or ``program ARGS``) in a child process with this checkout on its path."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAMMOCAD_")}
-    env["OMP_NUM_THREADS"] = "2"
+    env["OMP_NUM_THREADS"] = torch_threads()
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
     return subprocess.run([*program, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=240)
 

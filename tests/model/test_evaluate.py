@@ -22,9 +22,10 @@ import torch
 from mammocad.cli import main
 from mammocad.model.checkpoint import load_checkpoint
 from tests.model.test_train import tiny_config
+from tests.services import torch_threads
 
 PNG = b"\x89PNG\r\n\x1a\n"
-ENV = {**os.environ, "OMP_NUM_THREADS": "2"}
+ENV = {**os.environ, "OMP_NUM_THREADS": torch_threads()}
 
 
 def _mammocad(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:

