@@ -17,7 +17,8 @@ TEST_PKGS := redis-server dcmtk orthanc dicom3tools libpixelmed-java default-jre
 TOOL_PKGS := prometheus
 PYTEST_ARGS ?=
 # `make test` runs in this many pytest-xdist workers, a test file to a worker (module fixtures are
-# built once); much of the suite waits on services, so two overlap well on 2 cores. 0: one process.
+# built once), the longest files first (tests/conftest.py); much of the suite waits on services, so
+# two overlap well on 2 cores. 0: one process.
 TEST_WORKERS ?= 2
 
 .PHONY: run test test-faults system-deps system-test-deps venv lint bench clean demo-weights
@@ -26,7 +27,7 @@ run: system-deps venv
 	$(BIN)/mammocad serve
 
 test: system-test-deps venv
-	$(BIN)/python -m pytest -m "not faults" -n $(TEST_WORKERS) --dist loadfile --durations=25 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not faults" -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=25 $(PYTEST_ARGS)
 
 # The fault suite (tests/faults, docs/FAULTS.md): kills node, workers and redis mid-study,
 # fills the disk, takes the PACS down, sends poison and hostile input; 10-15 minutes on 2 cores.

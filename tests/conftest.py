@@ -24,6 +24,24 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ["OMP_NUM_THREADS"] = str(max(1, share))
 
 
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``--dist loadfile --no-loadscope-reorder``, the Makefile) files are
+    handed out in this order: those with the most ``slow`` or ``e2e`` tests first, then the
+    others with the most tests first (xdist's own order), so that no long file starts last
+    and leaves one worker running it alone. Tests keep their order within a file."""
+    if not hasattr(config, "workerinput"):
+        return
+    files: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        files.setdefault(item.nodeid.split("::", 1)[0], []).append(item)
+
+    def cost(tests: list[pytest.Item]) -> tuple[int, int]:
+        long = sum(1 for t in tests if t.get_closest_marker("slow") or t.get_closest_marker("e2e"))
+        return -long, -len(tests)
+
+    items[:] = [item for tests in sorted(files.values(), key=cost) for item in tests]
+
+
 @pytest.fixture
 def redis_url(tmp_path: Path) -> Iterator[str]:
     with redis_server(tmp_path / "redis") as url:

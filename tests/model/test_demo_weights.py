@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from mammocad.model.checkpoint import default_weights_path, read_header
 from mammocad.model.synth.generate import generate_study
 from tests.model.test_analyze_cli import run_cli
@@ -36,6 +38,7 @@ def test_demo_weights_are_labelled_and_described_by_their_card() -> None:
     assert f"`{spec.risk_method}`" in card and f"{preprocess.working_spacing_mm:g} mm/pixel" in card
 
 
+@pytest.mark.slow
 def test_analyze_finds_a_synthetic_studys_calcifications_with_the_shipped_weights(tmp_path: Path) -> None:
     study = generate_study(STUDY_INDEX, seed=STUDY_SEED)
     folder = tmp_path / "study"

@@ -87,6 +87,7 @@ def pooled_calibrated(trained: Path, calibrated: dict[str, Path]) -> tuple[subpr
     return proc, out
 
 
+@pytest.mark.slow
 def test_train_command_writes_a_described_checkpoint(trained: Path) -> None:
     run = trained / "run"
     for name in ("model.pt", "state.pt", "train.csv", "loss.png", "metrics.json", "roc.png", "froc.png"):
@@ -108,6 +109,7 @@ def test_train_command_writes_a_described_checkpoint(trained: Path) -> None:
     assert payload["state_dict"]["rpn.head.conv.0.0.weight"].dtype == torch.float16
 
 
+@pytest.mark.slow
 def test_evaluate_command_writes_metrics_and_plots(
         trained: Path, pooled_calibrated: tuple[subprocess.CompletedProcess[str], Path]) -> None:
     out = trained / "eval"
@@ -179,6 +181,7 @@ def test_calibrate_command_refuses_to_overwrite_its_input(trained: Path, capsys:
     assert code == 2 and "write a new file" in err
 
 
+@pytest.mark.slow
 def test_calibrate_reads_the_validation_sets_of_a_training_config(
         trained: Path, calibrated: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
     """--validation-of pools the config's sets exactly as --data does; its errors say what is wrong."""

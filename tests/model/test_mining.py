@@ -94,6 +94,7 @@ def test_hard_negative_share_is_checked() -> None:
         TileConfig(positive_fraction=0.8, hard_negative_fraction=0.3)
 
 
+@pytest.mark.slow
 def test_mining_runs_on_schedule_and_a_resume_repeats_it(tiny_data: Path, tmp_path: Path) -> None:
     raw = tiny_config(tiny_data, steps=6)
     raw["tiles"].update({"positive_fraction": 0.5, "hard_negative_fraction": 0.5, "hard_negative_every": 2,

@@ -165,6 +165,7 @@ def test_value_models_invert_the_acquisition() -> None:
     assert np.allclose(model.slope_at(oriented[:2, :2]), model.slope)
 
 
+@pytest.mark.slow
 def test_real_backgrounds_train_from_the_cli_mixed_with_synthetic_data(tmp_path: Path) -> None:
     raw = tiny_config(tmp_path / "synth", steps=2)
     raw["data"] = [{"format": "real-background", "path": str(CASES / "sfm-malign-0"), "seed": 5,

@@ -52,6 +52,7 @@ def _fixed_batch_loss(model: torch.nn.Module, draws: list[tuple[np.ndarray, np.n
 
 
 @pytest.mark.timeout(900)  # 40 CPU training steps: ~300 s when the 2 cores are shared with a training run
+@pytest.mark.slow
 def test_loss_falls_over_a_short_run(tiny_data: Path, tmp_path: Path) -> None:
     """Judged on one fixed set of 16 training tiles before and after: the loss of single steps swings
     with what each batch holds (at 1 mm a cluster is a few pixels), so the first and last steps'

@@ -113,6 +113,7 @@ def _closed(sock: socket.socket) -> bool:
         return True
 
 
+@pytest.mark.slow
 def test_stalled_tls_handshakes_do_not_lock_senders_out(start_node: Callable[..., NodeEnv], pki: TestPKI,
                                                         caplog: pytest.LogCaptureFixture) -> None:
     """Connections that open TCP to the TLS port and send nothing or half a ClientHello stay
