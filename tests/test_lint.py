@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -15,6 +17,7 @@ def test_ruff_clean() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+@pytest.mark.slow  # 45-60 s on 2 cores in a fresh clone (no .mypy_cache)
 def test_mypy_clean() -> None:
     """Type errors fail CI too; settings (plugins, untyped packages) live in pyproject's [tool.mypy]."""
     proc = subprocess.run([sys.executable, "-m", "mypy", "mammocad"], cwd=ROOT, capture_output=True, text=True)
