@@ -21,6 +21,7 @@ from mammocad.model import realism, realism_stats
 from mammocad.model.commands import realism as realism_cmd
 from mammocad.model.realism_sources import default_real_folder, parse_specks
 from mammocad.model.standardise import PreprocessSpec, standardise
+from tests.services import torch_threads
 
 REAL = default_real_folder()
 
@@ -193,7 +194,7 @@ def test_command_end_to_end_on_tiny_sets(tmp_path: Path, coarse_checkpoint: Path
     for name in ("1-280.dcm", "1-281.dcm"):
         os.symlink(REAL / "sfm-malign-0" / name, real / name)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAMMOCAD_")}
-    env.update(OMP_NUM_THREADS="2", PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    env.update(OMP_NUM_THREADS=torch_threads(), PYTHONPATH=str(Path(__file__).resolve().parents[2]))
     proc = subprocess.run([sys.executable, "-m", "mammocad", "model", "realism", "--synthetic", str(tmp_path / "synth"),
                            "--real", str(real), "--weights", str(coarse_checkpoint), "--device", "cpu", "--json",
                            "--quiet", "--marks-rendered", "0.2:8", "--marks-pictures", str(tmp_path / "pictures")],
@@ -269,7 +270,7 @@ def test_acquisition_keeps_only_the_synthetic_images_of_that_mode(tmp_path: Path
     real.mkdir()
     os.symlink(REAL / "sfm-malign-0" / "1-280.dcm", real / "1-280.dcm")
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAMMOCAD_")}
-    env.update(OMP_NUM_THREADS="2", PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    env.update(OMP_NUM_THREADS=torch_threads(), PYTHONPATH=str(Path(__file__).resolve().parents[2]))
     def report(synthetic: Path) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "mammocad", "model", "realism", "--synthetic", str(synthetic),
                                "--real", str(real), "--no-detector", "--json", "--quiet", "--acquisition", "film"],
