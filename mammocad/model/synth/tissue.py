@@ -157,8 +157,9 @@ def _glandular(breast: Breast, edge: np.ndarray, nipple: tuple[float, float], ha
     holed by layers of fat lobules, the walls between lobules fibrous septa (``_septa``).
 
     Along each ray the beam crosses several layers of fat lobules (5–15 mm spheres wrapped in
-    fibrous septa). Each layer removes a sphere's chord of gland, so their projection is the
-    net of dark round lobules with bright rims seen on every mammogram. ``layout`` (``_layout``)
+    fibrous septa). Each layer removes a sphere's chord of gland (the dark round lobules), and
+    its cell walls are the septa (the bright rims; ``_septa`` draws them from ``septa_rng`` so
+    the lobules' own draws stay as synth v11 made them). ``layout`` (``_layout``)
     gathers the gland into dense regions: more of the cloud is gland there, and denser gland.
     """
     env = _envelope(breast, edge, nipple, half, shape, step, rng)
