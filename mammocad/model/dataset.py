@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,9 @@ class Sample:
     labels: np.ndarray
     breast_id: str
     ignore: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    #: How often the sampler draws this image relative to the others (its source's
+    #: ``DataSource.weight``).
+    weight: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -211,6 +215,15 @@ def load_samples(items: Sequence[AnnotatedImage], preprocess: Any, *, desc: str 
                      disable=not progress))
 
 
+def image_probabilities(samples: Sequence[Sample]) -> np.ndarray | None:
+    """Each sample's share of the draws by its weight, or None when all weights are equal
+    (then callers draw uniformly, with the calls they made before weights existed)."""
+    w = np.array([s.weight for s in samples], dtype=np.float64)
+    if not len(w) or np.all(w == w[0]):
+        return None
+    return w / w.sum()
+
+
 def split_by_breast(items: Sequence[AnnotatedImage], val_fraction: float, seed: int
                     ) -> tuple[list[AnnotatedImage], list[AnnotatedImage]]:
     """Deterministic split that keeps all views of a breast (and its patient) on one side.
@@ -246,6 +259,9 @@ class TileSampler:
             raise ValueError("no training images: check the data source in the training config")
         self._lesions = [(i, j) for i, s in enumerate(self.samples) for j in range(len(s.labels))]
         self._by_class = {c: [(i, j) for i, j in self._lesions if self.samples[i].labels[j] == c] for c in (1, 2)}
+        # Probabilities only when the weights differ: equal weights draw with rng.integers, as
+        # before weights existed, so a config without them draws the same tiles.
+        self._image_p = image_probabilities(self.samples)
 
     def draw(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         r = rng.random()
@@ -283,7 +299,7 @@ class TileSampler:
             if self.tiles.balance_classes:
                 classes = [c for c in (1, 2) if self._by_class[c]]
                 pool = self._by_class[classes[int(rng.integers(len(classes)))]]
-            i, j = pool[int(rng.integers(len(pool)))]
+            i, j = pool[self._pick(rng, [i for i, _ in pool])]
         x1, y1, x2, y2 = self.samples[i].boxes[j]
         half = self.tiles.size / 2
         cx = (x1 + x2) / 2 + rng.uniform(-1, 1) * self.tiles.jitter * half
@@ -297,8 +313,16 @@ class TileSampler:
         cy += rng.uniform(-1, 1) * self.tiles.jitter * half
         return i, self._clamp(self.samples[i], cx - half, cy - half)
 
+    def _pick(self, rng: np.random.Generator, images: Sequence[int]) -> int:
+        """An index into ``images`` (sample indices), drawn in proportion to their weights."""
+        if self._image_p is None:
+            return int(rng.integers(len(images)))
+        w = np.array([self.samples[i].weight for i in images], dtype=np.float64)
+        return int(rng.choice(len(images), p=w / w.sum()))
+
     def _negative_origin(self, rng: np.random.Generator) -> tuple[int, tuple[int, int]]:
-        i = int(rng.integers(len(self.samples)))
+        i = int(rng.integers(len(self.samples))) if self._image_p is None else int(rng.choice(len(self.samples),
+                                                                                               p=self._image_p))
         s = self.samples[i]
         h, w = s.image.shape
         origin = (0, 0)
@@ -402,6 +426,9 @@ class DataSource:
     A synthetic source's options only render its views coarser when they are read
     (``render_spacing_mm``, ``render_bits``, ``render_acquisitions``: film_rendering.SourceRendering);
     the folder on disk stays as drawn, so one folder can be listed as drawn and rendered.
+    ``weight``: how often training draws each of this source's images, relative to an image of
+    a source of weight 1. A handful of real films among hundreds of synthetic views would
+    otherwise be a few per cent of the tiles, too few to teach their texture as background.
     """
 
     format: str
@@ -411,6 +438,7 @@ class DataSource:
     size: str = "small"
     options: dict[str, Any] = field(default_factory=dict)
     spacing_mm: float | None = None
+    weight: float = 1.0
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -420,6 +448,8 @@ class DataSource:
         if self.spacing_mm is not None and (self.format != "synthetic" or not 0.03 <= self.spacing_mm <= 1.0):
             raise ValueError(f"spacing_mm is for synthetic sources, 0.03..1.0 mm; got {self.spacing_mm} "
                              f"for format {self.format} (path {self.path})")
+        if not (math.isfinite(self.weight) and self.weight > 0):
+            raise ValueError(f"a data source's weight must be a positive number, got {self.weight} (path {self.path})")
         if self.format == "synthetic":
             from mammocad.model.readers.film_rendering import SourceRendering
 
@@ -427,7 +457,7 @@ class DataSource:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], base: Path | None = None) -> DataSource:
-        known = {"format", "path", "n_studies", "seed", "size", "options", "spacing_mm"}
+        known = {"format", "path", "n_studies", "seed", "size", "options", "spacing_mm", "weight"}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"unknown data source keys: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
@@ -437,12 +467,14 @@ class DataSource:
         return cls(format=str(d["format"]), path=path, n_studies=int(d.get("n_studies", 0)),
                    seed=int(d.get("seed", 0)), size=str(d.get("size", "small")),
                    options=dict(d.get("options", {})),
-                   spacing_mm=None if d.get("spacing_mm") is None else float(d["spacing_mm"]))
+                   spacing_mm=None if d.get("spacing_mm") is None else float(d["spacing_mm"]),
+                   weight=float(d.get("weight", 1.0)))
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": self.format, "path": str(self.path), "n_studies": self.n_studies, "seed": self.seed,
                 "size": self.size, "options": dict(self.options),
-                **({"spacing_mm": self.spacing_mm} if self.spacing_mm is not None else {})}
+                **({"spacing_mm": self.spacing_mm} if self.spacing_mm is not None else {}),
+                **({"weight": self.weight} if self.weight != 1.0 else {})}
 
 
 def _check_drawn_as_asked(src: DataSource) -> None:

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mammocad.model.dataset import image_probabilities
 from mammocad.model.detector import DetectorSpec
 from mammocad.model.metrics import centre_inside, centres
 from mammocad.model.tiling import detect_tiled
@@ -90,7 +91,8 @@ def mine(model: torch.nn.Module, samples: Sequence[Any], spec: DetectorSpec, *, 
     """
     indices = np.arange(len(samples))
     if 0 < n_images < len(samples):
-        indices = np.sort(rng.choice(len(samples), size=n_images, replace=False))
+        # Weighted as the tile sampler draws (DataSource.weight), so a heavily drawn source is mined as often.
+        indices = np.sort(rng.choice(len(samples), size=n_images, replace=False, p=image_probabilities(samples)))
     frozen = copy.deepcopy(model).eval()
     mined = Mined()
     for i in indices:

@@ -35,6 +35,7 @@ from tqdm import tqdm
 import mammocad
 from mammocad.logs import log_event
 from mammocad.model.dataset import (
+    Sample,
     TileSampler,
     load_samples,
     load_source,
@@ -162,9 +163,23 @@ def prepare_data(cfg: TrainConfig, *, progress: bool = True, workers: int = 1) -
     test_items = load_source(cfg.test, progress=progress, workers=workers) if cfg.test else []
     log_event(logger, "train_data", images=len(items), train=len(train_items), val=len(val_items),
               test=len(test_items), lesions=sum(len(i.lesions) for i in train_items))
-    return (load_samples(train_items, cfg.preprocess, desc="decode train", progress=progress, workers=workers,
-                         ignore_lesions=cfg.tiles.ignore_lesions),
-            val_items, test_items)
+    samples = load_samples(train_items, cfg.preprocess, desc="decode train", progress=progress, workers=workers,
+                           ignore_lesions=cfg.tiles.ignore_lesions)
+    # Each item's source is the "srcK" its breast id was given above.
+    weight_of = {f"src{k}": src.weight for k, src in enumerate(cfg.data, start=1)}
+    sources = [it.breast_id.split(":", 1)[0] for it in train_items]
+    samples = [dataclasses.replace(s, weight=weight_of[k]) for s, k in zip(samples, sources, strict=True)]
+    log_event(logger, "train_data_shares", shares=source_shares(samples, sources))
+    return samples, val_items, test_items
+
+
+def source_shares(samples: Sequence[Sample], sources: Sequence[str]) -> dict[str, float]:
+    """Each source's share of the images the tile sampler draws, by weight (srcK: k-th [[data]])."""
+    total = sum(s.weight for s in samples)
+    shares: dict[str, float] = {}
+    for s, k in zip(samples, sources, strict=True):
+        shares[k] = shares.get(k, 0.0) + s.weight / total
+    return {k: round(v, 4) for k, v in shares.items()}
 
 
 def make_state(cfg: TrainConfig, device: str) -> TrainState:
