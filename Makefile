@@ -41,7 +41,8 @@ test-faults: system-test-deps venv
 # that on fresh synth v2 sets with the confusers at the detector plane; stage 7 adds the real film
 # backgrounds rendered as public film sets ship them (0.2 mm, 8/16 bits); stage 8 is two runs at
 # a third of the learning rate on synth v6 (drawn by the generator of commit c1dfe30; a later
-# generator draws its own version into those folders) and releases 0.13.0-demo.
+# generator draws its own version into those folders), 0.13.0-demo; stage 9 fine-tunes that on synth
+# v12 with the other real exam's film drawn six times as often and releases 0.14.0-demo.
 demo-weights: venv
 	$(BIN)/mammocad model train --config config/train-demo.toml
 	$(BIN)/mammocad model train --config config/train-demo-fine.toml
@@ -52,6 +53,7 @@ demo-weights: venv
 	$(BIN)/mammocad model train --config config/train-demo-v6.toml
 	$(BIN)/mammocad model train --config config/train-experiment-v6.toml
 	$(BIN)/mammocad model train --config config/train-demo-v7.toml
+	$(BIN)/mammocad model train --config config/train-demo-v8.toml
 
 lint: venv
 	$(BIN)/ruff check mammocad tests bench
