@@ -224,6 +224,11 @@ def image_probabilities(samples: Sequence[Sample]) -> np.ndarray | None:
     return w / w.sum()
 
 
+def _index(rng: np.random.Generator, n: int, p: np.ndarray | None) -> int:
+    """One of ``range(n)``: uniform (``rng.integers``, the call made before weights existed) or by ``p``."""
+    return int(rng.integers(n)) if p is None else int(rng.choice(n, p=p))
+
+
 def split_by_breast(items: Sequence[AnnotatedImage], val_fraction: float, seed: int
                     ) -> tuple[list[AnnotatedImage], list[AnnotatedImage]]:
     """Deterministic split that keeps all views of a breast (and its patient) on one side.
@@ -260,8 +265,17 @@ class TileSampler:
         self._lesions = [(i, j) for i, s in enumerate(self.samples) for j in range(len(s.labels))]
         self._by_class = {c: [(i, j) for i, j in self._lesions if self.samples[i].labels[j] == c] for c in (1, 2)}
         # Probabilities only when the weights differ: equal weights draw with rng.integers, as
-        # before weights existed, so a config without them draws the same tiles.
+        # before weights existed, so a config without them draws the same tiles. The pools are
+        # fixed, so their lesions' probabilities (by their images' weights) are worked out once.
         self._image_p = image_probabilities(self.samples)
+        self._pool_p = {id(pool): self._lesion_probabilities(pool)
+                        for pool in (self._lesions, *self._by_class.values())}
+
+    def _lesion_probabilities(self, pool: Sequence[tuple[int, int]]) -> np.ndarray | None:
+        if self._image_p is None or not pool:
+            return None
+        w = np.array([self.samples[i].weight for i, _ in pool], dtype=np.float64)
+        return w / w.sum()
 
     def draw(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         r = rng.random()
@@ -299,7 +313,7 @@ class TileSampler:
             if self.tiles.balance_classes:
                 classes = [c for c in (1, 2) if self._by_class[c]]
                 pool = self._by_class[classes[int(rng.integers(len(classes)))]]
-            i, j = pool[self._pick(rng, [i for i, _ in pool])]
+            i, j = pool[_index(rng, len(pool), self._pool_p[id(pool)])]
         x1, y1, x2, y2 = self.samples[i].boxes[j]
         half = self.tiles.size / 2
         cx = (x1 + x2) / 2 + rng.uniform(-1, 1) * self.tiles.jitter * half
@@ -313,16 +327,8 @@ class TileSampler:
         cy += rng.uniform(-1, 1) * self.tiles.jitter * half
         return i, self._clamp(self.samples[i], cx - half, cy - half)
 
-    def _pick(self, rng: np.random.Generator, images: Sequence[int]) -> int:
-        """An index into ``images`` (sample indices), drawn in proportion to their weights."""
-        if self._image_p is None:
-            return int(rng.integers(len(images)))
-        w = np.array([self.samples[i].weight for i in images], dtype=np.float64)
-        return int(rng.choice(len(images), p=w / w.sum()))
-
     def _negative_origin(self, rng: np.random.Generator) -> tuple[int, tuple[int, int]]:
-        i = int(rng.integers(len(self.samples))) if self._image_p is None else int(rng.choice(len(self.samples),
-                                                                                               p=self._image_p))
+        i = _index(rng, len(self.samples), self._image_p)
         s = self.samples[i]
         h, w = s.image.shape
         origin = (0, 0)
