@@ -14,8 +14,10 @@
 3. Film grain (density noise growing with density).
 4. What is on the film besides the breast: burned-in labels and lead markers, tape, scratches,
    and the clear, unexposed border (``film_marks``).
-5. The digitiser: a light-transmission scan with an aperture of 50–200 µm, values linear in
-   density over its range (dense film → dark), 8–16 bits. Drawn coarser than the scan pitch,
+5. The digitiser: a light-transmission scan with a square aperture of 43.5–200 µm, as wide as
+   its pitch (``mtf.aperture_blur``, synth v13: a 0.2 mm scan keeps 0.76 of the signal at
+   2 cycles/mm; synth v2-v12's Gaussian of σ = pitch/2 kept 0.45), values linear in density over
+   its range (dense film → dark), 8–16 bits. Drawn coarser than the scan pitch,
    the image is that scan as the standardiser's resize leaves it (``mtf.resampling_mtf``).
 Display values are 0..1, bright = transparent film = dense tissue (MONOCHROME2).
 The four films of an exam share one ``FilmSettings`` (film, screens, processor, exposure
@@ -31,7 +33,7 @@ from scipy import special
 
 from mammocad.model.synth.acquisition import detector_blur, exposure_of
 from mammocad.model.synth.film_marks import FilmLabel, add_marks
-from mammocad.model.synth.mtf import gaussian_blur, resampling_mtf
+from mammocad.model.synth.mtf import aperture_blur, resampling_mtf
 
 #: Radius (mm) of the photo-timer's sensor; film units' sensors are a few cm².
 AEC_SENSOR_RADIUS_MM = 8.0
@@ -155,8 +157,9 @@ def expose_film(line_integral: np.ndarray, mask: np.ndarray, spacing: float, set
 
 
 def digitise(density: np.ndarray, spacing: float, settings: FilmSettings, rng: np.random.Generator) -> np.ndarray:
-    """Scanner output 0..1 (bright = low density), blurred by its aperture and quantised to its bits."""
-    scanned = gaussian_blur(density, spacing, 0.5 * settings.scan_pitch_mm)
+    """Scanner output 0..1 (bright = low density), blurred by its aperture (a box as wide as its
+    pitch, synth v13) and quantised to its bits."""
+    scanned = aperture_blur(density, spacing, settings.scan_pitch_mm)
     value = np.clip(1.0 - scanned / settings.scan_d_max, 0.0, 1.0)
     value += rng.normal(0.0, 0.5 / (1 << settings.scan_bits), value.shape).astype(np.float32)
     levels = (1 << settings.scan_bits) - 1
