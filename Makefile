@@ -42,7 +42,8 @@ test-faults: system-test-deps venv
 # backgrounds rendered as public film sets ship them (0.2 mm, 8/16 bits); stage 8 is two runs at
 # a third of the learning rate on synth v6 (drawn by the generator of commit c1dfe30; a later
 # generator draws its own version into those folders), 0.13.0-demo; stage 9 fine-tunes that on synth
-# v12 with the other real exam's film drawn six times as often and releases 0.14.0-demo.
+# v12 (the generator of commit b00b90b; likewise) with the other real exam's film drawn six times as
+# often and releases 0.14.0-demo.
 demo-weights: venv
 	$(BIN)/mammocad model train --config config/train-demo.toml
 	$(BIN)/mammocad model train --config config/train-demo-fine.toml
