@@ -57,14 +57,22 @@ def test_noise_power_per_mm2_does_not_depend_on_the_drawing_spacing(kind: str) -
         assert 0.75 < ratio < 1.35, (kind, band, ratio)
 
 
+def grating(freq: float, spacing: float, cols: int, rows: int) -> np.ndarray:
+    """A cosine of ``freq`` cycles/mm along the rows (an integer number of periods keeps it clean)."""
+    return np.cos(2 * np.pi * freq * np.arange(cols) * spacing).astype(np.float32)[None, :].repeat(rows, axis=0)
+
+
+def gain(out: np.ndarray, wave: np.ndarray, span: slice) -> float:
+    """How much of ``wave`` (one row, over ``span``) survives in ``out``: the projection of one on the other."""
+    return float(np.dot(out[span], wave[span]) / np.dot(wave[span], wave[span]))
+
+
 def test_gaussian_blur_is_exact_below_half_a_pixel() -> None:
     spacing, sigma = 0.2, 0.075  # σ is 0.375 px: a sampled kernel is nearly a delta
-    cols = np.arange(400)
     for freq in (0.5, 1.5, 2.0):  # cycles/mm, an integer number of periods over the row
-        wave = np.cos(2 * np.pi * freq * cols * spacing).astype(np.float32)[None, :].repeat(64, axis=0)
+        wave = grating(freq, spacing, 400, 64)
         out = gaussian_blur(wave, spacing, sigma)
-        gain = float(np.dot(out[32, 50:350], wave[32, 50:350]) / np.dot(wave[32, 50:350], wave[32, 50:350]))
-        assert gain == pytest.approx(np.exp(-2 * np.pi ** 2 * sigma ** 2 * freq ** 2), abs=0.01)
+        assert gain(out[32], wave[32], slice(50, 350)) == pytest.approx(np.exp(-2 * np.pi ** 2 * sigma ** 2 * freq ** 2), abs=0.01)
 
 
 def test_the_resize_tent_matches_the_standardisers_resize() -> None:
@@ -93,14 +101,13 @@ def test_the_digitiser_scans_through_a_box_as_wide_as_its_pitch(pitch: float) ->
     """A density grating through ``digitise``: the scan keeps sinc(f·pitch) of it, a square
     aperture's transfer, not the exp(−2π²(pitch/2)²f²) of synth v2-v12's Gaussian (0.45 at
     2 cycles/mm for a 0.2 mm pitch, where the box keeps 0.76)."""
-    spacing, cols = 0.05, np.arange(1600)
+    spacing = 0.05
     settings = dataclasses.replace(FilmSettings.sample(np.random.default_rng(1)), scan_pitch_mm=pitch, scan_bits=16)
     for freq in (1.0, 2.0):
-        wave = np.cos(2 * np.pi * freq * cols * spacing).astype(np.float32)[None, :].repeat(32, axis=0)
+        wave = grating(freq, spacing, 1600, 32)
         scanned = digitise(1.5 + 0.2 * wave, spacing, settings, np.random.default_rng(3))
-        signal = -(scanned[16, 200:1400] - scanned[16, 200:1400].mean()) * settings.scan_d_max / 0.2
-        ref = wave[16, 200:1400]
-        gain = float(np.dot(signal, ref) / np.dot(ref, ref))
-        assert gain == pytest.approx(np.sinc(freq * pitch), abs=0.02), (freq, gain)
+        density = -(scanned[16] - scanned[16, 200:1400].mean()) * settings.scan_d_max / 0.2  # back to density
+        kept = gain(density, wave[16], slice(200, 1400))
+        assert kept == pytest.approx(np.sinc(freq * pitch), abs=0.02), (freq, kept)
     gaussian = np.exp(-2 * np.pi ** 2 * (pitch / 2) ** 2 * 2.0 ** 2)
-    assert gain - gaussian > 0.1, (gain, gaussian)  # at 2 cycles/mm the two differ by 0.13 to 0.31
+    assert kept - gaussian > 0.1, (kept, gaussian)  # at 2 cycles/mm the two differ by 0.13 to 0.31
