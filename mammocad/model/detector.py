@@ -81,6 +81,9 @@ class DetectorSpec:
     #: tiles larger than the training tiles give the same features with far less overlap
     #: and per-tile overhead (see ``tiling.py``); evaluation runs the same path.
     inference_tile_size: int = 768
+    #: Orientations the image is analysed in and the marks averaged over (1, 2, 4 or 8;
+    #: ``orientations.py``). The lesion score threshold is chosen on these fused scores.
+    test_time_orientations: int = 1
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
@@ -97,6 +100,8 @@ class DetectorSpec:
             raise ValueError(f"num_classes ({self.num_classes}) must equal len(classes) ({len(self.classes)})")
         if not 0.0 <= self.operating_threshold <= 1.0:
             raise ValueError(f"operating_threshold must be in [0, 1], got {self.operating_threshold}")
+        if self.test_time_orientations not in (1, 2, 4, 8):
+            raise ValueError(f"test_time_orientations must be 1, 2, 4 or 8, got {self.test_time_orientations}")
         if self.risk_method not in RISK_METHODS:
             raise ValueError(f"risk_method must be one of {', '.join(RISK_METHODS)}, got {self.risk_method!r}")
         levels = len(self.returned_layers) + 1

@@ -38,9 +38,9 @@ from mammocad.model.breast_mask import inside_breast
 from mammocad.model.checkpoint import LoadedCheckpoint, load_checkpoint, resolve_weights
 from mammocad.model.devices import configure_cpu_threads, default_batch_size, resolve_device
 from mammocad.model.info import DetectorInfo
+from mammocad.model.orientations import detect_oriented
 from mammocad.model.results import BreastRisk, ImageRef, ImageResult, Lesion, LesionClass
 from mammocad.model.standardise import Standardised, standardise
-from mammocad.model.tiling import detect_tiled
 
 logger = logging.getLogger(__name__)
 
@@ -105,14 +105,19 @@ class Detector:
                   version=det.model_version, synthetic=det.synthetic_weights, cpu_threads=threads)
         return det
 
+    def with_spec(self, **changes: object) -> Detector:
+        """The same weights on the same device with spec fields changed (a new object; this one is untouched)."""
+        spec = dataclasses.replace(self.spec, **changes)  # type: ignore[arg-type]
+        return Detector(dataclasses.replace(self.checkpoint, spec=spec), self.device, self.weights_path)
+
     # -- model frame ---------------------------------------------------------------
     def predict_standardised(self, image: np.ndarray) -> Prediction:
         """Detect on a standardised image float32 [H, W] in [0, 1] (chest wall at x = 0).
 
         Returns boxes in the model frame; unpack as ``boxes, labels, scores, p_malignant``.
         """
-        det = detect_tiled(self.model, image, self.spec, device=self.device, batch_size=self.batch_size,
-                           amp=self.amp)
+        det = detect_oriented(self.model, image, self.spec, device=self.device, batch_size=self.batch_size,
+                              amp=self.amp)
         if len(det.boxes):  # marks on film labels and markers beside the breast (breast_mask.py)
             det = det.select(inside_breast(det.boxes, image, self.preprocess.working_spacing_mm))
         probs = det.probs

@@ -208,6 +208,20 @@ def _intersection(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.maximum(x2 - x1, 0) * np.maximum(y2 - y1, 0)
 
 
+def overlaps(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pairwise IoU and the share of the smaller box inside the other, float[N, N] each."""
+    area = np.maximum(_area(boxes), 1e-6)
+    inter = _intersection(boxes, boxes)
+    return inter / (area[:, None] + area[None, :] - inter), inter / np.minimum(area[:, None], area[None, :])
+
+
+def spot_pairs(boxes: np.ndarray, *, iou_thresh: float, cover: float = 0.5) -> np.ndarray:
+    """bool[N, N]: the pairs that mark one spot, seen by two runs of the network (two tiles, two
+    orientations): IoU at least ``iou_thresh``, or the smaller box at least ``cover`` inside the other."""
+    iou, min_cover = overlaps(np.asarray(boxes, dtype=np.float64).reshape(-1, 4))
+    return (iou >= iou_thresh) | (min_cover >= cover)
+
+
 def merge_detections(boxes: np.ndarray, scores: np.ndarray, probs: np.ndarray, cut: np.ndarray,
                      tile_ids: np.ndarray, *, iou_thresh: float = 0.3, cover: float = 0.5) -> Detections:
     """Merge per-tile detections already shifted to model-frame coordinates (see module doc)."""
@@ -221,9 +235,8 @@ def merge_detections(boxes: np.ndarray, scores: np.ndarray, probs: np.ndarray, c
     covered = (inter / area[:, None] >= cover) & other_tile & ~cut[None, :]
     keep = ~(cut & covered.any(axis=1))
     boxes, scores, probs, cut, tile_ids = boxes[keep], scores[keep], probs[keep], cut[keep], tile_ids[keep]
-    area, inter = area[keep], inter[np.ix_(keep, keep)]
-    iou = inter / (area[:, None] + area[None, :] - inter)
-    min_cover = inter / np.minimum(area[:, None], area[None, :])
+    area = area[keep]
+    iou, min_cover = overlaps(boxes)
     same_tile = tile_ids[:, None] == tile_ids[None, :]
     same = (iou >= iou_thresh) | (~same_tile & (min_cover >= cover))
     nested = same_tile & (min_cover >= cover) & ~same

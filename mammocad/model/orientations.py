@@ -1,0 +1,124 @@
+"""Test-time orientations: run the detector on the image flipped and transposed, and average the marks.
+
+Why: training flips and transposes every tile (``dataset.py``), so each of these orientations is
+an equally valid view for the network. A spot the network scores highly in one orientation and
+not in the others is the network's noise, not the image's: on real film that is most of its
+false marks (bright crossings of fibrous strands, film grain on a 0.2 mm grid). The fused score
+of a spot is its mean score over the orientations, an orientation without a box there counting
+0, so such a spot drops while one seen in every orientation keeps its score.
+
+``DetectorSpec.test_time_orientations`` says how many (1, 2, 4 or 8) and travels in the
+checkpoint, because the lesion score threshold is chosen on fused scores and means nothing
+without them. Training and hard-negative mining stay at one orientation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from mammocad.model.detector import DetectorSpec
+from mammocad.model.tiling import Detections, detect_tiled, spot_pairs
+
+
+@dataclass(frozen=True)
+class Orientation:
+    """Transpose first, then mirror left-right, then top-bottom (the inverse undoes them backwards)."""
+
+    transpose: bool = False
+    flip_h: bool = False
+    flip_v: bool = False
+
+    def apply(self, image: np.ndarray) -> np.ndarray:
+        out = image.T if self.transpose else image
+        if self.flip_h:
+            out = out[:, ::-1]
+        if self.flip_v:
+            out = out[::-1, :]
+        return np.ascontiguousarray(out)
+
+    def boxes_back(self, boxes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        """Boxes (x1, y1, x2, y2, continuous pixel edges) found on ``apply(image)`` in the frame of
+        ``image`` of ``shape`` (rows, cols)."""
+        rows, cols = (shape[1], shape[0]) if self.transpose else shape
+        b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4).copy()
+        if self.flip_v:
+            b[:, [1, 3]] = rows - b[:, [3, 1]]
+        if self.flip_h:
+            b[:, [0, 2]] = cols - b[:, [2, 0]]
+        if self.transpose:
+            b = b[:, [1, 0, 3, 2]]
+        return b
+
+
+#: In the order they are added: the first n of these are run for ``test_time_orientations = n``.
+ORIENTATIONS = (
+    Orientation(),
+    Orientation(flip_v=True),
+    Orientation(flip_h=True),
+    Orientation(flip_h=True, flip_v=True),
+    Orientation(transpose=True),
+    Orientation(transpose=True, flip_v=True),
+    Orientation(transpose=True, flip_h=True),
+    Orientation(transpose=True, flip_h=True, flip_v=True),
+)
+
+
+def fuse(passes: list[Detections], *, iou_thresh: float, cover: float = 0.5) -> Detections:
+    """One detection per spot over several orientations' detections (already in one frame).
+
+    A spot gathers, around its highest-scoring box, the best box of every other orientation that
+    is the same spot by the rule tiles are merged with (``tiling.spot_pairs``). Its score is the
+    sum of those scores over ``len(passes)``; its box and class probabilities are the
+    score-weighted means.
+    """
+    n = len(passes)
+    num_classes = passes[0].probs.shape[1] if passes and passes[0].probs.ndim == 2 else 3
+    tiles = sum(p.tiles for p in passes)
+    if n == 0 or not any(len(p.boxes) for p in passes):
+        return Detections.empty(num_classes, tiles)
+    boxes = np.concatenate([p.boxes for p in passes if len(p.boxes)])
+    scores = np.concatenate([p.scores for p in passes if len(p.boxes)])
+    probs = np.concatenate([p.probs for p in passes if len(p.boxes)])
+    source = np.concatenate([np.full(len(p.boxes), i) for i, p in enumerate(passes) if len(p.boxes)])
+    same = spot_pairs(boxes, iou_thresh=iou_thresh, cover=cover) & (source[:, None] != source[None, :])
+    taken = np.zeros(len(boxes), dtype=bool)
+    out_b, out_s, out_p = [], [], []
+    for lead in np.argsort(-scores, kind="stable"):
+        if taken[lead]:
+            continue
+        members = [int(lead)]
+        for other in range(n):
+            if other == source[lead]:
+                continue
+            candidates = np.where(same[lead] & ~taken & (source == other))[0]
+            if len(candidates):
+                members.append(int(candidates[np.argmax(scores[candidates])]))
+        taken[members] = True
+        s = scores[members]
+        w = s / max(float(s.sum()), 1e-12)
+        out_b.append((boxes[members] * w[:, None]).sum(axis=0))
+        out_s.append(float(s.sum()) / n)
+        out_p.append((probs[members] * w[:, None]).sum(axis=0))
+    order = np.argsort(-np.array(out_s), kind="stable")
+    return Detections(np.array(out_b)[order], np.array(out_s)[order], np.array(out_p)[order], tiles)
+
+
+def detect_oriented(model: torch.nn.Module, image: np.ndarray, spec: DetectorSpec, *,
+                    device: str | torch.device = "cpu", batch_size: int = 4, amp: bool = True) -> Detections:
+    """``detect_tiled`` in each of the spec's ``test_time_orientations``, fused (module doc)."""
+    count = spec.test_time_orientations
+    if count == 1:
+        return detect_tiled(model, image, spec, device=device, batch_size=batch_size, amp=amp)
+    passes = []
+    for orientation in ORIENTATIONS[:count]:
+        det = detect_tiled(model, orientation.apply(image), spec, device=device, batch_size=batch_size, amp=amp)
+        passes.append(Detections(orientation.boxes_back(det.boxes, image.shape), det.scores, det.probs, det.tiles))
+    fused = fuse(passes, iou_thresh=spec.box_nms_thresh)
+    rows, cols = image.shape
+    fused.boxes[:, [0, 2]] = fused.boxes[:, [0, 2]].clip(0, cols - 1)
+    fused.boxes[:, [1, 3]] = fused.boxes[:, [1, 3]].clip(0, rows - 1)
+    keep = slice(0, spec.detections_per_img)
+    return Detections(fused.boxes[keep], fused.scores[keep], fused.probs[keep], fused.tiles)

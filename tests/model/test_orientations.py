@@ -1,0 +1,127 @@
+"""Test-time orientations: every orientation's boxes come back onto the spot, and a mark only
+some orientations see keeps that share of its score.
+
+The end-to-end tests use a tiny deterministic detector (bright connected components, boxes
+with continuous pixel edges as torchvision's) whose answer depends on the orientation, so the
+fused scores are known exactly; the real network is run once at the end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+from mammocad.model.detector import DetectorSpec
+from mammocad.model.inference import Detector
+from mammocad.model.orientations import ORIENTATIONS, Orientation, detect_oriented, fuse
+from mammocad.model.tiling import Detections, detect_tiled
+
+SPEC = DetectorSpec(tile_size=128, tile_overlap=32, inference_tile_size=0, box_head_size=64)
+
+
+class StreakDetector(torch.nn.Module):
+    """Boxes around bright (> 0.9) regions: 0.9 for a square, 0.8 for one wider than tall, and
+    nothing for one taller than wide. A network that has learnt an orientation looks like this."""
+
+    def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        out = []
+        for image in images:
+            labels, _ = ndimage.label(image[0].numpy() > 0.9)
+            boxes, scores = [], []
+            for s in ndimage.find_objects(labels):
+                width, height = s[1].stop - s[1].start, s[0].stop - s[0].start
+                if width >= height:
+                    boxes.append([s[1].start, s[0].start, s[1].stop, s[0].stop])
+                    scores.append(0.9 if width == height else 0.8)
+            n = len(boxes)
+            out.append({"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+                        "labels": torch.full((n,), 2), "scores": torch.tensor(scores, dtype=torch.float32),
+                        "class_probs": torch.tensor([[0.1, 0.2, 0.7]]).repeat(n, 1)})
+        return out
+
+
+def image_with(*rects: tuple[int, int, int, int]) -> np.ndarray:
+    """A 300 x 260 image (rows x cols, not square, so a transpose that is not undone shows)."""
+    image = np.full((300, 260), 0.3, dtype=np.float32)
+    for x, y, w, h in rects:
+        image[y:y + h, x:x + w] = 1.0
+    return image
+
+
+@pytest.mark.parametrize("orientation", ORIENTATIONS, ids=str)
+def test_each_orientation_brings_its_box_back_onto_the_spot(orientation: Orientation) -> None:
+    image = image_with((30, 200, 7, 4))
+    seen = orientation.apply(image)
+    ys, xs = np.nonzero(seen > 0.9)
+    box = np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], float)
+    np.testing.assert_allclose(orientation.boxes_back(box, image.shape), [[30, 200, 37, 204]])
+
+
+def test_the_eight_orientations_are_distinct() -> None:
+    image = np.arange(12.0).reshape(3, 4)
+    seen = {orientation.apply(image).tobytes() + bytes(orientation.apply(image).shape) for orientation in ORIENTATIONS}
+    assert len(seen) == 8
+
+
+def test_a_spot_keeps_its_mean_score_over_the_orientations_missing_counting_zero() -> None:
+    probs = np.array([[0.1, 0.2, 0.7]])
+    spot, elsewhere = np.array([[10.0, 10, 30, 30]]), np.array([[100.0, 100, 120, 120]])
+    passes = [Detections(spot, np.array([0.9]), probs),
+              Detections(spot + 1, np.array([0.7]), np.array([[0.3, 0.6, 0.1]])),
+              Detections(np.concatenate([spot, elsewhere]), np.array([0.5, 0.8]), np.repeat(probs, 2, 0)),
+              Detections.empty()]
+    fused = fuse(passes, iou_thresh=0.3)
+    order = np.argsort(fused.boxes[:, 0])
+    np.testing.assert_allclose(fused.scores[order], [(0.9 + 0.7 + 0.5) / 4, 0.8 / 4])
+    w = np.array([0.9, 0.7, 0.5]) / 2.1
+    np.testing.assert_allclose(fused.boxes[order][0], w @ np.stack([spot[0], spot[0] + 1, spot[0]]))
+    np.testing.assert_allclose(fused.probs[order][0], w @ np.array([[0.1, 0.2, 0.7], [0.3, 0.6, 0.1], [0.1, 0.2, 0.7]]))
+
+
+def test_two_spots_of_one_orientation_are_never_fused_into_one() -> None:
+    """Within an orientation the tiles were already merged: two boxes left there are two spots."""
+    boxes = np.array([[10.0, 10, 30, 30], [14, 10, 34, 30]])
+    fused = fuse([Detections(boxes, np.array([0.9, 0.6]), np.tile([0.1, 0.2, 0.7], (2, 1)))], iou_thresh=0.3)
+    np.testing.assert_allclose(np.sort(fused.scores), [0.6, 0.9])
+
+
+def test_orientation_averaging_lowers_a_mark_only_some_orientations_see() -> None:
+    """A square is seen in every orientation and keeps 0.9; a horizontal streak is seen only
+    where it stays horizontal: in the 4 flips (0.8), in 4 of the 8 with transposes (0.4)."""
+    image = image_with((40, 50, 12, 12), (150, 220, 24, 6))
+    single = detect_tiled(StreakDetector(), image, SPEC)
+    for count, streak in ((4, 0.8), (8, 0.4)):
+        spec = dataclasses.replace(SPEC, test_time_orientations=count)
+        det = detect_oriented(StreakDetector(), image, spec)
+        assert det.tiles == count * single.tiles
+        order = np.argsort(det.boxes[:, 0])
+        np.testing.assert_allclose(det.boxes[order], [[40, 50, 52, 62], [150, 220, 174, 226]])
+        np.testing.assert_allclose(det.scores[order], [0.9, streak])
+    one = detect_oriented(StreakDetector(), image, SPEC)
+    np.testing.assert_allclose(one.boxes, single.boxes)
+    np.testing.assert_allclose(one.scores, single.scores)
+
+
+def test_the_spec_takes_one_two_four_or_eight_orientations() -> None:
+    with pytest.raises(ValueError, match="test_time_orientations"):
+        DetectorSpec(test_time_orientations=3)
+    assert DetectorSpec.from_dict({**SPEC.to_dict(), "test_time_orientations": 8}).test_time_orientations == 8
+
+
+def test_a_detector_with_more_orientations_is_a_new_object_on_the_same_weights() -> None:
+    det = Detector.load(device="cpu")
+    rng = np.random.default_rng(3)
+    image = np.clip(rng.normal(0.5, 0.08, (240, 200)), 0, 1).astype(np.float32)
+    image[100:103, 90:93] = 1.0
+    four = det.with_spec(test_time_orientations=4)
+    assert det.spec.test_time_orientations == 1 and four.spec.test_time_orientations == 4
+    assert four.model is det.model and four.info == det.info
+    once, fused = det.predict_standardised(image), four.predict_standardised(image)
+    assert fused.tiles == 4 * once.tiles > 0
+    assert len(fused.boxes) and (fused.boxes[:, [0, 2]] <= 199).all() and (fused.boxes[:, [1, 3]] <= 239).all()
+    again = det.predict_standardised(image)  # the first detector is untouched by the second
+    np.testing.assert_allclose(again.scores, once.scores)
