@@ -2,10 +2,11 @@
 
 Why: training flips and transposes every tile (``dataset.py``), so each of these orientations is
 an equally valid view for the network. A spot the network scores highly in one orientation and
-not in the others is the network's noise, not the image's: on real film that is most of its
-false marks (bright crossings of fibrous strands, film grain on a 0.2 mm grid). The fused score
-of a spot is its mean score over the orientations, an orientation without a box there counting
-0, so such a spot drops while one seen in every orientation keeps its score.
+not in the others is the network's noise, not the image's. The fused score of a spot is its mean
+score over the orientations, an orientation without a box there counting 0, so such a spot drops
+while one seen in every orientation keeps its score. On the shipped weights 4 orientations
+lowered the marks on the real films at every synthetic sensitivity, 2 did not, and 4 cost more
+than a 2-core CPU's budget (model card, "Experiments not shipped").
 
 ``DetectorSpec.test_time_orientations`` says how many (1, 2, 4 or 8) and travels in the
 checkpoint, because the lesion score threshold is chosen on fused scores and means nothing
