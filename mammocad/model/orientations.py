@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from mammocad.model.detector import DetectorSpec
-from mammocad.model.tiling import Detections, detect_tiled, spot_pairs
+from mammocad.model.tiling import Detections, clip_boxes, detect_tiled, spot_pairs
 
 
 @dataclass(frozen=True)
@@ -118,8 +118,6 @@ def detect_oriented(model: torch.nn.Module, image: np.ndarray, spec: DetectorSpe
         det = detect_tiled(model, orientation.apply(image), spec, device=device, batch_size=batch_size, amp=amp)
         passes.append(Detections(orientation.boxes_back(det.boxes, image.shape), det.scores, det.probs, det.tiles))
     fused = fuse(passes, iou_thresh=spec.box_nms_thresh)
-    rows, cols = image.shape
-    fused.boxes[:, [0, 2]] = fused.boxes[:, [0, 2]].clip(0, cols - 1)
-    fused.boxes[:, [1, 3]] = fused.boxes[:, [1, 3]].clip(0, rows - 1)
+    clip_boxes(fused.boxes, image.shape)  # fusion arithmetic may step 1e-6 outside
     keep = slice(0, spec.detections_per_img)
     return Detections(fused.boxes[keep], fused.scores[keep], fused.probs[keep], fused.tiles)

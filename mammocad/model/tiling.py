@@ -112,8 +112,7 @@ def detect_tiled(model: torch.nn.Module, image: np.ndarray, spec: DetectorSpec, 
                 boxes = out["boxes"].float().cpu().numpy().astype(np.float64)
                 boxes[:, [0, 2]] += x0
                 boxes[:, [1, 3]] += y0
-                boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, cols - 1)
-                boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, rows - 1)
+                clip_boxes(boxes, (rows, cols))
                 cut = _cut_by_seam(boxes, x0, y0, tile, rows, cols)
                 tile_ids = np.full(len(boxes), start + index)
                 parts.append((boxes, out["scores"].float().cpu().numpy(),
@@ -122,9 +121,16 @@ def detect_tiled(model: torch.nn.Module, image: np.ndarray, spec: DetectorSpec, 
     merged = merge_detections(boxes, scores, probs, cut, tile_ids, iou_thresh=spec.box_nms_thresh)
     keep = np.argsort(-merged.scores, kind="stable")[: spec.detections_per_img]
     boxes = merged.boxes[keep]
-    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, cols - 1)  # fusion arithmetic may step 1e-6 outside
-    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, rows - 1)
+    clip_boxes(boxes, (rows, cols))  # fusion arithmetic may step 1e-6 outside
     return Detections(boxes, merged.scores[keep], merged.probs[keep], tiles=len(grid))
+
+
+def clip_boxes(boxes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``boxes`` clipped in place to an image of ``shape`` (rows, cols), and returned."""
+    rows, cols = shape
+    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, cols - 1)
+    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, rows - 1)
+    return boxes
 
 
 def autocast_for(device: torch.device, amp: bool = True) -> Any:
