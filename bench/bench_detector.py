@@ -72,6 +72,7 @@ def main() -> int:
     std_times, det_times, tiles, boxes = [], [], 0, 0
     oriented_times: list[float] = []
     oriented_tiles = 0
+    oriented_spec = dataclasses.replace(spec, test_time_orientations=args.orientations)
     for run in range(args.runs + 1):
         t0 = time.perf_counter()
         std = standardise(ds, preprocess)
@@ -86,8 +87,8 @@ def main() -> int:
         tiles, boxes = det.tiles, len(det.boxes)
         if args.orientations > 1:
             t3 = time.perf_counter()
-            oriented = detect_oriented(model, std.image, dataclasses.replace(spec, test_time_orientations=args.orientations),
-                                       device=device, batch_size=batch, amp=not args.no_amp)
+            oriented = detect_oriented(model, std.image, oriented_spec, device=device, batch_size=batch,
+                                       amp=not args.no_amp)
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
             if run:

@@ -216,8 +216,11 @@ def _intersection(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def overlaps(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Pairwise IoU and the share of the smaller box inside the other, float[N, N] each."""
-    area = np.maximum(_area(boxes), 1e-6)
-    inter = _intersection(boxes, boxes)
+    return _overlap_ratios(_intersection(boxes, boxes), np.maximum(_area(boxes), 1e-6))
+
+
+def _overlap_ratios(inter: np.ndarray, area: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`overlaps` from intersections and areas already computed."""
     return inter / (area[:, None] + area[None, :] - inter), inter / np.minimum(area[:, None], area[None, :])
 
 
@@ -241,8 +244,8 @@ def merge_detections(boxes: np.ndarray, scores: np.ndarray, probs: np.ndarray, c
     covered = (inter / area[:, None] >= cover) & other_tile & ~cut[None, :]
     keep = ~(cut & covered.any(axis=1))
     boxes, scores, probs, cut, tile_ids = boxes[keep], scores[keep], probs[keep], cut[keep], tile_ids[keep]
-    area = area[keep]
-    iou, min_cover = overlaps(boxes)
+    area, inter = area[keep], inter[np.ix_(keep, keep)]
+    iou, min_cover = _overlap_ratios(inter, area)
     same_tile = tile_ids[:, None] == tile_ids[None, :]
     same = (iou >= iou_thresh) | (~same_tile & (min_cover >= cover))
     nested = same_tile & (min_cover >= cover) & ~same
