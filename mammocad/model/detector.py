@@ -84,6 +84,12 @@ class DetectorSpec:
     #: Orientations the image is analysed in and the marks averaged over (1, 2, 4 or 8;
     #: ``orientations.py``). The lesion score threshold is chosen on these fused scores.
     test_time_orientations: int = 1
+    #: 0: every orientation analyses the whole image. Otherwise the first orientation analyses
+    #: the image and the others only crops of this many pixels (a multiple of 32) around its
+    #: marks scoring at least ``orientation_crop_min_score``; marks below it get their score
+    #: over the orientation count (``orientations.py``). About half the cost of whole passes.
+    orientation_crop_size: int = 0
+    orientation_crop_min_score: float = 0.25
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
@@ -102,6 +108,11 @@ class DetectorSpec:
             raise ValueError(f"operating_threshold must be in [0, 1], got {self.operating_threshold}")
         if self.test_time_orientations not in (1, 2, 4, 8):
             raise ValueError(f"test_time_orientations must be 1, 2, 4 or 8, got {self.test_time_orientations}")
+        if self.orientation_crop_size and (self.orientation_crop_size % 32 or self.orientation_crop_size < 64):
+            raise ValueError(f"orientation_crop_size must be 0 or a multiple of 32 >= 64, "
+                             f"got {self.orientation_crop_size}")
+        if not 0.0 <= self.orientation_crop_min_score <= 1.0:
+            raise ValueError(f"orientation_crop_min_score must be in [0, 1], got {self.orientation_crop_min_score}")
         if self.risk_method not in RISK_METHODS:
             raise ValueError(f"risk_method must be one of {', '.join(RISK_METHODS)}, got {self.risk_method!r}")
         levels = len(self.returned_layers) + 1

@@ -98,26 +98,110 @@ def fuse(passes: list[Detections], *, iou_thresh: float, cover: float = 0.5) -> 
             if len(candidates):
                 members.append(int(candidates[np.argmax(scores[candidates])]))
         taken[members] = True
-        s = scores[members]
-        w = s / max(float(s.sum()), 1e-12)
-        out_b.append((boxes[members] * w[:, None]).sum(axis=0))
-        out_s.append(float(s.sum()) / n)
-        out_p.append((probs[members] * w[:, None]).sum(axis=0))
+        box, score, prob = _one_spot(boxes[members], scores[members], probs[members], n)
+        out_b.append(box)
+        out_s.append(score)
+        out_p.append(prob)
     order = np.argsort(-np.array(out_s), kind="stable")
     return Detections(np.array(out_b)[order], np.array(out_s)[order], np.array(out_p)[order], tiles)
 
 
+def _one_spot(boxes: np.ndarray, scores: np.ndarray, probs: np.ndarray, n: int) -> tuple[np.ndarray, float, np.ndarray]:
+    """One spot's marks, at most one per orientation: the score-weighted box and class
+    probabilities, and the summed score over ``n`` (an orientation without a mark adds 0)."""
+    w = scores / max(float(scores.sum()), 1e-12)
+    return (boxes * w[:, None]).sum(axis=0), float(scores.sum()) / n, (probs * w[:, None]).sum(axis=0)
+
+
 def detect_oriented(model: torch.nn.Module, image: np.ndarray, spec: DetectorSpec, *,
                     device: str | torch.device = "cpu", batch_size: int = 4, amp: bool = True) -> Detections:
-    """``detect_tiled`` in each of the spec's ``test_time_orientations``, fused (module doc)."""
+    """``detect_tiled`` in each of the spec's ``test_time_orientations``, fused (module doc).
+
+    With ``spec.orientation_crop_size`` the other orientations only see crops around the first
+    one's candidates (``verify_in_crops``).
+    """
     count = spec.test_time_orientations
+    first = detect_tiled(model, image, spec, device=device, batch_size=batch_size, amp=amp)
     if count == 1:
-        return detect_tiled(model, image, spec, device=device, batch_size=batch_size, amp=amp)
-    passes = []
-    for orientation in ORIENTATIONS[:count]:
-        det = detect_tiled(model, orientation.apply(image), spec, device=device, batch_size=batch_size, amp=amp)
-        passes.append(Detections(orientation.boxes_back(det.boxes, image.shape), det.scores, det.probs, det.tiles))
-    fused = fuse(passes, iou_thresh=spec.box_nms_thresh)
+        return first
+    if spec.orientation_crop_size:
+        fused = verify_in_crops(model, image, first, spec, device=device, batch_size=batch_size, amp=amp)
+    else:
+        passes = [first]
+        for orientation in ORIENTATIONS[1:count]:
+            det = detect_tiled(model, orientation.apply(image), spec, device=device, batch_size=batch_size, amp=amp)
+            passes.append(Detections(orientation.boxes_back(det.boxes, image.shape), det.scores, det.probs,
+                                     det.tiles))
+        fused = fuse(passes, iou_thresh=spec.box_nms_thresh)
     clip_boxes(fused.boxes, image.shape)  # fusion arithmetic may step 1e-6 outside
     keep = slice(0, spec.detections_per_img)
     return Detections(fused.boxes[keep], fused.scores[keep], fused.probs[keep], fused.tiles)
+
+
+def verify_in_crops(model: torch.nn.Module, image: np.ndarray, first: Detections, spec: DetectorSpec, *,
+                    device: str | torch.device = "cpu", batch_size: int = 4, amp: bool = True) -> Detections:
+    """``first`` (the image in its own orientation) with each candidate's score averaged over the
+    other orientations of a crop around it.
+
+    Why crops: a network's lone false mark is what the other orientations remove, and that needs
+    them only where the first pass marked something; a crop of a training tile's size gives the
+    network the context it was trained with at a fraction of a whole pass. A candidate (score at
+    least ``spec.orientation_crop_min_score``) is fused as in ``fuse`` with the best same-spot mark
+    of each other orientation of its crop. A candidate well inside an earlier crop (a quarter of
+    the crop from its inner edges) reuses that crop. Marks below the candidate score are divided
+    by the orientation count, as a mark no other orientation saw would be.
+    """
+    count = spec.test_time_orientations
+    boxes, scores, probs = first.boxes.copy(), first.scores / count, first.probs.copy()
+    crops: list[tuple[tuple[int, int, int, int], list[Detections]]] = []
+    tiles = first.tiles
+    for index in np.where(first.scores >= spec.orientation_crop_min_score)[0]:
+        box = first.boxes[index]
+        found = next((seen for window, seen in crops if _well_inside(box, window, image.shape)), None)
+        if found is None:
+            window = crop_window(box, spec.orientation_crop_size, image.shape)
+            x0, y0, x1, y1 = window
+            crop = image[y0:y1, x0:x1]
+            found = []
+            for orientation in ORIENTATIONS[1:count]:
+                det = detect_tiled(model, orientation.apply(crop), spec, device=device, batch_size=batch_size,
+                                   amp=amp)
+                back = orientation.boxes_back(det.boxes, crop.shape)
+                back[:, [0, 2]] += x0
+                back[:, [1, 3]] += y0
+                found.append(Detections(back, det.scores, det.probs, det.tiles))
+                tiles += det.tiles
+            crops.append((window, found))
+        members_b, members_s, members_p = [box], [first.scores[index]], [first.probs[index]]
+        for det in found:
+            if not len(det.boxes):
+                continue
+            same = spot_pairs(np.concatenate([box[None], det.boxes]), iou_thresh=spec.box_nms_thresh)[0, 1:]
+            if same.any():
+                best = int(np.flatnonzero(same)[np.argmax(det.scores[same])])
+                members_b.append(det.boxes[best])
+                members_s.append(det.scores[best])
+                members_p.append(det.probs[best])
+        boxes[index], scores[index], probs[index] = _one_spot(np.array(members_b), np.array(members_s),
+                                                              np.array(members_p), count)
+    order = np.argsort(-scores, kind="stable")
+    return Detections(boxes[order], scores[order], probs[order], tiles)
+
+
+def crop_window(box: np.ndarray, size: int, shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1): a ``size``-px square centred on ``box``, shifted to lie inside an image of
+    ``shape`` (rows, cols) and cut to it where the image is smaller."""
+    rows, cols = shape
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    x0 = int(np.clip(round(cx - size / 2), 0, max(cols - size, 0)))
+    y0 = int(np.clip(round(cy - size / 2), 0, max(rows - size, 0)))
+    return x0, y0, min(x0 + size, cols), min(y0 + size, rows)
+
+
+def _well_inside(box: np.ndarray, window: tuple[int, int, int, int], shape: tuple[int, int]) -> bool:
+    """``box`` lies a quarter of the window's size from each of its edges that is not the image's."""
+    x0, y0, x1, y1 = window
+    rows, cols = shape
+    margin = max(x1 - x0, y1 - y0) / 4
+    return bool((box[0] >= x0 + margin or x0 == 0) and (box[1] >= y0 + margin or y0 == 0)
+                and (box[2] <= x1 - margin or x1 == cols) and (box[3] <= y1 - margin or y1 == rows))

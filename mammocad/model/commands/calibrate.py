@@ -49,6 +49,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
                    help="analyse each image in N orientations (1, 2, 4 or 8: flips, then transposes) and average "
                         "the marks; chosen here because the thresholds are chosen on the averaged scores; costs "
                         "N times the analysis time (default: the checkpoint's own, 1 unless set)")
+    p.add_argument("--orientation-crop", type=int, default=None, metavar="PX",
+                   help="with --orientations: the other orientations analyse only PX-pixel crops around the first "
+                        "one's candidates (a multiple of 32, e.g. 384; 0: the whole image; default: the "
+                        "checkpoint's own, 0 unless set)")
+    p.add_argument("--orientation-crop-min-score", type=float, default=None, metavar="S",
+                   help="with --orientation-crop: marks scoring at least S are candidates (default: the "
+                        "checkpoint's own, 0.25 unless set)")
     p.add_argument("--version", default=None, help="version label of the new checkpoint (default: unchanged)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
     p.set_defaults(handler=_run)
@@ -83,8 +90,10 @@ def _run(args: argparse.Namespace) -> int:
             items = load_pooled(args.data, args.data_format, parse_options(args.data_option))
             where = ", ".join(str(d) for d in args.data) + f" ({args.data_format})"
         det = Detector.load(source, args.device)
-        if args.orientations is not None:
-            det = det.with_spec(test_time_orientations=args.orientations)
+        changes = {field: value for field, value in (
+            ("test_time_orientations", args.orientations), ("orientation_crop_size", args.orientation_crop),
+            ("orientation_crop_min_score", args.orientation_crop_min_score)) if value is not None}
+        det = det.with_spec(**changes)
         cal = calibration.calibrate(predict_items(det, items, desc="calibrate"),
                                     risk_method=args.risk_method or det.spec.risk_method, rules=rules,
                                     fallback_operating_threshold=det.spec.operating_threshold,
