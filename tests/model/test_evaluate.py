@@ -69,7 +69,7 @@ def calibrated(trained: Path) -> dict[str, Path]:
         proc = _mammocad("model", "calibrate", "--data", str(trained / "data"), "--data", str(trained / "test"),
                          "--weights", str(trained / "run" / "model.pt"), "--out", str(out), "--device", "cpu",
                          "--risk-method", "two_view", "--max-fp-per-image", budget, "--version", f"0.0.2-cal{budget}",
-                         *(["--orientations", "2"] if budget == "4" else []))
+                         *(["--orientations", "2", "--orientation-crop", "96"] if budget == "4" else []))
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert "breast ROC AUC" in proc.stdout and "not for diagnostic use" in proc.stdout
         assert "measure on other images" in proc.stdout
@@ -158,6 +158,7 @@ def test_calibrate_command_rechooses_thresholds_and_keeps_the_weights(
     assert cal.spec.risk_method == "two_view" and before.spec.risk_method == "max"
     # Chosen on scores averaged over two orientations, the thresholds travel with that setting.
     assert cal.spec.test_time_orientations == 2 and before.spec.test_time_orientations == 1
+    assert cal.spec.orientation_crop_size == 96 and before.spec.orientation_crop_size == 0
     assert outs["0"].spec.test_time_orientations == 1
     assert meta["version"] == "0.0.2-cal4" and meta["calibration"]["previous"]["version"] == "0.0.1-test"
     assert meta["thresholds"]["method"]["max_fp_per_image"] == 4.0 and meta["thresholds"]["chosen_on"].endswith(
@@ -176,8 +177,9 @@ def test_calibrate_command_rechooses_thresholds_and_keeps_the_weights(
     assert "breast risk rule 'two_view'" in proc.stdout
     assert f"score >= {meta['lesion_score_threshold']:.3f}" in proc.stdout
     assert "chosen on validation data by `mammocad model calibrate`" in proc.stdout
-    assert "analysed in 2 orientations" in proc.stdout
-    assert json.loads((pooled_calibrated[1] / "metrics.json").read_text())["model"]["test_time_orientations"] == 2
+    assert "analysed in 2 orientations (the others on 96-px crops around marks scoring at least 0.25)" in proc.stdout
+    model = json.loads((pooled_calibrated[1] / "metrics.json").read_text())["model"]
+    assert (model["test_time_orientations"], model["orientation_crop_size"]) == (2, 96)
 
 
 def test_calibrate_command_refuses_to_overwrite_its_input(trained: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -185,6 +187,11 @@ def test_calibrate_command_refuses_to_overwrite_its_input(trained: Path, capsys:
     code, err = _refused(["model", "calibrate", "--data", str(trained / "test"), "--weights", str(source),
                           "--out", str(source), "--device", "cpu"], capsys)
     assert code == 2 and "write a new file" in err
+    code, err = _refused(["model", "calibrate", "--data", str(trained / "test"), "--weights", str(source),
+                          "--out", str(trained / "never.pt"), "--device", "cpu", "--orientations", "4",
+                          "--orientation-crop", "100"], capsys)
+    assert code == 2 and "orientation_crop_size must be 0 or a multiple of 32 >= 64, got 100" in err
+    assert not (trained / "never.pt").exists()
 
 
 @pytest.mark.slow
@@ -197,7 +204,7 @@ def test_calibrate_reads_the_validation_sets_of_a_training_config(
         {"format": "manifest", "path": str(trained / "data")}, {"format": "manifest", "path": str(trained / "test")}]}))
     proc = _mammocad("model", "calibrate", "--validation-of", str(config), "--weights", str(source),
                      "--out", str(trained / "cal-of.pt"), "--device", "cpu", "--risk-method", "two_view",
-                     "--max-fp-per-image", "4", "--orientations", "2")
+                     "--max-fp-per-image", "4", "--orientations", "2", "--orientation-crop", "96")
     assert proc.returncode == 0, proc.stderr[-3000:]
     of, by_data = load_checkpoint(trained / "cal-of.pt").metadata, load_checkpoint(calibrated["4"]).metadata
     assert of["thresholds"]["chosen_on"] == f"[[validation]] of {config}: data (manifest, seed 0), test (manifest, seed 0)"

@@ -17,7 +17,7 @@ from scipy import ndimage
 
 from mammocad.model.detector import DetectorSpec
 from mammocad.model.inference import Detector
-from mammocad.model.orientations import ORIENTATIONS, Orientation, detect_oriented, fuse
+from mammocad.model.orientations import ORIENTATIONS, Orientation, crop_window, detect_oriented, fuse
 from mammocad.model.tiling import Detections, detect_tiled
 
 SPEC = DetectorSpec(tile_size=128, tile_overlap=32, inference_tile_size=0, box_head_size=64)
@@ -106,10 +106,54 @@ def test_orientation_averaging_lowers_a_mark_only_some_orientations_see() -> Non
     np.testing.assert_allclose(one.scores, single.scores)
 
 
+def test_orientations_in_crops_average_the_candidates_as_whole_passes_do() -> None:
+    """The other orientations see only a crop around each candidate, and the candidates' scores
+    are the whole passes' (test above); a mark below the candidate score gets score / count."""
+    image = image_with((40, 50, 12, 12), (150, 220, 24, 6))
+    single = detect_tiled(StreakDetector(), image, SPEC)
+    for count, streak in ((4, 0.8), (8, 0.4)):
+        spec = dataclasses.replace(SPEC, test_time_orientations=count, orientation_crop_size=64)
+        det = detect_oriented(StreakDetector(), image, spec)
+        # one 128-px tile per crop and orientation: far fewer than the whole passes' count * single.tiles
+        assert det.tiles == single.tiles + 2 * (count - 1) < count * single.tiles
+        order = np.argsort(det.boxes[:, 0])
+        np.testing.assert_allclose(det.boxes[order], [[40, 50, 52, 62], [150, 220, 174, 226]])
+        np.testing.assert_allclose(det.scores[order], [0.9, streak])
+    spec = dataclasses.replace(SPEC, test_time_orientations=8, orientation_crop_size=64,
+                               orientation_crop_min_score=0.85)
+    det = detect_oriented(StreakDetector(), image, spec)
+    assert det.tiles == single.tiles + 7  # the streak (0.8) is no candidate: one crop, the square's
+    np.testing.assert_allclose(det.scores, [0.9, 0.8 / 8])
+
+
+def test_a_candidate_well_inside_an_earlier_crop_reuses_it() -> None:
+    """Two squares 20 px apart share the first one's 96-px crop; one 150 px away gets its own."""
+    near = image_with((100, 100, 8, 8), (120, 104, 8, 8))
+    far = image_with((60, 60, 8, 8), (210, 210, 8, 8))
+    spec = dataclasses.replace(SPEC, test_time_orientations=4, orientation_crop_size=96)
+    for image, crops in ((near, 1), (far, 2)):
+        single = detect_tiled(StreakDetector(), image, SPEC)
+        det = detect_oriented(StreakDetector(), image, spec)
+        assert det.tiles == single.tiles + 3 * crops
+        np.testing.assert_allclose(det.scores, [0.9, 0.9])
+
+
+def test_a_crop_window_stays_inside_the_image() -> None:
+    box = np.array([10.0, 280, 20, 290])
+    assert crop_window(box, 64, (300, 260)) == (0, 236, 64, 300)  # shifted in at the corner
+    assert crop_window(np.array([100.0, 100, 110, 110]), 64, (300, 260)) == (73, 73, 137, 137)
+    assert crop_window(box, 512, (300, 260)) == (0, 0, 260, 300)  # an image smaller than the crop
+
+
 def test_the_spec_takes_one_two_four_or_eight_orientations() -> None:
     with pytest.raises(ValueError, match="test_time_orientations"):
         DetectorSpec(test_time_orientations=3)
     assert DetectorSpec.from_dict({**SPEC.to_dict(), "test_time_orientations": 8}).test_time_orientations == 8
+    with pytest.raises(ValueError, match="orientation_crop_size must be 0 or a multiple of 32"):
+        DetectorSpec(orientation_crop_size=100)
+    with pytest.raises(ValueError, match="orientation_crop_min_score"):
+        DetectorSpec(orientation_crop_min_score=1.5)
+    assert DetectorSpec.from_dict({**SPEC.to_dict(), "orientation_crop_size": 384}).orientation_crop_size == 384
 
 
 def test_a_detector_with_more_orientations_is_a_new_object_on_the_same_weights() -> None:

@@ -62,7 +62,9 @@ def _run(args: argparse.Namespace) -> int:
                             rule=args.rule)
     report["definitions"]["malignant_threshold"] = det.info.malignant_threshold
     report["model"] = {"name": det.model_name, "version": det.model_version, "synthetic": det.synthetic_weights,
-                       "weights": str(det.weights_path), "test_time_orientations": det.spec.test_time_orientations}
+                       "weights": str(det.weights_path), "test_time_orientations": det.spec.test_time_orientations,
+                       "orientation_crop_size": det.spec.orientation_crop_size,
+                       "orientation_crop_min_score": det.spec.orientation_crop_min_score}
     where = ", ".join(str(d) for d in args.data)
     report["data"] = {"path": where, "format": args.data_format, "options": parse_options(args.data_option)}
     args.out.mkdir(parents=True, exist_ok=True)
@@ -78,8 +80,10 @@ def _run(args: argparse.Namespace) -> int:
           f"called malignant at p(malignant) >= {det.info.malignant_threshold:.3f}; breast called malignant at "
           f"risk >= {det.spec.operating_threshold:.3f} (breast risk rule {det.spec.risk_method!r})")
     if det.spec.test_time_orientations > 1:
-        print(f"each image analysed in {det.spec.test_time_orientations} orientations, a mark's score its mean "
-              "over them (the checkpoint's test_time_orientations)")
+        scope = (f"the others on {det.spec.orientation_crop_size}-px crops around marks scoring at least "
+                 f"{det.spec.orientation_crop_min_score:g}" if det.spec.orientation_crop_size else "each the whole image")
+        print(f"each image analysed in {det.spec.test_time_orientations} orientations ({scope}), a mark's score its "
+              "mean over them (the checkpoint's test_time_orientations)")
     print(f"written: {args.out / 'metrics.json'}, {args.out / 'roc.png'}, {args.out / 'froc.png'}")
     print("research use only, not for diagnostic use")
     return 0
