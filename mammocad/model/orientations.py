@@ -152,14 +152,17 @@ def verify_in_crops(model: torch.nn.Module, image: np.ndarray, first: Detections
     network the context it was trained with at a fraction of a whole pass. A candidate (score at
     least ``spec.orientation_crop_min_score``) is fused as in ``fuse`` with the best same-spot mark
     of each other orientation of its crop. A candidate well inside an earlier crop (a quarter of
-    the crop from its inner edges) reuses that crop. Marks below the candidate score are divided
-    by the orientation count, as a mark no other orientation saw would be.
+    the crop from its inner edges) reuses that crop. Marks below the candidate score, and
+    candidates beyond ``spec.orientation_crop_max_candidates`` (which bounds the time), are
+    divided by the orientation count, as a mark no other orientation saw would be.
     """
     count = spec.test_time_orientations
     boxes, scores, probs = first.boxes.copy(), first.scores / count, first.probs.copy()
     crops: list[tuple[tuple[int, int, int, int], list[Detections]]] = []
     tiles = first.tiles
-    for index in np.where(first.scores >= spec.orientation_crop_min_score)[0]:
+    order = np.argsort(-first.scores, kind="stable")
+    candidates = order[first.scores[order] >= spec.orientation_crop_min_score]
+    for index in candidates[: spec.orientation_crop_max_candidates]:
         box = first.boxes[index]
         found = next((seen for window, seen in crops if _well_inside(box, window, image.shape)), None)
         if found is None:
