@@ -90,9 +90,10 @@ class DetectorSpec:
     #: over the orientation count (``orientations.py``). About half the cost of whole passes.
     orientation_crop_size: int = 0
     orientation_crop_min_score: float = 0.25
-    #: At most this many candidates (the highest scoring) get crops, which bounds the time an
-    #: image full of marks takes; the rest count as unseen by the other orientations.
-    orientation_crop_max_candidates: int = 16
+    #: At most this many crops per image (the highest-scoring candidates first; a candidate well
+    #: inside an earlier crop shares it), which bounds the time an image full of marks takes; a
+    #: candidate left without a crop counts as unseen by the other orientations.
+    orientation_crop_max_crops: int = 10
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
@@ -116,8 +117,8 @@ class DetectorSpec:
                              f"got {self.orientation_crop_size}")
         if not 0.0 <= self.orientation_crop_min_score <= 1.0:
             raise ValueError(f"orientation_crop_min_score must be in [0, 1], got {self.orientation_crop_min_score}")
-        if self.orientation_crop_max_candidates < 1:
-            raise ValueError(f"orientation_crop_max_candidates must be >= 1, got {self.orientation_crop_max_candidates}")
+        if self.orientation_crop_max_crops < 1:
+            raise ValueError(f"orientation_crop_max_crops must be >= 1, got {self.orientation_crop_max_crops}")
         if self.risk_method not in RISK_METHODS:
             raise ValueError(f"risk_method must be one of {', '.join(RISK_METHODS)}, got {self.risk_method!r}")
         levels = len(self.returned_layers) + 1

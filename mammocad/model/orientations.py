@@ -148,13 +148,13 @@ def verify_in_crops(model: torch.nn.Module, image: np.ndarray, first: Detections
     other orientations of a crop around it.
 
     Why crops: a network's lone false mark is what the other orientations remove, and that needs
-    them only where the first pass marked something; a crop of a training tile's size gives the
-    network the context it was trained with at a fraction of a whole pass. A candidate (score at
+    them only where the first pass marked something; a crop near a training tile's size gives
+    the network about the context it was trained with, at a fraction of a whole pass. A candidate (score at
     least ``spec.orientation_crop_min_score``) is fused as in ``fuse`` with the best same-spot mark
     of each other orientation of its crop. A candidate well inside an earlier crop (a quarter of
     the crop from its inner edges) reuses that crop. Marks below the candidate score, and
-    candidates beyond ``spec.orientation_crop_max_candidates`` (which bounds the time), are
-    divided by the orientation count, as a mark no other orientation saw would be.
+    candidates that would need a crop beyond ``spec.orientation_crop_max_crops`` (which bounds
+    the time), are divided by the orientation count, as a mark no other orientation saw would be.
     """
     count = spec.test_time_orientations
     boxes, scores, probs = first.boxes.copy(), first.scores / count, first.probs.copy()
@@ -162,10 +162,12 @@ def verify_in_crops(model: torch.nn.Module, image: np.ndarray, first: Detections
     tiles = first.tiles
     order = np.argsort(-first.scores, kind="stable")
     candidates = order[first.scores[order] >= spec.orientation_crop_min_score]
-    for index in candidates[: spec.orientation_crop_max_candidates]:
+    for index in candidates:
         box = first.boxes[index]
         found = next((seen for window, seen in crops if _well_inside(box, window, image.shape)), None)
         if found is None:
+            if len(crops) == spec.orientation_crop_max_crops:
+                continue
             window = crop_window(box, spec.orientation_crop_size, image.shape)
             x0, y0, x1, y1 = window
             crop = image[y0:y1, x0:x1]

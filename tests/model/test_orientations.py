@@ -124,9 +124,9 @@ def test_orientations_in_crops_average_the_candidates_as_whole_passes_do() -> No
     det = detect_oriented(StreakDetector(), image, spec)
     assert det.tiles == single.tiles + 7  # the streak (0.8) is no candidate: one crop, the square's
     np.testing.assert_allclose(det.scores, [0.9, 0.8 / 8])
-    capped = dataclasses.replace(spec, orientation_crop_min_score=0.5, orientation_crop_max_candidates=1)
+    capped = dataclasses.replace(spec, orientation_crop_min_score=0.5, orientation_crop_max_crops=1)
     det = detect_oriented(StreakDetector(), image, capped)
-    assert det.tiles == single.tiles + 7  # both are candidates; only the higher-scoring square gets its crop
+    assert det.tiles == single.tiles + 7  # both are candidates; only the higher-scoring square gets a crop
     np.testing.assert_allclose(det.scores, [0.9, 0.8 / 8])
 
 
@@ -140,6 +140,10 @@ def test_a_candidate_well_inside_an_earlier_crop_reuses_it() -> None:
         det = detect_oriented(StreakDetector(), image, spec)
         assert det.tiles == single.tiles + 3 * crops
         np.testing.assert_allclose(det.scores, [0.9, 0.9])
+    # With one crop allowed the near pair still shares it; of the far pair the second gets none.
+    one_crop = dataclasses.replace(spec, orientation_crop_max_crops=1)
+    np.testing.assert_allclose(detect_oriented(StreakDetector(), near, one_crop).scores, [0.9, 0.9])
+    np.testing.assert_allclose(detect_oriented(StreakDetector(), far, one_crop).scores, [0.9, 0.9 / 4])
 
 
 def test_a_crop_window_stays_inside_the_image() -> None:
@@ -155,8 +159,8 @@ def test_the_spec_takes_one_two_four_or_eight_orientations() -> None:
     assert DetectorSpec.from_dict({**SPEC.to_dict(), "test_time_orientations": 8}).test_time_orientations == 8
     with pytest.raises(ValueError, match="orientation_crop_size must be 0 or a multiple of 32"):
         DetectorSpec(orientation_crop_size=100)
-    with pytest.raises(ValueError, match="orientation_crop_max_candidates"):
-        DetectorSpec(orientation_crop_max_candidates=0)
+    with pytest.raises(ValueError, match="orientation_crop_max_crops"):
+        DetectorSpec(orientation_crop_max_crops=0)
     with pytest.raises(ValueError, match="orientation_crop_min_score"):
         DetectorSpec(orientation_crop_min_score=1.5)
     assert DetectorSpec.from_dict({**SPEC.to_dict(), "orientation_crop_size": 384}).orientation_crop_size == 384

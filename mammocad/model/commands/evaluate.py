@@ -65,7 +65,7 @@ def _run(args: argparse.Namespace) -> int:
                        "weights": str(det.weights_path), "test_time_orientations": det.spec.test_time_orientations,
                        "orientation_crop_size": det.spec.orientation_crop_size,
                        "orientation_crop_min_score": det.spec.orientation_crop_min_score,
-                       "orientation_crop_max_candidates": det.spec.orientation_crop_max_candidates}
+                       "orientation_crop_max_crops": det.spec.orientation_crop_max_crops}
     where = ", ".join(str(d) for d in args.data)
     report["data"] = {"path": where, "format": args.data_format, "options": parse_options(args.data_option)}
     args.out.mkdir(parents=True, exist_ok=True)
