@@ -43,7 +43,8 @@ test-faults: system-test-deps venv
 # a third of the learning rate on synth v6 (drawn by the generator of commit c1dfe30; a later
 # generator draws its own version into those folders), 0.13.0-demo; stage 9 fine-tunes that on synth
 # v12 (the generator of commit b00b90b; likewise) with the other real exam's film drawn six times as
-# often and releases 0.14.0-demo.
+# often and releases 0.14.0-demo; stage 10 keeps those weights and chooses new thresholds for the
+# image analysed in 4 orientations (the others on crops around candidates) and releases 0.15.0-demo.
 demo-weights: venv
 	$(BIN)/mammocad model train --config config/train-demo.toml
 	$(BIN)/mammocad model train --config config/train-demo-fine.toml
@@ -55,6 +56,9 @@ demo-weights: venv
 	$(BIN)/mammocad model train --config config/train-experiment-v6.toml
 	$(BIN)/mammocad model train --config config/train-demo-v7.toml
 	$(BIN)/mammocad model train --config config/train-demo-v8.toml
+	$(BIN)/mammocad model calibrate --validation-of config/train-experiment-v18.toml --orientations 4 \
+		--orientation-crop 384 --version 0.15.0-demo --out var/demo-0.15.0.pt
+	mv var/demo-0.15.0.pt mammocad/model/weights/demo.pt
 
 lint: venv
 	$(BIN)/ruff check mammocad tests bench

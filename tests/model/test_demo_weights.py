@@ -29,9 +29,18 @@ def test_demo_weights_are_labelled_and_described_by_their_card() -> None:
     spec, preprocess, meta, _ = read_header(path)
     assert path.stat().st_size <= 25 * 2**20
     assert meta["synthetic"] is True and "synthetic data only" in meta["not_for_diagnosis"]
-    assert meta["version"].endswith("-demo") and meta["thresholds"]["chosen_on"] == "validation"
+    assert meta["version"].endswith("-demo")
+    # Thresholds come from validation images: at training, or by `calibrate` on a training config's.
+    chosen_on = meta["thresholds"]["chosen_on"]
+    assert chosen_on == "validation" or chosen_on.startswith("[[validation]] of config/train-"), chosen_on
     card = (path.parent / "MODEL_CARD.md").read_text()
     assert "NOT FOR CLINICAL USE" in card and f"`{meta['version']}`" in card
+    if chosen_on != "validation":
+        assert chosen_on.split(":")[0].removeprefix("[[validation]] of ") in card
+    # The card says how many orientations each image is analysed in, and on what.
+    if spec.test_time_orientations > 1:
+        assert f"{spec.test_time_orientations} orientations" in card
+        assert not spec.orientation_crop_size or f"{spec.orientation_crop_size}-px crops" in card
     # The card states the thresholds and the rule the file really uses.
     for value in (meta["lesion_score_threshold"], meta["malignant_threshold"], spec.operating_threshold):
         assert f"{value:.3f}" in card, value

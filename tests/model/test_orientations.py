@@ -167,11 +167,11 @@ def test_the_spec_takes_one_two_four_or_eight_orientations() -> None:
 
 
 def test_a_detector_with_more_orientations_is_a_new_object_on_the_same_weights() -> None:
-    det = Detector.load(device="cpu")
+    det = Detector.load(device="cpu").with_spec(test_time_orientations=1)  # the shipped file may use more
     rng = np.random.default_rng(3)
     image = np.clip(rng.normal(0.5, 0.08, (240, 200)), 0, 1).astype(np.float32)
     image[100:103, 90:93] = 1.0
-    four = det.with_spec(test_time_orientations=4)
+    four = det.with_spec(test_time_orientations=4, orientation_crop_size=0)  # whole passes
     assert det.spec.test_time_orientations == 1 and four.spec.test_time_orientations == 4
     assert four.model is det.model and four.info == det.info
     once, fused = det.predict_standardised(image), four.predict_standardised(image)
