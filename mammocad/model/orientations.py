@@ -4,9 +4,9 @@ Why: training flips and transposes every tile (``dataset.py``), so each of these
 an equally valid view for the network. A spot the network scores highly in one orientation and
 not in the others is the network's noise, not the image's. The fused score of a spot is its mean
 score over the orientations, an orientation without a box there counting 0, so such a spot drops
-while one seen in every orientation keeps its score. On the shipped weights 4 orientations
-lowered the marks on the real films at every synthetic sensitivity, 2 did not, and 4 cost more
-than a 2-core CPU's budget (model card, "Experiments not shipped").
+while one seen in every orientation keeps its score. On 0.14.0-demo's weights 4 whole
+orientations lowered the marks on the real films at every synthetic sensitivity, 2 did not, and
+4 cost more than a 2-core CPU's budget (model card, "Experiments not shipped").
 
 ``DetectorSpec.test_time_orientations`` says how many (1, 2, 4 or 8) and travels in the
 checkpoint, because the lesion score threshold is chosen on fused scores and means nothing
@@ -14,7 +14,8 @@ without them. Training and hard-negative mining stay at one orientation.
 
 ``DetectorSpec.orientation_crop_size`` runs the other orientations only on crops around the
 first orientation's candidates (``verify_in_crops``): the same averaging where it matters, at
-about half the cost of whole passes on synthetic images (measured in the model card).
+about half the cost of whole passes on synthetic images. 0.15.0-demo ships that way (4
+orientations, 384-px crops; model card, "How they were made", stage 10).
 """
 
 from __future__ import annotations

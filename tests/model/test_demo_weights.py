@@ -3,7 +3,7 @@
 ``mammocad analyze`` runs without ``--weights`` (the packaged file) on a synthetic study
 the test generates: the first study of its seed with one malignant breast and a benign
 finding, whatever kinds they are. Every breast with calcifications must get a reported mark
-on one of its clusters. 0.14.0-demo finds about two thirds of synth v12's held-out clusters at
+on one of its clusters. 0.15.0-demo finds about two thirds of synth v13's held-out clusters at
 1 false mark per image and calls benign/malignant weakly (MODEL_CARD.md), so class and breast
 calls are not asserted here.
 """
