@@ -191,6 +191,9 @@ def test_calibrate_command_refuses_to_overwrite_its_input(trained: Path, capsys:
                           "--out", str(trained / "never.pt"), "--device", "cpu", "--orientations", "4",
                           "--orientation-crop", "100"], capsys)
     assert code == 2 and "orientation_crop_size must be 0 or a multiple of 32 >= 64, got 100" in err
+    code, err = _refused(["model", "calibrate", "--data", str(trained / "test"), "--weights", str(source),
+                          "--out", str(trained / "never.pt"), "--device", "cpu", "--orientation-crop", "96"], capsys)
+    assert code == 2 and "give --orientations 2, 4 or 8 too" in err
     assert not (trained / "never.pt").exists()
 
 

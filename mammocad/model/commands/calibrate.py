@@ -94,6 +94,10 @@ def _run(args: argparse.Namespace) -> int:
             ("test_time_orientations", args.orientations), ("orientation_crop_size", args.orientation_crop),
             ("orientation_crop_min_score", args.orientation_crop_min_score)) if value is not None}
         det = det.with_spec(**changes)
+        crop_given = args.orientation_crop or args.orientation_crop_min_score is not None
+        if det.spec.test_time_orientations == 1 and crop_given:
+            raise ValueError("--orientation-crop and --orientation-crop-min-score choose how the other orientations "
+                             "are analysed: give --orientations 2, 4 or 8 too")
         cal = calibration.calibrate(predict_items(det, items, desc="calibrate"),
                                     risk_method=args.risk_method or det.spec.risk_method, rules=rules,
                                     fallback_operating_threshold=det.spec.operating_threshold,
