@@ -132,11 +132,8 @@ def detect_oriented(model: torch.nn.Module, image: np.ndarray, spec: DetectorSpe
     if spec.orientation_crop_size:
         fused = verify_in_crops(model, image, first, spec, device=device, batch_size=batch_size, amp=amp)
     else:
-        passes = [first]
-        for orientation in ORIENTATIONS[1:count]:
-            det = detect_tiled(model, orientation.apply(image), spec, device=device, batch_size=batch_size, amp=amp)
-            passes.append(Detections(orientation.boxes_back(det.boxes, image.shape), det.scores, det.probs,
-                                     det.tiles))
+        passes = [first] + [oriented_pass(model, image, orientation, spec, device=device, batch_size=batch_size,
+                                          amp=amp) for orientation in ORIENTATIONS[1:count]]
         fused = fuse(passes, iou_thresh=spec.box_nms_thresh)
     clip_boxes(fused.boxes, image.shape)  # fusion arithmetic may step 1e-6 outside
     keep = slice(0, spec.detections_per_img)
@@ -171,21 +168,12 @@ def verify_in_crops(model: torch.nn.Module, image: np.ndarray, first: Detections
                 continue
             window = crop_window(box, spec.orientation_crop_size, image.shape)
             x0, y0, x1, y1 = window
-            crop = image[y0:y1, x0:x1]
-            found = []
-            for orientation in ORIENTATIONS[1:count]:
-                det = detect_tiled(model, orientation.apply(crop), spec, device=device, batch_size=batch_size,
-                                   amp=amp)
-                back = orientation.boxes_back(det.boxes, crop.shape)
-                back[:, [0, 2]] += x0
-                back[:, [1, 3]] += y0
-                found.append(Detections(back, det.scores, det.probs, det.tiles))
-                tiles += det.tiles
+            found = [oriented_pass(model, image[y0:y1, x0:x1], orientation, spec, offset=(x0, y0), device=device,
+                                   batch_size=batch_size, amp=amp) for orientation in ORIENTATIONS[1:count]]
+            tiles += sum(det.tiles for det in found)
             crops.append((window, found))
         members_b, members_s, members_p = [box], [first.scores[index]], [first.probs[index]]
         for det in found:
-            if not len(det.boxes):
-                continue
             same = spot_pairs(np.concatenate([box[None], det.boxes]), iou_thresh=spec.box_nms_thresh)[0, 1:]
             if same.any():
                 best = int(np.flatnonzero(same)[np.argmax(det.scores[same])])
@@ -196,6 +184,18 @@ def verify_in_crops(model: torch.nn.Module, image: np.ndarray, first: Detections
                                                               np.array(members_p), count)
     order = np.argsort(-scores, kind="stable")
     return Detections(boxes[order], scores[order], probs[order], tiles)
+
+
+def oriented_pass(model: torch.nn.Module, image: np.ndarray, orientation: Orientation, spec: DetectorSpec, *,
+                  offset: tuple[int, int] = (0, 0), device: str | torch.device = "cpu", batch_size: int = 4,
+                  amp: bool = True) -> Detections:
+    """``detect_tiled`` on ``image`` in ``orientation``, its boxes mapped back to ``image``'s frame
+    and shifted by ``offset`` (x, y: where ``image`` is a crop of a larger one)."""
+    det = detect_tiled(model, orientation.apply(image), spec, device=device, batch_size=batch_size, amp=amp)
+    boxes = orientation.boxes_back(det.boxes, image.shape)
+    boxes[:, [0, 2]] += offset[0]
+    boxes[:, [1, 3]] += offset[1]
+    return Detections(boxes, det.scores, det.probs, det.tiles)
 
 
 def crop_window(box: np.ndarray, size: int, shape: tuple[int, int]) -> tuple[int, int, int, int]:
