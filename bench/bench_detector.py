@@ -12,7 +12,9 @@ analysed in N orientations (``orientations.py``), alternating with the one-orien
 prints that ratio too; ``--orientation-crop PX`` runs the other orientations on PX-px crops
 around the first one's candidates instead of the whole image, and then also times the worst
 case: ``orientation_crop_max_crops`` candidates, each far enough from the others to need
-its own crop (this image has no lesions, so its own first pass may give none).
+its own crop (this image has no lesions, so its own first pass may give none). Without
+either option the checkpoint's own settings are timed, so a plain run times what ships
+(``--orientations 1`` times one orientation only).
 """
 
 from __future__ import annotations
@@ -24,6 +26,12 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mammocad.model.detector import DetectorSpec
+    from mammocad.model.standardise import PreprocessSpec
+    from mammocad.model.tiling import Detections
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -40,20 +48,22 @@ def main() -> int:
     parser.add_argument("--no-amp", action="store_true", help="float32 on CUDA too (no fp16 autocast; CPUs always run float32)")
     parser.add_argument("--inference-tile", type=int, default=None,
                         help="override DetectorSpec.inference_tile_size (0: the training tile size)")
-    parser.add_argument("--orientations", type=int, choices=(1, 2, 4, 8), default=1,
-                        help="also time N test-time orientations against one, in the same runs (default 1: off)")
-    parser.add_argument("--orientation-crop", type=int, default=0, metavar="PX",
-                        help="with --orientations: the others on PX-px crops around candidates (default 0: whole image)")
+    parser.add_argument("--orientations", type=int, choices=(1, 2, 4, 8), default=None,
+                        help="also time N test-time orientations against one, in the same runs (default: the "
+                             "checkpoint's test_time_orientations; 1: one orientation only)")
+    parser.add_argument("--orientation-crop", type=int, default=None, metavar="PX",
+                        help="with --orientations: the others on PX-px crops around candidates (default: the "
+                             "checkpoint's orientation_crop_size; 0: whole image)")
     args = parser.parse_args()
 
     import torch
 
     from mammocad.model.checkpoint import default_weights_path
-    from mammocad.model.detector import DetectorSpec, build_detector
+    from mammocad.model.detector import build_detector
     from mammocad.model.devices import configure_cpu_threads, default_batch_size, resolve_device
     from mammocad.model.orientations import detect_oriented, verify_in_crops
-    from mammocad.model.standardise import PreprocessSpec, standardise
-    from mammocad.model.tiling import Detections, detect_tiled
+    from mammocad.model.standardise import standardise
+    from mammocad.model.tiling import detect_tiled
     from tests.factories import make_mammogram
 
     device = resolve_device(args.device)
@@ -67,12 +77,18 @@ def main() -> int:
         source = f"{weights.name} ({loaded.metadata.get('model_name')} {loaded.metadata.get('version')})"
     else:
         torch.manual_seed(0)
-        spec, preprocess = _random_specs(args, DetectorSpec, PreprocessSpec)
+        spec, preprocess = _random_specs(args)
         model = build_detector(spec).to(device).eval()
         source = "random weights" + ("" if args.backbone or args.default_spec else ", demo architecture")
 
     if args.inference_tile is not None:
         spec = dataclasses.replace(spec, inference_tile_size=args.inference_tile)
+    if args.orientations is None:
+        args.orientations = spec.test_time_orientations
+    if args.orientation_crop is None:
+        args.orientation_crop = spec.orientation_crop_size
+    # The one-orientation reference run must be one orientation whatever the checkpoint ships.
+    spec = dataclasses.replace(spec, test_time_orientations=1)
     ds = make_mammogram(rows=3500, columns=2800, bits_stored=14, pixel_spacing_mm=0.085, laterality="L", seed=1)
     batch = default_batch_size(device)
     std_times, det_times, tiles, boxes = [], [], 0, 0
@@ -105,7 +121,7 @@ def main() -> int:
     worst_times: list[float] = []
     worst_tiles = 0
     if args.orientation_crop and args.orientations > 1:
-        worst = _spread_candidates(std.image.shape, oriented_spec, Detections)
+        worst = _spread_candidates(std.image.shape, oriented_spec)
         for run in range(args.runs + 1):
             t0 = time.perf_counter()
             worst_tiles = verify_in_crops(model, std.image, worst, oriented_spec, device=device, batch_size=batch,
@@ -145,31 +161,36 @@ def main() -> int:
     return 0
 
 
-def _spread_candidates(shape: tuple[int, int], spec: object, detections: type) -> object:
+def _spread_candidates(shape: tuple[int, int], spec: DetectorSpec) -> Detections:
     """As many 12-px candidate boxes as the spec verifies, on a grid half a crop apart (so each
     needs its own crop), all scoring 0.9."""
     import numpy as np
 
     rows, cols = shape
-    size, count = spec.orientation_crop_size, spec.orientation_crop_max_crops  # type: ignore[attr-defined]
+    from mammocad.model.tiling import Detections
+
+    size, count = spec.orientation_crop_size, spec.orientation_crop_max_crops
     step = size // 2 + 8
     centres = [(x, y) for y in range(step // 2, rows, step) for x in range(step // 2, cols, step)][:count]
     boxes = np.array([[x - 6, y - 6, x + 6, y + 6] for x, y in centres], dtype=np.float64)
     n = len(boxes)
-    return detections(boxes, np.full(n, 0.9), np.tile([0.2, 0.3, 0.5], (n, 1)), tiles=0)
+    return Detections(boxes, np.full(n, 0.9), np.tile([0.2, 0.3, 0.5], (n, 1)), tiles=0)
 
 
-def _random_specs(args: argparse.Namespace, detector_spec: type, preprocess_spec: type) -> tuple[object, object]:
+def _random_specs(args: argparse.Namespace) -> tuple[DetectorSpec, PreprocessSpec]:
     """DetectorSpec/PreprocessSpec for random weights: the demo config's, unless asked otherwise."""
     import tomllib
 
+    from mammocad.model.detector import DetectorSpec
+    from mammocad.model.standardise import PreprocessSpec
+
     if args.backbone:
-        return detector_spec(backbone=args.backbone), preprocess_spec()
+        return DetectorSpec(backbone=args.backbone), PreprocessSpec()
     demo = Path(__file__).resolve().parents[1] / "config" / "train-demo-fine.toml"
     if args.default_spec or not demo.is_file():
-        return detector_spec(), preprocess_spec()
+        return DetectorSpec(), PreprocessSpec()
     raw = tomllib.loads(demo.read_text())
-    return detector_spec.from_dict(raw.get("detector", {})), preprocess_spec.from_dict(raw.get("preprocess", {}))
+    return DetectorSpec.from_dict(raw.get("detector", {})), PreprocessSpec.from_dict(raw.get("preprocess", {}))
 
 
 if __name__ == "__main__":
