@@ -166,9 +166,9 @@ def _spread_candidates(shape: tuple[int, int], spec: DetectorSpec) -> Detections
     needs its own crop), all scoring 0.9."""
     import numpy as np
 
-    rows, cols = shape
     from mammocad.model.tiling import Detections
 
+    rows, cols = shape
     size, count = spec.orientation_crop_size, spec.orientation_crop_max_crops
     step = size // 2 + 8
     centres = [(x, y) for y in range(step // 2, rows, step) for x in range(step // 2, cols, step)][:count]
