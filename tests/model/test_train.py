@@ -250,15 +250,19 @@ def test_every_training_config_in_the_repository_is_valid(path: Path) -> None:
         assert cfg.tiles.mines, "misses are only mined when a mining schedule is set"
 
 
-def test_the_calibration_sets_of_the_demo_weights_are_valid() -> None:
-    """config/calibrate-demo.toml is read by `calibrate --validation-of`, not by train: it holds
+@pytest.mark.parametrize("name", ["calibrate-demo.toml", "calibrate-v13.toml"])
+def test_the_calibration_sets_of_the_demo_weights_are_valid(name: str) -> None:
+    """config/calibrate-*.toml are read by `calibrate --validation-of`, not by train: they hold
     only [[validation]] tables, none of them a set any training config trains on."""
     from mammocad.model.train_config import load_validation_sources
 
     root = Path(__file__).parents[2] / "config"
-    sources = load_validation_sources(root / "calibrate-demo.toml")
+    sources = load_validation_sources(root / name)
     assert {s.format for s in sources} == {"synthetic", "real-background"}
     trained_on = {(d.format, d.seed, str(d.path)) for p in root.glob("train-*.toml") for d in train.load_config(p).data}
     assert not trained_on & {(s.format, s.seed, str(s.path)) for s in sources}
+    tested_on = {(t.format, t.seed, str(t.path)) for p in root.glob("train-*.toml")
+                 if (t := train.load_config(p).test) is not None}
+    assert not tested_on & {(s.format, s.seed, str(s.path)) for s in sources}
     with pytest.raises(train.TrainError, match="no \\[\\[validation\\]\\] tables"):
         load_validation_sources(root / "mammocad.toml")
