@@ -66,6 +66,22 @@ def test_thresholds_chosen_on_validation_predictions() -> None:
     assert auc == {"max": 0.5, "two_view": 1.0}
 
 
+def test_the_new_thresholds_are_counted_beside_the_checkpoints_on_the_same_images() -> None:
+    """Malignant lesions at p 0.3-0.4: the old 0.5 cut-off classes only the 2 benign ones right, the
+    chosen one all 6; the old breast threshold 0.5 misses both malignant breasts (risks 0.28, 0.36)."""
+    from mammocad.model import calibrate as calibration
+
+    ev = _evaluated()
+    rules = train.ThresholdConfig(max_fp_per_image=0.125)
+    cal = calibration.calibrate(ev, risk_method="two_view", rules=rules, n_bootstrap=0)
+    right = calibration.against_previous(ev, cal, malignant_threshold=0.5, operating_threshold=0.5)
+    assert right == {"lesions": calibration.RightCounts(new=6, previous=2, total=6),
+                     "breasts": calibration.RightCounts(new=4, previous=2, total=4)}
+    same = calibration.against_previous(ev, cal, malignant_threshold=cal.malignant_threshold,
+                                        operating_threshold=cal.operating_threshold)
+    assert all(c.new == c.previous for c in same.values())
+
+
 def test_relabel_changes_classes_and_the_lesion_accuracy() -> None:
     ev = _evaluated()
     before = ev_mod.compute_report(ev, breast_threshold=0.3, lesion_threshold=0.6, n_bootstrap=5)

@@ -73,6 +73,7 @@ def calibrated(trained: Path) -> dict[str, Path]:
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert "breast ROC AUC" in proc.stdout and "not for diagnostic use" in proc.stdout
         assert "measure on other images" in proc.stdout
+        assert "found lesions classed right at the new cut-off" in proc.stdout
         outs[budget] = out
     return outs
 
@@ -164,6 +165,10 @@ def test_calibrate_command_rechooses_thresholds_and_keeps_the_weights(
     assert meta["thresholds"]["method"]["max_fp_per_image"] == 4.0 and meta["thresholds"]["chosen_on"].endswith(
         "(manifest)")
     assert meta["thresholds"]["validation_images"] == 16  # 3 + 1 studies, pooled
+    # New and old thresholds counted on the same 8 validation breasts, for the operator to weigh.
+    right = meta["calibration"]["right_here"]
+    assert right["breasts"]["total"] == 8
+    assert all(0 <= c["new"] <= c["total"] and 0 <= c["previous"] <= c["total"] for c in right.values())
     assert cal.spec.operating_threshold == pytest.approx(meta["thresholds"]["operating_threshold"])
     assert set(meta["metrics"]) == {"calibration"}  # the old thresholds' figures are gone
     # A tighter false-positive budget can only raise the lesion score threshold.

@@ -98,16 +98,19 @@ def _run(args: argparse.Namespace) -> int:
         if det.spec.test_time_orientations == 1 and crop_given:
             raise ValueError("--orientation-crop and --orientation-crop-min-score choose how the other orientations "
                              "are analysed: give --orientations 2, 4 or 8 too")
-        cal = calibration.calibrate(predict_items(det, items, desc="calibrate"),
-                                    risk_method=args.risk_method or det.spec.risk_method, rules=rules,
+        predictions = predict_items(det, items, desc="calibrate")
+        cal = calibration.calibrate(predictions, risk_method=args.risk_method or det.spec.risk_method, rules=rules,
                                     fallback_operating_threshold=det.spec.operating_threshold,
                                     malignant_threshold=det.info.malignant_threshold if args.keep_class_cutoff else None)
+        right = calibration.against_previous(predictions, cal, malignant_threshold=det.info.malignant_threshold,
+                                             operating_threshold=det.spec.operating_threshold)
         ckpt = det.checkpoint
         spec, meta = calibration.apply(det.spec, ckpt.metadata, cal, rules=rules, chosen_on=where)
         meta["calibration"] = {
             "command": "mammocad " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "from": str(source),
             "previous": {**dataclasses.asdict(det.info), "version": ckpt.metadata.get("version")},
+            "right_here": {k: dataclasses.asdict(v) for k, v in right.items()},
         }
         # Metrics measured at the old thresholds no longer describe this file.
         meta["metrics"] = {"calibration": {k: cal.report[k] for k in ("metrics", "ci95", "counts")}}
@@ -123,6 +126,12 @@ def _run(args: argparse.Namespace) -> int:
     print(f"thresholds: lesion reported at score >= {cal.lesion_score_threshold:.3f}; called malignant at "
           f"p(malignant) >= {cal.malignant_threshold:.3f}; breast called malignant at risk >= "
           f"{cal.operating_threshold:.3f} (breast risk rule {cal.risk_method!r})")
+    lesions, breasts = right["lesions"], right["breasts"]
+    print(f"on these images: {lesions.new} of {lesions.total} found lesions classed right at the new cut-off, "
+          f"{lesions.previous} at the checkpoint's {det.info.malignant_threshold:.3f}; {breasts.new} of "
+          f"{breasts.total} breasts called right at the new breast threshold, {breasts.previous} at the "
+          f"checkpoint's {det.spec.operating_threshold:.3f}. A difference of a few is what other images could "
+          "reverse: --keep-class-cutoff keeps the checkpoint's cut-off")
     print("these figures are on the calibration images themselves: measure on other images with "
           "`mammocad model evaluate`")
     print(f"written: {args.out}")
