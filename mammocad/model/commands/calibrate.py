@@ -127,14 +127,13 @@ def _run(args: argparse.Namespace) -> int:
           f"p(malignant) >= {cal.malignant_threshold:.3f}; breast called malignant at risk >= "
           f"{cal.operating_threshold:.3f} (breast risk rule {cal.risk_method!r})")
     lesions, breasts = right["lesions"], right["breasts"]
+    other_rule = (f" (chosen for its breast risk rule {det.spec.risk_method!r}, counted here by {cal.risk_method!r})"
+                  if det.spec.risk_method != cal.risk_method else "")
     print(f"on these images: {lesions.new} of {lesions.total} found lesions classed right at the new cut-off, "
           f"{lesions.previous} at the checkpoint's {det.info.malignant_threshold:.3f}; {breasts.new} of "
           f"{breasts.total} breasts called right at the new breast threshold, {breasts.previous} at the "
-          f"checkpoint's {det.spec.operating_threshold:.3f}"
-          + (f" (chosen for its breast risk rule {det.spec.risk_method!r}, counted here by {cal.risk_method!r})"
-             if det.spec.risk_method != cal.risk_method else "")
-          + ". A difference of a few is what other images could reverse: --keep-class-cutoff keeps the "
-          "checkpoint's cut-off")
+          f"checkpoint's {det.spec.operating_threshold:.3f}{other_rule}. A difference of a few is what other "
+          "images could reverse: --keep-class-cutoff keeps the checkpoint's cut-off")
     print("these figures are on the calibration images themselves: measure on other images with "
           "`mammocad model evaluate`")
     print(f"written: {args.out}")
