@@ -66,7 +66,9 @@ def calibrate(ev: Evaluated, *, risk_method: str, rules: ThresholdConfig, fallba
         chosen = choose_thresholds(ev, risk_method=risk_method, method=rules.method,
                                    target_sensitivity=rules.target_sensitivity,
                                    max_fp_per_image=rules.max_fp_per_image,
-                                   class_threshold=rules.class_threshold and malignant_threshold is None)
+                                   class_threshold=rules.class_threshold and malignant_threshold is None,
+                                   class_method=rules.class_method,
+                                   class_target_sensitivity=rules.class_target_sensitivity)
     except ValueError as exc:
         log_event(logger, "threshold_default", logging.WARNING, reason=str(exc))
         chosen = {"operating_threshold": fallback_operating_threshold,

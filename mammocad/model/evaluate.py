@@ -141,11 +141,12 @@ def relabel(ev: Evaluated, malignant_threshold: float) -> Evaluated:
 
 def choose_thresholds(ev: Evaluated, *, risk_method: str = "max", method: str = "youden",
                       target_sensitivity: float = 0.9, max_fp_per_image: float = 1.0,
-                      class_threshold: bool = True) -> dict[str, float]:
+                      class_threshold: bool = True, class_method: str = "accuracy",
+                      class_target_sensitivity: float = 0.9) -> dict[str, float]:
     """Operating thresholds from a *validation* set (``metrics`` module doc).
 
     Lesion score threshold first (the FP budget), then on the lesions it reports the
-    malignant cut-off (``class_threshold=False`` keeps 0.5), then the breast operating
+    malignant cut-off by ``class_method`` (``class_threshold=False`` keeps 0.5), then the breast operating
     threshold on the breast risks those lesions give, by ``risk_method``. When the lesions
     reported at that budget are all of one class (or none), the cut-off stays 0.5 and a
     warning says why; the budget's lesion threshold stands, so a tighter budget never gives a
@@ -157,7 +158,8 @@ def choose_thresholds(ev: Evaluated, *, risk_method: str = "max", method: str = 
     malignant_t = DEFAULT_MALIGNANT_THRESHOLD
     if class_threshold:
         try:
-            malignant_t = m.choose_class_threshold(*matched_malignancy(ev, lesion_t))
+            malignant_t = m.choose_class_threshold(*matched_malignancy(ev, lesion_t), method=class_method,
+                                                   target=class_target_sensitivity)
         except ValueError as exc:
             log_event(logger, "threshold_default", logging.WARNING, threshold="malignant",
                       value=DEFAULT_MALIGNANT_THRESHOLD, lesion_score_threshold=round(lesion_t, 4), reason=str(exc))

@@ -45,7 +45,11 @@ Definitions (the numbers in a model card mean exactly this):
   when its ``probability_malignant >= cut-off``. Over the validation lesions that are
   detected, with their best-matching box's probability, the cut-off maximises the share
   called with their true class; ties go to the cut-off nearest 0.5. Default 0.5 (the
-  larger of the two lesion-class probabilities).
+  larger of the two lesion-class probabilities). With ``method="sensitivity"`` it is instead
+  the highest cut-off that still calls ``target`` of those malignant lesions malignant: the
+  accuracy curve is flat over a wide range, so its argmax moves with a few lesions and with
+  the validation set's benign/malignant mix, while a floor on malignant calls is what a
+  reader would ask for and moves only with the malignant lesions themselves.
 """
 
 from __future__ import annotations
@@ -288,7 +292,8 @@ def choose_threshold(y_true: Any, scores: Any, *, method: str = "youden", target
     raise ValueError(f"method must be 'youden' or 'sensitivity', got {method!r}")
 
 
-def choose_class_threshold(p_malignant: Any, is_malignant: Any) -> float:
+def choose_class_threshold(p_malignant: Any, is_malignant: Any, *, method: str = "accuracy",
+                           target: float = 0.9) -> float:
     """Malignant cut-off on ``probability_malignant`` from validation lesions (see module doc).
 
     Why not 0.5: a detector trained with classes balanced per tile is not calibrated to the
@@ -304,6 +309,16 @@ def choose_class_threshold(p_malignant: Any, is_malignant: Any) -> float:
                          f"got {int(y.sum())} malignant and {int((~y).sum())} benign")
     u = np.unique(np.concatenate([p, [0.0, 1.0]]))
     candidates = np.concatenate([(u[1:] + u[:-1]) / 2.0, [0.5]])
+    if method == "sensitivity":
+        if not 0.0 < target <= 1.0:
+            raise ValueError(f"the malignant-lesion sensitivity target must be in (0, 1], got {target}")
+        # The k-th highest malignant probability is the highest cut-off calling k of them malignant.
+        k = int(np.ceil(target * y.sum() - 1e-9))
+        kth = np.sort(p[y])[::-1][k - 1]
+        below = candidates[candidates <= kth]
+        return float(below.max()) if len(below) else 0.0
+    if method != "accuracy":
+        raise ValueError(f"the malignant cut-off method must be 'accuracy' or 'sensitivity', got {method!r}")
     correct = np.array([((p >= t) == y).sum() for t in candidates])
     best = np.nonzero(correct == correct.max())[0]
     return float(candidates[best[np.argmin(np.abs(candidates[best] - 0.5))]])

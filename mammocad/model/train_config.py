@@ -74,6 +74,22 @@ class ThresholdConfig:
     #: Choose the malignant cut-off on validation lesions (``metrics.choose_class_threshold``);
     #: false keeps 0.5.
     class_threshold: bool = True
+    #: accuracy (best share of found lesions classed right) | sensitivity (the highest cut-off
+    #: that calls ``class_target_sensitivity`` of the found malignant lesions malignant).
+    class_method: str = "accuracy"
+    class_target_sensitivity: float = 0.9
+
+    def __post_init__(self) -> None:
+        if self.method not in ("youden", "sensitivity"):
+            raise ValueError(f"thresholds.method must be 'youden' or 'sensitivity', got {self.method!r}")
+        if self.class_method not in ("accuracy", "sensitivity"):
+            raise ValueError(f"thresholds.class_method must be 'accuracy' or 'sensitivity', got {self.class_method!r}")
+        for name in ("target_sensitivity", "class_target_sensitivity"):
+            value = getattr(self, name)
+            if not 0.0 < value <= 1.0:
+                raise ValueError(f"thresholds.{name} must be in (0, 1], got {value}")
+        if self.max_fp_per_image < 0:
+            raise ValueError(f"thresholds.max_fp_per_image must be >= 0, got {self.max_fp_per_image}")
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,40 @@ def test_the_new_thresholds_are_counted_beside_the_checkpoints_on_the_same_image
     assert all(c.new == c.previous for c in same.values())
 
 
+def test_a_malignant_sensitivity_floor_gives_the_highest_cut_off_that_keeps_it() -> None:
+    """Found malignant lesions at p 0.3, 0.35, 0.38, 0.4, benign at 0.1, 0.12: best accuracy is any
+    cut in (0.12, 0.3]; a floor of 3 of 4 malignant calls allows up to 0.35, one malignant lesion
+    fewer called."""
+    from mammocad.model import calibrate as calibration
+
+    ev = _evaluated()
+    by_accuracy = calibration.calibrate(ev, risk_method="two_view", n_bootstrap=0,
+                                        rules=train.ThresholdConfig(max_fp_per_image=0.125))
+    floor = train.ThresholdConfig(max_fp_per_image=0.125, class_method="sensitivity", class_target_sensitivity=0.75)
+    by_floor = calibration.calibrate(ev, risk_method="two_view", rules=floor, n_bootstrap=0)
+    assert by_accuracy.malignant_threshold == pytest.approx(0.21)
+    assert by_floor.malignant_threshold == pytest.approx(0.325)
+    assert by_floor.lesion_score_threshold == by_accuracy.lesion_score_threshold
+    right = calibration.against_previous(ev, by_floor, malignant_threshold=by_accuracy.malignant_threshold,
+                                         operating_threshold=by_accuracy.operating_threshold)
+    assert right["lesions"] == calibration.RightCounts(new=5, previous=6, total=6)
+
+
+@pytest.mark.parametrize(("rules", "message"), [
+    ({"class_method": "youden"}, "thresholds.class_method must be 'accuracy' or 'sensitivity'"),
+    ({"class_target_sensitivity": 1.5}, "thresholds.class_target_sensitivity must be in (0, 1]"),
+    ({"method": "accuracy"}, "thresholds.method must be 'youden' or 'sensitivity'"),
+    ({"max_fp_per_image": -1}, "thresholds.max_fp_per_image must be >= 0"),
+])
+def test_threshold_rules_in_a_training_config_are_checked(tiny_data: Path, rules: dict[str, object],
+                                                           message: str) -> None:
+    raw = tiny_config(tiny_data)
+    raw["thresholds"] = rules
+    with pytest.raises(ValueError) as err:
+        train.config_from_dict(raw)
+    assert message in str(err.value)
+
+
 def test_relabel_changes_classes_and_the_lesion_accuracy() -> None:
     ev = _evaluated()
     before = ev_mod.compute_report(ev, breast_threshold=0.3, lesion_threshold=0.6, n_bootstrap=5)

@@ -164,6 +164,7 @@ def test_calibrate_command_rechooses_thresholds_and_keeps_the_weights(
     assert cal.spec.orientation_crop_size == 96 and before.spec.orientation_crop_size == 0
     assert outs["0"].spec.test_time_orientations == 1
     assert meta["version"] == "0.0.2-cal4" and meta["calibration"]["previous"]["version"] == "0.0.1-test"
+    assert meta["thresholds"]["method"]["class_method"] == "accuracy"  # the rule travels with the file
     assert meta["thresholds"]["method"]["max_fp_per_image"] == 4.0 and meta["thresholds"]["chosen_on"].endswith(
         "(manifest)")
     assert meta["thresholds"]["validation_images"] == 16  # 3 + 1 studies, pooled
@@ -201,6 +202,14 @@ def test_calibrate_command_refuses_to_overwrite_its_input(trained: Path, capsys:
     code, err = _refused(["model", "calibrate", "--data", str(trained / "test"), "--weights", str(source),
                           "--out", str(trained / "never.pt"), "--device", "cpu", "--orientation-crop", "96"], capsys)
     assert code == 2 and "give --orientations 2, 4 or 8 too" in err
+    never = ["model", "calibrate", "--data", str(trained / "test"), "--weights", str(source),
+             "--out", str(trained / "never.pt"), "--device", "cpu"]
+    code, err = _refused([*never, "--class-target-sensitivity", "0.8"], capsys)
+    assert code == 2 and "give that too" in err
+    code, err = _refused([*never, "--class-method", "sensitivity", "--class-target-sensitivity", "0"], capsys)
+    assert code == 2 and "class_target_sensitivity must be in (0, 1]" in err
+    code, err = _refused([*never, "--class-method", "sensitivity", "--keep-class-cutoff"], capsys)
+    assert code == 2 and "not allowed with argument" in err
     assert not (trained / "never.pt").exists()
 
 

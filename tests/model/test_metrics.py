@@ -199,3 +199,21 @@ def test_class_threshold_maximises_lesion_accuracy_and_ties_go_nearest_half() ->
     assert 0.1 < low <= 0.2
     with pytest.raises(ValueError, match="both classes"):
         m.choose_class_threshold([0.2, 0.7], [1, 1])
+
+
+def test_class_threshold_by_sensitivity_is_the_highest_cut_that_keeps_the_floor() -> None:
+    p, y = [0.35, 0.45, 0.8, 0.1, 0.2, 0.4], [1, 1, 1, 0, 0, 0]
+    # All three malignant called: below 0.35, between it and the next score down (0.2).
+    assert m.choose_class_threshold(p, y, method="sensitivity", target=1.0) == pytest.approx(0.275)
+    # Two of three (0.9 rounds up to three, 0.5 up to two): just below 0.45, above the benign 0.4.
+    assert m.choose_class_threshold(p, y, method="sensitivity", target=0.9) == pytest.approx(0.275)
+    assert m.choose_class_threshold(p, y, method="sensitivity", target=0.5) == pytest.approx(0.425)
+    # One of three: any cut in (0.45, 0.8] keeps it; the midpoint 0.625 is above 0.5.
+    assert m.choose_class_threshold(p, y, method="sensitivity", target=0.3) == pytest.approx(0.625)
+    # 0.5 keeps the floor and is the highest candidate when it lies in the gap.
+    assert m.choose_class_threshold([0.55, 0.9, 0.1], [1, 1, 0], method="sensitivity", target=1.0) == 0.5
+    assert m.choose_class_threshold([0.0, 0.9, 0.1], [1, 1, 0], method="sensitivity", target=1.0) == 0.0
+    with pytest.raises(ValueError, match="in \\(0, 1\\]"):
+        m.choose_class_threshold(p, y, method="sensitivity", target=0.0)
+    with pytest.raises(ValueError, match="'accuracy' or 'sensitivity'"):
+        m.choose_class_threshold(p, y, method="youden")

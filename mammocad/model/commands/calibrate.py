@@ -43,8 +43,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
                    help="breast sensitivity to reach with --method sensitivity (default 0.9)")
     p.add_argument("--max-fp-per-image", type=float, default=1.0, metavar="N",
                    help="false positives per image allowed at the lesion score threshold (default 1)")
-    p.add_argument("--keep-class-cutoff", action="store_true",
-                   help="keep the checkpoint's malignant cut-off instead of choosing it on these images")
+    cutoff = p.add_mutually_exclusive_group()
+    cutoff.add_argument("--keep-class-cutoff", action="store_true",
+                        help="keep the checkpoint's malignant cut-off instead of choosing it on these images")
+    cutoff.add_argument("--class-method", choices=("accuracy", "sensitivity"), default="accuracy",
+                        help="malignant cut-off: the one that classes most found validation lesions right "
+                             "(accuracy), or the highest that still calls --class-target-sensitivity of the found "
+                             "malignant lesions malignant (sensitivity; steadier where the accuracy curve is flat)")
+    p.add_argument("--class-target-sensitivity", type=float, default=None, metavar="S",
+                   help="share of found malignant validation lesions to call malignant with --class-method "
+                        "sensitivity (default 0.9)")
     p.add_argument("--orientations", type=int, choices=(1, 2, 4, 8), default=None, metavar="N",
                    help="analyse each image in N orientations (1, 2, 4 or 8: flips, then transposes) and average "
                         "the marks; chosen here because the thresholds are chosen on the averaged scores; costs "
@@ -77,7 +85,12 @@ def _run(args: argparse.Namespace) -> int:
         if args.out.resolve() == source.resolve():
             raise ValueError(f"--out {args.out} is the checkpoint being calibrated: write a new file")
         rules = ThresholdConfig(method=args.method, target_sensitivity=args.target_sensitivity,
-                                max_fp_per_image=args.max_fp_per_image, class_threshold=not args.keep_class_cutoff)
+                                max_fp_per_image=args.max_fp_per_image, class_threshold=not args.keep_class_cutoff,
+                                class_method=args.class_method,
+                                class_target_sensitivity=(0.9 if args.class_target_sensitivity is None
+                                                          else args.class_target_sensitivity))
+        if args.class_target_sensitivity is not None and args.class_method != "sensitivity":
+            raise ValueError("--class-target-sensitivity sets the floor of --class-method sensitivity: give that too")
         if args.validation_of is not None:
             if args.data_option or args.data_format != "manifest":
                 raise ValueError("--data-format and --data-option describe --data; the sets of --validation-of "
@@ -133,7 +146,8 @@ def _run(args: argparse.Namespace) -> int:
           f"{lesions.previous} at the checkpoint's {det.info.malignant_threshold:.3f}; {breasts.new} of "
           f"{breasts.total} breasts called right at the new breast threshold, {breasts.previous} at the "
           f"checkpoint's {det.spec.operating_threshold:.3f}{other_rule}. A difference of a few is what other "
-          "images could reverse: --keep-class-cutoff keeps the checkpoint's cut-off")
+          "images could reverse: --keep-class-cutoff keeps the checkpoint's cut-off, --class-method sensitivity "
+          "chooses it by a floor on malignant calls")
     print("these figures are on the calibration images themselves: measure on other images with "
           "`mammocad model evaluate`")
     print(f"written: {args.out}")
