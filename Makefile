@@ -30,9 +30,12 @@ test: system-test-deps venv
 	$(BIN)/python -m pytest -m "not faults" -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=25 $(PYTEST_ARGS)
 
 # The fault suite (tests/faults, docs/FAULTS.md): kills node, workers and redis mid-study,
-# fills the disk, takes the PACS down, sends poison and hostile input; 10-15 minutes on 2 cores.
+# fills the disk, takes the PACS down, sends poison and hostile input; about 3 minutes on 2 cores
+# in one process, under 2 in two (a file to a worker: each file's cluster is its own, with its own
+# redis, ports and spool, and test_processes.py's module cluster stays on one worker).
 test-faults: system-test-deps venv
-	$(BIN)/python -m pytest -m faults tests/faults --durations=25 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m faults tests/faults -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder \
+		--durations=25 $(PYTEST_ARGS)
 
 # Rebuilds mammocad/model/weights/demo.pt from scratch (hours on CPU): stage 1 at 0.3 mm from
 # random weights, stage 2 fine-tunes it at 0.2 mm, stage 3 fine-tunes that on synth v2 plus real
