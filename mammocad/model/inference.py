@@ -22,6 +22,7 @@ node reports.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import time
@@ -109,6 +110,15 @@ class Detector:
         """The same weights on the same device with spec fields changed (a new object; this one is untouched)."""
         spec = dataclasses.replace(self.spec, **changes)  # type: ignore[arg-type]
         return Detector(dataclasses.replace(self.checkpoint, spec=spec), self.device, self.weights_path)
+
+    def with_preprocess(self, **changes: object) -> Detector:
+        """The same detector reading images with preprocessing fields changed (a new object
+        sharing the weights; this one is untouched, a lesion threshold set on it is kept)."""
+        preprocess = dataclasses.replace(self.preprocess, **changes)  # type: ignore[arg-type]
+        other = copy.copy(self)
+        other.checkpoint = dataclasses.replace(self.checkpoint, preprocess=preprocess)
+        other.preprocess = preprocess
+        return other
 
     # -- model frame ---------------------------------------------------------------
     def predict_standardised(self, image: np.ndarray) -> Prediction:

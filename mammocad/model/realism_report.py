@@ -257,16 +257,15 @@ def _count_rendered_marks(out: ImageMeasure, ds: Any, detector: Any, rendering: 
 
 
 def with_fallback_spacing(detector: Any, spacing_mm: float) -> Any:
-    """The detector, analysing images without a pixel size at ``spacing_mm``.
+    """The detector (a new object; the given one is untouched), analysing images without a
+    pixel size at ``spacing_mm``.
 
     Its checkpoint's fallback is an estimate from the image's size (the longer side taken as
     ``fallback_field_mm``, 230 mm: 0.049 mm for the CBIS-DDSM scans); the report shows the
     detector each image at the spacing the user states for the archive, so the node's figures
     and the report's can differ by that estimate. Headers with a spacing win.
     """
-    detector.preprocess = dataclasses.replace(detector.preprocess, fallback_spacing_mm=spacing_mm,
-                                              fallback_field_mm=0.0)
-    return detector
+    return detector.with_preprocess(fallback_spacing_mm=spacing_mm, fallback_field_mm=0.0)
 
 
 def measure_set(items: Sequence[RealismImage], assumed_spacing_mm: float, *, detector: Any = None,

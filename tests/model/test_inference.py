@@ -144,3 +144,20 @@ def test_malignant_cut_off_from_the_checkpoint_decides_each_class(tiny_checkpoin
     assert [les.probability_malignant for les in result.lesions] == [les.probability_malignant for les in plain.lesions]
     assert all((les.lesion_class.label == 2) == (les.probability_malignant >= cut) for les in result.lesions)
     assert {les.lesion_class.label for les in result.lesions} == {1, 2}
+
+
+def test_with_preprocess_reads_images_differently_and_leaves_the_original_untouched(tiny_checkpoint: Path) -> None:
+    """The realism report analyses headerless film at a stated spacing; the detector it was given
+    must not change underneath other callers, and a lesion threshold set on it must carry over."""
+    det = Detector.load(str(tiny_checkpoint), device="cpu")
+    det.lesion_score_threshold = 0.123
+    before = det.preprocess
+    other = det.with_preprocess(fallback_spacing_mm=0.05, fallback_field_mm=0.0)
+    assert det.preprocess is before and det.checkpoint.preprocess is before
+    assert (other.preprocess.fallback_spacing_mm, other.preprocess.fallback_field_mm) == (0.05, 0.0)
+    assert other.checkpoint.preprocess == other.preprocess and other.model is det.model
+    assert other.lesion_score_threshold == 0.123
+    ds = make_mammogram(laterality="L", rows=600, columns=450, seed=5)
+    first = [les.box for les in det.analyze_dataset(ds).lesions]
+    other.analyze_dataset(ds)
+    assert [les.box for les in det.analyze_dataset(ds).lesions] == first

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pydicom
@@ -331,39 +332,54 @@ def _as_dicom(pixels: np.ndarray, like: pydicom.Dataset | None = None) -> pydico
     return ds
 
 
-def test_false_marks_are_counted_on_raster_film_as_on_dicom(tmp_path: Path) -> None:
-    """Public film sets (mini-MIAS) are PGM files. The report used to count marks only on
-    DICOM images, so a raster real set showed no false marks at all. The same pixels as a PGM
-    and as a DICOM must get the same marks from the shipped detector."""
-    from PIL import Image
-
+@pytest.fixture(scope="module")
+def shipped() -> Any:
+    """The shipped detector, loaded once for the module (analysis does not change it)."""
     from mammocad.model.inference import Detector
+
+    return Detector.load(None, "cpu")
+
+
+@pytest.fixture(scope="module")
+def raster_film(tmp_path_factory: pytest.TempPathFactory, shipped: Any) -> tuple[Any, Any]:
+    """Film 1-283 as mini-MIAS ships films (a 0.2 mm, 8-bit PGM) and what the realism report
+    measures on it with the shipped detector at its own threshold: the same measurement serves
+    the raster test and the threshold test, so it is made once."""
     from mammocad.model.realism_report import measure_image
     from mammocad.model.realism_sources import RealismImage
 
-    pixels = _film_as_8_bit("1-283.dcm")
-    pgm = tmp_path / "mdb001.pgm"
-    Image.fromarray(pixels).save(pgm)
-    det = Detector.load(None, "cpu")
-    raster = measure_image(RealismImage(path=pgm, laterality="L", view="CC", pixel_spacing_mm=0.2), 0.05, det)
+    pgm = tmp_path_factory.mktemp("raster") / "mdb001.pgm"
+    Image.fromarray(_film_as_8_bit("1-283.dcm")).save(pgm)
+    film = RealismImage(path=pgm, laterality="L", view="CC", pixel_spacing_mm=0.2)
+    return film, measure_image(film, 0.05, shipped)
+
+
+def test_false_marks_are_counted_on_raster_film_as_on_dicom(shipped: Any, raster_film: tuple[Any, Any]) -> None:
+    """Public film sets (mini-MIAS) are PGM files. The report used to count marks only on
+    DICOM images, so a raster real set showed no false marks at all. The same pixels as a PGM
+    and as a DICOM must get the same marks from the shipped detector."""
+    film, raster = raster_film
     assert raster.error is None and raster.marks is not None
-    dicom = det.analyze_dataset(_as_dicom(pixels))
+    with Image.open(film.path) as im:
+        pixels = np.asarray(im)
+    dicom = shipped.analyze_dataset(_as_dicom(pixels))
     assert dicom.error is None and raster.marks == len(dicom.lesions) >= 1
     assert raster.malignant_marks == sum(les.lesion_class.value == "malignant" for les in dicom.lesions)
     for got, les in zip(raster.mark_boxes, dicom.lesions, strict=True):
         np.testing.assert_allclose(got, [*les.box, les.score], atol=0.1)
 
 
-def test_marks_rendered_are_those_on_the_film_as_public_sets_ship_it() -> None:
+def test_marks_rendered_are_those_on_the_film_as_public_sets_ship_it(shipped: Any) -> None:
     """``--marks-rendered 0.2:8`` shows the detector each real scan as mini-MIAS ships scans. The
     CBIS-DDSM films have no pixel size in the header: the rendering must carry 0.2 mm, or the
     detector would read it at the 0.05 mm fallback. Its marks must be those on the same film made
     into a 0.2 mm, 8-bit DICOM here by hand."""
-    from mammocad.model.inference import Detector
     from mammocad.model.realism_report import Rendering, measure_image, with_fallback_spacing
     from mammocad.model.realism_sources import RealismImage
 
-    det = with_fallback_spacing(Detector.load(None, "cpu"), 0.05)
+    own_fallback = shipped.preprocess.fallback_field_mm
+    det = with_fallback_spacing(shipped, 0.05)
+    assert shipped.preprocess.fallback_field_mm == own_fallback > 0  # the module's detector is untouched
     path = REAL / "sfm-malign-0" / "1-283.dcm"
     got = measure_image(RealismImage(path=path), 0.05, det, Rendering(0.2, 8))
     assert got.error is None and got.rendered_marks is not None
@@ -372,19 +388,17 @@ def test_marks_rendered_are_those_on_the_film_as_public_sets_ship_it() -> None:
     assert got.rendered_malignant_marks == sum(les.lesion_class.value == "malignant" for les in by_hand.lesions)
 
 
-def test_lesion_threshold_counts_the_marks_at_the_score_given(tmp_path: Path) -> None:
+def test_lesion_threshold_counts_the_marks_at_the_score_given(shipped: Any, raster_film: tuple[Any, Any]) -> None:
     """Two checkpoints are compared on real film at the same false-mark rate, not each at its own
     operating point: ``--lesion-threshold`` must move the score the marks are counted at, and the
     report must say the threshold was given."""
     from mammocad.cli import build_parser
     from mammocad.model.realism_report import measure_image
-    from mammocad.model.realism_sources import RealismImage
 
-    pgm = tmp_path / "mdb001.pgm"
-    Image.fromarray(_film_as_8_bit("1-283.dcm")).save(pgm)
-    film = RealismImage(path=pgm, laterality="L", view="CC", pixel_spacing_mm=0.2)
-    own = measure_image(film, 0.05, realism_cmd._load_detector(
-        build_parser().parse_args(["model", "realism", "--device", "cpu"])))
+    film, own = raster_film  # measured by the shipped detector at its own threshold
+    default = realism_cmd._load_detector(build_parser().parse_args(["model", "realism", "--device", "cpu"]))
+    assert (default.weights_path, default.lesion_score_threshold) == (shipped.weights_path,
+                                                                      shipped.lesion_score_threshold)
     assert own.error is None and own.marks is not None and own.marks >= 1
     lowest = min(box[4] for box in own.mark_boxes)
     args = build_parser().parse_args(["model", "realism", "--device", "cpu",
