@@ -62,14 +62,16 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def calibrated(trained: Path) -> dict[str, Path]:
-    """The trained checkpoint calibrated on the pooled sets at two false-positive budgets (0 and 4)."""
+    """The trained checkpoint calibrated on the pooled sets at two false-positive budgets (0 and 4),
+    the first with the malignant cut-off chosen by a floor on malignant calls."""
     outs = {}
     for budget in ("0", "4"):
         out = trained / f"calibrated-{budget}.pt"
         proc = _mammocad("model", "calibrate", "--data", str(trained / "data"), "--data", str(trained / "test"),
                          "--weights", str(trained / "run" / "model.pt"), "--out", str(out), "--device", "cpu",
                          "--risk-method", "two_view", "--max-fp-per-image", budget, "--version", f"0.0.2-cal{budget}",
-                         *(["--orientations", "2", "--orientation-crop", "96"] if budget == "4" else []))
+                         *(["--orientations", "2", "--orientation-crop", "96"] if budget == "4" else
+                           ["--class-method", "sensitivity", "--class-target-sensitivity", "0.8"]))
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert "breast ROC AUC" in proc.stdout and "not for diagnostic use" in proc.stdout
         assert "measure on other images" in proc.stdout
@@ -164,7 +166,10 @@ def test_calibrate_command_rechooses_thresholds_and_keeps_the_weights(
     assert cal.spec.orientation_crop_size == 96 and before.spec.orientation_crop_size == 0
     assert outs["0"].spec.test_time_orientations == 1
     assert meta["version"] == "0.0.2-cal4" and meta["calibration"]["previous"]["version"] == "0.0.1-test"
-    assert meta["thresholds"]["method"]["class_method"] == "accuracy"  # the rule travels with the file
+    # The rule travels with the file.
+    assert meta["thresholds"]["method"]["class_method"] == "accuracy"
+    floor = outs["0"].metadata["thresholds"]["method"]
+    assert (floor["class_method"], floor["class_target_sensitivity"]) == ("sensitivity", 0.8)
     assert meta["thresholds"]["method"]["max_fp_per_image"] == 4.0 and meta["thresholds"]["chosen_on"].endswith(
         "(manifest)")
     assert meta["thresholds"]["validation_images"] == 16  # 3 + 1 studies, pooled
