@@ -76,6 +76,8 @@ def calibrated(trained: Path) -> dict[str, Path]:
         assert "breast ROC AUC" in proc.stdout and "not for diagnostic use" in proc.stdout
         assert "measure on other images" in proc.stdout
         assert "found lesions classed right at the new cut-off" in proc.stdout
+        assert ("(the highest calling 80% of found malignant lesions malignant)" if budget == "0"
+                else "(best lesion accuracy)") in proc.stdout
         # The checkpoint's breast threshold was chosen for rule 'max': the old count says it is read by another.
         assert "chosen for its breast risk rule 'max', counted here by 'two_view'" in proc.stdout
         outs[budget] = out
