@@ -313,7 +313,7 @@ def choose_class_threshold(p_malignant: Any, is_malignant: Any, *, method: str =
         if not 0.0 < target <= 1.0:
             raise ValueError(f"the malignant-lesion sensitivity target must be in (0, 1], got {target}")
         # The k-th highest malignant probability is the highest cut-off calling k of them malignant.
-        k = int(np.ceil(target * y.sum() - 1e-9))
+        k = max(1, int(np.ceil(target * y.sum() - 1e-9)))
         kth = np.sort(p[y])[::-1][k - 1]
         below = candidates[candidates <= kth]
         return float(below.max()) if len(below) else 0.0

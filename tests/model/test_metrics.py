@@ -213,6 +213,8 @@ def test_class_threshold_by_sensitivity_is_the_highest_cut_that_keeps_the_floor(
     # 0.5 keeps the floor and is the highest candidate when it lies in the gap.
     assert m.choose_class_threshold([0.55, 0.9, 0.1], [1, 1, 0], method="sensitivity", target=1.0) == 0.5
     assert m.choose_class_threshold([0.0, 0.9, 0.1], [1, 1, 0], method="sensitivity", target=1.0) == 0.0
+    # A tiny target still keeps one malignant lesion called malignant (the highest).
+    assert m.choose_class_threshold(p, y, method="sensitivity", target=1e-12) == pytest.approx(0.625)
     with pytest.raises(ValueError, match="in \\(0, 1\\]"):
         m.choose_class_threshold(p, y, method="sensitivity", target=0.0)
     with pytest.raises(ValueError, match="'accuracy' or 'sensitivity'"):

@@ -136,9 +136,12 @@ def _run(args: argparse.Namespace) -> int:
     print(f"{meta['model_name']} {meta['version']} calibrated on {where}, {len(items)} images"
           + (" — weights trained on synthetic data only" if meta.get("synthetic") else ""))
     print(format_table(cal.report))
-    cutoff_rule = ("the checkpoint's" if args.keep_class_cutoff else "best lesion accuracy"
-                   if rules.class_method == "accuracy" else
-                   f"the highest calling {rules.class_target_sensitivity:.0%} of found malignant lesions malignant")
+    if args.keep_class_cutoff:
+        cutoff_rule = "the checkpoint's"
+    elif rules.class_method == "accuracy":
+        cutoff_rule = "best lesion accuracy"
+    else:
+        cutoff_rule = f"the highest calling {rules.class_target_sensitivity:.0%} of found malignant lesions malignant"
     print(f"thresholds: lesion reported at score >= {cal.lesion_score_threshold:.3f}; called malignant at "
           f"p(malignant) >= {cal.malignant_threshold:.3f} ({cutoff_rule}); breast called malignant at risk >= "
           f"{cal.operating_threshold:.3f} (breast risk rule {cal.risk_method!r})")
