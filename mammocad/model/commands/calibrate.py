@@ -84,11 +84,12 @@ def _run(args: argparse.Namespace) -> int:
         source = resolve_weights(args.weights)
         if args.out.resolve() == source.resolve():
             raise ValueError(f"--out {args.out} is the checkpoint being calibrated: write a new file")
+        # The floor's default lives in ThresholdConfig; the option only overrides it.
+        floor = ({} if args.class_target_sensitivity is None
+                 else {"class_target_sensitivity": args.class_target_sensitivity})
         rules = ThresholdConfig(method=args.method, target_sensitivity=args.target_sensitivity,
                                 max_fp_per_image=args.max_fp_per_image, class_threshold=not args.keep_class_cutoff,
-                                class_method=args.class_method,
-                                class_target_sensitivity=(0.9 if args.class_target_sensitivity is None
-                                                          else args.class_target_sensitivity))
+                                class_method=args.class_method, **floor)
         if args.class_target_sensitivity is not None and args.class_method != "sensitivity":
             raise ValueError("--class-target-sensitivity sets the floor of --class-method sensitivity: give that too")
         if args.validation_of is not None:
