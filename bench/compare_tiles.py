@@ -12,7 +12,6 @@ positives per image at score thresholds 0.3/0.5/0.7. Accepts a release checkpoin
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import tempfile
 import time
@@ -77,13 +76,14 @@ def main() -> int:
           f"{len(items)} images, {sum(len(i.lesions) for i in items)} lesions")
     for tile in (0, base.run_tile_size):
         for amp in (False, True):
-            det.spec, det.amp = dataclasses.replace(base, inference_tile_size=tile), amp
+            run = det.with_spec(inference_tile_size=tile)
+            run.amp = amp
             started = time.perf_counter()
-            preds = [det.predict_standardised(std.image) for std in stds]
+            preds = [run.predict_standardised(std.image) for std in stds]
             seconds = time.perf_counter() - started
             cols = [f"@{t}: {h}/{n} found, {f:.2f} FP/img" for t in (0.3, 0.5, 0.7)
                     for h, n, f in [_found(items, stds, preds, t)]]
-            print(f"tile {det.spec.run_tile_size:4d} amp {'on ' if amp else 'off'}: {seconds:6.1f} s  " + "  ".join(cols))
+            print(f"tile {run.spec.run_tile_size:4d} amp {'on ' if amp else 'off'}: {seconds:6.1f} s  " + "  ".join(cols))
     return 0
 
 

@@ -239,6 +239,15 @@ def _backbone(spec: DetectorSpec) -> tuple[nn.Module, tuple[tuple[int, ...], ...
     return body, (sizes,) * 3
 
 
+#: DetectorSpec fields ``build_detector`` builds into the network (backbone, anchors, the input
+#: transform's size and normalisation, the box head and its score/NMS filter). The others are read
+#: at analysis time, so a loaded detector can change them (``Detector.with_spec``).
+NETWORK_SPEC_FIELDS: frozenset[str] = frozenset({
+    "backbone", "trainable_layers", "norm_layer", "anchor_sizes", "aspect_ratios", "tile_size", "image_mean",
+    "image_std", "box_score_thresh", "box_nms_thresh", "detections_per_img", "num_classes", "classes",
+    "returned_layers", "box_head_size"})
+
+
 def build_detector(spec: DetectorSpec | None = None) -> FasterRCNN:
     """Build an untrained detector for ``spec`` (random weights; never downloads).
 

@@ -37,6 +37,7 @@ from pydicom.dataset import Dataset
 from mammocad.logs import log_event
 from mammocad.model.breast_mask import inside_breast
 from mammocad.model.checkpoint import LoadedCheckpoint, load_checkpoint, resolve_weights
+from mammocad.model.detector import NETWORK_SPEC_FIELDS
 from mammocad.model.devices import configure_cpu_threads, default_batch_size, resolve_device
 from mammocad.model.info import DetectorInfo
 from mammocad.model.orientations import detect_oriented
@@ -87,9 +88,6 @@ class Detector:
         ``mammocad model calibrate``: metadata["lesion_score_threshold"]; else every box the model returns)."""
         return self.info.lesion_score_threshold
 
-    @lesion_score_threshold.setter
-    def lesion_score_threshold(self, value: float) -> None:
-        self.info = dataclasses.replace(self.info, lesion_score_threshold=float(value))
 
     @classmethod
     def load(cls, weights: str | Path | None = None, device: str = "auto") -> Detector:
@@ -107,13 +105,34 @@ class Detector:
         return det
 
     def with_spec(self, **changes: object) -> Detector:
-        """The same weights on the same device with spec fields changed (a new object; this one is untouched)."""
+        """The same weights on the same device analysing with spec fields changed (a new object sharing
+        the weights; this one is untouched, its lesion and malignant thresholds are kept).
+
+        Only the fields read at analysis time can change: the others were built into the network
+        when it was loaded, and a copy claiming another value would report settings it does not use.
+        """
+        fixed = sorted(set(changes) & NETWORK_SPEC_FIELDS)
+        if fixed:
+            raise ValueError(f"{', '.join(fixed)} were built into the loaded network; save a checkpoint with "
+                             "the new spec and load that instead")
         spec = dataclasses.replace(self.spec, **changes)  # type: ignore[arg-type]
-        return Detector(dataclasses.replace(self.checkpoint, spec=spec), self.device, self.weights_path)
+        other = copy.copy(self)
+        other.checkpoint = dataclasses.replace(self.checkpoint, spec=spec)
+        other.spec = spec
+        other.info = dataclasses.replace(self.info, operating_threshold=spec.operating_threshold,
+                                         risk_method=spec.risk_method)
+        return other
+
+    def with_lesion_threshold(self, value: float) -> Detector:
+        """The same detector reporting boxes from ``value`` up (a new object sharing the weights;
+        this one keeps its threshold, so a caller trying a threshold never changes another's)."""
+        other = copy.copy(self)
+        other.info = dataclasses.replace(self.info, lesion_score_threshold=float(value))
+        return other
 
     def with_preprocess(self, **changes: object) -> Detector:
         """The same detector reading images with preprocessing fields changed (a new object
-        sharing the weights; this one is untouched, a lesion threshold set on it is kept)."""
+        sharing the weights; this one is untouched, its thresholds are kept)."""
         preprocess = dataclasses.replace(self.preprocess, **changes)  # type: ignore[arg-type]
         other = copy.copy(self)
         other.checkpoint = dataclasses.replace(self.checkpoint, preprocess=preprocess)

@@ -94,11 +94,12 @@ def test_only_lesions_at_the_reporting_threshold_are_reported(tiny_checkpoint: P
     everything = det.analyze_dataset(ds)
     scores = sorted(les.score for les in everything.lesions)
     assert len(scores) >= 2 and scores[0] < scores[-1]
-    det.lesion_score_threshold = scores[-1]
-    reported = det.analyze_dataset(ds)
+    top = det.with_lesion_threshold(scores[-1])
+    reported = top.analyze_dataset(ds)
     assert reported.lesions == tuple(les for les in everything.lesions if les.score >= scores[-1])
-    det.lesion_score_threshold = 1.01
-    assert det.breast_risks([everything])[0].risk == 0.0
+    assert det.lesion_score_threshold < scores[0] and det.analyze_dataset(ds).lesions == everything.lesions  # untouched
+    assert det.with_lesion_threshold(1.01).breast_risks([everything])[0].risk == 0.0
+    assert det.breast_risks([everything])[0].risk > 0.0
 
 
 def test_unknown_or_absent_device_is_a_clear_error(tiny_checkpoint: Path) -> None:
@@ -148,9 +149,8 @@ def test_malignant_cut_off_from_the_checkpoint_decides_each_class(tiny_checkpoin
 
 def test_with_preprocess_reads_images_differently_and_leaves_the_original_untouched(tiny_checkpoint: Path) -> None:
     """The realism report analyses headerless film at a stated spacing; the detector it was given
-    must not change underneath other callers, and a lesion threshold set on it must carry over."""
-    det = Detector.load(str(tiny_checkpoint), device="cpu")
-    det.lesion_score_threshold = 0.123
+    must not change underneath other callers, and a lesion threshold chosen for it must carry over."""
+    det = Detector.load(str(tiny_checkpoint), device="cpu").with_lesion_threshold(0.123)
     before = det.preprocess
     other = det.with_preprocess(fallback_spacing_mm=0.05, fallback_field_mm=0.0)
     assert det.preprocess is before and det.checkpoint.preprocess is before
@@ -161,3 +161,17 @@ def test_with_preprocess_reads_images_differently_and_leaves_the_original_untouc
     first = [les.box for les in det.analyze_dataset(ds).lesions]
     other.analyze_dataset(ds)
     assert [les.box for les in det.analyze_dataset(ds).lesions] == first
+
+
+def test_with_spec_changes_analysis_settings_only_and_keeps_the_thresholds(tiny_checkpoint: Path) -> None:
+    """calibrate analyses in other orientations with a copy; the copy must keep a lesion threshold
+    chosen for the detector, report the breast rule it was given, and refuse settings the loaded
+    network cannot change (they would be reported but not used)."""
+    det = Detector.load(str(tiny_checkpoint), device="cpu").with_lesion_threshold(0.2)
+    other = det.with_spec(test_time_orientations=2, operating_threshold=0.7)
+    assert (other.spec.test_time_orientations, other.info.operating_threshold) == (2, 0.7)
+    assert other.lesion_score_threshold == 0.2 and other.model is det.model
+    assert other.checkpoint.spec == other.spec
+    assert (det.spec.test_time_orientations, det.info.operating_threshold) != (2, 0.7)
+    with pytest.raises(ValueError, match="box_score_thresh.*built into the loaded network"):
+        det.with_spec(box_score_thresh=0.5)

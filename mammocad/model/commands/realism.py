@@ -181,7 +181,7 @@ def _load_detector(args: argparse.Namespace) -> Any:
     except (CheckpointError, DeviceError) as exc:
         raise DetectorUnavailable(f"{exc} (or run with --no-detector)") from exc
     if args.lesion_threshold is not None:
-        detector.lesion_score_threshold = args.lesion_threshold
+        detector = detector.with_lesion_threshold(args.lesion_threshold)
     return detector
 
 
