@@ -88,7 +88,6 @@ class Detector:
         ``mammocad model calibrate``: metadata["lesion_score_threshold"]; else every box the model returns)."""
         return self.info.lesion_score_threshold
 
-
     @classmethod
     def load(cls, weights: str | Path | None = None, device: str = "auto") -> Detector:
         """Load ``weights`` (None/"" → the demo weights) onto ``device`` ("auto": CUDA if present).
