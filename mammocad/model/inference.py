@@ -115,11 +115,10 @@ class Detector:
             raise ValueError(f"{', '.join(fixed)} were built into the loaded network; save a checkpoint with "
                              "the new spec and load that instead")
         spec = dataclasses.replace(self.spec, **changes)  # type: ignore[arg-type]
-        other = copy.copy(self)
-        other.checkpoint = dataclasses.replace(self.checkpoint, spec=spec)
-        other.spec = spec
-        other.info = dataclasses.replace(self.info, operating_threshold=spec.operating_threshold,
-                                         risk_method=spec.risk_method)
+        other = self._with_checkpoint(dataclasses.replace(self.checkpoint, spec=spec))
+        other.info = dataclasses.replace(DetectorInfo.from_header(spec, self.metadata),
+                                         lesion_score_threshold=self.info.lesion_score_threshold,
+                                         malignant_threshold=self.info.malignant_threshold)
         return other
 
     def with_lesion_threshold(self, value: float) -> Detector:
@@ -133,9 +132,12 @@ class Detector:
         """The same detector reading images with preprocessing fields changed (a new object
         sharing the weights; this one is untouched, its thresholds are kept)."""
         preprocess = dataclasses.replace(self.preprocess, **changes)  # type: ignore[arg-type]
+        return self._with_checkpoint(dataclasses.replace(self.checkpoint, preprocess=preprocess))
+
+    def _with_checkpoint(self, checkpoint: LoadedCheckpoint) -> Detector:
+        """A copy sharing the weights, its spec and preprocessing read from ``checkpoint``."""
         other = copy.copy(self)
-        other.checkpoint = dataclasses.replace(self.checkpoint, preprocess=preprocess)
-        other.preprocess = preprocess
+        other.checkpoint, other.spec, other.preprocess = checkpoint, checkpoint.spec, checkpoint.preprocess
         return other
 
     # -- model frame ---------------------------------------------------------------
