@@ -13,10 +13,17 @@ import shlex
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mammocad.model.commands.evaluate import parse_options
 from mammocad.model.commands.pooled import add_data_arguments
 from mammocad.model.risk import METHODS as RISK_METHODS  # risk.py imports neither numpy nor torch
+
+if TYPE_CHECKING:  # the command imports torch only when it runs, so that --help stays quick
+    from mammocad.model.annotations import AnnotatedImage
+    from mammocad.model.calibrate import Calibration, RightCounts
+    from mammocad.model.inference import Detector
+    from mammocad.model.train_config import ThresholdConfig
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -73,45 +80,18 @@ def _run(args: argparse.Namespace) -> int:
     from mammocad.logs import configure_logging
     from mammocad.model import calibrate as calibration
     from mammocad.model.checkpoint import CheckpointError, resolve_weights, save_release_checkpoint
-    from mammocad.model.commands.pooled import load_pooled, load_sources
     from mammocad.model.devices import DeviceError
-    from mammocad.model.evaluate import format_table, predict_items
-    from mammocad.model.inference import Detector
-    from mammocad.model.train_config import ThresholdConfig, TrainError, load_validation_sources
+    from mammocad.model.evaluate import predict_items
+    from mammocad.model.train_config import TrainError
 
     configure_logging("WARNING")
     try:
         source = resolve_weights(args.weights)
         if args.out.resolve() == source.resolve():
             raise ValueError(f"--out {args.out} is the checkpoint being calibrated: write a new file")
-        # The floor's default lives in ThresholdConfig; the option only overrides it.
-        floor = ({} if args.class_target_sensitivity is None
-                 else {"class_target_sensitivity": args.class_target_sensitivity})
-        rules = ThresholdConfig(method=args.method, target_sensitivity=args.target_sensitivity,
-                                max_fp_per_image=args.max_fp_per_image, class_threshold=not args.keep_class_cutoff,
-                                class_method=args.class_method, **floor)
-        if args.class_target_sensitivity is not None and args.class_method != "sensitivity":
-            raise ValueError("--class-target-sensitivity sets the floor of --class-method sensitivity: give that too")
-        if args.validation_of is not None:
-            if args.data_option or args.data_format != "manifest":
-                raise ValueError("--data-format and --data-option describe --data; the sets of --validation-of "
-                                 "carry their own format and options")
-            sources = load_validation_sources(args.validation_of)
-            items = load_sources(sources)
-            where = f"[[validation]] of {args.validation_of}: " + ", ".join(
-                f"{s.path.name} ({s.format}, seed {s.seed})" for s in sources)
-        else:
-            items = load_pooled(args.data, args.data_format, parse_options(args.data_option))
-            where = ", ".join(str(d) for d in args.data) + f" ({args.data_format})"
-        det = Detector.load(source, args.device)
-        changes = {field: value for field, value in (
-            ("test_time_orientations", args.orientations), ("orientation_crop_size", args.orientation_crop),
-            ("orientation_crop_min_score", args.orientation_crop_min_score)) if value is not None}
-        det = det.with_spec(**changes)
-        crop_given = args.orientation_crop or args.orientation_crop_min_score is not None
-        if det.spec.test_time_orientations == 1 and crop_given:
-            raise ValueError("--orientation-crop and --orientation-crop-min-score choose how the other orientations "
-                             "are analysed: give --orientations 2, 4 or 8 too")
+        rules = _rules(args)
+        items, where = _items(args)
+        det = _detector(args, source)
         predictions = predict_items(det, items, desc="calibrate")
         cal = calibration.calibrate(predictions, risk_method=args.risk_method or det.spec.risk_method, rules=rules,
                                     fallback_operating_threshold=det.spec.operating_threshold,
@@ -136,6 +116,61 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     print(f"{meta['model_name']} {meta['version']} calibrated on {where}, {len(items)} images"
           + (" — weights trained on synthetic data only" if meta.get("synthetic") else ""))
+    _print_outcome(args, rules, cal, right, det)
+    print(f"written: {args.out}")
+    print("research use only, not for diagnostic use")
+    return 0
+
+
+def _rules(args: argparse.Namespace) -> ThresholdConfig:
+    from mammocad.model.train_config import ThresholdConfig
+
+    if args.class_target_sensitivity is not None and args.class_method != "sensitivity":
+        raise ValueError("--class-target-sensitivity sets the floor of --class-method sensitivity: give that too")
+    # The floor's default lives in ThresholdConfig; the option only overrides it.
+    floor = ({} if args.class_target_sensitivity is None
+             else {"class_target_sensitivity": args.class_target_sensitivity})
+    return ThresholdConfig(method=args.method, target_sensitivity=args.target_sensitivity,
+                           max_fp_per_image=args.max_fp_per_image, class_threshold=not args.keep_class_cutoff,
+                           class_method=args.class_method, **floor)
+
+
+def _items(args: argparse.Namespace) -> tuple[list[AnnotatedImage], str]:
+    """The validation images, and how to name them in the checkpoint and the printout."""
+    from mammocad.model.commands.pooled import load_pooled, load_sources
+    from mammocad.model.train_config import load_validation_sources
+
+    if args.validation_of is None:
+        items = load_pooled(args.data, args.data_format, parse_options(args.data_option))
+        return items, ", ".join(str(d) for d in args.data) + f" ({args.data_format})"
+    if args.data_option or args.data_format != "manifest":
+        raise ValueError("--data-format and --data-option describe --data; the sets of --validation-of "
+                         "carry their own format and options")
+    sources = load_validation_sources(args.validation_of)
+    where = f"[[validation]] of {args.validation_of}: " + ", ".join(
+        f"{s.path.name} ({s.format}, seed {s.seed})" for s in sources)
+    return load_sources(sources), where
+
+
+def _detector(args: argparse.Namespace, source: Path) -> Detector:
+    """The checkpoint with this run's test-time orientations: thresholds are chosen on the scores they give."""
+    from mammocad.model.inference import Detector
+
+    changes = {field: value for field, value in (
+        ("test_time_orientations", args.orientations), ("orientation_crop_size", args.orientation_crop),
+        ("orientation_crop_min_score", args.orientation_crop_min_score)) if value is not None}
+    det = Detector.load(source, args.device).with_spec(**changes)
+    crop_given = args.orientation_crop or args.orientation_crop_min_score is not None
+    if det.spec.test_time_orientations == 1 and crop_given:
+        raise ValueError("--orientation-crop and --orientation-crop-min-score choose how the other orientations "
+                         "are analysed: give --orientations 2, 4 or 8 too")
+    return det
+
+
+def _print_outcome(args: argparse.Namespace, rules: ThresholdConfig, cal: Calibration,
+                   right: dict[str, RightCounts], det: Detector) -> None:
+    from mammocad.model.evaluate import format_table
+
     print(format_table(cal.report))
     if args.keep_class_cutoff:
         cutoff_rule = "the checkpoint's"
@@ -157,6 +192,3 @@ def _run(args: argparse.Namespace) -> int:
           "chooses it by a floor on malignant calls")
     print("these figures are on the calibration images themselves: measure on other images with "
           "`mammocad model evaluate`")
-    print(f"written: {args.out}")
-    print("research use only, not for diagnostic use")
-    return 0
