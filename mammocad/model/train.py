@@ -38,10 +38,10 @@ from mammocad.model.dataset import (
     Sample,
     TileSampler,
     load_samples,
-    load_source,
     split_by_breast,
 )
 from mammocad.model.detector import DetectorSpec, build_detector
+from mammocad.model.sources import load_source
 from mammocad.model.train_config import (  # noqa: F401  (re-exported: the public names of training)
     OptimConfig,
     ThresholdConfig,

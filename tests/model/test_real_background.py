@@ -21,9 +21,9 @@ import tomlkit
 
 from mammocad.model.annotations import AnnotatedImage
 from mammocad.model.checkpoint import load_checkpoint
-from mammocad.model.dataset import DataSource, load_source
 from mammocad.model.readers import real_background as rb
 from mammocad.model.readers.background_maps import breast_maps
+from mammocad.model.sources import DataSource, load_source
 from mammocad.model.synth import insertion
 from tests.model.test_train import tiny_config
 from tests.services import torch_threads

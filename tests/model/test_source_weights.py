@@ -11,12 +11,12 @@ import pytest
 from mammocad.model import train
 from mammocad.model.dataset import (
     AugmentConfig,
-    DataSource,
     Sample,
     TileConfig,
     TileSampler,
     image_probabilities,
 )
+from mammocad.model.sources import DataSource
 from tests.model.test_train import tiny_config
 
 PLAIN = AugmentConfig(hflip=0, vflip=0, gamma=(1, 1), contrast=(1, 1), noise_std=0)

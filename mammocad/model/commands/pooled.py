@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from mammocad.model.dataset import DataSource
+    from mammocad.model.sources import DataSource
 
-#: As ``mammocad.model.dataset.FORMATS`` minus "synthetic" (kept here so --help imports no numpy).
+#: As ``mammocad.model.sources.FORMATS`` minus "synthetic" (kept here so --help imports no numpy).
 DATA_FORMATS = ("manifest", "coco", "cbis-ddsm", "inbreast", "vindr", "mias", "real-background")
 
 
@@ -31,7 +31,7 @@ def add_data_arguments(p: argparse.ArgumentParser, *, data_help: str, option_exa
 
 def load_pooled(paths: list[Path], data_format: str, options: dict[str, Any]) -> list[Any]:
     """Every image of every ``--data`` set (see :func:`load_sources`)."""
-    from mammocad.model.dataset import DataSource
+    from mammocad.model.sources import DataSource
 
     return load_sources([DataSource(format=data_format, path=path, options=options) for path in paths])
 
@@ -42,7 +42,7 @@ def load_sources(sources: Sequence[DataSource]) -> list[Any]:
     Pooled sets reuse patient ids (SYNTH_0001 in every synthetic set): without the prefix
     two different breasts would be scored as one. Raises ValueError for an empty set.
     """
-    from mammocad.model.dataset import load_source
+    from mammocad.model.sources import load_source
 
     items: list[Any] = []
     for k, src in enumerate(sources, start=1):

@@ -40,8 +40,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
 def _run(args: argparse.Namespace) -> int:
     from mammocad.logs import configure_logging
     from mammocad.model import train
-    from mammocad.model.dataset import DataSource
     from mammocad.model.devices import DeviceError, configure_cpu_threads, resolve_device
+    from mammocad.model.sources import DataSource
 
     configure_logging()
     if args.workers < 1:
