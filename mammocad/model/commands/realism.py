@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -201,57 +202,7 @@ def _fmt(value: Any, spec: str = ".3f") -> str:
 def print_table(report: dict[str, Any]) -> None:
     syn, real = report["sets"]["synthetic"], report["sets"]["real"]
     m, cmp = report["method"], report["comparison"]
-    rows: list[tuple[str, str, str]] = [
-        ("images measured", f"{syn['n_measured']}/{syn['n_images']}", f"{real['n_measured']}/{real['n_images']}")]
-
-    def beta(s: dict[str, Any]) -> str:
-        b = s["beta"]
-        return f"{_fmt(b['mean'], '.2f')} ± {_fmt(b['sd'], '.2f')} (n={b['n_rois']} ROIs)"
-
-    rows.append((f"beta, {m['beta_band_cycles_per_mm'][0]}-{m['beta_band_cycles_per_mm'][1]} c/mm", beta(syn),
-                 beta(real)))
-
-    def nps(s: dict[str, Any], key: str = "nps_hf") -> str:
-        v = s[key]["mean"]
-        return "n/a" if v is None else f"{v * 1e6:.3f}e-6"
-
-    rows.append((f"NPS {m['nps_band_cycles_per_mm'][0]}-{m['nps_band_cycles_per_mm'][1]} c/mm (mm²)", nps(syn),
-                 nps(real)))
-    band = m["nps_fine_band_cycles_per_mm"]
-    rows.append((f"NPS {band[0]}-{band[1]} c/mm at {m['nps_fine_spacing_mm']} mm (mm²)", nps(syn, "nps_fine"),
-                 nps(real, "nps_fine")))
-    tband = m["tissue_band_cycles_per_mm"]
-
-    def tissue(s: dict[str, Any]) -> str:
-        t = s["tissue_power"]
-        return "n/a" if t["median"] is None else f"{t['median'] * 1e6:.0f}e-6 (n={t['n_rois']} ROIs)"
-
-    rows.append((f"tissue power {tband[0]}-{tband[1]} c/mm, median of {m['tissue_roi_px']}-px ROIs (mm²)",
-                 tissue(syn), tissue(real)))
-
-    def shape(s: dict[str, Any]) -> str:
-        c = s["curvature"]
-        return (f"{_fmt(c['line_share']['mean'], '.2f')} / {_fmt(c['blob_share']['mean'], '.3f')} "
-                f"(n={c['n_images']} images)")
-
-    rows.append((f"curvature at {m['curvature_sigma_mm']} mm: line / blob share", shape(syn), shape(real)))
-
-    def layout(s: dict[str, Any]) -> str:
-        c = s["layout"]
-        return (f"{_fmt(c['patch_contrast']['mean'], '.3f')} / {_fmt(c['rolloff_contrast']['mean'], '.3f')} "
-                f"(n={c['n_images']} images)")
-
-    rows.append((f"layout at {m['layout_sigma_mm']} mm: patch / roll-off contrast", layout(syn), layout(real)))
-    for key in ("p5", "p25", "p50", "p75", "p95", "mean"):
-        rows.append((f"intensity in breast {key}", _fmt(syn["intensity"][key]), _fmt(real["intensity"][key])))
-    rows += _cnr_rows(syn, real)
-    rows.append(("marks/image (no lesion)", _marks(syn), _marks(real)))
-    rend = m["marks_rendering"]
-    if rend:
-        from mammocad.model.realism_report import Rendering
-
-        rows.append((f"marks/image (no lesion), rendered at {Rendering(**rend).label()}", _marks(syn, "marks_rendered"),
-                     _marks(real, "marks_rendered")))
+    rows = _statistic_rows(report)
     width = max(len(r[0]) for r in rows)
     col = max(24, *(len(r[1]) for r in rows))
     print(f"realism report ({report['format']}); synthetic: {syn['source']}; real: {real['source']}")
@@ -275,6 +226,60 @@ def print_table(report: dict[str, Any]) -> None:
         for item in s["failed"]:
             print(f"not measured ({s['label']}): {item['path']}: {item['error']}")
     print(report["notice"])
+
+
+def _statistic_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """One (statistic, synthetic, real) row per measure, in the order the issue lists them."""
+    syn, real = report["sets"]["synthetic"], report["sets"]["real"]
+    m = report["method"]
+    band, fine, tband = m["nps_band_cycles_per_mm"], m["nps_fine_band_cycles_per_mm"], m["tissue_band_cycles_per_mm"]
+    measures: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
+        ("images measured", lambda s: f"{s['n_measured']}/{s['n_images']}"),
+        (f"beta, {m['beta_band_cycles_per_mm'][0]}-{m['beta_band_cycles_per_mm'][1]} c/mm", _beta),
+        (f"NPS {band[0]}-{band[1]} c/mm (mm²)", lambda s: _nps(s, "nps_hf")),
+        (f"NPS {fine[0]}-{fine[1]} c/mm at {m['nps_fine_spacing_mm']} mm (mm²)", lambda s: _nps(s, "nps_fine")),
+        (f"tissue power {tband[0]}-{tband[1]} c/mm, median of {m['tissue_roi_px']}-px ROIs (mm²)", _tissue),
+        (f"curvature at {m['curvature_sigma_mm']} mm: line / blob share", _shape),
+        (f"layout at {m['layout_sigma_mm']} mm: patch / roll-off contrast", _layout),
+    ]
+    rows = [(name, show(syn), show(real)) for name, show in measures]
+    for key in ("p5", "p25", "p50", "p75", "p95", "mean"):
+        rows.append((f"intensity in breast {key}", _fmt(syn["intensity"][key]), _fmt(real["intensity"][key])))
+    rows += _cnr_rows(syn, real)
+    rows.append(("marks/image (no lesion)", _marks(syn), _marks(real)))
+    rend = m["marks_rendering"]
+    if rend:
+        from mammocad.model.realism_report import Rendering
+
+        rows.append((f"marks/image (no lesion), rendered at {Rendering(**rend).label()}", _marks(syn, "marks_rendered"),
+                     _marks(real, "marks_rendered")))
+    return rows
+
+
+def _beta(s: dict[str, Any]) -> str:
+    b = s["beta"]
+    return f"{_fmt(b['mean'], '.2f')} ± {_fmt(b['sd'], '.2f')} (n={b['n_rois']} ROIs)"
+
+
+def _nps(s: dict[str, Any], key: str) -> str:
+    v = s[key]["mean"]
+    return "n/a" if v is None else f"{v * 1e6:.3f}e-6"
+
+
+def _tissue(s: dict[str, Any]) -> str:
+    t = s["tissue_power"]
+    return "n/a" if t["median"] is None else f"{t['median'] * 1e6:.0f}e-6 (n={t['n_rois']} ROIs)"
+
+
+def _shape(s: dict[str, Any]) -> str:
+    c = s["curvature"]
+    return f"{_fmt(c['line_share']['mean'], '.2f')} / {_fmt(c['blob_share']['mean'], '.3f')} (n={c['n_images']} images)"
+
+
+def _layout(s: dict[str, Any]) -> str:
+    c = s["layout"]
+    return (f"{_fmt(c['patch_contrast']['mean'], '.3f')} / {_fmt(c['rolloff_contrast']['mean'], '.3f')} "
+            f"(n={c['n_images']} images)")
 
 
 def _cnr_rows(syn: dict[str, Any], real: dict[str, Any]) -> list[tuple[str, str, str]]:
