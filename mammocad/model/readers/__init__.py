@@ -13,12 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from mammocad.model.annotations import AnnotatedImage, load_manifest
+from mammocad.model.formats import READER_MODULES
 
 #: format name → module under mammocad.model.readers (its ``read(path, **opts)``).
-FORMATS: dict[str, str] = {
-    "manifest": "", "coco": "coco", "cbis-ddsm": "cbis_ddsm", "inbreast": "inbreast",
-    "vindr": "vindr", "mias": "mias", "real-background": "real_background",
-}
+FORMATS: dict[str, str] = READER_MODULES
 ALIASES = {"synth": "manifest", "synthetic": "manifest", "mammocad": "manifest", "cbis_ddsm": "cbis-ddsm", "cbis": "cbis-ddsm",
            "vindr-mammo": "vindr", "vindr_mammo": "vindr", "mini-mias": "mias", "minimias": "mias",
            "real_background": "real-background"}
