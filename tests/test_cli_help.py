@@ -32,7 +32,7 @@ def test_the_expected_commands_exist() -> None:
         "config check",
         "outbox list", "outbox retry", "outbox drop",
         "studies list", "studies show", "studies resend", "studies reanalyse",
-        "model synth", "model train", "model evaluate", "model calibrate", "model realism",
+        "model synth", "model train", "model evaluate", "model calibrate", "model average", "model realism",
     }
     missing = expected - names
     assert not missing, f"commands missing from the CLI: {sorted(missing)}"

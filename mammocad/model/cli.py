@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-_MODEL_COMMANDS = ("synth", "train", "evaluate", "calibrate", "realism")
+_MODEL_COMMANDS = ("synth", "train", "evaluate", "calibrate", "average", "realism")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
