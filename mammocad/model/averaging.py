@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from mammocad.model.checkpoint import CheckpointError, LoadedCheckpoint, load_checkpoint
+from mammocad.model.detector import NETWORK_SPEC_FIELDS, DetectorSpec
 
 
 def average_checkpoints(paths: Sequence[str | Path]) -> LoadedCheckpoint:
@@ -30,9 +31,10 @@ def average_checkpoints(paths: Sequence[str | Path]) -> LoadedCheckpoint:
     loaded = [load_checkpoint(p) for p in paths]
     first = loaded[0]
     for path, other in zip(paths[1:], loaded[1:], strict=True):
-        if other.spec.to_dict() != first.spec.to_dict():
-            raise CheckpointError(f"{path}: detector spec differs from {paths[0]}'s: only fine-tunes of one "
-                                  "architecture can be averaged")
+        differ = sorted(k for k, v in _network(other.spec).items() if v != _network(first.spec)[k])
+        if differ:
+            raise CheckpointError(f"{path}: detector spec differs from {paths[0]}'s in {', '.join(differ)}: only "
+                                  "fine-tunes of one architecture can be averaged")
         if other.preprocess.to_dict() != first.preprocess.to_dict():
             raise CheckpointError(f"{path}: preprocessing differs from {paths[0]}'s: the weights saw other images")
     states = [c.model.state_dict() for c in loaded]
@@ -48,6 +50,11 @@ def average_checkpoints(paths: Sequence[str | Path]) -> LoadedCheckpoint:
     first.model.load_state_dict(averaged)
     first.metadata = _metadata(paths, loaded)
     return first
+
+
+def _network(spec: DetectorSpec) -> dict[str, Any]:
+    """The spec's fields that shape the network; thresholds and test-time settings may differ."""
+    return {k: v for k, v in spec.to_dict().items() if k in NETWORK_SPEC_FIELDS}
 
 
 def _metadata(paths: Sequence[str | Path], loaded: Sequence[LoadedCheckpoint]) -> dict[str, Any]:
