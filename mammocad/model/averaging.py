@@ -30,8 +30,9 @@ def average_checkpoints(paths: Sequence[str | Path]) -> LoadedCheckpoint:
         raise CheckpointError(f"averaging needs at least two checkpoints, got {len(paths)}")
     loaded = [load_checkpoint(p) for p in paths]
     first = loaded[0]
+    network = _network(first.spec)
     for path, other in zip(paths[1:], loaded[1:], strict=True):
-        differ = sorted(k for k, v in _network(other.spec).items() if v != _network(first.spec)[k])
+        differ = sorted(k for k, v in _network(other.spec).items() if v != network[k])
         if differ:
             raise CheckpointError(f"{path}: detector spec differs from {paths[0]}'s in {', '.join(differ)}: only "
                                   "fine-tunes of one architecture can be averaged")
