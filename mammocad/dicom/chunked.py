@@ -66,11 +66,16 @@ def install_chunked_receive(enabled: Callable[[], bool], make_file: Callable[[],
         return True
 
 
-def current_ae() -> Any | None:
-    """The AE whose association runs the calling thread (its DUL or association thread), or None."""
+def current_association() -> Any | None:
+    """The association whose DUL or association thread is the calling thread, or None."""
     thread: Any = threading.current_thread()
     assoc = getattr(thread, "assoc", thread)  # DUL thread → its association; else the association thread
-    return getattr(assoc, "ae", None)
+    return assoc if hasattr(assoc, "ae") else None
+
+
+def current_ae() -> Any | None:
+    """The AE whose association runs the calling thread (its DUL or association thread), or None."""
+    return getattr(current_association(), "ae", None)
 
 
 def received_dataset_file(request: Any) -> Any | None:

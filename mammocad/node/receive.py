@@ -19,13 +19,20 @@ import ctypes
 import errno
 import logging
 import os
+import threading
 import uuid
 import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mammocad.dicom.chunked import current_ae, install_chunked_receive, received_dataset_file
+from mammocad.dicom.chunked import (
+    current_ae,
+    current_association,
+    install_chunked_receive,
+    received_dataset_file,
+)
+from mammocad.logs import log_event
 from mammocad.spool.layout import FILE_MODE, atomic_write_bytes, ensure_dir, fsync_dir
 
 logger = logging.getLogger("mammocad.node")
@@ -33,6 +40,11 @@ logger = logging.getLogger("mammocad.node")
 _KICK_BYTES = 4 << 20
 _SYNC_FILE_RANGE_WRITE = 2
 _REGISTRY: weakref.WeakKeyDictionary[Any, Path] = weakref.WeakKeyDictionary()
+#: Receive files still open, per association: a data set whose association ends before its
+#: last fragment (A-ABORT, reset, read timeout) never reaches the C-STORE handler, and
+#: pynetdicom neither closes nor removes its file (:func:`discard_open`).
+_OPEN: weakref.WeakKeyDictionary[Any, set[SpoolTempFile]] = weakref.WeakKeyDictionary()
+_OPEN_LOCK = threading.Lock()
 
 _sync_file_range: Callable[..., int] | None  # sync_file_range(fd, offset, nbytes, flags) -> 0 or -1
 try:
@@ -48,15 +60,23 @@ class SpoolTempFile:
 
     A write error (disk full, file too large) is remembered instead of raised: raising
     would kill the association's network thread; the C-STORE handler answers 0xA700.
+    ``owner`` (the association) lets :func:`discard_open` remove the file when the
+    association ends before the data set is complete.
     """
 
-    def __init__(self, tmp_dir: Path) -> None:
+    def __init__(self, tmp_dir: Path, owner: Any = None) -> None:
         ensure_dir(tmp_dir)
         self.name = str(tmp_dir / f"{RX_PREFIX}{uuid.uuid4().hex}.part")
         self._fd: int | None = os.open(self.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
         self.size = 0
         self._kicked = 0
         self.error: OSError | None = None
+        self.owner = owner
+        self.committed = False
+        self._lock = threading.Lock()  # commit (association thread) against discard (connection close)
+        if owner is not None:
+            with _OPEN_LOCK:
+                _OPEN.setdefault(owner, set()).add(self)
 
     @property
     def file(self) -> SpoolTempFile:  # pynetdicom calls ``.file.flush()``
@@ -86,12 +106,38 @@ class SpoolTempFile:
         """Nothing buffered in user space."""
 
     def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+        if self.owner is not None:
+            with _OPEN_LOCK:
+                _OPEN.get(self.owner, set()).discard(self)
+
+    def discard(self) -> bool:
+        """Close and remove a file its association left incomplete; False when it was already
+        closed (pynetdicom removes those itself) or committed to the spool meanwhile."""
+        with self._lock:
+            if self._fd is None or self.committed:
+                return False
+            self._close()
+            try:
+                os.unlink(self.name)
+            except FileNotFoundError:
+                return False
+            return True
 
     def commit(self, target: Path, tmp_dir: Path) -> int:
         """fsync, rename to ``target``, fsync its folder; return the file size."""
+        with self._lock:
+            size = self._commit(target, tmp_dir)
+            self.committed = True
+            return size
+
+    def _commit(self, target: Path, tmp_dir: Path) -> int:
         if self._fd is None:
             raise OSError(errno.EBADF, "received data set file already closed")
         os.fsync(self._fd)
@@ -139,7 +185,22 @@ def _streaming() -> bool:
 
 def _spool_file() -> SpoolTempFile | None:
     tmp = _registered_tmp()
-    return SpoolTempFile(tmp) if tmp is not None else None
+    return SpoolTempFile(tmp, current_association()) if tmp is not None else None
+
+
+def discard_open(assoc: Any) -> int:
+    """Remove the receive files of ``assoc`` whose data set never completed; return how many.
+
+    Call when its connection closes: without it each aborted transfer kept an open file
+    descriptor and its partial image in ``spool/tmp`` until the node restarted.
+    """
+    with _OPEN_LOCK:
+        files = _OPEN.pop(assoc, set())
+    removed = [f for f in files if f.discard()]
+    if removed:
+        log_event(logger, "partial_receive_discarded", logging.WARNING, files=len(removed),
+                  bytes=sum(f.size for f in removed), why="association ended before the data set was complete")
+    return len(removed)
 
 
 def install() -> bool:

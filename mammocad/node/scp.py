@@ -151,7 +151,7 @@ class Node:
             (evt.EVT_CONN_OPEN, limits.read_timeout(node.network_timeout_s)),
             (evt.EVT_REQUESTED, self._on_requested), (evt.EVT_ACCEPTED, self._on_accepted),
             (evt.EVT_C_ECHO, lambda event: 0x0000), (evt.EVT_C_STORE, self._on_store),
-            (evt.EVT_CONN_CLOSE, lambda event: self.observer.closed(id(event.assoc)))]
+            (evt.EVT_CONN_CLOSE, self._on_closed)]
         self.streaming = receive.register(self.ae, self.spool.tmp)
         tls = node.tls
         if tls.enabled:
@@ -222,6 +222,10 @@ class Node:
         self.observer.rejected(calling, called, host, "called_ae" if reason == REJECT_CALLED else "calling_ae", why)
         event.assoc.acse.send_reject(0x01, 0x01, reason)  # rejected-permanent, service-user
         event.assoc.kill()  # as pynetdicom's own rejection does: waits until the A-ASSOCIATE-RJ is out
+
+    def _on_closed(self, event: evt.Event) -> None:
+        receive.discard_open(event.assoc)
+        self.observer.closed(id(event.assoc))
 
     def _on_accepted(self, event: evt.Event) -> None:
         rq = event.assoc.requestor

@@ -79,6 +79,34 @@ def send_files(port: int, files: list[Path], *, contexts: list[tuple[str, str]],
     return statuses
 
 
+def half_sent_store(port: int, ds: Any, *, calling: str = "STORESCU", called: str = "MAMMOCAD") -> Any:
+    """An association that has sent the C-STORE command and about half of the data set's
+    P-DATA PDUs, and nothing more: the caller ends it (abort, reset) as a sender that
+    crashed or lost its network mid-image would. Returns the pynetdicom association."""
+    from io import BytesIO
+
+    from pynetdicom.dimse_messages import C_STORE_RQ
+    from pynetdicom.dimse_primitives import C_STORE
+    from pynetdicom.pdu import P_DATA_TF
+
+    ae = AE(ae_title=calling)
+    ae.add_requested_context(ds.SOPClassUID, ExplicitVRLittleEndian)
+    assoc = ae.associate("127.0.0.1", port, ae_title=called)
+    assert assoc.is_established, "association refused"
+    request = C_STORE()
+    request.MessageID, request.Priority = 1, 2
+    request.AffectedSOPClassUID, request.AffectedSOPInstanceUID = ds.SOPClassUID, ds.SOPInstanceUID
+    request.DataSet = BytesIO(body_of(ds))
+    message = C_STORE_RQ()
+    message.primitive_to_message(request)
+    primitives = list(message.encode_msg(assoc.accepted_contexts[0].context_id, 16384))
+    for primitive in primitives[:len(primitives) // 2]:
+        pdu = P_DATA_TF()
+        pdu.from_primitive(primitive)
+        assoc.dul.socket.send(pdu.encode())
+    return assoc
+
+
 def declare_stream_size(ds: Any, columns: int, rows: int) -> None:
     """Make a JPEG 2000 image's codestream (SIZ) declare another size, as the 934-byte bomb
     did (10,000 x 12,000 pixels); its header's Rows and Columns are left alone."""

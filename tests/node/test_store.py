@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import struct
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -18,8 +20,9 @@ from pydicom.uid import (
 from pynetdicom import AE, _config
 
 from tests import factories
+from tests.faults.raw_send import half_sent_store
 from tests.node.conftest import AE as NODE_AE
-from tests.node.conftest import NodeEnv, data_set_bytes
+from tests.node.conftest import NodeEnv, data_set_bytes, wait_until
 
 # (file name, transfer syntax made by pydicom, storescu options proposing exactly that syntax)
 SYNTAXES = [
@@ -206,3 +209,40 @@ def test_mammogram_without_pixels_refused(start_node: Callable[..., NodeEnv], tm
     result = env.storescu(path, opts=("-v", "-nh"))
     assert "DataSetDoesNotMatchSOPClass" in result.stderr, result.stderr  # 0xA900
     assert not env.spool.image_path(ds.StudyInstanceUID, ds.SOPInstanceUID).exists()
+
+
+def _open_files_under(folder: Path) -> list[str]:
+    """Paths under ``folder`` this process holds open (the node runs in-process)."""
+    out = []
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            target = str(fd.readlink())
+        except OSError:
+            continue
+        if target.startswith(str(folder)):
+            out.append(target)
+    return out
+
+
+@pytest.mark.parametrize("ending", ["abort", "reset"])
+def test_transfer_ended_mid_image_leaves_no_partial_file(start_node: Callable[..., NodeEnv], tmp_path: Path,
+                                                         ending: str) -> None:
+    """A sender that aborts or loses its connection half-way through an image: the partial
+    receive file is closed and removed at once (it used to stay open in spool/tmp, an fd and
+    the partial image per aborted transfer, until the node restarted), and a re-send is stored."""
+    env = start_node()
+    ds = factories.make_mammogram(rows=1500, columns=1200)
+    assoc = half_sent_store(env.port, ds)
+    wait_until(lambda: list(env.spool.tmp.glob(".rx-*.part")), what="the partial receive file")
+    if ending == "abort":
+        assoc.abort()
+    else:  # RST, as a sender whose host went away
+        sock = assoc.dul.socket.socket
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+        assoc.kill()
+    wait_until(lambda: not list(env.spool.tmp.iterdir()), timeout=30, what="the partial receive file to go")
+    wait_until(lambda: not _open_files_under(env.spool.root), timeout=30, what="its descriptor to be closed")
+    result = env.storescu(factories.write(ds, tmp_path / "again.dcm"), opts=("-v",))
+    assert "Store Response (Success)" in result.stderr, result.stderr
+    assert env.spool.image_path(ds.StudyInstanceUID, ds.SOPInstanceUID).exists()
