@@ -15,6 +15,7 @@ from typing import BinaryIO
 
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_dataset
+from pydicom.pixels.utils import get_expected_length
 from pydicom.tag import BaseTag, Tag
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ImplicitVRLittleEndian
 
@@ -25,7 +26,7 @@ from mammocad.spool.layout import is_uid
 _PIXEL_TAGS = {0x7FE00008, 0x7FE00009, 0x7FE00010}
 _WANTED = [Tag(k) for k in (
     "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "Modality", "Rows", "Columns", "NumberOfFrames",
-    "SamplesPerPixel", "BitsAllocated",
+    "SamplesPerPixel", "BitsAllocated", "PhotometricInterpretation",
     "SpecificCharacterSet", "PatientID", "AccessionNumber", *HEADER_KEYWORDS,
 )]
 _SEQ_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
@@ -66,6 +67,10 @@ class Header:
     #: False for objects without Pixel Data (SR, presentation states...): fine to set aside,
     #: an error only for an image the detector must read.
     has_pixels: bool = True
+    #: Why the Pixel Data cannot hold the image the header declares (native pixels shorter
+    #: than Rows x Columns x frames x samples x BitsAllocated, or encapsulated or not
+    #: against the transfer syntax); empty when it can. No decoder reads such an image.
+    pixel_mismatch: str = ""
     #: For the audit trail only (mammocad/node/observer.py); never logged.
     patient_id: str = field(default="", repr=False)
     accession: str = field(default="", repr=False)
@@ -122,6 +127,7 @@ def read_header(stream: BinaryIO, transfer_syntax: str, start: int = 0,
         raise HeaderError(0xC000, f"cannot parse data set: {type(exc).__name__}") from None
     if "tag" not in stopped:
         return dataclasses.replace(header, has_pixels=False)
+    header = dataclasses.replace(header, pixel_mismatch=_pixel_mismatch(ds, ts, stopped["length"]))
     if stopped["length"] == 0xFFFFFFFF and is_sized_stream(ts):
         at = stream.tell()
         head = _first_fragment(stream, ts == ImplicitVRLittleEndian)
@@ -130,6 +136,28 @@ def read_header(stream: BinaryIO, transfer_syntax: str, start: int = 0,
             header = dataclasses.replace(header, stream_size=stream_size(ts, head))
     _check_pixels(stream, stopped, total, ts == ImplicitVRLittleEndian)
     return header
+
+
+def _pixel_mismatch(ds: Dataset, ts: UID, length: int) -> str:
+    """Why Pixel Data of ``length`` (0xFFFFFFFF: encapsulated) cannot be the image ``ds``
+    declares under ``ts``, in words naming sizes and attributes only; empty when it can."""
+    if not ts.is_transfer_syntax:
+        return ""
+    encapsulated = length == 0xFFFFFFFF
+    if encapsulated != ts.is_encapsulated:
+        return (f"Pixel Data is {'' if encapsulated else 'not '}encapsulated, but the transfer syntax "
+                f"{ts.name} is {'not ' if encapsulated else ''}compressed: the data set is not encoded "
+                "as negotiated")
+    if encapsulated:
+        return ""
+    try:
+        expected = get_expected_length(ds, "bytes")
+    except Exception:  # an attribute of the Image Pixel module missing: nothing to compare
+        return ""
+    if length < expected:
+        return (f"Pixel Data is {length} bytes, the header declares {expected} (Rows x Columns x "
+                "frames x samples x BitsAllocated): it does not describe these pixels")
+    return ""
 
 
 def _first_fragment(stream: BinaryIO, implicit: bool) -> bytes:

@@ -330,7 +330,11 @@ class Node:
         """Refuse an image the worker would refuse to decode (docs/FAULTS.md, memory budget):
         a declared decoded size over worker.max_decoded_mb, or a compressed stream that
         declares another size than Rows x Columns (a 934-byte JPEG 2000 stream declaring
-        10,000 x 12,000 pixels). Checked from the header and the first fragment's head only."""
+        10,000 x 12,000 pixels), or Pixel Data that cannot be the image its header declares
+        (a 3000 x 2000 header over 6 kB of pixels; compressed fragments under an uncompressed
+        transfer syntax). Checked from the header and the first fragment's head only."""
+        if header.pixel_mismatch:
+            raise HeaderError(0xC000, header.pixel_mismatch)
         try:
             check_budget(header.decoded_bytes, self.settings.worker.max_decoded_mb)
         except DecodeBudgetError as exc:

@@ -144,9 +144,11 @@ class Cluster:
         return "\n".join(self.log(r).read_text(errors="replace") for r in roles if self.log(r).exists())
 
     # ------------------------------------------------------------------ sending
-    def send(self, files: list[Path], check: bool = True) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(["storescu", "-aet", "STORESCU", "-aec", "MAMMOCAD", "127.0.0.1", str(self.port),
-                               *map(str, files)], capture_output=True, text=True, timeout=120)
+    def send(self, files: list[Path], check: bool = True, opts: tuple[str, ...] = ()
+             ) -> subprocess.CompletedProcess[str]:
+        """storescu; ``opts`` adds its options (``-xr``: propose RLE Lossless too)."""
+        proc = subprocess.run(["storescu", "-aet", "STORESCU", "-aec", "MAMMOCAD", *opts, "127.0.0.1",
+                               str(self.port), *map(str, files)], capture_output=True, text=True, timeout=120)
         if check:
             assert proc.returncode == 0, proc.stdout + proc.stderr
         return proc

@@ -117,6 +117,34 @@ def test_a_jpeg2000_bomb_is_refused_at_the_node(tmp_path: Path, start_node,
     assert "240 MB" in refused[honest_sop] and "worker.max_decoded_mb 128" in refused[honest_sop]
 
 
+def test_pixel_data_that_cannot_be_the_declared_image_is_refused(tmp_path: Path, start_node,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """A header declaring 3000 x 2000 pixels over 6 kB of native Pixel Data, native pixels
+    under a JPEG 2000 context and a JPEG 2000 stream under an uncompressed one: none can be
+    decoded (pydicom: "less than expected", no Basic Offset Table), so the sender gets
+    0xC000 instead of Success followed by "CAD failed"."""
+    caplog.set_level(logging.WARNING, logger="mammocad.node")
+    env = start_node()
+    tiny = make_mammogram(rows=64, columns=48)
+    tiny.Rows, tiny.Columns = 3000, 2000  # 12 MB declared: inside every size limit
+    native = make_mammogram(rows=64, columns=48)
+    compressed = make_mammogram(rows=64, columns=48)
+    compressed.compress(JPEG2000Lossless)
+    valid = make_mammogram(rows=64, columns=48)
+    sent = [(tiny, ExplicitVRLittleEndian), (native, JPEG2000Lossless), (compressed, ExplicitVRLittleEndian),
+            (valid, ExplicitVRLittleEndian)]
+    paths = [part10(tmp_path / f"{i}.dcm", body_of(ds), sop_uid=str(ds.SOPInstanceUID), transfer_syntax=ts)
+             for i, (ds, ts) in enumerate(sent)]
+    statuses = send_files(env.port, paths, contexts=[(MG, ExplicitVRLittleEndian), (MG, JPEG2000Lossless)])
+    assert statuses == [0xC000, 0xC000, 0xC000, 0x0000]
+    assert {p.stem for p in env.spool.studies.rglob("*.dcm")} == {str(valid.SOPInstanceUID)}
+    refused = {str(getattr(r, "sop", "")): str(getattr(r, "error", "")) for r in caplog.records
+               if r.getMessage() == "store_refused"}
+    assert "6144 bytes" in refused[str(tiny.SOPInstanceUID)] and "12000000" in refused[str(tiny.SOPInstanceUID)]
+    assert "not encapsulated" in refused[str(native.SOPInstanceUID)]
+    assert "encapsulated" in refused[str(compressed.SOPInstanceUID)]
+
+
 def test_a_data_set_under_another_sop_class_s_context_is_refused(tmp_path: Path, start_node) -> None:
     env = start_node()
     ds = make_mammogram(rows=64, columns=48)  # Digital Mammography, sent under a CT context

@@ -155,7 +155,8 @@ def test_pacs_down_for_the_backoff_schedule(cluster: Cluster, tmp_path: Path) ->
 
 def test_no_patient_data_in_any_log(cluster: Cluster, tmp_path: Path) -> None:
     """Malformed data sets and a whole study with distinctive names: node, workers, celery, redis logs."""
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import ExplicitVRLittleEndian, RLELossless, generate_uid
 
     from tests.factories import make_mammogram, write
     from tests.faults.raw_send import MG, PHI_ID, PHI_NAME, SECRETS, absurd_uid_bodies, part10, send_files
@@ -167,8 +168,11 @@ def test_no_patient_data_in_any_log(cluster: Cluster, tmp_path: Path) -> None:
     images = [make_mammogram(laterality=lat, view=view, rows=64, columns=48, study_uid=study, seed=i,
                              patient_name=PHI_NAME, patient_id=PHI_ID)
               for i, (lat, view) in enumerate([("R", "CC"), ("L", "CC"), ("R", "MLO"), ("L", "MLO")])]
-    images[1].PixelData = images[1].PixelData[:40]  # one undecodable image: an error path too
-    cluster.send([write(ds, tmp_path / "phi" / f"{i}.dcm") for i, ds in enumerate(images)])
+    # One undecodable image, an error path in the worker too: an RLE header of no segments
+    # (pixels shorter than the header declares are refused by the node instead).
+    images[1].compress(RLELossless)
+    images[1].PixelData = encapsulate([bytes(64)])
+    cluster.send([write(ds, tmp_path / "phi" / f"{i}.dcm") for i, ds in enumerate(images)], opts=("-xr",))
     cluster.wait_delivered(study, [str(ds.SOPInstanceUID) for ds in images])
     logs = cluster.log_text()
     assert "store_refused" in logs
