@@ -58,22 +58,28 @@ except (OSError, AttributeError):  # not Linux/glibc: writeback starts at fsync
 class SpoolTempFile:
     """The file-like object pynetdicom writes a data set into (write/flush/close/name/file).
 
-    A write error (disk full, file too large) is remembered instead of raised: raising
-    would kill the association's network thread; the C-STORE handler answers 0xA700.
+    An error creating or writing it (read-only or full disk, no file descriptors left, file
+    too large) is remembered instead of raised: raising would kill the association's
+    network thread and abort the association; the C-STORE handler answers 0xA700.
     ``owner`` (the association) lets :func:`discard_open` remove the file when the
     association ends before the data set is complete.
     """
 
     def __init__(self, tmp_dir: Path, owner: Any = None) -> None:
-        ensure_dir(tmp_dir)
         self.name = str(tmp_dir / f"{RX_PREFIX}{uuid.uuid4().hex}.part")
-        self._fd: int | None = os.open(self.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
         self.size = 0
         self._kicked = 0
         self.error: OSError | None = None
         self.owner = owner
         self.committed = False
         self._lock = threading.Lock()  # commit (association thread) against discard (connection close)
+        self._fd: int | None = None
+        try:
+            ensure_dir(tmp_dir)
+            self._fd = os.open(self.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+        except OSError as exc:
+            self.error = exc
+            return
         if owner is not None:
             with _OPEN_LOCK:
                 _OPEN.setdefault(owner, set()).add(self)

@@ -246,3 +246,23 @@ def test_transfer_ended_mid_image_leaves_no_partial_file(start_node: Callable[..
     result = env.storescu(factories.write(ds, tmp_path / "again.dcm"), opts=("-v",))
     assert "Store Response (Success)" in result.stderr, result.stderr
     assert env.spool.image_path(ds.StudyInstanceUID, ds.SOPInstanceUID).exists()
+
+
+@pytest.mark.parametrize("streaming", [True, False], ids=["streamed", "in-memory"])
+def test_spool_that_cannot_take_the_image_answers_out_of_resources(start_node: Callable[..., NodeEnv],
+                                                                   tmp_path: Path, streaming: bool,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """The receive file cannot even be created (here spool/tmp is not a folder; as root, the
+    stand-in for a read-only remount, a wrong owner or no file descriptors left): the sender
+    gets 0xA700 and a store_failed line, as for a full disk, not an aborted association
+    from a crashed network thread; the re-send is stored once the spool is fixed."""
+    env = start_node(streaming=streaming)
+    path = factories.write(factories.make_mammogram(), tmp_path / "a.dcm")
+    env.spool.tmp.rmdir()
+    env.spool.tmp.write_text("not a folder")
+    result = env.storescu(path, opts=("-v",))
+    assert "Received Store Response (Refused: OutOfResources)" in result.stderr, result.stderr
+    assert any(r.getMessage() == "store_failed" for r in caplog.records)
+    env.spool.tmp.unlink()
+    result = env.storescu(path, opts=("-v",))
+    assert "Store Response (Success)" in result.stderr, result.stderr
