@@ -42,7 +42,12 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
     """
     config_path = resolve_config_path(path)
     explicit = bool(path) or bool(os.environ.get(CONFIG_ENV_VAR))
-    if not config_path.exists():
+    try:
+        found = config_path.exists()
+    except OSError as exc:  # e.g. its folder is no longer readable: not the same as "absent"
+        raise ConfigError(f"cannot read configuration file {config_path}: {exc.strerror or exc}; "
+                          "check the permissions of the file and its folders") from exc
+    if not found:
         if explicit:
             raise ConfigError(f"configuration file {config_path} does not exist")
         config_path_or_none: Path | None = None

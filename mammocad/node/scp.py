@@ -189,6 +189,19 @@ class Node:
 
     # -- association ------------------------------------------------------------------
     def _on_requested(self, event: evt.Event) -> None:
+        """Check the caller. pynetdicom logs an exception raised here and then *accepts* the
+        association, so any failure of the check rejects it instead (transient: the sender
+        retries)."""
+        try:
+            self._check_caller(event)
+        except Exception as exc:
+            log_event(logger, "association_rejected", logging.ERROR, peer=str(event.assoc.requestor.address),
+                      reason=f"the caller could not be checked: {safe_error(exc)}")
+            count_fault("association_check_failed")
+            event.assoc.acse.send_reject(0x02, 0x01, 0x01)  # rejected-transient, service-user, no reason given
+            event.assoc.kill()
+
+    def _check_caller(self, event: evt.Event) -> None:
         self.policy.refresh()
         rq = event.assoc.requestor
         primitive = rq.primitive

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from tests import factories, processes
 from tests.node.conftest import AE, config_text, queued_tasks, run_dcmtk
@@ -49,6 +53,43 @@ def test_full_disk_answers_out_of_resources(tmp_path: Path, redis_url: str) -> N
     assert [args[2] for _, args in queued_tasks(redis_url, "gpu")] == [small.SOPInstanceUID]
     assert "event=store_failed" in log and "status=0xA700" in log
     assert str(big.PatientName) not in log and str(big.PatientID) not in log  # no patient data in the logs
+
+
+@pytest.mark.skipif(os.geteuid() == 0 and shutil.which("setpriv") is None,
+                    reason="root ignores folder permissions; setpriv drops that privilege")
+def test_unreadable_config_folder_keeps_the_callers_check(tmp_path: Path, redis_url: str) -> None:
+    """The config folder stops being readable while the node runs (an admin tightens
+    /etc/mammocad): the reload fails, and every caller is still checked against the callers
+    it had. The PermissionError used to escape the A-ASSOCIATE handler, and pynetdicom then
+    accepted the association, unknown caller included."""
+    port = free_port()
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    cfg = folder / "mammocad.toml"
+    cfg.write_text(config_text(tmp_path / "spool", port, redis_url))
+    node = [sys.executable, "-m", "mammocad", "--config", str(cfg), "node"]
+    if os.geteuid() == 0:  # the node as root without the capabilities that bypass permissions
+        node = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-all", *node]
+    proc = processes.spawn(node, name="mammocad node", stderr=subprocess.PIPE, text=True)
+
+    def echo(aet: str) -> int:
+        return run_dcmtk(["echoscu", "-aet", aet, "-aec", AE, "127.0.0.1", str(port)]).returncode
+
+    try:
+        wait_for_port(port, timeout=30)
+        assert echo("STRANGER") != 0
+        folder.chmod(0)
+        try:
+            assert echo("STRANGER") != 0, "an unknown caller was accepted"
+            assert echo("STRANGER") != 0
+            assert echo("ECHOSCU") == 0  # the callers it had still apply
+        finally:
+            folder.chmod(0o755)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, log = proc.communicate(timeout=30)
+    assert "calling_ae=STRANGER" in log and "event=association_accepted calling_ae=STRANGER" not in log, log
+    assert "event=config_invalid" in log and "Permission denied" in log, log
 
 
 def test_node_without_broker_url_explains(tmp_path: Path) -> None:
