@@ -19,6 +19,7 @@ never the value (it may be a patient name).
 
 from __future__ import annotations
 
+import datetime
 import logging
 import re
 
@@ -85,7 +86,26 @@ def problem(vr: str, value: object) -> str | None:
             validate_value(vr, v, config.RAISE)
         except (ValueError, TypeError) as exc:
             return str(exc).split("\n")[0][:120] or "invalid"
+        if vr in ("DA", "DT") and not _calendar_date(v):
+            return "not a calendar date"
     return None
+
+
+def _calendar_date(value: str) -> bool:
+    """False for a DA/DT whose day does not exist ("20230230", "20230100").
+
+    pydicom checks dates by pattern only, so those pass it; highdicom turns the copied
+    patient and study dates into ``datetime.date`` and raises, losing the whole object.
+    A DT of year or month precision has no day to check.
+    """
+    head = value.strip()[:8]
+    if len(head) < 8 or not head.isdigit():
+        return True
+    try:
+        datetime.date(int(head[:4]), int(head[4:6]), int(head[6:8]))
+    except ValueError:
+        return False
+    return True
 
 
 def _vm_ok(keyword: str, value: object) -> bool:

@@ -1,0 +1,53 @@
+"""Broken source headers, one defect at a time: every kind is still built, and valid.
+
+Each source is written as a file and read back (as the worker reads it), so a value the
+modality wrote badly reaches the builders exactly as pydicom decodes it. Every output must
+pass dciodvfy (and dsrdump for SRs); the SRs are also checked by PixelMed at the end of the
+session (``conftest.py``). ``tests/results/test_corpus.py`` covers whole awkward studies.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pydicom
+from pydicom.dataset import Dataset
+
+from mammocad.config import OutputKind
+from mammocad.results.outputs import build_outputs
+from tests import validators as V
+from tests.factories import make_four_view_study, write
+from tests.results.outputs_fixtures import make_case, write_all
+
+ALL = list(OutputKind)
+
+
+def build_checked(datasets: list[Dataset], tmp_path: Path) -> list[Dataset]:
+    """Every kind built from ``datasets`` (round-tripped through files), each output valid."""
+    sources = [pydicom.dcmread(write(ds, tmp_path / "src" / f"{i}.dcm"), defer_size="1 MB")
+               for i, ds in enumerate(datasets)]
+    outs = build_outputs(*make_case(datasets=sources), ALL, device="cpu")
+    assert _kinds(outs) == set(ALL)
+    paths = write_all(outs, tmp_path / "out")
+    problems = {p.name: found for p in paths
+                if (found := V.dciodvfy_errors(p) + (V.dsrdump_problems(p) if p.name.endswith("_SR.dcm") else []))}
+    assert problems == {}
+    return [pydicom.dcmread(p, stop_before_pixels=True) for p in paths]
+
+
+def _kinds(outs: list[Dataset]) -> set[OutputKind]:
+    by_class = {"1.2.840.10008.5.1.4.1.1.88.50": OutputKind.MAMMO_CAD_SR,
+                "1.2.840.10008.5.1.4.1.1.88.34": OutputKind.TID1500_SR,
+                "1.2.840.10008.5.1.4.1.1.7": OutputKind.SECONDARY_CAPTURE,
+                "1.2.840.10008.5.1.4.1.1.11.1": OutputKind.GSPS}
+    return {by_class[str(ds.SOPClassUID)] for ds in outs}
+
+
+def test_dates_that_are_not_in_the_calendar_are_left_empty(tmp_path: Path) -> None:
+    """pydicom's pattern accepts 30 February; highdicom raised on it (no TID 1500, no GSPS)."""
+    study = make_four_view_study()
+    for ds in study:
+        ds.PatientBirthDate = "19650230"
+        ds.StudyDate = "20261100"
+    for out in build_checked(study, tmp_path):
+        assert out.PatientBirthDate == "" and out.StudyDate == ""
