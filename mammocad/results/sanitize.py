@@ -47,6 +47,9 @@ TYPE2_PATIENT_STUDY = ("PatientName", "PatientID", "PatientBirthDate", "PatientS
                        "StudyTime", "AccessionNumber", "ReferringPhysicianName", "StudyID")
 #: Free text that may be shortened to fit its VR (identifiers never are).
 _TRUNCATABLE = frozenset({"StudyDescription", "SeriesDescription", "BodyPartExamined"})
+#: Copied attributes with Enumerated Values: anything else is invalid (dciodvfy rejects it and
+#: highdicom raises on it, losing the whole object), e.g. "W" or "FEMALE" for Patient's Sex.
+_ENUMERATED = {"PatientSex": frozenset({"M", "F", "O"})}
 _MAX_LEN = {"AE": 16, "AS": 4, "CS": 16, "DA": 8, "LO": 64, "SH": 16, "ST": 1024, "LT": 10240, "UI": 64}
 
 #: SNOMED-RT → SNOMED CT for the codes mammography headers carry (PS3.16 Annex O mappings).
@@ -152,6 +155,8 @@ def copy_checked(target: Dataset, source: Dataset, keyword: str, *, type2: bool 
     if vr == "PN":
         value = _person_name(keyword, value)
     why = problem(vr, value) or (None if _vm_ok(keyword, value) else f"VM not {dictionary_VM(keyword)}")
+    if not why and keyword in _ENUMERATED and str(value).strip() not in _ENUMERATED[keyword]:
+        why = f"not one of {', '.join(sorted(_ENUMERATED[keyword]))}"
     if why and keyword in _TRUNCATABLE and isinstance(value, str) and vr in _MAX_LEN:
         value = value[:_MAX_LEN[vr]].rstrip()
         repaired(keyword, why, "truncated")

@@ -51,3 +51,13 @@ def test_dates_that_are_not_in_the_calendar_are_left_empty(tmp_path: Path) -> No
         ds.StudyDate = "20261100"
     for out in build_checked(study, tmp_path):
         assert out.PatientBirthDate == "" and out.StudyDate == ""
+
+
+def test_patient_sex_outside_its_enumerated_values_is_left_empty(tmp_path: Path) -> None:
+    """Patient's Sex "W" (weiblich) is a valid CS but not M, F or O: dciodvfy rejected the SRs
+    and SCs, and highdicom raised on it (no TID 1500, no GSPS)."""
+    study = make_four_view_study()
+    for ds in study:
+        ds.PatientSex = "W"
+    for out in build_checked(study, tmp_path):
+        assert out.PatientSex == ""
