@@ -13,6 +13,8 @@ MONOCHROME1 and IDENTITY otherwise.
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 from highdicom import PresentationLUTTransformation
 from highdicom.color import CIELabColor
@@ -33,7 +35,7 @@ import mammocad
 from mammocad.config.settings import OutputKind
 from mammocad.model.results import ImageResult, LesionClass
 from mammocad.results.overlay_sc import instance_index
-from mammocad.results.sanitize import PATIENT_STUDY, copy_patient_study, repaired
+from mammocad.results.sanitize import PATIENT_STUDY, copy_checked, copy_patient_study, repaired
 from mammocad.results.sr_items import box_outline
 from mammocad.results.uids import (
     DISCLAIMER,
@@ -111,13 +113,36 @@ def voi_transformations(source: Dataset) -> tuple[list[SoftcopyVOILUTTransformat
 
 def _checked_header(source: Dataset) -> Dataset:
     """The image's header (no pixels) with its Patient/Study values checked, for highdicom,
-    which reads and copies them unchecked (and fails on an absent Type 2 Study ID)."""
+    which reads and copies them unchecked (and fails on an absent Type 2 Study ID).
+
+    highdicom copies the image's whole Patient and Study modules into the GSPS, not only the
+    attributes the other outputs carry (Patient's Size, Last Menstrual Date, Patient
+    Comments...): each of those is checked too, and left out when invalid.
+    """
+    extra = _patient_study_modules(str(source.SOPClassUID)) - set(PATIENT_STUDY)
     out = Dataset()
     for elem in source:
-        if elem.tag != 0x7FE00010 and elem.keyword not in PATIENT_STUDY:
+        if elem.tag != 0x7FE00010 and elem.keyword not in PATIENT_STUDY and elem.keyword not in extra:
             out.add(elem)
     copy_patient_study(out, source)
+    for keyword in sorted(extra):
+        copy_checked(out, source, keyword)
     return out
+
+
+@cache
+def _patient_study_modules(sop_class_uid: str) -> frozenset[str]:
+    """Root attributes of the Patient and Study modules of an image's IOD: what highdicom's
+    ``copy_patient_and_study_information`` copies from it, from highdicom's own tables (the
+    private module is pinned with highdicom's minor version in pyproject.toml)."""
+    from highdicom._standard_utils import get_iod_module_map, get_module_attribute_map, get_sop_class_iod_map
+
+    iod = get_sop_class_iod_map().get(sop_class_uid)
+    if iod is None:  # highdicom cannot build a GSPS for it anyway
+        return frozenset()
+    attributes = get_module_attribute_map()
+    return frozenset(item["keyword"] for module in get_iod_module_map()[iod] if module["ie"] in ("Patient", "Study")
+                     for item in attributes[module["key"]] if not item["path"])
 
 
 def _lut_array(item: Dataset) -> np.ndarray:

@@ -28,7 +28,7 @@ from pydicom.datadict import dictionary_VM, dictionary_VR
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
-from pydicom.valuerep import PersonName, validate_value
+from pydicom.valuerep import IS, DSdecimal, DSfloat, PersonName, validate_value
 
 from mammocad.logs import log_event
 
@@ -79,8 +79,10 @@ def problem(vr: str, value: object) -> str | None:
     """Why ``value`` is not valid for ``vr`` (pydicom's per-call validation), or None."""
     values = list(value) if isinstance(value, list | tuple | MultiValue) else [value]
     for v in values:
+        if isinstance(v, DSfloat | DSdecimal | IS):
+            v = str(v)  # as written: a DS read as "1.6500000000000001" keeps that text (18 chars)
         if not isinstance(v, str) or v == "":
-            continue  # numbers (IS, DS) and None are checked by pydicom when written
+            continue  # plain numbers (US, FD...) and None
         if vr in _MAX_LEN and isinstance(v, str) and len(v) > _MAX_LEN[vr]:
             return f"longer than {_MAX_LEN[vr]} characters"
         if vr == "UI" and isinstance(v, str) and any(p.startswith("0") and p != "0" for p in v.split(".")):

@@ -61,3 +61,20 @@ def test_patient_sex_outside_its_enumerated_values_is_left_empty(tmp_path: Path)
         ds.PatientSex = "W"
     for out in build_checked(study, tmp_path):
         assert out.PatientSex == ""
+
+
+def test_gsps_checks_every_patient_and_study_attribute_highdicom_copies(tmp_path: Path) -> None:
+    """highdicom copies the image's whole Patient and Study modules into the GSPS verbatim: an
+    18-character Patient's Size made it invalid, a year-only Last Menstrual Date or an
+    over-long Patient Comments made the build fail. Invalid ones are left out, valid kept."""
+    study = make_four_view_study()
+    for ds in study:
+        ds.PatientSize = "1.6500000000000001"  # DS over 16 characters, as some writers print floats
+        ds.LastMenstrualDate = "2026"
+        ds.PatientComments = "x" * 10241
+        ds.PatientWeight = "70"
+    gsps = [out for out in build_checked(study, tmp_path) if out.Modality == "PR"]
+    assert len(gsps) == 4
+    for out in gsps:
+        assert "PatientSize" not in out and "LastMenstrualDate" not in out and "PatientComments" not in out
+        assert float(out.PatientWeight) == 70
