@@ -35,7 +35,7 @@ import mammocad
 from mammocad.config.settings import OutputKind
 from mammocad.model.results import ImageResult, LesionClass
 from mammocad.results.overlay_sc import instance_index
-from mammocad.results.sanitize import PATIENT_STUDY, copy_checked, copy_patient_study, repaired
+from mammocad.results.sanitize import PATIENT_STUDY, copy_checked, copy_patient_study, first_number, repaired
 from mammocad.results.sr_items import box_outline
 from mammocad.results.uids import (
     DISCLAIMER,
@@ -122,12 +122,37 @@ def _checked_header(source: Dataset) -> Dataset:
     extra = _patient_study_modules(str(source.SOPClassUID)) - set(PATIENT_STUDY)
     out = Dataset()
     for elem in source:
-        if elem.tag != 0x7FE00010 and elem.keyword not in PATIENT_STUDY and elem.keyword not in extra:
+        if elem.tag != 0x7FE00010 and elem.keyword not in (*PATIENT_STUDY, *_VOI, *_RESCALE) \
+                and elem.keyword not in extra:
             out.add(elem)
     copy_patient_study(out, source)
     for keyword in sorted(extra):
         copy_checked(out, source, keyword)
+    _copy_usable_rescale(out, source)
     return out
+
+
+#: The image's VOI: never handed to highdicom. The GSPS's VOI is what voi_transformations
+#: chose; given none, highdicom would copy the image's own unchecked (a window width of 0
+#: or an empty centre made it raise).
+_VOI = ("WindowCenter", "WindowWidth", "WindowCenterWidthExplanation", "VOILUTFunction", "VOILUTSequence")
+_RESCALE = ("RescaleIntercept", "RescaleSlope", "RescaleType")
+
+
+def _copy_usable_rescale(header: Dataset, source: Dataset) -> None:
+    """The image's rescale, which highdicom copies as the GSPS's Modality LUT, when usable.
+
+    Usable: slope and intercept both numbers, slope not 0 (highdicom raised on an intercept
+    without a slope; dciodvfy rejects a zero slope). Otherwise the GSPS has no Modality LUT:
+    stored values pass unchanged, as pydicom shows such an image and the SC renders it.
+    """
+    slope, intercept = first_number(source, "RescaleSlope"), first_number(source, "RescaleIntercept")
+    if slope is None or intercept is None or slope == 0:
+        if "RescaleSlope" in source or "RescaleIntercept" in source:
+            repaired("RescaleSlope", "no usable slope and intercept pair", "no Modality LUT in the GSPS")
+        return
+    header.RescaleSlope, header.RescaleIntercept = slope, intercept
+    copy_checked(header, source, "RescaleType")
 
 
 @cache

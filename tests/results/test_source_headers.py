@@ -78,3 +78,17 @@ def test_gsps_checks_every_patient_and_study_attribute_highdicom_copies(tmp_path
     for out in gsps:
         assert "PatientSize" not in out and "LastMenstrualDate" not in out and "PatientComments" not in out
         assert float(out.PatientWeight) == 70
+
+
+def test_gsps_without_a_usable_window_or_rescale_from_the_image(tmp_path: Path) -> None:
+    """A window width of 0 (no usable VOI) let highdicom copy the image's window itself and
+    raise; so did an intercept without a slope (its Modality LUT). Each GSPS is built with
+    no VOI and no Modality LUT of its own, as pydicom and the SC show such an image."""
+    study = make_four_view_study()
+    for ds in study:
+        ds.WindowWidth = 0
+        del ds.RescaleSlope
+    gsps = [out for out in build_checked(study, tmp_path) if out.Modality == "PR"]
+    assert len(gsps) == 4
+    for out in gsps:
+        assert "SoftcopyVOILUTSequence" not in out and "RescaleIntercept" not in out
