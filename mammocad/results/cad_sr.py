@@ -26,6 +26,8 @@ cancer and the operating point (docs/CONFORMANCE.md).
 
 from __future__ import annotations
 
+import math
+
 from pydicom.dataset import Dataset
 
 from mammocad.config.settings import OutputKind
@@ -77,13 +79,14 @@ def _algorithm(rel: str, ctx: OutputContext) -> list[Dataset]:
 
 
 def _spacing(source: Dataset) -> tuple[float, float] | None:
+    """(row, column) spacing in mm: positive and finite ("1e999" is a valid DS that reads as inf)."""
     for keyword in ("ImagerPixelSpacing", "PixelSpacing"):
         value = source.get(keyword)
         try:
             row, col = float(value[0]), float(value[1])  # type: ignore[index]
         except (TypeError, ValueError, IndexError):
             continue
-        if row > 0 and col > 0:
+        if 0 < row < math.inf and 0 < col < math.inf:
             return row, col
     return None
 

@@ -18,6 +18,8 @@ Mammography code fails template validation).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from highdicom.sr import (
     AlgorithmIdentification,
@@ -133,7 +135,7 @@ def _library_header(source: Dataset) -> Dataset:
     highdicom reads Patient Orientation and Imager Pixel Spacing unchecked for projection
     radiography (MG, CR, DX...) and fails without them or splits a one-value orientation
     into letters ("CC" -> "C", "C"). So it gets a header holding them only when both are
-    valid; otherwise no modality, and the entry carries the generic descriptors only.
+    valid (spacing positive and finite: "1e999" is a valid DS that reads as inf); otherwise no modality, and the entry carries the generic descriptors only.
     """
     out = Dataset()
     for keyword in ("SOPClassUID", "SOPInstanceUID", "Rows", "Columns"):
@@ -141,7 +143,7 @@ def _library_header(source: Dataset) -> Dataset:
     orientation = patient_orientation(source)
     spacing = source.get("ImagerPixelSpacing")
     try:
-        spacing_ok = spacing is not None and len(spacing) == 2 and all(float(v) > 0 for v in spacing)
+        spacing_ok = spacing is not None and len(spacing) == 2 and all(0 < float(v) < math.inf for v in spacing)
     except (TypeError, ValueError):
         spacing_ok = False
     if orientation and spacing_ok:

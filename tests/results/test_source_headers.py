@@ -92,3 +92,18 @@ def test_gsps_without_a_usable_window_or_rescale_from_the_image(tmp_path: Path) 
     assert len(gsps) == 4
     for out in gsps:
         assert "SoftcopyVOILUTSequence" not in out and "RescaleIntercept" not in out
+
+
+def test_pixel_spacing_that_reads_as_infinite_is_not_used(tmp_path: Path) -> None:
+    """Imager Pixel Spacing "1e999" is a valid DS that reads as inf: the Mammography CAD SR
+    wrote "inf" as a Numeric Value (dciodvfy and dsrdump reject it; validate_output now
+    refuses it) and highdicom raised on it (no TID 1500). The next usable spacing is used."""
+    study = make_four_view_study()
+    for ds in study:
+        ds.ImagerPixelSpacing = ["1e999", "1e999"]
+    outs = build_checked(study, tmp_path)
+    cad = next(out for out in outs if out.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.50")
+    library = cad.ContentSequence[1].ContentSequence
+    spacings = [item.MeasuredValueSequence[0].NumericValue for entry in library for item in entry.ContentSequence
+                if item.ConceptNameCodeSequence[0].CodeValue in ("111026", "111066")]
+    assert len(spacings) == 2 * len(library) and {float(v) for v in spacings} == {0.1}
