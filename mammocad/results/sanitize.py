@@ -50,6 +50,9 @@ _TRUNCATABLE = frozenset({"StudyDescription", "SeriesDescription", "BodyPartExam
 #: Copied attributes with Enumerated Values: anything else is invalid (dciodvfy rejects it and
 #: highdicom raises on it, losing the whole object), e.g. "W" or "FEMALE" for Patient's Sex.
 _ENUMERATED = {"PatientSex": frozenset({"M", "F", "O"})}
+#: Maximum lengths, counted in bytes of UTF-8: PS3.5 gives them in characters, but dciodvfy
+#: counts bytes, and a value re-encoded from Latin-1 or ISO 2022 as UTF-8 grows (a 64-character
+#: Latin-1 description with umlauts is more than 64 bytes); within the bytes it is within both.
 _MAX_LEN = {"AE": 16, "AS": 4, "CS": 16, "DA": 8, "LO": 64, "SH": 16, "ST": 1024, "LT": 10240, "UI": 64}
 
 #: SNOMED-RT → SNOMED CT for the codes mammography headers carry (PS3.16 Annex O mappings).
@@ -83,8 +86,8 @@ def problem(vr: str, value: object) -> str | None:
             v = str(v)  # as written: a DS read as "1.6500000000000001" keeps that text (18 chars)
         if not isinstance(v, str) or v == "":
             continue  # plain numbers (US, FD...) and None
-        if vr in _MAX_LEN and isinstance(v, str) and len(v) > _MAX_LEN[vr]:
-            return f"longer than {_MAX_LEN[vr]} characters"
+        if vr in _MAX_LEN and len(v.encode("utf-8")) > _MAX_LEN[vr]:
+            return f"longer than {_MAX_LEN[vr]} bytes in UTF-8"
         if vr == "UI" and isinstance(v, str) and any(p.startswith("0") and p != "0" for p in v.split(".")):
             return "UID component with a leading zero"
         try:
@@ -111,6 +114,11 @@ def _calendar_date(value: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def fit(text: str, limit: int) -> str:
+    """The longest start of ``text`` that is at most ``limit`` bytes in UTF-8 (whole characters)."""
+    return text.encode("utf-8")[:limit].decode("utf-8", errors="ignore").rstrip()
 
 
 def _vm_ok(keyword: str, value: object) -> bool:
@@ -160,7 +168,7 @@ def copy_checked(target: Dataset, source: Dataset, keyword: str, *, type2: bool 
     if not why and keyword in _ENUMERATED and str(value).strip() not in _ENUMERATED[keyword]:
         why = f"not one of {', '.join(sorted(_ENUMERATED[keyword]))}"
     if why and keyword in _TRUNCATABLE and isinstance(value, str) and vr in _MAX_LEN:
-        value = value[:_MAX_LEN[vr]].rstrip()
+        value = fit(value, _MAX_LEN[vr])
         repaired(keyword, why, "truncated")
         why = problem(vr, value)
     if why:

@@ -107,3 +107,18 @@ def test_pixel_spacing_that_reads_as_infinite_is_not_used(tmp_path: Path) -> Non
     spacings = [item.MeasuredValueSequence[0].NumericValue for entry in library for item in entry.ContentSequence
                 if item.ConceptNameCodeSequence[0].CodeValue in ("111026", "111066")]
     assert len(spacings) == 2 * len(library) and {float(v) for v in spacings} == {0.1}
+
+
+def test_latin1_text_that_grows_in_utf8_is_cut_to_fit(tmp_path: Path) -> None:
+    """A 64-character Latin-1 Study Description is valid, but re-encoded as UTF-8 (as every
+    output is) its umlauts take two bytes each and dciodvfy, which counts bytes, rejected
+    every output. It is cut, at a whole character, to 64 bytes."""
+    description = "Mammographie beidseits Früherkennung, Größenänderung überprüfen"
+    description += "ä" * (64 - len(description))
+    study = make_four_view_study()
+    for ds in study:
+        ds.SpecificCharacterSet = "ISO_IR 100"
+        ds.StudyDescription = description
+    for out in build_checked(study, tmp_path):
+        written = str(out.StudyDescription)
+        assert description.startswith(written) and 60 < len(written.encode("utf-8")) <= 64
