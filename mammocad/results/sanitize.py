@@ -53,7 +53,7 @@ _ENUMERATED = {"PatientSex": frozenset({"M", "F", "O"})}
 #: Maximum lengths, counted in bytes of UTF-8: PS3.5 gives them in characters, but dciodvfy
 #: counts bytes, and a value re-encoded from Latin-1 or ISO 2022 as UTF-8 grows (a 64-character
 #: Latin-1 description with umlauts is more than 64 bytes); within the bytes it is within both.
-_MAX_LEN = {"AE": 16, "AS": 4, "CS": 16, "DA": 8, "LO": 64, "SH": 16, "ST": 1024, "LT": 10240, "UI": 64}
+_MAX_LEN = {"AE": 16, "AS": 4, "CS": 16, "DA": 8, "LO": 64, "PN": 64, "SH": 16, "ST": 1024, "LT": 10240, "UI": 64}
 
 #: SNOMED-RT → SNOMED CT for the codes mammography headers carry (PS3.16 Annex O mappings).
 SRT_TO_SCT: dict[str, tuple[str, str]] = {
@@ -181,12 +181,19 @@ def copy_checked(target: Dataset, source: Dataset, keyword: str, *, type2: bool 
 
 
 def _person_name(keyword: str, value: object) -> object:
-    """PN components are at most 64 characters per group: cut each group, keep the rest."""
+    """A name that fits PN as every validator reads it: at most three component groups of at
+    most five components (PS3.5 6.2.1), and at most 64 bytes of UTF-8 in all: PS3.5 allows 64
+    characters per group, but dciodvfy counts the whole value against 64. Groups that do not
+    fit are dropped from the end (phonetic, then ideographic); the alphabetic one is cut."""
     if not isinstance(value, str):
         return value
-    groups = value.split("=")[:3]
-    fixed = ["^".join(c[:64] for c in g.split("^")[:5])[:64] for g in groups]
-    out = "=".join(fixed).rstrip("=")
+    groups = ["^".join(g.split("^")[:5]) for g in value.split("=")[:3]]
+    out = fit(groups[0], _MAX_LEN["PN"]).rstrip("^")
+    for group in groups[1:]:
+        if len(f"{out}={group}".encode()) > _MAX_LEN["PN"]:
+            break
+        out = f"{out}={group}"
+    out = out.rstrip("=")
     if out != value:
         repaired(keyword, "over-long or too many name components", "shortened")
     return out

@@ -122,3 +122,16 @@ def test_latin1_text_that_grows_in_utf8_is_cut_to_fit(tmp_path: Path) -> None:
     for out in build_checked(study, tmp_path):
         written = str(out.StudyDescription)
         assert description.startswith(written) and 60 < len(written.encode("utf-8")) <= 64
+
+
+def test_person_name_with_three_groups_fits_in_64_bytes(tmp_path: Path) -> None:
+    """Three component groups are valid up to 64 characters each (PS3.5), but dciodvfy counts
+    the whole name against 64 bytes: this one is 65 bytes in UTF-8 and every output was
+    rejected. The phonetic group is dropped; alphabetic and ideographic ones are kept whole."""
+    study = make_four_view_study(patient_name="Yamamoto^Shinnosuke=山本^慎之介=やまもと^しんのすけ")
+    for ds in study:
+        ds.SpecificCharacterSet = ["", "ISO 2022 IR 87"]
+        ds.ReferringPhysicianName = "=".join(["Doe^" + "J" * 40] * 2)  # two ASCII groups, 89 characters
+    for out in build_checked(study, tmp_path):
+        assert str(out.PatientName) == "Yamamoto^Shinnosuke=山本^慎之介"
+        assert str(out.ReferringPhysicianName) == "Doe^" + "J" * 40
