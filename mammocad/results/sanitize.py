@@ -71,6 +71,12 @@ SRT_TO_SCT: dict[str, tuple[str, str]] = {
 }
 
 _DIRECTION = re.compile(r"^[APRLHF]{1,3}$")
+#: Control characters no VR allows (PS3.5 6.1.3, 6.2): pydicom's validation lets them through,
+#: dciodvfy rejects them (a tab in a Patient ID). Text VRs (ST, LT, UT) allow TAB, LF, FF, CR;
+#: ESC only introduces an ISO 2022 escape, which no decoded value holds any more.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_TEXT_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
+_TEXT_VRS = frozenset({"ST", "LT", "UT"})
 
 
 def repaired(keyword: str, reason: str, action: str) -> None:
@@ -88,6 +94,8 @@ def problem(vr: str, value: object) -> str | None:
             continue  # plain numbers (US, FD...) and None
         if vr in _MAX_LEN and len(v.encode("utf-8")) > _MAX_LEN[vr]:
             return f"longer than {_MAX_LEN[vr]} bytes in UTF-8"
+        if (_TEXT_CONTROL if vr in _TEXT_VRS else _CONTROL).search(v):
+            return "control character"
         if vr == "UI" and isinstance(v, str) and any(p.startswith("0") and p != "0" for p in v.split(".")):
             return "UID component with a leading zero"
         try:
@@ -168,7 +176,7 @@ def copy_checked(target: Dataset, source: Dataset, keyword: str, *, type2: bool 
     if not why and keyword in _ENUMERATED and str(value).strip() not in _ENUMERATED[keyword]:
         why = f"not one of {', '.join(sorted(_ENUMERATED[keyword]))}"
     if why and keyword in _TRUNCATABLE and isinstance(value, str) and vr in _MAX_LEN:
-        value = fit(value, _MAX_LEN[vr])
+        value = fit(_CONTROL.sub(" ", value), _MAX_LEN[vr])
         repaired(keyword, why, "truncated")
         why = problem(vr, value)
     if why:

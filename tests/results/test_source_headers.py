@@ -135,3 +135,14 @@ def test_person_name_with_three_groups_fits_in_64_bytes(tmp_path: Path) -> None:
     for out in build_checked(study, tmp_path):
         assert str(out.PatientName) == "Yamamoto^Shinnosuke=山本^慎之介"
         assert str(out.ReferringPhysicianName) == "Doe^" + "J" * 40
+
+
+def test_control_characters_are_not_passed_on(tmp_path: Path) -> None:
+    """pydicom's validation lets a tab in a Patient ID (LO) through; dciodvfy rejected every
+    output. An identifier holding one is left empty; free text gets a space instead."""
+    study = make_four_view_study()
+    for ds in study:
+        ds.PatientID = "ID\t0001"
+        ds.StudyDescription = "MAMMO\tSCREENING\x0bBILATERAL"
+    for out in build_checked(study, tmp_path):
+        assert out.PatientID == "" and out.StudyDescription == "MAMMO SCREENING BILATERAL"
