@@ -35,7 +35,15 @@ import mammocad
 from mammocad.config.settings import OutputKind
 from mammocad.model.results import ImageResult, LesionClass
 from mammocad.results.overlay_sc import instance_index
-from mammocad.results.sanitize import PATIENT_STUDY, copy_checked, copy_patient_study, first_number, repaired
+from mammocad.results.sanitize import (
+    PATIENT_STUDY,
+    copy_checked,
+    copy_patient_study,
+    first_number,
+    fit,
+    problem,
+    repaired,
+)
 from mammocad.results.sr_items import box_outline
 from mammocad.results.uids import (
     DISCLAIMER,
@@ -97,7 +105,7 @@ def voi_transformations(source: Dataset) -> tuple[list[SoftcopyVOILUTTransformat
         repaired("WindowCenter", f"{len(centers)} centres, {len(widths)} widths", "kept matching pairs")
     pairs = [(c, w) for c, w in zip(centers, widths, strict=False) if w > 0]
     if pairs:
-        explanations = [str(e)[:64] for e in _values(source, "WindowCenterWidthExplanation")]
+        explanations = [_explanation(e) for e in _values(source, "WindowCenterWidthExplanation")]
         keep = explanations[: len(pairs)] if len(explanations) >= len(pairs) and all(explanations[: len(pairs)]) \
             else []
         return [SoftcopyVOILUTTransformation(
@@ -105,10 +113,17 @@ def voi_transformations(source: Dataset) -> tuple[list[SoftcopyVOILUTTransformat
             window_width=[w for _, w in pairs] if len(pairs) > 1 else pairs[0][1])], keep
     if source.get("VOILUTSequence"):
         luts = [VOILUT(lut_data=_lut_16bit(item), first_mapped_value=int(item.LUTDescriptor[1]),
-                       lut_explanation=str(item.get("LUTExplanation", "") or "")[:64] or None)
+                       lut_explanation=_explanation(item.get("LUTExplanation")) or None)
                 for item in source.VOILUTSequence]
         return [SoftcopyVOILUTTransformation(voi_luts=luts)], []
     return None, []
+
+
+def _explanation(value: object) -> str:
+    """A window or LUT explanation (LO) copied from the image: cut to 64 bytes of UTF-8 (a
+    Latin-1 one grows when re-encoded), "" when it is still not a valid LO (a tab in it)."""
+    text = fit(str(value or ""), 64)
+    return "" if problem("LO", text) else text
 
 
 def _checked_header(source: Dataset) -> Dataset:

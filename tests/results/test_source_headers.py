@@ -146,3 +146,16 @@ def test_control_characters_are_not_passed_on(tmp_path: Path) -> None:
         ds.StudyDescription = "MAMMO\tSCREENING\x0bBILATERAL"
     for out in build_checked(study, tmp_path):
         assert out.PatientID == "" and out.StudyDescription == "MAMMO SCREENING BILATERAL"
+
+
+def test_gsps_window_explanations_are_checked(tmp_path: Path) -> None:
+    """The GSPS copies the image's window explanations: a 64-character Latin-1 one grew past
+    64 bytes in UTF-8 (the GSPS was rejected, or refused by validate_output), one holding a
+    tab was passed on. They are cut to fit; explanations that stay invalid are not copied."""
+    study = make_four_view_study()
+    for i, ds in enumerate(study):
+        ds.SpecificCharacterSet = "ISO_IR 100"
+        ds.WindowCenterWidthExplanation = ("Weichteil " + "ü" * 54) if i % 2 else "NORMAL\tWINDOW"
+    gsps = [out for out in build_checked(study, tmp_path) if out.Modality == "PR"]
+    explanations = {str(out.SoftcopyVOILUTSequence[0].get("WindowCenterWidthExplanation", "")) for out in gsps}
+    assert explanations == {"", "Weichteil " + "ü" * 27}
