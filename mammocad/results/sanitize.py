@@ -211,7 +211,7 @@ def _copy_sequence(target: Dataset, source: Dataset, keyword: str) -> bool:
     """Copy a sequence whose items all validate; drop empty ones and invalid items."""
     items = []
     for item in source.get(keyword) or []:
-        clean = checked_item(item)
+        clean = checked_item(item, keyword)
         if clean is not None:
             items.append(clean)
         else:
@@ -224,8 +224,9 @@ def _copy_sequence(target: Dataset, source: Dataset, keyword: str) -> bool:
     return True
 
 
-def checked_item(item: Dataset) -> Dataset | None:
-    """A copy of a sequence item with only its valid, non-empty attributes (None if nothing)."""
+def checked_item(item: Dataset, sequence: str = "") -> Dataset | None:
+    """A copy of an item of ``sequence`` with only its valid, non-empty attributes, or None
+    when nothing is left or the item is incomplete (``complete_item``)."""
     out = Dataset()
     for elem in item:
         if elem.keyword == "":
@@ -236,7 +237,36 @@ def checked_item(item: Dataset) -> Dataset | None:
             copy_checked(out, item, elem.keyword)
     if "CodingSchemeDesignator" in out and "CodeValue" in out:
         out = map_code(out)
-    return out if len(out) else None
+    return out if len(out) and complete_item(out, sequence) else None
+
+
+#: Type 1 attributes of the items of copied sequences, beyond the macros complete_item knows.
+_ITEM_REQUIRES = {"OtherPatientIDsSequence": ("PatientID", "TypeOfPatientID")}
+_CODE_VALUES = ("CodeValue", "LongCodeValue", "URNCodeValue")
+
+
+def complete_item(item: Dataset, sequence: str) -> bool:
+    """Whether a checked item still holds what its macro requires; an invalid attribute left
+    out (a Patient ID over 64 characters), or one the source never had, must not leave an
+    item dciodvfy rejects.
+
+    A Universal Entity ID without its type (or the type alone) is removed from ``item`` as a
+    pair (HL7v2 Hierarchic Designator); a coded entry needs a value, scheme and meaning; a
+    SOP reference needs class and instance.
+    """
+    if ("UniversalEntityID" in item) != ("UniversalEntityIDType" in item):
+        for keyword in ("UniversalEntityID", "UniversalEntityIDType"):
+            if keyword in item:
+                del item[keyword]
+                repaired(keyword, "Universal Entity ID without its type or the reverse", "left out")
+    if any(k in item for k in (*_CODE_VALUES, "CodingSchemeDesignator", "CodeMeaning")):
+        has_value = any(k in item for k in _CODE_VALUES)
+        if not has_value or "CodeMeaning" not in item or ("CodingSchemeDesignator" not in item
+                                                          and "URNCodeValue" not in item):
+            return False
+    if ("ReferencedSOPClassUID" in item) != ("ReferencedSOPInstanceUID" in item):
+        return False
+    return len(item) > 0 and all(k in item for k in _ITEM_REQUIRES.get(sequence, ()))
 
 
 def map_code(code: Dataset) -> Dataset:

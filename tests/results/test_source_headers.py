@@ -159,3 +159,26 @@ def test_gsps_window_explanations_are_checked(tmp_path: Path) -> None:
     gsps = [out for out in build_checked(study, tmp_path) if out.Modality == "PR"]
     explanations = {str(out.SoftcopyVOILUTSequence[0].get("WindowCenterWidthExplanation", "")) for out in gsps}
     assert explanations == {"", "Weichteil " + "ü" * 27}
+
+
+def _item(**values: str) -> Dataset:
+    item = Dataset()
+    for keyword, value in values.items():
+        setattr(item, keyword, value)
+    return item
+
+
+def test_sequence_items_left_incomplete_by_a_repair_are_dropped(tmp_path: Path) -> None:
+    """Items were checked attribute by attribute only: an Other Patient ID over 64 characters
+    was left out and its item kept without its Type 1 Patient ID; an invalid Universal Entity
+    ID Type left its Universal Entity ID behind (Type 1C). dciodvfy rejected every output."""
+    study = make_four_view_study()
+    for ds in study:
+        ds.OtherPatientIDsSequence = [_item(PatientID="X" * 70, TypeOfPatientID="TEXT"),
+                                      _item(PatientID="NHS-123", IssuerOfPatientID="NHS", TypeOfPatientID="TEXT")]
+        ds.IssuerOfAccessionNumberSequence = [_item(LocalNamespaceEntityID="RIS", UniversalEntityID="1.2.3.4",
+                                                    UniversalEntityIDType="NOT-A-TYPE")]
+    for out in build_checked(study, tmp_path):
+        assert [str(item.PatientID) for item in out.OtherPatientIDsSequence] == ["NHS-123"]
+        (issuer,) = out.IssuerOfAccessionNumberSequence
+        assert issuer.LocalNamespaceEntityID == "RIS" and "UniversalEntityID" not in issuer
