@@ -135,7 +135,8 @@ def _library_header(source: Dataset) -> Dataset:
     highdicom reads Patient Orientation and Imager Pixel Spacing unchecked for projection
     radiography (MG, CR, DX...) and fails without them or splits a one-value orientation
     into letters ("CC" -> "C", "C"). So it gets a header holding them only when both are
-    valid (spacing positive and finite: "1e999" is a valid DS that reads as inf); otherwise no modality, and the entry carries the generic descriptors only.
+    valid (spacing positive and finite: "1e999" is a valid DS that reads as inf); otherwise no
+    modality, and the entry carries the generic descriptors only.
     """
     out = Dataset()
     for keyword in ("SOPClassUID", "SOPInstanceUID", "Rows", "Columns"):
