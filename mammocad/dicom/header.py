@@ -18,28 +18,9 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
-#: SCT codes of CID 4014 "View for Mammography" → short view names.
-VIEW_CODES: dict[str, str] = {
-    "399162004": "CC",
-    "399368009": "MLO",
-    "399260004": "ML",
-    "399352003": "LM",
-    "399099002": "LMO",
-    "399101009": "XCCL",
-    "399192003": "FB",
-    "399196000": "SIO",
-    "399188001": "XCCM",
-    "399265009": "XCC",
-    "441555000": "CV",
-    "399181007": "AT",
-    # The same views under the retired SNOMED RT designator (SRT), still written by older systems.
-    "R-10242": "CC",
-    "R-10226": "MLO",
-    "R-10224": "ML",
-    "R-10228": "LM",
-    "R-10230": "LMO",
-}
-#: Code Meanings of the two screening views, for codes from neither table.
+from mammocad.dicom.views import VIEW_BY_CODE_VALUE
+
+#: Code Meanings of the two screening views, for codes outside CID 4014 (a local scheme).
 _VIEW_MEANINGS = {"CRANIO-CAUDAL": "CC", "MEDIO-LATERAL OBLIQUE": "MLO"}
 _VIEW_WORDS = ("XCCL", "XCCM", "MLO", "LMO", "CC", "ML", "LM", "FB", "SIO", "AT")
 _TEXT_FIELDS = ("SeriesDescription", "ProtocolName", "ImageComments", "AcquisitionDeviceProcessingDescription",
@@ -91,8 +72,8 @@ def view_from_header(ds: Dataset) -> tuple[str, str]:
     """(view, source): View Code Sequence (SCT), then View Position, then description text."""
     for item in ds.get("ViewCodeSequence", []) or []:
         code = str(item.get("CodeValue", "")).strip()
-        if code in VIEW_CODES:
-            return VIEW_CODES[code], "ViewCodeSequence"
+        if code in VIEW_BY_CODE_VALUE:
+            return VIEW_BY_CODE_VALUE[code], "ViewCodeSequence"
         meaning = _text(item, "CodeMeaning")
         if meaning in _VIEW_MEANINGS:
             return _VIEW_MEANINGS[meaning], "ViewCodeSequence"

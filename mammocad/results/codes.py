@@ -11,6 +11,7 @@ validator; add new ones here, never inline.
 from __future__ import annotations
 
 from mammocad.dicom.codes import Code
+from mammocad.dicom.views import VIEW_CODES
 
 # --- Mammography CAD SR structure (TID 4000 and children) -------------------------------
 MAMMOGRAPHY_CAD_REPORT = Code("111036", "DCM", "Mammography CAD Report")
@@ -103,15 +104,8 @@ SIDE = {"L": LEFT, "R": RIGHT}
 # Anatomy
 BREAST = Code("76752008", "SCT", "Breast")
 
-# CID 4014 View for Mammography
-VIEWS = {
-    "CC": Code("399162004", "SCT", "cranio-caudal"),
-    "MLO": Code("399368009", "SCT", "medio-lateral oblique"),
-    "ML": Code("399260004", "SCT", "medial-lateral"),
-    "LM": Code("399352003", "SCT", "latero-medial"),
-    "XCCM": Code("399101009", "SCT", "cranio-caudal exaggerated medially"),
-    "SIO": Code("399188001", "SCT", "superolateral to inferomedial oblique"),
-}
+# CID 4014 View for Mammography: one table for reading and writing (mammocad/dicom/views.py)
+VIEWS = VIEW_CODES
 
 # TID 1500
 IMAGING_PROCEDURE = Code("363679005", "SCT", "Imaging procedure")

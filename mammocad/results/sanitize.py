@@ -30,6 +30,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.valuerep import IS, DSdecimal, DSfloat, PersonName, validate_value
 
+from mammocad.dicom.views import SRT_VIEW_TO_SCT
 from mammocad.logs import log_event
 
 logger = logging.getLogger(__name__)
@@ -55,19 +56,14 @@ _ENUMERATED = {"PatientSex": frozenset({"M", "F", "O"})}
 #: Latin-1 description with umlauts is more than 64 bytes); within the bytes it is within both.
 _MAX_LEN = {"AE": 16, "AS": 4, "CS": 16, "DA": 8, "LO": 64, "PN": 64, "SH": 16, "ST": 1024, "LT": 10240, "UI": 64}
 
-#: SNOMED-RT → SNOMED CT for the codes mammography headers carry (PS3.16 Annex O mappings).
+#: SNOMED-RT → SNOMED CT for the codes mammography headers carry (PS3.16 Annex O mappings):
+#: the views from their one table (mammocad/dicom/views.py), then breast and laterality
+#: (SNOMED RT's G-A100 is Right: a map that had it Left turned a copied right side left).
 SRT_TO_SCT: dict[str, tuple[str, str]] = {
-    "R-10242": ("399162004", "cranio-caudal"),
-    "R-10226": ("399368009", "medio-lateral oblique"),
-    "R-10224": ("399260004", "medial-lateral"),
-    "R-10228": ("399352003", "latero-medial"),
-    "R-10230": ("399099002", "latero-medial oblique"),
-    "R-1024A": ("399101009", "cranio-caudal exaggerated laterally"),
-    "R-1024B": ("399188001", "cranio-caudal exaggerated medially"),
-    "R-102D0": ("399197009", "superolateral to inferomedial oblique"),
+    **{srt: (code.value, code.meaning) for srt, code in SRT_VIEW_TO_SCT.items()},
     "T-04000": ("76752008", "Breast"),
-    "G-A100": ("7771000", "Left"),
-    "G-A101": ("24028007", "Right"),
+    "G-A100": ("24028007", "Right"),
+    "G-A101": ("7771000", "Left"),
 }
 
 _DIRECTION = re.compile(r"^[APRLHF]{1,3}$")
