@@ -9,7 +9,8 @@ holds, so pruning can never lose work that is still owed to someone:
 - none of its reports has an outbox or dead-letter item left, i.e. every destination
   confirmed every result (a dead-letter item waits for an admin's ``outbox retry``).
 
-Set-aside objects (``other/``: SOP classes that are not analysed) go after the same age.
+Set-aside objects (``other/``: SOP classes that are not analysed) go after the same age,
+unless one arrived while their folder was being removed.
 A folder is first renamed into ``tmp/`` (atomic) and then deleted, so a crash midway
 leaves no half study for the node or a worker to trip over.
 """
@@ -81,6 +82,13 @@ def _why_kept(spool: Spool, study: Path) -> str | None:
     return None
 
 
+def _arrived(folder: Path, cutoff: float) -> str | None:
+    """Why a set-aside folder renamed away must come back: an object the node committed
+    into it (and answered Success for) after its age was checked is newer than ``cutoff``."""
+    return "a set-aside object arrived while its folder was being removed" \
+        if _age_and_size(folder)[0] >= cutoff else None
+
+
 def _merge_back(doomed: Path, folder: Path) -> None:
     """Move everything in ``doomed`` back under ``folder`` (keeping what is there now)."""
     if not folder.exists():
@@ -144,8 +152,8 @@ def prune(spool_dir: str | os.PathLike[str], older_than_s: float, *, dry_run: bo
                 newest, size = _age_and_size(folder)
                 if newest >= cutoff:
                     continue
-                if not dry_run:
-                    _remove(spool, folder)
+                if not dry_run and not _remove(spool, folder, lambda moved: _arrived(moved, cutoff)):
+                    continue
             except FileNotFoundError:
                 continue
             report.other.append(folder.name)

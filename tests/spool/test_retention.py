@@ -120,3 +120,21 @@ def test_an_image_arriving_while_its_study_is_pruned_is_never_deleted(tmp_path: 
     assert not _remove(spool, folder, node_commits_after_the_rename)
     assert (folder / "images" / "1.2.3.10.dcm").exists() and len(list((folder / "images").glob("*.dcm"))) == 3
     assert list((folder / "reports").glob("*.json")) and not list(spool.tmp.glob(".pruned-*"))
+
+
+def test_a_set_aside_object_arriving_while_its_folder_is_pruned_is_never_deleted(tmp_path: Path) -> None:
+    """Retention found other/<study> old, then the node committed one more object into it."""
+    from mammocad.spool.retention import _arrived, _remove
+
+    spool = Spool(tmp_path / "spool").create()
+    folder = spool.other / "9.1"
+    folder.mkdir(parents=True)
+    (folder / "9.1.1.dcm").write_bytes(b"old")
+    _age(folder, OLD)
+    cutoff = NOW - 30 * DAY_S
+    assert _arrived(folder, cutoff) is None
+    (folder / "9.1.2.dcm").write_bytes(b"late")  # between the age check and the rename
+    assert not _remove(spool, folder, lambda moved: _arrived(moved, cutoff))
+    assert sorted(p.name for p in folder.iterdir()) == ["9.1.1.dcm", "9.1.2.dcm"]
+    assert not list(spool.tmp.glob(".pruned-*"))
+    assert prune(spool.root, 30 * DAY_S, now=NOW).other == []  # now recent: kept, and not reported removed
