@@ -11,6 +11,7 @@ version than the reader knows is refused with :class:`RecordError` rather than m
 | ``studies/<study>/results/<sop>.json`` | :func:`image_result_json` / :func:`read_image_result` | GPU worker |
 | ``studies/<study>/complete.json`` | :class:`CompletionRecord` | node |
 | ``studies/<study>/reports/<key>.json`` | :class:`ReportRecord` | results worker |
+| ``studies/<study>/outputs/<key>/kept.json`` | :class:`KeptOutputs` | results worker |
 | ``outbox/<dest>/<item>/item.json`` | :class:`~mammocad.spool.outbox.OutboxItem` | results worker |
 | ``workers/<worker>.json`` | :class:`PresenceRecord` | every worker (its main process) |
 """
@@ -31,6 +32,7 @@ COMPLETION_VERSION = 1
 REPORT_VERSION = 1
 OUTBOX_ITEM_VERSION = 1
 PRESENCE_VERSION = 1
+KEPT_OUTPUTS_VERSION = 1
 
 
 class RecordError(ValueError):
@@ -198,6 +200,47 @@ class ReportRecord:
     @classmethod
     def read(cls, path: Path) -> ReportRecord:
         return cls.from_json(load_json(path), path.stem, path.name)
+
+
+# --------------------------------------------------------------------------- kept outputs
+
+
+@dataclass(frozen=True)
+class KeptOutputs:
+    """``outputs/<report_key>/kept.json``: the objects one build of a report produced.
+
+    Written with the objects, in one folder renamed into place, before any outbox item:
+    its existence says the report's objects are fixed. A finalize that runs again (after
+    a crash or a failure between the outbox items and the report record) sends these
+    objects instead of building new ones, whose content-derived UIDs would differ.
+    ``objects`` maps each SOP Instance UID to its kind; ``failed_outputs`` and
+    ``failed_images`` are what the build reported, for the report record.
+    """
+
+    objects: Mapping[str, OutputKind]
+    failed_outputs: Mapping[str, str] = field(default_factory=dict)
+    failed_images: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"version": KEPT_OUTPUTS_VERSION, "objects": {sop: k.value for sop, k in self.objects.items()},
+                "failed_outputs": dict(self.failed_outputs), "failed_images": list(self.failed_images)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], what: str = "kept.json") -> KeptOutputs:
+        check_version(data, KEPT_OUTPUTS_VERSION, what)
+        objects, failed = data.get("objects"), data.get("failed_outputs") or {}
+        if not isinstance(objects, dict) or not isinstance(failed, dict):
+            raise RecordError(f"{what}: objects and failed_outputs must be JSON objects")
+        try:
+            return cls(objects={str(sop): OutputKind(str(kind)) for sop, kind in objects.items()},
+                       failed_outputs={str(k): str(v) for k, v in failed.items()},
+                       failed_images=tuple(map(str, data.get("failed_images") or [])))
+        except (TypeError, ValueError) as exc:
+            raise RecordError(f"{what}: {type(exc).__name__}: {exc}") from exc
+
+    @classmethod
+    def read(cls, path: Path) -> KeptOutputs:
+        return cls.from_json(load_json(path), path.name)
 
 
 # --------------------------------------------------------------------------- worker presence

@@ -10,15 +10,44 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import io
+import json
+import logging
 import os
-from collections.abc import Iterator
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+
+from mammocad.config.settings import OutputKind
+from mammocad.logs import log_event, safe_error
 from mammocad.model.results import ImageResult
-from mammocad.spool.layout import FILE_MODE, Spool, atomic_write_bytes, atomic_write_json, validate_uid
-from mammocad.spool.records import CompletionRecord, ReportRecord, image_result_json, read_image_result
+from mammocad.spool.layout import (
+    DIR_MODE,
+    FILE_MODE,
+    Spool,
+    atomic_write_bytes,
+    atomic_write_json,
+    ensure_dir,
+    fsync_dir,
+    validate_uid,
+)
+from mammocad.spool.records import (
+    CompletionRecord,
+    KeptOutputs,
+    ReportRecord,
+    image_result_json,
+    read_image_result,
+)
+
+logger = logging.getLogger(__name__)
+
+#: The record of a report's kept objects, in their folder (``outputs/<key>/kept.json``).
+KEPT_JSON = "kept.json"
 
 
 def durable_write(path: Path, data: bytes, spool_dir: Path) -> None:
@@ -103,22 +132,67 @@ def report_key(sop_uids: list[str], model_version: str, revision: int = 0) -> st
     return f"{base}.r{revision}" if revision else base
 
 
-def keep_outputs(files: StudyFiles, key: str, datasets: list[Any]) -> None:
-    """Keep a copy of the report's DICOM objects beside it (``studies/<uid>/outputs/<key>/``).
+def keep_outputs(files: StudyFiles, key: str, objects: list[tuple[OutputKind, Dataset]],
+                 failed_outputs: Mapping[str, str], failed_images: tuple[str, ...]) -> KeptOutputs:
+    """Keep the report's DICOM objects beside it (``studies/<uid>/outputs/<key>/``), all or none.
 
     The outbox deletes its copy once a destination confirms; this one lets
-    ``mammocad studies resend`` send the very same objects again, to any destination.
-    Written before the report record, so a report always has its outputs (or none, for
-    reports made before this existed).
+    ``mammocad studies resend`` send the very same objects again, to any destination, and
+    lets a finalize that runs again after a crash send what the first run put in some
+    outboxes already (:func:`read_kept`). So the folder is built in ``tmp/`` and renamed
+    into place with its ``kept.json``, before any outbox item and before the report record.
+    A folder without ``kept.json`` (left by an interrupted finalize of an older release)
+    is replaced. Call it under the study's finalize lock.
     """
+    kept = KeptOutputs(objects={validate_uid(str(ds.SOPInstanceUID), "SOP Instance UID"): kind
+                                for kind, ds in objects},
+                       failed_outputs=dict(failed_outputs), failed_images=tuple(failed_images))
+    final = files.layout.outputs_dir(files.study_uid, key)
+    ensure_dir(files.layout.tmp)
+    tmp = Path(tempfile.mkdtemp(dir=files.layout.tmp, prefix=f".outputs-{key}-"))
+    try:
+        os.chmod(tmp, DIR_MODE)
+        for _, ds in objects:
+            buffer = io.BytesIO()
+            ds.save_as(buffer, enforce_file_format=True)
+            _write_synced(tmp / f"{ds.SOPInstanceUID}.dcm", buffer.getvalue())
+        _write_synced(tmp / KEPT_JSON, json.dumps(kept.to_json(), indent=1).encode())
+        fsync_dir(tmp)
+        ensure_dir(final.parent)
+        if final.exists():
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    fsync_dir(final.parent)
+    return kept
+
+
+def read_kept(files: StudyFiles, key: str) -> tuple[KeptOutputs, list[tuple[OutputKind, Dataset]]] | None:
+    """The objects an earlier run of this report's finalize kept, with their kinds; None when
+    none were kept completely (no ``kept.json``, or a record or object that cannot be read)."""
     folder = files.layout.outputs_dir(files.study_uid, key)
-    for ds in datasets:
-        path = folder / f"{validate_uid(str(ds.SOPInstanceUID), 'SOP Instance UID')}.dcm"
-        if path.exists():
-            continue
-        buffer = io.BytesIO()
-        ds.save_as(buffer, enforce_file_format=True)
-        durable_write(path, buffer.getvalue(), files.spool)
+    try:
+        kept = KeptOutputs.read(folder / KEPT_JSON)
+        objects: list[tuple[OutputKind, Dataset]] = [
+            (kind, dcmread(folder / f"{validate_uid(sop, 'SOP Instance UID')}.dcm"))
+            for sop, kind in kept.objects.items()]
+    except FileNotFoundError:
+        return None
+    except Exception as exc:  # noqa: BLE001 - damaged: build again rather than never report
+        log_event(logger, "kept_outputs_unreadable", logging.WARNING, study=files.study_uid, report=key,
+                  error=safe_error(exc))
+        return None
+    return kept, objects
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with open(path, "xb") as fh:
+        os.fchmod(fh.fileno(), FILE_MODE)
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def report_revision(key: str) -> int:

@@ -41,8 +41,15 @@ from mammocad.spool import leases
 from mammocad.spool.layout import validate_uid
 from mammocad.spool.leases import lease_path
 from mammocad.spool.outbox import Outbox, OutboxItem
-from mammocad.spool.records import OutputObject, ReportRecord
-from mammocad.spool.studies import StudyFiles, find_predecessor, keep_outputs, latest_report, report_key
+from mammocad.spool.records import KeptOutputs, OutputObject, ReportRecord
+from mammocad.spool.studies import (
+    StudyFiles,
+    find_predecessor,
+    keep_outputs,
+    latest_report,
+    read_kept,
+    report_key,
+)
 from mammocad.spool.tasks import (
     TASK_ANALYZE_IMAGE,
     TASK_DELIVER,
@@ -231,19 +238,15 @@ def _finalize_locked(self: Task, files: StudyFiles, sop_uids: list[str], key: st
                 files.write_result(failed_result(files, sop, f"no analysis result after {bound} s"))
         log_event(logger, "finalize_gave_up_waiting", level=logging.WARNING, study=study_uid, missing=len(missing))
         count_fault("finalize_gave_up_waiting")
-    study = _study_result(info, files, sop_uids, revision)
-    with observer.stage("build"):
-        built, study = _build(settings, files, study, sop_uids)
+    kept, built = _build_once(settings, files, info, sop_uids, key, revision)
     objects = [OutputObject(study=str(ds.StudyInstanceUID), series=str(ds.SeriesInstanceUID),
                             sop=str(ds.SOPInstanceUID), sop_class=str(ds.SOPClassUID), kind=kind)
-               for kind, ds in built.objects]
-    keep_outputs(files, key, [ds for _, ds in built.objects])
-    items = _fill_outbox(settings, files, built.objects, key)
-    report = ReportRecord(report_key=key, sop_uids=tuple(sop_uids), model_name=study.model_name,
+               for kind, ds in built]
+    items = _fill_outbox(settings, files, built, key)
+    report = ReportRecord(report_key=key, sop_uids=tuple(sop_uids), model_name=info.model_name,
                           model_version=info.model_version, objects=tuple(objects),
                           destinations={d: i.item_id for d, i in items.items()},
-                          failed_images=tuple(r.image.sop_instance_uid for r in study.images if r.error),
-                          failed_outputs={k.value: why for k, why in built.failed.items()},
+                          failed_images=kept.failed_images, failed_outputs=kept.failed_outputs,
                           created=time.time())
     files.write_report(report)
     for item in items.values():
@@ -252,6 +255,26 @@ def _finalize_locked(self: Task, files: StudyFiles, sop_uids: list[str], key: st
               outputs=len(objects), destinations=len(items), failed_images=len(report.failed_images),
               failed_outputs=",".join(report.failed_outputs) or "-")
     return key
+
+
+def _build_once(settings: Settings, files: StudyFiles, info: Any, sop_uids: list[str], key: str,
+                revision: int) -> tuple[KeptOutputs, list[tuple[OutputKind, Dataset]]]:
+    """The report's objects: those an interrupted earlier run kept, else a new build, kept now.
+
+    Built once per report key: the SOP Instance UIDs derive from the content (ContentTime
+    included), so a second build would give destinations whose outbox items the first run
+    had made another report than the rest, and ``studies resend`` both.
+    """
+    earlier = read_kept(files, key)
+    if earlier is not None:
+        log_event(logger, "finalize_resumed", study=files.study_uid, report=key, outputs=len(earlier[1]))
+        return earlier
+    study = _study_result(info, files, sop_uids, revision)
+    with observer.stage("build"):
+        built, study = _build(settings, files, study, sop_uids)
+    kept = keep_outputs(files, key, built.objects, {k.value: why for k, why in built.failed.items()},
+                        tuple(r.image.sop_instance_uid for r in study.images if r.error))
+    return kept, built.objects
 
 
 def _study_result(info: Any, files: StudyFiles, sop_uids: list[str], revision: int = 0) -> StudyResult:

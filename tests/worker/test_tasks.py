@@ -193,3 +193,49 @@ def test_destination_added_to_the_file_is_used_without_restart(tmp_path: Path, r
     wait_until(second.exists, 60, "the second report")
     assert set(json.loads(second.read_text())["destinations"]) == {"pacs"}
     wait_until(lambda: len(storescp.received()) == 1, 30, "the SR at the newly added destination")
+
+
+def test_finalize_interrupted_after_one_destination_sends_one_set_of_objects(
+        tmp_path: Path, random_weights: Path, storescp: StoreSCP, celery_worker) -> None:
+    """A finalize that fails (or is killed) after the first destination's outbox item was
+    written is run again by the reconciler. The re-run must send the objects the first run
+    kept, not a second build: the SOP Instance UIDs derive from the content, and ContentTime
+    differs a second later, so a rebuild gave the second destination (and `studies resend`)
+    a different report than the first one got."""
+    spool = tmp_path / "spool"
+    other = StoreSCP(tmp_path / "other").start()
+    try:
+        dests = [storescp.destination("a", outputs=["mammo-cad-sr"]),
+                 other.destination("b", outputs=["mammo-cad-sr"])]
+        app = celery_worker(make_settings(spool, dests, worker={"weights": str(random_weights)}))
+        study_uid, sops = _spool_study(spool)
+        files = StudyFiles(spool, study_uid)
+        for sop in sops:
+            app.send_task(TASK_ANALYZE_IMAGE, args=[str(spool), study_uid, sop])
+        wait_until(lambda: all(files.result(s).exists() for s in sops), 90, "every image result")
+        key = report_key(sops, "0.0.0-random")
+        blocker = spool / "outbox" / "b"  # a file where b's folder must go: its outbox item cannot be made
+        blocker.parent.mkdir(parents=True, exist_ok=True)
+        blocker.write_text("in the way")
+        app.send_task(TASK_FINALIZE_STUDY, args=[str(spool), study_uid, sops])
+
+        def first_run_failed() -> bool:
+            if not (spool / "outbox" / "a" / key / "item.json").exists():
+                return False
+            with files.finalize_lock() as got:
+                return got
+        wait_until(first_run_failed, 60, "the first finalize to fill a's outbox and fail at b's")
+        assert not files.report(key).exists()
+        second = int(time.time()) + 1
+        wait_until(lambda: time.time() >= second, 5, "the next second (a rebuild would differ)")
+        blocker.unlink()
+        app.send_task(TASK_FINALIZE_STUDY, args=[str(spool), study_uid, sops])  # as the reconciler would
+        wait_until(files.report(key).exists, 60, "the report of the second run")
+        report = ReportRecord.read(files.report(key))
+        wait_until(lambda: storescp.received() and other.received(), 60, "the SR at both destinations")
+        at_a = {str(dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in storescp.received()}
+        at_b = {str(dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in other.received()}
+        kept = {p.stem for p in files.layout.outputs_dir(study_uid, key).glob("*.dcm")}
+        assert at_a == at_b == kept == set(report.outputs), (at_a, at_b, kept, report.outputs)
+    finally:
+        other.stop()
