@@ -10,11 +10,14 @@ Mapping to PS3.15 A.5.3 (documented for admins in docs/ADMIN.md, "Audit trail"):
 | a TLS handshake fails | 110113 Security Alert | 110126 Node Authentication | 8 |
 | instances received, per association | 110104 DICOM Instances Transferred (C) | | 0 / 4 |
 | instances sent to a destination | 110104 DICOM Instances Transferred (R) | | 0 / 8 |
+| an admin queues results again (`studies resend`, `outbox retry`) | 110102 Begin Transferring DICOM Instances (E) | | 0 |
+| an admin has a study analysed again (`studies reanalyse`) | 110103 DICOM Instances Accessed (U) | | 0 |
 | callers or destinations edited | 110113 Security Alert | 110129 / 110128 | 0 |
 
 Received instances are reported once per association (not per instance): the association
 knows who sent them (calling AE title and address), and a study sent in two associations
-is two transfers. Patient IDs appear here, in the audit trail, and never in logs.
+is two transfers. Patient IDs appear here, in the audit trail, and never in logs. An admin's
+action on a study names the OS user as the requestor (:func:`os_user`).
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ import getpass
 import json
 import os
 import socket
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from mammocad.audit import codes
@@ -77,6 +82,32 @@ class StudyTransfer:
     sop_classes: Mapping[str, int]
     patient_id: str = ""
     accessions: tuple[str, ...] = ()
+
+
+_HEADER_TAGS = ["StudyInstanceUID", "SOPClassUID", "PatientID", "AccessionNumber"]
+
+
+def study_transfers(files: Iterable[Path]) -> list[StudyTransfer]:
+    """Per study: SOP classes and counts, patient ID and accessions of DICOM files (headers only).
+
+    A file that cannot be read is left out: an audit message names what can be named.
+    """
+    from pydicom import dcmread  # only the callers that read files pay for it
+
+    studies: dict[str, tuple[Counter[str], set[str], set[str]]] = {}
+    for path in files:
+        try:
+            ds = dcmread(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
+        except Exception:  # noqa: BLE001 - damaged or vanished: the rest is still audited
+            continue
+        classes, patients, accessions = studies.setdefault(str(ds.get("StudyInstanceUID", "")),
+                                                           (Counter(), set(), set()))
+        classes[str(ds.get("SOPClassUID", ""))] += 1
+        patients.add(str(ds.get("PatientID", "") or ""))
+        accessions.add(str(ds.get("AccessionNumber", "") or ""))
+    return [StudyTransfer(uid, dict(classes), min((p for p in patients if p), default=""),
+                          tuple(sorted(a for a in accessions if a)))
+            for uid, (classes, patients, accessions) in sorted(studies.items()) if uid]
 
 
 def _access_point_type(host: str) -> str:
@@ -166,18 +197,42 @@ def instances_received(me: Identity, caller: Peer, studies: Iterable[StudyTransf
                       objects=_study_objects(studies))
 
 
-def instances_sent(me: Identity, destination: Peer, studies: Iterable[StudyTransfer], error: str = ""
-                   ) -> AuditMessage:
+def instances_sent(me: Identity, destination: Peer, studies: Iterable[StudyTransfer], error: str = "",
+                   requested_by: ActiveParticipant | None = None) -> AuditMessage:
     """A.5.3.4 DICOM Instances Transferred (Read, the sender's view) to one destination.
 
-    ``error`` set: the destination never confirmed them (dead-lettered), a serious failure.
+    ``error`` set: the destination never confirmed them (dead-lettered, or given up by
+    ``requested_by``, the admin, who is then the requestor), a serious failure.
     """
+    others = (requested_by,) if requested_by is not None else ()
     return me.message(event_id=codes.INSTANCES_TRANSFERRED, action=codes.ACTION_READ,
                       outcome=codes.OUTCOME_SERIOUS if error else codes.OUTCOME_SUCCESS,
                       outcome_description=error,
-                      participants=(me.process(requestor=True, roles=(codes.SOURCE,)),
+                      participants=(me.process(requestor=not others, roles=(codes.SOURCE,)),
+                                    destination.participant(requestor=False, roles=(codes.DESTINATION,)),
+                                    *others),
+                      objects=_study_objects(studies))
+
+
+def transfer_requested(me: Identity, user: ActiveParticipant, destination: Peer, studies: Iterable[StudyTransfer],
+                       what: str) -> AuditMessage:
+    """A.5.3.2 Begin Transferring DICOM Instances: an admin queued results for a destination
+    (``studies resend``, ``outbox retry``); ``what`` says with which command. The transfer
+    itself is audited when the destination confirms or is given up (:func:`instances_sent`)."""
+    return me.message(event_id=codes.BEGIN_TRANSFERRING, action=codes.ACTION_EXECUTE,
+                      outcome=codes.OUTCOME_SUCCESS, outcome_description=what,
+                      participants=(user, me.process(requestor=False, roles=(codes.SOURCE,)),
                                     destination.participant(requestor=False, roles=(codes.DESTINATION,))),
                       objects=_study_objects(studies))
+
+
+def study_reanalysed(me: Identity, user: ActiveParticipant, studies: Iterable[StudyTransfer], what: str
+                     ) -> AuditMessage:
+    """A.5.3.3 DICOM Instances Accessed (Update): an admin had the study's images analysed again,
+    to be reported as an amended report (``studies reanalyse``); ``what`` says which version."""
+    return me.message(event_id=codes.INSTANCES_ACCESSED, action=codes.ACTION_UPDATE,
+                      outcome=codes.OUTCOME_SUCCESS, outcome_description=what,
+                      participants=(user, me.process(requestor=False)), objects=_study_objects(studies))
 
 
 def config_changed(me: Identity, path: str, section: str, command: list[str], before: Any, after: Any,

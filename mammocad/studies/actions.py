@@ -6,6 +6,10 @@ item per destination and queues its delivery; ``reanalyse`` removes the image re
 queues a fresh analysis of every image plus a finalisation with the next revision, which
 the results worker issues as an amended report (new UIDs, Predecessor Documents Sequence
 citing the report it replaces).
+
+Both are audited (PS3.15 A.5.3) with the OS user as requestor, before they take effect:
+``resend`` as Begin Transferring DICOM Instances per destination, ``reanalyse`` as DICOM
+Instances Accessed (Update) of the study's images.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from pathlib import Path
 from celery import Celery
 from pydicom import dcmread
 
+from mammocad.audit import AuditMessage, Identity, Peer, events, oneshot
 from mammocad.config import Settings
 from mammocad.spool.broker import make_celery
 from mammocad.spool.layout import Spool
@@ -88,8 +93,24 @@ def resend(settings: Settings, study_uid: str, destinations: list[str] | None = 
         item = outbox.put(dest.name, item_id, [dcmread(p) for p in wanted])
         if item is not None:
             items.append(item)
+    _audit_resend(settings, report.report_key, items)  # before a running worker sends and deletes them
     _queue_delivery(settings, outbox, items)
     return items
+
+
+def _audit_resend(settings: Settings, report_key: str, items: list[OutboxItem]) -> None:
+    def messages(me: Identity) -> list[AuditMessage]:
+        user = events.os_user()
+        out = []
+        for item in items:
+            dest = settings.destination(item.destination)
+            what = (f"re-sent by {user.user_id} with `mammocad studies resend` (report {report_key}, "
+                    f"outbox item {item.item_id})")
+            out.append(events.transfer_requested(me, user, Peer(dest.ae_title, dest.host),
+                                                 events.study_transfers(item.files()), what))
+        return out
+
+    oneshot.record(settings, "mammocad-studies", messages)
 
 
 def _next_id(outbox: Outbox, destination: str, key: str) -> str:
@@ -128,6 +149,14 @@ def reanalyse(settings: Settings, study_uid: str) -> int:
         raise ActionError("no broker to queue the analysis on: run this where `mammocad serve` runs (same "
                           "node.spool_dir), or set broker.url / MAMMOCAD_BROKER__URL")
     revision = 1 + max((report_revision(r.report_key) for r in files.reports()), default=0)
+
+    def messages(me: Identity) -> list[AuditMessage]:
+        user = events.os_user()
+        what = (f"analysed again at the request of {user.user_id} with `mammocad studies reanalyse`; "
+                f"to be sent as amended report version {revision}")
+        return [events.study_reanalysed(me, user, events.study_transfers(files.image(s) for s in sops), what)]
+
+    oneshot.record(settings, "mammocad-studies", messages)
     for sop in sops:  # a fresh analysis: the model runs again (possibly new weights)
         for path in (files.result(sop), files.attempts(sop)):
             _remove(path)

@@ -289,6 +289,7 @@ def outbox_list(args: argparse.Namespace) -> int:
 
 
 def outbox_drop(args: argparse.Namespace) -> int:
+    from mammocad.audit import events
     from mammocad.spool.outbox import Outbox
 
     settings = _load(args)
@@ -314,31 +315,53 @@ def outbox_drop(args: argparse.Namespace) -> int:
                 print(f"skipped {item.destination}/{item.item_id}: a delivery attempt holds it; try again",
                       file=sys.stderr)
                 continue
-            study, _, classes = item.study()
+            study, _, _ = item.study()
+            never = item.pending_files()
+            transfers = events.study_transfers(never)  # read before the files go
             outbox.drop(item, study)
-        _audit_drop(settings, item, study, classes)
-        print(f"dropped {item.destination}/{item.item_id} (study {study or '?'}, {len(item.pending_files())} "
+        _audit_drop(settings, item, transfers)
+        print(f"dropped {item.destination}/{item.item_id} (study {study or '?'}, {len(never)} "
               f"objects never confirmed)")
     return 0
 
 
-def _audit_drop(settings: Settings, item: Any, study: str, classes: dict[str, int]) -> None:
-    """DICOM Instances Transferred (serious failure): these results will never reach the destination."""
-    from mammocad.audit import AuditTrail, Peer, StudyTransfer, events
+def _peer(settings: Settings, destination: str) -> Any:
+    from mammocad.audit import Peer
 
-    trail = AuditTrail.from_settings(settings.audit, settings.node.ae_title, program="mammocad-outbox")
-    if not trail.enabled:
-        return
     try:
-        dest = settings.destination(item.destination)
-        peer = Peer(dest.ae_title, dest.host)
-    except KeyError:
-        peer = Peer(item.destination, "")
-    who = events.os_user().user_id
-    why = f"given up by {who} with `mammocad outbox drop`; last error: {item.last_error or 'none'}"
-    trail.emit(events.instances_sent(trail.identity, peer, [StudyTransfer(study, classes)] if study else [],
-                                     error=why))
-    trail.close()
+        dest = settings.destination(destination)
+    except KeyError:  # removed from the configuration since
+        return Peer(destination, "")
+    return Peer(dest.ae_title, dest.host)
+
+
+def _audit_drop(settings: Settings, item: Any, transfers: list[Any]) -> None:
+    """DICOM Instances Transferred (serious failure), the admin as requestor: these results
+    (the item's objects the destination never confirmed) will never reach it."""
+    from mammocad.audit import events, oneshot
+
+    def messages(me: Any) -> list[Any]:
+        user = events.os_user()
+        why = f"given up by {user.user_id} with `mammocad outbox drop`; last error: {item.last_error or 'none'}"
+        return [events.instances_sent(me, _peer(settings, item.destination), transfers, error=why,
+                                      requested_by=user)]
+
+    oneshot.record(settings, "mammocad-outbox", messages)
+
+
+def _audit_retry(settings: Settings, items: list[Any]) -> None:
+    """Begin Transferring DICOM Instances, the admin as requestor: dead letters queued again."""
+    from mammocad.audit import events, oneshot
+
+    def messages(me: Any) -> list[Any]:
+        user = events.os_user()
+        return [events.transfer_requested(me, user, _peer(settings, item.destination),
+                                          events.study_transfers(item.pending_files()),
+                                          f"dead letter {item.item_id} queued again by {user.user_id} "
+                                          f"with `mammocad outbox retry`; last error: {item.last_error or 'none'}")
+                for item in items]
+
+    oneshot.record(settings, "mammocad-outbox", messages)
 
 
 def outbox_retry(args: argparse.Namespace) -> int:
@@ -359,6 +382,7 @@ def outbox_retry(args: argparse.Namespace) -> int:
             print(f"mammocad outbox retry: no dead-letter item {args.item!r}; see `mammocad outbox list --dead`",
                   file=sys.stderr)
             return 1
+    _audit_retry(settings, dead)  # before a running worker sends and deletes them
     app = _app_or_none(settings)
     for item in dead:
         revived = outbox.revive(item.destination, item.item_id)

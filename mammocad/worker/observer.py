@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-
-from pydicom import dcmread
 
 from mammocad.audit import AuditTrail, Peer, StudyTransfer, events
 from mammocad.config import Destination, Settings
@@ -23,9 +20,6 @@ from mammocad.metrics import definitions as m
 from mammocad.spool.layout import Spool
 
 logger = logging.getLogger(__name__)
-
-_HEADER_TAGS = ["StudyInstanceUID", "SOPClassUID", "PatientID", "AccessionNumber"]
-
 
 def make_trail(settings: Settings) -> AuditTrail:
     return AuditTrail.from_settings(settings.audit, settings.node.ae_title, "mammocad-worker")
@@ -71,20 +65,7 @@ def analysed(result: Any) -> None:
 
 def item_studies(files: list[Path]) -> list[StudyTransfer]:
     """Per study: SOP classes and counts, patient ID and accession of result files (headers only)."""
-    studies: dict[str, tuple[Counter[str], set[str], set[str]]] = {}
-    for path in files:
-        try:
-            ds = dcmread(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
-        except Exception:
-            continue
-        classes, patients, accessions = studies.setdefault(str(ds.get("StudyInstanceUID", "")),
-                                                           (Counter(), set(), set()))
-        classes[str(ds.get("SOPClassUID", ""))] += 1
-        patients.add(str(ds.get("PatientID", "") or ""))
-        accessions.add(str(ds.get("AccessionNumber", "") or ""))
-    return [StudyTransfer(uid, dict(classes), min((p for p in patients if p), default=""),
-                          tuple(sorted(a for a in accessions if a)))
-            for uid, (classes, patients, accessions) in sorted(studies.items()) if uid]
+    return events.study_transfers(files)
 
 
 def last_received(spool_dir: str | Path, study_uids: list[str], report_key: str) -> float | None:

@@ -30,6 +30,11 @@ def _all_events() -> dict[str, AuditMessage]:
         "received": events.instances_received(ME, caller, [STUDY]),
         "sent": events.instances_sent(ME, Peer("ORTHANC", "pacs.example.org"), [STUDY]),
         "dead": events.instances_sent(ME, Peer("ORTHANC", "10.0.0.5"), [STUDY], error="refused"),
+        "resend": events.transfer_requested(ME, events.os_user(), Peer("ORTHANC", "10.0.0.5"), [STUDY],
+                                            "re-sent by admin with `mammocad studies resend`"),
+        "reanalyse": events.study_reanalysed(ME, events.os_user(), [STUDY], "analysed again: amended report 1"),
+        "dropped": events.instances_sent(ME, Peer("ORTHANC", "10.0.0.5"), [STUDY], error="given up by admin",
+                                         requested_by=events.os_user()),
         "config": events.config_changed(ME, "/etc/mammocad/mammocad.toml", "destinations",
                                         ["mammocad", "dest", "add", "pacs"], before=[], after=[{"name": "pacs"}]),
     }

@@ -13,10 +13,12 @@ import os
 import subprocess
 import sys
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from pydicom import dcmread
 
+from mammocad.audit.events import os_user
 from mammocad.config import load_settings
 from mammocad.spool.leases import held, lease_path
 from mammocad.spool.outbox import Outbox
@@ -25,11 +27,31 @@ from mammocad.spool.tasks import TASK_ANALYZE_IMAGE, TASK_FINALIZE_STUDY
 from mammocad.studies.actions import reanalyse, resend
 from mammocad.studies.status import all_statuses, study_status
 from mammocad.worker.outbox_delivery import attempt
+from tests.audit.schema import problems
 from tests.services import free_port
 from tests.worker.conftest import StoreSCP, make_settings, wait_until
 from tests.worker.test_tasks import _spool_study
 
 SR = "1.2.840.10008.5.1.4.1.1.88.50"
+PATIENT = "PID-TEST-0001"  # tests.factories.make_mammogram's
+
+
+def _audited(audit_log: Path, event_id: str, study_uid: str) -> ET.Element:
+    """The one message of ``event_id`` about ``study_uid``, checked against the schema; it must
+    name the OS user as requestor, the study and the patient, each where PS3.15 A.5 puts them."""
+    found = []
+    for line in audit_log.read_bytes().splitlines():
+        root = ET.fromstring(line)
+        objects = {(o.get("ParticipantObjectID"), o.find("ParticipantObjectIDTypeCode").get("csd-code"))
+                   for o in root.iter("ParticipantObjectIdentification")}
+        if root.find("EventIdentification/EventID").get("csd-code") == event_id and (study_uid, "110180") in objects:
+            assert problems(line) == [], problems(line)
+            assert (PATIENT, "2") in objects
+            found.append(root)
+    assert len(found) == 1, f"{len(found)} messages {event_id} about {study_uid}"
+    requestors = [p.get("UserID") for p in found[0].iter("ActiveParticipant") if p.get("UserIsRequestor") == "true"]
+    assert requestors == [os_user().user_id]
+    return found[0]
 
 
 def _config(tmp_path: Path, spool: Path, redis_url: str, weights: Path, pacs_port: int) -> Path:
@@ -86,6 +108,10 @@ def test_see_and_act_on_a_study(tmp_path: Path, random_weights: Path, storescp: 
     assert [i.item_id for i in items] == [f"{first.stem}.s1"]
     wait_until(lambda: Outbox(spool).get("pacs", items[0].item_id) is None, 60, "the re-sent item confirmed")
     assert {str(dcmread(p).SOPInstanceUID) for p in storescp.received()} == original
+    audit_log = tmp_path / "audit.log"
+    resent = _audited(audit_log, "110102", study_uid)  # Begin Transferring DICOM Instances
+    assert "mammocad studies resend" in resent.find("EventIdentification/EventOutcomeDescription").text
+    assert [p.get("UserID") for p in resent.iter("ActiveParticipant")][2] == "PACS"  # the destination
 
     # reanalyse: a new SR (new UID) citing the first as predecessor.
     assert reanalyse(settings, study_uid) == 1
@@ -98,6 +124,8 @@ def test_see_and_act_on_a_study(tmp_path: Path, random_weights: Path, storescp: 
              for se in st.ReferencedSeriesSequence for ref in se.ReferencedSOPSequence]
     assert cited == sorted(original) and str(srs[new_uid].SOPClassUID) == SR
     assert study_status(spool, study_uid).revision == 1
+    reanalysed = _audited(audit_log, "110103", study_uid)  # DICOM Instances Accessed (Update)
+    assert reanalysed.find("EventIdentification").get("EventActionCode") == "U"
 
     # outbox drop: every item for the down destination goes, audited; the study stops waiting.
     dropped = _mammocad(cfg, "outbox", "drop", "--dest", "down")
@@ -107,6 +135,13 @@ def test_see_and_act_on_a_study(tmp_path: Path, random_weights: Path, storescp: 
     assert status.destinations == {"down": "dropped", "pacs": "delivered"}
     audit = (tmp_path / "audit.log").read_text()
     assert "mammocad outbox drop" in audit and study_uid in audit
+    given_up = [m for m in audit_log.read_bytes().splitlines() if b"mammocad outbox drop" in m]
+    assert given_up and all(problems(m) == [] for m in given_up)
+    for message in given_up:  # the patient too, and the admin as requestor
+        root = ET.fromstring(message)
+        assert PATIENT in {o.get("ParticipantObjectID") for o in root.iter("ParticipantObjectIdentification")}
+        assert [p.get("UserID") for p in root.iter("ActiveParticipant")
+                if p.get("UserIsRequestor") == "true"] == [os_user().user_id]
     shown = _mammocad(cfg, "studies", "show", study_uid)
     assert "down" in shown.stdout and "dropped" in shown.stdout and "version 1" in shown.stdout
 
@@ -150,3 +185,24 @@ def test_a_pending_study_says_what_it_waits_for(tmp_path: Path) -> None:
     assert study_status(spool, study_uid).waiting_for.startswith("the results worker")
     assert json.loads(_mammocad(cfg, "studies", "show", study_uid, "--json").stdout)["waiting_for"].startswith(
         "the results worker")
+
+
+def test_outbox_retry_is_audited(tmp_path: Path) -> None:
+    """Spool only (no broker): a dead letter queued again with `mammocad outbox retry` is
+    audited as Begin Transferring DICOM Instances, with the admin, study and patient."""
+    from tests.factories import make_four_view_study
+
+    spool = tmp_path / "spool"
+    study = make_four_view_study(rows=64, columns=48)
+    outbox = Outbox(spool)
+    item = outbox.put("pacs", "item1", study[:2])
+    assert item is not None
+    outbox.dead_letter(item)
+    cfg = tmp_path / "mammocad.toml"
+    cfg.write_text(f'[node]\nspool_dir = "{spool}"\n\n[audit]\nfile = "{tmp_path / "audit.log"}"\n\n'
+                   '[[destinations]]\nname = "pacs"\nae_title = "PACS"\nhost = "127.0.0.1"\nport = 104\n')
+    retried = _mammocad(cfg, "outbox", "retry", "--all")
+    assert retried.returncode == 0, retried.stderr
+    assert Outbox(spool).get("pacs", "item1") is not None
+    message = _audited(tmp_path / "audit.log", "110102", str(study[0].StudyInstanceUID))
+    assert "mammocad outbox retry" in message.find("EventIdentification/EventOutcomeDescription").text
