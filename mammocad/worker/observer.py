@@ -91,15 +91,25 @@ def last_received(spool_dir: str | Path, study_uids: list[str], report_key: str)
     return newest
 
 
-def delivered(trail: AuditTrail | None, dest: Destination | None, destination: str, studies: list[StudyTransfer],
+def delivered(trail: AuditTrail | None, dest: Destination | None, destination: str, accepted: list[StudyTransfer],
               last_received: float | None) -> None:
-    """Results accepted by ``destination``: latency, delivery counter, audit message."""
+    """Every file of an item accepted by ``destination``: latency, delivery counter, and the
+    audit message of the files this last attempt got accepted (:func:`accepted`)."""
     m.DELIVERIES.labels(destination, "delivered").inc()
     if last_received is not None:
         m.RESULT_LATENCY.labels(destination).observe(max(0.0, time.time() - last_received))
+    accepted_by(trail, dest, destination, accepted)
+
+
+def accepted_by(trail: AuditTrail | None, dest: Destination | None, destination: str,
+                studies: list[StudyTransfer]) -> None:
+    """Audit the objects one attempt got accepted (DICOM Instances Transferred, success).
+
+    Per attempt, not per item: when the destination takes some files of an item and refuses
+    others, the ones it stored left this node, whatever becomes of the rest.
+    """
     if studies and trail is not None:
-        peer = Peer(dest.ae_title, dest.host) if dest is not None else Peer(destination, "")
-        trail.emit(events.instances_sent(trail.identity, peer, studies))
+        trail.emit(events.instances_sent(trail.identity, _peer(dest, destination), studies))
 
 
 def retried(destination: str) -> None:
@@ -108,9 +118,13 @@ def retried(destination: str) -> None:
 
 def dead(trail: AuditTrail | None, dest: Destination | None, destination: str, studies: list[StudyTransfer],
          error: str) -> None:
-    """An item dead-lettered: counted, and audited as a transfer that failed."""
+    """An item dead-lettered: counted, and its objects never confirmed audited as a failed transfer."""
     m.DELIVERIES.labels(destination, "dead").inc()
     if trail is None:
         return
-    peer = Peer(dest.ae_title, dest.host) if dest is not None else Peer(destination, "")
-    trail.emit(events.instances_sent(trail.identity, peer, studies, error=error or "not confirmed"))
+    trail.emit(events.instances_sent(trail.identity, _peer(dest, destination), studies,
+                                     error=error or "not confirmed"))
+
+
+def _peer(dest: Destination | None, destination: str) -> Peer:
+    return Peer(dest.ae_title, dest.host) if dest is not None else Peer(destination, "")

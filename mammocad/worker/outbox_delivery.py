@@ -50,15 +50,19 @@ def attempt(settings: Settings, outbox: Outbox, item: OutboxItem, trail: AuditTr
         statuses, error = [], str(exc)
     except Exception as exc:
         statuses, error = [], f"{type(exc).__name__}: {exc}"
-    item.delivered += [s.sop_uid for s in statuses if s.ok and s.sop_uid not in item.delivered]
+    accepted = [s for s in statuses if s.ok and s.sop_uid not in item.delivered]
+    item.delivered += [s.sop_uid for s in accepted]
+    # Read before the item's files go. Audited per attempt: what was stored left this node.
+    accepted_studies = observer.item_studies([s.path for s in accepted])
     if not item.pending_files():
-        studies = observer.item_studies(item.files())  # read before the item's files go
+        studies = observer.item_studies(item.files())
         outbox.complete(item)
         log_event(logger, "delivered", dest=item.destination, item=item.item_id, files=len(item.delivered),
                   attempts=item.attempts + 1, seconds=round(time.time() - item.created, 2))
-        observer.delivered(trail, dest, item.destination, studies,
+        observer.delivered(trail, dest, item.destination, accepted_studies,
                            observer.last_received(outbox.spool, [s.study_uid for s in studies], item.item_id))
         return "delivered", None
+    observer.accepted_by(trail, dest, item.destination, accepted_studies)
     item.attempts += 1
     item.last_error = error or next((s.error for s in statuses if not s.ok), "unknown error")
     t = time.time()
@@ -66,7 +70,8 @@ def attempt(settings: Settings, outbox: Outbox, item: OutboxItem, trail: AuditTr
     if t - item.created >= d.deadline_s:
         outbox.save(item)
         outbox.dead_letter(item)
-        observer.dead(trail, dest, item.destination, observer.item_studies(item.files()), item.last_error or "")
+        observer.dead(trail, dest, item.destination, observer.item_studies(item.pending_files()),
+                      item.last_error or "")
         log_event(logger, "dead_letter", level=logging.ERROR, dest=item.destination, item=item.item_id,
                   attempts=item.attempts, error=item.last_error,
                   dead_items=len(outbox.items(dead=True, destination=item.destination)))
@@ -92,7 +97,7 @@ def _removed_destination(outbox: Outbox, item: OutboxItem, trail: AuditTrail | N
                        "not retried; `mammocad outbox retry` after adding it back, or `mammocad outbox drop`")
     outbox.save(item)
     outbox.dead_letter(item)
-    observer.dead(trail, None, item.destination, observer.item_studies(item.files()), item.last_error)
+    observer.dead(trail, None, item.destination, observer.item_studies(item.pending_files()), item.last_error)
     log_event(logger, "dead_letter", level=logging.ERROR, dest=item.destination, item=item.item_id,
               attempts=item.attempts, error=item.last_error)
     return "dead", None

@@ -39,10 +39,13 @@ class StoreSCP:
     """A DCMTK storescp writing what it receives into ``folder``."""
 
     def __init__(self, folder: Path, port: int | None = None, ae_title: str = "PACS",
-                 accept_compressed: bool = True) -> None:
+                 accept_compressed: bool = True, args: tuple[str, ...] = ()) -> None:
         self.folder, self.port, self.ae_title = folder, port or free_port(), ae_title
         #: False: DCMTK's default, uncompressed transfer syntaxes only (an old PACS).
         self.accept_compressed = accept_compressed
+        #: More storescp options, e.g. ``("-xf", CONFIG, PROFILE)``: the SOP classes it accepts
+        #: (with accept_compressed False: storescp refuses ``-xf`` with ``+xa``).
+        self.args = args
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> StoreSCP:
@@ -54,7 +57,7 @@ class StoreSCP:
         # storescp writes each file in place while it arrives; the command it runs on
         # reception (after the file is complete) leaves a marker, so received() never lists
         # a file still being written.
-        self.proc = processes.spawn([exe, "-aet", self.ae_title, *syntaxes, "-od", str(self.folder),
+        self.proc = processes.spawn([exe, "-aet", self.ae_title, *syntaxes, *self.args, "-od", str(self.folder),
                                      "-xcr", f"touch #p/#f{DONE_SUFFIX}", str(self.port)],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for_port(self.port)

@@ -146,3 +146,64 @@ def test_sweeper_requeues_items_without_a_live_task(tmp_path: Path, storescp: St
     assert requeue_due(app, str(spool), grace_s=60) == 0  # not overdue by the grace yet
     assert requeue_due(app, str(spool), grace_s=0) == 1  # worker start: everything due goes
     wait_until(lambda: storescp.received(), 15, "the orphan item to be delivered")
+
+
+#: A storescp association profile that stores digital mammograms only (a PACS refusing a SOP class).
+_MG_ONLY = """[[TransferSyntaxes]]
+[Uncompressed]
+TransferSyntax1 = LocalEndianExplicit
+TransferSyntax2 = LittleEndianImplicit
+[[PresentationContexts]]
+[MGOnly]
+PresentationContext1 = VerificationSOPClass\\Uncompressed
+PresentationContext2 = DigitalMammographyXRayImageStorageForPresentation\\Uncompressed
+[[Profiles]]
+[MG]
+PresentationContexts = MGOnly
+"""
+
+
+def test_objects_a_peer_stored_are_audited_as_sent_and_only_the_refused_ones_as_failed(tmp_path: Path) -> None:
+    """A destination stores two objects of an item and refuses the third (no context for its SOP
+    class). The two left this node with patient data: they are audited as transferred when the
+    attempt stores them, and the dead letter's failure names only the one never confirmed (it
+    named all three as failed, and the two stored were never audited as sent)."""
+    import xml.etree.ElementTree as ET
+
+    from mammocad.audit import AuditTrail, Identity
+    from mammocad.worker.outbox_delivery import attempt
+    from tests.audit.schema import problems
+
+    config = tmp_path / "mg-only.cfg"
+    config.write_text(_MG_ONLY)
+    scp = StoreSCP(tmp_path / "rx", accept_compressed=False, args=("-xf", str(config), "MG")).start()
+    try:
+        spool = tmp_path / "spool"
+        outbox = Outbox(spool)
+        study = "1.2.826.0.1.3680043.8.498.1"
+        sc = make_mammogram(rows=32, columns=24, seed=9, sop_class="1.2.840.10008.5.1.4.1.1.7", study_uid=study)
+        mg = [make_mammogram(rows=32, columns=24, seed=i, study_uid=study) for i in range(2)]
+        item = outbox.put("pacs", "rep", [*mg, sc])
+        assert item is not None
+        settings = make_settings(spool, [scp.destination("pacs")], delivery={"deadline_s": 60})
+        trail = AuditTrail(Identity.make("MAMMOCAD"), file=tmp_path / "audit.log")
+        assert attempt(settings, outbox, item, trail)[0] == "retry"
+        item = outbox.get("pacs", "rep")
+        assert item is not None and len(item.delivered) == 2
+        item.created -= 120  # past the deadline: the next attempt gives the rest up
+        outbox.save(item)
+        assert attempt(settings, outbox, item, trail)[0] == "dead"
+        trail.close()
+        assert len(scp.received()) == 2
+    finally:
+        scp.stop()
+    outcomes = []
+    for line in (tmp_path / "audit.log").read_bytes().splitlines():
+        assert problems(line) == [], problems(line)
+        root = ET.fromstring(line)
+        classes = {c.get("UID"): c.get("NumberOfInstances") for c in root.iter("SOPClass")}
+        patients = [o.get("ParticipantObjectID") for o in root.iter("ParticipantObjectIdentification")
+                    if o.get("ParticipantObjectTypeCodeRole") == "1"]
+        outcomes.append((root.find("EventIdentification").get("EventOutcomeIndicator"), classes, patients))
+    assert outcomes == [("0", {"1.2.840.10008.5.1.4.1.1.1.2": "2"}, ["PID-TEST-0001"]),
+                        ("8", {"1.2.840.10008.5.1.4.1.1.7": "1"}, ["PID-TEST-0001"])], outcomes
