@@ -309,11 +309,16 @@ def outbox_drop(args: argparse.Namespace) -> int:
         print(f"mammocad outbox drop: no item {args.item or 'for ' + args.dest!r}; see `mammocad outbox list` "
               "and `mammocad outbox list --dead`", file=sys.stderr)
         return 1
-    for item in items:
-        with outbox.locked(item, wait_s=5.0) as got:  # not while a delivery attempt is sending it
-            if not got:
-                print(f"skipped {item.destination}/{item.item_id}: a delivery attempt holds it; try again",
-                      file=sys.stderr)
+    for listed in items:
+        with outbox.locked(listed, wait_s=5.0) as got:  # not while a delivery attempt is sending it
+            # Read again under the lock: the attempt we waited for may have had files confirmed,
+            # moved the item to the dead-letter folder (the lock is the folder's, it moved too)
+            # or delivered it.
+            item = (outbox.get(listed.destination, listed.item_id)
+                    or outbox.get(listed.destination, listed.item_id, dead=True)) if got else None
+            if item is None:
+                why = "a delivery attempt holds it; try again" if not got else "it was delivered or dropped meanwhile"
+                print(f"skipped {listed.destination}/{listed.item_id}: {why}", file=sys.stderr)
                 continue
             study, _, _ = item.study()
             never = item.pending_files()

@@ -206,3 +206,43 @@ def test_outbox_retry_is_audited(tmp_path: Path) -> None:
     assert Outbox(spool).get("pacs", "item1") is not None
     message = _audited(tmp_path / "audit.log", "110102", str(study[0].StudyInstanceUID))
     assert "mammocad outbox retry" in message.find("EventIdentification/EventOutcomeDescription").text
+
+
+def test_outbox_drop_waiting_for_an_attempt_drops_the_item_where_the_attempt_left_it(tmp_path: Path) -> None:
+    """`outbox drop` waits for the item's lock while a delivery attempt holds it. The attempt
+    gets one of two objects stored, reaches the deadline and moves the item to the dead-letter
+    folder. Drop must act on the item as the attempt left it: it removed the folder at its old
+    path (FileNotFoundError, the dead letter stayed) and would have audited the stored object
+    as never confirmed."""
+    from tests import processes
+    from tests.factories import make_four_view_study
+
+    spool = tmp_path / "spool"
+    study = make_four_view_study(rows=64, columns=48)
+    outbox = Outbox(spool)
+    item = outbox.put("pacs", "item1", study[:2])
+    assert item is not None
+    cfg = tmp_path / "mammocad.toml"
+    cfg.write_text(f'[node]\nspool_dir = "{spool}"\n\n[audit]\nfile = "{tmp_path / "audit.log"}"\n')
+    with outbox.locked(item) as got:  # the delivery attempt
+        assert got
+        drop = processes.spawn([sys.executable, "-m", "mammocad", "outbox", "drop", "pacs/item1", "--config",
+                                str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+        def waiting() -> bool:  # drop has the item's folder open: it waits for the lock
+            fds = Path(f"/proc/{drop.pid}/fd")
+            try:
+                return any(os.readlink(fd) == str(item.path) for fd in fds.iterdir())
+            except OSError:
+                return False
+        wait_until(waiting, 60, "`outbox drop` to wait for the item's lock")
+        item.delivered = [str(study[0].SOPInstanceUID)]
+        outbox.save(item)
+        outbox.dead_letter(item)
+    out, err = drop.communicate(timeout=60)
+    processes.stop(drop)
+    assert drop.returncode == 0, err
+    assert outbox.items(dead=True) == [] and outbox.items() == []
+    message = _audited(tmp_path / "audit.log", "110104", str(study[0].StudyInstanceUID))
+    assert [c.get("NumberOfInstances") for c in message.iter("SOPClass")] == ["1"]  # the one never stored
+    assert "1 objects never confirmed" in out
