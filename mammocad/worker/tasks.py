@@ -250,7 +250,8 @@ def _finalize_locked(self: Task, files: StudyFiles, sop_uids: list[str], key: st
                           created=time.time())
     files.write_report(report)
     for item in items.values():
-        schedule_delivery(self.app, str(files.spool), item)
+        if not item.dead:  # a dead letter waits for `mammocad outbox retry`
+            schedule_delivery(self.app, str(files.spool), item)
     log_event(logger, "finalized", study=study_uid, report=key, images=len(sop_uids),
               outputs=len(objects), destinations=len(items), failed_images=len(report.failed_images),
               failed_outputs=",".join(report.failed_outputs) or "-")
@@ -288,14 +289,19 @@ def _study_result(info: Any, files: StudyFiles, sop_uids: list[str], revision: i
 
 def _fill_outbox(settings: Settings, files: StudyFiles, built: list[tuple[OutputKind, Dataset]],
                  key: str) -> dict[str, OutboxItem]:
-    """Give every destination the kinds it asked for (one outbox item each)."""
+    """Give every destination the kinds it asked for (one outbox item each).
+
+    An item an interrupted earlier run made is kept, wherever it is now (waiting, or
+    dead-lettered since): the report names it, so the study shows where that destination stands.
+    """
     outbox = Outbox(files.spool)
     items: dict[str, OutboxItem] = {}
     for dest in settings.destinations:
         wanted = [ds for kind, ds in built if kind in dest.wanted_outputs]
         if not wanted:
             continue
-        item = outbox.put(dest.name, key, wanted) or outbox.get(dest.name, key)
+        item = (outbox.put(dest.name, key, wanted) or outbox.get(dest.name, key)
+                or outbox.get(dest.name, key, dead=True))
         if item is not None:
             items[dest.name] = item
     return items

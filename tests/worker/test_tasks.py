@@ -239,3 +239,33 @@ def test_finalize_interrupted_after_one_destination_sends_one_set_of_objects(
         assert at_a == at_b == kept == set(report.outputs), (at_a, at_b, kept, report.outputs)
     finally:
         other.stop()
+
+
+def test_a_rerun_finalize_keeps_a_destination_whose_item_went_to_the_dead_letters(
+        tmp_path: Path, random_weights: Path, celery_worker) -> None:
+    """An interrupted finalize left an outbox item for 'a', which was dead-lettered before the
+    re-run wrote the report: the report must still name it, or `studies show` calls the study
+    delivered to every destination while 'a' never got it."""
+    from mammocad.config import Destination
+    from mammocad.spool.outbox import Outbox
+    from mammocad.studies.status import study_status
+    from tests.factories import make_mammogram
+    from tests.services import free_port
+
+    spool = tmp_path / "spool"
+    down = Destination(name="a", ae_title="PACS", host="127.0.0.1", port=free_port(), outputs=["mammo-cad-sr"])
+    app = celery_worker(make_settings(spool, [down], worker={"weights": str(random_weights)}))
+    study_uid, sops = _spool_study(spool)
+    files = StudyFiles(spool, study_uid)
+    for sop in sops:
+        app.send_task(TASK_ANALYZE_IMAGE, args=[str(spool), study_uid, sop])
+    wait_until(lambda: all(files.result(s).exists() for s in sops), 90, "every image result")
+    key = report_key(sops, "0.0.0-random")
+    outbox = Outbox(spool)
+    earlier = outbox.put("a", key, [make_mammogram(rows=32, columns=24, study_uid=study_uid)])
+    assert earlier is not None
+    outbox.dead_letter(earlier)
+    app.send_task(TASK_FINALIZE_STUDY, args=[str(spool), study_uid, sops])
+    wait_until(files.report(key).exists, 60, "the report")
+    assert ReportRecord.read(files.report(key)).destinations == {"a": key}
+    assert study_status(spool, study_uid).destinations == {"a": "dead"}
