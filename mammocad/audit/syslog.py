@@ -41,6 +41,29 @@ def octet_counted(message: bytes) -> bytes:
     return str(len(message)).encode("ascii") + b" " + message
 
 
+def tls_context(ca_file: str = "", cert_file: str = "", key_file: str = "") -> ssl.SSLContext:
+    """The client context for a ``tls://`` collector (RFC 5425: TLS 1.2+, the collector's
+    certificate verified against ``ca_file``, else the system trust store).
+
+    Raises ValueError naming the ``[audit]`` key and file that cannot be loaded: the config
+    calls it when it is loaded, so ``config check`` refuses what the services would.
+    """
+    try:
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_file or None)
+    except (ssl.SSLError, OSError) as exc:
+        raise ValueError(f"audit.ca_certificates: cannot load CA certificates {ca_file!r}: "
+                         f"{exc.strerror or exc} (a PEM file; empty uses the system trust store)") from exc
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if cert_file:
+        try:
+            ctx.load_cert_chain(cert_file, key_file or None)
+        except (ssl.SSLError, OSError) as exc:
+            raise ValueError(f"audit.certificate/audit.private_key: cannot load certificate {cert_file!r} with "
+                             f"key {key_file!r}: {exc.strerror or exc} (PEM files, key unencrypted and "
+                             "matching the certificate)") from exc
+    return ctx
+
+
 class SyslogClient:
     """One collector. ``send`` raises OSError when the message did not go out; the caller
     decides what to do (the audit sender drops and counts it). Not thread-safe: one sender
@@ -52,13 +75,7 @@ class SyslogClient:
             raise ValueError(f"syslog transport must be udp, tcp or tls, got {scheme!r}")
         self.scheme, self.host, self.port, self.timeout_s = scheme, host, port, timeout_s
         self._files = (ca_file, cert_file, key_file)
-        self._context: ssl.SSLContext | None = None
-        if scheme == "tls":
-            ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_file or None)
-            ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-            if cert_file:
-                ctx.load_cert_chain(cert_file, key_file or None)
-            self._context = ctx
+        self._context = tls_context(ca_file, cert_file, key_file) if scheme == "tls" else None
         self._sock: socket.socket | None = None
 
     @property

@@ -39,9 +39,19 @@ class AuditSettings(_Section):
         return value
 
     @model_validator(mode="after")
-    def _tls_pair(self) -> AuditSettings:
+    def _tls_files(self) -> AuditSettings:
         if bool(self.certificate) != bool(self.private_key):
             raise ValueError("audit.certificate and audit.private_key go together: give both or neither")
+        if not self.syslog.startswith("tls://"):
+            if self.ca_certificates or self.certificate:
+                raise ValueError("audit.ca_certificates/certificate/private_key apply only to a tls:// syslog "
+                                 f"collector, got syslog {self.syslog or '(none)'!r}: use tls:// or remove them")
+            return self
+        # Load the files now, as every service does when it starts its audit trail: a wrong
+        # path fails `config check` (the units' pre-start gate), naming the key, not the service.
+        from mammocad.audit.syslog import tls_context
+
+        tls_context(self.ca_certificates, self.certificate, self.private_key)
         return self
 
 

@@ -180,3 +180,28 @@ def test_nothing_configured_means_disabled(tmp_path: Path) -> None:
 def test_bad_syslog_urls_are_refused_naming_the_form(url: str) -> None:
     with pytest.raises(ValueError, match="syslog"):
         AuditSettings(syslog=url)
+
+
+def test_tls_collector_files_are_loaded_with_the_config(tmp_path: Path) -> None:
+    """A wrong CA or client certificate path once passed `config check` and then stopped the
+    node ("cannot start the node ... No such file or directory", no file named) and the
+    worker (a traceback) when they built their audit trail."""
+    certs = make_certs(tmp_path / "certs")
+    url = "tls://127.0.0.1:6514"
+    AuditSettings(syslog=url, ca_certificates=str(certs.ca), certificate=str(certs.client_cert),
+                  private_key=str(certs.client_key))
+    with pytest.raises(ValueError, match=r"audit\.ca_certificates: cannot load CA certificates '.*missing\.pem'"):
+        AuditSettings(syslog=url, ca_certificates=str(tmp_path / "missing.pem"))
+    with pytest.raises(ValueError, match=r"audit\.ca_certificates: cannot load CA .*client\.key"):
+        AuditSettings(syslog=url, ca_certificates=str(certs.client_key))  # a key, not a certificate
+    with pytest.raises(ValueError, match=r"audit\.certificate/audit\.private_key: cannot load certificate"):
+        AuditSettings(syslog=url, ca_certificates=str(certs.ca), certificate=str(certs.client_cert),
+                      private_key=str(certs.server_key))  # not the certificate's key
+
+
+def test_tls_files_without_a_tls_collector_are_refused(tmp_path: Path) -> None:
+    """They would be ignored: the admin would believe the audit trail travels encrypted."""
+    certs = make_certs(tmp_path / "certs")
+    for url in ("tcp://127.0.0.1:514", "udp://127.0.0.1:514", ""):
+        with pytest.raises(ValueError, match="apply only to a tls:// syslog collector"):
+            AuditSettings(syslog=url, ca_certificates=str(certs.ca))

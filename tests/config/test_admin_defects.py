@@ -136,3 +136,13 @@ def test_bad_log_level_names_the_key(tmp_path: Path) -> None:
     cfg.write_text('log_level = "verbose"\n')
     with pytest.raises(ConfigError, match="log_level must be one of DEBUG, INFO"):
         load_settings(cfg)
+
+
+def test_config_check_loads_the_audit_collector_files(mammocad: Runner, tmp_path: Path) -> None:
+    """The services load them when they start their audit trail; `config check` must too."""
+    env = {"MAMMOCAD_AUDIT__SYSLOG": "tls://127.0.0.1:6514",
+           "MAMMOCAD_AUDIT__CA_CERTIFICATES": str(tmp_path / "missing-ca.pem")}
+    out = mammocad("config", "check", env=env)
+    assert out.returncode == 1, out.stdout
+    assert "audit.ca_certificates" in out.stderr and "missing-ca.pem" in out.stderr
+    assert "Traceback" not in out.stderr
