@@ -92,3 +92,32 @@ def test_redis_snippet_accepted_by_redis_server(tmp_path: Path) -> None:
         assert client.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
     finally:
         processes.stop(proc, sig=signal.SIGKILL)  # nothing to keep; a clean shutdown would fsync and snapshot
+
+
+_WRITABLE_DIRECTORIES = {"StateDirectory": "/var/lib", "LogsDirectory": "/var/log", "CacheDirectory": "/var/cache",
+                         "RuntimeDirectory": "/run"}
+
+
+def _writable_paths(text: str) -> list[Path]:
+    """What a unit with ProtectSystem=strict may write: ReadWritePaths= and its *Directory= folders."""
+    paths = [Path(p.lstrip("-+")) for value in re.findall(r"^ReadWritePaths=(.+)$", text, flags=re.M)
+             for p in value.split()]
+    for key, base in _WRITABLE_DIRECTORIES.items():
+        paths += [Path(base, p) for value in re.findall(rf"^{key}=(.+)$", text, flags=re.M) for p in value.split()]
+    return paths
+
+
+@pytest.mark.parametrize("unit", UNITS, ids=lambda u: u.name)
+def test_units_may_write_where_the_docs_put_the_files(unit: Path) -> None:
+    """ProtectSystem=strict makes everything else read-only: the documented audit file in
+    /var/log/mammocad was once outside every unit's writable paths, so no service could
+    write it and the audit trail was lost to `audit_dropped sink=file` lines."""
+    text = unit.read_text()
+    assert "ProtectSystem=strict" in text
+    audit = re.search(r'\[audit\] file = "([^"]+)"', (DEPLOY / "README.md").read_text())
+    assert audit, "deploy/README.md no longer names the audit file"
+    env = dict(ln.split("=", 1) for ln in (DEPLOY / "mammocad.env.example").read_text().splitlines()
+               if ln.strip() and not ln.startswith("#"))
+    writable = _writable_paths(text)
+    for wanted in (Path(audit.group(1)), Path(env["MAMMOCAD_NODE__SPOOL_DIR"]) / "studies"):
+        assert any(wanted.is_relative_to(w) for w in writable), f"{unit.name} cannot write {wanted}: {writable}"
