@@ -7,9 +7,13 @@ accident (every address with DCMTK's default AE titles, one PACS listed twice).
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
+from collections.abc import Iterator, Mapping
 
-from mammocad.config.settings import Destination, Settings
+from pydantic import BaseModel
+
+from mammocad.config.settings import CONFIG_ENV_VAR, Destination, Settings
 
 #: Calling AE titles that test tools send by default: anyone with DCMTK or pynetdicom has them.
 DEFAULT_TOOL_AES = frozenset({"STORESCU", "ECHOSCU", "FINDSCU", "MOVESCU", "GETSCU", "ANY-SCP", "PYNETDICOM",
@@ -26,6 +30,44 @@ def warnings(settings: Settings) -> list[str]:
         out.append("no [[destinations]]: results are built but sent nowhere")
     if settings.worker.device not in ("auto", "cpu") and not settings.worker.device.startswith("cuda"):
         out.append(f"worker.device {settings.worker.device!r} is not auto, cpu or cuda[:N]")
+    out += unknown_environment()
+    return out
+
+
+_PREFIX = "MAMMOCAD_"
+
+
+def _variables(model: type[BaseModel], prefix: str) -> Iterator[str]:
+    """Every ``MAMMOCAD_*`` name that sets a key: ``MAMMOCAD_NODE__PORT``, ``MAMMOCAD_NODE__TLS__PORT``..."""
+    for name, field in model.model_fields.items():
+        var = f"{prefix}{name.upper()}"
+        yield var
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            yield from _variables(field.annotation, var + "__")
+
+
+def unknown_environment(environ: Mapping[str, str] | None = None) -> list[str]:
+    """``MAMMOCAD_*`` variables that set nothing, e.g. ``MAMMOCAD_BROKER_URL`` (one underscore).
+
+    The environment source reads only names that start with a top-level key and silently
+    skips the rest (an unknown key *inside* a section is already an error), so a misspelt
+    line in the units' environment file would leave the file's value, or the default, in
+    force without a word.
+    """
+    environ = os.environ if environ is None else environ
+    known = set(_variables(Settings, _PREFIX))
+    # Spelt without the double underscores, e.g. MAMMOCAD_WORKER_DEVICE -> MAMMOCAD_WORKER__DEVICE.
+    by_flat_name = {var.replace("__", "_"): var for var in known}
+    sections = {var for var in known if "__" not in var}
+    out = []
+    for name in sorted(environ):
+        var = name.upper()
+        if not var.startswith(_PREFIX) or var == CONFIG_ENV_VAR or var.split("__", 1)[0] in sections:
+            continue
+        hint = by_flat_name.get(var.replace("__", "_"))
+        out.append(f"environment variable {name} sets no configuration key and is ignored: "
+                   + (f"did you mean {hint}? (a double underscore between section and key)" if hint else
+                      "variables are MAMMOCAD_<SECTION>__<KEY> (double underscore), e.g. MAMMOCAD_NODE__PORT"))
     return out
 
 

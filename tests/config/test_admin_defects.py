@@ -146,3 +146,19 @@ def test_config_check_loads_the_audit_collector_files(mammocad: Runner, tmp_path
     assert out.returncode == 1, out.stdout
     assert "audit.ca_certificates" in out.stderr and "missing-ca.pem" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_misspelt_environment_variables_are_warned(mammocad: Runner, tmp_path: Path) -> None:
+    """MAMMOCAD_NODE__PROT was an error but MAMMOCAD_NODE_SPOOL_DIR (one underscore) was skipped
+    without a word: a unit's environment file line then left the spool at var/spool."""
+    env = {"MAMMOCAD_NODE_SPOOL_DIR": str(tmp_path / "spool"), "MAMMOCAD_WORKERS__DEVICE": "cuda",
+           "MAMMOCAD_NODE__TLS__PORT": "2762", "MAMMOCAD_LOG_JSON": "true"}
+    out = mammocad("config", "check", env=env)
+    assert out.returncode == 0, out.stderr
+    warned = [ln for ln in out.stdout.splitlines() if ln.startswith("warning: environment variable")]
+    assert warned == [
+        "warning: environment variable MAMMOCAD_NODE_SPOOL_DIR sets no configuration key and is ignored: "
+        "did you mean MAMMOCAD_NODE__SPOOL_DIR? (a double underscore between section and key)",
+        "warning: environment variable MAMMOCAD_WORKERS__DEVICE sets no configuration key and is ignored: "
+        "variables are MAMMOCAD_<SECTION>__<KEY> (double underscore), e.g. MAMMOCAD_NODE__PORT"]
+    assert "spool var/spool" in out.stdout  # what the warning is about: the value did not apply
