@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +76,27 @@ def _env_source(loc: tuple[Any, ...]) -> str:
     return ""
 
 
+_UNPARSABLE_ENV = re.compile(r'error parsing value for field "(\w+)" from source "EnvSettingsSource"')
+
+
+def _unparsable_env(exc: Exception) -> str | None:
+    """pydantic-settings' own words for a list or section variable that is not JSON name
+    neither the variable nor the fix, and blame the file; say both."""
+    found = _UNPARSABLE_ENV.search(str(exc))
+    if found is None:
+        return None
+    field = found.group(1)
+    var = next((name for name in os.environ if name.upper() == f"MAMMOCAD_{field.upper()}"), f"MAMMOCAD_{field.upper()}")
+    example = ("""'[{"ae_title": "PACS", "host": "10.0.0.5"}]'""" if field in ("callers", "destinations")
+               else f"""'{{"key": "value"}}' (or one key at a time: MAMMOCAD_{field.upper()}__KEY=value)""")
+    return (f"invalid configuration in the environment: {var} must be JSON, e.g. {var}={example}; "
+            f"{exc.__cause__ or exc} (got {os.environ.get(var, '')!r})")
+
+
 def _explain(exc: Exception, path: Path | None) -> str:
+    unparsable = _unparsable_env(exc)
+    if unparsable is not None:
+        return unparsable
     where = f"in {path}" if path else "in the environment"
     errors = getattr(exc, "errors", None)
     if callable(errors):

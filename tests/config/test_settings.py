@@ -102,6 +102,24 @@ def test_bad_env_override_names_the_variable(tmp_path: Path, clean_env: None, mo
         load_settings(path)
 
 
+@pytest.mark.parametrize(("var", "value", "example"), [
+    ("MAMMOCAD_CALLERS", "PACS", "MAMMOCAD_CALLERS='[{\"ae_title\": \"PACS\""),
+    ("MAMMOCAD_BROKER", "redis://broker:6379/0", "MAMMOCAD_BROKER__KEY=value"),
+])
+def test_env_value_that_is_not_json_names_the_variable(tmp_path: Path, clean_env: None,
+                                                       monkeypatch: pytest.MonkeyPatch, var: str, value: str,
+                                                       example: str) -> None:
+    """pydantic-settings said 'error parsing value for field "callers" from source
+    "EnvSettingsSource"', reported as a problem in the TOML file, with no variable and no fix."""
+    path = _write(tmp_path, "[node]\nport = 11112\n")
+    monkeypatch.setenv(var, value)
+    with pytest.raises(ConfigError) as raised:
+        load_settings(path)
+    message = str(raised.value)
+    assert message.startswith(f"invalid configuration in the environment: {var} must be JSON")
+    assert example in message and repr(value) in message and str(path) not in message
+
+
 def test_file_only_validation_ignores_environment(clean_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MAMMOCAD_NODE__PORT", "70000")
     assert validate_config_data({"node": {"port": 104}}).node.port == 104
