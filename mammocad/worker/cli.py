@@ -102,12 +102,18 @@ def run_worker(args: argparse.Namespace) -> int:
 
 def _run_one(settings: Settings, queue: str, concurrency: int, level: str,
              config_path: Path | None = None, metrics_port: int = 0) -> int:
-    from mammocad.model.checkpoint import CheckpointError, resolve_weights
+    from mammocad.model.checkpoint import CheckpointError
+    from mammocad.worker import model_cache
 
-    try:  # fail at start, not at the first image, when the weights are missing
-        resolve_weights(settings.worker.weights)
+    # Fail at start, not at the first image, when the weights are missing or not a mammocad
+    # checkpoint: config check only sees that the file exists, and an analysis worker that
+    # started anyway turned every study into a "CAD failed" report. The header is read
+    # without CUDA, so every child of the prefork pool inherits it.
+    try:
+        model_cache.get_info(settings.worker.weights)
     except CheckpointError as exc:
-        print(f"mammocad worker: {exc}", file=sys.stderr)
+        print(f"mammocad worker: {exc}; fix worker.weights (or MAMMOCAD_WORKER__WEIGHTS), "
+              "or leave it empty for the demo weights", file=sys.stderr)
         return 2
     if metrics_port:  # before anything imports prometheus_client (multiprocess.py)
         from mammocad.metrics import multiprocess
@@ -126,10 +132,8 @@ def _run_one(settings: Settings, queue: str, concurrency: int, level: str,
 
     if queue == settings.worker.results_queue:
         from mammocad.results import outputs
-        from mammocad.worker import model_cache
 
         outputs.warm_caches()
-        model_cache.get_info(settings.worker.weights)  # header only: every child inherits it
         start_sweeper(app, settings)
     from celery.utils.nodenames import host_format
 

@@ -162,3 +162,19 @@ def test_misspelt_environment_variables_are_warned(mammocad: Runner, tmp_path: P
         "warning: environment variable MAMMOCAD_WORKERS__DEVICE sets no configuration key and is ignored: "
         "variables are MAMMOCAD_<SECTION>__<KEY> (double underscore), e.g. MAMMOCAD_NODE__PORT"]
     assert "spool var/spool" in out.stdout  # what the warning is about: the value did not apply
+
+
+@pytest.mark.parametrize("queue", ["gpu", "results"])
+def test_worker_refuses_weights_that_are_not_a_checkpoint(tmp_path: Path, clean_env: None, queue: str) -> None:
+    """`config check` sees only that the file exists. The analysis worker then started and
+    failed every image (each study reported as "CAD failed"); the results worker died with a
+    traceback. Both now stop at start, before the broker, with the file and the fix named."""
+    weights = tmp_path / "model.pt"
+    weights.write_text("not a checkpoint\n")
+    env = {**os.environ, "MAMMOCAD_WORKER__WEIGHTS": str(weights), "MAMMOCAD_NODE__SPOOL_DIR": str(tmp_path / "spool"),
+           "MAMMOCAD_BROKER__URL": "redis://127.0.0.1:9/0"}  # never reached: the check comes first
+    out = subprocess.run([str(MAMMOCAD), "--config", str(SHIPPED_CONFIG), "worker", "--queues", queue],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 2, out.stderr
+    assert f"{weights} is not a mammocad checkpoint" in out.stderr and "worker.weights" in out.stderr
+    assert "Traceback" not in out.stderr
