@@ -19,6 +19,7 @@ from typing import Any
 import tomlkit
 
 from mammocad.config import advice, editing
+from mammocad.config.sections import redact_url
 from mammocad.config.settings import (
     ConfigError,
     OutputKind,
@@ -276,12 +277,7 @@ def _config_check(args: argparse.Namespace) -> int:
 
 def _redact(url: str) -> str:
     """Hide a password in redis://:secret@host URLs before printing."""
-    if "@" not in url or "://" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}"
+    return redact_url(url)
 
 
 def _config_show(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ from pydantic_settings import (
 )
 
 from mammocad.config.schema import Settings
+from mammocad.config.sections import redact_url
 
 DEFAULT_CONFIG_PATH = Path("config/mammocad.toml")
 CONFIG_ENV_VAR = "MAMMOCAD_CONFIG"
@@ -104,7 +105,10 @@ def _explain(exc: Exception, path: Path | None) -> str:
         for err in errors():
             loc = err.get("loc", ())
             key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".") or "(top level)"
-            lines.append(f"  {key}: {err.get('msg')} (got {err.get('input')!r}){_env_source(loc)}")
+            got = err.get("input")
+            if tuple(loc) == ("broker", "url") and isinstance(got, str):
+                got = redact_url(got)  # the broker password must not reach the journal
+            lines.append(f"  {key}: {err.get('msg')} (got {got!r}){_env_source(loc)}")
         return f"invalid configuration {where}:\n" + "\n".join(lines)
     return f"invalid configuration {where}: {exc}"
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
@@ -51,6 +52,21 @@ class NodeSettings(Section):
     _port = field_validator("port")(classmethod(lambda cls, v: check_port(v)))
 
 
+#: Broker URL schemes: Redis only, since the node's reconciler, the workers' presence files
+#: and the metrics read Redis's own structures (mammocad/spool/reconcile.py), and these are
+#: the two Celery's Redis transport takes.
+BROKER_SCHEMES = ("redis", "rediss")
+
+
+def redact_url(url: str) -> str:
+    """``redis://:secret@host:6379/0`` → ``redis://:***@host:6379/0``, for messages and logs."""
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
+
+
 class BrokerSettings(Section):
     #: Empty: ``mammocad serve`` starts a private redis-server in the spool folder.
     url: str = ""
@@ -58,6 +74,24 @@ class BrokerSettings(Section):
     redis_server: str = "redis-server"
     #: Port of the private broker; 0 picks a free one.
     private_port: int = Field(0, ge=0, le=65535)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        # Celery reads a URL without a scheme ("10.0.0.2:6379", the usual slip) as AMQP to a
+        # host named "10.0.0.2:6379": the node would listen and accept images it can never queue.
+        value = value.strip()
+        if not value:
+            return value
+        scheme, sep, _ = value.partition("://")
+        if not sep or scheme.lower() not in BROKER_SCHEMES:
+            raise ValueError(f"broker.url must be redis://[:PASSWORD@]HOST:PORT/DB or rediss://... (TLS), "
+                             f"got {redact_url(value)!r}")
+        try:
+            urlsplit(value).port  # noqa: B018 - parsing it is the check
+        except ValueError as exc:
+            raise ValueError(f"broker.url {redact_url(value)!r}: {exc}") from None
+        return value
 
 
 class WorkerSettings(Section):

@@ -141,3 +141,24 @@ def test_shipped_config_is_valid(clean_env: None) -> None:
     assert settings.node.ae_title == "MAMMOCAD"
     assert settings.destination("pacs").outputs == list(OutputKind)
     assert settings.caller_allowed("PACS", "127.0.0.1") and not settings.caller_allowed("PACS", "10.0.0.1")
+
+
+@pytest.mark.parametrize("url", ["10.0.0.2:6379", "redis//10.0.0.2:6379/0", "amqp://:s3cret@10.0.0.2//",
+                                 "redis://:s3cret@10.0.0.2:63 79/0"])
+def test_broker_url_that_is_not_redis_is_refused_without_its_password(
+        tmp_path: Path, clean_env: None, monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    """Celery took "10.0.0.2:6379" for AMQP to a host named "10.0.0.2:6379": config check
+    passed and the node listened and accepted images it could never queue."""
+    monkeypatch.setenv("MAMMOCAD_BROKER__URL", url)
+    with pytest.raises(ConfigError) as raised:
+        load_settings(_write(tmp_path, ""))
+    message = str(raised.value)
+    assert "broker.url" in message and "MAMMOCAD_BROKER__URL" in message and "s3cret" not in message
+
+
+@pytest.mark.parametrize("url", ["redis://:pw@10.0.0.2:6379/0", "rediss://:pw@broker:6379/0?ssl_cert_reqs=required",
+                                 "redis://localhost", ""])
+def test_redis_broker_urls_are_accepted(tmp_path: Path, clean_env: None, monkeypatch: pytest.MonkeyPatch,
+                                        url: str) -> None:
+    monkeypatch.setenv("MAMMOCAD_BROKER__URL", url)
+    assert load_settings(_write(tmp_path, "")).broker.url == url
