@@ -9,11 +9,13 @@ citing the report it replaces).
 
 Both are audited (PS3.15 A.5.3) with the OS user as requestor, before they take effect:
 ``resend`` as Begin Transferring DICOM Instances per destination, ``reanalyse`` as DICOM
-Instances Accessed (Update) of the study's images.
+Instances Accessed (Update) of the study's images. An action refused before it changes
+anything (:class:`ActionError`) is not audited: no instances were accessed or sent.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from pydicom import dcmread
 
 from mammocad.audit import AuditMessage, Identity, Peer, events, oneshot
 from mammocad.config import Settings
+from mammocad.logs import log_event
 from mammocad.spool.broker import make_celery
 from mammocad.spool.layout import Spool
 from mammocad.spool.outbox import Outbox, OutboxItem
@@ -35,6 +38,8 @@ from mammocad.spool.tasks import (
     deliver_args,
     finalize_study_args,
 )
+
+logger = logging.getLogger(__name__)
 
 
 class ActionError(Exception):
@@ -135,7 +140,10 @@ def _queue_delivery(settings: Settings, outbox: Outbox, items: list[OutboxItem])
 def reanalyse(settings: Settings, study_uid: str) -> int:
     """Analyse every image of the study again and issue the result as an amended report.
 
-    Returns the new revision. Needs the broker (the analysis runs on the workers).
+    Returns the new revision. Needs the broker (the analysis runs on the workers). Refused
+    (ActionError, nothing changed, nothing audited) while the study has no report yet or a
+    finalize holds its lock: there is nothing to amend yet, and deleting the results under a
+    running first finalize would race it.
     """
     files = StudyFiles(settings.node.spool_dir, study_uid)
     completion = files.complete()
@@ -148,24 +156,46 @@ def reanalyse(settings: Settings, study_uid: str) -> int:
     if app is None:
         raise ActionError("no broker to queue the analysis on: run this where `mammocad serve` runs (same "
                           "node.spool_dir), or set broker.url / MAMMOCAD_BROKER__URL")
-    revision = 1 + max((report_revision(r.report_key) for r in files.reports()), default=0)
+    # Under the study's finalize lock, so no finalize builds from the results while they go.
+    with files.finalize_lock() as got:
+        if not got:
+            raise _refused(study_uid, "finalize running",
+                           f"a finalize of study {study_uid} is running now (its first report, or one for "
+                           "images that arrived late): try again once it has finished; `mammocad studies show "
+                           f"{study_uid}` says when the study is reported")
+        completion = files.complete()
+        if latest_report(files) is None or (completion is not None
+                                            and not files.layout.has_report_for(study_uid, completion.sop_uids)):
+            # Its finalize (first, or for late images) is queued or waiting for analyses: a
+            # second one would race it, and that pass's analyses would fill the results back in.
+            raise _refused(study_uid, "no report yet",
+                           f"study {study_uid} has no report yet for its images: their analysis and report "
+                           "are still under way, so there is nothing to amend. Wait for the report "
+                           f"(`mammocad studies show {study_uid}` says what it waits for), then re-analyse")
+        revision = 1 + max((report_revision(r.report_key) for r in files.reports()), default=0)
 
-    def messages(me: Identity) -> list[AuditMessage]:
-        user = events.os_user()
-        what = (f"analysed again at the request of {user.user_id} with `mammocad studies reanalyse`; "
-                f"to be sent as amended report version {revision}")
-        return [events.study_reanalysed(me, user, events.study_transfers(files.image(s) for s in sops), what)]
+        def messages(me: Identity) -> list[AuditMessage]:
+            user = events.os_user()
+            what = (f"analysed again at the request of {user.user_id} with `mammocad studies reanalyse`; "
+                    f"to be sent as amended report version {revision}")
+            return [events.study_reanalysed(me, user, events.study_transfers(files.image(s) for s in sops), what)]
 
-    oneshot.record(settings, "mammocad-studies", messages)
-    for sop in sops:  # a fresh analysis: the model runs again (possibly new weights)
-        for path in (files.result(sop), files.attempts(sop)):
-            _remove(path)
+        oneshot.record(settings, "mammocad-studies", messages)
+        for sop in sops:  # a fresh analysis: the model runs again (possibly new weights)
+            for path in (files.result(sop), files.attempts(sop)):
+                _remove(path)
     spool_dir = str(settings.node.spool_dir)
     for sop in sops:
         app.send_task(TASK_ANALYZE_IMAGE, args=analyze_image_args(spool_dir, files.study_uid, sop))
     app.send_task(TASK_FINALIZE_STUDY, args=finalize_study_args(spool_dir, files.study_uid, sops),
                   kwargs={"revision": revision})
     return revision
+
+
+def _refused(study_uid: str, reason: str, message: str) -> ActionError:
+    """Log a refused action (``event=reanalyse_refused``) and return the error to raise."""
+    log_event(logger, "reanalyse_refused", logging.WARNING, study=study_uid, reason=reason)
+    return ActionError(message)
 
 
 def _remove(path: Path) -> None:

@@ -138,6 +138,9 @@ def studies_reanalyse(args: argparse.Namespace) -> int:
     settings = _load(args)
     if settings is None:
         return 2
+    from mammocad.logs import configure_logging
+
+    configure_logging(settings.log_level, settings.log_json)  # event=reanalyse_refused and friends
     try:
         revision = reanalyse(settings, args.uid)
     except (ActionError, ValueError) as exc:

@@ -22,6 +22,7 @@ from mammocad.audit.events import os_user
 from mammocad.config import load_settings
 from mammocad.spool.leases import held, lease_path
 from mammocad.spool.outbox import Outbox
+from mammocad.spool.records import ReportRecord
 from mammocad.spool.studies import StudyFiles, report_key
 from mammocad.spool.tasks import TASK_ANALYZE_IMAGE, TASK_FINALIZE_STUDY
 from mammocad.studies.actions import reanalyse, resend
@@ -246,3 +247,54 @@ def test_outbox_drop_waiting_for_an_attempt_drops_the_item_where_the_attempt_lef
     message = _audited(tmp_path / "audit.log", "110104", str(study[0].StudyInstanceUID))
     assert [c.get("NumberOfInstances") for c in message.iter("SOPClass")] == ["1"]  # the one never stored
     assert "1 objects never confirmed" in out
+
+
+def _admin_config(tmp_path: Path, spool: Path, redis_url: str) -> Path:
+    cfg = tmp_path / "mammocad.toml"
+    cfg.write_text(f'[node]\nspool_dir = "{spool}"\n\n[broker]\nurl = "{redis_url}"\n\n'
+                   f'[audit]\nfile = "{tmp_path / "audit.log"}"\n')
+    return cfg
+
+
+def test_reanalyse_waits_for_the_first_report(tmp_path: Path, redis_url: str) -> None:
+    """`studies reanalyse` on a study whose first finalize has not run, or is running, must
+    refuse: it queued a second finalize racing the first, and the first pass's analyses could
+    fill the results back in (no re-analysis at all). Refused: exit 1, nothing queued on the
+    (real) broker, nothing deleted, nothing audited, an `event=reanalyse_refused` line."""
+    import redis
+
+    spool = tmp_path / "spool"
+    study_uid, sops = _spool_study(spool)
+    files = StudyFiles(spool, study_uid)
+    files.layout.write(files.layout.complete_path(study_uid),
+                       json.dumps({"version": 1, "sop_uids": sops, "reason": "four_views"}).encode())
+    for sop in sops:  # the first pass's results, not yet reported
+        files.layout.write(files.result(sop), b'{"version": 1}')
+    cfg = _admin_config(tmp_path, spool, redis_url)
+    broker = redis.Redis.from_url(redis_url)
+
+    refused = _mammocad(cfg, "studies", "reanalyse", study_uid)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert "has no report yet" in refused.stderr and "mammocad studies show" in refused.stderr
+    assert "event=reanalyse_refused" in refused.stderr
+    assert broker.dbsize() == 0, "a refused re-analysis queued tasks"
+    assert all(files.result(s).exists() for s in sops)
+    assert not (tmp_path / "audit.log").exists() or study_uid not in (tmp_path / "audit.log").read_text()
+
+    # The first report exists, but a finalize of the study holds its lock (e.g. a late image's).
+    files.write_report(ReportRecord(report_key=report_key(sops, "0.0.0-random"), sop_uids=tuple(sops),
+                                    model_name="test", model_version="0.0.0-random", created=time.time()))
+    with files.finalize_lock() as got:
+        assert got
+        refused = _mammocad(cfg, "studies", "reanalyse", study_uid)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+    assert "finalize" in refused.stderr and "try again" in refused.stderr
+    assert broker.dbsize() == 0 and all(files.result(s).exists() for s in sops)
+    assert not (tmp_path / "audit.log").exists() or study_uid not in (tmp_path / "audit.log").read_text()
+
+    # Neither any more: it goes ahead (and only now is audited).
+    done = _mammocad(cfg, "studies", "reanalyse", study_uid)
+    assert done.returncode == 0, done.stderr
+    assert broker.dbsize() > 0 and not any(files.result(s).exists() for s in sops)
+    _audited(tmp_path / "audit.log", "110103", study_uid)
