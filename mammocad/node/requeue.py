@@ -58,7 +58,7 @@ def recover(spool: Spool, dispatcher: Dispatcher) -> RecoveryReport:
         completed = spool.read_complete(study_uid)
         extra = sorted(set(sops) - set(completed or []))
         if completed is not None and not extra:
-            if not spool.has_report_for(study_uid, completed):
+            if spool.report_owed(study_uid, completed):
                 dispatcher.queue_finalize(study_uid, completed)
                 report.finalizations += 1
             continue

@@ -23,7 +23,13 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from mammocad.spool.records import CompletionRecord, RecordError, ReportRecord
+from mammocad.spool.records import (
+    CompletionRecord,
+    ReanalysisRecord,
+    RecordError,
+    ReportRecord,
+    report_revision,
+)
 
 Chunks = bytes | bytearray | memoryview | Iterable[bytes | bytearray | memoryview]
 
@@ -246,6 +252,30 @@ class Spool:
         """True when the worker finalised the study for exactly this set of images."""
         wanted = tuple(sorted(sop_uids))
         return any(report.sop_uids == wanted for report in self.reports(study_uid))
+
+    def reanalysis_path(self, study_uid: str) -> Path:
+        return self.study_dir(study_uid) / "reanalysis.json"
+
+    def pending_reanalysis(self, study_uid: str, sop_uids: Iterable[str] | None = None) -> ReanalysisRecord | None:
+        """The admin's re-analysis still owed (no report of its revision or later yet), else
+        None; with ``sop_uids``, only one of exactly these images. An unreadable record counts
+        as none: the command wrote it durably, so that is a damaged spool, not a pending request.
+        """
+        try:
+            record = ReanalysisRecord.read(self.reanalysis_path(study_uid))
+        except (OSError, RecordError):
+            return None
+        if sop_uids is not None and record.sop_uids != tuple(sorted(sop_uids)):
+            return None
+        if any(report_revision(r.report_key) >= record.revision for r in self.reports(study_uid)):
+            return None
+        return record
+
+    def report_owed(self, study_uid: str, sop_uids: Iterable[str]) -> bool:
+        """True when a finalize of the study for these images is owed: no report for them
+        yet, or an admin's re-analysis of them without its amended report."""
+        wanted = tuple(sorted(sop_uids))
+        return not self.has_report_for(study_uid, wanted) or self.pending_reanalysis(study_uid, wanted) is not None
 
 
 class SpoolInUse(RuntimeError):

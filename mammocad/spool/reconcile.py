@@ -8,9 +8,10 @@ spool says is owed with what the broker holds and queues the difference again:
 - an image without a result, when no ``analyze_image`` for it is queued or held, or when
   the one held belongs to a dead worker (its lease, :mod:`mammocad.spool.leases`, is
   older than ``lease_s``, or only dead workers hold its message);
-- a completed study (``complete.json``) without a report for that set of images, when no
+- a completed study (``complete.json``) without a report for that set of images, or with
+  an admin's re-analysis of them not yet reported (``reanalysis.json``), when no
   ``finalize_study`` for it is queued or held by a live worker and no finalize holds the
-  study's lock.
+  study's lock. The finalize it queues carries no revision: the task reads it from the spool.
 
 Which worker holds a message is told by the workers' presence files
 (:mod:`mammocad.spool.presence`); a message no live worker may hold is owed at once.
@@ -192,7 +193,7 @@ def owed_work(spool: Spool, view: BrokerView, lease_s: float, now: float | None 
             elif age is None and key not in view:
                 out.append(Owed(TASK_ANALYZE_IMAGE, study_uid, (sop,), "not queued"))
         completed = spool.read_complete(study_uid)
-        if not completed or spool.has_report_for(study_uid, completed) or _finalize_running(spool, study_uid):
+        if not completed or not spool.report_owed(study_uid, completed) or _finalize_running(spool, study_uid):
             continue
         key = (TASK_FINALIZE_STUDY, study_uid, "")
         if why := held_by_dead(key):

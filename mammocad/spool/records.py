@@ -12,6 +12,7 @@ version than the reader knows is refused with :class:`RecordError` rather than m
 | ``studies/<study>/complete.json`` | :class:`CompletionRecord` | node |
 | ``studies/<study>/reports/<key>.json`` | :class:`ReportRecord` | results worker |
 | ``studies/<study>/outputs/<key>/kept.json`` | :class:`KeptOutputs` | results worker |
+| ``studies/<study>/reanalysis.json`` | :class:`ReanalysisRecord` | ``mammocad studies reanalyse`` |
 | ``outbox/<dest>/<item>/item.json`` | :class:`~mammocad.spool.outbox.OutboxItem` | results worker |
 | ``workers/<worker>.json`` | :class:`PresenceRecord` | every worker (its main process) |
 """
@@ -33,6 +34,7 @@ REPORT_VERSION = 1
 OUTBOX_ITEM_VERSION = 1
 PRESENCE_VERSION = 1
 KEPT_OUTPUTS_VERSION = 1
+REANALYSIS_VERSION = 1
 
 
 class RecordError(ValueError):
@@ -117,6 +119,49 @@ class CompletionRecord:
     @classmethod
     def read(cls, path: Path) -> CompletionRecord:
         return cls.from_json(load_json(path), path.name)
+
+
+@dataclass(frozen=True)
+class ReanalysisRecord:
+    """``reanalysis.json``: an admin asked for these images to be analysed again and reported
+    as amended report ``revision``; owed until a report of that revision (or a later one) exists.
+
+    Written before the old image results are deleted, so whatever queues the study's
+    finalize afterwards (the reanalyse command, the last analysis, the node's reconciler
+    after a broker loss) makes the amended report, not the skipped original.
+    """
+
+    revision: int
+    sop_uids: tuple[str, ...]
+    requested_at: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"version": REANALYSIS_VERSION, "revision": self.revision, "sop_uids": sorted(self.sop_uids),
+                "requested_at": self.requested_at}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], what: str = "reanalysis.json") -> ReanalysisRecord:
+        check_version(data, REANALYSIS_VERSION, what)
+        sops, revision = data.get("sop_uids"), data.get("revision")
+        if not isinstance(sops, list) or not all(isinstance(s, str) for s in sops):
+            raise RecordError(f"{what}: sop_uids must be a list of UIDs")
+        if not isinstance(revision, int) or revision < 1:
+            raise RecordError(f"{what}: revision must be a positive integer, got {revision!r}")
+        try:
+            requested = float(data.get("requested_at", 0.0))
+        except (TypeError, ValueError) as exc:
+            raise RecordError(f"{what}: requested_at: {exc}") from exc
+        return cls(revision=revision, sop_uids=tuple(sorted(sops)), requested_at=requested)
+
+    @classmethod
+    def read(cls, path: Path) -> ReanalysisRecord:
+        return cls.from_json(load_json(path), path.name)
+
+
+def report_revision(key: str) -> int:
+    """The revision encoded in a report key (0 for a first report)."""
+    _, sep, rev = key.rpartition(".r")
+    return int(rev) if sep and rev.isdigit() else 0
 
 
 # --------------------------------------------------------------------------- report

@@ -43,6 +43,7 @@ from mammocad.spool.records import (
     image_result_json,
     read_image_result,
 )
+from mammocad.spool.records import report_revision as report_revision  # its home was here
 
 logger = logging.getLogger(__name__)
 
@@ -193,12 +194,6 @@ def _write_synced(path: Path, data: bytes) -> None:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
-
-
-def report_revision(key: str) -> int:
-    """The revision encoded in a report key (0 for a first report)."""
-    _, sep, rev = key.rpartition(".r")
-    return int(rev) if sep and rev.isdigit() else 0
 
 
 def latest_report(files: StudyFiles) -> ReportRecord | None:

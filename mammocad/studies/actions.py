@@ -15,20 +15,23 @@ anything (:class:`ActionError`) is not audited: no instances were accessed or se
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import time
 from pathlib import Path
 
 from celery import Celery
+from kombu.exceptions import KombuError
 from pydicom import dcmread
 
 from mammocad.audit import AuditMessage, Identity, Peer, events, oneshot
 from mammocad.config import Settings
-from mammocad.logs import log_event
+from mammocad.logs import log_event, safe_error
 from mammocad.spool.broker import make_celery
 from mammocad.spool.layout import Spool
 from mammocad.spool.outbox import Outbox, OutboxItem
-from mammocad.spool.records import ReportRecord
+from mammocad.spool.records import ReanalysisRecord, ReportRecord
 from mammocad.spool.studies import StudyFiles, latest_report, report_revision
 from mammocad.spool.tasks import (
     TASK_ANALYZE_IMAGE,
@@ -144,6 +147,14 @@ def reanalyse(settings: Settings, study_uid: str) -> int:
     (ActionError, nothing changed, nothing audited) while the study has no report yet or a
     finalize holds its lock: there is nothing to amend yet, and deleting the results under a
     running first finalize would race it.
+
+    The request is recorded in the spool (``reanalysis.json``: revision and images) before
+    any result is deleted, and the finalize task takes its revision from there. So the
+    broker may fail at any step after it (the tasks are then owed, the error says so): the
+    node's reconciler queues the missing analyses and a finalize, and that finalize, like
+    the one the last analysis queues, makes the amended report instead of skipping because
+    the original exists. Queueing first and deleting after would not do: a worker could
+    finish the finalize from the old results before they go.
     """
     files = StudyFiles(settings.node.spool_dir, study_uid)
     completion = files.complete()
@@ -181,14 +192,28 @@ def reanalyse(settings: Settings, study_uid: str) -> int:
             return [events.study_reanalysed(me, user, events.study_transfers(files.image(s) for s in sops), what)]
 
         oneshot.record(settings, "mammocad-studies", messages)
+        # Owed from here on, whatever happens to the broker: written before any result goes.
+        files.layout.write(files.layout.reanalysis_path(study_uid), json.dumps(ReanalysisRecord(
+            revision=revision, sop_uids=tuple(sops), requested_at=time.time()).to_json()).encode())
         for sop in sops:  # a fresh analysis: the model runs again (possibly new weights)
             for path in (files.result(sop), files.attempts(sop)):
                 _remove(path)
     spool_dir = str(settings.node.spool_dir)
-    for sop in sops:
-        app.send_task(TASK_ANALYZE_IMAGE, args=analyze_image_args(spool_dir, files.study_uid, sop))
-    app.send_task(TASK_FINALIZE_STUDY, args=finalize_study_args(spool_dir, files.study_uid, sops),
-                  kwargs={"revision": revision})
+    broker_errors = (KombuError, OSError, *app.connection_for_write().connection_errors)  # redis's own too
+    try:
+        for sop in sops:
+            app.send_task(TASK_ANALYZE_IMAGE, args=analyze_image_args(spool_dir, files.study_uid, sop))
+        app.send_task(TASK_FINALIZE_STUDY, args=finalize_study_args(spool_dir, files.study_uid, sops),
+                      kwargs={"revision": revision})
+    except broker_errors as exc:
+        log_event(logger, "reanalyse_queue_failed", logging.WARNING, study=study_uid, revision=revision,
+                  error=safe_error(exc))
+        raise ActionError(
+            f"the re-analysis of study {study_uid} (amended report version {revision}) is recorded in the "
+            f"spool, but the broker did not take its tasks: {safe_error(exc)}. Nothing is lost: once the "
+            "broker is back, the node's reconciler queues the analyses and the amended report (within "
+            "node.reconcile_interval_s), or run this command again then. Check the broker (redis: `systemctl "
+            "status redis-server`, broker.url), and `mammocad studies show` for progress") from exc
     return revision
 
 

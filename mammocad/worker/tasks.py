@@ -179,11 +179,17 @@ def finalize_study(
     and left to the reconciler, which re-queues any completed study without a report; any
     other failure is logged as ``finalize_failed`` and counted before Celery sees it.
     ``revision`` > 0: an admin's re-analysis (``mammocad studies reanalyse``), issued as an
-    amended report: new UIDs, citing the study's previous report as predecessor.
+    amended report: new UIDs, citing the study's previous report as predecessor. A pending
+    re-analysis of these images recorded in the spool raises ``revision`` to its own: the
+    finalize the last analysis or the node's reconciler queues (they carry none) must make
+    the amended report, not skip because the original exists.
     """
     settings = _settings(self)
     files = StudyFiles(spool_dir, study_uid)
     sop_uids = sorted({validate_uid(s, "SOPInstanceUID") for s in sop_uids})
+    pending = files.layout.pending_reanalysis(study_uid, sop_uids)
+    if pending is not None:
+        revision = max(revision, pending.revision)
     info = model_cache.get_info(settings.worker.weights)  # version and breast-risk rule, no network
     key = report_key(sop_uids, info.model_version, revision)
     if files.report(key).exists():
@@ -249,6 +255,8 @@ def _finalize_locked(self: Task, files: StudyFiles, sop_uids: list[str], key: st
                           failed_images=kept.failed_images, failed_outputs=kept.failed_outputs,
                           created=time.time())
     files.write_report(report)
+    if revision:  # the re-analysis it answers is done (pending_reanalysis says so already)
+        files.layout.reanalysis_path(study_uid).unlink(missing_ok=True)
     for item in items.values():
         if not item.dead:  # a dead letter waits for `mammocad outbox retry`
             schedule_delivery(self.app, str(files.spool), item)
