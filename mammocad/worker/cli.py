@@ -391,10 +391,17 @@ def outbox_retry(args: argparse.Namespace) -> int:
             print(f"mammocad outbox retry: no dead-letter item {args.item!r}; see `mammocad outbox list --dead`",
                   file=sys.stderr)
             return 1
+    dead, skipped = _not_waiting(outbox, dead)
     _audit_retry(settings, dead)  # before a running worker sends and deletes them
     app = _app_or_none(settings)
     for item in dead:
-        revived = outbox.revive(item.destination, item.item_id)
+        try:
+            revived = outbox.revive(item.destination, item.item_id)
+        except (FileExistsError, KeyError):  # put back or retried by someone else since the check
+            skipped += 1
+            print(f"skipped {item.destination}/{item.item_id}: it was put back in the outbox meanwhile "
+                  "(another `outbox retry`?); see `mammocad outbox list`", file=sys.stderr)
+            continue
         if app is not None:
             from mammocad.worker.outbox_delivery import schedule_delivery
 
@@ -403,10 +410,40 @@ def outbox_retry(args: argparse.Namespace) -> int:
             revived.token = ""
             outbox.save(revived)
         print(f"requeued {item.destination}/{item.item_id} ({len(revived.pending_files())} files)")
-    if app is None:
+    if app is None and dead:
         print("no broker.url configured here: the running worker will send these within "
               f"{min(15.0, max(1.0, settings.delivery.retry_initial_s)):.0f} s")
-    return 0
+    return 1 if skipped else 0
+
+
+def _not_waiting(outbox: Any, dead: list[Any]) -> tuple[list[Any], int]:
+    """The dead letters that can go back, and how many were left because an item with the same
+    id waits in the outbox (said on stderr).
+
+    That outbox copy is the live one: a delivery chain owns it (its token), and the dead
+    copy is an older state of the same report (the same objects, fewer or more of them
+    confirmed). Replacing either could lose objects never confirmed; queueing both would
+    send the report twice. So the dead letter stays as it is, for the admin to drop or
+    retry once the live copy is delivered.
+    """
+    retry, skipped = [], 0
+    for item in dead:
+        waiting = outbox.get(item.destination, item.item_id)
+        if waiting is None:
+            retry.append(item)
+            continue
+        skipped += 1
+        sent = {p.stem for p in waiting.files()}
+        extra = [p for p in item.pending_files() if p.stem not in sent]
+        more = (f"; the dead letter holds {len(extra)} objects the outbox item does not, `mammocad outbox retry "
+                f"{item.destination}/{item.item_id}` sends them once that item is delivered") if extra else (
+                f"; once it is delivered, `mammocad outbox drop {item.destination}/{item.item_id}` removes "
+                "the dead letter")
+        print(f"skipped {item.destination}/{item.item_id}: an item with this id is waiting in the outbox "
+              f"({len(waiting.pending_files())} objects to send, {waiting.attempts} attempts): it is the live "
+              f"copy and the worker delivers it; the dead letter was left as it is, not queued, so the report "
+              f"is not sent twice{more}", file=sys.stderr)
+    return retry, skipped
 
 
 def _app_or_none(settings: Settings):  # type: ignore[no-untyped-def]

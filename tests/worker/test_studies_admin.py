@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -27,7 +28,7 @@ from mammocad.spool.studies import StudyFiles, report_key
 from mammocad.spool.tasks import TASK_ANALYZE_IMAGE, TASK_FINALIZE_STUDY
 from mammocad.studies.actions import reanalyse, resend
 from mammocad.studies.status import all_statuses, study_status
-from mammocad.worker.outbox_delivery import attempt
+from mammocad.worker.outbox_delivery import attempt, schedule_delivery
 from tests.audit.schema import problems
 from tests.services import free_port
 from tests.worker.conftest import StoreSCP, make_settings, wait_until
@@ -298,3 +299,52 @@ def test_reanalyse_waits_for_the_first_report(tmp_path: Path, redis_url: str) ->
     assert done.returncode == 0, done.stderr
     assert broker.dbsize() > 0 and not any(files.result(s).exists() for s in sops)
     _audited(tmp_path / "audit.log", "110103", study_uid)
+
+
+def test_outbox_retry_leaves_a_dead_letter_whose_item_waits_in_the_outbox(
+        tmp_path: Path, storescp: StoreSCP, celery_worker, redis_url: str) -> None:
+    """An item with the same id in the dead-letter folder and in the outbox: `outbox retry`
+    crashed (FileExistsError traceback). The outbox copy is the live one (a delivery chain
+    owns it): retry must say so, leave both copies as they are (moving either loses data,
+    queueing the dead one sends the report twice), audit nothing for it, and still retry the
+    other dead letters. Real redis, Celery worker and storescp: only the live copy arrives."""
+    from tests.factories import make_four_view_study
+
+    spool = tmp_path / "spool"
+    study = make_four_view_study(rows=64, columns=48)
+    cfg = tmp_path / "mammocad.toml"
+    cfg.write_text(f'[node]\nspool_dir = "{spool}"\n\n[broker]\nurl = "{redis_url}"\n\n'
+                   f'[audit]\nfile = "{tmp_path / "audit.log"}"\n\n'
+                   "[delivery]\nretry_initial_s = 0.5\nretry_max_s = 1\nnetwork_timeout_s = 3\n\n"
+                   f'[[destinations]]\nname = "pacs"\nae_title = "PACS"\nhost = "127.0.0.1"\nport = {storescp.port}\n')
+    app = celery_worker(load_settings(cfg), cfg)
+    outbox = Outbox(spool)
+    dead = outbox.put("pacs", "item1", study[:3])  # an older copy, dead-lettered ...
+    assert dead is not None
+    outbox.dead_letter(dead)
+    other = outbox.put("pacs", "item2", study[3:])  # ... next to an ordinary dead letter
+    assert other is not None
+    outbox.dead_letter(other)
+    live = outbox.get("pacs", "item1", dead=True)
+    assert live is not None
+    shutil.copytree(live.path, outbox._dir("pacs", "item1"))  # ... and the live copy in the outbox
+    live = outbox.get("pacs", "item1")
+    assert live is not None
+
+    retried = _mammocad(cfg, "outbox", "retry", "--all")
+    assert "Traceback" not in retried.stderr, retried.stderr
+    assert retried.returncode == 1, retried.stdout + retried.stderr
+    assert "skipped pacs/item1" in retried.stderr and "waiting in the outbox" in retried.stderr
+    assert "requeued pacs/item2" in retried.stdout
+    kept = outbox.get("pacs", "item1", dead=True)
+    assert kept is not None and len(kept.files()) == 3  # the dead letter is left as it was
+    assert outbox.get("pacs", "item1") is not None and outbox.get("pacs", "item1").token == live.token
+    audit = (tmp_path / "audit.log").read_text()
+    assert "dead letter item2" in audit and "dead letter item1" not in audit
+
+    schedule_delivery(app, str(spool), live)  # the live copy's chain delivers it, once
+    wait_until(lambda: outbox.get("pacs", "item1") is None and outbox.get("pacs", "item2") is None, 60,
+               "both items delivered")
+    assert sorted(str(dcmread(p).SOPInstanceUID) for p in storescp.received()) == sorted(
+        str(ds.SOPInstanceUID) for ds in study)  # each object once
+    assert outbox.get("pacs", "item1", dead=True) is not None
