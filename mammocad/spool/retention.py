@@ -8,6 +8,8 @@ holds, so pruning can never lose work that is still owed to someone:
 - it was finalised: at least one report exists and every spooled image is in a report;
 - none of its reports has an outbox or dead-letter item left, i.e. every destination
   confirmed every result (a dead-letter item waits for an admin's ``outbox retry``).
+- no re-analysis an admin asked for is still owed its amended report (``reanalysis.json``:
+  its old results are gone already, so the study must wait for the broker however long).
 
 Set-aside objects (``other/``: SOP classes that are not analysed) go after the same age,
 unless one arrived while their folder was being removed.
@@ -137,6 +139,8 @@ def prune(spool_dir: str | os.PathLike[str], older_than_s: float, *, dry_run: bo
             if newest >= cutoff:
                 continue
             reason = _why_kept(spool, folder)
+            if reason is None and spool.pending_reanalysis(uid) is not None:
+                reason = "re-analysis pending (no amended report yet)"
             if reason:
                 report.kept[uid] = reason
                 continue

@@ -138,3 +138,19 @@ def test_a_set_aside_object_arriving_while_its_folder_is_pruned_is_never_deleted
     assert sorted(p.name for p in folder.iterdir()) == ["9.1.1.dcm", "9.1.2.dcm"]
     assert not list(spool.tmp.glob(".pruned-*"))
     assert prune(spool.root, 30 * DAY_S, now=NOW).other == []  # now recent: kept, and not reported removed
+
+
+def test_a_study_whose_reanalysis_is_owed_stays(tmp_path: Path) -> None:
+    """An admin's re-analysis deleted the old results; the amended report waits for the broker."""
+    spool = tmp_path / "spool"
+    Spool(spool).create()
+    folder = _study(spool, "1.8", reported=2)
+    request = {"version": 1, "revision": 1, "sop_uids": ["1.8.0", "1.8.1"], "requested_at": OLD}
+    (folder / "reanalysis.json").write_text(json.dumps(request))
+    _age(folder, OLD)
+    done = prune(spool, 30 * DAY_S, now=NOW)
+    assert done.studies == [] and done.kept == {"1.8": "re-analysis pending (no amended report yet)"}
+    (folder / "reports" / "key-1.8.r1.json").write_text(json.dumps({"sop_uids": ["1.8.0", "1.8.1"],
+                                                                     "destinations": {}}))
+    _age(folder, OLD)
+    assert prune(spool, 30 * DAY_S, now=NOW).studies == ["1.8"]  # the amended report exists: it may go
