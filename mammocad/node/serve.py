@@ -82,12 +82,26 @@ def start_private_redis(settings: Settings) -> tuple[subprocess.Popen[bytes], st
     return proc, url
 
 
-def start_worker(config_path: Path | None, broker_url: str) -> subprocess.Popen[bytes]:
+def worker_environment(settings: Settings, broker_url: str) -> dict[str, str]:
+    """What the worker must be told beyond the config file: the broker serve uses and the
+    node settings serve's options changed (``--ae-title``, ``--port``).
+
+    The worker reads the file itself, so without these it sent results with the file's
+    ``node.ae_title`` as calling AE title while the node answered to ``--ae-title``. They go
+    as ``MAMMOCAD_*`` variables, which outrank the file and so also hold across the
+    worker's reloads of the file.
+    """
+    return {"MAMMOCAD_BROKER__URL": broker_url,
+            "MAMMOCAD_NODE__AE_TITLE": settings.node.ae_title,
+            "MAMMOCAD_NODE__PORT": str(settings.node.port)}
+
+
+def start_worker(config_path: Path | None, env_overrides: dict[str, str]) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "mammocad"]
     if config_path is not None:
         cmd += ["--config", str(config_path)]
     cmd.append("worker")
-    env = {**os.environ, "MAMMOCAD_BROKER__URL": broker_url}
+    env = {**os.environ, **env_overrides}
     proc = subprocess.Popen(cmd, env=env, preexec_fn=_child_setup)
     log_event(logger, "worker_started", pid=proc.pid)
     return proc
@@ -124,7 +138,7 @@ def serve(settings: Settings, config_path: Path | None) -> int:
         if not url:
             redis_proc, url = start_private_redis(settings)
         # The worker starts before the node's threads exist (preexec_fn is not thread-safe).
-        worker = start_worker(config_path, url)
+        worker = start_worker(config_path, worker_environment(settings, url))
         node = Node(settings, config_path, broker_url=url)
         node.start()
         while not stop.wait(0.5):

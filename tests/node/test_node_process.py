@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from mammocad.spool.outbox import Outbox
 from tests import factories, processes
 from tests.node.conftest import AE, config_text, queued_tasks, run_dcmtk
-from tests.services import free_port, wait_for_port
+from tests.services import free_port, wait_for_port, wait_until
 
 # The node process may write files of at most this size: bigger writes fail with EFBIG,
 # which the node must treat like a full disk (root ignores read-only folders, and
@@ -124,3 +125,46 @@ def test_serve_runs_broker_and_node_and_reports_worker(tmp_path: Path) -> None:
     else:  # the worker command failed: serve must say so and stop everything
         assert proc.returncode == 1 and "event=worker_exited" in log, log
     assert "event=node_stopped" in log
+
+
+def test_serve_options_reach_the_worker(tmp_path: Path) -> None:
+    """`serve --ae-title X --port P`: the node answers on P as X, and the worker it starts
+    sends results with X as calling AE title. The worker used to read node.ae_title from
+    the file, so a PACS that admits only X refused the results (or filed them under the
+    wrong sender). A dead letter requeued with `mammocad outbox retry` makes the worker
+    deliver without running the model; storescp records the calling AE title it saw."""
+    file_port, port, pacs_port = free_port(), free_port(), free_port()
+    spool = tmp_path / "spool"
+    calls = tmp_path / "calling_ae.txt"
+    cfg = tmp_path / "mammocad.toml"
+    cfg.write_text(config_text(spool, file_port, "").replace(f'ae_title = "{AE}"', 'ae_title = "FROMFILE"', 1)
+                   + f'[[destinations]]\nname = "pacs"\nae_title = "PACS"\nhost = "127.0.0.1"\nport = {pacs_port}\n')
+    (tmp_path / "pacs").mkdir()
+    # storescp puts #a (the calling AE title) in double quotes, which the shell removes
+    pacs = processes.spawn(["storescp", "-aet", "PACS", "-od", str(tmp_path / "pacs"),
+                            "-xcr", f"echo #a >> {calls}", str(pacs_port)],
+                           name="storescp", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    outbox = Outbox(spool)
+    result = factories.make_mammogram(rows=64, columns=64)
+    item = outbox.put("pacs", "item1", [result])
+    assert item is not None
+    outbox.dead_letter(item)
+    proc = processes.spawn([sys.executable, "-m", "mammocad", "--config", str(cfg), "serve",
+                            "--ae-title", "SERVEAE", "--port", str(port)],
+                           name="mammocad serve", stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_port(port, timeout=30)
+        echo = run_dcmtk(["echoscu", "-aet", "ECHOSCU", "-aec", "SERVEAE", "127.0.0.1", str(port)])
+        assert echo.returncode == 0, echo.stderr
+        retry = subprocess.run([sys.executable, "-m", "mammocad", "--config", str(cfg), "outbox", "retry", "--all"],
+                               capture_output=True, text=True, timeout=60)
+        assert retry.returncode == 0, retry.stderr
+        wait_until(lambda: calls.exists() and calls.read_text().strip(), 120, "the delivery to storescp")
+        delivered = proc.poll() is None
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        _, log = proc.communicate(timeout=60)
+        processes.stop(pacs)
+    assert delivered, log
+    assert calls.read_text().split() == ["SERVEAE"], log
