@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +37,20 @@ def resolve_config_path(path: str | os.PathLike[str] | None = None) -> Path:
     return DEFAULT_CONFIG_PATH
 
 
-def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+def load_settings(path: str | os.PathLike[str] | None = None, *,
+                  options: Mapping[str, tuple[str, Any]] | None = None, **overrides: Any) -> Settings:
     """Load and validate settings; raise :class:`ConfigError` naming the bad key.
 
     A missing file is an error only when it was asked for explicitly; otherwise the
     built-in defaults apply (the embedded default used by ``make run``).
+
+    ``options`` are a command's own options by the key each sets, e.g.
+    ``{"node.port": ("--port", 104)}``: like ``overrides`` they win over file and
+    environment, and they are validated with everything else; a bad one is reported in one
+    line naming the option (naming the key alone sends the admin to a file that is fine).
     """
+    for key, (_, value) in (options or {}).items():
+        _set_key(overrides, key.split("."), value)
     config_path = resolve_config_path(path)
     explicit = bool(path) or bool(os.environ.get(CONFIG_ENV_VAR))
     try:
@@ -64,7 +73,20 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
             sources.append(TomlConfigSettingsSource(Settings, toml_file=config_path_or_none))
         return Settings(_build_sources=(tuple(sources), overrides))
     except Exception as exc:  # pydantic ValidationError or TOML decode error
-        raise ConfigError(_explain(exc, config_path_or_none)) from exc
+        flags = {tuple(key.split(".")): flag for key, (flag, _) in (options or {}).items()}
+        raise ConfigError(_explain(exc, config_path_or_none, flags)) from exc
+
+
+def _set_key(data: dict[str, Any], parts: list[str], value: Any) -> None:
+    """``data[a][b] = value`` for ``parts == [a, b]``, copying the sections on the way (the
+    caller's dicts stay as they were); the sources are merged key by key, so the option
+    replaces one key of the file's section, not the section."""
+    head, *rest = parts
+    if rest:
+        section = data[head] = dict(data.get(head) or {})
+        _set_key(section, rest, value)
+    else:
+        data[head] = value
 
 
 def _env_source(loc: tuple[Any, ...]) -> str:
@@ -94,21 +116,32 @@ def _unparsable_env(exc: Exception) -> str | None:
             f"{exc.__cause__ or exc} (got {os.environ.get(var, '')!r})")
 
 
-def _explain(exc: Exception, path: Path | None) -> str:
+def _explain(exc: Exception, path: Path | None, flags: Mapping[tuple[str, ...], str] | None = None) -> str:
+    """One line per bad key, with where its value came from; ``flags`` names the
+    command-line option that set a key. When options alone are at fault the message is
+    one line about them: the file and the environment are fine."""
     unparsable = _unparsable_env(exc)
     if unparsable is not None:
         return unparsable
     where = f"in {path}" if path else "in the environment"
     errors = getattr(exc, "errors", None)
     if callable(errors):
-        lines = []
+        lines, bad_options = [], []
         for err in errors():
             loc = err.get("loc", ())
             key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".") or "(top level)"
             got = err.get("input")
             if tuple(loc) == ("broker", "url") and isinstance(got, str):
                 got = redact_url(got)  # the broker password must not reach the journal
-            lines.append(f"  {key}: {err.get('msg')} (got {got!r}){_env_source(loc)}")
+            flag = (flags or {}).get(tuple(str(p) for p in loc))
+            source = f" [from option {flag}]" if flag else _env_source(loc)
+            lines.append(f"  {key}: {err.get('msg')} (got {got!r}){source}")
+            if flag:
+                reason = str(err.get("msg", "")).removeprefix("Value error, ")
+                bad_options.append(f"invalid {flag} {got!r}: {reason}; give a valid value, "
+                                   f"or leave {flag} out to use {key} from the configuration")
+        if bad_options and len(bad_options) == len(lines):
+            return "; ".join(bad_options)
         return f"invalid configuration {where}:\n" + "\n".join(lines)
     return f"invalid configuration {where}: {exc}"
 

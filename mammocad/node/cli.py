@@ -45,12 +45,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace) -> tuple[Settings, Path | None]:
+    """The settings with ``--port`` / ``--ae-title`` applied. They go through the loader,
+    not an assignment afterwards, so a bad value is refused naming the option, in the
+    same words as a bad value in the file."""
     path = resolve_config_path(args.config)
-    settings = load_settings(args.config)
-    if args.port is not None:
-        settings.node.port = args.port
-    if args.ae_title is not None:
-        settings.node.ae_title = args.ae_title
+    given = (("node.port", "--port", args.port), ("node.ae_title", "--ae-title", args.ae_title))
+    settings = load_settings(args.config, options={key: (flag, value) for key, flag, value in given
+                                                   if value is not None})
     configure_logging(settings.log_level, settings.log_json)
     return settings, (path if path.exists() else None)
 

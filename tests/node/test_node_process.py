@@ -102,6 +102,41 @@ def test_node_without_broker_url_explains(tmp_path: Path) -> None:
     assert "broker.url is empty" in result.stderr and "mammocad serve" in result.stderr
 
 
+@pytest.mark.parametrize("command", ["node", "serve"])
+@pytest.mark.parametrize(("option", "value", "problem"), [
+    ("--port", "99999", "port must be 1-65535"),
+    ("--ae-title", "A\\B", "AE title must not contain a backslash"),
+    ("--ae-title", "SEVENTEEN_CHARS_X", "AE title must be 1-16 characters"),
+])
+def test_bad_option_is_one_line_naming_it(tmp_path: Path, command: str, option: str, value: str,
+                                          problem: str) -> None:
+    """A bad --port or --ae-title used to print pydantic's multi-line report (model name,
+    input_type, an errors.pydantic.dev link) that named neither the option nor the fix."""
+    cfg = tmp_path / "mammocad.toml"
+    cfg.write_text(config_text(tmp_path / "spool", free_port(), "redis://127.0.0.1:1/0"))
+    result = subprocess.run([sys.executable, "-m", "mammocad", "--config", str(cfg), command, option, value],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    line = result.stderr.strip()
+    assert line.startswith(f"mammocad: error: invalid {option} "), line
+    assert problem in line and f"leave {option} out" in line, line
+    assert "pydantic" not in line and "NodeSettings" not in line, line
+    assert not (tmp_path / "spool").exists()  # refused before anything started
+
+
+def test_bad_option_beside_a_bad_file_names_both(tmp_path: Path) -> None:
+    """The file's own error is still reported as the file's; the option's line says where its value came from."""
+    cfg = tmp_path / "mammocad.toml"
+    cfg.write_text(config_text(tmp_path / "spool", 0, "redis://127.0.0.1:1/0"))
+    result = subprocess.run([sys.executable, "-m", "mammocad", "--config", str(cfg), "node", "--ae-title", "A\\B"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert f"invalid configuration in {cfg}:" in result.stderr
+    assert "node.port: " in result.stderr and "node.ae_title: " in result.stderr
+    assert "[from option --ae-title]" in result.stderr and "[from option --port]" not in result.stderr
+
+
 def test_serve_runs_broker_and_node_and_reports_worker(tmp_path: Path) -> None:
     port = free_port()
     spool = tmp_path / "spool"
