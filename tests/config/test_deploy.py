@@ -28,6 +28,31 @@ def _exec_lines(unit: Path) -> list[list[str]]:
     return [line.split() for line in lines]
 
 
+def _unit(unit: Path) -> dict[str, dict[str, list[str]]]:
+    """``{section: {key: [values]}}`` as systemd reads it: a key may repeat (lists merge),
+    comments start with # or ;."""
+    sections: dict[str, dict[str, list[str]]] = {}
+    current: dict[str, list[str]] = {}
+    for line in unit.read_text().splitlines():
+        line = line.strip()
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            current = sections.setdefault(line[1:-1], {})
+            continue
+        key, _, value = line.partition("=")
+        current.setdefault(key.strip(), []).append(value.strip())
+    return sections
+
+
+def _seconds(value: str) -> float:
+    """A systemd time span as used in the units: ``300``, ``10s``, ``5min``."""
+    for suffix, factor in (("min", 60.0), ("s", 1.0)):
+        if value.endswith(suffix):
+            return float(value.removesuffix(suffix)) * factor
+    return float(value)
+
+
 def test_units_present() -> None:
     assert [u.name for u in UNITS] == [
         "mammocad-node.service", "mammocad-results-worker.service", "mammocad-worker@.service"]
@@ -121,3 +146,26 @@ def test_units_may_write_where_the_docs_put_the_files(unit: Path) -> None:
     writable = _writable_paths(text)
     for wanted in (Path(audit.group(1)), Path(env["MAMMOCAD_NODE__SPOOL_DIR"]) / "studies"):
         assert any(wanted.is_relative_to(w) for w in writable), f"{unit.name} cannot write {wanted}: {writable}"
+
+
+#: What one run of the pre-start check may take at most, for the arithmetic below; it is
+#: well under a second here, but imports torch to read the weights' header on a GPU box.
+_CHECK_S = 30.0
+
+
+@pytest.mark.parametrize("unit", UNITS, ids=lambda u: u.name)
+def test_a_refused_configuration_stops_the_unit(unit: Path) -> None:
+    """Restart=on-failure also restarts a unit whose ExecStartPre= (`config check`) failed,
+    and RestartSec= kept those starts under systemd's default limit (5 in 10 s): a bad config
+    restarted forever. The unit's own limit must be reached by the failing checks, with a slow
+    check too. (RestartPreventExitStatus= would not do: it looks at the main process only.)"""
+    sections = _unit(unit)
+    service, unit_section = sections["Service"], sections["Unit"]
+    assert any("config check" in cmd for cmd in service["ExecStartPre"])
+    assert service["Restart"] == ["on-failure"]
+    assert "StartLimitIntervalSec" not in service and "StartLimitBurst" not in service  # [Unit] keys
+    interval = _seconds(unit_section["StartLimitIntervalSec"][-1])
+    burst = int(unit_section["StartLimitBurst"][-1])
+    assert 2 <= burst <= 5, "a few tries, not many"
+    # The burst-th start comes (burst - 1) × (a failed check + RestartSec) after the first.
+    assert (burst - 1) * (_CHECK_S + _seconds(service["RestartSec"][-1])) < interval
