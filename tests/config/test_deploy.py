@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import signal
@@ -20,6 +21,7 @@ from tests.services import free_port, wait_for_port
 
 DEPLOY = REPO / "deploy"
 UNITS = sorted((DEPLOY / "systemd").glob("*.service"))
+ONE_BOX_DROPIN = DEPLOY / "systemd" / "one-box" / "mammocad-worker@.service.d" / "local-redis.conf"
 INSTALLED = "/opt/mammocad/.venv/bin/mammocad"
 
 
@@ -169,3 +171,52 @@ def test_a_refused_configuration_stops_the_unit(unit: Path) -> None:
     assert 2 <= burst <= 5, "a few tries, not many"
     # The burst-th start comes (burst - 1) × (a failed check + RestartSec) after the first.
     assert (burst - 1) * (_CHECK_S + _seconds(service["RestartSec"][-1])) < interval
+
+
+def _readme_part(title: str) -> str:
+    """One "## (x) ..." part of deploy/README.md."""
+    parts = re.split(r"^## ", (DEPLOY / "README.md").read_text(), flags=re.M)
+    (part,) = [p for p in parts if p.startswith(title)]
+    return part
+
+
+def test_only_the_one_box_install_pulls_in_a_local_redis() -> None:
+    """The GPU worker unit had Wants=redis-server.service: on a GPU box of a many-box install
+    (broker on the node box) it started a local redis-server whenever the package was there.
+    Now the unit only orders itself after redis; the one-box install adds the Wants= with a
+    drop-in that deploy/README.md installs in (a) and not in (b)."""
+    pulls = ("Wants", "Requires", "Requisite", "BindsTo", "Upholds")
+    units = {u.name: _unit(u)["Unit"] for u in UNITS}
+    worker = units.pop("mammocad-worker@.service")
+    assert not [k for k in pulls for v in worker.get(k, []) if "redis-server.service" in v.split()], worker
+    assert "redis-server.service" in worker["After"][-1].split()
+    for name, unit in units.items():  # the node box holds the broker in both setups
+        assert "redis-server.service" in " ".join(unit["Wants"]).split(), name
+    dropin = _unit(ONE_BOX_DROPIN)
+    assert list(dropin) == ["Unit"] and dropin["Unit"]["Wants"] == ["redis-server.service"]
+    assert dropin["Unit"]["After"] == ["redis-server.service"]
+    install = "deploy/systemd/one-box/mammocad-worker@.service.d /etc/systemd/system/"
+    assert install in _readme_part("(a) One GPU box")
+    assert install not in _readme_part("(b) Many GPU boxes")
+
+
+def test_systemd_analyze_verify_one_box_dropin(tmp_path: Path) -> None:
+    """The worker with the one-box drop-in, as systemd loads it from /etc/systemd/system."""
+    exe = shutil.which("systemd-analyze")
+    assert exe, "systemd-analyze is missing (Debian package systemd)"
+
+    def verify(dropin_text: str) -> subprocess.CompletedProcess[str]:
+        folder = tmp_path / "mammocad-worker@.service.d"
+        folder.mkdir(exist_ok=True)
+        (folder / ONE_BOX_DROPIN.name).write_text(dropin_text)
+        template = (DEPLOY / "systemd" / "mammocad-worker@.service").read_text()
+        (tmp_path / "mammocad-worker@.service").write_text(template.replace(INSTALLED, str(MAMMOCAD)))
+        env = {**os.environ, "SYSTEMD_UNIT_PATH": f"{tmp_path}:"}  # trailing colon: then the usual paths
+        return subprocess.run([exe, "verify", "mammocad-worker@0.service"], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=60)
+
+    out = verify(ONE_BOX_DROPIN.read_text())
+    assert out.returncode == 0 and "mammocad" not in out.stderr, out.stderr
+    # the check reads the drop-in at all: a wrong key in it is reported
+    broken = verify(ONE_BOX_DROPIN.read_text() + "NoSuchKey=1\n")
+    assert "local-redis.conf" in broken.stderr and "NoSuchKey" in broken.stderr, broken.stderr
