@@ -220,3 +220,36 @@ def test_systemd_analyze_verify_one_box_dropin(tmp_path: Path) -> None:
     # the check reads the drop-in at all: a wrong key in it is reported
     broken = verify(ONE_BOX_DROPIN.read_text() + "NoSuchKey=1\n")
     assert "local-redis.conf" in broken.stderr and "NoSuchKey" in broken.stderr, broken.stderr
+
+
+#: Deny-list groups for the GPU worker whose every call already fails in that unit (empty
+#: CapabilityBoundingSet=, ProtectClock=, ProtectKernelModules=): explicit, and nothing CUDA uses.
+_GPU_SAFE_DENIED = {"@clock", "@module", "@mount", "@raw-io", "@reboot", "@swap"}
+#: `systemd-analyze security` exposure (0-100) each unit must stay at or under; before the
+#: system call filters: 32, 32 and 37 (systemd 252).
+_EXPOSURE = {"mammocad-node.service": 25, "mammocad-results-worker.service": 25, "mammocad-worker@.service": 30}
+
+
+@pytest.mark.parametrize("unit", UNITS, ids=lambda u: u.name)
+def test_units_filter_system_calls_and_address_families(unit: Path, tmp_path: Path) -> None:
+    """What a security review asks for: a system call filter and the socket families the
+    service needs (DICOM and Redis over TCP, Unix sockets for journald). The GPU worker gets
+    only a deny-list that cannot touch CUDA (see the comment in its unit)."""
+    service = _unit(unit)["Service"]
+    families = {f for value in service["RestrictAddressFamilies"] for f in value.split()}
+    assert families == {"AF_UNIX", "AF_INET", "AF_INET6"}
+    assert service["SystemCallErrorNumber"] == ["EPERM"]
+    assert service["SystemCallArchitectures"] == ["native"]
+    (filter_,) = service["SystemCallFilter"]
+    if "worker@" in unit.name:
+        assert filter_.startswith("~") and set(filter_[1:].split()) <= _GPU_SAFE_DENIED, filter_
+        assert "PrivateDevices" not in service and "MemoryDenyWriteExecute" not in service  # /dev/nvidia*, JIT
+    else:
+        assert filter_ == "@system-service"
+    exe = shutil.which("systemd-analyze")
+    assert exe, "systemd-analyze is missing (Debian package systemd)"
+    name = unit.name.replace("@.", "@0.")
+    (tmp_path / name).write_text(unit.read_text().replace(INSTALLED, str(MAMMOCAD)))
+    out = subprocess.run([exe, "security", "--offline=yes", f"--threshold={_EXPOSURE[unit.name]}", "--no-pager",
+                          f"./{name}"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr
