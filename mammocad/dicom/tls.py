@@ -2,10 +2,10 @@
 
 The profile is the one DCMTK uses by default ("BCP 195, non-downgrading", ``+py``):
 TLS 1.2 or newer, and for TLS 1.2 only the ECDHE/DHE AES-GCM suites. TLS 1.3 suites are
-OpenSSL's (all AEAD). Certificates are verified against the configured CA file; as in
-DCMTK, the peer's host name is not compared with the certificate (PACS certificates
-rarely name the address the modality uses), so trust rests on the CA file: give a CA
-that signs only DICOM peers.
+OpenSSL's (all AEAD). Certificates are verified against the configured CA file and only
+that file (never the system trust store); as in DCMTK, the peer's host name is not
+compared with the certificate (PACS certificates rarely name the address the modality
+uses), so trust rests on the CA file: give a CA that signs only DICOM peers.
 
 Plain values in, contexts out: this module sits below the config.
 """
@@ -33,13 +33,6 @@ FailureHook = Callable[[str, str], None]
 
 class TLSConfigError(ValueError):
     """A certificate, key or CA file is missing or unusable; the message names the file."""
-
-
-def _base(purpose: ssl.Purpose) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(purpose)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.set_ciphers(BCP195_CIPHERS)
-    return ctx
 
 
 def _load_chain(ctx: ssl.SSLContext, certificate: str, private_key: str, what: str) -> None:
@@ -173,12 +166,22 @@ def server_context(*, certificate: str, private_key: str, ca_certificates: str =
 
 def client_context(*, ca_certificates: str, certificate: str = "", private_key: str = "",
                    what: str = "destination") -> ssl.SSLContext:
-    """An SCU context trusting ``ca_certificates``, presenting ``certificate`` when given."""
-    ctx = _base(ssl.Purpose.SERVER_AUTH)
+    """An SCU context trusting ``ca_certificates`` and nothing else, presenting ``certificate``
+    when given.
+
+    Not ``ssl.create_default_context``: that also loads the system trust store, and with no
+    host name check any certificate from any public CA (a web server's, bought for any
+    domain) would then pass for the PACS.
+    """
+    if not ca_certificates:
+        raise TLSConfigError(f"{what}: TLS needs ca_certificates (the CA that signed the peer's certificate)")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers(BCP195_CIPHERS)
+    ctx.options |= ssl.OP_NO_COMPRESSION
     ctx.check_hostname = False  # see the module docstring; the chain is still verified
     ctx.verify_mode = ssl.CERT_REQUIRED
-    if ca_certificates:
-        _load_ca(ctx, ca_certificates, f"{what}.ca_certificates")
+    _load_ca(ctx, ca_certificates, f"{what}.ca_certificates")
     if certificate or private_key:
         if not (certificate and private_key):
             raise TLSConfigError(f"{what}: certificate and private_key go together: give both or neither")

@@ -19,6 +19,7 @@ import pytest
 from mammocad.config.echo import echo
 from mammocad.config.settings import Destination
 from tests import factories
+from tests.config.test_echo import storescp
 from tests.node.conftest import AE as NODE_AE
 from tests.node.conftest import NodeEnv, run_dcmtk
 from tests.services import free_port, wait_until
@@ -182,6 +183,23 @@ def test_dest_echo_over_tls(start_node: Callable[..., NodeEnv], pki: TestPKI) ->
     wrong_ca = Destination(**common, tls=True, ca_certificates=str(pki.untrusted_ca.certificate),
                            certificate=str(pki.client.certificate), private_key=str(pki.client.private_key))
     result = echo(wrong_ca, "ECHOSCU", timeout=10)
+    assert not result.ok and result.kind == "tls" and "certificate verify failed" in result.message, result
+
+
+def test_dest_trusts_only_its_ca_file(tmp_path: Path, pki: TestPKI, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A peer whose certificate comes from a CA in the system trust store (here
+    SSL_CERT_FILE, which OpenSSL reads for it), not from the destination's CA file, is
+    refused. The context once loaded the system store too: with no host name check, any
+    public CA's certificate passed for the PACS."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(pki.untrusted_ca.certificate))
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    impostor = ("+tls", str(pki.untrusted_client.private_key), str(pki.untrusted_client.certificate),
+                "+cf", str(pki.ca.certificate))
+    with storescp(tmp_path / "scp", "PACS", *impostor) as port:
+        dest = Destination(name="pacs", ae_title="PACS", host="127.0.0.1", port=port, tls=True,
+                           ca_certificates=str(pki.ca.certificate), certificate=str(pki.client.certificate),
+                           private_key=str(pki.client.private_key))
+        result = echo(dest, "ECHOSCU", timeout=10)
     assert not result.ok and result.kind == "tls" and "certificate verify failed" in result.message, result
 
 
