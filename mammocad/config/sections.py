@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
@@ -91,7 +91,31 @@ class BrokerSettings(Section):
             urlsplit(value).port  # noqa: B018 - parsing it is the check
         except ValueError as exc:
             raise ValueError(f"broker.url {redact_url(value)!r}: {exc}") from None
-        return value
+        return _verified_tls(value) if scheme.lower() == "rediss" else value
+
+
+#: ``ssl_cert_reqs`` values (kombu's and redis-py's spellings) that turn verification off.
+_UNVERIFIED = frozenset({"none", "cert_none"})
+
+
+def _verified_tls(url: str) -> str:
+    """A ``rediss://`` URL whose broker certificate is verified.
+
+    Celery's Redis transport (kombu) connects to a ``rediss://`` URL without an ``ssl_*``
+    query with ``ssl_cert_reqs=CERT_NONE``: TLS that anyone on the path can intercept,
+    password and study UIDs included, with only a warning in the worker's log. So
+    ``ssl_cert_reqs=required`` is added when the URL has no ``ssl_cert_reqs``, and ``none``
+    is refused. The CA is the system trust store, or ``ssl_ca_certs=/path/ca.crt``.
+    """
+    query = dict(parse_qsl(urlsplit(url).query))
+    reqs = query.get("ssl_cert_reqs")
+    if reqs is None:
+        return url + ("&" if "?" in url else "?") + "ssl_cert_reqs=required"
+    if reqs.lower() in _UNVERIFIED:
+        raise ValueError(f"broker.url {redact_url(url)!r}: ssl_cert_reqs={reqs} turns off verification of the "
+                         "broker's certificate; use ssl_cert_reqs=required (and ssl_ca_certs=/path/ca.crt "
+                         "when the broker's CA is not in the system trust store)")
+    return url
 
 
 class WorkerSettings(Section):
