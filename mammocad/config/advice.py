@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+import stat
 from collections.abc import Iterator, Mapping
 
 from pydantic import BaseModel
@@ -23,6 +24,7 @@ DEFAULT_TOOL_AES = frozenset({"STORESCU", "ECHOSCU", "FINDSCU", "MOVESCU", "GETS
 def warnings(settings: Settings) -> list[str]:
     """Every warning for ``settings``, most serious first."""
     out = _exposure(settings)
+    out += exposed_keys(settings)
     out += duplicate_peers(settings.destinations)
     if settings.node.require_known_callers and not settings.callers:
         out.append("node.require_known_callers is true and no [[callers]] are listed: every sender is rejected")
@@ -91,6 +93,37 @@ def _exposure(settings: Settings) -> list[str]:
         out.append(f"node.host {node.host} listens on every address and accepts the default test-tool AE "
                    f"title(s) {', '.join(open_defaults)} from any host: anyone with DCMTK can send images; "
                    "remove them (`mammocad aet remove STORESCU`) or pin them with host = ...")
+    return out
+
+
+def _private_keys(settings: Settings) -> Iterator[tuple[str, str]]:
+    """``(key name, path)`` of every TLS private key the services load."""
+    if settings.node.tls.enabled:
+        yield "node.tls.private_key", settings.node.tls.private_key
+    for dest in settings.destinations:
+        if dest.tls and dest.private_key:
+            yield f"destination {dest.name} private_key", dest.private_key
+    if settings.audit.private_key:
+        yield "audit.private_key", settings.audit.private_key
+
+
+def exposed_keys(settings: Settings) -> list[str]:
+    """TLS private keys that every local user can read (or write).
+
+    Loading works all the same, so nothing else says it; but anyone with a shell on the box
+    can then copy the key and pass for the node to every PACS and modality that trusts its
+    certificate. Group-readable is the intended mode (0640 root:mammocad).
+    """
+    out = []
+    for key, path in _private_keys(settings):
+        try:
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+        except OSError:
+            continue  # a missing file is already a configuration error
+        if mode & (stat.S_IROTH | stat.S_IWOTH):
+            out.append(f"{key} {path} is {'readable' if mode & stat.S_IROTH else 'writable'} by every user "
+                       f"(mode {mode:04o}): anyone on this machine can take the key; "
+                       f"`chmod 0640 {path}` and `chown root:mammocad {path}`")
     return out
 
 

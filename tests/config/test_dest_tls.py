@@ -93,3 +93,29 @@ def test_dest_add_tls_refuses_incomplete_keys(mammocad: Runner, config_file: Pat
         assert rc == 1 and reason in stderr, (args, stderr)
         assert config_file.read_bytes() == before, args
     assert mammocad("config", "check").returncode == 0
+
+
+def test_config_check_warns_of_world_readable_private_keys(mammocad: Runner, config_file: Path, tmp_path: Path,
+                                                           pki: TestPKI) -> None:
+    """Keys loaded fine at any mode, and nothing said that every local user could copy them."""
+    node_key, dest_key = tmp_path / "node.key", tmp_path / "client.key"
+    node_key.write_bytes(pki.node.private_key.read_bytes())
+    dest_key.write_bytes(pki.client.private_key.read_bytes())
+    node_key.chmod(0o644)
+    dest_key.chmod(0o604)
+    with config_file.open("a") as f:
+        f.write(f'\n[node.tls]\nenabled = true\ncertificate = "{pki.node.certificate}"\n'
+                f'private_key = "{node_key}"\nca_certificates = "{pki.ca.certificate}"\n'
+                f'\n[[destinations]]\nname = "secure"\nae_title = "SECURE"\nhost = "127.0.0.1"\nport = 2762\n'
+                f'outputs = ["mammo-cad-sr"]\ntls = true\nca_certificates = "{pki.ca.certificate}"\n'
+                f'certificate = "{pki.client.certificate}"\nprivate_key = "{dest_key}"\n')
+    check = mammocad("config", "check")
+    assert check.returncode == 0, check.stderr
+    assert (f"warning: node.tls.private_key {node_key} is readable by every user (mode 0644)" in check.stdout
+            and f"chmod 0640 {node_key}" in check.stdout), check.stdout
+    assert f"warning: destination secure private_key {dest_key} is readable by every user" in check.stdout
+
+    node_key.chmod(0o640)
+    dest_key.chmod(0o600)
+    check = mammocad("config", "check")
+    assert check.returncode == 0 and "private_key" not in check.stdout, check.stdout
