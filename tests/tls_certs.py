@@ -40,6 +40,24 @@ def issue(ca: Pair, folder: Path, name: str, subject: str | None = None) -> Pair
     return Pair(crt, key)
 
 
+def issue_expired(ca: Pair, folder: Path, name: str) -> Pair:
+    """A client certificate from ``ca`` that expired in 2020 (``openssl ca`` sets past dates;
+    ``x509 -req`` cannot)."""
+    work = folder / f"{name}-ca"
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "index.txt").write_text("")
+    (work / "serial").write_text("1000\n")
+    (work / "ca.cnf").write_text("[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\nnew_certs_dir = .\n"
+                                 "serial = serial\ndefault_md = sha256\npolicy = p\n[p]\ncommonName = supplied\n")
+    key, csr, crt = folder / f"{name}.key", folder / f"{name}.csr", folder / f"{name}.crt"
+    _run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={name}",
+         cwd=folder)
+    _run("ca", "-batch", "-config", "ca.cnf", "-cert", str(ca.certificate), "-keyfile", str(ca.private_key),
+         "-in", str(csr), "-out", str(crt), "-startdate", "20200101000000Z", "-enddate", "20200102000000Z",
+         "-notext", cwd=work)
+    return Pair(crt, key)
+
+
 @dataclass(frozen=True)
 class TestPKI:
     __test__ = False  # not a test class

@@ -126,18 +126,29 @@ class _ServerContext(ssl.SSLContext):
         return super().wrap_socket(sock, *args, **kwargs)
 
 
+#: OpenSSL verify codes for a certificate outside its validity dates (X509_V_ERR_CERT_*).
+#: They come with CERTIFICATE_VERIFY_FAILED like an unknown CA, and were reported as one.
+_EXPIRED = {9: "is not valid yet", 10: "has expired"}
+
+
 def describe_failure(exc: BaseException, timeout_s: float | None = HANDSHAKE_TIMEOUT_S) -> str:
     """A handshake error in words an admin can act on (``timeout_s``: the bound that expired)."""
     reason = getattr(exc, "reason", None) or ""
     text = str(exc)
     if reason == "PEER_DID_NOT_RETURN_A_CERTIFICATE" or "did not return a certificate" in text:
         return "caller presented no client certificate (node.tls.require_client_certificate is true)"
+    verify_code = getattr(exc, "verify_code", None)
+    if verify_code in _EXPIRED:
+        return f"caller's certificate {_EXPIRED[verify_code]} (its validity dates): {text}"
     if reason in ("CERTIFICATE_VERIFY_FAILED", "TLSV1_ALERT_UNKNOWN_CA") or "unknown ca" in text.lower():
         return f"certificate not trusted (not signed by a CA in the CA file): {text}"
+    if reason in ("UNSUPPORTED_PROTOCOL", "TLSV1_ALERT_PROTOCOL_VERSION"):
+        return (f"caller offered only SSL 3, TLS 1.0 or TLS 1.1 ({reason}); the node accepts TLS 1.2 and 1.3 "
+                "(BCP 195): update the caller's TLS settings")
     if isinstance(exc, TimeoutError | socket.timeout):
         return f"no TLS handshake within {timeout_s or HANDSHAKE_TIMEOUT_S:g} s (a plain DICOM caller on the TLS port?)"
-    if reason in ("WRONG_VERSION_NUMBER", "HTTP_REQUEST", "UNSUPPORTED_PROTOCOL"):
-        return f"not a TLS 1.2+ client hello ({reason}): a plain DICOM caller on the TLS port?"
+    if reason in ("WRONG_VERSION_NUMBER", "HTTP_REQUEST"):
+        return f"not a TLS client hello ({reason}): a plain DICOM caller on the TLS port?"
     return f"TLS handshake failed: {text}"
 
 

@@ -11,6 +11,7 @@ import logging
 import socket
 import ssl
 import stat
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from tests.config.test_echo import storescp
 from tests.node.conftest import AE as NODE_AE
 from tests.node.conftest import NodeEnv, run_dcmtk
 from tests.services import free_port, wait_until
-from tests.tls_certs import TestPKI, make_pki
+from tests.tls_certs import TestPKI, issue_expired, make_pki
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +142,33 @@ def test_stalled_tls_handshakes_do_not_lock_senders_out(start_node: Callable[...
     finally:
         for sock in stalled:
             sock.close()
+
+
+def test_refusals_say_why(start_node: Callable[..., NodeEnv], pki: TestPKI, tmp_path: Path,
+                          caplog: pytest.LogCaptureFixture) -> None:
+    """An expired client certificate was logged as "not signed by a CA in the CA file", and a
+    TLS 1.1 caller as "a plain DICOM caller on the TLS port?": both sent the admin the wrong way."""
+    expired = issue_expired(pki.ca, tmp_path, "oldmodality")
+    env = start_node(extra_node=_tls_section(pki), callers=_CALLERS)
+    with caplog.at_level(logging.WARNING, logger="mammocad.node"):
+        rc, out = _echo(env, env.port, ("+tls", str(expired.private_key), str(expired.certificate),
+                                        "+cf", str(pki.ca.certificate)))
+        assert rc != 0, out
+        probe = subprocess.run(["openssl", "s_client", "-tls1_1", "-connect", f"127.0.0.1:{env.port}",
+                                "-cert", str(pki.client.certificate), "-key", str(pki.client.private_key)],
+                               input="", capture_output=True, text=True, timeout=30)
+        assert "Cipher is (NONE)" in probe.stdout or probe.returncode != 0, probe.stdout  # refused
+
+        def reasons() -> str:
+            return " | ".join(str(getattr(r, "reason", "")) for r in caplog.records
+                              if r.getMessage() == "tls_handshake_failed")
+
+        try:
+            wait_until(lambda: "caller's certificate has expired" in reasons()
+                       and "offered only SSL 3, TLS 1.0 or TLS 1.1" in reasons(), 20, "both refusals")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}: {reasons()}") from None
+    assert "not signed by a CA" not in reasons() and "plain DICOM caller" not in reasons()
 
 
 def test_caller_certificate_subject(start_node: Callable[..., NodeEnv], pki: TestPKI,
