@@ -14,6 +14,8 @@ import socket
 import ssl
 from datetime import UTC, datetime
 
+from mammocad.dicom.tls import encrypted_key
+
 FACILITY_AUTHPRIV = 10
 SEVERITY_WARNING, SEVERITY_NOTICE = 4, 5
 MSGID = "IHE+RFC-3881"
@@ -56,7 +58,8 @@ def tls_context(ca_file: str = "", cert_file: str = "", key_file: str = "") -> s
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     if cert_file:
         try:
-            ctx.load_cert_chain(cert_file, key_file or None)
+            ctx.load_cert_chain(cert_file, key_file or None,
+                                password=encrypted_key(key_file or cert_file, "audit.private_key"))
         except (ssl.SSLError, OSError) as exc:
             raise ValueError(f"audit.certificate/audit.private_key: cannot load certificate {cert_file!r} with "
                              f"key {key_file!r}: {exc.strerror or exc} (PEM files, key unencrypted and "

@@ -35,9 +35,23 @@ class TLSConfigError(ValueError):
     """A certificate, key or CA file is missing or unusable; the message names the file."""
 
 
+def encrypted_key(private_key: str, what: str) -> Callable[[], bytes]:
+    """The password callback for ``load_cert_chain``: an encrypted key is refused by name.
+
+    Without one OpenSSL asks for the pass phrase on the terminal: ``config check`` and
+    ``dest add`` sat at "Enter PEM pass phrase:", and a service (no terminal) failed with
+    "[Errno 22] Invalid argument". The services start unattended, so there is nobody to ask.
+    """
+    def refuse() -> bytes:
+        raise TLSConfigError(f"{what}: private key {private_key!r} is encrypted (pass phrase); the services start "
+                             f"unattended: decrypt it once (`openssl pkey -in {private_key} -out NEW.key`, `chmod 0640 NEW.key`) "
+                             "and give NEW.key here")
+    return refuse
+
+
 def _load_chain(ctx: ssl.SSLContext, certificate: str, private_key: str, what: str) -> None:
     try:
-        ctx.load_cert_chain(certificate, private_key)
+        ctx.load_cert_chain(certificate, private_key, password=encrypted_key(private_key, what))
     except FileNotFoundError as exc:
         raise TLSConfigError(f"{what}: file not found: {exc.filename}") from exc
     except (ssl.SSLError, OSError) as exc:

@@ -243,6 +243,19 @@ def test_tls_settings_checked_at_load(tmp_path: Path, pki: TestPKI) -> None:
                    f'private_key = "{pki.node.private_key}"\n')
     with pytest.raises(ConfigError, match="require_client_certificate needs node.tls.ca_certificates"):
         load_settings(cfg)
+    # An encrypted key: OpenSSL asked for its pass phrase on the terminal (config check sat
+    # there) or, with none, failed with "[Errno 22] Invalid argument".
+    encrypted = tmp_path / "encrypted.key"
+    subprocess.run(["openssl", "pkey", "-in", str(pki.node.private_key), "-aes256", "-passout", "pass:secret",
+                    "-out", str(encrypted)], check=True, capture_output=True, timeout=30)
+    cfg.write_text(f'[node.tls]\nenabled = true\ncertificate = "{pki.node.certificate}"\n'
+                   f'private_key = "{encrypted}"\nca_certificates = "{pki.ca.certificate}"\n')
+    with pytest.raises(ConfigError, match="encrypted.key' is encrypted"):
+        load_settings(cfg)
+    cfg.write_text(f'[audit]\nsyslog = "tls://127.0.0.1:6514"\ncertificate = "{pki.node.certificate}"\n'
+                   f'private_key = "{encrypted}"\n')
+    with pytest.raises(ConfigError, match="audit.private_key: .* is encrypted"):
+        load_settings(cfg)
     cfg.write_text('[[destinations]]\nname = "p"\nae_title = "P"\nhost = "h"\nport = 104\ntls = true\n')
     with pytest.raises(ConfigError, match="tls = true needs ca_certificates"):
         load_settings(cfg)
