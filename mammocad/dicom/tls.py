@@ -174,7 +174,12 @@ def server_context(*, certificate: str, private_key: str, ca_certificates: str =
     ctx = _ServerContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.set_ciphers(BCP195_CIPHERS)
-    ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
+    # OP_NO_RENEGOTIATION: a TLS 1.2 caller asking to renegotiate makes the node redo the
+    # expensive (private-key) half of a handshake on demand, as often as it likes (a known DoS,
+    # CVE-2011-1473). OpenSSL 3 refuses client renegotiation by default; older builds and a
+    # system openssl.cnf that sets Options = ClientRenegotiation do not. The node never
+    # renegotiates itself, so nothing is lost.
+    ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE | ssl.OP_NO_RENEGOTIATION
     _load_chain(ctx, certificate, private_key, "node.tls")
     if ca_certificates:
         _load_ca(ctx, ca_certificates, "node.tls.ca_certificates")

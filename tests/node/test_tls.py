@@ -12,6 +12,7 @@ import socket
 import ssl
 import stat
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -259,3 +260,79 @@ def test_tls_settings_checked_at_load(tmp_path: Path, pki: TestPKI) -> None:
     cfg.write_text('[[destinations]]\nname = "p"\nae_title = "P"\nhost = "h"\nport = 104\ntls = true\n')
     with pytest.raises(ConfigError, match="tls = true needs ca_certificates"):
         load_settings(cfg)
+
+
+#: Serves Verification over the node's TLS context (NodeTLSSettings.server_context, as the
+#: node builds it) until stdin closes; prints its port. Run under OPENSSL_CONF below.
+_RENEGOTIATION_SERVER = """
+import sys
+from pynetdicom import AE
+from pynetdicom.sop_class import Verification
+from mammocad.config.security import NodeTLSSettings
+from tests.services import free_port
+ctx = NodeTLSSettings(enabled=True, certificate=sys.argv[1], private_key=sys.argv[2],
+                      require_client_certificate=False).server_context()
+ae = AE("MAMMOCAD")
+ae.add_supported_context(Verification)
+port = free_port()
+server = ae.start_server(("127.0.0.1", port), block=False, ssl_context=ctx)
+print(port, flush=True)
+sys.stdin.read()
+server.shutdown()
+"""
+
+
+def test_node_refuses_client_renegotiation(pki: TestPKI, tmp_path: Path) -> None:
+    """A TLS 1.2 caller that asks to renegotiate (``openssl s_client`` sends ``R``) is refused:
+    each renegotiation costs the node a private-key operation, as often as the caller likes.
+
+    OpenSSL 3 refuses client renegotiation by default, so the server runs under an
+    openssl.cnf that allows it (``Options = ClientRenegotiation``, as a system file may):
+    the node's context must still refuse (``ssl.OP_NO_RENEGOTIATION``). Without the option
+    the renegotiation completes here.
+    """
+    import os
+    import sys
+
+    from mammocad.config.security import NodeTLSSettings
+
+    ctx = NodeTLSSettings(enabled=True, certificate=str(pki.node.certificate), private_key=str(pki.node.private_key),
+                          require_client_certificate=False).server_context()
+    assert ctx.options & ssl.OP_NO_RENEGOTIATION
+    conf = tmp_path / "allow-renegotiation.cnf"
+    conf.write_text("openssl_conf = init\n[init]\nssl_conf = ssl\n[ssl]\nsystem_default = sys\n"
+                    "[sys]\nOptions = ClientRenegotiation\n")
+    env = {**os.environ, "OPENSSL_CONF": str(conf), "PYTHONPATH": str(Path(__file__).parents[2])}
+    server = subprocess.Popen([sys.executable, "-c", _RENEGOTIATION_SERVER, str(pki.node.certificate),
+                               str(pki.node.private_key)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True, env=env)
+    try:
+        assert server.stdout is not None
+        port = int(server.stdout.readline())
+        wait_until(lambda: _connectable(port), 20, "the TLS server")
+        # s_client renegotiates on a line "R"; it then waits for the server's answer.
+        probe = subprocess.Popen(["openssl", "s_client", "-tls1_2", "-connect", f"127.0.0.1:{port}",
+                                  "-CAfile", str(pki.ca.certificate)], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert probe.stdin is not None
+        probe.stdin.write("R\n")
+        probe.stdin.flush()
+        time.sleep(2)  # the renegotiation either completes or is refused well within this
+        probe.stdin.close()
+        assert probe.stdout is not None
+        out = probe.stdout.read()
+        probe.wait(timeout=30)
+    finally:
+        assert server.stdin is not None
+        server.stdin.close()
+        server.wait(timeout=30)
+    assert "New, TLSv1.2" in out, out  # the first handshake worked
+    assert "RENEGOTIATING" in out and "no renegotiation" in out, out
+
+
+def _connectable(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
