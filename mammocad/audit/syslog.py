@@ -14,7 +14,7 @@ import socket
 import ssl
 from datetime import UTC, datetime
 
-from mammocad.dicom.tls import encrypted_key
+from mammocad.dicom.tls import BCP195_CIPHERS, encrypted_key
 
 FACILITY_AUTHPRIV = 10
 SEVERITY_WARNING, SEVERITY_NOTICE = 4, 5
@@ -47,6 +47,10 @@ def tls_context(ca_file: str = "", cert_file: str = "", key_file: str = "") -> s
     """The client context for a ``tls://`` collector (RFC 5425: TLS 1.2+, the collector's
     certificate verified against ``ca_file``, else the system trust store).
 
+    The TLS 1.2 suites are the node's BCP 195 list, not Python's default (which also allows
+    AES-CBC with SHA-256/384): the audit trail carries patient IDs, and a collector that
+    offers only CBC is refused rather than used with a weaker suite than DICOM gets.
+
     Raises ValueError naming the ``[audit]`` key and file that cannot be loaded: the config
     calls it when it is loaded, so ``config check`` refuses what the services would.
     """
@@ -56,6 +60,7 @@ def tls_context(ca_file: str = "", cert_file: str = "", key_file: str = "") -> s
         raise ValueError(f"audit.ca_certificates: cannot load CA certificates {ca_file!r}: "
                          f"{exc.strerror or exc} (a PEM file; empty uses the system trust store)") from exc
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers(BCP195_CIPHERS)
     if cert_file:
         try:
             ctx.load_cert_chain(cert_file, key_file or None,

@@ -17,7 +17,8 @@ import ssl
 from collections.abc import Callable
 from typing import Any
 
-#: BCP 195 TLS 1.2 suites in DCMTK's order (OpenSSL names).
+#: BCP 195 TLS 1.2 suites in DCMTK's order (OpenSSL names). The one list for every TLS the
+#: project speaks: the node, deliveries, ``dest echo`` and the audit syslog client.
 BCP195_CIPHERS = ":".join((
     "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
     "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",

@@ -13,7 +13,7 @@ import pytest
 
 from mammocad.audit import events
 from mammocad.audit.events import Identity, Peer, StudyTransfer
-from mammocad.audit.syslog import SyslogClient
+from mammocad.audit.syslog import SyslogClient, frame
 from mammocad.audit.trail import AuditTrail
 from mammocad.config.settings import AuditSettings
 from tests.audit.certs import make_certs
@@ -92,6 +92,31 @@ def test_tls_collector_with_an_untrusted_certificate_gets_nothing(tmp_path: Path
         trail.emit(events.application_activity(ME, True))
         trail.close()
         assert trail.dropped["syslog"] == 1 and listener.received == []
+
+
+@pytest.mark.parametrize(("cipher", "accepted"), [("ECDHE-RSA-AES128-SHA256", False),
+                                                ("ECDHE-RSA-AES128-GCM-SHA256", True)])
+def test_tls_collector_gets_only_the_bcp195_suites(cipher: str, accepted: bool, tmp_path: Path) -> None:
+    """A TLS 1.2 collector that offers only a CBC suite is refused; an AES-GCM one is used.
+    The sender once took Python's default list (CBC with SHA-256/384 on TLS 1.2), wider than
+    the node's DICOM TLS (BCP 195)."""
+    certs = make_certs(tmp_path / "certs")
+    ctx = _server_context(certs, require_client=False)
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2  # TLS 1.3 suites are all AEAD
+    ctx.set_ciphers(cipher)
+    with SyslogListener("tls", server_context=ctx) as listener:
+        client = SyslogClient("tls", "127.0.0.1", listener.port, ca_file=str(certs.ca))
+        message = frame(b"<AuditMessage/>")
+        try:
+            if accepted:
+                client.send(message)
+                wait_until(lambda: listener.received, 60, "the syslog message")
+            else:
+                with pytest.raises(ssl.SSLError, match="HANDSHAKE_FAILURE|NO_SHARED_CIPHER|no shared cipher"):
+                    client.send(message)
+                assert listener.received == []
+        finally:
+            client.close()
 
 
 def test_a_fork_waits_for_the_tls_send_in_flight_and_the_child_audits_on_its_own(tmp_path: Path) -> None:
