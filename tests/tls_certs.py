@@ -27,12 +27,14 @@ def make_ca(folder: Path, name: str) -> Pair:
     return Pair(crt, key)
 
 
-def issue(ca: Pair, folder: Path, name: str, subject: str | None = None) -> Pair:
-    """A leaf certificate (server and client use) for ``name``, valid for 127.0.0.1 and localhost."""
+def issue(ca: Pair, folder: Path, name: str, subject: str | None = None,
+          alt_names: str = "IP:127.0.0.1,DNS:localhost") -> Pair:
+    """A leaf certificate (server and client use) for ``name``, valid for ``alt_names``
+    (subjectAltName; by default 127.0.0.1 and localhost)."""
     key, csr, crt = folder / f"{name}.key", folder / f"{name}.csr", folder / f"{name}.crt"
     ext = folder / f"{name}.ext"
     ext.write_text("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
-                   "extendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n")
+                   f"extendedKeyUsage=serverAuth,clientAuth\nsubjectAltName={alt_names}\n")
     _run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr),
          "-subj", subject or f"/CN={name}", cwd=folder)
     _run("x509", "-req", "-in", str(csr), "-CA", str(ca.certificate), "-CAkey", str(ca.private_key),

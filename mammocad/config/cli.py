@@ -78,6 +78,8 @@ def _register_dest(subparsers: argparse._SubParsersAction) -> None:  # type: ign
     add.add_argument("--ca-certificates", metavar="PEM", help="CA file that signed the peer's certificate")
     add.add_argument("--certificate", metavar="PEM", help="our client certificate, when the peer asks for one")
     add.add_argument("--private-key", metavar="PEM", help="the client certificate's private key")
+    add.add_argument("--verify-hostname", action="store_true",
+                     help="with --tls: refuse a peer certificate whose subjectAltName does not name --host")
     add.set_defaults(handler=_dest_add)
     rm = sub.add_parser("remove", help="remove a destination (items already queued stay in the outbox)")
     rm.add_argument("name", metavar="NAME")
@@ -197,14 +199,14 @@ def _dest_list(args: argparse.Namespace) -> int:
 
 def _dest_add(args: argparse.Namespace) -> int:
     tls = None
-    if args.tls or args.ca_certificates or args.certificate or args.private_key:
+    if args.tls or args.ca_certificates or args.certificate or args.private_key or args.verify_hostname:
         # Absolute paths: the services do not run from the admin's folder. abspath, not
         # resolve(): a symlink such as certbot's live/ folder must stay, so renewals apply.
         tls = {key: os.path.abspath(value) if value else ""
                for key, value in (("ca_certificates", args.ca_certificates), ("certificate", args.certificate),
                                   ("private_key", args.private_key))}
     path = _edit(args, "destinations", editing.add_destination, args.name, args.ae_title, args.host, args.port,
-                 args.outputs, args.associations, tls)
+                 args.outputs, args.associations, tls, args.verify_hostname)
     if path is None:
         return 1
     print(f"added destination {args.name} ({args.ae_title}@{args.host}:{args.port}) to {path}; {_DEST_RESTART}")

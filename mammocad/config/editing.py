@@ -139,11 +139,13 @@ def add_destination(
     outputs: list[str] | list[OutputKind] | None = None,
     associations: int | None = None,
     tls: dict[str, str] | None = None,
+    verify_hostname: bool = False,
 ) -> Settings:
     """Add a DICOM peer that receives results; ``outputs`` None means every kind.
 
     ``associations`` None leaves the setting out of the file (the default applies).
-    ``tls`` (``ca_certificates``, optional ``certificate`` and ``private_key``) turns on DICOM TLS.
+    ``tls`` (``ca_certificates``, optional ``certificate`` and ``private_key``) turns on DICOM TLS;
+    ``verify_hostname`` (with ``tls``) requires the peer's certificate to name ``host``.
     """
     ae = _checked_ae(ae_title, "destination AE title")
     host = _checked_host(host) or ""
@@ -163,6 +165,8 @@ def add_destination(
         if tls is not None:
             entry["tls"] = True
             entry.update({k: v for k, v in tls.items() if v})
+        if verify_hostname:
+            entry["verify_hostname"] = True  # without tls the load refuses it, naming the key
         _append_entry(doc, "destinations", entry)
 
     return _edit(Path(path), mutate, create=True)

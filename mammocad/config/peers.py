@@ -62,13 +62,18 @@ class Destination(Section):
     ca_certificates: str = ""
     certificate: str = ""
     private_key: str = ""
+    #: With ``tls``: the peer's certificate must name ``host`` (DNS name or IP address) in its
+    #: subjectAltName. Off by default, as in DCMTK: PACS certificates often do not name the
+    #: address we use, and the CA file alone decides trust (any certificate it signed passes).
+    verify_hostname: bool = False
 
     _ae = field_validator("ae_title")(classmethod(lambda cls, v: validate_ae_title(v)))
     _port = field_validator("port")(classmethod(lambda cls, v: check_port(v)))
 
     @model_validator(mode="after")
     def _tls(self) -> Destination:
-        check_destination_tls(self.name, self.tls, self.ca_certificates, self.certificate, self.private_key)
+        check_destination_tls(self.name, self.tls, self.ca_certificates, self.certificate, self.private_key,
+                              self.verify_hostname)
         return self
 
     @property
@@ -84,4 +89,5 @@ class Destination(Section):
         if not self.tls:
             return None
         return tls.client_context(ca_certificates=self.ca_certificates, certificate=self.certificate,
-                                  private_key=self.private_key, what=f"destination {self.name}")
+                                  private_key=self.private_key, verify_hostname=self.verify_hostname,
+                                  what=f"destination {self.name}")

@@ -94,13 +94,13 @@ class NodeTLSSettings(BaseModel):
 
 
 def check_destination_tls(name: str, enabled: bool, ca_certificates: str, certificate: str,
-                          private_key: str) -> None:
+                          private_key: str, verify_hostname: bool = False) -> None:
     """Refuse TLS keys that would fail at the first delivery (files loaded now)."""
     what = f"destination {name}"
     if not enabled:
-        if ca_certificates or certificate or private_key:
-            raise ValueError(f"{what}: ca_certificates/certificate/private_key are set but tls is false; "
-                             "set tls = true or remove them")
+        if ca_certificates or certificate or private_key or verify_hostname:
+            raise ValueError(f"{what}: ca_certificates/certificate/private_key/verify_hostname are set but tls "
+                             "is false; set tls = true or remove them")
         return
     if not ca_certificates:
         raise ValueError(f"{what}: tls = true needs ca_certificates (the CA that signed the peer's certificate)")

@@ -166,6 +166,11 @@ def connect_failure(peer: str, text: str, timeout: float) -> Failure:
     if "timed out" in low or "timeout" in low:
         return Failure("timeout", f"no answer from {peer} within {timeout:g} s while connecting: host down, "
                        "wrong address, or a firewall dropping packets", {"error": text})
+    if "mismatch, certificate is not valid for" in low:  # OpenSSL's words for a failed host name check
+        return Failure("tls", f"TLS handshake with {peer} failed: {text} (verify_hostname is on and the peer's "
+                       "certificate does not name this host in its subjectAltName: set host to a name or IP "
+                       "address the certificate holds, have the certificate reissued for it, or set "
+                       "verify_hostname = false)", {"error": text})
     if "ssl" in low or "certificate" in low or "tls" in low:
         return Failure("tls", f"TLS handshake with {peer} failed: {text} (check tls, ca_certificates and, "
                        "when the peer asks for one, certificate/private_key)", {"error": text})

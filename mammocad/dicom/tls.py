@@ -3,9 +3,12 @@
 The profile is the one DCMTK uses by default ("BCP 195, non-downgrading", ``+py``):
 TLS 1.2 or newer, and for TLS 1.2 only the ECDHE/DHE AES-GCM suites. TLS 1.3 suites are
 OpenSSL's (all AEAD). Certificates are verified against the configured CA file and only
-that file (never the system trust store); as in DCMTK, the peer's host name is not
-compared with the certificate (PACS certificates rarely name the address the modality
-uses), so trust rests on the CA file: give a CA that signs only DICOM peers.
+that file (never the system trust store). By default, as in DCMTK, the peer's host name is
+not compared with the certificate (PACS certificates rarely name the address the modality
+uses), so trust rests on the CA file: give a CA that signs only DICOM peers. A destination
+with ``verify_hostname`` also requires its certificate's subjectAltName to name the host
+it is configured with (DNS name or IP address), so that no other certificate from the same
+CA can stand in for it.
 
 Plain values in, contexts out: this module sits below the config.
 """
@@ -196,13 +199,18 @@ def server_context(*, certificate: str, private_key: str, ca_certificates: str =
 
 
 def client_context(*, ca_certificates: str, certificate: str = "", private_key: str = "",
-                   what: str = "destination") -> ssl.SSLContext:
+                   verify_hostname: bool = False, what: str = "destination") -> ssl.SSLContext:
     """An SCU context trusting ``ca_certificates`` and nothing else, presenting ``certificate``
     when given.
 
     Not ``ssl.create_default_context``: that also loads the system trust store, and with no
     host name check any certificate from any public CA (a web server's, bought for any
     domain) would then pass for the PACS.
+
+    With ``verify_hostname`` the peer's certificate must name, in its subjectAltName, the
+    ``server_hostname`` the socket is wrapped with (pynetdicom's ``tls_args=(ctx, host)``;
+    an IP address is matched against IP entries). The subject's CN is not consulted
+    (RFC 6125, and what browsers do): a CN is often a display name, not an address.
     """
     if not ca_certificates:
         raise TLSConfigError(f"{what}: TLS needs ca_certificates (the CA that signed the peer's certificate)")
@@ -210,8 +218,9 @@ def client_context(*, ca_certificates: str, certificate: str = "", private_key: 
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.set_ciphers(BCP195_CIPHERS)
     ctx.options |= ssl.OP_NO_COMPRESSION
-    ctx.check_hostname = False  # see the module docstring; the chain is still verified
     ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.check_hostname = verify_hostname  # off: see the module docstring; the chain is still verified
+    ctx.hostname_checks_common_name = False
     _load_ca(ctx, ca_certificates, f"{what}.ca_certificates")
     if certificate or private_key:
         if not (certificate and private_key):

@@ -95,6 +95,15 @@ def test_dest_add_tls_refuses_incomplete_keys(mammocad: Runner, config_file: Pat
     assert mammocad("config", "check").returncode == 0
 
 
+def test_dest_add_verify_hostname(mammocad: Runner, config_file: Path, pki: TestPKI) -> None:
+    rc, _, stderr = _add(mammocad, "checked", 2762, "--tls", "--ca-certificates", str(pki.ca.certificate),
+                         "--verify-hostname")
+    assert rc == 0, stderr
+    entry = tomllib.loads(config_file.read_text())["destinations"][-1]
+    assert entry["tls"] is True and entry["verify_hostname"] is True
+    assert mammocad("config", "check").returncode == 0
+
+
 def test_config_check_warns_of_world_readable_private_keys(mammocad: Runner, config_file: Path, tmp_path: Path,
                                                            pki: TestPKI) -> None:
     """Keys loaded fine at any mode, and nothing said that every local user could copy them."""

@@ -20,12 +20,13 @@ import pytest
 
 from mammocad.config.echo import echo
 from mammocad.config.settings import Destination
+from mammocad.worker.delivery import DeliveryError, store_files
 from tests import factories
 from tests.config.test_echo import storescp
 from tests.node.conftest import AE as NODE_AE
 from tests.node.conftest import NodeEnv, run_dcmtk
 from tests.services import free_port, wait_until
-from tests.tls_certs import TestPKI, issue_expired, make_pki
+from tests.tls_certs import TestPKI, issue, issue_expired, make_pki
 
 
 @pytest.fixture(scope="module")
@@ -232,6 +233,41 @@ def test_dest_trusts_only_its_ca_file(tmp_path: Path, pki: TestPKI, monkeypatch:
     assert not result.ok and result.kind == "tls" and "certificate verify failed" in result.message, result
 
 
+def test_dest_verify_hostname(tmp_path: Path, pki: TestPKI) -> None:
+    """With verify_hostname a PACS certificate from the right CA that names another host is
+    refused, by ``dest echo`` and by a delivery; without it, it passes (the CA file decides,
+    as in DCMTK). A certificate naming the configured host, as an IP or a DNS name, passes."""
+    other = issue(pki.ca, tmp_path, "otherpacs", alt_names="DNS:otherpacs.example,IP:192.0.2.7")
+    client = {"ca_certificates": str(pki.ca.certificate), "certificate": str(pki.client.certificate),
+              "private_key": str(pki.client.private_key)}
+    study = factories.make_four_view_study()
+    sample = factories.write(study[0], tmp_path / "cc.dcm")
+
+    def dest(port: int, host: str, verify: bool) -> Destination:
+        return Destination(name="pacs", ae_title="PACS", host=host, port=port, tls=True, verify_hostname=verify,
+                           **client)
+
+    impostor = ("+tls", str(other.private_key), str(other.certificate), "+cf", str(pki.ca.certificate))
+    with storescp(tmp_path / "scp-other", "PACS", *impostor) as port:
+        result = echo(dest(port, "127.0.0.1", True), "ECHOSCU", timeout=10)
+        assert not result.ok and result.kind == "tls" and "not valid for '127.0.0.1'" in result.message, result
+        assert "verify_hostname" in result.message, result  # says which setting refused it
+        with pytest.raises(DeliveryError, match=r"\[tls\].*not valid for '127.0.0.1'"):
+            store_files(dest(port, "127.0.0.1", True), [sample], calling_ae="MAMMOCAD", timeout_s=10)
+        result = echo(dest(port, "127.0.0.1", False), "ECHOSCU", timeout=10)
+        assert result.ok, result.message
+        assert all(s.ok for s in store_files(dest(port, "127.0.0.1", False), [sample], calling_ae="MAMMOCAD",
+                                             timeout_s=10))
+
+    right = ("+tls", str(pki.node.private_key), str(pki.node.certificate), "+cf", str(pki.ca.certificate))
+    with storescp(tmp_path / "scp-right", "PACS", *right) as port:  # IP:127.0.0.1, DNS:localhost
+        for host in ("127.0.0.1", "localhost"):
+            result = echo(dest(port, host, True), "ECHOSCU", timeout=10)
+            assert result.ok, (host, result.message)
+        assert all(s.ok for s in store_files(dest(port, "localhost", True), [sample], calling_ae="MAMMOCAD",
+                                             timeout_s=10))
+
+
 def test_tls_settings_checked_at_load(tmp_path: Path, pki: TestPKI) -> None:
     from mammocad.config.settings import ConfigError, load_settings
 
@@ -259,6 +295,9 @@ def test_tls_settings_checked_at_load(tmp_path: Path, pki: TestPKI) -> None:
         load_settings(cfg)
     cfg.write_text('[[destinations]]\nname = "p"\nae_title = "P"\nhost = "h"\nport = 104\ntls = true\n')
     with pytest.raises(ConfigError, match="tls = true needs ca_certificates"):
+        load_settings(cfg)
+    cfg.write_text('[[destinations]]\nname = "p"\nae_title = "P"\nhost = "h"\nport = 104\nverify_hostname = true\n')
+    with pytest.raises(ConfigError, match="verify_hostname are set but tls is false"):
         load_settings(cfg)
 
 
