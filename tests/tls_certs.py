@@ -28,9 +28,9 @@ def make_ca(folder: Path, name: str) -> Pair:
 
 
 def issue(ca: Pair, folder: Path, name: str, subject: str | None = None,
-          alt_names: str = "IP:127.0.0.1,DNS:localhost") -> Pair:
+          alt_names: str = "IP:127.0.0.1,DNS:localhost", days: int = 2) -> Pair:
     """A leaf certificate (server and client use) for ``name``, valid for ``alt_names``
-    (subjectAltName; by default 127.0.0.1 and localhost)."""
+    (subjectAltName; by default 127.0.0.1 and localhost), for ``days`` from now."""
     key, csr, crt = folder / f"{name}.key", folder / f"{name}.csr", folder / f"{name}.crt"
     ext = folder / f"{name}.ext"
     ext.write_text("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
@@ -38,7 +38,7 @@ def issue(ca: Pair, folder: Path, name: str, subject: str | None = None,
     _run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr),
          "-subj", subject or f"/CN={name}", cwd=folder)
     _run("x509", "-req", "-in", str(csr), "-CA", str(ca.certificate), "-CAkey", str(ca.private_key),
-         "-CAcreateserial", "-out", str(crt), "-days", "2", "-extfile", str(ext), cwd=folder)
+         "-CAcreateserial", "-out", str(crt), "-days", str(days), "-extfile", str(ext), cwd=folder)
     return Pair(crt, key)
 
 

@@ -11,10 +11,15 @@ import os
 import socket
 import stat
 from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel
 
 from mammocad.config.settings import CONFIG_ENV_VAR, Destination, Settings
+from mammocad.dicom.tls import certificate_end_dates
+
+#: A certificate that ends within this many days is warned about: time to get it renewed.
+CERTIFICATE_WARNING_DAYS = 30
 
 #: Calling AE titles that test tools send by default: anyone with DCMTK or pynetdicom has them.
 DEFAULT_TOOL_AES = frozenset({"STORESCU", "ECHOSCU", "FINDSCU", "MOVESCU", "GETSCU", "ANY-SCP", "PYNETDICOM",
@@ -25,6 +30,7 @@ def warnings(settings: Settings) -> list[str]:
     """Every warning for ``settings``, most serious first."""
     out = _exposure(settings)
     out += exposed_keys(settings)
+    out += expiring_certificates(settings)
     out += duplicate_peers(settings.destinations)
     if settings.node.require_known_callers and not settings.callers:
         out.append("node.require_known_callers is true and no [[callers]] are listed: every sender is rejected")
@@ -124,6 +130,46 @@ def exposed_keys(settings: Settings) -> list[str]:
             out.append(f"{key} {path} is {'readable' if mode & stat.S_IROTH else 'writable'} by every user "
                        f"(mode {mode:04o}): anyone on this machine can take the key; "
                        f"`chmod 0640 {path}` and `chown root:mammocad {path}`")
+    return out
+
+
+def _certificates(settings: Settings) -> Iterator[tuple[str, str]]:
+    """``(key name, path)`` of every TLS certificate the services present to peers."""
+    if settings.node.tls.enabled:
+        yield "node.tls.certificate", settings.node.tls.certificate
+    for dest in settings.destinations:
+        if dest.tls and dest.certificate:
+            yield f"destination {dest.name} certificate", dest.certificate
+    if settings.audit.certificate:
+        yield "audit.certificate", settings.audit.certificate
+
+
+def expiring_certificates(settings: Settings, now: datetime | None = None) -> list[str]:
+    """Our certificates that have expired, or expire within :data:`CERTIFICATE_WARNING_DAYS`.
+
+    OpenSSL loads an expired certificate without a word, so the configuration is valid and
+    the services start; then every peer refuses the handshake (callers, the PACS, the audit
+    collector), which shows only as failed TLS on the other side. Each certificate of a
+    chain file is checked: an intermediate CA that ends breaks it too.
+    """
+    now = now or datetime.now(UTC)
+    out = []
+    for key, path in _certificates(settings):
+        try:
+            ends = certificate_end_dates(path)
+        except (OSError, ValueError):
+            continue  # an unusable file is already a configuration error
+        for index, end in enumerate(ends):
+            where = path if index == 0 else f"{path} (certificate {index + 1} in the file, its chain)"
+            when = f"{end:%Y-%m-%d %H:%M} UTC"
+            renew = "install a renewed certificate" + (" and restart the node (it reads node.tls at start)"
+                                                       if key.startswith("node.") else "")
+            if end <= now:
+                out.append(f"{key} {where} expired on {when}: peers refuse TLS with it; {renew}")
+            elif end - now <= timedelta(days=CERTIFICATE_WARNING_DAYS):
+                days = (end - now).days
+                out.append(f"{key} {where} expires on {when} (in {days} day{'s' if days != 1 else ''}): "
+                           f"peers will refuse TLS with it from then; {renew} before that date")
     return out
 
 

@@ -15,9 +15,12 @@ Plain values in, contexts out: this module sits below the config.
 
 from __future__ import annotations
 
+import base64
+import re
 import socket
 import ssl
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 #: BCP 195 TLS 1.2 suites in DCMTK's order (OpenSSL names). The one list for every TLS the
@@ -267,3 +270,52 @@ def subject_matches(required: dict[str, str], presented: dict[str, str] | None) 
 
 def subject_text(subject: dict[str, str] | None) -> str:
     return ", ".join(f"{k}={v}" for k, v in subject.items()) if subject else "(none)"
+
+
+_PEM_CERTIFICATE = re.compile(rb"-----BEGIN CERTIFICATE-----(.+?)-----END CERTIFICATE-----", re.DOTALL)
+
+
+def _der_item(der: bytes, pos: int) -> tuple[int, int, int]:
+    """``(tag, content start, content end)`` of the DER item at ``pos``."""
+    tag, length, pos = der[pos], der[pos + 1], pos + 2
+    if length & 0x80:
+        count = length & 0x7F
+        length, pos = int.from_bytes(der[pos:pos + count], "big"), pos + count
+    if pos + length > len(der):
+        raise ValueError("truncated DER")
+    return tag, pos, pos + length
+
+
+def _der_time(der: bytes, pos: int) -> tuple[datetime, int]:
+    tag, start, end = _der_item(der, pos)
+    text = der[start:end].decode("ascii")
+    if tag == 0x17:  # UTCTime, YYMMDDHHMMSSZ: 50-99 are 19xx (RFC 5280 4.1.2.5.1)
+        text = ("19" if int(text[:2]) >= 50 else "20") + text
+    elif tag != 0x18:  # GeneralizedTime, YYYYMMDDHHMMSSZ
+        raise ValueError(f"not a certificate time (DER tag {tag:#x})")
+    return datetime.strptime(text, "%Y%m%d%H%M%SZ").replace(tzinfo=UTC), end
+
+
+def certificate_end_dates(path: str) -> list[datetime]:
+    """The end of validity (notAfter, UTC) of each certificate in the PEM file ``path``, in
+    file order (leaf first, then its chain).
+
+    Read from the DER: the ssl module decodes a certificate only once a peer has presented
+    it, which is too late for ``config check`` to say that ours has run out. OSError when
+    unreadable, ValueError when malformed.
+    """
+    with open(path, "rb") as f:
+        blocks = _PEM_CERTIFICATE.findall(f.read())
+    out = []
+    for block in blocks:
+        der = base64.b64decode(b"".join(block.split()))
+        _, start, _ = _der_item(der, 0)  # Certificate
+        _, pos, _ = _der_item(der, start)  # TBSCertificate
+        if der[pos] == 0xA0:  # [0] version
+            pos = _der_item(der, pos)[2]
+        for _ in range(3):  # serialNumber, signature, issuer
+            pos = _der_item(der, pos)[2]
+        _, validity, _ = _der_item(der, pos)
+        _, after_not_before = _der_time(der, validity)
+        out.append(_der_time(der, after_not_before)[0])
+    return out

@@ -12,7 +12,7 @@ import pytest
 
 from tests.config.conftest import Runner
 from tests.config.test_echo import storescp
-from tests.tls_certs import TestPKI, make_pki
+from tests.tls_certs import TestPKI, issue, issue_expired, make_pki
 
 
 @pytest.fixture(scope="module")
@@ -128,3 +128,36 @@ def test_config_check_warns_of_world_readable_private_keys(mammocad: Runner, con
     dest_key.chmod(0o600)
     check = mammocad("config", "check")
     assert check.returncode == 0 and "private_key" not in check.stdout, check.stdout
+
+
+def test_config_check_warns_of_expired_and_expiring_certificates(mammocad: Runner, config_file: Path,
+                                                                  tmp_path: Path, pki: TestPKI) -> None:
+    """An expired certificate loaded without a word; peers then refused every handshake."""
+    expired = issue_expired(pki.ca, tmp_path, "oldnode")
+    soon = issue(pki.ca, tmp_path, "soonclient", days=10)
+    fine = issue(pki.ca, tmp_path, "auditclient", days=90)
+    for pair in (expired, soon, fine):
+        pair.private_key.chmod(0o600)
+    chain = tmp_path / "audit-chain.crt"  # a 90-day leaf, then the test CA (2 days) that signed it
+    chain.write_bytes(fine.certificate.read_bytes() + pki.ca.certificate.read_bytes())
+    text = config_file.read_text()
+    assert '\nsyslog = ""' in text  # the shipped [audit] section
+    config_file.write_text(text.replace('\nsyslog = ""', f'\nsyslog = "tls://127.0.0.1:6514"\n'
+                                        f'ca_certificates = "{pki.ca.certificate}"\n'
+                                        f'certificate = "{chain}"\nprivate_key = "{fine.private_key}"', 1))
+    with config_file.open("a") as f:
+        f.write(f'\n[node.tls]\nenabled = true\ncertificate = "{expired.certificate}"\n'
+                f'private_key = "{expired.private_key}"\nca_certificates = "{pki.ca.certificate}"\n'
+                f'\n[[destinations]]\nname = "secure"\nae_title = "SECURE"\nhost = "127.0.0.1"\nport = 2762\n'
+                f'outputs = ["mammo-cad-sr"]\ntls = true\nca_certificates = "{pki.ca.certificate}"\n'
+                f'certificate = "{soon.certificate}"\nprivate_key = "{soon.private_key}"\n')
+    check = mammocad("config", "check")
+    assert check.returncode == 0, check.stderr  # valid: the services start; the peers would refuse
+    warned = [ln for ln in check.stdout.splitlines() if "certificate " in ln and ln.startswith("warning:")]
+    assert any(ln.startswith(f"warning: node.tls.certificate {expired.certificate} expired on 2020-01-02 00:00 UTC")
+               and "restart the node" in ln for ln in warned), check.stdout
+    assert any(ln.startswith(f"warning: destination secure certificate {soon.certificate} expires on ")
+               and "(in 9 days)" in ln for ln in warned), check.stdout
+    assert any(ln.startswith(f"warning: audit.certificate {chain} (certificate 2 in the file, its chain) "
+                             "expires on ") for ln in warned), check.stdout
+    assert len(warned) == 3, check.stdout  # the 90-day leaf itself is not warned about

@@ -173,6 +173,17 @@ def test_refusals_say_why(start_node: Callable[..., NodeEnv], pki: TestPKI, tmp_
     assert "not signed by a CA" not in reasons() and "plain DICOM caller" not in reasons()
 
 
+def test_node_logs_an_expiring_certificate_at_start(start_node: Callable[..., NodeEnv], pki: TestPKI,
+                                                    tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    soon = issue(pki.ca, tmp_path, "soonnode", days=10)
+    section = _tls_section(pki).replace(str(pki.node.certificate), str(soon.certificate)).replace(
+        str(pki.node.private_key), str(soon.private_key))
+    with caplog.at_level(logging.WARNING, logger="mammocad.node"):
+        start_node(extra_node=section, callers=_CALLERS)
+    warned = [str(getattr(r, "warning", "")) for r in caplog.records if r.getMessage() == "config_warning"]
+    assert any(w.startswith(f"node.tls.certificate {soon.certificate} expires on ") for w in warned), warned
+
+
 def test_caller_certificate_subject(start_node: Callable[..., NodeEnv], pki: TestPKI,
                                     caplog: pytest.LogCaptureFixture) -> None:
     env = start_node(extra_node=_tls_section(pki), callers=_CALLERS)
