@@ -15,6 +15,7 @@ multi-frame object here is usually a secondary capture or a tomosynthesis slab).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -125,6 +126,7 @@ def standardise(ds: Dataset, spec: PreprocessSpec | None = None, *,
     for_processing = "PROCESSING" in str(ds.get("PresentationIntentType", "")).upper() or str(
         ds.get("SOPClassUID", "")).endswith(".1.2.1")
     values = np.asarray(apply_modality_lut(pixels, ds), dtype=np.float64)
+    _check_not_blank(values, f"after the Modality LUT ({_modality_source(ds)})")
     image, voi_source = _apply_voi(values, ds, for_processing, spec)
     if photometric == "MONOCHROME1":
         image = 1.0 - image
@@ -138,6 +140,32 @@ def standardise(ds: Dataset, spec: PreprocessSpec | None = None, *,
             "frames": frames, "patient_orientation": [row_dir, col_dir]}
     return _finish(image, laterality=laterality, view=view, row_dir=row_dir, col_dir=col_dir,
                    spacing=spacing, spacing_source=spacing_source, spec=spec, meta=meta)
+
+
+def _check_not_blank(values: np.ndarray, where: str) -> None:
+    """Raise :class:`StandardiseError` for an image with one value everywhere, or with NaN/infinity.
+
+    Why an error and not an empty result: a blank image (a failed export, a placeholder, Rescale
+    Slope 0) would come back as a view analysed with no finding, and its breast's risk counts that
+    view (``risk.py``: ``two_view`` averages the two best views, so a blank view halves a real
+    finding's risk). NaN would pass every threshold test as False and give the same silent answer.
+    """
+    lo, hi = float(np.min(values)), float(np.max(values))
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise StandardiseError(f"the pixel values {where} are not all finite numbers (NaN or infinity): "
+                               "nothing to analyse; check the image's header at its source")
+    if lo == hi:
+        raise StandardiseError(f"every pixel is {lo:g} {where}: a blank image holds nothing to analyse; "
+                               "check the image at its source and send it again")
+
+
+def _modality_source(ds: Dataset) -> str:
+    """How stored values became modality values, for error messages."""
+    if ds.get("ModalityLUTSequence"):
+        return "Modality LUT Sequence"
+    if "RescaleSlope" in ds or "RescaleIntercept" in ds:
+        return f"Rescale Slope {ds.get('RescaleSlope', 1)}, Rescale Intercept {ds.get('RescaleIntercept', 0)}"
+    return "none: stored values"
 
 
 def _spacing(ds: Dataset, shape: tuple[int, ...], spec: PreprocessSpec,
@@ -175,7 +203,9 @@ def standardise_array(
         arr = arr[..., :3].mean(axis=2)
     if arr.ndim != 2:
         raise StandardiseError(f"expected a 2-D grayscale image, got shape {arr.shape}")
-    image = _percentile_window(arr.astype(np.float64), spec)
+    values = arr.astype(np.float64)
+    _check_not_blank(values, "in the array")
+    image = _percentile_window(values, spec)
     if photometric.upper() == "MONOCHROME1":
         image = 1.0 - image
     if spacing_mm is None:

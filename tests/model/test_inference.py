@@ -57,11 +57,22 @@ def test_predict_standardised_for_evaluation(tiny_detector: Detector) -> None:
 
 def test_negative_image_gives_no_lesion_and_low_risk(tiny_detector: Detector) -> None:
     ds = make_mammogram(laterality="R", rows=200, columns=160)
-    ds.PixelData = bytes(len(ds.PixelData))  # nothing but background
+    air = np.random.default_rng(0).integers(0, 3, (200, 160))  # nothing but air: detector noise
+    ds.PixelData = air.astype(np.uint16).tobytes()
     result = tiny_detector.analyze_dataset(ds)
     assert result.error is None and result.lesions == ()
     (breast,) = tiny_detector.breast_risks([result])
     assert breast.laterality == "R" and breast.risk == 0.0 and not breast.malignant
+
+
+def test_a_blank_view_is_an_error_and_leaves_its_breasts_risk_alone(tiny_detector: Detector) -> None:
+    """All-zero pixel data is a broken image, not a view without findings: counted as analysed, it
+    would be a zero in the breast's two-view mean."""
+    ds = make_mammogram(laterality="R", rows=200, columns=160)
+    ds.PixelData = bytes(len(ds.PixelData))
+    result = tiny_detector.analyze_dataset(ds)
+    assert not result.analysed and result.error and "blank image" in result.error
+    assert result.image.sop_instance_uid == ds.SOPInstanceUID and result.lesions == ()
 
 
 def test_bad_images_become_errors_not_exceptions(tiny_detector: Detector, tmp_path: Path) -> None:

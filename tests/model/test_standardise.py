@@ -225,6 +225,27 @@ def test_unusable_images_raise_a_clear_error() -> None:
         standardise(ds)
 
 
+@pytest.mark.parametrize(("stored", "header", "match"), [
+    (0, {}, "every pixel is 0 after the Modality LUT"),  # all zero: a failed export
+    (4095, {}, "every pixel is 4095"),  # all at the maximum: saturated, or a placeholder
+    (None, {"RescaleSlope": 0}, r"every pixel is 0 after the Modality LUT \(Rescale Slope 0"),
+    (None, {"RescaleSlope": "nan"}, "not all finite numbers"),
+])
+def test_a_blank_image_is_an_error_not_an_image_without_findings(stored: int | None, header: dict[str, object],
+                                                                 match: str) -> None:
+    """One value everywhere (or NaN) used to give a black or white frame that the detector then
+    reported as a view with no finding, halving its breast's two-view risk."""
+    ds = make_mammogram(rows=64, columns=48)
+    if stored is not None:
+        ds.PixelData = np.full((64, 48), stored, np.uint16).tobytes()
+    for keyword, value in header.items():
+        setattr(ds, keyword, value)
+    with pytest.raises(StandardiseError, match=match):
+        standardise(ds)
+    with pytest.raises(StandardiseError, match="every pixel is 7 in the array"):
+        standardise_array(np.full((64, 48), 7, np.uint8), laterality="L", spacing_mm=0.1)
+
+
 def test_headerless_film_gets_a_pixel_size_from_its_size() -> None:
     """Real CBIS-DDSM film (no spacing in the header, ~0.05 mm) is not read at a fixed 0.1 mm."""
     from pathlib import Path
