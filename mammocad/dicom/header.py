@@ -13,6 +13,7 @@ a data set (the node's C-STORE path) must read at least :data:`HEADER_KEYWORDS`.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -98,6 +99,8 @@ def spacing_from_header(ds: Dataset, fallback_mm: float) -> tuple[tuple[float, f
 
     Imager Pixel Spacing (at the detector) is what mammography systems fill reliably;
     Pixel Spacing may be calibrated to the breast or absent. Either wins over the fallback.
+    A value that is not a positive finite number (0\\0, "inf": seen in CR and converter
+    output) is no pixel size: the next attribute is read.
     """
     for keyword in ("ImagerPixelSpacing", "PixelSpacing", "NominalScannedPixelSpacing"):
         value = ds.get(keyword)
@@ -106,7 +109,7 @@ def spacing_from_header(ds: Dataset, fallback_mm: float) -> tuple[tuple[float, f
                 row_mm, col_mm = float(value[0]), float(value[1])
             except (TypeError, ValueError, IndexError):
                 continue
-            if row_mm > 0 and col_mm > 0:
+            if row_mm > 0 and col_mm > 0 and math.isfinite(row_mm) and math.isfinite(col_mm):
                 return (row_mm, col_mm), keyword
     return (fallback_mm, fallback_mm), "fallback"
 

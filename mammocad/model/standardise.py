@@ -38,6 +38,11 @@ FALLBACK_SPACING_MM = 0.1
 FALLBACK_FIELD_MM = 230.0
 #: Estimated pixel sizes outside this range are clipped (no mammogram is finer or coarser).
 ESTIMATED_SPACING_RANGE_MM = (0.03, 0.3)
+#: A pixel size that makes an image span more than this (twice the largest 24 × 30 cm cassette or
+#: detector), or a pixel finer than MIN_SPACING_MM, is a wrong header: converters write 1\\1 mm as a
+#: placeholder, and a 4000-row film read at 1 mm would be resampled to 20,000 rows (GBs, minutes).
+MAX_FIELD_MM = 600.0
+MIN_SPACING_MM = 0.005
 
 
 class StandardiseError(ValueError):
@@ -170,17 +175,31 @@ def _modality_source(ds: Dataset) -> str:
 
 def _spacing(ds: Dataset, shape: tuple[int, ...], spec: PreprocessSpec,
              known_mm: float | None) -> tuple[tuple[float, float], str]:
-    """The header's pixel size; else the caller's; else one estimated from the image's size."""
+    """The header's pixel size; else the caller's; else one estimated from the image's size.
+
+    A header's or caller's pixel size that no mammogram has is an error naming where it came from.
+    """
     spacing, source = dicom_header.spacing_from_header(ds, spec.fallback_spacing_mm)
     if source != "fallback":
-        return spacing, source
+        return _plausible(spacing, shape, source), source
     if known_mm:
-        return (float(known_mm), float(known_mm)), "given"
+        return _plausible((float(known_mm), float(known_mm)), shape, "the given pixel size"), "given"
     if spec.fallback_field_mm > 0:
         lo, hi = ESTIMATED_SPACING_RANGE_MM
         estimate = float(np.clip(spec.fallback_field_mm / max(shape[:2]), lo, hi))
         return (estimate, estimate), "estimated_from_size"
     return spacing, source
+
+
+def _plausible(spacing: tuple[float, float], shape: tuple[int, ...], source: str) -> tuple[float, float]:
+    """``spacing`` when an image of ``shape`` (rows, cols) could be a mammogram at it; else a StandardiseError."""
+    rows_mm, cols_mm = shape[0] * spacing[0], shape[1] * spacing[1]
+    if min(spacing) < MIN_SPACING_MM or max(rows_mm, cols_mm) > MAX_FIELD_MM:
+        raise StandardiseError(
+            f"{source} {spacing[0]:g}\\{spacing[1]:g} mm makes this {shape[0]} x {shape[1]} image "
+            f"{rows_mm:.0f} x {cols_mm:.0f} mm; no mammogram has pixels under {MIN_SPACING_MM:g} mm or spans over "
+            f"{MAX_FIELD_MM:.0f} mm: correct the pixel size at the source")
+    return spacing
 
 
 def standardise_array(
@@ -210,10 +229,9 @@ def standardise_array(
         image = 1.0 - image
     if spacing_mm is None:
         spacing, source = (spec.fallback_spacing_mm, spec.fallback_spacing_mm), "fallback"
-    elif isinstance(spacing_mm, tuple):
-        spacing, source = (float(spacing_mm[0]), float(spacing_mm[1])), "given"
     else:
-        spacing, source = (float(spacing_mm), float(spacing_mm)), "given"
+        pair = spacing_mm if isinstance(spacing_mm, tuple) else (spacing_mm, spacing_mm)
+        spacing, source = _plausible((float(pair[0]), float(pair[1])), arr.shape, "the given pixel size"), "given"
     meta: dict[str, Any] = {
         "laterality": laterality if laterality in ("L", "R") else "", "laterality_source": "given",
         "view": view, "view_source": "given", "photometric": photometric.upper(), "voi": "percentile",

@@ -111,6 +111,29 @@ def test_spacing_sources_in_order() -> None:
     assert std.meta["spacing_source"] == "fallback" and std.image.shape == (ds.Rows * 2, ds.Columns * 2)
 
 
+def test_a_pixel_size_no_mammogram_has_is_an_error_naming_the_attribute() -> None:
+    """A converter's 1\\1 mm placeholder on a 4000-row film would be resampled to 20,000 rows (GBs of
+    memory, minutes of tiles); "inf" crashed with OverflowError; 0.001 mm shrank the breast to a few
+    pixels and reported nothing."""
+    ds = make_mammogram(rows=700, columns=560)
+    ds.ImagerPixelSpacing = [1, 1]
+    with pytest.raises(StandardiseError, match=r"ImagerPixelSpacing 1\\1 mm makes this 700 x 560 image 700 x 560 mm"):
+        standardise(ds)
+    ds.ImagerPixelSpacing = [0.001, 0.001]
+    with pytest.raises(StandardiseError, match="ImagerPixelSpacing 0.001"):
+        standardise(ds)
+    # Not a number at all: the next attribute says the pixel size.
+    ds.ImagerPixelSpacing = ["inf", "inf"]
+    std = standardise(ds)
+    assert std.meta["spacing_source"] == "PixelSpacing" and std.meta["spacing_mm"] == [0.1, 0.1]
+    del ds.PixelSpacing
+    assert standardise(ds).meta["spacing_source"] == "estimated_from_size"
+    with pytest.raises(StandardiseError, match="the given pixel size 2"):
+        standardise(ds, spacing_mm=2.0)
+    with pytest.raises(StandardiseError, match="the given pixel size 1"):
+        standardise_array(ds.pixel_array, laterality="L", spacing_mm=(1.0, 1.0))
+
+
 def test_crop_keeps_the_breast_and_drops_empty_background() -> None:
     ds = make_mammogram(laterality="L", rows=300, columns=500)  # breast ~ 0.8 × 500 wide
     box = with_marker(ds, 60, 140)
