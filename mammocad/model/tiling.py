@@ -36,11 +36,12 @@ It was also no faster end to end on the 2-core development machine.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -52,6 +53,8 @@ CUT_MARGIN_PX = 2.0
 #: Tiles with less tissue than this fraction (pixels above TISSUE_LEVEL) are skipped.
 MIN_TISSUE_FRACTION = 0.005
 TISSUE_LEVEL = 0.02
+
+M = TypeVar("M", bound=torch.nn.Module)
 
 
 @dataclass(frozen=True)
@@ -103,11 +106,11 @@ def detect_tiled(model: torch.nn.Module, image: np.ndarray, spec: DetectorSpec, 
     if not grid:
         return Detections.empty(spec.num_classes)
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
-    with torch.inference_mode(), autocast_for(device, amp), tile_mode(model, spec, tile):
+    with torch.inference_mode(), autocast_for(device, amp), tile_mode(model, spec, tile) as net:
         for start in range(0, len(grid), batch_size):
             batch = grid[start:start + batch_size]
             inputs = [_tile_tensor(full, x0, y0, tile) for x0, y0 in batch]
-            outputs = model(inputs)
+            outputs = net(inputs)
             for index, ((x0, y0), out) in enumerate(zip(batch, outputs, strict=True)):
                 boxes = out["boxes"].float().cpu().numpy().astype(np.float64)
                 boxes[:, [0, 2]] += x0
@@ -141,35 +144,45 @@ def autocast_for(device: torch.device, amp: bool = True) -> Any:
 
 
 @contextmanager
-def tile_mode(model: torch.nn.Module, spec: DetectorSpec, tile: int | None = None) -> Iterator[None]:
-    """Within the block, a torchvision Faster R-CNN takes ``tile``-px tiles unresized.
+def tile_mode(model: torch.nn.Module, spec: DetectorSpec, tile: int | None = None) -> Iterator[torch.nn.Module]:
+    """Within the block, the network to call on ``tile``-px tiles: a torchvision Faster R-CNN that
+    takes them unresized.
 
-    Sets the transform's min/max size to the tile (so it never rescales) and scales the
-    RPN's per-image proposal budgets with the tile area relative to training tiles (capped
-    at 3000 before NMS, 1000 after); both are restored on exit, so a model that is still
-    being trained (validation during training) keeps its training transform. The backbone
-    is also put in channels-last layout once (faster oneDNN/cuDNN convolutions, same numbers).
+    That network is a view of ``model`` sharing its weights, whose transform's min/max size is the
+    tile (so it never rescales) and whose RPN's per-image proposal budgets scale with the tile area
+    relative to training tiles (capped at 3000 before NMS, 1000 after). ``model`` itself is never
+    changed, so calls that overlap (two threads, two detectors on one set of weights) each get their
+    own tile size: switching ``model``'s own settings for the block once let a small image's call
+    shrink a large image's 768-px tiles that another thread was running. A model still being
+    trained (validation during training) keeps its training transform. The backbone is put in
+    channels-last layout once (faster oneDNN/cuDNN convolutions, same numbers).
     """
     tile = tile or spec.run_tile_size
     transform, rpn = getattr(model, "transform", None), getattr(model, "rpn", None)
     if transform is None or rpn is None:  # not a torchvision R-CNN: nothing to adapt
-        yield
+        yield model
         return
-    saved = (transform.min_size, transform.max_size, rpn._pre_nms_top_n["testing"],
-             rpn._post_nms_top_n["testing"])
     ratio = (tile / spec.tile_size) ** 2
-    transform.min_size, transform.max_size = (tile,), tile
-    rpn._pre_nms_top_n["testing"] = int(min(max(spec.rpn_pre_nms_top_n_test * ratio, 1), 3000))
-    rpn._post_nms_top_n["testing"] = int(min(max(spec.rpn_post_nms_top_n_test * ratio, 1), 1000))
+    tile_transform, tile_rpn, net = _view(transform), _view(rpn), _view(model)
+    tile_transform.min_size, tile_transform.max_size = (tile,), tile
+    tile_rpn._pre_nms_top_n = {**rpn._pre_nms_top_n,
+                               "testing": int(min(max(spec.rpn_pre_nms_top_n_test * ratio, 1), 3000))}
+    tile_rpn._post_nms_top_n = {**rpn._post_nms_top_n,
+                                "testing": int(min(max(spec.rpn_post_nms_top_n_test * ratio, 1), 1000))}
+    net._modules["transform"], net._modules["rpn"] = tile_transform, tile_rpn
     if not getattr(model, "_mammocad_channels_last", False):
         model.backbone.to(memory_format=torch.channels_last)
         # torch types Module.__setattr__ for Tensor | Module only; a plain attribute is fine at runtime.
         model._mammocad_channels_last = True  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        transform.min_size, transform.max_size = saved[0], saved[1]
-        rpn._pre_nms_top_n["testing"], rpn._post_nms_top_n["testing"] = saved[2], saved[3]
+    yield net
+
+
+def _view(module: M) -> M:
+    """A copy of ``module`` sharing its parameters, buffers, hooks and submodules, whose own
+    attributes and submodule slots can be set without touching ``module``."""
+    other = copy.copy(module)
+    other._modules = dict(module._modules)  # copy.copy would share the dict that holds the submodules
+    return other
 
 
 def _has_tissue(tile: torch.Tensor) -> bool:

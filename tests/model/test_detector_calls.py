@@ -3,15 +3,21 @@
 The ROI heads used to hand each box's softmax vector from ``postprocess_detections`` to
 ``forward`` through an attribute; a second call (another thread, or a call interleaved
 by a hook) then read the first call's vectors. Now they travel as return values.
+
+Tiling used to switch the model's own transform and RPN budgets to each call's tile size for
+the length of the call; a call on a small image that overlapped one on a large image shrank
+the large image's tiles. Now each call runs a view of the model with its own settings.
 """
 
 from __future__ import annotations
 
 import threading
 
+import numpy as np
 import torch
 
 from mammocad.model.detector import DetectorSpec, build_detector
+from mammocad.model.tiling import detect_tiled
 
 SPEC = DetectorSpec(backbone="resnet18", tile_size=128, tile_overlap=16, detections_per_img=20,
                     box_head_size=64, rpn_pre_nms_top_n_test=100, rpn_post_nms_top_n_test=30,
@@ -68,3 +74,52 @@ def test_two_threads_get_the_same_answers_as_one() -> None:
     for t in threads:
         t.join()
     assert failures == []
+
+
+def test_overlapping_calls_on_images_of_different_sizes_each_keep_their_tile_size() -> None:
+    """The large image's call is held at the network's input until the small image's call is inside
+    the network too (hooks on the shared transform), the interleaving two worker threads can hit."""
+    spec = DetectorSpec(backbone="resnet18", tile_size=128, tile_overlap=16, inference_tile_size=256,
+                        detections_per_img=20, box_head_size=64, rpn_pre_nms_top_n_test=100,
+                        rpn_post_nms_top_n_test=30, box_score_thresh=0.0)
+    torch.manual_seed(0)
+    model = build_detector(spec).eval()
+    rng = np.random.default_rng(2)
+    large = rng.uniform(0.2, 0.8, (256, 256)).astype(np.float32)  # one 256-px tile
+    small = rng.uniform(0.2, 0.8, (100, 100)).astype(np.float32)  # one 128-px tile
+    expected = {"large": detect_tiled(model, large, spec), "small": detect_tiled(model, small, spec)}
+    assert len(expected["large"].boxes) > 0  # else the test checks nothing
+    large_waiting, small_inside, large_resized = threading.Event(), threading.Event(), threading.Event()
+
+    def before(module: torch.nn.Module, args: object) -> None:
+        if threading.current_thread().name == "large":
+            large_waiting.set()
+            small_inside.wait(30)
+        else:
+            small_inside.set()
+            large_resized.wait(30)
+
+    def after(module: torch.nn.Module, args: object, output: object) -> None:
+        if threading.current_thread().name == "large":
+            large_resized.set()
+
+    hooks = [model.transform.register_forward_pre_hook(before), model.transform.register_forward_hook(after)]
+    got: dict[str, object] = {}
+
+    def run(name: str, image: np.ndarray) -> None:
+        got[name] = detect_tiled(model, image, spec)
+
+    first = threading.Thread(target=run, args=("large", large), name="large")
+    first.start()
+    assert large_waiting.wait(30)
+    second = threading.Thread(target=run, args=("small", small), name="small")
+    second.start()
+    first.join(60)
+    second.join(60)
+    for hook in hooks:
+        hook.remove()
+    for name, want in expected.items():
+        det = got[name]
+        assert det.boxes.shape == want.boxes.shape, name  # type: ignore[attr-defined]
+        np.testing.assert_allclose(det.boxes, want.boxes, rtol=1e-4, atol=1e-3)  # type: ignore[attr-defined]
+    assert model.transform.min_size == (128,) and model.rpn._post_nms_top_n["testing"] == 30

@@ -125,11 +125,13 @@ def test_real_network_boxes_stay_inside_the_image() -> None:
 def test_large_inference_tiles_reach_the_network_unresized() -> None:
     spec = DetectorSpec(tile_size=128, tile_overlap=32, inference_tile_size=256, rpn_post_nms_top_n_test=200)
     model = build_detector(spec).eval()
-    with tile_mode(model, spec):
-        images, _ = model.transform([torch.zeros(3, 256, 256)])
+    with tile_mode(model, spec) as net:
+        images, _ = net.transform([torch.zeros(3, 256, 256)])
         assert tuple(images.tensors.shape[-2:]) == (256, 256) and images.image_sizes == [(256, 256)]
-        assert model.rpn._post_nms_top_n["testing"] == spec.rpn_post_nms_top_n_test * 4
-    # Restored afterwards: a model still in training keeps its training-tile transform.
+        assert net.rpn._post_nms_top_n["testing"] == spec.rpn_post_nms_top_n_test * 4
+        assert net.backbone is model.backbone and net.roi_heads is model.roi_heads  # the same weights
+        # The model itself is never switched: a model still in training keeps its training-tile transform.
+        assert model.transform.min_size == (128,) and model.rpn._post_nms_top_n["testing"] == 200
     assert model.transform.min_size == (128,) and model.rpn._post_nms_top_n["testing"] == 200
     assert tile_grid((600, 600), spec.run_tile_size, 32) == [(x, y) for y in (0, 172, 344) for x in (0, 172, 344)]
 
