@@ -256,13 +256,19 @@ def _apply_voi(values: np.ndarray, ds: Dataset, for_processing: bool, spec: Prep
     if "WindowCenter" in ds and "WindowWidth" in ds:
         y_min, y_max = _window_output_range(ds)
         out = np.asarray(apply_voi_lut(values, ds, index=0, prefer_lut=False), dtype=np.float64)
-        if y_max > y_min:
+        if y_max != y_min:
             return ((out - y_min) / (y_max - y_min)).clip(0, 1), "window"
     return _percentile_window(values, spec), "percentile"
 
 
 def _window_output_range(ds: Dataset) -> tuple[float, float]:
-    """The output range pydicom's windowing writes into (PS3.3 C.11.2.1.2: the stored range)."""
+    """What pydicom's windowing writes for values below and above the window (PS3.3 C.11.2.1.2:
+    the stored range, rescaled).
+
+    Kept in that order, not sorted: with a negative Rescale Slope the first is the larger, and
+    sorting them turned the window's output upside down (dense tissue dark, the chest wall then
+    found on the wrong side) while the percentile window of the same image was the right way up.
+    """
     bits = int(ds.BitsStored)
     if ds.get("ModalityLUTSequence"):
         y_min, y_max = 0.0, float(2 ** int(ds.ModalityLUTSequence[0].LUTDescriptor[2]) - 1)
@@ -272,8 +278,7 @@ def _window_output_range(ds: Dataset) -> tuple[float, float]:
         y_min, y_max = float(-(2 ** (bits - 1))), float(2 ** (bits - 1) - 1)
     slope, intercept = ds.get("RescaleSlope"), ds.get("RescaleIntercept")
     if slope is not None and intercept is not None and not ds.get("ModalityLUTSequence"):
-        a, b = y_min * float(slope) + float(intercept), y_max * float(slope) + float(intercept)
-        y_min, y_max = min(a, b), max(a, b)
+        y_min, y_max = y_min * float(slope) + float(intercept), y_max * float(slope) + float(intercept)
     return y_min, y_max
 
 

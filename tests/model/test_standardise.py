@@ -193,6 +193,21 @@ def test_window_is_applied_in_modality_units() -> None:
     assert std.meta["voi"] == "window" and np.abs(got - expected).max() < 1e-3
 
 
+def test_a_negative_rescale_slope_keeps_the_window_the_right_way_up() -> None:
+    """Stored values written inverted with Rescale Slope -1 give the same modality values, so the
+    same picture, window or not; the window's output used to come out inverted."""
+    ds = make_mammogram(rows=128, columns=96)
+    plain = standardise(ds)
+    ds.PixelData = (4095 - ds.pixel_array.astype(np.int32)).astype(np.uint16).tobytes()
+    ds.RescaleSlope, ds.RescaleIntercept = -1, 4095
+    windowed = standardise(ds)
+    assert windowed.meta["voi"] == "window" and windowed.meta["flip_h"] == plain.meta["flip_h"]
+    assert np.abs(windowed.image - plain.image).max() < 1e-3
+    reference = make_mammogram(rows=128, columns=96)
+    del ds.WindowCenter, ds.WindowWidth, reference.WindowCenter, reference.WindowWidth
+    assert np.abs(standardise(ds).image - standardise(reference).image).max() < 1e-3
+
+
 def test_without_voi_a_percentile_window_is_used_and_16_bit_works() -> None:
     ds = _plain(bits=16)
     del ds.WindowCenter, ds.WindowWidth
