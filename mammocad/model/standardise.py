@@ -245,20 +245,35 @@ def _apply_voi(values: np.ndarray, ds: Dataset, for_processing: bool, spec: Prep
     if for_processing:
         # Raw detector signal is ~exponential in attenuation: log first, then a percentile window.
         return _percentile_window(np.log1p(np.maximum(values - values.min(), 0.0)), spec), "log+percentile"
+    fallback = "percentile"
     if ds.get("VOILUTSequence"):
         lut_data = np.asarray(ds.VOILUTSequence[0].LUTData, dtype=np.float64)
         # The LUT is indexed by (integer) modality values; pydicom warns on float input.
         indices = np.rint(values).astype(np.int64)
         out = np.asarray(apply_voi_lut(indices, ds, index=0, prefer_lut=True), dtype=np.float64)
         lo, hi = float(lut_data.min()), float(lut_data.max())
-        if hi > lo:
+        if hi > lo and _has_contrast(out):
             return ((out - lo) / (hi - lo)).clip(0, 1), "VOILUTSequence"
+        fallback = "percentile (the VOI LUT maps every pixel to one value)"
     if "WindowCenter" in ds and "WindowWidth" in ds:
         y_min, y_max = _window_output_range(ds)
         out = np.asarray(apply_voi_lut(values, ds, index=0, prefer_lut=False), dtype=np.float64)
-        if y_max != y_min:
+        if y_max != y_min and _has_contrast(out):
             return ((out - y_min) / (y_max - y_min)).clip(0, 1), "window"
-    return _percentile_window(values, spec), "percentile"
+        fallback = "percentile (the window maps every pixel to one value)"
+    return _percentile_window(values, spec), fallback
+
+
+def _has_contrast(out: np.ndarray) -> bool:
+    """The image's own VOI leaves more than one finite value.
+
+    Why: a window lying wholly outside the image's values (a wrong Window Center, a window copied
+    from another modality) makes a black or white frame, which the detector would report as a
+    view without findings although the image itself is fine (``_check_not_blank``); the
+    percentile window shows it.
+    """
+    lo, hi = float(np.min(out)), float(np.max(out))
+    return math.isfinite(lo) and math.isfinite(hi) and hi > lo
 
 
 def _window_output_range(ds: Dataset) -> tuple[float, float]:

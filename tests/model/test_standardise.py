@@ -208,6 +208,20 @@ def test_a_negative_rescale_slope_keeps_the_window_the_right_way_up() -> None:
     assert np.abs(standardise(ds).image - standardise(reference).image).max() < 1e-3
 
 
+def test_a_window_outside_the_images_values_falls_back_to_the_percentile_window() -> None:
+    """A window wholly above the data made an all-black frame the detector reported as a view
+    without findings; a NaN Window Center made an all-NaN one."""
+    reference = _plain()
+    del reference.WindowCenter, reference.WindowWidth
+    expected = standardise(reference).image
+    for center in (60000, "nan"):
+        ds = _plain()
+        ds.WindowCenter, ds.WindowWidth = center, 400
+        std = standardise(ds)
+        assert std.meta["voi"] == "percentile (the window maps every pixel to one value)"
+        assert np.array_equal(std.image, expected)
+
+
 def test_without_voi_a_percentile_window_is_used_and_16_bit_works() -> None:
     ds = _plain(bits=16)
     del ds.WindowCenter, ds.WindowWidth
