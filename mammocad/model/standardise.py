@@ -257,7 +257,10 @@ def _apply_voi(values: np.ndarray, ds: Dataset, for_processing: bool, spec: Prep
         fallback = "percentile (the VOI LUT maps every pixel to one value)"
     if "WindowCenter" in ds and "WindowWidth" in ds:
         y_min, y_max = _window_output_range(ds)
-        out = np.asarray(apply_voi_lut(values, ds, index=0, prefer_lut=False), dtype=np.float64)
+        try:
+            out = np.asarray(apply_voi_lut(values, ds, index=0, prefer_lut=False), dtype=np.float64)
+        except ValueError:  # a width PS3.3 C.11.2.1.2 forbids (under 1 for LINEAR, 0 for LINEAR_EXACT)
+            return _percentile_window(values, spec), "percentile (the window's width is not allowed)"
         if y_max != y_min and _has_contrast(out):
             return ((out - y_min) / (y_max - y_min)).clip(0, 1), "window"
         fallback = "percentile (the window maps every pixel to one value)"

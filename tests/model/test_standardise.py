@@ -222,6 +222,20 @@ def test_a_window_outside_the_images_values_falls_back_to_the_percentile_window(
         assert np.array_equal(std.image, expected)
 
 
+@pytest.mark.parametrize(("width", "function"), [(0, "LINEAR"), (0.5, "LINEAR"), (0, "LINEAR_EXACT")])
+def test_a_window_width_the_standard_forbids_falls_back_to_the_percentile_window(width: float,
+                                                                                  function: str) -> None:
+    """Read tolerantly: pydicom refuses such a window (width under 1 for LINEAR), which failed
+    the whole image; the image itself is fine."""
+    reference = _plain()
+    del reference.WindowCenter, reference.WindowWidth
+    ds = _plain()
+    ds.WindowCenter, ds.WindowWidth, ds.VOILUTFunction = 2000, width, function
+    std = standardise(ds)
+    assert std.meta["voi"] == "percentile (the window's width is not allowed)"
+    assert np.array_equal(std.image, standardise(reference).image)
+
+
 def test_without_voi_a_percentile_window_is_used_and_16_bit_works() -> None:
     ds = _plain(bits=16)
     del ds.WindowCenter, ds.WindowWidth
