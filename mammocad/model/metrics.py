@@ -33,9 +33,10 @@ Definitions (the numbers in a model card mean exactly this):
   a kept prediction is a false positive when its centre lies in no GT box of its image
   (whatever the rule, so one cluster box split in two is not punished twice); sensitivity
   = detected lesions / all lesions (any class). Sensitivity at 0.25, 0.5, 1, 2, 4 false
-  positives per image is read off the curve by linear interpolation between operating
-  points (as the LUNA16 evaluation does), starting from (0 FP/image, 0); beyond the last
-  operating point the last sensitivity holds.
+  positives per image is read off the curve by linear interpolation between consecutive
+  operating points (as the LUNA16 evaluation does), starting from (0 FP/image, 0); where
+  points share one FP rate the curve rises vertically and a rate there reads its top;
+  beyond the last operating point the last sensitivity holds.
 * **Operating threshold** (chosen on validation breasts, never on the test set):
   ``youden`` maximises sensitivity + specificity - 1; ``sensitivity`` takes the highest
   threshold whose sensitivity reaches ``target``. Thresholds are midpoints between
@@ -345,13 +346,27 @@ def froc_curve(truths: Sequence[ImageTruth], preds: Sequence[ImagePredictions], 
 
 
 def froc_at(fpi: np.ndarray, sens: np.ndarray, rates: Sequence[float] = FROC_FP_RATES) -> dict[str, float]:
-    """Sensitivity at the given FP/image rates by linear interpolation (module doc)."""
+    """Sensitivity at the given FP/image rates by linear interpolation (module doc).
+
+    ``fpi``/``sens`` are :func:`froc_curve`'s points in its order (descending threshold, so
+    both never fall). The curve joins *consecutive* points: where several share one FP rate
+    it climbs straight up there, and a rate on that vertical gets its top. A rate between two
+    FP rates is read on the segment from the last point of the lower rate to the *first*
+    point of the higher one; joining it to the higher rate's best point instead skips the
+    operating points between them and reads a sensitivity the curve (and froc.png) never
+    shows. LUNA16's ``np.interp`` over the raw points reads the same.
+    """
     x = np.concatenate([[0.0], np.asarray(fpi, dtype=np.float64)])
     y = np.concatenate([[0.0], np.asarray(sens, dtype=np.float64)])
-    # Where several operating points share one FP rate, the best sensitivity there counts.
-    ux = np.unique(x)
-    uy = np.array([y[x == v].max() for v in ux])
-    return {f"{r:g}": float(np.interp(r, ux, uy)) for r in rates}
+    out = {}
+    for r in rates:
+        i = int(np.searchsorted(x, r, side="right")) - 1  # the last point at or left of r
+        if i == len(x) - 1 or x[i] == r:
+            value = y[i]  # on a vertical (x ties: y[i] is its top), or past the curve's end
+        else:
+            value = y[i] + (y[i + 1] - y[i]) * (r - x[i]) / (x[i + 1] - x[i])
+        out[f"{r:g}"] = float(value)
+    return out
 
 
 def summarise(records: Sequence[BreastRecord], threshold: float) -> dict[str, float]:

@@ -139,9 +139,37 @@ def test_froc_interpolation() -> None:
     assert thr.tolist() == [0.9, 0.8, 0.6, 0.3]
     assert fpi.tolist() == [0.0, 0.5, 0.5, 1.0]
     assert sens.tolist() == [0.5, 0.5, 1.0, 1.0]
-    at = m.froc_at(fpi, sens, rates=(0.25, 0.5, 1.0, 4.0))
-    # (0, 0.5) -> (0.5, 1.0): 0.25 lies halfway; at 0.5 the best of the tied points counts.
-    assert at == {"0.25": 0.75, "0.5": 1.0, "1": 1.0, "4": 1.0}
+    at = m.froc_at(fpi, sens, rates=(0.25, 0.5, 0.75, 1.0, 4.0))
+    # The curve: (0, 0) up to (0, 0.5) [0.9], across to (0.5, 0.5) [0.8], up to (0.5, 1.0)
+    # [0.6], across to (1, 1) [0.3]. 0.25 lies on the flat (0, 0.5)-(0.5, 0.5): 0.5, not the
+    # 0.75 of a line from (0, 0.5) to (0.5, 1.0) that skips the 0.8 operating point. At 0.5 the
+    # vertical's top counts.
+    assert at == {"0.25": 0.5, "0.5": 1.0, "0.75": 1.0, "1": 1.0, "4": 1.0}
+
+
+def test_froc_reads_the_segment_between_consecutive_points() -> None:
+    # 4 images, 4 lesions (A in images 1-3, B in image 4); FP marks far from any lesion.
+    far = (300, 300, 310, 310)
+    truths = [T.make([BOX_A], [2], "1"), T.make([BOX_A], [2], "2"), T.make([BOX_A], [1], "3"),
+              T.make([BOX_B], [1], "4")]
+    preds = [P.make([BOX_A, far], [0.9, 0.7], [2, 2]),     # TP 0.9, FP 0.7
+             P.make([BOX_A, far], [0.6, 0.4], [2, 2]),     # TP 0.6, FP 0.4
+             P.make([BOX_A], [0.5], [1]),                  # TP 0.5
+             P.make([BOX_B, far], [0.4, 0.2], [1, 1])]     # TP 0.4 tied with image 2's FP; FP 0.2
+    fpi, sens, thr = m.froc_curve(truths, preds)
+    assert thr.tolist() == [0.9, 0.7, 0.6, 0.5, 0.4, 0.2]
+    assert fpi.tolist() == [0.0, 0.25, 0.25, 0.25, 0.5, 0.75]
+    assert sens.tolist() == [0.25, 0.25, 0.5, 0.75, 1.0, 1.0]
+    at = m.froc_at(fpi, sens, rates=(0.125, 0.25, 0.375, 0.5, 0.625, 1.0))
+    # 0.125: on the flat (0, 0.25)-(0.25, 0.25). 0.25: top of the vertical, 0.75.
+    # 0.375: on the tie's diagonal (0.25, 0.75)-(0.5, 1.0) (one TP and one FP at 0.4: the
+    # trapezoid), 0.875. 0.625: flat at 1.0. Past 0.75 FP/image (the curve's end) 1.0 holds.
+    assert at == pytest.approx({"0.125": 0.25, "0.25": 0.75, "0.375": 0.875, "0.5": 1.0, "0.625": 1.0,
+                                "1": 1.0})
+    # LUNA16 reads np.interp over the raw points, (0, 0) first: the same figures.
+    x, y = np.r_[0.0, fpi], np.r_[0.0, sens]
+    assert [at[k] for k in at] == pytest.approx([float(np.interp(r, x, y)) for r in (0.125, 0.25, 0.375, 0.5,
+                                                                                   0.625, 1.0)])
 
 
 def test_froc_without_predictions() -> None:
