@@ -181,6 +181,11 @@ def compute_report(ev: Evaluated, *, breast_threshold: float, lesion_threshold: 
     point = m.summarise(records, breast_threshold)
     ci = m.bootstrap_ci(records, lambda r: m.summarise(r, breast_threshold), n_resamples=n_bootstrap, seed=seed)
     fpi, sens, thr = m.froc_curve(truths, preds, rule=rule)
+    froc_points = m.froc_at(fpi, sens)
+    if not any(len(t.boxes) for t in truths):
+        # No lesion, no sensitivity: an unmarked lesion-free set would otherwise read 0 (the
+        # curve's (0, 0) start) and a marked one NaN, which json.dumps writes as bare NaN.
+        froc_points = dict.fromkeys(froc_points, float("nan"))
     y = [r.malignant for r in records]
     s = [r.score for r in records]
     fpr, tpr, _ = m.roc_curve(y, s)
@@ -192,7 +197,7 @@ def compute_report(ev: Evaluated, *, breast_threshold: float, lesion_threshold: 
         "counts": m.counts_total(records),
         "metrics": {k: _clean(v) for k, v in point.items()},
         "ci95": {k: [_clean(a), _clean(b)] for k, (a, b) in ci.items()},
-        "froc": {"sensitivity_at_fp_per_image": m.froc_at(fpi, sens),
+        "froc": {"sensitivity_at_fp_per_image": {k: _clean(v) for k, v in froc_points.items()},
                  "curve": {"fp_per_image": fpi.tolist(), "sensitivity": _clean_list(sens),
                            "thresholds": thr.tolist()}},
         "roc": {"fpr": fpr.tolist(), "tpr": tpr.tolist()},
@@ -233,7 +238,7 @@ def format_table(report: dict[str, Any]) -> str:
         ci = "" if lo is None or hi is None else f"[{lo:.3f}, {hi:.3f}]"
         lines.append(f"{label:52s} {val:>7s}   {ci}")
     for rate, sens in report["froc"]["sensitivity_at_fp_per_image"].items():
-        lines.append(f"{'FROC sensitivity at ' + rate + ' FP/image':52s} {sens:7.3f}")
+        lines.append(f"{'FROC sensitivity at ' + rate + ' FP/image':52s} {'n/a' if sens is None else f'{sens:.3f}':>7s}")
     c = report["counts"]
     lines.append(f"({c['images']} images, {c['images_with_lesions']} of them with lesions, {c['breasts']} breasts "
                  f"of which {c['malignant_breasts']} malignant, "

@@ -38,7 +38,7 @@ def froc_png(report: dict[str, Any], path: Path, title: str = "") -> Path:
     xs = [0.0] + list(curve["fp_per_image"])
     ys = [0.0] + [v or 0.0 for v in curve["sensitivity"]]
     ax.plot([max(x, 1e-2) for x in xs], ys, marker=".", ms=3, label="FROC")
-    points = report["froc"]["sensitivity_at_fp_per_image"]
+    points = {k: v for k, v in report["froc"]["sensitivity_at_fp_per_image"].items() if v is not None}
     ax.scatter([float(k) for k in points], list(points.values()), color="C3", zorder=3,
                label="at 0.25–4 FP/image")
     ax.set_xscale("log")

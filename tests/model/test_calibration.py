@@ -8,6 +8,8 @@ the way the Detector reports it, and that [validation] sources join the held-out
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ import pytest
 from mammocad.model import evaluate as ev_mod
 from mammocad.model import train
 from mammocad.model.annotations import AnnotatedImage, AnnotatedLesion
+from mammocad.model.plots import froc_png
 from mammocad.model.results import ImageRef, ImageResult, Lesion, LesionClass
 from tests.model.test_train import tiny_config
 
@@ -189,3 +192,21 @@ def test_a_budget_that_reports_one_class_keeps_its_lesion_threshold_and_the_defa
     assert loose["lesion_score_threshold"] == pytest.approx(0.45)
     assert 0.12 < loose["malignant_threshold"] <= 0.35
     assert len([r for r in caplog.records if r.getMessage() == "threshold_default"]) == 1
+
+
+def test_froc_on_a_set_without_lesions_is_not_applicable(tmp_path: Path) -> None:
+    """Lesion-free images (a site's normals): FROC sensitivity is undefined, never 0 or a bare NaN."""
+    unmarked = ev_mod.Evaluated(*map(list, zip(_image("n1_L", "CC", [], []), _image("n1_L", "MLO", [], []),
+                                               strict=True)))
+    marked = ev_mod.Evaluated(*map(list, zip(_image("n1_L", "CC", [], [(FAR, 0.7, 0.2)]),
+                                             _image("n1_L", "MLO", [], []), strict=True)))
+    for ev in (unmarked, marked):
+        report = ev_mod.compute_report(ev, breast_threshold=0.5, lesion_threshold=0.5, n_bootstrap=5)
+        assert set(report["froc"]["sensitivity_at_fp_per_image"].values()) == {None}
+        text = json.dumps(report, allow_nan=False)  # strict JSON: raises on NaN
+        assert json.loads(text)["froc"]["sensitivity_at_fp_per_image"]["1"] is None
+        assert "FROC sensitivity at 1 FP/image" in ev_mod.format_table(report)
+        assert [ln.split()[-1] for ln in ev_mod.format_table(report).splitlines() if "FROC" in ln] == ["n/a"] * 5
+        assert froc_png(report, tmp_path / "froc.png").stat().st_size > 0
+    assert math.isclose(ev_mod.compute_report(marked, breast_threshold=0.5, lesion_threshold=0.5,
+                                              n_bootstrap=5)["metrics"]["false_positives_per_image"], 0.5)
