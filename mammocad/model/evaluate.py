@@ -198,6 +198,8 @@ def compute_report(ev: Evaluated, *, breast_threshold: float, lesion_threshold: 
         "metrics": {k: _clean(v) for k, v in point.items()},
         "ci95": {k: [_clean(a), _clean(b)] for k, (a, b) in ci.items()},
         "froc": {"sensitivity_at_fp_per_image": {k: _clean(v) for k, v in froc_points.items()},
+                 # Rates past this are read as the sensitivity here (metrics doc): the table says so.
+                 "curve_ends_at_fp_per_image": float(fpi[-1]) if len(fpi) else 0.0,
                  "curve": {"fp_per_image": fpi.tolist(), "sensitivity": _clean_list(sens),
                            "thresholds": thr.tolist()}},
         "roc": {"fpr": fpr.tolist(), "tpr": tpr.tolist()},
@@ -237,8 +239,11 @@ def format_table(report: dict[str, Any]) -> str:
         val = "n/a" if value is None else f"{value:.3f}"
         ci = "" if lo is None or hi is None else f"[{lo:.3f}, {hi:.3f}]"
         lines.append(f"{label:52s} {val:>7s}   {ci}")
+    end = report["froc"].get("curve_ends_at_fp_per_image")
     for rate, sens in report["froc"]["sensitivity_at_fp_per_image"].items():
-        lines.append(f"{'FROC sensitivity at ' + rate + ' FP/image':52s} {'n/a' if sens is None else f'{sens:.3f}':>7s}")
+        past = sens is not None and end is not None and float(rate) > end
+        lines.append(f"{'FROC sensitivity at ' + rate + ' FP/image':52s} {'n/a' if sens is None else f'{sens:.3f}':>7s}"
+                     + (f"   (not reached: the curve ends at {end:.3g} FP/image, read there)" if past else ""))
     c = report["counts"]
     lines.append(f"({c['images']} images, {c['images_with_lesions']} of them with lesions, {c['breasts']} breasts "
                  f"of which {c['malignant_breasts']} malignant, "

@@ -210,3 +210,20 @@ def test_froc_on_a_set_without_lesions_is_not_applicable(tmp_path: Path) -> None
         assert froc_png(report, tmp_path / "froc.png").stat().st_size > 0
     assert math.isclose(ev_mod.compute_report(marked, breast_threshold=0.5, lesion_threshold=0.5,
                                               n_bootstrap=5)["metrics"]["false_positives_per_image"], 0.5)
+
+
+def test_froc_rates_past_the_curve_end_are_marked_in_the_table() -> None:
+    """Every mark of 4 images gives 2 FP, 0.5 FP/image: 1, 2 and 4 FP/image are never reached."""
+    ev = ev_mod.Evaluated(*map(list, zip(
+        _image("a_L", "CC", [(BOX, "malignant")], [(BOX, 0.9, 0.8), (FAR, 0.6, 0.2)]),
+        _image("a_L", "MLO", [(BOX, "malignant")], []),
+        _image("b_R", "CC", [], [(FAR, 0.7, 0.2)]),
+        _image("b_R", "MLO", [], []), strict=True)))
+    report = ev_mod.compute_report(ev, breast_threshold=0.5, lesion_threshold=0.5, n_bootstrap=5)
+    # Curve: (0, 0.5) at 0.9, (0.25, 0.5) at 0.7, (0.5, 0.5) at 0.6; 2 lesions, one found.
+    assert report["froc"]["curve_ends_at_fp_per_image"] == 0.5
+    assert report["froc"]["sensitivity_at_fp_per_image"] == {"0.25": 0.5, "0.5": 0.5, "1": 0.5, "2": 0.5, "4": 0.5}
+    lines = {ln.split(" FP/image")[0]: ln for ln in ev_mod.format_table(report).splitlines() if "FROC" in ln}
+    assert [("not reached" in lines[f"FROC sensitivity at {r}"]) for r in ("0.25", "0.5", "1", "2", "4")] == [
+        False, False, True, True, True]
+    assert "the curve ends at 0.5 FP/image, read there" in lines["FROC sensitivity at 1"]
