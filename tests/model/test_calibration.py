@@ -12,12 +12,13 @@ import json
 import math
 from pathlib import Path
 
+import matplotlib.cbook
 import pytest
 
 from mammocad.model import evaluate as ev_mod
-from mammocad.model import train
+from mammocad.model import metrics as m
+from mammocad.model import plots, train
 from mammocad.model.annotations import AnnotatedImage, AnnotatedLesion
-from mammocad.model.plots import froc_png
 from mammocad.model.results import ImageRef, ImageResult, Lesion, LesionClass
 from tests.model.test_train import tiny_config
 
@@ -207,7 +208,7 @@ def test_froc_on_a_set_without_lesions_is_not_applicable(tmp_path: Path) -> None
         assert json.loads(text)["froc"]["sensitivity_at_fp_per_image"]["1"] is None
         assert "FROC sensitivity at 1 FP/image" in ev_mod.format_table(report)
         assert [ln.split()[-1] for ln in ev_mod.format_table(report).splitlines() if "FROC" in ln] == ["n/a"] * 5
-        assert froc_png(report, tmp_path / "froc.png").stat().st_size > 0
+        assert plots.froc_png(report, tmp_path / "froc.png").stat().st_size > 0
     assert math.isclose(ev_mod.compute_report(marked, breast_threshold=0.5, lesion_threshold=0.5,
                                               n_bootstrap=5)["metrics"]["false_positives_per_image"], 0.5)
 
@@ -227,3 +228,31 @@ def test_froc_rates_past_the_curve_end_are_marked_in_the_table() -> None:
     assert [("not reached" in lines[f"FROC sensitivity at {r}"]) for r in ("0.25", "0.5", "1", "2", "4")] == [
         False, False, True, True, True]
     assert "the curve ends at 0.5 FP/image, read there" in lines["FROC sensitivity at 1"]
+
+
+def test_roc_picture_encloses_the_auc_it_prints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Breasts: malignant risks 0.8, 0 and 0; others 0.5, 0, 0, 0 (ties at 0 across classes).
+
+    Mid-rank AUC: pairs (0.8 beats all 4) + 2 x (loses to 0.5, ties 3 zeros: 1.5) = 7 of 12.
+    The drawn curve (0,0) (0,1/3) (1/4,1/3) (1,1) encloses 1/4 x 1/3 + 3/4 x (1/3 + 1)/2 = 7/12.
+    """
+    y, s = [1, 1, 1, 0, 0, 0, 0], [0.8, 0.0, 0.0, 0.5, 0.0, 0.0, 0.0]
+    fpr, tpr, _ = m.roc_curve(y, s)
+    auc = m.roc_auc(y, s)
+    assert auc == pytest.approx(7 / 12)
+    axes = []
+    real_subplots = plots.plt.subplots
+
+    def subplots(*args: object, **kwargs: object) -> object:
+        fig, ax = real_subplots(*args, **kwargs)
+        axes.append(ax)
+        return fig, ax
+
+    monkeypatch.setattr(plots.plt, "subplots", subplots)
+    plots.roc_png({"metrics": {"breast_roc_auc": auc}, "ci95": {}, "roc": {"fpr": fpr.tolist(), "tpr": tpr.tolist()}},
+                  tmp_path / "roc.png")
+    line = axes[0].lines[0]
+    xs, ys = matplotlib.cbook.STEP_LOOKUP_MAP[line.get_drawstyle()](*line.get_data())
+    drawn = float(sum((x1 - x0) * (y0 + y1) / 2 for x0, x1, y0, y1 in zip(xs[:-1], xs[1:], ys[:-1], ys[1:],
+                                                                          strict=True)))
+    assert drawn == pytest.approx(auc)
