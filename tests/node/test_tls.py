@@ -12,7 +12,6 @@ import socket
 import ssl
 import stat
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from tests import factories
 from tests.config.test_echo import storescp
 from tests.node.conftest import AE as NODE_AE
 from tests.node.conftest import NodeEnv, run_dcmtk
+from tests.processes import spawn
 from tests.services import free_port, wait_until
 from tests.tls_certs import TestPKI, issue, issue_expired, make_pki
 
@@ -332,6 +332,26 @@ server.shutdown()
 """
 
 
+def _read_available(proc: subprocess.Popen[str], seen: list[str]) -> str:
+    """Everything ``proc`` has written so far (its stdout read without blocking), kept in ``seen``."""
+    import os
+    import select
+
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    while select.select([fd], [], [], 0)[0]:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        seen.append(chunk.decode(errors="replace"))
+    return "".join(seen)
+
+
+def _renegotiation_answered(out: str) -> bool:
+    after = out.partition("RENEGOTIATING")[2]
+    return "no renegotiation" in after or "verify return" in after
+
+
 def test_node_refuses_client_renegotiation(pki: TestPKI, tmp_path: Path) -> None:
     """A TLS 1.2 caller that asks to renegotiate (``openssl s_client`` sends ``R``) is refused:
     each renegotiation costs the node a private-key operation, as often as the caller likes.
@@ -349,29 +369,31 @@ def test_node_refuses_client_renegotiation(pki: TestPKI, tmp_path: Path) -> None
     ctx = NodeTLSSettings(enabled=True, certificate=str(pki.node.certificate), private_key=str(pki.node.private_key),
                           require_client_certificate=False).server_context()
     assert ctx.options & ssl.OP_NO_RENEGOTIATION
+    seen: list[str] = []
     conf = tmp_path / "allow-renegotiation.cnf"
     conf.write_text("openssl_conf = init\n[init]\nssl_conf = ssl\n[ssl]\nsystem_default = sys\n"
                     "[sys]\nOptions = ClientRenegotiation\n")
     env = {**os.environ, "OPENSSL_CONF": str(conf), "PYTHONPATH": str(Path(__file__).parents[2])}
-    server = subprocess.Popen([sys.executable, "-c", _RENEGOTIATION_SERVER, str(pki.node.certificate),
-                               str(pki.node.private_key)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              text=True, env=env)
+    server = spawn([sys.executable, "-c", _RENEGOTIATION_SERVER, str(pki.node.certificate),
+                    str(pki.node.private_key)], name="tls-server", env=env, stdin=subprocess.PIPE,
+                   stdout=subprocess.PIPE, text=True)
     try:
         assert server.stdout is not None
         port = int(server.stdout.readline())
         wait_until(lambda: _connectable(port), 20, "the TLS server")
-        # s_client renegotiates on a line "R"; it then waits for the server's answer.
-        probe = subprocess.Popen(["openssl", "s_client", "-tls1_2", "-connect", f"127.0.0.1:{port}",
-                                  "-CAfile", str(pki.ca.certificate)], stdin=subprocess.PIPE,
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        assert probe.stdin is not None
+        # s_client renegotiates on a line "R"; stdin stays open until the server has answered
+        # (refused: "no renegotiation"; done: a second verification after "RENEGOTIATING").
+        probe = spawn(["openssl", "s_client", "-tls1_2", "-connect", f"127.0.0.1:{port}", "-CAfile",
+                       str(pki.ca.certificate)], name="s_client", stdin=subprocess.PIPE,
+                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert probe.stdin is not None and probe.stdout is not None
+        wait_until(lambda: "New, TLSv1.2" in _read_available(probe, seen), 30, "the first handshake")
         probe.stdin.write("R\n")
         probe.stdin.flush()
-        time.sleep(2)  # the renegotiation either completes or is refused well within this
+        wait_until(lambda: _renegotiation_answered(_read_available(probe, seen)), 60, "the server's answer")
         probe.stdin.close()
-        assert probe.stdout is not None
-        out = probe.stdout.read()
         probe.wait(timeout=30)
+        out = "".join(seen)
     finally:
         assert server.stdin is not None
         server.stdin.close()
