@@ -102,15 +102,15 @@ def _exposure(settings: Settings) -> list[str]:
     return out
 
 
-def _private_keys(settings: Settings) -> Iterator[tuple[str, str]]:
-    """``(key name, path)`` of every TLS private key the services load."""
+def _tls_files(settings: Settings, field: str) -> Iterator[tuple[str, str]]:
+    """``(key name, path)`` of every TLS ``field`` ("private_key" or "certificate") the services load."""
     if settings.node.tls.enabled:
-        yield "node.tls.private_key", settings.node.tls.private_key
+        yield f"node.tls.{field}", getattr(settings.node.tls, field)
     for dest in settings.destinations:
-        if dest.tls and dest.private_key:
-            yield f"destination {dest.name} private_key", dest.private_key
-    if settings.audit.private_key:
-        yield "audit.private_key", settings.audit.private_key
+        if dest.tls and getattr(dest, field):
+            yield f"destination {dest.name} {field}", getattr(dest, field)
+    if getattr(settings.audit, field):
+        yield f"audit.{field}", getattr(settings.audit, field)
 
 
 def exposed_keys(settings: Settings) -> list[str]:
@@ -121,7 +121,7 @@ def exposed_keys(settings: Settings) -> list[str]:
     certificate. Group-readable is the intended mode (0640 root:mammocad).
     """
     out = []
-    for key, path in _private_keys(settings):
+    for key, path in _tls_files(settings, "private_key"):
         try:
             mode = stat.S_IMODE(os.stat(path).st_mode)
         except OSError:
@@ -131,17 +131,6 @@ def exposed_keys(settings: Settings) -> list[str]:
                        f"(mode {mode:04o}): anyone on this machine can take the key; "
                        f"`chmod 0640 {path}` and `chown root:mammocad {path}`")
     return out
-
-
-def _certificates(settings: Settings) -> Iterator[tuple[str, str]]:
-    """``(key name, path)`` of every TLS certificate the services present to peers."""
-    if settings.node.tls.enabled:
-        yield "node.tls.certificate", settings.node.tls.certificate
-    for dest in settings.destinations:
-        if dest.tls and dest.certificate:
-            yield f"destination {dest.name} certificate", dest.certificate
-    if settings.audit.certificate:
-        yield "audit.certificate", settings.audit.certificate
 
 
 def expiring_certificates(settings: Settings, now: datetime | None = None) -> list[str]:
@@ -154,7 +143,7 @@ def expiring_certificates(settings: Settings, now: datetime | None = None) -> li
     """
     now = now or datetime.now(UTC)
     out = []
-    for key, path in _certificates(settings):
+    for key, path in _tls_files(settings, "certificate"):
         try:
             ends = certificate_end_dates(path)
         except (OSError, ValueError):
