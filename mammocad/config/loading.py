@@ -113,7 +113,7 @@ def _unparsable_env(exc: Exception) -> str | None:
     example = ("""'[{"ae_title": "PACS", "host": "10.0.0.5"}]'""" if field in ("callers", "destinations")
                else f"""'{{"key": "value"}}' (or one key at a time: MAMMOCAD_{field.upper()}__KEY=value)""")
     return (f"invalid configuration in the environment: {var} must be JSON, e.g. {var}={example}; "
-            f"{exc.__cause__ or exc} (got {os.environ.get(var, '')!r})")
+            f"{exc.__cause__ or exc} (got {redact_url(os.environ.get(var, ''))!r})")
 
 
 def _explain(exc: Exception, path: Path | None, flags: Mapping[tuple[str, ...], str] | None = None) -> str:

@@ -105,6 +105,7 @@ def test_bad_env_override_names_the_variable(tmp_path: Path, clean_env: None, mo
 @pytest.mark.parametrize(("var", "value", "example"), [
     ("MAMMOCAD_CALLERS", "PACS", "MAMMOCAD_CALLERS='[{\"ae_title\": \"PACS\""),
     ("MAMMOCAD_BROKER", "redis://broker:6379/0", "MAMMOCAD_BROKER__KEY=value"),
+    ("MAMMOCAD_BROKER", "redis://:s3cret@broker:6379/0", "MAMMOCAD_BROKER__KEY=value"),
 ])
 def test_env_value_that_is_not_json_names_the_variable(tmp_path: Path, clean_env: None,
                                                        monkeypatch: pytest.MonkeyPatch, var: str, value: str,
@@ -117,7 +118,9 @@ def test_env_value_that_is_not_json_names_the_variable(tmp_path: Path, clean_env
         load_settings(path)
     message = str(raised.value)
     assert message.startswith(f"invalid configuration in the environment: {var} must be JSON")
-    assert example in message and repr(value) in message and str(path) not in message
+    shown = value.replace(":s3cret@", ":***@")  # a broker password is never echoed
+    assert example in message and repr(shown) in message and str(path) not in message
+    assert "s3cret" not in message
 
 
 def test_file_only_validation_ignores_environment(clean_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
