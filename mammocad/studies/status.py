@@ -44,10 +44,19 @@ class StudyStatus:
     declared: str = ""
     #: Images without a result whose analysis lease is fresh: running on a live worker now.
     analysing: int = 0
+    #: The revision of an admin's re-analysis still owed its amended report (``studies
+    #: reanalyse``); None when none is. Its old results are gone, so without this the study
+    #: looked delivered with fewer images analysed.
+    reanalysis: int | None = None
 
     @property
     def waiting_for(self) -> str:
-        """What a study without a report waits for now, in words; "" once it has one."""
+        """What a study waits for now, in words: its report, or an amended one an admin asked
+        for; "" when neither is owed."""
+        if self.reanalysis is not None:
+            return (f"the amended report (revision {self.reanalysis}) that `mammocad studies reanalyse` asked for: "
+                    f"{self.analysed} of {self.images} image(s) analysed again, {self.analysing} running "
+                    "(see `mammocad workers`)")
         if self.report:
             return ""
         if not self.declared:
@@ -60,10 +69,11 @@ class StudyStatus:
 
     @property
     def state(self) -> str:
-        """failed (a destination dead-lettered), pending (not reported or not yet delivered), delivered."""
+        """failed (a destination dead-lettered), pending (not reported, a re-analysis owed, or not yet
+        delivered), delivered."""
         if "dead" in self.destinations.values():
             return "failed"
-        if not self.report or "pending" in self.destinations.values():
+        if not self.report or self.reanalysis is not None or "pending" in self.destinations.values():
             return "pending"
         return "delivered"
 
@@ -118,6 +128,8 @@ def study_status(spool_dir: str | os.PathLike[str], study_uid: str, index: Index
                 status.failed_images += int(bool(files.read_result(sop).error))
             except Exception:  # unreadable result: counted as analysed, shown by `studies show`
                 continue
+    pending = files.layout.pending_reanalysis(files.study_uid)
+    status.reanalysis = pending.revision if pending is not None else None
     reports = files.reports()
     status.reports = len(reports)
     if reports:

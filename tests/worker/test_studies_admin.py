@@ -299,6 +299,12 @@ def test_reanalyse_waits_for_the_first_report(tmp_path: Path, redis_url: str) ->
     assert done.returncode == 0, done.stderr
     assert broker.dbsize() > 0 and not any(files.result(s).exists() for s in sops)
     _audited(tmp_path / "audit.log", "110103", study_uid)
+    # Until the amended report exists, `studies show` says the study waits for it.
+    status = study_status(spool, study_uid)
+    assert (status.reanalysis, status.state, status.analysed) == (1, "pending", 0)
+    assert status.waiting_for.startswith("the amended report (revision 1)")
+    shown = _mammocad(cfg, "studies", "show", study_uid)
+    assert "the amended report (revision 1)" in shown.stdout, shown.stdout + shown.stderr
 
 
 def test_outbox_retry_leaves_a_dead_letter_whose_item_waits_in_the_outbox(
