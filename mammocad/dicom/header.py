@@ -94,24 +94,36 @@ def laterality_view(ds: Dataset) -> tuple[str, str]:
     return laterality_from_header(ds)[0], view_from_header(ds)[0]
 
 
-def spacing_from_header(ds: Dataset, fallback_mm: float) -> tuple[tuple[float, float], str]:
-    """((row spacing, column spacing) in mm, source).
+#: Where a pixel size is read, best first: Imager Pixel Spacing (at the detector) is what
+#: mammography systems fill reliably; Pixel Spacing may be calibrated to the breast or absent.
+SPACING_KEYWORDS = ("ImagerPixelSpacing", "PixelSpacing", "NominalScannedPixelSpacing")
 
-    Imager Pixel Spacing (at the detector) is what mammography systems fill reliably;
-    Pixel Spacing may be calibrated to the breast or absent. Either wins over the fallback.
-    A value that is not a positive finite number (0\\0, "inf": seen in CR and converter
-    output) is no pixel size: the next attribute is read.
+
+def usable_spacing(ds: Dataset, keywords: tuple[str, ...] = SPACING_KEYWORDS
+                   ) -> tuple[tuple[float, float], str] | None:
+    """((row spacing, column spacing) in mm, the attribute) from the first of ``keywords``
+    that holds two positive finite numbers; None when none does.
+
+    A value that is not (0\\0, "inf" or "1e999": valid DS text seen in CR and converter
+    output) is no pixel size: the next attribute is read. The one test of a usable spacing,
+    for the detector's input and for the sizes the result objects state.
     """
-    for keyword in ("ImagerPixelSpacing", "PixelSpacing", "NominalScannedPixelSpacing"):
+    for keyword in keywords:
         value = ds.get(keyword)
-        if value is not None:
-            try:
-                row_mm, col_mm = float(value[0]), float(value[1])
-            except (TypeError, ValueError, IndexError):
-                continue
-            if row_mm > 0 and col_mm > 0 and math.isfinite(row_mm) and math.isfinite(col_mm):
-                return (row_mm, col_mm), keyword
-    return (fallback_mm, fallback_mm), "fallback"
+        if value is None:
+            continue
+        try:
+            row_mm, col_mm = float(value[0]), float(value[1])
+        except (TypeError, ValueError, IndexError):
+            continue
+        if row_mm > 0 and col_mm > 0 and math.isfinite(row_mm) and math.isfinite(col_mm):
+            return (row_mm, col_mm), keyword
+    return None
+
+
+def spacing_from_header(ds: Dataset, fallback_mm: float) -> tuple[tuple[float, float], str]:
+    """((row spacing, column spacing) in mm, source): :func:`usable_spacing`, else the fallback."""
+    return usable_spacing(ds) or ((fallback_mm, fallback_mm), "fallback")
 
 
 def orientation_from_header(ds: Dataset) -> tuple[str, str]:

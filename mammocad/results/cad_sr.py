@@ -26,11 +26,10 @@ cancer and the operating point (docs/CONFORMANCE.md).
 
 from __future__ import annotations
 
-import math
-
 from pydicom.dataset import Dataset
 
 from mammocad.config.settings import OutputKind
+from mammocad.dicom.header import usable_spacing
 from mammocad.model.results import ImageRef, ImageResult, LesionType
 from mammocad.results import codes as C
 from mammocad.results import operating_points as OP
@@ -79,16 +78,9 @@ def _algorithm(rel: str, ctx: OutputContext) -> list[Dataset]:
 
 
 def _spacing(source: Dataset) -> tuple[float, float] | None:
-    """(row, column) spacing in mm: positive and finite ("1e999" is a valid DS that reads as inf)."""
-    for keyword in ("ImagerPixelSpacing", "PixelSpacing"):
-        value = source.get(keyword)
-        try:
-            row, col = float(value[0]), float(value[1])  # type: ignore[index]
-        except (TypeError, ValueError, IndexError):
-            continue
-        if 0 < row < math.inf and 0 < col < math.inf:
-            return row, col
-    return None
+    """(row, column) spacing in mm, positive and finite, from the detector's or the image's."""
+    found = usable_spacing(source, ("ImagerPixelSpacing", "PixelSpacing"))
+    return found[0] if found else None
 
 
 def _valid(vr_check: str, value: object) -> str:

@@ -18,8 +18,6 @@ Mammography code fails template validation).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from highdicom.sr import (
     AlgorithmIdentification,
@@ -41,6 +39,7 @@ from highdicom.sr.coding import CodedConcept
 from pydicom.dataset import Dataset
 
 from mammocad.config.settings import OutputKind
+from mammocad.dicom.header import usable_spacing
 from mammocad.model.results import ImageResult, LesionType
 from mammocad.results import codes as C
 from mammocad.results import operating_points as OP
@@ -143,14 +142,11 @@ def _library_header(source: Dataset) -> Dataset:
         out[keyword] = source[keyword]
     orientation = patient_orientation(source)
     spacing = source.get("ImagerPixelSpacing")
-    try:
-        spacing_ok = spacing is not None and len(spacing) == 2 and all(0 < float(v) < math.inf for v in spacing)
-    except (TypeError, ValueError):
-        spacing_ok = False
-    if orientation and spacing_ok:
+    usable = usable_spacing(source, ("ImagerPixelSpacing",))
+    if orientation and usable is not None and len(spacing) == 2:
         out.Modality = source.get("Modality", "")
         out.PatientOrientation = list(orientation)
-        out.ImagerPixelSpacing = [float(v) for v in spacing]
+        out.ImagerPixelSpacing = list(usable[0])
     else:
         out.Modality = ""
     return out
