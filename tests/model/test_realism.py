@@ -470,3 +470,18 @@ def test_real_film_texture_is_strands() -> None:
         std = standardise(pydicom.dcmread(path), realism_spec(0.05))
         line_share, blob_share = curvature_shape(std.image, realism.breast_mask(std.image, 0.2).usable)
         assert line_share > 0.33 and blob_share < 0.06, (path.name, line_share, blob_share)
+
+
+def test_a_missing_real_folder_is_refused_before_any_generation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """Generating the synthetic side takes seconds per study; a mistyped --real must not cost them first."""
+    import mammocad.model.synth as synth
+    from mammocad.cli import main
+
+    def generation_started(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the synthetic set was generated before --real was checked")
+
+    monkeypatch.setattr(synth, "generate_dataset", generation_started)
+    missing = tmp_path / "no-such-folder"
+    assert main(["model", "realism", "--real", str(missing), "--no-detector", "--quiet"]) == 2
+    assert f"{missing} is not a folder of mammograms" in capsys.readouterr().err

@@ -139,6 +139,12 @@ def build_report(args: argparse.Namespace, options: dict[str, Any], tmp: Path) -
     rendering = None if args.marks_rendered is None else rr.Rendering.parse(args.marks_rendered)
     # First the detector: a wrong --weights should fail before minutes of generation.
     detector = None if args.no_detector else rr.with_fallback_spacing(_load_detector(args), args.real_spacing)
+    # Then the real side, for the same reason: a mistyped --real is refused before the generation.
+    real_folder = args.real if args.real is not None else src.default_real_folder()
+    if args.real_format == "dicom":
+        real = src.dicom_folder(real_folder)
+    else:
+        real = src.annotated_set(real_folder, args.real_format, options)
     if args.synthetic is not None:
         synthetic = src.annotated_set(args.synthetic)
         syn_source = str(args.synthetic)
@@ -153,11 +159,6 @@ def build_report(args: argparse.Namespace, options: dict[str, Any], tmp: Path) -
     synthetic = src.of_acquisition(synthetic, args.acquisition)
     if args.acquisition != "all":
         syn_source += f"; {args.acquisition} only"
-    real_folder = args.real if args.real is not None else src.default_real_folder()
-    if args.real_format == "dicom":
-        real = src.dicom_folder(real_folder)
-    else:
-        real = src.annotated_set(real_folder, args.real_format, options)
     syn_m = rr.measure_set(synthetic, args.real_spacing, detector=detector, rendering=rendering, desc="synthetic",
                            progress=progress, pictures=args.marks_pictures)
     real_m = rr.measure_set(real, args.real_spacing, detector=detector, rendering=rendering, desc="real",
