@@ -109,7 +109,14 @@ def save_manifest(folder: Path, images: list[AnnotatedImage], info: dict[str, An
 
 def load_manifest(folder_or_file: Path) -> list[AnnotatedImage]:
     path = folder_or_file / MANIFEST_NAME if folder_or_file.is_dir() else folder_or_file
-    payload = json.loads(path.read_text())
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder_or_file} holds no {MANIFEST_NAME}: give a `mammocad model synth` output "
+                                "folder, or name a public data set's format (--data-format, or `format` in a "
+                                "training config's [data])")
+    try:
+        payload = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not a mammocad manifest (unreadable JSON: {exc})") from exc
     if payload.get("format") != "mammocad-manifest/1":
         raise ValueError(f"{path}: not a mammocad manifest (format {payload.get('format')!r})")
     return [AnnotatedImage.from_dict(d, root=path.parent) for d in payload["images"]]

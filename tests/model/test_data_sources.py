@@ -134,3 +134,19 @@ def test_a_synthetic_source_renders_its_film_views_like_a_public_film_set(tmp_pa
                          ({"render_spacing_mm": 0.2, "render_bits": 4}, "render_bits must be 6..16")):
         with pytest.raises(ValueError, match=message):
             DataSource.from_dict({**raw, "options": bad})
+
+
+def test_a_folder_without_a_manifest_says_how_to_name_its_format(tmp_path: Path) -> None:
+    import json
+
+    import pytest
+
+    from mammocad.model.annotations import MANIFEST_NAME, load_manifest
+
+    with pytest.raises(FileNotFoundError, match=r"holds no manifest\.json: .*--data-format"):
+        load_manifest(tmp_path)
+    (tmp_path / MANIFEST_NAME).write_text("{")
+    with pytest.raises(ValueError, match="not a mammocad manifest .unreadable JSON"):
+        load_manifest(tmp_path)
+    (tmp_path / MANIFEST_NAME).write_text(json.dumps({"format": "mammocad-manifest/1", "images": []}))
+    assert load_manifest(tmp_path) == []

@@ -159,6 +159,15 @@ def test_cli_rejects_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture
     assert exc.value.code == 0
 
 
+def test_cli_says_when_the_output_folder_cannot_be_made(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A path under a regular file cannot be a folder (root or not): one line and status 2, not a traceback."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert main(["model", "synth", "--out", str(blocker / "set"), "--studies", "1", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot make the output folder {blocker / 'set'}" in err and "Traceback" not in err
+
+
 def test_texture_power_spectrum_is_that_of_real_breasts(study) -> None:  # type: ignore[no-untyped-def]
     """β of 256² regions at 0.2 mm inside the breast, as measured on real film (≈ 3.0–3.2).
 

@@ -44,11 +44,21 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: --out {args.out} exists and is not a folder; choose another path", file=sys.stderr)
         return 2
     try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"error: cannot make the output folder {args.out}: {exc.strerror or exc}; give a folder you can write",
+              file=sys.stderr)
+        return 2
+    try:
         images = generate_dataset(args.out, args.studies, args.seed, size=args.size,
                                   spacing_mm=args.spacing, progress=not args.quiet, workers=args.workers)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        print(f"error: writing the synthetic set to {args.out} failed: {exc}; free space or choose another folder, "
+              "then run again (the same seed draws the same studies)", file=sys.stderr)
+        return 1
     n_les = sum(len(i.lesions) for i in images)
     n_mal = sum(1 for i in images for les in i.lesions if les.lesion_class.value == "malignant")
     print(f"wrote {len(images)} images ({args.studies} studies, {n_les} lesion boxes, {n_mal} malignant) "
