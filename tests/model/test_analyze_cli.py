@@ -38,6 +38,8 @@ def test_analyze_folder_json_reports_images_breasts_and_skips(tmp_path: Path, ti
     assert report["model_name"] == "mammocad-test-tiny" and report["synthetic_weights"] is True
     assert "not a diagnosis" in report["notice"].lower() or "not for diagnostic use" in report["notice"]
     assert [s["path"].endswith("notes.txt") for s in report["skipped"]] == [True]
+    (reason,) = [s["reason"] for s in report["skipped"]]
+    assert "not a DICOM file" in reason and "force=True" not in reason  # pydicom's advice is for programmers
     (study,) = report["studies"]
     assert len(study["images"]) == 2 and all(im["error"] is None for im in study["images"])
     assert sorted(b["laterality"] for b in study["breasts"]) == ["L", "R"]

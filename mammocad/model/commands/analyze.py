@@ -107,7 +107,12 @@ def analyze_files(det: Any, files: list[Path], out_dir: Path | None = None) -> d
     for path in tqdm(files, desc="analyze", unit="file", file=sys.stderr, disable=None):
         try:
             ds = pydicom.dcmread(path)
-        except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
+        except InvalidDicomError:
+            # pydicom's own text ends "Use force=True", advice for programmers, not for this command's users.
+            skipped.append({"path": str(path), "reason": "not a DICOM file: no 'DICM' prefix after the 128-byte "
+                                                         "preamble (export it from the PACS as a DICOM Part 10 file)"})
+            continue
+        except (OSError, ValueError, EOFError) as exc:
             skipped.append({"path": str(path), "reason": f"not a readable DICOM file: {exc}"})
             continue
         if "PixelData" not in ds:
