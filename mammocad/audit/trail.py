@@ -60,6 +60,9 @@ class AuditTrail:
         self.syslog = syslog
         self.queue_size = queue_size
         self.dropped = {"file": 0, "syslog": 0, "queue": 0}
+        #: Messages each sink took, so a short-lived command can tell its record was written
+        #: (mammocad/audit/oneshot.py) rather than only that nothing was counted as dropped.
+        self.written = {"file": 0, "syslog": 0}
         self._pid = os.getpid()  # the sender thread starts on first use; a forked child makes its own
         self._lock = threading.Lock()
         self._queue: queue.Queue[AuditMessage | None] = queue.Queue(queue_size)
@@ -172,6 +175,7 @@ class AuditTrail:
                 os.write(self._fd, xml + b"\n")
                 _count("file", "written")
             os.fsync(self._fd)
+            self.written["file"] += len(xmls)
         except OSError as exc:
             self._close_file()
             for _ in xmls:
@@ -195,6 +199,7 @@ class AuditTrail:
             log_event(logger, "audit_syslog_recovered", collector=self.syslog.address,
                       dropped=self.dropped["syslog"])
         self._backoff = _BACKOFF_START_S
+        self.written["syslog"] += 1
         _count("syslog", "written")
 
     def _drop(self, sink: str, why: str, **fields: object) -> None:
