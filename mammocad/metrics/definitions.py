@@ -44,8 +44,14 @@ IMAGES_ANALYSED = Counter(
 DETECTOR_ERRORS = Counter(
     "mammocad_detector_errors", "Images the detector could not analyse (unreadable pixels, time limit, "
     "repeated worker crashes)", ["reason"])
+#: One per attempt (the name is a dashboard contract): ``outcome`` is what the attempt left
+#: the item in, so ``delivered`` is also the count of delivered items and the sum over
+#: outcomes the count of attempts. Only an item of a destination no longer configured is
+#: counted ``dead`` without an attempt (mammocad/worker/outbox_delivery.py).
 DELIVERIES = Counter(
-    "mammocad_delivery_attempts", "Delivery attempts by destination and outcome (delivered, retry, dead)",
+    "mammocad_delivery_attempts", "Delivery attempts by destination and what each left the item in: delivered "
+    "(nothing pending; one per delivered item), retry (objects pending, tried again later), dead (objects "
+    "pending at the deadline: dead-lettered; also an item of a removed destination, without an attempt)",
     ["destination", "outcome"])
 
 # -- both ------------------------------------------------------------------------------
@@ -54,5 +60,6 @@ FAULTS = Counter(
     "CAD failed, outputs that failed, work re-queued by the reconciler, expired analysis leases, refused bombs",
     ["event"])
 AUDIT_MESSAGES = Counter(
-    "mammocad_audit_messages", "Audit messages by sink (file, syslog) and outcome (written, dropped)",
+    "mammocad_audit_messages", "Audit messages by sink (file, syslog; queue: dropped before either, the "
+    "queue was full) and outcome (written, dropped)",
     ["sink", "outcome"])
