@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -30,3 +34,26 @@ def value(port: int, name: str, **labels: str) -> float | None:
         if n == name and all(item in got for item in want):
             return v
     return None
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+#: Puts a sample in every metric of definitions.py (each label a made-up value).
+TOUCH = """
+    def touch(module):
+        from prometheus_client.metrics import MetricWrapperBase  # after multiprocess.prepare()
+        for obj in vars(module).values():
+            if isinstance(obj, MetricWrapperBase):
+                child = obj.labels(*[f"v{i}" for i in range(len(obj._labelnames))]) if obj._labelnames else obj
+                child.observe(1.5) if hasattr(child, "observe") else child.inc()
+"""
+
+
+def fresh_scrape(code: str) -> str:
+    """Run ``code`` (which prints one scrape; ``touch(module)`` is defined) in a fresh
+    interpreter, so its registry is its own."""
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(TOUCH) + textwrap.dedent(code)],
+                          capture_output=True, text=True, timeout=120, cwd=REPO,
+                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout

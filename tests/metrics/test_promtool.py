@@ -17,30 +17,18 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 from prometheus_client.metrics import MetricWrapperBase
 
 import mammocad.metrics.definitions as definitions
+from tests.metrics.scrape import fresh_scrape
 from tests.services import free_port, redis_server
 
 REPO = Path(__file__).resolve().parents[2]
 ALERTS = REPO / "deploy" / "prometheus" / "alerts.yml"
 ALERT_TESTS = REPO / "deploy" / "prometheus" / "alerts_test.yml"
-
-#: Puts a sample in every metric of definitions.py (each label a made-up value).
-_TOUCH = """
-    def touch(module):
-        from prometheus_client.metrics import MetricWrapperBase  # after multiprocess.prepare()
-        for obj in vars(module).values():
-            if isinstance(obj, MetricWrapperBase):
-                child = obj.labels(*[f"v{i}" for i in range(len(obj._labelnames))]) if obj._labelnames else obj
-                child.observe(1.5) if hasattr(child, "observe") else child.inc()
-"""
-
 
 @pytest.fixture(scope="module")
 def promtool() -> str:
@@ -51,15 +39,6 @@ def promtool() -> str:
 
 def _run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(list(args), input=stdin, capture_output=True, text=True, timeout=120)
-
-
-def _scrape(code: str) -> str:
-    """Run ``code`` (which prints one scrape) in a fresh interpreter: its registry is its own."""
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(_TOUCH) + textwrap.dedent(code)],
-                          capture_output=True, text=True, timeout=120, cwd=REPO,
-                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
 
 
 def _families() -> set[str]:
@@ -104,7 +83,7 @@ def test_node_endpoint_passes_check_metrics(promtool: str, tmp_path: Path) -> No
 
     PresenceBeacon(Spool(spool), "gpu-12@box", lease_s=30, keep_s=60).write()  # one live analysis worker
     with redis_server(tmp_path / "redis") as url:
-        text = _scrape(f"""
+        text = fresh_scrape(f"""
             import urllib.request
             from mammocad.config import Settings
             from mammocad.metrics.endpoints import start_node_endpoint
@@ -127,7 +106,7 @@ def test_node_endpoint_passes_check_metrics(promtool: str, tmp_path: Path) -> No
 
 def test_worker_endpoint_passes_check_metrics(promtool: str, tmp_path: Path) -> None:
     with redis_server(tmp_path / "redis") as url:
-        text = _scrape(f"""
+        text = fresh_scrape(f"""
             import os, urllib.request
             from pathlib import Path
             from mammocad.metrics import multiprocess
