@@ -18,6 +18,7 @@ did, and nothing was logged). The child then makes its own syslog client.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import queue
@@ -188,9 +189,15 @@ class AuditTrail:
             self._drop("syslog", "collector unavailable, backing off", collector=self.syslog.address)
             return
         severity = SEVERITY_NOTICE if message.outcome == 0 else SEVERITY_WARNING
+        message_bytes = frame(xml, severity=severity, hostname=self.identity.host)
         try:
-            self.syslog.send(frame(xml, severity=severity, hostname=self.identity.host))
+            self.syslog.send(message_bytes)
         except OSError as exc:
+            if exc.errno == errno.EMSGSIZE:  # this message, not the collector: no backoff for the next
+                self._drop("syslog", f"message of {len(message_bytes)} bytes is too large for a "
+                           f"{self.syslog.scheme.upper()} datagram (the file has it); use tcp:// or tls:// "
+                           "for [audit] syslog", collector=self.syslog.address)
+                return
             self._retry_at = now + self._backoff
             self._backoff = min(self._backoff * 2, _BACKOFF_MAX_S)
             self._drop("syslog", f"{type(exc).__name__}: {exc}"[:300], collector=self.syslog.address)

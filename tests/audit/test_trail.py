@@ -230,3 +230,24 @@ def test_tls_files_without_a_tls_collector_are_refused(tmp_path: Path) -> None:
     for url in ("tcp://127.0.0.1:514", "udp://127.0.0.1:514", ""):
         with pytest.raises(ValueError, match="apply only to a tls:// syslog collector"):
             AuditSettings(syslog=url, ca_certificates=str(certs.ca))
+
+
+def test_a_message_too_big_for_udp_loses_only_itself(tmp_path: Path) -> None:
+    """An association that brought hundreds of studies makes an audit message over the
+    65,507-byte UDP limit. That message cannot go by UDP (the file has it), but it says
+    nothing about the collector: the next messages must still be sent, not dropped while
+    the sender backs off as from a dead collector."""
+    studies = [StudyTransfer(f"1.2.826.0.1.3680043.8.498.{n}", {"1.2.840.10008.5.1.4.1.1.1.2": 4},
+                             patient_id=f"P{n}", accessions=(f"ACC{n:08d}",)) for n in range(600)]
+    big = events.instances_received(ME, Peer("PACS", "127.0.0.1"), studies)
+    assert len(big.to_xml()) > 65507
+    with SyslogListener("udp") as listener:
+        trail = AuditTrail.from_settings(AuditSettings(syslog=listener.url, file=str(tmp_path / "audit.log")),
+                                         "MAMMOCAD")
+        trail.emit(big)
+        trail.close()
+        trail.emit(events.application_activity(ME, False))  # after the failed send: a new batch
+        trail.close()
+        _check_received(listener, 1)
+    assert trail.dropped["syslog"] == 1 and trail.written == {"file": 2, "syslog": 1}
+    assert len((tmp_path / "audit.log").read_bytes().splitlines()) == 2
