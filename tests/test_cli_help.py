@@ -52,3 +52,38 @@ def test_help(path: tuple[str, ...], capsys: pytest.CaptureFixture[str]) -> None
 def test_console_script_runs() -> None:
     proc = subprocess.run([sys.executable, "-m", "mammocad", "--version"], capture_output=True, text=True, check=True)
     assert proc.stdout.startswith("mammocad ")
+
+
+#: The scientific stack: seconds to import, and not needed to print help or edit the config.
+HEAVY = ("numpy", "torch", "pydicom", "PIL", "pynetdicom", "celery")
+
+_IMPORTS_AFTER_HELP = """
+import sys
+from mammocad.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+print("loaded:", *(m for m in {heavy!r} if m in sys.modules))
+"""
+
+
+#: mammocad.studies.status no longer imports pydicom itself; what still loads it at import:
+#: studies/status.py and worker/workers_cli.py -> mammocad.spool -> spool/records.py ->
+#: model/results.py (pydicom.dataset, annotation only) -> dicom/header.py (the same) ->
+#: dicom/views.py -> dicom/codes.py (pydicom.dataset at run time). ``import pydicom`` loads
+#: numpy and Pillow. Strict: once that chain is lazy this XPASSes and the marker must go.
+_PYDICOM_CHAIN = pytest.mark.xfail(strict=True, reason="mammocad.spool imports pydicom at import time (see above)")
+
+
+@_PYDICOM_CHAIN
+@pytest.mark.parametrize("path", [(), ("studies", "list"), ("config", "check"), ("dest", "list")],
+                         ids=lambda p: " ".join(p) or "mammocad")
+def test_help_does_not_import_the_scientific_stack(path: tuple[str, ...]) -> None:
+    """``--help`` must stay fast on an admin's shell: none of the heavy packages may load."""
+    code = _IMPORTS_AFTER_HELP.format(heavy=HEAVY)
+    proc = subprocess.run([sys.executable, "-c", code, *path, "--help"], capture_output=True, text=True,
+                          check=True)
+    assert "usage: mammocad" in proc.stdout
+    loaded = proc.stdout.rstrip().splitlines()[-1].removeprefix("loaded:").strip()
+    assert loaded == "", f"`mammocad {' '.join(path)} --help` imported {loaded}"

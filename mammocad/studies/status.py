@@ -14,8 +14,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydicom import dcmread
-
 from mammocad.spool.layout import Spool
 from mammocad.spool.leases import lease_age, lease_path
 from mammocad.spool.outbox import Outbox, OutboxItem
@@ -160,6 +158,10 @@ def _mtime(path: Path) -> float:
 
 
 def _accession(path: Path) -> str:
+    # Here, not at the top: pydicom loads numpy and Pillow, and `mammocad --help` (which
+    # imports this module for the --state choices) must not (tests/test_cli_help.py).
+    from pydicom import dcmread
+
     try:
         ds = dcmread(path, stop_before_pixels=True, specific_tags=["AccessionNumber"])
     except Exception:
