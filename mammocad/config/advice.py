@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pydantic import BaseModel
 
 from mammocad.config.settings import CONFIG_ENV_VAR, Destination, Settings
-from mammocad.dicom.tls import certificate_end_dates
+from mammocad.dicom.tls import CertificateDates, certificate_dates
 
 #: A certificate that ends within this many days is warned about: time to get it renewed.
 CERTIFICATE_WARNING_DAYS = 30
@@ -103,14 +103,13 @@ def _exposure(settings: Settings) -> list[str]:
 
 
 def _tls_files(settings: Settings, field: str) -> Iterator[tuple[str, str]]:
-    """``(key name, path)`` of every TLS ``field`` ("private_key" or "certificate") the services load."""
-    if settings.node.tls.enabled:
-        yield f"node.tls.{field}", getattr(settings.node.tls, field)
-    for dest in settings.destinations:
-        if dest.tls and getattr(dest, field):
-            yield f"destination {dest.name} {field}", getattr(dest, field)
-    if getattr(settings.audit, field):
-        yield f"audit.{field}", getattr(settings.audit, field)
+    """``(key name, path)`` of every TLS ``field`` ("private_key", "certificate" or
+    "ca_certificates") the services load; keys left empty are skipped."""
+    found = [(f"node.tls.{field}", getattr(settings.node.tls, field) if settings.node.tls.enabled else "")]
+    found += [(f"destination {dest.name} {field}", getattr(dest, field) if dest.tls else "")
+              for dest in settings.destinations]
+    found.append((f"audit.{field}", getattr(settings.audit, field)))
+    yield from ((key, path) for key, path in found if path)
 
 
 def exposed_keys(settings: Settings) -> list[str]:
@@ -134,32 +133,63 @@ def exposed_keys(settings: Settings) -> list[str]:
 
 
 def expiring_certificates(settings: Settings, now: datetime | None = None) -> list[str]:
-    """Our certificates that have expired, or expire within :data:`CERTIFICATE_WARNING_DAYS`.
+    """Certificates we present, and CA certificates we trust, that have expired or expire
+    within :data:`CERTIFICATE_WARNING_DAYS`.
 
     OpenSSL loads an expired certificate without a word, so the configuration is valid and
     the services start; then every peer refuses the handshake (callers, the PACS, the audit
-    collector), which shows only as failed TLS on the other side. Each certificate of a
-    chain file is checked: an intermediate CA that ends breaks it too.
+    collector), which shows only as failed TLS on the other side. A CA that has run out is
+    the same failure seen from our side: nothing it signed verifies any more (callers'
+    certificates, the PACS's, the collector's). Each certificate of a file is checked: an
+    intermediate CA in a chain file, or one CA of a bundle of several, that ends breaks it too.
     """
     now = now or datetime.now(UTC)
     out = []
     for key, path in _tls_files(settings, "certificate"):
-        try:
-            ends = certificate_end_dates(path)
-        except (OSError, ValueError):
-            continue  # an unusable file is already a configuration error
-        for index, end in enumerate(ends):
+        renew = "install a renewed certificate" + _restart(key)
+        for index, (end, _) in enumerate(_dates(path)):
             where = path if index == 0 else f"{path} (certificate {index + 1} in the file, its chain)"
-            when = f"{end:%Y-%m-%d %H:%M} UTC"
-            renew = "install a renewed certificate" + (" and restart the node (it reads node.tls at start)"
-                                                       if key.startswith("node.") else "")
-            if end <= now:
-                out.append(f"{key} {where} expired on {when}: peers refuse TLS with it; {renew}")
-            elif end - now <= timedelta(days=CERTIFICATE_WARNING_DAYS):
-                days = (end - now).days
-                out.append(f"{key} {where} expires on {when} (in {days} day{'s' if days != 1 else ''}): "
-                           f"peers will refuse TLS with it from then; {renew} before that date")
+            out += _expiry(f"{key} {where}", end, now, "peers {} refuse TLS with it", renew)
+    for key, path in _tls_files(settings, "ca_certificates"):
+        renew = "install the renewed CA certificate" + _restart(key)
+        users = _CA_USERS[key.split(".")[0].split(" ")[0]]
+        dates = _dates(path)
+        for index, (end, name) in enumerate(dates):
+            where = path if len(dates) == 1 else \
+                f"{path} (certificate {index + 1} in the file, {f'CN={name}' if name else 'no CN'})"
+            out += _expiry(f"{key} {where}", end, now, users + " {} no longer verify", renew)
     return out
+
+
+#: Whose certificates the CA file of each section verifies, for its expiry warning.
+_CA_USERS = {"node": "callers' client certificates", "destination": "the peer's certificates",
+             "audit": "the audit collector's certificates"}
+
+
+def _restart(key: str) -> str:
+    return " and restart the node (it reads node.tls at start)" if key.startswith("node.") else ""
+
+
+def _dates(path: str) -> list[CertificateDates]:
+    try:
+        return certificate_dates(path)
+    except (OSError, ValueError):
+        return []  # an unusable file is already a configuration error
+
+
+def _expiry(what: str, end: datetime, now: datetime, effect: str, renew: str) -> list[str]:
+    """The warning for one certificate ending at ``end``, or none when it has long to run.
+
+    ``effect`` has a ``{}`` for the tense: "peers {} refuse TLS with it".
+    """
+    when = f"{end:%Y-%m-%d %H:%M} UTC"
+    if end <= now:
+        return [f"{what} expired on {when}: {' '.join(effect.format('').split())}; {renew}"]
+    if end - now <= timedelta(days=CERTIFICATE_WARNING_DAYS):
+        days = (end - now).days
+        return [f"{what} expires on {when} (in {days} day{'s' if days != 1 else ''}): "
+                f"{effect.format('will')} from then; {renew} before that date"]
+    return []
 
 
 def _addresses(host: str) -> frozenset[str]:

@@ -21,7 +21,7 @@ import socket
 import ssl
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 #: BCP 195 TLS 1.2 suites in DCMTK's order (OpenSSL names). The one list for every TLS the
 #: project speaks: the node, deliveries, ``dest echo`` and the audit syslog client.
@@ -296,13 +296,40 @@ def _der_time(der: bytes, pos: int) -> tuple[datetime, int]:
     return datetime.strptime(text, "%Y%m%d%H%M%SZ").replace(tzinfo=UTC), end
 
 
-def certificate_end_dates(path: str) -> list[datetime]:
-    """The end of validity (notAfter, UTC) of each certificate in the PEM file ``path``, in
-    file order (leaf first, then its chain).
+class CertificateDates(NamedTuple):
+    """When one certificate of a PEM file stops being valid, and whose it is."""
+
+    not_after: datetime
+    #: The subject's commonName ("" when it has none): names a CA in a bundle of several.
+    common_name: str
+
+
+#: DER of the commonName attribute type (OID 2.5.4.3).
+_CN_OID = b"\x06\x03\x55\x04\x03"
+
+
+def _der_common_name(der: bytes, pos: int) -> str:
+    """The first commonName in the X.501 Name at ``pos`` ("" when it has none)."""
+    _, start, end = _der_item(der, pos)  # Name: SEQUENCE OF RelativeDistinguishedName
+    while start < end:
+        _, rdn, rdn_end = _der_item(der, start)  # SET OF AttributeTypeAndValue
+        while rdn < rdn_end:
+            _, attr, attr_end = _der_item(der, rdn)
+            if der[attr:attr + len(_CN_OID)] == _CN_OID:
+                _, value, value_end = _der_item(der, attr + len(_CN_OID))
+                return der[value:value_end].decode("utf-8", "replace")
+            rdn = attr_end
+        start = rdn_end
+    return ""
+
+
+def certificate_dates(path: str) -> list[CertificateDates]:
+    """The end of validity (notAfter, UTC) and subject CN of each certificate in the PEM
+    file ``path``, in file order (leaf first, then its chain; or every CA of a CA bundle).
 
     Read from the DER: the ssl module decodes a certificate only once a peer has presented
-    it, which is too late for ``config check`` to say that ours has run out. OSError when
-    unreadable, ValueError when malformed.
+    it, which is too late for ``config check`` to say that ours, or a CA we trust, has run
+    out. OSError when unreadable, ValueError when malformed.
     """
     with open(path, "rb") as f:
         blocks = _PEM_CERTIFICATE.findall(f.read())
@@ -315,7 +342,8 @@ def certificate_end_dates(path: str) -> list[datetime]:
             pos = _der_item(der, pos)[2]
         for _ in range(3):  # serialNumber, signature, issuer
             pos = _der_item(der, pos)[2]
-        _, validity, _ = _der_item(der, pos)
+        _, validity, subject = _der_item(der, pos)
         _, after_not_before = _der_time(der, validity)
-        out.append(_der_time(der, after_not_before)[0])
+        out.append(CertificateDates(_der_time(der, after_not_before)[0], _der_common_name(der, subject)))
     return out
+

@@ -5,6 +5,7 @@ client certificate) with them. Certificates are made here (tests/tls_certs.py)."
 from __future__ import annotations
 
 import os
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -153,7 +154,8 @@ def test_config_check_warns_of_expired_and_expiring_certificates(mammocad: Runne
                 f'certificate = "{soon.certificate}"\nprivate_key = "{soon.private_key}"\n')
     check = mammocad("config", "check")
     assert check.returncode == 0, check.stderr  # valid: the services start; the peers would refuse
-    warned = [ln for ln in check.stdout.splitlines() if "certificate " in ln and ln.startswith("warning:")]
+    warned = [ln for ln in check.stdout.splitlines() if "certificate " in ln and ln.startswith("warning:")
+              and "ca_certificates" not in ln]  # the 2-day test CA: see the next test
     assert any(ln.startswith(f"warning: node.tls.certificate {expired.certificate} expired on 2020-01-02 00:00 UTC")
                and "restart the node" in ln for ln in warned), check.stdout
     assert any(ln.startswith(f"warning: destination secure certificate {soon.certificate} expires on ")
@@ -161,3 +163,56 @@ def test_config_check_warns_of_expired_and_expiring_certificates(mammocad: Runne
     assert any(ln.startswith(f"warning: audit.certificate {chain} (certificate 2 in the file, its chain) "
                              "expires on ") for ln in warned), check.stdout
     assert len(warned) == 3, check.stdout  # the 90-day leaf itself is not warned about
+
+
+def _self_signed_ca(folder: Path, name: str, *dates: str) -> Path:
+    """A CA certificate for ``name``: ``-days N`` or, through ``openssl ca -selfsign``, past
+    ``-startdate``/``-enddate`` (``req -x509`` cannot set them)."""
+    key, crt = folder / f"{name}.key", folder / f"{name}.crt"
+    ext = ("-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    if dates[0] == "-days":
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                        str(crt), *dates, "-subj", f"/CN={name}", *ext], check=True, capture_output=True)
+        return crt
+    (folder / "index.txt").write_text("")
+    (folder / "serial").write_text("1000\n")
+    (folder / "ca.cnf").write_text("[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\nnew_certs_dir = .\n"
+                                   "serial = serial\ndefault_md = sha256\npolicy = p\n[p]\ncommonName = supplied\n"
+                                   "[v3]\nbasicConstraints = critical,CA:TRUE\nkeyUsage = critical,keyCertSign\n")
+    csr = folder / f"{name}.csr"
+    subprocess.run(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr),
+                    "-subj", f"/CN={name}"], check=True, capture_output=True)
+    subprocess.run(["openssl", "ca", "-batch", "-selfsign", "-config", "ca.cnf", "-extensions", "v3", "-keyfile",
+                    str(key), "-in", str(csr), "-out", str(crt), *dates, "-notext"],
+                   check=True, capture_output=True, cwd=folder)
+    return crt
+
+
+def test_config_check_warns_of_expired_and_expiring_ca_certificates(mammocad: Runner, config_file: Path,
+                                                                     tmp_path: Path, pki: TestPKI) -> None:
+    """A CA file (callers' or a PACS's trust store) that ran out loaded without a word; then
+    nothing it signed verified. Each CA of a bundle is checked and named."""
+    lasting = _self_signed_ca(tmp_path, "lasting-root", "-days", "3650")
+    ended = _self_signed_ca(tmp_path, "old-root", "-startdate", "20200101000000Z", "-enddate", "20200102000000Z")
+    bundle = tmp_path / "callers-ca.crt"  # 10 years, expired in 2020, the test CA (2 days)
+    bundle.write_bytes(lasting.read_bytes() + ended.read_bytes() + pki.ca.certificate.read_bytes())
+    with config_file.open("a") as f:
+        f.write(f'\n[node.tls]\nenabled = true\ncertificate = "{pki.node.certificate}"\n'
+                f'private_key = "{pki.node.private_key}"\nca_certificates = "{bundle}"\n')
+        for name, ca in (("fine", lasting), ("stale", ended)):
+            f.write(f'\n[[destinations]]\nname = "{name}"\nae_title = "SECURE"\nhost = "127.0.0.1"\n'
+                    f'port = {2762 if name == "fine" else 2763}\noutputs = ["mammo-cad-sr"]\ntls = true\n'
+                    f'ca_certificates = "{ca}"\n')
+    check = mammocad("config", "check")
+    assert check.returncode == 0, check.stderr  # valid: the services start; verification would fail
+    warned = [ln for ln in check.stdout.splitlines() if ln.startswith("warning:") and "ca_certificates" in ln]
+    assert (f"warning: node.tls.ca_certificates {bundle} (certificate 2 in the file, CN=old-root) expired on "
+            "2020-01-02 00:00 UTC: callers' client certificates no longer verify; install the renewed CA "
+            "certificate and restart the node (it reads node.tls at start)") in warned, check.stdout
+    assert any(ln.startswith(f"warning: node.tls.ca_certificates {bundle} (certificate 3 in the file, "
+                             "CN=test-ca) expires on ")
+               and "(in 1 day): callers' client certificates will no longer verify from then" in ln
+               for ln in warned), check.stdout
+    assert (f"warning: destination stale ca_certificates {ended} expired on 2020-01-02 00:00 UTC: the peer's "
+            "certificates no longer verify; install the renewed CA certificate") in warned, check.stdout
+    assert len(warned) == 3, check.stdout  # nothing about the 10-year CA, in the bundle or alone
