@@ -22,6 +22,7 @@ from mammocad.config import advice, editing
 from mammocad.config.sections import redact_url
 from mammocad.config.settings import (
     ConfigError,
+    Destination,
     OutputKind,
     Settings,
     load_settings,
@@ -183,17 +184,22 @@ def _aet_remove(args: argparse.Namespace) -> int:
 
 
 def _dest_list(args: argparse.Namespace) -> int:
+    """One line per destination, with its TLS settings: whether a PACS certificate must name
+    the host (verify_hostname) and which CA file decides trust are what an admin checks when
+    a delivery is refused, or when a hospital-wide CA signs other machines too."""
     settings = _load(args)
     if settings is None:
         return 1
     if not settings.destinations:
         print("no destinations configured: results are built but sent nowhere")
         return 0
-    print(f"{'NAME':<16}  {'AE TITLE':<16}  {'ADDRESS':<28}  OUTPUTS")
+    print(f"{'NAME':<16}  {'AE TITLE':<16}  {'ADDRESS':<22}  {'TLS':<3}  {'VERIFY HOSTNAME':<15}  "
+          f"{'OUTPUTS':<33}  CA CERTIFICATES")
     for d in settings.destinations:
         outputs = ",".join(k.value for k in d.outputs)
-        address = f"{d.host}:{d.port}" + (" (TLS)" if d.tls else "")
-        print(f"{d.name:<16}  {d.ae_title:<16}  {address:<28}  {outputs}")
+        verify = ("yes" if d.verify_hostname else "no") if d.tls else "-"
+        print(f"{d.name:<16}  {d.ae_title:<16}  {f'{d.host}:{d.port}':<22}  {'on' if d.tls else 'off':<3}  "
+              f"{verify:<15}  {outputs:<33}  {d.ca_certificates or '-'}")
     return 0
 
 
@@ -260,8 +266,7 @@ def _config_check(args: argparse.Namespace) -> int:
     callers = ", ".join(f"{c.ae_title}@{c.host}" if c.host else c.ae_title for c in settings.callers)
     print(f"callers ({len(settings.callers)}): {callers or 'none'}"
           + ("" if node.require_known_callers else " (not enforced: require_known_callers = false)"))
-    dests = ", ".join(f"{d.name}={d.ae_title}@{d.host}:{d.port}{' (TLS)' if d.tls else ''}"
-                      for d in settings.destinations)
+    dests = ", ".join(f"{d.name}={d.ae_title}@{d.host}:{d.port}{_tls_note(d)}" for d in settings.destinations)
     print(f"destinations ({len(settings.destinations)}): {dests or 'none'}")
     broker = _redact(settings.broker.url) if settings.broker.url else "private redis-server started by `mammocad serve`"
     print(f"broker: {broker}")
@@ -275,6 +280,12 @@ def _config_check(args: argparse.Namespace) -> int:
     for warning in advice.warnings(settings):
         print(f"warning: {warning}")
     return 0
+
+
+def _tls_note(dest: Destination) -> str:
+    if not dest.tls:
+        return ""
+    return " (TLS, hostname verified)" if dest.verify_hostname else " (TLS)"
 
 
 def _redact(url: str) -> str:

@@ -48,7 +48,7 @@ def test_dest_add_tls_writes_keys_and_echo_works(mammocad: Runner, config_file: 
         check = mammocad("config", "check")
         assert check.returncode == 0, check.stderr
         assert f"secure=SECURE@127.0.0.1:{port} (TLS)" in check.stdout
-        assert f"127.0.0.1:{port} (TLS)" in mammocad("dest", "list").stdout
+        assert f"127.0.0.1:{port}" in mammocad("dest", "list").stdout
 
         echo = mammocad("dest", "echo", "secure", "--timeout", "10")
         assert echo.returncode == 0, echo.stdout + echo.stderr
@@ -102,7 +102,19 @@ def test_dest_add_verify_hostname(mammocad: Runner, config_file: Path, pki: Test
     assert rc == 0, stderr
     entry = tomllib.loads(config_file.read_text())["destinations"][-1]
     assert entry["tls"] is True and entry["verify_hostname"] is True
-    assert mammocad("config", "check").returncode == 0
+    check = mammocad("config", "check")
+    assert check.returncode == 0 and "checked=SECURE@127.0.0.1:2762 (TLS, hostname verified)" in check.stdout
+    rc, _, stderr = _add(mammocad, "trusting", 2763, "--tls", "--ca-certificates", str(pki.ca.certificate))
+    assert rc == 0, stderr
+
+    # whether the PACS certificate must name the host, and which CA decides trust, per destination
+    listing = mammocad("dest", "list").stdout.splitlines()
+    header = listing[0].split()
+    assert header[:3] == ["NAME", "AE", "TITLE"] and "TLS" in header and "HOSTNAME" in header, listing
+    rows = {line.split()[0]: line.split() for line in listing[1:]}
+    assert rows["pacs"][3:5] == ["off", "-"] and rows["pacs"][-1] == "-", listing  # the shipped plain one
+    assert rows["checked"][3:5] == ["on", "yes"] and rows["checked"][-1] == str(pki.ca.certificate), listing
+    assert rows["trusting"][3:5] == ["on", "no"] and rows["trusting"][-1] == str(pki.ca.certificate), listing
 
 
 def test_config_check_warns_of_world_readable_private_keys(mammocad: Runner, config_file: Path, tmp_path: Path,
