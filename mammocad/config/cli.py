@@ -115,7 +115,6 @@ def _load(args: argparse.Namespace) -> Settings | None:
         return load_settings(args.config)
     except ConfigError as exc:
         print(f"mammocad: {exc}", file=sys.stderr)
-        print("mammocad: fix the key named above, then run `mammocad config check`", file=sys.stderr)
         return None
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -52,18 +53,8 @@ def load_settings(path: str | os.PathLike[str] | None = None, *,
     for key, (_, value) in (options or {}).items():
         _set_key(overrides, key.split("."), value)
     config_path = resolve_config_path(path)
-    explicit = bool(path) or bool(os.environ.get(CONFIG_ENV_VAR))
-    try:
-        found = config_path.exists()
-    except OSError as exc:  # e.g. its folder is no longer readable: not the same as "absent"
-        raise ConfigError(f"cannot read configuration file {config_path}: {exc.strerror or exc}; "
-                          "check the permissions of the file and its folders") from exc
-    if not found:
-        if explicit:
-            raise ConfigError(f"configuration file {config_path} does not exist")
-        config_path_or_none: Path | None = None
-    else:
-        config_path_or_none = config_path
+    config_path_or_none = _readable_file(config_path, explicit=bool(path) or bool(os.environ.get(CONFIG_ENV_VAR)),
+                                         named_by=None if path else _named_by_environment())
     try:
         # The sources of this one call, highest first; no state outlives it, so a reload in
         # the config watcher's thread cannot change what another thread is loading.
@@ -75,6 +66,44 @@ def load_settings(path: str | os.PathLike[str] | None = None, *,
     except Exception as exc:  # pydantic ValidationError or TOML decode error
         flags = {tuple(key.split(".")): flag for key, (flag, _) in (options or {}).items()}
         raise ConfigError(_explain(exc, config_path_or_none, flags)) from exc
+
+
+def _named_by_environment() -> str | None:
+    return f"${CONFIG_ENV_VAR}" if os.environ.get(CONFIG_ENV_VAR) else None
+
+
+def _readable_file(config_path: Path, *, explicit: bool, named_by: str | None) -> Path | None:
+    """``config_path`` when it is a readable TOML file; None when it is the default path and
+    absent (the built-in defaults apply); else :class:`ConfigError`, one line saying what to do.
+
+    pydantic-settings reads only what ``is_file()`` says is a file: a folder given by mistake
+    loaded as an empty file (``config check`` said "configuration OK" with every default), and
+    its own errors for an unreadable file or a TOML syntax error read as a bad key.
+    """
+    source = f" (named by {named_by})" if named_by else ""
+    try:
+        with config_path.open("rb") as f:
+            tomllib.load(f)
+    except FileNotFoundError:
+        if not explicit:
+            return None
+        raise ConfigError(f"configuration file {config_path}{source} does not exist: give the right path with "
+                          f"--config (or ${CONFIG_ENV_VAR}), or create it: `mammocad aet add AE` writes a "
+                          "commented one") from None
+    except IsADirectoryError:
+        raise ConfigError(f"configuration file {config_path}{source} is a folder: give the file, e.g. "
+                          f"--config {config_path / 'mammocad.toml'}") from None
+    except OSError as exc:  # e.g. the file or a folder above it is not readable by this user
+        raise ConfigError(f"cannot read configuration file {config_path}{source}: {exc.strerror or exc}; "
+                          "check the permissions of the file and its folders (run as the services' "
+                          "user, or give it read access: mode 0640, group mammocad)") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"configuration file {config_path}{source} is not valid TOML: {exc}; fix that line, "
+                          "then run `mammocad config check`") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"configuration file {config_path}{source} is not UTF-8 text ({exc.reason} at byte "
+                          f"{exc.start}); save it as UTF-8, then run `mammocad config check`") from exc
+    return config_path
 
 
 def _set_key(data: dict[str, Any], parts: list[str], value: Any) -> None:
@@ -116,10 +145,12 @@ def _unparsable_env(exc: Exception) -> str | None:
             f"{exc.__cause__ or exc} (got {redact_url(os.environ.get(var, ''))!r})")
 
 
-def _explain(exc: Exception, path: Path | None, flags: Mapping[tuple[str, ...], str] | None = None) -> str:
+def _explain(exc: Exception, path: Path | None, flags: Mapping[tuple[str, ...], str] | None = None,
+             hint: bool = True) -> str:
     """One line per bad key, with where its value came from; ``flags`` names the
     command-line option that set a key. When options alone are at fault the message is
-    one line about them: the file and the environment are fine."""
+    one line about them: the file and the environment are fine. ``hint`` ends a list of bad
+    keys with what to do (not for a refused edit: the command's own arguments were wrong)."""
     unparsable = _unparsable_env(exc)
     if unparsable is not None:
         return unparsable
@@ -142,7 +173,10 @@ def _explain(exc: Exception, path: Path | None, flags: Mapping[tuple[str, ...], 
                                    f"or leave {flag} out to use {key} from the configuration")
         if bad_options and len(bad_options) == len(lines):
             return "; ".join(bad_options)
-        return f"invalid configuration {where}:\n" + "\n".join(lines)
+        fix = (f"fix each key named above (in {path}, or the environment variable named), then run "
+               "`mammocad config check`" if path else
+               "fix each key named above (the environment variable named), then run `mammocad config check`")
+        return f"invalid configuration {where}:\n" + "\n".join(lines) + ("\n" + fix if hint else "")
     return f"invalid configuration {where}: {exc}"
 
 
@@ -170,4 +204,4 @@ def validate_config_data(data: dict[str, Any], path: Path | None = None) -> Sett
     try:
         return _FileOnlySettings(**data)
     except Exception as exc:
-        raise ConfigError(_explain(exc, path)) from exc
+        raise ConfigError(_explain(exc, path, hint=False)) from exc

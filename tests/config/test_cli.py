@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 import tomllib
 from pathlib import Path
 
-from tests.config.conftest import Runner
+import pytest
+
+from tests.config.conftest import MAMMOCAD, Runner
 
 
 def test_aet_list_add_remove(mammocad: Runner, config_file: Path) -> None:
@@ -117,3 +122,64 @@ def test_add_creates_missing_file(mammocad: Runner, tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert "# mammocad configuration." in path.read_text()
     assert mammocad("config", "check", config=path).returncode == 0
+
+
+def _one_line(out: subprocess.CompletedProcess[str]) -> str:
+    """The single stderr line of a refused command (exit 1), without the ``mammocad: `` prefix."""
+    assert out.returncode == 1 and out.stdout == "", (out.stdout, out.stderr)
+    lines = out.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mammocad: "), out.stderr
+    return lines[0].removeprefix("mammocad: ")
+
+
+def test_config_file_that_cannot_be_used_is_one_line_saying_what_to_do(mammocad: Runner, tmp_path: Path) -> None:
+    """A folder passed as --config loaded as an empty file ("configuration OK", every default);
+    a missing file or a TOML syntax error was followed by "fix the key named above", naming none."""
+    folder = tmp_path / "etc-folder"
+    folder.mkdir()
+    line = _one_line(mammocad("config", "check", config=folder))
+    assert line == f"configuration file {folder} is a folder: give the file, e.g. --config {folder}/mammocad.toml"
+
+    missing = tmp_path / "missing.toml"
+    for command in (("config", "check"), ("dest", "list")):
+        line = _one_line(mammocad(*command, config=missing))
+        assert line.startswith(f"configuration file {missing} does not exist: give the right path with --config")
+
+    broken = tmp_path / "broken.toml"
+    broken.write_text('[node]\nport = 11112\nae_title = "MAMMO\n')
+    line = _one_line(mammocad("config", "check", config=broken))
+    assert line.startswith(f"configuration file {broken} is not valid TOML: ") and "(at line 3" in line, line
+    assert line.endswith("fix that line, then run `mammocad config check`")
+
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes('[node]\nae_title = "MAMMÖ"\n'.encode("latin-1"))
+    assert "is not UTF-8 text" in _one_line(mammocad("config", "check", config=latin1))
+
+
+def test_missing_config_named_by_the_environment_says_so(mammocad: Runner, tmp_path: Path) -> None:
+    missing = tmp_path / "none.toml"
+    out = subprocess.run([str(MAMMOCAD), "config", "check"], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "MAMMOCAD_CONFIG": str(missing)})
+    assert _one_line(out).startswith(f"configuration file {missing} (named by $MAMMOCAD_CONFIG) does not exist")
+
+
+@pytest.mark.skipif(os.geteuid() == 0 and shutil.which("setpriv") is None,
+                    reason="root ignores file permissions; setpriv drops that privilege")
+def test_unreadable_config_file_is_one_line_saying_what_to_do(config_file: Path, clean_env: None) -> None:
+    """It read "invalid configuration in F: [Errno 13] Permission denied", then "fix the key named above"."""
+    config_file.chmod(0)
+    command = [str(MAMMOCAD), "--config", str(config_file), "config", "check"]
+    if os.geteuid() == 0:  # root without the capabilities that bypass permissions
+        command = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-all", *command]
+    line = _one_line(subprocess.run(command, capture_output=True, text=True, timeout=60))
+    assert line.startswith(f"cannot read configuration file {config_file}: Permission denied; check the "
+                           "permissions"), line
+
+
+def test_invalid_key_ends_with_what_to_do(mammocad: Runner) -> None:
+    out = mammocad("config", "check", env={"MAMMOCAD_NODE__PORT": "abc"})
+    assert out.returncode == 1
+    lines = out.stderr.splitlines()
+    assert "node.port" in lines[1] and "[from environment variable MAMMOCAD_NODE__PORT]" in lines[1], out.stderr
+    assert lines[-1].startswith("fix each key named above (in ") and "then run `mammocad config check`" in lines[-1]
+    assert len(lines) == 3, out.stderr
