@@ -166,7 +166,10 @@ def _explain(exc: Exception, path: Path | None, flags: Mapping[tuple[str, ...], 
                 got = redact_url(got)  # the broker password must not reach the journal
             flag = (flags or {}).get(tuple(str(p) for p in loc))
             source = f" [from option {flag}]" if flag else _env_source(loc)
-            lines.append(f"  {key}: {err.get('msg')} (got {got!r}){source}")
+            # A whole section or list is not "what you wrote": echoing it repeated the whole
+            # file, broker password included.
+            shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
+            lines.append(f"  {key}: {err.get('msg')}{shown}{source}")
             if flag:
                 reason = str(err.get("msg", "")).removeprefix("Value error, ")
                 bad_options.append(f"invalid {flag} {got!r}: {reason}; give a valid value, "

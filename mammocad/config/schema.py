@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mammocad.config.peers import Caller, Destination
@@ -53,13 +53,17 @@ class Settings(BaseSettings):
             raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}, got {value!r}")
         return level
 
-    @model_validator(mode="after")
-    def _unique_destinations(self) -> Settings:
-        names = [d.name for d in self.destinations]
+    @field_validator("destinations")
+    @classmethod
+    def _unique_destinations(cls, destinations: list[Destination]) -> list[Destination]:
+        # A field validator, so that the error names the key `destinations`; as a model
+        # validator it was reported at the top level with the whole document as its value.
+        names = [d.name for d in destinations]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise ValueError(f"destinations: names must be unique, repeated: {', '.join(dupes)}")
-        return self
+            raise ValueError(f"names must be unique, repeated: {', '.join(dupes)}; rename or remove one of "
+                             "each in the file")
+        return destinations
 
     def caller_allowed(self, ae_title: str, host: str) -> bool:
         """True when ``ae_title`` (from ``host``) is a listed caller."""

@@ -64,10 +64,16 @@ def test_bad_ae_in_file_names_key_and_file(tmp_path: Path, clean_env: None) -> N
 
 
 def test_destination_names_must_be_unique(tmp_path: Path, clean_env: None) -> None:
+    """The error was reported at "(top level)" with the whole file as the value it got, broker
+    password included."""
     entry = '[[destinations]]\nname = "pacs"\nae_title = "P{0}"\nhost = "h"\nport = 104\n'
-    path = _write(tmp_path, entry.format(1) + entry.format(2))
-    with pytest.raises(ConfigError, match="destinations: names must be unique, repeated: pacs"):
+    path = _write(tmp_path, '[broker]\nurl = "redis://:s3cret@10.0.0.2:6379/0"\n' + entry.format(1) + entry.format(2))
+    with pytest.raises(ConfigError) as raised:
         load_settings(path)
+    lines = str(raised.value).splitlines()
+    assert lines[1] == ("  destinations: Value error, names must be unique, repeated: pacs; rename or remove one of "
+                        "each in the file"), lines
+    assert len(lines) == 3 and "s3cret" not in str(raised.value) and "(top level)" not in str(raised.value)
 
 
 def test_unknown_key_and_unknown_output_are_named(tmp_path: Path, clean_env: None) -> None:
