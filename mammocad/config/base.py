@@ -18,7 +18,13 @@ def check_port(value: int) -> int:
 
 
 def validate_ae_title(value: str) -> str:
-    """Check an AE title against PS3.5 (AE VR): 1-16 chars, no backslash, no control chars."""
+    """Check an AE title against PS3.5 (AE VR): 1-16 characters of the Default Character
+    Repertoire (ASCII), no backslash, no control characters; leading and trailing spaces are
+    not significant (PS3.5 Table 6.2-1), so they are removed.
+
+    A non-ASCII title passed here and failed later, in pynetdicom: the node at start, and a
+    destination at every delivery attempt (ValueError), a caller never matched.
+    """
     if not isinstance(value, str):
         raise ValueError(f"AE title must be a string, got {value!r}")
     stripped = value.strip()
@@ -28,4 +34,6 @@ def validate_ae_title(value: str) -> str:
         raise ValueError(f"AE title must not contain a backslash, got {value!r}")
     if any(ord(c) < 32 or ord(c) == 127 for c in stripped):
         raise ValueError(f"AE title must not contain control characters, got {value!r}")
+    if not stripped.isascii():
+        raise ValueError(f"AE title must be ASCII (letters A-Z, digits, spaces, _ - .), got {value!r}")
     return stripped

@@ -183,3 +183,22 @@ def test_invalid_key_ends_with_what_to_do(mammocad: Runner) -> None:
     assert "node.port" in lines[1] and "[from environment variable MAMMOCAD_NODE__PORT]" in lines[1], out.stderr
     assert lines[-1].startswith("fix each key named above (in ") and "then run `mammocad config check`" in lines[-1]
     assert len(lines) == 3, out.stderr
+
+
+def test_ae_titles_outside_the_ae_vr_are_refused_everywhere(mammocad: Runner, config_file: Path) -> None:
+    """A non-ASCII AE title passed `config check`, `aet add` and `dest add`, then failed in
+    pynetdicom: the node at start, a destination at every delivery attempt."""
+    before = config_file.read_bytes()
+    for title, reason in (("MÄMMO", "must be ASCII"), ("MAMMOCAD_NODE_TOO_LONG", "1-16 characters"),
+                          ("A\\B", "backslash"), ("   ", "1-16 characters")):
+        out = mammocad("config", "check", env={"MAMMOCAD_NODE__AE_TITLE": title})
+        assert out.returncode == 1 and "node.ae_title" in out.stderr and reason in out.stderr, (title, out.stderr)
+        assert "MAMMOCAD_NODE__AE_TITLE" in out.stderr
+        out = mammocad("aet", "add", title)
+        assert out.returncode == 1 and reason in out.stderr and len(out.stderr.splitlines()) == 1, out.stderr
+        out = mammocad("dest", "add", "peer", "--ae", title, "--host", "127.0.0.1", "--port", "104")
+        assert out.returncode == 1 and reason in out.stderr and len(out.stderr.splitlines()) == 1, out.stderr
+    assert config_file.read_bytes() == before
+    # leading and trailing spaces are not significant in an AE title (PS3.5 Table 6.2-1): removed
+    out = mammocad("aet", "add", " MG_ROOM3 ")
+    assert out.returncode == 0 and {"ae_title": "MG_ROOM3"} in tomllib.loads(config_file.read_text())["callers"]
