@@ -228,8 +228,23 @@ def _edit(path: Path, mutate: Callable[[TOMLDocument], None], create: bool) -> S
     """Parse, apply ``mutate``, validate, then write atomically; return the new settings.
 
     A lock on the folder serialises concurrent admins; the rename keeps readers safe.
-    Nothing is written when ``mutate`` or the validation raises.
+    Nothing is written when ``mutate`` or the validation raises. A file or folder this user
+    may not read or write (an admin without sudo on /etc/mammocad) is an :class:`EditError`
+    saying so, not a traceback.
     """
+    try:
+        return _edit_locked(path, mutate, create)
+    except IsADirectoryError:
+        raise EditError(f"configuration file {path} is a folder: give the file, e.g. "
+                        f"--config {path / 'mammocad.toml'}; nothing changed") from None
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(path) else ""
+        raise EditError(f"cannot edit configuration file {path}: {exc.strerror or exc}{where}; run the command "
+                        "as a user who may read the file and write its folder (the edit replaces the file), "
+                        "e.g. with sudo; nothing changed") from exc
+
+
+def _edit_locked(path: Path, mutate: Callable[[TOMLDocument], None], create: bool) -> Settings:
     if not path.exists() and not create:
         raise EditError(f"configuration file {path} does not exist; nothing to remove")
     folder = path.resolve().parent

@@ -168,9 +168,7 @@ def test_missing_config_named_by_the_environment_says_so(mammocad: Runner, tmp_p
 def test_unreadable_config_file_is_one_line_saying_what_to_do(config_file: Path, clean_env: None) -> None:
     """It read "invalid configuration in F: [Errno 13] Permission denied", then "fix the key named above"."""
     config_file.chmod(0)
-    command = [str(MAMMOCAD), "--config", str(config_file), "config", "check"]
-    if os.geteuid() == 0:  # root without the capabilities that bypass permissions
-        command = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-all", *command]
+    command = _as_unprivileged([str(MAMMOCAD), "--config", str(config_file), "config", "check"])
     line = _one_line(subprocess.run(command, capture_output=True, text=True, timeout=60))
     assert line.startswith(f"cannot read configuration file {config_file}: Permission denied; check the "
                            "permissions"), line
@@ -202,3 +200,40 @@ def test_ae_titles_outside_the_ae_vr_are_refused_everywhere(mammocad: Runner, co
     # leading and trailing spaces are not significant in an AE title (PS3.5 Table 6.2-1): removed
     out = mammocad("aet", "add", " MG_ROOM3 ")
     assert out.returncode == 0 and {"ae_title": "MG_ROOM3"} in tomllib.loads(config_file.read_text())["callers"]
+
+
+def _as_unprivileged(command: list[str]) -> list[str]:
+    """``command`` without root's power to ignore permissions (setpriv), when run as root."""
+    if os.geteuid() == 0:
+        return ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-all", *command]
+    return command
+
+
+@pytest.mark.skipif(os.geteuid() == 0 and shutil.which("setpriv") is None,
+                    reason="root ignores file permissions; setpriv drops that privilege")
+def test_edit_without_permission_is_one_line_saying_what_to_do(config_file: Path, clean_env: None) -> None:
+    """`aet add` by an admin without sudo on /etc/mammocad ended in a PermissionError traceback."""
+    before = config_file.read_bytes()
+    folder = config_file.parent
+    edits = (["aet", "add", "MG_ROOM9"], ["dest", "remove", "pacs"],
+             ["dest", "add", "p2", "--ae", "P2", "--host", "127.0.0.1", "--port", "104"])
+    for mode in (0o555, 0o000):  # the folder not writable (the file is replaced), then not readable
+        folder.chmod(mode)
+        try:
+            for edit in edits:
+                out = subprocess.run(_as_unprivileged([str(MAMMOCAD), "--config", str(config_file), *edit]),
+                                     capture_output=True, text=True, timeout=60)
+                line = _one_line(out)
+                assert line.startswith(f"cannot edit configuration file {config_file}: Permission denied"), line
+                assert line.endswith("e.g. with sudo; nothing changed"), line
+        finally:
+            folder.chmod(0o755)
+    assert config_file.read_bytes() == before
+
+
+def test_edit_of_a_folder_is_one_line(mammocad: Runner, tmp_path: Path) -> None:
+    folder = tmp_path / "etc-folder"
+    folder.mkdir()
+    line = _one_line(mammocad("aet", "add", "MG_ROOM9", config=folder))
+    assert line == (f"configuration file {folder} is a folder: give the file, e.g. --config "
+                    f"{folder}/mammocad.toml; nothing changed")
