@@ -87,3 +87,42 @@ def test_help_does_not_import_the_scientific_stack(path: tuple[str, ...]) -> Non
     assert "usage: mammocad" in proc.stdout
     loaded = proc.stdout.rstrip().splitlines()[-1].removeprefix("loaded:").strip()
     assert loaded == "", f"`mammocad {' '.join(path)} --help` imported {loaded}"
+
+
+def _leaves(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()
+            ) -> list[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        return [(prefix, parser)]
+    return [leaf for a in subs for name, sub in a.choices.items() for leaf in _leaves(sub, (*prefix, name))]
+
+
+def _minimal_arguments(parser: argparse.ArgumentParser) -> list[str]:
+    """Placeholder values for what ``parser`` requires: positionals, required options, and
+    one option of each required either/or group."""
+    out: list[str] = []
+    for action in parser._actions:
+        value = str(next(iter(action.choices))) if action.choices else "1"
+        if action.option_strings and action.required:
+            out += [action.option_strings[0], value]
+        elif not action.option_strings and action.nargs not in ("?", "*"):
+            out.append(value)
+    for group in parser._mutually_exclusive_groups:
+        if group.required:
+            out += [group._group_actions[0].option_strings[0], "1"]
+    return out
+
+
+@pytest.mark.parametrize(("path", "sub"), _leaves(build_parser()), ids=lambda p: " ".join(p) if isinstance(p, tuple)
+                         else "")
+def test_global_config_before_and_after_every_command(path: tuple[str, ...], sub: argparse.ArgumentParser) -> None:
+    """``--config`` goes before or after any command, nested ones included (``mammocad dest
+    add NAME ... --config F``). ``model train --config`` is that command's training file, so
+    there only the global place applies."""
+    rest = _minimal_arguments(sub)
+    assert build_parser().parse_args(["--config", "X", *path, *rest]).config == "X"
+    own = [a for a in sub._actions if "--config" in a.option_strings and a.dest != "config"]
+    if own:
+        assert path == ("model", "train"), f"`mammocad {' '.join(path)}` redefines --config"
+        return
+    assert build_parser().parse_args([*path, *rest, "--config", "X"]).config == "X"
