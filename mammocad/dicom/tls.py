@@ -346,4 +346,3 @@ def certificate_dates(path: str) -> list[CertificateDates]:
         _, after_not_before = _der_time(der, validity)
         out.append(CertificateDates(_der_time(der, after_not_before)[0], _der_common_name(der, subject)))
     return out
-
