@@ -34,7 +34,7 @@ from mammocad.model.results import ImageRef, ImageResult, LesionType
 from mammocad.results import codes as C
 from mammocad.results import operating_points as OP
 from mammocad.results.codes import Code
-from mammocad.results.sanitize import copy_patient_study, patient_orientation, problem
+from mammocad.results.sanitize import copy_patient_study, normalise_time, patient_orientation, problem
 from mammocad.results.sr_items import (
     box_center,
     box_outline,
@@ -84,7 +84,11 @@ def _spacing(source: Dataset) -> tuple[float, float] | None:
 
 
 def _valid(vr_check: str, value: object) -> str:
+    """The source's date or time as the library entry may carry it; a time is normalised
+    first (``normalise_time``: "10:15:00" is read, a leap second kept to the minute)."""
     text = str(value or "").strip()
+    if vr_check == "TM" and text:
+        text = normalise_time(text) or text
     return text if text and problem(vr_check, text) is None else ""
 
 

@@ -7,6 +7,10 @@ The node accepts what a PACS sends (tolerant read); a result object must still b
   descriptive text is cut to fit, an invalid identifier, date, time, age or code string is
   left empty (Type 2) or out (Type 3) — never passed on;
 * empty sequences and sequence items that do not validate are dropped;
+* a time (TM) is normalised where PS3.5 6.2 lets it be read: the retired ACR-NEMA form with
+  colons ("10:15:00"), surrounding spaces, more than six fraction digits (cut to six) and a
+  leap second (":60", which dciodvfy and DCMTK reject: written to the minute); a time that
+  cannot be read ("25:00", a query range) is left empty or out;
 * Patient Orientation is written only when it is two valid direction strings;
 * legacy SNOMED-RT (SRT) codes are mapped to SNOMED CT (SCT) where the standard gives the
   mapping;
@@ -73,6 +77,8 @@ _DIRECTION = re.compile(r"^[APRLHF]{1,3}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _TEXT_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
 _TEXT_VRS = frozenset({"ST", "LT", "UT"})
+#: A time as PS3.5 6.2 TM reads it: HH[MM[SS[.F...]]], or the retired ACR-NEMA HH:MM[:SS[.F...]].
+_TIME = re.compile(r"^(?P<h>\d{2})(?::?(?P<m>\d{2})(?::?(?P<s>\d{2})(?:\.(?P<f>\d*))?)?)?$")
 
 
 def repaired(keyword: str, reason: str, action: str) -> None:
@@ -100,7 +106,38 @@ def problem(vr: str, value: object) -> str | None:
             return str(exc).split("\n")[0][:120] or "invalid"
         if vr in ("DA", "DT") and not _calendar_date(v):
             return "not a calendar date"
+        if vr == "TM" and normalise_time(v) != v.rstrip():
+            return "not a time in HHMMSS.FFFFFF form (leap second, range or colons)"
     return None
+
+
+def normalise_time(value: str) -> str | None:
+    """A TM value in the form every validator accepts, or None when it cannot be read as a time.
+
+    PS3.5 6.2 TM: HHMMSS.FFFFFF, trailing components may be omitted, at most six fraction
+    digits. Read tolerantly: the retired ACR-NEMA form "HH:MM:SS.frac" (PS3.5 recommends
+    accepting it), spaces around the value, extra fraction digits (cut, not rounded: rounding
+    could carry into the next day) and a "." with no digits. Seconds "60" (a leap second,
+    allowed by PS3.5 but rejected by dciodvfy and DCMTK) keep the minute only. Hours past 23,
+    minutes past 59 and query ranges ("1015-1030", which pydicom's check lets through) are
+    not times.
+    """
+    match = _TIME.match(value.strip())
+    if match is None or (":" in value and not _consistent_colons(value.strip())):
+        return None
+    hour, minute, second, fraction = match.group("h", "m", "s", "f")
+    if int(hour) > 23 or (minute and int(minute) > 59) or (second and int(second) > 60):
+        return None
+    if second == "60":
+        return f"{hour}{minute}"
+    out = hour + (minute or "") + (second or "")
+    return f"{out}.{fraction[:6]}" if fraction else out
+
+
+def _consistent_colons(value: str) -> bool:
+    """"10:15:00" and "10:15" are the ACR-NEMA form; "10:1500" or "1015:00" are not."""
+    head = value.split(".")[0]
+    return all(len(part) == 2 for part in head.split(":"))
 
 
 def _calendar_date(value: str) -> bool:
@@ -168,6 +205,8 @@ def copy_checked(target: Dataset, source: Dataset, keyword: str, *, type2: bool 
         return False
     if vr == "PN":
         value = _person_name(keyword, value)
+    if vr == "TM" and isinstance(value, str):
+        value = _time(keyword, value)
     why = problem(vr, value) or (None if _vm_ok(keyword, value) else f"VM not {dictionary_VM(keyword)}")
     if not why and keyword in _ENUMERATED and str(value).strip() not in _ENUMERATED[keyword]:
         why = f"not one of {', '.join(sorted(_ENUMERATED[keyword]))}"
@@ -182,6 +221,16 @@ def copy_checked(target: Dataset, source: Dataset, keyword: str, *, type2: bool 
         return False
     target[keyword] = DataElement(source[keyword].tag, vr, value)
     return True
+
+
+def _time(keyword: str, value: str) -> str:
+    """The normalised time (logged when it changed), or ``value`` itself when it is no time
+    (``problem`` then rejects it)."""
+    fixed = normalise_time(value)
+    if fixed is None or fixed == value.rstrip():
+        return value
+    repaired(keyword, "time not in HHMMSS.FFFFFF form", "normalised")
+    return fixed
 
 
 def _person_name(keyword: str, value: object) -> object:

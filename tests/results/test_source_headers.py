@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pydicom
+import pytest
 from pydicom.dataset import Dataset
 
 from mammocad.config import OutputKind
@@ -182,3 +183,36 @@ def test_sequence_items_left_incomplete_by_a_repair_are_dropped(tmp_path: Path) 
         assert [str(item.PatientID) for item in out.OtherPatientIDsSequence] == ["NHS-123"]
         (issuer,) = out.IssuerOfAccessionNumberSequence
         assert issuer.LocalNamespaceEntityID == "RIS" and "UniversalEntityID" not in issuer
+
+
+def _library_times(cad: Dataset) -> set[str]:
+    """The Study and Content Time items of the Mammography CAD SR's Image Library entries."""
+    library = cad.ContentSequence[1].ContentSequence
+    return {str(item.Time) for entry in library for item in entry.ContentSequence if item.ValueType == "TIME"}
+
+
+@pytest.mark.parametrize(("received", "written"), [
+    ("10:15:00", "101500"),  # the retired ACR-NEMA form, which PS3.5 asks readers to accept
+    ("10:15", "1015"),
+    ("10:15:00.5", "101500.5"),
+    ("101500.123456789", "101500.123456"),  # more than six fraction digits: cut, never rounded
+    ("101500.", "101500"),
+    ("101560", "1015"),  # a leap second: valid in PS3.5, rejected by dciodvfy and DCMTK
+    ("1015", "1015"),  # already valid: kept as it is
+    ("25:00", ""),  # no such hour: cannot be read
+    ("1015-1030", ""),  # a query range, which pydicom's check lets through
+])
+def test_times_are_normalised_where_the_standard_lets_them_be_read(tmp_path: Path, received: str,
+                                                                    written: str) -> None:
+    """Times in the ACR-NEMA form or with too many fraction digits were dropped, a leap second
+    or a range passed on (dciodvfy rejected every output, DCMTK could not read the SRs). Each
+    is now written in HHMMSS.FFFFFF form when it can be read as a time, else left empty/out."""
+    study = make_four_view_study()
+    for ds in study:
+        ds.StudyTime = ds.ContentTime = ds.PatientBirthTime = received
+    outs = build_checked(study, tmp_path)
+    assert {str(out.StudyTime) for out in outs} == {written}
+    gsps = [out for out in outs if out.Modality == "PR"]
+    assert {str(out.get("PatientBirthTime", "")) for out in gsps} == {written}
+    cad = next(out for out in outs if out.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.50")
+    assert _library_times(cad) == ({written} if written else set())
