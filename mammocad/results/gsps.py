@@ -37,6 +37,7 @@ from mammocad.model.results import ImageResult, LesionClass
 from mammocad.results.overlay_sc import instance_index
 from mammocad.results.sanitize import (
     PATIENT_STUDY,
+    cited_uid,
     copy_checked,
     copy_patient_study,
     first_number,
@@ -230,6 +231,10 @@ def build_gsps(result: ImageResult, source: Dataset, ctx: OutputContext, index: 
 
     Series per breast (General Series Laterality is constant in a series).
     """
+    if not cited_uid(source, "SeriesInstanceUID"):
+        raise ValueError(f"image {result.image.sop_instance_uid}: SeriesInstanceUID is missing or has several "
+                         "values, and a GSPS must cite the image's series; correct the image's header at the "
+                         "sender, or ask this destination for graphics-only output (SR + SC)")
     photometric = str(source.get("PhotometricInterpretation", "MONOCHROME2"))
     shape = (PresentationLUTShapeValues.INVERSE if photometric == "MONOCHROME1"
              else PresentationLUTShapeValues.IDENTITY)

@@ -32,6 +32,7 @@ from mammocad.model.results import StudyResult
 from mammocad.results.cad_sr import build_mammo_cad_sr
 from mammocad.results.gsps import build_gsps, gsps_order
 from mammocad.results.overlay_sc import build_secondary_capture, instance_index
+from mammocad.results.sanitize import check_identity
 from mammocad.results.tid1500 import build_tid1500_sr
 from mammocad.results.uids import (
     IMPLEMENTATION_CLASS_UID,
@@ -144,6 +145,7 @@ def build_outputs(
     if not study.images:
         raise ValueError(f"study {study.study_uid} has no image results: nothing to report")
     sorted_sources(study, sources)  # raises naming the missing SOP Instance UIDs
+    check_identity(sources)  # raises naming an image without a study, class or instance UID
     ctx = OutputContext(study=study, device=device, predecessor=tuple(predecessor or ()),
                         sc_jpeg_quality=sc_jpeg_quality, sc_lossless=sc_lossless, version=version,
                         failed_analyses=tuple(failed_analyses), when=when)

@@ -345,6 +345,34 @@ def copy_patient_study(target: Dataset, source: Dataset) -> None:
         copy_checked(target, source, keyword, type2=keyword in TYPE2_PATIENT_STUDY)
 
 
+#: What every output cites of each image (study, class, instance): Type 1, never repaired.
+IDENTITY = ("StudyInstanceUID", "SOPClassUID", "SOPInstanceUID")
+
+
+def cited_uid(source: Dataset, keyword: str) -> str:
+    """A UID of the source as the outputs cite it (padding removed); "" when absent, empty or
+    multi-valued, which no reference can cite."""
+    value = source.get(keyword)
+    if value is None or isinstance(value, MultiValue | list):
+        return ""
+    return str(value).strip().rstrip("\x00")
+
+
+def check_identity(sources: dict[str, Dataset]) -> None:
+    """Raise ValueError when an image lacks a UID every output must cite it by.
+
+    The node refuses such images on receipt; a library caller (``mammocad model analyze`` on
+    files) may not. A made-up UID would cite an image that does not exist, so nothing is
+    built: the error names the image and the attribute.
+    """
+    for key, source in sources.items():
+        for keyword in IDENTITY:
+            if not cited_uid(source, keyword):
+                why = "has several values" if isinstance(source.get(keyword), MultiValue | list) else "is missing"
+                raise ValueError(f"image {key}: {keyword} {why}, so the results cannot cite it; correct the "
+                                 "image's header at the sender (PS3.3: Type 1, one UID) and send it again")
+
+
 def patient_orientation(source: Dataset) -> tuple[str, str] | None:
     """(row, column) directions when the source's Patient Orientation is valid, else None.
 

@@ -43,7 +43,7 @@ from mammocad.dicom.header import usable_spacing
 from mammocad.model.results import ImageResult, LesionType
 from mammocad.results import codes as C
 from mammocad.results import operating_points as OP
-from mammocad.results.sanitize import copy_patient_study, patient_orientation
+from mammocad.results.sanitize import cited_uid, copy_patient_study, patient_orientation
 from mammocad.results.sr_items import box_outline
 from mammocad.results.uids import (
     MANUFACTURER,
@@ -87,7 +87,9 @@ def _lesion_group(n: int, mark: OP.Mark, result: ImageResult, source: Dataset,
     region = ImageRegion(
         graphic_type="POLYLINE",
         graphic_data=np.array(box_outline(lesion.box), dtype=float),
-        source_image=SourceImageForRegion.from_source_image(source),
+        # Built from the UIDs: highdicom's from_source_image raised on an image without Modality.
+        source_image=SourceImageForRegion(referenced_sop_class_uid=cited_uid(source, "SOPClassUID"),
+                                          referenced_sop_instance_uid=cited_uid(source, "SOPInstanceUID")),
     )
     finding = (C.INDIVIDUAL_CALCIFICATION if lesion.lesion_type is LesionType.INDIVIDUAL_CALCIFICATION
                else C.CALCIFICATION_CLUSTER)
@@ -157,7 +159,7 @@ def _evidence_header(source: Dataset) -> Dataset:
     out = Dataset()
     copy_patient_study(out, source)
     for keyword in ("SeriesInstanceUID", "SOPClassUID", "SOPInstanceUID"):
-        out[keyword] = source[keyword]
+        setattr(out, keyword, cited_uid(source, keyword))
     return out
 
 

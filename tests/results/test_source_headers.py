@@ -216,3 +216,34 @@ def test_times_are_normalised_where_the_standard_lets_them_be_read(tmp_path: Pat
     assert {str(out.get("PatientBirthTime", "")) for out in gsps} == {written}
     cad = next(out for out in outs if out.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.50")
     assert _library_times(cad) == ({written} if written else set())
+
+
+def test_an_image_without_modality_still_gets_every_kind(tmp_path: Path) -> None:
+    """Modality is Type 1, but the node analyses a mammogram by its SOP class without it;
+    the TID 1500 SR raised AttributeError ('Dataset' object has no attribute 'Modality')
+    in highdicom's image reference and was lost. It cites the image by its UIDs now."""
+    study = make_four_view_study()
+    for ds in study:
+        del ds.Modality
+    outs = build_checked(study, tmp_path)
+    assert len(outs) == 10
+
+
+@pytest.mark.parametrize("keyword", ["StudyInstanceUID", "SOPClassUID", "SeriesInstanceUID"])
+@pytest.mark.parametrize("defect", ["absent", "two values"])
+def test_an_image_that_cannot_be_cited_gets_a_clear_error(keyword: str, defect: str) -> None:
+    """Without one UID for its study, class or series no output can cite an image (a made-up
+    one would cite an image that does not exist). The build raised AttributeError, KeyError or
+    TypeError, or wrote the list's text ("['1.2.3', '1.2.4']") as the Study Instance UID; it
+    refuses now, naming the image and the attribute (the series only for the GSPS)."""
+    study = make_four_view_study()
+    case = make_case(datasets=study)  # the results as the node recorded them; then the header breaks
+    for ds in study:
+        if defect == "absent":
+            del ds[keyword]
+        else:
+            ds[keyword].value = [str(ds[keyword].value), "1.2.3.4"]
+    kinds = [OutputKind.GSPS] if keyword == "SeriesInstanceUID" else ALL
+    for kind in kinds:
+        with pytest.raises(ValueError, match=f"image {study[0].SOPInstanceUID}: {keyword} .*correct the image's"):
+            build_outputs(*case, [kind])
