@@ -242,6 +242,11 @@ def _positioning(ds: Dataset, result: ImageResult) -> None:
         ds.ViewPosition = result.image.view
 
 
+#: Image Pixel attributes (Type 1) without which the source's pixels cannot be decoded.
+_PIXEL_DESCRIPTION = ("PhotometricInterpretation", "Rows", "Columns", "BitsAllocated", "PixelRepresentation",
+                      "SamplesPerPixel")
+
+
 def build_secondary_capture(result: ImageResult, source: Dataset, ctx: OutputContext, index: int) -> Dataset:
     """One colour Secondary Capture for an analysed image (needs the source's pixels).
 
@@ -255,6 +260,13 @@ def build_secondary_capture(result: ImageResult, source: Dataset, ctx: OutputCon
         raise ValueError(
             f"secondary capture of {result.image.sop_instance_uid} needs pixel data: load the "
             "source without stop_before_pixels"
+        )
+    missing = [k for k in _PIXEL_DESCRIPTION if source.get(k) in (None, "")]
+    if missing:  # pydicom's decoder failed with AttributeError naming a tag, the image unnamed
+        raise ValueError(
+            f"secondary capture of {result.image.sop_instance_uid}: the image's {', '.join(missing)} "
+            "is missing, so its pixels cannot be shown; correct the header at the sender, or ask this "
+            "destination for GSPS or SR output only"
         )
     image, _ = render(result, source, ctx)
     ds = Dataset()

@@ -157,3 +157,14 @@ def test_lookup_table_display_equals_the_per_pixel_chain(voi: str, photometric: 
     assert got.dtype == np.uint8 and got.shape == arr.shape
     assert np.array_equal(got, _reference_grey(ds))
     assert got.min() < 30 and got.max() > 200  # a real spread of grey levels
+
+
+@pytest.mark.parametrize("keyword", ["PhotometricInterpretation", "BitsAllocated", "PixelRepresentation"])
+def test_an_image_whose_pixels_cannot_be_decoded_gets_a_clear_error(keyword: str) -> None:
+    """Without a Type 1 Image Pixel attribute pydicom's decoder raised AttributeError naming a
+    tag and not the image; the build now says which image and attribute, and what to do."""
+    study, sources = make_case()
+    first = study.images[0].image.sop_instance_uid
+    del sources[first][keyword]
+    with pytest.raises(ValueError, match=f"secondary capture of {first}: the image's {keyword} is missing"):
+        build_outputs(study, sources, [OutputKind.SECONDARY_CAPTURE])
