@@ -97,6 +97,12 @@ def laterality_view(ds: Dataset) -> tuple[str, str]:
 #: Where a pixel size is read, best first: Imager Pixel Spacing (at the detector) is what
 #: mammography systems fill reliably; Pixel Spacing may be calibrated to the breast or absent.
 SPACING_KEYWORDS = ("ImagerPixelSpacing", "PixelSpacing", "NominalScannedPixelSpacing")
+#: A magnification above this is a magnification view. Contact views write an Estimated
+#: Radiographic Magnification Factor (SID / SOD, SOD measured to the breast support: PS3.3
+#: C.8.11.7) of about 1.0-1.15; magnification views 1.5-2.0.
+MAGNIFICATION_VIEW_FACTOR = 1.25
+#: PS3.3 10.7.1.2: Pixel Spacing corrected for geometric magnification or calibrated on a fiducial.
+_CALIBRATION_TYPES = ("GEOMETRY", "FIDUCIAL")
 
 
 def usable_spacing(ds: Dataset, keywords: tuple[str, ...] = SPACING_KEYWORDS
@@ -121,9 +127,75 @@ def usable_spacing(ds: Dataset, keywords: tuple[str, ...] = SPACING_KEYWORDS
     return None
 
 
+def _positive(ds: Dataset, keyword: str) -> float | None:
+    """A single positive finite number from ``keyword``; None when absent or not one."""
+    try:
+        value = float(ds.get(keyword))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return value if value > 0 and math.isfinite(value) else None
+
+
+def magnification_from_header(ds: Dataset) -> tuple[float, str] | None:
+    """(geometric magnification of the breast onto the detector, the attribute): Estimated
+    Radiographic Magnification Factor, else Distance Source to Detector / Distance Source to
+    Patient (its definition, PS3.3 C.8.11.5/C.8.11.7); None when the header says neither."""
+    factor = _positive(ds, "EstimatedRadiographicMagnificationFactor")
+    if factor is not None:
+        return factor, "EstimatedRadiographicMagnificationFactor"
+    sid, sod = _positive(ds, "DistanceSourceToDetector"), _positive(ds, "DistanceSourceToPatient")
+    if sid is not None and sod is not None:
+        return sid / sod, "DistanceSourceToDetector/DistanceSourceToPatient"
+    return None
+
+
+def _calibrated_spacing(ds: Dataset) -> tuple[float, float] | None:
+    """Pixel Spacing when the header says it is corrected to the breast (PS3.3 10.7.1.1-2): a
+    Pixel Spacing Calibration Type, and a value other than Imager Pixel Spacing's (equal values
+    mean "not corrected" whatever the type says)."""
+    pixel = usable_spacing(ds, ("PixelSpacing",))
+    calibration = str(ds.get("PixelSpacingCalibrationType", "") or "").strip().upper()
+    if pixel is None or calibration not in _CALIBRATION_TYPES:
+        return None
+    imager = usable_spacing(ds, ("ImagerPixelSpacing",))
+    return None if imager is not None and _same(imager[0], pixel[0]) else pixel[0]
+
+
+def _same(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    return all(math.isclose(x, y, rel_tol=1e-3) for x, y in zip(a, b, strict=True))
+
+
+def breast_spacing(ds: Dataset) -> tuple[tuple[float, float], str] | None:
+    """((row, column) pixel size in mm, where it came from), at the scale the detector was
+    trained on; None when the header holds no usable pixel size.
+
+    Contact views (magnification absent or up to :data:`MAGNIFICATION_VIEW_FACTOR`): the
+    first usable of :data:`SPACING_KEYWORDS`, Imager Pixel Spacing first, as the training
+    images were read. Magnification views: the size in the breast, since Imager Pixel
+    Spacing is at the detector (PS3.3 C.8.11.4, never corrected) and a view magnified 1.8x
+    would show every calcification 1.8x its size. Pixel Spacing when it is calibrated
+    (PS3.3 10.7.1.1-2), else Imager Pixel Spacing / the magnification. A calibrated Pixel
+    Spacing finer than Imager Pixel Spacing by more than the threshold marks a
+    magnification view by itself.
+    """
+    imager = usable_spacing(ds, ("ImagerPixelSpacing",))
+    calibrated = _calibrated_spacing(ds)
+    found = magnification_from_header(ds)
+    if found is None and imager is not None and calibrated is not None:
+        found = (imager[0][0] / calibrated[0] + imager[0][1] / calibrated[1]) / 2, "PixelSpacing"
+    if found is None or found[0] <= MAGNIFICATION_VIEW_FACTOR:
+        return usable_spacing(ds)
+    factor, factor_source = found
+    if calibrated is not None:
+        return calibrated, "PixelSpacing (calibrated, magnification view)"
+    if imager is not None:
+        return (imager[0][0] / factor, imager[0][1] / factor), f"ImagerPixelSpacing/{factor_source}"
+    return usable_spacing(ds)
+
+
 def spacing_from_header(ds: Dataset, fallback_mm: float) -> tuple[tuple[float, float], str]:
-    """((row spacing, column spacing) in mm, source): :func:`usable_spacing`, else the fallback."""
-    return usable_spacing(ds) or ((fallback_mm, fallback_mm), "fallback")
+    """((row spacing, column spacing) in mm, source): :func:`breast_spacing`, else the fallback."""
+    return breast_spacing(ds) or ((fallback_mm, fallback_mm), "fallback")
 
 
 def orientation_from_header(ds: Dataset) -> tuple[str, str]:

@@ -7,7 +7,7 @@ from io import BytesIO
 import pytest
 from pydicom.dataset import Dataset
 
-from mammocad.dicom.header import laterality_view
+from mammocad.dicom.header import breast_spacing, laterality_view
 from mammocad.node.header import read_header
 from mammocad.node.receive import data_set_offset
 from tests.factories import make_mammogram
@@ -49,3 +49,48 @@ def test_node_and_model_read_the_same_view(change: dict[str, object], expected: 
     raw = _raw(ds)
     header = read_header(raw, str(ds.file_meta.TransferSyntaxUID), data_set_offset(raw))
     assert (header.laterality, header.view) == laterality_view(ds) == expected
+
+
+def _spaced(**attrs: object) -> Dataset:
+    ds = Dataset()
+    ds.ImagerPixelSpacing = [0.1, 0.1]
+    for keyword, value in attrs.items():
+        setattr(ds, keyword, value)
+    return ds
+
+
+@pytest.mark.parametrize(("attrs", "expected"), [
+    # Contact views: the detector-plane size, as before (the factor screening systems write is ~1.0-1.15).
+    ({}, ((0.1, 0.1), "ImagerPixelSpacing")),
+    ({"EstimatedRadiographicMagnificationFactor": 1.1}, ((0.1, 0.1), "ImagerPixelSpacing")),
+    ({"EstimatedRadiographicMagnificationFactor": 1.08, "PixelSpacing": [0.0926, 0.0926],
+      "PixelSpacingCalibrationType": "GEOMETRY"}, ((0.1, 0.1), "ImagerPixelSpacing")),
+    # Magnification views: the size in the breast.
+    ({"EstimatedRadiographicMagnificationFactor": 2.0},
+     ((0.05, 0.05), "ImagerPixelSpacing/EstimatedRadiographicMagnificationFactor")),
+    ({"DistanceSourceToDetector": 660, "DistanceSourceToPatient": 330},
+     ((0.05, 0.05), "ImagerPixelSpacing/DistanceSourceToDetector/DistanceSourceToPatient")),
+    ({"EstimatedRadiographicMagnificationFactor": 1.8, "PixelSpacing": [0.056, 0.056],
+      "PixelSpacingCalibrationType": "GEOMETRY"}, ((0.056, 0.056), "PixelSpacing (calibrated, magnification view)")),
+    # Pixel Spacing equal to Imager Pixel Spacing is not calibrated (PS3.3 10.7.1.1): divide.
+    ({"EstimatedRadiographicMagnificationFactor": 2.0, "PixelSpacing": [0.1, 0.1],
+      "PixelSpacingCalibrationType": "GEOMETRY"},
+     ((0.05, 0.05), "ImagerPixelSpacing/EstimatedRadiographicMagnificationFactor")),
+    # No factor, but a calibrated Pixel Spacing 1.8x finer: a magnification view by itself.
+    ({"PixelSpacing": [0.0556, 0.0556], "PixelSpacingCalibrationType": "GEOMETRY"},
+     ((0.0556, 0.0556), "PixelSpacing (calibrated, magnification view)")),
+    # A factor that is no number is no factor.
+    ({"EstimatedRadiographicMagnificationFactor": "1e999"}, ((0.1, 0.1), "ImagerPixelSpacing")),
+])
+def test_magnification_views_are_read_at_their_size_in_the_breast(attrs: dict[str, object],
+                                                                   expected: tuple[tuple[float, float], str]) -> None:
+    """PS3.3: Imager Pixel Spacing is at the detector and never corrected; a magnification view
+    (factor 1.5-2) read at it makes every calcification 1.5-2x its size to the detector."""
+    (spacing, source), (want, want_source) = breast_spacing(_spaced(**attrs)), expected
+    assert source == want_source and spacing == pytest.approx(want)
+
+
+def test_an_uncalibrated_pixel_spacing_marks_no_magnification_view() -> None:
+    """Without a calibration type, a Pixel Spacing unlike Imager Pixel Spacing is not taken as a
+    magnification: the detector-plane size stays, as for every contact view before."""
+    assert breast_spacing(_spaced(PixelSpacing=[0.05, 0.05])) == ((0.1, 0.1), "ImagerPixelSpacing")

@@ -111,6 +111,21 @@ def test_spacing_sources_in_order() -> None:
     assert std.meta["spacing_source"] == "fallback" and std.image.shape == (ds.Rows * 2, ds.Columns * 2)
 
 
+def test_a_magnification_view_is_resampled_at_its_size_in_the_breast() -> None:
+    """A 2x magnification view at 0.1 mm at the detector holds 0.05 mm of breast per pixel: read at
+    0.1 mm, each calcification reached the detector twice its size. Contact views are unchanged."""
+    spec = PreprocessSpec(crop_breast=False)
+    contact = make_mammogram(rows=ROWS, columns=COLS, pixel_spacing_mm=0.1)
+    contact.EstimatedRadiographicMagnificationFactor = 1.1
+    assert standardise(contact, spec).image.shape == (round(ROWS * 0.1 / 0.15), round(COLS * 0.1 / 0.15))
+    magnified = make_mammogram(rows=ROWS, columns=COLS, pixel_spacing_mm=0.1)
+    magnified.EstimatedRadiographicMagnificationFactor = 2.0
+    std = standardise(magnified, spec)
+    assert std.meta["spacing_mm"] == [0.05, 0.05]
+    assert std.meta["spacing_source"] == "ImagerPixelSpacing/EstimatedRadiographicMagnificationFactor"
+    assert std.image.shape == (round(ROWS * 0.05 / 0.15), round(COLS * 0.05 / 0.15))
+
+
 def test_a_pixel_size_no_mammogram_has_is_an_error_naming_the_attribute() -> None:
     """A converter's 1\\1 mm placeholder on a 4000-row film would be resampled to 20,000 rows (GBs of
     memory, minutes of tiles); "inf" crashed with OverflowError; 0.001 mm shrank the breast to a few
