@@ -223,6 +223,24 @@ def chest_wall_left_from_header(laterality: str, row_dir: str) -> tuple[bool | N
     return None, "unknown"
 
 
+def breast_from_orientation(row_dir: str, col_dir: str) -> str:
+    """The breast whose conventional orientation Patient Orientation is: "L" for A\\R (LCC, and
+    LMLO written A\\FR), "R" for P\\L (RCC, RMLO P\\FL); "" for any other (mirrored or
+    rotated forms, a missing or one-letter column direction).
+
+    Why it can overrule Image Laterality for geometry: Patient Orientation is the attribute that
+    describes the image's row and column directions (PS3.3 C.7.6.1.1.1); Image Laterality only
+    names the breast (C.8.11.7), and is the one a technologist picks at the console. A header
+    saying "right breast" with the left breast's A\\R would otherwise be taken for a right breast
+    rotated 180 degrees, and its CC turned upside down.
+    """
+    if row_dir == "A" and "R" in col_dir and "L" not in col_dir:
+        return "L"
+    if row_dir == "P" and "L" in col_dir and "R" not in col_dir:
+        return "R"
+    return ""
+
+
 def needs_vertical_flip(laterality: str, view: str, col_dir: str) -> bool:
     """True when Patient Orientation says the image is upside down.
 

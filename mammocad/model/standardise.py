@@ -9,12 +9,17 @@ pixels.
 Pipeline for DICOM: Modality LUT (rescale or LUT sequence) → VOI LUT (window or LUT
 sequence; percentile window when absent or for For Processing images, after a log for the
 latter) → MONOCHROME1 inversion → orientation (flips) → breast crop → resampling.
+Orientation: the chest wall's side comes from the pixels when they are clear, else Patient
+Orientation's row direction, else the laterality convention; the top of a CC from Patient
+Orientation when it is a conventional one the pixels agree with, else Image Laterality. A header
+whose Image Laterality names the other breast is logged once (``orientation_conflict``).
 Multi-frame images: only the first frame is analysed (mammography is single-frame; a
 multi-frame object here is usually a secondary capture or a tomosynthesis slab).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -26,6 +31,7 @@ from pydicom.dataset import Dataset
 from pydicom.pixels import apply_modality_lut, apply_voi_lut, pixel_array
 
 from mammocad.dicom import header as dicom_header
+from mammocad.logs import log_event
 from mammocad.model.frame import FrameTransform
 from mammocad.model.segment import BREAST_CUT, STRIP_MM, segment_breast
 
@@ -43,6 +49,8 @@ ESTIMATED_SPACING_RANGE_MM = (0.03, 0.3)
 #: placeholder, and a 4000-row film read at 1 mm would be resampled to 20,000 rows (GBs, minutes).
 MAX_FIELD_MM = 600.0
 MIN_SPACING_MM = 0.005
+
+logger = logging.getLogger(__name__)
 
 
 class StandardiseError(ValueError):
@@ -143,8 +151,13 @@ def standardise(ds: Dataset, spec: PreprocessSpec | None = None, *,
     meta = {"laterality": laterality, "laterality_source": lat_source, "view": view, "view_source": view_source,
             "photometric": photometric, "voi": voi_source, "for_processing": for_processing,
             "frames": frames, "patient_orientation": [row_dir, col_dir]}
-    return _finish(image, laterality=laterality, view=view, row_dir=row_dir, col_dir=col_dir,
-                   spacing=spacing, spacing_source=spacing_source, spec=spec, meta=meta)
+    std = _finish(image, laterality=laterality, view=view, row_dir=row_dir, col_dir=col_dir,
+                  spacing=spacing, spacing_source=spacing_source, spec=spec, meta=meta)
+    conflict = std.meta.get("orientation_conflict")
+    if conflict:
+        log_event(logger, "orientation_conflict", logging.WARNING, sop=str(ds.get("SOPInstanceUID", "")), view=view,
+                  **conflict)
+    return std
 
 
 def _check_not_blank(values: np.ndarray, where: str) -> None:
@@ -320,7 +333,8 @@ def _finish(image: np.ndarray, *, laterality: str, view: str, row_dir: str, col_
         laterality = "L" if chest_left else "R"
         meta["laterality"], meta["laterality_source"] = laterality, "pixels"
     flip_h = not chest_left
-    flip_v = dicom_header.needs_vertical_flip(laterality, view, col_dir)
+    oriented = _oriented_breast(laterality, row_dir, col_dir, chest_left, meta)
+    flip_v = dicom_header.needs_vertical_flip(oriented, view, col_dir)
     if flip_h:
         image = image[:, ::-1]
     if flip_v:
@@ -338,6 +352,23 @@ def _finish(image: np.ndarray, *, laterality: str, view: str, row_dir: str, col_
                  "working_spacing_mm": spec.working_spacing_mm, "flip_h": flip_h, "flip_v": flip_v,
                  "orientation_source": orient_source, "crop": list(crop)})
     return Standardised(image=resampled, transform=transform, meta=meta)
+
+
+def _oriented_breast(laterality: str, row_dir: str, col_dir: str, chest_left: bool, meta: dict[str, Any]) -> str:
+    """The breast whose lateral side the vertical flip puts at the top of a CC.
+
+    Patient Orientation wins over Image Laterality when it is a conventional orientation whose
+    chest wall side the image agrees with (``header.breast_from_orientation`` says why); a header
+    that disagrees with itself that way is recorded in ``meta["orientation_conflict"]`` (logged
+    by :func:`standardise`). A Patient Orientation the pixels contradict is no evidence here.
+    """
+    named = dicom_header.breast_from_orientation(row_dir, col_dir)
+    if not named or (row_dir == "A") != chest_left:
+        return laterality
+    if laterality and laterality != named:
+        meta["orientation_conflict"] = {"laterality": laterality, "laterality_source": meta.get("laterality_source", ""),
+                                        "patient_orientation": f"{row_dir}\\{col_dir}", "used": named}
+    return named
 
 
 def _chest_wall_left(image: np.ndarray, laterality: str, row_dir: str) -> tuple[bool, str]:

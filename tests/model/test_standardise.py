@@ -6,6 +6,8 @@ the marker in the model image and compares it with where FrameTransform says it 
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 from pydicom.dataset import Dataset
@@ -87,6 +89,31 @@ def test_pixels_win_over_a_wrong_orientation_header() -> None:
     std = standardise(ds)
     assert std.meta["flip_h"] is False and "overrides" in std.meta["orientation_source"]
     assert np.abs(found_centre(std.image) - centre(std.transform.to_model(box))).max() <= 1.0
+
+
+@pytest.mark.parametrize("view", ["CC", "MLO"])
+def test_a_wrong_image_laterality_does_not_turn_the_image_upside_down(view: str, caplog: pytest.LogCaptureFixture
+                                                                      ) -> None:
+    """Patient Orientation describes the rows and columns (PS3.3 C.7.6.1.1.1), Image Laterality only
+    the breast. A left breast stored as A\\R (chest wall at column 0, as the pixels say) labelled
+    "R" was read as a right breast rotated 180 degrees: its CC was analysed upside down."""
+    right, box = marker_dataset("L", view, "MONOCHROME2")
+    right.PatientOrientation = ["A", "R"] if view == "CC" else ["A", "FR"]
+    right.ImageLaterality = "R"
+    with caplog.at_level(logging.WARNING, logger="mammocad.model.standardise"):
+        std = standardise(right)
+    upright = standardise(marker_dataset("L", view, "MONOCHROME2")[0])
+    assert std.meta["flip_h"] is False and std.meta["flip_v"] is False
+    assert np.array_equal(std.image, upright.image)
+    assert np.abs(found_centre(std.image) - centre(std.transform.to_model(box))).max() <= 1.0
+    conflicts = [r for r in caplog.records if r.getMessage() == "orientation_conflict"]
+    assert len(conflicts) == 1 and conflicts[0].laterality == "R" and conflicts[0].used == "L"  # type: ignore[attr-defined]
+    assert "Doe" not in str(conflicts[0].__dict__) and "PID-TEST" not in str(conflicts[0].__dict__)
+    # A header that agrees with itself logs nothing; a right breast in its own orientation is unchanged.
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="mammocad.model.standardise"):
+        rcc = standardise(marker_dataset("R", view, "MONOCHROME2")[0])
+    assert not caplog.records and rcc.meta["flip_h"] is True and rcc.meta["flip_v"] is False
 
 
 @pytest.mark.parametrize("spacing", [0.07, 0.2])
