@@ -277,3 +277,18 @@ def build_detector(spec: DetectorSpec | None = None) -> FasterRCNN:
         detections_per_img=spec.detections_per_img,
     )
     return model
+
+
+def inference_layout(model: nn.Module) -> nn.Module:
+    """``model`` with its backbone in channels-last memory layout, returned (faster oneDNN/cuDNN
+    convolutions on the same weights).
+
+    Called once where a model is loaded for analysis (``Detector.load``), before any call can
+    share it. Analysis itself never changes a model (``tiling.tile_mode``): switching the layout
+    on a call's first pass replaced the weights' storage under a call already running in another
+    thread, and marked the model with an attribute, state switched at run time.
+    """
+    backbone = getattr(model, "backbone", None)
+    if isinstance(backbone, nn.Module):
+        backbone.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    return model

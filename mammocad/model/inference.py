@@ -37,7 +37,7 @@ from pydicom.dataset import Dataset
 from mammocad.logs import log_event
 from mammocad.model.breast_mask import inside_breast
 from mammocad.model.checkpoint import LoadedCheckpoint, load_checkpoint, resolve_weights
-from mammocad.model.detector import NETWORK_SPEC_FIELDS
+from mammocad.model.detector import NETWORK_SPEC_FIELDS, inference_layout
 from mammocad.model.devices import configure_cpu_threads, default_batch_size, resolve_device
 from mammocad.model.info import DetectorInfo
 from mammocad.model.orientations import detect_oriented
@@ -98,6 +98,7 @@ class Detector:
         resolved = resolve_device(device)
         threads = configure_cpu_threads() if resolved == "cpu" else None
         checkpoint = load_checkpoint(path, device=resolved)
+        inference_layout(checkpoint.model)  # once, here: analysis never changes the model
         det = cls(checkpoint, resolved, path)
         log_event(logger, "detector_loaded", weights=str(path), device=resolved, model=det.model_name,
                   version=det.model_version, synthetic=det.synthetic_weights, cpu_threads=threads)

@@ -154,8 +154,8 @@ def tile_mode(model: torch.nn.Module, spec: DetectorSpec, tile: int | None = Non
     changed, so calls that overlap (two threads, two detectors on one set of weights) each get their
     own tile size: switching ``model``'s own settings for the block once let a small image's call
     shrink a large image's 768-px tiles that another thread was running. A model still being
-    trained (validation during training) keeps its training transform. The backbone is put in
-    channels-last layout once (faster oneDNN/cuDNN convolutions, same numbers).
+    trained (validation during training) keeps its training transform. The memory layout is chosen
+    where the model is loaded (``detector.inference_layout``), never here.
     """
     tile = tile or spec.run_tile_size
     transform, rpn = getattr(model, "transform", None), getattr(model, "rpn", None)
@@ -170,10 +170,6 @@ def tile_mode(model: torch.nn.Module, spec: DetectorSpec, tile: int | None = Non
     tile_rpn._post_nms_top_n = {**rpn._post_nms_top_n,
                                 "testing": int(min(max(spec.rpn_post_nms_top_n_test * ratio, 1), 1000))}
     net._modules["transform"], net._modules["rpn"] = tile_transform, tile_rpn
-    if not getattr(model, "_mammocad_channels_last", False):
-        model.backbone.to(memory_format=torch.channels_last)
-        # torch types Module.__setattr__ for Tensor | Module only; a plain attribute is fine at runtime.
-        model._mammocad_channels_last = True  # type: ignore[assignment]
     yield net
 
 

@@ -123,3 +123,49 @@ def test_overlapping_calls_on_images_of_different_sizes_each_keep_their_tile_siz
         assert det.boxes.shape == want.boxes.shape, name  # type: ignore[attr-defined]
         np.testing.assert_allclose(det.boxes, want.boxes, rtol=1e-4, atol=1e-3)  # type: ignore[attr-defined]
     assert model.transform.min_size == (128,) and model.rpn._post_nms_top_n["testing"] == 30
+
+
+def _state(model: torch.nn.Module) -> dict[str, object]:
+    """What a call could change: each tensor's storage and layout, and the model's own attributes."""
+    tensors = {name: (t.data_ptr(), t.stride()) for name, t in [*model.named_parameters(), *model.named_buffers()]}
+    return {"tensors": tensors, "attributes": sorted(vars(model))}
+
+
+def test_a_call_changes_nothing_in_the_model_and_calls_agree() -> None:
+    """Tiling used to put the backbone in channels-last layout on the first call (new storage for
+    every convolution weight, under any call already running) and mark the model with an
+    attribute. The layout is now chosen where the model is loaded (``detector.inference_layout``)."""
+    model = _model()
+    image = np.random.default_rng(3).uniform(0.2, 0.8, (200, 150)).astype(np.float32)
+    before = _state(model)
+    first = detect_tiled(model, image, SPEC, batch_size=2)
+    assert _state(model) == before
+    second = detect_tiled(model, image, SPEC, batch_size=2)
+    assert len(first.boxes) > 0  # else the test checks nothing
+    assert np.array_equal(first.boxes, second.boxes) and np.array_equal(first.scores, second.scores)
+    assert np.array_equal(first.probs, second.probs)
+    got: list[object] = [None, None]
+    barrier = threading.Barrier(2)
+
+    def run(i: int) -> None:
+        barrier.wait()
+        got[i] = detect_tiled(model, image, SPEC, batch_size=2)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for det in got:
+        # Equal up to float reduction order (threads share the intra-op pool).
+        np.testing.assert_allclose(det.boxes, first.boxes, rtol=1e-4, atol=1e-3)  # type: ignore[attr-defined]
+        np.testing.assert_allclose(det.scores, first.scores, rtol=1e-4, atol=1e-4)  # type: ignore[attr-defined]
+    assert _state(model) == before
+
+
+def test_the_loaded_detector_chooses_its_memory_layout_at_load(tiny_detector) -> None:  # type: ignore[no-untyped-def]
+    conv = tiny_detector.model.backbone.body.conv1.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last)
+    before = _state(tiny_detector.model)
+    tiny_detector.predict_standardised(np.random.default_rng(4).uniform(0.2, 0.8, (200, 150)).astype(np.float32))
+    assert _state(tiny_detector.model) == before
