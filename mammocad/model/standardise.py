@@ -191,17 +191,31 @@ def _spacing(ds: Dataset, shape: tuple[int, ...], spec: PreprocessSpec,
     """The header's pixel size; else the caller's; else one estimated from the image's size.
 
     A header's or caller's pixel size that no mammogram has is an error naming where it came from.
+    Without a spacing in the header, Pixel Aspect Ratio (PS3.3 C.7.6.3.1.7: present exactly when
+    the pixels are not square and no spacing says so) makes the estimated or fixed pixel that
+    much taller than wide; read square, a scanned film's calcifications came out stretched.
     """
     spacing, source = dicom_header.spacing_from_header(ds, spec.fallback_spacing_mm)
     if source != "fallback":
         return _plausible(spacing, shape, source), source
     if known_mm:
         return _plausible((float(known_mm), float(known_mm)), shape, "the given pixel size"), "given"
+    aspect = _pixel_aspect_ratio(ds)
     if spec.fallback_field_mm > 0:
         lo, hi = ESTIMATED_SPACING_RANGE_MM
-        estimate = float(np.clip(spec.fallback_field_mm / max(shape[:2]), lo, hi))
-        return (estimate, estimate), "estimated_from_size"
-    return spacing, source
+        width = float(np.clip(spec.fallback_field_mm / max(shape[0] * aspect, shape[1]), lo, hi))
+        return (width * aspect, width), "estimated_from_size"
+    return (spacing[0] * aspect, spacing[1]), source
+
+
+def _pixel_aspect_ratio(ds: Dataset) -> float:
+    """Pixel Aspect Ratio (vertical \\ horizontal size of a pixel) as one number; 1 when absent or unusable."""
+    value = ds.get("PixelAspectRatio")
+    try:
+        ratio = float(value[0]) / float(value[1])  # type: ignore[index]
+    except (TypeError, ValueError, IndexError, ZeroDivisionError):
+        return 1.0
+    return ratio if math.isfinite(ratio) and ratio > 0 else 1.0
 
 
 def _plausible(spacing: tuple[float, float], shape: tuple[int, ...], source: str) -> tuple[float, float]:

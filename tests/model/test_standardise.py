@@ -378,6 +378,25 @@ def test_headerless_film_gets_a_pixel_size_from_its_size() -> None:
     assert standardise(ds, spec, spacing_mm=0.05).meta["spacing_mm"][0] == 0.07  # the header wins
 
 
+def test_non_square_pixels_without_a_spacing_keep_their_aspect_ratio() -> None:
+    """Pixel Aspect Ratio 2\\1 (pixels twice as tall as wide, PS3.3 C.7.6.3.1.7) and no spacing in
+    the header: read square, a scanned film's calcifications came out half as tall as they are."""
+    ds = make_mammogram(rows=600, columns=1000)
+    del ds.ImagerPixelSpacing, ds.PixelSpacing
+    square = standardise(ds, PreprocessSpec(crop_breast=False, working_spacing_mm=1.0))
+    ds.PixelAspectRatio = [2, 1]
+    for spec in (PreprocessSpec(crop_breast=False, working_spacing_mm=1.0),
+                 PreprocessSpec(crop_breast=False, working_spacing_mm=1.0, fallback_field_mm=0)):
+        std = standardise(ds, spec)
+        row_mm, col_mm = std.meta["spacing_mm"]
+        assert row_mm == pytest.approx(2 * col_mm)
+        rows, cols = std.image.shape
+        assert rows / cols == pytest.approx(2 * 600 / 1000, rel=0.02)
+    # The longer side is now the height, 1200 pixel widths: it spans the assumed 230 mm.
+    assert standardise(ds).meta["spacing_mm"][0] * 600 == pytest.approx(230)
+    assert square.image.shape[0] / square.image.shape[1] == pytest.approx(0.6, rel=0.02)
+
+
 @pytest.mark.parametrize("case", ["film border below a dim breast", "bright pectoral muscle"])
 def test_the_crop_keeps_the_whole_breast_not_the_brightest_object(case: str) -> None:
     """Otsu's brightest object used to be the crop: a bright film border along the bottom of a
