@@ -68,15 +68,6 @@ print("loaded:", *(m for m in {heavy!r} if m in sys.modules))
 """
 
 
-#: mammocad.studies.status no longer imports pydicom itself; what still loads it at import:
-#: studies/status.py and worker/workers_cli.py -> mammocad.spool -> spool/records.py ->
-#: model/results.py (pydicom.dataset, annotation only) -> dicom/header.py (the same) ->
-#: dicom/views.py -> dicom/codes.py (pydicom.dataset at run time). ``import pydicom`` loads
-#: numpy and Pillow. Strict: once that chain is lazy this XPASSes and the marker must go.
-_PYDICOM_CHAIN = pytest.mark.xfail(strict=True, reason="mammocad.spool imports pydicom at import time (see above)")
-
-
-@_PYDICOM_CHAIN
 @pytest.mark.parametrize("path", [(), ("studies", "list"), ("config", "check"), ("dest", "list")],
                          ids=lambda p: " ".join(p) or "mammocad")
 def test_help_does_not_import_the_scientific_stack(path: tuple[str, ...]) -> None:

@@ -9,8 +9,10 @@ meanings; DCM 111034 holds a zero-width space).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from pydicom.dataset import Dataset
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,8 @@ class Code:
             raise ValueError(f"code meaning must be ASCII, got {self.meaning!r} for {self.value}")
 
     def to_dataset(self) -> Dataset:
+        from pydicom.dataset import Dataset  # here: pydicom loads numpy and Pillow (tests/test_cli_help.py)
+
         """A Code Sequence item (Basic Coded Entry Attributes)."""
         ds = Dataset()
         ds.CodeValue = self.value

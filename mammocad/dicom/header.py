@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
-
-from pydicom.dataset import Dataset
+from typing import TYPE_CHECKING, Any
 
 from mammocad.dicom.views import VIEW_BY_CODE_VALUE
+
+if TYPE_CHECKING:  # pydicom loads numpy and Pillow: not at import (tests/test_cli_help.py)
+    from pydicom.dataset import Dataset
 
 #: Code Meanings of the two screening views, for codes outside CID 4014 (a local scheme).
 _VIEW_MEANINGS = {"CRANIO-CAUDAL": "CC", "MEDIO-LATERAL OBLIQUE": "MLO"}

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Any
-
-from pydicom.dataset import Dataset
+from typing import TYPE_CHECKING, Any
 
 from mammocad.dicom.header import laterality_view
+
+if TYPE_CHECKING:  # pydicom loads numpy and Pillow: not at import (tests/test_cli_help.py)
+    from pydicom.dataset import Dataset
 
 #: A box is called malignant when probability_malignant >= the checkpoint's cut-off
 #: (metadata["malignant_threshold"], chosen on validation lesions); this when it has none:

@@ -30,14 +30,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
-
-from pydicom import dcmread
-from pydicom.dataset import Dataset
+from typing import TYPE_CHECKING, Any
 
 from mammocad.logs import log_event
 from mammocad.spool.layout import DIR_MODE, FILE_MODE, Spool, atomic_write_json, ensure_dir, fsync_dir
 from mammocad.spool.records import OUTBOX_ITEM_VERSION, RecordError, check_version, load_json
+
+if TYPE_CHECKING:  # pydicom loads numpy and Pillow: not at import (tests/test_cli_help.py)
+    from pydicom.dataset import Dataset
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +71,8 @@ class OutboxItem:
 
     def study(self) -> tuple[str, str, dict[str, int]]:
         """(Study Instance UID, Accession Number, SOP class counts) read from the item's files."""
+        from pydicom import dcmread
+
         study, accession = "", ""
         classes: dict[str, int] = {}
         for path in self.files():

@@ -18,10 +18,7 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-from pydicom import dcmread
-from pydicom.dataset import Dataset
+from typing import TYPE_CHECKING, Any
 
 from mammocad.config.settings import OutputKind
 from mammocad.logs import log_event, safe_error
@@ -44,6 +41,9 @@ from mammocad.spool.records import (
     read_image_result,
 )
 from mammocad.spool.records import report_revision as report_revision  # its home was here
+
+if TYPE_CHECKING:  # pydicom loads numpy and Pillow: not at import (tests/test_cli_help.py)
+    from pydicom.dataset import Dataset
 
 logger = logging.getLogger(__name__)
 
@@ -173,6 +173,8 @@ def keep_outputs(files: StudyFiles, key: str, objects: list[tuple[OutputKind, Da
 def read_kept(files: StudyFiles, key: str) -> tuple[KeptOutputs, list[tuple[OutputKind, Dataset]]] | None:
     """The objects an earlier run of this report's finalize kept, with their kinds; None when
     none were kept completely (no ``kept.json``, or a record or object that cannot be read)."""
+    from pydicom import dcmread
+
     folder = files.layout.outputs_dir(files.study_uid, key)
     try:
         kept = KeptOutputs.read(folder / KEPT_JSON)
