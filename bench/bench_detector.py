@@ -1,4 +1,4 @@
-"""Time the detector on one full-field mammogram (2800×3500, 14-bit, 0.085 mm) per run.
+"""Time the detector on one full-field mammogram (3500×2800 pixels, 14-bit, 0.085 mm) per run.
 
     .venv/bin/python bench/bench_detector.py [--device cpu|cuda|auto] [--runs 3] [--weights PATH] [--orientations N]
         [--orientation-crop PX]
@@ -7,7 +7,9 @@ Uses the demo weights when present, else a randomly initialised detector with th
 architecture and preprocessing from config/train-demo-fine.toml (same cost; weights change the
 time only through the number of boxes). ``--default-spec`` benches DetectorSpec() instead.
 Prints seconds per image (standardisation and detection separately), tiles run, peak RSS
-and the ratio against the 15 s per image target. ``--orientations N`` also times the image
+and the seconds as a fraction of the 15 s per image target: a figure of this machine at this
+moment, never a verdict (wall time moves with other load; compare ratios within one run).
+``--orientations N`` also times the image
 analysed in N orientations (``orientations.py``), alternating with the one-orientation run, and
 prints that ratio too; ``--orientation-crop PX`` runs the other orientations on PX-px crops
 around the first one's candidates instead of the whole image, and then also times the worst
@@ -36,6 +38,12 @@ if TYPE_CHECKING:
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 TARGET_S = 15.0
+
+
+def of_target(seconds: float) -> str:
+    """Seconds per image as a fraction of the target, with no pass/fail: on a shared machine the
+    same code measured 0.27 and 0.55 of it an hour apart (bench/README.md)."""
+    return f"{seconds / TARGET_S:.2f} of the {TARGET_S:.0f} s/image target on this machine now"
 
 
 def main() -> int:
@@ -141,7 +149,7 @@ def main() -> int:
     print(f"peak RSS: {peak_mb:.0f} MiB")
     if device.startswith("cuda"):
         print(f"peak CUDA memory: {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")
-    print(f"target {TARGET_S:.0f} s/image: ratio {total / TARGET_S:.2f} ({'meets' if total <= TARGET_S else 'misses'})")
+    print(f"one orientation: {of_target(total)}")
     if oriented_times:
         if args.orientation_crop:
             print(f"others on {args.orientation_crop}-px crops around {candidates} candidates (score >= "
@@ -149,13 +157,12 @@ def main() -> int:
         oriented_total = statistics.median(s + d for s, d in zip(std_times, oriented_times, strict=True))
         print(f"{args.orientations} orientations: detect {statistics.median(oriented_times):.2f} s, tiles run: "
               f"{oriented_tiles}, total {oriented_total:.2f} s/image: {oriented_total / total:.2f}x one orientation; "
-              f"target ratio {oriented_total / TARGET_S:.2f} ({'meets' if oriented_total <= TARGET_S else 'misses'})")
+              f"{of_target(oriented_total)}")
     if worst_times:
         worst_total = total + statistics.median(worst_times)
         print(f"worst case, {oriented_spec.orientation_crop_max_crops} candidates each in its own crop: "
               f"{statistics.median(worst_times):.2f} s ({worst_tiles} crop tiles), total {worst_total:.2f} s/image: "
-              f"{worst_total / total:.2f}x one orientation; target ratio {worst_total / TARGET_S:.2f} "
-              f"({'meets' if worst_total <= TARGET_S else 'misses'})")
+              f"{worst_total / total:.2f}x one orientation; {of_target(worst_total)}")
     return 0
 
 
