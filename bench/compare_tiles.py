@@ -2,9 +2,13 @@
 
     .venv/bin/python bench/compare_tiles.py CHECKPOINT_OR_TRAIN_STATE MANIFEST_DIR [-n 16]
 
+    .venv/bin/python bench/compare_tiles.py CHECKPOINT MANIFEST_DIR -n 16 --device cuda
+
 Runs ``Detector.predict_standardised`` on the first N images of an annotated data set with
-training-size tiles and with ``inference_tile_size`` (768) tiles, each in float32 and with
-autocast, and prints time, lesions found (a box centre inside the lesion) and false
+training-size tiles and with ``inference_tile_size`` (768) tiles, each in float32 and, on CUDA,
+with float16 autocast too (CPUs always run float32: ``mammocad/model/tiling.py``, so a CPU run
+has no precision variant), and prints time, its ratio to the first variant (training tiles,
+float32) measured in the same run, lesions found (a box centre inside the lesion) and false
 positives per image at score thresholds 0.3/0.5/0.7. Accepts a release checkpoint or a
 ``runs/<name>/state.pt`` training state (its config gives the specs).
 """
@@ -56,34 +60,46 @@ def _found(items: list, stds: list, preds: list, thr: float) -> tuple[int, int, 
     return hit, total, fp / max(1, len(items))
 
 
+def precisions(device: str) -> tuple[bool, ...]:
+    """The ``amp`` settings worth timing on ``device``: autocast exists on CUDA only, and a CPU
+    run with ``amp=True`` is the float32 run again (it used to be timed and printed as "amp on")."""
+    return (False, True) if device.startswith("cuda") else (False,)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("weights", type=Path)
     parser.add_argument("manifest", type=Path, help="data set folder with manifest.json")
     parser.add_argument("-n", type=int, default=16, help="images to use (default 16)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     args = parser.parse_args()
 
     from mammocad.model.annotations import load_manifest
     from mammocad.model.dataset import decode_image
+    from mammocad.model.devices import resolve_device
     from mammocad.model.inference import Detector
 
+    device = resolve_device(args.device)
     with tempfile.TemporaryDirectory() as tmp:
-        det = Detector.load(str(_checkpoint(args.weights, Path(tmp))), device="cpu")
+        det = Detector.load(str(_checkpoint(args.weights, Path(tmp))), device=device)
     items = load_manifest(args.manifest)[: args.n]
     stds = [decode_image(item, det.preprocess) for item in items]
     base = det.spec
     print(f"{det.model_name} {det.model_version}: training tile {base.tile_size}/{base.tile_overlap}, "
-          f"{len(items)} images, {sum(len(i.lesions) for i in items)} lesions")
+          f"{len(items)} images, {sum(len(i.lesions) for i in items)} lesions, {device}")
+    reference = 0.0
     for tile in (0, base.run_tile_size):
-        for amp in (False, True):
+        for amp in precisions(device):
             run = det.with_spec(inference_tile_size=tile)
             run.amp = amp
             started = time.perf_counter()
             preds = [run.predict_standardised(std.image) for std in stds]
             seconds = time.perf_counter() - started
+            reference = reference or seconds
             cols = [f"@{t}: {h}/{n} found, {f:.2f} FP/img" for t in (0.3, 0.5, 0.7)
                     for h, n, f in [_found(items, stds, preds, t)]]
-            print(f"tile {run.spec.run_tile_size:4d} amp {'on ' if amp else 'off'}: {seconds:6.1f} s  " + "  ".join(cols))
+            print(f"tile {run.spec.run_tile_size:4d} {'float16' if amp else 'float32'}: {seconds:6.1f} s "
+                  f"(x{seconds / reference:.2f})  " + "  ".join(cols))
     return 0
 
 

@@ -39,3 +39,15 @@ def test_no_benchmark_judges_wall_seconds() -> None:
         strings = [node.value for node in ast.walk(ast.parse(script.read_text()))
                    if isinstance(node, ast.Constant) and isinstance(node.value, str)]
         assert not [s for s in strings if verdicts.search(s)], f"{script.name} prints a verdict on seconds"
+
+
+def test_compare_tiles_times_precision_variants_only_where_they_exist() -> None:
+    """CPUs always run float32 (mammocad/model/tiling.py): a CPU "autocast" run is the float32 run
+    again, and printing both as two precisions told a reader they had been compared."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        import compare_tiles
+    finally:
+        sys.path.remove(str(BENCH))
+    assert compare_tiles.precisions("cpu") == (False,)
+    assert compare_tiles.precisions("cuda:0") == (False, True)
