@@ -13,17 +13,23 @@ The split comes from the spool's done markers (file times) and Orthanc polling:
 ``non-model share`` = 1 − (model seconds on the critical path) / total, against the 10 %
 target. A warm-up study (model load in each worker process) is run first and not counted.
 
-    .venv/bin/python bench/bench_e2e.py [--studies 3] [--rows 2048 --columns 1664] [--weights PATH]
+    .venv/bin/python bench/bench_e2e.py [--studies 3] [--rows 2048 --columns 1664] [--weights PATH] [--keep]
+
+The work folder (spool, Orthanc's storage, the generated studies: hundreds of MB at full size)
+is removed at the end, also when the run fails; ``--keep`` keeps it and prints where it is.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -32,6 +38,19 @@ from tests.e2e.harness import Pipeline  # noqa: E402
 from tests.factories import make_four_view_study, write  # noqa: E402
 from tests.orthanc import Orthanc  # noqa: E402
 from tests.services import free_port, wait_until  # noqa: E402
+
+
+@contextmanager
+def work_folder(keep: bool) -> Iterator[Path]:
+    """A fresh temporary folder, removed afterwards (even when the run fails) unless ``keep``."""
+    workdir = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
+    try:
+        yield workdir
+    finally:
+        if keep:
+            print(f"work dir kept: {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def pick_weights(arg: str | None, workdir: Path) -> tuple[str, str]:
@@ -93,8 +112,14 @@ def main() -> int:
     ap.add_argument("--columns", type=int, default=1664)
     ap.add_argument("--weights", help="checkpoint (default: the demo weights, else a random one)")
     ap.add_argument("--threads", type=int, default=2, help="OMP_NUM_THREADS of the workers")
+    ap.add_argument("--keep", action="store_true", help="keep the work folder (spool, serve log, Orthanc)")
     args = ap.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
+    with work_folder(args.keep) as workdir:
+        return run(args, workdir)
+
+
+def run(args: argparse.Namespace, workdir: Path) -> int:
+    """The warm-up and measured studies in ``workdir``; prints the table."""
     weights, which = pick_weights(args.weights, workdir)
     print(f"bench_e2e: {args.rows}x{args.columns} four-view studies, CPU, {which}")
     dicom_port = free_port()
@@ -122,8 +147,7 @@ def main() -> int:
     share = med["non_model_share"]
     print(f"non-model share {share:.1%} of {med['total']:.2f} s (target <= 10%): "
           f"{'met' if share <= 0.10 else 'NOT met'}")
-    print(f"(model seconds per study, all four images: {statistics.median(r['model_s_all'] for r in rows):.2f}; "
-          f"work dir {workdir})")
+    print(f"(model seconds per study, all four images: {statistics.median(r['model_s_all'] for r in rows):.2f})")
     return 0
 
 

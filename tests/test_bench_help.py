@@ -51,3 +51,21 @@ def test_compare_tiles_times_precision_variants_only_where_they_exist() -> None:
         sys.path.remove(str(BENCH))
     assert compare_tiles.precisions("cpu") == (False,)
     assert compare_tiles.precisions("cuda:0") == (False, True)
+
+
+def test_e2e_removes_its_work_folder_unless_kept() -> None:
+    """bench/README.md promises that each benchmark cleans up its temporary files; bench_e2e left
+    its spool, Orthanc storage and generated studies in /tmp after every run."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        import bench_e2e
+    finally:
+        sys.path.remove(str(BENCH))
+    with pytest.raises(RuntimeError), bench_e2e.work_folder(keep=False) as workdir:
+        (workdir / "spool").mkdir()
+        raise RuntimeError("a failed run")
+    assert not workdir.exists()
+    with bench_e2e.work_folder(keep=True) as kept:
+        pass
+    assert kept.is_dir()
+    kept.rmdir()
