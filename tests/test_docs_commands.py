@@ -1,0 +1,70 @@
+"""What README.md and the docs tell an engineer, an admin or a data scientist to type exists as
+written: every command is listed in the README's table, every flag a documented command line
+uses is one its `--help` names.
+Cheap checks (argument parsing only) that a renamed flag or a new command cannot skip."""
+
+from __future__ import annotations
+
+import functools
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ("README.md", "docs/ARCHITECTURE.md", "docs/FAULTS.md", "docs/DATASETS.md", "bench/README.md")
+
+
+@functools.cache
+def _help(*path: str) -> str:
+    out = subprocess.run([sys.executable, "-m", "mammocad", *path, "--help"], capture_output=True, text=True,
+                         timeout=120, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
+def _subcommands(*path: str) -> set[str]:
+    """The sub-command names an argparse help lists (indented four spaces under its metavar,
+    COMMAND or ACTION, in "positional arguments")."""
+    text = _help(*path)
+    if not re.search(r"\b(COMMAND|ACTION) \.\.\.", text.split("\n\n")[0]):
+        return set()
+    return set(re.findall(r"^    ([a-z][a-z-]+)(?:\s|$)", text, re.M))
+
+
+def _readme_table() -> str:
+    text = (ROOT / "README.md").read_text()
+    return text.split("## Commands", 1)[1].split("\n## ", 1)[0]
+
+
+def test_readme_lists_every_command() -> None:
+    table = _readme_table()
+    missing = [f"mammocad {c}" for c in sorted(_subcommands()) if f"`mammocad {c}" not in table]
+    model = re.search(r"`mammocad model ([^`]+)`", table)
+    listed = set(model.group(1).split("\\|")) if model else set()
+    missing += [f"mammocad model {c}" for c in sorted(_subcommands("model") - listed)]
+    assert not missing, f"README.md's command table leaves out {missing}"
+
+
+def _command_lines() -> list[tuple[str, list[str], str]]:
+    """(doc, subcommand path, the rest of the line) for every `mammocad ...` line in the docs."""
+    found = []
+    for doc in DOCS:
+        for m in re.finditer(r"(?:\.venv/bin/)?mammocad((?: [a-z][a-z-]*)+)([^`\n|#]*)", (ROOT / doc).read_text()):
+            words, path = m.group(1).split(), []
+            for word in words:
+                if word not in _subcommands(*path):
+                    break
+                path.append(word)
+            if path:
+                found.append((doc, path, " ".join(words[len(path):]) + m.group(2)))
+    return found
+
+
+def test_documented_flags_exist() -> None:
+    wrong = [f"{doc}: mammocad {' '.join(path)} {flag}"
+             for doc, path, rest in _command_lines()
+             for flag in re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", rest)
+             if not re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", _help(*path))]
+    assert not wrong, f"documented flags the command does not take: {wrong}"
+
