@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -222,6 +221,19 @@ def cost_subprocess(spacing: float, args: argparse.Namespace) -> dict[str, Any]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def own_peak_rss_mib() -> float:
+    """This process's peak resident memory since its exec, in MiB (``VmHWM``, /proc/self/status).
+
+    Not ``getrusage(RUSAGE_SELF).ru_maxrss``: Linux carries that across fork and exec, so a cost
+    subprocess reported the parent's peak (the visibility images) whenever it was larger, and
+    every spacing showed the same figure.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status: peak memory needs Linux")
+
+
 def cost_one(spacing: float, args: argparse.Namespace) -> dict[str, Any]:
     import dataclasses
 
@@ -249,7 +261,7 @@ def cost_one(spacing: float, args: argparse.Namespace) -> dict[str, Any]:
             times.append(time.perf_counter() - t0)
         tiles, shape = det.tiles, std.image.shape
     result = {"seconds": statistics.median(times), "tiles": tiles, "model_shape": list(shape),
-              "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "device": device,
+              "peak_rss_mib": own_peak_rss_mib(), "device": device,
               "model": f"{loaded.metadata.get('model_name')} {loaded.metadata.get('version')}"}
     if device.startswith("cuda"):
         result["peak_cuda_mib"] = torch.cuda.max_memory_allocated() / 2**20

@@ -30,6 +30,19 @@ def test_benchmark_answers_help(script: Path) -> None:
     assert "usage:" in out.stdout
 
 
+def test_resolution_cost_peak_memory_is_the_subprocess_own() -> None:
+    """bench_resolution measures each spacing in a subprocess "so peak RSS belongs to that spacing
+    alone"; ru_maxrss would carry the parent's peak into it (Linux keeps it across fork and exec)."""
+    ballast = bytearray(400 * 2**20)
+    ballast[::4096] = b"\x01" * len(ballast[::4096])  # touch every page: the parent's peak is >= 400 MiB
+    code = ("import sys; sys.path.insert(0, 'bench'); import bench_resolution; "
+            "print(bench_resolution.own_peak_rss_mib())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=BENCH.parent, check=True)
+    del ballast
+    assert float(out.stdout) < 200, f"the child reported {out.stdout.strip()} MiB: the parent's peak, not its own"
+
+
 def test_no_benchmark_judges_wall_seconds() -> None:
     """A benchmark gives ratios against a reference measured in the same run; wall seconds move
     with the machine's load (0.27 and 0.55 of the detector target an hour apart), so no script
