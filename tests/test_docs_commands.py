@@ -1,6 +1,6 @@
 """What README.md and the docs tell an engineer, an admin or a data scientist to type exists as
 written: every command is listed in the README's table, every flag a documented command line
-uses is one its `--help` names.
+uses is one its `--help` names, and every Debian package `make` installs is named in the README.
 Cheap checks (argument parsing only) that a renamed flag or a new command cannot skip."""
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ("README.md", "docs/ARCHITECTURE.md", "docs/FAULTS.md", "docs/DATASETS.md", "bench/README.md")
@@ -68,3 +70,13 @@ def test_documented_flags_exist() -> None:
              if not re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", _help(*path))]
     assert not wrong, f"documented flags the command does not take: {wrong}"
 
+
+@pytest.mark.parametrize("variable", ["TEST_PKGS", "TOOL_PKGS", "RUN_PKGS"])
+def test_readme_names_every_debian_package_make_installs(variable: str) -> None:
+    """README promises what `make run`/`make test` install with apt-get: the two must not drift."""
+    makefile = (ROOT / "Makefile").read_text()
+    packages = re.search(rf"^{variable} := (.*)$", makefile, re.M)
+    assert packages, f"Makefile has no {variable}"
+    install = (ROOT / "README.md").read_text().split("Both install only what is missing", 1)[1].split("\n\n", 1)[0]
+    missing = [p for p in packages.group(1).split() if f"`{p}`" not in install]
+    assert not missing, f"README.md's install paragraph does not name {missing} (Makefile {variable})"
