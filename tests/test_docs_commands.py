@@ -80,3 +80,21 @@ def test_readme_names_every_debian_package_make_installs(variable: str) -> None:
     install = (ROOT / "README.md").read_text().split("Both install only what is missing", 1)[1].split("\n\n", 1)[0]
     missing = [p for p in packages.group(1).split() if f"`{p}`" not in install]
     assert not missing, f"README.md's install paragraph does not name {missing} (Makefile {variable})"
+
+
+def test_readme_says_when_config_check_flags_the_orthanc_walkthrough() -> None:
+    """README's Orthanc steps remove the template's `pacs` (PACS@127.0.0.1:4242) before adding
+    `orthanc` (ORTHANC@127.0.0.1:4242). It said `config check` warns when both are kept; the check
+    compares AE titles too, so it stays silent there, and an admin who trusted it sent twice."""
+    from mammocad.config.advice import duplicate_peers
+    from mammocad.config.loading import load_settings
+
+    template = load_settings(ROOT / "config" / "mammocad.toml").destinations
+    added = re.search(r"mammocad dest add orthanc --ae (\S+) --host (\S+) --port (\d+)", (ROOT / "README.md").read_text())
+    assert added, "README.md no longer adds the orthanc destination"
+    orthanc = template[0].model_copy(update={"name": "orthanc", "ae_title": added.group(1), "host": added.group(2),
+                                             "port": int(added.group(3))})
+    warned = bool(duplicate_peers([*template, orthanc]))
+    readme = (ROOT / "README.md").read_text()
+    assert ("`config check` warns about two destinations that are one peer" in readme) == warned
+    assert ('no "same peer" warning' in readme) == warned
