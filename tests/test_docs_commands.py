@@ -98,3 +98,14 @@ def test_readme_says_when_config_check_flags_the_orthanc_walkthrough() -> None:
     readme = (ROOT / "README.md").read_text()
     assert ("`config check` warns about two destinations that are one peer" in readme) == warned
     assert ('no "same peer" warning' in readme) == warned
+
+
+def test_architecture_names_the_uid_root_results_use() -> None:
+    """docs/ARCHITECTURE.md said result UIDs came from pydicom's generate_uid under its default
+    prefix; they are mammocad's own 2.25 root plus a digest (mammocad/results/uids.py)."""
+    from mammocad.results.uids import UID_ROOT, product_uid
+
+    section = (ROOT / "docs" / "ARCHITECTURE.md").read_text().split("## Result UIDs", 1)[1].split("\n## ", 1)[0]
+    assert f"`{UID_ROOT}`" in section
+    assert product_uid("a study", "a kind").startswith(UID_ROOT + ".")
+    assert "generate_uid" not in section
