@@ -109,3 +109,15 @@ def test_architecture_names_the_uid_root_results_use() -> None:
     assert f"`{UID_ROOT}`" in section
     assert product_uid("a study", "a kind").startswith(UID_ROOT + ".")
     assert "generate_uid" not in section
+
+
+def test_docs_say_one_presentation_state_per_image() -> None:
+    """build_outputs makes one GSPS per analysed image (mammocad/results/gsps.py); README and
+    docs/ARCHITECTURE.md spoke of one presentation state per study, so a PACS admin counting
+    objects in Orthanc found four where the README promised one."""
+    import mammocad.results.gsps as gsps
+
+    assert "One GSPS per analysed image" in (gsps.__doc__ or "")
+    readme = (ROOT / "README.md").read_text()
+    assert "a presentation state per\nimage" in readme and "the presentation state." not in readme
+    assert "SC and GSPS per image" in (ROOT / "docs" / "ARCHITECTURE.md").read_text()
