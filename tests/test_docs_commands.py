@@ -121,3 +121,21 @@ def test_docs_say_one_presentation_state_per_image() -> None:
     readme = (ROOT / "README.md").read_text()
     assert "a presentation state per\nimage" in readme and "the presentation state." not in readme
     assert "SC and GSPS per image" in (ROOT / "docs" / "ARCHITECTURE.md").read_text()
+
+
+def test_documented_defaults_are_the_settings_defaults() -> None:
+    """"`node.study_timeout_s` (30 s default)" in bench/README.md, against 300 s in the code: every
+    "`section.key` (default) N" the docs quote must be the default a fresh Settings() has."""
+    from mammocad.config.settings import Settings
+
+    settings = Settings()
+    quoted = re.compile(r"`(node|worker|delivery|results|broker|metrics|audit)\.([a-z_]+)`(?:,| is| \()? ?(?:default )?"
+                        r"(\d[\d,]*(?:\.\d+)?)( Mpixel)?")
+    wrong = []
+    for doc in DOCS:
+        for m in quoted.finditer((ROOT / doc).read_text()):
+            section, key, value, mega = m.groups()
+            default = getattr(getattr(settings, section), key)
+            if float(value.replace(",", "")) * (1e6 if mega else 1) != float(default):
+                wrong.append(f"{doc}: {section}.{key} quoted as {value}{mega or ''}, default {default}")
+    assert not wrong, wrong
