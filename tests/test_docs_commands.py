@@ -139,3 +139,14 @@ def test_documented_defaults_are_the_settings_defaults() -> None:
             if float(value.replace(",", "")) * (1e6 if mega else 1) != float(default):
                 wrong.append(f"{doc}: {section}.{key} quoted as {value}{mega or ''}, default {default}")
     assert not wrong, wrong
+
+
+def test_readme_timing_names_the_weights_it_was_measured_with() -> None:
+    """README's end-to-end time came from bench/README's 0.3.0-demo run but was told as "the demo
+    weights", which ship as another version with extra orientation passes: the sentence names the
+    version measured and the bench table it comes from must exist."""
+    readme = (ROOT / "README.md").read_text()
+    sentence = readme[readme.index("Within a minute"):].split(") the study", 1)[0]
+    measured = re.search(r"with the\s+(\d+\.\d+\.\d+-demo) weights", sentence)
+    assert measured, f"README's timing names no weights version: {sentence!r}"
+    assert f"demo weights {measured.group(1)}" in (ROOT / "bench" / "README.md").read_text()
