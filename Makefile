@@ -1,6 +1,7 @@
-# Two commands on a fresh Debian/Ubuntu machine:
-#   make run    install what is missing, then run the node + a worker (+ private redis)
-#   make test   install what is missing (with test tools), then run the test suite
+# On a fresh Debian/Ubuntu machine (README.md, "Two commands"):
+#   make run          install what is missing, then run the node + a worker (+ private redis)
+#   make test         install what is missing (with test tools), then run the test suite
+#   make test-faults  the same install, then the fault suite (tests/faults, docs/FAULTS.md)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv

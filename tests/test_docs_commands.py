@@ -150,3 +150,15 @@ def test_readme_timing_names_the_weights_it_was_measured_with() -> None:
     measured = re.search(r"with the\s+(\d+\.\d+\.\d+-demo) weights", sentence)
     assert measured, f"README's timing names no weights version: {sentence!r}"
     assert f"demo weights {measured.group(1)}" in (ROOT / "bench" / "README.md").read_text()
+
+
+def test_makefile_help_describes_the_readme_make_commands() -> None:
+    """README's first block is what a new engineer types; the Makefile's header said "two commands"
+    and left `make test-faults` (the CI's second step) out."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("```sh", 1)[1].split("```", 1)[0]
+    targets = re.findall(r"^make ([a-z-]+)", block, re.M)
+    makefile = (ROOT / "Makefile").read_text()
+    header = makefile.split("\n\n", 1)[0]
+    assert targets and all(re.search(rf"^#\s+make {t}\s", header, re.M) for t in targets), (targets, header)
+    assert all(re.search(rf"^{t}:", makefile, re.M) for t in targets)
