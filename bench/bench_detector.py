@@ -88,6 +88,9 @@ def main() -> int:
         spec, preprocess = _random_specs(args)
         model = build_detector(spec).to(device).eval()
         source = "random weights" + ("" if args.backbone or args.default_spec else ", demo architecture")
+    from mammocad.model.detector import inference_layout
+
+    inference_layout(model)  # the memory layout Detector.load gives the node's and workers' model
 
     if args.inference_tile is not None:
         spec = dataclasses.replace(spec, inference_tile_size=args.inference_tile)

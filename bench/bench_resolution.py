@@ -240,6 +240,7 @@ def cost_one(spacing: float, args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from mammocad.model.checkpoint import load_checkpoint, resolve_weights
+    from mammocad.model.detector import inference_layout
     from mammocad.model.devices import configure_cpu_threads, default_batch_size, resolve_device
     from mammocad.model.standardise import standardise
     from mammocad.model.tiling import detect_tiled
@@ -248,6 +249,7 @@ def cost_one(spacing: float, args: argparse.Namespace) -> dict[str, Any]:
     device = resolve_device(args.device)
     configure_cpu_threads()
     loaded = load_checkpoint(resolve_weights(args.weights), device=device)
+    inference_layout(loaded.model)  # as Detector.load lays out the node's and workers' model
     preprocess = dataclasses.replace(loaded.preprocess, working_spacing_mm=spacing)
     ds = make_mammogram(rows=3500, columns=2800, bits_stored=14, pixel_spacing_mm=0.085, laterality="L", seed=1)
     times, tiles, shape = [], 0, (0, 0)
