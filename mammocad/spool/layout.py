@@ -258,14 +258,17 @@ class Spool:
 
     def pending_reanalysis(self, study_uid: str, sop_uids: Iterable[str] | None = None) -> ReanalysisRecord | None:
         """The admin's re-analysis still owed (no report of its revision or later yet), else
-        None; with ``sop_uids``, only one of exactly these images. An unreadable record counts
-        as none: the command wrote it durably, so that is a damaged spool, not a pending request.
+        None; with ``sop_uids``, only one whose images are all among these: a report of the
+        study's images answers it, those that arrived after the request included (one amended
+        report for all of them, not one for the old set followed by another). An unreadable
+        record counts as none: the command wrote it durably, so that is a damaged spool, not
+        a pending request.
         """
         try:
             record = ReanalysisRecord.read(self.reanalysis_path(study_uid))
         except (OSError, RecordError):
             return None
-        if sop_uids is not None and record.sop_uids != tuple(sorted(sop_uids)):
+        if sop_uids is not None and not set(record.sop_uids) <= set(sop_uids):
             return None
         if any(report_revision(r.report_key) >= record.revision for r in self.reports(study_uid)):
             return None
@@ -273,7 +276,7 @@ class Spool:
 
     def report_owed(self, study_uid: str, sop_uids: Iterable[str]) -> bool:
         """True when a finalize of the study for these images is owed: no report for them
-        yet, or an admin's re-analysis of them without its amended report."""
+        yet, or an admin's re-analysis of them (or of some of them) without its amended report."""
         wanted = tuple(sorted(sop_uids))
         return not self.has_report_for(study_uid, wanted) or self.pending_reanalysis(study_uid, wanted) is not None
 

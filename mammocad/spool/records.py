@@ -208,6 +208,10 @@ class ReportRecord:
     #: Output kinds that could not be built, with why (the rest was delivered).
     failed_outputs: Mapping[str, str] = field(default_factory=dict)
     created: float = 0.0
+    #: The admin's re-analysis request this report answered (``reanalysis.json`` as it was),
+    #: else None. Its images may be fewer than the report's: images that arrived while it was
+    #: pending are reported with it, in one amended report (``studies show`` says so).
+    reanalysis: ReanalysisRecord | None = None
 
     @property
     def outputs(self) -> list[str]:
@@ -222,7 +226,8 @@ class ReportRecord:
                 "model_name": self.model_name, "model_version": self.model_version, "outputs": self.outputs,
                 "objects": [o.to_json() for o in self.objects], "destinations": dict(self.destinations),
                 "failed_images": list(self.failed_images), "failed_outputs": dict(self.failed_outputs),
-                "created": self.created}
+                "created": self.created,
+                "reanalysis": self.reanalysis.to_json() if self.reanalysis is not None else None}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], report_key: str, what: str = "report") -> ReportRecord:
@@ -231,6 +236,9 @@ class ReportRecord:
         sops, objects, dests = data.get("sop_uids"), data.get("objects") or [], data.get("destinations") or {}
         if not isinstance(sops, list) or not isinstance(objects, list) or not isinstance(dests, dict):
             raise RecordError(f"{what}: sop_uids and objects must be lists, destinations an object")
+        request = data.get("reanalysis")  # absent before it was recorded: answered none
+        if request is not None and not isinstance(request, dict):
+            raise RecordError(f"{what}: reanalysis must be an object or null")
         try:
             return cls(report_key=str(data.get("report_key") or report_key), sop_uids=tuple(sorted(map(str, sops))),
                        model_name=str(data.get("model_name", "")), model_version=str(data.get("model_version", "")),
@@ -238,7 +246,8 @@ class ReportRecord:
                        destinations={str(k): str(v) for k, v in dests.items()},
                        failed_images=tuple(map(str, data.get("failed_images") or [])),
                        failed_outputs={str(k): str(v) for k, v in (data.get("failed_outputs") or {}).items()},
-                       created=float(data.get("created", 0.0)))
+                       created=float(data.get("created", 0.0)),
+                       reanalysis=ReanalysisRecord.from_json(request, f"{what}: reanalysis") if request else None)
         except (TypeError, ValueError) as exc:
             raise RecordError(f"{what}: {type(exc).__name__}: {exc}") from exc
 

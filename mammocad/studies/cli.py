@@ -104,6 +104,8 @@ def studies_show(args: argparse.Namespace) -> int:
           + (f", {status.failed_images} failed analysis" if status.failed_images else ""))
     print(f"report     {status.report or 'none yet'}"
           + (f" (version {status.revision}; {status.reports} report(s) in all)" if status.report else ""))
+    if status.answered_how:
+        print(f"           {status.answered_how}")
     print(f"state      {status.state}")
     if status.waiting_for:
         print(f"waiting    for {status.waiting_for}")

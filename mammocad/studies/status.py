@@ -46,6 +46,19 @@ class StudyStatus:
     #: reanalyse``); None when none is. Its old results are gone, so without this the study
     #: looked delivered with fewer images analysed.
     reanalysis: int | None = None
+    #: The revision of the admin's re-analysis the newest report answered (None: it answered
+    #: none), and how many of its images arrived after the request (reported with it).
+    answered: int | None = None
+    late_images: int = 0
+
+    @property
+    def answered_how(self) -> str:
+        """How the newest report answered an admin's re-analysis, in words; "" when it did not."""
+        if self.answered is None:
+            return ""
+        late = (f", with {self.late_images} image(s) that arrived after the request (one amended report "
+                "for all)" if self.late_images else "")
+        return f"answers the re-analysis (revision {self.answered}) asked for with `mammocad studies reanalyse`{late}"
 
     @property
     def waiting_for(self) -> str:
@@ -76,7 +89,8 @@ class StudyStatus:
         return "delivered"
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "state": self.state, "waiting_for": self.waiting_for}
+        return {**asdict(self), "state": self.state, "waiting_for": self.waiting_for,
+                "answered_how": self.answered_how}
 
 
 class Index:
@@ -133,6 +147,9 @@ def study_status(spool_dir: str | os.PathLike[str], study_uid: str, index: Index
     if reports:
         latest: ReportRecord = max(reports, key=lambda r: r.created)
         status.report, status.revision = latest.report_key, report_revision(latest.report_key)
+        if latest.reanalysis is not None:
+            status.answered = latest.reanalysis.revision
+            status.late_images = len(set(latest.sop_uids) - set(latest.reanalysis.sop_uids))
         for dest, item_id in sorted(latest.destinations.items()):
             state, error = index.destination_state(files.study_uid, dest, item_id)
             status.destinations[dest] = state

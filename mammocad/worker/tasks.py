@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from celery import Celery, Task
@@ -41,7 +42,7 @@ from mammocad.spool import leases
 from mammocad.spool.layout import validate_uid
 from mammocad.spool.leases import lease_path
 from mammocad.spool.outbox import Outbox, OutboxItem
-from mammocad.spool.records import KeptOutputs, OutputObject, ReportRecord
+from mammocad.spool.records import KeptOutputs, OutputObject, ReanalysisRecord, ReportRecord
 from mammocad.spool.studies import (
     StudyFiles,
     find_predecessor,
@@ -179,28 +180,25 @@ def finalize_study(
     and left to the reconciler, which re-queues any completed study without a report; any
     other failure is logged as ``finalize_failed`` and counted before Celery sees it.
     ``revision`` > 0: an admin's re-analysis (``mammocad studies reanalyse``), issued as an
-    amended report: new UIDs, citing the study's previous report as predecessor. A pending
-    re-analysis of these images recorded in the spool raises ``revision`` to its own: the
-    finalize the last analysis or the node's reconciler queues (they carry none) must make
-    the amended report, not skip because the original exists.
+    amended report: new UIDs, citing the study's previous report as predecessor. What is
+    owed is decided by :func:`_plan`, before the lock and again under it.
     """
     settings = _settings(self)
     files = StudyFiles(spool_dir, study_uid)
     sop_uids = sorted({validate_uid(s, "SOPInstanceUID") for s in sop_uids})
-    pending = files.layout.pending_reanalysis(study_uid, sop_uids)
-    if pending is not None:
-        revision = max(revision, pending.revision)
     info = model_cache.get_info(settings.worker.weights)  # version and breast-risk rule, no network
-    key = report_key(sop_uids, info.model_version, revision)
-    if files.report(key).exists():
-        log_event(logger, "finalize_skip", study=study_uid, report=key, reason="report exists")
-        return "exists"
-    first_try = first_try or time.time()
+    plan = _plan(files, sop_uids, info.model_version, revision)
+    if isinstance(plan, str):
+        return plan
+    first_try, key = first_try or time.time(), plan.key
     try:
         with files.finalize_lock() as got:
             if not got:  # another finalize of this study is at work: look again after it
                 return _retry_later(self, study_uid, first_try, polls, revision)
-            return _finalize_locked(self, files, sop_uids, key, info, first_try, polls, revision)
+            plan = _plan(files, sop_uids, info.model_version, revision)  # that one may have answered it
+            if isinstance(plan, str):
+                return plan
+            return _finalize_locked(self, files, sop_uids, plan, info, first_try, polls, revision)
     except Retry:
         raise
     except Exception as exc:
@@ -210,8 +208,53 @@ def finalize_study(
         raise
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """The report a finalize owes: its key and revision, and the admin's request it answers."""
+
+    key: str
+    revision: int
+    request: ReanalysisRecord | None
+
+
+def _plan(files: StudyFiles, sop_uids: list[str], model_version: str, revision: int) -> _Plan | str:
+    """The report this finalize owes, or why it owes none (logged ``finalize_skip``; returned).
+
+    - A pending re-analysis (``reanalysis.json``) of these images, or of some of them,
+      raises ``revision`` to its own: the finalize the last analysis, the node (images that
+      arrived while it was pending) or the reconciler queue carries none, yet must make the
+      amended report the admin was promised, not skip because a report exists or make an
+      ordinary one that leaves the request owed for ever.
+    - A plain finalize (revision 0) of images that already have a report skips, whatever
+      its key: a duplicate after an amended report answered the request.
+    - A re-analysis finalize of fewer images than the study was since declared complete
+      with skips: the finalize of all its images makes the amended report, once. Made
+      here, it would be one more report, and the newest if it came last, without the late images.
+    """
+    request = files.layout.pending_reanalysis(files.study_uid, sop_uids)
+    if request is not None:
+        revision = max(revision, request.revision)
+    key = report_key(sop_uids, model_version, revision)
+    reason = ""
+    completion = files.complete()
+    if files.report(key).exists():
+        reason = "report exists"
+    elif not revision and files.layout.has_report_for(files.study_uid, sop_uids):
+        reason = "reported"
+    elif revision and completion is not None and set(completion.sop_uids) > set(sop_uids):
+        reason = "superseded"
+    if reason:
+        log_event(logger, "finalize_skip", study=files.study_uid, report=key, reason=reason,
+                  images=len(sop_uids))
+        return "exists" if reason == "report exists" else reason
+    return _Plan(key, revision, request)
+
+
 def _retry_later(self: Task, study_uid: str, first_try: float, polls: int, revision: int = 0) -> str:
-    """Look again with backoff (1 s doubling to FINALIZE_POLL_MAX_S); a refused retry is left to the reconciler."""
+    """Look again with backoff (1 s doubling to FINALIZE_POLL_MAX_S); a refused retry is left to the reconciler.
+
+    ``revision``: the one this task was queued with (a pending request is read again each time).
+    """
     countdown = min(FINALIZE_POLL_MAX_S, FINALIZE_POLL_S * 2 ** min(polls, 10))
     try:
         raise self.retry(countdown=countdown, kwargs={"first_try": first_try, "polls": polls + 1,
@@ -225,12 +268,10 @@ def _retry_later(self: Task, study_uid: str, first_try: float, polls: int, revis
         return "retry-lost"
 
 
-def _finalize_locked(self: Task, files: StudyFiles, sop_uids: list[str], key: str, info: Any,
+def _finalize_locked(self: Task, files: StudyFiles, sop_uids: list[str], plan: _Plan, info: Any,
                      first_try: float, polls: int, revision: int = 0) -> str:
     settings = _settings(self)
-    study_uid = files.study_uid
-    if files.report(key).exists():
-        return "exists"
+    study_uid, key = files.study_uid, plan.key
     missing = [s for s in sop_uids if not files.result(s).exists()]
     if missing:
         bound = settings.worker.time_limit_s * (len(sop_uids) + 1)
@@ -244,7 +285,7 @@ def _finalize_locked(self: Task, files: StudyFiles, sop_uids: list[str], key: st
                 files.write_result(failed_result(files, sop, f"no analysis result after {bound} s"))
         log_event(logger, "finalize_gave_up_waiting", level=logging.WARNING, study=study_uid, missing=len(missing))
         count_fault("finalize_gave_up_waiting")
-    kept, built = _build_once(settings, files, info, sop_uids, key, revision)
+    kept, built = _build_once(settings, files, info, sop_uids, key, plan.revision)
     objects = [OutputObject(study=str(ds.StudyInstanceUID), series=str(ds.SeriesInstanceUID),
                             sop=str(ds.SOPInstanceUID), sop_class=str(ds.SOPClassUID), kind=kind)
                for kind, ds in built]
@@ -253,10 +294,14 @@ def _finalize_locked(self: Task, files: StudyFiles, sop_uids: list[str], key: st
                           model_version=info.model_version, objects=tuple(objects),
                           destinations={d: i.item_id for d, i in items.items()},
                           failed_images=kept.failed_images, failed_outputs=kept.failed_outputs,
-                          created=time.time())
+                          created=time.time(), reanalysis=plan.request)
     files.write_report(report)
-    if revision:  # the re-analysis it answers is done (pending_reanalysis says so already)
+    if plan.revision:  # the re-analysis it answers is done (pending_reanalysis says so already)
         files.layout.reanalysis_path(study_uid).unlink(missing_ok=True)
+    if plan.request is not None:
+        log_event(logger, "reanalysis_done", study=study_uid, report=key, revision=plan.revision,
+                  requested_images=len(plan.request.sop_uids),
+                  late_images=len(set(sop_uids) - set(plan.request.sop_uids)))
     for item in items.values():
         if not item.dead:  # a dead letter waits for `mammocad outbox retry`
             schedule_delivery(self.app, str(files.spool), item)
