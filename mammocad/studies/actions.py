@@ -5,7 +5,8 @@ objects of the newest report (``studies/<uid>/outputs/<key>/``) into the outbox 
 item per destination and queues its delivery; ``reanalyse`` removes the image results and
 queues a fresh analysis of every image plus a finalisation with the next revision, which
 the results worker issues as an amended report (new UIDs, Predecessor Documents Sequence
-citing the report it replaces).
+citing the report it replaces). Asked again while that one is pending, ``reanalyse``
+resumes it: it queues what is missing and deletes nothing.
 
 Both are audited (PS3.15 A.5.3) with the OS user as requestor, before they take effect:
 ``resend`` as Begin Transferring DICOM Instances per destination, ``reanalyse`` as DICOM
@@ -19,6 +20,7 @@ import json
 import logging
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from celery import Celery
@@ -30,6 +32,7 @@ from mammocad.config import Settings
 from mammocad.logs import log_event, safe_error
 from mammocad.spool.broker import make_celery
 from mammocad.spool.layout import Spool
+from mammocad.spool.leases import lease_age, lease_path
 from mammocad.spool.outbox import Outbox, OutboxItem
 from mammocad.spool.records import ReanalysisRecord, ReportRecord
 from mammocad.spool.studies import StudyFiles, latest_report, report_revision
@@ -140,10 +143,22 @@ def _queue_delivery(settings: Settings, outbox: Outbox, items: list[OutboxItem])
                       kwargs={"token": item.token})
 
 
-def reanalyse(settings: Settings, study_uid: str) -> int:
+@dataclass(frozen=True)
+class Reanalysis:
+    """What ``reanalyse`` did: the amended report's ``revision``; ``resumed`` when a
+    re-analysis was pending already and only its missing tasks were queued again
+    (``analyses``: how many images it queued)."""
+
+    revision: int
+    resumed: bool = False
+    analyses: int = 0
+
+
+def reanalyse(settings: Settings, study_uid: str) -> Reanalysis:
     """Analyse every image of the study again and issue the result as an amended report.
 
-    Returns the new revision. Needs the broker (the analysis runs on the workers). Refused
+    A re-analysis already pending (``reanalysis.json``, no amended report yet) is resumed,
+    not started again (:func:`_resume`). Needs the broker (the analysis runs on the workers). Refused
     (ActionError, nothing changed, nothing audited) while the study has no report yet or a
     finalize holds its lock: there is nothing to amend yet, and deleting the results under a
     running first finalize would race it.
@@ -167,6 +182,9 @@ def reanalyse(settings: Settings, study_uid: str) -> int:
     if app is None:
         raise ActionError("no broker to queue the analysis on: run this where `mammocad serve` runs (same "
                           "node.spool_dir), or set broker.url / MAMMOCAD_BROKER__URL")
+    pending = files.layout.pending_reanalysis(files.study_uid)
+    if pending is not None:
+        return _resume(settings, app, files, pending)
     # Under the study's finalize lock, so no finalize builds from the results while they go.
     with files.finalize_lock() as got:
         if not got:
@@ -198,12 +216,46 @@ def reanalyse(settings: Settings, study_uid: str) -> int:
         for sop in sops:  # a fresh analysis: the model runs again (possibly new weights)
             for path in (files.result(sop), files.attempts(sop)):
                 _remove(path)
-    spool_dir = str(settings.node.spool_dir)
+    _queue(app, settings, files, revision, sops, sops)
+    return Reanalysis(revision, analyses=len(sops))
+
+
+def _resume(settings: Settings, app: Celery, files: StudyFiles, pending: ReanalysisRecord) -> Reanalysis:
+    """Queue again what a pending re-analysis still lacks; delete nothing, audit nothing.
+
+    Asked twice (the first still running, or its tasks lost with the broker: "run this
+    command again then"), a re-analysis used to start over: the images already analysed
+    again lost their new results, and the audit trail got a second request for the same
+    version. Only the images without a result and not being analysed now (fresh lease)
+    are queued, with the finalize of the study's images (those that arrived since included);
+    a duplicate task is harmless, every task being idempotent.
+    """
+    completion = files.complete()
+    sops = sorted(completion.sop_uids) if completion is not None and set(pending.sop_uids) <= set(
+        completion.sop_uids) else list(pending.sop_uids)
+    now = time.time()
+    missing = [s for s in sops if not files.result(s).exists() and not _analysing(files, s, settings.worker.lease_s, now)]
+    log_event(logger, "reanalyse_resumed", study=files.study_uid, revision=pending.revision,
+              images=len(sops), queued=len(missing))
+    _queue(app, settings, files, pending.revision, missing, sops)
+    return Reanalysis(pending.revision, resumed=True, analyses=len(missing))
+
+
+def _analysing(files: StudyFiles, sop: str, lease_s: float, now: float) -> bool:
+    """True while a live worker analyses the image (its lease is fresh)."""
+    age = lease_age(lease_path(files.layout, files.study_uid, sop), now)
+    return age is not None and age <= lease_s
+
+
+def _queue(app: Celery, settings: Settings, files: StudyFiles, revision: int, analyse: list[str],
+           report: list[str]) -> None:
+    """Queue the analyses of ``analyse`` and the amended report's finalize of ``report``."""
+    spool_dir, study_uid = str(settings.node.spool_dir), files.study_uid
     broker_errors = (KombuError, OSError, *app.connection_for_write().connection_errors)  # redis's own too
     try:
-        for sop in sops:
-            app.send_task(TASK_ANALYZE_IMAGE, args=analyze_image_args(spool_dir, files.study_uid, sop))
-        app.send_task(TASK_FINALIZE_STUDY, args=finalize_study_args(spool_dir, files.study_uid, sops),
+        for sop in analyse:
+            app.send_task(TASK_ANALYZE_IMAGE, args=analyze_image_args(spool_dir, study_uid, sop))
+        app.send_task(TASK_FINALIZE_STUDY, args=finalize_study_args(spool_dir, study_uid, report),
                       kwargs={"revision": revision})
     except broker_errors as exc:
         log_event(logger, "reanalyse_queue_failed", logging.WARNING, study=study_uid, revision=revision,
@@ -214,7 +266,6 @@ def reanalyse(settings: Settings, study_uid: str) -> int:
             "broker is back, the node's reconciler queues the analyses and the amended report (within "
             "node.reconcile_interval_s), or run this command again then. Check the broker (redis: `systemctl "
             "status redis-server`, broker.url), and `mammocad studies show` for progress") from exc
-    return revision
 
 
 def _refused(study_uid: str, reason: str, message: str) -> ActionError:

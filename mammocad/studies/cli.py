@@ -144,10 +144,15 @@ def studies_reanalyse(args: argparse.Namespace) -> int:
 
     configure_logging(settings.log_level, settings.log_json)  # event=reanalyse_refused and friends
     try:
-        revision = reanalyse(settings, args.uid)
+        done = reanalyse(settings, args.uid)
     except (ActionError, ValueError) as exc:
         print(f"mammocad studies reanalyse: {exc}", file=sys.stderr)
         return 1
-    print(f"queued a new analysis of {args.uid}: it will be sent as amended report version {revision} "
+    if done.resumed:
+        print(f"a re-analysis of {args.uid} (amended report version {done.revision}) was already under way: "
+              f"nothing deleted, queued again what it lacks ({done.analyses} image(s) to analyse, and the "
+              "amended report); follow it with `mammocad studies show`")
+        return 0
+    print(f"queued a new analysis of {args.uid}: it will be sent as amended report version {done.revision} "
           "(follow it with `mammocad studies show`)")
     return 0

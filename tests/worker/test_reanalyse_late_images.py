@@ -130,7 +130,7 @@ def test_a_late_image_and_a_lost_reanalysis_finalize_end_in_one_amended_report(
     cfg = _config(tmp_path, spool, redis_url, random_weights, storescp.port)
     files, sops, first = _reported_once(cfg, storescp)
     settings = load_settings(cfg)
-    assert reanalyse(settings, files.study_uid) == 1  # queued; no worker runs now
+    assert reanalyse(settings, files.study_uid).revision == 1  # queued; no worker runs now
     redis.Redis.from_url(redis_url).flushdb()  # ... and lost
     everything = sorted([*sops, _late_image(files)])
     _declare(files, everything, "timeout")
@@ -166,7 +166,7 @@ def test_a_late_image_supersedes_the_reanalysis_of_the_old_images(
     cfg = _config(tmp_path, spool, redis_url, random_weights, storescp.port)
     files, sops, first = _reported_once(cfg, storescp)
     settings = load_settings(cfg)
-    assert reanalyse(settings, files.study_uid) == 1  # queued; the worker starts below
+    assert reanalyse(settings, files.study_uid).revision == 1  # queued; the worker starts below
     late = _late_image(files)
     everything = sorted([*sops, late])
     _declare(files, everything, "timeout")

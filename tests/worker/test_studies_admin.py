@@ -8,6 +8,7 @@ removed destination dead-lettered at once with the reason.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -116,7 +117,7 @@ def test_see_and_act_on_a_study(tmp_path: Path, random_weights: Path, storescp: 
     assert [p.get("UserID") for p in resent.iter("ActiveParticipant")][2] == "PACS"  # the destination
 
     # reanalyse: a new SR (new UID) citing the first as predecessor.
-    assert reanalyse(settings, study_uid) == 1
+    assert reanalyse(settings, study_uid).revision == 1
     amended = files.report(report_key(sops, "0.0.0-random", 1))
     wait_until(amended.exists, 120, "the amended report")
     wait_until(lambda: len(storescp.received()) == 2, 60, "the amended SR at the PACS")
@@ -354,3 +355,40 @@ def test_outbox_retry_leaves_a_dead_letter_whose_item_waits_in_the_outbox(
     assert sorted(str(dcmread(p).SOPInstanceUID) for p in storescp.received()) == sorted(
         str(ds.SOPInstanceUID) for ds in study)  # each object once
     assert outbox.get("pacs", "item1", dead=True) is not None
+
+
+def test_reanalyse_asked_again_while_pending_resumes_it(tmp_path: Path, redis_url: str) -> None:
+    """A second `studies reanalyse` while the first is pending (one image analysed again so
+    far; its other tasks lost with the broker, the case its error message says to run it again
+    for) started over: it deleted the new result, audited a second request for the same
+    version. It must resume: keep the result, queue the three missing analyses and the
+    amended report's finalize (revision 1) on the real broker, audit nothing new."""
+    import redis
+
+    from mammocad.spool.reconcile import read_broker
+
+    spool = tmp_path / "spool"
+    study_uid, sops = _spool_study(spool)
+    files = StudyFiles(spool, study_uid)
+    files.layout.write(files.layout.complete_path(study_uid),
+                       json.dumps({"version": 1, "sop_uids": sops, "reason": "four_views"}).encode())
+    files.write_report(ReportRecord(report_key=report_key(sops, "0.0.0-random"), sop_uids=tuple(sops),
+                                    model_name="test", model_version="0.0.0-random", created=time.time()))
+    cfg = _admin_config(tmp_path, spool, redis_url)
+    first = _mammocad(cfg, "studies", "reanalyse", study_uid)
+    assert first.returncode == 0, first.stderr
+    broker = redis.Redis.from_url(redis_url)
+    broker.flushdb()  # its tasks are lost
+    files.layout.write(files.result(sops[0]), b'{"version": 1}')  # one image was analysed again meanwhile
+
+    again = _mammocad(cfg, "studies", "reanalyse", study_uid)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "already under way" in again.stdout and "3 image(s) to analyse" in again.stdout, again.stdout
+    assert files.result(sops[0]).exists(), "the new result was deleted"
+    _audited(tmp_path / "audit.log", "110103", study_uid)  # still exactly one request
+    assert json.loads(files.layout.reanalysis_path(study_uid).read_text())["revision"] == 1
+    settings = load_settings(cfg)
+    view = read_broker(broker, [settings.worker.analysis_queue, settings.worker.results_queue])
+    assert view.ready == {(TASK_ANALYZE_IMAGE, study_uid, s) for s in sops[1:]} | {(TASK_FINALIZE_STUDY, study_uid, "")}
+    finalize = [json.loads(m) for m in broker.lrange(settings.worker.results_queue, 0, -1)]
+    assert [json.loads(base64.b64decode(m["body"]))[1]["revision"] for m in finalize] == [1]
