@@ -44,6 +44,7 @@ from mammocad.spool.tasks import (
     deliver_args,
     finalize_study_args,
 )
+from mammocad.studies.status import unknown_study
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ def resend(settings: Settings, study_uid: str, destinations: list[str] | None = 
     """
     files = StudyFiles(settings.node.spool_dir, study_uid)
     if not files.root.is_dir():
-        raise ActionError(f"no study {study_uid} in {settings.node.spool_dir}")
+        raise ActionError(unknown_study(study_uid, settings.node.spool_dir))
     report = _report(files)
     folder = files.layout.outputs_dir(files.study_uid, report.report_key)
     kinds = {o.sop: o.kind for o in report.objects}
@@ -175,6 +176,8 @@ def reanalyse(settings: Settings, study_uid: str) -> Reanalysis:
     completion = files.complete()
     sops = list(completion.sop_uids) if completion else files.layout.image_sops(files.study_uid)
     sops = [s for s in sops if files.image(s).exists()]
+    if not files.root.is_dir():
+        raise ActionError(unknown_study(study_uid, settings.node.spool_dir))
     if not sops:
         raise ActionError(f"study {study_uid} has no images in {settings.node.spool_dir} "
                           "(never received, or pruned): send it again from the PACS")

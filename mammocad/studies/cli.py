@@ -1,7 +1,7 @@
 """``mammocad studies list|show|resend|reanalyse``: see and act on studies.
 
 Exit status: 0 success, 1 the action failed (unknown study, nothing to send, no broker),
-2 bad command line or configuration.
+2 bad command line (a STUDY_UID that is not a UID) or configuration.
 """
 
 from __future__ import annotations
@@ -15,6 +15,17 @@ from mammocad.config import ConfigError, Settings, load_settings
 from mammocad.studies.status import STATES, StudyStatus
 
 
+def _study_uid(text: str) -> str:
+    """argparse type of STUDY_UID: a malformed one is a bad command line (exit 2), not an unknown study."""
+    from mammocad.spool.layout import InvalidUIDError, validate_uid  # on use: `mammocad --help` stays light
+
+    try:
+        return validate_uid(text, "STUDY_UID")
+    except InvalidUIDError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}; give the Study Instance UID as `mammocad studies list` "
+                                         "prints it") from None
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = subparsers.add_parser(
         "studies", help="list studies with their analysis and delivery per destination; resend or re-analyse one",
@@ -26,18 +37,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     ls.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     ls.set_defaults(handler=studies_list)
     show = sub.add_parser("show", help="everything known about one study")
-    show.add_argument("uid", metavar="STUDY_UID")
+    show.add_argument("uid", metavar="STUDY_UID", type=_study_uid)
     show.add_argument("--json", action="store_true", help="JSON instead of text")
     show.set_defaults(handler=studies_show)
     rs = sub.add_parser("resend", help="deliver the study's last report again (the same objects, same UIDs)")
-    rs.add_argument("uid", metavar="STUDY_UID")
+    rs.add_argument("uid", metavar="STUDY_UID", type=_study_uid)
     rs.add_argument("--dest", action="append", metavar="NAME",
                     help="only this destination (repeatable; default: every configured destination)")
     rs.set_defaults(handler=studies_resend)
     ra = sub.add_parser("reanalyse", aliases=["reanalyze"],
                         help="analyse the study again and send the result as an amended report "
                              "(new UIDs; cites the previous report as predecessor)")
-    ra.add_argument("uid", metavar="STUDY_UID")
+    ra.add_argument("uid", metavar="STUDY_UID", type=_study_uid)
     ra.set_defaults(handler=studies_reanalyse)
 
 
@@ -81,7 +92,7 @@ def studies_list(args: argparse.Namespace) -> int:
 
 
 def studies_show(args: argparse.Namespace) -> int:
-    from mammocad.studies.status import study_status
+    from mammocad.studies.status import study_status, unknown_study
 
     settings = _load(args)
     if settings is None:
@@ -92,7 +103,7 @@ def studies_show(args: argparse.Namespace) -> int:
         print(f"mammocad studies show: {exc}", file=sys.stderr)
         return 1
     if not status.images and not status.reports:
-        print(f"mammocad studies show: no study {args.uid} in {settings.node.spool_dir}", file=sys.stderr)
+        print(f"mammocad studies show: {unknown_study(args.uid, settings.node.spool_dir)}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(status.to_json(), indent=1))
@@ -124,7 +135,8 @@ def studies_resend(args: argparse.Namespace) -> int:
     try:
         items = resend(settings, args.uid, args.dest)
     except (ActionError, KeyError, ValueError) as exc:
-        print(f"mammocad studies resend: {str(exc).strip(chr(34) + chr(39))}", file=sys.stderr)
+        why = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc  # KeyError's str() quotes it
+        print(f"mammocad studies resend: {why}", file=sys.stderr)
         return 1
     if not items:
         print("nothing queued: no destination takes any of this report's output kinds")

@@ -158,6 +158,13 @@ def study_status(spool_dir: str | os.PathLike[str], study_uid: str, index: Index
     return status
 
 
+def unknown_study(uid: str, spool_dir: object) -> str:
+    """What to say of a study the spool does not hold (never received here, or pruned)."""
+    return (f"no study {uid} in {spool_dir}: this node never received it, or retention removed it once every "
+            "destination had confirmed its results (node.retention_days). `mammocad studies list` lists the "
+            "studies kept; to report it again, send the study from the PACS again")
+
+
 def all_statuses(spool_dir: str | os.PathLike[str], state: str | None = None,
                  lease_s: float = 30.0) -> list[StudyStatus]:
     """Every study in the spool, newest first; ``state`` keeps only failed/pending/delivered."""

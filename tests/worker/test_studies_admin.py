@@ -392,3 +392,24 @@ def test_reanalyse_asked_again_while_pending_resumes_it(tmp_path: Path, redis_ur
     assert view.ready == {(TASK_ANALYZE_IMAGE, study_uid, s) for s in sops[1:]} | {(TASK_FINALIZE_STUDY, study_uid, "")}
     finalize = [json.loads(m) for m in broker.lrange(settings.worker.results_queue, 0, -1)]
     assert [json.loads(base64.b64decode(m["body"]))[1]["revision"] for m in finalize] == [1]
+
+
+def test_an_unknown_or_malformed_study_uid_is_said_so_with_its_exit_status(tmp_path: Path) -> None:
+    """Spool only. A malformed STUDY_UID is a bad command line (exit 2, as documented), said
+    before anything is read; it was exit 1 like an unknown study, and `resend` cut the last
+    quote of the UID it quoted. An unknown study (never received, or pruned by retention
+    after delivery) is exit 1 with what to do, for every action."""
+    spool = tmp_path / "spool"
+    cfg = tmp_path / "mammocad.toml"
+    cfg.write_text(f'[node]\nspool_dir = "{spool}"\n\n[broker]\nurl = "redis://127.0.0.1:{free_port()}/0"\n')
+    for action in ("show", "resend", "reanalyse"):
+        for bad in ("abc", "../../etc", "1.2..3"):
+            done = _mammocad(cfg, "studies", action, bad)
+            assert done.returncode == 2, (action, bad, done.stdout, done.stderr)
+            assert "Traceback" not in done.stderr
+            assert f"is not a DICOM UID (digits and dots, at most 64): {bad!r}" in done.stderr, done.stderr
+            assert "mammocad studies list" in done.stderr
+        unknown = _mammocad(cfg, "studies", action, "1.2.3.4")
+        assert unknown.returncode == 1, (action, unknown.stdout, unknown.stderr)
+        assert "Traceback" not in unknown.stderr
+        assert "no study 1.2.3.4" in unknown.stderr and "retention removed it" in unknown.stderr, unknown.stderr
