@@ -33,7 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     sub = p.add_subparsers(dest="studies_command", metavar="ACTION", required=True)
     ls = sub.add_parser("list", help="one line per study: received, images, analysed, report, destinations")
     ls.add_argument("--state", choices=STATES, help="only studies in this state (failed: a destination "
-                    "dead-lettered; pending: not reported or not yet delivered; delivered: every destination)")
+                    "dead-lettered, or the report has no analysed image or lacks an output kind; pending: not "
+                    "reported or not yet delivered; delivered: every destination)")
     ls.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     ls.set_defaults(handler=studies_list)
     show = sub.add_parser("show", help="everything known about one study")
@@ -118,6 +119,8 @@ def studies_show(args: argparse.Namespace) -> int:
     if status.answered_how:
         print(f"           {status.answered_how}")
     print(f"state      {status.state}")
+    for problem in status.problems:
+        print(f"problem    {problem}")
     if status.waiting_for:
         print(f"waiting    for {status.waiting_for}")
     for dest, state in status.destinations.items():

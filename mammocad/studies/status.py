@@ -50,6 +50,25 @@ class StudyStatus:
     #: none), and how many of its images arrived after the request (reported with it).
     answered: int | None = None
     late_images: int = 0
+    #: Of the newest report: its images, those it calls "CAD failed", and the output kinds it
+    #: could not build (with why). A destination that asked only for those kinds got nothing.
+    report_images: int = 0
+    report_failed_images: int = 0
+    failed_outputs: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def problems(self) -> list[str]:
+        """What is wrong with the newest report although it was delivered, with what to do."""
+        out = []
+        if self.failed_outputs:
+            kinds = "; ".join(f"{kind} ({why})" for kind, why in sorted(self.failed_outputs.items()))
+            out.append(f"outputs not built: {kinds}; a destination that asked only for these got nothing. "
+                       "Fix the cause (worker log, event=output_failed), then `mammocad studies reanalyse`")
+        if self.report_images and self.report_failed_images == self.report_images:
+            out.append(f"no image could be analysed: the report says \"CAD failed\" for all {self.report_images}. "
+                       "Fix the cause (worker log, event=analysis_failed or decode_refused), then "
+                       "`mammocad studies reanalyse`")
+        return out
 
     @property
     def answered_how(self) -> str:
@@ -80,17 +99,21 @@ class StudyStatus:
 
     @property
     def state(self) -> str:
-        """failed (a destination dead-lettered), pending (not reported, a re-analysis owed, or not yet
-        delivered), delivered."""
+        """failed (a destination dead-lettered, or the delivered report has :attr:`problems`),
+        pending (not reported, a re-analysis owed, or not yet delivered), delivered.
+
+        A report whose every image failed analysis, or with an output kind missing, is not
+        "delivered": an admin filtering on ``--state failed`` must find it.
+        """
         if "dead" in self.destinations.values():
             return "failed"
         if not self.report or self.reanalysis is not None or "pending" in self.destinations.values():
             return "pending"
-        return "delivered"
+        return "failed" if self.problems else "delivered"
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "state": self.state, "waiting_for": self.waiting_for,
-                "answered_how": self.answered_how}
+                "answered_how": self.answered_how, "problems": self.problems}
 
 
 class Index:
@@ -147,6 +170,8 @@ def study_status(spool_dir: str | os.PathLike[str], study_uid: str, index: Index
     if reports:
         latest: ReportRecord = max(reports, key=lambda r: r.created)
         status.report, status.revision = latest.report_key, report_revision(latest.report_key)
+        status.report_images, status.report_failed_images = len(latest.sop_uids), len(latest.failed_images)
+        status.failed_outputs = dict(latest.failed_outputs)
         if latest.reanalysis is not None:
             status.answered = latest.reanalysis.revision
             status.late_images = len(set(latest.sop_uids) - set(latest.reanalysis.sop_uids))

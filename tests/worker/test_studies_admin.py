@@ -413,3 +413,50 @@ def test_an_unknown_or_malformed_study_uid_is_said_so_with_its_exit_status(tmp_p
         assert unknown.returncode == 1, (action, unknown.stdout, unknown.stderr)
         assert "Traceback" not in unknown.stderr
         assert "no study 1.2.3.4" in unknown.stderr and "retention removed it" in unknown.stderr, unknown.stderr
+
+
+def test_a_study_whose_images_all_failed_analysis_is_failed_not_delivered(
+        tmp_path: Path, random_weights: Path, storescp: StoreSCP, celery_worker) -> None:
+    """Every image fails analysis (pixels truncated): the worker still reports ("CAD failed"
+    for each) and the PACS confirms it. The study showed `delivered`, like a good one, so
+    `studies list --state failed` never showed it; it is `failed`, and `show` says why and
+    what to do."""
+    spool = tmp_path / "spool"
+    cfg = tmp_path / "mammocad.toml"
+    cfg.write_text(f'[node]\nspool_dir = "{spool}"\n\n[worker]\nweights = "{random_weights}"\ndevice = "cpu"\n\n'
+                   f'[[destinations]]\nname = "pacs"\nae_title = "PACS"\nhost = "127.0.0.1"\nport = {storescp.port}\n'
+                   'outputs = ["mammo-cad-sr"]\n')
+    app = celery_worker(make_settings(spool, [storescp.destination(outputs=["mammo-cad-sr"])],
+                                      worker={"weights": str(random_weights)}))
+    study_uid, sops = _spool_study(spool)
+    files = StudyFiles(spool, study_uid)
+    for sop in sops:
+        ds = dcmread(files.image(sop))
+        ds.PixelData = ds.PixelData[:100]  # the header reads, the pixels do not decode
+        ds.save_as(files.image(sop))
+        app.send_task(TASK_ANALYZE_IMAGE, args=[str(spool), study_uid, sop])
+    app.send_task(TASK_FINALIZE_STUDY, args=[str(spool), study_uid, sops])
+    wait_until(files.report(report_key(sops, "0.0.0-random")).exists, 120, "the CAD-failed report")
+    wait_until(lambda: study_status(spool, study_uid).destinations.get("pacs") == "delivered", 60, "delivery")
+    assert len(storescp.received()) == 1
+    status = study_status(spool, study_uid)
+    assert (status.failed_images, status.report_failed_images, status.state) == (4, 4, "failed")
+    assert [s.study_uid for s in all_statuses(spool, "failed")] == [study_uid]
+    shown = _mammocad(cfg, "studies", "show", study_uid)
+    assert 'problem    no image could be analysed: the report says "CAD failed" for all 4' in shown.stdout, shown.stdout
+    assert "mammocad studies reanalyse" in shown.stdout
+
+
+def test_a_report_missing_an_output_kind_is_failed_not_delivered(tmp_path: Path) -> None:
+    """Spool only: the newest report could not build the TID 1500 SR, which the only
+    destination asked for, so it got nothing (no outbox item). That read `delivered`."""
+    spool = tmp_path / "spool"
+    study_uid, sops = _spool_study(spool)
+    StudyFiles(spool, study_uid).write_report(ReportRecord(
+        report_key=report_key(sops, "0.0.0-random"), sop_uids=tuple(sops), model_name="test",
+        model_version="0.0.0-random", failed_outputs={"tid1500-sr": "ValueError: no geometry"}, created=time.time()))
+    status = study_status(spool, study_uid)
+    assert (status.state, status.destinations) == ("failed", {})
+    assert status.problems == ["outputs not built: tid1500-sr (ValueError: no geometry); a destination that asked "
+                               "only for these got nothing. Fix the cause (worker log, event=output_failed), then "
+                               "`mammocad studies reanalyse`"]
