@@ -6,8 +6,9 @@ holds, so pruning can never lose work that is still owed to someone:
 
 - nothing in it changed for ``older_than_s`` (no late image, result or report);
 - it was finalised: at least one report exists and every spooled image is in a report;
-- none of its reports has an outbox or dead-letter item left, i.e. every destination
-  confirmed every result (a dead-letter item waits for an admin's ``outbox retry``).
+- none of its reports has an outbox or dead-letter item left, re-sent copies
+  (``studies resend``) included, i.e. every destination confirmed every result (a
+  dead-letter item waits for an admin's ``outbox retry``).
 - no re-analysis an admin asked for is still owed its amended report (``reanalysis.json``:
   its old results are gone already, so the study must wait for the broker however long).
 
@@ -77,10 +78,12 @@ def _why_kept(spool: Spool, study: Path) -> str | None:
     if images - reported:
         return f"{len(images - reported)} image(s) in no report"
     for report in reports:
-        for dest, item_id in report.destinations.items():
-            for box in (spool.outbox, spool.deadletter):
-                if (box / str(dest) / str(item_id)).exists():
-                    return f"results for {dest} still in {box.name}/"
+        ids = {str(i) for i in report.destinations.values()} | {report.report_key}
+        for box in (spool.outbox, spool.deadletter):
+            for dest in sorted(box.iterdir()) if box.is_dir() else ():
+                # ``studies resend`` copies are ``<item>.s<n>``, to any destination configured then.
+                if any((dest / i).exists() or next(dest.glob(f"{i}.s*"), None) for i in ids):
+                    return f"results for {dest.name} still in {box.name}/"
     return None
 
 

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from mammocad.spool.layout import Spool
+from mammocad.spool.outbox import Outbox
 from mammocad.spool.retention import DAY_S, prune
 
 NOW = time.time()
@@ -154,3 +155,23 @@ def test_a_study_whose_reanalysis_is_owed_stays(tmp_path: Path) -> None:
                                                                      "destinations": {}}))
     _age(folder, OLD)
     assert prune(spool, 30 * DAY_S, now=NOW).studies == ["1.8"]  # the amended report exists: it may go
+
+
+def test_a_study_whose_resent_results_are_still_owed_stays(tmp_path: Path) -> None:
+    """`studies resend` queued the report again (item ``<key>.s1``, here to a destination the
+    report did not name) and the PACS has not confirmed it: the study went, and `studies show`
+    then knew nothing of a study still being delivered. It stays until the copy is confirmed."""
+    from tests.factories import make_mammogram
+
+    spool = tmp_path / "spool"
+    Spool(spool).create()
+    folder = _study(spool, "1.9", reported=2)
+    item = Outbox(spool).put("archive", "key-1.9.s1", [make_mammogram(rows=64, columns=48)])
+    assert item is not None
+    _age(folder, OLD)
+    done = prune(spool, 30 * DAY_S, now=NOW)
+    assert done.studies == [] and done.kept == {"1.9": "results for archive still in outbox/"}
+    Outbox(spool).dead_letter(item)
+    assert prune(spool, 30 * DAY_S, now=NOW).kept == {"1.9": "results for archive still in deadletter/"}
+    shutil.rmtree(Outbox(spool).get("archive", "key-1.9.s1", dead=True).path)  # confirmed at last (dropped)
+    assert prune(spool, 30 * DAY_S, now=NOW).studies == ["1.9"]
