@@ -175,7 +175,11 @@ def study_status(spool_dir: str | os.PathLike[str], study_uid: str, index: Index
         if latest.reanalysis is not None:
             status.answered = latest.reanalysis.revision
             status.late_images = len(set(latest.sop_uids) - set(latest.reanalysis.sop_uids))
-        for dest, item_id in sorted(latest.destinations.items()):
+        # ``studies resend`` may have sent it to a destination the report did not name (added
+        # since): while that copy waits or is dead-lettered, the destination counts too.
+        resent = {d: latest.report_key for d, i in index.items if d not in latest.destinations
+                  and i.startswith(latest.report_key + ".s")}
+        for dest, item_id in sorted({**latest.destinations, **resent}.items()):
             state, error = index.destination_state(files.study_uid, dest, item_id)
             status.destinations[dest] = state
             if error:

@@ -460,3 +460,25 @@ def test_a_report_missing_an_output_kind_is_failed_not_delivered(tmp_path: Path)
     assert status.problems == ["outputs not built: tid1500-sr (ValueError: no geometry); a destination that asked "
                                "only for these got nothing. Fix the cause (worker log, event=output_failed), then "
                                "`mammocad studies reanalyse`"]
+
+
+def test_a_resend_to_a_destination_the_report_did_not_name_is_shown(tmp_path: Path) -> None:
+    """Spool only: the report went to `pacs` (confirmed); `studies resend --dest archive` (a
+    destination added since) dead-lettered. The study read `delivered` with only `pacs` listed."""
+    from tests.factories import make_mammogram
+
+    spool = tmp_path / "spool"
+    study_uid, sops = _spool_study(spool)
+    key = report_key(sops, "0.0.0-random")
+    StudyFiles(spool, study_uid).write_report(ReportRecord(
+        report_key=key, sop_uids=tuple(sops), model_name="test", model_version="0.0.0-random",
+        destinations={"pacs": key}, created=time.time()))
+    item = Outbox(spool).put("archive", f"{key}.s1", [make_mammogram(rows=64, columns=48)])
+    assert item is not None
+    item.last_error = "association rejected"
+    Outbox(spool).save(item)
+    assert study_status(spool, study_uid).destinations == {"archive": "pending", "pacs": "delivered"}
+    Outbox(spool).dead_letter(item)
+    status = study_status(spool, study_uid)
+    assert (status.destinations, status.state) == ({"archive": "dead", "pacs": "delivered"}, "failed")
+    assert status.errors == {"archive": "association rejected"}
