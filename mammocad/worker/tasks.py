@@ -5,8 +5,8 @@ Every task takes JSON arguments only (paths and UIDs) and is idempotent, because
 
 - ``analyze_image`` skips when ``results/<sop>.json`` exists; a poison image that kills
   its worker three times gets an error result instead of a crash loop.
-- ``finalize_study`` skips when its report exists; outbox items are named by the report
-  key, so a re-run finds them instead of making copies.
+- ``finalize_study`` skips when its report exists (or owes none: :mod:`finalize_plan`);
+  outbox items are named by the report key, so a re-run finds them instead of making copies.
 - ``deliver`` acts only under an exclusive lock on the item and only for the item's
   current ``token``.
 
@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from celery import Celery, Task
@@ -42,14 +41,13 @@ from mammocad.spool import leases
 from mammocad.spool.layout import validate_uid
 from mammocad.spool.leases import lease_path
 from mammocad.spool.outbox import Outbox, OutboxItem
-from mammocad.spool.records import KeptOutputs, OutputObject, ReanalysisRecord, ReportRecord
+from mammocad.spool.records import KeptOutputs, OutputObject, ReportRecord
 from mammocad.spool.studies import (
     StudyFiles,
     find_predecessor,
     keep_outputs,
     latest_report,
     read_kept,
-    report_key,
 )
 from mammocad.spool.tasks import (
     TASK_ANALYZE_IMAGE,
@@ -60,6 +58,7 @@ from mammocad.spool.tasks import (
 from mammocad.worker import model_cache, observer
 from mammocad.worker.building import Built, build_study
 from mammocad.worker.failures import failed_result
+from mammocad.worker.finalize_plan import FinalizePlan, plan_finalize
 from mammocad.worker.outbox_delivery import attempt, schedule_delivery
 
 logger = logging.getLogger(__name__)
@@ -181,13 +180,14 @@ def finalize_study(
     other failure is logged as ``finalize_failed`` and counted before Celery sees it.
     ``revision`` > 0: an admin's re-analysis (``mammocad studies reanalyse``), issued as an
     amended report: new UIDs, citing the study's previous report as predecessor. What is
-    owed is decided by :func:`_plan`, before the lock and again under it.
+    owed is decided by :func:`~mammocad.worker.finalize_plan.plan_finalize`, before the lock
+    and again under it.
     """
     settings = _settings(self)
     files = StudyFiles(spool_dir, study_uid)
     sop_uids = sorted({validate_uid(s, "SOPInstanceUID") for s in sop_uids})
     info = model_cache.get_info(settings.worker.weights)  # version and breast-risk rule, no network
-    plan = _plan(files, sop_uids, info.model_version, revision)
+    plan = plan_finalize(files, sop_uids, info.model_version, revision)
     if isinstance(plan, str):
         return plan
     first_try, key = first_try or time.time(), plan.key
@@ -195,7 +195,7 @@ def finalize_study(
         with files.finalize_lock() as got:
             if not got:  # another finalize of this study is at work: look again after it
                 return _retry_later(self, study_uid, first_try, polls, revision)
-            plan = _plan(files, sop_uids, info.model_version, revision)  # that one may have answered it
+            plan = plan_finalize(files, sop_uids, info.model_version, revision)  # that one may have answered it
             if isinstance(plan, str):
                 return plan
             return _finalize_locked(self, files, sop_uids, plan, info, first_try, polls, revision)
@@ -206,48 +206,6 @@ def finalize_study(
                   hint="the reconciler queues it again; see docs/FAULTS.md")
         count_fault("finalize_failed")
         raise
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """The report a finalize owes: its key and revision, and the admin's request it answers."""
-
-    key: str
-    revision: int
-    request: ReanalysisRecord | None
-
-
-def _plan(files: StudyFiles, sop_uids: list[str], model_version: str, revision: int) -> _Plan | str:
-    """The report this finalize owes, or why it owes none (logged ``finalize_skip``; returned).
-
-    - A pending re-analysis (``reanalysis.json``) of these images, or of some of them,
-      raises ``revision`` to its own: the finalize the last analysis, the node (images that
-      arrived while it was pending) or the reconciler queue carries none, yet must make the
-      amended report the admin was promised, not skip because a report exists or make an
-      ordinary one that leaves the request owed for ever.
-    - A plain finalize (revision 0) of images that already have a report skips, whatever
-      its key: a duplicate after an amended report answered the request.
-    - A re-analysis finalize of fewer images than the study was since declared complete
-      with skips: the finalize of all its images makes the amended report, once. Made
-      here, it would be one more report, and the newest if it came last, without the late images.
-    """
-    request = files.layout.pending_reanalysis(files.study_uid, sop_uids)
-    if request is not None:
-        revision = max(revision, request.revision)
-    key = report_key(sop_uids, model_version, revision)
-    reason = ""
-    completion = files.complete()
-    if files.report(key).exists():
-        reason = "report exists"
-    elif not revision and files.layout.has_report_for(files.study_uid, sop_uids):
-        reason = "reported"
-    elif revision and completion is not None and set(completion.sop_uids) > set(sop_uids):
-        reason = "superseded"
-    if reason:
-        log_event(logger, "finalize_skip", study=files.study_uid, report=key, reason=reason,
-                  images=len(sop_uids))
-        return "exists" if reason == "report exists" else reason
-    return _Plan(key, revision, request)
 
 
 def _retry_later(self: Task, study_uid: str, first_try: float, polls: int, revision: int = 0) -> str:
@@ -268,7 +226,7 @@ def _retry_later(self: Task, study_uid: str, first_try: float, polls: int, revis
         return "retry-lost"
 
 
-def _finalize_locked(self: Task, files: StudyFiles, sop_uids: list[str], plan: _Plan, info: Any,
+def _finalize_locked(self: Task, files: StudyFiles, sop_uids: list[str], plan: FinalizePlan, info: Any,
                      first_try: float, polls: int, revision: int = 0) -> str:
     settings = _settings(self)
     study_uid, key = files.study_uid, plan.key
