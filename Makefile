@@ -2,6 +2,7 @@
 #   make run          install what is missing, then run the node + a worker (+ private redis)
 #   make test         install what is missing (with test tools), then run the test suite
 #   make test-faults  the same install, then the fault suite (tests/faults, docs/FAULTS.md)
+#   make bench        the same install, then the product path's benchmarks (bench/README.md)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -63,6 +64,16 @@ demo-weights: venv
 	$(BIN)/mammocad model calibrate --validation-of config/train-experiment-v18.toml --orientations 4 \
 		--orientation-crop 384 --version 0.15.0-demo --out var/demo-0.15.0.pt
 	mv var/demo-0.15.0.pt mammocad/model/weights/demo.pt
+
+# The product path's benchmarks (bench/README.md), one after another at their default sizes: each
+# prints ratios against a reference run in the same run (DCMTK, one orientation), never a verdict.
+# The research benchmarks (bench_resolution, bench_workers, compare_tiles, fuzz) take data or
+# options: bench/README.md gives their commands.
+bench: system-test-deps venv
+	$(BIN)/python bench/bench_receive.py
+	$(BIN)/python bench/bench_node_memory.py
+	$(BIN)/python bench/bench_detector.py
+	$(BIN)/python bench/bench_e2e.py
 
 lint: venv
 	$(BIN)/ruff check mammocad tests bench

@@ -162,3 +162,12 @@ def test_makefile_help_describes_the_readme_make_commands() -> None:
     header = makefile.split("\n\n", 1)[0]
     assert targets and all(re.search(rf"^#\s+make {t}\s", header, re.M) for t in targets), (targets, header)
     assert all(re.search(rf"^{t}:", makefile, re.M) for t in targets)
+
+
+def test_every_phony_make_target_has_a_rule() -> None:
+    """`bench` was declared phony with no rule: `make bench` said nothing to be done and ran nothing."""
+    makefile = (ROOT / "Makefile").read_text()
+    phony = re.search(r"^\.PHONY:(.*)$", makefile, re.M)
+    assert phony is not None
+    missing = [t for t in phony.group(1).split() if not re.search(rf"^{re.escape(t)}:", makefile, re.M)]
+    assert missing == []
