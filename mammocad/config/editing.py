@@ -34,6 +34,7 @@ from mammocad.config.settings import (
     validate_ae_title,
     validate_config_data,
 )
+from mammocad.config.template import TEMPLATE
 
 __all__ = [
     "EditError",
@@ -43,34 +44,6 @@ __all__ = [
     "remove_caller",
     "remove_destination",
 ]
-
-#: Written when ``add`` finds no config file: the structure of config/mammocad.toml.
-TEMPLATE = """\
-# mammocad configuration. Edit by hand or with `mammocad aet ...` / `mammocad dest ...`;
-# a running node picks up caller changes without a restart; workers read destinations at start.
-# Check it with `mammocad config check`; see docs/ADMIN.md for every key.
-# Environment overrides: MAMMOCAD_NODE__PORT=11113, MAMMOCAD_BROKER__URL=redis://host:6379/0 ...
-
-[node]
-ae_title = "MAMMOCAD"
-host = "127.0.0.1"             # loopback; "0.0.0.0" to accept images from other machines
-port = 11112
-require_known_callers = true   # reject associations from AEs not listed under [[callers]]
-study_timeout_s = 30           # a study is complete after this long without a new image
-spool_dir = "var/spool"        # relative paths are relative to the working directory
-
-[broker]
-url = ""                       # empty: `mammocad serve` runs a private redis-server
-
-[worker]
-weights = ""                   # empty: the demo weights (synthetic data, not for clinical use)
-device = "auto"                # auto | cpu | cuda | cuda:N
-
-[delivery]
-retry_initial_s = 5
-retry_max_s = 300
-deadline_s = 3600
-"""
 
 _SECTION_HEADINGS = {
     "callers": "AEs allowed to send images (`mammocad aet add AE [--host H]`).",
