@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel
 
-from mammocad.config.settings import CONFIG_ENV_VAR, Destination, Settings
+from mammocad.config.settings import CONFIG_ENV_VAR, Destination, OutputKind, Settings
 from mammocad.dicom.tls import CertificateDates, certificate_dates
 
 #: A certificate that ends within this many days is warned about: time to get it renewed.
@@ -200,16 +200,36 @@ def _addresses(host: str) -> frozenset[str]:
 
 
 def duplicate_peers(destinations: list[Destination]) -> list[str]:
-    """Two destinations that are one peer (same AE title, port and address) get every result twice."""
-    seen: dict[tuple[str, int, frozenset[str]], str] = {}
+    """Two destinations that reach one peer store the results they both receive twice.
+
+    Same AE title, port and address: one peer. Same address and port with another AE title:
+    most often one peer too, since many PACS accept any called AE title (Orthanc does unless
+    ``DicomCheckCalledAet`` is true). README's Orthanc walkthrough is that case: the template's
+    ``pacs`` (PACS@127.0.0.1:4242) kept beside ``orthanc`` (ORTHANC@127.0.0.1:4242). Destinations
+    that share no output kind (one gets the SRs, the other the images) are not warned about.
+    """
+    seen: list[tuple[Destination, frozenset[str]]] = []
     out = []
     for dest in destinations:
         addresses = _addresses(dest.host)
-        for (ae, port, addrs), name in seen.items():
-            if ae == dest.ae_title and port == dest.port and addrs & addresses:
-                out.append(f"destinations {name} and {dest.name} are the same peer ({dest.ae_title}@{dest.host}:"
-                           f"{dest.port}): every result is sent twice; remove one (`mammocad dest remove {name}`)")
+        for first, first_addresses in seen:
+            shared = [kind for kind in first.wanted_outputs if kind in dest.wanted_outputs]
+            if first.port == dest.port and first_addresses & addresses and shared:
+                out.append(_twice(first, dest, shared))
                 break
-        else:
-            seen[(dest.ae_title, dest.port, addresses)] = dest.name
+        seen.append((dest, addresses))
     return out
+
+
+def _twice(first: Destination, second: Destination, shared: list[OutputKind]) -> str:
+    every = set(shared) == set(first.wanted_outputs) == set(second.wanted_outputs)
+    what = "every result is" if every else f"the {', '.join(k.value for k in shared)} results are"
+    remove = f"remove one (`mammocad dest remove {first.name}`)"
+    if first.ae_title == second.ae_title:
+        return (f"destinations {first.name} and {second.name} are the same peer ({second.ae_title}@{second.host}:"
+                f"{second.port}): {what} sent twice; {remove}")
+    return (f"destinations {first.name} and {second.name} send to one host and port with different AE titles "
+            f"({first.ae_title}@{first.host}:{first.port}, {second.ae_title}@{second.host}:{second.port}): "
+            f"a PACS that accepts any called AE title (Orthanc does, unless DicomCheckCalledAet is true) "
+            f"answers to both, so {what} stored twice; {remove}, or keep both only if that port really serves "
+            "two AEs that each check the called AE title")
