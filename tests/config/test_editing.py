@@ -63,7 +63,7 @@ def test_remove_middle_and_last_keep_headings(config_file: Path, clean_env: None
     assert "# AEs allowed to send images." in text and "# Where results are sent." in text
     remove_caller(config_file, "ECHOSCU")  # the last one: its following heading must stay
     text = config_file.read_text()
-    assert text.index('ae_title = "PACS"') < text.index("# Where results are sent.") < text.index("[[destinations]]")
+    assert text.index('ae_title = "PACS"') < text.index("# Where results are sent.") < text.index("\n[[destinations]]")
     remove_destination(config_file, "pacs")  # the only one: the key goes, [broker] stays intact
     data = tomllib.loads(config_file.read_text())
     assert "destinations" not in data and data["broker"] == {"url": ""}
