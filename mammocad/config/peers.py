@@ -70,6 +70,17 @@ class Destination(Section):
     _ae = field_validator("ae_title")(classmethod(lambda cls, v: validate_ae_title(v)))
     _port = field_validator("port")(classmethod(lambda cls, v: check_port(v)))
 
+    @field_validator("outputs")
+    @classmethod
+    def _some_outputs(cls, outputs: list[OutputKind]) -> list[OutputKind]:
+        # `dest add` refuses an empty list; written by hand it loaded, and the destination
+        # silently received nothing while `dest list` showed it configured.
+        if not outputs:
+            kinds = ", ".join(k.value for k in OutputKind)
+            raise ValueError(f"outputs must name at least one of {kinds} (an empty list sends this destination "
+                             "nothing); leave outputs out for all of them, or remove the destination")
+        return outputs
+
     @model_validator(mode="after")
     def _tls(self) -> Destination:
         check_destination_tls(self.name, self.tls, self.ca_certificates, self.certificate, self.private_key,
