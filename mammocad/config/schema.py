@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mammocad.config.peers import Caller, Destination
@@ -64,6 +64,22 @@ class Settings(BaseSettings):
             raise ValueError(f"names must be unique, repeated: {', '.join(dupes)}; rename or remove one of "
                              "each in the file")
         return destinations
+
+    @model_validator(mode="after")
+    def _metrics_ports_free(self) -> Settings:
+        # The node and its metrics endpoint are one process on one host, and `mammocad serve`
+        # runs the workers beside them: a shared port passed `config check`, then a service
+        # failed to bind at start (as metrics.port against metrics.worker_port already is).
+        dicom = {"node.port": self.node.port, "node.tls.port": self.node.tls.port}
+        metrics = {"metrics.port": self.metrics.port, "metrics.worker_port": self.metrics.worker_port,
+                   "metrics.worker_port + 1 (the analysis worker's)":
+                       self.metrics.worker_port + 1 if self.metrics.worker_port else 0}
+        for m_key, m_port in metrics.items():
+            for d_key, d_port in dicom.items():
+                if m_port and m_port == d_port:
+                    raise ValueError(f"{m_key} ({m_port}) is {d_key}: the node's DICOM port and a metrics endpoint "
+                                     "cannot share a port; choose another metrics port")
+        return self
 
     def caller_allowed(self, ae_title: str, host: str) -> bool:
         """True when ``ae_title`` (from ``host``) is a listed caller."""
