@@ -127,6 +127,23 @@ def atomic_write_bytes(path: str | os.PathLike[str], data_or_chunks: Chunks,
     return written
 
 
+def write_new(path: Path, data: bytes) -> None:
+    """Create ``path`` (it must not exist) holding ``data``, mode 0640, fsynced.
+
+    For files inside a private folder that is renamed into place as a whole (an outbox item,
+    a report's kept outputs). The mode is given at creation: a file written first and
+    chmod-ed after took the process umask in between (0666 under umask 000).
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    try:
+        view = memoryview(data).cast("B")
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def atomic_write_json(path: Path, payload: Any, tmp_dir: Path | None = None) -> None:
     atomic_write_bytes(path, json.dumps(payload, indent=1, sort_keys=True).encode(), tmp_dir)
 

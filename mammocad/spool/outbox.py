@@ -18,6 +18,7 @@ the one scheduled ``deliver`` chain allowed to act on the item (see ``tasks.py``
 from __future__ import annotations
 
 import fcntl
+import io
 import json
 import logging
 import os
@@ -33,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mammocad.logs import log_event
-from mammocad.spool.layout import DIR_MODE, FILE_MODE, Spool, atomic_write_json, ensure_dir, fsync_dir
+from mammocad.spool.layout import DIR_MODE, Spool, atomic_write_json, ensure_dir, fsync_dir, write_new
 from mammocad.spool.records import OUTBOX_ITEM_VERSION, RecordError, check_version, load_json
 
 if TYPE_CHECKING:  # pydicom loads numpy and Pillow: not at import (tests/test_cli_help.py)
@@ -125,24 +126,18 @@ class Outbox:
         final = self._dir(destination, item_id)
         if final.exists() or self._dir(destination, item_id, dead=True).exists():
             return None
-        tmp_root = self.layout.tmp
-        tmp_root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=tmp_root, prefix=f".outbox-{item_id}-"))
+        ensure_dir(self.layout.tmp)  # not mkdir(parents=True): that takes the umask (0777 under 000)
+        tmp = Path(tempfile.mkdtemp(dir=self.layout.tmp, prefix=f".outbox-{item_id}-"))
         os.chmod(tmp, DIR_MODE)
         try:
             for ds in datasets:
-                path = tmp / f"{check_name(str(ds.SOPInstanceUID), 'SOP Instance UID')}.dcm"
-                ds.save_as(path, enforce_file_format=True)
-                with open(path, "rb+") as fh:
-                    os.fchmod(fh.fileno(), FILE_MODE)
-                    os.fsync(fh.fileno())
+                buffer = io.BytesIO()
+                ds.save_as(buffer, enforce_file_format=True)
+                write_new(tmp / f"{check_name(str(ds.SOPInstanceUID), 'SOP Instance UID')}.dcm", buffer.getvalue())
             t = time.time()
             item = OutboxItem(destination=destination, item_id=item_id, created=t, next_attempt=t,
                               token=uuid.uuid4().hex, path=final)
-            (tmp / ITEM_JSON).write_text(json.dumps(item.to_json(), indent=1))
-            with open(tmp / ITEM_JSON, "rb+") as fh:
-                os.fchmod(fh.fileno(), FILE_MODE)
-                os.fsync(fh.fileno())
+            write_new(tmp / ITEM_JSON, json.dumps(item.to_json(), indent=1).encode())
             fsync_dir(tmp)
             ensure_dir(final.parent)
             os.rename(tmp, final)  # fails if a concurrent put won: then theirs stands

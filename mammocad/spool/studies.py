@@ -32,6 +32,7 @@ from mammocad.spool.layout import (
     ensure_dir,
     fsync_dir,
     validate_uid,
+    write_new,
 )
 from mammocad.spool.records import (
     CompletionRecord,
@@ -85,7 +86,7 @@ class StudyFiles:
     def finalize_lock(self) -> Iterator[bool]:
         """Exclusive, non-blocking lock of this study's finalisation; yields False if held."""
         path = self.layout.finalize_lock_path(self.study_uid)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_dir(path.parent)  # not mkdir(parents=True): that takes the umask (0777 under 000)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
         try:
             try:
@@ -156,8 +157,8 @@ def keep_outputs(files: StudyFiles, key: str, objects: list[tuple[OutputKind, Da
         for _, ds in objects:
             buffer = io.BytesIO()
             ds.save_as(buffer, enforce_file_format=True)
-            _write_synced(tmp / f"{ds.SOPInstanceUID}.dcm", buffer.getvalue())
-        _write_synced(tmp / KEPT_JSON, json.dumps(kept.to_json(), indent=1).encode())
+            write_new(tmp / f"{ds.SOPInstanceUID}.dcm", buffer.getvalue())
+        write_new(tmp / KEPT_JSON, json.dumps(kept.to_json(), indent=1).encode())
         fsync_dir(tmp)
         ensure_dir(final.parent)
         if final.exists():
@@ -188,14 +189,6 @@ def read_kept(files: StudyFiles, key: str) -> tuple[KeptOutputs, list[tuple[Outp
                   error=safe_error(exc))
         return None
     return kept, objects
-
-
-def _write_synced(path: Path, data: bytes) -> None:
-    with open(path, "xb") as fh:
-        os.fchmod(fh.fileno(), FILE_MODE)
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
 
 
 def latest_report(files: StudyFiles) -> ReportRecord | None:
