@@ -26,7 +26,16 @@ REDACTED_FIELDS = frozenset({"error", "comment", "detail", "data"})
 _BYTES_RE = re.compile(r"""b(['"])(?:\\.|(?!\1).)*\1""")
 _QUOTED_RE = re.compile(r"""(['"])((?:\\.|(?!\1).)*)\1""")
 _PN_RE = re.compile(r"\S*\^\S*")
-_SAFE_QUOTED_RE = re.compile(r"^(?:[0-9.]*|[a-z][a-z0-9]*(?:_[a-z0-9]+)+|[A-Z][A-Za-z0-9]{0,63}|\.[a-z0-9]{1,8})$")
+#: A UID as it appears in messages: an OID, whose first arc is 0, 1 or 2 (ISO/IEC 8824), so a
+#: birth date (19500101), a numeric patient ID or accession number is not one.
+_UID = r"[012](?:\.[0-9]+)+"
+_SAFE_QUOTED_RE = re.compile(rf"^(?:|{_UID}|[a-z][a-z0-9]*(?:_[a-z0-9]+)+|[A-Z][A-Za-z0-9]{{0,63}}|\.[a-z0-9]{{1,8}})$")
+#: Unquoted words that carry digits; those with many are identifiers or dates unless they are
+#: one of the identifiers of our own (UIDs, addresses, status codes, task ids, report keys).
+_WORD_RE = re.compile(r"[A-Za-z0-9_.+-]+")
+_SAFE_WORD_RE = re.compile(
+    rf"^(?:{_UID}|[0-9]{{1,3}}(?:\.[0-9]{{1,3}}){{3}}|0x[0-9A-Fa-f]+|[0-9]{{1,5}}"
+    r"|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|(?=[0-9]*[a-f])[0-9a-f]{32}(?:\.[rs][0-9]+)*)$")
 MAX_REDACTED = 300
 
 
@@ -43,19 +52,30 @@ def _safe_quoted(text: str) -> bool:
     return not text[:1].isupper() or _is_keyword(text)
 
 
+def _safe_word(word: str) -> bool:
+    return sum(c.isdigit() for c in word) < 4 or _SAFE_WORD_RE.match(word.rstrip(".")) is not None
+
+
 def redact(text: object) -> str:
     """``text`` with anything that may be patient data replaced by ``<redacted>``.
 
     Exception messages from pydicom, pynetdicom, highdicom and Python itself quote the
     offending value ('DOE^JANE', b'\\x08\\x00...'); a received data set can put any
-    bytes there (a UID whose length field swallows the patient module). Kept: quoted
-    UIDs (digits and dots), DICOM keywords, snake_case identifiers and file suffixes;
-    dropped: every other quoted value, byte literal, ``^``-joined word (a PN) and
-    non-ASCII character. One line, at most ``MAX_REDACTED`` characters.
+    bytes there (a UID whose length field swallows the patient module), and a PACS's error
+    comment is free text that may name the patient ("Patient ID 00123456 exists with
+    birth date 1950-01-01"). Kept: quoted UIDs, DICOM keywords, snake_case identifiers and
+    file suffixes; unquoted words with fewer than 4 digits, UIDs, IPv4 addresses, ports and
+    other numbers of at most 5 digits, hex codes (0xA700), task ids and report keys.
+    Dropped: every other quoted value (a quoted 19500101 is a birth date, not a UID), byte
+    literal, ``^``-joined word (a PN), unquoted word with more digits (a patient ID,
+    accession number or date) and non-ASCII character. A name without a caret and without
+    quotes cannot be told from prose: messages that may hold one are the caller's to keep
+    out. One line, at most ``MAX_REDACTED`` characters.
     """
     out = _BYTES_RE.sub("b'<redacted>'", str(text))
     out = _QUOTED_RE.sub(lambda m: m.group(0) if _safe_quoted(m.group(2)) else "'<redacted>'", out)
     out = _PN_RE.sub("<redacted>", out)
+    out = _WORD_RE.sub(lambda m: m.group(0) if _safe_word(m.group(0)) else "<redacted>", out)
     out = "".join(c if " " <= c <= "~" else "?" for c in out.replace("\n", " "))
     return out[:MAX_REDACTED]
 

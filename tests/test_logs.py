@@ -97,3 +97,30 @@ def test_the_root_handler_leaves_a_closed_stderr_for_the_current_one(monkeypatch
     finally:
         root.handlers[:], _ = saved
         root.setLevel(saved[1])
+
+
+def test_numbers_that_identify_a_patient_are_redacted_uids_and_addresses_kept() -> None:
+    """A quoted all-digit value passed as a "UID": pydicom's error for a bad birth date kept it
+    ('19501301'), as it kept a numeric patient ID or accession number. A PACS's error comment is
+    free text that names the patient without quotes; it reaches the log as ``comment=`` and in
+    the delivery ``error=``."""
+    from pydicom import config
+    from pydicom.valuerep import validate_value
+
+    from mammocad.logs import redact, safe_error
+
+    try:
+        validate_value("DA", "19501301", config.RAISE)
+    except ValueError as exc:
+        pydicom_error = safe_error(exc)
+    assert "Invalid value for VR DA" in pydicom_error and "19501301" not in pydicom_error
+    comment = "Patient ID 00123456 (other ID 'PID-7781234') accession A2024-00042 born 1950-01-01 or 01.02.1950"
+    for json_lines in (False, True):
+        line = KeyValueFormatter(json_lines=json_lines).format(
+            _record("t.peer", "store_refused", comment=comment, error=f"status 0xA700 {comment}", sop="1.2.3.4"))
+        for secret in ("00123456", "7781234", "A2024-00042", "1950-01-01", "01.02.1950"):
+            assert secret not in line, (secret, line)
+        assert "1.2.3.4" in line and "0xA700" in line
+    ours = ("'1.2.840.10008.5.1.4.1.1.88.50' via PACS@127.0.0.1:11112 status 0xA700 tag (0010,0030) "
+            "item 3fa85f6471a2b3c4d5e6f708192a3b4c.r1 task 8c1b5a9e-4f2d-4e0b-9b7a-1d2e3f4a5b6c after 20 s.")
+    assert redact(ours) == ours
