@@ -20,9 +20,11 @@ _EVENT_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
 
-#: Fields whose values may carry text from a received data set (exception messages). ``data``
-#: is Celery's: its task lines carry the raised exception and traceback there, unformatted.
-REDACTED_FIELDS = frozenset({"error", "comment", "detail", "data"})
+#: Fields whose values may carry text from a received data set (exception messages, a peer's
+#: error comment, pydicom's reason for refusing a value: "Invalid value for VR DA: '19501301'",
+#: which the results' ``source_attribute_repaired`` logs at INFO). ``data`` is Celery's: its
+#: task lines carry the raised exception and traceback there, unformatted.
+REDACTED_FIELDS = frozenset({"error", "comment", "detail", "data", "reason", "why"})
 _BYTES_RE = re.compile(r"""b(['"])(?:\\.|(?!\1).)*\1""")
 _QUOTED_RE = re.compile(r"""(['"])((?:\\.|(?!\1).)*)\1""")
 _PN_RE = re.compile(r"\S*\^\S*")

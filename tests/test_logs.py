@@ -124,3 +124,23 @@ def test_numbers_that_identify_a_patient_are_redacted_uids_and_addresses_kept() 
     ours = ("'1.2.840.10008.5.1.4.1.1.88.50' via PACS@127.0.0.1:11112 status 0xA700 tag (0010,0030) "
             "item 3fa85f6471a2b3c4d5e6f708192a3b4c.r1 task 8c1b5a9e-4f2d-4e0b-9b7a-1d2e3f4a5b6c after 20 s.")
     assert redact(ours) == ours
+
+
+def test_a_repaired_source_attribute_is_logged_without_its_value(caplog: pytest.LogCaptureFixture) -> None:
+    """Copying the patient module into a result, an invalid birth date or age is left out and
+    logged at INFO as ``source_attribute_repaired`` with pydicom's reason, which quotes the value
+    ("Invalid value for VR DA: '19501301'"); ``reason`` was not a redacted field."""
+    from pydicom.dataset import Dataset
+
+    from mammocad.results.sanitize import copy_patient_study
+    from tests.factories import make_mammogram
+
+    source = make_mammogram(rows=16, columns=16)
+    source.PatientBirthDate, source.PatientAge = "19501301", "92 Y"
+    with caplog.at_level(logging.INFO, logger="mammocad"):
+        copy_patient_study(Dataset(), source)
+    repairs = [r for r in caplog.records if r.getMessage() == "source_attribute_repaired"]
+    assert {r.attribute for r in repairs} >= {"PatientBirthDate", "PatientAge"}  # type: ignore[attr-defined]
+    for json_lines in (False, True):
+        lines = "\n".join(KeyValueFormatter(json_lines=json_lines).format(r) for r in repairs)
+        assert "19501301" not in lines and "92 Y" not in lines and "Invalid value for VR DA" in lines, lines
