@@ -16,6 +16,7 @@ Plain values in, contexts out: this module sits below the config.
 from __future__ import annotations
 
 import base64
+import os
 import re
 import socket
 import ssl
@@ -60,7 +61,10 @@ def _load_chain(ctx: ssl.SSLContext, certificate: str, private_key: str, what: s
     try:
         ctx.load_cert_chain(certificate, private_key, password=encrypted_key(private_key, what))
     except FileNotFoundError as exc:
-        raise TLSConfigError(f"{what}: file not found: {exc.filename}") from exc
+        # ssl sets no filename on this error: name the file that is missing.
+        missing = exc.filename or next((p for p in (certificate, private_key) if p and not os.path.isfile(p)),
+                                       f"{certificate} or {private_key}")
+        raise TLSConfigError(f"{what}: file not found: {missing}; give the path of an existing PEM file") from exc
     except (ssl.SSLError, OSError) as exc:
         raise TLSConfigError(f"{what}: cannot load certificate {certificate!r} with key {private_key!r}: "
                              f"{exc} (PEM files, key unencrypted and matching the certificate)") from exc
