@@ -28,7 +28,7 @@ from kombu.exceptions import KombuError
 from pydicom import dcmread
 
 from mammocad.audit import AuditMessage, Identity, Peer, events, oneshot
-from mammocad.config import Settings
+from mammocad.config import Destination, Settings
 from mammocad.logs import log_event, safe_error
 from mammocad.spool.broker import make_celery
 from mammocad.spool.layout import Spool
@@ -96,32 +96,33 @@ def resend(settings: Settings, study_uid: str, destinations: list[str] | None = 
     targets = [settings.destination(name) for name in destinations] if destinations else settings.destinations
     if not targets:
         raise ActionError("no destinations configured: add one with `mammocad dest add`")
-    outbox, items = Outbox(settings.node.spool_dir), []
-    for dest in targets:
-        wanted = [p for p in paths if kinds.get(p.stem) in dest.outputs]
-        if not wanted:
-            continue
-        item_id = _next_id(outbox, dest.name, report.report_key)
+    outbox = Outbox(settings.node.spool_dir)
+    planned = [(dest, _next_id(outbox, dest.name, report.report_key), wanted) for dest in targets
+               if (wanted := [p for p in paths if kinds.get(p.stem) in dest.outputs])]
+    # Audited before anything is queued: a running worker sends (and deletes) an item as soon as
+    # it is in the outbox, and an admin whose record cannot be written must change nothing.
+    _audit_resend(settings, report.report_key, planned)
+    items = []
+    for dest, item_id, wanted in planned:
         item = outbox.put(dest.name, item_id, [dcmread(p) for p in wanted])
         if item is not None:
             items.append(item)
-    _audit_resend(settings, report.report_key, items)  # before a running worker sends and deletes them
     _queue_delivery(settings, outbox, items)
     return items
 
 
-def _audit_resend(settings: Settings, report_key: str, items: list[OutboxItem]) -> None:
+def _audit_resend(settings: Settings, report_key: str, planned: list[tuple[Destination, str, list[Path]]]) -> None:
+    """Begin Transferring per destination, for the kept objects about to be queued (the outbox
+    copies are these files); raises :class:`oneshot.AuditUnavailable`, nothing queued yet."""
     def messages(me: Identity) -> list[AuditMessage]:
         user = events.os_user()
-        out = []
-        for item in items:
-            dest = settings.destination(item.destination)
-            what = (f"re-sent by {user.user_id} with `mammocad studies resend` (report {report_key}, "
-                    f"outbox item {item.item_id})")
-            out.append(events.transfer_requested(me, user, Peer(dest.ae_title, dest.host),
-                                                 events.study_transfers(item.files()), what))
-        return out
+        return [events.transfer_requested(me, user, Peer(dest.ae_title, dest.host), events.study_transfers(wanted),
+                                          f"re-sent by {user.user_id} with `mammocad studies resend` (report "
+                                          f"{report_key}, outbox item {item_id})")
+                for dest, item_id, wanted in planned]
 
+    if planned:
+        oneshot.check(settings, "nothing was queued")
     oneshot.record(settings, "mammocad-studies", messages)
 
 

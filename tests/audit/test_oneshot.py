@@ -1,33 +1,25 @@
 """Admin commands' audit records (mammocad/audit/oneshot.py) against real files and permissions.
 
-The services own the audit file (0640 in a 0750 folder, deploy/systemd); an admin running a
-command as themselves cannot append to it. The command must then fail with advice, never go
-ahead with its record dropped. The suite runs as one user: as root, "another user" is root
-without CAP_DAC_OVERRIDE (``setpriv``), and the file is owned by uid 65534; otherwise the
-file is made read-only for its owner.
+The services own the audit file; an admin running a command as themselves cannot append to
+it (tests/audit/unwritable.py makes that admin). The command must then fail with advice,
+never go ahead with its record dropped.
 """
 
 from __future__ import annotations
 
 import os
 import pwd
-import shutil
 import subprocess
-import sys
 import textwrap
 import xml.etree.ElementTree as ET
 from pathlib import Path
-
-import pytest
 
 from mammocad.audit import events, oneshot
 from mammocad.audit.events import Identity, StudyTransfer
 from mammocad.audit.messages import AuditMessage
 from mammocad.config.settings import Settings
 from tests.audit.schema import problems
-
-REPO = Path(__file__).resolve().parents[2]
-SERVICE_UID = 65534
+from tests.audit.unwritable import SERVICE_UID, as_admin, owned_by_the_service
 
 _SCRIPT = textwrap.dedent("""
     import sys
@@ -59,32 +51,13 @@ def _config(tmp_path: Path) -> tuple[Path, Path]:
     return config, audit
 
 
-def _owned_by_the_service(audit: Path) -> None:
-    """The audit file as the services leave it: 0640, not writable by the admin running the command."""
-    audit.parent.mkdir(parents=True, exist_ok=True)
-    audit.write_bytes(b"")
-    if os.geteuid() == 0:
-        os.chown(audit, SERVICE_UID, SERVICE_UID)
-        audit.chmod(0o640)
-    else:
-        audit.chmod(0o440)
-
-
 def _as_admin(config: Path, tmp_path: Path, what: str) -> subprocess.CompletedProcess[str]:
-    prefix: list[str] = []
-    if os.geteuid() == 0:
-        setpriv = shutil.which("setpriv")
-        if setpriv is None:
-            pytest.skip("running as root without setpriv: cannot drop CAP_DAC_OVERRIDE")
-        prefix = [setpriv, "--bounding-set=-dac_override,-dac_read_search,-fowner"]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "MAMMOCAD_CONFIG": str(config)}
-    return subprocess.run([*prefix, sys.executable, "-c", _SCRIPT, str(config), str(tmp_path / "built"), what],
-                          capture_output=True, text=True, timeout=120, env=env)
+    return as_admin(["-c", _SCRIPT, str(config), str(tmp_path / "built"), what], {"MAMMOCAD_CONFIG": str(config)})
 
 
 def test_an_admin_who_cannot_append_gets_an_error_that_says_to_sudo(tmp_path: Path) -> None:
     config, audit = _config(tmp_path)
-    _owned_by_the_service(audit)
+    owned_by_the_service(audit)
     done = _as_admin(config, tmp_path, "record")
     assert done.returncode == 3, done.stderr
     assert audit.read_bytes() == b""
@@ -98,7 +71,7 @@ def test_an_admin_who_cannot_append_gets_an_error_that_says_to_sudo(tmp_path: Pa
 
 def test_a_config_edit_that_cannot_be_audited_says_so(tmp_path: Path) -> None:
     config, audit = _config(tmp_path)
-    _owned_by_the_service(audit)
+    owned_by_the_service(audit)
     done = _as_admin(config, tmp_path, "config")
     assert done.returncode == 3, done.stderr
     assert f"edit of [[callers]] in {config} is NOT in the audit trail" in done.stderr

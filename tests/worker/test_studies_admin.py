@@ -482,3 +482,36 @@ def test_a_resend_to_a_destination_the_report_did_not_name_is_shown(tmp_path: Pa
     status = study_status(spool, study_uid)
     assert (status.destinations, status.state) == ({"archive": "dead", "pacs": "delivered"}, "failed")
     assert status.errors == {"archive": "association rejected"}
+
+
+def test_a_resend_that_cannot_be_audited_queues_nothing(tmp_path: Path) -> None:
+    """Spool only: an admin who cannot append to the audit file (owned by the services) runs
+    `studies resend`. The objects were put in the outbox before the audit record failed, so a
+    running worker would have sent them unaudited; now nothing is queued and one line says why."""
+    from mammocad.config.output_kinds import OutputKind
+    from mammocad.spool.records import OutputObject
+    from tests.audit.unwritable import mammocad_as_admin, owned_by_the_service, refused_in_one_line
+    from tests.factories import make_mammogram
+
+    spool = tmp_path / "spool"
+    study_uid, sops = _spool_study(spool)
+    key = report_key(sops, "0.0.0-random")
+    files = StudyFiles(spool, study_uid)
+    kept = make_mammogram(rows=64, columns=48)  # stands in for the report's kept CAD SR
+    folder = files.layout.outputs_dir(study_uid, key)
+    folder.mkdir(parents=True)
+    kept.save_as(folder / f"{kept.SOPInstanceUID}.dcm", enforce_file_format=True)
+    files.write_report(ReportRecord(
+        report_key=key, sop_uids=tuple(sops), model_name="test", model_version="0.0.0-random",
+        objects=(OutputObject(study_uid, str(kept.SeriesInstanceUID), str(kept.SOPInstanceUID), SR,
+                              OutputKind.MAMMO_CAD_SR),),
+        destinations={"pacs": key}, created=time.time()))
+    audit = tmp_path / "log" / "audit.log"
+    owned_by_the_service(audit)
+    cfg = tmp_path / "mammocad.toml"
+    cfg.write_text(f'[node]\nspool_dir = "{spool}"\n\n[audit]\nfile = "{audit}"\n\n'
+                   '[[destinations]]\nname = "pacs"\nae_title = "PACS"\nhost = "127.0.0.1"\nport = 104\n')
+    done = mammocad_as_admin(cfg, "studies", "resend", study_uid)
+    assert Outbox(spool).items() == [] and Outbox(spool).items(dead=True) == []
+    line = refused_in_one_line(done, audit)
+    assert line.startswith("mammocad studies resend: ") and "nothing was queued" in line
