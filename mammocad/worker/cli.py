@@ -313,6 +313,13 @@ def outbox_drop(args: argparse.Namespace) -> int:
         print(f"mammocad outbox drop: no item {args.item or 'for ' + args.dest!r}; see `mammocad outbox list` "
               "and `mammocad outbox list --dead`", file=sys.stderr)
         return 1
+    from mammocad.audit import oneshot
+
+    try:
+        oneshot.check(settings, "nothing was dropped")
+    except oneshot.AuditUnavailable as exc:
+        print(f"mammocad outbox drop: {exc}", file=sys.stderr)
+        return 1
     for listed in items:
         with outbox.locked(listed, wait_s=5.0) as got:  # not while a delivery attempt is sending it
             # Read again under the lock: the attempt we waited for may have had files confirmed,
@@ -326,9 +333,12 @@ def outbox_drop(args: argparse.Namespace) -> int:
                 continue
             study, _, _ = item.study()
             never = item.pending_files()
-            transfers = events.study_transfers(never)  # read before the files go
+            try:  # audited before the files go: an item given up leaves a record or stays
+                _audit_drop(settings, item, events.study_transfers(never))
+            except oneshot.AuditUnavailable as exc:
+                print(f"mammocad outbox drop: {exc}", file=sys.stderr)
+                return 1
             outbox.drop(item, study)
-        _audit_drop(settings, item, transfers)
         print(f"dropped {item.destination}/{item.item_id} (study {study or '?'}, {len(never)} "
               f"objects never confirmed)")
     return 0
