@@ -1,4 +1,4 @@
-"""CLI for the worker: ``mammocad worker`` and ``mammocad outbox list|retry``.
+"""CLI for the worker: ``mammocad worker`` and ``mammocad outbox list|retry|drop``.
 
 ``mammocad worker`` with both queues (the default) supervises two Celery workers, one per
 queue, because Celery has one concurrency per worker: the ``gpu`` queue wants one
@@ -293,7 +293,7 @@ def outbox_list(args: argparse.Namespace) -> int:
 
 
 def outbox_drop(args: argparse.Namespace) -> int:
-    from mammocad.audit import events
+    from mammocad.audit import events, oneshot
     from mammocad.spool.outbox import Outbox
 
     settings = _load(args)
@@ -313,8 +313,6 @@ def outbox_drop(args: argparse.Namespace) -> int:
         print(f"mammocad outbox drop: no item {args.item or 'for ' + args.dest!r}; see `mammocad outbox list` "
               "and `mammocad outbox list --dead`", file=sys.stderr)
         return 1
-    from mammocad.audit import oneshot
-
     try:
         oneshot.check(settings, "nothing was dropped")
     except oneshot.AuditUnavailable as exc:
@@ -384,6 +382,7 @@ def _audit_retry(settings: Settings, items: list[Any]) -> None:
 
 
 def outbox_retry(args: argparse.Namespace) -> int:
+    from mammocad.audit import oneshot
     from mammocad.spool.outbox import Outbox
 
     settings = _load(args)
@@ -402,7 +401,13 @@ def outbox_retry(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 1
     dead, skipped = _not_waiting(outbox, dead)
-    _audit_retry(settings, dead)  # before a running worker sends and deletes them
+    try:  # before a running worker sends and deletes them
+        if dead:
+            oneshot.check(settings, "no dead letter was queued again")
+        _audit_retry(settings, dead)
+    except oneshot.AuditUnavailable as exc:
+        print(f"mammocad outbox retry: {exc}", file=sys.stderr)
+        return 1
     app = _app_or_none(settings)
     for item in dead:
         try:

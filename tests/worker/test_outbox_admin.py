@@ -38,3 +38,12 @@ def test_a_drop_that_cannot_be_audited_drops_nothing(tmp_path: Path) -> None:
     assert len(Outbox(spool).items()[0].pending_files()) == 2
     line = refused_in_one_line(done, audit)
     assert line.startswith("mammocad outbox drop: ") and "nothing was dropped" in line
+
+
+def test_a_retry_that_cannot_be_audited_says_so_in_one_line(tmp_path: Path) -> None:
+    """It queued nothing already, but ended in a traceback."""
+    spool, cfg, audit = _setup(tmp_path, dead=True)
+    done = mammocad_as_admin(cfg, "outbox", "retry", "--all")
+    assert Outbox(spool).items() == [] and [i.item_id for i in Outbox(spool).items(dead=True)] == ["item1"]
+    line = refused_in_one_line(done, audit)
+    assert line.startswith("mammocad outbox retry: ") and "no dead letter was queued again" in line
