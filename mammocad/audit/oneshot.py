@@ -130,7 +130,8 @@ def record_config_change(settings: Settings | None, path: Path, section: str, be
         return
     me = trail.identity
     outcome = codes.OUTCOME_MINOR if error else codes.OUTCOME_SUCCESS
-    # The edit is already in the file: the error says so rather than claim nothing happened.
+    # The edit is already in the file (the caller's check() passed, then the write failed):
+    # the error says so rather than claim nothing happened.
     _emit_all(trail, [events.config_changed(me, str(path), section, ["mammocad", *sys.argv[1:]], before, after,
                                             outcome=outcome, error=error)],
               f"the {'refused ' if error else ''}edit of [[{section}]] in {path} is NOT in the audit trail (tell "

@@ -3,8 +3,8 @@
 Thin wrappers over :mod:`mammocad.config.editing` and :mod:`mammocad.config.echo`.
 Edits change the file only: the running node re-reads callers on its own; workers read
 destinations when they start, so the CLI tells the admin to restart the results worker.
-Exit status: 0 success, 1 the operation failed (invalid config, refused edit,
-failed echo), 2 bad command line (argparse).
+Exit status: 0 success, 1 the operation failed (invalid config, refused edit, audit record
+that cannot be written, failed echo), 2 bad command line (argparse).
 """
 
 from __future__ import annotations
@@ -141,24 +141,32 @@ def _edit(args: argparse.Namespace, section: str, edit: Callable[..., object], *
     """Apply one edit to the config file; None (the error already printed) when it was refused.
 
     Every attempt is audited (who, which command, the section before and after) when the
-    file's ``[audit]`` section says where to (mammocad/audit/oneshot.py).
+    file's ``[audit]`` section says where to (mammocad/audit/oneshot.py). An admin whose
+    record cannot be written is refused before the file changes: callers and destinations
+    are the node's access control and where patient data goes, never edited unaudited.
     """
-    from mammocad.audit.oneshot import config_section, record_config_change
+    from mammocad.audit.oneshot import AuditUnavailable, check, config_section, record_config_change
 
     path = resolve_config_path(args.config)
     before = config_section(path, section)
     try:
-        settings = edit(path, *edit_args)
-    except ConfigError as exc:
-        _fail(str(exc))
+        current: Settings | None = load_settings(args.config)
+    except ConfigError:  # the edit says what is wrong with the file, and refuses it
+        current = None
+    try:
+        if current is not None:
+            check(current, f"{path} was not changed")
         try:
-            current: Settings | None = load_settings(args.config)
-        except ConfigError:
-            current = None
-        record_config_change(current, path, section, before, before, error=str(exc).splitlines()[0])
+            settings = edit(path, *edit_args)
+        except ConfigError as exc:
+            _fail(str(exc))
+            record_config_change(current, path, section, before, before, error=str(exc).splitlines()[0])
+            return None
+        record_config_change(settings if isinstance(settings, Settings) else None, path, section, before,
+                             config_section(path, section))
+    except AuditUnavailable as exc:
+        _fail(str(exc))
         return None
-    record_config_change(settings if isinstance(settings, Settings) else None, path, section, before,
-                         config_section(path, section))
     return path
 
 

@@ -73,3 +73,25 @@ def test_config_check_shows_where_audit_messages_and_metrics_go(tmp_path: Path) 
     config.write_text("")
     out = _mammocad(config, "config", "check").stdout
     assert "audit trail: off" in out and "metrics: off" in out
+
+
+@pytest.mark.parametrize("command", [
+    ["aet", "add", "MG_ROOM1"], ["aet", "remove", "PACS"],
+    ["dest", "add", "archive", "--ae", "ARCHIVE", "--host", "10.0.0.6", "--port", "104"], ["dest", "remove", "pacs"],
+])
+def test_an_edit_that_cannot_be_audited_leaves_the_file_as_it_was(command: list[str], tmp_path: Path) -> None:
+    """An admin who cannot append to the audit file (owned by the services): the edit was
+    written first and the command then failed with a traceback, so callers or destinations
+    changed with no record. Now the file is untouched and one line says how to run it."""
+    from tests.audit.unwritable import mammocad_as_admin, owned_by_the_service, refused_in_one_line
+
+    audit = tmp_path / "log" / "audit.log"
+    owned_by_the_service(audit)
+    config = tmp_path / "mammocad.toml"
+    text = (f'[audit]\nfile = "{audit}"\n\n[[callers]]\nae_title = "PACS"\n\n'
+            '[[destinations]]\nname = "pacs"\nae_title = "PACS"\nhost = "10.0.0.5"\nport = 4242\n')
+    config.write_text(text)
+    done = mammocad_as_admin(config, *command)
+    assert config.read_text() == text
+    line = refused_in_one_line(done, audit)
+    assert line.startswith("mammocad: ") and f"{config} was not changed" in line
