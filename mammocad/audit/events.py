@@ -13,6 +13,7 @@ Mapping to PS3.15 A.5.3 (documented for admins in docs/ADMIN.md, "Audit trail"):
 | an admin queues results again (`studies resend`, `outbox retry`) | 110102 Begin Transferring DICOM Instances (E) | | 0 |
 | an admin has a study analysed again (`studies reanalyse`) | 110103 DICOM Instances Accessed (U) | | 0 |
 | callers or destinations edited | 110113 Security Alert | 110129 / 110128 | 0 |
+| a service reloads changed callers / destinations | 110113 Security Alert | 110129 / 110128 | 0 |
 
 Received instances are reported once per association (not per instance): the association
 knows who sent them (calling AE title and address), and a study sent in two associations
@@ -235,22 +236,42 @@ def study_reanalysed(me: Identity, user: ActiveParticipant, studies: Iterable[St
                       participants=(user, me.process(requestor=False)), objects=_study_objects(studies))
 
 
+def _config_subject(path: str, section: str, details: tuple[tuple[str, Any], ...]) -> tuple[codes.Code,
+                                                                                            ParticipantObject]:
+    """The event type and the changed section as a participant object (the file's URI).
+
+    Callers (and whether they are enforced) are the node's access control (110129 Security
+    Configuration); destinations are where patient data goes (110128 Network Configuration).
+    """
+    security = section.split(".")[0] in ("callers", "node")
+    event_type = codes.SECURITY_CONFIGURATION if security else codes.NETWORK_CONFIGURATION
+    subject = ParticipantObject(
+        object_id="file://" + os.path.abspath(path), id_type=codes.URI, type_code=codes.OBJECT_SYSTEM,
+        name=f"[[{section}]]" if "." not in section else section,
+        role=codes.ROLE_SECURITY_RESOURCE if security else codes.ROLE_MASTER_FILE,
+        details=tuple((key, json.dumps(value, sort_keys=True, default=str).encode()) for key, value in details))
+    return event_type, subject
+
+
 def config_changed(me: Identity, path: str, section: str, command: list[str], before: Any, after: Any,
                    outcome: int = codes.OUTCOME_SUCCESS, error: str = "") -> AuditMessage:
-    """A.5.3.10 Security Alert (configuration): who edited which section, with which command, before/after.
-
-    Callers are the node's access control (110129 Security Configuration); destinations are
-    where patient data goes (110128 Network Configuration).
-    """
-    security = section == "callers"
-    event_type = codes.SECURITY_CONFIGURATION if security else codes.NETWORK_CONFIGURATION
-    uri = "file://" + os.path.abspath(path)
-    subject = ParticipantObject(
-        object_id=uri, id_type=codes.URI, type_code=codes.OBJECT_SYSTEM, name=f"[[{section}]]",
-        role=codes.ROLE_SECURITY_RESOURCE if security else codes.ROLE_MASTER_FILE,
-        details=(("Command", json.dumps(command).encode()),
-                 ("Before", json.dumps(before, sort_keys=True, default=str).encode()),
-                 ("After", json.dumps(after, sort_keys=True, default=str).encode())))
+    """A.5.3.11 Security Alert (configuration): who edited which section, with which command, before/after."""
+    event_type, subject = _config_subject(path, section, (("Command", command), ("Before", before),
+                                                          ("After", after)))
     return me.message(event_id=codes.SECURITY_ALERT, action=codes.ACTION_EXECUTE, outcome=outcome,
                       event_types=(event_type,), outcome_description=error,
                       participants=(os_user(), me.process(requestor=False)), objects=(subject,))
+
+
+def config_reloaded(me: Identity, path: str, section: str, before: Any, after: Any) -> AuditMessage:
+    """A.5.3.11 Security Alert (configuration): this service re-read its configuration file and
+    applies a changed ``section`` (callers, whether they are enforced, destinations), before/after.
+
+    Reported by the process that reloads, as the requestor: who wrote the file is not known
+    here (an audited ``aet|dest`` edit, or an editor, which only this record shows).
+    """
+    event_type, subject = _config_subject(path, section, (("Before", before), ("After", after)))
+    return me.message(event_id=codes.SECURITY_ALERT, action=codes.ACTION_EXECUTE, outcome=codes.OUTCOME_SUCCESS,
+                      event_types=(event_type,),
+                      outcome_description=f"configuration reloaded by the running service: {section} changed",
+                      participants=(me.process(requestor=True),), objects=(subject,))

@@ -3,6 +3,12 @@
 A stat per call is cheap enough for every association request or task. An invalid file
 keeps the previous settings (and is logged), so a half-finished edit never takes a node
 or worker down.
+
+A reload that changes who may send images or where results go is audited by the process
+that reloads (PS3.15 A.5.3.11 Security Alert, :func:`mammocad.audit.events.config_reloaded`,
+one message per changed section with it before and after): the file may have been edited
+by hand, which no ``mammocad aet|dest`` record shows. Audit problems never fail the reload:
+the trail drops and logs (``audit_dropped``) as it does for every service message.
 """
 
 from __future__ import annotations
@@ -10,20 +16,37 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from mammocad.config.settings import ConfigError, Settings, load_settings
-from mammocad.logs import log_event
+from mammocad.logs import log_event, safe_error
+
+if TYPE_CHECKING:
+    from mammocad.audit.trail import AuditTrail
 
 logger = logging.getLogger("mammocad.config")
+
+#: What a reload applies that the audit trail must show: who may send images (110129) and
+#: where results go (110128). Values as plain data for the Before/After details.
+AUDITED: dict[str, Callable[[Settings], Any]] = {
+    "callers": lambda s: [c.model_dump(mode="json", exclude_none=True) for c in s.callers],
+    "node.require_known_callers": lambda s: s.node.require_known_callers,
+    "destinations": lambda s: [d.model_dump(mode="json", exclude_none=True) for d in s.destinations],
+}
 
 
 class ConfigWatcher:
     """Holds the latest valid settings read from ``path``; ``poll()`` re-reads on change."""
 
-    def __init__(self, settings: Settings, path: str | os.PathLike[str] | None) -> None:
+    def __init__(self, settings: Settings, path: str | os.PathLike[str] | None,
+                 trail: AuditTrail | None = None) -> None:
+        """``trail``: the process's audit trail; None makes one from ``settings`` at the first
+        audited reload (a second sender in the process, only when something changed)."""
         self.settings = settings
         self.path = Path(path) if path else None
+        self.trail = trail
         self._stamp = self._stat()
         self._lock = threading.Lock()
 
@@ -51,10 +74,28 @@ class ConfigWatcher:
                 log_event(logger, "config_invalid", logging.ERROR, path=str(self.path),
                           error=str(exc)[:500], action="keeping previous settings")
                 return None
-            self.settings = new
+            old, self.settings = self.settings, new
             log_event(logger, "config_reloaded", path=str(self.path), callers=len(new.callers),
                       destinations=len(new.destinations))
+            self._audit(old, new)
             return new
+
+    def _audit(self, old: Settings, new: Settings) -> None:
+        """One Security Alert per audited section that changed; never raises."""
+        from mammocad.audit import AuditTrail, events
+
+        assert self.path is not None
+        try:
+            changed = [(section, view(old), view(new)) for section, view in AUDITED.items() if view(old) != view(new)]
+            if not changed:
+                return
+            if self.trail is None:
+                self.trail = AuditTrail.from_settings(old.audit, old.node.ae_title)
+            for section, before, after in changed:
+                self.trail.emit(events.config_reloaded(self.trail.identity, str(self.path), section, before, after))
+        except Exception as exc:  # noqa: BLE001 - the audit must never stop a reload
+            log_event(logger, "audit_dropped", logging.WARNING, sink="queue", error=safe_error(exc),
+                      audit_event="config_reloaded")
 
     def current(self) -> Settings:
         self.poll()
