@@ -19,6 +19,7 @@ APPLICATION_ACTIVITY = _dcm("110100", "Application Activity")
 BEGIN_TRANSFERRING = _dcm("110102", "Begin Transferring DICOM Instances")
 INSTANCES_ACCESSED = _dcm("110103", "DICOM Instances Accessed")
 INSTANCES_TRANSFERRED = _dcm("110104", "DICOM Instances Transferred")
+STUDY_DELETED = _dcm("110105", "DICOM Study Deleted")
 SECURITY_ALERT = _dcm("110113", "Security Alert")
 USER_AUTHENTICATION = _dcm("110114", "User Authentication")
 

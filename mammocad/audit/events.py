@@ -12,6 +12,7 @@ Mapping to PS3.15 A.5.3 (documented for admins in docs/ADMIN.md, "Audit trail"):
 | instances sent to a destination | 110104 DICOM Instances Transferred (R) | | 0 / 8 |
 | an admin queues results again (`studies resend`, `outbox retry`) | 110102 Begin Transferring DICOM Instances (E) | | 0 |
 | an admin has a study analysed again (`studies reanalyse`) | 110103 DICOM Instances Accessed (U) | | 0 |
+| retention removes a study (or its set-aside objects) from the spool | 110105 DICOM Study Deleted (D) | | 0 |
 | callers or destinations edited | 110113 Security Alert | 110129 / 110128 | 0 |
 | a service reloads changed callers / destinations | 110113 Security Alert | 110129 / 110128 | 0 |
 
@@ -234,6 +235,17 @@ def study_reanalysed(me: Identity, user: ActiveParticipant, studies: Iterable[St
     return me.message(event_id=codes.INSTANCES_ACCESSED, action=codes.ACTION_UPDATE,
                       outcome=codes.OUTCOME_SUCCESS, outcome_description=what,
                       participants=(user, me.process(requestor=False)), objects=_study_objects(studies))
+
+
+def study_deleted(me: Identity, study: StudyTransfer, why: str) -> AuditMessage:
+    """A.5.3.8 DICOM Study Deleted: this process removed a study's instances from the spool
+    (retention); ``study`` holds the SOP classes and counts that went, ``why`` the rule.
+
+    One study per message: the standard allows one patient per message only.
+    """
+    return me.message(event_id=codes.STUDY_DELETED, action=codes.ACTION_DELETE, outcome=codes.OUTCOME_SUCCESS,
+                      outcome_description=why, participants=(me.process(requestor=True),),
+                      objects=_study_objects([study]))
 
 
 def _config_subject(path: str, section: str, details: tuple[tuple[str, Any], ...]) -> tuple[codes.Code,

@@ -16,6 +16,11 @@ Set-aside objects (``other/``: SOP classes that are not analysed) go after the s
 unless one arrived while their folder was being removed.
 A folder is first renamed into ``tmp/`` (atomic) and then deleted, so a crash midway
 leaves no half study for the node or a worker to trip over.
+
+Each folder that goes is audited with the pruning process's ``trail`` (PS3.15 A.5.3.8 DICOM
+Study Deleted: the study, the SOP classes and counts of the instances deleted, the patient
+ID), once it is renamed away and checked, before it is deleted. The trail never blocks or
+raises: a trail that is down drops and logs (``audit_dropped``), and pruning goes on.
 """
 
 from __future__ import annotations
@@ -28,10 +33,14 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from mammocad.logs import log_event
+from mammocad.logs import log_event, safe_error
 from mammocad.spool.layout import Spool
 from mammocad.spool.records import RecordError, ReportRecord
+
+if TYPE_CHECKING:
+    from mammocad.audit import AuditTrail
 
 logger = logging.getLogger(__name__)
 
@@ -107,13 +116,15 @@ def _merge_back(doomed: Path, folder: Path) -> None:
     shutil.rmtree(doomed, ignore_errors=True)
 
 
-def _remove(spool: Spool, folder: Path, check: Callable[[Path], str | None] | None = None) -> bool:
+def _remove(spool: Spool, folder: Path, check: Callable[[Path], str | None] | None = None,
+            deleting: Callable[[Path], None] | None = None) -> bool:
     """Remove ``folder`` unless an image arrived between the checks and the rename.
 
     The node may commit an image into the study (and answer Success) after the age and
     report checks ran. The folder is renamed away first (atomic), then ``check`` runs
     again on what was moved: an image in no report, or a new folder the node created in
     the meantime, puts everything back, so nothing answered Success is ever deleted.
+    ``deleting`` (the audit record) sees the moved folder just before it is deleted.
     Returns False when the study was put back.
     """
     doomed = spool.tmp / f".pruned-{folder.name}-{uuid.uuid4().hex[:8]}"
@@ -124,16 +135,39 @@ def _remove(spool: Spool, folder: Path, check: Callable[[Path], str | None] | No
         log_event(logger, "prune_raced_arrival", logging.WARNING, study=folder.name,
                   reason=reason or "an image arrived while the study was being removed")
         return False
+    if deleting is not None:
+        deleting(doomed)
     shutil.rmtree(doomed, ignore_errors=True)
     return True
 
 
+def _auditor(trail: AuditTrail | None, uid: str, why: str) -> Callable[[Path], None] | None:
+    """What audits the deletion of study ``uid``'s folder (its DICOM files' headers), if anyone."""
+    if trail is None or not trail.enabled:
+        return None
+
+    def deleting(doomed: Path) -> None:
+        from mammocad.audit import StudyTransfer, events
+
+        try:
+            studies = [s for s in events.study_transfers(doomed.rglob("*.dcm")) if s.study_uid == uid]
+            trail.emit(events.study_deleted(trail.identity, studies[0] if studies else StudyTransfer(uid, {}), why))
+        except Exception as exc:  # noqa: BLE001 - never leave a renamed folder behind for the audit's sake
+            log_event(logger, "audit_dropped", logging.WARNING, sink="queue", error=safe_error(exc), study=uid)
+
+    return deleting
+
+
 def prune(spool_dir: str | os.PathLike[str], older_than_s: float, *, dry_run: bool = False,
-          now: float | None = None) -> PruneReport:
-    """Remove delivered studies and set-aside objects untouched for ``older_than_s``."""
+          now: float | None = None, trail: AuditTrail | None = None) -> PruneReport:
+    """Remove delivered studies and set-aside objects untouched for ``older_than_s``;
+    each one removed is audited on ``trail`` (the calling process's)."""
     spool = Spool(spool_dir)
     spool.tmp.mkdir(parents=True, exist_ok=True)
     cutoff = (now if now is not None else time.time()) - older_than_s
+    days = f"{older_than_s / DAY_S:g} days"
+    study_why = f"removed from the spool by retention: every result delivered, untouched for {days}"
+    other_why = f"set-aside objects (SOP classes not analysed) removed from the spool by retention after {days}"
     report = PruneReport()
     for uid in list(spool.study_uids()):
         folder = spool.studies / uid
@@ -147,7 +181,8 @@ def prune(spool_dir: str | os.PathLike[str], older_than_s: float, *, dry_run: bo
             if reason:
                 report.kept[uid] = reason
                 continue
-            if not dry_run and not _remove(spool, folder, lambda moved: _why_kept(spool, moved)):
+            if not dry_run and not _remove(spool, folder, lambda moved: _why_kept(spool, moved),
+                                           _auditor(trail, uid, study_why)):
                 continue
         except FileNotFoundError:  # removed under us (another prune)
             continue
@@ -159,7 +194,8 @@ def prune(spool_dir: str | os.PathLike[str], older_than_s: float, *, dry_run: bo
                 newest, size = _age_and_size(folder)
                 if newest >= cutoff:
                     continue
-                if not dry_run and not _remove(spool, folder, lambda moved: _arrived(moved, cutoff)):
+                if not dry_run and not _remove(spool, folder, lambda moved: _arrived(moved, cutoff),
+                                               _auditor(trail, folder.name, other_why)):
                     continue
             except FileNotFoundError:
                 continue

@@ -10,9 +10,12 @@ import sys
 import time
 from pathlib import Path
 
+from pydicom import Dataset
+
 from mammocad.spool.layout import Spool
 from mammocad.spool.outbox import Outbox
 from mammocad.spool.retention import DAY_S, prune
+from tests.factories import make_four_view_study
 
 NOW = time.time()
 OLD = NOW - 40 * DAY_S
@@ -175,3 +178,110 @@ def test_a_study_whose_resent_results_are_still_owed_stays(tmp_path: Path) -> No
     assert prune(spool, 30 * DAY_S, now=NOW).kept == {"1.9": "results for archive still in deadletter/"}
     shutil.rmtree(Outbox(spool).get("archive", "key-1.9.s1", dead=True).path)  # confirmed at last (dropped)
     assert prune(spool, 30 * DAY_S, now=NOW).studies == ["1.9"]
+
+
+def _delivered_study(spool: Path) -> tuple[list[Dataset], Path]:
+    """A delivered four-view study of real DICOM images (headers are what the audit reads), old."""
+    Spool(spool).create()
+    study = make_four_view_study(rows=64, columns=48)
+    folder = _study(spool, str(study[0].StudyInstanceUID), images=4, reported=4)
+    for ds, path in zip(study, sorted((folder / "images").glob("*.dcm")), strict=True):
+        ds.save_as(path, enforce_file_format=True)  # under the names the report lists
+    _age(folder, OLD)
+    return study, folder
+
+
+def test_each_pruned_study_is_audited_as_deleted(tmp_path: Path) -> None:
+    """PS3.15 A.5.3.8 DICOM Study Deleted, one per study folder (and set-aside folder) that
+    goes, from the process that prunes: the study, its SOP classes and counts, the patient
+    ID; nothing for a dry run, a study kept, or one put back because an image arrived."""
+    import xml.etree.ElementTree as ET
+
+    from mammocad.audit import AuditTrail, Identity
+    from tests.audit.schema import problems
+    from tests.factories import make_mammogram
+
+    spool = tmp_path / "spool"
+    study, folder = _delivered_study(spool)
+    uid = str(study[0].StudyInstanceUID)
+    _study(spool, "1.4", reported=None)  # kept: never finalised
+    aside = make_mammogram(rows=64, columns=48)
+    other = spool / "other" / str(aside.StudyInstanceUID)
+    other.mkdir(parents=True)
+    aside.save_as(other / f"{aside.SOPInstanceUID}.dcm", enforce_file_format=True)
+    _age(folder, OLD)
+    _age(other, OLD)
+    audit = tmp_path / "audit.log"
+    trail = AuditTrail(Identity.make("MAMMOCAD", program="mammocad-worker"), file=audit)
+
+    assert prune(spool, 30 * DAY_S, dry_run=True, now=NOW, trail=trail).studies == [uid]
+    done = prune(spool, 30 * DAY_S, now=NOW, trail=trail)
+    trail.close()
+    assert done.studies == [uid] and done.other == [other.name]
+    lines = audit.read_bytes().splitlines()
+    assert [problems(line) for line in lines] == [[], []]
+    deleted = {}
+    for line in lines:
+        root = ET.fromstring(line)
+        event = root.find("EventIdentification")
+        assert event is not None and event.get("EventActionCode") == "D"
+        assert event.find("EventID").get("csd-code") == "110105"  # type: ignore[union-attr]
+        objects = {o.find("ParticipantObjectIDTypeCode").get("csd-code"): o  # type: ignore[union-attr]
+                   for o in root.iter("ParticipantObjectIdentification")}
+        assert set(objects) == {"110180", "2"}
+        study_object = objects["110180"]
+        assert (study_object.get("ParticipantObjectTypeCode"), study_object.get("ParticipantObjectTypeCodeRole")) \
+            == ("2", "3")
+        assert objects["2"].get("ParticipantObjectID") == "PID-TEST-0001"
+        assert str(study[0].PatientName) not in line.decode()  # the patient ID only, as every audit event
+        reporter = root.find("ActiveParticipant")
+        assert reporter is not None and reporter.get("UserID", "").startswith("mammocad-worker[")
+        deleted[study_object.get("ParticipantObjectID")] = [
+            (c.get("UID"), c.get("NumberOfInstances")) for c in study_object.iter("SOPClass")]
+    assert deleted == {uid: [(str(study[0].SOPClassUID), "4")],
+                       str(aside.StudyInstanceUID): [(str(aside.SOPClassUID), "1")]}
+
+
+_SWEEPER = """
+import sys, time
+from pathlib import Path
+from mammocad.config import load_settings
+from mammocad.spool.broker import make_celery
+from mammocad.worker import cli
+from mammocad.worker.tasks import register_tasks
+
+settings = load_settings(sys.argv[1])
+app = make_celery(settings)
+register_tasks(app, settings)
+cli.PRUNE_INTERVAL_S = 0.0  # the first pass prunes
+cli.start_sweeper(app, settings)
+folder = Path(sys.argv[2])
+tmp = folder.parents[1] / "tmp"
+
+def pruned():  # renamed away at once, deleted once its record is queued
+    return not folder.exists() and not any(tmp.iterdir())
+
+deadline = time.monotonic() + 60
+while not pruned() and time.monotonic() < deadline:
+    time.sleep(0.05)
+app.mammocad_audit.close()
+sys.exit(0 if pruned() else 3)
+"""
+
+
+def test_the_results_workers_hourly_prune_is_audited(tmp_path: Path) -> None:
+    """The results worker's sweeper prunes with the worker's own audit trail (the process that
+    deletes is the one that reports it); it deleted studies with no record."""
+    spool = tmp_path / "spool"
+    study, folder = _delivered_study(spool)
+    audit = tmp_path / "audit.log"
+    config = tmp_path / "mammocad.toml"
+    config.write_text(f'[node]\nspool_dir = "{spool}"\nretention_days = 30\n\n[audit]\nfile = "{audit}"\n\n'
+                      '[broker]\nurl = "redis://127.0.0.1:1/0"\n')  # not used: the outbox is empty
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAMMOCAD_")}
+    done = subprocess.run([sys.executable, "-c", _SWEEPER, str(config), str(folder)], capture_output=True,
+                          text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in audit.read_bytes().splitlines() if b'csd-code="110105"' in line]
+    assert len(lines) == 1 and str(study[0].StudyInstanceUID).encode() in lines[0]
+    assert b'UserID="mammocad-worker[' in lines[0]
