@@ -1,6 +1,7 @@
 """The audit events mammocad reports, built from what the caller knows.
 
-Mapping to PS3.15 A.5.3 (documented for admins in docs/ADMIN.md, "Audit trail"):
+Mapping to PS3.15 A.5.3 (section numbers of the current edition, e.g. A.5.3.11 Security
+Alert; documented for admins in docs/ADMIN.md, "Audit trail"):
 
 | what happened | EventID | EventTypeCode | outcome |
 | --- | --- | --- | --- |
@@ -144,14 +145,14 @@ def application_activity(me: Identity, started: bool) -> AuditMessage:
 
 
 def association_accepted(me: Identity, caller: Peer) -> AuditMessage:
-    """A.5.3.11 User Authentication (Login): a calling AE passed the node's checks."""
+    """A.5.3.12 User Authentication (Login): a calling AE passed the node's checks."""
     return me.message(event_id=codes.USER_AUTHENTICATION, action=codes.ACTION_EXECUTE,
                       outcome=codes.OUTCOME_SUCCESS, event_types=(codes.LOGIN,),
                       participants=(caller.participant(requestor=True), me.process(requestor=False)))
 
 
 def association_rejected(me: Identity, caller: Peer, called_ae: str, reason: str) -> AuditMessage:
-    """A.5.3.10 Security Alert (Node Authentication, minor failure): who was refused, and why."""
+    """A.5.3.11 Security Alert (Node Authentication, minor failure): who was refused, and why."""
     subject = ParticipantObject(object_id=f"{caller.ae_title}@{caller.host}", id_type=codes.NODE_ID,
                                 type_code=codes.OBJECT_SYSTEM,
                                 details=(("Alert Description", reason.encode()),
@@ -163,7 +164,7 @@ def association_rejected(me: Identity, caller: Peer, called_ae: str, reason: str
 
 
 def security_alert(me: Identity, peer: Peer, reason: str, outcome: int = codes.OUTCOME_SERIOUS) -> AuditMessage:
-    """A.5.3.10 Security Alert (Node Authentication): a TLS handshake or other node check failed."""
+    """A.5.3.11 Security Alert (Node Authentication): a TLS handshake or other node check failed."""
     subject = ParticipantObject(object_id=peer.host or peer.ae_title, id_type=codes.NODE_ID,
                                 type_code=codes.OBJECT_SYSTEM, details=(("Alert Description", reason.encode()),))
     return me.message(event_id=codes.SECURITY_ALERT, action=codes.ACTION_EXECUTE, outcome=outcome,
@@ -190,7 +191,7 @@ def _study_objects(studies: Iterable[StudyTransfer]) -> tuple[ParticipantObject,
 
 def instances_received(me: Identity, caller: Peer, studies: Iterable[StudyTransfer], refused: int = 0
                        ) -> AuditMessage:
-    """A.5.3.4 DICOM Instances Transferred (Create), as the receiver, for one association."""
+    """A.5.3.7 DICOM Instances Transferred (Create), as the receiver, for one association."""
     outcome = codes.OUTCOME_MINOR if refused else codes.OUTCOME_SUCCESS
     return me.message(event_id=codes.INSTANCES_TRANSFERRED, action=codes.ACTION_CREATE, outcome=outcome,
                       outcome_description=f"{refused} instance(s) refused" if refused else "",
@@ -201,7 +202,7 @@ def instances_received(me: Identity, caller: Peer, studies: Iterable[StudyTransf
 
 def instances_sent(me: Identity, destination: Peer, studies: Iterable[StudyTransfer], error: str = "",
                    requested_by: ActiveParticipant | None = None) -> AuditMessage:
-    """A.5.3.4 DICOM Instances Transferred (Read, the sender's view) to one destination.
+    """A.5.3.7 DICOM Instances Transferred (Read, the sender's view) to one destination.
 
     ``error`` set: the destination never confirmed them (dead-lettered, or given up by
     ``requested_by``, the admin, who is then the requestor), a serious failure.
@@ -218,7 +219,7 @@ def instances_sent(me: Identity, destination: Peer, studies: Iterable[StudyTrans
 
 def transfer_requested(me: Identity, user: ActiveParticipant, destination: Peer, studies: Iterable[StudyTransfer],
                        what: str) -> AuditMessage:
-    """A.5.3.2 Begin Transferring DICOM Instances: an admin queued results for a destination
+    """A.5.3.3 Begin Transferring DICOM Instances: an admin queued results for a destination
     (``studies resend``, ``outbox retry``); ``what`` says with which command. The transfer
     itself is audited when the destination confirms or is given up (:func:`instances_sent`)."""
     return me.message(event_id=codes.BEGIN_TRANSFERRING, action=codes.ACTION_EXECUTE,
@@ -230,7 +231,7 @@ def transfer_requested(me: Identity, user: ActiveParticipant, destination: Peer,
 
 def study_reanalysed(me: Identity, user: ActiveParticipant, studies: Iterable[StudyTransfer], what: str
                      ) -> AuditMessage:
-    """A.5.3.3 DICOM Instances Accessed (Update): an admin had the study's images analysed again,
+    """A.5.3.6 DICOM Instances Accessed (Update): an admin had the study's images analysed again,
     to be reported as an amended report (``studies reanalyse``); ``what`` says which version."""
     return me.message(event_id=codes.INSTANCES_ACCESSED, action=codes.ACTION_UPDATE,
                       outcome=codes.OUTCOME_SUCCESS, outcome_description=what,
