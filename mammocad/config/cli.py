@@ -1,8 +1,8 @@
 """CLI for admins: ``mammocad aet|dest|config``.
 
 Thin wrappers over :mod:`mammocad.config.editing` and :mod:`mammocad.config.echo`.
-Edits change the file only: the running node re-reads callers on its own; workers read
-destinations when they start, so the CLI tells the admin to restart the results worker.
+Edits change the file only: the running node re-reads callers, and results workers re-read
+destinations, on their own (:mod:`mammocad.config.watch`); the CLI says so after each edit.
 Exit status: 0 success, 1 the operation failed (invalid config, refused edit, audit record
 that cannot be written, failed echo), 2 bad command line (argparse).
 """
@@ -30,7 +30,8 @@ from mammocad.config.settings import (
 )
 
 _NO_RESTART = "a running node picks this up at the next association, no restart needed"
-#: Workers read destinations when they start (mammocad/worker/cli.py), so say so.
+#: Results workers re-read destinations at their next task (config/watch.py); other machines
+#: have their own copy of the file.
 _DEST_RESTART = ("results workers pick the change up at their next task, no restart needed "
                  "(workers on other machines read their own copy of the file)")
 
