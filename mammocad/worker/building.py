@@ -28,7 +28,7 @@ from pydicom.multival import MultiValue
 from mammocad.config import OutputKind
 from mammocad.logs import log_event, safe_error
 from mammocad.metrics.faults import count_fault
-from mammocad.model.results import ImageResult, StudyResult
+from mammocad.model.results import ImageRef, ImageResult, StudyResult
 from mammocad.spool.studies import StudyFiles
 from mammocad.worker.failures import failed_result
 
@@ -94,15 +94,67 @@ def load_sources(files: StudyFiles, sop_uids: list[str]) -> tuple[dict[str, Data
     return sources, unreadable
 
 
-def _placeholder(files: StudyFiles, sop: str) -> Dataset:
-    """A header that cites an unreadable image by its UIDs alone (study, SOP)."""
+def _placeholder(ref: ImageRef) -> Dataset:
+    """A header that cites an unreadable image by the UIDs its result recorded (study, series,
+    class, instance: the analysis read them from the file while it was whole)."""
     ds = Dataset()
-    ds.StudyInstanceUID = files.study_uid
-    ds.SOPInstanceUID = sop
-    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.1.2"
-    ds.SeriesInstanceUID = ""
+    ds.StudyInstanceUID = ref.study_uid
+    ds.SeriesInstanceUID = ref.series_uid
+    ds.SOPInstanceUID = ref.sop_instance_uid
+    ds.SOPClassUID = ref.sop_class_uid
     fix_header(ds)
     return ds
+
+
+def _cite_unreadable(files: StudyFiles, result: ImageResult, error: str) -> ImageResult:
+    """The "CAD failed" result of an image unreadable now, citing it as well as can be known.
+
+    Its header as read now wins; when even that fails, the reference its analysis recorded
+    (``results/<sop>.json``) still holds the Series Instance UID and SOP Class UID. Without
+    it the evidence cited the image under an empty Type 1 Series Instance UID (dciodvfy
+    rejects the SR) and under the For Presentation class whatever the image was.
+    """
+    failed = failed_result(files, result.image.sop_instance_uid, error)
+    if not failed.image.series_uid and result.image.series_uid:
+        failed = dataclasses.replace(failed, image=result.image)
+    return failed
+
+
+def _citable(ref: ImageRef) -> bool:
+    """Whether every output can cite the image: each reference needs all four UIDs (Type 1)."""
+    return all((ref.study_uid, ref.series_uid, ref.sop_class_uid, ref.sop_instance_uid))
+
+
+def _unreadable(study: StudyResult, files: StudyFiles, unreadable: dict[str, str]
+                ) -> tuple[StudyResult, StudyResult, dict[str, Dataset]]:
+    """(study as reported, study the builders cite, placeholders) once ``unreadable`` images
+    are marked "CAD failed".
+
+    An image whose series is known nowhere (unreadable when analysed and now) cannot be
+    cited by any object, so it is left out of the built objects, with an ``image_left_out``
+    event; it stays in the study as reported, so the report record lists it as failed.
+    """
+    reported, cited = [], []
+    for r in study.images:
+        sop = r.image.sop_instance_uid
+        if sop not in unreadable:
+            reported.append(r)
+            cited.append(r)
+            continue
+        failed = _cite_unreadable(files, r, unreadable[sop])
+        if not _citable(failed.image):
+            why = ("left out of the results: no Series Instance UID or SOP Class UID is known for it "
+                   "(the file was unreadable when analysed and at finalize), so no object can cite it")
+            failed = dataclasses.replace(failed, error=f"{failed.error}; {why}")
+            log_event(logger, "image_left_out", logging.WARNING, study=files.study_uid, sop=sop, reason=why,
+                      hint="check the spool's disk; send the image again to have it analysed")
+            count_fault("image_left_out")
+        else:
+            cited.append(failed)
+        reported.append(failed)
+    placeholders = {r.image.sop_instance_uid: _placeholder(r.image) for r in cited
+                    if r.image.sop_instance_uid in unreadable}
+    return _replace_images(study, tuple(reported)), _replace_images(study, tuple(cited)), placeholders
 
 
 def build_study(study: StudyResult, files: StudyFiles, sop_uids: list[str], kinds: list[OutputKind], *,
@@ -111,17 +163,20 @@ def build_study(study: StudyResult, files: StudyFiles, sop_uids: list[str], kind
     """Build every kind in ``kinds``; returns what was built and the study as reported.
 
     The returned study differs from ``study`` when images had to be marked "CAD failed"
-    because their files could not be read to cite them.
+    because their files could not be read to cite them; it also lists an image left out of
+    the built objects because nothing records its series (:func:`_unreadable`).
     """
     from mammocad.results.outputs import build_outputs  # highdicom is heavy: import on use
 
     sources, unreadable = load_sources(files, sop_uids)
+    reported = study
     if unreadable:
-        images = tuple(failed_result(files, r.image.sop_instance_uid, unreadable[r.image.sop_instance_uid])
-                       if r.image.sop_instance_uid in unreadable else r for r in study.images)
-        study = _replace_images(study, images)
-        sources.update({sop: _placeholder(files, sop) for sop in unreadable})
+        reported, study, placeholders = _unreadable(study, files, unreadable)
+        sources.update(placeholders)
     built = Built()
+    if not study.images:  # every image left out: nothing can be cited, so nothing is built
+        built.failed.update({kind: "no image of the study can be cited" for kind in kinds})
+        return built, reported
     for kind in kinds:  # one call per kind: one bad builder loses one kind, and each SR cites its own predecessor
         try:
             objects = build_outputs(study, sources, [kind], device=device, predecessor=predecessors(kind),
@@ -135,7 +190,7 @@ def build_study(study: StudyResult, files: StudyFiles, sop_uids: list[str], kind
         built.objects += [(kind, ds) for ds in objects]
     if OutputKind.MAMMO_CAD_SR in built.failed:
         _cad_failed_report(built, study, sources, files, device, predecessors, version)
-    return built, study
+    return built, reported
 
 
 def _replace_images(study: StudyResult, images: tuple[ImageResult, ...]) -> StudyResult:
