@@ -15,6 +15,7 @@ what could be analysed, "CAD failed" for the rest. So:
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from mammocad.config import OutputKind
 from mammocad.logs import log_event, safe_error
 from mammocad.metrics.faults import count_fault
 from mammocad.model.results import ImageRef, ImageResult, StudyResult
+from mammocad.results.sanitize import PATIENT_STUDY
 from mammocad.spool.studies import StudyFiles
 from mammocad.worker.failures import failed_result
 
@@ -94,10 +96,19 @@ def load_sources(files: StudyFiles, sop_uids: list[str]) -> tuple[dict[str, Data
     return sources, unreadable
 
 
-def _placeholder(ref: ImageRef) -> Dataset:
+def _placeholder(ref: ImageRef, sibling: Dataset | None) -> Dataset:
     """A header that cites an unreadable image by the UIDs its result recorded (study, series,
-    class, instance: the analysis read them from the file while it was whole)."""
+    class, instance: the analysis read them from the file while it was whole).
+
+    The Patient and General Study modules come from ``sibling``, a readable image of the same
+    study: an SR copies them from the study's first image, and when that one was unreadable
+    the report went out with an empty Patient ID and Name, filed under no patient.
+    """
     ds = Dataset()
+    if sibling is not None:
+        for keyword in ("SpecificCharacterSet", *PATIENT_STUDY):
+            if keyword in sibling:
+                ds[keyword] = copy.deepcopy(sibling[keyword])
     ds.StudyInstanceUID = ref.study_uid
     ds.SeriesInstanceUID = ref.series_uid
     ds.SOPInstanceUID = ref.sop_instance_uid
@@ -125,7 +136,7 @@ def _citable(ref: ImageRef) -> bool:
     return all((ref.study_uid, ref.series_uid, ref.sop_class_uid, ref.sop_instance_uid))
 
 
-def _unreadable(study: StudyResult, files: StudyFiles, unreadable: dict[str, str]
+def _unreadable(study: StudyResult, files: StudyFiles, unreadable: dict[str, str], readable: list[Dataset]
                 ) -> tuple[StudyResult, StudyResult, dict[str, Dataset]]:
     """(study as reported, study the builders cite, placeholders) once ``unreadable`` images
     are marked "CAD failed".
@@ -152,7 +163,8 @@ def _unreadable(study: StudyResult, files: StudyFiles, unreadable: dict[str, str
         else:
             cited.append(failed)
         reported.append(failed)
-    placeholders = {r.image.sop_instance_uid: _placeholder(r.image) for r in cited
+    sibling = readable[0] if readable else None
+    placeholders = {r.image.sop_instance_uid: _placeholder(r.image, sibling) for r in cited
                     if r.image.sop_instance_uid in unreadable}
     return _replace_images(study, tuple(reported)), _replace_images(study, tuple(cited)), placeholders
 
@@ -171,7 +183,7 @@ def build_study(study: StudyResult, files: StudyFiles, sop_uids: list[str], kind
     sources, unreadable = load_sources(files, sop_uids)
     reported = study
     if unreadable:
-        reported, study, placeholders = _unreadable(study, files, unreadable)
+        reported, study, placeholders = _unreadable(study, files, unreadable, list(sources.values()))
         sources.update(placeholders)
     built = Built()
     if not study.images:  # every image left out: nothing can be cited, so nothing is built

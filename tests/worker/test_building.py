@@ -75,3 +75,20 @@ def test_image_with_no_known_series_left_out_of_the_evidence(tmp_path: Path) -> 
     [path] = write_all([sr], tmp_path / "out")
     assert dciodvfy_errors(path) == []
     assert pixelmed_errors(pixelmed_sr_problems(path)) == []
+
+
+def test_first_image_unreadable_report_keeps_the_patient(tmp_path: Path) -> None:
+    """The SR copies the Patient and Study modules from the study's first image; when that one
+    is unreadable they come from another image of the study, never left empty."""
+    files, datasets, sop_uids = _spooled_case(tmp_path / "spool")
+    study, _ = make_case(datasets=datasets)
+    files.image(sop_uids[0]).write_bytes(b"\x00" * 200)
+
+    built, _ = _build(files, study, sop_uids)
+    [(_, sr)] = built.objects
+    first = datasets[0]
+    assert (sr.PatientID, sr.PatientName, sr.AccessionNumber) == (first.PatientID, first.PatientName,
+                                                                  first.AccessionNumber)
+    assert _evidence(sr)[sop_uids[0]] == str(first.SeriesInstanceUID)
+    [path] = write_all([sr], tmp_path / "out")
+    assert dciodvfy_errors(path) == []
