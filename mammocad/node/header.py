@@ -25,7 +25,7 @@ from mammocad.spool.layout import is_uid
 
 _PIXEL_TAGS = {0x7FE00008, 0x7FE00009, 0x7FE00010}
 _WANTED = [Tag(k) for k in (
-    "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "Modality", "Rows", "Columns", "NumberOfFrames",
+    "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "Modality", "Rows", "Columns", "NumberOfFrames",
     "SamplesPerPixel", "BitsAllocated", "PhotometricInterpretation",
     "SpecificCharacterSet", "PatientID", "AccessionNumber", *HEADER_KEYWORDS,
 )]
@@ -56,6 +56,9 @@ class Header:
     laterality: str
     view: str
     pixels: int
+    #: As received ("" when absent); checked only for images the node analyses
+    #: (:func:`check_series`): other objects are kept, never cited.
+    series_uid: str = ""
     rows: int = 0
     columns: int = 0
     #: Bytes of the decoded pixel data the header declares (Rows x Columns x frames x
@@ -195,11 +198,27 @@ def _extract(ds: Dataset) -> Header:
     laterality, view = laterality_view(ds)
     return Header(
         sop_class=_text(ds, "SOPClassUID"), sop_uid=_text(ds, "SOPInstanceUID"),
-        study_uid=_text(ds, "StudyInstanceUID"), modality=_text(ds, "Modality").upper(),
+        study_uid=_text(ds, "StudyInstanceUID"), series_uid=_text(ds, "SeriesInstanceUID").rstrip("\x00"),
+        modality=_text(ds, "Modality").upper(),
         laterality=laterality, view=view, pixels=rows * columns * max(frames, 1), rows=rows, columns=columns,
         decoded_bytes=declared_bytes(ds),
         patient_id=_text(ds, "PatientID"), accession=_text(ds, "AccessionNumber"),
     )
+
+
+def check_series(header: Header) -> None:
+    """Raise :class:`HeaderError` when an image to analyse has no usable Series Instance UID.
+
+    Every result object cites the image's series (the GSPS's Referenced Series Sequence, the
+    SRs' evidence: Type 1), so an image without one could only be reported invalidly: it is
+    refused at receipt, with the status of a missing or malformed Study Instance UID.
+    """
+    if not header.series_uid:
+        raise HeaderError(0xC000, "no SeriesInstanceUID in data set; the sender must include it "
+                                  "(every result cites the image's series)")
+    if not is_uid(header.series_uid):
+        raise HeaderError(INVALID_UID, f"SeriesInstanceUID is not a DICOM UID ({len(header.series_uid)} "
+                                       "characters; digits and dots, at most 64)")
 
 
 def _check_pixels(stream: BinaryIO, stopped: dict[str, int], total: int, implicit: bool) -> None:

@@ -27,7 +27,7 @@ from mammocad.dicom.tls import peer_subject
 from mammocad.logs import log_event, safe_error
 from mammocad.metrics.faults import count_fault
 from mammocad.node import limits, receive
-from mammocad.node.header import Header, HeaderError, read_header
+from mammocad.node.header import Header, HeaderError, check_series, read_header
 from mammocad.node.observer import NodeObserver
 from mammocad.node.queueing import Arrival, CeleryLike, Dispatcher, TaskSender
 from mammocad.node.reconciler import BrokerReader, NodeReconciler
@@ -270,6 +270,7 @@ class Node:
             if analysable and not header.has_pixels:
                 raise HeaderError(0xA900, "no Pixel Data (7FE0,0010) in a mammography image: nothing to analyse")
             if analysable:
+                check_series(header)
                 self._check_decodable(header)
             path = (self.spool.image_path if analysable else self.spool.other_path)(header.study_uid, header.sop_uid)
         except HeaderError as exc:
