@@ -1,4 +1,5 @@
-"""Settings that are valid but probably wrong: said by ``config check`` and logged by the node.
+"""Settings that are valid but probably wrong: said by ``config check``, logged by the node and,
+for what each uses, by the workers at start.
 
 Valid means the services start; these are the choices a new administrator makes by
 accident (every address with DCMTK's default AE titles, one PACS listed twice).
@@ -26,15 +27,30 @@ DEFAULT_TOOL_AES = frozenset({"STORESCU", "ECHOSCU", "FINDSCU", "MOVESCU", "GETS
                               "ANY-SCU"})
 
 
-def warnings(settings: Settings) -> list[str]:
-    """Every warning for ``settings``, most serious first."""
-    out = _exposure(settings)
-    out += exposed_keys(settings)
-    out += expiring_certificates(settings)
-    out += duplicate_peers(settings.destinations)
-    if settings.node.require_known_callers and not settings.callers:
+#: The parts of the configuration whose TLS files a process loads, by who runs it.
+NODE_PARTS = frozenset({"node", "destination", "audit"})
+#: What a worker loads: the audit trail, and the destinations when it delivers (results queue).
+WORKER_PARTS = frozenset({"audit"})
+RESULTS_WORKER_PARTS = frozenset({"destination", "audit"})
+
+
+def warnings(settings: Settings, parts: frozenset[str] = NODE_PARTS) -> list[str]:
+    """Every warning for ``settings`` about ``parts``, most serious first.
+
+    ``parts`` names what the caller uses: "node" (its listening address, callers, node.tls),
+    "destination" (delivery), "audit". ``config check`` and the node say all of them; a worker
+    says those of its own part, on a GPU box with its own configuration file as well, where
+    no node ever starts and node.* settings are not its to judge.
+    """
+    node, delivery = "node" in parts, "destination" in parts
+    out = _exposure(settings) if node else []
+    out += exposed_keys(settings, parts)
+    out += expiring_certificates(settings, parts=parts)
+    if delivery:
+        out += duplicate_peers(settings.destinations)
+    if node and settings.node.require_known_callers and not settings.callers:
         out.append("node.require_known_callers is true and no [[callers]] are listed: every sender is rejected")
-    if not settings.destinations:
+    if delivery and not settings.destinations:
         out.append("no [[destinations]]: results are built but sent nowhere")
     if settings.worker.device not in ("auto", "cpu") and not settings.worker.device.startswith("cuda"):
         out.append(f"worker.device {settings.worker.device!r} is not auto, cpu or cuda[:N]")
@@ -102,17 +118,21 @@ def _exposure(settings: Settings) -> list[str]:
     return out
 
 
-def _tls_files(settings: Settings, field: str) -> Iterator[tuple[str, str]]:
+def _tls_files(settings: Settings, field: str, parts: frozenset[str] = NODE_PARTS) -> Iterator[tuple[str, str]]:
     """``(key name, path)`` of every TLS ``field`` ("private_key", "certificate" or
-    "ca_certificates") the services load; keys left empty are skipped."""
-    found = [(f"node.tls.{field}", getattr(settings.node.tls, field) if settings.node.tls.enabled else "")]
-    found += [(f"destination {dest.name} {field}", getattr(dest, field) if dest.tls else "")
-              for dest in settings.destinations]
-    found.append((f"audit.{field}", getattr(settings.audit, field)))
+    "ca_certificates") the services of ``parts`` load; keys left empty are skipped."""
+    found = []
+    if "node" in parts:
+        found.append((f"node.tls.{field}", getattr(settings.node.tls, field) if settings.node.tls.enabled else ""))
+    if "destination" in parts:
+        found += [(f"destination {dest.name} {field}", getattr(dest, field) if dest.tls else "")
+                  for dest in settings.destinations]
+    if "audit" in parts:
+        found.append((f"audit.{field}", getattr(settings.audit, field)))
     yield from ((key, path) for key, path in found if path)
 
 
-def exposed_keys(settings: Settings) -> list[str]:
+def exposed_keys(settings: Settings, parts: frozenset[str] = NODE_PARTS) -> list[str]:
     """TLS private keys that every local user can read (or write).
 
     Loading works all the same, so nothing else says it; but anyone with a shell on the box
@@ -120,7 +140,7 @@ def exposed_keys(settings: Settings) -> list[str]:
     certificate. Group-readable is the intended mode (0640 root:mammocad).
     """
     out = []
-    for key, path in _tls_files(settings, "private_key"):
+    for key, path in _tls_files(settings, "private_key", parts):
         try:
             mode = stat.S_IMODE(os.stat(path).st_mode)
         except OSError:
@@ -132,7 +152,8 @@ def exposed_keys(settings: Settings) -> list[str]:
     return out
 
 
-def expiring_certificates(settings: Settings, now: datetime | None = None) -> list[str]:
+def expiring_certificates(settings: Settings, now: datetime | None = None,
+                          parts: frozenset[str] = NODE_PARTS) -> list[str]:
     """Certificates we present, and CA certificates we trust, that have expired or expire
     within :data:`CERTIFICATE_WARNING_DAYS`.
 
@@ -145,12 +166,12 @@ def expiring_certificates(settings: Settings, now: datetime | None = None) -> li
     """
     now = now or datetime.now(UTC)
     out = []
-    for key, path in _tls_files(settings, "certificate"):
+    for key, path in _tls_files(settings, "certificate", parts):
         renew = "install a renewed certificate" + _restart(key)
         for index, (end, _) in enumerate(_dates(path)):
             where = path if index == 0 else f"{path} (certificate {index + 1} in the file, its chain)"
             out += _expiry(f"{key} {where}", end, now, "peers {} refuse TLS with it", renew)
-    for key, path in _tls_files(settings, "ca_certificates"):
+    for key, path in _tls_files(settings, "ca_certificates", parts):
         renew = "install the renewed CA certificate" + _restart(key)
         users = _CA_USERS[key.split(".")[0].split(" ")[0]]
         dates = _dates(path)

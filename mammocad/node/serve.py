@@ -100,7 +100,7 @@ def start_worker(config_path: Path | None, env_overrides: dict[str, str]) -> sub
     cmd = [sys.executable, "-m", "mammocad"]
     if config_path is not None:
         cmd += ["--config", str(config_path)]
-    cmd.append("worker")
+    cmd += ["worker", "--config-warnings-logged"]  # the node logs them, for every part
     env = {**os.environ, **env_overrides}
     proc = subprocess.Popen(cmd, env=env, preexec_fn=_child_setup)
     log_event(logger, "worker_started", pid=proc.pid)

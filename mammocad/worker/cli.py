@@ -45,6 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     w.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
                    help="serve /metrics, /healthz, /readyz on this port (default: metrics.worker_port for the "
                         "results queue, the port after it for the analysis queue; 0 = off)")
+    # Set by whoever has logged the configuration advice already: `mammocad worker` for the
+    # children it supervises, `mammocad serve` (its node logs it) for its worker.
+    w.add_argument("--config-warnings-logged", action="store_true", help=argparse.SUPPRESS)
     w.set_defaults(handler=run_worker)
     workers_cli.register(subparsers)
 
@@ -90,6 +93,10 @@ def run_worker(args: argparse.Namespace) -> int:
         return 2
     w = settings.worker
     queues = [q.strip() for q in (args.queues or f"{w.analysis_queue},{w.results_queue}").split(",") if q.strip()]
+    if not getattr(args, "config_warnings_logged", False):
+        from mammocad.worker.start_advice import log_config_warnings
+
+        log_config_warnings(settings, queues)
     if len(queues) > 1:
         return _supervise(args, queues, level, w.analysis_queue)
     concurrency = args.concurrency or (w.concurrency if queues[0] == w.analysis_queue else RESULTS_CONCURRENCY)
@@ -224,7 +231,7 @@ def _supervise(args: argparse.Namespace, queues: list[str], level: str, analysis
     base = [sys.executable, "-m", "mammocad"] + (["--config", args.config] if args.config else [])
 
     def spawn(queue: str) -> subprocess.Popen[bytes]:
-        cmd = base + ["worker", "--queues", queue, "--loglevel", level]
+        cmd = base + ["worker", "--queues", queue, "--loglevel", level, "--config-warnings-logged"]
         if args.metrics_port is not None:  # the results worker takes it, the analysis worker the next one
             cmd += ["--metrics-port", str(args.metrics_port + (queue == analysis_queue) if args.metrics_port else 0)]
         if args.concurrency and queue == analysis_queue:
