@@ -89,6 +89,7 @@ def run_node(args: argparse.Namespace) -> int:
     if not settings.broker.url:
         return _fail("broker.url is empty: `mammocad node` queues on an existing Redis; set broker.url "
                      "(or MAMMOCAD_BROKER__URL=redis://HOST:PORT/0), or run `mammocad serve`")
+    from mammocad.node.listen import PortError
     from mammocad.node.scp import Node
     from mammocad.spool.layout import InstanceLock, SpoolInUse
 
@@ -103,6 +104,8 @@ def run_node(args: argparse.Namespace) -> int:
     try:
         node = Node(settings, path)
         node.start()
+    except PortError as exc:
+        return _fail(f"cannot start the node: {exc.strerror}")
     except OSError as exc:
         return _fail(f"cannot start the node on {settings.node.host}:{settings.node.port} with spool "
                      f"{settings.node.spool_dir}: {exc}")
@@ -119,11 +122,14 @@ def run_serve(args: argparse.Namespace) -> int:
         settings, path = _settings(args)
     except (ConfigError, ValueError) as exc:
         return _fail(str(exc))
+    from mammocad.node.listen import PortError
     from mammocad.node.serve import ServeError, serve
 
     try:
         return serve(settings, path)
     except ServeError as exc:
         return _fail(str(exc))
+    except PortError as exc:
+        return _fail(f"cannot start the node: {exc.strerror}")
     except OSError as exc:
         return _fail(f"cannot start: {exc}")

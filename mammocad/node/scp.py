@@ -28,6 +28,7 @@ from mammocad.logs import log_event, safe_error
 from mammocad.metrics.faults import count_fault
 from mammocad.node import limits, receive
 from mammocad.node.header import Header, HeaderError, check_series, read_header
+from mammocad.node.listen import listen
 from mammocad.node.observer import NodeObserver
 from mammocad.node.queueing import Arrival, CeleryLike, Dispatcher, TaskSender
 from mammocad.node.reconciler import BrokerReader, NodeReconciler
@@ -153,13 +154,12 @@ class Node:
             (evt.EVT_C_ECHO, lambda event: 0x0000), (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_CONN_CLOSE, self._on_closed)]
         self.streaming = receive.register(self.ae, self.spool.tmp)
+        try:
+            self._listen(handlers)
+        except OSError:  # a port taken: close what did start, so nothing claims to be running
+            self._close()
+            raise
         tls = node.tls
-        if tls.enabled:
-            ctx = tls.server_context(on_failure=self._tls_failed)
-            tls_port = tls.port or node.port
-            self._tls_server = network.serve(self.ae, node.host, tls_port, handlers, ssl_context=ctx)
-        if not tls.enabled or tls.port not in (0, node.port):
-            self._server = network.serve(self.ae, node.host, node.port, handlers)
         log_event(logger, "node_listening", ae_title=node.ae_title, host=node.host,
                   port=self.port if self._server else None, tls_port=self.tls_port,
                   client_certificates=("required" if tls.require_client_certificate else "optional")
@@ -169,12 +169,25 @@ class Node:
         for warning in warnings(self.settings):
             log_event(logger, "config_warning", logging.WARNING, warning=warning)
         self.observer.started()
+
+    def _listen(self, handlers: list[evt.EventHandlerType]) -> None:
+        """Bind every port (DICOM-TLS, DICOM, metrics); a :class:`PortError` names the setting."""
         from mammocad.metrics.endpoints import start_node_endpoint
 
-        self._metrics = start_node_endpoint(self.settings, self.broker_url,
-                                            lambda: [d.name for d in self.policy.settings.destinations])
+        node, tls = self.settings.node, self.settings.node.tls
+        if tls.enabled:
+            ctx = tls.server_context(on_failure=self._tls_failed)
+            key = "node.tls.port" if tls.port else "node.port"
+            self._tls_server = listen(key, node.host, tls.port or node.port, lambda: network.serve(
+                self.ae, node.host, tls.port or node.port, handlers, ssl_context=ctx))
+        if not tls.enabled or tls.port not in (0, node.port):
+            self._server = listen("node.port", node.host, node.port,
+                                  lambda: network.serve(self.ae, node.host, node.port, handlers))
+        metrics = self.settings.metrics
+        self._metrics = listen("metrics.port", metrics.host, metrics.port, lambda: start_node_endpoint(
+            self.settings, self.broker_url, lambda: [d.name for d in self.policy.settings.destinations]))
 
-    def stop(self) -> None:
+    def _close(self) -> None:
         for server in (self._server, self._tls_server):
             if server is not None:
                 server.shutdown()
@@ -184,6 +197,9 @@ class Node:
         if self._metrics is not None:
             self._metrics.stop()
             self._metrics = None
+
+    def stop(self) -> None:
+        self._close()
         log_event(logger, "node_stopped")
         self.observer.stopped()
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from mammocad.config import ConfigError, Settings, load_settings, resolve_config_path
 from mammocad.logs import configure_logging
+from mammocad.node.listen import PortError, listen
 from mammocad.worker import workers_cli
 
 logger = logging.getLogger(__name__)
@@ -104,11 +105,21 @@ def run_worker(args: argparse.Namespace) -> int:
     from mammocad.metrics import worker_port
 
     port = worker_port(settings, queues[0], args.metrics_port)
-    return _run_one(settings, queues[0], concurrency, level, config_path if config_path.exists() else None, port)
+    return _run_one(settings, queues[0], concurrency, level, config_path if config_path.exists() else None, port,
+                    _metrics_key(settings, queues[0], args.metrics_port))
+
+
+def _metrics_key(settings: Settings, queue: str, override: int | None) -> str:
+    """The setting or option that chose this worker's metrics port, for a bind error."""
+    if override is not None:
+        return "--metrics-port"
+    if queue == settings.worker.results_queue:
+        return "metrics.worker_port"
+    return "metrics.worker_port + 1, the analysis worker's"
 
 
 def _run_one(settings: Settings, queue: str, concurrency: int, level: str,
-             config_path: Path | None = None, metrics_port: int = 0) -> int:
+             config_path: Path | None = None, metrics_port: int = 0, metrics_key: str = "--metrics-port") -> int:
     from mammocad.model.checkpoint import CheckpointError
     from mammocad.worker import model_cache
 
@@ -155,15 +166,19 @@ def _run_one(settings: Settings, queue: str, concurrency: int, level: str,
     # Before the pool forks: the main process, which holds the messages, beats for them.
     beacon = start_presence(settings, name)
     try:
-        with _observed(app, settings, metrics_port):
+        with _observed(app, settings, metrics_port, metrics_key):
             worker.start()
+    except PortError as exc:
+        print(f"mammocad worker: cannot start the {queue} worker: {exc.strerror}", file=sys.stderr)
+        return 2
     finally:
         beacon.stop()
     return int(worker.exitcode or 0)
 
 
 @contextmanager
-def _observed(app, settings: Settings, metrics_port: int) -> Iterator[None]:  # type: ignore[no-untyped-def]
+def _observed(app, settings: Settings, metrics_port: int,  # type: ignore[no-untyped-def]
+              metrics_key: str = "--metrics-port") -> Iterator[None]:
     """Audit the worker's start and stop; serve its metrics (summed over pool processes)."""
     from celery.signals import worker_process_shutdown
 
@@ -172,7 +187,8 @@ def _observed(app, settings: Settings, metrics_port: int) -> Iterator[None]:  # 
     from mammocad.metrics.endpoints import start_worker_endpoint
 
     trail = app.mammocad_audit
-    server = start_worker_endpoint(settings, metrics_port) if metrics_port else None
+    server = listen(metrics_key, settings.metrics.host, metrics_port,
+                    lambda: start_worker_endpoint(settings, metrics_port)) if metrics_port else None
     worker_process_shutdown.connect(lambda pid=None, **_: multiprocess.process_exited(pid or os.getpid()),
                                     weak=False)
     trail.emit(events.application_activity(trail.identity, started=True))
