@@ -54,3 +54,25 @@ def test_set_aside_object_without_a_series_uid_still_accepted(start_node: Callab
     result = env.storescu(factories.write(ct, tmp_path / "ct.dcm"), opts=("-v", "-nh"))
     assert "Store Response (Success)" in result.stderr, result.stderr
     assert env.spool.other_path(str(ct.StudyInstanceUID), str(ct.SOPInstanceUID)).exists()
+
+
+def test_data_set_of_another_instance_than_the_command_refused(start_node: Callable[..., NodeEnv], tmp_path: Path,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    """PS3.7 9.1.1: the data set is the instance the command's Affected SOP Instance UID names;
+    one that is not would be stored under a UID the sender did not mean (0xA900, not stored)."""
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    from tests.faults.raw_send import MG, body_of, part10, send_files
+
+    ds = factories.make_mammogram()
+    command_uid = generate_uid()
+    path = part10(tmp_path / "other.dcm", body_of(ds), sop_uid=command_uid)
+    env = start_node()
+    with caplog.at_level(logging.INFO, logger="mammocad"):
+        assert send_files(env.port, [path], contexts=[(MG, ExplicitVRLittleEndian)]) == [0xA900]
+    assert not env.spool.image_path(str(ds.StudyInstanceUID), str(ds.SOPInstanceUID)).exists()
+    assert not env.spool.image_path(str(ds.StudyInstanceUID), command_uid).exists()
+    [refused] = _refusals(caplog)
+    assert "Affected SOP Instance UID" in refused.error  # type: ignore[attr-defined]
+    env.settle()
+    assert env.tasks("gpu") == []
