@@ -13,13 +13,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "mammocad"
-#: Cross-cutting services every stage may use: logs, settings, the audit trail, metrics.
-BASE = ("mammocad.logs", "mammocad.config", "mammocad.audit", "mammocad.metrics")
+#: Cross-cutting services every stage may use: logs, listening on a configured port, settings,
+#: the audit trail, metrics.
+BASE = ("mammocad.logs", "mammocad.listen", "mammocad.config", "mammocad.audit", "mammocad.metrics")
 
 #: package → what its modules may import from mammocad (besides itself, ``mammocad`` for
 #: the version, and BASE). More specific packages come first.
 ALLOWED: dict[str, tuple[str, ...]] = {
     "mammocad.logs": (),
+    "mammocad.listen": (),
     "mammocad.dicom": ("mammocad.logs",),
     "mammocad.audit": ("mammocad.dicom",),
     "mammocad.metrics": ("mammocad.dicom", "mammocad.spool"),

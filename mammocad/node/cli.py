@@ -89,7 +89,7 @@ def run_node(args: argparse.Namespace) -> int:
     if not settings.broker.url:
         return _fail("broker.url is empty: `mammocad node` queues on an existing Redis; set broker.url "
                      "(or MAMMOCAD_BROKER__URL=redis://HOST:PORT/0), or run `mammocad serve`")
-    from mammocad.node.listen import PortError
+    from mammocad.listen import PortError
     from mammocad.node.scp import Node
     from mammocad.spool.layout import InstanceLock, SpoolInUse
 
@@ -122,7 +122,7 @@ def run_serve(args: argparse.Namespace) -> int:
         settings, path = _settings(args)
     except (ConfigError, ValueError) as exc:
         return _fail(str(exc))
-    from mammocad.node.listen import PortError
+    from mammocad.listen import PortError
     from mammocad.node.serve import ServeError, serve
 
     try:

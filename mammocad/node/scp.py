@@ -24,11 +24,11 @@ from mammocad.dicom import network
 from mammocad.dicom.frame_size import DecodeBudgetError, check_budget, check_stream_size
 from mammocad.dicom.sop_classes import is_analysable
 from mammocad.dicom.tls import peer_subject
+from mammocad.listen import listen
 from mammocad.logs import log_event, safe_error
 from mammocad.metrics.faults import count_fault
 from mammocad.node import limits, receive
 from mammocad.node.header import Header, HeaderError, check_series, read_header
-from mammocad.node.listen import listen
 from mammocad.node.observer import NodeObserver
 from mammocad.node.queueing import Arrival, CeleryLike, Dispatcher, TaskSender
 from mammocad.node.reconciler import BrokerReader, NodeReconciler

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from mammocad.config import ConfigError, Settings, load_settings, resolve_config_path
+from mammocad.listen import PortError, listen
 from mammocad.logs import configure_logging
-from mammocad.node.listen import PortError, listen
 from mammocad.worker import workers_cli
 
 logger = logging.getLogger(__name__)

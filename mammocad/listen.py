@@ -1,5 +1,7 @@
 """Listening on a configured port, with an error that says which setting and what to do.
 
+Shared by the node and the workers (DICOM and metrics ports), so it lives below both.
+
 ``[Errno 98] Address already in use`` named neither the setting that chose the port nor how
 to find what holds it; a node whose metrics port was taken even reported the DICOM port.
 """
