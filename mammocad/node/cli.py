@@ -72,7 +72,23 @@ def run_prune(args: argparse.Namespace) -> int:
     if days <= 0:
         return _fail("retention is 0 days (keep everything): give --days N to prune anyway")
     configure_logging(settings.log_level, settings.log_json)
-    report = prune(settings.node.spool_dir, days * DAY_S, dry_run=args.dry_run)
+    from mammocad.audit import AuditTrail
+    from mammocad.audit.oneshot import AuditUnavailable, check
+
+    trail = None
+    if not args.dry_run:
+        # Deleting studies is audited (DICOM Study Deleted) like the results worker's hourly
+        # prune; an admin who cannot write the audit trail deletes nothing.
+        try:
+            check(settings, "nothing was removed")
+        except AuditUnavailable as exc:
+            return _fail(str(exc))
+        trail = AuditTrail.from_settings(settings.audit, settings.node.ae_title, program="mammocad-prune")
+    try:
+        report = prune(settings.node.spool_dir, days * DAY_S, dry_run=args.dry_run, trail=trail)
+    finally:
+        if trail is not None:
+            trail.close()
     verb = "would remove" if args.dry_run else "removed"
     print(f"{verb} {len(report.studies)} studies and {len(report.other)} set-aside folders older than "
           f"{days:g} days ({report.bytes / 1e6:.1f} MB) from {settings.node.spool_dir}")

@@ -285,3 +285,29 @@ def test_the_results_workers_hourly_prune_is_audited(tmp_path: Path) -> None:
     lines = [line for line in audit.read_bytes().splitlines() if b'csd-code="110105"' in line]
     assert len(lines) == 1 and str(study[0].StudyInstanceUID).encode() in lines[0]
     assert b'UserID="mammocad-worker[' in lines[0]
+
+
+def test_the_prune_command_is_audited_and_an_unauditable_admin_deletes_nothing(tmp_path: Path) -> None:
+    """`mammocad spool prune` deleted studies with no audit record (the hourly prune had one)."""
+    from tests.audit.schema import problems
+    from tests.audit.unwritable import mammocad_as_admin, owned_by_the_service, refused_in_one_line
+
+    spool = tmp_path / "spool"
+    study, folder = _delivered_study(spool)
+    uid = str(study[0].StudyInstanceUID)
+    audit = tmp_path / "log" / "audit.log"
+    config = tmp_path / "mammocad.toml"
+    config.write_text(f'[node]\nspool_dir = "{spool}"\nretention_days = 30\n[audit]\nfile = "{audit}"\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAMMOCAD_")}
+
+    owned_by_the_service(audit)
+    refused = refused_in_one_line(mammocad_as_admin(config, "spool", "prune"), audit)
+    assert "nothing was removed" in refused and folder.is_dir()
+
+    audit.unlink()
+    exe = [sys.executable, "-m", "mammocad", "--config", str(config), "spool", "prune"]
+    out = subprocess.run(exe, capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0 and "removed 1 studies" in out.stdout, out.stderr
+    assert not folder.exists()
+    (line,) = audit.read_bytes().splitlines()
+    assert problems(line) == [] and b"110105" in line and uid.encode() in line and b"mammocad-prune" in line
