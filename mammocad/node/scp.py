@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
@@ -36,6 +36,9 @@ from mammocad.node.requeue import recover
 from mammocad.node.studies import StudyTracker
 from mammocad.spool.layout import InvalidUIDError, Spool, is_uid
 from mammocad.spool.reconcile import is_redis_url, read_broker, redis_client
+
+if TYPE_CHECKING:
+    from mammocad.audit import AuditTrail
 
 logger = logging.getLogger("mammocad.node")
 
@@ -70,10 +73,11 @@ def safe_uid(value: object) -> str:
 class CallerPolicy:
     """Who may connect; re-read from the config file when it changes on disk."""
 
-    def __init__(self, settings: Settings, config_path: Path | None) -> None:
+    def __init__(self, settings: Settings, config_path: Path | None, trail: AuditTrail | None = None) -> None:
+        """``trail``: the node's audit trail, which records each reload's changes as the node's."""
         self.settings = settings
         self.config_path = config_path
-        self._watcher = ConfigWatcher(settings, config_path)
+        self._watcher = ConfigWatcher(settings, config_path, trail)
 
     def refresh(self) -> None:
         new = self._watcher.poll()
@@ -99,10 +103,10 @@ class Node:
     def __init__(self, settings: Settings, config_path: str | os.PathLike[str] | None = None,
                  *, celery_app: CeleryLike | None = None, broker_url: str | None = None) -> None:
         self.settings = settings
-        self.policy = CallerPolicy(settings, Path(config_path) if config_path else None)
+        self.observer = NodeObserver(settings)
+        self.policy = CallerPolicy(settings, Path(config_path) if config_path else None, self.observer.trail)
         self.spool = Spool(settings.node.spool_dir)
         read_broker = None
-        self.observer = NodeObserver(settings)
         self.broker_url = broker_url or settings.broker.url
         self._metrics: Any = None
         if celery_app is None:

@@ -79,8 +79,9 @@ def register_tasks(app: Celery, settings: Settings, config_path: str | os.PathLi
     queues) is fixed for the life of the process, because a loaded model depends on it.
     """
     app.mammocad_settings = settings  # type: ignore[attr-defined]
-    app.mammocad_watcher = ConfigWatcher(settings, config_path)  # type: ignore[attr-defined]
     app.mammocad_audit = observer.make_trail(settings)  # type: ignore[attr-defined]
+    # The reloads are audited as this worker's (its trail), not by a second sender of their own.
+    app.mammocad_watcher = ConfigWatcher(settings, config_path, app.mammocad_audit)  # type: ignore[attr-defined]
     common: dict[str, Any] = {"bind": True, "acks_late": True, "reject_on_worker_lost": True}
     app.task(name=TASK_ANALYZE_IMAGE, **common)(analyze_image)
     app.task(name=TASK_FINALIZE_STUDY, max_retries=None, **common)(finalize_study)
