@@ -91,7 +91,7 @@ def check(settings: Settings, done: str = "nothing was done") -> None:
         return
     path = Path(settings.audit.file)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)  # the audit folder: 0750 whatever the umask
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
     except OSError as exc:
         raise _unwritable(path, "", exc.strerror or str(exc), done) from exc

@@ -170,7 +170,7 @@ class AuditTrail:
         assert self.file is not None
         try:
             if self._fd is None:
-                self.file.parent.mkdir(parents=True, exist_ok=True)
+                self.file.parent.mkdir(mode=0o750, parents=True, exist_ok=True)  # the audit folder: 0750 whatever the umask
                 self._fd = os.open(self.file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
             for xml in xmls:  # one write per line: O_APPEND keeps lines of several processes whole
                 os.write(self._fd, xml + b"\n")

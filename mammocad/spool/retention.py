@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mammocad.logs import log_event, safe_error
-from mammocad.spool.layout import Spool
+from mammocad.spool.layout import Spool, ensure_dir
 from mammocad.spool.records import RecordError, ReportRecord
 
 if TYPE_CHECKING:
@@ -111,7 +111,7 @@ def _merge_back(doomed: Path, folder: Path) -> None:
     for path in sorted(doomed.rglob("*")):
         target = folder / path.relative_to(doomed)
         if path.is_file() and not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
+            ensure_dir(target.parent)  # 0750 whatever the umask, as every spool folder
             os.rename(path, target)
     shutil.rmtree(doomed, ignore_errors=True)
 
@@ -163,7 +163,7 @@ def prune(spool_dir: str | os.PathLike[str], older_than_s: float, *, dry_run: bo
     """Remove delivered studies and set-aside objects untouched for ``older_than_s``;
     each one removed is audited on ``trail`` (the calling process's)."""
     spool = Spool(spool_dir)
-    spool.tmp.mkdir(parents=True, exist_ok=True)
+    ensure_dir(spool.tmp)
     cutoff = (now if now is not None else time.time()) - older_than_s
     days = f"{older_than_s / DAY_S:g} days"
     study_why = f"removed from the spool by retention: every result delivered, untouched for {days}"

@@ -86,6 +86,9 @@ def run_worker(args: argparse.Namespace) -> int:
     settings = _load(args)
     if settings is None:
         return 2
+    # As the node and `serve` do: what the worker and the libraries it uses write (model caches,
+    # Celery's files, anything beside the spool's own 0640/0750) is not open to other users.
+    os.umask(0o027)
     level = (args.loglevel or settings.log_level).upper()
     configure_logging(level, settings.log_json)
     if not settings.broker.url:

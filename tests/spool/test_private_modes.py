@@ -98,3 +98,19 @@ def test_node_and_workers_leave_nothing_open_under_umask_000(
     written = {p.relative_to(env.spool.root).parts[0] for p in env.spool.root.rglob("*")}
     assert written >= {"tmp", "studies", "other", "outbox", "deadletter"}, written
     assert too_open(env.spool.root) == []
+
+
+def test_retention_and_the_audit_file_are_private_under_umask_000(tmp_path: Path, umask_000: None) -> None:
+    """Retention's first prune of a fresh spool made ``tmp/`` with ``mkdir(parents=True)``
+    (0777 under umask 000), and the audit trail its folder the same way."""
+    from mammocad.audit import AuditTrail, Identity, events
+    from mammocad.spool.retention import prune
+
+    root = tmp_path / "spool"
+    prune(root, 30 * 86400.0)
+    assert (root / "tmp").is_dir() and too_open(root) == []
+    audit = tmp_path / "log" / "mammocad" / "audit.log"
+    trail = AuditTrail(Identity.make("MAMMOCAD", program="mammocad-test"), file=audit)
+    trail.emit(events.application_activity(trail.identity, started=True))
+    trail.close()
+    assert audit.is_file() and too_open(audit.parent) == []
