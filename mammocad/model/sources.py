@@ -77,6 +77,13 @@ class DataSource:
             from mammocad.model.readers.film_rendering import SourceRendering
 
             SourceRendering.from_options(self.options)  # unknown or bad options fail when the config is read
+        else:
+            from mammocad.model.readers import check_options
+
+            try:
+                check_options(self.format, self.options)
+            except ValueError as exc:
+                raise ValueError(f"{exc}; path {self.path}") from exc
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], base: Path | None = None) -> DataSource:

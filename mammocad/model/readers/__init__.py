@@ -8,6 +8,7 @@ breast-level truth (any malignant lesion on any view of the breast).
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,9 +33,33 @@ def reader(fmt: str) -> Callable[..., list[AnnotatedImage]]:
     return module.read  # type: ignore[no-any-return]
 
 
+def check_options(fmt: str, options: dict[str, Any]) -> None:
+    """Raise ValueError naming any option the format's reader does not take.
+
+    Why here and not at read time: a misspelt option (``splt=test``) reached ``read(**opts)``
+    as a TypeError traceback, after a training run had already drawn its synthetic sets; a
+    manifest took any option and ignored it. The config and the command line are checked
+    before any work starts.
+    """
+    known = sorted(_option_names(fmt))
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        takes = f"its options are {', '.join(known)}" if known else "it takes no options"
+        raise ValueError(f"unknown option {', '.join(repr(u) for u in unknown)} for data format {fmt!r}: {takes} "
+                         "(docs/DATASETS.md)")
+
+
+def _option_names(fmt: str) -> set[str]:
+    read = reader(fmt)
+    if ALIASES.get(fmt.lower(), fmt.lower()) == "manifest":
+        return set()
+    params = inspect.signature(read).parameters.values()
+    return {p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "progress"}
+
+
 def read_dataset(fmt: str, path: Path, **opts: Any) -> list[AnnotatedImage]:
     """Read a data set of format ``fmt`` (see FORMATS) at ``path`` into AnnotatedImage objects."""
     return reader(fmt)(Path(path), **opts)
 
 
-__all__ = ["ALIASES", "FORMATS", "read_dataset", "reader"]
+__all__ = ["ALIASES", "FORMATS", "check_options", "read_dataset", "reader"]

@@ -1,0 +1,56 @@
+"""A training config or a command's data options that are almost right: one line that names the key.
+
+The mistakes a site makes when it writes its own config from DATASETS.md: a misspelt key or
+section, a string where a number goes, a reader option that does not exist, a data folder that
+is not there. Each must be refused when the config is read, before any data is drawn or any
+step is trained, with the section and key (or file) in the message.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mammocad.cli import main
+from mammocad.model.sources import DataSource
+from mammocad.model.train_config import config_from_dict
+from tests.model.test_train import tiny_config
+
+
+def _refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    capsys.readouterr()
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    return code, capsys.readouterr().err
+
+
+@pytest.fixture(autouse=True)
+def _logging(logging_restored: None) -> None:
+    """Commands run in this process: see conftest's ``logging_restored``."""
+
+
+def test_a_reader_option_that_does_not_exist_is_named_with_the_options_that_do(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"unknown option 'splt' for data format 'cbis-ddsm': its options are "
+                                         r"calc_only, images_dir, split"):
+        DataSource(format="cbis-ddsm", path=tmp_path, options={"splt": "test"})
+    with pytest.raises(ValueError, match="'manifest': it takes no options"):
+        DataSource(format="manifest", path=tmp_path, options={"split": "test"})
+    assert DataSource(format="real-background", path=tmp_path, options={"seed": 3, "cache": "x"}).options["seed"] == 3
+    raw: dict[str, Any] = {**tiny_config(tmp_path / "d"), "data": {"format": "vindr", "path": str(tmp_path),
+                                                                   "options": {"splits": "test"}}}
+    with pytest.raises(ValueError, match="unknown option 'splits' for data format 'vindr'"):
+        config_from_dict(raw)
+
+
+def test_evaluate_refuses_an_unknown_reader_option_before_loading_anything(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "mias").mkdir()
+    code, err = _refused(["model", "evaluate", "--data", str(tmp_path / "mias"), "--data-format", "mias",
+                          "--data-option", "splt=test", "--out", str(tmp_path / "out")], capsys)
+    assert code == 2, err
+    assert err.count("\n") == 1 and "unknown option 'splt' for data format 'mias'" in err
+    assert "Traceback" not in err and not (tmp_path / "out").exists()
