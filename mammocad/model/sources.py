@@ -93,6 +93,7 @@ class DataSource:
             raise ValueError(f"unknown data source keys: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
         if "path" not in d or "format" not in d:
             raise ValueError(f"a data source needs 'format' and 'path', got {d}")
+        _check_types(d)
         path = resolve_data_path(str(d["path"]))
         return cls(format=str(d["format"]), path=path, n_studies=int(d.get("n_studies", 0)),
                    seed=int(d.get("seed", 0)), size=str(d.get("size", "small")),
@@ -105,6 +106,24 @@ class DataSource:
                 "size": self.size, "options": dict(self.options),
                 **({"spacing_mm": self.spacing_mm} if self.spacing_mm is not None else {}),
                 **({"weight": self.weight} if self.weight != 1.0 else {})}
+
+
+#: What each data source key must hold (``int`` also stands for a float where a number goes).
+_KEY_TYPES: dict[str, tuple[type, ...]] = {
+    "format": (str,), "path": (str,), "n_studies": (int,), "seed": (int,), "size": (str,), "options": (dict,),
+    "spacing_mm": (int, float), "weight": (int, float)}
+_TYPE_NAMES = {str: "a string", int: "a whole number", float: "a number", dict: "a table, e.g. { split = \"test\" }"}
+
+
+def _check_types(d: dict[str, Any]) -> None:
+    """A value of the wrong type, named by key: ``n_studies = "3"`` said only "invalid literal for int()"."""
+    for key, kinds in _KEY_TYPES.items():
+        value = d.get(key)
+        if value is None or (isinstance(value, kinds) and not isinstance(value, bool)):
+            continue
+        if key == "path" and isinstance(value, Path):
+            continue
+        raise ValueError(f"{key} must be {_TYPE_NAMES[kinds[-1]]}, got {value!r}")
 
 
 def _check_drawn_as_asked(src: DataSource) -> None:

@@ -133,12 +133,81 @@ class TrainConfig:
         return all(src.format in SIMULATED_LESION_FORMATS for src in self.data)
 
 
+#: The tables and keys a training config may hold at its top level (anything else is a typo:
+#: ``[optim]`` for ``[train]``, ``seeed``, which TOML parses happily and training ignored).
+TOP_LEVEL_KEYS = ("name", "version", "seed", "init_from", "release_path", "data", "validation", "test", "split",
+                  "preprocess", "detector", "train", "tiles", "augment", "thresholds", "evaluation")
+#: Keys of the small tables read here directly, with the type their default has.
+_SPLIT_DEFAULTS = {"val_fraction": 0.15}
+_EVALUATION_DEFAULTS = {"n_bootstrap": 1000}
+_TOP_DEFAULTS: dict[str, Any] = {"name": "run", "version": "", "seed": 0, "init_from": "", "release_path": ""}
+
+
+def _kind(default: Any) -> str:
+    """What a value must be to stand where ``default`` stands: TOML gives int, float, str, bool, list."""
+    if isinstance(default, tuple):
+        return f"a list of {_plural(default[0])}" if default else "a list"
+    if isinstance(default, bool):
+        return "true or false"
+    return {int: "a whole number", float: "a number", str: "a string"}.get(type(default), "")
+
+
+def _plural(default: Any) -> str:
+    if isinstance(default, tuple):
+        return "lists"
+    if isinstance(default, bool):
+        return "true/false values"
+    return {int: "whole numbers", float: "numbers", str: "strings"}.get(type(default), "values")
+
+
+def _fits(value: Any, default: Any) -> bool:
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, str):
+        return isinstance(value, str)
+    if isinstance(default, tuple):
+        return isinstance(value, (list, tuple)) and (not default or all(_fits(v, default[0]) for v in value))
+    return True  # None and other defaults: the section's own checks decide
+
+
+def _check_table(where: str, values: Any, defaults: dict[str, Any]) -> None:
+    """Unknown keys and values of the wrong type, named by section and key.
+
+    Why: a misspelt key was ignored (``val_fration`` kept the default split), and a string for a
+    number failed deep inside a dataclass ("'<' not supported between instances of 'str' and
+    'int'") or only once training had started.
+    """
+    if not isinstance(values, dict):
+        raise ValueError(f"{where} must be a table, got {values!r}")
+    unknown = sorted(set(values) - set(defaults))
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {', '.join(unknown)} (known: {', '.join(sorted(defaults))})")
+    for name, value in values.items():
+        default = defaults[name]
+        if not _fits(value, default):
+            raise ValueError(f"{where} {name}".strip() + f" must be {_kind(default)}, got {value!r}")
+
+
+def _defaults(cls: type) -> dict[str, Any]:
+    """A dataclass's fields and their defaults (``None`` for a field without one)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+        else:
+            out[f.name] = None
+    return out
+
+
 def _section(raw: dict[str, Any], key: str, cls: type) -> Any:
     values = dict(raw.get(key, {}))
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"[{key}]: unknown keys {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    _check_table(f"[{key}]", values, _defaults(cls))
     for name, value in values.items():
         if isinstance(value, list):
             values[name] = tuple(value)
@@ -148,17 +217,36 @@ def _section(raw: dict[str, Any], key: str, cls: type) -> Any:
 def _sources(raw: dict[str, Any], key: str) -> tuple[DataSource, ...]:
     """The data sources of a ``[key]`` table or ``[[key]]`` tables (none when absent)."""
     tables = raw.get(key) or []
-    return tuple(DataSource.from_dict(d) for d in (tables if isinstance(tables, list) else [tables]))
+    tables = tables if isinstance(tables, list) else [tables]
+    out = []
+    for k, table in enumerate(tables, start=1):
+        where = f"[[{key}]] #{k}" if len(tables) > 1 else f"[{key}]"
+        if not isinstance(table, dict):
+            raise ValueError(f"{where} must be a table, got {table!r}")
+        try:
+            out.append(DataSource.from_dict(table))
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{where}: {exc}") from exc
+    return tuple(out)
 
 
 def config_from_dict(raw: dict[str, Any]) -> TrainConfig:
     """Validate a parsed TOML training config (errors name the section and key)."""
+    unknown = sorted(set(raw) - set(TOP_LEVEL_KEYS))
+    if unknown:
+        raise ValueError(f"unknown top-level keys or tables {', '.join(unknown)} "
+                         f"(known: {', '.join(TOP_LEVEL_KEYS)})")
+    _check_table("", {k: v for k, v in raw.items() if k in _TOP_DEFAULTS}, _TOP_DEFAULTS)
     if raw.get("data") is None:
         raise ValueError("the training config needs a [data] table (or [[data]] tables)")
     sources = _sources(raw, "data")
-    test = DataSource.from_dict(raw["test"]) if raw.get("test") else None
+    test = _sources(raw, "test")[0] if raw.get("test") else None
     validation = _sources(raw, "validation")
     split = raw.get("split", {})
+    _check_table("[split]", split, _SPLIT_DEFAULTS)
+    _check_table("[evaluation]", raw.get("evaluation", {}), _EVALUATION_DEFAULTS)
+    _check_table("[detector]", raw.get("detector", {}), _defaults(DetectorSpec))
+    _check_table("[preprocess]", raw.get("preprocess", {}), _defaults(PreprocessSpec))
     detector = DetectorSpec.from_dict(dict(raw.get("detector", {})))
     tiles = _section(raw, "tiles", TileConfig)
     if tiles.size != detector.tile_size:

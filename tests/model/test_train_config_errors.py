@@ -54,3 +54,37 @@ def test_evaluate_refuses_an_unknown_reader_option_before_loading_anything(
     assert code == 2, err
     assert err.count("\n") == 1 and "unknown option 'splt' for data format 'mias'" in err
     assert "Traceback" not in err and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"seeed": 3}, "unknown top-level keys or tables seeed"),
+    ({"optim": {"steps": 3}}, "unknown top-level keys or tables optim"),
+    ({"split": {"val_fration": 0.2}}, r"\[split\]: unknown keys val_fration \(known: val_fraction\)"),
+    ({"evaluation": {"bootstrap": 5}}, r"\[evaluation\]: unknown keys bootstrap"),
+    ({"preprocess": {"spacing": 1.0}}, r"\[preprocess\]: unknown keys spacing"),
+    ({"train": {"steps": "ten"}}, r"\[train\] steps must be a whole number, got 'ten'"),
+    ({"train": {"lr": "fast"}}, r"\[train\] lr must be a number, got 'fast'"),
+    ({"augment": {"hflip": True}}, r"\[augment\] hflip must be a number, got True"),
+    ({"tiles": {"balance_classes": 1}}, r"\[tiles\] balance_classes must be true or false, got 1"),
+    ({"detector": {"anchor_sizes": [["8"]]}}, r"\[detector\] anchor_sizes must be a list of lists"),
+    ({"seed": "abc"}, r"^seed must be a whole number, got 'abc'"),
+    ({"split": [0.2]}, r"\[split\] must be a table"),
+])
+def test_a_misspelt_key_or_a_value_of_the_wrong_type_is_named(tmp_path: Path, change: dict[str, Any],
+                                                                message: str) -> None:
+    raw = tiny_config(tmp_path / "d")
+    for key, value in change.items():
+        raw[key] = {**raw[key], **value} if isinstance(raw.get(key), dict) and isinstance(value, dict) else value
+    with pytest.raises(ValueError, match=message):
+        config_from_dict(raw)
+
+
+def test_a_data_source_key_of_the_wrong_type_is_named_with_its_table(tmp_path: Path) -> None:
+    raw = tiny_config(tmp_path / "d")
+    raw["data"] = [raw["data"], {**raw["data"], "n_studies": "three"}]
+    with pytest.raises(ValueError, match=r"^\[\[data\]\] #2: n_studies must be a whole number, got 'three'"):
+        config_from_dict(raw)
+    raw = tiny_config(tmp_path / "d")
+    raw["test"] = {"format": "manifest", "path": str(tmp_path), "options": "split=test"}
+    with pytest.raises(ValueError, match=r"^\[test\]: options must be a table"):
+        config_from_dict(raw)
