@@ -88,3 +88,32 @@ def test_a_data_source_key_of_the_wrong_type_is_named_with_its_table(tmp_path: P
     raw["test"] = {"format": "manifest", "path": str(tmp_path), "options": "split=test"}
     with pytest.raises(ValueError, match=r"^\[test\]: options must be a table"):
         config_from_dict(raw)
+
+
+def test_train_names_a_missing_input_before_drawing_any_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The synthetic [data] set would be drawn first (minutes for a real config): nothing may be drawn."""
+    import tomlkit
+
+    raw = tiny_config(tmp_path / "synth")
+    raw["validation"] = [{"format": "manifest", "path": str(tmp_path / "site-validation")}]
+    config = tmp_path / "site.toml"
+    config.write_text(tomlkit.dumps(raw))
+    run = ["model", "train", "--config", str(config), "--out", str(tmp_path / "run"), "--device", "cpu",
+           "--no-progress"]
+    code, err = _refused(run, capsys)
+    assert code == 2 and f"[validation] path {tmp_path / 'site-validation'} does not exist (format manifest)" in err
+    raw["validation"] = []
+    raw["init_from"] = str(tmp_path / "none.pt")
+    config.write_text(tomlkit.dumps(raw))
+    code, err = _refused(run, capsys)
+    assert code == 2 and f"init_from {tmp_path / 'none.pt'} does not exist" in err
+    del raw["init_from"]
+    config.write_text(tomlkit.dumps(raw))
+    code, err = _refused([*run, "--resume", str(tmp_path / "state.pt")], capsys)
+    assert code == 2 and "--resume" in err and "no such file" in err
+    code, err = _refused([*run, "--data", str(tmp_path / "site")], capsys)
+    assert code == 2 and f"--data {tmp_path / 'site'} does not exist" in err
+    code, err = _refused([*run, "--steps", "0"], capsys)
+    assert code == 2 and "--steps must be at least 1, got 0" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "synth").exists() and not (tmp_path / "run").exists()

@@ -42,16 +42,20 @@ def _run(args: argparse.Namespace) -> int:
     from mammocad.model import train
     from mammocad.model.devices import DeviceError, configure_cpu_threads, resolve_device
     from mammocad.model.sources import DataSource
+    from mammocad.model.train_config import check_inputs
 
     configure_logging()
-    if args.workers < 1:
-        print("mammocad model train: error: --workers must be at least 1", file=sys.stderr)
-        return 2
+    for flag, value in (("--workers", args.workers), ("--steps", args.steps)):
+        if value is not None and value < 1:
+            print(f"mammocad model train: error: {flag} must be at least 1, got {value}", file=sys.stderr)
+            return 2
     try:
         cfg = train.load_config(Path(args.train_config))
         if args.seed is not None:
             cfg = dataclasses.replace(cfg, seed=args.seed, raw={**cfg.raw, "seed": args.seed})
         if args.data is not None:
+            if not args.data.exists():
+                raise FileNotFoundError(f"--data {args.data} does not exist; give the data set's folder or file")
             # Your own data: the config's synthetic test and validation sets mean nothing for it
             # and the packaged demo weights must not be overwritten; evaluate with
             # `mammocad model evaluate`.
@@ -61,6 +65,7 @@ def _run(args: argparse.Namespace) -> int:
             raw = {k: v for k, v in cfg.raw.items() if k not in ("test", "validation", "release_path")}
             cfg = dataclasses.replace(cfg, data=(src,), test=None, validation=(), release_path=None,
                                       raw={**raw, "data": src.to_dict()})
+        check_inputs(cfg, args.train_config, args.resume)
         device = resolve_device(args.device)
         if device == "cpu":
             configure_cpu_threads()
