@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from mammocad.model.commands.outputs import add_overwrite_argument, check_new_file
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = subparsers.add_parser(
@@ -20,7 +22,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
                     "`mammocad model calibrate` chooses them again. Research use only, not for diagnostic use.")
     p.add_argument("--weights", required=True, action="append", type=Path, metavar="PATH",
                    help="a checkpoint to average (give two or more)")
-    p.add_argument("--out", required=True, type=Path, metavar="PATH", help="the averaged checkpoint to write")
+    p.add_argument("--out", required=True, type=Path, metavar="PATH",
+                   help="the averaged checkpoint to write (a new file: not one of --weights, not the shipped weights)")
+    add_overwrite_argument(p, "an existing checkpoint file")
     p.add_argument("--version", default=None, help="version label of the new checkpoint (default: the first's)")
     p.set_defaults(handler=_run)
 
@@ -34,6 +38,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         if any(args.out.resolve() == w.resolve() for w in args.weights):
             raise ValueError(f"--out {args.out} is one of the checkpoints being averaged: write a new file")
+        check_new_file(args.out, overwrite=args.overwrite)
         averaged = average_checkpoints(args.weights)
         meta = averaged.metadata
         meta["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

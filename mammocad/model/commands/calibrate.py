@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mammocad.model.commands.evaluate import parse_options
+from mammocad.model.commands.outputs import add_overwrite_argument, check_new_file
 from mammocad.model.commands.pooled import add_data_arguments
 from mammocad.model.risk import METHODS as RISK_METHODS  # risk.py imports neither numpy nor torch
 
@@ -41,7 +42,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
                            "format, seed and options; synthetic sets are generated when absent)")
     p.add_argument("--weights", default=None, metavar="PATH", help="checkpoint to calibrate (default: the demo weights)")
     p.add_argument("--out", required=True, type=Path, metavar="PATH",
-                   help="the calibrated checkpoint to write (must not be --weights)")
+                   help="the calibrated checkpoint to write (a new file: not --weights, not the shipped weights)")
+    add_overwrite_argument(p, "an existing checkpoint file")
     p.add_argument("--risk-method", choices=RISK_METHODS, default=None,
                    help="breast risk rule (default: the checkpoint's own)")
     p.add_argument("--method", choices=("youden", "sensitivity"), default="youden",
@@ -89,6 +91,7 @@ def _run(args: argparse.Namespace) -> int:
         source = resolve_weights(args.weights)
         if args.out.resolve() == source.resolve():
             raise ValueError(f"--out {args.out} is the checkpoint being calibrated: write a new file")
+        check_new_file(args.out, overwrite=args.overwrite)
         rules = _rules(args)
         items, where = _items(args)
         det = _detector(args, source)

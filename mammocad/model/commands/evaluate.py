@@ -11,7 +11,11 @@ import json
 import sys
 from pathlib import Path
 
+from mammocad.model.commands.outputs import add_overwrite_argument, check_run_folder
 from mammocad.model.commands.pooled import add_data_arguments
+
+#: What ``evaluate`` writes into ``--out``.
+OUTPUT_NAMES = ("metrics.json", "roc.png", "froc.png")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -25,11 +29,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
                        option_example="split=test for CBIS-DDSM, calc_mode=clusters for INbreast")
     p.add_argument("--weights", default=None, metavar="PATH", help="checkpoint (default: the demo weights)")
     p.add_argument("--out", type=Path, default=Path("runs/evaluate"), metavar="DIR",
-                   help="where metrics.json, roc.png and froc.png go (default runs/evaluate)")
+                   help="folder for metrics.json, roc.png and froc.png (created; default runs/evaluate)")
+    add_overwrite_argument(p, "an earlier evaluation's metrics.json and plots")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
     p.add_argument("--rule", choices=("centre", "iou"), default="centre",
                    help="when a lesion counts as detected: prediction centre inside it, or IoU >= 0.3")
-    p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples (default 1000)")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+                   help="bootstrap resamples for the 95%% intervals (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.set_defaults(handler=_run)
 
@@ -50,6 +56,9 @@ def _run(args: argparse.Namespace) -> int:
 
     configure_logging("WARNING")
     try:
+        check_run_folder(args.out, OUTPUT_NAMES, overwrite=args.overwrite)
+        if args.bootstrap < 0:
+            raise ValueError(f"--bootstrap must be 0 or more, got {args.bootstrap}")
         items = load_pooled(args.data, args.data_format, parse_options(args.data_option))
         det = Detector.load(args.weights, args.device)
         ev = predict_items(det, items)

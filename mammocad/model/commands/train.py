@@ -7,8 +7,13 @@ import dataclasses
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from mammocad.model.commands.outputs import add_overwrite_argument, check_run_folder, shipped
 from mammocad.model.commands.pooled import DATA_FORMATS
+
+if TYPE_CHECKING:
+    from mammocad.model.train_config import TrainConfig
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -19,8 +24,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
                     "with thresholds chosen on validation data, held-out metrics and model.pt.")
     p.add_argument("--config", dest="train_config", required=True, metavar="TOML",
                    help="training config, e.g. config/train-demo.toml")
-    p.add_argument("--out", type=Path, metavar="DIR", help="run folder (default runs/<config name>)")
-    p.add_argument("--resume", type=Path, metavar="STATE", help="continue from a run's state.pt")
+    p.add_argument("--out", type=Path, metavar="DIR",
+                   help="run folder (created; default runs/<config name>): train.csv, loss.png, state.pt, model.pt, "
+                        "metrics.json, roc.png, froc.png, config.json")
+    p.add_argument("--resume", type=Path, metavar="STATE",
+                   help="continue from a run's state.pt (written every train.checkpoint_every steps)")
+    add_overwrite_argument(p, "a previous run (and the config's release_path file, if it names one)")
     p.add_argument("--seed", type=int, help="override the config's seed")
     p.add_argument("--steps", type=int, help="override train.steps (e.g. to finish early from --resume)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
@@ -70,6 +79,7 @@ def _run(args: argparse.Namespace) -> int:
         if device == "cpu":
             configure_cpu_threads()
         out = args.out or Path("runs") / cfg.name
+        _check_outputs(cfg, out, args)
         command = "mammocad " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else ""
         path = train.run(cfg, out, device=device, resume=args.resume, steps=args.steps,
                          command=command or f"mammocad model train --config {args.train_config}",
@@ -80,3 +90,23 @@ def _run(args: argparse.Namespace) -> int:
     print(f"checkpoint written: {path}")
     print("research use only, not for diagnostic use" + (" (trained on synthetic data only)" if cfg.synthetic else ""))
     return 0
+
+
+def _check_outputs(cfg: TrainConfig, out: Path, args: argparse.Namespace) -> None:
+    """Refuse to replace a previous run, or the config's release file, without ``--overwrite``.
+
+    A folder holding only config.json is a run that stopped before its first step (bad data,
+    say): the same command may start it again. Resuming into the folder of the state resumed
+    continues that run, so it is not a previous run there.
+    """
+    from mammocad.model import train
+
+    if shipped(out):
+        raise ValueError(f"--out {out} is in the package's weights folder: give a run folder such as runs/{cfg.name}")
+    resuming_here = args.resume is not None and args.resume.resolve().parent == out.resolve()
+    check_run_folder(out, (train.MODEL_NAME, train.STATE_NAME, train.CSV_NAME, "metrics.json"),
+                     overwrite=args.overwrite or resuming_here)
+    if cfg.release_path is not None and cfg.release_path.exists() and not args.overwrite:
+        raise ValueError(f"the config's release_path {cfg.release_path} exists (for a demo config: the shipped "
+                         "weights): pass --overwrite to replace it when the run ends, or drop release_path from "
+                         "the config (the run's own model.pt is written either way)")
