@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import shlex
+import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mammocad.model.commands.outputs import add_overwrite_argument, check_run_folder, shipped
 from mammocad.model.commands.pooled import DATA_FORMATS
@@ -58,6 +59,8 @@ def _run(args: argparse.Namespace) -> int:
         if value is not None and value < 1:
             print(f"mammocad model train: error: {flag} must be at least 1, got {value}", file=sys.stderr)
             return 2
+    installed, on_term = _raise_on_sigterm()
+    cfg = out = None
     try:
         cfg = train.load_config(Path(args.train_config))
         if args.seed is not None:
@@ -87,6 +90,12 @@ def _run(args: argparse.Namespace) -> int:
     except (train.TrainError, DeviceError, ValueError, FileNotFoundError) as exc:
         print(f"mammocad model train: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:
+        print(f"mammocad model train: interrupted; {_how_to_go_on(cfg, out, args.train_config)}", file=sys.stderr)
+        return 143 if isinstance(exc, _Terminated) else 130
+    finally:
+        if installed:
+            signal.signal(signal.SIGTERM, on_term)
     print(f"checkpoint written: {path}")
     print("research use only, not for diagnostic use" + (" (trained on synthetic data only)" if cfg.synthetic else ""))
     return 0
@@ -110,3 +119,55 @@ def _check_outputs(cfg: TrainConfig, out: Path, args: argparse.Namespace) -> Non
         raise ValueError(f"the config's release_path {cfg.release_path} exists (for a demo config: the shipped "
                          "weights): pass --overwrite to replace it when the run ends, or drop release_path from "
                          "the config (the run's own model.pt is written either way)")
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's or ``kill``'s stop) taken like Ctrl-C, so the run stops the same way."""
+
+
+def _raise_on_sigterm() -> tuple[bool, Any]:
+    """Make SIGTERM raise :class:`_Terminated`; returns whether it did and the handler to put back.
+
+    Why: by default SIGTERM ends the process at once and says nothing; the run's state.pt is
+    whole either way (written to a temporary file, then renamed), but the user was not told
+    that it exists nor how to continue from it.
+    """
+    def stop(signum: int, frame: object) -> None:
+        raise _Terminated
+
+    try:
+        return True, signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread: leave the signal alone
+        return False, None
+
+
+def _how_to_go_on(cfg: TrainConfig | None, out: Path | None, config: str) -> str:
+    """The command that continues an interrupted run from its last state.pt, or why there is none."""
+    from mammocad.model import train
+
+    if cfg is None or out is None:
+        return "nothing was trained: run the command again"
+    state = out / train.STATE_NAME
+    if not state.is_file():
+        again = " with --overwrite" if (out / train.CSV_NAME).exists() else ""
+        return (f"no checkpoint yet (one is written every {cfg.optim.checkpoint_every} steps): nothing to resume; "
+                f"run the same command again{again}")
+    words = _without(sys.argv[1:] if sys.argv[1:2] == ["model"] else ["model", "train", "--config", config],
+                     flags=("--out", "--resume"), switches=("--overwrite",))
+    command = " ".join(shlex.quote(w) for w in ["mammocad", *words, "--out", str(out), "--resume", str(state)])
+    return (f"the last checkpoint is {state} (written every {cfg.optim.checkpoint_every} steps); "
+            f"continue with: {command}")
+
+
+def _without(words: list[str], *, flags: tuple[str, ...], switches: tuple[str, ...]) -> list[str]:
+    """``words`` less each of ``flags`` with its value (``--out X`` or ``--out=X``) and each of ``switches``."""
+    kept: list[str] = []
+    skip = False
+    for word in words:
+        if skip:
+            skip = False
+        elif word in flags:
+            skip = True
+        elif word not in switches and not word.startswith(tuple(f + "=" for f in flags)):
+            kept.append(word)
+    return kept
