@@ -10,18 +10,23 @@ pixel-centre convention, below any detector's precision).
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
+from mammocad.logs import log_event
 from mammocad.model.annotations import AnnotatedImage, AnnotatedLesion
 from mammocad.model.readers.common import (
+    FileFinder,
     header_laterality_view,
     name_laterality_view,
+    report_missing,
     require,
     with_breast_truth,
 )
 from mammocad.model.results import LesionClass
 
+logger = logging.getLogger(__name__)
 DEFAULT_CATEGORIES = {"benign": LesionClass.BENIGN, "malignant": LesionClass.MALIGNANT}
 
 
@@ -35,23 +40,45 @@ def read(path: Path, *, images_dir: Path | None = None, category_map: dict[str, 
     JSON's folder).
     """
     json_path = _find_json(Path(path))
-    data = json.loads(json_path.read_text())
+    try:
+        data = json.loads(json_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{json_path}: not a JSON file ({exc}); export the annotations as COCO JSON") from exc
     for key in ("images", "annotations", "categories"):
-        if key not in data:
+        if not isinstance(data, dict) or not isinstance(data.get(key), list):
             raise ValueError(f"{json_path}: not a COCO detection file (no {key!r} list)")
     root = Path(images_dir) if images_dir else json_path.parent
     classes = _category_classes(data["categories"], category_map, skip_unknown_categories)
     by_image: dict[Any, list[AnnotatedLesion]] = {}
     for ann in data["annotations"]:
+        lacking = [k for k in ("image_id", "category_id", "bbox") if k not in ann]
+        if lacking:
+            raise ValueError(f"{json_path}: annotation {ann.get('id')} has no {', '.join(lacking)}")
         cls = classes.get(ann["category_id"])
         if cls is None:
             continue
+        if len(ann["bbox"]) != 4:
+            raise ValueError(f"{json_path}: annotation {ann.get('id')} bbox must be [x, y, w, h], got {ann['bbox']}")
         x, y, w, h = (float(v) for v in ann["bbox"])
         if w <= 0 or h <= 0:
             raise ValueError(f"{json_path}: annotation {ann.get('id')} has an empty bbox {ann['bbox']}")
         by_image.setdefault(ann["image_id"], []).append(
             AnnotatedLesion(box=(x, y, x + w, y + h), lesion_class=cls, description=str(ann.get("description", ""))))
-    images = [_image(entry, root, by_image.get(entry["id"], [])) for entry in data["images"]]
+    images, missing = [], []
+    finder = FileFinder((".dcm", ".dicom"))
+    for entry in data["images"]:
+        if "id" not in entry or "file_name" not in entry:
+            raise ValueError(f"{json_path}: image entry {entry} needs 'id' and 'file_name'")
+        found = finder.find(root / entry["file_name"])
+        if found is None:
+            missing.append(root / entry["file_name"])
+            continue
+        images.append(_image(entry, found, by_image.get(entry["id"], [])))
+    report_missing(missing, len(data["images"]), listed_in=json_path, fmt="coco")
+    orphans = set(by_image) - {entry["id"] for entry in data["images"]}
+    if orphans:  # boxes of images left out of the list: skipped, counted
+        log_event(logger, "coco_annotations_without_image", level=logging.WARNING, listed_in=str(json_path),
+                  annotations=sum(len(by_image[i]) for i in orphans), image_ids=len(orphans))
     return with_breast_truth(images)
 
 
@@ -86,8 +113,7 @@ def _category_classes(categories: list[dict[str, Any]], mapping: dict[str, str] 
     return out
 
 
-def _image(entry: dict[str, Any], root: Path, lesions: list[AnnotatedLesion]) -> AnnotatedImage:
-    path = root / entry["file_name"]
+def _image(entry: dict[str, Any], path: Path, lesions: list[AnnotatedLesion]) -> AnnotatedImage:
     lat, view = str(entry.get("laterality", "")).upper(), str(entry.get("view", "")).upper()
     if lat not in ("L", "R") or not view:
         if path.suffix.lower() in (".dcm", ".dicom") and path.exists():

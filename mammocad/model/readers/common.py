@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -9,8 +10,10 @@ from pathlib import Path
 import pydicom
 
 from mammocad.dicom.header import laterality_view
+from mammocad.logs import log_event
 from mammocad.model.annotations import AnnotatedImage
 
+logger = logging.getLogger(__name__)
 _BIRADS = re.compile(r"(\d)\s*([abc])?", re.IGNORECASE)
 
 
@@ -69,3 +72,63 @@ def require(path: Path, what: str) -> Path:
     if not path.exists():
         raise FileNotFoundError(f"{what} not found: {path}; see docs/DATASETS.md for the expected layout")
     return path
+
+
+class FileFinder:
+    """Finds the file a data set's list names, as copies of public sets really hold them.
+
+    Why: copies differ from the published layout in the case of names and extensions
+    (``1-1.DCM``, ``mdb001.PGM``, VinDr images saved as ``.dcm``); an exact-path lookup found
+    none of them and the reader returned images that failed later, or silently none. Each
+    folder is listed once.
+    """
+
+    def __init__(self, suffixes: tuple[str, ...] = ()) -> None:
+        self.suffixes = tuple(s.lower() for s in suffixes)
+        self._listings: dict[Path, dict[str, Path]] = {}
+
+    def find(self, path: Path) -> Path | None:
+        """``path`` itself, else a file in its folder of that name, or of its stem and one of ``suffixes``,
+        in any case."""
+        if path.is_file():
+            return path
+        listing = self._listing(path.parent)
+        for name in (path.name, *(path.stem + s for s in self.suffixes)):
+            found = listing.get(name.lower())
+            if found is not None:
+                return found
+        return None
+
+    def _listing(self, folder: Path) -> dict[str, Path]:
+        if folder not in self._listings:
+            files = sorted(folder.iterdir()) if folder.is_dir() else []
+            self._listings[folder] = {p.name.lower(): p for p in reversed(files) if p.is_file()}
+        return self._listings[folder]
+
+
+def found_images(images: list[AnnotatedImage], finder: FileFinder, *, listed_in: Path, fmt: str) -> list[AnnotatedImage]:
+    """The images whose file exists (names resolved by ``finder``); the others skipped with a count.
+
+    Raises FileNotFoundError when the list names images but none is there: a wrong folder, not
+    a data set without images.
+    """
+    kept, missing = [], []
+    for img in images:
+        path = finder.find(img.image_path)
+        if path is None:
+            missing.append(img.image_path)
+        else:
+            kept.append(img if path == img.image_path else replace(img, image_path=path))
+    report_missing(missing, len(images), listed_in=listed_in, fmt=fmt)
+    return kept
+
+
+def report_missing(missing: list[Path], listed: int, *, listed_in: Path, fmt: str) -> None:
+    """Log how many listed images are not there; raise FileNotFoundError when none of them is."""
+    if missing:
+        log_event(logger, "dataset_images_missing", level=logging.WARNING, format=fmt, listed_in=str(listed_in),
+                  missing=len(missing), listed=listed)
+        log_event(logger, "dataset_image_missing_paths", level=logging.DEBUG, paths=[str(p) for p in missing])
+    if listed and len(missing) == listed:
+        raise FileNotFoundError(f"none of the {listed} images {listed_in} lists was found (e.g. {missing[0]}); "
+                                "check the folder layout in docs/DATASETS.md, or the images_dir option")

@@ -1,0 +1,72 @@
+"""Public data set folders laid out *almost* as published: each reader skips with a count or says what is wrong.
+
+Copies of public sets differ from the published layout: a file renamed to upper case or saved
+with another extension, an image the list names but the download lacks, an empty annotation
+file, a CSV with an extra column. A reader must not crash with a traceback, nor return no
+images without a word; the fixtures below are small synthetic versions of each layout.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+from pydicom.dataset import Dataset
+
+from mammocad.model.annotations import AnnotatedImage
+from mammocad.model.readers import read_dataset
+from mammocad.model.readers.coco import write_coco
+from mammocad.model.synth import generate_study
+from mammocad.model.synth.generate import SynthStudy
+
+
+@pytest.fixture(scope="module")
+def study() -> SynthStudy:
+    return generate_study(5, seed=360, spacing_mm=0.5)  # as tests/model/test_readers.py: lesions on 3 views
+
+
+def save(ds: Dataset, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def missing_counts(caplog: pytest.LogCaptureFixture) -> list[tuple[int, int]]:
+    return [(r.__dict__["missing"], r.__dict__["listed"]) for r in caplog.records
+            if r.getMessage() == "dataset_images_missing"]
+
+
+def _coco(tmp_path: Path, study: SynthStudy) -> Path:
+    images = []
+    for ds, ann in zip(study.datasets, study.annotations, strict=True):
+        path = save(ds, tmp_path / "img" / f"{ann.laterality}{ann.view}.dcm")
+        images.append(AnnotatedImage(image_path=path, laterality=ann.laterality, view=ann.view,
+                                     breast_id=ann.breast_id, lesions=ann.lesions))
+    return write_coco(images, tmp_path / "coco.json")
+
+
+def test_coco_finds_renamed_images_skips_missing_ones_and_names_a_broken_file(
+        tmp_path: Path, study: SynthStudy, caplog: pytest.LogCaptureFixture) -> None:
+    json_path = _coco(tmp_path, study)
+    (tmp_path / "img" / "RCC.dcm").rename(tmp_path / "img" / "RCC.DCM")
+    (tmp_path / "img" / "LMLO.dcm").unlink()
+    data = json.loads(json_path.read_text())
+    data["images"][0]["extra column"] = "ignored"
+    json_path.write_text(json.dumps(data))
+    with caplog.at_level(logging.WARNING):
+        images = read_dataset("coco", json_path)
+    assert sorted(i.image_path.name for i in images) == ["LCC.dcm", "RCC.DCM", "RMLO.dcm"]
+    assert missing_counts(caplog) == [(1, 4)]
+    assert any(i.lesions for i in images if i.laterality == "L")
+    for path in (tmp_path / "img").iterdir():
+        path.unlink()
+    with pytest.raises(FileNotFoundError, match="none of the 4 images .*coco.json lists was found"):
+        read_dataset("coco", json_path)
+    json_path.write_text("")
+    with pytest.raises(ValueError, match="coco.json: not a JSON file"):
+        read_dataset("coco", json_path)
+    json_path.write_text(json.dumps({**data, "annotations": [{"id": 7, "image_id": 1, "category_id": 1}]}))
+    with pytest.raises(ValueError, match="annotation 7 has no bbox"):
+        read_dataset("coco", json_path)
