@@ -70,3 +70,41 @@ def test_coco_finds_renamed_images_skips_missing_ones_and_names_a_broken_file(
     json_path.write_text(json.dumps({**data, "annotations": [{"id": 7, "image_id": 1, "category_id": 1}]}))
     with pytest.raises(ValueError, match="annotation 7 has no bbox"):
         read_dataset("coco", json_path)
+
+
+VINDR_COLUMNS = ["study_id", "series_id", "image_id", "laterality", "view_position", "height", "width",
+                 "breast_birads", "breast_density", "finding_categories", "finding_birads", "xmin", "ymin", "xmax",
+                 "ymax", "split", "an extra column"]
+
+
+def test_vindr_finds_images_saved_as_dcm_skips_missing_ones_and_names_an_unknown_split(
+        tmp_path: Path, study: SynthStudy, caplog: pytest.LogCaptureFixture) -> None:
+    root, rows = tmp_path / "vindr", []
+    names = ["img0.DCM", "img1.dicom", "img2.dcm", None]  # img3: listed, not downloaded
+    for n, (ds, ann) in enumerate(zip(study.datasets, study.annotations, strict=True)):
+        if names[n]:
+            save(ds, root / "images" / "studyA" / str(names[n]))
+        base = ["studyA", "seriesA", f"img{n}", ann.laterality, ann.view, str(ds.Rows), str(ds.Columns),
+                "BI-RADS 4", "DENSITY C"]
+        rows += [base + ["['Suspicious Calcification']", "BI-RADS 4", *map(str, les.box), "training", "x"]
+                 for les in ann.lesions] or [base + ["['No Finding']", "", "", "", "", "", "training", "x"]]
+    _write_csv(root / "finding_annotations.csv", VINDR_COLUMNS, rows)
+    with caplog.at_level(logging.WARNING):
+        images = read_dataset("vindr", root)
+    assert sorted(i.image_path.name for i in images) == ["img0.DCM", "img1.dicom", "img2.dcm"]
+    assert missing_counts(caplog) == [(1, 4)]
+    with pytest.raises(ValueError, match=r"no rows of split 'train'; its split column holds \['training'\]"):
+        read_dataset("vindr", root, split="train")
+    _write_csv(root / "finding_annotations.csv", VINDR_COLUMNS, [])
+    with pytest.raises(ValueError, match="finding_annotations.csv holds no rows"):
+        read_dataset("vindr", root)
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list[str]], delimiter: str = ",") -> None:
+    import csv
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh, delimiter=delimiter)
+        writer.writerow(header)
+        writer.writerows(rows)

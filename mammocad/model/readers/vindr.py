@@ -15,7 +15,7 @@ import math
 from pathlib import Path
 
 from mammocad.model.annotations import AnnotatedImage, AnnotatedLesion
-from mammocad.model.readers.common import birads_value, require, with_breast_truth
+from mammocad.model.readers.common import FileFinder, birads_value, found_images, require, with_breast_truth
 from mammocad.model.results import LesionClass
 
 CALC_CATEGORY = "Suspicious Calcification"
@@ -31,14 +31,20 @@ def read(path: Path, *, calc_only: bool = True, malignant_birads: float = 4.0,
         rows = list(csv.DictReader(fh))
     need = {"study_id", "image_id", "laterality", "view_position", "finding_categories", "finding_birads",
             "xmin", "ymin", "xmax", "ymax"}
-    if rows and not need <= set(rows[0]):
+    if not rows:
+        raise ValueError(f"{csv_path} holds no rows: every VinDr-Mammo image has at least its 'No Finding' row")
+    if not need <= set(rows[0]):
         raise ValueError(f"{csv_path}: missing VinDr-Mammo columns {sorted(need - set(rows[0]))}")
+    splits = sorted({row.get("split", "") for row in rows})
+    if split is not None and split not in splits:
+        raise ValueError(f"{csv_path}: no rows of split {split!r}; its split column holds {splits}")
     by_image: dict[tuple[str, str], list[dict[str, str]]] = {}
     for row in rows:
         if split is None or row.get("split", "") == split:
             by_image.setdefault((row["study_id"], row["image_id"]), []).append(row)
     images = [_image(image_root, key, items, calc_only, malignant_birads) for key, items in by_image.items()]
-    return with_breast_truth(images)
+    # Copies saved as .dcm, or in upper case, are found; images the download lacks are skipped and counted.
+    return with_breast_truth(found_images(images, FileFinder((".dicom", ".dcm")), listed_in=csv_path, fmt="vindr"))
 
 
 def _categories(text: str) -> list[str]:
