@@ -108,3 +108,24 @@ def _write_csv(path: Path, header: list[str], rows: list[list[str]], delimiter: 
         writer = csv.writer(fh, delimiter=delimiter)
         writer.writerow(header)
         writer.writerows(rows)
+
+
+def test_mias_finds_upper_case_and_png_copies_and_skips_missing_images(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path / "mias"
+    root.mkdir()
+    film = Image.fromarray(np.full((1024, 1024), 90, np.uint8))
+    film.save(root / "MDB001.PGM")
+    film.save(root / "mdb002.png")  # a copy converted to PNG
+    (root / "INFO.TXT").write_text("mdb001 G CALC M 300 700 40 extra words\nmdb002 F NORM\nmdb003 F NORM\n")
+    with caplog.at_level(logging.WARNING):
+        images = read_dataset("mias", root)
+    assert [i.image_path.name for i in images] == ["MDB001.PGM", "mdb002.png"]
+    assert images[0].lesions and missing_counts(caplog) == [(1, 3)]
+    for path in (root / "MDB001.PGM", root / "mdb002.png"):
+        path.unlink()
+    with pytest.raises(FileNotFoundError, match="none of the 3 images .*INFO.TXT lists was found"):
+        read_dataset("mias", root)

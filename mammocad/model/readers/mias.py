@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 
 from mammocad.model.annotations import AnnotatedImage, AnnotatedLesion
-from mammocad.model.readers.common import require, with_breast_truth
+from mammocad.model.readers.common import FileFinder, found_images, require, with_breast_truth
 from mammocad.model.results import LesionClass
 
 SIZE = 1024
@@ -62,11 +62,13 @@ def read(path: Path, *, calc_only: bool = True, skip_unlocalised: bool = True,
             breast_id=f"mias_{(number + 1) // 2:03d}_{lat}", lesions=tuple(lesions), pixel_spacing_mm=SPACING_MM,
             extra={"refnum": ref, "background": matches[0].group(2).upper(),
                    "classes": sorted({m.group(3).upper() for m in matches})}))
-    return with_breast_truth(images)
+    # Copies with .PGM names, or converted to PNG, are found; images the folder lacks are skipped and counted.
+    finder = FileFinder((".pgm", ".png", ".tif", ".tiff"))
+    return with_breast_truth(found_images(images, finder, listed_in=info, fmt="mias"))
 
 
 def _find_info(folder: Path) -> Path:
-    for name in ("Info.txt", "info.txt", "INFO.TXT", "Info.TXT"):
-        if (folder / name).is_file():
-            return folder / name
+    found = FileFinder().find(folder / "info.txt")
+    if found is not None:
+        return found
     raise FileNotFoundError(f"Info.txt not found in {folder}; see docs/DATASETS.md for the mini-MIAS layout")
