@@ -129,3 +129,38 @@ def test_mias_finds_upper_case_and_png_copies_and_skips_missing_images(
         path.unlink()
     with pytest.raises(FileNotFoundError, match="none of the 3 images .*INFO.TXT lists was found"):
         read_dataset("mias", root)
+
+
+def test_inbreast_reads_upper_case_files_and_skips_images_without_a_row_or_a_readable_xml(
+        tmp_path: Path, study: SynthStudy, caplog: pytest.LogCaptureFixture) -> None:
+    import plistlib
+
+    root, table = tmp_path / "INbreast", []
+    for n, (ds, ann) in enumerate(zip(study.datasets, study.annotations, strict=True)):
+        file_id = f"5000{n}"
+        suffix = ".DCM" if n == 0 else ".dcm"
+        save(ds, root / "AllDICOMs" / f"{file_id}_a1b2c3d4e5f60718_MG_{ann.laterality}_{ann.view}_ANON{suffix}")
+        if n != 3:  # 50003: no row in the table
+            table.append([file_id, ann.laterality, ann.view, "4c" if ann.malignant else "2", "x"])
+        (root / "AllXML").mkdir(exist_ok=True)
+        rois = [{"Name": "Cluster", "Point_px": [f"({les.box[0]}, {les.box[1]})", f"({les.box[2]}, {les.box[3]})"]}
+                for les in ann.lesions]
+        xml = root / "AllXML" / f"{file_id}.xml"
+        if n == 2:
+            xml.write_bytes(b"")  # an empty annotation file
+        else:
+            with xml.open("wb") as fh:
+                plistlib.dump({"Images": [{"ROIs": rois}]}, fh)
+    header = ["File Name", "Laterality", "View", "Bi-Rads", "an extra column"]
+    _write_csv(root / "INbreast.csv", header, table, delimiter=";")
+    with caplog.at_level(logging.WARNING):
+        images = read_dataset("inbreast", root)
+    assert sorted(i.extra["file_id"] for i in images) == ["50000", "50001"]
+    (skipped,) = [r.__dict__ for r in caplog.records if r.getMessage() == "inbreast_images_skipped"]
+    assert (skipped["not_in_table"], skipped["unreadable_xml"], skipped["kept"]) == (1, 1, 2)
+    _write_csv(root / "INbreast.csv", ["Filename", "Bi-Rads"], [])
+    with pytest.raises(ValueError, match=r"missing INbreast columns \['file name'\]"):
+        read_dataset("inbreast", root)
+    (root / "INbreast.csv").write_text("")
+    with pytest.raises(ValueError, match="INbreast.csv is empty"):
+        read_dataset("inbreast", root)

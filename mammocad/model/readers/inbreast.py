@@ -11,6 +11,7 @@ get a box of ``point_radius_mm`` around the point (spacing from the DICOM header
 from __future__ import annotations
 
 import csv
+import logging
 import plistlib
 import re
 from pathlib import Path
@@ -18,10 +19,12 @@ from typing import Any
 
 import pydicom
 
+from mammocad.logs import log_event
 from mammocad.model.annotations import AnnotatedImage, AnnotatedLesion
 from mammocad.model.readers.common import birads_value, header_laterality_view, require, with_breast_truth
 from mammocad.model.results import LesionClass
 
+logger = logging.getLogger(__name__)
 CALC_MODES = {"clusters": {"cluster"}, "individual": {"calcification"}, "both": {"cluster", "calcification"}}
 _POINT = re.compile(r"[-+0-9.eE]+")
 
@@ -41,12 +44,25 @@ def read(path: Path, *, calc_mode: str = "clusters", malignant_birads: float = 4
     xml_dir = _first_dir(root, ("AllXML",))
     table = _read_table(root)
     images = []
-    for dcm in sorted(dicom_dir.glob("*.dcm")):
+    # Any case of the extension (copies written as .DCM); an image without a table row has no
+    # BI-RADS, so its class is unknown, and one whose XML is unreadable has unknown ROIs: skipped.
+    dicoms = sorted(p for p in dicom_dir.iterdir() if p.is_file() and p.suffix.lower() in (".dcm", ".dicom"))
+    if not dicoms:
+        raise FileNotFoundError(f"no DICOM files (*.dcm) in {dicom_dir}; see docs/DATASETS.md for the INbreast layout")
+    skipped = {"not_in_table": 0, "unreadable_xml": 0}
+    for dcm in dicoms:
         file_id = dcm.name.split("_")[0]
-        info = table.get(file_id, {})
+        if file_id not in table:
+            skipped["not_in_table"] += 1
+            continue
+        info = table[file_id]
         birads = birads_value(info.get("bi-rads"))
         cls = LesionClass.MALIGNANT if birads is not None and birads >= malignant_birads else LesionClass.BENIGN
-        rois = _read_rois(xml_dir / f"{file_id}.xml") if xml_dir else []
+        try:
+            rois = _read_rois(xml_dir / f"{file_id}.xml") if xml_dir else []
+        except (plistlib.InvalidFileException, ValueError, OSError):
+            skipped["unreadable_xml"] += 1
+            continue
         names = None if all_findings else CALC_MODES[calc_mode]
         lesions = _lesions(dcm, rois, names, cls, point_radius_mm)
         lat, view = str(info.get("laterality", "")).upper(), str(info.get("view", "")).upper()
@@ -61,6 +77,13 @@ def read(path: Path, *, calc_mode: str = "clusters", malignant_birads: float = 4
             image_path=dcm, laterality=lat, view=view, breast_id=f"{patient}_{lat}", lesions=tuple(lesions),
             extra={"file_id": file_id, "birads": info.get("bi-rads", ""), "acr": info.get("acr", ""),
                    "roi_names": sorted({str(r.get("Name", "")) for r in rois})}))
+    if any(skipped.values()):
+        log_event(logger, "inbreast_images_skipped", level=logging.WARNING, folder=str(dicom_dir), kept=len(images),
+                  **skipped)
+    if not images:
+        raise ValueError(f"none of the {len(dicoms)} DICOM files in {dicom_dir} could be used ({skipped['not_in_table']} "
+                         f"without a row in INbreast.csv, whose File Name column holds the first part of each name; "
+                         f"{skipped['unreadable_xml']} with an unreadable AllXML file)")
     return with_breast_truth(images)
 
 
@@ -78,10 +101,16 @@ def _read_table(root: Path) -> dict[str, dict[str, str]]:
     if not found:
         raise FileNotFoundError(f"INbreast.csv not found under {root}; export INbreast.xls to CSV "
                                 "(see docs/DATASETS.md)")
-    text = found[0].read_text(encoding="utf-8", errors="replace")
-    delim = ";" if text.splitlines()[0].count(";") >= text.splitlines()[0].count(",") else ","
+    lines = found[0].read_text(encoding="utf-8", errors="replace").splitlines()
+    if not lines:
+        raise ValueError(f"{found[0]} is empty; export INbreast.xls to CSV again (see docs/DATASETS.md)")
+    delim = ";" if lines[0].count(";") >= lines[0].count(",") else ","
+    header = {h.strip().lower() for h in lines[0].split(delim)}
+    if not {"file name", "bi-rads"} <= header:
+        raise ValueError(f"{found[0]}: missing INbreast columns {sorted({'file name', 'bi-rads'} - header)} "
+                         f"(separator {delim!r}; columns found: {sorted(header)})")
     out = {}
-    for row in csv.DictReader(text.splitlines(), delimiter=delim):
+    for row in csv.DictReader(lines, delimiter=delim):
         norm = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
         if norm.get("file name"):
             out[norm["file name"].split(".")[0]] = norm
