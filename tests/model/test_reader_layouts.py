@@ -164,3 +164,37 @@ def test_inbreast_reads_upper_case_files_and_skips_images_without_a_row_or_a_rea
     (root / "INbreast.csv").write_text("")
     with pytest.raises(ValueError, match="INbreast.csv is empty"):
         read_dataset("inbreast", root)
+
+
+def test_cbis_ddsm_reads_upper_case_files_counts_missing_images_and_names_bad_values(
+        tmp_path: Path, study: SynthStudy, caplog: pytest.LogCaptureFixture) -> None:
+    import numpy as np
+
+    from tests.model.test_readers import CBIS_COLUMNS, _gray
+
+    root, rows = tmp_path / "cbis", []
+    for k, (ds, ann) in enumerate(zip(study.datasets, study.annotations, strict=True)):
+        side = "LEFT" if ann.laterality == "L" else "RIGHT"
+        subject = f"Calc-Training_P_0000{k}_{side}_{ann.view}"
+        if k != 3:  # the last subject is listed but not downloaded
+            save(ds, root / "CBIS-DDSM" / subject / "study" / "series" / "1-1.DCM")
+        mask = np.zeros((ds.Rows, ds.Columns), np.uint8)
+        mask[10:20, 10:20] = 255
+        save(_gray(mask, ds), root / "CBIS-DDSM" / f"{subject}_1" / "study" / "series" / "1-1.DCM")
+        rows.append([f"P_0000{k}", "2", side, ann.view, "1", "calcification", "PLEOMORPHIC", "CLUSTERED", "4",
+                     "MALIGNANT", "3", f"{subject}/1.2/1.3/000000.dcm", f"{subject}_1/1.2/1.4/000000.dcm",
+                     f"{subject}_1/1.2/1.4/000001.dcm", "an extra value"])
+    _write_csv(root / "calc_case_description_train_set.csv", [*CBIS_COLUMNS, "extra"], rows)
+    with caplog.at_level(logging.WARNING):
+        images = read_dataset("cbis-ddsm", root)
+    assert len(images) == 3 and all(len(i.lesions) == 1 for i in images)
+    assert missing_counts(caplog) == [(1, 4)]
+    with pytest.raises(ValueError, match="split must be 'train' or 'test', got 'training'"):
+        read_dataset("cbis-ddsm", root, split="training")
+    rows[0][9] = "BENIGN WITHOUT CALLBACK"
+    _write_csv(root / "calc_case_description_train_set.csv", [*CBIS_COLUMNS, "extra"], rows)
+    with pytest.raises(ValueError, match=r"unknown pathology \['BENIGN WITHOUT CALLBACK'\]"):
+        read_dataset("cbis-ddsm", root)
+    _write_csv(root / "calc_case_description_train_set.csv", CBIS_COLUMNS, [])
+    with pytest.raises(ValueError, match="hold no rows"):
+        read_dataset("cbis-ddsm", root)

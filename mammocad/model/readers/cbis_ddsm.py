@@ -26,7 +26,7 @@ import pydicom
 
 from mammocad.logs import log_event
 from mammocad.model.annotations import AnnotatedImage, AnnotatedLesion
-from mammocad.model.readers.common import require, with_breast_truth
+from mammocad.model.readers.common import report_missing, require, with_breast_truth
 from mammocad.model.results import LesionClass
 
 logger = logging.getLogger(__name__)
@@ -41,6 +41,8 @@ def read(path: Path, *, calc_only: bool = True, images_dir: Path | None = None,
     calc_only: read only calc_case_description_*.csv (masses ignored).
     split: "train" or "test" to read one split only.
     """
+    if split not in (None, "train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     root = require(Path(path), "CBIS-DDSM folder")
     image_root = Path(images_dir) if images_dir else (root / "CBIS-DDSM" if (root / "CBIS-DDSM").is_dir() else root)
     patterns = ["calc_case_description*.csv"] + ([] if calc_only else ["mass_case_description*.csv"])
@@ -60,6 +62,13 @@ def read(path: Path, *, calc_only: bool = True, images_dir: Path | None = None,
         full = resolved[key]
         if full is not None:
             grouped.setdefault(full, []).append((row, csv_path))
+    if not rows:
+        raise ValueError(f"the case description CSVs {[p.name for p in csvs]} hold no rows")
+    unknown = sorted({row["pathology"].strip().upper() for row, _ in rows} - set(PATHOLOGY))
+    if unknown:
+        raise ValueError(f"unknown pathology {unknown} in {[p.name for p in csvs]} (known: {sorted(PATHOLOGY)})")
+    missing = [image_root / k for k, v in resolved.items() if v is None]
+    report_missing(missing, len(resolved), listed_in=root, fmt="cbis-ddsm")
     images = [_image(full, items) for full, items in grouped.items()]
     return with_breast_truth(images)
 
@@ -121,7 +130,7 @@ def _resolve(image_root: Path, csv_path: str, *, want_mask: bool, shape: tuple[i
     candidates = [exact] if exact.is_file() else []
     subject = image_root / rel.parts[0] if rel.parts else None
     if subject is not None and subject.is_dir():
-        candidates += sorted(p for p in subject.rglob("*.dcm") if p != exact)
+        candidates += sorted(p for p in subject.rglob("*") if p.suffix.lower() == ".dcm" and p != exact and p.is_file())
     if not want_mask:
         return candidates[0] if candidates else None
     for cand in candidates:
