@@ -50,19 +50,20 @@ test-faults: system-test-deps venv
 # v12 (the generator of commit b00b90b; likewise) with the other real exam's film drawn six times as
 # often and releases 0.14.0-demo; stage 10 keeps those weights and chooses new thresholds for the
 # image analysed in 4 orientations (the others on crops around candidates) and releases 0.15.0-demo.
+# --overwrite: a rerun replaces each stage's earlier run and the shipped file (the commands refuse to otherwise).
 demo-weights: venv
-	$(BIN)/mammocad model train --config config/train-demo.toml
-	$(BIN)/mammocad model train --config config/train-demo-fine.toml
-	$(BIN)/mammocad model train --config config/train-demo-v2.toml
-	$(BIN)/mammocad model train --config config/train-demo-v3.toml
-	$(BIN)/mammocad model train --config config/train-demo-v4.toml
-	$(BIN)/mammocad model train --config config/train-demo-v5.toml
-	$(BIN)/mammocad model train --config config/train-demo-v6.toml
-	$(BIN)/mammocad model train --config config/train-experiment-v6.toml
-	$(BIN)/mammocad model train --config config/train-demo-v7.toml
-	$(BIN)/mammocad model train --config config/train-demo-v8.toml
+	$(BIN)/mammocad model train --config config/train-demo.toml --overwrite
+	$(BIN)/mammocad model train --config config/train-demo-fine.toml --overwrite
+	$(BIN)/mammocad model train --config config/train-demo-v2.toml --overwrite
+	$(BIN)/mammocad model train --config config/train-demo-v3.toml --overwrite
+	$(BIN)/mammocad model train --config config/train-demo-v4.toml --overwrite
+	$(BIN)/mammocad model train --config config/train-demo-v5.toml --overwrite
+	$(BIN)/mammocad model train --config config/train-demo-v6.toml --overwrite
+	$(BIN)/mammocad model train --config config/train-experiment-v6.toml --overwrite
+	$(BIN)/mammocad model train --config config/train-demo-v7.toml --overwrite
+	$(BIN)/mammocad model train --config config/train-demo-v8.toml --overwrite
 	$(BIN)/mammocad model calibrate --validation-of config/train-experiment-v18.toml --orientations 4 \
-		--orientation-crop 384 --version 0.15.0-demo --out var/demo-0.15.0.pt
+		--orientation-crop 384 --version 0.15.0-demo --out var/demo-0.15.0.pt --overwrite
 	mv var/demo-0.15.0.pt mammocad/model/weights/demo.pt
 
 # The product path's benchmarks (bench/README.md), one after another at their default sizes: each
