@@ -22,8 +22,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     p.add_argument("--studies", type=int, default=10, metavar="N", help="number of studies (default 10)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed; same seed, same files (default 0)")
     p.add_argument("--size", choices=("small", "full"), default="small",
-                   help="small: 0.2 mm pixels, ~800x1000 (fast, CPU training); "
-                        "full: vendor spacing 0.07-0.1 mm, ~2800x3500")
+                   help="small: a 160 x 200 mm field at 0.2 mm, 800x1000 px (fast, CPU training); "
+                        "full: a 238 x 297.5 mm field at the vendor's 0.07-0.1 mm, 2380-3400 x 2975-4250 px")
     p.add_argument("--spacing", type=float, default=None, metavar="MM", help="override the pixel spacing in mm")
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="draw in N processes (default 1; the same files whatever N)")
