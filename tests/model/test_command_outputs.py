@@ -14,12 +14,12 @@ import pytest
 import tomlkit
 import torch
 
-from mammocad.cli import main
 from mammocad.model.checkpoint import DEMO_WEIGHTS, save_checkpoint
 from mammocad.model.commands import outputs
 from mammocad.model.detector import build_detector
 from mammocad.model.standardise import PreprocessSpec
 from tests.model.conftest import TINY_META, TINY_SPEC
+from tests.model.in_process import run_main
 from tests.model.test_train import tiny_config
 
 
@@ -46,13 +46,6 @@ def one_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    capsys.readouterr()
-    try:
-        code = main(argv)
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    return code, capsys.readouterr().err
 
 
 def test_evaluate_keeps_an_earlier_report_unless_told_to_replace_it(
@@ -62,10 +55,10 @@ def test_evaluate_keeps_an_earlier_report_unless_told_to_replace_it(
     (out / "metrics.json").write_text('{"earlier": true}')
     argv = ["model", "evaluate", "--data", str(one_study), "--weights", str(coarse_checkpoint), "--out", str(out),
             "--device", "cpu", "--bootstrap", "5"]
-    code, err = _run(argv, capsys)
+    code, err = run_main(argv, capsys)
     assert code == 2 and f"--out {out} holds a previous run (metrics.json)" in err and "--overwrite" in err
     assert (out / "metrics.json").read_text() == '{"earlier": true}'
-    code, err = _run([*argv, "--overwrite"], capsys)
+    code, err = run_main([*argv, "--overwrite"], capsys)
     assert code == 0, err
     assert "earlier" not in (out / "metrics.json").read_text() and (out / "froc.png").is_file()
 
@@ -77,13 +70,13 @@ def test_calibrate_and_average_never_replace_a_checkpoint_file_unasked_nor_the_s
     earlier.write_bytes(b"an earlier calibration")
     calibrate = ["model", "calibrate", "--data", str(one_study), "--weights", str(coarse_checkpoint),
                  "--device", "cpu", "--out"]
-    code, err = _run([*calibrate, str(earlier)], capsys)
+    code, err = run_main([*calibrate, str(earlier)], capsys)
     assert code == 2 and f"--out {earlier} exists already" in err and "--overwrite" in err
     average = ["model", "average", "--weights", str(coarse_checkpoint), "--weights", str(coarse_checkpoint), "--out"]
-    code, err = _run([*average, str(earlier)], capsys)
+    code, err = run_main([*average, str(earlier)], capsys)
     assert code == 2 and "exists already" in err
     assert earlier.read_bytes() == b"an earlier calibration"
-    code, err = _run([*average, str(earlier), "--overwrite"], capsys)
+    code, err = run_main([*average, str(earlier), "--overwrite"], capsys)
     assert code == 0, err
     assert earlier.read_bytes() != b"an earlier calibration"
 
@@ -95,7 +88,7 @@ def test_calibrate_and_average_never_replace_a_checkpoint_file_unasked_nor_the_s
     shipped.write_bytes(b"the shipped weights")
     for argv in ([*calibrate, str(shipped), "--overwrite"], [*average, str(shipped), "--overwrite"],
                  [*calibrate, str(shipped.parent / "site.pt")]):
-        code, err = _run(argv, capsys)
+        code, err = run_main(argv, capsys)
         assert code == 2 and "weights folder" in err and "which no command writes" in err, argv
     assert shipped.read_bytes() == b"the shipped weights"
     assert not (shipped.parent / "site.pt").exists()
@@ -110,15 +103,15 @@ def test_train_keeps_a_previous_run_and_an_existing_release_file_unless_told(
     run.mkdir()
     (run / "model.pt").write_bytes(b"last week's model")
     argv = ["model", "train", "--config", str(config), "--out", str(run), "--device", "cpu", "--no-progress"]
-    code, err = _run(argv, capsys)
+    code, err = run_main(argv, capsys)
     assert code == 2 and f"--out {run} holds a previous run (model.pt)" in err
     monkeypatch.setattr(outputs, "SHIPPED_WEIGHTS_DIR", tmp_path / "package-weights")
-    code, err = _run([*argv[:4], "--out", str(tmp_path / "package-weights" / "run"), "--device", "cpu"], capsys)
+    code, err = run_main([*argv[:4], "--out", str(tmp_path / "package-weights" / "run"), "--device", "cpu"], capsys)
     assert code == 2 and "weights folder" in err
     release = tmp_path / "released.pt"
     release.write_bytes(b"the shipped file")
     config.write_text(tomlkit.dumps({**raw, "release_path": str(release)}))
-    code, err = _run([*argv[:4], "--out", str(tmp_path / "new-run"), "--device", "cpu"], capsys)
+    code, err = run_main([*argv[:4], "--out", str(tmp_path / "new-run"), "--device", "cpu"], capsys)
     assert code == 2 and f"release_path {release} exists" in err and "--overwrite" in err
     assert (run / "model.pt").read_bytes() == b"last week's model" and release.read_bytes() == b"the shipped file"
     assert not (tmp_path / "synth").exists() and not (tmp_path / "new-run").exists()

@@ -19,8 +19,8 @@ import pytest
 import tomlkit
 import torch
 
-from mammocad.cli import main
 from mammocad.model.checkpoint import load_checkpoint
+from tests.model.in_process import run_main
 from tests.model.test_train import tiny_config
 from tests.services import torch_threads
 
@@ -33,14 +33,6 @@ def _mammocad(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[s
                           timeout=timeout, env=ENV)
 
 
-def _refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    """Exit status and stderr of ``mammocad ARGV`` run in this process (argparse's refusals exit)."""
-    capsys.readouterr()
-    try:
-        code = main(argv)
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    return code, capsys.readouterr().err
 
 
 @pytest.fixture(autouse=True)
@@ -143,7 +135,7 @@ def test_evaluate_command_writes_metrics_and_plots(
 
 
 def test_evaluate_command_explains_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, err = _refused(["model", "evaluate", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")],
+    code, err = run_main(["model", "evaluate", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")],
                          capsys)
     assert code == 2
     assert "does not exist" in err
@@ -151,7 +143,7 @@ def test_evaluate_command_explains_bad_input(tmp_path: Path, capsys: pytest.Capt
 
 
 def test_train_command_explains_a_missing_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, err = _refused(["model", "train", "--config", str(tmp_path / "none.toml")], capsys)
+    code, err = run_main(["model", "train", "--config", str(tmp_path / "none.toml")], capsys)
     assert code == 2 and "does not exist" in err
 
 
@@ -199,23 +191,23 @@ def test_calibrate_command_rechooses_thresholds_and_keeps_the_weights(
 
 def test_calibrate_command_refuses_to_overwrite_its_input(trained: Path, capsys: pytest.CaptureFixture[str]) -> None:
     source = trained / "run" / "model.pt"
-    code, err = _refused(["model", "calibrate", "--data", str(trained / "test"), "--weights", str(source),
+    code, err = run_main(["model", "calibrate", "--data", str(trained / "test"), "--weights", str(source),
                           "--out", str(source), "--device", "cpu"], capsys)
     assert code == 2 and "write a new file" in err
-    code, err = _refused(["model", "calibrate", "--data", str(trained / "test"), "--weights", str(source),
+    code, err = run_main(["model", "calibrate", "--data", str(trained / "test"), "--weights", str(source),
                           "--out", str(trained / "never.pt"), "--device", "cpu", "--orientations", "4",
                           "--orientation-crop", "100"], capsys)
     assert code == 2 and "orientation_crop_size must be 0 or a multiple of 32 >= 64, got 100" in err
-    code, err = _refused(["model", "calibrate", "--data", str(trained / "test"), "--weights", str(source),
+    code, err = run_main(["model", "calibrate", "--data", str(trained / "test"), "--weights", str(source),
                           "--out", str(trained / "never.pt"), "--device", "cpu", "--orientation-crop", "96"], capsys)
     assert code == 2 and "give --orientations 2, 4 or 8 too" in err
     never = ["model", "calibrate", "--data", str(trained / "test"), "--weights", str(source),
              "--out", str(trained / "never.pt"), "--device", "cpu"]
-    code, err = _refused([*never, "--class-target-sensitivity", "0.8"], capsys)
+    code, err = run_main([*never, "--class-target-sensitivity", "0.8"], capsys)
     assert code == 2 and "give that too" in err
-    code, err = _refused([*never, "--class-method", "sensitivity", "--class-target-sensitivity", "0"], capsys)
+    code, err = run_main([*never, "--class-method", "sensitivity", "--class-target-sensitivity", "0"], capsys)
     assert code == 2 and "class_target_sensitivity must be in (0, 1]" in err
-    code, err = _refused([*never, "--class-method", "sensitivity", "--keep-class-cutoff"], capsys)
+    code, err = run_main([*never, "--class-method", "sensitivity", "--keep-class-cutoff"], capsys)
     assert code == 2 and "not allowed with argument" in err
     assert not (trained / "never.pt").exists()
 
@@ -240,12 +232,12 @@ def test_calibrate_reads_the_validation_sets_of_a_training_config(
 
     empty = trained / "no-validation.toml"
     empty.write_text('name = "x"\n')
-    code, err = _refused(["model", "calibrate", "--validation-of", str(empty), "--weights", str(source),
+    code, err = run_main(["model", "calibrate", "--validation-of", str(empty), "--weights", str(source),
                           "--out", str(trained / "never.pt"), "--device", "cpu"], capsys)
     assert code == 2 and "has no [[validation]] tables" in err
     assert not (trained / "never.pt").exists()
-    code, err = _refused(["model", "calibrate", "--validation-of", str(config), "--data", str(trained / "test"),
+    code, err = run_main(["model", "calibrate", "--validation-of", str(config), "--data", str(trained / "test"),
                           "--out", str(trained / "never.pt")], capsys)
     assert code == 2 and "not allowed with argument" in err
-    code, err = _refused(["model", "calibrate", "--out", str(trained / "never.pt")], capsys)
+    code, err = run_main(["model", "calibrate", "--out", str(trained / "never.pt")], capsys)
     assert code == 2 and "one of the arguments --data --validation-of is required" in err

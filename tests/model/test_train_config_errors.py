@@ -13,19 +13,10 @@ from typing import Any
 
 import pytest
 
-from mammocad.cli import main
 from mammocad.model.sources import DataSource
 from mammocad.model.train_config import config_from_dict
+from tests.model.in_process import run_main
 from tests.model.test_train import tiny_config
-
-
-def _refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    capsys.readouterr()
-    try:
-        code = main(argv)
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    return code, capsys.readouterr().err
 
 
 @pytest.fixture(autouse=True)
@@ -49,7 +40,7 @@ def test_a_reader_option_that_does_not_exist_is_named_with_the_options_that_do(t
 def test_evaluate_refuses_an_unknown_reader_option_before_loading_anything(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "mias").mkdir()
-    code, err = _refused(["model", "evaluate", "--data", str(tmp_path / "mias"), "--data-format", "mias",
+    code, err = run_main(["model", "evaluate", "--data", str(tmp_path / "mias"), "--data-format", "mias",
                           "--data-option", "splt=test", "--out", str(tmp_path / "out")], capsys)
     assert code == 2, err
     assert err.count("\n") == 1 and "unknown option 'splt' for data format 'mias'" in err
@@ -100,20 +91,20 @@ def test_train_names_a_missing_input_before_drawing_any_data(tmp_path: Path, cap
     config.write_text(tomlkit.dumps(raw))
     run = ["model", "train", "--config", str(config), "--out", str(tmp_path / "run"), "--device", "cpu",
            "--no-progress"]
-    code, err = _refused(run, capsys)
+    code, err = run_main(run, capsys)
     assert code == 2 and f"[validation] path {tmp_path / 'site-validation'} does not exist (format manifest)" in err
     raw["validation"] = []
     raw["init_from"] = str(tmp_path / "none.pt")
     config.write_text(tomlkit.dumps(raw))
-    code, err = _refused(run, capsys)
+    code, err = run_main(run, capsys)
     assert code == 2 and f"init_from {tmp_path / 'none.pt'} does not exist" in err
     del raw["init_from"]
     config.write_text(tomlkit.dumps(raw))
-    code, err = _refused([*run, "--resume", str(tmp_path / "state.pt")], capsys)
+    code, err = run_main([*run, "--resume", str(tmp_path / "state.pt")], capsys)
     assert code == 2 and "--resume" in err and "no such file" in err
-    code, err = _refused([*run, "--data", str(tmp_path / "site")], capsys)
+    code, err = run_main([*run, "--data", str(tmp_path / "site")], capsys)
     assert code == 2 and f"--data {tmp_path / 'site'} does not exist" in err
-    code, err = _refused([*run, "--steps", "0"], capsys)
+    code, err = run_main([*run, "--steps", "0"], capsys)
     assert code == 2 and "--steps must be at least 1, got 0" in err
     assert "Traceback" not in err
     assert not (tmp_path / "synth").exists() and not (tmp_path / "run").exists()
