@@ -120,16 +120,10 @@ def _store_chunk(dest: Destination, items: Sequence[tuple[Path, Dataset]], calli
 def _send_one(assoc, path: Path, ds) -> FileStatus:  # type: ignore[no-untyped-def]
     sop = str(ds.SOPInstanceUID)
     try:
-        try:
-            rsp = assoc.send_c_store(ds)
-        except ValueError:  # no accepted context for the file's own syntax
-            if not ds.file_meta.TransferSyntaxUID.is_compressed:
-                raise
-            ds.decompress(generate_instance_uid=False)  # same object: RGB, Explicit VR Little Endian
-            log_event(logger, "store_decompressed", sop=sop, reason="peer refused the compressed transfer syntax")
-            rsp = assoc.send_c_store(ds)
-    except ValueError as exc:  # no accepted presentation context for this file
-        return FileStatus(path, sop, None, f"peer accepted no context for it: {exc}")
+        refused = _fit_to_contexts(assoc, ds)
+        if refused:
+            return FileStatus(path, sop, None, refused)
+        rsp = assoc.send_c_store(ds)
     except Exception as exc:
         return FileStatus(path, sop, None, f"{type(exc).__name__}: {exc}")
     status = getattr(rsp, "Status", None)
@@ -141,6 +135,36 @@ def _send_one(assoc, path: Path, ds) -> FileStatus:  # type: ignore[no-untyped-d
         log_event(logger, "store_refused", level=logging.WARNING, sop=sop, status=f"0x{int(status):04X}",
                   comment=comment)
     return FileStatus(path, sop, int(status), None if ok else f"status 0x{int(status):04X} {comment}".strip())
+
+
+#: PS3.8 Table 9-18: why a peer rejected a proposed presentation context.
+_CONTEXT_RESULT = {1: "user-rejection", 2: "no reason (provider rejection)", 3: "abstract syntax not supported",
+                   4: "transfer syntaxes not supported"}
+
+
+def _fit_to_contexts(assoc, ds: Dataset) -> str | None:  # type: ignore[no-untyped-def]
+    """Make ``ds`` sendable on a context the peer accepted, or say why none fits.
+
+    Chosen here from the accepted contexts rather than by trying ``send_c_store``: its
+    ValueError came with an ERROR line from pynetdicom per object, and a message quoting
+    the SOP class name, which the logs' redaction turns into "'<redacted>'".
+    """
+    sop_class, syntax = ds.SOPClassUID, ds.file_meta.TransferSyntaxUID
+    accepted = {str(cx.transfer_syntax[0]) for cx in assoc.accepted_contexts
+                if cx.abstract_syntax == sop_class and cx.as_scu}
+    if syntax in accepted or (not syntax.is_compressed and accepted & set(_UNCOMPRESSED)):
+        return None  # pynetdicom re-encodes between the uncompressed syntaxes
+    if syntax.is_compressed and accepted & set(_UNCOMPRESSED):
+        ds.decompress(generate_instance_uid=False)  # same object: RGB, Explicit VR Little Endian
+        log_event(logger, "store_decompressed", sop=str(ds.SOPInstanceUID),
+                  reason="peer refused the compressed transfer syntax")
+        return None
+    what = f"{sop_class.name} ({sop_class})"
+    if accepted:
+        return f"the peer accepts {what} only as {', '.join(sorted(accepted))}, not as {syntax.name} ({syntax})"
+    why = sorted({_CONTEXT_RESULT.get(int(cx.result or 0), f"result {cx.result}") for cx in assoc.rejected_contexts
+                  if cx.abstract_syntax == sop_class}) or ["not accepted"]
+    return f"the peer accepted no presentation context for {what}: {', '.join(why)}"
 
 
 def _contexts(datasets: list) -> list:  # type: ignore[type-arg]
