@@ -183,3 +183,21 @@ def aborted(peer: str, abort: tuple[int, int], when: str) -> Failure:
     return Failure("aborted", f"association aborted by {peer} {when}: source {source} "
                    f"({ABORT_SOURCE.get(source, 'unknown')}), reason {reason} "
                    f"({ABORT_REASON.get(reason, 'unknown')})", {"source": source, "reason": reason})
+
+
+#: C-STORE failure statuses the same object meets again however often it is sent (PS3.4
+#: Table B.2-1, PS3.7 Annex C): the data set or its SOP class is refused, not the moment.
+#: Every other failure (A7xx Out of Resources, 0110 Processing Failure, 0213 Resource
+#: Limitation, a code we do not know) may pass later and is retried.
+_PERMANENT_STATUSES = frozenset({0x0117, 0x0122, 0x0124, 0x0211, 0x0212})
+
+
+def store_failure_is_permanent(status: int) -> bool:
+    """True for a C-STORE failure status that retrying the same object cannot clear."""
+    return status >> 8 == 0xA9 or status >> 12 == 0xC or status in _PERMANENT_STATUSES
+
+
+def association_failure_is_permanent(failure: Failure) -> bool:
+    """True when PS3.8 says retrying the same association request is useless: the peer
+    rejected it permanently (result 1), or accepted none of the proposed contexts."""
+    return failure.kind == "no-context" or (failure.kind == "rejected" and failure.details.get("result") == 1)

@@ -23,7 +23,7 @@ from pynetdicom.status import code_to_category
 
 from mammocad.config import Destination
 from mammocad.dicom import network
-from mammocad.dicom.failures import Watch
+from mammocad.dicom.failures import Watch, association_failure_is_permanent, store_failure_is_permanent
 from mammocad.logs import log_event
 
 logger = logging.getLogger(__name__)
@@ -33,17 +33,31 @@ _MAX_CONTEXTS = 128
 
 
 class DeliveryError(Exception):
-    """The destination could not be reached or refused the association."""
+    """The destination could not be reached or refused the association.
+
+    ``permanent``: the peer said the same request will never succeed (PS3.8 rejected-permanent,
+    or none of the contexts accepted), so retrying before someone changes a configuration is useless.
+    """
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 @dataclass(frozen=True)
 class FileStatus:
-    """Outcome of one file: ``status`` is the DICOM status (None when never sent)."""
+    """Outcome of one file: ``status`` is the DICOM status (None when never sent).
+
+    ``permanent``: sending the same object again cannot succeed until the peer's or our
+    configuration changes (SOP class or syntax not accepted, a data set error status, a file
+    that cannot be read); the outbox then gives it up at once instead of at the deadline.
+    """
 
     path: Path
     sop_uid: str
     status: int | None
     error: str | None = None
+    permanent: bool = False
 
     @property
     def ok(self) -> bool:
@@ -66,7 +80,7 @@ def store_files(
         try:
             datasets[path] = dcmread(path)
         except Exception as exc:
-            statuses[path] = FileStatus(path, path.stem, None, f"cannot read {path}: {exc}")
+            statuses[path] = FileStatus(path, path.stem, None, f"cannot read {path}: {exc}", permanent=True)
     items = list(datasets.items())
     if not items:
         return [statuses[p] for p in files]
@@ -86,7 +100,8 @@ def store_files(
             continue
         statuses.update(outcome)
     reason = str(errors[0]) if errors else "association ended before sending"
-    return [statuses.get(p) or FileStatus(p, p.stem, None, reason) for p in files]
+    permanent = bool(errors) and errors[0].permanent
+    return [statuses.get(p) or FileStatus(p, p.stem, None, reason, permanent) for p in files]
 
 
 def _store_chunk(dest: Destination, items: Sequence[tuple[Path, Dataset]], calling_ae: str, timeout_s: float,
@@ -104,7 +119,7 @@ def _store_chunk(dest: Destination, items: Sequence[tuple[Path, Dataset]], calli
         failure = watch.explain(f"{dest.name} ({dest.ae_title}@{dest.host}:{dest.port})", assoc, timeout_s)
         if failure.kind == "rejected" and failure.details.get("reason") == 3:
             failure.message += f" (our calling AE is {calling_ae!r})"
-        return DeliveryError(f"[{failure.kind}] {failure.message}")
+        return DeliveryError(f"[{failure.kind}] {failure.message}", permanent=association_failure_is_permanent(failure))
     statuses: dict[Path, FileStatus] = {}
     try:
         for path, ds in items:
@@ -122,7 +137,7 @@ def _send_one(assoc, path: Path, ds) -> FileStatus:  # type: ignore[no-untyped-d
     try:
         refused = _fit_to_contexts(assoc, ds)
         if refused:
-            return FileStatus(path, sop, None, refused)
+            return FileStatus(path, sop, None, refused, permanent=True)
         rsp = assoc.send_c_store(ds)
     except Exception as exc:
         return FileStatus(path, sop, None, f"{type(exc).__name__}: {exc}")
@@ -134,7 +149,8 @@ def _send_one(assoc, path: Path, ds) -> FileStatus:  # type: ignore[no-untyped-d
     if not ok:
         log_event(logger, "store_refused", level=logging.WARNING, sop=sop, status=f"0x{int(status):04X}",
                   comment=comment)
-    return FileStatus(path, sop, int(status), None if ok else f"status 0x{int(status):04X} {comment}".strip())
+    return FileStatus(path, sop, int(status), None if ok else f"status 0x{int(status):04X} {comment}".strip(),
+                      permanent=not ok and store_failure_is_permanent(int(status)))
 
 
 #: PS3.8 Table 9-18: why a peer rejected a proposed presentation context.

@@ -25,6 +25,11 @@ from mammocad.worker.delivery import DeliveryError, store_files
 
 logger = logging.getLogger(__name__)
 
+#: Appended to the error of an item given up before its deadline (docs/CONFORMANCE.md 4.2.4).
+PERMANENT_HINT = ("not retried: the destination refuses it permanently (a SOP class or transfer syntax it does not "
+                  "accept, a data set error status, or a permanent association rejection); change the PACS's "
+                  "configuration or the destination's `outputs`, then `mammocad outbox retry`, or `mammocad outbox drop`")
+
 
 def schedule_delivery(app: Celery, spool_dir: str, item: OutboxItem, countdown: float = 0.0) -> None:
     """Queue one delivery attempt of ``item``'s chain (countdown kept below the visibility timeout)."""
@@ -35,8 +40,14 @@ def schedule_delivery(app: Celery, spool_dir: str, item: OutboxItem, countdown: 
 
 def attempt(settings: Settings, outbox: Outbox, item: OutboxItem, trail: AuditTrail | None = None
              ) -> tuple[str, float | None]:
-    """Send the pending files; return the outcome and, on failure, the seconds until the next try."""
-    error = None
+    """Send the pending files; return the outcome and, on failure, the seconds until the next try.
+
+    An item is dead-lettered at the deadline, or at once when everything still pending was
+    refused for good (:attr:`FileStatus.permanent`, :attr:`DeliveryError.permanent`):
+    retrying those for ``delivery.deadline_s`` only delays the ERROR an admin must act on.
+    The objects the peer stored stay in ``delivered`` and are never sent again.
+    """
+    error, refused_for_good = None, False
     dest: Destination | None = None
     try:
         dest = settings.destination(item.destination)
@@ -47,7 +58,7 @@ def attempt(settings: Settings, outbox: Outbox, item: OutboxItem, trail: AuditTr
             statuses = store_files(dest, item.pending_files(), calling_ae=settings.node.ae_title,
                                    timeout_s=settings.delivery.network_timeout_s, associations=dest.associations)
     except DeliveryError as exc:
-        statuses, error = [], str(exc)
+        statuses, error, refused_for_good = [], str(exc), exc.permanent
     except Exception as exc:
         statuses, error = [], f"{type(exc).__name__}: {exc}"
     accepted = [s for s in statuses if s.ok and s.sop_uid not in item.delivered]
@@ -65,15 +76,19 @@ def attempt(settings: Settings, outbox: Outbox, item: OutboxItem, trail: AuditTr
     observer.accepted_by(trail, dest, item.destination, accepted_studies)
     item.attempts += 1
     item.last_error = error or next((s.error for s in statuses if not s.ok), "unknown error")
+    failed = [s for s in statuses if not s.ok]
+    refused_for_good = refused_for_good or (bool(failed) and all(s.permanent for s in failed))
     t = time.time()
     d = settings.delivery
-    if t - item.created >= d.deadline_s:
+    if refused_for_good or t - item.created >= d.deadline_s:
+        if refused_for_good:
+            item.last_error = f"{item.last_error}; {PERMANENT_HINT}"
         outbox.save(item)
         outbox.dead_letter(item)
         observer.dead(trail, dest, item.destination, observer.item_studies(item.pending_files()),
                       item.last_error or "")
         log_event(logger, "dead_letter", level=logging.ERROR, dest=item.destination, item=item.item_id,
-                  attempts=item.attempts, error=item.last_error,
+                  attempts=item.attempts, permanent=refused_for_good, error=item.last_error,
                   dead_items=len(outbox.items(dead=True, destination=item.destination)))
         return "dead", None
     delay = min(d.retry_max_s, d.retry_initial_s * 2 ** (item.attempts - 1))

@@ -13,10 +13,14 @@ from pathlib import Path
 
 import pytest
 from pydicom import dcmread
+from pydicom.dataset import Dataset
 
-from mammocad.config import OutputKind
+from mammocad.config import Destination, OutputKind
+from mammocad.spool.outbox import Outbox, OutboxItem
 from mammocad.worker.delivery import store_files
-from tests.worker.conftest import StoreSCP
+from mammocad.worker.outbox_delivery import attempt
+from tests.factories import make_mammogram
+from tests.worker.conftest import StoreSCP, make_settings
 
 GSPS = "1.2.840.10008.5.1.4.1.1.11.1"
 
@@ -91,3 +95,91 @@ def test_an_implicit_vr_only_pacs_gets_every_object_in_implicit_vr(tmp_path: Pat
     assert all(s.ok for s in statuses), statuses
     assert len(got) == len(results)
     assert {str(d.file_meta.TransferSyntaxUID) for d in got} == {"1.2.840.10008.1.2"}
+
+
+class StatusSCP:
+    """A pynetdicom Storage SCP answering every C-STORE with one ``status`` and ``comment``.
+
+    storescp and Orthanc cannot be made to answer a chosen failure or warning status (Orthanc
+    answers Success for an instance its filter drops); pynetdicom is a real DICOM peer here.
+    """
+
+    def __init__(self, status: int, comment: str = "") -> None:
+        from pynetdicom import AE, evt
+        from pynetdicom.presentation import AllStoragePresentationContexts
+
+        from tests.services import free_port
+
+        self.status, self.comment, self.port, self.calls = status, comment, free_port(), 0
+        self.ae = AE(ae_title="PACS")
+        self.ae.supported_contexts = AllStoragePresentationContexts
+        self.server = self.ae.start_server(("127.0.0.1", self.port), block=False,
+                                           evt_handlers=[(evt.EVT_C_STORE, self._on_store)])
+
+    def _on_store(self, event: object) -> object:
+        from pydicom.dataset import Dataset
+
+        self.calls += 1
+        rsp = Dataset()
+        rsp.Status = self.status
+        if self.comment:
+            rsp.ErrorComment = self.comment
+        return rsp
+
+    def destination(self, name: str = "pacs") -> Destination:
+        return Destination(name=name, ae_title="PACS", host="127.0.0.1", port=self.port)
+
+    def __enter__(self) -> StatusSCP:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+
+
+def _attempt(tmp_path: Path, dest: Destination, datasets: list[Dataset]) -> tuple[str, OutboxItem]:
+    """One delivery attempt of an item holding ``datasets``; returns its outcome and the item."""
+    spool = tmp_path / "spool"
+    outbox = Outbox(spool)
+    item = outbox.put(dest.name, "rep", datasets)
+    assert item is not None
+    outcome, _ = attempt(make_settings(spool, [dest], delivery={"deadline_s": 3600}), outbox, item)
+    after = outbox.get(dest.name, "rep") or outbox.get(dest.name, "rep", dead=True)
+    assert after is not None
+    return outcome, after
+
+
+@pytest.mark.parametrize(("status", "outcome"), [(0xA700, "retry"), (0xA7FE, "retry"), (0x0110, "retry"),
+                                                  (0xA900, "dead"), (0xC000, "dead"), (0x0122, "dead")])
+def test_failure_status_out_of_resources_is_retried_data_set_errors_are_given_up(tmp_path: Path, status: int,
+                                                                                  outcome: str) -> None:
+    """A PACS out of resources may take the object later; one that cannot understand it
+    (A9xx, Cxxx) or does not support its class will refuse it every time: that item goes to
+    the dead letters at once, naming the status, not after an hour of identical refusals."""
+    with StatusSCP(status) as scp:
+        got, item = _attempt(tmp_path, scp.destination(), [make_mammogram(rows=32, columns=24)])
+    assert got == outcome and item.dead == (outcome == "dead"), (got, item.last_error)
+    assert f"0x{status:04X}" in (item.last_error or "")
+    assert ("not retried" in (item.last_error or "")) == (outcome == "dead")
+
+
+def test_a_pacs_without_gsps_dead_letters_only_the_gsps_at_once(tmp_path: Path, results: list[Path]) -> None:
+    """The objects the PACS stored are recorded as delivered (never sent again); the GSPS it
+    will never accept are given up at the first attempt with the reason and what to do."""
+    with pacs(tmp_path, "NoGSPS") as scp:
+        got, item = _attempt(tmp_path, scp.destination(), [dcmread(p) for p in results])
+        assert len(scp.received()) == len(results) - 4
+    assert got == "dead" and item.dead and len(item.delivered) == len(results) - 4
+    assert [str(dcmread(p).SOPClassUID) for p in item.pending_files()] == [GSPS] * 4
+    assert "Grayscale Softcopy Presentation State Storage" in (item.last_error or "")
+    assert "mammocad outbox retry" in (item.last_error or "")
+
+
+@pytest.mark.parametrize("peer", ["TextOnly", "--refuse"])
+def test_permanent_association_failures_dead_letter_at_once(tmp_path: Path, peer: str) -> None:
+    """A PACS that accepts none of our SOP classes, or rejects the association permanently
+    (PS3.8 result 1), gets the same answer on every retry."""
+    scp = pacs(tmp_path, peer) if peer == "TextOnly" else StoreSCP(tmp_path / "rx", args=(peer,))
+    with scp:
+        got, item = _attempt(tmp_path, scp.destination(), [make_mammogram(rows=32, columns=24)])
+    assert got == "dead", item.last_error
+    assert ("no-context" if peer == "TextOnly" else "rejected-permanent") in (item.last_error or "")
