@@ -19,7 +19,7 @@ from pathlib import Path
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pynetdicom.presentation import build_context
-from pynetdicom.status import code_to_category
+from pynetdicom.status import GENERAL_STATUS, STORAGE_SERVICE_CLASS_STATUS, code_to_category
 
 from mammocad.config import Destination
 from mammocad.dicom import network
@@ -58,6 +58,8 @@ class FileStatus:
     status: int | None
     error: str | None = None
     permanent: bool = False
+    #: The peer's Error Comment: free text that may name the patient, never logged above DEBUG.
+    comment: str = ""
 
     @property
     def ok(self) -> bool:
@@ -144,13 +146,35 @@ def _send_one(assoc, path: Path, ds) -> FileStatus:  # type: ignore[no-untyped-d
     status = getattr(rsp, "Status", None)
     if status is None:
         return FileStatus(path, sop, None, "no response (timeout or connection lost)")
-    comment = str(rsp.get("ErrorComment", "") or "")
-    ok = code_to_category(int(status)) in ("Success", "Warning")
-    if not ok:
-        log_event(logger, "store_refused", level=logging.WARNING, sop=sop, status=f"0x{int(status):04X}",
-                  comment=comment)
-    return FileStatus(path, sop, int(status), None if ok else f"status 0x{int(status):04X} {comment}".strip(),
-                      permanent=not ok and store_failure_is_permanent(int(status)))
+    return _answered(path, sop, int(status), str(rsp.get("ErrorComment", "") or ""))
+
+
+def _answered(path: Path, sop: str, status: int, comment: str) -> FileStatus:
+    """The peer's answer to one C-STORE, logged once (the object is never re-sent after a
+    warning or success, and a failure's retry is another attempt).
+
+    The peer's Error Comment is free text from another system and may name the patient
+    without the carets or quotes the redaction recognises ("Patient JOHN SMITH exists"), so
+    it is logged at DEBUG only; the WARNING line says the status and the standard's meaning
+    for it. The comment stays in the returned status, for the outbox item's error that
+    `mammocad outbox list` and `studies show` print to an admin.
+    """
+    category = code_to_category(status)
+    meaning = (STORAGE_SERVICE_CLASS_STATUS.get(status) or GENERAL_STATUS.get(status) or ("", "unknown status"))[1]
+    ok = category in ("Success", "Warning")
+    permanent = not ok and store_failure_is_permanent(status)
+    if category != "Success":
+        log_event(logger, "store_warning" if ok else "store_refused", level=logging.WARNING, sop=sop,
+                  status=f"0x{status:04X}", meaning=meaning, **({} if ok else {"permanent": permanent}))
+    if comment:
+        log_event(logger, "store_comment", level=logging.DEBUG, sop=sop, status=f"0x{status:04X}", comment=comment)
+    error = None if ok else f"status 0x{status:04X} ({meaning})"
+    return FileStatus(path, sop, status, error, permanent, comment=_printable(comment))
+
+
+def _printable(text: str) -> str:
+    """An Error Comment (LO, 64 characters) on one printable line."""
+    return "".join(c if " " <= c <= "~" else "?" for c in text)[:64]
 
 
 #: PS3.8 Table 9-18: why a peer rejected a proposed presentation context.

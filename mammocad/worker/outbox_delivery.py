@@ -75,20 +75,22 @@ def attempt(settings: Settings, outbox: Outbox, item: OutboxItem, trail: AuditTr
         return "delivered", None
     observer.accepted_by(trail, dest, item.destination, accepted_studies)
     item.attempts += 1
-    item.last_error = error or next((s.error for s in statuses if not s.ok), "unknown error")
     failed = [s for s in statuses if not s.ok]
     refused_for_good = refused_for_good or (bool(failed) and all(s.permanent for s in failed))
+    # ``error`` goes to the logs; the item's error adds the peer's free-text comment for the admin.
+    error = error or next((s.error for s in failed), None) or "unknown error"
+    error = f"{error}; {PERMANENT_HINT}" if refused_for_good else error
+    comment = next((s.comment for s in failed if s.comment), "")
+    item.last_error = f"{error} (peer's comment: {comment})" if comment else error
     t = time.time()
     d = settings.delivery
     if refused_for_good or t - item.created >= d.deadline_s:
-        if refused_for_good:
-            item.last_error = f"{item.last_error}; {PERMANENT_HINT}"
         outbox.save(item)
         outbox.dead_letter(item)
         observer.dead(trail, dest, item.destination, observer.item_studies(item.pending_files()),
                       item.last_error or "")
         log_event(logger, "dead_letter", level=logging.ERROR, dest=item.destination, item=item.item_id,
-                  attempts=item.attempts, permanent=refused_for_good, error=item.last_error,
+                  attempts=item.attempts, permanent=refused_for_good, error=error,
                   dead_items=len(outbox.items(dead=True, destination=item.destination)))
         return "dead", None
     delay = min(d.retry_max_s, d.retry_initial_s * 2 ** (item.attempts - 1))
@@ -97,7 +99,7 @@ def attempt(settings: Settings, outbox: Outbox, item: OutboxItem, trail: AuditTr
     outbox.save(item)
     observer.retried(item.destination)
     log_event(logger, "delivery_retry", level=logging.WARNING, dest=item.destination, item=item.item_id,
-              attempts=item.attempts, retry_in=round(delay, 1), error=item.last_error)
+              attempts=item.attempts, retry_in=round(delay, 1), error=error)
     return "retry", delay
 
 

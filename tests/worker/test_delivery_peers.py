@@ -137,15 +137,16 @@ class StatusSCP:
 
 
 def _attempt(tmp_path: Path, dest: Destination, datasets: list[Dataset]) -> tuple[str, OutboxItem]:
-    """One delivery attempt of an item holding ``datasets``; returns its outcome and the item."""
+    """One delivery attempt of an item holding ``datasets``; returns its outcome and the item
+    as the attempt left it (as it was sent, when delivered and so removed)."""
     spool = tmp_path / "spool"
     outbox = Outbox(spool)
     item = outbox.put(dest.name, "rep", datasets)
     assert item is not None
     outcome, _ = attempt(make_settings(spool, [dest], delivery={"deadline_s": 3600}), outbox, item)
     after = outbox.get(dest.name, "rep") or outbox.get(dest.name, "rep", dead=True)
-    assert after is not None
-    return outcome, after
+    assert (after is None) == (outcome == "delivered")  # a delivered item is removed
+    return outcome, after or item
 
 
 @pytest.mark.parametrize(("status", "outcome"), [(0xA700, "retry"), (0xA7FE, "retry"), (0x0110, "retry"),
@@ -183,3 +184,35 @@ def test_permanent_association_failures_dead_letter_at_once(tmp_path: Path, peer
         got, item = _attempt(tmp_path, scp.destination(), [make_mammogram(rows=32, columns=24)])
     assert got == "dead", item.last_error
     assert ("no-context" if peer == "TextOnly" else "rejected-permanent") in (item.last_error or "")
+
+
+_NAME_COMMENT = "Patient JOHN SMITH born 1950 exists"  # no caret, no quotes: redaction cannot see it
+
+
+def _logged_at_info(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [" ".join(map(str, r.__dict__.values())) for r in caplog.records if r.levelno >= logging.INFO]
+
+
+@pytest.mark.parametrize("status", [0xB000, 0xB007, 0xB006])
+def test_a_warning_status_is_delivered_and_logged_once_without_the_comment(
+        tmp_path: Path, status: int, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG), StatusSCP(status, _NAME_COMMENT) as scp:
+        got, item = _attempt(tmp_path, scp.destination(), [make_mammogram(rows=32, columns=24)])
+    assert got == "delivered" and scp.calls == 1
+    warnings = [r for r in caplog.records if r.getMessage() == "store_warning"]
+    assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
+    assert warnings[0].__dict__["status"] == f"0x{status:04X}" and warnings[0].__dict__["meaning"]
+    assert not [line for line in _logged_at_info(caplog) if "SMITH" in line]
+    assert [r for r in caplog.records if r.getMessage() == "store_comment" and r.levelno == logging.DEBUG]
+
+
+def test_a_failure_comment_reaches_the_admin_not_the_logs(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The comment is in the item's error (``outbox list``, ``studies show``), and at DEBUG;
+    the WARNING lines say the status and what it means."""
+    with caplog.at_level(logging.DEBUG), StatusSCP(0xA700, _NAME_COMMENT) as scp:
+        got, item = _attempt(tmp_path, scp.destination(), [make_mammogram(rows=32, columns=24)])
+    assert got == "retry"
+    assert "0xA700 (Refused: Out of Resources)" in (item.last_error or "") and _NAME_COMMENT in (item.last_error or "")
+    assert not [line for line in _logged_at_info(caplog) if "SMITH" in line]
+    refused = [r for r in caplog.records if r.getMessage() == "store_refused"]
+    assert len(refused) == 1 and refused[0].__dict__["meaning"] == "Refused: Out of Resources"
