@@ -46,7 +46,7 @@ ABORT_REASON = {
 
 #: pynetdicom ERROR lines that a :class:`Watch` turns into one explained line.
 _HANDLED = ("Association request failed", "TCP Initialisation Error", "Association Rejected", "Result: ",
-            "Reason: ", "Association Aborted", "Aborting Association")
+            "Reason: ", "Association Aborted", "Aborting Association", "No accepted presentation contexts")
 _socket_errors: dict[int, str] = {}  # thread ident -> last socket error text (bounded)
 _lock = threading.Lock()
 
@@ -153,9 +153,24 @@ class Watch:
             return aborted(peer, self.abort, "during association negotiation")
         if getattr(assoc, "is_aborted", False) and not assoc.accepted_contexts and assoc.rejected_contexts:
             return Failure("no-context", f"{peer} accepted the association but none of the proposed "
-                           "presentation contexts")
+                           f"presentation contexts: {refused_contexts(assoc.rejected_contexts)}")
         return Failure("timeout", f"{peer} accepted the connection but did not answer the association "
                        f"request within {timeout:g} s: is it a DICOM service (or does it expect TLS)?")
+
+
+#: PS3.8 Table 9-18: why a peer rejected a proposed presentation context.
+CONTEXT_RESULT = {1: "user-rejection", 2: "no reason (provider rejection)", 3: "abstract syntax not supported",
+                  4: "transfer syntaxes not supported"}
+
+
+def refused_contexts(contexts: Any) -> str:
+    """The SOP classes of rejected presentation contexts, each with its UID and the peer's
+    reasons: "Grayscale Softcopy Presentation State Storage (1.2.840.10008.5.1.4.1.1.11.1):
+    abstract syntax not supported". Names are not quoted (the log redaction blanks quoted words)."""
+    reasons: dict[Any, set[str]] = {}
+    for cx in contexts:
+        reasons.setdefault(cx.abstract_syntax, set()).add(CONTEXT_RESULT.get(int(cx.result or 0), f"result {cx.result}"))
+    return "; ".join(f"{uid.name} ({uid}): {', '.join(sorted(why))}" for uid, why in sorted(reasons.items()))
 
 
 def connect_failure(peer: str, text: str, timeout: float) -> Failure:

@@ -23,7 +23,12 @@ from pynetdicom.status import GENERAL_STATUS, STORAGE_SERVICE_CLASS_STATUS, code
 
 from mammocad.config import Destination
 from mammocad.dicom import network
-from mammocad.dicom.failures import Watch, association_failure_is_permanent, store_failure_is_permanent
+from mammocad.dicom.failures import (
+    Watch,
+    association_failure_is_permanent,
+    refused_contexts,
+    store_failure_is_permanent,
+)
 from mammocad.logs import log_event
 
 logger = logging.getLogger(__name__)
@@ -95,15 +100,14 @@ def store_files(
     with ThreadPoolExecutor(n, thread_name_prefix=f"store-{dest.name}") as pool:
         outcomes = list(pool.map(lambda c: _store_chunk(dest, c, calling_ae, timeout_s, tls), chunks))
     errors = [o for o in outcomes if isinstance(o, DeliveryError)]
-    if len(errors) == len(outcomes):
-        raise errors[0]
-    for outcome in outcomes:
-        if isinstance(outcome, DeliveryError):
-            continue
+    if len(errors) == len(outcomes):  # permanent only if every association's failure is
+        raise next((e for e in errors if not e.permanent), errors[0])
+    for chunk, outcome in zip(chunks, outcomes, strict=True):
+        if isinstance(outcome, DeliveryError):  # each file gets its own association's failure
+            outcome = {path: FileStatus(path, str(ds.SOPInstanceUID), None, str(outcome), outcome.permanent)
+                       for path, ds in chunk}
         statuses.update(outcome)
-    reason = str(errors[0]) if errors else "association ended before sending"
-    permanent = bool(errors) and errors[0].permanent
-    return [statuses.get(p) or FileStatus(p, p.stem, None, reason, permanent) for p in files]
+    return [statuses.get(p) or FileStatus(p, p.stem, None, "association ended before sending") for p in files]
 
 
 def _store_chunk(dest: Destination, items: Sequence[tuple[Path, Dataset]], calling_ae: str, timeout_s: float,
@@ -177,11 +181,6 @@ def _printable(text: str) -> str:
     return "".join(c if " " <= c <= "~" else "?" for c in text)[:64]
 
 
-#: PS3.8 Table 9-18: why a peer rejected a proposed presentation context.
-_CONTEXT_RESULT = {1: "user-rejection", 2: "no reason (provider rejection)", 3: "abstract syntax not supported",
-                   4: "transfer syntaxes not supported"}
-
-
 def _fit_to_contexts(assoc, ds: Dataset) -> str | None:  # type: ignore[no-untyped-def]
     """Make ``ds`` sendable on a context the peer accepted, or say why none fits.
 
@@ -202,9 +201,8 @@ def _fit_to_contexts(assoc, ds: Dataset) -> str | None:  # type: ignore[no-untyp
     what = f"{sop_class.name} ({sop_class})"
     if accepted:
         return f"the peer accepts {what} only as {', '.join(sorted(accepted))}, not as {syntax.name} ({syntax})"
-    why = sorted({_CONTEXT_RESULT.get(int(cx.result or 0), f"result {cx.result}") for cx in assoc.rejected_contexts
-                  if cx.abstract_syntax == sop_class}) or ["not accepted"]
-    return f"the peer accepted no presentation context for {what}: {', '.join(why)}"
+    rejected = [cx for cx in assoc.rejected_contexts if cx.abstract_syntax == sop_class]
+    return f"the peer accepted no presentation context for {refused_contexts(rejected) or what}"
 
 
 def _contexts(datasets: list) -> list:  # type: ignore[type-arg]

@@ -216,3 +216,20 @@ def test_a_failure_comment_reaches_the_admin_not_the_logs(tmp_path: Path, caplog
     assert not [line for line in _logged_at_info(caplog) if "SMITH" in line]
     refused = [r for r in caplog.records if r.getMessage() == "store_refused"]
     assert len(refused) == 1 and refused[0].__dict__["meaning"] == "Refused: Out of Resources"
+
+
+def test_an_association_of_refused_objects_only_names_their_sop_class(
+        tmp_path: Path, results: list[Path], caplog: pytest.LogCaptureFixture) -> None:
+    """With several associations, one may carry only GSPS (the outbox's files are spread by
+    position): the peer accepts none of its contexts, and its objects' error named no SOP
+    class ("accepted none of the proposed presentation contexts") after an ERROR line of
+    pynetdicom's own. Files are given so that the second association holds GSPS only."""
+    sc = next(p for p in results if str(dcmread(p).SOPClassUID) == "1.2.840.10008.5.1.4.1.1.7")
+    gsps = next(p for p in results if str(dcmread(p).SOPClassUID) == GSPS)
+    with caplog.at_level(logging.INFO), pacs(tmp_path, "NoGSPS") as scp:
+        statuses = store_files(scp.destination(), [sc, gsps], calling_ae="MAMMOCAD", timeout_s=5, associations=2)
+    assert [s.ok for s in statuses] == [True, False] and statuses[1].permanent
+    error = statuses[1].error or ""
+    assert "Grayscale Softcopy Presentation State Storage" in error and GSPS in error, error
+    assert "abstract syntax not supported" in error, error
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
