@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import logging
 import ssl
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pydicom import dcmread
@@ -25,6 +26,7 @@ from mammocad.config import Destination
 from mammocad.dicom import network
 from mammocad.dicom.failures import (
     Watch,
+    aborted,
     association_failure_is_permanent,
     refused_contexts,
     store_failure_is_permanent,
@@ -121,15 +123,22 @@ def _store_chunk(dest: Destination, items: Sequence[tuple[Path, Dataset]], calli
     ae = network.scu(calling_ae, timeout_s=timeout_s, contexts=_contexts([ds for _, ds in items]))
     watch = Watch()
     assoc = network.associate(ae, dest, evt_handlers=watch.handlers(), tls=tls)
+    peer = f"{dest.name} ({dest.ae_title}@{dest.host}:{dest.port})"
     if not assoc.is_established:
-        failure = watch.explain(f"{dest.name} ({dest.ae_title}@{dest.host}:{dest.port})", assoc, timeout_s)
+        failure = watch.explain(peer, assoc, timeout_s)
         if failure.kind == "rejected" and failure.details.get("reason") == 3:
             failure.message += f" (our calling AE is {calling_ae!r})"
         return DeliveryError(f"[{failure.kind}] {failure.message}", permanent=association_failure_is_permanent(failure))
     statuses: dict[Path, FileStatus] = {}
     try:
         for path, ds in items:
+            started = time.monotonic()
             statuses[path] = _send_one(assoc, path, ds)
+            if statuses[path].status is None and statuses[path].error == _NO_ANSWER:
+                # the association is gone (pynetdicom aborts it after a DIMSE timeout): say why
+                waited = time.monotonic() - started
+                statuses[path] = replace(statuses[path], error=_no_answer(watch, peer, waited >= timeout_s, timeout_s))
+                break
             if not assoc.is_established:
                 break
     finally:
@@ -149,8 +158,23 @@ def _send_one(assoc, path: Path, ds) -> FileStatus:  # type: ignore[no-untyped-d
         return FileStatus(path, sop, None, f"{type(exc).__name__}: {exc}")
     status = getattr(rsp, "Status", None)
     if status is None:
-        return FileStatus(path, sop, None, "no response (timeout or connection lost)")
+        return FileStatus(path, sop, None, _NO_ANSWER)
     return _answered(path, sop, int(status), str(rsp.get("ErrorComment", "") or ""))
+
+
+_NO_ANSWER = "no response"
+
+
+def _no_answer(watch: Watch, peer: str, timed_out: bool, timeout_s: float) -> str:
+    """Why a C-STORE got no response: the peer aborted, it stayed silent past the DIMSE
+    timeout (pynetdicom then aborts), or the connection closed. Nothing was confirmed, so the
+    object is sent again at the next attempt (a peer that stored it gets the same UID again)."""
+    if watch.abort is not None:
+        return aborted(peer, watch.abort, "during a C-STORE").message
+    if timed_out:
+        return (f"no C-STORE response from {peer} within {timeout_s:g} s (delivery.network_timeout_s): "
+                "the association was aborted; a PACS this slow needs a longer timeout")
+    return f"{peer} closed the connection during a C-STORE, without a response"
 
 
 def _answered(path: Path, sop: str, status: int, comment: str) -> FileStatus:

@@ -233,3 +233,29 @@ def test_an_association_of_refused_objects_only_names_their_sop_class(
     assert "Grayscale Softcopy Presentation State Storage" in error and GSPS in error, error
     assert "abstract syntax not supported" in error, error
     assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+@pytest.mark.parametrize(("peer", "says"), [
+    (("--abort-during",), "aborted by pacs (PACS@127.0.0.1:{port}) during a C-STORE: source 0"),
+    (("--abort-after",), "aborted by pacs (PACS@127.0.0.1:{port}) during a C-STORE: source 0"),
+    (("--fork", "--sleep-during", "5"), "no C-STORE response from pacs (PACS@127.0.0.1:{port}) within 1 s"),
+])
+def test_a_peer_that_aborts_or_stalls_mid_transfer_is_named_and_retried(
+        tmp_path: Path, peer: tuple[str, ...], says: str) -> None:
+    """It said "no response (timeout or connection lost)" for each object, and sent the
+    next object on the association that had just gone. Nothing was confirmed, so the item
+    is retried (a PACS that stored the object before aborting gets it again: same UID)."""
+    datasets = [make_mammogram(rows=32, columns=24, seed=i) for i in range(3)]
+    with StoreSCP(tmp_path / "rx", args=peer) as scp:
+        spool = tmp_path / "spool"
+        outbox = Outbox(spool)
+        item = outbox.put("pacs", "rep", datasets)
+        assert item is not None
+        settings = make_settings(spool, [scp.destination(associations=1)],
+                                 delivery={"deadline_s": 3600, "network_timeout_s": 1})
+        assert attempt(settings, outbox, item)[0] == "retry"
+        after = outbox.get("pacs", "rep")
+        assert after is not None and not after.delivered
+        assert says.format(port=scp.port) in (after.last_error or ""), after.last_error
+        statuses = store_files(scp.destination(), after.pending_files(), calling_ae="MAMMOCAD", timeout_s=1)
+    assert [s.error for s in statuses[1:]] == ["association ended before sending"] * 2, statuses
