@@ -19,6 +19,7 @@ import tomlkit
 
 from mammocad.model.train import read_losses
 from tests.model.test_train import tiny_config
+from tests.processes import spawn
 from tests.services import torch_threads
 
 ENV = {**os.environ, "OMP_NUM_THREADS": torch_threads()}
@@ -30,9 +31,9 @@ def test_a_terminated_run_names_its_last_checkpoint_and_the_command_that_continu
     config = tmp_path / "site.toml"
     config.write_text(tomlkit.dumps(tiny_config(tiny_data, steps=400, checkpoint_every=2)))
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "mammocad", "model", "train", "--config", str(config), "--out",
-                             str(out), "--device", "cpu", "--no-progress"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=ENV)
+    proc = spawn([sys.executable, "-m", "mammocad", "model", "train", "--config", str(config), "--out", str(out),
+                  "--device", "cpu", "--no-progress"], name="mammocad-train", stdout=subprocess.PIPE,
+                 stderr=subprocess.PIPE, text=True, env=ENV)
     assert proc.stderr is not None
     seen = []
     for line in proc.stderr:  # the log line that follows each state.pt written
