@@ -11,7 +11,7 @@ monotone function of L = ∫µ dl, which this module approximates from the image
   5th and 95th percentile of the smoothed breast interior is taken to be a difference in
   glandular fraction of ``gland_span`` (≈ 0.45) over the compressed thickness T, i.e.
   ΔL = T · (µ_gland − µ_fat) · gland_span. The calcification-to-tissue contrast ratio,
-  (µ_HA − µ_gland) / (µ_gland − µ_fat) ≈ 68, hardly changes between 17 and 22 keV, so the
+  (µ_HA − µ_gland) / (µ_gland − µ_fat) ≈ 56, hardly changes between 17 and 22 keV, so the
   energy drawn matters little; T and gland_span are drawn per image and set the contrast.
 - **Digitised film**: stored values are an optical-density scale (bright = low density in
   MONOCHROME2). The film's characteristic (H&D) curve makes the slope fall towards the toe and

@@ -13,9 +13,12 @@ interpolated log-log (attenuation falls roughly as E^-3 in this range, so log-lo
   neoplastic breast tissues", Phys. Med. Biol. 32 (1987) 675, measured values;
 - skin: taken as 1.05 × fibroglandular (ICRU 44 skin is slightly denser than gland);
 - pectoralis muscle: ICRU 44 skeletal muscle, close to gland;
-- calcium hydroxyapatite Ca10(PO4)6(OH)2 at 3.06 g/cm³: mass attenuation from its elemental
-  composition (NIST XCOM) times density. Breast calcifications are rarely full density, so
-  callers scale the thickness by a fill fraction (``density_fraction``) drawn per speck;
+- calcium hydroxyapatite Ca10(PO4)6(OH)2 at 3.06 g/cm³: µ = ρ Σ wᵢ (µ/ρ)ᵢ from its mass fractions
+  (Ca 0.399, P 0.185, O 0.414, H 0.002) and the NIST elemental µ/ρ, 6.56 cm²/g at 20 keV, so
+  2.01/mm (``tests/model/test_synth_physics.py`` works it out by hand). Synth v2–v13 tabulated
+  2.45/mm there, 20–26 % high across 16–30 keV: every speck was a fifth more opaque than the
+  hydroxyapatite it stood for. Breast calcifications are rarely full density, so callers scale
+  the thickness by a fill fraction drawn per speck;
 - lead, for skin markers (BBs) taped on the breast: NIST XCOM, opaque at any of these energies.
 These are approximations for simulation, not dosimetry.
 """
@@ -33,7 +36,7 @@ MU_PER_MM: dict[str, np.ndarray] = {
     "glandular": np.array([0.1390, 0.1028, 0.0802, 0.0656, 0.0506, 0.0378]),
     "skin": np.array([0.1460, 0.1079, 0.0842, 0.0689, 0.0531, 0.0397]),
     "muscle": np.array([0.1420, 0.1050, 0.0820, 0.0670, 0.0517, 0.0386]),
-    "hydroxyapatite": np.array([4.56, 3.27, 2.45, 1.88, 1.33, 0.81]),
+    "hydroxyapatite": np.array([3.80, 2.71, 2.01, 1.53, 1.065, 0.642]),
     # Skin markers (lead BBs): NIST XCOM µ/ρ of Pb, 86.4 cm²/g at 20 keV and 30.3 at 30 keV,
     # E^-2.7 between (above the L edges at 13-15.9 keV), times 11.35 g/cm³. Opaque either way.
     "lead": np.array([179.0, 130.0, 98.0, 75.6, 54.4, 34.4]),
@@ -70,7 +73,7 @@ def calcification_line_integral(calcium_mm: np.ndarray, energy_kev: float,
     """Extra line integral of calcium path lengths ``calcium_mm`` that displace ``replaced`` tissue.
 
     A speck of hydroxyapatite replaces the same path length of soft tissue, so its contrast is
-    (µ_HA − µ_tissue) × path length: a 0.2 mm full-density speck at 20 keV adds about 0.47.
+    (µ_HA − µ_tissue) × path length: a 0.2 mm full-density speck at 20 keV adds about 0.39.
     """
     delta = attenuation_per_mm("hydroxyapatite", energy_kev) - attenuation_per_mm(replaced, energy_kev)
     return (np.asarray(calcium_mm, dtype=np.float32) * np.float32(delta)).astype(np.float32)
