@@ -111,18 +111,20 @@ def test_a_synthetic_source_renders_its_film_views_like_a_public_film_set(tmp_pa
         assert np.array_equal(pixels, np.clip(np.round(np.round(means / step) * step), 0, 2 ** int(ds.BitsStored) - 1))
         assert [float(v) for v in ds.PixelSpacing] == pytest.approx([0.8, 0.8])
         # The truth follows the pixels: at the rendered pitch both copies put the boxes in the same place.
+        # (pixel centres at integers in both grids: scan x is rendered (x + 0.5) / 2 - 0.5)
         assert [v for les in small.lesions for v in les.box] == pytest.approx(
-            [v / 2 for les in full.lesions for v in les.box])
+            [max((v + 0.5) / 2 - 0.5, 0.0) for les in full.lesions for v in les.box])
         # Standardised at the rendered pitch, the boxes sit where each copy's frame puts the same
         # place of the breast (the breast crops may start a row or two apart; the two resizes differ by
         # under a pixel).
         a, b = to_sample(full, spec), to_sample(small, spec)
         if full.lesions:
             corner_full = decode_image(full, spec).transform.to_model(np.array([[0.0, 0.0, 1.0, 1.0]]))[0, :2]
-            corner_small = decode_image(small, spec).transform.to_model(np.array([[0.0, 0.0, 0.5, 0.5]]))[0, :2]
+            corner_small = decode_image(small, spec).transform.to_model(np.array([[-0.25, -0.25, 0.5, 0.5]]))[0, :2]
             shift = np.tile(corner_full - corner_small, 2)
             assert np.abs(a.boxes - b.boxes - shift).max() < 1.0  # within a working pixel
-        assert [sp["x"] for sp in small.extra["specks"]] == pytest.approx([sp["x"] / 2 for sp in full.extra["specks"]])
+        assert [sp["x"] for sp in small.extra["specks"]] == pytest.approx(
+            [(sp["x"] + 0.5) / 2 - 0.5 for sp in full.extra["specks"]])
         with_lesions += bool(full.lesions)
     assert with_lesions >= 2
     both = load_source(DataSource.from_dict({**raw, "options": {"render_spacing_mm": 0.8,

@@ -105,7 +105,7 @@ def test_rendered_like_a_public_film_set(built: list[AnnotatedImage], tmp_path: 
         assert pixels.shape == tuple(n // 4 for n in _pixels(full.image_path).shape)
         assert len(np.unique(pixels)) <= 256  # 8 bits of levels, in the stored range
         assert [v for les in small.lesions for v in les.box] == pytest.approx(
-            [v / 4 for les in full.lesions for v in les.box])
+            [(v + 0.5) / 4 - 0.5 for les in full.lesions for v in les.box])  # pixel centres at integers
         if not full.lesions:
             # A negative breast is the film itself: 4 x 4 means, rounded to 256 levels.
             scan = _pixels(full.image_path)

@@ -60,6 +60,7 @@ from mammocad.model.readers.common import header_laterality_view, name_lateralit
 from mammocad.model.readers.film_rendering import (
     block_factor,
     render_coarser,
+    rendered_coordinate,
     rendered_lesions,
     rendered_specks,
 )
@@ -70,7 +71,7 @@ from mammocad.model.synth.raster import speck_truth
 logger = logging.getLogger(__name__)
 
 #: Bump when the insertion changes, so an old cache is not reused.
-INSERTION_VERSION = 3
+INSERTION_VERSION = 4
 #: Key of AnnotatedImage.extra that makes ``decode_image`` paste the patches.
 EXTRA_KEY = "real_background"
 _SC_PREFIX = "1.2.840.10008.5.1.4.1.1.7"
@@ -329,7 +330,7 @@ def _rendered_truth(lesions: list[AnnotatedLesion], clusters: list[dict[str, Any
     """Truth in the rendered image's pixels: a block of ``factor`` pixels becomes one."""
     if factor == 1:
         return lesions, clusters
-    out = [{**cluster, "centre": [round(c / factor, 1) for c in cluster["centre"]],
+    out = [{**cluster, "centre": [round(rendered_coordinate(c, factor), 1) for c in cluster["centre"]],
             "specks": rendered_specks(cluster["specks"], factor)} for cluster in clusters]
     return list(rendered_lesions(lesions, factor)), out
 
