@@ -220,3 +220,30 @@ def test_dr_presentation_images_of_either_polarity_get_brighter_specks(dr_folder
             gain = after.image[y1:y2 + 1, x1:x2 + 1] - before.image[y1:y2 + 1, x1:x2 + 1]
             assert gain.max() > 0.05, it.extra["real_background"]["clusters"]  # brighter as displayed
     assert photometric == {"MONOCHROME1", "MONOCHROME2"}
+
+
+def test_clusters_are_never_placed_in_the_pectoral_muscle_of_a_real_mlo() -> None:
+    """On the CBIS film 1-131 (LMLO), seed 5 put a fine pleomorphic cluster at (row 251, col 451):
+    8 mm deep in the broad pectoral muscle, outside the old fixed chest-wall triangle. The muscle
+    the detector's own finder sees (inference drops marks deep in it) is now off limits."""
+    from scipy import ndimage
+
+    from mammocad.model.breast_mask import pectoral_mask
+    from mammocad.model.readers.background_maps import pick_centre
+
+    stored = pydicom.dcmread(CASES / "sfm-benign-0" / "1-131.dcm").pixel_array
+    maps = breast_maps(stored, 0.05, invert=False, vmax=65535.0, view="MLO")
+    assert maps.pectoral[251 // maps.factor, 451 // maps.factor]
+    lo, hi = np.percentile(maps.reduced, [0.5, 99.5])
+    bright = np.clip((ndimage.gaussian_filter(maps.reduced, 1.0 / maps.spacing_mm) - lo) / (hi - lo), 0.0, 1.0)
+    muscle = pectoral_mask(bright, maps.breast, maps.spacing_mm)  # this LMLO has its chest wall at column 0
+    assert muscle.sum() > 2000 and not np.any(muscle & ~maps.pectoral)
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        centre = pick_centre(maps, 2.0, [], rng)
+        assert centre is not None
+        assert not muscle[int(centre[0]) // maps.factor, int(centre[1]) // maps.factor]
+    # A CC view has no muscle to avoid.
+    cc = breast_maps(pydicom.dcmread(CASES / "sfm-benign-0" / "1-130.dcm").pixel_array, 0.05, invert=False,
+                     vmax=65535.0, view="CC")
+    assert not cc.pectoral.any()

@@ -20,7 +20,7 @@ per woman. Per breast: with probability ``lesion_fraction`` it gets 1..``max_clu
 clusters (malignant with probability ``malignant_fraction``), the same 3-D clusters projected into
 each of its views at a position drawn per view; the other breasts stay negative. Positions lie
 inside the breast at least 6 mm from the skin line, 10 mm from other bright objects (film labels,
-markers), off the pectoral region of MLO views and apart from each other.
+markers), off the pectoral muscle of MLO views and apart from each other.
 
 ``render_spacing_mm`` / ``render_bits`` show each image, after the insertion, as public film sets
 ship their scans (mini-MIAS: 0.2 mm, 8 bits): means over blocks of whole pixels down to about
@@ -71,7 +71,7 @@ from mammocad.model.synth.raster import speck_truth
 logger = logging.getLogger(__name__)
 
 #: Bump when the insertion changes, so an old cache is not reused.
-INSERTION_VERSION = 4
+INSERTION_VERSION = 5
 #: Key of AnnotatedImage.extra that makes ``decode_image`` paste the patches.
 EXTRA_KEY = "real_background"
 _SC_PREFIX = "1.2.840.10008.5.1.4.1.1.7"
