@@ -22,12 +22,22 @@ monotone function of L = ∫µ dl, which this module approximates from the image
 
 The speck's calcium map (``raster.render_cluster``, exact volume) is turned into ΔL by
 ``physics.calcification_line_integral``, blurred by a Gaussian PSF (the system's MTF: screen and
-digitiser for film, pixel and focal spot for DR), mapped through the model, and given the extra
-quantum noise the lost photons cause: a region that transmits exp(−ΔL) of the photons has a
-relative noise exp(ΔL/2) times higher; in stored values the noise also scales with the curve's
-slope (constant for DR, falling toward clear film), so noise of std σ·sqrt(exp(ΔL)·g² − 1) is
-added (g: slope after / slope before; nothing where that is negative), σ being the image's own
-local noise (from the residual to the 4-neighbour mean). The real image's noise stays where it was.
+digitiser for film, pixel and focal spot for DR) and mapped through the model. Its noise:
+
+- **Film**: a pixel's noise (quantum mottle through the curve, grain, the digitiser's own) is a
+  function of the density it ends on, not of why it got there: a speck that leaves a pixel at
+  the density of dense tissue leaves it the noise dense tissue has on that film. The image's
+  own noise against value is measured on the whole film (:func:`noise_profile`; on the CBIS-DDSM
+  scans it is flat in the dark range and falls about linearly toward clear film), only the
+  smooth background (Gaussian, ``GRAIN_SCALE_PX``) goes through the curve, and the film's own
+  grain on top of it is kept, rescaled to what the film shows at the new value. Mapping the
+  noisy pixels through the curve instead flattened the grain with the curve's slope: specks
+  near clear film came out noiseless, a cue no real calcification carries.
+- **DR**: v ≈ v0 + k·L has a constant slope; the lost photons raise the quantum noise in L by
+  exp(ΔL/2), so noise of std σ·sqrt(exp(ΔL) − 1) is added (σ: the image's own local noise from
+  the residual to the 4-neighbour mean), white noise blurred by the PSF.
+- **Raw**: values are counts; the image's noise is scaled with them by exp(−ΔL) and the
+  binomial thinning's σ·sqrt(exp(−ΔL)·(1 − exp(−ΔL))) is added, so the variance stays ∝ mean.
 """
 
 from __future__ import annotations
@@ -160,6 +170,69 @@ def local_noise(oriented: np.ndarray) -> float:
     return 1.4826 * mad / np.sqrt(1.25)
 
 
+#: Gaussian sigma (pixels) that splits a film patch into the background that goes through the
+#: H&D curve and the grain that stays on top of it: at 3 px about 0.1 of white noise's std is left
+#: in the background (on a 0.05 mm scan 0.15 mm, finer than the screen blur, so anatomy barely
+#: enters the grain).
+GRAIN_SCALE_PX = 3.0
+
+
+@dataclass(frozen=True)
+class NoiseProfile:
+    """An image's pixel noise (std, oriented units, :func:`local_noise`'s measure) against its
+    local mean value, on increasing ``values``; held constant beyond the measured range."""
+
+    values: np.ndarray
+    sigmas: np.ndarray
+
+    def at(self, oriented: np.ndarray) -> np.ndarray:
+        return np.interp(oriented, self.values, self.sigmas)
+
+
+def noise_profile(stored: np.ndarray, model: ValueModel, *, row_step: int = 4, bins: int = 48,
+                  min_count: int = 400) -> NoiseProfile | None:
+    """Measure the image's noise against its value on every ``row_step``-th row of the whole image.
+
+    The whole image, not the breast alone: labels and the clear border hold the bright end of
+    the film's range, where inserted specks land. Per value bin the robust std (MAD) of the
+    residual to the 4-neighbour mean, binned by a 3 × 7 local mean; bins with fewer than
+    ``min_count`` samples are left out. None when no bin has enough (a tiny image).
+    """
+    rows = np.arange(1, stored.shape[0] - 1, row_step)
+    if stored.shape[1] < 9 or not len(rows):
+        return None
+    band = np.stack([model.orient(stored[rows + k]) for k in (-1, 0, 1)])  # (3, n rows, cols)
+    resid = band[1, :, 1:-1] - 0.25 * (band[0, :, 1:-1] + band[2, :, 1:-1] + band[1, :, :-2] + band[1, :, 2:])
+    mean = ndimage.uniform_filter1d(band.mean(axis=0), 7, axis=1)[:, 1:-1]
+    lo, hi = np.percentile(mean, [0.1, 99.9])
+    if hi <= lo:
+        return None
+    which = np.clip(((mean - lo) / (hi - lo) * bins).astype(np.int64), 0, bins - 1).ravel()
+    order = np.argsort(which, kind="stable")
+    starts = np.searchsorted(which[order], np.arange(bins + 1))
+    flat_mean, flat_resid = mean.ravel()[order], resid.ravel()[order]
+    values, sigmas = [], []
+    for b in range(bins):
+        part = flat_resid[starts[b]:starts[b + 1]]
+        if len(part) >= min_count:
+            values.append(float(np.median(flat_mean[starts[b]:starts[b + 1]])))
+            sigmas.append(1.4826 * float(np.median(np.abs(part - np.median(part)))) / np.sqrt(1.25))
+    if not values:
+        return None
+    return NoiseProfile(np.array(values), np.array(sigmas))
+
+
+def _film_values(oriented: np.ndarray, delta_l: np.ndarray, model: ValueModel, profile: NoiseProfile) -> np.ndarray:
+    """The film patch with the speck: the smooth background through the H&D curve, the film's
+    grain kept on top, rescaled to the noise the film shows at the new value; untouched where
+    ΔL is 0."""
+    smooth = ndimage.gaussian_filter(oriented, GRAIN_SCALE_PX, mode="nearest")
+    lit = delta_l > 0
+    lifted = np.where(lit, model.add_line_integral(smooth, delta_l), smooth)
+    scale = np.where(lit, profile.at(lifted) / np.maximum(profile.at(smooth), 1e-12), 1.0)
+    return oriented + (lifted - smooth) + (scale - 1.0) * (oriented - smooth)
+
+
 @dataclass(frozen=True)
 class Insertion:
     """The changed rectangle of one image: origin (row, col) and the new stored values there."""
@@ -172,8 +245,10 @@ class Insertion:
 
 def insert_cluster(stored: np.ndarray, model: ValueModel, spec: ClusterSpec, view: str,
                    centre_px: tuple[float, float], spacing: float, acq: Acquisition,
-                   rng: np.random.Generator) -> Insertion | None:
+                   rng: np.random.Generator, profile: NoiseProfile | None = None) -> Insertion | None:
     """Simulate ``spec`` at ``centre_px`` of the real image ``stored``; the image is not changed.
+
+    profile: film only, the image's :func:`noise_profile` (measured from ``stored`` when None).
 
     Returns the new values of the affected rectangle (same dtype as ``stored``) and the truth
     box in the image's pixels, or None when the cluster falls off the image.
@@ -191,19 +266,14 @@ def insert_cluster(stored: np.ndarray, model: ValueModel, spec: ClusterSpec, vie
     delta_l = physics.calcification_line_integral(calcium, acq.energy_kev).astype(np.float64)
     delta_l = ndimage.gaussian_filter(delta_l, acq.psf_sigma_mm / spacing, mode="constant")
     oriented = model.orient(stored[r0:r1, c0:c1])
-    out = model.add_line_integral(oriented, delta_l)
-    sigma = local_noise(oriented)
-    if sigma > 0:
-        noise = ndimage.gaussian_filter(rng.normal(size=delta_l.shape), max(acq.psf_sigma_mm / spacing, 0.5) * 0.5)
-        noise /= max(float(noise.std()), 1e-12)
-        if model.acquisition == "raw":
-            extra = sigma * np.sqrt(np.exp(-delta_l) * -np.expm1(-delta_l))
-        else:
-            # Quantum noise in L grows by exp(ΔL/2); in stored values it also follows the
-            # curve's slope, which on film falls toward clear film (a saturated speck is quiet).
-            gain = model.slope_at(out) / np.maximum(model.slope_at(oriented), 1e-12)
-            extra = sigma * np.sqrt(np.maximum(np.exp(np.maximum(delta_l, 0.0)) * gain ** 2 - 1.0, 0.0))
-        out = out + extra * noise
+    if model.acquisition == "film":
+        if profile is None:
+            profile = noise_profile(stored, model)
+        if profile is None:
+            raise ValueError("the image is too small to measure its noise against its value")
+        out = _film_values(oriented, delta_l, model, profile)
+    else:
+        out = model.add_line_integral(oriented, delta_l) + _quantum_noise(oriented, delta_l, model, acq, spacing, rng)
     back = model.vmax - out if model.inverted else out
     info = np.iinfo(stored.dtype) if np.issubdtype(stored.dtype, np.integer) else None
     if info is not None:
@@ -211,3 +281,16 @@ def insert_cluster(stored: np.ndarray, model: ValueModel, spec: ClusterSpec, vie
     x1, y1, x2, y2 = box
     return Insertion((r0, c0), back.astype(stored.dtype), (x1 + c0, y1 + r0, x2 + c0, y2 + r0),
                      float(delta_l.max()))
+
+
+def _quantum_noise(oriented: np.ndarray, delta_l: np.ndarray, model: ValueModel, acq: Acquisition, spacing: float,
+                   rng: np.random.Generator) -> np.ndarray:
+    """DR and raw: the extra quantum noise of the photons the speck absorbed (module docstring)."""
+    sigma = local_noise(oriented)
+    if sigma <= 0:
+        return np.zeros(delta_l.shape)
+    noise = ndimage.gaussian_filter(rng.normal(size=delta_l.shape), max(acq.psf_sigma_mm / spacing, 0.5) * 0.5)
+    noise /= max(float(noise.std()), 1e-12)
+    if model.acquisition == "raw":
+        return sigma * np.sqrt(np.exp(-delta_l) * -np.expm1(-delta_l)) * noise
+    return sigma * np.sqrt(np.expm1(np.maximum(delta_l, 0.0))) * noise
