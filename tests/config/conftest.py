@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,3 +49,14 @@ def mammocad(config_file: Path, clean_env: None) -> Runner:
         )
 
     return run
+
+
+def leaves(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"node.port": 11112, "callers": [...], ...}``: a TOML document's scalars and lists by dotted key."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(leaves(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out

@@ -14,7 +14,7 @@ import pytest
 
 from mammocad.config.settings import Settings
 from mammocad.config.template import reload_note
-from tests.config.conftest import MAMMOCAD, REPO
+from tests.config.conftest import MAMMOCAD, REPO, leaves
 
 #: config/*.toml that are not mammocad settings: read by `mammocad model train` / `model calibrate`
 #: (and checked by tests/model/test_train.py).
@@ -44,15 +44,6 @@ def _default(dotted: str) -> Any:
     return str(value) if isinstance(value, Path) else value
 
 
-def _leaves(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            out.update(_leaves(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
 
 def test_the_examples_are_found() -> None:
     assert [p.name for p in SETTINGS_EXAMPLES] == ["mammocad.toml"]
@@ -73,7 +64,7 @@ def test_example_passes_config_check_with_the_deploy_environment(config: Path, c
 
 @pytest.mark.parametrize("config", SETTINGS_EXAMPLES, ids=lambda p: p.name)
 def test_example_values_are_the_defaults(config: Path) -> None:
-    written = _leaves(tomllib.loads(config.read_text()))
+    written = leaves(tomllib.loads(config.read_text()))
     wrong = {key: (value, _default(key)) for key, value in written.items()
              if key not in EXAMPLE_LISTS and value != _default(key)}
     assert not wrong, f"{config.name} sets values that are not the defaults its header says they are: {wrong}"

@@ -18,22 +18,11 @@ from mammocad.config.template import NODE_RELOADS, WORKER_RELOADS, default_value
 from mammocad.config.watch import ConfigWatcher
 from mammocad.node.scp import CallerPolicy
 from mammocad.worker import tasks
-from tests.config.conftest import Runner
-
-
-def _leaves(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"node.port": 11112, "callers": [...], ...}``: scalars and lists by dotted key."""
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            out.update(_leaves(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
+from tests.config.conftest import Runner, leaves
 
 
 def test_every_value_in_the_template_is_the_default() -> None:
-    written = _leaves(tomllib.loads(TEMPLATE))
+    written = leaves(tomllib.loads(TEMPLATE))
     assert written, TEMPLATE
     wrong = {}
     for dotted, value in written.items():
@@ -95,7 +84,7 @@ def _write(path: Path, data: dict[str, Any]) -> None:
 
 
 def _changed(before: dict[str, Any], after: dict[str, Any]) -> set[str]:
-    old, new = _leaves(before), _leaves(after)
+    old, new = leaves(before), leaves(after)
     return {key for key in old if old[key] != new[key]}
 
 
