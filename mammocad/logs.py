@@ -23,8 +23,10 @@ _RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"mess
 #: Fields whose values may carry text from a received data set (exception messages, a peer's
 #: error comment, pydicom's reason for refusing a value: "Invalid value for VR DA: '19501301'",
 #: which the results' ``source_attribute_repaired`` logs at INFO). ``data`` is Celery's: its
-#: task lines carry the raised exception and traceback there, unformatted.
-REDACTED_FIELDS = frozenset({"error", "comment", "detail", "data", "reason", "why"})
+#: task lines carry the raised exception and traceback there, unformatted. Not ``why``: it holds
+#: only the product's own words (the reconciler's "held by a dead worker: results-4711@gpu1"),
+#: and redacting it blanked the worker's name, which the admin needs (tests/faults).
+REDACTED_FIELDS = frozenset({"error", "comment", "detail", "data", "reason"})
 _BYTES_RE = re.compile(r"""b(['"])(?:\\.|(?!\1).)*\1""")
 _QUOTED_RE = re.compile(r"""(['"])((?:\\.|(?!\1).)*)\1""")
 _PN_RE = re.compile(r"\S*\^\S*")
