@@ -57,3 +57,21 @@ def fresh_scrape(code: str) -> str:
                           env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
+
+
+def node_scrape(spool: Path, broker_url: str, port: int) -> str:
+    """One scrape of the node's endpoint (every metric touched) for ``spool``, with one
+    destination ``pacs`` configured, in a fresh interpreter."""
+    return fresh_scrape(f"""
+        import urllib.request
+        from mammocad.config import Settings
+        from mammocad.metrics.endpoints import start_node_endpoint
+        import mammocad.metrics.definitions as m
+        touch(m)
+        settings = Settings(node={{"spool_dir": {str(spool)!r}}}, metrics={{"port": {port}}},
+                            destinations=[{{"name": "pacs", "ae_title": "PACS", "host": "127.0.0.1",
+                                            "port": 4242}}])
+        server = start_node_endpoint(settings, {broker_url!r})
+        print(urllib.request.urlopen(f"http://127.0.0.1:{{server.port}}/metrics", timeout=10).read().decode())
+        server.stop()
+    """)

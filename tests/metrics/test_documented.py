@@ -12,7 +12,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.metrics.scrape import REPO, fresh_scrape
+from tests.metrics.scrape import REPO, node_scrape
 from tests.services import free_port, redis_server
 
 ADMIN = REPO / "docs" / "ADMIN.md"
@@ -50,19 +50,7 @@ def test_the_documented_metrics_are_the_scraped_ones(tmp_path: Path) -> None:
     spool = tmp_path / "spool"
     (spool / "outbox" / "pacs").mkdir(parents=True)
     with redis_server(tmp_path / "redis") as url:
-        text = fresh_scrape(f"""
-            import urllib.request
-            from mammocad.config import Settings
-            from mammocad.metrics.endpoints import start_node_endpoint
-            import mammocad.metrics.definitions as m
-            touch(m)
-            settings = Settings(node={{"spool_dir": {str(spool)!r}}}, metrics={{"port": {free_port()}}},
-                                destinations=[{{"name": "pacs", "ae_title": "PACS", "host": "127.0.0.1",
-                                                "port": 4242}}])
-            server = start_node_endpoint(settings, {url!r})
-            print(urllib.request.urlopen(f"http://127.0.0.1:{{server.port}}/metrics", timeout=10).read().decode())
-            server.stop()
-        """)
+        text = node_scrape(spool, url, free_port())
     docs, live = documented(), scraped(text)
     assert sorted(set(live) - set(docs)) == [], "scraped but not in docs/ADMIN.md's table"
     assert sorted(set(docs) - set(live)) == [], "in docs/ADMIN.md's table but not scraped"

@@ -23,7 +23,7 @@ import pytest
 from prometheus_client.metrics import MetricWrapperBase
 
 import mammocad.metrics.definitions as definitions
-from tests.metrics.scrape import fresh_scrape
+from tests.metrics.scrape import fresh_scrape, node_scrape
 from tests.services import free_port, redis_server
 
 REPO = Path(__file__).resolve().parents[2]
@@ -83,19 +83,7 @@ def test_node_endpoint_passes_check_metrics(promtool: str, tmp_path: Path) -> No
 
     PresenceBeacon(Spool(spool), "gpu-12@box", lease_s=30, keep_s=60).write()  # one live analysis worker
     with redis_server(tmp_path / "redis") as url:
-        text = fresh_scrape(f"""
-            import urllib.request
-            from mammocad.config import Settings
-            from mammocad.metrics.endpoints import start_node_endpoint
-            import mammocad.metrics.definitions as m
-            touch(m)
-            settings = Settings(node={{"spool_dir": {str(spool)!r}}}, metrics={{"port": {free_port()}}},
-                                destinations=[{{"name": "pacs", "ae_title": "PACS", "host": "127.0.0.1",
-                                                "port": 4242}}])
-            server = start_node_endpoint(settings, {url!r})
-            print(urllib.request.urlopen(f"http://127.0.0.1:{{server.port}}/metrics", timeout=10).read().decode())
-            server.stop()
-        """)
+        text = node_scrape(spool, url, free_port())
     for sample in ('mammocad_queue_depth{queue="gpu"} 0', 'mammocad_outbox_items{destination="pacs"} 1',
                    'mammocad_deadletter_items{destination="pacs"} 1', 'mammocad_ready{check="broker"} 1',
                    'mammocad_workers{queue="gpu",state="alive"} 1',
