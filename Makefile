@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 RUN_PKGS := redis-server
-TEST_PKGS := redis-server dcmtk orthanc dicom3tools libpixelmed-java default-jre-headless openjdk-17-jdk-headless systemd openssl
+TEST_PKGS := redis-server dcmtk orthanc dicom3tools libpixelmed-java default-jre-headless openjdk-17-jdk-headless systemd openssl util-linux
 # promtool (tests/metrics/test_promtool.py) ships only in Debian's `prometheus`: 12 packages,
 # 22 MB download, 324 MB installed (promtool 48 MB; 214 MB are the web UI's time-zone data),
 # against 36 packages with its recommendations (node exporter, smartmontools, ipmitool...).
