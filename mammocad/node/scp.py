@@ -285,7 +285,7 @@ class Node:
             return self._write_failed(safe_uid(request.AffectedSOPInstanceUID), streamed.error, self.spool.tmp)
         try:
             header = self._read(request, streamed, event.context.transfer_syntax)
-            self._check(header, str(request.AffectedSOPInstanceUID), str(event.context.abstract_syntax))
+            self._check(header, request, str(event.context.abstract_syntax))
             analysable = is_analysable(header.sop_class, header.modality)
             if analysable and not header.has_pixels:
                 raise HeaderError(0xA900, "no Pixel Data (7FE0,0010) in a mammography image: nothing to analyse")
@@ -347,10 +347,19 @@ class Node:
                   error=f"{exc.strerror or exc} ({where})")
         return _failure(OUT_OF_RESOURCES, f"out of resources: cannot write spool: {exc.strerror or exc}")
 
-    def _check(self, header: Header, affected_sop: str, context_class: str) -> None:
+    def _check(self, header: Header, request: C_STORE, context_class: str) -> None:
+        """The command, the presentation context and the data set must name one instance of one
+        SOP class (PS3.7 9.1.1.1): whichever differs, the node cannot know what it was sent."""
+        affected_sop = str(request.AffectedSOPInstanceUID or "")
         if affected_sop and header.sop_uid != affected_sop.strip():
             raise HeaderError(0xA900, f"SOPInstanceUID differs from Affected SOP Instance UID: "
                                       f"{header.sop_uid} != {safe_uid(affected_sop)}")
+        affected_class = str(request.AffectedSOPClassUID or "").strip().rstrip("\x00")
+        if affected_class and context_class and affected_class != context_class:
+            # pynetdicom serves the request under the context's class and echoes the command's.
+            raise HeaderError(0xA900, f"Affected SOP Class UID {safe_uid(affected_class)} of the C-STORE request "
+                                      f"differs from its presentation context's {context_class} and the data "
+                                      f"set's SOPClassUID {header.sop_class}: fix the sender's C-STORE command")
         if context_class and header.sop_class != context_class:
             # An MG image sent under a CT context would be analysed as something it was not negotiated as.
             raise HeaderError(0xA900, f"SOPClassUID {header.sop_class} does not match the presentation "

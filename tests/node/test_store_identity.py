@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
 
 from tests import factories
 from tests.node.conftest import NodeEnv
@@ -76,3 +77,55 @@ def test_data_set_of_another_instance_than_the_command_refused(start_node: Calla
     assert "Affected SOP Instance UID" in refused.error  # type: ignore[attr-defined]
     env.settle()
     assert env.tasks("gpu") == []
+
+
+def _store_with_affected_class(port: int, datasets: list[Dataset], affected: dict[str, str]) -> list[int]:
+    """C-STORE each data set on one association (pynetdicom SCU), the command's Affected SOP
+    Class UID replaced by ``affected[sop]`` where given: what a sender with a broken command
+    encoder sends (no real peer lets a test choose it)."""
+    from pydicom.uid import ExplicitVRLittleEndian
+    from pynetdicom import AE
+    from pynetdicom.dimse_primitives import C_STORE
+
+    ae = AE(ae_title="STORESCU")
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
+    ae.add_requested_context(factories.MG_PRESENTATION, ExplicitVRLittleEndian)
+    assoc = ae.associate("127.0.0.1", port, ae_title="MAMMOCAD")
+    assert assoc.is_established, "association refused"
+    send_msg = assoc.dimse.send_msg
+
+    def send(primitive: object, context_id: int) -> None:
+        if isinstance(primitive, C_STORE) and str(primitive.AffectedSOPInstanceUID) in affected:
+            primitive.AffectedSOPClassUID = affected[str(primitive.AffectedSOPInstanceUID)]
+        send_msg(primitive, context_id)  # type: ignore[arg-type]
+
+    assoc.dimse.send_msg = send  # type: ignore[method-assign]
+    try:
+        return [int(assoc.send_c_store(ds).Status) for ds in datasets]
+    finally:
+        assoc.release()
+
+
+def test_command_of_another_sop_class_than_the_data_set_refused(start_node: Callable[..., NodeEnv],
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    """PS3.4 B.2.3 / PS3.7 9.1.1: a request whose Affected SOP Class UID (CT) differs from its
+    presentation context and data set (MG) does not say what it stores: 0xA900 with a
+    log line, not stored; the valid image after it on the same association is stored."""
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    bad, good = factories.make_mammogram(), factories.make_mammogram(view="MLO")
+    for ds in (bad, good):
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    env = start_node()
+    with caplog.at_level(logging.INFO, logger="mammocad"):
+        statuses = _store_with_affected_class(env.port, [bad, good], {str(bad.SOPInstanceUID): factories.CT_IMAGE})
+    assert statuses == [0xA900, 0x0000]
+    assert not env.spool.image_path(str(bad.StudyInstanceUID), str(bad.SOPInstanceUID)).exists()
+    assert not env.spool.other_path(str(bad.StudyInstanceUID), str(bad.SOPInstanceUID)).exists()
+    assert env.spool.image_path(str(good.StudyInstanceUID), str(good.SOPInstanceUID)).exists()
+    [refused] = _refusals(caplog)
+    assert refused.status == "0xA900"  # type: ignore[attr-defined]
+    assert "Affected SOP Class UID" in refused.error and factories.CT_IMAGE in refused.error  # type: ignore[attr-defined]
+    env.settle()
+    assert [args[2] for _, args in env.tasks("gpu")] == [str(good.SOPInstanceUID)]
