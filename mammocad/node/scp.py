@@ -29,6 +29,7 @@ from mammocad.logs import log_event, safe_error
 from mammocad.metrics.faults import count_fault
 from mammocad.node import limits, receive
 from mammocad.node.header import Header, HeaderError, check_series, read_header
+from mammocad.node.instances import InstanceIndex
 from mammocad.node.observer import NodeObserver
 from mammocad.node.queueing import Arrival, CeleryLike, Dispatcher, TaskSender
 from mammocad.node.reconciler import BrokerReader, NodeReconciler
@@ -45,6 +46,8 @@ logger = logging.getLogger("mammocad.node")
 OUT_OF_RESOURCES = 0xA700
 TOO_LARGE = 0xC002
 BAD_UID = 0xC001
+#: Error: Cannot understand (PS3.4 B.2.3 Cxxx): the SOP Instance UID is held under another study.
+DUPLICATE_ELSEWHERE = 0xC003
 REJECT_CALLING, REJECT_CALLED = 0x03, 0x07
 
 
@@ -123,6 +126,7 @@ class Node:
                                     interval_s=settings.node.reconcile_interval_s)
         self.dispatcher = Dispatcher(self.spool, sender, StudyTracker(settings.node.study_timeout_s),
                                      reconciler=reconciler, on_declared=self.observer.declared)
+        self.instances = InstanceIndex(self.spool)
         self.ae = self._make_ae()
         self._server: Any = None
         self._tls_server: Any = None
@@ -149,6 +153,7 @@ class Node:
         leftovers = receive.clean_leftovers(self.spool.tmp)
         if leftovers:
             log_event(logger, "receive_leftovers_removed", logging.WARNING, files=leftovers)
+        self.instances.load()
         recover(self.spool, self.dispatcher)
         self.dispatcher.start()
         node = self.settings.node
@@ -299,6 +304,24 @@ class Node:
         except InvalidUIDError as exc:
             self.observer.not_stored(id(event.assoc), BAD_UID, "refused")
             return self._refuse(request, BAD_UID, str(exc))
+        with self.instances.claim(header.sop_uid, header.study_uid) as holder:
+            if holder is not None:
+                return self._conflict(event, header, holder)
+            return self._keep(event, header, streamed, path, analysable)
+
+    def _conflict(self, event: evt.Event, header: Header, holder: str) -> Dataset:
+        """The instance is held under another study: one image must not make two reports."""
+        log_event(logger, "duplicate_conflict", logging.WARNING, sop=header.sop_uid, study=header.study_uid,
+                  held_by=holder, status=f"0x{DUPLICATE_ELSEWHERE:04X}",
+                  hint="the same SOP Instance UID arrived before under another Study Instance UID and is kept "
+                       "there; check the sender for a study merged or re-identified, or a modality reusing UIDs")
+        count_fault("duplicate_conflict")
+        self.observer.not_stored(id(event.assoc), DUPLICATE_ELSEWHERE, "refused")
+        return _failure(DUPLICATE_ELSEWHERE, "SOP Instance UID already held under another Study Instance UID")
+
+    def _keep(self, event: evt.Event, header: Header, streamed: receive.SpoolTempFile | None, path: Path,
+              analysable: bool) -> int | Dataset:
+        """Write the object durably (once: a re-send of a held one is a duplicate) and queue it."""
         if path.exists():
             log_event(logger, "duplicate", sop=header.sop_uid, study=header.study_uid, status="0x0000")
             self._stored(event, header, "duplicate", 0)

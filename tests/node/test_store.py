@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import shutil
 import socket
 import struct
 import subprocess
@@ -266,3 +268,57 @@ def test_spool_that_cannot_take_the_image_answers_out_of_resources(start_node: C
     env.spool.tmp.unlink()
     result = env.storescu(path, opts=("-v",))
     assert "Store Response (Success)" in result.stderr, result.stderr
+
+
+def _conflicts(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.getMessage() == "duplicate_conflict"]
+
+
+def test_instance_sent_again_under_another_study_refused_across_restarts(
+        start_node: Callable[..., NodeEnv], tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """One SOP Instance UID is one image (PS3.3 C.12.1.1.1), so it is held by one study: the
+    same instance sent again under another Study Instance UID would be analysed and reported
+    twice, in two studies. It is refused (0xC003) with one line naming both studies, also
+    after a node restart; the study that holds it keeps it, and nothing more is queued."""
+    first = factories.make_mammogram()
+    again = factories.make_mammogram(sop_uid=str(first.SOPInstanceUID))  # another study
+    set_aside = factories.make_mammogram(sop_class=factories.CT_IMAGE)
+    set_aside.Modality = "CT"
+    set_aside_again = factories.make_mammogram(sop_uid=str(set_aside.SOPInstanceUID), sop_class=factories.CT_IMAGE)
+    set_aside_again.Modality = "CT"
+    env = start_node()
+    with caplog.at_level(logging.INFO, logger="mammocad"):
+        stored = env.storescu(factories.write(first, tmp_path / "first.dcm"),
+                              factories.write(set_aside, tmp_path / "ct.dcm"), opts=("-v",))
+        assert stored.stderr.count("Store Response (Success)") == 2, stored.stderr
+        for attempt in range(2):  # the second one after a restart: the spool remembers
+            if attempt:
+                env.node.stop()
+                env = start_node()
+            result = env.storescu(factories.write(again, tmp_path / "again.dcm"),
+                                  factories.write(set_aside_again, tmp_path / "ct-again.dcm"), opts=("-v", "-nh"))
+            responses = [line for line in result.stderr.splitlines() if "Received Store Response" in line]
+            assert len(responses) == 2 and all("Error: CannotUnderstand" in r for r in responses), result.stderr
+    assert not env.spool.study_dir(str(again.StudyInstanceUID)).exists()
+    assert not env.spool.other_path(str(set_aside_again.StudyInstanceUID), str(set_aside.SOPInstanceUID)).exists()
+    assert env.spool.image_path(str(first.StudyInstanceUID), str(first.SOPInstanceUID)).exists()
+    conflicts = _conflicts(caplog)
+    assert len(conflicts) == 4
+    assert conflicts[0].status == "0xC003"  # type: ignore[attr-defined]
+    assert conflicts[0].study == str(again.StudyInstanceUID)  # type: ignore[attr-defined]
+    assert conflicts[0].held_by == str(first.StudyInstanceUID)  # type: ignore[attr-defined]
+    env.settle()
+    assert [args[2] for _, args in env.tasks("gpu")] == [str(first.SOPInstanceUID)] * 2  # restart requeues it
+
+
+def test_instance_of_a_study_no_longer_in_the_spool_is_accepted_under_another(
+        start_node: Callable[..., NodeEnv], tmp_path: Path) -> None:
+    """The study that held it was removed (retention): the spool holds the image nowhere now."""
+    first = factories.make_mammogram()
+    again = factories.make_mammogram(sop_uid=str(first.SOPInstanceUID))
+    env = start_node()
+    assert "Success" in env.storescu(factories.write(first, tmp_path / "first.dcm"), opts=("-v",)).stderr
+    shutil.rmtree(env.spool.study_dir(str(first.StudyInstanceUID)))
+    result = env.storescu(factories.write(again, tmp_path / "again.dcm"), opts=("-v",))
+    assert "Store Response (Success)" in result.stderr, result.stderr
+    assert env.spool.image_path(str(again.StudyInstanceUID), str(again.SOPInstanceUID)).exists()
