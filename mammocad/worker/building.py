@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -171,12 +171,16 @@ def _unreadable(study: StudyResult, files: StudyFiles, unreadable: dict[str, str
 
 def build_study(study: StudyResult, files: StudyFiles, sop_uids: list[str], kinds: list[OutputKind], *,
                 device: str, predecessors: Predecessors, sc_jpeg_quality: int, sc_lossless: bool = False,
-                version: int = 1) -> tuple[Built, StudyResult]:
+                version: int = 1, sent: Mapping[OutputKind, frozenset[str]] | None = None,
+                ) -> tuple[Built, StudyResult]:
     """Build every kind in ``kinds``; returns what was built and the study as reported.
 
     The returned study differs from ``study`` when images had to be marked "CAD failed"
     because their files could not be read to cite them; it also lists an image left out of
     the built objects because nothing records its series (:func:`_unreadable`).
+    ``sent``: per kind of per-image object (SC, GSPS), the images whose object an earlier
+    report delivered with the same content; an amended report builds that kind for the
+    other images only, so the PACS does not get the same picture twice under new UIDs.
     """
     from mammocad.results.outputs import build_outputs  # highdicom is heavy: import on use
 
@@ -190,8 +194,12 @@ def build_study(study: StudyResult, files: StudyFiles, sop_uids: list[str], kind
         built.failed.update({kind: "no image of the study can be cited" for kind in kinds})
         return built, reported
     for kind in kinds:  # one call per kind: one bad builder loses one kind, and each SR cites its own predecessor
+        done = (sent or {}).get(kind, frozenset()) if not kind.is_report else frozenset()
+        target = _replace_images(study, tuple(r for r in study.images if r.image.sop_instance_uid not in done))
+        if not target.images:
+            continue
         try:
-            objects = build_outputs(study, sources, [kind], device=device, predecessor=predecessors(kind),
+            objects = build_outputs(target, sources, [kind], device=device, predecessor=predecessors(kind),
                                     sc_jpeg_quality=sc_jpeg_quality, sc_lossless=sc_lossless, version=version)
         except Exception as exc:  # noqa: BLE001 - reported below, never lost
             built.failed[kind] = safe_error(exc)

@@ -284,7 +284,7 @@ def _build_once(settings: Settings, files: StudyFiles, info: Any, sop_uids: list
         return earlier
     study = _study_result(info, files, sop_uids, revision)
     with observer.stage("build"):
-        built, study = _build(settings, files, study, sop_uids)
+        built, study = _build(settings, files, study, sop_uids, info)
     kept = keep_outputs(files, key, built.objects, {k.value: why for k, why in built.failed.items()},
                         tuple(r.image.sop_instance_uid for r in study.images if r.error))
     return kept, built.objects
@@ -319,8 +319,29 @@ def _fill_outbox(settings: Settings, files: StudyFiles, built: list[tuple[Output
     return items
 
 
+def _sent_per_image(info: Any, files: StudyFiles, earlier: ReportRecord | None,
+                    study: StudyResult) -> dict[OutputKind, frozenset[str]]:
+    """Per-image objects (SC, GSPS) the earlier report delivered that a late-image report
+    would only repeat: a GSPS holds its image's marks only, so it is the same; an SC's banner
+    also shows the breast risks, so it is the same only while they are. A re-analysis
+    (new results) repeats nothing, and a kind the earlier report lacks is built for all."""
+    if earlier is None or study.revision:
+        return {}
+    old = frozenset(earlier.sop_uids)
+    sent = {OutputKind.GSPS: old} if earlier.objects_of(OutputKind.GSPS) else {}
+    before = [r for r in (files.read_result(s) for s in sorted(old)) if r.analysed]
+    if earlier.objects_of(OutputKind.SECONDARY_CAPTURE) and _banner_risks(
+            tuple(info.breast_risks(before)) if before else ()) == _banner_risks(study.breasts):
+        sent[OutputKind.SECONDARY_CAPTURE] = old
+    return sent
+
+
+def _banner_risks(breasts: Any) -> set[tuple[str, float, bool]]:
+    return {(b.laterality, b.risk, b.malignant) for b in breasts}
+
+
 def _build(settings: Settings, files: StudyFiles, study: StudyResult,
-           sop_uids: list[str]) -> tuple[Built, StudyResult]:
+           sop_uids: list[str], info: Any) -> tuple[Built, StudyResult]:
     """Build each kind some destination wants; a failing kind is reported, never fatal."""
     kinds = [k for k in OutputKind if any(k in d.wanted_outputs for d in settings.destinations)]
     if not kinds:
@@ -339,7 +360,8 @@ def _build(settings: Settings, files: StudyFiles, study: StudyResult,
     version = 1 + len(files.reports())
     return build_study(study, files, sop_uids, kinds, device=device, predecessors=predecessors,
                        sc_jpeg_quality=settings.results.sc_jpeg_quality,
-                       sc_lossless=settings.results.sc_lossless, version=version)
+                       sc_lossless=settings.results.sc_lossless, version=version,
+                       sent=_sent_per_image(info, files, earlier, study))
 
 
 # --------------------------------------------------------------------------- deliver

@@ -269,3 +269,41 @@ def test_a_rerun_finalize_keeps_a_destination_whose_item_went_to_the_dead_letter
     wait_until(files.report(key).exists, 60, "the report")
     assert ReportRecord.read(files.report(key)).destinations == {"a": key}
     assert study_status(spool, study_uid).destinations == {"a": "dead"}
+
+
+def _sources(path: Path) -> set[str]:
+    """The images a received SC (Source Image Sequence) or GSPS (Referenced Series) stands for."""
+    ds = dcmread(path, stop_before_pixels=True)
+    if "SourceImageSequence" in ds:
+        return {str(ref.ReferencedSOPInstanceUID) for ref in ds.SourceImageSequence}
+    return {str(img.ReferencedSOPInstanceUID) for se in ds.ReferencedSeriesSequence
+            for img in se.ReferencedImageSequence}
+
+
+def test_late_image_report_sends_per_image_objects_only_for_the_new_image(
+        tmp_path: Path, no_findings_weights: Path, storescp: StoreSCP, celery_worker) -> None:
+    """The PACS holds the SC and GSPS of the images the first report covered; the amended
+    report's SRs cover every image, but an SC or GSPS of an earlier image would be the same
+    picture again under a new UID (a duplicate in the viewer). Breast risks unchanged here."""
+    spool = tmp_path / "spool"
+    app = celery_worker(make_settings(spool, [storescp.destination()], worker={"weights": str(no_findings_weights)}))
+    study_uid, sops = _spool_study(spool)
+    files = StudyFiles(spool, study_uid)
+    for sop in sops:
+        app.send_task(TASK_ANALYZE_IMAGE, args=[str(spool), study_uid, sop])
+    app.send_task(TASK_FINALIZE_STUDY, args=[str(spool), study_uid, sops[:3]])  # declared with three
+    wait_until(files.report(report_key(sops[:3], "0.0.0-random")).exists, 60, "the first report")
+    app.send_task(TASK_FINALIZE_STUDY, args=[str(spool), study_uid, sops])  # the fourth arrived late
+    second = files.report(report_key(sops, "0.0.0-random"))
+    wait_until(second.exists, 60, "the amended report")
+    kinds = [o.kind.value for o in ReportRecord.read(second).objects]
+    assert sorted(kinds) == ["gsps", "mammo-cad-sr", "sc", "tid1500-sr"], kinds
+    wait_until(lambda: len(storescp.received()) == 6 + 6, 60, "both reports at the PACS")
+    per_image: dict[str, list[str]] = {}
+    for path in storescp.received():
+        sop_class = str(dcmread(path, stop_before_pixels=True).SOPClassUID)
+        if sop_class in ("1.2.840.10008.5.1.4.1.1.7", "1.2.840.10008.5.1.4.1.1.11.1"):
+            for sop in _sources(path):
+                per_image.setdefault(sop, []).append(sop_class)
+    assert {sop: sorted(classes) for sop, classes in per_image.items()} == {
+        sop: ["1.2.840.10008.5.1.4.1.1.11.1", "1.2.840.10008.5.1.4.1.1.7"] for sop in sops}
