@@ -321,9 +321,16 @@ class Node:
 
     def _keep(self, event: evt.Event, header: Header, streamed: receive.SpoolTempFile | None, path: Path,
               analysable: bool) -> int | Dataset:
-        """Write the object durably (once: a re-send of a held one is a duplicate) and queue it."""
-        if path.exists():
-            log_event(logger, "duplicate", sop=header.sop_uid, study=header.study_uid, status="0x0000")
+        """Write the object durably (once: a re-send of a held one is a duplicate) and queue it.
+
+        An image a report covered before retention removed its study is a duplicate too:
+        analysed again, it would make a second report of it.
+        """
+        held = path.exists()
+        pruned = None if held else self.spool.pruned(header.study_uid)
+        if held or (pruned is not None and header.sop_uid in pruned.sop_uids):
+            log_event(logger, "duplicate", sop=header.sop_uid, study=header.study_uid, status="0x0000",
+                      reason="already in the spool" if held else "reported before retention pruned its study")
             self._stored(event, header, "duplicate", 0)
             return 0x0000
         try:

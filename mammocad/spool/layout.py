@@ -25,6 +25,7 @@ from typing import Any
 
 from mammocad.spool.records import (
     CompletionRecord,
+    PrunedRecord,
     ReanalysisRecord,
     RecordError,
     ReportRecord,
@@ -161,6 +162,8 @@ class Spool:
         self.redis = self.root / "redis"
         #: One heartbeat file per running worker (:mod:`mammocad.spool.presence`).
         self.workers = self.root / "workers"
+        #: What retention removed of each study (:class:`~mammocad.spool.records.PrunedRecord`).
+        self.pruned_dir = self.root / "pruned"
         #: The private broker's URL while ``mammocad serve`` runs (admin commands queue tasks on it).
         self.broker_url_file = self.root / "broker.url"
 
@@ -209,6 +212,17 @@ class Spool:
     def outputs_dir(self, study_uid: str, report_key: str) -> Path:
         """The DICOM objects one report produced, kept so ``studies resend`` sends the same bytes."""
         return self.study_dir(study_uid) / "outputs" / report_key
+
+    def pruned_path(self, study_uid: str) -> Path:
+        return self.pruned_dir / f"{validate_uid(study_uid, 'StudyInstanceUID')}.json"
+
+    def pruned(self, study_uid: str) -> PrunedRecord | None:
+        """What retention removed of the study, or None (never pruned, or an unreadable record:
+        the study is then treated as new, as before records of pruning existed)."""
+        try:
+            return PrunedRecord.read(self.pruned_path(study_uid))
+        except (OSError, RecordError):
+            return None
 
     def presence_path(self, worker: str) -> Path:
         """``workers/<worker>.json``; the Celery node name made safe as a file name."""

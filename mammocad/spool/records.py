@@ -13,6 +13,7 @@ version than the reader knows is refused with :class:`RecordError` rather than m
 | ``studies/<study>/reports/<key>.json`` | :class:`ReportRecord` | results worker |
 | ``studies/<study>/outputs/<key>/kept.json`` | :class:`KeptOutputs` | results worker |
 | ``studies/<study>/reanalysis.json`` | :class:`ReanalysisRecord` | ``mammocad studies reanalyse`` |
+| ``pruned/<study>.json`` | :class:`PrunedRecord` | retention (``spool prune``, the results worker) |
 | ``outbox/<dest>/<item>/item.json`` | :class:`~mammocad.spool.outbox.OutboxItem` | results worker |
 | ``workers/<worker>.json`` | :class:`PresenceRecord` | every worker (its main process) |
 """
@@ -35,6 +36,7 @@ OUTBOX_ITEM_VERSION = 1
 PRESENCE_VERSION = 1
 KEPT_OUTPUTS_VERSION = 1
 REANALYSIS_VERSION = 1
+PRUNED_VERSION = 1
 
 
 class RecordError(ValueError):
@@ -155,6 +157,50 @@ class ReanalysisRecord:
 
     @classmethod
     def read(cls, path: Path) -> ReanalysisRecord:
+        return cls.from_json(load_json(path), path.name)
+
+
+@dataclass(frozen=True)
+class PrunedRecord:
+    """``pruned/<study>.json``: what retention removed of a delivered study, UIDs and counts only.
+
+    Retention deletes the study's folder (images, results, reports); without this record an
+    image of the study arriving later was a new study: the images already reported were
+    analysed and reported again, and the new report repeated the pruned one's series numbers.
+    ``sop_uids``: every image the pruned reports covered; ``reports``: how many there were.
+    """
+
+    sop_uids: tuple[str, ...]
+    reports: int
+    pruned_at: float
+
+    def merged(self, other: PrunedRecord | None) -> PrunedRecord:
+        """This record added to ``other`` (a study pruned again after more images came)."""
+        if other is None:
+            return self
+        return PrunedRecord(tuple(sorted(set(self.sop_uids) | set(other.sop_uids))),
+                            self.reports + other.reports, max(self.pruned_at, other.pruned_at))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"version": PRUNED_VERSION, "sop_uids": sorted(self.sop_uids), "reports": self.reports,
+                "pruned_at": self.pruned_at}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], what: str = "pruned study") -> PrunedRecord:
+        check_version(data, PRUNED_VERSION, what)
+        sops, reports = data.get("sop_uids"), data.get("reports")
+        if not isinstance(sops, list) or not all(isinstance(s, str) for s in sops):
+            raise RecordError(f"{what}: sop_uids must be a list of UIDs")
+        if not isinstance(reports, int) or reports < 0:
+            raise RecordError(f"{what}: reports must be a count, got {reports!r}")
+        try:
+            pruned_at = float(data.get("pruned_at", 0.0))
+        except (TypeError, ValueError) as exc:
+            raise RecordError(f"{what}: pruned_at: {exc}") from exc
+        return cls(sop_uids=tuple(sorted(sops)), reports=reports, pruned_at=pruned_at)
+
+    @classmethod
+    def read(cls, path: Path) -> PrunedRecord:
         return cls.from_json(load_json(path), path.name)
 
 

@@ -12,6 +12,11 @@ holds, so pruning can never lose work that is still owed to someone:
 - no re-analysis an admin asked for is still owed its amended report (``reanalysis.json``:
   its old results are gone already, so the study must wait for the broker however long).
 
+What a study's reports covered is kept in ``pruned/<study>.json`` (UIDs and counts, no patient
+data; written before the folder is deleted): an image of the study that arrives later is then
+told apart from a new study (the node answers an image already reported Success without
+analysing it again; a report of new images takes the next series numbers).
+
 Set-aside objects (``other/``: SOP classes that are not analysed) go after the same age,
 unless one arrived while their folder was being removed.
 A folder is first renamed into ``tmp/`` (atomic) and then deleted, so a crash midway
@@ -36,8 +41,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mammocad.logs import log_event, safe_error
-from mammocad.spool.layout import Spool, ensure_dir
-from mammocad.spool.records import RecordError, ReportRecord
+from mammocad.spool.layout import Spool, atomic_write_json, ensure_dir
+from mammocad.spool.records import PrunedRecord, RecordError, ReportRecord
 
 if TYPE_CHECKING:
     from mammocad.audit import AuditTrail
@@ -116,8 +121,20 @@ def _merge_back(doomed: Path, folder: Path) -> None:
     shutil.rmtree(doomed, ignore_errors=True)
 
 
+def _remember(spool: Spool, uid: str) -> Callable[[Path], None]:
+    """What writes ``pruned/<uid>.json`` from the moved study folder's reports (UIDs only)."""
+
+    def remember(doomed: Path) -> None:
+        reports = [ReportRecord.read(path) for path in sorted((doomed / "reports").glob("*.json"))]
+        record = PrunedRecord(tuple(sorted({s for r in reports for s in r.sop_uids})), len(reports), time.time())
+        atomic_write_json(spool.pruned_path(uid), record.merged(spool.pruned(uid)).to_json(), spool.tmp)
+
+    return remember
+
+
 def _remove(spool: Spool, folder: Path, check: Callable[[Path], str | None] | None = None,
-            deleting: Callable[[Path], None] | None = None) -> bool:
+            deleting: Callable[[Path], None] | None = None,
+            remember: Callable[[Path], None] | None = None) -> bool:
     """Remove ``folder`` unless an image arrived between the checks and the rename.
 
     The node may commit an image into the study (and answer Success) after the age and
@@ -125,6 +142,8 @@ def _remove(spool: Spool, folder: Path, check: Callable[[Path], str | None] | No
     again on what was moved: an image in no report, or a new folder the node created in
     the meantime, puts everything back, so nothing answered Success is ever deleted.
     ``deleting`` (the audit record) sees the moved folder just before it is deleted.
+    ``remember`` (the study's :class:`PrunedRecord`) runs before that; when it fails the
+    study is put back and stays until it can be written.
     Returns False when the study was put back.
     """
     doomed = spool.tmp / f".pruned-{folder.name}-{uuid.uuid4().hex[:8]}"
@@ -135,6 +154,14 @@ def _remove(spool: Spool, folder: Path, check: Callable[[Path], str | None] | No
         log_event(logger, "prune_raced_arrival", logging.WARNING, study=folder.name,
                   reason=reason or "an image arrived while the study was being removed")
         return False
+    if remember is not None:
+        try:
+            remember(doomed)
+        except (OSError, RecordError) as exc:
+            _merge_back(doomed, folder)
+            log_event(logger, "prune_record_failed", logging.WARNING, study=folder.name, error=safe_error(exc),
+                      hint="the study stays until spool/pruned/ can be written; check the spool's disk")
+            return False
     if deleting is not None:
         deleting(doomed)
     shutil.rmtree(doomed, ignore_errors=True)
@@ -182,7 +209,7 @@ def prune(spool_dir: str | os.PathLike[str], older_than_s: float, *, dry_run: bo
                 report.kept[uid] = reason
                 continue
             if not dry_run and not _remove(spool, folder, lambda moved: _why_kept(spool, moved),
-                                           _auditor(trail, uid, study_why)):
+                                           _auditor(trail, uid, study_why), _remember(spool, uid)):
                 continue
         except FileNotFoundError:  # removed under us (another prune)
             continue

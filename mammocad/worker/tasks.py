@@ -356,8 +356,11 @@ def _build(settings: Settings, files: StudyFiles, study: StudyResult,
                 if kind.is_report]
 
     device = next((r.device for r in study.images if r.device), "")
-    # Every later report of a study (late images, re-analysis) gets series numbers of its own.
-    version = 1 + len(files.reports())
+    # Every later report of a study (late images, re-analysis) gets series numbers of its own,
+    # after those of reports retention has pruned (an image that arrived after that: its report
+    # stands alone, citing none, since the pruned one still holds for its own images).
+    pruned = files.layout.pruned(files.study_uid)
+    version = 1 + len(files.reports()) + (pruned.reports if pruned is not None else 0)
     return build_study(study, files, sop_uids, kinds, device=device, predecessors=predecessors,
                        sc_jpeg_quality=settings.results.sc_jpeg_quality,
                        sc_lossless=settings.results.sc_lossless, version=version,

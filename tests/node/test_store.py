@@ -322,3 +322,36 @@ def test_instance_of_a_study_no_longer_in_the_spool_is_accepted_under_another(
     result = env.storescu(factories.write(again, tmp_path / "again.dcm"), opts=("-v",))
     assert "Store Response (Success)" in result.stderr, result.stderr
     assert env.spool.image_path(str(again.StudyInstanceUID), str(again.SOPInstanceUID)).exists()
+
+
+def test_images_after_retention_pruned_their_study(start_node: Callable[..., NodeEnv], tmp_path: Path,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """Retention removed a delivered study; then the PACS sends it again with one new image.
+    An image the pruned report covered is answered Success without being stored or analysed
+    again (it would make a second report of it); the new one is stored and analysed."""
+    import json
+    import os
+
+    from mammocad.spool.retention import prune
+
+    reported, new = factories.make_mammogram(), factories.make_mammogram(view="MLO")
+    study = str(reported.StudyInstanceUID)
+    new.StudyInstanceUID = study
+    env = start_node()
+    assert "Success" in env.storescu(factories.write(reported, tmp_path / "reported.dcm"), opts=("-v",)).stderr
+    folder = env.spool.study_dir(study)
+    env.spool.reports_dir(study).mkdir()
+    env.spool.report_path(study, "key").write_text(json.dumps({"sop_uids": [str(reported.SOPInstanceUID)]}))
+    for path in [folder, *folder.rglob("*")]:
+        os.utime(path, (1.0, 1.0))
+    assert prune(env.spool.root, 60).studies == [study]
+    with caplog.at_level(logging.INFO, logger="mammocad"):
+        result = env.storescu(factories.write(reported, tmp_path / "reported.dcm"),
+                              factories.write(new, tmp_path / "new.dcm"), opts=("-v",))
+    assert result.stderr.count("Store Response (Success)") == 2, result.stderr
+    assert env.spool.image_sops(study) == [str(new.SOPInstanceUID)]
+    [again] = [r for r in caplog.records if r.getMessage() == "duplicate"]
+    assert again.sop == str(reported.SOPInstanceUID) and "pruned" in again.reason  # type: ignore[attr-defined]
+    env.settle()
+    assert [args[2] for _, args in env.tasks("gpu")][-1:] == [str(new.SOPInstanceUID)]
+    assert [args[2] for _, args in env.tasks("gpu")].count(str(reported.SOPInstanceUID)) == 1  # the first time

@@ -307,3 +307,34 @@ def test_late_image_report_sends_per_image_objects_only_for_the_new_image(
                 per_image.setdefault(sop, []).append(sop_class)
     assert {sop: sorted(classes) for sop, classes in per_image.items()} == {
         sop: ["1.2.840.10008.5.1.4.1.1.11.1", "1.2.840.10008.5.1.4.1.1.7"] for sop in sops}
+
+
+def test_report_of_an_image_that_arrived_after_its_study_was_pruned(
+        tmp_path: Path, random_weights: Path, storescp: StoreSCP, celery_worker) -> None:
+    """Retention removed the reported study (images, results, reports); one more image of it
+    arrives. Its report covers that image alone and cites nothing (the pruned report still
+    holds for its images: a viewer would take a successor for a replacement), and its
+    series numbers follow the pruned report's instead of repeating them at the PACS."""
+    from mammocad.spool.retention import prune
+
+    spool = tmp_path / "spool"
+    app = celery_worker(make_settings(spool, [storescp.destination(outputs=["mammo-cad-sr"])],
+                                      worker={"weights": str(random_weights)}))
+    study_uid, sops = _spool_study(spool)
+    files = StudyFiles(spool, study_uid)
+    late = files.image(sops[3]).read_bytes()
+    files.image(sops[3]).unlink()
+    for sop in sops[:3]:
+        app.send_task(TASK_ANALYZE_IMAGE, args=[str(spool), study_uid, sop])
+    app.send_task(TASK_FINALIZE_STUDY, args=[str(spool), study_uid, sops[:3]])
+    wait_until(lambda: len(storescp.received()) == 1, 60, "the first SR at the PACS")
+    wait_until(lambda: not list((spool / "outbox").glob("*/*/item.json")), 30, "the outbox to empty")
+    assert prune(spool, 60, now=time.time() + 3600).studies == [study_uid]
+    files.image(sops[3]).parent.mkdir(parents=True)
+    files.image(sops[3]).write_bytes(late)  # what the node stores
+    app.send_task(TASK_ANALYZE_IMAGE, args=[str(spool), study_uid, sops[3]])
+    app.send_task(TASK_FINALIZE_STUDY, args=[str(spool), study_uid, sops[3:]])
+    wait_until(lambda: len(storescp.received()) == 2, 60, "the second SR at the PACS")
+    first, second = sorted((dcmread(p) for p in storescp.received()), key=lambda ds: int(ds.SeriesNumber))
+    assert (int(first.SeriesNumber), int(second.SeriesNumber)) == (9901, 9911)
+    assert "PredecessorDocumentsSequence" not in second
