@@ -5,9 +5,9 @@ The chain of a full-field digital mammography system, with every setting drawn p
    ratio 0.2–0.6 behind an anti-scatter grid);
 2. quantum (Poisson) noise at a realistic dose: a few thousand photons per 0.1 mm pixel behind
    the breast, counted over the output pixel;
-3. detector blur (MTF: a Gaussian core of 0.05–0.1 mm plus a little long-range glare, applied as
-   a continuous transfer function so it is the same at every drawing spacing: ``mtf``) and
-   electronic noise;
+3. the detector's presampling MTF, one of the two kinds screening systems use (``DETECTORS``),
+   applied as a continuous transfer function so it is the same at every drawing spacing
+   (``mtf``), and electronic noise;
 4. the log transform, then "For Presentation" processing: peripheral equalisation (the thin
    edge is lifted towards the interior's level), unsharp masking, and a window/gamma LUT.
 ``scatter_and_blur``/``exposure_of`` are shared with the film chain (``film``).
@@ -16,39 +16,114 @@ The chain of a full-field digital mammography system, with every setting drawn p
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from scipy import ndimage, special
 
-from mammocad.model.synth.mtf import gaussian_blur
+from mammocad.model.synth.mtf import apply_mtf, cauchy_transfer
 from mammocad.model.synth.texture import upsample
 
 #: Grid (mm) for the wide, smooth operations (scatter, peripheral equalisation).
 COARSE_MM = 2.0
+#: σ (mm) of the long-range part of a detector's or screen's blur (its low-frequency drop).
+GLARE_SIGMA_MM = 1.5
+#: The two kinds of FFDM detector (synth v15), with the share of images each draws.
+#: Direct-conversion amorphous selenium (Hologic Selenia, Siemens Mammomat, Planmed Clarity, Fujifilm
+#: Amulet: most screening units) and CsI:Tl on amorphous silicon (GE Senographe / Pristina).
+DETECTORS = {"a-Se": 0.7, "CsI": 0.3}
+#: Their del pitches (mm): a-Se 70 µm (Hologic, Siemens Novation) or 85 µm (Siemens Inspiration,
+#: Planmed), CsI 100 µm (GE).
+PITCHES_MM = {"a-Se": (0.07, 0.085), "CsI": (0.1,)}
 
 
 @dataclass(frozen=True)
 class DrSettings:
+    """One DR exposure and its vendor processing.
+
+    The detector's blur is ``detector_blur``'s: a Gaussian core of ``mtf_sigma_mm``, the square
+    del aperture ``pitch_mm`` (0: none), a CsI scintillator's long-tailed light spread
+    ``phosphor_mm`` (0: none; ``mtf.cauchy_transfer``) and a ``glare`` fraction spread over
+    millimetres; ``detector_mtf`` is its transfer. ``sample`` draws one of ``DETECTORS``.
+    """
+
     photons_behind: float  # mean photons per 0.1 mm pixel behind the breast
     scatter_to_primary: float
     scatter_sigma_mm: float
     mtf_sigma_mm: float
-    glare: float  # fraction of signal spread by the long-range (Lorentzian-like) tail
+    glare: float  # fraction of signal spread by the long-range part (the MTF's low-frequency drop)
     electronic: float  # electronic noise std, relative to the quantum std behind the breast
     equalisation: float  # 0 = none, 1 = the edge fully lifted to the interior's level
     unsharp_gain: float
     unsharp_sigma_mm: float
     gamma: float
     contrast: float  # slope of the sigmoid LUT
+    pitch_mm: float = 0.0  # del pitch: each pixel integrates the square it covers
+    phosphor_mm: float = 0.0  # half-width b of a scintillator's Cauchy light spread
+    detector: str = "a-Se"
+
+    def __post_init__(self) -> None:
+        if self.detector not in DETECTORS:
+            raise ValueError(f"detector must be one of {sorted(DETECTORS)}, got {self.detector!r}")
+        if not 0.0 <= self.glare < 1.0:
+            raise ValueError(f"glare must be in [0, 1), got {self.glare}")
+        if min(self.mtf_sigma_mm, self.pitch_mm, self.phosphor_mm, self.scatter_to_primary) < 0.0:
+            raise ValueError("mtf_sigma_mm, pitch_mm, phosphor_mm and scatter_to_primary must be >= 0")
 
     @classmethod
     def sample(cls, rng: np.random.Generator) -> DrSettings:
+        det = _sample_detector(rng)
         return cls(photons_behind=float(rng.uniform(3000, 8000)), scatter_to_primary=float(rng.uniform(0.2, 0.6)),
-                   scatter_sigma_mm=float(rng.uniform(15, 35)), mtf_sigma_mm=float(rng.uniform(0.05, 0.1)),
-                   glare=float(rng.uniform(0.02, 0.1)), electronic=float(rng.uniform(0.05, 0.3)),
+                   scatter_sigma_mm=float(rng.uniform(15, 35)), mtf_sigma_mm=det.sigma_mm, glare=det.glare,
+                   electronic=float(rng.uniform(0.05, 0.3)),
                    equalisation=float(rng.uniform(0.5, 0.95)), unsharp_gain=float(rng.uniform(0.1, 0.6)),
                    unsharp_sigma_mm=float(rng.uniform(1.0, 4.0)), gamma=float(rng.uniform(0.8, 1.3)),
-                   contrast=float(rng.uniform(2.5, 5.0)))
+                   contrast=float(rng.uniform(2.5, 5.0)), pitch_mm=det.pitch_mm, phosphor_mm=det.phosphor_mm,
+                   detector=det.kind)
+
+
+class _Detector(NamedTuple):
+    kind: str
+    pitch_mm: float
+    sigma_mm: float
+    phosphor_mm: float
+    glare: float
+
+
+def _sample_detector(rng: np.random.Generator) -> _Detector:
+    """The blur of an a-Se or a CsI detector, as measured on clinical units (synth v15).
+
+    a-Se converts X-rays to charge drifting straight to the dels, so its pixel aperture dominates:
+    ``sinc(f·a)`` (0.95 at 2.5 and 0.80 at 5 cycles/mm for 70 µm; 0.93 and 0.72 for 85 µm), times
+    a little Gaussian spread (σ 8–18 µm: K-fluorescence and charge trapping, 6–28 % off at 7
+    cycles/mm) and a low-frequency drop of 0–3 %. Hoheisel et al. (IEEE NSS 2004, Siemens
+    Novation, 70 µm) measured it "well above 40 %" at the 7.14 cycles/mm Nyquist, near the
+    aperture's 0.64; Zhao et al. (Med. Phys. 30 (2003) 254, 85 µm) put K-fluorescence at 15 % off
+    at Nyquist. Drawn: 0.86–0.94 at 2.5 cycles/mm, 0.59–0.78 at 5 (70 µm the upper part).
+    CsI's light spreads down its needles: a Cauchy kernel with a Gaussian core over the 100 µm
+    pixel, fitted to Vedantham et al. (Med. Phys. 27 (2000) 558: 0.73 / 0.42 / 0.28 at 2 / 4 / 5
+    cycles/mm; ``mtf.cauchy_transfer``) and widened towards newer, sharper panels, plus a 2–6 %
+    low-frequency drop: 0.59–0.72 at 2.5 cycles/mm, 0.25–0.39 at 5. Synth v2–v14 drew one Gaussian
+    of σ 0.05–0.1 mm: 0.27–0.72 at 2.5 cycles/mm and 0.005–0.29 at 5, so its specks were up to
+    three times softer than either kind draws them.
+    """
+    kinds = list(DETECTORS)
+    detector = kinds[int(rng.choice(len(kinds), p=list(DETECTORS.values())))]
+    pitch = float(rng.choice(PITCHES_MM[detector]))
+    if detector == "a-Se":
+        return _Detector(detector, pitch, float(rng.uniform(0.008, 0.018)), 0.0, float(rng.uniform(0.0, 0.03)))
+    fall_off = float(rng.uniform(9.0, 14.0))  # cycles/mm over which the scintillator's MTF falls by 1/e
+    return _Detector(detector, pitch, float(rng.uniform(0.015, 0.025)), 1.0 / (2.0 * np.pi * fall_off),
+                     float(rng.uniform(0.02, 0.06)))
+
+
+def detector_mtf(settings: DrSettings, freq: np.ndarray | float) -> np.ndarray:
+    """The presampling MTF ``detect_dr`` applies along a row or a column, at ``freq`` cycles/mm."""
+    f = np.abs(np.asarray(freq, dtype=np.float64))
+    core = (np.exp(-2.0 * np.pi ** 2 * settings.mtf_sigma_mm ** 2 * f ** 2) * np.sinc(f * settings.pitch_mm)
+            * cauchy_transfer(f, settings.phosphor_mm).astype(np.float64))
+    wide = np.exp(-2.0 * np.pi ** 2 * GLARE_SIGMA_MM ** 2 * f ** 2)
+    return (1.0 - settings.glare) * core + settings.glare * wide
 
 
 def coarse_blur(values: np.ndarray, spacing: float, sigma_mm: float) -> np.ndarray:
@@ -79,14 +154,16 @@ def exposure_of(line_integral: np.ndarray, mask: np.ndarray, spacing: float, spr
 
 
 def detector_blur(values: np.ndarray, spacing: float, sigma_mm: float, glare: float,
-                  on_detector: np.ndarray | None = None) -> np.ndarray:
-    """Gaussian core of ``sigma_mm`` plus a ``glare`` fraction spread over millimetres.
+                  on_detector: np.ndarray | None = None, *, pitch_mm: float = 0.0,
+                  phosphor_mm: float = 0.0) -> np.ndarray:
+    """A core (Gaussian of ``sigma_mm``, square del aperture ``pitch_mm``, Cauchy light spread
+    ``phosphor_mm``: ``detector_mtf``) plus a ``glare`` fraction spread over millimetres.
 
     on_detector: attenuation lying on the detector itself (dust, lint, defective pixels:
     ``confusers``), applied after the blur, which does not reach it.
     """
-    core = gaussian_blur(values, spacing, sigma_mm)
-    wide = coarse_blur(values, spacing, 1.5) if glare > 0 else values
+    core = apply_mtf(values, spacing, gaussian_sigma_mm=sigma_mm, box_mm=pitch_mm, cauchy_mm=phosphor_mm)
+    wide = coarse_blur(values, spacing, GLARE_SIGMA_MM) if glare > 0 else values
     blurred = ((1.0 - glare) * core + glare * wide).astype(np.float32)
     if on_detector is not None:
         blurred *= np.exp(-on_detector).astype(np.float32)
@@ -106,7 +183,8 @@ def detect_dr(line_integral: np.ndarray, mask: np.ndarray, spacing: float, setti
     per_pixel = settings.photons_behind * (spacing / 0.1) ** 2
     n0 = per_pixel / max(behind, 1e-4)
     counts = rng.poisson(np.float64(n0) * exposure).astype(np.float32)
-    counts = detector_blur(counts, spacing, settings.mtf_sigma_mm, settings.glare, detector_layer)
+    counts = detector_blur(counts, spacing, settings.mtf_sigma_mm, settings.glare, detector_layer,
+                           pitch_mm=settings.pitch_mm, phosphor_mm=settings.phosphor_mm)
     counts += rng.normal(0.0, settings.electronic * np.sqrt(per_pixel), counts.shape).astype(np.float32)
     return (-np.log(np.maximum(counts, 1.0) / np.float32(n0))).astype(np.float32)
 
