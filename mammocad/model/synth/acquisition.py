@@ -1,8 +1,8 @@
 """Digital (DR) acquisition: line integral → photons → detector → log → vendor processing.
 
 The chain of a full-field digital mammography system, with every setting drawn per image:
-1. primary transmission exp(−L) plus scatter (a wide blur of the primary, scatter-to-primary
-   ratio 0.2–0.6 behind an anti-scatter grid);
+1. primary transmission exp(−L) plus scatter (a wide blur of the primary; its scatter-to-primary
+   ratio grows with the compressed thickness and an anti-scatter grid cuts it: ``scatter_to_primary``);
 2. quantum (Poisson) noise at a realistic dose: a few thousand photons per 0.1 mm pixel behind
    the breast, counted over the output pixel;
 3. the detector's presampling MTF, one of the two kinds screening systems use (``DETECTORS``),
@@ -35,6 +35,19 @@ DETECTORS = {"a-Se": 0.7, "CsI": 0.3}
 #: Their del pitches (mm): a-Se 70 µm (Hologic, Siemens Novation) or 85 µm (Siemens Inspiration,
 #: Planmed), CsI 100 µm (GE).
 PITCHES_MM = {"a-Se": (0.07, 0.085), "CsI": (0.1,)}
+#: Boone, Lindfors, Cooper & Seibert, "Scatter/primary in mammography: comprehensive results",
+#: Med. Phys. 27 (2000) 2408: SPR = 1 / (a + b·D^−1.5 + c·T^−0.5) at the centre of a semicircular
+#: breast of diameter D and compressed thickness T (cm), no grid, within about 1 % of their Monte
+#: Carlo from 2 to 8 cm and 3 to 30 cm; spectrum and glandularity changed it little.
+BOONE_SPR = (-2.35452817439093, 22.3960980055927, 8.85064260299289)
+#: The range of thickness (mm) Boone's fit holds for.
+BOONE_THICKNESS_MM = (20.0, 80.0)
+#: Boone's median screening breast: 52 mm thick, 146 cm² on a CC view (a semicircle √(8A/π) = 193 mm across).
+MEDIAN_THICKNESS_MM = 52.0
+MEDIAN_DIAMETER_MM = 193.0
+#: Selectivity (primary over scatter transmission) of mammography grids: Xia, Lo & Floyd (Proc. SPIE
+#: 5745 (2005)) measured 0.73 / 0.13 = 5.6 on a Siemens FFDM's grid; drawn around it.
+GRID_SELECTIVITY = (4.2, 7.1)
 
 
 @dataclass(frozen=True)
@@ -71,15 +84,36 @@ class DrSettings:
             raise ValueError("mtf_sigma_mm, pitch_mm, phosphor_mm and scatter_to_primary must be >= 0")
 
     @classmethod
-    def sample(cls, rng: np.random.Generator) -> DrSettings:
+    def sample(cls, rng: np.random.Generator, *, thickness_mm: float = MEDIAN_THICKNESS_MM) -> DrSettings:
+        """One exposure of a breast compressed to ``thickness_mm``, a contact view behind the grid."""
         det = _sample_detector(rng)
-        return cls(photons_behind=float(rng.uniform(3000, 8000)), scatter_to_primary=float(rng.uniform(0.2, 0.6)),
+        spr = scatter_to_primary(thickness_mm, selectivity=float(rng.uniform(*GRID_SELECTIVITY)))
+        return cls(photons_behind=float(rng.uniform(3000, 8000)), scatter_to_primary=spr,
                    scatter_sigma_mm=float(rng.uniform(15, 35)), mtf_sigma_mm=det.sigma_mm, glare=det.glare,
                    electronic=float(rng.uniform(0.05, 0.3)),
                    equalisation=float(rng.uniform(0.5, 0.95)), unsharp_gain=float(rng.uniform(0.1, 0.6)),
                    unsharp_sigma_mm=float(rng.uniform(1.0, 4.0)), gamma=float(rng.uniform(0.8, 1.3)),
                    contrast=float(rng.uniform(2.5, 5.0)), pitch_mm=det.pitch_mm, phosphor_mm=det.phosphor_mm,
                    detector=det.kind)
+
+
+def scatter_to_primary(thickness_mm: float, *, diameter_mm: float = MEDIAN_DIAMETER_MM,
+                       selectivity: float | None = None) -> float:
+    """Scatter-to-primary ratio at the middle of a breast ``thickness_mm`` thick (``BOONE_SPR``).
+
+    selectivity: the anti-scatter grid's primary over scatter transmission, which divides the
+    ratio (None: no grid). Screening contact views are taken with the grid in: Boone's 0.43 at
+    40 mm and 0.96 at 80 mm (no grid) become 0.06–0.10 and 0.14–0.23. Synth v2–v14 drew 0.2–0.6
+    whatever the thickness, the dense and thick breast's haze the same as the thin one's.
+    """
+    low, high = BOONE_THICKNESS_MM
+    if not low <= thickness_mm <= high:
+        raise ValueError(f"thickness_mm must be within {low:g}–{high:g} mm (Boone's fit), got {thickness_mm}")
+    if selectivity is not None and selectivity < 1.0:
+        raise ValueError(f"a grid's selectivity is at least 1 (primary over scatter transmission), got {selectivity}")
+    a, b, c = BOONE_SPR
+    no_grid = 1.0 / (a + b * (diameter_mm / 10.0) ** -1.5 + c * (thickness_mm / 10.0) ** -0.5)
+    return float(no_grid / selectivity) if selectivity is not None else float(no_grid)
 
 
 class _Detector(NamedTuple):
