@@ -3,12 +3,14 @@
 The chain of a full-field digital mammography system, with every setting drawn per image:
 1. primary transmission exp(−L) plus scatter (a wide blur of the primary; its scatter-to-primary
    ratio grows with the compressed thickness and an anti-scatter grid cuts it: ``scatter_to_primary``);
-2. quantum (Poisson) noise at a realistic dose: a few thousand photons per 0.1 mm pixel behind
-   the breast, counted over the output pixel;
+2. the heel effect: the beam fades towards the anode over the nipple side, so fewer quanta land
+   there (``heel_profile``); quantum (Poisson) noise at a realistic dose: a few thousand photons
+   per 0.1 mm pixel behind the breast, counted over the output pixel;
 3. the detector's presampling MTF, one of the two kinds screening systems use (``DETECTORS``),
    applied as a continuous transfer function so it is the same at every drawing spacing
    (``mtf``), and electronic noise;
-4. the log transform, then "For Presentation" processing: peripheral equalisation (the thin
+4. the flat-field (gain) correction, which divides the heel out of the signal but not out of
+   the noise, then the log transform, then "For Presentation" processing: peripheral equalisation (the thin
    edge is lifted towards the interior's level), unsharp masking, and a window/gamma LUT.
 ``scatter_and_blur``/``exposure_of`` are shared with the film chain (``film``).
 """
@@ -45,6 +47,14 @@ BOONE_THICKNESS_MM = (20.0, 80.0)
 #: Boone's median screening breast: 52 mm thick, 146 cm² on a CC view (a semicircle √(8A/π) = 193 mm across).
 MEDIAN_THICKNESS_MM = 52.0
 MEDIAN_DIAMETER_MM = 193.0
+#: Distance (mm) from the chest wall over which a heel profile's ``drop`` is reached.
+HEEL_SPAN_MM = 240.0
+#: Fall of the raw beam from the chest wall (cathode) to ``HEEL_SPAN_MM`` towards the nipple (anode):
+#: Terry et al. measured 16–40 % over mammography units' fields (Nascimento et al., J. Digit.
+#: Imaging 21 (2008) 177); the brief's 10–25 % for Mo/W targets. Drawn 12–30 %.
+HEEL_DROP = (0.12, 0.30)
+#: What the flat-field leaves of it in the signal (negative: over-corrected), ``heel_profile``.
+HEEL_RESIDUAL = (-0.03, 0.03)
 #: Selectivity (primary over scatter transmission) of mammography grids: Xia, Lo & Floyd (Proc. SPIE
 #: 5745 (2005)) measured 0.73 / 0.13 = 5.6 on a Siemens FFDM's grid; drawn around it.
 GRID_SELECTIVITY = (4.2, 7.1)
@@ -74,6 +84,8 @@ class DrSettings:
     pitch_mm: float = 0.0  # del pitch: each pixel integrates the square it covers
     phosphor_mm: float = 0.0  # half-width b of a scintillator's Cauchy light spread
     detector: str = "a-Se"
+    heel_drop: float = 0.0  # the raw beam's fall towards the nipple side (``heel_profile``)
+    heel_residual: float = 0.0  # what of it the flat-field correction leaves in the signal
 
     def __post_init__(self) -> None:
         if self.detector not in DETECTORS:
@@ -82,6 +94,9 @@ class DrSettings:
             raise ValueError(f"glare must be in [0, 1), got {self.glare}")
         if min(self.mtf_sigma_mm, self.pitch_mm, self.phosphor_mm, self.scatter_to_primary) < 0.0:
             raise ValueError("mtf_sigma_mm, pitch_mm, phosphor_mm and scatter_to_primary must be >= 0")
+        if not 0.0 <= self.heel_drop < 0.5 or abs(self.heel_residual) >= 0.5:
+            raise ValueError(f"heel_drop must be in [0, 0.5) and |heel_residual| below 0.5, got "
+                             f"{self.heel_drop} and {self.heel_residual}")
 
     @classmethod
     def sample(cls, rng: np.random.Generator, *, thickness_mm: float = MEDIAN_THICKNESS_MM) -> DrSettings:
@@ -94,7 +109,8 @@ class DrSettings:
                    equalisation=float(rng.uniform(0.5, 0.95)), unsharp_gain=float(rng.uniform(0.1, 0.6)),
                    unsharp_sigma_mm=float(rng.uniform(1.0, 4.0)), gamma=float(rng.uniform(0.8, 1.3)),
                    contrast=float(rng.uniform(2.5, 5.0)), pitch_mm=det.pitch_mm, phosphor_mm=det.phosphor_mm,
-                   detector=det.kind)
+                   detector=det.kind, heel_drop=float(rng.uniform(*HEEL_DROP)),
+                   heel_residual=float(rng.uniform(*HEEL_RESIDUAL)))
 
 
 def scatter_to_primary(thickness_mm: float, *, diameter_mm: float = MEDIAN_DIAMETER_MM,
@@ -204,6 +220,33 @@ def detector_blur(values: np.ndarray, spacing: float, sigma_mm: float, glare: fl
     return blurred
 
 
+def heel_profile(mask: np.ndarray, spacing: float, drop: float) -> np.ndarray:
+    """Relative beam intensity along the anode–cathode axis, 1 at the chest wall: row vector (1, cols).
+
+    The cathode sits over the chest wall, the anode over the nipple side; X-rays leaving the
+    tilted target towards the anode cross more of it, so the beam fades that way, steepest at
+    the anode end: 1 − drop·(d / HEEL_SPAN_MM)^1.5 at d mm from the chest wall (the image edge
+    the breast covers most, as ``film.aec_chamber`` finds it).
+
+    A DR detector's flat-field (gain) calibration divides every image by images of the open or
+    PMMA-filtered beam, heel included, so the heel leaves the signal of a "for presentation"
+    image (Seibert et al., "Flat-field correction technique for digital detectors", Proc. SPIE
+    3336 (1998)). What it leaves: the calibration's beam is not the exam's, and the object
+    hardens the beam by an amount the calibration did not see ("Limitations to flat-field
+    correction methods when using an X-ray spectrum"), so a few per cent may remain either way
+    (``HEEL_RESIDUAL``: no study found measures it on clinical images; ±3 % over 240 mm is
+    kept small on purpose). What it cannot take away is the quanta: the nipple side was
+    counted from fewer photons, and its noise stays 1/√(1 − drop) higher (6–20 % at 240 mm).
+    """
+    inside = mask > 0.5
+    wall_left = inside[:, 0].sum() >= inside[:, -1].sum()
+    distance = (np.arange(mask.shape[1]) + 0.5) * spacing
+    if not wall_left:
+        distance = distance[::-1]
+    fall = np.clip(distance / HEEL_SPAN_MM, 0.0, 1.0) ** 1.5
+    return (1.0 - drop * fall).astype(np.float32)[None, :]
+
+
 def detect_dr(line_integral: np.ndarray, mask: np.ndarray, spacing: float, settings: DrSettings,
               rng: np.random.Generator, detector_layer: np.ndarray | None = None) -> np.ndarray:
     """Log signal −ln(counts / open-beam counts) of a DR detector, with its noise and blur.
@@ -216,10 +259,12 @@ def detect_dr(line_integral: np.ndarray, mask: np.ndarray, spacing: float, setti
     behind = float(np.median(exposure[inside])) if inside.any() else 0.3
     per_pixel = settings.photons_behind * (spacing / 0.1) ** 2
     n0 = per_pixel / max(behind, 1e-4)
-    counts = rng.poisson(np.float64(n0) * exposure).astype(np.float32)
+    beam = heel_profile(mask, spacing, settings.heel_drop)
+    counts = rng.poisson(np.float64(n0) * exposure * beam).astype(np.float32)
     counts = detector_blur(counts, spacing, settings.mtf_sigma_mm, settings.glare, detector_layer,
                            pitch_mm=settings.pitch_mm, phosphor_mm=settings.phosphor_mm)
     counts += rng.normal(0.0, settings.electronic * np.sqrt(per_pixel), counts.shape).astype(np.float32)
+    counts *= heel_profile(mask, spacing, settings.heel_residual) / beam  # the flat-field correction
     return (-np.log(np.maximum(counts, 1.0) / np.float32(n0))).astype(np.float32)
 
 
