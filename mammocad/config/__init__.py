@@ -1,6 +1,7 @@
 """Typed configuration: one place, read from a TOML file plus the environment."""
 
 from mammocad.config.settings import (
+    EXIT_INVALID_CONFIG,
     Caller,
     ConfigError,
     Destination,
@@ -12,6 +13,7 @@ from mammocad.config.settings import (
 )
 
 __all__ = [
+    "EXIT_INVALID_CONFIG",
     "Caller",
     "ConfigError",
     "Destination",

@@ -3,8 +3,9 @@
 Thin wrappers over :mod:`mammocad.config.editing` and :mod:`mammocad.config.echo`.
 Edits change the file only: the running node re-reads callers, and results workers re-read
 destinations, on their own (:mod:`mammocad.config.watch`); the CLI says so after each edit.
-Exit status: 0 success, 1 the operation failed (invalid config, refused edit, audit record
-that cannot be written, failed echo), 2 bad command line (argparse).
+Exit status: 0 success, 1 the operation failed (refused edit, audit record that cannot be
+written, failed echo), 2 (:data:`EXIT_INVALID_CONFIG`) invalid configuration, as in every other
+command, or a bad command line (argparse).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,12 +23,14 @@ import tomlkit
 from mammocad.config import advice, editing
 from mammocad.config.sections import redact_url
 from mammocad.config.settings import (
+    EXIT_INVALID_CONFIG,
     ConfigError,
     Destination,
     OutputKind,
     Settings,
     load_settings,
     resolve_config_path,
+    validate_config_data,
 )
 
 _NO_RESTART = "a running node picks this up at the next association, no restart needed"
@@ -125,7 +129,7 @@ def _load(args: argparse.Namespace) -> Settings | None:
 def _aet_list(args: argparse.Namespace) -> int:
     settings = _load(args)
     if settings is None:
-        return 1
+        return EXIT_INVALID_CONFIG
     if not settings.callers:
         print("no callers configured" + (" (node.require_known_callers is true: every sender is rejected)"
                                           if settings.node.require_known_callers else ""))
@@ -138,8 +142,10 @@ def _aet_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _edit(args: argparse.Namespace, section: str, edit: Callable[..., object], *edit_args: object) -> Path | None:
-    """Apply one edit to the config file; None (the error already printed) when it was refused.
+def _edit(args: argparse.Namespace, section: str, edit: Callable[..., object], *edit_args: object) -> Path | int:
+    """Apply one edit to the config file; the exit status (the error already printed) when it
+    was refused: :data:`EXIT_INVALID_CONFIG` when the configuration was invalid before the edit
+    (nothing the command's arguments can fix), 1 when the edit itself was refused.
 
     Every attempt is audited (who, which command, the section before and after) when the
     file's ``[audit]`` section says where to (mammocad/audit/oneshot.py). An admin whose
@@ -162,19 +168,35 @@ def _edit(args: argparse.Namespace, section: str, edit: Callable[..., object], *
         except ConfigError as exc:
             _fail(str(exc))
             record_config_change(current, path, section, before, before, error=str(exc).splitlines()[0])
-            return None
+            return EXIT_INVALID_CONFIG if _unusable_before(path) else 1
         record_config_change(settings if isinstance(settings, Settings) else None, path, section, before,
                              config_section(path, section))
     except AuditUnavailable as exc:
-        _fail(str(exc))
-        return None
+        return _fail(str(exc))
     return path
+
+
+def _unusable_before(path: Path) -> bool:
+    """True when the file as it stands cannot be used (unreadable, not TOML, a key invalid), so
+    a refused edit is an invalid configuration rather than bad arguments. The file alone, as
+    the edit validates it: a bad ``MAMMOCAD_*`` variable does not turn a bad edit into one."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return False  # the edit creates it from the template
+    except (OSError, UnicodeDecodeError):
+        return True
+    try:
+        validate_config_data(tomllib.loads(text), path)
+    except (tomllib.TOMLDecodeError, ConfigError):
+        return True
+    return False
 
 
 def _aet_add(args: argparse.Namespace) -> int:
     path = _edit(args, "callers", editing.add_caller, args.ae_title, args.host, args.certificate_subject)
-    if path is None:
-        return 1
+    if isinstance(path, int):
+        return path
     where = f" from {args.host}" if args.host else " from any host"
     print(f"added caller {args.ae_title.strip()}{where} to {path}; {_NO_RESTART}")
     return 0
@@ -182,8 +204,8 @@ def _aet_add(args: argparse.Namespace) -> int:
 
 def _aet_remove(args: argparse.Namespace) -> int:
     path = _edit(args, "callers", editing.remove_caller, args.ae_title, args.host)
-    if path is None:
-        return 1
+    if isinstance(path, int):
+        return path
     print(f"removed caller {args.ae_title.strip()} from {path}; {_NO_RESTART}")
     return 0
 
@@ -197,7 +219,7 @@ def _dest_list(args: argparse.Namespace) -> int:
     a delivery is refused, or when a hospital-wide CA signs other machines too."""
     settings = _load(args)
     if settings is None:
-        return 1
+        return EXIT_INVALID_CONFIG
     if not settings.destinations:
         print("no destinations configured: results are built but sent nowhere")
         return 0
@@ -221,8 +243,8 @@ def _dest_add(args: argparse.Namespace) -> int:
                                   ("private_key", args.private_key))}
     path = _edit(args, "destinations", editing.add_destination, args.name, args.ae_title, args.host, args.port,
                  args.outputs, args.associations, tls, args.verify_hostname)
-    if path is None:
-        return 1
+    if isinstance(path, int):
+        return path
     print(f"added destination {args.name} ({args.ae_title}@{args.host}:{args.port}) to {path}; {_DEST_RESTART}")
     print(f"test it with: mammocad dest echo {args.name}")
     return 0
@@ -230,8 +252,8 @@ def _dest_add(args: argparse.Namespace) -> int:
 
 def _dest_remove(args: argparse.Namespace) -> int:
     path = _edit(args, "destinations", editing.remove_destination, args.name)
-    if path is None:
-        return 1
+    if isinstance(path, int):
+        return path
     print(f"removed destination {args.name} from {path}; {_DEST_RESTART}")
     return 0
 
@@ -241,7 +263,7 @@ def _dest_echo(args: argparse.Namespace) -> int:
 
     settings = _load(args)
     if settings is None:
-        return 1
+        return EXIT_INVALID_CONFIG
     try:
         dest = settings.destination(args.name)
     except KeyError as exc:
@@ -262,7 +284,7 @@ def _config_check(args: argparse.Namespace) -> int:
     path = resolve_config_path(args.config)
     settings = _load(args)
     if settings is None:
-        return 1
+        return EXIT_INVALID_CONFIG
     source = str(path) if path.exists() else f"built-in defaults ({path} not found)"
     node = settings.node
     print(f"configuration OK: {source}")
@@ -304,7 +326,7 @@ def _redact(url: str) -> str:
 def _config_show(args: argparse.Namespace) -> int:
     settings = _load(args)
     if settings is None:
-        return 1
+        return EXIT_INVALID_CONFIG
     data = _drop_none(settings.model_dump(mode="json"))
     if data["broker"]["url"]:
         data["broker"]["url"] = _redact(data["broker"]["url"])

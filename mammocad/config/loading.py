@@ -23,6 +23,13 @@ from mammocad.config.sections import redact_url
 DEFAULT_CONFIG_PATH = Path("config/mammocad.toml")
 CONFIG_ENV_VAR = "MAMMOCAD_CONFIG"
 
+#: Exit status of every command when the configuration (file, environment or a command's own
+#: options, all validated by :func:`load_settings`) is invalid: the command cannot run as given,
+#: as for a bad command line (argparse's 2). Most commands, and the node and workers under
+#: systemd, already exited 2; docs/ADMIN.md ("Exit status") documents it. 1 stays "the
+#: operation failed" (a refused edit, a failed echo), so a script can tell the two apart.
+EXIT_INVALID_CONFIG = 2
+
 
 class ConfigError(Exception):
     """The configuration file or environment is invalid; the message names the key."""

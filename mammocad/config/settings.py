@@ -17,6 +17,7 @@ from mammocad.config.base import validate_ae_title
 from mammocad.config.loading import (
     CONFIG_ENV_VAR,
     DEFAULT_CONFIG_PATH,
+    EXIT_INVALID_CONFIG,
     ConfigError,
     load_settings,
     resolve_config_path,
@@ -38,6 +39,7 @@ from mammocad.config.services import AuditSettings, MetricsSettings
 __all__ = [
     "CONFIG_ENV_VAR",
     "DEFAULT_CONFIG_PATH",
+    "EXIT_INVALID_CONFIG",
     "LOG_LEVELS",
     "AuditSettings",
     "BrokerSettings",

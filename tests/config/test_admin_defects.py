@@ -18,7 +18,7 @@ import pytest
 
 from mammocad.cli import build_parser
 from mammocad.config.editing import add_caller
-from mammocad.config.settings import Caller, ConfigError, Settings, load_settings
+from mammocad.config.settings import EXIT_INVALID_CONFIG, Caller, ConfigError, Settings, load_settings
 from mammocad.spool.layout import InstanceLock, Spool, SpoolInUse, atomic_write_bytes
 from tests.config.conftest import MAMMOCAD, SHIPPED_CONFIG, Runner
 
@@ -39,9 +39,9 @@ def test_config_option_after_the_command_is_used(mammocad: Runner, config_file: 
 
 def test_config_check_refuses_what_the_services_refuse(mammocad: Runner, tmp_path: Path) -> None:
     out = mammocad("config", "check", env={"MAMMOCAD_LOG_LEVEL": "verbose"})
-    assert out.returncode == 1 and "log_level" in out.stderr and "MAMMOCAD_LOG_LEVEL" in out.stderr
+    assert out.returncode == EXIT_INVALID_CONFIG and "log_level" in out.stderr and "MAMMOCAD_LOG_LEVEL" in out.stderr
     out = mammocad("config", "check", env={"MAMMOCAD_WORKER__WEIGHTS": str(tmp_path / "none.pt")})
-    assert out.returncode == 1 and "weights file" in out.stderr
+    assert out.returncode == EXIT_INVALID_CONFIG and "weights file" in out.stderr
 
 
 def test_caller_hosts_are_addresses_ranges_or_names() -> None:
@@ -143,7 +143,7 @@ def test_config_check_loads_the_audit_collector_files(mammocad: Runner, tmp_path
     env = {"MAMMOCAD_AUDIT__SYSLOG": "tls://127.0.0.1:6514",
            "MAMMOCAD_AUDIT__CA_CERTIFICATES": str(tmp_path / "missing-ca.pem")}
     out = mammocad("config", "check", env=env)
-    assert out.returncode == 1, out.stdout
+    assert out.returncode == EXIT_INVALID_CONFIG, out.stdout
     assert "audit.ca_certificates" in out.stderr and "missing-ca.pem" in out.stderr
     assert "Traceback" not in out.stderr
 

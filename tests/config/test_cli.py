@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from mammocad.config import EXIT_INVALID_CONFIG
 from tests.config.conftest import MAMMOCAD, Runner
 
 
@@ -86,16 +87,16 @@ def test_config_check_ok_and_invalid(mammocad: Runner, config_file: Path) -> Non
     assert "broker: redis://:***@10.0.0.2:6379/0" in out.stdout and "s3cret" not in out.stdout
 
     out = mammocad("config", "check", env={"MAMMOCAD_NODE__PORT": "0"})
-    assert out.returncode == 1
+    assert out.returncode == EXIT_INVALID_CONFIG
     assert "node.port" in out.stderr and "MAMMOCAD_NODE__PORT" in out.stderr
 
     config_file.write_text(config_file.read_text().replace('ae_title = "ECHOSCU"', 'ae_title = "ECHO\\\\SCU"'))
     out = mammocad("config", "check")
-    assert out.returncode == 1
+    assert out.returncode == EXIT_INVALID_CONFIG
     assert "callers[2].ae_title" in out.stderr and "backslash" in out.stderr
 
     out = mammocad("config", "check", config=config_file.parent / "missing.toml")
-    assert out.returncode == 1 and "does not exist" in out.stderr
+    assert out.returncode == EXIT_INVALID_CONFIG and "does not exist" in out.stderr
 
 
 def test_config_show_includes_env_overrides(mammocad: Runner) -> None:
@@ -124,9 +125,10 @@ def test_add_creates_missing_file(mammocad: Runner, tmp_path: Path) -> None:
     assert mammocad("config", "check", config=path).returncode == 0
 
 
-def _one_line(out: subprocess.CompletedProcess[str]) -> str:
-    """The single stderr line of a refused command (exit 1), without the ``mammocad: `` prefix."""
-    assert out.returncode == 1 and out.stdout == "", (out.stdout, out.stderr)
+def _one_line(out: subprocess.CompletedProcess[str], status: int = EXIT_INVALID_CONFIG) -> str:
+    """The single stderr line of a refused command, without the ``mammocad: `` prefix; ``status``
+    is that of a configuration that cannot be used unless given."""
+    assert out.returncode == status and out.stdout == "", (out.stdout, out.stderr)
     lines = out.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("mammocad: "), out.stderr
     return lines[0].removeprefix("mammocad: ")
@@ -176,7 +178,7 @@ def test_unreadable_config_file_is_one_line_saying_what_to_do(config_file: Path,
 
 def test_invalid_key_ends_with_what_to_do(mammocad: Runner) -> None:
     out = mammocad("config", "check", env={"MAMMOCAD_NODE__PORT": "abc"})
-    assert out.returncode == 1
+    assert out.returncode == EXIT_INVALID_CONFIG
     lines = out.stderr.splitlines()
     assert "node.port" in lines[1] and "[from environment variable MAMMOCAD_NODE__PORT]" in lines[1], out.stderr
     assert lines[-1].startswith("fix each key named above (in ") and "then run `mammocad config check`" in lines[-1]
@@ -190,7 +192,7 @@ def test_ae_titles_outside_the_ae_vr_are_refused_everywhere(mammocad: Runner, co
     for title, reason in (("MÄMMO", "must be ASCII"), ("MAMMOCAD_NODE_TOO_LONG", "1-16 characters"),
                           ("A\\B", "backslash"), ("   ", "1-16 characters")):
         out = mammocad("config", "check", env={"MAMMOCAD_NODE__AE_TITLE": title})
-        assert out.returncode == 1 and "node.ae_title" in out.stderr and reason in out.stderr, (title, out.stderr)
+        assert out.returncode == EXIT_INVALID_CONFIG and "node.ae_title" in out.stderr and reason in out.stderr, (title, out.stderr)
         assert "MAMMOCAD_NODE__AE_TITLE" in out.stderr
         out = mammocad("aet", "add", title)
         assert out.returncode == 1 and reason in out.stderr and len(out.stderr.splitlines()) == 1, out.stderr
@@ -223,7 +225,9 @@ def test_edit_without_permission_is_one_line_saying_what_to_do(config_file: Path
             for edit in edits:
                 out = subprocess.run(_as_unprivileged([str(MAMMOCAD), "--config", str(config_file), *edit]),
                                      capture_output=True, text=True, timeout=60)
-                line = _one_line(out)
+                # A file this admin cannot read is a configuration every command refuses (as
+                # `config check` does); a folder it cannot write, only a failed edit.
+                line = _one_line(out, EXIT_INVALID_CONFIG if mode == 0o000 else 1)
                 assert line.startswith(f"cannot edit configuration file {config_file}: Permission denied"), line
                 assert line.endswith("e.g. with sudo; nothing changed"), line
         finally:

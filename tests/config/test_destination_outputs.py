@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mammocad.config import ConfigError, load_settings
+from mammocad.config import EXIT_INVALID_CONFIG, ConfigError, load_settings
 from tests.config.conftest import Runner
 
 
@@ -26,4 +26,4 @@ def test_config_check_refuses_empty_outputs(mammocad: Runner, config_file: Path)
     config_file.write_text(config_file.read_text().replace(
         'outputs = ["mammo-cad-sr", "tid1500-sr", "sc", "gsps"]', "outputs = []"))
     out = mammocad("config", "check")
-    assert out.returncode == 1 and "outputs" in out.stderr
+    assert out.returncode == EXIT_INVALID_CONFIG and "outputs" in out.stderr
