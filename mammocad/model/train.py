@@ -400,8 +400,6 @@ def run(cfg: TrainConfig, out: Path, *, device: str, resume: Path | None = None,
     workers: processes that draw missing synthetic sets and decode the training images
     (the same data whatever the number; :mod:`mammocad.model.parallel`).
     """
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(_jsonable(cfg.raw), indent=1))
     samples, val_items, test_items = prepare_data(cfg, progress=progress, workers=workers)
     sampler = TileSampler(samples, cfg.tiles, cfg.augment)
     state = make_state(cfg, device)
@@ -410,6 +408,10 @@ def run(cfg: TrainConfig, out: Path, *, device: str, resume: Path | None = None,
     if resume is not None:
         state.load(resume)
         log_event(logger, "train_resumed", step=state.step, state=str(resume))
+    # Written only once the data, the model and the state it starts from were read: a refusal
+    # before this point leaves no run folder behind.
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(_jsonable(cfg.raw), indent=1))
     train_steps(state, sampler, cfg, out, device, steps=steps or cfg.optim.steps, progress=progress)
     path = finalize(state, cfg, out, device, val_items, test_items, command, progress=progress)
     if cfg.release_path is not None:

@@ -104,8 +104,9 @@ def _run(args: argparse.Namespace) -> int:
 def _check_outputs(cfg: TrainConfig, out: Path, args: argparse.Namespace) -> None:
     """Refuse to replace a previous run, or the config's release file, without ``--overwrite``.
 
-    A folder holding only config.json is a run that stopped before its first step (bad data,
-    say): the same command may start it again. Resuming into the folder of the state resumed
+    A folder holding only config.json is a run that stopped before its first step: the same
+    command may start it again. (Refused data leaves no folder: the run writes config.json
+    once its data and model are read.) Resuming into the folder of the state resumed
     continues that run, so it is not a previous run there.
     """
     from mammocad.model import train
