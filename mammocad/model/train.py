@@ -56,6 +56,13 @@ if TYPE_CHECKING:
     from mammocad.model.mining import HardNegative, HardPositive
 
 logger = logging.getLogger(__name__)
+
+
+class LossNotFiniteError(TrainError):
+    """The loss stayed NaN or infinite: the optimiser diverged (too high a learning rate, or a
+    float16 overflow under AMP), not a mistake in the command; the command exits with its own status."""
+
+
 LOSS_KEYS = ("loss", "loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg")
 STATE_NAME, MODEL_NAME, CSV_NAME = "state.pt", "model.pt", "train.csv"
 
@@ -251,7 +258,12 @@ def train_steps(state: TrainState, sampler: TileSampler, cfg: TrainConfig, out: 
         if not torch.isfinite(loss):
             bad += 1
             if bad > 10:
-                raise TrainError("the loss was not finite 10 times: lower train.lr or check the data")
+                raise LossNotFiniteError(
+                    f"the loss was not finite {bad} times (last at step {state.step}): the training diverged; "
+                    f"lower train.lr (now {cfg.optim.lr:g}, try a tenth), set train.amp = false when training on "
+                    "CUDA (float16 overflows), or check the data's boxes"
+                    + (f"; {out / STATE_NAME} keeps the last good steps (--resume)" if (out / STATE_NAME).is_file()
+                       else ""))
             state.optimizer.zero_grad(set_to_none=True)
             continue
         state.optimizer.zero_grad(set_to_none=True)

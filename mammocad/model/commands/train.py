@@ -16,13 +16,21 @@ from mammocad.model.commands.pooled import DATA_FORMATS
 if TYPE_CHECKING:
     from mammocad.model.train_config import TrainConfig
 
+#: Exit status when training stopped because the loss was not finite (docs/ADMIN.md, "Exit
+#: status"). Not 2: the command line and the config were accepted, and the same command with
+#: a lower train.lr (or train.amp off) can succeed, which a script must be able to tell from
+#: a refused argument.
+EXIT_LOSS_NOT_FINITE = 3
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = subparsers.add_parser(
         "train", help="train the detector from a TOML config (research use, not a diagnosis)",
         description="Train the Faster R-CNN calcification detector. The config names the data, the "
                     "detector and preprocessing specs, the optimiser and tile sampling; the run ends "
-                    "with thresholds chosen on validation data, held-out metrics and model.pt.")
+                    "with thresholds chosen on validation data, held-out metrics and model.pt. "
+                    f"Exit status: 0 done, 2 refused (arguments, config, data), {EXIT_LOSS_NOT_FINITE} the loss was "
+                    "not finite (lower train.lr, or train.amp = false), 130/143 interrupted (resumable).")
     p.add_argument("--config", dest="train_config", required=True, metavar="TOML",
                    help="training config, e.g. config/train-demo.toml")
     p.add_argument("--out", type=Path, metavar="DIR",
@@ -87,6 +95,9 @@ def _run(args: argparse.Namespace) -> int:
         path = train.run(cfg, out, device=device, resume=args.resume, steps=args.steps,
                          command=command or f"mammocad model train --config {args.train_config}",
                          progress=not args.no_progress, workers=args.workers)
+    except train.LossNotFiniteError as exc:
+        print(f"mammocad model train: error: {exc}", file=sys.stderr)
+        return EXIT_LOSS_NOT_FINITE
     except (train.TrainError, DeviceError, ValueError, FileNotFoundError) as exc:
         print(f"mammocad model train: error: {exc}", file=sys.stderr)
         return 2
