@@ -243,6 +243,13 @@ def _edit_locked(path: Path, mutate: Callable[[TOMLDocument], None], create: boo
         os.close(lock_fd)
 
 
+#: Mode of a configuration file the CLI creates: what deploy/README.md installs
+#: (``install -m 0664``): group members (the admins of group mammocad) may edit it, the services
+#: read it; it holds no secret (the broker password is in the environment file, 0640). Set
+#: with fchmod, so the admin's umask does not change it.
+NEW_FILE_MODE = 0o664
+
+
 def _atomic_write(path: Path, text: str) -> None:
     # Through a symlink the real file is replaced and the link stays a link (config
     # management often links /etc/mammocad.toml to a versioned file).
@@ -254,9 +261,10 @@ def _atomic_write(path: Path, text: str) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
-            os.fchmod(fh.fileno(), old.st_mode & 0o7777 if old else 0o644)
-            if old is not None:
-                _keep_owner(fh.fileno(), old)
+            os.fchmod(fh.fileno(), old.st_mode & 0o7777 if old else NEW_FILE_MODE)
+            # A new file takes its folder's group, as in deploy's setgid /etc/mammocad (2775
+            # root:mammocad) even where the folder lacks the setgid bit.
+            _keep_owner(fh.fileno(), old if old is not None else _group_only(folder))
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -269,15 +277,22 @@ def _atomic_write(path: Path, text: str) -> None:
         os.close(dir_fd)
 
 
-def _keep_owner(fd: int, old: os.stat_result) -> None:
+def _keep_owner(fd: int, old: os.stat_result | tuple[int, int]) -> None:
     """Keep the file's owner and group (root can; a group member can keep the group),
-    so an admin's edit does not take the file away from the service that reads it."""
-    for uid in (old.st_uid, -1):
+    so an admin's edit does not take the file away from the service that reads it.
+    ``old`` is the replaced file's stat, or ``(uid, gid)`` (uid -1: keep the creator)."""
+    old_uid, old_gid = (old.st_uid, old.st_gid) if isinstance(old, os.stat_result) else old
+    for uid in (old_uid, -1):
         try:
-            os.fchown(fd, uid, old.st_gid)
+            os.fchown(fd, uid, old_gid)
             return
         except PermissionError:
             continue
+
+
+def _group_only(folder: Path) -> tuple[int, int]:
+    """The creator as owner, the folder's group as group."""
+    return -1, folder.stat().st_gid
 
 
 # --------------------------------------------------------------------------- array-of-tables surgery

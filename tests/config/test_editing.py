@@ -159,7 +159,7 @@ def test_missing_file_created_from_template(tmp_path: Path, clean_env: None) -> 
     assert settings.node.ae_title == "MAMMOCAD" and settings.node.port == 11112
     assert [c.ae_title for c in settings.callers] == ["PACS", "CT1"]
     assert settings.destination("pacs").outputs == list(OutputKind)
-    assert oct(path.stat().st_mode & 0o777) == oct(0o644)
+    assert oct(path.stat().st_mode & 0o777) == oct(0o664)  # deploy/README.md's mode
 
 
 def test_file_mode_preserved(config_file: Path, clean_env: None) -> None:
@@ -177,3 +177,26 @@ def test_concurrent_edits_lose_nothing(config_file: Path, clean_env: None) -> No
         list(pool.map(lambda ae: add_caller(config_file, ae), names))
     listed = {c.ae_title for c in load_settings(config_file).callers}
     assert set(names) <= listed
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_a_new_file_gets_the_deploy_mode_and_the_folders_group(tmp_path: Path, clean_env: None, umask: int) -> None:
+    """deploy/README.md installs the TOML file 0664 in group mammocad (the folder's group, setgid):
+    a file the CLI created was 0644 in the admin's own group, so other admins could not edit it."""
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    others = [g for g in os.getgroups() if g != os.getegid()]
+    if os.geteuid() == 0:
+        os.chown(folder, -1, 4242)  # not setgid: the kernel would give the creator's group
+    elif others:
+        os.chown(folder, -1, others[0])
+    else:
+        pytest.skip("needs root or a second group to give the folder another group than the creator's")
+    path = folder / "mammocad.toml"
+    old = os.umask(umask)
+    try:
+        add_caller(path, "PACS")
+    finally:
+        os.umask(old)
+    assert oct(path.stat().st_mode & 0o7777) == oct(0o664)
+    assert path.stat().st_gid == folder.stat().st_gid
