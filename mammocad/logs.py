@@ -181,6 +181,30 @@ class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().emit(record)
 
 
+class _ReportedByUs(logging.Filter):
+    """Drops pynetdicom's ERROR lines for a timeout the product reports in its own line.
+
+    A C-STORE or C-ECHO the peer never answers is delivery's ``no C-STORE response from ...
+    within N s (delivery.network_timeout_s)`` (and ``dest echo``'s failure); pynetdicom added
+    "DIMSE timeout reached ..." and, from our requesting association's thread, "Network timeout
+    reached", two more ERROR lines for one event. Only these go: on the node's side (an
+    acceptor's thread) "Network timeout reached" is the only line an idle caller gets, and
+    every other pynetdicom error (a handler that raised, a bad PDU) has no line of ours.
+    """
+
+    _SCU_ONLY = ("DIMSE timeout reached while waiting for message response",
+                 "Connection closed while waiting for DIMSE message")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if text in self._SCU_ONLY:  # only a request we sent waits for a response
+            return False
+        return not (text == "Network timeout reached" and (record.threadName or "").startswith("RequestorThread@"))
+
+
+_REPORTED_BY_US = _ReportedByUs()
+
+
 def configure_logging(level: str = "INFO", json_lines: bool = False) -> None:
     """Install the structured formatter on the root logger (idempotent)."""
     root = logging.getLogger()
@@ -191,4 +215,7 @@ def configure_logging(level: str = "INFO", json_lines: bool = False) -> None:
     logging.captureWarnings(True)  # highdicom/pydicom warnings become key=value lines too
     # pynetdicom is chatty at INFO and logs patient data in some debug paths: keep it quiet.
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    association = logging.getLogger("pynetdicom.association")  # a filter does not see child loggers
+    if _REPORTED_BY_US not in association.filters:
+        association.addFilter(_REPORTED_BY_US)
     logging.getLogger("celery").setLevel(max(logging.INFO, root.level))
