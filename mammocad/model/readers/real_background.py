@@ -71,7 +71,7 @@ from mammocad.model.synth.raster import speck_truth
 logger = logging.getLogger(__name__)
 
 #: Bump when the insertion changes, so an old cache is not reused.
-INSERTION_VERSION = 7
+INSERTION_VERSION = 8
 #: Key of AnnotatedImage.extra that makes ``decode_image`` paste the patches.
 EXTRA_KEY = "real_background"
 _SC_PREFIX = "1.2.840.10008.5.1.4.1.1.7"

@@ -21,8 +21,9 @@ monotone function of L = ∫µ dl, which this module approximates from the image
   periphery have low contrast, as on real film.
 
 The speck's calcium map (``raster.render_cluster``, exact volume) is turned into ΔL by
-``physics.calcification_line_integral``, blurred by a Gaussian PSF (the system's MTF: screen and
-digitiser for film, pixel and focal spot for DR) and mapped through the model. Its noise:
+``physics.calcification_line_integral``; its transmission exp(−ΔL) is blurred by a Gaussian PSF
+(the system's MTF: screen and digitiser for film, pixel and focal spot for DR: they spread light,
+not attenuation, :func:`blurred_line_integral`) and the result mapped through the model. Its noise:
 
 - **Film**: a pixel's noise (quantum mottle through the curve, grain, the digitiser's own) is a
   function of the density it ends on, not of why it got there: a speck that leaves a pixel at
@@ -288,8 +289,8 @@ def insert_cluster(stored: np.ndarray, model: ValueModel, spec: ClusterSpec, vie
     box = render_cluster(calcium, spec, view, (centre_px[0] - r0, centre_px[1] - c0), spacing)
     if box is None:
         return None
-    delta_l = physics.calcification_line_integral(calcium, acq.energy_kev).astype(np.float64)
-    delta_l = ndimage.gaussian_filter(delta_l, acq.psf_sigma_mm / spacing, mode="constant")
+    delta_l = blurred_line_integral(physics.calcification_line_integral(calcium, acq.energy_kev),
+                                    acq.psf_sigma_mm / spacing)
     oriented = model.orient(stored[r0:r1, c0:c1])
     if model.acquisition == "film":
         if profile is None:
@@ -310,6 +311,21 @@ def insert_cluster(stored: np.ndarray, model: ValueModel, spec: ClusterSpec, vie
     x1, y1, x2, y2 = box
     return Insertion((r0, c0), back.astype(stored.dtype), (x1 + c0, y1 + r0, x2 + c0, y2 + r0),
                      float(delta_l.max()))
+
+
+def blurred_line_integral(delta_l: np.ndarray, sigma_px: float) -> np.ndarray:
+    """The line integral the detector records behind a speck of sharp line integral ``delta_l``.
+
+    The screen (film) or the detector (DR) spreads the *transmitted* light, exp(−ΔL), not the
+    attenuation: blurring ΔL and exponentiating after made a speck too dark where it is thick
+    and too faint around it, so 0.2–0.5 mm specks came out with up to 16 % more peak contrast
+    than the physics gives (insertion version ≤ 7). The absorbed fraction 1 − exp(−ΔL) is
+    blurred (it is 0 off the speck, so the patch's edge needs no padding) and turned back
+    into an effective ΔL, which the value models take as before.
+    """
+    absorbed = -np.expm1(-np.asarray(delta_l, dtype=np.float64))
+    absorbed = ndimage.gaussian_filter(absorbed, sigma_px, mode="constant")
+    return np.asarray(-np.log1p(-np.clip(absorbed, 0.0, 1.0 - 1e-12)))
 
 
 def _quantum_noise(oriented: np.ndarray, delta_l: np.ndarray, model: ValueModel, acq: Acquisition, spacing: float,
