@@ -16,9 +16,14 @@ monotone function of L = ∫µ dl, which this module approximates from the image
 - **Digitised film**: stored values are an optical-density scale (bright = low density in
   MONOCHROME2). The film's characteristic (H&D) curve makes the slope fall towards the toe and
   the shoulder; it is modelled as a logistic between ``low`` (the density of direct exposure)
-  and ``high`` (clear film), fitted to the same tissue percentiles. A large speck therefore
-  saturates toward clear film instead of growing without bound, and specks in the dark
-  periphery have low contrast, as on real film.
+  and ``high`` (clear film), whose asymptotes stand for the film's maximum density and its
+  base + fog, ``FILM_DENSITY_SPAN`` apart. Its steepness is the film's gamma (the largest
+  dD/dlog10 E), drawn per image in ``FILM_GAMMA`` (screening film such as Kodak Min-R: about
+  3–4.5), not read off the tissue: fitting it to the tissue percentiles with a drawn thickness
+  and glandular span (insertion version ≤ 7) gave the 8 CBIS-DDSM films gammas of 1.1–8.4, as
+  the tissue spread of a fatty or a dense breast is not the 0.35–0.6 glandular difference
+  assumed. A large speck saturates toward clear film instead of growing without bound, and
+  specks in the dark periphery have low contrast, as on real film.
 
 The speck's calcium map (``raster.render_cluster``, exact volume) is turned into ΔL by
 ``physics.calcification_line_integral``; its transmission exp(−ΔL) is blurred by a Gaussian PSF
@@ -59,17 +64,23 @@ ENERGY_KEV = {"film": (17.0, 20.0), "dr": (18.0, 22.0), "raw": (18.0, 22.0)}
 PSF_SIGMA_MM = {"film": (0.06, 0.12), "dr": (0.04, 0.08), "raw": (0.04, 0.08)}
 THICKNESS_MM = (40.0, 70.0)
 GLAND_SPAN = (0.35, 0.6)
+#: Gamma (largest slope of optical density against log10 exposure) of screening film.
+FILM_GAMMA = (3.0, 4.5)
+#: Optical densities between a film's base + fog (about 0.2) and its maximum (about 3.9):
+#: what the film curve's asymptotes stand for (``film.FilmSettings`` draws 3.4-4.0).
+FILM_DENSITY_SPAN = 3.7
 
 
 @dataclass(frozen=True)
 class Acquisition:
     """The per-image physics draw: effective energy, compressed thickness, the glandular-fraction
-    difference the tissue percentiles stand for, and the PSF."""
+    difference the tissue percentiles stand for (DR), the PSF, and the film's gamma (film)."""
 
     energy_kev: float
     thickness_mm: float
     gland_span: float
     psf_sigma_mm: float
+    film_gamma: float = sum(FILM_GAMMA) / 2
 
     @classmethod
     def sample(cls, rng: np.random.Generator, acquisition: str,
@@ -78,7 +89,8 @@ class Acquisition:
             raise ValueError(f"acquisition must be one of {ACQUISITIONS}, got {acquisition!r}")
         return cls(energy_kev=float(rng.uniform(*ENERGY_KEV[acquisition])),
                    thickness_mm=float(rng.uniform(*THICKNESS_MM)), gland_span=float(rng.uniform(*GLAND_SPAN)),
-                   psf_sigma_mm=float(rng.uniform(*(psf_sigma_mm or PSF_SIGMA_MM[acquisition]))))
+                   psf_sigma_mm=float(rng.uniform(*(psf_sigma_mm or PSF_SIGMA_MM[acquisition]))),
+                   **({"film_gamma": float(rng.uniform(*FILM_GAMMA))} if acquisition == "film" else {}))
 
     def tissue_span_l(self) -> float:
         """ΔL between the breast's fattier and denser tissue (5th → 95th percentile)."""
@@ -149,16 +161,21 @@ def estimate_value_model(stored: np.ndarray, interior: np.ndarray, acquisition: 
     lo_t, hi_t = (float(v) for v in np.percentile(tissue, [5.0, 95.0]))
     if hi_t - lo_t <= 1e-6 * max(vmax, 1.0):
         raise ValueError("the breast has no contrast (flat image): cannot estimate its value scale")
-    span_l = acq.tissue_span_l()
     if acquisition == "dr":
-        return ValueModel("dr", inverted, (hi_t - lo_t) / span_l, 0.0, vmax, vmax)
+        return ValueModel("dr", inverted, (hi_t - lo_t) / acq.tissue_span_l(), 0.0, vmax, vmax)
     # Film: logistic H&D curve between direct exposure (low) and clear film (high).
     low = min(float(np.percentile(oriented, 0.5)), lo_t - 0.05 * (hi_t - lo_t))
     high = max(float(np.percentile(oriented, 99.95)) * 1.02, hi_t + 0.1 * (hi_t - lo_t))
     high = min(high, vmax * 1.05)
-    span = high - low
-    rate = (special.logit((hi_t - low) / span) - special.logit((lo_t - low) / span)) / span_l
-    return ValueModel("film", inverted, float(rate), low, high, vmax)
+    return ValueModel("film", inverted, film_rate(acq.film_gamma), low, high, vmax)
+
+
+def film_rate(gamma: float) -> float:
+    """The film logistic's rate per unit of L for a film of this gamma: its largest slope,
+    rate · FILM_DENSITY_SPAN / 4 in density per unit of L, is gamma / ln 10 (L = −ln E)."""
+    if not FILM_GAMMA[0] * 0.5 <= gamma <= FILM_GAMMA[1] * 2:
+        raise ValueError(f"film gamma must be near {FILM_GAMMA[0]}-{FILM_GAMMA[1]} (screening film), got {gamma}")
+    return 4.0 * gamma / (np.log(10.0) * FILM_DENSITY_SPAN)
 
 
 def local_noise(oriented: np.ndarray) -> float:
