@@ -11,7 +11,9 @@
    high-contrast; synth v4 raised it from 2.5–3.5, with the tissue's cloud, towards the
    CBIS-DDSM films' tissue power at 2.5–5 mm periods); the photo-timer puts the breast on the
    straight part.
-3. Film grain (density noise growing with density).
+3. Film grain and the digitiser's noise: density noise std ∝ tanh(D / ``GRAIN_KNEE_D``), flat
+   in the dark range and falling toward clear film, as the CBIS-DDSM scans show it
+   (``grain_std``; synth v2-v14 grew it as sqrt(D), without end in the dark range).
 4. What is on the film besides the breast: burned-in labels and lead markers, tape, scratches,
    and the clear, unexposed border (``film_marks``).
 5. The digitiser: a light-transmission scan with a square aperture of 43.5–200 µm, as wide as
@@ -43,6 +45,13 @@ AEC_SENSOR_FROM_WALL_MM = (25.0, 55.0)
 #: Range of the exam's target density under the sensor: with 0.7-1.3 the films came out brighter
 #: than the CBIS-DDSM films (median 0.61 against 0.52 in the breast, DATASETS.md "Film exposure").
 D_TARGET = (0.8, 1.8)
+#: Density above which film noise is flat (``grain_std``). Fitted to the 8 CBIS-DDSM scans' noise
+#: against stored value (residual to the 4-neighbour mean binned by the 3 × 7 mean, median over
+#: the films, relative to its value at 0.3 of full scale; ``tests/model/test_film_grain.py``):
+#: 0.93 / 0.85 / 0.67 / 0.51 / 0.38 at 0.5 / 0.6 / 0.7 / 0.8 / 0.85 of full scale. Film wedges
+#: give 0.90 / 0.86 / 0.72 / 0.54 / 0.43 with 1.1, 0.87 / 0.81 / 0.67 / 0.48 / 0.38 with 1.3;
+#: sqrt(D) gave 0.82 / 0.74 / 0.64 / 0.52 / 0.45.
+GRAIN_KNEE_D = 1.2
 
 
 @dataclass(frozen=True)
@@ -63,7 +72,7 @@ class FilmSettings:
     # DR): quantum mottle, white below the screen's blur. More mottle than this flattens the
     # breast's spectrum below real film's β (160-500 gave 2.84 against 3.15).
     photons_behind: float
-    # Density noise std at D = 1 for a 0.1 mm aperture: the film's grain plus the digitiser's
+    # Density noise std at D = 1 for a 0.1 mm aperture (``grain_std``): the film's grain plus the digitiser's
     # own noise, set (synth v3) so the noise power at 0.1 mm, 2.5-5 cycles/mm, comes near the
     # CBIS-DDSM films' (MODEL_CARD.md, "Working resolution").
     grain: float
@@ -152,8 +161,19 @@ def expose_film(line_integral: np.ndarray, mask: np.ndarray, spacing: float, set
     log_e0 = float(np.log10(max(sensed, 1e-12))) - float(special.logit(frac)) * span / (4.0 * settings.gamma)
     density = hd_curve(log_e, settings, log_e0)
     grain = rng.normal(0.0, 1.0, density.shape).astype(np.float32)
-    scale = settings.grain * (0.1 / spacing)  # Selwyn: std falls with the area averaged, power per mm² does not
-    return density + scale * np.sqrt(np.maximum(density, 0.05)) * grain
+    return density + grain_std(density, settings.grain, spacing) * grain
+
+
+def grain_std(density: np.ndarray, grain: float, spacing: float) -> np.ndarray:
+    """Density noise std at ``density`` for pixels of ``spacing`` mm: ``grain`` at D = 1 and 0.1 mm.
+
+    Why this shape: the CBIS-DDSM scans' noise is flat over the dark (dense-film) half of their
+    range and falls about linearly toward clear film (``GRAIN_KNEE_D``); a std growing as
+    sqrt(D) made the synthetic films' darkest parts the noisiest and their clear parts too
+    noisy. Selwyn: the std falls with the area averaged, the power per mm² does not.
+    """
+    shape = np.tanh(np.maximum(density, 0.0) / GRAIN_KNEE_D) / np.tanh(1.0 / GRAIN_KNEE_D)
+    return (grain * (0.1 / spacing) * shape).astype(np.float32)
 
 
 def digitise(density: np.ndarray, spacing: float, settings: FilmSettings, rng: np.random.Generator) -> np.ndarray:
