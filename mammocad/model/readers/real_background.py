@@ -58,6 +58,7 @@ from mammocad.model.annotations import (
 from mammocad.model.readers.background_maps import BreastMaps, breast_maps, pick_centre
 from mammocad.model.readers.common import header_laterality_view, name_laterality_view, require
 from mammocad.model.readers.film_rendering import (
+    SPACING_KEYWORDS,
     block_factor,
     render_coarser,
     rendered_coordinate,
@@ -252,13 +253,18 @@ def _build(images: list[_Image], opts: Options, folder: Path, progress: bool) ->
 
 def _insert_into(im: _Image, breast_id: str, specs: list[ClusterSpec], opts: Options, folder: Path) -> AnnotatedImage:
     ds = pydicom.dcmread(im.path)
-    spacing = _spacing(ds, im, opts)
+    pitch, declared = _spacing(ds, im, opts)
+    spacing = float(np.sqrt(pitch[0] * pitch[1]))  # where one size is needed: placement margins, rendering
     acquisition = _acquisition(ds) if opts.acquisition == "auto" else opts.acquisition
     render = _render(spacing, opts)
+    # The pitch the header lacks, for dataset_with_inserts to write into it (only when not square:
+    # a square one reaches the standardiser as the item's spacing_mm).
+    header = {"pixel_spacing_mm": list(pitch)} if declared and pitch[0] != pitch[1] else {}
+    info = {**({"render": render} if render else {}), **header}
     base = AnnotatedImage(image_path=im.path, laterality=im.laterality, view=im.view, breast_id=breast_id,
                           lesions=(), breast_malignant=False,
                           extra={"source": im.rel, "spacing_mm": spacing * render["factor"] if render else spacing,
-                                 "acquisition": acquisition, **({EXTRA_KEY: {"render": render}} if render else {})})
+                                 "acquisition": acquisition, **({EXTRA_KEY: info} if info else {})})
     if not specs:
         return base
     stored = _pixels(ds)
@@ -269,7 +275,7 @@ def _insert_into(im: _Image, breast_id: str, specs: list[ClusterSpec], opts: Opt
     maps = breast_maps(stored, spacing, invert=inverted or acquisition == "raw", vmax=vmax, view=im.view)
     model = insertion.estimate_value_model(maps.reduced, maps.interior, acquisition, acq, inverted=inverted, vmax=vmax)
     projection = "MLO" if im.view == "MLO" else "CC"  # an unknown view is projected as CC
-    lesions, patches, clusters = _insert_specs(specs, stored, model, maps, acq, projection, spacing, rng, im.rel)
+    lesions, patches, clusters = _insert_specs(specs, stored, model, maps, acq, projection, pitch, rng, im.rel)
     if not lesions:
         return base
     if render:
@@ -281,16 +287,17 @@ def _insert_into(im: _Image, breast_id: str, specs: list[ClusterSpec], opts: Opt
     # Top-level "specks" (x, y, diameter_mm in this image's pixels) is what the realism report reads.
     specks = [speck for cluster in clusters for speck in cluster["specks"]]
     extra = {**base.extra, "specks": specks, EXTRA_KEY: {"patches": str(patch_file), "clusters": clusters,
-                                       "value_model": model.to_dict(), "physics": asdict(acq),
-                                       **({"render": render} if render else {})}}
+                                       "value_model": model.to_dict(), "physics": asdict(acq), **info}}
     return AnnotatedImage(image_path=im.path, laterality=im.laterality, view=im.view, breast_id=breast_id,
                           lesions=tuple(lesions), breast_malignant=malignant, extra=extra)
 
 
 def _insert_specs(specs: list[ClusterSpec], stored: np.ndarray, model: insertion.ValueModel, maps: BreastMaps,
-                  acq: insertion.Acquisition, projection: str, spacing: float, rng: np.random.Generator,
+                  acq: insertion.Acquisition, projection: str, pitch: tuple[float, float], rng: np.random.Generator,
                   rel: str) -> tuple[list[AnnotatedLesion], dict[str, Any], list[dict[str, Any]]]:
-    """Place and insert each cluster (``stored`` is updated in place); its truth, patches and record."""
+    """Place and insert each cluster (``stored`` is updated in place); its truth, patches and record.
+    pitch: (row, column) mm per pixel."""
+    spacing = float(np.sqrt(pitch[0] * pitch[1]))
     lesions: list[AnnotatedLesion] = []
     patches: dict[str, Any] = {}
     clusters: list[dict[str, Any]] = []
@@ -300,7 +307,7 @@ def _insert_specs(specs: list[ClusterSpec], stored: np.ndarray, model: insertion
         if centre is None:
             log_event(logger, "real_background_no_room", image=rel, kind=spec.kind)
             continue
-        done = insertion.insert_cluster(stored, model, spec, projection, centre, spacing, acq, rng)
+        done = insertion.insert_cluster(stored, model, spec, projection, centre, pitch, acq, rng)
         if done is None:
             continue
         r0, c0 = done.origin
@@ -313,8 +320,18 @@ def _insert_specs(specs: list[ClusterSpec], stored: np.ndarray, model: insertion
                                        description=f"simulated: {spec.description}"))
         clusters.append({"kind": spec.kind, "distribution": spec.distribution, "centre": [round(c, 1) for c in centre],
                          "peak_delta_l": round(done.peak_delta_l, 4),
-                         "specks": [t.to_dict() for t in speck_truth(spec, projection, centre, spacing)]})
+                         "specks": _speck_truth(spec, projection, centre, pitch)})
     return lesions, patches, clusters
+
+
+def _speck_truth(spec: ClusterSpec, projection: str, centre: tuple[float, float],
+                 pitch: tuple[float, float]) -> list[dict[str, Any]]:
+    """Every speck's truth in the image's pixels, drawn as ``insertion.render_calcium`` draws
+    them (on square pixels of the column pitch when the pixels are taller)."""
+    ratio = pitch[0] / pitch[1]
+    square = (insertion.square_row(centre[0], ratio), centre[1])
+    return [{**t.to_dict(), "y": round(insertion.tall_row(t.row, ratio), 2)}
+            for t in speck_truth(spec, projection, square, pitch[1])]
 
 
 def _render(spacing: float, opts: Options) -> dict[str, int] | None:
@@ -335,15 +352,32 @@ def _rendered_truth(lesions: list[AnnotatedLesion], clusters: list[dict[str, Any
     return list(rendered_lesions(lesions, factor)), out
 
 
-def _spacing(ds: Dataset, im: _Image, opts: Options) -> float:
+def _spacing(ds: Dataset, im: _Image, opts: Options) -> tuple[tuple[float, float], bool]:
+    """((row, column) mm per pixel, whether it is the fallback rather than the header's).
+
+    The fallback is the pixel's width; Pixel Aspect Ratio (vertical \\ horizontal, PS3.3
+    C.7.6.3.1.7: present when pixels are not square and no spacing says so) makes it that much
+    taller, as the standardiser reads the same image. Taken square, a film scanned 2:1 had its
+    clusters inserted squashed to half their height.
+    """
     (row_mm, col_mm), source = dicom_header.spacing_from_header(ds, opts.fallback_spacing_mm or 0.0)
-    if source == "fallback":
-        if opts.fallback_spacing_mm is None:
-            raise MissingSpacingError(f"{im.rel} has no pixel spacing (Imager Pixel Spacing, Pixel Spacing or Nominal "
-                             "Scanned Pixel Spacing); set the option fallback_spacing_mm (DDSM scans: 0.05) and "
-                             "the same [preprocess] fallback_spacing_mm")
-        return opts.fallback_spacing_mm
-    return float(np.sqrt(row_mm * col_mm))
+    if source != "fallback":
+        return (float(row_mm), float(col_mm)), False
+    if opts.fallback_spacing_mm is None:
+        raise MissingSpacingError(f"{im.rel} has no pixel spacing (Imager Pixel Spacing, Pixel Spacing or Nominal "
+                                  "Scanned Pixel Spacing); set the option fallback_spacing_mm (DDSM scans: 0.05) and "
+                                  "the same [preprocess] fallback_spacing_mm")
+    return (opts.fallback_spacing_mm * _pixel_aspect_ratio(ds), opts.fallback_spacing_mm), True
+
+
+def _pixel_aspect_ratio(ds: Dataset) -> float:
+    """Pixel Aspect Ratio as vertical / horizontal size; 1 when absent or unusable."""
+    value = ds.get("PixelAspectRatio")
+    try:
+        ratio = float(value[0]) / float(value[1])  # type: ignore[index]
+    except (TypeError, ValueError, IndexError, ZeroDivisionError):
+        return 1.0
+    return ratio if np.isfinite(ratio) and ratio > 0 else 1.0
 
 
 def _acquisition(ds: Dataset) -> str:
@@ -371,6 +405,9 @@ def dataset_with_inserts(item: AnnotatedImage) -> Dataset:
     info = item.extra[EXTRA_KEY]
     ds = pydicom.dcmread(item.image_path)
     stored = _pixels(ds)
+    if info.get("pixel_spacing_mm") and not any(keyword in ds for keyword in SPACING_KEYWORDS):
+        # The non-square pitch the clusters went in at; the item's one spacing_mm would read square.
+        ds.NominalScannedPixelSpacing = [float(v) for v in info["pixel_spacing_mm"]]
     if info.get("patches"):
         _paste(stored, info["patches"], item)
     if info.get("render"):

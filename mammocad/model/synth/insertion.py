@@ -286,28 +286,67 @@ class Insertion:
     peak_delta_l: float
 
 
+def render_calcium(shape: tuple[int, int], spec: ClusterSpec, view: str, centre_px: tuple[float, float],
+                   spacing: tuple[float, float]) -> tuple[np.ndarray, Box | None]:
+    """Calcium path lengths (mm, per pixel) of ``spec`` on a grid of ``shape`` and (row, column)
+    pitch ``spacing``, and its truth box (``raster.render_cluster``).
+
+    Pixels taller than wide (a film scanned with a Pixel Aspect Ratio): the cluster is drawn on
+    square pixels of the column pitch, and each taller pixel takes the mean of the rows it
+    covers, so a round speck stays round in millimetres and keeps its volume.
+    """
+    ratio = spacing[0] / spacing[1]
+    if abs(ratio - 1.0) < 1e-9:
+        calcium = np.zeros(shape, dtype=np.float64)
+        return calcium, render_cluster(calcium, spec, view, centre_px, spacing[1])
+    fine = np.zeros((int(np.ceil(shape[0] * ratio)), shape[1]), dtype=np.float64)
+    box = render_cluster(fine, spec, view, (square_row(centre_px[0], ratio), centre_px[1]), spacing[1])
+    if box is None:
+        return np.zeros(shape, dtype=np.float64), None
+    edges = np.arange(shape[0] + 1) * ratio  # of each tall pixel, in square rows from the top edge
+    below = np.minimum(np.floor(edges).astype(np.int64), len(fine) - 1)
+    cum = np.concatenate([np.zeros((1, shape[1])), np.cumsum(fine, axis=0)])
+    at_edges = cum[below] + (edges - below)[:, None] * fine[below]
+    x1, y1, x2, y2 = box
+    return np.diff(at_edges, axis=0) / ratio, (x1, max(tall_row(y1, ratio), 0.0), x2,
+                                               min(tall_row(y2, ratio), shape[0] - 1.0))
+
+
+def square_row(row: float, ratio: float) -> float:
+    """A row of pixels ``ratio`` times taller than wide → the row on square pixels of their width."""
+    return (row + 0.5) * ratio - 0.5
+
+
+def tall_row(row: float, ratio: float) -> float:
+    """The inverse of :func:`square_row`."""
+    return (row + 0.5) / ratio - 0.5
+
+
 def insert_cluster(stored: np.ndarray, model: ValueModel, spec: ClusterSpec, view: str,
-                   centre_px: tuple[float, float], spacing: float, acq: Acquisition,
+                   centre_px: tuple[float, float], spacing: float | tuple[float, float], acq: Acquisition,
                    rng: np.random.Generator, profile: NoiseProfile | None = None) -> Insertion | None:
     """Simulate ``spec`` at ``centre_px`` of the real image ``stored``; the image is not changed.
 
+    spacing: mm per pixel, or (row, column) mm for pixels that are not square.
     profile: film only, the image's :func:`noise_profile` (measured from ``stored`` when None).
 
     Returns the new values of the affected rectangle (same dtype as ``stored``) and the truth
     box in the image's pixels, or None when the cluster falls off the image.
     """
+    pitch = (float(spacing), float(spacing)) if np.isscalar(spacing) else tuple(spacing)  # type: ignore[arg-type]
     rows, cols = stored.shape
-    reach = int(np.ceil((spec.extent_mm() + 4 * acq.psf_sigma_mm + spec.haze_mm * 3) / spacing)) + 4
-    r0, c0 = max(int(centre_px[0]) - reach, 0), max(int(centre_px[1]) - reach, 0)
-    r1, c1 = min(int(centre_px[0]) + reach + 1, rows), min(int(centre_px[1]) + reach + 1, cols)
+    reach_mm = spec.extent_mm() + 4 * acq.psf_sigma_mm + spec.haze_mm * 3
+    reach_r, reach_c = (int(np.ceil(reach_mm / p)) + 4 for p in pitch)
+    r0, c0 = max(int(centre_px[0]) - reach_r, 0), max(int(centre_px[1]) - reach_c, 0)
+    r1, c1 = min(int(centre_px[0]) + reach_r + 1, rows), min(int(centre_px[1]) + reach_c + 1, cols)
     if r1 - r0 < 3 or c1 - c0 < 3:
         return None
-    calcium = np.zeros((r1 - r0, c1 - c0), dtype=np.float64)
-    box = render_cluster(calcium, spec, view, (centre_px[0] - r0, centre_px[1] - c0), spacing)
+    calcium, box = render_calcium((r1 - r0, c1 - c0), spec, view, (centre_px[0] - r0, centre_px[1] - c0),
+                                  (pitch[0], pitch[1]))
     if box is None:
         return None
-    delta_l = blurred_line_integral(physics.calcification_line_integral(calcium, acq.energy_kev),
-                                    acq.psf_sigma_mm / spacing)
+    sigma_px = (acq.psf_sigma_mm / pitch[0], acq.psf_sigma_mm / pitch[1])
+    delta_l = blurred_line_integral(physics.calcification_line_integral(calcium, acq.energy_kev), sigma_px)
     oriented = model.orient(stored[r0:r1, c0:c1])
     if model.acquisition == "film":
         if profile is None:
@@ -316,7 +355,7 @@ def insert_cluster(stored: np.ndarray, model: ValueModel, spec: ClusterSpec, vie
             raise ValueError("the image is too small to measure its noise against its value")
         out = _film_values(oriented, delta_l, model, profile)
     else:
-        out = model.add_line_integral(oriented, delta_l) + _quantum_noise(oriented, delta_l, model, acq, spacing, rng)
+        out = model.add_line_integral(oriented, delta_l) + _quantum_noise(oriented, delta_l, model, sigma_px, rng)
     back = model.vmax - out if model.inverted else out
     info = np.iinfo(stored.dtype) if np.issubdtype(stored.dtype, np.integer) else None
     if info is not None:
@@ -330,7 +369,7 @@ def insert_cluster(stored: np.ndarray, model: ValueModel, spec: ClusterSpec, vie
                      float(delta_l.max()))
 
 
-def blurred_line_integral(delta_l: np.ndarray, sigma_px: float) -> np.ndarray:
+def blurred_line_integral(delta_l: np.ndarray, sigma_px: float | tuple[float, float]) -> np.ndarray:
     """The line integral the detector records behind a speck of sharp line integral ``delta_l``.
 
     The screen (film) or the detector (DR) spreads the *transmitted* light, exp(−ΔL), not the
@@ -345,13 +384,13 @@ def blurred_line_integral(delta_l: np.ndarray, sigma_px: float) -> np.ndarray:
     return np.asarray(-np.log1p(-np.clip(absorbed, 0.0, 1.0 - 1e-12)))
 
 
-def _quantum_noise(oriented: np.ndarray, delta_l: np.ndarray, model: ValueModel, acq: Acquisition, spacing: float,
+def _quantum_noise(oriented: np.ndarray, delta_l: np.ndarray, model: ValueModel, psf_px: tuple[float, float],
                    rng: np.random.Generator) -> np.ndarray:
     """DR and raw: the extra quantum noise of the photons the speck absorbed (module docstring)."""
     sigma = local_noise(oriented)
     if sigma <= 0:
         return np.zeros(delta_l.shape)
-    noise = ndimage.gaussian_filter(rng.normal(size=delta_l.shape), max(acq.psf_sigma_mm / spacing, 0.5) * 0.5)
+    noise = ndimage.gaussian_filter(rng.normal(size=delta_l.shape), [max(p, 0.5) * 0.5 for p in psf_px])
     noise /= max(float(noise.std()), 1e-12)
     if model.acquisition == "raw":
         return sigma * np.sqrt(np.exp(-delta_l) * -np.expm1(-delta_l)) * noise
