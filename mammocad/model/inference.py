@@ -170,7 +170,7 @@ class Detector:
                                device=self.device, error=f"unreadable header: {type(exc).__name__}: {exc}")
         try:
             std = standardise(ds, self.preprocess)
-            ref = _with_pixel_laterality(ref, std)
+            ref = _with_analysed_laterality(ref, std)
             lesions = self.reported_lesions(std)
         except Exception as exc:  # one bad image must not stop a study: report it
             seconds = time.perf_counter() - started
@@ -220,8 +220,16 @@ class Detector:
         return tuple(lesions)
 
 
-def _with_pixel_laterality(ref: ImageRef, std: Standardised) -> ImageRef:
-    """Fill an unknown laterality from standardisation (breast side in the pixels)."""
-    if ref.laterality or std.meta.get("laterality") not in ("L", "R"):
+def _with_analysed_laterality(ref: ImageRef, std: Standardised) -> ImageRef:
+    """``ref`` citing the breast the image was analysed as (``std.meta["laterality"]``).
+
+    That is the header's unless the header named none (then the side the breast is attached to
+    in the pixels) or its Patient Orientation is the other breast's, as the pixels agree
+    (``standardise._oriented_breast``; logged there once as ``orientation_conflict``). Every
+    result object and the breast risks read the laterality from here, so they all state the
+    breast whose geometry placed the marks.
+    """
+    used = std.meta.get("laterality")
+    if used not in ("L", "R") or used == ref.laterality:
         return ref
-    return ImageRef(**{**ref.to_dict(), "laterality": std.meta["laterality"]})
+    return ImageRef(**{**ref.to_dict(), "laterality": used})

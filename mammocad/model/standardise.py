@@ -12,7 +12,8 @@ latter) → MONOCHROME1 inversion → orientation (flips) → breast crop → re
 Orientation: the chest wall's side comes from the pixels when they are clear, else Patient
 Orientation's row direction, else the laterality convention; the top of a CC from Patient
 Orientation when it is a conventional one the pixels agree with, else Image Laterality. A header
-whose Image Laterality names the other breast is logged once (``orientation_conflict``).
+whose Image Laterality names the other breast is logged once (``orientation_conflict``), and the
+breast analysed (``meta["laterality"]``, which the results cite) is Patient Orientation's.
 Multi-frame images: only the first frame is analysed (mammography is single-frame; a
 multi-frame object here is usually a secondary capture or a tomosynthesis slab).
 """
@@ -374,7 +375,10 @@ def _oriented_breast(laterality: str, row_dir: str, col_dir: str, chest_left: bo
     Patient Orientation wins over Image Laterality when it is a conventional orientation whose
     chest wall side the image agrees with (``header.breast_from_orientation`` says why); a header
     that disagrees with itself that way is recorded in ``meta["orientation_conflict"]`` (logged
-    by :func:`standardise`). A Patient Orientation the pixels contradict is no evidence here.
+    by :func:`standardise`), and ``meta["laterality"]`` becomes the breast the image was analysed
+    as: the results cite it (``inference.Detector.analyze_dataset``), so a report never names one
+    breast for marks placed as on the other. A Patient Orientation the pixels contradict is no
+    evidence here.
     """
     named = dicom_header.breast_from_orientation(row_dir, col_dir)
     if not named or (row_dir == "A") != chest_left:
@@ -382,6 +386,7 @@ def _oriented_breast(laterality: str, row_dir: str, col_dir: str, chest_left: bo
     if laterality and laterality != named:
         meta["orientation_conflict"] = {"laterality": laterality, "laterality_source": meta.get("laterality_source", ""),
                                         "patient_orientation": f"{row_dir}\\{col_dir}", "used": named}
+        meta["laterality"], meta["laterality_source"] = named, "PatientOrientation"
     return named
 
 

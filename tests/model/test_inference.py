@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 import pytest
+from pydicom.dataset import Dataset
 from pydicom.uid import JPEG2000Lossless
 
+from mammocad.config import OutputKind
 from mammocad.model.checkpoint import CheckpointError
 from mammocad.model.inference import Detector
-from mammocad.model.results import ImageResult
+from mammocad.model.results import ImageResult, StudyResult
 from mammocad.model.standardise import standardise
+from mammocad.results.outputs import build_outputs
 from tests.factories import make_four_view_study, make_mammogram, write
 from tests.model.conftest import TINY_META
 
@@ -73,6 +77,48 @@ def test_a_blank_view_is_an_error_and_leaves_its_breasts_risk_alone(tiny_detecto
     result = tiny_detector.analyze_dataset(ds)
     assert not result.analysed and result.error and "blank image" in result.error
     assert result.image.sop_instance_uid == ds.SOPInstanceUID and result.lesions == ()
+
+
+def _codes(item: Dataset) -> set[str]:
+    """Every code value in an SR content tree (concept names and coded values)."""
+    found = set()
+    for keyword in ("ConceptNameCodeSequence", "ConceptCodeSequence"):
+        found |= {str(code.CodeValue) for code in item.get(keyword, [])}
+    for child in item.get("ContentSequence", []):
+        found |= _codes(child)
+        for modifier in child.get("ConceptCodeSequence", []):
+            found |= _codes(modifier)
+    return found
+
+
+def test_reports_cite_the_breast_the_image_was_analysed_as(tiny_detector: Detector,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    """A left breast stored as A\\R (chest wall at column 0, as the pixels say) but labelled "R":
+    standardisation placed it as a left breast (Patient Orientation), while the results cited Image
+    Laterality, so the SRs, SC and GSPS and the breast risk named the right breast for marks placed
+    on the left one. They all name the left breast now, and the conflict is one WARNING line
+    without patient data."""
+    ds = make_mammogram(laterality="L", rows=220, columns=170)
+    ds.PatientOrientation, ds.ImageLaterality, ds.Laterality = ["A", "R"], "R", "R"
+    with caplog.at_level(logging.INFO):
+        result = tiny_detector.analyze_dataset(ds)
+    assert result.error is None and result.image.laterality == "L"
+    conflicts = [r for r in caplog.records if r.getMessage() == "orientation_conflict"]
+    assert len(conflicts) == 1 and conflicts[0].levelno == logging.WARNING
+    assert (conflicts[0].laterality, conflicts[0].used) == ("R", "L")  # type: ignore[attr-defined]
+    assert not [r for r in caplog.records if "PID-TEST" in str(r.__dict__) or "Doe" in str(r.__dict__)]
+    breasts = tiny_detector.breast_risks([result])
+    assert [b.laterality for b in breasts] == ["L"]
+    study = StudyResult(study_uid=str(ds.StudyInstanceUID), images=(result,), breasts=breasts,
+                        model_name=result.model_name, model_version=result.model_version, synthetic_weights=True)
+    outputs = build_outputs(study, {str(ds.SOPInstanceUID): ds}, list(OutputKind), device="cpu")
+    assert {str(o.Modality) for o in outputs} >= {"SR", "PR", "MG"}
+    for out in outputs:
+        if "Laterality" in out:  # SC and GSPS: one series per breast
+            assert out.Laterality == "L", out.SOPClassUID
+        codes = _codes(out)
+        assert not codes & {"73056007", "24028007"}, out.SOPClassUID  # SCT right breast / right
+    assert "80248007" in _codes(next(o for o in outputs if o.SOPClassUID.endswith(".88.50")))  # left breast
 
 
 def test_bad_images_become_errors_not_exceptions(tiny_detector: Detector, tmp_path: Path) -> None:
