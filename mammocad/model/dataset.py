@@ -24,6 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from mammocad.model.annotations import AnnotatedImage
+from mammocad.model.frame import flip_boxes
 from mammocad.model.parallel import ordered_map
 
 if TYPE_CHECKING:
@@ -200,8 +201,8 @@ def _model_boxes(std: Any, boxes: Sequence[Sequence[float]], shape: tuple[int, .
         return np.zeros((0, 4), np.float32)
     out = std.transform.to_model(np.array(boxes, dtype=np.float64)).copy()
     h, w = shape
-    out[:, [0, 2]] = out[:, [0, 2]].clip(0, w)
-    out[:, [1, 3]] = out[:, [1, 3]].clip(0, h)
+    out[:, [0, 2]] = out[:, [0, 2]].clip(0, w - 1)  # pixel centres at integers: a flip keeps the range
+    out[:, [1, 3]] = out[:, [1, 3]].clip(0, h - 1)
     return out.astype(np.float32)
 
 
@@ -355,7 +356,7 @@ class TileSampler:
             return tile, np.zeros((0, 4), np.float32), np.zeros(0, np.int64)
         b = s.boxes - np.array([x0, y0, x0, y0], dtype=np.float32)
         area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-        c = b.clip(0, [patch.shape[1], patch.shape[0]] * 2)
+        c = b.clip(0, [patch.shape[1] - 1, patch.shape[0] - 1] * 2)  # as _model_boxes clips
         visible = (c[:, 2] - c[:, 0]) * (c[:, 3] - c[:, 1])
         keep = (visible >= self.tiles.min_visible * area) & (c[:, 2] - c[:, 0] >= 1) & (c[:, 3] - c[:, 1] >= 1)
         return tile, c[keep].astype(np.float32), s.labels[keep]
@@ -363,14 +364,13 @@ class TileSampler:
     def _augment(self, tile: np.ndarray, boxes: np.ndarray, labels: np.ndarray, rng: np.random.Generator
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         a = self.augment
-        t = tile.shape[0]
         boxes = boxes.copy()
         if rng.random() < a.hflip:
             tile = tile[:, ::-1]
-            boxes[:, [0, 2]] = t - boxes[:, [2, 0]]
+            boxes = flip_boxes(boxes, tile.shape, horizontal=True).astype(np.float32)
         if rng.random() < a.vflip:
             tile = tile[::-1, :]
-            boxes[:, [1, 3]] = t - boxes[:, [3, 1]]
+            boxes = flip_boxes(boxes, tile.shape, vertical=True).astype(np.float32)
         if rng.random() < a.transpose:
             tile = tile.T
             boxes = boxes[:, [1, 0, 3, 2]]

@@ -6,7 +6,7 @@ reported in the *original* pixel grid (``results.py``: pixel centres at integer 
 (ground truth → model frame) and inference (detections → original) share one definition.
 
 Order of operations, original → model:
-  1. flips in the original grid (``x → W-1-x``, ``y → H-1-y``),
+  1. flips in the original grid (``x → W-1-x``, ``y → H-1-y``: :func:`flip_coordinates`),
   2. crop: subtract the crop origin (in the flipped grid),
   3. resample: ``x → (x + 0.5)·sx − 0.5`` (half-pixel aligned, as area/bilinear resizing
      with ``align_corners=False`` samples).
@@ -46,9 +46,9 @@ class FrameTransform:
     def _points_to_model(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         rows, cols = self.original_shape
         if self.flip_h:
-            x = (cols - 1) - x
+            x = flip_coordinates(x, cols)
         if self.flip_v:
-            y = (rows - 1) - y
+            y = flip_coordinates(y, rows)
         x = x - self.crop[0]
         y = y - self.crop[1]
         return (x + 0.5) * self.scale[0] - 0.5, (y + 0.5) * self.scale[1] - 0.5
@@ -58,9 +58,9 @@ class FrameTransform:
         x = (x + 0.5) / self.scale[0] - 0.5 + self.crop[0]
         y = (y + 0.5) / self.scale[1] - 0.5 + self.crop[1]
         if self.flip_h:
-            x = (cols - 1) - x
+            x = flip_coordinates(x, cols)
         if self.flip_v:
-            y = (rows - 1) - y
+            y = flip_coordinates(y, rows)
         return x, y
 
     def to_model(self, boxes: np.ndarray) -> np.ndarray:
@@ -97,3 +97,28 @@ def _map_boxes(boxes: np.ndarray, fn: Any) -> np.ndarray:
     xb, yb = fn(b[:, 2], b[:, 3])
     # Flips swap the corners; re-sort so x1 <= x2 and y1 <= y2 hold in every frame.
     return np.stack([np.minimum(xa, xb), np.minimum(ya, yb), np.maximum(xa, xb), np.maximum(ya, yb)], axis=1)
+
+
+def flip_coordinates(values: np.ndarray, size: int) -> np.ndarray:
+    """Positions along an axis of ``size`` pixels, mirrored: ``size - 1 - v``.
+
+    Why this and not ``size - v``: mammocad's pixel centres are at integers (``results.py``), so
+    the axis spans [-0.5, size - 0.5] and its mirror is about (size - 1) / 2. Every flip of a box
+    (standardisation, training augmentation, test-time orientations) goes through here: with
+    ``size - v`` in one of them, training and inference put the same lesion's box 1 px apart.
+    """
+    return (size - 1) - np.asarray(values, dtype=np.float64)
+
+
+def flip_boxes(boxes: np.ndarray, shape: tuple[int, int], *, horizontal: bool = False,
+               vertical: bool = False) -> np.ndarray:
+    """boxes: float[N, 4] (x1, y1, x2, y2, pixel centres at integers) in an image of ``shape``
+    (rows, cols), as they lie in that image mirrored left-right and/or top-bottom; a new array
+    with x1 <= x2 and y1 <= y2 (:func:`flip_coordinates`)."""
+    rows, cols = shape
+    out = np.asarray(boxes, dtype=np.float64).reshape(-1, 4).copy()
+    if horizontal:
+        out[:, [0, 2]] = flip_coordinates(out[:, [2, 0]], cols)
+    if vertical:
+        out[:, [1, 3]] = flip_coordinates(out[:, [3, 1]], rows)
+    return out

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from mammocad.model.detector import DetectorSpec
+from mammocad.model.frame import flip_boxes
 from mammocad.model.tiling import Detections, clip_boxes, detect_tiled, spot_pairs
 
 
@@ -46,14 +47,10 @@ class Orientation:
         return np.ascontiguousarray(out)
 
     def boxes_back(self, boxes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-        """Boxes (x1, y1, x2, y2, continuous pixel edges) found on ``apply(image)`` in the frame of
-        ``image`` of ``shape`` (rows, cols)."""
-        rows, cols = (shape[1], shape[0]) if self.transpose else shape
-        b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4).copy()
-        if self.flip_v:
-            b[:, [1, 3]] = rows - b[:, [3, 1]]
-        if self.flip_h:
-            b[:, [0, 2]] = cols - b[:, [2, 0]]
+        """Boxes (x1, y1, x2, y2, pixel centres at integers, as the network was trained on:
+        ``frame.flip_boxes``) found on ``apply(image)`` in the frame of ``image`` of ``shape`` (rows, cols)."""
+        seen = (shape[1], shape[0]) if self.transpose else shape
+        b = flip_boxes(boxes, seen, horizontal=self.flip_h, vertical=self.flip_v)
         if self.transpose:
             b = b[:, [1, 0, 3, 2]]
         return b

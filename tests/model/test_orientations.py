@@ -2,8 +2,9 @@
 some orientations see keeps that share of its score.
 
 The end-to-end tests use a tiny deterministic detector (bright connected components, boxes
-with continuous pixel edges as torchvision's) whose answer depends on the orientation, so the
-fused scores are known exactly; the real network is run once at the end.
+framing their pixels with pixel centres at integers, as the network is trained) whose answer
+depends on the orientation, so the fused scores are known exactly; the real network is run once
+at the end.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class StreakDetector(torch.nn.Module):
             for s in ndimage.find_objects(labels):
                 width, height = s[1].stop - s[1].start, s[0].stop - s[0].start
                 if width >= height:
-                    boxes.append([s[1].start, s[0].start, s[1].stop, s[0].stop])
+                    boxes.append([s[1].start - 0.5, s[0].start - 0.5, s[1].stop - 0.5, s[0].stop - 0.5])
                     scores.append(0.9 if width == height else 0.8)
             n = len(boxes)
             out.append({"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
@@ -57,8 +58,8 @@ def test_each_orientation_brings_its_box_back_onto_the_spot(orientation: Orienta
     image = image_with((30, 200, 7, 4))
     seen = orientation.apply(image)
     ys, xs = np.nonzero(seen > 0.9)
-    box = np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], float)
-    np.testing.assert_allclose(orientation.boxes_back(box, image.shape), [[30, 200, 37, 204]])
+    box = np.array([[xs.min() - 0.5, ys.min() - 0.5, xs.max() + 0.5, ys.max() + 0.5]], float)
+    np.testing.assert_allclose(orientation.boxes_back(box, image.shape), [[29.5, 199.5, 36.5, 203.5]])
 
 
 def test_the_eight_orientations_are_distinct() -> None:
@@ -99,7 +100,7 @@ def test_orientation_averaging_lowers_a_mark_only_some_orientations_see() -> Non
         det = detect_oriented(StreakDetector(), image, spec)
         assert det.tiles == count * single.tiles
         order = np.argsort(det.boxes[:, 0])
-        np.testing.assert_allclose(det.boxes[order], [[40, 50, 52, 62], [150, 220, 174, 226]])
+        np.testing.assert_allclose(det.boxes[order], [[39.5, 49.5, 51.5, 61.5], [149.5, 219.5, 173.5, 225.5]])
         np.testing.assert_allclose(det.scores[order], [0.9, streak])
     one = detect_oriented(StreakDetector(), image, SPEC)
     np.testing.assert_allclose(one.boxes, single.boxes)
@@ -117,7 +118,7 @@ def test_orientations_in_crops_average_the_candidates_as_whole_passes_do() -> No
         # one 128-px tile per crop and orientation: far fewer than the whole passes' count * single.tiles
         assert det.tiles == single.tiles + 2 * (count - 1) < count * single.tiles
         order = np.argsort(det.boxes[:, 0])
-        np.testing.assert_allclose(det.boxes[order], [[40, 50, 52, 62], [150, 220, 174, 226]])
+        np.testing.assert_allclose(det.boxes[order], [[39.5, 49.5, 51.5, 61.5], [149.5, 219.5, 173.5, 225.5]])
         np.testing.assert_allclose(det.scores[order], [0.9, streak])
     spec = dataclasses.replace(SPEC, test_time_orientations=8, orientation_crop_size=64,
                                orientation_crop_min_score=0.85)

@@ -16,6 +16,8 @@ import torch
 
 from mammocad.model import train
 from mammocad.model.dataset import AugmentConfig, Sample, TileConfig, TileSampler, acquire
+from mammocad.model.frame import FrameTransform, flip_boxes
+from mammocad.model.orientations import Orientation
 
 
 def tiny_config(data_dir: Path, test_dir: Path | None = None, steps: int = 6, **train_kw: Any) -> dict[str, Any]:
@@ -166,23 +168,52 @@ def test_config_errors_name_the_key(tiny_data: Path) -> None:
         train.config_from_dict({**raw, "data": {"format": "dicomdir", "path": "x"}})
 
 
-def test_augmentation_moves_boxes_with_the_pixels() -> None:
-    # A bright 4x6 block with its box: after any flip the box must still frame the block.
-    img = np.zeros((64, 64), np.float32)
-    img[:] = 0.3
+def _block_sample() -> Sample:
+    """A 64-px image with a bright 4x6 block (rows 10-13, columns 40-45) and its box, the block's
+    extent with pixel centres at integers (as ``FrameTransform`` and the readers write boxes)."""
+    img = np.full((64, 64), 0.3, np.float32)
     img[10:14, 40:46] = 1.0
-    sample = Sample(img, np.array([[40, 10, 46, 14]], np.float32), np.array([2]), "b")
+    return Sample(img, np.array([[39.5, 9.5, 45.5, 13.5]], np.float32), np.array([2]), "b")
+
+
+def _extent(tile: np.ndarray) -> np.ndarray:
+    ys, xs = np.nonzero(tile == 1.0)
+    return np.array([xs.min() - 0.5, ys.min() - 0.5, xs.max() + 0.5, ys.max() + 0.5])
+
+
+def test_augmentation_moves_boxes_with_the_pixels() -> None:
+    # After any flip or transpose the box must still be the block's extent.
     aug = AugmentConfig(hflip=0.5, vflip=0.5, transpose=0.5, gamma=(1.0, 1.0), contrast=(1.0, 1.0), noise_std=0)
-    sampler = TileSampler([sample], TileConfig(size=64, positive_fraction=1.0, jitter=0.0), aug)
+    sampler = TileSampler([_block_sample()], TileConfig(size=64, positive_fraction=1.0, jitter=0.0), aug)
     rng = np.random.default_rng(3)
     seen = set()
     for _ in range(24):
         tile, boxes, labels = sampler.draw(rng)
-        x1, y1, x2, y2 = boxes[0].astype(int)
-        assert labels.tolist() == [2]
-        assert (tile[y1:y2, x1:x2] == 1.0).all() and (tile == 1.0).sum() == 24
-        seen.add((x1, y1))
+        assert labels.tolist() == [2] and (tile == 1.0).sum() == 24
+        np.testing.assert_allclose(boxes[0], _extent(tile))
+        seen.add(tuple(boxes[0]))
     assert len(seen) >= 4  # several flips were drawn
+
+
+@pytest.mark.parametrize(("hflip", "vflip"), [(True, False), (False, True), (True, True)])
+def test_training_flips_a_box_as_standardisation_and_test_time_orientations_do(hflip: bool, vflip: bool) -> None:
+    """Augmentation flipped boxes as x' = W - x (pixel edges), standardisation and the results as
+    x' = W - 1 - x (pixel centres): the network learnt flipped lesions 1 px off. One function
+    (``frame.flip_boxes``) now flips every box; flipped twice a box is itself."""
+    rng = np.random.default_rng(0)
+    corner = rng.uniform(0, 250, (20, 2))
+    boxes = np.concatenate([corner, corner + rng.uniform(1, 40, (20, 2))], axis=1)
+    np.testing.assert_allclose(flip_boxes(flip_boxes(boxes, (300, 260), horizontal=hflip, vertical=vflip),
+                                          (300, 260), horizontal=hflip, vertical=vflip), boxes)
+    sample = _block_sample()
+    aug = AugmentConfig(hflip=float(hflip), vflip=float(vflip), gamma=(1.0, 1.0), contrast=(1.0, 1.0), noise_std=0)
+    tile, trained, _ = TileSampler([sample], TileConfig(size=64, positive_fraction=1.0, jitter=0.0), aug).draw(rng)
+    np.testing.assert_allclose(trained[0], _extent(tile))  # the box frames the flipped pixels
+    standardised = FrameTransform(original_shape=(64, 64), flip_h=hflip, flip_v=vflip, crop=(0, 0, 64, 64),
+                                  scale=(1.0, 1.0), model_shape=(64, 64))
+    np.testing.assert_allclose(standardised.to_model(sample.boxes), trained)
+    back = Orientation(flip_h=hflip, flip_v=vflip).boxes_back(trained, (64, 64))
+    np.testing.assert_allclose(back, sample.boxes)
 
 
 def _fine_power(tile: np.ndarray) -> float:
