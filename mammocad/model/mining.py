@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from mammocad.model.dataset import image_probabilities
-from mammocad.model.detector import DetectorSpec
+from mammocad.model.detector import DetectorSpec, inference_layout
 from mammocad.model.metrics import centre_inside, centres
 from mammocad.model.tiling import detect_tiled
 
@@ -87,13 +87,15 @@ def mine(model: torch.nn.Module, samples: Sequence[Any], spec: DetectorSpec, *, 
     At most ``per_image`` false positives (the highest-scoring) per image, so one noisy image
     cannot fill the pool. Misses are collected only when ``positive_max_score`` > 0. Runs on a
     copy of the model: inference caches tensors (anchors, per-call head state) that autograd
-    refuses to reuse in the next training step.
+    refuses to reuse in the next training step. The copy is laid out as ``Detector.load`` lays
+    out the weights it analyses with (``detector.inference_layout``), so mining measures the
+    network the node runs.
     """
     indices = np.arange(len(samples))
     if 0 < n_images < len(samples):
         # Weighted as the tile sampler draws (DataSource.weight), so a heavily drawn source is mined as often.
         indices = np.sort(rng.choice(len(samples), size=n_images, replace=False, p=image_probabilities(samples)))
-    frozen = copy.deepcopy(model).eval()
+    frozen = inference_layout(copy.deepcopy(model).eval())
     mined = Mined()
     for i in indices:
         s = samples[int(i)]

@@ -8,10 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-from mammocad.model import train
+from mammocad.model import mining, train
 from mammocad.model.dataset import AugmentConfig, Sample, TileConfig, TileSampler
+from mammocad.model.detector import build_detector
 from mammocad.model.mining import false_positive_centres, missed_lesions
+from mammocad.model.tiling import Detections
+from tests.model.conftest import TINY_SPEC
 from tests.model.test_train import tiny_config
 
 
@@ -127,6 +131,31 @@ def test_mining_runs_on_schedule_and_a_resume_repeats_it(tiny_data: Path, tmp_pa
     assert [round(r["loss"], 5) for r in rows] == [round(r["loss"], 5) for r in ref[3:]]
     assert resumed.hard_negatives == straight.hard_negatives
     assert resumed.hard_positives == straight.hard_positives
+
+
+def test_mining_runs_the_model_in_the_layout_inference_uses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mining built its copy of the model in the training layout, while ``Detector.load`` puts the
+    backbone in channels-last (``detector.inference_layout``): mining then measured a network laid
+    out unlike the one the node runs, and slower. The copy is now laid out as inference's; the
+    model being trained keeps its own."""
+    torch.manual_seed(0)
+    model = build_detector(TINY_SPEC)
+    image = np.full((128, 128), 0.4, np.float32)
+    image[60:64, 60:64] = 1.0
+    sample = Sample(image, np.zeros((0, 4), np.float32), np.zeros(0, np.int64), "b")
+    layouts: list[bool] = []
+    real = mining.detect_tiled
+
+    def spy(net: torch.nn.Module, *args: object, **kwargs: object) -> Detections:
+        conv = next(m for m in net.backbone.modules() if isinstance(m, torch.nn.Conv2d))
+        layouts.append(conv.weight.is_contiguous(memory_format=torch.channels_last))
+        return real(net, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(mining, "detect_tiled", spy)
+    mining.mine(model, [sample], TINY_SPEC, device="cpu", rng=np.random.default_rng(0))
+    assert layouts == [True]
+    assert model.training and next(m for m in model.backbone.modules() if isinstance(m, torch.nn.Conv2d)
+                                   ).weight.is_contiguous()  # the trained model keeps its layout
 
 
 def test_cycle_peaks_override_the_geometric_rule() -> None:
