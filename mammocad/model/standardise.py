@@ -9,8 +9,10 @@ pixels.
 Pipeline for DICOM: Modality LUT (rescale or LUT sequence) → VOI LUT (window or LUT
 sequence; percentile window when absent or for For Processing images, after a log for the
 latter) → MONOCHROME1 inversion → orientation (flips) → breast crop → resampling.
-Orientation: the chest wall's side comes from the pixels when they are clear, else Patient
-Orientation's row direction, else the laterality convention; the top of a CC from Patient
+Orientation: an image whose Patient Orientation puts the anterior-posterior axis down the
+columns (stored turned by 90 degrees) is transposed first (``stored_turned``); the chest wall's
+side comes from the pixels when they are clear, else Patient Orientation's row direction, else
+the laterality convention; the top of a CC from Patient
 Orientation when it is a conventional one the pixels agree with, else Image Laterality. A header
 whose Image Laterality names the other breast is logged once (``orientation_conflict``), and the
 breast analysed (``meta["laterality"]``, which the results cite) is Patient Orientation's.
@@ -341,6 +343,9 @@ def _finish(image: np.ndarray, *, laterality: str, view: str, row_dir: str, col_
             meta: dict[str, Any]) -> Standardised:
     """Orientation, crop and resampling shared by DICOM and array sources."""
     rows, cols = image.shape
+    transpose = stored_turned(row_dir, col_dir)
+    if transpose:  # from here on the image, its directions and its pixel size are the transposed ones
+        image, (row_dir, col_dir), spacing = image.T, (col_dir, row_dir), (spacing[1], spacing[0])
     chest_left, orient_source = _chest_wall_left(image, laterality, row_dir)
     if not laterality:
         # Without any header, the side the breast is attached to is the best evidence:
@@ -354,7 +359,7 @@ def _finish(image: np.ndarray, *, laterality: str, view: str, row_dir: str, col_
         image = image[:, ::-1]
     if flip_v:
         image = image[::-1, :]
-    crop = _breast_box(image, spacing, spec) if spec.crop_breast else (0, 0, cols, rows)
+    crop = _breast_box(image, spacing, spec) if spec.crop_breast else (0, 0, image.shape[1], image.shape[0])
     x0, y0, x1, y1 = crop
     cropped = np.ascontiguousarray(image[y0:y1, x0:x1], dtype=np.float32)
     out_rows = max(1, round((y1 - y0) * spacing[0] / spec.working_spacing_mm))
@@ -362,11 +367,24 @@ def _finish(image: np.ndarray, *, laterality: str, view: str, row_dir: str, col_
     resampled = _resize(cropped, out_rows, out_cols)
     transform = FrameTransform(original_shape=(rows, cols), flip_h=flip_h, flip_v=flip_v, crop=crop,
                                scale=(out_cols / (x1 - x0), out_rows / (y1 - y0)),
-                               model_shape=(out_rows, out_cols))
+                               model_shape=(out_rows, out_cols), transpose=transpose)
     meta.update({"spacing_mm": [spacing[0], spacing[1]], "spacing_source": spacing_source,
-                 "working_spacing_mm": spec.working_spacing_mm, "flip_h": flip_h, "flip_v": flip_v,
-                 "orientation_source": orient_source, "crop": list(crop)})
+                 "working_spacing_mm": spec.working_spacing_mm, "transpose": transpose, "flip_h": flip_h,
+                 "flip_v": flip_v, "orientation_source": orient_source, "crop": list(crop)})
     return Standardised(image=resampled, transform=transform, meta=meta)
+
+
+def stored_turned(row_dir: str, col_dir: str) -> bool:
+    """Patient Orientation says the image is stored turned by 90 degrees: the anterior-posterior
+    axis runs down the columns (column direction A or P, e.g. ``R\\P``, ``FR\\P``, ``L\\A``;
+    the chest wall at the top or the bottom) instead of along the rows.
+
+    Why from Patient Orientation: it is the attribute that gives the directions of the rows and
+    columns (PS3.3 C.7.6.1.1.1), and mammograms are trained and analysed with the chest wall at a
+    side. Transposed, such an image is a conventional one possibly mirrored, which the flips
+    (pixels and the same Patient Orientation, its values swapped) then put right.
+    """
+    return any(c in col_dir for c in "AP") and not any(c in row_dir for c in "AP")
 
 
 def _oriented_breast(laterality: str, row_dir: str, col_dir: str, chest_left: bool, meta: dict[str, Any]) -> str:

@@ -18,6 +18,7 @@ from mammocad.model.standardise import standardise
 from mammocad.results.outputs import build_outputs
 from tests.factories import make_four_view_study, make_mammogram, write
 from tests.model.conftest import TINY_META
+from tests.model.turned_films import turned, turned_boxes
 
 
 def test_load_exposes_model_identity(tiny_detector: Detector) -> None:
@@ -119,6 +120,26 @@ def test_reports_cite_the_breast_the_image_was_analysed_as(tiny_detector: Detect
         codes = _codes(out)
         assert not codes & {"73056007", "24028007"}, out.SOPClassUID  # SCT right breast / right
     assert "80248007" in _codes(next(o for o in outputs if o.SOPClassUID.endswith(".88.50")))  # left breast
+
+
+@pytest.mark.parametrize("k", [1, -1])
+def test_lesions_of_an_image_stored_turned_are_reported_in_its_stored_pixels(tiny_detector: Detector, k: int) -> None:
+    """An image stored turned by 90 degrees (Patient Orientation L\\A: the chest wall at the top) is
+    analysed as the upright one, and its marks come back in the turned stored grid: the same
+    marks, each where the turn puts it (``tests/model/test_standardise.py`` does it on a real film)."""
+    for rows, columns in ((500, 360), (450, 330), (600, 450)):  # random weights: one that leaves marks
+        upright = make_mammogram(laterality="R", rows=rows, columns=columns, seed=5)
+        up = tiny_detector.analyze_dataset(upright)
+        if up.lesions:
+            break
+    assert up.lesions, "random weights find boxes in one of these breasts"
+    stored = turned(upright, k)
+    result = tiny_detector.analyze_dataset(stored)
+    assert result.error is None and (result.image.rows, result.image.columns) == (columns, rows)
+    assert result.image.laterality == "R"
+    expected = turned_boxes(np.array([les.box for les in up.lesions]), (rows, columns), k)
+    np.testing.assert_allclose([les.box for les in result.lesions], expected, atol=1e-4)
+    assert [les.score for les in result.lesions] == pytest.approx([les.score for les in up.lesions])
 
 
 def test_bad_images_become_errors_not_exceptions(tiny_detector: Detector, tmp_path: Path) -> None:

@@ -417,3 +417,37 @@ def test_the_crop_keeps_the_whole_breast_not_the_brightest_object(case: str) -> 
     x0, y0, x1, y1 = _breast_box(img, (0.2, 0.2), PreprocessSpec())
     ys, xs = np.nonzero(breast)
     assert x0 <= xs.min() and xs.max() < x1 and y0 <= ys.min() and ys.max() < y1, (x0, y0, x1, y1)
+
+
+@pytest.mark.parametrize(("name", "k"), [("1-132.dcm", 1), ("1-131.dcm", -1)])
+def test_a_film_stored_turned_by_90_degrees_is_analysed_upright_and_maps_back(name: str, k: int) -> None:
+    """A real film (RCC, LMLO) rotated by numpy, its Patient Orientation saying so (the
+    anterior-posterior axis down the columns: chest wall at the bottom or the top). It was
+    standardised as stored, turned, which no training image is: the detector found nothing on it.
+    It is now transposed first and becomes the upright film's picture, and boxes map back to the
+    turned stored pixels."""
+    from tests.model.turned_films import film, turned, turned_boxes
+
+    spec = PreprocessSpec(working_spacing_mm=0.5)
+    upright_ds = film(name)
+    turned_ds = turned(upright_ds, k)
+    upright, rotated = standardise(upright_ds, spec, spacing_mm=0.05), standardise(turned_ds, spec, spacing_mm=0.05)
+    assert rotated.image.shape == upright.image.shape
+    # The same picture; the percentile window samples every n-th row and column, a few other pixels turned.
+    np.testing.assert_allclose(rotated.image, upright.image, atol=0.005)
+    assert rotated.meta["transpose"] is True and upright.meta["transpose"] is False
+    shape = (int(upright_ds.Rows), int(upright_ds.Columns))
+    box = np.array([[1000.0, 2000.0, 1099.5, 2080.5], [400.0, 3000.0, 460.0, 3010.0]])
+    stored = turned_boxes(box, shape, k)
+    assert stored[:, 2].max() <= turned_ds.Columns - 1 and stored[:, 3].max() <= turned_ds.Rows - 1
+    np.testing.assert_allclose(rotated.transform.to_model(stored), upright.transform.to_model(box), atol=1e-6)
+    np.testing.assert_allclose(rotated.transform.to_original(upright.transform.to_model(box)), stored, atol=1e-6)
+    assert FrameTransform.from_dict(rotated.transform.to_dict()) == rotated.transform
+
+
+def test_only_an_anterior_posterior_column_direction_means_turned() -> None:
+    from mammocad.model.standardise import stored_turned
+
+    assert stored_turned("R", "P") and stored_turned("FR", "A") and stored_turned("HL", "P")
+    assert not stored_turned("A", "R") and not stored_turned("P", "FL") and not stored_turned("", "")
+    assert not stored_turned("P", "H")  # upside down, not turned: the vertical flip's case
