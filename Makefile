@@ -25,8 +25,14 @@ TEST_WORKERS ?= 2
 
 .PHONY: run test test-faults system-deps system-test-deps venv lint bench clean demo-weights
 
+# `make run` keeps its spool (and the private redis's data) in the checkout: the shipped config
+# names /var/lib/mammocad/spool, where deploy/README.md installs it. An absolute path, so the
+# `mammocad` commands of README.md, run with the same variable, find it from any folder; a
+# MAMMOCAD_NODE__SPOOL_DIR already in the environment wins.
+RUN_SPOOL ?= $(CURDIR)/var/spool
+
 run: system-deps venv
-	$(BIN)/mammocad serve
+	MAMMOCAD_NODE__SPOOL_DIR="$${MAMMOCAD_NODE__SPOOL_DIR:-$(RUN_SPOOL)}" $(BIN)/mammocad serve
 
 test: system-test-deps venv
 	$(BIN)/python -m pytest -m "not faults" -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=25 $(PYTEST_ARGS)

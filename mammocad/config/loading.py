@@ -6,6 +6,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from mammocad.config.paths import resolve_file_paths
 from mammocad.config.schema import Settings
 from mammocad.config.sections import redact_url
 
@@ -68,11 +70,21 @@ def load_settings(path: str | os.PathLike[str] | None = None, *,
         sources: list[PydanticBaseSettingsSource] = [InitSettingsSource(Settings, init_kwargs=overrides),
                                                      EnvSettingsSource(Settings)]
         if config_path_or_none is not None:
-            sources.append(TomlConfigSettingsSource(Settings, toml_file=config_path_or_none))
+            sources.append(_ConfigFileSource(Settings, toml_file=config_path_or_none))
         return Settings(_build_sources=(tuple(sources), overrides))
     except Exception as exc:  # pydantic ValidationError or TOML decode error
         flags = {tuple(key.split(".")): flag for key, (flag, _) in (options or {}).items()}
         raise ConfigError(_explain(exc, config_path_or_none, flags)) from exc
+
+
+class _ConfigFileSource(TomlConfigSettingsSource):
+    """The TOML file, its relative paths made absolute against its folder
+    (:mod:`mammocad.config.paths`): the node, the workers and an admin's command, each started
+    from its own working directory, read one spool and one set of certificates from one file."""
+
+    def _read_file(self, file_path: Path | Traversable) -> dict[str, Any]:
+        data = super()._read_file(file_path)
+        return resolve_file_paths(data, str(file_path), Settings) if isinstance(file_path, Path) else data
 
 
 def _named_by_environment() -> str | None:
@@ -209,8 +221,12 @@ def validate_config_data(data: dict[str, Any], path: Path | None = None) -> Sett
     """Validate the content of a config file on its own (environment ignored).
 
     Used before an edit is written, so a bad ``MAMMOCAD_*`` variable in the admin's
-    shell neither blocks nor hides a problem in the file itself.
+    shell neither blocks nor hides a problem in the file itself. With ``path`` (the file the
+    data is, or will be, in), relative paths are relative to its folder, as when the services
+    load it; ``data`` itself is not changed.
     """
+    if path is not None:
+        data = resolve_file_paths(data, path, Settings)
     try:
         return _FileOnlySettings(**data)
     except Exception as exc:

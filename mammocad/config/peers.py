@@ -8,6 +8,7 @@ from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from mammocad.config.base import Section, check_port, validate_ae_title
 from mammocad.config.output_kinds import OutputKind
+from mammocad.config.paths import FilePath
 from mammocad.config.security import Network, address_in, check_destination_tls, host_networks
 from mammocad.dicom import tls
 
@@ -59,9 +60,9 @@ class Destination(Section):
     graphics_only: bool = False
     #: DICOM TLS to this peer: trust ``ca_certificates``; present ``certificate`` (+ key) when given.
     tls: bool = False
-    ca_certificates: str = ""
-    certificate: str = ""
-    private_key: str = ""
+    ca_certificates: FilePath = ""
+    certificate: FilePath = ""
+    private_key: FilePath = ""
     #: With ``tls``: the peer's certificate must name ``host`` (DNS name or IP address) in its
     #: subjectAltName. Off by default, as in DCMTK: PACS certificates often do not name the
     #: address we use, and the CA file alone decides trust (any certificate it signed passes).

@@ -9,7 +9,12 @@ from urllib.parse import parse_qsl, urlsplit
 from pydantic import Field, field_validator, model_validator
 
 from mammocad.config.base import Section, check_port, validate_ae_title
+from mammocad.config.paths import FilePath, FolderPath
 from mammocad.config.security import NodeTLSSettings
+
+#: Where the systemd units keep their state (StateDirectory=mammocad) and deploy/README.md puts
+#: the spool; `make run` points it at the checkout's var/spool (MAMMOCAD_NODE__SPOOL_DIR).
+DEFAULT_SPOOL_DIR = Path("/var/lib/mammocad/spool")
 
 
 class NodeSettings(Section):
@@ -23,7 +28,10 @@ class NodeSettings(Section):
     #: report sent before the retry would need an amendment (docs/FAULTS.md). Complete
     #: four-view studies do not wait for it.
     study_timeout_s: float = Field(300.0, gt=0)
-    spool_dir: Path = Path("var/spool")
+    #: Absolute by default: a relative default depended on the working directory of each
+    #: process (node, worker, admin command), which then used different spools. A relative
+    #: value in a config file is relative to the file's folder (mammocad/config/paths.py).
+    spool_dir: FolderPath = DEFAULT_SPOOL_DIR
     #: 0 means unlimited: the fastest receive path measured (see bench/README.md).
     max_pdu_size: int = Field(0, ge=0)
     max_associations: int = Field(16, ge=1)
@@ -120,7 +128,7 @@ def _verified_tls(url: str) -> str:
 
 class WorkerSettings(Section):
     #: Checkpoint path; empty uses the demo weights shipped with the package.
-    weights: str = ""
+    weights: FilePath = ""
     #: "auto" (CUDA when present), "cpu", "cuda", "cuda:1"...
     device: str = "auto"
     concurrency: int = Field(1, ge=1)

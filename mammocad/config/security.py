@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from mammocad.config.paths import FilePath
 from mammocad.dicom import tls
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -71,10 +72,10 @@ class NodeTLSSettings(BaseModel):
     #: 0: TLS replaces plain DICOM on node.port (TLS only). Another port: plain on node.port
     #: and TLS on this one, side by side (2762 is the registered DICOM-TLS port).
     port: int = Field(0, ge=0, le=65535)
-    certificate: str = ""
-    private_key: str = ""
+    certificate: FilePath = ""
+    private_key: FilePath = ""
     #: CA certificates (PEM) that sign the certificates callers present.
-    ca_certificates: str = ""
+    ca_certificates: FilePath = ""
     require_client_certificate: bool = True
 
     @model_validator(mode="after")

@@ -6,6 +6,7 @@ from pydantic import Field, field_validator, model_validator
 
 from mammocad.config.base import Section as _Section
 from mammocad.config.base import check_port as _check_port
+from mammocad.config.paths import FilePath
 
 _SYSLOG_SCHEMES = {"udp": 514, "tcp": 514, "tls": 6514}
 
@@ -14,15 +15,15 @@ class AuditSettings(_Section):
     """DICOM PS3.15 A.5 audit trail (IHE ATNA); see mammocad/audit and docs/ADMIN.md."""
 
     #: One XML audit message per line, appended; empty: no audit file.
-    file: str = ""
+    file: FilePath = ""
     #: RFC 5424 syslog collector: ``udp://host:514``, ``tcp://host:514`` (RFC 6587 octet
     #: counting) or ``tls://host:6514`` (RFC 5425); empty: none.
     syslog: str = ""
     #: CA file to verify a ``tls://`` collector; empty: the system trust store.
-    ca_certificates: str = ""
+    ca_certificates: FilePath = ""
     #: Client certificate and key for ``tls://`` (ATNA asks for mutual TLS); optional.
-    certificate: str = ""
-    private_key: str = ""
+    certificate: FilePath = ""
+    private_key: FilePath = ""
     #: AuditSourceID; empty: ``<node.ae_title>@<host name>``.
     source_id: str = ""
     #: AuditEnterpriseSiteID (the hospital), optional.

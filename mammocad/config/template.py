@@ -34,7 +34,7 @@ _KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         ("port", ""),
         ("require_known_callers", "reject associations from AEs not listed under [[callers]]"),
         ("study_timeout_s", "a study without its four views is complete after this long without a new image"),
-        ("spool_dir", "relative paths are relative to the working directory"),
+        ("spool_dir", "a relative path (here or in any path key) is relative to this file's folder"),
         ("retention_days", "delivered studies leave the spool after this many days; 0 keeps all"),
     )),
     ("broker", (

@@ -161,7 +161,7 @@ def test_misspelt_environment_variables_are_warned(mammocad: Runner, tmp_path: P
         "did you mean MAMMOCAD_NODE__SPOOL_DIR? (a double underscore between section and key)",
         "warning: environment variable MAMMOCAD_WORKERS__DEVICE sets no configuration key and is ignored: "
         "variables are MAMMOCAD_<SECTION>__<KEY> (double underscore), e.g. MAMMOCAD_NODE__PORT"]
-    assert "spool var/spool" in out.stdout  # what the warning is about: the value did not apply
+    assert "spool /var/lib/mammocad/spool" in out.stdout  # what the warning is about: the value did not apply
 
 
 @pytest.mark.parametrize("queue", ["gpu", "results"])
