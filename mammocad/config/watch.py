@@ -4,10 +4,12 @@ A stat per call is cheap enough for every association request or task. An invali
 keeps the previous settings (and is logged), so a half-finished edit never takes a node
 or worker down.
 
-A reload that changes who may send images or where results go is audited by the process
-that reloads (PS3.15 A.5.3.11 Security Alert, :func:`mammocad.audit.events.config_reloaded`,
-one message per changed section with it before and after): the file may have been edited
-by hand, which no ``mammocad aet|dest`` record shows. Audit problems never fail the reload:
+A reload that changes who may send images or where results go is audited (PS3.15 A.5.3.11
+Security Alert, :func:`mammocad.audit.events.config_reloaded`, one message per changed section
+with it before and after): the file may have been edited by hand, which no ``mammocad aet|dest``
+record shows. Every process that reloads sees the change (the node, each worker process), so
+the first to see it claims it in the spool and reports it, the others skip
+(:mod:`mammocad.audit.claims`): one change, one record. Audit problems never fail the reload:
 the trail drops and logs (``audit_dropped``) as it does for every service message.
 """
 
@@ -77,12 +79,19 @@ class ConfigWatcher:
             old, self.settings = self.settings, new
             log_event(logger, "config_reloaded", path=str(self.path), callers=len(new.callers),
                       destinations=len(new.destinations))
-            self._audit(old, new)
+            self._audit(old, new, stamp)
             return new
 
-    def _audit(self, old: Settings, new: Settings) -> None:
-        """One Security Alert per audited section that changed; never raises."""
-        from mammocad.audit import AuditTrail, events
+    def _audit(self, old: Settings, new: Settings, stamp: tuple[int, ...] | None) -> None:
+        """One Security Alert per audited section that changed, from the first process that
+        claims it; never raises.
+
+        The claim's key is the file, the version of it on disk (``stamp``: the node and the
+        workers of one box stat the same file), the section and its new value; not the value
+        before, which differs for a process that skipped a version in between (it would
+        report the same edit again). An edit undone and redone is a new version, a new key.
+        """
+        from mammocad.audit import AuditTrail, claims, events
 
         assert self.path is not None
         try:
@@ -91,8 +100,14 @@ class ConfigWatcher:
                 return
             if self.trail is None:
                 self.trail = AuditTrail.from_settings(old.audit, old.node.ae_title)
+            if not self.trail.enabled:
+                return  # nothing to report to: no claim either
+            path = os.path.abspath(self.path)
             for section, before, after in changed:
-                self.trail.emit(events.config_reloaded(self.trail.identity, str(self.path), section, before, after))
+                key = claims.claim_key("config_reloaded", path, stamp, section, after)
+                if claims.claim(old.node.spool_dir, key, f"config_reloaded {path} {section}"):
+                    self.trail.emit(events.config_reloaded(self.trail.identity, str(self.path), section, before,
+                                                           after))
         except Exception as exc:  # noqa: BLE001 - the audit must never stop a reload
             log_event(logger, "audit_dropped", logging.WARNING, sink="queue", error=safe_error(exc),
                       audit_event="config_reloaded")

@@ -24,6 +24,13 @@ from tests.services import free_port
 _DEST = '[[destinations]]\nname = "pacs"\nae_title = "PACS"\nhost = "10.0.0.5"\nport = 4242\n'
 
 
+def _node(tmp_path: Path) -> str:
+    """A ``[node]`` section with a spool that exists, as a running service has (the spool holds
+    the claim that makes one process report a reload, mammocad/audit/claims.py)."""
+    (tmp_path / "spool").mkdir(exist_ok=True)
+    return f'[node]\nspool_dir = "{tmp_path / "spool"}"\n\n'
+
+
 def _details(root: ET.Element) -> dict[str, object]:
     return {d.get("type", ""): json.loads(base64.b64decode(d.get("value", "")))
             for d in root.iter("ParticipantObjectDetail")}
@@ -32,11 +39,11 @@ def _details(root: ET.Element) -> dict[str, object]:
 def test_a_reload_that_changes_callers_or_destinations_is_audited(tmp_path: Path) -> None:
     audit = tmp_path / "audit.log"
     config = tmp_path / "mammocad.toml"
-    head = f'log_level = "INFO"\n\n[audit]\nfile = "{audit}"\n\n'
+    head = f'log_level = "INFO"\n\n{_node(tmp_path)}[audit]\nfile = "{audit}"\n\n'
     config.write_text(head + '[[callers]]\nae_title = "PACS"\n')
     watcher = ConfigWatcher(load_settings(config), config)
     # By hand: a caller added, callers no longer enforced, a destination added.
-    config.write_text(head.replace("[audit]", "[node]\nrequire_known_callers = false\n\n[audit]")
+    config.write_text(head.replace("[node]\n", "[node]\nrequire_known_callers = false\n")
                       + '[[callers]]\nae_title = "PACS"\n\n[[callers]]\nae_title = "MG_ROOM1"\nhost = "10.0.0.7"\n\n'
                       + _DEST)
     assert watcher.poll() is not None
@@ -79,7 +86,7 @@ def test_a_collector_that_is_down_never_stops_a_reload(tmp_path: Path, caplog: p
     """Syslog only, to a port where nothing listens: the reload applies, the record is dropped
     and logged as every service's are (`audit_dropped`)."""
     config = tmp_path / "mammocad.toml"
-    head = f'[audit]\nsyslog = "tcp://127.0.0.1:{free_port()}"\n\n'
+    head = f'{_node(tmp_path)}[audit]\nsyslog = "tcp://127.0.0.1:{free_port()}"\n\n'
     config.write_text(head)
     watcher = ConfigWatcher(load_settings(config), config)
     config.write_text(head + _DEST)
