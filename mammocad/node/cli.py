@@ -9,7 +9,7 @@ import sys
 import threading
 from pathlib import Path
 
-from mammocad.config import ConfigError, Settings, load_settings, resolve_config_path
+from mammocad.config import EXIT_INVALID_CONFIG, ConfigError, Settings, load_settings, resolve_config_path
 from mammocad.logs import configure_logging
 
 
@@ -57,8 +57,15 @@ def _settings(args: argparse.Namespace) -> tuple[Settings, Path | None]:
 
 
 def _fail(message: str) -> int:
+    """A refused argument or a node that cannot start (port in use, spool held): 2, as argparse."""
     print(f"mammocad: error: {message}", file=sys.stderr)
     return 2
+
+
+def _invalid_config(message: str) -> int:
+    """The configuration cannot run this command: the status every command gives it."""
+    print(f"mammocad: error: {message}", file=sys.stderr)
+    return EXIT_INVALID_CONFIG
 
 
 def run_prune(args: argparse.Namespace) -> int:
@@ -67,7 +74,7 @@ def run_prune(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(args.config)
     except (ConfigError, ValueError) as exc:
-        return _fail(str(exc))
+        return _invalid_config(str(exc))
     days = settings.node.retention_days if args.days is None else args.days
     if days <= 0:
         return _fail("retention is 0 days (keep everything): give --days N to prune anyway")
@@ -101,10 +108,10 @@ def run_node(args: argparse.Namespace) -> int:
     try:
         settings, path = _settings(args)
     except (ConfigError, ValueError) as exc:
-        return _fail(str(exc))
+        return _invalid_config(str(exc))
     if not settings.broker.url:
-        return _fail("broker.url is empty: `mammocad node` queues on an existing Redis; set broker.url "
-                     "(or MAMMOCAD_BROKER__URL=redis://HOST:PORT/0), or run `mammocad serve`")
+        return _invalid_config("broker.url is empty: `mammocad node` queues on an existing Redis; set broker.url "
+                               "(or MAMMOCAD_BROKER__URL=redis://HOST:PORT/0), or run `mammocad serve`")
     from mammocad.listen import PortError
     from mammocad.node.scp import Node
     from mammocad.spool.layout import InstanceLock, SpoolInUse
@@ -137,7 +144,7 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         settings, path = _settings(args)
     except (ConfigError, ValueError) as exc:
-        return _fail(str(exc))
+        return _invalid_config(str(exc))
     from mammocad.listen import PortError
     from mammocad.node.serve import ServeError, serve
 

@@ -11,7 +11,7 @@ import json
 import sys
 import time
 
-from mammocad.config import ConfigError, Settings, load_settings
+from mammocad.config import EXIT_INVALID_CONFIG, ConfigError, Settings, load_settings
 from mammocad.studies.status import STATES, StudyStatus
 
 
@@ -74,7 +74,7 @@ def studies_list(args: argparse.Namespace) -> int:
 
     settings = _load(args)
     if settings is None:
-        return 2
+        return EXIT_INVALID_CONFIG
     statuses = all_statuses(settings.node.spool_dir, args.state, lease_s=settings.worker.lease_s)
     if args.json:
         for s in statuses:
@@ -97,7 +97,7 @@ def studies_show(args: argparse.Namespace) -> int:
 
     settings = _load(args)
     if settings is None:
-        return 2
+        return EXIT_INVALID_CONFIG
     try:
         status = study_status(settings.node.spool_dir, args.uid, lease_s=settings.worker.lease_s)
     except ValueError as exc:
@@ -134,7 +134,7 @@ def studies_resend(args: argparse.Namespace) -> int:
 
     settings = _load(args)
     if settings is None:
-        return 2
+        return EXIT_INVALID_CONFIG
     try:
         items = resend(settings, args.uid, args.dest)
     except (ActionError, KeyError, ValueError) as exc:
@@ -154,7 +154,7 @@ def studies_reanalyse(args: argparse.Namespace) -> int:
 
     settings = _load(args)
     if settings is None:
-        return 2
+        return EXIT_INVALID_CONFIG
     from mammocad.logs import configure_logging
 
     configure_logging(settings.log_level, settings.log_json)  # event=reanalyse_refused and friends

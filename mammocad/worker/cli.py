@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mammocad.config import ConfigError, Settings, load_settings, resolve_config_path
+from mammocad.config import EXIT_INVALID_CONFIG, ConfigError, Settings, load_settings, resolve_config_path
 from mammocad.listen import PortError, listen
 from mammocad.logs import configure_logging
 from mammocad.worker import workers_cli
@@ -85,7 +85,7 @@ def _load(args: argparse.Namespace) -> Settings | None:
 def run_worker(args: argparse.Namespace) -> int:
     settings = _load(args)
     if settings is None:
-        return 2
+        return EXIT_INVALID_CONFIG
     # As the node and `serve` do: what the worker and the libraries it uses write (model caches,
     # Celery's files, anything beside the spool's own 0640/0750) is not open to other users.
     os.umask(0o027)
@@ -94,7 +94,7 @@ def run_worker(args: argparse.Namespace) -> int:
     if not settings.broker.url:
         print("mammocad worker: broker.url is empty: set it (or MAMMOCAD_BROKER__URL=redis://HOST:PORT/0), "
               "or run `mammocad serve`, which starts a private redis-server", file=sys.stderr)
-        return 2
+        return EXIT_INVALID_CONFIG
     w = settings.worker
     queues = [q.strip() for q in (args.queues or f"{w.analysis_queue},{w.results_queue}").split(",") if q.strip()]
     if not getattr(args, "config_warnings_logged", False):
@@ -135,7 +135,7 @@ def _run_one(settings: Settings, queue: str, concurrency: int, level: str,
     except CheckpointError as exc:
         print(f"mammocad worker: {exc}; fix worker.weights (or MAMMOCAD_WORKER__WEIGHTS), "
               "or leave it empty for the demo weights", file=sys.stderr)
-        return 2
+        return EXIT_INVALID_CONFIG
     if metrics_port:  # before anything imports prometheus_client (multiprocess.py)
         from mammocad.metrics import multiprocess
 
@@ -302,7 +302,7 @@ def outbox_list(args: argparse.Namespace) -> int:
 
     settings = _load(args)
     if settings is None:
-        return 2
+        return EXIT_INVALID_CONFIG
     items = Outbox(settings.node.spool_dir).items(dead=args.dead)
     if not items:
         print("dead-letter folder is empty" if args.dead else "outbox is empty")
@@ -324,7 +324,7 @@ def outbox_drop(args: argparse.Namespace) -> int:
 
     settings = _load(args)
     if settings is None:
-        return 2
+        return EXIT_INVALID_CONFIG
     if bool(args.item) == bool(args.dest):
         print("mammocad outbox drop: give one ITEM (or DESTINATION/ITEM) or --dest NAME", file=sys.stderr)
         return 2
@@ -413,7 +413,7 @@ def outbox_retry(args: argparse.Namespace) -> int:
 
     settings = _load(args)
     if settings is None:
-        return 2
+        return EXIT_INVALID_CONFIG
     if bool(args.item) == bool(args.all):
         print("mammocad outbox retry: give one ITEM (or DESTINATION/ITEM) or --all", file=sys.stderr)
         return 2

@@ -37,3 +37,29 @@ def test_invalid_configuration_exits_with_the_documented_status(mammocad: Runner
 def test_the_documented_status_is_the_one_in_the_code() -> None:
     admin = (Path(__file__).resolve().parents[2] / "docs" / "ADMIN.md").read_text()
     assert f"| {EXIT_INVALID_CONFIG} | invalid configuration" in admin
+
+
+#: The commands of the modules that wrote a literal 2 for an invalid configuration.
+_LITERAL_TWO_BEFORE = {
+    "mammocad.node.cli": [("node",), ("serve",), ("spool", "prune", "--dry-run")],
+    "mammocad.studies.cli": [("studies", "list"), ("studies", "show", UID), ("studies", "resend", UID),
+                             ("studies", "reanalyse", UID)],
+    "mammocad.worker.cli": [("worker", "--queues", "results"), ("outbox", "list"), ("outbox", "retry", "--all"),
+                            ("outbox", "drop", "--dest", "pacs")],
+}
+
+
+@pytest.mark.parametrize("module", sorted(_LITERAL_TWO_BEFORE))
+def test_commands_return_the_one_constant(module: str, config_file: Path, clean_env: None,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """They returned their own literal 2: equal today, but a change of the documented status
+    (EXIT_INVALID_CONFIG) would have left them behind. With the constant set to another value
+    in the module, the commands must return that value."""
+    import importlib
+
+    from mammocad.cli import main
+
+    monkeypatch.setattr(importlib.import_module(module), "EXIT_INVALID_CONFIG", 99)
+    config_file.write_text(config_file.read_text().replace("port = 11112", "port = 70000", 1))
+    statuses = {argv: main(["--config", str(config_file), *argv]) for argv in _LITERAL_TWO_BEFORE[module]}
+    assert statuses == dict.fromkeys(_LITERAL_TWO_BEFORE[module], 99)
