@@ -88,8 +88,9 @@ def run_prune(args: argparse.Namespace) -> int:
         # prune; an admin who cannot write the audit trail deletes nothing.
         try:
             check(settings, "nothing was removed")
-        except AuditUnavailable as exc:
-            return _fail(str(exc))
+        except AuditUnavailable as exc:  # an operation that failed, not a refused argument: 1 (docs/ADMIN.md)
+            print(f"mammocad: error: {exc}", file=sys.stderr)
+            return 1
         trail = AuditTrail.from_settings(settings.audit, settings.node.ae_title, program="mammocad-prune")
     try:
         report = prune(settings.node.spool_dir, days * DAY_S, dry_run=args.dry_run, trail=trail)
