@@ -41,7 +41,7 @@ from mammocad.results.uids import (
     product_uid,
     sorted_sources,
 )
-from mammocad.results.validate import source_uids, validate_output
+from mammocad.results.validate import validate_output
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def content_uid(ds: Dataset, kind: str) -> None:
     ds.SOPInstanceUID = product_uid("sop", kind, hashlib.sha256(buf.getvalue()).hexdigest())
 
 
-def _finish(ds: Dataset, kind: OutputKind, source_uids: frozenset[str]) -> Dataset:
+def _finish(ds: Dataset, kind: OutputKind) -> Dataset:
     """Content-derived SOP Instance UID, per-object validation and Part 10 file meta.
 
     Explicit VR Little Endian unless the builder encapsulated its pixels and set its own
@@ -82,7 +82,7 @@ def _finish(ds: Dataset, kind: OutputKind, source_uids: frozenset[str]) -> Datas
     if hasattr(ds, "file_meta"):
         del ds.file_meta
     content_uid(ds, kind.value)
-    validate_output(ds, source_uids)
+    validate_output(ds)
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = ds.SOPClassUID
     meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
@@ -145,14 +145,13 @@ def build_outputs(
     if not study.images:
         raise ValueError(f"study {study.study_uid} has no image results: nothing to report")
     sorted_sources(study, sources)  # raises naming the missing SOP Instance UIDs
-    check_identity(sources)  # raises naming an image without a study, class or instance UID
+    check_identity(sources)  # raises naming an image without a valid study, class, instance or series UID
     ctx = OutputContext(study=study, device=device, predecessor=tuple(predecessor or ()),
                         sc_jpeg_quality=sc_jpeg_quality, sc_lossless=sc_lossless, version=version,
                         failed_analyses=tuple(failed_analyses), when=when)
-    allowed = source_uids(sources.values())
     out: list[Dataset] = []
     for kind in dict.fromkeys(OutputKind(k) for k in kinds):
-        built = [_finish(ds, kind, allowed) for ds in _one_kind(kind, ctx, sources)]
+        built = [_finish(ds, kind) for ds in _one_kind(kind, ctx, sources)]
         log_event(logger, "outputs_built", kind=kind.value, count=len(built),
                   images=len(study.images), failed=sum(not r.analysed for r in study.images))
         out.extend(built)

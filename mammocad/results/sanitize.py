@@ -77,6 +77,7 @@ _DIRECTION = re.compile(r"^[APRLHF]{1,3}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _TEXT_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
 _TEXT_VRS = frozenset({"ST", "LT", "UT"})
+_UID_CHARS = re.compile(r"^[0-9.]+$")
 #: A time as PS3.5 6.2 TM reads it: HH[MM[SS[.F...]]], or the retired ACR-NEMA HH:MM[:SS[.F...]].
 _TIME = re.compile(r"^(?P<h>\d{2})(?::?(?P<m>\d{2})(?::?(?P<s>\d{2})(?:\.(?P<f>\d*))?)?)?$")
 
@@ -94,12 +95,14 @@ def problem(vr: str, value: object) -> str | None:
             v = str(v)  # as written: a DS read as "1.6500000000000001" keeps that text (18 chars)
         if not isinstance(v, str) or v == "":
             continue  # plain numbers (US, FD...) and None
+        if vr == "UI":
+            if why := uid_problem(v):
+                return why
+            continue
         if vr in _MAX_LEN and len(v.encode("utf-8")) > _MAX_LEN[vr]:
             return f"longer than {_MAX_LEN[vr]} bytes in UTF-8"
         if (_TEXT_CONTROL if vr in _TEXT_VRS else _CONTROL).search(v):
             return "control character"
-        if vr == "UI" and isinstance(v, str) and any(p.startswith("0") and p != "0" for p in v.split(".")):
-            return "UID component with a leading zero"
         try:
             validate_value(vr, v, config.RAISE)
         except (ValueError, TypeError) as exc:
@@ -108,6 +111,25 @@ def problem(vr: str, value: object) -> str | None:
             return "not a calendar date"
         if vr == "TM" and normalise_time(v) != v.rstrip():
             return "not a time in HHMMSS.FFFFFF form (leap second, range or colons)"
+    return None
+
+
+def uid_problem(uid: str) -> str | None:
+    """Why ``uid`` breaks PS3.5 9.1 (in words, without the value), or None when it is valid.
+
+    pydicom's check lets a component with a leading zero through ("1.2.03"), which dciodvfy
+    rejects, and its message quotes the value, which may not be logged.
+    """
+    text = uid.rstrip("\x00")
+    if len(text) > _MAX_LEN["UI"]:
+        return f"longer than {_MAX_LEN['UI']} characters"
+    if not _UID_CHARS.match(text):
+        return "a character other than the digits 0-9 and '.'"
+    components = text.split(".")
+    if "" in components:
+        return "an empty component (a leading, trailing or double '.')"
+    if any(c.startswith("0") and c != "0" for c in components):
+        return "a component with a leading zero"
     return None
 
 
@@ -331,22 +353,21 @@ def map_code(code: Dataset) -> Dataset:
 def copy_patient_study(target: Dataset, source: Dataset) -> None:
     """Copy the Patient and General Study modules, each value checked, in UTF-8.
 
-    The Study Instance UID is copied as received even when it is not valid (a leading zero
-    in a component): the output must join the study the PACS holds. That is logged.
+    The Study Instance UID is written exactly as received, so the output joins the study the
+    PACS holds; ``check_identity`` has already refused a study whose UID is not valid.
     """
     target.SpecificCharacterSet = CHARSET
     for keyword in PATIENT_STUDY:
         if keyword == "StudyInstanceUID":
-            target.StudyInstanceUID = str(source.StudyInstanceUID).strip().rstrip("\x00")
-            why = problem("UI", target.StudyInstanceUID)
-            if why:
-                repaired(keyword, why, "kept to join the source study")
+            target.StudyInstanceUID = cited_uid(source, keyword)
             continue
         copy_checked(target, source, keyword, type2=keyword in TYPE2_PATIENT_STUDY)
 
 
 #: What every output cites of each image (study, class, instance): Type 1, never repaired.
 IDENTITY = ("StudyInstanceUID", "SOPClassUID", "SOPInstanceUID")
+#: Cited too when present (the SRs' evidence, the GSPS's Referenced Series Sequence).
+_SERIES = "SeriesInstanceUID"
 
 
 def cited_uid(source: Dataset, keyword: str) -> str:
@@ -359,18 +380,37 @@ def cited_uid(source: Dataset, keyword: str) -> str:
 
 
 def check_identity(sources: dict[str, Dataset]) -> None:
-    """Raise ValueError when an image lacks a UID every output must cite it by.
+    """Raise ValueError when an image lacks a UID every output must cite it by, or has one
+    that is not a valid UID (PS3.5 9.1: over 64 characters, a character other than digits
+    and dots, an empty component or one with a leading zero).
 
-    The node refuses such images on receipt; a library caller (``mammocad model analyze`` on
-    files) may not. A made-up UID would cite an image that does not exist, so nothing is
-    built: the error names the image and the attribute.
+    The node refuses absent and malformed UIDs on receipt; a library caller (``mammocad
+    model analyze`` on files) may not, and the node accepts a leading zero. A made-up UID
+    would cite an image that does not exist, so nothing is built. An invalid one cannot be
+    repaired either: the results must cite the UIDs the PACS holds, character for character
+    (a "repaired" Study Instance UID starts a second study there), and cited as received
+    they make every object invalid (dciodvfy rejects it; a strict PACS refuses the object).
+    The error names the image, the attribute and what to do; one line is logged. Neither
+    echoes the invalid value (as the node never does): an invalid SOP Instance UID names
+    the image by its length.
     """
     for key, source in sources.items():
-        for keyword in IDENTITY:
-            if not cited_uid(source, keyword):
+        for keyword in (*IDENTITY, _SERIES):
+            uid = cited_uid(source, keyword)
+            if not uid:
+                if keyword == _SERIES:
+                    continue  # only the GSPS needs it: build_gsps names it
                 why = "has several values" if isinstance(source.get(keyword), MultiValue | list) else "is missing"
                 raise ValueError(f"image {key}: {keyword} {why}, so the results cannot cite it; correct the "
                                  "image's header at the sender (PS3.3: Type 1, one UID) and send it again")
+            invalid = uid_problem(uid)
+            if invalid:
+                image = key if uid_problem(key) is None else f"<not a valid UID, {len(key)} characters>"
+                log_event(logger, "source_uid_refused", logging.ERROR, image=image, attribute=keyword, reason=invalid)
+                raise ValueError(f"image {image}: {keyword} is not a valid UID ({invalid}; PS3.5 9.1), and the "
+                                 "results must cite it exactly as the PACS holds it, so none is built; correct "
+                                 "the UID at the modality, or have the PACS or a router coerce it, and send "
+                                 "the study again")
 
 
 def patient_orientation(source: Dataset) -> tuple[str, str] | None:

@@ -6,14 +6,12 @@ builds outputs also changes how every other thread reads data sets. So each obje
 checked explicitly once it is built, with pydicom's per-call validation: every text, date,
 time, code string and UID must meet its VR (length, character repertoire, syntax). Values
 copied from the received images were already checked or repaired when copied
-(``sanitize.py``); only the UIDs that cite the images (study, series, instance) are exempt,
-because the object must cite them exactly as the modality wrote them, even when that
-modality broke PS3.5 (a UID component with a leading zero).
+(``sanitize.py``). Nothing is exempt: the UIDs that cite the images must be cited as
+received, so an image whose UID breaks PS3.5 9.1 is refused before anything is built
+(``check_identity``), never cited invalidly.
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterable
 
 from pydicom.dataset import Dataset
 
@@ -24,30 +22,15 @@ _CHECKED_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", 
                           "UT", "UC", "UR"})
 
 
-def source_uids(sources: Iterable[Dataset]) -> frozenset[str]:
-    """The UIDs that cite the received images (exempt: they must be cited as received)."""
-    out = set()
-    for ds in sources:
-        for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID"):
-            out.add(str(ds.get(keyword, "")).strip().rstrip("\x00"))
-    return frozenset(out)
-
-
-def validate_output(ds: Dataset, source_uids: frozenset[str] = frozenset(), path: str = "") -> None:
-    """Raise ValueError naming the first attribute whose value is invalid for its VR.
-
-    ``source_uids``: UIDs copied from the sources to reference them (a Study Instance UID
-    with a leading-zero component must still be cited as the PACS holds it).
-    """
+def validate_output(ds: Dataset, path: str = "") -> None:
+    """Raise ValueError naming the first attribute whose value is invalid for its VR."""
     for elem in ds:
         where = f"{path}{elem.keyword or elem.tag}"
         if elem.VR == "SQ":
             for i, item in enumerate(elem.value or []):
-                validate_output(item, source_uids, f"{where}[{i}].")
+                validate_output(item, f"{where}[{i}].")
             continue
         if elem.VR not in _CHECKED_VRS or elem.value in (None, ""):
-            continue
-        if elem.VR == "UI" and str(elem.value) in source_uids:
             continue
         value = elem.value
         if elem.VR == "PN":
