@@ -4,8 +4,11 @@ The node accepts what a PACS sends (tolerant read); a result object must still b
 (strict write), so each attribute taken from a source image passes through here:
 
 * text values are checked against their VR (length, characters) and VM; an over-long
-  descriptive text is cut to fit, an invalid identifier, date, time, age or code string is
-  left empty (Type 2) or out (Type 3) — never passed on;
+  descriptive text is cut to fit, a code string in lower case is upper-cased when that is
+  one of its defined terms ("f" → "F"), a decimal string over 16 characters is written as
+  the same number in 16 ("1.6500000000000001" → "1.65", 15 significant digits kept); an
+  invalid identifier, date, time, age, code string or number that no such repair makes
+  valid is left empty (Type 2) or out (Type 3) — never passed on;
 * empty sequences and sequence items that do not validate are dropped;
 * a time (TM) is normalised where PS3.5 6.2 lets it be read: the retired ACR-NEMA form with
   colons ("10:15:00"), surrounding spaces, more than six fraction digits (cut to six) and a
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import math
 import re
 
 from pydicom import config
@@ -55,6 +59,24 @@ _TRUNCATABLE = frozenset({"StudyDescription", "SeriesDescription", "BodyPartExam
 #: Copied attributes with Enumerated Values: anything else is invalid (dciodvfy rejects it and
 #: highdicom raises on it, losing the whole object), e.g. "W" or "FEMALE" for Patient's Sex.
 _ENUMERATED = {"PatientSex": frozenset({"M", "F", "O"})}
+#: Defined and Enumerated Terms (PS3.3) of the code strings copied from images (the Patient
+#: and Study modules, their sequences' items): a lower-case value ("f", "no") is written in
+#: upper case when that is one of them, the one repair of a CS that cannot change its meaning.
+#: A CS with no entry here is never guessed at: if invalid, it is left out.
+_CS_TERMS = {
+    **_ENUMERATED,
+    "PatientSexNeutered": frozenset({"ALTERED", "UNALTERED"}),  # C.7.1.1
+    "SmokingStatus": frozenset({"YES", "NO", "UNKNOWN"}),  # C.7.2.2
+    "QualityControlSubject": frozenset({"YES", "NO"}),  # C.7.1.1
+    "TypeOfPatientID": frozenset({"TEXT", "RFID", "BARCODE"}),  # C.7.1.1
+    "UniversalEntityIDType": frozenset({"DNS", "EUI64", "ISO", "URI", "UUID", "X400", "X500"}),  # 10.14
+    "Laterality": frozenset({"R", "L"}),  # C.7.3.1
+    "ImageLaterality": frozenset({"R", "L", "U", "B"}),  # C.8.11.7
+}
+#: A DS as PS3.5 6.2 writes it (a fixed or floating point number), before its 16-character limit.
+#: Half a unit in the 15th significant digit, relative to a value whose first digit is 1.
+_DS_REL_TOL = 5.1e-15
+_DS_TEXT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 #: Maximum lengths, counted in bytes of UTF-8: PS3.5 gives them in characters, but dciodvfy
 #: counts bytes, and a value re-encoded from Latin-1 or ISO 2022 as UTF-8 grows (a 64-character
 #: Latin-1 description with umlauts is more than 64 bytes); within the bytes it is within both.
@@ -229,6 +251,10 @@ def copy_checked(target: Dataset, source: Dataset, keyword: str, *, type2: bool 
         value = _person_name(keyword, value)
     if vr == "TM" and isinstance(value, str):
         value = _time(keyword, value)
+    if vr == "CS":
+        value = _upper_case(keyword, value)
+    if vr == "DS":
+        value = _short_decimals(keyword, value)
     why = problem(vr, value) or (None if _vm_ok(keyword, value) else f"VM not {dictionary_VM(keyword)}")
     if not why and keyword in _ENUMERATED and str(value).strip() not in _ENUMERATED[keyword]:
         why = f"not one of {', '.join(sorted(_ENUMERATED[keyword]))}"
@@ -243,6 +269,62 @@ def copy_checked(target: Dataset, source: Dataset, keyword: str, *, type2: bool 
         return False
     target[keyword] = DataElement(source[keyword].tag, vr, value)
     return True
+
+
+def ds_text(value: object) -> str | None:
+    """The same number as a valid DS (at most 16 characters), or None when it has no such form.
+
+    "The same number": the same double where that fits ("70.000000000000000" is "70.0"), else
+    the same to 15 significant digits, all that a double (DBL_DIG), and so any reader that
+    decodes a DS as one, holds reliably: "1.6500000000000001", a float printed with 17
+    digits, is "1.65". A number that needs more characters than 16 at that precision
+    ("0.000123456789012345") is not rounded further, and text that is no DS ("1,5",
+    "inf") is not guessed at: None.
+    """
+    text = str(value).strip()
+    if not isinstance(value, float) and not _DS_TEXT.match(text):
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    if not math.isfinite(number):
+        return None
+    for form in (repr(number), f"{number:.15g}", f"{number:.14e}"):
+        mantissa, _, exponent = form.partition("e")
+        if exponent and "." in mantissa:
+            mantissa = mantissa.rstrip("0").rstrip(".")
+        short = f"{mantissa}e{int(exponent)}" if exponent else mantissa
+        if len(short) <= 16 and math.isclose(float(short), number, rel_tol=_DS_REL_TOL):
+            return short
+    return None
+
+
+def _upper_case(keyword: str, value: object) -> object:
+    """A CS value ("f", ["no"]) in upper case when that is one of the attribute's terms."""
+    terms = _CS_TERMS.get(keyword)
+    values = list(value) if isinstance(value, MultiValue | list) else [value]
+    if terms is None:
+        return value
+    fixed = [v.strip().upper() if isinstance(v, str) and v.strip().upper() in terms else v for v in values]
+    if fixed == values:
+        return value
+    repaired(keyword, "code string not in upper case", "upper-cased (a defined term)")
+    return fixed if isinstance(value, MultiValue | list) else fixed[0]
+
+
+def _short_decimals(keyword: str, value: object) -> object:
+    """A DS value whose text is invalid (over 16 characters) written as the same number in
+    16 (``ds_text``); a value with no such form is returned as it is, and left out."""
+    values = list(value) if isinstance(value, MultiValue | list) else [value]
+    fixed = []
+    for v in values:
+        short = ds_text(v) if problem("DS", v) else None
+        fixed.append(short if short is not None else v)
+    if all(a is b for a, b in zip(fixed, values, strict=True)):
+        return value
+    repaired(keyword, "decimal string over 16 characters", "shortened to the same number")
+    return fixed if isinstance(value, MultiValue | list) else fixed[0]
 
 
 def _time(keyword: str, value: str) -> str:
