@@ -29,7 +29,7 @@ from __future__ import annotations
 from pydicom.dataset import Dataset
 
 from mammocad.config.settings import OutputKind
-from mammocad.dicom.header import usable_spacing
+from mammocad.dicom.header import magnification_from_header, usable_spacing
 from mammocad.model.results import ImageRef, ImageResult, LesionType
 from mammocad.results import codes as C
 from mammocad.results import operating_points as OP
@@ -77,10 +77,35 @@ def _algorithm(rel: str, ctx: OutputContext) -> list[Dataset]:
     ]
 
 
+#: PS3.3 10.7.1.2: a Pixel Spacing corrected to the patient, not the receptor's.
+_CALIBRATED = ("GEOMETRY", "FIDUCIAL")
+
+
 def _spacing(source: Dataset) -> tuple[float, float] | None:
-    """(row, column) spacing in mm, positive and finite, from the detector's or the image's."""
-    found = usable_spacing(source, ("ImagerPixelSpacing", "PixelSpacing"))
-    return found[0] if found else None
+    """(row, column) spacing in mm at the image receptor, positive and finite; None when the
+    header does not give it.
+
+    TID 4020 states it with DCM 111026/111066, which PS3.16 Annex D defines for projection
+    radiography as measured "at the front plane of an Image Receptor housing": Imager Pixel
+    Spacing, also for a magnification view (its breast-plane spacing is Pixel Spacing, or
+    Imager Pixel Spacing / Estimated Radiographic Magnification Factor, and a reader derives
+    it from the image). Without Imager Pixel Spacing: a digitised film's Nominal Scanned Pixel
+    Spacing (the film is the receptor), else Pixel Spacing, times the magnification when it
+    is calibrated to the breast; a calibrated one whose magnification is unknown is not
+    stated, since it is not the receptor's.
+    """
+    found = usable_spacing(source, ("ImagerPixelSpacing", "NominalScannedPixelSpacing"))
+    if found:
+        return found[0]
+    pixel = usable_spacing(source, ("PixelSpacing",))
+    if pixel is None:
+        return None
+    if str(source.get("PixelSpacingCalibrationType", "") or "").strip().upper() not in _CALIBRATED:
+        return pixel[0]
+    magnification = magnification_from_header(source)
+    if magnification is None:
+        return None
+    return pixel[0][0] * magnification[0], pixel[0][1] * magnification[0]
 
 
 def _valid(vr_check: str, value: object) -> str:
