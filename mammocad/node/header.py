@@ -21,6 +21,7 @@ from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ImplicitVRLittleEnd
 
 from mammocad.dicom.frame_size import declared_bytes, is_sized_stream, stream_size
 from mammocad.dicom.header import HEADER_KEYWORDS, laterality_view
+from mammocad.dicom.uids import uid_problem
 from mammocad.spool.layout import is_uid
 
 _PIXEL_TAGS = {0x7FE00008, 0x7FE00009, 0x7FE00010}
@@ -219,6 +220,25 @@ def check_series(header: Header) -> None:
     if not is_uid(header.series_uid):
         raise HeaderError(INVALID_UID, f"SeriesInstanceUID is not a DICOM UID ({len(header.series_uid)} "
                                        "characters; digits and dots, at most 64)")
+    check_citable(header)
+
+
+def check_citable(header: Header) -> None:
+    """Raise :class:`HeaderError` (0xC001) when a UID every result must cite breaks PS3.5 9.1.
+
+    The spool's rule (``is_uid``) lets a component with a leading zero through, as many
+    archives hold such UIDs; but the results cite the image's UIDs exactly as received (the
+    PACS matches them character for character), so they could not be both joined to the study
+    and valid (docs/CONFORMANCE.md): the sender hears it now, rather than a report never
+    arriving after the image was analysed. The value is never echoed (it may carry an ID).
+    """
+    for keyword, uid in (("StudyInstanceUID", header.study_uid), ("SeriesInstanceUID", header.series_uid),
+                         ("SOPInstanceUID", header.sop_uid), ("SOPClassUID", header.sop_class)):
+        reason = uid_problem(uid)
+        if reason is not None:
+            raise HeaderError(INVALID_UID, f"{keyword} breaks PS3.5 9.1 ({reason}): the results could not "
+                                           "cite it validly; correct the UID at the modality, or have the "
+                                           "PACS or a router coerce it, and send the image again")
 
 
 def _check_pixels(stream: BinaryIO, stopped: dict[str, int], total: int, implicit: bool) -> None:

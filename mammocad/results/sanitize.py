@@ -319,7 +319,7 @@ def check_identity(sources: dict[str, Dataset]) -> None:
     and dots, an empty component or one with a leading zero).
 
     The node refuses absent and malformed UIDs on receipt; a library caller (``mammocad
-    model analyze`` on files) may not, and the node accepts a leading zero. A made-up UID
+    model analyze`` on files, or a spool an older node filled) may not. A made-up UID
     would cite an image that does not exist, so nothing is built. An invalid one cannot be
     repaired either: the results must cite the UIDs the PACS holds, character for character
     (a "repaired" Study Instance UID starts a second study there), and cited as received

@@ -19,6 +19,8 @@ from pydicom import config
 from pydicom.multival import MultiValue
 from pydicom.valuerep import IS, DSdecimal, DSfloat, validate_value
 
+from mammocad.dicom.uids import uid_problem
+
 #: Half a unit in the 15th significant digit, relative to a value whose first digit is 1.
 _DS_REL_TOL = 5.1e-15
 #: A DS as PS3.5 6.2 writes it (a fixed or floating point number), before its 16-character limit.
@@ -33,7 +35,6 @@ MAX_LEN = {"AE": 16, "AS": 4, "CS": 16, "DA": 8, "LO": 64, "PN": 64, "SH": 16, "
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _TEXT_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
 _TEXT_VRS = frozenset({"ST", "LT", "UT"})
-_UID_CHARS = re.compile(r"^[0-9.]+$")
 #: A time as PS3.5 6.2 TM reads it: HH[MM[SS[.F...]]], or the retired ACR-NEMA HH:MM[:SS[.F...]].
 _TIME = re.compile(r"^(?P<h>\d{2})(?::?(?P<m>\d{2})(?::?(?P<s>\d{2})(?:\.(?P<f>\d*))?)?)?$")
 
@@ -62,25 +63,6 @@ def problem(vr: str, value: object) -> str | None:
             return "not a calendar date"
         if vr == "TM" and normalise_time(v) != v.rstrip():
             return "not a time in HHMMSS.FFFFFF form (leap second, range or colons)"
-    return None
-
-
-def uid_problem(uid: str) -> str | None:
-    """Why ``uid`` breaks PS3.5 9.1 (in words, without the value), or None when it is valid.
-
-    pydicom's check lets a component with a leading zero through ("1.2.03"), which dciodvfy
-    rejects, and its message quotes the value, which may not be logged.
-    """
-    text = uid.rstrip("\x00")
-    if len(text) > MAX_LEN["UI"]:
-        return f"longer than {MAX_LEN['UI']} characters"
-    if not _UID_CHARS.match(text):
-        return "a character other than the digits 0-9 and '.'"
-    components = text.split(".")
-    if "" in components:
-        return "an empty component (a leading, trailing or double '.')"
-    if any(c.startswith("0") and c != "0" for c in components):
-        return "a component with a leading zero"
     return None
 
 

@@ -45,6 +45,32 @@ def test_mammogram_without_a_series_uid_refused(start_node: Callable[..., NodeEn
     assert [args[2] for _, args in env.tasks("gpu")] == [str(good.SOPInstanceUID)]
 
 
+@pytest.mark.parametrize("keyword", ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"])
+def test_mammogram_whose_uid_has_a_leading_zero_refused(start_node: Callable[..., NodeEnv], tmp_path: Path,
+                                                        caplog: pytest.LogCaptureFixture, keyword: str) -> None:
+    """A component with a leading zero passes the spool's rule but not PS3.5 9.1: the results
+    cite the UID as received, so they could not be valid; the sender is told at once (0xC001)
+    rather than the image being analysed for a report that is never built."""
+    ds = factories.make_mammogram()
+    bad = "1.2.826.0.1.3680043.8.498.012345"
+    setattr(ds, keyword, bad)
+    good = factories.make_mammogram(study_uid=None if keyword == "StudyInstanceUID" else str(ds.StudyInstanceUID))
+    env = start_node()
+    with caplog.at_level(logging.INFO, logger="mammocad"):
+        result = env.storescu(factories.write(ds, tmp_path / "zero.dcm"), factories.write(good, tmp_path / "good.dcm"),
+                              opts=("-v", "-nh"))
+    responses = [line for line in result.stderr.splitlines() if "Received Store Response" in line]
+    assert len(responses) == 2 and "Success" in responses[1], result.stderr
+    assert "Error: CannotUnderstand" in responses[0], result.stderr
+    assert not env.spool.image_path(str(ds.StudyInstanceUID), str(ds.SOPInstanceUID)).exists()
+    [refused] = _refusals(caplog)
+    assert refused.status == "0xC001"  # type: ignore[attr-defined]
+    assert keyword in refused.error and "leading zero" in refused.error  # type: ignore[attr-defined]
+    assert bad not in refused.error  # type: ignore[attr-defined]  # never echoed
+    env.settle()
+    assert [args[2] for _, args in env.tasks("gpu")] == [str(good.SOPInstanceUID)]
+
+
 def test_set_aside_object_without_a_series_uid_still_accepted(start_node: Callable[..., NodeEnv],
                                                                tmp_path: Path) -> None:
     """Objects the node only keeps (other modalities, our own SRs sent back) are never cited."""
