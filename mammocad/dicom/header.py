@@ -242,6 +242,34 @@ def breast_from_orientation(row_dir: str, col_dir: str) -> str:
     return ""
 
 
+def breast_from_header(ds: Dataset) -> tuple[str, str]:
+    """("L"|"R"|"", source): the breast an image shows, by its header alone.
+
+    Patient Orientation's breast (:func:`breast_from_orientation`) when it names one, else
+    :func:`laterality_from_header`'s. The header-level half of the model's rule
+    (``standardise._oriented_breast``), for the readers that have no pixels: the node's
+    four-views rule and start-up recovery, and the worker citing an image it could not analyse.
+    Why they must use it: an image whose Patient Orientation names the other breast than its
+    Image Laterality is analysed and reported as Patient Orientation's breast, so a reader that
+    took Image Laterality would count it toward the other breast (a study declared complete
+    early, or left waiting for the timeout) and name the other breast in a failure report.
+
+    The one difference from the model: the model also checks that the pixels put the chest wall
+    on Patient Orientation's side before believing it; this rule cannot, and believes the header.
+    """
+    laterality, source = laterality_from_header(ds)
+    row_dir, col_dir = orientation_from_header(ds)
+    named = breast_from_orientation(row_dir, col_dir)
+    if named and named != laterality:
+        return named, "PatientOrientation"
+    return laterality, source
+
+
+def breast_view(ds: Dataset) -> tuple[str, str]:
+    """(breast "L"|"R"|"" by :func:`breast_from_header`, view e.g. "CC"|"MLO"|"") without the sources."""
+    return breast_from_header(ds)[0], view_from_header(ds)[0]
+
+
 def needs_vertical_flip(laterality: str, view: str, col_dir: str) -> bool:
     """True when Patient Orientation says the image is upside down.
 

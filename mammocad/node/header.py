@@ -20,7 +20,7 @@ from pydicom.tag import BaseTag, Tag
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from mammocad.dicom.frame_size import declared_bytes, is_sized_stream, stream_size
-from mammocad.dicom.header import HEADER_KEYWORDS, laterality_view
+from mammocad.dicom.header import HEADER_KEYWORDS, breast_view
 from mammocad.dicom.uids import uid_problem
 from mammocad.spool.layout import is_uid
 
@@ -54,6 +54,8 @@ class Header:
     sop_uid: str
     study_uid: str
     modality: str
+    #: The breast the model analyses the image as, by the header alone
+    #: (:func:`~mammocad.dicom.header.breast_from_header`): what the four-views rule counts.
     laterality: str
     view: str
     pixels: int
@@ -196,7 +198,7 @@ def _extract(ds: Dataset) -> Header:
                                            "digits and dots, at most 64)")
     rows, columns = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
     frames = int(ds.get("NumberOfFrames") or 1)
-    laterality, view = laterality_view(ds)
+    laterality, view = breast_view(ds)
     return Header(
         sop_class=_text(ds, "SOPClassUID"), sop_uid=_text(ds, "SOPInstanceUID"),
         study_uid=_text(ds, "StudyInstanceUID"), series_uid=_text(ds, "SeriesInstanceUID").rstrip("\x00"),

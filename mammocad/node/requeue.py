@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from pydicom import dcmread
 
-from mammocad.dicom.header import HEADER_KEYWORDS, laterality_view
+from mammocad.dicom.header import HEADER_KEYWORDS, breast_view
 from mammocad.logs import log_event
 from mammocad.node.queueing import Dispatcher
 from mammocad.spool.layout import Spool
@@ -29,12 +29,14 @@ class RecoveryReport:
 
 
 def views_of(spool: Spool, study_uid: str, sops: list[str]) -> dict[str, tuple[str, str]]:
+    """(breast, view) of each image on disk, read as the C-STORE path reads them
+    (:func:`~mammocad.dicom.header.breast_view`), so a resumed study completes as it would have."""
     views: dict[str, tuple[str, str]] = {}
     for sop in sops:
         try:
             ds = dcmread(spool.image_path(study_uid, sop), stop_before_pixels=True,
                          specific_tags=list(HEADER_KEYWORDS))
-            lat, view = laterality_view(ds)
+            lat, view = breast_view(ds)
         except Exception as exc:
             log_event(logger, "recover_unreadable", logging.WARNING, study=study_uid, sop=sop, error=str(exc)[:200])
             lat, view = "", ""

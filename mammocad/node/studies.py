@@ -1,8 +1,9 @@
 """When is a study complete? Four screening views, or a quiet spell.
 
-Screening mammography is R/L × CC/MLO. A study is declared complete as soon as those
-four views are in, or after ``study_timeout_s`` without a new image (extra views,
-missing views, film archives without view attributes). An image arriving after the
+Screening mammography is R/L × CC/MLO; an image's breast is the one the model analyses it as
+(``dicom.header.breast_from_header``: Patient Orientation's when it names one). A study is
+declared complete as soon as those four views are in, or after ``study_timeout_s`` without
+a new image (extra views, missing views, film archives without view attributes). An image arriving after the
 declaration reopens the study; it then completes again by timeout with the bigger set.
 The tracker is pure bookkeeping: the dispatcher thread owns it and writes the files, and
 tells it (``declared`` / ``declare_failed``) whether the write worked.

