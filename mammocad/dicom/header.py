@@ -224,22 +224,79 @@ def chest_wall_left_from_header(laterality: str, row_dir: str) -> tuple[bool | N
     return None, "unknown"
 
 
-def breast_from_orientation(row_dir: str, col_dir: str) -> str:
-    """The breast whose conventional orientation Patient Orientation is: "L" for A\\R (LCC, and
-    LMLO written A\\FR), "R" for P\\L (RCC, RMLO P\\FL); "" for any other (mirrored or
-    rotated forms, a missing or one-letter column direction).
+#: Each breast's medio-lateral oblique plane, by its oblique axis either way along it (the axis of
+#: the image that is not the anterior-posterior one). The beam of an LMLO runs superomedial to
+#: inferolateral (towards F and L), so its image plane holds A/P and the FR-HL axis; an RMLO's
+#: holds FL-HR. A plane, not a layout: turning or mirroring the image keeps it.
+_OBLIQUE_PLANES: dict[frozenset[str], str] = {
+    frozenset("FR"): "L", frozenset("HL"): "L", frozenset("FL"): "R", frozenset("HR"): "R",
+}
+#: Views whose beam crosses the MLO's (inferomedial to superolateral and back): the left breast's
+#: image lies in the right breast's MLO plane. The latero-medial oblique reverses the MLO's beam
+#: along it and keeps its plane.
+_CROSSED_OBLIQUE_VIEWS = ("SIO", "ISO")
+#: The conventional cranio-caudal layouts, as modalities write and viewers hang them: lateral
+#: side at the top, the left breast's chest wall on the left.
+_CONVENTIONAL_AXIAL = {("A", "R"): "L", ("P", "L"): "R"}
+_OPPOSITES = (frozenset("AP"), frozenset("RL"), frozenset("HF"))
 
-    Why it can overrule Image Laterality for geometry: Patient Orientation is the attribute that
-    describes the image's row and column directions (PS3.3 C.7.6.1.1.1); Image Laterality only
-    names the breast (C.8.11.7), and is the one a technologist picks at the console. A header
-    saying "right breast" with the left breast's A\\R would otherwise be taken for a right breast
-    rotated 180 degrees, and its CC turned upside down.
+
+def _direction(value: str) -> bool:
+    """A Patient Orientation value (PS3.3 C.7.6.1.1.1): letters of A P R L H F, each at most once,
+    never two opposite ones."""
+    letters = frozenset(value)
+    return (bool(value) and len(letters) == len(value) and letters <= frozenset("APRLHF")
+            and not any(pair <= letters for pair in _OPPOSITES))
+
+
+def _anterior_posterior_first(row_dir: str, col_dir: str) -> tuple[str, str] | None:
+    """(A or P, the other direction) of a mammographic Patient Orientation: one value is the
+    anterior-posterior axis alone, the other none of it. A turned pair (A or P down the columns)
+    is transposed, as the model analyses it (``standardise.stored_turned``). None otherwise."""
+    if not (_direction(row_dir) and _direction(col_dir)):
+        return None
+    if row_dir in ("A", "P") and not set(col_dir) & {"A", "P"}:
+        return row_dir, col_dir
+    if col_dir in ("A", "P") and not set(row_dir) & {"A", "P"}:
+        return col_dir, row_dir
+    return None
+
+
+def breast_from_orientation(row_dir: str, col_dir: str, *, view: str = "") -> str:
+    """The breast Patient Orientation (row direction, column direction) names: "L", "R", or "".
+
+    Patient Orientation gives the patient directions of the rows and the columns (PS3.3
+    C.7.6.1.1.1); a mammogram's are the anterior-posterior axis and one across the breast, in the
+    conventional layouts LCC A\\R, RCC P\\L, LMLO A\\FR, RMLO P\\FL. Which breast they imply:
+
+    * Oblique views (the other value holds L or R *and* H or F): the breast whose image plane
+      holds that axis (``_OBLIQUE_PLANES``), in every layout: turned, mirrored, upside down. The
+      superolateral/inferomedial obliques (``view`` SIO or ISO) lie in the other breast's plane.
+    * Cranio-caudal views (L or R alone): both breasts' images lie in one plane, so only the
+      conventional layouts name a breast, A\\R the left, P\\L the right (and the same stored
+      transposed, R\\A, L\\P). Any other layout is one breast's mirrored and the other's turned
+      (A\\L: an RCC mirrored to put its chest wall on the left, or an LCC upside down; R\\P: an LCC
+      turned anticlockwise or an RCC clockwise): "".
+    * Lateral views (H or F alone): one plane for both breasts too, and the conventional A\\F
+      (left) is also the right breast's mirrored to the left, as exports that normalise do: "".
+
+    A turned pair (A or P down the columns) names what its transposed pair names, since the model
+    transposes such an image before asking; ``view`` "" reads obliques as MLO.
+
+    Why it can overrule Image Laterality: Patient Orientation is the attribute that describes the
+    image's geometry, Image Laterality only names the breast (C.8.11.7) and is the one a
+    technologist picks at the console. A header saying "right breast" with the left breast's
+    A\\R would otherwise be taken for a right breast rotated 180 degrees, its CC upside down.
     """
-    if row_dir == "A" and "R" in col_dir and "L" not in col_dir:
-        return "L"
-    if row_dir == "P" and "L" in col_dir and "R" not in col_dir:
-        return "R"
-    return ""
+    pair = _anterior_posterior_first(row_dir, col_dir)
+    if pair is None:
+        return ""
+    if len(pair[1]) == 2:
+        breast = _OBLIQUE_PLANES.get(frozenset(pair[1]), "")
+        if breast and view in _CROSSED_OBLIQUE_VIEWS:
+            return "R" if breast == "L" else "L"
+        return breast
+    return _CONVENTIONAL_AXIAL.get(pair, "")
 
 
 def breast_from_header(ds: Dataset) -> tuple[str, str]:
@@ -259,7 +316,7 @@ def breast_from_header(ds: Dataset) -> tuple[str, str]:
     """
     laterality, source = laterality_from_header(ds)
     row_dir, col_dir = orientation_from_header(ds)
-    named = breast_from_orientation(row_dir, col_dir)
+    named = breast_from_orientation(row_dir, col_dir, view=view_from_header(ds)[0])
     if named and named != laterality:
         return named, "PatientOrientation"
     return laterality, source

@@ -132,3 +132,86 @@ def test_an_uncalibrated_pixel_spacing_marks_no_magnification_view() -> None:
     """Without a calibration type, a Pixel Spacing unlike Imager Pixel Spacing is not taken as a
     magnification: the detector-plane size stays, as for every contact view before."""
     assert breast_spacing(_spaced(PixelSpacing=[0.05, 0.05])) == ((0.1, 0.1), "ImagerPixelSpacing")
+
+
+#: (row direction, column direction, view, breast, why): PS3.3 C.7.6.1.1.1 (the directions of the
+#: rows, then of the columns) on each breast's conventional layouts (LCC A\R, RCC P\L, LMLO A\FR,
+#: RMLO P\FL; PS3.17 Annex A) turned, mirrored and stored transposed.
+ORIENTATIONS = [
+    # Cranio-caudal: the plane (A/P, L/R) is both breasts'; only the conventional layouts name one.
+    ("A", "R", "CC", "L", "LCC"),
+    ("P", "L", "CC", "R", "RCC"),
+    ("R", "A", "CC", "L", "LCC stored transposed (the model transposes it back to A\\R)"),
+    ("L", "P", "CC", "R", "RCC stored transposed"),
+    ("A", "L", "CC", "", "RCC mirrored to chest wall left = LCC upside down"),
+    ("P", "R", "CC", "", "LCC mirrored = RCC upside down"),
+    ("R", "P", "CC", "", "LCC turned anticlockwise = RCC turned clockwise"),
+    ("L", "A", "CC", "", "RCC turned anticlockwise = LCC turned clockwise"),
+    # Medio-lateral oblique: each breast's plane has its own oblique axis, whatever the layout.
+    ("A", "FR", "MLO", "L", "LMLO"),
+    ("P", "FL", "MLO", "R", "RMLO"),
+    ("A", "RF", "MLO", "L", "LMLO, letters the other way round"),
+    ("P", "FR", "MLO", "L", "LMLO mirrored"),
+    ("A", "FL", "MLO", "R", "RMLO mirrored (chest wall on the left)"),
+    ("A", "HL", "MLO", "L", "LMLO upside down"),
+    ("P", "HR", "MLO", "R", "RMLO upside down"),
+    ("P", "HL", "MLO", "L", "LMLO turned 180 degrees"),
+    ("A", "HR", "MLO", "R", "RMLO turned 180 degrees"),
+    ("FR", "P", "MLO", "L", "LMLO turned anticlockwise"),
+    ("HL", "A", "MLO", "L", "LMLO turned clockwise"),
+    ("FL", "A", "MLO", "R", "RMLO turned anticlockwise"),
+    ("HR", "P", "MLO", "R", "RMLO turned clockwise"),
+    ("A", "FR", "", "L", "no view: the MLO planes"),
+    ("A", "FL", "LMO", "R", "latero-medial oblique: the same planes"),
+    # The inferomedial/superolateral obliques lie in the other breast's MLO plane.
+    ("A", "FL", "SIO", "L", "LSIO"),
+    ("P", "FR", "ISO", "R", "RISO"),
+    ("FR", "P", "SIO", "R", "RSIO turned"),
+    # Lateral views: the plane (A/P, H/F) is both breasts'; the right breast's mirrored to the left is A\F.
+    ("A", "F", "ML", "", "LML = RML mirrored"),
+    ("P", "F", "LM", "", "RLM = LLM mirrored"),
+    ("F", "P", "ML", "", "turned lateral"),
+    # Not a mammographic Patient Orientation.
+    ("", "", "CC", "", "absent"),
+    ("A", "", "CC", "", "one value"),
+    ("A", "A", "CC", "", "two anterior-posterior axes"),
+    ("R", "L", "CC", "", "no anterior-posterior axis"),
+    ("R", "F", "CC", "", "no anterior-posterior axis"),
+    ("AF", "R", "CC", "", "an oblique anterior-posterior axis"),
+    ("A", "RL", "CC", "", "opposite directions in one value"),
+    ("A", "FH", "MLO", "", "opposite directions in one value"),
+    ("A", "RR", "CC", "", "a letter twice"),
+    ("A", "X", "CC", "", "not a direction"),
+]
+
+
+@pytest.mark.parametrize(("row_dir", "col_dir", "view", "breast", "why"), ORIENTATIONS,
+                         ids=[f"{r or '-'}\\{c or '-'}-{v or 'noview'}" for r, c, v, _, _ in ORIENTATIONS])
+def test_breast_from_orientation(row_dir: str, col_dir: str, view: str, breast: str, why: str) -> None:
+    from mammocad.dicom.header import breast_from_orientation
+
+    assert breast_from_orientation(row_dir, col_dir, view=view) == breast, why
+    if row_dir in ("A", "P") and view in ("MLO", "CC"):  # what the model asks after putting A/P along the rows
+        assert breast_from_orientation(row_dir, col_dir) == breast, why
+
+
+def test_a_turned_pair_names_the_breast_of_its_transposed_pair() -> None:
+    """standardise transposes a turned image before asking (standardise.stored_turned); the node asks
+    with the pair as stored: both must get one answer."""
+    from mammocad.dicom.header import breast_from_orientation
+
+    for row_dir, col_dir, view, _, _ in ORIENTATIONS:
+        assert breast_from_orientation(row_dir, col_dir, view=view) == breast_from_orientation(
+            col_dir, row_dir, view=view), (row_dir, col_dir)
+
+
+@pytest.mark.parametrize("k", [1, -1])
+def test_a_turned_film_labelled_the_other_breast_names_its_own(k: int) -> None:
+    """A real LMLO film (CBIS-DDSM) stored turned by 90 degrees, its Patient Orientation saying so
+    (FR\\P or HL\\A), labelled "R": the LMLO's oblique axis names the left breast. Only the
+    conventional layouts used to, so the node counted it as an RMLO."""
+    from tests.model.turned_films import film, turned
+
+    ds = turned(film("1-131.dcm"), k)
+    ds.Laterality = "R"
+    assert breast_from_header(ds) == ("L", "PatientOrientation")
