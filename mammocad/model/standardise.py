@@ -13,7 +13,8 @@ Orientation: an image whose Patient Orientation puts the anterior-posterior axis
 columns (stored turned by 90 degrees) is transposed first (``stored_turned``); the chest wall's
 side comes from the pixels when they are clear, else Patient Orientation's row direction, else
 the laterality convention; the top of a CC from Patient
-Orientation when it is a conventional one the pixels agree with, else Image Laterality. A header
+Orientation when it names a breast (``header.breast_from_orientation``: a conventional CC
+layout, an oblique in any) and the pixels agree with its chest wall side, else Image Laterality. A header
 whose Image Laterality names the other breast is logged once (``orientation_conflict``), and the
 breast analysed (``meta["laterality"]``, which the results cite) is Patient Orientation's.
 Multi-frame images: only the first frame is analysed (mammography is single-frame; a
@@ -353,7 +354,7 @@ def _finish(image: np.ndarray, *, laterality: str, view: str, row_dir: str, col_
         laterality = "L" if chest_left else "R"
         meta["laterality"], meta["laterality_source"] = laterality, "pixels"
     flip_h = not chest_left
-    oriented = _oriented_breast(laterality, row_dir, col_dir, chest_left, meta)
+    oriented = _oriented_breast(laterality, view, row_dir, col_dir, chest_left, meta)
     flip_v = dicom_header.needs_vertical_flip(oriented, view, col_dir)
     if flip_h:
         image = image[:, ::-1]
@@ -387,18 +388,20 @@ def stored_turned(row_dir: str, col_dir: str) -> bool:
     return any(c in col_dir for c in "AP") and not any(c in row_dir for c in "AP")
 
 
-def _oriented_breast(laterality: str, row_dir: str, col_dir: str, chest_left: bool, meta: dict[str, Any]) -> str:
+def _oriented_breast(laterality: str, view: str, row_dir: str, col_dir: str, chest_left: bool,
+                     meta: dict[str, Any]) -> str:
     """The breast whose lateral side the vertical flip puts at the top of a CC.
 
-    Patient Orientation wins over Image Laterality when it is a conventional orientation whose
-    chest wall side the image agrees with (``header.breast_from_orientation`` says why); a header
+    Patient Orientation wins over Image Laterality when it names a breast (``view``: an SIO or
+    ISO lies in the other breast's oblique plane) and the image agrees with its chest wall side
+    (``header.breast_from_orientation`` says which layouts name one, and why); a header
     that disagrees with itself that way is recorded in ``meta["orientation_conflict"]`` (logged
     by :func:`standardise`), and ``meta["laterality"]`` becomes the breast the image was analysed
     as: the results cite it (``inference.Detector.analyze_dataset``), so a report never names one
     breast for marks placed as on the other. A Patient Orientation the pixels contradict is no
     evidence here.
     """
-    named = dicom_header.breast_from_orientation(row_dir, col_dir)
+    named = dicom_header.breast_from_orientation(row_dir, col_dir, view=view)
     if not named or (row_dir == "A") != chest_left:
         return laterality
     if laterality and laterality != named:

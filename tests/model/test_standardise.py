@@ -116,6 +116,19 @@ def test_a_wrong_image_laterality_does_not_turn_the_image_upside_down(view: str,
     assert not caplog.records and rcc.meta["flip_h"] is True and rcc.meta["flip_v"] is False
 
 
+def test_a_superolateral_oblique_is_read_in_its_own_plane(caplog: pytest.LogCaptureFixture) -> None:
+    """An SIO's beam crosses the MLO's, so a left SIO's image lies in the right MLO's plane (A\\FL):
+    read as an MLO, its correct header was taken for a conflict and the left breast reported as right."""
+    ds, _ = marker_dataset("L", "MLO", "MONOCHROME2")
+    ds.ViewPosition, ds.PatientOrientation = "SIO", ["A", "FL"]
+    ds.ViewCodeSequence[0].CodeValue = "399188001"
+    ds.ViewCodeSequence[0].CodeMeaning = "superolateral to inferomedial oblique"
+    with caplog.at_level(logging.WARNING, logger="mammocad.model.standardise"):
+        std = standardise(ds)
+    assert not [r for r in caplog.records if r.getMessage() == "orientation_conflict"]
+    assert std.meta["laterality"] == "L" and "orientation_conflict" not in std.meta
+
+
 @pytest.mark.parametrize("spacing", [0.07, 0.2])
 def test_resampling_to_working_spacing(spacing: float) -> None:
     ds, box = marker_dataset("L", "CC", "MONOCHROME2", spacing=spacing)
