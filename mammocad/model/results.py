@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from mammocad.dicom.header import laterality_view
+from mammocad.dicom.header import breast_view
 
 if TYPE_CHECKING:  # pydicom loads numpy and Pillow: not at import (tests/test_cli_help.py)
     from pydicom.dataset import Dataset
@@ -113,10 +113,12 @@ class ImageRef:
     def from_header(cls, ds: Dataset) -> ImageRef:
         """What a report needs to cite the image, from its header alone (no pixel decoding).
 
-        Laterality and view come from the one header reader (:mod:`mammocad.dicom.header`),
-        as the node's four-views rule reads them.
+        Laterality and view come from the one header rule (:func:`mammocad.dicom.header.breast_view`:
+        Patient Orientation's breast when it names one), as the node's four-views rule and the
+        standardiser read them, so an image that fails before its pixels are read is cited as the
+        breast it would have been analysed as.
         """
-        laterality, view = laterality_view(ds)
+        laterality, view = breast_view(ds)
         return cls(study_uid=str(ds.get("StudyInstanceUID", "")), series_uid=str(ds.get("SeriesInstanceUID", "")),
                    sop_instance_uid=str(ds.get("SOPInstanceUID", "")), sop_class_uid=str(ds.get("SOPClassUID", "")),
                    laterality=laterality, view=view, rows=int(ds.get("Rows", 0) or 0),

@@ -2,17 +2,14 @@
 
 A failed image still appears in the study's report ("CAD failed" for that image), so it
 needs an :class:`~mammocad.model.results.ImageRef`, read from its header as the model
-reads it (:meth:`ImageRef.from_header`, the one header reader), naming the breast the model
-would have analysed it as (:func:`~mammocad.dicom.header.breast_from_header`).
+reads it (:meth:`ImageRef.from_header`, the one header rule), naming the breast the model
+would have analysed it as.
 """
 
 from __future__ import annotations
 
-import dataclasses
-
 from pydicom import dcmread
 
-from mammocad.dicom.header import breast_from_header
 from mammocad.model.results import ImageRef, ImageResult
 from mammocad.spool.studies import StudyFiles
 
@@ -28,7 +25,6 @@ def failed_result(files: StudyFiles, sop_uid: str, error: str) -> ImageResult:
     try:
         ds = dcmread(files.image(sop_uid), stop_before_pixels=True)
         ref = ImageRef.from_header(ds)
-        ref = dataclasses.replace(ref, laterality=breast_from_header(ds)[0])
     except Exception:
         ref = ImageRef(study_uid=files.study_uid, series_uid="", sop_instance_uid=sop_uid,
                        sop_class_uid="", laterality="", view="", rows=0, columns=0)

@@ -80,6 +80,17 @@ def test_a_blank_view_is_an_error_and_leaves_its_breasts_risk_alone(tiny_detecto
     assert result.image.sop_instance_uid == ds.SOPInstanceUID and result.lesions == ()
 
 
+def test_an_image_that_fails_before_analysis_names_the_breast_it_would_have_been_analysed_as(
+        tiny_detector: Detector) -> None:
+    """A standardisation failure cited the image by Image Laterality alone: a left breast in its own
+    layout (A\\R) labelled "R" was analysed as left when readable, but reported as right when not."""
+    ds = make_mammogram(laterality="R", rows=200, columns=160)
+    ds.PatientOrientation = ["A", "R"]
+    ds.PixelData = bytes(len(ds.PixelData))
+    result = tiny_detector.analyze_dataset(ds)
+    assert result.error and result.image.laterality == "L"
+
+
 def _codes(item: Dataset) -> set[str]:
     """Every code value in an SR content tree (concept names and coded values)."""
     found = set()
