@@ -33,7 +33,13 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
-from mammocad.model.synth.acquisition import detector_blur, exposure_of
+from mammocad.model.synth.acquisition import (
+    GRID_SELECTIVITY,
+    MEDIAN_THICKNESS_MM,
+    detector_blur,
+    exposure_of,
+    scatter_to_primary,
+)
 from mammocad.model.synth.film_marks import FilmLabel, add_marks
 from mammocad.model.synth.mtf import aperture_blur, resampling_mtf
 
@@ -101,8 +107,16 @@ class FilmView:
     aec_error_d: float  # density error of the photo-timer at its sensor (QC allows ±0.15)
 
     @classmethod
-    def sample(cls, rng: np.random.Generator) -> FilmView:
-        return cls(scatter_to_primary=float(rng.uniform(0.2, 0.6)), scatter_sigma_mm=float(rng.uniform(15, 35)),
+    def sample(cls, rng: np.random.Generator, *, thickness_mm: float = MEDIAN_THICKNESS_MM) -> FilmView:
+        """One film of a breast compressed to ``thickness_mm``, taken behind the grid.
+
+        Screen-film screening units had the same moving grid as DR ones, and the breast's
+        thickness sets the scatter as it does for DR (``acquisition.scatter_to_primary``: 0.06–0.23
+        from 40 to 80 mm). Synth v2–v14 drew 0.2–0.6 whatever the thickness: thin breasts 3–6
+        times too hazy, and no difference between a thin and a thick one.
+        """
+        spr = scatter_to_primary(thickness_mm, selectivity=float(rng.uniform(*GRID_SELECTIVITY)))
+        return cls(scatter_to_primary=spr, scatter_sigma_mm=float(rng.uniform(15, 35)),
                    sensor_from_wall_mm=float(rng.uniform(*AEC_SENSOR_FROM_WALL_MM)),
                    aec_error_d=float(np.clip(rng.normal(0.0, 0.07), -0.15, 0.15)))
 
@@ -188,10 +202,12 @@ def digitise(density: np.ndarray, spacing: float, settings: FilmSettings, rng: n
 
 def acquire_film(line_integral: np.ndarray, mask: np.ndarray, spacing: float, label: FilmLabel,
                  rng: np.random.Generator, settings: FilmSettings,
-                 detector_layer: np.ndarray | None = None) -> np.ndarray:
+                 detector_layer: np.ndarray | None = None, *,
+                 thickness_mm: float = MEDIAN_THICKNESS_MM) -> np.ndarray:
     """The whole film chain for one (already display-oriented) view of an exam filmed and
-    scanned with ``settings`` → display values 0..1."""
-    view = FilmView.sample(rng)
+    scanned with ``settings`` → display values 0..1. thickness_mm: the breast's compressed
+    thickness, which sets its scatter (``FilmView.sample``)."""
+    view = FilmView.sample(rng, thickness_mm=thickness_mm)
     density = expose_film(line_integral, mask, spacing, settings, view, rng, detector_layer)
     density = add_marks(density, mask, spacing, label, settings.d_min, rng)
     return resampling_mtf(digitise(density, spacing, settings, rng), spacing, settings.scan_pitch_mm)

@@ -71,7 +71,8 @@ DENSITIES = {"A": 0.1, "B": 0.3, "C": 0.55, "D": 0.8}
 #: 13: the film digitiser's aperture a box as wide as its pitch, not a Gaussian of σ = pitch/2;
 #: 14: hydroxyapatite's attenuation from its composition, 2.01/mm at 20 keV, not 2.45;
 #: 15: DR detectors of the two published kinds, a-Se or CsI, with their pixel aperture, and DR
-#: scatter from the compressed thickness behind the grid, and the heel effect a flat-field leaves).
+#: scatter from the compressed thickness behind the grid, and the heel effect a flat-field leaves;
+#: film scatter from the compressed thickness behind the grid too).
 SYNTH_VERSION = 15
 #: Chance that a breast carries unlabelled vascular or skin calcifications (common in screening
 #: populations; a detector never shown them marks them on real images).
@@ -210,7 +211,7 @@ def render_view(breast: Breast, laterality: str, view: str, shape: tuple[int, in
                   energy_kev=energy)
     if profile.secondary_capture:
         return acquire_film(line, mask, spacing, FilmLabel(laterality, view), rng, film or FilmSettings.sample(rng),
-                            at_detector), boxes
+                            at_detector, thickness_mm=breast.thickness), boxes
     settings = DrSettings.sample(rng, thickness_mm=breast.thickness)
     shown = present(detect_dr(line, mask, spacing, settings, rng, at_detector), mask, spacing, settings)
     return resampling_mtf(shown, spacing, profile.full_spacing_mm), boxes
