@@ -1,6 +1,8 @@
 """Screen-film acquisition and digitisation, as in the archives (DDSM/CBIS-DDSM) the detector meets.
 
-1. Exposure behind the breast (primary + scatter), with screen unsharpness and a little quantum
+1. Exposure behind the breast (primary + scatter, its ratio from the breast's thickness behind
+   the grid, and the whole heel effect: the beam's fall towards the nipple side, which no
+   flat-field takes out of film; synth v15), with screen unsharpness and a little quantum
    mottle (screens need far fewer photons than DR detectors). A photo-timer ends the exposure
    (synth v8): its sensor sits under the breast 25-55 mm from the chest wall, and the exposure
    stops when what reaches it would develop to the exam's target density, so a fatty breast
@@ -35,9 +37,11 @@ from scipy import special
 
 from mammocad.model.synth.acquisition import (
     GRID_SELECTIVITY,
+    HEEL_DROP,
     MEDIAN_THICKNESS_MM,
     detector_blur,
     exposure_of,
+    heel_profile,
     scatter_to_primary,
 )
 from mammocad.model.synth.film_marks import FilmLabel, add_marks
@@ -85,6 +89,9 @@ class FilmSettings:
     scan_pitch_mm: float
     scan_bits: int
     scan_d_max: float  # density the digitiser maps to black
+    # The raw beam's fall from the chest wall towards the nipple side (``acquisition.heel_profile``),
+    # the exam's tube's. Film has no flat-field correction: all of it stays in the exposure.
+    heel_drop: float = 0.0
 
     @classmethod
     def sample(cls, rng: np.random.Generator) -> FilmSettings:
@@ -93,7 +100,8 @@ class FilmSettings:
                    screen_sigma_mm=float(rng.uniform(0.06, 0.12)), screen_glare=float(rng.uniform(0.003, 0.012)),
                    photons_behind=float(rng.uniform(400, 1250)),
                    grain=float(rng.uniform(0.016, 0.04)), scan_pitch_mm=float(rng.choice([0.05, 0.0435, 0.1, 0.2])),
-                   scan_bits=int(rng.choice([8, 12, 12, 16])), scan_d_max=float(rng.uniform(3.0, 3.8)))
+                   scan_bits=int(rng.choice([8, 12, 12, 16])), scan_d_max=float(rng.uniform(3.0, 3.8)),
+                   heel_drop=float(rng.uniform(*HEEL_DROP)))
 
 
 @dataclass(frozen=True)
@@ -159,8 +167,12 @@ def expose_film(line_integral: np.ndarray, mask: np.ndarray, spacing: float, set
     there under the sensor; tissue fattier than the sensor's comes out darker, denser brighter.
     detector_layer: what lies between screen and film (dust, lint, ``confusers``): it dims the
     screen's light after the screen's blur.
+    The heel effect (``settings.heel_drop``) dims the beam towards the nipple side; DR's
+    flat-field correction divides it out, film has nothing that does, so the nipple side is
+    exposed less (lighter on the film), and the photo-timer senses the beam as it is there.
     """
     exposure = exposure_of(line_integral, mask, spacing, view.scatter_to_primary, view.scatter_sigma_mm)
+    exposure = exposure * heel_profile(mask, spacing, settings.heel_drop)
     inside = mask > 0.99
     per_pixel = settings.photons_behind * (spacing / 0.1) ** 2
     behind = float(np.median(exposure[inside])) if inside.any() else 0.3
