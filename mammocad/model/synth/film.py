@@ -17,7 +17,8 @@
    in the dark range and falling toward clear film, as the CBIS-DDSM scans show it
    (``grain_std``; synth v2-v14 grew it as sqrt(D), without end in the dark range).
 4. What is on the film besides the breast: burned-in labels and lead markers, tape, scratches,
-   and the clear, unexposed border (``film_marks``).
+   and the clear, unexposed border (``film_marks``), drawn before the grain so that they carry
+   the grain of their own density (``add_grain``, synth v15; before, they had none).
 5. The digitiser: a light-transmission scan with a square aperture of 43.5–200 µm, as wide as
    its pitch (``mtf.aperture_blur``, synth v13: a 0.2 mm scan keeps 0.76 of the signal at
    2 cycles/mm; synth v2-v12's Gaussian of σ = pitch/2 kept 0.45), values linear in density over
@@ -160,7 +161,14 @@ def hd_curve(log_exposure: np.ndarray, settings: FilmSettings, log_e0: float) ->
 
 def expose_film(line_integral: np.ndarray, mask: np.ndarray, spacing: float, settings: FilmSettings,
                 view: FilmView, rng: np.random.Generator, detector_layer: np.ndarray | None = None) -> np.ndarray:
-    """Optical density of the developed film (before labels), with screen blur, mottle and grain.
+    """Optical density of the developed film (no labels), with screen blur, mottle and grain."""
+    density = develop_film(line_integral, mask, spacing, settings, view, rng, detector_layer)
+    return add_grain(density, settings, spacing, rng)
+
+
+def develop_film(line_integral: np.ndarray, mask: np.ndarray, spacing: float, settings: FilmSettings,
+                 view: FilmView, rng: np.random.Generator, detector_layer: np.ndarray | None = None) -> np.ndarray:
+    """Optical density the exposure develops to, with screen blur and mottle, before grain (``add_grain``).
 
     The photo-timer ends the exposure when its sensor (``aec_chamber``) has what develops to
     the exam's target density (give or take its error), so fatty and dense breasts both land
@@ -185,7 +193,17 @@ def expose_film(line_integral: np.ndarray, mask: np.ndarray, spacing: float, set
     target = float(np.clip(settings.d_target + view.aec_error_d, settings.d_min + 0.05, settings.d_max - 0.05))
     frac = (target - settings.d_min) / span
     log_e0 = float(np.log10(max(sensed, 1e-12))) - float(special.logit(frac)) * span / (4.0 * settings.gamma)
-    density = hd_curve(log_e, settings, log_e0)
+    return hd_curve(log_e, settings, log_e0)
+
+
+def add_grain(density: np.ndarray, settings: FilmSettings, spacing: float, rng: np.random.Generator) -> np.ndarray:
+    """Film grain and the digitiser's noise at each pixel's final density (``grain_std``).
+
+    Why last: the grain is the developed emulsion's and the digitiser reads it wherever there is
+    film, under a burned-in label, on the clear border and on tape alike. Drawn before the marks
+    (synth v2-v14), the marks replaced it with one exact density: noiseless patches no real film
+    has (the CBIS-DDSM scans' clearest film shows about 65-100 of 65535).
+    """
     grain = rng.normal(0.0, 1.0, density.shape).astype(np.float32)
     return density + grain_std(density, settings.grain, spacing) * grain
 
@@ -220,6 +238,6 @@ def acquire_film(line_integral: np.ndarray, mask: np.ndarray, spacing: float, la
     scanned with ``settings`` → display values 0..1. thickness_mm: the breast's compressed
     thickness, which sets its scatter (``FilmView.sample``)."""
     view = FilmView.sample(rng, thickness_mm=thickness_mm)
-    density = expose_film(line_integral, mask, spacing, settings, view, rng, detector_layer)
-    density = add_marks(density, mask, spacing, label, settings.d_min, rng)
+    density = develop_film(line_integral, mask, spacing, settings, view, rng, detector_layer)
+    density = add_grain(add_marks(density, mask, spacing, label, settings.d_min, rng), settings, spacing, rng)
     return resampling_mtf(digitise(density, spacing, settings, rng), spacing, settings.scan_pitch_mm)

@@ -1,9 +1,11 @@
 """What a mammography film carries besides the breast: labels, lead markers, tape, scratches, border.
 
-All of it is drawn in optical density, before the digitiser's blur and quantisation, so it
-looks scanned like the rest. Lead letters and the flashed identification block leave the film
-clear (bright when digitised); tape adds a little density with soft edges; a scratch takes
-emulsion off (a thin bright line); the film's unexposed margin is clear. None of it is a
+All of it is drawn in optical density, before the film's grain (``film.add_grain``) and the
+digitiser's blur and quantisation, so it carries the grain of its own density and looks scanned
+like the rest (synth v2-v14 stamped it over the grain: noiseless). Lead letters and the
+flashed identification block leave the film clear (bright when digitised); tape adds a little
+density with soft edges; a scratch takes emulsion off (a thin bright line); the film's unexposed
+margin is clear. None of it is a
 finding: the detector must learn to leave it alone. Dust and lint are calcification look-alikes
 and belong to the confuser module, not here.
 """

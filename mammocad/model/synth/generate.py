@@ -72,7 +72,8 @@ DENSITIES = {"A": 0.1, "B": 0.3, "C": 0.55, "D": 0.8}
 #: 14: hydroxyapatite's attenuation from its composition, 2.01/mm at 20 keV, not 2.45;
 #: 15: DR detectors of the two published kinds, a-Se or CsI, with their pixel aperture, and DR
 #: scatter from the compressed thickness behind the grid, and the heel effect a flat-field leaves;
-#: film scatter from the compressed thickness behind the grid too, and the whole heel on film).
+#: film scatter from the compressed thickness behind the grid too, the whole heel on film, and
+#: film marks drawn before the grain, which now covers them).
 SYNTH_VERSION = 15
 #: Chance that a breast carries unlabelled vascular or skin calcifications (common in screening
 #: populations; a detector never shown them marks them on real images).
