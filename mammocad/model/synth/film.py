@@ -20,8 +20,9 @@
    and the clear, unexposed border (``film_marks``), drawn before the grain so that they carry
    the grain of their own density (``add_grain``, synth v15; before, they had none).
 5. The digitiser: a light-transmission scan with a square aperture of 43.5–200 µm, as wide as
-   its pitch (``mtf.aperture_blur``, synth v13: a 0.2 mm scan keeps 0.76 of the signal at
-   2 cycles/mm; synth v2-v12's Gaussian of σ = pitch/2 kept 0.45), values linear in density over
+   its pitch (as ``mtf.aperture_blur``, synth v13: a 0.2 mm scan keeps 0.76 of the signal at
+   2 cycles/mm; synth v2-v12's Gaussian of σ = pitch/2 kept 0.45), and its optics' spread, a
+   Gaussian of σ 18-24 µm (synth v15, fitted to the films' noise spectrum), values linear in density over
    its range (dense film → dark), 8–16 bits. Drawn coarser than the scan pitch,
    the image is that scan as the standardiser's resize leaves it (``mtf.resampling_mtf``).
 Display values are 0..1, bright = transparent film = dense tissue (MONOCHROME2).
@@ -46,7 +47,7 @@ from mammocad.model.synth.acquisition import (
     scatter_to_primary,
 )
 from mammocad.model.synth.film_marks import FilmLabel, add_marks
-from mammocad.model.synth.mtf import aperture_blur, resampling_mtf
+from mammocad.model.synth.mtf import apply_mtf, resampling_mtf
 
 #: Radius (mm) of the photo-timer's sensor; film units' sensors are a few cm².
 AEC_SENSOR_RADIUS_MM = 8.0
@@ -63,6 +64,14 @@ D_TARGET = (0.8, 1.8)
 #: give 0.90 / 0.86 / 0.72 / 0.54 / 0.43 with 1.1, 0.87 / 0.81 / 0.67 / 0.48 / 0.38 with 1.3;
 #: sqrt(D) gave 0.82 / 0.74 / 0.64 / 0.52 / 0.45.
 GRAIN_KNEE_D = 1.2
+#: Range of σ (mm) of the digitiser's optical spread (``digitise``). Fitted to the 8 CBIS-DDSM
+#: scans' noise power at 0.05 mm in the 3-5 / 5-7.5 / 7.5-10 cycles/mm bands (2360 / 1060 / 489,
+#: median over 128-px ROIs at 0.3 of full scale, in stored units² · mm²): with the aperture alone
+#: synthetic film gave 2760 / 2370 / 1640 (white to the scan's Nyquist), so its residual to the
+#: 4-neighbour mean (the highest frequencies) was 600-1550 of 65535 against the films' 430-530,
+#: though its power at 2.5-5 cycles/mm, where the grain is set, was the films'. Lowering the
+#: grain instead would take that power, and the 0.2 mm noise the detector sees, to a third of theirs.
+SCAN_SPOT_MM = (0.018, 0.024)
 
 
 @dataclass(frozen=True)
@@ -93,6 +102,8 @@ class FilmSettings:
     # The raw beam's fall from the chest wall towards the nipple side (``acquisition.heel_profile``),
     # the exam's tube's. Film has no flat-field correction: all of it stays in the exposure.
     heel_drop: float = 0.0
+    # σ (mm) of the digitiser's optical spread (its spot or lens) on top of its aperture (``digitise``).
+    scan_spot_mm: float = 0.0
 
     @classmethod
     def sample(cls, rng: np.random.Generator) -> FilmSettings:
@@ -102,7 +113,7 @@ class FilmSettings:
                    photons_behind=float(rng.uniform(400, 1250)),
                    grain=float(rng.uniform(0.016, 0.04)), scan_pitch_mm=float(rng.choice([0.05, 0.0435, 0.1, 0.2])),
                    scan_bits=int(rng.choice([8, 12, 12, 16])), scan_d_max=float(rng.uniform(3.0, 3.8)),
-                   heel_drop=float(rng.uniform(*HEEL_DROP)))
+                   heel_drop=float(rng.uniform(*HEEL_DROP)), scan_spot_mm=float(rng.uniform(*SCAN_SPOT_MM)))
 
 
 @dataclass(frozen=True)
@@ -222,8 +233,14 @@ def grain_std(density: np.ndarray, grain: float, spacing: float) -> np.ndarray:
 
 def digitise(density: np.ndarray, spacing: float, settings: FilmSettings, rng: np.random.Generator) -> np.ndarray:
     """Scanner output 0..1 (bright = low density), blurred by its aperture (a box as wide as its
-    pitch, synth v13) and quantised to its bits."""
-    scanned = aperture_blur(density, spacing, settings.scan_pitch_mm)
+    pitch, synth v13) and its optics' spread (a Gaussian of ``scan_spot_mm``, synth v15), and
+    quantised to its bits.
+
+    Why the spread: a scanner's spot or lens is not a perfect box, and the films' own noise
+    shows it, falling by 5× from 3-5 to 7.5-10 cycles/mm where a box alone keeps it nearly
+    white (``SCAN_SPOT_MM``). At 2 cycles/mm it keeps 0.95-0.98 of the signal.
+    """
+    scanned = apply_mtf(density, spacing, box_mm=settings.scan_pitch_mm, gaussian_sigma_mm=settings.scan_spot_mm)
     value = np.clip(1.0 - scanned / settings.scan_d_max, 0.0, 1.0)
     value += rng.normal(0.0, 0.5 / (1 << settings.scan_bits), value.shape).astype(np.float32)
     levels = (1 << settings.scan_bits) - 1
