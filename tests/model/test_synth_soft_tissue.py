@@ -99,7 +99,7 @@ def test_a_finding_displaces_fat_so_it_shows_in_a_fatty_breast_and_hides_in_a_de
     contrast = physics.attenuation_per_mm("glandular", 19.0) - physics.attenuation_per_mm("adipose", 19.0)
     assert fatty[inside].max() <= contrast * drawn.max() * 1.001
     assert fatty[inside].mean() > 0.3 * contrast * drawn[inside].mean()
-    assert dense[inside].mean() < 0.8 * fatty[inside].mean()  # 0.65x: gland there already
+    assert dense[inside].mean() < 0.8 * fatty[inside].mean()  # 0.77x (v14 0.65x): gland there already
 
 
 #: What a study lists (its findings, clusters and boxes' existence) is drawn before any pixel, so

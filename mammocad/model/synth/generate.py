@@ -73,7 +73,8 @@ DENSITIES = {"A": 0.1, "B": 0.3, "C": 0.55, "D": 0.8}
 #: 15: DR detectors of the two published kinds, a-Se or CsI, with their pixel aperture, and DR
 #: scatter from the compressed thickness behind the grid, and the heel effect a flat-field leaves;
 #: film scatter from the compressed thickness behind the grid too, the whole heel on film, and
-#: film marks drawn before the grain, which now covers them, and the film digitiser's optical spread).
+#: film marks drawn before the grain, which now covers them, and the film digitiser's optical spread;
+#: under that scatter the gland's, septa's and strands' contrast refitted to the CBIS-DDSM films).
 SYNTH_VERSION = 15
 #: Chance that a breast carries unlabelled vascular or skin calcifications (common in screening
 #: populations; a detector never shown them marks them on real images).

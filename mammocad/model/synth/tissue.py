@@ -34,20 +34,32 @@ from mammocad.model.synth.texture import (
 #: Coarsest grid (mm) the background is built on; finer output spacings get it interpolated.
 TISSUE_GRID_MM = 0.1
 #: The glandular cloud's spectrum: power law of this β, flat below 1/(a floor drawn in this range, mm).
-CLOUD_BETA = 3.7
+#: 3.7 until synth v15, whose refit (GLAND_PEAK) made it steeper: with 3.7 a trial gland 0.6×, lines 0.7×
+#: gave a tissue power 5 % higher, blob share 0.002 higher and β 0.03 lower on the test views.
+CLOUD_BETA = 4.0
 CLOUD_FLOOR_MM = (5.0, 12.0)
 #: Fibroglandular fraction of the path where the cloud is gland: drawn in this range, plus this
 #: × density. Synth v7 lowered it from 0.6-0.85 + 0.15 × density (0.7×): on a 12-study film
 #: drawing that put tissue power at the CBIS-DDSM films' (1.0×, was 1.7×) and brought β from
 #: 3.37 to 3.13 (films 3.15) and the line share nearer theirs (DATASETS.md, "Gland contrast").
-GLAND_PEAK = (0.40, 0.56)
-GLAND_PEAK_PER_DENSITY = 0.105
+#: Synth v15 refitted it (v7-v14: 0.40-0.56 + 0.105 × density), with the septa and strands 0.63×
+#: (SEPTA_PATH_MM, STRAND_DEPTH_MM) and a steeper cloud (CLOUD_BETA 4.0): its scatter behind the
+#: grid (SPR 0.06-0.23, was 0.2-0.6) no longer washes the anatomy out. On seed 5105's 12
+#: lesion-free film views (``test_film_tissue_contrast…``) tissue power went 2.30× the films' →
+#: 1.07×, line / blob share 0.351 / 0.053 → 0.354 / 0.056 (films 0.373 / 0.044), β 3.07 → 3.08
+#: (films 3.15). Everything 0.66× put the blob share at that test's limit (0.059-0.061); the peak
+#: 0.6× at every density (0.24-0.34 + 0.063 × density) left a dense breast so little gland that a
+#: cyst showed 0.86× as much as in a fatty one (``test_synth_soft_tissue``; v14 0.65×), hence
+#: the steeper rise with density: the mean peak is v14's 0.43× at BI-RADS A (0.1), 0.58× at B,
+#: 0.75× at C, 0.90× at D (cyst 0.77×) (DATASETS.md, "Gland contrast", synth v15).
+GLAND_PEAK = (0.13, 0.21)
+GLAND_PEAK_PER_DENSITY = 0.42
 #: Fibrous strands (``_trabeculae``), set (synth v5) so film's curvature shape, β and tissue power
 #: come near the CBIS-DDSM films' (DATASETS.md, "Strands").
 STRAND_DENSITY = 0.1  # strand length per breast area, mm/mm² (0.45 until synth v12)
 STRAND_LENGTH_MM = (8.0, 30.0)
 STRAND_RADIUS_MM = (0.15, 0.35)
-STRAND_DEPTH_MM = (2.0, 6.0)  # path along the beam of a septum seen edge-on
+STRAND_DEPTH_MM = (1.25, 3.8)  # path along the beam of a septum seen edge-on (2-6 until v15: GLAND_PEAK)
 STRAND_SPREAD_RAD = 0.5  # sd of a strand's heading about the direction to the nipple
 STRAND_TORTUOSITY = 0.07
 #: Dense regions and fatty ones (synth v11, ``_layout``): a smooth field of unit sd, part a
@@ -72,7 +84,7 @@ LAYOUT_PEAK = 0.5
 #: from 0.42-0.595, the layout's coverage raised from 2.5 and its peak from 0.45 (DATASETS.md,
 #: "Septa"). On seed 5105's 12 film views (``test_film_tissue_contrast…``) line share 0.332 →
 #: 0.351 (the CBIS films' 0.373), β 2.97 → 3.12 (films 3.15), tissue power 1.20× → 1.37×.
-SEPTA_PATH_MM = 6.0
+SEPTA_PATH_MM = 3.8  # 6.0 until synth v15 (GLAND_PEAK)
 SEPTA_WIDTH_MM = (0.2, 0.4)
 
 
