@@ -194,6 +194,20 @@ def breast_spacing(ds: Dataset) -> tuple[tuple[float, float], str] | None:
     return usable_spacing(ds)
 
 
+def pixel_aspect_ratio(ds: Dataset) -> float:
+    """Pixel Aspect Ratio (vertical \\ horizontal size of a pixel) as one number; 1 when absent or unusable.
+
+    One reading for the standardiser and the real-background reader, so a film with non-square
+    pixels is drawn on and analysed at the same pitch.
+    """
+    value = ds.get("PixelAspectRatio")
+    try:
+        ratio = float(value[0]) / float(value[1])
+    except (TypeError, ValueError, IndexError, ZeroDivisionError):
+        return 1.0
+    return ratio if math.isfinite(ratio) and ratio > 0 else 1.0
+
+
 def spacing_from_header(ds: Dataset, fallback_mm: float) -> tuple[tuple[float, float], str]:
     """((row spacing, column spacing) in mm, source): :func:`breast_spacing`, else the fallback."""
     return breast_spacing(ds) or ((fallback_mm, fallback_mm), "fallback")

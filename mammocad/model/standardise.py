@@ -204,22 +204,13 @@ def _spacing(ds: Dataset, shape: tuple[int, ...], spec: PreprocessSpec,
         return _plausible(spacing, shape, source), source
     if known_mm:
         return _plausible((float(known_mm), float(known_mm)), shape, "the given pixel size"), "given"
-    aspect = _pixel_aspect_ratio(ds)
+    aspect = dicom_header.pixel_aspect_ratio(ds)
     if spec.fallback_field_mm > 0:
         lo, hi = ESTIMATED_SPACING_RANGE_MM
         width = float(np.clip(spec.fallback_field_mm / max(shape[0] * aspect, shape[1]), lo, hi))
         return (width * aspect, width), "estimated_from_size"
     return (spacing[0] * aspect, spacing[1]), source
 
-
-def _pixel_aspect_ratio(ds: Dataset) -> float:
-    """Pixel Aspect Ratio (vertical \\ horizontal size of a pixel) as one number; 1 when absent or unusable."""
-    value = ds.get("PixelAspectRatio")
-    try:
-        ratio = float(value[0]) / float(value[1])  # type: ignore[index]
-    except (TypeError, ValueError, IndexError, ZeroDivisionError):
-        return 1.0
-    return ratio if math.isfinite(ratio) and ratio > 0 else 1.0
 
 
 def _plausible(spacing: tuple[float, float], shape: tuple[int, ...], source: str) -> tuple[float, float]:

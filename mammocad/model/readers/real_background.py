@@ -367,17 +367,8 @@ def _spacing(ds: Dataset, im: _Image, opts: Options) -> tuple[tuple[float, float
         raise MissingSpacingError(f"{im.rel} has no pixel spacing (Imager Pixel Spacing, Pixel Spacing or Nominal "
                                   "Scanned Pixel Spacing); set the option fallback_spacing_mm (DDSM scans: 0.05) and "
                                   "the same [preprocess] fallback_spacing_mm")
-    return (opts.fallback_spacing_mm * _pixel_aspect_ratio(ds), opts.fallback_spacing_mm), True
+    return (opts.fallback_spacing_mm * dicom_header.pixel_aspect_ratio(ds), opts.fallback_spacing_mm), True
 
-
-def _pixel_aspect_ratio(ds: Dataset) -> float:
-    """Pixel Aspect Ratio as vertical / horizontal size; 1 when absent or unusable."""
-    value = ds.get("PixelAspectRatio")
-    try:
-        ratio = float(value[0]) / float(value[1])  # type: ignore[index]
-    except (TypeError, ValueError, IndexError, ZeroDivisionError):
-        return 1.0
-    return ratio if np.isfinite(ratio) and ratio > 0 else 1.0
 
 
 def _acquisition(ds: Dataset) -> str:
