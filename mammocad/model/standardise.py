@@ -118,7 +118,8 @@ def standardise(ds: Dataset, spec: PreprocessSpec | None = None, *,
     """Standardise a DICOM image (pixel data decoded by pydicom's plugins).
 
     spacing_mm: the pixel size a caller knows for an image whose header has none (a data set's
-    documentation, e.g. DDSM's 0.05 mm); a spacing in the header always wins.
+    documentation, e.g. DDSM's 0.05 mm), as the pixels' width (Pixel Aspect Ratio makes them
+    taller); a spacing in the header always wins.
     """
     spec = spec or PreprocessSpec()
     if "PixelData" not in ds and "FloatPixelData" not in ds:
@@ -202,9 +203,9 @@ def _spacing(ds: Dataset, shape: tuple[int, ...], spec: PreprocessSpec,
     spacing, source = dicom_header.spacing_from_header(ds, spec.fallback_spacing_mm)
     if source != "fallback":
         return _plausible(spacing, shape, source), source
-    if known_mm:
-        return _plausible((float(known_mm), float(known_mm)), shape, "the given pixel size"), "given"
     aspect = dicom_header.pixel_aspect_ratio(ds)
+    if known_mm:  # the pixels' width, as the fallback's: Pixel Aspect Ratio makes them taller
+        return _plausible((float(known_mm) * aspect, float(known_mm)), shape, "the given pixel size"), "given"
     if spec.fallback_field_mm > 0:
         lo, hi = ESTIMATED_SPACING_RANGE_MM
         width = float(np.clip(spec.fallback_field_mm / max(shape[0] * aspect, shape[1]), lo, hi))

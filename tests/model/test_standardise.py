@@ -408,6 +408,10 @@ def test_non_square_pixels_without_a_spacing_keep_their_aspect_ratio() -> None:
     # The longer side is now the height, 1200 pixel widths: it spans the assumed 230 mm.
     assert standardise(ds).meta["spacing_mm"][0] * 600 == pytest.approx(230)
     assert square.image.shape[0] / square.image.shape[1] == pytest.approx(0.6, rel=0.02)
+    # A pixel size the caller knows (a data set's documentation) is the pixels' width, as the
+    # fallback's is: read square, it stretched them as before.
+    given = standardise(ds, PreprocessSpec(crop_breast=False, working_spacing_mm=1.0), spacing_mm=0.2)
+    assert given.meta["spacing_mm"] == pytest.approx([0.4, 0.2]) and given.meta["spacing_source"] == "given"
 
 
 @pytest.mark.parametrize("case", ["film border below a dim breast", "bright pectoral muscle"])
