@@ -104,7 +104,7 @@ class StatusSCP:
     answers Success for an instance its filter drops); pynetdicom is a real DICOM peer here.
     """
 
-    def __init__(self, status: int, comment: str = "") -> None:
+    def __init__(self, status: int, comment: str = "", *, maximum_associations: int = 10) -> None:
         from pynetdicom import AE, evt
         from pynetdicom.presentation import AllStoragePresentationContexts
 
@@ -113,6 +113,7 @@ class StatusSCP:
         self.status, self.comment, self.port, self.calls = status, comment, free_port(), 0
         self.ae = AE(ae_title="PACS")
         self.ae.supported_contexts = AllStoragePresentationContexts
+        self.ae.maximum_associations = maximum_associations
         self.server = self.ae.start_server(("127.0.0.1", self.port), block=False,
                                            evt_handlers=[(evt.EVT_C_STORE, self._on_store)])
 
@@ -184,6 +185,28 @@ def test_permanent_association_failures_dead_letter_at_once(tmp_path: Path, peer
         got, item = _attempt(tmp_path, scp.destination(), [make_mammogram(rows=32, columns=24)])
     assert got == "dead", item.last_error
     assert ("no-context" if peer == "TextOnly" else "rejected-permanent") in (item.last_error or "")
+
+
+def test_a_transient_association_rejection_is_retried_and_delivers_once_the_peer_has_room(tmp_path: Path) -> None:
+    """A PACS at its association limit rejects with PS3.8 result 2 (rejected-transient, local limit
+    exceeded): the item must stay queued, not be dead-lettered, and go on the next attempt."""
+    from pynetdicom import AE
+    from pynetdicom.sop_class import SecondaryCaptureImageStorage
+
+    with StatusSCP(0x0000, maximum_associations=1) as scp:
+        holder = AE(ae_title="OTHER")
+        holder.add_requested_context(SecondaryCaptureImageStorage)
+        held = holder.associate("127.0.0.1", scp.port, ae_title="PACS")
+        assert held.is_established
+        try:
+            got, item = _attempt(tmp_path, scp.destination(), [make_mammogram(rows=32, columns=24)])
+        finally:
+            held.release()
+        assert got == "retry" and not item.dead, item.last_error
+        assert "rejected-transient" in (item.last_error or "") and scp.calls == 0
+        outcome, _ = attempt(make_settings(tmp_path / "spool", [scp.destination()], delivery={"deadline_s": 3600}),
+                             Outbox(tmp_path / "spool"), item)
+    assert outcome == "delivered" and scp.calls == 1
 
 
 _NAME_COMMENT = "Patient JOHN SMITH born 1950 exists"  # no caret, no quotes: redaction cannot see it
