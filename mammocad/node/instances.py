@@ -10,6 +10,11 @@ instance without looking through every study folder.
 The spool itself is the durable record: the index is built from its files when the node
 starts, so it survives restarts, and an entry whose file is gone (retention removed the
 study) no longer counts. One node serves a spool (the instance lock), so memory is enough.
+
+"Gone" means gone from ``tmp/`` too: retention renames a study folder into ``tmp/`` before it
+deletes it, and puts it back when an image of the study arrived meanwhile. An instance found
+in neither place during that window was taken for pruned, and the same instance under another
+study was accepted; the folder then came back, and both studies held it.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from contextlib import contextmanager
 
 from mammocad.logs import log_event
 from mammocad.spool.layout import Spool, is_uid
+from mammocad.spool.retention import moved_away, moved_uid
 
 logger = logging.getLogger("mammocad.node")
 
@@ -44,21 +50,42 @@ class InstanceIndex:
                 for path in sorted(files):
                     if is_uid(path.stem):
                         held.setdefault(path.stem, study.name)
+        # A folder retention is removing right now (a worker prunes while the node starts) may come back.
+        for moved in sorted(self.spool.tmp.iterdir()) if self.spool.tmp.is_dir() else []:
+            study_uid = moved_uid(moved)
+            if study_uid is None:
+                continue
+            for path in sorted([*moved.glob("images/*.dcm"), *moved.glob("*.dcm")]):
+                if is_uid(path.stem):
+                    held.setdefault(path.stem, study_uid)
         with self._lock:
             self._held = held
         log_event(logger, "instances_indexed", instances=len(held))
         return len(held)
 
     def _on_disk(self, study_uid: str, sop_uid: str) -> bool:
-        return (self.spool.image_path(study_uid, sop_uid).exists()
-                or self.spool.other_path(study_uid, sop_uid).exists())
+        """True while the spool holds the instance for ``study_uid``, retention's window included.
+
+        Retention (another process) renames the folder into ``tmp/`` and may rename it, or each
+        file, back: looking in the study folder, then in ``tmp/``, then in the study folder again
+        finds a file that moved either way between two looks.
+        """
+        def in_place() -> bool:
+            return (self.spool.image_path(study_uid, sop_uid).exists()
+                    or self.spool.other_path(study_uid, sop_uid).exists())
+
+        name = f"{sop_uid}.dcm"
+        return (in_place()
+                or any((m / "images" / name).exists() or (m / name).exists() for m in moved_away(self.spool, study_uid))
+                or in_place())
 
     @contextmanager
     def claim(self, sop_uid: str, study_uid: str) -> Iterator[str | None]:
         """Yield None when ``study_uid`` may keep ``sop_uid`` (held for it while the caller
         writes; forgotten again if nothing reached the disk), else the study that holds it.
 
-        An entry whose file is gone is stale (the study was pruned) and is replaced.
+        An entry whose file is gone is stale (the study was pruned) and is replaced; a file in a
+        folder retention has renamed into ``tmp/`` is not gone yet (:meth:`_on_disk`).
         """
         with self._lock:
             holder = self._held.get(sop_uid)

@@ -19,8 +19,10 @@ analysing it again; a report of new images takes the next series numbers).
 
 Set-aside objects (``other/``: SOP classes that are not analysed) go after the same age,
 unless one arrived while their folder was being removed.
-A folder is first renamed into ``tmp/`` (atomic) and then deleted, so a crash midway
-leaves no half study for the node or a worker to trip over.
+A folder is first renamed into ``tmp/`` (atomic, as ``.pruned-<uid>-<random>``: see
+:func:`moved_away`) and then deleted, so a crash midway leaves no half study for the node or a
+worker to trip over. While it is there it may still come back (an image arrived), so the node's
+one-study-per-instance check counts it as held (mammocad/node/instances.py).
 
 Each folder that goes is audited with the pruning process's ``trail`` (PS3.15 A.5.3.8 DICOM
 Study Deleted: the study, the SOP classes and counts of the instances deleted, the patient
@@ -41,7 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mammocad.logs import log_event, safe_error
-from mammocad.spool.layout import Spool, atomic_write_json, ensure_dir
+from mammocad.spool.layout import Spool, atomic_write_json, ensure_dir, is_uid
 from mammocad.spool.records import PrunedRecord, RecordError, ReportRecord
 
 if TYPE_CHECKING:
@@ -50,6 +52,26 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DAY_S = 86400.0
+#: How a folder renamed away by retention starts in ``tmp/``: ``.pruned-<uid>-<random>``.
+MOVED_PREFIX = ".pruned-"
+
+
+def moved_away(spool: Spool, uid: str) -> list[Path]:
+    """The folders of study (or set-aside folder) ``uid`` that retention has renamed into
+    ``tmp/`` and not yet deleted or put back.
+
+    Between the rename and the delete the folder may still be put back (an image of the study
+    arrived meanwhile): whoever asks "does the spool hold this instance?" must look here too.
+    """
+    return sorted(spool.tmp.glob(f"{MOVED_PREFIX}{uid}-*")) if spool.tmp.is_dir() else []
+
+
+def moved_uid(folder: Path) -> str | None:
+    """The UID of a folder :func:`moved_away` lists, None for any other entry of ``tmp/``."""
+    if not folder.name.startswith(MOVED_PREFIX):
+        return None
+    uid, sep, _ = folder.name[len(MOVED_PREFIX):].rpartition("-")
+    return uid if sep and is_uid(uid) else None
 
 
 @dataclass
@@ -146,7 +168,7 @@ def _remove(spool: Spool, folder: Path, check: Callable[[Path], str | None] | No
     study is put back and stays until it can be written.
     Returns False when the study was put back.
     """
-    doomed = spool.tmp / f".pruned-{folder.name}-{uuid.uuid4().hex[:8]}"
+    doomed = spool.tmp / f"{MOVED_PREFIX}{folder.name}-{uuid.uuid4().hex[:8]}"
     os.rename(folder, doomed)
     reason = check(doomed) if check is not None else None
     if reason is not None or folder.exists():
