@@ -42,6 +42,10 @@ class NodeSettings(Section):
     #: Days a delivered study (and a set-aside object) stays in the spool; 0 keeps all.
     #: Studies with results still owed to a destination are never removed (retention.py).
     retention_days: float = Field(30.0, ge=0)
+    #: Days ``spool/pruned/<study>.json`` (the UIDs a pruned study's reports covered) is kept
+    #: after retention removed the study; 0 keeps them. Once it is gone, an image of the study
+    #: is a new study to the node (analysed and reported again); retention.py.
+    pruned_record_days: float = Field(365.0, ge=0)
     tls: NodeTLSSettings = Field(default_factory=NodeTLSSettings)
     #: Seconds between two passes of the reconciler, which compares the spool (the source
     #: of truth) with the broker and re-queues acknowledged work that nobody holds

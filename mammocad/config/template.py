@@ -36,6 +36,7 @@ _KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         ("study_timeout_s", "a study without its four views is complete after this long without a new image"),
         ("spool_dir", "a relative path (here or in any path key) is relative to this file's folder"),
         ("retention_days", "delivered studies leave the spool after this many days; 0 keeps all"),
+        ("pruned_record_days", "what pruned studies' reports covered is forgotten after this; 0 keeps it"),
     )),
     ("broker", (
         ("url", "empty: `mammocad serve` runs a private redis-server"),

@@ -93,13 +93,17 @@ def run_prune(args: argparse.Namespace) -> int:
             return 1
         trail = AuditTrail.from_settings(settings.audit, settings.node.ae_title, program="mammocad-prune")
     try:
-        report = prune(settings.node.spool_dir, days * DAY_S, dry_run=args.dry_run, trail=trail)
+        report = prune(settings.node.spool_dir, days * DAY_S, dry_run=args.dry_run, trail=trail,
+                       pruned_record_s=settings.node.pruned_record_days * DAY_S)
     finally:
         if trail is not None:
             trail.close()
     verb = "would remove" if args.dry_run else "removed"
     print(f"{verb} {len(report.studies)} studies and {len(report.other)} set-aside folders older than "
           f"{days:g} days ({report.bytes / 1e6:.1f} MB) from {settings.node.spool_dir}")
+    if report.records:
+        print(f"{verb} {len(report.records)} records of pruned studies older than "
+              f"{settings.node.pruned_record_days:g} days (spool/pruned/)")
     for uid, reason in sorted(report.kept.items()):
         print(f"kept {uid}: {reason}")
     return 0

@@ -15,7 +15,12 @@ holds, so pruning can never lose work that is still owed to someone:
 What a study's reports covered is kept in ``pruned/<study>.json`` (UIDs and counts, no patient
 data; written before the folder is deleted): an image of the study that arrives later is then
 told apart from a new study (the node answers an image already reported Success without
-analysing it again; a report of new images takes the next series numbers).
+analysing it again; a report of new images takes the next series numbers). These records go
+too, ``pruned_record_s`` after the prune (``node.pruned_record_days``; 0 keeps them): every
+file derived from a study has a bounded life. Once its record is gone, an image of the study
+is a new study to the node: analysed and reported again, its report numbered from the start.
+A record whose study is in the spool again stays (its report count numbers that study's next
+reports) and is renewed when the study is pruned again.
 
 Set-aside objects (``other/``: SOP classes that are not analysed) go after the same age,
 unless one arrived while their folder was being removed.
@@ -80,6 +85,7 @@ class PruneReport:
 
     studies: list[str] = field(default_factory=list)
     other: list[str] = field(default_factory=list)
+    records: list[str] = field(default_factory=list)  # study UIDs whose pruned/<study>.json expired
     bytes: int = 0
     kept: dict[str, str] = field(default_factory=dict)  # study UID -> reason (old studies only)
 
@@ -207,17 +213,46 @@ def _auditor(trail: AuditTrail | None, uid: str, why: str) -> Callable[[Path], N
     return deleting
 
 
+def _expire_records(spool: Spool, keep_s: float, now: float, dry_run: bool) -> list[str]:
+    """Remove the ``pruned/<study>.json`` written more than ``keep_s`` ago (0: none), one log
+    line each (UIDs and counts only), except those whose study is in the spool again."""
+    if keep_s <= 0 or not spool.pruned_dir.is_dir():
+        return []
+    expired = []
+    for path in sorted(spool.pruned_dir.glob("*.json")):
+        uid = path.stem
+        try:
+            try:
+                record: PrunedRecord | None = PrunedRecord.read(path)
+            except RecordError:  # unreadable: the node reads it as none already; its age is the file's
+                record = None
+            when = record.pruned_at if record is not None and record.pruned_at > 0 else path.stat().st_mtime
+            if not is_uid(uid) or now - when <= keep_s or (spool.studies / uid).exists() or moved_away(spool, uid):
+                continue
+            if not dry_run:
+                path.unlink()
+        except FileNotFoundError:  # removed under us (another prune)
+            continue
+        log_event(logger, "pruned_record_expired", study=uid, age_days=round((now - when) / DAY_S, 1),
+                  images=len(record.sop_uids) if record is not None else None,
+                  reports=record.reports if record is not None else None, dry_run=dry_run)
+        expired.append(uid)
+    return expired
+
+
 def prune(spool_dir: str | os.PathLike[str], older_than_s: float, *, dry_run: bool = False,
-          now: float | None = None, trail: AuditTrail | None = None) -> PruneReport:
-    """Remove delivered studies and set-aside objects untouched for ``older_than_s``;
-    each one removed is audited on ``trail`` (the calling process's)."""
+          now: float | None = None, trail: AuditTrail | None = None, pruned_record_s: float = 0.0) -> PruneReport:
+    """Remove delivered studies and set-aside objects untouched for ``older_than_s``, and
+    ``pruned/`` records older than ``pruned_record_s`` (0 keeps them); each study or folder
+    removed is audited on ``trail`` (the calling process's)."""
     spool = Spool(spool_dir)
     ensure_dir(spool.tmp)
-    cutoff = (now if now is not None else time.time()) - older_than_s
+    now = now if now is not None else time.time()
+    cutoff = now - older_than_s
     days = f"{older_than_s / DAY_S:g} days"
     study_why = f"removed from the spool by retention: every result delivered, untouched for {days}"
     other_why = f"set-aside objects (SOP classes not analysed) removed from the spool by retention after {days}"
-    report = PruneReport()
+    report = PruneReport(records=_expire_records(spool, pruned_record_s, now, dry_run))
     for uid in list(spool.study_uids()):
         folder = spool.studies / uid
         try:
@@ -250,7 +285,8 @@ def prune(spool_dir: str | os.PathLike[str], older_than_s: float, *, dry_run: bo
                 continue
             report.other.append(folder.name)
             report.bytes += size
-    if report.studies or report.other or report.kept:
+    if report.studies or report.other or report.kept or report.records:
         log_event(logger, "spool_pruned", studies=len(report.studies), other=len(report.other),
-                  mb=round(report.bytes / 1e6, 1), kept=len(report.kept), dry_run=dry_run)
+                  mb=round(report.bytes / 1e6, 1), kept=len(report.kept), records=len(report.records),
+                  dry_run=dry_run)
     return report

@@ -235,7 +235,8 @@ def start_sweeper(app, settings: Settings) -> threading.Thread:  # type: ignore[
             if retention_s > 0 and time.monotonic() >= next_prune:
                 next_prune = time.monotonic() + PRUNE_INTERVAL_S
                 try:
-                    prune(spool, retention_s, trail=getattr(app, "mammocad_audit", None))  # A.5.3.8 per study
+                    prune(spool, retention_s, trail=getattr(app, "mammocad_audit", None),  # A.5.3.8 per study
+                          pruned_record_s=settings.node.pruned_record_days * DAY_S)
                 except Exception:
                     logger.warning("spool_prune_failed", exc_info=True)
             time.sleep(interval)

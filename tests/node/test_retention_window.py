@@ -1,4 +1,5 @@
-"""One study per SOP Instance UID while retention is removing the study that holds it.
+"""The node and retention: one study per SOP Instance UID while retention removes the study
+that holds it, and what the node knows of a pruned study once its record expired.
 
 Retention renames a study folder into ``tmp/``, checks it again, and deletes it or puts it back
 (an image of the study arrived meanwhile). The node's index took an instance it found in
@@ -10,9 +11,12 @@ run the node's real check inside retention's own hook, i.e. after the rename.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from mammocad.node.instances import InstanceIndex
 from mammocad.spool.layout import Spool
@@ -82,3 +86,27 @@ def test_an_index_built_while_a_study_is_being_pruned_still_holds_it(tmp_path: P
     index.load()
     with index.claim("1.2.3.1", "1.2.4") as holder:
         assert holder is None
+
+
+def test_an_image_of_a_study_whose_pruned_record_expired_is_a_new_study(
+        start_node: Callable[..., NodeEnv], tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Within node.pruned_record_days an image already reported is answered Success unanalysed;
+    after it, the node no longer knows the study: the image is stored and analysed again."""
+    import time
+
+    image = factories.make_mammogram()
+    study, sop = str(image.StudyInstanceUID), str(image.SOPInstanceUID)
+    path = factories.write(image, tmp_path / "image.dcm")
+    env = start_node()
+    assert "Success" in env.storescu(path, opts=("-v",)).stderr
+    _reported_and_old(env.spool, study, [sop])
+    keep_s = 365 * DAY_S
+    assert prune(env.spool.root, 60, pruned_record_s=keep_s).studies == [study]
+    assert "Success" in env.storescu(path, opts=("-v",)).stderr
+    assert env.spool.image_sops(study) == []  # reported before: a duplicate, not stored
+    report = prune(env.spool.root, 60, pruned_record_s=keep_s, now=time.time() + keep_s + DAY_S)
+    assert report.records == [study] and env.spool.pruned(study) is None
+    with caplog.at_level(logging.INFO, logger="mammocad"):
+        assert "Success" in env.storescu(path, opts=("-v",)).stderr
+    assert env.spool.image_sops(study) == [sop]
+    assert [r for r in caplog.records if r.getMessage() == "store" and r.sop == sop]  # type: ignore[attr-defined]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -10,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from pydicom import Dataset
 
 from mammocad.spool.layout import Spool
@@ -311,3 +313,44 @@ def test_the_prune_command_is_audited_and_an_unauditable_admin_deletes_nothing(t
     assert not folder.exists()
     (line,) = audit.read_bytes().splitlines()
     assert problems(line) == [] and b"110105" in line and uid.encode() in line and b"mammocad-prune" in line
+
+
+def test_records_of_pruned_studies_expire_unless_their_study_is_back(tmp_path: Path,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """``pruned/<study>.json`` has a bounded life (node.pruned_record_days), as every file
+    derived from a study; it used to be kept forever."""
+    from mammocad.spool.layout import atomic_write_json
+    from mammocad.spool.records import PrunedRecord
+
+    spool = Spool(tmp_path / "spool").create()
+    for uid in ("1.1", "1.2", "1.3"):
+        _study(spool.root, uid, reported=2)
+    assert prune(spool.root, 30 * DAY_S, now=NOW).studies == ["1.1", "1.2", "1.3"]
+    year = time.time() + 366 * DAY_S
+    atomic_write_json(spool.pruned_path("1.3"), PrunedRecord(("1.3.0",), 1, year - 10 * DAY_S).to_json())
+    _study(spool.root, "1.2", images=1, age=year)  # the study came back: its record numbers its reports
+    spool.pruned_path("1.4").write_text("not json")  # unreadable: its file's age counts
+    os.utime(spool.pruned_path("1.4"), (NOW, NOW))
+    keep_s = 365 * DAY_S
+
+    assert prune(spool.root, 30 * DAY_S, now=year).records == []  # 0: kept, as before
+    with caplog.at_level(logging.INFO, logger="mammocad"):
+        dry = prune(spool.root, 30 * DAY_S, now=year, pruned_record_s=keep_s, dry_run=True)
+    assert dry.records == ["1.1", "1.4"] and spool.pruned("1.1") is not None
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="mammocad"):
+        done = prune(spool.root, 30 * DAY_S, now=year, pruned_record_s=keep_s)
+    assert done.records == ["1.1", "1.4"]
+    assert sorted(p.name for p in spool.pruned_dir.iterdir()) == ["1.2.json", "1.3.json"]
+    assert spool.pruned("1.1") is None  # an image of study 1.1 is a new study to the node now
+    lines = [r for r in caplog.records if r.getMessage() == "pruned_record_expired"]
+    assert [(r.study, r.images, r.reports) for r in lines] == [("1.1", 2, 1), ("1.4", None, None)]  # type: ignore[attr-defined]
+
+
+def test_config_check_refuses_a_negative_pruned_record_age(tmp_path: Path) -> None:
+    config = tmp_path / "mammocad.toml"
+    config.write_text(f'[node]\nspool_dir = "{tmp_path / "spool"}"\npruned_record_days = -1\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAMMOCAD_")}
+    out = subprocess.run([sys.executable, "-m", "mammocad", "--config", str(config), "config", "check"],
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode != 0 and "pruned_record_days" in out.stderr + out.stdout, out.stderr
