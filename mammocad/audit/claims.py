@@ -15,8 +15,15 @@ gets a key of its own however old the claims are. Claims older than :data:`KEEP_
 removed when a new one is made; a process that had not looked at the file for that long
 reports the change again (a duplicate, never a missing record).
 
-Known limit: a process killed between its claim and its audit sender's write (the trail
-queues in memory, milliseconds) loses that record, as it loses any message still queued.
+A process killed between its claim and its audit sender's write (the trail queues in memory,
+milliseconds) used to lose that record for good: its claim made every other process skip it.
+A claim is therefore re-taken, by the first process that finds it so, when its owner is gone:
+the claim names this host and its process (pid and start time) no longer runs, or the claim
+is still empty (killed between creating and writing it) after :data:`UNWRITTEN_S`. Re-taking
+is itself claimed with ``O_EXCL`` (a marker named after that claim file), so one process
+reports it. The owner may have written its record before it died: then the change is
+reported twice, a duplicate, never a missing record. Known limit: a claim of a process on
+another host sharing the spool cannot be checked and is never re-taken.
 """
 
 from __future__ import annotations
@@ -39,6 +46,9 @@ FOLDER = "audit-claims"
 #: Age after which a claim is removed: far above the time every live process takes to see an
 #: edit (its next association or task), small enough that the folder stays a few files.
 KEEP_S = 30 * 86400.0
+#: Age after which a claim with no owner written in it is taken for its owner's death: the
+#: owner writes it right after creating it.
+UNWRITTEN_S = 60.0
 _FILE_MODE, _DIR_MODE = 0o640, 0o750
 
 
@@ -49,13 +59,14 @@ def claim_key(*parts: Any) -> str:
 
 
 def claim(spool_dir: str | os.PathLike[str], key: str, what: str, now: float | None = None) -> bool:
-    """True when this process is the first to claim ``key`` and must report the event.
+    """True when this process is the first to claim ``key`` and must report the event, or
+    re-took a claim its owner abandoned (died; see the module's docstring).
 
     Also True when the claim cannot be made (spool missing, read-only, full): a duplicate
     record is better than none; logged as ``audit_claim_failed``. ``what`` says what the
     claim is for, in the file (for whoever reads the folder) and the log.
     """
-    folder = Path(spool_dir) / FOLDER
+    folder, at = Path(spool_dir) / FOLDER, time.time() if now is None else now
     try:
         try:
             os.mkdir(folder, _DIR_MODE)  # not the spool itself: a spool that is not there is not ours to make
@@ -63,21 +74,80 @@ def claim(spool_dir: str | os.PathLike[str], key: str, what: str, now: float | N
             pass
         else:
             os.chmod(folder, _DIR_MODE)  # whatever the umask, as the rest of the spool
-        _remove_old(folder, time.time() if now is None else now)
+        _remove_old(folder, at)
         fd = os.open(folder / key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE)
     except FileExistsError:
-        return False
+        return _retake(folder, key, what, at)
     except OSError as exc:
         log_event(logger, "audit_claim_failed", logging.WARNING, folder=str(folder), claim=what,
                   error=safe_error(exc), action="reporting it here too (another process may also)")
         return True
     try:
-        os.write(fd, json.dumps({"claim": what, "pid": os.getpid(), "host": socket.gethostname(),
-                                 "time": time.time()}).encode() + b"\n")
+        os.write(fd, _owner(what))
     except OSError:
-        pass  # the file's existence is the claim; its content is for people
+        pass  # the file's existence is the claim; its content is for people, and for _retake
     finally:
         os.close(fd)
+    return True
+
+
+def _owner(what: str) -> bytes:
+    return json.dumps({"claim": what, "pid": os.getpid(), "start": _start_time(os.getpid()),
+                       "host": socket.gethostname(), "time": time.time()}).encode() + b"\n"
+
+
+def _start_time(pid: int) -> int | None:
+    """The process's start time (clock ticks since boot, Linux), telling it from a later
+    process that reuses its pid; None where /proc does not say."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat.rpartition(")")[2].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _abandoned(path: Path, now: float) -> os.stat_result | None:
+    """The claim file's stat when its owner is gone (see the module's docstring), else None."""
+    st = path.stat()
+    try:
+        owner = json.loads(path.read_bytes())
+        pid, host, start = int(owner["pid"]), owner["host"], owner.get("start")
+    except (ValueError, KeyError, TypeError):  # not written yet, or not by this code
+        return st if now - st.st_mtime > UNWRITTEN_S else None
+    if host != socket.gethostname():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return st
+    except PermissionError:
+        pass  # alive, another user's
+    return st if start is not None and _start_time(pid) not in (start, None) else None
+
+
+def _retake(folder: Path, key: str, what: str, now: float) -> bool:
+    """True when the claim ``key`` was abandoned and this process re-took it (one process does)."""
+    path = folder / key
+    try:
+        st = _abandoned(path, now)
+        if st is None:
+            return False
+        # The marker names this very claim file: whoever re-takes a later abandoned claim makes another.
+        marker = folder / f".{key}.retaken-{st.st_ino}-{st.st_mtime_ns}"
+        os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE))
+        tmp = folder / f".{key}.{os.getpid()}.tmp"
+        tmp.write_bytes(_owner(what))
+        os.replace(tmp, path)
+    except FileExistsError:  # another process re-took it first
+        return False
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError):  # removed as old meanwhile: nobody holds it now
+            return claim(folder.parent, key, what, now)
+        log_event(logger, "audit_claim_failed", logging.WARNING, folder=str(folder), claim=what,
+                  error=safe_error(exc), action="skipping it: its claim exists and could not be re-taken")
+        return False
+    log_event(logger, "audit_claim_retaken", logging.WARNING, folder=str(folder), claim=what,
+              reason="its owner died before its record was sent, or after (the record may then appear twice)")
     return True
 
 

@@ -1,0 +1,72 @@
+"""An audit claim whose owner died before its record was sent is re-taken, by one process.
+
+``spool/audit-claims/<key>`` (O_EXCL) makes one process report a configuration change that
+every process sees. A process killed between its claim and its sender's write left a claim
+that made every other process skip the change: the record was lost for good.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mammocad.audit import claims
+from tests import processes
+
+#: A process that claims ``key`` and is killed before anything could report it.
+_KILLED_AFTER_CLAIM = """
+import os, signal, sys
+from mammocad.audit import claims
+assert claims.claim(sys.argv[1], "key", "config_reloaded test")
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+#: A process that claims ``key`` and stays alive (reporting, as far as anyone can tell).
+_ALIVE_AFTER_CLAIM = """
+import sys
+from mammocad.audit import claims
+assert claims.claim(sys.argv[1], "alive", "config_reloaded test")
+print("claimed", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_claim_left_by_a_killed_process_is_re_taken_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    killed = subprocess.run([sys.executable, "-c", _KILLED_AFTER_CLAIM, str(spool)], timeout=60)
+    assert killed.returncode == -signal.SIGKILL and (spool / claims.FOLDER / "key").exists()
+    with caplog.at_level(logging.WARNING, logger="mammocad"):
+        assert claims.claim(spool, "key", "config_reloaded test")  # this process reports it now
+    assert [r.getMessage() for r in caplog.records] == ["audit_claim_retaken"]
+    assert not claims.claim(spool, "key", "config_reloaded test")  # re-taken by one process only
+
+
+def test_a_claim_of_a_live_process_is_not_re_taken(tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    proc = processes.spawn([sys.executable, "-c", _ALIVE_AFTER_CLAIM, str(spool)], name="claimer",
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "claimed"
+        assert not claims.claim(spool, "alive", "config_reloaded test")
+    finally:
+        processes.stop(proc)
+
+
+def test_an_empty_claim_is_re_taken_once_its_owner_had_time_to_write_it(tmp_path: Path) -> None:
+    """Killed between creating its claim and writing its owner in it."""
+    spool = tmp_path / "spool"
+    (spool / claims.FOLDER).mkdir(parents=True)
+    empty = spool / claims.FOLDER / "key"
+    empty.touch()
+    assert not claims.claim(spool, "key", "test")  # just made: its owner is writing it
+    old = empty.stat().st_mtime - claims.UNWRITTEN_S - 1
+    os.utime(empty, (old, old))
+    assert claims.claim(spool, "key", "test") and not claims.claim(spool, "key", "test")
