@@ -6,8 +6,8 @@ The chain of a full-field digital mammography system, with every setting drawn p
 2. the heel effect: the beam fades towards the anode over the nipple side, so fewer quanta land
    there (``heel_profile``); quantum (Poisson) noise at a realistic dose: a few thousand photons
    per 0.1 mm pixel behind the breast, counted over the output pixel;
-3. the detector's presampling MTF, one of the two kinds screening systems use (``DETECTORS``),
-   applied as a continuous transfer function so it is the same at every drawing spacing
+3. the detector's presampling MTF, one of the two kinds screening systems use (``DETECTOR_KINDS``),
+   the one the vendor profile in the header names, at its del pitch (synth v16), applied as a continuous transfer function so it is the same at every drawing spacing
    (``mtf``), and electronic noise;
 4. the flat-field (gain) correction, which divides the heel out of the signal but not out of
    the noise, then the log transform, then "For Presentation" processing: peripheral equalisation (the thin
@@ -30,13 +30,12 @@ from mammocad.model.synth.texture import upsample
 COARSE_MM = 2.0
 #: σ (mm) of the long-range part of a detector's or screen's blur (its low-frequency drop).
 GLARE_SIGMA_MM = 1.5
-#: The two kinds of FFDM detector (synth v15), with the share of images each draws.
-#: Direct-conversion amorphous selenium (Hologic Selenia, Siemens Mammomat, Planmed Clarity, Fujifilm
-#: Amulet: most screening units) and CsI:Tl on amorphous silicon (GE Senographe / Pristina).
-DETECTORS = {"a-Se": 0.7, "CsI": 0.3}
-#: Their del pitches (mm): a-Se 70 µm (Hologic, Siemens Novation) or 85 µm (Siemens Inspiration,
-#: Planmed), CsI 100 µm (GE).
-PITCHES_MM = {"a-Se": (0.07, 0.085), "CsI": (0.1,)}
+#: The two kinds of FFDM detector (synth v15): direct-conversion amorphous selenium (Hologic Selenia,
+#: Siemens Mammomat, Planmed Clarity, Fujifilm AMULET: most screening units) and CsI:Tl on amorphous
+#: silicon (GE Senographe / Pristina). Which one an image has, and its del pitch, is the vendor
+#: profile's (``dicom_writer.VendorProfile``, synth v16): synth v15 drew both independently of the
+#: header, so 74 % of its DR images named one detector and carried another's MTF.
+DETECTOR_KINDS = ("a-Se", "CsI")
 #: Boone, Lindfors, Cooper & Seibert, "Scatter/primary in mammography: comprehensive results",
 #: Med. Phys. 27 (2000) 2408: SPR = 1 / (a + b·D^−1.5 + c·T^−0.5) at the centre of a semicircular
 #: breast of diameter D and compressed thickness T (cm), no grid, within about 1 % of their Monte
@@ -67,7 +66,7 @@ class DrSettings:
     The detector's blur is ``detector_blur``'s: a Gaussian core of ``mtf_sigma_mm``, the square
     del aperture ``pitch_mm`` (0: none), a CsI scintillator's long-tailed light spread
     ``phosphor_mm`` (0: none; ``mtf.cauchy_transfer``) and a ``glare`` fraction spread over
-    millimetres; ``detector_mtf`` is its transfer. ``sample`` draws one of ``DETECTORS``.
+    millimetres; ``detector_mtf`` is its transfer. ``sample`` draws the blur of the detector it is given.
     """
 
     photons_behind: float  # mean photons per 0.1 mm pixel behind the breast
@@ -88,8 +87,8 @@ class DrSettings:
     heel_residual: float = 0.0  # what of it the flat-field correction leaves in the signal
 
     def __post_init__(self) -> None:
-        if self.detector not in DETECTORS:
-            raise ValueError(f"detector must be one of {sorted(DETECTORS)}, got {self.detector!r}")
+        if self.detector not in DETECTOR_KINDS:
+            raise ValueError(f"detector must be one of {sorted(DETECTOR_KINDS)}, got {self.detector!r}")
         if not 0.0 <= self.glare < 1.0:
             raise ValueError(f"glare must be in [0, 1), got {self.glare}")
         if min(self.mtf_sigma_mm, self.pitch_mm, self.phosphor_mm, self.scatter_to_primary) < 0.0:
@@ -99,9 +98,14 @@ class DrSettings:
                              f"{self.heel_drop} and {self.heel_residual}")
 
     @classmethod
-    def sample(cls, rng: np.random.Generator, *, thickness_mm: float = MEDIAN_THICKNESS_MM) -> DrSettings:
-        """One exposure of a breast compressed to ``thickness_mm``, a contact view behind the grid."""
-        det = _sample_detector(rng)
+    def sample(cls, rng: np.random.Generator, *, thickness_mm: float = MEDIAN_THICKNESS_MM,
+               detector: str = "a-Se", pitch_mm: float = 0.07) -> DrSettings:
+        """One exposure of a breast compressed to ``thickness_mm``, a contact view behind the grid.
+
+        detector, pitch_mm: the kind and del pitch of the unit the header names (its vendor
+        profile's); the default is the commonest profile's, Hologic's 70 µm a-Se.
+        """
+        det = _sample_detector(rng, detector, pitch_mm)
         spr = scatter_to_primary(thickness_mm, selectivity=float(rng.uniform(*GRID_SELECTIVITY)))
         return cls(photons_behind=float(rng.uniform(3000, 8000)), scatter_to_primary=spr,
                    scatter_sigma_mm=float(rng.uniform(15, 35)), mtf_sigma_mm=det.sigma_mm, glare=det.glare,
@@ -140,8 +144,8 @@ class _Detector(NamedTuple):
     glare: float
 
 
-def _sample_detector(rng: np.random.Generator) -> _Detector:
-    """The blur of an a-Se or a CsI detector, as measured on clinical units (synth v15).
+def _sample_detector(rng: np.random.Generator, detector: str, pitch: float) -> _Detector:
+    """The blur of an a-Se or a CsI detector of del pitch ``pitch`` mm, as measured on clinical units (synth v15).
 
     a-Se converts X-rays to charge drifting straight to the dels, so its pixel aperture dominates:
     ``sinc(f·a)`` (0.95 at 2.5 and 0.80 at 5 cycles/mm for 70 µm; 0.93 and 0.72 for 85 µm), times
@@ -157,9 +161,10 @@ def _sample_detector(rng: np.random.Generator) -> _Detector:
     of σ 0.05–0.1 mm: 0.27–0.72 at 2.5 cycles/mm and 0.005–0.29 at 5, so its specks were up to
     three times softer than either kind draws them.
     """
-    kinds = list(DETECTORS)
-    detector = kinds[int(rng.choice(len(kinds), p=list(DETECTORS.values())))]
-    pitch = float(rng.choice(PITCHES_MM[detector]))
+    if detector not in DETECTOR_KINDS:
+        raise ValueError(f"detector must be one of {sorted(DETECTOR_KINDS)}, got {detector!r}")
+    if not 0.0 < pitch <= 0.2:
+        raise ValueError(f"a mammography detector's del pitch is 0.05-0.1 mm, got pitch_mm={pitch}")
     if detector == "a-Se":
         return _Detector(detector, pitch, float(rng.uniform(0.008, 0.018)), 0.0, float(rng.uniform(0.0, 0.03)))
     fall_off = float(rng.uniform(9.0, 14.0))  # cycles/mm over which the scintillator's MTF falls by 1/e

@@ -20,6 +20,7 @@ from pydicom.sequence import Sequence
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, ExplicitVRLittleEndian, generate_uid
 
 from mammocad import NOT_FOR_DIAGNOSIS
+from mammocad.model.synth.acquisition import DETECTOR_KINDS
 
 MG_PRESENTATION = UID("1.2.840.10008.5.1.4.1.1.1.2")
 SECONDARY_CAPTURE = UID("1.2.840.10008.5.1.4.1.1.7")
@@ -30,23 +31,55 @@ ORIENTATION = {("R", "CC"): ["P", "L"], ("L", "CC"): ["A", "R"],
 
 @dataclass(frozen=True)
 class VendorProfile:
+    """One unit's header habits and, for DR, the detector it has (synth v16).
+
+    ``detector`` is the kind (``acquisition.DETECTOR_KINDS``) and ``full_spacing_mm`` the del
+    pitch of the unit named by ``manufacturer``/``model``; the DR chain draws that detector's MTF,
+    so a header never names one detector over another's image (synth v15 drew both at random):
+    - Hologic Selenia / Selenia Dimensions: direct a-Se, 70 µm (Hologic, "Characterizing detector
+      performance": "the pixel size for the Hologic digital mammography detector is 70 microns";
+      NHSBSP Equipment Report 1401, 2014);
+    - GE Senographe Essential / DS / Pristina: CsI:Tl on a-Si, 100 µm (Ghetti et al., "Physical
+      characteristics of GE Senographe Essential and DS digital mammography detectors", Med. Phys.
+      35 (2008) 456; NHSBSP technical evaluation of the Pristina in 2D, December 2019);
+    - Siemens Mammomat Inspiration / Revelation: direct a-Se, 85 µm (vendor figure; no measurement
+      of it was found in the reference search);
+    - Fujifilm AMULET (Innovality): direct a-Se read out by optical switching (Rivetti et al.,
+      Med. Phys. 36 (2009) 5139), hexagonal dels, 50 µm output pixels (NHSBSP technical
+      evaluation of the AMULET Innovality, February 2018);
+    - Planmed Clarity: direct a-Se, 85 µm (as synth v15 had it; not re-checked).
+    Digitised film (``secondary_capture``) has no detector: ``detector`` is "".
+    """
+
     manufacturer: str
     model: str
     photometric: str
     bits_stored: int
-    full_spacing_mm: float
+    full_spacing_mm: float  # DR: the detector's del pitch; film: the digitiser's usual pitch
     spacing_tags: str  # "imager", "pixel" or "both"
     laterality_tags: str  # "image", "laterality" or "both"
     view_tags: str  # "both", "position" (no ViewCodeSequence) or "code"
     secondary_capture: bool = False
+    detector: str = ""  # DR: "a-Se" or "CsI"
+
+    def __post_init__(self) -> None:
+        if self.secondary_capture and self.detector:
+            raise ValueError(f"a digitised-film profile has no DR detector, got detector={self.detector!r}")
+        if not self.secondary_capture and self.detector not in DETECTOR_KINDS:
+            raise ValueError(f"a DR profile ({self.manufacturer} {self.model}) must name its detector, one of "
+                             f"{sorted(DETECTOR_KINDS)}; got detector={self.detector!r}")
 
 
 PROFILES = (
-    VendorProfile("HOLOGIC, Inc.", "Selenia Dimensions", "MONOCHROME2", 12, 0.07, "both", "image", "both"),
-    VendorProfile("GE MEDICAL SYSTEMS", "Senographe Pristina", "MONOCHROME1", 14, 0.1, "imager", "image", "both"),
-    VendorProfile("SIEMENS", "Mammomat Inspiration", "MONOCHROME2", 12, 0.085, "imager", "both", "position"),
-    VendorProfile("FUJIFILM Corporation", "AMULET Innovality", "MONOCHROME1", 12, 0.1, "pixel", "laterality", "both"),
-    VendorProfile("Planmed", "Clarity 2D", "MONOCHROME2", 14, 0.085, "both", "image", "code"),
+    VendorProfile("HOLOGIC, Inc.", "Selenia Dimensions", "MONOCHROME2", 12, 0.07, "both", "image", "both",
+                  detector="a-Se"),
+    VendorProfile("GE MEDICAL SYSTEMS", "Senographe Pristina", "MONOCHROME1", 14, 0.1, "imager", "image", "both",
+                  detector="CsI"),
+    VendorProfile("SIEMENS", "Mammomat Inspiration", "MONOCHROME2", 12, 0.085, "imager", "both", "position",
+                  detector="a-Se"),
+    VendorProfile("FUJIFILM Corporation", "AMULET Innovality", "MONOCHROME1", 12, 0.1, "pixel", "laterality", "both",
+                  detector="a-Se"),
+    VendorProfile("Planmed", "Clarity 2D", "MONOCHROME2", 14, 0.085, "both", "image", "code", detector="a-Se"),
     VendorProfile("HOWTEK", "MultiRad 850 (digitised film)", "MONOCHROME2", 12, 0.1, "pixel", "laterality",
                   "none", secondary_capture=True),
     VendorProfile("LUMISYS", "Lumiscan 85 (digitised film)", "MONOCHROME2", 16, 0.1, "pixel", "laterality",
