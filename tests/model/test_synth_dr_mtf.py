@@ -22,6 +22,9 @@ PUBLISHED = {
     ("a-Se", 0.07): ((2.5, 0.88, 0.96), (5.0, 0.65, 0.80)),
     ("a-Se", 0.085): ((2.5, 0.85, 0.94), (5.0, 0.58, 0.72)),
     ("CsI", 0.1): ((2.5, 0.58, 0.73), (5.0, 0.25, 0.42)),
+    # Fujifilm AMULET Innovality's 50 µm (synth v16): no published MTF was found; these are the
+    # aperture's sinc (0.97 / 0.90) under the a-Se spread and drop drawn for the other pitches.
+    ("a-Se", 0.05): ((2.5, 0.90, 0.98), (5.0, 0.74, 0.88)),
 }
 EDGE_SPACING = 0.02
 

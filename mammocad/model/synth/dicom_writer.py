@@ -46,7 +46,8 @@ class VendorProfile:
       of it was found in the reference search);
     - Fujifilm AMULET (Innovality): direct a-Se read out by optical switching (Rivetti et al.,
       Med. Phys. 36 (2009) 5139), hexagonal dels, 50 µm output pixels (NHSBSP technical
-      evaluation of the AMULET Innovality, February 2018);
+      evaluation of the AMULET Innovality, February 2018). Its hexagonal del and the interpolation
+      onto the square 50 µm grid are drawn as a 50 µm square aperture. Synth v2–v15 wrote 0.1 mm;
     - Planmed Clarity: direct a-Se, 85 µm (as synth v15 had it; not re-checked).
     Digitised film (``secondary_capture``) has no detector: ``detector`` is "".
     """
@@ -77,7 +78,7 @@ PROFILES = (
                   detector="CsI"),
     VendorProfile("SIEMENS", "Mammomat Inspiration", "MONOCHROME2", 12, 0.085, "imager", "both", "position",
                   detector="a-Se"),
-    VendorProfile("FUJIFILM Corporation", "AMULET Innovality", "MONOCHROME1", 12, 0.1, "pixel", "laterality", "both",
+    VendorProfile("FUJIFILM Corporation", "AMULET Innovality", "MONOCHROME1", 12, 0.05, "pixel", "laterality", "both",
                   detector="a-Se"),
     VendorProfile("Planmed", "Clarity 2D", "MONOCHROME2", 14, 0.085, "both", "image", "code", detector="a-Se"),
     VendorProfile("HOWTEK", "MultiRad 850 (digitised film)", "MONOCHROME2", 12, 0.1, "pixel", "laterality",

@@ -120,13 +120,27 @@ def _check_drawing(size: str, spacing_mm: float | None) -> None:
         raise ValueError(f"spacing_mm must be between 0.03 and 1.0 mm, got {spacing_mm}")
 
 
+def drawing_spacing(size: str, spacing_mm: float | None, profile: VendorProfile) -> float:
+    """The pixel size (mm) a study is drawn at; its header states this, whatever the unit's own pitch.
+
+    A caller's ``spacing_mm`` wins: training draws at 0.1 mm, so a Fujifilm AMULET's 50 µm pixels
+    (four times the 0.1 mm pixel count) cost nothing there, and its header then says 0.1, with the
+    drawing carrying the resize from 50 µm (``mtf.resampling_mtf``) as the standardiser would leave a
+    real one. Otherwise a small field is drawn at ``SMALL_SPACING_MM`` and a full one at the unit's
+    own pitch (``VendorProfile.full_spacing_mm``: up to 4760 x 5950 px for the AMULET's 50 µm).
+    """
+    if spacing_mm is not None:
+        return float(spacing_mm)
+    return SMALL_SPACING_MM if size == "small" else profile.full_spacing_mm
+
+
 def generate_study(index: int, *, seed: int, size: str = "small",
                    spacing_mm: float | None = None) -> SynthStudy:
     """Study number ``index`` of the data set made with ``seed`` (4 views, R/L × CC/MLO)."""
     _check_drawing(size, spacing_mm)
     rng = np.random.default_rng([seed, index])
     profile = sample_profile(rng)
-    spacing = spacing_mm or (SMALL_SPACING_MM if size == "small" else profile.full_spacing_mm)
+    spacing = drawing_spacing(size, spacing_mm, profile)
     field_mm = FIELDS_MM[size]
     shape = (int(round(field_mm[0] / spacing)), int(round(field_mm[1] / spacing)))
     density_letter = str(rng.choice(list(DENSITIES), p=[0.1, 0.4, 0.4, 0.1]))
