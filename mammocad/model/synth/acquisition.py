@@ -4,8 +4,8 @@ The chain of a full-field digital mammography system, with every setting drawn p
 1. primary transmission exp(−L) plus scatter (a wide blur of the primary; its scatter-to-primary
    ratio grows with the compressed thickness and an anti-scatter grid cuts it: ``scatter_to_primary``);
 2. the heel effect: the beam fades towards the anode over the nipple side, so fewer quanta land
-   there (``heel_profile``); quantum (Poisson) noise at a realistic dose: a few thousand photons
-   per 0.1 mm pixel behind the breast, counted over the output pixel;
+   there (``heel_profile``); quantum (Poisson) noise at a screening dose: the quanta a detector air
+   kerma of 50–150 µGy brings, as many as its DQE counts (``counted_quanta``), over the output pixel;
 3. the detector's presampling MTF, one of the two kinds screening systems use (``DETECTOR_KINDS``),
    the one the vendor profile in the header names, at its del pitch (synth v16), applied as a continuous transfer function so it is the same at every drawing spacing
    (``mtf``), and electronic noise;
@@ -23,6 +23,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy import ndimage, special
 
+from mammocad.model.synth import physics
 from mammocad.model.synth.mtf import apply_mtf, cauchy_transfer
 from mammocad.model.synth.texture import upsample
 
@@ -36,6 +37,13 @@ GLARE_SIGMA_MM = 1.5
 #: profile's (``dicom_writer.VendorProfile``, synth v16): synth v15 drew both independently of the
 #: header, so 74 % of its DR images named one detector and carried another's MTF.
 DETECTOR_KINDS = ("a-Se", "CsI")
+#: Air kerma (µGy) at the detector behind the breast that screening FFDM units' exposure control
+#: aims at: 50–150 µGy (the figure issue 9 gives; Ghetti et al., Med. Phys. 35 (2008) 456,
+#: characterised GE Senographe detectors over 25–240 µGy around it).
+DETECTOR_KERMA_UGY = (50.0, 150.0)
+#: Zero-frequency DQE: the share of those quanta the image noise is counted from (absorption,
+#: Swank factor, electronics). Ghetti et al. measured up to 0.60 on the GE Senographe Essential.
+DQE_ZERO = (0.5, 0.7)
 #: Boone, Lindfors, Cooper & Seibert, "Scatter/primary in mammography: comprehensive results",
 #: Med. Phys. 27 (2000) 2408: SPR = 1 / (a + b·D^−1.5 + c·T^−0.5) at the centre of a semicircular
 #: breast of diameter D and compressed thickness T (cm), no grid, within about 1 % of their Monte
@@ -69,7 +77,7 @@ class DrSettings:
     millimetres; ``detector_mtf`` is its transfer. ``sample`` draws the blur of the detector it is given.
     """
 
-    photons_behind: float  # mean photons per 0.1 mm pixel behind the breast
+    photons_behind: float  # mean counted quanta per 0.1 mm pixel behind the breast (``counted_quanta``)
     scatter_to_primary: float
     scatter_sigma_mm: float
     mtf_sigma_mm: float
@@ -99,15 +107,17 @@ class DrSettings:
 
     @classmethod
     def sample(cls, rng: np.random.Generator, *, thickness_mm: float = MEDIAN_THICKNESS_MM,
-               detector: str = "a-Se", pitch_mm: float = 0.07) -> DrSettings:
+               detector: str = "a-Se", pitch_mm: float = 0.07, energy_kev: float = 20.0) -> DrSettings:
         """One exposure of a breast compressed to ``thickness_mm``, a contact view behind the grid.
 
         detector, pitch_mm: the kind and del pitch of the unit the header names (its vendor
         profile's); the default is the commonest profile's, Hologic's 70 µm a-Se.
+        energy_kev: the beam's effective energy, which sets the quanta per µGy (``counted_quanta``).
         """
         det = _sample_detector(rng, detector, pitch_mm)
         spr = scatter_to_primary(thickness_mm, selectivity=float(rng.uniform(*GRID_SELECTIVITY)))
-        return cls(photons_behind=float(rng.uniform(3000, 8000)), scatter_to_primary=spr,
+        photons = counted_quanta(float(rng.uniform(*DETECTOR_KERMA_UGY)), energy_kev, float(rng.uniform(*DQE_ZERO)))
+        return cls(photons_behind=photons, scatter_to_primary=spr,
                    scatter_sigma_mm=float(rng.uniform(15, 35)), mtf_sigma_mm=det.sigma_mm, glare=det.glare,
                    electronic=float(rng.uniform(0.05, 0.3)),
                    equalisation=float(rng.uniform(0.5, 0.95)), unsharp_gain=float(rng.uniform(0.1, 0.6)),
@@ -115,6 +125,23 @@ class DrSettings:
                    contrast=float(rng.uniform(2.5, 5.0)), pitch_mm=det.pitch_mm, phosphor_mm=det.phosphor_mm,
                    detector=det.kind, heel_drop=float(rng.uniform(*HEEL_DROP)),
                    heel_residual=float(rng.uniform(*HEEL_RESIDUAL)))
+
+
+def counted_quanta(air_kerma_ugy: float, energy_kev: float, dqe: float, *, pixel_mm: float = 0.1) -> float:
+    """Quanta the noise of a ``pixel_mm`` pixel is counted from, at detector air kerma ``air_kerma_ugy``.
+
+    Fluence per kerma at 20 keV is 5790 quanta/mm²/µGy (``physics.quanta_per_mm2_per_ugy``, from
+    NIST's µen/ρ of air), so 50–150 µGy bring 2.9e5–8.7e5 quanta/mm² to the detector: 2900–8700
+    per 0.1 mm pixel (2040–10600 over the 17–22 keV drawn). A detector's noise is that of DQE(0)
+    times them: drawn 0.5–0.7, 1020–7420 per 0.1 mm pixel (1140–6930 in 2000 draws, median 3230;
+    100 µGy at 20 keV counted at 0.6 is 3470). Synth v2–v15 drew 3000–8000 (median 5500), the incident quanta of about
+    100 µGy counted as if every one were detected: not low, but 1.6× the quanta the noise
+    of a real detector at that dose is counted from. ``detect_dr`` scales this to the drawn
+    pixel's area, so the noise per mm² is the same at every drawing spacing.
+    """
+    if air_kerma_ugy <= 0.0 or not 0.0 < dqe <= 1.0:
+        raise ValueError(f"air_kerma_ugy must be > 0 and dqe in (0, 1], got {air_kerma_ugy} and {dqe}")
+    return float(air_kerma_ugy * physics.quanta_per_mm2_per_ugy(energy_kev) * dqe * pixel_mm ** 2)
 
 
 def scatter_to_primary(thickness_mm: float, *, diameter_mm: float = MEDIAN_DIAMETER_MM,

@@ -75,7 +75,8 @@ DENSITIES = {"A": 0.1, "B": 0.3, "C": 0.55, "D": 0.8}
 #: film scatter from the compressed thickness behind the grid too, the whole heel on film, and
 #: film marks drawn before the grain, which now covers them, and the film digitiser's optical spread;
 #: under that scatter the gland's, septa's and strands' contrast refitted to the CBIS-DDSM films;
-#: 16: each DR image's detector (kind and del pitch) the one its header's vendor profile names).
+#: 16: each DR image's detector (kind and del pitch) the one its header's vendor profile names,
+#: Fujifilm's pixels 50 µm, and DR quanta from the detector's air kerma, the beam's energy and the DQE).
 SYNTH_VERSION = 16
 #: Chance that a breast carries unlabelled vascular or skin calcifications (common in screening
 #: populations; a detector never shown them marks them on real images).
@@ -230,7 +231,7 @@ def render_view(breast: Breast, laterality: str, view: str, shape: tuple[int, in
         return acquire_film(line, mask, spacing, FilmLabel(laterality, view), rng, film or FilmSettings.sample(rng),
                             at_detector, thickness_mm=breast.thickness), boxes
     settings = DrSettings.sample(rng, thickness_mm=breast.thickness, detector=profile.detector,
-                                 pitch_mm=profile.full_spacing_mm)
+                                 pitch_mm=profile.full_spacing_mm, energy_kev=energy)
     shown = present(detect_dr(line, mask, spacing, settings, rng, at_detector), mask, spacing, settings)
     return resampling_mtf(shown, spacing, profile.full_spacing_mm), boxes
 

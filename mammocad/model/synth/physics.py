@@ -45,6 +45,26 @@ MU_PER_MM: dict[str, np.ndarray] = {
 #: Range of effective energies of screening systems (W/Rh, Mo/Mo, W/Ag spectra after the breast).
 ENERGY_RANGE_KEV = (17.0, 22.0)
 
+#: Mass energy-absorption coefficient µen/ρ of dry air (cm²/g) at 15 / 20 / 30 keV: NIST SRD 126
+#: (Hubbell & Seltzer, Table 4, "Air, Dry (Near Sea Level)"), interpolated log-log between.
+AIR_MU_EN_KEV = np.array([15.0, 20.0, 30.0])
+AIR_MU_EN_CM2_PER_G = np.array([1.334, 0.5389, 0.1537])
+_KEV_J = 1.602176634e-16
+
+
+def quanta_per_mm2_per_ugy(energy_kev: float) -> float:
+    """Photons per mm² per µGy of air kerma, Φ/K = 1 / (E · µen/ρ_air), for a beam of ``energy_kev``.
+
+    At 20 keV: 1 / (3.204e-15 J × 0.05389 m²/kg) = 5.79e15 per m² per Gy = 5790 per mm² per µGy;
+    4080 at 17 keV and 7070 at 22 keV (the ``ENERGY_RANGE_KEV`` this generator draws). The
+    effective energy stands for the spectrum behind the breast.
+    """
+    if not AIR_MU_EN_KEV[0] <= energy_kev <= AIR_MU_EN_KEV[-1]:
+        raise ValueError(f"energy_kev must be within {AIR_MU_EN_KEV[0]}..{AIR_MU_EN_KEV[-1]} keV, got {energy_kev}")
+    mu_en = float(np.exp(np.interp(np.log(energy_kev), np.log(AIR_MU_EN_KEV), np.log(AIR_MU_EN_CM2_PER_G))))
+    per_m2_per_gy = 1.0 / (energy_kev * _KEV_J * mu_en * 0.1)  # cm²/g → m²/kg
+    return per_m2_per_gy * 1e-6 * 1e-6  # per mm², per µGy
+
 
 def attenuation_per_mm(material: str, energy_kev: float) -> float:
     """Linear attenuation coefficient of ``material`` at ``energy_kev`` (1/mm)."""
