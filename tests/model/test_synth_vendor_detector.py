@@ -15,7 +15,7 @@ import pytest
 from mammocad.model.synth import generate
 from mammocad.model.synth.acquisition import DrSettings
 from mammocad.model.synth.anatomy import Breast
-from mammocad.model.synth.dicom_writer import PROFILES, VendorProfile
+from mammocad.model.synth.dicom_writer import PROFILES, ImageIds, VendorProfile, build_dataset, to_stored
 
 DR_PROFILES = [p for p in PROFILES if not p.secondary_capture]
 #: What each unit has (``VendorProfile``'s docstring gives the sources).
@@ -57,3 +57,11 @@ def test_a_dr_profile_without_its_detector_is_refused() -> None:
         dataclasses.replace(next(p for p in PROFILES if p.secondary_capture), detector="a-Se")
     with pytest.raises(ValueError, match="detector must be one of"):
         DrSettings.sample(np.random.default_rng(0), detector="CR", pitch_mm=0.1)
+
+
+@pytest.mark.parametrize("profile", DR_PROFILES, ids=lambda p: p.model)
+def test_the_headers_detector_type_is_the_profiles_detector(profile: VendorProfile) -> None:
+    """DX Detector module, Detector Type: DIRECT (a-Se photoconductor) or SCINTILLATOR (CsI)."""
+    ids = ImageIds(seed=0, index=0, patient_id="SYNTH_0001", laterality="L", view="CC", instance=1)
+    ds = build_dataset(to_stored(np.full((8, 8), 0.5, np.float32), profile), ids, profile, 0.1)
+    assert ds.DetectorType == {"a-Se": "DIRECT", "CsI": "SCINTILLATOR"}[profile.detector]

@@ -208,7 +208,9 @@ def _mammo_modules(ds: Dataset, profile: VendorProfile) -> None:
     ds.ImageType = ["DERIVED", "PRIMARY"]
     ds.PresentationIntentType = "FOR PRESENTATION"
     ds.PositionerType = "MAMMOGRAPHIC"
-    ds.DetectorType = "DIRECT" if profile.bits_stored == 14 else "SCINTILLATOR"
+    # PS3.3 C.8.11.4: DIRECT for a photoconductor (a-Se), SCINTILLATOR for a phosphor (CsI).
+    # Synth v2-v15 chose it from the bits stored: Hologic's a-Se read SCINTILLATOR, GE's CsI DIRECT.
+    ds.DetectorType = "DIRECT" if profile.detector == "a-Se" else "SCINTILLATOR"
     ds.BreastImplantPresent = "NO"
     ds.PartialView = "NO"
     ds.OrganExposed = "BREAST"
