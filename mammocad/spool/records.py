@@ -258,6 +258,11 @@ class ReportRecord:
     #: else None. Its images may be fewer than the report's: images that arrived while it was
     #: pending are reported with it, in one amended report (``studies show`` says so).
     reanalysis: ReanalysisRecord | None = None
+    #: Per destination, the SOP Instance UIDs its outbox item carried: the report's objects of
+    #: the kinds it wants, plus earlier reports' SC/GSPS a late report sent it because it had
+    #: not confirmed them (the results worker's ``catch_up``). Absent from records written before
+    #: it was kept: such an item is read as having carried every one of the report's objects.
+    destination_objects: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def outputs(self) -> list[str]:
@@ -273,7 +278,8 @@ class ReportRecord:
                 "objects": [o.to_json() for o in self.objects], "destinations": dict(self.destinations),
                 "failed_images": list(self.failed_images), "failed_outputs": dict(self.failed_outputs),
                 "created": self.created,
-                "reanalysis": self.reanalysis.to_json() if self.reanalysis is not None else None}
+                "reanalysis": self.reanalysis.to_json() if self.reanalysis is not None else None,
+                "destination_objects": {d: list(sops) for d, sops in self.destination_objects.items()}}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], report_key: str, what: str = "report") -> ReportRecord:
@@ -285,6 +291,9 @@ class ReportRecord:
         request = data.get("reanalysis")  # absent before it was recorded: answered none
         if request is not None and not isinstance(request, dict):
             raise RecordError(f"{what}: reanalysis must be an object or null")
+        carried = data.get("destination_objects") or {}  # absent before it was recorded
+        if not isinstance(carried, dict) or not all(isinstance(v, list) for v in carried.values()):
+            raise RecordError(f"{what}: destination_objects must map each destination to a list of UIDs")
         try:
             return cls(report_key=str(data.get("report_key") or report_key), sop_uids=tuple(sorted(map(str, sops))),
                        model_name=str(data.get("model_name", "")), model_version=str(data.get("model_version", "")),
@@ -293,7 +302,8 @@ class ReportRecord:
                        failed_images=tuple(map(str, data.get("failed_images") or [])),
                        failed_outputs={str(k): str(v) for k, v in (data.get("failed_outputs") or {}).items()},
                        created=float(data.get("created", 0.0)),
-                       reanalysis=ReanalysisRecord.from_json(request, f"{what}: reanalysis") if request else None)
+                       reanalysis=ReanalysisRecord.from_json(request, f"{what}: reanalysis") if request else None,
+                       destination_objects={str(d): tuple(map(str, sops)) for d, sops in carried.items()})
         except (TypeError, ValueError) as exc:
             raise RecordError(f"{what}: {type(exc).__name__}: {exc}") from exc
 

@@ -24,6 +24,8 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from celery import Celery, Task
@@ -57,6 +59,7 @@ from mammocad.spool.tasks import (
 )
 from mammocad.worker import model_cache, observer
 from mammocad.worker.building import Built, build_study
+from mammocad.worker.catch_up import owed_objects
 from mammocad.worker.failures import failed_result
 from mammocad.worker.finalize_plan import FinalizePlan, plan_finalize
 from mammocad.worker.outbox_delivery import attempt, schedule_delivery
@@ -244,14 +247,17 @@ def _finalize_locked(self: Task, files: StudyFiles, sop_uids: list[str], plan: F
                 files.write_result(failed_result(files, sop, f"no analysis result after {bound} s"))
         log_event(logger, "finalize_gave_up_waiting", level=logging.WARNING, study=study_uid, missing=len(missing))
         count_fault("finalize_gave_up_waiting")
-    kept, built = _build_once(settings, files, info, sop_uids, key, plan.revision)
+    study = _study_result(info, files, sop_uids, plan.revision)
+    earlier, sent = _earlier_and_sent(info, files, sop_uids, study)
+    kept, built = _build_once(settings, files, info, study, sop_uids, key, earlier, sent)
     objects = [OutputObject(study=str(ds.StudyInstanceUID), series=str(ds.SeriesInstanceUID),
                             sop=str(ds.SOPInstanceUID), sop_class=str(ds.SOPClassUID), kind=kind)
                for kind, ds in built]
-    items = _fill_outbox(settings, files, built, key)
+    items = _fill_outbox(settings, files, built, key, owed_objects(files, settings.destinations, sent))
     report = ReportRecord(report_key=key, sop_uids=tuple(sop_uids), model_name=info.model_name,
                           model_version=info.model_version, objects=tuple(objects),
                           destinations={d: i.item_id for d, i in items.items()},
+                          destination_objects={d: tuple(p.stem for p in i.files()) for d, i in items.items()},
                           failed_images=kept.failed_images, failed_outputs=kept.failed_outputs,
                           created=time.time(), reanalysis=plan.request)
     files.write_report(report)
@@ -270,21 +276,21 @@ def _finalize_locked(self: Task, files: StudyFiles, sop_uids: list[str], plan: F
     return key
 
 
-def _build_once(settings: Settings, files: StudyFiles, info: Any, sop_uids: list[str], key: str,
-                revision: int) -> tuple[KeptOutputs, list[tuple[OutputKind, Dataset]]]:
+def _build_once(settings: Settings, files: StudyFiles, info: Any, study: StudyResult, sop_uids: list[str],
+                key: str, earlier: ReportRecord | None, sent: Mapping[OutputKind, frozenset[str]],
+                ) -> tuple[KeptOutputs, list[tuple[OutputKind, Dataset]]]:
     """The report's objects: those an interrupted earlier run kept, else a new build, kept now.
 
     Built once per report key: the SOP Instance UIDs derive from the content (ContentTime
     included), so a second build would give destinations whose outbox items the first run
     had made another report than the rest, and ``studies resend`` both.
     """
-    earlier = read_kept(files, key)
-    if earlier is not None:
-        log_event(logger, "finalize_resumed", study=files.study_uid, report=key, outputs=len(earlier[1]))
-        return earlier
-    study = _study_result(info, files, sop_uids, revision)
+    resumed = read_kept(files, key)
+    if resumed is not None:
+        log_event(logger, "finalize_resumed", study=files.study_uid, report=key, outputs=len(resumed[1]))
+        return resumed
     with observer.stage("build"):
-        built, study = _build(settings, files, study, sop_uids, info)
+        built, study = _build(settings, files, study, sop_uids, earlier, sent)
     kept = keep_outputs(files, key, built.objects, {k.value: why for k, why in built.failed.items()},
                         tuple(r.image.sop_instance_uid for r in study.images if r.error))
     return kept, built.objects
@@ -300,8 +306,9 @@ def _study_result(info: Any, files: StudyFiles, sop_uids: list[str], revision: i
 
 
 def _fill_outbox(settings: Settings, files: StudyFiles, built: list[tuple[OutputKind, Dataset]],
-                 key: str) -> dict[str, OutboxItem]:
-    """Give every destination the kinds it asked for (one outbox item each).
+                 key: str, owed: Mapping[str, list[Path]]) -> dict[str, OutboxItem]:
+    """Give every destination the kinds it asked for (one outbox item each), plus ``owed``:
+    earlier reports' SC/GSPS it never confirmed (:mod:`~mammocad.worker.catch_up`).
 
     An item an interrupted earlier run made is kept, wherever it is now (waiting, or
     dead-lettered since): the report names it, so the study shows where that destination stands.
@@ -310,13 +317,23 @@ def _fill_outbox(settings: Settings, files: StudyFiles, built: list[tuple[Output
     items: dict[str, OutboxItem] = {}
     for dest in settings.destinations:
         wanted = [ds for kind, ds in built if kind in dest.wanted_outputs]
-        if not wanted:
+        if not wanted and not owed.get(dest.name):
             continue
-        item = (outbox.put(dest.name, key, wanted) or outbox.get(dest.name, key)
-                or outbox.get(dest.name, key, dead=True))
+        item = (outbox.get(dest.name, key) or outbox.get(dest.name, key, dead=True)
+                or outbox.put(dest.name, key, wanted + [dcmread(p) for p in owed.get(dest.name, [])]))
         if item is not None:
             items[dest.name] = item
     return items
+
+
+def _earlier_and_sent(info: Any, files: StudyFiles, sop_uids: list[str], study: StudyResult,
+                      ) -> tuple[ReportRecord | None, dict[OutputKind, frozenset[str]]]:
+    """The report this one follows (each SR cites its own kind's object of it), and the
+    per-image objects left to the earlier reports (:func:`_sent_per_image`)."""
+    earlier = find_predecessor(files, sop_uids, study.model_version)
+    if study.revision:  # an amended report replaces the study's newest report, whatever its images
+        earlier = latest_report(files)
+    return earlier, _sent_per_image(info, files, earlier, study)
 
 
 def _sent_per_image(info: Any, files: StudyFiles, earlier: ReportRecord | None,
@@ -324,7 +341,9 @@ def _sent_per_image(info: Any, files: StudyFiles, earlier: ReportRecord | None,
     """Per-image objects (SC, GSPS) the earlier report delivered that a late-image report
     would only repeat: a GSPS holds its image's marks only, so it is the same; an SC's banner
     also shows the breast risks, so it is the same only while they are. A re-analysis
-    (new results) repeats nothing, and a kind the earlier report lacks is built for all."""
+    (new results) repeats nothing, and a kind the earlier report lacks is built for all.
+    A destination that lacks some of those earlier objects (added to the configuration since,
+    its item dead-lettered or dropped) gets the kept ones in its item (:mod:`catch_up`)."""
     if earlier is None or study.revision:
         return {}
     old = frozenset(earlier.sop_uids)
@@ -340,15 +359,12 @@ def _banner_risks(breasts: Any) -> set[tuple[str, float, bool]]:
     return {(b.laterality, b.risk, b.malignant) for b in breasts}
 
 
-def _build(settings: Settings, files: StudyFiles, study: StudyResult,
-           sop_uids: list[str], info: Any) -> tuple[Built, StudyResult]:
+def _build(settings: Settings, files: StudyFiles, study: StudyResult, sop_uids: list[str],
+           earlier: ReportRecord | None, sent: Mapping[OutputKind, frozenset[str]]) -> tuple[Built, StudyResult]:
     """Build each kind some destination wants; a failing kind is reported, never fatal."""
     kinds = [k for k in OutputKind if any(k in d.wanted_outputs for d in settings.destinations)]
     if not kinds:
         return Built(), study
-    earlier = find_predecessor(files, sop_uids, study.model_version)
-    if study.revision:  # an amended report replaces the study's newest report, whatever its images
-        earlier = latest_report(files)
 
     def predecessors(kind: OutputKind) -> list[tuple[str, str, str]]:
         # Each SR cites only its own earlier version.
@@ -363,8 +379,7 @@ def _build(settings: Settings, files: StudyFiles, study: StudyResult,
     version = 1 + len(files.reports()) + (pruned.reports if pruned is not None else 0)
     return build_study(study, files, sop_uids, kinds, device=device, predecessors=predecessors,
                        sc_jpeg_quality=settings.results.sc_jpeg_quality,
-                       sc_lossless=settings.results.sc_lossless, version=version,
-                       sent=_sent_per_image(info, files, earlier, study))
+                       sc_lossless=settings.results.sc_lossless, version=version, sent=sent)
 
 
 # --------------------------------------------------------------------------- deliver

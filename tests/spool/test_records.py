@@ -40,7 +40,8 @@ def _report(**kw: object) -> ReportRecord:
                OutputObject(STUDY, "1.2.8", "1.2.8.1", "1.2.840.10008.5.1.4.1.1.7", OutputKind.SECONDARY_CAPTURE))
     fields: dict[str, object] = {"report_key": "k1", "sop_uids": tuple(SOPS), "model_name": "m", "model_version": "1",
                                  "objects": objects, "destinations": {"__objects__": "k1", "pacs": "k1"},
-                                 "failed_images": (SOPS[1],), "created": 12.5}
+                                 "failed_images": (SOPS[1],), "created": 12.5,
+                                 "destination_objects": {"__objects__": ("1.2.9.1",), "pacs": ("1.2.9.1", "1.2.8.1")}}
     fields.update(kw)
     return ReportRecord(**fields)  # type: ignore[arg-type]
 
@@ -89,6 +90,7 @@ def test_report_version_0_as_written_before(tmp_path: Path) -> None:
     (record,) = files.reports()
     assert record.report_key == "oldkey" and record.sop_uids == (SOPS[0],)
     assert [o.kind for o in record.objects] == [OutputKind.MAMMO_CAD_SR, None]
+    assert record.destination_objects == {}  # not kept then: what an item carried is read as all the outputs
     assert Spool(tmp_path).has_report_for(STUDY, SOPS[:1])
     assert find_predecessor(files, SOPS, "1") == record
 
