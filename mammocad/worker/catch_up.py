@@ -29,7 +29,7 @@ from pathlib import Path
 from mammocad.config import Destination, OutputKind
 from mammocad.logs import log_event, safe_error
 from mammocad.spool.outbox import Outbox, OutboxItem
-from mammocad.spool.records import RecordError, ReportRecord
+from mammocad.spool.records import RecordError, ReportRecord, report_revision
 from mammocad.spool.studies import StudyFiles
 
 logger = logging.getLogger("mammocad.worker.tasks")  # its events are the finalize task's
@@ -50,7 +50,7 @@ def owed_objects(files: StudyFiles, destinations: Sequence[Destination],
     kinds = [k for k in PER_IMAGE if sent.get(k) and any(k in d.wanted_outputs for d in destinations)]
     if not kinds:
         return {}
-    reports = sorted(files.reports(), key=lambda r: r.created, reverse=True)
+    reports = lineage(files, frozenset().union(*sent.values()))
     current = _current_objects(files, reports, {k: sent[k] for k in kinds})
     outbox = Outbox(files.spool)
     owed: dict[str, list[Path]] = {}
@@ -65,6 +65,20 @@ def owed_objects(files: StudyFiles, destinations: Sequence[Destination],
             log_event(logger, "late_report_catch_up", study=files.study_uid, dest=dest.name, objects=len(missing),
                       held=len(wanted) - len(missing))
     return owed
+
+
+def lineage(files: StudyFiles, images: frozenset[str]) -> list[ReportRecord]:
+    """The reports whose objects may still stand for ``images``: those over some of them,
+    newest first, back to the newest amended report (an admin's re-analysis replaced every
+    object before it, even one it did not rebuild because the image failed analysis again)."""
+    out = []
+    for report in sorted(files.reports(), key=lambda r: r.created, reverse=True):
+        if not set(report.sop_uids) <= images:
+            continue
+        out.append(report)
+        if report_revision(report.report_key):
+            break
+    return out
 
 
 def _current_objects(files: StudyFiles, reports: list[ReportRecord],

@@ -128,3 +128,12 @@ def test_an_unreadable_kept_copy_is_not_replaced_by_an_older_object(spool: Path,
     assert got == {"new": ["1.3", "1.4", "2.1", "2.3", "2.4"]}
     (line,) = [r for r in caplog.records if r.getMessage() == "late_report_catch_up_incomplete"]
     assert line.unreadable == 1 and "studies reanalyse" in line.hint  # type: ignore[attr-defined]
+
+
+def test_objects_an_amended_report_replaced_are_not_carried(spool: Path) -> None:
+    """An admin's re-analysis (r3.r1, images A-C) rebuilt everything, except B's SC and GSPS: B
+    failed analysis this time. r1's and r2's objects of B are what the amended report withdrew."""
+    files = StudyFiles(spool, STUDY)
+    _report(files, "r3.r1", [A, B, C], {"3.1": (SC, A), "3.2": (SC, C), "3.3": (GSPS, A), "3.4": (GSPS, C),
+                                        "3.5": (SR, None)}, 3.0, {})
+    assert _owed(spool, _dest("new")) == {"new": ["3.1", "3.2", "3.3", "3.4"]}
