@@ -59,7 +59,7 @@ from mammocad.spool.tasks import (
 )
 from mammocad.worker import model_cache, observer
 from mammocad.worker.building import Built, build_study
-from mammocad.worker.catch_up import owed_objects
+from mammocad.worker.catch_up import lineage, owed_objects
 from mammocad.worker.failures import failed_result
 from mammocad.worker.finalize_plan import FinalizePlan, plan_finalize
 from mammocad.worker.outbox_delivery import attempt, schedule_delivery
@@ -341,15 +341,22 @@ def _sent_per_image(info: Any, files: StudyFiles, earlier: ReportRecord | None,
     """Per-image objects (SC, GSPS) the earlier report delivered that a late-image report
     would only repeat: a GSPS holds its image's marks only, so it is the same; an SC's banner
     also shows the breast risks, so it is the same only while they are. A re-analysis
-    (new results) repeats nothing, and a kind the earlier report lacks is built for all.
+    (new results) repeats nothing, and a kind no earlier report holds is built for all.
     A destination that lacks some of those earlier objects (added to the configuration since,
     its item dead-lettered or dropped) gets the kept ones in its item (:mod:`catch_up`)."""
     if earlier is None or study.revision:
         return {}
     old = frozenset(earlier.sop_uids)
-    sent = {OutputKind.GSPS: old} if earlier.objects_of(OutputKind.GSPS) else {}
+    # Not the earlier report alone: one whose late images all failed analysis holds no SC or
+    # GSPS (nothing to draw), yet the reports before it delivered them for the other images.
+    reports = lineage(files, old)
+
+    def held(kind: OutputKind) -> bool:
+        return any(r.objects_of(kind) for r in reports)
+
+    sent = {OutputKind.GSPS: old} if held(OutputKind.GSPS) else {}
     before = [r for r in (files.read_result(s) for s in sorted(old)) if r.analysed]
-    if earlier.objects_of(OutputKind.SECONDARY_CAPTURE) and _banner_risks(
+    if held(OutputKind.SECONDARY_CAPTURE) and _banner_risks(
             tuple(info.breast_risks(before)) if before else ()) == _banner_risks(study.breasts):
         sent[OutputKind.SECONDARY_CAPTURE] = old
     return sent

@@ -338,3 +338,36 @@ def test_report_of_an_image_that_arrived_after_its_study_was_pruned(
     first, second = sorted((dcmread(p) for p in storescp.received()), key=lambda ds: int(ds.SeriesNumber))
     assert (int(first.SeriesNumber), int(second.SeriesNumber)) == (9901, 9911)
     assert "PredecessorDocumentsSequence" not in second
+
+
+def test_a_late_report_after_one_that_drew_nothing_repeats_no_earlier_sc_or_gsps(
+        tmp_path: Path, no_findings_weights: Path, storescp: StoreSCP, celery_worker) -> None:
+    """Reports of 2, 3, then 4 images; the third image fails analysis, so the second report
+    has SRs only (nothing to draw). The third must still leave the first two images' SC and
+    GSPS to the first report: it used to look only at the second, find no SC or GSPS there,
+    and send every image's again under new UIDs (the PACS showed those images' marks twice)."""
+    spool = tmp_path / "spool"
+    app = celery_worker(make_settings(spool, [storescp.destination()], worker={"weights": str(no_findings_weights)}))
+    study_uid, sops = _spool_study(spool)
+    files = StudyFiles(spool, study_uid)
+    ds = dcmread(files.image(sops[2]))
+    ds.PixelData = ds.PixelData[:100]  # header fine (the SRs cite it), decoding fails
+    ds.save_as(files.image(sops[2]))
+    for sop in sops:
+        app.send_task(TASK_ANALYZE_IMAGE, args=[str(spool), study_uid, sop])
+    reports = []
+    for n in (2, 3, 4):
+        app.send_task(TASK_FINALIZE_STUDY, args=[str(spool), study_uid, sops[:n]])
+        path = files.report(report_key(sops[:n], "0.0.0-random"))
+        wait_until(path.exists, 60, f"the report of {n} images")
+        reports.append(ReportRecord.read(path))
+    assert files.read_result(sops[2]).error
+    wait_until(lambda: len(storescp.received()) == sum(len(r.outputs) for r in reports), 60, "every report")
+    per_image: dict[str, list[str]] = {}
+    for path in storescp.received():
+        sop_class = str(dcmread(path, stop_before_pixels=True).SOPClassUID)
+        if sop_class in ("1.2.840.10008.5.1.4.1.1.7", "1.2.840.10008.5.1.4.1.1.11.1"):
+            for sop in _sources(path):
+                per_image.setdefault(sop, []).append(sop_class)
+    assert {sop: sorted(classes) for sop, classes in per_image.items()} == {
+        sop: ["1.2.840.10008.5.1.4.1.1.11.1", "1.2.840.10008.5.1.4.1.1.7"] for sop in (sops[0], sops[1], sops[3])}
