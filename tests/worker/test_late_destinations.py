@@ -122,6 +122,15 @@ def test_a_destination_added_before_a_late_report_gets_every_sc_and_gsps(
             sop = str(ds.SOPInstanceUID)
             assert (str(ds.SeriesInstanceUID), int(ds.SeriesNumber), int(ds.InstanceNumber)) == numbers[sop], sop
 
+        # The late reports' SRs are sent whole: each cites every image of its report.
+        for report in (second, third):
+            srs = [ds for ds in at_b if str(ds.SOPInstanceUID) in report.outputs and "ContentSequence" in ds]
+            assert len(srs) == 2  # Mammography CAD SR and TID 1500
+            for sr in srs:
+                cited = {str(ref.ReferencedSOPInstanceUID) for st in sr.CurrentRequestedProcedureEvidenceSequence
+                         for se in st.ReferencedSeriesSequence for ref in se.ReferencedSOPSequence}
+                assert cited == set(report.sop_uids), sr.SOPClassUID
+
         assert set(second.destinations) == set(third.destinations) == {"a", "b"}
         assert set(second.destination_objects["b"]) == set(second.outputs) | earlier
         assert set(second.destination_objects["a"]) == set(second.outputs)
