@@ -98,6 +98,10 @@ def run_prune(args: argparse.Namespace) -> int:
     finally:
         if trail is not None:
             trail.close()
+    if report.skipped:  # not a failure: the pass that holds the lock is pruning this spool now
+        print(f"another prune is running on {settings.node.spool_dir} (the results worker's hourly pass or "
+              "another `mammocad spool prune`): nothing was done; run this again once it has finished")
+        return 0
     verb = "would remove" if args.dry_run else "removed"
     print(f"{verb} {len(report.studies)} studies and {len(report.other)} set-aside folders older than "
           f"{days:g} days ({report.bytes / 1e6:.1f} MB) from {settings.node.spool_dir}")

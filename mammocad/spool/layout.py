@@ -164,6 +164,10 @@ class Spool:
         self.workers = self.root / "workers"
         #: What retention removed of each study (:class:`~mammocad.spool.records.PrunedRecord`).
         self.pruned_dir = self.root / "pruned"
+        #: ``flock``-ed for the whole of a retention pass: one pass at a time (:mod:`mammocad.spool.retention`).
+        #: Not in ``tmp/``: :meth:`create` removes old files there, and a lock file removed while
+        #: held lets the next pass lock a new one beside it.
+        self.prune_lock = self.root / "prune.lock"
         #: The private broker's URL while ``mammocad serve`` runs (admin commands queue tasks on it).
         self.broker_url_file = self.root / "broker.url"
 

@@ -33,22 +33,30 @@ Each folder that goes is audited with the pruning process's ``trail`` (PS3.15 A.
 Study Deleted: the study, the SOP classes and counts of the instances deleted, the patient
 ID), once it is renamed away and checked, before it is deleted. The trail never blocks or
 raises: a trail that is down drops and logs (``audit_dropped``), and pruning goes on.
+
+One pass at a time: ``mammocad spool prune`` (an admin) and the results worker's hourly pass
+would otherwise both put back, expire and audit the same folder. A pass holds an exclusive
+``flock`` on ``spool/prune.lock`` from start to end; the kernel drops it when the process
+ends, a crash included, so it is never left held. A pass that finds it held does nothing and
+says so (``prune_skipped``, :attr:`PruneReport.skipped`): the other pass is doing the work.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mammocad.logs import log_event, safe_error
-from mammocad.spool.layout import Spool, atomic_write_json, ensure_dir, is_uid
+from mammocad.spool.layout import FILE_MODE, Spool, atomic_write_json, ensure_dir, is_uid
 from mammocad.spool.records import PrunedRecord, RecordError, ReportRecord
 
 if TYPE_CHECKING:
@@ -88,6 +96,8 @@ class PruneReport:
     records: list[str] = field(default_factory=list)  # study UIDs whose pruned/<study>.json expired
     bytes: int = 0
     kept: dict[str, str] = field(default_factory=dict)  # study UID -> reason (old studies only)
+    #: True when another pass held the spool's prune lock: this one looked at nothing.
+    skipped: bool = False
 
 
 def _age_and_size(folder: Path) -> tuple[float, int]:
@@ -240,13 +250,55 @@ def _expire_records(spool: Spool, keep_s: float, now: float, dry_run: bool) -> l
     return expired
 
 
+@contextmanager
+def pass_lock(spool: Spool) -> Iterator[bool]:
+    """Hold ``spool/prune.lock`` (exclusive ``flock``) for the block; yield False, holding
+    nothing, when another pass has it.
+
+    Opened read-only (``flock`` needs no write access): a worker account that may only read
+    the file the service created can still take it. Unlocked explicitly, not only closed: a
+    child forked meanwhile (a Celery pool) shares the open file and would keep it locked.
+    """
+    ensure_dir(spool.root)
+    fd = os.open(spool.prune_lock, os.O_RDONLY | os.O_CREAT, FILE_MODE)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
 def prune(spool_dir: str | os.PathLike[str], older_than_s: float, *, dry_run: bool = False,
           now: float | None = None, trail: AuditTrail | None = None, pruned_record_s: float = 0.0) -> PruneReport:
     """Remove delivered studies and set-aside objects untouched for ``older_than_s``, and
     ``pruned/`` records older than ``pruned_record_s`` (0 keeps them); each study or folder
-    removed is audited on ``trail`` (the calling process's)."""
+    removed is audited on ``trail`` (the calling process's).
+
+    Nothing happens, and the report says ``skipped``, while another pass (another process)
+    holds the spool's prune lock; a dry run takes it too, so what it lists is not half of
+    another pass's work.
+    """
     spool = Spool(spool_dir)
     ensure_dir(spool.tmp)
+    with pass_lock(spool) as locked:
+        if not locked:
+            log_event(logger, "prune_skipped", reason="another prune pass holds the spool's prune lock",
+                      lock=str(spool.prune_lock), dry_run=dry_run)
+            return PruneReport(skipped=True)
+        return _prune_pass(spool, older_than_s, dry_run=dry_run, now=now, trail=trail,
+                           pruned_record_s=pruned_record_s)
+
+
+def _prune_pass(spool: Spool, older_than_s: float, *, dry_run: bool, now: float | None,
+                trail: AuditTrail | None, pruned_record_s: float) -> PruneReport:
+    """One pass of :func:`prune`, under the spool's prune lock."""
     now = now if now is not None else time.time()
     cutoff = now - older_than_s
     days = f"{older_than_s / DAY_S:g} days"
