@@ -108,6 +108,9 @@ def run_prune(args: argparse.Namespace) -> int:
     if report.records:
         print(f"{verb} {len(report.records)} records of pruned studies older than "
               f"{settings.node.pruned_record_days:g} days (spool/pruned/)")
+    for uid, action in report.recovered:
+        print(f"{'would finish' if args.dry_run else 'finished'} an interrupted prune of {uid}: "
+              f"{'would be ' if args.dry_run else ''}{action}")
     for uid, reason in sorted(report.kept.items()):
         print(f"kept {uid}: {reason}")
     return 0

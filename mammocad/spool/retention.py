@@ -29,6 +29,30 @@ A folder is first renamed into ``tmp/`` (atomic, as ``.pruned-<uid>-<random>``: 
 worker to trip over. While it is there it may still come back (an image arrived), so the node's
 one-study-per-instance check counts it as held (mammocad/node/instances.py).
 
+What :func:`_remove` writes, in order, and what a pass killed (or a power cut) after each step
+leaves for the next pass, which looks in ``tmp/`` first (:func:`_recover`, logged
+``prune_recovered``):
+
+1. the rename to ``tmp/.pruned-<uid>-<random>``;
+2. the check again: an arrival merges the folder back into its place;
+3. for a study, ``pruned/<uid>.json`` (atomic), the point of no return: that study is gone to
+   the node (it answers its images as reported before) and the record counts its reports;
+4. the audit record (DICOM Study Deleted);
+5. the rename to ``tmp/.prune-deleting-<uid>-<random>``, then the delete.
+
+A ``.pruned-`` folder of a study whose record lists every image it holds and every image its
+reports cover was past 3, and its delete is finished and audited. Merging it back instead would
+count its reports twice (in the folder and in the record), so this holds also when the study
+folder came back meanwhile (an image arrived after 3): as with a pass that had not stopped, the
+new images are a study of their own. An older record cannot list them: the node answers the
+images a record lists without storing them, so a study back in the spool holds only others.
+Any other ``.pruned-`` folder (killed in 1-3, or while merging back; every set-aside folder,
+which has no record) goes back where it came from, merged with what is there now: nothing
+answered Success is lost, and an old delivered study is pruned again by the usual checks. A
+study folder holds subfolders (``images/``, ``reports/``), a set-aside one only ``<sop>.dcm``
+files: that tells where it goes back. A ``.prune-deleting-`` folder is deleted and not audited
+again; only a pass killed between 4 and 5, a rename apart, leaves a study audited twice.
+
 Each folder that goes is audited with the pruning process's ``trail`` (PS3.15 A.5.3.8 DICOM
 Study Deleted: the study, the SOP classes and counts of the instances deleted, the patient
 ID), once it is renamed away and checked, before it is deleted. The trail never blocks or
@@ -67,6 +91,8 @@ logger = logging.getLogger(__name__)
 DAY_S = 86400.0
 #: How a folder renamed away by retention starts in ``tmp/``: ``.pruned-<uid>-<random>``.
 MOVED_PREFIX = ".pruned-"
+#: The same folder once audited, being deleted: it never comes back, so the node's index ignores it.
+DELETING_PREFIX = ".prune-deleting-"
 
 
 def moved_away(spool: Spool, uid: str) -> list[Path]:
@@ -98,6 +124,8 @@ class PruneReport:
     kept: dict[str, str] = field(default_factory=dict)  # study UID -> reason (old studies only)
     #: True when another pass held the spool's prune lock: this one looked at nothing.
     skipped: bool = False
+    #: (UID, "deleted" or "put back") for each folder a killed pass left in ``tmp/``.
+    recovered: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _age_and_size(folder: Path) -> tuple[float, int]:
@@ -200,10 +228,79 @@ def _remove(spool: Spool, folder: Path, check: Callable[[Path], str | None] | No
             log_event(logger, "prune_record_failed", logging.WARNING, study=folder.name, error=safe_error(exc),
                       hint="the study stays until spool/pruned/ can be written; check the spool's disk")
             return False
+    _delete(spool, doomed, deleting)
+    return True
+
+
+def _delete(spool: Spool, doomed: Path, deleting: Callable[[Path], None] | None) -> None:
+    """Audit (``deleting``) and delete a folder renamed away, renamed once more in between so
+    that a pass killed while deleting does not audit what is left of it again."""
     if deleting is not None:
         deleting(doomed)
-    shutil.rmtree(doomed, ignore_errors=True)
-    return True
+    gone = spool.tmp / f"{DELETING_PREFIX}{doomed.name[len(MOVED_PREFIX):]}"
+    os.rename(doomed, gone)
+    shutil.rmtree(gone, ignore_errors=True)
+
+
+def _recorded(spool: Spool, uid: str, moved: Path) -> bool:
+    """True when ``pruned/<uid>.json`` lists every image in ``moved`` and every image its
+    reports cover: the pass that moved it wrote its record (module docstring)."""
+    try:
+        reports = [ReportRecord.read(path) for path in sorted((moved / "reports").glob("*.json"))]
+    except (OSError, RecordError):
+        return False
+    held = {s for r in reports for s in r.sop_uids} | {p.stem for p in (moved / "images").glob("*.dcm")}
+    record = spool.pruned(uid)
+    return bool(held) and record is not None and held <= set(record.sop_uids)
+
+
+def _leftover(spool: Spool, moved: Path) -> tuple[str, str, Path | None] | None:
+    """(UID, what to do: "deleted" or "put back", where it goes back) for a folder a killed pass
+    left in ``tmp/``; None for any other entry."""
+    if moved.name.startswith(DELETING_PREFIX):
+        uid = moved.name[len(DELETING_PREFIX):].rpartition("-")[0]
+        return (uid, "deleted", None) if is_uid(uid) else None
+    uid_or_none = moved_uid(moved)
+    if uid_or_none is None:
+        return None
+    if not any(p.is_dir() for p in moved.iterdir()):  # a set-aside folder: files only, no record
+        return uid_or_none, "put back", spool.other / uid_or_none
+    if _recorded(spool, uid_or_none, moved):
+        return uid_or_none, "deleted", None
+    return uid_or_none, "put back", spool.studies / uid_or_none
+
+
+def _recover(spool: Spool, trail: AuditTrail | None, dry_run: bool, report: PruneReport) -> None:
+    """Finish or undo what a killed pass left in ``tmp/`` (see the module docstring).
+
+    Runs under the prune lock, so no live pass is working on any of these folders.
+    """
+    why = ("removed from the spool by retention: every result delivered; the prune pass that began "
+           "removing it was stopped, the next one finished")
+    for moved in sorted(p for p in spool.tmp.iterdir() if p.is_dir()):
+        leftover = _leftover(spool, moved)
+        if leftover is None:
+            continue
+        uid, action, origin = leftover
+        size = _age_and_size(moved)[1]
+        try:
+            if not dry_run and origin is not None:
+                ensure_dir(origin.parent)
+                _merge_back(moved, origin)
+            elif not dry_run and moved.name.startswith(MOVED_PREFIX):
+                _delete(spool, moved, _auditor(trail, uid, why))
+            elif not dry_run:  # audited already, before it was renamed for deletion
+                shutil.rmtree(moved, ignore_errors=True)
+        except OSError as exc:  # this folder waits for the next pass; the others go on
+            log_event(logger, "prune_recovery_failed", logging.WARNING, study=uid, folder=moved.name,
+                      action=action, error=safe_error(exc),
+                      hint="the next prune pass tries again; check the spool's disk and permissions")
+            continue
+        log_event(logger, "prune_recovered", logging.WARNING, study=uid, action=action, folder=moved.name,
+                  mb=round(size / 1e6, 1), dry_run=dry_run,
+                  reason="a prune pass was stopped (killed, power cut) while removing this folder")
+        report.recovered.append((uid, action))
+        report.bytes += size if action == "deleted" else 0
 
 
 def _auditor(trail: AuditTrail | None, uid: str, why: str) -> Callable[[Path], None] | None:
@@ -304,7 +401,9 @@ def _prune_pass(spool: Spool, older_than_s: float, *, dry_run: bool, now: float 
     days = f"{older_than_s / DAY_S:g} days"
     study_why = f"removed from the spool by retention: every result delivered, untouched for {days}"
     other_why = f"set-aside objects (SOP classes not analysed) removed from the spool by retention after {days}"
-    report = PruneReport(records=_expire_records(spool, pruned_record_s, now, dry_run))
+    report = PruneReport()
+    _recover(spool, trail, dry_run, report)
+    report.records = _expire_records(spool, pruned_record_s, now, dry_run)
     for uid in list(spool.study_uids()):
         folder = spool.studies / uid
         try:
@@ -337,8 +436,8 @@ def _prune_pass(spool: Spool, older_than_s: float, *, dry_run: bool, now: float 
                 continue
             report.other.append(folder.name)
             report.bytes += size
-    if report.studies or report.other or report.kept or report.records:
+    if report.studies or report.other or report.kept or report.records or report.recovered:
         log_event(logger, "spool_pruned", studies=len(report.studies), other=len(report.other),
                   mb=round(report.bytes / 1e6, 1), kept=len(report.kept), records=len(report.records),
-                  dry_run=dry_run)
+                  recovered=len(report.recovered), dry_run=dry_run)
     return report

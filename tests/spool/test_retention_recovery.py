@@ -5,18 +5,23 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from mammocad.spool.layout import Spool
+from mammocad.audit import AuditTrail, Identity
+from mammocad.spool.layout import Spool, atomic_write_json
+from mammocad.spool.records import PrunedRecord
 from mammocad.spool.retention import DAY_S, prune
-from tests.spool.test_retention import NOW, _study
+from tests.audit.schema import problems
+from tests.spool.test_retention import NOW, OLD, _age, _delivered_study, _study
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -77,3 +82,156 @@ def test_a_pass_skips_while_another_process_is_pruning(tmp_path: Path, caplog: p
         other.wait(timeout=60)
         done = prune(spool.root, 30 * DAY_S, now=NOW)
     assert not done.skipped and done.studies == ["1.1"] and not folder.exists()
+
+
+_KILLED_PASS = """
+import os, shutil, signal, sys
+from pathlib import Path
+from mammocad.spool import retention
+
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+stage = sys.argv[2]
+why_kept, remember = retention._why_kept, retention._remember
+if stage == "renamed":  # the study renamed into tmp/, about to be checked again
+    retention._why_kept = lambda spool, folder: die() if folder.parent.name == "tmp" else why_kept(spool, folder)
+elif stage == "set-aside renamed":
+    retention._arrived = lambda folder, cutoff: die()
+elif stage == "recorded":  # pruned/<study>.json written, not audited yet
+    retention._remember = lambda spool, uid: lambda moved: (remember(spool, uid)(moved), die())
+elif stage == "deleting":  # audited, renamed for deletion, one file deleted
+    shutil.rmtree = lambda path, **kw: (next(Path(path).rglob("*.dcm")).unlink(), die())
+retention.prune(sys.argv[1], 30 * retention.DAY_S)
+sys.exit(3)  # the stage was never reached
+"""
+
+
+def _killed_pass(spool: Path, stage: str) -> list[Path]:
+    """Run a prune pass in another process, SIGKILL-ed at ``stage``; what it left in ``tmp/``."""
+    done = subprocess.run([sys.executable, "-c", _KILLED_PASS, str(spool), stage], capture_output=True, text=True,
+                          env=_env(), timeout=120)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    return sorted(p for p in (spool / "tmp").iterdir() if p.is_dir())
+
+
+def _trail(path: Path) -> AuditTrail:
+    return AuditTrail(Identity.make("MAMMOCAD", program="mammocad-worker"), file=path)
+
+
+def _deleted(audit: Path) -> list[tuple[str | None, list[tuple[str | None, str | None]]]]:
+    """(study, [(SOP class, count)]) of each DICOM Study Deleted record in ``audit``."""
+    out = []
+    for line in audit.read_bytes().splitlines() if audit.exists() else []:
+        assert problems(line) == []
+        for obj in ET.fromstring(line).iter("ParticipantObjectIdentification"):
+            if obj.get("ParticipantObjectTypeCodeRole") == "3":
+                out.append((obj.get("ParticipantObjectID"),
+                            [(c.get("UID"), c.get("NumberOfInstances")) for c in obj.iter("SOPClass")]))
+    return out
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_pass_killed_after_writing_the_record_is_finished_and_audited_once(tmp_path: Path) -> None:
+    """Killed between pruned/<study>.json and the delete: the images stayed in tmp/ for good (no
+    pass looked there), and no Study Deleted record was ever written. The next pass deletes them
+    and audits it; a pass killed while deleting after the audit is finished without a second."""
+    spool = tmp_path / "spool"
+    study, folder = _delivered_study(spool)
+    uid = str(study[0].StudyInstanceUID)
+    (left,) = _killed_pass(spool, "recorded")
+    assert left.name.startswith(f".pruned-{uid}-") and not folder.exists() and Spool(spool).pruned(uid) is not None
+
+    audit = tmp_path / "audit.log"
+    trail = _trail(audit)
+    done = prune(spool, 30 * DAY_S, now=NOW, trail=trail)
+    again = prune(spool, 30 * DAY_S, now=NOW, trail=trail)
+    trail.close()
+    assert not any((spool / "tmp").iterdir()) and _deleted(audit) == [(uid, [(str(study[0].SOPClassUID), "4")])]
+    assert done.recovered == [(uid, "deleted")] and again.recovered == []
+
+    second, folder = _delivered_study(tmp_path / "spool2")
+    (left,) = _killed_pass(folder.parents[1], "deleting")
+    assert left.name.startswith(".prune-deleting-") and len(list(left.rglob("*.dcm"))) == 3
+    trail = _trail(tmp_path / "audit2.log")
+    done = prune(folder.parents[1], 30 * DAY_S, now=NOW, trail=trail)
+    trail.close()
+    assert not left.exists() and _deleted(tmp_path / "audit2.log") == []  # audited before the rename
+    assert done.recovered == [(str(second[0].StudyInstanceUID), "deleted")]
+
+
+def test_a_pass_killed_after_the_rename_puts_the_study_back(tmp_path: Path) -> None:
+    """Killed after the rename, before the record: nothing says the study was ever checked, so it
+    goes back, whole, though an older record of the study (pruned once before) exists; then
+    pruned again by the usual rules."""
+    spool = tmp_path / "spool"
+    study, folder = _delivered_study(spool)
+    uid = str(study[0].StudyInstanceUID)
+    atomic_write_json(Spool(spool).pruned_path(uid), PrunedRecord(("1.2.3.4",), 1, OLD - DAY_S).to_json())
+    before = _files(folder)
+    (left,) = _killed_pass(spool, "renamed")
+    assert not folder.exists() and _files(left) == before
+
+    audit = tmp_path / "audit.log"
+    trail = _trail(audit)
+    done = prune(spool, 60 * DAY_S, now=NOW, trail=trail)  # back, and too young for 60 days
+    assert _files(folder) == before and not any((spool / "tmp").iterdir()) and _deleted(audit) == []
+    assert done.recovered == [(uid, "put back")] and done.studies == []
+    assert prune(spool, 30 * DAY_S, now=NOW, trail=trail).studies == [uid]
+    trail.close()
+    assert [s for s, _ in _deleted(audit)] == [uid]
+
+
+def test_a_pass_killed_after_the_record_while_images_arrived_keeps_the_new_ones(tmp_path: Path) -> None:
+    """Killed after the record; meanwhile the node stored a new image of the study (a new
+    folder). The record already counts the old reports, so the old folder goes (as the pass
+    would have done) and the new image stays a study of its own, numbered after the record."""
+    spool = tmp_path / "spool"
+    study, folder = _delivered_study(spool)
+    uid = str(study[0].StudyInstanceUID)
+    _killed_pass(spool, "recorded")
+    (folder / "images").mkdir(parents=True)
+    (folder / "images" / f"{uid}.99.dcm").write_bytes(b"new")
+    record = Spool(spool).pruned(uid)
+    trail = _trail(tmp_path / "audit.log")
+    done = prune(spool, 30 * DAY_S, now=NOW, trail=trail)
+    trail.close()
+    assert _files(folder) == {f"images/{uid}.99.dcm": b"new"} and not any((spool / "tmp").iterdir())
+    assert Spool(spool).pruned(uid) == record and [s for s, _ in _deleted(tmp_path / "audit.log")] == [uid]
+    assert done.recovered == [(uid, "deleted")]
+
+
+def test_a_pass_killed_after_renaming_a_set_aside_folder_puts_it_back_in_other(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool").create()
+    folder = spool.other / "9.1"
+    folder.mkdir(parents=True)
+    (folder / "9.1.1.dcm").write_bytes(b"aside")
+    _age(folder, OLD)
+    (left,) = _killed_pass(spool.root, "set-aside renamed")
+    assert left.name.startswith(".pruned-9.1-") and not folder.exists()
+    config = tmp_path / "mammocad.toml"
+    config.write_text(f'[node]\nspool_dir = "{spool.root}"\nretention_days = 60\n')
+    out = subprocess.run([sys.executable, "-m", "mammocad", "--config", str(config), "spool", "prune", "--dry-run"],
+                         capture_output=True, text=True, env=_env(), timeout=60)
+    assert out.returncode == 0 and "would finish an interrupted prune of 9.1: would be put back" in out.stdout
+    assert left.is_dir() and not folder.exists()  # a dry run changes nothing
+    done = prune(spool.root, 60 * DAY_S, now=NOW)
+    assert _files(folder) == {"9.1.1.dcm": b"aside"} and not (spool.studies / "9.1").exists()
+    assert done.recovered == [("9.1", "put back")]
+
+
+def test_what_a_pass_before_the_deleting_rename_left_half_deleted_is_finished(tmp_path: Path) -> None:
+    """Before ``.prune-deleting-``, a pass killed while deleting left ``.pruned-<study>-*`` with
+    some files gone (here its reports): its images are in the record, so it is finished, not
+    put back as a study without reports that would be analysed and reported again."""
+    spool = Spool(tmp_path / "spool").create()
+    folder = _study(spool.root, "1.1", reported=2)
+    atomic_write_json(spool.pruned_path("1.1"), PrunedRecord(("1.1.0", "1.1.1"), 1, OLD).to_json())
+    shutil.rmtree(folder / "reports")
+    left = spool.tmp / ".pruned-1.1-0a1b2c3d"
+    folder.rename(left)
+    done = prune(spool.root, 30 * DAY_S, now=NOW)
+    assert not left.exists() and not folder.exists() and done.recovered == [("1.1", "deleted")]
