@@ -1,8 +1,9 @@
 """The admin's actions on a study: re-send its last report, re-analyse it.
 
-Both go through the node–worker contract (``mammocad.spool``): ``resend`` puts the kept
-objects of the newest report (``studies/<uid>/outputs/<key>/``) into the outbox as a new
-item per destination and queues its delivery; ``reanalyse`` removes the image results and
+Both go through the node–worker contract (``mammocad.spool``): ``resend`` puts the study's
+current kept objects (the newest report's SRs, each image's newest SC/GSPS, from
+``studies/<uid>/outputs/<key>/``) into the outbox as a new item per destination and queues
+its delivery; ``reanalyse`` removes the image results and
 queues a fresh analysis of every image plus a finalisation with the next revision, which
 the results worker issues as an amended report (new UIDs, Predecessor Documents Sequence
 citing the report it replaces). Asked again while that one is pending, ``reanalyse``
@@ -20,6 +21,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +30,7 @@ from kombu.exceptions import KombuError
 from pydicom import dcmread
 
 from mammocad.audit import AuditMessage, Identity, Peer, events, oneshot
-from mammocad.config import Destination, Settings
+from mammocad.config import Destination, OutputKind, Settings
 from mammocad.logs import log_event, safe_error
 from mammocad.spool.broker import make_celery
 from mammocad.spool.layout import Spool
@@ -45,6 +47,7 @@ from mammocad.spool.tasks import (
     finalize_study_args,
 )
 from mammocad.studies.status import unknown_study
+from mammocad.worker.catch_up import PER_IMAGE, current_objects, lineage
 
 logger = logging.getLogger(__name__)
 
@@ -78,27 +81,27 @@ def _report(files: StudyFiles) -> ReportRecord:
 
 
 def resend(settings: Settings, study_uid: str, destinations: list[str] | None = None) -> list[OutboxItem]:
-    """Queue the newest report's objects again for ``destinations`` (default: every configured one).
+    """Queue the study's current objects again for ``destinations`` (default: every configured one).
 
-    The objects are the very ones first sent (same UIDs: a PACS replaces, not duplicates).
-    Returns the new outbox items; the running worker delivers them.
+    The objects are the very ones first sent (same UIDs: a PACS replaces, not duplicates):
+    the newest report's SRs and, per image, the newest kept SC and GSPS that stands for it
+    (:func:`current_set`). Returns the new outbox items; the running worker delivers them.
     """
     files = StudyFiles(settings.node.spool_dir, study_uid)
     if not files.root.is_dir():
         raise ActionError(unknown_study(study_uid, settings.node.spool_dir))
     report = _report(files)
     folder = files.layout.outputs_dir(files.study_uid, report.report_key)
-    kinds = {o.sop: o.kind for o in report.objects}
-    paths = sorted(folder.glob("*.dcm")) if folder.is_dir() else []
-    if not paths:
+    if not (folder.is_dir() and any(folder.glob("*.dcm"))):
         raise ActionError(f"report {report.report_key} of study {study_uid} kept no objects (made before "
                           "`studies resend` existed, or pruned): use `mammocad studies reanalyse` instead")
     targets = [settings.destination(name) for name in destinations] if destinations else settings.destinations
     if not targets:
         raise ActionError("no destinations configured: add one with `mammocad dest add`")
+    current = current_set(files, report, {k for dest in targets for k in dest.outputs})
     outbox = Outbox(settings.node.spool_dir)
     planned = [(dest, _next_id(outbox, dest.name, report.report_key), wanted) for dest in targets
-               if (wanted := [p for p in paths if kinds.get(p.stem) in dest.outputs])]
+               if (wanted := [p for kind, p in current if kind in dest.outputs])]
     # Audited before anything is queued: a running worker sends (and deletes) an item as soon as
     # it is in the outbox, and an admin whose record cannot be written must change nothing.
     _audit_resend(settings, report.report_key, planned)
@@ -111,6 +114,24 @@ def resend(settings: Settings, study_uid: str, destinations: list[str] | None = 
     return items
 
 
+def current_set(files: StudyFiles, report: ReportRecord, kinds: Collection[OutputKind]
+                ) -> list[tuple[OutputKind, Path]]:
+    """The kept objects of ``kinds`` that stand for the study while ``report`` is its newest.
+
+    Its SRs (they supersede every earlier one) and, per image, the newest SC and GSPS: a
+    late-image report builds those of its late images only, and the earlier images' stay in
+    the earlier reports' folders, back to the newest amended report. The rule is the one the
+    results worker follows to give a destination the earlier objects it lacks
+    (:mod:`mammocad.worker.catch_up`), so a resend and a late report agree on what stands.
+    """
+    folder = files.layout.outputs_dir(files.study_uid, report.report_key)
+    out = [(kind, path) for kind in OutputKind if kind in kinds and kind not in PER_IMAGE
+           for obj in report.objects_of(kind) if (path := folder / f"{obj.sop}.dcm").is_file()]
+    images = frozenset(report.sop_uids)
+    per_image = current_objects(files, lineage(files, images), {k: images for k in PER_IMAGE if k in kinds})
+    return out + [(kind, path) for kind in PER_IMAGE for path in per_image.get(kind, [])]
+
+
 def _audit_resend(settings: Settings, report_key: str, planned: list[tuple[Destination, str, list[Path]]]) -> None:
     """Begin Transferring per destination, for the kept objects about to be queued (the outbox
     copies are these files); raises :class:`oneshot.AuditUnavailable`, nothing queued yet."""
@@ -118,12 +139,18 @@ def _audit_resend(settings: Settings, report_key: str, planned: list[tuple[Desti
         user = events.os_user()
         return [events.transfer_requested(me, user, Peer(dest.ae_title, dest.host), events.study_transfers(wanted),
                                           f"re-sent by {user.user_id} with `mammocad studies resend` (report "
-                                          f"{report_key}, outbox item {item_id})")
+                                          f"{report_key}{_earlier(report_key, wanted)}, outbox item {item_id})")
                 for dest, item_id, wanted in planned]
 
     if planned:
         oneshot.check(settings, "nothing was queued")
     oneshot.record(settings, "mammocad-studies", messages)
+
+
+def _earlier(report_key: str, paths: list[Path]) -> str:
+    """The earlier reports whose kept SC/GSPS a resend carries, in words ("" when none)."""
+    keys = sorted({p.parent.name for p in paths} - {report_key})
+    return f", with the SC/GSPS that still stand from earlier report(s) {', '.join(keys)}" if keys else ""
 
 
 def _next_id(outbox: Outbox, destination: str, key: str) -> str:

@@ -51,7 +51,7 @@ def owed_objects(files: StudyFiles, destinations: Sequence[Destination],
     if not kinds:
         return {}
     reports = lineage(files, frozenset().union(*sent.values()))
-    current = _current_objects(files, reports, {k: sent[k] for k in kinds})
+    current = current_objects(files, reports, {k: sent[k] for k in kinds})
     outbox = Outbox(files.spool)
     owed: dict[str, list[Path]] = {}
     for dest in destinations:
@@ -81,7 +81,7 @@ def lineage(files: StudyFiles, images: frozenset[str]) -> list[ReportRecord]:
     return out
 
 
-def _current_objects(files: StudyFiles, reports: list[ReportRecord],
+def current_objects(files: StudyFiles, reports: list[ReportRecord],
                      sent: Mapping[OutputKind, frozenset[str]]) -> dict[OutputKind, list[Path]]:
     """Per kind, the newest kept object of each image in ``sent[kind]`` (``reports`` newest first).
 

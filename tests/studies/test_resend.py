@@ -1,0 +1,74 @@
+"""`studies resend` of a study with a late-image report, on a real spool and outbox on disk.
+
+A late report holds the late images' SC and GSPS only: the earlier images' objects stay in
+the earlier report's kept folder and still stand for them (``mammocad.worker.catch_up``). A
+resend must send the study's current set, as the results worker gives a new destination.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from mammocad.config import Destination, OutputKind
+from mammocad.spool.outbox import Outbox, OutboxItem
+from mammocad.spool.studies import StudyFiles
+from mammocad.studies.actions import resend
+from tests.audit.schema import problems
+from tests.worker.conftest import make_settings
+from tests.worker.test_catch_up import CLASSES, STUDY, A, B, C, _report
+
+SC, GSPS, SR = OutputKind.SECONDARY_CAPTURE, OutputKind.GSPS, OutputKind.MAMMO_CAD_SR
+#: r1, the first report (images A and B), and r2, the late report for C: C's SC and GSPS only.
+R1 = {"1.1": (SC, A), "1.2": (SC, B), "1.3": (GSPS, A), "1.4": (GSPS, B), "1.5": (SR, None)}
+R2 = {"2.1": (SC, C), "2.2": (GSPS, C), "2.3": (SR, None)}
+#: What `pacs` got from the two reports and still stands: r2's SR (it supersedes r1's) and
+#: every image's SC and GSPS, each once.
+CURRENT = {"2.3", "1.1", "1.2", "2.1", "1.3", "1.4", "2.2"}
+
+
+@pytest.fixture
+def spool(tmp_path: Path) -> Path:
+    spool = tmp_path / "spool"
+    files = StudyFiles(spool, STUDY)
+    _report(files, "r1", [A, B], R1, 1.0, {"pacs": "r1"})
+    _report(files, "r2", [A, B, C], R2, 2.0, {"pacs": "r2"}, {"pacs": tuple(R2)})
+    return spool  # both items confirmed: the outbox holds none
+
+
+def _dest(name: str, outputs: list[str] | None = None, graphics_only: bool = False) -> Destination:
+    return Destination(name=name, ae_title=name.upper(), host="127.0.0.1", port=104, graphics_only=graphics_only,
+                       **({"outputs": outputs} if outputs else {}))
+
+
+def _sent(item: OutboxItem) -> list[str]:
+    """The SOP Instance UIDs of the item's files (a duplicate would show twice)."""
+    return sorted(p.stem for p in item.files())
+
+
+def test_a_resend_after_a_late_report_sends_every_images_objects(spool: Path, tmp_path: Path) -> None:
+    """It sent r2's folder only: C's SC and GSPS, none of A's and B's, which stay in r1's."""
+    audit = tmp_path / "audit.log"
+    settings = make_settings(spool, [_dest("pacs"), _dest("archive")], audit={"file": str(audit)})
+    (item,) = resend(settings, STUDY, ["archive"])
+    assert (item.destination, item.item_id) == ("archive", "r2.s1")
+    assert _sent(item) == sorted(CURRENT)  # once each, the very UIDs `pacs` got
+    assert Outbox(spool).get("archive", "r2.s1") is not None
+    (line,) = audit.read_bytes().splitlines()
+    assert problems(line) == [], problems(line)
+    root = ET.fromstring(line)
+    counts = {c.get("UID"): c.get("NumberOfInstances") for c in root.iter("SOPClass")}
+    assert counts == {CLASSES[SC]: "3", CLASSES[GSPS]: "3", CLASSES[SR]: "1"}  # what it queued
+    said = root.find("EventIdentification/EventOutcomeDescription")
+    assert said is not None and "report r2" in (said.text or "") and "r1" in (said.text or "")
+
+
+def test_a_resend_after_an_amended_report_sends_nothing_it_withdrew(spool: Path, tmp_path: Path) -> None:
+    """An admin's re-analysis (r3.r1) rebuilt A's and C's objects; B failed analysis again, so
+    its r1 objects are withdrawn, not current: the resend sends the amended report's only."""
+    _report(StudyFiles(spool, STUDY), "r3.r1", [A, B, C],
+            {"3.1": (SC, A), "3.2": (SC, C), "3.3": (GSPS, A), "3.4": (GSPS, C), "3.5": (SR, None)}, 3.0, {})
+    (item,) = resend(make_settings(spool, [_dest("pacs")]), STUDY)
+    assert _sent(item) == ["3.1", "3.2", "3.3", "3.4", "3.5"]
