@@ -85,7 +85,9 @@ def resend(settings: Settings, study_uid: str, destinations: list[str] | None = 
 
     The objects are the very ones first sent (same UIDs: a PACS replaces, not duplicates):
     the newest report's SRs and, per image, the newest kept SC and GSPS that stands for it
-    (:func:`current_set`). Returns the new outbox items; the running worker delivers them.
+    (:func:`current_set`). Each destination gets the kinds the results worker sends it
+    (``wanted_outputs``: a ``graphics_only`` one SC, never GSPS). Returns the new outbox
+    items; the running worker delivers them.
     """
     files = StudyFiles(settings.node.spool_dir, study_uid)
     if not files.root.is_dir():
@@ -98,10 +100,10 @@ def resend(settings: Settings, study_uid: str, destinations: list[str] | None = 
     targets = [settings.destination(name) for name in destinations] if destinations else settings.destinations
     if not targets:
         raise ActionError("no destinations configured: add one with `mammocad dest add`")
-    current = current_set(files, report, {k for dest in targets for k in dest.outputs})
+    current = current_set(files, report, {k for dest in targets for k in dest.wanted_outputs})
     outbox = Outbox(settings.node.spool_dir)
     planned = [(dest, _next_id(outbox, dest.name, report.report_key), wanted) for dest in targets
-               if (wanted := [p for kind, p in current if kind in dest.outputs])]
+               if (wanted := [p for kind, p in current if kind in dest.wanted_outputs])]
     # Audited before anything is queued: a running worker sends (and deletes) an item as soon as
     # it is in the outbox, and an admin whose record cannot be written must change nothing.
     _audit_resend(settings, report.report_key, planned)

@@ -72,3 +72,12 @@ def test_a_resend_after_an_amended_report_sends_nothing_it_withdrew(spool: Path,
             {"3.1": (SC, A), "3.2": (SC, C), "3.3": (GSPS, A), "3.4": (GSPS, C), "3.5": (SR, None)}, 3.0, {})
     (item,) = resend(make_settings(spool, [_dest("pacs")]), STUDY)
     assert _sent(item) == ["3.1", "3.2", "3.3", "3.4", "3.5"]
+
+
+def test_a_graphics_only_destination_is_resent_the_kinds_it_receives(spool: Path) -> None:
+    """`graphics_only` asks for marks as secondary capture instead of GSPS (the results worker
+    sends it SC, never GSPS). A resend filtered on `outputs`: it got the GSPS it does not want
+    and no SC, which it never named but receives."""
+    viewer = _dest("viewer", ["mammo-cad-sr", "gsps"], graphics_only=True)
+    (item,) = resend(make_settings(spool, [viewer]), STUDY)
+    assert _sent(item) == ["1.1", "1.2", "2.1", "2.3"]  # the SR and every image's SC
