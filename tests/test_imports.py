@@ -28,9 +28,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "mammocad.config": ("mammocad.dicom",),
     "mammocad.spool": ("mammocad.dicom", "mammocad.model.results"),
     "mammocad.node": ("mammocad.dicom", "mammocad.spool"),
-    # `studies resend` sends what a late report's catch-up would: the one rule of which kept
-    # SC/GSPS stand (catch_up imports only spool and config).
-    "mammocad.studies": ("mammocad.dicom", "mammocad.spool", "mammocad.worker.catch_up"),
+    "mammocad.studies": ("mammocad.dicom", "mammocad.spool"),
     "mammocad.model.commands.analyze": ("mammocad.model", "mammocad.dicom", "mammocad.results"),
     "mammocad.model": ("mammocad.dicom",),
     "mammocad.results": ("mammocad.dicom", "mammocad.model.results"),

@@ -33,6 +33,7 @@ from mammocad.audit import AuditMessage, Identity, Peer, events, oneshot
 from mammocad.config import Destination, OutputKind, Settings
 from mammocad.logs import log_event, safe_error
 from mammocad.spool.broker import make_celery
+from mammocad.spool.catch_up import PER_IMAGE, current_objects, lineage
 from mammocad.spool.layout import Spool
 from mammocad.spool.leases import lease_age, lease_path
 from mammocad.spool.outbox import Outbox, OutboxItem
@@ -47,7 +48,6 @@ from mammocad.spool.tasks import (
     finalize_study_args,
 )
 from mammocad.studies.status import unknown_study
-from mammocad.worker.catch_up import PER_IMAGE, current_objects, lineage
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ def current_set(files: StudyFiles, report: ReportRecord, kinds: Collection[Outpu
     late-image report builds those of its late images only, and the earlier images' stay in
     the earlier reports' folders, back to the newest amended report. The rule is the one the
     results worker follows to give a destination the earlier objects it lacks
-    (:mod:`mammocad.worker.catch_up`), so a resend and a late report agree on what stands.
+    (:mod:`mammocad.spool.catch_up`), so a resend and a late report agree on what stands.
     """
     folder = files.layout.outputs_dir(files.study_uid, report.report_key)
     out = [(kind, path) for kind in OutputKind if kind in kinds and kind not in PER_IMAGE

@@ -40,6 +40,7 @@ from mammocad.logs import log_event, safe_error
 from mammocad.metrics.faults import count_fault
 from mammocad.model.results import ImageResult, StudyResult
 from mammocad.spool import leases
+from mammocad.spool.catch_up import lineage, owed_objects
 from mammocad.spool.layout import validate_uid
 from mammocad.spool.leases import lease_path
 from mammocad.spool.outbox import Outbox, OutboxItem
@@ -59,7 +60,6 @@ from mammocad.spool.tasks import (
 )
 from mammocad.worker import model_cache, observer
 from mammocad.worker.building import Built, build_study
-from mammocad.worker.catch_up import lineage, owed_objects
 from mammocad.worker.failures import failed_result
 from mammocad.worker.finalize_plan import FinalizePlan, plan_finalize
 from mammocad.worker.outbox_delivery import attempt, schedule_delivery
@@ -308,7 +308,7 @@ def _study_result(info: Any, files: StudyFiles, sop_uids: list[str], revision: i
 def _fill_outbox(settings: Settings, files: StudyFiles, built: list[tuple[OutputKind, Dataset]],
                  key: str, owed: Mapping[str, list[Path]]) -> dict[str, OutboxItem]:
     """Give every destination the kinds it asked for (one outbox item each), plus ``owed``:
-    earlier reports' SC/GSPS it never confirmed (:mod:`~mammocad.worker.catch_up`).
+    earlier reports' SC/GSPS it never confirmed (:mod:`~mammocad.spool.catch_up`).
 
     An item an interrupted earlier run made is kept, wherever it is now (waiting, or
     dead-lettered since): the report names it, so the study shows where that destination stands.

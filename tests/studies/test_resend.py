@@ -1,7 +1,7 @@
 """`studies resend` of a study with a late-image report, on a real spool and outbox on disk.
 
 A late report holds the late images' SC and GSPS only: the earlier images' objects stay in
-the earlier report's kept folder and still stand for them (``mammocad.worker.catch_up``). A
+the earlier report's kept folder and still stand for them (``mammocad.spool.catch_up``). A
 resend must send the study's current set, as the results worker gives a new destination.
 """
 
@@ -17,8 +17,8 @@ from mammocad.spool.outbox import Outbox, OutboxItem
 from mammocad.spool.studies import StudyFiles
 from mammocad.studies.actions import resend
 from tests.audit.schema import problems
+from tests.spool.test_catch_up import CLASSES, STUDY, A, B, C, _report
 from tests.worker.conftest import make_settings
-from tests.worker.test_catch_up import CLASSES, STUDY, A, B, C, _report
 
 SC, GSPS, SR = OutputKind.SECONDARY_CAPTURE, OutputKind.GSPS, OutputKind.MAMMO_CAD_SR
 #: r1, the first report (images A and B), and r2, the late report for C: C's SC and GSPS only.

@@ -32,7 +32,7 @@ from mammocad.spool.outbox import Outbox, OutboxItem
 from mammocad.spool.records import RecordError, ReportRecord, report_revision
 from mammocad.spool.studies import StudyFiles
 
-logger = logging.getLogger("mammocad.worker.tasks")  # its events are the finalize task's
+logger = logging.getLogger(__name__)
 
 #: The per-image kinds a late report may leave to the earlier reports.
 PER_IMAGE = (OutputKind.SECONDARY_CAPTURE, OutputKind.GSPS)
@@ -112,7 +112,8 @@ def current_objects(files: StudyFiles, reports: list[ReportRecord],
         log_event(logger, "late_report_catch_up_incomplete", logging.WARNING, study=files.study_uid,
                   unreadable=unreadable,
                   hint="an earlier report kept no readable copy of some SC/GSPS, so a destination that lacks "
-                       "them cannot get them from this report; `mammocad studies reanalyse` builds all again")
+                       "them cannot be sent them (by a late report or `studies resend`); `mammocad studies reanalyse` builds "
+                       "all again")
     return {kind: [paths[i] for i in sorted(paths)] for kind, paths in found.items()}
 
 

@@ -11,10 +11,10 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 
 from mammocad.config import Destination, OutputKind
+from mammocad.spool.catch_up import owed_objects
 from mammocad.spool.outbox import Outbox
 from mammocad.spool.records import OutputObject, ReportRecord
 from mammocad.spool.studies import StudyFiles
-from mammocad.worker.catch_up import owed_objects
 
 STUDY = "1.2.3.4"
 A, B, C, D = "1.2.3.4.1.1", "1.2.3.4.1.2", "1.2.3.4.1.3", "1.2.3.4.1.4"
