@@ -19,7 +19,7 @@ from mammocad.config.schema import Settings
 
 __all__ = ["NODE_RELOADS", "TEMPLATE", "WORKER_RELOADS", "default_value", "reload_note", "render_template"]
 
-#: What a running node takes from the edited file without a restart (mammocad/node/scp.py,
+#: What a running node takes from the edited file without a restart (mammocad/node/associations.py,
 #: CallerPolicy): dotted keys, a whole list or section by its name.
 NODE_RELOADS: tuple[str, ...] = ("callers", "node.require_known_callers")
 #: What running workers take from the edited file at their next task (mammocad/worker/tasks.py).

@@ -16,7 +16,7 @@ from mammocad.config import load_settings
 from mammocad.config.editing import TEMPLATE
 from mammocad.config.template import NODE_RELOADS, WORKER_RELOADS, default_value, reload_note
 from mammocad.config.watch import ConfigWatcher
-from mammocad.node.scp import CallerPolicy
+from mammocad.node.associations import CallerPolicy
 from mammocad.worker import tasks
 from tests.config.conftest import Runner, leaves
 
