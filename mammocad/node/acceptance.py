@@ -31,6 +31,7 @@ from mammocad.node.status import (
     safe_uid,
 )
 from mammocad.spool.layout import InvalidUIDError, Spool
+from mammocad.spool.retention import moved_away
 
 logger = logging.getLogger("mammocad.node")
 
@@ -99,14 +100,20 @@ def spool_path(spool: Spool, header: Header, analysable: bool) -> Path:
         raise HeaderError(BAD_UID, str(exc)) from None
 
 
-def held_before(spool: Spool, header: Header, path: Path) -> str | None:
+def held_before(spool: Spool, header: Header, path: Path, analysable: bool) -> str | None:
     """Why the instance is a duplicate to answer Success without storing it again, or None.
 
     An image a report covered before retention removed its study is a duplicate too:
-    analysed again, it would make a second report of it.
+    analysed again, it would make a second report of it. So is one in its study's folder
+    while retention has it renamed into ``tmp/``: the folder either comes back (the image is
+    held) or goes because every image in it was reported; stored again, it put the study
+    back, or was reported twice when its write landed after retention's last look. Not so a
+    set-aside object: its folder goes by age alone, and one sent again in the window is kept.
     """
     if path.exists():
         return "already in the spool"
+    if analysable and any((moved / "images" / path.name).exists() for moved in moved_away(spool, header.study_uid)):
+        return "in its study's folder that retention is removing"
     pruned = spool.pruned(header.study_uid)
     if pruned is not None and header.sop_uid in pruned.sop_uids:
         return "reported before retention pruned its study"

@@ -78,7 +78,7 @@ class StoreHandler:
     def _keep(self, event: evt.Event, header: Header, streamed: receive.SpoolTempFile | None, path: Path,
               analysable: bool) -> int | Dataset:
         """Write the object durably (once: a re-send of a held one is a duplicate) and queue it."""
-        duplicate = acceptance.held_before(self.spool, header, path)
+        duplicate = acceptance.held_before(self.spool, header, path, analysable)
         if duplicate is not None:
             log_event(logger, "duplicate", sop=header.sop_uid, study=header.study_uid, status="0x0000",
                       reason=duplicate)

@@ -62,6 +62,41 @@ def test_instance_under_another_study_refused_while_its_study_is_being_pruned(
     assert env.spool.image_sops(study) == sorted([sop, str(late.SOPInstanceUID)])
 
 
+def test_an_image_sent_again_while_its_study_is_being_pruned_is_a_duplicate(
+        start_node: Callable[..., NodeEnv], tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """In the window the PACS re-sends an image of the study itself. Whether the folder comes back
+    (the image is held) or goes (every image in it was reported), the image is a duplicate: it
+    used to be stored again and queued for analysis, which put the study back (the prune lost)
+    or, when the write landed after retention's last look, left an image already reported to be
+    reported a second time."""
+    image = factories.make_mammogram()
+    study, sop = str(image.StudyInstanceUID), str(image.SOPInstanceUID)
+    path = factories.write(image, tmp_path / "image.dcm")
+    env = start_node()
+    assert "Success" in env.storescu(path, opts=("-v",)).stderr
+    env.settle()
+    queued = len(env.tasks("gpu"))
+    folder = _reported_and_old(env.spool, study, [sop])
+    responses: list[str] = []
+
+    def node_receives_after_the_rename(moved: Path) -> str | None:
+        assert not folder.exists()  # renamed away: the window
+        with caplog.at_level(logging.INFO, logger="mammocad"):
+            result = env.storescu(path, opts=("-v",))
+        responses.extend(line for line in result.stderr.splitlines() if "Received Store Response" in line)
+        return _why_kept(env.spool, moved)
+
+    assert _remove(env.spool, folder, node_receives_after_the_rename, remember=_remember(env.spool, study))
+    assert len(responses) == 1 and "Success" in responses[0], responses
+    assert not folder.exists() and env.spool.image_sops(study) == []
+    [again] = [r for r in caplog.records if r.getMessage() == "duplicate"]
+    assert again.sop == sop  # type: ignore[attr-defined]
+    env.settle()
+    assert len(env.tasks("gpu")) == queued
+    pruned = env.spool.pruned(study)
+    assert pruned is not None and pruned.sop_uids == (sop,)
+
+
 def test_an_index_built_while_a_study_is_being_pruned_still_holds_it(tmp_path: Path) -> None:
     """The node starts (and indexes the spool) while a worker's retention has the study in tmp/;
     once retention has really deleted it, the instance is free again, as documented."""
