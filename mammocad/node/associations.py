@@ -47,6 +47,13 @@ class CallerPolicy:
             self.settings = self.settings.model_copy(update={"callers": new.callers})
             self.settings.node.require_known_callers = new.node.require_known_callers
 
+    def destination_names(self) -> list[str]:
+        """The destinations the file names now, for the node's outbox gauges (a scrape re-reads
+        the file as an association does). Only callers take effect in the node; a destination
+        added or removed while it runs must still show there, as every worker sends to it."""
+        self.refresh()
+        return [d.name for d in self._watcher.settings.destinations]
+
     def allowed(self, ae_title: str, host: str) -> bool:
         return self.refusal(ae_title, host) is None
 

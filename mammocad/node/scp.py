@@ -143,7 +143,7 @@ class Node:
                                   lambda: network.serve(self.ae, node.host, node.port, handlers))
         metrics = self.settings.metrics
         self._metrics = listen("metrics.port", metrics.host, metrics.port, lambda: start_node_endpoint(
-            self.settings, self.broker_url, lambda: [d.name for d in self.policy.settings.destinations]))
+            self.settings, self.broker_url, self.policy.destination_names))
 
     def _close(self) -> None:
         for server in (self._server, self._tls_server):
