@@ -1,0 +1,112 @@
+"""A folder on its way out of the spool: renamed into ``tmp/``, put back, or audited and deleted.
+
+Retention never deletes a study folder (or a set-aside ``other/`` folder) in place. It renames
+it into ``tmp/`` first (atomic, as ``.pruned-<uid>-<random>``), so a crash midway leaves no half
+study for the node or a worker to trip over; from there the folder either goes back where it
+came from (:func:`merge_back`: an image arrived meanwhile) or is audited and deleted
+(:func:`delete_moved`, through ``.prune-deleting-<uid>-<random>``).
+
+Both the pass (:mod:`mammocad.spool.retention`) and the recovery of what a killed pass left
+(:mod:`mammocad.spool.retention_recovery`) move folders through here, so the names in ``tmp/``
+and the way back are one contract. The node reads it too: while a folder is ``.pruned-`` it may
+still come back, so its one-study-per-instance check counts it as held (:func:`moved_away`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mammocad.logs import log_event, safe_error
+from mammocad.spool.layout import Spool, ensure_dir, is_uid
+
+if TYPE_CHECKING:
+    from mammocad.audit import AuditTrail
+
+logger = logging.getLogger(__name__)
+
+#: How a folder renamed away by retention starts in ``tmp/``: ``.pruned-<uid>-<random>``.
+MOVED_PREFIX = ".pruned-"
+#: The same folder once audited, being deleted: it never comes back, so the node's index ignores it.
+DELETING_PREFIX = ".prune-deleting-"
+
+
+def moved_away(spool: Spool, uid: str) -> list[Path]:
+    """The folders of study (or set-aside folder) ``uid`` that retention has renamed into
+    ``tmp/`` and not yet deleted or put back.
+
+    Between the rename and the delete the folder may still be put back (an image of the study
+    arrived meanwhile): whoever asks "does the spool hold this instance?" must look here too.
+    """
+    return sorted(spool.tmp.glob(f"{MOVED_PREFIX}{uid}-*")) if spool.tmp.is_dir() else []
+
+
+def moved_uid(folder: Path) -> str | None:
+    """The UID of a folder :func:`moved_away` lists, None for any other entry of ``tmp/``."""
+    if not folder.name.startswith(MOVED_PREFIX):
+        return None
+    uid, sep, _ = folder.name[len(MOVED_PREFIX):].rpartition("-")
+    return uid if sep and is_uid(uid) else None
+
+
+def age_and_size(folder: Path) -> tuple[float, int]:
+    """(newest modification time of the folder or anything in it, total bytes of its files)."""
+    newest, size = folder.stat().st_mtime, 0
+    for root, dirs, files in os.walk(folder):
+        for is_file, names in ((False, dirs), (True, files)):
+            for name in names:
+                try:
+                    st = os.stat(os.path.join(root, name))
+                except FileNotFoundError:
+                    continue
+                newest = max(newest, st.st_mtime)
+                size += st.st_size if is_file else 0
+    return newest, size
+
+
+def merge_back(doomed: Path, folder: Path) -> None:
+    """Move everything in ``doomed`` back under ``folder`` (keeping what is there now)."""
+    if not folder.exists():
+        os.rename(doomed, folder)
+        return
+    for path in sorted(doomed.rglob("*")):
+        target = folder / path.relative_to(doomed)
+        if path.is_file() and not target.exists():
+            ensure_dir(target.parent)  # 0750 whatever the umask, as every spool folder
+            os.rename(path, target)
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+def delete_moved(spool: Spool, doomed: Path, deleting: Callable[[Path], None] | None) -> None:
+    """Audit (``deleting``) and delete a folder renamed away, renamed once more in between so
+    that a pass killed while deleting does not audit what is left of it again."""
+    if deleting is not None:
+        deleting(doomed)
+    gone = spool.tmp / f"{DELETING_PREFIX}{doomed.name[len(MOVED_PREFIX):]}"
+    os.rename(doomed, gone)
+    shutil.rmtree(gone, ignore_errors=True)
+
+
+def deletion_auditor(trail: AuditTrail | None, uid: str, why: str) -> Callable[[Path], None] | None:
+    """What audits the deletion of study ``uid``'s folder (its DICOM files' headers), if anyone.
+
+    The trail never blocks or raises: a trail that is down drops and logs (``audit_dropped``),
+    and the delete goes on.
+    """
+    if trail is None or not trail.enabled:
+        return None
+
+    def deleting(doomed: Path) -> None:
+        from mammocad.audit import StudyTransfer, events
+
+        try:
+            studies = [s for s in events.study_transfers(doomed.rglob("*.dcm")) if s.study_uid == uid]
+            trail.emit(events.study_deleted(trail.identity, studies[0] if studies else StudyTransfer(uid, {}), why))
+        except Exception as exc:  # noqa: BLE001 - never leave a renamed folder behind for the audit's sake
+            log_event(logger, "audit_dropped", logging.WARNING, sink="queue", error=safe_error(exc), study=uid)
+
+    return deleting
