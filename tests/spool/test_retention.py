@@ -354,3 +354,21 @@ def test_config_check_refuses_a_negative_pruned_record_age(tmp_path: Path) -> No
     out = subprocess.run([sys.executable, "-m", "mammocad", "--config", str(config), "config", "check"],
                          capture_output=True, text=True, env=env, timeout=60)
     assert out.returncode != 0 and "pruned_record_days" in out.stderr + out.stdout, out.stderr
+
+
+def test_the_spool_layout_documents_every_path_retention_leaves(tmp_path: Path) -> None:
+    """docs/ARCHITECTURE.md's spool table, the reference an admin reads to know what may be
+    removed by hand, did not name prune.lock nor the folders a pass leaves in tmp/ (patient
+    images, settled by the next pass). Each path is built from the code's own names."""
+    from mammocad.spool.retention import DELETING_PREFIX, MOVED_PREFIX
+
+    spool = Spool(tmp_path / "spool")
+    table = (Path(__file__).resolve().parents[2] / "docs" / "ARCHITECTURE.md").read_text() \
+        .split("## Spool layout", 1)[1].split("\n## ", 1)[0]
+    rows = {line.split("|")[1].strip().strip("`"): line for line in table.splitlines() if line.startswith("| `")}
+    wanted = [spool.prune_lock.relative_to(spool.root).as_posix(),
+              spool.pruned_path("1.2").relative_to(spool.root).as_posix().replace("1.2", "<StudyUID>"),
+              f"tmp/{MOVED_PREFIX}<StudyUID>-<random>/", f"tmp/{DELETING_PREFIX}<StudyUID>-<random>/"]
+    assert [path for path in wanted if path not in rows] == []
+    assert "node.pruned_record_days" in rows["pruned/<StudyUID>.json"]  # its expiry
+    assert all("next pass" in rows[path] for path in wanted[2:])  # who removes what a killed pass left
