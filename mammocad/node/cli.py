@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
@@ -10,7 +11,9 @@ import threading
 from pathlib import Path
 
 from mammocad.config import EXIT_INVALID_CONFIG, ConfigError, Settings, load_settings, resolve_config_path
-from mammocad.logs import configure_logging
+from mammocad.logs import configure_logging, log_event, safe_error
+
+logger = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -95,6 +98,8 @@ def run_prune(args: argparse.Namespace) -> int:
     try:
         report = prune(settings.node.spool_dir, days * DAY_S, dry_run=args.dry_run, trail=trail,
                        pruned_record_s=settings.node.pruned_record_days * DAY_S)
+    except OSError as exc:  # an operation that failed: 1, one line instead of a traceback
+        return _prune_failed(settings.node.spool_dir, exc)
     finally:
         if trail is not None:
             trail.close()
@@ -114,6 +119,20 @@ def run_prune(args: argparse.Namespace) -> int:
     for uid, reason in sorted(report.kept.items()):
         print(f"kept {uid}: {reason}")
     return 0
+
+
+def _prune_failed(spool_dir: Path, exc: OSError) -> int:
+    """The spool (``tmp/``, ``prune.lock``, a study folder) cannot be written by this account.
+
+    Typically an admin ran the command as themselves on a spool owned by the service account,
+    or the spool is read-only: say which path and what to do rather than show a traceback.
+    """
+    path = exc.filename if exc.filename is not None else spool_dir
+    hint = (f"run `mammocad spool prune` as the service user that owns {spool_dir} (the node's and the "
+            f"workers' account), or check the permissions of {path}")
+    log_event(logger, "prune_failed", logging.ERROR, path=str(path), error=safe_error(exc), hint=hint)
+    print(f"mammocad: error: cannot prune {spool_dir}: {exc.strerror or exc}: {path}; {hint}", file=sys.stderr)
+    return 1
 
 
 def run_node(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ from mammocad.spool.layout import Spool
 from mammocad.spool.outbox import Outbox
 from mammocad.spool.retention import DAY_S, prune
 from tests.factories import make_four_view_study
+from tests.log_lines import parse
 
 NOW = time.time()
 OLD = NOW - 40 * DAY_S
@@ -104,6 +105,31 @@ def test_prune_command(tmp_path: Path) -> None:
     assert not (spool / "studies" / "1.1").exists() and (spool / "studies" / "1.4").is_dir()
     out = subprocess.run([*exe, "--days", "0"], capture_output=True, text=True, env=env, timeout=60)
     assert out.returncode == 2 and "keep everything" in out.stderr
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_prune_command_on_a_spool_it_cannot_write_says_what_to_do(tmp_path: Path, dry_run: bool) -> None:
+    """An admin ran `spool prune` on a spool this account cannot write (read-only, owned by the
+    service account): it stopped with a traceback. Now one line names the path and what to do,
+    the event is logged, and the exit status is 1 (a failed operation). Real paths that fail for
+    root too: tmp/ under a plain file, then prune.lock that is a folder."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAMMOCAD_")}
+    locked = Spool(tmp_path / "spool").create()
+    locked.prune_lock.mkdir()  # os.open(..., O_RDONLY | O_CREAT) on it: EISDIR, as EACCES would be
+    for spool_dir, path in ((blocker / "spool", blocker / "spool"), (locked.root, locked.prune_lock)):
+        config = tmp_path / "mammocad.toml"
+        config.write_text(f'[node]\nspool_dir = "{spool_dir}"\nretention_days = 30\n')
+        exe = [sys.executable, "-m", "mammocad", "--config", str(config), "spool", "prune"]
+        out = subprocess.run([*exe, "--dry-run"] if dry_run else exe, capture_output=True, text=True, env=env,
+                             timeout=60)
+        assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+        line = next(line for line in out.stderr.splitlines() if line.startswith("mammocad: error:"))
+        assert f"cannot prune {spool_dir}" in line and "service user" in line
+        assert f"check the permissions of {path}" in line
+        (logged,) = [parse(line) for line in out.stderr.splitlines() if "event=prune_failed" in line]
+        assert logged["level"] == "ERROR" and logged["path"] == str(path) and out.stdout == ""
 
 
 def test_an_image_arriving_while_its_study_is_pruned_is_never_deleted(tmp_path: Path) -> None:
