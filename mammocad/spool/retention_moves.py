@@ -14,6 +14,7 @@ still come back, so its one-study-per-instance check counts it as held (:func:`m
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -69,10 +70,20 @@ def age_and_size(folder: Path) -> tuple[float, int]:
 
 
 def merge_back(doomed: Path, folder: Path) -> None:
-    """Move everything in ``doomed`` back under ``folder`` (keeping what is there now)."""
+    """Move everything in ``doomed`` back under ``folder`` (keeping what is there now).
+
+    The node may create ``folder`` (an image of the study arrived) between the look and the
+    rename of the whole folder: that rename then fails on a folder that is not empty, and the
+    merge goes on file by file, as when the folder was there already. Letting it fail aborted
+    the pass for every later study. Any other failure is raised.
+    """
     if not folder.exists():
-        os.rename(doomed, folder)
-        return
+        try:
+            os.rename(doomed, folder)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST) or not folder.is_dir():
+                raise
     for path in sorted(doomed.rglob("*")):
         target = folder / path.relative_to(doomed)
         if path.is_file() and not target.exists():

@@ -154,6 +154,35 @@ def test_an_image_arriving_while_its_study_is_pruned_is_never_deleted(tmp_path: 
     assert list((folder / "reports").glob("*.json")) and not list(spool.tmp.glob(".pruned-*"))
 
 
+def test_a_study_folder_the_node_creates_while_it_is_put_back_is_merged(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An image arrived after the checks (the study goes back), and the node created the study
+    folder again between the look and the rename that puts it back: the rename failed on a
+    folder that was not empty and the pass stopped there, every later study left unpruned.
+    Now the folder is merged back file by file, and the pass goes on."""
+    spool = Spool(tmp_path / "spool").create()
+    folder = _study(spool.root, "1.1", reported=2)
+    _study(spool.root, "1.2", reported=2)
+    before = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    real_rename = os.rename
+
+    def node_stores_meanwhile(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        if Path(src) == folder and Path(dst).parent == spool.tmp:  # the pass renames the study away
+            (folder / "images" / "1.1.10.dcm").write_bytes(b"late")  # committed after its checks
+        elif Path(dst) == folder and not folder.exists():  # putting it back: one more image first
+            (folder / "images").mkdir(parents=True)
+            (folder / "images" / "1.1.11.dcm").write_bytes(b"later")
+        real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", node_stores_meanwhile)
+    done = prune(spool.root, 30 * DAY_S, now=NOW)
+    monkeypatch.undo()
+    assert done.studies == ["1.2"] and not (spool.studies / "1.2").exists()
+    held = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    assert held == sorted([*before, "images/1.1.10.dcm", "images/1.1.11.dcm"])
+    assert (folder / "images" / "1.1.11.dcm").read_bytes() == b"later" and not any(spool.tmp.iterdir())
+
+
 def test_a_set_aside_object_arriving_while_its_folder_is_pruned_is_never_deleted(tmp_path: Path) -> None:
     """Retention found other/<study> old, then the node committed one more object into it."""
     from mammocad.spool.retention import _arrived, _remove
