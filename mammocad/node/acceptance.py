@@ -31,7 +31,7 @@ from mammocad.node.status import (
     safe_uid,
 )
 from mammocad.spool.layout import InvalidUIDError, Spool
-from mammocad.spool.retention import moved_away
+from mammocad.spool.retention_moves import moved_away
 
 logger = logging.getLogger("mammocad.node")
 

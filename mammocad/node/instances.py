@@ -26,7 +26,7 @@ from contextlib import contextmanager
 
 from mammocad.logs import log_event
 from mammocad.spool.layout import Spool, is_uid
-from mammocad.spool.retention import moved_away, moved_uid
+from mammocad.spool.retention_moves import moved_away, moved_uid
 
 logger = logging.getLogger("mammocad.node")
 

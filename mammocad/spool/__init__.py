@@ -8,7 +8,11 @@ reports and outbox items, and deliver. Neither side imports the other: they meet
 - :mod:`~mammocad.spool.tasks`: Celery task names, queues and argument signatures.
 - :mod:`~mammocad.spool.studies`: one study's files (results, reports, locks).
 - :mod:`~mammocad.spool.outbox`: delivery items and the dead-letter folder.
-- :mod:`~mammocad.spool.retention`: pruning of delivered studies.
+- :mod:`~mammocad.spool.retention`: pruning of delivered studies (the pass), with
+  :mod:`~mammocad.spool.retention_moves` (folders through ``tmp/``),
+  :mod:`~mammocad.spool.retention_recovery` (what a killed pass left) and
+  :mod:`~mammocad.spool.prune_lock` (one pass at a time).
+- :mod:`~mammocad.spool.catch_up`: which kept SC/GSPS still stand, and which a destination lacks.
 
 See docs/ARCHITECTURE.md for the layout and the rules.
 """

@@ -20,6 +20,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,32 @@ def ensure_dir(path: Path) -> None:
     fsync_dir(path.parent)
 
 
+@contextmanager
+def exclusive_lock(path: Path, *, read_only: bool = False) -> Iterator[bool]:
+    """Hold an exclusive, non-blocking ``flock`` on ``path`` (created) for the block; yield
+    False, holding nothing, when another process has it.
+
+    The kernel drops the lock when its process ends, a crash included, so it is never left
+    held. Unlocked explicitly, not only closed: a child forked meanwhile (a Celery pool) shares
+    the open file and would keep it locked. ``read_only``: ``flock`` needs no write access, so
+    an account that may only read a file the service created can still take it. Raises
+    ``OSError`` when the file can be neither opened nor created.
+    """
+    fd = os.open(path, (os.O_RDONLY if read_only else os.O_RDWR) | os.O_CREAT, FILE_MODE)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data_or_chunks: Chunks,
                        tmp_dir: str | os.PathLike[str] | None = None) -> int:
     """Write ``data_or_chunks`` to ``path`` durably and atomically; return bytes written.
@@ -164,7 +191,7 @@ class Spool:
         self.workers = self.root / "workers"
         #: What retention removed of each study (:class:`~mammocad.spool.records.PrunedRecord`).
         self.pruned_dir = self.root / "pruned"
-        #: ``flock``-ed for the whole of a retention pass: one pass at a time (:mod:`mammocad.spool.retention`).
+        #: ``flock``-ed for the whole of a retention pass: one pass at a time (:mod:`mammocad.spool.prune_lock`).
         #: Not in ``tmp/``: :meth:`create` removes old files there, and a lock file removed while
         #: held lets the next pass lock a new one beside it.
         self.prune_lock = self.root / "prune.lock"

@@ -11,36 +11,18 @@ and a lock file removed while held lets the next pass lock a new one beside it.
 
 from __future__ import annotations
 
-import fcntl
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from mammocad.spool.layout import FILE_MODE, Spool, ensure_dir
+from mammocad.spool.layout import Spool, ensure_dir, exclusive_lock
 
 
 @contextmanager
 def pass_lock(spool: Spool) -> Iterator[bool]:
-    """Hold ``spool/prune.lock`` (exclusive ``flock``) for the block; yield False, holding
-    nothing, when another pass has it.
-
-    Opened read-only (``flock`` needs no write access): a worker account that may only read
-    the file the service created can still take it. Unlocked explicitly, not only closed: a
-    child forked meanwhile (a Celery pool) shares the open file and would keep it locked.
-    Raises ``OSError`` when the file can be neither opened nor created (a read-only spool, one
-    owned by another account).
-    """
+    """Hold ``spool/prune.lock`` for the block; yield False, holding nothing, when another pass
+    has it. Read-only: a worker account that may only read the file the service created can
+    still take it. Raises ``OSError`` when the file can be neither opened nor created (a
+    read-only spool, one owned by another account)."""
     ensure_dir(spool.root)
-    fd = os.open(spool.prune_lock, os.O_RDONLY | os.O_CREAT, FILE_MODE)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
+    with exclusive_lock(spool.prune_lock, read_only=True) as locked:
+        yield locked

@@ -7,7 +7,6 @@ half-written file cannot exist, but a file from an older version may lack fields
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import io
 import json
@@ -25,11 +24,11 @@ from mammocad.logs import log_event, safe_error
 from mammocad.model.results import ImageResult
 from mammocad.spool.layout import (
     DIR_MODE,
-    FILE_MODE,
     Spool,
     atomic_write_bytes,
     atomic_write_json,
     ensure_dir,
+    exclusive_lock,
     fsync_dir,
     validate_uid,
     write_new,
@@ -87,16 +86,8 @@ class StudyFiles:
         """Exclusive, non-blocking lock of this study's finalisation; yields False if held."""
         path = self.layout.finalize_lock_path(self.study_uid)
         ensure_dir(path.parent)  # not mkdir(parents=True): that takes the umask (0777 under 000)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                yield False
-                return
-            yield True
-        finally:
-            os.close(fd)
+        with exclusive_lock(path) as locked:
+            yield locked
 
     def complete(self) -> CompletionRecord | None:
         """The node's last completion of this study (None: not declared, or unreadable)."""
