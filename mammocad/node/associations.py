@@ -42,10 +42,17 @@ class CallerPolicy:
         self._watcher = ConfigWatcher(settings, config_path, trail)
 
     def refresh(self) -> None:
+        """Take the callers and ``node.require_known_callers`` of a changed file, nothing else.
+
+        The policy's settings are replaced, never changed in place: the node and its handlers
+        hold the settings object they started with (``model_copy`` shares the nested ``node``
+        section), and association threads read ``self.settings`` while another one reloads, so
+        the new object is complete before the one assignment that publishes it.
+        """
         new = self._watcher.poll()
         if new is not None:
-            self.settings = self.settings.model_copy(update={"callers": new.callers})
-            self.settings.node.require_known_callers = new.node.require_known_callers
+            node = self.settings.node.model_copy(update={"require_known_callers": new.node.require_known_callers})
+            self.settings = self.settings.model_copy(update={"callers": new.callers, "node": node})
 
     def destination_names(self) -> list[str]:
         """The destinations the file names now, for the node's outbox gauges (a scrape re-reads

@@ -11,8 +11,10 @@ import pytest
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
+from mammocad.config import load_settings
+from mammocad.node.associations import CallerPolicy
 from tests.node.conftest import AE as NODE_AE
-from tests.node.conftest import NodeEnv
+from tests.node.conftest import NodeEnv, config_text
 
 CALLING_REASON = "Calling AE Title Not Recognized"
 CALLED_REASON = "Called AE Title Not Recognized"
@@ -72,6 +74,24 @@ def test_callers_hot_reloaded(start_node: Callable[..., NodeEnv], caplog: pytest
     # Removing a caller takes effect too.
     env.config.write_text(text.replace('ae_title = "ECHOSCU"', 'ae_title = "OTHER"'))
     assert _rejected(env.echoscu(aet="ECHOSCU").stderr, CALLING_REASON)
+
+
+def test_a_reload_replaces_the_policy_settings_and_leaves_the_nodes_unchanged(tmp_path: Path) -> None:
+    """The node and its handlers hold the settings they started with: a reload of the callers
+    must not change that object under them (it once set ``node.require_known_callers`` in it)."""
+    config, spool = tmp_path / "mammocad.toml", tmp_path / "spool"
+    config.write_text(config_text(spool, 11112, "redis://127.0.0.1:6379/0"))
+    settings = load_settings(config)
+    before = settings.model_dump(mode="json")
+    policy = CallerPolicy(settings, config)
+    assert policy.refusal("STRANGER", "127.0.0.1") is not None
+    config.write_text(config_text(spool, 11112, "redis://127.0.0.1:6379/0", callers='[[callers]]\nae_title = "NEW"\n',
+                                  extra_node="require_known_callers = false\n"))
+    policy.refresh()
+    assert settings.model_dump(mode="json") == before
+    assert policy.settings.node.require_known_callers is False
+    assert [c.ae_title for c in policy.settings.callers] == ["NEW"]
+    assert policy.refusal("STRANGER", "127.0.0.1") is None
 
 
 def test_delivery_rejection_names_the_peer_reason(start_node: Callable[..., NodeEnv], tmp_path: Path,
