@@ -61,9 +61,6 @@ class CallerPolicy:
         self.refresh()
         return [d.name for d in self._watcher.settings.destinations]
 
-    def allowed(self, ae_title: str, host: str) -> bool:
-        return self.refusal(ae_title, host) is None
-
     def refusal(self, ae_title: str, host: str, subject: dict[str, str] | None = None) -> str | None:
         """None when the caller may associate, else the failed rule in words (AE title, host
         or certificate subject), for the log, the audit trail and the admin."""
