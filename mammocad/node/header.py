@@ -22,6 +22,7 @@ from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ImplicitVRLittleEnd
 from mammocad.dicom.frame_size import declared_bytes, is_sized_stream, stream_size
 from mammocad.dicom.header import HEADER_KEYWORDS, breast_view
 from mammocad.dicom.uids import uid_problem
+from mammocad.node.status import BAD_UID, CANNOT_UNDERSTAND, OUT_OF_RESOURCES
 from mammocad.spool.layout import is_uid
 
 _PIXEL_TAGS = {0x7FE00008, 0x7FE00009, 0x7FE00010}
@@ -34,10 +35,6 @@ _SEQ_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
 _ITEM = b"\xfe\xff\x00\xe0"
 #: Bytes of the first compressed fragment read to find the size its stream declares.
 _FRAGMENT_HEAD = 1 << 16
-
-
-#: C-STORE status of a data set whose identifying UIDs are not UIDs (Cannot understand).
-INVALID_UID = 0xC001
 
 
 class HeaderError(ValueError):
@@ -94,10 +91,10 @@ def _inflate(stream: BinaryIO, start: int, limit: int) -> BytesIO:
     try:
         data = inflater.decompress(stream.read(), limit + 1)
     except zlib.error as exc:
-        raise HeaderError(0xC000, f"cannot inflate deflated data set: {exc}") from None
+        raise HeaderError(CANNOT_UNDERSTAND, f"cannot inflate deflated data set: {exc}") from None
     if len(data) > limit:
-        raise HeaderError(0xA700, f"deflated data set inflates to more than node.max_inflated_mb "
-                                  f"({limit / 2**20:g} MB); refused")
+        raise HeaderError(OUT_OF_RESOURCES, f"deflated data set inflates to more than node.max_inflated_mb "
+                                            f"({limit / 2**20:g} MB); refused")
     return BytesIO(data)
 
 
@@ -130,7 +127,7 @@ def read_header(stream: BinaryIO, transfer_syntax: str, start: int = 0,
     except HeaderError:
         raise
     except Exception as exc:
-        raise HeaderError(0xC000, f"cannot parse data set: {type(exc).__name__}") from None
+        raise HeaderError(CANNOT_UNDERSTAND, f"cannot parse data set: {type(exc).__name__}") from None
     if "tag" not in stopped:
         return dataclasses.replace(header, has_pixels=False)
     header = dataclasses.replace(header, pixel_mismatch=_pixel_mismatch(ds, ts, stopped["length"]))
@@ -192,10 +189,10 @@ def _extract(ds: Dataset) -> Header:
     for keyword in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID"):
         text = _text(ds, keyword).rstrip("\x00")
         if not text:
-            raise HeaderError(0xC000, f"no {keyword} in data set; the sender must include it")
+            raise HeaderError(CANNOT_UNDERSTAND, f"no {keyword} in data set; the sender must include it")
         if not is_uid(text):  # e.g. a length field that swallowed the next elements: never echo it
-            raise HeaderError(INVALID_UID, f"{keyword} is not a DICOM UID ({len(text)} characters; "
-                                           "digits and dots, at most 64)")
+            raise HeaderError(BAD_UID, f"{keyword} is not a DICOM UID ({len(text)} characters; "
+                                       "digits and dots, at most 64)")
     rows, columns = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
     frames = int(ds.get("NumberOfFrames") or 1)
     laterality, view = breast_view(ds)
@@ -217,11 +214,11 @@ def check_series(header: Header) -> None:
     refused at receipt, with the status of a missing or malformed Study Instance UID.
     """
     if not header.series_uid:
-        raise HeaderError(0xC000, "no SeriesInstanceUID in data set; the sender must include it "
-                                  "(every result cites the image's series)")
+        raise HeaderError(CANNOT_UNDERSTAND, "no SeriesInstanceUID in data set; the sender must include it "
+                                             "(every result cites the image's series)")
     if not is_uid(header.series_uid):
-        raise HeaderError(INVALID_UID, f"SeriesInstanceUID is not a DICOM UID ({len(header.series_uid)} "
-                                       "characters; digits and dots, at most 64)")
+        raise HeaderError(BAD_UID, f"SeriesInstanceUID is not a DICOM UID ({len(header.series_uid)} "
+                                   "characters; digits and dots, at most 64)")
     check_citable(header)
 
 
@@ -238,9 +235,9 @@ def check_citable(header: Header) -> None:
                          ("SOPInstanceUID", header.sop_uid), ("SOPClassUID", header.sop_class)):
         reason = uid_problem(uid)
         if reason is not None:
-            raise HeaderError(INVALID_UID, f"{keyword} breaks PS3.5 9.1 ({reason}): the results could not "
-                                           "cite it validly; correct the UID at the modality, or have the "
-                                           "PACS or a router coerce it, and send the image again")
+            raise HeaderError(BAD_UID, f"{keyword} breaks PS3.5 9.1 ({reason}): the results could not "
+                                       "cite it validly; correct the UID at the modality, or have the "
+                                       "PACS or a router coerce it, and send the image again")
 
 
 def _check_pixels(stream: BinaryIO, stopped: dict[str, int], total: int, implicit: bool) -> None:
@@ -248,12 +245,12 @@ def _check_pixels(stream: BinaryIO, stopped: dict[str, int], total: int, implici
     if length == 0xFFFFFFFF:  # encapsulated: must end with a sequence delimiter
         stream.seek(max(stream.tell(), total - 65536))
         if _SEQ_DELIMITER not in stream.read():
-            raise HeaderError(0xC000, "data set truncated: encapsulated Pixel Data has no delimiter")
+            raise HeaderError(CANNOT_UNDERSTAND, "data set truncated: encapsulated Pixel Data has no delimiter")
         return
     start = stream.tell()
     stream.seek(start + 4)
     vr = stream.read(2)
     header_len = 12 if not implicit and vr in (b"OB", b"OW", b"OF", b"OD", b"UN") else 8
     if length == 0 or start + header_len + length > total:
-        raise HeaderError(0xC000, f"data set truncated: Pixel Data is {length} bytes, "
-                                  f"{max(total - start - header_len, 0)} arrived")
+        raise HeaderError(CANNOT_UNDERSTAND, f"data set truncated: Pixel Data is {length} bytes, "
+                                             f"{max(total - start - header_len, 0)} arrived")
