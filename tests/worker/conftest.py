@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pydicom.dataset import Dataset
+from pydicom.uid import GrayscaleSoftcopyPresentationStateStorage, SecondaryCaptureImageStorage
 
 from mammocad.config import Destination, Settings
+from mammocad.spool.studies import StudyFiles
 from tests import processes
+from tests.factories import make_four_view_study, write
 from tests.services import (
     free_port,
     wait_for_port,
@@ -30,6 +34,40 @@ def make_settings(spool: Path, destinations: list[Destination] | None = None, **
     worker.update(sections.pop("worker", {}))
     return Settings(node={"spool_dir": spool, "ae_title": "MAMMOCAD"}, destinations=destinations or [],
                     delivery=delivery, worker=worker, **sections)
+
+
+def spool_study(spool: Path) -> tuple[str, list[str]]:
+    """Put a four-view study where the node would (spool/studies/<S>/images/<sop>.dcm);
+    (Study Instance UID, SOP Instance UIDs in the factory's order: R CC, L CC, R MLO, L MLO)."""
+    study = make_four_view_study(rows=256, columns=200)
+    uid = str(study[0].StudyInstanceUID)
+    files = StudyFiles(spool, uid)
+    for ds in study:
+        write(ds, files.image(str(ds.SOPInstanceUID)))
+    return uid, [str(ds.SOPInstanceUID) for ds in study]
+
+
+#: The objects a report makes per image: what a late report must not send again.
+SC_CLASS, GSPS_CLASS = str(SecondaryCaptureImageStorage), str(GrayscaleSoftcopyPresentationStateStorage)
+
+
+def shown_images(ds: Dataset) -> set[str]:
+    """The images an SC (Source Image Sequence) or GSPS (Referenced Series) stands for."""
+    if "SourceImageSequence" in ds:
+        return {str(ref.ReferencedSOPInstanceUID) for ref in ds.SourceImageSequence}
+    return {str(img.ReferencedSOPInstanceUID) for se in ds.ReferencedSeriesSequence
+            for img in se.ReferencedImageSequence}
+
+
+def per_image(datasets: Iterable[Dataset]) -> dict[str, list[str]]:
+    """Per image, the sorted SOP classes of the SC and GSPS objects that show it, one entry per
+    copy: ``{sop: [GSPS, SC]}`` for an image sent each once, longer lists for copies sent again."""
+    out: dict[str, list[str]] = {}
+    for ds in datasets:
+        if str(ds.SOPClassUID) in (SC_CLASS, GSPS_CLASS):
+            for sop in shown_images(ds):
+                out.setdefault(sop, []).append(str(ds.SOPClassUID))
+    return {sop: sorted(classes) for sop, classes in out.items()}
 
 
 DONE_SUFFIX = ".received"

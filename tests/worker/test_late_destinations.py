@@ -18,20 +18,10 @@ from mammocad.config.editing import add_destination, remove_destination
 from mammocad.spool.records import ReportRecord
 from mammocad.spool.studies import StudyFiles, report_key
 from mammocad.spool.tasks import TASK_ANALYZE_IMAGE, TASK_FINALIZE_STUDY
-from tests.factories import make_four_view_study, write
 from tests.orthanc import Orthanc
-from tests.worker.conftest import StoreSCP, wait_until
+from tests.worker.conftest import GSPS_CLASS, SC_CLASS, StoreSCP, per_image, spool_study, wait_until
 
 PER_IMAGE = (OutputKind.SECONDARY_CAPTURE, OutputKind.GSPS)
-
-
-def _spool_study(spool: Path) -> tuple[str, list[str]]:
-    study = make_four_view_study(rows=256, columns=200)
-    uid = str(study[0].StudyInstanceUID)
-    files = StudyFiles(spool, uid)
-    for ds in study:
-        write(ds, files.image(str(ds.SOPInstanceUID)))
-    return uid, [str(ds.SOPInstanceUID) for ds in study]
 
 
 def _config(tmp_path: Path, spool: Path, weights: Path) -> Path:
@@ -51,24 +41,6 @@ def _report(app, files: StudyFiles, sops: list[str]) -> ReportRecord:  # type: i
     wait_until(path.exists, 90, f"the report of {len(sops)} images")
     wait_until(lambda: not list((files.spool / "outbox").glob("*/*/item.json")), 60, "the outbox to empty")
     return ReportRecord.read(path)
-
-
-def _shown(ds) -> set[str]:  # type: ignore[no-untyped-def]
-    """The images an SC (Source Image Sequence) or GSPS (Referenced Series) stands for."""
-    if "SourceImageSequence" in ds:
-        return {str(ref.ReferencedSOPInstanceUID) for ref in ds.SourceImageSequence}
-    return {str(img.ReferencedSOPInstanceUID) for se in ds.ReferencedSeriesSequence
-            for img in se.ReferencedImageSequence}
-
-
-def _per_image(datasets: list) -> dict[str, list[str]]:  # type: ignore[type-arg]
-    """Per image, the SOP classes of the SC and GSPS objects that show it (one entry per copy)."""
-    out: dict[str, list[str]] = {}
-    for ds in datasets:
-        if str(ds.SOPClassUID) in ("1.2.840.10008.5.1.4.1.1.7", "1.2.840.10008.5.1.4.1.1.11.1"):
-            for sop in _shown(ds):
-                out.setdefault(sop, []).append(str(ds.SOPClassUID))
-    return {sop: sorted(classes) for sop, classes in out.items()}
 
 
 def _orthanc_objects(pacs: Orthanc, study_uid: str) -> list:  # type: ignore[type-arg]
@@ -93,7 +65,7 @@ def test_a_destination_added_before_a_late_report_gets_every_sc_and_gsps(
         add_destination(config, "a", storescp.ae_title, "127.0.0.1", storescp.port)
         add_destination(config, "c", removed.ae_title, "127.0.0.1", removed.port)
         app = celery_worker(load_settings(config), config)
-        study_uid, sops = _spool_study(spool)
+        study_uid, sops = spool_study(spool)
         files = StudyFiles(spool, study_uid)
         for sop in sops:
             app.send_task(TASK_ANALYZE_IMAGE, args=[str(spool), study_uid, sop])
@@ -109,9 +81,9 @@ def test_a_destination_added_before_a_late_report_gets_every_sc_and_gsps(
         # Every item was confirmed (the outbox is empty): each PACS holds what it was sent.
         at_a = [dcmread(p, stop_before_pixels=True) for p in storescp.received()]
         at_b = _orthanc_objects(pacs_b, study_uid)
-        one_each = {sop: ["1.2.840.10008.5.1.4.1.1.11.1", "1.2.840.10008.5.1.4.1.1.7"] for sop in sops}
-        assert _per_image(at_b) == one_each
-        assert _per_image(at_a) == one_each
+        one_each = {sop: sorted((GSPS_CLASS, SC_CLASS)) for sop in sops}
+        assert per_image(at_b) == one_each
+        assert per_image(at_a) == one_each
         assert sorted(str(ds.SOPInstanceUID) for ds in at_a) == sorted(
             first.outputs + second.outputs + third.outputs)  # each object once
         earlier = {o.sop for o in first.objects if o.kind in PER_IMAGE}

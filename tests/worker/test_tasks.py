@@ -12,18 +12,10 @@ from mammocad.model.results import ImageResult
 from mammocad.spool.records import ReportRecord
 from mammocad.spool.studies import StudyFiles, report_key
 from mammocad.spool.tasks import TASK_ANALYZE_IMAGE, TASK_FINALIZE_STUDY
-from tests.factories import make_four_view_study, write
-from tests.worker.conftest import StoreSCP, make_settings, wait_until
+from tests.worker.conftest import GSPS_CLASS, SC_CLASS, StoreSCP, make_settings, per_image, wait_until
 
-
-def _spool_study(spool: Path) -> tuple[str, list[str]]:
-    """Put a four-view study where the node would (spool/studies/<S>/images/<sop>.dcm)."""
-    study = make_four_view_study(rows=256, columns=200)
-    uid = str(study[0].StudyInstanceUID)
-    files = StudyFiles(spool, uid)
-    for ds in study:
-        write(ds, files.image(str(ds.SOPInstanceUID)))
-    return uid, [str(ds.SOPInstanceUID) for ds in study]
+# Under its old name: test_reanalyse_broker, test_reanalyse_late_images and test_studies_admin import it from here.
+from tests.worker.conftest import spool_study as _spool_study
 
 
 def test_analyze_writes_result_once(tmp_path: Path, random_weights: Path, celery_worker) -> None:
@@ -271,13 +263,10 @@ def test_a_rerun_finalize_keeps_a_destination_whose_item_went_to_the_dead_letter
     assert study_status(spool, study_uid).destinations == {"a": "dead"}
 
 
-def _sources(path: Path) -> set[str]:
-    """The images a received SC (Source Image Sequence) or GSPS (Referenced Series) stands for."""
-    ds = dcmread(path, stop_before_pixels=True)
-    if "SourceImageSequence" in ds:
-        return {str(ref.ReferencedSOPInstanceUID) for ref in ds.SourceImageSequence}
-    return {str(img.ReferencedSOPInstanceUID) for se in ds.ReferencedSeriesSequence
-            for img in se.ReferencedImageSequence}
+def _sent_once(storescp: StoreSCP, sops: list[str]) -> None:
+    """Each of ``sops`` has exactly one SC and one GSPS at the PACS, and no other image has any."""
+    received = [dcmread(path, stop_before_pixels=True) for path in storescp.received()]
+    assert per_image(received) == {sop: sorted((GSPS_CLASS, SC_CLASS)) for sop in sops}
 
 
 def test_late_image_report_sends_per_image_objects_only_for_the_new_image(
@@ -299,14 +288,7 @@ def test_late_image_report_sends_per_image_objects_only_for_the_new_image(
     kinds = [o.kind.value for o in ReportRecord.read(second).objects]
     assert sorted(kinds) == ["gsps", "mammo-cad-sr", "sc", "tid1500-sr"], kinds
     wait_until(lambda: len(storescp.received()) == 6 + 6, 60, "both reports at the PACS")
-    per_image: dict[str, list[str]] = {}
-    for path in storescp.received():
-        sop_class = str(dcmread(path, stop_before_pixels=True).SOPClassUID)
-        if sop_class in ("1.2.840.10008.5.1.4.1.1.7", "1.2.840.10008.5.1.4.1.1.11.1"):
-            for sop in _sources(path):
-                per_image.setdefault(sop, []).append(sop_class)
-    assert {sop: sorted(classes) for sop, classes in per_image.items()} == {
-        sop: ["1.2.840.10008.5.1.4.1.1.11.1", "1.2.840.10008.5.1.4.1.1.7"] for sop in sops}
+    _sent_once(storescp, sops)
 
 
 def test_report_of_an_image_that_arrived_after_its_study_was_pruned(
@@ -363,11 +345,4 @@ def test_a_late_report_after_one_that_drew_nothing_repeats_no_earlier_sc_or_gsps
         reports.append(ReportRecord.read(path))
     assert files.read_result(sops[2]).error
     wait_until(lambda: len(storescp.received()) == sum(len(r.outputs) for r in reports), 60, "every report")
-    per_image: dict[str, list[str]] = {}
-    for path in storescp.received():
-        sop_class = str(dcmread(path, stop_before_pixels=True).SOPClassUID)
-        if sop_class in ("1.2.840.10008.5.1.4.1.1.7", "1.2.840.10008.5.1.4.1.1.11.1"):
-            for sop in _sources(path):
-                per_image.setdefault(sop, []).append(sop_class)
-    assert {sop: sorted(classes) for sop, classes in per_image.items()} == {
-        sop: ["1.2.840.10008.5.1.4.1.1.11.1", "1.2.840.10008.5.1.4.1.1.7"] for sop in (sops[0], sops[1], sops[3])}
+    _sent_once(storescp, [sops[0], sops[1], sops[3]])
