@@ -17,6 +17,7 @@ import fcntl
 import json
 import os
 import re
+import shutil
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -79,6 +80,8 @@ def fsync_dir(path: Path) -> None:
 
 #: Spool files hold patient images: owner read/write, group (a worker account) read, others nothing.
 FILE_MODE = 0o640
+#: How the outbox's temporary folders in ``tmp/`` start (an item being written or deleted).
+OUTBOX_TMP_PREFIX = ".outbox-"
 DIR_MODE = 0o750
 
 
@@ -202,15 +205,21 @@ class Spool:
         """Make the folders; remove temporary files a crash left behind.
 
         Only files older than ``stale_after_s`` go: a worker sharing the spool may be
-        writing its own temporary files right now.
+        writing its own temporary files right now. So do the outbox's folders (``.outbox-*``:
+        an item being written, or a delivered one being deleted), which hold result objects;
+        retention's own folders there are settled by its next pass, never here.
         """
         for d in (self.tmp, self.studies, self.other):
             ensure_dir(d)
         cutoff = time.time() - stale_after_s
         for entry in self.tmp.iterdir():
             try:
-                if entry.is_file() and entry.stat().st_mtime < cutoff:
+                if entry.stat().st_mtime >= cutoff:
+                    continue
+                if entry.is_file():
                     entry.unlink()
+                elif entry.is_dir() and entry.name.startswith(OUTBOX_TMP_PREFIX):
+                    shutil.rmtree(entry, ignore_errors=True)
             except OSError:
                 continue
         return self

@@ -34,7 +34,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mammocad.logs import log_event
-from mammocad.spool.layout import DIR_MODE, Spool, atomic_write_json, ensure_dir, fsync_dir, write_new
+from mammocad.spool.layout import (
+    DIR_MODE,
+    OUTBOX_TMP_PREFIX,
+    Spool,
+    atomic_write_json,
+    ensure_dir,
+    fsync_dir,
+    write_new,
+)
 from mammocad.spool.records import OUTBOX_ITEM_VERSION, RecordError, check_version, load_json
 
 if TYPE_CHECKING:  # pydicom loads numpy and Pillow: not at import (tests/test_cli_help.py)
@@ -127,7 +135,7 @@ class Outbox:
         if final.exists() or self._dir(destination, item_id, dead=True).exists():
             return None
         ensure_dir(self.layout.tmp)  # not mkdir(parents=True): that takes the umask (0777 under 000)
-        tmp = Path(tempfile.mkdtemp(dir=self.layout.tmp, prefix=f".outbox-{item_id}-"))
+        tmp = Path(tempfile.mkdtemp(dir=self.layout.tmp, prefix=f"{OUTBOX_TMP_PREFIX}{item_id}-"))
         os.chmod(tmp, DIR_MODE)
         try:
             for ds in datasets:
@@ -176,14 +184,26 @@ class Outbox:
 
     def complete(self, item: OutboxItem) -> None:
         """Every file was confirmed: the item's job is done, delete it."""
-        shutil.rmtree(item.path)
-        fsync_dir(item.path.parent)
+        self._discard(item.path)
+
+    def _discard(self, path: Path) -> None:
+        """Delete an item folder in one step as others see it: renamed into ``tmp/`` first.
+
+        ``shutil.rmtree`` in place removed ``item.json`` before the folder, and for that moment
+        whoever looked saw an item folder with no item: retention kept the study for it, and the
+        results worker's catch-up read it as an item that holds nothing (so sends it all again).
+        """
+        ensure_dir(self.layout.tmp)
+        gone = self.layout.tmp / f"{OUTBOX_TMP_PREFIX}done-{path.name}-{uuid.uuid4().hex[:8]}"
+        os.rename(path, gone)
+        fsync_dir(path.parent)
+        shutil.rmtree(gone, ignore_errors=True)
 
     def dead_letter(self, item: OutboxItem) -> OutboxItem:
         target = self._dir(item.destination, item.item_id, dead=True)
         ensure_dir(target.parent)
         if target.exists():  # an older dead copy of the same item: the newer state wins
-            shutil.rmtree(target)
+            self._discard(target)
         os.rename(item.path, target)
         fsync_dir(target.parent)
         fsync_dir(item.path.parent)
@@ -219,8 +239,7 @@ class Outbox:
             marker = self.layout.study_dir(study_uid) / "dropped" / f"{item.destination}.{item.item_id}"
             atomic_write_json(marker, {"destination": item.destination, "item": item.item_id,
                                        "last_error": item.last_error, "dropped_at": time.time()}, self.layout.tmp)
-        shutil.rmtree(item.path)
-        fsync_dir(item.path.parent)
+        self._discard(item.path)
 
     def find(self, item_id: str, dead: bool = False) -> list[OutboxItem]:
         """Items named ``item_id`` in any destination (an id is usually unique per study)."""

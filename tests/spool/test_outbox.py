@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from mammocad.cli import main
+from mammocad.spool.layout import Spool
 from mammocad.spool.outbox import Outbox
 from tests.factories import make_mammogram
 
@@ -115,3 +116,41 @@ def test_cli_retry_queues_a_delivery(tmp_path: Path, redis_url: str, capsys: pyt
     assert [t[0] for t in tasks] == ["mammocad.deliver"] * 2
     assert all(str(tmp_path / "spool") in t[1] for t in tasks)
     assert {i.item_id for i in outbox.items()} == {"a", "b"}
+
+
+class _Killed(BaseException):
+    """A process killed while deleting: nothing after this point runs."""
+
+
+def _rmtree_killed_after_item_json(path: Path, ignore_errors: bool = False) -> None:
+    (Path(path) / "item.json").unlink()  # rmtree had taken the first file when the process died
+    raise _Killed
+
+
+@pytest.mark.parametrize("how", ["complete", "drop"])
+def test_a_delete_killed_midway_leaves_no_item_folder_without_its_item(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    """An outbox folder with no item.json kept its study from retention for good and read as
+    an item that holds nothing (the catch-up of a late report sent it all again)."""
+    outbox = Outbox(tmp_path)
+    item = outbox.put("pacs", "k", _datasets())
+    monkeypatch.setattr("mammocad.spool.outbox.shutil.rmtree", _rmtree_killed_after_item_json)
+    with pytest.raises(_Killed):
+        outbox.complete(item) if how == "complete" else outbox.drop(item)
+    assert not (tmp_path / "outbox" / "pacs" / "k").exists()
+    (left,) = (tmp_path / "tmp").iterdir()  # what the killed delete left is in tmp/, not in the outbox
+    assert left.name.startswith(".outbox-")
+
+
+def test_spool_start_removes_outbox_folders_a_crash_left_in_tmp(tmp_path: Path) -> None:
+    spool = Spool(tmp_path).create()
+    old, new, pruned = (spool.tmp / ".outbox-done-k-1", spool.tmp / ".outbox-k2-x", spool.tmp / ".pruned-1.2-ab")
+    for folder in (old, new, pruned):
+        folder.mkdir()
+        (folder / "1.2.3.dcm").write_bytes(b"result object")
+    for folder in (old, pruned):
+        os.utime(folder, (1.0, 1.0))
+    Spool(tmp_path).create()
+    assert not old.exists()  # a result object left over an hour ago: gone
+    assert new.exists()  # possibly an item being written right now
+    assert pruned.exists()  # retention's: its next pass settles it (put back or audited)
