@@ -61,7 +61,7 @@ def transfer_power(settings: DrSettings, spacing: float, n: int = 512) -> float:
     fy, fx = np.meshgrid(f, f, indexing="ij")
     radius = np.hypot(fx, fy)
     t = (np.exp(-2 * np.pi ** 2 * settings.mtf_sigma_mm ** 2 * radius ** 2) * np.sinc(fx * settings.pitch_mm)
-         * np.sinc(fy * settings.pitch_mm) * np.exp(-2 * np.pi * settings.phosphor_mm * radius))
+         * np.sinc(fy * settings.pitch_mm) / (1.0 + (2 * np.pi * settings.phosphor_mm * radius) ** 2))
     return float(np.mean(t ** 2))
 
 

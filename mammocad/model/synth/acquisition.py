@@ -24,7 +24,7 @@ import numpy as np
 from scipy import ndimage, special
 
 from mammocad.model.synth import physics
-from mammocad.model.synth.mtf import apply_mtf, cauchy_transfer
+from mammocad.model.synth.mtf import apply_mtf, light_spread_transfer
 from mammocad.model.synth.texture import upsample
 
 #: Grid (mm) for the wide, smooth operations (scatter, peripheral equalisation).
@@ -37,6 +37,10 @@ GLARE_SIGMA_MM = 1.5
 #: profile's (``dicom_writer.VendorProfile``, synth v16): synth v15 drew both independently of the
 #: header, so 74 % of its DR images named one detector and carried another's MTF.
 DETECTOR_KINDS = ("a-Se", "CsI")
+#: Frequency (cycles/mm) at which a CsI scintillator's light spread alone keeps half the modulation,
+#: ``1 / 2πλ`` of ``mtf.light_spread_transfer``: drawn around the 2.7 of Ghetti et al.'s Senographe
+#: Essential (``_sample_detector``).
+CSI_SPREAD_HALF_CYCLES = (2.55, 2.85)
 #: Air kerma (µGy) at the detector behind the breast that screening FFDM units' exposure control
 #: aims at: 50–150 µGy (the figure issue 9 gives; Ghetti et al., Med. Phys. 35 (2008) 456,
 #: characterised GE Senographe detectors over 25–240 µGy around it).
@@ -72,8 +76,8 @@ class DrSettings:
     """One DR exposure and its vendor processing.
 
     The detector's blur is ``detector_blur``'s: a Gaussian core of ``mtf_sigma_mm``, the square
-    del aperture ``pitch_mm`` (0: none), a CsI scintillator's long-tailed light spread
-    ``phosphor_mm`` (0: none; ``mtf.cauchy_transfer``) and a ``glare`` fraction spread over
+    del aperture ``pitch_mm`` (0: none), a CsI scintillator's light spread of length
+    ``phosphor_mm`` (0: none; ``mtf.light_spread_transfer``) and a ``glare`` fraction spread over
     millimetres; ``detector_mtf`` is its transfer. ``sample`` draws the blur of the detector it is given.
     """
 
@@ -89,7 +93,7 @@ class DrSettings:
     gamma: float
     contrast: float  # slope of the sigmoid LUT
     pitch_mm: float = 0.0  # del pitch: each pixel integrates the square it covers
-    phosphor_mm: float = 0.0  # half-width b of a scintillator's Cauchy light spread
+    phosphor_mm: float = 0.0  # length λ of a scintillator's light spread (``mtf.light_spread_transfer``)
     detector: str = "a-Se"
     heel_drop: float = 0.0  # the raw beam's fall towards the nipple side (``heel_profile``)
     heel_residual: float = 0.0  # what of it the flat-field correction leaves in the signal
@@ -181,12 +185,16 @@ def _sample_detector(rng: np.random.Generator, detector: str, pitch: float) -> _
     Novation, 70 µm) measured it "well above 40 %" at the 7.14 cycles/mm Nyquist, near the
     aperture's 0.64; Zhao et al. (Med. Phys. 30 (2003) 254, 85 µm) put K-fluorescence at 15 % off
     at Nyquist. Drawn: 0.86–0.94 at 2.5 cycles/mm, 0.59–0.78 at 5 (70 µm the upper part).
-    CsI's light spreads down its needles: a Cauchy kernel with a Gaussian core over the 100 µm
-    pixel, fitted to Vedantham et al. (Med. Phys. 27 (2000) 558: 0.73 / 0.42 / 0.28 at 2 / 4 / 5
-    cycles/mm; ``mtf.cauchy_transfer``) and widened towards newer, sharper panels, plus a 2–6 %
-    low-frequency drop: 0.59–0.72 at 2.5 cycles/mm, 0.25–0.39 at 5. Synth v2–v14 drew one Gaussian
-    of σ 0.05–0.1 mm: 0.27–0.72 at 2.5 cycles/mm and 0.005–0.29 at 5, so its specks were up to
-    three times softer than either kind draws them.
+    CsI's light spreads in the scintillator (``mtf.light_spread_transfer``, length 0.055–0.062 mm)
+    over the 100 µm del's aperture, plus a 1–4 % low-frequency drop, fitted to the presampling MTF
+    Ghetti et al. (Med. Phys. 35 (2008) 456) measured on the large-field GE Senographe Essential,
+    the Pristina's detector generation: 0.85 / 0.59 / 0.24 at 1 / 2 / 4 cycles/mm. Drawn: 0.82–0.87,
+    0.56–0.62, 0.35–0.40 and 0.21–0.25 at 1, 2, 3 and 4 cycles/mm. Synth v15 fitted a Cauchy spread
+    to Vedantham et al. (Med. Phys. 27 (2000) 558: 0.73 / 0.42 / 0.28 at 2 / 4 / 5, a Senographe
+    2000D) and widened it towards sharper panels: 0.68–0.78 at 2 cycles/mm and 0.39–0.51 at 4, the
+    small-field Senographe DS's curve (Ghetti: 0.76 / 0.46), not the Essential's or the Pristina's.
+    Synth v2–v14 drew one Gaussian of σ 0.05–0.1 mm: 0.27–0.72 at 2.5 cycles/mm and 0.005–0.29 at
+    5, so its specks were up to three times softer than either kind draws them.
     """
     if detector not in DETECTOR_KINDS:
         raise ValueError(f"detector must be one of {sorted(DETECTOR_KINDS)}, got {detector!r}")
@@ -194,16 +202,15 @@ def _sample_detector(rng: np.random.Generator, detector: str, pitch: float) -> _
         raise ValueError(f"a mammography detector's del pitch is 0.05-0.1 mm, got pitch_mm={pitch}")
     if detector == "a-Se":
         return _Detector(detector, pitch, float(rng.uniform(0.008, 0.018)), 0.0, float(rng.uniform(0.0, 0.03)))
-    fall_off = float(rng.uniform(9.0, 14.0))  # cycles/mm over which the scintillator's MTF falls by 1/e
-    return _Detector(detector, pitch, float(rng.uniform(0.015, 0.025)), 1.0 / (2.0 * np.pi * fall_off),
-                     float(rng.uniform(0.02, 0.06)))
+    half_mtf = float(rng.uniform(*CSI_SPREAD_HALF_CYCLES))  # where the light spread alone keeps 1/2
+    return _Detector(detector, pitch, 0.0, 1.0 / (2.0 * np.pi * half_mtf), float(rng.uniform(0.01, 0.04)))
 
 
 def detector_mtf(settings: DrSettings, freq: np.ndarray | float) -> np.ndarray:
     """The presampling MTF ``detect_dr`` applies along a row or a column, at ``freq`` cycles/mm."""
     f = np.abs(np.asarray(freq, dtype=np.float64))
     core = (np.exp(-2.0 * np.pi ** 2 * settings.mtf_sigma_mm ** 2 * f ** 2) * np.sinc(f * settings.pitch_mm)
-            * cauchy_transfer(f, settings.phosphor_mm).astype(np.float64))
+            * light_spread_transfer(f, settings.phosphor_mm).astype(np.float64))
     wide = np.exp(-2.0 * np.pi ** 2 * GLARE_SIGMA_MM ** 2 * f ** 2)
     return (1.0 - settings.glare) * core + settings.glare * wide
 
@@ -238,13 +245,13 @@ def exposure_of(line_integral: np.ndarray, mask: np.ndarray, spacing: float, spr
 def detector_blur(values: np.ndarray, spacing: float, sigma_mm: float, glare: float,
                   on_detector: np.ndarray | None = None, *, pitch_mm: float = 0.0,
                   phosphor_mm: float = 0.0) -> np.ndarray:
-    """A core (Gaussian of ``sigma_mm``, square del aperture ``pitch_mm``, Cauchy light spread
+    """A core (Gaussian of ``sigma_mm``, square del aperture ``pitch_mm``, a scintillator's light spread
     ``phosphor_mm``: ``detector_mtf``) plus a ``glare`` fraction spread over millimetres.
 
     on_detector: attenuation lying on the detector itself (dust, lint, defective pixels:
     ``confusers``), applied after the blur, which does not reach it.
     """
-    core = apply_mtf(values, spacing, gaussian_sigma_mm=sigma_mm, box_mm=pitch_mm, cauchy_mm=phosphor_mm)
+    core = apply_mtf(values, spacing, gaussian_sigma_mm=sigma_mm, box_mm=pitch_mm, light_spread_mm=phosphor_mm)
     wide = coarse_blur(values, spacing, GLARE_SIGMA_MM) if glare > 0 else values
     blurred = ((1.0 - glare) * core + glare * wide).astype(np.float32)
     if on_detector is not None:
