@@ -4,7 +4,8 @@ Fluence per air kerma Φ/K = 1 / (E · µen/ρ_air): at 20 keV, with NIST's µen
 1 / (20 × 1.602e-16 J × 0.05389 m²/kg) = 5.79e15 per m² per Gy = 5790 per mm² per µGy. A detector
 air kerma of 50–150 µGy brings 2900–8700 quanta to a 0.1 mm pixel; the image noise is counted from
 DQE(0) = 0.5–0.7 of them. Synth v2–v15 drew 3000–8000 per 0.1 mm pixel (median 5500) whatever the
-beam: 1.6× the counted quanta at the same dose.
+beam: 1.6× the counted quanta at the same dose. The measured DQE(0) holds the detector's electronic
+noise at the kerma it was measured at: synth v16 until its fix added electronic noise on top.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from mammocad.model.synth.acquisition import (
     counted_quanta,
     detect_dr,
 )
+from mammocad.model.synth.dicom_writer import PROFILES
 
 
 def test_fluence_per_air_kerma_is_worked_out_from_nist_air() -> None:
@@ -46,9 +48,9 @@ def test_drawn_exposures_count_the_quanta_of_their_air_kerma_energy_and_dqe() ->
 
 
 def flat_log_noise(settings: DrSettings, spacing: float, size: int = 480) -> float:
-    """Variance of the log signal inside a flat 40 mm slab of fat (no scatter, heel or electronics)."""
-    quiet = dataclasses.replace(settings, scatter_to_primary=0.0, electronic=0.0, glare=0.0, heel_drop=0.0,
-                                heel_residual=0.0)
+    """Variance of the log signal inside a flat 40 mm slab of fat at the drawn kerma (no scatter or heel:
+    the beam's, not the detector's), the detector as ``settings`` has it."""
+    quiet = dataclasses.replace(settings, scatter_to_primary=0.0, heel_drop=0.0, heel_residual=0.0)
     line = np.full((size, size), 40.0 * physics.attenuation_per_mm("adipose", 20.0), np.float32)
     out = detect_dr(line, np.ones_like(line), spacing, quiet, np.random.default_rng(7))
     inner = out[40:-40, 40:-40].astype(np.float64)
@@ -56,13 +58,17 @@ def flat_log_noise(settings: DrSettings, spacing: float, size: int = 480) -> flo
 
 
 def transfer_power(settings: DrSettings, spacing: float, n: int = 512) -> float:
-    """Mean |T|² over the drawing's frequency band: the share of white noise's variance the detector's blur keeps."""
+    """Mean |T|² over the drawing's frequency band: the share of white noise's variance the detector's blur keeps.
+
+    The glare's 1.5 mm blur keeps under 0.1 % of white noise's variance at these spacings: only
+    the (1 − glare) it takes from the core counts.
+    """
     f = np.fft.fftfreq(n, d=spacing)
     fy, fx = np.meshgrid(f, f, indexing="ij")
     radius = np.hypot(fx, fy)
     t = (np.exp(-2 * np.pi ** 2 * settings.mtf_sigma_mm ** 2 * radius ** 2) * np.sinc(fx * settings.pitch_mm)
          * np.sinc(fy * settings.pitch_mm) / (1.0 + (2 * np.pi * settings.phosphor_mm * radius) ** 2))
-    return float(np.mean(t ** 2))
+    return float(np.mean(((1.0 - settings.glare) * t) ** 2))
 
 
 @pytest.mark.parametrize(("detector", "pitch"), [("a-Se", 0.07), ("CsI", 0.1)])
@@ -71,6 +77,37 @@ def test_flat_field_noise_is_the_poisson_noise_of_the_counted_quanta(detector: s
                                                                       spacing: float) -> None:
     """var(log) = |T|² / N for N counted quanta per drawn pixel, N = photons_behind × (spacing / 0.1)²."""
     settings = DrSettings.sample(np.random.default_rng(3), detector=detector, pitch_mm=pitch, energy_kev=20.0)
+    settings = dataclasses.replace(settings, electronic=0.0, glare=0.0)
     quanta = settings.photons_behind * (spacing / 0.1) ** 2
     expected = transfer_power(settings, spacing) / quanta
     assert flat_log_noise(settings, spacing) == pytest.approx(expected, rel=0.03)
+
+
+@pytest.mark.parametrize("profile", [p for p in PROFILES if not p.secondary_capture], ids=lambda p: p.model)
+def test_a_drawn_exposures_flat_field_noise_is_its_dqe_zeros_and_no_more(profile) -> None:  # type: ignore[no-untyped-def]
+    """Every DR unit as drawn, electronics and glare included: var(log) = |T|² / N at the drawn kerma.
+
+    The DQE(0) the quanta are counted with was measured from real flat fields over 25–240 µGy, so
+    it holds their electronic noise: synth v16 until its fix added 0.3–9 % of the unblurred
+    quantum variance on top (up to 70 % of the blurred variance on CsI at 0.1 mm).
+    """
+    for k in range(3):
+        settings = DrSettings.sample(np.random.default_rng([29, k]), detector=profile.detector,
+                                     pitch_mm=profile.full_spacing_mm, energy_kev=19.0)
+        quanta = settings.photons_behind
+        expected = transfer_power(settings, 0.1) / quanta
+        assert flat_log_noise(settings, 0.1) == pytest.approx(expected, rel=0.03), (k, settings)
+
+
+@pytest.mark.parametrize(("detector", "pitch"), [("a-Se", 0.07), ("CsI", 0.1)])
+def test_an_electronic_share_is_taken_from_dqe_zeros_noise_not_added_to_it(detector: str, pitch: float) -> None:
+    """A share ε of DQE(0)'s noise as white electronics: var(log) = ((1 − ε)·|T|² + ε) / N, so the
+    zero-frequency noise stays 1 / N (the measured DQE(0)) whatever ε."""
+    settings = DrSettings.sample(np.random.default_rng(5), detector=detector, pitch_mm=pitch, energy_kev=20.0)
+    share = 0.3
+    settings = dataclasses.replace(settings, electronic=share, glare=0.0)
+    quanta = settings.photons_behind
+    expected = ((1.0 - share) * transfer_power(settings, 0.1) + share) / quanta
+    assert flat_log_noise(settings, 0.1) == pytest.approx(expected, rel=0.03)
+    with pytest.raises(ValueError, match="electronic must be a share"):
+        dataclasses.replace(settings, electronic=1.0)

@@ -8,7 +8,8 @@ The chain of a full-field digital mammography system, with every setting drawn p
    kerma of 50–150 µGy brings, as many as its DQE counts (``counted_quanta``), over the output pixel;
 3. the detector's presampling MTF, one of the two kinds screening systems use (``DETECTOR_KINDS``),
    the one the vendor profile in the header names, at its del pitch (synth v16), applied as a continuous transfer function so it is the same at every drawing spacing
-   (``mtf``), and electronic noise;
+   (``mtf``), and the detector's electronic noise, inside the DQE(0) the quanta are counted with
+   (``ELECTRONIC_SHARE``);
 4. the flat-field (gain) correction, which divides the heel out of the signal but not out of
    the noise, then the log transform, then "For Presentation" processing: peripheral equalisation (the thin
    edge is lifted towards the interior's level), unsharp masking, and a window/gamma LUT.
@@ -48,6 +49,19 @@ DETECTOR_KERMA_UGY = (50.0, 150.0)
 #: Zero-frequency DQE: the share of those quanta the image noise is counted from (absorption,
 #: Swank factor, electronics). Ghetti et al. measured up to 0.60 on the GE Senographe Essential.
 DQE_ZERO = (0.5, 0.7)
+#: Share of the zero-frequency noise at the drawn kerma that is the detector's electronic (read-out)
+#: noise, drawn per image. It is a share *of* DQE(0)'s noise, not noise on top of it: a DQE is measured
+#: (IEC 62220-1-2) from the noise power of real flat fields, every source in them, at the kerma it
+#: is quoted for, and Ghetti et al.'s DQE(0) was measured over 25–240 µGy, a range the 50–150 µGy
+#: drawn lies inside. Synth v16 until this fix added electronic noise of 0.05–0.3 times the
+#: unblurred quantum std on top, white: 0.3–9 % more variance than DQE(0) counts at zero frequency,
+#: and in a flat field drawn at 0.1 mm 0.3–14 % more than DQE(0)'s quanta through the MTF give on
+#: a-Se, 2–70 % more on CsI (whose MTF keeps 0.13–0.15 of white noise's variance there). No source
+#: at hand splits the measured noise of these units, so none of it is drawn as electronic: all of DQE(0)'s noise is
+#: blurred with the signal. What that leaves out is the electronic noise's own dose dependence
+#: (a fixed variance, whose share grows where fewer quanta land: behind dense tissue, below the
+#: kerma DQE(0) was measured at) and its flat spectrum above the MTF's fall.
+ELECTRONIC_SHARE = (0.0, 0.0)
 #: Boone, Lindfors, Cooper & Seibert, "Scatter/primary in mammography: comprehensive results",
 #: Med. Phys. 27 (2000) 2408: SPR = 1 / (a + b·D^−1.5 + c·T^−0.5) at the centre of a semicircular
 #: breast of diameter D and compressed thickness T (cm), no grid, within about 1 % of their Monte
@@ -86,7 +100,7 @@ class DrSettings:
     scatter_sigma_mm: float
     mtf_sigma_mm: float
     glare: float  # fraction of signal spread by the long-range part (the MTF's low-frequency drop)
-    electronic: float  # electronic noise std, relative to the quantum std behind the breast
+    electronic: float  # share of DQE(0)'s noise behind the breast that is electronic (``ELECTRONIC_SHARE``)
     equalisation: float  # 0 = none, 1 = the edge fully lifted to the interior's level
     unsharp_gain: float
     unsharp_sigma_mm: float
@@ -103,6 +117,8 @@ class DrSettings:
             raise ValueError(f"detector must be one of {sorted(DETECTOR_KINDS)}, got {self.detector!r}")
         if not 0.0 <= self.glare < 1.0:
             raise ValueError(f"glare must be in [0, 1), got {self.glare}")
+        if not 0.0 <= self.electronic < 1.0:
+            raise ValueError(f"electronic must be a share of DQE(0)'s noise, in [0, 1), got {self.electronic}")
         if min(self.mtf_sigma_mm, self.pitch_mm, self.phosphor_mm, self.scatter_to_primary) < 0.0:
             raise ValueError("mtf_sigma_mm, pitch_mm, phosphor_mm and scatter_to_primary must be >= 0")
         if not 0.0 <= self.heel_drop < 0.5 or abs(self.heel_residual) >= 0.5:
@@ -123,7 +139,7 @@ class DrSettings:
         photons = counted_quanta(float(rng.uniform(*DETECTOR_KERMA_UGY)), energy_kev, float(rng.uniform(*DQE_ZERO)))
         return cls(photons_behind=photons, scatter_to_primary=spr,
                    scatter_sigma_mm=float(rng.uniform(15, 35)), mtf_sigma_mm=det.sigma_mm, glare=det.glare,
-                   electronic=float(rng.uniform(0.05, 0.3)),
+                   electronic=float(rng.uniform(*ELECTRONIC_SHARE)),
                    equalisation=float(rng.uniform(0.5, 0.95)), unsharp_gain=float(rng.uniform(0.1, 0.6)),
                    unsharp_sigma_mm=float(rng.uniform(1.0, 4.0)), gamma=float(rng.uniform(0.8, 1.3)),
                    contrast=float(rng.uniform(2.5, 5.0)), pitch_mm=det.pitch_mm, phosphor_mm=det.phosphor_mm,
@@ -290,19 +306,27 @@ def detect_dr(line_integral: np.ndarray, mask: np.ndarray, spacing: float, setti
               rng: np.random.Generator, detector_layer: np.ndarray | None = None) -> np.ndarray:
     """Log signal −ln(counts / open-beam counts) of a DR detector, with its noise and blur.
 
+    Behind the breast (the drawn kerma) the noise at zero frequency is the Poisson noise of the
+    DQE-counted quanta, ``photons_behind``: a share ``electronic`` of it is white electronic noise
+    of a fixed variance, the rest quantum noise of ``photons_behind / (1 − electronic)`` quanta
+    blurred with the signal, so the measured DQE(0) holds whatever the share.
+
     detector_layer: attenuation at the detector itself (defective pixels, ``confusers``),
     applied after the blur.
     """
     exposure = exposure_of(line_integral, mask, spacing, settings.scatter_to_primary, settings.scatter_sigma_mm)
     inside = mask > 0.99
     behind = float(np.median(exposure[inside])) if inside.any() else 0.3
-    per_pixel = settings.photons_behind * (spacing / 0.1) ** 2
+    counted = settings.photons_behind * (spacing / 0.1) ** 2  # DQE(0)'s quanta per drawn pixel
+    share = settings.electronic
+    per_pixel = counted / (1.0 - share)  # the quanta of the quantum part
     n0 = per_pixel / max(behind, 1e-4)
     beam = heel_profile(mask, spacing, settings.heel_drop)
     counts = rng.poisson(np.float64(n0) * exposure * beam).astype(np.float32)
     counts = detector_blur(counts, spacing, settings.mtf_sigma_mm, settings.glare, detector_layer,
                            pitch_mm=settings.pitch_mm, phosphor_mm=settings.phosphor_mm)
-    counts += rng.normal(0.0, settings.electronic * np.sqrt(per_pixel), counts.shape).astype(np.float32)
+    if share > 0.0:  # var(log) behind the breast: share / counted, the rest of DQE(0)'s 1 / counted
+        counts += rng.normal(0.0, np.sqrt(share * counted) / (1.0 - share), counts.shape).astype(np.float32)
     counts *= heel_profile(mask, spacing, settings.heel_residual) / beam  # the flat-field correction
     return (-np.log(np.maximum(counts, 1.0) / np.float32(n0))).astype(np.float32)
 
