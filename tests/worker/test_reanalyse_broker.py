@@ -29,9 +29,8 @@ from mammocad.spool.tasks import (
 )
 from mammocad.worker.tasks import register_tasks
 from tests.services import free_port, redis_server
-from tests.worker.conftest import StoreSCP, wait_until
+from tests.worker.conftest import StoreSCP, spool_study, wait_until
 from tests.worker.test_studies_admin import _audited, _mammocad
-from tests.worker.test_tasks import _spool_study
 
 
 @contextmanager
@@ -58,7 +57,7 @@ def test_reanalyse_survives_the_broker_going_away(tmp_path: Path, random_weights
         f'[audit]\nfile = "{tmp_path / "audit.log"}"\n\n'
         f'[[destinations]]\nname = "pacs"\nae_title = "PACS"\nhost = "127.0.0.1"\nport = {storescp.port}\n'
         'outputs = ["mammo-cad-sr"]\n')
-    study_uid, sops = _spool_study(spool)
+    study_uid, sops = spool_study(spool)
     files = StudyFiles(spool, study_uid)
     files.layout.write(files.layout.complete_path(study_uid),
                        b'{"version": 1, "sop_uids": %s, "reason": "four_views"}' % str(sorted(sops)).replace(

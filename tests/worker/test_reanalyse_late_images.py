@@ -40,10 +40,9 @@ from mammocad.spool.tasks import (
 from mammocad.studies.actions import reanalyse
 from mammocad.studies.status import study_status
 from tests.factories import make_mammogram, write
-from tests.worker.conftest import StoreSCP, wait_until
+from tests.worker.conftest import StoreSCP, spool_study, wait_until
 from tests.worker.test_reanalyse_broker import _worker
 from tests.worker.test_studies_admin import _mammocad
-from tests.worker.test_tasks import _spool_study
 
 MODEL = "0.0.0-random"
 
@@ -69,7 +68,7 @@ def _declare(files: StudyFiles, sops: list[str], reason: str) -> None:
 def _reported_once(cfg: Path, storescp: StoreSCP) -> tuple[StudyFiles, list[str], set[str]]:
     """A four-view study analysed, reported and delivered; returns its files, images and first SR UID."""
     spool = load_settings(cfg).node.spool_dir
-    study_uid, sops = _spool_study(spool)
+    study_uid, sops = spool_study(spool)
     files = StudyFiles(spool, study_uid)
     _declare(files, sops, "four_views")
     with _worker(cfg) as app:

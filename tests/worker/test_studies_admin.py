@@ -32,8 +32,7 @@ from mammocad.studies.status import all_statuses, study_status
 from mammocad.worker.outbox_delivery import attempt, schedule_delivery
 from tests.audit.schema import problems
 from tests.services import free_port
-from tests.worker.conftest import StoreSCP, make_settings, wait_until
-from tests.worker.test_tasks import _spool_study
+from tests.worker.conftest import StoreSCP, make_settings, spool_study, wait_until
 
 SR = "1.2.840.10008.5.1.4.1.1.88.50"
 PATIENT = "PID-TEST-0001"  # tests.factories.make_mammogram's
@@ -82,7 +81,7 @@ def test_see_and_act_on_a_study(tmp_path: Path, random_weights: Path, storescp: 
     cfg = _config(tmp_path, spool, redis_url, random_weights, storescp.port)
     settings = load_settings(cfg)
     app = celery_worker(settings, cfg)
-    study_uid, sops = _spool_study(spool)
+    study_uid, sops = spool_study(spool)
     for sop in sops:
         app.send_task(TASK_ANALYZE_IMAGE, args=[str(spool), study_uid, sop])
     app.send_task(TASK_FINALIZE_STUDY, args=[str(spool), study_uid, sops])
@@ -167,7 +166,7 @@ def test_a_pending_study_says_what_it_waits_for(tmp_path: Path) -> None:
     """Spool only: not declared yet, then analysing (a fresh lease is a running image; a stale
     one is not), then waiting for the results worker."""
     spool = tmp_path / "spool"
-    study_uid, sops = _spool_study(spool)
+    study_uid, sops = spool_study(spool)
     files = StudyFiles(spool, study_uid)
     assert study_status(spool, study_uid).waiting_for.startswith("the rest of the study")
     files.layout.write(files.layout.complete_path(study_uid),
@@ -266,7 +265,7 @@ def test_reanalyse_waits_for_the_first_report(tmp_path: Path, redis_url: str) ->
     import redis
 
     spool = tmp_path / "spool"
-    study_uid, sops = _spool_study(spool)
+    study_uid, sops = spool_study(spool)
     files = StudyFiles(spool, study_uid)
     files.layout.write(files.layout.complete_path(study_uid),
                        json.dumps({"version": 1, "sop_uids": sops, "reason": "four_views"}).encode())
@@ -368,7 +367,7 @@ def test_reanalyse_asked_again_while_pending_resumes_it(tmp_path: Path, redis_ur
     from mammocad.spool.reconcile import read_broker
 
     spool = tmp_path / "spool"
-    study_uid, sops = _spool_study(spool)
+    study_uid, sops = spool_study(spool)
     files = StudyFiles(spool, study_uid)
     files.layout.write(files.layout.complete_path(study_uid),
                        json.dumps({"version": 1, "sop_uids": sops, "reason": "four_views"}).encode())
@@ -428,7 +427,7 @@ def test_a_study_whose_images_all_failed_analysis_is_failed_not_delivered(
                    'outputs = ["mammo-cad-sr"]\n')
     app = celery_worker(make_settings(spool, [storescp.destination(outputs=["mammo-cad-sr"])],
                                       worker={"weights": str(random_weights)}))
-    study_uid, sops = _spool_study(spool)
+    study_uid, sops = spool_study(spool)
     files = StudyFiles(spool, study_uid)
     for sop in sops:
         ds = dcmread(files.image(sop))
@@ -451,7 +450,7 @@ def test_a_report_missing_an_output_kind_is_failed_not_delivered(tmp_path: Path)
     """Spool only: the newest report could not build the TID 1500 SR, which the only
     destination asked for, so it got nothing (no outbox item). That read `delivered`."""
     spool = tmp_path / "spool"
-    study_uid, sops = _spool_study(spool)
+    study_uid, sops = spool_study(spool)
     StudyFiles(spool, study_uid).write_report(ReportRecord(
         report_key=report_key(sops, "0.0.0-random"), sop_uids=tuple(sops), model_name="test",
         model_version="0.0.0-random", failed_outputs={"tid1500-sr": "ValueError: no geometry"}, created=time.time()))
@@ -468,7 +467,7 @@ def test_a_resend_to_a_destination_the_report_did_not_name_is_shown(tmp_path: Pa
     from tests.factories import make_mammogram
 
     spool = tmp_path / "spool"
-    study_uid, sops = _spool_study(spool)
+    study_uid, sops = spool_study(spool)
     key = report_key(sops, "0.0.0-random")
     StudyFiles(spool, study_uid).write_report(ReportRecord(
         report_key=key, sop_uids=tuple(sops), model_name="test", model_version="0.0.0-random",
@@ -494,7 +493,7 @@ def test_a_resend_that_cannot_be_audited_queues_nothing(tmp_path: Path) -> None:
     from tests.factories import make_mammogram
 
     spool = tmp_path / "spool"
-    study_uid, sops = _spool_study(spool)
+    study_uid, sops = spool_study(spool)
     key = report_key(sops, "0.0.0-random")
     files = StudyFiles(spool, study_uid)
     kept = make_mammogram(rows=64, columns=48)  # stands in for the report's kept CAD SR

@@ -12,16 +12,23 @@ from mammocad.model.results import ImageResult
 from mammocad.spool.records import ReportRecord
 from mammocad.spool.studies import StudyFiles, report_key
 from mammocad.spool.tasks import TASK_ANALYZE_IMAGE, TASK_FINALIZE_STUDY
-from tests.worker.conftest import GSPS_CLASS, SC_CLASS, StoreSCP, make_settings, per_image, wait_until
 
 # Under its old name: test_reanalyse_broker, test_reanalyse_late_images and test_studies_admin import it from here.
-from tests.worker.conftest import spool_study as _spool_study
+from tests.worker.conftest import (
+    GSPS_CLASS,
+    SC_CLASS,
+    StoreSCP,
+    make_settings,
+    per_image,
+    spool_study,
+    wait_until,
+)
 
 
 def test_analyze_writes_result_once(tmp_path: Path, random_weights: Path, celery_worker) -> None:
     spool = tmp_path / "spool"
     app = celery_worker(make_settings(spool, worker={"weights": str(random_weights)}))
-    study_uid, sops = _spool_study(spool)
+    study_uid, sops = spool_study(spool)
     files = StudyFiles(spool, study_uid)
     app.send_task(TASK_ANALYZE_IMAGE, args=[str(spool), study_uid, sops[0]])
     path = wait_until(lambda: files.result(sops[0]).exists() and files.result(sops[0]), 60, "the image result")
@@ -41,7 +48,7 @@ def test_analyze_writes_result_once(tmp_path: Path, random_weights: Path, celery
 def test_corrupt_and_poison_images_give_error_results(tmp_path: Path, random_weights: Path, celery_worker) -> None:
     spool = tmp_path / "spool"
     app = celery_worker(make_settings(spool, worker={"weights": str(random_weights)}))
-    study_uid, sops = _spool_study(spool)
+    study_uid, sops = spool_study(spool)
     files = StudyFiles(spool, study_uid)
     ds = dcmread(files.image(sops[0]))
     ds.PixelData = ds.PixelData[:100]  # truncated pixels: header fine, decoding fails
@@ -62,7 +69,7 @@ def test_corrupt_and_poison_images_give_error_results(tmp_path: Path, random_wei
 def test_finalize_waits_for_results_then_reports(tmp_path: Path, random_weights: Path, celery_worker) -> None:
     spool = tmp_path / "spool"
     app = celery_worker(make_settings(spool, worker={"weights": str(random_weights)}))
-    study_uid, sops = _spool_study(spool)
+    study_uid, sops = spool_study(spool)
     files = StudyFiles(spool, study_uid)
     app.send_task(TASK_FINALIZE_STUDY, args=[str(spool), study_uid, sops])  # before any analysis
     report = files.report(report_key(sops, "0.0.0-random"))
@@ -86,7 +93,7 @@ def test_finalize_gives_up_on_missing_images(tmp_path: Path, random_weights: Pat
     # time_limit_s 2 → wait bound 2 × (2 images + 1) = 6 s
     app = celery_worker(make_settings(spool, worker={"weights": str(random_weights), "soft_time_limit_s": 1,
                                                      "time_limit_s": 2}))
-    study_uid, sops = _spool_study(spool)
+    study_uid, sops = spool_study(spool)
     files = StudyFiles(spool, study_uid)
     sops = sops[2:]  # R MLO is analysed, L MLO never is
     app.send_task(TASK_ANALYZE_IMAGE, args=[str(spool), study_uid, sops[0]])
@@ -109,7 +116,7 @@ def test_finalize_fills_outbox_per_destination_kinds(tmp_path: Path, random_weig
         # "__objects__" once collided with a key of the report's untyped dict.
         dests = [storescp.destination("all"), sr_only.destination("__objects__", outputs=["mammo-cad-sr"])]
         app = celery_worker(make_settings(spool, dests, worker={"weights": str(random_weights)}))
-        study_uid, sops = _spool_study(spool)
+        study_uid, sops = spool_study(spool)
         for sop in sops:
             app.send_task(TASK_ANALYZE_IMAGE, args=[str(spool), study_uid, sop])
         app.send_task(TASK_FINALIZE_STUDY, args=[str(spool), study_uid, sops])
@@ -136,7 +143,7 @@ def test_late_image_report_cites_the_earlier_sr(tmp_path: Path, random_weights: 
     spool = tmp_path / "spool"
     app = celery_worker(make_settings(spool, [storescp.destination(outputs=["mammo-cad-sr"])],
                                       worker={"weights": str(random_weights)}))
-    study_uid, sops = _spool_study(spool)
+    study_uid, sops = spool_study(spool)
     files = StudyFiles(spool, study_uid)
     for sop in sops:
         app.send_task(TASK_ANALYZE_IMAGE, args=[str(spool), study_uid, sop])
@@ -170,7 +177,7 @@ def test_destination_added_to_the_file_is_used_without_restart(tmp_path: Path, r
         'soft_time_limit_s = 60\ntime_limit_s = 90\n\n'
         '[delivery]\nretry_initial_s = 0.2\nretry_max_s = 1.0\nnetwork_timeout_s = 3.0\n')
     app = celery_worker(load_settings(config), config)
-    study_uid, sops = _spool_study(spool)
+    study_uid, sops = spool_study(spool)
     files = StudyFiles(spool, study_uid)
     for sop in sops:
         app.send_task(TASK_ANALYZE_IMAGE, args=[str(spool), study_uid, sop])
@@ -200,7 +207,7 @@ def test_finalize_interrupted_after_one_destination_sends_one_set_of_objects(
         dests = [storescp.destination("a", outputs=["mammo-cad-sr"]),
                  other.destination("b", outputs=["mammo-cad-sr"])]
         app = celery_worker(make_settings(spool, dests, worker={"weights": str(random_weights)}))
-        study_uid, sops = _spool_study(spool)
+        study_uid, sops = spool_study(spool)
         files = StudyFiles(spool, study_uid)
         for sop in sops:
             app.send_task(TASK_ANALYZE_IMAGE, args=[str(spool), study_uid, sop])
@@ -247,7 +254,7 @@ def test_a_rerun_finalize_keeps_a_destination_whose_item_went_to_the_dead_letter
     spool = tmp_path / "spool"
     down = Destination(name="a", ae_title="PACS", host="127.0.0.1", port=free_port(), outputs=["mammo-cad-sr"])
     app = celery_worker(make_settings(spool, [down], worker={"weights": str(random_weights)}))
-    study_uid, sops = _spool_study(spool)
+    study_uid, sops = spool_study(spool)
     files = StudyFiles(spool, study_uid)
     for sop in sops:
         app.send_task(TASK_ANALYZE_IMAGE, args=[str(spool), study_uid, sop])
@@ -276,7 +283,7 @@ def test_late_image_report_sends_per_image_objects_only_for_the_new_image(
     picture again under a new UID (a duplicate in the viewer). Breast risks unchanged here."""
     spool = tmp_path / "spool"
     app = celery_worker(make_settings(spool, [storescp.destination()], worker={"weights": str(no_findings_weights)}))
-    study_uid, sops = _spool_study(spool)
+    study_uid, sops = spool_study(spool)
     files = StudyFiles(spool, study_uid)
     for sop in sops:
         app.send_task(TASK_ANALYZE_IMAGE, args=[str(spool), study_uid, sop])
@@ -302,7 +309,7 @@ def test_report_of_an_image_that_arrived_after_its_study_was_pruned(
     spool = tmp_path / "spool"
     app = celery_worker(make_settings(spool, [storescp.destination(outputs=["mammo-cad-sr"])],
                                       worker={"weights": str(random_weights)}))
-    study_uid, sops = _spool_study(spool)
+    study_uid, sops = spool_study(spool)
     files = StudyFiles(spool, study_uid)
     late = files.image(sops[3]).read_bytes()
     files.image(sops[3]).unlink()
@@ -330,7 +337,7 @@ def test_a_late_report_after_one_that_drew_nothing_repeats_no_earlier_sc_or_gsps
     and send every image's again under new UIDs (the PACS showed those images' marks twice)."""
     spool = tmp_path / "spool"
     app = celery_worker(make_settings(spool, [storescp.destination()], worker={"weights": str(no_findings_weights)}))
-    study_uid, sops = _spool_study(spool)
+    study_uid, sops = spool_study(spool)
     files = StudyFiles(spool, study_uid)
     ds = dcmread(files.image(sops[2]))
     ds.PixelData = ds.PixelData[:100]  # header fine (the SRs cite it), decoding fails
