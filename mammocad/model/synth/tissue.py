@@ -65,17 +65,27 @@ STRAND_TORTUOSITY = 0.07
 #: Dense regions and fatty ones (synth v11, ``_layout``): a smooth field of unit sd, part a
 #: Gaussian blur of white noise (σ in this range, mm; no power in β's band), LAYOUT_POWER_SHARE of
 #: its variance a power law (β 4) flat beyond a scale in LAYOUT_LARGEST_MM (ragged outlines; it
-#: also keeps β where it was). Scaled by 4·d·(1 − d) for the breast's density d, it moves the
+#: also keeps β where it was). Scaled by (4·d·(1 − d))² (v11-v15: 4·d·(1 − d)) for the breast's density d, it moves the
 #: cloud's coverage by LAYOUT_COVERAGE per sd on the logit scale and the gland's peak fraction by
 #: exp(LAYOUT_PEAK per sd). Chosen on 12 film views drawn at 0.2 mm (DATASETS.md, "Dense regions"):
 #: patch contrast 0.031 → 0.063 (the CBIS films' 0.084) with β, tissue power and curvature shape
 #: about where they were; a larger peak factor (0.6) put clusters in dense regions so near white
 #: on DR displays that a large rod-like cluster stood only 0.05 above its surroundings.
+#: Synth v16: the factor multiplies GLAND_PEAK, which synth v15 lowered to 0.43-0.90× v14's to
+#: fit the tissue power at 2.5-5 mm periods, so the dense regions' extra gland fell with it: film
+#: views darker and their dense regions fainter than the films' (seed 5105, 8 views: intensity
+#: p95 0.73 against 0.87, patch contrast 0.67×), while the film's gradient where the breast lies
+#: was 0.8-0.9 of its gamma (the toe does not flatten them) and the exposure sets p50, not p95.
+#: LAYOUT_PEAK 1.2 with the patchiness (4·d·(1 − d))² (LAYOUT_DENSITY_POWER) restores them (p95
+#: 0.85, patch 0.93×) with tissue power, β and curvature shape where they were; the square keeps a
+#: BI-RADS D breast's gland even, so a cyst there still hides (``test_synth_soft_tissue``: 0.77×;
+#: with the plain 4·d·(1 − d), LAYOUT_PEAK 0.8 already gave 0.80×) (DATASETS.md, "Film tone").
 LAYOUT_SIGMA_MM = (6.0, 12.0)
 LAYOUT_LARGEST_MM = (30.0, 60.0)
 LAYOUT_POWER_SHARE = 0.6
 LAYOUT_COVERAGE = 3.0
-LAYOUT_PEAK = 0.5
+LAYOUT_PEAK = 1.2
+LAYOUT_DENSITY_POWER = 2.0
 #: The septa between fat lobules (synth v12, ``_septa``): each wall of ``_glandular``'s lobule
 #: layers is a fibrous sheet; seen edge-on it is a line of SEPTA_PATH_MM glandular-equivalent
 #: path (the wall's extent along the beam) and a half-width drawn in SEPTA_WIDTH_MM (a 0.25 mm
@@ -177,8 +187,10 @@ def _glandular(breast: Breast, edge: np.ndarray, nipple: tuple[float, float], ha
     env = _envelope(breast, edge, nipple, half, shape, step, rng)
     coverage = np.clip(breast.density * 1.6 * env, 0.005, 0.97)
     # BI-RADS B and C are the patchy ones ("scattered areas", "heterogeneously dense"); an almost
-    # entirely fatty or an extremely dense breast is much the same throughout.
-    layout = (4.0 * breast.density * (1.0 - breast.density)) * layout
+    # entirely fatty or an extremely dense breast is much the same throughout (synth v11-v15 used
+    # the plain parabola, which left a D breast 0.64 of a C breast's patchiness).
+    patchiness = (4.0 * breast.density * (1.0 - breast.density)) ** LAYOUT_DENSITY_POWER
+    layout = patchiness * layout
     coverage = special.expit(special.logit(coverage) + LAYOUT_COVERAGE * layout)
     # Synth v5: the cloud is steeper (β 3.7) and flat only below 1/(5-12 mm), so its power sits at
     # lobule scales; the thin strands of ``_trabeculae`` carry the fine structure. v4's cloud (β 3.0,
