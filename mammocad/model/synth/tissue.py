@@ -80,11 +80,14 @@ STRAND_TORTUOSITY = 0.07
 #: 0.85, patch 0.93×) with tissue power, β and curvature shape where they were; the square keeps a
 #: BI-RADS D breast's gland even, so a cyst there still hides (``test_synth_soft_tissue``: 0.77×;
 #: with the plain 4·d·(1 − d), LAYOUT_PEAK 0.8 already gave 0.80×) (DATASETS.md, "Film tone").
+#: LAYOUT_PEAK 1.2 asked for fractions up to 3 in dense regions, and the hard clip at 1 left 8-25 %
+#: of a BI-RADS C breast's gland pixels flat (``GLAND_KNEE``); with the soft saturation 1.4 keeps
+#: p95 and the patch contrast.
 LAYOUT_SIGMA_MM = (6.0, 12.0)
 LAYOUT_LARGEST_MM = (30.0, 60.0)
 LAYOUT_POWER_SHARE = 0.6
 LAYOUT_COVERAGE = 3.0
-LAYOUT_PEAK = 1.2
+LAYOUT_PEAK = 1.4
 LAYOUT_DENSITY_POWER = 2.0
 #: The septa between fat lobules (synth v12, ``_septa``): each wall of ``_glandular``'s lobule
 #: layers is a fibrous sheet; seen edge-on it is a line of SEPTA_PATH_MM glandular-equivalent
@@ -96,6 +99,13 @@ LAYOUT_DENSITY_POWER = 2.0
 #: 0.351 (the CBIS films' 0.373), β 2.97 → 3.12 (films 3.15), tissue power 1.20× → 1.37×.
 SEPTA_PATH_MM = 3.8  # 6.0 until synth v15 (GLAND_PEAK)
 SEPTA_WIDTH_MM = (0.2, 0.4)
+#: Above this fibroglandular fraction ``_saturate`` compresses it smoothly towards 1 instead of
+#: clipping it there: the dense regions' peak (exp(LAYOUT_PEAK per sd) × GLAND_PEAK) asks for
+#: fractions far above 1, and a hard clip made every such pixel the same (no lobule fat, no
+#: cloud left: 8-25 % of a BI-RADS C breast's gland pixels in seed 5105's film views) while real
+#: dense tissue keeps its texture. A compressive map keeps the order and some of the local
+#: variation of every pixel; below the knee nothing changes.
+GLAND_KNEE = 0.7
 
 
 @dataclass(frozen=True)
@@ -130,7 +140,20 @@ def build_tissue(breast: Breast, view: str, maps: ViewMaps, shape: tuple[int, in
     extra += _trabeculae(edge, nipple, grid, step, np.random.default_rng(rng.integers(2 ** 63)))
     if grid != shape:
         gland, extra = upsample(gland, shape), upsample(extra, shape)
-    return Tissue(glandular=np.clip(gland, 0.0, 1.0).astype(np.float32), extra_mm=extra.astype(np.float32))
+    return Tissue(glandular=_saturate(gland).astype(np.float32), extra_mm=extra.astype(np.float32))
+
+
+def _saturate(fraction: np.ndarray, knee: float = GLAND_KNEE) -> np.ndarray:
+    """The fibroglandular fraction mapped into 0..1 without a plateau at 1 (see GLAND_KNEE).
+
+    Identity up to ``knee``, then knee + (1 − knee)·x/(1 + x) with x = (f − knee)/(1 − knee): the
+    same value and slope at the knee, strictly increasing and below 1 for any finite f, so two
+    pixels of different gland stay different (local variation scaled by 1/(1 + x)², never 0).
+    A tanh or 1 − e^(−x) tail reaches 0.999 at f ≈ 2.4, which the dense regions exceed.
+    """
+    f = np.maximum(fraction, 0.0)
+    x = np.maximum(f - knee, 0.0) / (1.0 - knee)
+    return np.where(f > knee, knee + (1.0 - knee) * x / (1.0 + x), f)
 
 
 def _on_grid(values: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
