@@ -65,30 +65,17 @@ STRAND_TORTUOSITY = 0.07
 #: Dense regions and fatty ones (synth v11, ``_layout``): a smooth field of unit sd, part a
 #: Gaussian blur of white noise (σ in this range, mm; no power in β's band), LAYOUT_POWER_SHARE of
 #: its variance a power law (β 4) flat beyond a scale in LAYOUT_LARGEST_MM (ragged outlines; it
-#: also keeps β where it was). Scaled by (4·d·(1 − d))² (v11-v15: 4·d·(1 − d)) for the breast's density d, it moves the
+#: also keeps β where it was). Scaled by 4·d·(1 − d) for the breast's density d, it moves the
 #: cloud's coverage by LAYOUT_COVERAGE per sd on the logit scale and the gland's peak fraction by
 #: exp(LAYOUT_PEAK per sd). Chosen on 12 film views drawn at 0.2 mm (DATASETS.md, "Dense regions"):
 #: patch contrast 0.031 → 0.063 (the CBIS films' 0.084) with β, tissue power and curvature shape
 #: about where they were; a larger peak factor (0.6) put clusters in dense regions so near white
 #: on DR displays that a large rod-like cluster stood only 0.05 above its surroundings.
-#: Synth v16: the factor multiplies GLAND_PEAK, which synth v15 lowered to 0.43-0.90× v14's to
-#: fit the tissue power at 2.5-5 mm periods, so the dense regions' extra gland fell with it: film
-#: views darker and their dense regions fainter than the films' (seed 5105, 8 views: intensity
-#: p95 0.73 against 0.87, patch contrast 0.67×), while the film's gradient where the breast lies
-#: was 0.8-0.9 of its gamma (the toe does not flatten them) and the exposure sets p50, not p95.
-#: LAYOUT_PEAK 1.2 with the patchiness (4·d·(1 − d))² (LAYOUT_DENSITY_POWER) restores them (p95
-#: 0.85, patch 0.93×) with tissue power, β and curvature shape where they were; the square keeps a
-#: BI-RADS D breast's gland even, so a cyst there still hides (``test_synth_soft_tissue``: 0.77×;
-#: with the plain 4·d·(1 − d), LAYOUT_PEAK 0.8 already gave 0.80×) (DATASETS.md, "Film tone").
-#: LAYOUT_PEAK 1.2 asked for fractions up to 3 in dense regions, and the hard clip at 1 left 8-25 %
-#: of a BI-RADS C breast's gland pixels flat (``GLAND_KNEE``); with the soft saturation 1.4 keeps
-#: p95 and the patch contrast.
 LAYOUT_SIGMA_MM = (6.0, 12.0)
 LAYOUT_LARGEST_MM = (30.0, 60.0)
 LAYOUT_POWER_SHARE = 0.6
 LAYOUT_COVERAGE = 3.0
-LAYOUT_PEAK = 1.4
-LAYOUT_DENSITY_POWER = 2.0
+LAYOUT_PEAK = 0.5
 #: The septa between fat lobules (synth v12, ``_septa``): each wall of ``_glandular``'s lobule
 #: layers is a fibrous sheet; seen edge-on it is a line of SEPTA_PATH_MM glandular-equivalent
 #: path (the wall's extent along the beam) and a half-width drawn in SEPTA_WIDTH_MM (a 0.25 mm
@@ -99,13 +86,6 @@ LAYOUT_DENSITY_POWER = 2.0
 #: 0.351 (the CBIS films' 0.373), β 2.97 → 3.12 (films 3.15), tissue power 1.20× → 1.37×.
 SEPTA_PATH_MM = 3.8  # 6.0 until synth v15 (GLAND_PEAK)
 SEPTA_WIDTH_MM = (0.2, 0.4)
-#: Above this fibroglandular fraction ``_saturate`` compresses it smoothly towards 1 instead of
-#: clipping it there: the dense regions' peak (exp(LAYOUT_PEAK per sd) × GLAND_PEAK) asks for
-#: fractions far above 1, and a hard clip made every such pixel the same (no lobule fat, no
-#: cloud left: 8-25 % of a BI-RADS C breast's gland pixels in seed 5105's film views) while real
-#: dense tissue keeps its texture. A compressive map keeps the order and some of the local
-#: variation of every pixel; below the knee nothing changes.
-GLAND_KNEE = 0.7
 
 
 @dataclass(frozen=True)
@@ -140,20 +120,7 @@ def build_tissue(breast: Breast, view: str, maps: ViewMaps, shape: tuple[int, in
     extra += _trabeculae(edge, nipple, grid, step, np.random.default_rng(rng.integers(2 ** 63)))
     if grid != shape:
         gland, extra = upsample(gland, shape), upsample(extra, shape)
-    return Tissue(glandular=_saturate(gland).astype(np.float32), extra_mm=extra.astype(np.float32))
-
-
-def _saturate(fraction: np.ndarray, knee: float = GLAND_KNEE) -> np.ndarray:
-    """The fibroglandular fraction mapped into 0..1 without a plateau at 1 (see GLAND_KNEE).
-
-    Identity up to ``knee``, then knee + (1 − knee)·x/(1 + x) with x = (f − knee)/(1 − knee): the
-    same value and slope at the knee, strictly increasing and below 1 for any finite f, so two
-    pixels of different gland stay different (local variation scaled by 1/(1 + x)², never 0).
-    A tanh or 1 − e^(−x) tail reaches 0.999 at f ≈ 2.4, which the dense regions exceed.
-    """
-    f = np.maximum(fraction, 0.0)
-    x = np.maximum(f - knee, 0.0) / (1.0 - knee)
-    return np.where(f > knee, knee + (1.0 - knee) * x / (1.0 + x), f)
+    return Tissue(glandular=np.clip(gland, 0.0, 1.0).astype(np.float32), extra_mm=extra.astype(np.float32))
 
 
 def _on_grid(values: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
@@ -210,10 +177,8 @@ def _glandular(breast: Breast, edge: np.ndarray, nipple: tuple[float, float], ha
     env = _envelope(breast, edge, nipple, half, shape, step, rng)
     coverage = np.clip(breast.density * 1.6 * env, 0.005, 0.97)
     # BI-RADS B and C are the patchy ones ("scattered areas", "heterogeneously dense"); an almost
-    # entirely fatty or an extremely dense breast is much the same throughout (synth v11-v15 used
-    # the plain parabola, which left a D breast 0.64 of a C breast's patchiness).
-    patchiness = (4.0 * breast.density * (1.0 - breast.density)) ** LAYOUT_DENSITY_POWER
-    layout = patchiness * layout
+    # entirely fatty or an extremely dense breast is much the same throughout.
+    layout = (4.0 * breast.density * (1.0 - breast.density)) * layout
     coverage = special.expit(special.logit(coverage) + LAYOUT_COVERAGE * layout)
     # Synth v5: the cloud is steeper (β 3.7) and flat only below 1/(5-12 mm), so its power sits at
     # lobule scales; the thin strands of ``_trabeculae`` carry the fine structure. v4's cloud (β 3.0,
