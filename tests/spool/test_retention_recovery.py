@@ -20,6 +20,7 @@ from mammocad.audit import AuditTrail, Identity
 from mammocad.spool.layout import Spool, atomic_write_json
 from mammocad.spool.records import PrunedRecord
 from mammocad.spool.retention import DAY_S, prune
+from tests import processes
 from tests.audit.schema import problems
 from tests.spool.test_retention import NOW, OLD, _age, _delivered_study, _study
 
@@ -50,8 +51,8 @@ def _env() -> dict[str, str]:
 @contextmanager
 def running_pass(spool: Path) -> Iterator[subprocess.Popen[str]]:
     """A prune pass in another live process, stopped inside its first study until killed."""
-    other = subprocess.Popen([sys.executable, "-c", _RUNNING_PASS, str(spool)], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, text=True, env=_env())
+    other = processes.spawn([sys.executable, "-c", _RUNNING_PASS, str(spool)], name="prune-pass", env=_env(),
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert other.stdout is not None and other.stdout.readline().strip() == "pruning"
         yield other
