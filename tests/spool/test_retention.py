@@ -47,6 +47,15 @@ def _age(folder: Path, when: float) -> None:
         os.utime(path, (when, when))
 
 
+def _old_set_aside(spool: Spool, uid: str, data: bytes) -> Path:
+    """``other/<uid>/`` holding one set-aside object ``<uid>.1.dcm``, untouched since OLD."""
+    folder = spool.other / uid
+    folder.mkdir(parents=True)
+    (folder / f"{uid}.1.dcm").write_bytes(data)
+    _age(folder, OLD)
+    return folder
+
+
 def test_only_delivered_old_studies_and_old_set_aside_objects_go(tmp_path: Path) -> None:
     spool = tmp_path / "spool"
     Spool(spool).create()
@@ -188,10 +197,7 @@ def test_a_set_aside_object_arriving_while_its_folder_is_pruned_is_never_deleted
     from mammocad.spool.retention import _arrived, _remove
 
     spool = Spool(tmp_path / "spool").create()
-    folder = spool.other / "9.1"
-    folder.mkdir(parents=True)
-    (folder / "9.1.1.dcm").write_bytes(b"old")
-    _age(folder, OLD)
+    folder = _old_set_aside(spool, "9.1", b"old")
     cutoff = NOW - 30 * DAY_S
     assert _arrived(folder, cutoff) is None
     (folder / "9.1.2.dcm").write_bytes(b"late")  # between the age check and the rename

@@ -22,7 +22,7 @@ from mammocad.spool.records import PrunedRecord
 from mammocad.spool.retention import DAY_S, prune
 from tests import processes
 from tests.audit.schema import problems
-from tests.spool.test_retention import NOW, OLD, _age, _delivered_study, _study
+from tests.spool.test_retention import NOW, OLD, _delivered_study, _old_set_aside, _study
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -207,10 +207,7 @@ def test_a_pass_killed_after_the_record_while_images_arrived_keeps_the_new_ones(
 
 def test_a_pass_killed_after_renaming_a_set_aside_folder_puts_it_back_in_other(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool").create()
-    folder = spool.other / "9.1"
-    folder.mkdir(parents=True)
-    (folder / "9.1.1.dcm").write_bytes(b"aside")
-    _age(folder, OLD)
+    folder = _old_set_aside(spool, "9.1", b"aside")
     (left,) = _killed_pass(spool.root, "set-aside renamed")
     assert left.name.startswith(".pruned-9.1-") and not folder.exists()
     config = tmp_path / "mammocad.toml"
