@@ -75,7 +75,13 @@ def merge_back(doomed: Path, folder: Path) -> None:
     The node may create ``folder`` (an image of the study arrived) between the look and the
     rename of the whole folder: that rename then fails on a folder that is not empty, and the
     merge goes on file by file, as when the folder was there already. Letting it fail aborted
-    the pass for every later study. Any other failure is raised.
+    the pass for every later study. Any other failure is raised, with ``doomed`` left in
+    ``tmp/`` (what was not moved yet is there, and the next pass puts it back).
+
+    File by file, a file at its place is never replaced: it is the node's newer copy (the same
+    instance sent again, committed while the merge runs). Each old copy is hard-linked into
+    place, which fails on a file already there whenever that file landed (a look, then a
+    rename, replaced a copy the node committed between the two), then unlinked from ``doomed``.
     """
     if not folder.exists():
         try:
@@ -85,11 +91,19 @@ def merge_back(doomed: Path, folder: Path) -> None:
             if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST) or not folder.is_dir():
                 raise
     for path in sorted(doomed.rglob("*")):
-        target = folder / path.relative_to(doomed)
-        if path.is_file() and not target.exists():
-            ensure_dir(target.parent)  # 0750 whatever the umask, as every spool folder
-            os.rename(path, target)
+        if path.is_file():
+            _put_back(path, folder / path.relative_to(doomed))
     shutil.rmtree(doomed, ignore_errors=True)
+
+
+def _put_back(path: Path, target: Path) -> None:
+    """Move ``path`` to ``target`` unless a file is there already (that one wins)."""
+    ensure_dir(target.parent)  # 0750 whatever the umask, as every spool folder
+    try:
+        os.link(path, target)
+    except FileExistsError:
+        return  # the old copy goes with the rest of the moved folder
+    os.unlink(path)
 
 
 def delete_moved(spool: Spool, doomed: Path, deleting: Callable[[Path], None] | None) -> None:

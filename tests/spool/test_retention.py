@@ -433,3 +433,30 @@ def test_the_spool_layout_documents_every_path_retention_leaves(tmp_path: Path) 
     assert [path for path in wanted if path not in rows] == []
     assert "node.pruned_record_days" in rows["pruned/<StudyUID>.json"]  # its expiry
     assert all("next pass" in rows[path] for path in wanted[2:])  # who removes what a killed pass left
+
+
+def test_a_file_the_node_writes_during_a_merge_back_is_never_replaced_by_the_old_copy(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Putting a folder back file by file looked whether each file was at its place, then
+    renamed the old copy there: an image the node committed in between (the same instance sent
+    again) was replaced by the old copy. The node's copy now wins, whenever it lands."""
+    from mammocad.spool import retention_moves
+
+    spool = Spool(tmp_path / "spool").create()
+    folder = _study(spool.root, "1.1", reported=2)
+    doomed = spool.tmp / ".pruned-1.1-0a1b2c3d"
+    folder.rename(doomed)
+    (folder / "images").mkdir(parents=True)  # the node re-created the folder: merged file by file
+    (folder / "images" / "1.1.9.dcm").write_bytes(b"new study image")
+    real_ensure_dir = retention_moves.ensure_dir
+
+    def node_commits_meanwhile(path: Path) -> None:  # after the look, before the move
+        real_ensure_dir(path)
+        if path == folder / "images" and not (path / "1.1.0.dcm").exists():
+            (path / "1.1.0.dcm").write_bytes(b"sent again")
+
+    monkeypatch.setattr(retention_moves, "ensure_dir", node_commits_meanwhile)
+    retention_moves.merge_back(doomed, folder)
+    assert (folder / "images" / "1.1.0.dcm").read_bytes() == b"sent again"
+    assert (folder / "images" / "1.1.1.dcm").read_bytes() == b"\0" * 1000  # the rest is back
+    assert sorted(p.name for p in (folder / "reports").iterdir()) == ["key-1.1.json"] and not doomed.exists()
