@@ -118,7 +118,19 @@ def run_prune(args: argparse.Namespace) -> int:
               f"{'would be ' if args.dry_run else ''}{action}")
     for uid, reason in sorted(report.kept.items()):
         print(f"kept {uid}: {reason}")
-    return 0
+    return _prune_incomplete(settings.node.spool_dir, report.failed)
+
+
+def _prune_incomplete(spool_dir: Path, failed: dict[str, str]) -> int:
+    """0, or 1 with a line per folder the pass could not remove or put back (the others went)."""
+    for uid, error in sorted(failed.items()):
+        print(f"mammocad: error: could not prune {uid}: {error}", file=sys.stderr)
+    if failed:
+        print(f"mammocad: error: {len(failed)} folder(s) of {spool_dir} were left as they were, nothing lost (a "
+              "half-moved one waits in spool/tmp/ and the next pass puts it back); fix the cause named above "
+              "(the disk, or the permissions of that path: run as the service user that owns the spool), then "
+              "run `mammocad spool prune` again", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _prune_failed(spool_dir: Path, exc: OSError) -> int:

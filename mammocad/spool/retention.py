@@ -105,6 +105,9 @@ class PruneReport:
     skipped: bool = False
     #: (UID, "deleted" or "put back") for each folder a killed pass left in ``tmp/``.
     recovered: list[tuple[str, str]] = field(default_factory=list)
+    #: UID -> error for each folder this pass could not check, remove or put back (left where it
+    #: was or in ``tmp/``, for the next pass): the others were done all the same.
+    failed: dict[str, str] = field(default_factory=dict)
 
 
 def _why_kept(spool: Spool, study: Path) -> str | None:
@@ -241,6 +244,9 @@ def _prune_pass(spool: Spool, older_than_s: float, *, dry_run: bool, now: float 
     other_why = f"set-aside objects (SOP classes not analysed) removed from the spool by retention after {days}"
     report = PruneReport()
     for recovered in recover(spool, trail, dry_run):
+        if recovered.action == "failed":
+            report.failed[recovered.uid] = recovered.error
+            continue
         report.recovered.append((recovered.uid, recovered.action))
         report.bytes += recovered.size if recovered.action == "deleted" else 0
     report.records = _expire_records(spool, pruned_record_s, now, dry_run)
@@ -259,7 +265,8 @@ def _prune_pass(spool: Spool, older_than_s: float, *, dry_run: bool, now: float 
             if not dry_run and not _remove(spool, folder, lambda moved: _why_kept(spool, moved),
                                            deletion_auditor(trail, uid, study_why), _remember(spool, uid)):
                 continue
-        except FileNotFoundError:  # removed under us (another prune)
+        except OSError as exc:
+            _could_not_prune(spool, report, folder, exc)
             continue
         report.studies.append(uid)
         report.bytes += size
@@ -272,12 +279,31 @@ def _prune_pass(spool: Spool, older_than_s: float, *, dry_run: bool, now: float 
                 if not dry_run and not _remove(spool, folder, lambda moved: _arrived(moved, cutoff),
                                                deletion_auditor(trail, folder.name, other_why)):
                     continue
-            except FileNotFoundError:
+            except OSError as exc:
+                _could_not_prune(spool, report, folder, exc)
                 continue
             report.other.append(folder.name)
             report.bytes += size
-    if report.studies or report.other or report.kept or report.records or report.recovered:
+    if report.studies or report.other or report.kept or report.records or report.recovered or report.failed:
         log_event(logger, "spool_pruned", studies=len(report.studies), other=len(report.other),
                   mb=round(report.bytes / 1e6, 1), kept=len(report.kept), records=len(report.records),
-                  recovered=len(report.recovered), dry_run=dry_run)
+                  recovered=len(report.recovered), failed=len(report.failed), dry_run=dry_run)
     return report
+
+
+def _could_not_prune(spool: Spool, report: PruneReport, folder: Path, exc: OSError) -> None:
+    """One folder could not be checked, removed or put back: say so, leave it, go on.
+
+    Nothing of it is lost: what was not renamed away is in its place, what was is in
+    ``tmp/.pruned-<uid>-*``, where the next pass puts it back (or finishes its delete when its
+    record was written). Raising stopped the pass, and every later study stayed.
+    """
+    uid = folder.name
+    left = [p for p in (folder, *moved_away(spool, uid)) if p.exists()]
+    if isinstance(exc, FileNotFoundError) and not left:
+        return  # gone before the pass reached it: nothing to prune, nothing to say
+    report.failed[uid] = safe_error(exc)
+    log_event(logger, "prune_folder_failed", logging.ERROR, study=uid, kind=folder.parent.name,
+              error=report.failed[uid], left=",".join(str(p.relative_to(spool.root)) for p in left),
+              hint="nothing was lost: the next prune pass puts back what is in spool/tmp/; "
+                   "check the spool's disk and the permissions of the path in error")

@@ -48,11 +48,13 @@ logger = logging.getLogger(__name__)
 
 
 class Recovered(NamedTuple):
-    """One folder a killed pass left, settled: its UID, "deleted" or "put back", and its bytes."""
+    """One folder a killed pass left, settled: its UID, "deleted" or "put back", and its bytes;
+    or "failed" and why (it stays in ``tmp/`` for the next pass)."""
 
     uid: str
     action: str
     size: int
+    error: str = ""
 
 
 def recorded(spool: Spool, uid: str, moved: Path) -> bool:
@@ -88,7 +90,7 @@ def recover(spool: Spool, trail: AuditTrail | None, dry_run: bool) -> list[Recov
     ``dry_run``, only say what would be done.
 
     Must run under the prune lock. A folder that cannot be settled is logged
-    (``prune_recovery_failed``) and waits for the next pass; the others go on.
+    (``prune_recovery_failed``), listed as "failed", and waits for the next pass; the others go on.
     """
     why = ("removed from the spool by retention: every result delivered; the prune pass that began "
            "removing it was stopped, the next one finished")
@@ -111,6 +113,7 @@ def recover(spool: Spool, trail: AuditTrail | None, dry_run: bool) -> list[Recov
             log_event(logger, "prune_recovery_failed", logging.WARNING, study=uid, folder=moved.name,
                       action=action, error=safe_error(exc),
                       hint="the next prune pass tries again; check the spool's disk and permissions")
+            done.append(Recovered(uid, "failed", size, safe_error(exc)))
             continue
         log_event(logger, "prune_recovered", logging.WARNING, study=uid, action=action, folder=moved.name,
                   mb=round(size / 1e6, 1), dry_run=dry_run,

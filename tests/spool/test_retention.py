@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -460,3 +461,42 @@ def test_a_file_the_node_writes_during_a_merge_back_is_never_replaced_by_the_old
     assert (folder / "images" / "1.1.0.dcm").read_bytes() == b"sent again"
     assert (folder / "images" / "1.1.1.dcm").read_bytes() == b"\0" * 1000  # the rest is back
     assert sorted(p.name for p in (folder / "reports").iterdir()) == ["key-1.1.json"] and not doomed.exists()
+
+
+def test_a_study_that_cannot_be_put_back_does_not_stop_the_pass(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """An image arrived after the checks, so study 1.1 goes back, and putting it back failed
+    (an I/O error): the error stopped the pass, study 1.2 stayed and the command showed a
+    traceback. Now the pass goes on, one line names the study and the cause, nothing of 1.1 is
+    lost (the next pass puts it back), and the command exits 1 saying what to do."""
+    from mammocad.cli import main
+
+    spool = Spool(tmp_path / "spool").create()
+    folder = _study(spool.root, "1.1", reported=2)
+    _study(spool.root, "1.2", reported=2)
+    config = tmp_path / "mammocad.toml"
+    config.write_text(f'[node]\nspool_dir = "{spool.root}"\nretention_days = 30\n')
+    real_rename = os.rename
+
+    def disk_fails_putting_back(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        if Path(src) == folder and Path(dst).parent == spool.tmp:  # the pass renames the study away
+            (folder / "images" / "1.1.9.dcm").write_bytes(b"late")  # committed after its checks
+        elif Path(dst) == folder:
+            raise OSError(errno.EIO, "Input/output error", str(src))
+        real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", disk_fails_putting_back)
+    code = main(["--config", str(config), "spool", "prune"])
+    monkeypatch.undo()
+    out = capsys.readouterr()
+    assert code == 1 and "removed 1 studies" in out.out and "Traceback" not in out.err
+    assert not (spool.studies / "1.2").exists()
+    assert "could not prune 1.1: OSError: [Errno 5] Input/output error" in out.err
+    assert "nothing lost" in out.err and "run `mammocad spool prune` again" in out.err
+    (logged,) = [parse(line) for line in out.err.splitlines() if "event=prune_folder_failed" in line]
+    assert logged["study"] == "1.1" and "Input/output error" in logged["error"]
+    assert logged["left"].startswith("tmp/.pruned-1.1-")
+
+    done = prune(spool.root, 30 * DAY_S, now=NOW)  # the disk is fine again
+    assert done.recovered == [("1.1", "put back")] and done.failed == {}
+    assert (folder / "images" / "1.1.9.dcm").read_bytes() == b"late" and len(list(folder.rglob("*.json"))) == 3
