@@ -9,9 +9,13 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mammocad.config import EXIT_INVALID_CONFIG, ConfigError, Settings, load_settings, resolve_config_path
 from mammocad.logs import configure_logging, log_event, safe_error
+
+if TYPE_CHECKING:
+    from mammocad.spool.retention import PruneReport
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +76,7 @@ def _invalid_config(message: str) -> int:
 
 
 def run_prune(args: argparse.Namespace) -> int:
-    from mammocad.spool.retention import DAY_S, prune
+    from mammocad.spool.retention import DAY_S, PruneReport, prune
 
     try:
         settings = load_settings(args.config)
@@ -95,11 +99,18 @@ def run_prune(args: argparse.Namespace) -> int:
             print(f"mammocad: error: {exc}", file=sys.stderr)
             return 1
         trail = AuditTrail.from_settings(settings.audit, settings.node.ae_title, program="mammocad-prune")
+    report = PruneReport()  # filled as the pass goes: what it removed before a stop is still said
     try:
-        report = prune(settings.node.spool_dir, days * DAY_S, dry_run=args.dry_run, trail=trail,
-                       pruned_record_s=settings.node.pruned_record_days * DAY_S)
+        prune(settings.node.spool_dir, days * DAY_S, dry_run=args.dry_run, trail=trail,
+              pruned_record_s=settings.node.pruned_record_days * DAY_S, report=report)
     except OSError as exc:  # an operation that failed: 1, one line instead of a traceback
+        _done_before_stop(report, args.dry_run)
         return _prune_failed(settings.node.spool_dir, exc)
+    except KeyboardInterrupt:
+        _done_before_stop(report, args.dry_run)
+        print("mammocad: error: interrupted; run `mammocad spool prune` again: the next pass finishes or puts "
+              "back the folder this one was working on (spool/tmp/)", file=sys.stderr)
+        return 130
     finally:
         if trail is not None:
             trail.close()
@@ -119,6 +130,25 @@ def run_prune(args: argparse.Namespace) -> int:
     for uid, reason in sorted(report.kept.items()):
         print(f"kept {uid}: {reason}")
     return _prune_incomplete(settings.node.spool_dir, report.failed)
+
+
+def _done_before_stop(report: PruneReport, dry_run: bool) -> None:
+    """List what a pass that stopped midway had removed already (one UID a line): the admin
+    must not take a stopped pass for one that removed nothing."""
+    verb = "would remove" if dry_run else "removed"
+    if not (report.studies or report.other or report.records or report.recovered):
+        return
+    print(f"{verb} before it stopped: {len(report.studies)} studies and {len(report.other)} set-aside folders "
+          f"({report.bytes / 1e6:.1f} MB), {len(report.records)} records of pruned studies")
+    for uid in report.studies:
+        print(f"{verb} study {uid}")
+    for uid in report.other:
+        print(f"{verb} set-aside folder {uid}")
+    for uid in report.records:
+        print(f"{verb} the record of pruned study {uid}")
+    for uid, action in report.recovered:
+        print(f"{'would finish' if dry_run else 'finished'} an interrupted prune of {uid}: "
+              f"{'would be ' if dry_run else ''}{action}")
 
 
 def _prune_incomplete(spool_dir: Path, failed: dict[str, str]) -> int:

@@ -214,7 +214,8 @@ def _expire_records(spool: Spool, keep_s: float, now: float, dry_run: bool) -> l
 
 
 def prune(spool_dir: str | os.PathLike[str], older_than_s: float, *, dry_run: bool = False,
-          now: float | None = None, trail: AuditTrail | None = None, pruned_record_s: float = 0.0) -> PruneReport:
+          now: float | None = None, trail: AuditTrail | None = None, pruned_record_s: float = 0.0,
+          report: PruneReport | None = None) -> PruneReport:
     """Remove delivered studies and set-aside objects untouched for ``older_than_s``, and
     ``pruned/`` records older than ``pruned_record_s`` (0 keeps them); each study or folder
     removed is audited on ``trail`` (the calling process's).
@@ -222,34 +223,40 @@ def prune(spool_dir: str | os.PathLike[str], older_than_s: float, *, dry_run: bo
     Nothing happens, and the report says ``skipped``, while another pass (another process)
     holds the spool's prune lock; a dry run takes it too, so what it lists is not half of
     another pass's work.
+
+    ``report`` (a new one when None) is filled as the pass goes and returned: a caller whose
+    pass stopped midway (an ``OSError`` outside any one folder, Ctrl-C) still holds what was
+    removed before, and can say so.
     """
+    report = PruneReport() if report is None else report
     spool = Spool(spool_dir)
     ensure_dir(spool.tmp)
     with pass_lock(spool) as locked:
         if not locked:
             log_event(logger, "prune_skipped", reason="another prune pass holds the spool's prune lock",
                       lock=str(spool.prune_lock), dry_run=dry_run)
-            return PruneReport(skipped=True)
-        return _prune_pass(spool, older_than_s, dry_run=dry_run, now=now, trail=trail,
-                           pruned_record_s=pruned_record_s)
+            report.skipped = True
+            return report
+        _prune_pass(spool, older_than_s, report, dry_run=dry_run, now=now, trail=trail,
+                    pruned_record_s=pruned_record_s)
+        return report
 
 
-def _prune_pass(spool: Spool, older_than_s: float, *, dry_run: bool, now: float | None,
-                trail: AuditTrail | None, pruned_record_s: float) -> PruneReport:
-    """One pass of :func:`prune`, under the spool's prune lock."""
+def _prune_pass(spool: Spool, older_than_s: float, report: PruneReport, *, dry_run: bool, now: float | None,
+                trail: AuditTrail | None, pruned_record_s: float) -> None:
+    """One pass of :func:`prune`, under the spool's prune lock, into ``report``."""
     now = now if now is not None else time.time()
     cutoff = now - older_than_s
     days = f"{older_than_s / DAY_S:g} days"
     study_why = f"removed from the spool by retention: every result delivered, untouched for {days}"
     other_why = f"set-aside objects (SOP classes not analysed) removed from the spool by retention after {days}"
-    report = PruneReport()
     for recovered in recover(spool, trail, dry_run):
         if recovered.action == "failed":
             report.failed[recovered.uid] = recovered.error
             continue
         report.recovered.append((recovered.uid, recovered.action))
         report.bytes += recovered.size if recovered.action == "deleted" else 0
-    report.records = _expire_records(spool, pruned_record_s, now, dry_run)
+    report.records.extend(_expire_records(spool, pruned_record_s, now, dry_run))
     for uid in list(spool.study_uids()):
         folder = spool.studies / uid
         try:
@@ -288,7 +295,6 @@ def _prune_pass(spool: Spool, older_than_s: float, *, dry_run: bool, now: float 
         log_event(logger, "spool_pruned", studies=len(report.studies), other=len(report.other),
                   mb=round(report.bytes / 1e6, 1), kept=len(report.kept), records=len(report.records),
                   recovered=len(report.recovered), failed=len(report.failed), dry_run=dry_run)
-    return report
 
 
 def _could_not_prune(spool: Spool, report: PruneReport, folder: Path, exc: OSError) -> None:

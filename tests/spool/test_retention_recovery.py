@@ -233,3 +233,44 @@ def test_what_a_pass_before_the_deleting_rename_left_half_deleted_is_finished(tm
     folder.rename(left)
     done = prune(spool.root, 30 * DAY_S, now=NOW)
     assert not left.exists() and not folder.exists() and done.recovered == [("1.1", "deleted")]
+
+
+_STOPPED_COMMAND = """
+import sys
+from mammocad.cli import main
+from mammocad.spool import retention
+
+measure = retention._age_and_size
+
+def stop_at_the_second_study(folder):  # the admin presses Ctrl-C while the pass is here
+    if folder.name == "1.2":
+        print("pruning 1.2", flush=True)
+        sys.stdin.read()
+    return measure(folder)
+
+retention._age_and_size = stop_at_the_second_study
+sys.exit(main(["--config", sys.argv[1], "spool", "prune"]))
+"""
+
+
+def test_a_prune_command_stopped_midway_lists_what_it_removed(tmp_path: Path) -> None:
+    """Ctrl-C while `spool prune` works on its second study: it exited 130 saying nothing, so the
+    admin could not tell it had removed the first one. It now lists it, and says what to do."""
+    spool = Spool(tmp_path / "spool").create()
+    for uid in ("1.1", "1.2"):
+        _study(spool.root, uid, reported=2)
+    config = tmp_path / "mammocad.toml"
+    config.write_text(f'[node]\nspool_dir = "{spool.root}"\nretention_days = 30\n')
+    command = processes.spawn([sys.executable, "-c", _STOPPED_COMMAND, str(config)], name="spool-prune", env=_env(),
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert command.stdout is not None and command.stdout.readline().strip() == "pruning 1.2"
+        command.send_signal(signal.SIGINT)
+        out, err = command.communicate(timeout=60)
+    finally:
+        command.kill()
+        command.wait(timeout=60)
+    assert command.returncode == 130, err
+    assert "removed before it stopped: 1 studies" in out and "removed study 1.1\n" in out and "1.2" not in out
+    assert "run `mammocad spool prune` again" in err and "Traceback" not in err
+    assert not (spool.studies / "1.1").exists() and (spool.studies / "1.2").is_dir()
