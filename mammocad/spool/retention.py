@@ -37,7 +37,9 @@ its folder in ``tmp/`` for the next pass, which settles it first: see
 2. the check again: an arrival merges the folder back into its place;
 3. for a study, ``pruned/<uid>.json`` (atomic), the point of no return: that study is gone to
    the node (it answers its images as reported before) and the record counts its reports;
-4. the audit record (DICOM Study Deleted);
+4. ``.prune-audited`` in the moved folder, then the audit record (DICOM Study Deleted, tagged
+   ``(prune <random>)``): from here a set-aside folder too is finished, not put back, and its
+   record is written again only when the audit file does not hold it;
 5. the rename to ``tmp/.prune-deleting-<uid>-<random>``, then the delete.
 
 The folder moves (rename away, merge back, audit and delete) are

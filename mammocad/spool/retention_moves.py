@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mammocad.logs import log_event, safe_error
-from mammocad.spool.layout import Spool, ensure_dir, is_uid
+from mammocad.spool.layout import FILE_MODE, Spool, ensure_dir, is_uid
 
 if TYPE_CHECKING:
     from mammocad.audit import AuditTrail
@@ -34,6 +34,9 @@ logger = logging.getLogger(__name__)
 MOVED_PREFIX = ".pruned-"
 #: The same folder once audited, being deleted: it never comes back, so the node's index ignores it.
 DELETING_PREFIX = ".prune-deleting-"
+#: In a moved folder: its Study Deleted record was queued (see :func:`deletion_auditor`); past
+#: every check, so the next pass finishes its delete (a set-aside folder too) rather than put it back.
+AUDIT_MARK = ".prune-audited"
 
 
 def moved_away(spool: Spool, uid: str) -> list[Path]:
@@ -119,6 +122,15 @@ def delete_moved(spool: Spool, doomed: Path, deleting: Callable[[Path], None] | 
 def deletion_auditor(trail: AuditTrail | None, uid: str, why: str) -> Callable[[Path], None] | None:
     """What audits the deletion of study ``uid``'s folder (its DICOM files' headers), if anyone.
 
+    One record per prune of one folder, also when the pass is killed after writing it and the
+    next pass finishes the delete (it used to write a second one). The record's
+    EventOutcomeDescription ends in ``(prune <id>)``, the random part of the moved folder's name,
+    and :data:`AUDIT_MARK` is written in the folder just before the record is queued, with the
+    audit file's size then. The next pass, finding the mark, looks for that tag in the file
+    from there on and writes the record only when it is not there: the trail writes
+    asynchronously, so a pass killed right after queueing it may have lost it (a duplicate
+    rather than none: also with no audit file to look in, or one rotated meanwhile).
+
     The trail never blocks or raises: a trail that is down drops and logs (``audit_dropped``),
     and the delete goes on.
     """
@@ -128,10 +140,45 @@ def deletion_auditor(trail: AuditTrail | None, uid: str, why: str) -> Callable[[
     def deleting(doomed: Path) -> None:
         from mammocad.audit import StudyTransfer, events
 
+        tag = f"(prune {doomed.name.rpartition('-')[2]})"
+        mark = doomed / AUDIT_MARK
+        if mark.exists() and _in_audit_file(trail.file, mark, uid, tag):
+            log_event(logger, "prune_audit_found", study=uid, folder=doomed.name,
+                      reason="the pass that began this delete wrote its Study Deleted record")
+            return
+        _mark(mark, trail.file)
         try:
             studies = [s for s in events.study_transfers(doomed.rglob("*.dcm")) if s.study_uid == uid]
-            trail.emit(events.study_deleted(trail.identity, studies[0] if studies else StudyTransfer(uid, {}), why))
+            trail.emit(events.study_deleted(trail.identity, studies[0] if studies else StudyTransfer(uid, {}),
+                                            f"{why} {tag}"))
         except Exception as exc:  # noqa: BLE001 - never leave a renamed folder behind for the audit's sake
             log_event(logger, "audit_dropped", logging.WARNING, sink="queue", error=safe_error(exc), study=uid)
 
     return deleting
+
+
+def _mark(mark: Path, audit_file: Path | None) -> None:
+    """Write :data:`AUDIT_MARK`: the audit file's size now (where to look for the record)."""
+    try:
+        size = audit_file.stat().st_size if audit_file is not None else 0
+    except OSError:
+        size = 0
+    fd = os.open(mark, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    try:
+        os.write(fd, str(size).encode())
+    finally:
+        os.close(fd)
+
+
+def _in_audit_file(audit_file: Path | None, mark: Path, uid: str, tag: str) -> bool:
+    """True when ``audit_file`` holds a line with ``uid`` and ``tag`` after the size in ``mark``
+    (the whole file when it is smaller now: rotated)."""
+    if audit_file is None:
+        return False
+    try:
+        since = int(mark.read_text() or 0)
+        with open(audit_file, "rb") as fh:
+            fh.seek(since if fh.seek(0, os.SEEK_END) >= since else 0)
+            return any(tag.encode() in line and uid.encode() in line for line in fh)
+    except (OSError, ValueError):
+        return False

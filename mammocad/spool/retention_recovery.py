@@ -16,9 +16,11 @@ only others. Any other ``.pruned-`` folder (killed before the record, or while m
 every set-aside folder, which has no record) goes back where it came from, merged with what is
 there now: nothing answered Success is lost, and an old delivered study is pruned again by the
 usual checks. A study folder holds subfolders (``images/``, ``reports/``), a set-aside one only
-``<sop>.dcm`` files: that tells where it goes back. A ``.prune-deleting-`` folder is deleted and
-not audited again; only a pass killed between the audit and that rename leaves a study audited
-twice.
+``<sop>.dcm`` files: that tells where it goes back. A ``.pruned-`` folder holding
+``.prune-audited`` (a study's, or a set-aside one's) was being audited, past every check: its
+delete is finished, and audited only when the audit file does not hold its record already
+(:func:`~mammocad.spool.retention_moves.deletion_auditor`). A ``.prune-deleting-`` folder is
+deleted and not audited again.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from mammocad.logs import log_event, safe_error
 from mammocad.spool.layout import Spool, ensure_dir, is_uid
 from mammocad.spool.records import RecordError, ReportRecord
 from mammocad.spool.retention_moves import (
+    AUDIT_MARK,
     DELETING_PREFIX,
     MOVED_PREFIX,
     age_and_size,
@@ -78,6 +81,8 @@ def leftover(spool: Spool, moved: Path) -> tuple[str, str, Path | None] | None:
     uid_or_none = moved_uid(moved)
     if uid_or_none is None:
         return None
+    if (moved / AUDIT_MARK).exists():  # its delete was being audited: past every check
+        return uid_or_none, "deleted", None
     if not any(p.is_dir() for p in moved.iterdir()):  # a set-aside folder: files only, no record
         return uid_or_none, "put back", spool.other / uid_or_none
     if recorded(spool, uid_or_none, moved):

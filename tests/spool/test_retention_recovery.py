@@ -103,15 +103,22 @@ elif stage == "recorded":  # pruned/<study>.json written, not audited yet
     retention._remember = lambda spool, uid: lambda moved: (remember(spool, uid)(moved), die())
 elif stage == "deleting":  # audited, renamed for deletion, one file deleted
     shutil.rmtree = lambda path, **kw: (next(Path(path).rglob("*.dcm")).unlink(), die())
-retention.prune(sys.argv[1], 30 * retention.DAY_S)
+trail = None
+if stage == "audited":  # the audit record written to the file, not yet renamed for deletion
+    from mammocad.audit import AuditTrail, Identity
+
+    trail = AuditTrail(Identity.make("MAMMOCAD", program="mammocad-worker"), file=sys.argv[3])
+    emit = trail.emit
+    trail.emit = lambda message: (emit(message), trail.close(), die())
+retention.prune(sys.argv[1], 30 * retention.DAY_S, trail=trail)
 sys.exit(3)  # the stage was never reached
 """
 
 
-def _killed_pass(spool: Path, stage: str) -> list[Path]:
+def _killed_pass(spool: Path, stage: str, *args: str) -> list[Path]:
     """Run a prune pass in another process, SIGKILL-ed at ``stage``; what it left in ``tmp/``."""
-    done = subprocess.run([sys.executable, "-c", _KILLED_PASS, str(spool), stage], capture_output=True, text=True,
-                          env=_env(), timeout=120)
+    done = subprocess.run([sys.executable, "-c", _KILLED_PASS, str(spool), stage, *args], capture_output=True,
+                          text=True, env=_env(), timeout=120)
     assert done.returncode == -signal.SIGKILL, done.stderr
     return sorted(p for p in (spool / "tmp").iterdir() if p.is_dir())
 
@@ -274,3 +281,44 @@ def test_a_prune_command_stopped_midway_lists_what_it_removed(tmp_path: Path) ->
     assert "removed before it stopped: 1 studies" in out and "removed study 1.1\n" in out and "1.2" not in out
     assert "run `mammocad spool prune` again" in err and "Traceback" not in err
     assert not (spool.studies / "1.1").exists() and (spool.studies / "1.2").is_dir()
+
+
+def test_a_pass_killed_between_the_audit_record_and_the_delete_is_audited_once(tmp_path: Path) -> None:
+    """Killed after the Study Deleted record reached the audit file, before the folder was
+    renamed for deletion: the next pass finished the delete and audited it a second time (a
+    set-aside folder was even put back, to be pruned and audited again). The record is now one
+    per prune of one folder: the next pass finds it and deletes without a second."""
+    study, folder = _delivered_study(tmp_path / "spool")
+    audit = tmp_path / "audit.log"
+    (left,) = _killed_pass(folder.parents[1], "audited", str(audit))
+    assert left.name.startswith(".pruned-") and len(_deleted(audit)) == 1
+    trail = _trail(audit)
+    done = prune(folder.parents[1], 30 * DAY_S, now=NOW, trail=trail)
+    trail.close()
+    uid = str(study[0].StudyInstanceUID)
+    assert _deleted(audit) == [(uid, [(str(study[0].SOPClassUID), "4")])] and not left.exists()
+    assert done.recovered == [(uid, "deleted")] and not folder.exists()
+
+    spool = Spool(tmp_path / "spool2").create()
+    aside = _old_set_aside(spool, "9.1", b"aside")
+    audit = tmp_path / "audit2.log"
+    (left,) = _killed_pass(spool.root, "audited", str(audit))
+    trail = _trail(audit)
+    done = prune(spool.root, 30 * DAY_S, now=NOW, trail=trail)
+    again = prune(spool.root, 30 * DAY_S, now=NOW, trail=trail)
+    trail.close()
+    assert [s for s, _ in _deleted(audit)] == ["9.1"] and not left.exists() and not aside.exists()
+    assert done.recovered == [("9.1", "deleted")] and again.other == []
+
+
+def test_a_record_lost_with_the_killed_pass_is_written_by_the_next(tmp_path: Path) -> None:
+    """The trail writes asynchronously: a pass killed right after queueing its record may never
+    have written it. The next pass looks for it in the audit file and writes it when absent."""
+    study, folder = _delivered_study(tmp_path / "spool")
+    (left,) = _killed_pass(folder.parents[1], "audited", str(tmp_path / "lost.log"))
+    audit = tmp_path / "audit.log"  # another file: the killed pass's record is not in it
+    trail = _trail(audit)
+    done = prune(folder.parents[1], 30 * DAY_S, now=NOW, trail=trail)
+    trail.close()
+    assert [s for s, _ in _deleted(audit)] == [str(study[0].StudyInstanceUID)] and not left.exists()
+    assert done.recovered == [(str(study[0].StudyInstanceUID), "deleted")]
