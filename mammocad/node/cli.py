@@ -136,7 +136,7 @@ def _done_before_stop(report: PruneReport, dry_run: bool) -> None:
     """List what a pass that stopped midway had removed already (one UID a line): the admin
     must not take a stopped pass for one that removed nothing."""
     verb = "would remove" if dry_run else "removed"
-    if not (report.studies or report.other or report.records or report.recovered):
+    if not (report.studies or report.other or report.records or report.recovered or report.failed):
         return
     print(f"{verb} before it stopped: {len(report.studies)} studies and {len(report.other)} set-aside folders "
           f"({report.bytes / 1e6:.1f} MB), {len(report.records)} records of pruned studies")
@@ -149,6 +149,8 @@ def _done_before_stop(report: PruneReport, dry_run: bool) -> None:
     for uid, action in report.recovered:
         print(f"{'would finish' if dry_run else 'finished'} an interrupted prune of {uid}: "
               f"{'would be ' if dry_run else ''}{action}")
+    for uid, error in sorted(report.failed.items()):
+        print(f"mammocad: error: could not prune {uid}: {error}", file=sys.stderr)
 
 
 def _prune_incomplete(spool_dir: Path, failed: dict[str, str]) -> int:
@@ -157,7 +159,7 @@ def _prune_incomplete(spool_dir: Path, failed: dict[str, str]) -> int:
         print(f"mammocad: error: could not prune {uid}: {error}", file=sys.stderr)
     if failed:
         print(f"mammocad: error: {len(failed)} folder(s) of {spool_dir} were left as they were, nothing lost (a "
-              "half-moved one waits in spool/tmp/ and the next pass puts it back); fix the cause named above "
+              "half-moved one waits in spool/tmp/ and the next pass settles it); fix the cause named above "
               "(the disk, or the permissions of that path: run as the service user that owns the spool), then "
               "run `mammocad spool prune` again", file=sys.stderr)
     return 1 if failed else 0

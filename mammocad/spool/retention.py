@@ -313,5 +313,6 @@ def _could_not_prune(spool: Spool, report: PruneReport, folder: Path, exc: OSErr
     report.failed[uid] = safe_error(exc)
     log_event(logger, "prune_folder_failed", logging.ERROR, study=uid, kind=folder.parent.name,
               error=report.failed[uid], left=",".join(str(p.relative_to(spool.root)) for p in left),
-              hint="nothing was lost: the next prune pass puts back what is in spool/tmp/; "
+              hint="nothing was lost: the next prune pass settles what is in spool/tmp/ (puts it back, or "
+                   "finishes its delete when its record was written); "
                    "check the spool's disk and the permissions of the path in error")
