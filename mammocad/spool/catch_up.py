@@ -16,8 +16,9 @@ What a destination holds is read from the spool. Each report names its item per 
 written before that field: all the report's own objects). The item's place says the rest:
 still in ``outbox/``, its files are confirmed or on their way (not sent twice); in
 ``deadletter/``, only its ``delivered`` ones are confirmed; dropped by an admin, none; gone,
-all (the outbox deletes an item only once every file was confirmed). Copies queued by
-``studies resend`` count while they are in the outbox or dead-lettered.
+all (the outbox deletes an item only once every file was confirmed). A ``studies resend``
+to a destination the report did not name records its copy there too, so it counts once
+confirmed; any other copy (``<item>.s<n>``) counts while it is in the outbox or dead-lettered.
 """
 
 from __future__ import annotations

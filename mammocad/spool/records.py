@@ -21,8 +21,8 @@ version than the reader knows is refused with :class:`RecordError` rather than m
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -271,6 +271,16 @@ class ReportRecord:
 
     def objects_of(self, kind: OutputKind) -> list[OutputObject]:
         return [o for o in self.objects if o.kind is kind]
+
+    def with_item(self, destination: str, item_id: str, sops: Iterable[str]) -> ReportRecord:
+        """This record naming ``item_id`` as ``destination``'s item, which carried ``sops``.
+
+        What ``studies resend`` records for a destination the report did not name: the outbox
+        deletes a confirmed item, and without the record nothing would say the destination got
+        these objects (a late report's catch-up sent them again, ``studies show`` omitted it).
+        """
+        return replace(self, destinations={**self.destinations, destination: item_id},
+                       destination_objects={**self.destination_objects, destination: tuple(sops)})
 
     def to_json(self) -> dict[str, Any]:
         return {"version": REPORT_VERSION, "report_key": self.report_key, "sop_uids": sorted(self.sop_uids),

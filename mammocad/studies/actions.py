@@ -17,11 +17,13 @@ anything (:class:`ActionError`) is not audited: no instances were accessed or se
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,10 +36,10 @@ from mammocad.config import Destination, OutputKind, Settings
 from mammocad.logs import log_event, safe_error
 from mammocad.spool.broker import make_celery
 from mammocad.spool.catch_up import PER_IMAGE, current_objects, lineage
-from mammocad.spool.layout import Spool
+from mammocad.spool.layout import FILE_MODE, Spool
 from mammocad.spool.leases import lease_age, lease_path
 from mammocad.spool.outbox import Outbox, OutboxItem
-from mammocad.spool.records import ReanalysisRecord, ReportRecord
+from mammocad.spool.records import ReanalysisRecord, RecordError, ReportRecord
 from mammocad.spool.studies import StudyFiles, latest_report, report_revision
 from mammocad.spool.tasks import (
     TASK_ANALYZE_IMAGE,
@@ -102,18 +104,64 @@ def resend(settings: Settings, study_uid: str, destinations: list[str] | None = 
         raise ActionError("no destinations configured: add one with `mammocad dest add`")
     current = current_set(files, report, {k for dest in targets for k in dest.wanted_outputs})
     outbox = Outbox(settings.node.spool_dir)
-    planned = [(dest, _next_id(outbox, dest.name, report.report_key), wanted) for dest in targets
-               if (wanted := [p for kind, p in current if kind in dest.wanted_outputs])]
+    # A copy is named for the destination's item: ``<item>.s<n>`` (status and retention match it so).
+    planned = [(dest, _next_id(outbox, dest.name, report.destinations.get(dest.name, report.report_key)), wanted)
+               for dest in targets if (wanted := [p for kind, p in current if kind in dest.wanted_outputs])]
     # Audited before anything is queued: a running worker sends (and deletes) an item as soon as
     # it is in the outbox, and an admin whose record cannot be written must change nothing.
     _audit_resend(settings, report.report_key, planned)
-    items = []
+    items, unnamed = [], []
     for dest, item_id, wanted in planned:
         item = outbox.put(dest.name, item_id, [dcmread(p) for p in wanted])
         if item is not None:
             items.append(item)
+            if dest.name not in report.destinations:
+                unnamed.append((dest.name, item_id, [p.stem for p in wanted]))
+    _record_items(files, report.report_key, unnamed)
     _queue_delivery(settings, outbox, items)
     return items
+
+
+def _record_items(files: StudyFiles, report_key: str, items: list[tuple[str, str, list[str]]]) -> None:
+    """Name each (destination, item id, SOP Instance UIDs) in the report record, as the results
+    worker names its own items (``destinations``, ``destination_objects``).
+
+    Only for destinations the report did not name: the outbox deletes an item once confirmed,
+    and nothing else would then say that the destination holds these objects, so a late
+    report's catch-up sent them again and ``studies show`` listed no state for it. Written
+    after the items are in the outbox (while there, an item counts as on its way; a record
+    naming an item never queued would count as delivered). Failing to write it loses nothing
+    but that knowledge: logged, and the resend goes on. A destination the report names keeps
+    its own item; its copies are ``<item>.s<n>``.
+    """
+    if not items:
+        return
+    path = files.report(report_key)
+    try:
+        with _report_lock(files):  # two admins re-sending at once must not lose each other's update
+            report, mtime = ReportRecord.read(path), path.stat().st_mtime_ns
+            for dest, item_id, sops in items:
+                report = report.with_item(dest, item_id, sops)
+            files.write_report(report)
+            os.utime(path, ns=(mtime, mtime))  # the study's reports are listed oldest first by mtime
+    except (OSError, RecordError) as exc:
+        log_event(logger, "resend_not_recorded", logging.WARNING, study=files.study_uid, report=report_key,
+                  destinations=",".join(d for d, _, _ in items), error=safe_error(exc),
+                  hint="the copies are queued; a late report may send these objects to them again")
+
+
+@contextmanager
+def _report_lock(files: StudyFiles) -> Iterator[None]:
+    """Exclusive ``flock`` (blocking: held only for one read and write) on the study's report updates."""
+    fd = os.open(files.root / ".report-update.lock", os.O_RDWR | os.O_CREAT, FILE_MODE)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def current_set(files: StudyFiles, report: ReportRecord, kinds: Collection[OutputKind]

@@ -81,3 +81,31 @@ def test_a_graphics_only_destination_is_resent_the_kinds_it_receives(spool: Path
     viewer = _dest("viewer", ["mammo-cad-sr", "gsps"], graphics_only=True)
     (item,) = resend(make_settings(spool, [viewer]), STUDY)
     assert _sent(item) == ["1.1", "1.2", "2.1", "2.3"]  # the SR and every image's SC
+
+
+def test_a_resend_names_a_destination_the_report_did_not_in_its_record(spool: Path) -> None:
+    """Once `archive` confirmed its copy (the outbox deletes it), the record still says what it
+    holds: a late report owes it nothing and `studies show` lists it. A destination the report
+    names keeps its own item; a later copy for `archive` is a copy of its recorded item."""
+    from mammocad.spool.catch_up import owed_objects
+    from mammocad.spool.records import ReportRecord
+    from mammocad.studies.status import study_status
+
+    files = StudyFiles(spool, STUDY)
+    settings = make_settings(spool, [_dest("pacs"), _dest("archive")])
+    items = resend(settings, STUDY)
+    assert {i.destination: i.item_id for i in items} == {"pacs": "r2.s1", "archive": "r2.s1"}
+    record = ReportRecord.read(files.report("r2"))
+    assert record.destinations == {"pacs": "r2", "archive": "r2.s1"}
+    assert {d: sorted(sops) for d, sops in record.destination_objects.items()} == {
+        "pacs": sorted(R2), "archive": sorted(CURRENT)}
+    for item in items:
+        Outbox(spool).complete(item)  # confirmed: gone from the outbox
+    late = {SC: frozenset({A, B, C}), GSPS: frozenset({A, B, C})}
+    assert owed_objects(files, settings.destinations, late) == {}
+    assert study_status(spool, STUDY).destinations == {"archive": "delivered", "pacs": "delivered"}
+
+    (again,) = resend(settings, STUDY, ["archive"])
+    assert again.item_id == "r2.s1.s1"
+    assert ReportRecord.read(files.report("r2")).destinations == record.destinations
+    assert study_status(spool, STUDY).destinations == {"archive": "pending", "pacs": "delivered"}

@@ -1,0 +1,63 @@
+"""`studies resend` to a destination the report did not name, then a late report.
+
+The resend's copy used to count for the late report's catch-up (and for `studies show`) only
+while it sat in the outbox: once the destination confirmed it and the outbox deleted it,
+nothing said it had been sent, so the late report sent the earlier images' SC and GSPS to
+that destination a second time and the study listed no state for it. Real redis, Celery
+worker and DCMTK storescp as the two PACSes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydicom import dcmread
+
+from mammocad.config import load_settings
+from mammocad.config.editing import add_destination
+from mammocad.spool.outbox import Outbox
+from mammocad.spool.records import ReportRecord
+from mammocad.spool.studies import StudyFiles
+from mammocad.spool.tasks import TASK_ANALYZE_IMAGE
+from mammocad.studies.actions import resend
+from mammocad.studies.status import study_status
+from tests.worker.conftest import GSPS_CLASS, SC_CLASS, StoreSCP, per_image, spool_study, wait_until
+from tests.worker.test_late_destinations import _report
+
+
+def test_a_confirmed_resend_is_recorded_and_not_repeated_by_a_late_report(
+        tmp_path: Path, no_findings_weights: Path, storescp: StoreSCP, celery_worker, redis_url: str) -> None:
+    spool = tmp_path / "spool"
+    # One file per C-STORE (+uf): storescp names files by SOP Instance UID, so an object sent
+    # twice would otherwise overwrite its first copy and look sent once.
+    archive = StoreSCP(tmp_path / "archive", ae_title="ARCHIVE", args=("+uf",)).start()
+    try:
+        config = tmp_path / "mammocad.toml"
+        config.write_text(
+            f'[node]\nspool_dir = "{spool}"\n\n[broker]\nurl = "{redis_url}"\n\n'
+            f'[worker]\nweights = "{no_findings_weights}"\ndevice = "cpu"\nsoft_time_limit_s = 60\n'
+            'time_limit_s = 90\n\n[delivery]\nretry_initial_s = 0.2\nretry_max_s = 1.0\nnetwork_timeout_s = 3.0\n')
+        add_destination(config, "pacs", storescp.ae_title, "127.0.0.1", storescp.port)
+        app = celery_worker(load_settings(config), config)
+        study_uid, sops = spool_study(spool)
+        files = StudyFiles(spool, study_uid)
+        for sop in sops:
+            app.send_task(TASK_ANALYZE_IMAGE, args=[str(spool), study_uid, sop])
+        first = _report(app, files, sops[:3])  # declared with three images
+        assert set(first.destinations) == {"pacs"}
+
+        add_destination(config, "archive", archive.ae_title, "127.0.0.1", archive.port)
+        (item,) = resend(load_settings(config), study_uid, ["archive"])
+        wait_until(lambda: Outbox(spool).get("archive", item.item_id) is None, 60, "the resend confirmed")
+        recorded = ReportRecord.read(files.report(first.report_key))
+        assert recorded.destinations["archive"] == item.item_id
+        assert sorted(recorded.destination_objects["archive"]) == sorted(first.outputs)
+        assert study_status(spool, study_uid).destinations == {"archive": "delivered", "pacs": "delivered"}
+
+        late = _report(app, files, sops)  # the fourth image arrives late
+        assert sorted(late.destination_objects["archive"]) == sorted(late.outputs)  # no catch-up owed
+        received = [dcmread(p, stop_before_pixels=True) for p in archive.received()]
+        # Each image's SC and GSPS once: the first three from the resend, the fourth's from the late report.
+        assert per_image(received) == {sop: sorted((GSPS_CLASS, SC_CLASS)) for sop in sops}
+    finally:
+        archive.stop()
