@@ -17,11 +17,26 @@ reports the change again (a duplicate, never a missing record).
 
 A process killed between its claim and its audit sender's write (the trail queues in memory,
 milliseconds) used to lose that record for good: its claim made every other process skip it.
-A claim is therefore re-taken, by the first process that finds it so, when its owner is gone:
-the claim names this host and its process (pid and start time) no longer runs, or the claim
-is still empty (killed between creating and writing it) after :data:`UNWRITTEN_S`. Re-taking
-is itself claimed with ``O_EXCL`` (a marker named after that claim file), so one process
-reports it. The owner may have written its record before it died: then the change is
+A claim is therefore re-taken, by the first process that finds it so, when its owner may have
+died before its record was written:
+
+- the claim names this host and its process (pid and start time) no longer runs, and the
+  claim is not *settled*;
+- the claim is still empty (killed between creating and writing it) after :data:`UNWRITTEN_S`.
+
+Settled: the owner, still running :data:`SETTLE_S` after its claim (far above the
+milliseconds its sender takes to write the record), writes so in the claim. Before, a claimer
+that had sent its record and exited normally (a restarted worker, a recycled pool process)
+left a claim that the next process to see the change took as abandoned: the change was
+reported twice. Only a claimer that dies or exits within :data:`SETTLE_S` of its claim leaves
+it open. Settling goes by time, not by the sender's word (the trail does not tell when one
+message is written): its file write comes first in each batch, and a syslog collector that
+hangs costs socket timeouts of 5 s, then back-off; a sender stuck longer than
+:data:`SETTLE_S` in a process that then dies would lose that record, as any record still
+queued when a process dies.
+
+Re-taking is itself claimed with ``O_EXCL`` (a marker named after that claim file), so one
+process reports it. The owner may have written its record before it died: then the change is
 reported twice, a duplicate, never a missing record. Known limit: a claim of a process on
 another host sharing the spool cannot be checked and is never re-taken.
 """
@@ -33,6 +48,7 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -49,6 +65,8 @@ KEEP_S = 30 * 86400.0
 #: Age after which a claim with no owner written in it is taken for its owner's death: the
 #: owner writes it right after creating it.
 UNWRITTEN_S = 60.0
+#: How long after its claim a running owner settles it (writes that its record went out).
+SETTLE_S = 60.0
 _FILE_MODE, _DIR_MODE = 0o640, 0o750
 
 
@@ -88,7 +106,31 @@ def claim(spool_dir: str | os.PathLike[str], key: str, what: str, now: float | N
         pass  # the file's existence is the claim; its content is for people, and for _retake
     finally:
         os.close(fd)
+    _settle_later(folder / key, what)
     return True
+
+
+def _settle_later(path: Path, what: str) -> None:
+    """Settle the claim at ``path`` :data:`SETTLE_S` from now, if this process still runs then."""
+    timer = threading.Timer(SETTLE_S, _settle, (path, what))
+    timer.name, timer.daemon = "mammocad-audit-claim", True  # a process exiting does not wait for it
+    timer.start()
+
+
+def _settle(path: Path, what: str) -> None:
+    """Write into this process's claim that its record went out; never raises.
+
+    Only a claim still naming this process: one re-taken since is its re-taker's to settle.
+    """
+    try:
+        owner = json.loads(path.read_bytes())
+        if (owner.get("pid"), owner.get("host")) != (os.getpid(), socket.gethostname()):
+            return
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.settle")
+        tmp.write_bytes(json.dumps({**owner, "settled": time.time()}).encode() + b"\n")
+        os.replace(tmp, path)
+    except (OSError, ValueError, AttributeError) as exc:  # gone (removed as old), or unwritable
+        log_event(logger, "audit_claim_unsettled", logging.DEBUG, claim=what, error=safe_error(exc))
 
 
 def _owner(what: str) -> bytes:
@@ -114,6 +156,8 @@ def _abandoned(path: Path, now: float) -> os.stat_result | None:
         pid, host, start = int(owner["pid"]), owner["host"], owner.get("start")
     except (ValueError, KeyError, TypeError):  # not written yet, or not by this code
         return st if now - st.st_mtime > UNWRITTEN_S else None
+    if owner.get("settled"):
+        return None
     if host != socket.gethostname():
         return None
     try:
@@ -148,6 +192,7 @@ def _retake(folder: Path, key: str, what: str, now: float) -> bool:
         return False
     log_event(logger, "audit_claim_retaken", logging.WARNING, folder=str(folder), claim=what,
               reason="its owner died before its record was sent, or after (the record may then appear twice)")
+    _settle_later(path, what)
     return True
 
 

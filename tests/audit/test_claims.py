@@ -7,6 +7,7 @@ that made every other process skip the change: the record was lost for good.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -70,3 +71,28 @@ def test_an_empty_claim_is_re_taken_once_its_owner_had_time_to_write_it(tmp_path
     old = empty.stat().st_mtime - claims.UNWRITTEN_S - 1
     os.utime(empty, (old, old))
     assert claims.claim(spool, "key", "test") and not claims.claim(spool, "key", "test")
+
+
+#: A process that claims ``key``, lives until its claim is settled (SETTLE_S cut to 0 here:
+#: the settling is joined, not waited for), and exits normally, its record long sent.
+_EXITS_AFTER_SETTLING = """
+import sys, threading
+from mammocad.audit import claims
+claims.SETTLE_S = 0.0
+assert claims.claim(sys.argv[1], "key", "config_reloaded test")
+for thread in threading.enumerate():
+    if thread.name == "mammocad-audit-claim":
+        thread.join()
+"""
+
+
+def test_a_claim_whose_owner_settled_it_and_exited_is_not_re_taken(tmp_path: Path) -> None:
+    """A worker that reported the change and was restarted later: the next process to see the
+    change took its claim for abandoned, and the trail showed the change twice."""
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    done = subprocess.run([sys.executable, "-c", _EXITS_AFTER_SETTLING, str(spool)], timeout=60)
+    assert done.returncode == 0
+    assert json.loads((spool / claims.FOLDER / "key").read_bytes())["settled"]
+    assert not claims.claim(spool, "key", "config_reloaded test")
+
