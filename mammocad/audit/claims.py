@@ -22,6 +22,8 @@ died before its record was written:
 
 - the claim names this host and its process (pid and start time) no longer runs, and the
   claim is not *settled*;
+- the claim names another host sharing the spool (whose processes cannot be checked), is not
+  settled, and is older than :data:`FOREIGN_S`;
 - the claim is still empty (killed between creating and writing it) after :data:`UNWRITTEN_S`.
 
 Settled: the owner, still running :data:`SETTLE_S` after its claim (far above the
@@ -29,16 +31,18 @@ milliseconds its sender takes to write the record), writes so in the claim. Befo
 that had sent its record and exited normally (a restarted worker, a recycled pool process)
 left a claim that the next process to see the change took as abandoned: the change was
 reported twice. Only a claimer that dies or exits within :data:`SETTLE_S` of its claim leaves
-it open. Settling goes by time, not by the sender's word (the trail does not tell when one
-message is written): its file write comes first in each batch, and a syslog collector that
-hangs costs socket timeouts of 5 s, then back-off; a sender stuck longer than
+it open. A claim of another host is given :data:`FOREIGN_S`, ten times that, so that its
+owner, if alive, has long settled it, even on a host whose clock runs minutes apart; a host
+that died (or lost the spool) with its claim unsettled no longer leaves the change
+unreported for good. Settling goes by time, not by the sender's word (the trail does not
+tell when one message is written): its file write comes first in each batch, and a syslog
+collector that hangs costs socket timeouts of 5 s, then back-off; a sender stuck longer than
 :data:`SETTLE_S` in a process that then dies would lose that record, as any record still
 queued when a process dies.
 
 Re-taking is itself claimed with ``O_EXCL`` (a marker named after that claim file), so one
 process reports it. The owner may have written its record before it died: then the change is
-reported twice, a duplicate, never a missing record. Known limit: a claim of a process on
-another host sharing the spool cannot be checked and is never re-taken.
+reported twice, a duplicate, never a missing record.
 """
 
 from __future__ import annotations
@@ -67,6 +71,8 @@ KEEP_S = 30 * 86400.0
 UNWRITTEN_S = 60.0
 #: How long after its claim a running owner settles it (writes that its record went out).
 SETTLE_S = 60.0
+#: Age after which an unsettled claim of another host's process is taken for its owner's death.
+FOREIGN_S = 10 * SETTLE_S
 _FILE_MODE, _DIR_MODE = 0o640, 0o750
 
 
@@ -159,7 +165,7 @@ def _abandoned(path: Path, now: float) -> os.stat_result | None:
     if owner.get("settled"):
         return None
     if host != socket.gethostname():
-        return None
+        return st if now - st.st_mtime > FOREIGN_S else None
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -96,3 +96,23 @@ def test_a_claim_whose_owner_settled_it_and_exited_is_not_re_taken(tmp_path: Pat
     assert json.loads((spool / claims.FOLDER / "key").read_bytes())["settled"]
     assert not claims.claim(spool, "key", "config_reloaded test")
 
+
+def _foreign_claim(spool: Path, key: str, **fields: object) -> float:
+    """A claim written by a process of another host sharing the spool; returns its mtime."""
+    (spool / claims.FOLDER).mkdir(parents=True, exist_ok=True)
+    path = spool / claims.FOLDER / key
+    path.write_text(json.dumps({"claim": "config_reloaded test", "pid": 1, "start": 1, "host": "other-host.example",
+                                "time": 0.0, **fields}))
+    return path.stat().st_mtime
+
+
+def test_an_unsettled_claim_of_another_host_is_re_taken_once_it_is_old(tmp_path: Path) -> None:
+    """Its process cannot be checked from here: a host that died with the record unsent used to
+    leave the change unreported for good. Young, it may still be sending; settled, it was sent."""
+    spool = tmp_path / "spool"
+    made = _foreign_claim(spool, "key")
+    assert not claims.claim(spool, "key", "test", now=made + claims.FOREIGN_S - 1)
+    assert claims.claim(spool, "key", "test", now=made + claims.FOREIGN_S + 1)
+    assert not claims.claim(spool, "key", "test", now=made + claims.FOREIGN_S + 2)  # re-taken once
+    settled = _foreign_claim(spool, "settled", settled=1.0)
+    assert not claims.claim(spool, "settled", "test", now=settled + 10 * claims.FOREIGN_S)
