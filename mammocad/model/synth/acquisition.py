@@ -8,8 +8,8 @@ The chain of a full-field digital mammography system, with every setting drawn p
    kerma of 50–150 µGy brings, as many as its DQE counts (``counted_quanta``), over the output pixel;
 3. the detector's presampling MTF, one of the two kinds screening systems use (``DETECTOR_KINDS``),
    the one the vendor profile in the header names, at its del pitch (synth v16), applied as a continuous transfer function so it is the same at every drawing spacing
-   (``mtf``), and the detector's electronic noise, inside the DQE(0) the quanta are counted with
-   (``ELECTRONIC_SHARE``);
+   (``mtf``), and the detector's electronic (read-out) noise: a fixed variance per pixel added after
+   the blur, on top of DQE(0)'s quanta (``ELECTRONIC_QUANTA``), so it weighs most where fewer quanta land;
 4. the flat-field (gain) correction, which divides the heel out of the signal but not out of
    the noise, then the log transform, then "For Presentation" processing: peripheral equalisation (the thin
    edge is lifted towards the interior's level), unsharp masking, and a window/gamma LUT.
@@ -46,22 +46,28 @@ CSI_SPREAD_HALF_CYCLES = (2.55, 2.85)
 #: aims at: 50–150 µGy (the figure issue 9 gives; Ghetti et al., Med. Phys. 35 (2008) 456,
 #: characterised GE Senographe detectors over 25–240 µGy around it).
 DETECTOR_KERMA_UGY = (50.0, 150.0)
-#: Zero-frequency DQE: the share of those quanta the image noise is counted from (absorption,
-#: Swank factor, electronics). Ghetti et al. measured up to 0.60 on the GE Senographe Essential.
+#: Zero-frequency DQE of the quantum part: the share of those quanta the image's quantum noise is
+#: counted from (absorption, Swank factor); the read-out adds to it (``ELECTRONIC_QUANTA``). Ghetti et
+#: al. measured up to 0.60 on the GE Senographe Essential at 25–240 µGy, a DQE(0) of everything: at the
+#: 50–150 µGy drawn the electronics drawn add only 0.1–1.1 % to its zero-frequency noise.
 DQE_ZERO = (0.5, 0.7)
-#: Share of the zero-frequency noise at the drawn kerma that is the detector's electronic (read-out)
-#: noise, drawn per image. It is a share *of* DQE(0)'s noise, not noise on top of it: a DQE is measured
-#: (IEC 62220-1-2) from the noise power of real flat fields, every source in them, at the kerma it
-#: is quoted for, and Ghetti et al.'s DQE(0) was measured over 25–240 µGy, a range the 50–150 µGy
-#: drawn lies inside. Synth v16 until this fix added electronic noise of 0.05–0.3 times the
-#: unblurred quantum std on top, white: 0.3–9 % more variance than DQE(0) counts at zero frequency,
-#: and in a flat field drawn at 0.1 mm 0.3–14 % more than DQE(0)'s quanta through the MTF give on
-#: a-Se, 2–70 % more on CsI (whose MTF keeps 0.13–0.15 of white noise's variance there). No source
-#: at hand splits the measured noise of these units, so none of it is drawn as electronic: all of DQE(0)'s noise is
-#: blurred with the signal. What that leaves out is the electronic noise's own dose dependence
-#: (a fixed variance, whose share grows where fewer quanta land: behind dense tissue, below the
-#: kerma DQE(0) was measured at) and its flat spectrum above the MTF's fall.
-ELECTRONIC_SHARE = (0.0, 0.0)
+#: Standard deviation of the detector's electronic (read-out) noise, in counted quanta per 0.1 mm
+#: pixel, drawn per image: a fixed variance in detector units whatever the dose, added after the blur
+#: (white). Where fewer quanta land (behind dense tissue and the pectoral muscle) it becomes a larger
+#: share of the noise, so the log image's noise there rises faster than Poisson's 1/N.
+#: Published figures: Vedantham et al., Med. Phys. 27 (2000) 558, measured a GE CsI/a-Si prototype's
+#: DQE(0) at about 0.55 at 32.8 mR falling to about 0.40 at 1.3 mR (11.4 µGy): additive variance
+#: 0.55 / 0.40 − 1 = 0.375 of the 290–360 quanta then counted per 100 µm pixel (17–20 keV), a std of
+#: 10–12 quanta; Ghetti et al., Med. Phys. 35 (2008) 456, found the Senographe Essential's NNPS lower
+#: "due to a lower electronic noise", and issue 9 puts current units at a few quanta at 0.1 mm. Drawn
+#: 2–6: at the median kerma (3230 counted quanta) it adds 0.1–1.1 % of the zero-frequency variance
+#: and 0.2–9 % of a 0.1 mm pixel's variance (its std within 4.5 %; most on CsI, whose MTF keeps
+#: 0.13–0.16 of the quanta's white variance there, a-Se 0.61–0.74), and at a tenth of that fluence
+#: 1–11 % and 2–89 % (``tests/model/test_synth_detector_noise.py``). Synth v16 before this drew
+#: it as a share of DQE(0)'s noise set to 0, so electronic noise never rose behind dense tissue; and
+#: before that as 0.05–0.3 of the quantum std at the breast's median exposure, a variance that grew
+#: with the dose (electronics do not).
+ELECTRONIC_QUANTA = (2.0, 6.0)
 #: Boone, Lindfors, Cooper & Seibert, "Scatter/primary in mammography: comprehensive results",
 #: Med. Phys. 27 (2000) 2408: SPR = 1 / (a + b·D^−1.5 + c·T^−0.5) at the centre of a semicircular
 #: breast of diameter D and compressed thickness T (cm), no grid, within about 1 % of their Monte
@@ -100,7 +106,7 @@ class DrSettings:
     scatter_sigma_mm: float
     mtf_sigma_mm: float
     glare: float  # fraction of signal spread by the long-range part (the MTF's low-frequency drop)
-    electronic: float  # share of DQE(0)'s noise behind the breast that is electronic (``ELECTRONIC_SHARE``)
+    electronic: float  # read-out noise std, counted quanta per 0.1 mm pixel (``ELECTRONIC_QUANTA``)
     equalisation: float  # 0 = none, 1 = the edge fully lifted to the interior's level
     unsharp_gain: float
     unsharp_sigma_mm: float
@@ -117,8 +123,9 @@ class DrSettings:
             raise ValueError(f"detector must be one of {sorted(DETECTOR_KINDS)}, got {self.detector!r}")
         if not 0.0 <= self.glare < 1.0:
             raise ValueError(f"glare must be in [0, 1), got {self.glare}")
-        if not 0.0 <= self.electronic < 1.0:
-            raise ValueError(f"electronic must be a share of DQE(0)'s noise, in [0, 1), got {self.electronic}")
+        if not 0.0 <= self.electronic < np.inf:
+            raise ValueError(f"electronic must be the read-out noise std in quanta per 0.1 mm pixel, >= 0 and "
+                             f"finite (ELECTRONIC_QUANTA draws {ELECTRONIC_QUANTA}), got {self.electronic}")
         if min(self.mtf_sigma_mm, self.pitch_mm, self.phosphor_mm, self.scatter_to_primary) < 0.0:
             raise ValueError("mtf_sigma_mm, pitch_mm, phosphor_mm and scatter_to_primary must be >= 0")
         if not 0.0 <= self.heel_drop < 0.5 or abs(self.heel_residual) >= 0.5:
@@ -139,7 +146,7 @@ class DrSettings:
         photons = counted_quanta(float(rng.uniform(*DETECTOR_KERMA_UGY)), energy_kev, float(rng.uniform(*DQE_ZERO)))
         return cls(photons_behind=photons, scatter_to_primary=spr,
                    scatter_sigma_mm=float(rng.uniform(15, 35)), mtf_sigma_mm=det.sigma_mm, glare=det.glare,
-                   electronic=float(rng.uniform(*ELECTRONIC_SHARE)),
+                   electronic=float(rng.uniform(*ELECTRONIC_QUANTA)),
                    equalisation=float(rng.uniform(0.5, 0.95)), unsharp_gain=float(rng.uniform(0.1, 0.6)),
                    unsharp_sigma_mm=float(rng.uniform(1.0, 4.0)), gamma=float(rng.uniform(0.8, 1.3)),
                    contrast=float(rng.uniform(2.5, 5.0)), pitch_mm=det.pitch_mm, phosphor_mm=det.phosphor_mm,
@@ -306,10 +313,12 @@ def detect_dr(line_integral: np.ndarray, mask: np.ndarray, spacing: float, setti
               rng: np.random.Generator, detector_layer: np.ndarray | None = None) -> np.ndarray:
     """Log signal −ln(counts / open-beam counts) of a DR detector, with its noise and blur.
 
-    Behind the breast (the drawn kerma) the noise at zero frequency is the Poisson noise of the
-    DQE-counted quanta, ``photons_behind``: a share ``electronic`` of it is white electronic noise
-    of a fixed variance, the rest quantum noise of ``photons_behind / (1 − electronic)`` quanta
-    blurred with the signal, so the measured DQE(0) holds whatever the share.
+    Behind the breast (the drawn kerma) ``photons_behind`` quanta per 0.1 mm pixel are counted
+    (DQE(0)'s, the quantum part) and blurred with the signal; the read-out adds white noise of
+    ``electronic`` quanta per 0.1 mm pixel on top. Both scale with the drawn pixel's area, so the
+    noise per mm² is the same at every drawing spacing: a flat field's log variance is
+    (|T|²·N + σ²) / N² for N counted quanta and σ² electronic variance per drawn pixel, and where
+    the exposure is k times lower, (|T|²·N/k + σ²) / (N/k)²: more than Poisson's k times.
 
     detector_layer: attenuation at the detector itself (defective pixels, ``confusers``),
     applied after the blur.
@@ -317,16 +326,14 @@ def detect_dr(line_integral: np.ndarray, mask: np.ndarray, spacing: float, setti
     exposure = exposure_of(line_integral, mask, spacing, settings.scatter_to_primary, settings.scatter_sigma_mm)
     inside = mask > 0.99
     behind = float(np.median(exposure[inside])) if inside.any() else 0.3
-    counted = settings.photons_behind * (spacing / 0.1) ** 2  # DQE(0)'s quanta per drawn pixel
-    share = settings.electronic
-    per_pixel = counted / (1.0 - share)  # the quanta of the quantum part
-    n0 = per_pixel / max(behind, 1e-4)
+    area = (spacing / 0.1) ** 2  # drawn pixel over a 0.1 mm pixel
+    n0 = settings.photons_behind * area / max(behind, 1e-4)  # DQE(0)'s quanta per drawn pixel in the open beam
     beam = heel_profile(mask, spacing, settings.heel_drop)
     counts = rng.poisson(np.float64(n0) * exposure * beam).astype(np.float32)
     counts = detector_blur(counts, spacing, settings.mtf_sigma_mm, settings.glare, detector_layer,
                            pitch_mm=settings.pitch_mm, phosphor_mm=settings.phosphor_mm)
-    if share > 0.0:  # var(log) behind the breast: share / counted, the rest of DQE(0)'s 1 / counted
-        counts += rng.normal(0.0, np.sqrt(share * counted) / (1.0 - share), counts.shape).astype(np.float32)
+    if settings.electronic > 0.0:  # read-out: a fixed variance per del, summed over the drawn pixel's dels
+        counts += rng.normal(0.0, settings.electronic * np.sqrt(area), counts.shape).astype(np.float32)
     counts *= heel_profile(mask, spacing, settings.heel_residual) / beam  # the flat-field correction
     return (-np.log(np.maximum(counts, 1.0) / np.float32(n0))).astype(np.float32)
 
