@@ -4,13 +4,13 @@
 
 Visibility. Each test image is a left CC made by synth v2's own chain (``synth.generate.
 render_view``: breast anatomy and texture, attenuation physics, then the DR detector with
-vendor processing or digitised film, as the seed's vendor profile says) at the vendor's
-native spacing (0.07-0.1 mm; ``--native`` to force one), with a test pattern of calcium
+vendor processing or digitised film, as the seed's vendor profile says) at the finest spacing
+compared (``--draw-spacing`` to force another; ``drawing_spacing_mm``), with a test pattern of calcium
 spheres placed by this script: ``--specks-per-size`` isolated specks of each diameter in
 0.1-1 mm and ``--clusters`` clusters of six 0.1-0.35 mm specks within 4 mm, all of fill
 fraction ``--fill``. Their contrast therefore comes from the same physics, noise and blur as
 the generator's calcifications. The image is standardised as the detector's input is
-(``mammocad.model.standardise``) at the native spacing, then resampled to each working
+(``mammocad.model.standardise``) at the drawn spacing, then resampled to each working
 spacing the way ``standardise`` resamples.
 
 A speck's CNR is ``realism_stats.speck_cnr`` (peak over a local ring's median, in units of the
@@ -41,11 +41,12 @@ CLUSTER_SPECKS, CLUSTER_RADIUS_MM, CLUSTER_SIZES_MM = 6, 4.0, (0.1, 0.35)
 VISIBLE_CLUSTER_SPECKS = 3
 
 
-def main() -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--images", type=int, default=6, help="test-pattern images (default 6)")
     p.add_argument("--seed", type=int, default=11, help="seed of anatomy, vendor and pattern (default 11)")
-    p.add_argument("--native", type=float, default=None, help="native spacing in mm (default: the vendor's, 0.07-0.1)")
+    p.add_argument("--draw-spacing", type=float, default=None,
+                   help="spacing in mm the test images are drawn at (default: the finest of --spacings)")
     p.add_argument("--spacings", type=float, nargs="+", default=[0.1, 0.2], help="working spacings (default 0.1 0.2)")
     p.add_argument("--reference", type=float, default=0.2, help="spacing the ratios refer to (default 0.2)")
     p.add_argument("--specks-per-size", type=int, default=6, help="isolated specks per size and image (default 6)")
@@ -58,6 +59,11 @@ def main() -> int:
     p.add_argument("--no-cost", action="store_true", help="visibility only")
     p.add_argument("--json", type=Path, help="also write every figure to this JSON file")
     p.add_argument("--cost-one", type=float, help=argparse.SUPPRESS)  # internal: one cost run in a subprocess
+    return p
+
+
+def main() -> int:
+    p = build_parser()
     args = p.parse_args()
     if args.cost_one is not None:
         print(json.dumps(cost_one(args.cost_one, args)))
@@ -81,19 +87,19 @@ def measure_visibility(args: argparse.Namespace) -> dict[str, Any]:
     from mammocad.model import realism
 
     found: dict[str, Any] = {"isolated": {s: [] for s in args.spacings}, "clusters": {s: [] for s in args.spacings},
-                             "native_mm": [], "acquisition": []}
+                             "drawn_mm": [], "acquisition": []}
     for index in range(args.images):
         ds, isolated, clusters, film = _pattern_image(index, args)
-        std, native = _standardise_native(ds)
-        found["native_mm"].append(native)
+        std, drawn = _standardise_drawn(ds)
+        found["drawn_mm"].append(drawn)
         found["acquisition"].append("film" if film else "DR")
-        print(f"image {index + 1}/{args.images}: {'film' if film else 'DR'} at {native} mm", file=sys.stderr)
+        print(f"image {index + 1}/{args.images}: {'film' if film else 'DR'} at {drawn} mm", file=sys.stderr)
         isolated = _to_model(std, isolated)
         clusters = [_to_model(std, c) for c in clusters]
         acq = "film" if film else "DR"
         for spacing in args.spacings:
-            work = realism.resample(std.image, native, spacing)
-            scale = native / spacing
+            work = realism.resample(std.image, drawn, spacing)
+            scale = drawn / spacing
             found["isolated"][spacing] += [(d, c, acq) for d, c in _cnrs(work, isolated, scale, spacing)]
             found["clusters"][spacing] += [[(d, v, acq) for d, v in _cnrs(work, c, scale, spacing)] for c in clusters]
     return found
@@ -114,7 +120,7 @@ def _pattern_image(index: int, args: argparse.Namespace) -> tuple[Any, list[Any]
 
     rng = np.random.default_rng([args.seed, index])
     profile = sample_profile(rng)
-    spacing = args.native or profile.full_spacing_mm
+    spacing = drawing_spacing_mm(profile, args)
     field_mm = FIELDS_MM["full"]
     shape = (int(round(field_mm[0] / spacing)), int(round(field_mm[1] / spacing)))
     density = float(np.clip(DENSITIES[str(rng.choice(list(DENSITIES)))] + rng.normal(0, 0.04), 0.03, 0.95))
@@ -136,6 +142,21 @@ def _pattern_image(index: int, args: argparse.Namespace) -> tuple[Any, list[Any]
     isolated = [(x, y, d) for x, y, d, g in truth if g < 0]
     clusters = [[(x, y, d) for x, y, d, g in truth if g == k] for k in range(args.clusters)]
     return ds, isolated, [c for c in clusters if c], bool(profile.secondary_capture)
+
+
+def drawing_spacing_mm(profile: Any, args: argparse.Namespace) -> float:
+    """The pixel size (mm) a test image is drawn at: ``--draw-spacing``, else the finest spacing compared.
+
+    It is drawn the way training draws (``generate.drawing_spacing`` with a caller's spacing): the
+    header states the drawn spacing and the image carries the resize from the unit's own pitch
+    (``mtf.resampling_mtf``), so the product draws nothing differently. Until 2026-12-07 this bench
+    drew at the unit's pitch (``VendorProfile.full_spacing_mm``): a Fujifilm AMULET at 50 µm, 4x the
+    pixels (and drawing time and memory) of 0.1 mm, and its 0.1 mm figures came from a 2x resize of
+    that drawing while a GE's came from none, so the units entered the 0.1 vs 0.2 mm comparison unalike.
+    """
+    from mammocad.model.synth.generate import drawing_spacing
+
+    return drawing_spacing("full", args.draw_spacing or min(args.spacings), profile)
 
 
 def _spots(breast: Any, field_mm: tuple[float, float], rng: Any, args: argparse.Namespace
@@ -183,16 +204,16 @@ def _spots(breast: Any, field_mm: tuple[float, float], rng: Any, args: argparse.
     return out
 
 
-def _standardise_native(ds: Any) -> tuple[Any, float]:
+def _standardise_drawn(ds: Any) -> tuple[Any, float]:
     from mammocad.dicom import header
     from mammocad.model.standardise import PreprocessSpec, standardise
 
-    (native, _), _ = header.spacing_from_header(ds, 0.1)
-    return standardise(ds, PreprocessSpec(working_spacing_mm=native, crop_breast=True)), native
+    (drawn, _), _ = header.spacing_from_header(ds, 0.1)
+    return standardise(ds, PreprocessSpec(working_spacing_mm=drawn, crop_breast=True)), drawn
 
 
 def _to_model(std: Any, specks: list[tuple[float, float, float]]) -> list[tuple[float, float, float]]:
-    """Stored-pixel speck centres → the standardised image at native spacing."""
+    """Stored-pixel speck centres → the standardised image at the drawn spacing."""
     import numpy as np
 
     if not specks:
@@ -284,9 +305,9 @@ def _summary(items: list[tuple[float, float, str]]) -> tuple[int, float, float]:
 
 def print_report(args: argparse.Namespace, vis: dict[str, Any], costs: dict[float, Any]) -> None:
     ref, others = args.reference, [s for s in args.spacings if s != args.reference]
-    natives = sorted(set(round(n, 4) for n in vis["native_mm"]))
+    drawn = sorted(set(round(n, 4) for n in vis["drawn_mm"]))
     kinds = {k: vis["acquisition"].count(k) for k in sorted(set(vis["acquisition"]))}
-    print(f"{args.images} synth v2 test-pattern images (seed {args.seed}; {kinds}), native spacing {natives} mm, "
+    print(f"{args.images} synth v2 test-pattern images (seed {args.seed}; {kinds}), drawn at {drawn} mm, "
           f"speck fill {args.fill}; detectable: CNR >= 3")
     head = "  ".join(f"@{s:g} mm: CNR median / detectable" for s in args.spacings)
     print(f"\nisolated specks by diameter  {head}  CNR ratio " + " ".join(f"{o:g}/{ref:g}" for o in others))
