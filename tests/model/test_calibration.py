@@ -11,9 +11,11 @@ import dataclasses
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import matplotlib.cbook
 import pytest
+from matplotlib.figure import Figure
 
 from mammocad.model import evaluate as ev_mod
 from mammocad.model import metrics as m
@@ -22,12 +24,13 @@ from mammocad.model.annotations import AnnotatedImage, AnnotatedLesion
 from mammocad.model.results import ImageRef, ImageResult, Lesion, LesionClass
 from tests.model.test_train import tiny_config
 
-BOX = (10.0, 10.0, 30.0, 30.0)
-FAR = (200.0, 200.0, 220.0, 220.0)
+Box = tuple[float, float, float, float]
+BOX: Box = (10.0, 10.0, 30.0, 30.0)
+FAR: Box = (200.0, 200.0, 220.0, 220.0)
 
 
-def _image(breast: str, view: str, truth: list[tuple[tuple[float, ...], str]],
-           found: list[tuple[tuple[float, ...], float, float]]) -> tuple[AnnotatedImage, ImageResult]:
+def _image(breast: str, view: str, truth: list[tuple[Box, str]],
+           found: list[tuple[Box, float, float]]) -> tuple[AnnotatedImage, ImageResult]:
     item = AnnotatedImage(image_path=Path(f"{breast}_{view}.dcm"), laterality=breast[-1], view=view,
                           breast_id=breast, lesions=tuple(AnnotatedLesion(box=b, lesion_class=LesionClass(c))
                                                           for b, c in truth))
@@ -36,6 +39,11 @@ def _image(breast: str, view: str, truth: list[tuple[tuple[float, ...], str]],
     lesions = tuple(Lesion(box=b, lesion_class=LesionClass.MALIGNANT if p >= 0.5 else LesionClass.BENIGN,
                            probability_malignant=p, score=s) for b, s, p in found)
     return item, ImageResult(image=ref, lesions=lesions)
+
+
+def _evaluated_of(*pairs: tuple[AnnotatedImage, ImageResult]) -> ev_mod.Evaluated:
+    """The data set of these images, in order (``Evaluated`` holds the two halves in parallel lists)."""
+    return ev_mod.Evaluated([item for item, _ in pairs], [result for _, result in pairs])
 
 
 def _evaluated() -> ev_mod.Evaluated:
@@ -50,7 +58,7 @@ def _evaluated() -> ev_mod.Evaluated:
         _image("p4_R", "CC", [(BOX, "malignant")], [(BOX, 0.95, 0.4)]),
         _image("p4_R", "MLO", [(BOX, "malignant")], [(BOX, 0.9, 0.38)]),
     ]
-    return ev_mod.Evaluated([p[0] for p in pairs], [p[1] for p in pairs])
+    return _evaluated_of(*pairs)
 
 
 def test_thresholds_chosen_on_validation_predictions() -> None:
@@ -180,7 +188,7 @@ def test_a_budget_that_reports_one_class_keeps_its_lesion_threshold_and_the_defa
         _image("c_L", "CC", [], [(FAR, 0.8, 0.9)]),
         _image("c_L", "MLO", [], []),
     ]
-    ev = ev_mod.Evaluated([p[0] for p in pairs], [p[1] for p in pairs])
+    ev = _evaluated_of(*pairs)
     caplog.set_level("WARNING", logger="mammocad.model.evaluate")
     tight = ev_mod.choose_thresholds(ev, risk_method="two_view", max_fp_per_image=0.0)
     assert tight["lesion_score_threshold"] == pytest.approx(0.9)
@@ -197,10 +205,8 @@ def test_a_budget_that_reports_one_class_keeps_its_lesion_threshold_and_the_defa
 
 def test_froc_on_a_set_without_lesions_is_not_applicable(tmp_path: Path) -> None:
     """Lesion-free images (a site's normals): FROC sensitivity is undefined, never 0 or a bare NaN."""
-    unmarked = ev_mod.Evaluated(*map(list, zip(_image("n1_L", "CC", [], []), _image("n1_L", "MLO", [], []),
-                                               strict=True)))
-    marked = ev_mod.Evaluated(*map(list, zip(_image("n1_L", "CC", [], [(FAR, 0.7, 0.2)]),
-                                             _image("n1_L", "MLO", [], []), strict=True)))
+    unmarked = _evaluated_of(_image("n1_L", "CC", [], []), _image("n1_L", "MLO", [], []))
+    marked = _evaluated_of(_image("n1_L", "CC", [], [(FAR, 0.7, 0.2)]), _image("n1_L", "MLO", [], []))
     for ev in (unmarked, marked):
         report = ev_mod.compute_report(ev, breast_threshold=0.5, lesion_threshold=0.5, n_bootstrap=5)
         assert set(report["froc"]["sensitivity_at_fp_per_image"].values()) == {None}
@@ -215,11 +221,11 @@ def test_froc_on_a_set_without_lesions_is_not_applicable(tmp_path: Path) -> None
 
 def test_froc_rates_past_the_curve_end_are_marked_in_the_table() -> None:
     """Every mark of 4 images gives 2 FP, 0.5 FP/image: 1, 2 and 4 FP/image are never reached."""
-    ev = ev_mod.Evaluated(*map(list, zip(
+    ev = _evaluated_of(
         _image("a_L", "CC", [(BOX, "malignant")], [(BOX, 0.9, 0.8), (FAR, 0.6, 0.2)]),
         _image("a_L", "MLO", [(BOX, "malignant")], []),
         _image("b_R", "CC", [], [(FAR, 0.7, 0.2)]),
-        _image("b_R", "MLO", [], []), strict=True)))
+        _image("b_R", "MLO", [], []))
     report = ev_mod.compute_report(ev, breast_threshold=0.5, lesion_threshold=0.5, n_bootstrap=5)
     # Curve: (0, 0.5) at 0.9, (0.25, 0.5) at 0.7, (0.5, 0.5) at 0.6; 2 lesions, one found.
     assert report["froc"]["curve_ends_at_fp_per_image"] == 0.5
@@ -240,10 +246,10 @@ def test_roc_picture_encloses_the_auc_it_prints(tmp_path: Path, monkeypatch: pyt
     fpr, tpr, _ = m.roc_curve(y, s)
     auc = m.roc_auc(y, s)
     assert auc == pytest.approx(7 / 12)
-    axes = []
+    axes: list[Any] = []
     real_subplots = plots.plt.subplots
 
-    def subplots(*args: object, **kwargs: object) -> object:
+    def subplots(*args: Any, **kwargs: Any) -> tuple[Figure, Any]:
         fig, ax = real_subplots(*args, **kwargs)
         axes.append(ax)
         return fig, ax

@@ -5,14 +5,16 @@ exactly as a straight one."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from torchvision.models.detection import FasterRCNN
 
 from mammocad.model import mining, train
 from mammocad.model.dataset import AugmentConfig, Sample, TileConfig, TileSampler
-from mammocad.model.detector import build_detector
+from mammocad.model.detector import DetectorSpec, build_detector
 from mammocad.model.mining import false_positive_centres, missed_lesions
 from mammocad.model.tiling import Detections
 from tests.model.conftest import TINY_SPEC
@@ -146,10 +148,11 @@ def test_mining_runs_the_model_in_the_layout_inference_uses(monkeypatch: pytest.
     layouts: list[bool] = []
     real = mining.detect_tiled
 
-    def spy(net: torch.nn.Module, *args: object, **kwargs: object) -> Detections:
+    def spy(net: torch.nn.Module, image: np.ndarray, spec: DetectorSpec, **kwargs: Any) -> Detections:
+        assert isinstance(net, FasterRCNN)
         conv = next(m for m in net.backbone.modules() if isinstance(m, torch.nn.Conv2d))
         layouts.append(conv.weight.is_contiguous(memory_format=torch.channels_last))
-        return real(net, *args, **kwargs)  # type: ignore[arg-type]
+        return real(net, image, spec, **kwargs)
 
     monkeypatch.setattr(mining, "detect_tiled", spy)
     mining.mine(model, [sample], TINY_SPEC, device="cpu", rng=np.random.default_rng(0))

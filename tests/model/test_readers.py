@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from pydicom.dataset import Dataset
-from pydicom.uid import generate_uid
+from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
 from mammocad.model.annotations import AnnotatedImage, save_manifest
 from mammocad.model.readers import FORMATS, read_dataset
@@ -121,7 +121,8 @@ CBIS_COLUMNS = ["patient_id", "breast density", "left or right breast", "image v
 
 
 def test_cbis_ddsm_masks_tcia_layout_and_calc_filter(tmp_path: Path, study: SynthStudy) -> None:
-    root, rows, expected = tmp_path / "cbis", [], {}
+    root, rows = tmp_path / "cbis", []
+    expected: dict[Path, list[tuple[tuple[float, float, float, float], LesionClass]]] = {}
     pathologies = {LesionClass.MALIGNANT: ["MALIGNANT"], LesionClass.BENIGN: ["BENIGN", "BENIGN_WITHOUT_CALLBACK"]}
     for ds, ann in lesion_images(study):
         side = "LEFT" if ann.laterality == "L" else "RIGHT"
@@ -166,14 +167,14 @@ def test_cbis_ddsm_masks_tcia_layout_and_calc_filter(tmp_path: Path, study: Synt
 
 def _gray(pixels: np.ndarray, like: Dataset) -> Dataset:
     ds = Dataset()
-    ds.SOPClassUID, ds.SOPInstanceUID = "1.2.840.10008.5.1.4.1.1.7", generate_uid(entropy_srcs=[like.SOPInstanceUID, str(pixels.shape)])
+    ds.SOPClassUID, ds.SOPInstanceUID = SecondaryCaptureImageStorage, generate_uid(entropy_srcs=[like.SOPInstanceUID, str(pixels.shape)])
     ds.Modality = "MG"
     ds.Rows, ds.Columns = pixels.shape
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
     ds.PixelData = np.ascontiguousarray(pixels, dtype="<u2").tobytes()
     ds.file_meta = like.file_meta.__class__()
-    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.1"
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPClassUID, ds.SOPInstanceUID
     return ds
 

