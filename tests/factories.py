@@ -2,7 +2,7 @@
 
 Headers follow what vendors write for Digital Mammography X-Ray (For Presentation):
 Image/Laterality, View Code Sequence (SCT), Imager Pixel Spacing, 12-14 bit data,
-MONOCHROME1 or MONOCHROME2, VOI window.
+MONOCHROME1 or MONOCHROME2, VOI window. ``put_new`` files them as a new outbox item.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
     generate_uid,
 )
+
+from mammocad.spool.outbox import Outbox, OutboxItem
 
 MG_PRESENTATION = UID("1.2.840.10008.5.1.4.1.1.1.2")
 MG_PROCESSING = UID("1.2.840.10008.5.1.4.1.1.1.2.1")
@@ -138,3 +140,12 @@ def write(ds: Dataset, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(path, enforce_file_format=True)
     return path
+
+
+def put_new(outbox: Outbox, destination: str, item_id: str, datasets: list[Dataset]) -> OutboxItem:
+    """``outbox.put`` of an item the test means to create. ``put`` answers None for an id the outbox
+    already holds, live or dead: here that is a test whose own setup is wrong, said as such rather
+    than as an AttributeError on None further on."""
+    item = outbox.put(destination, item_id, datasets)
+    assert item is not None, f"the outbox already held {destination}/{item_id}"
+    return item

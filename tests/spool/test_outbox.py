@@ -7,42 +7,48 @@ import os
 from pathlib import Path
 
 import pytest
+from pydicom.dataset import Dataset
 
 from mammocad.cli import main
 from mammocad.spool.layout import Spool
-from mammocad.spool.outbox import Outbox
-from tests.factories import make_mammogram
+from mammocad.spool.outbox import Outbox, OutboxItem
+from tests.factories import make_mammogram, put_new
 
 
-def _datasets(n: int = 2) -> list:
+def _datasets(n: int = 2) -> list[Dataset]:
     return [make_mammogram(rows=32, columns=24, seed=i) for i in range(n)]
+
+
+def _get(outbox: Outbox, item_id: str, dead: bool = False) -> OutboxItem:
+    """The "pacs" item the test has put there (``get`` answers None for one that is not)."""
+    item = outbox.get("pacs", item_id, dead)
+    assert item is not None, f"no item pacs/{item_id} in the outbox"
+    return item
 
 
 def test_put_is_atomic_and_idempotent(tmp_path: Path) -> None:
     outbox = Outbox(tmp_path)
     ds = _datasets()
-    item = outbox.put("pacs", "key1", ds)
-    assert item is not None
+    item = put_new(outbox, "pacs", "key1", ds)
     assert sorted(p.stem for p in item.files()) == sorted(str(d.SOPInstanceUID) for d in ds)
     meta = json.loads((item.path / "item.json").read_text())
     assert meta["destination"] == "pacs" and meta["attempts"] == 0 and meta["token"]
     assert outbox.put("pacs", "key1", _datasets(3)) is None  # second put of the same report: no copy
-    assert len(outbox.get("pacs", "key1").files()) == 2
+    assert len(_get(outbox, "key1").files()) == 2
     assert not list((tmp_path / "tmp").iterdir())  # no leftovers of the build folder
 
 
 def test_pending_files_skip_confirmed_ones(tmp_path: Path) -> None:
     outbox = Outbox(tmp_path)
-    item = outbox.put("pacs", "k", _datasets(3))
+    item = put_new(outbox, "pacs", "k", _datasets(3))
     item.delivered.append(item.files()[0].stem)
     outbox.save(item)
-    again = outbox.get("pacs", "k")
-    assert len(again.pending_files()) == 2
+    assert len(_get(outbox, "k").pending_files()) == 2
 
 
 def test_dead_letter_and_revive(tmp_path: Path) -> None:
     outbox = Outbox(tmp_path)
-    item = outbox.put("pacs", "k", _datasets())
+    item = put_new(outbox, "pacs", "k", _datasets())
     item.attempts, item.last_error = 7, "association to pacs failed"
     outbox.save(item)
     outbox.dead_letter(item)
@@ -60,9 +66,9 @@ def test_dead_letter_and_revive(tmp_path: Path) -> None:
 
 def test_lock_is_exclusive(tmp_path: Path) -> None:
     outbox = Outbox(tmp_path)
-    item = outbox.put("pacs", "k", _datasets(1))
+    item = put_new(outbox, "pacs", "k", _datasets(1))
     with outbox.locked(item) as first:
-        with outbox.locked(outbox.get("pacs", "k")) as second:
+        with outbox.locked(_get(outbox, "k")) as second:
             assert first and not second
     with outbox.locked(item) as again:
         assert again
@@ -83,7 +89,7 @@ def _config(tmp_path: Path, broker: str = "") -> Path:
 def test_cli_list_and_retry_without_broker(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cfg = _config(tmp_path)
     outbox = Outbox(tmp_path / "spool")
-    item = outbox.put("pacs", "rep1", _datasets())
+    item = put_new(outbox, "pacs", "rep1", _datasets())
     assert main(["--config", str(cfg), "outbox", "list"]) == 0
     out = capsys.readouterr().out
     assert "pacs" in out and "rep1" in out
@@ -97,8 +103,7 @@ def test_cli_list_and_retry_without_broker(tmp_path: Path, capsys: pytest.Captur
     assert main(["--config", str(cfg), "outbox", "retry"]) == 2
     assert main(["--config", str(cfg), "outbox", "retry", "pacs/rep1"]) == 0
     assert "running worker will send" in capsys.readouterr().out
-    back = outbox.get("pacs", "rep1")
-    assert back is not None and back.token == ""  # the sweeper sends unscheduled items at once
+    assert _get(outbox, "rep1").token == ""  # the sweeper sends unscheduled items at once
 
 
 def test_cli_retry_queues_a_delivery(tmp_path: Path, redis_url: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -107,7 +112,7 @@ def test_cli_retry_queues_a_delivery(tmp_path: Path, redis_url: str, capsys: pyt
     cfg = _config(tmp_path, redis_url)
     outbox = Outbox(tmp_path / "spool")
     for key in ("a", "b"):
-        outbox.dead_letter(outbox.put("pacs", key, _datasets(1)))
+        outbox.dead_letter(put_new(outbox, "pacs", key, _datasets(1)))
     os.environ.pop("MAMMOCAD_BROKER__URL", None)
     assert main(["--config", str(cfg), "outbox", "retry", "--all"]) == 0
     assert capsys.readouterr().out.count("requeued") == 2
@@ -133,7 +138,7 @@ def test_a_delete_killed_midway_leaves_no_item_folder_without_its_item(
     """An outbox folder with no item.json kept its study from retention for good and read as
     an item that holds nothing (the catch-up of a late report sent it all again)."""
     outbox = Outbox(tmp_path)
-    item = outbox.put("pacs", "k", _datasets())
+    item = put_new(outbox, "pacs", "k", _datasets())
     monkeypatch.setattr("mammocad.spool.outbox.shutil.rmtree", _rmtree_killed_after_item_json)
     with pytest.raises(_Killed):
         outbox.complete(item) if how == "complete" else outbox.drop(item)

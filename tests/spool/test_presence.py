@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -14,10 +15,10 @@ from mammocad.spool.records import PresenceRecord
 
 def test_a_beacon_lists_what_the_broker_still_holds_and_keeps_all_when_it_cannot_ask(tmp_path: Path) -> None:
     spool = Spool(tmp_path).create()
-    broker_holds = {"a", "b"}
+    broker_holds: set[str] | None = {"a", "b"}
     asked: list[list[str]] = []
 
-    def still_held(tags: list[str]) -> set[str]:
+    def still_held(tags: Sequence[str]) -> set[str]:
         asked.append(sorted(tags))
         if broker_holds is None:
             raise ConnectionError("redis is away")
@@ -30,7 +31,7 @@ def test_a_beacon_lists_what_the_broker_still_holds_and_keeps_all_when_it_cannot
     beacon.forget_acknowledged()
     beacon.write()
     assert PresenceRecord.read(beacon.path).held == ("a", "b") and asked == [["a", "b", "c"]]
-    broker_holds = None  # type: ignore[assignment]
+    broker_holds = None
     beacon.forget_acknowledged()  # an error keeps every tag: a duplicate is cheaper than a wait
     assert beacon.held() == ("a", "b")
     assert set(holders(spool, 30)) == {"a", "b"}
