@@ -7,31 +7,37 @@ from __future__ import annotations
 import socket
 import ssl
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from pynetdicom import AE
-from pynetdicom.sop_class import Verification
 
 from mammocad.config import Settings
 from mammocad.dicom import tls
+from mammocad.dicom.sop_classes import VERIFICATION
 from mammocad.node.observer import NodeObserver
-from tests.audit.certs import make_certs
+from tests.audit.certs import Certs, make_certs
 from tests.audit.schema import problems
+from tests.audit.xpath import attribute
 from tests.services import free_port, wait_until
+
+#: The node's DICOM TLS port, the certificates made for the test, the audit file, the observer.
+TlsNode = tuple[int, Certs, Path, NodeObserver]
 
 
 @pytest.fixture
-def tls_node(tmp_path: Path):  # type: ignore[no-untyped-def]
+def tls_node(tmp_path: Path) -> Iterator[TlsNode]:
     certs = make_certs(tmp_path / "certs")
     audit = tmp_path / "audit.log"
     observer = NodeObserver(Settings(node={"spool_dir": tmp_path}, audit={"file": str(audit)}))
     ctx = tls.server_context(certificate=str(certs.server_cert), private_key=str(certs.server_key),
                              ca_certificates=str(certs.ca), on_failure=observer.security_alert)
     ae = AE("MAMMOCAD")
-    ae.add_supported_context(Verification)
+    ae.add_supported_context(VERIFICATION)
     port = free_port()
     server = ae.start_server(("127.0.0.1", port), block=False, ssl_context=ctx)
+    assert server is not None  # None only with block=True
     yield port, certs, audit, observer
     server.shutdown()
     observer.trail.close()
@@ -53,7 +59,7 @@ def _alerts(audit: Path) -> list[ET.Element]:
     return [ET.fromstring(line) for line in lines]
 
 
-def test_handshake_without_or_with_an_untrusted_client_certificate_is_alerted(tls_node, tmp_path: Path) -> None:
+def test_handshake_without_or_with_an_untrusted_client_certificate_is_alerted(tls_node: TlsNode, tmp_path: Path) -> None:
     port, certs, audit, observer = tls_node
     no_cert = ssl.create_default_context(cafile=str(certs.ca))
     _handshake(port, no_cert)
@@ -63,20 +69,20 @@ def test_handshake_without_or_with_an_untrusted_client_certificate_is_alerted(tl
     _handshake(port, untrusted)
     wait_until(lambda: len(_alerts(audit)) >= 2, 10, "two security alerts")
     for alert in _alerts(audit):
-        assert alert.find("EventIdentification/EventID").get("csd-code") == "110113"  # type: ignore[union-attr]
-        assert alert.find("EventIdentification/EventTypeCode").get("csd-code") == "110126"  # type: ignore[union-attr]
-        assert alert.find("EventIdentification").get("EventOutcomeIndicator") == "8"  # type: ignore[union-attr]
+        assert attribute(alert, "EventIdentification/EventID", "csd-code") == "110113"
+        assert attribute(alert, "EventIdentification/EventTypeCode", "csd-code") == "110126"
+        assert attribute(alert, "EventIdentification", "EventOutcomeIndicator") == "8"
         assert "certificate" in alert.findtext("EventIdentification/EventOutcomeDescription", "")
         peer = [p for p in alert.findall("ActiveParticipant") if p.get("UserIsRequestor") == "true"]
         assert [p.get("NetworkAccessPointID") for p in peer] == ["127.0.0.1"]
 
 
-def test_a_good_client_certificate_raises_no_alert(tls_node) -> None:
+def test_a_good_client_certificate_raises_no_alert(tls_node: TlsNode) -> None:
     port, certs, audit, _ = tls_node
     good = ssl.create_default_context(cafile=str(certs.ca))
     good.load_cert_chain(certs.client_cert, certs.client_key)
     ae = AE("STORESCU")
-    ae.add_requested_context(Verification)
+    ae.add_requested_context(VERIFICATION)
     assoc = ae.associate("127.0.0.1", port, ae_title="MAMMOCAD", tls_args=(good, "127.0.0.1"))
     assert assoc.is_established
     assert assoc.send_c_echo().Status == 0

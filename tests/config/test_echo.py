@@ -10,11 +10,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from pynetdicom import AE, evt
-from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+from pynetdicom.events import EventHandlerType
 
 from mammocad.config.echo import echo
 from mammocad.config.editing import add_destination
 from mammocad.config.settings import Destination
+from mammocad.dicom.sop_classes import VERIFICATION
 from tests import processes
 from tests.config.conftest import Runner
 from tests.services import free_port, wait_for_port
@@ -37,13 +38,14 @@ def storescp(workdir: Path, ae_title: str = "STORESCP", *extra: str) -> Iterator
 
 
 @contextmanager
-def pynetdicom_scp(ae_title: str, handlers: list | None = None) -> Iterator[int]:  # type: ignore[type-arg]
+def pynetdicom_scp(ae_title: str, handlers: list[EventHandlerType] | None = None) -> Iterator[int]:
     """A Verification SCP that rejects any called AE title other than its own."""
     ae = AE(ae_title)
-    ae.add_supported_context(Verification)
+    ae.add_supported_context(VERIFICATION)
     ae.require_called_aet = True
     port = free_port()
     server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=handlers or [])
+    assert server is not None  # None only with block=True
     try:
         yield port
     finally:
@@ -95,7 +97,7 @@ def test_storescp_refusing_associations(tmp_path: Path) -> None:
 
 
 def test_non_success_status_named() -> None:
-    handlers = [(evt.EVT_C_ECHO, lambda event: 0x0122)]  # SOP class not supported
+    handlers: list[EventHandlerType] = [(evt.EVT_C_ECHO, lambda event: 0x0122)]  # SOP class not supported
     with pynetdicom_scp("PEER", handlers) as port:
         result = echo(_dest(port, "PEER"), "MAMMOCAD", timeout=5)
     assert not result.ok and result.kind == "status"

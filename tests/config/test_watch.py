@@ -19,6 +19,7 @@ import pytest
 from mammocad.config.settings import load_settings
 from mammocad.config.watch import ConfigWatcher
 from tests.audit.schema import problems
+from tests.audit.xpath import attribute
 from tests.services import free_port
 
 _DEST = '[[destinations]]\nname = "pacs"\nae_title = "PACS"\nhost = "10.0.0.5"\nport = 4242\n'
@@ -54,8 +55,8 @@ def test_a_reload_that_changes_callers_or_destinations_is_audited(tmp_path: Path
     messages = {ET.fromstring(line).findtext("ParticipantObjectIdentification/ParticipantObjectName"): ET.fromstring(line)
                 for line in lines}
     assert set(messages) == {"[[callers]]", "node.require_known_callers", "[[destinations]]"}
-    codes = {name: (m.find("EventIdentification/EventID").get("csd-code"),  # type: ignore[union-attr]
-                    m.find("EventIdentification/EventTypeCode").get("csd-code"))  # type: ignore[union-attr]
+    codes = {name: (attribute(m, "EventIdentification/EventID", "csd-code"),
+                    attribute(m, "EventIdentification/EventTypeCode", "csd-code"))
              for name, m in messages.items()}
     assert codes == {"[[callers]]": ("110113", "110129"), "node.require_known_callers": ("110113", "110129"),
                      "[[destinations]]": ("110113", "110128")}
@@ -67,7 +68,7 @@ def test_a_reload_that_changes_callers_or_destinations_is_audited(tmp_path: Path
     reporter = callers.find("ActiveParticipant")
     assert reporter is not None and reporter.get("UserID", "").endswith(f"[{os.getpid()}]")
     assert reporter.get("UserIsRequestor") == "true"
-    object_id = callers.find("ParticipantObjectIdentification").get("ParticipantObjectID")  # type: ignore[union-attr]
+    object_id = attribute(callers, "ParticipantObjectIdentification", "ParticipantObjectID")
     assert object_id == f"file://{config}"
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 from pynetdicom import AE
-from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from mammocad.config import load_settings
+from mammocad.dicom.sop_classes import VERIFICATION
 from mammocad.node.associations import CallerPolicy
 from tests.node.conftest import AE as NODE_AE
 from tests.node.conftest import NodeEnv, config_text
@@ -51,10 +51,12 @@ def test_known_caller_from_wrong_host_rejected(start_node: Callable[..., NodeEnv
     assert _rejected(result.stderr, CALLING_REASON), result.stderr
     # The same AE title from another loopback address (pynetdicom can bind the source address).
     scu = AE(ae_title="PACS")
-    scu.add_requested_context(Verification)
+    scu.add_requested_context(VERIFICATION)
     assoc = scu.associate("127.0.0.1", env.port, ae_title=NODE_AE, bind_address=("127.0.0.2", 0))
     assert assoc.is_rejected
-    assert assoc.acceptor.primitive.diagnostic == 0x03  # calling AE title not recognised
+    rejection = assoc.acceptor.primitive
+    assert rejection is not None, "a rejected association keeps the A-ASSOCIATE-RJ"
+    assert rejection.diagnostic == 0x03  # calling AE title not recognised
 
 
 def test_callers_hot_reloaded(start_node: Callable[..., NodeEnv], caplog: pytest.LogCaptureFixture) -> None:

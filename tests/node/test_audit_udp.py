@@ -15,6 +15,7 @@ from pathlib import Path
 from tests import factories
 from tests.audit.listener import SyslogListener
 from tests.audit.schema import problems
+from tests.audit.xpath import attribute
 from tests.node.conftest import NodeEnv, wait_until
 
 
@@ -55,7 +56,7 @@ def test_node_audits_to_udp_syslog(start_node: Callable[..., NodeEnv], tmp_path:
     assert collector.errors == []
     received = collector.received
     for message in received:  # RFC 5424 header as IHE ATNA frames it; XML valid against PS3.15 A.5.1
-        outcome = ET.fromstring(message.xml).find("EventIdentification").get("EventOutcomeIndicator")  # type: ignore[union-attr]
+        outcome = attribute(ET.fromstring(message.xml), "EventIdentification", "EventOutcomeIndicator")
         severity = 5 if outcome == "0" else 4  # notice, or warning for a failure
         assert (message.pri, message.app_name, message.msgid) == (10 * 8 + severity, "mammocad", "IHE+RFC-3881")
         assert problems(message.xml) == [], message.xml
