@@ -114,8 +114,10 @@ class StatusSCP:
         self.ae = AE(ae_title="PACS")
         self.ae.supported_contexts = AllStoragePresentationContexts
         self.ae.maximum_associations = maximum_associations
-        self.server = self.ae.start_server(("127.0.0.1", self.port), block=False,
-                                           evt_handlers=[(evt.EVT_C_STORE, self._on_store)])
+        server = self.ae.start_server(("127.0.0.1", self.port), block=False,
+                                      evt_handlers=[(evt.EVT_C_STORE, self._on_store)])
+        assert server is not None  # None only with block=True
+        self.server = server
 
     def _on_store(self, event: object) -> object:
         from pydicom.dataset import Dataset
@@ -190,8 +192,8 @@ def test_permanent_association_failures_dead_letter_at_once(tmp_path: Path, peer
 def test_a_transient_association_rejection_is_retried_and_delivers_once_the_peer_has_room(tmp_path: Path) -> None:
     """A PACS at its association limit rejects with PS3.8 result 2 (rejected-transient, local limit
     exceeded): the item must stay queued, not be dead-lettered, and go on the next attempt."""
+    from pydicom.uid import SecondaryCaptureImageStorage
     from pynetdicom import AE
-    from pynetdicom.sop_class import SecondaryCaptureImageStorage
 
     with StatusSCP(0x0000, maximum_associations=1) as scp:
         holder = AE(ae_title="OTHER")

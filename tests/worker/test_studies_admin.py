@@ -30,6 +30,7 @@ from mammocad.spool.tasks import TASK_ANALYZE_IMAGE, TASK_FINALIZE_STUDY
 from mammocad.studies.actions import reanalyse, resend
 from mammocad.studies.status import all_statuses, study_status
 from mammocad.worker.outbox_delivery import attempt, schedule_delivery
+from tests.audit import xpath
 from tests.audit.schema import problems
 from tests.services import free_port
 from tests.worker.conftest import StoreSCP, make_settings, spool_study, wait_until
@@ -44,9 +45,9 @@ def _audited(audit_log: Path, event_id: str, study_uid: str) -> ET.Element:
     found = []
     for line in audit_log.read_bytes().splitlines():
         root = ET.fromstring(line)
-        objects = {(o.get("ParticipantObjectID"), o.find("ParticipantObjectIDTypeCode").get("csd-code"))
+        objects = {(o.get("ParticipantObjectID"), xpath.attribute(o, "ParticipantObjectIDTypeCode", "csd-code"))
                    for o in root.iter("ParticipantObjectIdentification")}
-        if root.find("EventIdentification/EventID").get("csd-code") == event_id and (study_uid, "110180") in objects:
+        if xpath.attribute(root, "EventIdentification/EventID", "csd-code") == event_id and (study_uid, "110180") in objects:
             assert problems(line) == [], problems(line)
             assert (PATIENT, "2") in objects
             found.append(root)
@@ -112,7 +113,7 @@ def test_see_and_act_on_a_study(tmp_path: Path, random_weights: Path, storescp: 
     assert {str(dcmread(p).SOPInstanceUID) for p in storescp.received()} == original
     audit_log = tmp_path / "audit.log"
     resent = _audited(audit_log, "110102", study_uid)  # Begin Transferring DICOM Instances
-    assert "mammocad studies resend" in resent.find("EventIdentification/EventOutcomeDescription").text
+    assert "mammocad studies resend" in xpath.text(resent, "EventIdentification/EventOutcomeDescription")
     assert [p.get("UserID") for p in resent.iter("ActiveParticipant")][2] == "PACS"  # the destination
 
     # reanalyse: a new SR (new UID) citing the first as predecessor.
@@ -127,7 +128,7 @@ def test_see_and_act_on_a_study(tmp_path: Path, random_weights: Path, storescp: 
     assert cited == sorted(original) and str(srs[new_uid].SOPClassUID) == SR
     assert study_status(spool, study_uid).revision == 1
     reanalysed = _audited(audit_log, "110103", study_uid)  # DICOM Instances Accessed (Update)
-    assert reanalysed.find("EventIdentification").get("EventActionCode") == "U"
+    assert xpath.attribute(reanalysed, "EventIdentification", "EventActionCode") == "U"
 
     # outbox drop: every item for the down destination goes, audited; the study stops waiting.
     dropped = _mammocad(cfg, "outbox", "drop", "--dest", "down")
@@ -207,7 +208,7 @@ def test_outbox_retry_is_audited(tmp_path: Path) -> None:
     assert retried.returncode == 0, retried.stderr
     assert Outbox(spool).get("pacs", "item1") is not None
     message = _audited(tmp_path / "audit.log", "110102", str(study[0].StudyInstanceUID))
-    assert "mammocad outbox retry" in message.find("EventIdentification/EventOutcomeDescription").text
+    assert "mammocad outbox retry" in xpath.text(message, "EventIdentification/EventOutcomeDescription")
 
 
 def test_outbox_drop_waiting_for_an_attempt_drops_the_item_where_the_attempt_left_it(tmp_path: Path) -> None:
@@ -344,7 +345,8 @@ def test_outbox_retry_leaves_a_dead_letter_whose_item_waits_in_the_outbox(
     assert "requeued pacs/item2" in retried.stdout
     kept = outbox.get("pacs", "item1", dead=True)
     assert kept is not None and len(kept.files()) == 3  # the dead letter is left as it was
-    assert outbox.get("pacs", "item1") is not None and outbox.get("pacs", "item1").token == live.token
+    still = outbox.get("pacs", "item1")
+    assert still is not None and still.token == live.token
     audit = (tmp_path / "audit.log").read_text()
     assert "dead letter item2" in audit and "dead letter item1" not in audit
 

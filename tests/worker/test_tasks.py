@@ -60,10 +60,11 @@ def test_corrupt_and_poison_images_give_error_results(tmp_path: Path, random_wei
         app.send_task(TASK_ANALYZE_IMAGE, args=[str(spool), study_uid, sop])
     wait_until(lambda: all(files.result(s).exists() for s in sops[:3]), 60, "three error results")
     results = [files.read_result(s) for s in sops[:3]]
-    assert all(r.error for r in results), [r.error for r in results]
+    errors = [r.error or "" for r in results]
+    assert all(errors), errors
     assert results[0].image.laterality == "R"  # header still cited
-    assert "not DICOM" in results[1].error or "cannot read" in results[1].error
-    assert "3 times" in results[2].error
+    assert "not DICOM" in errors[1] or "cannot read" in errors[1]
+    assert "3 times" in errors[2]
 
 
 def test_finalize_waits_for_results_then_reports(tmp_path: Path, random_weights: Path, celery_worker) -> None:
@@ -105,7 +106,7 @@ def test_finalize_gives_up_on_missing_images(tmp_path: Path, random_weights: Pat
     data = json.loads(report.read_text())
     assert data["failed_images"] == [sops[1]]
     missing = ImageResult.from_dict(json.loads(files.result(sops[1]).read_text()))
-    assert "no analysis result" in missing.error and (missing.image.laterality, missing.image.view) == ("L", "MLO")
+    assert "no analysis result" in (missing.error or "") and (missing.image.laterality, missing.image.view) == ("L", "MLO")
 
 
 def test_finalize_fills_outbox_per_destination_kinds(tmp_path: Path, random_weights: Path, storescp: StoreSCP,
@@ -292,7 +293,7 @@ def test_late_image_report_sends_per_image_objects_only_for_the_new_image(
     app.send_task(TASK_FINALIZE_STUDY, args=[str(spool), study_uid, sops])  # the fourth arrived late
     second = files.report(report_key(sops, "0.0.0-random"))
     wait_until(second.exists, 60, "the amended report")
-    kinds = [o.kind.value for o in ReportRecord.read(second).objects]
+    kinds = [o.kind.value if o.kind is not None else "" for o in ReportRecord.read(second).objects]
     assert sorted(kinds) == ["gsps", "mammo-cad-sr", "sc", "tid1500-sr"], kinds
     wait_until(lambda: len(storescp.received()) == 6 + 6, 60, "both reports at the PACS")
     _sent_once(storescp, sops)
