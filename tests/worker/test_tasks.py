@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import NamedTuple
 
+from celery import Celery
 from pydicom import dcmread
 
 from mammocad.model.results import ImageResult
@@ -23,6 +25,26 @@ from tests.worker.conftest import (
     spool_study,
     wait_until,
 )
+
+
+class _Analysed(NamedTuple):
+    """A spooled four-view study whose images all have their result, not yet finalized."""
+
+    study_uid: str
+    sops: list[str]
+    files: StudyFiles
+    key: str  # the report key of the four images under the random checkpoint
+
+
+def _analyse_study(app: Celery, spool: Path) -> _Analysed:
+    """Spool a four-view study and analyse every image, waiting for each result: the state a
+    finalize (and its interruption) starts from."""
+    study_uid, sops = spool_study(spool)
+    files = StudyFiles(spool, study_uid)
+    for sop in sops:
+        app.send_task(TASK_ANALYZE_IMAGE, args=[str(spool), study_uid, sop])
+    wait_until(lambda: all(files.result(s).exists() for s in sops), 90, "every image result")
+    return _Analysed(study_uid, sops, files, report_key(sops, "0.0.0-random"))
 
 
 def test_analyze_writes_result_once(tmp_path: Path, random_weights: Path, celery_worker) -> None:
@@ -208,12 +230,7 @@ def test_finalize_interrupted_after_one_destination_sends_one_set_of_objects(
         dests = [storescp.destination("a", outputs=["mammo-cad-sr"]),
                  other.destination("b", outputs=["mammo-cad-sr"])]
         app = celery_worker(make_settings(spool, dests, worker={"weights": str(random_weights)}))
-        study_uid, sops = spool_study(spool)
-        files = StudyFiles(spool, study_uid)
-        for sop in sops:
-            app.send_task(TASK_ANALYZE_IMAGE, args=[str(spool), study_uid, sop])
-        wait_until(lambda: all(files.result(s).exists() for s in sops), 90, "every image result")
-        key = report_key(sops, "0.0.0-random")
+        study_uid, sops, files, key = _analyse_study(app, spool)
         blocker = spool / "outbox" / "b"  # a file where b's folder must go: its outbox item cannot be made
         blocker.parent.mkdir(parents=True, exist_ok=True)
         blocker.write_text("in the way")
@@ -255,12 +272,7 @@ def test_a_rerun_finalize_keeps_a_destination_whose_item_went_to_the_dead_letter
     spool = tmp_path / "spool"
     down = Destination(name="a", ae_title="PACS", host="127.0.0.1", port=free_port(), outputs=["mammo-cad-sr"])
     app = celery_worker(make_settings(spool, [down], worker={"weights": str(random_weights)}))
-    study_uid, sops = spool_study(spool)
-    files = StudyFiles(spool, study_uid)
-    for sop in sops:
-        app.send_task(TASK_ANALYZE_IMAGE, args=[str(spool), study_uid, sop])
-    wait_until(lambda: all(files.result(s).exists() for s in sops), 90, "every image result")
-    key = report_key(sops, "0.0.0-random")
+    study_uid, sops, files, key = _analyse_study(app, spool)
     outbox = Outbox(spool)
     earlier = outbox.put("a", key, [make_mammogram(rows=32, columns=24, study_uid=study_uid)])
     assert earlier is not None
