@@ -5,7 +5,7 @@ Kept out of conftest.py so other engineers' fixtures in tests/worker/ stay indep
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -65,7 +65,7 @@ def make_case(
     photometric: str = "MONOCHROME2",
     synthetic: bool = True,
     study_uid: str | None = None,
-    datasets: list[Dataset] | None = None,
+    datasets: Sequence[Dataset] | None = None,
 ) -> tuple[StudyResult, dict[str, Dataset]]:
     """A four-view study and a StudyResult with the given lesion counts per image."""
     datasets = datasets or make_four_view_study(study_uid=study_uid, photometric=photometric)

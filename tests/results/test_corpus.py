@@ -110,6 +110,13 @@ def awkward_studies() -> dict[str, list[Dataset]]:
     return out
 
 
+def _testdata(name: str) -> str:
+    """The path of one of pydicom's test files (the larger ones come with ``pydicom-data``)."""
+    path = get_testdata_file(name)
+    assert isinstance(path, str), f"pydicom has no test file {name}: pip install pydicom-data"
+    return path
+
+
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Path]]:
     """Every result object built from the corpus, written as files (per input)."""
@@ -120,8 +127,8 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Path]]:
         kinds = ALL if i in (0, 4) else SR_KINDS  # SC renders the film: one per exam is enough for it
         out[f"cbis_{path.stem}"] = write_all(build_outputs(*study_for([ds]), kinds, device="cpu"),
                                              root / f"cbis_{i}")
-    cr = [pydicom.dcmread(get_testdata_file("RG3_UNCR.dcm"), defer_size="1 MB"),
-          pydicom.dcmread(get_testdata_file("vlut_04.dcm"), defer_size="1 MB")]
+    cr = [pydicom.dcmread(_testdata("RG3_UNCR.dcm"), defer_size="1 MB"),
+          pydicom.dcmread(_testdata("vlut_04.dcm"), defer_size="1 MB")]
     cr[1].Modality = "MG"  # a Secondary Capture is analysed only as a mammogram (Modality MG)
     for j, ds in enumerate(cr):
         out[f"pydicom_data_{j}"] = write_all(build_outputs(*study_for([ds], 1), ALL, device="cpu"),

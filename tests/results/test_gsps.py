@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pydicom
+from pydicom.dataset import Dataset
 
 from mammocad.config import OutputKind
 from mammocad.results.outputs import build_outputs
@@ -80,7 +81,8 @@ def test_two_window_centres_with_one_width_and_voi_lut(tmp_path: Path) -> None:
 def test_gsps_monochrome2_identity_and_header_only_sources(tmp_path: Path) -> None:
     study, sources = make_case((1, 0, 1, 0))
     paths = write_all(list(sources.values()), tmp_path / "src")
-    headers = {str(d.SOPInstanceUID): d for d in (pydicom.dcmread(p, stop_before_pixels=True) for p in paths)}
+    headers: dict[str, Dataset] = {str(d.SOPInstanceUID): d
+                                   for d in (pydicom.dcmread(p, stop_before_pixels=True) for p in paths)}
     outs = build_outputs(study, headers, KIND)
     assert len(outs) == 4 and {g.PresentationLUTShape for g in outs} == {"IDENTITY"}
     assert sorted(int(g.InstanceNumber) for g in outs) == [1, 2, 3, 4]  # RCC, LCC, RMLO, LMLO

@@ -179,6 +179,7 @@ def test_the_reader_port_refuses_what_ohif_refuses() -> None:
     study, sources = make_case((1, 1, 0, 0))
     (sr,) = build_outputs(study, sources, [OutputKind.TID1500_SR])
     imaging = _find(sr.ContentSequence, "126010")
+    assert imaging is not None, "the TID 1500 SR has no Imaging Measurements container"
     group = imaging.ContentSequence[0]
     scoord = next(it for it in group.ContentSequence if it.ValueType == "SCOORD")
     image = scoord.ContentSequence[0]

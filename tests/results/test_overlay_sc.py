@@ -110,7 +110,8 @@ def test_big_image_is_reduced_by_an_integer_factor_with_boxes(rows: int, columns
 def test_sc_needs_pixels(tmp_path: Path) -> None:
     study, sources = make_case((1, 0, 0, 0))
     paths = write_all(list(sources.values()), tmp_path)
-    headers = {str(d.SOPInstanceUID): d for d in (pydicom.dcmread(p, stop_before_pixels=True) for p in paths)}
+    headers: dict[str, pydicom.Dataset] = {str(d.SOPInstanceUID): d
+                                           for d in (pydicom.dcmread(p, stop_before_pixels=True) for p in paths)}
     with pytest.raises(ValueError, match="needs pixel data"):
         build_outputs(study, headers, KIND)
 
