@@ -53,7 +53,8 @@ def _command_lines() -> list[tuple[str, list[str], str]]:
     found = []
     for doc in DOCS:
         for m in re.finditer(r"(?:\.venv/bin/)?mammocad((?: [a-z][a-z-]*)+)([^`\n|#]*)", (ROOT / doc).read_text()):
-            words, path = m.group(1).split(), []
+            words = m.group(1).split()
+            path: list[str] = []
             for word in words:
                 if word not in _subcommands(*path):
                     break

@@ -20,7 +20,7 @@ def _record(logger_name: str, event: str, **fields: object) -> logging.LogRecord
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:
-        log_event(logger, event, **fields)
+        log_event(logger, event, logging.INFO, **fields)
     finally:
         logger.removeHandler(handler)
     assert len(records) == 1

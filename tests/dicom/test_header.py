@@ -124,7 +124,9 @@ def test_magnification_views_are_read_at_their_size_in_the_breast(attrs: dict[st
                                                                    expected: tuple[tuple[float, float], str]) -> None:
     """PS3.3: Imager Pixel Spacing is at the detector and never corrected; a magnification view
     (factor 1.5-2) read at it makes every calcification 1.5-2x its size to the detector."""
-    (spacing, source), (want, want_source) = breast_spacing(_spaced(**attrs)), expected
+    got = breast_spacing(_spaced(**attrs))
+    assert got is not None, "every header here has a usable pixel size"
+    (spacing, source), (want, want_source) = got, expected
     assert source == want_source and spacing == pytest.approx(want)
 
 

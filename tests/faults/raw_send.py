@@ -99,11 +99,15 @@ def half_sent_store(port: int, ds: Any, *, calling: str = "STORESCU", called: st
     request.DataSet = BytesIO(body_of(ds))
     message = C_STORE_RQ()
     message.primitive_to_message(request)
-    primitives = list(message.encode_msg(assoc.accepted_contexts[0].context_id, 16384))
+    context_id = assoc.accepted_contexts[0].context_id
+    assert context_id is not None, "an accepted context always has its id"
+    primitives = list(message.encode_msg(context_id, 16384))
+    sock = assoc.dul.socket
+    assert sock is not None, "an established association has its socket"
     for primitive in primitives[:len(primitives) // 2]:
         pdu = P_DATA_TF()
         pdu.from_primitive(primitive)
-        assoc.dul.socket.send(pdu.encode())
+        sock.send(pdu.encode())
     return assoc
 
 

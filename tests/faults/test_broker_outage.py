@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ pytestmark = [pytest.mark.faults, pytest.mark.timeout(900)]  # a whole installat
 OUTAGES = 6
 
 
-def _held_message_channel(url: str, transport: str | None) -> object:
+def _held_message_channel(url: str, transport: str | None) -> kombu_redis.Channel:
     """A channel holding one delivered, unacknowledged message, whose connection then closed."""
     conn = Connection(url, transport=transport)
     queue = conn.SimpleQueue("outage-probe")
@@ -38,15 +39,20 @@ def _held_message_channel(url: str, transport: str | None) -> object:
     return channel
 
 
+def _logged_more_than(cluster: Cluster, text: str, times: int) -> Callable[[], bool]:
+    """A ``wait_until`` condition: the results worker's log holds ``text`` more than ``times`` times."""
+    return lambda: cluster.log_text("results").count(text) > times
+
+
 def test_plain_kombu_still_crashes_and_ours_does_not(redis_url: str) -> None:
     """If this starts failing at the first assertion, kombu fixed it: drop mammocad/spool/kombu_redis.py."""
     plain = _held_message_channel(redis_url, "redis")
     with pytest.raises(AttributeError, match="hostname"):
-        plain.qos.restore_unacked()  # type: ignore[attr-defined]
-    plain.qos._delivered.clear()  # type: ignore[attr-defined]  (no second try when it is collected)
+        plain.qos.restore_unacked()
+    plain.qos._delivered.clear()  # no second try when it is collected
     ours = _held_message_channel(redis_url, TRANSPORT)
-    assert isinstance(ours.qos, kombu_redis.QoS)  # type: ignore[attr-defined]
-    ours.qos.restore_unacked()  # type: ignore[attr-defined]
+    assert isinstance(ours.qos, kombu_redis.QoS)
+    ours.qos.restore_unacked()
 
 
 def test_results_worker_holding_tasks_survives_repeated_redis_outages(tmp_path: Path, random_weights: Path) -> None:
@@ -68,12 +74,10 @@ def test_results_worker_holding_tasks_survives_repeated_redis_outages(tmp_path: 
         for outage in range(OUTAGES):
             # finalize waits for image results that never come: the worker holds it (countdown)
             app.send_task(TASK_FINALIZE_STUDY, args=finalize_study_args(cluster.spool, uid, sops))
-            wait_until(lambda n=outage: cluster.log_text("results").count(" retry: Retry in") > n, 60,
-                       "a finalize held for its countdown")
+            wait_until(_logged_more_than(cluster, " retry: Retry in", outage), 60, "a finalize held for its countdown")
             cluster.kill("redis")
             cluster.start_redis(aof=False)
-            wait_until(lambda n=outage: cluster.log_text("results").count("msg=\"Connected to ") > n + 1, 60,
-                       "the worker to reconnect")
+            wait_until(_logged_more_than(cluster, "msg=\"Connected to ", outage + 1), 60, "the worker to reconnect")
             assert cluster.procs["results"].poll() is None, cluster.log_text("results")[-3000:]
             if outage >= 1 and "event=unacked_restore_skipped" in cluster.log_text("results"):
                 break
