@@ -10,6 +10,7 @@ k times the variance of fat. Flat fields here: no scatter or heel (the beam's, n
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 import pytest
@@ -21,7 +22,7 @@ FAT_LINE, DENSE_EXTRA = 1.82, float(np.log(10.0))
 DETECTORS = [("a-Se", 0.07), ("CsI", 0.1)]
 
 
-def quiet(settings: DrSettings, **changes: float) -> DrSettings:
+def quiet(settings: DrSettings, **changes: Any) -> DrSettings:
     """The detector as drawn, without the beam's scatter and heel."""
     return dataclasses.replace(settings, scatter_to_primary=0.0, heel_drop=0.0, heel_residual=0.0, **changes)
 

@@ -8,6 +8,7 @@ but the nipple side was still counted from fewer quanta. Synth v2–v14 had no h
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 import pytest
@@ -35,7 +36,7 @@ def band(image: np.ndarray, mm: float, wall_left: bool = True) -> np.ndarray:
     return image[:, max(col - 5, 0):col + 6]
 
 
-def base_settings(**heel: float) -> DrSettings:
+def base_settings(**heel: Any) -> DrSettings:
     return dataclasses.replace(DrSettings.sample(np.random.default_rng(0)), **heel)
 
 

@@ -4,6 +4,7 @@ masses around clusters (synth v10)."""
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ SPACING = 0.1
 FIELD = gen.FIELDS_MM["small"]
 
 
-def _finding(kind: str, seed: int = 3, **changes: object) -> SoftFinding:
+def _finding(kind: str, seed: int = 3, **changes: Any) -> SoftFinding:
     return dataclasses.replace(sample_finding(np.random.default_rng(seed), kind, 25.0), **changes)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from mammocad.config import Destination, OutputKind
 from mammocad.spool.catch_up import owed_objects
@@ -37,7 +37,7 @@ def _object(kind: OutputKind, sop: str, image: str | None) -> Dataset:
         ds.ReferencedSeriesSequence = [series]
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPClassUID, sop
+    ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPClassUID, UID(sop)
     return ds
 
 

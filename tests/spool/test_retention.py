@@ -240,7 +240,9 @@ def test_a_study_whose_resent_results_are_still_owed_stays(tmp_path: Path) -> No
     assert done.studies == [] and done.kept == {"1.9": "results for archive still in outbox/"}
     Outbox(spool).dead_letter(item)
     assert prune(spool, 30 * DAY_S, now=NOW).kept == {"1.9": "results for archive still in deadletter/"}
-    shutil.rmtree(Outbox(spool).get("archive", "key-1.9.s1", dead=True).path)  # confirmed at last (dropped)
+    dead = Outbox(spool).get("archive", "key-1.9.s1", dead=True)
+    assert dead is not None
+    shutil.rmtree(dead.path)  # confirmed at last (dropped)
     assert prune(spool, 30 * DAY_S, now=NOW).studies == ["1.9"]
 
 
