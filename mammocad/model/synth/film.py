@@ -72,6 +72,15 @@ GRAIN_KNEE_D = 1.2
 #: though its power at 2.5-5 cycles/mm, where the grain is set, was the films'. Lowering the
 #: grain instead would take that power, and the 0.2 mm noise the detector sees, to a third of theirs.
 SCAN_SPOT_MM = (0.018, 0.024)
+#: Range of the quanta absorbed per 0.1 mm pixel behind the breast (``FilmSettings.photons_behind``;
+#: 100-310 thousand per mm², fewer than DR). At 0.2 mm the mottle is most of the film's noise at
+#: 1.5-2.5 cycles/mm (the realism report's NPS row): with synth v2-v15's 400-1250 the 8 film views
+#: of seed 5105 had 1.51× the CBIS-DDSM films' noise power there, 0.68e-6 of their 1.21e-6 mm² the
+#: mottle's (0.30e-6 the grain's); 1000-3125 gives 1.00×, β 3.14 → 3.19 (films 3.15). The grain was
+#: not the lever: it is set at the scans' own 0.05 mm pitch (``tests/model/test_film_grain.py``),
+#: where the screen's blur has taken the mottle away. More mottle flattens the breast's spectrum
+#: below real film's β (160-500 gave 2.84 against 3.15) (DATASETS.md, "Film noise").
+PHOTONS_BEHIND = (1000.0, 3125.0)
 
 
 @dataclass(frozen=True)
@@ -88,9 +97,8 @@ class FilmSettings:
     # there is up to about 200 times what the photo-timer ends on; synth v2-v7's 5 % filled
     # such a BB with the open beam's light and turned it black.
     screen_glare: float
-    # Quanta absorbed per 0.1 mm pixel behind the breast (40-125 thousand per mm², fewer than
-    # DR): quantum mottle, white below the screen's blur. More mottle than this flattens the
-    # breast's spectrum below real film's β (160-500 gave 2.84 against 3.15).
+    # Quanta absorbed per 0.1 mm pixel behind the breast (``PHOTONS_BEHIND``): quantum mottle,
+    # white below the screen's blur.
     photons_behind: float
     # Density noise std at D = 1 for a 0.1 mm aperture (``grain_std``): the film's grain plus the digitiser's
     # own noise, set (synth v3) so the noise power at 0.1 mm, 2.5-5 cycles/mm, comes near the
@@ -110,7 +118,7 @@ class FilmSettings:
         return cls(gamma=float(rng.uniform(3.2, 4.4)), d_min=float(rng.uniform(0.15, 0.25)),
                    d_max=float(rng.uniform(3.6, 4.2)), d_target=float(rng.uniform(*D_TARGET)),
                    screen_sigma_mm=float(rng.uniform(0.06, 0.12)), screen_glare=float(rng.uniform(0.003, 0.012)),
-                   photons_behind=float(rng.uniform(400, 1250)),
+                   photons_behind=float(rng.uniform(*PHOTONS_BEHIND)),
                    grain=float(rng.uniform(0.016, 0.04)), scan_pitch_mm=float(rng.choice([0.05, 0.0435, 0.1, 0.2])),
                    scan_bits=int(rng.choice([8, 12, 12, 16])), scan_d_max=float(rng.uniform(3.0, 3.8)),
                    heel_drop=float(rng.uniform(*HEEL_DROP)), scan_spot_mm=float(rng.uniform(*SCAN_SPOT_MM)))
