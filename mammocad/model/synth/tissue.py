@@ -76,6 +76,17 @@ LAYOUT_LARGEST_MM = (30.0, 60.0)
 LAYOUT_POWER_SHARE = 0.6
 LAYOUT_COVERAGE = 3.0
 LAYOUT_PEAK = 0.5
+#: The fat lobules thin out in dense regions and gather in fatty ones: their holes in the gland
+#: scale by 2·expit(−LAYOUT_LOBULE_FAT × patchiness × layout) (synth v16; ``_glandular``): the
+#: breast's mean lobule fat kept, a BI-RADS D breast's (patchiness 0.51) nearly even so a cyst
+#: there still hides (``test_synth_soft_tissue``; exp(−2 × layout) gave 0.90×, wanted under 0.8).
+#: With synth v15's lower GLAND_PEAK the film views' dense regions were fainter than the CBIS
+#: films' (seed 5105's 8 views: patch contrast 0.67×, intensity p95 0.73 against 0.87). Raising
+#: LAYOUT_PEAK to 1.4 brought them to 0.91× and 0.85 but took the DR views' β from 3.16 to 3.45
+#: (reverted); filling the lobules in the dense regions adds low-frequency brightness while taking
+#: the lobules' edges out of them: patch 0.81×, p95 0.79, DR β 3.16 → 3.25 (test seed 360), film
+#: β 3.19 → 3.24 (films 3.15) (DATASETS.md, "Lobules in dense regions").
+LAYOUT_LOBULE_FAT = 3.0
 #: The septa between fat lobules (synth v12, ``_septa``): each wall of ``_glandular``'s lobule
 #: layers is a fibrous sheet; seen edge-on it is a line of SEPTA_PATH_MM glandular-equivalent
 #: path (the wall's extent along the beam) and a half-width drawn in SEPTA_WIDTH_MM (a 0.25 mm
@@ -178,7 +189,8 @@ def _glandular(breast: Breast, edge: np.ndarray, nipple: tuple[float, float], ha
     coverage = np.clip(breast.density * 1.6 * env, 0.005, 0.97)
     # BI-RADS B and C are the patchy ones ("scattered areas", "heterogeneously dense"); an almost
     # entirely fatty or an extremely dense breast is much the same throughout.
-    layout = (4.0 * breast.density * (1.0 - breast.density)) * layout
+    patchiness = 4.0 * breast.density * (1.0 - breast.density)
+    layout = patchiness * layout
     coverage = special.expit(special.logit(coverage) + LAYOUT_COVERAGE * layout)
     # Synth v5: the cloud is steeper (β 3.7) and flat only below 1/(5-12 mm), so its power sits at
     # lobule scales; the thin strands of ``_trabeculae`` carry the fine structure. v4's cloud (β 3.0,
@@ -199,7 +211,8 @@ def _glandular(breast: Breast, edge: np.ndarray, nipple: tuple[float, float], ha
         cells = lobule_cells(shape, step, cell_mm, rng, warp=0.25)
         holes += cells.chord
         septa += _septa(cells.gap_mm, cell_mm, shape, step, septa_rng)
-    holes *= lobule_fat / (0.67 * layers)
+    # Fewer lobules where the gland gathers, more where it thins (LAYOUT_LOBULE_FAT).
+    holes *= lobule_fat / (0.67 * layers) * (2.0 * special.expit(-LAYOUT_LOBULE_FAT * patchiness * layout))
     gland = tissue * np.clip(1.0 - holes, 0.0, 1.0)
     # The projection sums many layers: most pixels hold some gland and some fat.
     peak = (rng.uniform(*GLAND_PEAK) + GLAND_PEAK_PER_DENSITY * breast.density) * np.exp(LAYOUT_PEAK * layout)
