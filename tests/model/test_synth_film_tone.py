@@ -37,7 +37,8 @@ class Tone:
 
 def _tone(datasets: Sequence[Dataset]) -> Tone:
     spec = realism_spec(0.05)
-    hists, nps, layouts = [], [], []
+    hists, layouts = [], []
+    nps: list[float] = []
     for ds in datasets:
         image = standardise(ds, spec).image
         mask = realism.breast_mask(image, realism.REALISM_SPACING_MM)
