@@ -73,7 +73,7 @@ def lineage(files: StudyFiles, images: frozenset[str]) -> list[ReportRecord]:
     newest first, back to the newest amended report (an admin's re-analysis replaced every
     object before it, even one it did not rebuild because the image failed analysis again)."""
     out = []
-    for report in sorted(files.reports(), key=lambda r: r.created, reverse=True):
+    for report in reversed(files.reports()):
         if not set(report.sop_uids) <= images:
             continue
         out.append(report)

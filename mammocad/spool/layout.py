@@ -31,6 +31,7 @@ from mammocad.spool.records import (
     ReanalysisRecord,
     RecordError,
     ReportRecord,
+    report_order,
     report_revision,
 )
 
@@ -307,14 +308,20 @@ class Spool:
         return list(record.sop_uids) if record is not None else None
 
     def reports(self, study_uid: str) -> list[ReportRecord]:
-        """Every readable report of the study, oldest first (unreadable ones are skipped)."""
+        """Every readable report of the study, oldest first (unreadable ones are skipped).
+
+        In the order their records were first written (:func:`report_order`: each record's
+        ``sequence``; its file's mtime only for records written before that was kept), so
+        the last is the newest report, whatever a restore or the clock did to the files.
+        """
         folder = self.reports_dir(study_uid)
         if not folder.is_dir():
             return []
         out = []
         for path in folder.glob("*.json"):
             try:
-                out.append((path.stat().st_mtime, ReportRecord.read(path)))
+                record = ReportRecord.read(path)
+                out.append((report_order(record, path.stat().st_mtime), record))
             except (OSError, RecordError):
                 continue
         return [record for _, record in sorted(out, key=lambda pair: pair[0])]

@@ -263,6 +263,13 @@ class ReportRecord:
     #: not confirmed them (the results worker's ``catch_up``). Absent from records written before
     #: it was kept: such an item is read as having carried every one of the report's objects.
     destination_objects: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: Its place among the study's reports: N for the N-th record written (1 = the first),
+    #: given once, when the record is first written (:meth:`StudyFiles.write_report`), and
+    #: kept when it is rewritten. 0 in records written before it was kept: those come before
+    #: every numbered one, in file mtime order (:func:`report_order`). Neither ``created`` (the
+    #: wall clock, which steps) nor an mtime (a restore, an rsync without -t, ``touch``) says
+    #: which report is the newest once the spool has been copied or the clock corrected.
+    sequence: int = 0
 
     @property
     def outputs(self) -> list[str]:
@@ -289,7 +296,8 @@ class ReportRecord:
                 "failed_images": list(self.failed_images), "failed_outputs": dict(self.failed_outputs),
                 "created": self.created,
                 "reanalysis": self.reanalysis.to_json() if self.reanalysis is not None else None,
-                "destination_objects": {d: list(sops) for d, sops in self.destination_objects.items()}}
+                "destination_objects": {d: list(sops) for d, sops in self.destination_objects.items()},
+                "sequence": self.sequence}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], report_key: str, what: str = "report") -> ReportRecord:
@@ -304,6 +312,9 @@ class ReportRecord:
         carried = data.get("destination_objects") or {}  # absent before it was recorded
         if not isinstance(carried, dict) or not all(isinstance(v, list) for v in carried.values()):
             raise RecordError(f"{what}: destination_objects must map each destination to a list of UIDs")
+        sequence = data.get("sequence", 0)  # absent before it was recorded: ordered by mtime
+        if not isinstance(sequence, int) or isinstance(sequence, bool) or sequence < 0:
+            raise RecordError(f"{what}: sequence must be a non-negative integer, got {sequence!r}")
         try:
             return cls(report_key=str(data.get("report_key") or report_key), sop_uids=tuple(sorted(map(str, sops))),
                        model_name=str(data.get("model_name", "")), model_version=str(data.get("model_version", "")),
@@ -313,13 +324,24 @@ class ReportRecord:
                        failed_outputs={str(k): str(v) for k, v in (data.get("failed_outputs") or {}).items()},
                        created=float(data.get("created", 0.0)),
                        reanalysis=ReanalysisRecord.from_json(request, f"{what}: reanalysis") if request else None,
-                       destination_objects={str(d): tuple(map(str, sops)) for d, sops in carried.items()})
+                       destination_objects={str(d): tuple(map(str, sops)) for d, sops in carried.items()},
+                       sequence=sequence)
         except (TypeError, ValueError) as exc:
             raise RecordError(f"{what}: {type(exc).__name__}: {exc}") from exc
 
     @classmethod
     def read(cls, path: Path) -> ReportRecord:
         return cls.from_json(load_json(path), path.stem, path.name)
+
+
+def report_order(report: ReportRecord, mtime: float) -> tuple[int, float, str]:
+    """Sort key of a study's reports, oldest first; ``mtime``: its file's modification time.
+
+    Numbered records (``sequence`` > 0) by their number. Records from before the number was
+    kept (0) come first (every numbered one was written after them) and among themselves by
+    ``mtime``, the only order they have. The key breaks what ties are left.
+    """
+    return (report.sequence, mtime if not report.sequence else 0.0, report.report_key)
 
 
 # --------------------------------------------------------------------------- kept outputs

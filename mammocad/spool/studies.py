@@ -16,6 +16,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +37,7 @@ from mammocad.spool.layout import (
 from mammocad.spool.records import (
     CompletionRecord,
     KeptOutputs,
+    RecordError,
     ReportRecord,
     image_result_json,
     read_image_result,
@@ -107,7 +109,29 @@ class StudyFiles:
         return n
 
     def write_report(self, report: ReportRecord) -> None:
-        write_json(self.report(report.report_key), report.to_json(), self.spool)
+        """Write the record; one written for the first time becomes the study's newest report.
+
+        A new record without a ``sequence`` gets the next one (one more than the study's
+        highest), which orders the study's reports (:meth:`Spool.reports`). A rewrite (``studies
+        resend`` naming a copy) keeps the number the record has, and for a record from before
+        numbers were kept, its file's mtime, its only order. Create records under the study's
+        finalize lock, as finalize does: two writers must not take the same number.
+        """
+        path = self.report(report.report_key)
+        try:
+            existing: ReportRecord | None = ReportRecord.read(path)
+            mtime_ns = path.stat().st_mtime_ns
+        except FileNotFoundError:
+            existing, mtime_ns = None, 0
+        except RecordError:  # damaged: written again as new
+            existing, mtime_ns = None, 0
+        if not report.sequence:
+            sequence = (existing.sequence if existing is not None
+                        else 1 + max((r.sequence for r in self.reports()), default=0))
+            report = replace(report, sequence=sequence)
+        write_json(path, report.to_json(), self.spool)
+        if existing is not None and not report.sequence:
+            os.utime(path, ns=(mtime_ns, mtime_ns))
 
     def reports(self) -> list[ReportRecord]:
         """Every finished report of this study, oldest first."""
@@ -183,9 +207,11 @@ def read_kept(files: StudyFiles, key: str) -> tuple[KeptOutputs, list[tuple[Outp
 
 
 def latest_report(files: StudyFiles) -> ReportRecord | None:
-    """The study's newest report (what ``studies resend`` sends and ``reanalyse`` amends)."""
+    """The study's newest report (what ``studies resend`` sends and ``reanalyse`` amends): the
+    last one written (:meth:`Spool.reports`), not the one with the latest ``created``, which
+    is the wall clock's and steps with it."""
     reports = files.reports()
-    return max(reports, key=lambda r: r.created) if reports else None
+    return reports[-1] if reports else None
 
 
 def find_predecessor(files: StudyFiles, sop_uids: list[str], model_version: str) -> ReportRecord | None:

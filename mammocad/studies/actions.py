@@ -139,11 +139,10 @@ def _record_items(files: StudyFiles, report_key: str, items: list[tuple[str, str
     path = files.report(report_key)
     try:
         with _report_lock(files):  # two admins re-sending at once must not lose each other's update
-            report, mtime = ReportRecord.read(path), path.stat().st_mtime_ns
+            report = ReportRecord.read(path)
             for dest, item_id, sops in items:
                 report = report.with_item(dest, item_id, sops)
-            files.write_report(report)
-            os.utime(path, ns=(mtime, mtime))  # the study's reports are listed oldest first by mtime
+            files.write_report(report)  # keeps the report's place among the study's (its sequence)
     except (OSError, RecordError) as exc:
         log_event(logger, "resend_not_recorded", logging.WARNING, study=files.study_uid, report=report_key,
                   destinations=",".join(d for d, _, _ in items), error=safe_error(exc),

@@ -168,7 +168,7 @@ def study_status(spool_dir: str | os.PathLike[str], study_uid: str, index: Index
     reports = files.reports()
     status.reports = len(reports)
     if reports:
-        latest: ReportRecord = max(reports, key=lambda r: r.created)
+        latest: ReportRecord = reports[-1]  # written last (Spool.reports), whatever the clock said
         status.report, status.revision = latest.report_key, report_revision(latest.report_key)
         status.report_images, status.report_failed_images = len(latest.sop_uids), len(latest.failed_images)
         status.failed_outputs = dict(latest.failed_outputs)
