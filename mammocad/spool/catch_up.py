@@ -17,8 +17,11 @@ written before that field: all the report's own objects). The item's place says 
 still in ``outbox/``, its files are confirmed or on their way (not sent twice); in
 ``deadletter/``, only its ``delivered`` ones are confirmed; dropped by an admin, none; gone,
 all (the outbox deletes an item only once every file was confirmed). A ``studies resend``
-to a destination the report did not name records its copy there too, so it counts once
-confirmed; any other copy (``<item>.s<n>``) counts while it is in the outbox or dead-lettered.
+records its copy in the report too, and it counts the same way, confirmed included: as the
+item of a destination the report did not name, else in ``ReportRecord.copies`` (so a
+destination whose own item was dead-lettered or dropped holds what its copy carried). A
+copy the record does not name (``<item>.s<n>``, from an older release or a failed record
+write) counts while it is in the outbox or dead-lettered.
 """
 
 from __future__ import annotations
@@ -140,6 +143,8 @@ def _held(files: StudyFiles, outbox: Outbox, reports: Iterable[ReportRecord], de
         if item_id is not None:
             carried = report.destination_objects.get(dest, tuple(report.outputs))
             held |= _item_holds(files, outbox, dest, item_id, carried)
+        for copy_id, sops in report.copies.get(dest, {}).items():  # recorded `studies resend` copies
+            held |= _item_holds(files, outbox, dest, copy_id, sops)
         for box, dead in ((outbox.root, False), (outbox.dead_root, True)):  # `studies resend` copies
             for folder in (box / dest).glob(f"{report.report_key}.s*"):
                 item = _get(outbox, dest, folder.name, dead)

@@ -270,6 +270,11 @@ class ReportRecord:
     #: wall clock, which steps) nor an mtime (a restore, an rsync without -t, ``touch``) says
     #: which report is the newest once the spool has been copied or the clock corrected.
     sequence: int = 0
+    #: Per destination the report names, the copies ``studies resend`` queued for it
+    #: (``<item>.s<n>``) and the SOP Instance UIDs each carried. The outbox deletes a confirmed
+    #: copy; this says the destination then holds its objects even though its own item was
+    #: dead-lettered or dropped. Absent in records written before it was kept.
+    copies: Mapping[str, Mapping[str, tuple[str, ...]]] = field(default_factory=dict)
 
     @property
     def outputs(self) -> list[str]:
@@ -289,6 +294,12 @@ class ReportRecord:
         return replace(self, destinations={**self.destinations, destination: item_id},
                        destination_objects={**self.destination_objects, destination: tuple(sops)})
 
+    def with_copy(self, destination: str, copy_id: str, sops: Iterable[str]) -> ReportRecord:
+        """This record naming ``copy_id`` as a copy ``studies resend`` queued for ``destination``
+        (one the report names), which carried ``sops``: see :attr:`copies`."""
+        mine = {**self.copies.get(destination, {}), copy_id: tuple(sops)}
+        return replace(self, copies={**self.copies, destination: mine})
+
     def to_json(self) -> dict[str, Any]:
         return {"version": REPORT_VERSION, "report_key": self.report_key, "sop_uids": sorted(self.sop_uids),
                 "model_name": self.model_name, "model_version": self.model_version, "outputs": self.outputs,
@@ -297,7 +308,8 @@ class ReportRecord:
                 "created": self.created,
                 "reanalysis": self.reanalysis.to_json() if self.reanalysis is not None else None,
                 "destination_objects": {d: list(sops) for d, sops in self.destination_objects.items()},
-                "sequence": self.sequence}
+                "sequence": self.sequence,
+                "copies": {d: {i: list(sops) for i, sops in c.items()} for d, c in self.copies.items()}}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], report_key: str, what: str = "report") -> ReportRecord:
@@ -312,6 +324,10 @@ class ReportRecord:
         carried = data.get("destination_objects") or {}  # absent before it was recorded
         if not isinstance(carried, dict) or not all(isinstance(v, list) for v in carried.values()):
             raise RecordError(f"{what}: destination_objects must map each destination to a list of UIDs")
+        copies = data.get("copies") or {}  # absent before it was recorded
+        if not isinstance(copies, dict) or not all(
+                isinstance(c, dict) and all(isinstance(v, list) for v in c.values()) for c in copies.values()):
+            raise RecordError(f"{what}: copies must map each destination to its copies' lists of UIDs")
         sequence = data.get("sequence", 0)  # absent before it was recorded: ordered by mtime
         if not isinstance(sequence, int) or isinstance(sequence, bool) or sequence < 0:
             raise RecordError(f"{what}: sequence must be a non-negative integer, got {sequence!r}")
@@ -325,7 +341,9 @@ class ReportRecord:
                        created=float(data.get("created", 0.0)),
                        reanalysis=ReanalysisRecord.from_json(request, f"{what}: reanalysis") if request else None,
                        destination_objects={str(d): tuple(map(str, sops)) for d, sops in carried.items()},
-                       sequence=sequence)
+                       sequence=sequence,
+                       copies={str(d): {str(i): tuple(map(str, sops)) for i, sops in c.items()}
+                               for d, c in copies.items()})
         except (TypeError, ValueError) as exc:
             raise RecordError(f"{what}: {type(exc).__name__}: {exc}") from exc
 

@@ -105,34 +105,34 @@ def resend(settings: Settings, study_uid: str, destinations: list[str] | None = 
     current = current_set(files, report, {k for dest in targets for k in dest.wanted_outputs})
     outbox = Outbox(settings.node.spool_dir)
     # A copy is named for the destination's item: ``<item>.s<n>`` (status and retention match it so).
-    planned = [(dest, _next_id(outbox, dest.name, report.destinations.get(dest.name, report.report_key)), wanted)
+    planned = [(dest, _next_id(outbox, files, report, dest.name), wanted)
                for dest in targets if (wanted := [p for kind, p in current if kind in dest.wanted_outputs])]
     # Audited before anything is queued: a running worker sends (and deletes) an item as soon as
     # it is in the outbox, and an admin whose record cannot be written must change nothing.
     _audit_resend(settings, report.report_key, planned)
-    items, unnamed = [], []
+    items, queued = [], []
     for dest, item_id, wanted in planned:
         item = outbox.put(dest.name, item_id, [dcmread(p) for p in wanted])
         if item is not None:
             items.append(item)
-            if dest.name not in report.destinations:
-                unnamed.append((dest.name, item_id, [p.stem for p in wanted]))
-    _record_items(files, report.report_key, unnamed)
+            queued.append((dest.name, item_id, [p.stem for p in wanted]))
+    _record_items(files, report.report_key, queued)
     _queue_delivery(settings, outbox, items)
     return items
 
 
 def _record_items(files: StudyFiles, report_key: str, items: list[tuple[str, str, list[str]]]) -> None:
-    """Name each (destination, item id, SOP Instance UIDs) in the report record, as the results
-    worker names its own items (``destinations``, ``destination_objects``).
+    """Name each (destination, copy id, SOP Instance UIDs) in the report record.
 
-    Only for destinations the report did not name: the outbox deletes an item once confirmed,
-    and nothing else would then say that the destination holds these objects, so a late
-    report's catch-up sent them again and ``studies show`` listed no state for it. Written
-    after the items are in the outbox (while there, an item counts as on its way; a record
-    naming an item never queued would count as delivered). Failing to write it loses nothing
-    but that knowledge: logged, and the resend goes on. A destination the report names keeps
-    its own item; its copies are ``<item>.s<n>``.
+    The outbox deletes a copy once confirmed, and nothing else would then say that the
+    destination holds these objects: a late report's catch-up sent them again and ``studies
+    show`` listed a destination the report did not name with no state, and one whose own item
+    was dead-lettered or dropped as dead or dropped. A destination the report did not name gets
+    the copy as its item (``destinations``, ``destination_objects``, as the results worker
+    names its own); one it names keeps its item and gets the copy in ``copies``. Written after
+    the items are in the outbox (while there, an item counts as on its way; a record naming an
+    item never queued would count as delivered). Failing to write it loses nothing but that
+    knowledge: logged, and the resend goes on.
     """
     if not items:
         return
@@ -141,7 +141,9 @@ def _record_items(files: StudyFiles, report_key: str, items: list[tuple[str, str
         with _report_lock(files):  # two admins re-sending at once must not lose each other's update
             report = ReportRecord.read(path)
             for dest, item_id, sops in items:
-                report = report.with_item(dest, item_id, sops)
+                named = report.destinations.get(dest)
+                report = (report.with_copy(dest, item_id, sops) if named not in (None, item_id)
+                          else report.with_item(dest, item_id, sops))
             files.write_report(report)  # keeps the report's place among the study's (its sequence)
     except (OSError, RecordError) as exc:
         log_event(logger, "resend_not_recorded", logging.WARNING, study=files.study_uid, report=report_key,
@@ -202,10 +204,17 @@ def _earlier(report_key: str, paths: list[Path]) -> str:
     return f", with the SC/GSPS that still stand from earlier report(s) {', '.join(keys)}" if keys else ""
 
 
-def _next_id(outbox: Outbox, destination: str, key: str) -> str:
+def _next_id(outbox: Outbox, files: StudyFiles, report: ReportRecord, destination: str) -> str:
+    """The next copy ``<item>.s<n>`` of ``destination``'s item (the report key when it has none).
+
+    Not one in the outbox, not one the report records (a confirmed copy is gone from the
+    outbox, but its record and a drop marker would then speak of two copies), nor a dropped one.
+    """
+    key = report.destinations.get(destination, report.report_key)
     taken = {i.item_id for dead in (False, True) for i in outbox.items(dead=dead, destination=destination)}
+    taken |= set(report.copies.get(destination, {}))
     n = 1
-    while f"{key}.s{n}" in taken:
+    while f"{key}.s{n}" in taken or (files.root / "dropped" / f"{destination}.{key}.s{n}").exists():
         n += 1
     return f"{key}.s{n}"
 

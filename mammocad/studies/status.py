@@ -3,13 +3,15 @@
 A destination's state for a study comes from the study's newest report (which outbox item
 it got) and where that item is now: still in ``outbox/`` → pending, in ``deadletter/`` →
 dead, dropped by an admin → dropped, gone → delivered (the outbox deletes an item only
-after the destination confirmed every file). Re-sent copies (``studies resend``) count too.
+after the destination confirmed every file). Re-sent copies (``studies resend``) count too:
+a confirmed one the report records supersedes a dead-lettered or dropped item before it.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,15 +129,37 @@ class Index:
             for item in outbox.items(dead=dead):
                 self.items[(item.destination, item.item_id)] = ("dead" if dead else "pending", item)
 
-    def destination_state(self, study_uid: str, destination: str, item_id: str) -> tuple[str, str]:
-        """(state, last error) of one report's item for ``destination``, re-sends included."""
-        found = [v for (d, i), v in self.items.items()
-                 if d == destination and (i == item_id or i.startswith(item_id + ".s"))]
-        if found:
-            state, item = min(found, key=lambda v: _ORDER[v[0]])
-            return state, item.last_error or ""
+    def destination_state(self, study_uid: str, destination: str, item_id: str,
+                          copies: Collection[str] = ()) -> tuple[str, str]:
+        """(state, last error) of one report's item for ``destination``, re-sends included.
+
+        The item, then its copies by number (``<item>.s<n>``): ``copies``, those the report
+        records (``studies resend`` names them, so they count once confirmed), and any other
+        still in the outbox or dead-lettered. A confirmed one carried every object current
+        then, so it supersedes those before it (a dead-lettered or dropped item the admin
+        re-sent), and a copy dropped after it takes nothing away; of the rest the worst shows.
+        """
+        present = {i for d, i in self.items if d == destination and i.startswith(item_id + ".s")}
+        states = [self._state(study_uid, destination, i)
+                  for i in [item_id, *sorted(set(copies) | present, key=_copy_number)]]
+        confirmed = [n for n, (state, _) in enumerate(states) if state == "delivered"]
+        if confirmed:
+            states = [v for v in states[confirmed[-1]:] if v[0] != "dropped"]
+        return min(states, key=lambda v: _ORDER[v[0]])
+
+    def _state(self, study_uid: str, destination: str, item_id: str) -> tuple[str, str]:
+        """Where one item or copy is: outbox, dead letters, dropped, else delivered."""
+        found = self.items.get((destination, item_id))
+        if found is not None:
+            return found[0], found[1].last_error or ""
         dropped = self.spool.study_dir(study_uid) / "dropped" / f"{destination}.{item_id}"
         return ("dropped", "") if dropped.exists() else ("delivered", "")
+
+
+def _copy_number(copy_id: str) -> int:
+    """N of a copy ``<item>.s<N>`` (0 when the id has no such suffix)."""
+    n = copy_id.rpartition(".s")[2]
+    return int(n) if n.isdigit() else 0
 
 
 def study_status(spool_dir: str | os.PathLike[str], study_uid: str, index: Index | None = None,
@@ -180,7 +204,7 @@ def study_status(spool_dir: str | os.PathLike[str], study_uid: str, index: Index
         resent = {d: latest.report_key for d, i in index.items if d not in latest.destinations
                   and i.startswith(latest.report_key + ".s")}
         for dest, item_id in sorted({**latest.destinations, **resent}.items()):
-            state, error = index.destination_state(files.study_uid, dest, item_id)
+            state, error = index.destination_state(files.study_uid, dest, item_id, latest.copies.get(dest, {}))
             status.destinations[dest] = state
             if error:
                 status.errors[dest] = error

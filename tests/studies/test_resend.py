@@ -11,6 +11,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from pydicom import dcmread
 
 from mammocad.config import Destination, OutputKind
 from mammocad.spool.outbox import Outbox, OutboxItem
@@ -109,3 +110,38 @@ def test_a_resend_names_a_destination_the_report_did_not_in_its_record(spool: Pa
     assert again.item_id == "r2.s1.s1"
     assert ReportRecord.read(files.report("r2")).destinations == record.destinations
     assert study_status(spool, STUDY).destinations == {"archive": "pending", "pacs": "delivered"}
+
+
+@pytest.mark.parametrize("lost", ["dead", "dropped"])
+def test_a_confirmed_copy_for_a_named_destination_whose_item_was_lost_is_recorded(spool: Path, lost: str) -> None:
+    """`pacs` had r2's own item dead-lettered (nothing confirmed) or dropped, and the admin
+    re-sent. Once the copy was confirmed (gone from the outbox), nothing said so: a late
+    report owed `pacs` the earlier SC/GSPS again and `studies show` still said dead/dropped."""
+    from mammocad.spool.catch_up import owed_objects
+    from mammocad.spool.records import ReportRecord
+    from mammocad.studies.status import study_status
+
+    files = StudyFiles(spool, STUDY)
+    outbox = Outbox(spool)
+    folder = files.layout.outputs_dir(STUDY, "r2")
+    own = outbox.put("pacs", "r2", [dcmread(folder / f"{sop}.dcm") for sop in R2])
+    assert own is not None
+    outbox.dead_letter(own) if lost == "dead" else outbox.drop(own, STUDY)
+    settings = make_settings(spool, [_dest("pacs")])
+    late = {SC: frozenset({A, B, C}), GSPS: frozenset({A, B, C})}
+    assert owed_objects(files, settings.destinations, late)  # what it lacks, before the resend
+    state = "dead" if lost == "dead" else "dropped"
+    assert study_status(spool, STUDY).destinations == {"pacs": state}
+
+    (copy,) = resend(settings, STUDY, ["pacs"])
+    assert copy.item_id == "r2.s1"
+    outbox.complete(copy)  # confirmed: gone from the outbox
+
+    assert owed_objects(files, settings.destinations, late) == {}
+    assert study_status(spool, STUDY).destinations == {"pacs": "delivered"}
+    record = ReportRecord.read(files.report("r2"))
+    assert record.destinations == {"pacs": "r2"}  # its own item stays named
+    assert {i: sorted(s) for i, s in record.copies["pacs"].items()} == {"r2.s1": sorted(CURRENT)}
+    (again,) = resend(settings, STUDY, ["pacs"])  # a later copy on its way shows as such
+    assert again.item_id == "r2.s2"
+    assert study_status(spool, STUDY).destinations == {"pacs": "pending"}

@@ -1,10 +1,11 @@
-"""`studies resend` to a destination the report did not name, then a late report.
+"""`studies resend` to a destination, then a late report.
 
 The resend's copy used to count for the late report's catch-up (and for `studies show`) only
 while it sat in the outbox: once the destination confirmed it and the outbox deleted it,
 nothing said it had been sent, so the late report sent the earlier images' SC and GSPS to
-that destination a second time and the study listed no state for it. Real redis, Celery
-worker and DCMTK storescp as the two PACSes.
+that destination a second time, and the study listed no state for a destination the report
+did not name and showed one whose own item was dead-lettered as dead. Real redis, Celery
+worker and DCMTK storescp as the PACSes.
 """
 
 from __future__ import annotations
@@ -61,3 +62,42 @@ def test_a_confirmed_resend_is_recorded_and_not_repeated_by_a_late_report(
         assert per_image(received) == {sop: sorted((GSPS_CLASS, SC_CLASS)) for sop in sops}
     finally:
         archive.stop()
+
+
+def test_a_confirmed_resend_after_a_dead_letter_is_recorded_and_not_repeated_by_a_late_report(
+        tmp_path: Path, no_findings_weights: Path, celery_worker, redis_url: str) -> None:
+    """The PACS was down past the delivery deadline: the report's own item went to the dead
+    letters. Once it was back the admin re-sent; the copy was confirmed and deleted."""
+    spool = tmp_path / "spool"
+    pacs = StoreSCP(tmp_path / "pacs", args=("+uf",))  # not started: its port refuses
+    try:
+        config = tmp_path / "mammocad.toml"
+        config.write_text(
+            f'[node]\nspool_dir = "{spool}"\n\n[broker]\nurl = "{redis_url}"\n\n'
+            f'[worker]\nweights = "{no_findings_weights}"\ndevice = "cpu"\nsoft_time_limit_s = 60\n'
+            'time_limit_s = 90\n\n[delivery]\nretry_initial_s = 0.2\nretry_max_s = 0.5\nnetwork_timeout_s = 3.0\n'
+            'deadline_s = 2.0\n')
+        add_destination(config, "pacs", pacs.ae_title, "127.0.0.1", pacs.port)
+        app = celery_worker(load_settings(config), config)
+        study_uid, sops = spool_study(spool)
+        files = StudyFiles(spool, study_uid)
+        for sop in sops:
+            app.send_task(TASK_ANALYZE_IMAGE, args=[str(spool), study_uid, sop])
+        first = _report(app, files, sops[:3])  # returns once the item left the outbox: dead-lettered
+        assert Outbox(spool).get("pacs", first.destinations["pacs"], dead=True) is not None
+        assert study_status(spool, study_uid).destinations == {"pacs": "dead"}
+
+        pacs.start()
+        (item,) = resend(load_settings(config), study_uid, ["pacs"])
+        wait_until(lambda: Outbox(spool).get("pacs", item.item_id) is None, 60, "the resend confirmed")
+        assert study_status(spool, study_uid).destinations == {"pacs": "delivered"}
+        recorded = ReportRecord.read(files.report(first.report_key))
+        assert sorted(recorded.copies["pacs"][item.item_id]) == sorted(first.outputs)
+
+        late = _report(app, files, sops)  # the fourth image arrives late
+        assert sorted(late.destination_objects["pacs"]) == sorted(late.outputs)  # no catch-up owed
+        received = [dcmread(p, stop_before_pixels=True) for p in pacs.received()]
+        # Each image's SC and GSPS once: the first three from the resend, the fourth's from the late report.
+        assert per_image(received) == {sop: sorted((GSPS_CLASS, SC_CLASS)) for sop in sops}
+    finally:
+        pacs.stop()
