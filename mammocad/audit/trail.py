@@ -18,6 +18,7 @@ did, and nothing was logged). The child then makes its own syslog client.
 
 from __future__ import annotations
 
+import atexit
 import errno
 import logging
 import os
@@ -43,12 +44,15 @@ _LOG_EVERY_S = 60.0
 #: The longest a fork waits for the sender's batch in flight: above the socket timeouts, so
 #: it is reached only by a sender that is stuck for another reason.
 _FORK_WAIT_S = 30.0
+#: The longest a process's exit waits for its audit senders, all trails together: above the
+#: syslog socket timeout (5 s), so one stalled send still lets the rest reach the file.
+CLOSE_TIMEOUT_S = 10.0
 
 
-def _count(sink: str, outcome: str) -> None:
+def _count(sink: str, outcome: str, n: int = 1) -> None:
     from mammocad.metrics.definitions import AUDIT_MESSAGES  # imported late: see metrics/multiprocess.py
 
-    AUDIT_MESSAGES.labels(sink, outcome).inc()
+    AUDIT_MESSAGES.labels(sink, outcome).inc(n)
 
 
 class AuditTrail:
@@ -61,6 +65,7 @@ class AuditTrail:
         self.syslog = syslog
         self.queue_size = queue_size
         self.dropped = {"file": 0, "syslog": 0, "queue": 0}
+        self._logged = dict(self.dropped)  # the counts the last audit_dropped line of each sink gave
         #: Messages each sink took, so a short-lived command can tell its record was written
         #: (mammocad/audit/oneshot.py) rather than only that nothing was counted as dropped.
         self.written = {"file": 0, "syslog": 0}
@@ -75,6 +80,7 @@ class AuditTrail:
         self._io_lock = threading.Lock()  # held by the sender while it writes; a fork takes it first
         self._held_for_fork = False
         _quiesce_at_fork(self)
+        _LIVE.add(self)
 
     @classmethod
     def from_settings(cls, audit: AuditSettings, ae_title: str, program: str = "mammocad") -> AuditTrail:
@@ -105,22 +111,50 @@ class AuditTrail:
         except Exception as exc:  # an audit problem must never reach the DICOM path
             self._drop("queue", f"{type(exc).__name__}: {exc}")
 
-    def close(self, timeout_s: float = 10.0) -> None:
-        """Send what is queued (up to ``timeout_s``), then stop the thread and close the sinks."""
-        thread = self._thread
+    def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
+        """Send what is queued, then stop the thread and close the sinks: ``timeout_s`` in all.
+
+        Whatever is still queued at the deadline (a sink that hangs) is dropped, counted and
+        logged on one ``audit_unsent`` line, which also gives the sinks' drop counts when some
+        were not in an ``audit_dropped`` line yet (that line comes at most once a minute): the
+        caller is shutting down and must not hang on its audit trail, and the admin must learn
+        what it lost. A later ``emit`` starts a new sender.
+        """
+        deadline = time.monotonic() + timeout_s
+        thread, unsent = self._thread, 0
         if thread is not None and self._pid == os.getpid() and thread.is_alive():
             try:
-                self._queue.put(None, timeout=timeout_s)
+                self._queue.put(None, timeout=_left(deadline))
             except queue.Full:
                 pass
-            thread.join(timeout_s)
+            thread.join(_left(deadline))
+            if thread.is_alive():  # stuck in a batch: what waits behind it goes no further
+                with self._queue.mutex:
+                    unsent = sum(m is not None for m in self._queue.queue)
         self._thread = None
-        held = self._io_lock.acquire(timeout=timeout_s)  # not under a sender still writing
-        try:
-            self._close_sinks()
-        finally:
-            if held:
+        if self._io_lock.acquire(timeout=_left(deadline)):  # a sender still writing keeps its sinks
+            try:
+                self._close_sinks()
+            finally:
                 self._io_lock.release()
+        if unsent:
+            self.dropped["queue"] += unsent
+            self._logged["queue"] = self.dropped["queue"]
+            try:
+                _count("queue", "dropped", unsent)
+            except Exception:
+                pass
+        if unsent or self.dropped != self._logged:  # what no audit_dropped line has counted yet
+            self._logged = dict(self.dropped)
+            log_event(logger, "audit_unsent", logging.WARNING, unsent=unsent, dropped_file=self.dropped["file"],
+                      dropped_syslog=self.dropped["syslog"], timeout_s=round(timeout_s, 1),
+                      file=str(self.file or ""), collector=self.syslog.address if self.syslog is not None else "",
+                      hint="unsent records reached neither sink, dropped_syslog ones only the file (if any): "
+                           "check the audit file's disk and the collector (`mammocad config check` names them)")
+
+    def _sending_here(self) -> bool:
+        """This process started this trail's sender (not a parent's trail a fork copied)."""
+        return self._thread is not None and self._pid == os.getpid()
 
     def _ensure_thread(self) -> None:
         pid = os.getpid()
@@ -218,6 +252,7 @@ class AuditTrail:
         now = time.monotonic()
         if now - self._last_log >= _LOG_EVERY_S or self.dropped[sink] == 1:
             self._last_log = now
+            self._logged[sink] = self.dropped[sink]
             log_event(logger, "audit_dropped", logging.WARNING, sink=sink, error=why, dropped=self.dropped[sink],
                       **fields)
 
@@ -232,6 +267,30 @@ class AuditTrail:
         self._close_file()
         if self.syslog is not None:
             self.syslog.close()
+
+
+#: Every trail of this process, held weakly, for :func:`close_all`.
+_LIVE: weakref.WeakSet[AuditTrail] = weakref.WeakSet()
+
+
+def _left(deadline: float) -> float:
+    return max(0.0, deadline - time.monotonic())
+
+
+def close_all(timeout_s: float = CLOSE_TIMEOUT_S) -> None:
+    """Send what every trail of this process queued (``timeout_s`` for all), then close them.
+
+    For a process's exit: ``atexit`` calls it, and a Celery pool process calls it from
+    ``worker_process_shutdown`` (mammocad/worker/cli.py). Trails a fork copied from the parent
+    and never used here are left alone: their queue and sockets are the parent's.
+    """
+    deadline = time.monotonic() + timeout_s
+    for trail in list(_LIVE):
+        if trail._sending_here():
+            trail.close(_left(deadline))
+
+
+atexit.register(close_all)
 
 
 def _quiesce_at_fork(trail: AuditTrail) -> None:

@@ -182,16 +182,23 @@ def _run_one(settings: Settings, queue: str, concurrency: int, level: str,
 @contextmanager
 def _observed(app, settings: Settings, metrics_port: int,  # type: ignore[no-untyped-def]
               metrics_key: str = "--metrics-port") -> Iterator[None]:
-    """Audit the worker's start and stop; serve its metrics (summed over pool processes)."""
+    """Audit the worker's start and stop; serve its metrics (summed over pool processes).
+
+    Each pool process sends what its audit trails queued before it exits (SIGTERM or a warm
+    shutdown alike); the main process closes its trail last, after the pool has stopped."""
     from celery.signals import worker_process_shutdown
 
     from mammocad.audit import events
+    from mammocad.audit.trail import close_all
     from mammocad.metrics import multiprocess
     from mammocad.metrics.endpoints import start_worker_endpoint
 
     trail = app.mammocad_audit
     server = listen(metrics_key, settings.metrics.host, metrics_port,
                     lambda: start_worker_endpoint(settings, metrics_port)) if metrics_port else None
+    # A pool process ends with os._exit (billiard), past atexit: send what its trails queued
+    # first (a reload's config-change record, a delivery's), then drop its metrics files.
+    worker_process_shutdown.connect(lambda **_: close_all(), weak=False)
     worker_process_shutdown.connect(lambda pid=None, **_: multiprocess.process_exited(pid or os.getpid()),
                                     weak=False)
     trail.emit(events.application_activity(trail.identity, started=True))

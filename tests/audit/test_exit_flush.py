@@ -1,0 +1,90 @@
+"""What a process queued for its audit trail is sent before the process ends, and a sink
+that hangs does not hang the end.
+
+The sender is a daemon thread: an interpreter that exits stops it wherever it is, and
+records it had not written yet were lost. Here the syslog collector does not answer (a
+firewall dropping packets, ``tests.audit.blackhole``): the sender writes its first batch to
+the file, then waits out the connect timeout, and what is queued behind it waits too.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from mammocad.audit import events
+from mammocad.audit.events import Identity
+from mammocad.audit.trail import AuditTrail
+from mammocad.config.settings import AuditSettings
+from tests import processes
+from tests.audit.blackhole import Blackhole
+from tests.services import wait_until
+
+ME = Identity.make("MAMMOCAD")
+
+#: A service that re-reads its changed configuration and exits at once, its watcher's own
+#: trail (mammocad/config/watch.py: made at the first audited reload) never closed.
+_RELOAD_AND_EXIT = """
+import sys
+from mammocad.config.settings import load_settings
+from mammocad.config.watch import ConfigWatcher
+
+watcher = ConfigWatcher(load_settings(sys.argv[1]), sys.argv[1])
+print("ready", flush=True)
+sys.stdin.readline()
+watcher.poll()
+"""
+
+
+def _write(config: Path, text: str, version: int) -> None:
+    tmp = config.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.utime(tmp, ns=(version * 10**9, version * 10**9))
+    os.replace(tmp, config)
+
+
+def test_a_process_that_exits_sends_what_its_config_watcher_queued(tmp_path: Path) -> None:
+    spool, audit, config = tmp_path / "spool", tmp_path / "audit.log", tmp_path / "mammocad.toml"
+    spool.mkdir()
+    with Blackhole() as collector:
+        head = f'[node]\nspool_dir = "{spool}"\n\n[audit]\nfile = "{audit}"\nsyslog = "{collector.url}"\n\n'
+        _write(config, head, 1)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MAMMOCAD_")}
+        proc = processes.spawn([sys.executable, "-c", _RELOAD_AND_EXIT, str(config)], name="watcher", env=env,
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+            _write(config, head.replace("[node]\n", "[node]\nrequire_known_callers = false\n")
+                   + '[[callers]]\nae_title = "MG1"\n\n'
+                   '[[destinations]]\nname = "pacs"\nae_title = "PACS"\nhost = "10.0.0.5"\nport = 4242\n', 2)
+            _, err = proc.communicate("poll\n", timeout=60)
+        finally:
+            processes.stop(proc)
+    assert proc.returncode == 0, err
+    names = sorted(ET.fromstring(line).findtext("ParticipantObjectIdentification/ParticipantObjectName") or ""
+                   for line in audit.read_bytes().splitlines())
+    assert names == ["[[callers]]", "[[destinations]]", "node.require_known_callers"], err
+
+
+def test_close_gives_up_on_a_hanging_sink_and_says_how_many_records_were_lost(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    audit = tmp_path / "audit.log"
+    with Blackhole() as collector:
+        trail = AuditTrail.from_settings(AuditSettings(file=str(audit), syslog=collector.url), "MAMMOCAD")
+        trail.emit(events.application_activity(ME, True))
+        # Written to the file; the sender now waits on the collector (5 s connect timeout).
+        wait_until(lambda: audit.exists() and audit.read_bytes().count(b"\n") == 1, 30, "the first record")
+        for _ in range(3):
+            trail.emit(events.application_activity(ME, False))
+        with caplog.at_level(logging.WARNING, logger="mammocad.audit"):
+            trail.close(timeout_s=0.5)
+    lines = [r for r in caplog.records if r.getMessage() == "audit_unsent"]
+    assert [getattr(r, "unsent", None) for r in lines] == [3], caplog.text  # one line, with the count
+    assert trail.dropped["queue"] == 3
+    assert audit.read_bytes().count(b"\n") == 1
