@@ -232,7 +232,7 @@ class AuditTrail:
                            f"{self.syslog.scheme.upper()} datagram (the file has it); use tcp:// or tls:// "
                            "for [audit] syslog", collector=self.syslog.address)
                 return
-            self._retry_at = now + self._backoff
+            self._retry_at = time.monotonic() + self._backoff  # from the failure: a connect may take its timeout
             self._backoff = min(self._backoff * 2, _BACKOFF_MAX_S)
             self._drop("syslog", f"{type(exc).__name__}: {exc}"[:300], collector=self.syslog.address)
             return

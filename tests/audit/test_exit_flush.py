@@ -88,3 +88,21 @@ def test_close_gives_up_on_a_hanging_sink_and_says_how_many_records_were_lost(
     assert [getattr(r, "unsent", None) for r in lines] == [3], caplog.text  # one line, with the count
     assert trail.dropped["queue"] == 3
     assert audit.read_bytes().count(b"\n") == 1
+
+
+def test_a_collector_that_does_not_answer_costs_one_timeout_per_backoff_not_one_per_message(
+        tmp_path: Path) -> None:
+    """The retry time was counted from before the send, so a connect that waited its 5 s
+    timeout left it in the past: every batch waited 5 s more, the file fell behind the
+    queue, and a stop lost what was behind. After a failure the next sends within the
+    backoff are dropped for syslog at once (the file has them)."""
+    audit = tmp_path / "audit.log"
+    with Blackhole() as collector:
+        trail = AuditTrail.from_settings(AuditSettings(file=str(audit), syslog=collector.url), "MAMMOCAD")
+        for n in (1, 2):  # the second batch is queued during the first one's connect
+            trail.emit(events.application_activity(ME, n == 1))
+            wait_until(lambda n=n: audit.exists() and audit.read_bytes().count(b"\n") == n, 30, f"record {n}")
+        trail.emit(events.application_activity(ME, False))
+        trail.close(timeout_s=2.0)  # below the connect timeout: a second connect would hold record 3
+    assert audit.read_bytes().count(b"\n") == 3
+    assert trail.dropped == {"file": 0, "syslog": 3, "queue": 0}
