@@ -100,20 +100,23 @@ def run_prune(args: argparse.Namespace) -> int:
             return 1
         trail = AuditTrail.from_settings(settings.audit, settings.node.ae_title, program="mammocad-prune")
     report = PruneReport()  # filled as the pass goes: what it removed before a stop is still said
+    previous = signal.signal(signal.SIGTERM, _terminated)
     try:
         prune(settings.node.spool_dir, days * DAY_S, dry_run=args.dry_run, trail=trail,
               pruned_record_s=settings.node.pruned_record_days * DAY_S, report=report)
     except OSError as exc:  # an operation that failed: 1, one line instead of a traceback
         _done_before_stop(report, args.dry_run)
         return _prune_failed(settings.node.spool_dir, exc)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         _done_before_stop(report, args.dry_run)
-        print("mammocad: error: interrupted; run `mammocad spool prune` again: the next pass finishes or puts "
+        how = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        print(f"mammocad: error: {how}; run `mammocad spool prune` again: the next pass finishes or puts "
               "back the folder this one was working on (spool/tmp/)", file=sys.stderr)
-        return 130
+        return 143 if isinstance(exc, Terminated) else 130
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if trail is not None:
-            trail.close()
+            trail.close()  # the Study Deleted records of what went: sent before the command ends
     if report.skipped:  # not a failure: the pass that holds the lock is pruning this spool now
         print(f"another prune is running on {settings.node.spool_dir} (the results worker's hourly pass or "
               "another `mammocad spool prune`): nothing was done; run this again once it has finished")
@@ -130,6 +133,16 @@ def run_prune(args: argparse.Namespace) -> int:
     for uid, reason in sorted(report.kept.items()):
         print(f"kept {uid}: {reason}")
     return _prune_incomplete(settings.node.spool_dir, report.failed)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM during `spool prune`: stops the pass as Ctrl-C does (what went is listed, the
+    audit records are sent), where Python's default ended the process on the spot, saying
+    nothing of what it had removed and leaving its queued audit records unsent."""
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise Terminated()
 
 
 def _done_before_stop(report: PruneReport, dry_run: bool) -> None:
