@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -101,8 +102,13 @@ def test_a_collector_that_does_not_answer_costs_one_timeout_per_backoff_not_one_
         trail = AuditTrail.from_settings(AuditSettings(file=str(audit), syslog=collector.url), "MAMMOCAD")
         for n in (1, 2):  # the second batch is queued during the first one's connect
             trail.emit(events.application_activity(ME, n == 1))
-            wait_until(lambda n=n: audit.exists() and audit.read_bytes().count(b"\n") == n, 30, f"record {n}")
+            wait_until(_lines_are(audit, n), 30, f"record {n}")
         trail.emit(events.application_activity(ME, False))
         trail.close(timeout_s=2.0)  # below the connect timeout: a second connect would hold record 3
     assert audit.read_bytes().count(b"\n") == 3
     assert trail.dropped == {"file": 0, "syslog": 3, "queue": 0}
+
+
+def _lines_are(audit: Path, n: int) -> Callable[[], bool]:
+    """Whether the audit file holds exactly ``n`` records now."""
+    return lambda: audit.exists() and audit.read_bytes().count(b"\n") == n

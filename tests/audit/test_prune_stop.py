@@ -45,7 +45,7 @@ def _deleted(audit: Path) -> list[str]:
     for line in audit.read_bytes().splitlines():
         root = ET.fromstring(line)
         if root.find("EventIdentification/EventID").get("csd-code") == "110105":  # type: ignore[union-attr]
-            uids += [p.get("ParticipantObjectID") for p in root.iter("ParticipantObjectIdentification")
+            uids += [p.get("ParticipantObjectID", "") for p in root.iter("ParticipantObjectIdentification")
                      if p.find("ParticipantObjectIDTypeCode").get("csd-code") == "110180"]  # type: ignore[union-attr]
     return uids
 
