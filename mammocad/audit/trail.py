@@ -14,6 +14,12 @@ prefork pool forks works in every child. A fork waits for the sender's batch in 
 handshake inherited OpenSSL's locks held by a thread it does not have, and its own sender
 then hung for good on its first TLS message (the file had the message, the collector never
 did, and nothing was logged). The child then makes its own syslog client.
+
+A sender that ``close`` gave up on (stuck in a batch: a sink that hangs) is retired: the next
+sender gets a new queue and generation, and the retired one finishes its batch, closes the
+sinks ``close`` could not, and stops. It once went on taking records from the queue it
+shared with its successor: records ``close`` had reported lost were written after all, and a
+later ``close`` waited for the wrong thread.
 """
 
 from __future__ import annotations
@@ -73,6 +79,7 @@ class AuditTrail:
         self._lock = threading.Lock()
         self._queue: queue.Queue[AuditMessage | None] = queue.Queue(queue_size)
         self._thread: threading.Thread | None = None
+        self._generation = 0  # the current sender's; a sender of an older one writes no further batch
         self._fd: int | None = None
         self._retry_at = 0.0
         self._backoff = _BACKOFF_START_S
@@ -118,7 +125,8 @@ class AuditTrail:
         logged on one ``audit_unsent`` line, which also gives the sinks' drop counts when some
         were not in an ``audit_dropped`` line yet (that line comes at most once a minute): the
         caller is shutting down and must not hang on its audit trail, and the admin must learn
-        what it lost. A later ``emit`` starts a new sender.
+        what it lost. A later ``emit`` starts a new sender, on a new queue: the stuck one stops
+        after its batch (see the module docstring).
         """
         deadline = time.monotonic() + timeout_s
         thread, unsent = self._thread, 0
@@ -129,8 +137,7 @@ class AuditTrail:
                 pass
             thread.join(_left(deadline))
             if thread.is_alive():  # stuck in a batch: what waits behind it goes no further
-                with self._queue.mutex:
-                    unsent = sum(m is not None for m in self._queue.queue)
+                unsent = self._retire()
         self._thread = None
         if self._io_lock.acquire(timeout=_left(deadline)):  # a sender still writing keeps its sinks
             try:
@@ -152,6 +159,21 @@ class AuditTrail:
                       hint="unsent records reached neither sink, dropped_syslog ones only the file (if any): "
                            "check the audit file's disk and the collector (`mammocad config check` names them)")
 
+    def _retire(self) -> int:
+        """Leave the current sender behind: it may write no batch after the one in flight.
+
+        Its queue is emptied here, so what ``close`` counts as unsent is exactly what no
+        sender will write. Returns that count.
+        """
+        with self._lock:
+            self._generation += 1
+            stale, self._queue = self._queue, queue.Queue(self.queue_size)
+            self._thread = None
+        with stale.mutex:
+            unsent = sum(m is not None for m in stale.queue)
+            stale.queue.clear()
+        return unsent
+
     def _sending_here(self) -> bool:
         """This process started this trail's sender (not a parent's trail a fork copied)."""
         return self._thread is not None and self._pid == os.getpid()
@@ -170,25 +192,30 @@ class AuditTrail:
                     inherited, self.syslog = self.syslog, self.syslog.fresh()
                     inherited.close()  # our copy of the parent's socket: the parent keeps its own
             self._pid = pid
-            self._thread = threading.Thread(target=self._run, name="mammocad-audit", daemon=True)
+            self._thread = threading.Thread(target=self._run, args=(self._queue, self._generation),
+                                            name="mammocad-audit", daemon=True)
             self._thread.start()
 
     # -- sender thread ------------------------------------------------------------------
-    def _run(self) -> None:
+    def _run(self, source: queue.Queue[AuditMessage | None], generation: int) -> None:
+        """Send batches from ``source`` (this sender's own queue) until a stop or retirement."""
         while True:
-            batch = [self._queue.get()]
+            batch = [source.get()]
             while len(batch) < 256:
                 try:
-                    batch.append(self._queue.get_nowait())
+                    batch.append(source.get_nowait())
                 except queue.Empty:
                     break
             stop = None in batch
             messages = [m for m in batch if m is not None]
-            try:
-                with self._io_lock:
+            with self._io_lock:
+                try:
                     self._write(messages)
-            except Exception as exc:  # keep the thread alive whatever happens
-                logger.exception("audit_sender_error", extra={"error": str(exc)[:300]})
+                except Exception as exc:  # keep the thread alive whatever happens
+                    logger.exception("audit_sender_error", extra={"error": str(exc)[:300]})
+                if generation != self._generation:  # retired by close while in this batch
+                    self._close_sinks_quietly()  # close could not; a successor reopens them
+                    return
             if stop:
                 return
 
@@ -267,6 +294,12 @@ class AuditTrail:
         self._close_file()
         if self.syslog is not None:
             self.syslog.close()
+
+    def _close_sinks_quietly(self) -> None:
+        try:
+            self._close_sinks()
+        except Exception as exc:  # a retired sender has no caller to tell
+            logger.exception("audit_sender_error", extra={"error": str(exc)[:300]})
 
 
 #: Every trail of this process, held weakly, for :func:`close_all`.

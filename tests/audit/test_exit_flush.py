@@ -112,3 +112,30 @@ def test_a_collector_that_does_not_answer_costs_one_timeout_per_backoff_not_one_
 def _lines_are(audit: Path, n: int) -> Callable[[], bool]:
     """Whether the audit file holds exactly ``n`` records now."""
     return lambda: audit.exists() and audit.read_bytes().count(b"\n") == n
+
+
+def test_a_sender_close_gave_up_on_never_writes_again_and_what_it_counted_lost_stays_lost(
+        tmp_path: Path) -> None:
+    """``close`` gave up on a sender stuck in a batch but left it running on the queue it
+    shared with the next sender: the records ``close`` had counted as lost were written after
+    all, the stale sender kept taking records a later ``close`` did not wait for, and either
+    sender could take the other's stop. A sender ``close`` gave up on now finishes its batch
+    and stops; the records left behind it are gone, as the ``audit_unsent`` line says."""
+    audit = tmp_path / "audit.log"
+    with Blackhole() as collector:
+        trail = AuditTrail.from_settings(AuditSettings(file=str(audit), syslog=collector.url), "MAMMOCAD")
+        trail.emit(events.application_activity(ME, True))
+        wait_until(_lines_are(audit, 1), 30, "the first record")  # the sender now waits on the collector
+        stale = trail._thread
+        assert stale is not None
+        for _ in range(3):
+            trail.emit(events.application_activity(ME, False))
+        trail.close(timeout_s=0.5)
+        assert trail.dropped["queue"] == 3
+        trail.emit(events.application_activity(ME, True))  # a new sender, behind the stale batch
+        trail.close()  # waits out the stale connect (5 s), then the new sender's record
+        stale.join(30)
+    assert not stale.is_alive()
+    lines = audit.read_bytes().splitlines()
+    assert [b"Application Start" in line for line in lines] == [True, True], lines
+    assert trail.dropped["queue"] == 3
