@@ -14,11 +14,14 @@ still come back, so its one-study-per-instance check counts it as held (:func:`m
 
 from __future__ import annotations
 
+import ctypes
 import errno
+import functools
 import logging
 import os
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,6 +40,13 @@ DELETING_PREFIX = ".prune-deleting-"
 #: In a moved folder: its Study Deleted record was queued (see :func:`deletion_auditor`); past
 #: every check, so the next pass finishes its delete (a set-aside folder too) rather than put it back.
 AUDIT_MARK = ".prune-audited"
+
+#: What ``os.link`` raises where the filesystem has no hard links (SMB and some FUSE mounts),
+#: or where ``fs.protected_hardlinks`` refuses a file of another account (EPERM too).
+_NO_LINK_ERRNOS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV})
+#: What ``renameat2`` raises where the filesystem (or the kernel) has no RENAME_NOREPLACE.
+_NO_NOREPLACE_ERRNOS = frozenset({errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP})
+_AT_FDCWD, _RENAME_NOREPLACE = -100, 1
 
 
 def moved_away(spool: Spool, uid: str) -> list[Path]:
@@ -72,7 +82,20 @@ def age_and_size(folder: Path) -> tuple[float, int]:
     return newest, size
 
 
-def merge_back(doomed: Path, folder: Path) -> None:
+@dataclass
+class LinkFallback:
+    """Whether this prune pass has met a filesystem without hard links, and logged it.
+
+    Give one to every :func:`merge_back` of a pass so the ``prune_no_hardlinks`` line comes
+    once per pass; without one, each folder put back gives its own line.
+    """
+
+    logged: bool = False
+    #: Set at the first refused link: the rest of the pass goes straight to the fallback.
+    error: str = ""
+
+
+def merge_back(doomed: Path, folder: Path, *, links: LinkFallback | None = None) -> None:
     """Move everything in ``doomed`` back under ``folder`` (keeping what is there now).
 
     The node may create ``folder`` (an image of the study arrived) between the look and the
@@ -85,7 +108,16 @@ def merge_back(doomed: Path, folder: Path) -> None:
     instance sent again, committed while the merge runs). Each old copy is hard-linked into
     place, which fails on a file already there whenever that file landed (a look, then a
     rename, replaced a copy the node committed between the two), then unlinked from ``doomed``.
+
+    Where the filesystem has no hard links (``os.link`` raises EPERM, ENOTSUP, EOPNOTSUPP or
+    EXDEV: some SMB and FUSE mounts) each old copy is renamed with Linux's ``renameat2``
+    RENAME_NOREPLACE, which keeps the same rule. Where that is missing too (not Linux, an old
+    glibc, a filesystem that refuses the flag) the merge looks, then renames: a copy the node
+    commits between the look and the rename (microseconds) is replaced by the old copy of the
+    same instance. One ``prune_no_hardlinks`` line per pass (``links``) says which it was.
+    Put-back once failed there for good, the study left in ``tmp/``.
     """
+    links = LinkFallback() if links is None else links
     if not folder.exists():
         try:
             os.rename(doomed, folder)
@@ -95,18 +127,65 @@ def merge_back(doomed: Path, folder: Path) -> None:
                 raise
     for path in sorted(doomed.rglob("*")):
         if path.is_file():
-            _put_back(path, folder / path.relative_to(doomed))
+            _put_back(path, folder / path.relative_to(doomed), links)
     shutil.rmtree(doomed, ignore_errors=True)
 
 
-def _put_back(path: Path, target: Path) -> None:
+def _put_back(path: Path, target: Path, links: LinkFallback) -> None:
     """Move ``path`` to ``target`` unless a file is there already (that one wins)."""
     ensure_dir(target.parent)  # 0750 whatever the umask, as every spool folder
+    if not links.error:
+        try:
+            os.link(path, target)
+        except FileExistsError:
+            return  # the old copy goes with the rest of the moved folder
+        except OSError as exc:
+            if exc.errno not in _NO_LINK_ERRNOS:
+                raise
+            links.error = f"{errno.errorcode.get(exc.errno or 0, exc.errno)}: {exc.strerror}"
+        else:
+            os.unlink(path)
+            return
+    how = _move_no_replace(path, target)
+    if not links.logged:
+        links.logged = True
+        log_event(logger, "prune_no_hardlinks", logging.WARNING, folder=str(target.parent), error=links.error,
+                  fallback=how, hint="this filesystem has no hard links (an SMB or FUSE mount?): folders are put "
+                  "back by rename" + ("" if how == "renameat2_noreplace" else ", which may replace an image the node "
+                  "stores in the same instant; keep the spool on a local filesystem (ext4, xfs)"))
+
+
+def _move_no_replace(path: Path, target: Path) -> str:
+    """Rename ``path`` to ``target`` unless a file is there (``path`` then stays); says how.
+
+    ``renameat2_noreplace``: atomic, never replaces. ``check_then_rename``: the fallback's
+    fallback, a look then a rename, with the window :func:`merge_back` describes.
+    """
+    renameat2 = _renameat2()
+    if renameat2 is not None:
+        if renameat2(_AT_FDCWD, os.fsencode(path), _AT_FDCWD, os.fsencode(target), _RENAME_NOREPLACE) == 0:
+            return "renameat2_noreplace"
+        err = ctypes.get_errno()
+        if err == errno.EEXIST:
+            return "renameat2_noreplace"  # the node's copy wins; the old one goes with the folder
+        if err not in _NO_NOREPLACE_ERRNOS:
+            raise OSError(err, os.strerror(err), str(path), None, str(target))
+    if not os.path.lexists(target):
+        os.rename(path, target)
+    return "check_then_rename"
+
+
+@functools.cache
+def _renameat2() -> Callable[[int, bytes, int, bytes, int], int] | None:
+    """libc's ``renameat2`` (Linux, glibc 2.28 and later), None where there is none."""
     try:
-        os.link(path, target)
-    except FileExistsError:
-        return  # the old copy goes with the rest of the moved folder
-    os.unlink(path)
+        function = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
+    function.restype = ctypes.c_int
+    found: Callable[[int, bytes, int, bytes, int], int] = function
+    return found
 
 
 def delete_moved(spool: Spool, doomed: Path, deleting: Callable[[Path], None] | None) -> None:
