@@ -72,6 +72,7 @@ from mammocad.spool.records import PrunedRecord, RecordError, ReportRecord
 from mammocad.spool.retention_moves import (
     DELETING_PREFIX,
     MOVED_PREFIX,
+    LinkFallback,
     delete_moved,
     deletion_auditor,
     merge_back,
@@ -156,7 +157,7 @@ def _remember(spool: Spool, uid: str) -> Callable[[Path], None]:
 
 def _remove(spool: Spool, folder: Path, check: Callable[[Path], str | None] | None = None,
             deleting: Callable[[Path], None] | None = None,
-            remember: Callable[[Path], None] | None = None) -> bool:
+            remember: Callable[[Path], None] | None = None, links: LinkFallback | None = None) -> bool:
     """Remove ``folder`` unless an image arrived between the checks and the rename.
 
     The node may commit an image into the study (and answer Success) after the age and
@@ -166,13 +167,14 @@ def _remove(spool: Spool, folder: Path, check: Callable[[Path], str | None] | No
     ``deleting`` (the audit record) sees the moved folder just before it is deleted.
     ``remember`` (the study's :class:`PrunedRecord`) runs before that; when it fails the
     study is put back and stays until it can be written.
+    ``links``: the pass's one :class:`LinkFallback` (one ``prune_no_hardlinks`` line a pass).
     Returns False when the study was put back.
     """
     doomed = spool.tmp / f"{MOVED_PREFIX}{folder.name}-{uuid.uuid4().hex[:8]}"
     os.rename(folder, doomed)
     reason = check(doomed) if check is not None else None
     if reason is not None or folder.exists():
-        merge_back(doomed, folder)
+        merge_back(doomed, folder, links=links)
         log_event(logger, "prune_raced_arrival", logging.WARNING, study=folder.name,
                   reason=reason or "an image arrived while the study was being removed")
         return False
@@ -180,7 +182,7 @@ def _remove(spool: Spool, folder: Path, check: Callable[[Path], str | None] | No
         try:
             remember(doomed)
         except (OSError, RecordError) as exc:
-            merge_back(doomed, folder)
+            merge_back(doomed, folder, links=links)
             log_event(logger, "prune_record_failed", logging.WARNING, study=folder.name, error=safe_error(exc),
                       hint="the study stays until spool/pruned/ can be written; check the spool's disk")
             return False
@@ -252,7 +254,8 @@ def _prune_pass(spool: Spool, older_than_s: float, report: PruneReport, *, dry_r
     days = f"{older_than_s / DAY_S:g} days"
     study_why = f"removed from the spool by retention: every result delivered, untouched for {days}"
     other_why = f"set-aside objects (SOP classes not analysed) removed from the spool by retention after {days}"
-    for recovered in recover(spool, trail, dry_run):
+    links = LinkFallback()  # one prune_no_hardlinks line for the whole pass
+    for recovered in recover(spool, trail, dry_run, links):
         if recovered.action == "failed":
             report.failed[recovered.uid] = recovered.error
             continue
@@ -272,7 +275,7 @@ def _prune_pass(spool: Spool, older_than_s: float, report: PruneReport, *, dry_r
                 report.kept[uid] = reason
                 continue
             if not dry_run and not _remove(spool, folder, lambda moved: _why_kept(spool, moved),
-                                           deletion_auditor(trail, uid, study_why), _remember(spool, uid)):
+                                           deletion_auditor(trail, uid, study_why), _remember(spool, uid), links):
                 continue
         except OSError as exc:
             _could_not_prune(spool, report, folder, exc)
@@ -286,7 +289,7 @@ def _prune_pass(spool: Spool, older_than_s: float, report: PruneReport, *, dry_r
                 if newest >= cutoff:
                     continue
                 if not dry_run and not _remove(spool, folder, lambda moved: _arrived(moved, cutoff),
-                                               deletion_auditor(trail, folder.name, other_why)):
+                                               deletion_auditor(trail, folder.name, other_why), links=links):
                     continue
             except OSError as exc:
                 _could_not_prune(spool, report, folder, exc)

@@ -37,6 +37,7 @@ from mammocad.spool.retention_moves import (
     AUDIT_MARK,
     DELETING_PREFIX,
     MOVED_PREFIX,
+    LinkFallback,
     age_and_size,
     delete_moved,
     deletion_auditor,
@@ -90,7 +91,8 @@ def leftover(spool: Spool, moved: Path) -> tuple[str, str, Path | None] | None:
     return uid_or_none, "put back", spool.studies / uid_or_none
 
 
-def recover(spool: Spool, trail: AuditTrail | None, dry_run: bool) -> list[Recovered]:
+def recover(spool: Spool, trail: AuditTrail | None, dry_run: bool,
+            links: LinkFallback | None = None) -> list[Recovered]:
     """Finish or undo what a killed pass left in ``tmp/`` (see the module docstring); with
     ``dry_run``, only say what would be done.
 
@@ -109,7 +111,7 @@ def recover(spool: Spool, trail: AuditTrail | None, dry_run: bool) -> list[Recov
         try:
             if not dry_run and origin is not None:
                 ensure_dir(origin.parent)
-                merge_back(moved, origin)
+                merge_back(moved, origin, links=links)
             elif not dry_run and moved.name.startswith(MOVED_PREFIX):
                 delete_moved(spool, moved, deletion_auditor(trail, uid, why))
             elif not dry_run:  # audited already, before it was renamed for deletion

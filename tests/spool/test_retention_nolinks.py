@@ -91,3 +91,19 @@ def test_put_back_still_fails_loudly_on_other_errors(tmp_path: Path, monkeypatch
     with pytest.raises(OSError, match="Input/output error"):
         retention_moves.merge_back(doomed, folder)
     assert (doomed / "images" / "1.1.0.dcm").read_bytes() == b"old 0"
+
+
+def test_a_prune_pass_putting_back_several_folders_says_it_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """Through ``prune`` itself: a killed pass's two moved folders go back in the next pass's
+    recovery, which shares the pass's one :class:`LinkFallback` (it once logged per folder)."""
+    from mammocad.spool.retention import DAY_S, prune
+
+    spool = Spool(tmp_path / "spool").create()
+    moved = [_moved_study(spool, uid) for uid in ("1.1", "1.2")]
+    _refuse_links(monkeypatch, errno.EPERM)
+    with caplog.at_level(logging.INFO, logger=retention_moves.logger.name):
+        report = prune(spool.root, 30 * DAY_S)
+    assert sorted(report.recovered) == [("1.1", "put back"), ("1.2", "put back")]
+    assert [r.getMessage() for r in caplog.records].count("prune_no_hardlinks") == 1
+    assert all(len(list(folder.rglob("*.dcm"))) == 3 for folder, _ in moved)
