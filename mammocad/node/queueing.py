@@ -21,7 +21,7 @@ from mammocad.logs import log_event, safe_error
 from mammocad.metrics.faults import count_fault
 from mammocad.node.studies import Completion, StudyTracker
 from mammocad.spool.layout import Spool, atomic_write_json
-from mammocad.spool.records import CompletionRecord
+from mammocad.spool.records.analysis import CompletionRecord
 from mammocad.spool.tasks import (
     TASK_ANALYZE_IMAGE,
     TASK_FINALIZE_STUDY,

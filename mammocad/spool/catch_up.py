@@ -33,7 +33,8 @@ from pathlib import Path
 from mammocad.config import Destination, OutputKind
 from mammocad.logs import log_event, safe_error
 from mammocad.spool.outbox import Outbox, OutboxItem
-from mammocad.spool.records import RecordError, ReportRecord, report_revision
+from mammocad.spool.records import RecordError
+from mammocad.spool.records.report import ReportRecord, report_revision
 from mammocad.spool.studies import StudyFiles
 
 logger = logging.getLogger(__name__)

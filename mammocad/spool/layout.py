@@ -25,15 +25,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mammocad.spool.records import (
-    CompletionRecord,
-    PrunedRecord,
-    ReanalysisRecord,
-    RecordError,
-    ReportRecord,
-    report_order,
-    report_revision,
-)
+from mammocad.spool.records import RecordError
+from mammocad.spool.records.analysis import CompletionRecord, ReanalysisRecord
+from mammocad.spool.records.pruned import PrunedRecord
+from mammocad.spool.records.report import ReportRecord, report_order, report_revision
 
 Chunks = bytes | bytearray | memoryview | Iterable[bytes | bytearray | memoryview]
 

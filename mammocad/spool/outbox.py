@@ -43,7 +43,7 @@ from mammocad.spool.layout import (
     fsync_dir,
     write_new,
 )
-from mammocad.spool.records import OUTBOX_ITEM_VERSION, RecordError, check_version, load_json
+from mammocad.spool.records import RecordError, check_version, load_json
 
 if TYPE_CHECKING:  # pydicom loads numpy and Pillow: not at import (tests/test_cli_help.py)
     from pydicom.dataset import Dataset
@@ -52,6 +52,8 @@ logger = logging.getLogger(__name__)
 
 _ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 ITEM_JSON = "item.json"
+#: ``item.json``'s record version (:mod:`mammocad.spool.records` says what a version promises).
+OUTBOX_ITEM_VERSION = 1
 
 
 def check_name(value: str, what: str) -> str:

@@ -41,7 +41,8 @@ from pathlib import Path
 
 from mammocad.logs import log_event, safe_error
 from mammocad.spool.layout import Spool, atomic_write_json
-from mammocad.spool.records import PresenceRecord, RecordError
+from mammocad.spool.records import RecordError
+from mammocad.spool.records.presence import PresenceRecord
 
 logger = logging.getLogger(__name__)
 

@@ -68,7 +68,9 @@ from typing import TYPE_CHECKING
 from mammocad.logs import log_event, safe_error
 from mammocad.spool.layout import Spool, atomic_write_json, ensure_dir, is_uid
 from mammocad.spool.prune_lock import pass_lock
-from mammocad.spool.records import PrunedRecord, RecordError, ReportRecord
+from mammocad.spool.records import RecordError
+from mammocad.spool.records.pruned import PrunedRecord
+from mammocad.spool.records.report import ReportRecord
 from mammocad.spool.retention_moves import (
     DELETING_PREFIX,
     MOVED_PREFIX,

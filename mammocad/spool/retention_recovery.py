@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from mammocad.logs import log_event, safe_error
 from mammocad.spool.layout import Spool, ensure_dir, is_uid
-from mammocad.spool.records import RecordError, ReportRecord
+from mammocad.spool.records import RecordError
+from mammocad.spool.records.report import ReportRecord
 from mammocad.spool.retention_moves import (
     AUDIT_MARK,
     DELETING_PREFIX,

@@ -34,15 +34,9 @@ from mammocad.spool.layout import (
     validate_uid,
     write_new,
 )
-from mammocad.spool.records import (
-    CompletionRecord,
-    KeptOutputs,
-    RecordError,
-    ReportRecord,
-    image_result_json,
-    read_image_result,
-)
-from mammocad.spool.records import report_revision as report_revision  # its home was here
+from mammocad.spool.records import RecordError
+from mammocad.spool.records.analysis import CompletionRecord, image_result_json, read_image_result
+from mammocad.spool.records.report import KeptOutputs, ReportRecord
 
 if TYPE_CHECKING:  # pydicom loads numpy and Pillow: not at import (tests/test_cli_help.py)
     from pydicom.dataset import Dataset

@@ -39,8 +39,10 @@ from mammocad.spool.catch_up import PER_IMAGE, current_objects, lineage
 from mammocad.spool.layout import FILE_MODE, Spool
 from mammocad.spool.leases import lease_age, lease_path
 from mammocad.spool.outbox import Outbox, OutboxItem
-from mammocad.spool.records import ReanalysisRecord, RecordError, ReportRecord
-from mammocad.spool.studies import StudyFiles, latest_report, report_revision
+from mammocad.spool.records import RecordError
+from mammocad.spool.records.analysis import ReanalysisRecord
+from mammocad.spool.records.report import ReportRecord, report_revision
+from mammocad.spool.studies import StudyFiles, latest_report
 from mammocad.spool.tasks import (
     TASK_ANALYZE_IMAGE,
     TASK_DELIVER,

@@ -19,8 +19,8 @@ from typing import Any
 from mammocad.spool.layout import Spool
 from mammocad.spool.leases import lease_age, lease_path
 from mammocad.spool.outbox import Outbox, OutboxItem
-from mammocad.spool.records import ReportRecord
-from mammocad.spool.studies import StudyFiles, report_revision
+from mammocad.spool.records.report import ReportRecord, report_revision
+from mammocad.spool.studies import StudyFiles
 
 STATES = ("failed", "pending", "delivered")
 #: Worst first: a study shows its worst destination.

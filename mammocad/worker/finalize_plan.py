@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 
 from mammocad.logs import log_event
-from mammocad.spool.records import ReanalysisRecord
+from mammocad.spool.records.analysis import ReanalysisRecord
 from mammocad.spool.studies import StudyFiles, report_key
 
 logger = logging.getLogger("mammocad.worker.tasks")  # its events are the finalize task's

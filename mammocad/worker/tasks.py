@@ -44,7 +44,7 @@ from mammocad.spool.catch_up import lineage, owed_objects
 from mammocad.spool.layout import validate_uid
 from mammocad.spool.leases import lease_path
 from mammocad.spool.outbox import Outbox, OutboxItem
-from mammocad.spool.records import KeptOutputs, OutputObject, ReportRecord
+from mammocad.spool.records.report import KeptOutputs, OutputObject, ReportRecord
 from mammocad.spool.studies import (
     StudyFiles,
     find_predecessor,

@@ -18,7 +18,7 @@ import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 
-from mammocad.spool.records import CompletionRecord
+from mammocad.spool.records.analysis import CompletionRecord
 from tests.e2e.harness import elapsed
 from tests.factories import make_four_view_study, write
 from tests.orthanc import Orthanc

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from mammocad.spool.records import CompletionRecord
+from mammocad.spool.records.analysis import CompletionRecord
 from tests.faults.cluster import MAMMO_CAD_SR, Cluster, fresh_study, in_flight, settle
 from tests.services import wait_until
 

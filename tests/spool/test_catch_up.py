@@ -13,7 +13,7 @@ from pydicom.uid import UID, ExplicitVRLittleEndian
 from mammocad.config import Destination, OutputKind
 from mammocad.spool.catch_up import owed_objects
 from mammocad.spool.outbox import Outbox
-from mammocad.spool.records import OutputObject, ReportRecord
+from mammocad.spool.records.report import OutputObject, ReportRecord
 from mammocad.spool.studies import StudyFiles
 
 STUDY = "1.2.3.4"

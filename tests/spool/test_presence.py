@@ -10,7 +10,7 @@ import pytest
 
 from mammocad.spool.layout import Spool
 from mammocad.spool.presence import PresenceBeacon, holders
-from mammocad.spool.records import PresenceRecord
+from mammocad.spool.records.presence import PresenceRecord
 
 
 def test_a_beacon_lists_what_the_broker_still_holds_and_keeps_all_when_it_cannot_ask(tmp_path: Path) -> None:

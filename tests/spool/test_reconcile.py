@@ -13,7 +13,7 @@ from mammocad.spool.broker import make_celery
 from mammocad.spool.layout import Spool, atomic_write_json
 from mammocad.spool.leases import held, lease_path
 from mammocad.spool.reconcile import BrokerView, Reconciler, read_broker, redis_client, task_key
-from mammocad.spool.records import PresenceRecord
+from mammocad.spool.records.presence import PresenceRecord
 from mammocad.spool.tasks import (
     TASK_ANALYZE_IMAGE,
     TASK_FINALIZE_STUDY,

@@ -11,16 +11,15 @@ from mammocad.config.settings import OutputKind
 from mammocad.model.results import ImageRef, ImageResult, Lesion, LesionClass
 from mammocad.spool.layout import Spool
 from mammocad.spool.outbox import Outbox
-from mammocad.spool.records import (
+from mammocad.spool.records import RecordError
+from mammocad.spool.records.analysis import (
     CompletionRecord,
-    OutputObject,
-    PresenceRecord,
-    RecordError,
-    ReportRecord,
     image_result_from_json,
     image_result_json,
     read_image_result,
 )
+from mammocad.spool.records.presence import PresenceRecord
+from mammocad.spool.records.report import OutputObject, ReportRecord
 from mammocad.spool.studies import StudyFiles, find_predecessor
 
 STUDY = "1.2.826.0.1.3680043.8.498.1"

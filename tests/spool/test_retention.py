@@ -384,7 +384,7 @@ def test_records_of_pruned_studies_expire_unless_their_study_is_back(tmp_path: P
     """``pruned/<study>.json`` has a bounded life (node.pruned_record_days), as every file
     derived from a study; it used to be kept forever."""
     from mammocad.spool.layout import atomic_write_json
-    from mammocad.spool.records import PrunedRecord
+    from mammocad.spool.records.pruned import PrunedRecord
 
     spool = Spool(tmp_path / "spool").create()
     for uid in ("1.1", "1.2", "1.3"):

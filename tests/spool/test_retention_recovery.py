@@ -18,7 +18,7 @@ import pytest
 
 from mammocad.audit import AuditTrail, Identity
 from mammocad.spool.layout import Spool, atomic_write_json
-from mammocad.spool.records import PrunedRecord
+from mammocad.spool.records.pruned import PrunedRecord
 from mammocad.spool.retention import DAY_S, prune
 from tests import processes
 from tests.audit.schema import problems

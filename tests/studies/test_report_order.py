@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from mammocad.spool.catch_up import lineage
-from mammocad.spool.records import ReportRecord
+from mammocad.spool.records.report import ReportRecord
 from mammocad.spool.studies import StudyFiles, latest_report
 from mammocad.studies.status import study_status
 

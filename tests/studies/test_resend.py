@@ -89,7 +89,7 @@ def test_a_resend_names_a_destination_the_report_did_not_in_its_record(spool: Pa
     holds: a late report owes it nothing and `studies show` lists it. A destination the report
     names keeps its own item; a later copy for `archive` is a copy of its recorded item."""
     from mammocad.spool.catch_up import owed_objects
-    from mammocad.spool.records import ReportRecord
+    from mammocad.spool.records.report import ReportRecord
     from mammocad.studies.status import study_status
 
     files = StudyFiles(spool, STUDY)
@@ -118,7 +118,7 @@ def test_a_confirmed_copy_for_a_named_destination_whose_item_was_lost_is_recorde
     re-sent. Once the copy was confirmed (gone from the outbox), nothing said so: a late
     report owed `pacs` the earlier SC/GSPS again and `studies show` still said dead/dropped."""
     from mammocad.spool.catch_up import owed_objects
-    from mammocad.spool.records import ReportRecord
+    from mammocad.spool.records.report import ReportRecord
     from mammocad.studies.status import study_status
 
     files = StudyFiles(spool, STUDY)

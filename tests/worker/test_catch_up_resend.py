@@ -17,7 +17,7 @@ from pydicom import dcmread
 from mammocad.config import load_settings
 from mammocad.config.editing import add_destination
 from mammocad.spool.outbox import Outbox
-from mammocad.spool.records import ReportRecord
+from mammocad.spool.records.report import ReportRecord
 from mammocad.spool.studies import StudyFiles
 from mammocad.spool.tasks import TASK_ANALYZE_IMAGE
 from mammocad.studies.actions import resend

@@ -15,7 +15,7 @@ from pydicom import dcmread
 
 from mammocad.config import OutputKind, load_settings
 from mammocad.config.editing import add_destination, remove_destination
-from mammocad.spool.records import ReportRecord
+from mammocad.spool.records.report import ReportRecord
 from mammocad.spool.studies import StudyFiles, report_key
 from mammocad.spool.tasks import TASK_ANALYZE_IMAGE, TASK_FINALIZE_STUDY
 from tests.orthanc import Orthanc

@@ -24,7 +24,7 @@ from mammocad.config import Settings
 from mammocad.spool.broker import make_celery
 from mammocad.spool.layout import Spool, atomic_write_json
 from mammocad.spool.reconcile import BrokerView, Owed, Reconciler, read_broker, redis_client
-from mammocad.spool.records import PresenceRecord
+from mammocad.spool.records.presence import PresenceRecord
 from mammocad.spool.tasks import TASK_DELIVER, TASK_FINALIZE_STUDY, deliver_args, finalize_study_args
 from tests import processes
 from tests.services import WORKER_READY_TIMEOUT, redis_server, wait_until

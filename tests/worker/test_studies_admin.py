@@ -24,7 +24,7 @@ from mammocad.audit.events import os_user
 from mammocad.config import load_settings
 from mammocad.spool.leases import held, lease_path
 from mammocad.spool.outbox import Outbox
-from mammocad.spool.records import ReportRecord
+from mammocad.spool.records.report import ReportRecord
 from mammocad.spool.studies import StudyFiles, report_key
 from mammocad.spool.tasks import TASK_ANALYZE_IMAGE, TASK_FINALIZE_STUDY
 from mammocad.studies.actions import reanalyse, resend
@@ -490,7 +490,7 @@ def test_a_resend_that_cannot_be_audited_queues_nothing(tmp_path: Path) -> None:
     `studies resend`. The objects were put in the outbox before the audit record failed, so a
     running worker would have sent them unaudited; now nothing is queued and one line says why."""
     from mammocad.config.output_kinds import OutputKind
-    from mammocad.spool.records import OutputObject
+    from mammocad.spool.records.report import OutputObject
     from tests.audit.unwritable import mammocad_as_admin, owned_by_the_service, refused_in_one_line
     from tests.factories import make_mammogram
 

@@ -11,7 +11,7 @@ from celery import Celery
 from pydicom import dcmread
 
 from mammocad.model.results import ImageResult
-from mammocad.spool.records import ReportRecord
+from mammocad.spool.records.report import ReportRecord
 from mammocad.spool.studies import StudyFiles, report_key
 from mammocad.spool.tasks import TASK_ANALYZE_IMAGE, TASK_FINALIZE_STUDY
 

@@ -1,216 +1,25 @@
-"""Typed, versioned records of the spool: what one side writes and the other reads.
-
-Each record is a JSON file with a ``version`` field. Writers always write the current
-version; readers accept the current one and every earlier one this code has written
-(files written before versions existed count as version 0 and have the same fields), so
-a spool from an older release keeps working after an upgrade. A file of a *newer*
-version than the reader knows is refused with :class:`RecordError` rather than misread.
-
-| file | record | written by |
-| --- | --- | --- |
-| ``studies/<study>/results/<sop>.json`` | :func:`image_result_json` / :func:`read_image_result` | GPU worker |
-| ``studies/<study>/complete.json`` | :class:`CompletionRecord` | node |
-| ``studies/<study>/reports/<key>.json`` | :class:`ReportRecord` | results worker |
-| ``studies/<study>/outputs/<key>/kept.json`` | :class:`KeptOutputs` | results worker |
-| ``studies/<study>/reanalysis.json`` | :class:`ReanalysisRecord` | ``mammocad studies reanalyse`` |
-| ``pruned/<study>.json`` | :class:`PrunedRecord` | retention (``spool prune``, the results worker) |
-| ``outbox/<dest>/<item>/item.json`` | :class:`~mammocad.spool.outbox.OutboxItem` | results worker |
-| ``workers/<worker>.json`` | :class:`PresenceRecord` | every worker (its main process) |
-"""
+"""Records of a study's reports: what each report produced, where it went, and the kept objects
+of one build."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from mammocad.config.settings import OutputKind
-from mammocad.model.results import ImageResult
+from mammocad.spool.records import RecordError, check_version, load_json
+from mammocad.spool.records.analysis import ReanalysisRecord
 
-IMAGE_RESULT_VERSION = 1
-COMPLETION_VERSION = 1
 REPORT_VERSION = 1
-OUTBOX_ITEM_VERSION = 1
-PRESENCE_VERSION = 1
 KEPT_OUTPUTS_VERSION = 1
-REANALYSIS_VERSION = 1
-PRUNED_VERSION = 1
-
-
-class RecordError(ValueError):
-    """A spool record that cannot be read: not JSON, wrong shape, or from a newer release."""
-
-
-def load_json(path: Path) -> dict[str, Any]:
-    """The JSON object in ``path``; FileNotFoundError passes, anything else is RecordError."""
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise
-    except (OSError, ValueError) as exc:
-        raise RecordError(f"{path.name}: unreadable record: {exc}") from exc
-    if not isinstance(data, dict):
-        raise RecordError(f"{path.name}: expected a JSON object, got {type(data).__name__}")
-    return data
-
-
-def check_version(data: Mapping[str, Any], current: int, what: str) -> int:
-    """The record's version (0 when absent); RecordError when newer than ``current``."""
-    version = data.get("version", 0)
-    if not isinstance(version, int) or version < 0:
-        raise RecordError(f"{what}: bad version {version!r}")
-    if version > current:
-        raise RecordError(f"{what}: version {version} is newer than this release reads ({current}); "
-                          "upgrade every node and worker that shares the spool")
-    return version
-
-
-# --------------------------------------------------------------------------- image result
-
-
-def image_result_json(result: ImageResult) -> dict[str, Any]:
-    """``results/<sop>.json``: the model's :class:`ImageResult` plus the record version."""
-    return {"version": IMAGE_RESULT_VERSION, **result.to_dict()}
-
-
-def image_result_from_json(data: Mapping[str, Any], what: str = "image result") -> ImageResult:
-    check_version(data, IMAGE_RESULT_VERSION, what)
-    try:
-        return ImageResult.from_dict({k: v for k, v in data.items() if k != "version"})
-    except (KeyError, TypeError, ValueError) as exc:
-        raise RecordError(f"{what}: {type(exc).__name__}: {exc}") from exc
-
-
-def read_image_result(path: Path) -> ImageResult:
-    return image_result_from_json(load_json(path), path.name)
-
-
-# --------------------------------------------------------------------------- completion
-
-
-@dataclass(frozen=True)
-class CompletionRecord:
-    """``complete.json``: the node declared the study complete for exactly these images.
-
-    ``reason``: "four_views" (L/R × CC/MLO arrived) or "timeout" (``study_timeout_s`` of
-    silence). A later image makes the node declare again with the larger set.
-    """
-
-    sop_uids: tuple[str, ...]
-    reason: str
-    declared_at: float
-
-    def to_json(self) -> dict[str, Any]:
-        return {"version": COMPLETION_VERSION, "sop_uids": sorted(self.sop_uids), "reason": self.reason,
-                "declared_at": self.declared_at}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any], what: str = "complete.json") -> CompletionRecord:
-        check_version(data, COMPLETION_VERSION, what)
-        sops = data.get("sop_uids")
-        if not isinstance(sops, list) or not all(isinstance(s, str) for s in sops):
-            raise RecordError(f"{what}: sop_uids must be a list of UIDs")
-        try:
-            declared = float(data.get("declared_at", 0.0))
-        except (TypeError, ValueError) as exc:
-            raise RecordError(f"{what}: declared_at: {exc}") from exc
-        return cls(sop_uids=tuple(sorted(sops)), reason=str(data.get("reason", "")), declared_at=declared)
-
-    @classmethod
-    def read(cls, path: Path) -> CompletionRecord:
-        return cls.from_json(load_json(path), path.name)
-
-
-@dataclass(frozen=True)
-class ReanalysisRecord:
-    """``reanalysis.json``: an admin asked for these images to be analysed again and reported
-    as amended report ``revision``; owed until a report of that revision (or a later one) exists.
-
-    Written before the old image results are deleted, so whatever queues the study's
-    finalize afterwards (the reanalyse command, the last analysis, the node's reconciler
-    after a broker loss) makes the amended report, not the skipped original.
-    """
-
-    revision: int
-    sop_uids: tuple[str, ...]
-    requested_at: float
-
-    def to_json(self) -> dict[str, Any]:
-        return {"version": REANALYSIS_VERSION, "revision": self.revision, "sop_uids": sorted(self.sop_uids),
-                "requested_at": self.requested_at}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any], what: str = "reanalysis.json") -> ReanalysisRecord:
-        check_version(data, REANALYSIS_VERSION, what)
-        sops, revision = data.get("sop_uids"), data.get("revision")
-        if not isinstance(sops, list) or not all(isinstance(s, str) for s in sops):
-            raise RecordError(f"{what}: sop_uids must be a list of UIDs")
-        if not isinstance(revision, int) or revision < 1:
-            raise RecordError(f"{what}: revision must be a positive integer, got {revision!r}")
-        try:
-            requested = float(data.get("requested_at", 0.0))
-        except (TypeError, ValueError) as exc:
-            raise RecordError(f"{what}: requested_at: {exc}") from exc
-        return cls(revision=revision, sop_uids=tuple(sorted(sops)), requested_at=requested)
-
-    @classmethod
-    def read(cls, path: Path) -> ReanalysisRecord:
-        return cls.from_json(load_json(path), path.name)
-
-
-@dataclass(frozen=True)
-class PrunedRecord:
-    """``pruned/<study>.json``: what retention removed of a delivered study, UIDs and counts only.
-
-    Retention deletes the study's folder (images, results, reports); without this record an
-    image of the study arriving later was a new study: the images already reported were
-    analysed and reported again, and the new report repeated the pruned one's series numbers.
-    ``sop_uids``: every image the pruned reports covered; ``reports``: how many there were.
-    """
-
-    sop_uids: tuple[str, ...]
-    reports: int
-    pruned_at: float
-
-    def merged(self, other: PrunedRecord | None) -> PrunedRecord:
-        """This record added to ``other`` (a study pruned again after more images came)."""
-        if other is None:
-            return self
-        return PrunedRecord(tuple(sorted(set(self.sop_uids) | set(other.sop_uids))),
-                            self.reports + other.reports, max(self.pruned_at, other.pruned_at))
-
-    def to_json(self) -> dict[str, Any]:
-        return {"version": PRUNED_VERSION, "sop_uids": sorted(self.sop_uids), "reports": self.reports,
-                "pruned_at": self.pruned_at}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any], what: str = "pruned study") -> PrunedRecord:
-        check_version(data, PRUNED_VERSION, what)
-        sops, reports = data.get("sop_uids"), data.get("reports")
-        if not isinstance(sops, list) or not all(isinstance(s, str) for s in sops):
-            raise RecordError(f"{what}: sop_uids must be a list of UIDs")
-        if not isinstance(reports, int) or reports < 0:
-            raise RecordError(f"{what}: reports must be a count, got {reports!r}")
-        try:
-            pruned_at = float(data.get("pruned_at", 0.0))
-        except (TypeError, ValueError) as exc:
-            raise RecordError(f"{what}: pruned_at: {exc}") from exc
-        return cls(sop_uids=tuple(sorted(sops)), reports=reports, pruned_at=pruned_at)
-
-    @classmethod
-    def read(cls, path: Path) -> PrunedRecord:
-        return cls.from_json(load_json(path), path.name)
 
 
 def report_revision(key: str) -> int:
     """The revision encoded in a report key (0 for a first report)."""
     _, sep, rev = key.rpartition(".r")
     return int(rev) if sep and rev.isdigit() else 0
-
-
-# --------------------------------------------------------------------------- report
 
 
 @dataclass(frozen=True)
@@ -362,9 +171,6 @@ def report_order(report: ReportRecord, mtime: float) -> tuple[int, float, str]:
     return (report.sequence, mtime if not report.sequence else 0.0, report.report_key)
 
 
-# --------------------------------------------------------------------------- kept outputs
-
-
 @dataclass(frozen=True)
 class KeptOutputs:
     """``outputs/<report_key>/kept.json``: the objects one build of a report produced.
@@ -400,53 +206,4 @@ class KeptOutputs:
 
     @classmethod
     def read(cls, path: Path) -> KeptOutputs:
-        return cls.from_json(load_json(path), path.name)
-
-
-# --------------------------------------------------------------------------- worker presence
-
-
-@dataclass(frozen=True)
-class PresenceRecord:
-    """``workers/<worker>.json``: a live worker and the broker messages it holds.
-
-    The file's modification time is the heartbeat (:mod:`mammocad.spool.presence`);
-    ``held`` are the kombu delivery tags of the task messages the worker received, running
-    or waiting for a countdown, so the node can tell a task held by a dead worker from one
-    held by a live one. ``dropped``: tags of messages the worker took on a broker connection
-    that has closed since (a broker restart, a network blip): Celery forgets the waiting ones
-    then, yet Redis keeps them unacknowledged until the visibility timeout. ``lease_s`` is the
-    worker's own setting (it beats every ``lease_s / 6``): a node configured with a shorter one
-    must not call it dead between beats.
-    """
-
-    worker: str
-    host: str
-    pid: int
-    started: float
-    held: tuple[str, ...]
-    lease_s: float = 0.0
-    dropped: tuple[str, ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        return {"version": PRESENCE_VERSION, "worker": self.worker, "host": self.host, "pid": self.pid,
-                "started": self.started, "held": list(self.held), "lease_s": self.lease_s,
-                "dropped": list(self.dropped)}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any], what: str = "worker presence") -> PresenceRecord:
-        check_version(data, PRESENCE_VERSION, what)
-        held, dropped = data.get("held", []), data.get("dropped", [])
-        for name, tags in (("held", held), ("dropped", dropped)):
-            if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-                raise RecordError(f"{what}: {name} must be a list of delivery tags")
-        try:
-            return cls(worker=str(data["worker"]), host=str(data.get("host", "")), pid=int(data.get("pid", 0)),
-                       started=float(data.get("started", 0.0)), held=tuple(held),
-                       lease_s=float(data.get("lease_s", 0.0)), dropped=tuple(dropped))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise RecordError(f"{what}: {type(exc).__name__}: {exc}") from exc
-
-    @classmethod
-    def read(cls, path: Path) -> PresenceRecord:
         return cls.from_json(load_json(path), path.name)

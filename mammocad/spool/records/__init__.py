@@ -1,0 +1,57 @@
+"""Typed, versioned records of the spool: what one side writes and the other reads.
+
+Each record is a JSON file with a ``version`` field. Writers always write the current
+version; readers accept the current one and every earlier one this code has written
+(files written before versions existed count as version 0 and have the same fields), so
+a spool from an older release keeps working after an upgrade. A file of a *newer*
+version than the reader knows is refused with :class:`RecordError` rather than misread.
+
+This package holds those rules (:class:`RecordError`, :func:`load_json`, :func:`check_version`)
+and, one module per job, the records:
+
+| file | record | module | written by |
+| --- | --- | --- | --- |
+| ``studies/<study>/results/<sop>.json`` | :func:`~.analysis.image_result_json` / :func:`~.analysis.read_image_result` | :mod:`.analysis` | GPU worker |
+| ``studies/<study>/complete.json`` | :class:`~.analysis.CompletionRecord` | :mod:`.analysis` | node |
+| ``studies/<study>/reanalysis.json`` | :class:`~.analysis.ReanalysisRecord` | :mod:`.analysis` | ``mammocad studies reanalyse`` |
+| ``studies/<study>/reports/<key>.json`` | :class:`~.report.ReportRecord` | :mod:`.report` | results worker |
+| ``studies/<study>/outputs/<key>/kept.json`` | :class:`~.report.KeptOutputs` | :mod:`.report` | results worker |
+| ``pruned/<study>.json`` | :class:`~.pruned.PrunedRecord` | :mod:`.pruned` | retention (``spool prune``, the results worker) |
+| ``outbox/<dest>/<item>/item.json`` | :class:`~mammocad.spool.outbox.OutboxItem` | :mod:`mammocad.spool.outbox` | results worker |
+| ``workers/<worker>.json`` | :class:`~.presence.PresenceRecord` | :mod:`.presence` | every worker (its main process) |
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+
+class RecordError(ValueError):
+    """A spool record that cannot be read: not JSON, wrong shape, or from a newer release."""
+
+
+def load_json(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``; FileNotFoundError passes, anything else is RecordError."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise RecordError(f"{path.name}: unreadable record: {exc}") from exc
+    if not isinstance(data, dict):
+        raise RecordError(f"{path.name}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def check_version(data: Mapping[str, Any], current: int, what: str) -> int:
+    """The record's version (0 when absent); RecordError when newer than ``current``."""
+    version = data.get("version", 0)
+    if not isinstance(version, int) or version < 0:
+        raise RecordError(f"{what}: bad version {version!r}")
+    if version > current:
+        raise RecordError(f"{what}: version {version} is newer than this release reads ({current}); "
+                          "upgrade every node and worker that shares the spool")
+    return version

@@ -1,0 +1,58 @@
+"""The record of a live worker (its presence file)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mammocad.spool.records import RecordError, check_version, load_json
+
+PRESENCE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class PresenceRecord:
+    """``workers/<worker>.json``: a live worker and the broker messages it holds.
+
+    The file's modification time is the heartbeat (:mod:`mammocad.spool.presence`);
+    ``held`` are the kombu delivery tags of the task messages the worker received, running
+    or waiting for a countdown, so the node can tell a task held by a dead worker from one
+    held by a live one. ``dropped``: tags of messages the worker took on a broker connection
+    that has closed since (a broker restart, a network blip): Celery forgets the waiting ones
+    then, yet Redis keeps them unacknowledged until the visibility timeout. ``lease_s`` is the
+    worker's own setting (it beats every ``lease_s / 6``): a node configured with a shorter one
+    must not call it dead between beats.
+    """
+
+    worker: str
+    host: str
+    pid: int
+    started: float
+    held: tuple[str, ...]
+    lease_s: float = 0.0
+    dropped: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"version": PRESENCE_VERSION, "worker": self.worker, "host": self.host, "pid": self.pid,
+                "started": self.started, "held": list(self.held), "lease_s": self.lease_s,
+                "dropped": list(self.dropped)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], what: str = "worker presence") -> PresenceRecord:
+        check_version(data, PRESENCE_VERSION, what)
+        held, dropped = data.get("held", []), data.get("dropped", [])
+        for name, tags in (("held", held), ("dropped", dropped)):
+            if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+                raise RecordError(f"{what}: {name} must be a list of delivery tags")
+        try:
+            return cls(worker=str(data["worker"]), host=str(data.get("host", "")), pid=int(data.get("pid", 0)),
+                       started=float(data.get("started", 0.0)), held=tuple(held),
+                       lease_s=float(data.get("lease_s", 0.0)), dropped=tuple(dropped))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RecordError(f"{what}: {type(exc).__name__}: {exc}") from exc
+
+    @classmethod
+    def read(cls, path: Path) -> PresenceRecord:
+        return cls.from_json(load_json(path), path.name)

@@ -1,0 +1,56 @@
+"""The record retention leaves of a study it removed."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mammocad.spool.records import RecordError, check_version, load_json
+
+PRUNED_VERSION = 1
+
+
+@dataclass(frozen=True)
+class PrunedRecord:
+    """``pruned/<study>.json``: what retention removed of a delivered study, UIDs and counts only.
+
+    Retention deletes the study's folder (images, results, reports); without this record an
+    image of the study arriving later was a new study: the images already reported were
+    analysed and reported again, and the new report repeated the pruned one's series numbers.
+    ``sop_uids``: every image the pruned reports covered; ``reports``: how many there were.
+    """
+
+    sop_uids: tuple[str, ...]
+    reports: int
+    pruned_at: float
+
+    def merged(self, other: PrunedRecord | None) -> PrunedRecord:
+        """This record added to ``other`` (a study pruned again after more images came)."""
+        if other is None:
+            return self
+        return PrunedRecord(tuple(sorted(set(self.sop_uids) | set(other.sop_uids))),
+                            self.reports + other.reports, max(self.pruned_at, other.pruned_at))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"version": PRUNED_VERSION, "sop_uids": sorted(self.sop_uids), "reports": self.reports,
+                "pruned_at": self.pruned_at}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], what: str = "pruned study") -> PrunedRecord:
+        check_version(data, PRUNED_VERSION, what)
+        sops, reports = data.get("sop_uids"), data.get("reports")
+        if not isinstance(sops, list) or not all(isinstance(s, str) for s in sops):
+            raise RecordError(f"{what}: sop_uids must be a list of UIDs")
+        if not isinstance(reports, int) or reports < 0:
+            raise RecordError(f"{what}: reports must be a count, got {reports!r}")
+        try:
+            pruned_at = float(data.get("pruned_at", 0.0))
+        except (TypeError, ValueError) as exc:
+            raise RecordError(f"{what}: pruned_at: {exc}") from exc
+        return cls(sop_uids=tuple(sorted(sops)), reports=reports, pruned_at=pruned_at)
+
+    @classmethod
+    def read(cls, path: Path) -> PrunedRecord:
+        return cls.from_json(load_json(path), path.name)
