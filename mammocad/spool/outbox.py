@@ -8,7 +8,9 @@ Layout (under ``node.spool_dir``)::
 An item is one report's files for one destination. It appears atomically (built in
 ``tmp/`` and renamed), its files are deleted only after the destination answered Success
 for every one of them, and after ``delivery.deadline_s`` without success it moves to the
-dead-letter folder, from where ``mammocad outbox retry`` brings it back.
+dead-letter folder, from where ``mammocad outbox retry`` brings it back. A ``studies resend``
+copy ``<item>.s<n>`` that is confirmed deletes the dead letters of its lineage it carried every
+pending object of (:meth:`Outbox.complete`).
 
 ``item.json`` holds: destination, created, attempts, next_attempt, last_error, delivered
 (SOP UIDs already confirmed, so a retry resends only the rest) and ``token``: the id of
@@ -185,8 +187,60 @@ class Outbox:
         return sorted(out, key=lambda i: i.created)
 
     def complete(self, item: OutboxItem) -> None:
-        """Every file was confirmed: the item's job is done, delete it."""
+        """Every file was confirmed: the item's job is done, delete it.
+
+        A ``studies resend`` copy (``<item>.s<n>``) first takes out the dead letters it
+        superseded (:meth:`_retire_superseded`): before, the dead item stayed until an admin
+        ran ``outbox drop`` although ``studies show`` said the destination had its objects,
+        and retention kept the study for it. In this order a crash in between leaves the
+        confirmed copy in the outbox, whose next attempt finds nothing pending and completes it.
+        """
+        carried = {p.stem for p in item.files()} | set(item.delivered)
+        self._retire_superseded(item, carried)
         self._discard(item.path)
+
+    def _retire_superseded(self, copy: OutboxItem, carried: set[str]) -> None:
+        """Delete each dead letter of ``copy``'s lineage before it (the item ``<base>`` and the
+        copies ``<base>.s<m>``, m < n, of the same destination) whose every object it had not
+        delivered ``copy`` carried (``carried``: the SOP Instance UIDs the destination confirmed).
+
+        The destination holds all its objects then (same UIDs, same kept files), so nothing is
+        lost and nothing more is audited (the copy's transfer was). A dead letter holding an
+        object the copy did not carry (another report's SC/GSPS, a kind the destination wanted
+        then) stays, for ``outbox retry`` or ``outbox drop``; so does one an admin command holds
+        now (``outbox drop`` waits on the lock) or moved back into the outbox (``outbox retry``).
+        """
+        base, sep, number = copy.item_id.rpartition(".s")
+        if not sep or not number.isdigit():
+            return
+        for item_id in [base, *(f"{base}.s{m}" for m in range(1, int(number)))]:
+            path = self._dir(copy.destination, item_id, dead=True)
+            if path.is_dir():
+                self._retire(copy, OutboxItem(copy.destination, item_id, 0.0, 0.0, dead=True, path=path), carried)
+
+    def _retire(self, copy: OutboxItem, listed: OutboxItem, carried: set[str]) -> None:
+        """Delete the dead letter ``listed`` when ``carried`` holds every object it has pending;
+        one line either way (``deadletter_superseded``, ``deadletter_kept`` with why)."""
+        fields: dict[str, Any] = {"dest": copy.destination, "item": listed.item_id, "copy": copy.item_id}
+        try:
+            with self.locked(listed) as got:
+                dead = self.get(copy.destination, listed.item_id, dead=True) if got else None
+                if dead is None:
+                    why = "an admin command holds it" if not got else ""
+                else:
+                    pending = {p.stem for p in dead.pending_files()}
+                    missing = pending - carried
+                    why = f"{len(missing)} object(s) it holds were not in the copy" if missing else ""
+                    if not missing:
+                        self._discard(dead.path)
+                        log_event(logger, "deadletter_superseded", **fields, objects=len(pending))
+        except FileNotFoundError:  # `outbox retry` or `outbox drop` took it meanwhile: theirs stands
+            return
+        except (RecordError, OSError) as exc:
+            why = f"unreadable: {str(exc)[:300]}"
+        if why:
+            log_event(logger, "deadletter_kept", logging.WARNING, **fields, why=why,
+                      hint="`mammocad outbox retry` sends what it holds, `mammocad outbox drop` gives it up")
 
     def _discard(self, path: Path) -> None:
         """Delete an item folder in one step as others see it: renamed into ``tmp/`` first.

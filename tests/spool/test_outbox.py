@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -159,3 +160,53 @@ def test_spool_start_removes_outbox_folders_a_crash_left_in_tmp(tmp_path: Path) 
     assert not old.exists()  # a result object left over an hour ago: gone
     assert new.exists()  # possibly an item being written right now
     assert pruned.exists()  # retention's: its next pass settles it (put back or audited)
+
+
+def _dead(outbox: Outbox, dest: str, item_id: str, datasets: list[Dataset]) -> OutboxItem:
+    return outbox.dead_letter(put_new(outbox, dest, item_id, datasets))
+
+
+def test_a_confirmed_copy_takes_out_the_dead_letters_it_superseded_only(tmp_path: Path,
+                                                                        caplog: pytest.LogCaptureFixture) -> None:
+    """`studies resend` copy ``k.s2`` confirmed: the dead ``k`` and ``k.s1`` it carried all of
+    go (they stayed until `outbox drop`, and retention kept the study). Not a later copy, not
+    another destination's, not one holding an object the copy did not carry (nothing lost),
+    not one an admin command holds."""
+    outbox = Outbox(tmp_path)
+    objects = _datasets(3)
+    _dead(outbox, "pacs", "k", objects[:2])
+    _dead(outbox, "pacs", "k.s1", objects[:1])
+    _dead(outbox, "pacs", "k.s3", objects[:1])     # after the copy: not its to settle
+    _dead(outbox, "archive", "k", objects[:1])     # another destination's
+    _dead(outbox, "pacs", "j", objects[:1])        # another report's
+    copy = put_new(outbox, "pacs", "k.s2", objects[:2])
+    with caplog.at_level(logging.INFO, logger="mammocad.spool.outbox"):
+        outbox.complete(copy)
+    assert sorted((i.destination, i.item_id) for i in outbox.items(dead=True)) == [
+        ("archive", "k"), ("pacs", "j"), ("pacs", "k.s3")]
+    assert outbox.items() == []
+    said = [(r.getMessage(), vars(r)["item"]) for r in caplog.records]
+    assert said == [("deadletter_superseded", "k"), ("deadletter_superseded", "k.s1")]
+
+    more = _dead(outbox, "pacs", "m", objects)     # holds an object the copy did not carry
+    held = _dead(outbox, "pacs", "m.s1", objects[:1])
+    caplog.clear()
+    with outbox.locked(held) as got, caplog.at_level(logging.INFO, logger="mammocad.spool.outbox"):
+        assert got
+        outbox.complete(put_new(outbox, "pacs", "m.s2", objects[:2]))
+    assert sorted(i.item_id for i in outbox.items(dead=True, destination="pacs")) == ["j", "k.s3", "m", "m.s1"]
+    assert _get(outbox, "m", dead=True).files() == more.files()
+    kept = {vars(r)["item"]: vars(r)["why"] for r in caplog.records if r.getMessage() == "deadletter_kept"}
+    assert kept == {"m": "1 object(s) it holds were not in the copy", "m.s1": "an admin command holds it"}
+
+
+def test_a_dead_letter_whose_rest_was_confirmed_before_it_died_is_superseded(tmp_path: Path) -> None:
+    """What the dead item delivered itself counts: the copy needs to carry only the rest."""
+    outbox = Outbox(tmp_path)
+    objects = _datasets(2)
+    item = put_new(outbox, "pacs", "k", objects)
+    item.delivered = [str(objects[0].SOPInstanceUID)]
+    outbox.save(item)
+    outbox.dead_letter(item)
+    outbox.complete(put_new(outbox, "pacs", "k.s1", objects[1:]))
+    assert outbox.items(dead=True) == []

@@ -7,11 +7,12 @@ resend must send the study's current set, as the results worker gives a new dest
 
 from __future__ import annotations
 
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from pydicom import dcmread
+from pydicom import Dataset, dcmread
 
 from mammocad.config import Destination, OutputKind
 from mammocad.spool.outbox import Outbox, OutboxItem
@@ -145,3 +146,43 @@ def test_a_confirmed_copy_for_a_named_destination_whose_item_was_lost_is_recorde
     (again,) = resend(settings, STUDY, ["pacs"])  # a later copy on its way shows as such
     assert again.item_id == "r2.s2"
     assert study_status(spool, STUDY).destinations == {"pacs": "pending"}
+
+
+@pytest.mark.parametrize("extra", [False, True])
+def test_a_confirmed_copy_settles_the_dead_item_it_replaced_and_retention_prunes(spool: Path, tmp_path: Path,
+                                                                                extra: bool) -> None:
+    """`pacs` had r2's own item dead-lettered and the admin re-sent; the copy was confirmed and
+    `studies show` said delivered, yet the dead item stayed in `deadletter/` and retention kept
+    the study until an admin ran `outbox drop`. The dead item the copy carried all of now goes
+    with the copy's confirmation (delivered here to DCMTK's storescp); one holding an object the
+    copy did not carry (``extra``: r1's SR, withdrawn by r2's) stays, and so does the study:
+    that object never reached `pacs`."""
+    from mammocad.spool.retention import DAY_S, prune
+    from mammocad.studies.status import study_status
+    from mammocad.worker.outbox_delivery import attempt
+    from tests.worker.conftest import StoreSCP
+
+    files = StudyFiles(spool, STUDY)
+    outbox = Outbox(spool)
+    own: list[Dataset] = [dcmread(files.layout.outputs_dir(STUDY, "r2") / f"{sop}.dcm") for sop in R2]
+    if extra:
+        own.append(dcmread(files.layout.outputs_dir(STUDY, "r1") / "1.5.dcm"))
+    dead = outbox.put("pacs", "r2", own)
+    assert dead is not None
+    outbox.dead_letter(dead)
+    with StoreSCP(tmp_path / "pacs") as scp:
+        settings = make_settings(spool, [scp.destination("pacs")])
+        (copy,) = resend(settings, STUDY, ["pacs"])
+        later = time.time() + 60 * DAY_S  # the study is old enough: only its items can keep it
+        assert prune(spool, 30 * DAY_S, now=later).kept == {STUDY: "results for pacs still in outbox/"}
+        assert attempt(settings, outbox, copy) == ("delivered", None)
+        assert len(scp.received()) == len(CURRENT)  # the peer stored what the copy carried
+
+    left = outbox.get("pacs", "r2", dead=True)
+    assert (left is not None) is extra
+    if extra:
+        assert left is not None and sorted(p.stem for p in left.pending_files()) == sorted([*R2, "1.5"])
+        assert prune(spool, 30 * DAY_S, now=later).kept == {STUDY: "results for pacs still in deadletter/"}
+    else:
+        assert study_status(spool, STUDY).destinations == {"pacs": "delivered"}
+        assert prune(spool, 30 * DAY_S, now=later).studies == [STUDY]
