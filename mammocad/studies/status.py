@@ -4,14 +4,15 @@ A destination's state for a study comes from the study's newest report (which ou
 it got) and where that item is now: still in ``outbox/`` → pending, in ``deadletter/`` →
 dead, dropped by an admin → dropped, gone → delivered (the outbox deletes an item only
 after the destination confirmed every file). Re-sent copies (``studies resend``) count too:
-a confirmed one the report records supersedes a dead-lettered or dropped item before it.
+a confirmed one the report records supersedes a dropped item before it, and a dead-lettered
+one whose pending objects it carried.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,22 +131,34 @@ class Index:
                 self.items[(item.destination, item.item_id)] = ("dead" if dead else "pending", item)
 
     def destination_state(self, study_uid: str, destination: str, item_id: str,
-                          copies: Collection[str] = ()) -> tuple[str, str]:
+                          copies: Mapping[str, Collection[str]] | None = None) -> tuple[str, str]:
         """(state, last error) of one report's item for ``destination``, re-sends included.
 
         The item, then its copies by number (``<item>.s<n>``): ``copies``, those the report
-        records (``studies resend`` names them, so they count once confirmed), and any other
-        still in the outbox or dead-lettered. A confirmed one carried every object current
-        then, so it supersedes those before it (a dead-lettered or dropped item the admin
-        re-sent), and a copy dropped after it takes nothing away; of the rest the worst shows.
+        records with the SOP Instance UIDs each carried (``studies resend`` names them, so they
+        count once confirmed), and any other still in the outbox or dead-lettered. A confirmed
+        one supersedes those before it: a dropped item, and a dead-lettered one whose pending
+        objects the confirmed copies carried (the outbox deletes such a one at the copy's
+        confirmation; one left holds an object the destination never got, so it still shows
+        dead). A copy dropped after it takes nothing away; of the rest the worst shows.
         """
+        copies = copies or {}
         present = {i for d, i in self.items if d == destination and i.startswith(item_id + ".s")}
-        states = [self._state(study_uid, destination, i)
-                  for i in [item_id, *sorted(set(copies) | present, key=_copy_number)]]
+        ids = [item_id, *sorted(set(copies) | present, key=_copy_number)]
+        states = [self._state(study_uid, destination, i) for i in ids]
         confirmed = [n for n, (state, _) in enumerate(states) if state == "delivered"]
         if confirmed:
-            states = [v for v in states[confirmed[-1]:] if v[0] != "dropped"]
+            carried = {s for i, (state, _) in zip(ids, states, strict=True) if state == "delivered"
+                       for s in copies.get(i, ())}
+            before = [states[n] for n in range(confirmed[-1])
+                      if states[n][0] == "dead" and not self._pending(destination, ids[n]) <= carried]
+            states = before + [v for v in states[confirmed[-1]:] if v[0] != "dropped"]
         return min(states, key=lambda v: _ORDER[v[0]])
+
+    def _pending(self, destination: str, item_id: str) -> set[str]:
+        """The SOP Instance UIDs a listed item has not delivered (none for one not listed)."""
+        found = self.items.get((destination, item_id))
+        return {p.stem for p in found[1].pending_files()} if found is not None else set()
 
     def _state(self, study_uid: str, destination: str, item_id: str) -> tuple[str, str]:
         """Where one item or copy is: outbox, dead letters, dropped, else delivered."""

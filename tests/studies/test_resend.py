@@ -182,6 +182,7 @@ def test_a_confirmed_copy_settles_the_dead_item_it_replaced_and_retention_prunes
     assert (left is not None) is extra
     if extra:
         assert left is not None and sorted(p.stem for p in left.pending_files()) == sorted([*R2, "1.5"])
+        assert study_status(spool, STUDY).destinations == {"pacs": "dead"}  # was "delivered": 1.5 never went
         assert prune(spool, 30 * DAY_S, now=later).kept == {STUDY: "results for pacs still in deadletter/"}
     else:
         assert study_status(spool, STUDY).destinations == {"pacs": "delivered"}
