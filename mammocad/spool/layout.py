@@ -188,7 +188,7 @@ class Spool:
         self.redis = self.root / "redis"
         #: One heartbeat file per running worker (:mod:`mammocad.spool.presence`).
         self.workers = self.root / "workers"
-        #: What retention removed of each study (:class:`~mammocad.spool.records.PrunedRecord`).
+        #: What retention removed of each study (:class:`~mammocad.spool.records.pruned.PrunedRecord`).
         self.pruned_dir = self.root / "pruned"
         #: ``flock``-ed for the whole of a retention pass: one pass at a time (:mod:`mammocad.spool.prune_lock`).
         #: Not in ``tmp/``: :meth:`create` removes old files there, and a lock file removed while
