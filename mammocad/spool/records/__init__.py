@@ -6,8 +6,9 @@ version; readers accept the current one and every earlier one this code has writ
 a spool from an older release keeps working after an upgrade. A file of a *newer*
 version than the reader knows is refused with :class:`RecordError` rather than misread.
 
-This package holds those rules (:class:`RecordError`, :func:`load_json`, :func:`check_version`)
-and, one module per job, the records:
+This package holds those rules (:class:`RecordError`, :func:`load_json`, :func:`check_version`),
+the field readers records share (:func:`uid_list`, :func:`float_field`) and, one module per job,
+the records:
 
 | file | record | module | written by |
 | --- | --- | --- | --- |
@@ -55,3 +56,27 @@ def check_version(data: Mapping[str, Any], current: int, what: str) -> int:
         raise RecordError(f"{what}: version {version} is newer than this release reads ({current}); "
                           "upgrade every node and worker that shares the spool")
     return version
+
+
+def uid_list(data: Mapping[str, Any], key: str, what: str) -> tuple[str, ...]:
+    """``data[key]`` as sorted UIDs; RecordError unless it is a JSON list of strings.
+
+    Sorted because records compare and merge these as sets of images: the order they were
+    written in means nothing.
+    """
+    uids = data.get(key)
+    if not isinstance(uids, list) or not all(isinstance(u, str) for u in uids):
+        raise RecordError(f"{what}: {key} must be a list of UIDs")
+    return tuple(sorted(uids))
+
+
+def float_field(data: Mapping[str, Any], key: str, what: str) -> float:
+    """``data[key]`` as a float, 0.0 when absent; RecordError when it is not a number.
+
+    Every caller reads a time (seconds since the epoch): a file written before its field
+    existed reads as "long ago".
+    """
+    try:
+        return float(data.get(key, 0.0))
+    except (TypeError, ValueError) as exc:
+        raise RecordError(f"{what}: {key}: {exc}") from exc

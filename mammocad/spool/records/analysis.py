@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from mammocad.model.results import ImageResult
-from mammocad.spool.records import RecordError, check_version, load_json
+from mammocad.spool.records import RecordError, check_version, float_field, load_json, uid_list
 
 IMAGE_RESULT_VERSION = 1
 COMPLETION_VERSION = 1
@@ -52,14 +52,9 @@ class CompletionRecord:
     @classmethod
     def from_json(cls, data: Mapping[str, Any], what: str = "complete.json") -> CompletionRecord:
         check_version(data, COMPLETION_VERSION, what)
-        sops = data.get("sop_uids")
-        if not isinstance(sops, list) or not all(isinstance(s, str) for s in sops):
-            raise RecordError(f"{what}: sop_uids must be a list of UIDs")
-        try:
-            declared = float(data.get("declared_at", 0.0))
-        except (TypeError, ValueError) as exc:
-            raise RecordError(f"{what}: declared_at: {exc}") from exc
-        return cls(sop_uids=tuple(sorted(sops)), reason=str(data.get("reason", "")), declared_at=declared)
+        sops = uid_list(data, "sop_uids", what)
+        return cls(sop_uids=sops, reason=str(data.get("reason", "")),
+                   declared_at=float_field(data, "declared_at", what))
 
     @classmethod
     def read(cls, path: Path) -> CompletionRecord:
@@ -87,16 +82,10 @@ class ReanalysisRecord:
     @classmethod
     def from_json(cls, data: Mapping[str, Any], what: str = "reanalysis.json") -> ReanalysisRecord:
         check_version(data, REANALYSIS_VERSION, what)
-        sops, revision = data.get("sop_uids"), data.get("revision")
-        if not isinstance(sops, list) or not all(isinstance(s, str) for s in sops):
-            raise RecordError(f"{what}: sop_uids must be a list of UIDs")
+        sops, revision = uid_list(data, "sop_uids", what), data.get("revision")
         if not isinstance(revision, int) or revision < 1:
             raise RecordError(f"{what}: revision must be a positive integer, got {revision!r}")
-        try:
-            requested = float(data.get("requested_at", 0.0))
-        except (TypeError, ValueError) as exc:
-            raise RecordError(f"{what}: requested_at: {exc}") from exc
-        return cls(revision=revision, sop_uids=tuple(sorted(sops)), requested_at=requested)
+        return cls(revision=revision, sop_uids=sops, requested_at=float_field(data, "requested_at", what))
 
     @classmethod
     def read(cls, path: Path) -> ReanalysisRecord:

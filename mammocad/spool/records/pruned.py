@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mammocad.spool.records import RecordError, check_version, load_json
+from mammocad.spool.records import RecordError, check_version, float_field, load_json, uid_list
 
 PRUNED_VERSION = 1
 
@@ -40,16 +40,10 @@ class PrunedRecord:
     @classmethod
     def from_json(cls, data: Mapping[str, Any], what: str = "pruned study") -> PrunedRecord:
         check_version(data, PRUNED_VERSION, what)
-        sops, reports = data.get("sop_uids"), data.get("reports")
-        if not isinstance(sops, list) or not all(isinstance(s, str) for s in sops):
-            raise RecordError(f"{what}: sop_uids must be a list of UIDs")
+        sops, reports = uid_list(data, "sop_uids", what), data.get("reports")
         if not isinstance(reports, int) or reports < 0:
             raise RecordError(f"{what}: reports must be a count, got {reports!r}")
-        try:
-            pruned_at = float(data.get("pruned_at", 0.0))
-        except (TypeError, ValueError) as exc:
-            raise RecordError(f"{what}: pruned_at: {exc}") from exc
-        return cls(sop_uids=tuple(sorted(sops)), reports=reports, pruned_at=pruned_at)
+        return cls(sop_uids=sops, reports=reports, pruned_at=float_field(data, "pruned_at", what))
 
     @classmethod
     def read(cls, path: Path) -> PrunedRecord:
