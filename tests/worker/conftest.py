@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tomlkit
 from pydicom.dataset import Dataset
 from pydicom.uid import GrayscaleSoftcopyPresentationStateStorage, SecondaryCaptureImageStorage
 
-from mammocad.config import Destination, Settings
+from mammocad.config import Destination, Settings, load_settings
 from mammocad.spool.studies import StudyFiles
+from mammocad.spool.tasks import TASK_ANALYZE_IMAGE
 from tests import processes
 from tests.factories import make_four_view_study, write
 from tests.services import (
@@ -45,6 +47,36 @@ def spool_study(spool: Path) -> tuple[str, list[str]]:
     for ds in study:
         write(ds, files.image(str(ds.SOPInstanceUID)))
     return uid, [str(ds.SOPInstanceUID) for ds in study]
+
+
+def write_config(tmp_path: Path, spool: Path, weights: Path, *, broker_url: str = "", **delivery: float) -> Path:
+    """``tmp_path/mammocad.toml`` for a test that edits the configuration file as an admin does
+    (``add_destination``) while a worker follows it: its own spool, ``weights`` on the CPU, fast
+    delivery retries (``delivery`` overrides or adds to them, e.g. ``deadline_s=2.0``)."""
+    config = tmp_path / "mammocad.toml"
+    broker = {"broker": {"url": broker_url}} if broker_url else {}
+    config.write_text(tomlkit.dumps({
+        "node": {"spool_dir": str(spool)}, **broker,
+        "worker": {"weights": str(weights), "device": "cpu", "soft_time_limit_s": 60, "time_limit_s": 90},
+        "delivery": {"retry_initial_s": 0.2, "retry_max_s": 1.0, "network_timeout_s": 3.0, **delivery}}))
+    return config
+
+
+def analyse_new_study(celery_worker: Callable[..., Any], config: Path) -> tuple[Any, StudyFiles, list[str]]:
+    """Start a worker on the configuration file ``config`` (it follows later edits of it), spool
+    a four-view study in its spool and queue each image's analysis.
+
+    The study is not declared complete: the test finalises it for the images it chooses.
+    Returns the worker's Celery app, the study's files and its SOP Instance UIDs (in
+    :func:`spool_study`'s order).
+    """
+    settings = load_settings(config)
+    app = celery_worker(settings, config)
+    spool = settings.node.spool_dir
+    study_uid, sops = spool_study(spool)
+    for sop in sops:
+        app.send_task(TASK_ANALYZE_IMAGE, args=[str(spool), study_uid, sop])
+    return app, StudyFiles(spool, study_uid), sops
 
 
 #: The objects a report makes per image: what a late report must not send again.

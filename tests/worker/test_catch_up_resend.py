@@ -18,11 +18,17 @@ from mammocad.config import load_settings
 from mammocad.config.editing import add_destination
 from mammocad.spool.outbox import Outbox
 from mammocad.spool.records.report import ReportRecord
-from mammocad.spool.studies import StudyFiles
-from mammocad.spool.tasks import TASK_ANALYZE_IMAGE
 from mammocad.studies.actions import resend
 from mammocad.studies.status import study_status
-from tests.worker.conftest import GSPS_CLASS, SC_CLASS, StoreSCP, per_image, spool_study, wait_until
+from tests.worker.conftest import (
+    GSPS_CLASS,
+    SC_CLASS,
+    StoreSCP,
+    analyse_new_study,
+    per_image,
+    wait_until,
+    write_config,
+)
 from tests.worker.test_late_destinations import _report
 
 
@@ -33,17 +39,10 @@ def test_a_confirmed_resend_is_recorded_and_not_repeated_by_a_late_report(
     # twice would otherwise overwrite its first copy and look sent once.
     archive = StoreSCP(tmp_path / "archive", ae_title="ARCHIVE", args=("+uf",)).start()
     try:
-        config = tmp_path / "mammocad.toml"
-        config.write_text(
-            f'[node]\nspool_dir = "{spool}"\n\n[broker]\nurl = "{redis_url}"\n\n'
-            f'[worker]\nweights = "{no_findings_weights}"\ndevice = "cpu"\nsoft_time_limit_s = 60\n'
-            'time_limit_s = 90\n\n[delivery]\nretry_initial_s = 0.2\nretry_max_s = 1.0\nnetwork_timeout_s = 3.0\n')
+        config = write_config(tmp_path, spool, no_findings_weights, broker_url=redis_url)
         add_destination(config, "pacs", storescp.ae_title, "127.0.0.1", storescp.port)
-        app = celery_worker(load_settings(config), config)
-        study_uid, sops = spool_study(spool)
-        files = StudyFiles(spool, study_uid)
-        for sop in sops:
-            app.send_task(TASK_ANALYZE_IMAGE, args=[str(spool), study_uid, sop])
+        app, files, sops = analyse_new_study(celery_worker, config)
+        study_uid = files.study_uid
         first = _report(app, files, sops[:3])  # declared with three images
         assert set(first.destinations) == {"pacs"}
 
@@ -71,18 +70,11 @@ def test_a_confirmed_resend_after_a_dead_letter_is_recorded_and_not_repeated_by_
     spool = tmp_path / "spool"
     pacs = StoreSCP(tmp_path / "pacs", args=("+uf",))  # not started: its port refuses
     try:
-        config = tmp_path / "mammocad.toml"
-        config.write_text(
-            f'[node]\nspool_dir = "{spool}"\n\n[broker]\nurl = "{redis_url}"\n\n'
-            f'[worker]\nweights = "{no_findings_weights}"\ndevice = "cpu"\nsoft_time_limit_s = 60\n'
-            'time_limit_s = 90\n\n[delivery]\nretry_initial_s = 0.2\nretry_max_s = 0.5\nnetwork_timeout_s = 3.0\n'
-            'deadline_s = 2.0\n')
+        config = write_config(tmp_path, spool, no_findings_weights, broker_url=redis_url, retry_max_s=0.5,
+                              deadline_s=2.0)
         add_destination(config, "pacs", pacs.ae_title, "127.0.0.1", pacs.port)
-        app = celery_worker(load_settings(config), config)
-        study_uid, sops = spool_study(spool)
-        files = StudyFiles(spool, study_uid)
-        for sop in sops:
-            app.send_task(TASK_ANALYZE_IMAGE, args=[str(spool), study_uid, sop])
+        app, files, sops = analyse_new_study(celery_worker, config)
+        study_uid = files.study_uid
         first = _report(app, files, sops[:3])  # returns once the item left the outbox: dead-lettered
         assert Outbox(spool).get("pacs", first.destinations["pacs"], dead=True) is not None
         assert study_status(spool, study_uid).destinations == {"pacs": "dead"}

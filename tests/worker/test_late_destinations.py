@@ -13,24 +13,23 @@ from pathlib import Path
 
 from pydicom import dcmread
 
-from mammocad.config import OutputKind, load_settings
+from mammocad.config import OutputKind
 from mammocad.config.editing import add_destination, remove_destination
 from mammocad.spool.records.report import ReportRecord
 from mammocad.spool.studies import StudyFiles, report_key
-from mammocad.spool.tasks import TASK_ANALYZE_IMAGE, TASK_FINALIZE_STUDY
+from mammocad.spool.tasks import TASK_FINALIZE_STUDY
 from tests.orthanc import Orthanc
-from tests.worker.conftest import GSPS_CLASS, SC_CLASS, StoreSCP, per_image, spool_study, wait_until
+from tests.worker.conftest import (
+    GSPS_CLASS,
+    SC_CLASS,
+    StoreSCP,
+    analyse_new_study,
+    per_image,
+    wait_until,
+    write_config,
+)
 
 PER_IMAGE = (OutputKind.SECONDARY_CAPTURE, OutputKind.GSPS)
-
-
-def _config(tmp_path: Path, spool: Path, weights: Path) -> Path:
-    config = tmp_path / "mammocad.toml"
-    config.write_text(
-        f'[node]\nspool_dir = "{spool}"\n\n[worker]\nweights = "{weights}"\ndevice = "cpu"\n'
-        'soft_time_limit_s = 60\ntime_limit_s = 90\n\n'
-        '[delivery]\nretry_initial_s = 0.2\nretry_max_s = 1.0\nnetwork_timeout_s = 3.0\n')
-    return config
 
 
 def _report(app, files: StudyFiles, sops: list[str]) -> ReportRecord:  # type: ignore[no-untyped-def]
@@ -61,14 +60,11 @@ def test_a_destination_added_before_a_late_report_gets_every_sc_and_gsps(
     removed = StoreSCP(tmp_path / "removed").start()
     pacs_b = Orthanc(tmp_path / "orthanc").start()
     try:
-        config = _config(tmp_path, spool, no_findings_weights)
+        config = write_config(tmp_path, spool, no_findings_weights)
         add_destination(config, "a", storescp.ae_title, "127.0.0.1", storescp.port)
         add_destination(config, "c", removed.ae_title, "127.0.0.1", removed.port)
-        app = celery_worker(load_settings(config), config)
-        study_uid, sops = spool_study(spool)
-        files = StudyFiles(spool, study_uid)
-        for sop in sops:
-            app.send_task(TASK_ANALYZE_IMAGE, args=[str(spool), study_uid, sop])
+        app, files, sops = analyse_new_study(celery_worker, config)
+        study_uid = files.study_uid
         first = _report(app, files, sops[:2])
         assert set(first.destinations) == {"a", "c"}
         assert len(removed.received()) == len(first.objects)
