@@ -7,36 +7,15 @@ sends the records of what went and exits 143 (130 stays Ctrl-C's).
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
 from mammocad.spool.layout import Spool
-from tests import processes
+from tests.spool.prune_script import prune_held_at
 from tests.spool.test_retention import _study
-
-#: The command, held inside its pass at the second study until the test stops it.
-_STOPPED_COMMAND = """
-import sys
-from mammocad.cli import main
-from mammocad.spool import retention
-
-measure = retention._age_and_size
-
-def stop_at_the_second_study(folder):
-    if folder.name == "1.2":
-        print("pruning 1.2", flush=True)
-        sys.stdin.read()
-    return measure(folder)
-
-retention._age_and_size = stop_at_the_second_study
-sys.exit(main(["--config", sys.argv[1], "spool", "prune"]))
-"""
 
 
 def _deleted(audit: Path) -> list[str]:
@@ -59,15 +38,9 @@ def test_a_prune_stopped_midway_lists_what_it_removed_and_audits_it(stop: signal
         _study(spool.root, uid, reported=2)
     audit, config = tmp_path / "audit.log", tmp_path / "mammocad.toml"
     config.write_text(f'[node]\nspool_dir = "{spool.root}"\nretention_days = 30\n[audit]\nfile = "{audit}"\n')
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAMMOCAD_")}
-    command = processes.spawn([sys.executable, "-c", _STOPPED_COMMAND, str(config)], name="spool-prune", env=env,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert command.stdout is not None and command.stdout.readline().strip() == "pruning 1.2"
+    with prune_held_at(config, "1.2") as command:
         command.send_signal(stop)
         out, err = command.communicate(timeout=60)
-    finally:
-        processes.stop(command)
     assert command.returncode == status, err
     assert "removed before it stopped: 1 studies" in out and "removed study 1.1\n" in out and "1.2" not in out
     assert f"mammocad: error: {said}; run `mammocad spool prune` again" in err and "Traceback" not in err

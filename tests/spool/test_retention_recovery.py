@@ -4,7 +4,6 @@ killed pass left in ``tmp/`` finished or put back by the next one."""
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import signal
 import subprocess
@@ -22,9 +21,8 @@ from mammocad.spool.records.pruned import PrunedRecord
 from mammocad.spool.retention import DAY_S, prune
 from tests import processes
 from tests.audit.schema import problems
+from tests.spool.prune_script import child_env, prune_held_at
 from tests.spool.test_retention import NOW, OLD, _delivered_study, _old_set_aside, _study
-
-REPO = Path(__file__).resolve().parents[2]
 
 _RUNNING_PASS = """
 import sys
@@ -42,16 +40,10 @@ retention.prune(sys.argv[1], 30 * retention.DAY_S)
 """
 
 
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAMMOCAD_")}
-    env["PYTHONPATH"] = str(REPO)
-    return env
-
-
 @contextmanager
 def running_pass(spool: Path) -> Iterator[subprocess.Popen[str]]:
     """A prune pass in another live process, stopped inside its first study until killed."""
-    other = processes.spawn([sys.executable, "-c", _RUNNING_PASS, str(spool)], name="prune-pass", env=_env(),
+    other = processes.spawn([sys.executable, "-c", _RUNNING_PASS, str(spool)], name="prune-pass", env=child_env(),
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert other.stdout is not None and other.stdout.readline().strip() == "pruning"
@@ -75,7 +67,7 @@ def test_a_pass_skips_while_another_process_is_pruning(tmp_path: Path, caplog: p
         assert folder.is_dir() and report.studies == [] == dry.studies and report.skipped and dry.skipped
         assert [r.getMessage() for r in caplog.records] == ["prune_skipped", "prune_skipped"]
         out = subprocess.run([sys.executable, "-m", "mammocad", "--config", str(config), "spool", "prune"],
-                             capture_output=True, text=True, env=_env(), timeout=60)
+                             capture_output=True, text=True, env=child_env(), timeout=60)
         assert out.returncode == 0, out.stderr
         assert "another prune is running" in out.stdout and "nothing was done" in out.stdout and folder.is_dir()
 
@@ -118,7 +110,7 @@ sys.exit(3)  # the stage was never reached
 def _killed_pass(spool: Path, stage: str, *args: str) -> list[Path]:
     """Run a prune pass in another process, SIGKILL-ed at ``stage``; what it left in ``tmp/``."""
     done = subprocess.run([sys.executable, "-c", _KILLED_PASS, str(spool), stage, *args], capture_output=True,
-                          text=True, env=_env(), timeout=120)
+                          text=True, env=child_env(), timeout=120)
     assert done.returncode == -signal.SIGKILL, done.stderr
     return sorted(p for p in (spool / "tmp").iterdir() if p.is_dir())
 
@@ -220,7 +212,7 @@ def test_a_pass_killed_after_renaming_a_set_aside_folder_puts_it_back_in_other(t
     config = tmp_path / "mammocad.toml"
     config.write_text(f'[node]\nspool_dir = "{spool.root}"\nretention_days = 60\n')
     out = subprocess.run([sys.executable, "-m", "mammocad", "--config", str(config), "spool", "prune", "--dry-run"],
-                         capture_output=True, text=True, env=_env(), timeout=60)
+                         capture_output=True, text=True, env=child_env(), timeout=60)
     assert out.returncode == 0 and "would finish an interrupted prune of 9.1: would be put back" in out.stdout
     assert left.is_dir() and not folder.exists()  # a dry run changes nothing
     done = prune(spool.root, 60 * DAY_S, now=NOW)
@@ -242,24 +234,6 @@ def test_what_a_pass_before_the_deleting_rename_left_half_deleted_is_finished(tm
     assert not left.exists() and not folder.exists() and done.recovered == [("1.1", "deleted")]
 
 
-_STOPPED_COMMAND = """
-import sys
-from mammocad.cli import main
-from mammocad.spool import retention
-
-measure = retention._age_and_size
-
-def stop_at_the_second_study(folder):  # the admin presses Ctrl-C while the pass is here
-    if folder.name == "1.2":
-        print("pruning 1.2", flush=True)
-        sys.stdin.read()
-    return measure(folder)
-
-retention._age_and_size = stop_at_the_second_study
-sys.exit(main(["--config", sys.argv[1], "spool", "prune"]))
-"""
-
-
 def test_a_prune_command_stopped_midway_lists_what_it_removed(tmp_path: Path) -> None:
     """Ctrl-C while `spool prune` works on its second study: it exited 130 saying nothing, so the
     admin could not tell it had removed the first one. It now lists it, and says what to do."""
@@ -268,15 +242,9 @@ def test_a_prune_command_stopped_midway_lists_what_it_removed(tmp_path: Path) ->
         _study(spool.root, uid, reported=2)
     config = tmp_path / "mammocad.toml"
     config.write_text(f'[node]\nspool_dir = "{spool.root}"\nretention_days = 30\n')
-    command = processes.spawn([sys.executable, "-c", _STOPPED_COMMAND, str(config)], name="spool-prune", env=_env(),
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert command.stdout is not None and command.stdout.readline().strip() == "pruning 1.2"
+    with prune_held_at(config, "1.2") as command:  # the admin presses Ctrl-C while the pass is there
         command.send_signal(signal.SIGINT)
         out, err = command.communicate(timeout=60)
-    finally:
-        command.kill()
-        command.wait(timeout=60)
     assert command.returncode == 130, err
     assert "removed before it stopped: 1 studies" in out and "removed study 1.1\n" in out and "1.2" not in out
     assert "run `mammocad spool prune` again" in err and "Traceback" not in err
