@@ -7,7 +7,7 @@ a spool from an older release keeps working after an upgrade. A file of a *newer
 version than the reader knows is refused with :class:`RecordError` rather than misread.
 
 This package holds those rules (:class:`RecordError`, :func:`load_json`, :func:`check_version`),
-the field readers records share (:func:`uid_list`, :func:`float_field`) and, one module per job,
+the field readers records share (:func:`uid_list`, :func:`float_field`, :func:`int_field`) and, one module per job,
 the records:
 
 | file | record | module | written by |
@@ -80,3 +80,12 @@ def float_field(data: Mapping[str, Any], key: str, what: str) -> float:
         return float(data.get(key, 0.0))
     except (TypeError, ValueError) as exc:
         raise RecordError(f"{what}: {key}: {exc}") from exc
+
+
+def int_field(data: Mapping[str, Any], key: str, what: str, *, minimum: int, meaning: str) -> int:
+    """``data[key]``, an integer of at least ``minimum``; RecordError otherwise, saying it
+    must be ``meaning`` ("a count", "a positive integer"). No default: a missing one is an error."""
+    value = data.get(key)
+    if not isinstance(value, int) or value < minimum:
+        raise RecordError(f"{what}: {key} must be {meaning}, got {value!r}")
+    return value

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from mammocad.model.results import ImageResult
-from mammocad.spool.records import RecordError, check_version, float_field, load_json, uid_list
+from mammocad.spool.records import RecordError, check_version, float_field, int_field, load_json, uid_list
 
 IMAGE_RESULT_VERSION = 1
 COMPLETION_VERSION = 1
@@ -52,8 +52,7 @@ class CompletionRecord:
     @classmethod
     def from_json(cls, data: Mapping[str, Any], what: str = "complete.json") -> CompletionRecord:
         check_version(data, COMPLETION_VERSION, what)
-        sops = uid_list(data, "sop_uids", what)
-        return cls(sop_uids=sops, reason=str(data.get("reason", "")),
+        return cls(sop_uids=uid_list(data, "sop_uids", what), reason=str(data.get("reason", "")),
                    declared_at=float_field(data, "declared_at", what))
 
     @classmethod
@@ -82,10 +81,9 @@ class ReanalysisRecord:
     @classmethod
     def from_json(cls, data: Mapping[str, Any], what: str = "reanalysis.json") -> ReanalysisRecord:
         check_version(data, REANALYSIS_VERSION, what)
-        sops, revision = uid_list(data, "sop_uids", what), data.get("revision")
-        if not isinstance(revision, int) or revision < 1:
-            raise RecordError(f"{what}: revision must be a positive integer, got {revision!r}")
-        return cls(revision=revision, sop_uids=sops, requested_at=float_field(data, "requested_at", what))
+        sops = uid_list(data, "sop_uids", what)  # checked before the revision, as it always was
+        return cls(revision=int_field(data, "revision", what, minimum=1, meaning="a positive integer"),
+                   sop_uids=sops, requested_at=float_field(data, "requested_at", what))
 
     @classmethod
     def read(cls, path: Path) -> ReanalysisRecord:

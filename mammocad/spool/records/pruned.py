@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mammocad.spool.records import RecordError, check_version, float_field, load_json, uid_list
+from mammocad.spool.records import check_version, float_field, int_field, load_json, uid_list
 
 PRUNED_VERSION = 1
 
@@ -40,10 +40,9 @@ class PrunedRecord:
     @classmethod
     def from_json(cls, data: Mapping[str, Any], what: str = "pruned study") -> PrunedRecord:
         check_version(data, PRUNED_VERSION, what)
-        sops, reports = uid_list(data, "sop_uids", what), data.get("reports")
-        if not isinstance(reports, int) or reports < 0:
-            raise RecordError(f"{what}: reports must be a count, got {reports!r}")
-        return cls(sop_uids=sops, reports=reports, pruned_at=float_field(data, "pruned_at", what))
+        return cls(sop_uids=uid_list(data, "sop_uids", what),
+                   reports=int_field(data, "reports", what, minimum=0, meaning="a count"),
+                   pruned_at=float_field(data, "pruned_at", what))
 
     @classmethod
     def read(cls, path: Path) -> PrunedRecord:
