@@ -102,6 +102,11 @@ def per_image(datasets: Iterable[Dataset]) -> dict[str, list[str]]:
     return {sop: sorted(classes) for sop, classes in out.items()}
 
 
+def once_each(sops: Iterable[str]) -> dict[str, list[str]]:
+    """What :func:`per_image` gives when every image of ``sops`` got its SC and GSPS exactly once."""
+    return {sop: sorted((GSPS_CLASS, SC_CLASS)) for sop in sops}
+
+
 DONE_SUFFIX = ".received"
 
 

@@ -11,6 +11,7 @@ worker and DCMTK storescp as the PACSes.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydicom import dcmread
 
@@ -18,18 +19,22 @@ from mammocad.config import load_settings
 from mammocad.config.editing import add_destination
 from mammocad.spool.outbox import Outbox
 from mammocad.spool.records.report import ReportRecord
+from mammocad.spool.studies import StudyFiles
 from mammocad.studies.actions import resend
 from mammocad.studies.status import study_status
-from tests.worker.conftest import (
-    GSPS_CLASS,
-    SC_CLASS,
-    StoreSCP,
-    analyse_new_study,
-    per_image,
-    wait_until,
-    write_config,
-)
+from tests.worker.conftest import StoreSCP, analyse_new_study, once_each, per_image, wait_until, write_config
 from tests.worker.test_late_destinations import _report
+
+
+def _late_report_repeats_nothing(app: Any, files: StudyFiles, sops: list[str], scp: StoreSCP,
+                                 destination: str) -> None:
+    """The fourth image arrives late: its report owes ``destination`` no catch-up, and ``scp``
+    ends with each image's SC and GSPS once, the first three from the resend and the fourth's
+    from the late report."""
+    late = _report(app, files, sops)
+    assert sorted(late.destination_objects[destination]) == sorted(late.outputs)
+    received = [dcmread(p, stop_before_pixels=True) for p in scp.received()]
+    assert per_image(received) == once_each(sops)
 
 
 def test_a_confirmed_resend_is_recorded_and_not_repeated_by_a_late_report(
@@ -54,11 +59,7 @@ def test_a_confirmed_resend_is_recorded_and_not_repeated_by_a_late_report(
         assert sorted(recorded.destination_objects["archive"]) == sorted(first.outputs)
         assert study_status(spool, study_uid).destinations == {"archive": "delivered", "pacs": "delivered"}
 
-        late = _report(app, files, sops)  # the fourth image arrives late
-        assert sorted(late.destination_objects["archive"]) == sorted(late.outputs)  # no catch-up owed
-        received = [dcmread(p, stop_before_pixels=True) for p in archive.received()]
-        # Each image's SC and GSPS once: the first three from the resend, the fourth's from the late report.
-        assert per_image(received) == {sop: sorted((GSPS_CLASS, SC_CLASS)) for sop in sops}
+        _late_report_repeats_nothing(app, files, sops, archive, "archive")
     finally:
         archive.stop()
 
@@ -86,10 +87,6 @@ def test_a_confirmed_resend_after_a_dead_letter_is_recorded_and_not_repeated_by_
         recorded = ReportRecord.read(files.report(first.report_key))
         assert sorted(recorded.copies["pacs"][item.item_id]) == sorted(first.outputs)
 
-        late = _report(app, files, sops)  # the fourth image arrives late
-        assert sorted(late.destination_objects["pacs"]) == sorted(late.outputs)  # no catch-up owed
-        received = [dcmread(p, stop_before_pixels=True) for p in pacs.received()]
-        # Each image's SC and GSPS once: the first three from the resend, the fourth's from the late report.
-        assert per_image(received) == {sop: sorted((GSPS_CLASS, SC_CLASS)) for sop in sops}
+        _late_report_repeats_nothing(app, files, sops, pacs, "pacs")
     finally:
         pacs.stop()

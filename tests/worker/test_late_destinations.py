@@ -19,15 +19,7 @@ from mammocad.spool.records.report import ReportRecord
 from mammocad.spool.studies import StudyFiles, report_key
 from mammocad.spool.tasks import TASK_FINALIZE_STUDY
 from tests.orthanc import Orthanc
-from tests.worker.conftest import (
-    GSPS_CLASS,
-    SC_CLASS,
-    StoreSCP,
-    analyse_new_study,
-    per_image,
-    wait_until,
-    write_config,
-)
+from tests.worker.conftest import StoreSCP, analyse_new_study, once_each, per_image, wait_until, write_config
 
 PER_IMAGE = (OutputKind.SECONDARY_CAPTURE, OutputKind.GSPS)
 
@@ -77,7 +69,7 @@ def test_a_destination_added_before_a_late_report_gets_every_sc_and_gsps(
         # Every item was confirmed (the outbox is empty): each PACS holds what it was sent.
         at_a = [dcmread(p, stop_before_pixels=True) for p in storescp.received()]
         at_b = _orthanc_objects(pacs_b, study_uid)
-        one_each = {sop: sorted((GSPS_CLASS, SC_CLASS)) for sop in sops}
+        one_each = once_each(sops)
         assert per_image(at_b) == one_each
         assert per_image(at_a) == one_each
         assert sorted(str(ds.SOPInstanceUID) for ds in at_a) == sorted(
