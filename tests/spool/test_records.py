@@ -14,11 +14,13 @@ from mammocad.spool.outbox import Outbox
 from mammocad.spool.records import RecordError
 from mammocad.spool.records.analysis import (
     CompletionRecord,
+    ReanalysisRecord,
     image_result_from_json,
     image_result_json,
     read_image_result,
 )
 from mammocad.spool.records.presence import PresenceRecord
+from mammocad.spool.records.pruned import PrunedRecord
 from mammocad.spool.records.report import OutputObject, ReportRecord
 from mammocad.spool.studies import StudyFiles, find_predecessor
 
@@ -163,3 +165,13 @@ def test_presence_round_trip_and_a_file_name_from_any_node_name(tmp_path: Path) 
         path = spool.presence_path(name)
         assert path.parent == spool.workers and "/" not in path.name and not path.name.startswith(".")
     assert spool.presence_path("results-1@box").name == "results-1@box.json"
+
+
+@pytest.mark.parametrize(("record", "data"), [
+    (ReanalysisRecord, {"version": 1, "sop_uids": ["1.2"], "revision": True, "requested_at": 1.0}),
+    (PrunedRecord, {"version": 1, "sop_uids": ["1.2"], "reports": True, "pruned_at": 1.0}),
+])
+def test_a_json_true_is_no_count(record: type[ReanalysisRecord] | type[PrunedRecord], data: dict[str, object]) -> None:
+    """Python's bool is an int: ``"revision": true`` read as revision 1, ``"reports": true`` as one report."""
+    with pytest.raises(RecordError, match="must be"):
+        record.from_json(data)

@@ -84,8 +84,9 @@ def float_field(data: Mapping[str, Any], key: str, what: str) -> float:
 
 def int_field(data: Mapping[str, Any], key: str, what: str, *, minimum: int, meaning: str) -> int:
     """``data[key]``, an integer of at least ``minimum``; RecordError otherwise, saying it
-    must be ``meaning`` ("a count", "a positive integer"). No default: a missing one is an error."""
+    must be ``meaning`` ("a count", "a positive integer"). No default: a missing one is an error.
+    JSON ``true`` is no integer, though Python's bool is one: it read as 1."""
     value = data.get(key)
-    if not isinstance(value, int) or value < minimum:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise RecordError(f"{what}: {key} must be {meaning}, got {value!r}")
     return value
