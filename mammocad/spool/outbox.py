@@ -10,7 +10,8 @@ An item is one report's files for one destination. It appears atomically (built 
 for every one of them, and after ``delivery.deadline_s`` without success it moves to the
 dead-letter folder, from where ``mammocad outbox retry`` brings it back. A ``studies resend``
 copy ``<item>.s<n>`` that is confirmed deletes the dead letters of its lineage it carried every
-pending object of (:meth:`Outbox.complete`).
+pending object of (:meth:`Outbox.complete`); one of them still in the outbox then is completed
+instead of dead-lettered at its deadline (:mod:`mammocad.spool.superseded`).
 
 ``item.json`` holds: destination, created, attempts, next_attempt, last_error, delivered
 (SOP UIDs already confirmed, so a retry resends only the rest) and ``token``: the id of
@@ -62,6 +63,18 @@ def check_name(value: str, what: str) -> str:
     if not isinstance(value, str) or not _ID_RE.match(value) or value in (".", ".."):
         raise ValueError(f"{what} must be 1-128 characters of A-Z a-z 0-9 _ . -, got {value!r}")
     return value
+
+
+def lineage_before(item_id: str) -> list[str]:
+    """The items a ``studies resend`` copy ``<base>.s<n>`` comes after in its lineage: ``<base>``
+    (the destination's own item) and the copies ``<base>.s<m>``, m < n; none for an item that is
+    no copy. A confirmed copy settles these (it carried the objects current when it was queued),
+    never a later copy, which an admin queued because the destination lacked something again.
+    """
+    base, sep, number = item_id.rpartition(".s")
+    if not sep or not number.isdigit():
+        return []
+    return [base, *(f"{base}.s{m}" for m in range(1, int(number)))]
 
 
 @dataclass
@@ -210,10 +223,7 @@ class Outbox:
         then) stays, for ``outbox retry`` or ``outbox drop``; so does one an admin command holds
         now (``outbox drop`` waits on the lock) or moved back into the outbox (``outbox retry``).
         """
-        base, sep, number = copy.item_id.rpartition(".s")
-        if not sep or not number.isdigit():
-            return
-        for item_id in [base, *(f"{base}.s{m}" for m in range(1, int(number)))]:
+        for item_id in lineage_before(copy.item_id):
             path = self._dir(copy.destination, item_id, dead=True)
             if path.is_dir():
                 self._retire(copy, OutboxItem(copy.destination, item_id, 0.0, 0.0, dead=True, path=path), carried)

@@ -1,7 +1,8 @@
 """One delivery attempt of an outbox item, and the task chains that schedule attempts.
 
 An attempt sends the item's pending files, then delivers it (all accepted), schedules the
-next try with backoff, or dead-letters it at the deadline. Every item has one live chain of
+next try with backoff, or dead-letters it at the deadline (unless confirmed ``studies resend``
+copies carried all it holds: then it is completed, ``superseded``). Every item has one live chain of
 ``deliver`` tasks (``tasks.deliver``), named by its ``token``: :func:`requeue_due` replaces
 the token when it restarts an overdue item, and tasks of an older chain then drop out.
 ``attempt`` must run under the item's lock (``Outbox.locked``).
@@ -19,6 +20,7 @@ from mammocad.audit import AuditTrail
 from mammocad.config import Destination, Settings
 from mammocad.logs import log_event
 from mammocad.spool.outbox import Outbox, OutboxItem
+from mammocad.spool.superseded import superseding_copies
 from mammocad.spool.tasks import TASK_DELIVER, deliver_args
 from mammocad.worker import observer
 from mammocad.worker.delivery import DeliveryError, store_files
@@ -85,6 +87,8 @@ def attempt(settings: Settings, outbox: Outbox, item: OutboxItem, trail: AuditTr
     t = time.time()
     d = settings.delivery
     if refused_for_good or t - item.created >= d.deadline_s:
+        if _superseded(outbox, item, error):
+            return "superseded", None
         outbox.save(item)
         outbox.dead_letter(item)
         observer.dead(trail, dest, item.destination, observer.item_studies(item.pending_files()),
@@ -112,12 +116,34 @@ def _removed_destination(outbox: Outbox, item: OutboxItem, trail: AuditTrail | N
     """
     item.last_error = (f"destination {item.destination!r} is not in the configuration (removed?): "
                        "not retried; `mammocad outbox retry` after adding it back, or `mammocad outbox drop`")
+    if _superseded(outbox, item, item.last_error):
+        return "superseded", None
     outbox.save(item)
     outbox.dead_letter(item)
     observer.dead(trail, None, item.destination, observer.item_studies(item.pending_files()), item.last_error)
     log_event(logger, "dead_letter", level=logging.ERROR, dest=item.destination, item=item.item_id,
               attempts=item.attempts, error=item.last_error)
     return "dead", None
+
+
+def _superseded(outbox: Outbox, item: OutboxItem, error: str) -> bool:
+    """Complete instead of dead-lettering ``item`` when confirmed ``studies resend`` copies of
+    its lineage carried every object it has pending (:func:`superseding_copies`).
+
+    The copy was confirmed while this item was still in the outbox, so its confirmation could
+    not retire it (:meth:`Outbox.complete` retires dead letters only); dead-lettered now, it
+    sat in ``deadletter/`` with nothing the destination lacks until an admin ran ``outbox
+    drop``, and retention kept the study. Nothing is audited: the copy's transfer was.
+    """
+    copies = superseding_copies(outbox, item)
+    if not copies:
+        return False
+    pending = len(item.pending_files())
+    outbox.complete(item)
+    log_event(logger, "delivery_superseded", dest=item.destination, item=item.item_id, copies=",".join(copies),
+              objects=pending, attempts=item.attempts, error=error,
+              why="confirmed studies resend copies carried every object it had pending: completed, not dead-lettered")
+    return True
 
 
 def requeue_due(app: Celery, spool_dir: str, grace_s: float) -> int:

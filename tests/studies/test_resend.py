@@ -7,6 +7,7 @@ resend must send the study's current set, as the results worker gives a new dest
 
 from __future__ import annotations
 
+import logging
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -187,3 +188,112 @@ def test_a_confirmed_copy_settles_the_dead_item_it_replaced_and_retention_prunes
     else:
         assert study_status(spool, STUDY).destinations == {"pacs": "delivered"}
         assert prune(spool, 30 * DAY_S, now=later).studies == [STUDY]
+
+
+def _own_item(outbox: Outbox, files: StudyFiles, extra: bool = False) -> OutboxItem:
+    """`pacs`'s own item of r2, still retrying and past its delivery deadline (an hour old);
+    ``extra``: it also holds r1's SR, which r2's withdrew, so no resend carries it."""
+    own: list[Dataset] = [dcmread(files.layout.outputs_dir(STUDY, "r2") / f"{sop}.dcm") for sop in R2]
+    if extra:
+        own.append(dcmread(files.layout.outputs_dir(STUDY, "r1") / "1.5.dcm"))
+    item = outbox.put("pacs", "r2", own)
+    assert item is not None
+    return _past_deadline(outbox, item)
+
+
+def _past_deadline(outbox: Outbox, item: OutboxItem) -> OutboxItem:
+    item.created -= 3600
+    outbox.save(item)
+    return item
+
+
+@pytest.mark.parametrize("extra", [False, True])
+def test_an_item_a_confirmed_copy_carried_is_completed_at_its_deadline_not_dead_lettered(
+        spool: Path, tmp_path: Path, extra: bool, caplog: pytest.LogCaptureFixture) -> None:
+    """`pacs`'s own item r2 was still retrying when the admin re-sent and the copy was confirmed
+    (to DCMTK's storescp, back for a while). The PACS went away again and r2 reached its
+    deadline: it went to `deadletter/` although the PACS held all it had, and retention kept
+    the study until an admin ran `outbox drop`. It is now completed, with one line saying why;
+    one holding an object the copy did not carry (``extra``) is dead-lettered as before."""
+    from mammocad.spool.retention import DAY_S, prune
+    from mammocad.studies.status import study_status
+    from mammocad.worker.outbox_delivery import attempt
+    from tests.worker.conftest import StoreSCP
+
+    outbox = Outbox(spool)
+    own = _own_item(outbox, StudyFiles(spool, STUDY), extra)
+    with StoreSCP(tmp_path / "pacs") as scp:
+        settings = make_settings(spool, [scp.destination("pacs")])
+        (copy,) = resend(settings, STUDY, ["pacs"])
+        assert attempt(settings, outbox, copy) == ("delivered", None)
+        assert len(scp.received()) == len(CURRENT)
+    assert outbox.get("pacs", "r2", dead=True) is None  # still in the outbox: the copy left it be
+    with caplog.at_level(logging.INFO, logger="mammocad.worker.outbox_delivery"):
+        outcome = attempt(settings, outbox, own)  # storescp stopped: its port refuses
+    said = [vars(r) for r in caplog.records if r.getMessage() == "delivery_superseded"]
+    later = time.time() + 60 * DAY_S  # the study is old enough: only its items can keep it
+    if extra:
+        assert outcome == ("dead", None) and said == []
+        left = outbox.get("pacs", "r2", dead=True)
+        assert left is not None and sorted(p.stem for p in left.pending_files()) == sorted([*R2, "1.5"])
+        assert study_status(spool, STUDY).destinations == {"pacs": "dead"}
+        assert prune(spool, 30 * DAY_S, now=later).kept == {STUDY: "results for pacs still in deadletter/"}
+    else:
+        assert outcome == ("superseded", None)
+        assert outbox.items() == [] and outbox.items(dead=True) == []
+        assert [(s["item"], s["copies"], s["objects"]) for s in said] == [("r2", "r2.s1", len(R2))]
+        assert study_status(spool, STUDY).destinations == {"pacs": "delivered"}
+        assert prune(spool, 30 * DAY_S, now=later).studies == [STUDY]
+
+
+@pytest.mark.parametrize(("case", "superseded"), [
+    ("copy on its way", False), ("copy dropped", False), ("copy not recorded", False),
+    ("later copy confirmed", True), ("earlier copy confirmed", False), ("dead copy delivered the rest", True),
+    ("destination removed since", True)])
+def test_only_what_confirmed_recorded_copies_after_it_carried_settles_an_item(
+        spool: Path, tmp_path: Path, case: str, superseded: bool) -> None:
+    """Which copies vouch for the item at its deadline: those the report records, after it in
+    its lineage, for what the destination confirmed of them (all they carried once gone, their
+    ``delivered`` while still in the outbox or dead letters; nothing once dropped). Else the
+    item is dead-lettered as before: an admin can still drop it, nothing is lost."""
+    from mammocad.worker.outbox_delivery import attempt
+    from tests.worker.conftest import StoreSCP
+
+    files, outbox = StudyFiles(spool, STUDY), Outbox(spool)
+    own = _own_item(outbox, files)
+    # Never started: its port refuses, as a PACS that went away does.
+    settings = make_settings(spool, [StoreSCP(tmp_path / "pacs").destination("pacs")])
+    target = own
+    if case == "copy not recorded":  # the resend's record write failed
+        kept = [files.layout.outputs_dir(STUDY, "r1" if sop.startswith("1.") else "r2") / f"{sop}.dcm"
+                for sop in CURRENT]
+        copy = outbox.put("pacs", "r2.s1", [dcmread(p) for p in kept])
+        assert copy is not None
+        outbox.complete(copy)
+    elif case == "dead copy delivered the rest":  # r2 got its SR through, the copy the rest
+        own.delivered = ["2.3"]
+        outbox.save(own)
+        (copy,) = resend(settings, STUDY, ["pacs"])
+        copy.delivered = ["2.1", "2.2"]
+        outbox.save(copy)
+        outbox.dead_letter(copy)
+    elif case in ("later copy confirmed", "earlier copy confirmed"):
+        (first,) = resend(settings, STUDY, ["pacs"])
+        if case == "earlier copy confirmed":
+            outbox.complete(first)
+        (second,) = resend(settings, STUDY, ["pacs"])
+        assert (first.item_id, second.item_id) == ("r2.s1", "r2.s2")
+        target = _past_deadline(outbox, first if case == "later copy confirmed" else second)
+        if case == "later copy confirmed":
+            outbox.complete(second)
+    else:
+        (copy,) = resend(settings, STUDY, ["pacs"])
+        if case == "copy dropped":
+            outbox.drop(copy, STUDY)
+        elif case == "destination removed since":  # dead-lettered at once, unless settled
+            outbox.complete(copy)
+            settings = make_settings(spool, [])
+
+    assert attempt(settings, outbox, target) == ("superseded" if superseded else "dead", None)
+    assert (outbox.get("pacs", target.item_id, dead=True) is None) is superseded
+    assert outbox.get("pacs", target.item_id) is None
