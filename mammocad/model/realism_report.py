@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from mammocad.logs import log_event
-from mammocad.model import realism, realism_layout, realism_shape, realism_stats
+from mammocad.model import realism, realism_layout, realism_shape, realism_spread, realism_stats
 from mammocad.model.realism_sources import RealismImage, is_raster
 from mammocad.model.standardise import PreprocessSpec, Standardised, standardise, standardise_array
 
@@ -58,6 +58,10 @@ class ImageMeasure:
     marks_picture: str | None = None
     rendered_marks_picture: str | None = None
     error: str | None = None
+    #: Which exam the image belongs to (``realism_spread.exam_groups``); identifiers, so kept out
+    #: of the JSON (``per_image[].exam`` numbers the exams) and of reprs.
+    study_uid: str = field(default="", repr=False)
+    patient_id: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,8 @@ def measure_image(item: RealismImage, assumed_spacing_mm: float, detector: Any =
         out.error = f"{type(exc).__name__}: {exc}"
         log_event(logger, "realism_image_failed", logging.WARNING, path=str(item.path), error=out.error)
         return out
+    if ds is not None:
+        out.study_uid, out.patient_id = str(ds.get("StudyInstanceUID", "")), str(ds.get("PatientID", ""))
     image = std.image
     mask = realism.breast_mask(image, realism.REALISM_SPACING_MM)
     out.spectrum = realism.spectrum_stats(image, mask.usable)
@@ -288,8 +294,12 @@ def _num(value: float | np.floating | None, digits: int = 4) -> float | None:
 
 
 def summarise(label: str, source: str, measures: list[ImageMeasure]) -> dict[str, Any]:
-    """One side's summary (the JSON schema's ``sets.<label>``)."""
+    """One side's summary (the JSON schema's ``sets.<label>``); the layout and intensity figures
+    carry their spread over images and exams (``realism_spread``)."""
     ok = [m for m in measures if m.histogram is not None]
+    spread = realism_spread.side_spread([(m.study_uid, m.patient_id) for m in ok], [m.layout for m in ok],
+                                        [m.histogram for m in ok])
+    exam_of = {id(m): k for m, k in zip(ok, spread["exam_of"], strict=True)}
     betas = [b for m in ok for b in m.spectrum.betas if np.isfinite(b)]
     nps = [v for m in ok for v in m.spectrum.nps_hf if np.isfinite(v)]
     fine = [v for m in ok for v in m.nps_fine if np.isfinite(v)]
@@ -315,13 +325,16 @@ def summarise(label: str, source: str, measures: list[ImageMeasure]) -> dict[str
                          "n_rois": len(tissue)},
         "curvature": {"line_share": _mean_sd([c[0] for c in shaped], 4),
                       "blob_share": _mean_sd([c[1] for c in shaped], 4), "n_images": len(shaped)},
-        "layout": {"patch_contrast": _mean_sd([c[0] for c in laid], 4),
-                   "rolloff_contrast": _mean_sd([c[1] for c in laid], 4), "n_images": len(laid)},
+        "layout": {"patch_contrast": {**_mean_sd([c[0] for c in laid], 4), "ci95": spread["patch_contrast_ci95"]},
+                   "rolloff_contrast": {**_mean_sd([c[1] for c in laid], 4), "ci95": spread["rolloff_contrast_ci95"]},
+                   "n_images": len(laid)},
         "intensity": intensity,
+        "intensity_spread": spread["intensity_spread"],
+        "exams": spread["exams"],
         "cnr": _cnr_summary(ok),
         "marks": _marks_summary(marks),
         "marks_rendered": _marks_summary(rendered),
-        "per_image": [_per_image(m) for m in measures],
+        "per_image": [_per_image(m, exam_of.get(id(m))) for m in measures],
         "_histogram": pooled,
     }
 
@@ -357,8 +370,8 @@ def _marks_summary(counts: Sequence[tuple[int | None, int | None]]) -> dict[str,
             "images_with_marks": int((marks > 0).sum())}
 
 
-def _per_image(m: ImageMeasure) -> dict[str, Any]:
-    return {"path": m.path, "n_rois": m.spectrum.n, "beta_mean": _num(m.spectrum.beta_mean, 3),
+def _per_image(m: ImageMeasure, exam: int | None) -> dict[str, Any]:
+    return {"path": m.path, "exam": exam, "n_rois": m.spectrum.n, "beta_mean": _num(m.spectrum.beta_mean, 3),
             "nps_hf_mean": _num(float(np.mean(m.spectrum.nps_hf)) if m.spectrum.nps_hf else None, 9),
             "nps_fine_mean": _num(float(np.mean(m.nps_fine)) if m.nps_fine else None, 9),
             "tissue_power_median": _num(float(np.median(m.tissue_power)) if m.tissue_power else None, 9),
@@ -406,7 +419,7 @@ def method() -> dict[str, Any]:
             "nps_units": "intensity^2 mm^2 on the standardised [0, 1] scale",
             "intensity_scale": "mammocad.model.standardise at 0.2 mm, inside the usable breast mask",
             "cnr": "(peak - ring median) / (1.4826 MAD of ring), see mammocad/model/realism_stats.py",
-            "detectable_cnr": realism_stats.DETECTABLE_CNR}
+            "detectable_cnr": realism_stats.DETECTABLE_CNR, "bootstrap": realism_spread.method()}
 
 
 def public(summary: dict[str, Any]) -> dict[str, Any]:

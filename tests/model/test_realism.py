@@ -163,7 +163,8 @@ def test_command_refuses_both_a_folder_and_a_seed(tmp_path: Path, capsys: pytest
 
 
 SET_KEYS = {"label", "source", "n_images", "n_measured", "failed", "beta", "nps_hf", "nps_fine", "tissue_power",
-            "curvature", "layout", "intensity", "cnr", "marks", "marks_rendered", "per_image"}
+            "curvature", "layout", "intensity", "intensity_spread", "exams", "cnr", "marks", "marks_rendered",
+            "per_image"}
 
 
 @pytest.fixture(scope="module")
@@ -221,6 +222,9 @@ def test_command_end_to_end_on_tiny_sets(tmp_path: Path, coarse_checkpoint: Path
         assert 0 < s["intensity"]["p5"] < s["intensity"]["p50"] < s["intensity"]["p95"] <= 1
         assert s["marks"] is not None and s["marks"]["n_images"] >= 1
     assert real_set["n_images"] == 2 and real_set["marks"]["n_images"] == 2  # no truth: every image counts
+    # Both films are P_00820's (a study each): one exam, so no interval over exams (test_realism_spread.py).
+    assert real_set["exams"] == {"n": 1, "grouped_by": "PatientID"}
+    assert real_set["layout"]["rolloff_contrast"]["ci95"] is None and real_set["intensity_spread"]["p50"]["sd"] > 0
     assert report["method"]["marks_rendering"] == {"spacing_mm": 0.2, "bits": 8}
     assert real_set["marks_rendered"]["n_images"] == 2
     assert all(im["rendered_marks"] is not None for im in real_set["per_image"])

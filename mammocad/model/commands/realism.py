@@ -6,7 +6,9 @@ skin, and the roll-off towards it), intensity percentiles in the breast and the 
 between the two distributions, high-frequency noise power, calcification CNR by speck size (or
 per lesion box), and the marks per image the detector puts on images without lesions (with
 ``--marks-rendered``, also on them rendered as public film sets ship scans). Definitions: ``mammocad/model/realism.py`` and
-``realism_stats.py``; how to read the figures: docs/DATASETS.md "Realism report".
+``realism_stats.py``; how to read the figures: docs/DATASETS.md "Realism report". The layout and intensity
+percentiles come with their sd over images and a bootstrap interval over exams (``realism_spread.py``): on two
+exams a side, a ratio far from 1 can be the exams drawn.
 Exit status: 0 report printed, 1 some images could not be measured (listed), 2 bad arguments.
 """
 
@@ -242,10 +244,14 @@ def _statistic_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
         (f"tissue power {tband[0]}-{tband[1]} c/mm, median of {m['tissue_roi_px']}-px ROIs (mm²)", _tissue),
         (f"curvature at {m['curvature_sigma_mm']} mm: line / blob share", _shape),
         (f"layout at {m['layout_sigma_mm']} mm: patch / roll-off contrast", _layout),
+        ("  patch contrast: sd over images, 95% CI over exams", lambda s: _spread(s["layout"]["patch_contrast"])),
+        ("  roll-off contrast: sd over images, 95% CI over exams",
+         lambda s: _spread(s["layout"]["rolloff_contrast"])),
     ]
-    rows = [(name, show(syn), show(real)) for name, show in measures]
+    rows = [("exams (the bootstrap's unit)", _exams(syn), _exams(real))]
+    rows += [(name, show(syn), show(real)) for name, show in measures]
     for key in ("p5", "p25", "p50", "p75", "p95", "mean"):
-        rows.append((f"intensity in breast {key}", _fmt(syn["intensity"][key]), _fmt(real["intensity"][key])))
+        rows.append((f"intensity in breast {key}", _intensity(syn, key), _intensity(real, key)))
     rows += _cnr_rows(syn, real)
     rows.append(("marks/image (no lesion)", _marks(syn), _marks(real)))
     rend = m["marks_rendering"]
@@ -281,6 +287,23 @@ def _layout(s: dict[str, Any]) -> str:
     c = s["layout"]
     return (f"{_fmt(c['patch_contrast']['mean'], '.3f')} / {_fmt(c['rolloff_contrast']['mean'], '.3f')} "
             f"(n={c['n_images']} images)")
+
+
+def _exams(s: dict[str, Any]) -> str:
+    e = s["exams"]
+    return f"{e['n']} (by {e['grouped_by']})"
+
+
+def _spread(stat: dict[str, Any]) -> str:
+    """sd over images and the bootstrap interval over exams: a gap between the two sides that
+    lies inside either side's interval is the exams drawn, not a difference."""
+    ci = stat.get("ci95")
+    return f"sd {_fmt(stat.get('sd'))}, CI " + ("n/a" if ci is None else f"{_fmt(ci[0])}-{_fmt(ci[1])}")
+
+
+def _intensity(s: dict[str, Any], key: str) -> str:
+    spread = s["intensity_spread"].get(key)
+    return _fmt(s["intensity"][key]) + ("" if spread is None else f" ({_spread(spread)})")
 
 
 def _cnr_rows(syn: dict[str, Any], real: dict[str, Any]) -> list[tuple[str, str, str]]:
