@@ -18,11 +18,13 @@ import numpy as np
 import pydicom
 import pytest
 
-from mammocad.model import realism_spread, realism_stats
+from mammocad.model import realism, realism_spread, realism_stats
 from mammocad.model.commands import realism as realism_cmd
-from mammocad.model.realism_report import ImageMeasure, public, summarise
+from mammocad.model.realism_layout import layout_contrast
+from mammocad.model.realism_report import ImageMeasure, public, realism_spec, summarise
 from mammocad.model.realism_sources import default_real_folder
 from mammocad.model.realism_spread import exam_groups, mean_spread, patient_key, percentile_spread
+from mammocad.model.standardise import standardise
 from tests.services import torch_threads
 
 # Per-image roll-off contrast of two four-view exams whose means are the films' 0.109 and 0.142.
@@ -155,3 +157,18 @@ def test_command_json_and_table_show_the_spread_over_exams(tmp_path: Path, capsy
     assert "exams (the bootstrap's unit)" in table and "2 (by PatientID)" in table
     roll = sides["real"]["layout"]["rolloff_contrast"]
     assert f"CI {roll['ci95'][0]:.3f}-{roll['ci95'][1]:.3f}" in table
+
+
+def test_the_cbis_films_roll_off_interval_is_their_two_exams() -> None:
+    """The case that was misread: the 8 films' roll-off, 0.126 pooled, is 0.109 on P_00173's exam
+    and 0.142 on P_00820's (docs/DATASETS.md "Roll-off"); the report's interval must say so."""
+    ids, rolloff = [], []
+    for path in sorted(default_real_folder().rglob("*.dcm")):
+        ds = pydicom.dcmread(path)
+        std = standardise(ds, realism_spec(0.05))
+        mask = realism.breast_mask(std.image, 0.2)
+        rolloff.append(layout_contrast(std.image, mask.breast, mask.usable)[1])
+        ids.append((str(ds.StudyInstanceUID), str(ds.PatientID)))
+    spread = mean_spread(rolloff, exam_groups(ids))
+    assert spread["ci95"] == pytest.approx([np.mean(rolloff[:4]), np.mean(rolloff[4:])])
+    assert spread["ci95"] == pytest.approx([0.109, 0.142], abs=0.005)
