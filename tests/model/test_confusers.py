@@ -77,11 +77,20 @@ def test_rate_zero_draws_nothing_and_bad_arguments_are_refused() -> None:
         add_confusers(np.random.default_rng(1), img, np.zeros((10, 10)), np.ones((100, 100)), 0.1, "film")
 
 
-def test_a_skin_marker_is_an_opaque_disc_on_the_breast_that_film_shows_bright() -> None:
-    """Lead BBs on the skin: a real film's BB drew a 0.98 mark from a detector that never saw one."""
+def test_a_skin_marker_is_an_opaque_disc_on_the_breast_that_film_shows_bright(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lead BBs on the skin: a real film's BB drew a 0.98 mark from a detector that never saw one.
+
+    The film's own marks (``film_marks``: a clear border up to 6 mm and ragged, scratches, labels)
+    are left out of this film: they land wherever the generator's draws put them, and are as
+    bright as clear film; with them, whether the BB beat the breast's 99th percentile hung on
+    where a draw put a border (the screens' quanta changed the draws, synth v16, and a 6.4 mm
+    border strip inside the compared region failed it)."""
+    from mammocad.model.synth import film as film_module
     from mammocad.model.synth.confusers import MARKER_L_MAX, SKIN_MARKER_MM
     from mammocad.model.synth.film import FilmSettings, acquire_film
     from mammocad.model.synth.film_marks import FilmLabel
+
+    monkeypatch.setattr(film_module, "add_marks", lambda density, *args, **kwargs: density)
 
     mask, spacing = _mask(), 0.1
     markers = []
@@ -103,8 +112,7 @@ def test_a_skin_marker_is_an_opaque_disc_on_the_breast_that_film_shows_bright() 
     opaque = (line >= 8.0) & near
     assert 0.75 * np.pi * radius ** 2 <= opaque.sum() <= 1.25 * np.pi * radius ** 2
     film = acquire_film(line, mask, spacing, FilmLabel("L", "CC"), rng, FilmSettings.sample(rng), layer)
-    # Brighter than 99 % of the breast away from the film's edges (a clear film border can cover
-    # the breast's edge, and labels and emulsion pick-off can be brighter still).
+    # Brighter than 99 % of the breast away from the film's edges.
     inner = np.zeros_like(mask)
     inner[50:-50, 50:-50] = mask[50:-50, 50:-50]
     assert film[r, c] > np.percentile(film[inner], 99) > np.median(film[inner])

@@ -21,8 +21,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 #: argv: the configuration file, the study to hold at.
 _HELD_COMMAND = """
+import signal
 import sys
 from mammocad.cli import main
+
+# Ctrl-C as at an admin's terminal: a test run started in the background by a shell without job
+# control (`cmd &`, as CI may be) hands its children SIGINT ignored, and Python keeps it so.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from mammocad.spool import retention
 
 config, hold_at = sys.argv[1], sys.argv[2]
