@@ -94,9 +94,10 @@ def ensure_dir(path: Path) -> None:
 
 
 @contextmanager
-def exclusive_lock(path: Path, *, read_only: bool = False) -> Iterator[bool]:
+def exclusive_lock(path: Path, *, read_only: bool = False, wait: bool = False) -> Iterator[bool]:
     """Hold an exclusive, non-blocking ``flock`` on ``path`` (created) for the block; yield
-    False, holding nothing, when another process has it.
+    False, holding nothing, when another process has it (``wait``: block until it is free,
+    then yield True).
 
     The kernel drops the lock when its process ends, a crash included, so it is never left
     held. Unlocked explicitly, not only closed: a child forked meanwhile (a Celery pool) shares
@@ -107,7 +108,7 @@ def exclusive_lock(path: Path, *, read_only: bool = False) -> Iterator[bool]:
     fd = os.open(path, (os.O_RDONLY if read_only else os.O_RDWR) | os.O_CREAT, FILE_MODE)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             yield False
             return

@@ -78,11 +78,12 @@ class StudyFiles:
         return self.layout.report_path(self.study_uid, key)
 
     @contextmanager
-    def finalize_lock(self) -> Iterator[bool]:
-        """Exclusive, non-blocking lock of this study's finalisation; yields False if held."""
+    def finalize_lock(self, *, wait: bool = False) -> Iterator[bool]:
+        """Exclusive, non-blocking lock of this study's finalisation; yields False if held
+        (``wait``: waits for it). Every writer of the study's report records holds it."""
         path = self.layout.finalize_lock_path(self.study_uid)
         ensure_dir(path.parent)  # not mkdir(parents=True): that takes the umask (0777 under 000)
-        with exclusive_lock(path) as locked:
+        with exclusive_lock(path, wait=wait) as locked:
             yield locked
 
     def complete(self) -> CompletionRecord | None:

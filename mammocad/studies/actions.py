@@ -17,13 +17,11 @@ anything (:class:`ActionError`) is not audited: no instances were accessed or se
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
 import time
-from collections.abc import Collection, Iterator
-from contextlib import contextmanager
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +34,7 @@ from mammocad.config import Destination, OutputKind, Settings
 from mammocad.logs import log_event, safe_error
 from mammocad.spool.broker import make_celery
 from mammocad.spool.catch_up import PER_IMAGE, current_objects, lineage
-from mammocad.spool.layout import FILE_MODE, Spool
+from mammocad.spool.layout import Spool
 from mammocad.spool.leases import lease_age, lease_path
 from mammocad.spool.outbox import Outbox, OutboxItem
 from mammocad.spool.records import RecordError
@@ -140,7 +138,9 @@ def _record_items(files: StudyFiles, report_key: str, items: list[tuple[str, str
         return
     path = files.report(report_key)
     try:
-        with _report_lock(files):  # two admins re-sending at once must not lose each other's update
+        # The study's finalize lock, which the worker holds whenever it writes a report record:
+        # neither a finalize nor another admin's resend can then lose this update, or this one theirs.
+        with files.finalize_lock(wait=True):
             report = ReportRecord.read(path)
             for dest, item_id, sops in items:
                 named = report.destinations.get(dest)
@@ -151,20 +151,6 @@ def _record_items(files: StudyFiles, report_key: str, items: list[tuple[str, str
         log_event(logger, "resend_not_recorded", logging.WARNING, study=files.study_uid, report=report_key,
                   destinations=",".join(d for d, _, _ in items), error=safe_error(exc),
                   hint="the copies are queued; a late report may send these objects to them again")
-
-
-@contextmanager
-def _report_lock(files: StudyFiles) -> Iterator[None]:
-    """Exclusive ``flock`` (blocking: held only for one read and write) on the study's report updates."""
-    fd = os.open(files.root / ".report-update.lock", os.O_RDWR | os.O_CREAT, FILE_MODE)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
 
 
 def current_set(files: StudyFiles, report: ReportRecord, kinds: Collection[OutputKind]
