@@ -132,6 +132,9 @@ def run_prune(args: argparse.Namespace) -> int:
               f"{'would be ' if args.dry_run else ''}{action}")
     for uid, reason in sorted(report.kept.items()):
         print(f"kept {uid}: {reason}")
+    if report.aged_by_mtime:  # their age is not the recorded one: a restore or `touch` moves it
+        print(f"{len(report.aged_by_mtime)} studies aged by their files' mtimes: no record of theirs holds a time "
+              "(not finalised yet, or records from an older release)")
     return _prune_incomplete(settings.node.spool_dir, report.failed)
 
 

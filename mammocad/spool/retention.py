@@ -4,7 +4,11 @@ The spool is a working area, not an archive (the PACS keeps the images and recei
 results), so studies must not pile up forever. A study folder goes only when all of this
 holds, so pruning can never lose work that is still owed to someone:
 
-- nothing in it changed for ``older_than_s`` (no late image, result or report);
+- it is older than ``older_than_s`` by the times its records hold (completion declared, each
+  report finished, a re-analysis asked for): not by file mtimes, which a backup restore, an
+  ``rsync`` without ``-t`` or a ``touch`` moves (:mod:`mammocad.spool.retention_age`; only a
+  study whose records hold no time, and a set-aside folder, is aged by its files' mtimes, and
+  each pass counts them in one ``prune_age_from_mtime`` line);
 - it was finalised: at least one report exists and every spooled image is in a report;
 - none of its reports has an outbox or dead-letter item left, re-sent copies
   (``studies resend``) included, i.e. every destination confirmed every result (a
@@ -22,8 +26,9 @@ is a new study to the node: analysed and reported again, its report numbered fro
 A record whose study is in the spool again stays (its report count numbers that study's next
 reports) and is renewed when the study is pruned again.
 
-Set-aside objects (``other/``: SOP classes that are not analysed) go after the same age,
-unless one arrived while their folder was being removed.
+Set-aside objects (``other/``: SOP classes that are not analysed) go after the same age (their
+files' mtimes: no record of them holds a time), unless one arrived while their folder was being
+removed.
 A folder is first renamed into ``tmp/`` (atomic, as ``.pruned-<uid>-<random>``: see
 :func:`~mammocad.spool.retention_moves.moved_away`) and then deleted, so a crash midway leaves
 no half study for the node or a worker to trip over. While it is there it may still come back (an image arrived), so the node's
@@ -71,6 +76,7 @@ from mammocad.spool.prune_lock import pass_lock
 from mammocad.spool.records import RecordError
 from mammocad.spool.records.pruned import PrunedRecord
 from mammocad.spool.records.report import ReportRecord
+from mammocad.spool.retention_age import study_age
 from mammocad.spool.retention_moves import (
     DELETING_PREFIX,
     MOVED_PREFIX,
@@ -113,6 +119,9 @@ class PruneReport:
     #: UID -> error for each folder this pass could not check, remove or put back (left where it
     #: was or in ``tmp/``, for the next pass): the others were done all the same.
     failed: dict[str, str] = field(default_factory=dict)
+    #: Studies aged by their files' mtimes, not their records' times: some record of theirs holds
+    #: no time (an older release's), or they have none yet (not finalised).
+    aged_by_mtime: list[str] = field(default_factory=list)
 
 
 def _why_kept(spool: Spool, study: Path) -> str | None:
@@ -254,7 +263,7 @@ def _prune_pass(spool: Spool, older_than_s: float, report: PruneReport, *, dry_r
     now = now if now is not None else time.time()
     cutoff = now - older_than_s
     days = f"{older_than_s / DAY_S:g} days"
-    study_why = f"removed from the spool by retention: every result delivered, untouched for {days}"
+    study_why = f"removed from the spool by retention: every result delivered, finished more than {days} ago"
     other_why = f"set-aside objects (SOP classes not analysed) removed from the spool by retention after {days}"
     links = LinkFallback()  # one prune_no_hardlinks line for the whole pass
     for recovered in recover(spool, trail, dry_run, links):
@@ -268,7 +277,10 @@ def _prune_pass(spool: Spool, older_than_s: float, report: PruneReport, *, dry_r
         folder = spool.studies / uid
         try:
             newest, size = _age_and_size(folder)
-            if newest >= cutoff:
+            age = study_age(folder, newest)
+            if age.by_mtime:
+                report.aged_by_mtime.append(uid)
+            if age.when >= cutoff:
                 continue
             reason = _why_kept(spool, folder)
             if reason is None and spool.pending_reanalysis(uid) is not None:
@@ -284,24 +296,48 @@ def _prune_pass(spool: Spool, older_than_s: float, report: PruneReport, *, dry_r
             continue
         report.studies.append(uid)
         report.bytes += size
-    if spool.other.is_dir():
-        for folder in sorted(p for p in spool.other.iterdir() if p.is_dir()):
-            try:
-                newest, size = _age_and_size(folder)
-                if newest >= cutoff:
-                    continue
-                if not dry_run and not _remove(spool, folder, lambda moved: _arrived(moved, cutoff),
-                                               deletion_auditor(trail, folder.name, other_why), links=links):
-                    continue
-            except OSError as exc:
-                _could_not_prune(spool, report, folder, exc)
-                continue
-            report.other.append(folder.name)
-            report.bytes += size
+    set_aside = _prune_set_aside(spool, cutoff, report, dry_run=dry_run,
+                                 auditor=lambda uid: deletion_auditor(trail, uid, other_why), links=links)
+    _log_mtime_ages(report.aged_by_mtime, set_aside, dry_run)
     if report.studies or report.other or report.kept or report.records or report.recovered or report.failed:
         log_event(logger, "spool_pruned", studies=len(report.studies), other=len(report.other),
                   mb=round(report.bytes / 1e6, 1), kept=len(report.kept), records=len(report.records),
                   recovered=len(report.recovered), failed=len(report.failed), dry_run=dry_run)
+
+
+def _prune_set_aside(spool: Spool, cutoff: float, report: PruneReport, *, dry_run: bool,
+                     auditor: Callable[[str], Callable[[Path], None] | None], links: LinkFallback) -> int:
+    """Remove the ``other/`` folders whose files are all older than ``cutoff``, into ``report``;
+    returns how many folders it looked at (each aged by its files' mtimes: no record of a
+    set-aside object holds a time)."""
+    if not spool.other.is_dir():
+        return 0
+    folders = sorted(p for p in spool.other.iterdir() if p.is_dir())
+    for folder in folders:
+        try:
+            newest, size = _age_and_size(folder)
+            if newest >= cutoff:
+                continue
+            if not dry_run and not _remove(spool, folder, lambda moved: _arrived(moved, cutoff),
+                                           auditor(folder.name), links=links):
+                continue
+        except OSError as exc:
+            _could_not_prune(spool, report, folder, exc)
+            continue
+        report.other.append(folder.name)
+        report.bytes += size
+    return len(folders)
+
+
+def _log_mtime_ages(studies: list[str], set_aside: int, dry_run: bool) -> None:
+    """One line a pass (none when there were none) counting the folders aged by their files'
+    mtimes: an admin must be able to tell when a restore or ``touch`` could move retention."""
+    if not studies and not set_aside:
+        return
+    log_event(logger, "prune_age_from_mtime", studies=len(studies), other=set_aside, dry_run=dry_run,
+              why="no record of these folders holds a time (a study not finalised yet, records written by "
+                  "an older release, a set-aside folder): their age is their files' newest mtime, which a "
+                  "restore, an rsync without -t or touch moves")
 
 
 def _could_not_prune(spool: Spool, report: PruneReport, folder: Path, exc: OSError) -> None:

@@ -109,6 +109,7 @@ def test_prune_command(tmp_path: Path) -> None:
     out = subprocess.run([*exe, "--dry-run"], capture_output=True, text=True, env=env, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "would remove 1 studies" in out.stdout and "kept 1.4: never finalised" in out.stdout
+    assert "2 studies aged by their files' mtimes" in out.stdout  # their reports hold no time
     assert (spool / "studies" / "1.1").is_dir()
     out = subprocess.run(exe, capture_output=True, text=True, env=env, timeout=60)
     assert out.returncode == 0 and "removed 1 studies" in out.stdout

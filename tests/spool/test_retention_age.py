@@ -1,0 +1,96 @@
+"""Retention ages a study by the times its records hold, not by its files' mtimes.
+
+A backup restore, an rsync without -t or a `touch` sets a study's files to now (an old study
+looked new and stayed for another retention period) or back-dates them (a study finished
+yesterday looked old and was deleted). The node's completion, each report and an admin's
+re-analysis request record when they happened; only a study whose records hold no time is
+aged by mtime, counted in one line a pass.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from mammocad.spool.layout import Spool
+from mammocad.spool.records.analysis import CompletionRecord
+from mammocad.spool.records.report import ReportRecord
+from mammocad.spool.retention import DAY_S, prune
+from mammocad.spool.retention_age import study_age
+
+NOW = time.time()
+OLD = NOW - 40 * DAY_S
+
+
+def _finished_study(spool: Spool, uid: str, *, recorded: float | None, files_at: float) -> Path:
+    """A delivered study of two images (complete, reported, no outbox item) whose records say
+    it was finished at ``recorded`` (None: records without their times, as an older release
+    wrote them), its files' mtimes set to ``files_at``."""
+    folder = spool.study_dir(uid)
+    sops = [f"{uid}.{i}" for i in range(2)]
+    (folder / "images").mkdir(parents=True)
+    (folder / "reports").mkdir()
+    for sop in sops:
+        (folder / "images" / f"{sop}.dcm").write_bytes(b"\0" * 100)
+    report = ReportRecord(report_key=f"key-{uid}", sop_uids=tuple(sops), model_name="m", model_version="1",
+                          created=recorded or 0.0, sequence=1).to_json()
+    complete = CompletionRecord(sop_uids=tuple(sops), reason="four_views", declared_at=recorded or 0.0).to_json()
+    if recorded is None:
+        del report["created"], complete["declared_at"]
+    (folder / "reports" / f"key-{uid}.json").write_text(json.dumps(report))
+    (folder / "complete.json").write_text(json.dumps(complete))
+    for path in [folder, *folder.rglob("*")]:
+        os.utime(path, (files_at, files_at))
+    return folder
+
+
+def test_age_counts_from_the_records_not_from_the_files(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    spool = Spool(tmp_path / "spool").create()
+    _finished_study(spool, "1.1", recorded=OLD, files_at=NOW)               # restored / touched: still old
+    _finished_study(spool, "1.2", recorded=NOW - DAY_S, files_at=OLD)       # back-dated: finished yesterday
+    _finished_study(spool, "1.3", recorded=None, files_at=OLD)              # no time recorded: mtime, old
+    _finished_study(spool, "1.4", recorded=None, files_at=NOW)              # no time recorded: mtime, new
+    half = _finished_study(spool, "1.5", recorded=OLD, files_at=NOW)        # one record without its time
+    (half / "complete.json").write_text("{not json")
+    os.utime(half / "complete.json", (NOW, NOW))
+
+    with caplog.at_level(logging.INFO, logger="mammocad"):
+        done = prune(spool.root, 30 * DAY_S, now=NOW)
+    assert done.studies == ["1.1", "1.3"]
+    assert sorted(p.name for p in spool.studies.iterdir()) == ["1.2", "1.4", "1.5"]
+    assert done.aged_by_mtime == ["1.3", "1.4", "1.5"] and done.kept == {}
+    (line,) = [r for r in caplog.records if r.getMessage() == "prune_age_from_mtime"]
+    assert line.studies == 3 and line.other == 0  # type: ignore[attr-defined]
+
+
+def test_a_study_without_records_is_aged_by_its_files(tmp_path: Path) -> None:
+    """Not finalised yet (images only): kept whatever its age, listed as kept once its files are old."""
+    spool = Spool(tmp_path / "spool").create()
+    folder = spool.study_dir("1.9")
+    (folder / "images").mkdir(parents=True)
+    (folder / "images" / "1.9.1.dcm").write_bytes(b"image")
+    for path in (folder, folder / "images", folder / "images" / "1.9.1.dcm"):
+        os.utime(path, (OLD, OLD))
+    assert study_age(folder, OLD).by_mtime and study_age(folder, OLD).when == OLD
+    done = prune(spool.root, 30 * DAY_S, now=NOW)
+    assert done.kept == {"1.9": "never finalised (no report)"} and done.aged_by_mtime == ["1.9"]
+    assert prune(spool.root, 30 * DAY_S, now=OLD + DAY_S).kept == {}  # young by its files
+
+
+def test_the_newest_record_decides(tmp_path: Path) -> None:
+    """A late report (or a re-analysis asked for) renews the study, whatever the files say."""
+    spool = Spool(tmp_path / "spool").create()
+    folder = _finished_study(spool, "1.6", recorded=OLD, files_at=OLD)
+    late = ReportRecord(report_key="key-late", sop_uids=("1.6.0", "1.6.1"), model_name="m", model_version="1",
+                        created=NOW - DAY_S, sequence=2)
+    (folder / "reports" / "key-late.json").write_text(json.dumps(late.to_json()))
+    os.utime(folder / "reports" / "key-late.json", (OLD, OLD))
+    assert study_age(folder, OLD) == study_age(folder, NOW)  # mtimes are not read
+    assert study_age(folder, OLD).when == NOW - DAY_S and not study_age(folder, OLD).by_mtime
+    assert prune(spool.root, 30 * DAY_S, now=NOW).studies == []
+    assert prune(spool.root, 30 * DAY_S, now=NOW + 30 * DAY_S).studies == ["1.6"]
