@@ -39,7 +39,8 @@ its folder in ``tmp/`` for the next pass, which settles it first: see
 :mod:`mammocad.spool.retention_recovery`, logged ``prune_recovered``):
 
 1. the rename to ``tmp/.pruned-<uid>-<random>``;
-2. the check again: an arrival merges the folder back into its place;
+2. the check again: an arrival (or a record written meanwhile, as ``studies reanalyse`` writes
+   one) merges the folder back into its place;
 3. for a study, ``pruned/<uid>.json`` (atomic), the point of no return: that study is gone to
    the node (it answers its images as reported before) and the record counts its reports;
 4. ``.prune-audited`` in the moved folder, then the audit record (DICOM Study Deleted, tagged
@@ -146,6 +147,19 @@ def _why_kept(spool: Spool, study: Path) -> str | None:
                 if any((dest / i).exists() or next(dest.glob(f"{i}.s*"), None) for i in ids):
                     return f"results for {dest.name} still in {box.name}/"
     return None
+
+
+def _why_moved_kept(spool: Spool, moved: Path, cutoff: float) -> str | None:
+    """The checks again, on a study folder renamed away: :func:`_why_kept`, and its age.
+
+    A record written between the pass's look and the rename (``studies reanalyse``'s
+    ``reanalysis.json``, a report of a late image) is newer than ``cutoff``; looking only for
+    images in no report, the pass deleted the study with the admin's re-analysis request in it.
+    """
+    reason = _why_kept(spool, moved)
+    if reason is None and study_age(moved, _age_and_size(moved)[0]).when >= cutoff:
+        reason = "a record of the study was written while it was being removed (a re-analysis asked for, a report)"
+    return reason
 
 
 def _arrived(folder: Path, cutoff: float) -> str | None:
@@ -288,7 +302,7 @@ def _prune_pass(spool: Spool, older_than_s: float, report: PruneReport, *, dry_r
             if reason:
                 report.kept[uid] = reason
                 continue
-            if not dry_run and not _remove(spool, folder, lambda moved: _why_kept(spool, moved),
+            if not dry_run and not _remove(spool, folder, lambda moved: _why_moved_kept(spool, moved, cutoff),
                                            deletion_auditor(trail, uid, study_why), _remember(spool, uid), links):
                 continue
         except OSError as exc:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from mammocad.spool.layout import Spool
-from mammocad.spool.records.analysis import CompletionRecord
+from mammocad.spool.records.analysis import CompletionRecord, ReanalysisRecord
 from mammocad.spool.records.report import ReportRecord
 from mammocad.spool.retention import DAY_S, prune
 from mammocad.spool.retention_age import study_age
@@ -94,3 +94,26 @@ def test_the_newest_record_decides(tmp_path: Path) -> None:
     assert study_age(folder, OLD).when == NOW - DAY_S and not study_age(folder, OLD).by_mtime
     assert prune(spool.root, 30 * DAY_S, now=NOW).studies == []
     assert prune(spool.root, 30 * DAY_S, now=NOW + 30 * DAY_S).studies == ["1.6"]
+
+
+def test_a_reanalysis_asked_for_while_the_study_is_being_removed_keeps_it(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """`mammocad studies reanalyse` wrote reanalysis.json after the pass had checked the study
+    (old, delivered, no re-analysis owed) and before it renamed the folder away: the check after
+    the rename looked only for images in no report, and the study went, the admin's request with
+    it. A record written meanwhile is newer than the cutoff: the study goes back."""
+    spool = Spool(tmp_path / "spool").create()
+    folder = _finished_study(spool, "1.7", recorded=OLD, files_at=OLD)
+    request = ReanalysisRecord(revision=1, sop_uids=("1.7.0", "1.7.1"), requested_at=NOW).to_json()
+    real_rename = os.rename
+
+    def admin_asks_meanwhile(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        if Path(src) == folder and Path(dst).parent == spool.tmp:  # the pass renames the study away
+            (folder / "reanalysis.json").write_text(json.dumps(request))
+        real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", admin_asks_meanwhile)
+    done = prune(spool.root, 30 * DAY_S, now=NOW)
+    monkeypatch.undo()
+    assert done.studies == [] and spool.pending_reanalysis("1.7") is not None
+    assert spool.pruned("1.7") is None and not any(spool.tmp.iterdir())
