@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -175,3 +177,48 @@ def test_a_json_true_is_no_count(record: type[ReanalysisRecord] | type[PrunedRec
     """Python's bool is an int: ``"revision": true`` read as revision 1, ``"reports": true`` as one report."""
     with pytest.raises(RecordError, match="must be"):
         record.from_json(data)
+
+
+_REQUEST = ReanalysisRecord(revision=1, sop_uids=tuple(SOPS), requested_at=4.0)
+#: Every record family with a time: (reader, a valid record as JSON, its time field, what errors name).
+_TIMED: dict[str, tuple[Callable[[dict[str, Any]], object], dict[str, Any], str, str]] = {
+    "completion": (CompletionRecord.from_json, CompletionRecord(tuple(SOPS), "timeout", 5.0).to_json(),
+                   "declared_at", "complete.json"),
+    "reanalysis": (ReanalysisRecord.from_json, _REQUEST.to_json(), "requested_at", "reanalysis.json"),
+    "pruned": (PrunedRecord.from_json, PrunedRecord(tuple(SOPS), 1, 6.0).to_json(), "pruned_at", "pruned study"),
+    "report": (lambda d: ReportRecord.from_json(d, "k1"), _report().to_json(), "created", "report"),
+    "report's request": (lambda d: ReportRecord.from_json({**_report().to_json(), "reanalysis": d}, "k1"),
+                         _REQUEST.to_json(), "requested_at", "report: reanalysis"),
+    "presence": (PresenceRecord.from_json, _presence().to_json(), "started", "worker presence"),
+}
+_MALFORMED_TIMES = [True, False, "12.5", "yesterday", "2024-05-01T10:00:00", "2024-05-01T10:00:00+02:00", None,
+                    [12.5], {"t": 12.5}, float("nan"), float("inf")]
+
+
+@pytest.mark.parametrize("family", list(_TIMED))
+@pytest.mark.parametrize("value", _MALFORMED_TIMES, ids=repr)
+def test_every_family_refuses_a_malformed_time_the_same_way(family: str, value: object) -> None:
+    """One reader for every time: ``float()`` took ``true`` as 1.0 and ``"12.5"`` as a time,
+    and NaN compares as neither older nor newer. Each is refused, with the same words."""
+    read, good, key, what = _TIMED[family]
+    with pytest.raises(RecordError) as caught:
+        read({**good, key: value})
+    assert str(caught.value) == (f"{what}: {key} must be a time in seconds since the epoch (a JSON number), "
+                                 f"got {value!r}")
+
+
+@pytest.mark.parametrize("family", list(_TIMED))
+def test_every_family_reads_a_time_as_written_or_absent(family: str) -> None:
+    """A JSON integer is a time too; a file written before the field existed reads as 0 (long ago)."""
+    read, good, key, _ = _TIMED[family]
+    assert _time_of(read({**good, key: 7}), key) == 7.0
+    assert _time_of(read({k: v for k, v in good.items() if k != key}), key) == 0.0
+
+
+def _time_of(record: object, key: str) -> float:
+    if isinstance(record, ReportRecord) and key == "requested_at":
+        assert record.reanalysis is not None
+        record = record.reanalysis
+    value = getattr(record, key)
+    assert isinstance(value, float)
+    return value

@@ -7,7 +7,7 @@ a spool from an older release keeps working after an upgrade. A file of a *newer
 version than the reader knows is refused with :class:`RecordError` rather than misread.
 
 This package holds those rules (:class:`RecordError`, :func:`load_json`, :func:`check_version`),
-the field readers records share (:func:`uid_list`, :func:`float_field`, :func:`int_field`) and, one module per job,
+the field readers records share (:func:`uid_list`, :func:`time_field`, :func:`int_field`) and, one module per job,
 the records:
 
 | file | record | module | written by |
@@ -25,6 +25,7 @@ the records:
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -70,16 +71,21 @@ def uid_list(data: Mapping[str, Any], key: str, what: str) -> tuple[str, ...]:
     return tuple(sorted(uids))
 
 
-def float_field(data: Mapping[str, Any], key: str, what: str) -> float:
-    """``data[key]`` as a float, 0.0 when absent; RecordError when it is not a number.
+def time_field(data: Mapping[str, Any], key: str, what: str) -> float:
+    """``data[key]``, a time in seconds since the epoch (``time.time()``), 0.0 when absent;
+    RecordError unless it is a finite JSON number. The one reader of every record's times.
 
-    Every caller reads a time (seconds since the epoch): a file written before its field
-    existed reads as "long ago".
+    Absent reads as "long ago": a file written before its field existed. Anything else that is
+    no number is refused, not converted: ``float()`` took ``true`` as 1970 plus one second and
+    ``"12"`` as a time, and NaN or infinity never compares as older or newer, so retention and
+    the report order would silently misjudge the record. Times are never written as strings
+    (an ISO date, naive or aware, is refused like any other string).
     """
-    try:
-        return float(data.get(key, 0.0))
-    except (TypeError, ValueError) as exc:
-        raise RecordError(f"{what}: {key}: {exc}") from exc
+    value = data.get(key, 0.0)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise RecordError(f"{what}: {key} must be a time in seconds since the epoch (a JSON number), "
+                          f"got {value!r}")
+    return float(value)
 
 
 def int_field(data: Mapping[str, Any], key: str, what: str, *, minimum: int, meaning: str) -> int:

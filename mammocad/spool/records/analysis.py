@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from mammocad.model.results import ImageResult
-from mammocad.spool.records import RecordError, check_version, float_field, int_field, load_json, uid_list
+from mammocad.spool.records import RecordError, check_version, int_field, load_json, time_field, uid_list
 
 IMAGE_RESULT_VERSION = 1
 COMPLETION_VERSION = 1
@@ -53,7 +53,7 @@ class CompletionRecord:
     def from_json(cls, data: Mapping[str, Any], what: str = "complete.json") -> CompletionRecord:
         check_version(data, COMPLETION_VERSION, what)
         return cls(sop_uids=uid_list(data, "sop_uids", what), reason=str(data.get("reason", "")),
-                   declared_at=float_field(data, "declared_at", what))
+                   declared_at=time_field(data, "declared_at", what))
 
     @classmethod
     def read(cls, path: Path) -> CompletionRecord:
@@ -83,7 +83,7 @@ class ReanalysisRecord:
         check_version(data, REANALYSIS_VERSION, what)
         sops = uid_list(data, "sop_uids", what)  # checked before the revision, as it always was
         return cls(revision=int_field(data, "revision", what, minimum=1, meaning="a positive integer"),
-                   sop_uids=sops, requested_at=float_field(data, "requested_at", what))
+                   sop_uids=sops, requested_at=time_field(data, "requested_at", what))
 
     @classmethod
     def read(cls, path: Path) -> ReanalysisRecord:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mammocad.spool.records import RecordError, check_version, load_json
+from mammocad.spool.records import RecordError, check_version, load_json, time_field
 
 PRESENCE_VERSION = 1
 
@@ -46,9 +46,10 @@ class PresenceRecord:
         for name, tags in (("held", held), ("dropped", dropped)):
             if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
                 raise RecordError(f"{what}: {name} must be a list of delivery tags")
+        started = time_field(data, "started", what)  # outside the try: a RecordError is a ValueError
         try:
             return cls(worker=str(data["worker"]), host=str(data.get("host", "")), pid=int(data.get("pid", 0)),
-                       started=float(data.get("started", 0.0)), held=tuple(held),
+                       started=started, held=tuple(held),
                        lease_s=float(data.get("lease_s", 0.0)), dropped=tuple(dropped))
         except (KeyError, TypeError, ValueError) as exc:
             raise RecordError(f"{what}: {type(exc).__name__}: {exc}") from exc

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mammocad.spool.records import check_version, float_field, int_field, load_json, uid_list
+from mammocad.spool.records import check_version, int_field, load_json, time_field, uid_list
 
 PRUNED_VERSION = 1
 
@@ -42,7 +42,7 @@ class PrunedRecord:
         check_version(data, PRUNED_VERSION, what)
         return cls(sop_uids=uid_list(data, "sop_uids", what),
                    reports=int_field(data, "reports", what, minimum=0, meaning="a count"),
-                   pruned_at=float_field(data, "pruned_at", what))
+                   pruned_at=time_field(data, "pruned_at", what))
 
     @classmethod
     def read(cls, path: Path) -> PrunedRecord:

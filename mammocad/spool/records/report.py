@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from mammocad.config.settings import OutputKind
-from mammocad.spool.records import RecordError, check_version, load_json
+from mammocad.spool.records import RecordError, check_version, load_json, time_field
 from mammocad.spool.records.analysis import ReanalysisRecord
 
 REPORT_VERSION = 1
@@ -140,6 +140,9 @@ class ReportRecord:
         sequence = data.get("sequence", 0)  # absent before it was recorded: ordered by mtime
         if not isinstance(sequence, int) or isinstance(sequence, bool) or sequence < 0:
             raise RecordError(f"{what}: sequence must be a non-negative integer, got {sequence!r}")
+        # Read outside the try below: a RecordError is a ValueError, which it would wrap again.
+        created = time_field(data, "created", what)
+        answered = ReanalysisRecord.from_json(request, f"{what}: reanalysis") if request else None
         try:
             return cls(report_key=str(data.get("report_key") or report_key), sop_uids=tuple(sorted(map(str, sops))),
                        model_name=str(data.get("model_name", "")), model_version=str(data.get("model_version", "")),
@@ -147,8 +150,8 @@ class ReportRecord:
                        destinations={str(k): str(v) for k, v in dests.items()},
                        failed_images=tuple(map(str, data.get("failed_images") or [])),
                        failed_outputs={str(k): str(v) for k, v in (data.get("failed_outputs") or {}).items()},
-                       created=float(data.get("created", 0.0)),
-                       reanalysis=ReanalysisRecord.from_json(request, f"{what}: reanalysis") if request else None,
+                       created=created,
+                       reanalysis=answered,
                        destination_objects={str(d): tuple(map(str, sops)) for d, sops in carried.items()},
                        sequence=sequence,
                        copies={str(d): {str(i): tuple(map(str, sops)) for i, sops in c.items()}
