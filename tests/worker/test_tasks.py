@@ -14,17 +14,7 @@ from mammocad.model.results import ImageResult
 from mammocad.spool.records.report import ReportRecord
 from mammocad.spool.studies import StudyFiles, report_key
 from mammocad.spool.tasks import TASK_ANALYZE_IMAGE, TASK_FINALIZE_STUDY
-
-# Under its old name: test_reanalyse_broker, test_reanalyse_late_images and test_studies_admin import it from here.
-from tests.worker.conftest import (
-    GSPS_CLASS,
-    SC_CLASS,
-    StoreSCP,
-    make_settings,
-    per_image,
-    spool_study,
-    wait_until,
-)
+from tests.worker.conftest import StoreSCP, make_settings, once_each, per_image, spool_study, wait_until
 
 
 class _Analysed(NamedTuple):
@@ -286,7 +276,7 @@ def test_a_rerun_finalize_keeps_a_destination_whose_item_went_to_the_dead_letter
 def _sent_once(storescp: StoreSCP, sops: list[str]) -> None:
     """Each of ``sops`` has exactly one SC and one GSPS at the PACS, and no other image has any."""
     received = [dcmread(path, stop_before_pixels=True) for path in storescp.received()]
-    assert per_image(received) == {sop: sorted((GSPS_CLASS, SC_CLASS)) for sop in sops}
+    assert per_image(received) == once_each(sops)
 
 
 def test_late_image_report_sends_per_image_objects_only_for_the_new_image(
