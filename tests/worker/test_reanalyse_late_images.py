@@ -23,7 +23,7 @@ import redis
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 
-from mammocad.config import load_settings
+from mammocad.config import OutputKind, load_settings
 from mammocad.node.reconciler import NodeReconciler
 from mammocad.node.studies import StudyTracker
 from mammocad.spool.broker import make_celery
@@ -40,23 +40,11 @@ from mammocad.spool.tasks import (
 from mammocad.studies.actions import reanalyse
 from mammocad.studies.status import study_status
 from tests.factories import make_mammogram, write
-from tests.worker.conftest import StoreSCP, spool_study, wait_until
+from tests.worker.conftest import StoreSCP, spool_study, wait_until, write_config
 from tests.worker.test_reanalyse_broker import _worker
 from tests.worker.test_studies_admin import _mammocad
 
 MODEL = "0.0.0-random"
-
-
-def _config(tmp_path: Path, spool: Path, redis_url: str, weights: Path, pacs_port: int) -> Path:
-    cfg = tmp_path / "mammocad.toml"
-    cfg.write_text(
-        f'[node]\nspool_dir = "{spool}"\n\n[broker]\nurl = "{redis_url}"\n\n'
-        f'[worker]\nweights = "{weights}"\ndevice = "cpu"\nsoft_time_limit_s = 60\ntime_limit_s = 90\n'
-        "lease_s = 5\n\n[delivery]\nretry_initial_s = 0.5\nretry_max_s = 1\nnetwork_timeout_s = 3\n\n"
-        f'[audit]\nfile = "{tmp_path / "audit.log"}"\n\n'
-        f'[[destinations]]\nname = "pacs"\nae_title = "PACS"\nhost = "127.0.0.1"\nport = {pacs_port}\n'
-        'outputs = ["mammo-cad-sr"]\n')
-    return cfg
 
 
 def _declare(files: StudyFiles, sops: list[str], reason: str) -> None:
@@ -65,9 +53,13 @@ def _declare(files: StudyFiles, sops: list[str], reason: str) -> None:
         {"version": 1, "sop_uids": sorted(sops), "reason": reason, "declared_at": time.time()}).encode())
 
 
-def _reported_once(cfg: Path, storescp: StoreSCP) -> tuple[StudyFiles, list[str], set[str]]:
-    """A four-view study analysed, reported and delivered; returns its files, images and first SR UID."""
-    spool = load_settings(cfg).node.spool_dir
+def _reported_once(tmp_path: Path, weights: Path, redis_url: str,
+                   storescp: StoreSCP) -> tuple[Path, StudyFiles, list[str], set[str]]:
+    """A four-view study analysed, reported (its Mammography CAD SR only) and delivered to
+    ``storescp``; returns the configuration file, the study's files, its images and first SR UID."""
+    spool = tmp_path / "spool"
+    cfg = write_config(tmp_path, spool, weights, broker_url=redis_url, worker={"lease_s": 5}, audit=True,
+                       destinations=[storescp.destination(outputs=[OutputKind.MAMMO_CAD_SR])])
     study_uid, sops = spool_study(spool)
     files = StudyFiles(spool, study_uid)
     _declare(files, sops, "four_views")
@@ -77,7 +69,7 @@ def _reported_once(cfg: Path, storescp: StoreSCP) -> tuple[StudyFiles, list[str]
         app.send_task(TASK_FINALIZE_STUDY, args=finalize_study_args(spool, study_uid, sops))
         wait_until(files.report(report_key(sops, MODEL)).exists, 120, "the first report")
         wait_until(lambda: len(storescp.received()) == 1, 60, "the first SR at the PACS")
-    return files, sops, {str(dcmread(p).SOPInstanceUID) for p in storescp.received()}
+    return cfg, files, sops, {str(dcmread(p).SOPInstanceUID) for p in storescp.received()}
 
 
 def _late_image(files: StudyFiles) -> str:
@@ -125,9 +117,8 @@ def test_a_late_image_and_a_lost_reanalysis_finalize_end_in_one_amended_report(
     """The broker loses the re-analysis's tasks (restart without its data); the late image is
     declared; the node's reconciler queues what the spool owes: the study's finalize, of five
     images. That report must answer the request."""
-    spool = tmp_path / "spool"
-    cfg = _config(tmp_path, spool, redis_url, random_weights, storescp.port)
-    files, sops, first = _reported_once(cfg, storescp)
+    cfg, files, sops, first = _reported_once(tmp_path, random_weights, redis_url, storescp)
+    spool = files.spool
     settings = load_settings(cfg)
     assert reanalyse(settings, files.study_uid).revision == 1  # queued; no worker runs now
     redis.Redis.from_url(redis_url).flushdb()  # ... and lost
@@ -161,9 +152,8 @@ def test_a_late_image_supersedes_the_reanalysis_of_the_old_images(
     """Nothing lost: the re-analysis's finalize (four images, revision 1) and the node's
     finalize of the five images both run. Only the second reports; the first skips."""
     caplog.set_level(logging.INFO, logger="mammocad.worker.tasks")
-    spool = tmp_path / "spool"
-    cfg = _config(tmp_path, spool, redis_url, random_weights, storescp.port)
-    files, sops, first = _reported_once(cfg, storescp)
+    cfg, files, sops, first = _reported_once(tmp_path, random_weights, redis_url, storescp)
+    spool = files.spool
     settings = load_settings(cfg)
     assert reanalyse(settings, files.study_uid).revision == 1  # queued; the worker starts below
     late = _late_image(files)

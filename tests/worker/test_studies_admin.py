@@ -21,7 +21,7 @@ from pathlib import Path
 from pydicom import dcmread
 
 from mammocad.audit.events import os_user
-from mammocad.config import load_settings
+from mammocad.config import Destination, OutputKind, load_settings
 from mammocad.spool.leases import held, lease_path
 from mammocad.spool.outbox import Outbox
 from mammocad.spool.records.report import ReportRecord
@@ -33,7 +33,7 @@ from mammocad.worker.outbox_delivery import attempt, schedule_delivery
 from tests.audit import xpath
 from tests.audit.schema import problems
 from tests.services import free_port
-from tests.worker.conftest import StoreSCP, make_settings, spool_study, wait_until
+from tests.worker.conftest import StoreSCP, make_settings, spool_study, wait_until, write_config
 
 SR = "1.2.840.10008.5.1.4.1.1.88.50"
 PATIENT = "PID-TEST-0001"  # tests.factories.make_mammogram's
@@ -57,20 +57,6 @@ def _audited(audit_log: Path, event_id: str, study_uid: str) -> ET.Element:
     return found[0]
 
 
-def _config(tmp_path: Path, spool: Path, redis_url: str, weights: Path, pacs_port: int) -> Path:
-    cfg = tmp_path / "mammocad.toml"
-    cfg.write_text(
-        f'[node]\nspool_dir = "{spool}"\n\n[broker]\nurl = "{redis_url}"\n\n'
-        f'[worker]\nweights = "{weights}"\ndevice = "cpu"\nsoft_time_limit_s = 60\ntime_limit_s = 90\n\n'
-        "[delivery]\nretry_initial_s = 0.5\nretry_max_s = 1\ndeadline_s = 600\nnetwork_timeout_s = 3\n\n"
-        f'[audit]\nfile = "{tmp_path / "audit.log"}"\n\n'
-        f'[[destinations]]\nname = "pacs"\nae_title = "PACS"\nhost = "127.0.0.1"\nport = {pacs_port}\n'
-        'outputs = ["mammo-cad-sr"]\n\n'
-        f'[[destinations]]\nname = "down"\nae_title = "DOWN"\nhost = "127.0.0.1"\nport = {free_port()}\n'
-        'outputs = ["mammo-cad-sr"]\n')
-    return cfg
-
-
 def _mammocad(cfg: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "mammocad", *args, "--config", str(cfg)],
                           capture_output=True, text=True, timeout=120)
@@ -79,7 +65,10 @@ def _mammocad(cfg: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_see_and_act_on_a_study(tmp_path: Path, random_weights: Path, storescp: StoreSCP, celery_worker,
                                 redis_url: str) -> None:
     spool = tmp_path / "spool"
-    cfg = _config(tmp_path, spool, redis_url, random_weights, storescp.port)
+    down = Destination(name="down", ae_title="DOWN", host="127.0.0.1", port=free_port(),
+                       outputs=[OutputKind.MAMMO_CAD_SR])  # nothing listens: its item stays pending
+    cfg = write_config(tmp_path, spool, random_weights, broker_url=redis_url, audit=True, deadline_s=600,
+                       destinations=[storescp.destination(outputs=[OutputKind.MAMMO_CAD_SR]), down])
     settings = load_settings(cfg)
     app = celery_worker(settings, cfg)
     study_uid, sops = spool_study(spool)
@@ -489,7 +478,6 @@ def test_a_resend_that_cannot_be_audited_queues_nothing(tmp_path: Path) -> None:
     """Spool only: an admin who cannot append to the audit file (owned by the services) runs
     `studies resend`. The objects were put in the outbox before the audit record failed, so a
     running worker would have sent them unaudited; now nothing is queued and one line says why."""
-    from mammocad.config.output_kinds import OutputKind
     from mammocad.spool.records.report import OutputObject
     from tests.audit.unwritable import mammocad_as_admin, owned_by_the_service, refused_in_one_line
     from tests.factories import make_mammogram
