@@ -96,7 +96,9 @@ def _answered_with_late_image(cfg: Path, storescp: StoreSCP, files: StudyFiles, 
     amended = files.report(report_key(sops, MODEL, 1))
     assert amended.exists(), sorted(p.name for p in (files.root / "reports").iterdir())
     assert len(files.reports()) == 2, "one amended report, not one per image set"
-    assert not files.layout.reanalysis_path(study_uid).exists()  # the request is closed
+    assert files.layout.pending_reanalysis(study_uid) is None  # the request is answered: the report says so
+    # ... and its file goes, but a moment after the report: the worker thread removes it next.
+    wait_until(lambda: not files.layout.reanalysis_path(study_uid).exists(), 30, "the answered request's file removed")
     wait_until(lambda: len(storescp.received()) == 2, 60, "the amended SR at the PACS")
     srs = {str(ds.SOPInstanceUID): ds for ds in map(dcmread, storescp.received())}
     new = srs[(set(srs) - first).pop()]
