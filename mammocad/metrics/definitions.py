@@ -47,11 +47,13 @@ DETECTOR_ERRORS = Counter(
 #: One per attempt (the name is a dashboard contract): ``outcome`` is what the attempt left
 #: the item in, so ``delivered`` is also the count of delivered items and the sum over
 #: outcomes the count of attempts. Only an item of a destination no longer configured is
-#: counted ``dead`` without an attempt (mammocad/worker/outbox_delivery.py).
+#: counted ``dead`` (or ``superseded``) without an attempt (mammocad/worker/outbox_delivery.py).
 DELIVERIES = Counter(
     "mammocad_delivery_attempts", "Delivery attempts by destination and what each left the item in: delivered "
     "(nothing pending; one per delivered item), retry (objects pending, tried again later), dead (objects "
-    "pending at the deadline: dead-lettered; also an item of a removed destination, without an attempt)",
+    "pending at the deadline: dead-lettered; also an item of a removed destination, without an attempt), "
+    "superseded (objects pending at the deadline that confirmed studies resend copies carried: completed, "
+    "not dead-lettered; also an item of a removed destination, without an attempt)",
     ["destination", "outcome"])
 
 # -- both ------------------------------------------------------------------------------
