@@ -220,37 +220,53 @@ class Outbox:
         The destination holds all its objects then (same UIDs, same kept files), so nothing is
         lost and nothing more is audited (the copy's transfer was). A dead letter holding an
         object the copy did not carry (another report's SC/GSPS, a kind the destination wanted
-        then) stays, for ``outbox retry`` or ``outbox drop``; so does one an admin command holds
-        now (``outbox drop`` waits on the lock) or moved back into the outbox (``outbox retry``).
+        then) stays, for ``outbox retry`` or ``outbox drop`` (:meth:`retire_dead`).
         """
         for item_id in lineage_before(copy.item_id):
-            path = self._dir(copy.destination, item_id, dead=True)
-            if path.is_dir():
-                self._retire(copy, OutboxItem(copy.destination, item_id, 0.0, 0.0, dead=True, path=path), carried)
+            if self._dir(copy.destination, item_id, dead=True).is_dir():
+                self.retire_dead(copy.destination, item_id, copy.item_id, carried)
 
-    def _retire(self, copy: OutboxItem, listed: OutboxItem, carried: set[str]) -> None:
-        """Delete the dead letter ``listed`` when ``carried`` holds every object it has pending;
-        one line either way (``deadletter_superseded``, ``deadletter_kept`` with why)."""
-        fields: dict[str, Any] = {"dest": copy.destination, "item": listed.item_id, "copy": copy.item_id}
+    def retire_dead(self, destination: str, item_id: str, copies: str, carried: set[str],
+                    **context: Any) -> bool:
+        """Delete the dead letter ``destination/item_id`` when ``carried`` (the objects the
+        destination confirmed of ``copies``) holds every object it has pending; True if deleted.
+
+        One line whichever way, naming the real cause: ``deadletter_superseded``;
+        ``deadletter_kept`` (WARNING, an admin must act) when it holds an object the copies did
+        not carry, another process holds its lock (an admin command), or it is unreadable;
+        ``deadletter_gone`` when it left the dead letters before this could look (``outbox
+        retry`` put it back, ``outbox drop`` or another retirement removed it). A folder that
+        vanished was once reported as held by an admin command, which sent admins looking for one.
+        """
+        fields: dict[str, Any] = {"dest": destination, "item": item_id, "copy": copies, **context}
+        path = self._dir(destination, item_id, dead=True)
+        why = ""
         try:
-            with self.locked(listed) as got:
-                dead = self.get(copy.destination, listed.item_id, dead=True) if got else None
-                if dead is None:
-                    why = "an admin command holds it" if not got else ""
-                else:
+            with self.locked(OutboxItem(destination, item_id, 0.0, 0.0, dead=True, path=path)) as got:
+                dead = self.get(destination, item_id, dead=True) if got else None
+                if dead is not None:
                     pending = {p.stem for p in dead.pending_files()}
                     missing = pending - carried
-                    why = f"{len(missing)} object(s) it holds were not in the copy" if missing else ""
                     if not missing:
                         self._discard(dead.path)
                         log_event(logger, "deadletter_superseded", **fields, objects=len(pending))
-        except FileNotFoundError:  # `outbox retry` or `outbox drop` took it meanwhile: theirs stands
-            return
+                        return True
+                    why = f"{len(missing)} object(s) it holds were not in the copy"
+                elif path.is_dir():  # still there: its lock was held, or its item.json is missing
+                    why = f"unreadable: no {ITEM_JSON}" if got else "an admin command holds it"
+        except FileNotFoundError:  # `outbox retry` (which takes no lock) moved it while we held it
+            pass
         except (RecordError, OSError) as exc:
             why = f"unreadable: {str(exc)[:300]}"
         if why:
             log_event(logger, "deadletter_kept", logging.WARNING, **fields, why=why,
                       hint="`mammocad outbox retry` sends what it holds, `mammocad outbox drop` gives it up")
+        else:
+            back = self._dir(destination, item_id).is_dir()
+            log_event(logger, "deadletter_gone", **fields,
+                      why="put back in the outbox (`outbox retry`)" if back else
+                      "removed meanwhile (`outbox drop`, or completed as superseded)")
+        return False
 
     def _discard(self, path: Path) -> None:
         """Delete an item folder in one step as others see it: renamed into ``tmp/`` first.

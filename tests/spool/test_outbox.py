@@ -210,3 +210,30 @@ def test_a_dead_letter_whose_rest_was_confirmed_before_it_died_is_superseded(tmp
     outbox.dead_letter(item)
     outbox.complete(put_new(outbox, "pacs", "k.s1", objects[1:]))
     assert outbox.items(dead=True) == []
+
+
+@pytest.mark.parametrize("admin", ["drop", "retry"])
+def test_a_dead_letter_that_left_before_the_copy_looked_is_said_gone_not_held(
+        tmp_path: Path, admin: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """An admin's `outbox drop` (or `outbox retry`) takes the dead ``k`` between the confirmed
+    copy finding it and locking it: the line said "an admin command holds it", a WARNING that
+    sent the admin looking for a command that had already finished. It now says where it went."""
+    outbox = Outbox(tmp_path)
+    objects = _datasets(2)
+    _dead(outbox, "pacs", "k", objects)
+    copy = put_new(outbox, "pacs", "k.s1", objects)
+    real_locked = outbox.locked
+
+    def admin_first(item: OutboxItem, wait_s: float = 0.0):  # type: ignore[no-untyped-def]
+        if item.dead and item.item_id == "k":
+            outbox.drop(_get(outbox, "k", dead=True)) if admin == "drop" else outbox.revive("pacs", "k")
+        return real_locked(item, wait_s)
+
+    monkeypatch.setattr(outbox, "locked", admin_first)
+    with caplog.at_level(logging.INFO, logger="mammocad.spool.outbox"):
+        outbox.complete(copy)
+    said = [(r.getMessage(), r.levelno, vars(r).get("why")) for r in caplog.records]
+    where = "put back in the outbox (`outbox retry`)" if admin == "retry" else \
+        "removed meanwhile (`outbox drop`, or completed as superseded)"
+    assert said == [("deadletter_gone", logging.INFO, where)]
+    assert outbox.items(dead=True) == [] and [i.item_id for i in outbox.items()] == (["k"] if admin == "retry" else [])
