@@ -15,6 +15,10 @@ as the late report's catch-up reads it (:mod:`mammocad.spool.catch_up`): gone fr
 and not dropped, every object it carried; still in the outbox or dead-lettered, only its
 ``delivered``; dropped or unreadable, none. A copy no record names counts for nothing: the item
 is dead-lettered as before, which loses nothing (``outbox drop`` settles it).
+
+:func:`retire_superseded_dead_letters` asks the same of every dead letter: those written
+before this module existed (their copies confirmed while nothing retired them), and any a
+confirmation could not retire at once (a crash, a lock held too long).
 """
 
 from __future__ import annotations
@@ -49,6 +53,25 @@ def superseding_copies(outbox: Outbox, item: OutboxItem) -> list[str]:
             confirmed |= got
             used.append(copy_id)
     return used if pending <= confirmed else []
+
+
+def retire_superseded_dead_letters(outbox: Outbox) -> int:
+    """Retire every dead letter that confirmed copies after it already carried
+    (:func:`superseding_copies`), with the line a copy's confirmation writes
+    (``deadletter_superseded``, ``via=sweep``); returns how many went.
+
+    Run by the results worker's outbox sweep (``outbox_delivery.requeue_due``): without it a
+    dead letter whose copy was confirmed before its retirement existed, or while it could not
+    be retired, stayed until an admin ran ``outbox drop``, and retention kept the study.
+    Nothing is audited: the copies' transfers were.
+    """
+    retired = 0
+    for item in outbox.items(dead=True):
+        copies = superseding_copies(outbox, item)
+        if copies and outbox.retire_dead(item.destination, item.item_id, ",".join(copies),
+                                         {p.stem for p in item.pending_files()}, via="sweep"):
+            retired += 1
+    return retired
 
 
 def _recorded_copies(files: StudyFiles, destination: str) -> Iterator[tuple[str, tuple[str, ...]]]:

@@ -1,0 +1,57 @@
+"""The results worker's outbox sweep retires dead letters that confirmed resend copies carried.
+
+Real spool, real report records and kept objects (tests/studies/test_resend.py's study: r1,
+then the late report r2 whose own item for `pacs` is the one that died).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import pytest
+from celery import Celery
+
+from mammocad.config import Destination
+from mammocad.spool.outbox import Outbox
+from mammocad.spool.studies import StudyFiles
+from mammocad.studies.actions import resend
+from mammocad.worker.outbox_delivery import requeue_due
+from tests.services import free_port
+from tests.studies.test_resend import R2, STUDY, _own_item, spool  # noqa: F401  (fixture)
+from tests.worker.conftest import make_settings
+
+
+@pytest.mark.parametrize("extra", [False, True])
+def test_the_sweep_at_worker_start_retires_a_dead_letter_a_confirmed_copy_carried(
+        spool: Path, extra: bool, caplog: pytest.LogCaptureFixture) -> None:  # noqa: F811
+    """r2 was dead-lettered by a version without the supersede logic, after its resend copy
+    r2.s1 was confirmed: nothing ever looked at it again, so it stayed until an admin ran
+    `outbox drop` and retention kept the study. The worker's first sweep now retires it, with
+    the line a confirmation writes; one holding an object no copy carried (``extra``: r1's
+    withdrawn SR) stays, as nothing vouches for it."""
+    from mammocad.spool.retention import DAY_S, prune
+    from mammocad.studies.status import study_status
+
+    outbox = Outbox(spool)
+    own = _own_item(outbox, StudyFiles(spool, STUDY), extra)
+    settings = make_settings(spool, [Destination(name="pacs", ae_title="PACS", host="127.0.0.1",
+                                                 port=free_port())])
+    (copy,) = resend(settings, STUDY, ["pacs"])
+    outbox.complete(copy)  # confirmed: r2 was still in the outbox, so nothing retired it
+    outbox.dead_letter(own)  # its deadline, under the old version
+    with caplog.at_level(logging.INFO, logger="mammocad.spool.outbox"):
+        # No item in the outbox: the app is never asked to queue anything.
+        assert requeue_due(Celery("sweep-test"), str(spool), grace_s=0.0) == 0
+    said = [(r.getMessage(), vars(r)["item"], vars(r)["copy"], vars(r).get("via"), vars(r).get("objects"))
+            for r in caplog.records]
+    later = time.time() + 60 * DAY_S  # old enough: only its items can keep the study
+    if extra:
+        assert said == [] and [i.item_id for i in outbox.items(dead=True)] == ["r2"]
+        assert prune(spool, 30 * DAY_S, now=later).kept == {STUDY: "results for pacs still in deadletter/"}
+    else:
+        assert said == [("deadletter_superseded", "r2", "r2.s1", "sweep", len(R2))]
+        assert outbox.items(dead=True) == [] and outbox.items() == []
+        assert study_status(spool, STUDY).destinations == {"pacs": "delivered"}
+        assert prune(spool, 30 * DAY_S, now=later).studies == [STUDY]
