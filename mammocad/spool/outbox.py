@@ -57,6 +57,10 @@ _ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 ITEM_JSON = "item.json"
 #: ``item.json``'s record version (:mod:`mammocad.spool.records` says what a version promises).
 OUTBOX_ITEM_VERSION = 1
+#: How long retiring a superseded dead letter waits for its lock: the holder is the attempt
+#: that has just dead-lettered it (milliseconds of bookkeeping left, see :meth:`Outbox.complete`)
+#: or ``outbox drop``. Past it the letter is kept, for the worker's next dead-letter sweep.
+RETIRE_WAIT_S = 5.0
 
 
 def check_name(value: str, what: str) -> str:
@@ -202,15 +206,22 @@ class Outbox:
     def complete(self, item: OutboxItem) -> None:
         """Every file was confirmed: the item's job is done, delete it.
 
-        A ``studies resend`` copy (``<item>.s<n>``) first takes out the dead letters it
+        A ``studies resend`` copy (``<item>.s<n>``) then takes out the dead letters it
         superseded (:meth:`_retire_superseded`): before, the dead item stayed until an admin
         ran ``outbox drop`` although ``studies show`` said the destination had its objects,
-        and retention kept the study for it. In this order a crash in between leaves the
-        confirmed copy in the outbox, whose next attempt finds nothing pending and completes it.
+        and retention kept the study for it.
+
+        The copy goes first, then the dead letters are looked for; an item of its lineage
+        reaching its deadline is dead-lettered first, then looks for the copy
+        (``outbox_delivery.attempt``). So one of the two sees the other: looking for the dead
+        letters first, a copy confirmed while its item was being dead-lettered left the item in
+        ``deadletter/`` (each looked before the other had moved). A crash between the copy's
+        delete and the retirement leaves a dead letter the worker's sweep retires
+        (:func:`mammocad.spool.superseded.retire_superseded_dead_letters`).
         """
         carried = {p.stem for p in item.files()} | set(item.delivered)
-        self._retire_superseded(item, carried)
         self._discard(item.path)
+        self._retire_superseded(item, carried)
 
     def _retire_superseded(self, copy: OutboxItem, carried: set[str]) -> None:
         """Delete each dead letter of ``copy``'s lineage before it (the item ``<base>`` and the
@@ -232,8 +243,8 @@ class Outbox:
         destination confirmed of ``copies``) holds every object it has pending; True if deleted.
 
         One line whichever way, naming the real cause: ``deadletter_superseded``;
-        ``deadletter_kept`` (WARNING, an admin must act) when it holds an object the copies did
-        not carry, another process holds its lock (an admin command), or it is unreadable;
+        ``deadletter_kept`` (WARNING) when it holds an object the copies did not carry (an admin
+        must act), another process held its lock for :data:`RETIRE_WAIT_S`, or it is unreadable;
         ``deadletter_gone`` when it left the dead letters before this could look (``outbox
         retry`` put it back, ``outbox drop`` or another retirement removed it). A folder that
         vanished was once reported as held by an admin command, which sent admins looking for one.
@@ -242,7 +253,8 @@ class Outbox:
         path = self._dir(destination, item_id, dead=True)
         why = ""
         try:
-            with self.locked(OutboxItem(destination, item_id, 0.0, 0.0, dead=True, path=path)) as got:
+            with self.locked(OutboxItem(destination, item_id, 0.0, 0.0, dead=True, path=path),
+                             RETIRE_WAIT_S) as got:
                 dead = self.get(destination, item_id, dead=True) if got else None
                 if dead is not None:
                     pending = {p.stem for p in dead.pending_files()}
@@ -253,7 +265,9 @@ class Outbox:
                         return True
                     why = f"{len(missing)} object(s) it holds were not in the copy"
                 elif path.is_dir():  # still there: its lock was held, or its item.json is missing
-                    why = f"unreadable: no {ITEM_JSON}" if got else "an admin command holds it"
+                    why = (f"unreadable: no {ITEM_JSON}" if got else
+                           f"another process held it for {RETIRE_WAIT_S:g} s (`outbox drop`, or the delivery "
+                           "attempt that dead-lettered it); the worker's next dead-letter sweep looks again")
         except FileNotFoundError:  # `outbox retry` (which takes no lock) moved it while we held it
             pass
         except (RecordError, OSError) as exc:

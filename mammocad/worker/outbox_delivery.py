@@ -88,10 +88,10 @@ def attempt(settings: Settings, outbox: Outbox, item: OutboxItem, trail: AuditTr
     t = time.time()
     d = settings.delivery
     if refused_for_good or t - item.created >= d.deadline_s:
+        outbox.save(item)
+        outbox.dead_letter(item)  # before asking for copies: see Outbox.complete
         if _superseded(outbox, item, error):
             return "superseded", None
-        outbox.save(item)
-        outbox.dead_letter(item)
         observer.dead(trail, dest, item.destination, observer.item_studies(item.pending_files()),
                       item.last_error or "")
         log_event(logger, "dead_letter", level=logging.ERROR, dest=item.destination, item=item.item_id,
@@ -117,10 +117,10 @@ def _removed_destination(outbox: Outbox, item: OutboxItem, trail: AuditTrail | N
     """
     item.last_error = (f"destination {item.destination!r} is not in the configuration (removed?): "
                        "not retried; `mammocad outbox retry` after adding it back, or `mammocad outbox drop`")
+    outbox.save(item)
+    outbox.dead_letter(item)  # before asking for copies: see Outbox.complete
     if _superseded(outbox, item, item.last_error):
         return "superseded", None
-    outbox.save(item)
-    outbox.dead_letter(item)
     observer.dead(trail, None, item.destination, observer.item_studies(item.pending_files()), item.last_error)
     log_event(logger, "dead_letter", level=logging.ERROR, dest=item.destination, item=item.item_id,
               attempts=item.attempts, error=item.last_error)
@@ -135,6 +135,8 @@ def _superseded(outbox: Outbox, item: OutboxItem, error: str) -> bool:
     not retire it (:meth:`Outbox.complete` retires dead letters only); dead-lettered now, it
     sat in ``deadletter/`` with nothing the destination lacks until an admin ran ``outbox
     drop``, and retention kept the study. Nothing is audited: the copy's transfer was.
+    ``item`` is already in ``deadletter/`` (under its lock), so a copy confirmed after this
+    looked finds it there and retires it.
     """
     copies = superseding_copies(outbox, item)
     if not copies:
