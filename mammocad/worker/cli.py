@@ -219,10 +219,14 @@ def start_sweeper(app, settings: Settings) -> threading.Thread:  # type: ignore[
     """Requeue outbox items whose delivery task was lost: all due ones now, overdue ones later.
 
     The same thread prunes the spool hourly (``node.retention_days``; 0 never), starting an
-    interval after start-up so a restart loop cannot turn into a deletion loop.
+    interval after start-up so a restart loop cannot turn into a deletion loop, and retires the
+    dead letters that confirmed ``studies resend`` copies carried, at start and then every
+    :data:`~mammocad.worker.outbox_delivery.DEAD_SWEEP_INTERVAL_S`.
     """
+    from mammocad.spool.outbox import Outbox
     from mammocad.spool.retention import DAY_S, prune
-    from mammocad.worker.outbox_delivery import requeue_due
+    from mammocad.spool.superseded import retire_superseded_dead_letters
+    from mammocad.worker.outbox_delivery import DEAD_SWEEP_INTERVAL_S, requeue_due
 
     d = settings.delivery
     interval = min(15.0, max(1.0, d.retry_initial_s))
@@ -232,13 +236,19 @@ def start_sweeper(app, settings: Settings) -> threading.Thread:  # type: ignore[
     retention_s = settings.node.retention_days * DAY_S
 
     def loop() -> None:
-        first, next_prune = True, time.monotonic() + PRUNE_INTERVAL_S
+        first, next_prune, next_dead = True, time.monotonic() + PRUNE_INTERVAL_S, time.monotonic()
         while True:
             try:
                 requeue_due(app, spool, 0.0 if first else grace)
                 first = False
             except Exception:  # the broker may be down for a while: keep trying
                 logger.warning("outbox_sweep_failed", exc_info=True)
+            if time.monotonic() >= next_dead:  # due an interval later even if this one fails
+                next_dead = time.monotonic() + DEAD_SWEEP_INTERVAL_S
+                try:
+                    retire_superseded_dead_letters(Outbox(spool))  # one deadletter_superseded line each
+                except Exception:
+                    logger.warning("deadletter_sweep_failed", exc_info=True)
             if retention_s > 0 and time.monotonic() >= next_prune:
                 next_prune = time.monotonic() + PRUNE_INTERVAL_S
                 try:

@@ -21,7 +21,7 @@ from mammocad.config import Destination, Settings
 from mammocad.logs import log_event
 from mammocad.metrics import definitions as metrics
 from mammocad.spool.outbox import Outbox, OutboxItem
-from mammocad.spool.superseded import retire_superseded_dead_letters, superseding_copies
+from mammocad.spool.superseded import superseding_copies
 from mammocad.spool.tasks import TASK_DELIVER, deliver_args
 from mammocad.worker import observer
 from mammocad.worker.delivery import DeliveryError, store_files
@@ -152,24 +152,20 @@ def _superseded(outbox: Outbox, item: OutboxItem, error: str) -> bool:
     return True
 
 
-#: How often :func:`requeue_due` also sweeps the dead letters for ones confirmed copies carried
-#: (first at the worker's start): the sweep reads each dead letter's headers and its study's
-#: records, too much for every 15 s pass of the sweeper, and a copy's confirmation retires the
-#: dead letters it superseded at once, so the sweep only catches what that could not.
+#: How often the results worker's sweeper (``worker/cli.py``) retires the dead letters confirmed
+#: copies carried (:func:`~mammocad.spool.superseded.retire_superseded_dead_letters`), first at the
+#: worker's start: it reads each dead letter's headers and its study's records, too much for every
+#: 15 s pass of :func:`requeue_due`, and a copy's confirmation retires the dead letters it
+#: superseded at once, so the sweep only catches what that could not.
 DEAD_SWEEP_INTERVAL_S = 600.0
-#: Per spool: when the next dead-letter sweep is due (``time.monotonic()``).
-_next_dead_sweep: dict[str, float] = {}
 
 
 def requeue_due(app: Celery, spool_dir: str, grace_s: float) -> int:
     """Start a new delivery chain for every item overdue by more than ``grace_s``.
 
     Recovers items whose scheduled task was lost (broker restarted without its data, a
-    crash between writing the outbox and queueing). Returns how many were requeued. Every
-    :data:`DEAD_SWEEP_INTERVAL_S` it also retires the dead letters that confirmed ``studies
-    resend`` copies carried (:func:`retire_superseded_dead_letters`).
+    crash between writing the outbox and queueing). Returns how many were requeued.
     """
-    _sweep_dead_letters(spool_dir)
     outbox = Outbox(spool_dir)
     n = 0
     for item in outbox.items():
@@ -187,15 +183,6 @@ def requeue_due(app: Celery, spool_dir: str, grace_s: float) -> int:
         log_event(logger, "outbox_requeued", items=n, grace=grace_s)
     return n
 
-
-def _sweep_dead_letters(spool_dir: str) -> None:
-    """Retire superseded dead letters if a sweep is due; the next is due an interval later
-    even if this one fails (the sweeper logs the failure and must not repeat it every pass)."""
-    now = time.monotonic()
-    if now < _next_dead_sweep.get(spool_dir, now):
-        return
-    _next_dead_sweep[spool_dir] = now + DEAD_SWEEP_INTERVAL_S
-    retire_superseded_dead_letters(Outbox(spool_dir))  # one deadletter_superseded line each
 
 
 def revive(app: Celery, spool_dir: str, destination: str, item_id: str) -> OutboxItem:
