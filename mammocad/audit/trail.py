@@ -20,6 +20,11 @@ sender gets a new queue and generation, and the retired one finishes its batch, 
 sinks ``close`` could not, and stops. It once went on taking records from the queue it
 shared with its successor: records ``close`` had reported lost were written after all, and a
 later ``close`` waited for the wrong thread.
+
+Each sender's queue is an :class:`_Outbox` that is sealed when its sender is retired: the
+seal takes what is queued (``close`` counts it) and a put after it fails, so ``emit`` takes
+the successor's queue. An ``emit`` that had chosen the queue just before ``close`` emptied it
+once put its record in after the count: nobody sent it and nothing counted it.
 """
 
 from __future__ import annotations
@@ -55,6 +60,42 @@ _FORK_WAIT_S = 30.0
 CLOSE_TIMEOUT_S = 10.0
 
 
+class _Sealed(Exception):
+    """A put into the queue of a sender that was retired: the record goes to the successor."""
+
+
+class _Outbox(queue.Queue[AuditMessage | None]):
+    """One sender's queue, which can be sealed.
+
+    Sealing and putting take the queue's own mutex, so a record is either in the queue when
+    it is sealed (the sealer accounts for it) or refused with :class:`_Sealed` (the producer
+    puts it elsewhere): no record lands in a queue no sender will read and nobody counted.
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        super().__init__(maxsize)
+        self.sealed = False
+
+    def _put(self, item: AuditMessage | None) -> None:  # called with the mutex held
+        if self.sealed:
+            raise _Sealed
+        super()._put(item)
+
+    def seal(self) -> list[AuditMessage]:
+        """Refuse every later put; return what was queued and leave a stop for a waiting sender."""
+        with self.mutex:
+            self.sealed = True
+            left = [m for m in self.queue if m is not None]
+            self.queue.clear()
+            self.queue.append(None)  # a sender blocked in get() wakes up and stops
+            self.not_empty.notify_all()
+        return left
+
+
+#: An emit retries on the successor's queue at most this often (each retry means a close in between).
+_PUT_TRIES = 3
+
+
 def _count(sink: str, outcome: str, n: int = 1) -> None:
     from mammocad.metrics.definitions import AUDIT_MESSAGES  # imported late: see metrics/multiprocess.py
 
@@ -77,7 +118,7 @@ class AuditTrail:
         self.written = {"file": 0, "syslog": 0}
         self._pid = os.getpid()  # the sender thread starts on first use; a forked child makes its own
         self._lock = threading.Lock()
-        self._queue: queue.Queue[AuditMessage | None] = queue.Queue(queue_size)
+        self._queue = _Outbox(queue_size)
         self._thread: threading.Thread | None = None
         self._generation = 0  # the current sender's; a sender of an older one writes no further batch
         self._fd: int | None = None
@@ -111,8 +152,13 @@ class AuditTrail:
         if not self.enabled:
             return
         try:
-            self._ensure_thread()
-            self._queue.put_nowait(message)
+            for _ in range(_PUT_TRIES):
+                try:
+                    self._ensure_thread().put_nowait(message)
+                    return
+                except _Sealed:  # its sender was retired since we chose it: its successor takes it
+                    continue
+            self._drop("queue", "audit trail closed repeatedly while this record was queued")
         except queue.Full:
             self._drop("queue", "audit queue full", capacity=self.queue_size)
         except Exception as exc:  # an audit problem must never reach the DICOM path
@@ -129,15 +175,15 @@ class AuditTrail:
         after its batch (see the module docstring).
         """
         deadline = time.monotonic() + timeout_s
-        thread, unsent = self._thread, 0
+        thread, outbox, unsent = self._thread, self._queue, 0
         if thread is not None and self._pid == os.getpid() and thread.is_alive():
             try:
-                self._queue.put(None, timeout=_left(deadline))
-            except queue.Full:
+                outbox.put(None, timeout=_left(deadline))
+            except (queue.Full, _Sealed):
                 pass
             thread.join(_left(deadline))
             if thread.is_alive():  # stuck in a batch: what waits behind it goes no further
-                unsent = self._retire()
+                unsent = self._retire(outbox)
         self._thread = None
         if self._io_lock.acquire(timeout=_left(deadline)):  # a sender still writing keeps its sinks
             try:
@@ -159,34 +205,34 @@ class AuditTrail:
                       hint="unsent records reached neither sink, dropped_syslog ones only the file (if any): "
                            "check the audit file's disk and the collector (`mammocad config check` names them)")
 
-    def _retire(self) -> int:
+    def _retire(self, stale: _Outbox) -> int:
         """Leave the current sender behind: it may write no batch after the one in flight.
 
-        Its queue is emptied here, so what ``close`` counts as unsent is exactly what no
-        sender will write. Returns that count.
+        Its queue is sealed here, so what ``close`` counts as unsent is exactly what no
+        sender will write, and a record put after the count goes to the successor's queue
+        (``emit``). Returns that count.
         """
         with self._lock:
             self._generation += 1
-            stale, self._queue = self._queue, queue.Queue(self.queue_size)
-            self._thread = None
-        with stale.mutex:
-            unsent = sum(m is not None for m in stale.queue)
-            stale.queue.clear()
-        return unsent
+            self._thread = None  # before the new queue: an emit that reads the new queue then starts its sender
+            self._queue = _Outbox(self.queue_size)
+            return len(stale.seal())
 
     def _sending_here(self) -> bool:
         """This process started this trail's sender (not a parent's trail a fork copied)."""
         return self._thread is not None and self._pid == os.getpid()
 
-    def _ensure_thread(self) -> None:
+    def _ensure_thread(self) -> _Outbox:
+        """The queue of this process's live sender, started here if there is none."""
         pid = os.getpid()
+        outbox = self._queue  # read first: a sender retired after this seals it, and the put fails
         if self._pid == pid and self._thread is not None:
-            return
+            return outbox
         with self._lock:
             if self._pid == pid and self._thread is not None:
-                return
+                return self._queue
             if self._pid != pid:  # a forked child: the parent's queue, thread and sockets are not ours
-                self._queue = queue.Queue(self.queue_size)
+                self._queue = _Outbox(self.queue_size)
                 self._fd = None
                 if self.syslog is not None:
                     inherited, self.syslog = self.syslog, self.syslog.fresh()
@@ -195,9 +241,10 @@ class AuditTrail:
             self._thread = threading.Thread(target=self._run, args=(self._queue, self._generation),
                                             name="mammocad-audit", daemon=True)
             self._thread.start()
+            return self._queue
 
     # -- sender thread ------------------------------------------------------------------
-    def _run(self, source: queue.Queue[AuditMessage | None], generation: int) -> None:
+    def _run(self, source: _Outbox, generation: int) -> None:
         """Send batches from ``source`` (this sender's own queue) until a stop or retirement."""
         while True:
             batch = [source.get()]

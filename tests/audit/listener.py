@@ -41,11 +41,14 @@ class SyslogListener:
     """``udp``, ``tcp`` or ``tls`` (with ``server_context``) on 127.0.0.1:``port``."""
 
     def __init__(self, scheme: str, port: int | None = None, server_context: ssl.SSLContext | None = None,
-                 handshake_delay_s: float = 0.0) -> None:
+                 handshake_delay_s: float = 0.0, hold: threading.Event | None = None) -> None:
         self.scheme, self.port = scheme, port or free_port()
         self.context = server_context
         #: TLS: accept, then wait this long before answering the ClientHello (a slow collector)
         self.handshake_delay_s = handshake_delay_s
+        #: TLS: accept, then answer no ClientHello until this is set (a collector that hangs,
+        #: released by the test: the sender stays inside its batch exactly as long as needed)
+        self.hold = hold
         self.received: list[Received] = []
         self.errors: list[str] = []
         #: connections accepted (TCP, TLS): a sender that keeps one connection open makes one
@@ -108,6 +111,8 @@ class SyslogListener:
         try:
             if self.context is not None:
                 self._stop.wait(self.handshake_delay_s)
+                while self.hold is not None and not self.hold.wait(0.2) and not self._stop.is_set():
+                    pass  # waiting for the test's release, or the listener's stop
                 conn.settimeout(30)  # a deadline for the handshake on a loaded machine, not a speed
                 conn = self.context.wrap_socket(conn, server_side=True)
             conn.settimeout(0.2)
