@@ -21,9 +21,10 @@ sinks ``close`` could not, and stops. It once went on taking records from the qu
 shared with its successor: records ``close`` had reported lost were written after all, and a
 later ``close`` waited for the wrong thread.
 
-Each sender's queue is an :class:`_Outbox` that is sealed when its sender is retired: the
-seal takes what is queued (``close`` counts it) and a put after it fails, so ``emit`` takes
-the successor's queue. An ``emit`` that had chosen the queue just before ``close`` emptied it
+Each sender's queue is an :class:`_Outbox` that is sealed when its sender is retired (the
+seal takes what is queued: ``close`` counts it) or stops (it sends what was put behind the
+stop), and a put after the seal fails, so ``emit`` takes a successor's queue. A record put
+behind the stop once stayed in a queue no sender read, never counted. An ``emit`` that had chosen the queue just before ``close`` emptied it
 once put its record in after the count: nobody sent it and nothing counted it.
 """
 
@@ -184,7 +185,9 @@ class AuditTrail:
             thread.join(_left(deadline))
             if thread.is_alive():  # stuck in a batch: what waits behind it goes no further
                 unsent = self._retire(outbox)
-        self._thread = None
+        with self._lock:
+            if self._thread is thread:  # not a successor an emit started meanwhile: close_all must find it
+                self._thread = None
         if self._io_lock.acquire(timeout=_left(deadline)):  # a sender still writing keeps its sinks
             try:
                 self._close_sinks()
@@ -225,13 +228,15 @@ class AuditTrail:
     def _ensure_thread(self) -> _Outbox:
         """The queue of this process's live sender, started here if there is none."""
         pid = os.getpid()
-        outbox = self._queue  # read first: a sender retired after this seals it, and the put fails
-        if self._pid == pid and self._thread is not None:
+        outbox = self._queue  # read first: a sender that stops after this seals it, and the put fails
+        if self._pid == pid and self._thread is not None and not outbox.sealed:
             return outbox
         with self._lock:
-            if self._pid == pid and self._thread is not None:
+            if self._pid == pid and self._thread is not None and not self._queue.sealed:
                 return self._queue
-            if self._pid != pid:  # a forked child: the parent's queue, thread and sockets are not ours
+            if self._pid == pid and self._queue.sealed:  # its sender stopped: a successor on a queue of its own
+                self._queue = _Outbox(self.queue_size)
+            elif self._pid != pid:  # a forked child: the parent's queue, thread and sockets are not ours
                 self._queue = _Outbox(self.queue_size)
                 self._fd = None
                 if self.syslog is not None:
@@ -255,6 +260,8 @@ class AuditTrail:
                     break
             stop = None in batch
             messages = [m for m in batch if m is not None]
+            if stop:  # what was put behind the stop goes in this last batch; a later emit starts a successor
+                messages += source.seal()
             with self._io_lock:
                 try:
                     self._write(messages)

@@ -99,3 +99,23 @@ def test_a_record_emitted_while_close_gives_up_on_a_stuck_sender_is_sent_or_coun
         wait_until(lambda: len(listener.received) >= 2, 60, "the held record and the late one at the collector")
     assert len(listener.received) == 2 and listener.errors == []
 
+
+def test_a_record_emitted_while_close_stops_the_sender_is_sent(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sender stopped at ``close``'s stop; a record put behind the stop stayed in a queue
+    no sender read, and the exit's ``close_all`` (which closes only a trail that has a
+    sender) neither sent nor counted it."""
+    with _held_collector(tmp_path) as (trail, listener, hold):
+        trail.emit(events.application_activity(ME, False))
+        chosen, go = _hold_next_put(trail, monkeypatch)
+        late = _emit_in_thread(trail, events.application_activity(ME, True))
+        assert chosen.wait(60), "the emit never chose its queue"
+        hold.set()
+        trail.close(timeout_s=60)  # the sender sends what it holds, takes the stop and ends
+        go.set()
+        late.join(60)
+        trail.close(timeout_s=60)  # as the exit's close_all does
+        assert [b"Application Start" in line for line in _records(trail)] == [True, False, True]
+        assert trail.dropped == {"file": 0, "syslog": 0, "queue": 0}
+        wait_until(lambda: len(listener.received) >= 3, 60, "three records at the collector")
+    assert listener.errors == []
