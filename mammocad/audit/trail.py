@@ -65,6 +65,17 @@ class _Sealed(Exception):
     """A put into the queue of a sender that was retired: the record goes to the successor."""
 
 
+class _Exiting(Exception):
+    """The process's exit has begun (:func:`close_all`): a sender started now would die with
+    the process (``os._exit``, or the interpreter ending its daemon threads) and take its
+    records with it, uncounted."""
+
+
+#: The process whose exit has begun: :func:`close_all` sets it, and its trails start no
+#: sender after that. A pid, so a child forked afterwards still audits.
+_exiting_pid: int | None = None
+
+
 class _Outbox(queue.Queue[AuditMessage | None]):
     """One sender's queue, which can be sealed.
 
@@ -160,6 +171,8 @@ class AuditTrail:
                 except _Sealed:  # its sender was retired since we chose it: its successor takes it
                     continue
             self._drop("queue", "audit trail closed repeatedly while this record was queued")
+        except _Exiting:  # no later close would count it: one line per record (an exit sees few)
+            self._report_unsent(1, after_exit_began=True)
         except queue.Full:
             self._drop("queue", "audit queue full", capacity=self.queue_size)
         except Exception as exc:  # an audit problem must never reach the DICOM path
@@ -193,6 +206,11 @@ class AuditTrail:
                 self._close_sinks()
             finally:
                 self._io_lock.release()
+        self._report_unsent(unsent, timeout_s=round(timeout_s, 1))
+
+    def _report_unsent(self, unsent: int, **fields: object) -> None:
+        """Count ``unsent`` records and log the ``audit_unsent`` line, with the sinks' drops
+        no ``audit_dropped`` line has given yet; nothing when there is nothing to say."""
         if unsent:
             self.dropped["queue"] += unsent
             self._logged["queue"] = self.dropped["queue"]
@@ -203,7 +221,7 @@ class AuditTrail:
         if unsent or self.dropped != self._logged:  # what no audit_dropped line has counted yet
             self._logged = dict(self.dropped)
             log_event(logger, "audit_unsent", logging.WARNING, unsent=unsent, dropped_file=self.dropped["file"],
-                      dropped_syslog=self.dropped["syslog"], timeout_s=round(timeout_s, 1),
+                      dropped_syslog=self.dropped["syslog"], **fields,
                       file=str(self.file or ""), collector=self.syslog.address if self.syslog is not None else "",
                       hint="unsent records reached neither sink, dropped_syslog ones only the file (if any): "
                            "check the audit file's disk and the collector (`mammocad config check` names them)")
@@ -234,6 +252,8 @@ class AuditTrail:
         with self._lock:
             if self._pid == pid and self._thread is not None and not self._queue.sealed:
                 return self._queue
+            if _exiting_pid == pid:
+                raise _Exiting
             if self._pid == pid and self._queue.sealed:  # its sender stopped: a successor on a queue of its own
                 self._queue = _Outbox(self.queue_size)
             elif self._pid != pid:  # a forked child: the parent's queue, thread and sockets are not ours
@@ -370,7 +390,14 @@ def close_all(timeout_s: float = CLOSE_TIMEOUT_S) -> None:
     For a process's exit: ``atexit`` calls it, and a Celery pool process calls it from
     ``worker_process_shutdown`` (mammocad/worker/cli.py). Trails a fork copied from the parent
     and never used here are left alone: their queue and sockets are the parent's.
+
+    From here on no trail of this process starts a sender: a record that would need one
+    (emitted after its trail was closed, or turned away from a retired sender's queue) is
+    counted and logged on an ``audit_unsent`` line of its own (``after_exit_began=True``),
+    as nothing would wait for that sender. One once took such records out with the process.
     """
+    global _exiting_pid
+    _exiting_pid = os.getpid()
     deadline = time.monotonic() + timeout_s
     for trail in list(_LIVE):
         if trail._sending_here():

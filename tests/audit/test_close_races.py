@@ -10,7 +10,11 @@ real TLS collector on loopback that answers no handshake until the test releases
 from __future__ import annotations
 
 import logging
+import os
+import re
 import ssl
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,11 +27,47 @@ from mammocad.audit.events import Identity
 from mammocad.audit.messages import AuditMessage
 from mammocad.audit.syslog import SyslogClient
 from mammocad.audit.trail import AuditTrail
+from tests import processes
 from tests.audit.certs import make_certs
 from tests.audit.listener import SyslogListener
 from tests.services import wait_until
 
 ME = Identity.make("MAMMOCAD")
+
+#: A Celery pool process at its end: ``close_all`` on ``worker_process_shutdown`` gives up on
+#: a sender held by the collector while an association-like thread's ``emit`` has chosen the
+#: queue, then ``os._exit`` (billiard), past ``atexit``.
+_POOL_PROCESS_EXIT = """
+import os, sys, threading
+from mammocad.audit import events
+from mammocad.audit.events import Identity
+from mammocad.audit.syslog import SyslogClient
+from mammocad.audit.trail import AuditTrail, close_all
+from mammocad.logs import configure_logging
+
+configure_logging("WARNING")
+me = Identity.make("MAMMOCAD")
+client = SyslogClient("tls", "127.0.0.1", int(sys.argv[2]), ca_file=sys.argv[3], timeout_s=60)
+trail = AuditTrail(me, sys.argv[1], client)
+trail.emit(events.application_activity(me, True))
+sys.stdin.readline()  # the sender holds that record's batch in the handshake
+trail.emit(events.application_activity(me, False))  # queued behind it
+chosen, go = threading.Event(), threading.Event()
+put = trail._queue.put_nowait
+def held(item):
+    chosen.set()
+    go.wait(60)
+    put(item)
+trail._queue.put_nowait = held
+late = threading.Thread(target=trail.emit, args=(events.application_activity(me, True),))
+late.start()
+chosen.wait(60)
+close_all(0.5)
+go.set()
+late.join(60)
+sys.stderr.flush()
+os._exit(0)
+"""
 
 
 @contextmanager
@@ -119,3 +159,29 @@ def test_a_record_emitted_while_close_stops_the_sender_is_sent(
         assert trail.dropped == {"file": 0, "syslog": 0, "queue": 0}
         wait_until(lambda: len(listener.received) >= 3, 60, "three records at the collector")
     assert listener.errors == []
+
+
+def test_a_record_emitted_while_the_exit_gives_up_on_a_stuck_sender_is_counted(tmp_path: Path) -> None:
+    """At a process's exit the record ``close_all`` turned away from the retired queue started
+    a successor sender that nobody waited for: ``os._exit`` (or the interpreter's end) took
+    it with the record, which no ``audit_unsent`` line counted. Once the exit has begun, a
+    record that would need a new sender is counted and logged instead."""
+    certs = make_certs(tmp_path / "certs")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(certs.server_cert, certs.server_key)
+    hold, audit = threading.Event(), tmp_path / "audit.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAMMOCAD_")}
+    with SyslogListener("tls", server_context=context, hold=hold) as listener:
+        proc = processes.spawn([sys.executable, "-c", _POOL_PROCESS_EXIT, str(audit), str(listener.port),
+                                str(certs.ca)], name="pool-process", env=env, stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            wait_until(lambda: listener.connections == 1 or proc.poll() is not None, 60, "the sender's connection")
+            _, err = proc.communicate("held\n", timeout=120)
+        finally:
+            hold.set()
+            processes.stop(proc)
+    assert proc.returncode == 0, err
+    assert audit.read_bytes().count(b"\n") == 1, err  # the held record; the others reached no sink
+    unsent = [int(n) for n in re.findall(r"event=audit_unsent .*?\bunsent=(\d+)", err)]
+    assert sum(unsent) == 2, err  # the one queued behind the held batch, and the late one
