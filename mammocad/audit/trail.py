@@ -21,11 +21,12 @@ sinks ``close`` could not, and stops. It once went on taking records from the qu
 shared with its successor: records ``close`` had reported lost were written after all, and a
 later ``close`` waited for the wrong thread.
 
-Each sender's queue is an :class:`_Outbox` that is sealed when its sender is retired (the
-seal takes what is queued: ``close`` counts it) or stops (it sends what was put behind the
-stop), and a put after the seal fails, so ``emit`` takes a successor's queue. A record put
-behind the stop once stayed in a queue no sender read, never counted. An ``emit`` that had chosen the queue just before ``close`` emptied it
-once put its record in after the count: nobody sent it and nothing counted it.
+Each sender's queue is an :class:`~mammocad.audit.outbox.Outbox`, sealed when its sender
+is retired (the seal takes what is queued: ``close`` counts it) or stops (it sends what was
+put behind the stop); a put after the seal fails, so ``emit`` takes a successor's queue. A
+record whose ``emit`` had chosen the queue just before ``close`` emptied it, or put behind
+the stop, once stayed in a queue nobody read or counted. At a process's exit (``close_all``)
+no successor starts: such a record is counted (see ``close_all``).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from typing import TYPE_CHECKING
 
 from mammocad.audit.events import Identity
 from mammocad.audit.messages import AuditMessage
+from mammocad.audit.outbox import Outbox, Sealed
 from mammocad.audit.syslog import SEVERITY_NOTICE, SEVERITY_WARNING, SyslogClient, frame
 from mammocad.logs import log_event
 
@@ -61,10 +63,6 @@ _FORK_WAIT_S = 30.0
 CLOSE_TIMEOUT_S = 10.0
 
 
-class _Sealed(Exception):
-    """A put into the queue of a sender that was retired: the record goes to the successor."""
-
-
 class _Exiting(Exception):
     """The process's exit has begun (:func:`close_all`): a sender started now would die with
     the process (``os._exit``, or the interpreter ending its daemon threads) and take its
@@ -74,34 +72,6 @@ class _Exiting(Exception):
 #: The process whose exit has begun: :func:`close_all` sets it, and its trails start no
 #: sender after that. A pid, so a child forked afterwards still audits.
 _exiting_pid: int | None = None
-
-
-class _Outbox(queue.Queue[AuditMessage | None]):
-    """One sender's queue, which can be sealed.
-
-    Sealing and putting take the queue's own mutex, so a record is either in the queue when
-    it is sealed (the sealer accounts for it) or refused with :class:`_Sealed` (the producer
-    puts it elsewhere): no record lands in a queue no sender will read and nobody counted.
-    """
-
-    def __init__(self, maxsize: int) -> None:
-        super().__init__(maxsize)
-        self.sealed = False
-
-    def _put(self, item: AuditMessage | None) -> None:  # called with the mutex held
-        if self.sealed:
-            raise _Sealed
-        super()._put(item)
-
-    def seal(self) -> list[AuditMessage]:
-        """Refuse every later put; return what was queued and leave a stop for a waiting sender."""
-        with self.mutex:
-            self.sealed = True
-            left = [m for m in self.queue if m is not None]
-            self.queue.clear()
-            self.queue.append(None)  # a sender blocked in get() wakes up and stops
-            self.not_empty.notify_all()
-        return left
 
 
 #: An emit retries on the successor's queue at most this often (each retry means a close in between).
@@ -130,7 +100,7 @@ class AuditTrail:
         self.written = {"file": 0, "syslog": 0}
         self._pid = os.getpid()  # the sender thread starts on first use; a forked child makes its own
         self._lock = threading.Lock()
-        self._queue = _Outbox(queue_size)
+        self._queue = Outbox(queue_size)
         self._thread: threading.Thread | None = None
         self._generation = 0  # the current sender's; a sender of an older one writes no further batch
         self._fd: int | None = None
@@ -168,7 +138,7 @@ class AuditTrail:
                 try:
                     self._ensure_thread().put_nowait(message)
                     return
-                except _Sealed:  # its sender was retired since we chose it: its successor takes it
+                except Sealed:  # its sender was retired since we chose it: its successor takes it
                     continue
             self._drop("queue", "audit trail closed repeatedly while this record was queued")
         except _Exiting:  # no later close would count it: one line per record (an exit sees few)
@@ -193,7 +163,7 @@ class AuditTrail:
         if thread is not None and self._pid == os.getpid() and thread.is_alive():
             try:
                 outbox.put(None, timeout=_left(deadline))
-            except (queue.Full, _Sealed):
+            except (queue.Full, Sealed):
                 pass
             thread.join(_left(deadline))
             if thread.is_alive():  # stuck in a batch: what waits behind it goes no further
@@ -226,7 +196,7 @@ class AuditTrail:
                       hint="unsent records reached neither sink, dropped_syslog ones only the file (if any): "
                            "check the audit file's disk and the collector (`mammocad config check` names them)")
 
-    def _retire(self, stale: _Outbox) -> int:
+    def _retire(self, stale: Outbox) -> int:
         """Leave the current sender behind: it may write no batch after the one in flight.
 
         Its queue is sealed here, so what ``close`` counts as unsent is exactly what no
@@ -236,14 +206,14 @@ class AuditTrail:
         with self._lock:
             self._generation += 1
             self._thread = None  # before the new queue: an emit that reads the new queue then starts its sender
-            self._queue = _Outbox(self.queue_size)
+            self._queue = Outbox(self.queue_size)
             return len(stale.seal())
 
     def _sending_here(self) -> bool:
         """This process started this trail's sender (not a parent's trail a fork copied)."""
         return self._thread is not None and self._pid == os.getpid()
 
-    def _ensure_thread(self) -> _Outbox:
+    def _ensure_thread(self) -> Outbox:
         """The queue of this process's live sender, started here if there is none."""
         pid = os.getpid()
         outbox = self._queue  # read first: a sender that stops after this seals it, and the put fails
@@ -255,9 +225,9 @@ class AuditTrail:
             if _exiting_pid == pid:
                 raise _Exiting
             if self._pid == pid and self._queue.sealed:  # its sender stopped: a successor on a queue of its own
-                self._queue = _Outbox(self.queue_size)
+                self._queue = Outbox(self.queue_size)
             elif self._pid != pid:  # a forked child: the parent's queue, thread and sockets are not ours
-                self._queue = _Outbox(self.queue_size)
+                self._queue = Outbox(self.queue_size)
                 self._fd = None
                 if self.syslog is not None:
                     inherited, self.syslog = self.syslog, self.syslog.fresh()
@@ -269,7 +239,7 @@ class AuditTrail:
             return self._queue
 
     # -- sender thread ------------------------------------------------------------------
-    def _run(self, source: _Outbox, generation: int) -> None:
+    def _run(self, source: Outbox, generation: int) -> None:
         """Send batches from ``source`` (this sender's own queue) until a stop or retirement."""
         while True:
             batch = [source.get()]
