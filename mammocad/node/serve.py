@@ -107,7 +107,13 @@ def start_worker(config_path: Path | None, env_overrides: dict[str, str]) -> sub
     return proc
 
 
-def _terminate(proc: subprocess.Popen[bytes] | None, name: str, timeout: float = 30.0) -> None:
+#: How long ``serve`` waits for each child (the worker, then redis) to stop after SIGTERM before
+#: it kills it: a worker finishing a task in flight may take a while, but a foreground program
+#: that hangs on Ctrl-C is worse (the task is queued again: the broker never saw it acked).
+CHILD_STOP_S = 30.0
+
+
+def _terminate(proc: subprocess.Popen[bytes] | None, name: str, timeout: float = CHILD_STOP_S) -> None:
     if proc is None or proc.poll() is not None:
         return
     proc.terminate()

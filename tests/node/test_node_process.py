@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from mammocad.node.serve import CHILD_STOP_S
 from mammocad.spool.outbox import Outbox
 from tests import factories, processes
 from tests.node.conftest import AE, config_text, queued_tasks, run_dcmtk
@@ -151,7 +152,7 @@ def test_serve_runs_broker_and_node_and_reports_worker(tmp_path: Path) -> None:
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
-        _, log = proc.communicate(timeout=60)
+        _, log = proc.communicate(timeout=2 * CHILD_STOP_S + 60)  # serve's own bound, as below
     assert "event=broker_started" in log and (spool / "redis").is_dir(), log
     if worker_alive and "event=worker_exited" not in log:
         assert echo.returncode == 0, echo.stderr
@@ -199,7 +200,9 @@ def test_serve_options_reach_the_worker(tmp_path: Path) -> None:
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
-        _, log = proc.communicate(timeout=60)
+        # serve may take CHILD_STOP_S for the worker and again for redis, after the node's stop:
+        # 60 s once failed a loaded CI run whose worker took the whole 30 s (and was killed).
+        _, log = proc.communicate(timeout=2 * CHILD_STOP_S + 60)
         processes.stop(pacs)
     assert delivered, log
     assert calls.read_text().split() == ["SERVEAE"], log
