@@ -7,8 +7,8 @@ a spool from an older release keeps working after an upgrade. A file of a *newer
 version than the reader knows is refused with :class:`RecordError` rather than misread.
 
 This package holds those rules (:class:`RecordError`, :func:`load_json`, :func:`check_version`),
-the field readers records share (:func:`uid_list`, :func:`time_field`, :func:`int_field`) and, one module per job,
-the records:
+the field readers records share (:func:`uid_list`, :func:`time_field`, :func:`duration_field`,
+:func:`int_field`) and, one module per job, the records:
 
 | file | record | module | written by |
 | --- | --- | --- | --- |
@@ -84,6 +84,23 @@ def time_field(data: Mapping[str, Any], key: str, what: str) -> float:
     value = data.get(key, 0.0)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise RecordError(f"{what}: {key} must be a time in seconds since the epoch (a JSON number), "
+                          f"got {value!r}")
+    return float(value)
+
+
+def duration_field(data: Mapping[str, Any], key: str, what: str) -> float:
+    """``data[key]``, a length of time in seconds (a setting such as a lease), 0.0 when absent;
+    RecordError unless it is a finite JSON number of at least 0.
+
+    Absent reads as 0.0, "not said": a reader then uses its own setting. Like :func:`time_field`,
+    nothing is converted: ``float()`` took ``true`` as one second and ``"5"`` as five, and an
+    infinite or NaN lease would keep a dead worker alive for ever (``silent <= inf``) or compare
+    as nothing at all; a negative length means nothing either.
+    """
+    value = data.get(key, 0.0)
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            or value < 0):
+        raise RecordError(f"{what}: {key} must be a length of time in seconds (a JSON number, 0 or more), "
                           f"got {value!r}")
     return float(value)
 

@@ -7,7 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mammocad.spool.records import RecordError, check_version, load_json, time_field
+from mammocad.spool.records import (
+    RecordError,
+    check_version,
+    duration_field,
+    int_field,
+    load_json,
+    time_field,
+)
 
 PRESENCE_VERSION = 1
 
@@ -41,16 +48,23 @@ class PresenceRecord:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], what: str = "worker presence") -> PresenceRecord:
+        """The record in ``data``; RecordError (naming ``what``, the file, and the field) when a
+        field is of the wrong type. Nothing is converted: ``int()`` read ``true`` as pid 1 and
+        ``"12"`` or 12.9 as pid 12, ``float()`` read an infinite ``lease_s``, which kept a dead
+        worker alive for ever. Readers skip a refused file (:func:`~mammocad.spool.presence.worker_states`).
+        """
         check_version(data, PRESENCE_VERSION, what)
         held, dropped = data.get("held", []), data.get("dropped", [])
         for name, tags in (("held", held), ("dropped", dropped)):
             if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
                 raise RecordError(f"{what}: {name} must be a list of delivery tags")
-        started = time_field(data, "started", what)  # outside the try: a RecordError is a ValueError
+        # Read outside the try: a RecordError is a ValueError and would be wrapped twice.
+        pid = int_field(data, "pid", what, minimum=1, meaning="a process id (a positive integer)")
+        started = time_field(data, "started", what)
+        lease_s = duration_field(data, "lease_s", what)
         try:
-            return cls(worker=str(data["worker"]), host=str(data.get("host", "")), pid=int(data.get("pid", 0)),
-                       started=started, held=tuple(held),
-                       lease_s=float(data.get("lease_s", 0.0)), dropped=tuple(dropped))
+            return cls(worker=str(data["worker"]), host=str(data.get("host", "")), pid=pid,
+                       started=started, held=tuple(held), lease_s=lease_s, dropped=tuple(dropped))
         except (KeyError, TypeError, ValueError) as exc:
             raise RecordError(f"{what}: {type(exc).__name__}: {exc}") from exc
 
