@@ -49,23 +49,24 @@ def spool_study(spool: Path) -> tuple[str, list[str]]:
     return uid, [str(ds.SOPInstanceUID) for ds in study]
 
 
-def write_config(tmp_path: Path, spool: Path, weights: Path, *, broker_url: str = "",
+def write_config(tmp_path: Path, spool: Path, weights: Path | None = None, *, broker_url: str = "",
                  destinations: Iterable[Destination] = (), audit: bool = False,
                  worker: Mapping[str, Any] | None = None, **delivery: float) -> Path:
     """``tmp_path/mammocad.toml`` for a test whose worker or admin command reads a configuration
     file (an admin may edit it, ``add_destination``, while a worker follows it): its own spool,
-    ``weights`` on the CPU, fast delivery retries (``delivery`` overrides or adds to them, e.g.
-    ``deadline_s=2.0``), ``worker`` overrides or adds worker settings (``{"lease_s": 5}``),
-    ``destinations`` as configured (``storescp.destination(outputs=[...])``), and with ``audit``
-    the audit trail in ``tmp_path/audit.log``."""
+    ``weights`` on the CPU (None: no ``weights`` key, for an admin command that loads no model),
+    fast delivery retries (``delivery`` overrides or adds to them, e.g. ``deadline_s=2.0``),
+    ``worker`` overrides or adds worker settings (``{"lease_s": 5}``), ``destinations`` as
+    configured (``storescp.destination(outputs=[...])``), and with ``audit`` the audit trail in
+    ``tmp_path/audit.log``."""
     config = tmp_path / "mammocad.toml"
     broker = {"broker": {"url": broker_url}} if broker_url else {}
     trail = {"audit": {"file": str(tmp_path / "audit.log")}} if audit else {}
+    model = {"weights": str(weights)} if weights is not None else {}
     peers = [d.model_dump(mode="json", exclude_defaults=True) for d in destinations]
     config.write_text(tomlkit.dumps({
         "node": {"spool_dir": str(spool)}, **broker,
-        "worker": {"weights": str(weights), "device": "cpu", "soft_time_limit_s": 60, "time_limit_s": 90,
-                   **(worker or {})},
+        "worker": {**model, "device": "cpu", "soft_time_limit_s": 60, "time_limit_s": 90, **(worker or {})},
         "delivery": {"retry_initial_s": 0.2, "retry_max_s": 1.0, "network_timeout_s": 3.0, **delivery},
         **trail, **({"destinations": peers} if peers else {})}))
     return config

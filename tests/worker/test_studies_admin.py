@@ -37,6 +37,8 @@ from tests.worker.conftest import StoreSCP, make_settings, spool_study, wait_unt
 
 SR = "1.2.840.10008.5.1.4.1.1.88.50"
 PATIENT = "PID-TEST-0001"  # tests.factories.make_mammogram's
+#: A configured PACS the spool-only tests never reach (nothing is delivered while they run).
+OFFLINE_PACS = Destination(name="pacs", ae_title="PACS", host="127.0.0.1", port=104)
 
 
 def _audited(audit_log: Path, event_id: str, study_uid: str) -> ET.Element:
@@ -168,8 +170,7 @@ def test_a_pending_study_says_what_it_waits_for(tmp_path: Path) -> None:
         status = study_status(spool, study_uid, lease_s=30)
         assert (status.declared, status.analysing) == ("four_views", 1)
         assert status.waiting_for.startswith("analysis: 1 image(s) running, 3 queued or re-queued")
-        cfg = tmp_path / "mammocad.toml"
-        cfg.write_text(f'[node]\nspool_dir = "{spool}"\n')
+        cfg = write_config(tmp_path, spool)
         shown = _mammocad(cfg, "studies", "show", study_uid)
         assert "waiting    for analysis: 1 image(s) running" in shown.stdout, shown.stdout + shown.stderr
     for sop in sops:
@@ -190,9 +191,7 @@ def test_outbox_retry_is_audited(tmp_path: Path) -> None:
     item = outbox.put("pacs", "item1", study[:2])
     assert item is not None
     outbox.dead_letter(item)
-    cfg = tmp_path / "mammocad.toml"
-    cfg.write_text(f'[node]\nspool_dir = "{spool}"\n\n[audit]\nfile = "{tmp_path / "audit.log"}"\n\n'
-                   '[[destinations]]\nname = "pacs"\nae_title = "PACS"\nhost = "127.0.0.1"\nport = 104\n')
+    cfg = write_config(tmp_path, spool, audit=True, destinations=[OFFLINE_PACS])
     retried = _mammocad(cfg, "outbox", "retry", "--all")
     assert retried.returncode == 0, retried.stderr
     assert Outbox(spool).get("pacs", "item1") is not None
@@ -214,8 +213,7 @@ def test_outbox_drop_waiting_for_an_attempt_drops_the_item_where_the_attempt_lef
     outbox = Outbox(spool)
     item = outbox.put("pacs", "item1", study[:2])
     assert item is not None
-    cfg = tmp_path / "mammocad.toml"
-    cfg.write_text(f'[node]\nspool_dir = "{spool}"\n\n[audit]\nfile = "{tmp_path / "audit.log"}"\n')
+    cfg = write_config(tmp_path, spool, audit=True)
     with outbox.locked(item) as got:  # the delivery attempt
         assert got
         drop = processes.spawn([sys.executable, "-m", "mammocad", "outbox", "drop", "pacs/item1", "--config",
@@ -240,13 +238,6 @@ def test_outbox_drop_waiting_for_an_attempt_drops_the_item_where_the_attempt_lef
     assert "1 objects never confirmed" in out
 
 
-def _admin_config(tmp_path: Path, spool: Path, redis_url: str) -> Path:
-    cfg = tmp_path / "mammocad.toml"
-    cfg.write_text(f'[node]\nspool_dir = "{spool}"\n\n[broker]\nurl = "{redis_url}"\n\n'
-                   f'[audit]\nfile = "{tmp_path / "audit.log"}"\n')
-    return cfg
-
-
 def test_reanalyse_waits_for_the_first_report(tmp_path: Path, redis_url: str) -> None:
     """`studies reanalyse` on a study whose first finalize has not run, or is running, must
     refuse: it queued a second finalize racing the first, and the first pass's analyses could
@@ -261,7 +252,7 @@ def test_reanalyse_waits_for_the_first_report(tmp_path: Path, redis_url: str) ->
                        json.dumps({"version": 1, "sop_uids": sops, "reason": "four_views"}).encode())
     for sop in sops:  # the first pass's results, not yet reported
         files.layout.write(files.result(sop), b'{"version": 1}')
-    cfg = _admin_config(tmp_path, spool, redis_url)
+    cfg = write_config(tmp_path, spool, broker_url=redis_url, audit=True)
     broker = redis.Redis.from_url(redis_url)
 
     refused = _mammocad(cfg, "studies", "reanalyse", study_uid)
@@ -308,11 +299,7 @@ def test_outbox_retry_leaves_a_dead_letter_whose_item_waits_in_the_outbox(
 
     spool = tmp_path / "spool"
     study = make_four_view_study(rows=64, columns=48)
-    cfg = tmp_path / "mammocad.toml"
-    cfg.write_text(f'[node]\nspool_dir = "{spool}"\n\n[broker]\nurl = "{redis_url}"\n\n'
-                   f'[audit]\nfile = "{tmp_path / "audit.log"}"\n\n'
-                   "[delivery]\nretry_initial_s = 0.5\nretry_max_s = 1\nnetwork_timeout_s = 3\n\n"
-                   f'[[destinations]]\nname = "pacs"\nae_title = "PACS"\nhost = "127.0.0.1"\nport = {storescp.port}\n')
+    cfg = write_config(tmp_path, spool, broker_url=redis_url, audit=True, destinations=[storescp.destination()])
     app = celery_worker(load_settings(cfg), cfg)
     outbox = Outbox(spool)
     dead = outbox.put("pacs", "item1", study[:3])  # an older copy, dead-lettered ...
@@ -364,7 +351,7 @@ def test_reanalyse_asked_again_while_pending_resumes_it(tmp_path: Path, redis_ur
                        json.dumps({"version": 1, "sop_uids": sops, "reason": "four_views"}).encode())
     files.write_report(ReportRecord(report_key=report_key(sops, "0.0.0-random"), sop_uids=tuple(sops),
                                     model_name="test", model_version="0.0.0-random", created=time.time()))
-    cfg = _admin_config(tmp_path, spool, redis_url)
+    cfg = write_config(tmp_path, spool, broker_url=redis_url, audit=True)
     first = _mammocad(cfg, "studies", "reanalyse", study_uid)
     assert first.returncode == 0, first.stderr
     broker = redis.Redis.from_url(redis_url)
@@ -390,8 +377,7 @@ def test_an_unknown_or_malformed_study_uid_is_said_so_with_its_exit_status(tmp_p
     quote of the UID it quoted. An unknown study (never received, or pruned by retention
     after delivery) is exit 1 with what to do, for every action."""
     spool = tmp_path / "spool"
-    cfg = tmp_path / "mammocad.toml"
-    cfg.write_text(f'[node]\nspool_dir = "{spool}"\n\n[broker]\nurl = "redis://127.0.0.1:{free_port()}/0"\n')
+    cfg = write_config(tmp_path, spool, broker_url=f"redis://127.0.0.1:{free_port()}/0")  # no broker listens
     for action in ("show", "resend", "reanalyse"):
         for bad in ("abc", "../../etc", "1.2..3"):
             done = _mammocad(cfg, "studies", action, bad)
@@ -412,12 +398,9 @@ def test_a_study_whose_images_all_failed_analysis_is_failed_not_delivered(
     `studies list --state failed` never showed it; it is `failed`, and `show` says why and
     what to do."""
     spool = tmp_path / "spool"
-    cfg = tmp_path / "mammocad.toml"
-    cfg.write_text(f'[node]\nspool_dir = "{spool}"\n\n[worker]\nweights = "{random_weights}"\ndevice = "cpu"\n\n'
-                   f'[[destinations]]\nname = "pacs"\nae_title = "PACS"\nhost = "127.0.0.1"\nport = {storescp.port}\n'
-                   'outputs = ["mammo-cad-sr"]\n')
-    app = celery_worker(make_settings(spool, [storescp.destination(outputs=["mammo-cad-sr"])],
-                                      worker={"weights": str(random_weights)}))
+    cfg = write_config(tmp_path, spool, random_weights,
+                       destinations=[storescp.destination(outputs=[OutputKind.MAMMO_CAD_SR])])
+    app = celery_worker(load_settings(cfg), cfg)
     study_uid, sops = spool_study(spool)
     files = StudyFiles(spool, study_uid)
     for sop in sops:
@@ -495,11 +478,9 @@ def test_a_resend_that_cannot_be_audited_queues_nothing(tmp_path: Path) -> None:
         objects=(OutputObject(study_uid, str(kept.SeriesInstanceUID), str(kept.SOPInstanceUID), SR,
                               OutputKind.MAMMO_CAD_SR),),
         destinations={"pacs": key}, created=time.time()))
-    audit = tmp_path / "log" / "audit.log"
+    cfg = write_config(tmp_path, spool, audit=True, destinations=[OFFLINE_PACS])
+    audit = tmp_path / "audit.log"  # write_config's
     owned_by_the_service(audit)
-    cfg = tmp_path / "mammocad.toml"
-    cfg.write_text(f'[node]\nspool_dir = "{spool}"\n\n[audit]\nfile = "{audit}"\n\n'
-                   '[[destinations]]\nname = "pacs"\nae_title = "PACS"\nhost = "127.0.0.1"\nport = 104\n')
     done = mammocad_as_admin(cfg, "studies", "resend", study_uid)
     assert Outbox(spool).items() == [] and Outbox(spool).items(dead=True) == []
     line = refused_in_one_line(done, audit)
