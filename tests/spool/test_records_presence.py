@@ -1,4 +1,4 @@
-"""A worker's presence file: every malformed pid or lease_s is refused, naming the file and field."""
+"""A worker's presence file: every malformed pid, lease_s or name is refused, naming the file and field."""
 
 from __future__ import annotations
 
@@ -22,37 +22,40 @@ def _write(spool: Spool, worker: str, data: dict[str, object]) -> Path:
     return path
 
 
-@pytest.mark.parametrize("value", ["12", True, False, 12.9, 12.0, 0, -3, None, [12]], ids=repr)
-def test_a_malformed_pid_is_refused_naming_the_file(tmp_path: Path, value: object) -> None:
-    """``int()`` read ``"12"`` and 12.9 as pid 12 and JSON ``true`` as pid 1."""
-    path = _write(Spool(tmp_path), GOOD.worker, {**GOOD.to_json(), "pid": value})
+_PID = "a process id (a positive integer)"
+_LEASE = "a length of time in seconds (a JSON number, 0 or more)"
+#: (field, a malformed value, what the error says it must be). ``int()`` read ``"12"`` and 12.9 as
+#: pid 12 and ``true`` as pid 1; ``float()`` read ``"5"`` as 5 s and let an infinite lease keep a
+#: dead worker alive; ``str()`` read a ``null`` worker as one named "None" (its queue "None").
+_MALFORMED = [
+    *[("pid", v, _PID) for v in ("12", True, False, 12.9, 12.0, 0, -3, None, [12])],
+    *[("lease_s", v, _LEASE) for v in ("5", True, False, float("nan"), float("inf"), float("-inf"), -1.0, None, [5])],
+    *[("worker", v, "a non-empty string") for v in (None, 12, "", ["gpu-1@box"])],
+    *[("host", v, "a string") for v in (None, 7)],
+]
+
+
+@pytest.mark.parametrize(("key", "value", "words"), _MALFORMED, ids=repr)
+def test_a_malformed_field_is_refused_naming_the_file(tmp_path: Path, key: str, value: object, words: str) -> None:
+    path = _write(Spool(tmp_path), GOOD.worker, {**GOOD.to_json(), key: value})
     with pytest.raises(RecordError) as caught:
         PresenceRecord.read(path)
-    assert str(caught.value) == f"results-12@box.json: pid must be a process id (a positive integer), got {value!r}"
+    assert str(caught.value) == f"results-12@box.json: {key} must be {words}, got {value!r}"
 
 
-def test_a_missing_pid_is_refused() -> None:
-    """Every release has written the pid: a file without one was not written by a worker."""
-    with pytest.raises(RecordError, match="worker presence: pid must be"):
-        PresenceRecord.from_json({k: v for k, v in GOOD.to_json().items() if k != "pid"})
-
-
-@pytest.mark.parametrize("value", ["5", True, False, float("nan"), float("inf"), float("-inf"), -1.0, None, [5]],
-                         ids=repr)
-def test_a_malformed_lease_is_refused_naming_the_file(tmp_path: Path, value: object) -> None:
-    """``float()`` read ``"5"`` as 5 s, ``true`` as 1 s, and an infinite lease kept a dead worker alive."""
-    path = _write(Spool(tmp_path), GOOD.worker, {**GOOD.to_json(), "lease_s": value})
+@pytest.mark.parametrize(("key", "words"), [("pid", _PID), ("worker", "a non-empty string")])
+def test_a_missing_pid_or_worker_is_refused(key: str, words: str) -> None:
+    """Every release has written both: a file without one was not written by a worker."""
     with pytest.raises(RecordError) as caught:
-        PresenceRecord.read(path)
-    assert str(caught.value) == ("results-12@box.json: lease_s must be a length of time in seconds "
-                                 f"(a JSON number, 0 or more), got {value!r}")
+        PresenceRecord.from_json({k: v for k, v in GOOD.to_json().items() if k != key})
+    assert str(caught.value) == f"worker presence: {key} must be {words}, got None"
 
 
 @pytest.mark.parametrize(("value", "read"), [(30, 30.0), (0, 0.0), (2.5, 2.5)])
-def test_a_lease_reads_as_written_or_absent(value: float, read: float) -> None:
+def test_a_lease_reads_as_written_and_absent_fields_as_not_said(value: float, read: float) -> None:
     assert PresenceRecord.from_json({**GOOD.to_json(), "lease_s": value}).lease_s == read
-    absent = PresenceRecord.from_json({k: v for k, v in GOOD.to_json().items() if k != "lease_s"})
-    assert absent.lease_s == 0.0  # not said: the node's own lease applies
+    absent = PresenceRecord.from_json({k: v for k, v in GOOD.to_json().items() if k not in ("lease_s", "host")})
+    assert (absent.lease_s, absent.host) == (0.0, "")  # the node's own lease applies
 
 
 def test_the_node_skips_a_refused_presence_and_lists_the_others(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ version than the reader knows is refused with :class:`RecordError` rather than m
 
 This package holds those rules (:class:`RecordError`, :func:`load_json`, :func:`check_version`),
 the field readers records share (:func:`uid_list`, :func:`time_field`, :func:`duration_field`,
-:func:`int_field`) and, one module per job, the records:
+:func:`int_field`, :func:`text_field`) and, one module per job, the records:
 
 | file | record | module | written by |
 | --- | --- | --- | --- |
@@ -112,4 +112,16 @@ def int_field(data: Mapping[str, Any], key: str, what: str, *, minimum: int, mea
     value = data.get(key)
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise RecordError(f"{what}: {key} must be {meaning}, got {value!r}")
+    return value
+
+
+def text_field(data: Mapping[str, Any], key: str, what: str, *, default: str | None = None) -> str:
+    """``data[key]``, a JSON string; ``default`` when absent (None: required, and not empty).
+
+    ``str()`` took anything: ``null`` read as the name ``"None"``, ``12`` as ``"12"``. A record
+    whose name is no string was not written by this code, so it is refused, not renamed.
+    """
+    value = data.get(key, default)
+    if not isinstance(value, str) or (default is None and not value):
+        raise RecordError(f"{what}: {key} must be {'a non-empty' if default is None else 'a'} string, got {value!r}")
     return value

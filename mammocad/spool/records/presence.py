@@ -13,6 +13,7 @@ from mammocad.spool.records import (
     duration_field,
     int_field,
     load_json,
+    text_field,
     time_field,
 )
 
@@ -51,22 +52,17 @@ class PresenceRecord:
         """The record in ``data``; RecordError (naming ``what``, the file, and the field) when a
         field is of the wrong type. Nothing is converted: ``int()`` read ``true`` as pid 1 and
         ``"12"`` or 12.9 as pid 12, ``float()`` read an infinite ``lease_s``, which kept a dead
-        worker alive for ever. Readers skip a refused file (:func:`~mammocad.spool.presence.worker_states`).
+        worker alive for ever, ``str()`` read a ``null`` worker as one named "None". Readers skip a refused file (:func:`~mammocad.spool.presence.worker_states`).
         """
         check_version(data, PRESENCE_VERSION, what)
         held, dropped = data.get("held", []), data.get("dropped", [])
         for name, tags in (("held", held), ("dropped", dropped)):
             if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
                 raise RecordError(f"{what}: {name} must be a list of delivery tags")
-        # Read outside the try: a RecordError is a ValueError and would be wrapped twice.
-        pid = int_field(data, "pid", what, minimum=1, meaning="a process id (a positive integer)")
-        started = time_field(data, "started", what)
-        lease_s = duration_field(data, "lease_s", what)
-        try:
-            return cls(worker=str(data["worker"]), host=str(data.get("host", "")), pid=pid,
-                       started=started, held=tuple(held), lease_s=lease_s, dropped=tuple(dropped))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise RecordError(f"{what}: {type(exc).__name__}: {exc}") from exc
+        return cls(worker=text_field(data, "worker", what), host=text_field(data, "host", what, default=""),
+                   pid=int_field(data, "pid", what, minimum=1, meaning="a process id (a positive integer)"),
+                   started=time_field(data, "started", what), held=tuple(held),
+                   lease_s=duration_field(data, "lease_s", what), dropped=tuple(dropped))
 
     @classmethod
     def read(cls, path: Path) -> PresenceRecord:
