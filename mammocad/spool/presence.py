@@ -89,9 +89,21 @@ class Holder:
         return f"{self.worker} (dropped it: its broker connection closed)"
 
 
+#: Presence file -> the error last logged for it: the reconciler and every metrics scrape read
+#: the files, so an unreadable one is logged when its error first appears or changes, not on
+#: every read (a log de-duplication memo, nothing decides by it).
+_reported: dict[Path, str] = {}
+_reported_lock = threading.Lock()
+
+
 def worker_states(spool: Spool, lease_s: float, now: float | None = None) -> list[WorkerState]:
     """Every readable presence file, by worker name. Alive: rewritten within ``lease_s``, or
-    within the worker's own ``lease_s`` when that is longer (boxes may be set differently)."""
+    within the worker's own ``lease_s`` when that is longer (boxes may be set differently).
+
+    An unreadable file is left out (its worker's messages then count as held by a live worker,
+    which only delays a requeue) and logged once (``presence_unreadable``): left out silently,
+    ``mammocad workers`` said "no live worker" with no hint why.
+    """
     now = time.time() if now is None else now
     out: list[WorkerState] = []
     if not spool.workers.is_dir():
@@ -100,10 +112,32 @@ def worker_states(spool: Spool, lease_s: float, now: float | None = None) -> lis
         try:
             silent = max(0.0, now - path.stat().st_mtime)
             record = PresenceRecord.read(path)
-        except (OSError, RecordError):
+        except FileNotFoundError:  # its worker removed it at a clean stop, between the listing and the read
             continue
+        except (OSError, RecordError) as exc:
+            _report_unreadable(path, safe_error(exc))
+            continue
+        with _reported_lock:
+            _reported.pop(path, None)
         out.append(WorkerState(path, record, silent, silent <= max(lease_s, record.lease_s)))
     return out
+
+
+def unreadable(spool: Spool) -> dict[Path, str]:
+    """The presence files of ``spool`` the last :func:`worker_states` of this process could not
+    read, with why (for ``mammocad workers``)."""
+    with _reported_lock:
+        return {p: why for p, why in _reported.items() if p.parent == spool.workers and p.exists()}
+
+
+def _report_unreadable(path: Path, why: str) -> None:
+    with _reported_lock:
+        if _reported.get(path) == why:
+            return
+        _reported[path] = why
+    log_event(logger, "presence_unreadable", logging.WARNING, file=str(path), error=why,
+              hint="left out: its worker's messages count as held by a live worker until the visibility "
+                   "timeout; the worker rewrites it within lease_s / 6, else remove the file")
 
 
 def holders_of(states: Iterable[WorkerState]) -> dict[str, list[Holder]]:

@@ -18,7 +18,7 @@ import time
 
 from mammocad.config import ConfigError, Settings, load_settings
 from mammocad.spool.layout import Spool
-from mammocad.spool.presence import WorkerState, worker_states
+from mammocad.spool.presence import WorkerState, unreadable, worker_states
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -54,7 +54,10 @@ def workers_list(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"mammocad: {exc}", file=sys.stderr)
         return 2
-    states = worker_states(Spool(settings.node.spool_dir), settings.worker.lease_s)
+    spool = Spool(settings.node.spool_dir)
+    states = worker_states(spool, settings.worker.lease_s)
+    for path, why in sorted(unreadable(spool).items()):
+        print(f"left out {path}: {why}", file=sys.stderr)
     if args.json:
         for state in states:
             print(json.dumps(_as_json(state)))

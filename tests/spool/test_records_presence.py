@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -66,3 +67,25 @@ def test_the_node_skips_a_refused_presence_and_lists_the_others(tmp_path: Path) 
     _write(spool, "gpu-8@box", {**GOOD.to_json(), "worker": "gpu-8@box", "lease_s": float("inf")})
     states = worker_states(spool, lease_s=30.0)
     assert [(s.path, s.record) for s in states] == [(good, GOOD)]
+
+
+def test_a_refused_presence_is_logged_once_until_its_error_changes(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Left out silently, a refused file made `mammocad workers` say "no live worker" with no
+    hint; logged on every read, the reconciler and each metrics scrape would flood the log."""
+    from mammocad.spool.presence import unreadable
+
+    spool = Spool(tmp_path)
+    bad = _write(spool, "gpu-7@box", {**GOOD.to_json(), "worker": "gpu-7@box", "pid": True})
+    with caplog.at_level(logging.WARNING, logger="mammocad.spool.presence"):
+        for _ in range(3):
+            assert worker_states(spool, lease_s=30.0) == []
+        _write(spool, "gpu-7@box", {**GOOD.to_json(), "worker": "gpu-7@box", "lease_s": -1})
+        worker_states(spool, lease_s=30.0)
+    said = [(r.getMessage(), vars(r)["file"]) for r in caplog.records]
+    assert said == [("presence_unreadable", str(bad))] * 2  # the first read, then the new error
+    assert "pid must be a process id" in vars(caplog.records[0])["error"]
+    assert list(unreadable(spool)) == [bad]
+    _write(spool, "gpu-7@box", {**GOOD.to_json(), "worker": "gpu-7@box"})  # its worker rewrote it
+    assert [s.record.worker for s in worker_states(spool, lease_s=30.0)] == ["gpu-7@box"]
+    assert unreadable(spool) == {}
