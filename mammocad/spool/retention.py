@@ -8,7 +8,9 @@ holds, so pruning can never lose work that is still owed to someone:
   report finished, a re-analysis asked for): not by file mtimes, which a backup restore, an
   ``rsync`` without ``-t`` or a ``touch`` moves (:mod:`mammocad.spool.retention_age`; only a
   study whose records hold no time, and a set-aside folder, is aged by its files' mtimes, and
-  each pass counts them in one ``prune_age_from_mtime`` line);
+  each pass counts them in one ``prune_age_from_mtime`` line; so is a study with a record dated
+  beyond the pass's clock + :data:`~mammocad.spool.retention_age.FUTURE_TOLERANCE_S`, written
+  under a wrong clock, each named on a ``prune_record_in_future`` line);
 - it was finalised: at least one report exists and every spooled image is in a report;
 - none of its reports has an outbox or dead-letter item left, re-sent copies
   (``studies resend``) included, i.e. every destination confirmed every result (a
@@ -77,7 +79,7 @@ from mammocad.spool.prune_lock import pass_lock
 from mammocad.spool.records import RecordError
 from mammocad.spool.records.pruned import PrunedRecord
 from mammocad.spool.records.report import ReportRecord
-from mammocad.spool.retention_age import study_age
+from mammocad.spool.retention_age import FUTURE_TOLERANCE_S, StudyAge, study_age
 from mammocad.spool.retention_moves import (
     DELETING_PREFIX,
     MOVED_PREFIX,
@@ -123,6 +125,9 @@ class PruneReport:
     #: Studies aged by their files' mtimes, not their records' times: some record of theirs holds
     #: no time (an older release's), or they have none yet (not finalised).
     aged_by_mtime: list[str] = field(default_factory=list)
+    #: Study UID -> the records of it (``reports/<key>.json``, ...) whose time lies beyond the pass's
+    #: clock + FUTURE_TOLERANCE_S: not believed, the study aged by mtime (also in ``aged_by_mtime``).
+    future_dated: dict[str, list[str]] = field(default_factory=dict)
 
 
 def _why_kept(spool: Spool, study: Path) -> str | None:
@@ -149,7 +154,7 @@ def _why_kept(spool: Spool, study: Path) -> str | None:
     return None
 
 
-def _why_moved_kept(spool: Spool, moved: Path, cutoff: float) -> str | None:
+def _why_moved_kept(spool: Spool, moved: Path, cutoff: float, now: float) -> str | None:
     """The checks again, on a study folder renamed away: :func:`_why_kept`, and its age.
 
     A record written between the pass's look and the rename (``studies reanalyse``'s
@@ -157,7 +162,7 @@ def _why_moved_kept(spool: Spool, moved: Path, cutoff: float) -> str | None:
     images in no report, the pass deleted the study with the admin's re-analysis request in it.
     """
     reason = _why_kept(spool, moved)
-    if reason is None and study_age(moved, _age_and_size(moved)[0]).when >= cutoff:
+    if reason is None and study_age(moved, _age_and_size(moved)[0], now=now).when >= cutoff:
         reason = "a record of the study was written while it was being removed (a re-analysis asked for, a report)"
     return reason
 
@@ -291,9 +296,11 @@ def _prune_pass(spool: Spool, older_than_s: float, report: PruneReport, *, dry_r
         folder = spool.studies / uid
         try:
             newest, size = _age_and_size(folder)
-            age = study_age(folder, newest)
+            age = study_age(folder, newest, now=now)
             if age.by_mtime:
                 report.aged_by_mtime.append(uid)
+            if age.future:
+                _future_dated(report, uid, age, now, dry_run)
             if age.when >= cutoff:
                 continue
             reason = _why_kept(spool, folder)
@@ -302,7 +309,7 @@ def _prune_pass(spool: Spool, older_than_s: float, report: PruneReport, *, dry_r
             if reason:
                 report.kept[uid] = reason
                 continue
-            if not dry_run and not _remove(spool, folder, lambda moved: _why_moved_kept(spool, moved, cutoff),
+            if not dry_run and not _remove(spool, folder, lambda moved: _why_moved_kept(spool, moved, cutoff, now),
                                            deletion_auditor(trail, uid, study_why), _remember(spool, uid), links):
                 continue
         except OSError as exc:
@@ -313,10 +320,27 @@ def _prune_pass(spool: Spool, older_than_s: float, report: PruneReport, *, dry_r
     set_aside = _prune_set_aside(spool, cutoff, report, dry_run=dry_run,
                                  auditor=lambda uid: deletion_auditor(trail, uid, other_why), links=links)
     _log_mtime_ages(report.aged_by_mtime, set_aside, dry_run)
-    if report.studies or report.other or report.kept or report.records or report.recovered or report.failed:
+    if (report.studies or report.other or report.kept or report.records or report.recovered or report.failed
+            or report.future_dated):
         log_event(logger, "spool_pruned", studies=len(report.studies), other=len(report.other),
                   mb=round(report.bytes / 1e6, 1), kept=len(report.kept), records=len(report.records),
-                  recovered=len(report.recovered), failed=len(report.failed), dry_run=dry_run)
+                  recovered=len(report.recovered), failed=len(report.failed),
+                  future_dated=len(report.future_dated), dry_run=dry_run)
+
+
+def _future_dated(report: PruneReport, uid: str, age: StudyAge, now: float, dry_run: bool) -> None:
+    """Say that a study's records hold times the pass did not believe (one line per study, each
+    pass while they are there): a clock was wrong when they were written, and an admin must
+    look at the clocks. The study is aged by its files' mtimes meanwhile, as for an untimed record.
+    Names the study UID and the record files only (no patient data)."""
+    report.future_dated[uid] = [record.name for record in age.future]
+    log_event(logger, "prune_record_in_future", logging.WARNING, study=uid,
+              records=",".join(report.future_dated[uid]),
+              ahead_days=round((max(record.when for record in age.future) - now) / DAY_S, 3),
+              tolerance_s=FUTURE_TOLERANCE_S, dry_run=dry_run,
+              hint="these records were written under a clock ahead of this host's: the study is aged by its "
+                   "files' mtimes instead; check that every host of the install keeps time by NTP "
+                   "(timedatectl, chronyc tracking)")
 
 
 def _prune_set_aside(spool: Spool, cutoff: float, report: PruneReport, *, dry_run: bool,
@@ -349,9 +373,10 @@ def _log_mtime_ages(studies: list[str], set_aside: int, dry_run: bool) -> None:
     if not studies and not set_aside:
         return
     log_event(logger, "prune_age_from_mtime", studies=len(studies), other=set_aside, dry_run=dry_run,
-              why="no record of these folders holds a time (a study not finalised yet, records written by "
-                  "an older release, a set-aside folder): their age is their files' newest mtime, which a "
-                  "restore, an rsync without -t or touch moves")
+              why="no record of these folders holds a time that can be believed (a study not finalised yet, "
+                  "records written by an older release, a record dated in the future: prune_record_in_future, "
+                  "a set-aside folder): their age is their files' newest mtime, which a restore, an rsync "
+                  "without -t or touch moves")
 
 
 def _could_not_prune(spool: Spool, report: PruneReport, folder: Path, exc: OSError) -> None:

@@ -19,6 +19,12 @@ folder. A folder with no record at all (a study not finalised yet, which retenti
 anyway; a set-aside ``other/`` folder, whose objects are never analysed) is aged by mtime.
 :class:`StudyAge` says which was used, so a pass can count them (``prune_age_from_mtime``).
 
+A recorded time later than the pruning host's clock allows (``now`` + :data:`FUTURE_TOLERANCE_S`)
+is not believed: it was written under a clock that was wrong (a results host a year ahead, a host
+whose clock was stepped back since), and believing it kept the study, patient images included,
+until that time came, however far ahead. Such a record counts as one without its time (the
+files' mtimes decide, as above) and :attr:`StudyAge.future` names it, so the pass can say so.
+
 The audit trail holds receive times too, but it may be off, rotated or on another host, and a
 report's ``created`` already comes after every image it covers.
 """
@@ -28,31 +34,67 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from mammocad.spool.records import RecordError
 from mammocad.spool.records.analysis import CompletionRecord, ReanalysisRecord
 from mammocad.spool.records.report import ReportRecord
+
+#: How far past the pruning host's clock a recorded time may lie and still be believed (seconds).
+#: The hosts of one install (node, results worker, GPU worker) are NTP-synchronised, which keeps
+#: them within milliseconds; a host that lost its time source drifts a few seconds a day, and a VM
+#: resumed from suspend may be a few minutes off until it resyncs. Ten minutes is well above that,
+#: so a sound record is never doubted, and negligible against a retention period of days: a record
+#: believed at the edge keeps its study ten minutes longer at most. A time further ahead comes from
+#: a clock that was wrong (hours: a host set to local time as if it were UTC; a year: a bad RTC).
+FUTURE_TOLERANCE_S = 600.0
+
+
+@dataclass(frozen=True)
+class FutureRecord:
+    """A record whose time lies beyond the pruning host's ``now`` + :data:`FUTURE_TOLERANCE_S`."""
+
+    #: The record file, relative to the study folder (``reports/<key>.json``): no patient data.
+    name: str
+    #: The time it holds (seconds since the epoch), not believed.
+    when: float
 
 
 @dataclass(frozen=True)
 class StudyAge:
     """When a study folder last had something happen to it (seconds since the epoch).
 
-    ``by_mtime``: some record of it holds no time, or it has none: ``when`` includes the
-    newest mtime of its files, which a restore or ``touch`` moves.
+    ``by_mtime``: some record of it holds no time we believe (none, unreadable, or in the
+    future), or it has none: ``when`` includes the newest mtime of its files, which a restore
+    or ``touch`` moves. ``future``: the records whose time was not believed because it lies
+    beyond ``now`` + :data:`FUTURE_TOLERANCE_S` (each also makes ``by_mtime`` true).
     """
 
     when: float
     by_mtime: bool
+    future: tuple[FutureRecord, ...] = ()
 
 
-def recorded_times(folder: Path) -> tuple[list[float], bool]:
-    """(the times the study's records hold, whether a record present holds none).
+class RecordedTimes(NamedTuple):
+    """What a study's records say of its age (see :func:`recorded_times`)."""
+
+    #: The times believed: each record's, when it holds one no later than the limit.
+    times: list[float]
+    #: Whether a record present holds no time, or one that cannot be read.
+    untimed: bool
+    #: The records whose time lies beyond the limit.
+    future: list[FutureRecord]
+
+
+def recorded_times(folder: Path, limit: float) -> RecordedTimes:
+    """The times the study's records hold, split by whether they can be believed.
 
     ``folder``: a study folder, in ``studies/`` or renamed into ``tmp/``. A record that is
     absent is not missing a time: ``complete.json`` and ``reanalysis.json`` are optional.
+    ``limit``: the latest time believed (``now`` + :data:`FUTURE_TOLERANCE_S`).
     """
     times: list[float] = []
+    future: list[FutureRecord] = []
     untimed = False
     records: list[tuple[Path, Callable[[Path], float]]] = [
         (folder / "complete.json", lambda p: CompletionRecord.read(p).declared_at),
@@ -65,17 +107,21 @@ def recorded_times(folder: Path) -> tuple[list[float], bool]:
             continue
         except (OSError, RecordError):
             when = 0.0
-        if when > 0:
+        if when > limit:
+            future.append(FutureRecord(path.relative_to(folder).as_posix(), when))
+        elif when > 0:
             times.append(when)
         else:
             untimed = True
-    return times, untimed
+    return RecordedTimes(times, untimed, future)
 
 
-def study_age(folder: Path, newest_mtime: float) -> StudyAge:
-    """The study's age by its records (module docstring); ``newest_mtime``: the newest mtime
-    of the folder and anything in it, used only where the records cannot say."""
-    times, untimed = recorded_times(folder)
-    if times and not untimed:
+def study_age(folder: Path, newest_mtime: float, *, now: float) -> StudyAge:
+    """The study's age by its records (module docstring) as the pruning host sees it at ``now``;
+    ``newest_mtime``: the newest mtime of the folder and anything in it, used only where the
+    records cannot say (a record without its time, or with one beyond ``now`` +
+    :data:`FUTURE_TOLERANCE_S`)."""
+    times, untimed, future = recorded_times(folder, now + FUTURE_TOLERANCE_S)
+    if times and not untimed and not future:
         return StudyAge(max(times), by_mtime=False)
-    return StudyAge(max([*times, newest_mtime]), by_mtime=True)
+    return StudyAge(max([*times, newest_mtime]), by_mtime=True, future=tuple(future))

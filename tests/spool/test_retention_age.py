@@ -4,7 +4,8 @@ A backup restore, an rsync without -t or a `touch` sets a study's files to now (
 looked new and stayed for another retention period) or back-dates them (a study finished
 yesterday looked old and was deleted). The node's completion, each report and an admin's
 re-analysis request record when they happened; only a study whose records hold no time is
-aged by mtime, counted in one line a pass.
+aged by mtime, counted in one line a pass. So is a study with a record dated beyond the pass's
+clock and a few minutes' tolerance: believing it kept patient data until that time came.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from mammocad.spool.layout import Spool
 from mammocad.spool.records.analysis import CompletionRecord, ReanalysisRecord
 from mammocad.spool.records.report import ReportRecord
 from mammocad.spool.retention import DAY_S, prune
-from mammocad.spool.retention_age import study_age
+from mammocad.spool.retention_age import FUTURE_TOLERANCE_S, study_age
 
 NOW = time.time()
 OLD = NOW - 40 * DAY_S
@@ -76,7 +77,7 @@ def test_a_study_without_records_is_aged_by_its_files(tmp_path: Path) -> None:
     (folder / "images" / "1.9.1.dcm").write_bytes(b"image")
     for path in (folder, folder / "images", folder / "images" / "1.9.1.dcm"):
         os.utime(path, (OLD, OLD))
-    assert study_age(folder, OLD).by_mtime and study_age(folder, OLD).when == OLD
+    assert study_age(folder, OLD, now=NOW).by_mtime and study_age(folder, OLD, now=NOW).when == OLD
     done = prune(spool.root, 30 * DAY_S, now=NOW)
     assert done.kept == {"1.9": "never finalised (no report)"} and done.aged_by_mtime == ["1.9"]
     assert prune(spool.root, 30 * DAY_S, now=OLD + DAY_S).kept == {}  # young by its files
@@ -90,8 +91,8 @@ def test_the_newest_record_decides(tmp_path: Path) -> None:
                         created=NOW - DAY_S, sequence=2)
     (folder / "reports" / "key-late.json").write_text(json.dumps(late.to_json()))
     os.utime(folder / "reports" / "key-late.json", (OLD, OLD))
-    assert study_age(folder, OLD) == study_age(folder, NOW)  # mtimes are not read
-    assert study_age(folder, OLD).when == NOW - DAY_S and not study_age(folder, OLD).by_mtime
+    assert study_age(folder, OLD, now=NOW) == study_age(folder, NOW, now=NOW)  # mtimes are not read
+    assert study_age(folder, OLD, now=NOW).when == NOW - DAY_S and not study_age(folder, OLD, now=NOW).by_mtime
     assert prune(spool.root, 30 * DAY_S, now=NOW).studies == []
     assert prune(spool.root, 30 * DAY_S, now=NOW + 30 * DAY_S).studies == ["1.6"]
 
@@ -117,3 +118,40 @@ def test_a_reanalysis_asked_for_while_the_study_is_being_removed_keeps_it(tmp_pa
     monkeypatch.undo()
     assert done.studies == [] and spool.pending_reanalysis("1.7") is not None
     assert spool.pruned("1.7") is None and not any(spool.tmp.iterdir())
+
+
+def _late_report(folder: Path, created: float) -> None:
+    """A second report of the study, written by a results host whose clock said ``created``; its
+    file (and the reports folder) dated as the study's other files."""
+    late = ReportRecord(report_key="key-late", sop_uids=(f"{folder.name}.0", f"{folder.name}.1"), model_name="m",
+                        model_version="1", created=created, sequence=2)
+    (folder / "reports" / "key-late.json").write_text(json.dumps(late.to_json()))
+    files_at = folder.stat().st_mtime
+    for path in (folder / "reports", folder / "reports" / "key-late.json"):
+        os.utime(path, (files_at, files_at))
+
+
+def test_a_record_dated_in_the_future_is_not_believed(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A results host whose clock ran ahead (a year; a few minutes more than NTP allows) wrote a
+    report's `created` in the future: the study was kept until then, its patient images a year
+    past retention. A time within the tolerance is believed; one beyond it is not, and the
+    study is aged by its files' mtimes, as for a record without its time, and named."""
+    spool = Spool(tmp_path / "spool").create()
+    _late_report(_finished_study(spool, "2.1", recorded=OLD, files_at=OLD), NOW + FUTURE_TOLERANCE_S)
+    _late_report(_finished_study(spool, "2.2", recorded=OLD, files_at=OLD), NOW + FUTURE_TOLERANCE_S + 1)
+    _late_report(_finished_study(spool, "2.3", recorded=OLD, files_at=OLD), NOW + 365 * DAY_S)
+    _late_report(_finished_study(spool, "2.4", recorded=OLD, files_at=NOW - DAY_S), NOW + 365 * DAY_S)
+
+    edge = study_age(spool.study_dir("2.1"), OLD, now=NOW)
+    assert edge.when == NOW + FUTURE_TOLERANCE_S and not edge.by_mtime and edge.future == ()
+    with caplog.at_level(logging.INFO, logger="mammocad"):
+        done = prune(spool.root, 30 * DAY_S, now=NOW)
+    assert done.studies == ["2.2", "2.3"]  # old by their files; kept before, until their report's time
+    assert sorted(p.name for p in spool.studies.iterdir()) == ["2.1", "2.4"]  # believed; young by its files
+    assert done.future_dated == {uid: ["reports/key-late.json"] for uid in ("2.2", "2.3", "2.4")}
+    assert done.aged_by_mtime == ["2.2", "2.3", "2.4"] and done.kept == {}
+    lines = {r.study: r for r in caplog.records if r.getMessage() == "prune_record_in_future"}  # type: ignore[attr-defined]
+    assert sorted(lines) == ["2.2", "2.3", "2.4"] and all(r.levelno == logging.WARNING for r in lines.values())
+    assert lines["2.3"].records == "reports/key-late.json" and lines["2.3"].ahead_days == 365  # type: ignore[attr-defined]
+    (summary,) = [r for r in caplog.records if r.getMessage() == "spool_pruned"]
+    assert summary.future_dated == 3  # type: ignore[attr-defined]
