@@ -10,7 +10,8 @@ holds, so pruning can never lose work that is still owed to someone:
   study whose records hold no time, and a set-aside folder, is aged by its files' mtimes, and
   each pass counts them in one ``prune_age_from_mtime`` line; so is a study with a record dated
   beyond the pass's clock + :data:`~mammocad.spool.retention_age.FUTURE_TOLERANCE_S`, written
-  under a wrong clock, each named on a ``prune_record_in_future`` line);
+  under a wrong clock, each named on a ``prune_record_in_future`` line, where files dated beyond
+  it do not count either, and a study with no time to believe at all is kept, saying so);
 - it was finalised: at least one report exists and every spooled image is in a report;
 - none of its reports has an outbox or dead-letter item left, re-sent copies
   (``studies resend``) included, i.e. every destination confirmed every result (a
@@ -79,7 +80,7 @@ from mammocad.spool.prune_lock import pass_lock
 from mammocad.spool.records import RecordError
 from mammocad.spool.records.pruned import PrunedRecord
 from mammocad.spool.records.report import ReportRecord
-from mammocad.spool.retention_age import FUTURE_TOLERANCE_S, StudyAge, study_age
+from mammocad.spool.retention_age import FUTURE_TOLERANCE_S, log_future_dated, study_age
 from mammocad.spool.retention_moves import (
     DELETING_PREFIX,
     MOVED_PREFIX,
@@ -126,7 +127,8 @@ class PruneReport:
     #: no time (an older release's), or they have none yet (not finalised).
     aged_by_mtime: list[str] = field(default_factory=list)
     #: Study UID -> the records of it (``reports/<key>.json``, ...) whose time lies beyond the pass's
-    #: clock + FUTURE_TOLERANCE_S: not believed, the study aged by mtime (also in ``aged_by_mtime``).
+    #: clock + FUTURE_TOLERANCE_S: not believed, the study aged by mtime (also in ``aged_by_mtime``);
+    #: also a study whose files alone were dated so, where their mtimes counted (an empty list).
     future_dated: dict[str, list[str]] = field(default_factory=dict)
 
 
@@ -299,9 +301,13 @@ def _prune_pass(spool: Spool, older_than_s: float, report: PruneReport, *, dry_r
             age = study_age(folder, newest, now=now)
             if age.by_mtime:
                 report.aged_by_mtime.append(uid)
-            if age.future:
-                _future_dated(report, uid, age, now, dry_run)
+            if age.future or age.files_ahead:
+                report.future_dated[uid] = [record.name for record in age.future]
+                log_future_dated(uid, age, newest, now=now, dry_run=dry_run)
             if age.when >= cutoff:
+                if age.unknown:
+                    report.kept[uid] = ("no time of it can be believed: its records and files are all dated more than "
+                                        f"{FUTURE_TOLERANCE_S / 60:g} minutes after this host's clock")
                 continue
             reason = _why_kept(spool, folder)
             if reason is None and spool.pending_reanalysis(uid) is not None:
@@ -326,21 +332,6 @@ def _prune_pass(spool: Spool, older_than_s: float, report: PruneReport, *, dry_r
                   mb=round(report.bytes / 1e6, 1), kept=len(report.kept), records=len(report.records),
                   recovered=len(report.recovered), failed=len(report.failed),
                   future_dated=len(report.future_dated), dry_run=dry_run)
-
-
-def _future_dated(report: PruneReport, uid: str, age: StudyAge, now: float, dry_run: bool) -> None:
-    """Say that a study's records hold times the pass did not believe (one line per study, each
-    pass while they are there): a clock was wrong when they were written, and an admin must
-    look at the clocks. The study is aged by its files' mtimes meanwhile, as for an untimed record.
-    Names the study UID and the record files only (no patient data)."""
-    report.future_dated[uid] = [record.name for record in age.future]
-    log_event(logger, "prune_record_in_future", logging.WARNING, study=uid,
-              records=",".join(report.future_dated[uid]),
-              ahead_days=round((max(record.when for record in age.future) - now) / DAY_S, 3),
-              tolerance_s=FUTURE_TOLERANCE_S, dry_run=dry_run,
-              hint="these records were written under a clock ahead of this host's: the study is aged by its "
-                   "files' mtimes instead; check that every host of the install keeps time by NTP "
-                   "(timedatectl, chronyc tracking)")
 
 
 def _prune_set_aside(spool: Spool, cutoff: float, report: PruneReport, *, dry_run: bool,

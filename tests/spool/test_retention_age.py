@@ -155,3 +155,38 @@ def test_a_record_dated_in_the_future_is_not_believed(tmp_path: Path, caplog: py
     assert lines["2.3"].records == "reports/key-late.json" and lines["2.3"].ahead_days == 365  # type: ignore[attr-defined]
     (summary,) = [r for r in caplog.records if r.getMessage() == "spool_pruned"]
     assert summary.future_dated == 3  # type: ignore[attr-defined]
+
+
+def _date_ahead(folder: Path, when: float, *names: str) -> None:
+    """Files (or the folder itself, "") written by a clock that said ``when``."""
+    for name in names:
+        os.utime(folder / name, (when, when))
+
+
+def test_files_dated_in_the_future_are_not_believed_either(tmp_path: Path,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    """Where the files' mtimes decide, a host whose clock was a year ahead (corrected since) dated
+    the files it wrote too: the newest mtime kept the study that year all the same. An mtime
+    beyond the tolerance does not count; a study with no time to believe at all is kept, saying
+    why and what to do, no longer silently until then."""
+    spool = Spool(tmp_path / "spool").create()
+    ahead = NOW + 365 * DAY_S
+    one = _finished_study(spool, "3.1", recorded=OLD, files_at=OLD)
+    _late_report(one, ahead)
+    _date_ahead(one, ahead, "reports", "reports/key-late.json")       # the images and completion: old
+    every = _finished_study(spool, "3.2", recorded=ahead, files_at=ahead)  # records and files, all ahead
+    _finished_study(spool, "3.3", recorded=None, files_at=NOW + FUTURE_TOLERANCE_S)      # believed: young
+    _finished_study(spool, "3.4", recorded=None, files_at=NOW + FUTURE_TOLERANCE_S + 1)  # not believed
+
+    with caplog.at_level(logging.INFO, logger="mammocad"):
+        done = prune(spool.root, 30 * DAY_S, now=NOW)
+    assert done.studies == ["3.1"]
+    unknown = "no time of it can be believed: its records and files are all dated more than 10 minutes after this " \
+              "host's clock"
+    assert done.kept == {"3.2": unknown, "3.4": unknown}
+    assert done.future_dated == {"3.1": ["reports/key-late.json"], "3.2": ["complete.json", f"reports/key-{every.name}.json"],
+                                 "3.4": []}
+    lines = {r.study: r for r in caplog.records if r.getMessage() == "prune_record_in_future"}  # type: ignore[attr-defined]
+    assert sorted(lines) == ["3.1", "3.2", "3.4"]
+    assert lines["3.1"].files_ahead == 2 and not lines["3.1"].kept  # type: ignore[attr-defined]
+    assert lines["3.2"].files_ahead == 7 and lines["3.2"].kept and "touch" in lines["3.2"].hint  # type: ignore[attr-defined]
