@@ -224,7 +224,11 @@ def _remove(spool: Spool, folder: Path, check: Callable[[Path], str | None] | No
 
 def _expire_records(spool: Spool, keep_s: float, now: float, dry_run: bool) -> list[str]:
     """Remove the ``pruned/<study>.json`` written more than ``keep_s`` ago (0: none), one log
-    line each (UIDs and counts only), except those whose study is in the spool again."""
+    line each (UIDs and counts only), except those whose study is in the spool again.
+
+    A ``pruned_at`` beyond ``now`` + FUTURE_TOLERANCE_S (a pass under a clock that was ahead)
+    is not believed, as for a study's records: the file's mtime says when instead. Believed,
+    a clock a year ahead kept the record a year past ``pruned_record_days``."""
     if keep_s <= 0 or not spool.pruned_dir.is_dir():
         return []
     expired = []
@@ -235,7 +239,8 @@ def _expire_records(spool: Spool, keep_s: float, now: float, dry_run: bool) -> l
                 record: PrunedRecord | None = PrunedRecord.read(path)
             except RecordError:  # unreadable: the node reads it as none already; its age is the file's
                 record = None
-            when = record.pruned_at if record is not None and record.pruned_at > 0 else path.stat().st_mtime
+            believed = record is not None and 0 < record.pruned_at <= now + FUTURE_TOLERANCE_S
+            when = record.pruned_at if record is not None and believed else path.stat().st_mtime
             if not is_uid(uid) or now - when <= keep_s or (spool.studies / uid).exists() or moved_away(spool, uid):
                 continue
             if not dry_run:

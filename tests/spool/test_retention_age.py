@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from mammocad.spool.layout import Spool
+from mammocad.spool.layout import Spool, atomic_write_json
 from mammocad.spool.records.analysis import CompletionRecord, ReanalysisRecord
+from mammocad.spool.records.pruned import PrunedRecord
 from mammocad.spool.records.report import ReportRecord
 from mammocad.spool.retention import DAY_S, prune
 from mammocad.spool.retention_age import FUTURE_TOLERANCE_S, study_age
@@ -190,3 +191,16 @@ def test_files_dated_in_the_future_are_not_believed_either(tmp_path: Path,
     assert sorted(lines) == ["3.1", "3.2", "3.4"]
     assert lines["3.1"].files_ahead == 2 and not lines["3.1"].kept  # type: ignore[attr-defined]
     assert lines["3.2"].files_ahead == 7 and lines["3.2"].kept and "touch" in lines["3.2"].hint  # type: ignore[attr-defined]
+
+
+def test_a_pruned_record_dated_in_the_future_expires_by_its_file(tmp_path: Path) -> None:
+    """``pruned/<study>.json`` written by a pass whose clock was a year ahead: its ``pruned_at``
+    kept it a year past node.pruned_record_days. Within the tolerance it is believed."""
+    spool = Spool(tmp_path / "spool").create()
+    for uid, pruned_at in (("4.1", NOW + FUTURE_TOLERANCE_S), ("4.2", NOW + FUTURE_TOLERANCE_S + 1),
+                           ("4.3", NOW + 365 * DAY_S)):
+        atomic_write_json(spool.pruned_path(uid), PrunedRecord((f"{uid}.0",), 1, pruned_at).to_json(), spool.tmp)
+        os.utime(spool.pruned_path(uid), (OLD, OLD))  # the file: written 40 days ago
+    done = prune(spool.root, 30 * DAY_S, now=NOW, pruned_record_s=30 * DAY_S)
+    assert done.records == ["4.2", "4.3"]
+    assert spool.pruned("4.1") is not None and spool.pruned("4.3") is None
