@@ -134,7 +134,10 @@ def run_prune(args: argparse.Namespace) -> int:
         print(f"kept {uid}: {reason}")
     if report.aged_by_mtime:  # their age is not the recorded one: a restore or `touch` moves it
         print(f"{len(report.aged_by_mtime)} studies aged by their files' mtimes: no record of theirs holds a time "
-              "(not finalised yet, or records from an older release)")
+              "that can be believed (not finalised yet, records from an older release, or dated in the future)")
+    for uid, records in sorted(report.future_dated.items()):  # a clock was wrong when they were written
+        print(f"dated in the future (not believed) {uid}: {', '.join(records) or 'its files'}; check the hosts' "
+              "clocks (NTP)")
     return _prune_incomplete(settings.node.spool_dir, report.failed)
 
 

@@ -204,3 +204,21 @@ def test_a_pruned_record_dated_in_the_future_expires_by_its_file(tmp_path: Path)
     done = prune(spool.root, 30 * DAY_S, now=NOW, pruned_record_s=30 * DAY_S)
     assert done.records == ["4.2", "4.3"]
     assert spool.pruned("4.1") is not None and spool.pruned("4.3") is None
+
+
+def test_spool_prune_names_a_study_dated_in_the_future(tmp_path: Path) -> None:
+    """The admin running `spool prune` by hand sees which study carried a time it did not believe,
+    and what to check, not only a count of studies "aged by their files' mtimes"."""
+    import subprocess
+    import sys
+
+    spool = Spool(tmp_path / "spool").create()
+    _late_report(_finished_study(spool, "2.5", recorded=OLD, files_at=NOW - DAY_S), time.time() + 365 * DAY_S)
+    config = tmp_path / "mammocad.toml"
+    config.write_text(f'[node]\nspool_dir = "{spool.root}"\nretention_days = 30\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAMMOCAD_")}
+    out = subprocess.run([sys.executable, "-m", "mammocad", "--config", str(config), "spool", "prune", "--dry-run"],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "dated in the future (not believed) 2.5: reports/key-late.json; check the hosts' clocks" in out.stdout
+    assert "1 studies aged by their files' mtimes" in out.stdout and spool.study_dir("2.5").is_dir()
