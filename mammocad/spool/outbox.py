@@ -46,7 +46,7 @@ from mammocad.spool.layout import (
     fsync_dir,
     write_new,
 )
-from mammocad.spool.records import RecordError, check_version, load_json
+from mammocad.spool.records import RecordError, check_version, int_field, load_json, time_field, uid_list
 
 if TYPE_CHECKING:  # pydicom loads numpy and Pillow: not at import (tests/test_cli_help.py)
     from pydicom.dataset import Dataset
@@ -128,13 +128,29 @@ class OutboxItem:
 
     @classmethod
     def from_json(cls, data: dict[str, Any], *, dead: bool, path: Path) -> OutboxItem:
-        """Read ``item.json``: version 0 (no ``version`` field) and 1 have the same fields."""
-        check_version(data, OUTBOX_ITEM_VERSION, f"{path.name}/{ITEM_JSON}")
+        """Read ``item.json``: version 0 (no ``version`` field) and 1 have the same fields.
+
+        Times, ``attempts`` and ``delivered`` go through the records' shared readers, so a
+        wrong type is a :class:`RecordError` here (``Outbox.items`` reports the item as
+        ``outbox_item_unreadable`` and goes on) rather than a value that breaks later: a
+        ``created`` of ``"12"`` stopped the sweeper's sort of every item, ``true`` read as
+        1970, and a string ``delivered`` read as its characters.
+        """
+        what = f"{path.name}/{ITEM_JSON}"
+        check_version(data, OUTBOX_ITEM_VERSION, what)
         known = {f.name for f in fields(cls)} - {"path", "dead"}
+        values = {k: v for k, v in data.items() if k in known}
+        for key in ("created", "next_attempt"):  # required: a missing one stays a TypeError below
+            if key in values:
+                values[key] = time_field(data, key, what)
+        if "attempts" in values:
+            values["attempts"] = int_field(data, "attempts", what, minimum=0, meaning="a count")
+        if "delivered" in values:
+            values["delivered"] = list(uid_list(data, "delivered", what))
         try:
-            return cls(**{k: v for k, v in data.items() if k in known}, dead=dead, path=path)
+            return cls(**values, dead=dead, path=path)
         except TypeError as exc:  # a required field is missing
-            raise RecordError(f"{path.name}/{ITEM_JSON}: {exc}") from exc
+            raise RecordError(f"{what}: {exc}") from exc
 
 
 class Outbox:

@@ -240,3 +240,34 @@ def test_a_dead_letter_that_left_before_the_copy_looked_is_said_gone_not_held(
         "removed meanwhile (`outbox drop`, or completed as superseded)"
     assert said == [("deadletter_gone", logging.INFO, where)]
     assert outbox.items(dead=True) == [] and [i.item_id for i in outbox.items()] == (["k"] if admin == "retry" else [])
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("created", "12"), ("created", True), ("next_attempt", float("nan")), ("next_attempt", "soon"),
+    ("attempts", "3"), ("attempts", True), ("attempts", -1), ("delivered", "1.2.3"),
+])
+def test_an_item_with_a_mistyped_field_is_reported_not_sorted(
+        tmp_path: Path, key: str, value: object, caplog: pytest.LogCaptureFixture,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """``item.json`` with a string or ``true`` for a time or count got through: a ``created`` of
+    "12" stopped the sweeper at its sort of every item (TypeError, each pass), ``true`` read as
+    1970. It is now one ``outbox_item_unreadable`` line, and the other items go on."""
+    from celery import Celery
+
+    from mammocad.worker.outbox_delivery import requeue_due
+
+    outbox = Outbox(tmp_path / "spool")
+    for item_id in ("good", "bad"):  # scheduled and not due: the sweep has nothing to queue
+        item = put_new(outbox, "pacs", item_id, _datasets(1))
+        item.next_attempt += 3600
+        outbox.save(item)
+    bad = _get(outbox, "bad")
+    meta = json.loads((bad.path / "item.json").read_text())
+    (bad.path / "item.json").write_text(json.dumps({**meta, key: value}))
+    with caplog.at_level(logging.ERROR, logger="mammocad.spool.outbox"):
+        assert requeue_due(Celery("unused"), str(tmp_path / "spool"), 0.0) == 0
+        assert main(["--config", str(_config(tmp_path)), "outbox", "list"]) == 0
+    assert "good" in capsys.readouterr().out
+    unreadable = [vars(r) for r in caplog.records if r.getMessage() == "outbox_item_unreadable"]
+    assert [r["item"] for r in unreadable] == [str(bad.path)] * 2
+    assert all(key in r["error"] for r in unreadable)
