@@ -58,8 +58,8 @@ ITEM_JSON = "item.json"
 #: ``item.json``'s record version (:mod:`mammocad.spool.records` says what a version promises).
 OUTBOX_ITEM_VERSION = 1
 #: How long retiring a superseded dead letter waits for its lock: the holder is the attempt
-#: that has just dead-lettered it (milliseconds of bookkeeping left, see :meth:`Outbox.complete`)
-#: or ``outbox drop``. Past it the letter is kept, for the worker's next dead-letter sweep.
+#: that has just dead-lettered it (milliseconds of bookkeeping left, see :meth:`Outbox.complete`),
+#: ``outbox drop`` or ``outbox retry``. Past it the letter is kept, for the worker's next dead-letter sweep.
 RETIRE_WAIT_S = 5.0
 
 
@@ -282,9 +282,9 @@ class Outbox:
                     why = f"{len(missing)} object(s) it holds were not in the copy"
                 elif path.is_dir():  # still there: its lock was held, or its item.json is missing
                     why = (f"unreadable: no {ITEM_JSON}" if got else
-                           f"another process held it for {RETIRE_WAIT_S:g} s (`outbox drop`, or the delivery "
-                           "attempt that dead-lettered it); the worker's next dead-letter sweep looks again")
-        except FileNotFoundError:  # `outbox retry` (which takes no lock) moved it while we held it
+                           f"another process held it for {RETIRE_WAIT_S:g} s (`outbox drop` or `outbox retry`, or "
+                           "the delivery attempt that dead-lettered it); the worker's next dead-letter sweep looks again")
+        except FileNotFoundError:  # moved by a process that took no lock (an older `outbox retry`)
             pass
         except (RecordError, OSError) as exc:
             why = f"unreadable: {str(exc)[:300]}"

@@ -19,12 +19,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mammocad.config import EXIT_INVALID_CONFIG, ConfigError, Settings, load_settings, resolve_config_path
 from mammocad.listen import PortError, listen
 from mammocad.logs import configure_logging
 from mammocad.worker import workers_cli
+
+if TYPE_CHECKING:  # imported where used: `mammocad --help` stays light (tests/test_cli_help.py)
+    from mammocad.spool.outbox import Outbox, OutboxItem
 
 logger = logging.getLogger(__name__)
 
@@ -314,6 +317,10 @@ def _supervise(args: argparse.Namespace, queues: list[str], level: str, analysis
 
 # --------------------------------------------------------------------------- outbox
 
+#: How long ``outbox drop`` and ``outbox retry`` wait for an item's lock: held by a delivery
+#: attempt, for at most one send (``delivery.network_timeout_s`` per batch) and its bookkeeping.
+ADMIN_LOCK_WAIT_S = 5.0
+
 
 def outbox_list(args: argparse.Namespace) -> int:
     from mammocad.spool.outbox import Outbox
@@ -363,7 +370,7 @@ def outbox_drop(args: argparse.Namespace) -> int:
         print(f"mammocad outbox drop: {exc}", file=sys.stderr)
         return 1
     for listed in items:
-        with outbox.locked(listed, wait_s=5.0) as got:  # not while a delivery attempt is sending it
+        with outbox.locked(listed, wait_s=ADMIN_LOCK_WAIT_S) as got:  # not while a delivery attempt is sending it
             # Read again under the lock: the attempt we waited for may have had files confirmed,
             # moved the item to the dead-letter folder (the lock is the folder's, it moved too)
             # or delivered it.
@@ -426,6 +433,7 @@ def _audit_retry(settings: Settings, items: list[Any]) -> None:
 
 
 def outbox_retry(args: argparse.Namespace) -> int:
+    """Move dead letters back to the outbox, each under its lock (:func:`_retry_one`), and queue them."""
     from mammocad.audit import oneshot
     from mammocad.spool.outbox import Outbox
 
@@ -445,34 +453,62 @@ def outbox_retry(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 1
     dead, skipped = _not_waiting(outbox, dead)
-    try:  # before a running worker sends and deletes them
+    try:
         if dead:
             oneshot.check(settings, "no dead letter was queued again")
-        _audit_retry(settings, dead)
     except oneshot.AuditUnavailable as exc:
         print(f"mammocad outbox retry: {exc}", file=sys.stderr)
         return 1
     app = _app_or_none(settings)
-    for item in dead:
+    requeued = 0
+    for listed in dead:
         try:
-            revived = outbox.revive(item.destination, item.item_id)
-        except (FileExistsError, KeyError):  # put back or retried by someone else since the check
+            revived = _retry_one(settings, outbox, listed, app is None)
+        except oneshot.AuditUnavailable as exc:
+            print(f"mammocad outbox retry: {exc}", file=sys.stderr)
+            return 1
+        if revived is None:
             skipped += 1
-            print(f"skipped {item.destination}/{item.item_id}: it was put back in the outbox meanwhile "
-                  "(another `outbox retry`?); see `mammocad outbox list`", file=sys.stderr)
             continue
-        if app is not None:
+        if app is not None:  # after the lock: the delivery task takes it
             from mammocad.worker.outbox_delivery import schedule_delivery
 
             schedule_delivery(app, str(settings.node.spool_dir), revived)
-        else:  # no broker known here: an empty token tells the running worker's sweeper to send it now
-            revived.token = ""
-            outbox.save(revived)
-        print(f"requeued {item.destination}/{item.item_id} ({len(revived.pending_files())} files)")
-    if app is None and dead:
+        requeued += 1
+        print(f"requeued {revived.destination}/{revived.item_id} ({len(revived.pending_files())} files)")
+    if app is None and requeued:
         print("no broker.url configured here: the running worker will send these within "
               f"{min(15.0, max(1.0, settings.delivery.retry_initial_s)):.0f} s")
     return 1 if skipped else 0
+
+
+def _retry_one(settings: Settings, outbox: Outbox, listed: OutboxItem, unscheduled: bool) -> OutboxItem | None:
+    """Audit and revive one dead letter under its lock; None (said on stderr) when it is skipped.
+
+    The lock is the one a delivery attempt holds (``Outbox.locked``, on the item's folder, which
+    moves with it): an attempt that has just dead-lettered the item still decides whether
+    confirmed copies superseded it, then logs and audits it dead. Revived in that window, the
+    item was logged and audited dead while it was back in the outbox (or the attempt's
+    completion found its folder gone). Read again under the lock, as the attempt may have
+    completed it meanwhile. Audited before it goes back: a running worker sends it at once.
+    With ``unscheduled`` (no broker here) its token is emptied, so the worker's sweeper sends it.
+    """
+    with outbox.locked(listed, wait_s=ADMIN_LOCK_WAIT_S) as got:
+        item = outbox.get(listed.destination, listed.item_id, dead=True) if got else None
+        if item is None or outbox.get(listed.destination, listed.item_id) is not None:
+            why = ("a delivery attempt holds it; try again" if not got and listed.path.is_dir() else
+                   "an item with this id waits in the outbox (put back by another `outbox retry`?); see "
+                   "`mammocad outbox list`" if outbox.get(listed.destination, listed.item_id) is not None else
+                   "it left the dead letters meanwhile (dropped, or completed as superseded by a confirmed "
+                   "`studies resend` copy)")
+            print(f"skipped {listed.destination}/{listed.item_id}: {why}", file=sys.stderr)
+            return None
+        _audit_retry(settings, [item])
+        revived = outbox.revive(item.destination, item.item_id)
+        if unscheduled:  # an empty token tells the running worker's sweeper to send it now
+            revived.token = ""
+            outbox.save(revived)
+    return revived
 
 
 def _not_waiting(outbox: Any, dead: list[Any]) -> tuple[list[Any], int]:

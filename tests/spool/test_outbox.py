@@ -199,8 +199,8 @@ def test_a_confirmed_copy_takes_out_the_dead_letters_it_superseded_only(
     assert _get(outbox, "m", dead=True).files() == more.files()
     kept = {vars(r)["item"]: vars(r)["why"] for r in caplog.records if r.getMessage() == "deadletter_kept"}
     assert kept == {"m": "1 object(s) it holds were not in the copy",
-                    "m.s1": "another process held it for 0 s (`outbox drop`, or the delivery attempt that "
-                            "dead-lettered it); the worker's next dead-letter sweep looks again"}
+                    "m.s1": "another process held it for 0 s (`outbox drop` or `outbox retry`, or the delivery "
+                            "attempt that dead-lettered it); the worker's next dead-letter sweep looks again"}
 
 
 def test_a_dead_letter_whose_rest_was_confirmed_before_it_died_is_superseded(tmp_path: Path) -> None:
