@@ -116,6 +116,13 @@ def retried(destination: str) -> None:
     m.DELIVERIES.labels(destination, "retry").inc()
 
 
+def superseded(destination: str) -> None:
+    """An item completed at its deadline because confirmed ``studies resend`` copies carried all it
+    held: its own outcome, neither ``delivered`` (no attempt of its own delivered it) nor ``dead``
+    (nothing for an admin to do), so the scrape tells them apart. Not audited: the copies' transfers were."""
+    m.DELIVERIES.labels(destination, "superseded").inc()
+
+
 def dead(trail: AuditTrail | None, dest: Destination | None, destination: str, studies: list[StudyTransfer],
          error: str) -> None:
     """An item dead-lettered: counted, and its objects never confirmed audited as a failed transfer."""

@@ -19,7 +19,6 @@ from celery import Celery
 from mammocad.audit import AuditTrail
 from mammocad.config import Destination, Settings
 from mammocad.logs import log_event
-from mammocad.metrics import definitions as metrics
 from mammocad.spool.outbox import Outbox, OutboxItem
 from mammocad.spool.superseded import superseding_copies
 from mammocad.spool.tasks import TASK_DELIVER, deliver_args
@@ -143,9 +142,7 @@ def _superseded(outbox: Outbox, item: OutboxItem, error: str) -> bool:
         return False
     pending = len(item.pending_files())
     outbox.complete(item)
-    # Its own outcome: counted ``delivered`` it would add a delivered item no attempt of its
-    # own delivered, ``dead`` a failure an admin need not act on (the scrape must tell them apart).
-    metrics.DELIVERIES.labels(item.destination, "superseded").inc()
+    observer.superseded(item.destination)
     log_event(logger, "delivery_superseded", dest=item.destination, item=item.item_id, copies=",".join(copies),
               objects=pending, attempts=item.attempts, error=error,
               why="confirmed studies resend copies carried every object it had pending: completed, not dead-lettered")
