@@ -53,3 +53,15 @@ def test_the_sweep_at_worker_start_retires_a_dead_letter_a_confirmed_copy_carrie
         assert outbox.items(dead=True) == [] and outbox.items() == []
         assert study_status(spool, STUDY).destinations == {"pacs": "delivered"}
         assert prune(spool, 30 * DAY_S, now=later).studies == [STUDY]
+
+
+def test_the_outbox_row_of_the_architecture_says_when_the_dead_letter_sweep_runs() -> None:
+    """docs/ARCHITECTURE.md's spool layout row for ``outbox/``, ``deadletter/`` said how a
+    confirmed copy retires dead letters but not that the results worker sweeps for those it
+    could not, at start and every DEAD_SWEEP_INTERVAL_S; the interval here follows the constant."""
+    from mammocad.worker.outbox_delivery import DEAD_SWEEP_INTERVAL_S
+
+    architecture = Path(__file__).resolve().parents[2] / "docs" / "ARCHITECTURE.md"
+    (row,) = [line for line in architecture.read_text().splitlines() if line.startswith("| `outbox/`, `deadletter/` |")]
+    assert "retire_superseded_dead_letters" in row and "at its start" in row
+    assert f"every {DEAD_SWEEP_INTERVAL_S / 60:g} min (`DEAD_SWEEP_INTERVAL_S`)" in row
