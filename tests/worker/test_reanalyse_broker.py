@@ -29,7 +29,7 @@ from mammocad.spool.tasks import (
 )
 from mammocad.worker.tasks import register_tasks
 from tests.services import free_port, redis_server
-from tests.worker.conftest import StoreSCP, spool_study, wait_until
+from tests.worker.conftest import StoreSCP, spool_study, wait_until, write_config
 from tests.worker.test_studies_admin import _audited, _mammocad
 
 
@@ -49,14 +49,9 @@ def _worker(cfg: Path) -> Iterator[Any]:
 def test_reanalyse_survives_the_broker_going_away(tmp_path: Path, random_weights: Path, storescp: StoreSCP) -> None:
     spool, port = tmp_path / "spool", free_port()
     url = f"redis://127.0.0.1:{port}/0"
-    cfg = tmp_path / "mammocad.toml"
-    cfg.write_text(
-        f'[node]\nspool_dir = "{spool}"\n\n[broker]\nurl = "{url}"\n\n'
-        f'[worker]\nweights = "{random_weights}"\ndevice = "cpu"\nsoft_time_limit_s = 60\ntime_limit_s = 90\n'
-        "lease_s = 5\n\n[delivery]\nretry_initial_s = 0.5\nretry_max_s = 1\nnetwork_timeout_s = 3\n\n"
-        f'[audit]\nfile = "{tmp_path / "audit.log"}"\n\n'
-        f'[[destinations]]\nname = "pacs"\nae_title = "PACS"\nhost = "127.0.0.1"\nport = {storescp.port}\n'
-        'outputs = ["mammo-cad-sr"]\n')
+    cfg = write_config(tmp_path, spool, random_weights, broker_url=url, audit=True, worker={"lease_s": 5},
+                       destinations=[storescp.destination(outputs=["mammo-cad-sr"])],
+                       retry_initial_s=0.5, retry_max_s=1.0)
     study_uid, sops = spool_study(spool)
     files = StudyFiles(spool, study_uid)
     files.layout.write(files.layout.complete_path(study_uid),
