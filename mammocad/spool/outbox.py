@@ -205,15 +205,24 @@ class Outbox:
     def save(self, item: OutboxItem) -> None:
         atomic_write_json(item.path / ITEM_JSON, item.to_json(), self.layout.tmp)
 
-    def items(self, dead: bool = False, destination: str | None = None) -> list[OutboxItem]:
+    def items(self, dead: bool = False, destination: str | None = None,
+              unreadable: list[tuple[Path, str]] | None = None) -> list[OutboxItem]:
+        """The readable items, oldest first. One whose ``item.json`` cannot be read is left out
+        (it must not hide the others) and logged as ``outbox_item_unreadable``, or, with
+        ``unreadable``, appended there as (folder, error) for the caller to report:
+        ``outbox list`` tells the admin which one and what to do, where a log line
+        with no handler showed only the event's name."""
         base = self.dead_root if dead else self.root
         out = []
         for item_json in sorted(base.glob(f"{destination or '*'}/*/{ITEM_JSON}")):
             try:
                 item = self.get(item_json.parent.parent.name, item_json.parent.name, dead)
-            except (RecordError, ValueError) as exc:  # one bad item must not hide the others
-                log_event(logger, "outbox_item_unreadable", logging.ERROR, item=str(item_json.parent),
-                          error=str(exc)[:300])
+            except (RecordError, ValueError) as exc:
+                if unreadable is not None:
+                    unreadable.append((item_json.parent, str(exc)[:300]))
+                else:
+                    log_event(logger, "outbox_item_unreadable", logging.ERROR, item=str(item_json.parent),
+                              error=str(exc)[:300])
                 continue
             if item is not None:
                 out.append(item)

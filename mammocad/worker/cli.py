@@ -328,10 +328,16 @@ def outbox_list(args: argparse.Namespace) -> int:
     settings = _load(args)
     if settings is None:
         return EXIT_INVALID_CONFIG
-    items = Outbox(settings.node.spool_dir).items(dead=args.dead)
+    unreadable: list[tuple[Path, str]] = []
+    items = Outbox(settings.node.spool_dir).items(dead=args.dead, unreadable=unreadable)
+    for folder, error in unreadable:  # never delivered, and retention keeps their studies
+        print(f"mammocad outbox list: unreadable item {folder} ({error}); the worker skips it: correct its "
+              f"item.json (docs/ARCHITECTURE.md, records), or check that the destination holds its objects and "
+              f"remove the folder", file=sys.stderr)
     if not items:
-        print("dead-letter folder is empty" if args.dead else "outbox is empty")
-        return 0
+        print(("dead-letter folder" if args.dead else "outbox") + (" has no readable item" if unreadable
+                                                                   else " is empty"))
+        return 1 if unreadable else 0
     now = time.time()
     print(f"{'DESTINATION':<16} {'ITEM':<36} {'STUDY UID':<64} {'ACCESSION':<16} {'AGE_S':>7} {'TRIES':>5} "
           f"{'NEXT_S':>7} {'FILES':>5}  LAST_ERROR")
@@ -340,7 +346,7 @@ def outbox_list(args: argparse.Namespace) -> int:
         study, accession, _ = i.study()
         print(f"{i.destination:<16} {i.item_id:<36} {study or '?':<64} {accession[:16] or '-':<16} "
               f"{now - i.created:>7.0f} {i.attempts:>5} {nxt:>7} {len(i.pending_files()):>5}  {i.last_error or ''}")
-    return 0
+    return 1 if unreadable else 0
 
 
 def outbox_drop(args: argparse.Namespace) -> int:

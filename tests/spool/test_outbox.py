@@ -251,7 +251,8 @@ def test_an_item_with_a_mistyped_field_is_reported_not_sorted(
         capsys: pytest.CaptureFixture[str]) -> None:
     """``item.json`` with a string or ``true`` for a time or count got through: a ``created`` of
     "12" stopped the sweeper at its sort of every item (TypeError, each pass), ``true`` read as
-    1970. It is now one ``outbox_item_unreadable`` line, and the other items go on."""
+    1970. The sweep now logs it (``outbox_item_unreadable``), `outbox list` names it, and the
+    other items go on."""
     from celery import Celery
 
     from mammocad.worker.outbox_delivery import requeue_due
@@ -266,8 +267,26 @@ def test_an_item_with_a_mistyped_field_is_reported_not_sorted(
     (bad.path / "item.json").write_text(json.dumps({**meta, key: value}))
     with caplog.at_level(logging.ERROR, logger="mammocad.spool.outbox"):
         assert requeue_due(Celery("unused"), str(tmp_path / "spool"), 0.0) == 0
-        assert main(["--config", str(_config(tmp_path)), "outbox", "list"]) == 0
-    assert "good" in capsys.readouterr().out
-    unreadable = [vars(r) for r in caplog.records if r.getMessage() == "outbox_item_unreadable"]
-    assert [r["item"] for r in unreadable] == [str(bad.path)] * 2
-    assert all(key in r["error"] for r in unreadable)
+        assert main(["--config", str(_config(tmp_path)), "outbox", "list"]) == 1
+    out, err = capsys.readouterr()
+    assert "good" in out and f"unreadable item {bad.path} (bad/item.json: {key} must be" in err
+    (unreadable,) = [vars(r) for r in caplog.records if r.getMessage() == "outbox_item_unreadable"]  # the sweep's
+    assert unreadable["item"] == str(bad.path) and key in unreadable["error"]
+
+
+@pytest.mark.parametrize("dead", [False, True])
+def test_outbox_list_names_an_unreadable_item_and_what_to_do(
+        tmp_path: Path, dead: bool, capsys: pytest.CaptureFixture[str]) -> None:
+    """It said "outbox is empty" and exit 0, with a bare ``outbox_item_unreadable`` on stderr
+    (no logging set up in a command: the event's name only, not which item nor why)."""
+    outbox = Outbox(tmp_path / "spool")
+    item = put_new(outbox, "pacs", "bad", _datasets(1))
+    if dead:
+        item = outbox.dead_letter(item)
+    (item.path / "item.json").write_text(json.dumps({**item.to_json(), "created": "yesterday"}))
+    assert main(["--config", str(_config(tmp_path)), "outbox", "list", *(["--dead"] if dead else [])]) == 1
+    out, err = capsys.readouterr()
+    assert out == ("dead-letter folder" if dead else "outbox") + " has no readable item\n"
+    (line,) = err.splitlines()
+    assert line.startswith(f"mammocad outbox list: unreadable item {item.path} (bad/item.json: created must be a time")
+    assert "correct its item.json" in line and "remove the folder" in line
