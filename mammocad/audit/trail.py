@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING
 
 from mammocad.audit.events import Identity
 from mammocad.audit.messages import AuditMessage
-from mammocad.audit.outbox import Outbox, Sealed
+from mammocad.audit.outbox import InFlight, Outbox, Pending, Sealed
 from mammocad.audit.syslog import SEVERITY_NOTICE, SEVERITY_WARNING, SyslogClient, frame
 from mammocad.logs import log_event
 
@@ -159,7 +159,7 @@ class AuditTrail:
         after its batch (see the module docstring).
         """
         deadline = time.monotonic() + timeout_s
-        thread, outbox, unsent = self._thread, self._queue, 0
+        thread, outbox, unsent, held = self._thread, self._queue, 0, None
         if thread is not None and self._pid == os.getpid() and thread.is_alive():
             try:
                 outbox.put(None, timeout=_left(deadline))
@@ -167,7 +167,7 @@ class AuditTrail:
                 pass
             thread.join(_left(deadline))
             if thread.is_alive():  # stuck in a batch: what waits behind it goes no further
-                unsent = self._retire(outbox)
+                unsent, held = self._retire(outbox)
         with self._lock:
             if self._thread is thread:  # not a successor an emit started meanwhile: close_all must find it
                 self._thread = None
@@ -176,11 +176,12 @@ class AuditTrail:
                 self._close_sinks()
             finally:
                 self._io_lock.release()
-        self._report_unsent(unsent, timeout_s=round(timeout_s, 1))
+        self._report_unsent(unsent, held, timeout_s=round(timeout_s, 1))
 
-    def _report_unsent(self, unsent: int, **fields: object) -> None:
+    def _report_unsent(self, unsent: int, held: Pending | None = None, **fields: object) -> None:
         """Count ``unsent`` records and log the ``audit_unsent`` line, with the sinks' drops
-        no ``audit_dropped`` line has given yet; nothing when there is nothing to say."""
+        no ``audit_dropped`` line has given yet and what a stuck sender holds (``in_flight``:
+        not counted, it may still be delivered); nothing when there is nothing to say."""
         if unsent:
             self.dropped["queue"] += unsent
             self._logged["queue"] = self.dropped["queue"]
@@ -188,26 +189,30 @@ class AuditTrail:
                 _count("queue", "dropped", unsent)
             except Exception:
                 pass
-        if unsent or self.dropped != self._logged:  # what no audit_dropped line has counted yet
+        if held is not None:  # close gave up on a sender: what it holds, also when it is nothing
+            fields.update(in_flight=held.nowhere, in_flight_file=held.file, in_flight_syslog=held.syslog)
+        if unsent or held or self.dropped != self._logged:  # what no audit_dropped line has counted yet
             self._logged = dict(self.dropped)
             log_event(logger, "audit_unsent", logging.WARNING, unsent=unsent, dropped_file=self.dropped["file"],
                       dropped_syslog=self.dropped["syslog"], **fields,
                       file=str(self.file or ""), collector=self.syslog.address if self.syslog is not None else "",
-                      hint="unsent records reached neither sink, dropped_syslog ones only the file (if any): "
+                      hint="unsent records reached neither sink, dropped_syslog ones only the file (if any), "
+                           "in_flight ones no sink yet (a stuck sender holds them: compare with the collector); "
                            "check the audit file's disk and the collector (`mammocad config check` names them)")
 
-    def _retire(self, stale: Outbox) -> int:
+    def _retire(self, stale: Outbox) -> tuple[int, Pending]:
         """Leave the current sender behind: it may write no batch after the one in flight.
 
         Its queue is sealed here, so what ``close`` counts as unsent is exactly what no
         sender will write, and a record put after the count goes to the successor's queue
-        (``emit``). Returns that count.
+        (``emit``). Returns that count, and what the batch in flight had not delivered then.
         """
         with self._lock:
             self._generation += 1
             self._thread = None  # before the new queue: an emit that reads the new queue then starts its sender
             self._queue = Outbox(self.queue_size)
-            return len(stale.seal())
+            left, held = stale.seal()
+            return len(left), held
 
     def _sending_here(self) -> bool:
         """This process started this trail's sender (not a parent's trail a fork copied)."""
@@ -241,37 +246,35 @@ class AuditTrail:
     # -- sender thread ------------------------------------------------------------------
     def _run(self, source: Outbox, generation: int) -> None:
         """Send batches from ``source`` (this sender's own queue) until a stop or retirement."""
-        while True:
-            batch = [source.get()]
-            while len(batch) < 256:
-                try:
-                    batch.append(source.get_nowait())
-                except queue.Empty:
-                    break
-            stop = None in batch
-            messages = [m for m in batch if m is not None]
-            if stop:  # what was put behind the stop goes in this last batch; a later emit starts a successor
-                messages += source.seal()
+        while True:  # a stop's batch holds what was put behind it; a later emit starts a successor
+            messages, stop = source.take(256, file=self.file is not None, syslog=self.syslog is not None)
             with self._io_lock:
                 try:
-                    self._write(messages)
+                    self._write(messages, source.held)
                 except Exception as exc:  # keep the thread alive whatever happens
                     logger.exception("audit_sender_error", extra={"error": str(exc)[:300]})
                 if generation != self._generation:  # retired by close while in this batch
+                    self._settled(source.held)
                     self._close_sinks_quietly()  # close could not; a successor reopens them
                     return
             if stop:
                 return
 
-    def _write(self, messages: list[AuditMessage]) -> None:
+    def _write(self, messages: list[AuditMessage], held: InFlight) -> None:
         lines = [(m, m.to_xml()) for m in messages]
         if self.file is not None:
-            self._append([xml for _, xml in lines])
+            held.file_done(self._append([xml for _, xml in lines]))
         if self.syslog is not None:
             for message, xml in lines:
-                self._send(message, xml)
+                held.syslog_done(self._send(message, xml))
 
-    def _append(self, xmls: list[bytes]) -> None:
+    def _settled(self, held: InFlight) -> None:
+        """The batch ``close`` reported in flight is done: say what it delivered after all."""
+        if held.size and held.reported:
+            log_event(logger, "audit_in_flight_settled", records=held.size, in_file=held.file_written,
+                      syslog_sent=held.syslog_sent, collector=self.syslog.address if self.syslog is not None else "")
+
+    def _append(self, xmls: list[bytes]) -> bool:
         assert self.file is not None
         try:
             if self._fd is None:
@@ -282,17 +285,20 @@ class AuditTrail:
                 _count("file", "written")
             os.fsync(self._fd)
             self.written["file"] += len(xmls)
+            return True
         except OSError as exc:
             self._close_file()
             for _ in xmls:
                 self._drop("file", f"cannot write {self.file}: {exc.strerror or exc}")
+            return False
 
-    def _send(self, message: AuditMessage, xml: bytes) -> None:
+    def _send(self, message: AuditMessage, xml: bytes) -> bool:
+        """Whether the collector took ``message`` (else it is dropped and counted)."""
         assert self.syslog is not None
         now = time.monotonic()
         if now < self._retry_at:
             self._drop("syslog", "collector unavailable, backing off", collector=self.syslog.address)
-            return
+            return False
         severity = SEVERITY_NOTICE if message.outcome == 0 else SEVERITY_WARNING
         message_bytes = frame(xml, severity=severity, hostname=self.identity.host)
         try:
@@ -302,17 +308,18 @@ class AuditTrail:
                 self._drop("syslog", f"message of {len(message_bytes)} bytes is too large for a "
                            f"{self.syslog.scheme.upper()} datagram (the file has it); use tcp:// or tls:// "
                            "for [audit] syslog", collector=self.syslog.address)
-                return
+                return False
             self._retry_at = time.monotonic() + self._backoff  # from the failure: a connect may take its timeout
             self._backoff = min(self._backoff * 2, _BACKOFF_MAX_S)
             self._drop("syslog", f"{type(exc).__name__}: {exc}"[:300], collector=self.syslog.address)
-            return
+            return False
         if self._backoff > _BACKOFF_START_S:
             log_event(logger, "audit_syslog_recovered", collector=self.syslog.address,
                       dropped=self.dropped["syslog"])
         self._backoff = _BACKOFF_START_S
         self.written["syslog"] += 1
         _count("syslog", "written")
+        return True
 
     def _drop(self, sink: str, why: str, **fields: object) -> None:
         self.dropped[sink] += 1
