@@ -107,6 +107,9 @@ class AuditTrail:
         self._retry_at = 0.0
         self._backoff = _BACKOFF_START_S
         self._last_log = 0.0
+        #: Guards ``dropped``, ``_logged`` and ``_last_log``: emit threads, the sender and close
+        #: all count drops, and ``+= 1`` from two threads at once once counted one.
+        self._counts_lock = threading.Lock()
         self._io_lock = threading.Lock()  # held by the sender while it writes; a fork takes it first
         self._held_for_fork = False
         _quiesce_at_fork(self)
@@ -182,19 +185,24 @@ class AuditTrail:
         """Count ``unsent`` records and log the ``audit_unsent`` line, with the sinks' drops
         no ``audit_dropped`` line has given yet and what a stuck sender holds (``in_flight``:
         not counted, it may still be delivered); nothing when there is nothing to say."""
+        with self._counts_lock:
+            if unsent:
+                self.dropped["queue"] += unsent
+                self._logged["queue"] = self.dropped["queue"]
+            say = unsent or held or self.dropped != self._logged  # what no audit_dropped line has counted yet
+            if say:
+                self._logged = dict(self.dropped)
+            dropped = dict(self.dropped)
         if unsent:
-            self.dropped["queue"] += unsent
-            self._logged["queue"] = self.dropped["queue"]
             try:
                 _count("queue", "dropped", unsent)
             except Exception:
                 pass
         if held is not None:  # close gave up on a sender: what it holds, also when it is nothing
             fields.update(in_flight=held.nowhere, in_flight_file=held.file, in_flight_syslog=held.syslog)
-        if unsent or held or self.dropped != self._logged:  # what no audit_dropped line has counted yet
-            self._logged = dict(self.dropped)
-            log_event(logger, "audit_unsent", logging.WARNING, unsent=unsent, dropped_file=self.dropped["file"],
-                      dropped_syslog=self.dropped["syslog"], **fields,
+        if say:
+            log_event(logger, "audit_unsent", logging.WARNING, unsent=unsent, dropped_file=dropped["file"],
+                      dropped_syslog=dropped["syslog"], **fields,
                       file=str(self.file or ""), collector=self.syslog.address if self.syslog is not None else "",
                       hint="unsent records reached neither sink, dropped_syslog ones only the file (if any), "
                            "in_flight ones no sink yet (a stuck sender holds them: compare with the collector); "
@@ -322,16 +330,19 @@ class AuditTrail:
         return True
 
     def _drop(self, sink: str, why: str, **fields: object) -> None:
-        self.dropped[sink] += 1
+        with self._counts_lock:
+            self.dropped[sink] += 1
+            dropped, now = self.dropped[sink], time.monotonic()
+            say = now - self._last_log >= _LOG_EVERY_S or dropped == 1
+            if say:
+                self._last_log = now
+                self._logged[sink] = dropped
         try:
             _count(sink, "dropped")
         except Exception:
             pass
-        now = time.monotonic()
-        if now - self._last_log >= _LOG_EVERY_S or self.dropped[sink] == 1:
-            self._last_log = now
-            self._logged[sink] = self.dropped[sink]
-            log_event(logger, "audit_dropped", logging.WARNING, sink=sink, error=why, dropped=self.dropped[sink],
+        if say:
+            log_event(logger, "audit_dropped", logging.WARNING, sink=sink, error=why, dropped=dropped,
                       **fields)
 
     def _close_file(self) -> None:
