@@ -10,10 +10,11 @@ the file. When the queue is full, new messages are dropped and counted the same 
 
 The thread starts at the first ``emit`` in each process, so a trail made before Celery's
 prefork pool forks works in every child. A fork waits for the sender's batch in flight
-(``os.register_at_fork``): a child forked while the parent's sender was inside an OpenSSL
+(:mod:`mammocad.audit.atfork`): a child forked while the parent's sender was inside an OpenSSL
 handshake inherited OpenSSL's locks held by a thread it does not have, and its own sender
 then hung for good on its first TLS message (the file had the message, the collector never
-did, and nothing was logged). The child then makes its own syslog client.
+did, and nothing was logged). The child then makes its own syslog client. The fork takes the
+trail's own locks too: a child forked while a thread held one hung at its first use.
 
 A sender that ``close`` gave up on (stuck in a batch: a sink that hangs) is retired: the next
 sender gets a new queue and generation, and the retired one finishes its batch, closes the
@@ -42,6 +43,7 @@ import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mammocad.audit.atfork import hold_across_fork
 from mammocad.audit.events import Identity
 from mammocad.audit.messages import AuditMessage
 from mammocad.audit.outbox import InFlight, Outbox, Pending, Sealed
@@ -58,6 +60,13 @@ _LOG_EVERY_S = 60.0
 #: The longest a fork waits for the sender's batch in flight: above the socket timeouts, so
 #: it is reached only by a sender that is stuck for another reason.
 _FORK_WAIT_S = 30.0
+
+
+def _fork_locks(trail: AuditTrail) -> list[threading.Lock]:
+    """What a fork takes first, in the order threads nest them (the sender counts drops
+    inside its write): the sender's batch in flight, then the locks a child's ``emit`` and
+    ``close`` take. The queue's mutex is not among them: a child makes a queue of its own."""
+    return [trail._io_lock, trail._lock, trail._counts_lock]
 #: The longest a process's exit waits for its audit senders, all trails together: above the
 #: syslog socket timeout (5 s), so one stalled send still lets the rest reach the file.
 CLOSE_TIMEOUT_S = 10.0
@@ -111,8 +120,7 @@ class AuditTrail:
         #: all count drops, and ``+= 1`` from two threads at once once counted one.
         self._counts_lock = threading.Lock()
         self._io_lock = threading.Lock()  # held by the sender while it writes; a fork takes it first
-        self._held_for_fork = False
-        _quiesce_at_fork(self)
+        hold_across_fork(self, _fork_locks, _FORK_WAIT_S)
         _LIVE.add(self)
 
     @classmethod
@@ -394,23 +402,3 @@ def close_all(timeout_s: float = CLOSE_TIMEOUT_S) -> None:
 
 atexit.register(close_all)
 
-
-def _quiesce_at_fork(trail: AuditTrail) -> None:
-    """Make ``os.fork`` wait for ``trail``'s sender to finish the batch in flight.
-
-    One hook per trail, holding it weakly: a trail that is gone costs a dead reference.
-    """
-    ref = weakref.ref(trail)
-
-    def before() -> None:
-        t = ref()
-        if t is not None:
-            t._held_for_fork = t._io_lock.acquire(timeout=_FORK_WAIT_S)
-
-    def after() -> None:
-        t = ref()
-        if t is not None and t._held_for_fork:
-            t._held_for_fork = False
-            t._io_lock.release()
-
-    os.register_at_fork(before=before, after_in_parent=after, after_in_child=after)
