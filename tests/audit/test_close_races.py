@@ -30,6 +30,7 @@ from mammocad.audit.trail import AuditTrail
 from tests import processes
 from tests.audit.certs import make_certs
 from tests.audit.listener import SyslogListener
+from tests.log_lines import parse
 from tests.services import wait_until
 
 ME = Identity.make("MAMMOCAD")
@@ -186,6 +187,8 @@ def test_a_record_emitted_while_the_exit_gives_up_on_a_stuck_sender_is_counted(t
     assert audit.read_bytes().count(b"\n") == 1, err  # the held record; the others reached no sink
     unsent = [int(n) for n in re.findall(r"event=audit_unsent .*?\bunsent=(\d+)", err)]
     assert sum(unsent) == 2, err  # the one queued behind the held batch, and the late one
+    gave_up = [parse(line) for line in err.splitlines() if "event=audit_unsent" in line and "in_flight=" in line]
+    assert [(f["in_flight"], f["in_flight_syslog"]) for f in gave_up] == [("0", "1")], err  # the held one
 
 
 @pytest.mark.parametrize("file", [False, True], ids=["syslog-only", "file-and-syslog"])
