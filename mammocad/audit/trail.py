@@ -60,13 +60,6 @@ _LOG_EVERY_S = 60.0
 #: The longest a fork waits for the sender's batch in flight: above the socket timeouts, so
 #: it is reached only by a sender that is stuck for another reason.
 _FORK_WAIT_S = 30.0
-
-
-def _fork_locks(trail: AuditTrail) -> list[threading.Lock]:
-    """What a fork takes first, in the order threads nest them (the sender counts drops
-    inside its write): the sender's batch in flight, then the locks a child's ``emit`` and
-    ``close`` take. The queue's mutex is not among them: a child makes a queue of its own."""
-    return [trail._io_lock, trail._lock, trail._counts_lock]
 #: The longest a process's exit waits for its audit senders, all trails together: above the
 #: syslog socket timeout (5 s), so one stalled send still lets the rest reach the file.
 CLOSE_TIMEOUT_S = 10.0
@@ -197,7 +190,7 @@ class AuditTrail:
             if unsent:
                 self.dropped["queue"] += unsent
                 self._logged["queue"] = self.dropped["queue"]
-            say = unsent or held or self.dropped != self._logged  # what no audit_dropped line has counted yet
+            say = bool(unsent or held or self.dropped != self._logged)  # what no audit_dropped line has counted yet
             if say:
                 self._logged = dict(self.dropped)
             dropped = dict(self.dropped)
@@ -370,6 +363,13 @@ class AuditTrail:
             self._close_sinks()
         except Exception as exc:  # a retired sender has no caller to tell
             logger.exception("audit_sender_error", extra={"error": str(exc)[:300]})
+
+
+def _fork_locks(trail: AuditTrail) -> list[threading.Lock]:
+    """What a fork takes first, in the order threads nest them (the sender counts drops
+    inside its write): the sender's batch in flight, then the locks a child's ``emit`` and
+    ``close`` take. The queue's mutex is not among them: a child makes a queue of its own."""
+    return [trail._io_lock, trail._lock, trail._counts_lock]
 
 
 #: Every trail of this process, held weakly, for :func:`close_all`.
