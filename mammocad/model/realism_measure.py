@@ -61,6 +61,8 @@ class ImageMeasure:
     #: of the JSON (``per_image[].exam`` numbers the exams) and of reprs.
     study_uid: str = field(default="", repr=False)
     patient_id: str = field(default="", repr=False)
+    #: The exam a raster file's source names (``RealismImage.exam``); DICOM files use their header.
+    named_exam: str = field(default="", repr=False)
 
 
 def measure_image(item: RealismImage, assumed_spacing_mm: float, detector: Any = None,
@@ -83,6 +85,8 @@ def measure_image(item: RealismImage, assumed_spacing_mm: float, detector: Any =
         return out
     if ds is not None:
         out.study_uid, out.patient_id = str(ds.get("StudyInstanceUID", "")), str(ds.get("PatientID", ""))
+    else:
+        out.named_exam = item.exam
     image = std.image
     mask = realism.breast_mask(image, realism.REALISM_SPACING_MM)
     out.spectrum = realism.spectrum_stats(image, mask.usable)

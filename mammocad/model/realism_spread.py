@@ -20,7 +20,10 @@ Deterministic: the draws come from a fixed seed and depend only on the number of
 An exam is the images sharing a StudyInstanceUID. Where every study holds one image (the
 CBIS-DDSM files: each view has its own study) the images are grouped by patient instead, and
 CBIS-DDSM's PatientID names the view too (``Mass-Test_P_00173_LEFT_CC``): its patient is
-``P_00173``. Raster files (no header) are an exam each.
+``P_00173``. Raster files have no header: they are grouped by the patient their source names
+(``realism_sources``: the reader's patient, or mini-MIAS's file pairs, mdb001 and mdb002 being
+one woman's). Where nothing names an exam each image is one, ``grouped_by`` says so
+(``PER_IMAGE``), and the interval is too narrow wherever views share an exam.
 """
 
 from __future__ import annotations
@@ -40,6 +43,10 @@ BOOTSTRAP_SEED = 20261206
 INTERVAL = 0.95
 #: Intensity percentiles that get a spread (the table's p5 / p50 / p95).
 SPREAD_PERCENTILES = (5, 50, 95)
+#: ``grouped_by`` of images that no header or source groups: each its own exam.
+PER_IMAGE = "image (no exam named)"
+#: ``grouped_by`` of raster files grouped by the patient their source names.
+BY_SOURCE = "patient named by the source"
 
 # CBIS-DDSM: "<Calc|Mass>-<Training|Test>_P_<number>_<LEFT|RIGHT>_<CC|MLO>" (crops and ROIs add "_<n>").
 _CBIS_PATIENT = re.compile(r"^(?:(?:Calc|Mass)-(?:Training|Test)_)?(P_\d+)_(?:LEFT|RIGHT)_(?:CC|MLO)(?:_\d+)?$")
@@ -57,7 +64,8 @@ class ExamGroups:
     """Which exam each image belongs to.
 
     index: per image, its exam's number (0-based, in order of first appearance).
-    grouped_by: "StudyInstanceUID", "PatientID" or "image" (no identifier: an exam per image).
+    grouped_by: "StudyInstanceUID", "PatientID", ``BY_SOURCE`` (raster files) or ``PER_IMAGE``
+    (no identifier: an exam per image).
     """
 
     index: tuple[int, ...]
@@ -68,20 +76,26 @@ class ExamGroups:
         return max(self.index) + 1 if self.index else 0
 
 
-def exam_groups(ids: Sequence[tuple[str, str]]) -> ExamGroups:
-    """Exams of images given as (StudyInstanceUID, PatientID) each, "" where unknown.
+def exam_groups(ids: Sequence[tuple[str, str]], named: Sequence[str] | None = None) -> ExamGroups:
+    """Exams of images given as (StudyInstanceUID, PatientID) each, "" where unknown; ``named``:
+    per image, the exam its source names where it has no header (raster files), "" elsewhere.
 
     By study when some study holds more than one image; else by patient (``patient_key``)
-    when the images carry a PatientID; else one exam per image. An image without the chosen
-    identifier is an exam of its own.
+    when the images carry a PatientID; else by the source's names; else one exam per image.
+    An image without the chosen identifier is an exam of its own.
     """
+    named = list(named) if named is not None else ["" for _ in ids]
+    if len(named) != len(ids):
+        raise ValueError(f"one named exam per image is needed: {len(named)} for {len(ids)} images")
     studies = [s for s, _ in ids if s]
     if len(set(studies)) < len(studies):
         basis, keys = "StudyInstanceUID", [s for s, _ in ids]
     elif any(p for _, p in ids):
         basis, keys = "PatientID", [patient_key(p) if p else "" for _, p in ids]
+    elif any(named):
+        basis, keys = BY_SOURCE, named
     else:
-        basis, keys = "image", ["" for _ in ids]
+        basis, keys = PER_IMAGE, ["" for _ in ids]
     numbers: dict[str, int] = {}
     index = []
     for k, key in enumerate(keys):
@@ -159,12 +173,13 @@ def percentile_spread(hists: Sequence[np.ndarray | None], groups: ExamGroups,
 
 
 def side_spread(ids: Sequence[tuple[str, str]], layouts: Sequence[tuple[float, float]],
-                hists: Sequence[np.ndarray | None]) -> dict[str, Any]:
+                hists: Sequence[np.ndarray | None], named: Sequence[str] | None = None) -> dict[str, Any]:
     """What the realism report adds to one side, JSON-ready (4 decimals, NaN as null), from its
-    measured images' (StudyInstanceUID, PatientID), (patch, roll-off contrast) and histograms:
-    ``exams`` (n, grouped_by), the layout means' ``*_ci95``, ``intensity_spread`` (sd and ci95 of
-    p5/p50/p95) and ``exam_of`` (each image's exam, numbered from 1)."""
-    groups = exam_groups(ids)
+    measured images' (StudyInstanceUID, PatientID), (patch, roll-off contrast), histograms and
+    exams named by the source (``exam_groups``): ``exams`` (n, grouped_by), the layout means'
+    ``*_ci95``, ``intensity_spread`` (sd and ci95 of p5/p50/p95) and ``exam_of`` (each image's
+    exam, numbered from 1)."""
+    groups = exam_groups(ids, named)
     patch = mean_spread([v[0] for v in layouts], groups)
     rolloff = mean_spread([v[1] for v in layouts], groups)
     intensity = percentile_spread(hists, groups)
@@ -185,9 +200,11 @@ def method() -> dict[str, object]:
     """The bootstrap's fixed parameters, for the report's ``method``."""
     return {"replicates": BOOTSTRAP_REPLICATES, "seed": BOOTSTRAP_SEED, "interval": INTERVAL,
             "unit": "exam: images sharing a StudyInstanceUID; by patient (PatientID, CBIS-DDSM's view suffix "
-                    "dropped) where every study holds one image; a raster file is an exam of its own",
+                    "dropped) where every study holds one image; raster files by the patient their source names "
+                    "(reader, mini-MIAS file pairs), else an exam each",
             "intensity_percentiles": [f"p{p}" for p in SPREAD_PERCENTILES]}
 
 
-__all__ = ["BOOTSTRAP_REPLICATES", "BOOTSTRAP_SEED", "INTERVAL", "SPREAD_PERCENTILES", "ExamGroups", "exam_draws",
+__all__ = ["BOOTSTRAP_REPLICATES", "BOOTSTRAP_SEED", "BY_SOURCE", "INTERVAL", "PER_IMAGE", "SPREAD_PERCENTILES",
+           "ExamGroups", "exam_draws",
            "exam_groups", "mean_spread", "method", "patient_key", "percentile_spread", "side_spread"]

@@ -28,7 +28,7 @@ def summarise(label: str, source: str, measures: list[ImageMeasure]) -> dict[str
     carry their spread over images and exams (``realism_spread``)."""
     ok = [m for m in measures if m.histogram is not None]
     spread = realism_spread.side_spread([(m.study_uid, m.patient_id) for m in ok], [m.layout for m in ok],
-                                        [m.histogram for m in ok])
+                                        [m.histogram for m in ok], named=[m.named_exam for m in ok])
     exam_of = {id(m): k for m, k in zip(ok, spread["exam_of"], strict=True)}
     betas = [b for m in ok for b in m.spectrum.betas if np.isfinite(b)]
     nps = [v for m in ok for v in m.spectrum.nps_hf if np.isfinite(v)]

@@ -87,7 +87,7 @@ def test_cbis_ddsm_views_are_grouped_into_their_patients_exams() -> None:
     assert groups.grouped_by == "PatientID" and groups.index == (0, 0, 0, 0, 1, 1, 1, 1)
     assert patient_key("Calc-Training_P_00005_RIGHT_MLO_1") == "P_00005" == patient_key("Mass-Test_P_00005_LEFT_CC")
     assert patient_key("SITE-123") == "SITE-123"
-    assert exam_groups([("", ""), ("", "")]) == realism_spread.ExamGroups(index=(0, 1), grouped_by="image")
+    assert exam_groups([("", ""), ("", "")]) == realism_spread.ExamGroups(index=(0, 1), grouped_by=realism_spread.PER_IMAGE)
 
 
 def _measure(k: int, study: str, patient: str, rolloff: float, level: float) -> ImageMeasure:
