@@ -44,8 +44,8 @@ _LITERAL_TWO_BEFORE = {
     "mammocad.node.cli": [("node",), ("serve",), ("spool", "prune", "--dry-run")],
     "mammocad.studies.cli": [("studies", "list"), ("studies", "show", UID), ("studies", "resend", UID),
                              ("studies", "reanalyse", UID)],
-    "mammocad.worker.cli": [("worker", "--queues", "results"), ("outbox", "list"), ("outbox", "retry", "--all"),
-                            ("outbox", "drop", "--dest", "pacs")],
+    "mammocad.worker.cli": [("worker", "--queues", "results")],
+    "mammocad.worker.outbox_cli": [("outbox", "list"), ("outbox", "retry", "--all"), ("outbox", "drop", "--dest", "pacs")],
 }
 
 

@@ -40,7 +40,7 @@ def test_a_retry_during_the_attempt_that_dead_letters_the_item_waits_for_it(
     item.created -= 3600  # past delivery.deadline_s
     outbox.save(item)
 
-    monkeypatch.setattr("mammocad.worker.cli.ADMIN_LOCK_WAIT_S", 300.0)  # however slow the attempt is
+    monkeypatch.setattr("mammocad.worker.outbox_cli.ADMIN_LOCK_WAIT_S", 300.0)  # however slow the attempt is
     # Set when the admin's retry has listed the dead letter and locks it (with the fix), or has
     # put it back (without): the attempt goes on only then.
     admin_moved = threading.Event()
