@@ -1,25 +1,53 @@
 """What the workers report: stage durations, model time, detector errors, delivery
 outcomes, the latency from last image received to results accepted, and audit messages.
 
-Called from the Celery tasks; every function swallows its own errors (a metric or audit
-problem must never fail an analysis or a delivery) and logs them.
+Called from the Celery tasks, after the work they report is done (a result written, an outbox
+item completed or dead-lettered): every function swallows its own errors and logs each on one
+line, so a metric or audit problem never fails an analysis or a delivery, nor stops the rest of
+what the function reports. A metric that fails (its multiprocess folder gone, a full disk) logs
+``metric_failed`` and the audit message is still sent; an audit message that cannot be made
+logs ``audit_failed`` at ERROR, since the trail then lacks a record (the trail itself never
+raises: it counts and logs what its sinks drop).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mammocad.audit import AuditTrail, Peer, StudyTransfer, events
+from mammocad.audit import AuditMessage, AuditTrail, Peer, StudyTransfer, events
 from mammocad.config import Destination, Settings
+from mammocad.logs import log_event, safe_error
 from mammocad.metrics import definitions as m
 from mammocad.spool.layout import Spool
 
 logger = logging.getLogger(__name__)
+
+
+def _metric(name: str, update: Callable[[], object]) -> None:
+    """Apply ``update`` to the metric ``name``; a failure is one ``metric_failed`` line, never raised."""
+    try:
+        update()
+    except Exception as exc:  # noqa: BLE001 - a scrape that misses a sample must not undo the work
+        log_event(logger, "metric_failed", logging.WARNING, metric=name, error=safe_error(exc))
+
+
+def _audit(trail: AuditTrail | None, what: str, destination: str, message: Callable[[], AuditMessage]) -> None:
+    """Emit the audit message ``message()`` makes; one that cannot be made is an ERROR line, not an exception.
+
+    Loud, not silent: the audit trail then lacks a record an auditor expects (``what``, to ``destination``).
+    """
+    if trail is None:
+        return
+    try:
+        trail.emit(message())
+    except Exception as exc:  # noqa: BLE001 - the delivery is done; its bookkeeping must go on
+        log_event(logger, "audit_failed", logging.ERROR, audit=what, dest=destination, error=safe_error(exc))
+
 
 def make_trail(settings: Settings) -> AuditTrail:
     return AuditTrail.from_settings(settings.audit, settings.node.ae_title, "mammocad-worker")
@@ -31,16 +59,17 @@ def stage(name: str) -> Iterator[None]:
     t0 = time.monotonic()
     try:
         yield
-    finally:
-        m.STAGE_SECONDS.labels(name).observe(time.monotonic() - t0)
+    finally:  # never raises: a failing metric must not replace the stage's outcome (a send's statuses)
+        _metric("mammocad_stage_seconds", lambda: m.STAGE_SECONDS.labels(name).observe(time.monotonic() - t0))
 
 
 def image_waited(image: Path) -> None:
     """Stage ``wait``: from the image's arrival in the spool (its mtime) to analysis start."""
     try:
-        m.STAGE_SECONDS.labels("wait").observe(max(0.0, time.time() - image.stat().st_mtime))
-    except OSError:
-        pass
+        waited = max(0.0, time.time() - image.stat().st_mtime)
+    except OSError:  # gone already (pruned): nothing to time
+        return
+    _metric("mammocad_stage_seconds", lambda: m.STAGE_SECONDS.labels("wait").observe(waited))
 
 
 def _error_reason(error: str) -> str:
@@ -56,11 +85,12 @@ def _error_reason(error: str) -> str:
 def analysed(result: Any) -> None:
     """Model seconds for an analysed image; a detector error (with its reason) otherwise."""
     if result.error:
-        m.IMAGES_ANALYSED.labels("error").inc()
-        m.DETECTOR_ERRORS.labels(_error_reason(str(result.error))).inc()
+        _metric("mammocad_images_analysed", lambda: m.IMAGES_ANALYSED.labels("error").inc())
+        _metric("mammocad_detector_errors", lambda: m.DETECTOR_ERRORS.labels(_error_reason(str(result.error))).inc())
         return
-    m.IMAGES_ANALYSED.labels("ok").inc()
-    m.MODEL_SECONDS.labels(result.device or "unknown").observe(float(result.seconds))
+    _metric("mammocad_images_analysed", lambda: m.IMAGES_ANALYSED.labels("ok").inc())
+    _metric("mammocad_model_seconds_per_image",
+            lambda: m.MODEL_SECONDS.labels(result.device or "unknown").observe(float(result.seconds)))
 
 
 def item_studies(files: list[Path]) -> list[StudyTransfer]:
@@ -95,9 +125,10 @@ def delivered(trail: AuditTrail | None, dest: Destination | None, destination: s
               last_received: float | None) -> None:
     """Every file of an item accepted by ``destination``: latency, delivery counter, and the
     audit message of the files this last attempt got accepted (:func:`accepted`)."""
-    m.DELIVERIES.labels(destination, "delivered").inc()
+    _metric("mammocad_delivery_attempts", lambda: m.DELIVERIES.labels(destination, "delivered").inc())
     if last_received is not None:
-        m.RESULT_LATENCY.labels(destination).observe(max(0.0, time.time() - last_received))
+        latency = max(0.0, time.time() - last_received)
+        _metric("mammocad_result_latency_seconds", lambda: m.RESULT_LATENCY.labels(destination).observe(latency))
     accepted_by(trail, dest, destination, accepted)
 
 
@@ -109,28 +140,29 @@ def accepted_by(trail: AuditTrail | None, dest: Destination | None, destination:
     others, the ones it stored left this node, whatever becomes of the rest.
     """
     if studies and trail is not None:
-        trail.emit(events.instances_sent(trail.identity, _peer(dest, destination), studies))
+        _audit(trail, "instances_sent", destination,
+               lambda: events.instances_sent(trail.identity, _peer(dest, destination), studies))
 
 
 def retried(destination: str) -> None:
-    m.DELIVERIES.labels(destination, "retry").inc()
+    _metric("mammocad_delivery_attempts", lambda: m.DELIVERIES.labels(destination, "retry").inc())
 
 
 def superseded(destination: str) -> None:
     """An item completed at its deadline because confirmed ``studies resend`` copies carried all it
     held: its own outcome, neither ``delivered`` (no attempt of its own delivered it) nor ``dead``
     (nothing for an admin to do), so the scrape tells them apart. Not audited: the copies' transfers were."""
-    m.DELIVERIES.labels(destination, "superseded").inc()
+    _metric("mammocad_delivery_attempts", lambda: m.DELIVERIES.labels(destination, "superseded").inc())
 
 
 def dead(trail: AuditTrail | None, dest: Destination | None, destination: str, studies: list[StudyTransfer],
          error: str) -> None:
     """An item dead-lettered: counted, and its objects never confirmed audited as a failed transfer."""
-    m.DELIVERIES.labels(destination, "dead").inc()
-    if trail is None:
-        return
-    trail.emit(events.instances_sent(trail.identity, _peer(dest, destination), studies,
-                                     error=error or "not confirmed"))
+    _metric("mammocad_delivery_attempts", lambda: m.DELIVERIES.labels(destination, "dead").inc())
+    if trail is not None:
+        _audit(trail, "instances_sent_failed", destination,
+               lambda: events.instances_sent(trail.identity, _peer(dest, destination), studies,
+                                             error=error or "not confirmed"))
 
 
 def _peer(dest: Destination | None, destination: str) -> Peer:
