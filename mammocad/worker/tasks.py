@@ -44,6 +44,7 @@ from mammocad.spool.catch_up import lineage, owed_objects
 from mammocad.spool.layout import validate_uid
 from mammocad.spool.leases import lease_path
 from mammocad.spool.outbox import Outbox, OutboxItem
+from mammocad.spool.records import RecordError
 from mammocad.spool.records.report import KeptOutputs, OutputObject, ReportRecord
 from mammocad.spool.studies import (
     StudyFiles,
@@ -393,16 +394,28 @@ def _build(settings: Settings, files: StudyFiles, study: StudyResult, sop_uids: 
 
 
 def deliver(self: Task, spool_dir: str, destination: str, item_id: str, token: str | None = None) -> str:
-    """One C-STORE attempt of one outbox item; reschedules itself with backoff on failure."""
+    """One C-STORE attempt of one outbox item; reschedules itself with backoff on failure.
+
+    An item whose ``item.json`` cannot be read ends its chain with one ``outbox_item_unreadable``
+    line, as the sweeper logs it: no attempt can succeed until an admin corrects the file (the
+    sweeper then sees it overdue and queues it again), so a failing task with a traceback
+    would only hide that.
+    """
     settings = _settings(self)
     outbox = Outbox(spool_dir)
-    item = outbox.get(destination, item_id)
+    try:
+        item = outbox.get(destination, item_id)
+    except RecordError as exc:
+        return _unreadable(outbox, destination, item_id, exc)
     if item is None:
         return "gone"
     # Wait for a concurrent attempt (at most one network timeout per file batch) rather
     # than drop this task: it may carry the item's current token.
     with outbox.locked(item, wait_s=2 * settings.delivery.network_timeout_s + 10) as got:
-        item = outbox.get(destination, item_id) if got else None  # reread under the lock
+        try:
+            item = outbox.get(destination, item_id) if got else None  # reread under the lock
+        except RecordError as exc:  # changed meanwhile (by hand, or by a newer release)
+            return _unreadable(outbox, destination, item_id, exc)
         if item is None:
             return "busy-or-gone"
         if token and token != item.token:
@@ -417,3 +430,10 @@ def deliver(self: Task, spool_dir: str, destination: str, item_id: str, token: s
         # After releasing the lock, so the next task never finds it held by this one.
         schedule_delivery(self.app, spool_dir, item, wait)
     return outcome
+
+
+def _unreadable(outbox: Outbox, destination: str, item_id: str, exc: RecordError) -> str:
+    """The ``outbox_item_unreadable`` line of :meth:`Outbox.items` (same fields), for the item this task was to send."""
+    log_event(logger, "outbox_item_unreadable", logging.ERROR, item=str(outbox.root / destination / item_id),
+              error=str(exc)[:300])
+    return "unreadable"
