@@ -65,3 +65,15 @@ def test_the_outbox_row_of_the_architecture_says_when_the_dead_letter_sweep_runs
     (row,) = [line for line in architecture.read_text().splitlines() if line.startswith("| `outbox/`, `deadletter/` |")]
     assert "retire_superseded_dead_letters" in row and "at its start" in row
     assert f"every {DEAD_SWEEP_INTERVAL_S / 60:g} min (`DEAD_SWEEP_INTERVAL_S`)" in row
+
+
+def test_the_architecture_flow_diagram_says_the_sweeper_runs_the_dead_letter_sweep() -> None:
+    """The Flow diagram's ``sweeper thread`` line named the requeue and the prune only, not the
+    dead-letter sweep ``start_sweeper`` also runs, at start and every DEAD_SWEEP_INTERVAL_S."""
+    from mammocad.worker.outbox_delivery import DEAD_SWEEP_INTERVAL_S
+
+    architecture = (Path(__file__).resolve().parents[2] / "docs" / "ARCHITECTURE.md").read_text()
+    diagram = architecture.split("## Flow", 1)[1].split("```")[1]
+    sweeper = diagram.split("sweeper thread", 1)[1]
+    assert "retire_superseded_dead_letters" in sweeper and "at start" in sweeper
+    assert f"every {DEAD_SWEEP_INTERVAL_S / 60:g} min (DEAD_SWEEP_INTERVAL_S)" in sweeper
