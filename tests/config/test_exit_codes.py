@@ -40,7 +40,7 @@ def test_the_documented_status_is_the_one_in_the_code() -> None:
 
 
 #: The commands of the modules that wrote a literal 2 for an invalid configuration.
-_LITERAL_TWO_BEFORE = {
+_LITERAL_TWO_BEFORE: dict[str, list[tuple[str, ...]]] = {
     "mammocad.node.cli": [("node",), ("serve",), ("spool", "prune", "--dry-run")],
     "mammocad.studies.cli": [("studies", "list"), ("studies", "show", UID), ("studies", "resend", UID),
                              ("studies", "reanalyse", UID)],
