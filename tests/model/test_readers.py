@@ -294,6 +294,16 @@ def test_mias_info_txt_origin_and_laterality(tmp_path: Path, study: SynthStudy) 
     assert len(read_dataset("mini-mias", root, skip_unlocalised=False)) == 4
 
 
+def test_mias_patient_is_the_pair_of_films() -> None:
+    """The pairing rule, in one place: the reader's breast_id and the realism report's exams use it."""
+    from mammocad.model.readers import mias
+
+    assert mias.patient(1) == mias.patient(2) == "mias_001"
+    assert mias.patient(3) == "mias_002" and mias.patient(322) == "mias_161"
+    with pytest.raises(ValueError, match="starts at 1"):
+        mias.patient(0)
+
+
 def test_inbreast_without_alldicoms_names_the_folder(tmp_path: Path) -> None:
     (tmp_path / "INbreast").mkdir()
     with pytest.raises(FileNotFoundError, match="AllDICOMs folder not found"):

@@ -6,7 +6,7 @@ SEVERITY B/M. X, Y have their origin at the image's *bottom-left* corner, so the
 Laterality, from the database's own README: "The list is arranged in pairs of films,
 where each pair represents the left (even filename numbers) and right mammograms (odd
 filename numbers) of a single patient": mdb001 is right, mdb002 left, both patient 1
-(patient = (n + 1) // 2). ``odd_is_left=True`` reverses it for a copy that differs.
+(``patient``: (n + 1) // 2). ``odd_is_left=True`` reverses it for a copy that differs.
 Some CALC rows give no coordinates: those images are dropped (``skip_unlocalised``) as
 their lesion cannot be boxed.
 """
@@ -59,12 +59,22 @@ def read(path: Path, *, calc_only: bool = True, skip_unlocalised: bool = True,
         lat = "L" if (number % 2 == 1) == odd_is_left else "R"
         images.append(AnnotatedImage(
             image_path=info.parent / f"{ref}.pgm", laterality=lat, view="MLO",
-            breast_id=f"mias_{(number + 1) // 2:03d}_{lat}", lesions=tuple(lesions), pixel_spacing_mm=SPACING_MM,
+            breast_id=f"{patient(number)}_{lat}", lesions=tuple(lesions), pixel_spacing_mm=SPACING_MM,
             extra={"refnum": ref, "background": matches[0].group(2).upper(),
                    "classes": sorted({m.group(3).upper() for m in matches})}))
     # Copies with .PGM names, or converted to PNG, are found; images the folder lacks are skipped and counted.
     finder = FileFinder((".pgm", ".png", ".tif", ".tiff"))
     return with_breast_truth(found_images(images, finder, listed_in=info, fmt="mias"))
+
+
+def patient(number: int) -> str:
+    """The patient of mini-MIAS film ``number`` (mdb001 → 1), as ``breast_id`` names her: films
+    come in pairs, one woman's right and left (``(number + 1) // 2``), so mdb001 and mdb002 are
+    both ``mias_001``. The one place this rule lives: the realism report groups a plain folder's
+    films into exams by it (``realism_sources.raster_exam``)."""
+    if number < 1:
+        raise ValueError(f"a mini-MIAS film number starts at 1 (mdb001), got {number}")
+    return f"mias_{(number + 1) // 2:03d}"
 
 
 def _find_info(folder: Path) -> Path:
