@@ -18,6 +18,7 @@ from PIL import Image
 from mammocad.model.annotations import AnnotatedImage, save_manifest
 from mammocad.model.realism_report import measure_set, summarise
 from mammocad.model.realism_sources import dicom_folder, scan_folder
+from mammocad.model.realism_spread import BY_SOURCE, PER_IMAGE
 
 DOCUMENTS = ("Info.txt", "README.md", "notes.csv", "Licence.pdf", ".DS_Store", "DICOMDIR")
 
@@ -94,3 +95,24 @@ def test_the_command_measures_a_mini_mias_folder_with_its_info_txt(tmp_path: Pat
     table = capsys.readouterr().out
     assert f"skipped (real): {len(DOCUMENTS)} non-image files" in table and "not measured" not in table
     assert "skipped (synthetic)" not in table
+    assert "2 (one per patient the source names)" in table
+
+
+def test_the_table_says_plainly_that_each_image_is_an_exam(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                           logging_restored: None) -> None:
+    from mammocad.cli import main
+
+    real = tmp_path / "pngs"
+    real.mkdir()
+    for name, level in (("left.png", 120), ("right.png", 170)):
+        _film(real / name, level)
+    argv = ["model", "realism", "--synthetic", str(_synthetic_manifest(tmp_path / "synth")), "--real", str(real),
+            "--real-spacing", "0.2", "--no-detector", "--quiet"]
+    assert main([*argv, "--json"]) == 0
+    sets = json.loads(capsys.readouterr().out)["sets"]
+    assert sets["real"]["exams"] == {"n": 2, "grouped_by": PER_IMAGE}  # the JSON as it was
+    assert sets["synthetic"]["exams"] == {"n": 1, "grouped_by": BY_SOURCE}
+    assert main(argv) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("exams"))
+    assert "1 (one per patient the source names)" in row and row.endswith("2 (one per image: no exam named)")
+    assert "by image" not in row

@@ -59,7 +59,7 @@ def test_raster_files_no_name_groups_are_an_exam_each_and_the_report_says_so(tmp
         _film(tmp_path / name, level)
     side = summarise("real", "pngs", measure_set(dicom_folder(tmp_path), 0.2, progress=False))
     assert side["exams"] == {"n": 2, "grouped_by": PER_IMAGE}
-    assert PER_IMAGE == "image (no exam named)"  # the table prints "2 (by image (no exam named))"
+    assert PER_IMAGE == "image (no exam named)"  # the JSON's grouped_by; the table: "2 (one per image: no exam named)"
 
 
 def test_named_exams_widen_the_interval_to_the_womens_means() -> None:

@@ -296,8 +296,14 @@ def _layout(s: dict[str, Any]) -> str:
 
 
 def _exams(s: dict[str, Any]) -> str:
+    """The exams cell, e.g. "2 (by PatientID)". A basis that is a phrase reads as one, "4 (one per
+    image: no exam named)", not "4 (by image (no exam named))"; the JSON keeps ``grouped_by`` as is."""
+    from mammocad.model.realism_spread import BY_SOURCE, PER_IMAGE
+
     e = s["exams"]
-    return f"{e['n']} (by {e['grouped_by']})"
+    basis = {PER_IMAGE: "one per image: no exam named", BY_SOURCE: "one per patient the source names"}.get(
+        e["grouped_by"], f"by {e['grouped_by']}")
+    return f"{e['n']} ({basis})"
 
 
 def _spread(stat: dict[str, Any]) -> str:
