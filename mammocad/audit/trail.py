@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING
 from mammocad.audit.atfork import hold_across_fork
 from mammocad.audit.events import Identity
 from mammocad.audit.messages import AuditMessage
+from mammocad.audit.metric import count
 from mammocad.audit.outbox import InFlight, Outbox, Pending, Sealed
 from mammocad.audit.syslog import SEVERITY_NOTICE, SEVERITY_WARNING, SyslogClient, frame
 from mammocad.logs import log_event
@@ -78,12 +79,6 @@ _exiting_pid: int | None = None
 
 #: An emit retries on the successor's queue at most this often (each retry means a close in between).
 _PUT_TRIES = 3
-
-
-def _count(sink: str, outcome: str, n: int = 1) -> None:
-    from mammocad.metrics.definitions import AUDIT_MESSAGES  # imported late: see metrics/multiprocess.py
-
-    AUDIT_MESSAGES.labels(sink, outcome).inc(n)
 
 
 class AuditTrail:
@@ -195,10 +190,7 @@ class AuditTrail:
                 self._logged = dict(self.dropped)
             dropped = dict(self.dropped)
         if unsent:
-            try:
-                _count("queue", "dropped", unsent)
-            except Exception:
-                pass
+            count("queue", "dropped", unsent)
         if held is not None:  # close gave up on a sender: what it holds, also when it is nothing
             fields.update(in_flight=held.nowhere, in_flight_file=held.file, in_flight_syslog=held.syslog)
         if say:
@@ -291,15 +283,15 @@ class AuditTrail:
                 self._fd = os.open(self.file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
             for xml in xmls:  # one write per line: O_APPEND keeps lines of several processes whole
                 os.write(self._fd, xml + b"\n")
-                _count("file", "written")
             os.fsync(self._fd)
-            self.written["file"] += len(xmls)
-            return True
-        except OSError as exc:
+        except OSError as exc:  # the file's only: a metric counted in here once made written lines drops
             self._close_file()
             for _ in xmls:
                 self._drop("file", f"cannot write {self.file}: {exc.strerror or exc}")
             return False
+        self.written["file"] += len(xmls)
+        count("file", "written", len(xmls))  # never raises (mammocad/audit/metric.py)
+        return True
 
     def _send(self, message: AuditMessage, xml: bytes) -> bool:
         """Whether the collector took ``message`` (else it is dropped and counted)."""
@@ -327,7 +319,7 @@ class AuditTrail:
                       dropped=self.dropped["syslog"])
         self._backoff = _BACKOFF_START_S
         self.written["syslog"] += 1
-        _count("syslog", "written")
+        count("syslog", "written")
         return True
 
     def _drop(self, sink: str, why: str, **fields: object) -> None:
@@ -338,10 +330,7 @@ class AuditTrail:
             if say:
                 self._last_log = now
                 self._logged[sink] = dropped
-        try:
-            _count(sink, "dropped")
-        except Exception:
-            pass
+        count(sink, "dropped")
         if say:
             log_event(logger, "audit_dropped", logging.WARNING, sink=sink, error=why, dropped=dropped,
                       **fields)
