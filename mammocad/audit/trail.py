@@ -7,6 +7,8 @@ collector. When the collector is down a message is dropped for syslog only (the 
 has it), counted (``mammocad_audit_messages_total{sink="syslog",outcome="dropped"}``) and
 logged, and the sender backs off (1 s doubling to 30 s) so a dead collector cannot stall
 the file. When the queue is full, new messages are dropped and counted the same way.
+The file and the collector themselves (writing, backoff, what each took) are
+:class:`~mammocad.audit.sinks.Sinks`; this module owns the queue, the sender and the counts.
 
 The thread starts at the first ``emit`` in each process, so a trail made before Celery's
 prefork pool forks works in every child. A fork waits for the sender's batch in flight
@@ -33,7 +35,6 @@ no successor starts: such a record is counted (see ``close_all``).
 from __future__ import annotations
 
 import atexit
-import errno
 import logging
 import os
 import queue
@@ -48,7 +49,8 @@ from mammocad.audit.events import Identity
 from mammocad.audit.messages import AuditMessage
 from mammocad.audit.metric import count
 from mammocad.audit.outbox import InFlight, Outbox, Pending, Sealed
-from mammocad.audit.syslog import SEVERITY_NOTICE, SEVERITY_WARNING, SyslogClient, frame
+from mammocad.audit.sinks import Sinks
+from mammocad.audit.syslog import SyslogClient
 from mammocad.logs import log_event
 
 if TYPE_CHECKING:
@@ -56,7 +58,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("mammocad.audit")
 
-_BACKOFF_START_S, _BACKOFF_MAX_S = 1.0, 30.0
 _LOG_EVERY_S = 60.0
 #: The longest a fork waits for the sender's batch in flight: above the socket timeouts, so
 #: it is reached only by a sender that is stuck for another reason.
@@ -87,22 +88,16 @@ class AuditTrail:
     def __init__(self, identity: Identity, file: str | os.PathLike[str] | None = None,
                  syslog: SyslogClient | None = None, queue_size: int = 10000) -> None:
         self.identity = identity
-        self.file = Path(file) if file else None
-        self.syslog = syslog
         self.queue_size = queue_size
         self.dropped = {"file": 0, "syslog": 0, "queue": 0}
         self._logged = dict(self.dropped)  # the counts the last audit_dropped line of each sink gave
-        #: Messages each sink took, so a short-lived command can tell its record was written
-        #: (mammocad/audit/oneshot.py) rather than only that nothing was counted as dropped.
-        self.written = {"file": 0, "syslog": 0}
+        self._sinks = Sinks(identity, Path(file) if file else None, syslog, drop=self._drop,
+                            dropped=lambda sink: self.dropped[sink])
         self._pid = os.getpid()  # the sender thread starts on first use; a forked child makes its own
         self._lock = threading.Lock()
         self._queue = Outbox(queue_size)
         self._thread: threading.Thread | None = None
         self._generation = 0  # the current sender's; a sender of an older one writes no further batch
-        self._fd: int | None = None
-        self._retry_at = 0.0
-        self._backoff = _BACKOFF_START_S
         self._last_log = 0.0
         #: Guards ``dropped``, ``_logged`` and ``_last_log``: emit threads, the sender and close
         #: all count drops, and ``+= 1`` from two threads at once once counted one.
@@ -126,6 +121,21 @@ class AuditTrail:
     @property
     def enabled(self) -> bool:
         return self.file is not None or self.syslog is not None
+
+    @property
+    def file(self) -> Path | None:
+        return self._sinks.file
+
+    @property
+    def syslog(self) -> SyslogClient | None:
+        """The collector's client; a forked child's own once it emits."""
+        return self._sinks.syslog
+
+    @property
+    def written(self) -> dict[str, int]:
+        """Messages each sink took, so a short-lived command can tell its record was written
+        (mammocad/audit/oneshot.py) rather than only that nothing was counted as dropped."""
+        return self._sinks.written
 
     # -- producer side (any thread) -----------------------------------------------------
     def emit(self, message: AuditMessage) -> None:
@@ -172,7 +182,7 @@ class AuditTrail:
                 self._thread = None
         if self._io_lock.acquire(timeout=_left(deadline)):  # a sender still writing keeps its sinks
             try:
-                self._close_sinks()
+                self._sinks.close()
             finally:
                 self._io_lock.release()
         self._report_unsent(unsent, held, timeout_s=round(timeout_s, 1))
@@ -234,10 +244,7 @@ class AuditTrail:
                 self._queue = Outbox(self.queue_size)
             elif self._pid != pid:  # a forked child: the parent's queue, thread and sockets are not ours
                 self._queue = Outbox(self.queue_size)
-                self._fd = None
-                if self.syslog is not None:
-                    inherited, self.syslog = self.syslog, self.syslog.fresh()
-                    inherited.close()  # our copy of the parent's socket: the parent keeps its own
+                self._sinks.forked()
             self._pid = pid
             self._thread = threading.Thread(target=self._run, args=(self._queue, self._generation),
                                             name="mammocad-audit", daemon=True)
@@ -251,76 +258,21 @@ class AuditTrail:
             messages, stop = source.take(256, file=self.file is not None, syslog=self.syslog is not None)
             with self._io_lock:
                 try:
-                    self._write(messages, source.held)
+                    self._sinks.write(messages, source.held)
                 except Exception as exc:  # keep the thread alive whatever happens
                     logger.exception("audit_sender_error", extra={"error": str(exc)[:300]})
                 if generation != self._generation:  # retired by close while in this batch
                     self._settled(source.held)
-                    self._close_sinks_quietly()  # close could not; a successor reopens them
+                    self._sinks.close_quietly()  # close could not; a successor reopens them
                     return
             if stop:
                 return
-
-    def _write(self, messages: list[AuditMessage], held: InFlight) -> None:
-        lines = [(m, m.to_xml()) for m in messages]
-        if self.file is not None:
-            held.file_done(self._append([xml for _, xml in lines]))
-        if self.syslog is not None:
-            for message, xml in lines:
-                held.syslog_done(self._send(message, xml))
 
     def _settled(self, held: InFlight) -> None:
         """The batch ``close`` reported in flight is done: say what it delivered after all."""
         if held.size and held.reported:
             log_event(logger, "audit_in_flight_settled", records=held.size, in_file=held.file_written,
                       syslog_sent=held.syslog_sent, collector=self.syslog.address if self.syslog is not None else "")
-
-    def _append(self, xmls: list[bytes]) -> bool:
-        assert self.file is not None
-        try:
-            if self._fd is None:
-                self.file.parent.mkdir(mode=0o750, parents=True, exist_ok=True)  # the audit folder: 0750 whatever the umask
-                self._fd = os.open(self.file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-            for xml in xmls:  # one write per line: O_APPEND keeps lines of several processes whole
-                os.write(self._fd, xml + b"\n")
-            os.fsync(self._fd)
-        except OSError as exc:  # the file's only: a metric counted in here once made written lines drops
-            self._close_file()
-            for _ in xmls:
-                self._drop("file", f"cannot write {self.file}: {exc.strerror or exc}")
-            return False
-        self.written["file"] += len(xmls)
-        count("file", "written", len(xmls))  # never raises (mammocad/audit/metric.py)
-        return True
-
-    def _send(self, message: AuditMessage, xml: bytes) -> bool:
-        """Whether the collector took ``message`` (else it is dropped and counted)."""
-        assert self.syslog is not None
-        now = time.monotonic()
-        if now < self._retry_at:
-            self._drop("syslog", "collector unavailable, backing off", collector=self.syslog.address)
-            return False
-        severity = SEVERITY_NOTICE if message.outcome == 0 else SEVERITY_WARNING
-        message_bytes = frame(xml, severity=severity, hostname=self.identity.host)
-        try:
-            self.syslog.send(message_bytes)
-        except OSError as exc:
-            if exc.errno == errno.EMSGSIZE:  # this message, not the collector: no backoff for the next
-                self._drop("syslog", f"message of {len(message_bytes)} bytes is too large for a "
-                           f"{self.syslog.scheme.upper()} datagram (the file has it); use tcp:// or tls:// "
-                           "for [audit] syslog", collector=self.syslog.address)
-                return False
-            self._retry_at = time.monotonic() + self._backoff  # from the failure: a connect may take its timeout
-            self._backoff = min(self._backoff * 2, _BACKOFF_MAX_S)
-            self._drop("syslog", f"{type(exc).__name__}: {exc}"[:300], collector=self.syslog.address)
-            return False
-        if self._backoff > _BACKOFF_START_S:
-            log_event(logger, "audit_syslog_recovered", collector=self.syslog.address,
-                      dropped=self.dropped["syslog"])
-        self._backoff = _BACKOFF_START_S
-        self.written["syslog"] += 1
-        count("syslog", "written")
-        return True
 
     def _drop(self, sink: str, why: str, **fields: object) -> None:
         with self._counts_lock:
@@ -334,24 +286,6 @@ class AuditTrail:
         if say:
             log_event(logger, "audit_dropped", logging.WARNING, sink=sink, error=why, dropped=dropped,
                       **fields)
-
-    def _close_file(self) -> None:
-        if self._fd is not None:
-            try:
-                os.close(self._fd)
-            finally:
-                self._fd = None
-
-    def _close_sinks(self) -> None:
-        self._close_file()
-        if self.syslog is not None:
-            self.syslog.close()
-
-    def _close_sinks_quietly(self) -> None:
-        try:
-            self._close_sinks()
-        except Exception as exc:  # a retired sender has no caller to tell
-            logger.exception("audit_sender_error", extra={"error": str(exc)[:300]})
 
 
 def _fork_locks(trail: AuditTrail) -> list[threading.Lock]:
