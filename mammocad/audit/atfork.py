@@ -26,8 +26,10 @@ class _Lock(Protocol):
 T = TypeVar("T")
 
 
-def hold_across_fork(owner: T, locks: Callable[[T], Sequence[_Lock]], wait_s: float) -> None:
-    """Make ``os.fork`` take ``locks(owner)``, in that order, and release them after the fork.
+def hold_across_fork(owner: T, locks: Callable[[T], Sequence[_Lock]], wait_s: float,
+                     in_child: Callable[[T], None] | None = None) -> None:
+    """Make ``os.fork`` take ``locks(owner)``, in that order, and release them after the fork;
+    then, in the child only, call ``in_child(owner)`` (its only thread: it takes no lock).
 
     ``locks`` names them anew at each fork (an attribute may be replaced) and gives them in
     the order the owner's threads nest them, so the fork cannot deadlock with one of them.
@@ -53,4 +55,10 @@ def hold_across_fork(owner: T, locks: Callable[[T], Sequence[_Lock]], wait_s: fl
         for lock in reversed(held):
             lock.release()
 
-    os.register_at_fork(before=before, after_in_parent=after, after_in_child=after)
+    def after_in_child() -> None:
+        after()
+        obj = ref()
+        if in_child is not None and obj is not None:
+            in_child(obj)
+
+    os.register_at_fork(before=before, after_in_parent=after, after_in_child=after_in_child)

@@ -103,8 +103,22 @@ class AuditTrail:
         #: all count drops, and ``+= 1`` from two threads at once once counted one.
         self._counts_lock = threading.Lock()
         self._io_lock = threading.Lock()  # held by the sender while it writes; a fork takes it first
-        hold_across_fork(self, _fork_locks, _FORK_WAIT_S)
+        hold_across_fork(self, _fork_locks, _FORK_WAIT_S, in_child=AuditTrail._forked)
         _LIVE.add(self)
+
+    def _forked(self) -> None:
+        """A forked child's counts start at zero: they are this process's own, as its Prometheus
+        samples are (prometheus_client starts a forked child's values at zero). The parent's drops
+        are the parent's to report, on its own ``audit_dropped``/``audit_unsent`` lines (at its
+        close or exit): a child that kept them repeated, on its ``audit_unsent`` line, drops its
+        parent had not logged yet, and an admin adding up the lines of all processes counted them
+        twice. ``written`` must say what this process wrote: oneshot compares it with what it
+        emitted. Called in the child only, its only thread: no lock is taken.
+        """
+        self.dropped = {"file": 0, "syslog": 0, "queue": 0}
+        self._logged = dict(self.dropped)
+        self._last_log = 0.0
+        self._sinks.written = {"file": 0, "syslog": 0}
 
     @classmethod
     def from_settings(cls, audit: AuditSettings, ae_title: str, program: str = "mammocad") -> AuditTrail:
