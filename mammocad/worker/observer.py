@@ -23,17 +23,15 @@ from mammocad.audit import AuditMessage, AuditTrail, Peer, StudyTransfer, events
 from mammocad.config import Destination, Settings
 from mammocad.logs import log_event, safe_error
 from mammocad.metrics import definitions as m
+from mammocad.metrics import safe
 from mammocad.spool.layout import Spool
 
 logger = logging.getLogger(__name__)
 
 
 def _metric(name: str, update: Callable[[], object]) -> None:
-    """Apply ``update`` to the metric ``name``; a failure is one ``metric_failed`` line, never raised."""
-    try:
-        update()
-    except Exception as exc:  # noqa: BLE001 - a scrape that misses a sample must not undo the work
-        log_event(logger, "metric_failed", logging.WARNING, metric=name, error=safe_error(exc))
+    """Apply ``update`` to the metric ``name``; a failure is a rate-limited ``metric_failed`` line, never raised."""
+    safe.update(name, update)
 
 
 def _audit(trail: AuditTrail | None, what: str, destination: str, message: Callable[[], AuditMessage]) -> None:

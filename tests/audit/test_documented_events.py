@@ -13,7 +13,8 @@ import re
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-SOURCES = [*sorted((REPO / "mammocad" / "audit").glob("*.py")), REPO / "mammocad" / "worker" / "observer.py"]
+SOURCES = [*sorted((REPO / "mammocad" / "audit").glob("*.py")), REPO / "mammocad" / "worker" / "observer.py",
+           REPO / "mammocad" / "metrics" / "safe.py"]
 _LEVELS = {"exception", "critical", "error", "warning", "info"}
 
 
