@@ -28,7 +28,6 @@ import os
 import re
 import shutil
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -47,6 +46,7 @@ from mammocad.spool.layout import (
     fsync_dir,
     write_new,
 )
+from mammocad.spool.outbox_unreadable import report_listing
 from mammocad.spool.records import RecordError, check_version, int_field, load_json, time_field, uid_list
 
 if TYPE_CHECKING:  # pydicom loads numpy and Pillow: not at import (tests/test_cli_help.py)
@@ -63,34 +63,11 @@ OUTBOX_ITEM_VERSION = 1
 #: ``outbox drop`` or ``outbox retry``. Past it the letter is kept, for the worker's next dead-letter sweep.
 RETIRE_WAIT_S = 5.0
 
-#: Item folder -> the error last logged for it (``outbox_item_unreadable``). The results worker's
-#: sweeper lists the outbox every pass (up to every 15 s), so one broken ``item.json`` flooded the
-#: log; now a line comes when an item's error first appears or changes, or when it breaks again
-#: after being read. A log de-duplication memo (as :mod:`mammocad.spool.presence`'s): nothing decides by it.
-_reported: dict[Path, str] = {}
-_reported_lock = threading.Lock()
-
 
 def check_name(value: str, what: str) -> str:
     if not isinstance(value, str) or not _ID_RE.match(value) or value in (".", ".."):
         raise ValueError(f"{what} must be 1-128 characters of A-Z a-z 0-9 _ . -, got {value!r}")
     return value
-
-
-def _report_unreadable(base: Path, destination: str | None, bad: dict[Path, str]) -> None:
-    """Log each item of ``bad`` (folder -> error) whose error is not the one last logged for it.
-
-    The memo forgets the items of this listing (``base``, ``destination``) that were read or
-    are gone, so an item that breaks again, or a new one in a removed one's place, is logged.
-    """
-    with _reported_lock:
-        for folder in [f for f in _reported if f.parent.parent == base and f not in bad
-                       and destination in (None, f.parent.name)]:
-            del _reported[folder]
-        new = {folder: error for folder, error in bad.items() if _reported.get(folder) != error}
-        _reported.update(new)
-    for folder, error in new.items():
-        log_event(logger, "outbox_item_unreadable", logging.ERROR, item=str(folder), error=error)
 
 
 def lineage_before(item_id: str) -> list[str]:
@@ -233,9 +210,10 @@ class Outbox:
               unreadable: list[tuple[Path, str]] | None = None) -> list[OutboxItem]:
         """The readable items, oldest first. One whose ``item.json`` cannot be read is left out
         (it must not hide the others) and logged as ``outbox_item_unreadable`` once per item and
-        error (:data:`_reported`), or, with ``unreadable``, appended there as (folder, error) on
-        every call for the caller to report: ``outbox list`` tells the admin which one and what
-        to do, where a log line with no handler showed only the event's name."""
+        error (:func:`~mammocad.spool.outbox_unreadable.report_listing`), or, with ``unreadable``,
+        appended there as (folder, error) on every call for the caller to report: ``outbox list``
+        tells the admin which one and what to do, where a log line with no handler showed only
+        the event's name."""
         base = self.dead_root if dead else self.root
         out: list[OutboxItem] = []
         bad: dict[Path, str] = {}
@@ -250,7 +228,7 @@ class Outbox:
         if unreadable is not None:
             unreadable.extend(bad.items())
         else:
-            _report_unreadable(base, destination, bad)
+            report_listing(base, destination, bad)
         return sorted(out, key=lambda i: i.created)
 
     def complete(self, item: OutboxItem) -> None:

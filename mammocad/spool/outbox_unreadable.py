@@ -1,0 +1,41 @@
+"""The outbox's report of items whose ``item.json`` cannot be read (``outbox_item_unreadable``).
+
+The results worker's sweeper lists the outbox every pass (up to every 15 s), so one broken
+``item.json`` flooded the log; now a line comes when an item's error first appears or changes,
+or when it breaks again after being read. :data:`_reported` is a log de-duplication memo, one
+per process (as :mod:`mammocad.spool.presence`'s): nothing decides by it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from mammocad.logs import log_event
+
+#: The outbox's own logger: the event has always come from ``mammocad.spool.outbox``, and log
+#: filters select it by that name.
+logger = logging.getLogger("mammocad.spool.outbox")
+
+#: Item folder -> the error last logged for it.
+_reported: dict[Path, str] = {}
+_reported_lock = threading.Lock()
+
+
+def report_listing(base: Path, destination: str | None, bad: dict[Path, str]) -> None:
+    """Log each item of ``bad`` (folder -> error) whose error is not the one last logged for it.
+
+    ``base`` (``outbox/`` or ``deadletter/``) and ``destination`` (None: all) say which items the
+    caller listed. The memo forgets the items of that listing that were read or are gone, so an
+    item that breaks again, or a new one in a removed one's place, is logged; another listing
+    (the dead letters, one destination) leaves the rest alone.
+    """
+    with _reported_lock:
+        for folder in [f for f in _reported if f.parent.parent == base and f not in bad
+                       and destination in (None, f.parent.name)]:
+            del _reported[folder]
+        new = {folder: error for folder, error in bad.items() if _reported.get(folder) != error}
+        _reported.update(new)
+    for folder, error in new.items():
+        log_event(logger, "outbox_item_unreadable", logging.ERROR, item=str(folder), error=error)
