@@ -46,7 +46,7 @@ from mammocad.spool.layout import (
     fsync_dir,
     write_new,
 )
-from mammocad.spool.outbox_unreadable import report_listing
+from mammocad.spool.outbox_unreadable import describe, forget, report_listing
 from mammocad.spool.records import RecordError, check_version, int_field, load_json, time_field, uid_list
 
 if TYPE_CHECKING:  # pydicom loads numpy and Pillow: not at import (tests/test_cli_help.py)
@@ -201,7 +201,9 @@ class Outbox:
             data = load_json(path / ITEM_JSON)
         except FileNotFoundError:
             return None
-        return OutboxItem.from_json(data, dead=dead, path=path)
+        item = OutboxItem.from_json(data, dead=dead, path=path)
+        forget(path)  # read: a new break of it is news (outbox_unreadable)
+        return item
 
     def save(self, item: OutboxItem) -> None:
         atomic_write_json(item.path / ITEM_JSON, item.to_json(), self.layout.tmp)
@@ -221,7 +223,7 @@ class Outbox:
             try:
                 item = self.get(item_json.parent.parent.name, item_json.parent.name, dead)
             except (RecordError, ValueError) as exc:
-                bad[item_json.parent] = str(exc)[:300]
+                bad[item_json.parent] = describe(exc)
                 continue
             if item is not None:
                 out.append(item)

@@ -39,3 +39,31 @@ def report_listing(base: Path, destination: str | None, bad: dict[Path, str]) ->
         _reported.update(new)
     for folder, error in new.items():
         log_event(logger, "outbox_item_unreadable", logging.ERROR, item=str(folder), error=error)
+
+
+def describe(exc: Exception) -> str:
+    """The ``error`` of an item's line: every reader gives the same text for one fault, so the
+    memo matches the deliver task's report with the sweeper's."""
+    return str(exc)[:300]
+
+
+def report_item(folder: Path, error: str) -> None:
+    """Log one item a caller could not read outside a listing (the ``deliver`` task), unless
+    ``error`` is the one last logged for it in this process, by a listing or another task.
+
+    A pool process runs no listing, so its memo forgets here the items whose folders are gone
+    (and :func:`forget` those read since): else it would grow with every item that ever broke.
+    """
+    with _reported_lock:
+        for gone in [f for f in _reported if f != folder and not f.is_dir()]:
+            del _reported[gone]
+        new = _reported.get(folder) != error
+        _reported[folder] = error
+    if new:
+        log_event(logger, "outbox_item_unreadable", logging.ERROR, item=str(folder), error=error)
+
+
+def forget(folder: Path) -> None:
+    """``folder``'s ``item.json`` was read: if it breaks again, even with the same error, log it."""
+    with _reported_lock:
+        _reported.pop(folder, None)

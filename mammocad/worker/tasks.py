@@ -44,6 +44,7 @@ from mammocad.spool.catch_up import lineage, owed_objects
 from mammocad.spool.layout import validate_uid
 from mammocad.spool.leases import lease_path
 from mammocad.spool.outbox import Outbox, OutboxItem
+from mammocad.spool.outbox_unreadable import describe, report_item
 from mammocad.spool.records import RecordError
 from mammocad.spool.records.report import KeptOutputs, OutputObject, ReportRecord
 from mammocad.spool.studies import (
@@ -396,10 +397,10 @@ def _build(settings: Settings, files: StudyFiles, study: StudyResult, sop_uids: 
 def deliver(self: Task, spool_dir: str, destination: str, item_id: str, token: str | None = None) -> str:
     """One C-STORE attempt of one outbox item; reschedules itself with backoff on failure.
 
-    An item whose ``item.json`` cannot be read ends its chain with one ``outbox_item_unreadable``
-    line, as the sweeper logs it: no attempt can succeed until an admin corrects the file (the
-    sweeper then sees it overdue and queues it again), so a failing task with a traceback
-    would only hide that.
+    An item whose ``item.json`` cannot be read ends its chain with an ``outbox_item_unreadable``
+    line through the sweeper's memo (:func:`_unreadable`): no attempt can succeed until an admin
+    corrects the file (the sweeper then sees it overdue and queues it again), so a failing task
+    with a traceback would only hide that.
     """
     settings = _settings(self)
     outbox = Outbox(spool_dir)
@@ -433,7 +434,7 @@ def deliver(self: Task, spool_dir: str, destination: str, item_id: str, token: s
 
 
 def _unreadable(outbox: Outbox, destination: str, item_id: str, exc: RecordError) -> str:
-    """The ``outbox_item_unreadable`` line of :meth:`Outbox.items` (same fields), for the item this task was to send."""
-    log_event(logger, "outbox_item_unreadable", logging.ERROR, item=str(outbox.root / destination / item_id),
-              error=str(exc)[:300])
+    """Report the item this task was to send as :meth:`Outbox.items` does, through the same memo:
+    logging it here too, the task and the sweeps after it logged one fault twice."""
+    report_item(outbox.root / destination / item_id, describe(exc))
     return "unreadable"
