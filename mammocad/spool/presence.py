@@ -91,7 +91,8 @@ class Holder:
 
 #: Presence file -> the error last logged for it: the reconciler and every metrics scrape read
 #: the files, so an unreadable one is logged when its error first appears or changes, not on
-#: every read (a log de-duplication memo, nothing decides by it).
+#: every read (a log de-duplication memo, nothing decides by it). It holds the files the last
+#: listing of their folder could not read, no more: see :func:`_report_unreadable`.
 _reported: dict[Path, str] = {}
 _reported_lock = threading.Lock()
 
@@ -106,20 +107,18 @@ def worker_states(spool: Spool, lease_s: float, now: float | None = None) -> lis
     """
     now = time.time() if now is None else now
     out: list[WorkerState] = []
-    if not spool.workers.is_dir():
-        return out
-    for path in sorted(spool.workers.glob("*.json")):
+    bad: dict[Path, str] = {}
+    for path in sorted(spool.workers.glob("*.json")) if spool.workers.is_dir() else []:
         try:
             silent = max(0.0, now - path.stat().st_mtime)
             record = PresenceRecord.read(path)
         except FileNotFoundError:  # its worker removed it at a clean stop, between the listing and the read
             continue
         except (OSError, RecordError) as exc:
-            _report_unreadable(path, safe_error(exc))
+            bad[path] = safe_error(exc)
             continue
-        with _reported_lock:
-            _reported.pop(path, None)
         out.append(WorkerState(path, record, silent, silent <= max(lease_s, record.lease_s)))
+    _report_unreadable(spool.workers, bad)
     return out
 
 
@@ -130,14 +129,23 @@ def unreadable(spool: Spool) -> dict[Path, str]:
         return {p: why for p, why in _reported.items() if p.parent == spool.workers and p.exists()}
 
 
-def _report_unreadable(path: Path, why: str) -> None:
+def _report_unreadable(folder: Path, bad: dict[Path, str]) -> None:
+    """Log each file of ``bad`` (path -> why) whose error is not the one last logged for it.
+
+    The memo forgets the other files of ``folder``: read, or gone (their worker stopped, the
+    node pruned them, an admin removed them). Forgetting only those read, it kept every removed
+    file: the same fault in a later file of that name went unlogged, and it grew with every
+    worker name ever refused.
+    """
     with _reported_lock:
-        if _reported.get(path) == why:
-            return
-        _reported[path] = why
-    log_event(logger, "presence_unreadable", logging.WARNING, file=str(path), error=why,
-              hint="left out: its worker's messages count as held by a live worker until the visibility "
-                   "timeout; the worker rewrites it within lease_s / 6, else remove the file")
+        for path in [p for p in _reported if p.parent == folder and p not in bad]:
+            del _reported[path]
+        new = {path: why for path, why in bad.items() if _reported.get(path) != why}
+        _reported.update(new)
+    for path, why in new.items():
+        log_event(logger, "presence_unreadable", logging.WARNING, file=str(path), error=why,
+                  hint="left out: its worker's messages count as held by a live worker until the visibility "
+                       "timeout; the worker rewrites it within lease_s / 6, else remove the file")
 
 
 def holders_of(states: Iterable[WorkerState]) -> dict[str, list[Holder]]:

@@ -89,3 +89,28 @@ def test_a_refused_presence_is_logged_once_until_its_error_changes(
     _write(spool, "gpu-7@box", {**GOOD.to_json(), "worker": "gpu-7@box"})  # its worker rewrote it
     assert [s.record.worker for s in worker_states(spool, lease_s=30.0)] == ["gpu-7@box"]
     assert unreadable(spool) == {}
+
+
+def test_a_removed_presence_is_forgotten_so_the_same_error_later_is_logged_again(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The memo forgot a file only once it was read: one removed (its worker gone, or an admin)
+    stayed in it, so the same fault in a later file of that name went unlogged, and the memo grew
+    with every worker name ever refused. A listing now forgets the files it no longer finds."""
+    from mammocad.spool import presence
+
+    spool = Spool(tmp_path)
+    refused = {**GOOD.to_json(), "worker": "gpu-7@box", "pid": True}
+    bad = _write(spool, "gpu-7@box", refused)
+    with caplog.at_level(logging.WARNING, logger="mammocad.spool.presence"):
+        assert worker_states(spool, lease_s=30.0) == []
+        bad.unlink()
+        assert worker_states(spool, lease_s=30.0) == []
+        assert bad not in presence._reported  # the memo holds only files that are there
+        _write(spool, "gpu-7@box", refused)  # a later worker of that name, the same fault
+        worker_states(spool, lease_s=30.0)
+        bad.unlink()
+        spool.workers.rmdir()  # no folder at all: nothing of it is kept either
+        assert worker_states(spool, lease_s=30.0) == []
+        assert bad not in presence._reported
+    said = [(r.getMessage(), vars(r)["file"]) for r in caplog.records]
+    assert said == [("presence_unreadable", str(bad))] * 2
