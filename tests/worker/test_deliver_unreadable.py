@@ -95,7 +95,7 @@ def test_deliver_and_the_sweeper_report_an_unreadable_item_on_one_line(
 
     lines = _unreadable_lines(caplog)
     assert [(r["item"], r["error"]) for r in lines] == [(str(item.path), lines[0]["error"])] * 2
-    assert "item.json" in lines[0]["error"]
+    assert "item.json" in str(lines[0]["error"])
 
 
 def _unreadable_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, object]]:
