@@ -10,6 +10,12 @@ once turned lines already in the file into drops.
 When the collector fails, the sends of the next 1 s (doubling to 30 s) are dropped for syslog
 at once (the file has them), so a dead collector costs one timeout per backoff, not one per
 record.
+
+Each record is handled on its own: one that cannot be serialised (a defect in how it was
+built) is counted as dropped before any sink (``queue``, on an ``audit_dropped`` line of its
+own naming its event), and an unexpected error from a sink (not an ``OSError``) is that
+record's drop for that sink. Either once left the whole batch (up to 256 records) unwritten
+and unsent, counted nowhere.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from mammocad.audit.messages import AuditMessage
 from mammocad.audit.metric import count
 from mammocad.audit.outbox import InFlight
 from mammocad.audit.syslog import SEVERITY_NOTICE, SEVERITY_WARNING, SyslogClient, frame
-from mammocad.logs import log_event
+from mammocad.logs import log_event, safe_error
 
 logger = logging.getLogger("mammocad.audit")
 
@@ -35,9 +41,10 @@ BACKOFF_START_S, BACKOFF_MAX_S = 1.0, 30.0
 
 
 class Drop(Protocol):
-    """The trail's drop counter: one call per record ``sink`` did not take, and why."""
+    """The trail's drop counter: one call per record ``sink`` did not take, and why; ``each``
+    logs this drop on a line of its own (not once a minute): a record lost to a defect."""
 
-    def __call__(self, sink: str, why: str, **fields: object) -> None: ...
+    def __call__(self, sink: str, why: str, *, each: bool = False, **fields: object) -> None: ...
 
 
 class Sinks:
@@ -54,12 +61,33 @@ class Sinks:
 
     def write(self, messages: list[AuditMessage], held: InFlight) -> None:
         """Write the batch ``messages`` to each sink, telling ``held`` what each took."""
-        lines = [(m, m.to_xml()) for m in messages]
+        lines: list[tuple[AuditMessage, bytes]] = []
+        for message in messages:
+            xml = self._serialise(message)
+            if xml is not None:
+                lines.append((message, xml))
+            elif self.syslog is not None:  # no sink will take it: not pending at the collector
+                held.syslog_done(False)
         if self.file is not None:
             held.file_done(self.append([xml for _, xml in lines]))
         if self.syslog is not None:
             for message, xml in lines:
                 held.syslog_done(self.send(message, xml))
+
+    def _serialise(self, message: AuditMessage) -> bytes | None:
+        """``message`` as one line of XML, or None when it cannot be (dropped and counted).
+
+        The line names the record's event, never its content: the exception's message may
+        quote a value of it (a patient ID), so only its type is given.
+        """
+        try:
+            return message.to_xml()
+        except Exception as exc:  # noqa: BLE001 - one record's defect must not cost its batch
+            event = message.event_id
+            self._drop("queue", f"this record cannot be serialised ({type(exc).__name__}), a defect: report it "
+                       "with this line", each=True, audit_event=f"{event.value} {event.meaning}",
+                       audit_outcome=message.outcome)
+            return None
 
     def append(self, xmls: list[bytes]) -> bool:
         """Whether the file took the batch (written and fsynced; else each is dropped and counted)."""
@@ -71,10 +99,11 @@ class Sinks:
             for xml in xmls:  # one write per line: O_APPEND keeps lines of several processes whole
                 os.write(self._fd, xml + b"\n")
             os.fsync(self._fd)
-        except OSError as exc:  # the file's only: a metric counted in here once made written lines drops
+        except Exception as exc:  # noqa: BLE001 - the file's only: a metric counted in here once made written lines drops
             self.close_file()
+            why = (exc.strerror or exc) if isinstance(exc, OSError) else safe_error(exc)
             for _ in xmls:
-                self._drop("file", f"cannot write {self.file}: {exc.strerror or exc}")
+                self._drop("file", f"cannot write {self.file}: {why}")
             return False
         self.written["file"] += len(xmls)
         count("file", "written", len(xmls))  # never raises (mammocad/audit/metric.py)
@@ -91,8 +120,8 @@ class Sinks:
         message_bytes = frame(xml, severity=severity, hostname=self.identity.host)
         try:
             self.syslog.send(message_bytes)
-        except OSError as exc:
-            if exc.errno == errno.EMSGSIZE:  # this message, not the collector: no backoff for the next
+        except Exception as exc:  # noqa: BLE001 - also a ValueError (a host name IDNA cannot encode): this record's drop
+            if isinstance(exc, OSError) and exc.errno == errno.EMSGSIZE:  # this message, not the collector
                 self._drop("syslog", f"message of {len(message_bytes)} bytes is too large for a "
                            f"{self.syslog.scheme.upper()} datagram (the file has it); use tcp:// or tls:// "
                            "for [audit] syslog", collector=self.syslog.address)

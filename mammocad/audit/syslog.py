@@ -73,8 +73,9 @@ def tls_context(ca_file: str = "", cert_file: str = "", key_file: str = "") -> s
 
 
 class SyslogClient:
-    """One collector. ``send`` raises OSError when the message did not go out; the caller
-    decides what to do (the audit sender drops and counts it). Not thread-safe: one sender
+    """One collector. ``send`` raises when the message did not go out (an OSError, or a
+    ValueError for a host name IDNA cannot encode); the caller decides what to do (the audit
+    sender drops and counts it). Not thread-safe: one sender
     thread owns it."""
 
     def __init__(self, scheme: str, host: str, port: int, *, ca_file: str = "", cert_file: str = "",
@@ -150,7 +151,7 @@ class SyslogClient:
                 self._sock.sendto(message, (self.host, self.port))
             else:
                 self._sock.sendall(octet_counted(message))
-        except OSError:
+        except Exception:  # whatever failed, the stream may hold half a frame: the next send reconnects
             self.close()
             raise
 

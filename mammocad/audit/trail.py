@@ -288,13 +288,17 @@ class AuditTrail:
             log_event(logger, "audit_in_flight_settled", records=held.size, in_file=held.file_written,
                       syslog_sent=held.syslog_sent, collector=self.syslog.address if self.syslog is not None else "")
 
-    def _drop(self, sink: str, why: str, **fields: object) -> None:
+    def _drop(self, sink: str, why: str, *, each: bool = False, **fields: object) -> None:
+        """Count a record ``sink`` did not take; log it at most once a minute, unless ``each``
+        (a record lost to a defect: the admin needs each one's event and time)."""
         with self._counts_lock:
             self.dropped[sink] += 1
             dropped, now = self.dropped[sink], time.monotonic()
-            say = now - self._last_log >= _LOG_EVERY_S or dropped == 1
-            if say:
+            periodic = now - self._last_log >= _LOG_EVERY_S or dropped == 1
+            say = each or periodic
+            if periodic:  # a line of its own leaves the once-a-minute line's timer alone
                 self._last_log = now
+            if say:
                 self._logged[sink] = dropped
         count(sink, "dropped")
         if say:
