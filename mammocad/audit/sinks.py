@@ -138,6 +138,14 @@ class Sinks:
         count("syslog", "written")  # never raises: the record was sent whatever the metric does
         return True
 
+    def in_child(self) -> None:
+        """Right after a fork, in the child (its only thread: no lock is taken): what the
+        parent's sinks went through is not the child's. The collector's back-off starts over:
+        the parent's timer made a new child drop its records for up to 30 s without trying a
+        collector that may have been up all along (a new connection of its own, anyway)."""
+        self._retry_at = 0.0
+        self._backoff = BACKOFF_START_S
+
     def forked(self) -> None:
         """A forked child's own sinks: the parent's file descriptor and socket stay the parent's."""
         self._fd = None

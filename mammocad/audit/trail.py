@@ -113,12 +113,14 @@ class AuditTrail:
         close or exit): a child that kept them repeated, on its ``audit_unsent`` line, drops its
         parent had not logged yet, and an admin adding up the lines of all processes counted them
         twice. ``written`` must say what this process wrote: oneshot compares it with what it
-        emitted. Called in the child only, its only thread: no lock is taken.
+        emitted. Called in the child only, its only thread: no lock is taken. The sinks' own
+        state (the collector's back-off) is reset there too (:meth:`Sinks.in_child`).
         """
         self.dropped = {"file": 0, "syslog": 0, "queue": 0}
         self._logged = dict(self.dropped)
         self._last_log = 0.0
         self._sinks.written = {"file": 0, "syslog": 0}
+        self._sinks.in_child()
 
     @classmethod
     def from_settings(cls, audit: AuditSettings, ae_title: str, program: str = "mammocad") -> AuditTrail:
