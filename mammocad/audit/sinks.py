@@ -20,6 +20,7 @@ and unsent, counted nowhere.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -142,13 +143,23 @@ class Sinks:
         """Right after a fork, in the child (its only thread: no lock is taken): what the
         parent's sinks went through is not the child's. The collector's back-off starts over:
         the parent's timer made a new child drop its records for up to 30 s without trying a
-        collector that may have been up all along (a new connection of its own, anyway)."""
+        collector that may have been up all along (a new connection of its own, anyway).
+
+        The child's copy of the parent's audit file descriptor is closed here (the parent's
+        stays open): the child opens its own at its first write, and forgetting the copy
+        leaked one descriptor per trail and child. Here, because the number is surely still
+        that copy: later, code of the child may have closed it and opened something else under it.
+        """
         self._retry_at = 0.0
         self._backoff = BACKOFF_START_S
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            with contextlib.suppress(OSError):  # an error on close (EIO) still frees the number
+                os.close(fd)
 
     def forked(self) -> None:
-        """A forked child's own sinks: the parent's file descriptor and socket stay the parent's."""
-        self._fd = None
+        """A forked child's own sinks: the parent's socket stays the parent's (its file
+        descriptor was closed at the fork, :meth:`in_child`)."""
         if self.syslog is not None:
             inherited, self.syslog = self.syslog, self.syslog.fresh()
             inherited.close()  # our copy of the parent's socket: the parent keeps its own

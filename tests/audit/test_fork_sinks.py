@@ -1,8 +1,9 @@
-"""A forked child's sinks are its own: no back-off timer of its parent's.
+"""A forked child's sinks are its own: no back-off timer and no file descriptor of its parent's.
 
 Celery's prefork pool forks after the worker's trail has used its sinks. A child that kept its
 parent's syslog back-off dropped its records for up to 30 s without trying the collector (which
-may have been up all along).
+may have been up all along); one that forgot the inherited audit file descriptor without
+closing it held one descriptor more per trail for the rest of its life.
 """
 
 from __future__ import annotations
@@ -63,3 +64,38 @@ def test_a_forked_child_tries_the_collector_at_once(tmp_path: Path, monkeypatch:
     trail.close()
     assert trail.dropped["syslog"] == 1  # the parent's own back-off is untouched
 
+
+def _fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts descriptors in /proc/self/fd")
+def test_a_forked_child_does_not_keep_the_inherited_audit_file_descriptor(tmp_path: Path) -> None:
+    """The child's count after its own first write is the count it was forked with: its own
+    descriptor replaced the inherited one. The parent's descriptor stays open and usable."""
+    audit, result = tmp_path / "audit.log", tmp_path / "child.json"
+    trail = AuditTrail(ME, audit)
+    trail.emit(events.application_activity(ME, True))
+    wait_until(lambda: trail.written["file"] == 1, 60, "the parent's record in the file")
+    inherited = trail._sinks._fd
+    assert inherited is not None
+    at_fork = _fds()  # this test's thread alone opens files meanwhile: nothing changes until the fork
+
+    def child() -> dict[str, object]:
+        try:
+            still_open = os.fstat(inherited).st_ino == audit.stat().st_ino
+        except OSError:
+            still_open = False
+        trail.emit(events.application_activity(ME, False))
+        wait_until(lambda: trail.written["file"] == 1, 60, "the child's record in the file")
+        after_write = _fds()
+        trail.close(timeout_s=60)
+        return {"still_open": still_open, "after_write": after_write}
+
+    _in_child(child, result)
+    got = json.loads(result.read_text())
+    assert got == {"still_open": False, "after_write": at_fork}, got
+    trail.emit(events.application_activity(ME, True))  # the parent's descriptor was not closed by the child's hook
+    trail.close(timeout_s=60)
+    assert trail.written["file"] == 2 and trail.dropped["file"] == 0
+    assert len(audit.read_bytes().splitlines()) == 3
