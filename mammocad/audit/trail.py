@@ -221,9 +221,9 @@ class AuditTrail:
             fields.update(in_flight=held.nowhere, in_flight_file=held.file, in_flight_syslog=held.syslog)
         if say:
             log_event(logger, "audit_unsent", logging.WARNING, unsent=unsent, dropped_file=dropped["file"],
-                      dropped_syslog=dropped["syslog"], **fields,
+                      dropped_syslog=dropped["syslog"], dropped_queue=dropped["queue"], **fields,
                       file=str(self.file or ""), collector=self.syslog.address if self.syslog is not None else "",
-                      hint="unsent records reached neither sink, dropped_syslog ones only the file (if any), "
+                      hint="unsent and dropped_queue records reached neither sink, dropped_syslog ones only the file (if any), "
                            "in_flight ones no sink yet (a stuck sender holds them: compare with the collector); "
                            "check the audit file's disk and the collector (`mammocad config check` names them)")
 

@@ -79,3 +79,25 @@ def test_two_threads_that_drop_at_once_count_two(tmp_path: Path, monkeypatch: py
     first.join(60)
     other.join(60)
     assert trail.dropped["queue"] == 2
+
+
+def test_the_stop_line_gives_the_queue_drops_no_audit_dropped_line_gave(tmp_path: Path,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """Records dropped at a full queue after the minute's ``audit_dropped`` line were counted
+    on no line: the ``audit_unsent`` line at the stop was logged for them (the counts had
+    changed) but gave only the file's and the collector's drops, all 0."""
+    from tests.services import wait_until
+
+    trail = AuditTrail(ME, tmp_path / "audit.log", queue_size=2)
+    caplog.set_level("WARNING", "mammocad.audit")
+    with trail._io_lock:  # the sender takes its first batch, then waits here to write it
+        trail.emit(events.application_activity(ME, True))
+        wait_until(lambda: trail._queue.qsize() == 0, 60, "the sender's first batch")
+        for _ in range(5):  # 2 fit in the queue, 3 are dropped: the first on an audit_dropped line
+            trail.emit(events.application_activity(ME, True))
+    trail.close(timeout_s=60)
+    dropped = [r for r in caplog.records if r.getMessage() == "audit_dropped"]
+    unsent = [r for r in caplog.records if r.getMessage() == "audit_unsent"]
+    assert [r.dropped for r in dropped] == [1]  # type: ignore[attr-defined]
+    assert [(r.unsent, r.dropped_queue) for r in unsent] == [(0, 3)]  # type: ignore[attr-defined]
+    assert trail.written["file"] == 3
