@@ -290,6 +290,13 @@ class AuditTrail:
             log_event(logger, "audit_in_flight_settled", records=held.size, in_file=held.file_written,
                       syslog_sent=held.syslog_sent, collector=self.syslog.address if self.syslog is not None else "")
 
+    def lost(self, error: str, **fields: object) -> None:
+        """A record its caller could not make (the message's construction raised): counted as a
+        ``queue`` drop and logged with ``fields`` (the event, a study UID; never patient data),
+        as the trail counts its own. Callers once logged ``audit_dropped`` themselves, which
+        ``mammocad_audit_messages_total{outcome="dropped"}`` (the drop alert) never saw."""
+        self._drop("queue", error, each=True, **fields)
+
     def _drop(self, sink: str, why: str, *, each: bool = False, **fields: object) -> None:
         """Count a record ``sink`` did not take; log it at most once a minute, unless ``each``
         (a record lost to a defect: the admin needs each one's event and time)."""

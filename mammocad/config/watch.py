@@ -109,8 +109,11 @@ class ConfigWatcher:
                     self.trail.emit(events.config_reloaded(self.trail.identity, str(self.path), section, before,
                                                            after))
         except Exception as exc:  # noqa: BLE001 - the audit must never stop a reload
-            log_event(logger, "audit_dropped", logging.WARNING, sink="queue", error=safe_error(exc),
-                      audit_event="config_reloaded")
+            if self.trail is not None:  # counted where the drop alert sees it
+                self.trail.lost(safe_error(exc), audit_event="config_reloaded")
+            else:  # the trail itself could not be made from the old settings
+                log_event(logger, "audit_dropped", logging.WARNING, sink="queue", error=safe_error(exc),
+                          audit_event="config_reloaded")
 
     def current(self) -> Settings:
         self.poll()

@@ -231,7 +231,7 @@ def deletion_auditor(trail: AuditTrail | None, uid: str, why: str) -> Callable[[
             trail.emit(events.study_deleted(trail.identity, studies[0] if studies else StudyTransfer(uid, {}),
                                             f"{why} {tag}"))
         except Exception as exc:  # noqa: BLE001 - never leave a renamed folder behind for the audit's sake
-            log_event(logger, "audit_dropped", logging.WARNING, sink="queue", error=safe_error(exc), study=uid)
+            trail.lost(safe_error(exc), audit_event="study_deleted", study=uid)  # counted: the drop alert sees it
 
     return deleting
 
