@@ -9,6 +9,7 @@ from mammocad.config.settings import (
     Settings,
     load_settings,
     resolve_config_path,
+    settings_for_command,
     validate_ae_title,
 )
 
@@ -21,5 +22,6 @@ __all__ = [
     "Settings",
     "load_settings",
     "resolve_config_path",
+    "settings_for_command",
     "validate_ae_title",
 ]

@@ -30,6 +30,7 @@ from mammocad.config.settings import (
     Settings,
     load_settings,
     resolve_config_path,
+    settings_for_command,
     validate_config_data,
 )
 
@@ -115,19 +116,12 @@ def _fail(message: str) -> int:
     return 1
 
 
-def _load(args: argparse.Namespace) -> Settings | None:
-    try:
-        return load_settings(args.config)
-    except ConfigError as exc:
-        print(f"mammocad: {exc}", file=sys.stderr)
-        return None
-
 
 # --------------------------------------------------------------------------- aet
 
 
 def _aet_list(args: argparse.Namespace) -> int:
-    settings = _load(args)
+    settings = settings_for_command(getattr(args, "config", None))
     if settings is None:
         return EXIT_INVALID_CONFIG
     if not settings.callers:
@@ -217,7 +211,7 @@ def _dest_list(args: argparse.Namespace) -> int:
     """One line per destination, with its TLS settings: whether a PACS certificate must name
     the host (verify_hostname) and which CA file decides trust are what an admin checks when
     a delivery is refused, or when a hospital-wide CA signs other machines too."""
-    settings = _load(args)
+    settings = settings_for_command(getattr(args, "config", None))
     if settings is None:
         return EXIT_INVALID_CONFIG
     if not settings.destinations:
@@ -261,7 +255,7 @@ def _dest_remove(args: argparse.Namespace) -> int:
 def _dest_echo(args: argparse.Namespace) -> int:
     from mammocad.config.echo import echo  # pynetdicom import only when needed
 
-    settings = _load(args)
+    settings = settings_for_command(getattr(args, "config", None))
     if settings is None:
         return EXIT_INVALID_CONFIG
     try:
@@ -282,7 +276,7 @@ def _dest_echo(args: argparse.Namespace) -> int:
 
 def _config_check(args: argparse.Namespace) -> int:
     path = resolve_config_path(args.config)
-    settings = _load(args)
+    settings = settings_for_command(getattr(args, "config", None))
     if settings is None:
         return EXIT_INVALID_CONFIG
     source = str(path) if path.exists() else f"built-in defaults ({path} not found)"
@@ -324,7 +318,7 @@ def _redact(url: str) -> str:
 
 
 def _config_show(args: argparse.Namespace) -> int:
-    settings = _load(args)
+    settings = settings_for_command(getattr(args, "config", None))
     if settings is None:
         return EXIT_INVALID_CONFIG
     data = _drop_none(settings.model_dump(mode="json"))

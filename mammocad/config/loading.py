@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import tomllib
 from collections.abc import Mapping
 from importlib.resources.abc import Traversable
@@ -231,3 +232,14 @@ def validate_config_data(data: dict[str, Any], path: Path | None = None) -> Sett
         return _FileOnlySettings(**data)
     except Exception as exc:
         raise ConfigError(_explain(exc, path, hint=False)) from exc
+
+
+def settings_for_command(config: str | os.PathLike[str] | None) -> Settings | None:
+    """A command's settings (``--config``, else the default file and the environment), or None
+    after saying why on stderr (``mammocad: <the ConfigError>``): the command then returns
+    ``EXIT_INVALID_CONFIG``. Each command group once kept its own copy of these lines."""
+    try:
+        return load_settings(config)
+    except ConfigError as exc:
+        print(f"mammocad: {exc}", file=sys.stderr)
+        return None

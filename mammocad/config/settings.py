@@ -21,6 +21,7 @@ from mammocad.config.loading import (
     ConfigError,
     load_settings,
     resolve_config_path,
+    settings_for_command,
     validate_config_data,
 )
 from mammocad.config.output_kinds import OutputKind
@@ -55,6 +56,7 @@ __all__ = [
     "Settings",
     "WorkerSettings",
     "load_settings",
+    "settings_for_command",
     "resolve_config_path",
     "validate_ae_title",
     "validate_config_data",

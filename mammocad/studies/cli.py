@@ -11,7 +11,7 @@ import json
 import sys
 import time
 
-from mammocad.config import EXIT_INVALID_CONFIG, ConfigError, Settings, load_settings
+from mammocad.config import EXIT_INVALID_CONFIG, settings_for_command
 from mammocad.studies.status import STATES, StudyStatus
 
 
@@ -53,13 +53,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     ra.set_defaults(handler=studies_reanalyse)
 
 
-def _load(args: argparse.Namespace) -> Settings | None:
-    try:
-        return load_settings(args.config)
-    except ConfigError as exc:
-        print(f"mammocad: {exc}", file=sys.stderr)
-        return None
-
 
 def _when(t: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else "-"
@@ -72,7 +65,7 @@ def _dests(status: StudyStatus) -> str:
 def studies_list(args: argparse.Namespace) -> int:
     from mammocad.studies.status import all_statuses
 
-    settings = _load(args)
+    settings = settings_for_command(getattr(args, "config", None))
     if settings is None:
         return EXIT_INVALID_CONFIG
     statuses = all_statuses(settings.node.spool_dir, args.state, lease_s=settings.worker.lease_s)
@@ -95,7 +88,7 @@ def studies_list(args: argparse.Namespace) -> int:
 def studies_show(args: argparse.Namespace) -> int:
     from mammocad.studies.status import study_status, unknown_study
 
-    settings = _load(args)
+    settings = settings_for_command(getattr(args, "config", None))
     if settings is None:
         return EXIT_INVALID_CONFIG
     try:
@@ -132,7 +125,7 @@ def studies_show(args: argparse.Namespace) -> int:
 def studies_resend(args: argparse.Namespace) -> int:
     from mammocad.studies.actions import ActionError, resend
 
-    settings = _load(args)
+    settings = settings_for_command(getattr(args, "config", None))
     if settings is None:
         return EXIT_INVALID_CONFIG
     try:
@@ -152,7 +145,7 @@ def studies_resend(args: argparse.Namespace) -> int:
 def studies_reanalyse(args: argparse.Namespace) -> int:
     from mammocad.studies.actions import ActionError, reanalyse
 
-    settings = _load(args)
+    settings = settings_for_command(getattr(args, "config", None))
     if settings is None:
         return EXIT_INVALID_CONFIG
     from mammocad.logs import configure_logging

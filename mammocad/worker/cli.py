@@ -21,7 +21,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from mammocad.config import EXIT_INVALID_CONFIG, ConfigError, Settings, load_settings, resolve_config_path
+from mammocad.config import (
+    EXIT_INVALID_CONFIG,
+    Settings,
+    resolve_config_path,
+    settings_for_command,
+)
 from mammocad.listen import PortError, listen
 from mammocad.logs import configure_logging
 from mammocad.worker import outbox_cli, workers_cli
@@ -55,19 +60,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     outbox_cli.register(subparsers)
 
 
-def _load(args: argparse.Namespace) -> Settings | None:
-    try:
-        return load_settings(getattr(args, "config", None))
-    except ConfigError as exc:
-        print(f"mammocad: {exc}", file=sys.stderr)
-        return None
-
 
 # --------------------------------------------------------------------------- worker
 
 
 def run_worker(args: argparse.Namespace) -> int:
-    settings = _load(args)
+    settings = settings_for_command(getattr(args, "config", None))
     if settings is None:
         return EXIT_INVALID_CONFIG
     # As the node and `serve` do: what the worker and the libraries it uses write (model caches,

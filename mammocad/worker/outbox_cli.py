@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mammocad.config import EXIT_INVALID_CONFIG, ConfigError, Settings, load_settings
+from mammocad.config import EXIT_INVALID_CONFIG, Settings, settings_for_command
 
 if TYPE_CHECKING:  # imported where used: `mammocad --help` stays light (tests/test_cli_help.py)
     from mammocad.spool.outbox import Outbox, OutboxItem
@@ -40,13 +40,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     dr.set_defaults(handler=outbox_drop)
 
 
-def _load(args: argparse.Namespace) -> Settings | None:
-    try:
-        return load_settings(getattr(args, "config", None))
-    except ConfigError as exc:
-        print(f"mammocad: {exc}", file=sys.stderr)
-        return None
-
 
 #: How long ``outbox drop`` and ``outbox retry`` wait for an item's lock: held by a delivery
 #: attempt, for at most one send (``delivery.network_timeout_s`` per batch) and its bookkeeping.
@@ -56,7 +49,7 @@ ADMIN_LOCK_WAIT_S = 5.0
 def outbox_list(args: argparse.Namespace) -> int:
     from mammocad.spool.outbox import Outbox
 
-    settings = _load(args)
+    settings = settings_for_command(getattr(args, "config", None))
     if settings is None:
         return EXIT_INVALID_CONFIG
     unreadable: list[tuple[Path, str]] = []
@@ -84,7 +77,7 @@ def outbox_drop(args: argparse.Namespace) -> int:
     from mammocad.audit import events, oneshot
     from mammocad.spool.outbox import Outbox
 
-    settings = _load(args)
+    settings = settings_for_command(getattr(args, "config", None))
     if settings is None:
         return EXIT_INVALID_CONFIG
     if bool(args.item) == bool(args.dest):
@@ -174,7 +167,7 @@ def outbox_retry(args: argparse.Namespace) -> int:
     from mammocad.audit import oneshot
     from mammocad.spool.outbox import Outbox
 
-    settings = _load(args)
+    settings = settings_for_command(getattr(args, "config", None))
     if settings is None:
         return EXIT_INVALID_CONFIG
     if bool(args.item) == bool(args.all):

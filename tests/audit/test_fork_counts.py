@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import signal
 from pathlib import Path
 
 from mammocad.audit import events
 from mammocad.audit.events import Identity
 from mammocad.audit.syslog import SyslogClient
 from mammocad.audit.trail import AuditTrail
+from tests.audit.forking import in_child
 from tests.services import free_port, wait_until
 
 ME = Identity.make("MAMMOCAD")
@@ -37,7 +36,7 @@ class _Lines(logging.Handler):
             self.lines.append({"event": record.getMessage(), **fields})
 
 
-def _child(trail: AuditTrail, result: Path) -> None:
+def _child(trail: AuditTrail) -> dict[str, object]:
     """One record of the child's own, then its close; what it counted and logged goes to ``result``."""
     audit = logging.getLogger("mammocad.audit")
     lines = _Lines()
@@ -45,7 +44,7 @@ def _child(trail: AuditTrail, result: Path) -> None:
     audit.setLevel(logging.WARNING)
     trail.emit(events.application_activity(ME, False))
     trail.close(timeout_s=60)
-    result.write_text(json.dumps({"dropped": trail.dropped, "written": trail.written, "lines": lines.lines}))
+    return {"dropped": trail.dropped, "written": trail.written, "lines": lines.lines}
 
 
 def test_a_forked_child_reports_only_its_own_drops_and_writes(tmp_path: Path) -> None:
@@ -55,19 +54,8 @@ def test_a_forked_child_reports_only_its_own_drops_and_writes(tmp_path: Path) ->
         trail.emit(events.application_activity(ME, ok))
     wait_until(lambda: trail.dropped["syslog"] == 2, 60, "the parent's two syslog drops")
     assert trail.written == {"file": 2, "syslog": 0}
-    pid = os.fork()
-    if pid == 0:  # the child: never back into pytest; killed by SIGALRM if it hangs
-        status = 5
-        try:
-            signal.signal(signal.SIGALRM, signal.SIG_DFL)
-            signal.alarm(60)
-            _child(trail, result)
-            status = 0
-        finally:
-            os._exit(status)
-    _, exited = os.waitpid(pid, 0)  # the child's alarm bounds this
+    in_child(lambda: _child(trail), result)
     trail.close()
-    assert os.waitstatus_to_exitcode(exited) == 0, "the child failed or hung (-14: SIGALRM)"
     child = json.loads(result.read_text())
     assert child["dropped"] == {"file": 0, "syslog": 1, "queue": 0}, child
     assert child["written"] == {"file": 1, "syslog": 0}, child

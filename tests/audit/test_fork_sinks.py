@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,26 +18,11 @@ from mammocad.audit import events, sinks
 from mammocad.audit.events import Identity
 from mammocad.audit.syslog import SyslogClient
 from mammocad.audit.trail import AuditTrail
+from tests.audit.forking import in_child
 from tests.audit.listener import SyslogListener
 from tests.services import free_port, wait_until
 
 ME = Identity.make("MAMMOCAD")
-
-
-def _in_child(body: Callable[[], dict[str, object]], result: Path) -> None:
-    """Fork, run ``body`` in the child and write what it returns to ``result``; fail if it fails."""
-    pid = os.fork()
-    if pid == 0:  # the child: never back into pytest; killed by SIGALRM if it hangs
-        status = 5
-        try:
-            signal.signal(signal.SIGALRM, signal.SIG_DFL)
-            signal.alarm(60)
-            result.write_text(json.dumps(body()))
-            status = 0
-        finally:
-            os._exit(status)
-    _, exited = os.waitpid(pid, 0)  # the child's alarm bounds this
-    assert os.waitstatus_to_exitcode(exited) == 0, "the child failed or hung (-14: SIGALRM)"
 
 
 def test_a_forked_child_tries_the_collector_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -57,7 +40,7 @@ def test_a_forked_child_tries_the_collector_at_once(tmp_path: Path, monkeypatch:
             trail.close(timeout_s=60)
             return {"dropped": trail.dropped, "written": trail.written}
 
-        _in_child(child, result)
+        in_child(child, result)
         got = json.loads(result.read_text())
         assert got == {"dropped": {"file": 0, "syslog": 0, "queue": 0}, "written": {"file": 1, "syslog": 1}}, got
         wait_until(lambda: listener.received, 60, "the child's record at the collector")
@@ -101,7 +84,7 @@ def test_a_forked_child_does_not_keep_the_inherited_audit_file_descriptor(tmp_pa
         trail.close(timeout_s=60)
         return {"still_open": still_open, "on_file": on_file}
 
-    _in_child(child, result)
+    in_child(child, result)
     got = json.loads(result.read_text())
     assert got == {"still_open": False, "on_file": 1}, got
     trail.emit(events.application_activity(ME, True))  # the parent's descriptor was not closed by the child's hook
