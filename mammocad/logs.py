@@ -10,11 +10,13 @@ import json
 import logging
 import re
 import sys
+import threading
 import time
 import traceback
+from collections.abc import Callable, Hashable, Mapping
 from functools import lru_cache
 from types import TracebackType
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 _EVENT_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
@@ -159,6 +161,60 @@ def _quote(value: Any) -> str:
 def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **fields: Any) -> None:
     """Log one structured event; ``fields`` become key=value pairs."""
     logger.log(level, event, extra=fields)
+
+
+_K = TypeVar("_K", bound=Hashable)
+
+
+class ErrorMemo(Generic[_K]):
+    """Which error was last logged for each thing (a file, a folder) a periodic reader cannot read.
+
+    A reader that runs every few seconds (the sweeper, the reconciler, a metrics scrape) logged
+    one broken file on every pass. With a memo it logs when a thing's error first appears or
+    changes: :meth:`settle` gives what is new, after forgetting the things of the caller's
+    listing that were read or are gone, so a thing that breaks again is logged again and the
+    memo holds no more than the last listing's failures. A log de-duplication memo, one per
+    process: nothing decides by it.
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[_K, str] = {}
+        self._lock = threading.Lock()
+
+    def settle(self, listed: Callable[[_K], bool], bad: Mapping[_K, str]) -> dict[_K, str]:
+        """``bad`` (thing -> error) is what one listing could not read, ``listed`` says which
+        remembered things that listing covered: those not in ``bad`` are forgotten. Returns the
+        things of ``bad`` whose error is not the one last logged (the caller logs them)."""
+        with self._lock:
+            for key in [k for k in self._last if listed(k) and k not in bad]:
+                del self._last[key]
+            new = {key: error for key, error in bad.items() if self._last.get(key) != error}
+            self._last.update(new)
+        return new
+
+    def note(self, key: _K, error: str, *, forget: Callable[[_K], bool] | None = None) -> bool:
+        """One thing read outside a listing: True when ``error`` is not the one last logged for
+        it. ``forget``: other remembered things to drop meanwhile (gone ones)."""
+        with self._lock:
+            for other in [k for k in self._last if k != key and forget is not None and forget(k)]:
+                del self._last[other]
+            new = self._last.get(key) != error
+            self._last[key] = error
+        return new
+
+    def forget(self, key: _K) -> None:
+        """``key`` was read: if it breaks again, even with the same error, it is logged again."""
+        with self._lock:
+            self._last.pop(key, None)
+
+    def current(self, keep: Callable[[_K], bool]) -> dict[_K, str]:
+        """The remembered things ``keep`` selects, with their errors."""
+        with self._lock:
+            return {key: error for key, error in self._last.items() if keep(key)}
+
+    def __contains__(self, key: object) -> bool:
+        with self._lock:
+            return key in self._last
 
 
 class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]

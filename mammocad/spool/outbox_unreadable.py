@@ -2,25 +2,23 @@
 
 The results worker's sweeper lists the outbox every pass (up to every 15 s), so one broken
 ``item.json`` flooded the log; now a line comes when an item's error first appears or changes,
-or when it breaks again after being read. :data:`_reported` is a log de-duplication memo, one
-per process (as :mod:`mammocad.spool.presence`'s): nothing decides by it.
+or when it breaks again after being read (:class:`~mammocad.logs.ErrorMemo`, one per process,
+as :mod:`mammocad.spool.presence`'s).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from pathlib import Path
 
-from mammocad.logs import log_event
+from mammocad.logs import ErrorMemo, log_event
 
 #: The outbox's own logger: the event has always come from ``mammocad.spool.outbox``, and log
 #: filters select it by that name.
 logger = logging.getLogger("mammocad.spool.outbox")
 
 #: Item folder -> the error last logged for it.
-_reported: dict[Path, str] = {}
-_reported_lock = threading.Lock()
+_reported: ErrorMemo[Path] = ErrorMemo()
 
 
 def report_listing(base: Path, destination: str | None, bad: dict[Path, str]) -> None:
@@ -31,13 +29,10 @@ def report_listing(base: Path, destination: str | None, bad: dict[Path, str]) ->
     item that breaks again, or a new one in a removed one's place, is logged; another listing
     (the dead letters, one destination) leaves the rest alone.
     """
-    with _reported_lock:
-        for folder in [f for f in _reported if f.parent.parent == base and f not in bad
-                       and destination in (None, f.parent.name)]:
-            del _reported[folder]
-        new = {folder: error for folder, error in bad.items() if _reported.get(folder) != error}
-        _reported.update(new)
-    for folder, error in new.items():
+    def listed(folder: Path) -> bool:
+        return folder.parent.parent == base and destination in (None, folder.parent.name)
+
+    for folder, error in _reported.settle(listed, bad).items():
         log_event(logger, "outbox_item_unreadable", logging.ERROR, item=str(folder), error=error)
 
 
@@ -54,16 +49,10 @@ def report_item(folder: Path, error: str) -> None:
     A pool process runs no listing, so its memo forgets here the items whose folders are gone
     (and :func:`forget` those read since): else it would grow with every item that ever broke.
     """
-    with _reported_lock:
-        for gone in [f for f in _reported if f != folder and not f.is_dir()]:
-            del _reported[gone]
-        new = _reported.get(folder) != error
-        _reported[folder] = error
-    if new:
+    if _reported.note(folder, error, forget=lambda other: not other.is_dir()):
         log_event(logger, "outbox_item_unreadable", logging.ERROR, item=str(folder), error=error)
 
 
 def forget(folder: Path) -> None:
     """``folder``'s ``item.json`` was read: if it breaks again, even with the same error, log it."""
-    with _reported_lock:
-        _reported.pop(folder, None)
+    _reported.forget(folder)

@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mammocad.logs import log_event, safe_error
+from mammocad.logs import ErrorMemo, log_event, safe_error
 from mammocad.spool.layout import Spool, atomic_write_json
 from mammocad.spool.records import RecordError
 from mammocad.spool.records.presence import PresenceRecord
@@ -93,8 +93,7 @@ class Holder:
 #: the files, so an unreadable one is logged when its error first appears or changes, not on
 #: every read (a log de-duplication memo, nothing decides by it). It holds the files the last
 #: listing of their folder could not read, no more: see :func:`_report_unreadable`.
-_reported: dict[Path, str] = {}
-_reported_lock = threading.Lock()
+_reported: ErrorMemo[Path] = ErrorMemo()
 
 
 def worker_states(spool: Spool, lease_s: float, now: float | None = None) -> list[WorkerState]:
@@ -125,8 +124,7 @@ def worker_states(spool: Spool, lease_s: float, now: float | None = None) -> lis
 def unreadable(spool: Spool) -> dict[Path, str]:
     """The presence files of ``spool`` the last :func:`worker_states` of this process could not
     read, with why (for ``mammocad workers``)."""
-    with _reported_lock:
-        return {p: why for p, why in _reported.items() if p.parent == spool.workers and p.exists()}
+    return _reported.current(lambda p: p.parent == spool.workers and p.exists())
 
 
 def _report_unreadable(folder: Path, bad: dict[Path, str]) -> None:
@@ -137,12 +135,7 @@ def _report_unreadable(folder: Path, bad: dict[Path, str]) -> None:
     file: the same fault in a later file of that name went unlogged, and it grew with every
     worker name ever refused.
     """
-    with _reported_lock:
-        for path in [p for p in _reported if p.parent == folder and p not in bad]:
-            del _reported[path]
-        new = {path: why for path, why in bad.items() if _reported.get(path) != why}
-        _reported.update(new)
-    for path, why in new.items():
+    for path, why in _reported.settle(lambda p: p.parent == folder, bad).items():
         log_event(logger, "presence_unreadable", logging.WARNING, file=str(path), error=why,
                   hint="left out: its worker's messages count as held by a live worker until the visibility "
                        "timeout; the worker rewrites it within lease_s / 6, else remove the file")
